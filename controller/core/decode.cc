@@ -1,0 +1,813 @@
+// Decoding of Kubernetes objects from YAML nodes; see decode.h.
+//
+// Inside this file a schema error is thrown as FieldError and caught at the
+// document boundary (decode_document), where it becomes a DecodeError value:
+// the decoder reads like the schema it checks, and nothing escapes.
+#include "controller/core/decode.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <initializer_list>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+namespace gantry::controller {
+
+namespace {
+
+struct FieldError {
+  int line;
+  std::string field;
+  std::string message;
+};
+
+// Bounds the work of one document: YAML aliases let a small file describe a
+// huge tree, and the decoder must not walk it.
+constexpr long kNodeBudget = 200000;
+thread_local long g_budget = kNodeBudget;
+
+int line_of(const YAML::Node& n) {
+  if (!n.IsDefined()) return 0;
+  YAML::Mark m = n.Mark();
+  return m.line < 0 ? 0 : m.line + 1;
+}
+
+[[noreturn]] void fail(const YAML::Node& at, const std::string& field, std::string message) {
+  throw FieldError{line_of(at), field, std::move(message)};
+}
+
+void spend(const YAML::Node& at, const std::string& field) {
+  if (--g_budget < 0) fail(at, field, "document too large (aliases expand beyond the limit)");
+}
+
+std::string join(std::initializer_list<const char*> values) {
+  std::string out;
+  for (const char* v : values) {
+    if (!out.empty()) out += ", ";
+    out += v;
+  }
+  return out;
+}
+
+std::string sub(const std::string& path, const char* key) {
+  return path.empty() ? std::string(key) : path + "." + key;
+}
+std::string idx(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+bool present(const YAML::Node& n) { return n.IsDefined() && !n.IsNull(); }
+
+// A map field; a missing or null value reads as an empty map.
+void expect_map(const YAML::Node& n, const std::string& field) {
+  spend(n, field);
+  if (present(n) && !n.IsMap()) fail(n, field, "expected an object");
+}
+
+YAML::Node get(const YAML::Node& map, const char* key) {
+  if (!present(map)) return YAML::Node(YAML::NodeType::Undefined);
+  return map[key];
+}
+
+std::string scalar(const YAML::Node& n, const std::string& field) {
+  spend(n, field);
+  if (!n.IsScalar()) fail(n, field, "expected a string");
+  return n.Scalar();
+}
+
+std::optional<std::string> opt_str(const YAML::Node& map, const char* key,
+                                   const std::string& path) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return std::nullopt;
+  return scalar(n, sub(path, key));
+}
+
+std::string str(const YAML::Node& map, const char* key, const std::string& path,
+                std::string fallback = "") {
+  return opt_str(map, key, path).value_or(std::move(fallback));
+}
+
+std::string required_str(const YAML::Node& map, const char* key, const std::string& path) {
+  auto v = opt_str(map, key, path);
+  if (!v || v->empty()) fail(map, sub(path, key), "required");
+  return *v;
+}
+
+int64_t to_int(const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(n, field);
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+    fail(n, field, "expected an integer, got \"" + s + "\"");
+  return v;
+}
+
+std::optional<int64_t> opt_int(const YAML::Node& map, const char* key, const std::string& path) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return std::nullopt;
+  return to_int(n, sub(path, key));
+}
+
+std::optional<double> opt_double(const YAML::Node& map, const char* key,
+                                 const std::string& path) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return std::nullopt;
+  std::string s = scalar(n, sub(path, key));
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
+    fail(n, sub(path, key), "expected a number, got \"" + s + "\"");
+  return v;
+}
+
+std::optional<bool> opt_bool(const YAML::Node& map, const char* key, const std::string& path) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return std::nullopt;
+  std::string s = scalar(n, sub(path, key));
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  fail(n, sub(path, key), "expected true or false, got \"" + s + "\"");
+}
+
+// Checks an enum-like value against its allowed spellings (what a CRD enum does).
+std::string one_of(const YAML::Node& map, const char* key, const std::string& path,
+                   const char* fallback, std::initializer_list<const char*> allowed) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return fallback;
+  std::string v = scalar(n, sub(path, key));
+  for (const char* a : allowed)
+    if (v == a) return v;
+  fail(n, sub(path, key), "unknown value \"" + v + "\" (want " + join(allowed) + ")");
+}
+
+// Calls fn(item, item_path, index) for each element of a sequence field.
+template <typename Fn>
+void each(const YAML::Node& map, const char* key, const std::string& path, Fn fn) {
+  YAML::Node n = get(map, key);
+  if (!present(n)) return;
+  std::string field = sub(path, key);
+  spend(n, field);
+  if (!n.IsSequence()) fail(n, field, "expected a list");
+  for (size_t i = 0; i < n.size(); ++i) fn(n[i], idx(field, i));
+}
+
+std::vector<std::string> str_list(const YAML::Node& map, const char* key,
+                                  const std::string& path) {
+  std::vector<std::string> out;
+  each(map, key, path,
+       [&](const YAML::Node& item, const std::string& f) { out.push_back(scalar(item, f)); });
+  return out;
+}
+
+std::map<std::string, std::string> str_map(const YAML::Node& map, const char* key,
+                                           const std::string& path) {
+  std::map<std::string, std::string> out;
+  YAML::Node n = get(map, key);
+  std::string field = sub(path, key);
+  expect_map(n, field);
+  if (!present(n)) return out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string k = scalar(it->first, field);
+    out[k] = present(it->second) ? scalar(it->second, field + "." + k) : std::string();
+  }
+  return out;
+}
+
+// ------------------------------------------------------------ metadata
+
+ObjectMeta decode_meta(const YAML::Node& doc) {
+  YAML::Node m = get(doc, "metadata");
+  expect_map(m, "metadata");
+  if (!present(m)) fail(doc, "metadata", "required");
+  ObjectMeta meta;
+  meta.name = required_str(m, "name", "metadata");
+  if (auto ns = opt_str(m, "namespace", "metadata"); ns && !ns->empty()) meta.namespace_ = *ns;
+  meta.uid = str(m, "uid", "metadata");
+  meta.generation = opt_int(m, "generation", "metadata").value_or(0);
+  meta.resource_version = str(m, "resourceVersion", "metadata");
+  if (auto ts = opt_str(m, "creationTimestamp", "metadata")) {
+    auto t = parse_rfc3339(*ts);
+    if (!t.ok()) fail(m["creationTimestamp"], "metadata.creationTimestamp", t.error().message);
+    meta.creation_timestamp = *t;
+  }
+  meta.labels = str_map(m, "labels", "metadata");
+  meta.annotations = str_map(m, "annotations", "metadata");
+  return meta;
+}
+
+// ------------------------------------------------------------ GatewayRoute
+
+constexpr std::initializer_list<const char*> kMatchTypes = {"Exact", "RegularExpression"};
+
+GrValueMatch decode_value_match(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  GrValueMatch v;
+  v.type = one_of(n, "type", path, "Exact", kMatchTypes);
+  v.name = required_str(n, "name", path);
+  v.value = str(n, "value", path);
+  return v;
+}
+
+GrMatch decode_match(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  GrMatch m;
+  YAML::Node p = get(n, "path");
+  if (present(p)) {
+    std::string pp = sub(path, "path");
+    expect_map(p, pp);
+    GrPathMatch pm;
+    pm.type = one_of(p, "type", pp, "PathPrefix", {"Exact", "PathPrefix", "RegularExpression"});
+    pm.value = str(p, "value", pp, "/");
+    m.path = pm;
+  }
+  m.method = opt_str(n, "method", path);
+  each(n, "headers", path, [&](const YAML::Node& h, const std::string& f) {
+    m.headers.push_back(decode_value_match(h, f));
+  });
+  each(n, "queryParams", path, [&](const YAML::Node& q, const std::string& f) {
+    m.query_params.push_back(decode_value_match(q, f));
+  });
+  return m;
+}
+
+std::vector<GrHeader> decode_headers(const YAML::Node& n, const char* key,
+                                     const std::string& path) {
+  std::vector<GrHeader> out;
+  each(n, key, path, [&](const YAML::Node& h, const std::string& f) {
+    expect_map(h, f);
+    out.push_back({required_str(h, "name", f), str(h, "value", f)});
+  });
+  return out;
+}
+
+std::optional<GrHeaderModifier> decode_header_modifier(const YAML::Node& n,
+                                                       const std::string& path) {
+  if (!present(n)) return std::nullopt;
+  expect_map(n, path);
+  GrHeaderModifier h;
+  h.set = decode_headers(n, "set", path);
+  h.add = decode_headers(n, "add", path);
+  h.remove = str_list(n, "remove", path);
+  return h;
+}
+
+std::optional<GrPathModifier> decode_path_modifier(const YAML::Node& n, const std::string& path) {
+  if (!present(n)) return std::nullopt;
+  expect_map(n, path);
+  GrPathModifier p;
+  p.type = one_of(n, "type", path, "", {"ReplaceFullPath", "ReplacePrefixMatch"});
+  if (p.type.empty()) fail(n, sub(path, "type"), "required");
+  p.replace_full_path = str(n, "replaceFullPath", path);
+  p.replace_prefix_match = str(n, "replacePrefixMatch", path);
+  return p;
+}
+
+GrBackendRef decode_backend_ref(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  GrBackendRef b;
+  b.group = str(n, "group", path);
+  b.kind = str(n, "kind", path, "Service");
+  b.name = required_str(n, "name", path);
+  b.namespace_ = opt_str(n, "namespace", path);
+  b.port = opt_int(n, "port", path);
+  b.weight = opt_int(n, "weight", path);
+  return b;
+}
+
+std::optional<GrSecretKeyRef> decode_secret_key_ref(const YAML::Node& n, const char* key,
+                                                    const std::string& path) {
+  YAML::Node r = get(n, key);
+  if (!present(r)) return std::nullopt;
+  std::string f = sub(path, key);
+  expect_map(r, f);
+  return GrSecretKeyRef{required_str(r, "name", f), required_str(r, "key", f)};
+}
+
+GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  GrFilters out;
+  if (!present(n)) return out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string key = scalar(it->first, path);
+    const YAML::Node v = it->second;
+    std::string f = sub(path, key.c_str());
+    if (key == "cors") {
+      expect_map(v, f);
+      GrCors c;
+      c.allow_origins = str_list(v, "allowOrigins", f);
+      c.allow_methods = str_list(v, "allowMethods", f);
+      c.allow_headers = str_list(v, "allowHeaders", f);
+      c.expose_headers = str_list(v, "exposeHeaders", f);
+      c.allow_credentials = opt_bool(v, "allowCredentials", f).value_or(false);
+      c.max_age = opt_str(v, "maxAge", f);
+      out.cors = c;
+    } else if (key == "rateLimit") {
+      expect_map(v, f);
+      GrRateLimit r;
+      r.requests = opt_int(v, "requests", f).value_or(0);
+      r.interval = opt_str(v, "interval", f);
+      r.burst = opt_int(v, "burst", f).value_or(0);
+      r.algorithm = one_of(v, "algorithm", f, "TokenBucket", {"TokenBucket", "SlidingWindow"});
+      r.key = str(v, "key", f, "ClientIP");
+      out.rate_limit = r;
+    } else if (key == "maxRequestBodySize") {
+      if (present(v)) out.max_request_body_size = scalar(v, f);
+    } else if (key == "jwt") {
+      expect_map(v, f);
+      GrJwt j;
+      each(v, "algorithms", f, [&](const YAML::Node& a, const std::string& af) {
+        std::string alg = scalar(a, af);
+        if (alg != "HS256" && alg != "RS256" && alg != "ES256")
+          fail(a, af, "unknown value \"" + alg + "\" (want HS256, RS256, ES256)");
+        j.algorithms.push_back(alg);
+      });
+      j.hmac_secret_ref = decode_secret_key_ref(v, "hmacSecretRef", f);
+      j.jwks_secret_ref = decode_secret_key_ref(v, "jwksSecretRef", f);
+      j.issuer = str(v, "issuer", f);
+      j.audiences = str_list(v, "audiences", f);
+      j.clock_skew = opt_str(v, "clockSkew", f);
+      each(v, "claimToHeaders", f, [&](const YAML::Node& c, const std::string& cf) {
+        expect_map(c, cf);
+        j.claims_to_headers.push_back({required_str(c, "claim", cf), required_str(c, "header", cf)});
+      });
+      out.jwt = j;
+    } else if (key == "requestHeaders") {
+      out.request_headers = decode_header_modifier(v, f);
+    } else if (key == "responseHeaders") {
+      out.response_headers = decode_header_modifier(v, f);
+    } else if (key == "requestRedirect") {
+      expect_map(v, f);
+      GrRequestRedirect r;
+      YAML::Node scheme = get(v, "scheme");
+      if (present(scheme)) r.scheme = one_of(v, "scheme", f, "", {"http", "https"});
+      r.hostname = opt_str(v, "hostname", f);
+      r.port = opt_int(v, "port", f);
+      r.path = decode_path_modifier(get(v, "path"), sub(f, "path"));
+      r.status_code = opt_int(v, "statusCode", f);
+      out.request_redirect = r;
+    } else if (key == "urlRewrite") {
+      expect_map(v, f);
+      GrUrlRewrite u;
+      u.hostname = opt_str(v, "hostname", f);
+      u.path = decode_path_modifier(get(v, "path"), sub(f, "path"));
+      out.url_rewrite = u;
+    } else if (key == "requestMirror") {
+      expect_map(v, f);
+      YAML::Node ref = get(v, "backendRef");
+      if (!present(ref)) fail(v, sub(f, "backendRef"), "required");
+      out.request_mirror = GrRequestMirror{decode_backend_ref(ref, sub(f, "backendRef"))};
+    } else if (key == "cache") {
+      expect_map(v, f);
+      GrCache c;
+      c.ttl = opt_str(v, "ttl", f);
+      c.max_bytes = opt_str(v, "maxBytes", f);
+      c.max_object_bytes = opt_str(v, "maxObjectBytes", f);
+      out.cache = c;
+    } else {
+      out.unknown.push_back(key);
+    }
+  }
+  return out;
+}
+
+GrPolicy decode_policy(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  GrPolicy out;
+  if (!present(n)) return out;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string key = scalar(it->first, path);
+    const YAML::Node v = it->second;
+    std::string f = sub(path, key.c_str());
+    expect_map(v, f);
+    if (key == "loadBalancer") {
+      GrLoadBalancer lb;
+      lb.type = one_of(v, "type", f, "RoundRobin",
+                       {"RoundRobin", "LeastRequest", "Random", "ConsistentHash"});
+      YAML::Node ch = get(v, "consistentHash");
+      if (present(ch)) {
+        std::string cf = sub(f, "consistentHash");
+        expect_map(ch, cf);
+        GrConsistentHash h;
+        h.type = one_of(ch, "type", cf, "", {"Header", "Cookie", "SourceIP"});
+        if (h.type.empty()) fail(ch, sub(cf, "type"), "required");
+        YAML::Node hdr = get(ch, "header");
+        expect_map(hdr, sub(cf, "header"));
+        h.header_name = str(hdr, "name", sub(cf, "header"));
+        YAML::Node cookie = get(ch, "cookie");
+        expect_map(cookie, sub(cf, "cookie"));
+        h.cookie_name = str(cookie, "name", sub(cf, "cookie"));
+        h.cookie_ttl = opt_str(cookie, "ttl", sub(cf, "cookie"));
+        lb.consistent_hash = h;
+      }
+      out.load_balancer = lb;
+    } else if (key == "healthCheck") {
+      GrHealthCheck h;
+      h.path = opt_str(v, "path", f);
+      h.interval = opt_str(v, "interval", f);
+      h.timeout = opt_str(v, "timeout", f);
+      h.healthy_threshold = opt_int(v, "healthyThreshold", f);
+      h.unhealthy_threshold = opt_int(v, "unhealthyThreshold", f);
+      each(v, "expectedStatuses", f, [&](const YAML::Node& s, const std::string& sf) {
+        h.expected_statuses.push_back(to_int(s, sf));
+      });
+      out.health_check = h;
+    } else if (key == "outlierDetection") {
+      GrOutlierDetection o;
+      o.consecutive_5xx = opt_int(v, "consecutive5xx", f);
+      o.consecutive_connect_failures = opt_int(v, "consecutiveConnectFailures", f);
+      o.base_ejection_time = opt_str(v, "baseEjectionTime", f);
+      o.max_ejection_percent = opt_int(v, "maxEjectionPercent", f);
+      out.outlier_detection = o;
+    } else if (key == "circuitBreaker") {
+      GrCircuitBreaker c;
+      c.consecutive_failures = opt_int(v, "consecutiveFailures", f);
+      c.failure_ratio = opt_double(v, "failureRatio", f);
+      c.window = opt_str(v, "window", f);
+      c.min_requests = opt_int(v, "minRequests", f);
+      c.open_duration = opt_str(v, "openDuration", f);
+      c.half_open_requests = opt_int(v, "halfOpenRequests", f);
+      c.max_connections = opt_int(v, "maxConnections", f);
+      c.max_pending_requests = opt_int(v, "maxPendingRequests", f);
+      out.circuit_breaker = c;
+    } else if (key == "timeouts") {
+      GrTimeouts t;
+      t.request = opt_str(v, "request", f);
+      t.backend_request = opt_str(v, "backendRequest", f);
+      t.idle = opt_str(v, "idle", f);
+      out.timeouts = t;
+    } else if (key == "retry") {
+      GrRetry r;
+      r.attempts = opt_int(v, "attempts", f);
+      r.on = str_list(v, "on", f);
+      r.per_try_timeout = opt_str(v, "perTryTimeout", f);
+      YAML::Node b = get(v, "backoff");
+      expect_map(b, sub(f, "backoff"));
+      r.backoff_base = opt_str(b, "base", sub(f, "backoff"));
+      r.backoff_max = opt_str(b, "max", sub(f, "backoff"));
+      out.retry = r;
+    } else {
+      out.unknown.push_back(key);
+    }
+  }
+  return out;
+}
+
+GatewayRoute decode_gateway_route(const YAML::Node& doc) {
+  GatewayRoute r;
+  r.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  r.hostnames = str_list(spec, "hostnames", "spec");
+  YAML::Node tls = get(spec, "tls");
+  expect_map(tls, "spec.tls");
+  r.tls_secret_name = opt_str(tls, "secretName", "spec.tls");
+  each(spec, "rules", "spec", [&](const YAML::Node& rn, const std::string& rp) {
+    expect_map(rn, rp);
+    GrRule rule;
+    each(rn, "matches", rp, [&](const YAML::Node& m, const std::string& mp) {
+      rule.matches.push_back(decode_match(m, mp));
+    });
+    rule.filters = decode_filters(get(rn, "filters"), sub(rp, "filters"));
+    each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
+      rule.backend_refs.push_back(decode_backend_ref(b, bp));
+    });
+    rule.policy = decode_policy(get(rn, "policy"), sub(rp, "policy"));
+    r.rules.push_back(std::move(rule));
+  });
+  return r;
+}
+
+// ------------------------------------------------------------ core kinds
+
+Service decode_service(const YAML::Node& doc) {
+  Service s;
+  s.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  s.type = one_of(spec, "type", "spec", "ClusterIP",
+                  {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"});
+  each(spec, "ports", "spec", [&](const YAML::Node& p, const std::string& pp) {
+    expect_map(p, pp);
+    ServicePort port;
+    port.name = str(p, "name", pp);
+    auto number = opt_int(p, "port", pp);
+    if (!number) fail(p, sub(pp, "port"), "required");
+    port.port = *number;
+    YAML::Node tp = get(p, "targetPort");
+    if (present(tp)) {
+      std::string t = scalar(tp, sub(pp, "targetPort"));
+      int64_t v = 0;
+      auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+      if (ec == std::errc() && end == t.data() + t.size())
+        port.target_port.number = v;
+      else
+        port.target_port.name = t;
+    }
+    port.protocol = one_of(p, "protocol", pp, "TCP", {"TCP", "UDP", "SCTP"});
+    s.ports.push_back(port);
+  });
+  s.selector = str_map(spec, "selector", "spec");
+  return s;
+}
+
+EndpointSlice decode_endpoint_slice(const YAML::Node& doc) {
+  EndpointSlice e;
+  e.meta = decode_meta(doc);
+  e.address_type = one_of(doc, "addressType", "", "IPv4", {"IPv4", "IPv6", "FQDN"});
+  each(doc, "ports", "", [&](const YAML::Node& p, const std::string& pp) {
+    expect_map(p, pp);
+    EndpointSlicePort port;
+    port.name = str(p, "name", pp);
+    port.port = opt_int(p, "port", pp);
+    port.protocol = one_of(p, "protocol", pp, "TCP", {"TCP", "UDP", "SCTP"});
+    e.ports.push_back(port);
+  });
+  each(doc, "endpoints", "", [&](const YAML::Node& ep, const std::string& epp) {
+    expect_map(ep, epp);
+    SliceEndpoint out;
+    out.addresses = str_list(ep, "addresses", epp);
+    YAML::Node c = get(ep, "conditions");
+    std::string cp = sub(epp, "conditions");
+    expect_map(c, cp);
+    out.conditions.ready = opt_bool(c, "ready", cp);
+    out.conditions.serving = opt_bool(c, "serving", cp);
+    out.conditions.terminating = opt_bool(c, "terminating", cp);
+    e.endpoints.push_back(out);
+  });
+  return e;
+}
+
+Secret decode_secret(const YAML::Node& doc) {
+  Secret s;
+  s.meta = decode_meta(doc);
+  s.type = str(doc, "type", "", "Opaque");
+  for (auto& [k, v] : str_map(doc, "data", "")) {
+    auto bytes = decode_base64(v);
+    if (!bytes.ok()) fail(doc["data"][k], "data." + k, bytes.error().message);
+    s.data[k] = *bytes;
+  }
+  for (auto& [k, v] : str_map(doc, "stringData", "")) s.data[k] = v;
+  return s;
+}
+
+IngressBackend decode_ingress_backend(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  IngressBackend b;
+  YAML::Node svc = get(n, "service");
+  if (!present(svc)) {
+    if (!present(get(n, "resource"))) fail(n, sub(path, "service"), "required");
+    return b;  // a resource backend: translate reports it as unsupported
+  }
+  std::string sp = sub(path, "service");
+  expect_map(svc, sp);
+  b.service_name = required_str(svc, "name", sp);
+  YAML::Node port = get(svc, "port");
+  std::string pp = sub(sp, "port");
+  expect_map(port, pp);
+  b.port_number = opt_int(port, "number", pp);
+  b.port_name = str(port, "name", pp);
+  if (!b.port_number && b.port_name.empty()) fail(svc, pp, "required (number or name)");
+  return b;
+}
+
+Ingress decode_ingress(const YAML::Node& doc) {
+  Ingress ing;
+  ing.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  ing.ingress_class_name = opt_str(spec, "ingressClassName", "spec");
+  YAML::Node def = get(spec, "defaultBackend");
+  if (present(def)) ing.default_backend = decode_ingress_backend(def, "spec.defaultBackend");
+  each(spec, "rules", "spec", [&](const YAML::Node& rn, const std::string& rp) {
+    expect_map(rn, rp);
+    IngressRule rule;
+    rule.host = str(rn, "host", rp);
+    YAML::Node http = get(rn, "http");
+    std::string hp = sub(rp, "http");
+    expect_map(http, hp);
+    each(http, "paths", hp, [&](const YAML::Node& pn, const std::string& pp) {
+      expect_map(pn, pp);
+      IngressPath path;
+      path.path = str(pn, "path", pp);
+      path.path_type = one_of(pn, "pathType", pp, "ImplementationSpecific",
+                              {"Exact", "Prefix", "ImplementationSpecific"});
+      YAML::Node b = get(pn, "backend");
+      if (!present(b)) fail(pn, sub(pp, "backend"), "required");
+      path.backend = decode_ingress_backend(b, sub(pp, "backend"));
+      rule.paths.push_back(path);
+    });
+    ing.rules.push_back(rule);
+  });
+  each(spec, "tls", "spec", [&](const YAML::Node& tn, const std::string& tp) {
+    expect_map(tn, tp);
+    ing.tls.push_back({str_list(tn, "hosts", tp), str(tn, "secretName", tp)});
+  });
+  return ing;
+}
+
+// ------------------------------------------------------------ dispatch
+
+struct KindInfo {
+  const char* kind;
+  const char* api_version;
+};
+constexpr KindInfo kKinds[] = {
+    {"GatewayRoute", "gantry.dev/v1alpha1"}, {"Service", "v1"},
+    {"EndpointSlice", "discovery.k8s.io/v1"}, {"Secret", "v1"},
+    {"Ingress", "networking.k8s.io/v1"},
+};
+
+// Decodes one object (or the items of a List) into `out`; a kind gantry does
+// not use, or an unsupported apiVersion, becomes a warning.
+void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocument& out) {
+  spend(doc, where);
+  if (!doc.IsMap()) fail(doc, where, "expected a Kubernetes object (a map with apiVersion and kind)");
+  std::string kind = required_str(doc, "kind", "");
+  std::string api = required_str(doc, "apiVersion", "");
+  if (kind == "List" && api == "v1") {
+    each(doc, "items", "", [&](const YAML::Node& item, const std::string& ip) {
+      YAML::Node k = get(item, "kind");
+      if (present(k) && k.IsScalar() && k.Scalar() == "List") fail(item, ip, "nested List");
+      decode_into(item, ip, out);
+    });
+    return;
+  }
+  for (const KindInfo& k : kKinds) {
+    if (kind != k.kind) continue;
+    if (api != k.api_version) {
+      out.warnings.push_back("line " + std::to_string(line_of(doc)) + ": " + kind +
+                             " with apiVersion " + api + " is not supported (want " +
+                             k.api_version + "); skipped");
+      return;
+    }
+    if (kind == "GatewayRoute") out.objects.emplace_back(decode_gateway_route(doc));
+    else if (kind == "Service") out.objects.emplace_back(decode_service(doc));
+    else if (kind == "EndpointSlice") out.objects.emplace_back(decode_endpoint_slice(doc));
+    else if (kind == "Secret") out.objects.emplace_back(decode_secret(doc));
+    else out.objects.emplace_back(decode_ingress(doc));
+    return;
+  }
+  out.warnings.push_back("line " + std::to_string(line_of(doc)) + ": kind " + kind + " (" + api +
+                         ") is not used by gantry; skipped");
+}
+
+}  // namespace
+
+std::string DecodeError::str() const {
+  std::string out;
+  if (line > 0) out = std::to_string(line) + ": ";
+  if (!field.empty()) out += field + ": ";
+  return out + message;
+}
+
+DecodedDocument decode_document(const YAML::Node& doc) {
+  DecodedDocument out;
+  if (!present(doc)) return out;  // an empty document ("---" alone)
+  g_budget = kNodeBudget;
+  try {
+    decode_into(doc, "", out);
+  } catch (const FieldError& e) {
+    out.objects.clear();
+    out.error = DecodeError{e.line, e.field, e.message};
+  } catch (const std::exception& e) {  // yaml-cpp's conversion and iterator errors
+    out.objects.clear();
+    out.error = DecodeError{line_of(doc), "", e.what()};
+  }
+  return out;
+}
+
+Result<Object> decode_object(const YAML::Node& node) {
+  DecodedDocument d = decode_document(node);
+  if (d.error) return Error{d.error->str()};
+  if (d.objects.size() != 1)
+    return Error{d.warnings.empty() ? "expected one object" : d.warnings.front()};
+  return std::move(d.objects.front());
+}
+
+YAML::Node json_to_node(const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::object: {
+      YAML::Node n(YAML::NodeType::Map);
+      for (auto it = j.begin(); it != j.end(); ++it) n[it.key()] = json_to_node(it.value());
+      return n;
+    }
+    case nlohmann::json::value_t::array: {
+      YAML::Node n(YAML::NodeType::Sequence);
+      for (const auto& v : j) n.push_back(json_to_node(v));
+      return n;
+    }
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      return YAML::Node(YAML::NodeType::Null);
+    case nlohmann::json::value_t::string:
+      return YAML::Node(j.get<std::string>());
+    default:  // numbers and booleans keep their JSON spelling
+      return YAML::Node(j.dump());
+  }
+}
+
+Result<Object> decode_json_object(std::string_view json) {
+  nlohmann::json j = nlohmann::json::parse(json.begin(), json.end(), nullptr, false);
+  if (j.is_discarded()) return Error{"not valid JSON"};
+  return decode_object(json_to_node(j));
+}
+
+// ------------------------------------------------------------ scalars
+
+namespace {
+
+bool digits(std::string_view s, size_t pos, size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  out = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+}  // namespace
+
+Result<int64_t> parse_rfc3339(std::string_view s) {
+  Error bad{"not an RFC 3339 timestamp: \"" + std::string(s) + "\""};
+  int y, mo, d, h, mi, sec;
+  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mo) ||
+      s[7] != '-' || !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' ||
+      !digits(s, 17, 2, sec))
+    return bad;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return bad;
+  size_t pos = 19;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    size_t start = pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') ++pos;
+    if (pos == start) return bad;
+  }
+  int64_t offset = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh, om;
+    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
+      return bad;
+    offset = (oh * 3600 + om * 60) * (s[pos] == '+' ? 1 : -1);
+    pos += 6;
+  } else {
+    return bad;
+  }
+  if (pos != s.size()) return bad;
+  return days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
+         h * 3600 + mi * 60 + sec - offset;
+}
+
+Result<std::string> decode_base64(std::string_view s) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string clean;
+  clean.reserve(s.size());
+  for (char c : s)
+    if (c != '\r' && c != '\n') clean += c;
+  if (clean.size() % 4 != 0) return Error{"not valid base64 (length is not a multiple of 4)"};
+  std::string out;
+  out.reserve(clean.size() / 4 * 3);
+  for (size_t i = 0; i < clean.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = clean[i + k];
+      if (c == '=' && i + 4 == clean.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad > 0 || (v[k] = value(c)) < 0) return Error{"not valid base64"};
+    }
+    uint32_t n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
+    out += static_cast<char>((n >> 16) & 0xff);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(n & 0xff);
+  }
+  return out;
+}
+
+}  // namespace gantry::controller

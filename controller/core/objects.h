@@ -1,0 +1,393 @@
+// The Kubernetes objects the controller consumes, as plain structs.
+//
+// Both sources — the API-server watch (JSON) and the standalone YAML directory —
+// produce exactly this model (decode.h turns a YAML::Node, hence also JSON, into
+// it), so translate cannot tell which one fed it. The structs keep the user's
+// shape: enum-like fields hold the spelling the user wrote (already checked
+// against the allowed values by the decoder, as a CRD schema would), while
+// values only the controller can judge — durations, sizes, regular expressions,
+// hostnames, unknown filter names — are kept raw and checked by translate, so a
+// bad one becomes a route status instead of a dropped object.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace gantry::controller {
+
+struct ObjectMeta {
+  std::string namespace_ = "default";
+  std::string name;
+  std::string uid;
+  int64_t generation = 0;
+  std::string resource_version;
+  int64_t creation_timestamp = 0;  // unix seconds (RFC 3339 in the source)
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+
+  std::string key() const { return namespace_ + "/" + name; }
+  bool operator==(const ObjectMeta&) const = default;
+};
+
+// ------------------------------------------------------------ GatewayRoute
+
+struct GrPathMatch {
+  std::string type = "PathPrefix";  // Exact | PathPrefix | RegularExpression
+  std::string value = "/";
+  bool operator==(const GrPathMatch&) const = default;
+};
+
+struct GrValueMatch {
+  std::string type = "Exact";  // Exact | RegularExpression
+  std::string name;
+  std::string value;
+  bool operator==(const GrValueMatch&) const = default;
+};
+
+struct GrMatch {
+  std::optional<GrPathMatch> path;
+  std::optional<std::string> method;
+  std::vector<GrValueMatch> headers;
+  std::vector<GrValueMatch> query_params;
+  bool operator==(const GrMatch&) const = default;
+};
+
+struct GrHeader {
+  std::string name;
+  std::string value;
+  bool operator==(const GrHeader&) const = default;
+};
+
+struct GrHeaderModifier {
+  std::vector<GrHeader> set;
+  std::vector<GrHeader> add;
+  std::vector<std::string> remove;
+  bool operator==(const GrHeaderModifier&) const = default;
+};
+
+struct GrPathModifier {
+  std::string type;  // ReplaceFullPath | ReplacePrefixMatch
+  std::string replace_full_path;
+  std::string replace_prefix_match;
+  bool operator==(const GrPathModifier&) const = default;
+};
+
+struct GrUrlRewrite {
+  std::optional<std::string> hostname;
+  std::optional<GrPathModifier> path;
+  bool operator==(const GrUrlRewrite&) const = default;
+};
+
+struct GrRequestRedirect {
+  std::optional<std::string> scheme;
+  std::optional<std::string> hostname;
+  std::optional<int64_t> port;
+  std::optional<GrPathModifier> path;
+  std::optional<int64_t> status_code;
+  bool operator==(const GrRequestRedirect&) const = default;
+};
+
+struct GrCors {
+  std::vector<std::string> allow_origins;
+  std::vector<std::string> allow_methods;
+  std::vector<std::string> allow_headers;
+  std::vector<std::string> expose_headers;
+  bool allow_credentials = false;
+  std::optional<std::string> max_age;  // duration
+  bool operator==(const GrCors&) const = default;
+};
+
+struct GrRateLimit {
+  int64_t requests = 0;
+  std::optional<std::string> interval;  // duration, default 1s
+  int64_t burst = 0;
+  std::string algorithm = "TokenBucket";  // TokenBucket | SlidingWindow
+  std::string key = "ClientIP";           // ClientIP | Header:<name>
+  bool operator==(const GrRateLimit&) const = default;
+};
+
+// A key of a Secret in the route's namespace.
+struct GrSecretKeyRef {
+  std::string name;
+  std::string key;
+  bool operator==(const GrSecretKeyRef&) const = default;
+};
+
+struct GrClaimToHeader {
+  std::string claim;
+  std::string header;
+  bool operator==(const GrClaimToHeader&) const = default;
+};
+
+struct GrJwt {
+  std::vector<std::string> algorithms;      // HS256 | RS256 | ES256
+  std::optional<GrSecretKeyRef> hmac_secret_ref;  // HS256 key (raw bytes)
+  std::optional<GrSecretKeyRef> jwks_secret_ref;  // JWKS JSON or PEM keys (RS256/ES256)
+  std::string issuer;
+  std::vector<std::string> audiences;
+  std::optional<std::string> clock_skew;  // duration
+  std::vector<GrClaimToHeader> claims_to_headers;
+  bool operator==(const GrJwt&) const = default;
+};
+
+struct GrBackendRef {
+  std::string group;  // "" = core
+  std::string kind = "Service";
+  std::string name;
+  std::optional<std::string> namespace_;  // only the route's own namespace is permitted
+  std::optional<int64_t> port;
+  std::optional<int64_t> weight;
+  bool operator==(const GrBackendRef&) const = default;
+};
+
+struct GrRequestMirror {
+  GrBackendRef backend_ref;
+  bool operator==(const GrRequestMirror&) const = default;
+};
+
+struct GrCache {
+  std::optional<std::string> ttl;               // duration
+  std::optional<std::string> max_bytes;         // size ("64Mi")
+  std::optional<std::string> max_object_bytes;  // size
+  bool operator==(const GrCache&) const = default;
+};
+
+struct GrFilters {
+  std::optional<GrCors> cors;
+  std::optional<GrRateLimit> rate_limit;
+  std::optional<std::string> max_request_body_size;  // size
+  std::optional<GrJwt> jwt;
+  std::optional<GrHeaderModifier> request_headers;
+  std::optional<GrHeaderModifier> response_headers;
+  std::optional<GrRequestRedirect> request_redirect;
+  std::optional<GrUrlRewrite> url_rewrite;
+  std::optional<GrRequestMirror> request_mirror;
+  std::optional<GrCache> cache;
+  std::vector<std::string> unknown;  // keys gantry does not know: the route is not Accepted
+  bool operator==(const GrFilters&) const = default;
+};
+
+struct GrConsistentHash {
+  std::string type;  // Header | Cookie | SourceIP
+  std::string header_name;
+  std::string cookie_name;
+  std::optional<std::string> cookie_ttl;  // duration
+  bool operator==(const GrConsistentHash&) const = default;
+};
+
+struct GrLoadBalancer {
+  std::string type = "RoundRobin";  // RoundRobin | LeastRequest | Random | ConsistentHash
+  std::optional<GrConsistentHash> consistent_hash;
+  bool operator==(const GrLoadBalancer&) const = default;
+};
+
+struct GrHealthCheck {
+  std::optional<std::string> path;
+  std::optional<std::string> interval;
+  std::optional<std::string> timeout;
+  std::optional<int64_t> healthy_threshold;
+  std::optional<int64_t> unhealthy_threshold;
+  std::vector<int64_t> expected_statuses;
+  bool operator==(const GrHealthCheck&) const = default;
+};
+
+struct GrOutlierDetection {
+  std::optional<int64_t> consecutive_5xx;
+  std::optional<int64_t> consecutive_connect_failures;
+  std::optional<std::string> base_ejection_time;
+  std::optional<int64_t> max_ejection_percent;
+  bool operator==(const GrOutlierDetection&) const = default;
+};
+
+struct GrCircuitBreaker {
+  std::optional<int64_t> consecutive_failures;
+  std::optional<double> failure_ratio;
+  std::optional<std::string> window;
+  std::optional<int64_t> min_requests;
+  std::optional<std::string> open_duration;
+  std::optional<int64_t> half_open_requests;
+  std::optional<int64_t> max_connections;
+  std::optional<int64_t> max_pending_requests;
+  bool operator==(const GrCircuitBreaker&) const = default;
+};
+
+struct GrTimeouts {
+  std::optional<std::string> request;
+  std::optional<std::string> backend_request;
+  std::optional<std::string> idle;
+  bool operator==(const GrTimeouts&) const = default;
+};
+
+struct GrRetry {
+  std::optional<int64_t> attempts;
+  std::vector<std::string> on;  // connect-failure | reset | "503"
+  std::optional<std::string> per_try_timeout;
+  std::optional<std::string> backoff_base;
+  std::optional<std::string> backoff_max;
+  bool operator==(const GrRetry&) const = default;
+};
+
+struct GrPolicy {
+  std::optional<GrLoadBalancer> load_balancer;
+  std::optional<GrHealthCheck> health_check;
+  std::optional<GrOutlierDetection> outlier_detection;
+  std::optional<GrCircuitBreaker> circuit_breaker;
+  std::optional<GrTimeouts> timeouts;
+  std::optional<GrRetry> retry;
+  std::vector<std::string> unknown;  // unknown keys: the route is not Accepted
+  bool operator==(const GrPolicy&) const = default;
+};
+
+struct GrRule {
+  std::vector<GrMatch> matches;
+  GrFilters filters;
+  std::vector<GrBackendRef> backend_refs;
+  GrPolicy policy;
+  bool operator==(const GrRule&) const = default;
+};
+
+struct GatewayRoute {
+  ObjectMeta meta;
+  std::vector<std::string> hostnames;
+  std::optional<std::string> tls_secret_name;
+  std::vector<GrRule> rules;
+  bool operator==(const GatewayRoute&) const = default;
+};
+
+// ------------------------------------------------------------ core kinds
+
+// A port's target: a number, or the name of a container port.
+struct IntOrString {
+  std::optional<int64_t> number;
+  std::string name;
+  bool operator==(const IntOrString&) const = default;
+};
+
+struct ServicePort {
+  std::string name;
+  int64_t port = 0;
+  IntOrString target_port;  // unset: same as port
+  std::string protocol = "TCP";
+  bool operator==(const ServicePort&) const = default;
+};
+
+struct Service {
+  ObjectMeta meta;
+  std::string type = "ClusterIP";
+  std::vector<ServicePort> ports;
+  std::map<std::string, std::string> selector;
+  bool operator==(const Service&) const = default;
+};
+
+struct EndpointSlicePort {
+  std::string name;
+  std::optional<int64_t> port;
+  std::string protocol = "TCP";
+  bool operator==(const EndpointSlicePort&) const = default;
+};
+
+struct EndpointConditions {
+  std::optional<bool> ready;        // absent: true
+  std::optional<bool> serving;      // absent: true
+  std::optional<bool> terminating;  // absent: false
+  bool operator==(const EndpointConditions&) const = default;
+};
+
+struct SliceEndpoint {
+  std::vector<std::string> addresses;
+  EndpointConditions conditions;
+  bool operator==(const SliceEndpoint&) const = default;
+};
+
+inline constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
+
+struct EndpointSlice {
+  ObjectMeta meta;  // labels[kServiceNameLabel] names the Service
+  std::string address_type = "IPv4";  // IPv4 | IPv6 | FQDN
+  std::vector<EndpointSlicePort> ports;
+  std::vector<SliceEndpoint> endpoints;
+
+  std::string service_name() const {
+    auto it = meta.labels.find(kServiceNameLabel);
+    return it == meta.labels.end() ? std::string() : it->second;
+  }
+  bool operator==(const EndpointSlice&) const = default;
+};
+
+struct Secret {
+  ObjectMeta meta;
+  std::string type = "Opaque";
+  std::map<std::string, std::string> data;  // base64-decoded; stringData merged over data
+  bool operator==(const Secret&) const = default;
+};
+
+// ------------------------------------------------------------ Ingress
+
+struct IngressBackend {
+  std::string service_name;  // empty: a `resource` backend (unsupported)
+  std::optional<int64_t> port_number;
+  std::string port_name;
+  bool operator==(const IngressBackend&) const = default;
+};
+
+struct IngressPath {
+  std::string path;                               // empty: "/"
+  std::string path_type = "ImplementationSpecific";  // Exact | Prefix | ImplementationSpecific
+  IngressBackend backend;
+  bool operator==(const IngressPath&) const = default;
+};
+
+struct IngressRule {
+  std::string host;  // empty: any host
+  std::vector<IngressPath> paths;
+  bool operator==(const IngressRule&) const = default;
+};
+
+struct IngressTls {
+  std::vector<std::string> hosts;
+  std::string secret_name;
+  bool operator==(const IngressTls&) const = default;
+};
+
+struct Ingress {
+  ObjectMeta meta;
+  std::optional<std::string> ingress_class_name;
+  std::optional<IngressBackend> default_backend;
+  std::vector<IngressRule> rules;
+  std::vector<IngressTls> tls;
+  bool operator==(const Ingress&) const = default;
+};
+
+// ------------------------------------------------------------ cache
+
+using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress>;
+
+const char* kind_of(const Object& o);
+const ObjectMeta& meta_of(const Object& o);
+
+// Every object the controller knows, keyed by "namespace/name" per kind.
+// Ordered maps: iteration order is independent of arrival order.
+struct Cache {
+  std::map<std::string, GatewayRoute> routes;
+  std::map<std::string, Service> services;
+  std::map<std::string, EndpointSlice> endpoint_slices;
+  std::map<std::string, Secret> secrets;
+  std::map<std::string, Ingress> ingresses;
+
+  // Inserts or replaces; returns true when the cache changed (Contour's
+  // KubernetesCache::Insert: an identical update costs no rebuild).
+  bool upsert(Object o);
+  // Removes the object of `kind` ("Service", ...) at `key`; true if it existed.
+  bool erase(const std::string& kind, const std::string& key);
+  // True when an object of the same kind and key is present.
+  bool contains(const Object& o) const;
+  size_t size() const;
+
+  bool operator==(const Cache&) const = default;
+};
+
+}  // namespace gantry::controller

@@ -1,0 +1,1062 @@
+// Translate: Cache -> Snapshot + statuses; see translate.h.
+//
+// Shape: one Translator per call. Each route is translated into a RouteCtx
+// that collects its problems, the clusters and the certificate it needs; only
+// an accepted route commits those to the snapshot. Clusters are built once per
+// (namespace, service, port) and emitted only when an accepted route uses them.
+#include "controller/core/translate.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+#include <utility>
+
+#include <re2/re2.h>
+
+#include "proxy/base/flags.h"
+#include "proxy/snapshot/validate.h"
+
+namespace gantry::controller {
+
+namespace sn = gantry::snapshot;
+
+namespace {
+
+constexpr size_t kMaxMessagesPerCondition = 5;
+
+// ------------------------------------------------------------ lexical checks
+
+std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool is_tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    unsigned char u = static_cast<unsigned char>(c);
+    return (u < 0x20 && u != '\t') || u == 0x7f;
+  });
+}
+
+// The canonical text of an IP literal of the slice's family; empty if invalid.
+std::string canonical_ip(const std::string& s, const std::string& family) {
+  char buf[INET6_ADDRSTRLEN];
+  if (family == "IPv4") {
+    in_addr a;
+    if (inet_pton(AF_INET, s.c_str(), &a) != 1) return "";
+    return inet_ntop(AF_INET, &a, buf, sizeof(buf)) ? std::string(buf) : "";
+  }
+  in6_addr a6;
+  if (inet_pton(AF_INET6, s.c_str(), &a6) != 1) return "";
+  return inet_ntop(AF_INET6, &a6, buf, sizeof(buf)) ? std::string(buf) : "";
+}
+
+bool is_ip(const std::string& s) {
+  return !canonical_ip(s, "IPv4").empty() || !canonical_ip(s, "IPv6").empty();
+}
+
+bool is_dns_label(std::string_view l) {
+  if (l.empty() || l.size() > 63 || l.front() == '-' || l.back() == '-') return false;
+  return std::all_of(l.begin(), l.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+// Why `h` (already lower-cased) is not a valid route hostname; empty if it is.
+std::string hostname_problem(const std::string& h, bool allow_wildcard) {
+  if (h.empty()) return "must not be empty";
+  if (h == "*") return "bare \"*\" is not allowed; leave hostnames empty to match any host";
+  if (is_ip(h)) return quote(h) + ": IP addresses are not allowed, use a DNS name";
+  if (h.find(':') != std::string::npos) return quote(h) + " must not contain a port";
+  std::string_view rest = h;
+  if (rest.starts_with("*.")) {
+    if (!allow_wildcard) return quote(h) + ": a wildcard is not allowed here";
+    rest.remove_prefix(2);
+  }
+  if (rest.find('*') != std::string_view::npos)
+    return quote(h) + ": \"*\" is only allowed as the whole leftmost label (\"*.example.com\")";
+  if (rest.size() > 253) return quote(h) + " is longer than 253 characters";
+  size_t start = 0;
+  while (true) {
+    size_t dot = rest.find('.', start);
+    std::string_view label =
+        rest.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (!is_dns_label(label)) return quote(h) + " is not a valid DNS name (RFC 1123)";
+    if (dot == std::string_view::npos) return "";
+    start = dot + 1;
+  }
+}
+
+// Exact / PathPrefix values and rewrite targets.
+std::string path_problem(const std::string& p) {
+  if (p.empty() || p.front() != '/') return "path " + quote(p) + " must start with \"/\"";
+  if (p.find_first_of("?#") != std::string::npos)
+    return "path " + quote(p) + " must not contain \"?\" or \"#\"";
+  if (has_control(p) || p.find(' ') != std::string::npos)
+    return "path " + quote(p) + " must not contain spaces or control characters";
+  return "";
+}
+
+std::string regex_problem(const std::string& pattern) {
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  RE2 re(pattern, opts);
+  if (re.ok()) return "";
+  std::string why;
+  switch (re.error_code()) {
+    case RE2::ErrorMissingParen: why = "missing )"; break;
+    case RE2::ErrorMissingBracket: why = "missing ]"; break;
+    case RE2::ErrorBadEscape: why = "invalid escape sequence " + re.error_arg(); break;
+    case RE2::ErrorBadCharClass: why = "invalid character class " + re.error_arg(); break;
+    case RE2::ErrorBadCharRange: why = "invalid character class range " + re.error_arg(); break;
+    case RE2::ErrorTrailingBackslash: why = "trailing \\"; break;
+    case RE2::ErrorRepeatArgument: why = "missing argument to repetition operator"; break;
+    case RE2::ErrorRepeatSize: why = "bad repetition count " + re.error_arg(); break;
+    case RE2::ErrorRepeatOp: why = "bad repetition operator " + re.error_arg(); break;
+    case RE2::ErrorBadPerlOp: why = "unsupported Perl syntax " + re.error_arg(); break;
+    case RE2::ErrorBadUTF8: why = "invalid UTF-8"; break;
+    case RE2::ErrorBadNamedCapture: why = "invalid named capture group " + re.error_arg(); break;
+    case RE2::ErrorPatternTooLarge: why = "pattern too large"; break;
+    default: why = re.error(); break;
+  }
+  return "regex " + quote(pattern) + " does not compile: " + why;
+}
+
+std::string join_messages(const std::vector<std::string>& msgs) {
+  std::string out;
+  for (size_t i = 0; i < msgs.size() && i < kMaxMessagesPerCondition; ++i) {
+    if (i > 0) out += "; ";
+    out += msgs[i];
+  }
+  if (msgs.size() > kMaxMessagesPerCondition)
+    out += "; and " + std::to_string(msgs.size() - kMaxMessagesPerCondition) + " more";
+  return out;
+}
+
+std::string sub(const std::string& path, const char* key) { return path + "." + key; }
+std::string idx(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// ------------------------------------------------------------ per-route state
+
+struct Problem {
+  std::string reason;
+  std::string message;
+};
+
+// A certificate a route asks for: the Secret's key and the hostnames to serve it for.
+struct CertUse {
+  std::string secret_key;  // "ns/name"
+  std::vector<std::string> hostnames;
+};
+
+struct RouteCtx {
+  std::string ns;
+  std::vector<Problem> invalid;     // Accepted=False
+  std::vector<Problem> unresolved;  // ResolvedRefs=False
+  std::set<std::string> clusters;   // clusters the route's rules reference
+  std::vector<CertUse> certs;
+
+  void bad(const std::string& field, const std::string& msg, const char* reason = "Invalid") {
+    invalid.push_back({reason, field + ": " + msg});
+  }
+  void unres(const char* reason, const std::string& message) {
+    unresolved.push_back({reason, message});
+  }
+};
+
+template <typename T>
+bool in_range(RouteCtx& ctx, const std::optional<int64_t>& v, int64_t lo, int64_t hi,
+              const std::string& field, T& out) {
+  if (!v) return false;
+  if (*v < lo || *v > hi) {
+    ctx.bad(field, "must be from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got " +
+                       std::to_string(*v));
+    return false;
+  }
+  out = static_cast<T>(*v);
+  return true;
+}
+
+std::optional<sn::Millis> duration(RouteCtx& ctx, const std::optional<std::string>& v,
+                                   const std::string& field, bool positive) {
+  if (!v) return std::nullopt;
+  auto d = parse_k8s_duration(*v);
+  if (!d.ok()) {
+    ctx.bad(field, d.error().message);
+    return std::nullopt;
+  }
+  if (positive && d->count() <= 0) {
+    ctx.bad(field, "must be greater than 0, got " + quote(*v));
+    return std::nullopt;
+  }
+  return *d;
+}
+
+std::optional<uint64_t> size(RouteCtx& ctx, const std::optional<std::string>& v,
+                             const std::string& field) {
+  if (!v) return std::nullopt;
+  auto s = parse_size(*v);
+  if (!s.ok()) {
+    ctx.bad(field, s.error().message);
+    return std::nullopt;
+  }
+  return *s;
+}
+
+// ------------------------------------------------------------ translator
+
+class Translator {
+ public:
+  Translator(const Cache& cache, const TranslateOptions& options)
+      : cache_(cache), options_(options) {
+    for (const auto& [key, slice] : cache.endpoint_slices) {
+      std::string svc = slice.service_name();
+      if (!svc.empty()) slices_[slice.meta.namespace_ + "/" + svc].push_back(&slice);
+    }
+  }
+
+  TranslateResult run() {
+    for (const auto& [key, route] : cache_.routes) translate_route(route);
+    for (const auto& [key, ing] : cache_.ingresses)
+      if (ingress_is_ours(ing, options_)) translate_ingress(ing);
+
+    TranslateResult out;
+    std::sort(routes_.begin(), routes_.end(), [](const sn::Route& a, const sn::Route& b) {
+      return std::tie(a.namespace_, a.name, a.kind) < std::tie(b.namespace_, b.name, b.kind);
+    });
+    out.snapshot.routes = std::move(routes_);
+    for (const auto& name : used_clusters_) out.snapshot.clusters.push_back(clusters_.at(name));
+    for (auto& [name, acc] : certs_) {
+      if (acc.hostnames.empty()) continue;
+      const Secret& s = cache_.secrets.at(name);
+      out.snapshot.certificates.push_back(
+          {name, std::vector<std::string>(acc.hostnames.begin(), acc.hostnames.end()),
+           s.data.at("tls.crt"), s.data.at("tls.key")});
+    }
+    std::sort(statuses_.begin(), statuses_.end(), [](const RouteStatus& a, const RouteStatus& b) {
+      return std::tie(a.kind, a.namespace_, a.name) < std::tie(b.kind, b.namespace_, b.name);
+    });
+    out.statuses = std::move(statuses_);
+    out.warnings = std::move(warnings_);
+    return out;
+  }
+
+ private:
+  struct CertAcc {
+    std::set<std::string> hostnames;
+  };
+
+  // ---------------------------------------------------------- backends
+
+  // Builds (once) the cluster of a service port and returns its name.
+  std::string ensure_cluster(const Service& svc, const ServicePort& sp) {
+    std::string name = svc.meta.key() + ":" + std::to_string(sp.port);
+    if (clusters_.count(name)) return name;
+    std::map<std::pair<std::string, uint16_t>, bool> ready, fallback;
+    auto it = slices_.find(svc.meta.key());
+    if (it != slices_.end()) {
+      for (const EndpointSlice* slice : it->second) {
+        if (slice->address_type == "FQDN") continue;
+        std::optional<int64_t> port;
+        for (const auto& p : slice->ports)
+          if (p.name == sp.name && p.port) port = p.port;
+        if (!port) continue;
+        if (*port < 1 || *port > 65535) {
+          warnings_.push_back("EndpointSlice " + slice->meta.key() + ": port " +
+                              std::to_string(*port) + " out of range; slice ignored");
+          continue;
+        }
+        for (const auto& ep : slice->endpoints) {
+          if (ep.addresses.empty()) continue;
+          std::string addr = canonical_ip(ep.addresses.front(), slice->address_type);
+          if (addr.empty()) {
+            warnings_.push_back("EndpointSlice " + slice->meta.key() + ": address " +
+                                quote(ep.addresses.front()) + " is not an " +
+                                slice->address_type + " literal; endpoint ignored");
+            continue;
+          }
+          bool is_ready = ep.conditions.ready.value_or(true);
+          bool serving = ep.conditions.serving.value_or(is_ready);
+          bool terminating = ep.conditions.terminating.value_or(false);
+          auto key = std::make_pair(addr, static_cast<uint16_t>(*port));
+          if (is_ready) ready[key] = true;
+          else if (serving && terminating) fallback[key] = true;
+        }
+      }
+    }
+    sn::Cluster c;
+    c.name = name;
+    bool have_ready = !ready.empty();
+    for (const auto& [key, unused] : have_ready ? ready : fallback)
+      c.endpoints.push_back({key.first, key.second, have_ready});
+    clusters_.emplace(name, std::move(c));
+    return name;
+  }
+
+  const Service* find_service(const std::string& ns, const std::string& name) {
+    auto it = cache_.services.find(ns + "/" + name);
+    return it == cache_.services.end() ? nullptr : &it->second;
+  }
+
+  static std::string port_list(const Service& svc) {
+    std::string out;
+    for (const auto& p : svc.ports) {
+      if (!out.empty()) out += ", ";
+      out += std::to_string(p.port);
+      if (!p.name.empty()) out += " (" + p.name + ")";
+    }
+    return out.empty() ? "none" : out;
+  }
+
+  // Resolves a Service port to a cluster, or explains why it cannot.
+  sn::BackendRef resolve_service(RouteCtx& ctx, const std::string& svc_name,
+                                 const std::optional<int64_t>& port_number,
+                                 const std::string& port_name, const std::string& field) {
+    sn::BackendRef ref;
+    auto fail = [&](const char* reason, std::string msg) {
+      ref.unresolved = msg;
+      ctx.unres(reason, field + ": " + msg);
+      return ref;
+    };
+    const Service* svc = find_service(ctx.ns, svc_name);
+    if (!svc) return fail("BackendNotFound", "Service " + ctx.ns + "/" + svc_name + " not found");
+    if (svc->type == "ExternalName")
+      return fail("UnsupportedProtocol",
+                  "Service " + svc->meta.key() + " is of type ExternalName, which is not supported");
+    const ServicePort* sp = nullptr;
+    for (const auto& p : svc->ports)
+      if (port_number ? p.port == *port_number : (!port_name.empty() && p.name == port_name))
+        sp = &p;
+    if (!sp) {
+      std::string want = port_number ? std::to_string(*port_number) : quote(port_name);
+      return fail("BackendNotFound", "Service " + svc->meta.key() + " has no port " + want +
+                                         " (ports: " + port_list(*svc) + ")");
+    }
+    if (sp->protocol != "TCP")
+      return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
+                                             std::to_string(sp->port) + " is " + sp->protocol +
+                                             ", only TCP is supported");
+    ref.cluster = ensure_cluster(*svc, *sp);
+    ctx.clusters.insert(ref.cluster);
+    return ref;
+  }
+
+  sn::BackendRef resolve_backend(RouteCtx& ctx, const GrBackendRef& b, const std::string& field) {
+    sn::BackendRef ref;
+    if ((b.group != "" && b.group != "core") || b.kind != "Service") {
+      ref.unresolved = "backend kind " + (b.group.empty() ? "" : b.group + "/") + b.kind +
+                       " is not supported (want Service)";
+      ctx.unres("InvalidKind", field + ": " + ref.unresolved);
+      return ref;
+    }
+    if (b.namespace_ && *b.namespace_ != ctx.ns) {
+      ref.unresolved = "Service " + *b.namespace_ + "/" + b.name +
+                       " is in another namespace; a route may only reference Services in its own";
+      ctx.unres("RefNotPermitted", field + ": " + ref.unresolved);
+      return ref;
+    }
+    if (!b.port) {
+      ctx.bad(sub(field, "port"), "required for a Service backend");
+      ref.unresolved = "no port";
+      return ref;
+    }
+    return resolve_service(ctx, b.name, b.port, "", field);
+  }
+
+  // ---------------------------------------------------------- secrets
+
+  // The Secret holding key `key`, or a ResolvedRefs problem.
+  const std::string* secret_value(RouteCtx& ctx, const GrSecretKeyRef& ref,
+                                  const std::string& field) {
+    auto it = cache_.secrets.find(ctx.ns + "/" + ref.name);
+    if (it == cache_.secrets.end()) {
+      ctx.unres("SecretNotFound", field + ": Secret " + ctx.ns + "/" + ref.name + " not found");
+      return nullptr;
+    }
+    auto v = it->second.data.find(ref.key);
+    if (v == it->second.data.end()) {
+      ctx.unres("SecretNotFound",
+                field + ": Secret " + it->first + " has no key " + quote(ref.key));
+      return nullptr;
+    }
+    return &v->second;
+  }
+
+  // Checks a TLS Secret once; returns why it cannot be served (empty: it can).
+  std::string certificate_problem(const std::string& key) {
+    auto cached = cert_problems_.find(key);
+    if (cached != cert_problems_.end()) return cached->second;
+    std::string problem;
+    const Secret& s = cache_.secrets.at(key);
+    if (s.type != "kubernetes.io/tls") {
+      problem = "Secret " + key + " is of type " + quote(s.type) + ", want kubernetes.io/tls";
+    } else if (!s.data.count("tls.crt") || !s.data.count("tls.key")) {
+      problem = "Secret " + key + " needs the keys tls.crt and tls.key";
+    } else {
+      sn::Snapshot probe;
+      probe.version = 1;
+      probe.certificates.push_back({key, {"gantry.invalid"}, s.data.at("tls.crt"),
+                                    s.data.at("tls.key")});
+      auto errors = sn::validate(probe);
+      if (!errors.empty()) problem = "Secret " + key + ": " + join_messages(errors);
+    }
+    cert_problems_[key] = problem;
+    return problem;
+  }
+
+  // Adds the certificate use of a TLS secret, or a ResolvedRefs problem.
+  void use_certificate(RouteCtx& ctx, const std::string& secret_name,
+                       const std::vector<std::string>& hostnames, const std::string& field) {
+    std::string key = ctx.ns + "/" + secret_name;
+    if (!cache_.secrets.count(key)) {
+      ctx.unres("SecretNotFound",
+                field + ": Secret " + key + " not found; the route is served over plain HTTP only");
+      return;
+    }
+    if (std::string p = certificate_problem(key); !p.empty()) {
+      ctx.unres("InvalidCertificateRef", field + ": " + p + "; the route is served over plain HTTP only");
+      return;
+    }
+    if (hostnames.empty()) {
+      ctx.unres("InvalidCertificateRef",
+                field + ": a certificate needs hostnames to be selected by SNI; TLS is not served");
+      return;
+    }
+    ctx.certs.push_back({key, hostnames});
+  }
+
+  // ---------------------------------------------------------- matches
+
+  void value_matches(RouteCtx& ctx, const std::vector<GrValueMatch>& in, bool header,
+                     const std::string& field, std::vector<sn::ValueMatch>& out) {
+    std::set<std::string> seen;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const GrValueMatch& m = in[i];
+      std::string f = idx(field, i);
+      if (header ? !is_token(m.name) : (m.name.empty() || has_control(m.name))) {
+        ctx.bad(sub(f, "name"), quote(m.name) + (header ? " is not a valid header name"
+                                                        : " is not a valid parameter name"));
+        continue;
+      }
+      // As in Gateway API: of entries with an equivalent name, only the first counts.
+      if (!seen.insert(header ? lower(m.name) : m.name).second) continue;
+      sn::ValueMatch v;
+      v.name = m.name;
+      v.value = m.value;
+      if (m.type == "RegularExpression") {
+        v.type = sn::ValueMatchType::kRegularExpression;
+        if (auto p = regex_problem(m.value); !p.empty()) ctx.bad(sub(f, "value"), p);
+      } else if (has_control(m.value)) {
+        ctx.bad(sub(f, "value"), "must not contain control characters");
+      }
+      out.push_back(std::move(v));
+    }
+  }
+
+  sn::RouteMatch match(RouteCtx& ctx, const GrMatch& m, const std::string& field) {
+    sn::RouteMatch out;
+    if (m.path) {
+      std::string f = sub(sub(field, "path"), "value");
+      out.path.value = m.path->value;
+      if (m.path->type == "RegularExpression") {
+        out.path.type = sn::PathMatchType::kRegularExpression;
+        if (auto p = regex_problem(m.path->value); !p.empty()) ctx.bad(f, p);
+      } else {
+        out.path.type =
+            m.path->type == "Exact" ? sn::PathMatchType::kExact : sn::PathMatchType::kPathPrefix;
+        if (auto p = path_problem(m.path->value); !p.empty()) ctx.bad(f, p);
+      }
+    }
+    if (m.method) {
+      bool upper = !m.method->empty() && std::all_of(m.method->begin(), m.method->end(),
+                                                     [](char c) { return c >= 'A' && c <= 'Z'; });
+      if (!upper)
+        ctx.bad(sub(field, "method"),
+                quote(*m.method) + " is not an upper-case HTTP method (e.g. GET)");
+      out.method = *m.method;
+    }
+    value_matches(ctx, m.headers, true, sub(field, "headers"), out.headers);
+    value_matches(ctx, m.query_params, false, sub(field, "queryParams"), out.query_params);
+    return out;
+  }
+
+  // ---------------------------------------------------------- filters
+
+  void header_list(RouteCtx& ctx, const std::vector<GrHeader>& in, const std::string& field,
+                   std::vector<sn::HeaderValue>& out) {
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (!is_token(in[i].name))
+        ctx.bad(sub(idx(field, i), "name"), quote(in[i].name) + " is not a valid header name");
+      if (has_control(in[i].value))
+        ctx.bad(sub(idx(field, i), "value"), "must not contain control characters");
+      out.push_back({in[i].name, in[i].value});
+    }
+  }
+
+  sn::HeaderModifier header_modifier(RouteCtx& ctx, const GrHeaderModifier& h,
+                                     const std::string& field) {
+    sn::HeaderModifier out;
+    header_list(ctx, h.set, sub(field, "set"), out.set);
+    header_list(ctx, h.add, sub(field, "add"), out.add);
+    for (size_t i = 0; i < h.remove.size(); ++i) {
+      if (!is_token(h.remove[i]))
+        ctx.bad(idx(sub(field, "remove"), i), quote(h.remove[i]) + " is not a valid header name");
+      out.remove.push_back(h.remove[i]);
+    }
+    return out;
+  }
+
+  sn::PathRewrite path_rewrite(RouteCtx& ctx, const std::optional<GrPathModifier>& p,
+                               const GrRule& rule, const std::string& field) {
+    sn::PathRewrite out;
+    if (!p) return out;
+    if (p->type == "ReplaceFullPath") {
+      out.type = sn::PathRewriteType::kReplaceFullPath;
+      out.value = p->replace_full_path;
+      if (auto e = path_problem(out.value); !e.empty()) ctx.bad(sub(field, "replaceFullPath"), e);
+    } else {
+      out.type = sn::PathRewriteType::kReplacePrefixMatch;
+      out.value = p->replace_prefix_match.empty() ? "/" : p->replace_prefix_match;
+      if (auto e = path_problem(out.value); !e.empty())
+        ctx.bad(sub(field, "replacePrefixMatch"), e);
+      for (const auto& m : rule.matches) {
+        if (m.path && m.path->type != "PathPrefix") {
+          ctx.bad(field, "ReplacePrefixMatch needs every match of the rule to be a PathPrefix");
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  // Returns false when the rule must fail closed (a jwt key is missing).
+  bool filters(RouteCtx& ctx, const GrRule& rule, const std::string& field, sn::Filters& out) {
+    const GrFilters& f = rule.filters;
+    bool closed = false;
+    for (const auto& name : f.unknown)
+      ctx.bad(field + "." + name,
+              "unknown filter (want cors, rateLimit, maxRequestBodySize, jwt, requestHeaders, "
+              "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache)",
+              "UnsupportedValue");
+    if (f.cors) {
+      std::string at = sub(field, "cors");
+      sn::Cors c;
+      c.allow_origins = f.cors->allow_origins;
+      for (size_t i = 0; i < c.allow_origins.size(); ++i) {
+        const auto& o = c.allow_origins[i];
+        if (o.empty() || has_control(o) || o.find(' ') != std::string::npos)
+          ctx.bad(idx(sub(at, "allowOrigins"), i), "invalid origin " + quote(o));
+      }
+      c.allow_methods = f.cors->allow_methods;
+      for (size_t i = 0; i < c.allow_methods.size(); ++i)
+        if (!is_token(c.allow_methods[i]))
+          ctx.bad(idx(sub(at, "allowMethods"), i), quote(c.allow_methods[i]) + " is not a method");
+      c.allow_headers = f.cors->allow_headers;
+      c.expose_headers = f.cors->expose_headers;
+      for (const auto* list : {&c.allow_headers, &c.expose_headers})
+        for (size_t i = 0; i < list->size(); ++i)
+          if (!is_token((*list)[i]))
+            ctx.bad(idx(sub(at, list == &c.allow_headers ? "allowHeaders" : "exposeHeaders"), i),
+                    quote((*list)[i]) + " is not a valid header name");
+      c.allow_credentials = f.cors->allow_credentials;
+      c.max_age = duration(ctx, f.cors->max_age, sub(at, "maxAge"), false);
+      out.cors = c;
+    }
+    if (f.rate_limit) {
+      std::string at = sub(field, "rateLimit");
+      sn::RateLimit r;
+      in_range(ctx, std::optional<int64_t>(f.rate_limit->requests), 1, int64_t{1} << 40,
+               sub(at, "requests"), r.requests);
+      in_range(ctx, std::optional<int64_t>(f.rate_limit->burst), 0, int64_t{1} << 40,
+               sub(at, "burst"), r.burst);
+      if (auto d = duration(ctx, f.rate_limit->interval, sub(at, "interval"), true)) r.interval = *d;
+      r.algorithm = f.rate_limit->algorithm == "SlidingWindow"
+                        ? sn::RateLimitAlgorithm::kSlidingWindow
+                        : sn::RateLimitAlgorithm::kTokenBucket;
+      r.key = f.rate_limit->key;
+      if (r.key != "ClientIP" &&
+          !(r.key.starts_with("Header:") && is_token(std::string_view(r.key).substr(7))))
+        ctx.bad(sub(at, "key"), "unknown value " + quote(r.key) + " (want ClientIP or Header:<name>)",
+                "UnsupportedValue");
+      out.rate_limit = r;
+    }
+    if (f.max_request_body_size)
+      out.max_request_body_size = size(ctx, f.max_request_body_size, sub(field, "maxRequestBodySize"));
+    if (f.jwt) {
+      std::string at = sub(field, "jwt");
+      sn::Jwt j;
+      j.algorithms = f.jwt->algorithms;
+      if (j.algorithms.empty()) ctx.bad(sub(at, "algorithms"), "required");
+      bool hmac = std::count(j.algorithms.begin(), j.algorithms.end(), "HS256") > 0;
+      bool pub = j.algorithms.size() > static_cast<size_t>(hmac ? 1 : 0);
+      if (hmac) {
+        if (!f.jwt->hmac_secret_ref) {
+          ctx.bad(sub(at, "hmacSecretRef"), "required for HS256");
+        } else if (auto v = secret_value(ctx, *f.jwt->hmac_secret_ref, sub(at, "hmacSecretRef"))) {
+          j.hmac_secret = *v;
+        } else {
+          closed = true;
+        }
+      }
+      if (pub) {
+        if (!f.jwt->jwks_secret_ref) {
+          ctx.bad(sub(at, "jwksSecretRef"), "required for RS256 and ES256");
+        } else if (auto v = secret_value(ctx, *f.jwt->jwks_secret_ref, sub(at, "jwksSecretRef"))) {
+          j.jwks = *v;
+        } else {
+          closed = true;
+        }
+      }
+      j.issuer = f.jwt->issuer;
+      j.audiences = f.jwt->audiences;
+      if (auto d = duration(ctx, f.jwt->clock_skew, sub(at, "clockSkew"), false)) j.clock_skew = *d;
+      for (size_t i = 0; i < f.jwt->claims_to_headers.size(); ++i) {
+        const auto& c = f.jwt->claims_to_headers[i];
+        if (!is_token(c.header))
+          ctx.bad(sub(idx(sub(at, "claimToHeaders"), i), "header"),
+                  quote(c.header) + " is not a valid header name");
+        j.claims_to_headers.push_back({c.claim, c.header});
+      }
+      out.jwt = j;
+    }
+    if (f.request_headers)
+      out.request_headers = header_modifier(ctx, *f.request_headers, sub(field, "requestHeaders"));
+    if (f.response_headers)
+      out.response_headers =
+          header_modifier(ctx, *f.response_headers, sub(field, "responseHeaders"));
+    if (f.request_redirect) {
+      std::string at = sub(field, "requestRedirect");
+      const GrRequestRedirect& in = *f.request_redirect;
+      sn::RequestRedirect r;
+      r.scheme = in.scheme;
+      if (in.hostname) {
+        r.hostname = lower(*in.hostname);
+        if (auto p = hostname_problem(*r.hostname, false); !p.empty())
+          ctx.bad(sub(at, "hostname"), p);
+      }
+      uint16_t port = 0;
+      if (in_range(ctx, in.port, 1, 65535, sub(at, "port"), port)) r.port = port;
+      in_range(ctx, in.status_code, 301, 308, sub(at, "statusCode"), r.status_code);
+      if (r.status_code == 304 || r.status_code == 305 || r.status_code == 306)
+        ctx.bad(sub(at, "statusCode"), "must be one of 301, 302, 303, 307, 308");
+      r.path = path_rewrite(ctx, in.path, rule, sub(at, "path"));
+      out.request_redirect = r;
+    }
+    if (f.url_rewrite) {
+      std::string at = sub(field, "urlRewrite");
+      sn::UrlRewrite u;
+      if (f.url_rewrite->hostname) {
+        u.hostname = lower(*f.url_rewrite->hostname);
+        if (auto p = hostname_problem(*u.hostname, false); !p.empty())
+          ctx.bad(sub(at, "hostname"), p);
+      }
+      u.path = path_rewrite(ctx, f.url_rewrite->path, rule, sub(at, "path"));
+      if (f.request_redirect)
+        ctx.bad(field, "requestRedirect and urlRewrite cannot be used in the same rule");
+      out.url_rewrite = u;
+    }
+    if (f.request_mirror) {
+      std::string at = sub(sub(field, "requestMirror"), "backendRef");
+      sn::BackendRef ref = resolve_backend(ctx, f.request_mirror->backend_ref, at);
+      if (ref.unresolved.empty()) out.request_mirror = sn::RequestMirror{ref.cluster};
+    }
+    if (f.cache) {
+      std::string at = sub(field, "cache");
+      sn::Cache c;
+      if (auto d = duration(ctx, f.cache->ttl, sub(at, "ttl"), true)) c.ttl = *d;
+      if (auto s = size(ctx, f.cache->max_bytes, sub(at, "maxBytes"))) c.max_bytes = *s;
+      if (auto s = size(ctx, f.cache->max_object_bytes, sub(at, "maxObjectBytes")))
+        c.max_object_bytes = *s;
+      if (c.max_object_bytes > c.max_bytes)
+        ctx.bad(at, "maxObjectBytes must not exceed maxBytes");
+      out.cache = c;
+    }
+    return !closed;
+  }
+
+  // ---------------------------------------------------------- policy
+
+  sn::Policy policy(RouteCtx& ctx, const GrPolicy& p, const std::string& field) {
+    sn::Policy out;
+    for (const auto& name : p.unknown)
+      ctx.bad(field + "." + name,
+              "unknown policy (want loadBalancer, healthCheck, outlierDetection, circuitBreaker, "
+              "timeouts, retry)",
+              "UnsupportedValue");
+    if (p.load_balancer) {
+      std::string at = sub(field, "loadBalancer");
+      const GrLoadBalancer& lb = *p.load_balancer;
+      const std::string& t = lb.type;
+      out.load_balancer.type = t == "LeastRequest"     ? sn::LoadBalancerType::kLeastRequest
+                               : t == "Random"         ? sn::LoadBalancerType::kRandom
+                               : t == "ConsistentHash" ? sn::LoadBalancerType::kConsistentHash
+                                                       : sn::LoadBalancerType::kRoundRobin;
+      if (t == "ConsistentHash" && !lb.consistent_hash) {
+        ctx.bad(sub(at, "consistentHash"), "required when type is ConsistentHash");
+      } else if (t != "ConsistentHash" && lb.consistent_hash) {
+        ctx.bad(sub(at, "consistentHash"), "only used when type is ConsistentHash");
+      } else if (lb.consistent_hash) {
+        const GrConsistentHash& h = *lb.consistent_hash;
+        std::string hf = sub(at, "consistentHash");
+        if (h.type == "Header") {
+          out.load_balancer.hash_on = sn::HashOn::kHeader;
+          out.load_balancer.hash_key = h.header_name;
+          if (!is_token(h.header_name))
+            ctx.bad(sub(sub(hf, "header"), "name"), "required: a header name");
+        } else if (h.type == "Cookie") {
+          out.load_balancer.hash_on = sn::HashOn::kCookie;
+          out.load_balancer.hash_key = h.cookie_name;
+          if (!is_token(h.cookie_name))
+            ctx.bad(sub(sub(hf, "cookie"), "name"), "required: a cookie name");
+          if (auto d = duration(ctx, h.cookie_ttl, sub(sub(hf, "cookie"), "ttl"), false))
+            out.load_balancer.cookie_ttl = *d;
+        } else {
+          out.load_balancer.hash_on = sn::HashOn::kSourceIP;
+        }
+      }
+    }
+    if (p.health_check) {
+      std::string at = sub(field, "healthCheck");
+      const GrHealthCheck& in = *p.health_check;
+      sn::HealthCheck h;
+      if (in.path) {
+        h.path = *in.path;
+        if (auto e = path_problem(h.path); !e.empty()) ctx.bad(sub(at, "path"), e);
+      }
+      if (auto d = duration(ctx, in.interval, sub(at, "interval"), true)) h.interval = *d;
+      if (auto d = duration(ctx, in.timeout, sub(at, "timeout"), true)) h.timeout = *d;
+      in_range(ctx, in.healthy_threshold, 1, 1000, sub(at, "healthyThreshold"), h.healthy_threshold);
+      in_range(ctx, in.unhealthy_threshold, 1, 1000, sub(at, "unhealthyThreshold"),
+               h.unhealthy_threshold);
+      for (size_t i = 0; i < in.expected_statuses.size(); ++i) {
+        int s = 0;
+        if (in_range(ctx, std::optional<int64_t>(in.expected_statuses[i]), 100, 599,
+                     idx(sub(at, "expectedStatuses"), i), s))
+          h.expected_statuses.push_back(s);
+      }
+      out.health_check = h;
+    }
+    if (p.outlier_detection) {
+      std::string at = sub(field, "outlierDetection");
+      const GrOutlierDetection& in = *p.outlier_detection;
+      sn::OutlierDetection o;
+      in_range(ctx, in.consecutive_5xx, 0, 1000000, sub(at, "consecutive5xx"), o.consecutive_5xx);
+      in_range(ctx, in.consecutive_connect_failures, 0, 1000000,
+               sub(at, "consecutiveConnectFailures"), o.consecutive_connect_failures);
+      if (auto d = duration(ctx, in.base_ejection_time, sub(at, "baseEjectionTime"), true))
+        o.base_ejection_time = *d;
+      in_range(ctx, in.max_ejection_percent, 0, 100, sub(at, "maxEjectionPercent"),
+               o.max_ejection_percent);
+      out.outlier_detection = o;
+    }
+    if (p.circuit_breaker) {
+      std::string at = sub(field, "circuitBreaker");
+      const GrCircuitBreaker& in = *p.circuit_breaker;
+      sn::CircuitBreaker c;
+      in_range(ctx, in.consecutive_failures, 0, 1000000, sub(at, "consecutiveFailures"),
+               c.consecutive_failures);
+      if (in.failure_ratio) {
+        if (*in.failure_ratio < 0 || *in.failure_ratio > 1)
+          ctx.bad(sub(at, "failureRatio"), "must be from 0 to 1");
+        else
+          c.failure_ratio = *in.failure_ratio;
+      }
+      if (auto d = duration(ctx, in.window, sub(at, "window"), true)) c.window = *d;
+      in_range(ctx, in.min_requests, 0, 1000000000, sub(at, "minRequests"), c.min_requests);
+      if (auto d = duration(ctx, in.open_duration, sub(at, "openDuration"), true))
+        c.open_duration = *d;
+      in_range(ctx, in.half_open_requests, 1, 1000000, sub(at, "halfOpenRequests"),
+               c.half_open_requests);
+      in_range(ctx, in.max_connections, 0, 1000000000, sub(at, "maxConnections"),
+               c.max_connections);
+      in_range(ctx, in.max_pending_requests, 0, 1000000000, sub(at, "maxPendingRequests"),
+               c.max_pending_requests);
+      out.circuit_breaker = c;
+    }
+    if (p.timeouts) {
+      std::string at = sub(field, "timeouts");
+      out.timeouts.request = duration(ctx, p.timeouts->request, sub(at, "request"), false);
+      out.timeouts.backend_request =
+          duration(ctx, p.timeouts->backend_request, sub(at, "backendRequest"), false);
+      out.timeouts.idle = duration(ctx, p.timeouts->idle, sub(at, "idle"), false);
+    }
+    if (p.retry) {
+      std::string at = sub(field, "retry");
+      const GrRetry& in = *p.retry;
+      sn::Retry r;
+      in_range(ctx, in.attempts, 0, 100, sub(at, "attempts"), r.attempts);
+      std::set<int> statuses;
+      for (size_t i = 0; i < in.on.size(); ++i) {
+        const std::string& v = in.on[i];
+        int code = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
+        if (v == "connect-failure") {
+          r.on_connect_failure = true;
+        } else if (v == "reset") {
+          r.on_reset = true;
+        } else if (v == "gateway-error") {
+          statuses.insert({502, 503, 504});
+        } else if (ec == std::errc() && end == v.data() + v.size() && code >= 100 && code <= 599) {
+          statuses.insert(code);
+        } else {
+          ctx.bad(idx(sub(at, "on"), i),
+                  "unknown value " + quote(v) +
+                      " (want connect-failure, reset, gateway-error or a status code)",
+                  "UnsupportedValue");
+        }
+      }
+      r.on_statuses.assign(statuses.begin(), statuses.end());
+      r.per_try_timeout = duration(ctx, in.per_try_timeout, sub(at, "perTryTimeout"), true);
+      if (auto d = duration(ctx, in.backoff_base, sub(sub(at, "backoff"), "base"), true))
+        r.backoff_base = *d;
+      if (auto d = duration(ctx, in.backoff_max, sub(sub(at, "backoff"), "max"), true))
+        r.backoff_max = *d;
+      if (r.backoff_base > r.backoff_max)
+        ctx.bad(sub(at, "backoff"), "base must not exceed max");
+      out.retry = r;
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------- routes
+
+  sn::Rule rule(RouteCtx& ctx, const GrRule& in, const std::string& field) {
+    sn::Rule out;
+    for (size_t j = 0; j < in.matches.size(); ++j)
+      out.matches.push_back(match(ctx, in.matches[j], idx(sub(field, "matches"), j)));
+    bool open = filters(ctx, in, sub(field, "filters"), out.filters);
+    for (size_t k = 0; k < in.backend_refs.size(); ++k) {
+      std::string f = idx(sub(field, "backendRefs"), k);
+      sn::BackendRef ref = resolve_backend(ctx, in.backend_refs[k], f);
+      in_range(ctx, in.backend_refs[k].weight, 0, 1000000, sub(f, "weight"), ref.weight);
+      out.backends.push_back(std::move(ref));
+    }
+    if (out.backends.empty() && !out.filters.request_redirect) {
+      out.backends.push_back({"", 1, "the rule has no backendRefs"});
+      ctx.unres("BackendNotFound", field + ": no backendRefs; its requests are answered with 500");
+    }
+    if (!open) {
+      // A jwt key is missing: fail closed. Nothing may reach a backend, be
+      // mirrored or redirected unauthenticated.
+      out.filters.jwt.reset();
+      out.filters.request_redirect.reset();
+      out.filters.request_mirror.reset();
+      out.backends = {{"", 1, "the jwt filter's Secret is missing"}};
+    }
+    out.policy = policy(ctx, in.policy, sub(field, "policy"));
+    return out;
+  }
+
+  std::vector<std::string> hostnames(RouteCtx& ctx, const std::vector<std::string>& in,
+                                     const std::string& field) {
+    std::set<std::string> out;
+    for (size_t i = 0; i < in.size(); ++i) {
+      std::string h = lower(in[i]);
+      if (auto p = hostname_problem(h, true); !p.empty()) ctx.bad(idx(field, i), p);
+      else out.insert(h);
+    }
+    return {out.begin(), out.end()};
+  }
+
+  // Checks the route with the proxy's validator; returns its errors.
+  static std::vector<std::string> proxy_check(const sn::Route& r,
+                                              const std::set<std::string>& clusters) {
+    sn::Snapshot probe;
+    probe.version = 1;
+    probe.routes.push_back(r);
+    for (const auto& c : clusters) probe.clusters.push_back({c, {}});
+    return sn::validate(probe);
+  }
+
+  // Commits an evaluated route (or routes, for an Ingress with several hosts).
+  void finish(RouteCtx& ctx, std::vector<sn::Route> routes, const ObjectMeta& meta,
+              const char* kind) {
+    if (ctx.invalid.empty()) {
+      for (const auto& r : routes) {
+        auto errors = proxy_check(r, ctx.clusters);
+        for (const auto& e : errors) ctx.invalid.push_back({"Invalid", e});
+      }
+    }
+    RouteStatus st;
+    st.kind = kind;
+    st.namespace_ = meta.namespace_;
+    st.name = meta.name;
+    st.observed_generation = meta.generation;
+    auto condition = [&](const char* type, const std::vector<Problem>& problems,
+                         const char* ok_reason, const char* ok_message) {
+      Condition c{type, problems.empty(), ok_reason, ok_message, meta.generation};
+      if (!problems.empty()) {
+        std::vector<std::string> msgs;
+        for (const auto& p : problems) msgs.push_back(p.message);
+        c.reason = problems.front().reason;
+        c.message = join_messages(msgs);
+      }
+      st.conditions.push_back(std::move(c));
+    };
+    condition("Accepted", ctx.invalid, "Accepted", "the route is valid");
+    condition("ResolvedRefs", ctx.unresolved, "ResolvedRefs", "all references are resolved");
+    statuses_.push_back(std::move(st));
+    if (!ctx.invalid.empty()) return;
+    for (auto& r : routes) routes_.push_back(std::move(r));
+    used_clusters_.insert(ctx.clusters.begin(), ctx.clusters.end());
+    for (const auto& use : ctx.certs)
+      certs_[use.secret_key].hostnames.insert(use.hostnames.begin(), use.hostnames.end());
+  }
+
+  void translate_route(const GatewayRoute& r) {
+    RouteCtx ctx{r.meta.namespace_};
+    sn::Route out;
+    out.namespace_ = r.meta.namespace_;
+    out.name = r.meta.name;
+    out.kind = "GatewayRoute";
+    out.creation_timestamp = r.meta.creation_timestamp;
+    out.hostnames = hostnames(ctx, r.hostnames, "spec.hostnames");
+    for (size_t i = 0; i < r.rules.size(); ++i)
+      out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
+    if (r.tls_secret_name)
+      use_certificate(ctx, *r.tls_secret_name, out.hostnames, "spec.tls.secretName");
+    std::vector<sn::Route> routes;
+    routes.push_back(std::move(out));
+    finish(ctx, std::move(routes), r.meta, "GatewayRoute");
+  }
+
+  sn::BackendRef ingress_backend(RouteCtx& ctx, const IngressBackend& b, const std::string& f) {
+    if (b.service_name.empty()) {
+      sn::BackendRef ref;
+      ref.unresolved = "resource backends are not supported (want service)";
+      ctx.unres("InvalidKind", f + ": " + ref.unresolved);
+      return ref;
+    }
+    return resolve_service(ctx, b.service_name, b.port_number, b.port_name, f);
+  }
+
+  void translate_ingress(const Ingress& ing) {
+    RouteCtx ctx{ing.meta.namespace_};
+    std::map<std::string, std::vector<sn::Rule>> by_host;  // "" = any host
+    for (size_t i = 0; i < ing.rules.size(); ++i) {
+      const IngressRule& ir = ing.rules[i];
+      std::string rf = idx("spec.rules", i);
+      std::string host = lower(ir.host);
+      if (!host.empty()) {
+        if (auto p = hostname_problem(host, true); !p.empty()) {
+          ctx.bad(sub(rf, "host"), p);
+          continue;
+        }
+      }
+      auto& rules = by_host[host];
+      for (size_t j = 0; j < ir.paths.size(); ++j) {
+        const IngressPath& ip = ir.paths[j];
+        std::string pf = idx(sub(sub(rf, "http"), "paths"), j);
+        sn::Rule rule;
+        sn::RouteMatch m;
+        m.path.value = ip.path.empty() ? "/" : ip.path;
+        m.path.type =
+            ip.path_type == "Exact" ? sn::PathMatchType::kExact : sn::PathMatchType::kPathPrefix;
+        if (auto p = path_problem(m.path.value); !p.empty()) ctx.bad(sub(pf, "path"), p);
+        rule.matches.push_back(std::move(m));
+        rule.backends.push_back(ingress_backend(ctx, ip.backend, sub(pf, "backend")));
+        rules.push_back(std::move(rule));
+      }
+      if (rules.empty()) by_host.erase(host);
+    }
+    if (ing.default_backend) {
+      sn::Rule rule;
+      rule.backends.push_back(ingress_backend(ctx, *ing.default_backend, "spec.defaultBackend"));
+      by_host[""].push_back(std::move(rule));
+    }
+    std::vector<std::string> all_hosts;
+    for (const auto& [host, rules] : by_host)
+      if (!host.empty()) all_hosts.push_back(host);
+    for (size_t t = 0; t < ing.tls.size(); ++t) {
+      const IngressTls& tls = ing.tls[t];
+      if (tls.secret_name.empty()) continue;
+      std::string tf = idx("spec.tls", t);
+      std::vector<std::string> hosts = tls.hosts.empty() ? all_hosts
+                                                         : hostnames(ctx, tls.hosts, sub(tf, "hosts"));
+      use_certificate(ctx, tls.secret_name, hosts, sub(tf, "secretName"));
+    }
+    std::vector<sn::Route> routes;
+    for (auto& [host, rules] : by_host) {
+      sn::Route r;
+      r.namespace_ = ing.meta.namespace_;
+      r.name = by_host.size() == 1 ? ing.meta.name
+                                   : ing.meta.name + "@" + (host.empty() ? "*" : host);
+      r.kind = "Ingress";
+      r.creation_timestamp = ing.meta.creation_timestamp;
+      if (!host.empty()) r.hostnames = {host};
+      r.rules = std::move(rules);
+      routes.push_back(std::move(r));
+    }
+    finish(ctx, std::move(routes), ing.meta, "Ingress");
+  }
+
+  const Cache& cache_;
+  const TranslateOptions& options_;
+  std::map<std::string, std::vector<const EndpointSlice*>> slices_;  // by "ns/service"
+  std::map<std::string, sn::Cluster> clusters_;                      // built on demand
+  std::set<std::string> used_clusters_;
+  std::map<std::string, CertAcc> certs_;
+  std::map<std::string, std::string> cert_problems_;
+  std::vector<sn::Route> routes_;
+  std::vector<RouteStatus> statuses_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace
+
+bool ingress_is_ours(const Ingress& ingress, const TranslateOptions& options) {
+  if (ingress.ingress_class_name) return *ingress.ingress_class_name == options.ingress_class;
+  auto it = ingress.meta.annotations.find("kubernetes.io/ingress.class");
+  if (it != ingress.meta.annotations.end()) return it->second == options.ingress_class;
+  return options.claim_classless_ingresses;
+}
+
+Result<sn::Millis> parse_k8s_duration(std::string_view s) {
+  auto d = parse_duration(s);
+  if (!d.ok()) return Error{d.error().message};
+  return *d;
+}
+
+Result<uint64_t> parse_size(std::string_view s) {
+  Error bad{"expected a size such as 1Mi, 512Ki or 1048576, got " + quote(s)};
+  size_t i = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+  if (i == 0) return bad;
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + i, n);
+  if (ec != std::errc() || end != s.data() + i) return bad;
+  std::string_view unit = s.substr(i);
+  static const std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"", 1},           {"k", 1000},       {"K", 1000},       {"M", 1000000},
+      {"G", 1000000000}, {"T", 1000000000000}, {"Ki", 1ull << 10}, {"Mi", 1ull << 20},
+      {"Gi", 1ull << 30}, {"Ti", 1ull << 40},
+  };
+  for (const auto& [name, mult] : kUnits) {
+    if (unit != name) continue;
+    if (n > UINT64_MAX / mult) return Error{"size " + quote(s) + " is too large"};
+    return n * mult;
+  }
+  return bad;
+}
+
+TranslateResult translate(const Cache& cache, const TranslateOptions& options) {
+  return Translator(cache, options).run();
+}
+
+}  // namespace gantry::controller

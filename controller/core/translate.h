@@ -1,0 +1,53 @@
+// Translate: the object cache in, the routing snapshot and route statuses out.
+//
+// A pure function: no I/O, no clock, no randomness. The same cache always
+// yields a byte-identical snapshot (everything is sorted), which is what lets
+// the pusher detect no-op updates. One bad route is one status condition,
+// never a broken snapshot: a route that fails a semantic check is left out
+// with Accepted=False; a reference that does not resolve becomes an
+// `unresolved` backend (the proxy answers 500 for its share) with
+// ResolvedRefs=False; every other route is kept. Each route (and each
+// certificate) is also checked with the proxy's own validator, so whatever
+// translate emits is what the proxy accepts.
+//
+// The snapshot's version is left 0: the caller (the pusher) sets it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "controller/core/objects.h"
+#include "controller/core/status.h"
+#include "proxy/base/result.h"
+#include "proxy/snapshot/model.h"
+
+namespace gantry::controller {
+
+struct TranslateOptions {
+  // Ingresses whose spec.ingressClassName (or legacy kubernetes.io/ingress.class
+  // annotation) equals this are served; others are ignored.
+  std::string ingress_class = "gantry";
+  // Also serve Ingresses that name no class (what an IngressClass marked
+  // ingressclass.kubernetes.io/is-default-class does; the kube source sets it).
+  bool claim_classless_ingresses = false;
+};
+
+struct TranslateResult {
+  snapshot::Snapshot snapshot;
+  std::vector<RouteStatus> statuses;
+  std::vector<std::string> warnings;  // problems not tied to a route (bad endpoint addresses)
+};
+
+TranslateResult translate(const Cache& cache, const TranslateOptions& options);
+
+// The hook deciding whether an Ingress belongs to gantry.
+bool ingress_is_ours(const Ingress& ingress, const TranslateOptions& options);
+
+// "15s", "250ms", "1.5m" (a bare number is seconds) -> milliseconds.
+Result<snapshot::Millis> parse_k8s_duration(std::string_view s);
+// Kubernetes quantities as byte counts: "1048576", "512Ki", "1Mi", "1Gi", "10M", "1k".
+Result<uint64_t> parse_size(std::string_view s);
+
+}  // namespace gantry::controller

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every system package Gantry needs to build, test, benchmark and demo.
+# Idempotent: when everything is present it only runs one dpkg query and exits.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache clang lld libclang-rt-14-dev clang-format
+  # libraries fixed by the product card and the architecture
+  libcpprest-dev libyaml-cpp-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libboost-dev libboost-system-dev libre2-dev nlohmann-json3-dev zlib1g-dev
+  # real peers used by tests, the demo and benchmarks
+  curl wrk nginx-light haproxy openssl python3 python3-pytest python3-websocket python3-jwt
+  python3-cryptography python3-yaml procps psmisc iproute2 kubectl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx and haproxy are only used as benchmark references: never leave the
+# distribution's service instances running on their default ports.
+for svc in nginx haproxy; do
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+  $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done
+echo "install-deps: done"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test:
+#   1. unit + integration tests (ctest labels unit, integration) on the release build;
+#   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
+# Exits non-zero on any failure. Set GANTRY_SKIP_SANITIZE=1 / GANTRY_SKIP_FUZZ=1 to
+# skip a stage locally (CI runs them all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+start=$(date +%s)
+jobs=${GANTRY_JOBS:-$(nproc)}
+
+stage() { echo; echo "==> $* ($(( $(date +%s) - start )) s)"; }
+
+stage "dependencies"
+bash hack/install-deps.sh
+
+launcher=()
+if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
+
+failed=()
+
+stage "build (RelWithDebInfo) in build/"
+cmake -S . -B build -G Ninja "${launcher[@]}" >/dev/null
+ninja -C build -j "$jobs"
+
+stage "unit and integration tests"
+if ! ctest --test-dir build --output-on-failure -j "$jobs" -L unit; then failed+=(unit); fi
+if ! ctest --test-dir build --output-on-failure -L integration; then failed+=(integration); fi
+
+if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
+  stage "unit tests under ASan + UBSan (build-asan/)"
+  cmake -S . -B build-asan -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Debug \
+    -DGANTRY_SANITIZE=ON -DGANTRY_UNIT_ONLY=ON >/dev/null
+  ninja -C build-asan -j "$jobs"
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit; then failed+=(sanitize); fi
+fi
+
+if [ "${GANTRY_SKIP_FUZZ:-0}" != 1 ]; then
+  stage "fuzz targets (build-fuzz/, clang + libFuzzer)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DGANTRY_FUZZ=ON >/dev/null
+  ninja -C build-fuzz -j "$jobs"
+  if ! ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz; then failed+=(fuzz); fi
+fi
+
+stage "done"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all stages passed"

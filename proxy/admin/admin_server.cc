@@ -1,0 +1,156 @@
+#include "proxy/admin/admin_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include "proxy/http/parser.h"
+#include "proxy/snapshot/codec.h"
+
+namespace gantry::admin {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+AdminServer::AdminServer(asio::io_context& io, control::ConfigStore& store, Metrics& metrics,
+                         std::function<std::string()> not_ready_reason)
+    : io_(io), store_(store), metrics_(metrics), not_ready_reason_(std::move(not_ready_reason)), acceptor_(io) {}
+
+Status AdminServer::listen(const HostPort& hp) {
+  error_code ec;
+  auto addr = asio::ip::make_address(hp.host, ec);
+  if (ec) return Error{"admin listen address \"" + hp.host + "\" is not an IP address"};
+  tcp::endpoint ep(addr, hp.port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(64, ec);
+  if (ec) return Error{"cannot listen on admin address " + hp.str() + ": " + ec.message()};
+  return ok_status();
+}
+
+void AdminServer::start() { asio::co_spawn(io_, accept_loop(), asio::detached); }
+
+void AdminServer::close() {
+  error_code ec;
+  acceptor_.close(ec);
+}
+
+asio::awaitable<void> AdminServer::accept_loop() {
+  while (acceptor_.is_open()) {
+    error_code ec;
+    tcp::socket sock = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (!acceptor_.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
+  }
+}
+
+void AdminServer::respond(std::string_view method, std::string_view path, int& status, std::string& type,
+                          std::string& body) {
+  type = "text/plain; charset=utf-8";
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  if (method != "GET" && method != "HEAD") {
+    status = 405;
+    body = "method not allowed\n";
+    return;
+  }
+  if (path == "/healthz") {
+    status = 200;
+    body = "ok\n";
+  } else if (path == "/readyz") {
+    std::string why = not_ready_reason_();
+    status = why.empty() ? 200 : 503;
+    body = why.empty() ? "ready\n" : why + "\n";
+  } else if (path == "/metrics") {
+    status = 200;
+    type = "text/plain; version=0.0.4";
+    body = metrics_.serialize();
+  } else if (path == "/config_dump") {
+    auto cfg = store_.current();
+    status = 200;
+    type = "application/json";
+    body = cfg ? snapshot::to_pretty_json(cfg->effective_snapshot()) : std::string("{\"version\": 0}");
+    body += "\n";
+  } else if (path == "/upstreams") {
+    auto cfg = store_.current();
+    nlohmann::json j = nlohmann::json::object();
+    j["version"] = cfg ? cfg->version : 0;
+    auto& clusters = j["clusters"] = nlohmann::json::array();
+    if (cfg) {
+      std::vector<const control::ClusterEndpoints*> sorted;
+      for (const auto& [name, c] : cfg->clusters) sorted.push_back(c.get());
+      std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });
+      for (const auto* c : sorted) {
+        nlohmann::json cj{{"name", c->name}, {"endpoints", nlohmann::json::array()}};
+        for (size_t i = 0; i < c->endpoints.size(); ++i)
+          cj["endpoints"].push_back({{"address", c->keys[i]},
+                                     {"ready", c->endpoints[i].ready},
+                                     {"health", "healthy"}});
+        clusters.push_back(std::move(cj));
+      }
+    }
+    status = 200;
+    type = "application/json";
+    body = j.dump(2) + "\n";
+  } else {
+    status = 404;
+    body = "not found: try /healthz /readyz /metrics /config_dump /upstreams\n";
+  }
+}
+
+asio::awaitable<void> AdminServer::serve(tcp::socket sock) {
+  auto awaitable_ec = [](error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); };
+  asio::steady_timer timer(io_);
+  timer.expires_after(std::chrono::seconds(10));
+  auto alive = std::make_shared<bool>(true);
+  timer.async_wait([&sock, alive](error_code ec) {
+    if (!ec && *alive) {
+      error_code ignore;
+      sock.cancel(ignore);
+    }
+  });
+  std::string buf;
+  http::RequestParser parser;
+  http::RequestHead head;
+  error_code ec;
+  std::array<char, 4096> chunk{};
+  int status = 400;
+  std::string type = "text/plain", body = "bad request\n";
+  bool head_only = false;
+  while (true) {
+    size_t n = co_await sock.async_read_some(asio::buffer(chunk), awaitable_ec(ec));
+    if (ec) break;
+    buf.append(chunk.data(), n);
+    auto st = parser.parse(buf, head);
+    if (st == http::ParseState::kIncomplete) continue;
+    if (st == http::ParseState::kComplete) {
+      head_only = head.method == "HEAD";
+      respond(head.method, head.target, status, type, body);
+    } else {
+      status = parser.error().status;
+      body = std::string(parser.error().reason) + "\n";
+    }
+    break;
+  }
+  timer.cancel();
+  *alive = false;
+  if (ec) co_return;
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + (status == 200 ? "OK" : "Error") +
+                    "\r\ncontent-type: " + type + "\r\ncontent-length: " + std::to_string(body.size()) +
+                    "\r\nconnection: close\r\n\r\n";
+  if (!head_only) out += body;
+  co_await asio::async_write(sock, asio::buffer(out), awaitable_ec(ec));
+  *alive = false;
+  error_code ignore;
+  sock.shutdown(tcp::socket::shutdown_send, ignore);
+}
+
+}  // namespace gantry::admin

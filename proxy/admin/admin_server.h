@@ -1,0 +1,43 @@
+// The admin listener: /healthz, /readyz, /metrics, /config_dump, /upstreams.
+// Plain HTTP/1.1 on the control thread, one request per connection; never on
+// the traffic listeners.
+#pragma once
+
+#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <string>
+
+#include "proxy/admin/metrics.h"
+#include "proxy/base/flags.h"
+#include "proxy/base/result.h"
+#include "proxy/control/config_store.h"
+
+namespace gantry::admin {
+
+class AdminServer {
+ public:
+  // ready() returns an empty string when ready, else the reason it is not.
+  AdminServer(boost::asio::io_context& io, control::ConfigStore& store, Metrics& metrics,
+              std::function<std::string()> not_ready_reason);
+  Status listen(const HostPort& hp);
+  void start();
+  void close();
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket sock);
+  void respond(std::string_view method, std::string_view path, int& status, std::string& type,
+               std::string& body);
+
+  boost::asio::io_context& io_;
+  control::ConfigStore& store_;
+  Metrics& metrics_;
+  std::function<std::string()> not_ready_reason_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace gantry::admin

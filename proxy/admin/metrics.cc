@@ -1,0 +1,111 @@
+#include "proxy/admin/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace gantry::admin {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& latency_buckets() {
+  static const prometheus::Histogram::BucketBoundaries b{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                         0.05,   0.1,   0.25,   0.5,   1,    2.5,
+                                                         5,      10};
+  return b;
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : requests(prometheus::BuildCounter()
+                   .Name("gantry_requests_total")
+                   .Help("Requests answered, by route (ns/name#rule) and status class")
+                   .Register(*registry_)),
+      request_seconds(prometheus::BuildHistogram()
+                          .Name("gantry_request_duration_seconds")
+                          .Help("Downstream request duration, by route")
+                          .Register(*registry_)),
+      upstream_seconds(prometheus::BuildHistogram()
+                           .Name("gantry_upstream_duration_seconds")
+                           .Help("Time from sending a request upstream to its response head, by cluster")
+                           .Register(*registry_)),
+      upstream_errors(prometheus::BuildCounter()
+                          .Name("gantry_upstream_errors_total")
+                          .Help("Upstream failures by cluster and kind (connect, reset, timeout, protocol)")
+                          .Register(*registry_)),
+      active_connections(prometheus::BuildGauge()
+                             .Name("gantry_downstream_connections_active")
+                             .Help("Open client connections")
+                             .Register(*registry_)
+                             .Add({})),
+      connections_total(prometheus::BuildCounter()
+                            .Name("gantry_downstream_connections_total")
+                            .Help("Client connections accepted")
+                            .Register(*registry_)
+                            .Add({})),
+      bytes_received(prometheus::BuildCounter()
+                         .Name("gantry_downstream_received_bytes_total")
+                         .Help("Bytes read from clients")
+                         .Register(*registry_)
+                         .Add({})),
+      bytes_sent(prometheus::BuildCounter()
+                     .Name("gantry_downstream_sent_bytes_total")
+                     .Help("Bytes written to clients")
+                     .Register(*registry_)
+                     .Add({})),
+      snapshot_version(prometheus::BuildGauge()
+                           .Name("gantry_snapshot_version")
+                           .Help("Version of the applied snapshot")
+                           .Register(*registry_)
+                           .Add({})),
+      snapshot_applies(prometheus::BuildCounter()
+                           .Name("gantry_snapshot_applies_total")
+                           .Help("Snapshots and endpoint deltas applied")
+                           .Register(*registry_)
+                           .Add({})),
+      snapshot_nacks(prometheus::BuildCounter()
+                         .Name("gantry_snapshot_nacks_total")
+                         .Help("Snapshots and endpoint deltas rejected")
+                         .Register(*registry_)
+                         .Add({})),
+      snapshot_apply_seconds(prometheus::BuildHistogram()
+                                 .Name("gantry_snapshot_apply_duration_seconds")
+                                 .Help("Decode + validate + compile + publish time of a snapshot")
+                                 .Register(*registry_)
+                                 .Add({}, prometheus::Histogram::BucketBoundaries{
+                                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                              0.025, 0.05, 0.1, 0.25, 0.5, 1})) {}
+
+std::string Metrics::serialize() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+void WorkerMetrics::request_done(const std::string& route, int status, double seconds) {
+  auto& rc = routes_[route];
+  int cls = status / 100;
+  if (cls < 1 || cls > 5) cls = 0;
+  if (rc.by_class[cls] == nullptr) {
+    static const char* names[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    rc.by_class[cls] = &m_.requests.Add({{"route", route}, {"code_class", names[cls]}});
+  }
+  rc.by_class[cls]->Increment();
+  if (rc.latency == nullptr) rc.latency = &m_.request_seconds.Add({{"route", route}}, latency_buckets());
+  rc.latency->Observe(seconds);
+}
+
+void WorkerMetrics::upstream_done(const std::string& cluster, double seconds) {
+  auto& h = upstreams_[cluster];
+  if (h == nullptr) h = &m_.upstream_seconds.Add({{"cluster", cluster}}, latency_buckets());
+  h->Observe(seconds);
+}
+
+void WorkerMetrics::upstream_error(const std::string& cluster, const char* kind) {
+  auto& c = upstream_errors_[cluster + '\0' + kind];
+  if (c == nullptr) c = &m_.upstream_errors.Add({{"cluster", cluster}, {"kind", kind}});
+  c->Increment();
+}
+
+}  // namespace gantry::admin

@@ -1,0 +1,62 @@
+// Proxy metrics, exposed as Prometheus text on the admin listener.
+//
+// Families are created once; workers cache the label children they touch so
+// the request path does no map lookups under a lock (prometheus-cpp's
+// Family::Add takes a mutex). Counters themselves are atomics.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace gantry::admin {
+
+class Metrics {
+  // Declared first: the families below are registered in it during construction.
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+
+ public:
+  Metrics();
+  std::string serialize() const;
+
+  prometheus::Family<prometheus::Counter>& requests;          // route, code_class
+  prometheus::Family<prometheus::Histogram>& request_seconds;  // route
+  prometheus::Family<prometheus::Histogram>& upstream_seconds; // cluster
+  prometheus::Family<prometheus::Counter>& upstream_errors;    // cluster, kind
+  prometheus::Gauge& active_connections;
+  prometheus::Counter& connections_total;
+  prometheus::Counter& bytes_received;
+  prometheus::Counter& bytes_sent;
+  prometheus::Gauge& snapshot_version;
+  prometheus::Counter& snapshot_applies;
+  prometheus::Counter& snapshot_nacks;
+  prometheus::Histogram& snapshot_apply_seconds;
+};
+
+// Per-worker caches of labelled children; one instance per worker thread.
+class WorkerMetrics {
+ public:
+  explicit WorkerMetrics(Metrics& m) : m_(m) {}
+  void request_done(const std::string& route, int status, double seconds);
+  void upstream_done(const std::string& cluster, double seconds);
+  void upstream_error(const std::string& cluster, const char* kind);
+  Metrics& global() { return m_; }
+
+ private:
+  struct RouteChildren {
+    prometheus::Counter* by_class[6] = {};
+    prometheus::Histogram* latency = nullptr;
+  };
+  Metrics& m_;
+  std::unordered_map<std::string, RouteChildren> routes_;
+  std::unordered_map<std::string, prometheus::Histogram*> upstreams_;
+  std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
+};
+
+}  // namespace gantry::admin

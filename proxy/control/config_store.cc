@@ -1,0 +1,115 @@
+#include "proxy/control/config_store.h"
+
+#include <algorithm>
+
+#include "proxy/snapshot/codec.h"
+#include "proxy/snapshot/validate.h"
+
+namespace gantry::control {
+
+std::string endpoint_key(const snapshot::Endpoint& e) {
+  if (e.address.find(':') != std::string::npos) return "[" + e.address + "]:" + std::to_string(e.port);
+  return e.address + ":" + std::to_string(e.port);
+}
+
+namespace {
+
+std::shared_ptr<const ClusterEndpoints> make_cluster(const snapshot::Cluster& c) {
+  auto out = std::make_shared<ClusterEndpoints>();
+  out->name = c.name;
+  out->endpoints = c.endpoints;
+  out->keys.reserve(c.endpoints.size());
+  for (const auto& e : c.endpoints) out->keys.push_back(endpoint_key(e));
+  return out;
+}
+
+}  // namespace
+
+snapshot::Snapshot Config::effective_snapshot() const {
+  snapshot::Snapshot s;
+  if (snapshot) {
+    s.routes = snapshot->routes;
+    s.certificates = snapshot->certificates;
+  }
+  s.version = version;
+  for (const auto& [name, c] : clusters) s.clusters.push_back({c->name, c->endpoints});
+  std::sort(s.clusters.begin(), s.clusters.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return s;
+}
+
+ApplyOutcome ConfigStore::apply_full(std::string_view json) {
+  auto snap = snapshot::decode_snapshot(json);
+  if (!snap.ok()) return {0, {"decode: " + snap.error().message}};
+  return apply_full(std::move(snap).value());
+}
+
+ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
+  ApplyOutcome out{snap.version, snapshot::validate(snap)};
+  if (!out.errors.empty()) return out;
+  if (auto cur = current(); cur && snap.version <= cur->version) {
+    out.errors.push_back("snapshot version " + std::to_string(snap.version) +
+                         " is not newer than the applied version " + std::to_string(cur->version));
+    return out;
+  }
+  auto shared = std::make_shared<const snapshot::Snapshot>(std::move(snap));
+  auto table = router::RouteTable::create(shared);
+  if (!table.ok()) {
+    out.errors.push_back(table.error().message);
+    return out;
+  }
+  auto cfg = std::make_shared<Config>();
+  cfg->version = shared->version;
+  cfg->snapshot = shared;
+  cfg->table = std::move(table).value();
+  for (const auto& c : shared->clusters) cfg->clusters.emplace(c.name, make_cluster(c));
+  publish(std::move(cfg));
+  return out;
+}
+
+ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
+  auto delta = snapshot::decode_delta(json);
+  if (!delta.ok()) return {0, {"decode: " + delta.error().message}};
+  ApplyOutcome out{delta->version, {}};
+  auto cur = current();
+  if (!cur) {
+    out.errors.push_back("endpoint delta before any full snapshot");
+    return out;
+  }
+  // Validate against the clusters the proxy has now (a snapshot view without
+  // copying routes: validation of a delta only needs names and the version).
+  snapshot::Snapshot names;
+  names.version = cur->version;
+  names.clusters.reserve(cur->clusters.size());
+  for (const auto& [name, c] : cur->clusters) names.clusters.push_back({name, {}});
+  out.errors = snapshot::validate(*delta, names);
+  if (!out.errors.empty()) return out;
+  auto cfg = std::make_shared<Config>();
+  cfg->version = delta->version;
+  cfg->snapshot = cur->snapshot;
+  cfg->table = cur->table;
+  cfg->clusters = cur->clusters;
+  for (const auto& c : delta->clusters) cfg->clusters[c.name] = make_cluster(c);
+  publish(std::move(cfg));
+  return out;
+}
+
+void ConfigStore::publish(std::shared_ptr<const Config> c) {
+  {
+    std::lock_guard lock(mu_);
+    current_ = std::move(c);
+  }
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+std::shared_ptr<const Config> ConfigStore::current() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
+uint64_t ConfigStore::version() const {
+  auto c = current();
+  return c ? c->version : 0;
+}
+
+}  // namespace gantry::control

@@ -1,0 +1,95 @@
+// ConfigStore: the one place the proxy's routing state changes.
+//
+// A snapshot is decoded, validated and compiled on the control thread into an
+// immutable Config, then published with one atomic pointer swap. Workers read
+// it lock-free: each keeps its own shared_ptr and refreshes it only when the
+// published generation moved (a relaxed load of one counter per request), so
+// requests never contend on a reference count. A request pins the Config it
+// started with. Endpoint deltas replace cluster entries without recompiling
+// routes; clusters are looked up by name, so route changes never disturb the
+// per-worker connection pools that are keyed by endpoint address.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/base/result.h"
+#include "proxy/router/route_table.h"
+#include "proxy/snapshot/model.h"
+
+namespace gantry::control {
+
+// The endpoints of one cluster at one version. Immutable.
+struct ClusterEndpoints {
+  std::string name;
+  std::vector<snapshot::Endpoint> endpoints;  // ready ones, or the serving fallback
+  std::vector<std::string> keys;              // "ip:port" / "[ip]:port" per endpoint
+};
+
+struct Config {
+  uint64_t version = 0;
+  // Routes and certificates of the last FULL snapshot; its clusters are
+  // superseded by `clusters` once a delta arrived.
+  std::shared_ptr<const snapshot::Snapshot> snapshot;
+  std::shared_ptr<const router::RouteTable> table;
+  std::unordered_map<std::string, std::shared_ptr<const ClusterEndpoints>> clusters;
+
+  const ClusterEndpoints* cluster(const std::string& name) const {
+    auto it = clusters.find(name);
+    return it == clusters.end() ? nullptr : it->second.get();
+  }
+  // The applied state as one snapshot (for /config_dump).
+  snapshot::Snapshot effective_snapshot() const;
+};
+
+struct ApplyOutcome {
+  uint64_t version = 0;
+  std::vector<std::string> errors;  // empty: applied
+};
+
+class ConfigStore {
+ public:
+  // Control thread only. Each validates first and keeps the current Config on error.
+  ApplyOutcome apply_full(std::string_view json);
+  ApplyOutcome apply_full(snapshot::Snapshot snap);
+  ApplyOutcome apply_delta(std::string_view json);
+
+  // Any thread.
+  std::shared_ptr<const Config> current() const;
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  uint64_t version() const;
+
+ private:
+  void publish(std::shared_ptr<const Config> c);
+  mutable std::mutex mu_;  // guards current_ (taken only on publish and on refresh)
+  std::shared_ptr<const Config> current_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+// A worker's cached view of the store: refresh() costs one relaxed load unless
+// a new Config was published.
+class ConfigView {
+ public:
+  explicit ConfigView(const ConfigStore& store) : store_(store) {}
+  const std::shared_ptr<const Config>& get() {
+    uint64_t g = store_.generation();
+    if (g != seen_) {
+      cached_ = store_.current();
+      seen_ = g;
+    }
+    return cached_;
+  }
+
+ private:
+  const ConfigStore& store_;
+  uint64_t seen_ = ~0ull;
+  std::shared_ptr<const Config> cached_;
+};
+
+std::string endpoint_key(const snapshot::Endpoint& e);
+
+}  // namespace gantry::control

@@ -1,0 +1,82 @@
+// HTTP/1.1 message heads as the codec hands them to the proxy: zero-copy views
+// into the connection's receive buffer plus the framing facts derived while
+// parsing (body kind, keep-alive, upgrade). Invariant: every string_view in a
+// head points into the buffer that was parsed and is valid only while that
+// buffer is; heads are reused across requests with clear(), which keeps the
+// headers vector's capacity so steady-state parsing does not allocate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace gantry::http {
+
+struct Header {
+  std::string_view name;   // as sent (case preserved)
+  std::string_view value;  // leading and trailing OWS trimmed
+};
+
+enum class Version : uint8_t { kHttp10, kHttp11 };
+enum class BodyKind : uint8_t { kNone, kContentLength, kChunked, kUntilClose };
+
+struct Limits {
+  size_t max_head_bytes = 60 * 1024;  // request line/status line + headers, incl. final CRLFCRLF
+  size_t max_headers = 100;
+};
+
+struct RequestHead {
+  std::string_view method;
+  std::string_view target;  // request-target as sent
+  Version version = Version::kHttp11;
+  std::vector<Header> headers;  // in order; names as sent
+  // Derived while parsing:
+  BodyKind body = BodyKind::kNone;  // requests: kNone, kContentLength or kChunked only
+  uint64_t content_length = 0;
+  bool keep_alive = true;          // from version + Connection header tokens
+  bool expect_continue = false;    // Expect: 100-continue (HTTP/1.1 only)
+  bool upgrade_websocket = false;  // Connection: upgrade + Upgrade: websocket (GET, HTTP/1.1)
+  std::string_view host;           // Host header value (or empty)
+  void clear();                    // reuse without freeing the vector's capacity
+};
+
+struct ResponseHead {
+  int status = 0;
+  std::string_view reason;
+  Version version = Version::kHttp11;
+  std::vector<Header> headers;
+  BodyKind body = BodyKind::kNone;  // kNone for HEAD requests, 1xx, 204, 304; kUntilClose when
+                                    // no framing
+  uint64_t content_length = 0;
+  bool keep_alive = true;
+  void clear();
+};
+
+// Case-insensitive ASCII compare.
+bool iequals(std::string_view a, std::string_view b);
+// The value of the first header called `name` (case-insensitive), if any.
+std::optional<std::string_view> find_header(const std::vector<Header>& h, std::string_view name);
+// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+// Proxy-Authenticate, Proxy-Authorization. The caller also removes the names listed in
+// Connection (see for_each_list_element).
+bool is_hop_by_hop(std::string_view name);
+
+// Calls fn(element) for each non-empty element of a comma-separated header list
+// (RFC 9110 5.6.1), with OWS trimmed. Does not allocate.
+template <typename Fn>
+void for_each_list_element(std::string_view value, Fn&& fn) {
+  size_t i = 0;
+  while (i <= value.size()) {
+    size_t comma = value.find(',', i);
+    if (comma == std::string_view::npos) comma = value.size();
+    std::string_view e = value.substr(i, comma - i);
+    while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+    while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+    if (!e.empty()) fn(e);
+    i = comma + 1;
+  }
+}
+
+}  // namespace gantry::http

@@ -1,0 +1,228 @@
+// gantry-proxy: the data plane process.
+//
+// Threads: one per worker (traffic), plus the main thread, which runs the
+// control socket, the admin listener and signal handling. The proxy never
+// talks to the Kubernetes API: it serves the last snapshot it applied until a
+// controller (or --snapshot-file) gives it a newer valid one.
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fstream>
+#include <iostream>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <thread>
+
+#include "proxy/admin/admin_server.h"
+#include "proxy/admin/metrics.h"
+#include "proxy/base/flags.h"
+#include "proxy/control/config_store.h"
+#include "proxy/control/control_server.h"
+#include "proxy/net/access_log.h"
+#include "proxy/net/server.h"
+
+namespace {
+
+using namespace gantry;
+
+struct Options {
+  net::ServerOptions server;
+  HostPort https_listen;
+  bool https = false;
+  HostPort admin_listen{"127.0.0.1", 9901};
+  std::string control_socket = "/var/run/gantry/control.sock";
+  std::string snapshot_file;
+  std::chrono::milliseconds drain{10000};
+  std::string access_log = "stdout";
+  std::string log_level = "info";
+};
+
+Options parse_flags(int argc, char** argv) {
+  Options o;
+  o.server.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  FlagSet fs("gantry-proxy", "Gantry data plane: serves HTTP traffic from the routing snapshot its controller pushes.");
+  auto host_port = [](HostPort* target) {
+    return [target](std::string_view v) -> Status {
+      auto hp = parse_host_port(v);
+      if (!hp.ok()) return hp.error();
+      *target = *hp;
+      return ok_status();
+    };
+  };
+  auto string_flag = [](std::string* target) {
+    return [target](std::string_view v) -> Status {
+      if (v.empty()) return Error{"must not be empty"};
+      *target = std::string(v);
+      return ok_status();
+    };
+  };
+  fs.add("http-listen", "ADDR:PORT", "0.0.0.0:8080", "plain HTTP listener", host_port(&o.server.http_listen));
+  fs.add("https-listen", "ADDR:PORT", "off", "TLS listener; certificates come from the snapshot",
+         [&o](std::string_view v) -> Status {
+           if (v == "off") return ok_status();
+           auto hp = parse_host_port(v);
+           if (!hp.ok()) return hp.error();
+           o.https_listen = *hp;
+           o.https = true;
+           return ok_status();
+         });
+  fs.add("admin-listen", "ADDR:PORT", "127.0.0.1:9901", "/healthz /readyz /metrics /config_dump /upstreams",
+         host_port(&o.admin_listen));
+  fs.add("control-socket", "PATH", o.control_socket, "unix socket the controller connects to",
+         string_flag(&o.control_socket));
+  fs.add("snapshot-file", "PATH", "none", "boot from a snapshot file (JSON, as in /config_dump)",
+         string_flag(&o.snapshot_file));
+  fs.add("workers", "N", "number of CPUs", "worker threads", [&o](std::string_view v) -> Status {
+    auto n = parse_uint(v, 1, 1024);
+    if (!n.ok()) return n.error();
+    o.server.workers = static_cast<int>(*n);
+    return ok_status();
+  });
+  fs.add("drain-seconds", "N", "10", "after SIGTERM: keep serving this long with /readyz failing",
+         [&o](std::string_view v) -> Status {
+           auto n = parse_uint(v, 0, 3600);
+           if (!n.ok()) return n.error();
+           o.drain = std::chrono::seconds(*n);
+           return ok_status();
+         });
+  fs.add_bool("debug-headers", "add X-Gateway-Route, X-Gateway-Upstream, X-Gateway-Response-Time",
+              &o.server.debug_headers);
+  fs.add("request-header-timeout", "DUR", "10s", "time allowed to receive a request head (408 after)",
+         [&o](std::string_view v) -> Status {
+           auto d = parse_duration(v);
+           if (!d.ok()) return d.error();
+           if (d->count() <= 0) return Error{"must be above 0"};
+           o.server.request_header_timeout = *d;
+           return ok_status();
+         });
+  fs.add("trusted-proxies", "CIDR,...", "none", "trust X-Forwarded-For only from these peers",
+         [&o](std::string_view v) -> Status {
+           auto l = net::parse_cidr_list(v);
+           if (!l.ok()) return l.error();
+           o.server.trusted_proxies = *l;
+           return ok_status();
+         });
+  fs.add("access-log", "PATH|stdout|off", "stdout", "JSON-lines access log", string_flag(&o.access_log));
+  fs.add("log-level", "LEVEL", "info", "trace, debug, info, warn, error", [&o](std::string_view v) -> Status {
+    if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
+      return Error{"expected trace, debug, info, warn or error"};
+    o.log_level = std::string(v);
+    return ok_status();
+  });
+  fs.parse_or_exit(argc, argv);
+  return o;
+}
+
+std::string read_file(const std::string& path, std::string& err) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = "cannot open " + path;
+    return {};
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opts = parse_flags(argc, argv);
+  auto logger = spdlog::stderr_color_mt("gantry-proxy");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(opts.log_level));
+
+  if (opts.https) {
+    std::cerr << "gantry-proxy: --https-listen: TLS termination is not built yet in this version\n";
+    return 2;
+  }
+
+  control::ConfigStore store;
+  admin::Metrics metrics;
+  auto access_log = net::AccessLog::open(opts.access_log);
+
+  if (!opts.snapshot_file.empty()) {
+    std::string err;
+    std::string json = read_file(opts.snapshot_file, err);
+    if (!err.empty()) {
+      spdlog::error("--snapshot-file: {}", err);
+      return 1;
+    }
+    auto out = control::apply_and_record(store, metrics, true, json);
+    if (!out.errors.empty()) {
+      for (const auto& e : out.errors) spdlog::error("--snapshot-file {}: {}", opts.snapshot_file, e);
+      return 1;
+    }
+  }
+
+  net::Server server(opts.server, store, metrics, *access_log);
+  if (auto st = server.listen(); !st.ok()) {
+    spdlog::error("{}", st.error().message);
+    return 1;
+  }
+
+  boost::asio::io_context io(1);
+  control::ControlServer control(io, store, metrics, "gantry-proxy-" + std::to_string(::getpid()));
+  if (auto st = control.listen(opts.control_socket); !st.ok()) {
+    spdlog::error("{}", st.error().message);
+    return 1;
+  }
+  std::atomic<bool> draining{false};
+  admin::AdminServer admin(io, store, metrics, [&]() -> std::string {
+    if (draining.load()) return "draining";
+    if (!store.current()) return "no snapshot applied yet";
+    return {};
+  });
+  if (auto st = admin.listen(opts.admin_listen); !st.ok()) {
+    spdlog::error("{}", st.error().message);
+    return 1;
+  }
+
+  server.start();
+  control.start();
+  admin.start();
+  spdlog::info("gantry-proxy listening: http {}:{}, admin {}, control {}, {} workers",
+               opts.server.http_listen.host, server.http_port(), opts.admin_listen.str(), opts.control_socket,
+               opts.server.workers);
+
+  // SIGTERM/SIGINT: /readyz fails at once, traffic is served for
+  // --drain-seconds, then listeners close and in-flight requests finish.
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  boost::asio::steady_timer drain_timer(io);
+  std::thread stopper;
+  std::function<void()> finish = [&] {
+    if (stopper.joinable()) return;
+    server.stop_accepting();
+    control.close();
+    admin.close();
+    stopper = std::thread([&] {
+      server.shutdown(std::chrono::seconds(30));
+      access_log->flush();
+      io.stop();
+    });
+  };
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: draining for {} s", sig,
+                 std::chrono::duration_cast<std::chrono::seconds>(opts.drain).count());
+    draining = true;
+    server.begin_drain();
+    drain_timer.expires_after(opts.drain);
+    drain_timer.async_wait([&](boost::system::error_code e) {
+      if (!e) finish();
+    });
+    signals.async_wait([&](boost::system::error_code e2, int) {
+      if (e2) return;
+      spdlog::info("second signal: stopping now");
+      drain_timer.cancel();
+      finish();
+    });
+  });
+  io.run();
+  if (stopper.joinable()) stopper.join();
+  spdlog::info("gantry-proxy stopped");
+  return 0;
+}

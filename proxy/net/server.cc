@@ -1,0 +1,1042 @@
+#include "proxy/net/server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <random>
+#include <spdlog/spdlog.h>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "proxy/http/message.h"
+#include "proxy/http/parser.h"
+#include "proxy/http/path.h"
+#include "proxy/net/buffer.h"
+#include "proxy/upstream/load_balancer.h"
+
+namespace gantry::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxIdlePerEndpoint = 64;
+constexpr int kMaxConnectAttempts = 3;
+
+auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string id(32, '0');
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 16; ++i) {
+    id[i] = hex[(a >> (i * 4)) & 0xf];
+    id[16 + i] = hex[(b >> (i * 4)) & 0xf];
+  }
+  return id;
+}
+
+bool listed_in(const std::vector<std::string>& names, std::string_view name) {
+  for (const auto& n : names)
+    if (http::iequals(n, name)) return true;
+  return false;
+}
+
+bool listed_in(const std::vector<snapshot::HeaderValue>& hv, std::string_view name) {
+  for (const auto& h : hv)
+    if (http::iequals(h.name, name)) return true;
+  return false;
+}
+
+// True when `name` appears as a token of any Connection header (those headers
+// are hop-by-hop for this message, RFC 9110 7.6.1).
+bool named_by_connection(const std::vector<http::Header>& headers, std::string_view name) {
+  for (const auto& h : headers) {
+    if (!http::iequals(h.name, "connection")) continue;
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      std::string_view tok = v.substr(0, comma);
+      while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
+      if (http::iequals(tok, name)) return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// Is an idle pooled connection still usable? A peer that closed it, or sent
+// bytes nobody asked for, makes it unusable.
+bool idle_connection_alive(tcp::socket& s) {
+  char b;
+  ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void set_nodelay(tcp::socket& s) {
+  error_code ec;
+  s.set_option(tcp::no_delay(true), ec);
+}
+
+std::string rewrite_prefix(std::string_view path, size_t matched, std::string_view replacement) {
+  std::string_view rest = path.substr(std::min(matched, path.size()));
+  std::string out(replacement);
+  if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') out.pop_back();
+  out.append(rest);
+  if (out.empty()) out = "/";
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ Worker
+
+struct UpstreamConn {
+  explicit UpstreamConn(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  Buffer buf{kReadChunk};
+  std::string key;
+  bool reused = false;
+};
+
+class Session;
+
+class Worker {
+ public:
+  Worker(Server& server, int id)
+      : server_(server), id_(id), io_(1), acceptor_(io_), view_(server.store_), metrics_(server.metrics_) {}
+
+  Status listen(const HostPort& hp, uint16_t port_override) {
+    error_code ec;
+    auto addr = asio::ip::make_address(hp.host, ec);
+    if (ec) return Error{"listen address \"" + hp.host + "\" is not an IP address"};
+    tcp::endpoint ep(addr, port_override ? port_override : hp.port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec = error_code(errno, boost::system::system_category());
+    }
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(4096, ec);
+    if (ec) return Error{"cannot listen on " + hp.str() + ": " + ec.message()};
+    return ok_status();
+  }
+  uint16_t bound_port() const {
+    error_code ec;
+    return acceptor_.local_endpoint(ec).port();
+  }
+
+  void start() { asio::co_spawn(io_, accept_loop(), asio::detached); }
+  void run() { io_.run(); }
+  void stop_accepting() {
+    asio::post(io_, [this] {
+      error_code ec;
+      acceptor_.close(ec);
+    });
+  }
+  void close_idle();  // closes keep-alive connections waiting for a request
+  void stop() { io_.stop(); }
+
+  asio::io_context& io() { return io_; }
+  Server& server() { return server_; }
+  control::ConfigView& view() { return view_; }
+  admin::WorkerMetrics& metrics() { return metrics_; }
+  std::atomic<size_t>& connections() { return connections_; }
+  std::unordered_set<Session*>& idle_sessions() { return idle_sessions_; }
+
+  // Per-worker endpoint choice within a cluster (no locks: one thread).
+  std::optional<size_t> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude) {
+    auto& lb = lbs_[c.name];
+    if (lb.seen != &c || lb.hosts.size() != c.endpoints.size()) {
+      lb.seen = &c;
+      lb.hosts.clear();
+      for (size_t i = 0; i < c.endpoints.size(); ++i)
+        lb.hosts.push_back({static_cast<uint32_t>(i), 1, 0, true});
+      if (!lb.lb) lb.lb = upstream::make_round_robin();
+    }
+    if (lb.hosts.empty()) return std::nullopt;
+    if (exclude < lb.hosts.size() && lb.hosts.size() > 1) lb.hosts[exclude].healthy = false;
+    auto pick = lb.lb->pick(lb.hosts, upstream::PickContext{});
+    if (exclude < lb.hosts.size()) lb.hosts[exclude].healthy = true;
+    if (!pick) return std::nullopt;
+    return *pick;
+  }
+
+  std::unique_ptr<UpstreamConn> take_idle(const std::string& key) {
+    auto it = idle_.find(key);
+    if (it == idle_.end()) return nullptr;
+    auto& v = it->second;
+    while (!v.empty()) {
+      auto c = std::move(v.back());
+      v.pop_back();
+      if (idle_connection_alive(c->sock)) {
+        c->reused = true;
+        return c;
+      }
+    }
+    return nullptr;
+  }
+  void give_back(std::unique_ptr<UpstreamConn> c) {
+    if (server_.draining()) return;
+    auto& v = idle_[c->key];
+    if (v.size() < kMaxIdlePerEndpoint) v.push_back(std::move(c));
+  }
+
+ private:
+  asio::awaitable<void> accept_loop();
+
+  Server& server_;
+  int id_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  control::ConfigView view_;
+  admin::WorkerMetrics metrics_;
+  std::atomic<size_t> connections_{0};
+  std::unordered_set<Session*> idle_sessions_;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
+  struct ClusterLb {
+    const control::ClusterEndpoints* seen = nullptr;
+    std::vector<upstream::HostView> hosts;
+    std::unique_ptr<upstream::LoadBalancer> lb;
+  };
+  std::unordered_map<std::string, ClusterLb> lbs_;
+};
+
+// ------------------------------------------------------------------ Session
+
+// One client connection. Owned by a shared_ptr so that timer handlers can
+// outlive a phase safely (they check a generation number before acting).
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& w, tcp::socket sock) : w_(w), client_(std::move(sock)), timer_(w.io()) {
+    error_code ec;
+    auto ep = client_.remote_endpoint(ec);
+    if (!ec) {
+      auto a = ep.address();
+      peer_ip_ = a.is_v6() && a.to_v6().is_v4_mapped()
+                     ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
+                     : a.to_string();
+    }
+    set_nodelay(client_);
+  }
+
+  asio::awaitable<void> run() {
+    bool first = true;
+    while (true) {
+      bool keep = co_await handle_one(first);
+      first = false;
+      if (!keep) break;
+    }
+    error_code ec;
+    client_.shutdown(tcp::socket::shutdown_send, ec);
+    client_.close(ec);
+  }
+
+  void close_if_idle() {
+    error_code ec;
+    client_.cancel(ec);
+    closing_ = true;
+  }
+
+ private:
+  // ---- timers
+  void arm(tcp::socket& s, milliseconds d) {
+    timed_out_ = false;
+    timer_.expires_after(d);
+    timer_.async_wait([self = shared_from_this(), &s, gen = ++gen_](error_code ec) {
+      if (ec || gen != self->gen_) return;
+      self->timed_out_ = true;
+      error_code ignore;
+      s.cancel(ignore);
+    });
+  }
+  void disarm() {
+    ++gen_;
+    timer_.cancel();
+  }
+
+  asio::awaitable<size_t> read_some(tcp::socket& s, Buffer& b, milliseconds timeout, error_code& ec) {
+    char* p = b.prepare(kReadChunk);
+    arm(s, timeout);
+    size_t n = co_await s.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
+    disarm();
+    if (!ec) b.commit(n);
+    co_return n;
+  }
+
+  // ---- the gateway's own answers
+  asio::awaitable<void> local_reply(int status, std::string_view body, bool close,
+                                    std::string_view extra_headers = {}) {
+    out_.clear();
+    out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason_phrase(status));
+    out_.append("\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    out_.append(std::to_string(body.size() + 1)).append("\r\nx-request-id: ").append(request_id_);
+    out_.append("\r\n");
+    out_.append(extra_headers);
+    if (close) out_.append("connection: close\r\n");
+    out_.append("\r\n").append(body).append("\n");
+    status_ = status;
+    error_code ec;
+    co_await asio::async_write(client_, asio::buffer(out_), awaitable_ec(ec));
+    bytes_out_ += out_.size();
+  }
+
+  // Reads and answers one request. Returns whether the connection stays open.
+  asio::awaitable<bool> handle_one(bool first);
+  asio::awaitable<bool> forward(const std::shared_ptr<const control::Config>& cfg,
+                                const router::CompiledRule& cr, const http::Target& target,
+                                std::string_view host, size_t matched_prefix);
+  asio::awaitable<bool> relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed);
+  asio::awaitable<bool> relay_response_body(UpstreamConn& up, bool& upstream_reusable);
+  asio::awaitable<void> tunnel(UpstreamConn& up);
+  void finish_request();
+
+  Worker& w_;
+  tcp::socket client_;
+  asio::steady_timer timer_;
+  uint64_t gen_ = 0;
+  bool timed_out_ = false;
+  bool closing_ = false;
+  std::string peer_ip_;
+
+  Buffer in_{kReadChunk};
+  std::string out_;
+  http::RequestParser req_parser_;
+  http::RequestHead req_;
+  http::ResponseParser resp_parser_;
+  http::ResponseHead resp_;
+  http::ChunkedDecoder chunked_;
+
+  // per request
+  Clock::time_point started_;
+  std::string request_id_;
+  std::string method_, host_, path_, route_label_, upstream_key_;
+  int status_ = 0;
+  uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  double upstream_ms_ = -1;
+  uint64_t req_body_left_ = 0;  // Content-Length body bytes still to relay
+};
+
+asio::awaitable<bool> Session::handle_one(bool first) {
+  auto& opts = w_.server().options();
+  milliseconds first_byte_timeout = first ? opts.request_header_timeout : opts.client_idle_timeout;
+  req_parser_.reset();
+  req_.clear();
+  request_id_.clear();
+  route_label_.clear();
+  upstream_key_.clear();
+  status_ = 0;
+  bytes_in_ = bytes_out_ = 0;
+  upstream_ms_ = -1;
+
+  // ---- read the head
+  auto deadline = Clock::now() + first_byte_timeout;
+  bool got_bytes = !in_.empty();
+  if (got_bytes) deadline = Clock::now() + opts.request_header_timeout;
+  while (true) {
+    if (!in_.empty()) {
+      auto st = req_parser_.parse(in_.view(), req_);
+      if (st == http::ParseState::kComplete) break;
+      if (st == http::ParseState::kError) {
+        started_ = Clock::now();
+        request_id_ = new_request_id();
+        const auto& e = req_parser_.error();
+        co_await local_reply(e.status, e.reason, true);
+        finish_request();
+        co_return false;
+      }
+    }
+    // A draining proxy closes keep-alive connections between requests.
+    if (closing_ || (w_.server().draining() && in_.empty() && !got_bytes && !first)) co_return false;
+    auto now = Clock::now();
+    if (now >= deadline) {
+      timed_out_ = true;
+    } else {
+      bool idle = in_.empty();
+      if (idle) w_.idle_sessions().insert(this);
+      error_code ec;
+      size_t n = co_await read_some(client_, in_, std::chrono::duration_cast<milliseconds>(deadline - now), ec);
+      if (idle) w_.idle_sessions().erase(this);
+      if (!ec) {
+        w_.metrics().global().bytes_received.Increment(static_cast<double>(n));
+        if (!got_bytes) {
+          got_bytes = true;
+          deadline = Clock::now() + opts.request_header_timeout;
+        }
+        continue;
+      }
+      if (!timed_out_) co_return false;  // peer closed or reset: nothing to answer
+    }
+    // Timed out: a partial head gets 408; an idle connection just closes.
+    if (in_.empty()) co_return false;
+    started_ = Clock::now();
+    request_id_ = new_request_id();
+    co_await local_reply(408, "request header timeout", true);
+    finish_request();
+    co_return false;
+  }
+
+  started_ = Clock::now();
+  if (auto id = http::find_header(req_.headers, "x-request-id"); id && !id->empty() && id->size() <= 128)
+    request_id_ = std::string(*id);
+  else
+    request_id_ = new_request_id();
+  method_.assign(req_.method);
+  bytes_in_ = req_parser_.head_size();
+
+  auto target = http::parse_target(req_.method, req_.target);
+  if (!target.ok()) {
+    path_.assign(req_.target.substr(0, 256));
+    co_await local_reply(400, target.error().message, true);
+    finish_request();
+    co_return false;
+  }
+  path_ = target->path;
+  std::string_view raw_host = !target->authority.empty() ? std::string_view(target->authority) : req_.host;
+  std::string host;
+  if (!raw_host.empty()) {
+    auto h = http::normalize_host(raw_host);
+    if (!h.ok()) {
+      co_await local_reply(400, h.error().message, true);
+      finish_request();
+      co_return false;
+    }
+    host = std::move(h).value();
+  }
+  host_ = host;
+
+  // Requests with a body we will not read to the end cannot keep the connection.
+  auto body_kind = req_.body;
+  auto drop_connection_if_body = [&] { return body_kind != http::BodyKind::kNone; };
+
+  const auto& cfg = w_.view().get();
+  if (!cfg) {
+    co_await local_reply(503, "no configuration applied yet", drop_connection_if_body());
+    finish_request();
+    co_return !drop_connection_if_body() && req_.keep_alive;
+  }
+
+  router::RequestView rv;
+  rv.host = host;
+  rv.path = target->path;
+  rv.query = target->query;
+  rv.method = req_.method;
+  rv.headers_ctx = &req_.headers;
+  rv.header = [](const void* ctx, std::string_view lower_name) {
+    return http::find_header(*static_cast<const std::vector<http::Header>*>(ctx), lower_name);
+  };
+  auto m = cfg->table->match(rv);
+  if (m.rule == nullptr) {
+    bool close = drop_connection_if_body() || !req_.keep_alive || w_.server().draining();
+    co_await local_reply(404, "no route for " + host + target->path, close);
+    finish_request();
+    co_return !close;
+  }
+  route_label_ = m.rule->route_label;
+  co_return co_await forward(cfg, *m.rule, *target, host, m.matched_prefix_len);
+}
+
+asio::awaitable<bool> Session::forward(const std::shared_ptr<const control::Config>& cfg,
+                                       const router::CompiledRule& cr, const http::Target& target,
+                                       std::string_view host, size_t matched_prefix) {
+  auto& opts = w_.server().options();
+  const auto& filters = cr.rule->filters;
+  bool client_close = !req_.keep_alive || w_.server().draining();
+  bool has_body = req_.body != http::BodyKind::kNone;
+
+  // ---- redirect: answered by the gateway
+  if (filters.request_redirect) {
+    const auto& r = *filters.request_redirect;
+    std::string scheme = r.scheme.value_or("http");
+    std::string location = scheme + "://" + r.hostname.value_or(std::string(host));
+    if (r.port) location += ":" + std::to_string(*r.port);
+    switch (r.path.type) {
+      case snapshot::PathRewriteType::kNone: location += target.path; break;
+      case snapshot::PathRewriteType::kReplaceFullPath: location += r.path.value; break;
+      case snapshot::PathRewriteType::kReplacePrefixMatch:
+        location += rewrite_prefix(target.path, matched_prefix, r.path.value);
+        break;
+    }
+    if (!target.query.empty()) location.append("?").append(target.query);
+    std::string hdr = "location: " + location + "\r\n";
+    bool close = client_close || has_body;
+    co_await local_reply(r.status_code, "redirecting to " + location, close, hdr);
+    finish_request();
+    co_return !close;
+  }
+
+  // ---- pick a backend ref, then an endpoint
+  int bi = cr.pick_backend();
+  if (bi < 0) {
+    co_await local_reply(500, "route " + route_label_ + " has no backend with a weight above 0", true);
+    finish_request();
+    co_return false;
+  }
+  const auto& ref = cr.rule->backends[static_cast<size_t>(bi)];
+  if (!ref.unresolved.empty()) {
+    co_await local_reply(500, "backend unresolved: " + ref.unresolved, client_close || has_body);
+    finish_request();
+    co_return !(client_close || has_body);
+  }
+  const control::ClusterEndpoints* cluster = cfg->cluster(ref.cluster);
+  if (cluster == nullptr || cluster->endpoints.empty()) {
+    co_await local_reply(503, "no healthy endpoint for " + ref.cluster, client_close || has_body);
+    finish_request();
+    co_return !(client_close || has_body);
+  }
+
+  // ---- the upstream request head
+  std::string path;
+  if (filters.url_rewrite) {
+    const auto& pr = filters.url_rewrite->path;
+    if (pr.type == snapshot::PathRewriteType::kReplaceFullPath) path = pr.value;
+    else if (pr.type == snapshot::PathRewriteType::kReplacePrefixMatch)
+      path = rewrite_prefix(target.path, matched_prefix, pr.value);
+    else path = target.path;
+  } else {
+    path = target.path;
+  }
+  const snapshot::HeaderModifier* mod = filters.request_headers ? &*filters.request_headers : nullptr;
+  std::string upstream_host =
+      filters.url_rewrite && filters.url_rewrite->hostname ? *filters.url_rewrite->hostname
+                                                           : std::string(req_.host.empty() ? host : req_.host);
+
+  out_.clear();
+  out_.append(req_.method).append(" ").append(path);
+  if (!target.query.empty()) out_.append("?").append(target.query);
+  out_.append(" HTTP/1.1\r\n");
+  append_header(out_, "host", upstream_host);
+  std::string_view prior_xff;
+  for (const auto& h : req_.headers) {
+    if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
+        http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
+        named_by_connection(req_.headers, h.name))
+      continue;
+    if (http::iequals(h.name, "x-forwarded-for")) {
+      prior_xff = h.value;
+      continue;
+    }
+    if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host") ||
+        http::iequals(h.name, "x-request-id"))
+      continue;
+    if (mod && (listed_in(mod->remove, h.name) || listed_in(mod->set, h.name))) continue;
+    append_header(out_, h.name, h.value);
+  }
+  if (mod) {
+    for (const auto& h : mod->set) append_header(out_, h.name, h.value);
+    for (const auto& h : mod->add) append_header(out_, h.name, h.value);
+  }
+  if (!prior_xff.empty() && contains(opts.trusted_proxies, peer_ip_)) {
+    std::string xff(prior_xff);
+    xff.append(", ").append(peer_ip_);
+    append_header(out_, "x-forwarded-for", xff);
+  } else {
+    append_header(out_, "x-forwarded-for", peer_ip_);
+  }
+  append_header(out_, "x-forwarded-proto", "http");
+  if (!req_.host.empty()) append_header(out_, "x-forwarded-host", req_.host);
+  append_header(out_, "x-request-id", request_id_);
+  if (req_.upgrade_websocket) {
+    auto up = http::find_header(req_.headers, "upgrade");
+    append_header(out_, "connection", "upgrade");
+    append_header(out_, "upgrade", up ? *up : "websocket");
+  }
+  if (req_.body == http::BodyKind::kContentLength) append_header(out_, "content-length", std::to_string(req_.content_length));
+  if (req_.body == http::BodyKind::kChunked) append_header(out_, "transfer-encoding", "chunked");
+  out_.append("\r\n");
+
+  // The head is now copied into out_; the client buffer keeps only body bytes
+  // and whatever the client pipelined after them.
+  bool expect_continue = req_.expect_continue;
+  bool upgrade = req_.upgrade_websocket;
+  bool request_keep_alive = req_.keep_alive;
+  http::Version client_version = req_.version;
+  auto body_kind = req_.body;
+  req_body_left_ = body_kind == http::BodyKind::kContentLength ? req_.content_length : 0;
+  in_.consume(req_parser_.head_size());
+  chunked_.reset();
+
+  if (expect_continue && has_body) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    error_code ec;
+    co_await asio::async_write(client_, asio::buffer(kContinue), awaitable_ec(ec));
+    if (ec) co_return false;
+  }
+
+  // A request is replayable on a fresh connection when its body (if any) is
+  // still entirely in our buffer: no body, or a small one fully received.
+  size_t exclude = static_cast<size_t>(-1);
+  std::unique_ptr<UpstreamConn> up;
+  Clock::time_point sent_at;
+  bool response_ready = false;
+  for (int attempt = 0; attempt < kMaxConnectAttempts + 1 && !response_ready; ++attempt) {
+    auto idx = w_.pick_endpoint(*cluster, exclude);
+    if (!idx) break;
+    const auto& key = cluster->keys[*idx];
+    upstream_key_ = key;
+    up = w_.take_idle(key);
+    if (!up) {
+      up = std::make_unique<UpstreamConn>(w_.io());
+      up->key = key;
+      error_code ec;
+      const auto& ep = cluster->endpoints[*idx];
+      auto addr = asio::ip::make_address(ep.address, ec);
+      if (!ec) {
+        arm(up->sock, opts.upstream_connect_timeout);
+        co_await up->sock.async_connect(tcp::endpoint(addr, ep.port), awaitable_ec(ec));
+        disarm();
+      }
+      if (ec) {
+        w_.metrics().upstream_error(ref.cluster, timed_out_ ? "connect_timeout" : "connect");
+        exclude = *idx;
+        up.reset();
+        continue;  // the request has not been sent: safe to try another endpoint
+      }
+      set_nodelay(up->sock);
+    }
+
+    // ---- send head (+ body)
+    sent_at = Clock::now();
+    error_code ec;
+    bool body_done_in_buffer =
+        body_kind == http::BodyKind::kNone ||
+        (body_kind == http::BodyKind::kContentLength && in_.size() >= req_body_left_);
+    bool client_failed = false;
+    if (body_kind == http::BodyKind::kNone) {
+      co_await asio::async_write(up->sock, asio::buffer(out_), awaitable_ec(ec));
+    } else {
+      co_await asio::async_write(up->sock, asio::buffer(out_), awaitable_ec(ec));
+      if (!ec) {
+        bool ok = co_await relay_request_body(*up, ec, client_failed);
+        if (!ok && client_failed) {
+          co_return false;  // client went away or sent a bad body (answered there)
+        }
+      }
+    }
+    if (ec) {
+      bool retry = up->reused && body_done_in_buffer && body_kind == http::BodyKind::kNone;
+      w_.metrics().upstream_error(ref.cluster, "reset");
+      up.reset();
+      if (retry) continue;
+      co_await local_reply(502, "upstream connection failed while sending the request", true);
+      finish_request();
+      co_return false;
+    }
+
+    // ---- read the response head (1xx interim answers are relayed)
+    resp_parser_.reset();
+    resp_.clear();
+    bool got_any = !up->buf.empty();
+    while (true) {
+      if (!up->buf.empty()) {
+        auto st = resp_parser_.parse(up->buf.view(), resp_, method_ == "HEAD");
+        if (st == http::ParseState::kComplete) {
+          if (resp_.status >= 100 && resp_.status < 200 && resp_.status != 101) {
+            // relay the interim response (100 was already sent by us: drop it)
+            if (resp_.status != 100) {
+              error_code wec;
+              co_await asio::async_write(client_, asio::buffer(up->buf.data(), resp_parser_.head_size()),
+                                         awaitable_ec(wec));
+            }
+            up->buf.consume(resp_parser_.head_size());
+            resp_parser_.reset();
+            resp_.clear();
+            continue;
+          }
+          response_ready = true;
+          break;
+        }
+        if (st == http::ParseState::kError) {
+          w_.metrics().upstream_error(ref.cluster, "protocol");
+          co_await local_reply(502, "upstream sent a malformed response", true);
+          finish_request();
+          co_return false;
+        }
+      }
+      auto timeout = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+      size_t n = co_await read_some(up->sock, up->buf, timeout, ec);
+      (void)n;
+      if (ec) break;
+      got_any = true;
+    }
+    if (response_ready) break;
+    // No complete head: a reused connection the peer had closed is retried once.
+    if (!got_any && up->reused && !timed_out_ && body_kind == http::BodyKind::kNone) {
+      up.reset();
+      continue;
+    }
+    bool timeout = timed_out_;
+    w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");
+    up.reset();
+    co_await local_reply(timeout ? 504 : 502,
+                         timeout ? "upstream did not answer in time" : "upstream closed the connection",
+                         true);
+    finish_request();
+    co_return false;
+  }
+  if (!response_ready) {
+    co_await local_reply(502, "could not connect to any endpoint of " + ref.cluster, true);
+    finish_request();
+    co_return false;
+  }
+
+  upstream_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
+  w_.metrics().upstream_done(ref.cluster, upstream_ms_ / 1000.0);
+  status_ = resp_.status;
+
+  // ---- the response head to the client
+  bool is_upgrade = upgrade && resp_.status == 101;
+  bool keep = request_keep_alive && !w_.server().draining() && resp_.body != http::BodyKind::kUntilClose &&
+              !is_upgrade;
+  const snapshot::HeaderModifier* rmod = filters.response_headers ? &*filters.response_headers : nullptr;
+  out_.clear();
+  out_.append("HTTP/1.1 ").append(std::to_string(resp_.status)).append(" ");
+  out_.append(resp_.reason.empty() ? std::string_view(reason_phrase(resp_.status)) : resp_.reason);
+  out_.append("\r\n");
+  bool has_request_id = false;
+  for (const auto& h : resp_.headers) {
+    if (is_upgrade && (http::iequals(h.name, "upgrade") || http::iequals(h.name, "connection"))) {
+      append_header(out_, h.name, h.value);
+      continue;
+    }
+    if (http::is_hop_by_hop(h.name) || named_by_connection(resp_.headers, h.name)) continue;
+    if (rmod && (listed_in(rmod->remove, h.name) || listed_in(rmod->set, h.name))) continue;
+    if (http::iequals(h.name, "x-request-id")) has_request_id = true;
+    append_header(out_, h.name, h.value);
+  }
+  if (rmod) {
+    for (const auto& h : rmod->set) append_header(out_, h.name, h.value);
+    for (const auto& h : rmod->add) append_header(out_, h.name, h.value);
+  }
+  if (!has_request_id) append_header(out_, "x-request-id", request_id_);
+  if (resp_.body == http::BodyKind::kChunked) append_header(out_, "transfer-encoding", "chunked");
+  if (opts.debug_headers) {
+    append_header(out_, "x-gateway-route", route_label_);
+    append_header(out_, "x-gateway-upstream", upstream_key_);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3fms", upstream_ms_);
+    append_header(out_, "x-gateway-response-time", buf);
+  }
+  if (!is_upgrade) {
+    if (!keep) append_header(out_, "connection", "close");
+    else if (client_version == http::Version::kHttp10) append_header(out_, "connection", "keep-alive");
+  }
+  out_.append("\r\n");
+  up->buf.consume(resp_parser_.head_size());
+
+  error_code ec;
+  co_await asio::async_write(client_, asio::buffer(out_), awaitable_ec(ec));
+  bytes_out_ += out_.size();
+  if (ec) {
+    finish_request();
+    co_return false;
+  }
+
+  if (is_upgrade) {
+    finish_request();
+    co_await tunnel(*up);
+    co_return false;
+  }
+
+  bool upstream_reusable = resp_.keep_alive;
+  bool ok = co_await relay_response_body(*up, upstream_reusable);
+  finish_request();
+  if (ok && upstream_reusable && up->buf.empty()) w_.give_back(std::move(up));
+  co_return ok && keep;
+}
+
+// Relays the rest of the request body from the client to the upstream.
+// Returns false on failure; client_failed tells whose side failed.
+asio::awaitable<bool> Session::relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed) {
+  auto& opts = w_.server().options();
+  while (true) {
+    size_t take = 0;
+    bool done = false;
+    if (req_.body == http::BodyKind::kContentLength) {
+      take = static_cast<size_t>(std::min<uint64_t>(in_.size(), req_body_left_));
+      req_body_left_ -= take;
+      done = req_body_left_ == 0;
+    } else {
+      auto step = chunked_.feed(in_.view());
+      if (!step.ok()) {
+        client_failed = true;
+        co_await local_reply(400, "malformed chunked request body: " + step.error().message, true);
+        finish_request();
+        co_return false;
+      }
+      take = step->consumed;
+      done = step->done;
+    }
+    if (take > 0) {
+      co_await asio::async_write(up.sock, asio::buffer(in_.data(), take), awaitable_ec(ec));
+      bytes_in_ += take;
+      in_.consume(take);
+      if (ec) co_return false;
+    }
+    if (done) co_return true;
+    error_code rec;
+    co_await read_some(client_, in_, opts.request_header_timeout * 6, rec);
+    if (rec) {
+      client_failed = true;
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<bool> Session::relay_response_body(UpstreamConn& up, bool& upstream_reusable) {
+  auto& opts = w_.server().options();
+  if (resp_.body == http::BodyKind::kNone) co_return true;
+  uint64_t left = resp_.content_length;
+  if (resp_.body == http::BodyKind::kChunked) chunked_.reset();
+  while (true) {
+    size_t take = 0;
+    bool done = false;
+    switch (resp_.body) {
+      case http::BodyKind::kContentLength:
+        take = static_cast<size_t>(std::min<uint64_t>(up.buf.size(), left));
+        left -= take;
+        done = left == 0;
+        break;
+      case http::BodyKind::kChunked: {
+        auto step = chunked_.feed(up.buf.view());
+        if (!step.ok()) {
+          w_.metrics().upstream_error(upstream_key_, "protocol");
+          upstream_reusable = false;
+          co_return false;  // the head is out: all we can do is close
+        }
+        take = step->consumed;
+        done = step->done;
+        break;
+      }
+      default:
+        take = up.buf.size();
+        break;
+    }
+    if (take > 0) {
+      error_code ec;
+      co_await asio::async_write(client_, asio::buffer(up.buf.data(), take), awaitable_ec(ec));
+      bytes_out_ += take;
+      up.buf.consume(take);
+      if (ec) {
+        upstream_reusable = false;
+        co_return false;
+      }
+    }
+    if (done) {
+      if (!up.buf.empty()) upstream_reusable = false;  // bytes after the response: not reusable
+      co_return true;
+    }
+    error_code ec;
+    co_await read_some(up.sock, up.buf, opts.upstream_timeout, ec);
+    if (ec) {
+      upstream_reusable = false;
+      // Reading until close: EOF is the end of the body.
+      co_return resp_.body == http::BodyKind::kUntilClose && ec == asio::error::eof;
+    }
+  }
+}
+
+// Copies bytes both ways after a 101 Switching Protocols until either side closes.
+asio::awaitable<void> Session::tunnel(UpstreamConn& up) {
+  auto pump = [](tcp::socket& from, Buffer& buf, tcp::socket& to) -> asio::awaitable<void> {
+    error_code ec;
+    while (true) {
+      if (!buf.empty()) {
+        co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), awaitable_ec(ec));
+        if (ec) break;
+        buf.clear();
+      }
+      char* p = buf.prepare(kReadChunk);
+      size_t n = co_await from.async_read_some(asio::buffer(p, buf.writable()), awaitable_ec(ec));
+      if (ec) break;
+      buf.commit(n);
+    }
+    error_code ignore;
+    to.shutdown(tcp::socket::shutdown_send, ignore);
+  };
+  asio::steady_timer done(w_.io(), Clock::time_point::max());
+  bool finished = false;
+  asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_), [&](std::exception_ptr) {
+    finished = true;
+    done.cancel();
+  });
+  co_await pump(client_, in_, up.sock);
+  if (!finished) {
+    error_code ec;
+    co_await done.async_wait(awaitable_ec(ec));
+  }
+  error_code ignore;
+  up.sock.close(ignore);
+}
+
+void Session::finish_request() {
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  w_.metrics().request_done(route_label_.empty() ? std::string("none") : route_label_, status_, ms / 1000.0);
+  w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out_));
+  auto& log = w_.server().log();
+  if (log.enabled()) {
+    AccessRecord r;
+    r.client = peer_ip_;
+    r.method = method_;
+    r.host = host_;
+    r.path = path_;
+    r.status = status_;
+    r.bytes_in = bytes_in_;
+    r.bytes_out = bytes_out_;
+    r.duration_ms = ms;
+    r.upstream = upstream_key_;
+    r.upstream_ms = upstream_ms_;
+    r.route = route_label_;
+    r.request_id = request_id_;
+    log.write(r);
+  }
+}
+
+asio::awaitable<void> Worker::accept_loop() {
+  while (true) {
+    error_code ec;
+    tcp::socket sock = co_await acceptor_.async_accept(awaitable_ec(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      continue;  // EMFILE and friends: keep accepting
+    }
+    metrics_.global().connections_total.Increment();
+    metrics_.global().active_connections.Increment();
+    connections_.fetch_add(1, std::memory_order_relaxed);
+    auto s = std::make_shared<Session>(*this, std::move(sock));
+    asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); },
+                   [this](std::exception_ptr e) {
+                     if (e) {
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         spdlog::error("connection handler failed: {}", ex.what());
+                       }
+                     }
+                     metrics_.global().active_connections.Decrement();
+                     connections_.fetch_sub(1, std::memory_order_relaxed);
+                   });
+  }
+}
+
+void Worker::close_idle() {
+  asio::post(io_, [this] {
+    auto sessions = idle_sessions_;
+    for (auto* s : sessions) s->close_if_idle();
+    idle_.clear();
+  });
+}
+
+// ------------------------------------------------------------------ Server
+
+Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& metrics, AccessLog& log)
+    : opts_(std::move(opts)), store_(store), metrics_(metrics), log_(log) {
+  int n = std::max(1, opts_.workers);
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+Status Server::listen() {
+  uint16_t port = 0;
+  for (auto& w : workers_) {
+    auto st = w->listen(opts_.http_listen, port);
+    if (!st.ok()) return st;
+    if (port == 0) port = w->bound_port();
+  }
+  opts_.http_listen.port = port;
+  return ok_status();
+}
+
+void Server::start() {
+  for (auto& w : workers_) {
+    w->start();
+    threads_.emplace_back([wp = w.get()] { wp->run(); });
+  }
+}
+
+void Server::begin_drain() { draining_.store(true); }
+
+void Server::stop_accepting() {
+  for (auto& w : workers_) w->stop_accepting();
+  for (auto& w : workers_) w->close_idle();
+}
+
+size_t Server::active_connections() const {
+  size_t n = 0;
+  for (const auto& w : workers_) n += w->connections().load(std::memory_order_relaxed);
+  return n;
+}
+
+void Server::shutdown(std::chrono::milliseconds grace) {
+  auto deadline = Clock::now() + grace;
+  while (active_connections() > 0 && Clock::now() < deadline) {
+    for (auto& w : workers_) w->close_idle();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers_) w->stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+}  // namespace gantry::net

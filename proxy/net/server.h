@@ -1,0 +1,75 @@
+// The proxy's data plane: N workers, each one thread with its own
+// io_context, its own SO_REUSEPORT listener, its own upstream connection pools
+// and load-balancer state. Nothing on the request path is shared between
+// workers except the published Config (read through a ConfigView) and atomic
+// metric counters.
+//
+// Request life cycle (one coroutine per client connection):
+//   read head (request-header timeout) -> parse strictly -> normalise target
+//   -> route -> rule filters (redirect, header modifiers, rewrite) -> pick a
+//   backend ref and an endpoint -> pooled or new upstream connection -> relay
+//   head and body -> relay response -> keep-alive both sides when allowed.
+// The gateway's own answers (400/404/408/431/500/502/503/504) are produced in
+// one place, local_reply(), with a short body and the X-Request-Id.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/admin/metrics.h"
+#include "proxy/base/flags.h"
+#include "proxy/control/config_store.h"
+#include "proxy/net/access_log.h"
+#include "proxy/net/cidr.h"
+
+namespace gantry::net {
+
+struct ServerOptions {
+  HostPort http_listen{"0.0.0.0", 8080};
+  int workers = 1;
+  std::chrono::milliseconds request_header_timeout{10000};
+  std::chrono::milliseconds client_idle_timeout{60000};
+  std::chrono::milliseconds upstream_connect_timeout{5000};
+  std::chrono::milliseconds upstream_timeout{60000};  // default per-try response timeout
+  bool debug_headers = false;
+  std::vector<Cidr> trusted_proxies;
+};
+
+class Worker;
+
+class Server {
+ public:
+  Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& metrics, AccessLog& log);
+  ~Server();
+
+  // Binds every worker's listener. Errors name the address.
+  Status listen();
+  void start();          // starts the worker threads
+  void begin_drain();    // responses now carry Connection: close
+  void stop_accepting(); // closes the listeners
+  // Waits until every client connection has finished or the deadline passed,
+  // then stops the workers and joins them.
+  void shutdown(std::chrono::milliseconds grace);
+
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  const ServerOptions& options() const { return opts_; }
+  uint16_t http_port() const { return opts_.http_listen.port; }
+  AccessLog& log() { return log_; }
+  size_t active_connections() const;
+
+ private:
+  friend class Worker;
+  ServerOptions opts_;
+  control::ConfigStore& store_;
+  admin::Metrics& metrics_;
+  AccessLog& log_;
+  std::atomic<bool> draining_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace gantry::net

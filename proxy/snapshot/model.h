@@ -1,0 +1,306 @@
+// The routing snapshot: the complete, self-contained state one proxy serves.
+//
+// This is the contract between the controller and the proxy; the controller
+// links this library, so both sides share exactly one definition. A snapshot
+// is built once, validated (validate.h), encoded (codec.h), and never mutated
+// after the proxy has compiled it. This header is a leaf: no sockets, no
+// threads, no Kubernetes types.
+//
+// Routes are kept in the user's shape (one entry per GatewayRoute / Ingress)
+// rather than pre-grouped by virtual host: precedence tie-breaks need the
+// route's identity and age, and the proxy's compiler groups by host itself.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gantry::snapshot {
+
+using Millis = std::chrono::milliseconds;
+
+// ---------------------------------------------------------------- matching
+
+enum class PathMatchType { kExact, kPathPrefix, kRegularExpression };
+enum class ValueMatchType { kExact, kRegularExpression };
+
+struct PathMatch {
+  PathMatchType type = PathMatchType::kPathPrefix;
+  std::string value = "/";
+  bool operator==(const PathMatch&) const = default;
+};
+
+// A header or query parameter match. Header names compare case-insensitively
+// (the proxy lower-cases them at compile time); query names are case-sensitive.
+struct ValueMatch {
+  ValueMatchType type = ValueMatchType::kExact;
+  std::string name;
+  std::string value;
+  bool operator==(const ValueMatch&) const = default;
+};
+
+struct RouteMatch {
+  PathMatch path;
+  std::optional<std::string> method;  // upper-case token, e.g. "GET"
+  std::vector<ValueMatch> headers;
+  std::vector<ValueMatch> query_params;
+  bool operator==(const RouteMatch&) const = default;
+};
+
+// ---------------------------------------------------------------- filters
+
+struct HeaderValue {
+  std::string name;
+  std::string value;
+  bool operator==(const HeaderValue&) const = default;
+};
+
+struct HeaderModifier {
+  std::vector<HeaderValue> set;
+  std::vector<HeaderValue> add;
+  std::vector<std::string> remove;
+  bool operator==(const HeaderModifier&) const = default;
+};
+
+enum class PathRewriteType { kNone, kReplaceFullPath, kReplacePrefixMatch };
+
+struct PathRewrite {
+  PathRewriteType type = PathRewriteType::kNone;
+  std::string value;  // the full path, or the replacement for the matched prefix
+  bool operator==(const PathRewrite&) const = default;
+};
+
+struct UrlRewrite {
+  std::optional<std::string> hostname;
+  PathRewrite path;
+  bool operator==(const UrlRewrite&) const = default;
+};
+
+struct RequestRedirect {
+  std::optional<std::string> scheme;    // "http" | "https"
+  std::optional<std::string> hostname;
+  std::optional<uint16_t> port;
+  PathRewrite path;
+  int status_code = 302;                // 301 | 302 | 303 | 307 | 308
+  bool operator==(const RequestRedirect&) const = default;
+};
+
+struct Cors {
+  std::vector<std::string> allow_origins;  // exact, "*", or "*.example.com"
+  std::vector<std::string> allow_methods;
+  std::vector<std::string> allow_headers;
+  std::vector<std::string> expose_headers;
+  bool allow_credentials = false;
+  std::optional<Millis> max_age;
+  bool operator==(const Cors&) const = default;
+};
+
+enum class RateLimitAlgorithm { kTokenBucket, kSlidingWindow };
+
+struct RateLimit {
+  uint64_t requests = 0;  // per interval
+  Millis interval{1000};
+  uint64_t burst = 0;     // token bucket only: extra capacity above `requests`
+  RateLimitAlgorithm algorithm = RateLimitAlgorithm::kTokenBucket;
+  std::string key = "ClientIP";  // "ClientIP" | "Header:<name>"
+  bool operator==(const RateLimit&) const = default;
+};
+
+struct JwtClaimToHeader {
+  std::string claim;
+  std::string header;
+  bool operator==(const JwtClaimToHeader&) const = default;
+};
+
+struct Jwt {
+  std::vector<std::string> algorithms;  // "HS256" | "RS256" | "ES256"
+  std::string hmac_secret;              // raw bytes for HS256
+  std::string jwks;                     // JWKS JSON or PEM public keys for RS256/ES256
+  std::string issuer;
+  std::vector<std::string> audiences;
+  Millis clock_skew{60000};
+  std::vector<JwtClaimToHeader> claims_to_headers;
+  bool operator==(const Jwt&) const = default;
+};
+
+struct RequestMirror {
+  std::string cluster;
+  bool operator==(const RequestMirror&) const = default;
+};
+
+struct Cache {
+  Millis ttl{60000};
+  uint64_t max_bytes = 64ull << 20;
+  uint64_t max_object_bytes = 1ull << 20;
+  bool operator==(const Cache&) const = default;
+};
+
+// Filters of one rule, applied in the order of the fields.
+struct Filters {
+  std::optional<Cors> cors;
+  std::optional<RateLimit> rate_limit;
+  std::optional<uint64_t> max_request_body_size;
+  std::optional<Jwt> jwt;
+  std::optional<HeaderModifier> request_headers;
+  std::optional<HeaderModifier> response_headers;
+  std::optional<RequestRedirect> request_redirect;
+  std::optional<UrlRewrite> url_rewrite;
+  std::optional<RequestMirror> request_mirror;
+  std::optional<Cache> cache;
+  bool operator==(const Filters&) const = default;
+};
+
+// ---------------------------------------------------------------- policy
+
+enum class LoadBalancerType { kRoundRobin, kLeastRequest, kRandom, kConsistentHash };
+enum class HashOn { kNone, kHeader, kCookie, kSourceIP };
+
+struct LoadBalancer {
+  LoadBalancerType type = LoadBalancerType::kRoundRobin;
+  HashOn hash_on = HashOn::kNone;
+  std::string hash_key;  // header or cookie name
+  Millis cookie_ttl{0};  // 0: session cookie
+  bool operator==(const LoadBalancer&) const = default;
+};
+
+struct HealthCheck {
+  std::string path = "/healthz";
+  Millis interval{5000};
+  Millis timeout{1000};
+  uint32_t healthy_threshold = 1;
+  uint32_t unhealthy_threshold = 3;
+  std::vector<int> expected_statuses;  // empty: 200-399
+  bool operator==(const HealthCheck&) const = default;
+};
+
+struct OutlierDetection {
+  uint32_t consecutive_5xx = 5;
+  uint32_t consecutive_connect_failures = 5;
+  Millis base_ejection_time{30000};
+  uint32_t max_ejection_percent = 50;
+  bool operator==(const OutlierDetection&) const = default;
+};
+
+struct CircuitBreaker {
+  uint32_t consecutive_failures = 5;
+  double failure_ratio = 0;      // 0: ratio disabled
+  Millis window{10000};
+  uint32_t min_requests = 10;    // for the ratio
+  Millis open_duration{5000};
+  uint32_t half_open_requests = 1;
+  uint32_t max_connections = 0;       // 0: unlimited
+  uint32_t max_pending_requests = 0;  // 0: unlimited
+  bool operator==(const CircuitBreaker&) const = default;
+};
+
+struct Timeouts {
+  std::optional<Millis> request;          // whole exchange
+  std::optional<Millis> backend_request;  // each try
+  std::optional<Millis> idle;
+  bool operator==(const Timeouts&) const = default;
+};
+
+struct Retry {
+  uint32_t attempts = 0;                  // retries after the first try
+  bool on_connect_failure = false;
+  bool on_reset = false;
+  std::vector<int> on_statuses;
+  std::optional<Millis> per_try_timeout;
+  Millis backoff_base{25};
+  Millis backoff_max{250};
+  bool operator==(const Retry&) const = default;
+};
+
+struct Policy {
+  LoadBalancer load_balancer;
+  std::optional<HealthCheck> health_check;
+  std::optional<OutlierDetection> outlier_detection;
+  std::optional<CircuitBreaker> circuit_breaker;
+  Timeouts timeouts;
+  std::optional<Retry> retry;
+  bool operator==(const Policy&) const = default;
+};
+
+// ---------------------------------------------------------------- routes
+
+// One weighted target of a rule. `cluster` names an entry of Snapshot::clusters.
+// A ref the controller could not resolve carries the reason instead of a
+// cluster; the proxy answers 500 for the share of traffic it would have had.
+struct BackendRef {
+  std::string cluster;
+  uint32_t weight = 1;
+  std::string unresolved;  // non-empty: why this ref answers 500
+  bool operator==(const BackendRef&) const = default;
+};
+
+struct Rule {
+  std::vector<RouteMatch> matches;  // empty: matches every request
+  Filters filters;
+  std::vector<BackendRef> backends;
+  Policy policy;
+  bool operator==(const Rule&) const = default;
+};
+
+struct Route {
+  std::string namespace_;
+  std::string name;
+  std::string kind = "GatewayRoute";  // or "Ingress"
+  int64_t creation_timestamp = 0;     // unix seconds; older wins ties
+  std::vector<std::string> hostnames; // lower-case; "*.x.com" wildcards; empty: any
+  std::vector<Rule> rules;
+
+  std::string id() const { return namespace_ + "/" + name; }
+  bool operator==(const Route&) const = default;
+};
+
+// ---------------------------------------------------------------- clusters
+
+struct Endpoint {
+  std::string address;  // IPv4 or IPv6 literal
+  uint16_t port = 0;
+  bool ready = true;    // false: serving + terminating fallback
+  bool operator==(const Endpoint&) const = default;
+};
+
+// One cluster per (namespace, service, port). Name: "ns/service:port".
+struct Cluster {
+  std::string name;
+  std::vector<Endpoint> endpoints;
+  bool operator==(const Cluster&) const = default;
+};
+
+// ---------------------------------------------------------------- TLS
+
+// A certificate served by SNI for the listed hostnames (exact or "*.x.com").
+struct TlsCertificate {
+  std::string name;  // "ns/secret"
+  std::vector<std::string> hostnames;
+  std::string cert_pem;  // chain, leaf first
+  std::string key_pem;
+  bool operator==(const TlsCertificate&) const = default;
+};
+
+// ---------------------------------------------------------------- snapshot
+
+struct Snapshot {
+  uint64_t version = 0;
+  std::vector<Route> routes;
+  std::vector<Cluster> clusters;
+  std::vector<TlsCertificate> certificates;
+  bool operator==(const Snapshot&) const = default;
+};
+
+// An endpoint-only change: replaces the endpoints of the named clusters.
+// Applies only to a proxy whose current version is `base_version`.
+struct EndpointDelta {
+  uint64_t base_version = 0;
+  uint64_t version = 0;
+  std::vector<Cluster> clusters;
+  bool operator==(const EndpointDelta&) const = default;
+};
+
+}  // namespace gantry::snapshot

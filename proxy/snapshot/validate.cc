@@ -1,0 +1,608 @@
+// Semantic validation of snapshots and endpoint deltas.
+//
+// Every message starts with the object it is about ("route default/shop
+// rules[1].matches[0].path: ...", "cluster default/web:80 endpoints[3]: ...",
+// "certificate default/shop-tls: ...") and says what is wrong in terms a user
+// can act on. All problems are collected, up to kMaxErrors messages. Messages
+// are only built on the error path, so validating a large good snapshot costs
+// a walk plus one RE2 compile per regular expression.
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "proxy/snapshot/validate.h"
+
+namespace gantry::snapshot {
+namespace {
+
+constexpr size_t kMaxErrors = 100;
+constexpr uint32_t kMaxWeight = 1000000;
+
+// Collects messages; past the cap it only counts them.
+class Errors {
+ public:
+  void add(std::string_view where, std::string_view what) {
+    if (out_.size() >= kMaxErrors) {
+      ++dropped_;
+      return;
+    }
+    std::string m(where);
+    m += ": ";
+    m += what;
+    out_.push_back(std::move(m));
+  }
+
+  void add_line(std::string line) {
+    if (out_.size() >= kMaxErrors) {
+      ++dropped_;
+      return;
+    }
+    out_.push_back(std::move(line));
+  }
+
+  std::vector<std::string> take() && {
+    if (dropped_ > 0) {
+      out_.resize(kMaxErrors - 1);
+      out_.push_back("... and " + std::to_string(dropped_ + 1) + " more errors not shown");
+    }
+    return std::move(out_);
+  }
+
+ private:
+  std::vector<std::string> out_;
+  size_t dropped_ = 0;
+};
+
+std::string quote(std::string_view s) {
+  std::string q = "\"";
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      q += "\\x";
+      q += kHex[u >> 4];
+      q += kHex[u & 15];
+    } else {
+      q += c;
+    }
+  }
+  q += '"';
+  return q;
+}
+
+std::string idx(std::string_view field, size_t i) {
+  return std::string(field) + "[" + std::to_string(i) + "]";
+}
+
+std::string join(std::string_view a, std::string_view b) {
+  std::string s(a);
+  s += ' ';
+  s += b;
+  return s;
+}
+
+// ---------------------------------------------------------------- lexical checks
+
+// RFC 9110 tchar.
+bool is_tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+
+bool has_control(std::string_view s, bool allow_tab) {
+  return std::any_of(s.begin(), s.end(), [&](char c) {
+    unsigned char u = static_cast<unsigned char>(c);
+    return (u < 0x20 && !(allow_tab && u == '\t')) || u == 0x7f;
+  });
+}
+
+// inet_pton reads a C string: an embedded NUL would hide a suffix, so refuse it.
+bool is_ip(const std::string& s) {
+  if (s.find('\0') != std::string::npos) return false;
+  in_addr a4;
+  in6_addr a6;
+  return inet_pton(AF_INET, s.c_str(), &a4) == 1 || inet_pton(AF_INET6, s.c_str(), &a6) == 1;
+}
+
+// RFC 1123 name, lower-case: labels of [a-z0-9-], 1..63, no leading/trailing '-'.
+bool is_dns_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    std::string_view label = s.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+// Empty string when `h` is a valid hostname for matching; else why not.
+std::string hostname_problem(const std::string& h, bool allow_wildcard) {
+  if (h.empty()) return "hostname must not be empty";
+  if (h == "*") return "bare \"*\" is not allowed; leave hostnames empty to match any host";
+  if (h.find(':') != std::string::npos && !is_ip(h)) {
+    return quote(h) + " must not contain a port";
+  }
+  if (std::any_of(h.begin(), h.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return quote(h) + " must be lower-case";
+  }
+  std::string_view rest = h;
+  if (rest.starts_with("*.")) {
+    if (!allow_wildcard) return quote(h) + ": a wildcard is not allowed here";
+    rest.remove_prefix(2);
+  }
+  if (rest.find('*') != std::string_view::npos) {
+    return quote(h) + ": \"*\" is only allowed as the whole leftmost label (\"*.example.com\")";
+  }
+  if (is_ip(h)) return quote(h) + ": IP addresses are not allowed, use a DNS name";
+  if (!is_dns_name(rest)) return quote(h) + " is not a valid DNS name (RFC 1123)";
+  return "";
+}
+
+std::string regex_problem(const std::string& pattern) {
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  RE2 re(pattern, opts);
+  if (re.ok()) return "";
+  return "regular expression " + quote(pattern) + " does not compile: " + re.error();
+}
+
+// Exact / PathPrefix values and rewrite targets.
+std::string path_problem(const std::string& p) {
+  if (p.empty() || p.front() != '/') return "value " + quote(p) + " must start with \"/\"";
+  if (p.find_first_of("?#") != std::string::npos) {
+    return "value " + quote(p) + " must not contain \"?\" or \"#\"";
+  }
+  if (has_control(p, false)) return "value " + quote(p) + " must not contain control characters";
+  return "";
+}
+
+bool is_status(int s) { return s >= 100 && s <= 599; }
+
+// ---------------------------------------------------------------- snapshot
+
+class Validator {
+ public:
+  Validator(const Snapshot& s, Errors& errors) : s_(s), e_(errors) {
+    for (const auto& c : s.clusters) clusters_.insert(c.name);
+  }
+
+  void run() {
+    if (s_.version == 0) e_.add("snapshot", "version must be > 0");
+    std::unordered_map<std::string_view, size_t> seen_clusters;
+    for (size_t i = 0; i < s_.clusters.size(); ++i) {
+      const Cluster& c = s_.clusters[i];
+      if (c.name.empty()) {
+        e_.add(idx("clusters", i), "name must not be empty");
+      } else if (auto [it, fresh] = seen_clusters.emplace(c.name, i); !fresh) {
+        e_.add("cluster " + c.name, "duplicate cluster name (also clusters[" +
+                                        std::to_string(it->second) + "])");
+      }
+      check_endpoints(c, e_);
+    }
+    std::unordered_map<std::string, size_t> seen_routes;
+    for (size_t i = 0; i < s_.routes.size(); ++i) check_route(s_.routes[i], i, seen_routes);
+    std::unordered_map<std::string_view, size_t> seen_certs;
+    for (size_t i = 0; i < s_.certificates.size(); ++i) {
+      check_certificate(s_.certificates[i], i, seen_certs);
+    }
+  }
+
+  static void check_endpoints(const Cluster& c, Errors& e) {
+    std::unordered_set<std::string> seen;
+    for (size_t i = 0; i < c.endpoints.size(); ++i) {
+      const Endpoint& ep = c.endpoints[i];
+      auto where = [&] { return "cluster " + c.name + " " + idx("endpoints", i); };
+      if (!is_ip(ep.address)) {
+        e.add(where(), "address " + quote(ep.address) + " is not an IPv4 or IPv6 literal");
+      }
+      if (ep.port == 0) e.add(where(), "port must be in 1..65535");
+      if (!seen.insert(ep.address + "|" + std::to_string(ep.port)).second) {
+        e.add(where(), "duplicate endpoint " + ep.address + " port " + std::to_string(ep.port));
+      }
+    }
+  }
+
+ private:
+  void check_route(const Route& r, size_t i, std::unordered_map<std::string, size_t>& seen) {
+    std::string where;
+    if (r.namespace_.empty() || r.name.empty()) {
+      where = idx("routes", i);
+      if (r.namespace_.empty()) e_.add(where, "namespace must not be empty");
+      if (r.name.empty()) e_.add(where, "name must not be empty");
+    } else {
+      where = "route " + r.id();
+      if (auto [it, fresh] = seen.emplace(r.id(), i); !fresh) {
+        e_.add(where, "duplicate route id (also routes[" + std::to_string(it->second) + "])");
+      }
+    }
+    if (r.kind != "GatewayRoute" && r.kind != "Ingress") {
+      e_.add(where, "kind " + quote(r.kind) + " must be \"GatewayRoute\" or \"Ingress\"");
+    }
+    for (size_t h = 0; h < r.hostnames.size(); ++h) {
+      if (auto p = hostname_problem(r.hostnames[h], true); !p.empty()) {
+        e_.add(join(where, idx("hostnames", h)), p);
+      }
+    }
+    for (size_t k = 0; k < r.rules.size(); ++k) {
+      check_rule(r.rules[k], join(where, idx("rules", k)));
+    }
+  }
+
+  void check_value_match(const ValueMatch& m, const std::string& where, bool header) {
+    if (header ? !is_token(m.name) : (m.name.empty() || has_control(m.name, false))) {
+      e_.add(where, "name " + quote(m.name) +
+                        (header ? " is not a valid header name" : " is not a valid parameter name"));
+    }
+    if (m.type == ValueMatchType::kRegularExpression) {
+      if (auto p = regex_problem(m.value); !p.empty()) e_.add(where, p);
+    } else if (has_control(m.value, header)) {
+      e_.add(where, "value " + quote(m.value) + " must not contain control characters");
+    }
+  }
+
+  void check_match(const RouteMatch& m, const std::string& where) {
+    std::string at = where + ".path";
+    if (m.path.type == PathMatchType::kRegularExpression) {
+      if (auto p = regex_problem(m.path.value); !p.empty()) e_.add(at, p);
+    } else if (auto p = path_problem(m.path.value); !p.empty()) {
+      e_.add(at, p);
+    }
+    if (m.method && !is_token(*m.method)) {
+      e_.add(where + ".method", quote(*m.method) + " is not a valid HTTP method token");
+    }
+    for (size_t i = 0; i < m.headers.size(); ++i) {
+      check_value_match(m.headers[i], where + "." + idx("headers", i), true);
+    }
+    for (size_t i = 0; i < m.query_params.size(); ++i) {
+      check_value_match(m.query_params[i], where + "." + idx("queryParams", i), false);
+    }
+  }
+
+  void check_header_modifier(const HeaderModifier& h, const std::string& where) {
+    auto values = [&](const std::vector<HeaderValue>& list, std::string_view field) {
+      for (size_t i = 0; i < list.size(); ++i) {
+        std::string at = where + "." + idx(field, i);
+        if (!is_token(list[i].name)) {
+          e_.add(at, "name " + quote(list[i].name) + " is not a valid header name");
+        }
+        if (has_control(list[i].value, true)) {
+          e_.add(at, "value " + quote(list[i].value) + " must not contain control characters");
+        }
+      }
+    };
+    values(h.set, "set");
+    values(h.add, "add");
+    for (size_t i = 0; i < h.remove.size(); ++i) {
+      if (!is_token(h.remove[i])) {
+        e_.add(where + "." + idx("remove", i),
+               "name " + quote(h.remove[i]) + " is not a valid header name");
+      }
+    }
+  }
+
+  void check_path_rewrite(const PathRewrite& p, const Rule& rule, const std::string& where) {
+    if (p.type == PathRewriteType::kNone) return;
+    if (auto problem = path_problem(p.value); !problem.empty()) e_.add(where, problem);
+    if (p.type == PathRewriteType::kReplacePrefixMatch) {
+      for (const auto& m : rule.matches) {
+        if (m.path.type != PathMatchType::kPathPrefix) {
+          e_.add(where, "ReplacePrefixMatch needs every match of the rule to be a PathPrefix");
+          break;
+        }
+      }
+    }
+  }
+
+  void check_cluster_ref(const std::string& cluster, const std::string& where) {
+    if (!clusters_.contains(cluster)) {
+      e_.add(where, "cluster " + quote(cluster) + " is not in the snapshot's clusters");
+    }
+  }
+
+  void check_filters(const Rule& rule, const std::string& where) {
+    const Filters& f = rule.filters;
+    if (f.cors) {
+      std::string at = where + ".cors";
+      for (size_t i = 0; i < f.cors->allow_origins.size(); ++i) {
+        const auto& o = f.cors->allow_origins[i];
+        if (o.empty() || has_control(o, false) || o.find(' ') != std::string::npos) {
+          e_.add(at + "." + idx("allowOrigins", i), "invalid origin " + quote(o));
+        }
+      }
+      for (size_t i = 0; i < f.cors->allow_methods.size(); ++i) {
+        if (!is_token(f.cors->allow_methods[i])) {
+          e_.add(at + "." + idx("allowMethods", i),
+                 quote(f.cors->allow_methods[i]) + " is not a valid HTTP method token");
+        }
+      }
+      auto names = [&](const std::vector<std::string>& list, std::string_view field) {
+        for (size_t i = 0; i < list.size(); ++i) {
+          if (!is_token(list[i])) {
+            e_.add(at + "." + idx(field, i), quote(list[i]) + " is not a valid header name");
+          }
+        }
+      };
+      names(f.cors->allow_headers, "allowHeaders");
+      names(f.cors->expose_headers, "exposeHeaders");
+    }
+    if (f.rate_limit) {
+      std::string at = where + ".rateLimit";
+      if (f.rate_limit->requests == 0) e_.add(at, "requests must be > 0");
+      if (f.rate_limit->interval.count() <= 0) e_.add(at, "interval must be > 0");
+      const std::string& key = f.rate_limit->key;
+      if (key != "ClientIP" &&
+          !(key.starts_with("Header:") && is_token(std::string_view(key).substr(7)))) {
+        e_.add(at, "key " + quote(key) + " must be \"ClientIP\" or \"Header:<name>\"");
+      }
+    }
+    if (f.jwt) {
+      std::string at = where + ".jwt";
+      const Jwt& j = *f.jwt;
+      if (j.algorithms.empty()) e_.add(at, "algorithms must not be empty");
+      for (const auto& a : j.algorithms) {
+        if (a == "HS256") {
+          if (j.hmac_secret.empty()) e_.add(at, "HS256 needs an hmac secret");
+        } else if (a == "RS256" || a == "ES256") {
+          if (j.jwks.empty()) e_.add(at, a + " needs jwks (JWKS JSON or PEM public keys)");
+        } else {
+          e_.add(at, "algorithm " + quote(a) + " is not one of HS256, RS256, ES256");
+        }
+      }
+      for (size_t i = 0; i < j.claims_to_headers.size(); ++i) {
+        const auto& c = j.claims_to_headers[i];
+        std::string at_i = at + "." + idx("claimsToHeaders", i);
+        if (c.claim.empty()) e_.add(at_i, "claim must not be empty");
+        if (!is_token(c.header)) e_.add(at_i, quote(c.header) + " is not a valid header name");
+      }
+    }
+    if (f.request_headers) check_header_modifier(*f.request_headers, where + ".requestHeaders");
+    if (f.response_headers) check_header_modifier(*f.response_headers, where + ".responseHeaders");
+    if (f.request_redirect) {
+      const RequestRedirect& r = *f.request_redirect;
+      std::string at = where + ".requestRedirect";
+      if (r.status_code != 301 && r.status_code != 302 && r.status_code != 303 &&
+          r.status_code != 307 && r.status_code != 308) {
+        e_.add(at, "statusCode " + std::to_string(r.status_code) +
+                       " must be one of 301, 302, 303, 307, 308");
+      }
+      if (r.scheme && *r.scheme != "http" && *r.scheme != "https") {
+        e_.add(at, "scheme " + quote(*r.scheme) + " must be \"http\" or \"https\"");
+      }
+      if (r.hostname) {
+        if (auto p = hostname_problem(*r.hostname, false); !p.empty()) e_.add(at, p);
+      }
+      if (r.port && *r.port == 0) e_.add(at, "port must be in 1..65535");
+      check_path_rewrite(r.path, rule, at + ".path");
+    }
+    if (f.url_rewrite) {
+      std::string at = where + ".urlRewrite";
+      if (f.url_rewrite->hostname) {
+        if (auto p = hostname_problem(*f.url_rewrite->hostname, false); !p.empty()) e_.add(at, p);
+      }
+      check_path_rewrite(f.url_rewrite->path, rule, at + ".path");
+      if (f.request_redirect) {
+        e_.add(where, "requestRedirect and urlRewrite cannot be used in the same rule");
+      }
+    }
+    if (f.request_mirror) check_cluster_ref(f.request_mirror->cluster, where + ".requestMirror");
+    if (f.cache && f.cache->max_object_bytes > f.cache->max_bytes) {
+      e_.add(where + ".cache", "maxObjectBytes must not exceed maxBytes");
+    }
+  }
+
+  void check_policy(const Policy& p, const std::string& where) {
+    const LoadBalancer& lb = p.load_balancer;
+    std::string at = where + ".loadBalancer";
+    if (lb.type == LoadBalancerType::kConsistentHash) {
+      if (lb.hash_on == HashOn::kNone) {
+        e_.add(at, "ConsistentHash needs hashOn (Header, Cookie or SourceIP)");
+      } else if (lb.hash_on != HashOn::kSourceIP && !is_token(lb.hash_key)) {
+        e_.add(at, "hashKey " + quote(lb.hash_key) + " must name a header or cookie");
+      }
+    } else if (lb.hash_on != HashOn::kNone) {
+      e_.add(at, "hashOn is only used with type ConsistentHash");
+    }
+    if (p.health_check) {
+      const HealthCheck& h = *p.health_check;
+      at = where + ".healthCheck";
+      if (auto problem = path_problem(h.path); !problem.empty()) e_.add(at + ".path", problem);
+      if (h.interval.count() <= 0) e_.add(at, "interval must be > 0");
+      if (h.timeout.count() <= 0) e_.add(at, "timeout must be > 0");
+      if (h.healthy_threshold == 0) e_.add(at, "healthyThreshold must be >= 1");
+      if (h.unhealthy_threshold == 0) e_.add(at, "unhealthyThreshold must be >= 1");
+      for (int s : h.expected_statuses) {
+        if (!is_status(s)) e_.add(at, "expected status " + std::to_string(s) + " not in 100..599");
+      }
+    }
+    if (p.outlier_detection && p.outlier_detection->max_ejection_percent > 100) {
+      e_.add(where + ".outlierDetection", "maxEjectionPercent must be <= 100");
+    }
+    if (p.circuit_breaker) {
+      const CircuitBreaker& c = *p.circuit_breaker;
+      at = where + ".circuitBreaker";
+      if (!(c.failure_ratio >= 0 && c.failure_ratio <= 1)) {
+        e_.add(at, "failureRatio must be in [0, 1]");
+      }
+      if (c.failure_ratio > 0 && c.window.count() <= 0) {
+        e_.add(at, "window must be > 0 when failureRatio is set");
+      }
+      if (c.open_duration.count() <= 0) e_.add(at, "openDuration must be > 0");
+      if (c.half_open_requests == 0) e_.add(at, "halfOpenRequests must be >= 1");
+    }
+    if (p.retry) {
+      const Retry& r = *p.retry;
+      at = where + ".retry";
+      for (int s : r.on_statuses) {
+        if (!is_status(s)) e_.add(at, "status " + std::to_string(s) + " not in 100..599");
+      }
+      if (r.backoff_base > r.backoff_max) e_.add(at, "backoffBase must not exceed backoffMax");
+      if (r.per_try_timeout && r.per_try_timeout->count() <= 0) {
+        e_.add(at, "perTryTimeout must be > 0");
+      }
+    }
+  }
+
+  void check_rule(const Rule& r, const std::string& where) {
+    for (size_t i = 0; i < r.matches.size(); ++i) {
+      check_match(r.matches[i], where + "." + idx("matches", i));
+    }
+    check_filters(r, where + ".filters");
+    if (r.backends.empty() && !r.filters.request_redirect) {
+      e_.add(where, "rule has neither backends nor a requestRedirect");
+    }
+    for (size_t i = 0; i < r.backends.size(); ++i) {
+      const BackendRef& b = r.backends[i];
+      std::string at = where + "." + idx("backends", i);
+      if (b.weight > kMaxWeight) {
+        e_.add(at, "weight " + std::to_string(b.weight) + " must be <= 1000000");
+      }
+      if (!b.unresolved.empty()) continue;
+      if (b.cluster.empty()) {
+        e_.add(at, "needs a cluster or an unresolved reason");
+      } else {
+        check_cluster_ref(b.cluster, at);
+      }
+    }
+    check_policy(r.policy, where + ".policy");
+  }
+
+  void check_certificate(const TlsCertificate& c, size_t i,
+                         std::unordered_map<std::string_view, size_t>& seen);
+
+  const Snapshot& s_;
+  Errors& e_;
+  std::unordered_set<std::string_view> clusters_;
+};
+
+// ---------------------------------------------------------------- TLS
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+// Never prompt for a passphrase: an encrypted key is an error.
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+std::string openssl_error() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "no PEM data found";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return buf;
+}
+
+std::unique_ptr<BIO, BioFree> mem_bio(const std::string& s) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())));
+}
+
+void Validator::check_certificate(const TlsCertificate& c, size_t i,
+                                  std::unordered_map<std::string_view, size_t>& seen) {
+  std::string where = c.name.empty() ? idx("certificates", i) : "certificate " + c.name;
+  if (c.name.empty()) {
+    e_.add(where, "name must not be empty");
+  } else if (auto [it, fresh] = seen.emplace(c.name, i); !fresh) {
+    e_.add(where, "duplicate certificate name (also certificates[" +
+                      std::to_string(it->second) + "])");
+  }
+  if (c.hostnames.empty()) e_.add(where, "hostnames must not be empty");
+  for (size_t h = 0; h < c.hostnames.size(); ++h) {
+    if (auto p = hostname_problem(c.hostnames[h], true); !p.empty()) {
+      e_.add(join(where, idx("hostnames", h)), p);
+    }
+  }
+  if (c.cert_pem.size() > (1u << 30) || c.key_pem.size() > (1u << 30)) {
+    e_.add(where, "PEM data too large");
+    return;
+  }
+  ERR_clear_error();
+  auto cert_bio = mem_bio(c.cert_pem);
+  std::unique_ptr<X509, X509Free> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
+  if (!cert) e_.add(where, "certPem does not hold a PEM certificate: " + openssl_error());
+  auto key_bio = mem_bio(c.key_pem);
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
+  if (!key) {
+    e_.add(where, "keyPem does not hold an unencrypted PEM private key: " + openssl_error());
+  }
+  if (cert && key && X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    e_.add(where, "keyPem does not match the certificate in certPem");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> validate(const Snapshot& s) {
+  Errors errors;
+  Validator(s, errors).run();
+  return std::move(errors).take();
+}
+
+std::vector<std::string> validate(const EndpointDelta& d, const Snapshot& current) {
+  Errors errors;
+  if (d.base_version != current.version) {
+    errors.add_line("delta base version " + std::to_string(d.base_version) +
+                    " does not match current version " + std::to_string(current.version));
+  }
+  if (d.version <= d.base_version) {
+    errors.add_line("delta version " + std::to_string(d.version) +
+                    " must be greater than base version " + std::to_string(d.base_version));
+  }
+  std::unordered_set<std::string_view> known;
+  for (const auto& c : current.clusters) known.insert(c.name);
+  std::unordered_set<std::string_view> seen;
+  for (size_t i = 0; i < d.clusters.size(); ++i) {
+    const Cluster& c = d.clusters[i];
+    if (!known.contains(c.name)) {
+      errors.add("delta " + idx("clusters", i),
+                 "cluster " + quote(c.name) + " is not in the current snapshot");
+    } else if (!seen.insert(c.name).second) {
+      errors.add("delta cluster " + c.name, "listed twice");
+    }
+    Validator::check_endpoints(c, errors);
+  }
+  return std::move(errors).take();
+}
+
+Snapshot apply(const EndpointDelta& d, const Snapshot& current) {
+  Snapshot next = current;
+  std::unordered_map<std::string_view, const Cluster*> updates;
+  for (const auto& c : d.clusters) updates[c.name] = &c;
+  for (auto& c : next.clusters) {
+    if (auto it = updates.find(c.name); it != updates.end()) c.endpoints = it->second->endpoints;
+  }
+  next.version = d.version;
+  return next;
+}
+
+}  // namespace gantry::snapshot

@@ -1,0 +1,307 @@
+// Validation tests: a table of single mutations of a valid snapshot, each with
+// the message it must produce (naming the object), plus error collection, the
+// error cap, and endpoint deltas (validate and apply).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+
+#include "proxy/snapshot/validate.h"
+#include "tests/unit/snapshot/snapshot_fixtures.h"
+
+namespace gantry::snapshot {
+namespace {
+
+const testing::CertAndKey& shop_cert() {
+  static const testing::CertAndKey c = testing::make_self_signed("shop.example.com");
+  return c;
+}
+
+const testing::CertAndKey& other_cert() {
+  static const testing::CertAndKey c = testing::make_self_signed("other.example.com");
+  return c;
+}
+
+Snapshot good() { return testing::valid_snapshot(shop_cert()); }
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& m : v) s += "  " + m + "\n";
+  return s;
+}
+
+TEST(ValidateTest, BaseSnapshotIsValid) {
+  auto errors = validate(good());
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
+
+struct Mutation {
+  const char* name;
+  std::function<void(Snapshot&)> mutate;
+  const char* want;  // substring of one of the messages
+};
+
+class ValidateMutationTest : public ::testing::TestWithParam<Mutation> {};
+
+TEST_P(ValidateMutationTest, ReportsTheObject) {
+  Snapshot s = good();
+  GetParam().mutate(s);
+  auto errors = validate(s);
+  ASSERT_FALSE(errors.empty()) << "no error for " << GetParam().name;
+  bool found = false;
+  for (const auto& e : errors) found = found || e.find(GetParam().want) != std::string::npos;
+  EXPECT_TRUE(found) << "want substring: " << GetParam().want << "\ngot:\n" << joined(errors);
+}
+
+Rule& api(Snapshot& s) { return s.routes[0].rules[0]; }
+RouteMatch& api_match(Snapshot& s) { return s.routes[0].rules[0].matches[0]; }
+
+const Mutation kMutations[] = {
+    {"VersionZero", [](Snapshot& s) { s.version = 0; }, "snapshot: version must be > 0"},
+    {"EmptyNamespace", [](Snapshot& s) { s.routes[0].namespace_ = ""; },
+     "routes[0]: namespace must not be empty"},
+    {"EmptyName", [](Snapshot& s) { s.routes[1].name = ""; }, "routes[1]: name must not be empty"},
+    {"DuplicateRoute", [](Snapshot& s) { s.routes[1].name = "shop"; },
+     "route default/shop: duplicate route id (also routes[0])"},
+    {"BadKind", [](Snapshot& s) { s.routes[0].kind = "Service"; },
+     "route default/shop: kind \"Service\" must be \"GatewayRoute\" or \"Ingress\""},
+    {"UpperCaseHost", [](Snapshot& s) { s.routes[0].hostnames[0] = "Shop.example.com"; },
+     "route default/shop hostnames[0]: \"Shop.example.com\" must be lower-case"},
+    {"BareWildcardHost", [](Snapshot& s) { s.routes[0].hostnames[1] = "*"; },
+     "route default/shop hostnames[1]: bare \"*\" is not allowed"},
+    {"InnerWildcardHost", [](Snapshot& s) { s.routes[0].hostnames[1] = "a.*.example.com"; },
+     "hostnames[1]: \"a.*.example.com\": \"*\" is only allowed as the whole leftmost label"},
+    {"HostWithPort", [](Snapshot& s) { s.routes[0].hostnames[0] = "shop.example.com:8080"; },
+     "hostnames[0]: \"shop.example.com:8080\" must not contain a port"},
+    {"HostNotDns", [](Snapshot& s) { s.routes[0].hostnames[0] = "shop_.example.com"; },
+     "hostnames[0]: \"shop_.example.com\" is not a valid DNS name"},
+    {"HostIsIp", [](Snapshot& s) { s.routes[0].hostnames[0] = "10.0.0.1"; },
+     "IP addresses are not allowed"},
+    {"PathWithoutSlash", [](Snapshot& s) { api_match(s).path.value = "api"; },
+     "route default/shop rules[0].matches[0].path: value \"api\" must start with \"/\""},
+    {"PathWithQuery", [](Snapshot& s) { api_match(s).path.value = "/api?x=1"; },
+     "rules[0].matches[0].path: value \"/api?x=1\" must not contain \"?\" or \"#\""},
+    {"PathWithControl", [](Snapshot& s) { api_match(s).path.value = "/a\nb"; },
+     "rules[0].matches[0].path: value \"/a\\x0ab\" must not contain control characters"},
+    {"RegexDoesNotCompile",
+     [](Snapshot& s) { s.routes[0].rules[2].matches[0].path.value = "/item/("; },
+     "route default/shop rules[2].matches[0].path: regular expression \"/item/(\" does not "
+     "compile: missing )"},
+    {"HeaderRegexDoesNotCompile",
+     [](Snapshot& s) {
+       api_match(s).headers[0] = {ValueMatchType::kRegularExpression, "x-canary", "[a-"};
+     },
+     "rules[0].matches[0].headers[0]: regular expression \"[a-\" does not compile: missing ]"},
+    {"HeaderNameNotToken", [](Snapshot& s) { api_match(s).headers[0].name = "x canary"; },
+     "rules[0].matches[0].headers[0]: name \"x canary\" is not a valid header name"},
+    {"QueryRegexDoesNotCompile", [](Snapshot& s) { api_match(s).query_params[0].value = "*"; },
+     "rules[0].matches[0].queryParams[0]: regular expression \"*\" does not compile"},
+    {"MethodNotToken", [](Snapshot& s) { api_match(s).method = "GE T"; },
+     "rules[0].matches[0].method: \"GE T\" is not a valid HTTP method token"},
+    {"WeightTooLarge", [](Snapshot& s) { api(s).backends[0].weight = 1000001; },
+     "route default/shop rules[0].backends[0]: weight 1000001 must be <= 1000000"},
+    {"BackendClusterMissing", [](Snapshot& s) { api(s).backends[1].cluster = "default/nope:80"; },
+     "rules[0].backends[1]: cluster \"default/nope:80\" is not in the snapshot's clusters"},
+    {"BackendNeitherClusterNorReason",
+     [](Snapshot& s) { s.routes[0].rules[2].backends[0].unresolved = ""; },
+     "rules[2].backends[0]: needs a cluster or an unresolved reason"},
+    {"RuleWithoutBackendsOrRedirect", [](Snapshot& s) { s.routes[1].rules[0].backends.clear(); },
+     "route default/other rules[0]: rule has neither backends nor a requestRedirect"},
+    {"DuplicateCluster", [](Snapshot& s) { s.clusters[1].name = "default/web:80"; },
+     "cluster default/web:80: duplicate cluster name (also clusters[0])"},
+    {"EmptyClusterName", [](Snapshot& s) { s.clusters.push_back(Cluster{}); },
+     "clusters[2]: name must not be empty"},
+    {"EndpointBadIpv4", [](Snapshot& s) { s.clusters[0].endpoints[1].address = "10.0.0.300"; },
+     "cluster default/web:80 endpoints[1]: address \"10.0.0.300\" is not an IPv4 or IPv6 literal"},
+    {"EndpointHostname", [](Snapshot& s) { s.clusters[1].endpoints[0].address = "web.local"; },
+     "cluster default/web-v2:80 endpoints[0]: address \"web.local\" is not an IPv4 or IPv6"},
+    {"EndpointWithNul",
+     [](Snapshot& s) { s.clusters[0].endpoints[0].address = std::string("10.0.0.1\0x", 10); },
+     "endpoints[0]: address \"10.0.0.1\\x00x\" is not an IPv4 or IPv6 literal"},
+    {"EndpointPortZero", [](Snapshot& s) { s.clusters[0].endpoints[0].port = 0; },
+     "cluster default/web:80 endpoints[0]: port must be in 1..65535"},
+    {"EndpointDuplicate",
+     [](Snapshot& s) { s.clusters[0].endpoints.push_back(s.clusters[0].endpoints[0]); },
+     "cluster default/web:80 endpoints[2]: duplicate endpoint 10.0.0.1 port 8080"},
+    {"RedirectStatus",
+     [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->status_code = 304; },
+     "rules[1].filters.requestRedirect: statusCode 304 must be one of 301, 302, 303, 307, 308"},
+    {"RedirectScheme",
+     [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->scheme = "ftp"; },
+     "rules[1].filters.requestRedirect: scheme \"ftp\" must be \"http\" or \"https\""},
+    {"RedirectAndRewrite",
+     [](Snapshot& s) { api(s).filters.request_redirect = RequestRedirect{}; },
+     "rules[0].filters: requestRedirect and urlRewrite cannot be used in the same rule"},
+    {"RateLimitZeroRequests", [](Snapshot& s) { api(s).filters.rate_limit->requests = 0; },
+     "rules[0].filters.rateLimit: requests must be > 0"},
+    {"RateLimitZeroInterval",
+     [](Snapshot& s) { api(s).filters.rate_limit->interval = Millis(0); },
+     "rules[0].filters.rateLimit: interval must be > 0"},
+    {"RateLimitBadKey", [](Snapshot& s) { api(s).filters.rate_limit->key = "Cookie:x"; },
+     "rateLimit: key \"Cookie:x\" must be \"ClientIP\" or \"Header:<name>\""},
+    {"ReplacePrefixMatchWithExact",
+     [](Snapshot& s) { api_match(s).path.type = PathMatchType::kExact; },
+     "rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match of the rule to be "
+     "a PathPrefix"},
+    {"RewriteWithoutSlash",
+     [](Snapshot& s) { api(s).filters.url_rewrite->path.value = "v2"; },
+     "rules[0].filters.urlRewrite.path: value \"v2\" must start with \"/\""},
+    {"MirrorClusterMissing",
+     [](Snapshot& s) { api(s).filters.request_mirror->cluster = "default/shadow:80"; },
+     "rules[0].filters.requestMirror: cluster \"default/shadow:80\" is not in the snapshot's"},
+    {"SetHeaderWithCrlf",
+     [](Snapshot& s) { api(s).filters.request_headers->set[0].value = "a\r\nb"; },
+     "rules[0].filters.requestHeaders.set[0]: value \"a\\x0d\\x0ab\" must not contain control"},
+    {"RemoveHeaderNotToken",
+     [](Snapshot& s) { api(s).filters.request_headers->remove[0] = "x:debug"; },
+     "rules[0].filters.requestHeaders.remove[0]: name \"x:debug\" is not a valid header name"},
+    {"JwtUnknownAlgorithm",
+     [](Snapshot& s) { api(s).filters.jwt = Jwt{{"none"}, "", "", "", {}, Millis(0), {}}; },
+     "rules[0].filters.jwt: algorithm \"none\" is not one of HS256, RS256, ES256"},
+    {"ConsistentHashWithoutHashOn",
+     [](Snapshot& s) { api(s).policy.load_balancer.hash_on = HashOn::kNone; },
+     "rules[0].policy.loadBalancer: ConsistentHash needs hashOn"},
+    {"HashOnWithoutConsistentHash",
+     [](Snapshot& s) { api(s).policy.load_balancer.type = LoadBalancerType::kRandom; },
+     "rules[0].policy.loadBalancer: hashOn is only used with type ConsistentHash"},
+    {"HealthCheckZeroInterval",
+     [](Snapshot& s) { api(s).policy.health_check->interval = Millis(0); },
+     "rules[0].policy.healthCheck: interval must be > 0"},
+    {"CircuitBreakerRatio",
+     [](Snapshot& s) {
+       api(s).policy.circuit_breaker = CircuitBreaker{};
+       api(s).policy.circuit_breaker->failure_ratio = 1.5;
+     },
+     "rules[0].policy.circuitBreaker: failureRatio must be in [0, 1]"},
+    {"RetryStatus", [](Snapshot& s) { api(s).policy.retry->on_statuses = {999}; },
+     "rules[0].policy.retry: status 999 not in 100..599"},
+    {"CertificateNotPem", [](Snapshot& s) { s.certificates[0].cert_pem = "not a certificate"; },
+     "certificate default/shop-tls: certPem does not hold a PEM certificate"},
+    {"KeyNotPem", [](Snapshot& s) { s.certificates[0].key_pem = ""; },
+     "certificate default/shop-tls: keyPem does not hold an unencrypted PEM private key"},
+    {"KeyDoesNotMatch", [](Snapshot& s) { s.certificates[0].key_pem = other_cert().key_pem; },
+     "certificate default/shop-tls: keyPem does not match the certificate in certPem"},
+    {"CertificateWildcardOnly", [](Snapshot& s) { s.certificates[0].hostnames = {"*"}; },
+     "certificate default/shop-tls hostnames[0]: bare \"*\" is not allowed"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, ValidateMutationTest, ::testing::ValuesIn(kMutations),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ValidateTest, MatchingCertificateFromAnotherRunIsValid) {
+  Snapshot s = good();
+  s.certificates[0].cert_pem = other_cert().cert_pem;
+  s.certificates[0].key_pem = other_cert().key_pem;
+  auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
+
+TEST(ValidateTest, ReportsEveryErrorNotJustTheFirst) {
+  Snapshot s = good();
+  s.version = 0;
+  s.routes[0].hostnames[0] = "UPPER.example.com";
+  api_match(s).path.value = "nope";
+  s.clusters[0].endpoints[0].address = "bogus";
+  s.certificates[0].key_pem = other_cert().key_pem;
+  auto errors = validate(s);
+  const char* wants[] = {
+      "snapshot: version must be > 0",
+      "route default/shop hostnames[0]: \"UPPER.example.com\" must be lower-case",
+      "route default/shop rules[0].matches[0].path: value \"nope\" must start with \"/\"",
+      "cluster default/web:80 endpoints[0]: address \"bogus\" is not an IPv4 or IPv6 literal",
+      "certificate default/shop-tls: keyPem does not match the certificate in certPem",
+  };
+  EXPECT_EQ(errors.size(), std::size(wants)) << joined(errors);
+  for (const char* want : wants) {
+    EXPECT_NE(std::find(errors.begin(), errors.end(), std::string(want)), errors.end())
+        << "missing: " << want << "\ngot:\n" << joined(errors);
+  }
+}
+
+TEST(ValidateTest, CapsTheNumberOfMessages) {
+  Snapshot s = good();
+  for (int i = 0; i < 250; ++i) {
+    s.clusters[0].endpoints.push_back({"bad", static_cast<uint16_t>(i + 1), true});
+  }
+  auto errors = validate(s);
+  ASSERT_EQ(errors.size(), 100u);
+  EXPECT_EQ(errors.back(), "... and 151 more errors not shown");
+}
+
+// ---------------------------------------------------------------- deltas
+
+EndpointDelta good_delta() {
+  return EndpointDelta{5, 6, {Cluster{"default/web-v2:80", {{"10.0.0.7", 9090, true},
+                                                            {"10.0.0.8", 9090, false}}}}};
+}
+
+TEST(DeltaTest, GoodDeltaIsValid) {
+  auto errors = validate(good_delta(), good());
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
+
+struct DeltaCase {
+  const char* name;
+  std::function<void(EndpointDelta&, Snapshot&)> mutate;
+  const char* want;
+};
+
+class DeltaValidateTest : public ::testing::TestWithParam<DeltaCase> {};
+
+TEST_P(DeltaValidateTest, Reports) {
+  EndpointDelta d = good_delta();
+  Snapshot s = good();
+  GetParam().mutate(d, s);
+  auto errors = validate(d, s);
+  bool found = false;
+  for (const auto& e : errors) found = found || e.find(GetParam().want) != std::string::npos;
+  EXPECT_TRUE(found) << "want: " << GetParam().want << "\ngot:\n" << joined(errors);
+}
+
+const DeltaCase kDeltaCases[] = {
+    {"BaseMismatch",
+     [](EndpointDelta& d, Snapshot& s) {
+       d.base_version = 7;
+       d.version = 10;
+       s.version = 9;
+     },
+     "delta base version 7 does not match current version 9"},
+    {"VersionNotNewer", [](EndpointDelta& d, Snapshot&) { d.version = 5; },
+     "delta version 5 must be greater than base version 5"},
+    {"UnknownCluster", [](EndpointDelta& d, Snapshot&) { d.clusters[0].name = "default/x:1"; },
+     "delta clusters[0]: cluster \"default/x:1\" is not in the current snapshot"},
+    {"ClusterTwice",
+     [](EndpointDelta& d, Snapshot&) { d.clusters.push_back(d.clusters[0]); },
+     "delta cluster default/web-v2:80: listed twice"},
+    {"BadAddress", [](EndpointDelta& d, Snapshot&) { d.clusters[0].endpoints[1].address = "x"; },
+     "cluster default/web-v2:80 endpoints[1]: address \"x\" is not an IPv4 or IPv6 literal"},
+    {"PortZero", [](EndpointDelta& d, Snapshot&) { d.clusters[0].endpoints[0].port = 0; },
+     "cluster default/web-v2:80 endpoints[0]: port must be in 1..65535"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Table, DeltaValidateTest, ::testing::ValuesIn(kDeltaCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(DeltaTest, ApplyReplacesNamedClustersOnly) {
+  Snapshot before = good();
+  EndpointDelta d = good_delta();
+  Snapshot after = apply(d, before);
+  EXPECT_EQ(after.version, 6u);
+  EXPECT_EQ(after.clusters[1].endpoints, d.clusters[0].endpoints);
+  EXPECT_EQ(after.clusters[0], before.clusters[0]);
+  EXPECT_EQ(after.routes, before.routes);
+  EXPECT_EQ(after.certificates, before.certificates);
+  EXPECT_EQ(before.clusters[1].endpoints.size(), 1u);  // the input is untouched
+  EXPECT_TRUE(validate(after).empty()) << joined(validate(after));
+}
+
+TEST(DeltaTest, ApplyCanEmptyACluster) {
+  EndpointDelta d{5, 9, {Cluster{"default/web:80", {}}}};
+  Snapshot after = apply(d, good());
+  EXPECT_TRUE(after.clusters[0].endpoints.empty());
+  EXPECT_EQ(after.version, 9u);
+}
+
+}  // namespace
+}  // namespace gantry::snapshot
