@@ -169,7 +169,6 @@ struct RouteCtx {
   std::string ns;
   std::vector<Problem> invalid;     // Accepted=False
   std::vector<Problem> unresolved;  // ResolvedRefs=False
-  std::set<std::string> clusters;   // clusters the route's rules reference
   std::vector<CertUse> certs;
 
   void bad(const std::string& field, const std::string& msg, const char* reason = "Invalid") {
@@ -353,7 +352,6 @@ class Translator {
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
     ref.cluster = ensure_cluster(*svc, *sp);
-    ctx.clusters.insert(ref.cluster);
     return ref;
   }
 
@@ -887,9 +885,18 @@ class Translator {
   // Commits an evaluated route (or routes, for an Ingress with several hosts).
   void finish(RouteCtx& ctx, std::vector<sn::Route> routes, const ObjectMeta& meta,
               const char* kind) {
+    // The clusters the final rules reference (a rule that fails closed drops its own).
+    std::set<std::string> clusters;
+    for (const auto& r : routes) {
+      for (const auto& rule : r.rules) {
+        for (const auto& b : rule.backends)
+          if (b.unresolved.empty()) clusters.insert(b.cluster);
+        if (rule.filters.request_mirror) clusters.insert(rule.filters.request_mirror->cluster);
+      }
+    }
     if (ctx.invalid.empty()) {
       for (const auto& r : routes) {
-        auto errors = proxy_check(r, ctx.clusters);
+        auto errors = proxy_check(r, clusters);
         for (const auto& e : errors) ctx.invalid.push_back({"Invalid", e});
       }
     }
@@ -914,7 +921,7 @@ class Translator {
     statuses_.push_back(std::move(st));
     if (!ctx.invalid.empty()) return;
     for (auto& r : routes) routes_.push_back(std::move(r));
-    used_clusters_.insert(ctx.clusters.begin(), ctx.clusters.end());
+    used_clusters_.insert(clusters.begin(), clusters.end());
     for (const auto& use : ctx.certs)
       certs_[use.secret_key].hostnames.insert(use.hostnames.begin(), use.hostnames.end());
   }

@@ -77,7 +77,17 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
     auto cfg = store_.current();
     status = 200;
     type = "application/json";
-    body = cfg ? snapshot::to_pretty_json(cfg->effective_snapshot()) : std::string("{\"version\": 0}");
+    if (cfg) {
+      // Private keys and shared secrets never leave the proxy through the admin listener.
+      auto snap = cfg->effective_snapshot();
+      for (auto& c : snap.certificates) c.key_pem = "[redacted]";
+      for (auto& r : snap.routes)
+        for (auto& rule : r.rules)
+          if (rule.filters.jwt && !rule.filters.jwt->hmac_secret.empty()) rule.filters.jwt->hmac_secret = "[redacted]";
+      body = snapshot::to_pretty_json(snap);
+    } else {
+      body = "{\"version\": 0}";
+    }
     body += "\n";
   } else if (path == "/upstreams") {
     auto cfg = store_.current();

@@ -158,9 +158,12 @@ struct ConnectionTokens {
 
   void add(std::string_view value) {
     for_each_list_element(value, [this](std::string_view e) {
-      if (iequals(e, "close")) close = true;
-      else if (iequals(e, "keep-alive")) keep_alive = true;
-      else if (iequals(e, "upgrade")) upgrade = true;
+      if (iequals(e, "close"))
+        close = true;
+      else if (iequals(e, "keep-alive"))
+        keep_alive = true;
+      else if (iequals(e, "upgrade"))
+        upgrade = true;
     });
   }
   // RFC 9112 9.3.

@@ -51,12 +51,12 @@ class HeadScanner {
   void reset() { *this = HeadScanner{}; }
 
  private:
-  size_t pos_ = 0;          // next byte to examine
-  size_t line_start_ = 0;   // start of the current (incomplete) line
+  size_t pos_ = 0;         // next byte to examine
+  size_t line_start_ = 0;  // start of the current (incomplete) line
   size_t head_start_ = 0;
   size_t head_end_ = 0;
-  size_t lines_ = 0;        // complete non-empty lines (start line + fields)
-  size_t leading_ = 0;      // leading empty lines skipped
+  size_t lines_ = 0;    // complete non-empty lines (start line + fields)
+  size_t leading_ = 0;  // leading empty lines skipped
 };
 }  // namespace detail
 

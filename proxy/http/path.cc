@@ -16,8 +16,7 @@ namespace {
 
 // Raw bytes allowed in a path besides unreserved: sub-delims, ':' and '@' (pchar),
 // '/' handled by the caller, plus characters clients send unencoded in practice.
-constexpr std::array<bool, 256> kPathChar =
-    chars::make_table("-._~!$&'()*+,;=:@\"<>[]^`{|}", true);
+constexpr std::array<bool, 256> kPathChar = chars::make_table("-._~!$&'()*+,;=:@\"<>[]^`{|}", true);
 
 // Query bytes: any visible ASCII except '#'.
 inline bool is_query_char(char c) { return c > 0x20 && c < 0x7f && c != '#'; }
@@ -152,7 +151,8 @@ Result<Target> parse_target(std::string_view method, std::string_view target) {
     return t;
   } else {
     const size_t sep = target.find("://");
-    if (sep == std::string_view::npos) return Error{"request target is not origin-form or absolute-form"};
+    if (sep == std::string_view::npos)
+      return Error{"request target is not origin-form or absolute-form"};
     const std::string_view scheme = target.substr(0, sep);
     if (!iequals(scheme, "http") && !iequals(scheme, "https")) {
       return Error{"unsupported scheme in absolute-form target"};

@@ -51,6 +51,7 @@ std::unique_ptr<AccessLog> AccessLog::open(const std::string& target) {
   }
   log->logger_->set_pattern("%v");
   log->logger_->flush_on(spdlog::level::err);
+  spdlog::flush_every(std::chrono::seconds(1));
   return log;
 }
 

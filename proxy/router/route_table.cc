@@ -28,9 +28,9 @@ using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>
 
 // A header or query parameter condition, compiled.
 struct ValueMatcher {
-  std::string name;          // headers: lower-cased; query: as given (case-sensitive)
-  std::string value;         // Exact value
-  const RE2* re = nullptr;   // RegularExpression: full match
+  std::string name;         // headers: lower-cased; query: as given (case-sensitive)
+  std::string value;        // Exact value
+  const RE2* re = nullptr;  // RegularExpression: full match
 };
 
 // One (route, rule, match) triple.
@@ -315,8 +315,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
           if (h.type == snapshot::ValueMatchType::kRegularExpression) {
             Result<const RE2*> re = impl.regex(h.value);
             if (!re) {
-              return Error{field(mi, "headers[" + std::to_string(hi) + "]") +
-                           re.error().message};
+              return Error{field(mi, "headers[" + std::to_string(hi) + "]") + re.error().message};
             }
             vm.re = *re;
           }

@@ -46,8 +46,7 @@ struct RequestView {
   // Header lookup: the first value of the header with this lower-case name,
   // nullopt when absent. `header == nullptr` means "no headers".
   const void* headers_ctx = nullptr;
-  std::optional<std::string_view> (*header)(const void* ctx, std::string_view lower_name) =
-      nullptr;
+  std::optional<std::string_view> (*header)(const void* ctx, std::string_view lower_name) = nullptr;
 };
 
 // One rule after compilation. Lives as long as the RouteTable that owns it.

@@ -37,8 +37,8 @@ class WeightedPicker {
   bool uses_random_fallback() const { return !cumulative_.empty(); }
 
  private:
-  std::vector<uint32_t> sequence_;    // one period of smooth WRR, indices into weights
-  std::vector<uint64_t> cumulative_;  // fallback: running sums over non-zero weights
+  std::vector<uint32_t> sequence_;          // one period of smooth WRR, indices into weights
+  std::vector<uint64_t> cumulative_;        // fallback: running sums over non-zero weights
   std::vector<uint32_t> cumulative_index_;  // fallback: weight index of each running sum
   mutable std::atomic<uint64_t> counter_{0};
 };

@@ -264,9 +264,8 @@ ojson enc(const Jwt& j) {
 ojson enc(const RequestMirror& m) { return ojson{{"cluster", m.cluster}}; }
 
 ojson enc(const Cache& c) {
-  return ojson{{"ttlMs", ms(c.ttl)},
-               {"maxBytes", c.max_bytes},
-               {"maxObjectBytes", c.max_object_bytes}};
+  return ojson{
+      {"ttlMs", ms(c.ttl)}, {"maxBytes", c.max_bytes}, {"maxObjectBytes", c.max_object_bytes}};
 }
 
 template <typename T>
@@ -454,8 +453,8 @@ class Reader {
   }
 
   template <typename T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool>)
-  void read(const json& j, T& out) const {
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool>) void read(const json& j,
+                                                                        T& out) const {
     out = integer<T>(j, std::numeric_limits<T>::min(), std::numeric_limits<T>::max());
   }
 
@@ -501,8 +500,8 @@ class Reader {
         return;
       }
     }
-    std::string msg = "unknown value " + json(s).dump(-1, ' ', false, json::error_handler_t::replace) +
-                      " (one of";
+    std::string msg = "unknown value " +
+                      json(s).dump(-1, ' ', false, json::error_handler_t::replace) + " (one of";
     for (const auto& [name, value] : table) {
       msg += ' ';
       msg += name;
@@ -517,9 +516,7 @@ class Reader {
   void read(const json& j, RateLimitAlgorithm& out) const {
     read_enum(j, out, kRateLimitAlgorithms);
   }
-  void read(const json& j, LoadBalancerType& out) const {
-    read_enum(j, out, kLoadBalancerTypes);
-  }
+  void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
 
   // ---- model structs
@@ -560,7 +557,8 @@ class Reader {
   void read(const json& j, PathRewrite& p) {
     expect_object(j);
     auto t = j.find("type");
-    if (t == j.end() || t->is_null()) fail("missing \"type\" (ReplaceFullPath or ReplacePrefixMatch)");
+    if (t == j.end() || t->is_null())
+      fail("missing \"type\" (ReplaceFullPath or ReplacePrefixMatch)");
     get(j, "type", p.type);
     get(j, p.type == PathRewriteType::kReplaceFullPath ? "replaceFullPath" : "replacePrefixMatch",
         p.value);
@@ -849,9 +847,8 @@ ojson to_json(const Snapshot& s) {
 }
 
 ojson to_json(const EndpointDelta& d) {
-  return ojson{{"baseVersion", d.base_version},
-               {"version", d.version},
-               {"clusters", enc_list(d.clusters)}};
+  return ojson{
+      {"baseVersion", d.base_version}, {"version", d.version}, {"clusters", enc_list(d.clusters)}};
 }
 
 Result<Snapshot> snapshot_from_json(const json& j) { return from_document<Snapshot>(j); }

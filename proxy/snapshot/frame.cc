@@ -53,8 +53,7 @@ std::string get_string(const json& j, const char* what, const char* key) {
   const json* v = field(j, key);
   if (!v) return "";
   if (!v->is_string()) {
-    throw PayloadError{std::string(what) + "." + key + ": expected string, got " +
-                       v->type_name()};
+    throw PayloadError{std::string(what) + "." + key + ": expected string, got " + v->type_name()};
   }
   return v->get<std::string>();
 }
@@ -155,9 +154,8 @@ std::string encode(const Hello& h) {
 }
 
 Result<Ack> decode_ack(std::string_view text) {
-  return decode_payload<Ack>(text, "ack", [](const json& j, Ack& a) {
-    a.version = get_u64(j, "ack", "version");
-  });
+  return decode_payload<Ack>(
+      text, "ack", [](const json& j, Ack& a) { a.version = get_u64(j, "ack", "version"); });
 }
 
 Result<Nack> decode_nack(std::string_view text) {

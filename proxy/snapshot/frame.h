@@ -20,7 +20,7 @@ enum class FrameType : uint8_t {
   kEndpoints = 2,  // EndpointDelta (codec JSON)
   kAck = 3,        // {"version": N}
   kNack = 4,       // {"version": N, "errors": ["..."]}
-  kHello = 5,      // {"proxy_id": "...", "last_version": N}
+  kHello = 5,      // {"proxyId": "...", "lastVersion": N}
 };
 
 constexpr size_t kFrameHeaderSize = 5;

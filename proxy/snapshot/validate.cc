@@ -196,8 +196,8 @@ class Validator {
       if (c.name.empty()) {
         e_.add(idx("clusters", i), "name must not be empty");
       } else if (auto [it, fresh] = seen_clusters.emplace(c.name, i); !fresh) {
-        e_.add("cluster " + c.name, "duplicate cluster name (also clusters[" +
-                                        std::to_string(it->second) + "])");
+        e_.add("cluster " + c.name,
+               "duplicate cluster name (also clusters[" + std::to_string(it->second) + "])");
       }
       check_endpoints(c, e_);
     }
@@ -252,8 +252,9 @@ class Validator {
 
   void check_value_match(const ValueMatch& m, const std::string& where, bool header) {
     if (header ? !is_token(m.name) : (m.name.empty() || has_control(m.name, false))) {
-      e_.add(where, "name " + quote(m.name) +
-                        (header ? " is not a valid header name" : " is not a valid parameter name"));
+      e_.add(where,
+             "name " + quote(m.name) +
+                 (header ? " is not a valid header name" : " is not a valid parameter name"));
     }
     if (m.type == ValueMatchType::kRegularExpression) {
       if (auto p = regex_problem(m.value); !p.empty()) e_.add(where, p);
@@ -530,8 +531,8 @@ void Validator::check_certificate(const TlsCertificate& c, size_t i,
   if (c.name.empty()) {
     e_.add(where, "name must not be empty");
   } else if (auto [it, fresh] = seen.emplace(c.name, i); !fresh) {
-    e_.add(where, "duplicate certificate name (also certificates[" +
-                      std::to_string(it->second) + "])");
+    e_.add(where,
+           "duplicate certificate name (also certificates[" + std::to_string(it->second) + "])");
   }
   if (c.hostnames.empty()) e_.add(where, "hostnames must not be empty");
   for (size_t h = 0; h < c.hostnames.size(); ++h) {

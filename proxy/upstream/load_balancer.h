@@ -23,7 +23,7 @@
 namespace gantry::upstream {
 
 struct HostView {
-  uint32_t index = 0;            // the caller's id of the host; pick() returns it
+  uint32_t index = 0;  // the caller's id of the host; pick() returns it
   uint32_t weight = 1;
   uint32_t active_requests = 0;
   bool healthy = true;
@@ -39,8 +39,7 @@ class LoadBalancer {
  public:
   virtual ~LoadBalancer() = default;
   // The chosen host's HostView::index, or nullopt when `hosts` is empty.
-  virtual std::optional<uint32_t> pick(std::span<const HostView> hosts,
-                                       const PickContext& ctx) = 0;
+  virtual std::optional<uint32_t> pick(std::span<const HostView> hosts, const PickContext& ctx) = 0;
 };
 
 // Smooth weighted round robin (nginx's algorithm) over the candidates: for
@@ -65,8 +64,7 @@ std::unique_ptr<LoadBalancer> make_random(uint64_t seed);
 // candidate (unhealthy, or beyond the span) the following slots are probed,
 // so only the keys of unavailable hosts move. Without a hash: uniform random.
 inline constexpr uint32_t kMaglevTableSize = 65537;  // prime
-std::unique_ptr<LoadBalancer> make_maglev(std::span<const std::string> host_keys,
-                                          uint64_t seed = 0,
+std::unique_ptr<LoadBalancer> make_maglev(std::span<const std::string> host_keys, uint64_t seed = 0,
                                           uint32_t table_size = kMaglevTableSize);
 
 // A stable 64-bit hash of a key (FNV-1a, then a SplitMix64 finaliser), for

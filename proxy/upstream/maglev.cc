@@ -93,8 +93,6 @@ std::unique_ptr<LoadBalancer> make_maglev(std::span<const std::string> host_keys
   return std::make_unique<Maglev>(host_keys, seed, table_size);
 }
 
-uint64_t hash_key(std::string_view key) {
-  return finalise(fnv1a(key, 0xcbf29ce484222325ull));
-}
+uint64_t hash_key(std::string_view key) { return finalise(fnv1a(key, 0xcbf29ce484222325ull)); }
 
 }  // namespace gantry::upstream

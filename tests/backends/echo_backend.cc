@@ -10,8 +10,8 @@
 // Invariants:
 // - Its request parsing is its own and deliberately minimal: it shares no code
 //   with the proxy's HTTP parser, so a parser bug cannot hide on both sides.
-// - One io_context per thread, each with its own SO_REUSEPORT acceptor on the
-//   same address; connections never move between threads.
+// - One io_context per thread, each accepting on its own duplicate of one
+//   listening socket; connections never move between threads.
 // - Keep-alive and pipelining: bytes after a request stay buffered for the
 //   next one. Content-Length and chunked request bodies are read and counted.
 // - A malformed request gets 400 and the connection is closed; nothing throws
@@ -32,7 +32,7 @@
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
 #include <vector>
 
-#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -473,16 +473,12 @@ awaitable<void> accept_loop(tcp::acceptor& acceptor, const Config& cfg) {
   }
 }
 
-// Opens an acceptor with SO_REUSEPORT so every thread can own one.
+// Opens the listening socket. SO_REUSEPORT is deliberately not used: a second
+// process on a busy address must fail to start, not silently share the port.
 bool open_acceptor(tcp::acceptor& a, const tcp::endpoint& ep, std::string& err) {
   error_code ec;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) {
-    int one = 1;
-    if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
-      ec = error_code(errno, boost::system::system_category());
-  }
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) err = ec.message();
@@ -536,12 +532,25 @@ int run(int argc, char** argv) {
     contexts.push_back(std::make_unique<asio::io_context>(1));
     acceptors.push_back(std::make_unique<tcp::acceptor>(*contexts.back()));
     std::string err;
-    if (!open_acceptor(*acceptors.back(), endpoint, err)) {
-      std::cerr << "gantry-echo: cannot listen on " << endpoint << ": " << err << "\n";
+    if (i == 0) {
+      if (!open_acceptor(*acceptors.back(), endpoint, err)) {
+        std::cerr << "gantry-echo: cannot listen on " << endpoint << ": " << err << "\n";
+        return 1;
+      }
+      endpoint = acceptors.front()->local_endpoint();  // the real port when 0 was asked
+      continue;
+    }
+    // Every further thread accepts on a duplicate of the same listening socket.
+    int fd = ::dup(acceptors.front()->native_handle());
+    if (fd < 0) {
+      std::cerr << "gantry-echo: dup of the listening socket failed\n";
       return 1;
     }
-    // Port 0: every further acceptor joins the port the first one got.
-    if (i == 0) endpoint = acceptors.front()->local_endpoint();
+    acceptors.back()->assign(endpoint.protocol(), fd, ec);
+    if (ec) {
+      std::cerr << "gantry-echo: cannot share the listening socket: " << ec.message() << "\n";
+      return 1;
+    }
   }
   HostPort bound{endpoint.address().to_string(), endpoint.port()};
   cfg.address = bound.str();

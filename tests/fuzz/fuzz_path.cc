@@ -45,9 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(!has_dot_segment(p));
       check(p.find('\0') == std::string::npos && p.find('?') == std::string::npos);
     }
-    check(t->query.empty() ||
-          (t->query.data() >= target.data() &&
-           t->query.data() + t->query.size() <= target.data() + target.size()));
+    check(t->query.empty() || (t->query.data() >= target.data() &&
+                               t->query.data() + t->query.size() <= target.data() + target.size()));
     auto again = parse_target(method, p);
     check(again.ok());
     check(again->path == p);

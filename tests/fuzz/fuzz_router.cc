@@ -61,8 +61,9 @@ std::shared_ptr<const router::RouteTable> make_table() {
              match(PathMatchType::kRegularExpression, "/img/.*\\.(png|jpg)")},
             {3, 7})});
   add("deep", 30, {"*.b.example.com"}, {rule({match(PathMatchType::kPathPrefix, "/a/b/c")}, {1})});
-  add("any", 40, {}, {rule({match(PathMatchType::kPathPrefix, "/health")}, {5000, 5003}),
-                      rule({match(PathMatchType::kExact, "/exact")}, {1, 1, 1})});
+  add("any", 40, {},
+      {rule({match(PathMatchType::kPathPrefix, "/health")}, {5000, 5003}),
+       rule({match(PathMatchType::kExact, "/exact")}, {1, 1, 1})});
   auto table = router::RouteTable::create(snap);
   if (!table.ok()) std::abort();
   return *table;

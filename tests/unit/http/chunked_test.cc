@@ -86,6 +86,7 @@ std::vector<Row> rows() {
       {"bare_lf_after_size", "5\nhello\r\n0\r\n\r\n", false},
       {"bare_cr_after_size", "5\rhello\r\n0\r\n\r\n", false},
       {"data_longer_than_size", "5\r\nhelloX\r\n0\r\n\r\n", false},
+      {"cr_without_lf_after_data", "5\r\nhello\rX0\r\n\r\n", false},
       {"bare_lf_after_data", "5\r\nhello\n0\r\n\r\n", false},
       {"size_over_2_pow_60", "1000000000000001\r\n", false},
       {"size_overflows_u64", "FFFFFFFFFFFFFFFFF\r\n", false},

@@ -1,11 +1,11 @@
 // message.h helpers: case-insensitive compare, header lookup, the hop-by-hop
 // set, list splitting, and clear() keeping capacity.
+#include "proxy/http/message.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "proxy/http/message.h"
 
 namespace gantry::http {
 namespace {
@@ -16,8 +16,12 @@ TEST(Message, Iequals) {
     bool eq;
   };
   const std::vector<Row> rows = {
-      {"Content-Length", "content-length", true}, {"HOST", "host", true}, {"", "", true},
-      {"host", "hosts", false},                    {"a-b", "a_b", false}, {"[", "{", false},
+      {"Content-Length", "content-length", true},
+      {"HOST", "host", true},
+      {"", "", true},
+      {"host", "hosts", false},
+      {"a-b", "a_b", false},
+      {"[", "{", false},
       {"\xc3\xa9", "\xc3\x89", false},
   };
   for (const Row& r : rows) EXPECT_EQ(iequals(r.a, r.b), r.eq) << r.a << " vs " << r.b;
@@ -32,11 +36,21 @@ TEST(Message, FindHeaderReturnsFirstMatch) {
 
 TEST(Message, HopByHop) {
   const std::vector<std::pair<std::string, bool>> rows = {
-      {"Connection", true},          {"keep-alive", true},          {"Proxy-Connection", true},
-      {"TE", true},                  {"Trailer", true},             {"transfer-encoding", true},
-      {"Upgrade", true},             {"Proxy-Authenticate", true},  {"proxy-authorization", true},
-      {"Trailers", false},           {"Host", false},               {"Content-Length", false},
-      {"X-Forwarded-For", false},    {"Authorization", false},      {"Te-X", false},
+      {"Connection", true},
+      {"keep-alive", true},
+      {"Proxy-Connection", true},
+      {"TE", true},
+      {"Trailer", true},
+      {"transfer-encoding", true},
+      {"Upgrade", true},
+      {"Proxy-Authenticate", true},
+      {"proxy-authorization", true},
+      {"Trailers", false},
+      {"Host", false},
+      {"Content-Length", false},
+      {"X-Forwarded-For", false},
+      {"Authorization", false},
+      {"Te-X", false},
   };
   for (const auto& [name, hop] : rows) EXPECT_EQ(is_hop_by_hop(name), hop) << name;
 }

@@ -2,13 +2,13 @@
 // percent-encoding normalisation, climbing above the root, query, absolute-form,
 // asterisk-form, fragments and bad characters. Every accepted path must be a
 // fixed point of parse_target.
+#include "proxy/http/path.h"
+
 #include <gtest/gtest.h>
 
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include "proxy/http/path.h"
 
 namespace gantry::http {
 namespace {

@@ -85,8 +85,9 @@ std::vector<ValidRow> valid_rows() {
       {"post_chunked",
        "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
        "POST", "/u", V11, kChunked, 0, true, false, false, "a", 2},
-      {"chunked_case_insensitive", "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: ChUnKeD\r\n\r\n",
-       "POST", "/", V11, kChunked, 0, true, false, false, "a", 2},
+      {"chunked_case_insensitive",
+       "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: ChUnKeD\r\n\r\n", "POST", "/", V11,
+       kChunked, 0, true, false, false, "a", 2},
       {"content_length_zero", "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "PUT",
        "/x", V11, kCL, 0, true, false, false, "a", 2},
       {"http10_no_host_closes", "GET /old HTTP/1.0\r\n\r\n", "GET", "/old", V10, kNone, 0, false,
@@ -96,8 +97,8 @@ std::vector<ValidRow> valid_rows() {
       {"http11_connection_close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "GET",
        "/", V11, kNone, 0, false, false, false, "a", 2},
       {"close_beats_keep_alive",
-       "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", "GET", "/", V11,
-       kNone, 0, false, false, false, "a", 2},
+       "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\n\r\n", "GET", "/", V11, kNone,
+       0, false, false, false, "a", 2},
       {"http10_keep_alive_and_close",
        "GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", "GET", "/", V10,
        kNone, 0, false, false, false, "", 2},
@@ -117,7 +118,8 @@ std::vector<ValidRow> valid_rows() {
        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
        "GET", "/ws", V11, kNone, 0, true, false, true, "a", 5},
       {"websocket_upgrade_token_list",
-       "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n\r\n",
+       "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: "
+       "WebSocket\r\n\r\n",
        "GET", "/ws", V11, kNone, 0, true, false, true, "a", 3},
       {"upgrade_without_connection_token",
        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", "GET", "/ws", V11, kNone, 0,
@@ -134,8 +136,9 @@ std::vector<ValidRow> valid_rows() {
       {"identical_content_lengths_folded",
        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "POST",
        "/", V11, kCL, 3, true, false, false, "a", 3},
-      {"content_length_list_identical", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 , 3\r\n\r\n",
-       "POST", "/", V11, kCL, 3, true, false, false, "a", 2},
+      {"content_length_list_identical",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 , 3\r\n\r\n", "POST", "/", V11, kCL, 3,
+       true, false, false, "a", 2},
       {"ows_trimmed_and_empty_value",
        "GET / HTTP/1.1\r\nHost:\t a \t\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n", "GET", "/", V11,
        kNone, 0, true, false, false, "a", 3},
@@ -178,7 +181,9 @@ void expect_head(const ValidRow& r, const Outcome& o) {
   EXPECT_EQ(o.head.headers.size(), r.header_count);
 }
 
-TEST_P(ValidRequest, OneShot) { expect_head(GetParam(), parse_once(GetParam().input, GetParam().limits)); }
+TEST_P(ValidRequest, OneShot) {
+  expect_head(GetParam(), parse_once(GetParam().input, GetParam().limits));
+}
 
 TEST_P(ValidRequest, ByteByByte) {
   expect_head(GetParam(), parse_incremental(GetParam().input, GetParam().limits));
@@ -191,7 +196,9 @@ TEST_P(ValidRequest, ViewsPointIntoTheBuffer) {
   ASSERT_EQ(p.parse(r.input, h), ParseState::kComplete);
   const char* lo = r.input.data();
   const char* hi = lo + p.head_size();
-  auto inside = [&](std::string_view v) { return v.empty() || (v.data() >= lo && v.data() + v.size() <= hi); };
+  auto inside = [&](std::string_view v) {
+    return v.empty() || (v.data() >= lo && v.data() + v.size() <= hi);
+  };
   EXPECT_TRUE(inside(h.method));
   EXPECT_TRUE(inside(h.target));
   EXPECT_TRUE(inside(h.host));
@@ -251,7 +258,10 @@ std::vector<BadRow> bad_rows() {
       {"te_quoted", post + "Transfer-Encoding: \"chunked\"\r\n\r\n", 400},
       {"te_empty", post + "Transfer-Encoding:\r\n\r\n", 400},
       {"te_in_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"te_vertical_tab", post + "Transfer-Encoding:\x0b" "chunked\r\n\r\n", 400},
+      {"te_vertical_tab",
+       post + "Transfer-Encoding:\x0b"
+              "chunked\r\n\r\n",
+       400},
       // Line endings and bad characters.
       {"bare_lf_everywhere", "GET / HTTP/1.1\nHost: a\n\n", 400},
       {"bare_lf_after_header", get + "X-A: b\n\r\n", 400},
@@ -268,7 +278,8 @@ std::vector<BadRow> bad_rows() {
       {"header_without_colon", get + "X-A b\r\n\r\n", 400},
       {"obs_fold_continuation", get + "X-A: b\r\n c\r\n\r\n", 400},
       {"obs_fold_first_line", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
-      {"too_many_leading_empty_lines", "\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"too_many_leading_empty_lines", "\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+       400},
       // Host.
       {"missing_host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400},
       {"two_hosts", get + "Host: b\r\n\r\n", 400},
@@ -346,7 +357,8 @@ TEST(RequestParser, IncompleteHeadErrorsBeforeBufferPassesLimit) {
 
 TEST(RequestParser, HeadSizeLeavesBodyAndPipelinedRequest) {
   const std::string in =
-      "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+      "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: "
+      "a\r\n\r\n";
   RequestParser p;
   RequestHead h;
   ASSERT_EQ(p.parse(in, h), ParseState::kComplete);

@@ -139,8 +139,10 @@ void both_ages(std::vector<Case>& cases, const std::string& name, Route winner, 
   for (bool winner_older : {true, false}) {
     winner.creation_timestamp = winner_older ? 100 : 200;
     loser.creation_timestamp = winner_older ? 200 : 100;
-    cases.push_back({name + (winner_older ? "_winner_older" : "_winner_newer"), {winner, loser},
-                     req, "default/win#0"});
+    cases.push_back({name + (winner_older ? "_winner_older" : "_winner_newer"),
+                     {winner, loser},
+                     req,
+                     "default/win#0"});
   }
 }
 
@@ -149,29 +151,50 @@ std::vector<Case> cases() {
   const std::vector<std::string> any;
 
   // ------------------------------------------------------------ hosts
-  c.push_back({"host_exact", {route("a", {"shop.example.com"}, {any_rule()})},
-               {.host = "shop.example.com"}, "default/a#0"});
-  c.push_back({"host_exact_other_host_404", {route("a", {"shop.example.com"}, {any_rule()})},
-               {.host = "shop.example.org"}, ""});
-  c.push_back({"host_wildcard_one_label", {route("w", {"*.example.com"}, {any_rule()})},
-               {.host = "a.example.com"}, "default/w#0"});
-  c.push_back({"host_wildcard_two_labels", {route("w", {"*.example.com"}, {any_rule()})},
-               {.host = "a.b.example.com"}, "default/w#0"});
-  c.push_back({"host_wildcard_never_apex", {route("w", {"*.example.com"}, {any_rule()})},
-               {.host = "example.com"}, ""});
-  c.push_back({"host_wildcard_not_partial_label", {route("w", {"*.example.com"}, {any_rule()})},
-               {.host = "aexample.com"}, ""});
-  c.push_back({"host_no_hostnames_any_host", {route("c", any, {any_rule()})},
-               {.host = "whatever.test"}, "default/c#0"});
-  c.push_back({"host_no_hostnames_empty_host", {route("c", any, {any_rule()})}, {.host = ""},
+  c.push_back({"host_exact",
+               {route("a", {"shop.example.com"}, {any_rule()})},
+               {.host = "shop.example.com"},
+               "default/a#0"});
+  c.push_back({"host_exact_other_host_404",
+               {route("a", {"shop.example.com"}, {any_rule()})},
+               {.host = "shop.example.org"},
+               ""});
+  c.push_back({"host_wildcard_one_label",
+               {route("w", {"*.example.com"}, {any_rule()})},
+               {.host = "a.example.com"},
+               "default/w#0"});
+  c.push_back({"host_wildcard_two_labels",
+               {route("w", {"*.example.com"}, {any_rule()})},
+               {.host = "a.b.example.com"},
+               "default/w#0"});
+  c.push_back({"host_wildcard_never_apex",
+               {route("w", {"*.example.com"}, {any_rule()})},
+               {.host = "example.com"},
+               ""});
+  c.push_back({"host_wildcard_not_partial_label",
+               {route("w", {"*.example.com"}, {any_rule()})},
+               {.host = "aexample.com"},
+               ""});
+  c.push_back({"host_no_hostnames_any_host",
+               {route("c", any, {any_rule()})},
+               {.host = "whatever.test"},
                "default/c#0"});
-  c.push_back({"host_with_hostnames_empty_host_404", {route("a", {"a.test"}, {any_rule()})},
-               {.host = ""}, ""});
-  c.push_back({"host_second_of_several", {route("a", {"x.test", "*.y.test"}, {any_rule()})},
-               {.host = "q.y.test"}, "default/a#0"});
+  c.push_back({"host_no_hostnames_empty_host",
+               {route("c", any, {any_rule()})},
+               {.host = ""},
+               "default/c#0"});
+  c.push_back({"host_with_hostnames_empty_host_404",
+               {route("a", {"a.test"}, {any_rule()})},
+               {.host = ""},
+               ""});
+  c.push_back({"host_second_of_several",
+               {route("a", {"x.test", "*.y.test"}, {any_rule()})},
+               {.host = "q.y.test"},
+               "default/a#0"});
   c.push_back({"host_route_hostname_upper_case",
                {route("a", {"Shop.Example.COM"}, {any_rule()})},
-               {.host = "shop.example.com"}, "default/a#0"});
+               {.host = "shop.example.com"},
+               "default/a#0"});
   both_ages(c, "host_longest_wildcard_first", route("", {"*.b.example.com"}, {any_rule()}),
             route("", {"*.example.com"}, {any_rule()}), {.host = "a.b.example.com"});
   both_ages(c, "host_exact_beats_wildcard", route("", {"a.example.com"}, {any_rule()}),
@@ -198,110 +221,180 @@ std::vector<Case> cases() {
   c.push_back({"fallthrough_nothing_anywhere_404",
                {route("a", {"a.test"}, {rule({prefix("/api")})}),
                 route("c", any, {rule({prefix("/web")})})},
-               {.host = "a.test", .path = "/other"}, ""});
+               {.host = "a.test", .path = "/other"},
+               ""});
 
   // ------------------------------------------------------------ paths
-  c.push_back({"exact_identical", {route("a", any, {rule({exact("/foo")})})}, {.path = "/foo"},
-               "default/a#0", 0});
-  c.push_back({"exact_not_trailing_slash", {route("a", any, {rule({exact("/foo")})})},
-               {.path = "/foo/"}, ""});
-  c.push_back({"exact_not_longer", {route("a", any, {rule({exact("/foo")})})},
-               {.path = "/foo/bar"}, ""});
-  c.push_back({"prefix_itself", {route("a", any, {rule({prefix("/foo")})})}, {.path = "/foo"},
-               "default/a#0", 4});
-  c.push_back({"prefix_trailing_slash_path", {route("a", any, {rule({prefix("/foo")})})},
-               {.path = "/foo/"}, "default/a#0", 4});
-  c.push_back({"prefix_deeper", {route("a", any, {rule({prefix("/foo")})})},
-               {.path = "/foo/bar/baz"}, "default/a#0", 4});
-  c.push_back({"prefix_segment_boundary", {route("a", any, {rule({prefix("/foo")})})},
-               {.path = "/foobar"}, ""});
+  c.push_back({"exact_identical",
+               {route("a", any, {rule({exact("/foo")})})},
+               {.path = "/foo"},
+               "default/a#0",
+               0});
+  c.push_back({"exact_not_trailing_slash",
+               {route("a", any, {rule({exact("/foo")})})},
+               {.path = "/foo/"},
+               ""});
+  c.push_back(
+      {"exact_not_longer", {route("a", any, {rule({exact("/foo")})})}, {.path = "/foo/bar"}, ""});
+  c.push_back({"prefix_itself",
+               {route("a", any, {rule({prefix("/foo")})})},
+               {.path = "/foo"},
+               "default/a#0",
+               4});
+  c.push_back({"prefix_trailing_slash_path",
+               {route("a", any, {rule({prefix("/foo")})})},
+               {.path = "/foo/"},
+               "default/a#0",
+               4});
+  c.push_back({"prefix_deeper",
+               {route("a", any, {rule({prefix("/foo")})})},
+               {.path = "/foo/bar/baz"},
+               "default/a#0",
+               4});
+  c.push_back({"prefix_segment_boundary",
+               {route("a", any, {rule({prefix("/foo")})})},
+               {.path = "/foobar"},
+               ""});
   c.push_back({"prefix_value_trailing_slash_ignored",
-               {route("a", any, {rule({prefix("/foo/")})})}, {.path = "/foo"}, "default/a#0",
+               {route("a", any, {rule({prefix("/foo/")})})},
+               {.path = "/foo"},
+               "default/a#0",
                4});
   c.push_back({"prefix_value_trailing_slash_deeper",
-               {route("a", any, {rule({prefix("/foo/")})})}, {.path = "/foo/bar"},
-               "default/a#0", 4});
+               {route("a", any, {rule({prefix("/foo/")})})},
+               {.path = "/foo/bar"},
+               "default/a#0",
+               4});
   c.push_back({"prefix_value_trailing_slash_boundary",
-               {route("a", any, {rule({prefix("/foo/")})})}, {.path = "/foobar"}, ""});
-  c.push_back({"prefix_multi_segment", {route("a", any, {rule({prefix("/a/b")})})},
-               {.path = "/a/b/c"}, "default/a#0", 4});
-  c.push_back({"prefix_multi_segment_boundary", {route("a", any, {rule({prefix("/a/b")})})},
-               {.path = "/a/bc"}, ""});
-  c.push_back({"prefix_root_everything", {route("a", any, {rule({prefix("/")})})},
-               {.path = "/any/thing/at/all"}, "default/a#0", 0});
-  c.push_back({"no_matches_is_root_prefix", {route("a", any, {any_rule()})},
-               {.path = "/x/y", .method = "DELETE"}, "default/a#0", 0});
-  c.push_back({"path_case_sensitive", {route("a", any, {rule({prefix("/Foo")})})},
-               {.path = "/foo"}, ""});
-  c.push_back({"regex_full_match", {route("a", any, {rule({regex("/api/v[0-9]+")})})},
-               {.path = "/api/v2"}, "default/a#0", 0});
-  c.push_back({"regex_not_partial_suffix", {route("a", any, {rule({regex("/api/v[0-9]+")})})},
-               {.path = "/api/v2/users"}, ""});
-  c.push_back({"regex_not_partial_infix", {route("a", any, {rule({regex("v[0-9]")})})},
-               {.path = "/v1"}, ""});
+               {route("a", any, {rule({prefix("/foo/")})})},
+               {.path = "/foobar"},
+               ""});
+  c.push_back({"prefix_multi_segment",
+               {route("a", any, {rule({prefix("/a/b")})})},
+               {.path = "/a/b/c"},
+               "default/a#0",
+               4});
+  c.push_back({"prefix_multi_segment_boundary",
+               {route("a", any, {rule({prefix("/a/b")})})},
+               {.path = "/a/bc"},
+               ""});
+  c.push_back({"prefix_root_everything",
+               {route("a", any, {rule({prefix("/")})})},
+               {.path = "/any/thing/at/all"},
+               "default/a#0",
+               0});
+  c.push_back({"no_matches_is_root_prefix",
+               {route("a", any, {any_rule()})},
+               {.path = "/x/y", .method = "DELETE"},
+               "default/a#0",
+               0});
+  c.push_back(
+      {"path_case_sensitive", {route("a", any, {rule({prefix("/Foo")})})}, {.path = "/foo"}, ""});
+  c.push_back({"regex_full_match",
+               {route("a", any, {rule({regex("/api/v[0-9]+")})})},
+               {.path = "/api/v2"},
+               "default/a#0",
+               0});
+  c.push_back({"regex_not_partial_suffix",
+               {route("a", any, {rule({regex("/api/v[0-9]+")})})},
+               {.path = "/api/v2/users"},
+               ""});
+  c.push_back({"regex_not_partial_infix",
+               {route("a", any, {rule({regex("v[0-9]")})})},
+               {.path = "/v1"},
+               ""});
 
   // ------------------------------------------------------------ method
-  c.push_back({"method_matches", {route("a", any, {rule({prefix("/").method("GET")})})},
-               {.method = "GET"}, "default/a#0"});
-  c.push_back({"method_case_sensitive", {route("a", any, {rule({prefix("/").method("GET")})})},
-               {.method = "get"}, ""});
+  c.push_back({"method_matches",
+               {route("a", any, {rule({prefix("/").method("GET")})})},
+               {.method = "GET"},
+               "default/a#0"});
+  c.push_back({"method_case_sensitive",
+               {route("a", any, {rule({prefix("/").method("GET")})})},
+               {.method = "get"},
+               ""});
   c.push_back({"method_mismatch_next_rule",
                {route("a", any, {rule({prefix("/").method("POST")}), any_rule()})},
-               {.method = "GET"}, "default/a#1"});
+               {.method = "GET"},
+               "default/a#1"});
 
   // ------------------------------------------------------------ headers
   c.push_back({"header_name_case_insensitive",
                {route("a", any, {rule({prefix("/").header("X-Canary", "true")})})},
-               {.headers = {{"x-canary", "true"}}}, "default/a#0"});
+               {.headers = {{"x-canary", "true"}}},
+               "default/a#0"});
   c.push_back({"header_value_case_sensitive",
                {route("a", any, {rule({prefix("/").header("x-canary", "true")})})},
-               {.headers = {{"x-canary", "True"}}}, ""});
-  c.push_back({"header_absent", {route("a", any, {rule({prefix("/").header("x-a", "1")})})},
-               {}, ""});
+               {.headers = {{"x-canary", "True"}}},
+               ""});
+  c.push_back(
+      {"header_absent", {route("a", any, {rule({prefix("/").header("x-a", "1")})})}, {}, ""});
   c.push_back({"header_regex_full",
                {route("a", any, {rule({prefix("/").header_re("x-v", "v[0-9]+")})})},
-               {.headers = {{"x-v", "v12"}}}, "default/a#0"});
+               {.headers = {{"x-v", "v12"}}},
+               "default/a#0"});
   c.push_back({"header_regex_not_partial",
                {route("a", any, {rule({prefix("/").header_re("x-v", "v[0-9]+")})})},
-               {.headers = {{"x-v", "v12x"}}}, ""});
+               {.headers = {{"x-v", "v12x"}}},
+               ""});
   c.push_back({"headers_all_must_hold",
                {route("a", any, {rule({prefix("/").header("x-a", "1").header("x-b", "2")})})},
-               {.headers = {{"x-a", "1"}, {"x-b", "3"}}}, ""});
+               {.headers = {{"x-a", "1"}, {"x-b", "3"}}},
+               ""});
   c.push_back({"headers_all_hold",
                {route("a", any, {rule({prefix("/").header("x-a", "1").header("x-b", "2")})})},
-               {.headers = {{"x-b", "2"}, {"x-a", "1"}}}, "default/a#0"});
+               {.headers = {{"x-b", "2"}, {"x-a", "1"}}},
+               "default/a#0"});
 
   // ------------------------------------------------------------ query
-  c.push_back({"query_exact", {route("a", any, {rule({prefix("/").query("v", "2")})})},
-               {.query = "a=1&v=2"}, "default/a#0"});
+  c.push_back({"query_exact",
+               {route("a", any, {rule({prefix("/").query("v", "2")})})},
+               {.query = "a=1&v=2"},
+               "default/a#0"});
   c.push_back({"query_percent_decoded",
                {route("a", any, {rule({prefix("/").query("name", "a b&c")})})},
-               {.query = "x&na%6De=a%20b%26c"}, "default/a#0"});
+               {.query = "x&na%6De=a%20b%26c"},
+               "default/a#0"});
   c.push_back({"query_plus_is_not_space",
-               {route("a", any, {rule({prefix("/").query("q", "a b")})})}, {.query = "q=a+b"},
+               {route("a", any, {rule({prefix("/").query("q", "a b")})})},
+               {.query = "q=a+b"},
                ""});
-  c.push_back({"query_plus_literal", {route("a", any, {rule({prefix("/").query("q", "a+b")})})},
-               {.query = "q=a+b"}, "default/a#0"});
-  c.push_back({"query_first_occurrence", {route("a", any, {rule({prefix("/").query("v", "2")})})},
-               {.query = "v=1&v=2"}, ""});
+  c.push_back({"query_plus_literal",
+               {route("a", any, {rule({prefix("/").query("q", "a+b")})})},
+               {.query = "q=a+b"},
+               "default/a#0"});
+  c.push_back({"query_first_occurrence",
+               {route("a", any, {rule({prefix("/").query("v", "2")})})},
+               {.query = "v=1&v=2"},
+               ""});
   c.push_back({"query_name_case_sensitive",
-               {route("a", any, {rule({prefix("/").query("v", "2")})})}, {.query = "V=2"}, ""});
+               {route("a", any, {rule({prefix("/").query("v", "2")})})},
+               {.query = "V=2"},
+               ""});
   c.push_back({"query_bad_escape_literal",
                {route("a", any, {rule({prefix("/").query("p", "%zz%4")})})},
-               {.query = "p=%zz%4"}, "default/a#0"});
+               {.query = "p=%zz%4"},
+               "default/a#0"});
   c.push_back({"query_regex_decoded",
                {route("a", any, {rule({prefix("/").query_re("id", "[0-9]+ [a-z]+")})})},
-               {.query = "id=42%20abc"}, "default/a#0"});
+               {.query = "id=42%20abc"},
+               "default/a#0"});
   c.push_back({"query_all_must_hold",
                {route("a", any, {rule({prefix("/").query("a", "1").query("b", "2")})})},
-               {.query = "a=1"}, ""});
-  c.push_back({"query_empty_value", {route("a", any, {rule({prefix("/").query("flag", "")})})},
-               {.query = "flag"}, "default/a#0"});
+               {.query = "a=1"},
+               ""});
+  c.push_back({"query_empty_value",
+               {route("a", any, {rule({prefix("/").query("flag", "")})})},
+               {.query = "flag"},
+               "default/a#0"});
 
   // ------------------------------------------------------------ OR across matches
   c.push_back({"rule_matches_are_ored",
                {route("a", any, {rule({exact("/one"), prefix("/two").method("GET")})})},
-               {.path = "/two/x"}, "default/a#0", 4, 1});
+               {.path = "/two/x"},
+               "default/a#0",
+               4,
+               1});
 
   // ------------------------------------------------------------ precedence
   both_ages(c, "prec_exact_beats_regex", route("", any, {rule({exact("/x")})}),
@@ -312,57 +405,64 @@ std::vector<Case> cases() {
             route("", any, {rule({prefix("/x/y")})}), {.path = "/x/y"});
   both_ages(c, "prec_longer_prefix", route("", any, {rule({prefix("/api/v1")})}),
             route("", any, {rule({prefix("/api")})}), {.path = "/api/v1/users"});
-  both_ages(c, "prec_longer_prefix_beats_method",
-            route("", any, {rule({prefix("/api/v1")})}),
+  both_ages(c, "prec_longer_prefix_beats_method", route("", any, {rule({prefix("/api/v1")})}),
             route("", any, {rule({prefix("/api").method("GET").header("x", "1")})}),
             {.path = "/api/v1", .headers = {{"x", "1"}}});
   both_ages(c, "prec_path_beats_method", route("", any, {rule({exact("/x")})}),
             route("", any, {rule({prefix("/x").method("GET")})}), {.path = "/x"});
   both_ages(c, "prec_method_beats_none", route("", any, {rule({prefix("/").method("GET")})}),
             route("", any, {rule({prefix("/")})}), {});
-  both_ages(c, "prec_method_beats_headers",
-            route("", any, {rule({prefix("/").method("GET")})}),
+  both_ages(c, "prec_method_beats_headers", route("", any, {rule({prefix("/").method("GET")})}),
             route("", any, {rule({prefix("/").header("x", "1").header("y", "2")})}),
             {.headers = {{"x", "1"}, {"y", "2"}}});
   both_ages(c, "prec_more_headers",
             route("", any, {rule({prefix("/").header("x", "1").header("y", "2")})}),
             route("", any, {rule({prefix("/").header("x", "1")})}),
             {.headers = {{"x", "1"}, {"y", "2"}}});
-  both_ages(c, "prec_headers_beat_query",
-            route("", any, {rule({prefix("/").header("x", "1")})}),
+  both_ages(c, "prec_headers_beat_query", route("", any, {rule({prefix("/").header("x", "1")})}),
             route("", any, {rule({prefix("/").query("a", "1").query("b", "2")})}),
             {.query = "a=1&b=2", .headers = {{"x", "1"}}});
-  both_ages(c, "prec_more_query", route("", any, {rule({prefix("/").query("a", "1").query("b", "2")})}),
+  both_ages(c, "prec_more_query",
+            route("", any, {rule({prefix("/").query("a", "1").query("b", "2")})}),
             route("", any, {rule({prefix("/").query("a", "1")})}), {.query = "a=1&b=2"});
   // Trailing '/' is ignored, so these prefixes tie on length and age decides.
   c.push_back({"prec_trailing_slash_same_length",
                {route("old", any, {rule({prefix("/foo/")})}, 100),
                 route("new", any, {rule({prefix("/foo")})}, 200)},
-               {.path = "/foo/x"}, "default/old#0"});
+               {.path = "/foo/x"},
+               "default/old#0"});
   c.push_back({"prec_older_route",
-               {route("zzz", any, {any_rule()}, 100), route("aaa", any, {any_rule()}, 200)}, {},
+               {route("zzz", any, {any_rule()}, 100), route("aaa", any, {any_rule()}, 200)},
+               {},
                "default/zzz#0"});
   c.push_back({"prec_same_age_name_alphabetical",
-               {route("b", any, {any_rule()}, 100), route("a", any, {any_rule()}, 100)}, {},
+               {route("b", any, {any_rule()}, 100), route("a", any, {any_rule()}, 100)},
+               {},
                "default/a#0"});
-  c.push_back({"prec_same_age_namespace_alphabetical",
-               {route("a", any, {any_rule()}, 100, "prod"),
-                route("z", any, {any_rule()}, 100, "dev")},
-               {}, "dev/z#0"});
+  c.push_back(
+      {"prec_same_age_namespace_alphabetical",
+       {route("a", any, {any_rule()}, 100, "prod"), route("z", any, {any_rule()}, 100, "dev")},
+       {},
+       "dev/z#0"});
   // "namespace/name" compared as one string: '-' sorts before '/'.
   c.push_back({"prec_id_compared_as_one_string",
-               {route("x", any, {any_rule()}, 100, "a"),
-                route("x", any, {any_rule()}, 100, "a-b")},
-               {}, "a-b/x#0"});
+               {route("x", any, {any_rule()}, 100, "a"), route("x", any, {any_rule()}, 100, "a-b")},
+               {},
+               "a-b/x#0"});
   c.push_back({"prec_rule_order_within_route",
-               {route("a", any, {rule({prefix("/x")}), rule({prefix("/x")})})}, {.path = "/x"},
+               {route("a", any, {rule({prefix("/x")}), rule({prefix("/x")})})},
+               {.path = "/x"},
                "default/a#0"});
   c.push_back({"prec_rule_order_only_among_equals",
-               {route("a", any, {rule({prefix("/")}), rule({prefix("/x")})})}, {.path = "/x"},
+               {route("a", any, {rule({prefix("/")}), rule({prefix("/x")})})},
+               {.path = "/x"},
                "default/a#1"});
   c.push_back({"prec_match_order_within_rule",
-               {route("a", any, {rule({prefix("/x"), prefix("/x/")})})}, {.path = "/x/y"},
-               "default/a#0", 2, 0});
+               {route("a", any, {rule({prefix("/x"), prefix("/x/")})})},
+               {.path = "/x/y"},
+               "default/a#0",
+               2,
+               0});
   // Precedence is per RouteMatch: a rule's strong match beats an older route's
   // weaker one even though the same rule also has a weak match.
   both_ages(c, "prec_per_route_match", route("", any, {rule({prefix("/"), exact("/x")})}),
@@ -439,9 +539,9 @@ class BadRegex : public ::testing::TestWithParam<BadRegexCase> {};
 
 TEST_P(BadRegex, ErrorNamesRouteAndField) {
   auto snap = std::make_shared<snapshot::Snapshot>();
-  snap->routes = {route("good", {}, {any_rule()}),
-                  route("shop", {}, {any_rule(), rule({prefix("/"), GetParam().match})}, 1,
-                        "team")};
+  snap->routes = {
+      route("good", {}, {any_rule()}),
+      route("shop", {}, {any_rule(), rule({prefix("/"), GetParam().match})}, 1, "team")};
   auto table = RouteTable::create(snap);
   ASSERT_FALSE(table.ok());
   EXPECT_NE(table.error().message.find("route team/shop rules[1].matches[1]." + GetParam().field),
@@ -499,10 +599,10 @@ TEST(RouteTable, LargeTable) {
   };
   for (int i = 0; i < kRoutes; ++i) {
     std::string base = "/svc" + std::to_string(i);
-    routes.push_back(route("r" + std::to_string(i), {host_of(i)},
-                           {rule({exact(base + "/exact")}), rule({regex(base + "/re/[0-9]+")}),
-                            rule({prefix(base)})},
-                           i));
+    routes.push_back(route(
+        "r" + std::to_string(i), {host_of(i)},
+        {rule({exact(base + "/exact")}), rule({regex(base + "/re/[0-9]+")}), rule({prefix(base)})},
+        i));
   }
   routes.push_back(route("catchall", {}, {rule({prefix("/fallback")})}));
   auto table = build(routes);

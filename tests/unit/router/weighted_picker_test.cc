@@ -36,18 +36,17 @@ TEST_P(SmoothSequence, RepeatsExactly) {
   EXPECT_FALSE(p.uses_random_fallback());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, SmoothSequence,
-    ::testing::Values(
-        // 90/10 reduces to 9/1: the B lands in the middle, not at an end.
-        SequenceCase{"ninety_ten", {90, 10}, {0, 0, 0, 0, 0, 1, 0, 0, 0, 0}},
-        SequenceCase{"four_one", {4, 1}, {0, 0, 1, 0, 0}},
-        SequenceCase{"five_one_one", {5, 1, 1}, {0, 0, 1, 0, 2, 0, 0}},
-        SequenceCase{"equal", {3, 3, 3}, {0, 1, 2}},
-        SequenceCase{"weight_zero_skipped", {0, 2, 0, 1}, {1, 3, 1}},
-        SequenceCase{"single", {7}, {0}},
-        SequenceCase{"single_nonzero", {0, 0, 5}, {2}}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cases, SmoothSequence,
+                         ::testing::Values(
+                             // 90/10 reduces to 9/1: the B lands in the middle, not at an end.
+                             SequenceCase{"ninety_ten", {90, 10}, {0, 0, 0, 0, 0, 1, 0, 0, 0, 0}},
+                             SequenceCase{"four_one", {4, 1}, {0, 0, 1, 0, 0}},
+                             SequenceCase{"five_one_one", {5, 1, 1}, {0, 0, 1, 0, 2, 0, 0}},
+                             SequenceCase{"equal", {3, 3, 3}, {0, 1, 2}},
+                             SequenceCase{"weight_zero_skipped", {0, 2, 0, 1}, {1, 3, 1}},
+                             SequenceCase{"single", {7}, {0}},
+                             SequenceCase{"single_nonzero", {0, 0, 5}, {2}}),
+                         [](const auto& info) { return info.param.name; });
 
 TEST(WeightedPicker, AllZeroOrEmptyGivesMinusOne) {
   WeightedPicker zero(std::vector<uint32_t>{0, 0});

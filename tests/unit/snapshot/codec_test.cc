@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 
@@ -88,8 +89,10 @@ TEST(CodecTest, InvalidUtf8IsReplacedNotThrown) {
 }
 
 TEST(CodecTest, DeltaRoundTrips) {
-  EndpointDelta d{7, 8, {Cluster{"default/web:80", {{"10.0.0.9", 8080, false}}},
-                         Cluster{"default/empty:80", {}}}};
+  EndpointDelta d{
+      7,
+      8,
+      {Cluster{"default/web:80", {{"10.0.0.9", 8080, false}}}, Cluster{"default/empty:80", {}}}};
   std::string out = encode(d);
   EXPECT_NE(out.find("\"baseVersion\":7"), std::string::npos) << out;
   auto back = decode_delta(out);
@@ -147,7 +150,8 @@ TEST(CodecTest, HandWrittenDocumentDecodes) {
   r.name = "web";
   r.hostnames = {"*.shop.example.com"};
   Rule a;
-  a.matches = {RouteMatch{{PathMatchType::kExact, "/login"}, std::nullopt,
+  a.matches = {RouteMatch{{PathMatchType::kExact, "/login"},
+                          std::nullopt,
                           {{ValueMatchType::kRegularExpression, "x-user", "[a-z]+"}},
                           {{ValueMatchType::kExact, "v", "2"}}}};
   a.filters.request_redirect = RequestRedirect{"https", std::nullopt, 443, {}, 302};
@@ -170,6 +174,8 @@ struct BadInput {
   const char* json;
   const char* want;  // substring of the error message
 };
+
+void PrintTo(const BadInput& c, std::ostream* os) { *os << c.name; }
 
 class DecodeErrorTest : public ::testing::TestWithParam<BadInput> {};
 
@@ -198,8 +204,7 @@ const BadInput kBadInputs[] = {
     {"NegativeWeight",
      R"({"routes": [{"rules": [{"backends": [{"cluster": "c", "weight": -5}]}]}]})",
      "routes[0].rules[0].backends[0].weight: -5 out of range"},
-    {"ReadyNotBool",
-     R"({"clusters": [{"endpoints": [{"address": "10.0.0.1", "ready": "yes"}]}]})",
+    {"ReadyNotBool", R"({"clusters": [{"endpoints": [{"address": "10.0.0.1", "ready": "yes"}]}]})",
      "clusters[0].endpoints[0].ready: expected boolean, got string"},
     {"UnknownLoadBalancer",
      R"({"routes": [{"rules": [{"policy": {"loadBalancer": {"type": "Fastest"}}}]}]})",

@@ -2,6 +2,7 @@
 // splitting the bytes, protocol errors, and the ACK / NACK / HELLO payloads.
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -40,10 +41,8 @@ TEST(FrameTest, EncodesLengthTypeAndPayload) {
 // that looks like a header.
 std::vector<Frame> sample_frames() {
   Snapshot s = testing::rich_snapshot();
-  return {Frame{FrameType::kHello, encode(Hello{"proxy-a", 4})},
-          Frame{FrameType::kFull, encode(s)},
-          Frame{FrameType::kAck, ""},
-          Frame{FrameType::kEndpoints, header(9, 9)},
+  return {Frame{FrameType::kHello, encode(Hello{"proxy-a", 4})}, Frame{FrameType::kFull, encode(s)},
+          Frame{FrameType::kAck, ""}, Frame{FrameType::kEndpoints, header(9, 9)},
           Frame{FrameType::kNack, encode(Nack{5, {"route a/b: bad", "cluster c: bad"}})}};
 }
 
@@ -176,6 +175,8 @@ struct BadPayload {
   const char* json;
   const char* want;
 };
+
+void PrintTo(const BadPayload& c, std::ostream* os) { *os << c.name; }
 
 class FramePayloadErrorTest : public ::testing::TestWithParam<BadPayload> {};
 

@@ -77,18 +77,26 @@ inline Snapshot rich_snapshot() {
   rule.matches = {m, RouteMatch{{PathMatchType::kExact, "/exact"}, std::nullopt, {}, {}}};
 
   Filters& f = rule.filters;
-  f.cors = Cors{{"https://a.example.com", "*.example.org"}, {"GET", "PUT"}, {"x-a"}, {"x-b"},
-                true, Millis(600000)};
-  f.rate_limit = RateLimit{100, Millis(2000), 20, RateLimitAlgorithm::kSlidingWindow,
-                           "Header:x-api-key"};
+  f.cors = Cors{{"https://a.example.com", "*.example.org"},
+                {"GET", "PUT"},
+                {"x-a"},
+                {"x-b"},
+                true,
+                Millis(600000)};
+  f.rate_limit =
+      RateLimit{100, Millis(2000), 20, RateLimitAlgorithm::kSlidingWindow, "Header:x-api-key"};
   f.max_request_body_size = 1 << 20;
-  f.jwt = Jwt{{"HS256", "RS256"}, std::string("s\0e\xffkret", 8), "{\"keys\":[]}",
-              "https://issuer", {"aud1", "aud2"}, Millis(30000),
+  f.jwt = Jwt{{"HS256", "RS256"},
+              std::string("s\0e\xffkret", 8),
+              "{\"keys\":[]}",
+              "https://issuer",
+              {"aud1", "aud2"},
+              Millis(30000),
               {{"sub", "x-user"}, {"email", "x-email"}}};
   f.request_headers = HeaderModifier{{{"x-env", "prod"}}, {{"x-add", "1"}}, {"x-debug"}};
   f.response_headers = HeaderModifier{{{"x-served-by", "gantry"}}, {{"x-r", "2"}}, {"server"}};
-  f.request_redirect = RequestRedirect{"https", "secure.example.com", 8443,
-                                       {PathRewriteType::kReplaceFullPath, "/new"}, 301};
+  f.request_redirect = RequestRedirect{
+      "https", "secure.example.com", 8443, {PathRewriteType::kReplaceFullPath, "/new"}, 301};
   f.url_rewrite = UrlRewrite{"internal.example.com", {PathRewriteType::kReplacePrefixMatch, "/v2"}};
   f.request_mirror = RequestMirror{"default/mirror:80"};
   f.cache = Cache{Millis(5000), 1000000, 1000};
@@ -96,7 +104,8 @@ inline Snapshot rich_snapshot() {
   rule.backends = {{"default/web:80", 90, ""}, {"default/gone:80", 0, "service not found"}};
 
   Policy& p = rule.policy;
-  p.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kCookie, "session", Millis(3600000)};
+  p.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kCookie, "session",
+                     Millis(3600000)};
   p.health_check = HealthCheck{"/ready", Millis(2000), Millis(500), 2, 4, {200, 204}};
   p.outlier_detection = OutlierDetection{7, 3, Millis(10000), 30};
   p.circuit_breaker = CircuitBreaker{9, 0.25, Millis(20000), 50, Millis(7000), 3, 100, 200};
@@ -107,7 +116,8 @@ inline Snapshot rich_snapshot() {
 
   s.clusters = {Cluster{"default/web:80", {{"10.0.0.1", 8080, true}, {"fd00::1", 8081, false}}},
                 Cluster{"default/mirror:80", {}}};
-  s.certificates = {TlsCertificate{"default/shop-tls", {"shop.example.com"},
+  s.certificates = {TlsCertificate{"default/shop-tls",
+                                   {"shop.example.com"},
                                    "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
                                    "-----BEGIN PRIVATE KEY-----\ny\n-----END PRIVATE KEY-----\n"}};
   return s;
@@ -133,8 +143,8 @@ inline Snapshot valid_snapshot(const CertAndKey& tls) {
   api.matches = {m};
   api.filters.request_headers = HeaderModifier{{{"x-env", "prod"}}, {}, {"x-debug"}};
   api.filters.url_rewrite = UrlRewrite{std::nullopt, {PathRewriteType::kReplacePrefixMatch, "/"}};
-  api.filters.rate_limit = RateLimit{10, Millis(1000), 5, RateLimitAlgorithm::kTokenBucket,
-                                     "ClientIP"};
+  api.filters.rate_limit =
+      RateLimit{10, Millis(1000), 5, RateLimitAlgorithm::kTokenBucket, "ClientIP"};
   api.filters.request_mirror = RequestMirror{"default/web-v2:80"};
   api.backends = {{"default/web:80", 90, ""}, {"default/web-v2:80", 10, ""}};
   api.policy.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kHeader, "x-user",
@@ -144,12 +154,11 @@ inline Snapshot valid_snapshot(const CertAndKey& tls) {
 
   Rule login;
   login.matches = {RouteMatch{{PathMatchType::kExact, "/login"}, std::nullopt, {}, {}}};
-  login.filters.request_redirect =
-      RequestRedirect{"https", std::nullopt, std::nullopt, {}, 301};
+  login.filters.request_redirect = RequestRedirect{"https", std::nullopt, std::nullopt, {}, 301};
 
   Rule regex;
-  regex.matches = {RouteMatch{{PathMatchType::kRegularExpression, "/item/[0-9]+"},
-                              std::nullopt, {}, {}}};
+  regex.matches = {
+      RouteMatch{{PathMatchType::kRegularExpression, "/item/[0-9]+"}, std::nullopt, {}, {}}};
   regex.backends = {{"", 1, "service default/missing not found"}};
 
   r.rules = {api, login, regex};
@@ -162,8 +171,8 @@ inline Snapshot valid_snapshot(const CertAndKey& tls) {
 
   s.clusters = {Cluster{"default/web:80", {{"10.0.0.1", 8080, true}, {"10.0.0.2", 8080, false}}},
                 Cluster{"default/web-v2:80", {{"::1", 9090, true}}}};
-  s.certificates = {TlsCertificate{"default/shop-tls", {"shop.example.com", "*.shop.example.org"},
-                                   tls.cert_pem, tls.key_pem}};
+  s.certificates = {TlsCertificate{
+      "default/shop-tls", {"shop.example.com", "*.shop.example.org"}, tls.cert_pem, tls.key_pem}};
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <ostream>
 #include <string>
 
 #include "proxy/snapshot/validate.h"
@@ -41,6 +42,8 @@ struct Mutation {
   std::function<void(Snapshot&)> mutate;
   const char* want;  // substring of one of the messages
 };
+
+void PrintTo(const Mutation& c, std::ostream* os) { *os << c.name; }
 
 class ValidateMutationTest : public ::testing::TestWithParam<Mutation> {};
 
@@ -130,13 +133,11 @@ const Mutation kMutations[] = {
     {"RedirectScheme",
      [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->scheme = "ftp"; },
      "rules[1].filters.requestRedirect: scheme \"ftp\" must be \"http\" or \"https\""},
-    {"RedirectAndRewrite",
-     [](Snapshot& s) { api(s).filters.request_redirect = RequestRedirect{}; },
+    {"RedirectAndRewrite", [](Snapshot& s) { api(s).filters.request_redirect = RequestRedirect{}; },
      "rules[0].filters: requestRedirect and urlRewrite cannot be used in the same rule"},
     {"RateLimitZeroRequests", [](Snapshot& s) { api(s).filters.rate_limit->requests = 0; },
      "rules[0].filters.rateLimit: requests must be > 0"},
-    {"RateLimitZeroInterval",
-     [](Snapshot& s) { api(s).filters.rate_limit->interval = Millis(0); },
+    {"RateLimitZeroInterval", [](Snapshot& s) { api(s).filters.rate_limit->interval = Millis(0); },
      "rules[0].filters.rateLimit: interval must be > 0"},
     {"RateLimitBadKey", [](Snapshot& s) { api(s).filters.rate_limit->key = "Cookie:x"; },
      "rateLimit: key \"Cookie:x\" must be \"ClientIP\" or \"Header:<name>\""},
@@ -144,8 +145,7 @@ const Mutation kMutations[] = {
      [](Snapshot& s) { api_match(s).path.type = PathMatchType::kExact; },
      "rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match of the rule to be "
      "a PathPrefix"},
-    {"RewriteWithoutSlash",
-     [](Snapshot& s) { api(s).filters.url_rewrite->path.value = "v2"; },
+    {"RewriteWithoutSlash", [](Snapshot& s) { api(s).filters.url_rewrite->path.value = "v2"; },
      "rules[0].filters.urlRewrite.path: value \"v2\" must start with \"/\""},
     {"MirrorClusterMissing",
      [](Snapshot& s) { api(s).filters.request_mirror->cluster = "default/shadow:80"; },
@@ -215,7 +215,8 @@ TEST(ValidateTest, ReportsEveryErrorNotJustTheFirst) {
   EXPECT_EQ(errors.size(), std::size(wants)) << joined(errors);
   for (const char* want : wants) {
     EXPECT_NE(std::find(errors.begin(), errors.end(), std::string(want)), errors.end())
-        << "missing: " << want << "\ngot:\n" << joined(errors);
+        << "missing: " << want << "\ngot:\n"
+        << joined(errors);
   }
 }
 
@@ -232,8 +233,8 @@ TEST(ValidateTest, CapsTheNumberOfMessages) {
 // ---------------------------------------------------------------- deltas
 
 EndpointDelta good_delta() {
-  return EndpointDelta{5, 6, {Cluster{"default/web-v2:80", {{"10.0.0.7", 9090, true},
-                                                            {"10.0.0.8", 9090, false}}}}};
+  return EndpointDelta{
+      5, 6, {Cluster{"default/web-v2:80", {{"10.0.0.7", 9090, true}, {"10.0.0.8", 9090, false}}}}};
 }
 
 TEST(DeltaTest, GoodDeltaIsValid) {
@@ -246,6 +247,8 @@ struct DeltaCase {
   std::function<void(EndpointDelta&, Snapshot&)> mutate;
   const char* want;
 };
+
+void PrintTo(const DeltaCase& c, std::ostream* os) { *os << c.name; }
 
 class DeltaValidateTest : public ::testing::TestWithParam<DeltaCase> {};
 
@@ -271,8 +274,7 @@ const DeltaCase kDeltaCases[] = {
      "delta version 5 must be greater than base version 5"},
     {"UnknownCluster", [](EndpointDelta& d, Snapshot&) { d.clusters[0].name = "default/x:1"; },
      "delta clusters[0]: cluster \"default/x:1\" is not in the current snapshot"},
-    {"ClusterTwice",
-     [](EndpointDelta& d, Snapshot&) { d.clusters.push_back(d.clusters[0]); },
+    {"ClusterTwice", [](EndpointDelta& d, Snapshot&) { d.clusters.push_back(d.clusters[0]); },
      "delta cluster default/web-v2:80: listed twice"},
     {"BadAddress", [](EndpointDelta& d, Snapshot&) { d.clusters[0].endpoints[1].address = "x"; },
      "cluster default/web-v2:80 endpoints[1]: address \"x\" is not an IPv4 or IPv6 literal"},

@@ -251,7 +251,8 @@ TEST(Maglev, UnhealthyHostKeysMoveOthersStay) {
   auto lb = make_maglev(keys);
   auto hosts = hosts_for(keys);
   std::vector<uint32_t> before;
-  for (int k = 0; k < 5000; ++k) before.push_back(*lb->pick(hosts, {hash_key(std::to_string(k)), true}));
+  for (int k = 0; k < 5000; ++k)
+    before.push_back(*lb->pick(hosts, {hash_key(std::to_string(k)), true}));
   hosts[2].healthy = false;
   for (int k = 0; k < 5000; ++k) {
     uint32_t now = *lb->pick(hosts, {hash_key(std::to_string(k)), true});

@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# Gantry image: gantry-proxy and gantry-controller, one image, two containers per pod
+# (see charts/gantry). Multi-stage: the build stage has the toolchain and -dev
+# packages; the runtime stage has only the shared libraries the binaries load.
+#
+# Invariants (tests/install/dockerfile_test.py checks them without a container engine):
+# - the runtime stage installs every Debian package that owns a library
+#   `ldd build/bin/gantry-proxy build/bin/gantry-controller` resolves, by package
+#   name, with --no-install-recommends, and no compiler, -dev package or build tool;
+# - the binaries live in /usr/local/bin and run as the non-root user 65532.
+#
+#   docker build -t gantry:0.1.0 .
+
+FROM debian:bookworm AS build
+WORKDIR /src
+# Dependencies first, so that a source change reuses this layer.
+COPY hack/install-deps.sh hack/install-deps.sh
+RUN bash hack/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=OFF \
+ && ninja -C /build gantry-proxy gantry-controller \
+ && install -D -m 0755 -s /build/bin/gantry-proxy /out/usr/local/bin/gantry-proxy \
+ && install -D -m 0755 -s /build/bin/gantry-controller /out/usr/local/bin/gantry-controller
+
+FROM debian:bookworm-slim AS runtime
+# Shared libraries of the two binaries, one package a line (kept in sync with ldd by a test).
+# libcpprest2.10 is the controller's Kubernetes client (ARCHITECTURE.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      libc6 \
+      libgcc-s1 \
+      libstdc++6 \
+      libssl3 \
+      libre2-9 \
+      libfmt9 \
+      libspdlog1.10 \
+      libyaml-cpp0.7 \
+      libprometheus-cpp-core1.0 \
+      libcpprest2.10 \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && groupadd --system --gid 65532 gantry \
+ && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin gantry \
+ && install -d -o 65532 -g 65532 -m 0750 /var/run/gantry
+COPY --from=build /out/usr/local/bin/ /usr/local/bin/
+USER 65532:65532
+WORKDIR /
+EXPOSE 8080 8443 9901 9902
+ENTRYPOINT ["/usr/local/bin/gantry-proxy"]

@@ -1,0 +1,57 @@
+// The controller's health listener: /healthz, /readyz, /metrics and /status.
+//
+// A tiny blocking HTTP/1.0-style server on its own thread (one request per
+// connection, then close). It serves probes and tests, never traffic; the
+// state it reports is set by the main loop under a mutex.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "proxy/base/flags.h"
+#include "proxy/base/result.h"
+
+namespace gantry::controller {
+
+struct HealthState {
+  bool ready = false;  // the first snapshot was ACKed
+  std::string not_ready_reason = "no snapshot acknowledged by the proxy yet";
+  uint64_t pushes = 0;
+  uint64_t acks = 0;
+  uint64_t nacks = 0;
+  uint64_t acked_version = 0;
+  bool proxy_connected = false;
+  uint64_t loads = 0;
+  uint64_t objects = 0;
+  uint64_t files_with_errors = 0;
+  uint64_t routes_not_accepted = 0;
+  std::string status_json = "{\"routes\":[]}";
+};
+
+class HealthServer {
+ public:
+  // Binds and listens; the error names the address.
+  static Result<std::unique_ptr<HealthServer>> start(const HostPort& listen);
+  ~HealthServer();
+
+  void update(const HealthState& s);
+  uint16_t port() const { return port_; }
+
+ private:
+  HealthServer(int fd, uint16_t port);
+  void run();
+  void serve(int client);
+
+  int fd_;
+  uint16_t port_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  HealthState state_;
+  std::thread thread_;
+};
+
+}  // namespace gantry::controller

@@ -1,0 +1,298 @@
+// gantry-controller: watches its source, translates, pushes snapshots to the proxy.
+//
+// This build implements the standalone source (`--source dir:PATH`): a
+// directory of YAML manifests watched with inotify. One thread runs a poll
+// loop over the directory watch, the proxy socket, a signalfd and timers; the
+// health listener runs on its own thread. `--source kube` is accepted by the
+// flag parser (the contract) but not built yet: it exits 1 saying so.
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "controller/cmd/dir_watcher.h"
+#include "controller/cmd/health_server.h"
+#include "controller/cmd/pusher.h"
+#include "controller/core/translate.h"
+#include "controller/core/yaml_source.h"
+#include "proxy/base/flags.h"
+
+namespace gantry::controller {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kDebounce{50};
+constexpr milliseconds kRewatchInterval{1000};
+
+struct Options {
+  std::string source = "kube";
+  std::string kubeconfig;
+  std::string proxy_socket = "/var/run/gantry/control.sock";
+  std::string ingress_class = "gantry";
+  std::string namespace_;
+  bool leader_elect = false;
+  HostPort health_listen{"127.0.0.1", 9902};
+  std::string log_level = "info";
+};
+
+Options parse_flags(int argc, char** argv) {
+  Options o;
+  FlagSet flags("gantry-controller",
+                "Watches Kubernetes objects (or a directory of manifests) and pushes routing "
+                "snapshots to gantry-proxy.");
+  auto str = [](std::string* target, bool allow_empty = false) {
+    return [target, allow_empty](std::string_view v) -> Status {
+      if (v.empty() && !allow_empty) return Error{"must not be empty"};
+      *target = std::string(v);
+      return ok_status();
+    };
+  };
+  flags.add("source", "kube|dir:PATH", "kube",
+            "where objects come from: the API server, or a directory of YAML (standalone mode)",
+            [&o](std::string_view v) -> Status {
+              if (v == "kube" || (v.starts_with("dir:") && v.size() > 4)) {
+                o.source = std::string(v);
+                return ok_status();
+              }
+              return Error{"expected kube or dir:PATH, got \"" + std::string(v) + "\""};
+            });
+  flags.add("kubeconfig", "PATH", "in-cluster, $KUBECONFIG, ~/.kube/config",
+            "kubeconfig for --source kube", str(&o.kubeconfig));
+  flags.add("proxy-socket", "PATH", o.proxy_socket, "the proxy's control socket",
+            str(&o.proxy_socket));
+  flags.add("ingress-class", "NAME", o.ingress_class, "serve Ingresses of this class",
+            str(&o.ingress_class));
+  flags.add("namespace", "NS", "all", "use objects of this namespace only", str(&o.namespace_, true));
+  flags.add_bool("leader-elect", "write status only while holding the Lease", &o.leader_elect);
+  flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
+            "serves /healthz /readyz /metrics /status", [&o](std::string_view v) -> Status {
+              auto hp = parse_host_port(v);
+              if (!hp.ok()) return hp.error();
+              o.health_listen = *hp;
+              return ok_status();
+            });
+  flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
+            [&o](std::string_view v) -> Status {
+              if (v != "debug" && v != "info" && v != "warn" && v != "error")
+                return Error{"expected debug, info, warn or error"};
+              o.log_level = std::string(v);
+              return ok_status();
+            });
+  flags.parse_or_exit(argc, argv);
+  return o;
+}
+
+uint64_t initial_version() {
+  auto ms = std::chrono::duration_cast<milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return static_cast<uint64_t>(ms) * 1000;
+}
+
+class Controller {
+ public:
+  Controller(Options o, std::string dir, std::unique_ptr<DirWatcher> watcher,
+             std::unique_ptr<HealthServer> health, int signal_fd)
+      : opts_(std::move(o)),
+        dir_(std::move(dir)),
+        watcher_(std::move(watcher)),
+        health_(std::move(health)),
+        signal_fd_(signal_fd),
+        pusher_(opts_.proxy_socket, initial_version()) {
+    translate_opts_.ingress_class = opts_.ingress_class;
+  }
+
+  int run() {
+    reload(Clock::now());
+    while (true) {
+      Clock::time_point now = Clock::now();
+      std::optional<Clock::time_point> wake = reload_at_;
+      if (auto d = pusher_.deadline(); d && (!wake || *d < *wake)) wake = d;
+      if (watcher_->lost()) {
+        Clock::time_point r = now + kRewatchInterval;
+        if (!wake || r < *wake) wake = r;
+      }
+      int timeout = -1;
+      if (wake) {
+        auto ms = std::chrono::duration_cast<milliseconds>(*wake - now).count();
+        timeout = static_cast<int>(std::clamp<int64_t>(ms + 1, 0, 60000));
+      }
+      pollfd fds[3] = {{signal_fd_, POLLIN, 0}, {watcher_->fd(), POLLIN, 0},
+                       {pusher_.fd(), pusher_.events(), 0}};
+      int n = ::poll(fds, pusher_.fd() >= 0 ? 3 : 2, timeout);
+      if (n < 0 && errno != EINTR) {
+        spdlog::critical("poll: {}", std::strerror(errno));
+        return 1;
+      }
+      now = Clock::now();
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo si;
+        if (::read(signal_fd_, &si, sizeof(si)) > 0) {
+          spdlog::info("signal {}: shutting down", si.ssi_signo);
+          return 0;
+        }
+      }
+      if ((fds[1].revents & POLLIN) && watcher_->drain()) {
+        if (!reload_at_) reload_at_ = now + kDebounce;
+        if (watcher_->lost()) spdlog::warn("directory {} went away; watching for it", dir_);
+      }
+      if (watcher_->lost() && watcher_->rewatch()) {
+        spdlog::info("directory {} is back", dir_);
+        reload_at_ = now;
+      }
+      if (reload_at_ && now >= *reload_at_) reload(now);
+      if (pusher_.fd() >= 0 && n > 0 && fds[2].revents) pusher_.on_io(fds[2].revents, now);
+      pusher_.tick(now);
+      publish();
+    }
+  }
+
+ private:
+  void reload(Clock::time_point now) {
+    reload_at_.reset();
+    DirectoryLoad load = load_directory(dir_);
+    for (const auto& e : load.errors) spdlog::error("{}", e.str());
+    for (const auto& w : load.warnings) spdlog::warn("{}", w);
+    if (!opts_.namespace_.empty()) filter_namespace(load.cache);
+    spdlog::info("loaded {} objects from {} files, {} file{} with errors", load.cache.size(),
+                 load.files, load.files_with_errors, load.files_with_errors == 1 ? "" : "s");
+    ++loads_;
+    objects_ = load.cache.size();
+    files_with_errors_ = load.files_with_errors;
+
+    TranslateResult r = translate(load.cache, translate_opts_);
+    for (const auto& w : r.warnings) spdlog::warn("{}", w);
+    for (const auto& line : status_changes(statuses_, r.statuses)) {
+      bool bad = line.find("=False") != std::string::npos;
+      if (bad) spdlog::warn("{}", line);
+      else spdlog::info("{}", line);
+    }
+    statuses_ = std::move(r.statuses);
+    desired_ = std::move(r.snapshot);
+    pusher_.set_desired(desired_, now);
+    programmed_generation_ = ~uint64_t{0};  // recompute Programmed
+  }
+
+  void filter_namespace(Cache& c) const {
+    auto keep = [&](auto& table) {
+      std::erase_if(table, [&](const auto& kv) { return kv.second.meta.namespace_ != opts_.namespace_; });
+    };
+    keep(c.routes);
+    keep(c.services);
+    keep(c.endpoint_slices);
+    keep(c.secrets);
+    keep(c.ingresses);
+  }
+
+  // Refreshes Programmed conditions and the health listener's view.
+  void publish() {
+    if (pusher_.generation() != programmed_generation_) {
+      programmed_generation_ = pusher_.generation();
+      set_programmed(statuses_, desired_, pusher_.applied(), pusher_.rejection());
+    }
+    const auto& st = pusher_.stats();
+    HealthState h;
+    h.ready = pusher_.applied() != nullptr;
+    if (!h.ready)
+      h.not_ready_reason = st.connected ? "waiting for the proxy to acknowledge the first snapshot"
+                                        : "proxy not connected at " + opts_.proxy_socket;
+    h.pushes = st.pushes;
+    h.acks = st.acks;
+    h.nacks = st.nacks;
+    h.acked_version = st.acked_version;
+    h.proxy_connected = st.connected;
+    h.loads = loads_;
+    h.objects = objects_;
+    h.files_with_errors = files_with_errors_;
+    for (const auto& s : statuses_)
+      if (const Condition* c = s.find("Accepted"); c && !c->status) ++h.routes_not_accepted;
+    if (status_json_generation_ != programmed_generation_ || status_loads_ != loads_) {
+      status_json_ = statuses_to_json(statuses_);
+      status_json_generation_ = programmed_generation_;
+      status_loads_ = loads_;
+    }
+    h.status_json = status_json_;
+    health_->update(h);
+  }
+
+  Options opts_;
+  std::string dir_;
+  std::unique_ptr<DirWatcher> watcher_;
+  std::unique_ptr<HealthServer> health_;
+  int signal_fd_;
+  Pusher pusher_;
+  TranslateOptions translate_opts_;
+  std::optional<Clock::time_point> reload_at_;
+  snapshot::Snapshot desired_;
+  std::vector<RouteStatus> statuses_;
+  uint64_t programmed_generation_ = ~uint64_t{0};
+  uint64_t status_json_generation_ = ~uint64_t{0};
+  uint64_t status_loads_ = 0;
+  std::string status_json_;
+  uint64_t loads_ = 0;
+  uint64_t objects_ = 0;
+  uint64_t files_with_errors_ = 0;
+};
+
+int main_impl(int argc, char** argv) {
+  Options opts = parse_flags(argc, argv);
+  auto logger = spdlog::stderr_color_mt("gantry-controller");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(opts.log_level));
+
+  if (opts.source == "kube") {
+    spdlog::critical("--source kube: the Kubernetes source is not built yet; use --source dir:PATH");
+    return 1;
+  }
+  std::string dir = opts.source.substr(4);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    spdlog::critical("--source {}: {} is not a directory", opts.source, dir);
+    return 1;
+  }
+
+  // Signals are read from a signalfd by the main loop; block them in every thread.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) {
+    spdlog::critical("signalfd: {}", std::strerror(errno));
+    return 1;
+  }
+
+  auto watcher = DirWatcher::create(dir);
+  if (!watcher.ok()) {
+    spdlog::critical("{}", watcher.error().message);
+    return 1;
+  }
+  auto health = HealthServer::start(opts.health_listen);
+  if (!health.ok()) {
+    spdlog::critical("{}", health.error().message);
+    return 1;
+  }
+  spdlog::info("gantry-controller: standalone mode over {}; proxy socket {}; health on {}:{}", dir,
+               opts.proxy_socket, opts.health_listen.host, (*health)->port());
+  Controller c(std::move(opts), dir, std::move(*watcher), std::move(*health), sfd);
+  return c.run();
+}
+
+}  // namespace
+}  // namespace gantry::controller
+
+int main(int argc, char** argv) { return gantry::controller::main_impl(argc, argv); }

@@ -1,0 +1,632 @@
+// Table-driven tests of translate(): manifests in, snapshot and statuses out.
+#include "controller/core/translate.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "proxy/snapshot/codec.h"
+#include "proxy/snapshot/validate.h"
+#include "tests/unit/controller/test_util.h"
+
+namespace gantry::controller {
+namespace {
+
+using testing::all_messages;
+using testing::dump;
+using testing::load;
+
+// Services and EndpointSlices every case can refer to.
+constexpr std::string_view kBackends = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: shop-v1}
+spec: {ports: [{name: http, port: 8080, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: shop-v1-a, labels: {kubernetes.io/service-name: shop-v1}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.0.0.2]
+- addresses: [10.0.0.1]
+  conditions: {ready: true}
+- addresses: [10.0.0.3]
+  conditions: {ready: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop-v2}
+spec: {ports: [{name: web, port: 8080, targetPort: web}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: shop-v2-a, labels: {kubernetes.io/service-name: shop-v2}}
+addressType: IPv4
+ports: [{name: web, port: 9090}, {name: other, port: 7070}]
+endpoints:
+- addresses: [10.0.1.1]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: shop-v2-b, labels: {kubernetes.io/service-name: shop-v2}}
+addressType: IPv4
+ports: [{name: web, port: 9090}]
+endpoints:
+- addresses: [10.0.1.1]
+- addresses: [10.0.1.2]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: drain}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: drain-a, labels: {kubernetes.io/service-name: drain}}
+ports: [{port: 8000}]
+endpoints:
+- addresses: [10.0.2.1]
+  conditions: {ready: false, serving: true, terminating: true}
+- addresses: [10.0.2.2]
+  conditions: {ready: false, serving: false, terminating: true}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec: {type: ExternalName, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: jwt-keys}
+stringData: {hmac: s3cret}
+)";
+
+constexpr std::string_view kTlsSecret = R"(
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-tls}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+    -----BEGIN CERTIFICATE-----
+    MIIBjDCCATOgAwIBAgIUWY1V8aRAWiIxw5uHInwOanEbA50wCgYIKoZIzj0EAwIw
+    GzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTAgFw0yNjExMjUxMjI4NDRaGA8y
+    MTI2MTEwMTEyMjg0NFowGzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTBZMBMG
+    ByqGSM49AgEGCCqGSM49AwEHA0IABEhehFJ3f+Ba1ZeWpMGefvcpC5v+rpp9166h
+    /H2ayh9pSVBlb6hvTXLP7jqQFmE42tHTLYoXw1uJvbIUr7uti72jUzBRMB0GA1Ud
+    DgQWBBTMpLktQLZQkLCHMmMjVYE0N/ibbTAfBgNVHSMEGDAWgBTMpLktQLZQkLCH
+    MmMjVYE0N/ibbTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDIf
+    48nCc6e1ZxSxoG4ALheqC5Vl5+jk6D3uAP5uDKjHAiAN2YeBHenngM+FnoLQgLZA
+    EJAo9AYYVY5rVF+Q5Txgzw==
+    -----END CERTIFICATE-----
+  tls.key: |
+    -----BEGIN PRIVATE KEY-----
+    MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgph6APFCPvvCCj8Zw
+    1ajVZ7H6fzb9Wqucwtb63LhdZlShRANCAARIXoRSd3/gWtWXlqTBnn73KQub/q6a
+    fdeuofx9msofaUlQZW+ob01yz+46kBZhONrR0y2KF8Nbib2yFK+7rYu9
+    -----END PRIVATE KEY-----
+)";
+
+std::string route(std::string_view name, std::string_view spec) {
+  return "---\napiVersion: gantry.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: " +
+         std::string(name) + ", generation: 3}\nspec:\n" + std::string(spec) + "\n";
+}
+
+std::string ingress(std::string_view name, std::string_view spec, std::string_view meta = "") {
+  return "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: " +
+         std::string(name) + std::string(meta) + "}\nspec:\n" + std::string(spec) + "\n";
+}
+
+struct Case {
+  const char* name;
+  std::string objects;         // appended to kBackends
+  std::string want_snapshot;   // dump()
+  std::string want_statuses;   // dump()
+  std::string want_message;    // a substring of some condition message ("" = none checked)
+};
+
+std::vector<Case> cases() {
+  return {
+      {"basic route",
+       route("shop", R"(
+  hostnames: [shop.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "route default/shop (GatewayRoute) hosts=shop.example.com\n"
+       " rule0 PathPrefix:/api -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"two hosts are lower-cased, sorted and deduplicated",
+       route("shop", R"(
+  hostnames: [Shop.Example.com, "*.shop.example.org", shop.example.com]
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "route default/shop (GatewayRoute) hosts=*.shop.example.org,shop.example.com\n"
+       " rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"weights and a full match",
+       route("shop", R"(
+  rules:
+  - matches:
+    - path: {type: Exact, value: /cart}
+      method: POST
+      headers: [{name: x-canary, value: "true"}, {name: X-Canary, value: "ignored"}]
+      queryParams: [{name: v, value: "2"}]
+    backendRefs: [{name: shop-v1, port: 8080, weight: 90}, {name: shop-v2, port: 8080, weight: 10}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 Exact:/cart POST h:x-canary=true q:v=2 -> default/shop-v1:8080*90 "
+       "default/shop-v2:8080*10\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n"
+       "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"missing service: the ref answers 500, the other ref keeps working",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}, {name: nope, port: 80}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> default/shop-v1:8080 !\"Service default/nope not found\"\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(BackendNotFound)\n",
+       "spec.rules[0].backendRefs[1]: Service default/nope not found"},
+
+      {"missing port lists the ports the service has",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: shop-v1, port: 9999}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> !\"Service default/shop-v1 has no port 9999 (ports: 8080 (http))\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(BackendNotFound)\n",
+       "has no port 9999"},
+
+      {"named targetPort takes the slice port of the same name, endpoints deduplicated",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: shop-v2, port: 8080}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> default/shop-v2:8080\n"
+       "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"terminating fallback when no endpoint is ready",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: drain, port: 80}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> default/drain:80\n"
+       "cluster default/drain:80 10.0.2.1:8000(not-ready)\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"a bad regex drops only its own route",
+       route("bad", R"(
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "("}}]
+    backendRefs: [{name: shop-v1, port: 8080}])") +
+           route("good", R"(
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/item/[0-9]+"}}]
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "route default/good (GatewayRoute)\n"
+       " rule0 RegularExpression:/item/[0-9]+ -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/bad Accepted=False(Invalid) ResolvedRefs=True\n"
+       "GatewayRoute default/good Accepted=True ResolvedRefs=True\n",
+       "spec.rules[0].matches[0].path.value: regex \"(\" does not compile: missing )"},
+
+      {"a path must start with a slash",
+       route("shop", R"(
+  rules:
+  - matches: [{path: {type: PathPrefix, value: api}}]
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "",
+       "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].matches[0].path.value: path \"api\" must start with \"/\""},
+
+      {"an invalid hostname",
+       route("shop", R"(
+  hostnames: ["shop_example.com"]
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.hostnames[0]: \"shop_example.com\" is not a valid DNS name"},
+
+      {"an unknown filter is UnsupportedValue",
+       route("shop", R"(
+  rules: [{filters: {rewrite: {}}, backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
+       "spec.rules[0].filters.rewrite: unknown filter"},
+
+      {"a bad duration",
+       route("shop", R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {timeouts: {request: 15 seconds}})"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].policy.timeouts.request:"},
+
+      {"a cross-namespace ref is not permitted",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: shop-v1, namespace: other, port: 8080}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> !\"Service other/shop-v1 is in another namespace; a route may only reference "
+       "Services in its own\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(RefNotPermitted)\n", ""},
+
+      {"a non-Service backend kind",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: bucket, kind: S3Bucket, group: aws.dev, port: 1}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> !\"backend kind aws.dev/S3Bucket is not supported (want Service)\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(InvalidKind)\n", ""},
+
+      {"an ExternalName service is not supported",
+       route("shop", R"(
+  rules: [{backendRefs: [{name: ext, port: 80}]}])"),
+       "route default/shop (GatewayRoute)\n"
+       " rule0 -> !\"Service default/ext is of type ExternalName, which is not supported\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(UnsupportedProtocol)\n", ""},
+
+      {"a rule without backendRefs answers 500",
+       route("shop", R"(
+  rules: [{matches: [{path: {value: /x}}]}])"),
+       "route default/shop (GatewayRoute)\n rule0 PathPrefix:/x -> !\"the rule has no backendRefs\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(BackendNotFound)\n", ""},
+
+      {"a redirect needs no backend",
+       route("shop", R"(
+  rules: [{filters: {requestRedirect: {scheme: https, statusCode: 301}}}])"),
+       "route default/shop (GatewayRoute)\n rule0 ->\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"a jwt filter whose Secret is missing fails closed",
+       route("shop", R"(
+  rules:
+  - filters: {jwt: {algorithms: [HS256], hmacSecretRef: {name: missing, key: k}}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "route default/shop (GatewayRoute)\n rule0 -> !\"the jwt filter's Secret is missing\"\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(SecretNotFound)\n",
+       "spec.rules[0].filters.jwt.hmacSecretRef: Secret default/missing not found"},
+
+      {"a TLS secret becomes a certificate for the route's hostnames",
+       std::string(kTlsSecret) + route("shop", R"(
+  hostnames: [shop.example.com]
+  tls: {secretName: shop-tls}
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "route default/shop (GatewayRoute) hosts=shop.example.com\n"
+       " rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n"
+       "cert default/shop-tls shop.example.com\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"a missing TLS secret: SecretNotFound, plain HTTP still served",
+       route("shop", R"(
+  hostnames: [shop.example.com]
+  tls: {secretName: shop-tls}
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "route default/shop (GatewayRoute) hosts=shop.example.com\n"
+       " rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(SecretNotFound)\n",
+       "spec.tls.secretName: Secret default/shop-tls not found"},
+
+      {"a TLS secret of the wrong type",
+       "---\napiVersion: v1\nkind: Secret\nmetadata: {name: opaque}\nstringData: {a: b}\n" +
+           route("shop", R"(
+  hostnames: [shop.example.com]
+  tls: {secretName: opaque}
+  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
+       "route default/shop (GatewayRoute) hosts=shop.example.com\n"
+       " rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=False(InvalidCertificateRef)\n",
+       "want kubernetes.io/tls"},
+
+      {"an Ingress of our class: Prefix, Exact, ImplementationSpecific",
+       ingress("web", R"(
+  ingressClassName: gantry
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /api, pathType: Prefix, backend: {service: {name: shop-v1, port: {number: 8080}}}}
+      - {path: /exact, pathType: Exact, backend: {service: {name: shop-v2, port: {name: web}}}}
+      - {pathType: ImplementationSpecific, backend: {service: {name: shop-v1, port: {number: 8080}}}})"),
+       "route default/web (Ingress) hosts=shop.example.com\n"
+       " rule0 PathPrefix:/api -> default/shop-v1:8080\n"
+       " rule1 Exact:/exact -> default/shop-v2:8080\n"
+       " rule2 PathPrefix:/ -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n"
+       "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
+       "Ingress default/web Accepted=True ResolvedRefs=True\n", ""},
+
+      {"an Ingress of another class is ignored",
+       ingress("web", R"(
+  ingressClassName: nginx
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})") +
+           ingress("legacy", R"(
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})",
+                   ", annotations: {kubernetes.io/ingress.class: nginx}") +
+           ingress("classless", R"(
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})"),
+       "", "", ""},
+
+      {"the legacy class annotation is honoured",
+       ingress("legacy", R"(
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})",
+               ", annotations: {kubernetes.io/ingress.class: gantry}"),
+       "route default/legacy (Ingress)\n rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
+       "Ingress default/legacy Accepted=True ResolvedRefs=True\n", ""},
+
+      {"an Ingress with two hosts, a default backend and TLS",
+       std::string(kTlsSecret) + ingress("web", R"(
+  ingressClassName: gantry
+  defaultBackend: {service: {name: shop-v2, port: {number: 8080}}}
+  tls: [{hosts: [a.example.com], secretName: shop-tls}, {hosts: [b.example.com], secretName: gone}]
+  rules:
+  - host: b.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: shop-v1, port: {number: 8080}}}}]}
+  - host: A.example.com
+    http: {paths: [{path: /x, pathType: Prefix, backend: {service: {name: nope, port: {number: 1}}}}]})"),
+       "route default/web@* (Ingress)\n rule0 -> default/shop-v2:8080\n"
+       "route default/web@a.example.com (Ingress) hosts=a.example.com\n"
+       " rule0 PathPrefix:/x -> !\"Service default/nope not found\"\n"
+       "route default/web@b.example.com (Ingress) hosts=b.example.com\n"
+       " rule0 PathPrefix:/ -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n"
+       "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n"
+       "cert default/shop-tls a.example.com\n",
+       "Ingress default/web Accepted=True ResolvedRefs=False(BackendNotFound)\n",
+       "spec.tls[1].secretName: Secret default/gone not found"},
+
+      {"a requestMirror resolves to a cluster of its own",
+       route("shop", R"(
+  rules:
+  - filters: {requestMirror: {backendRef: {name: shop-v2, port: 8080}}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "route default/shop (GatewayRoute)\n rule0 -> default/shop-v1:8080\n"
+       "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n"
+       "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+
+      {"ReplacePrefixMatch needs PathPrefix matches",
+       route("shop", R"(
+  rules:
+  - matches: [{path: {type: Exact, value: /a}}]
+    filters: {urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match"},
+
+      {"retry on an unknown condition",
+       route("shop", R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {retry: {attempts: 2, on: [connect-failure, teapot]}})"),
+       "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
+       "spec.rules[0].policy.retry.on[1]: unknown value \"teapot\""},
+
+      {"an empty cluster when the service has no slices",
+       "---\napiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec: {ports: [{port: 80}]}\n" +
+           route("shop", R"(
+  rules: [{backendRefs: [{name: lonely, port: 80}]}])"),
+       "route default/shop (GatewayRoute)\n rule0 -> default/lonely:80\n"
+       "cluster default/lonely:80\n",
+       "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
+  };
+}
+
+class TranslateTable : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TranslateTable, SnapshotAndStatuses) {
+  const Case& c = GetParam();
+  Cache cache = load(std::string(kBackends) + c.objects);
+  TranslateResult r = translate(cache, TranslateOptions{});
+  EXPECT_EQ(dump(r.snapshot), c.want_snapshot);
+  EXPECT_EQ(dump(r.statuses), c.want_statuses);
+  if (!c.want_message.empty()) {
+    EXPECT_NE(all_messages(r.statuses).find(c.want_message), std::string::npos)
+        << all_messages(r.statuses);
+  }
+  EXPECT_EQ(r.snapshot.version, 0u);
+  // Whatever translate emits, the proxy's validator accepts.
+  snapshot::Snapshot versioned = r.snapshot;
+  versioned.version = 1;
+  EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{});
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, TranslateTable, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           std::string n;
+                           for (const char* p = info.param.name; *p; ++p)
+                             n += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+                           return n;
+                         });
+
+TEST(Translate, StatusCarriesGenerationAndConditionOrder) {
+  Cache cache = load(std::string(kBackends) + route("shop", "  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}]"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.statuses.size(), 1u);
+  EXPECT_EQ(r.statuses[0].observed_generation, 3);
+  ASSERT_EQ(r.statuses[0].conditions.size(), 2u);
+  EXPECT_EQ(r.statuses[0].conditions[0].type, "Accepted");
+  EXPECT_EQ(r.statuses[0].conditions[0].observed_generation, 3);
+  EXPECT_EQ(r.statuses[0].conditions[1].type, "ResolvedRefs");
+}
+
+TEST(Translate, IngressClassOption) {
+  Cache cache = load(std::string(kBackends) + ingress("web", R"(
+  ingressClassName: edge
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})") +
+                     ingress("none", R"(
+  defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})"));
+  TranslateOptions opts;
+  opts.ingress_class = "edge";
+  EXPECT_EQ(dump(translate(cache, opts).statuses), "Ingress default/web Accepted=True ResolvedRefs=True\n");
+  opts.claim_classless_ingresses = true;
+  EXPECT_EQ(dump(translate(cache, opts).statuses),
+            "Ingress default/none Accepted=True ResolvedRefs=True\n"
+            "Ingress default/web Accepted=True ResolvedRefs=True\n");
+}
+
+// Every filter and policy field maps 1:1 onto the snapshot model.
+TEST(Translate, EveryFilterAndPolicyField) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+      cors: {allowOrigins: ["https://a.com", "*.b.com"], allowMethods: [GET, POST], allowHeaders: [x-a],
+             exposeHeaders: [x-b], allowCredentials: true, maxAge: 10m}
+      rateLimit: {requests: 100, interval: 1m, burst: 20, algorithm: SlidingWindow, key: "Header:x-user"}
+      maxRequestBodySize: 1Mi
+      jwt: {algorithms: [HS256], hmacSecretRef: {name: jwt-keys, key: hmac}, issuer: https://issuer,
+            audiences: [shop], clockSkew: 30s, claimToHeaders: [{claim: sub, header: x-user}]}
+      requestHeaders: {set: [{name: x-env, value: prod}], add: [{name: x-a, value: "1"}], remove: [x-debug]}
+      responseHeaders: {set: [{name: x-served-by, value: gantry}]}
+      urlRewrite: {hostname: Internal.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+      requestMirror: {backendRef: {name: shop-v2, port: 8080}}
+      cache: {ttl: 30s, maxBytes: 10Mi, maxObjectBytes: 512Ki}
+    backendRefs: [{name: shop-v1, port: 8080}]
+    policy:
+      loadBalancer: {type: ConsistentHash, consistentHash: {type: Cookie, cookie: {name: sticky, ttl: 1h}}}
+      healthCheck: {path: /ready, interval: 2s, timeout: 500ms, healthyThreshold: 2, unhealthyThreshold: 4,
+                    expectedStatuses: [200, 204]}
+      outlierDetection: {consecutive5xx: 3, consecutiveConnectFailures: 2, baseEjectionTime: 10s,
+                         maxEjectionPercent: 30}
+      circuitBreaker: {consecutiveFailures: 7, failureRatio: 0.5, window: 20s, minRequests: 4,
+                       openDuration: 3s, halfOpenRequests: 2, maxConnections: 100, maxPendingRequests: 50}
+      timeouts: {request: 15s, backendRequest: 5s, idle: 1m}
+      retry: {attempts: 2, on: [connect-failure, reset, "503", 502, gateway-error], perTryTimeout: 2s,
+              backoff: {base: 50ms, max: 1s}}
+  - filters: {requestRedirect: {scheme: https, hostname: www.example.com, port: 8443,
+                                path: {type: ReplaceFullPath, replaceFullPath: /new}, statusCode: 308}})"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(dump(r.statuses), "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n")
+      << all_messages(r.statuses);
+  ASSERT_EQ(r.snapshot.routes.size(), 1u);
+  ASSERT_EQ(r.snapshot.routes[0].rules.size(), 2u);
+  using namespace std::chrono_literals;
+  namespace sn = snapshot;
+
+  sn::Filters f;
+  f.cors = sn::Cors{{"https://a.com", "*.b.com"}, {"GET", "POST"}, {"x-a"}, {"x-b"}, true, 600000ms};
+  f.rate_limit = sn::RateLimit{100, 60000ms, 20, sn::RateLimitAlgorithm::kSlidingWindow, "Header:x-user"};
+  f.max_request_body_size = 1048576;
+  f.jwt = sn::Jwt{{"HS256"}, "s3cret", "", "https://issuer", {"shop"}, 30000ms, {{"sub", "x-user"}}};
+  f.request_headers = sn::HeaderModifier{{{"x-env", "prod"}}, {{"x-a", "1"}}, {"x-debug"}};
+  f.response_headers = sn::HeaderModifier{{{"x-served-by", "gantry"}}, {}, {}};
+  f.url_rewrite = sn::UrlRewrite{"internal.example.com", {sn::PathRewriteType::kReplacePrefixMatch, "/v2"}};
+  f.request_mirror = sn::RequestMirror{"default/shop-v2:8080"};
+  f.cache = sn::Cache{30000ms, 10ull << 20, 512ull << 10};
+  EXPECT_EQ(r.snapshot.routes[0].rules[0].filters, f);
+
+  sn::Policy p;
+  p.load_balancer = sn::LoadBalancer{sn::LoadBalancerType::kConsistentHash, sn::HashOn::kCookie, "sticky", 3600000ms};
+  p.health_check = sn::HealthCheck{"/ready", 2000ms, 500ms, 2, 4, {200, 204}};
+  p.outlier_detection = sn::OutlierDetection{3, 2, 10000ms, 30};
+  p.circuit_breaker = sn::CircuitBreaker{7, 0.5, 20000ms, 4, 3000ms, 2, 100, 50};
+  p.timeouts = sn::Timeouts{15000ms, 5000ms, 60000ms};
+  p.retry = sn::Retry{2, true, true, {502, 503, 504}, 2000ms, 50ms, 1000ms};
+  EXPECT_EQ(r.snapshot.routes[0].rules[0].policy, p);
+
+  sn::RequestRedirect redirect{"https", "www.example.com", 8443,
+                               {sn::PathRewriteType::kReplaceFullPath, "/new"}, 308};
+  EXPECT_EQ(r.snapshot.routes[0].rules[1].filters.request_redirect, redirect);
+  EXPECT_TRUE(r.snapshot.routes[0].rules[1].backends.empty());
+}
+
+TEST(Translate, PolicyDefaultsComeFromTheModel) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {healthCheck: {}, retry: {attempts: 1}})"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u);
+  const auto& p = r.snapshot.routes[0].rules[0].policy;
+  EXPECT_EQ(p.health_check, snapshot::HealthCheck{});
+  snapshot::Retry want;
+  want.attempts = 1;
+  EXPECT_EQ(p.retry, want);
+  EXPECT_EQ(p.load_balancer, snapshot::LoadBalancer{});
+}
+
+// The same objects in any order give a byte-identical snapshot.
+TEST(Translate, DeterministicAcrossInputOrder) {
+  // Cases whose objects have distinct names, so that every order holds the same set.
+  std::string text = std::string(kBackends) + std::string(kTlsSecret);
+  for (const auto& c : cases()) {
+    std::string n = c.name;
+    if (n == "weights and a full match" || n == "a bad regex drops only its own route" ||
+        n == "an Ingress with two hosts, a default backend and TLS" ||
+        n == "the legacy class annotation is honoured")
+      text += c.objects;
+  }
+  ParsedFile parsed = parse_manifest("all.yaml", text);
+  ASSERT_TRUE(parsed.errors.empty());
+  std::vector<Object> objects = parsed.objects;
+  ASSERT_GT(objects.size(), 12u);
+
+  Cache first;
+  for (const auto& o : objects) first.upsert(o);
+  TranslateResult want = translate(first, {});
+  ASSERT_EQ(want.snapshot.routes.size(), 6u);
+  std::string want_bytes = snapshot::encode(want.snapshot);
+
+  std::mt19937 rng(42);
+  for (int round = 0; round < 20; ++round) {
+    std::shuffle(objects.begin(), objects.end(), rng);
+    Cache c;
+    for (const auto& o : objects) c.upsert(o);
+    TranslateResult got = translate(c, {});
+    EXPECT_EQ(snapshot::encode(got.snapshot), want_bytes) << "round " << round;
+    EXPECT_EQ(got.statuses, want.statuses);
+  }
+}
+
+TEST(Translate, EndpointAddressesAreCanonicalAndInvalidOnesWarn) {
+  Cache cache = load(R"(
+apiVersion: v1
+kind: Service
+metadata: {name: v6}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: v6-a, labels: {kubernetes.io/service-name: v6}}
+addressType: IPv6
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: ["fd00:0:0::1"]
+- addresses: ["fd00::1"]
+- addresses: ["not-an-ip"]
+)" + route("shop", "  rules: [{backendRefs: [{name: v6, port: 80}]}]"));
+  TranslateResult r = translate(cache, {});
+  EXPECT_EQ(dump(r.snapshot),
+            "route default/shop (GatewayRoute)\n rule0 -> default/v6:80\n"
+            "cluster default/v6:80 fd00::1:8080\n");
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("not-an-ip"), std::string::npos);
+}
+
+TEST(Translate, Quantities) {
+  struct {
+    const char* in;
+    uint64_t want;
+  } sizes[] = {{"1048576", 1048576}, {"1Mi", 1048576}, {"512Ki", 524288}, {"1k", 1000},
+               {"2G", 2000000000}, {"1Gi", 1ull << 30}};
+  for (const auto& s : sizes) {
+    auto v = parse_size(s.in);
+    ASSERT_TRUE(v.ok()) << s.in;
+    EXPECT_EQ(*v, s.want) << s.in;
+  }
+  for (const char* bad : {"", "Mi", "1.5Mi", "1MB", "-1", "99999999999999999999Ti"})
+    EXPECT_FALSE(parse_size(bad).ok()) << bad;
+  EXPECT_EQ(parse_k8s_duration("250ms")->count(), 250);
+  EXPECT_EQ(parse_k8s_duration("15s")->count(), 15000);
+  EXPECT_FALSE(parse_k8s_duration("15 seconds").ok());
+}
+
+}  // namespace
+}  // namespace gantry::controller
