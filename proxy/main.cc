@@ -30,8 +30,6 @@ using namespace gantry;
 
 struct Options {
   net::ServerOptions server;
-  HostPort https_listen;
-  bool https = false;
   HostPort admin_listen{"127.0.0.1", 9901};
   std::string control_socket = "/var/run/gantry/control.sock";
   std::string snapshot_file;
@@ -65,8 +63,7 @@ Options parse_flags(int argc, char** argv) {
            if (v == "off") return ok_status();
            auto hp = parse_host_port(v);
            if (!hp.ok()) return hp.error();
-           o.https_listen = *hp;
-           o.https = true;
+           o.server.https_listen = *hp;
            return ok_status();
          });
   fs.add("admin-listen", "ADDR:PORT", "127.0.0.1:9901", "/healthz /readyz /metrics /config_dump /upstreams",
@@ -135,11 +132,6 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(opts.log_level));
 
-  if (opts.https) {
-    std::cerr << "gantry-proxy: --https-listen: TLS termination is not built yet in this version\n";
-    return 2;
-  }
-
   control::ConfigStore store;
   admin::Metrics metrics;
   auto access_log = net::AccessLog::open(opts.access_log);
@@ -184,9 +176,12 @@ int main(int argc, char** argv) {
   server.start();
   control.start();
   admin.start();
-  spdlog::info("gantry-proxy listening: http {}:{}, admin {}, control {}, {} workers",
-               opts.server.http_listen.host, server.http_port(), opts.admin_listen.str(), opts.control_socket,
-               opts.server.workers);
+  spdlog::info("gantry-proxy listening: http {}:{}{}, admin {}, control {}, {} workers",
+               opts.server.http_listen.host, server.http_port(),
+               opts.server.https_listen ? ", https " + opts.server.https_listen->host + ":" +
+                                              std::to_string(server.https_port())
+                                        : std::string(),
+               opts.admin_listen.str(), opts.control_socket, opts.server.workers);
 
   // SIGTERM/SIGINT: /readyz fails at once, traffic is served for
   // --drain-seconds, then listeners close and in-flight requests finish.

@@ -58,10 +58,16 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
     out.errors.push_back(table.error().message);
     return out;
   }
+  auto tls = tls::TlsContexts::create(shared->certificates);
+  if (!tls.ok()) {
+    out.errors.push_back(tls.error().message);
+    return out;
+  }
   auto cfg = std::make_shared<Config>();
   cfg->version = shared->version;
   cfg->snapshot = shared;
   cfg->table = std::move(table).value();
+  cfg->tls = std::move(tls).value();
   for (const auto& c : shared->clusters) cfg->clusters.emplace(c.name, make_cluster(c));
   publish(std::move(cfg));
   return out;
@@ -88,6 +94,7 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   cfg->version = delta->version;
   cfg->snapshot = cur->snapshot;
   cfg->table = cur->table;
+  cfg->tls = cur->tls;
   cfg->clusters = cur->clusters;
   for (const auto& c : delta->clusters) cfg->clusters[c.name] = make_cluster(c);
   publish(std::move(cfg));

@@ -20,6 +20,7 @@
 #include "proxy/base/result.h"
 #include "proxy/router/route_table.h"
 #include "proxy/snapshot/model.h"
+#include "proxy/tls/tls_contexts.h"
 
 namespace gantry::control {
 
@@ -36,6 +37,7 @@ struct Config {
   // superseded by `clusters` once a delta arrived.
   std::shared_ptr<const snapshot::Snapshot> snapshot;
   std::shared_ptr<const router::RouteTable> table;
+  std::shared_ptr<const tls::TlsContexts> tls;  // SNI -> certificate
   std::unordered_map<std::string, std::shared_ptr<const ClusterEndpoints>> clusters;
 
   const ClusterEndpoints* cluster(const std::string& name) const {

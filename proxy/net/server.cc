@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -22,6 +23,7 @@
 #include "proxy/http/parser.h"
 #include "proxy/http/path.h"
 #include "proxy/net/buffer.h"
+#include "proxy/tls/tls_contexts.h"
 #include "proxy/upstream/load_balancer.h"
 
 namespace gantry::net {
@@ -31,6 +33,7 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+using TlsStream = asio::ssl::stream<tcp::socket>;
 
 namespace {
 
@@ -126,6 +129,9 @@ bool idle_connection_alive(tcp::socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+tcp::socket& lowest(tcp::socket& s) { return s; }
+tcp::socket& lowest(TlsStream& s) { return s.next_layer(); }
+
 void set_nodelay(tcp::socket& s) {
   error_code ec;
   s.set_option(tcp::no_delay(true), ec);
@@ -152,41 +158,59 @@ struct UpstreamConn {
   bool reused = false;
 };
 
-class Session;
+// What a worker needs to know of a session of any stream type.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void close_if_idle() = 0;
+};
 
 class Worker {
  public:
   Worker(Server& server, int id)
-      : server_(server), id_(id), io_(1), acceptor_(io_), view_(server.store_), metrics_(server.metrics_) {}
+      : server_(server),
+        id_(id),
+        io_(1),
+        acceptor_(io_),
+        tls_acceptor_(io_),
+        view_(server.store_),
+        metrics_(server.metrics_) {}
 
-  Status listen(const HostPort& hp, uint16_t port_override) {
+  // Binds the plain (tls = false) or the TLS listener of this worker. Every
+  // worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
+  Status listen(const HostPort& hp, uint16_t port_override, bool tls) {
+    tcp::acceptor& acc = tls ? tls_acceptor_ : acceptor_;
     error_code ec;
     auto addr = asio::ip::make_address(hp.host, ec);
     if (ec) return Error{"listen address \"" + hp.host + "\" is not an IP address"};
     tcp::endpoint ep(addr, port_override ? port_override : hp.port);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    acc.open(ep.protocol(), ec);
+    if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) {
       int one = 1;
-      if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         ec = error_code(errno, boost::system::system_category());
     }
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(4096, ec);
+    if (!ec) acc.bind(ep, ec);
+    if (!ec) acc.listen(4096, ec);
     if (ec) return Error{"cannot listen on " + hp.str() + ": " + ec.message()};
     return ok_status();
   }
-  uint16_t bound_port() const {
+  uint16_t bound_port(bool tls) const {
     error_code ec;
-    return acceptor_.local_endpoint(ec).port();
+    return (tls ? tls_acceptor_ : acceptor_).local_endpoint(ec).port();
   }
 
-  void start() { asio::co_spawn(io_, accept_loop(), asio::detached); }
+  void start() {
+    asio::co_spawn(io_, accept_loop(acceptor_, false), asio::detached);
+    if (tls_acceptor_.is_open()) asio::co_spawn(io_, accept_loop(tls_acceptor_, true), asio::detached);
+  }
   void run() { io_.run(); }
   void stop_accepting() {
     asio::post(io_, [this] {
       error_code ec;
       acceptor_.close(ec);
+      tls_acceptor_.close(ec);
     });
   }
   void close_idle();  // closes keep-alive connections waiting for a request
@@ -197,7 +221,7 @@ class Worker {
   control::ConfigView& view() { return view_; }
   admin::WorkerMetrics& metrics() { return metrics_; }
   std::atomic<size_t>& connections() { return connections_; }
-  std::unordered_set<Session*>& idle_sessions() { return idle_sessions_; }
+  std::unordered_set<SessionBase*>& idle_sessions() { return idle_sessions_; }
 
   // Per-worker endpoint choice within a cluster (no locks: one thread).
   std::optional<size_t> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude) {
@@ -238,16 +262,19 @@ class Worker {
   }
 
  private:
-  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool tls);
+  template <class Stream>
+  void spawn_session(Stream stream);
 
   Server& server_;
   int id_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  tcp::acceptor tls_acceptor_;
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;
   std::atomic<size_t> connections_{0};
-  std::unordered_set<Session*> idle_sessions_;
+  std::unordered_set<SessionBase*> idle_sessions_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
   struct ClusterLb {
     const control::ClusterEndpoints* seen = nullptr;
@@ -261,21 +288,35 @@ class Worker {
 
 // One client connection. Owned by a shared_ptr so that timer handlers can
 // outlive a phase safely (they check a generation number before acting).
-class Session : public std::enable_shared_from_this<Session> {
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(Worker& w, tcp::socket sock) : w_(w), client_(std::move(sock)), timer_(w.io()) {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(Worker& w, Stream stream) : w_(w), client_(std::move(stream)), timer_(w.io()) {
     error_code ec;
-    auto ep = client_.remote_endpoint(ec);
+    auto ep = lowest(client_).remote_endpoint(ec);
     if (!ec) {
       auto a = ep.address();
       peer_ip_ = a.is_v6() && a.to_v6().is_v4_mapped()
                      ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
                      : a.to_string();
     }
-    set_nodelay(client_);
+    set_nodelay(lowest(client_));
   }
 
   asio::awaitable<void> run() {
+    if constexpr (kTls) {
+      error_code ec;
+      arm(lowest(client_), w_.server().options().request_header_timeout);
+      co_await client_.async_handshake(asio::ssl::stream_base::server, awaitable_ec(ec));
+      disarm();
+      if (ec) {
+        error_code ignore;
+        lowest(client_).close(ignore);
+        co_return;
+      }
+    }
     bool first = true;
     while (true) {
       bool keep = co_await handle_one(first);
@@ -283,13 +324,13 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!keep) break;
     }
     error_code ec;
-    client_.shutdown(tcp::socket::shutdown_send, ec);
-    client_.close(ec);
+    lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
+    lowest(client_).close(ec);
   }
 
-  void close_if_idle() {
+  void close_if_idle() override {
     error_code ec;
-    client_.cancel(ec);
+    lowest(client_).cancel(ec);
     closing_ = true;
   }
 
@@ -298,7 +339,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm(tcp::socket& s, milliseconds d) {
     timed_out_ = false;
     timer_.expires_after(d);
-    timer_.async_wait([self = shared_from_this(), &s, gen = ++gen_](error_code ec) {
+    timer_.async_wait([self = this->shared_from_this(), &s, gen = ++gen_](error_code ec) {
       if (ec || gen != self->gen_) return;
       self->timed_out_ = true;
       error_code ignore;
@@ -310,9 +351,10 @@ class Session : public std::enable_shared_from_this<Session> {
     timer_.cancel();
   }
 
-  asio::awaitable<size_t> read_some(tcp::socket& s, Buffer& b, milliseconds timeout, error_code& ec) {
+  template <class S>
+  asio::awaitable<size_t> read_some(S& s, Buffer& b, milliseconds timeout, error_code& ec) {
     char* p = b.prepare(kReadChunk);
-    arm(s, timeout);
+    arm(lowest(s), timeout);
     size_t n = co_await s.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
     disarm();
     if (!ec) b.commit(n);
@@ -347,7 +389,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish_request();
 
   Worker& w_;
-  tcp::socket client_;
+  Stream client_;
   asio::steady_timer timer_;
   uint64_t gen_ = 0;
   bool timed_out_ = false;
@@ -372,7 +414,8 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t req_body_left_ = 0;  // Content-Length body bytes still to relay
 };
 
-asio::awaitable<bool> Session::handle_one(bool first) {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   auto& opts = w_.server().options();
   milliseconds first_byte_timeout = first ? opts.request_header_timeout : opts.client_idle_timeout;
   req_parser_.reset();
@@ -491,7 +534,8 @@ asio::awaitable<bool> Session::handle_one(bool first) {
   co_return co_await forward(cfg, *m.rule, *target, host, m.matched_prefix_len);
 }
 
-asio::awaitable<bool> Session::forward(const std::shared_ptr<const control::Config>& cfg,
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const control::Config>& cfg,
                                        const router::CompiledRule& cr, const http::Target& target,
                                        std::string_view host, size_t matched_prefix) {
   auto& opts = w_.server().options();
@@ -588,7 +632,7 @@ asio::awaitable<bool> Session::forward(const std::shared_ptr<const control::Conf
   } else {
     append_header(out_, "x-forwarded-for", peer_ip_);
   }
-  append_header(out_, "x-forwarded-proto", "http");
+  append_header(out_, "x-forwarded-proto", kTls ? "https" : "http");
   if (!req_.host.empty()) append_header(out_, "x-forwarded-host", req_.host);
   append_header(out_, "x-request-id", request_id_);
   if (req_.upgrade_websocket) {
@@ -802,7 +846,8 @@ asio::awaitable<bool> Session::forward(const std::shared_ptr<const control::Conf
 
 // Relays the rest of the request body from the client to the upstream.
 // Returns false on failure; client_failed tells whose side failed.
-asio::awaitable<bool> Session::relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed) {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed) {
   auto& opts = w_.server().options();
   while (true) {
     size_t take = 0;
@@ -838,7 +883,8 @@ asio::awaitable<bool> Session::relay_request_body(UpstreamConn& up, error_code& 
   }
 }
 
-asio::awaitable<bool> Session::relay_response_body(UpstreamConn& up, bool& upstream_reusable) {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, bool& upstream_reusable) {
   auto& opts = w_.server().options();
   if (resp_.body == http::BodyKind::kNone) co_return true;
   uint64_t left = resp_.content_length;
@@ -892,8 +938,9 @@ asio::awaitable<bool> Session::relay_response_body(UpstreamConn& up, bool& upstr
 }
 
 // Copies bytes both ways after a 101 Switching Protocols until either side closes.
-asio::awaitable<void> Session::tunnel(UpstreamConn& up) {
-  auto pump = [](tcp::socket& from, Buffer& buf, tcp::socket& to) -> asio::awaitable<void> {
+template <class Stream>
+asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up) {
+  auto pump = [](auto& from, Buffer& buf, auto& to) -> asio::awaitable<void> {
     error_code ec;
     while (true) {
       if (!buf.empty()) {
@@ -907,7 +954,7 @@ asio::awaitable<void> Session::tunnel(UpstreamConn& up) {
       buf.commit(n);
     }
     error_code ignore;
-    to.shutdown(tcp::socket::shutdown_send, ignore);
+    lowest(to).shutdown(tcp::socket::shutdown_send, ignore);
   };
   asio::steady_timer done(w_.io(), Clock::time_point::max());
   bool finished = false;
@@ -924,7 +971,8 @@ asio::awaitable<void> Session::tunnel(UpstreamConn& up) {
   up.sock.close(ignore);
 }
 
-void Session::finish_request() {
+template <class Stream>
+void Session<Stream>::finish_request() {
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
   w_.metrics().request_done(route_label_.empty() ? std::string("none") : route_label_, status_, ms / 1000.0);
   w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out_));
@@ -947,31 +995,37 @@ void Session::finish_request() {
   }
 }
 
-asio::awaitable<void> Worker::accept_loop() {
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
   while (true) {
     error_code ec;
-    tcp::socket sock = co_await acceptor_.async_accept(awaitable_ec(ec));
+    tcp::socket sock = co_await acc.async_accept(awaitable_ec(ec));
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
       continue;  // EMFILE and friends: keep accepting
     }
-    metrics_.global().connections_total.Increment();
-    metrics_.global().active_connections.Increment();
-    connections_.fetch_add(1, std::memory_order_relaxed);
-    auto s = std::make_shared<Session>(*this, std::move(sock));
-    asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); },
-                   [this](std::exception_ptr e) {
-                     if (e) {
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                         spdlog::error("connection handler failed: {}", ex.what());
-                       }
-                     }
-                     metrics_.global().active_connections.Decrement();
-                     connections_.fetch_sub(1, std::memory_order_relaxed);
-                   });
+    if (tls) spawn_session(TlsStream(std::move(sock), server_.tls_context()));
+    else spawn_session(std::move(sock));
   }
+}
+
+template <class Stream>
+void Worker::spawn_session(Stream stream) {
+  metrics_.global().connections_total.Increment();
+  metrics_.global().active_connections.Increment();
+  connections_.fetch_add(1, std::memory_order_relaxed);
+  auto s = std::make_shared<Session<Stream>>(*this, std::move(stream));
+  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); },
+                 [this](std::exception_ptr e) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       spdlog::error("connection handler failed: {}", ex.what());
+                     }
+                   }
+                   metrics_.global().active_connections.Decrement();
+                   connections_.fetch_sub(1, std::memory_order_relaxed);
+                 });
 }
 
 void Worker::close_idle() {
@@ -984,8 +1038,41 @@ void Worker::close_idle() {
 
 // ------------------------------------------------------------------ Server
 
+namespace {
+
+// SNI: swap the handshake onto the context of the matching certificate of the
+// Config published now.
+int on_servername(SSL* ssl, int* alert, void* arg) {
+  auto* store = static_cast<control::ConfigStore*>(arg);
+  auto cfg = store->current();
+  if (!cfg || !cfg->tls) {
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  std::string sni = name ? name : "";
+  for (auto& c : sni) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  SSL_CTX* ctx = cfg->tls->select(sni);
+  if (ctx == nullptr) {
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  SSL_set_SSL_CTX(ssl, ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace
+
 Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& metrics, AccessLog& log)
-    : opts_(std::move(opts)), store_(store), metrics_(metrics), log_(log) {
+    : opts_(std::move(opts)),
+      store_(store),
+      metrics_(metrics),
+      log_(log),
+      tls_ctx_(std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server)) {
+  SSL_CTX* base = tls_ctx_->native_handle();
+  tls::apply_server_defaults(base);
+  SSL_CTX_set_tlsext_servername_callback(base, on_servername);
+  SSL_CTX_set_tlsext_servername_arg(base, &store_);
   int n = std::max(1, opts_.workers);
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
 }
@@ -999,11 +1086,20 @@ Server::~Server() {
 Status Server::listen() {
   uint16_t port = 0;
   for (auto& w : workers_) {
-    auto st = w->listen(opts_.http_listen, port);
+    auto st = w->listen(opts_.http_listen, port, false);
     if (!st.ok()) return st;
-    if (port == 0) port = w->bound_port();
+    if (port == 0) port = w->bound_port(false);
   }
   opts_.http_listen.port = port;
+  if (opts_.https_listen) {
+    port = 0;
+    for (auto& w : workers_) {
+      auto st = w->listen(*opts_.https_listen, port, true);
+      if (!st.ok()) return st;
+      if (port == 0) port = w->bound_port(true);
+    }
+    opts_.https_listen->port = port;
+  }
   return ok_status();
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -26,10 +27,15 @@
 #include "proxy/net/access_log.h"
 #include "proxy/net/cidr.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace gantry::net {
 
 struct ServerOptions {
   HostPort http_listen{"0.0.0.0", 8080};
+  std::optional<HostPort> https_listen;  // certificates come from the snapshot
   int workers = 1;
   std::chrono::milliseconds request_header_timeout{10000};
   std::chrono::milliseconds client_idle_timeout{60000};
@@ -58,6 +64,8 @@ class Server {
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   const ServerOptions& options() const { return opts_; }
   uint16_t http_port() const { return opts_.http_listen.port; }
+  uint16_t https_port() const { return opts_.https_listen ? opts_.https_listen->port : 0; }
+  boost::asio::ssl::context& tls_context() { return *tls_ctx_; }
   AccessLog& log() { return log_; }
   size_t active_connections() const;
 
@@ -67,6 +75,7 @@ class Server {
   control::ConfigStore& store_;
   admin::Metrics& metrics_;
   AccessLog& log_;
+  std::unique_ptr<boost::asio::ssl::context> tls_ctx_;  // SNI dispatch only; see on_servername
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

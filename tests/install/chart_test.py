@@ -1,0 +1,355 @@
+#!/usr/bin/python3
+"""Offline checks of the Helm chart charts/gantry with the pinned helm (no cluster).
+
+- `helm lint` (and --strict) with default and non-default values;
+- `helm template` with default values: the objects, the two containers' exact
+  command lines (SNAPSHOT.md flags), the shared control-socket emptyDir, probes
+  on the documented paths and ports, preStop + terminationGracePeriodSeconds
+  consistent with --drain-seconds, the security context, least-privilege RBAC,
+  Services, IngressClass, PDB, dashboard ConfigMap;
+- `helm template` with non-default values: HTTPS, NodePort + externalTrafficPolicy,
+  one watched namespace (Role instead of ClusterRole), HPA, ServiceMonitor,
+  default IngressClass, minAvailable PDB, image digest;
+- values that must make the render fail (values.schema.json and the chart's
+  own cross-field checks): typos, bad enums, a grace period shorter than the drain;
+- NOTES.txt tells the user what to do next.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+helm = common.require_tool("helm")
+t = common.Tally("chart_test")
+CHART = common.CHART_DIR
+SOCKET = "/var/run/gantry/control.sock"
+# helm's default capabilities depend on how it was linked; pin them (the chart needs >= 1.27).
+KUBE = ["--kube-version", "1.33.0"]
+
+
+def template(*args, ns="gantry-system", release="gantry"):
+    return common.run([helm, "template", release, CHART, "--namespace", ns, *KUBE, *args])
+
+
+def render(*args, **kw):
+    p = template(*args, **kw)
+    if p.returncode != 0:
+        t.check(False, f"helm template {' '.join(args)} succeeds", p.stderr.strip())
+        return {}
+    objs = {}
+    for d in yaml.safe_load_all(p.stdout):
+        if d:
+            objs.setdefault(d["kind"], []).append(d)
+    return objs
+
+
+def one(objs, kind, name=None):
+    items = [o for o in objs.get(kind, []) if name is None or o["metadata"]["name"] == name]
+    t.check(len(items) == 1, f"exactly one {kind}" + (f" {name}" if name else ""), str(len(items)))
+    return items[0] if items else {}
+
+
+def container(dep, name):
+    for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        if c["name"] == name:
+            return c
+    t.check(False, f"container {name} exists")
+    return {}
+
+
+def port_number(c, port):
+    if isinstance(port, int):
+        return port
+    for p in c.get("ports", []):
+        if p["name"] == port:
+            return p["containerPort"]
+    return None
+
+
+def probe(c, kind):
+    pr = c.get(kind, {}).get("httpGet", {})
+    return pr.get("path"), port_number(c, pr.get("port"))
+
+
+def rule_triples(rules):
+    out = set()
+    for r in rules:
+        for g in r.get("apiGroups", []):
+            for res in r.get("resources", []):
+                for v in r.get("verbs", []):
+                    out.add((g, res, v))
+    return out
+
+
+def triples(groups, resources, verbs):
+    return {(g, r, v) for g in groups for r in resources for v in verbs}
+
+
+READ = ["get", "list", "watch"]
+NAMESPACED_RULES = (
+    triples([""], ["services", "secrets"], READ)
+    | triples(["discovery.k8s.io"], ["endpointslices"], READ)
+    | triples(["gantry.dev"], ["gatewayroutes"], READ)
+    | triples(["networking.k8s.io"], ["ingresses"], READ)
+    | triples(["gantry.dev"], ["gatewayroutes/status"], ["update", "patch"])
+    | triples(["networking.k8s.io"], ["ingresses/status"], ["update", "patch"])
+    | triples(["", "events.k8s.io"], ["events"], ["create"])
+)
+CLUSTER_RULES = triples(["networking.k8s.io"], ["ingressclasses"], READ)
+LEASE_RULES = triples(["coordination.k8s.io"], ["leases"], ["get", "create", "update"])
+
+# ------------------------------------------------------------------ lint
+NON_DEFAULT = {
+    "replicaCount": 3,
+    "image": {"repository": "registry.example.com/gantry", "digest": "sha256:" + "ab" * 32},
+    "controller": {"watchNamespace": "team-a", "leaderElect": False, "extraArgs": ["--kubeconfig=/k/c"]},
+    "proxy": {"https": {"enabled": True, "port": 8443}, "workers": 4, "debugHeaders": True,
+              "trustedProxies": ["10.0.0.0/8", "192.168.0.0/16"], "drainSeconds": 20,
+              "preStopSleepSeconds": 10, "accessLog": "off"},
+    "terminationGracePeriodSeconds": 45,
+    "service": {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443},
+                "externalTrafficPolicy": "Local"},
+    "ingressClass": {"name": "edge", "default": True},
+    "podDisruptionBudget": {"minAvailable": 1},
+    "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7,
+                    "targetMemoryUtilizationPercentage": 80},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                "dashboard": {"namespace": "monitoring"}},
+    "topologySpread": {"enabled": False},
+}
+with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+    yaml.safe_dump(NON_DEFAULT, f)
+    nd_values = f.name
+
+for args in ([], ["--strict"], ["-f", nd_values], ["--strict", "-f", nd_values]):
+    p = common.run([helm, "lint", CHART, *KUBE, *args])
+    t.check(p.returncode == 0 and "1 chart(s) linted, 0 chart(s) failed" in p.stdout,
+            f"helm lint {' '.join(args)}", p.stdout + p.stderr)
+
+# ------------------------------------------------------------------ default values
+objs = render()
+kinds = {k: len(v) for k, v in objs.items()}
+want_kinds = {"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+              "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "IngressClass": 1, "ConfigMap": 1}
+t.check(kinds == want_kinds, "default render has exactly the expected objects", str(kinds))
+for kind, items in objs.items():
+    for o in items:
+        ns = o["metadata"].get("namespace")
+        cluster_scoped = kind in ("ClusterRole", "ClusterRoleBinding", "IngressClass")
+        t.check((ns is None) == cluster_scoped and (cluster_scoped or ns == "gantry-system"),
+                f"{kind}/{o['metadata']['name']} namespace", str(ns))
+        t.check(o["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == "gantry",
+                f"{kind}/{o['metadata']['name']} carries the release labels")
+
+dep = one(objs, "Deployment", "gantry")
+pod = dep.get("spec", {}).get("template", {})
+pspec = pod.get("spec", {})
+t.check(dep.get("spec", {}).get("replicas") == 2, "replicas 2 by default")
+sel = dep.get("spec", {}).get("selector", {}).get("matchLabels", {})
+t.check(sel and all(pod["metadata"]["labels"].get(k) == v for k, v in sel.items()),
+        "Deployment selector matches its pod labels")
+t.check([c["name"] for c in pspec.get("containers", [])] == ["controller", "proxy"],
+        "two containers: controller and proxy")
+ctl, prx = container(dep, "controller"), container(dep, "proxy")
+t.check(ctl.get("image") == prx.get("image") == "gantry:0.1.0", "one image, tag = appVersion", ctl.get("image"))
+t.check(ctl.get("command") == ["/usr/local/bin/gantry-controller"], "controller command")
+t.check(prx.get("command") == ["/usr/local/bin/gantry-proxy"], "proxy command")
+t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--health-listen=0.0.0.0:9902",
+                            "--ingress-class=gantry", "--leader-elect"], "controller args", str(ctl.get("args")))
+t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
+                            f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
+                            "--request-header-timeout=10s"], "proxy args", str(prx.get("args")))
+vols = {v["name"]: v for v in pspec.get("volumes", [])}
+t.check("emptyDir" in vols.get("control-socket", {}), "control socket volume is an emptyDir")
+for c in (ctl, prx):
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    t.check(mounts.get("control-socket") == os.path.dirname(SOCKET), f"{c.get('name')} mounts the socket dir")
+    t.check(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits"),
+            f"{c.get('name')} has resource requests and limits")
+    sc = c.get("securityContext", {})
+    t.check(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True
+            and sc.get("capabilities", {}).get("drop") == ["ALL"] and sc.get("runAsNonRoot") is True
+            and sc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+            f"{c.get('name')} container securityContext", str(sc))
+env = {e["name"]: e for e in ctl.get("env", [])}
+t.check(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        == "metadata.namespace", "controller gets POD_NAMESPACE (Lease namespace)")
+psc = pspec.get("securityContext", {})
+t.check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532
+        and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod securityContext", str(psc))
+
+PROBES = [(prx, "readinessProbe", "/readyz", 9901), (prx, "livenessProbe", "/healthz", 9901),
+          (prx, "startupProbe", "/healthz", 9901), (ctl, "readinessProbe", "/readyz", 9902),
+          (ctl, "livenessProbe", "/healthz", 9902), (ctl, "startupProbe", "/healthz", 9902)]
+for c, kind, path, port in PROBES:
+    t.check(probe(c, kind) == (path, port), f"{c.get('name')} {kind} {path} on {port}", str(probe(c, kind)))
+
+
+def grace_ok(d):
+    spec = d["spec"]["template"]["spec"]
+    p = [c for c in spec["containers"] if c["name"] == "proxy"][0]
+    drain = int([a for a in p["args"] if a.startswith("--drain-seconds=")][0].split("=")[1])
+    cmd = p["lifecycle"]["preStop"]["exec"]["command"]
+    pre = int(cmd[-1]) if cmd[0].endswith("sleep") else -1
+    return pre > 0 and spec["terminationGracePeriodSeconds"] > drain + pre, (pre, drain,
+                                                                               spec["terminationGracePeriodSeconds"])
+
+
+ok, detail = grace_ok(dep)
+t.check(ok, "preStop sleep + drain < terminationGracePeriodSeconds", str(detail))
+tsc = pspec.get("topologySpreadConstraints", [])
+t.check(len(tsc) == 2 and all(c["labelSelector"]["matchLabels"] == sel for c in tsc),
+        "topology spread over zone and node, selecting this release's pods", str(tsc))
+t.check(pspec.get("serviceAccountName") == "gantry", "pod runs as the chart's ServiceAccount")
+
+svc = one(objs, "Service", "gantry")
+t.check(svc.get("spec", {}).get("type") == "LoadBalancer", "Service is a LoadBalancer by default")
+t.check([(p["name"], p["port"], port_number(prx, p["targetPort"])) for p in svc.get("spec", {}).get("ports", [])]
+        == [("http", 80, 8080)], "Service http 80 -> 8080, no https by default")
+t.check("externalTrafficPolicy" not in svc.get("spec", {}), "externalTrafficPolicy left to the default")
+t.check(svc.get("spec", {}).get("selector") == sel, "Service selects the pods")
+msvc = one(objs, "Service", "gantry-metrics")
+t.check(msvc.get("spec", {}).get("type") == "ClusterIP"
+        and [(p["name"], p["port"]) for p in msvc.get("spec", {}).get("ports", [])]
+        == [("admin", 9901), ("ctl-health", 9902)], "metrics Service is ClusterIP on 9901/9902")
+
+cr = one(objs, "ClusterRole")
+t.check(rule_triples(cr.get("rules", [])) == NAMESPACED_RULES | CLUSTER_RULES,
+        "ClusterRole grants exactly the controller's needs",
+        str(rule_triples(cr.get("rules", [])) ^ (NAMESPACED_RULES | CLUSTER_RULES)))
+for o in objs.get("ClusterRole", []) + objs.get("Role", []):
+    flat = rule_triples(o.get("rules", []))
+    t.check(not any("*" in x for tr in flat for x in tr), f"{o['metadata']['name']}: no wildcards")
+    writes = {tr for tr in flat if tr[2] not in READ}
+    t.check(all(tr[1].endswith("/status") or tr[1] in ("events", "leases") for tr in writes),
+            f"{o['metadata']['name']}: writes only status, events and leases", str(writes))
+role = one(objs, "Role")
+t.check(role.get("metadata", {}).get("namespace") == "gantry-system"
+        and rule_triples(role.get("rules", [])) == LEASE_RULES, "Role: Lease get/create/update in the release ns")
+for b in objs.get("ClusterRoleBinding", []) + objs.get("RoleBinding", []):
+    t.check(b["subjects"] == [{"kind": "ServiceAccount", "name": "gantry", "namespace": "gantry-system"}],
+            f"{b['metadata']['name']} binds the chart's ServiceAccount")
+ic = one(objs, "IngressClass")
+t.check(ic.get("metadata", {}).get("name") == "gantry"
+        and ic.get("spec", {}).get("controller") == "gantry.dev/ingress-controller", "IngressClass gantry")
+t.check("annotations" not in ic.get("metadata", {}), "IngressClass not the default by default")
+pdb = one(objs, "PodDisruptionBudget")
+t.check(pdb.get("spec", {}).get("maxUnavailable") == 1 and "minAvailable" not in pdb.get("spec", {})
+        and pdb.get("spec", {}).get("selector", {}).get("matchLabels") == sel, "PDB maxUnavailable 1")
+cm = one(objs, "ConfigMap")
+t.check(cm.get("metadata", {}).get("labels", {}).get("grafana_dashboard") == "1", "dashboard label")
+try:
+    dash = json.loads(cm.get("data", {}).get("gantry.json", ""))
+except ValueError as e:
+    dash = {}
+    t.check(False, "dashboard JSON parses", str(e))
+exprs = " ".join(tg.get("expr", "") for p in dash.get("panels", []) for tg in p.get("targets", []))
+for needle in ("gantry_requests_total", 'code_class="5xx"', "gantry_request_duration_seconds_bucket",
+               "histogram_quantile(0.5,", "histogram_quantile(0.99,", "by (le, route)",
+               "gantry_upstream_errors_total", "gantry_snapshot_version",
+               "gantry_snapshot_apply_duration_seconds_bucket"):
+    t.check(needle in exprs, f"dashboard queries {needle}")
+t.check(not objs.get("HorizontalPodAutoscaler") and not objs.get("ServiceMonitor"),
+        "no HPA and no ServiceMonitor by default")
+
+# ------------------------------------------------------------------ non-default values
+nd = render("-f", nd_values)
+dep = one(nd, "Deployment")
+ctl, prx = container(dep, "controller"), container(dep, "proxy")
+t.check("replicas" not in dep.get("spec", {}), "with the HPA on, the Deployment leaves replicas to it")
+t.check(ctl.get("image") == "registry.example.com/gantry@sha256:" + "ab" * 32, "image by digest")
+t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--health-listen=0.0.0.0:9902",
+                            "--ingress-class=edge", "--namespace=team-a", "--kubeconfig=/k/c"],
+        "controller args (one namespace, no leader election, extra arg)", str(ctl.get("args")))
+t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.0:8443",
+                            "--admin-listen=0.0.0.0:9901", f"--control-socket={SOCKET}", "--drain-seconds=20",
+                            "--access-log=off", "--request-header-timeout=10s", "--workers=4", "--debug-headers",
+                            "--trusted-proxies=10.0.0.0/8,192.168.0.0/16"], "proxy args with HTTPS",
+        str(prx.get("args")))
+ok, detail = grace_ok(dep)
+t.check(ok and detail == (10, 20, 45), "preStop/drain/grace follow the values", str(detail))
+t.check("topologySpreadConstraints" not in dep["spec"]["template"]["spec"], "topology spread can be turned off")
+svc = one(nd, "Service", "gantry")
+sp = svc.get("spec", {})
+t.check(sp.get("type") == "NodePort" and sp.get("externalTrafficPolicy") == "Local", "NodePort, Local policy")
+t.check([(p["name"], p["port"], port_number(prx, p["targetPort"]), p.get("nodePort")) for p in sp.get("ports", [])]
+        == [("http", 80, 8080, 30080), ("https", 443, 8443, 30443)], "http 80->8080 and https 443->8443",
+        str(sp.get("ports")))
+cr = one(nd, "ClusterRole")
+t.check(rule_triples(cr.get("rules", [])) == CLUSTER_RULES, "one namespace: ClusterRole holds only ingressclasses")
+watch = one(nd, "Role", "gantry-watch")
+t.check(watch.get("metadata", {}).get("namespace") == "team-a"
+        and rule_triples(watch.get("rules", [])) == NAMESPACED_RULES, "one namespace: Role in team-a")
+rb = one(nd, "RoleBinding", "gantry-watch")
+t.check(rb.get("metadata", {}).get("namespace") == "team-a" and rb.get("roleRef", {}).get("kind") == "Role",
+        "one namespace: RoleBinding in team-a")
+hpa = one(nd, "HorizontalPodAutoscaler")
+t.check(hpa.get("apiVersion") == "autoscaling/v2" and hpa["spec"]["minReplicas"] == 3
+        and hpa["spec"]["maxReplicas"] == 7 and hpa["spec"]["scaleTargetRef"]["name"] == "gantry"
+        and [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu", "memory"], "HPA autoscaling/v2")
+sm = one(nd, "ServiceMonitor")
+t.check(sm.get("apiVersion") == "monitoring.coreos.com/v1"
+        and [e["port"] for e in sm["spec"]["endpoints"]] == ["admin", "ctl-health"]
+        and all(e["path"] == "/metrics" for e in sm["spec"]["endpoints"])
+        and sm["metadata"]["labels"].get("release") == "prom", "ServiceMonitor scrapes proxy and controller")
+msvc = one(nd, "Service", "gantry-metrics")
+t.check(all(msvc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()),
+        "ServiceMonitor selects the metrics Service")
+t.check(not all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()),
+        "ServiceMonitor does not select the public Service")
+ic = one(nd, "IngressClass")
+t.check(ic["metadata"]["name"] == "edge" and ic["metadata"].get("annotations", {}).get(
+    "ingressclass.kubernetes.io/is-default-class") == "true", "default IngressClass annotation")
+pdb = one(nd, "PodDisruptionBudget")
+t.check(pdb["spec"].get("minAvailable") == 1 and "maxUnavailable" not in pdb["spec"], "PDB minAvailable wins")
+cm = one(nd, "ConfigMap")
+t.check(cm["metadata"]["namespace"] == "monitoring", "dashboard ConfigMap namespace override")
+
+off = render("--set", "rbac.create=false", "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops",
+             "--set", "ingressClass.enabled=false", "--set", "podDisruptionBudget.enabled=false",
+             "--set", "metrics.dashboard.enabled=false", "--set", "metrics.service.enabled=false")
+t.check(set(off) == {"Deployment", "Service"}, "everything optional can be turned off", str(sorted(off)))
+if off.get("Deployment"):
+    t.check(off["Deployment"][0]["spec"]["template"]["spec"]["serviceAccountName"] == "ops",
+            "an existing ServiceAccount can be used")
+
+# ------------------------------------------------------------------ renders that must fail
+FAILS = [
+    (["--set", "replicas=3"], "replicas"),
+    (["--set", "proxy.drainSecond=3"], "drainSecond"),
+    (["--set", "controller.leaderElection=true"], "leaderElection"),
+    (["--set", "service.type=Ingress"], "service"),
+    (["--set", "service.externalTrafficPolicy=Global"], "externalTrafficPolicy"),
+    (["--set", "proxy.httpPort=70000"], "httpPort"),
+    (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+    (["--set", "proxy.requestHeaderTimeout=10 seconds"], "requestHeaderTimeout"),
+    (["--set", "terminationGracePeriodSeconds=15"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
+    (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
+    (["--set", "proxy.adminPort=9902"], "must all differ"),
+    (["--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5",
+      "--set", "autoscaling.maxReplicas=2"], "minReplicas must not exceed"),
+]
+for args, needle in FAILS:
+    p = template(*args)
+    t.check(p.returncode != 0 and needle in p.stderr, f"helm template {' '.join(args)} fails naming {needle!r}",
+            f"rc={p.returncode} {p.stderr.strip()[:300]}")
+
+# ------------------------------------------------------------------ NOTES.txt
+# (rendered by `helm install` in apiserver_test.py; here the template's text)
+with open(os.path.join(CHART, "templates", "NOTES.txt")) as f:
+    notes = f.read()
+for needle in ("kind: GatewayRoute", "kubectl get gr", "/metrics on port {{ .Values.proxy.adminPort }}",
+               "/metrics on port {{ .Values.controller.healthPort }}", "rollout status deployment/",
+               "grafana_dashboard", "serviceMonitor.enabled=true"):
+    t.check(needle in notes, f"NOTES mention {needle!r}")
+p = template("--kube-version", "1.26.0")
+t.check(p.returncode != 0 and "kubeVersion" in p.stderr, "the chart refuses clusters older than 1.27", p.stderr)
+
+os.unlink(nd_values)
+t.finish()
