@@ -17,7 +17,8 @@ WORKDIR /src
 COPY hack/install-deps.sh hack/install-deps.sh
 RUN bash hack/install-deps.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=OFF \
+# RelWithDebInfo: the flags CI builds and tests with (-Werror included); debug info is stripped below.
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGANTRY_BUILD_TESTS=OFF \
  && ninja -C /build gantry-proxy gantry-controller \
  && install -D -m 0755 -s /build/bin/gantry-proxy /out/usr/local/bin/gantry-proxy \
  && install -D -m 0755 -s /build/bin/gantry-controller /out/usr/local/bin/gantry-controller

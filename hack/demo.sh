@@ -99,7 +99,8 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
   fi
-  if ((status != 0 || KEEP_RUN_DIR)); then
+  # Ctrl-C (130) and SIGTERM (143) are the normal end of the interactive demo.
+  if ((KEEP_RUN_DIR)) || [[ $status != 0 && $status != 130 && $status != 143 ]]; then
     echo "logs kept in $RUN_DIR" >&2
   else
     rm -rf "$RUN_DIR"
@@ -129,11 +130,15 @@ fail_with_logs() {
   die "$*"
 }
 
-# wait_for WHAT URL: polls until URL answers 200 (bounded), failing early when
-# one of the started processes has died.
+# wait_for WHAT URL [PATTERN]: polls until URL answers 200 (with PATTERN in the
+# body, when given) within READY_TIMEOUT, failing early when one of the
+# started processes has died.
 wait_for() {
-  local what=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT)) i
-  until curl -sf -o /dev/null --max-time 2 "$url"; do
+  local what=$1 url=$2 pattern=${3:-} deadline=$((SECONDS + READY_TIMEOUT)) i body
+  while :; do
+    if body=$(curl -sf --max-time 2 "$url"); then
+      [[ -z $pattern || $body == *"$pattern"* ]] && return 0
+    fi
     for i in "${!PIDS[@]}"; do
       kill -0 "${PIDS[$i]}" 2>/dev/null || fail_with_logs "${NAMES[$i]} exited while waiting for $what"
     done
@@ -148,7 +153,8 @@ for backend in "${BACKENDS[@]}"; do
 done
 for backend in "${BACKENDS[@]}"; do
   read -r name addr <<<"$backend"
-  wait_for "$name" "http://$addr/healthz"
+  # The body names the backend: a stranger already on this address does not count.
+  wait_for "$name" "http://$addr/" "\"name\":\"$name\""
 done
 
 start gantry-proxy "$BIN/gantry-proxy" \
@@ -161,7 +167,8 @@ start gantry-controller "$BIN/gantry-controller" \
 wait_for "gantry-controller" "http://127.0.0.1:$HEALTH_PORT/readyz"
 wait_for "gantry-proxy (first snapshot)" "http://127.0.0.1:$ADMIN_PORT/readyz"
 
-version=$(curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/config_dump" | grep -o '"version" *: *[0-9]*' | head -n 1 | grep -o '[0-9]*$' || true)
+version=$(curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/config_dump" \
+  | grep -o '"version" *: *[0-9]*' | head -n 1 | grep -o '[0-9]*$' || true)
 cat <<EOF
 
 ${BOLD}Gantry is running${RESET} (snapshot version ${version:-?})
@@ -189,9 +196,18 @@ check() {  # check DESCRIPTION CONDITION...: records a failed expectation
   fi
 }
 
+# quoted ARGS...: the arguments as a shell command line a user can paste.
+quoted() {
+  local arg out=()
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then out+=("$arg"); else out+=("'${arg//\'/\'\\\'\'}'"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+
 # show CMD...: prints the command, runs it, prints and keeps its output in $OUT.
 show() {
-  printf '%s\n' "${BOLD}\$ $*${RESET}"
+  printf '%s\n' "${BOLD}\$ $(quoted "$@")${RESET}"
   OUT=$("$@" 2>&1) || true
   printf '%s\n\n' "$OUT"
 }

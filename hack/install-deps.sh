@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Installs every system package Gantry needs to build, test, benchmark and demo.
 # Idempotent: when everything is present it only runs one dpkg query and exits.
+#   hack/install-deps.sh          everything (developers, CI)
+#   hack/install-deps.sh --build  only the compiler and libraries (the Dockerfile's build stage)
 set -euo pipefail
+# Go (>= 1.24) comes with the machine image: hack/testbin.sh uses it to build
+# kube-apiserver, etcd, kube-controller-manager and helm from their modules.
 
-packages=(
+build_packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config ccache clang lld libclang-rt-14-dev clang-format
+  build-essential cmake ninja-build pkg-config ccache
   # libraries fixed by the product card and the architecture
   libcpprest-dev libyaml-cpp-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libboost-dev libboost-system-dev libre2-dev nlohmann-json3-dev zlib1g-dev
+)
+test_packages=(
+  # clang for libFuzzer targets and the sanitizer runtime
+  clang lld libclang-rt-14-dev clang-format
   # real peers used by tests, the demo and benchmarks
   curl wrk nginx-light haproxy openssl python3 python3-pytest python3-websocket python3-jwt
   python3-cryptography python3-yaml procps psmisc iproute2 kubectl
 )
+
+packages=("${build_packages[@]}")
+if [ "${1:-}" != "--build" ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

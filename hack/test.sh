@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
-#   1. unit + integration tests (ctest labels unit, integration) on the release build;
+#   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
+#      (built once from their Go modules into ~/.cache/gantry/testbin);
+#   1. unit, integration and install tests (ctest labels unit, integration, install)
+#      on the release build;
 #   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
 # Exits non-zero on any failure. Set GANTRY_SKIP_SANITIZE=1 / GANTRY_SKIP_FUZZ=1 to
@@ -15,6 +18,10 @@ stage() { echo; echo "==> $* ($(( $(date +%s) - start )) s)"; }
 
 stage "dependencies"
 bash hack/install-deps.sh
+stage "test binaries (hack/testbin.sh)"
+GANTRY_TESTBIN="$(bash hack/testbin.sh | tail -1)"
+export GANTRY_TESTBIN
+echo "test binaries in $GANTRY_TESTBIN"
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
@@ -25,9 +32,10 @@ stage "build (RelWithDebInfo) in build/"
 cmake -S . -B build -G Ninja "${launcher[@]}" >/dev/null
 ninja -C build -j "$jobs"
 
-stage "unit and integration tests"
+stage "unit, integration and install tests"
 if ! ctest --test-dir build --output-on-failure -j "$jobs" -L unit; then failed+=(unit); fi
-if ! ctest --test-dir build --output-on-failure -L integration; then failed+=(integration); fi
+if ! ctest --test-dir build --output-on-failure -j 2 -L integration; then failed+=(integration); fi
+if ! ctest --test-dir build --output-on-failure -L install; then failed+=(install); fi
 
 if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
   stage "unit tests under ASan + UBSan (build-asan/)"

@@ -9,7 +9,8 @@
 # and Go's own caches in ${GANTRY_GO_DIR:-$HOME/.cache/gantry/go}.
 #
 # Invariants:
-# - The version key is derived from go.mod, go.sum and the Go version, so any
+# - The version key is derived from go.mod, go.sum, the Go version and the
+#   build recipe revision (bumped by hand when build flags change), so any
 #   pin change lands in a new directory; a directory is only used once its
 #   stamp file (holding the key) exists and all four binaries are present.
 # - A second run is instant: no go command runs when the stamp matches.
@@ -50,7 +51,9 @@ helm_ver="$(modver helm.sh/helm/v3)"
 
 go_ver="$(go env GOVERSION)"
 sum="$(cat "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-12)"
-key="k8s-${k8s_ver}_etcd-${etcd_ver}_helm-${helm_ver}_${go_ver}_${sum}"
+# Bump recipe when the build flags below change, so old caches are not reused.
+recipe=r2
+key="k8s-${k8s_ver}_etcd-${etcd_ver}_helm-${helm_ver}_${go_ver}_${recipe}-${sum}"
 
 root="${GANTRY_TESTBIN_DIR:-$HOME/.cache/gantry/testbin}"
 out="$root/$key"
@@ -111,7 +114,13 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 etcd_x=""   # etcd's version is a constant in go.etcd.io/etcd/api/v3/version
-helm_x="-X helm.sh/helm/v3/internal/version.version=$helm_ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# helm: its own version, plus the default Kubernetes version that `helm template`
+# and `helm lint` assume (helm's Makefile derives it from client-go; unset, it is 1.20).
+helm_x="-X helm.sh/helm/v3/internal/version.version=$helm_ver"
+helm_x+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_x+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+done
 
 build() {  # name package extra-ldflags
   local name="$1" pkg="$2" extra="$3" t

@@ -177,13 +177,35 @@ std::map<std::string, std::string> str_map(const YAML::Node& map, const char* ke
 
 // ------------------------------------------------------------ metadata
 
+// What the API server enforces for names: RFC 1123 subdomains (names) and
+// labels (namespaces), lower-case.
+bool is_dns_name(std::string_view s, bool subdomain) {
+  if (s.empty() || s.size() > (subdomain ? 253u : 63u)) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    bool edge = i == 0 || i + 1 == s.size() || (subdomain && (s[i - 1] == '.' || s[i + 1] == '.'));
+    if (alnum) continue;
+    if (edge || !(c == '-' || (subdomain && c == '.'))) return false;
+  }
+  return true;
+}
+
 ObjectMeta decode_meta(const YAML::Node& doc) {
   YAML::Node m = get(doc, "metadata");
   expect_map(m, "metadata");
   if (!present(m)) fail(doc, "metadata", "required");
   ObjectMeta meta;
   meta.name = required_str(m, "name", "metadata");
-  if (auto ns = opt_str(m, "namespace", "metadata"); ns && !ns->empty()) meta.namespace_ = *ns;
+  if (!is_dns_name(meta.name, true))
+    fail(m["name"], "metadata.name",
+         "\"" + meta.name + "\" is not a valid name (lower-case RFC 1123 subdomain)");
+  if (auto ns = opt_str(m, "namespace", "metadata"); ns && !ns->empty()) {
+    if (!is_dns_name(*ns, false))
+      fail(m["namespace"], "metadata.namespace",
+           "\"" + *ns + "\" is not a valid namespace (lower-case RFC 1123 label)");
+    meta.namespace_ = *ns;
+  }
   meta.uid = str(m, "uid", "metadata");
   meta.generation = opt_int(m, "generation", "metadata").value_or(0);
   meta.resource_version = str(m, "resourceVersion", "metadata");

@@ -126,7 +126,8 @@ std::string statuses_to_json(const std::vector<RouteStatus>& statuses) {
                       {"observedGeneration", s.observed_generation},
                       {"conditions", std::move(conditions)}});
   }
-  return nlohmann::json{{"routes", std::move(routes)}}.dump();
+  return nlohmann::json{{"routes", std::move(routes)}}.dump(-1, ' ', false,
+                                                          nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace gantry::controller

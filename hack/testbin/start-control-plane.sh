@@ -124,7 +124,9 @@ for s in socks:
     print(s.getsockname()[1])
 EOF
 }
-read -r etcd_port etcd_peer_port api_port kcm_port < <(free_ports 4 | tr '\n' ' ')
+mapfile -t ports < <(free_ports 4)
+[ "${#ports[@]}" = 4 ] || die "could not pick free ports"
+etcd_port="${ports[0]}" etcd_peer_port="${ports[1]}" api_port="${ports[2]}" kcm_port="${ports[3]}"
 
 # --- credentials: a CA, the API server's serving cert, an admin client cert,
 # a static token for the same admin, and the service-account key pair.
@@ -221,6 +223,7 @@ start kube-apiserver \
   --service-account-signing-key-file "$work/sa.key" \
   --service-cluster-ip-range 10.0.0.0/24 \
   --allow-privileged=true \
+  --endpoint-reconciler-type none \
   --enable-priority-and-fairness=false \
   --profiling=false
 wait_for "kube-apiserver /readyz" 90 kube-apiserver \

@@ -172,25 +172,44 @@ bool has_token(std::string_view list, std::string_view token) {
 
 const char* reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
   }
 }
 
@@ -357,7 +376,8 @@ class Connection {
         if (!line) co_return false;
         std::string_view size_text = trim(std::string_view(*line).substr(0, line->find(';')));
         uint64_t size = 0;
-        auto [p, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
+        auto [p, ec] =
+            std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
         if (size_text.empty() || ec != std::errc() || p != size_text.data() + size_text.size()) {
           co_await send_error(400, "bad chunk size");
           co_return false;
@@ -461,7 +481,8 @@ awaitable<void> serve(tcp::socket socket, const Config& cfg) {
 awaitable<void> accept_loop(tcp::acceptor& acceptor, const Config& cfg) {
   for (;;) {
     error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // EMFILE and friends: back off briefly instead of spinning.
@@ -490,11 +511,12 @@ int run(int argc, char** argv) {
   HostPort listen{"127.0.0.1", 9001};
   uint64_t threads = 1;
 
-  FlagSet flags("gantry-echo",
-                "HTTP/1.1 echo backend for tests, the demo and benchmarks. Answers 200 with a JSON\n"
-                "description of the request. Special paths: /status/NNN, /delay/MS, /bytes/N,\n"
-                "/healthz, /close (answers with Connection: close), /plain (fixed tiny body).",
-                "GANTRY_ECHO_");
+  FlagSet flags(
+      "gantry-echo",
+      "HTTP/1.1 echo backend for tests, the demo and benchmarks. Answers 200 with a JSON\n"
+      "description of the request. Special paths: /status/NNN, /delay/MS, /bytes/N,\n"
+      "/healthz, /close (answers with Connection: close), /plain (fixed tiny body).",
+      "GANTRY_ECHO_");
   flags.add("listen", "ADDR:PORT", "127.0.0.1:9001", "address to listen on (port 0: any free port)",
             [&](std::string_view v) -> Status {
               auto hp = parse_host_port(v);
@@ -502,11 +524,12 @@ int run(int argc, char** argv) {
               listen = *hp;
               return ok_status();
             });
-  flags.add("name", "NAME", "echo", "name reported in every answer", [&](std::string_view v) -> Status {
-    if (v.empty()) return Error{"name must not be empty"};
-    cfg.name = std::string(v);
-    return ok_status();
-  });
+  flags.add("name", "NAME", "echo", "name reported in every answer",
+            [&](std::string_view v) -> Status {
+              if (v.empty()) return Error{"name must not be empty"};
+              cfg.name = std::string(v);
+              return ok_status();
+            });
   flags.add("threads", "N", "1", "threads, each with its own io_context and acceptor",
             [&](std::string_view v) -> Status {
               auto n = parse_uint(v, 1, 256);
@@ -521,7 +544,8 @@ int run(int argc, char** argv) {
   error_code ec;
   auto addr = asio::ip::make_address(listen.host, ec);
   if (ec) {
-    std::cerr << "gantry-echo: bad value for --listen: \"" << listen.host << "\" is not an IP address\n";
+    std::cerr << "gantry-echo: bad value for --listen: \"" << listen.host
+              << "\" is not an IP address\n";
     return 2;
   }
   tcp::endpoint endpoint(addr, listen.port);
@@ -574,7 +598,8 @@ int run(int argc, char** argv) {
   std::cout << "gantry-echo " << cfg.name << " listening on " << cfg.address << std::endl;
 
   std::vector<std::thread> workers;
-  for (size_t i = 1; i < contexts.size(); ++i) workers.emplace_back([&c = *contexts[i]] { c.run(); });
+  for (size_t i = 1; i < contexts.size(); ++i)
+    workers.emplace_back([&c = *contexts[i]] { c.run(); });
   contexts.front()->run();
   for (auto& c : contexts) c->stop();
   for (auto& w : workers) w.join();

@@ -2,7 +2,8 @@
 """Install tests against a real kube-apiserver + etcd on loopback.
 
 Starts a throw-away control plane with hack/testbin/start-control-plane.sh, then:
-1. applies the CRD; it must become Established with no structural or CEL-cost complaint;
+1. `helm install` creates the CRD, which must become Established with no structural or
+   CEL-cost complaint; `kubectl apply` of crds/ over it works;
 2. every GatewayRoute of tests/install/testdata/valid/ and every object of
    manifests/examples/ is accepted (`kubectl apply --dry-run=server`);
 3. a stored GatewayRoute gets the CRD's defaults; status is a subresource; the
@@ -10,11 +11,13 @@ Starts a throw-away control plane with hack/testbin/start-control-plane.sh, then
 4. every case of tests/install/testdata/invalid.yaml is rejected with its message;
 5. `helm template | kubectl apply --dry-run=server` (default and non-default
    values) and manifests/install.yaml are accepted; `helm install` of the chart
-   works, cluster-wide and restricted to one namespace, and `helm upgrade` too;
+   works (it is the first step, and creates the CRD), cluster-wide and restricted
+   to one namespace, and `helm upgrade` too;
 6. RBAC as the chart's ServiceAccount, authenticated by a TokenRequest token
    (`kubectl create token`): `kubectl auth can-i` for everything the controller
    needs (yes) and what it must not do (no), then real requests.
 The control plane is stopped at the end, pass or fail (GANTRY_KEEP_CLUSTER=1 keeps it).
+GANTRY_START_CONTROL_PLANE overrides the path of start-control-plane.sh (for debugging it).
 """
 
 import json
@@ -36,7 +39,8 @@ for tool in ("etcd", "kube-apiserver"):
 kubectl = shutil.which("kubectl")
 if not kubectl:
     common.skip_or_fail("kubectl not found: run hack/install-deps.sh")
-start_script = os.path.join(common.ROOT, "hack", "testbin", "start-control-plane.sh")
+start_script = os.environ.get("GANTRY_START_CONTROL_PLANE",
+                              os.path.join(common.ROOT, "hack", "testbin", "start-control-plane.sh"))
 if not os.path.exists(start_script):
     common.skip_or_fail(f"{os.path.relpath(start_script, common.ROOT)} does not exist")
 
@@ -98,16 +102,7 @@ def main():
         return
     kc = p.stdout.strip().splitlines()[-1]
 
-    # ---------------------------------------------------------------- 1. CRD
-    p = k("apply", "--server-side", "-f", common.CRD_PATH)
-    t.check(p.returncode == 0, "CRD applies", out(p))
-    p = k("wait", "--for", "condition=Established", "--timeout", "60s", f"crd/{CRD_NAME}")
-    t.check(p.returncode == 0, "CRD becomes Established", out(p))
-    crd = json.loads(k("get", "crd", CRD_NAME, "-o", "json").stdout or "{}")
-    conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
-    t.check(conds.get("NamesAccepted", {}).get("status") == "True", "CRD names accepted")
-    t.check("NonStructuralSchema" not in conds, "schema is structural", str(conds.get("NonStructuralSchema")))
-
+    # ---------------------------------------------------------------- namespaces
     namespaces = {"gantry-system", "team-a", "team-b"}
     example_files = sorted(
         os.path.join(dp, f) for dp, _, fs in os.walk(common.EXAMPLES_DIR) for f in fs if f.endswith((".yaml", ".yml")))
@@ -118,17 +113,59 @@ def main():
                 namespaces.add(ns)
     for ns in sorted(namespaces - {"default"}):
         k("create", "namespace", ns)
+    # ---------------------------------------------------------------- 5a. chart dry runs
+    # First, while nothing of the chart exists (an apply over helm's objects would merge with them).
+    chart = common.CHART_DIR
+    variants = [
+        ("default values", []),
+        ("non-default values", ["--set", "proxy.https.enabled=true", "--set", "service.type=NodePort",
+                                "--set", "service.externalTrafficPolicy=Local", "--set", "autoscaling.enabled=true",
+                                "--set", "controller.watchNamespace=team-a", "--set", "ingressClass.default=true",
+                                "--set", "podDisruptionBudget.minAvailable=1"]),
+    ]
+    for what, args in variants:
+        r = common.run([helm, "template", "gantry", chart, "-n", "gantry-system", "--kube-version", "1.33.0", *args])
+        t.check(r.returncode == 0, f"helm template ({what})", r.stderr)
+        p = k("apply", "--dry-run=server", "-f", "-", input=r.stdout)
+        t.check(p.returncode == 0, f"rendered chart ({what}) is accepted by the API server", out(p)[-2000:])
+    p = k("apply", "--dry-run=server", "-f", os.path.join(common.ROOT, "manifests", "install.yaml"))
+    t.check(p.returncode == 0, "manifests/install.yaml is accepted by the API server", out(p)[-2000:])
+
+    # ---------------------------------------------------------------- 1. helm install creates the CRD
+    p = h("install", "gantry", common.CHART_DIR, "-n", "gantry-system")
+    t.check(p.returncode == 0, "helm install gantry", out(p)[-2000:])
+    notes = p.stdout.split("NOTES:", 1)[-1]
+    for needle in ("rollout status deployment/gantry", "kind: GatewayRoute", "kubectl get gr",
+                   "/metrics on port 9901", "/metrics on port 9902", "service/gantry-metrics 9901",
+                   "gantry-system/gantry-dashboard"):
+        t.check(needle in notes, f"helm install prints NOTES mentioning {needle!r}", notes[:300])
+    for obj in ("deployment/gantry", "service/gantry", "service/gantry-metrics", "serviceaccount/gantry",
+                "role/gantry-leader-election", "poddisruptionbudget/gantry", "configmap/gantry-dashboard"):
+        t.check(k("get", obj, "-n", "gantry-system").returncode == 0, f"helm installed {obj}")
+    for obj in ("clusterrole/gantry", "clusterrolebinding/gantry", "ingressclass/gantry"):
+        t.check(k("get", obj).returncode == 0, f"helm installed {obj}")
+    p = k("wait", "--for", "condition=Established", "--timeout", "60s", f"crd/{CRD_NAME}")
+    t.check(p.returncode == 0, "the CRD helm installed becomes Established", out(p))
+    p = k("apply", "--server-side", "-f", common.CRD_PATH)
+    t.check(p.returncode == 0, "crds/gantry.dev_gatewayroutes.yaml applies over it (the upgrade path)", out(p))
+    crd = json.loads(k("get", "crd", CRD_NAME, "-o", "json").stdout or "{}")
+    conds = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
+    t.check(conds.get("NamesAccepted", {}).get("status") == "True", "CRD names accepted")
+    t.check("NonStructuralSchema" not in conds, "schema is structural", str(conds.get("NonStructuralSchema")))
 
     # ---------------------------------------------------------------- 2. valid objects
     valid_dir = os.path.join(common.TESTDATA, "valid")
     for name in sorted(os.listdir(valid_dir)):
         p = k("apply", "--dry-run=server", "-f", os.path.join(valid_dir, name))
         t.check(p.returncode == 0, f"testdata/valid/{name} is accepted", out(p))
-    if not example_files:
-        print("note: manifests/examples/ has no YAML yet")
-    for path in example_files:
-        p = k("apply", "--dry-run=server", "-f", path)
-        t.check(p.returncode == 0, f"{os.path.relpath(path, common.ROOT)} is accepted", out(p))
+    # Routes only: the examples also hold standalone-mode EndpointSlices whose
+    # loopback addresses a real API server refuses by design.
+    examples = common.example_gateway_routes()
+    if not examples:
+        print("note: manifests/examples/ has no GatewayRoute yet")
+    for where, doc in examples:
+        p = k("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc))
+        t.check(p.returncode == 0, f"{where}: GatewayRoute {doc['metadata'].get('name')} is accepted", out(p))
 
     # ---------------------------------------------------------------- 3. defaults, status, columns
     p = k("apply", "-f", os.path.join(valid_dir, "kitchen-sink.yaml"))
@@ -144,7 +181,8 @@ def main():
         ("weight of a ref without one", rules[3]["backendRefs"][0].get("weight"), 1),
         ("redirect statusCode", rules[2]["filters"]["requestRedirect"].get("statusCode"), 302),
         ("path of a match without one", rules[5]["matches"][0].get("path"), {"type": "PathPrefix", "value": "/"}),
-        ("rateLimit algorithm", rules[0]["filters"]["rateLimit"].get("algorithm"), "TokenBucket"),
+        ("rateLimit algorithm", rules[4]["filters"]["rateLimit"].get("algorithm"), "TokenBucket"),
+        ("rateLimit key", rules[4]["filters"]["rateLimit"].get("key"), "ClientIP"),
     ]
     for what, got, want in DEFAULTS:
         t.check(got == want, f"default applied: {what} = {want!r}", repr(got))
@@ -191,35 +229,8 @@ def main():
     p = k("apply", "--dry-run=server", "-f", "-", input=unquoted.replace(" on:", ' "on":'))
     t.check(p.returncode == 0, "a quoted \"on\": key is accepted", out(p))
 
-    # ---------------------------------------------------------------- 5. chart
+    # ---------------------------------------------------------------- 5b. more releases
     chart = common.CHART_DIR
-    variants = [
-        ("default values", []),
-        ("non-default values", ["--set", "proxy.https.enabled=true", "--set", "service.type=NodePort",
-                                "--set", "service.externalTrafficPolicy=Local", "--set", "autoscaling.enabled=true",
-                                "--set", "controller.watchNamespace=team-a", "--set", "ingressClass.default=true",
-                                "--set", "podDisruptionBudget.minAvailable=1"]),
-    ]
-    for what, args in variants:
-        r = common.run([helm, "template", "gantry", chart, "-n", "gantry-system", "--kube-version", "1.33.0", *args])
-        t.check(r.returncode == 0, f"helm template ({what})", r.stderr)
-        p = k("apply", "--dry-run=server", "-f", "-", input=r.stdout)
-        t.check(p.returncode == 0, f"rendered chart ({what}) is accepted by the API server", out(p)[-2000:])
-    p = k("apply", "--dry-run=server", "-f", os.path.join(common.ROOT, "manifests", "install.yaml"))
-    t.check(p.returncode == 0, "manifests/install.yaml is accepted by the API server", out(p)[-2000:])
-
-    p = h("install", "gantry", chart, "-n", "gantry-system")
-    t.check(p.returncode == 0, "helm install gantry", out(p)[-2000:])
-    notes = p.stdout.split("NOTES:", 1)[-1]
-    for needle in ("rollout status deployment/gantry", "kind: GatewayRoute", "kubectl get gr",
-                   "/metrics on port 9901", "/metrics on port 9902", "service/gantry-metrics 9901",
-                   "gantry-system/gantry-dashboard"):
-        t.check(needle in notes, f"helm install prints NOTES mentioning {needle!r}", notes[:300])
-    for obj in ("deployment/gantry", "service/gantry", "service/gantry-metrics", "serviceaccount/gantry",
-                "role/gantry-leader-election", "poddisruptionbudget/gantry", "configmap/gantry-dashboard"):
-        t.check(k("get", obj, "-n", "gantry-system").returncode == 0, f"helm installed {obj}")
-    for obj in ("clusterrole/gantry", "clusterrolebinding/gantry", "ingressclass/gantry"):
-        t.check(k("get", obj).returncode == 0, f"helm installed {obj}")
     p = h("install", "scoped", chart, "-n", "scoped-system", "--create-namespace",
           "--set", "controller.watchNamespace=team-a", "--set", "ingressClass.enabled=false")
     t.check(p.returncode == 0, "helm install scoped (watchNamespace=team-a)", out(p)[-2000:])
@@ -277,13 +288,16 @@ def main():
         got = can_i(sa, verb, res, ns, sub)
         t.check(got == "no", f"gantry SA cannot {verb} {res}{'/' + sub if sub else ''} in {ns or 'all namespaces'}", got)
 
+    STATUS_URL = "/apis/gantry.dev/v1alpha1/namespaces/default/gatewayroutes/kitchen-sink/status"
+    with_status = json.loads(k("get", "gr", "kitchen-sink", "-n", "default", "-o", "json").stdout or "{}")
+    with_status["status"] = dict(status["status"], observedGeneration=2)
     REAL = [
         ("lists GatewayRoutes everywhere", True, ["get", "gatewayroutes", "-A"], None),
         ("lists Secrets everywhere", True, ["get", "secrets", "-A"], None),
         ("lists EndpointSlices everywhere", True, ["get", "endpointslices", "-A"], None),
         ("lists IngressClasses", True, ["get", "ingressclasses"], None),
-        ("patches GatewayRoute status", True, ["patch", "gr", "kitchen-sink", "-n", "default",
-                                               "--subresource=status", "--type=merge", "-p", json.dumps(status)], None),
+        # As the controller writes it: a PUT to /status, no GET (kubectl patch would GET first).
+        ("updates GatewayRoute status", True, ["replace", "--raw", STATUS_URL, "-f", "-"], with_status),
         ("creates its Lease", True, ["create", "-f", "-"], {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "gantry-leader", "namespace": "gantry-system"},
@@ -312,6 +326,15 @@ def main():
         else:
             t.check(p.returncode != 0 and "forbidden" in out(p).lower(), f"as the gantry SA: {what} (Forbidden)",
                     out(p))
+
+    got = json.loads(k("get", "gr", "kitchen-sink", "-n", "default", "-o", "json").stdout or "{}")
+    t.check(got.get("status", {}).get("observedGeneration") == 2, "the SA's status update landed",
+            str(got.get("status")))
+    p = k("patch", "gr", "kitchen-sink", "-n", "default", "--subresource=status", "--type=merge",
+          "-p", json.dumps(status), config=sa)
+    t.check(p.returncode != 0 and "forbidden" in out(p).lower(),
+            "as the gantry SA: no get on gatewayroutes/status (kubectl patch needs it; the controller does not)",
+            out(p))
 
     scoped = sa_kubeconfig("scoped-system", "scoped-gantry")
     SCOPED = [
@@ -347,7 +370,7 @@ def main():
 
 try:
     main()
-except (subprocess.TimeoutExpired, RuntimeError, KeyError, IndexError, ValueError) as e:
+except (subprocess.TimeoutExpired, OSError, RuntimeError, KeyError, IndexError, ValueError) as e:
     t.check(False, "test ran to the end", f"{type(e).__name__}: {e}")
 finally:
     if os.environ.get("GANTRY_KEEP_CLUSTER") == "1" and kc:

@@ -61,7 +61,10 @@ def walk(node, path, under_spec):
     if not node.get("x-kubernetes-int-or-string"):
         t.check(node.get("type") in TYPES, f"{path}: has a type", str(node.get("type")))
     typ = node.get("type")
-    for rule in node.get("x-kubernetes-validations", []):
+    if "x-kubernetes-validations" in node:
+        t.check(isinstance(node["x-kubernetes-validations"], list) and node["x-kubernetes-validations"],
+                f"{path}: x-kubernetes-validations is a non-empty list")
+    for rule in node.get("x-kubernetes-validations") or []:
         t.check(bool(rule.get("rule")) and bool(rule.get("message") or rule.get("messageExpression")),
                 f"{path}: CEL rule with a message", str(rule))
     if "pattern" in node:

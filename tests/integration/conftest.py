@@ -1,9 +1,9 @@
 """Fixtures that run the real binaries on loopback for the integration tests.
 
-Every process is started in its own process group and registered with one
+Every process is started in its own process group and registered with a
 ProcessManager, which kills the groups at fixture teardown, at interpreter exit
-(atexit) and on SIGTERM/SIGHUP, so a failing or interrupted test leaves nothing
-behind. Every wait is a bounded poll; every port is on 127.0.0.0/8.
+(atexit) and on SIGTERM/SIGHUP; each child also gets PR_SET_PDEATHSIG so that
+even a SIGKILLed test runner leaves nothing behind. Every wait is a bounded poll; every port is on 127.0.0.0/8.
 
 The binaries come from $GANTRY_BIN (ctest passes ${CMAKE_BINARY_DIR}/bin),
 else <repo>/build/bin. Logs of each process are kept in the test's temporary
@@ -12,6 +12,7 @@ directory and printed when a readiness wait times out.
 
 import atexit
 import contextlib
+import ctypes
 import http.client
 import itertools
 import json
@@ -55,6 +56,16 @@ def clean_env(extra=None):
 
 # ------------------------------------------------------------------ processes
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL it when the test runner dies, even by
+    SIGKILL (a ctest timeout), where atexit and finalizers cannot run."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ProcessManager:
     """Owns every child process; kills their process groups on cleanup."""
 
@@ -63,8 +74,9 @@ class ProcessManager:
 
     def spawn(self, argv, log_path, env=None):
         log = open(log_path, "ab")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=clean_env(env), start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=clean_env(env),
+                                start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         self._procs.append(proc)
         return proc
@@ -120,9 +132,11 @@ atexit.register(_cleanup_all)
 
 
 def _on_signal(signum, _frame):
+    # Kill the children now, then unwind like Ctrl-C so pytest still runs the
+    # fixtures' teardown (temporary directories).
     _cleanup_all()
     signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 for _sig in (signal.SIGTERM, signal.SIGHUP):
@@ -218,7 +232,8 @@ def curl(port, path="/", host=None, addr="127.0.0.1", extra=()):
     argv += list(extra) + [f"http://{addr}:{port}{path}"]
     out = subprocess.run(argv, capture_output=True, timeout=HTTP_TIMEOUT + 5)
     if out.returncode != 0:
-        raise OSError(f"curl failed ({out.returncode}): {out.stderr.decode(errors='replace').strip()}")
+        reason = out.stderr.decode(errors="replace").strip()
+        raise OSError(f"curl failed ({out.returncode}): {reason}")
     body, _, code = out.stdout.rpartition(b"\n")
     return Response(int(code), {}, body)
 
@@ -255,8 +270,8 @@ class Echo:
         self.name = name
         self.addr = addr or next_loopback()
         self.log = Path(workdir) / f"echo-{name}.log"
-        self.proc = manager.spawn([binary("gantry-echo"), "--name", name, "--listen", f"{self.addr}:{port}"],
-                                  self.log)
+        argv = [binary("gantry-echo"), "--name", name, "--listen", f"{self.addr}:{port}"]
+        self.proc = manager.spawn(argv, self.log)
         self.port = wait_until(self._bound_port, START_TIMEOUT, f"echo {name} to listen",
                                on_timeout=lambda: tail(self.log))
 
@@ -407,6 +422,12 @@ def route_yaml(name, rules, hostnames=None, namespace="default"):
     if hostnames:
         doc["spec"]["hostnames"] = hostnames
     return json.dumps(doc, indent=1) + "\n"  # JSON is YAML
+
+
+def simple_route(name, service, hostname, port=8080):
+    """A GatewayRoute sending every request for `hostname` to one Service port."""
+    return route_yaml(name, [{"backendRefs": [{"name": service, "port": port}]}],
+                      hostnames=[hostname])
 
 
 def write_file(path, text, atomic=False):

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from conftest import CONVERGE_TIMEOUT, count_backends, route_yaml, service_yaml, wait_until
+from conftest import (CONVERGE_TIMEOUT, count_backends, route_yaml, service_yaml, simple_route,
+                      wait_until)
 
 BAD_YAML = """\
 apiVersion: gantry.dev/v1alpha1
@@ -31,8 +32,7 @@ BAD_REGEX_ROUTE = route_yaml("bad-regex", [
 
 
 def good_route(backend):
-    return route_yaml("good", [{"backendRefs": [{"name": backend, "port": 8080}]}],
-                      hostnames=["good.example.com"])
+    return simple_route("good", backend, "good.example.com")
 
 
 @pytest.fixture
@@ -48,7 +48,8 @@ def assert_not_accepted_naming_path(stack):
     def conditions():
         c = stack.controller.route_conditions("default", "bad-regex")
         return c if c and "Accepted" in c else None
-    conds = wait_until(conditions, CONVERGE_TIMEOUT, "default/bad-regex in the controller's /status",
+    conds = wait_until(conditions, CONVERGE_TIMEOUT,
+                       "default/bad-regex in the controller's /status",
                        on_timeout=lambda: str(stack.controller.status()))
     accepted = conds["Accepted"]
     assert accepted.get("status") in ("False", False), accepted
@@ -84,8 +85,8 @@ def test_bad_files_added_while_running(base):
     base.wait_for_backend("other", host="good.example.com")
     assert base.proxy.config_dump()["version"] > version
     assert_not_accepted_naming_path(base)
-    wait_until(lambda: re.search(r"20-broken\.yaml:\d+", base.controller.log_text()), CONVERGE_TIMEOUT,
-               "the controller to report 20-broken.yaml with a line number",
+    wait_until(lambda: re.search(r"20-broken\.yaml:\d+", base.controller.log_text()),
+               CONVERGE_TIMEOUT, "the controller to report 20-broken.yaml with a line number",
                on_timeout=lambda: base.controller.log_text())
     assert base.controller.ready()
 

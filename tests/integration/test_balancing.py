@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from conftest import count_backends, route_yaml, service_yaml, temporary_stack
+from conftest import count_backends, route_yaml, service_yaml, simple_route, temporary_stack
 
 WORKERS = 2
 SPLIT_REQUESTS = 200
@@ -34,8 +34,7 @@ def balancing():
         s.write("10-zero.yaml", route_yaml("zero", [{"backendRefs": [
             {"name": "stable", "port": 8080, "weight": 1},
             {"name": "canary", "port": 8080, "weight": 0}]}], hostnames=["zero.example.com"]))
-        s.write("10-pool.yaml", route_yaml("pool", [{"backendRefs": [{"name": "pool", "port": 8080}]}],
-                                           hostnames=["pool.example.com"]))
+        s.write("10-pool.yaml", simple_route("pool", "pool", "pool.example.com"))
         s.start()
         yield s
 

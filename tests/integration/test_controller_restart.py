@@ -8,13 +8,13 @@ change made while the controller was down takes effect once it is back.
 import signal
 import time
 
-from conftest import count_backends, route_yaml, service_yaml
+from conftest import count_backends, service_yaml, simple_route
 
 HOST = "restart.example.com"
 
 
 def route(backend):
-    return route_yaml("restart", [{"backendRefs": [{"name": backend, "port": 8080}]}], hostnames=[HOST])
+    return simple_route("restart", backend, HOST)
 
 
 def setup_stack(stack):

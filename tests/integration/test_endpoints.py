@@ -8,7 +8,7 @@ not that a backend failed.
 
 import pytest
 
-from conftest import CONVERGE_TIMEOUT, count_backends, route_yaml, service_yaml, wait_until
+from conftest import CONVERGE_TIMEOUT, count_backends, service_yaml, simple_route, wait_until
 
 HOST = "ep.example.com"
 
@@ -17,8 +17,7 @@ HOST = "ep.example.com"
 def moving(stack):
     old, new = stack.echo_group(["old", "new"])
     stack.write("00-svc.yaml", service_yaml("moving", [(old.addr, old.port)]))
-    stack.write("10-route.yaml", route_yaml("ep", [{"backendRefs": [{"name": "moving", "port": 8080}]}],
-                                            hostnames=[HOST]))
+    stack.write("10-route.yaml", simple_route("ep", "moving", HOST))
     stack.start()
     stack.wait_for_backend("old", host=HOST)
     return stack, old, new
@@ -61,4 +60,5 @@ def test_config_dump_shows_the_new_endpoint(moving):
         endpoints = [(ep.get("address"), ep.get("port"))
                      for c in dump.get("clusters", []) for ep in c.get("endpoints", [])]
         return (new.addr, new.port) in endpoints
-    wait_until(dumped, CONVERGE_TIMEOUT, "config_dump to list the new endpoint", on_timeout=stack.logs)
+    wait_until(dumped, CONVERGE_TIMEOUT, "config_dump to list the new endpoint",
+               on_timeout=stack.logs)

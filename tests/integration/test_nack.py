@@ -22,8 +22,9 @@ def snapshot(version, addr, port, routes=None, clusters=None):
     return {
         "version": version,
         "routes": routes if routes is not None else [
-            {"namespace": "default", "name": "good", "kind": "GatewayRoute", "creationTimestamp": 1700000000,
-             "hostnames": [HOST], "rules": [{"backends": [{"cluster": CLUSTER, "weight": 1}]}]}],
+            {"namespace": "default", "name": "good", "kind": "GatewayRoute",
+             "creationTimestamp": 1700000000, "hostnames": [HOST],
+             "rules": [{"backends": [{"cluster": CLUSTER, "weight": 1}]}]}],
         "clusters": clusters if clusters is not None else [
             {"name": CLUSTER, "endpoints": [{"address": addr, "port": port}]}],
     }
@@ -40,7 +41,8 @@ def booted():
         e = s.echo("echo")
         snap_file = s.workdir / "good-snapshot.json"
         snap_file.write_text(json.dumps(snapshot(GOOD_VERSION, e.addr, e.port)))
-        s.proxy = Proxy(s.manager, s.workdir, s.socket_path, extra_args=["--snapshot-file", str(snap_file)])
+        s.proxy = Proxy(s.manager, s.workdir, s.socket_path,
+                        extra_args=["--snapshot-file", str(snap_file)])
         s.proxy.start()
         s.proxy.wait_ready()
         s.echo_addr, s.echo_port = e.addr, e.port
@@ -50,7 +52,8 @@ def booted():
 def connect(stack):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(5)
-    wait_until(lambda: sock.connect_ex(str(stack.socket_path)) == 0, 5, "the control socket to accept")
+    wait_until(lambda: sock.connect_ex(str(stack.socket_path)) == 0, 5,
+               "the control socket to accept")
     return sock
 
 
@@ -83,25 +86,29 @@ def test_hello_names_last_applied_version(booted):
     assert json.loads(payload)["lastVersion"] == GOOD_VERSION
 
 
-# (id, payload builder (addr, port) -> str, version the NACK must carry or None, substrings of the errors)
+def with_bad_route(version, path_match):
+    return lambda a, p: json.dumps(snapshot(version, a, p, routes=[bad_route(path_match)]))
+
+
+MISSING_CLUSTER_ROUTE = {"namespace": "default", "name": "bad",
+                         "rules": [{"backends": [{"cluster": "default/missing:80"}]}]}
+
+# (id, payload builder (echo addr, echo port) -> str, the version the NACK must
+#  carry or None when the payload cannot be decoded, substrings of the errors)
 BAD = [
-    ("path-without-slash",
-     lambda a, p: json.dumps(snapshot(6, a, p, routes=[bad_route({"type": "PathPrefix", "value": "api"})])),
+    ("path-without-slash", with_bad_route(6, {"type": "PathPrefix", "value": "api"}),
      6, ["default/bad", "path"]),
     ("regex-does-not-compile",
-     lambda a, p: json.dumps(snapshot(7, a, p, routes=[bad_route({"type": "RegularExpression",
-                                                                  "value": "/items/([0-9]+"})])),
+     with_bad_route(7, {"type": "RegularExpression", "value": "/items/([0-9]+"}),
      7, ["default/bad", "path"]),
     ("unknown-cluster",
-     lambda a, p: json.dumps(snapshot(8, a, p, routes=[
-         {"namespace": "default", "name": "bad", "rules": [{"backends": [{"cluster": "default/missing:80"}]}]}])),
+     lambda a, p: json.dumps(snapshot(8, a, p, routes=[MISSING_CLUSTER_ROUTE])),
      8, ["default/bad", "default/missing:80"]),
     ("endpoint-not-an-ip",
      lambda a, p: json.dumps(snapshot(9, a, p, clusters=[
          {"name": CLUSTER, "endpoints": [{"address": "not-an-ip", "port": p}]}])),
      9, [CLUSTER, "not-an-ip"]),
-    ("unknown-enum",
-     lambda a, p: json.dumps(snapshot(10, a, p, routes=[bad_route({"type": "Prefix", "value": "/api"})])),
+    ("unknown-enum", with_bad_route(10, {"type": "Prefix", "value": "/api"}),
      None, ["Prefix"]),
     ("wrong-type",
      lambda a, p: json.dumps(dict(snapshot(11, a, p), version="eleven")),

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from conftest import Proxy, count_backends, route_yaml, service_yaml
+from conftest import Proxy, count_backends, service_yaml, simple_route
 
 HOST = "proxy-restart.example.com"
 
@@ -18,8 +18,7 @@ HOST = "proxy-restart.example.com"
 def test_restarted_proxy_gets_snapshot_again(stack, sig):
     e = stack.echo("backend")
     stack.write("00-backend.yaml", service_yaml("backend", [(e.addr, e.port)]))
-    stack.write("10-route.yaml", route_yaml("r", [{"backendRefs": [{"name": "backend", "port": 8080}]}],
-                                            hostnames=[HOST]))
+    stack.write("10-route.yaml", simple_route("r", "backend", HOST))
     stack.start()
     stack.wait_for_backend("backend", host=HOST)
 

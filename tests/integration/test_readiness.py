@@ -4,7 +4,7 @@ Either side may start first."""
 
 import time
 
-from conftest import route_yaml, service_yaml, wait_until
+from conftest import service_yaml, simple_route, wait_until
 
 HOST = "ready.example.com"
 
@@ -12,8 +12,7 @@ HOST = "ready.example.com"
 def write_config(stack):
     e = stack.echo("backend")
     stack.write("00-backend.yaml", service_yaml("backend", [(e.addr, e.port)]))
-    stack.write("10-route.yaml", route_yaml("r", [{"backendRefs": [{"name": "backend", "port": 8080}]}],
-                                            hostnames=[HOST]))
+    stack.write("10-route.yaml", simple_route("r", "backend", HOST))
 
 
 def test_proxy_readyz_503_until_first_snapshot(stack):

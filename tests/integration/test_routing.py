@@ -7,7 +7,7 @@ where a rewrite applies, the path that backend must see.
 
 import pytest
 
-from conftest import curl, route_yaml, service_yaml, temporary_stack
+from conftest import curl, route_yaml, service_yaml, simple_route, temporary_stack
 
 BACKENDS = ["echo-a", "echo-b", "echo-c", "echo-d", "echo-e"]
 
@@ -21,18 +21,20 @@ def prefix(value):
 
 
 ROUTES = {
-    "10-hosts.yaml": route_yaml("host-a", [{"backendRefs": ref("echo-a")}], hostnames=["a.example.com"])
-    + "---\n" + route_yaml("host-b", [{"backendRefs": ref("echo-b")}], hostnames=["b.example.com"])
-    + "---\n" + route_yaml("wild", [{"backendRefs": ref("echo-c")}], hostnames=["*.wild.example.com"]),
+    "10-hosts.yaml": simple_route("host-a", "echo-a", "a.example.com")
+    + "---\n" + simple_route("host-b", "echo-b", "b.example.com")
+    + "---\n" + simple_route("wild", "echo-c", "*.wild.example.com"),
     "20-paths.yaml": route_yaml("paths", [
         {"matches": [{"path": {"type": "Exact", "value": "/exact"}}], "backendRefs": ref("echo-a")},
         {"matches": [prefix("/foo")], "backendRefs": ref("echo-b")},
         {"matches": [{"path": {"type": "RegularExpression", "value": "/items/[0-9]+"}}],
          "backendRefs": ref("echo-c")},
         {"matches": [prefix("/items")], "backendRefs": ref("echo-d")},
-        {"matches": [{"path": {"type": "Exact", "value": "/items/7"}}], "backendRefs": ref("echo-e")},
+        {"matches": [{"path": {"type": "Exact", "value": "/items/7"}}],
+         "backendRefs": ref("echo-e")},
         {"matches": [prefix("/strip")],
-         "filters": {"urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}},
+         "filters": {"urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                             "replacePrefixMatch": "/"}}},
          "backendRefs": ref("echo-e")},
     ], hostnames=["paths.example.com"]),
 }
@@ -104,7 +106,8 @@ def test_host_routing_with_curl(routing, host, backend):
     assert headers.get("x-forwarded-for", "").endswith("127.0.0.1")
 
 
-@pytest.mark.parametrize("host,path", [("unknown.example.com", "/"), ("paths.example.com", "/foobar")])
+@pytest.mark.parametrize("host,path",
+                         [("unknown.example.com", "/"), ("paths.example.com", "/foobar")])
 def test_no_route_is_404_with_curl(routing, host, path):
     r = curl(routing.proxy.http_port, path, host=host)
     assert r.status == 404, r

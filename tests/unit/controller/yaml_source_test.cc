@@ -54,6 +54,9 @@ spec:
                   "routes.yaml:4: yaml: end of sequence flow not found"},
         ErrorCase{"MissingName", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n",
                   "routes.yaml:3: metadata.name: required [document 1]"},
+        ErrorCase{"BadName", "apiVersion: v1\nkind: Service\nmetadata: {name: Shop_1}\n",
+                  "routes.yaml:3: metadata.name: \"Shop_1\" is not a valid name (lower-case RFC 1123 "
+                  "subdomain) [document 1]"},
         ErrorCase{"WrongType", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: 80\n",
                   "routes.yaml:5: spec.ports: expected a list [document 1]"},
         ErrorCase{"NotAnInteger",

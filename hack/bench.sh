@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the benchmarks in tests/bench/ (never part of hack/test.sh: timing
+# decides nothing there). Builds first if needed.
+#   hack/bench.sh            proxy data plane vs nginx and HAProxy, snapshot codec
+#   hack/bench.sh proxy      only the data-plane comparison
+#   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+bash hack/install-deps.sh >/dev/null
+cmake -S . -B build -G Ninja >/dev/null
+ninja -C build gantry-proxy gantry-echo snapshot_codec_bench >/dev/null
+if [ "$what" = all ] || [ "$what" = proxy ]; then
+  bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}"
+fi
+if [ "$what" = all ] || [ "$what" = codec ]; then
+  echo
+  echo "snapshot codec: 10k routes, 100k endpoints"
+  build/bin/snapshot_codec_bench 10000 100000 3
+fi
