@@ -27,11 +27,12 @@ struct FieldError {
 // huge tree, and the decoder must not walk it.
 constexpr long kNodeBudget = 200000;
 thread_local long g_budget = kNodeBudget;
+thread_local int g_line_offset = 0;
 
 int line_of(const YAML::Node& n) {
   if (!n.IsDefined()) return 0;
   YAML::Mark m = n.Mark();
-  return m.line < 0 ? 0 : m.line + 1;
+  return m.line < 0 ? 0 : m.line + 1 + g_line_offset;
 }
 
 [[noreturn]] void fail(const YAML::Node& at, const std::string& field, std::string message) {
@@ -684,10 +685,11 @@ std::string DecodeError::str() const {
   return out + message;
 }
 
-DecodedDocument decode_document(const YAML::Node& doc) {
+DecodedDocument decode_document(const YAML::Node& doc, int line_offset) {
   DecodedDocument out;
   if (!present(doc)) return out;  // an empty document ("---" alone)
   g_budget = kNodeBudget;
+  g_line_offset = line_offset;
   try {
     decode_into(doc, "", out);
   } catch (const FieldError& e) {

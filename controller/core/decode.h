@@ -45,8 +45,9 @@ struct DecodedDocument {
   std::optional<DecodeError> error;
 };
 
-// Decodes one parsed document. Never throws.
-DecodedDocument decode_document(const YAML::Node& doc);
+// Decodes one parsed document. Never throws. `line_offset` is added to the
+// lines yaml-cpp reports (for a document parsed out of a larger file).
+DecodedDocument decode_document(const YAML::Node& doc, int line_offset = 0);
 
 // For the watch source: one object, whose kind must be one gantry uses.
 Result<Object> decode_object(const YAML::Node& node);

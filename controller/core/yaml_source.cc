@@ -33,22 +33,75 @@ bool is_manifest_name(std::string_view name) {
   return ends_with(".yaml") || ends_with(".yml");
 }
 
+namespace {
+
+struct Chunk {
+  std::string text;
+  int first_line = 0;  // 0-based line of the chunk's first line in the file
+};
+
+bool is_marker(std::string_view line, std::string_view marker) {
+  if (line.substr(0, 3) != marker) return false;
+  return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' || line[3] == '\n';
+}
+
+bool blank(std::string_view text) {
+  bool in_comment = false;
+  for (char c : text) {
+    if (c == '\n') in_comment = false;
+    else if (c == '#') in_comment = true;
+    else if (!in_comment && c != ' ' && c != '\t' && c != '\r') return false;
+  }
+  return true;
+}
+
+// Splits a stream into documents at "---" lines (a "..." line ends one).
+// YAML forbids both markers at column 0 inside content, so this split is
+// exact. yaml-cpp's own LoadAll can loop forever, allocating, on some
+// malformed streams (jbeder/yaml-cpp#1040); loading one document at a time
+// with YAML::Load cannot.
+std::vector<Chunk> split_documents(std::string_view text) {
+  std::vector<Chunk> out(1);
+  int line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    size_t next = end == std::string_view::npos ? text.size() : end + 1;
+    std::string_view line = text.substr(pos, next - pos);
+    if (is_marker(line, "---") && !blank(out.back().text)) {
+      out.push_back({"", line_no});
+    } else if (is_marker(line, "---")) {
+      out.back() = {"", line_no};
+    }
+    out.back().text += line;
+    if (is_marker(line, "...")) out.push_back({"", line_no + 1});
+    pos = next;
+    ++line_no;
+  }
+  return out;
+}
+
+}  // namespace
+
 ParsedFile parse_manifest(std::string_view file_name, std::string_view text) {
   ParsedFile out;
   std::string file(file_name);
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    out.errors.push_back({file, 0, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", "yaml: " + e.msg});
-    return out;
-  } catch (const std::exception& e) {
-    out.errors.push_back({file, 0, 0, "", std::string("yaml: ") + e.what()});
-    return out;
-  }
-  for (size_t i = 0; i < docs.size(); ++i) {
-    DecodedDocument d = decode_document(docs[i]);
-    int doc_index = static_cast<int>(i + 1);
+  int doc_index = 0;
+  for (const Chunk& chunk : split_documents(text)) {
+    if (blank(chunk.text)) continue;
+    ++doc_index;
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(chunk.text);
+    } catch (const YAML::Exception& e) {
+      int line = e.mark.line >= 0 ? e.mark.line + 1 + chunk.first_line : 0;
+      out.errors.push_back({file, doc_index, line, "", "yaml: " + e.msg});
+      continue;
+    } catch (const std::exception& e) {
+      out.errors.push_back({file, doc_index, 0, "", std::string("yaml: ") + e.what()});
+      continue;
+    }
+    DecodedDocument d = decode_document(doc, chunk.first_line);
     for (auto& w : d.warnings) out.warnings.push_back(file + ": " + w);
     if (d.error) {
       out.errors.push_back({file, doc_index, d.error->line, d.error->field, d.error->message});

@@ -51,7 +51,7 @@ spec:
                   "routes.yaml:13: spec.rules[0].matches[0].path.type: unknown value \"Prefix\" "
                   "(want Exact, PathPrefix, RegularExpression) [document 2]"},
         ErrorCase{"YamlSyntax", "apiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n",
-                  "routes.yaml:4: yaml: end of sequence flow not found"},
+                  "routes.yaml:4: yaml: end of sequence flow not found [document 1]"},
         ErrorCase{"MissingName", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n",
                   "routes.yaml:3: metadata.name: required [document 1]"},
         ErrorCase{"BadName", "apiVersion: v1\nkind: Service\nmetadata: {name: Shop_1}\n",
@@ -181,6 +181,22 @@ spec:
   ASSERT_EQ(f.objects.size(), 1u);
   EXPECT_EQ(std::get<GatewayRoute>(f.objects[0]).rules[0].filters.unknown,
             std::vector<std::string>{"unknownFilter"});
+}
+
+// yaml-cpp's LoadAll loops forever, allocating, on some malformed streams
+// (jbeder/yaml-cpp#1040); documents are loaded one at a time instead.
+TEST(ParseManifest, DocumentsAreSplitAtMarkers) {
+  ParsedFile loop = parse_manifest("loop.yaml", "{n},\n");
+  ASSERT_EQ(loop.errors.size(), 1u);  // a map without kind, reported instead of a hang
+  EXPECT_EQ(loop.errors[0].str(), "loop.yaml:1: kind: required [document 1]");
+  ParsedFile f = parse_manifest("m.yaml",
+                                "# leading comment\n---\n"
+                                "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n...\n"
+                                "--- {apiVersion: v1, kind: Service, metadata: {name: b}}\n"
+                                "---\n---\n"
+                                "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: x}\n");
+  ASSERT_EQ(f.errors.size(), 1u);
+  EXPECT_EQ(f.errors[0].str(), "m.yaml:13: spec.ports: expected a list [document 4]");
 }
 
 TEST(ParseManifest, AliasBombIsBounded) {
