@@ -4,6 +4,7 @@
 #   hack/bench.sh            proxy data plane vs nginx and HAProxy, snapshot codec
 #   hack/bench.sh proxy      only the data-plane comparison
 #   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
+#   hack/bench.sh instructions  instructions per proxied request (callgrind) vs nginx and HAProxy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -12,6 +13,10 @@ cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench >/dev/null
 if [ "$what" = all ] || [ "$what" = proxy ]; then
   bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}"
+fi
+if [ "$what" = all ] || [ "$what" = instructions ]; then
+  echo
+  bash tests/bench/instructions_bench.sh build/bin
 fi
 if [ "$what" = all ] || [ "$what" = codec ]; then
   echo

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <random>
 #include <spdlog/spdlog.h>
 #include <unordered_map>
@@ -71,16 +72,16 @@ const char* reason_phrase(int status) {
   }
 }
 
-std::string new_request_id() {
+// Fills `out` with 32 random hex digits.
+void new_request_id(std::string& out) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
-  std::string id(32, '0');
+  out.resize(32);
   uint64_t a = rng(), b = rng();
   for (int i = 0; i < 16; ++i) {
-    id[i] = hex[(a >> (i * 4)) & 0xf];
-    id[16 + i] = hex[(b >> (i * 4)) & 0xf];
+    out[i] = hex[(a >> (i * 4)) & 0xf];
+    out[16 + i] = hex[(b >> (i * 4)) & 0xf];
   }
-  return id;
 }
 
 bool listed_in(const std::vector<std::string>& names, std::string_view name) {
@@ -115,11 +116,35 @@ bool named_by_connection(const std::vector<http::Header>& headers, std::string_v
 }
 
 void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
+  size_t at = out.size();
+  out.resize(at + name.size() + value.size() + 4);
+  char* p = out.data() + at;
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  *p++ = ':';
+  *p++ = ' ';
+  std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  *p++ = '\r';
+  *p = '\n';
 }
+
+bool has_connection_header(const std::vector<http::Header>& headers) {
+  for (const auto& h : headers)
+    if (h.name.size() == 10 && http::iequals(h.name, "connection")) return true;
+  return false;
+}
+
+// Writes as much as the socket takes now without blocking. Returns true when
+// all of `data` went out (the common case: no coroutine suspension, no
+// asynchronous operation); otherwise `data` keeps the rest for async_write.
+bool try_write(tcp::socket& s, std::string_view& data, error_code& ec) {
+  size_t n = s.write_some(asio::buffer(data.data(), data.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  data.remove_prefix(std::min(n, data.size()));
+  return ec || data.empty();
+}
+bool try_write(TlsStream&, std::string_view&, error_code&) { return false; }
 
 // Is an idle pooled connection still usable? A peer that closed it, or sent
 // bytes nobody asked for, makes it unusable.
@@ -159,11 +184,23 @@ struct UpstreamConn {
 };
 
 // What a worker needs to know of a session of any stream type.
+// Sessions of a worker form an intrusive list (no allocation per request)
+// that the worker's sweeper walks every kSweepInterval to enforce deadlines:
+// one timer per worker instead of one timer operation per read.
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void close_if_idle() = 0;
+
+  SessionBase* prev = nullptr;
+  SessionBase* next = nullptr;
+  Clock::time_point deadline = Clock::time_point::max();
+  tcp::socket* deadline_socket = nullptr;  // cancelled when the deadline passes
+  bool timed_out = false;
+  bool idle = false;  // waiting for the next request with nothing buffered
 };
+
+constexpr milliseconds kSweepInterval{100};
 
 class Worker {
  public:
@@ -202,6 +239,7 @@ class Worker {
   }
 
   void start() {
+    sweep();
     asio::co_spawn(io_, accept_loop(acceptor_, false), asio::detached);
     if (tls_acceptor_.is_open()) asio::co_spawn(io_, accept_loop(tls_acceptor_, true), asio::detached);
   }
@@ -214,14 +252,30 @@ class Worker {
     });
   }
   void close_idle();  // closes keep-alive connections waiting for a request
-  void stop() { io_.stop(); }
+  void stop() {
+    asio::post(io_, [this] {
+      error_code ec;
+      sweep_timer_.cancel(ec);
+    });
+    io_.stop();
+  }
 
   asio::io_context& io() { return io_; }
   Server& server() { return server_; }
   control::ConfigView& view() { return view_; }
   admin::WorkerMetrics& metrics() { return metrics_; }
   std::atomic<size_t>& connections() { return connections_; }
-  std::unordered_set<SessionBase*>& idle_sessions() { return idle_sessions_; }
+  void link(SessionBase* s) {
+    s->next = sessions_;
+    if (sessions_) sessions_->prev = s;
+    sessions_ = s;
+  }
+  void unlink(SessionBase* s) {
+    if (s->prev) s->prev->next = s->next;
+    else sessions_ = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = nullptr;
+  }
 
   // Per-worker endpoint choice within a cluster (no locks: one thread).
   std::optional<size_t> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude) {
@@ -274,7 +328,9 @@ class Worker {
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;
   std::atomic<size_t> connections_{0};
-  std::unordered_set<SessionBase*> idle_sessions_;
+  SessionBase* sessions_ = nullptr;
+  asio::steady_timer sweep_timer_{io_};
+  void sweep();
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
   struct ClusterLb {
     const control::ClusterEndpoints* seen = nullptr;
@@ -293,7 +349,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
  public:
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  Session(Worker& w, Stream stream) : w_(w), client_(std::move(stream)), timer_(w.io()) {
+  Session(Worker& w, Stream stream) : w_(w), client_(std::move(stream)) {
+    w_.link(this);
     error_code ec;
     auto ep = lowest(client_).remote_endpoint(ec);
     if (!ec) {
@@ -303,7 +360,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                      : a.to_string();
     }
     set_nodelay(lowest(client_));
+    lowest(client_).non_blocking(true, ec);
   }
+  ~Session() override { w_.unlink(this); }
 
   asio::awaitable<void> run() {
     if constexpr (kTls) {
@@ -321,7 +380,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     while (true) {
       bool keep = co_await handle_one(first);
       first = false;
-      if (!keep) break;
+      if (!keep || client_broken_) break;
     }
     error_code ec;
     lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
@@ -337,18 +396,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
  private:
   // ---- timers
   void arm(tcp::socket& s, milliseconds d) {
-    timed_out_ = false;
-    timer_.expires_after(d);
-    timer_.async_wait([self = this->shared_from_this(), &s, gen = ++gen_](error_code ec) {
-      if (ec || gen != self->gen_) return;
-      self->timed_out_ = true;
-      error_code ignore;
-      s.cancel(ignore);
-    });
+    timed_out = false;
+    deadline = Clock::now() + d;
+    deadline_socket = &s;
   }
   void disarm() {
-    ++gen_;
-    timer_.cancel();
+    deadline = Clock::time_point::max();
+    deadline_socket = nullptr;
   }
 
   template <class S>
@@ -374,7 +428,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     out_.append("\r\n").append(body).append("\n");
     status_ = status;
     error_code ec;
-    co_await asio::async_write(client_, asio::buffer(out_), awaitable_ec(ec));
+    {
+      std::string_view pending(out_);
+      if (!try_write(client_, pending, ec))
+        co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+    }
+    if (ec) client_broken_ = true;
     bytes_out_ += out_.size();
   }
 
@@ -390,10 +449,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   Worker& w_;
   Stream client_;
-  asio::steady_timer timer_;
-  uint64_t gen_ = 0;
-  bool timed_out_ = false;
   bool closing_ = false;
+  bool client_broken_ = false;  // a write to the client failed: stop serving it
   std::string peer_ip_;
 
   Buffer in_{kReadChunk};
@@ -437,7 +494,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       if (st == http::ParseState::kComplete) break;
       if (st == http::ParseState::kError) {
         started_ = Clock::now();
-        request_id_ = new_request_id();
+        new_request_id(request_id_);
         const auto& e = req_parser_.error();
         co_await local_reply(e.status, e.reason, true);
         finish_request();
@@ -448,13 +505,13 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
     if (closing_ || (w_.server().draining() && in_.empty() && !got_bytes && !first)) co_return false;
     auto now = Clock::now();
     if (now >= deadline) {
-      timed_out_ = true;
+      timed_out = true;
     } else {
       bool idle = in_.empty();
-      if (idle) w_.idle_sessions().insert(this);
+      this->idle = idle;
       error_code ec;
       size_t n = co_await read_some(client_, in_, std::chrono::duration_cast<milliseconds>(deadline - now), ec);
-      if (idle) w_.idle_sessions().erase(this);
+      this->idle = false;
       if (!ec) {
         w_.metrics().global().bytes_received.Increment(static_cast<double>(n));
         if (!got_bytes) {
@@ -463,22 +520,26 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
         }
         continue;
       }
-      if (!timed_out_) co_return false;  // peer closed or reset: nothing to answer
+      if (!timed_out) co_return false;  // peer closed or reset: nothing to answer
     }
     // Timed out: a partial head gets 408; an idle connection just closes.
     if (in_.empty()) co_return false;
     started_ = Clock::now();
-    request_id_ = new_request_id();
+    new_request_id(request_id_);
     co_await local_reply(408, "request header timeout", true);
     finish_request();
     co_return false;
   }
 
+  // The head leaves the buffer now, so that whatever path answers this
+  // request, the next one starts at the right byte. req_'s views stay valid
+  // until the next read into in_ (forward() copies what it needs before that).
+  in_.consume(req_parser_.head_size());
   started_ = Clock::now();
   if (auto id = http::find_header(req_.headers, "x-request-id"); id && !id->empty() && id->size() <= 128)
     request_id_ = std::string(*id);
   else
-    request_id_ = new_request_id();
+    new_request_id(request_id_);
   method_.assign(req_.method);
   bytes_in_ = req_parser_.head_size();
 
@@ -606,10 +667,11 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append(" HTTP/1.1\r\n");
   append_header(out_, "host", upstream_host);
   std::string_view prior_xff;
+  bool req_connection = has_connection_header(req_.headers);
   for (const auto& h : req_.headers) {
     if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
         http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
-        named_by_connection(req_.headers, h.name))
+        (req_connection && named_by_connection(req_.headers, h.name)))
       continue;
     if (http::iequals(h.name, "x-forwarded-for")) {
       prior_xff = h.value;
@@ -652,7 +714,6 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   http::Version client_version = req_.version;
   auto body_kind = req_.body;
   req_body_left_ = body_kind == http::BodyKind::kContentLength ? req_.content_length : 0;
-  in_.consume(req_parser_.head_size());
   chunked_.reset();
 
   if (expect_continue && has_body) {
@@ -686,12 +747,13 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
         disarm();
       }
       if (ec) {
-        w_.metrics().upstream_error(ref.cluster, timed_out_ ? "connect_timeout" : "connect");
+        w_.metrics().upstream_error(ref.cluster, timed_out ? "connect_timeout" : "connect");
         exclude = *idx;
         up.reset();
         continue;  // the request has not been sent: safe to try another endpoint
       }
       set_nodelay(up->sock);
+      up->sock.non_blocking(true, ec);
     }
 
     // ---- send head (+ body)
@@ -701,10 +763,12 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
         body_kind == http::BodyKind::kNone ||
         (body_kind == http::BodyKind::kContentLength && in_.size() >= req_body_left_);
     bool client_failed = false;
-    if (body_kind == http::BodyKind::kNone) {
-      co_await asio::async_write(up->sock, asio::buffer(out_), awaitable_ec(ec));
-    } else {
-      co_await asio::async_write(up->sock, asio::buffer(out_), awaitable_ec(ec));
+    {
+      std::string_view pending(out_);
+      if (!try_write(up->sock, pending, ec))
+        co_await asio::async_write(up->sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+    }
+    if (body_kind != http::BodyKind::kNone) {
       if (!ec) {
         bool ok = co_await relay_request_body(*up, ec, client_failed);
         if (!ok && client_failed) {
@@ -760,11 +824,11 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     }
     if (response_ready) break;
     // No complete head: a reused connection the peer had closed is retried once.
-    if (!got_any && up->reused && !timed_out_ && body_kind == http::BodyKind::kNone) {
+    if (!got_any && up->reused && !timed_out && body_kind == http::BodyKind::kNone) {
       up.reset();
       continue;
     }
-    bool timeout = timed_out_;
+    bool timeout = timed_out;
     w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");
     up.reset();
     co_await local_reply(timeout ? 504 : 502,
@@ -793,12 +857,14 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append(resp_.reason.empty() ? std::string_view(reason_phrase(resp_.status)) : resp_.reason);
   out_.append("\r\n");
   bool has_request_id = false;
+  bool resp_connection = has_connection_header(resp_.headers);
   for (const auto& h : resp_.headers) {
     if (is_upgrade && (http::iequals(h.name, "upgrade") || http::iequals(h.name, "connection"))) {
       append_header(out_, h.name, h.value);
       continue;
     }
-    if (http::is_hop_by_hop(h.name) || named_by_connection(resp_.headers, h.name)) continue;
+    if (http::is_hop_by_hop(h.name) || (resp_connection && named_by_connection(resp_.headers, h.name)))
+      continue;
     if (rmod && (listed_in(rmod->remove, h.name) || listed_in(rmod->set, h.name))) continue;
     if (http::iequals(h.name, "x-request-id")) has_request_id = true;
     append_header(out_, h.name, h.value);
@@ -824,7 +890,11 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   up->buf.consume(resp_parser_.head_size());
 
   error_code ec;
-  co_await asio::async_write(client_, asio::buffer(out_), awaitable_ec(ec));
+  {
+    std::string_view pending(out_);
+    if (!try_write(client_, pending, ec))
+      co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+  }
   bytes_out_ += out_.size();
   if (ec) {
     finish_request();
@@ -868,7 +938,11 @@ asio::awaitable<bool> Session<Stream>::relay_request_body(UpstreamConn& up, erro
       done = step->done;
     }
     if (take > 0) {
-      co_await asio::async_write(up.sock, asio::buffer(in_.data(), take), awaitable_ec(ec));
+      {
+        std::string_view pending(in_.data(), take);
+        if (!try_write(up.sock, pending, ec))
+          co_await asio::async_write(up.sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+      }
       bytes_in_ += take;
       in_.consume(take);
       if (ec) co_return false;
@@ -915,7 +989,11 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
     }
     if (take > 0) {
       error_code ec;
-      co_await asio::async_write(client_, asio::buffer(up.buf.data(), take), awaitable_ec(ec));
+      {
+        std::string_view pending(up.buf.data(), take);
+        if (!try_write(client_, pending, ec))
+          co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+      }
       bytes_out_ += take;
       up.buf.consume(take);
       if (ec) {
@@ -1028,10 +1106,26 @@ void Worker::spawn_session(Stream stream) {
                  });
 }
 
+void Worker::sweep() {
+  auto now = Clock::now();
+  for (SessionBase* s = sessions_; s != nullptr; s = s->next) {
+    if (s->deadline <= now && s->deadline_socket != nullptr) {
+      s->timed_out = true;
+      s->deadline = Clock::time_point::max();
+      error_code ignore;
+      s->deadline_socket->cancel(ignore);
+    }
+  }
+  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.async_wait([this](error_code ec) {
+    if (!ec) sweep();
+  });
+}
+
 void Worker::close_idle() {
   asio::post(io_, [this] {
-    auto sessions = idle_sessions_;
-    for (auto* s : sessions) s->close_if_idle();
+    for (SessionBase* s = sessions_; s != nullptr; s = s->next)
+      if (s->idle) s->close_if_idle();
     idle_.clear();
   });
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind (a count,
+# not a time: the same on a busy or an idle machine). Each proxy (Gantry with
+# one worker, nginx with one process, HAProxy with one thread) runs under
+# callgrind twice, serving N1 and N2 keep-alive requests from one client to
+# the same backend; (I(N2) - I(N1)) / (N2 - N1) removes start-up and
+# shutdown. Prints the counts and the ratio Gantry/nginx and Gantry/HAProxy.
+#
+#   tests/bench/instructions_bench.sh [BIN_DIR] [N1] [N2]
+set -euo pipefail
+bin=$(cd "${1:-build/bin}" && pwd)
+n1=${2:-1000}
+n2=${3:-6000}
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d /tmp/gantry-ipr.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+
+backend=127.0.0.1:19101
+"$bin/gantry-echo" --listen "$backend" --plain >/dev/null 2>&1 &
+pids+=($!)
+
+cat >"$tmp/snapshot.json" <<JSON
+{"version": 1,
+ "routes": [{"namespace": "bench", "name": "echo", "creationTimestamp": 1, "hostnames": [],
+   "rules": [{"backends": [{"cluster": "bench/echo:80", "weight": 1}]}]}],
+ "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19101}]}]}
+JSON
+cat >"$tmp/nginx.conf" <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream echo { server $backend; keepalive 16; }
+  server {
+    listen 127.0.0.1:19181;
+    location / {
+      proxy_pass http://echo;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+cat >"$tmp/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 1024
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:19182
+  default_backend be
+backend be
+  server s1 $backend
+CONF
+
+# count NAME PORT N -- command...: runs the command under callgrind, sends N
+# requests, stops it with SIGTERM, prints the instruction total.
+count() {
+  local name=$1 port=$2 n=$3
+  shift 4
+  local log="$tmp/$name-$n.cg.log"
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null --log-file="$log" "$@" >/dev/null 2>&1 &
+  local pid=$!
+  /usr/bin/python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" --wait 60
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  awk '/Collected :/ {print $NF}' "$log" | tail -1
+}
+
+measure() {  # name port -- command...
+  local name=$1 port=$2
+  shift 3
+  local i1 i2
+  i1=$(count "$name" "$port" "$n1" -- "$@")
+  i2=$(count "$name" "$port" "$n2" -- "$@")
+  echo "$name $(( (i2 - i1) / (n2 - n1) ))"
+}
+
+results=()
+results+=("$(measure gantry 19180 -- "$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 \
+  --admin-listen 127.0.0.1:19190 --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" \
+  --access-log off --drain-seconds 0)")
+results+=("$(measure nginx 19181 -- nginx -c "$tmp/nginx.conf" -p "$tmp")")
+results+=("$(measure haproxy 19182 -- haproxy -f "$tmp/haproxy.cfg")")
+
+echo
+echo "instructions per proxied request (callgrind, keep-alive client, ($n2 - $n1) requests)"
+for r in "${results[@]}"; do printf "  %-10s %10s\n" ${r}; done
+get() { for r in "${results[@]}"; do read -r n v <<<"$r"; [ "$n" = "$1" ] && echo "$v"; done; }
+awk -v g="$(get gantry)" -v n="$(get nginx)" -v h="$(get haproxy)" 'BEGIN {
+  printf "  ratio gantry/nginx   %.2f\n  ratio gantry/haproxy %.2f\n", g / n, g / h }'
