@@ -114,7 +114,8 @@ void HealthServer::serve(int client) {
            s.acked_version);
     metric("gantry_controller_proxy_connected", "gauge", "1 while connected to the proxy.",
            s.proxy_connected ? 1 : 0);
-    metric("gantry_controller_ready", "gauge", "1 once the proxy acked a snapshot.", s.ready ? 1 : 0);
+    metric("gantry_controller_ready", "gauge", "1 once the proxy acked a snapshot.",
+           s.ready ? 1 : 0);
     metric("gantry_controller_loads_total", "counter", "Directory loads.", s.loads);
     metric("gantry_controller_objects", "gauge", "Objects in the cache.", s.objects);
     metric("gantry_controller_files_with_errors", "gauge", "Manifest files that do not parse.",
@@ -128,11 +129,13 @@ void HealthServer::serve(int client) {
     code = 404;
     body = "not found\n";
   }
-  const char* reason = code == 200 ? "OK" : code == 503 ? "Service Unavailable"
-                                    : code == 404 ? "Not Found" : "Method Not Allowed";
-  std::string resp = "HTTP/1.1 " + std::to_string(code) + " " + reason +
-                     "\r\nContent-Type: " + type + "\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+  const char* reason = code == 200   ? "OK"
+                       : code == 503 ? "Service Unavailable"
+                       : code == 404 ? "Not Found"
+                                     : "Method Not Allowed";
+  std::string resp =
+      "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   if (method != "HEAD") resp += body;
   size_t off = 0;
   while (off < resp.size()) {

@@ -73,7 +73,8 @@ Options parse_flags(int argc, char** argv) {
             str(&o.proxy_socket));
   flags.add("ingress-class", "NAME", o.ingress_class, "serve Ingresses of this class",
             str(&o.ingress_class));
-  flags.add("namespace", "NS", "all", "use objects of this namespace only", str(&o.namespace_, true));
+  flags.add("namespace", "NS", "all", "use objects of this namespace only",
+            str(&o.namespace_, true));
   flags.add_bool("leader-elect", "write status only while holding the Lease", &o.leader_elect);
   flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
             "serves /healthz /readyz /metrics /status", [&o](std::string_view v) -> Status {
@@ -94,9 +95,9 @@ Options parse_flags(int argc, char** argv) {
 }
 
 uint64_t initial_version() {
-  auto ms = std::chrono::duration_cast<milliseconds>(
-                std::chrono::system_clock::now().time_since_epoch())
-                .count();
+  auto ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   return static_cast<uint64_t>(ms) * 1000;
 }
 
@@ -128,7 +129,8 @@ class Controller {
         auto ms = std::chrono::duration_cast<milliseconds>(*wake - now).count();
         timeout = static_cast<int>(std::clamp<int64_t>(ms + 1, 0, 60000));
       }
-      pollfd fds[3] = {{signal_fd_, POLLIN, 0}, {watcher_->fd(), POLLIN, 0},
+      pollfd fds[3] = {{signal_fd_, POLLIN, 0},
+                       {watcher_->fd(), POLLIN, 0},
                        {pusher_.fd(), pusher_.events(), 0}};
       int n = ::poll(fds, pusher_.fd() >= 0 ? 3 : 2, timeout);
       if (n < 0 && errno != EINTR) {
@@ -175,8 +177,10 @@ class Controller {
     for (const auto& w : r.warnings) spdlog::warn("{}", w);
     for (const auto& line : status_changes(statuses_, r.statuses)) {
       bool bad = line.find("=False") != std::string::npos;
-      if (bad) spdlog::warn("{}", line);
-      else spdlog::info("{}", line);
+      if (bad)
+        spdlog::warn("{}", line);
+      else
+        spdlog::info("{}", line);
     }
     statuses_ = std::move(r.statuses);
     desired_ = std::move(r.snapshot);
@@ -186,7 +190,8 @@ class Controller {
 
   void filter_namespace(Cache& c) const {
     auto keep = [&](auto& table) {
-      std::erase_if(table, [&](const auto& kv) { return kv.second.meta.namespace_ != opts_.namespace_; });
+      std::erase_if(table,
+                    [&](const auto& kv) { return kv.second.meta.namespace_ != opts_.namespace_; });
     };
     keep(c.routes);
     keep(c.services);
@@ -253,7 +258,8 @@ int main_impl(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(opts.log_level));
 
   if (opts.source == "kube") {
-    spdlog::critical("--source kube: the Kubernetes source is not built yet; use --source dir:PATH");
+    spdlog::critical(
+        "--source kube: the Kubernetes source is not built yet; use --source dir:PATH");
     return 1;
   }
   std::string dir = opts.source.substr(4);

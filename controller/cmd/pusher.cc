@@ -124,7 +124,8 @@ void Pusher::disconnect(const std::string& why, Clock::time_point now) {
   state_ = State::kDisconnected;
   stats_.connected = false;
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  auto wait = milliseconds(static_cast<int64_t>(static_cast<double>(backoff_.count()) * jitter(rng_)));
+  auto wait =
+      milliseconds(static_cast<int64_t>(static_cast<double>(backoff_.count()) * jitter(rng_)));
   reconnect_at_ = now + wait;
   backoff_ = std::min(backoff_ * 2, kMaxBackoff);
   if (was_connected || !quiet_failures_) {
@@ -159,7 +160,7 @@ void Pusher::send_due(Clock::time_point now) {
   if (state_ != State::kReady || !have_desired_ || !push_at_ || now < *push_at_) return;
   push_at_.reset();
   if (!force_full_ && desired_key_ == applied_key_) return;  // the proxy has it
-  if (desired_key_ == nacked_key_) return;  // rejected already; wait for a change
+  if (desired_key_ == nacked_key_) return;                   // rejected already; wait for a change
   uint64_t version = next_version_++;
   inflight_ = desired_;
   inflight_.version = version;

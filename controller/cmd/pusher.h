@@ -49,8 +49,8 @@ class Pusher {
   // The snapshot the proxy should serve (its version is ignored).
   void set_desired(const snapshot::Snapshot& s, Clock::time_point now);
 
-  int fd() const { return fd_; }    // -1 while disconnected
-  short events() const;             // poll events to wait for on fd()
+  int fd() const { return fd_; }  // -1 while disconnected
+  short events() const;           // poll events to wait for on fd()
   std::optional<Clock::time_point> deadline() const;
   void on_io(short revents, Clock::time_point now);
   void tick(Clock::time_point now);  // runs due timers and sends what is due

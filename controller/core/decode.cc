@@ -55,9 +55,7 @@ std::string join(std::initializer_list<const char*> values) {
 std::string sub(const std::string& path, const char* key) {
   return path.empty() ? std::string(key) : path + "." + key;
 }
-std::string idx(const std::string& path, size_t i) {
-  return path + "[" + std::to_string(i) + "]";
-}
+std::string idx(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
 
 bool present(const YAML::Node& n) { return n.IsDefined() && !n.IsNull(); }
 
@@ -111,8 +109,7 @@ std::optional<int64_t> opt_int(const YAML::Node& map, const char* key, const std
   return to_int(n, sub(path, key));
 }
 
-std::optional<double> opt_double(const YAML::Node& map, const char* key,
-                                 const std::string& path) {
+std::optional<double> opt_double(const YAML::Node& map, const char* key, const std::string& path) {
   YAML::Node n = get(map, key);
   if (!present(n)) return std::nullopt;
   std::string s = scalar(n, sub(path, key));
@@ -154,8 +151,7 @@ void each(const YAML::Node& map, const char* key, const std::string& path, Fn fn
   for (size_t i = 0; i < n.size(); ++i) fn(n[i], idx(field, i));
 }
 
-std::vector<std::string> str_list(const YAML::Node& map, const char* key,
-                                  const std::string& path) {
+std::vector<std::string> str_list(const YAML::Node& map, const char* key, const std::string& path) {
   std::vector<std::string> out;
   each(map, key, path,
        [&](const YAML::Node& item, const std::string& f) { out.push_back(scalar(item, f)); });
@@ -353,7 +349,8 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       j.clock_skew = opt_str(v, "clockSkew", f);
       each(v, "claimToHeaders", f, [&](const YAML::Node& c, const std::string& cf) {
         expect_map(c, cf);
-        j.claims_to_headers.push_back({required_str(c, "claim", cf), required_str(c, "header", cf)});
+        j.claims_to_headers.push_back(
+            {required_str(c, "claim", cf), required_str(c, "header", cf)});
       });
       out.jwt = j;
     } else if (key == "requestHeaders") {
@@ -637,7 +634,7 @@ struct KindInfo {
   const char* api_version;
 };
 constexpr KindInfo kKinds[] = {
-    {"GatewayRoute", "gantry.dev/v1alpha1"}, {"Service", "v1"},
+    {"GatewayRoute", "gantry.dev/v1alpha1"},  {"Service", "v1"},
     {"EndpointSlice", "discovery.k8s.io/v1"}, {"Secret", "v1"},
     {"Ingress", "networking.k8s.io/v1"},
 };
@@ -646,7 +643,8 @@ constexpr KindInfo kKinds[] = {
 // not use, or an unsupported apiVersion, becomes a warning.
 void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocument& out) {
   spend(doc, where);
-  if (!doc.IsMap()) fail(doc, where, "expected a Kubernetes object (a map with apiVersion and kind)");
+  if (!doc.IsMap())
+    fail(doc, where, "expected a Kubernetes object (a map with apiVersion and kind)");
   std::string kind = required_str(doc, "kind", "");
   std::string api = required_str(doc, "apiVersion", "");
   if (kind == "List" && api == "v1") {
@@ -665,11 +663,16 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
                              k.api_version + "); skipped");
       return;
     }
-    if (kind == "GatewayRoute") out.objects.emplace_back(decode_gateway_route(doc));
-    else if (kind == "Service") out.objects.emplace_back(decode_service(doc));
-    else if (kind == "EndpointSlice") out.objects.emplace_back(decode_endpoint_slice(doc));
-    else if (kind == "Secret") out.objects.emplace_back(decode_secret(doc));
-    else out.objects.emplace_back(decode_ingress(doc));
+    if (kind == "GatewayRoute")
+      out.objects.emplace_back(decode_gateway_route(doc));
+    else if (kind == "Service")
+      out.objects.emplace_back(decode_service(doc));
+    else if (kind == "EndpointSlice")
+      out.objects.emplace_back(decode_endpoint_slice(doc));
+    else if (kind == "Secret")
+      out.objects.emplace_back(decode_secret(doc));
+    else
+      out.objects.emplace_back(decode_ingress(doc));
     return;
   }
   out.warnings.push_back("line " + std::to_string(line_of(doc)) + ": kind " + kind + " (" + api +
@@ -767,8 +770,8 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
 Result<int64_t> parse_rfc3339(std::string_view s) {
   Error bad{"not an RFC 3339 timestamp: \"" + std::string(s) + "\""};
   int y, mo, d, h, mi, sec;
-  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mo) ||
-      s[7] != '-' || !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+  if (!digits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
+      !digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
       !digits(s, 11, 2, h) || s[13] != ':' || !digits(s, 14, 2, mi) || s[16] != ':' ||
       !digits(s, 17, 2, sec))
     return bad;

@@ -20,8 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "controller/core/objects.h"
 #include "proxy/base/result.h"

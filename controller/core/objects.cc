@@ -10,11 +10,16 @@ namespace {
 // The map of kind T in a (const or mutable) cache.
 template <typename T, typename C>
 auto& table(C& c) {
-  if constexpr (std::is_same_v<T, GatewayRoute>) return c.routes;
-  else if constexpr (std::is_same_v<T, Service>) return c.services;
-  else if constexpr (std::is_same_v<T, EndpointSlice>) return c.endpoint_slices;
-  else if constexpr (std::is_same_v<T, Secret>) return c.secrets;
-  else return c.ingresses;
+  if constexpr (std::is_same_v<T, GatewayRoute>)
+    return c.routes;
+  else if constexpr (std::is_same_v<T, Service>)
+    return c.services;
+  else if constexpr (std::is_same_v<T, EndpointSlice>)
+    return c.endpoint_slices;
+  else if constexpr (std::is_same_v<T, Secret>)
+    return c.secrets;
+  else
+    return c.ingresses;
 }
 
 }  // namespace

@@ -124,7 +124,7 @@ struct GrClaimToHeader {
 };
 
 struct GrJwt {
-  std::vector<std::string> algorithms;      // HS256 | RS256 | ES256
+  std::vector<std::string> algorithms;            // HS256 | RS256 | ES256
   std::optional<GrSecretKeyRef> hmac_secret_ref;  // HS256 key (raw bytes)
   std::optional<GrSecretKeyRef> jwks_secret_ref;  // JWKS JSON or PEM keys (RS256/ES256)
   std::string issuer;
@@ -306,7 +306,7 @@ struct SliceEndpoint {
 inline constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
 
 struct EndpointSlice {
-  ObjectMeta meta;  // labels[kServiceNameLabel] names the Service
+  ObjectMeta meta;                    // labels[kServiceNameLabel] names the Service
   std::string address_type = "IPv4";  // IPv4 | IPv6 | FQDN
   std::vector<EndpointSlicePort> ports;
   std::vector<SliceEndpoint> endpoints;
@@ -335,7 +335,7 @@ struct IngressBackend {
 };
 
 struct IngressPath {
-  std::string path;                               // empty: "/"
+  std::string path;                                  // empty: "/"
   std::string path_type = "ImplementationSpecific";  // Exact | Prefix | ImplementationSpecific
   IngressBackend backend;
   bool operator==(const IngressPath&) const = default;

@@ -16,7 +16,8 @@ Key key_of(const RouteStatus& s) { return {s.kind, s.namespace_, s.name}; }
 
 // The snapshot routes a status stands for: a GatewayRoute maps to one route;
 // an Ingress with several hosts to "name@host" routes.
-std::vector<const snapshot::Route*> routes_of(const RouteStatus& s, const snapshot::Snapshot& snap) {
+std::vector<const snapshot::Route*> routes_of(const RouteStatus& s,
+                                              const snapshot::Snapshot& snap) {
   std::vector<const snapshot::Route*> out;
   for (const auto& r : snap.routes) {
     if (r.kind != s.kind || r.namespace_ != s.namespace_) continue;
@@ -126,8 +127,8 @@ std::string statuses_to_json(const std::vector<RouteStatus>& statuses) {
                       {"observedGeneration", s.observed_generation},
                       {"conditions", std::move(conditions)}});
   }
-  return nlohmann::json{{"routes", std::move(routes)}}.dump(-1, ' ', false,
-                                                          nlohmann::json::error_handler_t::replace);
+  return nlohmann::json{{"routes", std::move(routes)}}.dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace gantry::controller

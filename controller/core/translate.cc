@@ -43,7 +43,9 @@ bool is_tchar(char c) {
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
-bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
 
 bool has_control(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -118,20 +120,48 @@ std::string regex_problem(const std::string& pattern) {
   if (re.ok()) return "";
   std::string why;
   switch (re.error_code()) {
-    case RE2::ErrorMissingParen: why = "missing )"; break;
-    case RE2::ErrorMissingBracket: why = "missing ]"; break;
-    case RE2::ErrorBadEscape: why = "invalid escape sequence " + re.error_arg(); break;
-    case RE2::ErrorBadCharClass: why = "invalid character class " + re.error_arg(); break;
-    case RE2::ErrorBadCharRange: why = "invalid character class range " + re.error_arg(); break;
-    case RE2::ErrorTrailingBackslash: why = "trailing \\"; break;
-    case RE2::ErrorRepeatArgument: why = "missing argument to repetition operator"; break;
-    case RE2::ErrorRepeatSize: why = "bad repetition count " + re.error_arg(); break;
-    case RE2::ErrorRepeatOp: why = "bad repetition operator " + re.error_arg(); break;
-    case RE2::ErrorBadPerlOp: why = "unsupported Perl syntax " + re.error_arg(); break;
-    case RE2::ErrorBadUTF8: why = "invalid UTF-8"; break;
-    case RE2::ErrorBadNamedCapture: why = "invalid named capture group " + re.error_arg(); break;
-    case RE2::ErrorPatternTooLarge: why = "pattern too large"; break;
-    default: why = re.error(); break;
+    case RE2::ErrorMissingParen:
+      why = "missing )";
+      break;
+    case RE2::ErrorMissingBracket:
+      why = "missing ]";
+      break;
+    case RE2::ErrorBadEscape:
+      why = "invalid escape sequence " + re.error_arg();
+      break;
+    case RE2::ErrorBadCharClass:
+      why = "invalid character class " + re.error_arg();
+      break;
+    case RE2::ErrorBadCharRange:
+      why = "invalid character class range " + re.error_arg();
+      break;
+    case RE2::ErrorTrailingBackslash:
+      why = "trailing \\";
+      break;
+    case RE2::ErrorRepeatArgument:
+      why = "missing argument to repetition operator";
+      break;
+    case RE2::ErrorRepeatSize:
+      why = "bad repetition count " + re.error_arg();
+      break;
+    case RE2::ErrorRepeatOp:
+      why = "bad repetition operator " + re.error_arg();
+      break;
+    case RE2::ErrorBadPerlOp:
+      why = "unsupported Perl syntax " + re.error_arg();
+      break;
+    case RE2::ErrorBadUTF8:
+      why = "invalid UTF-8";
+      break;
+    case RE2::ErrorBadNamedCapture:
+      why = "invalid named capture group " + re.error_arg();
+      break;
+    case RE2::ErrorPatternTooLarge:
+      why = "pattern too large";
+      break;
+    default:
+      why = re.error();
+      break;
   }
   return "regex " + quote(pattern) + " does not compile: " + why;
 }
@@ -148,9 +178,7 @@ std::string join_messages(const std::vector<std::string>& msgs) {
 }
 
 std::string sub(const std::string& path, const char* key) { return path + "." + key; }
-std::string idx(const std::string& path, size_t i) {
-  return path + "[" + std::to_string(i) + "]";
-}
+std::string idx(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
 
 // ------------------------------------------------------------ per-route state
 
@@ -286,16 +314,18 @@ class Translator {
           std::string addr = canonical_ip(ep.addresses.front(), slice->address_type);
           if (addr.empty()) {
             warnings_.push_back("EndpointSlice " + slice->meta.key() + ": address " +
-                                quote(ep.addresses.front()) + " is not an " +
-                                slice->address_type + " literal; endpoint ignored");
+                                quote(ep.addresses.front()) + " is not an " + slice->address_type +
+                                " literal; endpoint ignored");
             continue;
           }
           bool is_ready = ep.conditions.ready.value_or(true);
           bool serving = ep.conditions.serving.value_or(is_ready);
           bool terminating = ep.conditions.terminating.value_or(false);
           auto key = std::make_pair(addr, static_cast<uint16_t>(*port));
-          if (is_ready) ready[key] = true;
-          else if (serving && terminating) fallback[key] = true;
+          if (is_ready)
+            ready[key] = true;
+          else if (serving && terminating)
+            fallback[key] = true;
         }
       }
     }
@@ -336,8 +366,8 @@ class Translator {
     const Service* svc = find_service(ctx.ns, svc_name);
     if (!svc) return fail("BackendNotFound", "Service " + ctx.ns + "/" + svc_name + " not found");
     if (svc->type == "ExternalName")
-      return fail("UnsupportedProtocol",
-                  "Service " + svc->meta.key() + " is of type ExternalName, which is not supported");
+      return fail("UnsupportedProtocol", "Service " + svc->meta.key() +
+                                             " is of type ExternalName, which is not supported");
     const ServicePort* sp = nullptr;
     for (const auto& p : svc->ports)
       if (port_number ? p.port == *port_number : (!port_name.empty() && p.name == port_name))
@@ -409,8 +439,8 @@ class Translator {
     } else {
       sn::Snapshot probe;
       probe.version = 1;
-      probe.certificates.push_back({key, {"gantry.invalid"}, s.data.at("tls.crt"),
-                                    s.data.at("tls.key")});
+      probe.certificates.push_back(
+          {key, {"gantry.invalid"}, s.data.at("tls.crt"), s.data.at("tls.key")});
       auto errors = sn::validate(probe);
       if (!errors.empty()) problem = "Secret " + key + ": " + join_messages(errors);
     }
@@ -428,7 +458,8 @@ class Translator {
       return;
     }
     if (std::string p = certificate_problem(key); !p.empty()) {
-      ctx.unres("InvalidCertificateRef", field + ": " + p + "; the route is served over plain HTTP only");
+      ctx.unres("InvalidCertificateRef",
+                field + ": " + p + "; the route is served over plain HTTP only");
       return;
     }
     if (hostnames.empty()) {
@@ -583,19 +614,22 @@ class Translator {
                sub(at, "requests"), r.requests);
       in_range(ctx, std::optional<int64_t>(f.rate_limit->burst), 0, int64_t{1} << 40,
                sub(at, "burst"), r.burst);
-      if (auto d = duration(ctx, f.rate_limit->interval, sub(at, "interval"), true)) r.interval = *d;
+      if (auto d = duration(ctx, f.rate_limit->interval, sub(at, "interval"), true))
+        r.interval = *d;
       r.algorithm = f.rate_limit->algorithm == "SlidingWindow"
                         ? sn::RateLimitAlgorithm::kSlidingWindow
                         : sn::RateLimitAlgorithm::kTokenBucket;
       r.key = f.rate_limit->key;
       if (r.key != "ClientIP" &&
           !(r.key.starts_with("Header:") && is_token(std::string_view(r.key).substr(7))))
-        ctx.bad(sub(at, "key"), "unknown value " + quote(r.key) + " (want ClientIP or Header:<name>)",
+        ctx.bad(sub(at, "key"),
+                "unknown value " + quote(r.key) + " (want ClientIP or Header:<name>)",
                 "UnsupportedValue");
       out.rate_limit = r;
     }
     if (f.max_request_body_size)
-      out.max_request_body_size = size(ctx, f.max_request_body_size, sub(field, "maxRequestBodySize"));
+      out.max_request_body_size =
+          size(ctx, f.max_request_body_size, sub(field, "maxRequestBodySize"));
     if (f.jwt) {
       std::string at = sub(field, "jwt");
       sn::Jwt j;
@@ -681,8 +715,7 @@ class Translator {
       if (auto s = size(ctx, f.cache->max_bytes, sub(at, "maxBytes"))) c.max_bytes = *s;
       if (auto s = size(ctx, f.cache->max_object_bytes, sub(at, "maxObjectBytes")))
         c.max_object_bytes = *s;
-      if (c.max_object_bytes > c.max_bytes)
-        ctx.bad(at, "maxObjectBytes must not exceed maxBytes");
+      if (c.max_object_bytes > c.max_bytes) ctx.bad(at, "maxObjectBytes must not exceed maxBytes");
       out.cache = c;
     }
     return !closed;
@@ -739,7 +772,8 @@ class Translator {
       }
       if (auto d = duration(ctx, in.interval, sub(at, "interval"), true)) h.interval = *d;
       if (auto d = duration(ctx, in.timeout, sub(at, "timeout"), true)) h.timeout = *d;
-      in_range(ctx, in.healthy_threshold, 1, 1000, sub(at, "healthyThreshold"), h.healthy_threshold);
+      in_range(ctx, in.healthy_threshold, 1, 1000, sub(at, "healthyThreshold"),
+               h.healthy_threshold);
       in_range(ctx, in.unhealthy_threshold, 1, 1000, sub(at, "unhealthyThreshold"),
                h.unhealthy_threshold);
       for (size_t i = 0; i < in.expected_statuses.size(); ++i) {
@@ -825,8 +859,7 @@ class Translator {
         r.backoff_base = *d;
       if (auto d = duration(ctx, in.backoff_max, sub(sub(at, "backoff"), "max"), true))
         r.backoff_max = *d;
-      if (r.backoff_base > r.backoff_max)
-        ctx.bad(sub(at, "backoff"), "base must not exceed max");
+      if (r.backoff_base > r.backoff_max) ctx.bad(sub(at, "backoff"), "base must not exceed max");
       out.retry = r;
     }
     return out;
@@ -866,8 +899,10 @@ class Translator {
     std::set<std::string> out;
     for (size_t i = 0; i < in.size(); ++i) {
       std::string h = lower(in[i]);
-      if (auto p = hostname_problem(h, true); !p.empty()) ctx.bad(idx(field, i), p);
-      else out.insert(h);
+      if (auto p = hostname_problem(h, true); !p.empty())
+        ctx.bad(idx(field, i), p);
+      else
+        out.insert(h);
     }
     return {out.begin(), out.end()};
   }
@@ -994,16 +1029,16 @@ class Translator {
       const IngressTls& tls = ing.tls[t];
       if (tls.secret_name.empty()) continue;
       std::string tf = idx("spec.tls", t);
-      std::vector<std::string> hosts = tls.hosts.empty() ? all_hosts
-                                                         : hostnames(ctx, tls.hosts, sub(tf, "hosts"));
+      std::vector<std::string> hosts =
+          tls.hosts.empty() ? all_hosts : hostnames(ctx, tls.hosts, sub(tf, "hosts"));
       use_certificate(ctx, tls.secret_name, hosts, sub(tf, "secretName"));
     }
     std::vector<sn::Route> routes;
     for (auto& [host, rules] : by_host) {
       sn::Route r;
       r.namespace_ = ing.meta.namespace_;
-      r.name = by_host.size() == 1 ? ing.meta.name
-                                   : ing.meta.name + "@" + (host.empty() ? "*" : host);
+      r.name =
+          by_host.size() == 1 ? ing.meta.name : ing.meta.name + "@" + (host.empty() ? "*" : host);
       r.kind = "Ingress";
       r.creation_timestamp = ing.meta.creation_timestamp;
       if (!host.empty()) r.hostnames = {host};
@@ -1050,9 +1085,16 @@ Result<uint64_t> parse_size(std::string_view s) {
   if (ec != std::errc() || end != s.data() + i) return bad;
   std::string_view unit = s.substr(i);
   static const std::pair<std::string_view, uint64_t> kUnits[] = {
-      {"", 1},           {"k", 1000},       {"K", 1000},       {"M", 1000000},
-      {"G", 1000000000}, {"T", 1000000000000}, {"Ki", 1ull << 10}, {"Mi", 1ull << 20},
-      {"Gi", 1ull << 30}, {"Ti", 1ull << 40},
+      {"", 1},
+      {"k", 1000},
+      {"K", 1000},
+      {"M", 1000000},
+      {"G", 1000000000},
+      {"T", 1000000000000},
+      {"Ki", 1ull << 10},
+      {"Mi", 1ull << 20},
+      {"Gi", 1ull << 30},
+      {"Ti", 1ull << 40},
   };
   for (const auto& [name, mult] : kUnits) {
     if (unit != name) continue;

@@ -42,15 +42,19 @@ struct Chunk {
 
 bool is_marker(std::string_view line, std::string_view marker) {
   if (line.substr(0, 3) != marker) return false;
-  return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' || line[3] == '\n';
+  return line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r' ||
+         line[3] == '\n';
 }
 
 bool blank(std::string_view text) {
   bool in_comment = false;
   for (char c : text) {
-    if (c == '\n') in_comment = false;
-    else if (c == '#') in_comment = true;
-    else if (!in_comment && c != ' ' && c != '\t' && c != '\r') return false;
+    if (c == '\n')
+      in_comment = false;
+    else if (c == '#')
+      in_comment = true;
+    else if (!in_comment && c != ' ' && c != '\t' && c != '\r')
+      return false;
   }
   return true;
 }

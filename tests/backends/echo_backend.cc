@@ -5,7 +5,11 @@
 // received (its name, the address it listens on, method, raw request-target,
 // lower-cased headers, body byte count), so a test can tell which backend a
 // request reached and what the proxy forwarded. Special paths: /status/NNN,
-// /delay/MS, /bytes/N, /healthz, /close, /plain (see kUsage).
+// /delay/MS, /bytes/N, /chunked/N (N bytes in chunked encoding), /healthz,
+// /close, /plain, and /ws: a WebSocket echo (RFC 6455 handshake, then every
+// data frame is sent back unmasked with its opcode and FIN bit, ping gets
+// pong, close is answered with close). The WebSocket part is test
+// scaffolding: no extensions, no UTF-8 validation, frames up to 64 MiB.
 //
 // Invariants:
 // - Its request parsing is its own and deliberately minimal: it shares no code
@@ -44,6 +48,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "proxy/base/flags.h"
 
@@ -56,9 +62,10 @@ using asio::ip::tcp;
 using boost::system::error_code;
 
 constexpr size_t kMaxHead = 64 * 1024;
-constexpr uint64_t kMaxBytes = 256ull << 20;  // /bytes/N upper bound
+constexpr uint64_t kMaxBytes = 4ull << 30;    // /bytes/N and /chunked/N upper bound
 constexpr uint64_t kMaxDelayMs = 120000;      // /delay/MS upper bound
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr uint64_t kMaxWsFrame = 64ull << 20;  // /ws: larger frames close the connection
 
 struct Config {
   std::string name = "echo";
@@ -172,6 +179,8 @@ bool has_token(std::string_view list, std::string_view token) {
 
 const char* reason(int status) {
   switch (status) {
+    case 101:
+      return "Switching Protocols";
     case 200:
       return "OK";
     case 201:
@@ -426,6 +435,8 @@ class Connection {
       if (!head_only) out += "ok\n";
       co_return co_await write(out);
     }
+    if (path == "/ws") co_return co_await websocket(req);
+    if (path.starts_with("/chunked/")) co_return co_await chunked(req, path.substr(9));
     int status = 200;
     if (path.starts_with("/status/")) {
       auto code = parse_dec(path.substr(8));
@@ -446,7 +457,7 @@ class Connection {
     } else if (path.starts_with("/bytes/")) {
       auto n = parse_dec(path.substr(7));
       if (!n || *n > kMaxBytes) {
-        co_await send_error(400, "/bytes/N needs a number up to 268435456");
+        co_await send_error(400, "/bytes/N needs a number up to 4294967296");
         co_return false;
       }
       if (!co_await write(response_head(cfg_, 200, "application/octet-stream", *n, req.keep_alive)))
@@ -466,6 +477,117 @@ class Connection {
     std::string out = response_head(cfg_, status, "application/json", body.size(), req.keep_alive);
     if (!head_only && status != 204 && status != 304) out += body;
     co_return co_await write(out);
+  }
+
+  // /chunked/N: N bytes of 'x' in 64 KiB chunks, then the last chunk.
+  awaitable<bool> chunked(Request& req, std::string_view count) {
+    auto n = parse_dec(count);
+    if (!n || *n > kMaxBytes) {
+      co_await send_error(400, "/chunked/N needs a number up to 4294967296");
+      co_return false;
+    }
+    std::string head = "HTTP/1.1 200 OK\r\nServer: gantry-echo\r\nX-Echo-Name: " + cfg_.name +
+                       "\r\nContent-Type: application/octet-stream\r\n";
+    if (req.method == "HEAD") {
+      head += req.keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
+      co_return co_await write(head);
+    }
+    head += "Transfer-Encoding: chunked\r\n";
+    head += req.keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
+    if (!co_await write(head)) co_return false;
+    static const std::string kBlock = [] {
+      std::string chunk(64 * 1024, 'x');
+      char size[16];
+      std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
+      return size + chunk + "\r\n";
+    }();
+    uint64_t left = *n;
+    for (; left >= 64 * 1024; left -= 64 * 1024) {
+      bool ok = co_await write(kBlock);
+      if (!ok) co_return false;
+    }
+    std::string tail;
+    if (left > 0) {
+      char size[24];
+      std::snprintf(size, sizeof size, "%llx\r\n", static_cast<unsigned long long>(left));
+      tail = size + std::string(static_cast<size_t>(left), 'x') + "\r\n";
+    }
+    tail += "0\r\n\r\n";
+    co_return co_await write(tail);
+  }
+
+  // Makes sure buf_ holds at least `n` bytes. False on EOF or error.
+  awaitable<bool> need(size_t n) {
+    bool ok = true;
+    while (ok && buf_.size() < n) ok = co_await fill();
+    co_return ok;
+  }
+
+  // /ws: the RFC 6455 handshake, then echo frames until close. Always ends
+  // the connection (returns false).
+  awaitable<bool> websocket(Request& req) {
+    const std::string* upgrade = find_header(req, "upgrade");
+    const std::string* connection = find_header(req, "connection");
+    const std::string* key = find_header(req, "sec-websocket-key");
+    if (req.method != "GET" || !upgrade || lower(*upgrade) != "websocket" || !connection ||
+        !has_token(*connection, "upgrade") || !key || key->empty()) {
+      co_await send_error(400, "/ws needs a WebSocket upgrade request");
+      co_return false;
+    }
+    std::string accept_src = *key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(accept_src.data()), accept_src.size(), digest);
+    unsigned char accept[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    EVP_EncodeBlock(accept, digest, SHA_DIGEST_LENGTH);
+    std::string head =
+        "HTTP/1.1 101 Switching Protocols\r\nServer: gantry-echo\r\nX-Echo-Name: " + cfg_.name +
+        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+        reinterpret_cast<const char*>(accept) + "\r\n\r\n";
+    if (!co_await write(head)) co_return false;
+    for (;;) {
+      if (!co_await need(2)) co_return false;
+      auto b0 = static_cast<unsigned char>(buf_[0]);
+      auto b1 = static_cast<unsigned char>(buf_[1]);
+      const bool masked = (b1 & 0x80) != 0;
+      uint64_t len = b1 & 0x7f;
+      size_t hdr = 2;
+      if (len >= 126) {
+        size_t ext = len == 126 ? 2 : 8;
+        if (!co_await need(2 + ext)) co_return false;
+        len = 0;
+        for (size_t i = 0; i < ext; ++i) len = (len << 8) | static_cast<unsigned char>(buf_[2 + i]);
+        hdr += ext;
+      }
+      if (len > kMaxWsFrame) co_return false;
+      size_t mask_at = hdr;
+      if (masked) hdr += 4;
+      if (!co_await need(hdr + static_cast<size_t>(len))) co_return false;
+      std::string payload = buf_.substr(hdr, static_cast<size_t>(len));
+      if (masked)
+        for (size_t i = 0; i < payload.size(); ++i) payload[i] ^= buf_[mask_at + (i & 3)];
+      buf_.erase(0, hdr + static_cast<size_t>(len));
+      const unsigned opcode = b0 & 0x0f;
+      if (opcode == 0xA) continue;  // pong: nothing to do
+      // Echo data frames as they came (FIN and opcode kept, so fragmented
+      // messages come back fragmented); ping -> pong; close -> close.
+      unsigned char out_b0 = static_cast<unsigned char>(b0 & 0x8f);
+      if (opcode == 0x9) out_b0 = 0x8A;
+      std::string frame(1, static_cast<char>(out_b0));
+      if (payload.size() < 126) {
+        frame += static_cast<char>(payload.size());
+      } else if (payload.size() <= 0xffff) {
+        frame += static_cast<char>(126);
+        frame += static_cast<char>(payload.size() >> 8);
+        frame += static_cast<char>(payload.size() & 0xff);
+      } else {
+        frame += static_cast<char>(127);
+        for (int shift = 56; shift >= 0; shift -= 8)
+          frame += static_cast<char>((static_cast<uint64_t>(payload.size()) >> shift) & 0xff);
+      }
+      frame += payload;
+      if (!co_await write(frame)) co_return false;
+      if (opcode == 0x8) co_return false;  // our close answered theirs: done
+    }
   }
 
   tcp::socket socket_;
@@ -515,7 +637,8 @@ int run(int argc, char** argv) {
       "gantry-echo",
       "HTTP/1.1 echo backend for tests, the demo and benchmarks. Answers 200 with a JSON\n"
       "description of the request. Special paths: /status/NNN, /delay/MS, /bytes/N,\n"
-      "/healthz, /close (answers with Connection: close), /plain (fixed tiny body).",
+      "/chunked/N, /healthz, /close (answers with Connection: close), /plain (fixed tiny\n"
+      "body), /ws (WebSocket echo).",
       "GANTRY_ECHO_");
   flags.add("listen", "ADDR:PORT", "127.0.0.1:9001", "address to listen on (port 0: any free port)",
             [&](std::string_view v) -> Status {

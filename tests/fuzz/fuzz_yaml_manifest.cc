@@ -12,7 +12,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace gantry::controller;
-  ParsedFile f = parse_manifest("fuzz.yaml", std::string_view(reinterpret_cast<const char*>(data), size));
+  ParsedFile f =
+      parse_manifest("fuzz.yaml", std::string_view(reinterpret_cast<const char*>(data), size));
   Cache cache;
   for (auto& o : f.objects) cache.upsert(std::move(o));
   for (const auto& e : f.errors) (void)e.str();

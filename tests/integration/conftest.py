@@ -591,3 +591,347 @@ def pytest_report_header(config):
 
 if sys.version_info < (3, 9):
     raise RuntimeError("the integration tests need Python 3.9+ (/usr/bin/python3)")
+
+
+# ------------------------------------------------------------------ data plane
+#
+# The data-plane tests (test_tls, test_websocket, test_hot_swap, test_shutdown,
+# test_http_strict, test_streaming, test_upstream_errors, test_metrics) boot the
+# proxy from a --snapshot-file and play the controller on the control socket
+# themselves, so each test states the exact snapshot it runs under.
+
+def sn_cluster(name, endpoints):
+    """A snapshot cluster; `endpoints`: [(addr, port), ...]."""
+    return {"name": name, "endpoints": [{"address": a, "port": p} for a, p in endpoints]}
+
+
+def sn_rule(cluster=None, prefix=None, policy=None, filters=None, backends=None):
+    """A snapshot rule sending the requests under `prefix` (all when None) to `cluster`."""
+    rule = {"backends": backends if backends is not None else [{"cluster": cluster, "weight": 1}]}
+    if prefix is not None:
+        rule["matches"] = [{"path": {"type": "PathPrefix", "value": prefix}}]
+    if policy:
+        rule["policy"] = policy
+    if filters:
+        rule["filters"] = filters
+    return rule
+
+
+def sn_route(name, rules, hostnames=None, namespace="default"):
+    route = {"namespace": namespace, "name": name, "kind": "GatewayRoute",
+             "creationTimestamp": 1700000000, "rules": rules}
+    if hostnames:
+        route["hostnames"] = hostnames
+    return route
+
+
+def sn_snapshot(version, routes, clusters, certificates=None):
+    snap = {"version": version, "routes": routes, "clusters": clusters}
+    if certificates:
+        snap["certificates"] = certificates
+    return snap
+
+
+class ControlClient:
+    """Plays the controller on a proxy's control socket: one connection, the
+    proxy's HELLO read on connect, then FULL / ENDPOINTS frames each answered
+    by ACK or NACK (docs/snapshot-format.md)."""
+
+    def __init__(self, socket_path, timeout=HTTP_TIMEOUT):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        wait_until(lambda: self.sock.connect_ex(str(socket_path)) == 0, START_TIMEOUT,
+                   "the control socket to accept")
+        frame_type, payload = read_frame(self.sock)
+        if frame_type != FRAME_HELLO:
+            raise AssertionError(f"expected HELLO, got frame type {frame_type}: {payload!r}")
+        self.hello = json.loads(payload)
+
+    def send(self, frame_type, payload):
+        """Sends one frame; returns (answer frame type, decoded answer)."""
+        if not isinstance(payload, (str, bytes)):
+            payload = json.dumps(payload)
+        self.sock.sendall(encode_frame(frame_type, payload))
+        answer_type, answer = read_frame(self.sock)
+        return answer_type, json.loads(answer)
+
+    def full(self, snapshot):
+        """Pushes a FULL snapshot that must be ACKed; returns the ACK."""
+        answer_type, answer = self.send(FRAME_FULL, snapshot)
+        assert answer_type == FRAME_ACK, f"snapshot {snapshot.get('version')} not ACKed: {answer}"
+        return answer
+
+    def endpoints(self, delta):
+        """Pushes an ENDPOINTS delta that must be ACKed; returns the ACK."""
+        answer_type, answer = self.send(FRAME_ENDPOINTS, delta)
+        assert answer_type == FRAME_ACK, f"delta {delta.get('version')} not ACKed: {answer}"
+        return answer
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SnapshotProxy(Proxy):
+    """gantry-proxy booted from a --snapshot-file, without a controller;
+    optionally with an HTTPS listener, an access log and extra flags."""
+
+    def __init__(self, manager, workdir, snapshot, https=False, access_log="off", extra_args=(),
+                 name="proxy", workers=2, drain_seconds=PROXY_DRAIN_SECONDS):
+        workdir = Path(workdir)
+        super().__init__(manager, workdir, workdir / f"{name}.sock", extra_args)
+        self.log = workdir / f"{name}.log"
+        self.snapshot_file = workdir / f"{name}-snapshot.json"
+        self.snapshot_file.write_text(json.dumps(snapshot))
+        self.https_port = free_port() if https else None
+        self.access_log = access_log
+        self.workers = workers
+        self.drain_seconds = drain_seconds
+
+    def argv(self):
+        argv = super().argv()
+        argv[argv.index("--access-log") + 1] = str(self.access_log)
+        argv[argv.index("--workers") + 1] = str(self.workers)
+        argv[argv.index("--drain-seconds") + 1] = str(self.drain_seconds)
+        argv += ["--snapshot-file", str(self.snapshot_file)]
+        if self.https_port:
+            argv += ["--https-listen", f"127.0.0.1:{self.https_port}"]
+        return argv
+
+    def start(self):
+        super().start()
+        self.wait_ready()
+        return self
+
+    def control(self):
+        return ControlClient(self.socket_path)
+
+    def rss_kib(self):
+        """The proxy's resident set size in KiB (/proc/<pid>/status VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise ValueError("no VmRSS line")
+
+    def metrics_text(self):
+        r = http_request(self.admin_port, "/metrics")
+        assert r.status == 200, r
+        return r.body.decode()
+
+
+class DataPlane:
+    """Echo backends and snapshot-booted proxies in one work directory."""
+
+    def __init__(self, manager, workdir):
+        self.manager = manager
+        self.workdir = Path(workdir)
+        self.echos = {}
+
+    def echo(self, name, **kw):
+        e = Echo(self.manager, self.workdir, name, **kw)
+        self.echos[name] = e
+        return e
+
+    def proxy(self, snapshot, **kw):
+        return SnapshotProxy(self.manager, self.workdir, snapshot, **kw).start()
+
+
+@pytest.fixture
+def dataplane(procs, workdir):
+    yield DataPlane(procs, workdir)
+    procs.cleanup()
+
+
+@contextlib.contextmanager
+def temporary_dataplane():
+    """A DataPlane for module-scoped fixtures; everything is killed when the block ends."""
+    manager = new_manager()
+    with tempfile.TemporaryDirectory(prefix="gantry-dp-") as d:
+        try:
+            yield DataPlane(manager, Path(d))
+        finally:
+            manager.cleanup()
+
+
+# ------------------------------------------------------------------ certificates
+
+class CertAuthority:
+    """A throwaway CA that issues server certificates at test time (keys never
+    leave the test's temporary directory). EC P-256 keys: fast to generate."""
+
+    def __init__(self, workdir, name="Gantry Test CA"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        import datetime
+        self._x509, self._hashes, self._ser, self._ec, self._oid = x509, hashes, serialization, ec, NameOID
+        self._dt = datetime
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder()
+                     .subject_name(subject).issuer_name(subject)
+                     .public_key(self.key.public_key())
+                     .serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(hours=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.path = Path(workdir) / "ca.pem"
+        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, common_name, hostnames):
+        """Returns (certPem, keyPem) for a leaf certificate with `hostnames` as SANs."""
+        x509, NameOID, dt = self._x509, self._oid, self._dt
+        key = self._ec.generate_private_key(self._ec.SECP256R1())
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                .issuer_name(self.cert.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1))
+                .not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]),
+                               critical=False)
+                .sign(self.key, self._hashes.SHA256()))
+        enc = self._ser.Encoding.PEM
+        cert_pem = cert.public_bytes(enc).decode()
+        key_pem = key.private_bytes(enc, self._ser.PrivateFormat.PKCS8,
+                                    self._ser.NoEncryption()).decode()
+        return cert_pem, key_pem
+
+    def certificate(self, name, common_name, hostnames):
+        """A snapshot `certificates` entry."""
+        cert_pem, key_pem = self.issue(common_name, hostnames)
+        return {"name": name, "hostnames": list(hostnames), "certPem": cert_pem, "keyPem": key_pem}
+
+
+# ------------------------------------------------------------------ raw HTTP
+
+def raw_exchange(port, data, addr="127.0.0.1", timeout=HTTP_TIMEOUT, shut_write=False):
+    """Sends raw bytes on a fresh connection and reads until the peer closes.
+    Returns (bytes received, closed): closed is False when `timeout` passed
+    with the connection still open."""
+    with socket.create_connection((addr, port), timeout=timeout) as s:
+        if data:
+            s.sendall(data)
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        return read_to_eof(s, timeout)
+
+
+def read_to_eof(sock, timeout=HTTP_TIMEOUT):
+    """Reads until EOF (or a reset) or `timeout`; returns (bytes, closed)."""
+    deadline = time.monotonic() + timeout
+    out = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+
+
+class RawResponse:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # [(lower-cased name, value)]
+        self.body = body
+
+    def header(self, name):
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    def __repr__(self):
+        return f"RawResponse({self.status}, {self.headers}, {self.body[:120]!r})"
+
+
+def parse_responses(data, head_methods=()):
+    """Splits bytes into HTTP/1.1 responses (Content-Length, chunked or
+    no body). `head_methods`: per response index, True when it answers HEAD.
+    Returns (responses, leftover bytes)."""
+    responses = []
+    while data:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        lines = data[:end].decode("latin-1").split("\r\n")
+        version, status, *reason = lines[0].split(" ", 2)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        rest = data[end + 4:]
+        status = int(status)
+        is_head = len(responses) < len(head_methods) and head_methods[len(responses)]
+        hmap = dict(headers)
+        if is_head or 100 <= status < 200 or status in (204, 304):
+            body = b""
+        elif "chunked" in hmap.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                eol = rest.find(b"\r\n")
+                if eol < 0:
+                    return responses, data
+                size = int(rest[:eol].split(b";")[0], 16)
+                if size == 0:
+                    rest = rest[eol + 2:]
+                    if rest.startswith(b"\r\n"):
+                        rest = rest[2:]
+                    else:  # trailer fields, then an empty line
+                        rest = rest[rest.find(b"\r\n\r\n") + 4:]
+                    break
+                body += rest[eol + 2:eol + 2 + size]
+                rest = rest[eol + 2 + size + 2:]
+        elif "content-length" in hmap:
+            n = int(hmap["content-length"])
+            if len(rest) < n:
+                break
+            body, rest = rest[:n], rest[n:]
+        else:
+            body, rest = rest, b""
+        responses.append(RawResponse(status, reason[0] if reason else "", headers, body))
+        data = rest
+    return responses, data
+
+
+def read_responses(sock, count, timeout=HTTP_TIMEOUT, head_methods=()):
+    """Reads from `sock` until `count` responses are complete (or EOF or
+    `timeout`); returns (responses, closed). Never reads an endless stream."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        responses, _ = parse_responses(data, head_methods)
+        if len(responses) >= count:
+            return responses[:count], False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return responses, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return responses, False
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return parse_responses(data, head_methods)[0], True
+        data += chunk

@@ -60,12 +60,14 @@ TEST(StatusChanges, LogsChangesAndRemovals) {
   std::vector<std::string> first = status_changes({}, r.statuses);
   ASSERT_EQ(first.size(), 2u);
   EXPECT_EQ(first[0], "route default/a: Accepted=True, ResolvedRefs=True");
-  EXPECT_EQ(first[1],
-            "route default/bad: Accepted=False (Invalid): spec.rules[0].matches[0].path.value: path "
-            "\"nope\" must start with \"/\", ResolvedRefs=True");
+  EXPECT_EQ(
+      first[1],
+      "route default/bad: Accepted=False (Invalid): spec.rules[0].matches[0].path.value: path "
+      "\"nope\" must start with \"/\", ResolvedRefs=True");
   EXPECT_TRUE(status_changes(r.statuses, r.statuses).empty());
   std::vector<RouteStatus> fewer(r.statuses.begin(), r.statuses.begin() + 1);
-  EXPECT_EQ(status_changes(r.statuses, fewer), std::vector<std::string>{"route default/bad: removed"});
+  EXPECT_EQ(status_changes(r.statuses, fewer),
+            std::vector<std::string>{"route default/bad: removed"});
 }
 
 TEST(StatusJson, Shape) {

@@ -123,16 +123,15 @@ std::string ingress(std::string_view name, std::string_view spec, std::string_vi
 
 struct Case {
   const char* name;
-  std::string objects;         // appended to kBackends
-  std::string want_snapshot;   // dump()
-  std::string want_statuses;   // dump()
-  std::string want_message;    // a substring of some condition message ("" = none checked)
+  std::string objects;        // appended to kBackends
+  std::string want_snapshot;  // dump()
+  std::string want_statuses;  // dump()
+  std::string want_message;   // a substring of some condition message ("" = none checked)
 };
 
 std::vector<Case> cases() {
   return {
-      {"basic route",
-       route("shop", R"(
+      {"basic route", route("shop", R"(
   hostnames: [shop.example.com]
   rules:
   - matches: [{path: {type: PathPrefix, value: /api}}]
@@ -142,8 +141,7 @@ std::vector<Case> cases() {
        "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"two hosts are lower-cased, sorted and deduplicated",
-       route("shop", R"(
+      {"two hosts are lower-cased, sorted and deduplicated", route("shop", R"(
   hostnames: [Shop.Example.com, "*.shop.example.org", shop.example.com]
   rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
        "route default/shop (GatewayRoute) hosts=*.shop.example.org,shop.example.com\n"
@@ -151,8 +149,7 @@ std::vector<Case> cases() {
        "cluster default/shop-v1:8080 10.0.0.1:8080 10.0.0.2:8080\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"weights and a full match",
-       route("shop", R"(
+      {"weights and a full match", route("shop", R"(
   rules:
   - matches:
     - path: {type: Exact, value: /cart}
@@ -167,8 +164,7 @@ std::vector<Case> cases() {
        "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"missing service: the ref answers 500, the other ref keeps working",
-       route("shop", R"(
+      {"missing service: the ref answers 500, the other ref keeps working", route("shop", R"(
   rules: [{backendRefs: [{name: shop-v1, port: 8080}, {name: nope, port: 80}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> default/shop-v1:8080 !\"Service default/nope not found\"\n"
@@ -176,8 +172,7 @@ std::vector<Case> cases() {
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(BackendNotFound)\n",
        "spec.rules[0].backendRefs[1]: Service default/nope not found"},
 
-      {"missing port lists the ports the service has",
-       route("shop", R"(
+      {"missing port lists the ports the service has", route("shop", R"(
   rules: [{backendRefs: [{name: shop-v1, port: 9999}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> !\"Service default/shop-v1 has no port 9999 (ports: 8080 (http))\"\n",
@@ -192,20 +187,17 @@ std::vector<Case> cases() {
        "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"terminating fallback when no endpoint is ready",
-       route("shop", R"(
+      {"terminating fallback when no endpoint is ready", route("shop", R"(
   rules: [{backendRefs: [{name: drain, port: 80}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> default/drain:80\n"
        "cluster default/drain:80 10.0.2.1:8000(not-ready)\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"a bad regex drops only its own route",
-       route("bad", R"(
+      {"a bad regex drops only its own route", route("bad", R"(
   rules:
   - matches: [{path: {type: RegularExpression, value: "("}}]
-    backendRefs: [{name: shop-v1, port: 8080}])") +
-           route("good", R"(
+    backendRefs: [{name: shop-v1, port: 8080}])") + route("good", R"(
   rules:
   - matches: [{path: {type: RegularExpression, value: "/item/[0-9]+"}}]
     backendRefs: [{name: shop-v1, port: 8080}])"),
@@ -216,72 +208,62 @@ std::vector<Case> cases() {
        "GatewayRoute default/good Accepted=True ResolvedRefs=True\n",
        "spec.rules[0].matches[0].path.value: regex \"(\" does not compile: missing )"},
 
-      {"a path must start with a slash",
-       route("shop", R"(
+      {"a path must start with a slash", route("shop", R"(
   rules:
   - matches: [{path: {type: PathPrefix, value: api}}]
     backendRefs: [{name: shop-v1, port: 8080}])"),
-       "",
-       "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
        "spec.rules[0].matches[0].path.value: path \"api\" must start with \"/\""},
 
-      {"an invalid hostname",
-       route("shop", R"(
+      {"an invalid hostname", route("shop", R"(
   hostnames: ["shop_example.com"]
   rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
        "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
        "spec.hostnames[0]: \"shop_example.com\" is not a valid DNS name"},
 
-      {"an unknown filter is UnsupportedValue",
-       route("shop", R"(
+      {"an unknown filter is UnsupportedValue", route("shop", R"(
   rules: [{filters: {rewrite: {}}, backendRefs: [{name: shop-v1, port: 8080}]}])"),
        "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
        "spec.rules[0].filters.rewrite: unknown filter"},
 
-      {"a bad duration",
-       route("shop", R"(
+      {"a bad duration", route("shop", R"(
   rules:
   - backendRefs: [{name: shop-v1, port: 8080}]
     policy: {timeouts: {request: 15 seconds}})"),
        "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
        "spec.rules[0].policy.timeouts.request:"},
 
-      {"a cross-namespace ref is not permitted",
-       route("shop", R"(
+      {"a cross-namespace ref is not permitted", route("shop", R"(
   rules: [{backendRefs: [{name: shop-v1, namespace: other, port: 8080}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> !\"Service other/shop-v1 is in another namespace; a route may only reference "
        "Services in its own\"\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(RefNotPermitted)\n", ""},
 
-      {"a non-Service backend kind",
-       route("shop", R"(
+      {"a non-Service backend kind", route("shop", R"(
   rules: [{backendRefs: [{name: bucket, kind: S3Bucket, group: aws.dev, port: 1}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> !\"backend kind aws.dev/S3Bucket is not supported (want Service)\"\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(InvalidKind)\n", ""},
 
-      {"an ExternalName service is not supported",
-       route("shop", R"(
+      {"an ExternalName service is not supported", route("shop", R"(
   rules: [{backendRefs: [{name: ext, port: 80}]}])"),
        "route default/shop (GatewayRoute)\n"
        " rule0 -> !\"Service default/ext is of type ExternalName, which is not supported\"\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(UnsupportedProtocol)\n", ""},
 
-      {"a rule without backendRefs answers 500",
-       route("shop", R"(
+      {"a rule without backendRefs answers 500", route("shop", R"(
   rules: [{matches: [{path: {value: /x}}]}])"),
-       "route default/shop (GatewayRoute)\n rule0 PathPrefix:/x -> !\"the rule has no backendRefs\"\n",
+       "route default/shop (GatewayRoute)\n rule0 PathPrefix:/x -> !\"the rule has no "
+       "backendRefs\"\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(BackendNotFound)\n", ""},
 
-      {"a redirect needs no backend",
-       route("shop", R"(
+      {"a redirect needs no backend", route("shop", R"(
   rules: [{filters: {requestRedirect: {scheme: https, statusCode: 301}}}])"),
        "route default/shop (GatewayRoute)\n rule0 ->\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"a jwt filter whose Secret is missing fails closed",
-       route("shop", R"(
+      {"a jwt filter whose Secret is missing fails closed", route("shop", R"(
   rules:
   - filters: {jwt: {algorithms: [HS256], hmacSecretRef: {name: missing, key: k}}}
     backendRefs: [{name: shop-v1, port: 8080}])"),
@@ -300,8 +282,7 @@ std::vector<Case> cases() {
        "cert default/shop-tls shop.example.com\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"a missing TLS secret: SecretNotFound, plain HTTP still served",
-       route("shop", R"(
+      {"a missing TLS secret: SecretNotFound, plain HTTP still served", route("shop", R"(
   hostnames: [shop.example.com]
   tls: {secretName: shop-tls}
   rules: [{backendRefs: [{name: shop-v1, port: 8080}]}])"),
@@ -323,8 +304,7 @@ std::vector<Case> cases() {
        "GatewayRoute default/shop Accepted=True ResolvedRefs=False(InvalidCertificateRef)\n",
        "want kubernetes.io/tls"},
 
-      {"an Ingress of our class: Prefix, Exact, ImplementationSpecific",
-       ingress("web", R"(
+      {"an Ingress of our class: Prefix, Exact, ImplementationSpecific", ingress("web", R"(
   ingressClassName: gantry
   rules:
   - host: shop.example.com
@@ -381,8 +361,7 @@ std::vector<Case> cases() {
        "Ingress default/web Accepted=True ResolvedRefs=False(BackendNotFound)\n",
        "spec.tls[1].secretName: Secret default/gone not found"},
 
-      {"a requestMirror resolves to a cluster of its own",
-       route("shop", R"(
+      {"a requestMirror resolves to a cluster of its own", route("shop", R"(
   rules:
   - filters: {requestMirror: {backendRef: {name: shop-v2, port: 8080}}}
     backendRefs: [{name: shop-v1, port: 8080}])"),
@@ -391,8 +370,7 @@ std::vector<Case> cases() {
        "cluster default/shop-v2:8080 10.0.1.1:9090 10.0.1.2:9090\n",
        "GatewayRoute default/shop Accepted=True ResolvedRefs=True\n", ""},
 
-      {"ReplacePrefixMatch needs PathPrefix matches",
-       route("shop", R"(
+      {"ReplacePrefixMatch needs PathPrefix matches", route("shop", R"(
   rules:
   - matches: [{path: {type: Exact, value: /a}}]
     filters: {urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}
@@ -400,8 +378,7 @@ std::vector<Case> cases() {
        "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
        "spec.rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match"},
 
-      {"retry on an unknown condition",
-       route("shop", R"(
+      {"retry on an unknown condition", route("shop", R"(
   rules:
   - backendRefs: [{name: shop-v1, port: 8080}]
     policy: {retry: {attempts: 2, on: [connect-failure, teapot]}})"),
@@ -409,7 +386,8 @@ std::vector<Case> cases() {
        "spec.rules[0].policy.retry.on[1]: unknown value \"teapot\""},
 
       {"an empty cluster when the service has no slices",
-       "---\napiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec: {ports: [{port: 80}]}\n" +
+       "---\napiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec: {ports: [{port: "
+       "80}]}\n" +
            route("shop", R"(
   rules: [{backendRefs: [{name: lonely, port: 80}]}])"),
        "route default/shop (GatewayRoute)\n rule0 -> default/lonely:80\n"
@@ -446,7 +424,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, TranslateTable, ::testing::ValuesIn(cases()),
                          });
 
 TEST(Translate, StatusCarriesGenerationAndConditionOrder) {
-  Cache cache = load(std::string(kBackends) + route("shop", "  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}]"));
+  Cache cache = load(std::string(kBackends) +
+                     route("shop", "  rules: [{backendRefs: [{name: shop-v1, port: 8080}]}]"));
   TranslateResult r = translate(cache, {});
   ASSERT_EQ(r.statuses.size(), 1u);
   EXPECT_EQ(r.statuses[0].observed_generation, 3);
@@ -464,7 +443,8 @@ TEST(Translate, IngressClassOption) {
   defaultBackend: {service: {name: shop-v1, port: {number: 8080}}})"));
   TranslateOptions opts;
   opts.ingress_class = "edge";
-  EXPECT_EQ(dump(translate(cache, opts).statuses), "Ingress default/web Accepted=True ResolvedRefs=True\n");
+  EXPECT_EQ(dump(translate(cache, opts).statuses),
+            "Ingress default/web Accepted=True ResolvedRefs=True\n");
   opts.claim_classless_ingresses = true;
   EXPECT_EQ(dump(translate(cache, opts).statuses),
             "Ingress default/none Accepted=True ResolvedRefs=True\n"
@@ -511,19 +491,24 @@ TEST(Translate, EveryFilterAndPolicyField) {
   namespace sn = snapshot;
 
   sn::Filters f;
-  f.cors = sn::Cors{{"https://a.com", "*.b.com"}, {"GET", "POST"}, {"x-a"}, {"x-b"}, true, 600000ms};
-  f.rate_limit = sn::RateLimit{100, 60000ms, 20, sn::RateLimitAlgorithm::kSlidingWindow, "Header:x-user"};
+  f.cors =
+      sn::Cors{{"https://a.com", "*.b.com"}, {"GET", "POST"}, {"x-a"}, {"x-b"}, true, 600000ms};
+  f.rate_limit =
+      sn::RateLimit{100, 60000ms, 20, sn::RateLimitAlgorithm::kSlidingWindow, "Header:x-user"};
   f.max_request_body_size = 1048576;
-  f.jwt = sn::Jwt{{"HS256"}, "s3cret", "", "https://issuer", {"shop"}, 30000ms, {{"sub", "x-user"}}};
+  f.jwt =
+      sn::Jwt{{"HS256"}, "s3cret", "", "https://issuer", {"shop"}, 30000ms, {{"sub", "x-user"}}};
   f.request_headers = sn::HeaderModifier{{{"x-env", "prod"}}, {{"x-a", "1"}}, {"x-debug"}};
   f.response_headers = sn::HeaderModifier{{{"x-served-by", "gantry"}}, {}, {}};
-  f.url_rewrite = sn::UrlRewrite{"internal.example.com", {sn::PathRewriteType::kReplacePrefixMatch, "/v2"}};
+  f.url_rewrite =
+      sn::UrlRewrite{"internal.example.com", {sn::PathRewriteType::kReplacePrefixMatch, "/v2"}};
   f.request_mirror = sn::RequestMirror{"default/shop-v2:8080"};
   f.cache = sn::Cache{30000ms, 10ull << 20, 512ull << 10};
   EXPECT_EQ(r.snapshot.routes[0].rules[0].filters, f);
 
   sn::Policy p;
-  p.load_balancer = sn::LoadBalancer{sn::LoadBalancerType::kConsistentHash, sn::HashOn::kCookie, "sticky", 3600000ms};
+  p.load_balancer = sn::LoadBalancer{sn::LoadBalancerType::kConsistentHash, sn::HashOn::kCookie,
+                                     "sticky", 3600000ms};
   p.health_check = sn::HealthCheck{"/ready", 2000ms, 500ms, 2, 4, {200, 204}};
   p.outlier_detection = sn::OutlierDetection{3, 2, 10000ms, 30};
   p.circuit_breaker = sn::CircuitBreaker{7, 0.5, 20000ms, 4, 3000ms, 2, 100, 50};
@@ -531,8 +516,8 @@ TEST(Translate, EveryFilterAndPolicyField) {
   p.retry = sn::Retry{2, true, true, {502, 503, 504}, 2000ms, 50ms, 1000ms};
   EXPECT_EQ(r.snapshot.routes[0].rules[0].policy, p);
 
-  sn::RequestRedirect redirect{"https", "www.example.com", 8443,
-                               {sn::PathRewriteType::kReplaceFullPath, "/new"}, 308};
+  sn::RequestRedirect redirect{
+      "https", "www.example.com", 8443, {sn::PathRewriteType::kReplaceFullPath, "/new"}, 308};
   EXPECT_EQ(r.snapshot.routes[0].rules[1].filters.request_redirect, redirect);
   EXPECT_TRUE(r.snapshot.routes[0].rules[1].backends.empty());
 }
@@ -614,8 +599,8 @@ TEST(Translate, Quantities) {
   struct {
     const char* in;
     uint64_t want;
-  } sizes[] = {{"1048576", 1048576}, {"1Mi", 1048576}, {"512Ki", 524288}, {"1k", 1000},
-               {"2G", 2000000000}, {"1Gi", 1ull << 30}};
+  } sizes[] = {{"1048576", 1048576}, {"1Mi", 1048576},   {"512Ki", 524288},
+               {"1k", 1000},         {"2G", 2000000000}, {"1Gi", 1ull << 30}};
   for (const auto& s : sizes) {
     auto v = parse_size(s.in);
     ASSERT_TRUE(v.ok()) << s.in;

@@ -54,20 +54,25 @@ spec:
                   "routes.yaml:4: yaml: end of sequence flow not found [document 1]"},
         ErrorCase{"MissingName", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n",
                   "routes.yaml:3: metadata.name: required [document 1]"},
-        ErrorCase{"BadName", "apiVersion: v1\nkind: Service\nmetadata: {name: Shop_1}\n",
-                  "routes.yaml:3: metadata.name: \"Shop_1\" is not a valid name (lower-case RFC 1123 "
-                  "subdomain) [document 1]"},
-        ErrorCase{"WrongType", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: 80\n",
+        ErrorCase{
+            "BadName", "apiVersion: v1\nkind: Service\nmetadata: {name: Shop_1}\n",
+            "routes.yaml:3: metadata.name: \"Shop_1\" is not a valid name (lower-case RFC 1123 "
+            "subdomain) [document 1]"},
+        ErrorCase{"WrongType",
+                  "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: 80\n",
                   "routes.yaml:5: spec.ports: expected a list [document 1]"},
-        ErrorCase{"NotAnInteger",
-                  "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: http\n",
-                  "routes.yaml:6: spec.ports[0].port: expected an integer, got \"http\" [document 1]"},
-        ErrorCase{"BadBase64", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  k: \"!!!\"\n",
-                  "routes.yaml:5: data.k: not valid base64 (length is not a multiple of 4) [document 1]"},
-        ErrorCase{"BadTimestamp",
-                  "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  creationTimestamp: yesterday\n",
-                  "routes.yaml:5: metadata.creationTimestamp: not an RFC 3339 timestamp: \"yesterday\" "
-                  "[document 1]"},
+        ErrorCase{
+            "NotAnInteger",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: http\n",
+            "routes.yaml:6: spec.ports[0].port: expected an integer, got \"http\" [document 1]"},
+        ErrorCase{
+            "BadBase64", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  k: \"!!!\"\n",
+            "routes.yaml:5: data.k: not valid base64 (length is not a multiple of 4) [document 1]"},
+        ErrorCase{
+            "BadTimestamp",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  creationTimestamp: yesterday\n",
+            "routes.yaml:5: metadata.creationTimestamp: not an RFC 3339 timestamp: \"yesterday\" "
+            "[document 1]"},
         ErrorCase{"NotAnObject", "- a\n- b\n",
                   "routes.yaml:1: expected a Kubernetes object (a map with apiVersion and kind) "
                   "[document 1]"},
@@ -189,20 +194,22 @@ TEST(ParseManifest, DocumentsAreSplitAtMarkers) {
   ParsedFile loop = parse_manifest("loop.yaml", "{n},\n");
   ASSERT_EQ(loop.errors.size(), 1u);  // a map without kind, reported instead of a hang
   EXPECT_EQ(loop.errors[0].str(), "loop.yaml:1: kind: required [document 1]");
-  ParsedFile f = parse_manifest("m.yaml",
-                                "# leading comment\n---\n"
-                                "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n...\n"
-                                "--- {apiVersion: v1, kind: Service, metadata: {name: b}}\n"
-                                "---\n---\n"
-                                "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: x}\n");
+  ParsedFile f =
+      parse_manifest("m.yaml",
+                     "# leading comment\n---\n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n...\n"
+                     "--- {apiVersion: v1, kind: Service, metadata: {name: b}}\n"
+                     "---\n---\n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: x}\n");
   ASSERT_EQ(f.errors.size(), 1u);
   EXPECT_EQ(f.errors[0].str(), "m.yaml:13: spec.ports: expected a list [document 4]");
 }
 
 TEST(ParseManifest, AliasBombIsBounded) {
-  std::string text = "apiVersion: gantry.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: x}\n"
-                     "a: &a {path: {value: /}, headers: [{name: a, value: b}]}\n"
-                     "spec:\n  rules:\n";
+  std::string text =
+      "apiVersion: gantry.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: x}\n"
+      "a: &a {path: {value: /}, headers: [{name: a, value: b}]}\n"
+      "spec:\n  rules:\n";
   std::string m = "{matches: [";
   for (int i = 0; i < 60; ++i) m += std::string(i ? "," : "") + "*a";
   m += "]}";
@@ -239,7 +246,8 @@ spec:
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().message, "spec.ports[0].port: expected an integer, got \"x\"");
   EXPECT_FALSE(decode_json_object("{").ok());
-  EXPECT_FALSE(decode_json_object(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}})").ok());
+  EXPECT_FALSE(
+      decode_json_object(R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}})").ok());
 }
 
 TEST(Decode, Rfc3339AndBase64) {
@@ -249,7 +257,9 @@ TEST(Decode, Rfc3339AndBase64) {
   for (const char* bad : {"2024-01-02", "2024-13-02T00:00:00Z", "2024-01-02T00:00:00", "x"})
     EXPECT_FALSE(parse_rfc3339(bad).ok()) << bad;
   EXPECT_EQ(*decode_base64("aGVsbG8="), "hello");
-  EXPECT_EQ(*decode_base64("aGVs\nbG8h"), "hell" "o!");
+  EXPECT_EQ(*decode_base64("aGVs\nbG8h"),
+            "hell"
+            "o!");
   EXPECT_EQ(*decode_base64(""), "");
   for (const char* bad : {"aGVsbG8", "a===", "aG=s", "****"})
     EXPECT_FALSE(decode_base64(bad).ok()) << bad;
