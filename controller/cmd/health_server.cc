@@ -122,6 +122,7 @@ void HealthServer::serve(int client) {
            s.files_with_errors);
     metric("gantry_controller_routes_not_accepted", "gauge", "Routes with Accepted=False.",
            s.routes_not_accepted);
+    body += s.extra_metrics;
   } else if (target == "/status") {
     type = "application/json";
     body = s.status_json + "\n";

@@ -30,6 +30,8 @@ struct HealthState {
   uint64_t files_with_errors = 0;
   uint64_t routes_not_accepted = 0;
   std::string status_json = "{\"routes\":[]}";
+  // Extra metric lines in the Prometheus text format (the kube source's), appended as they are.
+  std::string extra_metrics;
 };
 
 class HealthServer {

@@ -1,10 +1,10 @@
 // gantry-controller: watches its source, translates, pushes snapshots to the proxy.
 //
-// This build implements the standalone source (`--source dir:PATH`): a
-// directory of YAML manifests watched with inotify. One thread runs a poll
-// loop over the directory watch, the proxy socket, a signalfd and timers; the
-// health listener runs on its own thread. `--source kube` is accepted by the
-// flag parser (the contract) but not built yet: it exits 1 saying so.
+// Two sources: `--source kube` (the default) watches the API server through
+// controller/kube (kube_mode.h runs that loop); `--source dir:PATH` is the
+// standalone mode over a directory of YAML manifests watched with inotify. In
+// both, one thread runs a poll loop over the source, the proxy socket, a
+// signalfd and timers; the health listener runs on its own thread.
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -21,9 +23,11 @@
 
 #include "controller/cmd/dir_watcher.h"
 #include "controller/cmd/health_server.h"
+#include "controller/cmd/kube_mode.h"
 #include "controller/cmd/pusher.h"
 #include "controller/core/translate.h"
 #include "controller/core/yaml_source.h"
+#include "controller/kube/kubeconfig.h"
 #include "proxy/base/flags.h"
 
 namespace gantry::controller {
@@ -42,6 +46,8 @@ struct Options {
   std::string ingress_class = "gantry";
   std::string namespace_;
   bool leader_elect = false;
+  std::string leader_election_namespace;  // empty: the in-cluster namespace, else default
+  std::string ingress_status_address;
   HostPort health_listen{"127.0.0.1", 9902};
   std::string log_level = "info";
 };
@@ -76,6 +82,11 @@ Options parse_flags(int argc, char** argv) {
   flags.add("namespace", "NS", "all", "use objects of this namespace only",
             str(&o.namespace_, true));
   flags.add_bool("leader-elect", "write status only while holding the Lease", &o.leader_elect);
+  flags.add("leader-election-namespace", "NS", "in-cluster namespace, else default",
+            "namespace of the gantry-controller Lease", str(&o.leader_election_namespace));
+  flags.add("ingress-status-address", "IP|HOSTNAME", "off",
+            "write this address to the status.loadBalancer of the Ingresses gantry serves",
+            str(&o.ingress_status_address, true));
   flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
             "serves /healthz /readyz /metrics /status", [&o](std::string_view v) -> Status {
               auto hp = parse_host_port(v);
@@ -250,6 +261,47 @@ class Controller {
   uint64_t files_with_errors_ = 0;
 };
 
+std::string identity() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || !host[0]) std::snprintf(host, sizeof(host), "gantry");
+  return std::string(host) + "_" + std::to_string(getpid());
+}
+
+int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
+  KubeModeConfig cfg;
+  cfg.proxy_socket = opts.proxy_socket;
+  cfg.first_version = initial_version();
+  cfg.source.namespace_ = opts.namespace_;
+  cfg.source.ingress_class = opts.ingress_class;
+  cfg.source.ingress_status_address = opts.ingress_status_address;
+  cfg.source.leader_elect = opts.leader_elect;
+  cfg.source.leader.identity = identity();
+  cfg.source.leader.namespace_ = !opts.leader_election_namespace.empty()
+                                     ? opts.leader_election_namespace
+                                 : access.in_cluster && !access.namespace_.empty()
+                                     ? access.namespace_
+                                     : "default";
+  std::string origin = access.origin, server = access.server;
+  auto source = kube::KubeSource::create(std::move(access), cfg.source);
+  if (!source.ok()) {
+    spdlog::critical("--source kube: {}", source.error().message);
+    return 1;
+  }
+  auto health = HealthServer::start(opts.health_listen);
+  if (!health.ok()) {
+    spdlog::critical("{}", health.error().message);
+    return 1;
+  }
+  spdlog::info("gantry-controller: watching {} ({}){}; proxy socket {}; health on {}:{}", server,
+               origin, opts.namespace_.empty() ? "" : " in namespace " + opts.namespace_,
+               opts.proxy_socket, opts.health_listen.host, (*health)->port());
+  int rc = run_kube_mode(std::move(cfg), std::move(*source), std::move(*health), sfd);
+  // The API client's worker threads may still sit in cancelled requests; do not
+  // wait for them (or for static destructors) on the way out.
+  spdlog::shutdown();
+  std::_Exit(rc);
+}
+
 int main_impl(int argc, char** argv) {
   Options opts = parse_flags(argc, argv);
   auto logger = spdlog::stderr_color_mt("gantry-controller");
@@ -257,16 +309,22 @@ int main_impl(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(opts.log_level));
 
+  std::string dir;
+  std::optional<kube::ClusterAccess> access;
   if (opts.source == "kube") {
-    spdlog::critical(
-        "--source kube: the Kubernetes source is not built yet; use --source dir:PATH");
-    return 1;
-  }
-  std::string dir = opts.source.substr(4);
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) {
-    spdlog::critical("--source {}: {} is not a directory", opts.source, dir);
-    return 1;
+    auto a = kube::resolve_cluster_access(opts.kubeconfig, [](const char* n) { return getenv(n); });
+    if (!a.ok()) {
+      spdlog::critical("--source kube: {}", a.error().message);
+      return 1;
+    }
+    access = std::move(*a);
+  } else {
+    dir = opts.source.substr(4);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      spdlog::critical("--source {}: {} is not a directory", opts.source, dir);
+      return 1;
+    }
   }
 
   // Signals are read from a signalfd by the main loop; block them in every thread.
@@ -281,6 +339,8 @@ int main_impl(int argc, char** argv) {
     spdlog::critical("signalfd: {}", std::strerror(errno));
     return 1;
   }
+
+  if (access) return run_kube(std::move(opts), std::move(*access), sfd);
 
   auto watcher = DirWatcher::create(dir);
   if (!watcher.ok()) {

@@ -568,7 +568,9 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   auto body_kind = req_.body;
   auto drop_connection_if_body = [&] { return body_kind != http::BodyKind::kNone; };
 
-  const auto& cfg = w_.view().get();
+  // A copy, not a reference: this request pins the Config it started with
+  // even if another session on this worker refreshes the view meanwhile.
+  std::shared_ptr<const control::Config> cfg = w_.view().get();
   if (!cfg) {
     co_await local_reply(503, "no configuration applied yet", drop_connection_if_body());
     finish_request();

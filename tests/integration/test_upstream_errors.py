@@ -208,12 +208,7 @@ def test_pooled_connection_closed_by_backend_is_not_a_failure(gateway):
         assert c1 != c2
 
 
-KEEP_ALIVE_BUG = ("proxy bug: a gateway answer that keeps the connection open (404, 500 "
-                  "unresolved, 503 no endpoint) does not consume the request head from the "
-                  "client buffer, so the same request is answered again in a busy loop")
 
-
-@pytest.mark.xfail(strict=True, reason=KEEP_ALIVE_BUG)
 @pytest.mark.parametrize("host,status", [("empty.example.com", 503),
                                          ("unresolved.example.com", 500),
                                          ("unknown.example.com", 404)])

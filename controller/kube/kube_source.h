@@ -1,0 +1,149 @@
+// The Kubernetes source: informers for every kind gantry uses, feeding the
+// controller's Cache, plus status write-back and leader election.
+//
+// Threads: one informer per kind (list + watch), one status writer, one leader
+// elector. Informers push events onto a queue and make fd() readable; the
+// main loop calls drain() from its own thread, which decodes the objects with
+// the same decoder the standalone source uses (decode_object) and applies
+// them to the Cache. Everything else here (cache(), sync_statuses()) is also
+// called from the main thread only.
+//
+// Kinds: gantry.dev/v1alpha1 gatewayroutes, v1 services, discovery.k8s.io/v1
+// endpointslices, v1 secrets, networking.k8s.io/v1 ingresses and
+// ingressclasses (cluster-scoped). `namespace_` limits the namespaced kinds.
+//
+// Secrets: one watch of all Secrets in scope (a field selector cannot name
+// arbitrary Secrets, nor select two types at once); only types
+// kubernetes.io/tls and Opaque are decoded and held, and only the Secrets a
+// GatewayRoute or gantry Ingress references (TLS, JWT keys) enter the Cache,
+// so translate sees nothing else. Trade-off: the controller's memory holds
+// every tls/Opaque Secret in scope (a route may start referencing one at any
+// time, and a GET per reference would race with the watch), and its RBAC
+// needs list/watch on all Secrets — narrow it with --namespace.
+//
+// Status: sync_statuses() compares what translate (and the proxy's ACK) say
+// with the status the informer last saw and queues a merge-patch of the
+// /status subresource only for what differs (status_patch.h); a write whose
+// echo has not come back yet is not repeated. Writes are rate-limited (token
+// bucket, 20 QPS, burst 30) and happen only while leading (or always without
+// --leader-elect).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/core/objects.h"
+#include "controller/core/status.h"
+#include "controller/core/translate.h"
+#include "controller/kube/api_client.h"
+#include "controller/kube/informer.h"
+#include "controller/kube/leader_elector.h"
+
+namespace gantry::controller::kube {
+
+struct KubeSourceOptions {
+  std::string namespace_;  // empty: all namespaces
+  std::string ingress_class = "gantry";
+  std::string ingress_controller = "gantry.dev/ingress-controller";
+  std::string ingress_status_address;  // empty: Ingress status is not written
+  bool leader_elect = false;
+  LeaderElectionConfig leader;
+  double write_qps = 20;
+  double write_burst = 30;
+};
+
+struct KubeSourceStats {
+  uint64_t events = 0;           // informer events applied
+  uint64_t decode_errors = 0;    // objects the decoder rejected
+  uint64_t relists = 0;          // lists after the first (410 Gone, ...)
+  uint64_t watch_restarts = 0;   // watches that ended and were resumed
+  uint64_t status_writes = 0;    // status PATCHes that succeeded
+  uint64_t status_write_errors = 0;
+  bool leading = false;
+  bool synced = false;
+};
+
+class KubeSource {
+ public:
+  static Result<std::unique_ptr<KubeSource>> create(ClusterAccess access, KubeSourceOptions opts);
+  ~KubeSource();
+
+  void start();
+  int fd() const { return event_fd_; }
+  // Applies what the informers delivered; true when the cache or the translate
+  // options changed.
+  bool drain();
+  const Cache& cache() const { return cache_; }
+  TranslateOptions translate_options() const;
+  bool synced() const;
+  std::string not_synced() const;  // "services, secrets" not listed yet
+  bool may_write_status() const;
+  // Queues the writes that bring the API server's statuses to `statuses`.
+  void sync_statuses(const std::vector<RouteStatus>& statuses);
+  // Releases the lease (if held) and cancels every request in flight.
+  void shutdown();
+  KubeSourceStats stats() const;
+
+ private:
+  struct Write {
+    std::string what;  // "gatewayroute default/shop", for logs
+    std::string path;
+    std::string body;
+  };
+  struct IngressClassInfo {
+    std::string controller;
+    bool is_default = false;
+  };
+
+  KubeSource(std::unique_ptr<ApiClient> api, KubeSourceOptions opts);
+  void push(InformerEvent e);
+  bool apply(InformerEvent& e);
+  bool apply_object(size_t resource, nlohmann::json& obj, bool deleted,
+                    std::set<std::string>* seen);
+  bool refresh_secrets();
+  void writer_loop();
+  void queue_write(const std::string& key, Write w);
+
+  std::unique_ptr<ApiClient> api_;
+  KubeSourceOptions opts_;
+  std::vector<std::unique_ptr<Informer>> informers_;
+  std::unique_ptr<LeaderElector> elector_;
+  int event_fd_ = -1;
+
+  // Informer threads -> main thread.
+  std::mutex q_mu_;
+  std::deque<InformerEvent> queue_;
+  std::vector<std::string> failed_writes_;  // keys whose write failed: retry
+
+  // Main thread state.
+  Cache cache_;
+  std::map<std::string, Secret> all_secrets_;
+  std::map<std::string, IngressClassInfo> ingress_classes_;
+  std::map<std::string, nlohmann::json> route_status_;    // ns/name -> observed status
+  std::map<std::string, nlohmann::json> ingress_status_;  // ns/name -> observed status
+  std::map<std::string, std::string> written_;            // key -> fingerprint of the last write
+  std::map<std::string, std::string> decode_failed_;      // key -> resourceVersion logged
+  uint64_t events_ = 0;
+  uint64_t decode_errors_ = 0;
+
+  // Status writer.
+  std::mutex w_mu_;
+  std::condition_variable w_cv_;
+  std::map<std::string, Write> pending_;  // latest write per object
+  bool w_stop_ = false;
+  std::thread writer_;
+  std::atomic<uint64_t> writes_ok_{0};
+  std::atomic<uint64_t> writes_failed_{0};
+};
+
+}  // namespace gantry::controller::kube

@@ -1,0 +1,135 @@
+// Status write-back computation; see status_patch.h.
+#include "controller/kube/status_patch.h"
+
+#include <arpa/inet.h>
+
+#include <ctime>
+
+namespace gantry::controller::kube {
+
+namespace {
+
+constexpr size_t kMaxMessage = 32768;  // the CRD's maxLength
+
+std::string clip(std::string s) {
+  if (s.size() > kMaxMessage) {
+    s.resize(kMaxMessage - 3);
+    s += "...";
+  }
+  return s;
+}
+
+const nlohmann::json* find_condition(const nlohmann::json& conds, const std::string& type) {
+  if (!conds.is_array()) return nullptr;
+  for (const auto& c : conds)
+    if (c.is_object() && c.value("type", std::string()) == type) return &c;
+  return nullptr;
+}
+
+bool is_ip(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+std::string format_rfc3339(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string format_rfc3339_micro(int64_t unix_micros) {
+  std::time_t t = static_cast<std::time_t>(unix_micros / 1000000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%06lldZ", buf,
+                static_cast<long long>(unix_micros % 1000000));
+  return out;
+}
+
+std::string stable_message(const std::string& message) {
+  static const std::string kMark = " (snapshot version ";
+  size_t p = message.find(kMark);
+  if (p == std::string::npos) return message;
+  size_t end = message.find(')', p);
+  if (end == std::string::npos) return message;
+  return message.substr(0, p) + message.substr(end + 1);
+}
+
+std::optional<nlohmann::json> route_status_update(const RouteStatus& desired,
+                                                  const nlohmann::json& observed,
+                                                  const std::string& now_rfc3339) {
+  nlohmann::json old_conds = nlohmann::json::array();
+  int64_t old_gen = -1;
+  if (observed.is_object()) {
+    if (auto c = observed.find("conditions"); c != observed.end() && c->is_array()) old_conds = *c;
+    if (auto g = observed.find("observedGeneration"); g != observed.end() && g->is_number_integer())
+      old_gen = g->get<int64_t>();
+  }
+  bool changed = old_gen != desired.observed_generation;
+  nlohmann::json conds = nlohmann::json::array();
+  for (const auto& c : desired.conditions) {
+    std::string status = c.status ? "True" : "False";
+    std::string message = clip(stable_message(c.message));
+    std::string reason = c.reason.empty() ? (c.status ? c.type : "Unknown") : c.reason;
+    nlohmann::json out = {{"type", c.type},
+                          {"status", status},
+                          {"reason", reason},
+                          {"message", message},
+                          {"observedGeneration", c.observed_generation},
+                          {"lastTransitionTime", now_rfc3339}};
+    const nlohmann::json* old = find_condition(old_conds, c.type);
+    if (old) {
+      if (old->value("status", std::string()) == status) {
+        auto ltt = old->find("lastTransitionTime");
+        if (ltt != old->end() && ltt->is_string()) out["lastTransitionTime"] = *ltt;
+      }
+      bool same = old->value("status", std::string()) == status &&
+                  old->value("reason", std::string()) == reason &&
+                  old->value("message", std::string()) == message &&
+                  old->value("observedGeneration", int64_t{-1}) == c.observed_generation &&
+                  old->contains("lastTransitionTime");
+      if (!same) changed = true;
+    } else {
+      changed = true;
+    }
+    conds.push_back(std::move(out));
+  }
+  // Conditions someone else owns stay.
+  for (const auto& old : old_conds) {
+    if (!old.is_object()) continue;
+    std::string type = old.value("type", std::string());
+    if (!desired.find(type)) conds.push_back(old);
+  }
+  if (!changed) return std::nullopt;
+  nlohmann::json status = observed.is_object() ? observed : nlohmann::json::object();
+  status["observedGeneration"] = desired.observed_generation;
+  status["conditions"] = std::move(conds);
+  return status;
+}
+
+std::optional<nlohmann::json> ingress_status_update(const std::string& address,
+                                                    const nlohmann::json& observed) {
+  nlohmann::json entry = nlohmann::json::object();
+  entry[is_ip(address) ? "ip" : "hostname"] = address;
+  nlohmann::json want = nlohmann::json::array({entry});
+  if (observed.is_object()) {
+    auto lb = observed.find("loadBalancer");
+    if (lb != observed.end() && lb->is_object()) {
+      auto ing = lb->find("ingress");
+      if (ing != lb->end() && *ing == want) return std::nullopt;
+    }
+  }
+  nlohmann::json status = observed.is_object() ? observed : nlohmann::json::object();
+  status["loadBalancer"] = {{"ingress", want}};
+  return status;
+}
+
+}  // namespace gantry::controller::kube

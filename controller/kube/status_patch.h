@@ -1,0 +1,49 @@
+// What the controller writes back to the API server, as pure functions.
+//
+// A GatewayRoute's status is {observedGeneration, conditions: [metav1.Condition]}
+// with Accepted, ResolvedRefs and Programmed from translate (status.h). The
+// update is computed against the status the informer last saw:
+//  - nothing is written when type, status, reason, message and
+//    observedGeneration of every condition, and the top-level
+//    observedGeneration, already match (our own writes come back through the
+//    watch, so this is what stops write storms);
+//  - a condition keeps its lastTransitionTime while its status (True/False)
+//    stays the same; it gets `now` when the status flips or it is new;
+//  - conditions of other types (written by someone else) are kept.
+// Programmed's message names the snapshot version; the version is dropped from
+// what is written, or every endpoint change would rewrite every route's status.
+//
+// An Ingress gantry serves gets status.loadBalancer.ingress = [{ip}] or
+// [{hostname}] from --ingress-status-address.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/core/status.h"
+
+namespace gantry::controller::kube {
+
+// "2024-05-01T10:00:00Z" (seconds, UTC), the metav1.Time format.
+std::string format_rfc3339(int64_t unix_seconds);
+// "2024-05-01T10:00:00.123456Z", the metav1.MicroTime format (Lease times).
+std::string format_rfc3339_micro(int64_t unix_micros);
+
+// The status object to write (the whole `status`), or nullopt when `observed`
+// (the object's current `status`, null when it has none) already says it.
+std::optional<nlohmann::json> route_status_update(const RouteStatus& desired,
+                                                  const nlohmann::json& observed,
+                                                  const std::string& now_rfc3339);
+
+// The Ingress status to write for `address` (an IP literal or a hostname), or
+// nullopt when `observed` already lists exactly that address.
+std::optional<nlohmann::json> ingress_status_update(const std::string& address,
+                                                    const nlohmann::json& observed);
+
+// The message as written: the "(snapshot version N)" part removed.
+std::string stable_message(const std::string& message);
+
+}  // namespace gantry::controller::kube
