@@ -5,6 +5,7 @@
 #   hack/bench.sh proxy      only the data-plane comparison
 #   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
 #   hack/bench.sh instructions  instructions per proxied request (callgrind) vs nginx and HAProxy
+#   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64 idle keep-alive connections
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -17,6 +18,10 @@ fi
 if [ "$what" = all ] || [ "$what" = instructions ]; then
   echo
   bash tests/bench/instructions_bench.sh build/bin
+fi
+if [ "$what" = all ] || [ "$what" = rss ]; then
+  echo
+  /usr/bin/python3 tests/bench/rss_bench.py build/bin 1000 64
 fi
 if [ "$what" = all ] || [ "$what" = codec ]; then
   echo

@@ -1,0 +1,92 @@
+"""Resident memory of gantry-proxy holding a 1,000-route snapshot and 64 idle
+keep-alive client connections (each with a pooled upstream connection).
+
+    /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS]
+
+Prints VmRSS after start-up, after the snapshot, and with the connections
+open and idle. Only loopback addresses are used.
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def wait_port(port, deadline=20):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing answers on {port}")
+
+
+def main():
+    bin_dir = sys.argv[1] if len(sys.argv) > 1 else "build/bin"
+    routes = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    conns = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+    tmp = tempfile.mkdtemp(prefix="gantry-rss.")
+    snap = {"version": 1, "routes": [], "clusters": [
+        {"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19201}]}]}
+    for i in range(routes):
+        snap["routes"].append({
+            "namespace": "bench", "name": f"route-{i}", "creationTimestamp": i,
+            "hostnames": [f"host-{i}.example.com"],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": f"/api/{i}"}}],
+                       "backends": [{"cluster": "bench/echo:80"}]},
+                      {"matches": [{"path": {"type": "Exact", "value": f"/exact/{i}"}}],
+                       "backends": [{"cluster": "bench/echo:80"}]}]})
+    path = os.path.join(tmp, "snapshot.json")
+    with open(path, "w") as f:
+        json.dump(snap, f)
+    echo = subprocess.Popen([f"{bin_dir}/gantry-echo", "--listen", "127.0.0.1:19201", "--plain"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen([f"{bin_dir}/gantry-proxy", "--workers", "2",
+                              "--http-listen", "127.0.0.1:19280", "--admin-listen", "127.0.0.1:19290",
+                              "--control-socket", os.path.join(tmp, "c.sock"),
+                              "--snapshot-file", path, "--access-log", "off", "--drain-seconds", "0"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(19290)
+        before = rss_kib(proxy.pid)
+        clients = []
+        for i in range(conns):
+            c = http.client.HTTPConnection("127.0.0.1", 19280, timeout=10)
+            c.request("GET", f"/api/{i % routes}/x", headers={"Host": f"host-{i % routes}.example.com"})
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200, r.status
+            clients.append(c)
+        time.sleep(0.5)
+        after = rss_kib(proxy.pid)
+        print(f"gantry-proxy RSS: {before / 1024:.1f} MiB with {routes} routes ({2 * routes} rules), "
+              f"{after / 1024:.1f} MiB with {conns} idle keep-alive connections")
+        for c in clients:
+            c.close()
+    finally:
+        for p in (proxy, echo):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()
