@@ -13,12 +13,18 @@
 #   start-control-plane.sh stop WORKDIR
 #       Stops what WORKDIR/*.pid name (TERM, then KILL after 10 s) and removes
 #       the pid files. Safe to call twice or on a half-started WORKDIR.
+#   start-control-plane.sh restart-apiserver WORKDIR
+#       Stops kube-apiserver only (TERM), starts it again with the same command
+#       line (kept in WORKDIR/kube-apiserver.argv) and waits for /readyz; etcd and
+#       its data stay. For tests of watch recovery.
 #
 # Options / environment:
 #   --bin-dir DIR       binaries directory (default: $GANTRY_TESTBIN, else the
 #                       output of hack/testbin.sh, which builds them if needed)
 #   --controllers LIST  kcm --controllers value (default $GANTRY_KCM_CONTROLLERS or
 #                       deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token)
+#   --apiserver-arg ARG one more kube-apiserver flag (repeatable), e.g.
+#                       --apiserver-arg=--watch-cache=false
 #
 # Files in WORKDIR: kubeconfig, ca.crt, admin.crt/.key, admin.token (bearer token
 # of the same admin), sa.key/sa.pub, env (ports as shell variables),
@@ -67,13 +73,37 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 
+if [ "${1:-}" = "restart-apiserver" ]; then
+  [ $# -eq 2 ] || die "usage: $0 restart-apiserver WORKDIR"
+  w="$(cd "$2" && pwd)"
+  [ -f "$w/kube-apiserver.argv" ] || die "$w/kube-apiserver.argv missing: not started by this script?"
+  stop_one "$w" kube-apiserver
+  mapfile -d '' -t argv < "$w/kube-apiserver.argv"
+  setsid "${argv[@]}" >> "$w/kube-apiserver.log" 2>&1 < /dev/null &
+  echo $! > "$w/kube-apiserver.pid"
+  . "$w/env"
+  for i in $(seq 1 360); do
+    if curl -sf --cacert "$w/ca.crt" --cert "$w/admin.crt" --key "$w/admin.key" \
+        "$API_SERVER/readyz" >/dev/null 2>&1; then
+      log "kube-apiserver restarted at $API_SERVER"
+      exit 0
+    fi
+    kill -0 "$(cat "$w/kube-apiserver.pid")" 2>/dev/null || die "kube-apiserver exited on restart"
+    sleep 0.25
+  done
+  die "timed out after 90s waiting for the restarted kube-apiserver"
+fi
+
 with_kcm=0
 bin_dir="${GANTRY_TESTBIN:-}"
 controllers="${GANTRY_KCM_CONTROLLERS:-deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token}"
 work=""
+apiserver_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-kcm) with_kcm=1 ;;
+    --apiserver-arg) apiserver_extra+=("$2"); shift ;;
+    --apiserver-arg=*) apiserver_extra+=("${1#--apiserver-arg=}") ;;
     --bin-dir) bin_dir="$2"; shift ;;
     --controllers) controllers="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -183,6 +213,7 @@ EOF
 
 start() {  # name args... : runs bin_dir/name in its own session, logs to work/name.log
   local name="$1"; shift
+  printf '%s\0' "$bin_dir/$name" "$@" > "$work/$name.argv"   # for restart-apiserver
   setsid "$bin_dir/$name" "$@" > "$work/$name.log" 2>&1 < /dev/null &
   echo $! > "$work/$name.pid"
   started=1
@@ -225,7 +256,7 @@ start kube-apiserver \
   --allow-privileged=true \
   --endpoint-reconciler-type none \
   --enable-priority-and-fairness=false \
-  --profiling=false
+  --profiling=false ${apiserver_extra[@]+"${apiserver_extra[@]}"}
 wait_for "kube-apiserver /readyz" 90 kube-apiserver \
   curl -sf --cacert "$work/ca.crt" --cert "$work/admin.crt" --key "$work/admin.key" \
   "$server/readyz"

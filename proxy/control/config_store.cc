@@ -63,11 +63,18 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
     out.errors.push_back(tls.error().message);
     return out;
   }
+  auto previous = current();
+  auto policies = PolicySet::create(**table, previous ? previous->policies.get() : nullptr);
+  if (!policies.ok()) {
+    out.errors.push_back(policies.error().message);
+    return out;
+  }
   auto cfg = std::make_shared<Config>();
   cfg->version = shared->version;
   cfg->snapshot = shared;
   cfg->table = std::move(table).value();
   cfg->tls = std::move(tls).value();
+  cfg->policies = std::move(policies).value();
   for (const auto& c : shared->clusters) cfg->clusters.emplace(c.name, make_cluster(c));
   publish(std::move(cfg));
   return out;
@@ -95,6 +102,7 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   cfg->snapshot = cur->snapshot;
   cfg->table = cur->table;
   cfg->tls = cur->tls;
+  cfg->policies = cur->policies;
   cfg->clusters = cur->clusters;
   for (const auto& c : delta->clusters) cfg->clusters[c.name] = make_cluster(c);
   publish(std::move(cfg));

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "proxy/base/result.h"
+#include "proxy/control/rule_policies.h"
 #include "proxy/router/route_table.h"
 #include "proxy/snapshot/model.h"
 #include "proxy/tls/tls_contexts.h"
@@ -38,6 +39,7 @@ struct Config {
   std::shared_ptr<const snapshot::Snapshot> snapshot;
   std::shared_ptr<const router::RouteTable> table;
   std::shared_ptr<const tls::TlsContexts> tls;  // SNI -> certificate
+  std::shared_ptr<const PolicySet> policies;    // CORS, rate limits, JWT per rule
   std::unordered_map<std::string, std::shared_ptr<const ClusterEndpoints>> clusters;
 
   const ClusterEndpoints* cluster(const std::string& name) const {

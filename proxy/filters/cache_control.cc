@@ -102,8 +102,8 @@ RequestCachePolicy request_policy(std::string_view method, std::span<const http:
 }
 
 std::optional<std::chrono::milliseconds> response_ttl(const snapshot::Cache& config,
-                                                 bool request_had_authorization, int status,
-                                                 std::span<const http::Header> headers) {
+                                                      bool request_had_authorization, int status,
+                                                      std::span<const http::Header> headers) {
   if (status < 200 || status > 599 || status == 206 || status == 304) return std::nullopt;
   const CacheControl cc = cache_control_of(headers);
   if (cc.no_store || cc.private_ || cc.no_cache) return std::nullopt;
@@ -119,7 +119,15 @@ std::optional<std::chrono::milliseconds> response_ttl(const snapshot::Cache& con
   }
   const bool explicit_ttl = cc.s_maxage || cc.max_age;
   switch (status) {
-    case 200: case 203: case 204: case 300: case 301: case 404: case 405: case 410: case 414:
+    case 200:
+    case 203:
+    case 204:
+    case 300:
+    case 301:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
     case 501:
       break;
     default:

@@ -56,8 +56,8 @@ RequestCachePolicy request_policy(std::string_view method, std::span<const http:
 
 // How long a response may be served from the cache, or nullopt when it must
 // not be stored.
-std::optional<std::chrono::milliseconds> response_ttl(const snapshot::Cache& config,
-                                                 bool request_had_authorization, int status,
-                                                 std::span<const http::Header> response_headers);
+std::optional<std::chrono::milliseconds> response_ttl(
+    const snapshot::Cache& config, bool request_had_authorization, int status,
+    std::span<const http::Header> response_headers);
 
 }  // namespace gantry::filters

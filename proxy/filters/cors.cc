@@ -18,8 +18,7 @@ bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 bool ends_with_icase(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         http::iequals(s.substr(s.size() - suffix.size()), suffix);
+  return s.size() >= suffix.size() && http::iequals(s.substr(s.size() - suffix.size()), suffix);
 }
 
 // scheme "://" host [":" port], host a DNS name, IPv4 or [IPv6].
@@ -43,8 +42,8 @@ bool well_formed_origin(std::string_view o, std::string_view& scheme, std::strin
     }
     i = close + 1;
   } else {
-    while (i < rest.size() && (is_alpha(rest[i]) || is_digit(rest[i]) || rest[i] == '-' ||
-                               rest[i] == '.')) {
+    while (i < rest.size() &&
+           (is_alpha(rest[i]) || is_digit(rest[i]) || rest[i] == '-' || rest[i] == '.')) {
       ++i;
     }
     if (i == 0) return false;
@@ -109,8 +108,8 @@ Result<CorsPolicy> CorsPolicy::create(const snapshot::Cors& c) {
     }
     p.origins_.push_back(std::move(pat));
   }
-  p.methods_ = c.allow_methods.empty() ? std::vector<std::string>{"GET", "HEAD", "POST"}
-                                       : c.allow_methods;
+  p.methods_ =
+      c.allow_methods.empty() ? std::vector<std::string>{"GET", "HEAD", "POST"} : c.allow_methods;
   p.any_method_ = std::find(p.methods_.begin(), p.methods_.end(), "*") != p.methods_.end();
   p.allow_headers_ = c.allow_headers;
   p.any_header_ =
@@ -196,7 +195,8 @@ CorsDecision CorsPolicy::evaluate(const CorsRequest& r) const {
   if (preflight) {
     d.add(kAllowMethods, any_method_ ? *r.request_method : std::string_view(methods_joined_));
     if (any_header_) {
-      if (r.request_headers && !r.request_headers->empty()) d.add(kAllowHeaders, *r.request_headers);
+      if (r.request_headers && !r.request_headers->empty())
+        d.add(kAllowHeaders, *r.request_headers);
     } else if (!headers_joined_.empty()) {
       d.add(kAllowHeaders, headers_joined_);
     }

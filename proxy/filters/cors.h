@@ -36,9 +36,9 @@ namespace gantry::filters {
 
 struct CorsRequest {
   std::string_view method;
-  std::optional<std::string_view> origin;                  // Origin
-  std::optional<std::string_view> request_method;          // Access-Control-Request-Method
-  std::optional<std::string_view> request_headers;         // Access-Control-Request-Headers
+  std::optional<std::string_view> origin;           // Origin
+  std::optional<std::string_view> request_method;   // Access-Control-Request-Method
+  std::optional<std::string_view> request_headers;  // Access-Control-Request-Headers
 };
 
 enum class CorsAction : uint8_t {

@@ -142,7 +142,8 @@ BnPtr bn_from(const std::string& bytes) {
 // Builds a public key of `type` ("RSA" or "EC") from parameters.
 EVP_PKEY* pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
   std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(bld));
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* pkey = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
@@ -167,7 +168,8 @@ std::string check_public_key(EVP_PKEY* pkey, KeyType& type) {
         std::string_view(group, len) != "prime256v1") {
       return "EC key is not on curve P-256";
     }
-    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+    std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+        EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
     if (!ctx || EVP_PKEY_public_check(ctx.get()) != 1) return "EC public key is not a valid point";
     return "";
   }
@@ -255,7 +257,8 @@ std::unique_ptr<JwtVerifier::Key> parse_jwk(const json& jwk, std::string& proble
   return key;
 }
 
-Status parse_jwks_json(const std::string& text, std::vector<std::unique_ptr<JwtVerifier::Key>>& keys) {
+Status parse_jwks_json(const std::string& text,
+                       std::vector<std::unique_ptr<JwtVerifier::Key>>& keys) {
   const json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded()) return Error{"jwks: not valid JSON"};
   const json* list = nullptr;
@@ -336,8 +339,8 @@ bool verify_hs256(const std::string& secret, std::string_view input, const std::
   unsigned int len = 0;
   if (sig.size() != 32 ||
       HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len) ==
-          nullptr ||
+           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac,
+           &len) == nullptr ||
       len != 32) {
     return false;
   }
@@ -347,11 +350,10 @@ bool verify_hs256(const std::string& secret, std::string_view input, const std::
 bool verify_digest(EVP_PKEY* pkey, std::string_view input, const unsigned char* sig,
                    size_t sig_len) {
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  const bool ok = ctx &&
-                  EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
-                  EVP_DigestVerify(ctx.get(), sig, sig_len,
-                                   reinterpret_cast<const unsigned char*>(input.data()),
-                                   input.size()) == 1;
+  const bool ok =
+      ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
+      EVP_DigestVerify(ctx.get(), sig, sig_len,
+                       reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
   if (!ok) ERR_clear_error();
   return ok;
 }
@@ -505,12 +507,16 @@ Result<VerifiedJwt> JwtVerifier::verify(std::string_view token,
     any_candidate = true;
     bool ok = false;
     switch (want) {
-      case KeyType::kHmac: ok = verify_hs256(k->secret, input, *sig); break;
+      case KeyType::kHmac:
+        ok = verify_hs256(k->secret, input, *sig);
+        break;
       case KeyType::kRsa:
         ok = verify_digest(k->pkey, input, reinterpret_cast<const unsigned char*>(sig->data()),
                            sig->size());
         break;
-      case KeyType::kEc: ok = verify_es256(k->pkey, input, *sig); break;
+      case KeyType::kEc:
+        ok = verify_es256(k->pkey, input, *sig);
+        break;
     }
     if (ok) {
       verified_by = k.get();
@@ -522,8 +528,7 @@ Result<VerifiedJwt> JwtVerifier::verify(std::string_view token,
 
   const json payload = json::parse(*payload_raw, nullptr, false);
   if (payload.is_discarded() || !payload.is_object()) return Error{"malformed token payload"};
-  const double now_s =
-      std::chrono::duration<double>(now.time_since_epoch()).count();
+  const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
   const double skew_s = std::chrono::duration<double>(config_.clock_skew).count();
   if (auto it = payload.find("exp"); it != payload.end()) {
     if (!it->is_number()) return Error{"exp must be a number"};
@@ -563,8 +568,8 @@ Result<VerifiedJwt> JwtVerifier::verify(std::string_view token,
 
   VerifiedJwt out;
   out.key_id = verified_by->kid;
-  if (auto it = payload.find("sub"); it != payload.end() && it->is_string() &&
-                                     !has_control(it->get_ref<const std::string&>())) {
+  if (auto it = payload.find("sub");
+      it != payload.end() && it->is_string() && !has_control(it->get_ref<const std::string&>())) {
     out.subject = it->get<std::string>();
   }
   for (const auto& c : config_.claims_to_headers) {

@@ -50,7 +50,8 @@ class JwtVerifier {
   JwtVerifier& operator=(const JwtVerifier&) = delete;
 
   // `now` is wall-clock time (exp/nbf are Unix seconds).
-  Result<VerifiedJwt> verify(std::string_view token, std::chrono::system_clock::time_point now) const;
+  Result<VerifiedJwt> verify(std::string_view token,
+                             std::chrono::system_clock::time_point now) const;
 
   size_t key_count() const;
 

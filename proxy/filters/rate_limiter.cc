@@ -113,7 +113,8 @@ RateLimitDecision RateLimiter::sliding_window(Entry& e, int64_t now_us) const {
   }
   if (window > e.at) e.at = window;
   const uint64_t interval = static_cast<uint64_t>(interval_us_);
-  const uint64_t elapsed = static_cast<uint64_t>(std::max<int64_t>(0, now_us - e.at * interval_us_));
+  const uint64_t elapsed =
+      static_cast<uint64_t>(std::max<int64_t>(0, now_us - e.at * interval_us_));
   const uint64_t left = interval > elapsed ? interval - elapsed : 0;  // of the current window
   const uint64_t quota = config_.requests * interval;
   // Everything in units of (request x microsecond).

@@ -73,7 +73,7 @@ class RateLimiter {
  private:
   struct Entry {
     std::string key;
-    int64_t at = 0;     // token bucket: last refill (us); window: current window index
+    int64_t at = 0;       // token bucket: last refill (us); window: current window index
     uint64_t tokens = 0;  // token bucket: tokens x interval_us
     uint64_t prev = 0;    // window: requests counted in the previous window
     uint64_t curr = 0;    // window: requests counted in the current window

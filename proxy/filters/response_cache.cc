@@ -57,8 +57,8 @@ std::string full_key(std::string_view primary, const std::vector<std::string>& n
 
 uint64_t CachedResponse::age_seconds(SteadyTime now) const {
   const auto stored_for = now > stored_at ? now - stored_at : SteadyTime::duration::zero();
-  return initial_age +
-         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(stored_for).count());
+  return initial_age + static_cast<uint64_t>(
+                           std::chrono::duration_cast<std::chrono::seconds>(stored_for).count());
 }
 
 namespace detail {

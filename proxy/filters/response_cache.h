@@ -93,7 +93,7 @@ enum class CacheLookupKind : uint8_t { kHit, kMiss, kWait };
 struct CacheLookup {
   CacheLookupKind kind = CacheLookupKind::kMiss;
   std::shared_ptr<const CachedResponse> response;  // kHit
-  FillTicket ticket;                                // kMiss with a callback: the leader's
+  FillTicket ticket;                               // kMiss with a callback: the leader's
 };
 
 class ResponseCache {

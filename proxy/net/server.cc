@@ -20,6 +20,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "proxy/filters/cors.h"
+#include "proxy/filters/jwt.h"
+#include "proxy/filters/rate_limiter.h"
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
 #include "proxy/http/path.h"
@@ -41,6 +44,7 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
+constexpr std::chrono::seconds kMaxUpstreamIdle{30};
 
 auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -87,6 +91,12 @@ void new_request_id(std::string& out) {
 bool listed_in(const std::vector<std::string>& names, std::string_view name) {
   for (const auto& n : names)
     if (http::iequals(n, name)) return true;
+  return false;
+}
+
+bool named_in(const std::vector<std::pair<std::string, std::string>>& hv, std::string_view name) {
+  for (const auto& h : hv)
+    if (http::iequals(h.first, name)) return true;
   return false;
 }
 
@@ -181,6 +191,7 @@ struct UpstreamConn {
   Buffer buf{kReadChunk};
   std::string key;
   bool reused = false;
+  Clock::time_point idle_since;
 };
 
 // What a worker needs to know of a session of any stream type.
@@ -302,7 +313,9 @@ class Worker {
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
-      if (idle_connection_alive(c->sock)) {
+      // Backends close idle keep-alive connections on their own schedule
+      // (commonly after 60 s or more); never reuse one near that age.
+      if (Clock::now() - c->idle_since < kMaxUpstreamIdle && idle_connection_alive(c->sock)) {
         c->reused = true;
         return c;
       }
@@ -312,6 +325,7 @@ class Worker {
   void give_back(std::unique_ptr<UpstreamConn> c) {
     if (server_.draining()) return;
     auto& v = idle_[c->key];
+    c->idle_since = Clock::now();
     if (v.size() < kMaxIdlePerEndpoint) v.push_back(std::move(c));
   }
 
@@ -387,6 +401,26 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     lowest(client_).close(ec);
   }
 
+  // The client's address for rate limiting: the peer, or, when the peer is a
+  // trusted proxy, the right-most X-Forwarded-For entry that is not trusted.
+  std::string_view client_ip() {
+    const auto& trusted = w_.server().options().trusted_proxies;
+    if (trusted.empty() || !contains(trusted, peer_ip_)) return peer_ip_;
+    auto xff = http::find_header(req_.headers, "x-forwarded-for");
+    if (!xff) return peer_ip_;
+    std::string_view list = *xff;
+    while (!list.empty()) {
+      auto comma = list.rfind(',');
+      std::string_view item = comma == std::string_view::npos ? list : list.substr(comma + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (!item.empty() && !contains(trusted, item)) return item;
+      if (comma == std::string_view::npos) return item.empty() ? std::string_view(peer_ip_) : item;
+      list = list.substr(0, comma);
+    }
+    return peer_ip_;
+  }
+
   void close_if_idle() override {
     error_code ec;
     lowest(client_).cancel(ec);
@@ -420,12 +454,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                     std::string_view extra_headers = {}) {
     out_.clear();
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason_phrase(status));
-    out_.append("\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
-    out_.append(std::to_string(body.size() + 1)).append("\r\nx-request-id: ").append(request_id_);
+    bool no_body = status == 204 || status == 304;
+    if (no_body) {
+      out_.append("\r\nx-request-id: ").append(request_id_);
+    } else {
+      out_.append("\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+      out_.append(std::to_string(body.size() + 1)).append("\r\nx-request-id: ").append(request_id_);
+    }
     out_.append("\r\n");
     out_.append(extra_headers);
     if (close) out_.append("connection: close\r\n");
-    out_.append("\r\n").append(body).append("\n");
+    out_.append("\r\n");
+    if (!no_body) out_.append(body).append("\n");
     status_ = status;
     error_code ec;
     {
@@ -444,7 +484,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                 std::string_view host, size_t matched_prefix);
   asio::awaitable<bool> relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed);
   asio::awaitable<bool> relay_response_body(UpstreamConn& up, bool& upstream_reusable);
-  asio::awaitable<void> tunnel(UpstreamConn& up);
+  asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void finish_request();
 
   Worker& w_;
@@ -469,6 +509,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   double upstream_ms_ = -1;
   uint64_t req_body_left_ = 0;  // Content-Length body bytes still to relay
+  std::optional<uint64_t> body_limit_;  // filters.maxRequestBodySize
+  std::vector<std::pair<std::string, std::string>> extra_req_headers_;   // e.g. JWT claims
+  std::vector<std::pair<std::string, std::string>> extra_resp_headers_;  // e.g. CORS, RateLimit-*
 };
 
 template <class Stream>
@@ -606,6 +649,76 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   bool client_close = !req_.keep_alive || w_.server().draining();
   bool has_body = req_.body != http::BodyKind::kNone;
 
+  // ---- request policies: CORS, rate limit, body size, JWT (in this order)
+  extra_req_headers_.clear();
+  extra_resp_headers_.clear();
+  body_limit_ = filters.max_request_body_size;
+  const control::RulePolicies* pol = cfg->policies ? cfg->policies->find(&cr) : nullptr;
+  if (pol != nullptr && pol->cors) {
+    filters::CorsRequest creq{req_.method, http::find_header(req_.headers, "origin"),
+                              http::find_header(req_.headers, "access-control-request-method"),
+                              http::find_header(req_.headers, "access-control-request-headers")};
+    auto d = pol->cors->evaluate(creq);
+    if (d.action == filters::CorsAction::kPreflight || d.action == filters::CorsAction::kRejectPreflight) {
+      std::string hdrs;
+      for (const auto& h : d.headers()) append_header(hdrs, h.name, h.value);
+      bool close = client_close || has_body;
+      if (d.action == filters::CorsAction::kPreflight) co_await local_reply(204, "", close, hdrs);
+      else co_await local_reply(403, "CORS preflight refused: origin or method not allowed", close, hdrs);
+      finish_request();
+      co_return !close;
+    }
+    for (const auto& h : d.headers()) extra_resp_headers_.emplace_back(h.name, h.value);
+  }
+  if (pol != nullptr && pol->rate_limiter) {
+    std::string_view key = client_ip();
+    if (!pol->rate_limiter->key_header().empty()) {
+      if (auto v = http::find_header(req_.headers, pol->rate_limiter->key_header()); v && !v->empty()) key = *v;
+    }
+    auto d = pol->rate_limiter->check(key, Clock::now());
+    std::string hdrs;
+    append_header(hdrs, "ratelimit-limit", std::to_string(d.limit));
+    append_header(hdrs, "ratelimit-remaining", std::to_string(d.remaining));
+    append_header(hdrs, "ratelimit-reset", std::to_string(d.reset_seconds));
+    if (!d.allowed) {
+      append_header(hdrs, "retry-after", std::to_string(std::max<uint64_t>(1, d.retry_after_seconds)));
+      bool close = client_close || has_body;
+      co_await local_reply(429, "rate limit exceeded", close, hdrs);
+      finish_request();
+      co_return !close;
+    }
+    extra_resp_headers_.emplace_back("ratelimit-limit", std::to_string(d.limit));
+    extra_resp_headers_.emplace_back("ratelimit-remaining", std::to_string(d.remaining));
+    extra_resp_headers_.emplace_back("ratelimit-reset", std::to_string(d.reset_seconds));
+  }
+  if (body_limit_ && req_.body == http::BodyKind::kContentLength && req_.content_length > *body_limit_) {
+    co_await local_reply(413, "request body larger than " + std::to_string(*body_limit_) + " bytes", true);
+    finish_request();
+    co_return false;
+  }
+  if (pol != nullptr && pol->jwt) {
+    auto auth = http::find_header(req_.headers, "authorization");
+    auto token = auth ? filters::bearer_token(*auth) : std::nullopt;
+    std::optional<Error> failure;
+    if (!token) {
+      failure = Error{""};
+    } else {
+      auto v = pol->jwt->verify(*token, std::chrono::system_clock::now());
+      if (v.ok()) extra_req_headers_ = std::move(v->headers);
+      else failure = v.error();
+    }
+    if (failure) {
+      std::string hdrs;
+      append_header(hdrs, "www-authenticate",
+                    filters::www_authenticate(failure->message.empty() ? nullptr : &*failure));
+      bool close = client_close || has_body;
+      co_await local_reply(401, failure->message.empty() ? "bearer token required" : "invalid bearer token",
+                           close, hdrs);
+      finish_request();
+      co_return !close;
+    }
+  }
+
   // ---- redirect: answered by the gateway
   if (filters.request_redirect) {
     const auto& r = *filters.request_redirect;
@@ -683,8 +796,10 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
         http::iequals(h.name, "x-request-id"))
       continue;
     if (mod && (listed_in(mod->remove, h.name) || listed_in(mod->set, h.name))) continue;
+    if (!extra_req_headers_.empty() && named_in(extra_req_headers_, h.name)) continue;  // no spoofed claims
     append_header(out_, h.name, h.value);
   }
+  for (const auto& [name, value] : extra_req_headers_) append_header(out_, name, value);
   if (mod) {
     for (const auto& h : mod->set) append_header(out_, h.name, h.value);
     for (const auto& h : mod->add) append_header(out_, h.name, h.value);
@@ -876,6 +991,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     for (const auto& h : rmod->add) append_header(out_, h.name, h.value);
   }
   if (!has_request_id) append_header(out_, "x-request-id", request_id_);
+  for (const auto& [name, value] : extra_resp_headers_) append_header(out_, name, value);
   if (resp_.body == http::BodyKind::kChunked) append_header(out_, "transfer-encoding", "chunked");
   if (opts.debug_headers) {
     append_header(out_, "x-gateway-route", route_label_);
@@ -905,7 +1021,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
 
   if (is_upgrade) {
     finish_request();
-    co_await tunnel(*up);
+    co_await tunnel(*up, cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout));
     co_return false;
   }
 
@@ -938,6 +1054,12 @@ asio::awaitable<bool> Session<Stream>::relay_request_body(UpstreamConn& up, erro
       }
       take = step->consumed;
       done = step->done;
+      if (body_limit_ && chunked_.data_bytes() > *body_limit_) {
+        client_failed = true;
+        co_await local_reply(413, "request body larger than " + std::to_string(*body_limit_) + " bytes", true);
+        finish_request();
+        co_return false;
+      }
     }
     if (take > 0) {
       {
@@ -1019,8 +1141,12 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
 
 // Copies bytes both ways after a 101 Switching Protocols until either side closes.
 template <class Stream>
-asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up) {
-  auto pump = [](auto& from, Buffer& buf, auto& to) -> asio::awaitable<void> {
+asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idle_timeout) {
+  // One deadline for the tunnel, on the client socket, pushed forward by
+  // traffic in either direction; when it passes, the sweeper cancels the
+  // client side and the tunnel winds down.
+  arm(lowest(client_), idle_timeout);
+  auto pump = [this, idle_timeout](auto& from, Buffer& buf, auto& to) -> asio::awaitable<void> {
     error_code ec;
     while (true) {
       if (!buf.empty()) {
@@ -1032,22 +1158,25 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up) {
       size_t n = co_await from.async_read_some(asio::buffer(p, buf.writable()), awaitable_ec(ec));
       if (ec) break;
       buf.commit(n);
+      deadline = Clock::now() + idle_timeout;
     }
-    error_code ignore;
-    lowest(to).shutdown(tcp::socket::shutdown_send, ignore);
   };
   asio::steady_timer done(w_.io(), Clock::time_point::max());
   bool finished = false;
   asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_), [&](std::exception_ptr) {
     finished = true;
+    error_code ignore;
+    lowest(client_).cancel(ignore);  // the upstream side ended: end the client side too
     done.cancel();
   });
   co_await pump(client_, in_, up.sock);
+  error_code ignore;
+  up.sock.cancel(ignore);  // the client side ended: end the upstream side too
   if (!finished) {
     error_code ec;
     co_await done.async_wait(awaitable_ec(ec));
   }
-  error_code ignore;
+  disarm();
   up.sock.close(ignore);
 }
 

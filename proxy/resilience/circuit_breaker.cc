@@ -6,9 +6,12 @@ namespace gantry::resilience {
 
 const char* to_string(BreakerState s) {
   switch (s) {
-    case BreakerState::kClosed: return "closed";
-    case BreakerState::kOpen: return "open";
-    case BreakerState::kHalfOpen: return "half-open";
+    case BreakerState::kClosed:
+      return "closed";
+    case BreakerState::kOpen:
+      return "open";
+    case BreakerState::kHalfOpen:
+      return "half-open";
   }
   return "unknown";
 }
@@ -21,8 +24,7 @@ int64_t ns_since_epoch(SteadyTime t) {
 
 }  // namespace
 
-Result<std::unique_ptr<CircuitBreaker>> CircuitBreaker::create(
-    const snapshot::CircuitBreaker& c) {
+Result<std::unique_ptr<CircuitBreaker>> CircuitBreaker::create(const snapshot::CircuitBreaker& c) {
   if (!(c.failure_ratio >= 0 && c.failure_ratio <= 1)) {
     return Error{"circuitBreaker: failureRatio must be in [0, 1]"};
   }

@@ -15,8 +15,8 @@
 // pending requests); 0 means unlimited.
 #pragma once
 
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -47,8 +47,8 @@ struct BreakerStats {
   uint32_t consecutive_failures = 0;
   uint64_t window_requests = 0;  // results in the sliding window
   uint64_t window_failures = 0;
-  uint64_t opened_total = 0;     // closed/half-open -> open transitions
-  uint64_t rejected_total = 0;   // requests refused by try_admit()
+  uint64_t opened_total = 0;    // closed/half-open -> open transitions
+  uint64_t rejected_total = 0;  // requests refused by try_admit()
 };
 
 class CircuitBreaker {

@@ -60,14 +60,13 @@ bool OutlierDetector::try_eject(EndpointState& e, SteadyTime now) {
   if (e.ejection_count > 0) {
     const auto healthy_for = now - e.returned_at;
     const auto periods = static_cast<uint64_t>(healthy_for / config_.base_ejection_time);
-    e.ejection_count = periods >= e.ejection_count
-                           ? 0
-                           : e.ejection_count - static_cast<uint32_t>(periods);
+    e.ejection_count =
+        periods >= e.ejection_count ? 0 : e.ejection_count - static_cast<uint32_t>(periods);
   }
   ++e.ejection_count;
-  const auto cap = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                config_.base_ejection_time),
-                            kMaxEjectionTime);
+  const auto cap =
+      std::max(std::chrono::duration_cast<std::chrono::milliseconds>(config_.base_ejection_time),
+               kMaxEjectionTime);
   const auto time = std::min<std::chrono::milliseconds>(
       config_.base_ejection_time * static_cast<int64_t>(e.ejection_count), cap);
   e.ejected = true;

@@ -35,7 +35,7 @@ enum class UpstreamResult : uint8_t {
 };
 
 struct OutlierStats {
-  uint32_t ejected = 0;          // endpoints out of rotation now
+  uint32_t ejected = 0;  // endpoints out of rotation now
   uint64_t ejections_total = 0;
   uint64_t ejections_refused = 0;  // over max_ejection_percent
 };
@@ -46,8 +46,8 @@ class OutlierDetector {
 
   // `endpoints`: the cluster's endpoint identities ("10.0.0.1:8080"), in the
   // order the runtime indexes them.
-  static Result<std::unique_ptr<OutlierDetector>> create(
-      const snapshot::OutlierDetection& config, std::span<const std::string> endpoints);
+  static Result<std::unique_ptr<OutlierDetector>> create(const snapshot::OutlierDetection& config,
+                                                         std::span<const std::string> endpoints);
 
   // Replaces the endpoint list (an endpoint delta). State follows an endpoint
   // by identity; new endpoints start clean.
@@ -70,7 +70,7 @@ class OutlierDetector {
     uint32_t ejection_count = 0;  // drives the growing ejection time
     bool ejected = false;
     SteadyTime ejected_until{};
-    SteadyTime returned_at{};     // when it last came back (for the count's decay)
+    SteadyTime returned_at{};  // when it last came back (for the count's decay)
   };
 
   explicit OutlierDetector(const snapshot::OutlierDetection& config) : config_(config) {}

@@ -57,9 +57,8 @@ uint64_t SplitMix64::next() {
 RetryBudget::RetryBudget(RetryBudgetOptions options)
     : options_(options),
       bucket_ns_(std::max<int64_t>(
-          1,
-          std::chrono::duration_cast<std::chrono::nanoseconds>(options.window).count() / kBuckets)) {
-}
+          1, std::chrono::duration_cast<std::chrono::nanoseconds>(options.window).count() /
+                 kBuckets)) {}
 
 RetryBudget::Bucket& RetryBudget::bucket(SteadyTime now) {
   const int64_t index = ns_since_epoch(now) / bucket_ns_;

@@ -9,6 +9,7 @@ connection belongs to the snapshot it started under and must never be cut.
 import itertools
 import os
 import ssl
+import time
 
 import pytest
 import websocket
@@ -139,3 +140,27 @@ def test_upgrade_without_websocket_is_plain_request(proxy):
     r = proxy.get("/ws/plain", host=HOST, headers={"Connection": "Upgrade", "Upgrade": "h2c"})
     assert r.status == 200, r
     assert "upgrade" not in r.json()["headers"]
+
+
+def test_idle_websocket_is_closed_after_the_route_idle_timeout():
+    """policy.timeouts.idle bounds a tunnel with no traffic in either direction;
+    traffic pushes the deadline forward."""
+    with temporary_dataplane() as dp:
+        echo = dp.echo("echo")
+        rule = sn_rule(CLUSTER, prefix="/ws", policy={"timeouts": {"idleMs": 800}})
+        p = dp.proxy(sn_snapshot(1, [sn_route("ws", [rule], hostnames=[HOST])],
+                                 [sn_cluster(CLUSTER, [(echo.addr, echo.port)])]))
+        ws = websocket.create_connection(f"ws://127.0.0.1:{p.http_port}/ws", timeout=5, host=HOST)
+        # Active for ~1.5 s (longer than the timeout): messages keep it open.
+        for i in range(6):
+            ws.send(f"tick {i}")
+            assert ws.recv() == f"tick {i}"
+            time.sleep(0.25)
+        # Then idle: the proxy closes it within the timeout plus the 100 ms sweep.
+        started = time.monotonic()
+        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+            while time.monotonic() - started < 4:
+                frame = ws.recv()
+                if frame in ("", None):
+                    raise websocket.WebSocketConnectionClosedException("closed")
+        assert time.monotonic() - started < 3

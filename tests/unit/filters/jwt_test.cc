@@ -151,9 +151,14 @@ std::string mint(const json& header, const json& payload, const std::string& alg
 }
 
 json claims() {
-  return {{"iss", "https://issuer.test"}, {"aud", "shop"},   {"sub", "user-1"},
-          {"exp", kNowS + 3600},         {"nbf", kNowS - 10}, {"email", "u@example.com"},
-          {"admin", true},               {"level", 7}};
+  return {{"iss", "https://issuer.test"},
+          {"aud", "shop"},
+          {"sub", "user-1"},
+          {"exp", kNowS + 3600},
+          {"nbf", kNowS - 10},
+          {"email", "u@example.com"},
+          {"admin", true},
+          {"level", 7}};
 }
 
 snapshot::Jwt config(std::vector<std::string> algs, std::string jwks = "",
@@ -164,8 +169,8 @@ snapshot::Jwt config(std::vector<std::string> algs, std::string jwks = "",
   c.hmac_secret = std::move(secret);
   c.issuer = "https://issuer.test";
   c.audiences = {"shop", "admin"};
-  c.claims_to_headers = {{"email", "X-User-Email"}, {"admin", "X-Admin"}, {"level", "X-Level"},
-                         {"sub", "X-Sub"}};
+  c.claims_to_headers = {
+      {"email", "X-User-Email"}, {"admin", "X-Admin"}, {"level", "X-Level"}, {"sub", "X-Sub"}};
   return c;
 }
 
@@ -198,9 +203,9 @@ std::vector<VerifyCase> verify_cases() {
     return j;
   };
   const std::string good_rs = mint(rs, c, "RS256", k.rsa.get());
-  const std::string tampered =
-      good_rs.substr(0, good_rs.find('.') + 1) +
-      base64url_encode(claims_with("sub", "admin").dump()) + good_rs.substr(good_rs.rfind('.'));
+  const std::string tampered = good_rs.substr(0, good_rs.find('.') + 1) +
+                               base64url_encode(claims_with("sub", "admin").dump()) +
+                               good_rs.substr(good_rs.rfind('.'));
   const std::string es_der = [&] {
     const std::string input = base64url_encode(es.dump()) + "." + base64url_encode(c.dump());
     return input + "." + base64url_encode(digest_sign(k.ec.get(), input));
@@ -214,7 +219,8 @@ std::vector<VerifyCase> verify_cases() {
       {"RS256ViaPem", rs_pem_cfg, mint(json{{"alg", "RS256"}}, c, "RS256", k.rsa.get()), ""},
       {"RS256ViaJwksKid", jwks_cfg, good_rs, ""},
       {"ES256ViaJwksKid", jwks_cfg, mint(es, c, "ES256", k.ec.get()), ""},
-      {"ES256ViaPem", config({"ES256"}, k.ec_pem), mint(json{{"alg", "ES256"}}, c, "ES256", k.ec.get()), ""},
+      {"ES256ViaPem", config({"ES256"}, k.ec_pem),
+       mint(json{{"alg", "ES256"}}, c, "ES256", k.ec.get()), ""},
       {"NoKidTriesEveryKeyOfTheType", config({"RS256"}, two_rsa),
        mint(no_kid_rs, c, "RS256", k.rsa.get()), ""},
       {"AllAlgorithmsHS256", all_cfg, mint(hs, c, "HS256"), ""},
@@ -250,11 +256,12 @@ std::vector<VerifyCase> verify_cases() {
       {"WrongAudience", hs_cfg, mint(hs, claims_with("aud", "billing"), "HS256"),
        "invalid audience"},
       {"AudienceArray", hs_cfg, mint(hs, claims_with("aud", json{"x", "admin"}), "HS256"), ""},
-      {"AudienceArrayWithoutMatch", hs_cfg,
-       mint(hs, claims_with("aud", json{"x", "y"}), "HS256"), "invalid audience"},
+      {"AudienceArrayWithoutMatch", hs_cfg, mint(hs, claims_with("aud", json{"x", "y"}), "HS256"),
+       "invalid audience"},
       {"MissingAudience", hs_cfg, mint(hs, claims_with("aud", nullptr), "HS256"),
        "invalid audience"},
-      {"WrongKid", jwks_cfg, mint(json{{"alg", "RS256"}, {"kid", "rsa-9"}}, c, "RS256", k.rsa.get()),
+      {"WrongKid", jwks_cfg,
+       mint(json{{"alg", "RS256"}, {"kid", "rsa-9"}}, c, "RS256", k.rsa.get()),
        "no key matches kid"},
       {"KidOfAnotherType", jwks_cfg,
        mint(json{{"alg", "RS256"}, {"kid", "ec-1"}}, c, "RS256", k.rsa.get()),
@@ -365,8 +372,8 @@ TEST(JwtVerifier, CreateReportsTheProblem) {
   json enc = rsa;
   enc["use"] = "enc";
   auto v = JwtVerifier::create(config(
-      {"RS256"}, json{{"keys", {json{{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "AA"}}, enc, rsa}}}
-                     .dump()));
+      {"RS256"},
+      json{{"keys", {json{{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "AA"}}, enc, rsa}}}.dump()));
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_EQ((*v)->key_count(), 1u);
   // A single JWK and an "oct" key serve HS256.
@@ -385,11 +392,11 @@ TEST(Jwt, BearerToken) {
     std::string in;
     std::optional<std::string> want;
   };
-  for (const Row& r : {Row{"Bearer abc.def.ghi", "abc.def.ghi"}, Row{"bearer  x", "x"},
-                       Row{"BEARER x ", "x"}, Row{"Basic dXNlcjpw", std::nullopt},
-                       Row{"Bearer", std::nullopt}, Row{"Bearer ", std::nullopt},
-                       Row{"Bearerx y", std::nullopt}, Row{"Bearer a b", std::nullopt},
-                       Row{"", std::nullopt}}) {
+  for (const Row& r :
+       {Row{"Bearer abc.def.ghi", "abc.def.ghi"}, Row{"bearer  x", "x"}, Row{"BEARER x ", "x"},
+        Row{"Basic dXNlcjpw", std::nullopt}, Row{"Bearer", std::nullopt},
+        Row{"Bearer ", std::nullopt}, Row{"Bearerx y", std::nullopt},
+        Row{"Bearer a b", std::nullopt}, Row{"", std::nullopt}}) {
     auto got = bearer_token(r.in);
     EXPECT_EQ(got.has_value(), r.want.has_value()) << r.in;
     if (got && r.want) {
@@ -406,7 +413,8 @@ TEST(Jwt, WwwAuthenticate) {
 }
 
 TEST(Jwt, Base64Url) {
-  for (const std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00\x01"}) {
+  for (const std::string s :
+       {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00\x01"}) {
     auto back = base64url_decode(base64url_encode(s));
     ASSERT_TRUE(back.has_value()) << s;
     EXPECT_EQ(*back, s);

@@ -104,12 +104,12 @@ INSTANTIATE_TEST_SUITE_P(
                       {1000, false, 0, 1, 1},  // previous window weighs 4 x 1.0
                       {1250, true, 0, 1, 0},   // 4 x 0.75 + 1 = 4
                       {1250, false, 0, 1, 1},
-                      {1500, true, 0, 1, 0},   // 4 x 0.5 + 2
-                      {1750, true, 0, 1, 0},   // 4 x 0.25 + 3
-                      {1999, false, 0, 1, 1},  // 4 x 0.001 + 4 > 4
-                      {2000, true, 0, 1, 0},   // 3 x 1.0 + 1
-                      {3500, true, 2, 1, 0},   // 1 x 0.5 + 1
-                      {5000, true, 3, 1, 0}}}, // two windows later: forgotten
+                      {1500, true, 0, 1, 0},    // 4 x 0.5 + 2
+                      {1750, true, 0, 1, 0},    // 4 x 0.25 + 3
+                      {1999, false, 0, 1, 1},   // 4 x 0.001 + 4 > 4
+                      {2000, true, 0, 1, 0},    // 3 x 1.0 + 1
+                      {3500, true, 2, 1, 0},    // 1 x 0.5 + 1
+                      {5000, true, 3, 1, 0}}},  // two windows later: forgotten
         SequenceCase{"SlidingWindowMidWindowStart",
                      limit(2, 10000, 0, kWindow),
                      2,
@@ -195,14 +195,13 @@ TEST(RateLimiter, CreateValidates) {
     bool ok;
     std::string header;
   };
-  for (const Row& r : {Row{"ClientIP", 10, 1000, 0, true, ""},
-                       Row{"Header:X-Api-Key", 10, 1000, 0, true, "X-Api-Key"},
-                       Row{"Header:", 10, 1000, 0, false, ""},
-                       Row{"Cookie:x", 10, 1000, 0, false, ""},
-                       Row{"ClientIP", 0, 1000, 0, false, ""},
-                       Row{"ClientIP", 10, 0, 0, false, ""},
-                       Row{"ClientIP", UINT64_MAX, 1000, 1, false, ""},
-                       Row{"ClientIP", 1ull << 40, 3600000, 0, false, ""}}) {
+  for (const Row& r :
+       {Row{"ClientIP", 10, 1000, 0, true, ""},
+        Row{"Header:X-Api-Key", 10, 1000, 0, true, "X-Api-Key"},
+        Row{"Header:", 10, 1000, 0, false, ""}, Row{"Cookie:x", 10, 1000, 0, false, ""},
+        Row{"ClientIP", 0, 1000, 0, false, ""}, Row{"ClientIP", 10, 0, 0, false, ""},
+        Row{"ClientIP", UINT64_MAX, 1000, 1, false, ""},
+        Row{"ClientIP", 1ull << 40, 3600000, 0, false, ""}}) {
     auto c = limit(r.requests, r.interval_ms, r.burst, kBucket);
     c.key = r.key;
     auto rl = RateLimiter::create(c);

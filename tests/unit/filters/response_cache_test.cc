@@ -53,8 +53,8 @@ TEST(ResponseCache, StoreThenHitUntilTtl) {
 
 TEST(ResponseCache, UpstreamAgeShortensLifetimeAndIsNotStored) {
   auto cache = make();
-  ASSERT_TRUE(cache->store("k", kNoHeaders, 200, {{"Age", "10"}, {"X", "1"}}, "b", seconds(60),
-                           at(0)));
+  ASSERT_TRUE(
+      cache->store("k", kNoHeaders, 200, {{"Age", "10"}, {"X", "1"}}, "b", seconds(60), at(0)));
   auto hit = cache->lookup("k", kNoHeaders, at(5000));
   ASSERT_EQ(hit.kind, CacheLookupKind::kHit);
   EXPECT_EQ(hit.response->age_seconds(at(5000)), 15u);
@@ -71,14 +71,14 @@ TEST(ResponseCache, VaryKeepsOneEntryPerVariant) {
   const std::vector<http::Header> br = {{"accept-encoding", "br"}, {"User-Agent", "a"}};
   const std::vector<http::Header> gzip_other_agent = {{"Accept-Encoding", "gzip"},
                                                       {"User-Agent", "b"}};
-  ASSERT_TRUE(cache->store("k", gzip, 200, {{"Vary", "Accept-Encoding"}}, "gz", seconds(60),
-                           at(0)));
+  ASSERT_TRUE(
+      cache->store("k", gzip, 200, {{"Vary", "Accept-Encoding"}}, "gz", seconds(60), at(0)));
   EXPECT_EQ(cache->lookup("k", gzip, at(1)).kind, CacheLookupKind::kHit);
   EXPECT_EQ(cache->lookup("k", gzip_other_agent, at(1)).kind, CacheLookupKind::kHit);
   EXPECT_EQ(cache->lookup("k", br, at(1)).kind, CacheLookupKind::kMiss);
   EXPECT_EQ(cache->lookup("k", kNoHeaders, at(1)).kind, CacheLookupKind::kMiss);
-  ASSERT_TRUE(cache->store("k", br, 200, {{"Vary", "accept-encoding"}}, "brotli", seconds(60),
-                           at(2)));
+  ASSERT_TRUE(
+      cache->store("k", br, 200, {{"Vary", "accept-encoding"}}, "brotli", seconds(60), at(2)));
   auto a = cache->lookup("k", gzip, at(3));
   auto b = cache->lookup("k", br, at(3));
   ASSERT_EQ(a.kind, CacheLookupKind::kHit);
@@ -119,7 +119,7 @@ TEST(ResponseCache, EvictsLeastRecentlyUsedByBytes) {
   }
   EXPECT_EQ(cache->stats().bytes, 3u * 1260);
   EXPECT_EQ(cache->lookup("k1", kNoHeaders, at(1)).kind, CacheLookupKind::kHit);  // k2 is LRU
-  auto held = cache->lookup("k2", kNoHeaders, at(1));  // now k3 is LRU
+  auto held = cache->lookup("k2", kNoHeaders, at(1));                             // now k3 is LRU
   ASSERT_EQ(held.kind, CacheLookupKind::kHit);
   ASSERT_TRUE(cache->store("k4", kNoHeaders, 200, {}, body, seconds(60), at(2)));
   EXPECT_EQ(cache->lookup("k3", kNoHeaders, at(3)).kind, CacheLookupKind::kMiss);
@@ -181,8 +181,7 @@ TEST(ResponseCache, AbandonedFillWakesWaitersAndFreesTheKey) {
   {
     CacheLookup leader = cache->lookup("k", kNoHeaders, at(0), [] {});
     ASSERT_TRUE(leader.ticket);
-    ASSERT_EQ(cache->lookup("k", kNoHeaders, at(0), [&] { ++woken; }).kind,
-              CacheLookupKind::kWait);
+    ASSERT_EQ(cache->lookup("k", kNoHeaders, at(0), [&] { ++woken; }).kind, CacheLookupKind::kWait);
     FillTicket moved = std::move(leader.ticket);  // moving does not finish
     EXPECT_EQ(woken, 0);
   }  // destroyed without a store: the fill failed
@@ -204,8 +203,8 @@ TEST(ResponseCache, ShardedConcurrentUseStaysWithinBytes) {
         const std::string key = "k" + std::to_string((i * 7 + t) % 300);
         CacheLookup l = cache->lookup(key, kNoHeaders, at(i), [&] { wakes.fetch_add(1); });
         if (l.kind == CacheLookupKind::kMiss) {
-          cache->store(key, kNoHeaders, 200, {}, std::string(static_cast<size_t>(100 + i % 900), 'x'),
-                       seconds(1), at(i));
+          cache->store(key, kNoHeaders, 200, {},
+                       std::string(static_cast<size_t>(100 + i % 900), 'x'), seconds(1), at(i));
         }
       }
     });

@@ -26,7 +26,7 @@ struct Step {
   bool allowed = true;  // kAdmit: expected answer
   bool probe = false;   // kAdmit: expected probe flag
   std::optional<BreakerState> state_after = std::nullopt;
-  int admission = -1;   // results: which admission (in admit order); -1: the latest outstanding
+  int admission = -1;  // results: which admission (in admit order); -1: the latest outstanding
 };
 
 struct BreakerCase {
@@ -61,13 +61,27 @@ constexpr auto kHalfOpen = BreakerState::kHalfOpen;
 // A admits (expecting allowed), P admits a probe, R expects a refusal; S, F
 // and C record a success, failure or cancellation for the latest outstanding
 // admission (Sn: for admission number n).
-Step A(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kAdmit, true, false, s}; }
-Step P(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kAdmit, true, true, s}; }
-Step R(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kAdmit, false, false, s}; }
-Step S(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kSuccess, true, false, s}; }
-Step F(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kFailure, true, false, s}; }
-Step C(int64_t t, std::optional<BreakerState> s = std::nullopt) { return {t, Op::kCancel, true, false, s}; }
-Step Sn(int64_t t, int n, std::optional<BreakerState> s) { return {t, Op::kSuccess, true, false, s, n}; }
+Step A(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kAdmit, true, false, s};
+}
+Step P(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kAdmit, true, true, s};
+}
+Step R(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kAdmit, false, false, s};
+}
+Step S(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kSuccess, true, false, s};
+}
+Step F(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kFailure, true, false, s};
+}
+Step C(int64_t t, std::optional<BreakerState> s = std::nullopt) {
+  return {t, Op::kCancel, true, false, s};
+}
+Step Sn(int64_t t, int n, std::optional<BreakerState> s) {
+  return {t, Op::kSuccess, true, false, s, n};
+}
 
 class BreakerScript : public ::testing::TestWithParam<BreakerCase> {};
 
@@ -114,45 +128,61 @@ TEST_P(BreakerScript, FollowsTheScript) {
 INSTANTIATE_TEST_SUITE_P(
     Transitions, BreakerScript,
     ::testing::Values(
-        BreakerCase{"ConsecutiveFailuresTrip", consecutive(3),
+        BreakerCase{"ConsecutiveFailuresTrip",
+                    consecutive(3),
                     {A(0), F(0, kClosed), A(1), F(1, kClosed), A(2), F(2, kOpen), R(3, kOpen)}},
-        BreakerCase{"SuccessResetsTheStreak", consecutive(3),
+        BreakerCase{"SuccessResetsTheStreak",
+                    consecutive(3),
                     {A(0), F(0), A(1), F(1), A(2), S(2, kClosed), A(3), F(3), A(4), F(4, kClosed),
                      A(5), F(5, kOpen)}},
-        BreakerCase{"OpenRejectsUntilOpenDurationThenHalfOpen", consecutive(1),
+        BreakerCase{"OpenRejectsUntilOpenDurationThenHalfOpen",
+                    consecutive(1),
                     {A(0), F(0, kOpen), R(1), R(4999, kOpen), P(5000, kHalfOpen)}},
-        BreakerCase{"ProbeSuccessCloses", consecutive(1),
+        BreakerCase{"ProbeSuccessCloses",
+                    consecutive(1),
                     {A(0), F(0, kOpen), P(5000), S(5001, kClosed), A(5002), A(5003)}},
-        BreakerCase{"ProbeFailureReopensForAFullOpenDuration", consecutive(1),
+        BreakerCase{"ProbeFailureReopensForAFullOpenDuration",
+                    consecutive(1),
                     {A(0), F(0), P(6000), F(6001, kOpen), R(11000), P(11001, kHalfOpen)}},
-        BreakerCase{"HalfOpenAdmitsAtMostHalfOpenRequests", consecutive(1, 2),
+        BreakerCase{"HalfOpenAdmitsAtMostHalfOpenRequests",
+                    consecutive(1, 2),
                     {A(0), F(0), P(5000), P(5000), R(5000), R(5001, kHalfOpen)}},
-        BreakerCase{"HalfOpenClosesOnlyAfterAllProbesSucceed", consecutive(1, 2),
+        BreakerCase{"HalfOpenClosesOnlyAfterAllProbesSucceed",
+                    consecutive(1, 2),
                     {A(0), F(0), P(5000), P(5000), S(5001, kHalfOpen), S(5002, kClosed)}},
-        BreakerCase{"OneFailedProbeOfTwoReopens", consecutive(1, 2),
+        BreakerCase{"OneFailedProbeOfTwoReopens",
+                    consecutive(1, 2),
                     {A(0), F(0), P(5000), P(5000), S(5001, kHalfOpen), F(5002, kOpen)}},
-        BreakerCase{"CancelledProbeFreesItsSlot", consecutive(1),
+        BreakerCase{"CancelledProbeFreesItsSlot",
+                    consecutive(1),
                     {A(0), F(0), P(5000), R(5000), C(5001, kHalfOpen), P(5002), S(5003, kClosed)}},
-        BreakerCase{"ResultFromBeforeTheTripIsIgnored", consecutive(2),
+        BreakerCase{"ResultFromBeforeTheTripIsIgnored",
+                    consecutive(2),
                     // The first admission is slow: the breaker trips and goes half-open
                     // before its success arrives, which must not close the breaker.
                     {A(0), A(1), F(1), A(2), F(2, kOpen), P(5002), Sn(5003, 0, kHalfOpen),
                      S(5004, kClosed)}},
-        BreakerCase{"RatioBelowMinRequestsDoesNotTrip", ratio(0.5, 4, milliseconds(10000)),
+        BreakerCase{"RatioBelowMinRequestsDoesNotTrip",
+                    ratio(0.5, 4, milliseconds(10000)),
                     {A(0), F(0), A(1), F(1), A(2), F(2, kClosed)}},
-        BreakerCase{"RatioTripsAtThreshold", ratio(0.5, 4, milliseconds(10000)),
+        BreakerCase{"RatioTripsAtThreshold",
+                    ratio(0.5, 4, milliseconds(10000)),
                     {A(0), S(0), A(1), F(1), A(2), S(2), A(3), F(3, kOpen)}},
-        BreakerCase{"RatioJustBelowThresholdStaysClosed", ratio(0.5, 4, milliseconds(10000)),
+        BreakerCase{"RatioJustBelowThresholdStaysClosed",
+                    ratio(0.5, 4, milliseconds(10000)),
                     {A(0), S(0), A(1), S(1), A(2), F(2), A(3), S(3), A(4), F(4, kClosed)}},
-        BreakerCase{"RatioWindowSlidesOldFailuresOut", ratio(0.5, 4, milliseconds(10000)),
+        BreakerCase{"RatioWindowSlidesOldFailuresOut",
+                    ratio(0.5, 4, milliseconds(10000)),
                     // Three failures at t=0 leave the window by t=10000; then 1 of 4.
                     {A(0), F(0), A(0), F(0), A(0), F(0, kClosed), A(10000), S(10000), A(10001),
                      S(10001), A(10002), S(10002), A(10003), F(10003, kClosed)}},
-        BreakerCase{"RatioWindowCountsRecentFailures", ratio(0.5, 4, milliseconds(10000)),
+        BreakerCase{"RatioWindowCountsRecentFailures",
+                    ratio(0.5, 4, milliseconds(10000)),
                     {A(0), F(0), A(0), F(0), A(0), S(0, kClosed), A(8999), F(8999, kOpen)}},
-        BreakerCase{"ClosingClearsTheRatioWindow", ratio(0.5, 2, milliseconds(10000)),
-                    {A(0), S(0), A(1), F(1, kOpen), P(5001), S(5002, kClosed), A(5003),
-                     F(5003, kClosed)}}),
+        BreakerCase{
+            "ClosingClearsTheRatioWindow",
+            ratio(0.5, 2, milliseconds(10000)),
+            {A(0), S(0), A(1), F(1, kOpen), P(5001), S(5002, kClosed), A(5003), F(5003, kClosed)}}),
     [](const auto& info) { return info.param.name; });
 
 TEST(CircuitBreaker, StatsCountOpeningsAndRejections) {

@@ -77,9 +77,8 @@ INSTANTIATE_TEST_SUITE_P(
         ThresholdCase{"A5xxResetsConnectFailures", 5, 2, {kConn, k5xx, kConn}, -1},
         ThresholdCase{"ConnectFailureDoesNotReset5xx", 2, 5, {k5xx, kConn, k5xx}, 2},
         ThresholdCase{"Zero5xxThresholdDisables", 0, 5, {k5xx, k5xx, k5xx, k5xx, k5xx, k5xx}, -1},
-        ThresholdCase{"ZeroConnectThresholdDisables", 5, 0, {kConn, kConn, kConn, kConn, kConn,
-                                                              kConn},
-                      -1}),
+        ThresholdCase{
+            "ZeroConnectThresholdDisables", 5, 0, {kConn, kConn, kConn, kConn, kConn, kConn}, -1}),
     [](const auto& info) { return info.param.name; });
 
 TEST(OutlierDetector, EjectionTimeGrowsWithEachEjection) {
@@ -136,20 +135,18 @@ TEST_P(MaxEjectionPercent, CapsEjections) {
   EXPECT_EQ(s.ejections_refused, c.endpoints - c.max_ejected);
 }
 
-INSTANTIATE_TEST_SUITE_P(Outlier, MaxEjectionPercent,
-                         ::testing::Values(PercentCase{"FourAt50", 4, 50, 2},
-                                           PercentCase{"FiveAt50", 5, 50, 2},
-                                           PercentCase{"TenAt10", 10, 10, 1},
-                                           PercentCase{"OneAt50", 1, 50, 0},
-                                           PercentCase{"OneAt100", 1, 100, 1},
-                                           PercentCase{"ThreeAt0", 3, 0, 0},
-                                           PercentCase{"ThreeAt100", 3, 100, 3}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Outlier, MaxEjectionPercent,
+    ::testing::Values(PercentCase{"FourAt50", 4, 50, 2}, PercentCase{"FiveAt50", 5, 50, 2},
+                      PercentCase{"TenAt10", 10, 10, 1}, PercentCase{"OneAt50", 1, 50, 0},
+                      PercentCase{"OneAt100", 1, 100, 1}, PercentCase{"ThreeAt0", 3, 0, 0},
+                      PercentCase{"ThreeAt100", 3, 100, 3}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(OutlierDetector, ReturningEndpointFreesRoomForAnother) {
   auto d = make(config(1, 1, 50), 2);
   ASSERT_TRUE(d->record(0, k5xx, at(0)));
-  EXPECT_FALSE(d->record(1, k5xx, at(1)));  // 2 of 2 would be 100%
+  EXPECT_FALSE(d->record(1, k5xx, at(1)));     // 2 of 2 would be 100%
   EXPECT_TRUE(d->record(1, k5xx, at(10000)));  // 0 is back: room for 1
   EXPECT_FALSE(d->is_ejected(0, at(10000)));
 }
@@ -158,7 +155,7 @@ TEST(OutlierDetector, ResultsWhileEjectedAreIgnoredAndCountersResetOnReturn) {
   auto d = make(config(2, 2), 4);
   d->record(3, k5xx, at(0));
   ASSERT_TRUE(d->record(3, k5xx, at(1)));
-  EXPECT_FALSE(d->record(3, k5xx, at(2)));  // already out
+  EXPECT_FALSE(d->record(3, k5xx, at(2)));      // already out
   EXPECT_FALSE(d->record(3, k5xx, at(10001)));  // back, counter fresh: 1 of 2
   EXPECT_TRUE(d->record(3, k5xx, at(10002)));
 }
@@ -169,8 +166,8 @@ TEST(OutlierDetector, UpdateEndpointsKeepsStateByIdentity) {
   ASSERT_TRUE(made.ok());
   auto& d = **made;
   EXPECT_FALSE(d.record(1, k5xx, at(0)));
-  ASSERT_TRUE(d.record(1, k5xx, at(0)));    // 10.0.0.2 ejected
-  EXPECT_FALSE(d.record(2, k5xx, at(0)));   // 10.0.0.3: one 5xx
+  ASSERT_TRUE(d.record(1, k5xx, at(0)));   // 10.0.0.2 ejected
+  EXPECT_FALSE(d.record(2, k5xx, at(0)));  // 10.0.0.3: one 5xx
   std::vector<std::string> next = {"10.0.0.3:8080", "10.0.0.9:8080", "10.0.0.2:8080"};
   d.update_endpoints(next);
   std::vector<bool> mask;

@@ -46,18 +46,18 @@ TEST_P(ShouldRetry, Decides) {
 
 INSTANTIATE_TEST_SUITE_P(
     Retry, ShouldRetry,
-    ::testing::Values(
-        ShouldRetryCase{"ConnectFailure", 0, {true, false, 0}, true, true},
-        ShouldRetryCase{"ConnectFailureSecondRetry", 1, {true, false, 0}, true, true},
-        ShouldRetryCase{"AttemptsUsedUp", 2, {true, false, 0}, true, false},
-        ShouldRetryCase{"NotReplayable", 0, {true, false, 0}, false, false},
-        ShouldRetryCase{"ResetNotListed", 0, {false, true, 0}, true, false},
-        ShouldRetryCase{"Status502", 0, {false, false, 502}, true, true},
-        ShouldRetryCase{"Status503", 1, {false, false, 503}, true, true},
-        ShouldRetryCase{"Status504NotListed", 0, {false, false, 504}, true, false},
-        ShouldRetryCase{"Status200", 0, {false, false, 200}, true, false},
-        ShouldRetryCase{"Status502NotReplayable", 0, {false, false, 502}, false, false},
-        ShouldRetryCase{"NothingHappened", 0, {false, false, 0}, true, false}),
+    ::testing::Values(ShouldRetryCase{"ConnectFailure", 0, {true, false, 0}, true, true},
+                      ShouldRetryCase{"ConnectFailureSecondRetry", 1, {true, false, 0}, true, true},
+                      ShouldRetryCase{"AttemptsUsedUp", 2, {true, false, 0}, true, false},
+                      ShouldRetryCase{"NotReplayable", 0, {true, false, 0}, false, false},
+                      ShouldRetryCase{"ResetNotListed", 0, {false, true, 0}, true, false},
+                      ShouldRetryCase{"Status502", 0, {false, false, 502}, true, true},
+                      ShouldRetryCase{"Status503", 1, {false, false, 503}, true, true},
+                      ShouldRetryCase{"Status504NotListed", 0, {false, false, 504}, true, false},
+                      ShouldRetryCase{"Status200", 0, {false, false, 200}, true, false},
+                      ShouldRetryCase{
+                          "Status502NotReplayable", 0, {false, false, 502}, false, false},
+                      ShouldRetryCase{"NothingHappened", 0, {false, false, 0}, true, false}),
     [](const auto& info) { return info.param.name; });
 
 TEST(RetryPolicy, ResetAndZeroAttempts) {
@@ -89,16 +89,16 @@ TEST_P(Backoff, ExponentialWithJitterInTheUpperHalf) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Retry, Backoff,
-                         ::testing::Values(BackoffCase{1, 0, 12},      // [12, 25]
-                                           BackoffCase{1, 13, 25},     // 12 + 13 % 14
-                                           BackoffCase{1, 14, 12},     // wraps
-                                           BackoffCase{2, 0, 25},      // [25, 50]
+                         ::testing::Values(BackoffCase{1, 0, 12},   // [12, 25]
+                                           BackoffCase{1, 13, 25},  // 12 + 13 % 14
+                                           BackoffCase{1, 14, 12},  // wraps
+                                           BackoffCase{2, 0, 25},   // [25, 50]
                                            BackoffCase{2, 25, 50},
-                                           BackoffCase{3, 0, 50},      // [50, 100]
-                                           BackoffCase{4, 0, 100},     // [100, 200]
-                                           BackoffCase{5, 0, 125},     // cap 250: [125, 250]
+                                           BackoffCase{3, 0, 50},   // [50, 100]
+                                           BackoffCase{4, 0, 100},  // [100, 200]
+                                           BackoffCase{5, 0, 125},  // cap 250: [125, 250]
                                            BackoffCase{5, 125, 250},
-                                           BackoffCase{64, 0, 125},    // no overflow
+                                           BackoffCase{64, 0, 125},  // no overflow
                                            BackoffCase{1000, 125, 250}));
 
 TEST(RetryPolicy, SeededJitterStaysInBoundsAndIsReproducible) {

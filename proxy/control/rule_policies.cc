@@ -1,0 +1,42 @@
+#include "proxy/control/rule_policies.h"
+
+namespace gantry::control {
+
+Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTable& table,
+                                                           const PolicySet* previous) {
+  auto out = std::make_shared<PolicySet>();
+  for (const auto& cr : table.rules()) {
+    const auto& f = cr.rule->filters;
+    if (!f.cors && !f.rate_limit && !f.jwt) continue;
+    RulePolicies p;
+    if (f.cors) {
+      auto c = filters::CorsPolicy::create(*f.cors);
+      if (!c.ok()) return Error{"route " + cr.route_label + " filters.cors: " + c.error().message};
+      p.cors = std::move(c).value();
+    }
+    if (f.rate_limit) {
+      p.rate_limit_config = *f.rate_limit;
+      if (previous != nullptr) {
+        if (auto it = previous->by_label_.find(cr.route_label);
+            it != previous->by_label_.end() && it->second->rate_limiter &&
+            it->second->rate_limit_config == *f.rate_limit)
+          p.rate_limiter = it->second->rate_limiter;
+      }
+      if (!p.rate_limiter) {
+        auto rl = filters::RateLimiter::create(*f.rate_limit);
+        if (!rl.ok()) return Error{"route " + cr.route_label + " filters.rateLimit: " + rl.error().message};
+        p.rate_limiter = std::move(rl).value();
+      }
+    }
+    if (f.jwt) {
+      auto v = filters::JwtVerifier::create(*f.jwt);
+      if (!v.ok()) return Error{"route " + cr.route_label + " filters.jwt: " + v.error().message};
+      p.jwt = std::move(v).value();
+    }
+    out->by_rule_.emplace(&cr, std::move(p));
+  }
+  for (const auto& [rule, p] : out->by_rule_) out->by_label_.emplace(rule->route_label, &p);
+  return std::shared_ptr<const PolicySet>(std::move(out));
+}
+
+}  // namespace gantry::control
