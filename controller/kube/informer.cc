@@ -166,8 +166,15 @@ void Informer::watch() {
   if (stop_) return;
   ++watch_restarts_;
   if (!r.ok()) {
-    fail("watch", 0, r.error().message + " (resuming from resourceVersion " + resource_version_ +
-                         ")");
+    // A watch cut mid-stream (the API server restarting, a proxy in between)
+    // is routine: resume from where it was.
+    auto delay = backoff_.next();
+    auto level = failing_ ? spdlog::level::debug : spdlog::level::warn;
+    spdlog::log(level, "watch of {} interrupted: {}; resuming from resourceVersion {} in {} ms",
+                resource_.describe(namespace_), r.error().message, resource_version_,
+                delay.count());
+    failing_ = true;
+    sleep_for(delay);
     return;
   }
   if (r->status == 410 || gone) {

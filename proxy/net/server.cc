@@ -28,6 +28,8 @@
 #include "proxy/http/path.h"
 #include "proxy/net/buffer.h"
 #include "proxy/tls/tls_contexts.h"
+#include "proxy/resilience/retry.h"
+#include "proxy/upstream/cluster_state.h"
 #include "proxy/upstream/load_balancer.h"
 
 namespace gantry::net {
@@ -45,6 +47,39 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
 constexpr std::chrono::seconds kMaxUpstreamIdle{30};
+constexpr uint64_t kMaxReplayBody = 64 * 1024;  // request bodies buffered for retries
+
+// The value of cookie `name` in a Cookie header value ("a=1; b=2").
+std::optional<std::string_view> cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    auto semi = header.find(';');
+    std::string_view item = header.substr(0, semi);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    auto eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == name) return item.substr(eq + 1);
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
+
+// Counts one in-flight request on an endpoint (for the least-request
+// balancer) while it lives; set() moves the count to another endpoint.
+class ActiveRequest {
+ public:
+  ActiveRequest() = default;
+  ActiveRequest(const ActiveRequest&) = delete;
+  ActiveRequest& operator=(const ActiveRequest&) = delete;
+  ~ActiveRequest() { set(nullptr); }
+  void set(uint32_t* counter) {
+    if (counter_ != nullptr) --*counter_;
+    counter_ = counter;
+    if (counter_ != nullptr) ++*counter_;
+  }
+
+ private:
+  uint32_t* counter_ = nullptr;
+};
 
 auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -289,22 +324,95 @@ class Worker {
   }
 
   // Per-worker endpoint choice within a cluster (no locks: one thread).
-  std::optional<size_t> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude) {
+  // `exclude`: the endpoint of the failed try, avoided when another exists.
+  // `sticky`: a session cookie's value; the endpoint it names wins while healthy.
+  struct Picked {
+    size_t index = 0;
+    uint32_t* active = nullptr;  // this worker's in-flight requests on the endpoint
+    const std::string* cookie = nullptr;  // the endpoint's session-cookie value
+  };
+  std::optional<Picked> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude,
+                                      const snapshot::LoadBalancer& cfg, const upstream::PickContext& ctx,
+                                      std::string_view sticky) {
     auto& lb = lbs_[c.name];
     if (lb.seen != &c || lb.hosts.size() != c.endpoints.size()) {
       lb.seen = &c;
+      if (lb.keys != c.keys) {  // the endpoint list changed: rebuild what depends on it
+        lb.keys = c.keys;
+        lb.maglev.reset();
+        lb.cookies.clear();
+        lb.active.clear();
+        for (const auto& k : c.keys) {
+          char buf[24];
+          std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(upstream::hash_key(k)));
+          lb.cookies.emplace_back(buf);
+          lb.active.push_back(&active_[k]);
+        }
+      }
       lb.hosts.clear();
       for (size_t i = 0; i < c.endpoints.size(); ++i)
         lb.hosts.push_back({static_cast<uint32_t>(i), 1, 0, true});
-      if (!lb.lb) lb.lb = upstream::make_round_robin();
     }
     if (lb.hosts.empty()) return std::nullopt;
     if (exclude < lb.hosts.size() && lb.hosts.size() > 1) lb.hosts[exclude].healthy = false;
-    auto pick = lb.lb->pick(lb.hosts, upstream::PickContext{});
+    std::optional<uint32_t> pick;
+    if (!sticky.empty()) {
+      for (size_t i = 0; i < lb.cookies.size(); ++i)
+        if (lb.hosts[i].healthy && lb.cookies[i] == sticky) pick = static_cast<uint32_t>(i);
+    }
+    if (!pick) {
+      upstream::LoadBalancer* b = nullptr;
+      switch (cfg.type) {
+        case snapshot::LoadBalancerType::kRoundRobin:
+          if (!lb.rr) lb.rr = upstream::make_round_robin();
+          b = lb.rr.get();
+          break;
+        case snapshot::LoadBalancerType::kLeastRequest:
+          if (!lb.least) lb.least = upstream::make_least_request(rng_());
+          for (size_t i = 0; i < lb.hosts.size(); ++i) lb.hosts[i].active_requests = *lb.active[i];
+          b = lb.least.get();
+          break;
+        case snapshot::LoadBalancerType::kRandom:
+          if (!lb.random) lb.random = upstream::make_random(rng_());
+          b = lb.random.get();
+          break;
+        case snapshot::LoadBalancerType::kConsistentHash:
+          if (!lb.maglev) lb.maglev = upstream::make_maglev(lb.keys, rng_());
+          b = lb.maglev.get();
+          break;
+      }
+      pick = b->pick(lb.hosts, ctx);
+    }
     if (exclude < lb.hosts.size()) lb.hosts[exclude].healthy = true;
-    if (!pick) return std::nullopt;
-    return *pick;
+    if (!pick || *pick >= lb.hosts.size()) return std::nullopt;
+    return Picked{*pick, lb.active[*pick], &lb.cookies[*pick]};
   }
+
+  // Per-cluster state shared by the workers (retry budget), cached per worker.
+  upstream::ClusterState& cluster_state(const std::string& name) {
+    auto it = states_.find(name);
+    if (it == states_.end()) it = states_.emplace(name, server_.clusters_.get(name)).first;
+    return *it->second;
+  }
+  // The compiled retry policy of a rule of Config `cfg`; nullptr when invalid.
+  const resilience::RetryPolicy* retry_policy(const control::Config* cfg, const snapshot::Retry& r) {
+    if (cfg != retry_cfg_) {
+      retry_policies_.clear();
+      retry_cfg_ = cfg;
+    }
+    auto it = retry_policies_.find(&r);
+    if (it != retry_policies_.end() && !(it->second.config() == r)) {
+      retry_policies_.erase(it);
+      it = retry_policies_.end();
+    }
+    if (it == retry_policies_.end()) {
+      auto p = resilience::RetryPolicy::create(r);
+      if (!p.ok()) return nullptr;
+      it = retry_policies_.emplace(&r, std::move(p).value()).first;
+    }
+    return &it->second;
+  }
+  uint64_t random() { return rng_(); }
 
   std::unique_ptr<UpstreamConn> take_idle(const std::string& key) {
     auto it = idle_.find(key);
@@ -346,12 +454,22 @@ class Worker {
   asio::steady_timer sweep_timer_{io_};
   void sweep();
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
+  // One set of balancers per cluster; a rule's policy.loadBalancer.type picks
+  // which one serves it (the state of each type is per cluster, per worker).
   struct ClusterLb {
     const control::ClusterEndpoints* seen = nullptr;
+    std::vector<std::string> keys;       // the endpoint list the state below was built for
+    std::vector<std::string> cookies;    // per endpoint: its session-cookie value
+    std::vector<uint32_t*> active;       // per endpoint: into active_
     std::vector<upstream::HostView> hosts;
-    std::unique_ptr<upstream::LoadBalancer> lb;
+    std::unique_ptr<upstream::LoadBalancer> rr, least, random, maglev;
   };
   std::unordered_map<std::string, ClusterLb> lbs_;
+  std::unordered_map<std::string, uint32_t> active_;  // in-flight requests per endpoint key
+  std::unordered_map<std::string, std::shared_ptr<upstream::ClusterState>> states_;
+  const control::Config* retry_cfg_ = nullptr;
+  std::unordered_map<const snapshot::Retry*, resilience::RetryPolicy> retry_policies_;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 // ------------------------------------------------------------------ Session
@@ -512,6 +630,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::optional<uint64_t> body_limit_;  // filters.maxRequestBodySize
   std::vector<std::pair<std::string, std::string>> extra_req_headers_;   // e.g. JWT claims
   std::vector<std::pair<std::string, std::string>> extra_resp_headers_;  // e.g. CORS, RateLimit-*
+  std::string sticky_;      // the request's session-cookie value
+  std::string set_cookie_;  // a session cookie value to issue (consistent hash on a cookie)
 };
 
 template <class Stream>
@@ -840,34 +960,121 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     if (ec) co_return false;
   }
 
+  // ---- upstream policies of the rule: balancer, retries, timeouts
+  const snapshot::Policy& policy = cr.rule->policy;
+  const snapshot::LoadBalancer& lbcfg = policy.load_balancer;
+  upstream::PickContext pick_ctx;
+  sticky_.clear();  // the session cookie's value, when hashing on a cookie (copied: in_ may move)
+  if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash) {
+    std::optional<std::string_view> key;
+    switch (lbcfg.hash_on) {
+      case snapshot::HashOn::kHeader: key = http::find_header(req_.headers, lbcfg.hash_key); break;
+      case snapshot::HashOn::kCookie:
+        for (const auto& h : req_.headers)
+          if (http::iequals(h.name, "cookie"))
+            if (auto v = cookie_value(h.value, lbcfg.hash_key)) key = *v;
+        if (key) sticky_.assign(*key);
+        break;
+      case snapshot::HashOn::kSourceIP: key = client_ip(); break;
+      case snapshot::HashOn::kNone: break;
+    }
+    if (key && !key->empty()) {
+      pick_ctx.hash = upstream::hash_key(*key);
+      pick_ctx.has_hash = true;
+    }
+  }
+  const resilience::RetryPolicy* retry =
+      policy.retry ? w_.retry_policy(cfg.get(), *policy.retry) : nullptr;
+  upstream::ClusterState* cstate = retry ? &w_.cluster_state(ref.cluster) : nullptr;
+  std::optional<Clock::time_point> request_deadline;
+  if (policy.timeouts.request) request_deadline = started_ + *policy.timeouts.request;
+  milliseconds try_timeout = policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+  if (retry && retry->config().per_try_timeout) try_timeout = *retry->config().per_try_timeout;
+  // The wait allowed from now: `d`, cut at the request's deadline (at least 1 ms).
+  auto bounded = [&](milliseconds d) {
+    if (!request_deadline) return d;
+    auto left = std::chrono::duration_cast<milliseconds>(*request_deadline - Clock::now());
+    return std::max(milliseconds(1), std::min(d, left));
+  };
+  auto deadline_passed = [&] { return request_deadline && Clock::now() >= *request_deadline; };
+
   // A request is replayable on a fresh connection when its body (if any) is
-  // still entirely in our buffer: no body, or a small one fully received.
+  // entirely in our buffer. Under a retry policy, a Content-Length body up to
+  // kMaxReplayBody is read in full first, then sent from the buffer on every try.
+  if (retry && body_kind == http::BodyKind::kContentLength && req_body_left_ <= kMaxReplayBody) {
+    while (in_.size() < req_body_left_) {
+      error_code rec;
+      co_await read_some(client_, in_, opts.request_header_timeout * 6, rec);
+      if (rec) co_return false;
+    }
+  }
+  std::string_view sticky = sticky_;
+  bool replayable = body_kind == http::BodyKind::kNone ||
+                    (retry && body_kind == http::BodyKind::kContentLength && in_.size() >= req_body_left_);
+  size_t replay_body = replayable && body_kind == http::BodyKind::kContentLength ? req_body_left_ : 0;
+  if (cstate) cstate->retry_budget.record_request(Clock::now());
+  uint32_t retries = 0;
+  int connect_failures = 0;
+  // Whether the rule's retry policy (and the cluster's budget) allow one more
+  // try after `o`; waits the backoff when it does.
+  auto may_retry = [&](const resilience::TryOutcome& o) {
+    if (!retry || deadline_passed() || !retry->should_retry(retries, o, replayable)) return false;
+    if (!cstate->retry_budget.try_acquire_retry(Clock::now())) return false;
+    ++retries;
+    return true;
+  };
+  auto backoff = [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(w_.io());
+    t.expires_after(bounded(retry->backoff(retries, w_.random())));
+    error_code ignore;
+    co_await t.async_wait(awaitable_ec(ignore));
+  };
+
   size_t exclude = static_cast<size_t>(-1);
   std::unique_ptr<UpstreamConn> up;
+  ActiveRequest active;
   Clock::time_point sent_at;
   bool response_ready = false;
-  for (int attempt = 0; attempt < kMaxConnectAttempts + 1 && !response_ready; ++attempt) {
-    auto idx = w_.pick_endpoint(*cluster, exclude);
-    if (!idx) break;
-    const auto& key = cluster->keys[*idx];
+  const int max_tries = kMaxConnectAttempts + 1 + static_cast<int>(retry ? retry->config().attempts : 0);
+  for (int attempt = 0; attempt < max_tries && !response_ready; ++attempt) {
+    if (deadline_passed()) {
+      co_await local_reply(504, "request timeout", true);
+      finish_request();
+      co_return false;
+    }
+    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky);
+    if (!picked) break;
+    size_t idx = picked->index;
+    active.set(picked->active);
+    set_cookie_.clear();
+    if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash &&
+        lbcfg.hash_on == snapshot::HashOn::kCookie && sticky != *picked->cookie)
+      set_cookie_ = *picked->cookie;
+    const auto& key = cluster->keys[idx];
     upstream_key_ = key;
     up = w_.take_idle(key);
     if (!up) {
       up = std::make_unique<UpstreamConn>(w_.io());
       up->key = key;
       error_code ec;
-      const auto& ep = cluster->endpoints[*idx];
+      const auto& ep = cluster->endpoints[idx];
       auto addr = asio::ip::make_address(ep.address, ec);
       if (!ec) {
-        arm(up->sock, opts.upstream_connect_timeout);
+        arm(up->sock, bounded(opts.upstream_connect_timeout));
         co_await up->sock.async_connect(tcp::endpoint(addr, ep.port), awaitable_ec(ec));
         disarm();
       }
       if (ec) {
         w_.metrics().upstream_error(ref.cluster, timed_out ? "connect_timeout" : "connect");
-        exclude = *idx;
+        exclude = idx;
         up.reset();
-        continue;  // the request has not been sent: safe to try another endpoint
+        // The request has not been sent: always safe to try another endpoint.
+        if (++connect_failures <= kMaxConnectAttempts) continue;
+        if (may_retry(resilience::TryOutcome{true, false, 0})) {
+          co_await backoff();
+          continue;
+        }
+        break;
       }
       set_nodelay(up->sock);
       up->sock.non_blocking(true, ec);
@@ -876,28 +1083,32 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     // ---- send head (+ body)
     sent_at = Clock::now();
     error_code ec;
-    bool body_done_in_buffer =
-        body_kind == http::BodyKind::kNone ||
-        (body_kind == http::BodyKind::kContentLength && in_.size() >= req_body_left_);
     bool client_failed = false;
     {
       std::string_view pending(out_);
       if (!try_write(up->sock, pending, ec))
         co_await asio::async_write(up->sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
     }
-    if (body_kind != http::BodyKind::kNone) {
-      if (!ec) {
-        bool ok = co_await relay_request_body(*up, ec, client_failed);
-        if (!ok && client_failed) {
-          co_return false;  // client went away or sent a bad body (answered there)
-        }
+    if (!ec && replay_body > 0) {
+      std::string_view pending(in_.data(), replay_body);  // stays buffered until the final try
+      if (!try_write(up->sock, pending, ec))
+        co_await asio::async_write(up->sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+    } else if (!ec && body_kind != http::BodyKind::kNone) {
+      bool ok = co_await relay_request_body(*up, ec, client_failed);
+      if (!ok && client_failed) {
+        co_return false;  // client went away or sent a bad body (answered there)
       }
     }
     if (ec) {
-      bool retry = up->reused && body_done_in_buffer && body_kind == http::BodyKind::kNone;
+      bool reused = up->reused;
       w_.metrics().upstream_error(ref.cluster, "reset");
       up.reset();
-      if (retry) continue;
+      if (reused && replayable) continue;
+      if (may_retry(resilience::TryOutcome{false, true, 0})) {
+        exclude = idx;
+        co_await backoff();
+        continue;
+      }
       co_await local_reply(502, "upstream connection failed while sending the request", true);
       finish_request();
       co_return false;
@@ -933,21 +1144,36 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
           co_return false;
         }
       }
-      auto timeout = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
-      size_t n = co_await read_some(up->sock, up->buf, timeout, ec);
+      size_t n = co_await read_some(up->sock, up->buf, bounded(try_timeout), ec);
       (void)n;
       if (ec) break;
       got_any = true;
     }
-    if (response_ready) break;
+    if (response_ready) {
+      // A listed status is retried on another endpoint while nothing went downstream.
+      if (retry && may_retry(resilience::TryOutcome{false, false, resp_.status})) {
+        w_.metrics().upstream_error(ref.cluster, "retried_status");
+        response_ready = false;
+        exclude = idx;
+        up.reset();
+        co_await backoff();
+        continue;
+      }
+      break;
+    }
     // No complete head: a reused connection the peer had closed is retried once.
-    if (!got_any && up->reused && !timed_out && body_kind == http::BodyKind::kNone) {
+    if (!got_any && up->reused && !timed_out && replayable) {
       up.reset();
       continue;
     }
     bool timeout = timed_out;
     w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");
     up.reset();
+    if (!deadline_passed() && may_retry(resilience::TryOutcome{false, true, 0})) {
+      exclude = idx;
+      co_await backoff();
+      continue;
+    }
     co_await local_reply(timeout ? 504 : 502,
                          timeout ? "upstream did not answer in time" : "upstream closed the connection",
                          true);
@@ -958,6 +1184,18 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     co_await local_reply(502, "could not connect to any endpoint of " + ref.cluster, true);
     finish_request();
     co_return false;
+  }
+  if (replay_body > 0) {  // the body went out with the final try
+    in_.consume(replay_body);
+    bytes_in_ += replay_body;
+    req_body_left_ = 0;
+  }
+  if (!set_cookie_.empty()) {
+    std::string v = lbcfg.hash_key + "=" + set_cookie_ + "; Path=/; HttpOnly";
+    if (lbcfg.cookie_ttl.count() > 0)
+      v += "; Max-Age=" + std::to_string(std::max<int64_t>(1, lbcfg.cookie_ttl.count() / 1000));
+    extra_resp_headers_.emplace_back("set-cookie", std::move(v));
+    set_cookie_.clear();
   }
 
   upstream_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();

@@ -9,9 +9,9 @@ and relisting).
 - API server restarted mid-watch: the watches end, the controller backs off,
   reconnects and resumes from its resourceVersion; a change made right after
   the restart takes effect; the endpoint removed is gone from the proxy.
-- etcd compacted while the controller is frozen (SIGSTOP) and the API server
-  restarted under it: the resumed watch gets 410 Gone, the controller relists
-  and converges.
+- the controller frozen (SIGSTOP), the API server restarted under it, objects
+  changed (one deleted) and etcd compacted: the resumed watch gets 410 Gone,
+  the controller relists, converges and prunes the deleted route.
 """
 
 import signal
@@ -94,13 +94,15 @@ def test_etcd_compaction_gone_relists(env):
 
     controller.proc.send_signal(signal.SIGSTOP)
     try:
-        # While the controller is frozen: changes, then compaction past its resourceVersion.
+        # While the controller is frozen: the API server restarts (its watches
+        # are cut before any event is sent into them), objects change, and etcd
+        # compacts past the controller's resourceVersion.
+        cp.restart_apiserver()
         cp.apply(endpoint_slice("cm", [h["b"]]))
         cp.apply(simple_route("cm2", "cm2.kube.test", "cm"))
         cp.delete("GatewayRoute", "cm")
         rev = cp.etcd_compact()
         assert rev > 0
-        cp.restart_apiserver()  # cuts the frozen controller's watches
     finally:
         controller.proc.send_signal(signal.SIGCONT)
 
