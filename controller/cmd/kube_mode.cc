@@ -172,8 +172,10 @@ class KubeController {
 
 int run_kube_mode(KubeModeConfig config, std::unique_ptr<kube::KubeSource> source,
                   std::unique_ptr<HealthServer> health, int signal_fd) {
-  KubeController c(std::move(config), std::move(source), std::move(health), signal_fd);
-  return c.run();
+  // Deliberately never destroyed: informer threads may still sit in cancelled
+  // requests that reference the source; the caller ends the process with _Exit.
+  auto* c = new KubeController(std::move(config), std::move(source), std::move(health), signal_fd);
+  return c->run();
 }
 
 }  // namespace gantry::controller

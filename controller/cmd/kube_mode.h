@@ -24,7 +24,9 @@ struct KubeModeConfig {
   uint64_t first_version = 0;
 };
 
-// Runs until SIGINT/SIGTERM arrives on `signal_fd`; returns the exit code.
+// Runs until SIGINT/SIGTERM arrives on `signal_fd`; returns the exit code. The
+// source is not destroyed (its threads may still be unwinding): the caller
+// must end the process (std::_Exit) after this returns.
 int run_kube_mode(KubeModeConfig config, std::unique_ptr<kube::KubeSource> source,
                   std::unique_ptr<HealthServer> health, int signal_fd);
 

@@ -18,8 +18,14 @@
 
 namespace gantry::upstream {
 
+// Retries may add 20% to a cluster's requests, and at least 10 per 10 s
+// whatever the traffic, so a quiet cluster still retries.
+inline resilience::RetryBudgetOptions default_retry_budget() {
+  return resilience::RetryBudgetOptions{0.2, std::chrono::milliseconds(10000), 10};
+}
+
 struct ClusterState {
-  explicit ClusterState(std::string n) : name(std::move(n)) {}
+  explicit ClusterState(std::string n) : name(std::move(n)), retry_budget(default_retry_budget()) {}
   const std::string name;
   resilience::RetryBudget retry_budget;
 };

@@ -45,6 +45,22 @@ cat >"$tmp/snapshot.json" <<JSON
  "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19001}]}]}
 JSON
 
+# The same route with a typical policy set: CORS + rate limit + JWT (HS256).
+secret_b64=$(printf 'bench-secret-bench-secret-bench!' | base64)
+token=$(/usr/bin/python3 -c 'import jwt; print(jwt.encode({"iss": "bench", "aud": "gantry", "sub": "bench-user", "exp": 4102444800}, b"bench-secret-bench-secret-bench!", algorithm="HS256"))')
+cat >"$tmp/snapshot-policies.json" <<JSON
+{"version": 1,
+ "routes": [{"namespace": "bench", "name": "echo", "creationTimestamp": 1, "hostnames": [],
+   "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+              "filters": {
+                "cors": {"allowOrigins": ["https://app.example.com"], "allowMethods": ["GET"]},
+                "rateLimit": {"requests": 1000000000, "intervalMs": 1000, "algorithm": "TokenBucket", "key": "ClientIP"},
+                "jwt": {"algorithms": ["HS256"], "hmacSecretBase64": "$secret_b64", "issuer": "bench",
+                        "audiences": ["gantry"], "claimsToHeaders": [{"claim": "sub", "header": "x-user"}]}},
+              "backends": [{"cluster": "bench/echo:80", "weight": 1}]}]}],
+ "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19001}]}]}
+JSON
+
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -85,10 +101,11 @@ backend be
   server s1 $backend
 CONF
 
-run_wrk() {  # name url -> prints "name rps p50 p99"
+run_wrk() {  # name url [wrk args...] -> prints "name rps p50 p99"
   local name=$1 url=$2 out
-  taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 || true  # warm-up
-  out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+  shift 2
+  taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null 2>&1 || true  # warm-up
+  out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url")
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -97,10 +114,12 @@ run_wrk() {  # name url -> prints "name rps p50 p99"
   echo "$name $rps $p50 $p99 ${errors:-none}"
 }
 
-start_gantry() {  # extra args...
+start_gantry() {  # snapshot extra args...
+  local snapshot=$1
+  shift
   taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19080 \
     --admin-listen 127.0.0.1:19901 --control-socket "$tmp/control.sock" \
-    --snapshot-file "$tmp/snapshot.json" --drain-seconds 0 "$@" >"$tmp/gantry.log" 2>&1 &
+    --snapshot-file "$snapshot" --drain-seconds 0 "$@" >"$tmp/gantry.log" 2>&1 &
   gantry_pid=$!
   pids+=($gantry_pid)
   wait_port 127.0.0.1:19080
@@ -109,13 +128,17 @@ start_gantry() {  # extra args...
 results=()
 results+=("$(run_wrk backend-direct "http://$backend/")")
 
-start_gantry --access-log off
+start_gantry "$tmp/snapshot.json" --access-log off
 results+=("$(run_wrk gantry "http://127.0.0.1:19080/")")
 rss_kib=$(awk '/VmRSS/ {print $2}' /proc/$gantry_pid/status)
 kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
 
-start_gantry --access-log "$tmp/access.log"
+start_gantry "$tmp/snapshot.json" --access-log "$tmp/access.log"
 results+=("$(run_wrk gantry-access-log "http://127.0.0.1:19080/")")
+kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
+
+start_gantry "$tmp/snapshot-policies.json" --access-log off
+results+=("$(run_wrk gantry-policies "http://127.0.0.1:19080/" -H "Authorization: Bearer $token" -H "Origin: https://app.example.com")")
 kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
 
 taskset -c "$cpu_proxy" nginx -c "$tmp/nginx.conf" -p "$tmp" >/dev/null 2>&1 &
@@ -136,11 +159,12 @@ for r in "${results[@]}"; do
   printf "%-18s %12s %10s %10s  %s\n" "$name" "$rps" "$p50" "$p99" "$errors"
 done
 get() { for r in "${results[@]}"; do read -r n v _ <<<"$r"; [ "$n" = "$1" ] && echo "$v"; done; }
-g=$(get gantry); gl=$(get gantry-access-log); n=$(get nginx); h=$(get haproxy)
+g=$(get gantry); gl=$(get gantry-access-log); gp=$(get gantry-policies); n=$(get nginx); h=$(get haproxy)
 echo
-awk -v g="$g" -v gl="$gl" -v n="$n" -v h="$h" 'BEGIN {
-  printf "ratio gantry/haproxy            %.2f\n", g / h
-  printf "ratio gantry/nginx              %.2f\n", g / n
-  printf "ratio gantry(access log)/haproxy %.2f\n", gl / h
+awk -v g="$g" -v gl="$gl" -v gp="$gp" -v n="$n" -v h="$h" 'BEGIN {
+  printf "ratio gantry/haproxy                 %.2f\n", g / h
+  printf "ratio gantry/nginx                   %.2f\n", g / n
+  printf "ratio gantry(access log)/haproxy     %.2f\n", gl / h
+  printf "ratio gantry(CORS+ratelimit+JWT)/bare %.2f\n", gp / g
 }'
 echo "gantry RSS after the run: $((rss_kib / 1024)) MiB"

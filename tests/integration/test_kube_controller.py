@@ -7,7 +7,8 @@ says why not 127.0.0.x). Covers: a GatewayRoute reaching its backend with the
 status written back; EndpointSlice updates moving traffic (propagation
 latency over 100 updates, printed); bad routes explained in their status while
 the others serve; Ingress with IngressClass, default class and status
-address; the controller killed (the proxy keeps serving) and back (resync).
+address; the controller killed (the proxy keeps serving) and back (resync); 401,
+403 and TLS failures named in the log.
 """
 
 import sys
@@ -237,3 +238,37 @@ def test_controller_killed_proxy_serves_then_resyncs(env):
     env.wait_backend("life2.kube.test", "b")
     assert cluster_endpoints(proxy, "default/life:8080") == [h["b"]]
     assert proxy.config_dump()["version"] > version
+
+
+def test_auth_and_tls_errors_are_named_in_the_log(env):
+    cp, workdir = env.cp, env.workdir
+    cp.kubectl("create", "serviceaccount", "nobody", "-n", "default")
+    sa_token = cp.kubectl("create", "token", "nobody", "-n", "default").strip()
+
+    def kubeconfig(name, user, ca=str(cp.workdir / "ca.crt")):
+        path = workdir / f"{name}.kubeconfig"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+            f"clusters: [{{name: k, cluster: {{server: '{cp.server}', "
+            f"certificate-authority: '{ca}'}}}}]\n"
+            f"users: [{{name: u, user: {user}}}]\n")
+        return str(path)
+    cases = [  # name, kubeconfig, words the log must show
+        ("forbidden", kubeconfig("forbidden", f"{{token: '{sa_token}'}}"),
+         ["cannot list", "forbidden (403)", "\"list\""]),
+        ("unauthorized", kubeconfig("unauthorized", "{token: not-a-token}"),
+         ["cannot list", "unauthorized (401)"]),
+        # The admin's own certificate is no CA for the server's certificate.
+        ("bad-ca", kubeconfig("bad-ca", "{token: x}", ca=str(cp.workdir / "admin.crt")),
+         ["TLS with", "check the certificate authority"]),
+    ]
+    for name, path, words in cases:
+        ctl = KubeController(env.manager, workdir, path, workdir / f"{name}.sock",
+                             name=f"ctl-{name}").start()
+        try:
+            wait_until(lambda: all(w in ctl.log_text() for w in words), CONVERGE_TIMEOUT,
+                       f"{name}: {words} in the log", on_timeout=lambda: tail(ctl.log))
+            assert not ctl.ready()  # never synced
+        finally:
+            ctl.kill()
