@@ -383,6 +383,8 @@ void KubeSource::writer_loop() {
     if (ok) {
       ++writes_ok_;
       spdlog::debug("status of {} written", w.what);
+      uint64_t one = 1;  // wake the main loop: its metrics show the write
+      [[maybe_unused]] ssize_t n = ::write(event_fd_, &one, sizeof(one));
     } else if (r.ok() && r->status == 404) {
       spdlog::debug("status of {}: the object is gone", w.what);
     } else {
@@ -402,6 +404,8 @@ void KubeSource::writer_loop() {
         std::lock_guard<std::mutex> q(q_mu_);
         failed_writes_.push_back(key);
       }
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = ::write(event_fd_, &one, sizeof(one));
     }
     lock.lock();
   }

@@ -10,6 +10,7 @@
 
 #include "proxy/http/parser.h"
 #include "proxy/snapshot/codec.h"
+#include "proxy/upstream/cluster_state.h"
 
 namespace gantry::admin {
 
@@ -107,6 +108,34 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
         clusters.push_back(std::move(cj));
       }
     }
+    // Circuit breakers (per cluster and circuitBreaker config), from the runtime's registry.
+    auto& breakers = j["circuitBreakers"] = nlohmann::json::array();
+    auto now = std::chrono::steady_clock::now();
+    upstream::ClusterRegistry::global().each_breaker([&](const std::string& name, upstream::Breaker& b) {
+      auto st = b.breaker->stats(now);
+      breakers.push_back({{"cluster", name},
+                          {"state", resilience::to_string(st.state)},
+                          {"consecutiveFailures", st.consecutive_failures},
+                          {"windowRequests", st.window_requests},
+                          {"windowFailures", st.window_failures},
+                          {"openedTotal", st.opened_total},
+                          {"rejectedTotal", st.rejected_total},
+                          {"connections", b.limits.connections.in_use()},
+                          {"pendingRequests", b.limits.pending_requests.in_use()}});
+    });
+    auto& outliers = j["outlierDetectors"] = nlohmann::json::array();
+    upstream::ClusterRegistry::global().each_outlier([&](const std::string& name, upstream::Outlier& o) {
+      auto st = o.detector->stats(now);
+      nlohmann::json oj{{"cluster", name},
+                        {"ejected", st.ejected},
+                        {"ejectionsTotal", st.ejections_total},
+                        {"ejectionsRefused", st.ejections_refused},
+                        {"endpoints", nlohmann::json::array()}};
+      auto keys = o.keys();
+      for (size_t i = 0; i < keys.size(); ++i)
+        oj["endpoints"].push_back({{"address", keys[i]}, {"ejected", o.detector->is_ejected(i, now)}});
+      outliers.push_back(std::move(oj));
+    });
     status = 200;
     type = "application/json";
     body = j.dump(2) + "\n";

@@ -30,6 +30,7 @@
 #include "proxy/tls/tls_contexts.h"
 #include "proxy/resilience/retry.h"
 #include "proxy/upstream/cluster_state.h"
+#include "proxy/upstream/health_checker.h"
 #include "proxy/upstream/load_balancer.h"
 
 namespace gantry::net {
@@ -62,6 +63,49 @@ std::optional<std::string_view> cookie_value(std::string_view header, std::strin
   }
   return std::nullopt;
 }
+
+// One admitted request of a cluster's circuit breaker and its pending-request
+// slot: the result is recorded when the exchange ends, from the status the
+// client got (0: cancelled; 502/503/504: failure; else success).
+class BreakerCall {
+ public:
+  BreakerCall() = default;
+  BreakerCall(const BreakerCall&) = delete;
+  BreakerCall& operator=(const BreakerCall&) = delete;
+  ~BreakerCall() {
+    release_pending();
+    if (!admitted_) return;
+    auto r = resilience::CallResult::kSuccess;
+    if (*status_ == 0 || cancelled_) r = resilience::CallResult::kCancelled;
+    else if (*status_ == 502 || *status_ == 503 || *status_ == 504) r = resilience::CallResult::kFailure;
+    breaker_->breaker->record(admission_, r, std::chrono::steady_clock::now());
+  }
+  // Why the request may not go ("" when it may): pending limit or open circuit.
+  std::string_view admit(std::shared_ptr<upstream::Breaker> b, const int* status) {
+    breaker_ = std::move(b);
+    status_ = status;
+    if (!breaker_->limits.pending_requests.try_acquire()) return "pending-limit";
+    pending_ = true;
+    admission_ = breaker_->breaker->try_admit(std::chrono::steady_clock::now());
+    if (!admission_.allowed) return "circuit-open";
+    admitted_ = true;
+    return {};
+  }
+  void release_pending() {
+    if (pending_) breaker_->limits.pending_requests.release();
+    pending_ = false;
+  }
+  void cancel() { cancelled_ = true; }
+  const std::shared_ptr<upstream::Breaker>& breaker() const { return breaker_; }
+
+ private:
+  std::shared_ptr<upstream::Breaker> breaker_;
+  resilience::Admission admission_;
+  const int* status_ = nullptr;
+  bool pending_ = false;
+  bool admitted_ = false;
+  bool cancelled_ = false;
+};
 
 // Counts one in-flight request on an endpoint (for the least-request
 // balancer) while it lives; set() moves the count to another endpoint.
@@ -222,7 +266,13 @@ std::string rewrite_prefix(std::string_view path, size_t matched, std::string_vi
 
 struct UpstreamConn {
   explicit UpstreamConn(asio::io_context& io) : sock(io) {}
+  UpstreamConn(const UpstreamConn&) = delete;
+  UpstreamConn& operator=(const UpstreamConn&) = delete;
+  ~UpstreamConn() {
+    if (limit) limit->limits.connections.release();
+  }
   tcp::socket sock;
+  std::shared_ptr<upstream::Breaker> limit;  // counts this connection in its cluster's maxConnections
   Buffer buf{kReadChunk};
   std::string key;
   bool reused = false;
@@ -333,7 +383,7 @@ class Worker {
   };
   std::optional<Picked> pick_endpoint(const control::ClusterEndpoints& c, size_t exclude,
                                       const snapshot::LoadBalancer& cfg, const upstream::PickContext& ctx,
-                                      std::string_view sticky) {
+                                      std::string_view sticky, const std::vector<bool>* ejected) {
     auto& lb = lbs_[c.name];
     if (lb.seen != &c || lb.hosts.size() != c.endpoints.size()) {
       lb.seen = &c;
@@ -354,6 +404,8 @@ class Worker {
         lb.hosts.push_back({static_cast<uint32_t>(i), 1, 0, true});
     }
     if (lb.hosts.empty()) return std::nullopt;
+    if (ejected != nullptr)  // outlier detection: ejected endpoints are not candidates
+      for (size_t i = 0; i < lb.hosts.size() && i < ejected->size(); ++i) lb.hosts[i].healthy = !(*ejected)[i];
     if (exclude < lb.hosts.size() && lb.hosts.size() > 1) lb.hosts[exclude].healthy = false;
     std::optional<uint32_t> pick;
     if (!sticky.empty()) {
@@ -384,6 +436,8 @@ class Worker {
       pick = b->pick(lb.hosts, ctx);
     }
     if (exclude < lb.hosts.size()) lb.hosts[exclude].healthy = true;
+    if (ejected != nullptr)
+      for (auto& h : lb.hosts) h.healthy = true;
     if (!pick || *pick >= lb.hosts.size()) return std::nullopt;
     return Picked{*pick, lb.active[*pick], &lb.cookies[*pick]};
   }
@@ -391,15 +445,65 @@ class Worker {
   // Per-cluster state shared by the workers (retry budget), cached per worker.
   upstream::ClusterState& cluster_state(const std::string& name) {
     auto it = states_.find(name);
-    if (it == states_.end()) it = states_.emplace(name, server_.clusters_.get(name)).first;
+    if (it == states_.end()) it = states_.emplace(name, upstream::ClusterRegistry::global().get(name)).first;
     return *it->second;
+  }
+  // The circuit breaker of (cluster, circuitBreaker config) for the backend
+  // ref `ref` of a rule of Config `cfg`; null when the config is invalid.
+  const std::shared_ptr<upstream::Breaker>& breaker(const control::Config* cfg, const void* ref,
+                                                    const std::string& cluster,
+                                                    const snapshot::CircuitBreaker& c) {
+    sync_config(cfg);
+    auto it = breakers_.find(ref);
+    if (it == breakers_.end() || !it->second || !(it->second->config == c))
+      it = breakers_.insert_or_assign(ref, upstream::ClusterRegistry::global().breaker(cluster, c)).first;
+    return it->second;
+  }
+  // The outlier detector of (cluster, outlierDetection config) for backend ref `ref`.
+  const std::shared_ptr<upstream::Outlier>& outlier(const control::Config* cfg, const void* ref,
+                                                    const std::string& cluster,
+                                                    const snapshot::OutlierDetection& c) {
+    sync_config(cfg);
+    auto it = outliers_.find(ref);
+    if (it == outliers_.end() || !it->second || !(it->second->config == c))
+      it = outliers_.insert_or_assign(ref, upstream::ClusterRegistry::global().outlier(cluster, c)).first;
+    return it->second;
+  }
+  // Marks in `out` (per endpoint of `c`) the endpoints the active health
+  // checker holds unhealthy; false when `c` has no health check. Lock-free
+  // unless the checker published new tables since the last call.
+  bool unhealthy_mask(const control::ClusterEndpoints& c, std::vector<bool>& out) {
+    auto& h = health_[c.name];
+    uint64_t g = server_.health_->generation();
+    if (g != h.generation) {
+      h.generation = g;
+      h.table = server_.health_->table(c.name);
+      h.mapped = nullptr;
+    }
+    if (!h.table) return false;
+    if (h.mapped != &c || h.map.size() != c.keys.size()) {
+      h.mapped = &c;
+      h.map.assign(c.keys.size(), -1);
+      for (size_t i = 0; i < c.keys.size(); ++i)
+        for (size_t j = 0; j < h.table->keys.size(); ++j)
+          if (h.table->keys[j] == c.keys[i]) h.map[i] = static_cast<int32_t>(j);
+    }
+    out.resize(c.keys.size());
+    for (size_t i = 0; i < c.keys.size(); ++i)
+      out[i] = out[i] || (h.map[i] >= 0 && !h.table->healthy[h.map[i]].load(std::memory_order_relaxed));
+    return true;
+  }
+  void sync_config(const control::Config* cfg) {
+    if (cfg != retry_cfg_) {
+      retry_policies_.clear();
+      breakers_.clear();
+      outliers_.clear();
+      retry_cfg_ = cfg;
+    }
   }
   // The compiled retry policy of a rule of Config `cfg`; nullptr when invalid.
   const resilience::RetryPolicy* retry_policy(const control::Config* cfg, const snapshot::Retry& r) {
-    if (cfg != retry_cfg_) {
-      retry_policies_.clear();
-      retry_cfg_ = cfg;
-    }
+    sync_config(cfg);
     auto it = retry_policies_.find(&r);
     if (it != retry_policies_.end() && !(it->second.config() == r)) {
       retry_policies_.erase(it);
@@ -469,6 +573,15 @@ class Worker {
   std::unordered_map<std::string, std::shared_ptr<upstream::ClusterState>> states_;
   const control::Config* retry_cfg_ = nullptr;
   std::unordered_map<const snapshot::Retry*, resilience::RetryPolicy> retry_policies_;
+  std::unordered_map<const void*, std::shared_ptr<upstream::Breaker>> breakers_;  // by backend ref
+  std::unordered_map<const void*, std::shared_ptr<upstream::Outlier>> outliers_;  // by backend ref
+  struct HealthCache {
+    uint64_t generation = ~0ull;
+    std::shared_ptr<const upstream::HealthTable> table;
+    const control::ClusterEndpoints* mapped = nullptr;
+    std::vector<int32_t> map;  // endpoint index -> table index, -1: not checked
+  };
+  std::unordered_map<std::string, HealthCache> health_;  // by cluster name
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
@@ -631,6 +744,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::vector<std::pair<std::string, std::string>> extra_req_headers_;   // e.g. JWT claims
   std::vector<std::pair<std::string, std::string>> extra_resp_headers_;  // e.g. CORS, RateLimit-*
   std::string sticky_;      // the request's session-cookie value
+  std::vector<bool> ejected_;  // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;  // a session cookie value to issue (consistent hash on a cookie)
 };
 
@@ -880,6 +994,22 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     co_return !(client_close || has_body);
   }
 
+  // ---- the cluster's circuit breaker and pending-request limit
+  BreakerCall call;
+  if (cr.rule->policy.circuit_breaker) {
+    const auto& b = w_.breaker(cfg.get(), &ref, ref.cluster, *cr.rule->policy.circuit_breaker);
+    std::string_view refused = b ? call.admit(b, &status_) : std::string_view{};
+    if (!refused.empty()) {
+      std::string hdr = "x-gateway-reason: " + std::string(refused) + "\r\n";
+      std::string why(refused == "circuit-open" ? "circuit breaker open for "
+                                                : "too many pending requests for ");
+      why += ref.cluster;
+      co_await local_reply(503, why, client_close || has_body, hdr);
+      finish_request();
+      co_return !(client_close || has_body);
+    }
+  }
+
   // ---- the upstream request head
   std::string path;
   if (filters.url_rewrite) {
@@ -986,6 +1116,14 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   const resilience::RetryPolicy* retry =
       policy.retry ? w_.retry_policy(cfg.get(), *policy.retry) : nullptr;
   upstream::ClusterState* cstate = retry ? &w_.cluster_state(ref.cluster) : nullptr;
+  std::shared_ptr<upstream::Outlier> outlier;
+  if (policy.outlier_detection) {
+    outlier = w_.outlier(cfg.get(), &ref, ref.cluster, *policy.outlier_detection);
+    if (outlier) outlier->sync(cluster, cluster->keys);
+  }
+  auto report = [&](size_t idx, resilience::UpstreamResult r) {
+    if (outlier) outlier->detector->record(idx, r, Clock::now());
+  };
   std::optional<Clock::time_point> request_deadline;
   if (policy.timeouts.request) request_deadline = started_ + *policy.timeouts.request;
   milliseconds try_timeout = policy.timeouts.backend_request.value_or(opts.upstream_timeout);
@@ -1042,7 +1180,22 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       finish_request();
       co_return false;
     }
-    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky);
+    // Out of rotation: endpoints ejected by outlier detection or failing active
+    // health checks; when fewer than half remain, all are used (panic).
+    bool masked = false;
+    if (outlier) {
+      outlier->detector->ejected_mask(ejected_, Clock::now());
+      masked = true;
+    } else if (policy.health_check) {
+      ejected_.assign(cluster->keys.size(), false);
+    }
+    if (policy.health_check) masked = w_.unhealthy_mask(*cluster, ejected_) || masked;
+    if (masked) {
+      size_t out = 0;
+      for (bool e : ejected_) out += e ? 1 : 0;
+      if ((ejected_.size() - out) * 2 < ejected_.size()) masked = false;
+    }
+    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, masked ? &ejected_ : nullptr);
     if (!picked) break;
     size_t idx = picked->index;
     active.set(picked->active);
@@ -1054,7 +1207,15 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     upstream_key_ = key;
     up = w_.take_idle(key);
     if (!up) {
+      if (call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
+        call.cancel();
+        co_await local_reply(503, "too many connections to " + ref.cluster, true,
+                             "x-gateway-reason: connection-limit\r\n");
+        finish_request();
+        co_return false;
+      }
       up = std::make_unique<UpstreamConn>(w_.io());
+      up->limit = call.breaker();  // null without a breaker: nothing to release
       up->key = key;
       error_code ec;
       const auto& ep = cluster->endpoints[idx];
@@ -1066,6 +1227,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       }
       if (ec) {
         w_.metrics().upstream_error(ref.cluster, timed_out ? "connect_timeout" : "connect");
+        report(idx, resilience::UpstreamResult::kConnectFailure);
         exclude = idx;
         up.reset();
         // The request has not been sent: always safe to try another endpoint.
@@ -1150,6 +1312,8 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       got_any = true;
     }
     if (response_ready) {
+      report(idx, resp_.status >= 500 ? resilience::UpstreamResult::kServerError
+                                      : resilience::UpstreamResult::kSuccess);
       // A listed status is retried on another endpoint while nothing went downstream.
       if (retry && may_retry(resilience::TryOutcome{false, false, resp_.status})) {
         w_.metrics().upstream_error(ref.cluster, "retried_status");
@@ -1185,6 +1349,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     finish_request();
     co_return false;
   }
+  call.release_pending();  // the response head is here: no longer pending
   if (replay_body > 0) {  // the body went out with the final try
     in_.consume(replay_body);
     bytes_in_ += replay_body;
@@ -1538,9 +1703,11 @@ Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& 
   SSL_CTX_set_tlsext_servername_arg(base, &store_);
   int n = std::max(1, opts_.workers);
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  health_ = std::make_unique<upstream::HealthChecker>(store_);
 }
 
 Server::~Server() {
+  health_->stop();
   for (auto& w : workers_) w->stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
@@ -1567,6 +1734,7 @@ Status Server::listen() {
 }
 
 void Server::start() {
+  health_->start();
   for (auto& w : workers_) {
     w->start();
     threads_.emplace_back([wp = w.get()] { wp->run(); });
@@ -1596,6 +1764,7 @@ void Server::shutdown(std::chrono::milliseconds grace) {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
+  health_->stop();
 }
 
 }  // namespace gantry::net

@@ -26,10 +26,13 @@
 #include "proxy/control/config_store.h"
 #include "proxy/net/access_log.h"
 #include "proxy/net/cidr.h"
-#include "proxy/upstream/cluster_state.h"
 
 namespace boost::asio::ssl {
 class context;
+}
+
+namespace gantry::upstream {
+class HealthChecker;
 }
 
 namespace gantry::net {
@@ -77,8 +80,8 @@ class Server {
   control::ConfigStore& store_;
   admin::Metrics& metrics_;
   AccessLog& log_;
-  upstream::ClusterRegistry clusters_;  // per-cluster state shared by the workers
-  std::unique_ptr<boost::asio::ssl::context> tls_ctx_;  // SNI dispatch only; see on_servername
+  std::unique_ptr<boost::asio::ssl::context> tls_ctx_;
+  std::unique_ptr<upstream::HealthChecker> health_;  // active health checks, one thread  // SNI dispatch only; see on_servername
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

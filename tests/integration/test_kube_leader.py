@@ -110,7 +110,8 @@ def test_one_writer_and_takeover_after_kill(env):
         "backendRefs": [{"name": "le", "port": 8080}]}]))
     wait_until(lambda: cp.route_conditions("le-bad").get("Accepted", {}).get("status") == "True",
                CONVERGE_TIMEOUT, "le-bad's status from the new leader")
-    assert follower.metrics()["gantry_controller_status_writes_total"] >= 1
+    wait_until(lambda: follower.metrics()["gantry_controller_status_writes_total"] >= 1,
+               CONVERGE_TIMEOUT, "the new leader's writes to be counted")
     # The dead leader's proxy keeps serving its last snapshot.
     dead_proxy = next(p for p, c in pairs if c is leader)
     assert count_backends(dead_proxy.http_port, 5, host="le.kube.test") == {"a": 5}

@@ -16,25 +16,58 @@ import time
 
 import pytest
 
-from conftest import (free_port, http_request, sn_cluster, sn_route, sn_rule, sn_snapshot,
+from conftest import (free_port, get_json, http_request, sn_cluster, sn_route, sn_rule, sn_snapshot,
                       temporary_dataplane)
 
 
 class _Always503(http.server.BaseHTTPRequestHandler):
     hits = 0
+    status = 503
 
     def _answer(self):
         type(self).hits += 1
         n = int(self.headers.get("content-length") or 0)
         if n:
             self.rfile.read(n)
-        body = b"overloaded\n"
-        self.send_response(503)
+        body = b"overloaded\n" if self.status != 200 else b'{"name": "switch"}'
+        self.send_response(self.status)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
     do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+class _Switch(_Always503):
+    """Answers `status` (503 until a test changes it)."""
+    hits = 0
+    status = 503
+
+
+class _Ejectable(_Always503):
+    """Always 500: the outlier."""
+    hits = 0
+    status = 500
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    """/healthz answers `health`; everything else 200 with the name "hc"."""
+    health = 200
+    checks = 0
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            type(self).checks += 1
+            status, body = self.health, b"health\n"
+        else:
+            status, body = 200, b'{"name": "hc"}'
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -48,13 +81,19 @@ HOSTS = {
     "hash": "hash.example.com", "cookie": "cookie.example.com", "least": "least.example.com",
     "rr": "rr.example.com", "retry": "retry.example.com", "noretry": "noretry.example.com",
     "connect": "connect.example.com", "timeout": "timeout.example.com",
+    "breaker": "breaker.example.com", "pending": "pending.example.com",
+    "outlier": "outlier.example.com", "checked": "checked.example.com",
 }
 
 
 @pytest.fixture(scope="module")
 def env():
     bad = _Server(("127.0.0.1", 0), _Always503)
-    threading.Thread(target=bad.serve_forever, daemon=True).start()
+    switch = _Server(("127.0.0.1", 0), _Switch)
+    outlier = _Server(("127.0.0.1", 0), _Ejectable)
+    health = _Server(("127.0.0.1", 0), _Health)
+    for srv in (bad, switch, outlier, health):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
     with temporary_dataplane() as dp:
         echos = [dp.echo(n) for n in ("a", "b", "c")]
         ep = [(e.addr, e.port) for e in echos]
@@ -63,6 +102,9 @@ def env():
             sn_cluster("default/two:8080", ep[:2]),
             sn_cluster("default/flaky:8080", [("127.0.0.1", bad.server_address[1]), ep[0]]),
             sn_cluster("default/half-dead:8080", [("127.0.0.1", free_port()), ep[1]]),
+            sn_cluster("default/switch:8080", [("127.0.0.1", switch.server_address[1])]),
+            sn_cluster("default/outlier:8080", [("127.0.0.1", outlier.server_address[1]), ep[2]]),
+            sn_cluster("default/checked:8080", [("127.0.0.1", health.server_address[1]), ep[1]]),
         ]
         retry = {"attempts": 2, "onStatuses": [503], "backoffBaseMs": 1, "backoffMaxMs": 5}
 
@@ -82,10 +124,23 @@ def env():
             route("connect", "default/half-dead:8080",
                   {"retry": {"attempts": 1, "onConnectFailure": True}}),
             route("timeout", "default/two:8080", {"timeouts": {"requestMs": 400}}),
+            route("breaker", "default/switch:8080", {"circuitBreaker": {
+                "consecutiveFailures": 3, "openDurationMs": 1000, "halfOpenRequests": 1}}),
+            route("outlier", "default/outlier:8080", {"outlierDetection": {
+                "consecutive5xx": 3, "consecutiveConnectFailures": 3, "baseEjectionTimeMs": 1500,
+                "maxEjectionPercent": 50}}),
+            route("checked", "default/checked:8080", {"healthCheck": {
+                "path": "/healthz", "intervalMs": 150, "timeoutMs": 500,
+                "healthyThreshold": 1, "unhealthyThreshold": 2}}),
+            route("pending", "default/two:8080", {"circuitBreaker": {
+                "consecutiveFailures": 0, "openDurationMs": 1000, "maxPendingRequests": 1}}),
         ]
         proxy = dp.proxy(sn_snapshot(1, routes, clusters), workers=1)
         yield proxy
     bad.shutdown()
+    switch.shutdown()
+    outlier.shutdown()
+    health.shutdown()
 
 
 def get(proxy, key, path="/", **kw):
@@ -162,3 +217,82 @@ def test_request_timeout_answers_504(env):
     assert get(env, "timeout", "/delay/0").status == 200
     r = get(env, "timeout", "/delay/3000")
     assert r.status == 504
+
+
+def breaker_state(proxy, cluster):
+    states = [b for b in get_json(proxy.admin_port, "/upstreams")["circuitBreakers"] if b["cluster"] == cluster]
+    assert len(states) == 1, states
+    return states[0]
+
+
+def test_circuit_breaker_opens_then_probes_and_closes(env):
+    _Switch.status = 503
+    for _ in range(3):
+        r = get(env, "breaker")
+        assert r.status == 503 and "x-gateway-reason" not in r.headers  # the backend's own 503
+    hits = _Switch.hits
+    r = get(env, "breaker")
+    assert r.status == 503 and r.headers.get("x-gateway-reason") == "circuit-open"
+    assert _Switch.hits == hits, "an open breaker still forwarded"
+    state = breaker_state(env, "default/switch:8080")
+    assert state["state"] == "open" and state["rejectedTotal"] >= 1
+    # After openDuration one probe goes through; its success closes the breaker.
+    _Switch.status = 200
+    deadline = time.monotonic() + 10
+    while get(env, "breaker").status != 200:
+        assert time.monotonic() < deadline, "the breaker never let a probe through"
+        time.sleep(0.1)
+    assert [get(env, "breaker").status for _ in range(5)] == [200] * 5
+    assert breaker_state(env, "default/switch:8080")["state"] == "closed"
+
+
+def test_pending_request_limit_answers_503(env):
+    slow = {}
+    t = threading.Thread(target=lambda: slow.__setitem__("r", get(env, "pending", "/delay/2000")))
+    t.start()
+    time.sleep(0.5)  # the slow request holds the one pending slot
+    r = get(env, "pending")
+    t.join()
+    assert slow["r"].status == 200
+    assert r.status == 503 and r.headers.get("x-gateway-reason") == "pending-limit"
+    assert get(env, "pending").status == 200  # the slot is free again
+
+
+def test_outlier_is_ejected_then_returns(env):
+    statuses = []
+    while _Ejectable.hits < 3:  # round robin: every other request reaches the outlier
+        statuses.append(get(env, "outlier").status)
+        assert len(statuses) < 20, statuses
+    assert 500 in statuses
+    hits = _Ejectable.hits
+    assert [get(env, "outlier").backend for _ in range(10)] == ["c"] * 10
+    assert _Ejectable.hits == hits, "an ejected endpoint still got traffic"
+    state = [o for o in get_json(env.admin_port, "/upstreams")["outlierDetectors"]
+             if o["cluster"] == "default/outlier:8080"]
+    assert state and state[0]["ejected"] == 1 and state[0]["ejectionsTotal"] >= 1
+    # After the ejection time the endpoint is back in rotation.
+    deadline = time.monotonic() + 10
+    while _Ejectable.hits == hits:
+        assert time.monotonic() < deadline, "the ejected endpoint never came back"
+        get(env, "outlier")
+        time.sleep(0.05)
+
+
+def wait_for(predicate, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_active_health_check_takes_an_endpoint_out_and_back(env):
+    wait_for(lambda: _Health.checks > 0, "no health check reached the backend")
+    assert {get(env, "checked").backend for _ in range(6)} == {"hc", "b"}
+    _Health.health = 500
+    checks = _Health.checks
+    wait_for(lambda: _Health.checks >= checks + 3, "the checker stopped probing")
+    wait_for(lambda: all(get(env, "checked").backend == "b" for _ in range(4)),
+             "the failing endpoint stayed in rotation")
+    assert [get(env, "checked").backend for _ in range(10)] == ["b"] * 10
+    _Health.health = 200
+    wait_for(lambda: get(env, "checked").backend == "hc", "the endpoint never came back")
