@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 bash hack/install-deps.sh >/dev/null
 cmake -S . -B build -G Ninja >/dev/null
-ninja -C build gantry-proxy gantry-echo snapshot_codec_bench >/dev/null
+ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench >/dev/null
 if [ "$what" = all ] || [ "$what" = proxy ]; then
   bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}"
 fi
@@ -27,4 +27,6 @@ if [ "$what" = all ] || [ "$what" = codec ]; then
   echo
   echo "snapshot codec: 10k routes, 100k endpoints"
   build/bin/snapshot_codec_bench 10000 100000 3
+  echo
+  build/bin/delta_apply_bench 5000 20 200
 fi

@@ -89,12 +89,13 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
     out.errors.push_back("endpoint delta before any full snapshot");
     return out;
   }
-  // Validate against the clusters the proxy has now (a snapshot view without
-  // copying routes: validation of a delta only needs names and the version).
+  // Validate against the clusters the proxy has now. Only the named clusters
+  // matter, so the reference snapshot holds just those (no copy of every
+  // cluster name: a delta must stay cheap at 100k endpoints).
   snapshot::Snapshot names;
   names.version = cur->version;
-  names.clusters.reserve(cur->clusters.size());
-  for (const auto& [name, c] : cur->clusters) names.clusters.push_back({name, {}});
+  for (const auto& c : delta->clusters)
+    if (cur->clusters.count(c.name) != 0) names.clusters.push_back({c.name, {}});
   out.errors = snapshot::validate(*delta, names);
   if (!out.errors.empty()) return out;
   auto cfg = std::make_shared<Config>();
