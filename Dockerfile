@@ -38,6 +38,8 @@ RUN apt-get update \
       libyaml-cpp0.7 \
       libprometheus-cpp-core1.0 \
       libcpprest2.10 \
+      libbrotli1 \
+      zlib1g \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 65532 gantry \
