@@ -13,6 +13,21 @@ std::string resource_version_of(const nlohmann::json& obj) {
   return rv->get<std::string>();
 }
 
+// Typed field lookups that never throw: a field of another type reads as
+// absent (json::value() throws type_error on a mismatch, and watch streams
+// come from the network).
+std::string string_field(const nlohmann::json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int int_field(const nlohmann::json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer()) return 0;
+  auto v = it->get<int64_t>();
+  return v < 0 || v > 999 ? 0 : static_cast<int>(v);
+}
+
 }  // namespace
 
 Result<WatchEvent> parse_watch_event(std::string_view line) {
@@ -38,9 +53,9 @@ Result<WatchEvent> parse_watch_event(std::string_view line) {
     return Error{"unknown watch event type \"" + type + "\""};
   e.object = std::move(*o);
   if (e.type == WatchEvent::Type::kError) {
-    e.error_code = e.object.value("code", 0);
-    e.error_message = e.object.value("message", std::string());
-    if (e.error_message.empty()) e.error_message = e.object.value("reason", std::string());
+    e.error_code = int_field(e.object, "code");
+    e.error_message = string_field(e.object, "message");
+    if (e.error_message.empty()) e.error_message = string_field(e.object, "reason");
     return e;
   }
   e.resource_version = resource_version_of(e.object);
@@ -54,8 +69,8 @@ Result<ListPage> parse_list(std::string_view body, const std::string& kind,
   if (j.is_discarded() || !j.is_object()) return Error{"list response is not a JSON object"};
   ListPage page;
   if (auto m = j.find("metadata"); m != j.end() && m->is_object()) {
-    page.resource_version = m->value("resourceVersion", std::string());
-    page.continue_token = m->value("continue", std::string());
+    page.resource_version = string_field(*m, "resourceVersion");
+    page.continue_token = string_field(*m, "continue");
   }
   if (page.resource_version.empty()) return Error{"list response without resourceVersion"};
   auto items = j.find("items");
