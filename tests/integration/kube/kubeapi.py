@@ -143,8 +143,19 @@ class ControlPlane:
 
     def install_crd(self):
         self.kubectl("apply", "-f", str(CRD))
-        self.kubectl("wait", "--for", "condition=established", "--timeout=60s",
-                     "crd/gatewayroutes.gantry.dev")
+        # Poll rather than `kubectl wait`: right after the create the CRD has
+        # no status.conditions yet, and kubectl 1.32's wait errors out on that
+        # instead of waiting.
+        deadline = time.monotonic() + 60
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            out = self.kubectl("get", "crd/gatewayroutes.gantry.dev", "-o", f"jsonpath={jsonpath}",
+                               check=False)
+            if out.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("CRD gatewayroutes.gantry.dev not Established within 60 s")
+            time.sleep(0.1)
 
     def etcd_compact(self):
         """Compacts etcd at its current revision (etcd's JSON gateway); returns it."""
