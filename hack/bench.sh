@@ -6,9 +6,23 @@
 #   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
 #   hack/bench.sh instructions  instructions per proxied request (callgrind) vs nginx and HAProxy
 #   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64 idle keep-alive connections
+#   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
+#                            control plane + kube-controller-manager, Gantry as the Helm chart runs
+#                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
+#                            Not part of `all`. GANTRY_BUILD_DIR picks the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+if [ "$what" = churn ]; then
+  shift
+  build=${GANTRY_BUILD_DIR:-build}
+  bash hack/install-deps.sh >/dev/null
+  [ -f "$build/build.ninja" ] || cmake -S . -B "$build" -G Ninja >/dev/null
+  ninja -C "$build" -j2 gantry-proxy gantry-controller gantry-echo >/dev/null
+  GANTRY_TESTBIN="${GANTRY_TESTBIN:-$(hack/testbin.sh | tail -1)}"
+  export GANTRY_TESTBIN
+  GANTRY_BIN="$(cd "$build" && pwd)/bin" exec /usr/bin/python3 tests/e2e/churn.py --write-docs "$@"
+fi
 bash hack/install-deps.sh >/dev/null
 cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench >/dev/null

@@ -2,8 +2,8 @@
 # Installs what is missing, builds, and runs every test:
 #   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
 #      (built once from their Go modules into ~/.cache/gantry/testbin);
-#   1. unit, integration and install tests (ctest labels unit, integration, install)
-#      on the release build;
+#   1. unit, integration, install and e2e tests (ctest labels unit, integration,
+#      install, e2e) on the release build;
 #   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
 # Exits non-zero on any failure. Set GANTRY_SKIP_SANITIZE=1 / GANTRY_SKIP_FUZZ=1 to
@@ -36,6 +36,8 @@ stage "unit, integration and install tests"
 if ! ctest --test-dir build --output-on-failure -j "$jobs" -L unit; then failed+=(unit); fi
 if ! ctest --test-dir build --output-on-failure -j 2 -L integration; then failed+=(integration); fi
 if ! ctest --test-dir build --output-on-failure -L install; then failed+=(install); fi
+stage "pod churn end to end (short version; the long one is hack/bench.sh churn)"
+if ! ctest --test-dir build --output-on-failure -L e2e; then failed+=(e2e); fi
 
 if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
   stage "unit tests under ASan + UBSan (build-asan/)"

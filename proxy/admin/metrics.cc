@@ -44,6 +44,26 @@ Metrics::Metrics()
                             .Help("Client connections accepted")
                             .Register(*registry_)
                             .Add({})),
+      websockets_active(prometheus::BuildGauge()
+                            .Name("gantry_websocket_connections_active")
+                            .Help("Open WebSocket tunnels")
+                            .Register(*registry_)
+                            .Add({})),
+      websocket_upgrades(prometheus::BuildCounter()
+                             .Name("gantry_websocket_upgrades_total")
+                             .Help("WebSocket upgrades the upstream accepted (101)")
+                             .Register(*registry_)
+                             .Add({})),
+      websocket_closed(prometheus::BuildCounter()
+                           .Name("gantry_websocket_closed_total")
+                           .Help("WebSocket tunnels closed, by reason (client, upstream, idle_timeout)")
+                           .Register(*registry_)),
+      websocket_bytes(prometheus::BuildCounter()
+                          .Name("gantry_websocket_bytes_total")
+                          .Help("Bytes relayed through WebSocket tunnels, by direction")
+                          .Register(*registry_)),
+      websocket_bytes_to_upstream(websocket_bytes.Add({{"direction", "to_upstream"}})),
+      websocket_bytes_to_client(websocket_bytes.Add({{"direction", "to_client"}})),
       bytes_received(prometheus::BuildCounter()
                          .Name("gantry_downstream_received_bytes_total")
                          .Help("Bytes read from clients")

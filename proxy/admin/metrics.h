@@ -31,6 +31,14 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& upstream_errors;    // cluster, kind
   prometheus::Gauge& active_connections;
   prometheus::Counter& connections_total;
+  // WebSocket tunnels (after a 101): open now, opened, closed by reason
+  // (client, upstream, idle_timeout), bytes by direction (to_upstream, to_client).
+  prometheus::Gauge& websockets_active;
+  prometheus::Counter& websocket_upgrades;
+  prometheus::Family<prometheus::Counter>& websocket_closed;
+  prometheus::Family<prometheus::Counter>& websocket_bytes;
+  prometheus::Counter& websocket_bytes_to_upstream;
+  prometheus::Counter& websocket_bytes_to_client;
   prometheus::Counter& bytes_received;
   prometheus::Counter& bytes_sent;
   prometheus::Gauge& snapshot_version;

@@ -15,7 +15,7 @@ Error ChunkedDecoder::fail(const char* why) {
   return Error{why};
 }
 
-Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in) {
+Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::string* payload) {
   if (state_ == State::kError) return Error{error_};
   if (state_ == State::kDone) return Step{0, true};
   size_t i = 0;
@@ -23,6 +23,7 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in) {
   while (i < n) {
     if (state_ == State::kData) {
       const uint64_t take = std::min<uint64_t>(chunk_size_, n - i);
+      if (payload) payload->append(in.data() + i, static_cast<size_t>(take));
       i += static_cast<size_t>(take);
       chunk_size_ -= take;
       data_bytes_ += take;

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "proxy/base/result.h"
@@ -117,7 +118,9 @@ class ChunkedDecoder {
 
   // Error for bad chunk size/extension/CRLF, chunk-size overflow, trailers over the limit.
   // After an error every further feed() fails too, until reset().
-  Result<Step> feed(std::string_view in);
+  // With `payload`, the chunk data of the consumed bytes is appended to it
+  // (de-chunking, for clients that cannot take chunked framing).
+  Result<Step> feed(std::string_view in, std::string* payload = nullptr);
   uint64_t data_bytes() const { return data_bytes_; }  // payload bytes seen so far
   bool done() const { return state_ == State::kDone; }
   void reset() { *this = ChunkedDecoder{}; }

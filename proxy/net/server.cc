@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <array>
 #include <cstring>
 #include <random>
 #include <spdlog/spdlog.h>
@@ -48,6 +49,7 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
 constexpr std::chrono::seconds kMaxUpstreamIdle{30};
+constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 constexpr uint64_t kMaxReplayBody = 64 * 1024;  // request bodies buffered for retries
 
 // The value of cookie `name` in a Cookie header value ("a=1; b=2").
@@ -234,6 +236,36 @@ bool try_write(tcp::socket& s, std::string_view& data, error_code& ec) {
   return ec || data.empty();
 }
 bool try_write(TlsStream&, std::string_view&, error_code&) { return false; }
+
+// Writes `a` then `b` (either may be empty): one gather write (sendmsg) when the
+// socket takes both now, so a small response head and its body leave in one
+// syscall. Returns true when it completed without suspending.
+template <class S>
+asio::awaitable<bool> write_two(S& s, std::string_view a, std::string_view b, error_code& ec) {
+  if constexpr (std::is_same_v<S, tcp::socket>) {
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
+    size_t n = s.write_some(bufs, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      n = 0;
+    }
+    if (ec || n == a.size() + b.size()) co_return true;
+    if (n < a.size()) {
+      a.remove_prefix(n);
+    } else {
+      b.remove_prefix(n - a.size());
+      a = {};
+    }
+  }
+  std::array<asio::const_buffer, 2> rest{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
+  co_await asio::async_write(s, rest, awaitable_ec(ec));
+  co_return false;
+}
+
+// RFC 9110 9.2.2: methods a client may repeat without changing the outcome.
+bool idempotent_method(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
+}
 
 // Is an idle pooled connection still usable? A peer that closed it, or sent
 // bytes nobody asked for, makes it unusable.
@@ -518,16 +550,23 @@ class Worker {
   }
   uint64_t random() { return rng_(); }
 
-  std::unique_ptr<UpstreamConn> take_idle(const std::string& key) {
+  // `replayable`: the request can be sent again if the connection turns out to
+  // be closed (the caller retries once on a fresh one). Such a request skips
+  // the liveness probe (a syscall) on connections idle for less than
+  // kProbeIdleAfter: a backend closing one in that window is rare and cheap.
+  std::unique_ptr<UpstreamConn> take_idle(const std::string& key, bool replayable) {
     auto it = idle_.find(key);
     if (it == idle_.end()) return nullptr;
     auto& v = it->second;
+    const auto now = Clock::now();
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
       // Backends close idle keep-alive connections on their own schedule
       // (commonly after 60 s or more); never reuse one near that age.
-      if (Clock::now() - c->idle_since < kMaxUpstreamIdle && idle_connection_alive(c->sock)) {
+      const auto idle = now - c->idle_since;
+      if (idle >= kMaxUpstreamIdle) continue;
+      if ((replayable && idle < kProbeIdleAfter) || idle_connection_alive(c->sock)) {
         c->reused = true;
         return c;
       }
@@ -670,6 +709,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     deadline_socket = nullptr;
   }
 
+  // Reads what is there (at least one byte) into `b`, waiting up to `timeout`.
+  // Asio tries the read at once and queues it on EAGAIN. (Measured: a sync read
+  // then async_wait costs more, because every non-speculative wait re-arms the
+  // descriptor with epoll_ctl.)
   template <class S>
   asio::awaitable<size_t> read_some(S& s, Buffer& b, milliseconds timeout, error_code& ec) {
     char* p = b.prepare(kReadChunk);
@@ -714,7 +757,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                 const router::CompiledRule& cr, const http::Target& target,
                                 std::string_view host, size_t matched_prefix);
   asio::awaitable<bool> relay_request_body(UpstreamConn& up, error_code& ec, bool& client_failed);
-  asio::awaitable<bool> relay_response_body(UpstreamConn& up, bool& upstream_reusable);
+  // `sent`: Content-Length body bytes that already went out with the head.
+  asio::awaitable<bool> relay_response_body(UpstreamConn& up, bool& upstream_reusable, uint64_t sent);
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void finish_request();
 
@@ -731,6 +775,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   http::ResponseParser resp_parser_;
   http::ResponseHead resp_;
   http::ChunkedDecoder chunked_;
+  bool dechunk_ = false;    // relaying a chunked response to an HTTP/1.0 client
+  std::string dechunked_;   // its data, one read's worth at a time
 
   // per request
   Clock::time_point started_;
@@ -1205,7 +1251,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       set_cookie_ = *picked->cookie;
     const auto& key = cluster->keys[idx];
     upstream_key_ = key;
-    up = w_.take_idle(key);
+    up = w_.take_idle(key, replayable && idempotent_method(method_));
     if (!up) {
       if (call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
         call.cancel();
@@ -1246,16 +1292,10 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     sent_at = Clock::now();
     error_code ec;
     bool client_failed = false;
-    {
-      std::string_view pending(out_);
-      if (!try_write(up->sock, pending, ec))
-        co_await asio::async_write(up->sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
-    }
-    if (!ec && replay_body > 0) {
-      std::string_view pending(in_.data(), replay_body);  // stays buffered until the final try
-      if (!try_write(up->sock, pending, ec))
-        co_await asio::async_write(up->sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
-    } else if (!ec && body_kind != http::BodyKind::kNone) {
+    // The head and a buffered (replayable) body go out together; the body stays
+    // in in_ until the final try.
+    co_await write_two(up->sock, out_, std::string_view(in_.data(), replay_body), ec);
+    if (!ec && replay_body == 0 && body_kind != http::BodyKind::kNone) {
       bool ok = co_await relay_request_body(*up, ec, client_failed);
       if (!ok && client_failed) {
         co_return false;  // client went away or sent a bad body (answered there)
@@ -1369,8 +1409,11 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
 
   // ---- the response head to the client
   bool is_upgrade = upgrade && resp_.status == 101;
+  // An HTTP/1.0 client cannot take chunked framing: it gets the data alone,
+  // delimited by closing the connection (RFC 9112 6.3).
+  dechunk_ = resp_.body == http::BodyKind::kChunked && client_version == http::Version::kHttp10;
   bool keep = request_keep_alive && !w_.server().draining() && resp_.body != http::BodyKind::kUntilClose &&
-              !is_upgrade;
+              !is_upgrade && !dechunk_;
   const snapshot::HeaderModifier* rmod = filters.response_headers ? &*filters.response_headers : nullptr;
   out_.clear();
   out_.append("HTTP/1.1 ").append(std::to_string(resp_.status)).append(" ");
@@ -1395,7 +1438,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   }
   if (!has_request_id) append_header(out_, "x-request-id", request_id_);
   for (const auto& [name, value] : extra_resp_headers_) append_header(out_, name, value);
-  if (resp_.body == http::BodyKind::kChunked) append_header(out_, "transfer-encoding", "chunked");
+  if (resp_.body == http::BodyKind::kChunked && !dechunk_) append_header(out_, "transfer-encoding", "chunked");
   if (opts.debug_headers) {
     append_header(out_, "x-gateway-route", route_label_);
     append_header(out_, "x-gateway-upstream", upstream_key_);
@@ -1410,13 +1453,14 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append("\r\n");
   up->buf.consume(resp_parser_.head_size());
 
+  // A Content-Length body that is already here leaves with the head.
+  uint64_t inline_body = 0;
+  if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)
+    inline_body = resp_.content_length;
   error_code ec;
-  {
-    std::string_view pending(out_);
-    if (!try_write(client_, pending, ec))
-      co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
-  }
-  bytes_out_ += out_.size();
+  co_await write_two(client_, out_, std::string_view(up->buf.data(), static_cast<size_t>(inline_body)), ec);
+  bytes_out_ += out_.size() + inline_body;
+  up->buf.consume(static_cast<size_t>(inline_body));
   if (ec) {
     finish_request();
     co_return false;
@@ -1429,7 +1473,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   }
 
   bool upstream_reusable = resp_.keep_alive;
-  bool ok = co_await relay_response_body(*up, upstream_reusable);
+  bool ok = co_await relay_response_body(*up, upstream_reusable, inline_body);
   finish_request();
   if (ok && upstream_reusable && up->buf.empty()) w_.give_back(std::move(up));
   co_return ok && keep;
@@ -1485,10 +1529,11 @@ asio::awaitable<bool> Session<Stream>::relay_request_body(UpstreamConn& up, erro
 }
 
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, bool& upstream_reusable) {
+asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, bool& upstream_reusable,
+                                                           uint64_t sent) {
   auto& opts = w_.server().options();
   if (resp_.body == http::BodyKind::kNone) co_return true;
-  uint64_t left = resp_.content_length;
+  uint64_t left = resp_.content_length - sent;
   if (resp_.body == http::BodyKind::kChunked) chunked_.reset();
   while (true) {
     size_t take = 0;
@@ -1500,7 +1545,8 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
         done = left == 0;
         break;
       case http::BodyKind::kChunked: {
-        auto step = chunked_.feed(up.buf.view());
+        if (dechunk_) dechunked_.clear();
+        auto step = chunked_.feed(up.buf.view(), dechunk_ ? &dechunked_ : nullptr);
         if (!step.ok()) {
           w_.metrics().upstream_error(upstream_key_, "protocol");
           upstream_reusable = false;
@@ -1516,12 +1562,13 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
     }
     if (take > 0) {
       error_code ec;
+      std::string_view out = dechunk_ ? std::string_view(dechunked_) : std::string_view(up.buf.data(), take);
       {
-        std::string_view pending(up.buf.data(), take);
-        if (!try_write(client_, pending, ec))
+        std::string_view pending = out;
+        if (!pending.empty() && !try_write(client_, pending, ec))
           co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
       }
-      bytes_out_ += take;
+      bytes_out_ += out.size();
       up.buf.consume(take);
       if (ec) {
         upstream_reusable = false;
@@ -1549,12 +1596,17 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   // traffic in either direction; when it passes, the sweeper cancels the
   // client side and the tunnel winds down.
   arm(lowest(client_), idle_timeout);
-  auto pump = [this, idle_timeout](auto& from, Buffer& buf, auto& to) -> asio::awaitable<void> {
+  auto& m = w_.metrics().global();
+  m.websocket_upgrades.Increment();
+  m.websockets_active.Increment();
+  auto pump = [this, idle_timeout](auto& from, Buffer& buf, auto& to,
+                                   prometheus::Counter& relayed) -> asio::awaitable<void> {
     error_code ec;
     while (true) {
       if (!buf.empty()) {
         co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), awaitable_ec(ec));
         if (ec) break;
+        relayed.Increment(static_cast<double>(buf.size()));
         buf.clear();
       }
       char* p = buf.prepare(kReadChunk);
@@ -1566,13 +1618,18 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   };
   asio::steady_timer done(w_.io(), Clock::time_point::max());
   bool finished = false;
-  asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_), [&](std::exception_ptr) {
-    finished = true;
-    error_code ignore;
-    lowest(client_).cancel(ignore);  // the upstream side ended: end the client side too
-    done.cancel();
-  });
-  co_await pump(client_, in_, up.sock);
+  // Who ended it: the first side whose pump stops (or the idle deadline).
+  const char* ended_by = nullptr;
+  asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_, m.websocket_bytes_to_client),
+                 [&](std::exception_ptr) {
+                   finished = true;
+                   if (!ended_by) ended_by = "upstream";
+                   error_code ignore;
+                   lowest(client_).cancel(ignore);  // the upstream side ended: end the client side too
+                   done.cancel();
+                 });
+  co_await pump(client_, in_, up.sock, m.websocket_bytes_to_upstream);
+  if (!ended_by) ended_by = timed_out ? "idle_timeout" : "client";
   error_code ignore;
   up.sock.cancel(ignore);  // the client side ended: end the upstream side too
   if (!finished) {
@@ -1581,6 +1638,8 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   }
   disarm();
   up.sock.close(ignore);
+  m.websockets_active.Decrement();
+  m.websocket_closed.Add({{"reason", ended_by}}).Increment();
 }
 
 template <class Stream>

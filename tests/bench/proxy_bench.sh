@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Data-plane benchmark: Gantry against nginx and HAProxy, same backend, same
-# load, same run. Each proxy is pinned to CPU 0 with one worker; the load
-# generator (wrk) and the backend (gantry-echo --plain) share CPU 1. Prints
-# requests/s, p50/p99 latency and the ratios Gantry/HAProxy and Gantry/nginx.
+# load, same run.
 #
-#   tests/bench/proxy_bench.sh [BIN_DIR] [SECONDS] [CONNECTIONS]
+# - Backend: nginx (one worker, CPU 1) serving a small body (3 bytes) and a
+#   16 KiB body from memory-cached files, keep-alive without a request cap.
+# - Proxies, each with one worker pinned to CPU 0: Gantry (access log off),
+#   Gantry (JSON access log on), Gantry with a policy set on the route (CORS +
+#   rate limit + JWT), nginx (proxy_pass to an upstream keepalive pool) and
+#   HAProxy (http-reuse always). All are started once; only the one under load
+#   does work.
+# - Load: wrk, one thread, 64 keep-alive connections, on CPU 1 with the backend.
+# - Rounds: every target x body is run once per round, rounds interleaved, so
+#   a noisy neighbour hits all targets alike; the table shows the median over
+#   the rounds of req/s, p50 and p99, and the proxy's CPU time per request
+#   (user + system, from /proc: the least noisy number on a shared machine).
+# Prints the ratios Gantry/HAProxy and Gantry/nginx. Never fails on numbers.
+#
+#   tests/bench/proxy_bench.sh [BIN_DIR] [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 bin=${1:-build/bin}
 secs=${2:-10}
 conns=${3:-64}
+rounds=${4:-3}
 bin=$(cd "$bin" && pwd)
 tmp=$(mktemp -d /tmp/gantry-bench.XXXXXX)
 pids=()
@@ -18,6 +31,9 @@ cleanup() {
   [ -n "${GANTRY_BENCH_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
+for tool in nginx haproxy wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is needed (hack/install-deps.sh)" >&2; exit 1; }
+done
 
 backend=127.0.0.1:19001
 cpu_proxy=0
@@ -33,10 +49,33 @@ wait_port() {  # host:port
   return 1
 }
 
-taskset -c "$cpu_load" "$bin/gantry-echo" --listen "$backend" --threads 1 --plain >/dev/null 2>&1 &
+# ---- backend
+mkdir -p "$tmp/www" "$tmp/backend"
+printf 'ok\n' >"$tmp/www/small"
+head -c 16384 /dev/zero | tr '\0' 'x' >"$tmp/www/16k"
+cat >"$tmp/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/backend/nginx.pid;
+error_log $tmp/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  open_file_cache max=16;
+  default_type application/octet-stream;
+  server {
+    listen $backend reuseport;
+    root $tmp/www;
+  }
+}
+CONF
+taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$backend"
 
+# ---- Gantry snapshots: the bare route, and the same route with policies
 cat >"$tmp/snapshot.json" <<JSON
 {"version": 1,
  "routes": [{"namespace": "bench", "name": "echo", "creationTimestamp": 1, "hostnames": [],
@@ -44,8 +83,6 @@ cat >"$tmp/snapshot.json" <<JSON
               "backends": [{"cluster": "bench/echo:80", "weight": 1}]}]}],
  "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19001}]}]}
 JSON
-
-# The same route with a typical policy set: CORS + rate limit + JWT (HS256).
 secret_b64=$(printf 'bench-secret-bench-secret-bench!' | base64)
 token=$(/usr/bin/python3 -c 'import jwt; print(jwt.encode({"iss": "bench", "aud": "gantry", "sub": "bench-user", "exp": 4102444800}, b"bench-secret-bench-secret-bench!", algorithm="HS256"))')
 cat >"$tmp/snapshot-policies.json" <<JSON
@@ -61,6 +98,22 @@ cat >"$tmp/snapshot-policies.json" <<JSON
  "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19001}]}]}
 JSON
 
+declare -A port pid
+start_gantry() {  # name port admin-port snapshot extra args...
+  local name=$1 p=$2 admin=$3 snapshot=$4
+  shift 4
+  taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$p" \
+    --admin-listen "127.0.0.1:$admin" --control-socket "$tmp/$name.sock" \
+    --snapshot-file "$snapshot" --drain-seconds 0 "$@" >"$tmp/$name.log" 2>&1 &
+  pid[$name]=$!
+  pids+=($!)
+  port[$name]=$p
+  wait_port "127.0.0.1:$p"
+}
+start_gantry gantry 19080 19901 "$tmp/snapshot.json" --access-log off
+start_gantry gantry-access-log 19083 19902 "$tmp/snapshot.json" --access-log "$tmp/access.log"
+start_gantry gantry-policies 19084 19903 "$tmp/snapshot-policies.json" --access-log off
+
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -69,7 +122,7 @@ error_log $tmp/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream echo { server $backend; keepalive 128; }
+  upstream echo { server $backend; keepalive 128; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:19081 reuseport;
     location / {
@@ -82,6 +135,12 @@ http {
   }
 }
 CONF
+taskset -c "$cpu_proxy" nginx -c "$tmp/nginx.conf" -p "$tmp" >/dev/null 2>&1 &
+nginx_master=$!
+pids+=($nginx_master)
+wait_port 127.0.0.1:19081
+pid[nginx]=$(pgrep -P "$nginx_master" | head -1 || true)  # the worker does the proxying
+port[nginx]=19081
 
 cat >"$tmp/haproxy.cfg" <<CONF
 global
@@ -100,71 +159,76 @@ frontend fe
 backend be
   server s1 $backend
 CONF
-
-run_wrk() {  # name url [wrk args...] -> prints "name rps p50 p99"
-  local name=$1 url=$2 out
-  shift 2
-  taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$@" "$url" >/dev/null 2>&1 || true  # warm-up
-  out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url")
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-  echo "$name $rps $p50 $p99 ${errors:-none}"
-}
-
-start_gantry() {  # snapshot extra args...
-  local snapshot=$1
-  shift
-  taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19080 \
-    --admin-listen 127.0.0.1:19901 --control-socket "$tmp/control.sock" \
-    --snapshot-file "$snapshot" --drain-seconds 0 "$@" >"$tmp/gantry.log" 2>&1 &
-  gantry_pid=$!
-  pids+=($gantry_pid)
-  wait_port 127.0.0.1:19080
-}
-
-results=()
-results+=("$(run_wrk backend-direct "http://$backend/")")
-
-start_gantry "$tmp/snapshot.json" --access-log off
-results+=("$(run_wrk gantry "http://127.0.0.1:19080/")")
-rss_kib=$(awk '/VmRSS/ {print $2}' /proc/$gantry_pid/status)
-kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
-
-start_gantry "$tmp/snapshot.json" --access-log "$tmp/access.log"
-results+=("$(run_wrk gantry-access-log "http://127.0.0.1:19080/")")
-kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
-
-start_gantry "$tmp/snapshot-policies.json" --access-log off
-results+=("$(run_wrk gantry-policies "http://127.0.0.1:19080/" -H "Authorization: Bearer $token" -H "Origin: https://app.example.com")")
-kill $gantry_pid; wait $gantry_pid 2>/dev/null || true
-
-taskset -c "$cpu_proxy" nginx -c "$tmp/nginx.conf" -p "$tmp" >/dev/null 2>&1 &
-pids+=($!)
-wait_port 127.0.0.1:19081
-results+=("$(run_wrk nginx "http://127.0.0.1:19081/")")
-
 taskset -c "$cpu_proxy" haproxy -f "$tmp/haproxy.cfg" >/dev/null 2>&1 &
+pid[haproxy]=$!
 pids+=($!)
+port[haproxy]=19082
 wait_port 127.0.0.1:19082
-results+=("$(run_wrk haproxy "http://127.0.0.1:19082/")")
 
-echo
-echo "proxy benchmark: wrk -t1 -c$conns -d${secs}s, proxies pinned to CPU $cpu_proxy with 1 worker, backend + wrk on CPU $cpu_load"
-printf "%-18s %12s %10s %10s  %s\n" target "req/s" p50 p99 errors
-for r in "${results[@]}"; do
-  read -r name rps p50 p99 errors <<<"$r"
-  printf "%-18s %12s %10s %10s  %s\n" "$name" "$rps" "$p50" "$p99" "$errors"
+cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+
+# One measurement: prints "rps p50_ms p99_ms cpu_us_per_request errors".
+run_wrk() {  # target body
+  local name=$1 body=$2 url="http://127.0.0.1:${port[$1]}/$2" out args=()
+  if [ "$name" = gantry-policies ]; then
+    args=(-H "Authorization: Bearer $token" -H "Origin: https://app.example.com")
+  fi
+  taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "${args[@]}" "$url" >/dev/null 2>&1 || true  # warm-up
+  local c0 c1
+  c0=$(cpu_ticks "${pid[$name]}")
+  out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "${args[@]}" "$url")
+  c1=$(cpu_ticks "${pid[$name]}")
+  awk -v c="$((c1 - c0))" -v hz="$hz" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /requests in/ { n = $1 }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx|Socket errors/ { err = err $0 "; " }
+    END { printf "%.0f %.3f %.3f %.2f %s\n", rps, p50, p99, (n > 0 ? c * 1e6 / hz / n : 0), (err == "" ? "none" : err) }' <<<"$out"
+}
+
+targets=(gantry gantry-access-log gantry-policies nginx haproxy)
+bodies=(small 16k)
+declare -A samples
+for r in $(seq 1 "$rounds"); do
+  for b in "${bodies[@]}"; do
+    for t in "${targets[@]}"; do
+      [ "$t" = gantry-access-log ] || [ "$t" = gantry-policies ] && [ "$b" = 16k ] && continue
+      line=$(run_wrk "$t" "$b")
+      samples[$t/$b]+="$line"$'\n'
+      echo "round $r/$rounds $b $t: $line" >&2
+    done
+  done
 done
-get() { for r in "${results[@]}"; do read -r n v _ <<<"$r"; [ "$n" = "$1" ] && echo "$v"; done; }
-g=$(get gantry); gl=$(get gantry-access-log); gp=$(get gantry-policies); n=$(get nginx); h=$(get haproxy)
+
+median() {  # column (1-based) of the sample lines on stdin
+  awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+declare -A med
 echo
-awk -v g="$g" -v gl="$gl" -v gp="$gp" -v n="$n" -v h="$h" 'BEGIN {
-  printf "ratio gantry/haproxy                 %.2f\n", g / h
-  printf "ratio gantry/nginx                   %.2f\n", g / n
-  printf "ratio gantry(access log)/haproxy     %.2f\n", gl / h
-  printf "ratio gantry(CORS+ratelimit+JWT)/bare %.2f\n", gp / g
-}'
-echo "gantry RSS after the run: $((rss_kib / 1024)) MiB"
+echo "proxy benchmark: wrk -t1 -c$conns -d${secs}s, $rounds interleaved rounds (medians), proxies pinned to CPU $cpu_proxy with 1 worker, backend nginx + wrk on CPU $cpu_load"
+printf "%-6s %-18s %10s %9s %9s %12s  %s\n" body target "req/s" "p50 ms" "p99 ms" "CPU us/req" errors
+for b in "${bodies[@]}"; do
+  for t in "${targets[@]}"; do
+    s=${samples[$t/$b]:-}
+    [ -n "$s" ] || continue
+    for col in 1 2 3 4; do med[$t/$b/$col]=$(printf '%s' "$s" | median "$col"); done
+    errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
+    printf "%-6s %-18s %10.0f %9.3f %9.3f %12.2f  %s\n" "$b" "$t" "${med[$t/$b/1]}" "${med[$t/$b/2]}" \
+      "${med[$t/$b/3]}" "${med[$t/$b/4]}" "$errs"
+  done
+done
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+for b in "${bodies[@]}"; do
+  echo "$b body: gantry/haproxy $(ratio "${med[gantry/$b/1]}" "${med[haproxy/$b/1]}")," \
+    "gantry/nginx $(ratio "${med[gantry/$b/1]}" "${med[nginx/$b/1]}") (req/s);" \
+    "p99 gantry/haproxy $(ratio "${med[gantry/$b/3]}" "${med[haproxy/$b/3]}");" \
+    "CPU per request gantry/haproxy $(ratio "${med[gantry/$b/4]}" "${med[haproxy/$b/4]}")," \
+    "gantry/nginx $(ratio "${med[gantry/$b/4]}" "${med[nginx/$b/4]}")"
+done
+echo "small body: gantry(access log)/haproxy $(ratio "${med[gantry-access-log/small/1]}" "${med[haproxy/small/1]}")," \
+  "gantry(CORS+ratelimit+JWT)/bare $(ratio "${med[gantry-policies/small/1]}" "${med[gantry/small/1]}") (req/s)"
+echo "gantry RSS after the run: $(( $(awk '/VmRSS/ {print $2}' "/proc/${pid[gantry]}/status") / 1024 )) MiB"

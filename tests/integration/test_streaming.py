@@ -107,6 +107,22 @@ def test_large_download_streams(proxy, path, chunked):
     rss.check()
 
 
+@pytest.mark.parametrize("size", [0, 1, 65536 * 3 + 17, 64 << 20], ids=["empty", "1B", "3chunks", "64MiB"])
+def test_chunked_response_to_http10_client_is_dechunked(proxy, size):
+    # RFC 9112 6.1: chunked framing must not go to an HTTP/1.0 client; the
+    # proxy sends the data alone and closes to delimit it.
+    with socket.create_connection(("127.0.0.1", proxy.http_port), timeout=TIMEOUT) as s:
+        s.sendall(f"GET /chunked/{size} HTTP/1.0\r\nHost: {HOST}\r\nConnection: keep-alive\r\n\r\n".encode())
+        status, headers, rest = read_head(s)
+        assert status == 200, headers
+        assert "transfer-encoding" not in headers, headers
+        assert headers.get("connection", "").lower() == "close", headers
+        total, tail = count_until_eof(s, rest)
+    assert total == size
+    if size:
+        assert tail == b"x" * min(16, size)
+
+
 def test_large_chunked_upload_streams(proxy):
     block = b"%x\r\n" % BLOCK + b"u" * BLOCK + b"\r\n"
     with RssSampler(proxy) as rss, socket.create_connection(("127.0.0.1", proxy.http_port),

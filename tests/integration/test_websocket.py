@@ -14,8 +14,8 @@ import time
 import pytest
 import websocket
 
-from conftest import (CertAuthority, sn_cluster, sn_route, sn_rule, sn_snapshot,
-                      temporary_dataplane)
+from conftest import (CertAuthority, ProcessManager, sn_cluster, sn_route, sn_rule, sn_snapshot,
+                      temporary_dataplane, wait_until)
 
 HOST = "ws.example.com"
 CLUSTER = "default/echo:8080"
@@ -164,3 +164,50 @@ def test_idle_websocket_is_closed_after_the_route_idle_timeout():
                 if frame in ("", None):
                     raise websocket.WebSocketConnectionClosedException("closed")
         assert time.monotonic() - started < 3
+
+
+def test_websocket_metrics_count_tunnels_bytes_and_close_reasons():
+    """gantry_websocket_*: upgrades, open tunnels, bytes each way, and why each
+    tunnel closed (client, upstream, idle_timeout)."""
+    from test_metrics import value
+
+    with temporary_dataplane() as dp:
+        echo = dp.echo("echo")
+        idle_host = "idle." + HOST
+        idle_rule = sn_rule(CLUSTER, prefix="/ws", policy={"timeouts": {"idleMs": 500}})
+        p = dp.proxy(sn_snapshot(1, [sn_route("ws", [sn_rule(CLUSTER, prefix="/ws")], hostnames=[HOST]),
+                                     sn_route("idle", [idle_rule], hostnames=[idle_host])],
+                                 [sn_cluster(CLUSTER, [(echo.addr, echo.port)])]))
+
+        def metric(name, **labels):
+            return value(p.metrics_text(), name, **labels)
+
+        assert metric("gantry_websocket_upgrades_total") == 0
+        ws = websocket.create_connection(f"ws://127.0.0.1:{p.http_port}/ws", timeout=5, host=HOST)
+        payload = os.urandom(100_000)
+        for _ in range(3):
+            roundtrip(ws, payload)
+        assert metric("gantry_websocket_connections_active") == 1
+        assert metric("gantry_websocket_upgrades_total") == 1
+        # Each message crosses both ways once, plus a few bytes of framing.
+        sent = 3 * len(payload)
+        assert sent <= metric("gantry_websocket_bytes_total", direction="to_upstream") < sent + 1000
+        assert sent <= metric("gantry_websocket_bytes_total", direction="to_client") < sent + 1000
+        ws.shutdown()  # the client's TCP connection goes away (no close handshake)
+        wait_until(lambda: metric("gantry_websocket_connections_active") == 0, 5, "the tunnel to close")
+        assert metric("gantry_websocket_closed_total", reason="client") == 1
+
+        # An idle tunnel closed by the route's idle timeout.
+        ws = websocket.create_connection(f"ws://127.0.0.1:{p.http_port}/ws", timeout=5, host=idle_host)
+        wait_until(lambda: metric("gantry_websocket_upgrades_total") == 2, 5, "the second upgrade")
+        wait_until(lambda: metric("gantry_websocket_connections_active") == 0, 5, "the idle timeout")
+        assert metric("gantry_websocket_closed_total", reason="idle_timeout") == 1
+        ws.close()
+
+        # The backend going away ends the tunnel from the upstream side.
+        ws = websocket.create_connection(f"ws://127.0.0.1:{p.http_port}/ws", timeout=5, host=HOST)
+        roundtrip(ws, "before")
+        ProcessManager.kill(echo.proc)
+        wait_until(lambda: metric("gantry_websocket_connections_active") == 0, 5, "the upstream close")
+        assert metric("gantry_websocket_closed_total", reason="upstream") == 1
+        assert metric("gantry_websocket_upgrades_total") == 3

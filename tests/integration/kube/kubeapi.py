@@ -60,14 +60,17 @@ class ApiError(Exception):
 
 
 class ControlPlane:
-    def __init__(self, workdir, apiserver_args=()):
+    def __init__(self, workdir, apiserver_args=(), with_kcm=False):
         self.workdir = Path(workdir)
         self.apiserver_args = list(apiserver_args)
+        self.with_kcm = with_kcm  # also start kube-controller-manager (tests/e2e)
         self.kubeconfig = None
         self.env = {}
 
     def start(self):
         argv = [str(START_SCRIPT)] + [f"--apiserver-arg={a}" for a in self.apiserver_args]
+        if self.with_kcm:
+            argv.append("--with-kcm")
         argv.append(str(self.workdir))
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:

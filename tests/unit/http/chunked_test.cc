@@ -19,6 +19,7 @@ struct Row {
   bool done = false;
   size_t consumed = 0;  // total over all feeds, when ok
   uint64_t data_bytes = 0;
+  const char* payload = nullptr;  // the de-chunked data, when the row checks it
 };
 void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
 
@@ -27,6 +28,7 @@ struct Outcome {
   bool done = false;
   size_t consumed = 0;
   uint64_t data_bytes = 0;
+  std::string payload;  // what feed() appended to its payload sink
 };
 
 // Feeds `in` in pieces of the given sizes (the last piece takes the rest), the way
@@ -39,7 +41,7 @@ Outcome feed_pieces(const std::string& in, const std::vector<size_t>& cuts) {
   ends.push_back(in.size());
   for (size_t end : ends) {
     if (end < pos) continue;
-    auto r = d.feed(std::string_view(in).substr(pos, end - pos));
+    auto r = d.feed(std::string_view(in).substr(pos, end - pos), &o.payload);
     if (!r.ok()) {
       o.ok = false;
       return o;
@@ -60,17 +62,17 @@ std::vector<Row> rows() {
   const std::string long_ext = "5;x=" + std::string(5000, 'e') + "\r\nhello\r\n0\r\n\r\n";
   return {
       {"last_chunk_only", "0\r\n\r\n", true, true, 5, 0},
-      {"one_chunk", "5\r\nhello\r\n0\r\n\r\n", true, true, 15, 5},
-      {"two_chunks_upper_hex", "A\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n", true, true, 28, 13},
+      {"one_chunk", "5\r\nhello\r\n0\r\n\r\n", true, true, 15, 5, "hello"},
+      {"two_chunks_upper_hex", "A\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n", true, true, 28, 13, "0123456789abc"},
       {"lower_hex", "a\r\n0123456789\r\n0\r\n\r\n", true, true, 20, 10},
       {"leading_zeros", "0005\r\nhello\r\n000\r\n\r\n", true, true, 20, 5},
-      {"extensions", "5;name=value\r\nhello\r\n0;last\r\n\r\n", true, true, 31, 5},
+      {"extensions", "5;name=value\r\nhello\r\n0;last\r\n\r\n", true, true, 31, 5, "hello"},
       {"extension_with_bws", "5 ;a=b\r\nhello\r\n0\t; z\r\n\r\n", true, true, 24, 5},
       {"quoted_extension", "5;a=\"x y\"\r\nhello\r\n0\r\n\r\n", true, true, 23, 5},
       {"trailers", "0\r\nX-Checksum: abc\r\nX-B:c\r\n\r\n", true, true, 29, 0},
-      {"data_with_crlf_inside", "4\r\n\r\n\r\n\r\n0\r\n\r\n", true, true, 14, 4},
-      {"next_message_not_consumed", "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", true, true, 13, 3},
-      {"incomplete_in_data", "5\r\nhel", true, false, 6, 3},
+      {"data_with_crlf_inside", "4\r\n\r\n\r\n\r\n0\r\n\r\n", true, true, 14, 4, "\r\n\r\n"},
+      {"next_message_not_consumed", "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", true, true, 13, 3, "abc"},
+      {"incomplete_in_data", "5\r\nhel", true, false, 6, 3, "hel"},
       {"incomplete_in_size", "1", true, false, 1, 0},
       {"incomplete_in_trailers", "0\r\nX-A: b\r\n", true, false, 11, 0},
       {"max_chunk_size_accepted", "1000000000000000\r\nabc", true, false, 21, 3},
@@ -111,6 +113,10 @@ void check(const Row& r, const Outcome& o) {
   EXPECT_EQ(o.done, r.done);
   EXPECT_EQ(o.consumed, r.consumed);
   EXPECT_EQ(o.data_bytes, r.data_bytes);
+  EXPECT_EQ(o.payload.size(), o.data_bytes);  // the sink gets every data byte, nothing else
+  if (r.payload) {
+    EXPECT_EQ(o.payload, r.payload);
+  }
 }
 
 TEST_P(Chunked, OneShot) { check(GetParam(), feed_pieces(GetParam().input, {})); }
