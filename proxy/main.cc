@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
     if (!store.current()) return "no snapshot applied yet";
     return {};
   });
+  admin.set_health(&server.health());
   if (auto st = admin.listen(opts.admin_listen); !st.ok()) {
     spdlog::error("{}", st.error().message);
     return 1;

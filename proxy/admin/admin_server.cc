@@ -11,6 +11,7 @@
 #include "proxy/http/parser.h"
 #include "proxy/snapshot/codec.h"
 #include "proxy/upstream/cluster_state.h"
+#include "proxy/upstream/health_checker.h"
 
 namespace gantry::admin {
 
@@ -100,11 +101,24 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
       for (const auto& [name, c] : cfg->clusters) sorted.push_back(c.get());
       std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });
       for (const auto* c : sorted) {
-        nlohmann::json cj{{"name", c->name}, {"endpoints", nlohmann::json::array()}};
-        for (size_t i = 0; i < c->endpoints.size(); ++i)
+        // health: the active checker's verdict, or "unchecked" when no rule
+        // gives this cluster a healthCheck.
+        auto table = health_ ? health_->table(c->name) : nullptr;
+        nlohmann::json cj{{"name", c->name},
+                          {"healthChecked", table != nullptr},
+                          {"endpoints", nlohmann::json::array()}};
+        for (size_t i = 0; i < c->endpoints.size(); ++i) {
+          const char* health = "unchecked";
+          if (table) {
+            auto it = std::find(table->keys.begin(), table->keys.end(), c->keys[i]);
+            if (it != table->keys.end())
+              health = table->healthy[it - table->keys.begin()].load(std::memory_order_relaxed) ? "healthy"
+                                                                                            : "unhealthy";
+          }
           cj["endpoints"].push_back({{"address", c->keys[i]},
                                      {"ready", c->endpoints[i].ready},
-                                     {"health", "healthy"}});
+                                     {"health", health}});
+        }
         clusters.push_back(std::move(cj));
       }
     }

@@ -16,6 +16,10 @@
 #include "proxy/base/result.h"
 #include "proxy/control/config_store.h"
 
+namespace gantry::upstream {
+class HealthChecker;
+}
+
 namespace gantry::admin {
 
 class AdminServer {
@@ -23,6 +27,8 @@ class AdminServer {
   // ready() returns an empty string when ready, else the reason it is not.
   AdminServer(boost::asio::io_context& io, control::ConfigStore& store, Metrics& metrics,
               std::function<std::string()> not_ready_reason);
+  // The active health checker whose verdicts /upstreams shows (optional).
+  void set_health(const upstream::HealthChecker* h) { health_ = h; }
   Status listen(const HostPort& hp);
   void start();
   void close();
@@ -37,6 +43,7 @@ class AdminServer {
   control::ConfigStore& store_;
   Metrics& metrics_;
   std::function<std::string()> not_ready_reason_;
+  const upstream::HealthChecker* health_ = nullptr;
   boost::asio::ip::tcp::acceptor acceptor_;
 };
 

@@ -73,6 +73,7 @@ class Server {
   boost::asio::ssl::context& tls_context() { return *tls_ctx_; }
   AccessLog& log() { return log_; }
   size_t active_connections() const;
+  const upstream::HealthChecker& health() const { return *health_; }
 
  private:
   friend class Worker;
@@ -81,7 +82,7 @@ class Server {
   admin::Metrics& metrics_;
   AccessLog& log_;
   std::unique_ptr<boost::asio::ssl::context> tls_ctx_;
-  std::unique_ptr<upstream::HealthChecker> health_;  // active health checks, one thread  // SNI dispatch only; see on_servername
+  std::unique_ptr<upstream::HealthChecker> health_;  // active health checks, one thread
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

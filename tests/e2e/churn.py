@@ -542,17 +542,25 @@ class ChurnEnv:
             return {"steps": steps}
         return self.scenario("scale " + " -> ".join(str(s) for s in steps), act)
 
-    def sigkill(self):
+    def sigkill(self, kills=1):
         def act():
-            name = sorted(p["metadata"]["name"] for p in self.ready_pods("blue"))[0]
-            runner = self.agent.crash(name)
-            wait_for(lambda: runner.restarts >= 1, 10, f"{name} to be restarted")
-            wait_for(lambda: runner.ready, 20, f"{name} to be ready again")
-            self.wait_proxy_matches("blue")
-            return {"pod": name, "restarts": runner.restarts}
+            killed = []
+            for i in range(kills):
+                pods = sorted(p["metadata"]["name"] for p in self.ready_pods("blue"))
+                name = pods[i % len(pods)]
+                runner = self.agent.pods()[name]
+                before = runner.restarts
+                self.agent.crash(name)
+                wait_for(lambda: runner.restarts > before, 10, f"{name} to be restarted", interval=0.02)
+                wait_for(lambda: runner.ready, 20, f"{name} to be ready again", interval=0.02)
+                self.wait_proxy_matches("blue")
+                killed.append(name)
+                time.sleep(1)
+            return {"killed": killed}
         # Requests take 50 ms at the backend, so some are always in flight on the
         # pod when it dies: those are the ones a retry must save.
-        return self.scenario("one pod SIGKILLed (restarted by the agent), requests of 50 ms", act,
+        what = "one pod" if kills == 1 else f"{kills} pods, one after the other,"
+        return self.scenario(f"{what} SIGKILLed (restarted by the agent), requests of 50 ms", act,
                              path="/delay/50")
 
     def readiness_flap(self, cycles, down_seconds=2.0):
@@ -734,7 +742,7 @@ def run(short, rate, connections, docs, command):
                 env.rolling_update(10)
                 env.scale([50, 3])
                 env.scale([10])
-                env.sigkill()
+                env.sigkill(3)
                 env.readiness_flap(3)
                 env.blue_green(10)
                 env.route_edits(30)

@@ -30,7 +30,8 @@ PodNetwork: the API server rejects loopback addresses in EndpointSlices, so
 pods get addresses of TEST-NET-3 (203.0.113.0/24) inside a network namespace
 joined to the host by a veth pair, like tests/integration/kube/kubeapi.py's
 TestHosts (which uses TEST-NET-2 and other names: both can run at once).
-Slot k (0 or 1) is 203.0.113.128k/25: host side .128k+1, pods .128k+2 ...
+Slot k (0 or 1, owner pid in /tmp/gantry-e2e{k}.owner: a slot whose owner
+died, e.g. a SIGKILLed run, is reclaimed) is 203.0.113.128k/25: host side .128k+1, pods .128k+2 ...
 .128k+125 (.128k+126 stays on the namespace side as the subnet's primary); the slot is claimed by creating the veth `ge2e{k}h`. Traffic never
 leaves the machine. Needs root.
 """
@@ -76,9 +77,15 @@ class PodNetwork:
         self.slot = None
         for k in range(2):
             if _ip("link", "add", f"ge2e{k}h", "type", "veth", "peer", "name", f"ge2e{k}n",
-                   check=False).returncode == 0:
-                self.slot = k
-                break
+                   check=False).returncode != 0:
+                if not self._reclaim_stale(k):
+                    continue
+                if _ip("link", "add", f"ge2e{k}h", "type", "veth", "peer", "name", f"ge2e{k}n",
+                       check=False).returncode != 0:
+                    continue
+            self.slot = k
+            self._owner_file(k).write_text(str(os.getpid()))
+            break
         if self.slot is None:
             raise RuntimeError("no free e2e pod-network slot (ip link show | grep ge2e)")
         k = self.slot
@@ -106,6 +113,24 @@ class PodNetwork:
         self._free = collections.deque(f"203.0.113.{base + i}" for i in range(2, 126))
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _owner_file(k):
+        return Path(f"/tmp/gantry-e2e{k}.owner")
+
+    def _reclaim_stale(self, k):
+        """Slot k's veth exists: when the run that owns it is gone (a SIGKILLed
+        test), removes its namespace and veth and returns True."""
+        try:
+            owner = int(self._owner_file(k).read_text())
+        except (OSError, ValueError):
+            return False
+        if Path(f"/proc/{owner}").exists():
+            return False
+        _ip("netns", "del", f"gantry-e2e{k}", check=False)
+        _ip("link", "del", f"ge2e{k}h", check=False)
+        self._owner_file(k).unlink(missing_ok=True)
+        return True
+
     def allocate(self):
         with self._lock:
             if not self._free:
@@ -125,6 +150,7 @@ class PodNetwork:
     def close(self):
         _ip("netns", "del", self.ns, check=False)
         _ip("link", "del", f"ge2e{self.slot}h", check=False)
+        self._owner_file(self.slot).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ API

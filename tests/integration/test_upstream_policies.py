@@ -92,6 +92,7 @@ def env():
     switch = _Server(("127.0.0.1", 0), _Switch)
     outlier = _Server(("127.0.0.1", 0), _Ejectable)
     health = _Server(("127.0.0.1", 0), _Health)
+    _Health.port = health.server_address[1]
     for srv in (bad, switch, outlier, health):
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     with temporary_dataplane() as dp:
@@ -285,6 +286,14 @@ def wait_for(predicate, what, timeout=10):
         time.sleep(0.05)
 
 
+def upstream_health(proxy, cluster):
+    """{address: health} of one cluster in the admin /upstreams document."""
+    doc = get_json(proxy.admin_port, "/upstreams")
+    (c,) = [c for c in doc["clusters"] if c["name"] == cluster]
+    assert c["healthChecked"] == (cluster == "default/checked:8080")
+    return {e["address"]: e["health"] for e in c["endpoints"]}
+
+
 def test_active_health_check_takes_an_endpoint_out_and_back(env):
     wait_for(lambda: _Health.checks > 0, "no health check reached the backend")
     assert {get(env, "checked").backend for _ in range(6)} == {"hc", "b"}
@@ -294,5 +303,10 @@ def test_active_health_check_takes_an_endpoint_out_and_back(env):
     wait_for(lambda: all(get(env, "checked").backend == "b" for _ in range(4)),
              "the failing endpoint stayed in rotation")
     assert [get(env, "checked").backend for _ in range(10)] == ["b"] * 10
+    hc_addr = f"127.0.0.1:{_Health.port}"
+    assert upstream_health(env, "default/checked:8080")[hc_addr] == "unhealthy"
+    assert set(upstream_health(env, "default/checked:8080").values()) == {"healthy", "unhealthy"}
+    assert set(upstream_health(env, "default/two:8080").values()) == {"unchecked"}
     _Health.health = 200
     wait_for(lambda: get(env, "checked").backend == "hc", "the endpoint never came back")
+    assert set(upstream_health(env, "default/checked:8080").values()) == {"healthy"}
