@@ -174,12 +174,13 @@ class Controller {
  private:
   void reload(Clock::time_point now) {
     reload_at_.reset();
-    DirectoryLoad load = load_directory(dir_);
+    DirectoryLoad load = load_directory(dir_, &last_good_);
     for (const auto& e : load.errors) spdlog::error("{}", e.str());
     for (const auto& w : load.warnings) spdlog::warn("{}", w);
     if (!opts_.namespace_.empty()) filter_namespace(load.cache);
-    spdlog::info("loaded {} objects from {} files, {} file{} with errors", load.cache.size(),
-                 load.files, load.files_with_errors, load.files_with_errors == 1 ? "" : "s");
+    spdlog::info("loaded {} objects from {} files, {} file{} with errors ({} served from the last good version)",
+                 load.cache.size(), load.files, load.files_with_errors, load.files_with_errors == 1 ? "" : "s",
+                 load.files_kept);
     ++loads_;
     objects_ = load.cache.size();
     files_with_errors_ = load.files_with_errors;
@@ -244,6 +245,7 @@ class Controller {
 
   Options opts_;
   std::string dir_;
+  LastGood last_good_;  // per file: its objects as of its last version without errors
   std::unique_ptr<DirWatcher> watcher_;
   std::unique_ptr<HealthServer> health_;
   int signal_fd_;

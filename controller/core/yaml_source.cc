@@ -117,7 +117,7 @@ ParsedFile parse_manifest(std::string_view file_name, std::string_view text) {
   return out;
 }
 
-DirectoryLoad load_directory(const std::string& dir) {
+DirectoryLoad load_directory(const std::string& dir, LastGood* last_good) {
   namespace fs = std::filesystem;
   DirectoryLoad out;
   std::vector<std::string> names;
@@ -138,6 +138,10 @@ DirectoryLoad load_directory(const std::string& dir) {
     return out;
   }
   std::sort(names.begin(), names.end());
+  if (last_good) {
+    for (auto it = last_good->begin(); it != last_good->end();)
+      it = std::binary_search(names.begin(), names.end(), it->first) ? std::next(it) : last_good->erase(it);
+  }
 
   std::map<std::string, std::string> origin;  // "Kind ns/name" -> file
   for (const std::string& name : names) {
@@ -155,7 +159,14 @@ DirectoryLoad load_directory(const std::string& dir) {
     if (!parsed.errors.empty()) {
       ++out.files_with_errors;
       for (auto& e : parsed.errors) out.errors.push_back(std::move(e));
-      continue;
+      auto kept = last_good ? last_good->find(name) : LastGood::iterator{};
+      if (!last_good || kept == last_good->end()) continue;
+      ++out.files_kept;
+      out.warnings.push_back(name + ": has errors; its last good version (" +
+                             std::to_string(kept->second.size()) + " objects) stays applied");
+      parsed.objects = kept->second;
+    } else if (last_good) {
+      (*last_good)[name] = parsed.objects;
     }
     for (auto& o : parsed.objects) {
       std::string id = std::string(kind_of(o)) + " " + meta_of(o).key();

@@ -95,6 +95,29 @@ measure() {  # name port -- command...
   echo "$name $(( (i2 - i1) / (n2 - n1) ))"
 }
 
+# allocs NAME PORT N -- command...: the same under memcheck; prints the number
+# of heap allocations (malloc/new) the process made in its life.
+allocs() {
+  local name=$1 port=$2 n=$3
+  shift 4
+  local log="$tmp/$name-$n.mc.log"
+  valgrind --tool=memcheck --leak-check=no --log-file="$log" "$@" >/dev/null 2>&1 &
+  local pid=$!
+  /usr/bin/python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" --wait 120
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$log" | tr -d , | tail -1
+}
+
+measure_allocs() {  # name port -- command...
+  local name=$1 port=$2
+  shift 3
+  local a1 a2
+  a1=$(allocs "$name" "$port" "$n1" -- "$@")
+  a2=$(allocs "$name" "$port" "$n2" -- "$@")
+  awk -v n="$name" -v a1="${a1:-0}" -v a2="${a2:-0}" -v d="$((n2 - n1))" 'BEGIN { printf "%s %.2f\n", n, (a2 - a1) / d }'
+}
+
 results=()
 results+=("$(measure gantry 19180 -- "$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 \
   --admin-listen 127.0.0.1:19190 --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" \
@@ -102,9 +125,17 @@ results+=("$(measure gantry 19180 -- "$bin/gantry-proxy" --workers 1 --http-list
 results+=("$(measure nginx 19181 -- nginx -c "$tmp/nginx.conf" -p "$tmp")")
 results+=("$(measure haproxy 19182 -- haproxy -f "$tmp/haproxy.cfg")")
 
+gantry_cmd=("$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 --admin-listen 127.0.0.1:19190
+  --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" --access-log off --drain-seconds 0)
+heap=()
+heap+=("$(measure_allocs gantry 19180 -- "${gantry_cmd[@]}")")
+heap+=("$(measure_allocs nginx 19181 -- nginx -c "$tmp/nginx.conf" -p "$tmp")")
+
 echo
 echo "instructions per proxied request (callgrind, keep-alive client, ($n2 - $n1) requests)"
 for r in "${results[@]}"; do printf "  %-10s %10s\n" ${r}; done
 get() { for r in "${results[@]}"; do read -r n v <<<"$r"; [ "$n" = "$1" ] && echo "$v"; done; }
 awk -v g="$(get gantry)" -v n="$(get nginx)" -v h="$(get haproxy)" 'BEGIN {
   printf "  ratio gantry/nginx   %.2f\n  ratio gantry/haproxy %.2f\n", g / n, g / h }'
+echo "heap allocations per proxied request (memcheck's count, same method)"
+for r in "${heap[@]}"; do printf "  %-10s %10s\n" ${r}; done

@@ -525,6 +525,9 @@ class Stack:
     def write(self, filename, text, atomic=False):
         write_file(self.manifests / filename, text, atomic=atomic)
 
+    def remove(self, filename):
+        (self.manifests / filename).unlink()
+
     def start(self):
         """Starts the proxy, then the controller; waits until both are ready."""
         self.proxy.start()

@@ -1,7 +1,8 @@
 """One bad file or one bad route never takes the other routes down.
 
-- A file with a YAML syntax error contributes nothing and is reported by name
-  and line (SNAPSHOT.md, standalone mode); the other files apply.
+- A file with a YAML syntax error is reported by name and line (SNAPSHOT.md,
+  standalone mode) and contributes nothing new: its last version that parsed
+  stays applied (nothing, if it never parsed); the other files apply.
 - A route whose regular expression does not compile is left out with
   Accepted=False and a message naming the field (GATEWAYROUTE.md); the other
   routes serve.
@@ -99,3 +100,29 @@ def test_bad_files_added_while_running(base):
         return c and c.get("Accepted", {}).get("status") in ("True", True)
     wait_until(accepted, CONVERGE_TIMEOUT, "default/bad-regex Accepted=True",
                on_timeout=lambda: str(base.controller.status()))
+
+
+def test_a_file_broken_on_edit_keeps_serving_its_last_good_version(base):
+    """Saving a half-edited file must not take down the routes it served: the
+    error is reported and the file's last good version stays applied until
+    the file parses again."""
+    base.start()
+    base.wait_for_backend("good", host="good.example.com")
+    base.write("10-good.yaml", good_route("good") + "\n---\n" + BAD_YAML)
+    wait_until(lambda: re.search(r"10-good\.yaml: has errors; its last good version",
+                                 base.controller.log_text()),
+               CONVERGE_TIMEOUT, "the controller to keep 10-good.yaml's last good version",
+               on_timeout=lambda: base.controller.log_text())
+    assert re.search(r"10-good\.yaml:\d+", base.controller.log_text())
+    assert count_backends(base.proxy.http_port, 10, host="good.example.com") == {"good": 10}
+    # The fixed file applies (now pointing at "other").
+    base.write("10-good.yaml", good_route("other"))
+    base.wait_for_backend("other", host="good.example.com")
+    # A file deleted while broken is gone, not kept.
+    base.write("10-good.yaml", BAD_YAML)
+    wait_until(lambda: len(re.findall(r"10-good\.yaml: has errors", base.controller.log_text())) >= 2,
+               CONVERGE_TIMEOUT, "the second broken save to be reported")
+    assert count_backends(base.proxy.http_port, 10, host="good.example.com") == {"other": 10}
+    base.remove("10-good.yaml")
+    wait_until(lambda: base.proxy.get("/", host="good.example.com").status == 404, CONVERGE_TIMEOUT,
+               "the deleted file's route to go away")

@@ -309,6 +309,57 @@ TEST(LoadDirectory, SortedFilesBadFileContributesNothingDuplicatesWarn) {
             "c.yaml: Service default/b is already defined in b.yaml; this definition is ignored");
 }
 
+// With a LastGood memory, a file saved with an error keeps serving what its
+// previous version defined, while the error is still reported; a fix replaces
+// it; a deleted file is forgotten; a file that never parsed contributes nothing.
+TEST(LoadDirectory, BrokenFileKeepsItsLastGoodVersion) {
+  TempDir dir;
+  auto service_names = [](const DirectoryLoad& d) {
+    std::vector<std::string> names;
+    for (const auto& [k, v] : d.cache.services) names.push_back(k);
+    return names;
+  };
+  using Names = std::vector<std::string>;
+  LastGood last_good;
+  dir.write("a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a1}\n---\n"
+                      "apiVersion: v1\nkind: Service\nmetadata: {name: a2}\n");
+  dir.write("b.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: b}\n");
+  dir.write("never.yaml", "kind: [\n");
+  DirectoryLoad d = load_directory(dir.str(), &last_good);
+  EXPECT_EQ(service_names(d), (Names{"default/a1", "default/a2", "default/b"}));
+  EXPECT_EQ(d.files_with_errors, 1u);
+  EXPECT_EQ(d.files_kept, 0u);  // never.yaml never parsed: nothing to keep
+
+  // a.yaml is saved half-edited: still reported, but a1 and a2 keep serving.
+  dir.write("a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a1\n");
+  d = load_directory(dir.str(), &last_good);
+  EXPECT_EQ(service_names(d), (Names{"default/a1", "default/a2", "default/b"}));
+  EXPECT_EQ(d.files_with_errors, 2u);
+  EXPECT_EQ(d.files_kept, 1u);
+  ASSERT_EQ(d.errors.size(), 2u);
+  EXPECT_EQ(d.errors[0].file, "a.yaml");
+  bool warned = false;
+  for (const auto& w : d.warnings) warned = warned || w.starts_with("a.yaml: has errors; its last good version (2 objects)");
+  EXPECT_TRUE(warned);
+
+  // Without the memory, the same directory drops a.yaml's objects.
+  EXPECT_EQ(service_names(load_directory(dir.str())), (Names{"default/b"}));
+
+  // The fix applies; then deleting the file forgets it.
+  dir.write("a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a3}\n");
+  d = load_directory(dir.str(), &last_good);
+  EXPECT_EQ(service_names(d), (Names{"default/a3", "default/b"}));
+  std::filesystem::remove(dir.str() + "/a.yaml");
+  d = load_directory(dir.str(), &last_good);
+  EXPECT_EQ(service_names(d), (Names{"default/b"}));
+  EXPECT_EQ(last_good.count("a.yaml"), 0u);
+  // A new broken a.yaml has no memory to fall back to.
+  dir.write("a.yaml", "kind: [\n");
+  d = load_directory(dir.str(), &last_good);
+  EXPECT_EQ(service_names(d), (Names{"default/b"}));
+  EXPECT_EQ(d.files_kept, 0u);
+}
+
 TEST(LoadDirectory, MissingDirectory) {
   DirectoryLoad d = load_directory("/nonexistent/gantry");
   ASSERT_EQ(d.errors.size(), 1u);
