@@ -37,6 +37,13 @@ void field(fmt::memory_buffer& out, std::string_view name, std::string_view valu
   out.push_back('"');
 }
 
+// The calling thread's pending lines, for one AccessLog (owner).
+struct Batch {
+  const AccessLog* owner = nullptr;
+  fmt::memory_buffer lines;
+};
+thread_local Batch batch;
+
 }  // namespace
 
 std::unique_ptr<AccessLog> AccessLog::open(const std::string& target) {
@@ -56,6 +63,7 @@ std::unique_ptr<AccessLog> AccessLog::open(const std::string& target) {
 }
 
 AccessLog::~AccessLog() {
+  flush_thread();
   if (logger_) {
     logger_->flush();
     spdlog::drop("access");
@@ -66,9 +74,21 @@ void AccessLog::flush() {
   if (logger_) logger_->flush();
 }
 
+void AccessLog::flush_thread() {
+  if (batch.owner != this || batch.lines.size() == 0) return;
+  // The batch is one log entry: its lines are joined by '\n' and the sink
+  // adds the last one.
+  logger_->info(std::string_view(batch.lines.data(), batch.lines.size() - 1));
+  batch.lines.clear();
+}
+
 void AccessLog::write(const AccessRecord& r) {
   if (!logger_) return;
-  fmt::memory_buffer out;
+  if (batch.owner != this) {
+    batch.owner = this;
+    batch.lines.clear();
+  }
+  fmt::memory_buffer& out = batch.lines;
   auto now = std::chrono::system_clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
@@ -88,7 +108,8 @@ void AccessLog::write(const AccessRecord& r) {
   field(out, "route", r.route);
   field(out, "requestId", r.request_id);
   out.push_back('}');
-  logger_->info(std::string_view(out.data(), out.size()));
+  out.push_back('\n');
+  if (out.size() >= kBatchBytes) flush_thread();
 }
 
 }  // namespace gantry::net

@@ -1,5 +1,14 @@
 // JSON-lines access log through spdlog's async logger, so a slow sink never
-// blocks a worker (the queue drops the oldest line when it is full).
+// blocks a worker (the queue drops the oldest entry when it is full).
+//
+// Lines are batched per thread: write() formats into the calling thread's
+// buffer and hands the buffer to the logger as one entry when it passes
+// kBatchBytes; flush_thread() hands over what is pending (workers call it on
+// every 100 ms sweep and when they stop). One queue operation and one wake-up
+// of the logger thread per batch instead of per request: measured, a queue
+// push per request cost more than the rest of the request's user time.
+// A line therefore reaches the sink at most ~100 ms (plus the 1 s flush) after
+// its request.
 #pragma once
 
 #include <memory>
@@ -34,7 +43,10 @@ class AccessLog {
   ~AccessLog();
   bool enabled() const { return logger_ != nullptr; }
   void write(const AccessRecord& r);
-  void flush();
+  void flush_thread();  // the calling thread's pending lines go to the logger now
+  void flush();         // the logger's sink is flushed (lines already handed over)
+
+  static constexpr size_t kBatchBytes = 16 * 1024;
 
  private:
   std::shared_ptr<spdlog::logger> logger_;

@@ -371,7 +371,10 @@ class Worker {
     asio::co_spawn(io_, accept_loop(acceptor_, false), asio::detached);
     if (tls_acceptor_.is_open()) asio::co_spawn(io_, accept_loop(tls_acceptor_, true), asio::detached);
   }
-  void run() { io_.run(); }
+  void run() {
+    io_.run();
+    server_.log().flush_thread();  // this worker's last access-log lines
+  }
   void stop_accepting() {
     asio::post(io_, [this] {
       error_code ec;
@@ -1700,6 +1703,7 @@ void Worker::spawn_session(Stream stream) {
 }
 
 void Worker::sweep() {
+  server_.log().flush_thread();
   auto now = Clock::now();
   for (SessionBase* s = sessions_; s != nullptr; s = s->next) {
     if (s->deadline <= now && s->deadline_socket != nullptr) {

@@ -123,10 +123,14 @@ def test_access_log_has_one_line_per_request(served):
         return [json.loads(l) for l in text.splitlines() if l.strip()]
     # The log is written asynchronously: wait for the lines (bounded).
     wait_until(lambda: len(lines()) >= len(TRAFFIC), 5, "access log lines")
-    records = lines()[:len(TRAFFIC)]
+    # Each worker hands its lines over in batches: match lines to requests by id
+    # (lines of different workers may interleave out of request order).
+    by_id = {rec.get("requestId"): rec for rec in lines()}
     fields = {"time", "client", "method", "host", "path", "status", "bytesIn", "bytesOut",
               "durationMs", "upstream", "route", "requestId"}
-    for rec, (path, host, status, headers) in zip(records, served.answers):
+    for path, host, status, headers in served.answers:
+        assert headers["x-request-id"] in by_id, f"no access log line for {path} on {host}"
+        rec = by_id[headers["x-request-id"]]
         assert fields <= set(rec), f"missing {fields - set(rec)} in {rec}"
         assert rec["client"] == "127.0.0.1"
         assert (rec["method"], rec["host"], rec["path"], rec["status"]) == ("GET", host, path, status)
