@@ -95,6 +95,14 @@ Options parse_flags(int argc, char** argv) {
            o.server.request_header_timeout = *d;
            return ok_status();
          });
+  fs.add("upstream-idle-timeout", "DUR", "30s", "close pooled upstream connections idle longer than this",
+         [&o](std::string_view v) -> Status {
+           auto d = parse_duration(v);
+           if (!d.ok()) return d.error();
+           if (d->count() <= 0) return Error{"must be above 0"};
+           o.server.upstream_idle_timeout = *d;
+           return ok_status();
+         });
   fs.add("trusted-proxies", "CIDR,...", "none", "trust X-Forwarded-For only from these peers",
          [&o](std::string_view v) -> Status {
            auto l = net::parse_cidr_list(v);

@@ -48,7 +48,6 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
-constexpr std::chrono::seconds kMaxUpstreamIdle{30};
 constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 constexpr uint64_t kMaxReplayBody = 64 * 1024;  // request bodies buffered for retries
 
@@ -565,10 +564,10 @@ class Worker {
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
-      // Backends close idle keep-alive connections on their own schedule
-      // (commonly after 60 s or more); never reuse one near that age.
+      // Backends close idle keep-alive connections on their own schedule;
+      // never reuse one older than --upstream-idle-timeout.
       const auto idle = now - c->idle_since;
-      if (idle >= kMaxUpstreamIdle) continue;
+      if (idle >= server_.options().upstream_idle_timeout) continue;
       if ((replayable && idle < kProbeIdleAfter) || idle_connection_alive(c->sock)) {
         c->reused = true;
         return c;
@@ -598,7 +597,9 @@ class Worker {
   std::atomic<size_t> connections_{0};
   SessionBase* sessions_ = nullptr;
   asio::steady_timer sweep_timer_{io_};
+  uint64_t sweeps_ = 0;
   void sweep();
+  void reap_idle(Clock::time_point now);
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
   // One set of balancers per cluster; a rule's policy.loadBalancer.type picks
   // which one serves it (the state of each type is per cluster, per worker).
@@ -1705,6 +1706,7 @@ void Worker::spawn_session(Stream stream) {
 void Worker::sweep() {
   server_.log().flush_thread();
   auto now = Clock::now();
+  if (++sweeps_ % 10 == 0) reap_idle(now);
   for (SessionBase* s = sessions_; s != nullptr; s = s->next) {
     if (s->deadline <= now && s->deadline_socket != nullptr) {
       s->timed_out = true;
@@ -1717,6 +1719,18 @@ void Worker::sweep() {
   sweep_timer_.async_wait([this](error_code ec) {
     if (!ec) sweep();
   });
+}
+
+// Closes pooled upstream connections idle longer than --upstream-idle-timeout
+// (a backend that closed one leaves it in CLOSE_WAIT until then) and forgets
+// the pools of endpoints that have none left, e.g. after they left the snapshot.
+void Worker::reap_idle(Clock::time_point now) {
+  const auto limit = server_.options().upstream_idle_timeout;
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& v = it->second;
+    std::erase_if(v, [&](const std::unique_ptr<UpstreamConn>& c) { return now - c->idle_since >= limit; });
+    it = v.empty() ? idle_.erase(it) : std::next(it);
+  }
 }
 
 void Worker::close_idle() {

@@ -45,6 +45,8 @@ struct ServerOptions {
   std::chrono::milliseconds client_idle_timeout{60000};
   std::chrono::milliseconds upstream_connect_timeout{5000};
   std::chrono::milliseconds upstream_timeout{60000};  // default per-try response timeout
+  // Pooled upstream connections idle longer are closed (checked every second).
+  std::chrono::milliseconds upstream_idle_timeout{30000};
   std::chrono::milliseconds websocket_idle_timeout{3600000};  // unless the route sets timeouts.idle
   bool debug_headers = false;
   std::vector<Cidr> trusted_proxies;

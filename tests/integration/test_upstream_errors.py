@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from conftest import (HTTP_TIMEOUT, free_port, next_loopback, read_responses, sn_cluster,
-                      sn_route, sn_rule, sn_snapshot, temporary_dataplane)
+                      sn_route, sn_rule, sn_snapshot, temporary_dataplane, wait_until)
 
 
 class ScriptedBackend:
@@ -229,3 +229,33 @@ def test_keep_alive_after_gateway_answer(dataplane, host, status):
         responses, _ = read_responses(s, 2)
     assert [r.status for r in responses] == [status, 200], responses
     assert b'"/second"' in responses[1].body
+
+
+def established_to(addr, port):
+    """ESTABLISHED TCP connections (of any process) whose remote end is addr:port."""
+    want = f"{socket.htonl(int.from_bytes(socket.inet_aton(addr), 'big')):08X}:{port:04X}"
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[2] == want and fields[3] == "01":
+            count += 1
+    return count
+
+
+def test_idle_pooled_connections_are_closed_after_the_idle_timeout(dataplane):
+    """--upstream-idle-timeout: pooled connections nobody used for that long
+    are closed by the proxy (not left open, or in CLOSE_WAIT, forever)."""
+    echo = dataplane.echo("pool")
+    cluster = "default/pool:8080"
+    proxy = dataplane.proxy(
+        sn_snapshot(1, [sn_route("pool", [sn_rule(cluster)], hostnames=["pool.example.com"])],
+                    [sn_cluster(cluster, [(echo.addr, echo.port)])]),
+        extra_args=["--upstream-idle-timeout", "1500ms"], workers=1)
+    for _ in range(3):
+        assert proxy.get("/", host="pool.example.com").status == 200
+    assert established_to(echo.addr, echo.port) == 1  # kept alive in the pool
+    wait_until(lambda: established_to(echo.addr, echo.port) == 0, 10,
+               "the idle pooled connection to be closed")
+    # The next request opens a fresh one and is served.
+    assert proxy.get("/", host="pool.example.com").status == 200
+    assert established_to(echo.addr, echo.port) == 1
