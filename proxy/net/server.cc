@@ -236,29 +236,33 @@ bool try_write(tcp::socket& s, std::string_view& data, error_code& ec) {
 }
 bool try_write(TlsStream&, std::string_view&, error_code&) { return false; }
 
-// Writes `a` then `b` (either may be empty): one gather write (sendmsg) when the
-// socket takes both now, so a small response head and its body leave in one
-// syscall. Returns true when it completed without suspending.
-template <class S>
-asio::awaitable<bool> write_two(S& s, std::string_view a, std::string_view b, error_code& ec) {
-  if constexpr (std::is_same_v<S, tcp::socket>) {
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
-    size_t n = s.write_some(bufs, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      ec = {};
-      n = 0;
-    }
-    if (ec || n == a.size() + b.size()) co_return true;
-    if (n < a.size()) {
-      a.remove_prefix(n);
-    } else {
-      b.remove_prefix(n - a.size());
-      a = {};
-    }
+// Writes as much of `a` then `b` (either may be empty) as the socket takes now,
+// in one gather write (sendmsg), so a small response head and its body leave
+// in one syscall. Returns true when all went out (or on error); otherwise `a`
+// and `b` keep the rest for write_rest. A plain function, not a coroutine: the
+// common case allocates no coroutine frame.
+bool try_write_two(tcp::socket& s, std::string_view& a, std::string_view& b, error_code& ec) {
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
+  size_t n = s.write_some(bufs, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    n = 0;
   }
+  if (ec || n == a.size() + b.size()) return true;
+  if (n < a.size()) {
+    a.remove_prefix(n);
+  } else {
+    b.remove_prefix(n - a.size());
+    a = {};
+  }
+  return false;
+}
+bool try_write_two(TlsStream&, std::string_view&, std::string_view&, error_code&) { return false; }
+
+template <class S>
+asio::awaitable<void> write_rest(S& s, std::string_view a, std::string_view b, error_code& ec) {
   std::array<asio::const_buffer, 2> rest{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
   co_await asio::async_write(s, rest, awaitable_ec(ec));
-  co_return false;
 }
 
 // RFC 9110 9.2.2: methods a client may repeat without changing the outcome.
@@ -837,7 +841,12 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       bool idle = in_.empty();
       this->idle = idle;
       error_code ec;
-      size_t n = co_await read_some(client_, in_, std::chrono::duration_cast<milliseconds>(deadline - now), ec);
+      // read_some(), inlined on this hot path: one coroutine frame fewer per request.
+      char* p = in_.prepare(kReadChunk);
+      arm(lowest(client_), std::chrono::duration_cast<milliseconds>(deadline - now));
+      size_t n = co_await client_.async_read_some(asio::buffer(p, in_.writable()), awaitable_ec(ec));
+      disarm();
+      if (!ec) in_.commit(n);
       this->idle = false;
       if (!ec) {
         w_.metrics().global().bytes_received.Increment(static_cast<double>(n));
@@ -1298,7 +1307,10 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     bool client_failed = false;
     // The head and a buffered (replayable) body go out together; the body stays
     // in in_ until the final try.
-    co_await write_two(up->sock, out_, std::string_view(in_.data(), replay_body), ec);
+    {
+      std::string_view head(out_), body(in_.data(), replay_body);
+      if (!try_write_two(up->sock, head, body, ec)) co_await write_rest(up->sock, head, body, ec);
+    }
     if (!ec && replay_body == 0 && body_kind != http::BodyKind::kNone) {
       bool ok = co_await relay_request_body(*up, ec, client_failed);
       if (!ok && client_failed) {
@@ -1350,9 +1362,13 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
           co_return false;
         }
       }
-      size_t n = co_await read_some(up->sock, up->buf, bounded(try_timeout), ec);
-      (void)n;
+      // read_some(), inlined on this hot path: one coroutine frame fewer per request.
+      char* p = up->buf.prepare(kReadChunk);
+      arm(up->sock, bounded(try_timeout));
+      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
+      disarm();
       if (ec) break;
+      up->buf.commit(n);
       got_any = true;
     }
     if (response_ready) {
@@ -1462,7 +1478,10 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)
     inline_body = resp_.content_length;
   error_code ec;
-  co_await write_two(client_, out_, std::string_view(up->buf.data(), static_cast<size_t>(inline_body)), ec);
+  {
+    std::string_view head(out_), body(up->buf.data(), static_cast<size_t>(inline_body));
+    if (!try_write_two(client_, head, body, ec)) co_await write_rest(client_, head, body, ec);
+  }
   bytes_out_ += out_.size() + inline_body;
   up->buf.consume(static_cast<size_t>(inline_body));
   if (ec) {
@@ -1649,7 +1668,8 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
 template <class Stream>
 void Session<Stream>::finish_request() {
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-  w_.metrics().request_done(route_label_.empty() ? std::string("none") : route_label_, status_, ms / 1000.0);
+  static const std::string kNoRoute = "none";
+  w_.metrics().request_done(route_label_.empty() ? kNoRoute : route_label_, status_, ms / 1000.0);
   w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out_));
   auto& log = w_.server().log();
   if (log.enabled()) {
