@@ -48,6 +48,7 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
+constexpr int kMaxStaleRetries = 2;
 constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 constexpr uint64_t kMaxReplayBody = 64 * 1024;  // request bodies buffered for retries
 
@@ -579,6 +580,7 @@ class Worker {
     }
     return nullptr;
   }
+  void drop_idle(const std::string& key) { idle_.erase(key); }
   void give_back(std::unique_ptr<UpstreamConn> c) {
     if (server_.draining()) return;
     auto& v = idle_[c->key];
@@ -1212,6 +1214,8 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (cstate) cstate->retry_budget.record_request(Clock::now());
   uint32_t retries = 0;
   int connect_failures = 0;
+  int stale_retries = 0;       // a reused connection closed under the request
+  bool fresh_retried = false;  // a fresh connection closed under an idempotent request
   // Whether the rule's retry policy (and the cluster's budget) allow one more
   // try after `o`; waits the backoff when it does.
   auto may_retry = [&](const resilience::TryOutcome& o) {
@@ -1232,7 +1236,8 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   ActiveRequest active;
   Clock::time_point sent_at;
   bool response_ready = false;
-  const int max_tries = kMaxConnectAttempts + 1 + static_cast<int>(retry ? retry->config().attempts : 0);
+  const int max_tries =
+      kMaxConnectAttempts + kMaxStaleRetries + 2 + static_cast<int>(retry ? retry->config().attempts : 0);
   for (int attempt = 0; attempt < max_tries && !response_ready; ++attempt) {
     if (deadline_passed()) {
       co_await local_reply(504, "request timeout", true);
@@ -1320,8 +1325,13 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     if (ec) {
       bool reused = up->reused;
       w_.metrics().upstream_error(ref.cluster, "reset");
+      if (reused && replayable && stale_retries < kMaxStaleRetries) {  // see "Nothing received" below
+        ++stale_retries;
+        w_.drop_idle(up->key);
+        up.reset();
+        continue;
+      }
       up.reset();
-      if (reused && replayable) continue;
       if (may_retry(resilience::TryOutcome{false, true, 0})) {
         exclude = idx;
         co_await backoff();
@@ -1385,10 +1395,27 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       }
       break;
     }
-    // No complete head: a reused connection the peer had closed is retried once.
-    if (!got_any && up->reused && !timed_out && replayable) {
-      up.reset();
-      continue;
+    // Nothing received: the connection died under the request, and the
+    // backend answered nothing. A reused connection was most likely closed by
+    // the backend while idle: that endpoint's other idle connections are
+    // suspect too (dropped) and the request goes again. A fresh one means the
+    // endpoint itself went away (e.g. its pod was killed): an idempotent
+    // request without a body (RFC 9110 9.2.2) goes once more, to another
+    // endpoint. Neither needs a retry policy.
+    if (!got_any && !timed_out) {
+      if (up->reused && replayable && stale_retries < kMaxStaleRetries) {
+        ++stale_retries;
+        w_.drop_idle(up->key);
+        up.reset();
+        continue;
+      }
+      if (!up->reused && !fresh_retried && body_kind == http::BodyKind::kNone && idempotent_method(method_)) {
+        fresh_retried = true;
+        w_.metrics().upstream_error(ref.cluster, "reset");
+        exclude = idx;
+        up.reset();
+        continue;
+      }
     }
     bool timeout = timed_out;
     w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");

@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent / "integration" / "kube"))
 
 from conftest import REPO, BIN, binary, free_port, new_manager, tail  # noqa: E402
 from kubeapi import ApiError, ControlPlane, percentile  # noqa: E402
-from loadgen import IDEMPOTENT, LoadProcess  # noqa: E402
+from loadgen import LoadProcess  # noqa: E402
 from node_agent import FAIL_READINESS_ANNOTATION, Api, NodeAgent, PodNetwork  # noqa: E402
 
 HOST = "churn.e2e.test"
@@ -213,6 +213,7 @@ class SliceTracker:
         self.events = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.listed = threading.Event()
 
     def start(self):
         self.thread = threading.Thread(
@@ -231,6 +232,7 @@ class SliceTracker:
             self.slices = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in items}
             for svc in {s["metadata"].get("labels", {}).get("kubernetes.io/service-name") for s in items}:
                 self.current[svc] = self._service_set(svc)  # a baseline: not timed
+        self.listed.set()
 
     def _on_event(self, etype, obj, t_seen):
         meta = obj["metadata"]
@@ -275,11 +277,7 @@ class ProxyPoller(threading.Thread):
                 if r.will_close:
                     conn.close()
                     conn = None
-                state = {c: frozenset() for c in self.clusters}
-                for c in json.loads(body).get("clusters", []):
-                    if c["name"] in state:
-                        state[c["name"]] = frozenset((e["address"], bool(e["ready"]))
-                                                     for e in c.get("endpoints", []))
+                state = upstream_sets(body, self.clusters)
                 if state != self.latest:
                     with self.lock:
                         self.latest = state
@@ -297,6 +295,78 @@ class ProxyPoller(threading.Thread):
     def close(self):
         self.stop.set()
         self.join(timeout=5)
+
+
+def upstream_sets(body, clusters):
+    state = {c: frozenset() for c in clusters}
+    for c in json.loads(body).get("clusters", []):
+        if c["name"] in state:
+            state[c["name"]] = frozenset((e["address"], bool(e["ready"])) for e in c.get("endpoints", []))
+    return state
+
+
+class Measurement:
+    """SliceTracker + ProxyPoller in a child process (`churn.py --measure`), so
+    that neither the node agent (which forks a process per pod start) nor the
+    load share their interpreter lock: a stalled poll would be counted as
+    propagation time. Times are time.monotonic(), one clock for both processes."""
+
+    def __init__(self, cp, admin_port, clusters):
+        from conftest import _die_with_parent
+        args = {"server": cp.server, "certs": str(cp.workdir), "admin_port": admin_port,
+                "clusters": clusters}
+        self.proc = subprocess.Popen([sys.executable, __file__, "--measure", json.dumps(args)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.close()
+            raise RuntimeError(f"measurement process did not start: {line!r}")
+        self.events, self.changes = [], []
+
+    def snapshot(self):
+        """Fetches every slice event and proxy change recorded so far."""
+        self.proc.stdin.write("dump\n")
+        self.proc.stdin.flush()
+        d = json.loads(self.proc.stdout.readline())
+        self.events = [(t, svc, rv, frozenset(tuple(x) for x in st)) for t, svc, rv, st in d["events"]]
+        self.changes = [(t, {c: frozenset(tuple(x) for x in v) for c, v in st.items()})
+                        for t, st in d["changes"]]
+        return self.events, self.changes
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def measure_main(args):
+    """The child of Measurement: prints `ready`, then answers `dump` lines."""
+    import ssl
+    import types
+    certs = Path(args["certs"])
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    ctx.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+    tracker = SliceTracker(Api(types.SimpleNamespace(server=args["server"], ssl=ctx))).start()
+    poller = ProxyPoller(args["admin_port"], args["clusters"])
+    poller.start()
+    wait_for(lambda: tracker.listed.is_set() and poller.latest, 30, "the first list and poll")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "dump":
+            break
+        with tracker.lock:
+            events = [(t, svc, rv, sorted(st)) for t, svc, rv, st in tracker.events]
+        with poller.lock:
+            changes = [(t, {c: sorted(v) for c, v in st.items()}) for t, st in poller.changes]
+        print(json.dumps({"events": events, "changes": changes}), flush=True)
+    tracker.close()
+    poller.close()
 
 
 def propagation(events, changes, svc, cluster, t_from, t_to):
@@ -363,12 +433,17 @@ def service(track):
                      "ports": [{"name": "http", "port": 8080, "targetPort": POD_PORT}]}}
 
 
-def route(rev):
+def route(rev, policy=None):
+    rule = {"filters": {"requestHeaders": {"set": [{"name": HEADER, "value": rev}]}},
+            "backendRefs": [{"name": SERVICE, "port": 8080}]}
+    if policy:
+        rule["policy"] = policy
     return {"apiVersion": "gantry.dev/v1alpha1", "kind": "GatewayRoute",
             "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"hostnames": [HOST], "rules": [{
-                "filters": {"requestHeaders": {"set": [{"name": HEADER, "value": rev}]}},
-                "backendRefs": [{"name": SERVICE, "port": 8080}]}]}}
+            "spec": {"hostnames": [HOST], "rules": [rule]}}
+
+
+RETRY_ON_RESET = {"retry": {"attempts": 1, "on": ["connect-failure", "reset"]}}
 
 
 PATHS = {
@@ -386,7 +461,7 @@ class ChurnEnv:
         self.prestop, self.grace = prestop, grace
         self.rate, self.connections = rate, connections
         self.manager = new_manager()
-        self.cp = self.network = self.agent = self.tracker = self.poller = self.gantry = None
+        self.cp = self.network = self.agent = self.measure = self.gantry = None
         self.results = []
         self.route_rev = 0
 
@@ -400,16 +475,13 @@ class ChurnEnv:
         wait_for(lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"), 60,
                  "the default ServiceAccount")
         self.agent = NodeAgent(self.cp, self.manager, self.workdir, self.network).start()
-        self.tracker = SliceTracker(self.api).start()
         self.gantry = Gantry(self.manager, self.workdir, self.cp.kubeconfig).start()
-        self.poller = ProxyPoller(self.gantry.admin_port, [CLUSTER])
-        self.poller.start()
+        self.measure = Measurement(self.cp, self.gantry.admin_port, [CLUSTER])
         return self
 
     def close(self):
-        for part in (self.poller, self.tracker):
-            if part:
-                part.close()
+        if self.measure:
+            self.measure.close()
         if self.agent:
             self.agent.stop()
         self.manager.cleanup()
@@ -460,11 +532,27 @@ class ChurnEnv:
                     and len(self.pods(track)) == replicas)  # old pods terminated and gone
         wait_for(done, timeout, f"deployment {name} to roll out {replicas} replicas")
 
+    def config_dump(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.gantry.admin_port, timeout=5)
+        try:
+            c.request("GET", "/config_dump")
+            return json.loads(c.getresponse().read())
+        finally:
+            c.close()
+
+    def proxy_set(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.gantry.admin_port, timeout=5)
+        try:
+            c.request("GET", "/upstreams")
+            return upstream_sets(c.getresponse().read(), [CLUSTER])[CLUSTER]
+        finally:
+            c.close()
+
     def wait_proxy_matches(self, track, timeout=30):
         """Until the proxy's endpoints are exactly the ready pods of `track`."""
         def same():
             want = frozenset((f"{p['status']['podIP']}:{POD_PORT}", True) for p in self.ready_pods(track))
-            return want and self.poller.state(CLUSTER) == want
+            return want and self.proxy_set() == want
         wait_for(same, timeout, f"the proxy to route to exactly the ready {track} pods", interval=0.05)
 
     # --- scenarios
@@ -485,7 +573,8 @@ class ChurnEnv:
         finally:
             load.stop()
         t1 = load.t_end
-        prop = propagation(self.tracker.events, list(self.poller.changes), SERVICE, CLUSTER, t0, t1)
+        events, changes = self.measure.snapshot()
+        prop = propagation(events, changes, SERVICE, CLUSTER, t0, t1)
         errors = {k: v - errors_before.get(k, 0) for k, v in self.gantry.upstream_errors().items()
                   if v > errors_before.get(k, 0)}
         if errors:
@@ -495,6 +584,7 @@ class ChurnEnv:
         res = {"scenario": name, **load.summary(), "propagation": prop, "notes": notes,
                "error": error, "failures_sample": [
                    (round(t - t0, 3), m, k, d[:160]) for t, m, k, d in load.failures[:10]],
+               "failures": [(round(t - t0, 3), m, k, d[:160]) for t, m, k, d in load.failures[:1000]],
                "agent_errors": list(self.agent.errors)}
         self.agent.errors.clear()
         self.results.append(res)
@@ -542,7 +632,13 @@ class ChurnEnv:
             return {"steps": steps}
         return self.scenario("scale " + " -> ".join(str(s) for s in steps), act)
 
-    def sigkill(self, kills=1):
+    def sigkill(self, kills=1, policy=None):
+        """`policy`: the route's rule policy during the scenario (e.g. RETRY_ON_RESET)."""
+        if policy:
+            self.apply(route(f"rev-{self.route_rev}", policy))
+            wait_for(lambda: any(r.get("policy", {}).get("retry") for rt in self.config_dump()["routes"]
+                                 for r in rt.get("rules", [])), 15, "the retry policy to be applied")
+
         def act():
             killed = []
             for i in range(kills):
@@ -560,8 +656,13 @@ class ChurnEnv:
         # Requests take 50 ms at the backend, so some are always in flight on the
         # pod when it dies: those are the ones a retry must save.
         what = "one pod" if kills == 1 else f"{kills} pods, one after the other,"
-        return self.scenario(f"{what} SIGKILLed (restarted by the agent), requests of 50 ms", act,
-                             path="/delay/50")
+        with_policy = f", route policy {json.dumps(policy)}" if policy else ""
+        try:
+            return self.scenario(f"{what} SIGKILLed (restarted by the agent), requests of 50 ms"
+                                 f"{with_policy}", act, path="/delay/50")
+        finally:
+            if policy:
+                self.apply(route(f"rev-{self.route_rev}"))
 
     def readiness_flap(self, cycles, down_seconds=2.0):
         def act():
@@ -695,25 +796,55 @@ def markdown(results, env, command):
         "| --- | ---: | --- | --- | --- |",
         *rows,
         "",
+        *failure_lines(results),
     ])
 
 
+def failure_lines(results):
+    """One line per scenario with failures: count by (method, kind, answer)."""
+    out = []
+    for r in results:
+        seen = {}
+        for _, m, k, d in r["failures"]:
+            key = (m, k, d.strip()[:80])
+            seen[key] = seen.get(key, 0) + 1
+        if seen:
+            out.append(f"- {r['scenario']}: " + "; ".join(
+                f"{n} × {m} {k}" + (f" \"{d}\"" if d and not d.startswith(("TimeoutError", "Connection"))
+                                    else f" ({d})" if d else "")
+                for (m, k, d), n in sorted(seen.items())))
+        if r["error"]:
+            out.append(f"- {r['scenario']}: did not complete: {r['error']}")
+    if out:
+        out = ["Failed requests (method, kind, the proxy's answer):", ""] + out + [""]
+    return out
+
+
+END_MARK = "<!-- end of the generated pod churn report; notes written by hand follow -->"
+
+
 def write_docs(text):
+    """Writes `text` as the "Pod churn" section of docs/BENCHMARKS.md, keeping
+    whatever follows END_MARK in that section (notes written by hand)."""
     path = REPO / "docs" / "BENCHMARKS.md"
     doc = path.read_text()
+    text = text.rstrip("\n") + "\n\n" + END_MARK + "\n"
     start = doc.find("## Pod churn")
-    if start >= 0:
-        end = doc.find("\n## ", start + 1)
-        doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
+    if start < 0:
+        path.write_text(doc.rstrip("\n") + "\n\n" + text)
+        return
+    end = doc.find("\n## ", start + 1)
+    end = len(doc) if end < 0 else end + 1
+    mark = doc.find(END_MARK, start, end)
+    rest = doc[mark + len(END_MARK) + 1:end] if mark >= 0 else "\n"
+    path.write_text(doc[:start] + text + rest + doc[end:])
 
 
 def dump_timeline(env, path):
     """Slice events, proxy changes and pod events on one clock, for diagnosis."""
-    rows = [(t, "slice", f"{svc} rv={rv} {sorted(st)}") for t, svc, rv, st in env.tracker.events]
-    rows += [(t, "proxy", str({c: sorted(s) for c, s in st.items()})) for t, st in env.poller.changes]
+    events, changes = env.measure.snapshot()
+    rows = [(t, "slice", f"{svc} rv={rv} {sorted(st)}") for t, svc, rv, st in events]
+    rows += [(t, "proxy", str({c: sorted(s) for c, s in st.items()})) for t, st in changes]
     rows += [(t, "pod", f"{p} {w}") for t, p, w in env.agent.events]
     t0 = min(r[0] for r in rows) if rows else 0
     wall = time.time() - time.monotonic()  # to compare with the proxy's and controller's logs
@@ -743,12 +874,13 @@ def run(short, rate, connections, docs, command):
                 env.scale([50, 3])
                 env.scale([10])
                 env.sigkill(3)
+                env.sigkill(3, policy=RETRY_ON_RESET)
                 env.readiness_flap(3)
                 env.blue_green(10)
                 env.route_edits(30)
                 env.rolling_update_without_prestop(10)
         finally:
-            if keep and env.tracker:
+            if keep and env.measure:
                 dump_timeline(env, Path(d) / "timeline.txt")
             print(f"logs: {d}{'' if keep else ' (removed)'}")
             env.close()
@@ -763,10 +895,13 @@ def run(short, rate, connections, docs, command):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":
+        measure_main(json.loads(sys.argv[2]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", action="store_true", help="the short version (ctest's)")
-    ap.add_argument("--rate", type=int, default=100, help="requests per second")
-    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=200, help="requests per second")
+    ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--write-docs", action="store_true",
                     help="write the report into docs/BENCHMARKS.md (section Pod churn)")
     ap.add_argument("--command", default="hack/bench.sh churn", help="the command named in the report")

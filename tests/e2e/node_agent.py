@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import threading

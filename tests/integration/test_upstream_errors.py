@@ -259,3 +259,30 @@ def test_idle_pooled_connections_are_closed_after_the_idle_timeout(dataplane):
     # The next request opens a fresh one and is served.
     assert proxy.get("/", host="pool.example.com").status == 200
     assert established_to(echo.addr, echo.port) == 1
+
+
+def test_endpoint_dying_under_an_idempotent_request_is_retried_elsewhere(dataplane):
+    """A fresh upstream connection closed before any byte of the answer (the
+    endpoint went away, e.g. its pod was killed mid-request): a GET goes once
+    more, to another endpoint, without any retry policy; a POST cannot be
+    replayed and gets the 502."""
+    dying = ScriptedBackend(lambda path: None)  # reads the request, closes without answering
+    try:
+        echo = dataplane.echo("survivor")
+        cluster = "default/dying:80"
+        proxy = dataplane.proxy(
+            sn_snapshot(1, [sn_route("dying", [sn_rule(cluster, policy={
+                "loadBalancer": {"type": "RoundRobin"}})], hostnames=["dying.example.com"])],
+                [sn_cluster(cluster, [(dying.addr, dying.port), (echo.addr, echo.port)])]),
+            workers=1)
+        for _ in range(6):  # round robin: half of these are sent to the dying endpoint first
+            r = proxy.get("/", host="dying.example.com")
+            assert r.status == 200 and r.backend == "survivor", r
+        assert len(dying.requests) >= 3
+        sent = len(dying.requests)
+        statuses = [proxy.get("/", host="dying.example.com", method="POST", body=b"x").status
+                    for _ in range(4)]
+        assert statuses.count(502) >= 1 and set(statuses) <= {200, 502}, statuses
+        assert len(dying.requests) == sent + statuses.count(502)  # each POST sent once, never replayed
+    finally:
+        dying.close()
