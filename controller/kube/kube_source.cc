@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -315,8 +316,10 @@ bool KubeSource::refresh_secrets() {
 void KubeSource::sync_statuses(const std::vector<RouteStatus>& statuses) {
   if (!may_write_status()) {
     written_.clear();
+    evented_.clear();
     return;
   }
+  sync_events(statuses);
   std::string now = format_rfc3339(static_cast<int64_t>(std::time(nullptr)));
   for (const auto& s : statuses) {
     std::string id = s.id();
@@ -354,6 +357,38 @@ void KubeSource::sync_statuses(const std::vector<RouteStatus>& statuses) {
   }
 }
 
+// One Event per change of a GatewayRoute's verdict (status_patch.h says which).
+// Keyed per route in the write queue, so a route flapping faster than the
+// write rate limit emits its latest verdict, not a backlog.
+void KubeSource::sync_events(const std::vector<RouteStatus>& statuses) {
+  std::string now = format_rfc3339(static_cast<int64_t>(std::time(nullptr)));
+  std::set<std::string> present;
+  for (const auto& s : statuses) {
+    if (s.kind != "GatewayRoute") continue;
+    std::string id = s.id();
+    auto route = cache_.routes.find(id);
+    if (route == cache_.routes.end()) continue;
+    present.insert(id);
+    RouteEvent e = route_event(s);
+    auto [last, fresh] = evented_.try_emplace(id, e);
+    if (!fresh) {
+      if (last->second == e) continue;
+      last->second = e;
+    } else if (e.type == "Normal") {
+      continue;  // a healthy route at start-up is not news
+    }
+    const std::string& instance = opts_.leader.identity.empty() ? std::string("gantry-controller")
+                                                                : opts_.leader.identity;
+    auto body = event_object(e, s.namespace_, s.name, route->second.meta.uid, now, instance);
+    Write w{"event for gatewayroute " + id, "/api/v1/namespaces/" + s.namespace_ + "/events", body.dump()};
+    w.method = "POST";
+    w.content_type = "application/json";
+    queue_write("event/" + id, std::move(w));
+  }
+  for (auto it = evented_.begin(); it != evented_.end();)
+    it = present.count(it->first) ? std::next(it) : evented_.erase(it);
+}
+
 void KubeSource::queue_write(const std::string& key, Write w) {
   {
     std::lock_guard<std::mutex> lock(w_mu_);
@@ -378,9 +413,11 @@ void KubeSource::writer_loop() {
     Write w = std::move(it->second);
     pending_.erase(it);
     lock.unlock();
-    auto r = api_->call("PATCH", w.path, w.body, "application/merge-patch+json");
+    auto r = api_->call(w.method, w.path, w.body, w.content_type);
     bool ok = r.ok() && r->status >= 200 && r->status < 300;
-    if (ok) {
+    if (ok && key.starts_with("event/")) {
+      spdlog::debug("{} emitted", w.what);  // not a status write: not counted as one
+    } else if (ok) {
       ++writes_ok_;
       spdlog::debug("status of {} written", w.what);
       uint64_t one = 1;  // wake the main loop: its metrics show the write
@@ -393,13 +430,14 @@ void KubeSource::writer_loop() {
       if (!r.ok())
         why = r.error().message;
       else if (r->status == 403)
-        why = "forbidden (403): grant the controller \"patch\" on " +
-              std::string(key.starts_with("ingress/") ? "ingresses/status"
-                                                      : "gatewayroutes/status") +
+        why = "forbidden (403): grant the controller " +
+              std::string(key.starts_with("event/")     ? "\"create\" on events"
+                          : key.starts_with("ingress/") ? "\"patch\" on ingresses/status"
+                                                        : "\"patch\" on gatewayroutes/status") +
               ": " + status_message(r->body);
       else
         why = "HTTP " + std::to_string(r->status) + ": " + status_message(r->body);
-      spdlog::warn("cannot write the status of {}: {}", w.what, why);
+      spdlog::warn("cannot write {}{}: {}", key.starts_with("event/") ? "" : "the status of ", w.what, why);
       {
         std::lock_guard<std::mutex> q(q_mu_);
         failed_writes_.push_back(key);

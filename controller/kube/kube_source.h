@@ -47,6 +47,7 @@
 #include "controller/core/translate.h"
 #include "controller/kube/api_client.h"
 #include "controller/kube/informer.h"
+#include "controller/kube/status_patch.h"
 #include "controller/kube/leader_elector.h"
 
 namespace gantry::controller::kube {
@@ -99,6 +100,8 @@ class KubeSource {
     std::string what;  // "gatewayroute default/shop", for logs
     std::string path;
     std::string body;
+    std::string method = "PATCH";  // POST for events
+    std::string content_type = "application/merge-patch+json";
   };
   struct IngressClassInfo {
     std::string controller;
@@ -113,6 +116,7 @@ class KubeSource {
   bool refresh_secrets();
   void writer_loop();
   void queue_write(const std::string& key, Write w);
+  void sync_events(const std::vector<RouteStatus>& statuses);
 
   std::unique_ptr<ApiClient> api_;
   KubeSourceOptions opts_;
@@ -132,6 +136,7 @@ class KubeSource {
   std::map<std::string, nlohmann::json> route_status_;    // ns/name -> observed status
   std::map<std::string, nlohmann::json> ingress_status_;  // ns/name -> observed status
   std::map<std::string, std::string> written_;            // key -> fingerprint of the last write
+  std::map<std::string, RouteEvent> evented_;             // ns/name -> the last event emitted
   std::map<std::string, std::string> decode_failed_;      // key -> resourceVersion logged
   uint64_t events_ = 0;
   uint64_t decode_errors_ = 0;

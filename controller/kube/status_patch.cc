@@ -132,4 +132,37 @@ std::optional<nlohmann::json> ingress_status_update(const std::string& address,
   return status;
 }
 
+RouteEvent route_event(const RouteStatus& s) {
+  for (const char* type : {"Accepted", "ResolvedRefs"}) {
+    const Condition* c = s.find(type);
+    if (c && !c->status) return RouteEvent{"Warning", c->reason, stable_message(c->message)};
+  }
+  return RouteEvent{"Normal", "Accepted", "the route is valid and its references are resolved"};
+}
+
+nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
+                            const std::string& uid, const std::string& now_rfc3339,
+                            const std::string& instance) {
+  nlohmann::json involved{{"apiVersion", "gantry.dev/v1alpha1"},
+                          {"kind", "GatewayRoute"},
+                          {"namespace", ns},
+                          {"name", name}};
+  if (!uid.empty()) involved["uid"] = uid;
+  std::string message = e.message.size() > 1024 ? e.message.substr(0, 1021) + "..." : e.message;
+  return nlohmann::json{
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata", {{"generateName", name + "."}, {"namespace", ns}}},
+      {"involvedObject", std::move(involved)},
+      {"type", e.type},
+      {"reason", e.reason},
+      {"message", std::move(message)},
+      {"source", {{"component", "gantry-controller"}}},
+      {"reportingComponent", "gantry.dev/controller"},
+      {"reportingInstance", instance},
+      {"firstTimestamp", now_rfc3339},
+      {"lastTimestamp", now_rfc3339},
+      {"count", 1}};
+}
+
 }  // namespace gantry::controller::kube

@@ -46,4 +46,24 @@ std::optional<nlohmann::json> ingress_status_update(const std::string& address,
 // The message as written: the "(snapshot version N)" part removed.
 std::string stable_message(const std::string& message);
 
+// Kubernetes Events for GatewayRoutes (`kubectl describe gatewayroute` shows
+// them): one per change of the route's verdict. The verdict is Warning with
+// the first False condition among Accepted and ResolvedRefs (its reason and
+// message), else Normal "Accepted". The controller emits an event when the
+// verdict differs from the last one it emitted for that route, except a
+// route's first Normal verdict (a healthy route at start-up is not news).
+struct RouteEvent {
+  std::string type;  // "Warning" | "Normal"
+  std::string reason;
+  std::string message;
+  bool operator==(const RouteEvent&) const = default;
+};
+RouteEvent route_event(const RouteStatus& s);
+
+// A core/v1 Event about GatewayRoute ns/name (uid may be empty), for POST to
+// /api/v1/namespaces/{ns}/events. `instance` names the controller replica.
+nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
+                            const std::string& uid, const std::string& now_rfc3339,
+                            const std::string& instance);
+
 }  // namespace gantry::controller::kube

@@ -14,6 +14,7 @@ address; the controller killed (the proxy keeps serving) and back (resync); 401,
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,23 @@ def test_bad_routes_report_why_and_others_keep_serving(env):
     env.wait_backend("regex.kube.test", "b")
     wait_until(lambda: cp.route_conditions("bad-regex")["Accepted"]["status"] == "True",
                CONVERGE_TIMEOUT, "bad-regex to be Accepted after the fix")
+
+    # Kubernetes Events tell the same story (`kubectl describe gatewayroute`):
+    # a Warning naming the field, then a Normal Accepted after the fix; none
+    # for the route that was healthy all along.
+    def events(name):
+        path = "/api/v1/namespaces/default/events?fieldSelector=" + urllib.parse.quote(
+            f"involvedObject.kind=GatewayRoute,involvedObject.name={name}")
+        return sorted(cp.request("GET", path)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
+    got = wait_until(lambda: (lambda ev: ev if len(ev) >= 2 else None)(events("bad-regex")),
+                     CONVERGE_TIMEOUT, "two events for bad-regex",
+                     on_timeout=lambda: str(events("bad-regex")))
+    assert [(e["type"], e["reason"]) for e in got] == [("Warning", "Invalid"), ("Normal", "Accepted")], got
+    assert "regex" in got[0]["message"], got[0]
+    uid = cp.get("GatewayRoute", "bad-regex")["metadata"]["uid"]
+    assert {e["involvedObject"]["uid"] for e in got} == {uid}
+    assert [(e["type"], e["reason"]) for e in events("no-service")] == [("Warning", "BackendNotFound")]
+    assert events("good") == []
 
 
 def test_ingress_class_default_class_and_status_address(env):

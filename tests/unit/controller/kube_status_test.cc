@@ -25,6 +25,56 @@ RouteStatus desired(int64_t gen, bool accepted, const std::string& programmed_ms
   return s;
 }
 
+// The event verdict: the first False condition among Accepted and
+// ResolvedRefs, else Normal; Programmed alone never makes a Warning.
+TEST(RouteEvent, VerdictFromTheConditions) {
+  struct Row {
+    const char* name;
+    bool accepted, resolved, programmed;
+    const char* type;
+    const char* reason;
+  };
+  const Row rows[] = {
+      {"all_true", true, true, true, "Normal", "Accepted"},
+      {"not_accepted", false, true, false, "Warning", "Invalid"},
+      {"unresolved", true, false, true, "Warning", "BackendNotFound"},
+      {"both_false_accepted_first", false, false, false, "Warning", "Invalid"},
+      {"only_programmed_false", true, true, false, "Normal", "Accepted"},
+  };
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.name);
+    RouteStatus s;
+    s.namespace_ = "default";
+    s.name = "shop";
+    s.conditions = {
+        {"Accepted", r.accepted, r.accepted ? "Accepted" : "Invalid", "regex \"(\" does not compile", 1},
+        {"ResolvedRefs", r.resolved, r.resolved ? "ResolvedRefs" : "BackendNotFound", "service web not found", 1},
+        {"Programmed", r.programmed, "Pending", "waiting (snapshot version 4)", 1},
+    };
+    RouteEvent e = route_event(s);
+    EXPECT_EQ(e.type, r.type);
+    EXPECT_EQ(e.reason, r.reason);
+    if (e.type == std::string("Warning")) {
+      EXPECT_EQ(e.message, r.accepted ? "service web not found" : "regex \"(\" does not compile");
+    }
+  }
+}
+
+TEST(RouteEvent, EventObjectNamesTheRoute) {
+  RouteEvent e{"Warning", "Invalid", std::string(2000, 'm')};
+  json ev = event_object(e, "team-a", "shop", "0f1e-uid", "2030-01-01T00:00:00Z", "gantry-1");
+  EXPECT_EQ(ev["metadata"]["namespace"], "team-a");
+  EXPECT_EQ(ev["metadata"]["generateName"], "shop.");
+  EXPECT_EQ(ev["involvedObject"], (json{{"apiVersion", "gantry.dev/v1alpha1"}, {"kind", "GatewayRoute"},
+                                        {"namespace", "team-a"}, {"name", "shop"}, {"uid", "0f1e-uid"}}));
+  EXPECT_EQ(ev["type"], "Warning");
+  EXPECT_EQ(ev["reason"], "Invalid");
+  EXPECT_EQ(ev["message"].get<std::string>().size(), 1024u);  // clipped
+  EXPECT_EQ(ev["lastTimestamp"], "2030-01-01T00:00:00Z");
+  EXPECT_EQ(ev["reportingInstance"], "gantry-1");
+  EXPECT_FALSE(event_object(e, "ns", "r", "", "t", "i")["involvedObject"].contains("uid"));
+}
+
 TEST(RouteStatusUpdate, FirstWriteHasEveryConditionAtNow) {
   auto upd = route_status_update(desired(3, true), json(), "2030-01-01T00:00:00Z");
   ASSERT_TRUE(upd);
