@@ -1,10 +1,12 @@
 // Fuzzes ChunkedDecoder: feeding the input in one shot and at pseudo-random
 // split points must give the same outcome (ok/error, done, bytes consumed,
-// payload bytes); consumed never exceeds what was offered.
+// payload bytes, and the de-chunked payload itself); consumed never exceeds
+// what was offered, and the payload sink receives exactly the data bytes.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "proxy/http/parser.h"
@@ -22,6 +24,7 @@ struct Outcome {
   bool done = false;
   size_t consumed = 0;
   uint64_t data = 0;
+  std::string payload;
 };
 
 Outcome run(std::string_view in, uint32_t seed, bool split) {
@@ -34,7 +37,7 @@ Outcome run(std::string_view in, uint32_t seed, bool split) {
       seed = seed * 1103515245u + 12345u;
       take = std::min<size_t>(take, (seed >> 16) % 9);
     }
-    auto r = d.feed(in.substr(pos, take));
+    auto r = d.feed(in.substr(pos, take), &o.payload);
     if (!r.ok()) {
       o.ok = false;
       return o;
@@ -51,6 +54,7 @@ Outcome run(std::string_view in, uint32_t seed, bool split) {
   }
   o.data = d.data_bytes();
   check(o.data <= o.consumed);
+  check(o.payload.size() == o.data);
   return o;
 }
 
@@ -67,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(a.done == b.done);
     check(a.consumed == b.consumed);
     check(a.data == b.data);
+    check(a.payload == b.payload);
   }
   return 0;
 }
