@@ -18,6 +18,7 @@
 
 #include "proxy/admin/admin_server.h"
 #include "proxy/admin/metrics.h"
+#include "proxy/admin/policy_metrics.h"
 #include "proxy/base/flags.h"
 #include "proxy/control/config_store.h"
 #include "proxy/control/control_server.h"
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
 
   control::ConfigStore store;
   admin::Metrics metrics;
+  metrics.add_collector([&store] { return admin::collect_policy_metrics(store); });
   auto access_log = net::AccessLog::open(opts.access_log);
 
   if (!opts.snapshot_file.empty()) {

@@ -7,6 +7,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "proxy/http/parser.h"
 #include "proxy/snapshot/codec.h"
@@ -96,17 +98,37 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
     nlohmann::json j = nlohmann::json::object();
     j["version"] = cfg ? cfg->version : 0;
     auto& clusters = j["clusters"] = nlohmann::json::array();
+    auto now = std::chrono::steady_clock::now();
+    // Per cluster: the breaker's state (the most severe of its configs) and
+    // the endpoints outlier detection holds out of rotation, by address.
+    std::unordered_map<std::string, std::string> breaker_state;
+    std::unordered_map<std::string, std::unordered_set<std::string>> ejected;
+    upstream::ClusterRegistry::global().each_breaker(
+        [&](const std::string& name, upstream::Breaker& b) {
+          std::string st = resilience::to_string(b.breaker->stats(now).state);
+          auto& cur = breaker_state[name];
+          if (cur.empty() || st == "open" || (st == "half-open" && cur == "closed")) cur = st;
+        });
+    upstream::ClusterRegistry::global().each_outlier(
+        [&](const std::string& name, upstream::Outlier& o) {
+          auto keys = o.keys();
+          for (size_t i = 0; i < keys.size(); ++i)
+            if (o.detector->is_ejected(i, now)) ejected[name].insert(keys[i]);
+        });
     if (cfg) {
       std::vector<const control::ClusterEndpoints*> sorted;
       for (const auto& [name, c] : cfg->clusters) sorted.push_back(c.get());
       std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });
       for (const auto* c : sorted) {
         // health: the active checker's verdict, or "unchecked" when no rule
-        // gives this cluster a healthCheck.
+        // gives this cluster a healthCheck; ejected: by outlier detection.
         auto table = health_ ? health_->table(c->name) : nullptr;
         nlohmann::json cj{{"name", c->name},
                           {"healthChecked", table != nullptr},
                           {"endpoints", nlohmann::json::array()}};
+        if (auto b = breaker_state.find(c->name); b != breaker_state.end())
+          cj["circuitBreaker"] = b->second;
+        auto ej = ejected.find(c->name);
         for (size_t i = 0; i < c->endpoints.size(); ++i) {
           const char* health = "unchecked";
           if (table) {
@@ -115,16 +137,17 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
               health = table->healthy[it - table->keys.begin()].load(std::memory_order_relaxed) ? "healthy"
                                                                                             : "unhealthy";
           }
-          cj["endpoints"].push_back({{"address", c->keys[i]},
-                                     {"ready", c->endpoints[i].ready},
-                                     {"health", health}});
+          cj["endpoints"].push_back(
+              {{"address", c->keys[i]},
+               {"ready", c->endpoints[i].ready},
+               {"health", health},
+               {"ejected", ej != ejected.end() && ej->second.count(c->keys[i]) != 0}});
         }
         clusters.push_back(std::move(cj));
       }
     }
     // Circuit breakers (per cluster and circuitBreaker config), from the runtime's registry.
     auto& breakers = j["circuitBreakers"] = nlohmann::json::array();
-    auto now = std::chrono::steady_clock::now();
     upstream::ClusterRegistry::global().each_breaker([&](const std::string& name, upstream::Breaker& b) {
       auto st = b.breaker->stats(now);
       breakers.push_back({{"cluster", name},

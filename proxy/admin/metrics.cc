@@ -95,11 +95,21 @@ Metrics::Metrics()
                                  .Register(*registry_)
                                  .Add({}, prometheus::Histogram::BucketBoundaries{
                                               0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                              0.025, 0.05, 0.1, 0.25, 0.5, 1})) {}
+                                              0.025, 0.05, 0.1, 0.25, 0.5, 1})),
+      mirror_requests(prometheus::BuildCounter()
+                          .Name("gantry_mirror_requests_total")
+                          .Help("Mirrored request copies by mirror cluster and result "
+                                "(sent, failed, dropped, skipped)")
+                          .Register(*registry_)) {}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  auto families = registry_->Collect();
+  for (const auto& c : collectors_) {
+    auto more = c();
+    for (auto& f : more) families.push_back(std::move(f));
+  }
+  prometheus::TextSerializer().Serialize(out, families);
   return out.str();
 }
 
@@ -125,6 +135,12 @@ void WorkerMetrics::upstream_done(const std::string& cluster, double seconds) {
 void WorkerMetrics::upstream_error(const std::string& cluster, const char* kind) {
   auto& c = upstream_errors_[cluster + '\0' + kind];
   if (c == nullptr) c = &m_.upstream_errors.Add({{"cluster", cluster}, {"kind", kind}});
+  c->Increment();
+}
+
+void WorkerMetrics::mirror_result(const std::string& cluster, const char* result) {
+  auto& c = mirror_results_[cluster + '\0' + result];
+  if (c == nullptr) c = &m_.mirror_requests.Add({{"cluster", cluster}, {"result", result}});
   c->Increment();
 }
 

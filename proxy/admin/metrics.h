@@ -3,6 +3,9 @@
 // Families are created once; workers cache the label children they touch so
 // the request path does no map lookups under a lock (prometheus-cpp's
 // Family::Add takes a mutex). Counters themselves are atomics.
+// State that lives elsewhere and keeps its own counters (response caches,
+// circuit breakers, outlier detectors) is read at scrape time by collectors
+// (add_collector), so the request path never touches a metric for it.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -11,9 +14,11 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace gantry::admin {
 
@@ -24,6 +29,11 @@ class Metrics {
  public:
   Metrics();
   std::string serialize() const;
+
+  // A source of families computed at scrape time. Register before serving:
+  // serialize() calls every collector on the admin thread.
+  using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
+  void add_collector(Collector c) { collectors_.push_back(std::move(c)); }
 
   prometheus::Family<prometheus::Counter>& requests;          // route, code_class
   prometheus::Family<prometheus::Histogram>& request_seconds;  // route
@@ -45,6 +55,10 @@ class Metrics {
   prometheus::Counter& snapshot_applies;
   prometheus::Counter& snapshot_nacks;
   prometheus::Histogram& snapshot_apply_seconds;
+  prometheus::Family<prometheus::Counter>& mirror_requests;  // cluster, result
+
+ private:
+  std::vector<Collector> collectors_;
 };
 
 // Per-worker caches of labelled children; one instance per worker thread.
@@ -54,6 +68,9 @@ class WorkerMetrics {
   void request_done(const std::string& route, int status, double seconds);
   void upstream_done(const std::string& cluster, double seconds);
   void upstream_error(const std::string& cluster, const char* kind);
+  // A mirrored copy of a request: result is sent (a response came back),
+  // failed, dropped (too many copies in flight) or skipped (body not buffered).
+  void mirror_result(const std::string& cluster, const char* result);
   Metrics& global() { return m_; }
 
  private:
@@ -65,6 +82,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, RouteChildren> routes_;
   std::unordered_map<std::string, prometheus::Histogram*> upstreams_;
   std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
+  std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
 };
 
 }  // namespace gantry::admin

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/snapshot/frame.h"
+#include "proxy/upstream/cluster_state.h"
 
 namespace gantry::control {
 
@@ -26,6 +27,14 @@ ApplyOutcome apply_and_record(ConfigStore& store, admin::Metrics& metrics, bool 
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const char* what = full ? "snapshot" : "endpoint delta";
   if (out.errors.empty()) {
+    // Per-cluster state (retry budgets, breakers, outlier detectors) of
+    // clusters that left the snapshot is freed.
+    if (auto cfg = store.current()) {
+      size_t freed = upstream::ClusterRegistry::global().retain(
+          [&](const std::string& name) { return cfg->clusters.count(name) != 0; });
+      if (freed > 0)
+        spdlog::info("freed the runtime state of {} cluster(s) no longer in the snapshot", freed);
+    }
     metrics.snapshot_applies.Increment();
     metrics.snapshot_apply_seconds.Observe(secs);
     metrics.snapshot_version.Set(static_cast<double>(out.version));

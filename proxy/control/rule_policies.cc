@@ -7,7 +7,7 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
   auto out = std::make_shared<PolicySet>();
   for (const auto& cr : table.rules()) {
     const auto& f = cr.rule->filters;
-    if (!f.cors && !f.rate_limit && !f.jwt) continue;
+    if (!f.cors && !f.rate_limit && !f.jwt && !f.cache) continue;
     RulePolicies p;
     if (f.cors) {
       auto c = filters::CorsPolicy::create(*f.cors);
@@ -32,6 +32,21 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
       auto v = filters::JwtVerifier::create(*f.jwt);
       if (!v.ok()) return Error{"route " + cr.route_label + " filters.jwt: " + v.error().message};
       p.jwt = std::move(v).value();
+    }
+    if (f.cache) {
+      p.cache_config = *f.cache;
+      if (previous != nullptr) {
+        if (auto it = previous->by_label_.find(cr.route_label);
+            it != previous->by_label_.end() && it->second->cache &&
+            it->second->cache_config == *f.cache)
+          p.cache = it->second->cache;
+      }
+      if (!p.cache) {
+        auto c = filters::ResponseCache::create(*f.cache);
+        if (!c.ok())
+          return Error{"route " + cr.route_label + " filters.cache: " + c.error().message};
+        p.cache = std::shared_ptr<filters::ResponseCache>(std::move(c).value());
+      }
     }
     out->by_rule_.emplace(&cr, std::move(p));
   }

@@ -1,10 +1,12 @@
-// Per-rule request policies compiled from a snapshot: CORS, rate limiting and
-// JWT verification, ready for the request path.
+// Per-rule request policies compiled from a snapshot: CORS, rate limiting,
+// JWT verification and the response cache, ready for the request path.
 //
 // Built on the control thread with each FULL snapshot, next to the route
-// table. Stateful pieces (a rate limiter's buckets) carry over to the new
-// Config when the rule keeps its identity (ns/name#index) and its settings,
-// so a snapshot swap never hands a client a fresh allowance.
+// table. Stateful pieces (a rate limiter's buckets, a response cache's store)
+// carry over to the new Config when the rule keeps its identity
+// (ns/name#index) and its settings, so a snapshot swap never hands a client a
+// fresh allowance nor empties a cache; a rule that goes away (or changes its
+// settings) drops its piece with the last Config that referenced it.
 #pragma once
 
 #include <memory>
@@ -16,6 +18,7 @@
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
 #include "proxy/filters/rate_limiter.h"
+#include "proxy/filters/response_cache.h"
 #include "proxy/router/route_table.h"
 
 namespace gantry::control {
@@ -25,16 +28,25 @@ struct RulePolicies {
   std::shared_ptr<filters::RateLimiter> rate_limiter;
   snapshot::RateLimit rate_limit_config;  // what rate_limiter was built from
   std::shared_ptr<const filters::JwtVerifier> jwt;
+  std::shared_ptr<filters::ResponseCache> cache;
+  snapshot::Cache cache_config;  // what cache was built from
 };
 
 class PolicySet {
  public:
-  // `previous` (may be null) donates rate limiters whose rule and settings are unchanged.
+  // `previous` (may be null) donates rate limiters and caches whose rule and
+  // settings are unchanged.
   static Result<std::shared_ptr<const PolicySet>> create(const router::RouteTable& table,
                                                          const PolicySet* previous);
   const RulePolicies* find(const router::CompiledRule* rule) const {
     auto it = by_rule_.find(rule);
     return it == by_rule_.end() ? nullptr : &it->second;
+  }
+  // Calls f(route label, cache) for every rule with a response cache.
+  template <class F>
+  void each_cache(F&& f) const {
+    for (const auto& [label, p] : by_label_)
+      if (p->cache) f(label, *p->cache);
   }
 
  private:

@@ -24,10 +24,14 @@
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
 #include "proxy/filters/rate_limiter.h"
+#include "proxy/filters/cache_control.h"
+#include "proxy/filters/response_cache.h"
+#include "proxy/filters/response_capture.h"
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
 #include "proxy/http/path.h"
 #include "proxy/net/buffer.h"
+#include "proxy/net/request_mirror.h"
 #include "proxy/tls/tls_contexts.h"
 #include "proxy/resilience/retry.h"
 #include "proxy/upstream/cluster_state.h"
@@ -296,6 +300,25 @@ std::string rewrite_prefix(std::string_view path, size_t matched, std::string_vi
   return out;
 }
 
+// A GET on a rule with filters.cache that may store its response: the key,
+// the leader's ticket (waiters wake when it is finished or destroyed), and
+// the response as it is captured while relayed to the client.
+struct CacheFill {
+  std::shared_ptr<filters::ResponseCache> cache;
+  snapshot::Cache config;
+  std::string key;
+  bool had_authorization = false;
+  filters::FillTicket ticket;
+  // Set when the response head says it may be stored:
+  bool capturing = false;
+  bool chunked = false;  // body holds the raw chunked framing until the end
+  int status = 0;
+  milliseconds ttl{0};
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> request_headers;  // those the response varies on
+  std::string body;
+};
+
 }  // namespace
 
 // ------------------------------------------------------------------ Worker
@@ -395,7 +418,34 @@ class Worker {
     io_.stop();
   }
 
+  ~Worker() { alive_->store(false); }
+
   asio::io_context& io() { return io_; }
+  // False once the worker is being destroyed: another worker's cache fill
+  // must not post to this io_context any more.
+  const std::shared_ptr<std::atomic<bool>>& alive() const { return alive_; }
+  RequestMirror& mirror() {
+    if (!mirror_)
+      mirror_ = std::make_unique<RequestMirror>(io_, metrics_, RequestMirror::Options{});
+    return *mirror_;
+  }
+  // Drops this worker's per-cluster state of clusters that are not in `cfg`
+  // (balancers, health views, shared-state handles). One compare unless a new
+  // Config was published since the last call.
+  void forget_stale_clusters(const control::Config* cfg) {
+    if (cfg->version == pruned_version_) return;
+    pruned_version_ = cfg->version;
+    auto gone = [cfg](const auto& kv) { return cfg->clusters.count(kv.first) == 0; };
+    std::erase_if(lbs_, gone);
+    std::erase_if(health_, gone);
+    std::erase_if(states_, gone);
+    std::unordered_set<std::string_view> used;
+    for (const auto& [name, lb] : lbs_)
+      for (const auto& k : lb.keys) used.insert(k);
+    // In-flight requests hold pointers to their endpoint's counter: only idle counters go.
+    std::erase_if(active_,
+                  [&](const auto& kv) { return kv.second == 0 && used.count(kv.first) == 0; });
+  }
   Server& server() { return server_; }
   control::ConfigView& view() { return view_; }
   admin::WorkerMetrics& metrics() { return metrics_; }
@@ -482,10 +532,11 @@ class Worker {
   }
 
   // Per-cluster state shared by the workers (retry budget), cached per worker.
-  upstream::ClusterState& cluster_state(const std::string& name) {
+  // A request keeps its own reference: forget_stale_clusters() may drop the cache's.
+  const std::shared_ptr<upstream::ClusterState>& cluster_state(const std::string& name) {
     auto it = states_.find(name);
     if (it == states_.end()) it = states_.emplace(name, upstream::ClusterRegistry::global().get(name)).first;
-    return *it->second;
+    return it->second;
   }
   // The circuit breaker of (cluster, circuitBreaker config) for the backend
   // ref `ref` of a rule of Config `cfg`; null when the config is invalid.
@@ -632,6 +683,9 @@ class Worker {
   };
   std::unordered_map<std::string, HealthCache> health_;  // by cluster name
   std::mt19937_64 rng_{std::random_device{}()};
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+  std::unique_ptr<RequestMirror> mirror_;  // filters.requestMirror copies, built on first use
+  uint64_t pruned_version_ = ~0ull;
 };
 
 // ------------------------------------------------------------------ Session
@@ -772,6 +826,25 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void finish_request();
 
+  // ---- response cache (filters.cache): lookup before the upstream phase,
+  // capture while relaying, store at the end. Answers a hit itself: the
+  // result is then whether the connection stays open.
+  asio::awaitable<std::optional<bool>> cache_lookup(const control::RulePolicies& pol,
+                                                    const snapshot::Filters& filters,
+                                                    const http::Target& target,
+                                                    std::string_view host, milliseconds wait_limit,
+                                                    std::unique_ptr<CacheFill>& fill);
+  asio::awaitable<bool> serve_cached(const filters::CachedResponse& r,
+                                     const snapshot::Filters& filters);
+  void cache_begin_fill(CacheFill& f, bool is_upgrade);
+  void cache_capture(std::string_view bytes);
+  void cache_end_fill(CacheFill& f, bool complete);
+  // ---- request mirroring (filters.requestMirror): a copy of the upstream
+  // request (out_ + a buffered body) handed to the worker's RequestMirror.
+  void mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
+                      std::string_view upstream_host, http::BodyKind body_kind, bool body_buffered,
+                      bool upgrade);
+
   Worker& w_;
   Stream client_;
   bool closing_ = false;
@@ -802,6 +875,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string sticky_;      // the request's session-cookie value
   std::vector<bool> ejected_;  // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;  // a session cookie value to issue (consistent hash on a cookie)
+  CacheFill* capture_ = nullptr;  // set while relay_response_body feeds a cache fill
 };
 
 template <class Stream>
@@ -915,6 +989,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
     co_return !drop_connection_if_body() && req_.keep_alive;
   }
 
+  w_.forget_stale_clusters(cfg.get());
   router::RequestView rv;
   rv.host = host;
   rv.path = target->path;
@@ -1033,6 +1108,17 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     co_await local_reply(r.status_code, "redirecting to " + location, close, hdr);
     finish_request();
     co_return !close;
+  }
+
+  // ---- response cache: a fresh stored response answers here
+  std::unique_ptr<CacheFill> fill;
+  if (filters.cache && pol != nullptr && pol->cache) {
+    milliseconds wait = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+    if (cr.rule->policy.timeouts.request) wait = std::min(wait, *cr.rule->policy.timeouts.request);
+    if (auto answered = co_await cache_lookup(*pol, filters, target, host, wait, fill)) {
+      finish_request();
+      co_return *answered;
+    }
   }
 
   // ---- pick a backend ref, then an endpoint
@@ -1176,7 +1262,9 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   }
   const resilience::RetryPolicy* retry =
       policy.retry ? w_.retry_policy(cfg.get(), *policy.retry) : nullptr;
-  upstream::ClusterState* cstate = retry ? &w_.cluster_state(ref.cluster) : nullptr;
+  std::shared_ptr<upstream::ClusterState> cstate_ref =
+      retry ? w_.cluster_state(ref.cluster) : nullptr;
+  upstream::ClusterState* cstate = cstate_ref.get();
   std::shared_ptr<upstream::Outlier> outlier;
   if (policy.outlier_detection) {
     outlier = w_.outlier(cfg.get(), &ref, ref.cluster, *policy.outlier_detection);
@@ -1200,7 +1288,9 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   // A request is replayable on a fresh connection when its body (if any) is
   // entirely in our buffer. Under a retry policy, a Content-Length body up to
   // kMaxReplayBody is read in full first, then sent from the buffer on every try.
-  if (retry && body_kind == http::BodyKind::kContentLength && req_body_left_ <= kMaxReplayBody) {
+  const bool mirror = filters.request_mirror.has_value();
+  if ((retry || mirror) && body_kind == http::BodyKind::kContentLength &&
+      req_body_left_ <= kMaxReplayBody) {
     while (in_.size() < req_body_left_) {
       error_code rec;
       co_await read_some(client_, in_, opts.request_header_timeout * 6, rec);
@@ -1209,7 +1299,10 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   }
   std::string_view sticky = sticky_;
   bool replayable = body_kind == http::BodyKind::kNone ||
-                    (retry && body_kind == http::BodyKind::kContentLength && in_.size() >= req_body_left_);
+                    ((retry || mirror) && body_kind == http::BodyKind::kContentLength &&
+                     in_.size() >= req_body_left_);
+  if (mirror)
+    mirror_request(*filters.request_mirror, *cfg, upstream_host, body_kind, replayable, upgrade);
   size_t replay_body = replayable && body_kind == http::BodyKind::kContentLength ? req_body_left_ : 0;
   if (cstate) cstate->retry_budget.record_request(Clock::now());
   uint32_t retries = 0;
@@ -1459,6 +1552,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   // An HTTP/1.0 client cannot take chunked framing: it gets the data alone,
   // delimited by closing the connection (RFC 9112 6.3).
   dechunk_ = resp_.body == http::BodyKind::kChunked && client_version == http::Version::kHttp10;
+  if (fill) cache_begin_fill(*fill, is_upgrade);
   bool keep = request_keep_alive && !w_.server().draining() && resp_.body != http::BodyKind::kUntilClose &&
               !is_upgrade && !dechunk_;
   const snapshot::HeaderModifier* rmod = filters.response_headers ? &*filters.response_headers : nullptr;
@@ -1505,9 +1599,12 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)
     inline_body = resp_.content_length;
   error_code ec;
+  capture_ = fill && fill->capturing ? fill.get() : nullptr;  // the cache copies the body as relayed
   {
     std::string_view head(out_), body(up->buf.data(), static_cast<size_t>(inline_body));
     if (!try_write_two(client_, head, body, ec)) co_await write_rest(client_, head, body, ec);
+    if (!ec && capture_ != nullptr && !body.empty())
+      cache_capture(std::string_view(up->buf.data(), static_cast<size_t>(inline_body)));
   }
   bytes_out_ += out_.size() + inline_body;
   up->buf.consume(static_cast<size_t>(inline_body));
@@ -1524,9 +1621,217 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
 
   bool upstream_reusable = resp_.keep_alive;
   bool ok = co_await relay_response_body(*up, upstream_reusable, inline_body);
+  capture_ = nullptr;
+  if (fill) cache_end_fill(*fill, ok);
   finish_request();
   if (ok && upstream_reusable && up->buf.empty()) w_.give_back(std::move(up));
   co_return ok && keep;
+}
+
+// ---- response cache
+
+// Looks the request up in the rule's cache. A hit is answered here; a miss
+// of a GET that may be stored leaves `fill` set (with the leader's ticket
+// when it is the first miss of its key). Concurrent misses of one key wait
+// for the leader (at most `wait_limit`) on this worker: the leader's thread
+// only posts the wake-up here.
+template <class Stream>
+asio::awaitable<std::optional<bool>> Session<Stream>::cache_lookup(
+    const control::RulePolicies& pol, const snapshot::Filters& filters, const http::Target& target,
+    std::string_view host, milliseconds wait_limit, std::unique_ptr<CacheFill>& fill) {
+  auto rp = filters::request_policy(req_.method, req_.headers);
+  const bool is_get = req_.method == "GET";
+  if (req_.body != http::BodyKind::kNone || (!rp.lookup && !rp.store)) {
+    extra_resp_headers_.emplace_back("x-cache", "MISS");
+    co_return std::nullopt;
+  }
+  std::string key = filters::cache_key(kTls, host, target.path, target.query);
+  filters::FillTicket ticket;
+  if (rp.lookup) {
+    for (int round = 0; round < 2; ++round) {
+      std::shared_ptr<asio::steady_timer> wake;
+      std::function<void()> on_fill_done;
+      if (round == 0 && is_get && rp.store) {
+        wake = std::make_shared<asio::steady_timer>(w_.io(), Clock::now() + wait_limit);
+        on_fill_done = [weak = std::weak_ptr<asio::steady_timer>(wake), alive = w_.alive()] {
+          if (!alive->load()) return;
+          if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
+        };
+      }
+      auto r = pol.cache->lookup(key, req_.headers, Clock::now(), std::move(on_fill_done));
+      if (r.kind == filters::CacheLookupKind::kHit)
+        co_return co_await serve_cached(*r.response, filters);
+      if (r.kind == filters::CacheLookupKind::kWait) {
+        error_code ignore;
+        co_await wake->async_wait(awaitable_ec(ignore));
+        continue;  // the leader is done (or took too long): look again, without waiting
+      }
+      ticket = std::move(r.ticket);
+      break;
+    }
+  }
+  extra_resp_headers_.emplace_back("x-cache", "MISS");
+  if (is_get && rp.store) {
+    fill = std::make_unique<CacheFill>();
+    fill->cache = pol.cache;
+    fill->config = pol.cache_config;
+    fill->key = std::move(key);
+    fill->had_authorization = http::find_header(req_.headers, "authorization").has_value();
+    fill->ticket = std::move(ticket);
+  }
+  co_return std::nullopt;
+}
+
+// Answers the request with a stored response: its headers, then the rule's
+// response header modifiers, the request id, Age and X-Cache: HIT.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_cached(const filters::CachedResponse& r,
+                                                    const snapshot::Filters& filters) {
+  const auto& opts = w_.server().options();
+  const bool keep = req_.keep_alive && !w_.server().draining();
+  const bool head_only = req_.method == "HEAD";
+  const bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  const snapshot::HeaderModifier* rmod =
+      filters.response_headers ? &*filters.response_headers : nullptr;
+  out_.clear();
+  out_.append("HTTP/1.1 ")
+      .append(std::to_string(r.status))
+      .append(" ")
+      .append(reason_phrase(r.status));
+  out_.append("\r\n");
+  for (const auto& [name, value] : r.headers) {
+    if (rmod && (listed_in(rmod->remove, name) || listed_in(rmod->set, name))) continue;
+    append_header(out_, name, value);
+  }
+  if (rmod) {
+    for (const auto& h : rmod->set) append_header(out_, h.name, h.value);
+    for (const auto& h : rmod->add) append_header(out_, h.name, h.value);
+  }
+  append_header(out_, "x-request-id", request_id_);
+  for (const auto& [name, value] : extra_resp_headers_) append_header(out_, name, value);
+  append_header(out_, "age", std::to_string(r.age_seconds(Clock::now())));
+  append_header(out_, "x-cache", "HIT");
+  if (!no_body) append_header(out_, "content-length", std::to_string(r.body.size()));
+  if (opts.debug_headers) {
+    append_header(out_, "x-gateway-route", route_label_);
+    append_header(out_, "x-gateway-upstream", "cache");
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3fms",
+                  std::chrono::duration<double, std::milli>(Clock::now() - started_).count());
+    append_header(out_, "x-gateway-response-time", buf);
+  }
+  if (!keep)
+    append_header(out_, "connection", "close");
+  else if (req_.version == http::Version::kHttp10)
+    append_header(out_, "connection", "keep-alive");
+  out_.append("\r\n");
+  if (!no_body && !head_only) out_.append(r.body);
+  status_ = r.status;
+  upstream_key_ = "cache";
+  error_code ec;
+  {
+    std::string_view pending(out_);
+    if (!try_write(client_, pending, ec))
+      co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()),
+                                 awaitable_ec(ec));
+  }
+  bytes_out_ += out_.size();
+  if (ec) client_broken_ = true;
+  co_return keep && !ec;
+}
+
+// The response head is here: decides whether the response will be stored.
+// When it will not, the waiters are woken now rather than after the body.
+template <class Stream>
+void Session<Stream>::cache_begin_fill(CacheFill& f, bool is_upgrade) {
+  std::optional<milliseconds> ttl;
+  if (!is_upgrade && resp_.status >= 200)
+    ttl = filters::response_ttl(f.config, f.had_authorization, resp_.status, resp_.headers);
+  if (!ttl || (resp_.body == http::BodyKind::kContentLength &&
+               resp_.content_length > f.config.max_object_bytes)) {
+    f.ticket.finish();
+    return;
+  }
+  f.capturing = true;
+  f.ttl = *ttl;
+  f.status = resp_.status;
+  f.chunked = resp_.body == http::BodyKind::kChunked;
+  f.headers = filters::storable_headers(resp_.headers);
+  // The request's values of the headers the response varies on (the request
+  // had no body, so its head is still intact in in_).
+  for (const auto& h : resp_.headers) {
+    if (!http::iequals(h.name, "vary")) continue;
+    http::for_each_list_element(h.value, [&](std::string_view name) {
+      for (const auto& rh : req_.headers)
+        if (http::iequals(rh.name, name)) f.request_headers.emplace_back(rh.name, rh.value);
+    });
+  }
+}
+
+// Bytes of the response body as relayed; a body over max_object_bytes stops
+// being captured (and wakes the waiters) but is still relayed in full.
+template <class Stream>
+void Session<Stream>::cache_capture(std::string_view bytes) {
+  CacheFill& f = *capture_;
+  if (f.body.size() + bytes.size() > f.config.max_object_bytes + (f.chunked ? 4096 : 0)) {
+    f.capturing = false;
+    std::string().swap(f.body);
+    capture_ = nullptr;
+    f.ticket.finish();
+    return;
+  }
+  f.body.append(bytes);
+}
+
+template <class Stream>
+void Session<Stream>::cache_end_fill(CacheFill& f, bool complete) {
+  if (complete && f.capturing) {
+    std::string body;
+    bool ok = true;
+    if (f.chunked)
+      ok = filters::dechunk(f.body, body);
+    else
+      body = std::move(f.body);
+    if (ok) {
+      std::vector<http::Header> req_headers;
+      req_headers.reserve(f.request_headers.size());
+      for (const auto& [n, v] : f.request_headers) req_headers.push_back({n, v});
+      f.cache->store(f.key, req_headers, f.status, std::move(f.headers), std::move(body), f.ttl,
+                     Clock::now());
+    }
+  }
+  f.capturing = false;
+  f.ticket.finish();
+}
+
+// ---- request mirroring
+
+template <class Stream>
+void Session<Stream>::mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
+                                     std::string_view upstream_host, http::BodyKind body_kind,
+                                     bool body_buffered, bool upgrade) {
+  if (upgrade || (body_kind != http::BodyKind::kNone && !body_buffered)) {
+    w_.metrics().mirror_result(m.cluster, "skipped");  // chunked, too large, or a tunnel
+    return;
+  }
+  const control::ClusterEndpoints* c = cfg.cluster(m.cluster);
+  if (c == nullptr || c->endpoints.empty()) {
+    w_.metrics().mirror_result(m.cluster, "failed");
+    return;
+  }
+  size_t idx = static_cast<size_t>(w_.random() % c->endpoints.size());
+  // out_ is "<request line>\r\nhost: <upstream_host>\r\n<other fields>\r\n": swap the Host line.
+  size_t line_end = out_.find("\r\n");
+  size_t host_end = out_.find("\r\n", line_end + 2);
+  size_t body =
+      body_kind == http::BodyKind::kContentLength ? static_cast<size_t>(req_body_left_) : 0;
+  std::string copy;
+  copy.reserve(out_.size() + 8 + body);
+  copy.append(out_, 0, line_end + 2);
+  append_header(copy, "host", filters::shadow_host(upstream_host));
+  copy.append(out_, host_end + 2);
+  copy.append(in_.data(), body);
+  w_.mirror().send(m.cluster, c->endpoints[idx], c->keys[idx], std::move(copy));
 }
 
 // Relays the rest of the request body from the client to the upstream.
@@ -1619,6 +1924,7 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
           co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
       }
       bytes_out_ += out.size();
+      if (capture_ != nullptr) cache_capture(std::string_view(up.buf.data(), take));
       up.buf.consume(take);
       if (ec) {
         upstream_reusable = false;

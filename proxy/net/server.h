@@ -6,9 +6,12 @@
 //
 // Request life cycle (one coroutine per client connection):
 //   read head (request-header timeout) -> parse strictly -> normalise target
-//   -> route -> rule filters (redirect, header modifiers, rewrite) -> pick a
-//   backend ref and an endpoint -> pooled or new upstream connection -> relay
-//   head and body -> relay response -> keep-alive both sides when allowed.
+//   -> route -> rule filters (CORS, rate limit, body limit, JWT, redirect) ->
+//   response cache lookup (a hit answers here) -> pick a backend ref ->
+//   header modifiers, rewrite -> mirror copy (fire-and-forget) -> pick an
+//   endpoint -> pooled or new upstream connection -> relay head and body ->
+//   relay response (captured for the cache when it may be stored) ->
+//   keep-alive both sides when allowed.
 // The gateway's own answers (400/404/408/431/500/502/503/504) are produced in
 // one place, local_reply(), with a short body and the X-Request-Id.
 #pragma once

@@ -1,6 +1,8 @@
 #include "proxy/upstream/cluster_state.h"
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_set>
 
 namespace gantry::upstream {
 
@@ -66,6 +68,28 @@ void ClusterRegistry::each_breaker(const std::function<void(const std::string&, 
   }
   std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [name, b] : all) f(name, *b);
+}
+
+size_t ClusterRegistry::retain(const std::function<bool(const std::string&)>& live) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t before = cluster_count_locked();
+  std::erase_if(by_name_, [&](const auto& kv) { return !live(kv.first); });
+  std::erase_if(breakers_, [&](const auto& kv) { return !live(kv.first); });
+  std::erase_if(outliers_, [&](const auto& kv) { return !live(kv.first); });
+  return before - cluster_count_locked();
+}
+
+size_t ClusterRegistry::cluster_count() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cluster_count_locked();
+}
+
+size_t ClusterRegistry::cluster_count_locked() const {
+  std::unordered_set<std::string_view> names;
+  for (const auto& [name, s] : by_name_) names.insert(name);
+  for (const auto& [name, l] : breakers_) names.insert(name);
+  for (const auto& [name, l] : outliers_) names.insert(name);
+  return names.size();
 }
 
 }  // namespace gantry::upstream

@@ -1,9 +1,11 @@
 // Per-cluster runtime state shared by all workers of one proxy: the retry
-// budget and the circuit breakers (with their connection / pending-request
-// limits). Keyed by cluster name (a breaker also by its config) and kept for
-// the life of the process, so a snapshot swap that keeps a cluster's name and
-// settings keeps its state (the carry-over rule rule_policies.h applies to
-// rate limiters by route label).
+// budget, the circuit breakers (with their connection / pending-request
+// limits) and the outlier detectors. Keyed by cluster name (a breaker also by
+// its config) and kept while the cluster is in the applied snapshot, so a
+// snapshot swap that keeps a cluster's name and settings keeps its state (the
+// carry-over rule rule_policies.h applies to rate limiters by route label).
+// retain() forgets the clusters that left the snapshot; holders (a request in
+// flight, a worker's cache) keep their objects alive until they let go.
 //
 // Invariants: the registry's mutex is taken only on a worker's cache miss
 // (first request of a cluster, or of a new Config, on that worker) and by
@@ -94,8 +96,14 @@ class ClusterRegistry {
   void each_outlier(const std::function<void(const std::string&, Outlier&)>& f);
   // Calls f(cluster name, breaker) for every breaker, sorted by cluster name.
   void each_breaker(const std::function<void(const std::string&, Breaker&)>& f);
+  // Forgets every cluster for which `live(name)` is false (called with each
+  // applied snapshot). Returns how many clusters were forgotten.
+  size_t retain(const std::function<bool(const std::string&)>& live);
+  // Clusters with any state (retry budget, breaker or detector).
+  size_t cluster_count();
 
  private:
+  size_t cluster_count_locked() const;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<ClusterState>> by_name_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<Breaker>>> breakers_;

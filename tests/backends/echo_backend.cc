@@ -6,6 +6,7 @@
 // lower-cased headers, body byte count), so a test can tell which backend a
 // request reached and what the proxy forwarded. Special paths: /status/NNN,
 // /delay/MS, /bytes/N, /chunked/N (N bytes in chunked encoding), /healthz,
+// /stats (requests answered so far, for tests that count backend hits),
 // /close, /plain, and /ws: a WebSocket echo (RFC 6455 handshake, then every
 // data frame is sent back unmasked with its opcode and FIN bit, ping gets
 // pong, close is answered with close). The WebSocket part is test
@@ -21,7 +22,13 @@
 // - A malformed request gets 400 and the connection is closed; nothing throws
 //   out of a connection.
 // - SIGTERM/SIGINT stop every io_context and the process exits 0.
+// - Every JSON answer carries "seq", the number of requests this process has
+//   answered (a relaxed atomic counter, /stats and /healthz not counted), so a
+//   test can tell a replayed (cached) answer from a fresh one. A query
+//   parameter `header=Name:Value` (percent-encoded, repeatable) adds that
+//   field to the JSON answer's head (e.g. Cache-Control, Vary, Set-Cookie).
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -66,6 +73,9 @@ constexpr uint64_t kMaxBytes = 4ull << 30;    // /bytes/N and /chunked/N upper b
 constexpr uint64_t kMaxDelayMs = 120000;      // /delay/MS upper bound
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr uint64_t kMaxWsFrame = 64ull << 20;  // /ws: larger frames close the connection
+
+// Requests answered by this process (see "seq" above).
+std::atomic<uint64_t> g_answered{0};
 
 struct Config {
   std::string name = "echo";
@@ -118,6 +128,50 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out += '"';
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// The "Name: Value\r\n" lines asked for by `header=Name:Value` query
+// parameters of `target` (percent-decoded). Malformed ones (no colon, a name
+// that is not a token, control characters) are ignored.
+std::string requested_headers(std::string_view target) {
+  std::string out;
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return out;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (!param.starts_with("header=")) continue;
+    std::string v;
+    bool bad = false;
+    for (size_t i = 7; i < param.size(); ++i) {
+      char c = param[i];
+      if (c == '%' && i + 2 < param.size() && hex_value(param[i + 1]) >= 0 &&
+          hex_value(param[i + 2]) >= 0) {
+        c = static_cast<char>(hex_value(param[i + 1]) * 16 + hex_value(param[i + 2]));
+        i += 2;
+      } else if (c == '+') {
+        c = ' ';
+      }
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) bad = true;
+      v += c;
+    }
+    auto colon = v.find(':');
+    if (bad || colon == 0 || colon == std::string::npos) continue;
+    std::string_view name = std::string_view(v).substr(0, colon);
+    if (!std::all_of(name.begin(), name.end(), is_token_char)) continue;
+    out += std::string(name) + ": " + std::string(trim(std::string_view(v).substr(colon + 1))) +
+           "\r\n";
+  }
+  return out;
 }
 
 std::optional<uint64_t> parse_dec(std::string_view s) {
@@ -222,7 +276,7 @@ const char* reason(int status) {
   }
 }
 
-std::string json_body(const Config& cfg, const Request& req) {
+std::string json_body(const Config& cfg, const Request& req, uint64_t seq) {
   // Repeated header fields are joined with ", " as RFC 9110 allows.
   std::map<std::string, std::string> headers;
   for (const auto& [n, v] : req.headers) {
@@ -239,6 +293,7 @@ std::string json_body(const Config& cfg, const Request& req) {
   append_json_string(out, req.method);
   out += ",\"path\":";
   append_json_string(out, req.target);
+  out += ",\"seq\":" + std::to_string(seq);
   out += ",\"headers\":{";
   bool first = true;
   for (const auto& [n, v] : headers) {
@@ -253,10 +308,11 @@ std::string json_body(const Config& cfg, const Request& req) {
 }
 
 std::string response_head(const Config& cfg, int status, std::string_view content_type,
-                          uint64_t length, bool keep_alive) {
+                          uint64_t length, bool keep_alive, std::string_view extra = {}) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\n";
   h += "Server: gantry-echo\r\n";
   h += "X-Echo-Name: " + cfg.name + "\r\n";
+  h += extra;
   if (status != 204 && status != 304) {
     h += "Content-Type: " + std::string(content_type) + "\r\n";
     h += "Content-Length: " + std::to_string(length) + "\r\n";
@@ -430,11 +486,19 @@ class Connection {
       if (!head_only) out += kBody;
       co_return co_await write(out);
     }
+    if (path == "/stats") {
+      std::string body =
+          "{\"requests\":" + std::to_string(g_answered.load(std::memory_order_relaxed)) + "}\n";
+      std::string out = response_head(cfg_, 200, "application/json", body.size(), req.keep_alive);
+      if (!head_only) out += body;
+      co_return co_await write(out);
+    }
     if (path == "/healthz") {
       std::string out = response_head(cfg_, 200, "text/plain", 3, req.keep_alive);
       if (!head_only) out += "ok\n";
       co_return co_await write(out);
     }
+    const uint64_t seq = g_answered.fetch_add(1, std::memory_order_relaxed) + 1;
     if (path == "/ws") co_return co_await websocket(req);
     if (path.starts_with("/chunked/")) co_return co_await chunked(req, path.substr(9));
     int status = 200;
@@ -473,8 +537,9 @@ class Connection {
     } else if (path == "/close") {
       req.keep_alive = false;
     }
-    std::string body = json_body(cfg_, req);
-    std::string out = response_head(cfg_, status, "application/json", body.size(), req.keep_alive);
+    std::string body = json_body(cfg_, req, seq);
+    std::string out = response_head(cfg_, status, "application/json", body.size(), req.keep_alive,
+                                    requested_headers(req.target));
     if (!head_only && status != 204 && status != 304) out += body;
     co_return co_await write(out);
   }
@@ -637,8 +702,9 @@ int run(int argc, char** argv) {
       "gantry-echo",
       "HTTP/1.1 echo backend for tests, the demo and benchmarks. Answers 200 with a JSON\n"
       "description of the request. Special paths: /status/NNN, /delay/MS, /bytes/N,\n"
-      "/chunked/N, /healthz, /close (answers with Connection: close), /plain (fixed tiny\n"
-      "body), /ws (WebSocket echo).",
+      "/chunked/N, /healthz, /stats (requests answered), /close (answers with Connection:\n"
+      "close), /plain (fixed tiny body), /ws (WebSocket echo). Query parameter\n"
+      "header=Name:Value (repeatable) adds a response header to JSON answers.",
       "GANTRY_ECHO_");
   flags.add("listen", "ADDR:PORT", "127.0.0.1:9001", "address to listen on (port 0: any free port)",
             [&](std::string_view v) -> Status {

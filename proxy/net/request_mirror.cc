@@ -1,0 +1,204 @@
+#include "proxy/net/request_mirror.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "proxy/http/message.h"
+#include "proxy/http/parser.h"
+#include "proxy/net/buffer.h"
+
+namespace gantry::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+
+auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// One copy's connection, shared with its timeout handler so the handler
+// never touches a socket that is gone.
+struct Conn {
+  explicit Conn(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  bool done = false;
+  bool timed_out = false;
+};
+
+bool idle_alive(tcp::socket& s) {
+  char b;
+  ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+struct RequestMirror::State {
+  State(asio::io_context& i, admin::WorkerMetrics& m, Options o) : io(i), metrics(m), opts(o) {}
+  asio::io_context& io;
+  admin::WorkerMetrics& metrics;
+  Options opts;
+  size_t in_flight = 0;
+  std::unordered_map<std::string, std::vector<tcp::socket>> idle;  // by endpoint key
+  bool closed = false;  // the worker is going away: nothing is pooled or counted
+};
+
+namespace {
+
+// Reads one response to its end on `c`. True when it came whole; `reusable`
+// tells whether the connection may carry the next copy.
+asio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
+  Buffer buf{kReadChunk};
+  http::ResponseParser parser;
+  http::ResponseHead head;
+  error_code ec;
+  while (true) {  // the head (1xx interim answers skipped)
+    if (!buf.empty()) {
+      auto st = parser.parse(buf.view(), head, false);
+      if (st == http::ParseState::kError) co_return false;
+      if (st == http::ParseState::kComplete) {
+        buf.consume(parser.head_size());
+        if (head.status >= 100 && head.status < 200) {
+          parser.reset();
+          head.clear();
+          continue;
+        }
+        break;
+      }
+    }
+    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kReadChunk), kReadChunk),
+                                               awaitable_ec(ec));
+    if (ec) co_return false;
+    buf.commit(n);
+    got_any = true;
+  }
+  reusable = head.keep_alive && head.body != http::BodyKind::kUntilClose;
+  uint64_t left = head.content_length;
+  http::ChunkedDecoder chunked;
+  while (true) {  // the body, discarded
+    bool done = false;
+    switch (head.body) {
+      case http::BodyKind::kNone:
+        done = true;
+        break;
+      case http::BodyKind::kContentLength: {
+        size_t take = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+        left -= take;
+        buf.consume(take);
+        done = left == 0;
+        break;
+      }
+      case http::BodyKind::kChunked: {
+        auto step = chunked.feed(buf.view());
+        if (!step.ok()) co_return false;
+        buf.consume(step->consumed);
+        done = step->done;
+        break;
+      }
+      default:
+        buf.clear();
+        break;
+    }
+    if (done) {
+      if (!buf.empty()) reusable = false;
+      co_return true;
+    }
+    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kReadChunk), kReadChunk),
+                                               awaitable_ec(ec));
+    if (ec) co_return head.body == http::BodyKind::kUntilClose&& ec == asio::error::eof;
+    buf.commit(n);
+  }
+}
+
+asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, std::string cluster,
+                               snapshot::Endpoint ep, std::string key, std::string request) {
+  struct InFlight {
+    RequestMirror::State& s;
+    ~InFlight() { --s.in_flight; }
+  } guard{*st};
+  asio::steady_timer timer(st->io);
+  timer.expires_after(st->opts.timeout);
+  bool sent = false;
+  // Two rounds at most: a pooled connection the peer had closed gets one fresh retry.
+  for (int round = 0; round < 2 && !sent; ++round) {
+    auto c = std::make_shared<Conn>(st->io);
+    bool reused = false;
+    if (auto it = st->idle.find(key); round == 0 && it != st->idle.end()) {
+      while (!it->second.empty() && !reused) {
+        tcp::socket s = std::move(it->second.back());
+        it->second.pop_back();
+        if (idle_alive(s)) {
+          c->sock = std::move(s);
+          reused = true;
+        }
+      }
+    }
+    timer.async_wait([c](const error_code& ec) {
+      if (ec || c->done) return;
+      c->timed_out = true;
+      error_code ignore;
+      c->sock.cancel(ignore);
+    });
+    error_code ec;
+    if (!reused) {
+      auto addr = asio::ip::make_address(ep.address, ec);
+      if (!ec) co_await c->sock.async_connect(tcp::endpoint(addr, ep.port), awaitable_ec(ec));
+      if (!ec) c->sock.set_option(tcp::no_delay(true), ec);
+    }
+    if (!ec) co_await asio::async_write(c->sock, asio::buffer(request), awaitable_ec(ec));
+    bool reusable = false, got_any = false;
+    bool ok = !ec && co_await read_response(*c, reusable, got_any);
+    c->done = true;
+    if (ok) {
+      sent = true;
+      if (reusable && !st->closed) {
+        auto& pool = st->idle[key];
+        if (pool.size() < st->opts.max_idle_per_endpoint) pool.push_back(std::move(c->sock));
+      }
+      break;
+    }
+    if (!reused || got_any || c->timed_out) break;  // only a stale pooled connection is retried
+    timer.cancel();  // re-armed by the next round's wait (the expiry stays)
+  }
+  if (!st->closed) st->metrics.mirror_result(cluster, sent ? "sent" : "failed");
+}
+
+}  // namespace
+
+RequestMirror::RequestMirror(asio::io_context& io, admin::WorkerMetrics& metrics, Options opts)
+    : state_(std::make_shared<State>(io, metrics, opts)) {}
+
+RequestMirror::~RequestMirror() {
+  state_->closed = true;
+  state_->idle.clear();
+}
+
+bool RequestMirror::send(const std::string& cluster, const snapshot::Endpoint& ep,
+                         const std::string& key, std::string request) {
+  if (state_->in_flight >= state_->opts.max_in_flight) {
+    state_->metrics.mirror_result(cluster, "dropped");
+    return false;
+  }
+  ++state_->in_flight;
+  asio::co_spawn(state_->io, run_copy(state_, cluster, ep, key, std::move(request)),
+                 asio::detached);
+  return true;
+}
+
+size_t RequestMirror::in_flight() const { return state_->in_flight; }
+
+}  // namespace gantry::net

@@ -1,0 +1,56 @@
+// Fire-and-forget copies of requests for rules with filters.requestMirror:
+// one RequestMirror per worker, used only on that worker's thread.
+//
+// The session hands over a complete HTTP/1.1 request (head with the shadow
+// Host, then the buffered body) and goes on with the real request at once:
+// send() only spawns a coroutine on the worker's io_context. The copy is
+// written to the chosen endpoint of the mirror cluster; the response is read
+// to its end and discarded, so the connection can be pooled for the next copy.
+//
+// Invariants: at most max_in_flight copies per worker are out at any time (a
+// copy over the bound is dropped, never queued); every copy ends within
+// `timeout` (connect, write and response together); nothing a mirror backend
+// does (refuse, reset, stall, answer garbage) reaches the client; each copy is
+// counted once in gantry_mirror_requests_total as sent, failed or dropped
+// (the session counts "skipped" itself). Connections are its own, never the
+// ones of the worker's upstream pool.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "proxy/admin/metrics.h"
+#include "proxy/snapshot/model.h"
+
+namespace gantry::net {
+
+class RequestMirror {
+ public:
+  struct Options {
+    size_t max_in_flight = 64;                 // per worker
+    std::chrono::milliseconds timeout{10000};  // per copy: connect + write + response
+    size_t max_idle_per_endpoint = 8;          // pooled mirror connections
+  };
+
+  RequestMirror(boost::asio::io_context& io, admin::WorkerMetrics& metrics, Options opts);
+  ~RequestMirror();
+  RequestMirror(const RequestMirror&) = delete;
+  RequestMirror& operator=(const RequestMirror&) = delete;
+
+  // Sends `request` to endpoint `ep` ("ip:port" `key`) of mirror cluster
+  // `cluster` in the background. False when the copy was dropped because
+  // max_in_flight copies are already out.
+  bool send(const std::string& cluster, const snapshot::Endpoint& ep, const std::string& key,
+            std::string request);
+  size_t in_flight() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace gantry::net
