@@ -50,6 +50,7 @@ using TlsStream = asio::ssl::stream<tcp::socket>;
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
+constexpr uint64_t kGatherBody = 32 * 1024;  // response bodies gathered before the head goes out
 constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr int kMaxConnectAttempts = 3;
 constexpr int kMaxStaleRetries = 2;
@@ -1594,6 +1595,21 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append("\r\n");
   up->buf.consume(resp_parser_.head_size());
 
+  // A small Content-Length body is gathered before anything goes out, so that
+  // head and body leave in one write (and the client wakes once), as nginx's
+  // response buffering does; a larger one streams. The head was copied into
+  // out_ above, so the buffer may move.
+  if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && resp_.content_length <= kGatherBody) {
+    error_code rec;
+    while (up->buf.size() < resp_.content_length) {
+      char* p = up->buf.prepare(static_cast<size_t>(resp_.content_length) - up->buf.size());
+      arm(up->sock, opts.upstream_timeout);
+      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
+      disarm();
+      if (rec) break;  // relayed as far as it goes; the relay meets the same end
+      up->buf.commit(n);
+    }
+  }
   // A Content-Length body that is already here leaves with the head.
   uint64_t inline_body = 0;
   if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)

@@ -53,6 +53,8 @@ wait_port() {  # host:port
 mkdir -p "$tmp/www" "$tmp/backend"
 printf 'ok\n' >"$tmp/www/small"
 head -c 16384 /dev/zero | tr '\0' 'x' >"$tmp/www/16k"
+chmod 755 "$tmp" "$tmp/www"  # nginx workers run as an unprivileged user
+chmod 644 "$tmp/www/small" "$tmp/www/16k"
 cat >"$tmp/backend/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -74,6 +76,10 @@ CONF
 taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$backend"
+for b in small 16k; do  # a benchmark of error pages would measure nothing
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$backend/$b")
+  [ "$code" = 200 ] || { echo "bench: the backend answers $code for /$b" >&2; exit 1; }
+done
 
 # ---- Gantry snapshots: the bare route, and the same route with policies
 cat >"$tmp/snapshot.json" <<JSON
@@ -164,6 +170,11 @@ pid[haproxy]=$!
 pids+=($!)
 port[haproxy]=19082
 wait_port 127.0.0.1:19082
+
+for t in gantry gantry-access-log nginx haproxy; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[$t]}/small")
+  [ "$code" = 200 ] || { echo "bench: $t answers $code" >&2; exit 1; }
+done
 
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
