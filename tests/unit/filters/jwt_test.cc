@@ -303,6 +303,32 @@ TEST(JwtVerifier, VerifyTable) {
   }
 }
 
+// HS256 against OpenSSL's HMAC() for secrets around the SHA-256 block size
+// (a secret over 64 bytes is hashed first, RFC 2104), from the HMAC secret and
+// from a JWKS "oct" key; every flipped signature bit fails.
+TEST(JwtVerifier, Hs256MatchesHmacForEverySecretLength) {
+  const json hs = {{"alg", "HS256"}, {"typ", "JWT"}};
+  for (size_t len : {1u, 31u, 32u, 63u, 64u, 65u, 200u}) {
+    SCOPED_TRACE(len);
+    std::string secret;
+    for (size_t i = 0; i < len; ++i) secret.push_back(static_cast<char>('a' + (i * 7) % 26));
+    const std::string token = mint(hs, claims(), "HS256", nullptr, secret);
+    const json oct = {{"keys", {{{"kty", "oct"}, {"k", base64url_encode(secret)}}}}};
+    for (const auto& cfg : {config({"HS256"}, "", secret), config({"HS256"}, oct.dump())}) {
+      auto v = JwtVerifier::create(cfg);
+      ASSERT_TRUE(v.ok()) << v.error().message;
+      EXPECT_TRUE((*v)->verify(token, kNow).ok());
+      std::string sig = *base64url_decode(token.substr(token.rfind('.') + 1));
+      for (size_t bit = 0; bit < sig.size() * 8; bit += 37) {
+        std::string bad = sig;
+        bad[bit / 8] = static_cast<char>(bad[bit / 8] ^ (1 << (bit % 8)));
+        std::string forged = token.substr(0, token.rfind('.') + 1) + base64url_encode(bad);
+        EXPECT_FALSE((*v)->verify(forged, kNow).ok()) << bit;
+      }
+    }
+  }
+}
+
 TEST(JwtVerifier, ClaimsToHeaders) {
   auto v = JwtVerifier::create(config({"HS256"}, "", kSecret));
   ASSERT_TRUE(v.ok());
