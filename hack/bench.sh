@@ -2,9 +2,11 @@
 # Runs the benchmarks in tests/bench/ (never part of hack/test.sh: timing
 # decides nothing there). Builds first if needed.
 #   hack/bench.sh            proxy data plane vs nginx and HAProxy, snapshot codec
-#   hack/bench.sh proxy      only the data-plane comparison
+#   hack/bench.sh proxy      only the data-plane comparison (GANTRY_BENCH_SECONDS per run, default 10;
+#                            GANTRY_BENCH_ROUNDS interleaved rounds, default 3; GANTRY_BENCH_CONNECTIONS, 64)
 #   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
-#   hack/bench.sh instructions  instructions per proxied request (callgrind) vs nginx and HAProxy
+#   hack/bench.sh instructions  instructions (callgrind) and heap allocations (memcheck) per proxied
+#                            request vs nginx and HAProxy
 #   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64 idle keep-alive connections
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
@@ -27,7 +29,8 @@ bash hack/install-deps.sh >/dev/null
 cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench >/dev/null
 if [ "$what" = all ] || [ "$what" = proxy ]; then
-  bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}"
+  bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}" \
+    "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = all ] || [ "$what" = instructions ]; then
   echo
