@@ -164,7 +164,7 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
                             "--ingress-class=gantry", "--leader-elect"], "controller args", str(ctl.get("args")))
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
                             f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
-                            "--request-header-timeout=10s"], "proxy args", str(prx.get("args")))
+                            "--request-header-timeout=10s", "--upstream-idle-timeout=30s"], "proxy args", str(prx.get("args")))
 vols = {v["name"]: v for v in pspec.get("volumes", [])}
 t.check("emptyDir" in vols.get("control-socket", {}), "control socket volume is an emptyDir")
 for c in (ctl, prx):
@@ -269,7 +269,7 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
         "controller args (one namespace, no leader election, extra arg)", str(ctl.get("args")))
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.0:8443",
                             "--admin-listen=0.0.0.0:9901", f"--control-socket={SOCKET}", "--drain-seconds=20",
-                            "--access-log=off", "--request-header-timeout=10s", "--workers=4", "--debug-headers",
+                            "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s", "--workers=4", "--debug-headers",
                             "--trusted-proxies=10.0.0.0/8,192.168.0.0/16"], "proxy args with HTTPS",
         str(prx.get("args")))
 ok, detail = grace_ok(dep)
@@ -329,6 +329,7 @@ FAILS = [
     (["--set", "proxy.httpPort=70000"], "httpPort"),
     (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
     (["--set", "proxy.requestHeaderTimeout=10 seconds"], "requestHeaderTimeout"),
+    (["--set", "proxy.upstreamIdleTimeout=forever"], "upstreamIdleTimeout"),
     (["--set", "terminationGracePeriodSeconds=15"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.adminPort=9902"], "must all differ"),
