@@ -51,6 +51,15 @@ Options parse_flags(int argc, char** argv) {
       return ok_status();
     };
   };
+  auto duration_flag = [](std::chrono::milliseconds* target) {  // a positive duration
+    return [target](std::string_view v) -> Status {
+      auto d = parse_duration(v);
+      if (!d.ok()) return d.error();
+      if (d->count() <= 0) return Error{"must be above 0"};
+      *target = *d;
+      return ok_status();
+    };
+  };
   auto string_flag = [](std::string* target) {
     return [target](std::string_view v) -> Status {
       if (v.empty()) return Error{"must not be empty"};
@@ -89,21 +98,9 @@ Options parse_flags(int argc, char** argv) {
   fs.add_bool("debug-headers", "add X-Gateway-Route, X-Gateway-Upstream, X-Gateway-Response-Time",
               &o.server.debug_headers);
   fs.add("request-header-timeout", "DUR", "10s", "time allowed to receive a request head (408 after)",
-         [&o](std::string_view v) -> Status {
-           auto d = parse_duration(v);
-           if (!d.ok()) return d.error();
-           if (d->count() <= 0) return Error{"must be above 0"};
-           o.server.request_header_timeout = *d;
-           return ok_status();
-         });
+         duration_flag(&o.server.request_header_timeout));
   fs.add("upstream-idle-timeout", "DUR", "30s", "close pooled upstream connections idle longer than this",
-         [&o](std::string_view v) -> Status {
-           auto d = parse_duration(v);
-           if (!d.ok()) return d.error();
-           if (d->count() <= 0) return Error{"must be above 0"};
-           o.server.upstream_idle_timeout = *d;
-           return ok_status();
-         });
+         duration_flag(&o.server.upstream_idle_timeout));
   fs.add("trusted-proxies", "CIDR,...", "none", "trust X-Forwarded-For only from these peers",
          [&o](std::string_view v) -> Status {
            auto l = net::parse_cidr_list(v);

@@ -72,19 +72,27 @@ backend be
   server s1 $backend
 CONF
 
-# count NAME PORT N -- command...: runs the command under callgrind, sends N
-# requests, stops it with SIGTERM, prints the instruction total.
-count() {
-  local name=$1 port=$2 n=$3
-  shift 4
-  local log="$tmp/$name-$n.cg.log"
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null --log-file="$log" "$@" >/dev/null 2>&1 &
+# under TOOL NAME PORT N -- command...: runs the command under valgrind's TOOL
+# (callgrind or memcheck), sends N requests, stops it with SIGTERM and prints
+# what the tool counted: instructions (callgrind) or heap allocations (memcheck).
+under() {
+  local tool=$1 name=$2 port=$3 n=$4
+  shift 5
+  local log="$tmp/$name-$n.$tool.log" args=(--callgrind-out-file=/dev/null)
+  [ "$tool" = memcheck ] && args=(--leak-check=no)
+  valgrind --tool="$tool" "${args[@]}" --log-file="$log" "$@" >/dev/null 2>&1 &
   local pid=$!
-  /usr/bin/python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" --wait 60
+  /usr/bin/python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" --wait 120
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
-  awk '/Collected :/ {print $NF}' "$log" | tail -1
+  if [ "$tool" = memcheck ]; then
+    sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$log" | tr -d , | tail -1
+  else
+    awk '/Collected :/ {print $NF}' "$log" | tail -1
+  fi
 }
+count() { under callgrind "$@"; }
+allocs() { under memcheck "$@"; }
 
 measure() {  # name port -- command...
   local name=$1 port=$2
@@ -93,20 +101,6 @@ measure() {  # name port -- command...
   i1=$(count "$name" "$port" "$n1" -- "$@")
   i2=$(count "$name" "$port" "$n2" -- "$@")
   echo "$name $(( (i2 - i1) / (n2 - n1) ))"
-}
-
-# allocs NAME PORT N -- command...: the same under memcheck; prints the number
-# of heap allocations (malloc/new) the process made in its life.
-allocs() {
-  local name=$1 port=$2 n=$3
-  shift 4
-  local log="$tmp/$name-$n.mc.log"
-  valgrind --tool=memcheck --leak-check=no --log-file="$log" "$@" >/dev/null 2>&1 &
-  local pid=$!
-  /usr/bin/python3 "$here/keepalive_client.py" 127.0.0.1 "$port" "$n" --wait 120
-  kill -TERM "$pid"
-  wait "$pid" 2>/dev/null || true
-  sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$log" | tr -d , | tail -1
 }
 
 measure_allocs() {  # name port -- command...
