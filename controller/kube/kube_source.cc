@@ -250,7 +250,8 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
     return cache_.erase(kind, key);
   }
   if (resource == kSecrets) {
-    std::string type = obj.value("type", std::string("Opaque"));
+    auto t = obj.find("type");  // the API server makes it a string; a wrong type is not held
+    std::string type = t == obj.end() ? "Opaque" : t->is_string() ? t->get<std::string>() : "";
     if (type != "kubernetes.io/tls" && type != "Opaque") return false;  // not held (see header)
   }
   if (seen) seen->insert(key);

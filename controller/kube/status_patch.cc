@@ -9,6 +9,13 @@ namespace gantry::controller::kube {
 
 namespace {
 
+// obj[key] when it is a string, else "" (nlohmann's value() throws on a wrong type;
+// what others write into a status is not ours to trust).
+std::string string_at(const nlohmann::json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 constexpr size_t kMaxMessage = 32768;  // the CRD's maxLength
 
 std::string clip(std::string s) {
@@ -22,7 +29,7 @@ std::string clip(std::string s) {
 const nlohmann::json* find_condition(const nlohmann::json& conds, const std::string& type) {
   if (!conds.is_array()) return nullptr;
   for (const auto& c : conds)
-    if (c.is_object() && c.value("type", std::string()) == type) return &c;
+    if (c.is_object() && string_at(c, "type") == type) return &c;
   return nullptr;
 }
 
@@ -105,7 +112,7 @@ std::optional<nlohmann::json> route_status_update(const RouteStatus& desired,
   // Conditions someone else owns stay.
   for (const auto& old : old_conds) {
     if (!old.is_object()) continue;
-    std::string type = old.value("type", std::string());
+    std::string type = string_at(old, "type");
     if (!desired.find(type)) conds.push_back(old);
   }
   if (!changed) return std::nullopt;

@@ -2,6 +2,8 @@
 // and of Lease bookkeeping.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "controller/kube/lease.h"
 #include "controller/kube/status_patch.h"
 
@@ -132,6 +134,21 @@ TEST(RouteStatusUpdate, MessageChangeWritesAndForeignConditionsStay) {
   EXPECT_EQ((*upd)["conditions"][1]["message"], "something else");
   EXPECT_EQ((*upd)["conditions"][1]["lastTransitionTime"], "T0");  // status did not flip
   EXPECT_EQ((*upd)["conditions"][3]["type"], "example.com/Audited");
+}
+
+// Whatever someone else wrote into the status (wrong JSON types included)
+// must not throw; conditions of types we do not own stay.
+TEST(RouteStatusUpdate, MalformedObservedConditionsDoNotThrow) {
+  json observed = {{"conditions", json::array({json{{"type", 5}, {"status", "True"}},
+                                               json("not an object"),
+                                               json{{"type", "Foreign"}, {"status", "True"}}})}};
+  std::optional<json> upd;
+  ASSERT_NO_THROW(upd = route_status_update(desired(2, true), observed, "2030-01-01T00:00:00Z"));
+  ASSERT_TRUE(upd);
+  std::vector<std::string> types;
+  for (const auto& c : (*upd)["conditions"]) types.push_back(c["type"].is_string() ? c["type"].get<std::string>() : "?");
+  EXPECT_NE(std::find(types.begin(), types.end(), "Foreign"), types.end());
+  EXPECT_NE(std::find(types.begin(), types.end(), "Accepted"), types.end());
 }
 
 TEST(RouteStatusUpdate, HugeMessagesAreClipped) {
