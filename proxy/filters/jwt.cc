@@ -15,6 +15,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace gantry::filters {
@@ -42,6 +44,18 @@ struct JwtVerifier::Key {
     EVP_MD_CTX_free(outer);
   }
 };
+
+struct JwtVerifier::CacheShard {
+  struct Entry {
+    VerifiedJwt result;
+    double exp;  // +inf when the token has none
+    double nbf;  // -inf likewise
+  };
+  std::mutex mu;
+  std::unordered_map<std::string, Entry> tokens;
+};
+
+JwtVerifier::JwtVerifier() : cache_(new CacheShard[kCacheShards]) {}
 
 // ---------------------------------------------------------------- base64url
 
@@ -521,6 +535,32 @@ Result<std::unique_ptr<JwtVerifier>> JwtVerifier::create(const snapshot::Jwt& co
 
 Result<VerifiedJwt> JwtVerifier::verify(std::string_view token,
                                         std::chrono::system_clock::time_point now) const {
+  const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
+  const double skew_s = std::chrono::duration<double>(config_.clock_skew).count();
+  CacheShard& shard = cache_[std::hash<std::string_view>{}(token) % kCacheShards];
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (auto it = shard.tokens.find(std::string(token)); it != shard.tokens.end()) {
+      // The same checks, with the same answers, as the full path below.
+      if (now_s >= it->second.exp + skew_s) return Error{"token expired"};
+      if (now_s + skew_s < it->second.nbf) return Error{"token not yet valid"};
+      return it->second.result;
+    }
+  }
+  double exp = std::numeric_limits<double>::infinity();
+  double nbf = -std::numeric_limits<double>::infinity();
+  auto r = verify_token(token, now, exp, nbf);
+  if (r.ok()) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (shard.tokens.size() >= kCachedTokens / kCacheShards) shard.tokens.clear();
+    shard.tokens.emplace(std::string(token), CacheShard::Entry{*r, exp, nbf});
+  }
+  return r;
+}
+
+Result<VerifiedJwt> JwtVerifier::verify_token(std::string_view token,
+                                              std::chrono::system_clock::time_point now, double& exp_out,
+                                              double& nbf_out) const {
   if (token.empty()) return Error{"missing token"};
   if (token.size() > kMaxTokenBytes) return Error{"token too large"};
   const size_t dot1 = token.find('.');
@@ -597,11 +637,13 @@ Result<VerifiedJwt> JwtVerifier::verify(std::string_view token,
     if (!it->is_number()) return Error{"exp must be a number"};
     const double exp = it->get<double>();
     if (!std::isfinite(exp) || now_s >= exp + skew_s) return Error{"token expired"};
+    exp_out = exp;
   }
   if (auto it = payload.find("nbf"); it != payload.end()) {
     if (!it->is_number()) return Error{"nbf must be a number"};
     const double nbf = it->get<double>();
     if (!std::isfinite(nbf) || now_s + skew_s < nbf) return Error{"token not yet valid"};
+    nbf_out = nbf;
   }
   if (!config_.issuer.empty()) {
     auto it = payload.find("iss");

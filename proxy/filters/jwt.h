@@ -15,10 +15,16 @@
 // Errors are values whose message is a short reason fit for
 // `WWW-Authenticate: Bearer error="invalid_token", error_description="..."`.
 // A verifier is immutable after create(): verify() is thread-safe.
+// Verified tokens are remembered (keyed by the whole token, with their exp and
+// nbf, at most kCachedTokens, in mutex-guarded shards): a client's repeated
+// token skips decoding, the signature and the claims, and only exp/nbf are
+// checked again against `now`. A token that failed is never remembered.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,10 +61,16 @@ class JwtVerifier {
 
   size_t key_count() const;
 
-  struct Key;  // opaque: defined in jwt.cc
+  struct Key;         // opaque: defined in jwt.cc
+  struct CacheShard;  // likewise
+  static constexpr size_t kCacheShards = 16;
+  static constexpr size_t kCachedTokens = 4096;  // a full shard is emptied
 
  private:
-  JwtVerifier() = default;
+  JwtVerifier();
+  Result<VerifiedJwt> verify_token(std::string_view token, std::chrono::system_clock::time_point now,
+                                   double& exp, double& nbf) const;
+  std::unique_ptr<CacheShard[]> cache_;
   snapshot::Jwt config_;
   std::vector<std::unique_ptr<Key>> keys_;
   bool allow_hs256_ = false, allow_rs256_ = false, allow_es256_ = false;

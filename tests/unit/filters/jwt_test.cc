@@ -329,6 +329,41 @@ TEST(JwtVerifier, Hs256MatchesHmacForEverySecretLength) {
   }
 }
 
+// A verified token is remembered; a repeat gives the same answer, and exp and
+// nbf are still judged against the time of each call (with the clock skew);
+// a forged twin of a remembered token is not accepted; failures are never
+// remembered (a token that was not yet valid becomes valid later).
+TEST(JwtVerifier, RememberedTokensStillExpire) {
+  using std::chrono::seconds;
+  const json hs = {{"alg", "HS256"}, {"typ", "JWT"}};
+  auto v = JwtVerifier::create(config({"HS256"}, "", kSecret));
+  ASSERT_TRUE(v.ok());
+  const std::string token = mint(hs, claims(), "HS256");  // exp now + 3600 s, nbf now - 10 s
+  for (int i = 0; i < 3; ++i) {
+    auto r = (*v)->verify(token, kNow);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->subject, "user-1");
+    EXPECT_EQ(r->headers.size(), 4u);
+  }
+  EXPECT_TRUE((*v)->verify(token, kNow + seconds(3600 + 59)).ok());  // within the 60 s skew
+  auto late = (*v)->verify(token, kNow + seconds(3600 + 60));
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().message, "token expired");
+  auto early = (*v)->verify(token, kNow - seconds(71));
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().message, "token not yet valid");
+
+  std::string forged = token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE((*v)->verify(forged, kNow).ok());
+
+  json later = claims();
+  later["nbf"] = kNowS + 600;
+  const std::string future = mint(hs, later, "HS256");
+  EXPECT_FALSE((*v)->verify(future, kNow).ok());
+  EXPECT_TRUE((*v)->verify(future, kNow + seconds(600)).ok());
+}
+
 TEST(JwtVerifier, ClaimsToHeaders) {
   auto v = JwtVerifier::create(config({"HS256"}, "", kSecret));
   ASSERT_TRUE(v.ok());
