@@ -30,8 +30,11 @@ def pem_public(key):
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def b64u(n: int) -> str:
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+def b64u(n: int, size: int = 0) -> str:
+    """base64url of the big-endian bytes of n: minimal, or exactly `size` bytes
+    (RFC 7518 6.2.1.2: an EC coordinate is always the full field size, leading
+    zero bytes included; padding the base64 text instead breaks ~1 key in 60)."""
+    raw = n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -40,7 +43,7 @@ def jwks():
     en = EC_KEY.public_key().public_numbers()
     return json.dumps({"keys": [
         {"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "n": b64u(rn.n), "e": b64u(rn.e)},
-        {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64u(en.x).rjust(43, "A"), "y": b64u(en.y).rjust(43, "A")},
+        {"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": b64u(en.x, 32), "y": b64u(en.y, 32)},
     ]})
 
 
