@@ -66,6 +66,13 @@ def served():
             assert r.status == status, (path, r.status)
             proxy.answers.append((path, host, status, dict((k.lower(), v) for k, v in r.getheaders())))
         proxy.route_label = proxy.answers[0][3]["x-gateway-route"]
+        # A request is counted just after its last byte went out: a client can
+        # read its answer a moment before the counter moves. Wait (bounded)
+        # until every request of TRAFFIC is counted.
+        def counted():
+            return sum(v for n, _, v in samples(proxy.metrics_text()) if n == "gantry_requests_total")
+        wait_until(lambda: counted() >= len(TRAFFIC), 5, "every request to be counted",
+                   on_timeout=lambda: proxy.metrics_text())
         yield proxy
 
 
