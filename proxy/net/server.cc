@@ -1615,12 +1615,19 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)
     inline_body = resp_.content_length;
   error_code ec;
-  capture_ = fill && fill->capturing ? fill.get() : nullptr;  // the cache copies the body as relayed
+  // The cache copies the body as it is relayed, and stores a complete response
+  // *before* its last bytes go out: a client that reads the answer and asks
+  // again at once (on any worker) finds it stored.
+  capture_ = fill && fill->capturing ? fill.get() : nullptr;
+  if (capture_ != nullptr && resp_.body == http::BodyKind::kContentLength &&
+      inline_body == resp_.content_length) {
+    if (inline_body > 0) cache_capture(std::string_view(up->buf.data(), static_cast<size_t>(inline_body)));
+    if (capture_ != nullptr) cache_end_fill(*capture_, true);
+    capture_ = nullptr;
+  }
   {
     std::string_view head(out_), body(up->buf.data(), static_cast<size_t>(inline_body));
     if (!try_write_two(client_, head, body, ec)) co_await write_rest(client_, head, body, ec);
-    if (!ec && capture_ != nullptr && !body.empty())
-      cache_capture(std::string_view(up->buf.data(), static_cast<size_t>(inline_body)));
   }
   bytes_out_ += out_.size() + inline_body;
   up->buf.consume(static_cast<size_t>(inline_body));
@@ -1934,13 +1941,19 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
     if (take > 0) {
       error_code ec;
       std::string_view out = dechunk_ ? std::string_view(dechunked_) : std::string_view(up.buf.data(), take);
+      if (capture_ != nullptr) {  // copied, and stored when complete, before it goes out
+        cache_capture(std::string_view(up.buf.data(), take));
+        if (done && capture_ != nullptr) {
+          cache_end_fill(*capture_, true);
+          capture_ = nullptr;
+        }
+      }
       {
         std::string_view pending = out;
         if (!pending.empty() && !try_write(client_, pending, ec))
           co_await asio::async_write(client_, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
       }
       bytes_out_ += out.size();
-      if (capture_ != nullptr) cache_capture(std::string_view(up.buf.data(), take));
       up.buf.consume(take);
       if (ec) {
         upstream_reusable = false;
