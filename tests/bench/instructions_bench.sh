@@ -91,39 +91,29 @@ under() {
     awk '/Collected :/ {print $NF}' "$log" | tail -1
   fi
 }
-count() { under callgrind "$@"; }
-allocs() { under memcheck "$@"; }
 
-measure() {  # name port -- command...
-  local name=$1 port=$2
-  shift 3
-  local i1 i2
-  i1=$(count "$name" "$port" "$n1" -- "$@")
-  i2=$(count "$name" "$port" "$n2" -- "$@")
-  echo "$name $(( (i2 - i1) / (n2 - n1) ))"
+# measure TOOL NAME PORT -- command...: (count(N2) - count(N1)) / (N2 - N1),
+# the per-request share of what the valgrind TOOL counts.
+measure() {
+  local tool=$1 name=$2 port=$3
+  shift 4
+  local c1 c2
+  c1=$(under "$tool" "$name" "$port" "$n1" -- "$@")
+  c2=$(under "$tool" "$name" "$port" "$n2" -- "$@")
+  awk -v n="$name" -v a="${c1:-0}" -v b="${c2:-0}" -v d="$((n2 - n1))" -v f="$tool" \
+    'BEGIN { printf (f == "memcheck" ? "%s %.2f\n" : "%s %.0f\n"), n, (b - a) / d }'
 }
-
-measure_allocs() {  # name port -- command...
-  local name=$1 port=$2
-  shift 3
-  local a1 a2
-  a1=$(allocs "$name" "$port" "$n1" -- "$@")
-  a2=$(allocs "$name" "$port" "$n2" -- "$@")
-  awk -v n="$name" -v a1="${a1:-0}" -v a2="${a2:-0}" -v d="$((n2 - n1))" 'BEGIN { printf "%s %.2f\n", n, (a2 - a1) / d }'
-}
-
-results=()
-results+=("$(measure gantry 19180 -- "$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 \
-  --admin-listen 127.0.0.1:19190 --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" \
-  --access-log off --drain-seconds 0)")
-results+=("$(measure nginx 19181 -- nginx -c "$tmp/nginx.conf" -p "$tmp")")
-results+=("$(measure haproxy 19182 -- haproxy -f "$tmp/haproxy.cfg")")
 
 gantry_cmd=("$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 --admin-listen 127.0.0.1:19190
   --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" --access-log off --drain-seconds 0)
+nginx_cmd=(nginx -c "$tmp/nginx.conf" -p "$tmp")
+results=()
+results+=("$(measure callgrind gantry 19180 -- "${gantry_cmd[@]}")")
+results+=("$(measure callgrind nginx 19181 -- "${nginx_cmd[@]}")")
+results+=("$(measure callgrind haproxy 19182 -- haproxy -f "$tmp/haproxy.cfg")")
 heap=()
-heap+=("$(measure_allocs gantry 19180 -- "${gantry_cmd[@]}")")
-heap+=("$(measure_allocs nginx 19181 -- nginx -c "$tmp/nginx.conf" -p "$tmp")")
+heap+=("$(measure memcheck gantry 19180 -- "${gantry_cmd[@]}")")
+heap+=("$(measure memcheck nginx 19181 -- "${nginx_cmd[@]}")")
 
 echo
 echo "instructions per proxied request (callgrind, keep-alive client, ($n2 - $n1) requests)"
