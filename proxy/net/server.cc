@@ -909,8 +909,11 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
         co_return false;
       }
     }
-    // A draining proxy closes keep-alive connections between requests.
-    if (closing_ || (w_.server().draining() && in_.empty() && !got_bytes && !first)) co_return false;
+    // While draining, a keep-alive connection is still served (its answers
+    // carry Connection: close): closing it between requests races with a
+    // request the client may already have sent. Idle ones are closed when the
+    // drain window ends (close_if_idle sets closing_).
+    if (closing_) co_return false;
     auto now = Clock::now();
     if (now >= deadline) {
       timed_out = true;
