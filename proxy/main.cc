@@ -99,6 +99,10 @@ Options parse_flags(int argc, char** argv) {
               &o.server.debug_headers);
   fs.add("request-header-timeout", "DUR", "10s", "time allowed to receive a request head (408 after)",
          duration_flag(&o.server.request_header_timeout));
+  fs.add("upstream-timeout", "DUR", "60s",
+         "wait for an upstream answer when the route sets no backendRequest timeout, and the longest "
+         "pause allowed between response body bytes (a stalled body closes the client connection)",
+         duration_flag(&o.server.upstream_timeout));
   fs.add("upstream-idle-timeout", "DUR", "30s", "close pooled upstream connections idle longer than this",
          duration_flag(&o.server.upstream_idle_timeout));
   fs.add("trusted-proxies", "CIDR,...", "none", "trust X-Forwarded-For only from these peers",

@@ -107,6 +107,7 @@ void AccessLog::write(const AccessRecord& r) {
   if (r.upstream_ms >= 0) fmt::format_to(std::back_inserter(out), ",\"upstreamMs\":{:.3f}", r.upstream_ms);
   field(out, "route", r.route);
   field(out, "requestId", r.request_id);
+  if (!r.error.empty()) field(out, "error", r.error);
   out.push_back('}');
   out.push_back('\n');
   if (out.size() >= kBatchBytes) flush_thread();

@@ -34,6 +34,9 @@ struct AccessRecord {
   double upstream_ms = -1;
   std::string_view route;
   std::string_view request_id;
+  // Why the exchange ended abnormally after its answer began, e.g.
+  // "upstream_truncated" (the upstream ended the body early); empty otherwise.
+  std::string_view error;
 };
 
 class AccessLog {

@@ -826,6 +826,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   asio::awaitable<bool> relay_response_body(UpstreamConn& up, bool& upstream_reusable, uint64_t sent);
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void finish_request();
+  // The upstream ended a response before the body its framing promised
+  // (EOF, reset, or no bytes within the timeout): counted, logged, and marked
+  // on the access-log line. `got`: body bytes received; `want`: 0 if unknown.
+  void upstream_truncated(bool timeout, uint64_t got, uint64_t want);
 
   // ---- response cache (filters.cache): lookup before the upstream phase,
   // capture while relaying, store at the end. Answers a hit itself: the
@@ -877,6 +881,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::vector<bool> ejected_;  // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;  // a session cookie value to issue (consistent hash on a cookie)
   CacheFill* capture_ = nullptr;  // set while relay_response_body feeds a cache fill
+  const std::string* cluster_ = nullptr;  // the chosen backend's cluster (lives in the pinned Config)
+  const char* error_kind_ = nullptr;      // access-log "error": why the answer ended abnormally
 };
 
 template <class Stream>
@@ -888,6 +894,8 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   request_id_.clear();
   route_label_.clear();
   upstream_key_.clear();
+  cluster_ = nullptr;
+  error_kind_ = nullptr;
   status_ = 0;
   bytes_in_ = bytes_out_ = 0;
   upstream_ms_ = -1;
@@ -1133,6 +1141,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     co_return false;
   }
   const auto& ref = cr.rule->backends[static_cast<size_t>(bi)];
+  cluster_ = &ref.cluster;
   if (!ref.unresolved.empty()) {
     co_await local_reply(500, "backend unresolved: " + ref.unresolved, client_close || has_body);
     finish_request();
@@ -1448,11 +1457,26 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
         auto st = resp_parser_.parse(up->buf.view(), resp_, method_ == "HEAD");
         if (st == http::ParseState::kComplete) {
           if (resp_.status >= 100 && resp_.status < 200 && resp_.status != 101) {
-            // relay the interim response (100 was already sent by us: drop it)
-            if (resp_.status != 100) {
+            // Relay the interim response (e.g. 103 Early Hints) without its
+            // hop-by-hop and framing fields; 100 is ours to send (dropped), and
+            // an HTTP/1.0 client never gets a 1xx (RFC 9110 15.2).
+            if (resp_.status != 100 && client_version != http::Version::kHttp10) {
+              std::string interim = "HTTP/1.1 " + std::to_string(resp_.status) + " ";
+              interim.append(resp_.reason.empty() ? std::string_view(reason_phrase(resp_.status))
+                                                  : resp_.reason);
+              interim.append("\r\n");
+              for (const auto& h : resp_.headers)
+                if (!http::is_hop_by_hop(h.name) && !http::iequals(h.name, "content-length"))
+                  append_header(interim, h.name, h.value);
+              interim.append("\r\n");
               error_code wec;
-              co_await asio::async_write(client_, asio::buffer(up->buf.data(), resp_parser_.head_size()),
-                                         awaitable_ec(wec));
+              co_await asio::async_write(client_, asio::buffer(interim), awaitable_ec(wec));
+              if (wec) {
+                client_broken_ = true;
+                finish_request();
+                co_return false;
+              }
+              bytes_out_ += interim.size();
             }
             up->buf.consume(resp_parser_.head_size());
             resp_parser_.reset();
@@ -1566,9 +1590,23 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append("\r\n");
   bool has_request_id = false;
   bool resp_connection = has_connection_header(resp_.headers);
+  // 1xx, 204 and 304 have no body: a Content-Length or Transfer-Encoding on
+  // them is never relayed (RFC 9110 8.6, 6.4.1). A 204 that announces a body,
+  // or a 304 with Transfer-Encoding, may send bytes after its head: that
+  // upstream connection is not reused.
+  const bool bodiless_status = resp_.status < 200 || resp_.status == 204 || resp_.status == 304;
+  bool upstream_reusable = resp_.keep_alive;
   for (const auto& h : resp_.headers) {
     if (is_upgrade && (http::iequals(h.name, "upgrade") || http::iequals(h.name, "connection"))) {
       append_header(out_, h.name, h.value);
+      continue;
+    }
+    if (bodiless_status && h.name.size() == 14 && http::iequals(h.name, "content-length")) {
+      if (resp_.status == 204 && h.value != "0") upstream_reusable = false;
+      continue;
+    }
+    if (bodiless_status && h.name.size() == 17 && http::iequals(h.name, "transfer-encoding")) {
+      upstream_reusable = false;
       continue;
     }
     if (http::is_hop_by_hop(h.name) || (resp_connection && named_by_connection(resp_.headers, h.name)))
@@ -1609,8 +1647,21 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
       arm(up->sock, opts.upstream_timeout);
       size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
       disarm();
-      if (rec) break;  // relayed as far as it goes; the relay meets the same end
+      if (rec) break;
       up->buf.commit(n);
+    }
+    if (rec) {
+      // Cut short before anything went to the client: the gateway answers
+      // instead of relaying a response it knows is incomplete.
+      const bool timeout = timed_out;
+      upstream_truncated(timeout, up->buf.size(), resp_.content_length);
+      if (fill) cache_end_fill(*fill, false);
+      co_await local_reply(timeout ? 504 : 502,
+                           timeout ? "upstream stalled before the end of the response body"
+                                   : "upstream closed the connection before the end of the response body",
+                           true);
+      finish_request();
+      co_return false;
     }
   }
   // A Content-Length body that is already here leaves with the head.
@@ -1645,7 +1696,6 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     co_return false;
   }
 
-  bool upstream_reusable = resp_.keep_alive;
   bool ok = co_await relay_response_body(*up, upstream_reusable, inline_body);
   capture_ = nullptr;
   if (fill) cache_end_fill(*fill, ok);
@@ -1929,7 +1979,8 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
         if (dechunk_) dechunked_.clear();
         auto step = chunked_.feed(up.buf.view(), dechunk_ ? &dechunked_ : nullptr);
         if (!step.ok()) {
-          w_.metrics().upstream_error(upstream_key_, "protocol");
+          w_.metrics().upstream_error(*cluster_, "protocol");
+          error_kind_ = "upstream_protocol";
           upstream_reusable = false;
           co_return false;  // the head is out: all we can do is close
         }
@@ -1971,8 +2022,14 @@ asio::awaitable<bool> Session<Stream>::relay_response_body(UpstreamConn& up, boo
     co_await read_some(up.sock, up.buf, opts.upstream_timeout, ec);
     if (ec) {
       upstream_reusable = false;
-      // Reading until close: EOF is the end of the body.
-      co_return resp_.body == http::BodyKind::kUntilClose && ec == asio::error::eof;
+      // Reading until close: EOF is the end of the body. Anything else ended
+      // the body before its framing said (EOF, reset or stall): the caller
+      // closes the client connection at once, so the client sees the cut.
+      if (resp_.body == http::BodyKind::kUntilClose && ec == asio::error::eof) co_return true;
+      upstream_truncated(timed_out, resp_.body == http::BodyKind::kContentLength
+                                        ? resp_.content_length - left : chunked_.data_bytes(),
+                         resp_.body == http::BodyKind::kContentLength ? resp_.content_length : 0);
+      co_return false;
     }
   }
 }
@@ -2031,6 +2088,16 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
 }
 
 template <class Stream>
+void Session<Stream>::upstream_truncated(bool timeout, uint64_t got, uint64_t want) {
+  w_.metrics().upstream_error(*cluster_, "truncated");
+  error_kind_ = "upstream_truncated";
+  spdlog::warn("upstream {} (route {}) ended the response before the end of its body ({}, {} of {} body "
+               "bytes); the client connection is closed; request id {}",
+               upstream_key_, route_label_, timeout ? "timeout" : "connection closed", got,
+               want > 0 ? std::to_string(want) : std::string("unknown"), request_id_);
+}
+
+template <class Stream>
 void Session<Stream>::finish_request() {
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
   static const std::string kNoRoute = "none";
@@ -2051,6 +2118,7 @@ void Session<Stream>::finish_request() {
     r.upstream_ms = upstream_ms_;
     r.route = route_label_;
     r.request_id = request_id_;
+    if (error_kind_ != nullptr) r.error = error_kind_;
     log.write(r);
   }
 }
