@@ -262,6 +262,7 @@ class Translator {
     for (const auto& [key, route] : cache_.routes) translate_route(route);
     for (const auto& [key, ing] : cache_.ingresses)
       if (ingress_is_ours(ing, options_)) translate_ingress(ing);
+    settle();
 
     TranslateResult out;
     std::sort(routes_.begin(), routes_.end(), [](const sn::Route& a, const sn::Route& b) {
@@ -917,9 +918,47 @@ class Translator {
     return sn::validate(probe);
   }
 
-  // Commits an evaluated route (or routes, for an Ingress with several hosts).
+  // An evaluated route (or routes, for an Ingress with several hosts) waiting
+  // for the hostname ownership verdict before it is committed.
+  struct Pending {
+    RouteCtx ctx;
+    std::vector<sn::Route> routes;
+    ObjectMeta meta;
+    const char* kind;
+    std::vector<std::string> claimed;  // hostnames it names; "" = the catch-all
+  };
+
   void finish(RouteCtx& ctx, std::vector<sn::Route> routes, const ObjectMeta& meta,
-              const char* kind) {
+              const char* kind, std::vector<std::string> claimed) {
+    pending_.push_back({std::move(ctx), std::move(routes), meta, kind, std::move(claimed)});
+  }
+
+  // Decides hostname ownership over every route, then commits each.
+  void settle() {
+    std::vector<HostnameVerdict> verdicts(pending_.size());
+    if (options_.hostname_ownership) {
+      std::vector<HostnameClaim> claims;
+      claims.reserve(pending_.size());
+      for (const auto& p : pending_)
+        claims.push_back({p.kind, p.meta.namespace_, p.meta.name, p.meta.creation_timestamp, p.claimed});
+      verdicts = decide_hostname_ownership(claims, options_.hostname_owners);
+    }
+    for (size_t i = 0; i < pending_.size(); ++i) commit(pending_[i], verdicts[i].refused);
+  }
+
+  // Commits a route: its status, and (when accepted) its routes, clusters and
+  // certificates, less the hostnames another namespace owns.
+  void commit(Pending& p, const std::vector<HostnameRefusal>& refused) {
+    RouteCtx& ctx = p.ctx;
+    const ObjectMeta& meta = p.meta;
+    const char* kind = p.kind;
+    std::vector<sn::Route>& routes = p.routes;
+    std::set<std::string> refused_hosts;
+    std::vector<Problem> conflicts;
+    for (const auto& r : refused) {
+      refused_hosts.insert(r.hostname);
+      conflicts.push_back({"HostnameConflict", r.message});
+    }
     // The clusters the final rules reference (a rule that fails closed drops its own).
     std::set<std::string> clusters;
     for (const auto& r : routes) {
@@ -951,14 +990,33 @@ class Translator {
       }
       st.conditions.push_back(std::move(c));
     };
-    condition("Accepted", ctx.invalid, "Accepted", "the route is valid");
+    std::vector<Problem> not_accepted = ctx.invalid;
+    not_accepted.insert(not_accepted.end(), conflicts.begin(), conflicts.end());
+    condition("Accepted", not_accepted, "Accepted", "the route is valid");
     condition("ResolvedRefs", ctx.unresolved, "ResolvedRefs", "all references are resolved");
     statuses_.push_back(std::move(st));
     if (!ctx.invalid.empty()) return;
-    for (auto& r : routes) routes_.push_back(std::move(r));
-    used_clusters_.insert(clusters.begin(), clusters.end());
+    // A refused hostname leaves this route only; a route left with none of
+    // its hostnames is not served at all (never as a catch-all).
+    std::set<std::string> used;
+    for (auto& r : routes) {
+      if (r.hostnames.empty()) {
+        if (refused_hosts.count("")) continue;
+      } else {
+        std::erase_if(r.hostnames, [&](const std::string& h) { return refused_hosts.count(h) > 0; });
+        if (r.hostnames.empty()) continue;
+      }
+      for (const auto& rule : r.rules) {
+        for (const auto& b : rule.backends)
+          if (b.unresolved.empty()) used.insert(b.cluster);
+        if (rule.filters.request_mirror) used.insert(rule.filters.request_mirror->cluster);
+      }
+      routes_.push_back(std::move(r));
+    }
+    used_clusters_.insert(used.begin(), used.end());
     for (const auto& use : ctx.certs)
-      certs_[use.secret_key].hostnames.insert(use.hostnames.begin(), use.hostnames.end());
+      for (const auto& h : use.hostnames)
+        if (!refused_hosts.count(h)) certs_[use.secret_key].hostnames.insert(h);
   }
 
   void translate_route(const GatewayRoute& r) {
@@ -973,9 +1031,12 @@ class Translator {
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
     if (r.tls_secret_name)
       use_certificate(ctx, *r.tls_secret_name, out.hostnames, "spec.tls.secretName");
+    // The hostnames it claims: the valid ones; none written = the catch-all.
+    std::vector<std::string> claimed = out.hostnames;
+    if (r.hostnames.empty()) claimed.push_back("");
     std::vector<sn::Route> routes;
     routes.push_back(std::move(out));
-    finish(ctx, std::move(routes), r.meta, "GatewayRoute");
+    finish(ctx, std::move(routes), r.meta, "GatewayRoute", std::move(claimed));
   }
 
   sn::BackendRef ingress_backend(RouteCtx& ctx, const IngressBackend& b, const std::string& f) {
@@ -1033,6 +1094,8 @@ class Translator {
           tls.hosts.empty() ? all_hosts : hostnames(ctx, tls.hosts, sub(tf, "hosts"));
       use_certificate(ctx, tls.secret_name, hosts, sub(tf, "secretName"));
     }
+    std::vector<std::string> claimed;
+    for (const auto& [host, rules] : by_host) claimed.push_back(host);
     std::vector<sn::Route> routes;
     for (auto& [host, rules] : by_host) {
       sn::Route r;
@@ -1045,7 +1108,7 @@ class Translator {
       r.rules = std::move(rules);
       routes.push_back(std::move(r));
     }
-    finish(ctx, std::move(routes), ing.meta, "Ingress");
+    finish(ctx, std::move(routes), ing.meta, "Ingress", std::move(claimed));
   }
 
   const Cache& cache_;
@@ -1055,6 +1118,7 @@ class Translator {
   std::set<std::string> used_clusters_;
   std::map<std::string, CertAcc> certs_;
   std::map<std::string, std::string> cert_problems_;
+  std::vector<Pending> pending_;
   std::vector<sn::Route> routes_;
   std::vector<RouteStatus> statuses_;
   std::vector<std::string> warnings_;

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "controller/core/hostname_ownership.h"
 #include "controller/core/objects.h"
 #include "controller/core/status.h"
 #include "proxy/base/result.h"
@@ -32,6 +33,10 @@ struct TranslateOptions {
   // Also serve Ingresses that name no class (what an IngressClass marked
   // ingressclass.kubernetes.io/is-default-class does; the kube source sets it).
   bool claim_classless_ingresses = false;
+  // Hostname ownership (hostname_ownership.h, --hostname-ownership): a route
+  // naming a hostname another namespace owns is refused that hostname.
+  bool hostname_ownership = true;
+  HostnameOwners hostname_owners;  // the operator's assignments (kube: a ConfigMap)
 };
 
 struct TranslateResult {
