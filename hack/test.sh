@@ -3,11 +3,16 @@
 #   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
 #      (built once from their Go modules into ~/.cache/gantry/testbin);
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
-#      install, e2e) on the release build;
-#   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
-# Exits non-zero on any failure. Set GANTRY_SKIP_SANITIZE=1 / GANTRY_SKIP_FUZZ=1 to
-# skip a stage locally (CI runs them all).
+#      install, e2e) on the RelWithDebInfo build (build/);
+#   2. the Release build (build-release/, -O3 -DNDEBUG): its proxy, controller and
+#      echo backend pass the integration tests again;
+#   3. the unit tests again on the Debug build under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   4. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
+# Every build type a user may pick is built here, with warnings as errors
+# (-DGANTRY_WERROR=ON): the project controls this compiler. A user's own cmake
+# build warns without failing (GANTRY_WERROR defaults to OFF).
+# Exits non-zero on any failure. Set GANTRY_SKIP_RELEASE=1, GANTRY_SKIP_SANITIZE=1 or
+# GANTRY_SKIP_FUZZ=1 to skip a stage locally (CI runs them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,7 +34,7 @@ if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCH
 failed=()
 
 stage "build (RelWithDebInfo) in build/"
-cmake -S . -B build -G Ninja "${launcher[@]}" >/dev/null
+cmake -S . -B build -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGANTRY_WERROR=ON >/dev/null
 ninja -C build -j "$jobs"
 
 stage "unit, integration and install tests"
@@ -39,10 +44,19 @@ if ! ctest --test-dir build --output-on-failure -L install; then failed+=(instal
 stage "pod churn end to end (short version; the long one is hack/bench.sh churn)"
 if ! ctest --test-dir build --output-on-failure -L e2e; then failed+=(e2e); fi
 
+if [ "${GANTRY_SKIP_RELEASE:-0}" != 1 ]; then
+  stage "Release build (build-release/) and the integration tests on its binaries"
+  cmake -S . -B build-release -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release -DGANTRY_WERROR=ON >/dev/null
+  ninja -C build-release -j "$jobs" gantry-proxy gantry-controller gantry-echo
+  if ! ctest --test-dir build-release --output-on-failure -j 2 -L integration -E demo_smoke; then
+    failed+=(release-integration)
+  fi
+fi
+
 if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
   stage "unit tests under ASan + UBSan (build-asan/)"
   cmake -S . -B build-asan -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Debug \
-    -DGANTRY_SANITIZE=ON -DGANTRY_UNIT_ONLY=ON >/dev/null
+    -DGANTRY_WERROR=ON -DGANTRY_SANITIZE=ON -DGANTRY_UNIT_ONLY=ON >/dev/null
   ninja -C build-asan -j "$jobs"
   if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit; then failed+=(sanitize); fi
@@ -51,7 +65,7 @@ fi
 if [ "${GANTRY_SKIP_FUZZ:-0}" != 1 ]; then
   stage "fuzz targets (build-fuzz/, clang + libFuzzer)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DGANTRY_FUZZ=ON >/dev/null
+    -DGANTRY_WERROR=ON -DGANTRY_FUZZ=ON >/dev/null
   ninja -C build-fuzz -j "$jobs"
   if ! ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz; then failed+=(fuzz); fi
 fi

@@ -17,7 +17,8 @@ namespace gantry::controller {
 
 std::string FileError::str() const {
   std::string out = file;
-  if (line > 0) out += ":" + std::to_string(line);
+  // Appended, not "literal" + std::string&&: GCC 12 at -O3 reports a false -Wrestrict there (GCC PR 105329).
+  if (line > 0) out.append(":").append(std::to_string(line));
   out += ": ";
   if (!field.empty()) out += field + ": ";
   out += message;

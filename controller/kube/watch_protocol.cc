@@ -141,7 +141,8 @@ std::string Resource::object_path(const std::string& namespace_, const std::stri
 std::string Resource::describe(const std::string& namespace_) const {
   std::string group = api_version.find('/') == std::string::npos
                           ? std::string()
-                          : "." + api_version.substr(0, api_version.find('/'));
+                          // Appended, not "." + std::string&&: GCC 12 at -O3 reports a false -Wrestrict (GCC PR 105329).
+                          : std::string(".").append(api_version, 0, api_version.find('/'));
   std::string out = plural + group;
   if (namespaced && !namespace_.empty()) out += " in namespace " + namespace_;
   return out;
