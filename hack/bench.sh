@@ -5,6 +5,9 @@
 #   hack/bench.sh proxy      only the data-plane comparison (GANTRY_BENCH_SECONDS per run, default 10;
 #                            GANTRY_BENCH_ROUNDS interleaved rounds, default 3; GANTRY_BENCH_CONNECTIONS, 64)
 #   hack/bench.sh codec      only the snapshot codec at 10k routes / 100k endpoints
+#   hack/bench.sh buildtype  RelWithDebInfo (build/) against Release (build-release/): both proxies in
+#                            the same interleaved data-plane rounds, then instructions per request of each
+#                            (how the Dockerfile's build type was chosen, docs/BENCHMARKS.md)
 #   hack/bench.sh instructions  instructions (callgrind) and heap allocations (memcheck) per proxied
 #                            request vs nginx and HAProxy
 #   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64 idle keep-alive connections
@@ -26,6 +29,21 @@ if [ "$what" = churn ]; then
   GANTRY_BIN="$(cd "$build" && pwd)/bin" exec /usr/bin/python3 tests/e2e/churn.py --write-docs "$@"
 fi
 bash hack/install-deps.sh >/dev/null
+if [ "$what" = buildtype ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  ninja -C build gantry-proxy gantry-echo >/dev/null
+  ninja -C build-release gantry-proxy gantry-echo >/dev/null
+  GANTRY_BENCH_BIN2=build-release/bin GANTRY_BENCH_BIN2_NAME=gantry-release \
+    bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}" \
+    "${GANTRY_BENCH_ROUNDS:-3}"
+  for b in build build-release; do
+    echo
+    echo "$b:"
+    bash tests/bench/instructions_bench.sh "$b/bin"
+  done
+  exit 0
+fi
 cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench >/dev/null
 if [ "$what" = all ] || [ "$what" = proxy ]; then

@@ -15,6 +15,9 @@
 #   the rounds of req/s, p50 and p99, and the proxy's CPU time per request
 #   (user + system, from /proc: the least noisy number on a shared machine).
 # Prints the ratios Gantry/HAProxy and Gantry/nginx. Never fails on numbers.
+# GANTRY_BENCH_BIN2=DIR (with GANTRY_BENCH_BIN2_NAME, default "gantry-2") adds
+# the gantry-proxy of a second build (another build type, say) as one more
+# target, measured in the same interleaved rounds.
 #
 #   tests/bench/proxy_bench.sh [BIN_DIR] [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
@@ -108,7 +111,9 @@ declare -A port pid
 start_gantry() {  # name port admin-port snapshot extra args...
   local name=$1 p=$2 admin=$3 snapshot=$4
   shift 4
-  taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$p" \
+  local dir=$bin
+  if [ "$name" = "${bin2_name:-}" ]; then dir=$bin2; fi
+  taskset -c "$cpu_proxy" "$dir/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$p" \
     --admin-listen "127.0.0.1:$admin" --control-socket "$tmp/$name.sock" \
     --snapshot-file "$snapshot" --drain-seconds 0 "$@" >"$tmp/$name.log" 2>&1 &
   pid[$name]=$!
@@ -119,6 +124,13 @@ start_gantry() {  # name port admin-port snapshot extra args...
 start_gantry gantry 19080 19901 "$tmp/snapshot.json" --access-log off
 start_gantry gantry-access-log 19083 19902 "$tmp/snapshot.json" --access-log "$tmp/access.log"
 start_gantry gantry-policies 19084 19903 "$tmp/snapshot-policies.json" --access-log off
+bin2=${GANTRY_BENCH_BIN2:-}
+bin2_name=
+if [ -n "$bin2" ]; then
+  bin2=$(cd "$bin2" && pwd)
+  bin2_name=${GANTRY_BENCH_BIN2_NAME:-gantry-2}
+  start_gantry "$bin2_name" 19085 19904 "$tmp/snapshot.json" --access-log off
+fi
 
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
@@ -201,6 +213,7 @@ run_wrk() {  # target body
 }
 
 targets=(gantry gantry-access-log gantry-policies nginx haproxy)
+if [ -n "$bin2_name" ]; then targets=(gantry "$bin2_name" gantry-access-log gantry-policies nginx haproxy); fi
 bodies=(small 16k)
 declare -A samples
 for r in $(seq 1 "$rounds"); do
