@@ -13,6 +13,8 @@ build_packages=(
   # libraries fixed by the product card and the architecture
   libcpprest-dev libyaml-cpp-dev libssl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libboost-dev libboost-system-dev libre2-dev nlohmann-json3-dev zlib1g-dev
+  # HTTP/2 codec; the version floor is checked below
+  libnghttp2-dev
 )
 test_packages=(
   # clang for libFuzzer targets and the sanitizer runtime
@@ -20,6 +22,8 @@ test_packages=(
   # real peers used by tests, the demo and benchmarks
   curl wrk nginx-light haproxy openssl python3 python3-pytest python3-websocket python3-jwt
   python3-cryptography python3-yaml procps psmisc iproute2 kubectl
+  # HTTP/2 clients (nghttp, h2load) for tests and benchmarks
+  nghttp2-client
 )
 
 packages=("${build_packages[@]}")
@@ -32,7 +36,20 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# libnghttp2 builds before 1.52.0-1+deb12u3 miss the Rapid Reset (CVE-2023-44487),
+# CONTINUATION flood (CVE-2024-28182) and CVE-2026-27135 fixes: refuse them.
+nghttp2_floor=1.52.0-1+deb12u3
+check_nghttp2() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' libnghttp2-dev 2>/dev/null || true)
+  if [ -n "$v" ] && ! dpkg --compare-versions "$v" ge "$nghttp2_floor"; then
+    echo "install-deps: libnghttp2-dev $v is older than $nghttp2_floor (security fixes missing)" >&2
+    return 1
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  check_nghttp2
   echo "install-deps: all ${#packages[@]} packages present"
   exit 0
 fi
@@ -49,4 +66,5 @@ for svc in nginx haproxy; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
+check_nghttp2
 echo "install-deps: done"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
 #   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
-#      (built once from their Go modules into ~/.cache/gantry/testbin);
+#      (built once from their Go modules into ~/.cache/gantry/testbin), and
+#      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
 #      install, e2e) on the RelWithDebInfo build (build/);
 #   2. the Release build (build-release/, -O3 -DNDEBUG): its proxy, controller and
@@ -27,6 +28,9 @@ stage "test binaries (hack/testbin.sh)"
 GANTRY_TESTBIN="$(bash hack/testbin.sh | tail -1)"
 export GANTRY_TESTBIN
 echo "test binaries in $GANTRY_TESTBIN"
+GANTRY_H2SPEC="$(bash hack/h2spec.sh | tail -1)"   # h2spec v2.2.1, built once into the same cache
+export GANTRY_H2SPEC
+echo "h2spec: $GANTRY_H2SPEC"
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi

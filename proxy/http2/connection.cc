@@ -1,0 +1,285 @@
+// The HTTP/2 connection driver: see connection.h.
+#include "proxy/http2/connection.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <unordered_map>
+
+namespace gantry::http2 {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// The connection's state shared by its coroutines and its streams.
+class Core : public Handler, public std::enable_shared_from_this<Core> {
+ public:
+  Core(asio::any_io_executor ex, StreamRunner runner)
+      : ex_(ex), runner_(std::move(runner)), write_signal_(ex) {
+    write_signal_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  Status init(const Limits& limits) {
+    auto s = ServerSession::create(limits, *this);
+    if (!s.ok()) return s.error();
+    session_ = std::move(s.value());
+    return ok_status();
+  }
+
+  ServerSession& session() { return *session_; }
+  asio::any_io_executor executor() const { return ex_; }
+  bool over() const { return over_; }
+  void wake_writer() { write_signal_.cancel(); }
+
+  // Ends the connection for everyone: streams see closed, runners unwind.
+  void end() {
+    if (over_) return;
+    over_ = true;
+    auto streams = std::move(streams_);
+    for (auto& [id, st] : streams) {
+      st->closed_ = true;
+      st->close_code_ = ErrorCode::kCancel;
+      st->notify();
+    }
+    wake_writer();
+  }
+
+  asio::awaitable<void> wait_for_output() {
+    error_code ec;
+    write_signal_.expires_at(asio::steady_timer::time_point::max());
+    co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  // ---- Handler
+  void on_request(int32_t id, RequestHead&& head, bool end_stream) override {
+    auto st = std::make_shared<Stream>(shared_from_this(), id, std::move(head), end_stream);
+    streams_[id] = st;
+    asio::co_spawn(ex_, runner_(st), asio::detached);
+  }
+  void on_data(int32_t id, std::string_view data) override {
+    if (auto* st = find(id)) {
+      st->in_.append(data);
+      st->notify();
+    }
+  }
+  void on_request_end(int32_t id, const std::vector<Field>* trailers) override {
+    if (auto* st = find(id)) {
+      st->ended_ = true;
+      if (trailers) st->trailers_ = *trailers;
+      st->notify();
+    }
+  }
+  void on_closed(int32_t id, ErrorCode code) override {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) return;
+    it->second->closed_ = true;
+    it->second->close_code_ = code;
+    it->second->notify();
+    streams_.erase(it);
+  }
+  void on_writable(int32_t id) override {
+    if (auto* st = find(id)) st->notify();
+  }
+
+ private:
+  Stream* find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
+
+  asio::any_io_executor ex_;
+  StreamRunner runner_;
+  std::unique_ptr<ServerSession> session_;
+  std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
+  asio::steady_timer write_signal_;
+  bool over_ = false;
+};
+
+Stream::Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool ended)
+    : core_(std::move(core)),
+      id_(id),
+      head_(std::move(head)),
+      ended_(ended),
+      signal_(std::make_unique<asio::steady_timer>(core_->executor())) {}
+
+void Stream::notify() { signal_->cancel(); }
+
+asio::awaitable<void> Stream::wait() {
+  error_code ec;
+  signal_->expires_at(asio::steady_timer::time_point::max());
+  co_await signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<BodyPiece> Stream::read_body() {
+  if (!handed_.empty()) {
+    // The previous piece has been passed on: its window reopens.
+    if (!closed_) core_->session().consume(id_, handed_.size());
+    handed_.clear();
+    core_->wake_writer();
+  }
+  while (in_.empty() && !ended_ && !closed_) co_await wait();
+  if (!in_.empty()) {
+    handed_.swap(in_);
+    co_return BodyPiece{handed_, ended_ && !end_told_ ? (end_told_ = true) : false, false,
+                        nullptr};
+  }
+  if (ended_ && !end_told_) {
+    end_told_ = true;
+    co_return BodyPiece{{}, true, false, trailers_.empty() ? nullptr : &trailers_};
+  }
+  co_return BodyPiece{{}, ended_, !ended_, nullptr};
+}
+
+asio::awaitable<bool> Stream::send_head(int status, std::span<const Field> fields, bool end_stream) {
+  if (closed_) co_return false;
+  core_->session().respond(id_, status, fields, end_stream);
+  core_->wake_writer();
+  co_return true;
+}
+
+asio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) {
+  while (!data.empty()) {
+    if (closed_) co_return false;
+    const size_t n = core_->session().send_data(id_, data);
+    data.remove_prefix(n);
+    core_->wake_writer();
+    if (!data.empty()) co_await wait();  // on_writable, or the stream closed
+  }
+  if (closed_) co_return false;
+  if (end_stream) {
+    core_->session().end_response(id_);
+    core_->wake_writer();
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> Stream::send_trailers(std::span<const Field> fields) {
+  if (closed_) co_return false;
+  core_->session().end_response(id_, fields);
+  core_->wake_writer();
+  co_return true;
+}
+
+void Stream::reset(ErrorCode code) {
+  if (closed_) return;
+  core_->session().reset(id_, code);
+  core_->wake_writer();
+}
+
+namespace {
+
+template <class Socket>
+asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
+  while (true) {
+    std::string_view out = core->session().output();
+    if (out.empty()) {
+      if (core->session().done() || core->over()) break;
+      co_await core->wait_for_output();
+      continue;
+    }
+    error_code ec;
+    const size_t n =
+        co_await asio::async_write(sock, asio::buffer(out.data(), out.size()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    core->session().written(n);
+    if (ec) break;
+  }
+  core->end();
+}
+
+template <class Socket>
+asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const ConnectionOptions& opts,
+                               StreamRunner runner) {
+  auto ex = co_await asio::this_coro::executor;
+  auto core = std::make_shared<Core>(ex, std::move(runner));
+  if (!core->init(opts.limits).ok()) co_return;
+  bool reading = true;
+  if (!already_read.empty() && !core->session().receive(already_read).ok()) reading = false;
+
+  // The writer runs beside the reader; it ends the connection when the
+  // session has nothing more to say.
+  bool writer_done = false;
+  asio::steady_timer writer_finished(ex, asio::steady_timer::time_point::max());
+  asio::co_spawn(
+      ex,
+      [&sock, core, &writer_done, &writer_finished]() -> asio::awaitable<void> {
+        co_await writer(sock, core);
+        writer_done = true;
+        error_code ignored;
+        sock.lowest_layer().cancel(ignored);  // wakes the reader
+        writer_finished.cancel();
+      },
+      asio::detached);
+
+  // Idle timeout: a timer re-armed on every read, cancelling the read when it
+  // fires while no stream is open.
+  asio::steady_timer idle(ex);
+  std::string buf(16 * 1024, '\0');
+  bool peer_gone = false;
+  while (reading && !core->over()) {
+    core->wake_writer();
+    error_code ec;
+    idle.expires_after(opts.idle_timeout);
+    idle.async_wait([&sock, core](error_code e) {
+      if (!e && core->session().open_streams() == 0) {
+        error_code ignored;
+        sock.lowest_layer().cancel(ignored);
+      }
+    });
+    const size_t n = co_await sock.async_read_some(asio::buffer(buf),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    idle.cancel();
+    if (ec || n == 0) {
+      peer_gone = true;
+      break;
+    }
+    if (!core->session().receive(std::string_view(buf.data(), n)).ok()) break;
+    if (core->session().done()) break;
+  }
+  // The session ended (GOAWAY after an error or a drain): let the writer flush
+  // what is queued, for a bounded time. A peer that went away gets nothing.
+  core->wake_writer();
+  if (!peer_gone && !writer_done) {
+    bool timed_out = false;
+    asio::steady_timer flush(ex, std::chrono::seconds(5));
+    flush.async_wait([&writer_finished, &timed_out](error_code e) {
+      if (!e) {
+        timed_out = true;
+        writer_finished.cancel();
+      }
+    });
+    while (!writer_done && !timed_out) {
+      error_code ec;
+      writer_finished.expires_at(asio::steady_timer::time_point::max());
+      co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    flush.cancel();
+  }
+  core->end();
+  error_code ignored;
+  sock.lowest_layer().shutdown(asio::socket_base::shutdown_both, ignored);
+  // The writer may still be suspended in async_write: closing wakes it.
+  sock.lowest_layer().close(ignored);
+  while (!writer_done) {
+    error_code ec;
+    writer_finished.expires_at(asio::steady_timer::time_point::max());
+    co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve(asio::ip::tcp::socket socket, std::string already_read,
+                            const ConnectionOptions& options, StreamRunner runner) {
+  co_await serve_on(socket, std::move(already_read), options, std::move(runner));
+}
+
+asio::awaitable<void> serve(asio::ssl::stream<asio::ip::tcp::socket> socket, std::string already_read,
+                            const ConnectionOptions& options, StreamRunner runner) {
+  co_await serve_on(socket, std::move(already_read), options, std::move(runner));
+}
+
+}  // namespace gantry::http2

@@ -1,0 +1,96 @@
+// HTTP/2 connection driver: runs one client connection's ServerSession on a
+// socket (cleartext h2c or TLS after ALPN h2) with Boost.Asio coroutines, and
+// gives each request stream to a runner coroutine as an http2::Stream, whose
+// awaitable calls map one to one onto the exchange's Downstream interface
+// (proxy/exchange/downstream.h): read_body, send_head, send_body,
+// send_trailers, reset.
+//
+// Invariants:
+// - One reader and one writer coroutine per connection, plus one runner per
+//   open stream, all on the connection's executor (one thread): no locks.
+// - Flow control is the codec's and reaches the runner: read_body() hands
+//   out what arrived and reopens the window for the previous piece only when
+//   asked for the next one; send_body() completes only when the codec took
+//   every byte (within the client's window plus the codec's bounded buffer).
+// - When the connection ends (peer gone, protocol error, flood, idle
+//   timeout) every open stream is marked closed and its runner woken: its
+//   pending calls return false / failed and it unwinds.
+// - drain() starts the two-step GOAWAY; the connection ends when its streams
+//   have finished.
+#pragma once
+
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http2/server_session.h"
+
+namespace gantry::http2 {
+
+class Core;
+
+// A piece of the request body. `data` stays valid until the next read_body().
+struct BodyPiece {
+  std::string_view data;
+  bool end = false;                               // the request is complete
+  bool failed = false;                            // the stream or connection is gone
+  const std::vector<Field>* trailers = nullptr;   // with end, when the client sent some
+};
+
+class Stream {
+ public:
+  Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool ended);
+  int32_t id() const { return id_; }
+  const RequestHead& head() const { return head_; }
+  bool closed() const { return closed_; }
+  ErrorCode close_code() const { return close_code_; }
+
+  boost::asio::awaitable<BodyPiece> read_body();
+  boost::asio::awaitable<bool> send_head(int status, std::span<const Field> fields, bool end_stream);
+  boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream);
+  boost::asio::awaitable<bool> send_trailers(std::span<const Field> fields);
+  void reset(ErrorCode code);
+
+ private:
+  friend class Core;
+  boost::asio::awaitable<void> wait();
+  void notify();
+
+  std::shared_ptr<Core> core_;
+  int32_t id_;
+  RequestHead head_;
+  std::string in_;        // body bytes received, not yet handed out
+  std::string handed_;    // the piece last handed out (consumed on the next call)
+  std::vector<Field> trailers_;
+  bool ended_ = false;    // END_STREAM received
+  bool end_told_ = false;
+  bool closed_ = false;
+  ErrorCode close_code_ = ErrorCode::kNoError;
+  std::unique_ptr<boost::asio::steady_timer> signal_;
+};
+
+using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;
+
+struct ConnectionOptions {
+  Limits limits;
+  std::chrono::milliseconds idle_timeout{60000};  // no stream open and nothing read
+};
+
+// Serves one connection until it ends. `already_read` holds bytes read while
+// detecting the protocol (the preface on an h2c listener); they are fed first.
+boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string already_read,
+                                   const ConnectionOptions& options, StreamRunner runner);
+boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> socket,
+                                   std::string already_read, const ConnectionOptions& options,
+                                   StreamRunner runner);
+
+}  // namespace gantry::http2

@@ -1,0 +1,688 @@
+// The HTTP/2 server codec on libnghttp2: see server_session.h for the contract.
+#include "proxy/http2/server_session.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+namespace gantry::http2 {
+
+namespace {
+
+constexpr uint8_t kDrainPing[8] = {'g', 'a', 'n', 't', 'r', 'y', 'd', 'r'};
+
+uint64_t steady_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string_view sv(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
+
+// RFC 9113 8.2.2: fields that only make sense on one HTTP/1.x connection.
+bool connection_specific(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
+         name == "transfer-encoding" || name == "upgrade";
+}
+
+bool has_upper(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+// A token bucket on the caller's clock.
+class Bucket {
+ public:
+  Bucket(uint32_t burst, uint32_t per_second, uint64_t now)
+      : burst_(burst), rate_(per_second), tokens_(burst), last_(now) {}
+  bool take(uint64_t now) {
+    if (now > last_) {
+      tokens_ = std::min<double>(burst_, tokens_ + static_cast<double>(now - last_) * rate_ / 1000);
+      last_ = now;
+    }
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  double burst_;
+  double rate_;
+  double tokens_;
+  uint64_t last_;
+};
+
+struct Stream {
+  int32_t id = 0;
+  RequestHead head;
+  std::string host;
+  std::string cookie;
+  std::vector<Field> trailers;
+  size_t header_bytes = 0;
+  bool in_trailers = false;
+  bool too_large = false;      // header list over the limit: answered 431
+  bool malformed = false;      // reset with PROTOCOL_ERROR
+  bool delivered = false;      // the handler knows this stream
+  bool remote_ended = false;   // END_STREAM received
+  bool client_reset = false;   // RST_STREAM received
+  bool response_done = false;  // END_STREAM sent
+  size_t unconsumed = 0;       // body bytes delivered but not yet consume()d
+  // Response body waiting for the client's window.
+  bool responding = false;  // a body is expected (respond() without end_stream)
+  std::string out;
+  size_t out_off = 0;
+  bool out_eof = false;
+  bool deferred = false;
+  bool wants_room = false;
+  std::vector<Field> response_trailers;
+
+  size_t buffered() const { return out.size() - out_off; }
+};
+
+}  // namespace
+
+struct ServerSession::Impl {
+  Impl(const Limits& l, Handler& h, Clock c)
+      : limits(l),
+        handler(h),
+        clock(c ? c : steady_ms),
+        pings(l.ping_burst, l.ping_per_second, clock()),
+        settings(l.settings_burst, l.settings_per_second, clock()) {}
+  ~Impl() {
+    if (session) nghttp2_session_del(session);
+  }
+
+  Limits limits;
+  Handler& handler;
+  Clock clock;
+  nghttp2_session* session = nullptr;
+  std::unordered_map<int32_t, std::unique_ptr<Stream>> streams;
+  std::string out;
+  size_t out_off = 0;
+  std::vector<int32_t> writable;  // on_writable notifications due after serialising
+  Counters counters;
+  Bucket pings;
+  Bucket settings;
+  uint32_t empty_run = 0;
+  bool flood = false;  // a flood counter tripped: GOAWAY ENHANCE_YOUR_CALM
+  bool bad_stream_id = false;  // HEADERS on a stream id the client skipped: PROTOCOL_ERROR
+  // Client stream ids: the highest seen, and the ranges it skipped (RFC 9113
+  // 5.1.1: a skipped id is closed; HEADERS on it is a connection error).
+  // nghttp2 cannot tell a skipped id from a closed one and ignores both.
+  int32_t last_client_id = 0;
+  std::vector<std::pair<int32_t, int32_t>> skipped;  // [first, last], bounded
+  bool dead = false;   // nothing more can be exchanged
+  bool dead_input = false;  // a fatal receive error: nothing more is read
+  int drain_step = 0;  // 0 serving, 1 notice sent, 2 final GOAWAY sent
+  std::optional<ErrorCode> goaway;
+
+  Stream* find(int32_t id) const {
+    auto it = streams.find(id);
+    return it == streams.end() ? nullptr : it->second.get();
+  }
+
+  void terminate(ErrorCode code) {
+    nghttp2_session_terminate_session(session, static_cast<uint32_t>(code));
+  }
+
+  void rst(int32_t id, ErrorCode code) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, static_cast<uint32_t>(code));
+  }
+
+  // Tracks client stream ids; false for HEADERS on an id the client skipped.
+  bool stream_id_allowed(int32_t id) {
+    if ((id & 1) == 0) return true;  // nghttp2 judges even and zero ids
+    if (id > last_client_id) {
+      if (id > last_client_id + 2) {
+        if (skipped.size() == 64) skipped.erase(skipped.begin());
+        skipped.emplace_back(last_client_id + 2, id - 2);
+      }
+      last_client_id = id;
+      return true;
+    }
+    for (const auto& [lo, hi] : skipped) {
+      if (id >= lo && id <= hi) return false;
+    }
+    return true;
+  }
+
+  // Flood counters, judged on each frame header before its payload is read.
+  bool frame_allowed(const nghttp2_frame_hd& hd) {
+    const uint64_t opened = counters.streams_opened;
+    switch (hd.type) {
+      case NGHTTP2_HEADERS:
+      case NGHTTP2_CONTINUATION:
+        if (hd.length == 0 && !(hd.flags & NGHTTP2_FLAG_END_HEADERS)) {
+          return ++empty_run <= limits.max_consecutive_empty_frames;
+        }
+        if (hd.length > 0) empty_run = 0;
+        return true;
+      case NGHTTP2_PING:
+        if (hd.flags & NGHTTP2_FLAG_ACK) return true;
+        ++counters.pings;
+        return pings.take(clock());
+      case NGHTTP2_SETTINGS:
+        if (hd.flags & NGHTTP2_FLAG_ACK) return true;
+        ++counters.settings;
+        return settings.take(clock());
+      case NGHTTP2_WINDOW_UPDATE:
+        ++counters.window_updates;
+        return counters.window_updates <=
+               limits.window_update_base + limits.window_update_per_stream * opened +
+                   limits.window_update_per_data_frame * counters.data_frames_sent;
+      case NGHTTP2_PRIORITY:
+        ++counters.priorities;
+        return counters.priorities <= limits.priority_base + limits.priority_per_stream * opened;
+      default:
+        return true;
+    }
+  }
+
+  // A request head is complete: validate and hand it over, or refuse it.
+  void request_head_done(Stream& st, bool end_stream) {
+    if (st.too_large) {
+      // The header block was decoded (HPACK state stays in sync) but not kept.
+      static const nghttp2_nv nv[] = {
+          {(uint8_t*)":status", (uint8_t*)"431", 7, 3, NGHTTP2_NV_FLAG_NONE},
+          {(uint8_t*)"content-length", (uint8_t*)"0", 14, 1, NGHTTP2_NV_FLAG_NONE}};
+      nghttp2_submit_response(session, st.id, nv, 2, nullptr);
+      return;
+    }
+    if (!st.malformed && !st.host.empty()) {
+      if (st.head.authority.empty()) {
+        st.head.authority = std::move(st.host);
+      } else if (st.head.authority != st.host) {
+        st.malformed = true;  // RFC 9113 8.3.1: both present, different values
+      }
+    }
+    if (st.malformed) {
+      rst(st.id, ErrorCode::kProtocolError);
+      return;
+    }
+    if (!st.cookie.empty()) st.head.headers.push_back({"cookie", std::move(st.cookie)});
+    st.delivered = true;
+    st.remote_ended = end_stream;
+    handler.on_request(st.id, std::move(st.head), end_stream);
+  }
+
+  void on_header(Stream& st, std::string_view name, std::string_view value) {
+    st.header_bytes += name.size() + value.size() + 32;
+    if (st.header_bytes > limits.max_header_list_bytes) {
+      st.too_large = true;
+      st.head = RequestHead{};
+      st.trailers.clear();
+      st.cookie.clear();
+      st.host.clear();
+      return;
+    }
+    if (st.too_large || st.malformed) return;
+    if (st.in_trailers) {
+      st.trailers.push_back({std::string(name), std::string(value)});
+      return;
+    }
+    if (!name.empty() && name[0] == ':') {
+      if (name == ":method") {
+        st.head.method = value;
+      } else if (name == ":scheme") {
+        st.head.scheme = value;
+      } else if (name == ":authority") {
+        st.head.authority = value;
+      } else if (name == ":path") {
+        st.head.path = value;
+      } else {
+        st.malformed = true;
+      }
+      return;
+    }
+    if (connection_specific(name) || (name == "te" && value != "trailers") || has_upper(name)) {
+      st.malformed = true;
+      return;
+    }
+    if (name == "host") {
+      st.host = value;
+      return;
+    }
+    if (name == "cookie") {
+      // RFC 9113 8.2.3: crumbs are joined with "; " before going to HTTP/1.1.
+      if (!st.cookie.empty()) st.cookie.append("; ");
+      st.cookie.append(value);
+      return;
+    }
+    if (name == "content-length") {
+      uint64_t v = 0;
+      for (char c : value) v = v * 10 + static_cast<uint64_t>(c - '0');  // digits: checked by nghttp2
+      st.head.content_length = v;
+    }
+    st.head.headers.push_back({std::string(name), std::string(value)});
+  }
+
+  void stream_closed(int32_t id, uint32_t code) {
+    auto it = streams.find(id);
+    if (it == streams.end()) return;
+    std::unique_ptr<Stream> st = std::move(it->second);
+    streams.erase(it);
+    if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
+    if (st->client_reset && !st->response_done) {
+      ++counters.premature_resets;
+      if (counters.premature_resets >= limits.premature_reset_limit &&
+          counters.premature_resets * 2 >= counters.streams_opened) {
+        flood = true;
+        terminate(ErrorCode::kEnhanceYourCalm);
+      }
+    }
+    if (st->delivered) handler.on_closed(id, static_cast<ErrorCode>(code));
+  }
+
+  // --- nghttp2 callbacks -------------------------------------------------
+  static Impl& self(void* user) { return *static_cast<Impl*>(user); }
+
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    Impl& s = self(user);
+    if (hd->type == NGHTTP2_HEADERS && !s.stream_id_allowed(hd->stream_id)) {
+      s.bad_stream_id = true;
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (s.frame_allowed(*hd)) return 0;
+    s.flood = true;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* f, void* user) {
+    Impl& s = self(user);
+    if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    const int32_t id = f->hd.stream_id;
+    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      auto st = std::make_unique<Stream>();
+      st->id = id;
+      s.streams[id] = std::move(st);
+      ++s.counters.streams_opened;
+    } else if (Stream* st = s.find(id)) {
+      st->in_trailers = true;
+      st->header_bytes = 0;
+    }
+    return 0;
+  }
+
+  static int on_header(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                       void* user) {
+    Impl& s = self(user);
+    if (Stream* st = s.find(f->hd.stream_id)) s.on_header(*st, sv(name, namelen), sv(value, valuelen));
+    return 0;
+  }
+
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* user) {
+    Impl& s = self(user);
+    const int32_t id = f->hd.stream_id;
+    const bool end_stream = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    switch (f->hd.type) {
+      case NGHTTP2_DATA: {
+        const size_t payload = f->hd.length - std::min<size_t>(f->hd.length, f->data.padlen);
+        if (payload == 0 && !end_stream) {
+          if (++s.empty_run > s.limits.max_consecutive_empty_frames) {
+            s.flood = true;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+          }
+        } else {
+          s.empty_run = 0;
+        }
+        Stream* st = s.find(id);
+        if (st && end_stream && st->delivered && !st->remote_ended) {
+          st->remote_ended = true;
+          s.handler.on_request_end(id, nullptr);
+        }
+        break;
+      }
+      case NGHTTP2_HEADERS: {
+        Stream* st = s.find(id);
+        if (st == nullptr) break;
+        if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+          s.request_head_done(*st, end_stream);
+        } else if (st->in_trailers && st->delivered && !st->remote_ended) {
+          st->remote_ended = true;
+          if (st->too_large) {
+            s.rst(id, ErrorCode::kProtocolError);
+          } else {
+            s.handler.on_request_end(id, &st->trailers);
+          }
+        }
+        break;
+      }
+      case NGHTTP2_RST_STREAM:
+        if (Stream* st = s.find(id)) st->client_reset = true;
+        break;
+      case NGHTTP2_PING:
+        if ((f->hd.flags & NGHTTP2_FLAG_ACK) && s.drain_step == 1 &&
+            std::memcmp(f->ping.opaque_data, kDrainPing, 8) == 0) {
+          s.final_goaway();
+        }
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len,
+                           void* user) {
+    Impl& s = self(user);
+    Stream* st = s.find(id);
+    if (st == nullptr || !st->delivered) {
+      nghttp2_session_consume(s.session, id, len);  // refused stream: nobody reads it
+      return 0;
+    }
+    st->unconsumed += len;
+    s.handler.on_data(id, sv(data, len));
+    return 0;
+  }
+
+  static int on_stream_close(nghttp2_session*, int32_t id, uint32_t code, void* user) {
+    self(user).stream_closed(id, code);
+    return 0;
+  }
+
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* user) {
+    Impl& s = self(user);
+    const int32_t id = f->hd.stream_id;
+    if (f->hd.type == NGHTTP2_DATA) ++s.counters.data_frames_sent;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+      if (f->goaway.error_code != NGHTTP2_NO_ERROR || !s.goaway) {
+        s.goaway = static_cast<ErrorCode>(f->goaway.error_code);
+      }
+    }
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      if (Stream* st = s.find(id)) {
+        st->response_done = true;
+        // The answer is complete before the request: stop the rest (RFC 9113 8.1).
+        if (!st->remote_ended && !nghttp2_session_get_stream_remote_close(s.session, id)) {
+          s.rst(id, ErrorCode::kNoError);
+        }
+      }
+    }
+    return 0;
+  }
+
+  static ssize_t read_body(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
+                                 uint32_t* flags, nghttp2_data_source* source, void* user) {
+    Impl& s = self(user);
+    Stream* st = static_cast<Stream*>(source->ptr);
+    const size_t n = std::min(length, st->buffered());
+    std::memcpy(buf, st->out.data() + st->out_off, n);
+    st->out_off += n;
+    if (st->out_off == st->out.size()) {
+      st->out.clear();
+      st->out_off = 0;
+    }
+    if (st->buffered() == 0 && st->out_eof) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!st->response_trailers.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        std::vector<nghttp2_nv> nv;
+        s.to_nv(st->response_trailers, nv);
+        nghttp2_submit_trailer(session, id, nv.data(), nv.size());
+      }
+    } else if (n == 0) {
+      st->deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    if (st->wants_room && s.limits.response_buffer - st->buffered() >= s.limits.response_buffer / 2) {
+      st->wants_room = false;
+      s.writable.push_back(id);
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  // -----------------------------------------------------------------------
+  void to_nv(const std::vector<Field>& fields, std::vector<nghttp2_nv>& nv) {
+    for (const Field& f : fields) {
+      if (connection_specific(f.name) || f.name == "te" || f.name.empty() || f.name[0] == ':') continue;
+      nv.push_back({(uint8_t*)f.name.data(), (uint8_t*)f.value.data(), f.name.size(), f.value.size(),
+                    NGHTTP2_NV_FLAG_NONE});
+    }
+  }
+
+  void final_goaway() {
+    if (drain_step >= 2) return;
+    drain_step = 2;
+    nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+  }
+};
+
+Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limits, Handler& handler,
+                                                             Clock clock) {
+  auto impl = std::make_unique<Impl>(limits, handler, clock);
+  nghttp2_session_callbacks* cb = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0) return Error{"http2: out of memory"};
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, Impl::on_begin_frame);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, Impl::on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, Impl::on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Impl::on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Impl::on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, Impl::on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, Impl::on_frame_send);
+
+  nghttp2_option* opt = nullptr;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cb);
+    return Error{"http2: out of memory"};
+  }
+  // Windows reopen only as the handler consumes (end-to-end flow control).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_max_continuations(opt, limits.max_continuations);
+  nghttp2_option_set_max_outbound_ack(opt, 1000);
+  nghttp2_option_set_max_settings(opt, 32);
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  const int rv = nghttp2_session_server_new2(&impl->session, cb, impl.get(), opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) return Error{std::string("http2: ") + nghttp2_strerror(rv)};
+
+  const nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  if (nghttp2_submit_settings(impl->session, NGHTTP2_FLAG_NONE, iv, std::size(iv)) != 0) {
+    return Error{"http2: cannot queue SETTINGS"};
+  }
+  if (limits.connection_window > 65535 &&
+      nghttp2_session_set_local_window_size(impl->session, NGHTTP2_FLAG_NONE, 0,
+                                            static_cast<int32_t>(limits.connection_window)) != 0) {
+    return Error{"http2: cannot raise the connection window"};
+  }
+  return std::unique_ptr<ServerSession>(new ServerSession(std::move(impl)));
+}
+
+ServerSession::ServerSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ServerSession::~ServerSession() = default;
+
+Status ServerSession::receive(std::string_view bytes) {
+  Impl& s = *impl_;
+  if (s.dead) return Error{"http2: connection closed"};
+  if (s.flood || s.dead_input) return Error{"http2: connection failed"};
+  const auto rv = nghttp2_session_mem_recv(s.session, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            bytes.size());
+  if (s.flood) {
+    s.terminate(ErrorCode::kEnhanceYourCalm);
+    return Error{"http2: flood"};
+  }
+  if (s.bad_stream_id) {
+    s.dead_input = true;
+    s.terminate(ErrorCode::kProtocolError);
+    return Error{"http2: HEADERS on a skipped stream id"};
+  }
+  if (rv < 0) {
+    s.dead_input = true;
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+      s.terminate(ErrorCode::kProtocolError);
+      return Error{"http2: bad connection preface"};
+    }
+    if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+      s.flood = true;
+      s.terminate(ErrorCode::kEnhanceYourCalm);
+      return Error{"http2: flood"};
+    }
+    s.terminate(ErrorCode::kInternalError);
+    return Error{std::string("http2: ") + nghttp2_strerror(static_cast<int>(rv))};
+  }
+  return ok_status();
+}
+
+std::string_view ServerSession::output() {
+  Impl& s = *impl_;
+  if (s.out_off > 0 && s.out_off == s.out.size()) {
+    s.out.clear();
+    s.out_off = 0;
+  }
+  // Notifications may queue more data: a few rounds, bounded by the high water.
+  for (int round = 0; round < 4 && !s.dead; ++round) {
+    while (s.out.size() - s.out_off < s.limits.output_high_water) {
+      const uint8_t* p = nullptr;
+      const auto n = nghttp2_session_mem_send(s.session, &p);
+      if (n < 0) {
+        s.dead = true;
+        break;
+      }
+      if (n == 0) break;
+      s.out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+    }
+    if (s.writable.empty()) break;
+    std::vector<int32_t> due;
+    due.swap(s.writable);
+    for (int32_t id : due) {
+      if (s.find(id)) s.handler.on_writable(id);
+    }
+  }
+  return std::string_view(s.out).substr(s.out_off);
+}
+
+void ServerSession::written(size_t n) {
+  Impl& s = *impl_;
+  s.out_off = std::min(s.out.size(), s.out_off + n);
+  if (s.out_off == s.out.size()) {
+    s.out.clear();
+    s.out_off = 0;
+  } else if (s.out_off > 64 * 1024 && s.out_off > s.out.size() / 2) {
+    s.out.erase(0, s.out_off);
+    s.out_off = 0;
+  }
+}
+
+void ServerSession::respond(int32_t id, int status, std::span<const Field> headers, bool end_stream) {
+  Impl& s = *impl_;
+  Stream* st = s.find(id);
+  if (st == nullptr || !st->delivered || st->responding || st->response_done) return;
+  char code[4];
+  std::snprintf(code, sizeof code, "%03d", std::clamp(status, 100, 999));
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(headers.size() + 1);
+  nv.push_back({(uint8_t*)":status", (uint8_t*)code, 7, 3, NGHTTP2_NV_FLAG_NONE});
+  std::vector<std::string> lowered;  // names sent by an HTTP/1.1 upstream keep their case
+  lowered.reserve(headers.size());
+  for (const Field& f : headers) {
+    std::string_view name = f.name;
+    if (has_upper(name)) {
+      std::string& l = lowered.emplace_back(name);
+      std::transform(l.begin(), l.end(), l.begin(),
+                     [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+      name = l;
+    }
+    if (name.empty() || name[0] == ':' || connection_specific(name) || name == "te") continue;
+    nv.push_back({(uint8_t*)name.data(), (uint8_t*)f.value.data(), name.size(), f.value.size(),
+                  NGHTTP2_NV_FLAG_NONE});
+  }
+  nghttp2_data_provider provider{};
+  provider.source.ptr = st;
+  provider.read_callback = Impl::read_body;
+  st->responding = !end_stream;
+  nghttp2_submit_response(s.session, id, nv.data(), nv.size(), end_stream ? nullptr : &provider);
+}
+
+size_t ServerSession::room(int32_t id) const {
+  const Stream* st = impl_->find(id);
+  if (st == nullptr || !st->responding || st->out_eof) return 0;
+  return impl_->limits.response_buffer - std::min(impl_->limits.response_buffer, st->buffered());
+}
+
+size_t ServerSession::send_data(int32_t id, std::string_view data) {
+  Impl& s = *impl_;
+  Stream* st = s.find(id);
+  const size_t n = std::min(data.size(), room(id));
+  if (st == nullptr || n == 0) {
+    if (st != nullptr && !data.empty()) st->wants_room = true;
+    return 0;
+  }
+  if (st->out_off > 0 && st->out_off >= st->out.size() / 2) {
+    st->out.erase(0, st->out_off);
+    st->out_off = 0;
+  }
+  st->out.append(data.data(), n);
+  if (n < data.size()) st->wants_room = true;
+  if (st->deferred) {
+    st->deferred = false;
+    nghttp2_session_resume_data(s.session, id);
+  }
+  return n;
+}
+
+void ServerSession::end_response(int32_t id, std::span<const Field> trailers) {
+  Impl& s = *impl_;
+  Stream* st = s.find(id);
+  if (st == nullptr || !st->responding || st->out_eof) return;
+  st->out_eof = true;
+  for (const Field& f : trailers) {
+    Field& t = st->response_trailers.emplace_back(f);
+    std::transform(t.name.begin(), t.name.end(), t.name.begin(),
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  }
+  if (st->deferred) {
+    st->deferred = false;
+    nghttp2_session_resume_data(s.session, id);
+  }
+}
+
+void ServerSession::reset(int32_t id, ErrorCode code) {
+  if (impl_->find(id) != nullptr) impl_->rst(id, code);
+}
+
+void ServerSession::consume(int32_t id, size_t n) {
+  Impl& s = *impl_;
+  Stream* st = s.find(id);
+  if (st == nullptr) return;
+  n = std::min(n, st->unconsumed);
+  st->unconsumed -= n;
+  if (n > 0) nghttp2_session_consume(s.session, id, n);
+}
+
+void ServerSession::drain() {
+  Impl& s = *impl_;
+  if (s.drain_step > 0 || s.dead) return;
+  s.drain_step = 1;
+  nghttp2_submit_shutdown_notice(s.session);
+  nghttp2_submit_ping(s.session, NGHTTP2_FLAG_NONE, kDrainPing);
+}
+
+void ServerSession::finish_drain() {
+  if (impl_->drain_step == 0) drain();
+  impl_->final_goaway();
+}
+
+bool ServerSession::draining() const { return impl_->drain_step > 0; }
+
+bool ServerSession::done() const {
+  const Impl& s = *impl_;
+  if (s.out.size() > s.out_off) return false;
+  if (s.dead) return true;
+  return !nghttp2_session_want_read(s.session) && !nghttp2_session_want_write(s.session);
+}
+
+size_t ServerSession::open_streams() const { return impl_->streams.size(); }
+std::optional<ErrorCode> ServerSession::goaway_sent() const { return impl_->goaway; }
+const Counters& ServerSession::counters() const { return impl_->counters; }
+
+}  // namespace gantry::http2

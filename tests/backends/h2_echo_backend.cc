@@ -1,0 +1,205 @@
+// gantry-h2-echo: an HTTP/2 server built on the proxy's HTTP/2 codec and
+// connection driver (proxy/http2/), for the tests that exercise that codec on
+// real sockets before it is wired into gantry-proxy's listeners: h2spec runs
+// against it (tests/integration/test_h2spec.py), and it is the h2 backend of
+// later upstream-h2 tests.
+//
+// It listens for h2c with prior knowledge (--listen) and, with --tls-listen,
+// --cert and --key, for TLS with ALPN h2. Every request is read to its end
+// and answered 200 with a text body "METHOD PATH BYTES\n" (BYTES: request
+// body bytes received) and, when the request carried trailers, the trailer
+// `x-trailers: N`. /bytes/N answers N bytes (flow-control tests).
+//
+// Invariants: one thread, one io_context; SIGTERM/SIGINT exit 0.
+#include <openssl/ssl.h>
+
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <charconv>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "proxy/base/flags.h"
+#include "proxy/http2/connection.h"
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+using namespace gantry;
+
+namespace {
+
+asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
+  size_t bytes = 0;
+  size_t trailers = 0;
+  while (true) {
+    http2::BodyPiece p = co_await st->read_body();
+    bytes += p.data.size();
+    if (p.trailers) trailers = p.trailers->size();
+    if (p.end || p.failed) {
+      if (p.failed) co_return;
+      break;
+    }
+  }
+  const std::string& path = st->head().path;
+  if (path.rfind("/bytes/", 0) == 0) {
+    size_t n = 0;
+    std::from_chars(path.data() + 7, path.data() + path.size(), n);
+    const std::vector<http2::Field> h = {{"content-type", "application/octet-stream"},
+                                         {"content-length", std::to_string(n)}};
+    if (!co_await st->send_head(200, h, n == 0)) co_return;
+    const std::string chunk(16 * 1024, 'b');
+    while (n > 0) {
+      const size_t k = std::min(n, chunk.size());
+      n -= k;
+      if (!co_await st->send_body(std::string_view(chunk).substr(0, k), n == 0)) co_return;
+    }
+    co_return;
+  }
+  const std::string body = st->head().method + " " + path + " " + std::to_string(bytes) + "\n";
+  const std::vector<http2::Field> h = {{"content-type", "text/plain"},
+                                       {"content-length", std::to_string(body.size())}};
+  if (!co_await st->send_head(200, h, st->head().method == "HEAD")) co_return;
+  if (st->head().method == "HEAD") co_return;
+  if (trailers > 0) {
+    if (!co_await st->send_body(body, false)) co_return;
+    const std::vector<http2::Field> t = {{"x-trailers", std::to_string(trailers)}};
+    co_await st->send_trailers(t);
+  } else {
+    co_await st->send_body(body, true);
+  }
+}
+
+asio::awaitable<void> accept_h2c(tcp::acceptor& acc, const http2::ConnectionOptions& opts) {
+  while (true) {
+    error_code ec;
+    tcp::socket s = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    s.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acc.get_executor(), http2::serve(std::move(s), {}, opts, answer), asio::detached);
+  }
+}
+
+asio::awaitable<void> tls_connection(tcp::socket s, asio::ssl::context& ctx,
+                                     const http2::ConnectionOptions& opts) {
+  asio::ssl::stream<tcp::socket> tls(std::move(s), ctx);
+  error_code ec;
+  co_await tls.async_handshake(asio::ssl::stream_base::server,
+                               asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  const unsigned char* proto = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(tls.native_handle(), &proto, &len);
+  if (std::string_view(reinterpret_cast<const char*>(proto), len) != "h2") co_return;
+  co_await http2::serve(std::move(tls), {}, opts, answer);
+}
+
+asio::awaitable<void> accept_tls(tcp::acceptor& acc, asio::ssl::context& ctx,
+                                 const http2::ConnectionOptions& opts) {
+  while (true) {
+    error_code ec;
+    tcp::socket s = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    s.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acc.get_executor(), tls_connection(std::move(s), ctx, opts), asio::detached);
+  }
+}
+
+// ALPN: h2 only (this server speaks nothing else).
+int select_h2(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+              unsigned int inlen, void*) {
+  for (unsigned int i = 0; i < inlen; i += 1 + in[i]) {
+    if (in[i] == 2 && i + 3 <= inlen && in[i + 1] == 'h' && in[i + 2] == '2') {
+      *out = in + i + 1;
+      *outlen = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+bool bind(tcp::acceptor& acc, const HostPort& hp, const char* flag) {
+  error_code ec;
+  tcp::endpoint ep(asio::ip::make_address(hp.host, ec), hp.port);
+  if (!ec) acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::cerr << "gantry-h2-echo: cannot listen on " << flag << " " << hp.str() << ": "
+              << ec.message() << "\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  HostPort listen{"127.0.0.1", 9101};
+  std::optional<HostPort> tls_listen;
+  std::string cert, key;
+  FlagSet flags("gantry-h2-echo",
+                "HTTP/2 test server on the proxy's HTTP/2 codec: h2c (prior knowledge) and TLS + ALPN h2.",
+                "GANTRY_H2_ECHO_");
+  flags.add("listen", "ADDR:PORT", "127.0.0.1:9101", "h2c address", [&](std::string_view v) -> Status {
+    auto hp = parse_host_port(v);
+    if (!hp.ok()) return hp.error();
+    listen = *hp;
+    return ok_status();
+  });
+  flags.add("tls-listen", "ADDR:PORT", "off", "TLS address (needs --cert and --key)",
+            [&](std::string_view v) -> Status {
+              auto hp = parse_host_port(v);
+              if (!hp.ok()) return hp.error();
+              tls_listen = *hp;
+              return ok_status();
+            });
+  flags.add("cert", "PATH", "", "PEM certificate chain", [&](std::string_view v) -> Status {
+    cert = v;
+    return ok_status();
+  });
+  flags.add("key", "PATH", "", "PEM private key", [&](std::string_view v) -> Status {
+    key = v;
+    return ok_status();
+  });
+  flags.parse_or_exit(argc, argv);
+
+  asio::io_context io(1);
+  http2::ConnectionOptions opts;
+  tcp::acceptor h2c(io);
+  if (!bind(h2c, listen, "--listen")) return 1;
+  asio::co_spawn(io, accept_h2c(h2c, opts), asio::detached);
+
+  asio::ssl::context ctx(asio::ssl::context::tls_server);
+  tcp::acceptor tls(io);
+  if (tls_listen) {
+    error_code ec;
+    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                    asio::ssl::context::no_tlsv1_1);
+    ctx.use_certificate_chain_file(cert, ec);
+    if (!ec) ctx.use_private_key_file(key, asio::ssl::context::pem, ec);
+    if (ec) {
+      std::cerr << "gantry-h2-echo: cannot load --cert/--key: " << ec.message() << "\n";
+      return 1;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx.native_handle(), select_h2, nullptr);
+    if (!bind(tls, *tls_listen, "--tls-listen")) return 1;
+    asio::co_spawn(io, accept_tls(tls, ctx, opts), asio::detached);
+  }
+  asio::signal_set sigs(io, SIGTERM, SIGINT);
+  sigs.async_wait([&](error_code, int) { io.stop(); });
+  std::cout << "gantry-h2-echo: h2c on " << listen.str()
+            << (tls_listen ? ", h2 (TLS) on " + tls_listen->str() : std::string()) << std::endl;
+  io.run();
+  return 0;
+}

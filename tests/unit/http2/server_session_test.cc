@@ -1,0 +1,664 @@
+// Unit tests of the HTTP/2 server codec, driven in-process by libnghttp2's own
+// client session (requests, bodies, trailers, PING/SETTINGS/WINDOW_UPDATE and
+// RST_STREAM floods) and, where no well-behaved client would produce the frames
+// (empty frames, CONTINUATION floods, PRIORITY floods), by frames written byte
+// by byte. Every limit and flood case asserts the error code that ends the
+// stream or the connection, and that other streams keep being served.
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proxy/http2/server_session.h"
+
+namespace gantry::http2 {
+namespace {
+
+uint64_t fixed_clock() { return 1000; }
+
+// ---- raw frames ------------------------------------------------------------
+struct Frame {
+  uint8_t type;
+  uint8_t flags;
+  int32_t stream;
+  std::string payload;
+};
+
+std::string frame(uint8_t type, uint8_t flags, int32_t stream, std::string_view payload = {}) {
+  std::string f;
+  const size_t n = payload.size();
+  f.push_back(static_cast<char>(n >> 16));
+  f.push_back(static_cast<char>(n >> 8));
+  f.push_back(static_cast<char>(n));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  f.push_back(static_cast<char>((stream >> 24) & 0x7f));
+  f.push_back(static_cast<char>(stream >> 16));
+  f.push_back(static_cast<char>(stream >> 8));
+  f.push_back(static_cast<char>(stream));
+  f.append(payload);
+  return f;
+}
+
+std::vector<Frame> parse_frames(std::string_view b) {
+  std::vector<Frame> out;
+  while (b.size() >= 9) {
+    const auto* p = reinterpret_cast<const uint8_t*>(b.data());
+    const size_t n = (size_t{p[0]} << 16) | (size_t{p[1]} << 8) | p[2];
+    if (b.size() < 9 + n) break;
+    Frame f{p[3], p[4],
+            static_cast<int32_t>(((uint32_t{p[5]} & 0x7f) << 24) | (uint32_t{p[6]} << 16) |
+                                 (uint32_t{p[7]} << 8) | p[8]),
+            std::string(b.substr(9, n))};
+    out.push_back(std::move(f));
+    b.remove_prefix(9 + n);
+  }
+  return out;
+}
+
+uint32_t be32(std::string_view s, size_t at) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data() + at);
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// The HPACK block of a minimal GET (literal fields without indexing), plus extras.
+std::string hpack(const std::vector<std::pair<std::string, std::string>>& fields) {
+  nghttp2_hd_deflater* d = nullptr;
+  nghttp2_hd_deflate_new(&d, 4096);
+  std::vector<nghttp2_nv> nv;
+  for (const auto& [n, v] : fields) {
+    nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  std::string out(nghttp2_hd_deflate_bound(d, nv.data(), nv.size()), '\0');
+  const auto n = nghttp2_hd_deflate_hd(d, reinterpret_cast<uint8_t*>(out.data()), out.size(),
+                                       nv.data(), nv.size());
+  nghttp2_hd_deflate_del(d);
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+const std::vector<std::pair<std::string, std::string>> kGet = {
+    {":method", "GET"}, {":scheme", "http"}, {":authority", "a.example"}, {":path", "/"}};
+
+std::string client_settings() { return std::string(kClientPreface) + frame(NGHTTP2_SETTINGS, 0, 0); }
+
+// ---- the server side: records events, answers when told to ------------------
+struct Recorder : Handler {
+  std::map<int32_t, RequestHead> heads;
+  std::map<int32_t, std::string> bodies;
+  std::map<int32_t, std::vector<Field>> trailers;
+  std::map<int32_t, ErrorCode> closed;
+  std::vector<int32_t> ended;
+  std::vector<int32_t> writable;
+  std::function<void(int32_t, bool)> on_head;  // answer policy
+  std::function<void(int32_t)> on_end;
+
+  void on_request(int32_t id, RequestHead&& h, bool end_stream) override {
+    heads[id] = std::move(h);
+    if (end_stream) ended.push_back(id);
+    if (on_head) on_head(id, end_stream);
+    if (end_stream && on_end) on_end(id);
+  }
+  void on_data(int32_t id, std::string_view d) override { bodies[id].append(d); }
+  void on_request_end(int32_t id, const std::vector<Field>* t) override {
+    ended.push_back(id);
+    if (t) trailers[id] = *t;
+    if (on_end) on_end(id);
+  }
+  void on_closed(int32_t id, ErrorCode code) override { closed[id] = code; }
+  void on_writable(int32_t id) override { writable.push_back(id); }
+};
+
+// ---- the client side: libnghttp2's client session ---------------------------
+struct Client {
+  nghttp2_session* s = nullptr;
+  std::map<int32_t, int> status;
+  std::map<int32_t, std::string> body;
+  std::map<int32_t, std::vector<std::pair<std::string, std::string>>> trailers;
+  std::map<int32_t, uint32_t> rst;  // stream -> code received
+  std::vector<std::pair<int32_t, uint32_t>> goaways;  // last stream id, code
+  std::set<int32_t> done;
+  bool auto_window = true;
+
+  explicit Client(bool auto_window_update = true, uint32_t window = 65535) : auto_window(auto_window_update) {
+    nghttp2_session_callbacks* cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl, const uint8_t* v,
+               size_t vl, uint8_t, void* u) {
+          auto& c = *static_cast<Client*>(u);
+          std::string name(reinterpret_cast<const char*>(n), nl), value(reinterpret_cast<const char*>(v), vl);
+          if (name == ":status") {
+            c.status[f->hd.stream_id] = std::stoi(value);
+          } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
+            c.trailers[f->hd.stream_id].emplace_back(name, value);
+          }
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+        cb, [](nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t n, void* u) {
+          static_cast<Client*>(u)->body[id].append(reinterpret_cast<const char*>(d), n);
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_frame_recv_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame* f, void* u) {
+          auto& c = *static_cast<Client*>(u);
+          if (f->hd.type == NGHTTP2_RST_STREAM) c.rst[f->hd.stream_id] = f->rst_stream.error_code;
+          if (f->hd.type == NGHTTP2_GOAWAY) c.goaways.emplace_back(f->goaway.last_stream_id, f->goaway.error_code);
+          if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+              (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS)) {
+            c.done.insert(f->hd.stream_id);
+          }
+          return 0;
+        });
+    nghttp2_option* opt;
+    nghttp2_option_new(&opt);
+    if (!auto_window) nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_session_client_new2(&s, cb, this, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window}};
+    nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, 1);
+  }
+  ~Client() { nghttp2_session_del(s); }
+
+  // Everything the client session has queued, as bytes (preface first).
+  // Sends what is queued now into `pending`, so a later submit (an RST_STREAM)
+  // cannot cancel a request that was never written.
+  std::string pending;
+  void take_into_pending() { pending += take_raw(); }
+  std::string take() {
+    std::string out = std::move(pending);
+    pending.clear();
+    out += take_raw();
+    return out;
+  }
+  std::string take_raw() {
+    std::string out;
+    const uint8_t* p;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(s, &p)) > 0) out.append(reinterpret_cast<const char*>(p), n);
+    return out;
+  }
+  int32_t get(std::vector<std::pair<std::string, std::string>> extra = {}, bool with_body = false,
+              nghttp2_data_provider* body_provider = nullptr) {
+    auto fields = kGet;
+    for (auto& f : extra) fields.push_back(f);
+    std::vector<nghttp2_nv> nv;
+    for (const auto& [n, v] : fields) {
+      nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    (void)with_body;
+    return nghttp2_submit_request(s, nullptr, nv.data(), nv.size(), body_provider, this);
+  }
+};
+
+// One connection: a server session and a client session joined in memory.
+struct Conn {
+  Recorder h;
+  std::unique_ptr<ServerSession> srv;
+  Limits limits;
+  std::string wire_out;  // everything the server wrote
+  bool server_failed = false;
+
+  explicit Conn(Limits l = {}) : limits(l) {
+    auto r = ServerSession::create(limits, h, fixed_clock);
+    EXPECT_TRUE(r.ok());
+    srv = std::move(r.value());
+  }
+  // Feeds bytes to the server; returns what it wrote back.
+  std::string feed(std::string_view in) {
+    if (!in.empty() && !srv->receive(in).ok()) server_failed = true;
+    std::string out(srv->output());
+    srv->written(out.size());
+    wire_out += out;
+    return out;
+  }
+  // Runs client <-> server until neither has anything to say.
+  void pump(Client& c, int rounds = 1000) {
+    for (int i = 0; i < rounds; ++i) {
+      std::string up = c.take();
+      std::string down = feed(up);
+      if (!down.empty()) nghttp2_session_mem_recv(c.s, reinterpret_cast<const uint8_t*>(down.data()), down.size());
+      if (up.empty() && down.empty()) return;
+    }
+  }
+  std::optional<uint32_t> goaway_code() const {
+    for (const Frame& f : parse_frames(wire_out)) {
+      if (f.type == NGHTTP2_GOAWAY && f.payload.size() >= 8) return be32(f.payload, 4);
+    }
+    return std::nullopt;
+  }
+  std::optional<uint32_t> rst_code(int32_t id) const {
+    for (const Frame& f : parse_frames(wire_out)) {
+      if (f.type == NGHTTP2_RST_STREAM && f.stream == id && f.payload.size() == 4) return be32(f.payload, 0);
+    }
+    return std::nullopt;
+  }
+};
+
+void answer_ok(Conn& c, int32_t id) {
+  std::vector<Field> hdr = {{"content-type", "text/plain"}};
+  c.srv->respond(id, 200, hdr, false);
+  c.srv->send_data(id, "hello");
+  c.srv->end_response(id);
+}
+
+// ---- tests -----------------------------------------------------------------
+
+TEST(Http2ServerSession, ServesAGetAndAdvertisesItsLimits) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+  Client cl;
+  const int32_t id = cl.get({{"user-agent", "t"}});
+  c.pump(cl);
+  ASSERT_EQ(c.h.heads.count(id), 1u);
+  EXPECT_EQ(c.h.heads[id].method, "GET");
+  EXPECT_EQ(c.h.heads[id].authority, "a.example");
+  EXPECT_EQ(cl.status[id], 200);
+  EXPECT_EQ(cl.body[id], "hello");
+  EXPECT_EQ(c.h.closed[id], ErrorCode::kNoError);
+  EXPECT_EQ(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 100u);
+  EXPECT_EQ(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), 256u * 1024);
+  EXPECT_EQ(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 64u * 1024);
+  // The connection window was raised too.
+  EXPECT_EQ(nghttp2_session_get_remote_window_size(cl.s), 1024 * 1024);
+  EXPECT_EQ(c.srv->open_streams(), 0u);
+}
+
+TEST(Http2ServerSession, JoinsCookieCrumbsAndTakesHostWithoutAuthority) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+  Client cl;
+  const int32_t id = cl.get({{"cookie", "a=1"}, {"x-y", "z"}, {"cookie", "b=2"}});
+  c.pump(cl);
+  ASSERT_EQ(c.h.heads.count(id), 1u);
+  int cookies = 0;
+  for (const Field& f : c.h.heads[id].headers) {
+    if (f.name == "cookie") {
+      ++cookies;
+      EXPECT_EQ(f.value, "a=1; b=2");
+    }
+  }
+  EXPECT_EQ(cookies, 1);
+
+  // No :authority: Host is used.
+  Conn c2;
+  std::string in = client_settings();
+  in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              hpack({{":method", "GET"}, {":scheme", "http"}, {":path", "/x"}, {"host", "h.example"}}));
+  c2.feed(in);
+  ASSERT_EQ(c2.h.heads.count(1), 1u);
+  EXPECT_EQ(c2.h.heads[1].authority, "h.example");
+}
+
+// Requests the codec must refuse on their stream, while the connection goes on.
+struct StreamCase {
+  const char* name;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::optional<uint32_t> rst;   // RST_STREAM code expected
+  std::optional<int> status;     // or a status answered
+};
+
+TEST(Http2ServerSession, RefusesMalformedRequestsOnTheirStreamOnly) {
+  const std::string big(70 * 1024, 'x');
+  const std::vector<StreamCase> cases = {
+      {"authority differs from host", {{"host", "b.example"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"connection header", {{"connection", "keep-alive"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"keep-alive header", {{"keep-alive", "5"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"proxy-connection header", {{"proxy-connection", "x"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"transfer-encoding header", {{"transfer-encoding", "chunked"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"upgrade header", {{"upgrade", "websocket"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"te other than trailers", {{"te", "gzip"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"upper-case name", {{"X-Big", "1"}}, NGHTTP2_PROTOCOL_ERROR, {}},
+      {"header list over the limit", {{"x-big", big}}, {}, 431},
+      {"many fields over the limit", {}, {}, 431},
+  };
+  for (const StreamCase& tc : cases) {
+    SCOPED_TRACE(tc.name);
+    Conn c;
+    c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+    std::string in = client_settings();
+    auto fields = kGet;
+    for (const auto& f : tc.fields) fields.push_back(f);
+    if (std::string(tc.name) == "many fields over the limit") {
+      for (int i = 0; i < 3000; ++i) fields.emplace_back("x-f" + std::to_string(i), "v");
+    }
+    const std::string block = hpack(fields);
+    // Large blocks go out as HEADERS + CONTINUATION frames of 16 KiB.
+    const size_t chunk = 16384;
+    for (size_t off = 0; off < block.size(); off += chunk) {
+      const bool first = off == 0, last = off + chunk >= block.size();
+      const uint8_t flags = (last ? NGHTTP2_FLAG_END_HEADERS : 0) | (first ? NGHTTP2_FLAG_END_STREAM : 0);
+      in += frame(first ? NGHTTP2_HEADERS : NGHTTP2_CONTINUATION, flags, 1, block.substr(off, chunk));
+    }
+    // A good request follows on stream 3.
+    in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3, hpack(kGet));
+    c.feed(in);
+    EXPECT_FALSE(c.server_failed);
+    EXPECT_EQ(c.h.heads.count(1), 0u) << "a refused request never reaches the handler";
+    if (tc.rst) {
+      EXPECT_EQ(c.rst_code(1), tc.rst);
+    }
+    if (tc.status) {
+      bool seen = false;
+      nghttp2_hd_inflater* inf;
+      nghttp2_hd_inflate_new(&inf);
+      for (const Frame& f : parse_frames(c.wire_out)) {
+        if (f.type != NGHTTP2_HEADERS) continue;
+        std::string_view blk = f.payload;
+        while (true) {
+          nghttp2_nv nv;
+          int fl = 0;
+          auto n = nghttp2_hd_inflate_hd2(inf, &nv, &fl, reinterpret_cast<const uint8_t*>(blk.data()), blk.size(), 1);
+          ASSERT_GE(n, 0);
+          blk.remove_prefix(static_cast<size_t>(n));
+          if (fl & NGHTTP2_HD_INFLATE_EMIT) {
+            if (f.stream == 1 && std::string_view((char*)nv.name, nv.namelen) == ":status") {
+              EXPECT_EQ(std::string_view((char*)nv.value, nv.valuelen), std::to_string(*tc.status));
+              seen = true;
+            }
+          }
+          if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+            nghttp2_hd_inflate_end_headers(inf);
+            break;
+          }
+          if (n == 0 && !(fl & NGHTTP2_HD_INFLATE_EMIT)) break;
+        }
+      }
+      nghttp2_hd_inflate_del(inf);
+      EXPECT_TRUE(seen);
+    }
+    EXPECT_EQ(c.h.heads.count(3), 1u) << "the next stream is served";
+    EXPECT_FALSE(c.goaway_code().has_value());
+  }
+}
+
+// Floods: each sends n crafted frames. Just under the limit the connection is
+// served (the counter is what decides); over it, GOAWAY with the expected code.
+struct FloodCase {
+  const char* name;
+  std::function<std::string(int)> build;  // bytes after the client preface + SETTINGS
+  int under;
+  int over;
+  uint32_t goaway;
+};
+
+std::string client_bytes(int n, const std::function<void(Client&, int)>& fill) {
+  Client cl;
+  cl.take();  // preface + SETTINGS are sent by the test itself
+  std::string all;
+  for (int i = 0; i < n; ++i) {
+    fill(cl, i);
+    all += cl.take();
+  }
+  return all;
+}
+
+TEST(Http2ServerSession, FloodsEndTheConnectionWithTheRightCode) {
+  const std::vector<FloodCase> cases = {
+      {"PING flood",
+       [](int n) {
+         return client_bytes(n, [](Client& cl, int) { nghttp2_submit_ping(cl.s, NGHTTP2_FLAG_NONE, nullptr); });
+       },
+       45, 60, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"SETTINGS flood",
+       [](int n) {
+         return client_bytes(n, [](Client& cl, int) { nghttp2_submit_settings(cl.s, NGHTTP2_FLAG_NONE, nullptr, 0); });
+       },
+       45, 60, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"WINDOW_UPDATE flood",
+       [](int n) {
+         return client_bytes(n, [](Client& cl, int) { nghttp2_submit_window_update(cl.s, NGHTTP2_FLAG_NONE, 0, 1); });
+       },
+       95, 150, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"PRIORITY flood",
+       [](int n) {
+         std::string b;
+         const std::string prio("\x00\x00\x00\x00\x10", 5);
+         for (int i = 0; i < n; ++i) b += frame(NGHTTP2_PRIORITY, 0, 2 * i + 1, prio);
+         return b;
+       },
+       95, 150, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"empty DATA frames",
+       [](int n) {
+         std::string b = frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hpack(kGet));
+         for (int i = 0; i < n; ++i) b += frame(NGHTTP2_DATA, 0, 1);
+         return b;
+       },
+       10, 11, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"empty padded DATA frames",
+       [](int n) {
+         std::string b = frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hpack(kGet));
+         for (int i = 0; i < n; ++i) b += frame(NGHTTP2_DATA, NGHTTP2_FLAG_PADDED, 1, std::string("\x02\x00\x00", 3));
+         return b;
+       },
+       10, 11, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"empty CONTINUATION frames",
+       [](int n) {
+         std::string b = frame(NGHTTP2_HEADERS, 0, 1, hpack(kGet));
+         for (int i = 0; i < n; ++i) b += frame(NGHTTP2_CONTINUATION, 0, 1);
+         return b;
+       },
+       7, 20, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"CONTINUATION flood (CVE-2024-28182)",
+       [](int n) {
+         std::string b = frame(NGHTTP2_HEADERS, 0, 1, hpack(kGet));
+         for (int i = 0; i < n; ++i) b += frame(NGHTTP2_CONTINUATION, 0, 1, hpack({{"x-a", "b"}}));
+         return b;
+       },
+       7, 50, NGHTTP2_ENHANCE_YOUR_CALM},
+      {"Rapid Reset (CVE-2023-44487)",
+       [](int n) {
+         return client_bytes(n, [](Client& cl, int) {
+           const int32_t id = cl.get();
+           cl.take_into_pending();
+           nghttp2_submit_rst_stream(cl.s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+         });
+       },
+       95, 150, NGHTTP2_ENHANCE_YOUR_CALM},
+  };
+  for (const FloodCase& tc : cases) {
+    SCOPED_TRACE(tc.name);
+    {
+      Conn c;
+      c.feed(client_settings() + tc.build(tc.under));
+      EXPECT_FALSE(c.server_failed);
+      EXPECT_FALSE(c.goaway_code().has_value()) << "under the limit the connection is served";
+    }
+    Conn c;
+    c.feed(client_settings() + tc.build(tc.over));
+    EXPECT_TRUE(c.server_failed);
+    ASSERT_TRUE(c.goaway_code().has_value());
+    EXPECT_EQ(*c.goaway_code(), tc.goaway);
+    EXPECT_TRUE(c.srv->done()) << "nothing more is read or written";
+  }
+}
+
+// Requests whose client cancels them now and then (gRPC does) are not a flood.
+TEST(Http2ServerSession, OccasionalCancelsAreNotRapidReset) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+  Client cl;
+  for (int i = 0; i < 400; ++i) {
+    const int32_t id = cl.get();
+    c.pump(cl);
+    if (i % 3 == 0) {
+      const int32_t id2 = cl.get();
+      cl.take_into_pending();
+      nghttp2_submit_rst_stream(cl.s, NGHTTP2_FLAG_NONE, id2, NGHTTP2_CANCEL);
+      c.pump(cl);
+    }
+    EXPECT_EQ(cl.status[id], 200);
+  }
+  EXPECT_GE(c.srv->counters().premature_resets, 100u);
+  EXPECT_FALSE(c.goaway_code().has_value());
+}
+
+TEST(Http2ServerSession, TooManyConcurrentStreamsAreRefused) {
+  Limits l;
+  l.max_concurrent_streams = 3;
+  Conn c(l);
+  std::string in = client_settings();
+  for (int32_t id = 1; id <= 9; id += 2) {
+    in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, id, hpack(kGet));
+  }
+  c.feed(in);  // nobody answers: streams 1, 3, 5 stay open
+  EXPECT_EQ(c.h.heads.size(), 3u);
+  EXPECT_EQ(c.rst_code(7), NGHTTP2_REFUSED_STREAM);
+  EXPECT_EQ(c.rst_code(9), NGHTTP2_REFUSED_STREAM);
+  answer_ok(c, 1);
+  c.feed({});  // the answer goes out and closes stream 1
+  c.feed(frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 11, hpack(kGet)));
+  EXPECT_EQ(c.h.heads.count(11), 1u) << "a slot freed by an answer is used again";
+}
+
+TEST(Http2ServerSession, RequestBodyWindowOpensOnlyAsTheHandlerConsumes) {
+  Conn c;
+  Client cl;
+  std::string payload(1 << 20, 'b');  // 1 MiB, four times the stream window
+  struct Src { std::string* p; size_t off = 0; } src{&payload};
+  nghttp2_data_provider prov;
+  prov.source.ptr = &src;
+  prov.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                          nghttp2_data_source* s, void*) -> ssize_t {
+    auto& st = *static_cast<Src*>(s->ptr);
+    const size_t n = std::min(len, st.p->size() - st.off);
+    std::memcpy(buf, st.p->data() + st.off, n);
+    st.off += n;
+    if (st.off == st.p->size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  };
+  auto fields = kGet;
+  fields[0].second = "POST";
+  std::vector<nghttp2_nv> nv;
+  for (const auto& [n, v] : fields) nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), 0});
+  const int32_t id = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
+  c.pump(cl);
+  EXPECT_EQ(c.h.bodies[id].size(), 256u * 1024) << "the stream window bounds what is buffered";
+  // The handler passes bytes on in pieces; each consume lets more in.
+  size_t consumed = 0;
+  for (int i = 0; i < 100 && consumed < payload.size(); ++i) {
+    const size_t have = c.h.bodies[id].size();
+    c.srv->consume(id, have - consumed);
+    consumed = have;
+    c.pump(cl);
+    EXPECT_LE(c.h.bodies[id].size() - consumed, 256u * 1024);
+  }
+  EXPECT_EQ(c.h.bodies[id], payload);
+  ASSERT_EQ(c.h.ended.size(), 1u);
+}
+
+TEST(Http2ServerSession, ASlowReaderStopsTheResponseAtABoundedBuffer) {
+  Conn c;
+  Client cl(/*auto_window_update=*/false);
+  const int32_t id = cl.get();
+  c.pump(cl);
+  ASSERT_EQ(c.h.heads.count(id), 1u);
+  c.srv->respond(id, 200, {}, false);
+  const std::string chunk(16 * 1024, 'r');
+  size_t accepted = 0;
+  for (int i = 0; i < 1000; ++i) {  // the handler writes whenever there is room
+    const size_t n = c.srv->send_data(id, chunk);
+    accepted += n;
+    c.pump(cl);
+    if (n == 0) break;
+  }
+  // The client's 64 KiB window plus the codec's 64 KiB buffer, no more.
+  EXPECT_LE(accepted, 65535u + 64 * 1024 + chunk.size());
+  EXPECT_EQ(c.srv->room(id), 0u);
+  EXPECT_LE(cl.body[id].size(), 65535u);
+  // The client reads: window updates reopen the stream, on_writable fires.
+  nghttp2_session_consume(cl.s, id, cl.body[id].size());
+  c.pump(cl);
+  EXPECT_FALSE(c.h.writable.empty());
+  EXPECT_GT(c.srv->room(id), 0u);
+}
+
+TEST(Http2ServerSession, TrailersBothWays) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) {
+    c.srv->respond(id, 200, std::vector<Field>{{"content-type", "application/grpc"}}, false);
+    c.srv->send_data(id, "abc");
+    c.srv->end_response(id, std::vector<Field>{{"grpc-status", "0"}, {"Grpc-Message", "ok"}});
+  };
+  std::string in = client_settings();
+  in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hpack(kGet));
+  in += frame(NGHTTP2_DATA, 0, 1, "body");
+  in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+              hpack({{"x-checksum", "42"}}));
+  Client cl;
+  c.feed(in);
+  ASSERT_EQ(c.h.trailers[1].size(), 1u);
+  EXPECT_EQ(c.h.trailers[1][0].name, "x-checksum");
+  EXPECT_EQ(c.h.bodies[1], "body");
+  // Decode the answer with a client-side view of the wire.
+  const auto frames = parse_frames(c.wire_out);
+  int headers = 0;
+  bool end_on_trailers = false;
+  for (const Frame& f : frames) {
+    if (f.type == NGHTTP2_HEADERS && f.stream == 1) {
+      ++headers;
+      end_on_trailers = (f.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    }
+  }
+  EXPECT_EQ(headers, 2);
+  EXPECT_TRUE(end_on_trailers);
+  EXPECT_EQ(c.h.closed[1], ErrorCode::kNoError);
+}
+
+TEST(Http2ServerSession, DrainIsTwoStep) {
+  Conn c;
+  Client cl;
+  const int32_t first = cl.get();
+  c.pump(cl);
+  c.srv->drain();
+  c.pump(cl);
+  ASSERT_GE(cl.goaways.size(), 1u);
+  EXPECT_EQ(cl.goaways[0].first, (1u << 31) - 1) << "step one names no stream";
+  // The PING was acknowledged by the client session: step two names the last stream.
+  ASSERT_EQ(cl.goaways.size(), 2u);
+  EXPECT_EQ(cl.goaways[1].first, first);
+  EXPECT_EQ(cl.goaways[1].second, NGHTTP2_NO_ERROR);
+  EXPECT_FALSE(c.srv->done()) << "the stream in flight is still served";
+  answer_ok(c, first);
+  c.pump(cl);
+  EXPECT_EQ(cl.status[first], 200);
+  EXPECT_TRUE(c.srv->done());
+}
+
+TEST(Http2ServerSession, HeadersOnASkippedStreamIdIsAConnectionError) {
+  Conn c;
+  std::string in = client_settings();
+  in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 5, hpack(kGet));
+  in += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3, hpack(kGet));
+  c.feed(in);
+  EXPECT_TRUE(c.server_failed);
+  EXPECT_EQ(c.goaway_code(), NGHTTP2_PROTOCOL_ERROR);
+  // Trailers on a stream the server already answered and closed are not an
+  // error (the client may not have seen the end yet): they are ignored.
+  Conn d;
+  d.h.on_head = [&](int32_t id, bool) {
+    d.srv->respond(id, 200, {}, true);
+  };
+  d.feed(client_settings() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hpack(kGet)));
+  d.feed(frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 3, hpack(kGet)));
+  d.feed(frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, hpack({{"x-t", "1"}})));
+  EXPECT_FALSE(d.server_failed);
+  EXPECT_FALSE(d.goaway_code().has_value());
+}
+
+TEST(Http2ServerSession, BadPrefaceFailsTheConnection) {
+  Conn c;
+  c.feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(c.server_failed);
+  EXPECT_TRUE(c.srv->done());
+}
+
+}  // namespace
+}  // namespace gantry::http2
