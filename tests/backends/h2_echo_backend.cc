@@ -1,7 +1,7 @@
 // gantry-h2-echo: an HTTP/2 server built on the proxy's HTTP/2 codec and
 // connection driver (proxy/http2/), for the tests that exercise that codec on
 // real sockets before it is wired into gantry-proxy's listeners: h2spec runs
-// against it (tests/integration/test_h2spec.py), and it is the h2 backend of
+// against it (tests/integration/test_http2_codec.py), and it is the h2 backend of
 // later upstream-h2 tests.
 //
 // It listens for h2c with prior knowledge (--listen) and, with --tls-listen,

@@ -12,7 +12,9 @@ when they do, these runs move to the proxy's h2c and TLS listeners.
 import os
 import re
 import socket
+import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,11 +48,11 @@ def server(procs, workdir):
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-subj", "/CN=localhost", "-days", "1"], check=True, capture_output=True)
     h2c, tls = free_port(), free_port()
-    procs.spawn([binary("gantry-h2-echo"), f"--listen=127.0.0.1:{h2c}",
+    proc = procs.spawn([binary("gantry-h2-echo"), f"--listen=127.0.0.1:{h2c}",
                  f"--tls-listen=127.0.0.1:{tls}", f"--cert={cert}", f"--key={key}"],
                 workdir / "h2-echo.log")
     wait_until(lambda: listening(h2c) and listening(tls), START_TIMEOUT, "gantry-h2-echo to listen")
-    return {"h2c": h2c, "tls": tls}
+    return {"h2c": h2c, "tls": tls, "pid": proc.pid}
 
 
 def run_h2spec(port, tls):
@@ -86,3 +88,56 @@ def test_nghttp_client_with_body_and_large_download(server, workdir):
     assert out.returncode == 0, out.stderr
     m = re.search(r"\s200\s+(\S+)\s+/bytes/8388608", out.stdout)
     assert m and m.group(1) == "8M", out.stdout
+
+
+def memory_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_one_gib_each_way_at_bounded_memory(server, workdir):
+    # 1 GiB up (a sparse file) and 1 GiB down, through the codec's flow control:
+    # the server's peak RSS stays far below what it carried.
+    big = workdir / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)
+    url = f"http://127.0.0.1:{server['h2c']}"
+    out = subprocess.run(["nghttp", "-d", str(big), f"{url}/upload"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == f"POST /upload {1 << 30}", out.stdout + out.stderr
+    out = subprocess.run(["nghttp", "-n", "-s", f"{url}/bytes/{1 << 30}"], capture_output=True,
+                         text=True, timeout=120)
+    assert re.search(r"\s200\s+1G\s+/bytes/", out.stdout), out.stdout
+    peak = memory_kib(server["pid"], "VmHWM")
+    print(f"gantry-h2-echo peak RSS after 1 GiB each way: {peak} KiB")
+    assert peak < 64 * 1024, f"peak RSS {peak} KiB"
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def test_a_reader_that_stops_holds_the_server_to_its_buffers(server):
+    # A client asks for 1 GiB and reads nothing: the server's streaming answer
+    # must stop at the client's window plus the codec's bounded buffers.
+    lit = lambda n, v: b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    block = b"".join(lit(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"),
+                                            (b":authority", b"x"), (b":path", b"/bytes/1073741824")])
+    before = memory_kib(server["pid"], "VmRSS")
+    with socket.create_connection(("127.0.0.1", server["h2c"])) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0) + h2_frame(1, 5, 1, block))
+        # The connection window is 64 KiB: after it, only socket buffers fill.
+        time.sleep(1.0)
+        grown = memory_kib(server["pid"], "VmRSS") - before
+        print(f"RSS growth with a stalled reader: {grown} KiB")
+        assert grown < 8 * 1024, f"RSS grew by {grown} KiB while the client read nothing"
+        # The stream is alive: reading resumes it (one WINDOW_UPDATE worth of data arrives).
+        s.settimeout(5)
+        got = 0
+        while got < 60000:
+            d = s.recv(65536)
+            assert d, "the server closed the connection"
+            got += len(d)
