@@ -11,6 +11,11 @@
 #   hack/bench.sh instructions  instructions (callgrind) and heap allocations (memcheck) per proxied
 #                            request vs nginx and HAProxy
 #   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64 idle keep-alive connections
+#   hack/bench.sh routes     req/s matching the first, middle and last of N regex rules (N = 10, 100,
+#                            1,000, 2,000) against a PathPrefix route, then (inside the router) compile
+#                            time, heap and match time at 100, 1,000, 10,000 regex rules, sets against
+#                            one-by-one (GANTRY_BENCH_SECONDS per run, default 5; GANTRY_BENCH_ROUNDS, 3;
+#                            GANTRY_BENCH_BASELINE_BIN: the bin dir of another build to compare, same run)
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -45,7 +50,7 @@ if [ "$what" = buildtype ]; then
   exit 0
 fi
 cmake -S . -B build -G Ninja >/dev/null
-ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench >/dev/null
+ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench regex_routes_bench >/dev/null
 if [ "$what" = all ] || [ "$what" = proxy ]; then
   bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}" \
     "${GANTRY_BENCH_ROUNDS:-3}"
@@ -57,6 +62,13 @@ fi
 if [ "$what" = all ] || [ "$what" = rss ]; then
   echo
   /usr/bin/python3 tests/bench/rss_bench.py build/bin 1000 64
+fi
+if [ "$what" = all ] || [ "$what" = routes ]; then
+  echo
+  bash tests/bench/routes_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+  echo
+  echo "regex routes inside the router: RouteTable::create and match() per request"
+  build/bin/regex_routes_bench 100 1000 2000 10000
 fi
 if [ "$what" = all ] || [ "$what" = codec ]; then
   echo

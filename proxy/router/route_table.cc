@@ -5,10 +5,13 @@
 // distributed, in that order, into the host levels their route belongs to, so
 // every bucket of every level is already in precedence order. Match: visit
 // levels from the most specific host down; within a level the first entry, in
-// bucket order, that matches wins.
+// bucket order, that matches wins. The regex bucket is searched in one pass
+// per RegexGroup (an anchored RE2::Set over a consecutive run of it); the
+// hits are then taken in bucket order, exactly as the one-by-one walk would.
 #include "proxy/router/route_table.h"
 
 #include <re2/re2.h>
+#include <re2/set.h>
 
 #include <algorithm>
 #include <cctype>
@@ -52,10 +55,20 @@ struct Entry {
 
 using EntryList = std::vector<const Entry*>;
 
+// A consecutive run [begin, end) of a level's regex bucket. With a set, one
+// DFA pass finds every pattern of the run that matches the whole path (set
+// index i is entry begin + i); without one, the entries are tried in turn.
+struct RegexGroup {
+  size_t begin = 0;
+  size_t end = 0;
+  std::unique_ptr<RE2::Set> set;
+};
+
 // The entries of one host specificity level, each bucket in precedence order.
 struct HostLevel {
   StringMap<EntryList> exact;    // Exact path -> entries
   EntryList regex;               // RegularExpression entries
+  std::vector<RegexGroup> regex_groups;  // cover `regex` in order
   StringMap<EntryList> prefix;   // normalised prefix -> entries
   std::vector<bool> prefix_len;  // prefix_len[n]: some prefix of n characters exists
 };
@@ -164,6 +177,47 @@ Match make_match(const Entry* e, size_t prefix_len) {
   return Match{e->rule, prefix_len, e->route_match, e->match_index};
 }
 
+// The first entry of regex[begin, end) whose pattern and conditions hold.
+const Entry* match_regex_linear(const EntryList& regex, size_t begin, size_t end,
+                                const RequestView& req) {
+  for (size_t i = begin; i < end; ++i) {
+    const Entry* e = regex[i];
+    if (conditions_hold(*e, req) && RE2::FullMatch(req.path, *e->path_re)) return e;
+  }
+  return nullptr;
+}
+
+// The first entry of the level's regex bucket that matches: per group, one
+// set search, then its hits in bucket order; a group none of whose hits
+// passes the method / header / query checks hands over to the next group.
+const Entry* match_regex(const HostLevel& level, const RequestView& req) {
+  thread_local std::vector<int> hits;  // reused: no allocation once grown
+  for (const RegexGroup& g : level.regex_groups) {
+    const Entry* found = nullptr;
+    if (g.set == nullptr) {
+      found = match_regex_linear(level.regex, g.begin, g.end, req);
+    } else {
+      RE2::Set::ErrorInfo error{RE2::Set::kNoError};
+      if (g.set->Match(req.path, &hits, &error)) {
+        std::sort(hits.begin(), hits.end());
+        for (int h : hits) {
+          const Entry* e = level.regex[g.begin + static_cast<size_t>(h)];
+          if (conditions_hold(*e, req)) {
+            found = e;
+            break;
+          }
+        }
+      } else if (error.kind != RE2::Set::kNoError) {
+        // The DFA ran out of its memory budget on this path: the same answer,
+        // one pattern at a time.
+        found = match_regex_linear(level.regex, g.begin, g.end, req);
+      }
+    }
+    if (found != nullptr) return found;
+  }
+  return nullptr;
+}
+
 Match match_level(const HostLevel& level, const RequestView& req) {
   const std::string_view path = req.path;
   if (!level.exact.empty()) {
@@ -173,8 +227,8 @@ Match match_level(const HostLevel& level, const RequestView& req) {
       }
     }
   }
-  for (const Entry* e : level.regex) {
-    if (conditions_hold(*e, req) && RE2::FullMatch(path, *e->path_re)) return make_match(e, 0);
+  if (!level.regex.empty()) {
+    if (const Entry* e = match_regex(level, req)) return make_match(e, 0);
   }
   if (level.prefix.empty()) return {};
   // Candidate prefixes end at a segment boundary: the end of the path or a
@@ -203,6 +257,57 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// Options of every regular expression the table compiles; a set uses the
+// same ones (plus its memory budget), so both engines agree on syntax and
+// semantics.
+RE2::Options regex_options() {
+  RE2::Options options;
+  options.set_log_errors(false);
+  return options;
+}
+
+// Groups regex[begin, end) of a level: one anchored set per run, a run RE2
+// cannot compile within the budget split in two, a single pattern that still
+// fails tried on its own. Never fails.
+void build_regex_groups(HostLevel& level, size_t begin, size_t end,
+                        const RouteTableOptions& options, RegexSetStats& stats) {
+  if (begin == end) return;
+  auto linear = [&] {
+    level.regex_groups.push_back(RegexGroup{begin, end, nullptr});
+    stats.linear_entries += end - begin;
+  };
+  if (end - begin < 2) return linear();
+  RE2::Options re_options = regex_options();
+  re_options.set_max_mem(options.regex_set_max_mem);
+  auto set = std::make_unique<RE2::Set>(re_options, RE2::ANCHOR_BOTH);
+  bool ok = true;
+  for (size_t i = begin; i < end && ok; ++i) {
+    ok = set->Add(level.regex[i]->path_re->pattern(), nullptr) == static_cast<int>(i - begin);
+  }
+  if (ok && set->Compile()) {
+    level.regex_groups.push_back(RegexGroup{begin, end, std::move(set)});
+    stats.sets += 1;
+    stats.set_patterns += end - begin;
+    return;
+  }
+  stats.splits += 1;
+  size_t mid = begin + (end - begin) / 2;
+  build_regex_groups(level, begin, mid, options, stats);
+  build_regex_groups(level, mid, end, options, stats);
+}
+
+void build_level_regex(HostLevel& level, const RouteTableOptions& options, RegexSetStats& stats) {
+  const size_t n = level.regex.size();
+  if (n == 0) return;
+  if (n < std::max<size_t>(options.regex_set_min, 2)) {
+    level.regex_groups.push_back(RegexGroup{0, n, nullptr});
+    stats.linear_entries += n;
+    return;
+  }
+  const size_t run = std::max<size_t>(options.regex_set_max_patterns, 1);
+  for (size_t b = 0; b < n; b += run) build_regex_groups(level, b, std::min(n, b + run), options, stats);
+}
+
 }  // namespace
 
 struct RouteTable::Impl {
@@ -213,12 +318,11 @@ struct RouteTable::Impl {
   StringMap<HostLevel> wildcard_hosts;  // "*.example.com" is keyed ".example.com"
   size_t max_wildcard_len = 0;
   HostLevel any_host;
+  RegexSetStats regex_set_stats;
 
   Result<const RE2*> regex(const std::string& pattern) {
     if (auto it = regexes.find(pattern); it != regexes.end()) return it->second.get();
-    RE2::Options options;
-    options.set_log_errors(false);
-    auto re = std::make_unique<RE2>(pattern, options);
+    auto re = std::make_unique<RE2>(pattern, regex_options());
     if (!re->ok()) {
       return Error{"invalid regular expression \"" + pattern + "\": " + re->error()};
     }
@@ -247,7 +351,7 @@ RouteTable::RouteTable(std::shared_ptr<const snapshot::Snapshot> snap)
 RouteTable::~RouteTable() = default;
 
 Result<std::shared_ptr<const RouteTable>> RouteTable::create(
-    std::shared_ptr<const snapshot::Snapshot> snap) {
+    std::shared_ptr<const snapshot::Snapshot> snap, const RouteTableOptions& options) {
   if (!snap) return Error{"route table: no snapshot"};
   std::shared_ptr<RouteTable> table(new RouteTable(std::move(snap)));
   Impl& impl = *table->impl_;
@@ -382,8 +486,15 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
       }
     }
   }
+  for (auto& [host, level] : impl.exact_hosts) build_level_regex(level, options, impl.regex_set_stats);
+  for (auto& [suffix, level] : impl.wildcard_hosts) {
+    build_level_regex(level, options, impl.regex_set_stats);
+  }
+  build_level_regex(impl.any_host, options, impl.regex_set_stats);
   return std::shared_ptr<const RouteTable>(std::move(table));
 }
+
+const RegexSetStats& RouteTable::regex_set_stats() const { return impl_->regex_set_stats; }
 
 Match RouteTable::match(const RequestView& req) const {
   const Impl& impl = *impl_;

@@ -10,15 +10,19 @@
 //          the next less specific one.
 //   path:  within a level, every (route, rule, match) triple is an entry
 //          sorted by precedence at compile time and bucketed: Exact paths in
-//          a hash map (O(1)), regular expressions in one sorted list (each
-//          tried in order, RE2 linear time), prefixes in a hash map keyed by
-//          the normalised prefix, probed longest first once per path
-//          segment boundary whose length some prefix of that level has.
+//          a hash map (O(1)), regular expressions in one sorted list
+//          matched in one pass (anchored RE2::Set over consecutive runs of
+//          the list, each run's hits then taken in precedence order),
+//          prefixes in a hash map keyed by the normalised prefix, probed
+//          longest first once per path segment boundary whose length some
+//          prefix of that level has.
 // Cost of one match: O(labels of host) hash probes + O(segments of path)
-// hash probes + the regex entries of the visited levels + the method /
-// header / query checks of the candidate entries visited before the winner.
-// The hot path allocates nothing (except a regular-expression query match on
-// a percent-encoded value, which decodes into a temporary).
+// hash probes + one DFA pass over the path per regex set of the visited
+// levels + the method / header / query checks of the candidate entries
+// visited before the winner. The hot path allocates nothing except RE2::Set's
+// scratch set of hit indices (one block per set searched) and a
+// regular-expression query match on a percent-encoded value, which decodes
+// into a temporary.
 #pragma once
 
 #include <cstddef>
@@ -81,12 +85,37 @@ struct Match {
   size_t match_index = 0;
 };
 
+// How create() compiles the RegularExpression paths of a host level
+// (docs/routing.md, "Regular expressions in one pass"). The defaults are the
+// production values; tests shrink them to exercise splitting and fallbacks.
+struct RouteTableOptions {
+  // A level with at least this many regex entries matches them with RE2::Set;
+  // below it each is tried in turn (one FullMatch beats a set's bookkeeping).
+  size_t regex_set_min = 2;
+  // At most this many patterns per set: a level with more gets several sets,
+  // each a consecutive run of the precedence order, searched in that order.
+  size_t regex_set_max_patterns = 4096;
+  // RE2 max_mem of one set: a quarter bounds the compiled program, the rest
+  // the DFA state cache (filled lazily while matching). A run RE2 cannot
+  // compile within it is split in two, down to single patterns tried one by
+  // one; a snapshot is never rejected for it.
+  int64_t regex_set_max_mem = int64_t{16} << 20;
+};
+
+// What create() made of the regular-expression paths, over all host levels.
+struct RegexSetStats {
+  size_t sets = 0;             // RE2::Set objects
+  size_t set_patterns = 0;     // entries matched through a set
+  size_t linear_entries = 0;   // entries tried one by one (small levels, split down to one)
+  size_t splits = 0;           // runs split in two because RE2 could not compile them
+};
+
 class RouteTable {
  public:
   // Compiles a validated snapshot. Errors (e.g. a regex RE2 rejects) name the
   // route and the field: "route default/shop rules[1].matches[0].path: ...".
   static Result<std::shared_ptr<const RouteTable>> create(
-      std::shared_ptr<const snapshot::Snapshot> snap);
+      std::shared_ptr<const snapshot::Snapshot> snap, const RouteTableOptions& options = {});
 
   Match match(const RequestView& req) const;
 
@@ -94,6 +123,7 @@ class RouteTable {
   size_t rule_count() const { return rules_.size(); }
   // Every compiled rule, in snapshot order (route, then rule).
   const std::deque<CompiledRule>& rules() const { return rules_; }
+  const RegexSetStats& regex_set_stats() const;
 
   ~RouteTable();
   RouteTable(const RouteTable&) = delete;

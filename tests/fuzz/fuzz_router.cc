@@ -1,8 +1,10 @@
 // Fuzz target for the router: one table compiled from a fixed snapshot that
 // exercises every kind of host and match, then arbitrary requests. Input:
 // newline-separated fields host, path, query, method, then "name:value"
-// header lines. Checks: no crash, the same request gives the same rule, and
-// a prefix match ends on a segment boundary of the path.
+// header lines. Checks: no crash, the same request gives the same rule, a
+// prefix match ends on a segment boundary of the path, and the regular
+// expressions matched in one pass (RE2::Set, production options and a budget
+// of two patterns per set) give exactly the answer of the one-by-one walk.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -33,7 +35,7 @@ snapshot::Rule rule(std::vector<snapshot::RouteMatch> matches, std::vector<uint3
   return r;
 }
 
-std::shared_ptr<const router::RouteTable> make_table() {
+std::shared_ptr<const router::RouteTable> make_table(const router::RouteTableOptions& options) {
   auto snap = std::make_shared<snapshot::Snapshot>();
   auto add = [&](std::string name, int64_t created, std::vector<std::string> hosts,
                  std::vector<snapshot::Rule> rules) {
@@ -64,7 +66,24 @@ std::shared_ptr<const router::RouteTable> make_table() {
   add("any", 40, {},
       {rule({match(PathMatchType::kPathPrefix, "/health")}, {5000, 5003}),
        rule({match(PathMatchType::kExact, "/exact")}, {1, 1, 1})});
-  auto table = router::RouteTable::create(snap);
+  // Overlapping regexes on one level, ranked by their conditions: a request
+  // often hits several, and the best-ranked hit may fail its checks.
+  auto get_any = match(PathMatchType::kRegularExpression, "/r/.*");
+  get_any.method = "GET";
+  auto tenant = match(PathMatchType::kRegularExpression, "/r/[0-9]+(/.*)?");
+  tenant.headers = {{ValueMatchType::kRegularExpression, "x-tenant", "t[0-9]{1,3}"}};
+  auto versioned = match(PathMatchType::kRegularExpression, "/r/[a-z]+/v[0-9]");
+  versioned.query_params = {{ValueMatchType::kExact, "v", "2"}};
+  add("regexes", 50, {"shop.example.com", "*.example.com"},
+      {rule({get_any, tenant, versioned}, {1}),
+       rule({match(PathMatchType::kRegularExpression, "/r/[0-9]+"),
+             match(PathMatchType::kRegularExpression, "(?i)/R/.*\\.JSON"),
+             match(PathMatchType::kRegularExpression, ".*/x|/r/x/.*"),
+             match(PathMatchType::kRegularExpression, "/r/\\pL+"),
+             match(PathMatchType::kRegularExpression, "/r/(a|ab)(c|bcd)(d*)")},
+            {1}),
+       rule({match(PathMatchType::kRegularExpression, ".*")}, {1})});
+  auto table = router::RouteTable::create(snap, options);
   if (!table.ok()) std::abort();
   return *table;
 }
@@ -78,10 +97,31 @@ std::optional<std::string_view> header(const void* ctx, std::string_view name) {
   return std::nullopt;
 }
 
+bool same(const router::Match& a, const router::Match& b) {
+  if ((a.rule == nullptr) != (b.rule == nullptr)) return false;
+  if (a.rule == nullptr) return true;
+  return a.rule->route_label == b.rule->route_label && a.match_index == b.match_index &&
+         a.matched_prefix_len == b.matched_prefix_len;
+}
+
+router::RouteTableOptions linear_options() {
+  router::RouteTableOptions o;
+  o.regex_set_min = static_cast<size_t>(-1);
+  return o;
+}
+
+router::RouteTableOptions two_per_set() {
+  router::RouteTableOptions o;
+  o.regex_set_max_patterns = 2;
+  return o;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::shared_ptr<const router::RouteTable> table = make_table();
+  static const std::shared_ptr<const router::RouteTable> table = make_table({});
+  static const std::shared_ptr<const router::RouteTable> linear = make_table(linear_options());
+  static const std::shared_ptr<const router::RouteTable> small = make_table(two_per_set());
   std::string_view in(reinterpret_cast<const char*>(data), size);
   std::vector<std::string_view> fields;
   while (!in.empty() && fields.size() < 32) {
@@ -111,6 +151,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       first.match_index != second.match_index) {
     std::abort();
   }
+  if (table->regex_set_stats().sets == 0 || linear->regex_set_stats().sets != 0) std::abort();
+  if (!same(first, linear->match(req)) || !same(first, small->match(req))) std::abort();
   if (first.rule != nullptr) {
     size_t n = first.matched_prefix_len;
     if (n > req.path.size()) std::abort();
