@@ -48,8 +48,11 @@ inline std::string dump(const snapshot::Snapshot& s) {
       }
       out += " ->";
       for (const auto& b : r.rules[i].backends) {
-        out += " " + (b.unresolved.empty() ? b.cluster : "!\"" + b.unresolved + "\"");
-        if (b.weight != 1) out += "*" + std::to_string(b.weight);
+        // Appended piece by piece, not "literal" + std::string&&: GCC 12 at -O3
+        // reports a false -Wrestrict there (GCC PR 105329).
+        out += ' ';
+        if (b.unresolved.empty()) out += b.cluster; else out.append("!\"").append(b.unresolved).append("\"");
+        if (b.weight != 1) out.append("*").append(std::to_string(b.weight));
       }
       out += "\n";
     }
