@@ -15,11 +15,26 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 // The connection's state shared by its coroutines and its streams.
-class Core : public Handler, public std::enable_shared_from_this<Core> {
+class Core : public Handler, public Drainable, public std::enable_shared_from_this<Core> {
  public:
-  Core(asio::any_io_executor ex, StreamRunner runner)
-      : ex_(ex), runner_(std::move(runner)), write_signal_(ex) {
+  Core(asio::any_io_executor ex, StreamRunner runner, std::chrono::milliseconds ack_timeout)
+      : ex_(ex), runner_(std::move(runner)), write_signal_(ex), drain_timer_(ex),
+        ack_timeout_(ack_timeout) {
     write_signal_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  void drain() override {
+    if (over_ || session_->draining()) return;
+    session_->drain();
+    wake_writer();
+    // Step two without the client's PING ack, at the latest after the timeout.
+    drain_timer_.expires_after(ack_timeout_);
+    drain_timer_.async_wait([self = weak_from_this()](error_code ec) {
+      auto core = self.lock();
+      if (ec || !core || core->over_) return;
+      core->session_->finish_drain();
+      core->wake_writer();
+    });
   }
 
   Status init(const Limits& limits) {
@@ -38,6 +53,7 @@ class Core : public Handler, public std::enable_shared_from_this<Core> {
   void end() {
     if (over_) return;
     over_ = true;
+    drain_timer_.cancel();
     auto streams = std::move(streams_);
     for (auto& [id, st] : streams) {
       st->closed_ = true;
@@ -95,6 +111,8 @@ class Core : public Handler, public std::enable_shared_from_this<Core> {
   std::unique_ptr<ServerSession> session_;
   std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
   asio::steady_timer write_signal_;
+  asio::steady_timer drain_timer_;
+  std::chrono::milliseconds ack_timeout_;
   bool over_ = false;
 };
 
@@ -194,8 +212,9 @@ template <class Socket>
 asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const ConnectionOptions& opts,
                                StreamRunner runner) {
   auto ex = co_await asio::this_coro::executor;
-  auto core = std::make_shared<Core>(ex, std::move(runner));
+  auto core = std::make_shared<Core>(ex, std::move(runner), opts.drain_ack_timeout);
   if (!core->init(opts.limits).ok()) co_return;
+  if (opts.on_start) opts.on_start(core);
   bool reading = true;
   if (!already_read.empty() && !core->session().receive(already_read).ok()) reading = false;
 

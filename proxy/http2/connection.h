@@ -15,8 +15,8 @@
 // - When the connection ends (peer gone, protocol error, flood, idle
 //   timeout) every open stream is marked closed and its runner woken: its
 //   pending calls return false / failed and it unwinds.
-// - drain() starts the two-step GOAWAY; the connection ends when its streams
-//   have finished.
+// - Drainable::drain() starts the two-step GOAWAY; the connection ends when
+//   its streams have finished.
 #pragma once
 
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
@@ -80,13 +80,26 @@ class Stream {
 
 using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;
 
+// What the connection's owner keeps to drain it (call on the connection's
+// thread): the two-step GOAWAY, then the connection ends when its streams
+// have. Step two follows the PING ack, or `drain_ack_timeout` at the latest.
+class Drainable {
+ public:
+  virtual ~Drainable() = default;
+  virtual void drain() = 0;
+};
+
 struct ConnectionOptions {
   Limits limits;
   std::chrono::milliseconds idle_timeout{60000};  // no stream open and nothing read
+  std::chrono::milliseconds drain_ack_timeout{1000};
+  // Called once when the connection starts, with its drain handle.
+  std::function<void(std::weak_ptr<Drainable>)> on_start;
 };
 
 // Serves one connection until it ends. `already_read` holds bytes read while
 // detecting the protocol (the preface on an h2c listener); they are fed first.
+// `options` must outlive the connection (the worker owns one copy).
 boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string already_read,
                                    const ConnectionOptions& options, StreamRunner runner);
 boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> socket,

@@ -10,7 +10,8 @@
 // body bytes received) and, when the request carried trailers, the trailer
 // `x-trailers: N`. /bytes/N answers N bytes (flow-control tests).
 //
-// Invariants: one thread, one io_context; SIGTERM/SIGINT exit 0.
+// Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
+// connection with the two-step GOAWAY and exit 0 when their streams are done.
 #include <openssl/ssl.h>
 
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
@@ -20,9 +21,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -196,10 +199,42 @@ int main(int argc, char** argv) {
     if (!bind(tls, *tls_listen, "--tls-listen")) return 1;
     asio::co_spawn(io, accept_tls(tls, ctx, opts), asio::detached);
   }
+  // SIGTERM/SIGINT: stop accepting, drain every connection (two-step GOAWAY),
+  // exit when their streams have finished (10 s at most).
+  std::vector<std::weak_ptr<http2::Drainable>> conns;
+  opts.on_start = [&conns](std::weak_ptr<http2::Drainable> d) {
+    std::erase_if(conns, [](const auto& w) { return w.expired(); });
+    conns.push_back(std::move(d));
+  };
   asio::signal_set sigs(io, SIGTERM, SIGINT);
-  sigs.async_wait([&](error_code, int) { io.stop(); });
+  asio::steady_timer deadline(io);
+  std::function<void()> check;
+  sigs.async_wait([&](error_code, int) {
+    error_code ignored;
+    h2c.close(ignored);
+    tls.close(ignored);
+    for (auto& w : conns) {
+      if (auto d = w.lock()) d->drain();
+    }
+    // Exit when every connection has ended (checked every 100 ms), 10 s at most.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    check = [&, until] {
+      const bool all_done =
+          std::all_of(conns.begin(), conns.end(), [](const auto& w) { return w.expired(); });
+      if (all_done || std::chrono::steady_clock::now() > until) {
+        io.stop();
+        return;
+      }
+      deadline.expires_after(std::chrono::milliseconds(100));
+      deadline.async_wait([&check](error_code e) {
+        if (!e) check();
+      });
+    };
+    check();
+  });
   std::cout << "gantry-h2-echo: h2c on " << listen.str()
             << (tls_listen ? ", h2 (TLS) on " + tls_listen->str() : std::string()) << std::endl;
   io.run();
+  // Every connection has ended: no more work (the deadline timer is the last).
   return 0;
 }

@@ -141,3 +141,81 @@ def test_a_reader_that_stops_holds_the_server_to_its_buffers(server):
             d = s.recv(65536)
             assert d, "the server closed the connection"
             got += len(d)
+
+
+class RawH2:
+    """A minimal HTTP/2 client over a socket: frames in and out, PING acks."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.settimeout(5)
+        self.buf = b""
+        self.s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0))
+
+    def send(self, data):
+        try:
+            self.s.sendall(data)
+        except OSError:  # the server may close as soon as its last stream ended
+            pass
+
+    def get(self, stream, path):
+        lit = lambda n, v: b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+        block = b"".join(lit(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"),
+                                                (b":authority", b"x"), (b":path", path.encode())])
+        self.send(h2_frame(1, 5, stream, block))
+
+    def frame(self):
+        """The next frame (type, flags, stream, payload), or None when the server closed."""
+        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+            try:
+                d = self.s.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not d:
+                return None
+            self.buf += d
+        n = int.from_bytes(self.buf[:3], "big")
+        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff, self.buf[9:9 + n])
+        self.buf = self.buf[9 + n:]
+        if f[0] == 6 and not f[1] & 1:  # PING: acknowledge
+            self.send(h2_frame(6, 1, 0, f[3]))
+        if f[0] == 4 and not f[1] & 1:  # SETTINGS: acknowledge
+            self.send(h2_frame(4, 1, 0))
+        return f
+
+
+def test_sigterm_drains_with_two_goaways_and_finishes_the_stream(server, procs):
+    # A 4 MiB answer read slowly (the client opens its window 64 KiB at a
+    # time) is in flight when the server is told to stop: GOAWAY(2^31-1) +
+    # PING, then after the ack GOAWAY(last stream = 1); the stream completes,
+    # a new stream is not served, then the connection closes and the server exits 0.
+    c = RawH2(server["h2c"])
+    c.get(1, "/bytes/4194304")
+    got, goaways, ended = 0, [], False
+    while got < 65535:
+        f = c.frame()
+        if f[0] == 0:
+            got += len(f[3])
+    os.kill(server["pid"], 15)
+    inc = struct.pack(">I", got)  # what arrived before: its window reopens now
+    c.s.sendall(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, 1, inc))
+    while True:
+        f = c.frame()
+        if f is None:
+            break
+        if f[0] == 7:
+            goaways.append((int.from_bytes(f[3][:4], "big") & 0x7fffffff, int.from_bytes(f[3][4:8], "big")))
+            if len(goaways) == 2:
+                c.get(3, "/late")  # after the final GOAWAY: must not be served
+        if f[0] == 0 and f[2] == 1:
+            got += len(f[3])
+            ended = ended or bool(f[1] & 1)
+            if f[3] and not ended:  # keep reading: open both windows by what arrived
+                inc = struct.pack(">I", len(f[3]))
+                c.send(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, 1, inc))
+        if f[0] == 1 and f[2] == 3:
+            pytest.fail("a stream opened after the final GOAWAY was served")
+    assert goaways[:2] == [((1 << 31) - 1, 0), (1, 0)], goaways
+    assert ended and got == 4194304, (ended, got)
+    proc = [p for p in procs._procs if p.pid == server["pid"]][0]
+    assert proc.wait(timeout=10) == 0
