@@ -10,7 +10,8 @@
 #   hack/demo.sh --smoke   non-interactive: checks every answer, exits 0 or 1
 #
 # Environment (all optional):
-#   DEMO_HTTP_PORT=8080 DEMO_ADMIN_PORT=9901 DEMO_HEALTH_PORT=9902   loopback ports
+#   DEMO_HTTP_PORT=8080 DEMO_STATS_PORT=9901 DEMO_ADMIN_PORT=9900 DEMO_HEALTH_PORT=9902
+#   DEMO_CTL_ADMIN_PORT=9903                                       loopback ports
 #   GANTRY_BIN=DIR     use the binaries in DIR (default build/bin, built if stale)
 #   DEMO_NO_BUILD=1    never build; fail if a binary is missing
 #   DEMO_JOBS=N        ninja parallelism when building (default: number of CPUs)
@@ -29,8 +30,10 @@ case "${1:-}" in
 esac
 
 HTTP_PORT=${DEMO_HTTP_PORT:-8080}
-ADMIN_PORT=${DEMO_ADMIN_PORT:-9901}
+STATS_PORT=${DEMO_STATS_PORT:-9901}
+ADMIN_PORT=${DEMO_ADMIN_PORT:-9900}
 HEALTH_PORT=${DEMO_HEALTH_PORT:-9902}
+CTL_ADMIN_PORT=${DEMO_CTL_ADMIN_PORT:-9903}
 BUILD_DIR="$REPO/build"
 BIN=${GANTRY_BIN:-$BUILD_DIR/bin}
 MANIFESTS="$REPO/manifests/examples"
@@ -158,14 +161,16 @@ for backend in "${BACKENDS[@]}"; do
 done
 
 start gantry-proxy "$BIN/gantry-proxy" \
-  --http-listen "127.0.0.1:$HTTP_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+  --http-listen "127.0.0.1:$HTTP_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
+  --admin-listen "127.0.0.1:$ADMIN_PORT" \
   --control-socket "$SOCKET" --drain-seconds 1
-wait_for gantry-proxy "http://127.0.0.1:$ADMIN_PORT/healthz"
+wait_for gantry-proxy "http://127.0.0.1:$STATS_PORT/healthz"
 
 start gantry-controller "$BIN/gantry-controller" \
-  --source "dir:$MANIFESTS" --proxy-socket "$SOCKET" --health-listen "127.0.0.1:$HEALTH_PORT"
+  --source "dir:$MANIFESTS" --proxy-socket "$SOCKET" --health-listen "127.0.0.1:$HEALTH_PORT" \
+  --admin-listen "127.0.0.1:$CTL_ADMIN_PORT"
 wait_for "gantry-controller" "http://127.0.0.1:$HEALTH_PORT/readyz"
-wait_for "gantry-proxy (first snapshot)" "http://127.0.0.1:$ADMIN_PORT/readyz"
+wait_for "gantry-proxy (first snapshot)" "http://127.0.0.1:$STATS_PORT/readyz"
 
 version=$(curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/config_dump" \
   | grep -o '"version" *: *[0-9]*' | head -n 1 | grep -o '[0-9]*$' || true)
@@ -173,9 +178,11 @@ cat <<EOF
 
 ${BOLD}Gantry is running${RESET} (snapshot version ${version:-?})
   proxy       $PROXY_URL                 traffic
-              http://127.0.0.1:$ADMIN_PORT                   admin: /healthz /readyz /config_dump /metrics
+              http://127.0.0.1:$STATS_PORT                   stats: /healthz /readyz /metrics
+              http://127.0.0.1:$ADMIN_PORT                   admin: /config_dump /upstreams
   controller  --source dir:$MANIFESTS
-              http://127.0.0.1:$HEALTH_PORT                   health: /healthz /readyz /status
+              http://127.0.0.1:$HEALTH_PORT                   health: /healthz /readyz /metrics
+              http://127.0.0.1:$CTL_ADMIN_PORT                   admin: /status
   control     $SOCKET
   backends    echo-a 127.0.0.11:9001   echo-b 127.0.0.12:9001   echo-c 127.0.0.13:9001
   logs        $RUN_DIR/*.log
@@ -253,7 +260,7 @@ cat <<EOF
 Try it yourself, e.g.:
   curl -s -H 'Host: a.example.com' $PROXY_URL/status/503 -i
   curl -s http://127.0.0.1:$ADMIN_PORT/config_dump
-  curl -s http://127.0.0.1:$HEALTH_PORT/status
+  curl -s http://127.0.0.1:$CTL_ADMIN_PORT/status
 Edit a file in manifests/examples/ and the change applies within a moment.
 ${BOLD}Press Ctrl-C to stop everything.${RESET}
 EOF

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sstream>
@@ -31,7 +32,8 @@ using namespace gantry;
 
 struct Options {
   net::ServerOptions server;
-  HostPort admin_listen{"127.0.0.1", 9901};
+  std::optional<HostPort> stats_listen = HostPort{"127.0.0.1", 9901};
+  std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9900};
   std::string control_socket = "/var/run/gantry/control.sock";
   std::string snapshot_file;
   std::chrono::milliseconds drain{10000};
@@ -76,8 +78,24 @@ Options parse_flags(int argc, char** argv) {
            o.server.https_listen = *hp;
            return ok_status();
          });
-  fs.add("admin-listen", "ADDR:PORT", "127.0.0.1:9901", "/healthz /readyz /metrics /config_dump /upstreams",
-         host_port(&o.admin_listen));
+  auto listener_or_off = [](std::optional<HostPort>* target) {
+    return [target](std::string_view v) -> Status {
+      if (v == "off") {
+        target->reset();
+        return ok_status();
+      }
+      auto hp = parse_host_port(v);
+      if (!hp.ok()) return hp.error();
+      *target = *hp;
+      return ok_status();
+    };
+  };
+  fs.add("stats-listen", "ADDR:PORT|off", "127.0.0.1:9901",
+         "/healthz /readyz /metrics (the chart binds it to the pod address)",
+         listener_or_off(&o.stats_listen));
+  fs.add("admin-listen", "ADDR:PORT|off", "127.0.0.1:9900",
+         "/config_dump /upstreams (and /healthz /readyz /metrics); keep it on loopback",
+         listener_or_off(&o.admin_listen));
   fs.add("control-socket", "PATH", o.control_socket, "unix socket the controller connects to",
          string_flag(&o.control_socket));
   fs.add("snapshot-file", "PATH", "none", "boot from a snapshot file (JSON, as in /config_dump)",
@@ -120,6 +138,12 @@ Options parse_flags(int argc, char** argv) {
     return ok_status();
   });
   fs.parse_or_exit(argc, argv);
+  if (o.stats_listen && o.admin_listen && o.stats_listen->port != 0 &&
+      o.stats_listen->port == o.admin_listen->port &&
+      (o.stats_listen->host == o.admin_listen->host || o.stats_listen->host == "0.0.0.0" ||
+       o.admin_listen->host == "0.0.0.0"))
+    fs.fail("--stats-listen and --admin-listen must use different ports (" + o.stats_listen->str() +
+            ", " + o.admin_listen->str() + ")");
   return o;
 }
 
@@ -174,26 +198,42 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::atomic<bool> draining{false};
-  admin::AdminServer admin(io, store, metrics, [&]() -> std::string {
+  auto not_ready = [&]() -> std::string {
     if (draining.load()) return "draining";
     if (!store.current()) return "no snapshot applied yet";
     return {};
-  });
+  };
+  admin::AdminServer stats(io, store, metrics, not_ready, admin::AdminServer::Kind::kStats);
+  admin::AdminServer admin(io, store, metrics, not_ready, admin::AdminServer::Kind::kAdmin);
   admin.set_health(&server.health());
-  if (auto st = admin.listen(opts.admin_listen); !st.ok()) {
-    spdlog::error("{}", st.error().message);
-    return 1;
+  if (opts.stats_listen) {
+    if (auto st = stats.listen(*opts.stats_listen); !st.ok()) {
+      spdlog::error("{}", st.error().message);
+      return 1;
+    }
+  }
+  if (opts.admin_listen) {
+    if (auto st = admin.listen(*opts.admin_listen); !st.ok()) {
+      spdlog::error("{}", st.error().message);
+      return 1;
+    }
+    if (!is_loopback_host(opts.admin_listen->host))
+      spdlog::warn("--admin-listen {} is not a loopback address: /config_dump and /upstreams reveal "
+                   "every route and pod address to whoever reaches it (docs/security.md)",
+                   opts.admin_listen->str());
   }
 
   server.start();
   control.start();
-  admin.start();
-  spdlog::info("gantry-proxy listening: http {}:{}{}, admin {}, control {}, {} workers",
+  if (opts.stats_listen) stats.start();
+  if (opts.admin_listen) admin.start();
+  spdlog::info("gantry-proxy listening: http {}:{}{}, stats {}, admin {}, control {}, {} workers",
                opts.server.http_listen.host, server.http_port(),
                opts.server.https_listen ? ", https " + opts.server.https_listen->host + ":" +
                                               std::to_string(server.https_port())
                                         : std::string(),
-               opts.admin_listen.str(), opts.control_socket, opts.server.workers);
+               opts.stats_listen ? opts.stats_listen->str() : "off",
+               opts.admin_listen ? opts.admin_listen->str() : "off", opts.control_socket, opts.server.workers);
 
   // SIGTERM/SIGINT: /readyz fails at once, traffic is served for
   // --drain-seconds, then listeners close and in-flight requests finish.
@@ -204,6 +244,7 @@ int main(int argc, char** argv) {
     if (stopper.joinable()) return;
     server.stop_accepting();
     control.close();
+    stats.close();
     admin.close();
     stopper = std::thread([&] {
       server.shutdown(std::chrono::seconds(30));

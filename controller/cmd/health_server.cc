@@ -14,7 +14,14 @@
 
 namespace gantry::controller {
 
-Result<std::unique_ptr<HealthServer>> HealthServer::start(const HostPort& listen) {
+namespace {
+
+struct Bound {
+  int fd;
+  uint16_t port;
+};
+
+Result<Bound> bind_listener(const std::string& flag, const HostPort& listen) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -22,7 +29,7 @@ Result<std::unique_ptr<HealthServer>> HealthServer::start(const HostPort& listen
   addrinfo* res = nullptr;
   std::string port = std::to_string(listen.port);
   if (int rc = getaddrinfo(listen.host.c_str(), port.c_str(), &hints, &res); rc != 0)
-    return Error{"--health-listen " + listen.str() + ": " + gai_strerror(rc)};
+    return Error{flag + " " + listen.str() + ": " + gai_strerror(rc)};
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
   int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -30,7 +37,7 @@ Result<std::unique_ptr<HealthServer>> HealthServer::start(const HostPort& listen
       ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
     std::string err = std::strerror(errno);
     if (fd >= 0) ::close(fd);
-    return Error{"--health-listen " + listen.str() + ": " + err};
+    return Error{flag + " " + listen.str() + ": " + err};
   }
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
@@ -38,10 +45,29 @@ Result<std::unique_ptr<HealthServer>> HealthServer::start(const HostPort& listen
   uint16_t actual = bound.ss_family == AF_INET6
                         ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                         : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return std::unique_ptr<HealthServer>(new HealthServer(fd, actual));
+  return Bound{fd, actual};
 }
 
-HealthServer::HealthServer(int fd, uint16_t port) : fd_(fd), port_(port) {
+}  // namespace
+
+Result<std::unique_ptr<HealthServer>> HealthServer::start(const HostPort& health,
+                                                          const std::optional<HostPort>& admin) {
+  auto h = bind_listener("--health-listen", health);
+  if (!h.ok()) return h.error();
+  Bound a{-1, 0};
+  if (admin) {
+    auto b = bind_listener("--admin-listen", *admin);
+    if (!b.ok()) {
+      ::close(h->fd);
+      return b.error();
+    }
+    a = *b;
+  }
+  return std::unique_ptr<HealthServer>(new HealthServer(h->fd, h->port, a.fd, a.port));
+}
+
+HealthServer::HealthServer(int fd, uint16_t port, int admin_fd, uint16_t admin_port)
+    : fd_(fd), port_(port), admin_fd_(admin_fd), admin_port_(admin_port) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -49,6 +75,7 @@ HealthServer::~HealthServer() {
   stop_ = true;
   thread_.join();
   ::close(fd_);
+  if (admin_fd_ >= 0) ::close(admin_fd_);
 }
 
 void HealthServer::update(const HealthState& s) {
@@ -58,19 +85,22 @@ void HealthServer::update(const HealthState& s) {
 
 void HealthServer::run() {
   while (!stop_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    timeval tv{2, 0};
-    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    serve(client);
-    ::close(client);
+    pollfd p[2] = {{fd_, POLLIN, 0}, {admin_fd_, POLLIN, 0}};
+    if (::poll(p, admin_fd_ >= 0 ? 2 : 1, 200) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (!(p[i].revents & POLLIN)) continue;
+      int client = ::accept4(p[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      timeval tv{2, 0};
+      setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+      serve(client, i == 1);
+      ::close(client);
+    }
   }
 }
 
-void HealthServer::serve(int client) {
+void HealthServer::serve(int client, bool admin) {
   std::string req;
   char buf[2048];
   while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos &&
@@ -123,12 +153,14 @@ void HealthServer::serve(int client) {
     metric("gantry_controller_routes_not_accepted", "gauge", "Routes with Accepted=False.",
            s.routes_not_accepted);
     body += s.extra_metrics;
-  } else if (target == "/status") {
+  } else if (target == "/status" && admin) {
     type = "application/json";
     body = s.status_json + "\n";
   } else {
     code = 404;
-    body = "not found\n";
+    body = target == "/status" ? "not found: /status is served on the admin listener only "
+                                 "(--admin-listen, loopback by default)\n"
+                               : "not found\n";
   }
   const char* reason = code == 200   ? "OK"
                        : code == 503 ? "Service Unavailable"

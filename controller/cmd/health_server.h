@@ -1,14 +1,19 @@
-// The controller's health listener: /healthz, /readyz, /metrics and /status.
+// The controller's management listeners:
+//  - the health listener (--health-listen): /healthz, /readyz, /metrics, what
+//    probes and Prometheus need, safe to expose on the pod address;
+//  - the admin listener (--admin-listen, 127.0.0.1 by default): those and
+//    /status, every route's conditions (docs/security.md).
 //
 // A tiny blocking HTTP/1.0-style server on its own thread (one request per
-// connection, then close). It serves probes and tests, never traffic; the
-// state it reports is set by the main loop under a mutex.
+// connection, then close) polling both sockets. It serves probes and tests,
+// never traffic; the state it reports is set by the main loop under a mutex.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -36,20 +41,25 @@ struct HealthState {
 
 class HealthServer {
  public:
-  // Binds and listens; the error names the address.
-  static Result<std::unique_ptr<HealthServer>> start(const HostPort& listen);
+  // Binds and listens on both (admin: none when nullopt); the error names
+  // the flag and the address.
+  static Result<std::unique_ptr<HealthServer>> start(const HostPort& health,
+                                                     const std::optional<HostPort>& admin);
   ~HealthServer();
 
   void update(const HealthState& s);
   uint16_t port() const { return port_; }
+  uint16_t admin_port() const { return admin_port_; }
 
  private:
-  HealthServer(int fd, uint16_t port);
+  HealthServer(int fd, uint16_t port, int admin_fd, uint16_t admin_port);
   void run();
-  void serve(int client);
+  void serve(int client, bool admin);
 
   int fd_;
   uint16_t port_;
+  int admin_fd_;  // -1: no admin listener
+  uint16_t admin_port_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   HealthState state_;

@@ -150,6 +150,12 @@ class KubeController {
            ks.status_writes);
     metric("gantry_controller_status_write_errors_total", "counter", "Status writes that failed.",
            ks.status_write_errors);
+    metric("gantry_controller_secrets_held", "gauge",
+           "Secrets whose data the controller holds (the ones routes reference).", ks.secrets_held);
+    metric("gantry_controller_secrets_known_by_name", "gauge",
+           "Unreferenced TLS Secrets: only their namespace/name is kept.", ks.secrets_known_by_name);
+    metric("gantry_controller_secret_watches_by_name", "gauge",
+           "Watches of single referenced Secrets (fieldSelector metadata.name).", ks.secret_watches);
     health_->update(h);
   }
 

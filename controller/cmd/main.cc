@@ -49,6 +49,8 @@ struct Options {
   std::string leader_election_namespace;  // empty: the in-cluster namespace, else default
   std::string ingress_status_address;
   HostPort health_listen{"127.0.0.1", 9902};
+  std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9903};
+  bool hostname_ownership = true;
   std::string log_level = "info";
 };
 
@@ -88,10 +90,32 @@ Options parse_flags(int argc, char** argv) {
             "write this address to the status.loadBalancer of the Ingresses gantry serves",
             str(&o.ingress_status_address, true));
   flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
-            "serves /healthz /readyz /metrics /status", [&o](std::string_view v) -> Status {
+            "serves /healthz /readyz /metrics (the chart binds it to the pod address)",
+            [&o](std::string_view v) -> Status {
               auto hp = parse_host_port(v);
               if (!hp.ok()) return hp.error();
               o.health_listen = *hp;
+              return ok_status();
+            });
+  flags.add("admin-listen", "ADDR:PORT|off", o.admin_listen->str(),
+            "serves /status (every route's conditions) and the health paths; keep it on loopback",
+            [&o](std::string_view v) -> Status {
+              if (v == "off") {
+                o.admin_listen.reset();
+                return ok_status();
+              }
+              auto hp = parse_host_port(v);
+              if (!hp.ok()) return hp.error();
+              o.admin_listen = *hp;
+              return ok_status();
+            });
+  flags.add("hostname-ownership", "on|off", "on",
+            "a hostname belongs to the namespace of its oldest route (and the ConfigMap "
+            "gantry-hostname-owners); off for single-tenant clusters",
+            [&o](std::string_view v) -> Status {
+              if (v == "on" || v == "true") o.hostname_ownership = true;
+              else if (v == "off" || v == "false") o.hostname_ownership = false;
+              else return Error{"expected on or off, got \"" + std::string(v) + "\""};
               return ok_status();
             });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
@@ -102,6 +126,11 @@ Options parse_flags(int argc, char** argv) {
               return ok_status();
             });
   flags.parse_or_exit(argc, argv);
+  if (o.admin_listen && o.health_listen.port != 0 && o.health_listen.port == o.admin_listen->port &&
+      (o.health_listen.host == o.admin_listen->host || o.health_listen.host == "0.0.0.0" ||
+       o.admin_listen->host == "0.0.0.0"))
+    flags.fail("--health-listen and --admin-listen must use different ports (" +
+               o.health_listen.str() + ", " + o.admin_listen->str() + ")");
   return o;
 }
 
@@ -123,6 +152,7 @@ class Controller {
         signal_fd_(signal_fd),
         pusher_(opts_.proxy_socket, initial_version()) {
     translate_opts_.ingress_class = opts_.ingress_class;
+    translate_opts_.hostname_ownership = opts_.hostname_ownership;
   }
 
   int run() {
@@ -269,6 +299,16 @@ std::string identity() {
   return std::string(host) + "_" + std::to_string(getpid());
 }
 
+// "127.0.0.1:9903" (the bound port), or "off"; warns when it is not loopback.
+std::string admin_text(const Options& opts, const HealthServer& h) {
+  if (!opts.admin_listen) return "off";
+  if (!is_loopback_host(opts.admin_listen->host))
+    spdlog::warn("--admin-listen {} is not a loopback address: /status reveals every route to whoever "
+                 "reaches it (docs/security.md)",
+                 opts.admin_listen->str());
+  return opts.admin_listen->host + ":" + std::to_string(h.admin_port());
+}
+
 int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   KubeModeConfig cfg;
   cfg.proxy_socket = opts.proxy_socket;
@@ -277,26 +317,28 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.ingress_class = opts.ingress_class;
   cfg.source.ingress_status_address = opts.ingress_status_address;
   cfg.source.leader_elect = opts.leader_elect;
+  cfg.source.hostname_ownership = opts.hostname_ownership;
   cfg.source.leader.identity = identity();
   cfg.source.leader.namespace_ = !opts.leader_election_namespace.empty()
                                      ? opts.leader_election_namespace
                                  : access.in_cluster && !access.namespace_.empty()
                                      ? access.namespace_
                                      : "default";
+  cfg.source.owners_namespace = cfg.source.leader.namespace_;  // the controller's namespace
   std::string origin = access.origin, server = access.server;
   auto source = kube::KubeSource::create(std::move(access), cfg.source);
   if (!source.ok()) {
     spdlog::critical("--source kube: {}", source.error().message);
     return 1;
   }
-  auto health = HealthServer::start(opts.health_listen);
+  auto health = HealthServer::start(opts.health_listen, opts.admin_listen);
   if (!health.ok()) {
     spdlog::critical("{}", health.error().message);
     return 1;
   }
-  spdlog::info("gantry-controller: watching {} ({}){}; proxy socket {}; health on {}:{}", server,
-               origin, opts.namespace_.empty() ? "" : " in namespace " + opts.namespace_,
-               opts.proxy_socket, opts.health_listen.host, (*health)->port());
+  spdlog::info("gantry-controller: watching {} ({}){}; proxy socket {}; health on {}:{}; admin {}",
+               server, origin, opts.namespace_.empty() ? "" : " in namespace " + opts.namespace_,
+               opts.proxy_socket, opts.health_listen.host, (*health)->port(), admin_text(opts, **health));
   int rc = run_kube_mode(std::move(cfg), std::move(*source), std::move(*health), sfd);
   // The API client's worker threads may still sit in cancelled requests; do not
   // wait for them (or for static destructors) on the way out.
@@ -349,13 +391,14 @@ int main_impl(int argc, char** argv) {
     spdlog::critical("{}", watcher.error().message);
     return 1;
   }
-  auto health = HealthServer::start(opts.health_listen);
+  auto health = HealthServer::start(opts.health_listen, opts.admin_listen);
   if (!health.ok()) {
     spdlog::critical("{}", health.error().message);
     return 1;
   }
-  spdlog::info("gantry-controller: standalone mode over {}; proxy socket {}; health on {}:{}", dir,
-               opts.proxy_socket, opts.health_listen.host, (*health)->port());
+  spdlog::info("gantry-controller: standalone mode over {}; proxy socket {}; health on {}:{}; admin {}",
+               dir, opts.proxy_socket, opts.health_listen.host, (*health)->port(),
+               admin_text(opts, **health));
   Controller c(std::move(opts), dir, std::move(*watcher), std::move(*health), sfd);
   return c.run();
 }

@@ -69,6 +69,7 @@ void Informer::run() {
     }
     watch();
   }
+  done_ = true;
 }
 
 bool Informer::list() {
@@ -77,6 +78,8 @@ bool Informer::list() {
   std::string base = resource_.collection_path(namespace_);
   do {
     std::string path = base + "?limit=" + std::to_string(kPageSize);
+    if (!resource_.field_selector.empty())
+      path += "&fieldSelector=" + url_escape(resource_.field_selector);
     if (!cont.empty()) path += "&continue=" + url_escape(cont);
     auto r = api_.call("GET", path);
     if (stop_) return false;
@@ -124,6 +127,8 @@ void Informer::watch() {
   std::string path = resource_.collection_path(namespace_) +
                      "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
                      url_escape(resource_version_) + "&timeoutSeconds=" + std::to_string(timeout);
+  if (!resource_.field_selector.empty())
+    path += "&fieldSelector=" + url_escape(resource_.field_selector);
   bool gone = false;
   uint64_t events = 0;
   std::string error;

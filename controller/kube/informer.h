@@ -46,6 +46,8 @@ class Informer {
   void start();
   void stop();  // wakes the thread; it ends once its current request returns
   bool synced() const { return synced_.load(); }
+  // True once the thread has returned after stop(): the informer may be destroyed.
+  bool done() const { return done_.load(); }
   uint64_t relists() const { return relists_.load(); }
   uint64_t watch_restarts() const { return watch_restarts_.load(); }
   const Resource& resource() const { return resource_; }
@@ -68,6 +70,7 @@ class Informer {
   bool failing_ = false;  // a failure was logged; log the recovery
   std::atomic<bool> synced_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> done_{false};
   std::atomic<uint64_t> relists_{0};
   std::atomic<uint64_t> watch_restarts_{0};
   std::mutex mu_;

@@ -21,16 +21,33 @@ namespace gantry::controller::kube {
 
 namespace {
 
-enum Kind : size_t { kRoutes, kServices, kSlices, kSecrets, kIngresses, kIngressClasses, kKinds };
+enum Kind : size_t {
+  kRoutes,
+  kServices,
+  kSlices,
+  kSecrets,
+  kIngresses,
+  kIngressClasses,
+  kOwners,
+  kKinds
+};
+// Informers of single Secrets (by name) get indexes from here on.
+constexpr size_t kNamedSecretBase = 1000;
+
+constexpr const char* kOwnersConfigMap = "gantry-hostname-owners";
+constexpr const char* kTlsType = "kubernetes.io/tls";
 
 const Resource kResources[kKinds] = {
-    {"GatewayRoute", "gantry.dev/v1alpha1", "gatewayroutes", true},
-    {"Service", "v1", "services", true},
-    {"EndpointSlice", "discovery.k8s.io/v1", "endpointslices", true},
-    {"Secret", "v1", "secrets", true},
-    {"Ingress", "networking.k8s.io/v1", "ingresses", true},
-    {"IngressClass", "networking.k8s.io/v1", "ingressclasses", false},
+    {"GatewayRoute", "gantry.dev/v1alpha1", "gatewayroutes", true, ""},
+    {"Service", "v1", "services", true, ""},
+    {"EndpointSlice", "discovery.k8s.io/v1", "endpointslices", true, ""},
+    {"Secret", "v1", "secrets", true, std::string("type=") + kTlsType},
+    {"Ingress", "networking.k8s.io/v1", "ingresses", true, ""},
+    {"IngressClass", "networking.k8s.io/v1", "ingressclasses", false, ""},
+    {"ConfigMap", "v1", "configmaps", true, std::string("metadata.name=") + kOwnersConfigMap},
 };
+
+bool is_secret_event(size_t resource) { return resource == kSecrets || resource >= kNamedSecretBase; }
 
 constexpr const char* kDefaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class";
 
@@ -73,8 +90,8 @@ KubeSource::KubeSource(std::unique_ptr<ApiClient> api, KubeSourceOptions opts)
   std::random_device rd;
   for (size_t i = 0; i < kKinds; ++i) {
     informers_.push_back(std::make_unique<Informer>(
-        *api_, kResources[i], i, opts_.namespace_, [this](InformerEvent e) { push(std::move(e)); },
-        (uint64_t{rd()} << 32) ^ rd()));
+        *api_, kResources[i], i, i == kOwners ? opts_.owners_namespace : opts_.namespace_,
+        [this](InformerEvent e) { push(std::move(e)); }, (uint64_t{rd()} << 32) ^ rd()));
   }
   if (opts_.leader_elect) elector_ = std::make_unique<LeaderElector>(*api_, opts_.leader);
 }
@@ -83,6 +100,8 @@ KubeSource::~KubeSource() {
   shutdown();
   if (writer_.joinable()) writer_.join();
   informers_.clear();
+  named_.clear();
+  retired_.clear();
   elector_.reset();
   if (event_fd_ >= 0) ::close(event_fd_);
 }
@@ -101,6 +120,7 @@ void KubeSource::shutdown() {
   }
   w_cv_.notify_all();
   for (auto& i : informers_) i->stop();
+  for (auto& [index, n] : named_) n.informer->stop();
   if (elector_) elector_->release();
   api_->shutdown();
 }
@@ -117,6 +137,9 @@ void KubeSource::push(InformerEvent e) {
 bool KubeSource::synced() const {
   for (const auto& i : informers_)
     if (!i->synced()) return false;
+  // Not the watches by name: a route whose Secret is still being listed is
+  // translated at once (ResolvedRefs=False, JWT failing closed) and again
+  // when it arrives; readiness never waits for a tenant's Secret.
   return true;
 }
 
@@ -135,6 +158,8 @@ bool KubeSource::may_write_status() const { return !elector_ || elector_->leadin
 TranslateOptions KubeSource::translate_options() const {
   TranslateOptions o;
   o.ingress_class = opts_.ingress_class;
+  o.hostname_ownership = opts_.hostname_ownership;
+  o.hostname_owners = owners_;
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
   return o;
@@ -152,6 +177,9 @@ KubeSourceStats KubeSource::stats() const {
   s.status_write_errors = writes_failed_;
   s.leading = may_write_status();
   s.synced = synced();
+  s.secrets_held = all_secrets_.size();
+  s.secrets_known_by_name = tls_known_.size();
+  s.secret_watches = named_.size();
   return s;
 }
 
@@ -169,14 +197,17 @@ bool KubeSource::drain() {
   for (const auto& k : failed) written_.erase(k);
   TranslateOptions before = translate_options();
   bool changed = false;
-  bool refs_may_change = false;
-  for (auto& e : batch) {
-    if (e.resource == kRoutes || e.resource == kIngresses || e.resource == kSecrets)
-      refs_may_change = true;
-    changed |= apply(e);
-  }
-  if (refs_may_change) changed |= refresh_secrets();
+  // Routes first, so that a Secret arriving with the route that references it
+  // is held at once; then the Secrets, judged against the new references.
+  for (auto& e : batch)
+    if (!is_secret_event(e.resource)) changed |= apply(e);
+  refs_ = secret_refs();
+  for (auto& e : batch)
+    if (is_secret_event(e.resource)) changed |= apply(e);
+  changed |= refresh_secrets();
+  sync_named_secrets();
   TranslateOptions after = translate_options();
+  if (after.hostname_owners != before.hostname_owners) changed = true;
   if (after.claim_classless_ingresses != before.claim_classless_ingresses) {
     spdlog::info("Ingresses without a class are {} (IngressClass with {}=true and controller {})",
                  after.claim_classless_ingresses ? "now served" : "no longer served",
@@ -209,13 +240,37 @@ bool KubeSource::apply(InformerEvent& e) {
         break;
       case kServices: prune(cache_.services); break;
       case kSlices: prune(cache_.endpoint_slices); break;
-      case kSecrets: prune(all_secrets_); break;
+      case kSecrets:
+        // The TLS watch relisted: TLS Secrets it did not list are gone (the
+        // Secrets held through their own watch by name are not its business).
+        std::erase_if(tls_known_, [&](const std::string& k) { return !seen.count(k); });
+        for (auto it = all_secrets_.begin(); it != all_secrets_.end();) {
+          if (it->second.type == kTlsType && !seen.count(it->first)) {
+            it = all_secrets_.erase(it);
+            changed = true;
+          } else {
+            ++it;
+          }
+        }
+        break;
+      case kOwners:
+        if (e.objects.empty()) changed |= apply_owners(nullptr);
+        break;
       case kIngresses:
         prune(cache_.ingresses);
         std::erase_if(ingress_status_, [&](const auto& kv) { return !seen.count(kv.first); });
         break;
       case kIngressClasses: prune(ingress_classes_); break;
-      default: break;
+      default:
+        if (auto n = named_.find(e.resource); n != named_.end() && e.objects.empty()) {
+          // Listed by name and absent (a TLS one the TLS watch still knows stays).
+          auto it = all_secrets_.find(n->second.key);
+          if (it != all_secrets_.end() && it->second.type != kTlsType) {
+            all_secrets_.erase(it);
+            changed = true;
+          }
+        }
+        break;
     }
     return changed;
   }
@@ -240,21 +295,25 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
     ingress_classes_[name] = info;
     return false;  // translate_options() is compared by drain()
   }
+  if (resource == kOwners) {
+    if (deleted) return apply_owners(nullptr);
+    return apply_owners(&obj);
+  }
   std::string key = key_of(obj);
-  const std::string& kind = kResources[resource].kind;
+  bool secret = is_secret_event(resource);
+  const std::string& kind = secret ? kResources[kSecrets].kind : kResources[resource].kind;
   if (deleted) {
     decode_failed_.erase(kind + "/" + key);
     if (resource == kRoutes) route_status_.erase(key);
     if (resource == kIngresses) ingress_status_.erase(key);
-    if (resource == kSecrets) return all_secrets_.erase(key) > 0;
+    if (secret) {
+      tls_known_.erase(key);
+      return all_secrets_.erase(key) > 0;
+    }
     return cache_.erase(kind, key);
   }
-  if (resource == kSecrets) {
-    auto t = obj.find("type");  // the API server makes it a string; a wrong type is not held
-    std::string type = t == obj.end() ? "Opaque" : t->is_string() ? t->get<std::string>() : "";
-    if (type != "kubernetes.io/tls" && type != "Opaque") return false;  // not held (see header)
-  }
   if (seen) seen->insert(key);
+  if (secret && !hold_secret(obj, key)) return all_secrets_.erase(key) > 0;
   std::string rv = str_at(obj, "metadata", "resourceVersion");
   if (auto m = obj.find("metadata"); m != obj.end() && m->is_object()) m->erase("managedFields");
   if (resource == kRoutes || resource == kIngresses) {
@@ -273,11 +332,11 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
       spdlog::warn("{} {}: cannot use it: {}", kind, key, decoded.error().message);
       logged = rv;
     }
-    if (resource == kSecrets) return all_secrets_.erase(key) > 0;
+    if (secret) return all_secrets_.erase(key) > 0;
     return cache_.erase(kind, key);
   }
   decode_failed_.erase(kind + "/" + key);
-  if (resource == kSecrets) {
+  if (secret) {
     Secret& slot = all_secrets_[key];
     Secret& s = std::get<Secret>(*decoded);
     if (slot == s) return false;
@@ -287,7 +346,86 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
   return cache_.upsert(std::move(*decoded));
 }
 
-bool KubeSource::refresh_secrets() {
+// Whether a delivered Secret's data is to be held: only when a route
+// references it (and its type is one gantry reads). An unreferenced TLS
+// Secret leaves only its key, so that a later reference knows to fetch it.
+bool KubeSource::hold_secret(nlohmann::json& obj, const std::string& key) {
+  auto t = obj.find("type");  // the API server makes it a string; a wrong type is not held
+  std::string type = t == obj.end() ? "Opaque" : t->is_string() ? t->get<std::string>() : "";
+  if (type != kTlsType && type != "Opaque") return false;
+  if (refs_.count(key)) {
+    tls_known_.erase(key);
+    return true;
+  }
+  if (type == kTlsType) tls_known_.insert(key);
+  obj.erase("data");  // dropped before anything decodes or copies it
+  obj.erase("stringData");
+  return false;
+}
+
+// Referenced Secrets gantry does not hold get a watch by name: Opaque ones
+// (the TLS watch never lists them) and TLS ones known by key only. A watch
+// whose Secret is no longer referenced, or now held from the TLS watch, ends.
+void KubeSource::sync_named_secrets() {
+  std::set<std::string> want;
+  for (const auto& k : refs_) {
+    auto held = all_secrets_.find(k);
+    bool tls_held = held != all_secrets_.end() && held->second.type == kTlsType;
+    if (tls_known_.count(k) || !tls_held) want.insert(k);
+  }
+  // A TLS Secret that does not exist yet: the TLS watch will deliver it, but a
+  // watch by name costs little and also finds an Opaque one of that name.
+  std::set<std::string> have;
+  for (auto it = named_.begin(); it != named_.end();) {
+    if (!want.count(it->second.key)) {
+      it->second.informer->stop();
+      retired_.push_back(std::move(it->second.informer));
+      it = named_.erase(it);
+    } else {
+      have.insert(it->second.key);
+      ++it;
+    }
+  }
+  std::erase_if(retired_, [](const std::unique_ptr<Informer>& i) { return i->done(); });
+  for (const auto& k : want) {
+    if (have.count(k)) continue;
+    auto slash = k.find('/');
+    Resource r = kResources[kSecrets];
+    r.field_selector = "metadata.name=" + k.substr(slash + 1);
+    size_t index = kNamedSecretBase + next_named_++;
+    auto inf = std::make_unique<Informer>(*api_, r, index, k.substr(0, slash),
+                                          [this](InformerEvent e) { push(std::move(e)); },
+                                          std::random_device{}());
+    inf->start();
+    spdlog::debug("watching secret {} by name", k);
+    named_[index] = NamedSecret{k, std::move(inf)};
+  }
+}
+
+// The operator's hostname assignments; nullptr: the ConfigMap is absent.
+bool KubeSource::apply_owners(const nlohmann::json* obj) {
+  HostnameOwners next;
+  next.source = std::string("ConfigMap ") + opts_.owners_namespace + "/" + kOwnersConfigMap;
+  if (obj) {
+    std::string text;
+    if (auto d = obj->find("data"); d != obj->end() && d->is_object())
+      if (auto o = d->find("owners"); o != d->end() && o->is_string()) text = o->get<std::string>();
+    auto parsed = parse_hostname_owners(text);
+    if (!parsed.ok()) {
+      spdlog::warn("{}: key owners: {}; hostnames are owned by age alone until it is fixed",
+                   next.source, parsed.error().message);
+    } else {
+      next.allowed = std::move(parsed->allowed);
+    }
+  }
+  if (next == owners_) return false;
+  spdlog::info("{}: {} hostname assignment{}", next.source, next.allowed.size(),
+               next.allowed.size() == 1 ? "" : "s");
+  owners_ = std::move(next);
+  return true;
+}
+
+std::set<std::string> KubeSource::secret_refs() const {
   std::set<std::string> refs;
   for (const auto& [key, r] : cache_.routes) {
     const std::string& ns = r.meta.namespace_;
@@ -306,9 +444,20 @@ bool KubeSource::refresh_secrets() {
     for (const auto& t : ing.tls)
       if (!t.secret_name.empty()) refs.insert(ing.meta.namespace_ + "/" + t.secret_name);
   }
-  std::map<std::string, Secret> wanted;
-  for (const auto& k : refs)
-    if (auto it = all_secrets_.find(k); it != all_secrets_.end()) wanted.emplace(k, it->second);
+  return refs;
+}
+
+bool KubeSource::refresh_secrets() {
+  // A Secret no longer referenced: its data goes now.
+  for (auto it = all_secrets_.begin(); it != all_secrets_.end();) {
+    if (refs_.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (it->second.type == kTlsType) tls_known_.insert(it->first);
+    it = all_secrets_.erase(it);
+  }
+  std::map<std::string, Secret> wanted = all_secrets_;
   if (wanted == cache_.secrets) return false;
   cache_.secrets = std::move(wanted);
   return true;

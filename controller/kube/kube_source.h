@@ -12,14 +12,24 @@
 // endpointslices, v1 secrets, networking.k8s.io/v1 ingresses and
 // ingressclasses (cluster-scoped). `namespace_` limits the namespaced kinds.
 //
-// Secrets: one watch of all Secrets in scope (a field selector cannot name
-// arbitrary Secrets, nor select two types at once); only types
-// kubernetes.io/tls and Opaque are decoded and held, and only the Secrets a
-// GatewayRoute or gantry Ingress references (TLS, JWT keys) enter the Cache,
-// so translate sees nothing else. Trade-off: the controller's memory holds
-// every tls/Opaque Secret in scope (a route may start referencing one at any
-// time, and a GET per reference would race with the watch), and its RBAC
-// needs list/watch on all Secrets — narrow it with --namespace.
+// Secrets (docs/security.md): the controller never lists a Secret it does not
+// need, and holds the data of referenced Secrets only.
+//  - One watch of Secrets of type kubernetes.io/tls (fieldSelector
+//    type=kubernetes.io/tls): the data of those a GatewayRoute or gantry
+//    Ingress references is held; of the others only the key is remembered.
+//  - Each other referenced Secret (JWT keys, normally Opaque) gets its own list
+//    + watch by name (fieldSelector metadata.name=NAME in its namespace), as
+//    does a TLS Secret that becomes referenced while only its key is known,
+//    until the TLS watch delivers it again; the watch ends when the reference
+//    goes away.
+//  - A Secret that stops being referenced has its data dropped at once.
+// So Secrets of other types are never listed, and RBAC needs list and watch
+// on Secrets but no get.
+//
+// Hostname ownership: the ConfigMap gantry-hostname-owners in
+// `owners_namespace` (the controller's namespace) is watched by name; its
+// `owners` key assigns hostnames to namespaces (hostname_ownership.h). A
+// malformed one is logged and ignored (age decides alone) until fixed.
 //
 // Status: sync_statuses() compares what translate (and the proxy's ACK) say
 // with the status the informer last saw and queues a merge-patch of the
@@ -59,6 +69,8 @@ struct KubeSourceOptions {
   std::string ingress_status_address;  // empty: Ingress status is not written
   bool leader_elect = false;
   LeaderElectionConfig leader;
+  bool hostname_ownership = true;
+  std::string owners_namespace = "default";  // of the ConfigMap gantry-hostname-owners
   double write_qps = 20;
   double write_burst = 30;
 };
@@ -72,6 +84,9 @@ struct KubeSourceStats {
   uint64_t status_write_errors = 0;
   bool leading = false;
   bool synced = false;
+  uint64_t secrets_held = 0;           // referenced Secrets, with data
+  uint64_t secrets_known_by_name = 0;  // unreferenced TLS Secrets: key only
+  uint64_t secret_watches = 0;         // watches by name
 };
 
 class KubeSource {
@@ -114,6 +129,10 @@ class KubeSource {
   bool apply_object(size_t resource, nlohmann::json& obj, bool deleted,
                     std::set<std::string>* seen);
   bool refresh_secrets();
+  std::set<std::string> secret_refs() const;
+  bool hold_secret(nlohmann::json& obj, const std::string& key);
+  void sync_named_secrets();
+  bool apply_owners(const nlohmann::json* obj);
   void writer_loop();
   void queue_write(const std::string& key, Write w);
   void sync_events(const std::vector<RouteStatus>& statuses);
@@ -131,7 +150,17 @@ class KubeSource {
 
   // Main thread state.
   Cache cache_;
-  std::map<std::string, Secret> all_secrets_;
+  std::map<std::string, Secret> all_secrets_;  // referenced Secrets, with their data
+  std::set<std::string> tls_known_;             // unreferenced TLS Secrets: keys only
+  std::set<std::string> refs_;                  // Secrets routes reference, "ns/name"
+  struct NamedSecret {
+    std::string key;
+    std::unique_ptr<Informer> informer;
+  };
+  std::map<size_t, NamedSecret> named_;                 // informer index -> its Secret
+  std::vector<std::unique_ptr<Informer>> retired_;      // stopped, their threads ending
+  size_t next_named_ = 0;
+  HostnameOwners owners_;
   std::map<std::string, IngressClassInfo> ingress_classes_;
   std::map<std::string, nlohmann::json> route_status_;    // ns/name -> observed status
   std::map<std::string, nlohmann::json> ingress_status_;  // ns/name -> observed status

@@ -145,6 +145,7 @@ std::string Resource::describe(const std::string& namespace_) const {
                           : std::string(".").append(api_version, 0, api_version.find('/'));
   std::string out = plural + group;
   if (namespaced && !namespace_.empty()) out += " in namespace " + namespace_;
+  if (!field_selector.empty()) out += " with " + field_selector;
   return out;
 }
 

@@ -65,13 +65,17 @@ struct Resource {
   std::string api_version;  // "v1", "discovery.k8s.io/v1"
   std::string plural;       // "services"
   bool namespaced = true;
+  // A fieldSelector sent with every list and watch ("type=kubernetes.io/tls",
+  // "metadata.name=x"); empty: none. The API server filters: objects that do
+  // not match never reach the controller.
+  std::string field_selector;
 
   // "/api/v1/namespaces/NS/services" or "/apis/discovery.k8s.io/v1/endpointslices"
   // (all namespaces when `namespace_` is empty or the kind is cluster-scoped).
   std::string collection_path(const std::string& namespace_) const;
   // The path of one object: collection_path(ns) + "/" + name.
   std::string object_path(const std::string& namespace_, const std::string& name) const;
-  // "services" or "services in namespace NS", for messages.
+  // "services" or "services in namespace NS" (and " with type=..."), for messages.
   std::string describe(const std::string& namespace_) const;
 };
 

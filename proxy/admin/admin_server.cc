@@ -22,19 +22,25 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 AdminServer::AdminServer(asio::io_context& io, control::ConfigStore& store, Metrics& metrics,
-                         std::function<std::string()> not_ready_reason)
-    : io_(io), store_(store), metrics_(metrics), not_ready_reason_(std::move(not_ready_reason)), acceptor_(io) {}
+                         std::function<std::string()> not_ready_reason, Kind kind)
+    : io_(io),
+      store_(store),
+      metrics_(metrics),
+      not_ready_reason_(std::move(not_ready_reason)),
+      kind_(kind),
+      acceptor_(io) {}
 
 Status AdminServer::listen(const HostPort& hp) {
   error_code ec;
   auto addr = asio::ip::make_address(hp.host, ec);
-  if (ec) return Error{"admin listen address \"" + hp.host + "\" is not an IP address"};
+  const char* what = kind_ == Kind::kStats ? "stats" : "admin";
+  if (ec) return Error{std::string(what) + " listen address \"" + hp.host + "\" is not an IP address"};
   tcp::endpoint ep(addr, hp.port);
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(ep, ec);
   if (!ec) acceptor_.listen(64, ec);
-  if (ec) return Error{"cannot listen on admin address " + hp.str() + ": " + ec.message()};
+  if (ec) return Error{std::string("cannot listen on ") + what + " address " + hp.str() + ": " + ec.message()};
   return ok_status();
 }
 
@@ -77,6 +83,12 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
     status = 200;
     type = "text/plain; version=0.0.4";
     body = metrics_.serialize();
+  } else if (kind_ == Kind::kStats) {
+    status = 404;
+    body = path == "/config_dump" || path == "/upstreams"
+               ? "not found: /config_dump and /upstreams are served on the admin listener only "
+                 "(--admin-listen, loopback by default)\n"
+               : "not found: try /healthz /readyz /metrics\n";
   } else if (path == "/config_dump") {
     auto cfg = store_.current();
     status = 200;

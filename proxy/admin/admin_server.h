@@ -1,4 +1,9 @@
-// The admin listener: /healthz, /readyz, /metrics, /config_dump, /upstreams.
+// The proxy's two management listeners, one class:
+//  - the stats listener (--stats-listen) serves /healthz, /readyz and /metrics
+//    only: what probes and Prometheus need, safe to expose on the pod address;
+//  - the admin listener (--admin-listen, 127.0.0.1 by default) serves those and
+//    /config_dump and /upstreams, which reveal every host, path, Service and
+//    pod address (docs/security.md): reach it through kubectl port-forward.
 // Plain HTTP/1.1 on the control thread, one request per connection; never on
 // the traffic listeners.
 #pragma once
@@ -24,9 +29,10 @@ namespace gantry::admin {
 
 class AdminServer {
  public:
+  enum class Kind { kStats, kAdmin };
   // ready() returns an empty string when ready, else the reason it is not.
   AdminServer(boost::asio::io_context& io, control::ConfigStore& store, Metrics& metrics,
-              std::function<std::string()> not_ready_reason);
+              std::function<std::string()> not_ready_reason, Kind kind = Kind::kAdmin);
   // The active health checker whose verdicts /upstreams shows (optional).
   void set_health(const upstream::HealthChecker* h) { health_ = h; }
   Status listen(const HostPort& hp);
@@ -44,6 +50,7 @@ class AdminServer {
   Metrics& metrics_;
   std::function<std::string()> not_ready_reason_;
   const upstream::HealthChecker* health_ = nullptr;
+  Kind kind_;
   boost::asio::ip::tcp::acceptor acceptor_;
 };
 

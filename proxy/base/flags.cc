@@ -67,6 +67,8 @@ std::string FlagSet::usage() const {
   return out;
 }
 
+void FlagSet::fail(const std::string& reason) const { die(program_, reason); }
+
 void FlagSet::parse_or_exit(int argc, char** argv) {
   // Environment first, so that flags given on the command line win.
   for (auto& f : flags_) {
@@ -141,6 +143,10 @@ Result<HostPort> parse_host_port(std::string_view s) {
   if (!p.ok()) return Error{"bad port in \"" + std::string(s) + "\": " + p.error().message};
   hp.port = static_cast<uint16_t>(*p);
   return hp;
+}
+
+bool is_loopback_host(const std::string& host) {
+  return host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view s) {

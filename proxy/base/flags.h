@@ -35,6 +35,10 @@ class FlagSet {
 
   std::string usage() const;
 
+  // After parse_or_exit: rejects a combination of values the same way (one
+  // line "<program>: <reason> (see --help)" on stderr, exit 2).
+  [[noreturn]] void fail(const std::string& reason) const;
+
  private:
   struct Flag {
     std::string name, value_name, default_text, help;
@@ -53,6 +57,8 @@ struct HostPort {
   std::string str() const;
 };
 Result<HostPort> parse_host_port(std::string_view s);  // "0.0.0.0:8080", "[::1]:80", ":8080"
+// True for 127.0.0.0/8 and ::1 (a management listener that only this pod reaches).
+bool is_loopback_host(const std::string& host);
 // "10s", "250ms", "1m", "2h", "1.5s"; a bare number is seconds.
 Result<std::chrono::milliseconds> parse_duration(std::string_view s);
 Result<uint64_t> parse_uint(std::string_view s, uint64_t min, uint64_t max);

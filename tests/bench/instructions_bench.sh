@@ -104,7 +104,7 @@ measure() {
     'BEGIN { printf (f == "memcheck" ? "%s %.2f\n" : "%s %.0f\n"), n, (b - a) / d }'
 }
 
-gantry_cmd=("$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 --admin-listen 127.0.0.1:19190
+gantry_cmd=("$bin/gantry-proxy" --workers 1 --http-listen 127.0.0.1:19180 --admin-listen 127.0.0.1:19190 --stats-listen off
   --control-socket "$tmp/c.sock" --snapshot-file "$tmp/snapshot.json" --access-log off --drain-seconds 0)
 nginx_cmd=(nginx -c "$tmp/nginx.conf" -p "$tmp")
 results=()

@@ -114,7 +114,7 @@ start_gantry() {  # name port admin-port snapshot extra args...
   local dir=$bin
   if [ "$name" = "${bin2_name:-}" ]; then dir=$bin2; fi
   taskset -c "$cpu_proxy" "$dir/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$p" \
-    --admin-listen "127.0.0.1:$admin" --control-socket "$tmp/$name.sock" \
+    --admin-listen "127.0.0.1:$admin" --stats-listen off --control-socket "$tmp/$name.sock" \
     --snapshot-file "$snapshot" --drain-seconds 0 "$@" >"$tmp/$name.log" 2>&1 &
   pid[$name]=$!
   pids+=($!)

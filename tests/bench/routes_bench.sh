@@ -107,7 +107,7 @@ start_proxy() {  # name bin-dir snapshot
   local name=$1 dir=$2 snapshot=$3 p=$next_port
   next_port=$((next_port + 2))
   taskset -c "$cpu_proxy" "$dir/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$p" \
-    --admin-listen "127.0.0.1:$((p + 1))" --control-socket "$tmp/$name.sock" \
+    --admin-listen "127.0.0.1:$((p + 1))" --stats-listen off --control-socket "$tmp/$name.sock" \
     --snapshot-file "$snapshot" --drain-seconds 0 --access-log off >"$tmp/$name.log" 2>&1 &
   pid[$name]=$!
   pids+=($!)

@@ -58,7 +58,7 @@ def main():
     echo = subprocess.Popen([f"{bin_dir}/gantry-echo", "--listen", "127.0.0.1:19201", "--plain"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = subprocess.Popen([f"{bin_dir}/gantry-proxy", "--workers", "2",
-                              "--http-listen", "127.0.0.1:19280", "--admin-listen", "127.0.0.1:19290",
+                              "--http-listen", "127.0.0.1:19280", "--admin-listen", "127.0.0.1:19290", "--stats-listen", "off",
                               "--control-socket", os.path.join(tmp, "c.sock"),
                               "--snapshot-file", path, "--access-log", "off", "--drain-seconds", "0"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

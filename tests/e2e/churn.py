@@ -111,12 +111,15 @@ class Gantry:
         self.manager, self.workdir = manager, Path(workdir)
         self.socket = self.workdir / "control.sock"
         self.http_port, self.admin_port, self.health_port = free_port(), free_port(), free_port()
+        self.stats_port, self.ctl_admin_port = free_port(), free_port()
         args = chart_args()
         self.controller_argv = [binary("gantry-controller")] + substitute(args["controller"], {
             "--proxy-socket": str(self.socket),
-            "--health-listen": f"127.0.0.1:{self.health_port}"}) + [f"--kubeconfig={kubeconfig}"]
+            "--health-listen": f"127.0.0.1:{self.health_port}",
+            "--admin-listen": f"127.0.0.1:{self.ctl_admin_port}"}) + [f"--kubeconfig={kubeconfig}"]
         self.proxy_argv = [binary("gantry-proxy")] + substitute(args["proxy"], {
             "--http-listen": f"127.0.0.1:{self.http_port}",
+            "--stats-listen": f"127.0.0.1:{self.stats_port}",
             "--admin-listen": f"127.0.0.1:{self.admin_port}",
             "--control-socket": str(self.socket)})
         self.proxy_log = self.workdir / "proxy.log"
@@ -132,7 +135,7 @@ class Gantry:
             for p, log in ((self.proxy, self.proxy_log), (self.controller, self.controller_log)):
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.args[0]} exited {p.returncode}\n{tail(log)}")
-            return (self.status(self.admin_port, "/readyz") == 200
+            return (self.status(self.stats_port, "/readyz") == 200
                     and self.status(self.health_port, "/readyz") == 200)
         wait_for(ready, 30, "gantry proxy and controller /readyz")
         return self

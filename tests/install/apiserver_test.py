@@ -94,6 +94,30 @@ def sa_kubeconfig(ns, sa):
     return path
 
 
+def raw_patch(config, path, body):
+    """A merge PATCH as the controller sends it, with the kubeconfig's token and CA."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    with open(config) as f:
+        cfg = yaml.safe_load(f)
+    cluster = cfg["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context()
+    if cluster.get("certificate-authority"):
+        ctx.load_verify_locations(cafile=cluster["certificate-authority"])
+    elif cluster.get("certificate-authority-data"):
+        import base64
+        ctx.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    req = urllib.request.Request(cluster["server"] + path, data=json.dumps(body).encode(), method="PATCH",
+                                 headers={"Content-Type": "application/merge-patch+json",
+                                          "Authorization": "Bearer " + cfg["users"][0]["user"]["token"]})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
 def main():
     global kc
     p = common.run(["bash", start_script, "--bin-dir", bin_dir, work], timeout=300)
@@ -121,7 +145,8 @@ def main():
         ("non-default values", ["--set", "proxy.https.enabled=true", "--set", "service.type=NodePort",
                                 "--set", "service.externalTrafficPolicy=Local", "--set", "autoscaling.enabled=true",
                                 "--set", "controller.watchNamespace=team-a", "--set", "ingressClass.default=true",
-                                "--set", "podDisruptionBudget.minAvailable=1"]),
+                                "--set", "podDisruptionBudget.minAvailable=1",
+                                "--set", "networkPolicy.enabled=true"]),
     ]
     for what, args in variants:
         r = common.run([helm, "template", "gantry", chart, "-n", "gantry-system", "--kube-version", "1.33.0", *args])
@@ -243,17 +268,17 @@ def main():
     # ---------------------------------------------------------------- 6. RBAC
     sa = sa_kubeconfig("gantry-system", "gantry")
     YES = [
-        ("get", "services", None, None), ("list", "services", None, None), ("watch", "services", None, None),
-        ("list", "secrets", None, None), ("watch", "secrets", None, None), ("get", "secrets", "default", None),
+        ("list", "services", None, None), ("watch", "services", None, None),
+        ("list", "secrets", None, None), ("watch", "secrets", None, None),
         ("list", "endpointslices.discovery.k8s.io", None, None),
         ("watch", "endpointslices.discovery.k8s.io", None, None),
         ("list", "gatewayroutes.gantry.dev", None, None), ("watch", "gatewayroutes.gantry.dev", None, None),
         ("list", "ingresses.networking.k8s.io", None, None), ("watch", "ingresses.networking.k8s.io", None, None),
         ("list", "ingressclasses.networking.k8s.io", None, None),
-        ("update", "gatewayroutes.gantry.dev", "default", "status"),
         ("patch", "gatewayroutes.gantry.dev", "default", "status"),
-        ("update", "ingresses.networking.k8s.io", "default", "status"),
         ("patch", "ingresses.networking.k8s.io", "default", "status"),
+        ("list", "configmaps/gantry-hostname-owners", "gantry-system", None),
+        ("watch", "configmaps/gantry-hostname-owners", "gantry-system", None),
         ("create", "events", "default", None), ("create", "events.events.k8s.io", "team-a", None),
         ("get", "leases.coordination.k8s.io", "gantry-system", None),
         ("create", "leases.coordination.k8s.io", "gantry-system", None),
@@ -261,6 +286,13 @@ def main():
     ]
     NO = [
         ("create", "pods", "default", None), ("list", "pods", None, None), ("create", "deployments.apps", "default", None),
+        # The narrowed verbs: no plain get of what it lists, no update of status.
+        ("get", "services", "default", None), ("get", "secrets", "default", None),
+        ("get", "gatewayroutes.gantry.dev", "default", None),
+        ("get", "endpointslices.discovery.k8s.io", "default", None),
+        ("update", "gatewayroutes.gantry.dev", "default", "status"),
+        ("update", "ingresses.networking.k8s.io", "default", "status"),
+        ("list", "configmaps", "gantry-system", None), ("get", "configmaps/gantry-hostname-owners", "gantry-system", None),
         ("delete", "services", "default", None), ("update", "services", "default", None),
         ("create", "services", "default", None),
         ("create", "secrets", "default", None), ("update", "secrets", "default", None),
@@ -296,8 +328,18 @@ def main():
         ("lists Secrets everywhere", True, ["get", "secrets", "-A"], None),
         ("lists EndpointSlices everywhere", True, ["get", "endpointslices", "-A"], None),
         ("lists IngressClasses", True, ["get", "ingressclasses"], None),
-        # As the controller writes it: a PUT to /status, no GET (kubectl patch would GET first).
-        ("updates GatewayRoute status", True, ["replace", "--raw", STATUS_URL, "-f", "-"], with_status),
+        # A PUT to /status is no longer granted: the controller merge-PATCHes (below).
+        ("cannot replace GatewayRoute status", False, ["replace", "--raw", STATUS_URL, "-f", "-"], with_status),
+        ("lists only TLS Secrets, by field selector", True,
+         ["get", "secrets", "-A", "--field-selector", "type=kubernetes.io/tls"], None),
+        ("lists one Secret by name", True, ["get", "secrets", "-n", "default", "--field-selector",
+                                            "metadata.name=jwt-key"], None),
+        ("cannot get a Secret", False, ["get", "secret", "jwt-key", "-n", "default"], None),
+        ("lists its hostname-owners ConfigMap by name", True,
+         ["get", "configmaps", "-n", "gantry-system", "--field-selector", "metadata.name=gantry-hostname-owners"],
+         None),
+        ("cannot list other ConfigMaps", False,
+         ["get", "configmaps", "-n", "gantry-system", "--field-selector", "metadata.name=kube-root-ca.crt"], None),
         ("creates its Lease", True, ["create", "-f", "-"], {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "gantry-leader", "namespace": "gantry-system"},
@@ -327,8 +369,11 @@ def main():
             t.check(p.returncode != 0 and "forbidden" in out(p).lower(), f"as the gantry SA: {what} (Forbidden)",
                     out(p))
 
+    # As the controller writes it: a merge PATCH of /status with the SA's token, no GET first.
+    code, body = raw_patch(sa, STATUS_URL, {"status": with_status["status"]})
+    t.check(code == 200, "as the gantry SA: merge-patches GatewayRoute status", f"{code} {body[:300]}")
     got = json.loads(k("get", "gr", "kitchen-sink", "-n", "default", "-o", "json").stdout or "{}")
-    t.check(got.get("status", {}).get("observedGeneration") == 2, "the SA's status update landed",
+    t.check(got.get("status", {}).get("observedGeneration") == 2, "the SA's status patch landed",
             str(got.get("status")))
     p = k("patch", "gr", "kitchen-sink", "-n", "default", "--subresource=status", "--type=merge",
           "-p", json.dumps(status), config=sa)
@@ -341,8 +386,8 @@ def main():
         ("list", "gatewayroutes.gantry.dev", "team-a", None, "yes"),
         ("list", "gatewayroutes.gantry.dev", "team-b", None, "no"),
         ("list", "gatewayroutes.gantry.dev", None, None, "no"),
-        ("get", "secrets", "team-a", None, "yes"),
-        ("get", "secrets", "team-b", None, "no"),
+        ("list", "secrets", "team-a", None, "yes"),
+        ("list", "secrets", "team-b", None, "no"),
         ("list", "secrets", None, None, "no"),
         ("watch", "endpointslices.discovery.k8s.io", "team-a", None, "yes"),
         ("watch", "endpointslices.discovery.k8s.io", "default", None, "no"),

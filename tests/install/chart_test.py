@@ -91,18 +91,19 @@ def triples(groups, resources, verbs):
     return {(g, r, v) for g in groups for r in resources for v in verbs}
 
 
-READ = ["get", "list", "watch"]
+READ = ["list", "watch"]  # the controller never GETs what it reads
 NAMESPACED_RULES = (
     triples([""], ["services", "secrets"], READ)
     | triples(["discovery.k8s.io"], ["endpointslices"], READ)
     | triples(["gantry.dev"], ["gatewayroutes"], READ)
     | triples(["networking.k8s.io"], ["ingresses"], READ)
-    | triples(["gantry.dev"], ["gatewayroutes/status"], ["update", "patch"])
-    | triples(["networking.k8s.io"], ["ingresses/status"], ["update", "patch"])
+    | triples(["gantry.dev"], ["gatewayroutes/status"], ["patch"])
+    | triples(["networking.k8s.io"], ["ingresses/status"], ["patch"])
     | triples(["", "events.k8s.io"], ["events"], ["create"])
 )
 CLUSTER_RULES = triples(["networking.k8s.io"], ["ingressclasses"], READ)
-LEASE_RULES = triples(["coordination.k8s.io"], ["leases"], ["get", "create", "update"])
+LEASE_RULES = (triples(["coordination.k8s.io"], ["leases"], ["get", "create", "update"])
+               | triples([""], ["configmaps"], READ))
 
 # ------------------------------------------------------------------ lint
 NON_DEFAULT = {
@@ -161,9 +162,9 @@ t.check(ctl.get("image") == prx.get("image") == "gantry:0.1.0", "one image, tag 
 t.check(ctl.get("command") == ["/usr/local/bin/gantry-controller"], "controller command")
 t.check(prx.get("command") == ["/usr/local/bin/gantry-proxy"], "proxy command")
 t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--health-listen=0.0.0.0:9902",
-                            "--ingress-class=gantry", "--leader-elect"], "controller args", str(ctl.get("args")))
-t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
-                            f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
+                            "--admin-listen=127.0.0.1:9903", "--ingress-class=gantry", "--leader-elect"], "controller args", str(ctl.get("args")))
+t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--stats-listen=0.0.0.0:9901",
+                            "--admin-listen=127.0.0.1:9900", f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
                             "--request-header-timeout=10s", "--upstream-idle-timeout=30s"], "proxy args", str(prx.get("args")))
 vols = {v["name"]: v for v in pspec.get("volumes", [])}
 t.check("emptyDir" in vols.get("control-socket", {}), "control socket volume is an emptyDir")
@@ -217,7 +218,15 @@ t.check(svc.get("spec", {}).get("selector") == sel, "Service selects the pods")
 msvc = one(objs, "Service", "gantry-metrics")
 t.check(msvc.get("spec", {}).get("type") == "ClusterIP"
         and [(p["name"], p["port"]) for p in msvc.get("spec", {}).get("ports", [])]
-        == [("admin", 9901), ("ctl-health", 9902)], "metrics Service is ClusterIP on 9901/9902")
+        == [("stats", 9901), ("ctl-health", 9902)], "metrics Service is ClusterIP on 9901/9902")
+# The admin endpoints (/config_dump, /upstreams, /status) stay inside the pod:
+# no container port, no Service port, bound to loopback.
+for c in (ctl, prx):
+    t.check(all(p["containerPort"] not in (9900, 9903) for p in c.get("ports", [])),
+            f"{c.get('name')} declares no admin containerPort", str(c.get("ports")))
+    t.check([a for a in c.get("args", []) if a.startswith("--admin-listen=")]
+            == ["--admin-listen=127.0.0.1:" + ("9903" if c is ctl else "9900")],
+            f"{c.get('name')} admin listener on loopback", str(c.get("args")))
 
 cr = one(objs, "ClusterRole")
 t.check(rule_triples(cr.get("rules", [])) == NAMESPACED_RULES | CLUSTER_RULES,
@@ -226,12 +235,15 @@ t.check(rule_triples(cr.get("rules", [])) == NAMESPACED_RULES | CLUSTER_RULES,
 for o in objs.get("ClusterRole", []) + objs.get("Role", []):
     flat = rule_triples(o.get("rules", []))
     t.check(not any("*" in x for tr in flat for x in tr), f"{o['metadata']['name']}: no wildcards")
-    writes = {tr for tr in flat if tr[2] not in READ}
+    writes = {tr for tr in flat if tr[2] not in READ and not (tr[1] == "leases" and tr[2] == "get")}
     t.check(all(tr[1].endswith("/status") or tr[1] in ("events", "leases") for tr in writes),
             f"{o['metadata']['name']}: writes only status, events and leases", str(writes))
 role = one(objs, "Role")
 t.check(role.get("metadata", {}).get("namespace") == "gantry-system"
         and rule_triples(role.get("rules", [])) == LEASE_RULES, "Role: Lease get/create/update in the release ns")
+t.check([r.get("resourceNames") for r in role.get("rules", []) if "configmaps" in r.get("resources", [])]
+        == [["gantry-hostname-owners"]], "Role: one ConfigMap by name (hostname owners), nothing else",
+        str(role.get("rules")))
 for b in objs.get("ClusterRoleBinding", []) + objs.get("RoleBinding", []):
     t.check(b["subjects"] == [{"kind": "ServiceAccount", "name": "gantry", "namespace": "gantry-system"}],
             f"{b['metadata']['name']} binds the chart's ServiceAccount")
@@ -265,10 +277,11 @@ ctl, prx = container(dep, "controller"), container(dep, "proxy")
 t.check("replicas" not in dep.get("spec", {}), "with the HPA on, the Deployment leaves replicas to it")
 t.check(ctl.get("image") == "registry.example.com/gantry@sha256:" + "ab" * 32, "image by digest")
 t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--health-listen=0.0.0.0:9902",
-                            "--ingress-class=edge", "--namespace=team-a", "--kubeconfig=/k/c"],
+                            "--admin-listen=127.0.0.1:9903", "--ingress-class=edge", "--namespace=team-a", "--kubeconfig=/k/c"],
         "controller args (one namespace, no leader election, extra arg)", str(ctl.get("args")))
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.0:8443",
-                            "--admin-listen=0.0.0.0:9901", f"--control-socket={SOCKET}", "--drain-seconds=20",
+                            "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
+                            f"--control-socket={SOCKET}", "--drain-seconds=20",
                             "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s", "--workers=4", "--debug-headers",
                             "--trusted-proxies=10.0.0.0/8,192.168.0.0/16"], "proxy args with HTTPS",
         str(prx.get("args")))
@@ -295,7 +308,7 @@ t.check(hpa.get("apiVersion") == "autoscaling/v2" and hpa["spec"]["minReplicas"]
         and [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu", "memory"], "HPA autoscaling/v2")
 sm = one(nd, "ServiceMonitor")
 t.check(sm.get("apiVersion") == "monitoring.coreos.com/v1"
-        and [e["port"] for e in sm["spec"]["endpoints"]] == ["admin", "ctl-health"]
+        and [e["port"] for e in sm["spec"]["endpoints"]] == ["stats", "ctl-health"]
         and all(e["path"] == "/metrics" for e in sm["spec"]["endpoints"])
         and sm["metadata"]["labels"].get("release") == "prom", "ServiceMonitor scrapes proxy and controller")
 msvc = one(nd, "Service", "gantry-metrics")
@@ -319,6 +332,37 @@ if off.get("Deployment"):
     t.check(off["Deployment"][0]["spec"]["template"]["spec"]["serviceAccountName"] == "ops",
             "an existing ServiceAccount can be used")
 
+# ------------------------------------------------------------------ NetworkPolicy (optional)
+t.check(not objs.get("NetworkPolicy"), "no NetworkPolicy by default")
+npo = render("--set", "networkPolicy.enabled=true")
+np_ = one(npo, "NetworkPolicy", "gantry")
+nps = np_.get("spec", {})
+t.check(nps.get("podSelector", {}).get("matchLabels") == sel and nps.get("policyTypes") == ["Ingress"],
+        "NetworkPolicy selects the gantry pods, ingress only", str(nps))
+rules = nps.get("ingress", [])
+t.check(len(rules) == 2, "NetworkPolicy: two ingress rules (traffic, stats)", str(rules))
+if len(rules) == 2:
+    t.check("from" not in rules[0] and rules[0]["ports"] == [{"port": 8080, "protocol": "TCP"}],
+            "traffic port 8080 open to every client", str(rules[0]))
+    t.check(rules[1]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            and rules[1]["ports"] == [{"port": 9901, "protocol": "TCP"}, {"port": 9902, "protocol": "TCP"}],
+            "stats ports 9901/9902 only from the monitoring namespace", str(rules[1]))
+    opened = {p["port"] for r in rules for p in r["ports"]}
+    t.check(not opened & {9900, 9903}, "the admin ports are never opened", str(opened))
+npo = render("--set", "networkPolicy.enabled=true", "--set", "proxy.https.enabled=true",
+             # helm merges maps: a default label is dropped by setting it to null
+             "--set-json", 'networkPolicy.statsNamespaceSelector={"matchLabels":{"kubernetes.io/metadata.name":null,"team":"obs"}}',
+             "--set-json", 'networkPolicy.statsPodSelector={"matchLabels":{"app":"prometheus"}}')
+rules = one(npo, "NetworkPolicy").get("spec", {}).get("ingress", [])
+t.check(len(rules) == 2 and rules[0]["ports"] == [{"port": 8080, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]
+        and rules[1]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "obs"}},
+                                  "podSelector": {"matchLabels": {"app": "prometheus"}}}],
+        "NetworkPolicy follows https and the configured selectors", str(rules))
+npo = render("--set", "networkPolicy.enabled=true", "--set-json", 'networkPolicy.statsNamespaceSelector={"matchLabels":null}')
+rules = one(npo, "NetworkPolicy").get("spec", {}).get("ingress", [])
+t.check(len(rules) == 2 and rules[1]["from"] == [{"namespaceSelector": {}}],
+        "an empty selector admits every namespace to the stats ports only", str(rules))
+
 # ------------------------------------------------------------------ renders that must fail
 FAILS = [
     (["--set", "replicas=3"], "replicas"),
@@ -333,6 +377,11 @@ FAILS = [
     (["--set", "terminationGracePeriodSeconds=15"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.adminPort=9902"], "must all differ"),
+    (["--set", "networkPolicy.enable=true"], "enable"),
+    (["--set", "networkPolicy.statsNamespaceSelector.matchLabel.x=y"], "matchLabel"),
+    (["--set", "networkPolicy.enabled=yes"], "enabled"),
+    (["--set", "proxy.statsPort=9903"], "must all differ"),
+    (["--set", "controller.adminPort=8080"], "must all differ"),
     (["--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5",
       "--set", "autoscaling.maxReplicas=2"], "minReplicas must not exceed"),
 ]
@@ -345,7 +394,7 @@ for args, needle in FAILS:
 # (rendered by `helm install` in apiserver_test.py; here the template's text)
 with open(os.path.join(CHART, "templates", "NOTES.txt")) as f:
     notes = f.read()
-for needle in ("kind: GatewayRoute", "kubectl get gr", "/metrics on port {{ .Values.proxy.adminPort }}",
+for needle in ("kind: GatewayRoute", "kubectl get gr", "/metrics on port {{ .Values.proxy.statsPort }}", "port-forward deployment/",
                "/metrics on port {{ .Values.controller.healthPort }}", "rollout status deployment/",
                "grafana_dashboard", "serviceMonitor.enabled=true"):
     t.check(needle in notes, f"NOTES mention {needle!r}")

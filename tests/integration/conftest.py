@@ -291,13 +291,15 @@ class Proxy:
         self.socket_path = str(socket_path)
         self.extra_args = list(extra_args)
         self.http_port = free_port()
-        self.admin_port = free_port()
+        self.stats_port = free_port()   # /healthz /readyz /metrics
+        self.admin_port = free_port()   # /config_dump /upstreams
         self.proc = None
         self.log = self.workdir / "proxy.log"
 
     def argv(self):
         return [binary("gantry-proxy"),
                 "--http-listen", f"127.0.0.1:{self.http_port}",
+                "--stats-listen", f"127.0.0.1:{self.stats_port}",
                 "--admin-listen", f"127.0.0.1:{self.admin_port}",
                 "--control-socket", self.socket_path,
                 "--workers", "2",
@@ -311,14 +313,14 @@ class Proxy:
 
     def healthy(self):
         self._check_alive()
-        return self.admin_status("/healthz") == 200
+        return self.stats_status("/healthz") == 200
 
-    def admin_status(self, path):
-        return http_request(self.admin_port, path).status
+    def stats_status(self, path):
+        return http_request(self.stats_port, path).status
 
     def ready(self):
         self._check_alive()
-        return self.admin_status("/readyz") == 200
+        return self.stats_status("/readyz") == 200
 
     def wait_ready(self, timeout=START_TIMEOUT):
         wait_until(self.ready, timeout, "proxy /readyz 200", on_timeout=lambda: tail(self.log))
@@ -343,7 +345,8 @@ class Controller:
         self.workdir = Path(workdir)
         self.manifest_dir = str(manifest_dir)
         self.socket_path = str(socket_path)
-        self.health_port = free_port()
+        self.health_port = free_port()  # /healthz /readyz /metrics
+        self.admin_port = free_port()   # /status
         self.proc = None
         self.log = self.workdir / "controller.log"
 
@@ -351,7 +354,8 @@ class Controller:
         return [binary("gantry-controller"),
                 "--source", f"dir:{self.manifest_dir}",
                 "--proxy-socket", self.socket_path,
-                "--health-listen", f"127.0.0.1:{self.health_port}"]
+                "--health-listen", f"127.0.0.1:{self.health_port}",
+                "--admin-listen", f"127.0.0.1:{self.admin_port}"]
 
     def start(self):
         self.proc = self.manager.spawn(self.argv(), self.log)
@@ -366,7 +370,7 @@ class Controller:
         wait_until(self.ready, timeout, "controller /readyz 200", on_timeout=lambda: tail(self.log))
 
     def status(self):
-        return get_json(self.health_port, "/status")
+        return get_json(self.admin_port, "/status")
 
     def route_conditions(self, namespace, name):
         """{type: condition dict} of one route in /status, or None when it is absent."""
@@ -722,7 +726,7 @@ class SnapshotProxy(Proxy):
         raise ValueError("no VmRSS line")
 
     def metrics_text(self):
-        r = http_request(self.admin_port, "/metrics")
+        r = http_request(self.stats_port, "/metrics")
         assert r.status == 200, r
         return r.body.decode()
 

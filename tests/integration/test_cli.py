@@ -13,6 +13,9 @@ BAD = [
     ("gantry-proxy", ["--no-such-flag"], {}, "no-such-flag"),
     ("gantry-proxy", ["--http-listen", "nonsense"], {}, "http-listen"),
     ("gantry-proxy", ["--admin-listen", "127.0.0.1:99999"], {}, "admin-listen"),
+    ("gantry-proxy", ["--stats-listen", "everywhere"], {}, "stats-listen"),
+    ("gantry-proxy", ["--stats-listen", "0.0.0.0:9901", "--admin-listen", "127.0.0.1:9901"], {},
+     "different ports"),
     ("gantry-proxy", ["--workers", "many"], {}, "workers"),
     ("gantry-proxy", ["--request-header-timeout", "10 parsecs"], {}, "request-header-timeout"),
     ("gantry-proxy", ["--drain-seconds"], {}, "drain-seconds"),
@@ -20,6 +23,10 @@ BAD = [
     ("gantry-proxy", [], {"GANTRY_HTTP_LISTEN": "nonsense"}, "GANTRY_HTTP_LISTEN"),
     ("gantry-controller", ["--no-such-flag"], {}, "no-such-flag"),
     ("gantry-controller", ["--health-listen", "nowhere"], {}, "health-listen"),
+    ("gantry-controller", ["--admin-listen", "127.0.0.1:-1"], {}, "admin-listen"),
+    ("gantry-controller", ["--health-listen", "127.0.0.1:9902", "--admin-listen", "127.0.0.1:9902"],
+     {}, "different ports"),
+    ("gantry-controller", ["--hostname-ownership", "sometimes"], {}, "hostname-ownership"),
     ("gantry-controller", ["--source", "carrier-pigeon"], {}, "source"),
     ("gantry-controller", ["--proxy-socket"], {}, "proxy-socket"),
     ("gantry-controller", [], {"GANTRY_HEALTH_LISTEN": "nowhere"}, "GANTRY_HEALTH_LISTEN"),
@@ -51,11 +58,13 @@ def test_bad_flag_exits_2_with_one_line(name, argv, env, word):
 
 # (binary, flags --help must list)
 HELP = [
-    ("gantry-proxy", ["--http-listen", "--https-listen", "--admin-listen", "--control-socket",
+    ("gantry-proxy", ["--http-listen", "--https-listen", "--stats-listen", "--admin-listen",
+                      "--control-socket",
                       "--snapshot-file", "--workers", "--drain-seconds", "--debug-headers",
                       "--request-header-timeout", "--trusted-proxies", "--access-log"]),
     ("gantry-controller", ["--source", "--kubeconfig", "--proxy-socket", "--ingress-class",
-                           "--namespace", "--leader-elect", "--health-listen"]),
+                           "--namespace", "--leader-elect", "--health-listen", "--admin-listen",
+                           "--hostname-ownership"]),
     ("gantry-echo", ["--listen", "--name", "--threads", "--plain"]),
 ]
 

@@ -28,7 +28,7 @@ def test_restarted_proxy_gets_snapshot_again(stack, sig):
         assert code == 0, f"proxy exit status after SIGTERM: {code}"
 
     new = Proxy(stack.manager, stack.workdir, stack.socket_path)
-    new.http_port, new.admin_port = old.http_port, old.admin_port
+    new.http_port, new.stats_port, new.admin_port = old.http_port, old.stats_port, old.admin_port
     new.log = stack.workdir / "proxy-2.log"
     stack.proxy = new
     new.start()

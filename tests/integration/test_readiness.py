@@ -20,8 +20,8 @@ def test_proxy_readyz_503_until_first_snapshot(stack):
     stack.proxy.start()  # waits for /healthz only
     # Alive but not ready, and it stays so without a controller (sampled for ~1 s).
     for _ in range(10):
-        assert stack.proxy.admin_status("/healthz") == 200
-        assert stack.proxy.admin_status("/readyz") == 503
+        assert stack.proxy.stats_status("/healthz") == 200
+        assert stack.proxy.stats_status("/readyz") == 503
         time.sleep(0.1)
     stack.controller.start()
     stack.proxy.wait_ready()

@@ -41,8 +41,8 @@ def test_sigterm_drains_then_exits(dataplane):
 
     sigterm_at = time.monotonic()
     proxy.proc.send_signal(signal.SIGTERM)
-    # /readyz fails at once (bounded poll; the admin listener stays up while draining).
-    wait_until(lambda: proxy.admin_status("/readyz") == 503, 1.0, "/readyz 503 after SIGTERM")
+    # /readyz fails at once (bounded poll; the stats listener stays up while draining).
+    wait_until(lambda: proxy.stats_status("/readyz") == 503, 1.0, "/readyz 503 after SIGTERM")
 
     # Traffic is still served: new connections and the keep-alive one, which
     # is told to close.

@@ -66,35 +66,40 @@ with a message naming the values to change.
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
-{{- $ports := list (int $p.httpPort) (int $p.adminPort) (int .Values.controller.healthPort) -}}
+{{- $ports := list (int $p.httpPort) (int $p.statsPort) (int $p.adminPort) (int .Values.controller.healthPort) (int .Values.controller.adminPort) -}}
 {{- if $p.https.enabled -}}{{- $ports = append $ports (int $p.https.port) -}}{{- end -}}
 {{- if ne (len $ports) (len (uniq $ports)) -}}
-{{- fail "proxy.httpPort, proxy.https.port, proxy.adminPort and controller.healthPort must all differ (the containers share the pod's network)" -}}
+{{- fail "proxy.httpPort, proxy.https.port, proxy.statsPort, proxy.adminPort, controller.healthPort and controller.adminPort must all differ (the containers share the pod's network)" -}}
 {{- end -}}
 {{- end -}}
 
-{{/* RBAC rules for the namespaced kinds the controller reads, and the status it writes. */}}
+{{/* RBAC rules for the namespaced kinds the controller reads, and the status it writes.
+The narrowest verbs that work: the controller only lists and watches (never a
+plain get), and writes status with a merge PATCH (never an update). Secrets: it
+lists and watches TLS Secrets (fieldSelector type=kubernetes.io/tls) and, by
+name, the others routes reference (docs/security.md); RBAC cannot express a
+field selector, so the verbs are list and watch on secrets. */}}
 {{- define "gantry.namespacedRules" -}}
 # Read what routes are built from.
 - apiGroups: [""]
   resources: [services, secrets]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [gantry.dev]
   resources: [gatewayroutes]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # Write status only: never the spec of a user's object.
 - apiGroups: [gantry.dev]
   resources: [gatewayroutes/status]
-  verbs: [update, patch]
+  verbs: [patch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses/status]
-  verbs: [update, patch]
+  verbs: [patch]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]

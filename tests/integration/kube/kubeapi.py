@@ -287,14 +287,16 @@ class KubeController:
         self.kubeconfig = kubeconfig
         self.socket_path = str(socket_path)
         self.extra_args = list(extra_args)
-        self.health_port = free_port()
+        self.health_port = free_port()  # /healthz /readyz /metrics
+        self.admin_port = free_port()   # /status
         self.log = self.workdir / f"{name}.log"
         self.proc = None
 
     def start(self):
         argv = [binary("gantry-controller"), "--source", "kube", "--kubeconfig", self.kubeconfig,
                 "--proxy-socket", self.socket_path,
-                "--health-listen", f"127.0.0.1:{self.health_port}"] + self.extra_args
+                "--health-listen", f"127.0.0.1:{self.health_port}",
+                "--admin-listen", f"127.0.0.1:{self.admin_port}"] + self.extra_args
         self.proc = self.manager.spawn(argv, self.log)
         return self
 
@@ -319,7 +321,7 @@ class KubeController:
         return out
 
     def status(self):
-        return get_json(self.health_port, "/status")
+        return get_json(self.admin_port, "/status")
 
     def kill(self, sig=signal.SIGKILL):
         return ProcessManager.kill(self.proc, sig)

@@ -63,5 +63,14 @@ TEST(HostPort, StrBracketsIPv6) {
   EXPECT_EQ((HostPort{"127.0.0.1", 80}).str(), "127.0.0.1:80");
 }
 
+TEST(IsLoopbackHost, Table) {
+  const std::pair<const char*, bool> cases[] = {
+      {"127.0.0.1", true}, {"127.1.2.3", true}, {"::1", true},       {"localhost", true},
+      {"0.0.0.0", false},  {"10.0.0.1", false}, {"::", false},       {"128.0.0.1", false},
+      {"", false},         {"1.127.0.0", false}, {"::ffff:127.0.0.1", false},
+  };
+  for (const auto& [host, want] : cases) EXPECT_EQ(is_loopback_host(host), want) << host;
+}
+
 }  // namespace
 }  // namespace gantry
