@@ -66,11 +66,11 @@ struct RegexGroup {
 
 // The entries of one host specificity level, each bucket in precedence order.
 struct HostLevel {
-  StringMap<EntryList> exact;    // Exact path -> entries
-  EntryList regex;               // RegularExpression entries
+  StringMap<EntryList> exact;            // Exact path -> entries
+  EntryList regex;                       // RegularExpression entries
   std::vector<RegexGroup> regex_groups;  // cover `regex` in order
-  StringMap<EntryList> prefix;   // normalised prefix -> entries
-  std::vector<bool> prefix_len;  // prefix_len[n]: some prefix of n characters exists
+  StringMap<EntryList> prefix;           // normalised prefix -> entries
+  std::vector<bool> prefix_len;          // prefix_len[n]: some prefix of n characters exists
 };
 
 int path_rank(snapshot::PathMatchType t) {
@@ -305,7 +305,9 @@ void build_level_regex(HostLevel& level, const RouteTableOptions& options, Regex
     return;
   }
   const size_t run = std::max<size_t>(options.regex_set_max_patterns, 1);
-  for (size_t b = 0; b < n; b += run) build_regex_groups(level, b, std::min(n, b + run), options, stats);
+  for (size_t b = 0; b < n; b += run) {
+    build_regex_groups(level, b, std::min(n, b + run), options, stats);
+  }
 }
 
 }  // namespace
@@ -486,7 +488,9 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
       }
     }
   }
-  for (auto& [host, level] : impl.exact_hosts) build_level_regex(level, options, impl.regex_set_stats);
+  for (auto& [host, level] : impl.exact_hosts) {
+    build_level_regex(level, options, impl.regex_set_stats);
+  }
   for (auto& [suffix, level] : impl.wildcard_hosts) {
     build_level_regex(level, options, impl.regex_set_stats);
   }

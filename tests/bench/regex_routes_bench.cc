@@ -107,7 +107,8 @@ void run(size_t n, bool wild) {
     router::RouteTableOptions options;
   };
   for (const Variant& v : {Variant{"sets", sets}, Variant{"linear", linear}}) {
-    if (std::getenv("GANTRY_REGEX_SETS_ONLY") && v.options.regex_set_min != sets.regex_set_min) continue;
+    if (std::getenv("GANTRY_REGEX_SETS_ONLY") && v.options.regex_set_min != sets.regex_set_min)
+      continue;
     malloc_trim(0);
     size_t heap0 = heap_in_use();
     auto t0 = Clock::now();
@@ -122,15 +123,15 @@ void run(size_t n, bool wild) {
     std::vector<size_t> picks = {0, n / 2, n - 1};
     double ns[5];
     for (size_t i = 0; i < 3; ++i) {
-      ns[i] = time_match(**table, path_for(picks[i], wild), "bench/regex#" + std::to_string(picks[i]));
+      ns[i] =
+          time_match(**table, path_for(picks[i], wild), "bench/regex#" + std::to_string(picks[i]));
     }
     ns[3] = time_match(**table, "/static/app.js", "bench/prefix#0");
     ns[4] = time_match(**table, "/nothing/here", "");
     size_t heap2 = heap_in_use();
-    std::printf(
-        "%-5s %6zu %-6s %10.1f %9.1f %9.1f %5zu %6zu %8.0f %8.0f %8.0f %8.0f %8.0f\n",
-        wild ? "wild" : "issue", n, v.name, compile_ms, (heap1 - heap0) / 1048576.0,
-        (heap2 - heap0) / 1048576.0, st.sets, st.splits, ns[0], ns[1], ns[2], ns[3], ns[4]);
+    std::printf("%-5s %6zu %-6s %10.1f %9.1f %9.1f %5zu %6zu %8.0f %8.0f %8.0f %8.0f %8.0f\n",
+                wild ? "wild" : "issue", n, v.name, compile_ms, (heap1 - heap0) / 1048576.0,
+                (heap2 - heap0) / 1048576.0, st.sets, st.splits, ns[0], ns[1], ns[2], ns[3], ns[4]);
     std::fflush(stdout);
   }
 }

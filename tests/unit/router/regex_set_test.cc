@@ -163,17 +163,29 @@ std::vector<Case> cases() {
       route("header", {}, {rule({header})}, 4),
       route("query", {}, {rule({query})}, 5),
   };
-  c.push_back({"best_fails_method_next_wins", ranked, {.path = "/a/42"},
+  c.push_back({"best_fails_method_next_wins",
+               ranked,
+               {.path = "/a/42"},
                "default/plain-old#0 match 0 prefix 0"});
-  c.push_back({"method_holds", ranked, {.path = "/a/42", .method = "POST"},
+  c.push_back({"method_holds",
+               ranked,
+               {.path = "/a/42", .method = "POST"},
                "default/method#0 match 0 prefix 0"});
-  c.push_back({"header_holds", ranked, {.path = "/a/42", .headers = {{"x-tenant", "t7"}}},
+  c.push_back({"header_holds",
+               ranked,
+               {.path = "/a/42", .headers = {{"x-tenant", "t7"}}},
                "default/header#0 match 0 prefix 0"});
-  c.push_back({"header_regex_fails", ranked, {.path = "/a/42", .headers = {{"x-tenant", "t7x"}}},
+  c.push_back({"header_regex_fails",
+               ranked,
+               {.path = "/a/42", .headers = {{"x-tenant", "t7x"}}},
                "default/plain-old#0 match 0 prefix 0"});
-  c.push_back({"query_holds_path_not_digits", ranked, {.path = "/a/x", .query = "v=2"},
+  c.push_back({"query_holds_path_not_digits",
+               ranked,
+               {.path = "/a/x", .query = "v=2"},
                "default/query#0 match 0 prefix 0"});
-  c.push_back({"only_the_catch_all_regex", ranked, {.path = "/a/x"},
+  c.push_back({"only_the_catch_all_regex",
+               ranked,
+               {.path = "/a/x"},
                "default/plain-new#0 match 0 prefix 0"});
   c.push_back({"no_regex_matches", ranked, {.path = "/b/x"}, "404"});
 
@@ -185,8 +197,10 @@ std::vector<Case> cases() {
     m.headers = {{ValueMatchType::kExact, "x-n", std::to_string(i)}};
     same.push_back(route("same" + std::to_string(i), {}, {rule({m})}, i));
   }
-  c.push_back({"duplicate_patterns_last_passes", same,
-               {.path = "/s/abc", .headers = {{"x-n", "8"}}}, "default/same8#0 match 0 prefix 0"});
+  c.push_back({"duplicate_patterns_last_passes",
+               same,
+               {.path = "/s/abc", .headers = {{"x-n", "8"}}},
+               "default/same8#0 match 0 prefix 0"});
 
   // A host level whose regexes all miss falls through to the catch-all one.
   c.push_back({"fall_through_levels",
@@ -226,15 +240,38 @@ INSTANTIATE_TEST_SUITE_P(Cases, HandWritten, ::testing::ValuesIn(cases()),
 
 // Pieces that overlap on purpose, so one path hits several patterns.
 const std::vector<std::string> kPatterns = {
-    "/a/.*",        "/a/[0-9]+",     "/a/b",          ".*",          "/[a-z]/[a-z]+",
-    "/a/(b|c)/.*",  ".*/c",          "/a/b/c",        "/a?/b?/?",    "(?i)/A/B.*",
-    "/x/[^/]+/y",   "/p[0-9]+/[a-z]+", "/é/.*",       "/a/b|/a/c",   "/[ab]+(/[0-9])*",
-    "",             "/",             "/a/\\d{2,3}",   "/a/.{0,3}",   ".+/b/.+",
+    "/a/.*",
+    "/a/[0-9]+",
+    "/a/b",
+    ".*",
+    "/[a-z]/[a-z]+",
+    "/a/(b|c)/.*",
+    ".*/c",
+    "/a/b/c",
+    "/a?/b?/?",
+    "(?i)/A/B.*",
+    "/x/[^/]+/y",
+    "/p[0-9]+/[a-z]+",
+    "/é/.*",
+    "/a/b|/a/c",
+    "/[ab]+(/[0-9])*",
+    "",
+    "/",
+    "/a/\\d{2,3}",
+    "/a/.{0,3}",
+    ".+/b/.+",
+    "^/a/b$",
+    "(?m)^/a$",
+    "\\A/a.*\\z",
+    ".*c\\b",
+    "\\C+",
+    "(?s).*/",
+    "/a/(?U)b*",
 };
 const std::vector<std::string> kPaths = {
-    "/",     "/a",     "/a/",   "/a/b",   "/a/b/c", "/a/c",  "/a/42",   "/a/123", "/a/1234",
-    "/A/B",  "/A/bx",  "/x/1/y", "/x//y", "/p7/abc", "/p7/",  "/é/z",    "/abab/1/2",
-    "/b/c",  "/q/b/r", "",       "/a/b/c/d", "/a/xyz", "/\xff/a", "/a/\xc3",
+    "/",         "/a",   "/a/",    "/a/b",   "/a/b/c",   "/a/c",    "/a/42",   "/a/123",
+    "/a/1234",   "/A/B", "/A/bx",  "/x/1/y", "/x//y",    "/p7/abc", "/p7/",    "/é/z",
+    "/abab/1/2", "/b/c", "/q/b/r", "",       "/a/b/c/d", "/a/xyz",  "/\xff/a", "/a/\xc3",
 };
 const std::vector<std::string> kHosts = {"", "a.example.com", "b.example.com", "x.w.example.com"};
 
@@ -286,7 +323,8 @@ Generated generate(uint32_t seed, size_t route_count) {
           }
         }
         if (chance(15)) m.query_params.push_back({ValueMatchType::kExact, "v", "1"});
-        if (chance(10)) m.query_params.push_back({ValueMatchType::kRegularExpression, "id", "[0-9]+"});
+        if (chance(10))
+          m.query_params.push_back({ValueMatchType::kRegularExpression, "id", "[0-9]+"});
         matches.push_back(std::move(m));
       }
       rules.push_back(rule(std::move(matches)));
@@ -319,7 +357,8 @@ TEST(RegexSets, GeneratedSnapshotsMatchTheWalk) {
 
 std::vector<Route> numbered(size_t n) {
   std::vector<Rule> rules;
-  for (size_t k = 0; k < n; ++k) rules.push_back(rule({regex("/p" + std::to_string(k) + "/[a-z]+")}));
+  for (size_t k = 0; k < n; ++k)
+    rules.push_back(rule({regex("/p" + std::to_string(k) + "/[a-z]+")}));
   return {route("many", {}, std::move(rules), 1)};
 }
 
@@ -345,7 +384,8 @@ TEST(RegexSets, PatternCapSplitsIntoRuns) {
   ASSERT_NE(table, nullptr);
   EXPECT_EQ(table->regex_set_stats().sets, 4u);  // 300 + 300 + 300 + 100
   EXPECT_EQ(table->regex_set_stats().set_patterns, 1000u);
-  EXPECT_EQ(describe(table->match(view(Req{.path = "/p999/z"}))), "default/many#999 match 0 prefix 0");
+  EXPECT_EQ(describe(table->match(view(Req{.path = "/p999/z"}))),
+            "default/many#999 match 0 prefix 0");
 }
 
 // A budget RE2 cannot compile a run within: the run is split, down to single
