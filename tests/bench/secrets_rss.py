@@ -8,9 +8,9 @@ creates N Opaque Secrets of BYTES bytes each (default 10,000 of 1 KiB) and 2%
 as many kubernetes.io/tls ones, none referenced by a route, then for each
 controller binary given: starts it (--source kube, admin kubeconfig, a proxy
 socket nobody serves), waits until it logs that every informer has synced,
-lets it settle, and prints its VmRSS. It also prints the VmRSS of the first
-binary in an empty cluster, measured before the Secrets are created. Pass the
-binary of an older build to compare. Only loopback addresses are used.
+lets it settle, and prints its VmRSS; each binary is also measured in the
+empty cluster first. Pass the binary of an older build to compare. Only
+loopback addresses are used.
 """
 import argparse
 import base64
@@ -73,7 +73,7 @@ def main():
         cp.start()
         try:
             cp.install_crd()
-            empty = measure(args.controllers[0], cp.kubeconfig, d, "empty")
+            empty = [measure(b, cp.kubeconfig, d, f"empty-{i}") for i, b in enumerate(args.controllers)]
             payload = base64.b64encode(os.urandom(args.size * 3 // 4)).decode()
             namespaces = [f"tenant-{i}" for i in range(10)]
             for ns in namespaces:
@@ -93,7 +93,8 @@ def main():
             print(f"created {args.secrets} Secrets of {args.size} bytes "
                   f"({args.secrets // 50} of type kubernetes.io/tls) in {time.monotonic() - t0:.0f} s")
             print(f"{'controller':60} {'VmRSS KiB':>10}")
-            print(f"{args.controllers[0] + ' (empty cluster)':60} {empty:>10}")
+            for b, kib in zip(args.controllers, empty):
+                print(f"{b + ' (empty cluster)':60} {kib:>10}")
             for i, b in enumerate(args.controllers):
                 print(f"{b + f' ({args.secrets} Secrets)':60} {measure(b, cp.kubeconfig, d, str(i)):>10}",
                       flush=True)
