@@ -58,11 +58,17 @@ using EntryList = std::vector<const Entry*>;
 // A consecutive run [begin, end) of a level's regex bucket. With a set, one
 // DFA pass finds every pattern of the run that matches the whole path (set
 // index i is entry begin + i); without one, the entries are tried in turn.
+// Levels whose runs hold the same patterns in the same order (a route with
+// many hostnames) share one set.
 struct RegexGroup {
   size_t begin = 0;
   size_t end = 0;
-  std::unique_ptr<RE2::Set> set;
+  std::shared_ptr<const RE2::Set> set;
 };
+
+// Sets compiled so far for one table, keyed by their patterns in order
+// (each length-prefixed); nullptr records a run RE2 could not compile.
+using RegexSetCache = std::unordered_map<std::string, std::shared_ptr<const RE2::Set>>;
 
 // The entries of one host specificity level, each bucket in precedence order.
 struct HostLevel {
@@ -270,33 +276,46 @@ RE2::Options regex_options() {
 // cannot compile within the budget split in two, a single pattern that still
 // fails tried on its own. Never fails.
 void build_regex_groups(HostLevel& level, size_t begin, size_t end,
-                        const RouteTableOptions& options, RegexSetStats& stats) {
+                        const RouteTableOptions& options, RegexSetCache& cache,
+                        RegexSetStats& stats) {
   if (begin == end) return;
-  auto linear = [&] {
+  if (end - begin < 2) {
     level.regex_groups.push_back(RegexGroup{begin, end, nullptr});
     stats.linear_entries += end - begin;
-  };
-  if (end - begin < 2) return linear();
-  RE2::Options re_options = regex_options();
-  re_options.set_max_mem(options.regex_set_max_mem);
-  auto set = std::make_unique<RE2::Set>(re_options, RE2::ANCHOR_BOTH);
-  bool ok = true;
-  for (size_t i = begin; i < end && ok; ++i) {
-    ok = set->Add(level.regex[i]->path_re->pattern(), nullptr) == static_cast<int>(i - begin);
+    return;
   }
-  if (ok && set->Compile()) {
-    level.regex_groups.push_back(RegexGroup{begin, end, std::move(set)});
-    stats.sets += 1;
+  std::string key;
+  for (size_t i = begin; i < end; ++i) {
+    const std::string& pattern = level.regex[i]->path_re->pattern();
+    key.append(std::to_string(pattern.size())).append(":").append(pattern);
+  }
+  auto [it, fresh] = cache.try_emplace(std::move(key), nullptr);
+  if (fresh) {
+    RE2::Options re_options = regex_options();
+    re_options.set_max_mem(options.regex_set_max_mem);
+    auto set = std::make_shared<RE2::Set>(re_options, RE2::ANCHOR_BOTH);
+    bool ok = true;
+    for (size_t i = begin; i < end && ok; ++i) {
+      ok = set->Add(level.regex[i]->path_re->pattern(), nullptr) == static_cast<int>(i - begin);
+    }
+    if (ok && set->Compile()) {
+      it->second = std::move(set);
+      stats.sets += 1;
+    }
+  }
+  if (it->second != nullptr) {
+    level.regex_groups.push_back(RegexGroup{begin, end, it->second});
     stats.set_patterns += end - begin;
     return;
   }
   stats.splits += 1;
   size_t mid = begin + (end - begin) / 2;
-  build_regex_groups(level, begin, mid, options, stats);
-  build_regex_groups(level, mid, end, options, stats);
+  build_regex_groups(level, begin, mid, options, cache, stats);
+  build_regex_groups(level, mid, end, options, cache, stats);
 }
 
-void build_level_regex(HostLevel& level, const RouteTableOptions& options, RegexSetStats& stats) {
+void build_level_regex(HostLevel& level, const RouteTableOptions& options, RegexSetCache& cache,
+                       RegexSetStats& stats) {
   const size_t n = level.regex.size();
   if (n == 0) return;
   if (n < std::max<size_t>(options.regex_set_min, 2)) {
@@ -306,7 +325,7 @@ void build_level_regex(HostLevel& level, const RouteTableOptions& options, Regex
   }
   const size_t run = std::max<size_t>(options.regex_set_max_patterns, 1);
   for (size_t b = 0; b < n; b += run) {
-    build_regex_groups(level, b, std::min(n, b + run), options, stats);
+    build_regex_groups(level, b, std::min(n, b + run), options, cache, stats);
   }
 }
 
@@ -488,13 +507,14 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
       }
     }
   }
+  RegexSetCache set_cache;
   for (auto& [host, level] : impl.exact_hosts) {
-    build_level_regex(level, options, impl.regex_set_stats);
+    build_level_regex(level, options, set_cache, impl.regex_set_stats);
   }
   for (auto& [suffix, level] : impl.wildcard_hosts) {
-    build_level_regex(level, options, impl.regex_set_stats);
+    build_level_regex(level, options, set_cache, impl.regex_set_stats);
   }
-  build_level_regex(impl.any_host, options, impl.regex_set_stats);
+  build_level_regex(impl.any_host, options, set_cache, impl.regex_set_stats);
   return std::shared_ptr<const RouteTable>(std::move(table));
 }
 

@@ -104,8 +104,8 @@ struct RouteTableOptions {
 
 // What create() made of the regular-expression paths, over all host levels.
 struct RegexSetStats {
-  size_t sets = 0;            // RE2::Set objects
-  size_t set_patterns = 0;    // entries matched through a set
+  size_t sets = 0;            // RE2::Set objects compiled (levels with the same runs share one)
+  size_t set_patterns = 0;    // entries matched through a set, summed over the levels
   size_t linear_entries = 0;  // entries tried one by one (small levels, split down to one)
   size_t splits = 0;          // runs split in two because RE2 could not compile them
 };

@@ -112,7 +112,7 @@ start_proxy() {  # name bin-dir snapshot
   pid[$name]=$!
   pids+=($!)
   port[$name]=$p
-  wait_port "$p"
+  wait_port "$p" || { cat "$tmp/$name.log" >&2; exit 1; }
 }
 variants=(sets)
 [ -z "$baseline" ] || variants+=(baseline)

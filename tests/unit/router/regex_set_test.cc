@@ -412,6 +412,27 @@ TEST(RegexSets, TooSmallBudgetSplitsNeverRejects) {
   }
 }
 
+// A route with many hostnames puts the same regex list on every host level:
+// one set is compiled and shared, not one per hostname.
+TEST(RegexSets, LevelsWithTheSameRunsShareOneSet) {
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 50; ++i) hosts.push_back("h" + std::to_string(i) + ".example.com");
+  std::vector<Route> routes = numbered(300);
+  routes[0].hostnames = hosts;
+  routes.push_back(route("other", {"h7.example.com"}, {rule({regex("/p1/[a-z]+")})}, 0));
+  auto table = build(routes, {});
+  ASSERT_NE(table, nullptr);
+  EXPECT_EQ(table->regex_set_stats().sets, 2u);  // h7's level has one more pattern
+  EXPECT_EQ(table->regex_set_stats().set_patterns, 50u * 300u + 1u);
+  EXPECT_EQ(describe(table->match(view(Req{.host = "h3.example.com", .path = "/p299/a"}))),
+            "default/many#299 match 0 prefix 0");
+  EXPECT_EQ(describe(table->match(view(Req{.host = "h7.example.com", .path = "/p1/a"}))),
+            "default/other#0 match 0 prefix 0");
+  EXPECT_EQ(describe(table->match(view(Req{.host = "h8.example.com", .path = "/p1/a"}))),
+            "default/many#1 match 0 prefix 0");
+  EXPECT_EQ(describe(table->match(view(Req{.host = "x.example.com", .path = "/p1/a"}))), "404");
+}
+
 TEST(RegexSets, BelowTheMinimumEachIsTriedInTurn) {
   auto table = build(numbered(1), {});
   ASSERT_NE(table, nullptr);
