@@ -79,6 +79,7 @@ class KubeController {
         status_due_.reset();
         next_resync = now + kStatusResync;
         source_->sync_statuses(statuses_);
+        source_->sync_object_statuses(object_statuses_);
       }
     }
   }
@@ -96,6 +97,9 @@ class KubeController {
         spdlog::info("{}", line);
     }
     statuses_ = std::move(r.statuses);
+    // Gateway API statuses do not wait for the proxy's answer (docs/gateway-api.md).
+    if (!status_due_) status_due_ = now + kStatusSettle;
+    object_statuses_ = std::move(r.object_statuses);
     desired_ = std::move(r.snapshot);
     pusher_.set_desired(desired_, now);
     ++translations_;
@@ -168,6 +172,7 @@ class KubeController {
   bool was_leading_ = false;
   snapshot::Snapshot desired_;
   std::vector<RouteStatus> statuses_;
+  std::vector<ObjectStatus> object_statuses_;
   std::string status_json_ = "{\"routes\":[]}";
   uint64_t programmed_generation_ = ~uint64_t{0};
   uint64_t translations_ = 0;

@@ -48,6 +48,9 @@ struct Options {
   bool leader_elect = false;
   std::string leader_election_namespace;  // empty: the in-cluster namespace, else default
   std::string ingress_status_address;
+  bool gateway_api = false;
+  std::string gateway_controller = kDefaultGatewayController;
+  std::vector<std::string> gateway_addresses;
   HostPort health_listen{"127.0.0.1", 9902};
   std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9903};
   bool hostname_ownership = true;
@@ -89,6 +92,24 @@ Options parse_flags(int argc, char** argv) {
   flags.add("ingress-status-address", "IP|HOSTNAME", "off",
             "write this address to the status.loadBalancer of the Ingresses gantry serves",
             str(&o.ingress_status_address, true));
+  flags.add_bool("gateway-api",
+                 "serve Gateway API GatewayClasses, Gateways and HTTPRoutes (their CRDs must be installed)",
+                 &o.gateway_api);
+  flags.add("gateway-controller", "NAME", o.gateway_controller,
+            "the GatewayClass controllerName gantry answers to", str(&o.gateway_controller));
+  flags.add("gateway-address", "IP|HOSTNAME[,...]", "none",
+            "status.addresses of Gateways without spec.addresses: where the proxy is reached",
+            [&o](std::string_view v) -> Status {
+              o.gateway_addresses.clear();
+              size_t start = 0;
+              while (start <= v.size()) {
+                size_t end = v.find(',', start);
+                if (end == std::string_view::npos) end = v.size();
+                if (end > start) o.gateway_addresses.emplace_back(v.substr(start, end - start));
+                start = end + 1;
+              }
+              return ok_status();
+            });
   flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
             "serves /healthz /readyz /metrics (the chart binds it to the pod address)",
             [&o](std::string_view v) -> Status {
@@ -316,6 +337,9 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.namespace_ = opts.namespace_;
   cfg.source.ingress_class = opts.ingress_class;
   cfg.source.ingress_status_address = opts.ingress_status_address;
+  cfg.source.gateway_api = opts.gateway_api;
+  cfg.source.gateway_controller = opts.gateway_controller;
+  cfg.source.gateway_addresses = opts.gateway_addresses;
   cfg.source.leader_elect = opts.leader_elect;
   cfg.source.hostname_ownership = opts.hostname_ownership;
   cfg.source.leader.identity = identity();

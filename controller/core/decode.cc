@@ -627,6 +627,213 @@ Ingress decode_ingress(const YAML::Node& doc) {
   return ing;
 }
 
+// ------------------------------------------------------------ Gateway API
+
+GatewayClass decode_gateway_class(const YAML::Node& doc) {
+  GatewayClass c;
+  c.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  c.controller_name = required_str(spec, "controllerName", "spec");
+  return c;
+}
+
+Namespace decode_namespace(const YAML::Node& doc) {
+  Namespace n;
+  n.meta = decode_meta(doc);
+  return n;
+}
+
+LabelSelector decode_label_selector(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  LabelSelector sel;
+  sel.match_labels = str_map(n, "matchLabels", path);
+  each(n, "matchExpressions", path, [&](const YAML::Node& e, const std::string& ep) {
+    expect_map(e, ep);
+    LabelSelectorRequirement r;
+    r.key = required_str(e, "key", ep);
+    r.op = one_of(e, "operator", ep, "", {"In", "NotIn", "Exists", "DoesNotExist"});
+    if (r.op.empty()) fail(e, sub(ep, "operator"), "required");
+    r.values = str_list(e, "values", ep);
+    sel.match_expressions.push_back(std::move(r));
+  });
+  return sel;
+}
+
+Gateway decode_gateway(const YAML::Node& doc) {
+  Gateway g;
+  g.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  g.gateway_class_name = required_str(spec, "gatewayClassName", "spec");
+  each(spec, "listeners", "spec", [&](const YAML::Node& ln, const std::string& lp) {
+    expect_map(ln, lp);
+    GwListener l;
+    l.name = required_str(ln, "name", lp);
+    l.hostname = opt_str(ln, "hostname", lp);
+    l.port = opt_int(ln, "port", lp).value_or(0);
+    l.protocol = required_str(ln, "protocol", lp);
+    YAML::Node tls = get(ln, "tls");
+    if (present(tls)) {
+      std::string tp = sub(lp, "tls");
+      expect_map(tls, tp);
+      l.tls_mode = one_of(tls, "mode", tp, "Terminate", {"Terminate", "Passthrough"});
+      each(tls, "certificateRefs", tp, [&](const YAML::Node& c, const std::string& cp) {
+        expect_map(c, cp);
+        GwObjectRef r;
+        r.group = str(c, "group", cp);
+        r.kind = str(c, "kind", cp, "Secret");
+        r.name = required_str(c, "name", cp);
+        r.namespace_ = opt_str(c, "namespace", cp);
+        l.certificate_refs.push_back(std::move(r));
+      });
+    }
+    YAML::Node ar = get(ln, "allowedRoutes");
+    if (present(ar)) {
+      std::string ap = sub(lp, "allowedRoutes");
+      expect_map(ar, ap);
+      YAML::Node ns = get(ar, "namespaces");
+      if (present(ns)) {
+        std::string np = sub(ap, "namespaces");
+        expect_map(ns, np);
+        l.allowed_from = one_of(ns, "from", np, "Same", {"All", "Same", "Selector"});
+        YAML::Node sel = get(ns, "selector");
+        if (present(sel)) l.allowed_selector = decode_label_selector(sel, sub(np, "selector"));
+      }
+      YAML::Node kinds = get(ar, "kinds");
+      if (present(kinds)) {
+        std::vector<GwGroupKind> ks;
+        each(ar, "kinds", ap, [&](const YAML::Node& k, const std::string& kp) {
+          expect_map(k, kp);
+          ks.push_back({str(k, "group", kp, kGatewayGroup), required_str(k, "kind", kp)});
+        });
+        l.allowed_kinds = std::move(ks);
+      }
+    }
+    g.listeners.push_back(std::move(l));
+  });
+  each(spec, "addresses", "spec", [&](const YAML::Node& a, const std::string& ap) {
+    expect_map(a, ap);
+    g.addresses.push_back(str(a, "value", ap));
+  });
+  return g;
+}
+
+// One entry of an HTTPRoute rule's `filters` list, into the GatewayRoute
+// filter model; a type gantry does not implement goes to `unknown`.
+void decode_http_filter(const YAML::Node& n, const std::string& f, GrFilters& out) {
+  expect_map(n, f);
+  std::string type = required_str(n, "type", f);
+  if (type == "RequestHeaderModifier") {
+    out.request_headers = decode_header_modifier(get(n, "requestHeaderModifier"),
+                                                 sub(f, "requestHeaderModifier"));
+    if (!out.request_headers) out.request_headers = GrHeaderModifier{};
+  } else if (type == "ResponseHeaderModifier") {
+    out.response_headers = decode_header_modifier(get(n, "responseHeaderModifier"),
+                                                  sub(f, "responseHeaderModifier"));
+    if (!out.response_headers) out.response_headers = GrHeaderModifier{};
+  } else if (type == "RequestRedirect") {
+    YAML::Node v = get(n, "requestRedirect");
+    std::string vf = sub(f, "requestRedirect");
+    expect_map(v, vf);
+    GrRequestRedirect r;
+    if (present(get(v, "scheme"))) r.scheme = one_of(v, "scheme", vf, "", {"http", "https"});
+    r.hostname = opt_str(v, "hostname", vf);
+    r.port = opt_int(v, "port", vf);
+    r.path = decode_path_modifier(get(v, "path"), sub(vf, "path"));
+    r.status_code = opt_int(v, "statusCode", vf);
+    if (!r.status_code) r.status_code = 302;  // the API's default
+    out.request_redirect = r;
+  } else if (type == "URLRewrite") {
+    YAML::Node v = get(n, "urlRewrite");
+    std::string vf = sub(f, "urlRewrite");
+    expect_map(v, vf);
+    GrUrlRewrite u;
+    u.hostname = opt_str(v, "hostname", vf);
+    u.path = decode_path_modifier(get(v, "path"), sub(vf, "path"));
+    out.url_rewrite = u;
+  } else if (type == "RequestMirror" && !out.request_mirror) {
+    YAML::Node v = get(n, "requestMirror");
+    std::string vf = sub(f, "requestMirror");
+    expect_map(v, vf);
+    YAML::Node ref = get(v, "backendRef");
+    if (!present(ref)) fail(v, sub(vf, "backendRef"), "required");
+    if (present(get(v, "percent")) || present(get(v, "fraction")))
+      out.unknown.push_back("RequestMirror with percent or fraction");
+    out.request_mirror = GrRequestMirror{decode_backend_ref(ref, sub(vf, "backendRef"))};
+  } else if (type == "RequestMirror") {
+    out.unknown.push_back("a second RequestMirror");
+  } else {
+    out.unknown.push_back(type);  // CORS, ExtensionRef, ...: reported on the route
+  }
+}
+
+HTTPRoute decode_http_route(const YAML::Node& doc) {
+  HTTPRoute r;
+  r.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  each(spec, "parentRefs", "spec", [&](const YAML::Node& pn, const std::string& pp) {
+    expect_map(pn, pp);
+    GwParentRef ref;
+    ref.group = str(pn, "group", pp, kGatewayGroup);
+    ref.kind = str(pn, "kind", pp, "Gateway");
+    ref.namespace_ = opt_str(pn, "namespace", pp);
+    ref.name = required_str(pn, "name", pp);
+    ref.section_name = opt_str(pn, "sectionName", pp);
+    ref.port = opt_int(pn, "port", pp);
+    r.parent_refs.push_back(std::move(ref));
+  });
+  r.hostnames = str_list(spec, "hostnames", "spec");
+  each(spec, "rules", "spec", [&](const YAML::Node& rn, const std::string& rp) {
+    expect_map(rn, rp);
+    GrRule rule;
+    each(rn, "matches", rp, [&](const YAML::Node& m, const std::string& mp) {
+      rule.matches.push_back(decode_match(m, mp));
+    });
+    each(rn, "filters", rp, [&](const YAML::Node& fn, const std::string& fp) {
+      decode_http_filter(fn, fp, rule.filters);
+    });
+    each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
+      GrBackendRef ref = decode_backend_ref(b, bp);
+      if (!ref.weight) ref.weight = 1;  // the API's default
+      each(b, "filters", bp, [&](const YAML::Node&, const std::string&) {
+        rule.filters.unknown.push_back("filters on a backendRef");
+      });
+      rule.backend_refs.push_back(std::move(ref));
+    });
+    YAML::Node t = get(rn, "timeouts");
+    if (present(t)) {
+      std::string tp = sub(rp, "timeouts");
+      expect_map(t, tp);
+      GrTimeouts to;
+      to.request = opt_str(t, "request", tp);
+      to.backend_request = opt_str(t, "backendRequest", tp);
+      if (to.request || to.backend_request) rule.policy.timeouts = to;
+    }
+    if (present(get(rn, "retry"))) rule.policy.unknown.push_back("retry");
+    if (present(get(rn, "sessionPersistence"))) rule.policy.unknown.push_back("sessionPersistence");
+    r.rules.push_back(std::move(rule));
+  });
+  return r;
+}
+
+ReferenceGrant decode_reference_grant(const YAML::Node& doc) {
+  ReferenceGrant g;
+  g.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  each(spec, "from", "spec", [&](const YAML::Node& n, const std::string& p) {
+    expect_map(n, p);
+    g.from.push_back({str(n, "group", p), required_str(n, "kind", p), required_str(n, "namespace", p)});
+  });
+  each(spec, "to", "spec", [&](const YAML::Node& n, const std::string& p) {
+    expect_map(n, p);
+    g.to.push_back({str(n, "group", p), required_str(n, "kind", p), opt_str(n, "name", p)});
+  });
+  return g;
+}
+
 // ------------------------------------------------------------ dispatch
 
 struct KindInfo {
@@ -637,6 +844,11 @@ constexpr KindInfo kKinds[] = {
     {"GatewayRoute", "gantry.dev/v1alpha1"},  {"Service", "v1"},
     {"EndpointSlice", "discovery.k8s.io/v1"}, {"Secret", "v1"},
     {"Ingress", "networking.k8s.io/v1"},
+    {"GatewayClass", "gateway.networking.k8s.io/v1"},
+    {"Namespace", "v1"},
+    {"Gateway", "gateway.networking.k8s.io/v1"},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1"},
+    {"ReferenceGrant", "gateway.networking.k8s.io/v1"},
 };
 
 // Decodes one object (or the items of a List) into `out`; a kind gantry does
@@ -671,8 +883,18 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
       out.objects.emplace_back(decode_endpoint_slice(doc));
     else if (kind == "Secret")
       out.objects.emplace_back(decode_secret(doc));
-    else
+    else if (kind == "Ingress")
       out.objects.emplace_back(decode_ingress(doc));
+    else if (kind == "GatewayClass")
+      out.objects.emplace_back(decode_gateway_class(doc));
+    else if (kind == "Namespace")
+      out.objects.emplace_back(decode_namespace(doc));
+    else if (kind == "Gateway")
+      out.objects.emplace_back(decode_gateway(doc));
+    else if (kind == "HTTPRoute")
+      out.objects.emplace_back(decode_http_route(doc));
+    else
+      out.objects.emplace_back(decode_reference_grant(doc));
     return;
   }
   out.warnings.push_back("line " + std::to_string(line_of(doc)) + ": kind " + kind + " (" + api +

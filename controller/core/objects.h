@@ -362,9 +362,117 @@ struct Ingress {
   bool operator==(const Ingress&) const = default;
 };
 
+// ------------------------------------------------------------ Gateway API
+// gateway.networking.k8s.io/v1 (standard channel), docs/gateway-api.md.
+
+inline constexpr const char* kGatewayGroup = "gateway.networking.k8s.io";
+
+struct GatewayClass {  // cluster-scoped: meta.namespace_ is unused
+  ObjectMeta meta;
+  std::string controller_name;
+  bool operator==(const GatewayClass&) const = default;
+};
+
+// A Namespace, for its labels (listener allowedRoutes.namespaces.selector).
+struct Namespace {  // cluster-scoped
+  ObjectMeta meta;
+  bool operator==(const Namespace&) const = default;
+};
+
+struct LabelSelectorRequirement {
+  std::string key;
+  std::string op;  // In | NotIn | Exists | DoesNotExist
+  std::vector<std::string> values;
+  bool operator==(const LabelSelectorRequirement&) const = default;
+};
+
+struct LabelSelector {
+  std::map<std::string, std::string> match_labels;
+  std::vector<LabelSelectorRequirement> match_expressions;
+  bool operator==(const LabelSelector&) const = default;
+};
+
+struct GwGroupKind {
+  std::string group = kGatewayGroup;
+  std::string kind;
+  bool operator==(const GwGroupKind&) const = default;
+};
+
+struct GwObjectRef {  // certificateRefs: a Secret, maybe in another namespace
+  std::string group;  // "" = core
+  std::string kind = "Secret";
+  std::string name;
+  std::optional<std::string> namespace_;
+  bool operator==(const GwObjectRef&) const = default;
+};
+
+struct GwListener {
+  std::string name;
+  std::optional<std::string> hostname;
+  int64_t port = 0;
+  std::string protocol;                  // HTTP | HTTPS | TLS | TCP | UDP | ...
+  std::optional<std::string> tls_mode;   // Terminate | Passthrough (when tls is set)
+  std::vector<GwObjectRef> certificate_refs;
+  std::string allowed_from = "Same";     // All | Same | Selector
+  std::optional<LabelSelector> allowed_selector;
+  std::optional<std::vector<GwGroupKind>> allowed_kinds;  // unset: the protocol's defaults
+  bool operator==(const GwListener&) const = default;
+};
+
+struct Gateway {
+  ObjectMeta meta;
+  std::string gateway_class_name;
+  std::vector<GwListener> listeners;
+  std::vector<std::string> addresses;  // spec.addresses[].value
+  bool operator==(const Gateway&) const = default;
+};
+
+struct GwParentRef {
+  std::string group = kGatewayGroup;
+  std::string kind = "Gateway";
+  std::optional<std::string> namespace_;
+  std::string name;
+  std::optional<std::string> section_name;
+  std::optional<int64_t> port;
+  bool operator==(const GwParentRef&) const = default;
+};
+
+// An HTTPRoute's rules use the GatewayRoute model (the GatewayRoute contract
+// follows the Gateway API one): filters of a type gantry does not implement
+// are listed in filters.unknown, so translate reports them (never ignored).
+struct HTTPRoute {
+  ObjectMeta meta;
+  std::vector<GwParentRef> parent_refs;
+  std::vector<std::string> hostnames;
+  std::vector<GrRule> rules;
+  bool operator==(const HTTPRoute&) const = default;
+};
+
+struct RgFrom {
+  std::string group;
+  std::string kind;
+  std::string namespace_;
+  bool operator==(const RgFrom&) const = default;
+};
+
+struct RgTo {
+  std::string group;
+  std::string kind;
+  std::optional<std::string> name;
+  bool operator==(const RgTo&) const = default;
+};
+
+struct ReferenceGrant {
+  ObjectMeta meta;
+  std::vector<RgFrom> from;
+  std::vector<RgTo> to;
+  bool operator==(const ReferenceGrant&) const = default;
+};
+
 // ------------------------------------------------------------ cache
 
-using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress>;
+using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress, GatewayClass,
+                            Namespace, Gateway, HTTPRoute, ReferenceGrant>;
 
 const char* kind_of(const Object& o);
 const ObjectMeta& meta_of(const Object& o);
@@ -377,6 +485,12 @@ struct Cache {
   std::map<std::string, EndpointSlice> endpoint_slices;
   std::map<std::string, Secret> secrets;
   std::map<std::string, Ingress> ingresses;
+  // Gateway API; cluster-scoped kinds are keyed by name alone.
+  std::map<std::string, GatewayClass> gateway_classes;
+  std::map<std::string, Namespace> namespaces;
+  std::map<std::string, Gateway> gateways;
+  std::map<std::string, HTTPRoute> http_routes;
+  std::map<std::string, ReferenceGrant> reference_grants;
 
   // Inserts or replaces; returns true when the cache changed (Contour's
   // KubernetesCache::Insert: an identical update costs no rebuild).

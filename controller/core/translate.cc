@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <map>
 #include <set>
 #include <utility>
 
 #include <re2/re2.h>
 
+#include "controller/core/gateway_api.h"
 #include "proxy/base/flags.h"
 #include "proxy/snapshot/validate.h"
 
@@ -195,6 +197,9 @@ struct CertUse {
 
 struct RouteCtx {
   std::string ns;
+  // Set for HTTPRoutes: may the route refer to Service `ns/name` of another
+  // namespace (a ReferenceGrant)? Unset: never.
+  std::function<bool(const std::string& ns, const std::string& name)> may_refer;
   std::vector<Problem> invalid;     // Accepted=False
   std::vector<Problem> unresolved;  // ResolvedRefs=False
   std::vector<CertUse> certs;
@@ -262,7 +267,25 @@ class Translator {
     for (const auto& [key, route] : cache_.routes) translate_route(route);
     for (const auto& [key, ing] : cache_.ingresses)
       if (ingress_is_ours(ing, options_)) translate_ingress(ing);
+    GatewayApiModel gw = build_gateway_api(cache_, options_.gateway_api, [this](const std::string& k) {
+      if (!cache_.secrets.count(k)) return "Secret " + k + " not found";
+      return certificate_problem(k);
+    });
+    for (const auto& b : gw.routes) translate_http_route(b);
+    // Hostname ownership is decided over GatewayRoutes and Ingresses; HTTPRoutes
+    // claim none (listener allowedRoutes decide theirs, docs/gateway-api.md).
     settle();
+    for (const auto& c : gw.certificates)
+      certs_[c.secret_key].hostnames.insert(c.hostnames.begin(), c.hostnames.end());
+    std::vector<RouteStatus> http_verdicts;
+    for (auto it = statuses_.begin(); it != statuses_.end();) {
+      if (it->kind == "HTTPRoute") {
+        http_verdicts.push_back(std::move(*it));
+        it = statuses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
 
     TranslateResult out;
     std::sort(routes_.begin(), routes_.end(), [](const sn::Route& a, const sn::Route& b) {
@@ -282,6 +305,7 @@ class Translator {
     });
     out.statuses = std::move(statuses_);
     out.warnings = std::move(warnings_);
+    out.object_statuses = gateway_api_statuses(cache_, gw, options_.gateway_api, http_verdicts);
     return out;
   }
 
@@ -357,15 +381,17 @@ class Translator {
   // Resolves a Service port to a cluster, or explains why it cannot.
   sn::BackendRef resolve_service(RouteCtx& ctx, const std::string& svc_name,
                                  const std::optional<int64_t>& port_number,
-                                 const std::string& port_name, const std::string& field) {
+                                 const std::string& port_name, const std::string& field,
+                                 const std::string* in_ns = nullptr) {
+    const std::string& ns = in_ns ? *in_ns : ctx.ns;
     sn::BackendRef ref;
     auto fail = [&](const char* reason, std::string msg) {
       ref.unresolved = msg;
       ctx.unres(reason, field + ": " + msg);
       return ref;
     };
-    const Service* svc = find_service(ctx.ns, svc_name);
-    if (!svc) return fail("BackendNotFound", "Service " + ctx.ns + "/" + svc_name + " not found");
+    const Service* svc = find_service(ns, svc_name);
+    if (!svc) return fail("BackendNotFound", "Service " + ns + "/" + svc_name + " not found");
     if (svc->type == "ExternalName")
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() +
                                              " is of type ExternalName, which is not supported");
@@ -394,9 +420,10 @@ class Translator {
       ctx.unres("InvalidKind", field + ": " + ref.unresolved);
       return ref;
     }
-    if (b.namespace_ && *b.namespace_ != ctx.ns) {
+    if (b.namespace_ && *b.namespace_ != ctx.ns && !(ctx.may_refer && ctx.may_refer(*b.namespace_, b.name))) {
       ref.unresolved = "Service " + *b.namespace_ + "/" + b.name +
-                       " is in another namespace; a route may only reference Services in its own";
+                       (ctx.may_refer ? " is in another namespace and no ReferenceGrant allows it"
+                                      : " is in another namespace; a route may only reference Services in its own");
       ctx.unres("RefNotPermitted", field + ": " + ref.unresolved);
       return ref;
     }
@@ -405,7 +432,7 @@ class Translator {
       ref.unresolved = "no port";
       return ref;
     }
-    return resolve_service(ctx, b.name, b.port, "", field);
+    return resolve_service(ctx, b.name, b.port, "", field, b.namespace_ ? &*b.namespace_ : nullptr);
   }
 
   // ---------------------------------------------------------- secrets
@@ -881,7 +908,9 @@ class Translator {
     }
     if (out.backends.empty() && !out.filters.request_redirect) {
       out.backends.push_back({"", 1, "the rule has no backendRefs"});
-      ctx.unres("BackendNotFound", field + ": no backendRefs; its requests are answered with 500");
+      // Gateway API: a rule without backendRefs answers 500, and is no unresolved reference.
+      if (!ctx.may_refer)
+        ctx.unres("BackendNotFound", field + ": no backendRefs; its requests are answered with 500");
     }
     if (!open) {
       // A jwt key is missing: fail closed. Nothing may reach a backend, be
@@ -1037,6 +1066,32 @@ class Translator {
     std::vector<sn::Route> routes;
     routes.push_back(std::move(out));
     finish(ctx, std::move(routes), r.meta, "GatewayRoute", std::move(claimed));
+  }
+
+  // An HTTPRoute attached to gantry's Gateways (gateway_api.h decided where and
+  // with which hostnames): the same rule model as a GatewayRoute.
+  void translate_http_route(const HttpRouteBinding& b) {
+    const HTTPRoute& r = *b.route;
+    RouteCtx ctx{r.meta.namespace_};
+    ctx.may_refer = [this, &r](const std::string& ns, const std::string& name) {
+      return reference_granted(cache_, kGatewayGroup, "HTTPRoute", r.meta.namespace_, "", "Service",
+                               ns, name);
+    };
+    sn::Route out;
+    out.namespace_ = r.meta.namespace_;
+    out.name = r.meta.name;
+    // Route ids (ns/name) are unique in a snapshot: a GatewayRoute or Ingress
+    // of the same name keeps it, the HTTPRoute is told apart.
+    if (cache_.routes.count(r.meta.key()) || cache_.ingresses.count(r.meta.key()))
+      out.name += "@HTTPRoute";
+    out.kind = "HTTPRoute";
+    out.creation_timestamp = r.meta.creation_timestamp;
+    if (!b.any_host) out.hostnames = hostnames(ctx, b.hostnames, "spec.hostnames");
+    for (size_t i = 0; i < r.rules.size(); ++i)
+      out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
+    std::vector<sn::Route> routes;
+    routes.push_back(std::move(out));
+    finish(ctx, std::move(routes), r.meta, "HTTPRoute", {});
   }
 
   sn::BackendRef ingress_backend(RouteCtx& ctx, const IngressBackend& b, const std::string& f) {

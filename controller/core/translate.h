@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "controller/core/hostname_ownership.h"
+#include "controller/core/gateway_api.h"
 #include "controller/core/objects.h"
 #include "controller/core/status.h"
 #include "proxy/base/result.h"
@@ -37,12 +38,16 @@ struct TranslateOptions {
   // naming a hostname another namespace owns is refused that hostname.
   bool hostname_ownership = true;
   HostnameOwners hostname_owners;  // the operator's assignments (kube: a ConfigMap)
+  // Gateway API: gantry's controllerName and the Gateways' addresses.
+  GatewayApiOptions gateway_api;
 };
 
 struct TranslateResult {
   snapshot::Snapshot snapshot;
   std::vector<RouteStatus> statuses;
   std::vector<std::string> warnings;  // problems not tied to a route (bad endpoint addresses)
+  // GatewayClass, Gateway and HTTPRoute statuses (HTTPRoutes are not in `statuses`).
+  std::vector<ObjectStatus> object_statuses;
 };
 
 TranslateResult translate(const Cache& cache, const TranslateOptions& options);

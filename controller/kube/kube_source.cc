@@ -29,8 +29,15 @@ enum Kind : size_t {
   kIngresses,
   kIngressClasses,
   kOwners,
+  // Gateway API (--gateway-api): informers only when enabled.
+  kGatewayClasses,
+  kNamespaces,
+  kGateways,
+  kHttpRoutes,
+  kReferenceGrants,
   kKinds
 };
+constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
 // Informers of single Secrets (by name) get indexes from here on.
 constexpr size_t kNamedSecretBase = 1000;
 
@@ -45,7 +52,15 @@ const Resource kResources[kKinds] = {
     {"Ingress", "networking.k8s.io/v1", "ingresses", true, ""},
     {"IngressClass", "networking.k8s.io/v1", "ingressclasses", false, ""},
     {"ConfigMap", "v1", "configmaps", true, std::string("metadata.name=") + kOwnersConfigMap},
+    {"GatewayClass", "gateway.networking.k8s.io/v1", "gatewayclasses", false, ""},
+    {"Namespace", "v1", "namespaces", false, ""},
+    {"Gateway", "gateway.networking.k8s.io/v1", "gateways", true, ""},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true, ""},
+    {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true, ""},
 };
+
+// Kinds whose status gantry writes as a whole object (gateway_api.h).
+bool has_object_status(size_t r) { return r == kGatewayClasses || r == kGateways || r == kHttpRoutes; }
 
 bool is_secret_event(size_t resource) { return resource == kSecrets || resource >= kNamedSecretBase; }
 
@@ -89,6 +104,7 @@ KubeSource::KubeSource(std::unique_ptr<ApiClient> api, KubeSourceOptions opts)
     : api_(std::move(api)), opts_(std::move(opts)) {
   std::random_device rd;
   for (size_t i = 0; i < kKinds; ++i) {
+    if (i >= kFirstGatewayApiKind && !opts_.gateway_api) break;
     informers_.push_back(std::make_unique<Informer>(
         *api_, kResources[i], i, i == kOwners ? opts_.owners_namespace : opts_.namespace_,
         [this](InformerEvent e) { push(std::move(e)); }, (uint64_t{rd()} << 32) ^ rd()));
@@ -160,6 +176,8 @@ TranslateOptions KubeSource::translate_options() const {
   o.ingress_class = opts_.ingress_class;
   o.hostname_ownership = opts_.hostname_ownership;
   o.hostname_owners = owners_;
+  o.gateway_api.controller_name = opts_.gateway_controller;
+  o.gateway_api.addresses = opts_.gateway_addresses;
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
   return o;
@@ -261,6 +279,11 @@ bool KubeSource::apply(InformerEvent& e) {
         std::erase_if(ingress_status_, [&](const auto& kv) { return !seen.count(kv.first); });
         break;
       case kIngressClasses: prune(ingress_classes_); break;
+      case kGatewayClasses: prune(cache_.gateway_classes); break;
+      case kNamespaces: prune(cache_.namespaces); break;
+      case kGateways: prune(cache_.gateways); break;
+      case kHttpRoutes: prune(cache_.http_routes); break;
+      case kReferenceGrants: prune(cache_.reference_grants); break;
       default:
         if (auto n = named_.find(e.resource); n != named_.end() && e.objects.empty()) {
           // Listed by name and absent (a TLS one the TLS watch still knows stays).
@@ -299,9 +322,12 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
     if (deleted) return apply_owners(nullptr);
     return apply_owners(&obj);
   }
-  std::string key = key_of(obj);
   bool secret = is_secret_event(resource);
+  // Cluster-scoped kinds (GatewayClass, Namespace) are keyed by name alone.
+  std::string key = secret || kResources[resource].namespaced ? key_of(obj)
+                                                               : str_at(obj, "metadata", "name");
   const std::string& kind = secret ? kResources[kSecrets].kind : kResources[resource].kind;
+  if (!secret && has_object_status(resource) && deleted) object_status_.erase(kind + "/" + key);
   if (deleted) {
     decode_failed_.erase(kind + "/" + key);
     if (resource == kRoutes) route_status_.erase(key);
@@ -323,6 +349,14 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
       obj.erase(s);
     }
     (resource == kRoutes ? route_status_ : ingress_status_)[key] = std::move(status);
+  }
+  if (!secret && has_object_status(resource)) {
+    nlohmann::json status = nlohmann::json();
+    if (auto s = obj.find("status"); s != obj.end()) {
+      status = std::move(*s);
+      obj.erase(s);
+    }
+    object_status_[kind + "/" + key] = std::move(status);
   }
   auto decoded = decode_object(json_to_node(obj));
   if (!decoded.ok()) {
@@ -438,6 +472,10 @@ std::set<std::string> KubeSource::secret_refs() const {
         refs.insert(ns + "/" + rule.filters.jwt->jwks_secret_ref->name);
     }
   }
+  for (const auto& [key, gw] : cache_.gateways)  // HTTPS listeners' certificateRefs
+    for (const auto& l : gw.listeners)
+      for (const auto& c : l.certificate_refs)
+        refs.insert(c.namespace_.value_or(gw.meta.namespace_) + "/" + c.name);
   TranslateOptions to = translate_options();
   for (const auto& [key, ing] : cache_.ingresses) {
     if (!ingress_is_ours(ing, to)) continue;
@@ -504,6 +542,28 @@ void KubeSource::sync_statuses(const std::vector<RouteStatus>& statuses) {
                              kResources[kIngresses].object_path(s.namespace_, s.name) + "/status",
                              nlohmann::json{{"status", *upd}}.dump()});
     }
+  }
+}
+
+void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses) {
+  if (!may_write_status()) return;
+  std::string now = format_rfc3339(static_cast<int64_t>(std::time(nullptr)));
+  for (const auto& s : statuses) {
+    std::string key = s.kind + "/" + s.key();
+    auto obs = object_status_.find(key);
+    if (obs == object_status_.end()) continue;  // not seen by the informer (yet)
+    auto upd = object_status_update(s, opts_.gateway_controller, obs->second, now);
+    if (!upd) {
+      written_.erase(key);
+      continue;
+    }
+    std::string fp = fingerprint_deep(*upd);
+    if (written_[key] == fp) continue;
+    written_[key] = fp;
+    size_t r = s.kind == "GatewayClass" ? kGatewayClasses : s.kind == "Gateway" ? kGateways : kHttpRoutes;
+    queue_write(key, Write{s.kind + " " + s.key(),
+                           kResources[r].object_path(s.namespace_, s.name) + "/status",
+                           nlohmann::json{{"status", *upd}}.dump()});
   }
 }
 

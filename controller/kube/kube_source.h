@@ -73,6 +73,11 @@ struct KubeSourceOptions {
   std::string owners_namespace = "default";  // of the ConfigMap gantry-hostname-owners
   double write_qps = 20;
   double write_burst = 30;
+  // Gateway API (--gateway-api): watch GatewayClasses, Gateways, HTTPRoutes,
+  // ReferenceGrants and Namespaces (their CRDs must be installed).
+  bool gateway_api = false;
+  std::string gateway_controller = kDefaultGatewayController;
+  std::vector<std::string> gateway_addresses;
 };
 
 struct KubeSourceStats {
@@ -106,6 +111,8 @@ class KubeSource {
   bool may_write_status() const;
   // Queues the writes that bring the API server's statuses to `statuses`.
   void sync_statuses(const std::vector<RouteStatus>& statuses);
+  // The same for GatewayClasses, Gateways and HTTPRoutes.
+  void sync_object_statuses(const std::vector<ObjectStatus>& statuses);
   // Releases the lease (if held) and cancels every request in flight.
   void shutdown();
   KubeSourceStats stats() const;
@@ -164,6 +171,7 @@ class KubeSource {
   std::map<std::string, IngressClassInfo> ingress_classes_;
   std::map<std::string, nlohmann::json> route_status_;    // ns/name -> observed status
   std::map<std::string, nlohmann::json> ingress_status_;  // ns/name -> observed status
+  std::map<std::string, nlohmann::json> object_status_;   // "Kind/key" -> observed status
   std::map<std::string, std::string> written_;            // key -> fingerprint of the last write
   std::map<std::string, RouteEvent> evented_;             // ns/name -> the last event emitted
   std::map<std::string, std::string> decode_failed_;      // key -> resourceVersion logged

@@ -122,6 +122,89 @@ std::optional<nlohmann::json> route_status_update(const RouteStatus& desired,
   return status;
 }
 
+namespace {
+
+void strip_times(nlohmann::json& j) {
+  if (j.is_object()) {
+    j.erase("lastTransitionTime");
+    for (auto& [k, v] : j.items()) strip_times(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) strip_times(v);
+  }
+}
+
+// Gives each condition of `conds` its lastTransitionTime: the one in `old`
+// (same type, same status), else `now`.
+void stamp(nlohmann::json& conds, const nlohmann::json* old, const std::string& now) {
+  if (!conds.is_array()) return;
+  for (auto& c : conds) {
+    c["lastTransitionTime"] = now;
+    if (!old) continue;
+    const nlohmann::json* o = find_condition(*old, string_at(c, "type"));
+    if (o && string_at(*o, "status") == string_at(c, "status")) {
+      auto ltt = o->find("lastTransitionTime");
+      if (ltt != o->end() && ltt->is_string()) c["lastTransitionTime"] = *ltt;
+    }
+  }
+}
+
+const nlohmann::json* member(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
+std::string fingerprint_deep(const nlohmann::json& j) {
+  nlohmann::json c = j;
+  strip_times(c);
+  return c.dump();
+}
+
+std::optional<nlohmann::json> object_status_update(const ObjectStatus& desired,
+                                                   const std::string& controller_name,
+                                                   const nlohmann::json& observed,
+                                                   const std::string& now_rfc3339) {
+  nlohmann::json status = observed.is_object() ? observed : nlohmann::json::object();
+  for (auto& [k, v] : desired.status.items()) status[k] = v;
+  const nlohmann::json* old_conds = member(observed, "conditions");
+  if (auto c = status.find("conditions"); c != status.end() && desired.status.contains("conditions"))
+    stamp(*c, old_conds, now_rfc3339);
+  if (auto ls = status.find("listeners"); ls != status.end() && ls->is_array()) {
+    const nlohmann::json* old = member(observed, "listeners");
+    for (auto& l : *ls) {
+      const nlohmann::json* match = nullptr;
+      if (old && old->is_array())
+        for (const auto& o : *old)
+          if (o.is_object() && string_at(o, "name") == string_at(l, "name")) match = &o;
+      if (auto c = l.find("conditions"); c != l.end())
+        stamp(*c, match ? member(*match, "conditions") : nullptr, now_rfc3339);
+    }
+  }
+  if (desired.status.contains("parents")) {
+    nlohmann::json parents = nlohmann::json::array();
+    const nlohmann::json* old = member(observed, "parents");
+    if (old && old->is_array())
+      for (const auto& o : *old)
+        if (o.is_object() && string_at(o, "controllerName") != controller_name) parents.push_back(o);
+    for (auto p : desired.status["parents"]) {
+      const nlohmann::json* match = nullptr;
+      if (old && old->is_array())
+        for (const auto& o : *old)
+          if (o.is_object() && string_at(o, "controllerName") == controller_name &&
+              o.value("parentRef", nlohmann::json()) == p["parentRef"])
+            match = &o;
+      stamp(p["conditions"], match ? member(*match, "conditions") : nullptr, now_rfc3339);
+      parents.push_back(std::move(p));
+    }
+    status["parents"] = std::move(parents);
+  }
+  if (fingerprint_deep(status) == fingerprint_deep(observed.is_object() ? observed : nlohmann::json::object()))
+    return std::nullopt;
+  return status;
+}
+
 std::optional<nlohmann::json> ingress_status_update(const std::string& address,
                                                     const nlohmann::json& observed) {
   nlohmann::json entry = nlohmann::json::object();

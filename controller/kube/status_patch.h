@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "controller/core/gateway_api.h"
 #include "controller/core/status.h"
 
 namespace gantry::controller::kube {
@@ -37,6 +38,19 @@ std::string format_rfc3339_micro(int64_t unix_micros);
 std::optional<nlohmann::json> route_status_update(const RouteStatus& desired,
                                                   const nlohmann::json& observed,
                                                   const std::string& now_rfc3339);
+
+// The whole status of a GatewayClass, Gateway or HTTPRoute (gateway_api.h) to
+// write, or nullopt when `observed` already says it (lastTransitionTimes
+// aside). Every condition keeps its observed lastTransitionTime while its
+// status stays (matched by type within the same status.conditions,
+// listener (by name) or route parent (by parentRef)); new or flipped ones get
+// `now`. An HTTPRoute's parents written by other controllers are kept.
+std::optional<nlohmann::json> object_status_update(const ObjectStatus& desired,
+                                                   const std::string& controller_name,
+                                                   const nlohmann::json& observed,
+                                                   const std::string& now_rfc3339);
+// `j` dumped with every lastTransitionTime removed, at any depth.
+std::string fingerprint_deep(const nlohmann::json& j);
 
 // The Ingress status to write for `address` (an IP literal or a hostname), or
 // nullopt when `observed` already lists exactly that address.

@@ -237,8 +237,8 @@ class Validator {
         e_.add(where, "duplicate route id (also routes[" + std::to_string(it->second) + "])");
       }
     }
-    if (r.kind != "GatewayRoute" && r.kind != "Ingress") {
-      e_.add(where, "kind " + quote(r.kind) + " must be \"GatewayRoute\" or \"Ingress\"");
+    if (r.kind != "GatewayRoute" && r.kind != "Ingress" && r.kind != "HTTPRoute") {
+      e_.add(where, "kind " + quote(r.kind) + " must be \"GatewayRoute\", \"Ingress\" or \"HTTPRoute\"");
     }
     for (size_t h = 0; h < r.hostnames.size(); ++h) {
       if (auto p = hostname_problem(r.hostnames[h], true); !p.empty()) {

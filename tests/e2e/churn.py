@@ -647,7 +647,7 @@ class ChurnEnv:
             for i in range(kills):
                 pods = sorted(p["metadata"]["name"] for p in self.ready_pods("blue"))
                 name = pods[i % len(pods)]
-                runner = self.agent.pods()[name]
+                runner = self.agent.pods()[f"default/{name}"]
                 before = runner.restarts
                 self.agent.crash(name)
                 wait_for(lambda: runner.restarts > before, 10, f"{name} to be restarted", interval=0.02)
@@ -670,7 +670,7 @@ class ChurnEnv:
     def readiness_flap(self, cycles, down_seconds=2.0):
         def act():
             name = sorted(p["metadata"]["name"] for p in self.ready_pods("blue"))[-1]
-            runner = self.agent.pods()[name]
+            runner = self.agent.pods()[f"default/{name}"]
             for _ in range(cycles):
                 self.api.request("PATCH", f"/api/v1/namespaces/default/pods/{name}",
                                  {"metadata": {"annotations": {FAIL_READINESS_ANNOTATION: "true"}}},

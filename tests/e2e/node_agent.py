@@ -1,6 +1,7 @@
 """TEST SCAFFOLDING: a tiny stand-in for the kubelet (and the scheduler) of one
-Node, for the e2e tests only. It is not a kubelet and never will be: it knows
-exactly one "container image", gantry-echo.
+Node, for the e2e and conformance tests only. It is not a kubelet and never
+will be: it knows two "container images", gantry-echo (the e2e tests) and the
+Gateway API conformance suite's echo-basic (see ImageRunner below).
 
 The control plane of the e2e tests (hack/testbin/start-control-plane.sh
 --with-kcm) runs the real deployment, replicaset and endpointslice controllers
@@ -143,12 +144,110 @@ class PodNetwork:
         with self._lock:
             self._free.append(addr)
 
-    def exec_argv(self, argv):
+    def exec_argv(self, argv, addr=None):
         return ["ip", "netns", "exec", self.ns] + list(argv)
 
     def close(self):
         _ip("netns", "del", self.ns, check=False)
         _ip("link", "del", f"ge2e{self.slot}h", check=False)
+        self._owner_file(self.slot).unlink(missing_ok=True)
+
+
+class PerPodNetwork:
+    """One network namespace per pod (the conformance suite's echo-basic listens
+    on ":3000", so pods cannot share a namespace): a bridge `gcf{k}br` in the
+    host namespace holds 198.18.k.1/24 (RFC 2544 benchmarking range, never
+    routed off the machine); each pod gets a namespace `gcf{k}-{i}` joined to
+    the bridge by a veth pair, with 198.18.k.i/24 on its side and lo up. Slot k
+    (0 or 1) is claimed by creating the bridge; a slot whose owner died is
+    reclaimed, as in PodNetwork. Needs root."""
+
+    def __init__(self):
+        if os.geteuid() != 0:
+            raise PermissionError("the node agent needs root to create network namespaces for pods")
+        self.slot = None
+        for k in range(2):
+            if _ip("link", "add", f"gcf{k}br", "type", "bridge", check=False).returncode != 0:
+                if not self._reclaim_stale(k):
+                    continue
+                if _ip("link", "add", f"gcf{k}br", "type", "bridge", check=False).returncode != 0:
+                    continue
+            self.slot = k
+            self._owner_file(k).write_text(str(os.getpid()))
+            break
+        if self.slot is None:
+            raise RuntimeError("no free pod-network slot (ip link show | grep gcf)")
+        k = self.slot
+        self.bridge = f"gcf{k}br"
+        self.host_ip = f"198.18.{k}.1"
+        try:
+            _ip("addr", "add", f"{self.host_ip}/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+        except Exception:
+            self.close()
+            raise
+        self._free = collections.deque(range(2, 255))
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _owner_file(k):
+        return Path(f"/tmp/gantry-gcf{k}.owner")
+
+    @staticmethod
+    def _namespaces(k):
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
+        return [line.split()[0] for line in out.stdout.splitlines()
+                if line.startswith(f"gcf{k}-")]
+
+    def _reclaim_stale(self, k):
+        try:
+            owner = int(self._owner_file(k).read_text())
+        except (OSError, ValueError):
+            return False
+        if Path(f"/proc/{owner}").exists():
+            return False
+        for ns in self._namespaces(k):
+            _ip("netns", "del", ns, check=False)
+        _ip("link", "del", f"gcf{k}br", check=False)
+        self._owner_file(k).unlink(missing_ok=True)
+        return True
+
+    def _ns(self, addr):
+        return f"gcf{self.slot}-{addr.rsplit('.', 1)[1]}"
+
+    def allocate(self):
+        with self._lock:
+            if not self._free:
+                raise RuntimeError("out of pod addresses")
+            i = self._free.popleft()
+        k = self.slot
+        addr, ns, host, peer = f"198.18.{k}.{i}", f"gcf{k}-{i}", f"gcf{k}h{i}", f"gcf{k}p{i}"
+        _ip("netns", "del", ns, check=False)
+        _ip("link", "del", host, check=False)
+        _ip("netns", "add", ns)
+        _ip("link", "add", host, "type", "veth", "peer", "name", peer)
+        _ip("link", "set", peer, "netns", ns)
+        _ip("link", "set", host, "master", self.bridge)
+        _ip("link", "set", host, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "link", "set", peer, "name", "eth0")
+        _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        _ip("-n", ns, "route", "add", "default", "via", self.host_ip)
+        return addr
+
+    def release(self, addr):
+        _ip("netns", "del", self._ns(addr), check=False)  # takes the veth pair along
+        with self._lock:
+            self._free.append(int(addr.rsplit(".", 1)[1]))
+
+    def exec_argv(self, argv, addr=None):
+        return ["ip", "netns", "exec", self._ns(addr)] + list(argv)
+
+    def close(self):
+        for ns in self._namespaces(self.slot):
+            _ip("netns", "del", ns, check=False)
+        _ip("link", "del", self.bridge, check=False)
         self._owner_file(self.slot).unlink(missing_ok=True)
 
 
@@ -232,6 +331,105 @@ def _prestop_seconds(pod):
     return 0.0
 
 
+def gantry_echo(runner):
+    """The e2e tests' image: every pod runs gantry-echo on its first containerPort."""
+    port = ((_container(runner.pod).get("ports") or [{}])[0]).get("containerPort", 9001)
+    argv = [binary("gantry-echo"), "--name", runner.name, "--listen", f"{runner.ip}:{port}"]
+    return argv, None, lambda _r, out: b" listening on " in out
+
+
+def _field(pod, ip, path):
+    return {"metadata.name": pod["metadata"]["name"],
+            "metadata.namespace": pod["metadata"].get("namespace", "default"),
+            "metadata.uid": pod["metadata"].get("uid", ""),
+            "spec.nodeName": pod["spec"].get("nodeName", ""),
+            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
+            "status.podIP": ip}.get(path, "")
+
+
+class ConformanceImages:
+    """The image table of the Gateway API conformance run (tests/conformance):
+
+    - `.../gateway-api/echo-basic:*` runs the echo-basic program built from the
+      suite's own module, with the container's env: `value`s, and `fieldRef`s
+      (POD_NAME, NAMESPACE, ...) resolved as the kubelet does. Secret and
+      ConfigMap volumes are written under the agent's workdir, and an env value
+      that names a file under a volumeMount's mountPath is rewritten to the
+      written file (there is no mount namespace: this is the one liberty taken).
+      Until every Secret / ConfigMap a volume names exists, the pod waits, as
+      in ContainerCreating.
+    - any other image (the base manifests' coredns, for UDPRoute tests Gantry
+      does not claim) cannot run here; its pod runs `sleep infinity` in its
+      network namespace, serving nothing, and is reported as such in its log.
+      Such a pod has no readinessProbe, so the kubelet too would call it Ready
+      once its process runs.
+    """
+
+    def __init__(self, echo_basic):
+        self.echo_basic = str(echo_basic)
+
+    def __call__(self, runner):
+        c = _container(runner.pod)
+        image = c.get("image", "")
+        if "/gateway-api/echo-basic:" not in image:
+            with open(runner.log, "a") as f:
+                f.write(f"node agent: image {image} cannot run here: pause process (serves nothing)\n")
+            return ["sleep", "infinity"], None, lambda r, _out: r.proc.poll() is None
+        files = self._volumes(runner)
+        if files is None:
+            return None
+        env = {}
+        for e in c.get("env") or []:
+            if "value" in e:
+                v = str(e["value"])
+            else:
+                ref = (e.get("valueFrom") or {}).get("fieldRef") or {}
+                v = _field(runner.pod, runner.ip, ref.get("fieldPath", ""))
+            for mount in c.get("volumeMounts") or []:
+                root = mount["mountPath"].rstrip("/") + "/"
+                if v.startswith(root) and mount["name"] in files:
+                    v = str(files[mount["name"]] / v[len(root):])
+            env[e["name"]] = v
+        port = int(env.get("HTTP_PORT") or 3000)
+
+        def started(r, _out):
+            import socket
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                return s.connect_ex((r.ip, port)) == 0
+        return [self.echo_basic], env, started
+
+    @staticmethod
+    def _volumes(runner):
+        """{volume name: directory} with the Secret / ConfigMap files written,
+        or None while one is missing."""
+        import base64
+        out = {}
+        ns = runner.ns
+        for vol in runner.pod["spec"].get("volumes") or []:
+            if "secret" in vol:
+                kind, ref = "secrets", vol["secret"].get("secretName")
+                items = vol["secret"].get("items")
+            elif "configMap" in vol:
+                kind, ref = "configmaps", vol["configMap"].get("name")
+                items = vol["configMap"].get("items")
+            else:
+                continue
+            try:
+                obj = runner.agent.api.request("GET", f"/api/v1/namespaces/{ns}/{kind}/{ref}")
+            except ApiError:
+                return None
+            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()} \
+                if kind == "secrets" else {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+            d = runner.agent.workdir / "volumes" / ns / runner.name / vol["name"]
+            d.mkdir(parents=True, exist_ok=True)
+            for it in items or [{"key": k, "path": k} for k in data]:
+                if it["key"] in data:
+                    (d / it["path"]).write_bytes(data[it["key"]])
+            out[vol["name"]] = d
+        return out
+
+
 class PodRunner(threading.Thread):
     """One pod's life on the node: start, probe, crash/restart, terminate."""
 
@@ -286,22 +484,26 @@ class PodRunner(threading.Thread):
         return self.proc is not None and self.proc.poll() is None
 
     def _start_process(self):
-        port = ((_container(self.pod).get("ports") or [{}])[0]).get("containerPort", 9001)
-        argv = self.agent.network.exec_argv(
-            [binary("gantry-echo"), "--name", self.name, "--listen", f"{self.ip}:{port}"])
+        """Starts the pod's process as the agent's image table says; False when
+        it cannot start yet (a Secret volume not there) or did not come up."""
+        launch = self.agent.launcher(self)
+        if launch is None:
+            return False
+        argv, env, started = launch
         before = self.log.stat().st_size if self.log.exists() else 0
-        self.proc = self.agent.manager.spawn(argv, self.log)
+        self.proc = self.agent.manager.spawn(self.agent.network.exec_argv(argv, self.ip), self.log,
+                                             env=env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
             with open(self.log, "rb") as f:
                 f.seek(before)
-                if b" listening on " in f.read():
+                if started(self, f.read()):
                     self.agent.record(self.name, "started")
                     return True
             time.sleep(0.01)
-        self.agent.error(f"{self.name}: gantry-echo did not start (see {self.log})")
+        self.agent.error(f"{self.name}: {argv[0]} did not start (see {self.log})")
         return False
 
     def _probe(self):
@@ -335,12 +537,15 @@ class PodRunner(threading.Thread):
                 ProcessManager.kill(self.proc, signal.SIGKILL, grace=2)
             if self.ip:
                 self.agent.network.release(self.ip)
-            self.agent.forget(self.name)
+            self.agent.forget(f"{self.ns}/{self.name}")
 
     def _run(self):
         self.started_at = now_rfc3339()
         self.ip = self.agent.network.allocate()
-        self._start_process()
+        # Like ContainerCreating: an image whose Secret volumes are not there yet waits.
+        while (not self._start_process() and self.proc is None and not self.agent.stopping.is_set()
+               and not self.pod["metadata"].get("deletionTimestamp")):
+            time.sleep(0.5)
         self._patch_status(False)
         rp = _container(self.pod).get("readinessProbe") or {}
         period = float(rp.get("periodSeconds", 10))
@@ -418,8 +623,9 @@ class PodRunner(threading.Thread):
 class NodeAgent:
     """Plays the kubelet (and the scheduler) for one Node; see the module doc."""
 
-    def __init__(self, cp, manager, workdir, network, node_name="e2e-node"):
+    def __init__(self, cp, manager, workdir, network, node_name="e2e-node", launcher=None):
         self.api = Api(cp)
+        self.launcher = launcher or gantry_echo
         self.manager = manager
         self.workdir = Path(workdir)
         self.network = network
@@ -439,9 +645,9 @@ class NodeAgent:
         with self.lock:
             self.errors.append(text)
 
-    def forget(self, name):
+    def forget(self, key):
         with self.lock:
-            self.runners.pop(name, None)
+            self.runners.pop(key, None)
 
     def start(self):
         node = {"apiVersion": "v1", "kind": "Node",
@@ -471,6 +677,7 @@ class NodeAgent:
     def _on_event(self, etype, pod, _t):
         meta, spec = pod["metadata"], pod.get("spec", {})
         name = meta["name"]
+        key = f"{meta.get('namespace', 'default')}/{name}"
         if etype == "DELETED":
             return
         if not spec.get("nodeName"):
@@ -488,25 +695,26 @@ class NodeAgent:
         if spec["nodeName"] != self.node:
             return
         with self.lock:
-            runner = self.runners.get(name)
+            runner = self.runners.get(key)
             if runner is not None and runner.uid != meta["uid"]:
                 runner = None  # an old pod of the same name is still finishing
             if runner is None:
-                if meta.get("deletionTimestamp") or name in self.runners:
+                if meta.get("deletionTimestamp") or key in self.runners:
                     return
-                runner = self.runners[name] = PodRunner(self, pod)
+                runner = self.runners[key] = PodRunner(self, pod)
                 runner.start()
                 return
         runner.pod = pod
 
     def pods(self):
+        """{"namespace/name": PodRunner} of the pods running on the node."""
         with self.lock:
             return dict(self.runners)
 
-    def crash(self, name):
+    def crash(self, name, namespace="default"):
         """SIGKILLs the process of pod `name` (the agent restarts it)."""
         with self.lock:
-            runner = self.runners[name]
+            runner = self.runners[f"{namespace}/{name}"]
         runner.kill_requested.set()
         return runner
 

@@ -1,0 +1,163 @@
+"""Runs the official Gateway API conformance suite against Gantry.
+
+Environment (all real, nothing of the suite re-implemented):
+- etcd + kube-apiserver + kube-controller-manager (hack/testbin), with the
+  deployment, replicaset, endpointslice, serviceaccount, namespace and
+  garbage-collector controllers (the suite deletes namespaces and Deployments);
+- the Gateway API standard-channel CRDs of the pinned module version;
+- the test node agent (tests/e2e/node_agent.py) playing the kubelet: every pod
+  of the suite's echo-basic image runs the echo-basic program built from the
+  same module, in a network namespace of its own with a real pod IP
+  (PerPodNetwork, ConformanceImages);
+- gantry-controller (--source kube --gateway-api) and gantry-proxy listening on
+  127.0.0.1:80 and :443, the Gateways' status address;
+- the GatewayClass `gantry` (controllerName gantry.dev/gateway-controller);
+- the suite itself: conformance.test (tests/conformance/conformance_test.go,
+  which calls sigs.k8s.io/gateway-api/conformance.RunConformance) with its own
+  flags, default timeouts, writing its report.
+
+    sudo python3 tests/conformance/run.py [--report PATH] [--run-test NAME]
+        [--workdir DIR] [--features LIST] [-- extra suite flags]
+
+Exits with the suite's exit code. Needs root (network namespaces, port 80).
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests" / "integration" / "kube"))
+
+from conftest import binary, free_port, new_manager, tail  # noqa: E402
+from kubeapi import ControlPlane  # noqa: E402
+from node_agent import ConformanceImages, NodeAgent, PerPodNetwork  # noqa: E402
+from churn import testbin_dir, wait_for  # noqa: E402
+
+CONTROLLER_NAME = "gantry.dev/gateway-controller"
+GATEWAY_CLASS = "gantry"
+ADDRESS = "127.0.0.1"
+# What Gantry claims; the suite runs the core tests of the profile plus these.
+FEATURES = "Gateway,HTTPRoute,ReferenceGrant"
+KCM_CONTROLLERS = ("deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token,"
+                   "namespace,garbagecollector")
+
+
+def build():
+    out = subprocess.run([str(HERE / "build.sh")], capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"tests/conformance/build.sh failed:\n{out.stderr[-3000:]}")
+    module_dir = Path(out.stderr.strip().splitlines()[-1])
+    return Path(out.stdout.strip().splitlines()[-1]), module_dir
+
+
+def kubectl(kubeconfig, *args, check=True):
+    return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True,
+                          text=True, timeout=120, check=check)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--report", default=None, help="where the suite writes its report")
+    ap.add_argument("--run-test", default="", help="one test (the suite's --run-test)")
+    ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir, removed)")
+    ap.add_argument("--features", default=FEATURES)
+    ap.add_argument("--timeout", default="40m", help="go test -test.timeout")
+    ap.add_argument("extra", nargs="*", help="more suite flags")
+    args = ap.parse_args()
+
+    t0 = time.monotonic()
+    suite_dir, module_dir = build()
+    print(f"conformance: suite binaries in {suite_dir} ({time.monotonic() - t0:.0f}s)", flush=True)
+    os.environ.setdefault("GANTRY_TESTBIN", str(testbin_dir()))
+    os.environ["GANTRY_KCM_CONTROLLERS"] = KCM_CONTROLLERS
+
+    keep = args.workdir is not None
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gantry-conformance-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    manager = new_manager()
+    network = cp = agent = None
+    rc = 1
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        network = PerPodNetwork()
+        cp = ControlPlane(workdir / "cp", with_kcm=True).start()
+        kc = cp.kubeconfig
+        kubectl(kc, "apply", "--server-side", "-f", str(module_dir / "config" / "crd" / "standard"))
+        wait_for(lambda: kubectl(kc, "get", "gatewayclasses", check=False).returncode == 0, 60,
+                 "the Gateway API CRDs")
+        wait_for(lambda: kubectl(kc, "get", "serviceaccount", "default", check=False).returncode == 0,
+                 60, "the default ServiceAccount")
+        agent = NodeAgent(cp, manager, workdir, network, node_name="conformance-node",
+                          launcher=ConformanceImages(suite_dir / "echo-basic")).start()
+
+        socket = workdir / "control.sock"
+        admin, health = free_port(), free_port()
+        proxy = manager.spawn([binary("gantry-proxy"), f"--http-listen={ADDRESS}:80",
+                               f"--https-listen={ADDRESS}:443", f"--admin-listen=127.0.0.1:{admin}",
+                               f"--control-socket={socket}"], workdir / "proxy.log")
+        controller = manager.spawn([binary("gantry-controller"), "--source=kube", f"--kubeconfig={kc}",
+                                    "--gateway-api", f"--gateway-controller={CONTROLLER_NAME}",
+                                    f"--gateway-address={ADDRESS}", f"--proxy-socket={socket}",
+                                    f"--health-listen=127.0.0.1:{health}"],
+                                   workdir / "controller.log")
+        time.sleep(1)
+        for p, log in ((proxy, workdir / "proxy.log"), (controller, workdir / "controller.log")):
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.args[0]} exited {p.returncode}\n{tail(log)}")
+        gwc = workdir / "gatewayclass.yaml"
+        gwc.write_text(f"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n"
+                       f"metadata:\n  name: {GATEWAY_CLASS}\nspec:\n  controllerName: {CONTROLLER_NAME}\n")
+        kubectl(kc, "apply", "-f", str(gwc))
+
+        report = Path(args.report).resolve() if args.report else workdir / "report.yaml"
+        argv = [str(suite_dir / "conformance.test"), "-test.v", f"-test.timeout={args.timeout}",
+                f"--gateway-class={GATEWAY_CLASS}", f"--supported-features={args.features}",
+                "--conformance-profiles=GATEWAY-HTTP", f"--report-output={report}",
+                "--organization=gantry", "--project=gantry", "--url=https://gantry.dev",
+                "--version=dev", "--contact=gantry maintainers", "--mode=default",
+                "--cleanup-base-resources=false"]
+        if args.run_test:
+            argv.append(f"--run-test={args.run_test}")
+        argv += args.extra
+        print("conformance: " + " ".join(argv), flush=True)
+        env = dict(os.environ, KUBECONFIG=kc)
+        t1 = time.monotonic()
+        with open(workdir / "suite.log", "wb") as log:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                 cwd=str(workdir))
+            for line in p.stdout:
+                log.write(line)
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+            rc = p.wait()
+        print(f"conformance: suite exited {rc} after {time.monotonic() - t1:.0f}s; report {report}; "
+              f"logs in {workdir}", flush=True)
+        if agent.errors:
+            print("node agent errors:\n  " + "\n  ".join(agent.errors[:20]), flush=True)
+    finally:
+        if agent:
+            agent.stop()
+        manager.cleanup()
+        if network:
+            network.close()
+        if cp:
+            cp.stop()
+        if not keep:
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
