@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v go >/dev/null 2>&1 || { echo "conformance: go not found" >&2; exit 1; }
 go_ver="$(go env GOVERSION)"
 sum="$(cat "$here/go.mod" "$here/go.sum" "$here/conformance_test.go" | sha256sum | cut -c1-12)"
-ver="$(awk '$1 == "sigs.k8s.io/gateway-api/conformance" { print $2; exit }' "$here/go.mod")"
+ver="$(grep -Eo "sigs.k8s.io/gateway-api/conformance v[^ ]+" "$here/go.mod" | head -1 | cut -d" " -f2)"
 key="gateway-api-${ver}_${go_ver}_r1-${sum}"
 root="${GANTRY_CONFORMANCE_DIR:-$HOME/.cache/gantry/conformance}"
 out="$root/$key"

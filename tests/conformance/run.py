@@ -94,6 +94,7 @@ def main():
         network = PerPodNetwork()
         cp = ControlPlane(workdir / "cp", with_kcm=True).start()
         kc = cp.kubeconfig
+        cp.install_crd()  # gantry's GatewayRoute: the controller watches it too
         kubectl(kc, "apply", "--server-side", "-f", str(module_dir / "config" / "crd" / "standard"))
         wait_for(lambda: kubectl(kc, "get", "gatewayclasses", check=False).returncode == 0, 60,
                  "the Gateway API CRDs")

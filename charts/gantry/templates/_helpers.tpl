@@ -103,4 +103,13 @@ field selector, so the verbs are list and watch on secrets. */}}
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- if .Values.gatewayAPI.enabled }}
+# Gateway API (gatewayAPI.enabled): read Gateways, HTTPRoutes, ReferenceGrants; write their status.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways, httproutes, referencegrants]
+  verbs: [list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways/status, httproutes/status]
+  verbs: [patch]
+{{- end }}
 {{- end -}}

@@ -39,11 +39,19 @@ RESOURCES = {  # kind -> (api prefix, plural, namespaced)
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
     "IngressClass": ("/apis/networking.k8s.io/v1", "ingressclasses", False),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
+    "Namespace": ("/api/v1", "namespaces", False),
+    "GatewayClass": ("/apis/gateway.networking.k8s.io/v1", "gatewayclasses", False),
+    "Gateway": ("/apis/gateway.networking.k8s.io/v1", "gateways", True),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
+    "ReferenceGrant": ("/apis/gateway.networking.k8s.io/v1", "referencegrants", True),
 }
 API_VERSIONS = {
     "Service": "v1", "Secret": "v1", "EndpointSlice": "discovery.k8s.io/v1",
     "GatewayRoute": "gantry.dev/v1alpha1", "Ingress": "networking.k8s.io/v1",
     "IngressClass": "networking.k8s.io/v1", "Lease": "coordination.k8s.io/v1",
+    "Namespace": "v1", "GatewayClass": "gateway.networking.k8s.io/v1",
+    "Gateway": "gateway.networking.k8s.io/v1", "HTTPRoute": "gateway.networking.k8s.io/v1",
+    "ReferenceGrant": "gateway.networking.k8s.io/v1",
 }
 
 
