@@ -7,7 +7,9 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
   auto out = std::make_shared<PolicySet>();
   for (const auto& cr : table.rules()) {
     const auto& f = cr.rule->filters;
-    if (!f.cors && !f.rate_limit && !f.jwt && !f.cache) continue;
+    if (!f.cors && !f.rate_limit && !f.jwt && !f.cache && !f.max_request_body_size && !f.request_redirect &&
+        !f.url_rewrite && !f.request_headers && !f.response_headers)
+      continue;
     RulePolicies p;
     if (f.cors) {
       auto c = filters::CorsPolicy::create(*f.cors);
@@ -48,7 +50,13 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
         p.cache = std::shared_ptr<filters::ResponseCache>(std::move(c).value());
       }
     }
-    out->by_rule_.emplace(&cr, std::move(p));
+    // The chain refers to the pieces where they stay: in the map's node.
+    RulePolicies& placed = out->by_rule_.emplace(&cr, std::move(p)).first->second;
+    exchange::ChainParts parts;
+    parts.cors = placed.cors ? &*placed.cors : nullptr;
+    parts.rate_limiter = placed.rate_limiter;
+    parts.jwt = placed.jwt;
+    placed.chain = exchange::build_chain(*cr.rule, parts);
   }
   for (const auto& [rule, p] : out->by_rule_) out->by_label_.emplace(rule->route_label, &p);
   return std::shared_ptr<const PolicySet>(std::move(out));

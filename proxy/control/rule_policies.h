@@ -1,5 +1,6 @@
-// Per-rule request policies compiled from a snapshot: CORS, rate limiting,
-// JWT verification and the response cache, ready for the request path.
+// Per-rule request policies compiled from a snapshot: the rule's filter chain
+// (exchange/chain.h) and the pieces it uses (CORS, rate limiting, JWT
+// verification), and the response cache, ready for the request path.
 //
 // Built on the control thread with each FULL snapshot, next to the route
 // table. Stateful pieces (a rate limiter's buckets, a response cache's store)
@@ -15,6 +16,7 @@
 #include <unordered_map>
 
 #include "proxy/base/result.h"
+#include "proxy/exchange/chain.h"
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
 #include "proxy/filters/rate_limiter.h"
@@ -30,6 +32,7 @@ struct RulePolicies {
   std::shared_ptr<const filters::JwtVerifier> jwt;
   std::shared_ptr<filters::ResponseCache> cache;
   snapshot::Cache cache_config;  // what cache was built from
+  exchange::FilterChain chain;   // built once per snapshot, over the pieces above
 };
 
 class PolicySet {

@@ -21,9 +21,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "proxy/filters/cors.h"
-#include "proxy/filters/jwt.h"
-#include "proxy/filters/rate_limiter.h"
+#include "proxy/exchange/chain.h"
+#include "proxy/exchange/exchange.h"
 #include "proxy/filters/cache_control.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
@@ -174,24 +173,6 @@ void new_request_id(std::string& out) {
   }
 }
 
-bool listed_in(const std::vector<std::string>& names, std::string_view name) {
-  for (const auto& n : names)
-    if (http::iequals(n, name)) return true;
-  return false;
-}
-
-bool named_in(const std::vector<std::pair<std::string, std::string>>& hv, std::string_view name) {
-  for (const auto& h : hv)
-    if (http::iequals(h.first, name)) return true;
-  return false;
-}
-
-bool listed_in(const std::vector<snapshot::HeaderValue>& hv, std::string_view name) {
-  for (const auto& h : hv)
-    if (http::iequals(h.name, name)) return true;
-  return false;
-}
-
 // True when `name` appears as a token of any Connection header (those headers
 // are hop-by-hop for this message, RFC 9110 7.6.1).
 bool named_by_connection(const std::vector<http::Header>& headers, std::string_view name) {
@@ -290,15 +271,6 @@ tcp::socket& lowest(TlsStream& s) { return s.next_layer(); }
 void set_nodelay(tcp::socket& s) {
   error_code ec;
   s.set_option(tcp::no_delay(true), ec);
-}
-
-std::string rewrite_prefix(std::string_view path, size_t matched, std::string_view replacement) {
-  std::string_view rest = path.substr(std::min(matched, path.size()));
-  std::string out(replacement);
-  if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') out.pop_back();
-  out.append(rest);
-  if (out.empty()) out = "/";
-  return out;
 }
 
 // A GET on a rule with filters.cache that may store its response: the key,
@@ -816,6 +788,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bytes_out_ += out_.size();
   }
 
+  // A LocalReply (a filter's answer) in HTTP/1.1 words.
+  asio::awaitable<void> local_reply(const exchange::LocalReply& r, bool close) {
+    reply_fields_.clear();
+    for (const auto& [name, value] : r.headers) append_header(reply_fields_, name, value);
+    if (!r.gateway_reason.empty()) append_header(reply_fields_, "x-gateway-reason", r.gateway_reason);
+    co_await local_reply(r.status, r.body, close, reply_fields_);
+  }
+
   // Reads and answers one request. Returns whether the connection stays open.
   asio::awaitable<bool> handle_one(bool first);
   asio::awaitable<bool> forward(const std::shared_ptr<const control::Config>& cfg,
@@ -835,12 +815,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // capture while relaying, store at the end. Answers a hit itself: the
   // result is then whether the connection stays open.
   asio::awaitable<std::optional<bool>> cache_lookup(const control::RulePolicies& pol,
-                                                    const snapshot::Filters& filters,
                                                     const http::Target& target,
                                                     std::string_view host, milliseconds wait_limit,
                                                     std::unique_ptr<CacheFill>& fill);
-  asio::awaitable<bool> serve_cached(const filters::CachedResponse& r,
-                                     const snapshot::Filters& filters);
+  asio::awaitable<bool> serve_cached(const filters::CachedResponse& r, const control::RulePolicies& pol);
   void cache_begin_fill(CacheFill& f, bool is_upgrade);
   void cache_capture(std::string_view bytes);
   void cache_end_fill(CacheFill& f, bool complete);
@@ -874,9 +852,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   double upstream_ms_ = -1;
   uint64_t req_body_left_ = 0;  // Content-Length body bytes still to relay
-  std::optional<uint64_t> body_limit_;  // filters.maxRequestBodySize
-  std::vector<std::pair<std::string, std::string>> extra_req_headers_;   // e.g. JWT claims
-  std::vector<std::pair<std::string, std::string>> extra_resp_headers_;  // e.g. CORS, RateLimit-*
+  exchange::Exchange ex_;              // the request's exchange context (filters' inputs and outputs)
+  exchange::UpstreamRequest upreq_;   // the upstream request as the upstream-request filters leave it
+  exchange::HeaderEdits resp_edits_;  // the response filters' edits of the answer's fields
+  std::string reply_fields_;          // a LocalReply's fields, serialised
+  std::vector<http::Header> cached_fields_;  // a cached answer's fields, for the response filters
   std::string sticky_;      // the request's session-cookie value
   std::vector<bool> ejected_;  // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;  // a session cookie value to issue (consistent hash on a cookie)
@@ -1031,95 +1011,39 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   bool client_close = !req_.keep_alive || w_.server().draining();
   bool has_body = req_.body != http::BodyKind::kNone;
 
-  // ---- request policies: CORS, rate limit, body size, JWT (in this order)
-  extra_req_headers_.clear();
-  extra_resp_headers_.clear();
-  body_limit_ = filters.max_request_body_size;
+  // ---- the exchange: the request as every filter sees it
   const control::RulePolicies* pol = cfg->policies ? cfg->policies->find(&cr) : nullptr;
-  if (pol != nullptr && pol->cors) {
-    filters::CorsRequest creq{req_.method, http::find_header(req_.headers, "origin"),
-                              http::find_header(req_.headers, "access-control-request-method"),
-                              http::find_header(req_.headers, "access-control-request-headers")};
-    auto d = pol->cors->evaluate(creq);
-    if (d.action == filters::CorsAction::kPreflight || d.action == filters::CorsAction::kRejectPreflight) {
-      std::string hdrs;
-      for (const auto& h : d.headers()) append_header(hdrs, h.name, h.value);
-      bool close = client_close || has_body;
-      if (d.action == filters::CorsAction::kPreflight) co_await local_reply(204, "", close, hdrs);
-      else co_await local_reply(403, "CORS preflight refused: origin or method not allowed", close, hdrs);
-      finish_request();
-      co_return !close;
-    }
-    for (const auto& h : d.headers()) extra_resp_headers_.emplace_back(h.name, h.value);
-  }
-  if (pol != nullptr && pol->rate_limiter) {
-    std::string_view key = client_ip();
-    if (!pol->rate_limiter->key_header().empty()) {
-      if (auto v = http::find_header(req_.headers, pol->rate_limiter->key_header()); v && !v->empty()) key = *v;
-    }
-    auto d = pol->rate_limiter->check(key, Clock::now());
-    std::string hdrs;
-    append_header(hdrs, "ratelimit-limit", std::to_string(d.limit));
-    append_header(hdrs, "ratelimit-remaining", std::to_string(d.remaining));
-    append_header(hdrs, "ratelimit-reset", std::to_string(d.reset_seconds));
-    if (!d.allowed) {
-      append_header(hdrs, "retry-after", std::to_string(std::max<uint64_t>(1, d.retry_after_seconds)));
-      bool close = client_close || has_body;
-      co_await local_reply(429, "rate limit exceeded", close, hdrs);
-      finish_request();
-      co_return !close;
-    }
-    extra_resp_headers_.emplace_back("ratelimit-limit", std::to_string(d.limit));
-    extra_resp_headers_.emplace_back("ratelimit-remaining", std::to_string(d.remaining));
-    extra_resp_headers_.emplace_back("ratelimit-reset", std::to_string(d.reset_seconds));
-  }
-  if (body_limit_ && req_.body == http::BodyKind::kContentLength && req_.content_length > *body_limit_) {
-    co_await local_reply(413, "request body larger than " + std::to_string(*body_limit_) + " bytes", true);
-    finish_request();
-    co_return false;
-  }
-  if (pol != nullptr && pol->jwt) {
-    auto auth = http::find_header(req_.headers, "authorization");
-    auto token = auth ? filters::bearer_token(*auth) : std::nullopt;
-    std::optional<Error> failure;
-    if (!token) {
-      failure = Error{""};
-    } else {
-      auto v = pol->jwt->verify(*token, std::chrono::system_clock::now());
-      if (v.ok()) extra_req_headers_ = std::move(v->headers);
-      else failure = v.error();
-    }
-    if (failure) {
-      std::string hdrs;
-      append_header(hdrs, "www-authenticate",
-                    filters::www_authenticate(failure->message.empty() ? nullptr : &*failure));
-      bool close = client_close || has_body;
-      co_await local_reply(401, failure->message.empty() ? "bearer token required" : "invalid bearer token",
-                           close, hdrs);
-      finish_request();
-      co_return !close;
-    }
-  }
+  const exchange::FilterChain* chain = pol != nullptr && !pol->chain.empty() ? &pol->chain : nullptr;
+  ex_.reset();
+  ex_.req.method = req_.method;
+  ex_.req.host = host;
+  ex_.req.path = target.path;
+  ex_.req.query = target.query;
+  ex_.req.host_header = req_.host;
+  ex_.req.headers = &req_.headers;
+  ex_.req.body = req_.body;
+  ex_.req.content_length = req_.content_length;
+  ex_.req.proto = req_.version == http::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
+  ex_.req.tls = kTls;
+  ex_.rule = &cr;
+  ex_.matched_prefix = matched_prefix;
+  ex_.started = started_;
 
-  // ---- redirect: answered by the gateway
-  if (filters.request_redirect) {
-    const auto& r = *filters.request_redirect;
-    std::string scheme = r.scheme.value_or("http");
-    std::string location = scheme + "://" + r.hostname.value_or(std::string(host));
-    if (r.port) location += ":" + std::to_string(*r.port);
-    switch (r.path.type) {
-      case snapshot::PathRewriteType::kNone: location += target.path; break;
-      case snapshot::PathRewriteType::kReplaceFullPath: location += r.path.value; break;
-      case snapshot::PathRewriteType::kReplacePrefixMatch:
-        location += rewrite_prefix(target.path, matched_prefix, r.path.value);
-        break;
+  // ---- request filters (CORS, rate limit, body limit, JWT, redirect): any may answer
+  if (chain != nullptr) {
+    ex_.req.client_ip = client_ip();
+    exchange::Verdict v = chain->run_request(ex_);
+    if (v != exchange::Verdict::kContinue) {
+      if (v == exchange::Verdict::kPending) {  // no filter waits yet (filter.h)
+        ex_.reply.reset();
+        ex_.reply.status = 500;
+        ex_.reply.body = "a filter of route " + route_label_ + " waited, which this proxy does not support yet";
+      }
+      bool close = client_close || has_body || ex_.reply.close;
+      co_await local_reply(ex_.reply, close);
+      finish_request();
+      co_return !close;
     }
-    if (!target.query.empty()) location.append("?").append(target.query);
-    std::string hdr = "location: " + location + "\r\n";
-    bool close = client_close || has_body;
-    co_await local_reply(r.status_code, "redirecting to " + location, close, hdr);
-    finish_request();
-    co_return !close;
   }
 
   // ---- response cache: a fresh stored response answers here
@@ -1127,7 +1051,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (filters.cache && pol != nullptr && pol->cache) {
     milliseconds wait = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
     if (cr.rule->policy.timeouts.request) wait = std::min(wait, *cr.rule->policy.timeouts.request);
-    if (auto answered = co_await cache_lookup(*pol, filters, target, host, wait, fill)) {
+    if (auto answered = co_await cache_lookup(*pol, target, host, wait, fill)) {
       finish_request();
       co_return *answered;
     }
@@ -1170,27 +1094,20 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     }
   }
 
-  // ---- the upstream request head
-  std::string path;
-  if (filters.url_rewrite) {
-    const auto& pr = filters.url_rewrite->path;
-    if (pr.type == snapshot::PathRewriteType::kReplaceFullPath) path = pr.value;
-    else if (pr.type == snapshot::PathRewriteType::kReplacePrefixMatch)
-      path = rewrite_prefix(target.path, matched_prefix, pr.value);
-    else path = target.path;
-  } else {
-    path = target.path;
-  }
-  const snapshot::HeaderModifier* mod = filters.request_headers ? &*filters.request_headers : nullptr;
-  std::string upstream_host =
-      filters.url_rewrite && filters.url_rewrite->hostname ? *filters.url_rewrite->hostname
-                                                           : std::string(req_.host.empty() ? host : req_.host);
+  // ---- the upstream request head: upstream-request filters (URL rewrite,
+  // JWT claims, header modifiers) edit it, then it is serialised
+  upreq_.reset();
+  upreq_.path.assign(target.path);
+  upreq_.host = req_.host.empty() ? host : req_.host;
+  if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
+  const exchange::HeaderEdits& edits = upreq_.headers;
+  const std::string_view path = upreq_.path;
 
   out_.clear();
   out_.append(req_.method).append(" ").append(path);
   if (!target.query.empty()) out_.append("?").append(target.query);
   out_.append(" HTTP/1.1\r\n");
-  append_header(out_, "host", upstream_host);
+  append_header(out_, "host", upreq_.host);
   std::string_view prior_xff;
   bool req_connection = has_connection_header(req_.headers);
   for (const auto& h : req_.headers) {
@@ -1205,15 +1122,11 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host") ||
         http::iequals(h.name, "x-request-id"))
       continue;
-    if (mod && (listed_in(mod->remove, h.name) || listed_in(mod->set, h.name))) continue;
-    if (!extra_req_headers_.empty() && named_in(extra_req_headers_, h.name)) continue;  // no spoofed claims
+    if (!edits.empty() && edits.drops(h.name)) continue;  // removed, or set by a filter (no spoofed claims)
     append_header(out_, h.name, h.value);
   }
-  for (const auto& [name, value] : extra_req_headers_) append_header(out_, name, value);
-  if (mod) {
-    for (const auto& h : mod->set) append_header(out_, h.name, h.value);
-    for (const auto& h : mod->add) append_header(out_, h.name, h.value);
-  }
+  for (const auto& h : edits.set) append_header(out_, h.name, h.value);
+  for (const auto& h : edits.add) append_header(out_, h.name, h.value);
   if (!prior_xff.empty() && contains(opts.trusted_proxies, peer_ip_)) {
     std::string xff(prior_xff);
     xff.append(", ").append(peer_ip_);
@@ -1234,7 +1147,9 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   out_.append("\r\n");
 
   // The head is now copied into out_; the client buffer keeps only body bytes
-  // and whatever the client pipelined after them.
+  // and whatever the client pipelined after them. (upreq_.host may point
+  // into that buffer: the mirror gets its own copy before the body is read.)
+  std::string mirror_host(filters.request_mirror ? upreq_.host : std::string_view{});
   bool expect_continue = req_.expect_continue;
   bool upgrade = req_.upgrade_websocket;
   bool request_keep_alive = req_.keep_alive;
@@ -1315,7 +1230,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
                     ((retry || mirror) && body_kind == http::BodyKind::kContentLength &&
                      in_.size() >= req_body_left_);
   if (mirror)
-    mirror_request(*filters.request_mirror, *cfg, upstream_host, body_kind, replayable, upgrade);
+    mirror_request(*filters.request_mirror, *cfg, mirror_host, body_kind, replayable, upgrade);
   size_t replay_body = replayable && body_kind == http::BodyKind::kContentLength ? req_body_left_ : 0;
   if (cstate) cstate->retry_budget.record_request(Clock::now());
   uint32_t retries = 0;
@@ -1567,7 +1482,7 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     std::string v = lbcfg.hash_key + "=" + set_cookie_ + "; Path=/; HttpOnly";
     if (lbcfg.cookie_ttl.count() > 0)
       v += "; Max-Age=" + std::to_string(std::max<int64_t>(1, lbcfg.cookie_ttl.count() / 1000));
-    extra_resp_headers_.emplace_back("set-cookie", std::move(v));
+    ex_.response_headers.emplace_back("set-cookie", std::move(v));
     set_cookie_.clear();
   }
 
@@ -1583,7 +1498,8 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
   if (fill) cache_begin_fill(*fill, is_upgrade);
   bool keep = request_keep_alive && !w_.server().draining() && resp_.body != http::BodyKind::kUntilClose &&
               !is_upgrade && !dechunk_;
-  const snapshot::HeaderModifier* rmod = filters.response_headers ? &*filters.response_headers : nullptr;
+  resp_edits_.reset();
+  if (chain != nullptr) chain->run_response(ex_, {resp_.status, &resp_.headers, false}, resp_edits_);
   out_.clear();
   out_.append("HTTP/1.1 ").append(std::to_string(resp_.status)).append(" ");
   out_.append(resp_.reason.empty() ? std::string_view(reason_phrase(resp_.status)) : resp_.reason);
@@ -1611,16 +1527,14 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
     }
     if (http::is_hop_by_hop(h.name) || (resp_connection && named_by_connection(resp_.headers, h.name)))
       continue;
-    if (rmod && (listed_in(rmod->remove, h.name) || listed_in(rmod->set, h.name))) continue;
+    if (!resp_edits_.empty() && resp_edits_.drops(h.name)) continue;
     if (http::iequals(h.name, "x-request-id")) has_request_id = true;
     append_header(out_, h.name, h.value);
   }
-  if (rmod) {
-    for (const auto& h : rmod->set) append_header(out_, h.name, h.value);
-    for (const auto& h : rmod->add) append_header(out_, h.name, h.value);
-  }
+  for (const auto& h : resp_edits_.set) append_header(out_, h.name, h.value);
+  for (const auto& h : resp_edits_.add) append_header(out_, h.name, h.value);
   if (!has_request_id) append_header(out_, "x-request-id", request_id_);
-  for (const auto& [name, value] : extra_resp_headers_) append_header(out_, name, value);
+  for (const auto& [name, value] : ex_.response_headers) append_header(out_, name, value);
   if (resp_.body == http::BodyKind::kChunked && !dechunk_) append_header(out_, "transfer-encoding", "chunked");
   if (opts.debug_headers) {
     append_header(out_, "x-gateway-route", route_label_);
@@ -1713,12 +1627,12 @@ asio::awaitable<bool> Session<Stream>::forward(const std::shared_ptr<const contr
 // only posts the wake-up here.
 template <class Stream>
 asio::awaitable<std::optional<bool>> Session<Stream>::cache_lookup(
-    const control::RulePolicies& pol, const snapshot::Filters& filters, const http::Target& target,
+    const control::RulePolicies& pol, const http::Target& target,
     std::string_view host, milliseconds wait_limit, std::unique_ptr<CacheFill>& fill) {
   auto rp = filters::request_policy(req_.method, req_.headers);
   const bool is_get = req_.method == "GET";
   if (req_.body != http::BodyKind::kNone || (!rp.lookup && !rp.store)) {
-    extra_resp_headers_.emplace_back("x-cache", "MISS");
+    ex_.response_headers.emplace_back("x-cache", "MISS");
     co_return std::nullopt;
   }
   std::string key = filters::cache_key(kTls, host, target.path, target.query);
@@ -1736,7 +1650,7 @@ asio::awaitable<std::optional<bool>> Session<Stream>::cache_lookup(
       }
       auto r = pol.cache->lookup(key, req_.headers, Clock::now(), std::move(on_fill_done));
       if (r.kind == filters::CacheLookupKind::kHit)
-        co_return co_await serve_cached(*r.response, filters);
+        co_return co_await serve_cached(*r.response, pol);
       if (r.kind == filters::CacheLookupKind::kWait) {
         error_code ignore;
         co_await wake->async_wait(awaitable_ec(ignore));
@@ -1746,7 +1660,7 @@ asio::awaitable<std::optional<bool>> Session<Stream>::cache_lookup(
       break;
     }
   }
-  extra_resp_headers_.emplace_back("x-cache", "MISS");
+  ex_.response_headers.emplace_back("x-cache", "MISS");
   if (is_get && rp.store) {
     fill = std::make_unique<CacheFill>();
     fill->cache = pol.cache;
@@ -1762,13 +1676,17 @@ asio::awaitable<std::optional<bool>> Session<Stream>::cache_lookup(
 // response header modifiers, the request id, Age and X-Cache: HIT.
 template <class Stream>
 asio::awaitable<bool> Session<Stream>::serve_cached(const filters::CachedResponse& r,
-                                                    const snapshot::Filters& filters) {
+                                                    const control::RulePolicies& pol) {
   const auto& opts = w_.server().options();
   const bool keep = req_.keep_alive && !w_.server().draining();
   const bool head_only = req_.method == "HEAD";
   const bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
-  const snapshot::HeaderModifier* rmod =
-      filters.response_headers ? &*filters.response_headers : nullptr;
+  resp_edits_.reset();
+  if (!pol.chain.empty()) {
+    cached_fields_.clear();
+    for (const auto& [name, value] : r.headers) cached_fields_.push_back({name, value});
+    pol.chain.run_response(ex_, {r.status, &cached_fields_, true}, resp_edits_);
+  }
   out_.clear();
   out_.append("HTTP/1.1 ")
       .append(std::to_string(r.status))
@@ -1776,15 +1694,13 @@ asio::awaitable<bool> Session<Stream>::serve_cached(const filters::CachedRespons
       .append(reason_phrase(r.status));
   out_.append("\r\n");
   for (const auto& [name, value] : r.headers) {
-    if (rmod && (listed_in(rmod->remove, name) || listed_in(rmod->set, name))) continue;
+    if (!resp_edits_.empty() && resp_edits_.drops(name)) continue;
     append_header(out_, name, value);
   }
-  if (rmod) {
-    for (const auto& h : rmod->set) append_header(out_, h.name, h.value);
-    for (const auto& h : rmod->add) append_header(out_, h.name, h.value);
-  }
+  for (const auto& h : resp_edits_.set) append_header(out_, h.name, h.value);
+  for (const auto& h : resp_edits_.add) append_header(out_, h.name, h.value);
   append_header(out_, "x-request-id", request_id_);
-  for (const auto& [name, value] : extra_resp_headers_) append_header(out_, name, value);
+  for (const auto& [name, value] : ex_.response_headers) append_header(out_, name, value);
   append_header(out_, "age", std::to_string(r.age_seconds(Clock::now())));
   append_header(out_, "x-cache", "HIT");
   if (!no_body) append_header(out_, "content-length", std::to_string(r.body.size()));
@@ -1932,9 +1848,9 @@ asio::awaitable<bool> Session<Stream>::relay_request_body(UpstreamConn& up, erro
       }
       take = step->consumed;
       done = step->done;
-      if (body_limit_ && chunked_.data_bytes() > *body_limit_) {
+      if (ex_.body_limit && chunked_.data_bytes() > *ex_.body_limit) {
         client_failed = true;
-        co_await local_reply(413, "request body larger than " + std::to_string(*body_limit_) + " bytes", true);
+        co_await local_reply(413, "request body larger than " + std::to_string(*ex_.body_limit) + " bytes", true);
         finish_request();
         co_return false;
       }

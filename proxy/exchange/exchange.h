@@ -1,0 +1,178 @@
+// The exchange: one request and its response, the same for every downstream
+// codec (HTTP/1.1 today, HTTP/2 next). It runs, in this fixed order:
+//
+//   route → request filters → [cache lookup] → select (backend, endpoint,
+//   breaker) → upstream-request filters → upstream → response filters → log
+//
+// This header is the protocol-independent part: what a request looks like to
+// a filter (RequestInfo), the per-exchange context that carries state between
+// phases (Exchange), the gateway's own answers (LocalReply), and the edits
+// filters make to the upstream request and the response (HeaderEdits,
+// UpstreamRequest). It has no sockets, no coroutines and no codec: filters
+// are unit-tested against a bare Exchange. See docs/ARCHITECTURE.md ("The
+// exchange") for the codec side and why this shape.
+//
+// Invariants:
+// - Every string_view in an Exchange points into memory that outlives the
+//   exchange: the codec's request buffer (RequestInfo), the Config the
+//   exchange pinned (snapshot strings), or the Exchange's own owned vectors.
+// - An Exchange is reused by its connection (or stream) for the next request:
+//   reset() keeps the vectors' capacity, so a request allocates nothing here
+//   after the first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy/http/message.h"
+
+namespace gantry::router {
+struct CompiledRule;
+}
+
+namespace gantry::exchange {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using WallTime = std::chrono::system_clock::time_point;
+using OwnedHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// The request as every codec presents it (HTTP/2 pseudo-headers mapped:
+// :method → method, :authority → host, :path → path + query).
+struct RequestInfo {
+  std::string_view method;
+  std::string_view host;   // normalised (lower case, no port, no trailing dot)
+  std::string_view path;   // normalised (docs/http.md), without the query
+  std::string_view query;  // as sent, without '?'
+  std::string_view host_header;  // Host / :authority as sent (empty when absent)
+  const std::vector<http::Header>* headers = nullptr;  // every field, names as sent
+  http::BodyKind body = http::BodyKind::kNone;  // kContentLength, kChunked (any streamed body) or kNone
+  uint64_t content_length = 0;                  // when body == kContentLength
+  std::string_view client_ip;  // the peer, or the X-Forwarded-For entry of a trusted proxy
+  std::string_view proto;      // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
+  bool tls = false;
+};
+
+// What the gateway answers itself: a filter's Respond, or an error of the
+// exchange (no route, no endpoint, breaker open, upstream failure). One type,
+// so that each codec builds its local replies in one place: HTTP/1.1 writes a
+// status line, these headers and a text body; HTTP/2 sends HEADERS (+ DATA),
+// and a gRPC request gets a trailers-only answer with grpc_status_for(status).
+struct LocalReply {
+  int status = 0;
+  std::string body;     // text without the final newline; no body for 204/304
+  OwnedHeaders headers;  // extra fields (names as written; HTTP/2 lower-cases them)
+  // `x-gateway-reason` value when the reason is the gateway's policy
+  // ("circuit-open", "connection-limit", ...); empty for none.
+  std::string_view gateway_reason;
+  // The metric / access-log kind ("cors_rejected", "rate_limited", ...).
+  std::string_view kind;
+  // The downstream connection cannot be kept after this answer whatever the
+  // codec would decide (e.g. a request body that will not be read). HTTP/1.1
+  // closes; HTTP/2 resets the stream if its body is still arriving.
+  bool close = false;
+
+  void reset() {
+    status = 0;
+    body.clear();
+    headers.clear();
+    gateway_reason = {};
+    kind = {};
+    close = false;
+  }
+};
+
+// The gRPC status for a gateway answer of HTTP status `status`
+// (the official HTTP → gRPC status mapping: 400 INTERNAL, 401 UNAUTHENTICATED,
+// 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE,
+// otherwise UNKNOWN). 504 answers from a gateway-enforced deadline use
+// DEADLINE_EXCEEDED (4) instead; the codec knows which.
+int grpc_status_for(int status);
+
+// Edits of a header block, applied by the codec when it serialises the block:
+// fields named in `remove` or `set` are dropped from what is forwarded
+// (case-insensitive), then `set` and `add` are appended in that order. The
+// views point into the pinned snapshot or into the Exchange.
+struct HeaderEdits {
+  std::vector<std::string_view> remove;
+  std::vector<http::Header> set;
+  std::vector<http::Header> add;
+
+  bool empty() const { return remove.empty() && set.empty() && add.empty(); }
+  // True when a forwarded field called `name` must be dropped.
+  bool drops(std::string_view name) const;
+  void reset() {
+    remove.clear();
+    set.clear();
+    add.clear();
+  }
+};
+
+// The upstream request as the upstream-request filters leave it. The codec
+// of the upstream connection builds its head from this and the client's
+// fields (minus hop-by-hop ones), then adds X-Forwarded-* and X-Request-Id.
+struct UpstreamRequest {
+  std::string path;       // with the rewrite applied; without the query
+  std::string_view host;  // Host / :authority to send
+  HeaderEdits headers;
+
+  void reset() {
+    path.clear();
+    host = {};
+    headers.reset();
+  }
+};
+
+// The per-exchange context: one per request, reused by its connection.
+// Filters read the request from `req` and leave their outputs here; state a
+// filter carries from one phase to a later one lives in a field of its own
+// below (a slot per filter that has such state), never in a heap object of
+// the filter's.
+class Exchange {
+ public:
+  RequestInfo req;
+  const router::CompiledRule* rule = nullptr;
+  size_t matched_prefix = 0;  // PathPrefix matches: length of the matched prefix of req.path
+  SteadyTime started{};       // when the head was complete (rate limits count from here)
+
+  // ---- outputs of the request phase
+  LocalReply reply;                      // set by a filter that answers (Verdict::kRespond)
+  std::optional<uint64_t> body_limit;    // a streamed request body larger than this → 413
+  OwnedHeaders response_headers;         // added to whatever answer the client gets from upstream or cache
+
+  // ---- slots: per-filter state carried between phases
+  OwnedHeaders jwt_claims;  // jwt: claim → header values, set on the upstream request
+
+  // Wall-clock time (JWT exp/nbf), read once per exchange when a filter asks.
+  WallTime wall_now() {
+    if (wall_now_ == WallTime{}) wall_now_ = std::chrono::system_clock::now();
+    return wall_now_;
+  }
+  void set_wall_now(WallTime t) { wall_now_ = t; }  // tests
+
+  // The first field called `lower_name` (case-insensitive), or nullopt.
+  std::optional<std::string_view> header(std::string_view lower_name) const {
+    return req.headers != nullptr ? http::find_header(*req.headers, lower_name) : std::nullopt;
+  }
+
+  void reset() {
+    req = {};
+    rule = nullptr;
+    matched_prefix = 0;
+    started = {};
+    reply.reset();
+    body_limit.reset();
+    response_headers.clear();
+    jwt_claims.clear();
+    wall_now_ = {};
+  }
+
+ private:
+  WallTime wall_now_{};
+};
+
+}  // namespace gantry::exchange

@@ -1,0 +1,95 @@
+// The filters of the request phase that may answer (exchange/filter.h): CORS,
+// rate limit, request body size limit, JWT, redirect. One class per filter,
+// each implemented in its own file (<name>_filter.cc) over the pure policy
+// objects of this folder (cors.h, rate_limiter.h, jwt.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proxy/exchange/filter.h"
+#include "proxy/snapshot/model.h"
+
+namespace gantry::filters {
+
+class CorsPolicy;
+class RateLimiter;
+class JwtVerifier;
+
+// filters.cors: a preflight is answered here (204 with the Access-Control-*
+// fields, or 403 when the origin or method is not allowed); a CORS request
+// goes on and its answer gets the Access-Control-* fields.
+class CorsFilter final : public exchange::Filter {
+ public:
+  explicit CorsFilter(const CorsPolicy& policy) : policy_(policy) {}
+  std::string_view name() const override { return "cors"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  const CorsPolicy& policy_;
+};
+
+// filters.rateLimit: counts the request against the client's key (its IP, or
+// the configured header's value when present); 429 with Retry-After when the
+// key is out of quota. Every answer from upstream carries RateLimit-*.
+class RateLimitFilter final : public exchange::Filter {
+ public:
+  explicit RateLimitFilter(std::shared_ptr<RateLimiter> limiter) : limiter_(std::move(limiter)) {}
+  std::string_view name() const override { return "rate_limit"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  std::shared_ptr<RateLimiter> limiter_;
+};
+
+// filters.maxRequestBodySize: a Content-Length over the limit is answered
+// 413 at once; a streamed (chunked) body is held to the limit by the
+// exchange as it relays it (ex.body_limit).
+class BodyLimitFilter final : public exchange::Filter {
+ public:
+  explicit BodyLimitFilter(uint64_t limit) : limit_(limit) {}
+  std::string_view name() const override { return "body_limit"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  uint64_t limit_;
+};
+
+// filters.jwt: a bearer token must verify (401 + WWW-Authenticate otherwise);
+// the configured claims are set on the upstream request, replacing any field
+// of the same name the client sent.
+class JwtFilter final : public exchange::Filter {
+ public:
+  explicit JwtFilter(std::shared_ptr<const JwtVerifier> verifier) : verifier_(std::move(verifier)) {}
+  std::string_view name() const override { return "jwt"; }
+  uint8_t phases() const override { return exchange::kOnRequest | exchange::kOnUpstreamRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
+
+ private:
+  std::shared_ptr<const JwtVerifier> verifier_;
+};
+
+// filters.requestRedirect: answered by the gateway with Location built from
+// the request and the redirect's scheme, hostname, port and path.
+class RedirectFilter final : public exchange::Filter {
+ public:
+  explicit RedirectFilter(const snapshot::RequestRedirect& config) : config_(config) {}
+  std::string_view name() const override { return "redirect"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  const snapshot::RequestRedirect& config_;
+};
+
+// `path` with its first `matched` bytes (a PathPrefix match) replaced by
+// `replacement`, never with a doubled '/' at the seam, "/" when empty.
+void rewrite_prefix(std::string_view path, size_t matched, std::string_view replacement, std::string& out);
+
+}  // namespace gantry::filters

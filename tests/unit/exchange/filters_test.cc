@@ -1,0 +1,383 @@
+// Each filter of the chain (proxy/filters/*_filter.cc) against a bare
+// Exchange, no sockets: a table of rules (the filter's snapshot settings) and
+// requests, each row naming the verdict, the local reply, and the edits of
+// the upstream request and the response.
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "proxy/exchange/chain.h"
+#include "proxy/filters/cors.h"
+#include "proxy/filters/jwt.h"
+#include "proxy/filters/rate_limiter.h"
+#include "proxy/snapshot/model.h"
+#include "tests/unit/exchange/fake_exchange.h"
+
+namespace gantry::exchange {
+namespace {
+
+using testing::FakeExchange;
+using testing::FakeRequest;
+using testing::Outcome;
+using std::chrono::milliseconds;
+
+const std::string kSecret = "a-test-hmac-secret-of-32-bytes!!";
+
+std::string hs256(const std::string& payload_json) {
+  std::string input = filters::base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                      filters::base64url_encode(payload_json);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+  return input + "." + filters::base64url_encode(std::string(reinterpret_cast<char*>(mac), len));
+}
+
+// A rule and the compiled parts its chain uses, as control::PolicySet builds them.
+struct BuiltRule {
+  snapshot::Rule rule;
+  std::optional<filters::CorsPolicy> cors;
+  ChainParts parts;
+  FilterChain chain;
+};
+
+std::unique_ptr<BuiltRule> build(const snapshot::Filters& f) {
+  auto b = std::make_unique<BuiltRule>();
+  b->rule.filters = f;
+  const auto& rf = b->rule.filters;
+  if (rf.cors) {
+    auto c = filters::CorsPolicy::create(*rf.cors);
+    EXPECT_TRUE(c.ok());
+    b->cors = std::move(c).value();
+    b->parts.cors = &*b->cors;
+  }
+  if (rf.rate_limit) {
+    auto rl = filters::RateLimiter::create(*rf.rate_limit);
+    EXPECT_TRUE(rl.ok());
+    b->parts.rate_limiter = std::move(rl).value();
+  }
+  if (rf.jwt) {
+    auto v = filters::JwtVerifier::create(*rf.jwt);
+    EXPECT_TRUE(v.ok()) << v.error().message;
+    b->parts.jwt = std::move(v).value();
+  }
+  b->chain = build_chain(b->rule, b->parts);
+  return b;
+}
+
+using Fields = std::map<std::string, std::string>;
+
+Fields as_map(const OwnedHeaders& h) {
+  Fields m;
+  for (const auto& [n, v] : h) m[n] = v;
+  return m;
+}
+
+struct Row {
+  std::string name;
+  snapshot::Filters filters;
+  FakeRequest request;
+  Verdict verdict;
+  int status = 0;                   // reply status when kRespond
+  std::string body;                 // reply body (exact) when kRespond
+  Fields reply_headers;             // exact set of reply fields when kRespond
+  bool close = false;               // reply.close
+  Fields response_headers;          // exact set added to the answer when kContinue
+  std::string upstream_path;        // when kContinue ("" = unchanged request path)
+  std::string upstream_host;        // when kContinue ("" = the request's Host)
+  Fields upstream_set, upstream_add;
+  std::vector<std::string> upstream_removed, response_removed;
+  std::optional<uint64_t> body_limit;
+  int repeat = 1;  // run this many times on one chain; the last run is checked
+};
+
+snapshot::Filters cors() {
+  snapshot::Filters f;
+  snapshot::Cors c;
+  c.allow_origins = {"https://shop.example.com"};
+  c.allow_methods = {"GET", "POST"};
+  c.max_age = milliseconds(600000);
+  f.cors = c;
+  return f;
+}
+
+snapshot::Filters rate(uint64_t n, std::string key = "ClientIP") {
+  snapshot::Filters f;
+  snapshot::RateLimit r;
+  r.requests = n;
+  r.interval = milliseconds(60000);
+  r.key = std::move(key);
+  f.rate_limit = r;
+  return f;
+}
+
+snapshot::Filters body_limit(uint64_t n) {
+  snapshot::Filters f;
+  f.max_request_body_size = n;
+  return f;
+}
+
+snapshot::Filters jwt() {
+  snapshot::Filters f;
+  snapshot::Jwt j;
+  j.algorithms = {"HS256"};
+  j.hmac_secret = kSecret;
+  j.issuer = "https://issuer.example.com";
+  j.claims_to_headers = {{"sub", "x-user"}};
+  f.jwt = j;
+  return f;
+}
+
+snapshot::Filters redirect(snapshot::RequestRedirect r) {
+  snapshot::Filters f;
+  f.request_redirect = std::move(r);
+  return f;
+}
+
+snapshot::Filters rewrite(snapshot::UrlRewrite r) {
+  snapshot::Filters f;
+  f.url_rewrite = std::move(r);
+  return f;
+}
+
+snapshot::Filters headers(std::optional<snapshot::HeaderModifier> req,
+                          std::optional<snapshot::HeaderModifier> resp) {
+  snapshot::Filters f;
+  f.request_headers = std::move(req);
+  f.response_headers = std::move(resp);
+  return f;
+}
+
+FakeRequest req(std::string method, std::string path,
+                std::vector<std::pair<std::string, std::string>> h = {}) {
+  FakeRequest r;
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.headers = std::move(h);
+  return r;
+}
+
+FakeRequest with_body(FakeRequest r, http::BodyKind kind, uint64_t n) {
+  r.body = kind;
+  r.content_length = n;
+  return r;
+}
+
+FakeRequest with_query(FakeRequest r, std::string q, size_t matched_prefix = 0) {
+  r.query = std::move(q);
+  r.matched_prefix = matched_prefix;
+  return r;
+}
+
+const std::string kGoodToken =
+    hs256(R"({"iss":"https://issuer.example.com","sub":"alice","exp":1800000000})");
+const std::string kExpiredToken =
+    hs256(R"({"iss":"https://issuer.example.com","sub":"alice","exp":1600000000})");
+
+std::vector<Row> rows() {
+  std::vector<Row> t;
+  // ---- cors
+  t.push_back({"cors_preflight_answered", cors(),
+               req("OPTIONS", "/cart", {{"Origin", "https://shop.example.com"},
+                                        {"Access-Control-Request-Method", "POST"}}),
+               Verdict::kRespond, 204, "",
+               {{"Access-Control-Allow-Origin", "https://shop.example.com"},
+                {"Access-Control-Allow-Methods", "GET, POST"},
+                {"Access-Control-Max-Age", "600"},
+                {"Vary", "Origin"}}});
+  t.push_back({"cors_preflight_refused", cors(),
+               req("OPTIONS", "/cart", {{"Origin", "https://evil.example.com"},
+                                        {"Access-Control-Request-Method", "POST"}}),
+               Verdict::kRespond, 403, "CORS preflight refused: origin or method not allowed",
+               {{"Vary", "Origin"}}});
+  t.push_back({"cors_request_forwarded_with_fields", cors(),
+               req("GET", "/cart", {{"Origin", "https://shop.example.com"}}), Verdict::kContinue, 0,
+               "", {}, false,
+               {{"Access-Control-Allow-Origin", "https://shop.example.com"}, {"Vary", "Origin"}}});
+  t.push_back({"cors_no_origin_untouched", cors(), req("GET", "/cart"), Verdict::kContinue});
+  // ---- rate limit
+  t.push_back({"rate_limit_allows_with_fields", rate(2), req("GET", "/"), Verdict::kContinue, 0, "",
+               {}, false,
+               // token bucket, 2 per minute: one token comes back in 30 s
+               {{"ratelimit-limit", "2"}, {"ratelimit-remaining", "1"}, {"ratelimit-reset", "30"}}});
+  {
+    Row r{"rate_limit_answers_429_when_spent", rate(2), req("GET", "/"), Verdict::kRespond, 429,
+          "rate limit exceeded",
+          {{"ratelimit-limit", "2"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"},
+           {"retry-after", "30"}}};
+    r.repeat = 3;
+    t.push_back(r);
+  }
+  {
+    // keyed by a header: another key has its own allowance
+    Row r{"rate_limit_by_header", rate(1, "Header:X-Api-Key"),
+          req("GET", "/", {{"X-Api-Key", "k1"}}), Verdict::kContinue, 0, "", {}, false,
+          {{"ratelimit-limit", "1"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"}}};
+    t.push_back(r);
+  }
+  // ---- body limit
+  t.push_back({"body_limit_content_length_over", body_limit(10),
+               with_body(req("POST", "/up"), http::BodyKind::kContentLength, 11), Verdict::kRespond,
+               413, "request body larger than 10 bytes", {}, true});
+  {
+    Row r{"body_limit_content_length_within", body_limit(10),
+          with_body(req("POST", "/up"), http::BodyKind::kContentLength, 10), Verdict::kContinue};
+    r.body_limit = 10;
+    t.push_back(r);
+  }
+  {
+    Row r{"body_limit_chunked_left_to_the_relay", body_limit(10),
+          with_body(req("POST", "/up"), http::BodyKind::kChunked, 0), Verdict::kContinue};
+    r.body_limit = 10;
+    t.push_back(r);
+  }
+  // ---- jwt
+  t.push_back({"jwt_missing_token", jwt(), req("GET", "/me"), Verdict::kRespond, 401,
+               "bearer token required", {{"www-authenticate", "Bearer"}}});
+  {
+    Row r{"jwt_valid_token_sets_claims_replacing_spoofed", jwt(),
+          req("GET", "/me", {{"Authorization", "Bearer " + kGoodToken}, {"X-User", "mallory"}}),
+          Verdict::kContinue};
+    r.upstream_set = {{"x-user", "alice"}};
+    t.push_back(r);
+  }
+  {
+    Row r{"jwt_expired_token", jwt(), req("GET", "/me", {{"Authorization", "Bearer " + kExpiredToken}}),
+          Verdict::kRespond, 401, "invalid bearer token"};
+    t.push_back(r);  // reply headers checked below (the description names the reason)
+  }
+  // ---- redirect
+  {
+    snapshot::RequestRedirect r;
+    r.scheme = "https";
+    r.status_code = 301;
+    t.push_back({"redirect_scheme_keeps_host_path_query", redirect(r),
+                 with_query(req("GET", "/a/b"), "x=1"), Verdict::kRespond, 301,
+                 "redirecting to https://shop.example.com/a/b?x=1",
+                 {{"location", "https://shop.example.com/a/b?x=1"}}});
+  }
+  {
+    snapshot::RequestRedirect r;
+    r.hostname = "new.example.com";
+    r.port = 8443;
+    r.path = {snapshot::PathRewriteType::kReplacePrefixMatch, "/v2"};
+    t.push_back({"redirect_prefix_host_port", redirect(r), with_query(req("GET", "/v1/users"), "", 3),
+                 Verdict::kRespond, 302, "redirecting to http://new.example.com:8443/v2/users",
+                 {{"location", "http://new.example.com:8443/v2/users"}}});
+  }
+  // ---- url rewrite
+  {
+    snapshot::UrlRewrite r;
+    r.path = {snapshot::PathRewriteType::kReplacePrefixMatch, "/"};
+    Row row{"rewrite_strips_prefix", rewrite(r), with_query(req("GET", "/api/users"), "", 4),
+            Verdict::kContinue};
+    row.upstream_path = "/users";
+    t.push_back(row);
+  }
+  {
+    snapshot::UrlRewrite r;
+    r.hostname = "internal.svc";
+    r.path = {snapshot::PathRewriteType::kReplaceFullPath, "/health"};
+    Row row{"rewrite_full_path_and_host", rewrite(r), req("GET", "/anything"), Verdict::kContinue};
+    row.upstream_path = "/health";
+    row.upstream_host = "internal.svc";
+    t.push_back(row);
+  }
+  {
+    snapshot::UrlRewrite r;
+    r.path = {snapshot::PathRewriteType::kReplacePrefixMatch, "/"};
+    Row row{"rewrite_whole_path_prefix_gives_root", rewrite(r), with_query(req("GET", "/api"), "", 4),
+            Verdict::kContinue};
+    row.upstream_path = "/";
+    t.push_back(row);
+  }
+  // ---- header modifiers
+  {
+    snapshot::HeaderModifier in;
+    in.set = {{"x-env", "prod"}};
+    in.add = {{"x-via", "gantry"}};
+    in.remove = {"x-debug"};
+    snapshot::HeaderModifier out;
+    out.set = {{"cache-control", "no-store"}};
+    out.remove = {"server"};
+    Row row{"header_modifiers_both_ways", headers(in, out), req("GET", "/"), Verdict::kContinue};
+    row.upstream_set = {{"x-env", "prod"}};
+    row.upstream_add = {{"x-via", "gantry"}};
+    row.upstream_removed = {"x-debug"};
+    row.response_headers = {{"cache-control", "no-store"}};
+    row.response_removed = {"server"};
+    t.push_back(row);
+  }
+  return t;
+}
+
+void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
+
+class FilterTable : public ::testing::TestWithParam<Row> {};
+
+TEST_P(FilterTable, Runs) {
+  const Row& row = GetParam();
+  auto b = build(row.filters);
+  FakeExchange fx(row.request);
+  Outcome o;
+  for (int i = 0; i < row.repeat; ++i) o = fx.run(b->chain);
+  ASSERT_EQ(static_cast<int>(o.verdict), static_cast<int>(row.verdict));
+  if (row.verdict == Verdict::kRespond) {
+    EXPECT_EQ(o.reply.status, row.status);
+    EXPECT_EQ(o.reply.body, row.body);
+    EXPECT_EQ(o.reply.close, row.close);
+    EXPECT_FALSE(o.reply.kind.empty());
+    if (row.name == "jwt_expired_token") {
+      auto h = as_map(o.reply.headers);
+      ASSERT_EQ(h.size(), 1u);
+      EXPECT_EQ(h["www-authenticate"].rfind("Bearer error=\"invalid_token\"", 0), 0u) << h["www-authenticate"];
+    } else {
+      EXPECT_EQ(as_map(o.reply.headers), row.reply_headers);
+    }
+    return;
+  }
+  EXPECT_EQ(o.reply.status, 0);
+  EXPECT_EQ(as_map(o.response_headers), row.response_headers);
+  EXPECT_EQ(o.upstream_path, row.upstream_path.empty() ? row.request.path : row.upstream_path);
+  EXPECT_EQ(o.upstream_host, row.upstream_host.empty() ? row.request.host : row.upstream_host);
+  EXPECT_EQ(as_map(o.upstream_set), row.upstream_set);
+  EXPECT_EQ(as_map(o.upstream_add), row.upstream_add);
+  EXPECT_EQ(o.upstream_removed, row.upstream_removed);
+  EXPECT_EQ(o.response_removed, row.response_removed);
+  EXPECT_EQ(o.body_limit, row.body_limit);
+}
+
+INSTANTIATE_TEST_SUITE_P(Filters, FilterTable, ::testing::ValuesIn(rows()),
+                         [](const ::testing::TestParamInfo<Row>& i) { return i.param.name; });
+
+TEST(RateLimitFilter, KeysHaveSeparateAllowances) {
+  auto b = build(rate(1, "Header:X-Api-Key"));
+  FakeExchange k1(req("GET", "/", {{"X-Api-Key", "k1"}}));
+  FakeExchange k2(req("GET", "/", {{"X-Api-Key", "k2"}}));
+  EXPECT_EQ(k1.run(b->chain).verdict, Verdict::kContinue);
+  EXPECT_EQ(k1.run(b->chain).verdict, Verdict::kRespond);
+  EXPECT_EQ(k2.run(b->chain).verdict, Verdict::kContinue);
+}
+
+TEST(HeaderEdits, DropsRemovedAndSetNamesCaseInsensitively) {
+  HeaderEdits e;
+  e.remove = {"x-debug"};
+  e.set = {{"X-Env", "prod"}};
+  EXPECT_TRUE(e.drops("X-DEBUG"));
+  EXPECT_TRUE(e.drops("x-env"));
+  EXPECT_FALSE(e.drops("x-other"));
+}
+
+TEST(GrpcStatus, FollowsTheHttpMapping) {
+  const std::pair<int, int> table[] = {{400, 13}, {401, 16}, {403, 7},  {404, 12}, {429, 14},
+                                       {502, 14}, {503, 14}, {504, 14}, {500, 2},  {413, 2}};
+  for (auto [http_status, grpc] : table) EXPECT_EQ(grpc_status_for(http_status), grpc) << http_status;
+}
+
+}  // namespace
+}  // namespace gantry::exchange
