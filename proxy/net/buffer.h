@@ -34,6 +34,11 @@ class Buffer {
   }
   size_t writable() const { return data_.size() - end_; }
   void commit(size_t n) { end_ += n; }
+  // Frees the storage (the buffer must be empty); the next prepare() allocates again.
+  void release() {
+    std::vector<char>().swap(data_);
+    begin_ = end_ = 0;
+  }
   void consume(size_t n) {
     begin_ += n;
     if (begin_ >= end_) begin_ = end_ = 0;

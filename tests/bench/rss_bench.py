@@ -1,10 +1,12 @@
-"""Resident memory of gantry-proxy holding a 1,000-route snapshot and 64 idle
-keep-alive client connections (each with a pooled upstream connection).
+"""Resident memory of gantry-proxy holding a 1,000-route snapshot and idle
+keep-alive client connections (64 by default; `hack/bench.sh rss` also runs
+10,000), each of which made one request.
 
     /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS]
 
-Prints VmRSS after start-up, after the snapshot, and with the connections
-open and idle. Only loopback addresses are used.
+Prints VmRSS after the snapshot and with the connections open and idle for
+longer than the proxy's idle-buffer release delay (1 s), and the growth per
+idle connection. Only loopback addresses are used.
 """
 import http.client
 import json
@@ -73,10 +75,11 @@ def main():
             r.read()
             assert r.status == 200, r.status
             clients.append(c)
-        time.sleep(0.5)
+        time.sleep(2.5)  # idle > 1 s: read buffers given back (proxy/net/server.cc)
         after = rss_kib(proxy.pid)
         print(f"gantry-proxy RSS: {before / 1024:.1f} MiB with {routes} routes ({2 * routes} rules), "
-              f"{after / 1024:.1f} MiB with {conns} idle keep-alive connections")
+              f"{after / 1024:.1f} MiB with {conns} idle keep-alive connections "
+              f"({(after - before) / conns:.2f} KiB per idle connection)")
         for c in clients:
             c.close()
     finally:
