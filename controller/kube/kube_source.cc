@@ -4,7 +4,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -571,7 +573,9 @@ void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses)
 // Keyed per route in the write queue, so a route flapping faster than the
 // write rate limit emits its latest verdict, not a backlog.
 void KubeSource::sync_events(const std::vector<RouteStatus>& statuses) {
-  std::string now = format_rfc3339(static_cast<int64_t>(std::time(nullptr)));
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   std::set<std::string> present;
   for (const auto& s : statuses) {
     if (s.kind != "GatewayRoute") continue;
@@ -589,7 +593,10 @@ void KubeSource::sync_events(const std::vector<RouteStatus>& statuses) {
     }
     const std::string& instance = opts_.leader.identity.empty() ? std::string("gantry-controller")
                                                                 : opts_.leader.identity;
-    auto body = event_object(e, s.namespace_, s.name, route->second.meta.uid, now, instance);
+    // Strictly increasing, so a route's events sort in the order they were
+    // decided even within one clock tick or across a clock step back.
+    last_event_us_ = std::max(now_us, last_event_us_ + 1);
+    auto body = event_object(e, s.namespace_, s.name, route->second.meta.uid, last_event_us_, instance);
     Write w{"event for gatewayroute " + id, "/api/v1/namespaces/" + s.namespace_ + "/events", body.dump()};
     w.method = "POST";
     w.content_type = "application/json";

@@ -174,6 +174,7 @@ class KubeSource {
   std::map<std::string, nlohmann::json> object_status_;   // "Kind/key" -> observed status
   std::map<std::string, std::string> written_;            // key -> fingerprint of the last write
   std::map<std::string, RouteEvent> evented_;             // ns/name -> the last event emitted
+  int64_t last_event_us_ = 0;  // eventTime of the last event: the next one is later
   std::map<std::string, std::string> decode_failed_;      // key -> resourceVersion logged
   uint64_t events_ = 0;
   uint64_t decode_errors_ = 0;

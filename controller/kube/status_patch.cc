@@ -231,7 +231,7 @@ RouteEvent route_event(const RouteStatus& s) {
 }
 
 nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
-                            const std::string& uid, const std::string& now_rfc3339,
+                            const std::string& uid, int64_t unix_micros,
                             const std::string& instance) {
   nlohmann::json involved{{"apiVersion", "gantry.dev/v1alpha1"},
                           {"kind", "GatewayRoute"},
@@ -239,6 +239,7 @@ nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const st
                           {"name", name}};
   if (!uid.empty()) involved["uid"] = uid;
   std::string message = e.message.size() > 1024 ? e.message.substr(0, 1021) + "..." : e.message;
+  std::string seconds = format_rfc3339(unix_micros / 1000000);
   return nlohmann::json{
       {"apiVersion", "v1"},
       {"kind", "Event"},
@@ -246,12 +247,14 @@ nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const st
       {"involvedObject", std::move(involved)},
       {"type", e.type},
       {"reason", e.reason},
+      {"action", "Translate"},  // required by the API once eventTime is set
       {"message", std::move(message)},
       {"source", {{"component", "gantry-controller"}}},
       {"reportingComponent", "gantry.dev/controller"},
-      {"reportingInstance", instance},
-      {"firstTimestamp", now_rfc3339},
-      {"lastTimestamp", now_rfc3339},
+      {"reportingInstance", instance.substr(0, 128)},
+      {"eventTime", format_rfc3339_micro(unix_micros)},
+      {"firstTimestamp", seconds},
+      {"lastTimestamp", seconds},
       {"count", 1}};
 }
 

@@ -75,9 +75,14 @@ struct RouteEvent {
 RouteEvent route_event(const RouteStatus& s);
 
 // A core/v1 Event about GatewayRoute ns/name (uid may be empty), for POST to
-// /api/v1/namespaces/{ns}/events. `instance` names the controller replica.
+// /api/v1/namespaces/{ns}/events, happening at `unix_micros`. `instance` names
+// the controller replica (clipped to the API's 128 characters). The order of a
+// route's events is carried by `eventTime` (microseconds; the caller makes it
+// strictly increasing): first/lastTimestamp have one-second resolution, so two
+// verdicts within a second would tie on them. With eventTime the API also
+// requires reportingComponent, reportingInstance and action ("Translate").
 nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
-                            const std::string& uid, const std::string& now_rfc3339,
+                            const std::string& uid, int64_t unix_micros,
                             const std::string& instance);
 
 }  // namespace gantry::controller::kube

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,11 @@ from kubeapi import (ControlPlane, KubeController, TestHosts, cluster_endpoints,
                      endpoint_slice, gateway_route, percentile, service, simple_route)
 
 STATUS_ADDRESS = "192.0.2.200"  # only written into Ingress status, never dialled
+
+
+def event_time(event):
+    """An Event's eventTime (the API serves it with microseconds) as a datetime."""
+    return datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
 
 
 class Env:
@@ -178,15 +184,21 @@ def test_bad_routes_report_why_and_others_keep_serving(env):
 
     # Kubernetes Events tell the same story (`kubectl describe gatewayroute`):
     # a Warning naming the field, then a Normal Accepted after the fix; none
-    # for the route that was healthy all along.
+    # for the route that was healthy all along. The order is the contract, and
+    # eventTime (microseconds, strictly increasing per controller) carries it:
+    # the API server lists Events by name, and first/lastTimestamp are whole
+    # seconds, which both verdicts often share.
     def events(name):
         path = "/api/v1/namespaces/default/events?fieldSelector=" + urllib.parse.quote(
             f"involvedObject.kind=GatewayRoute,involvedObject.name={name}")
-        return sorted(cp.request("GET", path)["items"], key=lambda e: e["metadata"]["creationTimestamp"])
+        return sorted(cp.request("GET", path)["items"], key=event_time)
     got = wait_until(lambda: (lambda ev: ev if len(ev) >= 2 else None)(events("bad-regex")),
                      CONVERGE_TIMEOUT, "two events for bad-regex",
                      on_timeout=lambda: str(events("bad-regex")))
     assert [(e["type"], e["reason"]) for e in got] == [("Warning", "Invalid"), ("Normal", "Accepted")], got
+    assert event_time(got[0]) < event_time(got[1]), got
+    for e in got:  # the one-second fields agree with eventTime
+        assert e["firstTimestamp"] == e["lastTimestamp"] == e["eventTime"][:19] + "Z", e
     assert "regex" in got[0]["message"], got[0]
     uid = cp.get("GatewayRoute", "bad-regex")["metadata"]["uid"]
     assert {e["involvedObject"]["uid"] for e in got} == {uid}

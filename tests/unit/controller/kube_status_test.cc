@@ -64,7 +64,7 @@ TEST(RouteEvent, VerdictFromTheConditions) {
 
 TEST(RouteEvent, EventObjectNamesTheRoute) {
   RouteEvent e{"Warning", "Invalid", std::string(2000, 'm')};
-  json ev = event_object(e, "team-a", "shop", "0f1e-uid", "2030-01-01T00:00:00Z", "gantry-1");
+  json ev = event_object(e, "team-a", "shop", "0f1e-uid", 1893456000000042, "gantry-1");
   EXPECT_EQ(ev["metadata"]["namespace"], "team-a");
   EXPECT_EQ(ev["metadata"]["generateName"], "shop.");
   EXPECT_EQ(ev["involvedObject"], (json{{"apiVersion", "gantry.dev/v1alpha1"}, {"kind", "GatewayRoute"},
@@ -72,9 +72,15 @@ TEST(RouteEvent, EventObjectNamesTheRoute) {
   EXPECT_EQ(ev["type"], "Warning");
   EXPECT_EQ(ev["reason"], "Invalid");
   EXPECT_EQ(ev["message"].get<std::string>().size(), 1024u);  // clipped
+  EXPECT_EQ(ev["eventTime"], "2030-01-01T00:00:00.000042Z");  // the order within a second
+  EXPECT_EQ(ev["firstTimestamp"], "2030-01-01T00:00:00Z");
   EXPECT_EQ(ev["lastTimestamp"], "2030-01-01T00:00:00Z");
+  EXPECT_EQ(ev["reportingComponent"], "gantry.dev/controller");  // required with eventTime
+  EXPECT_EQ(ev["action"], "Translate");                            // so is an action
   EXPECT_EQ(ev["reportingInstance"], "gantry-1");
-  EXPECT_FALSE(event_object(e, "ns", "r", "", "t", "i")["involvedObject"].contains("uid"));
+  EXPECT_EQ(event_object(e, "ns", "r", "", 0, std::string(200, 'i'))["reportingInstance"],
+            std::string(128, 'i'));
+  EXPECT_FALSE(event_object(e, "ns", "r", "", 0, "i")["involvedObject"].contains("uid"));
 }
 
 TEST(RouteStatusUpdate, FirstWriteHasEveryConditionAtNow) {
