@@ -24,6 +24,8 @@ test_packages=(
   python3-cryptography python3-yaml procps psmisc iproute2 kubectl
   # HTTP/2 clients (nghttp, h2load) for tests and benchmarks
   nghttp2-client
+  # hack/stress-tests.sh keeps a core busy with it
+  stress-ng
 )
 
 packages=("${build_packages[@]}")
