@@ -12,6 +12,7 @@
 # Environment (all optional):
 #   DEMO_HTTP_PORT=8080 DEMO_STATS_PORT=9901 DEMO_ADMIN_PORT=9900 DEMO_HEALTH_PORT=9902
 #   DEMO_CTL_ADMIN_PORT=9903                                       loopback ports
+#                      ("auto": a free port picked at start)
 #   GANTRY_BIN=DIR     use the binaries in DIR (default build/bin, built if stale)
 #   DEMO_NO_BUILD=1    never build; fail if a binary is missing
 #   DEMO_JOBS=N        ninja parallelism when building (default: number of CPUs)
@@ -25,7 +26,7 @@ MODE=interactive
 case "${1:-}" in
   "") ;;
   --smoke) MODE=smoke ;;
-  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo.sh: unknown argument \"$1\" (use --smoke or --help)" >&2; exit 2 ;;
 esac
 
@@ -34,6 +35,19 @@ STATS_PORT=${DEMO_STATS_PORT:-9901}
 ADMIN_PORT=${DEMO_ADMIN_PORT:-9900}
 HEALTH_PORT=${DEMO_HEALTH_PORT:-9902}
 CTL_ADMIN_PORT=${DEMO_CTL_ADMIN_PORT:-9903}
+# A port of "auto": a free loopback port picked now (the tests' choice, since
+# any fixed port may be taken by something else on a shared machine).
+port_vars=(HTTP_PORT STATS_PORT ADMIN_PORT HEALTH_PORT CTL_ADMIN_PORT)
+mapfile -t free_ports < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(5)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))')
+[[ ${#free_ports[@]} == 5 ]] || { echo "demo.sh: could not pick free ports" >&2; exit 1; }
+for i in "${!port_vars[@]}"; do
+  if [[ ${!port_vars[$i]} == auto ]]; then printf -v "${port_vars[$i]}" '%s' "${free_ports[$i]}"; fi
+done
 BUILD_DIR="$REPO/build"
 BIN=${GANTRY_BIN:-$BUILD_DIR/bin}
 MANIFESTS="$REPO/manifests/examples"
@@ -78,6 +92,19 @@ fi
 command -v curl >/dev/null || die "curl is needed"
 
 # ------------------------------------------------------------------ processes
+
+# The backends' addresses are fixed (the example manifests name them), so two
+# copies of the demo on one machine (two test runs side by side) would take
+# each other's. A lock on them is held by this script and inherited by every
+# process it starts, so it is free again once they have all exited: --smoke
+# waits for it (bounded), the interactive demo says who has it.
+LOCK_FILE=/tmp/gantry-demo-backends.lock
+exec 9>>"$LOCK_FILE"
+if [[ $MODE == smoke ]]; then
+  flock -w 240 9 || die "another demo kept 127.0.0.11-13:9001 for 240 s (lock $LOCK_FILE)"
+else
+  flock -n 9 || die "another demo is running (it holds 127.0.0.11-13:9001; lock $LOCK_FILE)"
+fi
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gantry-demo.XXXXXX")
 SOCKET="$RUN_DIR/control.sock"
