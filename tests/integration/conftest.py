@@ -167,6 +167,20 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+_REFUSING = []  # sockets held by refusing_port() for the life of the test process
+
+
+def refusing_port(host="127.0.0.1"):
+    """A port on `host` where connections are refused, and stay refused: a
+    socket is bound there and never listens, so no other process (another test
+    run on the machine) can start listening on it, as it could on a port
+    free_port() merely found free."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    _REFUSING.append(s)
+    return s.getsockname()[1]
+
+
 def port_free(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

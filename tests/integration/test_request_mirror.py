@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from conftest import (free_port, get_json, http_request, sn_cluster, sn_route, sn_rule, sn_snapshot,
+from conftest import (get_json, http_request, refusing_port, sn_cluster, sn_route, sn_rule, sn_snapshot,
                       temporary_dataplane, wait_until)
 
 HOSTS = {"mirror": "mirror.example.com", "recorded": "recorded.example.com:8080",
@@ -63,7 +63,7 @@ def env():
             sn_cluster("default/main:8080", [(main.addr, main.port)]),
             sn_cluster("default/shadow:8080", [(shadow.addr, shadow.port)]),
             sn_cluster("default/recorder:8080", [("127.0.0.1", recorder.server_address[1])]),
-            sn_cluster("default/down:8080", [("127.0.0.1", free_port())]),
+            sn_cluster("default/down:8080", [("127.0.0.1", refusing_port())]),
             sn_cluster("default/stalled:8080", [("127.0.0.1", stalled.getsockname()[1])]),
         ]
 

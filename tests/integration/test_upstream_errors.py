@@ -13,8 +13,8 @@ import threading
 
 import pytest
 
-from conftest import (HTTP_TIMEOUT, free_port, next_loopback, read_responses, sn_cluster,
-                      sn_route, sn_rule, sn_snapshot, temporary_dataplane, wait_until)
+from conftest import (HTTP_TIMEOUT, next_loopback, read_responses, refusing_port,
+                      sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane, wait_until)
 
 
 class ScriptedBackend:
@@ -114,7 +114,8 @@ def gateway():
         closer = ScriptedBackend(lambda path: None)
         script = ScriptedBackend(scripted)
         echo = dp.echo("slow")
-        refused = (next_loopback(), free_port())  # nothing listens there
+        refused_addr = next_loopback()
+        refused = (refused_addr, refusing_port(refused_addr))  # nothing listens there
         clusters = [
             sn_cluster("default/refused:80", [refused]),
             sn_cluster("default/closer:80", [(closer.addr, closer.port)]),

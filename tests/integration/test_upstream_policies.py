@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import (free_port, get_json, http_request, sn_cluster, sn_route, sn_rule, sn_snapshot,
+from conftest import (get_json, http_request, refusing_port, sn_cluster, sn_route, sn_rule, sn_snapshot,
                       temporary_dataplane)
 
 
@@ -102,7 +102,7 @@ def env():
             sn_cluster("default/three:8080", ep),
             sn_cluster("default/two:8080", ep[:2]),
             sn_cluster("default/flaky:8080", [("127.0.0.1", bad.server_address[1]), ep[0]]),
-            sn_cluster("default/half-dead:8080", [("127.0.0.1", free_port()), ep[1]]),
+            sn_cluster("default/half-dead:8080", [("127.0.0.1", refusing_port()), ep[1]]),
             sn_cluster("default/switch:8080", [("127.0.0.1", switch.server_address[1])]),
             sn_cluster("default/outlier:8080", [("127.0.0.1", outlier.server_address[1]), ep[2]]),
             sn_cluster("default/checked:8080", [("127.0.0.1", health.server_address[1]), ep[1]]),
@@ -137,6 +137,7 @@ def env():
                 "consecutiveFailures": 0, "openDurationMs": 1000, "maxPendingRequests": 1}}),
         ]
         proxy = dp.proxy(sn_snapshot(1, routes, clusters), workers=1)
+        proxy.echos = echos
         yield proxy
     bad.shutdown()
     switch.shutdown()
@@ -174,25 +175,31 @@ def test_consistent_hash_on_cookie_issues_and_honours_a_sticky_cookie(env):
     assert r.status == 200 and r.headers.get("set-cookie", "").startswith("gantry-sticky=")
 
 
-def test_least_request_prefers_the_idle_backend(env):
+def answered(env):
+    """Requests received so far by echo backends a and b (the cluster `two`);
+    gantry-echo counts a /delay request when it arrives, before the delay."""
+    return sum(get_json(e.port, "/stats", addr=e.addr)["requests"] for e in env.echos[:2])
+
+
+def slow_request_in_flight(env, key, path):
+    """Sends `path` on a thread; returns (thread, result dict) once a backend holds it."""
     slow = {}
-
-    def slow_request():
-        slow["r"] = get(env, "least", "/delay/3000")
-
-    t = threading.Thread(target=slow_request)
+    before = answered(env)
+    t = threading.Thread(target=lambda: slow.__setitem__("r", get(env, key, path)))
     t.start()
-    time.sleep(0.5)  # let the slow request reach its backend
+    wait_for(lambda: answered(env) > before, f"the slow {key} request to reach its backend")
+    return t, slow
+
+
+def test_least_request_prefers_the_idle_backend(env):
+    t, slow = slow_request_in_flight(env, "least", "/delay/3000")
     fast = [get(env, "least").backend for _ in range(10)]
     t.join()
     busy = slow["r"].backend
     assert busy in ("a", "b")
     assert all(b != busy for b in fast), f"busy backend {busy} still chosen: {fast}"
     # The same requests under round robin do reach the busy backend (the test can fail).
-    slow.clear()
-    t = threading.Thread(target=lambda: slow.__setitem__("r", get(env, "rr", "/delay/2000")))
-    t.start()
-    time.sleep(0.5)
+    t, slow = slow_request_in_flight(env, "rr", "/delay/2000")
     rr = [get(env, "rr").backend for _ in range(4)]
     t.join()
     assert slow["r"].backend in rr
@@ -248,10 +255,8 @@ def test_circuit_breaker_opens_then_probes_and_closes(env):
 
 
 def test_pending_request_limit_answers_503(env):
-    slow = {}
-    t = threading.Thread(target=lambda: slow.__setitem__("r", get(env, "pending", "/delay/2000")))
-    t.start()
-    time.sleep(0.5)  # the slow request holds the one pending slot
+    t, slow = slow_request_in_flight(env, "pending", "/delay/2000")
+    assert breaker_state(env, "default/two:8080")["pendingRequests"] == 1  # the one slot, held
     r = get(env, "pending")
     t.join()
     assert slow["r"].status == 200
