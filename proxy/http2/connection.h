@@ -52,6 +52,7 @@ class Stream {
   int32_t id() const { return id_; }
   const RequestHead& head() const { return head_; }
   bool closed() const { return closed_; }
+  bool request_ended() const { return ended_; }  // END_STREAM received
   ErrorCode close_code() const { return close_code_; }
 
   boost::asio::awaitable<BodyPiece> read_body();

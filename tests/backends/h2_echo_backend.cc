@@ -7,8 +7,11 @@
 // It listens for h2c with prior knowledge (--listen) and, with --tls-listen,
 // --cert and --key, for TLS with ALPN h2. Every request is read to its end
 // and answered 200 with a text body "METHOD PATH BYTES\n" (BYTES: request
-// body bytes received) and, when the request carried trailers, the trailer
-// `x-trailers: N`. /bytes/N answers N bytes (flow-control tests).
+// body bytes received), followed by the trailer `x-echo-bytes: BYTES` when the
+// request said `te: trailers`. /bytes/N answers N bytes (flow-control tests);
+// /local/NNN answers the gateway's local reply NNN (trailers-only gRPC status
+// for an application/grpc request). Requests go through H2Downstream, the
+// codec's exchange::Downstream, as the proxy's exchange will drive them.
 //
 // Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
 // connection with the two-step GOAWAY and exit 0 when their streams are done.
@@ -24,7 +27,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -32,6 +37,7 @@
 
 #include "proxy/base/flags.h"
 #include "proxy/http2/connection.h"
+#include "proxy/http2/h2_downstream.h"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -41,43 +47,65 @@ using namespace gantry;
 namespace {
 
 asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
-  size_t bytes = 0;
-  size_t trailers = 0;
-  while (true) {
-    http2::BodyPiece p = co_await st->read_body();
-    bytes += p.data.size();
-    if (p.trailers) trailers = p.trailers->size();
-    if (p.end || p.failed) {
-      if (p.failed) co_return;
-      break;
-    }
+  auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
+  if (!made.ok()) {
+    const std::string text = "bad request\n";
+    const std::vector<http2::Field> h = {{"content-type", "text/plain"}};
+    if (co_await st->send_head(400, h, false)) co_await st->send_body(text, true);
+    co_return;
   }
-  const std::string& path = st->head().path;
+  http2::H2Downstream& d = *made.value();
+  const exchange::RequestInfo& req = d.request();
+  size_t bytes = 0;
+  while (true) {
+    exchange::BodyChunk c = co_await d.read_body();
+    if (c.failed) co_return;
+    bytes += c.data.size();
+    if (c.end) break;
+  }
+  const std::string path(req.path);
+  if (path.rfind("/local/", 0) == 0) {  // the gateway's own answer, as the exchange makes it
+    exchange::LocalReply r;
+    r.status = std::atoi(path.c_str() + 7);
+    r.body = "local reply " + std::to_string(r.status);
+    r.gateway_reason = "test";
+    co_await d.send_local_reply(r);
+    co_return;
+  }
+  std::vector<http::Header> fields;
+  exchange::ResponseHead head;
+  head.status = 200;
+  head.fields = &fields;
   if (path.rfind("/bytes/", 0) == 0) {
     size_t n = 0;
     std::from_chars(path.data() + 7, path.data() + path.size(), n);
-    const std::vector<http2::Field> h = {{"content-type", "application/octet-stream"},
-                                         {"content-length", std::to_string(n)}};
-    if (!co_await st->send_head(200, h, n == 0)) co_return;
+    fields = {{"Content-Type", "application/octet-stream"}};
+    head.content_length = n;
+    head.end_stream = n == 0;
+    if (!co_await d.send_head(head)) co_return;
     const std::string chunk(16 * 1024, 'b');
     while (n > 0) {
       const size_t k = std::min(n, chunk.size());
       n -= k;
-      if (!co_await st->send_body(std::string_view(chunk).substr(0, k), n == 0)) co_return;
+      if (!co_await d.send_body(std::string_view(chunk).substr(0, k), n == 0)) co_return;
     }
     co_return;
   }
-  const std::string body = st->head().method + " " + path + " " + std::to_string(bytes) + "\n";
-  const std::vector<http2::Field> h = {{"content-type", "text/plain"},
-                                       {"content-length", std::to_string(body.size())}};
-  if (!co_await st->send_head(200, h, st->head().method == "HEAD")) co_return;
-  if (st->head().method == "HEAD") co_return;
-  if (trailers > 0) {
-    if (!co_await st->send_body(body, false)) co_return;
-    const std::vector<http2::Field> t = {{"x-trailers", std::to_string(trailers)}};
-    co_await st->send_trailers(t);
+  const std::string body = std::string(req.method) + " " + path + " " + std::to_string(bytes) + "\n";
+  // HTTP/1.1 framing fields, as an upstream would send them: the codec drops them.
+  fields = {{"Content-Type", "text/plain"}, {"Connection", "keep-alive"}, {"Transfer-Encoding", "chunked"}};
+  head.content_length = body.size();
+  head.end_stream = req.method == "HEAD";
+  const bool trailers = std::any_of(req.headers->begin(), req.headers->end(), [](const http::Header& h) {
+    return h.name == "te" && h.value == "trailers";
+  });
+  if (!co_await d.send_head(head) || head.end_stream) co_return;
+  if (trailers) {
+    if (!co_await d.send_body(body, false)) co_return;
+    const std::vector<http::Header> t = {{"X-Echo-Bytes", std::to_string(bytes)}};
+    co_await d.send_trailers(t);
   } else {
-    co_await st->send_body(body, true);
+    co_await d.send_body(body, true);
   }
 }
 

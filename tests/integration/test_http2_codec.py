@@ -219,3 +219,31 @@ def test_sigterm_drains_with_two_goaways_and_finishes_the_stream(server, procs):
     assert ended and got == 4194304, (ended, got)
     proc = [p for p in procs._procs if p.pid == server["pid"]][0]
     assert proc.wait(timeout=10) == 0
+
+
+def curl_h2(port, path, *extra):
+    out = subprocess.run(["curl", "-s", "-i", "--http2-prior-knowledge", *extra,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.replace("\r\n", "\n")
+
+
+def test_requests_reach_the_exchange_interface_normalised(server):
+    # Through H2Downstream: the path is normalised like HTTP/1.1's, framing
+    # fields of an HTTP/1.1-shaped answer are dropped, names are lower case.
+    text = curl_h2(server["h2c"], "/a/%2e%2e/b?x=1")
+    assert text.startswith("HTTP/2 200"), text
+    assert text.rstrip().endswith("GET /b 0"), text
+    assert "connection:" not in text.lower() and "transfer-encoding" not in text.lower(), text
+    assert "content-type: text/plain" in text, text
+
+
+@pytest.mark.parametrize("status,grpc_status", [(503, 14), (401, 16), (404, 12), (429, 14)])
+def test_local_replies_to_grpc_requests_are_trailers_only(server, status, grpc_status):
+    text = curl_h2(server["h2c"], f"/local/{status}", "-H", "content-type: application/grpc")
+    assert text.startswith("HTTP/2 200"), text
+    assert f"grpc-status: {grpc_status}\n" in text, text
+    assert f"grpc-message: local reply {status}\n" in text, text
+    plain = curl_h2(server["h2c"], f"/local/{status}")
+    assert plain.startswith(f"HTTP/2 {status}"), plain
+    assert plain.rstrip().endswith(f"local reply {status}"), plain

@@ -1,0 +1,159 @@
+// H2Downstream: see h2_downstream.h.
+#include "proxy/http2/h2_downstream.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "proxy/http/path.h"
+
+namespace gantry::http2 {
+
+namespace asio = boost::asio;
+
+namespace {
+
+void add_field(std::vector<Field>& out, std::string_view name, std::string_view value) {
+  Field& f = out.emplace_back();
+  f.name.assign(name);
+  std::transform(f.name.begin(), f.name.end(), f.name.begin(),
+                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  f.value.assign(value);
+}
+
+// Framing is HTTP/2's own: these fields of an HTTP/1.1 answer are not forwarded.
+bool framing_field(std::string_view name) {
+  return http::iequals(name, "content-length") || http::is_hop_by_hop(name);
+}
+
+}  // namespace
+
+std::string grpc_message_encode(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out.append(buf);
+    }
+  }
+  return out;
+}
+
+Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Stream> stream,
+                                                           std::string client_ip, bool tls) {
+  std::unique_ptr<H2Downstream> d(new H2Downstream(std::move(stream)));
+  const RequestHead& h = d->stream_->head();
+  if (h.method == "CONNECT") return Error{"CONNECT is not supported"};
+  auto target = http::parse_target(h.method, h.path);
+  if (!target.ok()) return target.error();
+  auto host = http::normalize_host(h.authority);
+  if (!host.ok()) return host.error();
+  d->path_ = std::move(target->path);
+  d->host_ = std::move(*host);
+  d->client_ip_ = std::move(client_ip);
+  d->headers_.reserve(h.headers.size());
+  for (const Field& f : h.headers) {
+    d->headers_.push_back({f.name, f.value});
+    if (f.name == "content-type" && f.value.rfind("application/grpc", 0) == 0) d->grpc_ = true;
+  }
+  exchange::RequestInfo& r = d->info_;
+  r.method = h.method;
+  r.host = d->host_;
+  r.path = d->path_;
+  r.query = target->query;
+  r.host_header = h.authority;
+  r.headers = &d->headers_;
+  if (h.content_length) {
+    r.body = http::BodyKind::kContentLength;
+    r.content_length = *h.content_length;
+  } else {
+    r.body = d->stream_->request_ended() ? http::BodyKind::kNone : http::BodyKind::kChunked;
+  }
+  r.client_ip = d->client_ip_;
+  r.proto = "HTTP/2";
+  r.tls = tls;
+  return d;
+}
+
+asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
+  if (info_.body == http::BodyKind::kNone) co_return exchange::BodyChunk{{}, true, false};
+  BodyPiece p = co_await stream_->read_body();
+  co_return exchange::BodyChunk{p.data, p.end, p.failed};
+}
+
+asio::awaitable<bool> H2Downstream::send_interim(int, std::span<const http::Header>) {
+  co_return !stream_->closed();
+}
+
+asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
+  std::vector<Field> fields;
+  if (head.fields != nullptr) {
+    fields.reserve(head.fields->size() + 4);
+    for (const http::Header& f : *head.fields) {
+      if (framing_field(f.name)) continue;
+      if (head.edits != nullptr && head.edits->drops(f.name)) continue;
+      add_field(fields, f.name, f.value);
+    }
+  }
+  if (head.edits != nullptr) {
+    for (const http::Header& f : head.edits->set) add_field(fields, f.name, f.value);
+    for (const http::Header& f : head.edits->add) add_field(fields, f.name, f.value);
+  }
+  if (head.added != nullptr) {
+    for (const auto& [name, value] : *head.added) add_field(fields, name, value);
+  }
+  if (head.content_length && head.status != 204 && head.status != 304) {
+    add_field(fields, "content-length", std::to_string(*head.content_length));
+  }
+  head_sent_ = true;
+  co_return co_await stream_->send_head(head.status, fields, head.end_stream);
+}
+
+asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {
+  co_return co_await stream_->send_body(data, end_stream);
+}
+
+asio::awaitable<bool> H2Downstream::send_trailers(std::span<const http::Header> fields) {
+  std::vector<Field> t;
+  for (const http::Header& f : fields) add_field(t, f.name, f.value);
+  co_return co_await stream_->send_trailers(t);
+}
+
+asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply& reply) {
+  if (head_sent_) {  // too late for an answer: end the stream abnormally
+    stream_->reset(ErrorCode::kInternalError);
+    co_return;
+  }
+  std::vector<Field> fields;
+  if (grpc_) {
+    // Trailers-only (gRPC over HTTP/2): one HEADERS frame ending the stream.
+    add_field(fields, "content-type", "application/grpc");
+    add_field(fields, "grpc-status", std::to_string(exchange::grpc_status_for(reply.status)));
+    if (!reply.body.empty()) add_field(fields, "grpc-message", grpc_message_encode(reply.body));
+    if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
+    for (const auto& [name, value] : reply.headers) add_field(fields, name, value);
+    head_sent_ = true;
+    co_await stream_->send_head(200, fields, true);
+    co_return;
+  }
+  const bool no_body = reply.status == 204 || reply.status == 304 || info_.method == "HEAD";
+  const std::string body = reply.body.empty() || no_body ? std::string() : reply.body + "\n";
+  add_field(fields, "content-type", "text/plain");
+  if (!no_body) add_field(fields, "content-length", std::to_string(body.size()));
+  if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
+  for (const auto& [name, value] : reply.headers) add_field(fields, name, value);
+  head_sent_ = true;
+  if (!co_await stream_->send_head(reply.status, fields, body.empty())) co_return;
+  // A request body still arriving is stopped by the codec (RST_STREAM
+  // NO_ERROR once the answer is complete), so reply.close needs nothing more.
+  if (!body.empty()) co_await stream_->send_body(body, true);
+}
+
+void H2Downstream::reset(exchange::ResetReason why) {
+  stream_->reset(why == exchange::ResetReason::kCancelled ? ErrorCode::kCancel
+                                                          : ErrorCode::kInternalError);
+}
+
+}  // namespace gantry::http2

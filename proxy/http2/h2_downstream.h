@@ -1,0 +1,67 @@
+// H2Downstream: one HTTP/2 stream as the exchange sees it, the
+// exchange::Downstream (proxy/exchange/downstream.h) of the HTTP/2 codec.
+//
+// - request(): the stream's pseudo-headers mapped (:method → method,
+//   :authority → host, normalised; :path → path, normalised, and query), its
+//   fields as http::Header views into the stream's own strings, the body kind
+//   (Content-Length when the client sent one, else kChunked for any streamed
+//   body, kNone when the head ended the stream), proto "HTTP/2".
+// - A request whose :path or :authority does not normalise (or a CONNECT)
+//   is refused by create(): the caller answers it 400 (a local reply).
+// - send_head() writes the fields minus those HTTP/2 forbids (the codec drops
+//   connection-specific ones and lower-cases names), with the response
+//   filters' edits applied and the exchange's added fields appended.
+// - send_local_reply(): a gRPC request (content-type application/grpc*) gets a
+//   trailers-only answer: :status 200, content-type application/grpc,
+//   grpc-status = grpc_status_for(status), grpc-message = the text
+//   percent-encoded; any other request gets status + text/plain body.
+// - reset(): RST_STREAM INTERNAL_ERROR for an upstream fault, CANCEL for a
+//   cancelled exchange; the connection's other streams go on.
+// - send_interim(): 1xx answers are not forwarded on HTTP/2 (returns true).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/base/result.h"
+#include "proxy/exchange/downstream.h"
+#include "proxy/http2/connection.h"
+
+namespace gantry::http2 {
+
+class H2Downstream final : public exchange::Downstream {
+ public:
+  // Builds the RequestInfo; an error carries the status to answer (400).
+  static Result<std::unique_ptr<H2Downstream>> create(std::shared_ptr<Stream> stream,
+                                                       std::string client_ip, bool tls);
+
+  const exchange::RequestInfo& request() const override { return info_; }
+  boost::asio::awaitable<exchange::BodyChunk> read_body() override;
+  boost::asio::awaitable<bool> send_interim(int status, std::span<const http::Header> fields) override;
+  boost::asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
+  boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
+  boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
+  boost::asio::awaitable<void> send_local_reply(const exchange::LocalReply& reply) override;
+  void reset(exchange::ResetReason why) override;
+
+  bool grpc() const { return grpc_; }
+
+ private:
+  explicit H2Downstream(std::shared_ptr<Stream> stream) : stream_(std::move(stream)) {}
+
+  std::shared_ptr<Stream> stream_;
+  exchange::RequestInfo info_;
+  std::string host_;   // normalised
+  std::string path_;   // normalised
+  std::string client_ip_;
+  std::vector<http::Header> headers_;  // views into stream_->head()
+  bool grpc_ = false;
+  bool head_sent_ = false;
+};
+
+// Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside
+// 0x20-0x7E and '%' are escaped).
+std::string grpc_message_encode(std::string_view text);
+
+}  // namespace gantry::http2
