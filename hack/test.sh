@@ -4,7 +4,9 @@
 #      (built once from their Go modules into ~/.cache/gantry/testbin), and
 #      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
-#      install, e2e) on the RelWithDebInfo build (build/);
+#      install, e2e) on the RelWithDebInfo build (build/), then the official
+#      Gateway API conformance suite (label conformance, tests/conformance/: fails
+#      on any failure not in tests/conformance/known_failures.txt);
 #   2. the Release build (build-release/, -O3 -DNDEBUG): its proxy, controller and
 #      echo backend pass the integration tests again;
 #   3. the unit tests again on the Debug build under AddressSanitizer + UndefinedBehaviorSanitizer;
@@ -12,7 +14,7 @@
 # Every build type a user may pick is built here, with warnings as errors
 # (-DGANTRY_WERROR=ON): the project controls this compiler. A user's own cmake
 # build warns without failing (GANTRY_WERROR defaults to OFF).
-# Exits non-zero on any failure. Set GANTRY_SKIP_RELEASE=1, GANTRY_SKIP_SANITIZE=1 or
+# Exits non-zero on any failure. Set GANTRY_SKIP_CONFORMANCE=1, GANTRY_SKIP_RELEASE=1, GANTRY_SKIP_SANITIZE=1 or
 # GANTRY_SKIP_FUZZ=1 to skip a stage locally (CI runs them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,10 @@ if ! ctest --test-dir build --output-on-failure -j 2 -L integration; then failed
 if ! ctest --test-dir build --output-on-failure -L install; then failed+=(install); fi
 stage "pod churn end to end (short version; the long one is hack/bench.sh churn)"
 if ! ctest --test-dir build --output-on-failure -L e2e; then failed+=(e2e); fi
+if [ "${GANTRY_SKIP_CONFORMANCE:-0}" != 1 ]; then
+  stage "Gateway API conformance (the official suite, tests/conformance; ~6 min, suite built once into ~/.cache)"
+  if ! ctest --test-dir build --output-on-failure -L conformance; then failed+=(conformance); fi
+fi
 
 if [ "${GANTRY_SKIP_RELEASE:-0}" != 1 ]; then
   stage "Release build (build-release/) and the integration tests on its binaries"

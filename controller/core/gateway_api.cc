@@ -219,8 +219,12 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         conflict_msg = "another listener on port " + std::to_string(l.port) +
                        " has the same hostname";
       }
-      // Invalid route kinds next to a valid one still let that kind attach.
-      ls.valid = accepted && !conflicted && (resolved || res_reason == "InvalidRouteKinds");
+      // Routes attach to (and are counted on) a listener whose references do
+      // not resolve; it serves nothing until they do. Invalid route kinds next
+      // to a valid one still let that kind attach and be served.
+      ls.accepted = accepted;
+      ls.attachable = accepted && !conflicted;
+      ls.valid = ls.attachable && (resolved || res_reason == "InvalidRouteKinds");
       ls.conditions.push_back(cond("Accepted", accepted, acc_reason, acc_msg, gen));
       ls.conditions.push_back(cond("Programmed", ls.valid, ls.valid ? "Programmed" : "Invalid",
                                    ls.valid ? "the listener is served" : "the listener is not served",
@@ -238,6 +242,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     HttpRouteBinding b;
     b.route = &route;
     std::set<std::string> hosts;
+    bool served = false;  // attached to at least one listener that serves
     std::vector<ParentVerdict> verdicts;
     for (const auto& ref : route.parent_refs) {
       if (ref.group != kGatewayGroup || ref.kind != "Gateway") continue;
@@ -255,14 +260,15 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         if (ref.section_name && *ref.section_name != l.name) continue;
         if (ref.port && *ref.port != l.port) continue;
         any_candidate = true;
-        if (!ls.valid || !supports_http_route(ls) ||
+        if (!ls.attachable || !supports_http_route(ls) ||
             !allows_namespace(cache, l, gw.meta.namespace_, route.meta.namespace_))
           continue;
         any_allowed = true;
         std::string lh = l.hostname.value_or("");
         std::vector<std::string> here;
+        bool any_here = false;
         if (route.hostnames.empty()) {
-          if (lh.empty()) b.any_host = true;
+          if (lh.empty()) any_here = true;
           else here.push_back(lower(lh));
         } else {
           for (const auto& h : route.hostnames)
@@ -271,6 +277,9 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         }
         any_host_match = true;
         ++ls.attached_routes;
+        if (!ls.valid) continue;  // counted, not served
+        served = true;
+        if (any_here) b.any_host = true;
         hosts.insert(here.begin(), here.end());
         if (l.protocol == "HTTPS" && lh.empty())
           hostless_cert_hosts[gw_key + "/" + l.name].insert(here.begin(), here.end());
@@ -297,6 +306,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                                 [](const ParentVerdict& v) { return v.accepted; });
     if (!verdicts.empty()) m.parents[key] = std::move(verdicts);
     if (!attached) continue;
+    b.serve = served;
     if (!b.any_host) b.hostnames.assign(hosts.begin(), hosts.end());
     m.routes.push_back(std::move(b));
   }
@@ -334,12 +344,21 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
       addrs.push_back({{"type", ip ? "IPAddress" : "Hostname"}, {"value", a}});
     }
     s.status["addresses"] = addrs;
-    bool programmed = !values.empty();
-    s.status["conditions"] = conditions_json(
-        {cond("Accepted", true, "Accepted", "the Gateway is handled by gantry", gen),
-         cond("Programmed", programmed, programmed ? "Programmed" : "AddressNotAssigned",
-              programmed ? "the Gateway is served" : "no address is configured (--gateway-address)",
-              gen)});
+    size_t accepted = 0;
+    for (const auto& ls : gs.listeners) accepted += ls.accepted ? 1 : 0;
+    bool all = accepted == gs.listeners.size();
+    Condition acc = cond("Accepted", accepted > 0, all ? "Accepted" : "ListenersNotValid",
+                         all ? "the Gateway is handled by gantry"
+                             : std::to_string(gs.listeners.size() - accepted) + " of " +
+                                   std::to_string(gs.listeners.size()) + " listeners are not valid",
+                         gen);
+    Condition prog = cond("Programmed", true, "Programmed", "the Gateway is served", gen);
+    if (values.empty())
+      prog = cond("Programmed", false, "AddressNotAssigned",
+                  "no address is configured (--gateway-address)", gen);
+    else if (accepted == 0)
+      prog = cond("Programmed", false, "Invalid", "no listener is valid", gen);
+    s.status["conditions"] = conditions_json({acc, prog});
     nlohmann::json listeners = nlohmann::json::array();
     for (const auto& ls : gs.listeners) {
       nlohmann::json kinds = nlohmann::json::array();

@@ -35,6 +35,9 @@ struct GatewayApiOptions {
 // One HTTPRoute attached to at least one listener of gantry's Gateways.
 struct HttpRouteBinding {
   const HTTPRoute* route = nullptr;
+  // False when every listener it attaches to has unresolved references: the
+  // route is judged (its status) but not served.
+  bool serve = true;
   bool any_host = false;               // some attached listener and the route allow every host
   std::vector<std::string> hostnames;  // else: the union of the intersections, sorted
 };
@@ -57,7 +60,9 @@ struct ParentVerdict {
 
 struct ListenerState {
   std::string name;
-  bool valid = false;  // Accepted and ResolvedRefs
+  bool accepted = false;  // Accepted: the listener is understood
+  bool attachable = false;  // Accepted and not Conflicted: routes attach (and count)
+  bool valid = false;  // attachable and its references resolve: served
   std::vector<GwGroupKind> supported_kinds;
   int64_t attached_routes = 0;
   std::vector<Condition> conditions;  // Accepted, Programmed, ResolvedRefs, Conflicted

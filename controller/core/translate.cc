@@ -1090,7 +1090,7 @@ class Translator {
     for (size_t i = 0; i < r.rules.size(); ++i)
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
     std::vector<sn::Route> routes;
-    routes.push_back(std::move(out));
+    if (b.serve) routes.push_back(std::move(out));  // else judged only: its status
     finish(ctx, std::move(routes), r.meta, "HTTPRoute", {});
   }
 

@@ -115,7 +115,8 @@ TEST(GatewayApi, GatewayAndClassStatus) {
   const nlohmann::json* gw = find(r, "Gateway", "infra/gw");
   ASSERT_TRUE(gw);
   EXPECT_EQ((*gw)["addresses"][0]["value"], "192.0.2.1");
-  EXPECT_EQ(conds((*gw)["conditions"]), "Accepted=True/Accepted Programmed=True/Programmed");
+  // One listener (TCP) is not accepted: the Gateway is, with reason ListenersNotValid.
+  EXPECT_EQ(conds((*gw)["conditions"]), "Accepted=True/ListenersNotValid Programmed=True/Programmed");
   const auto& ls = (*gw)["listeners"];
   ASSERT_EQ(ls.size(), 4u);
   EXPECT_EQ(conds(ls[0]["conditions"]),
