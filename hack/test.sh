@@ -7,8 +7,8 @@
 #      install, e2e) on the RelWithDebInfo build (build/), then the official
 #      Gateway API conformance suite (label conformance, tests/conformance/: fails
 #      on any failure not in tests/conformance/known_failures.txt);
-#   2. the Release build (build-release/, -O3 -DNDEBUG): its proxy, controller and
-#      echo backend pass the integration tests again;
+#   2. the Release build (build-release/, -O3 -DNDEBUG): the binaries the integration
+#      tests start (target integration-binaries) pass them again;
 #   3. the unit tests again on the Debug build under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   4. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
 # Every build type a user may pick is built here, with warnings as errors
@@ -57,7 +57,7 @@ fi
 if [ "${GANTRY_SKIP_RELEASE:-0}" != 1 ]; then
   stage "Release build (build-release/) and the integration tests on its binaries"
   cmake -S . -B build-release -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release -DGANTRY_WERROR=ON >/dev/null
-  ninja -C build-release -j "$jobs" gantry-proxy gantry-controller gantry-echo
+  ninja -C build-release -j "$jobs" integration-binaries
   if ! ctest --test-dir build-release --output-on-failure -j 2 -L integration -E demo_smoke; then
     failed+=(release-integration)
   fi
