@@ -3,18 +3,21 @@
 // is written against this and nothing codec-specific; see
 // docs/ARCHITECTURE.md, "The exchange", for the whole contract.
 //
-// State (December 2026): the contract is fixed here so that codecs can be
-// built against it. The HTTP/1.1 session in net/server.cc still drives its
-// exchange inline (its request, upstream-request and response phases already
-// go through the filter chain); moving that driver behind this interface, so
-// an HTTP/2 stream runs the same code, is the next step of issue 13.
+// State (December 2026): the request path runs through this interface. The
+// exchange driver (net/exchange_driver.h, run_exchange()) drives every
+// exchange; the HTTP/1.1 session (net/server.cc) is the first Downstream and
+// H2Downstream (http2/h2_downstream.h) the second. What stays HTTP/1.1-only
+// is the codec's: 100-continue (sent on the first read_body()), the
+// WebSocket tunnel after a 101 (the driver hands the upstream connection
+// back), keep-alive and pipelining.
 //
 // Rules every implementation keeps:
 // - One stream = one exchange. HTTP/1.1: the connection's current request;
 //   HTTP/2: one stream id. Streams of one HTTP/2 connection run their
 //   exchanges concurrently on the connection's worker (one thread).
-// - request() stays valid until the request body has been read (HTTP/1.1
-//   keeps the head in its read buffer until then).
+// - request() stays valid until the first read_body() (HTTP/1.1 keeps the
+//   head in its read buffer, which the body's bytes may then overwrite): the
+//   exchange copies what it needs later before it reads the body.
 // - Flow control is the codec's: send_body() completes when the codec has
 //   taken the bytes (HTTP/2: within the peer's window), so a slow reader
 //   slows the upstream read, never grows a buffer without bound.
@@ -44,21 +47,49 @@ namespace gantry::exchange {
 // exchange adds (CORS, RateLimit-*, X-Cache, Set-Cookie, X-Request-Id). The
 // codec drops the fields its protocol forbids (hop-by-hop ones; framing
 // fields on 1xx/204/304 and on HTTP/2 altogether) and frames the body itself.
+// Field order: `fields` (minus dropped ones), edits' set and add,
+// X-Request-Id (unless `fields` has one), `added`, the codec's framing
+// fields, `debug`.
 struct ResponseHead {
   int status = 0;
   std::string_view reason;  // HTTP/1.1 only; empty: the standard phrase
   const std::vector<http::Header>* fields = nullptr;
   const HeaderEdits* edits = nullptr;
   const OwnedHeaders* added = nullptr;
-  std::optional<uint64_t> content_length;  // nullopt: length unknown, streamed
-  bool end_stream = false;                 // no body follows (HEAD, 204, 304, empty)
+  std::string_view request_id;
+  std::span<const http::Header> debug;     // --debug-headers fields (x-gateway-route, ...)
+  // The length of the body when known. A Content-Length in `fields` is the
+  // same length (relayed by HTTP/1.1 in place); without one the codec writes it.
+  std::optional<uint64_t> content_length;
+  // The first bytes of the body, sent with the head (one write on HTTP/1.1).
+  std::string_view body;
+  bool end_stream = false;  // nothing follows `body` (HEAD, 204, 304, a complete body)
+  // The body that follows is an HTTP/1.1 upstream's chunked framing, relayed
+  // as is; only when the stream's relays_h1_chunked is set.
+  bool h1_chunked = false;
+  bool upgrade = false;     // a 101 to the request's Upgrade: the codec keeps Upgrade/Connection
 };
 
 // Bytes of the request body as they arrive.
 struct BodyChunk {
   std::string_view data;  // valid until the next read_body()
   bool end = false;       // the body is complete (data may still hold its last bytes)
-  bool failed = false;    // the client went away or sent a malformed body (answered by the codec)
+  // The client went away (error 0: nothing to answer) or sent a malformed
+  // body (error: the status the exchange answers, `why` its text).
+  bool failed = false;
+  int error = 0;
+  std::string_view why;
+  // `data` is the client's HTTP/1.1 chunked framing (validated), relayed to
+  // an HTTP/1.1 upstream as is; false: plain body bytes.
+  bool h1_chunked = false;
+  uint64_t payload_bytes = 0;  // body bytes (framing excluded) read so far, this chunk included
+};
+
+// What try_send_head() did.
+enum class SendNow : uint8_t {
+  kDone,        // the head (and its body bytes) went out
+  kFailed,      // the stream is gone
+  kWouldBlock,  // not (all) sent: send_head() with the same head finishes it
 };
 
 enum class ResetReason : uint8_t {
@@ -75,14 +106,30 @@ class Downstream {
   // The next bytes of the request body (BodyKind::kNone: end at once).
   virtual boost::asio::awaitable<BodyChunk> read_body() = 0;
 
-  // An interim answer (1xx other than 100 and 101). False: the stream is gone.
-  virtual boost::asio::awaitable<bool> send_interim(int status, std::span<const http::Header> fields) = 0;
+  // An interim answer (1xx other than 100 and 101; `reason` for HTTP/1.1,
+  // empty: the standard phrase). False: the stream is gone.
+  virtual boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
+                                                    std::span<const http::Header> fields) = 0;
   virtual boost::asio::awaitable<bool> send_head(const ResponseHead& head) = 0;
+  // The head sent without waiting, when the codec can (HTTP/1.1: the socket
+  // took it all at once, the common case): no coroutine frame for the
+  // exchange's hottest call. kWouldBlock: the exchange then calls send_head()
+  // with the same head, which sends what is left. Default: always kWouldBlock.
+  virtual SendNow try_send_head(const ResponseHead&) { return SendNow::kWouldBlock; }
   virtual boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) = 0;
   // Trailers end the stream (HTTP/1.1: only with a chunked body; dropped for HTTP/1.0).
   virtual boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) = 0;
   virtual boost::asio::awaitable<void> send_local_reply(const LocalReply& reply) = 0;
   virtual void reset(ResetReason why) = 0;
+
+  // Counted by the codec, read by the exchange for the access log: bytes of
+  // this exchange received from and sent to the client, framing included.
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  // The codec writes an HTTP/1.1 chunked body as it gets it (an HTTP/1.1
+  // client): the exchange relays an upstream's chunked framing untouched
+  // (chunk sizes, extensions and trailers as sent) instead of decoding it.
+  bool relays_h1_chunked = false;
 };
 
 }  // namespace gantry::exchange

@@ -53,6 +53,8 @@ struct RequestInfo {
   http::BodyKind body = http::BodyKind::kNone;  // kContentLength, kChunked (any streamed body) or kNone
   uint64_t content_length = 0;                  // when body == kContentLength
   std::string_view client_ip;  // the peer, or the X-Forwarded-For entry of a trusted proxy
+  std::string_view peer_ip;    // the connection's peer (X-Forwarded-For is extended with it)
+  std::string_view upgrade;    // HTTP/1.1 only: the Upgrade asked for (a WebSocket); empty: none
   std::string_view proto;      // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
   bool tls = false;
 };
@@ -75,9 +77,12 @@ struct LocalReply {
   // codec would decide (e.g. a request body that will not be read). HTTP/1.1
   // closes; HTTP/2 resets the stream if its body is still arriving.
   bool close = false;
+  // Set by the exchange when it hands the reply to the codec (X-Request-Id).
+  std::string_view request_id;
 
   void reset() {
     status = 0;
+    request_id = {};
     body.clear();
     headers.clear();
     gateway_reason = {};

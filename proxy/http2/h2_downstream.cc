@@ -72,6 +72,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
     r.body = d->stream_->request_ended() ? http::BodyKind::kNone : http::BodyKind::kChunked;
   }
   r.client_ip = d->client_ip_;
+  r.peer_ip = d->client_ip_;
   r.proto = "HTTP/2";
   r.tls = tls;
   return d;
@@ -80,20 +81,28 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
 asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   if (info_.body == http::BodyKind::kNone) co_return exchange::BodyChunk{{}, true, false};
   BodyPiece p = co_await stream_->read_body();
-  co_return exchange::BodyChunk{p.data, p.end, p.failed};
+  body_read_ += p.data.size();
+  exchange::BodyChunk c;
+  c.data = p.data;
+  c.end = p.end;
+  c.failed = p.failed;
+  c.payload_bytes = body_read_;
+  co_return c;
 }
 
-asio::awaitable<bool> H2Downstream::send_interim(int, std::span<const http::Header>) {
+asio::awaitable<bool> H2Downstream::send_interim(int, std::string_view, std::span<const http::Header>) {
   co_return !stream_->closed();
 }
 
 asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
   std::vector<Field> fields;
+  bool has_request_id = false;
   if (head.fields != nullptr) {
     fields.reserve(head.fields->size() + 4);
     for (const http::Header& f : *head.fields) {
       if (framing_field(f.name)) continue;
       if (head.edits != nullptr && head.edits->drops(f.name)) continue;
+      if (http::iequals(f.name, "x-request-id")) has_request_id = true;
       add_field(fields, f.name, f.value);
     }
   }
@@ -101,14 +110,19 @@ asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head
     for (const http::Header& f : head.edits->set) add_field(fields, f.name, f.value);
     for (const http::Header& f : head.edits->add) add_field(fields, f.name, f.value);
   }
+  if (!has_request_id && !head.request_id.empty()) add_field(fields, "x-request-id", head.request_id);
   if (head.added != nullptr) {
     for (const auto& [name, value] : *head.added) add_field(fields, name, value);
   }
   if (head.content_length && head.status != 204 && head.status != 304) {
     add_field(fields, "content-length", std::to_string(*head.content_length));
   }
+  for (const http::Header& f : head.debug) add_field(fields, f.name, f.value);
   head_sent_ = true;
-  co_return co_await stream_->send_head(head.status, fields, head.end_stream);
+  const bool body_follows = !head.body.empty();
+  if (!co_await stream_->send_head(head.status, fields, head.end_stream && !body_follows)) co_return false;
+  if (!body_follows) co_return true;
+  co_return co_await stream_->send_body(head.body, head.end_stream);
 }
 
 asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {

@@ -10,7 +10,9 @@
 //   is refused by create(): the caller answers it 400 (a local reply).
 // - send_head() writes the fields minus those HTTP/2 forbids (the codec drops
 //   connection-specific ones and lower-cases names), with the response
-//   filters' edits applied and the exchange's added fields appended.
+//   filters' edits applied, x-request-id (unless the fields have one), the
+//   exchange's added fields and the debug fields appended; the head's first
+//   body bytes follow as DATA.
 // - send_local_reply(): a gRPC request (content-type application/grpc*) gets a
 //   trailers-only answer: :status 200, content-type application/grpc,
 //   grpc-status = grpc_status_for(status), grpc-message = the text
@@ -38,7 +40,8 @@ class H2Downstream final : public exchange::Downstream {
 
   const exchange::RequestInfo& request() const override { return info_; }
   boost::asio::awaitable<exchange::BodyChunk> read_body() override;
-  boost::asio::awaitable<bool> send_interim(int status, std::span<const http::Header> fields) override;
+  boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
+                                            std::span<const http::Header> fields) override;
   boost::asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
   boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
   boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
@@ -58,6 +61,7 @@ class H2Downstream final : public exchange::Downstream {
   std::vector<http::Header> headers_;  // views into stream_->head()
   bool grpc_ = false;
   bool head_sent_ = false;
+  uint64_t body_read_ = 0;  // request body bytes read so far
 };
 
 // Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside

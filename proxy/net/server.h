@@ -6,14 +6,16 @@
 //
 // Request life cycle (one coroutine per client connection):
 //   read head (request-header timeout) -> parse strictly -> normalise target
-//   -> route -> rule filters (CORS, rate limit, body limit, JWT, redirect) ->
-//   response cache lookup (a hit answers here) -> pick a backend ref ->
-//   header modifiers, rewrite -> mirror copy (fire-and-forget) -> pick an
-//   endpoint -> pooled or new upstream connection -> relay head and body ->
-//   relay response (captured for the cache when it may be stored) ->
-//   keep-alive both sides when allowed.
-// The gateway's own answers (400/404/408/431/500/502/503/504) are produced in
-// one place, local_reply(), with a short body and the X-Request-Id.
+//   (the HTTP/1.1 codec, net/server.cc's Session) -> the exchange driver
+//   (net/exchange_driver.h): route -> request filters -> response cache
+//   lookup (a hit answers here) -> backend ref, breaker -> upstream-request
+//   filters -> mirror copy (fire-and-forget) -> endpoint -> pooled or new
+//   upstream connection -> relay head and body -> response filters -> relay
+//   response (captured for the cache when it may be stored) -> log; the codec
+//   keeps both sides alive when allowed.
+// The gateway's own answers are exchange::LocalReply values, written by each
+// codec in one place (HTTP/1.1: Session::local_reply, with a short body and
+// the X-Request-Id).
 #pragma once
 
 #include <atomic>

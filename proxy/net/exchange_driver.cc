@@ -1,0 +1,1093 @@
+// The exchange driver: see exchange_driver.h.
+#include "proxy/net/exchange_driver.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <spdlog/spdlog.h>
+
+#include "proxy/control/config_store.h"
+#include "proxy/exchange/chain.h"
+#include "proxy/filters/cache_control.h"
+#include "proxy/filters/response_cache.h"
+#include "proxy/filters/response_capture.h"
+#include "proxy/net/access_log.h"
+
+namespace gantry::net {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr uint64_t kGatherBody = 32 * 1024;  // response bodies gathered before the head goes out
+constexpr int kMaxConnectAttempts = 3;
+constexpr int kMaxStaleRetries = 2;
+constexpr uint64_t kMaxReplayBody = 64 * 1024;  // request bodies buffered for retries
+
+// The value of cookie `name` in a Cookie header value ("a=1; b=2").
+std::optional<std::string_view> cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    auto semi = header.find(';');
+    std::string_view item = header.substr(0, semi);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    auto eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == name) return item.substr(eq + 1);
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
+
+// One admitted request of a cluster's circuit breaker and its pending-request
+// slot: the result is recorded when the exchange ends, from the status the
+// client got (0: cancelled; 502/503/504: failure; else success).
+class BreakerCall {
+ public:
+  BreakerCall() = default;
+  BreakerCall(const BreakerCall&) = delete;
+  BreakerCall& operator=(const BreakerCall&) = delete;
+  ~BreakerCall() {
+    release_pending();
+    if (!admitted_) return;
+    auto r = resilience::CallResult::kSuccess;
+    if (*status_ == 0 || cancelled_) r = resilience::CallResult::kCancelled;
+    else if (*status_ == 502 || *status_ == 503 || *status_ == 504) r = resilience::CallResult::kFailure;
+    breaker_->breaker->record(admission_, r, std::chrono::steady_clock::now());
+  }
+  // Why the request may not go ("" when it may): pending limit or open circuit.
+  std::string_view admit(std::shared_ptr<upstream::Breaker> b, const int* status) {
+    breaker_ = std::move(b);
+    status_ = status;
+    if (!breaker_->limits.pending_requests.try_acquire()) return "pending-limit";
+    pending_ = true;
+    admission_ = breaker_->breaker->try_admit(std::chrono::steady_clock::now());
+    if (!admission_.allowed) return "circuit-open";
+    admitted_ = true;
+    return {};
+  }
+  void release_pending() {
+    if (pending_) breaker_->limits.pending_requests.release();
+    pending_ = false;
+  }
+  void cancel() { cancelled_ = true; }
+  const std::shared_ptr<upstream::Breaker>& breaker() const { return breaker_; }
+
+ private:
+  std::shared_ptr<upstream::Breaker> breaker_;
+  resilience::Admission admission_;
+  const int* status_ = nullptr;
+  bool pending_ = false;
+  bool admitted_ = false;
+  bool cancelled_ = false;
+};
+
+// Counts one in-flight request on an endpoint (for the least-request
+// balancer) while it lives; set() moves the count to another endpoint.
+class ActiveRequest {
+ public:
+  ActiveRequest() = default;
+  ActiveRequest(const ActiveRequest&) = delete;
+  ActiveRequest& operator=(const ActiveRequest&) = delete;
+  ~ActiveRequest() { set(nullptr); }
+  void set(uint32_t* counter) {
+    if (counter_ != nullptr) --*counter_;
+    counter_ = counter;
+    if (counter_ != nullptr) ++*counter_;
+  }
+
+ private:
+  uint32_t* counter_ = nullptr;
+};
+
+// A node of the worker's sweep list that only times the driver's upstream I/O.
+class DeadlineNode final : public SessionBase {
+ public:
+  explicit DeadlineNode(Worker& w) : w_(w) { w_.link(this); }
+  ~DeadlineNode() override { w_.unlink(this); }
+  void close_if_idle() override {}
+
+ private:
+  Worker& w_;
+};
+
+}  // namespace
+
+// A GET on a rule with filters.cache that may store its response: the key,
+// the leader's ticket (waiters wake when it is finished or destroyed), and
+// the response as it is captured while relayed to the client.
+struct CacheFill {
+  std::shared_ptr<filters::ResponseCache> cache;
+  snapshot::Cache config;
+  std::string key;
+  bool had_authorization = false;
+  filters::FillTicket ticket;
+  // Set when the response head says it may be stored:
+  bool capturing = false;
+  bool chunked = false;  // body holds the raw chunked framing until the end
+  int status = 0;
+  milliseconds ttl{0};
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> request_headers;  // those the response varies on
+  std::string body;
+};
+
+void assign_request_id(const std::vector<http::Header>* headers, std::string& out) {
+  std::optional<std::string_view> id;
+  if (headers != nullptr) id = http::find_header(*headers, "x-request-id");
+  if (id && !id->empty() && id->size() <= 128)
+    out.assign(*id);
+  else
+    new_request_id(out);
+}
+
+ExchangeDriver::ExchangeDriver(Worker& w, SessionBase* deadlines)
+    : w_(w),
+      own_deadlines_(deadlines == nullptr ? std::make_unique<DeadlineNode>(w) : nullptr),
+      timer_(deadlines != nullptr ? *deadlines : *own_deadlines_) {}
+
+ExchangeDriver::~ExchangeDriver() = default;
+
+void ExchangeDriver::release_buffers() {
+  std::string().swap(up_head_);
+  std::string().swap(replay_);
+  std::string().swap(decoded_);
+  std::vector<http::Header>().swap(resp_.headers);
+  std::vector<http::Header>().swap(cached_fields_);
+  std::string().swap(upreq_.path);
+}
+
+asio::awaitable<size_t> ExchangeDriver::read_some(tcp::socket& s, Buffer& b, ms timeout, error_code& ec) {
+  char* p = b.prepare(kReadChunk);
+  timer_.arm(s, timeout);
+  size_t n = co_await s.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
+  timer_.disarm();
+  if (!ec) b.commit(n);
+  co_return n;
+}
+
+// ---- the gateway's own answers: one LocalReply, one place per codec
+
+asio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int status, std::string body,
+                                            bool close, std::string_view gateway_reason) {
+  exchange::LocalReply& r = ex_.reply;
+  r.reset();
+  r.status = status;
+  r.body = std::move(body);
+  r.close = close;
+  r.gateway_reason = gateway_reason;
+  co_await send_reply(down);
+}
+
+asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
+  ex_.reply.request_id = record.request_id;
+  record.status = ex_.reply.status;
+  co_await down.send_local_reply(ex_.reply);
+  finish(down);
+}
+
+asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
+  ExchangeDriver d(w);
+  co_await d.run(down);
+}
+
+// ---- route → request filters → cache → select → upstream → response → log
+
+asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
+  const exchange::RequestInfo& rq = down.request();
+  record.reset();
+  record.started = Clock::now();
+  assign_request_id(rq.headers, record.request_id);
+  record.method.assign(rq.method);
+  record.host.assign(rq.host);
+  record.path.assign(rq.path);
+  ex_.reset();
+  ex_.req = rq;
+  ex_.started = record.started;
+
+  // A copy, not a reference: this exchange pins the Config it started with
+  // even if another one on this worker refreshes the view meanwhile.
+  std::shared_ptr<const control::Config> cfg = w_.view().get();
+  if (!cfg) {
+    co_await reply(down, 503, "no configuration applied yet", false);
+    co_return;
+  }
+  w_.forget_stale_clusters(cfg.get());
+  router::RequestView rv;
+  rv.host = rq.host;
+  rv.path = rq.path;
+  rv.query = rq.query;
+  rv.method = rq.method;
+  rv.headers_ctx = rq.headers;
+  rv.header = [](const void* ctx, std::string_view lower_name) {
+    return http::find_header(*static_cast<const std::vector<http::Header>*>(ctx), lower_name);
+  };
+  auto m = cfg->table->match(rv);
+  if (m.rule == nullptr) {
+    std::string text("no route for ");
+    text.append(rq.host).append(rq.path);
+    co_await reply(down, 404, std::move(text), false);
+    co_return;
+  }
+  record.route = m.rule->route_label;
+  ex_.rule = m.rule;
+  ex_.matched_prefix = m.matched_prefix_len;
+  // The phases below stay in this one coroutine on purpose: every nested
+  // coroutine costs a frame (a heap allocation) per request.
+  const router::CompiledRule& cr = *m.rule;
+  auto& opts = w_.server().options();
+  const auto& filters = cr.rule->filters;
+
+  // ---- request filters (CORS, rate limit, body limit, JWT, redirect): any may answer
+  const control::RulePolicies* pol = cfg->policies ? cfg->policies->find(&cr) : nullptr;
+  const exchange::FilterChain* chain = pol != nullptr && !pol->chain.empty() ? &pol->chain : nullptr;
+  if (chain != nullptr) {
+    exchange::Verdict v = chain->run_request(ex_);
+    if (v != exchange::Verdict::kContinue) {
+      if (v == exchange::Verdict::kPending) {  // no filter waits yet (filter.h)
+        ex_.reply.reset();
+        ex_.reply.status = 500;
+        ex_.reply.body = "a filter of route " + record.route + " waited, which this proxy does not support yet";
+      }
+      co_await send_reply(down);
+      co_return;
+    }
+  }
+
+  // ---- response cache: a fresh stored response answers here
+  std::unique_ptr<CacheFill> fill;
+  if (filters.cache && pol != nullptr && pol->cache) {
+    milliseconds wait = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+    if (cr.rule->policy.timeouts.request) wait = std::min(wait, *cr.rule->policy.timeouts.request);
+    if (co_await cache_lookup(down, *pol, wait, fill)) co_return;
+  }
+
+  // ---- pick a backend ref, then an endpoint
+  int bi = cr.pick_backend();
+  if (bi < 0) {
+    co_await reply(down, 500, "route " + record.route + " has no backend with a weight above 0", true);
+    co_return;
+  }
+  const auto& ref = cr.rule->backends[static_cast<size_t>(bi)];
+  record.cluster = &ref.cluster;
+  if (!ref.unresolved.empty()) {
+    co_await reply(down, 500, "backend unresolved: " + ref.unresolved, false);
+    co_return;
+  }
+  const control::ClusterEndpoints* cluster = cfg->cluster(ref.cluster);
+  if (cluster == nullptr || cluster->endpoints.empty()) {
+    co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
+    co_return;
+  }
+
+  // ---- the cluster's circuit breaker and pending-request limit
+  BreakerCall call;
+  if (cr.rule->policy.circuit_breaker) {
+    const auto& b = w_.breaker(cfg.get(), &ref, ref.cluster, *cr.rule->policy.circuit_breaker);
+    std::string_view refused = b ? call.admit(b, &record.status) : std::string_view{};
+    if (!refused.empty()) {
+      std::string why(refused == "circuit-open" ? "circuit breaker open for "
+                                                : "too many pending requests for ");
+      why += ref.cluster;
+      co_await reply(down, 503, std::move(why), false, refused);
+      co_return;
+    }
+  }
+
+  // ---- the upstream request head: upstream-request filters (URL rewrite,
+  // JWT claims, header modifiers) edit it, then it is serialised
+  upreq_.reset();
+  upreq_.path.assign(rq.path);
+  upreq_.host = rq.host_header.empty() ? rq.host : rq.host_header;
+  if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
+  const exchange::HeaderEdits& edits = upreq_.headers;
+  const std::vector<http::Header>& req_headers = *rq.headers;
+
+  up_head_.clear();
+  up_head_.append(rq.method).append(" ").append(upreq_.path);
+  if (!rq.query.empty()) up_head_.append("?").append(rq.query);
+  up_head_.append(" HTTP/1.1\r\n");
+  append_header(up_head_, "host", upreq_.host);
+  std::string_view prior_xff;
+  bool req_connection = has_connection_header(req_headers);
+  for (const auto& h : req_headers) {
+    if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
+        http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
+        (req_connection && named_by_connection(req_headers, h.name)))
+      continue;
+    if (http::iequals(h.name, "x-forwarded-for")) {
+      prior_xff = h.value;
+      continue;
+    }
+    if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host") ||
+        http::iequals(h.name, "x-request-id"))
+      continue;
+    if (!edits.empty() && edits.drops(h.name)) continue;  // removed, or set by a filter (no spoofed claims)
+    append_header(up_head_, h.name, h.value);
+  }
+  for (const auto& h : edits.set) append_header(up_head_, h.name, h.value);
+  for (const auto& h : edits.add) append_header(up_head_, h.name, h.value);
+  if (!prior_xff.empty() && contains(opts.trusted_proxies, rq.peer_ip)) {
+    std::string xff(prior_xff);
+    xff.append(", ").append(rq.peer_ip);
+    append_header(up_head_, "x-forwarded-for", xff);
+  } else {
+    append_header(up_head_, "x-forwarded-for", rq.peer_ip);
+  }
+  append_header(up_head_, "x-forwarded-proto", rq.tls ? "https" : "http");
+  if (!rq.host_header.empty()) append_header(up_head_, "x-forwarded-host", rq.host_header);
+  append_header(up_head_, "x-request-id", record.request_id);
+  const bool upgrade = !rq.upgrade.empty();
+  if (upgrade) {
+    append_header(up_head_, "connection", "upgrade");
+    append_header(up_head_, "upgrade", rq.upgrade);
+  }
+  const auto body_kind = rq.body;
+  if (body_kind == http::BodyKind::kContentLength)
+    append_header(up_head_, "content-length", std::to_string(rq.content_length));
+  if (body_kind == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
+  up_head_.append("\r\n");
+
+  // The head is now copied into up_head_. The request's views may not be used
+  // once the body is read (HTTP/1.1: its bytes may overwrite the head), so
+  // what is needed later is copied first.
+  std::string mirror_host(filters.request_mirror ? upreq_.host : std::string_view{});
+  const uint64_t content_length = rq.content_length;
+
+  // ---- upstream policies of the rule: balancer, retries, timeouts
+  const snapshot::Policy& policy = cr.rule->policy;
+  const snapshot::LoadBalancer& lbcfg = policy.load_balancer;
+  upstream::PickContext pick_ctx;
+  sticky_.clear();  // the session cookie's value, when hashing on a cookie (copied: see above)
+  if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash) {
+    std::optional<std::string_view> key;
+    switch (lbcfg.hash_on) {
+      case snapshot::HashOn::kHeader: key = http::find_header(req_headers, lbcfg.hash_key); break;
+      case snapshot::HashOn::kCookie:
+        for (const auto& h : req_headers)
+          if (http::iequals(h.name, "cookie"))
+            if (auto v = cookie_value(h.value, lbcfg.hash_key)) key = *v;
+        if (key) sticky_.assign(*key);
+        break;
+      case snapshot::HashOn::kSourceIP: key = rq.client_ip; break;
+      case snapshot::HashOn::kNone: break;
+    }
+    if (key && !key->empty()) {
+      pick_ctx.hash = upstream::hash_key(*key);
+      pick_ctx.has_hash = true;
+    }
+  }
+  const resilience::RetryPolicy* retry =
+      policy.retry ? w_.retry_policy(cfg.get(), *policy.retry) : nullptr;
+  std::shared_ptr<upstream::ClusterState> cstate_ref =
+      retry ? w_.cluster_state(ref.cluster) : nullptr;
+  upstream::ClusterState* cstate = cstate_ref.get();
+  std::shared_ptr<upstream::Outlier> outlier;
+  if (policy.outlier_detection) {
+    outlier = w_.outlier(cfg.get(), &ref, ref.cluster, *policy.outlier_detection);
+    if (outlier) outlier->sync(cluster, cluster->keys);
+  }
+  auto report = [&](size_t idx, resilience::UpstreamResult r) {
+    if (outlier) outlier->detector->record(idx, r, Clock::now());
+  };
+  std::optional<Clock::time_point> request_deadline;
+  if (policy.timeouts.request) request_deadline = record.started + *policy.timeouts.request;
+  milliseconds try_timeout = policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+  if (retry && retry->config().per_try_timeout) try_timeout = *retry->config().per_try_timeout;
+  // The wait allowed from now: `d`, cut at the request's deadline (at least 1 ms).
+  auto bounded = [&](milliseconds d) {
+    if (!request_deadline) return d;
+    auto left = std::chrono::duration_cast<milliseconds>(*request_deadline - Clock::now());
+    return std::max(milliseconds(1), std::min(d, left));
+  };
+  auto deadline_passed = [&] { return request_deadline && Clock::now() >= *request_deadline; };
+
+  // A request is replayable on a fresh connection when its body (if any) is
+  // entirely kept. Under a retry policy (or a mirror), a Content-Length body
+  // up to kMaxReplayBody is read in full first, then sent from replay_ on
+  // every try.
+  const bool mirror = filters.request_mirror.has_value();
+  replay_.clear();
+  bool replayable = body_kind == http::BodyKind::kNone;
+  if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody) {
+    while (true) {
+      exchange::BodyChunk c = co_await down.read_body();
+      if (c.failed) {
+        if (c.error != 0) co_await reply(down, c.error, std::string(c.why), true);
+        co_return;
+      }
+      replay_.append(c.data);
+      if (c.end) break;
+    }
+    replayable = true;
+  }
+  std::string_view sticky = sticky_;
+  if (mirror) mirror_request(*filters.request_mirror, *cfg, mirror_host, replayable, upgrade);
+  if (cstate) cstate->retry_budget.record_request(Clock::now());
+  uint32_t retries = 0;
+  int connect_failures = 0;
+  int stale_retries = 0;       // a reused connection closed under the request
+  bool fresh_retried = false;  // a fresh connection closed under an idempotent request
+  // Whether the rule's retry policy (and the cluster's budget) allow one more
+  // try after `o`; waits the backoff when it does.
+  auto may_retry = [&](const resilience::TryOutcome& o) {
+    if (!retry || deadline_passed() || !retry->should_retry(retries, o, replayable)) return false;
+    if (!cstate->retry_budget.try_acquire_retry(Clock::now())) return false;
+    ++retries;
+    return true;
+  };
+  auto backoff = [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(w_.io());
+    t.expires_after(bounded(retry->backoff(retries, w_.random())));
+    error_code ignore;
+    co_await t.async_wait(awaitable_ec(ignore));
+  };
+
+  size_t exclude = static_cast<size_t>(-1);
+  std::unique_ptr<UpstreamConn> up;
+  ActiveRequest active;
+  Clock::time_point sent_at;
+  bool response_ready = false;
+  const bool head_request = record.method == "HEAD";
+  const bool idempotent = idempotent_method(record.method);
+  const int max_tries =
+      kMaxConnectAttempts + kMaxStaleRetries + 2 + static_cast<int>(retry ? retry->config().attempts : 0);
+  for (int attempt = 0; attempt < max_tries && !response_ready; ++attempt) {
+    if (deadline_passed()) {
+      co_await reply(down, 504, "request timeout", true);
+      co_return;
+    }
+    // Out of rotation: endpoints ejected by outlier detection or failing active
+    // health checks; when fewer than half remain, all are used (panic).
+    bool masked = false;
+    if (outlier) {
+      outlier->detector->ejected_mask(ejected_, Clock::now());
+      masked = true;
+    } else if (policy.health_check) {
+      ejected_.assign(cluster->keys.size(), false);
+    }
+    if (policy.health_check) masked = w_.unhealthy_mask(*cluster, ejected_) || masked;
+    if (masked) {
+      size_t out = 0;
+      for (bool e : ejected_) out += e ? 1 : 0;
+      if ((ejected_.size() - out) * 2 < ejected_.size()) masked = false;
+    }
+    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, masked ? &ejected_ : nullptr);
+    if (!picked) break;
+    size_t idx = picked->index;
+    active.set(picked->active);
+    set_cookie_.clear();
+    if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash &&
+        lbcfg.hash_on == snapshot::HashOn::kCookie && sticky != *picked->cookie)
+      set_cookie_ = *picked->cookie;
+    const auto& key = cluster->keys[idx];
+    record.upstream = key;
+    up = w_.take_idle(key, replayable && idempotent);
+    if (!up) {
+      if (call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
+        call.cancel();
+        co_await reply(down, 503, "too many connections to " + ref.cluster, true, "connection-limit");
+        co_return;
+      }
+      up = std::make_unique<UpstreamConn>(w_.io());
+      up->limit = call.breaker();  // null without a breaker: nothing to release
+      up->key = key;
+      error_code ec;
+      const auto& ep = cluster->endpoints[idx];
+      auto addr = asio::ip::make_address(ep.address, ec);
+      if (!ec) {
+        timer_.arm(up->sock, bounded(opts.upstream_connect_timeout));
+        co_await up->sock.async_connect(tcp::endpoint(addr, ep.port), awaitable_ec(ec));
+        timer_.disarm();
+      }
+      if (ec) {
+        w_.metrics().upstream_error(ref.cluster, timer_.timed_out ? "connect_timeout" : "connect");
+        report(idx, resilience::UpstreamResult::kConnectFailure);
+        exclude = idx;
+        up.reset();
+        // The request has not been sent: always safe to try another endpoint.
+        if (++connect_failures <= kMaxConnectAttempts) continue;
+        if (may_retry(resilience::TryOutcome{true, false, 0})) {
+          co_await backoff();
+          continue;
+        }
+        break;
+      }
+      set_nodelay(up->sock);
+      up->sock.non_blocking(true, ec);
+    }
+
+    // ---- send head (+ body): the head and a kept (replayable) body go out together
+    sent_at = Clock::now();
+    error_code ec;
+    {
+      std::string_view head(up_head_), body(replay_);
+      if (!try_write_two(up->sock, head, body, ec)) co_await write_rest(up->sock, head, body, ec);
+    }
+    if (!ec && !replayable) {
+      bool client_failed = false;
+      bool ok = co_await relay_request_body(down, *up, ec, client_failed);
+      if (!ok && client_failed) co_return;  // the client went away or sent a bad body (answered there)
+    }
+    if (ec) {
+      bool reused = up->reused;
+      w_.metrics().upstream_error(ref.cluster, "reset");
+      if (reused && replayable && stale_retries < kMaxStaleRetries) {  // see "Nothing received" below
+        ++stale_retries;
+        w_.drop_idle(up->key);
+        up.reset();
+        continue;
+      }
+      up.reset();
+      if (may_retry(resilience::TryOutcome{false, true, 0})) {
+        exclude = idx;
+        co_await backoff();
+        continue;
+      }
+      co_await reply(down, 502, "upstream connection failed while sending the request", true);
+      co_return;
+    }
+
+    // ---- read the response head (1xx interim answers are relayed)
+    resp_parser_.reset();
+    resp_.clear();
+    bool got_any = !up->buf.empty();
+    while (true) {
+      if (!up->buf.empty()) {
+        auto st = resp_parser_.parse(up->buf.view(), resp_, head_request);
+        if (st == http::ParseState::kComplete) {
+          if (resp_.status >= 100 && resp_.status < 200 && resp_.status != 101) {
+            // An interim answer (e.g. 103 Early Hints); 100 is the codec's to send (dropped).
+            if (resp_.status != 100 &&
+                !co_await down.send_interim(resp_.status, resp_.reason, resp_.headers)) {
+              finish(down);
+              co_return;
+            }
+            up->buf.consume(resp_parser_.head_size());
+            resp_parser_.reset();
+            resp_.clear();
+            continue;
+          }
+          response_ready = true;
+          break;
+        }
+        if (st == http::ParseState::kError) {
+          w_.metrics().upstream_error(ref.cluster, "protocol");
+          co_await reply(down, 502, "upstream sent a malformed response", true);
+          co_return;
+        }
+      }
+      // read_some(), inlined on this hot path: one coroutine frame fewer per request.
+      char* p = up->buf.prepare(kReadChunk);
+      timer_.arm(up->sock, bounded(try_timeout));
+      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
+      timer_.disarm();
+      if (ec) break;
+      up->buf.commit(n);
+      got_any = true;
+    }
+    if (response_ready) {
+      report(idx, resp_.status >= 500 ? resilience::UpstreamResult::kServerError
+                                      : resilience::UpstreamResult::kSuccess);
+      // A listed status is retried on another endpoint while nothing went downstream.
+      if (retry && may_retry(resilience::TryOutcome{false, false, resp_.status})) {
+        w_.metrics().upstream_error(ref.cluster, "retried_status");
+        response_ready = false;
+        exclude = idx;
+        up.reset();
+        co_await backoff();
+        continue;
+      }
+      break;
+    }
+    // Nothing received: the connection died under the request, and the
+    // backend answered nothing. A reused connection was most likely closed by
+    // the backend while idle: that endpoint's other idle connections are
+    // suspect too (dropped) and the request goes again. A fresh one means the
+    // endpoint itself went away (e.g. its pod was killed): an idempotent
+    // request without a body (RFC 9110 9.2.2) goes once more, to another
+    // endpoint. Neither needs a retry policy.
+    if (!got_any && !timer_.timed_out) {
+      if (up->reused && replayable && stale_retries < kMaxStaleRetries) {
+        ++stale_retries;
+        w_.drop_idle(up->key);
+        up.reset();
+        continue;
+      }
+      if (!up->reused && !fresh_retried && body_kind == http::BodyKind::kNone && idempotent) {
+        fresh_retried = true;
+        w_.metrics().upstream_error(ref.cluster, "reset");
+        exclude = idx;
+        up.reset();
+        continue;
+      }
+    }
+    bool timeout = timer_.timed_out;
+    w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");
+    up.reset();
+    if (!deadline_passed() && may_retry(resilience::TryOutcome{false, true, 0})) {
+      exclude = idx;
+      co_await backoff();
+      continue;
+    }
+    co_await reply(down, timeout ? 504 : 502,
+                   timeout ? "upstream did not answer in time" : "upstream closed the connection", true);
+    co_return;
+  }
+  if (!response_ready) {
+    co_await reply(down, 502, "could not connect to any endpoint of " + ref.cluster, true);
+    co_return;
+  }
+  call.release_pending();  // the response head is here: no longer pending
+  if (!set_cookie_.empty()) {
+    std::string v = lbcfg.hash_key + "=" + set_cookie_ + "; Path=/; HttpOnly";
+    if (lbcfg.cookie_ttl.count() > 0)
+      v += "; Max-Age=" + std::to_string(std::max<int64_t>(1, lbcfg.cookie_ttl.count() / 1000));
+    ex_.response_headers.emplace_back("set-cookie", std::move(v));
+    set_cookie_.clear();
+  }
+
+  record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
+  w_.metrics().upstream_done(ref.cluster, record.upstream_ms / 1000.0);
+  record.status = resp_.status;
+
+  // ---- the response head to the client
+  const bool is_upgrade = upgrade && resp_.status == 101;
+  if (fill) cache_begin_fill(*fill, is_upgrade);
+  resp_edits_.reset();
+  if (chain != nullptr) chain->run_response(ex_, {resp_.status, &resp_.headers, false}, resp_edits_);
+  // 1xx, 204 and 304 have no body: their framing fields are the codec's to
+  // drop. A 204 that announces a body, or a 304 with Transfer-Encoding, may
+  // send bytes after its head: that upstream connection is not reused.
+  bool upstream_reusable = resp_.keep_alive;
+  if (resp_.status < 200 || resp_.status == 204 || resp_.status == 304) {
+    for (const auto& h : resp_.headers) {
+      if (h.name.size() == 14 && http::iequals(h.name, "content-length") && resp_.status == 204 &&
+          h.value != "0")
+        upstream_reusable = false;
+      if (h.name.size() == 17 && http::iequals(h.name, "transfer-encoding")) upstream_reusable = false;
+    }
+  }
+  up->buf.consume(resp_parser_.head_size());
+
+  // A small Content-Length body is gathered before anything goes out, so that
+  // head and body leave in one write (and the client wakes once), as nginx's
+  // response buffering does; a larger one streams.
+  if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && resp_.content_length <= kGatherBody) {
+    error_code rec;
+    while (up->buf.size() < resp_.content_length) {
+      char* p = up->buf.prepare(static_cast<size_t>(resp_.content_length) - up->buf.size());
+      timer_.arm(up->sock, opts.upstream_timeout);
+      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
+      timer_.disarm();
+      if (rec) break;
+      up->buf.commit(n);
+    }
+    if (rec) {
+      // Cut short before anything went to the client: the gateway answers
+      // instead of relaying a response it knows is incomplete.
+      const bool timeout = timer_.timed_out;
+      upstream_truncated(timeout, up->buf.size(), resp_.content_length);
+      if (fill) cache_end_fill(*fill, false);
+      co_await reply(down, timeout ? 504 : 502,
+                     timeout ? "upstream stalled before the end of the response body"
+                             : "upstream closed the connection before the end of the response body",
+                     true);
+      co_return;
+    }
+  }
+  // A Content-Length body that is already here leaves with the head.
+  uint64_t inline_body = 0;
+  if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && up->buf.size() >= resp_.content_length)
+    inline_body = resp_.content_length;
+  // The cache copies the body as it is relayed, and stores a complete response
+  // *before* its last bytes go out: a client that reads the answer and asks
+  // again at once (on any worker) finds it stored.
+  capture_ = fill && fill->capturing ? fill.get() : nullptr;
+  if (capture_ != nullptr && resp_.body == http::BodyKind::kContentLength &&
+      inline_body == resp_.content_length) {
+    if (inline_body > 0) cache_capture(std::string_view(up->buf.data(), static_cast<size_t>(inline_body)));
+    if (capture_ != nullptr) cache_end_fill(*capture_, true);
+    capture_ = nullptr;
+  }
+
+  exchange::ResponseHead head;
+  head.status = resp_.status;
+  head.reason = resp_.reason;
+  head.fields = &resp_.headers;
+  head.edits = &resp_edits_;
+  head.added = &ex_.response_headers;
+  head.request_id = record.request_id;
+  if (resp_.body == http::BodyKind::kContentLength) head.content_length = resp_.content_length;
+  head.body = std::string_view(up->buf.data(), static_cast<size_t>(inline_body));
+  head.end_stream = !is_upgrade && (resp_.body == http::BodyKind::kNone ||
+                                    (resp_.body == http::BodyKind::kContentLength &&
+                                     inline_body == resp_.content_length));
+  head.h1_chunked = resp_.body == http::BodyKind::kChunked && down.relays_h1_chunked;
+  head.upgrade = is_upgrade;
+  if (opts.debug_headers) {
+    std::snprintf(debug_time_, sizeof debug_time_, "%.3fms", record.upstream_ms);
+    debug_ = {http::Header{"x-gateway-route", record.route}, http::Header{"x-gateway-upstream", record.upstream},
+              http::Header{"x-gateway-response-time", debug_time_}};
+    head.debug = debug_;
+  }
+  // The head (and the body bytes with it) without a coroutine frame when the
+  // codec can send it at once.
+  const auto now = down.try_send_head(head);
+  const bool sent = now == exchange::SendNow::kDone ||
+                    (now == exchange::SendNow::kWouldBlock && co_await down.send_head(head));
+  up->buf.consume(static_cast<size_t>(inline_body));
+  if (!sent) {
+    finish(down);
+    co_return;
+  }
+
+  if (is_upgrade) {  // the codec tunnels (HTTP/1.1 WebSocket)
+    finish(down);
+    tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);
+    upgraded = std::move(up);
+    co_return;
+  }
+
+  bool ok = head.end_stream || co_await relay_response_body(down, *up, upstream_reusable, inline_body);
+  capture_ = nullptr;
+  if (fill) cache_end_fill(*fill, ok);
+  finish(down);
+  if (ok && upstream_reusable && up->buf.empty()) w_.give_back(std::move(up));
+}
+
+// ---- response cache
+
+// Looks the request up in the rule's cache. A hit is answered here; a miss
+// of a GET that may be stored leaves `fill` set (with the leader's ticket
+// when it is the first miss of its key). Concurrent misses of one key wait
+// for the leader (at most `wait_limit`) on this worker: the leader's thread
+// only posts the wake-up here.
+asio::awaitable<bool> ExchangeDriver::cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
+                                                   milliseconds wait_limit, std::unique_ptr<CacheFill>& fill) {
+  const exchange::RequestInfo& rq = down.request();
+  auto rp = filters::request_policy(rq.method, *rq.headers);
+  const bool is_get = rq.method == "GET";
+  if (rq.body != http::BodyKind::kNone || (!rp.lookup && !rp.store)) {
+    ex_.response_headers.emplace_back("x-cache", "MISS");
+    co_return false;
+  }
+  std::string key = filters::cache_key(rq.tls, rq.host, rq.path, rq.query);
+  filters::FillTicket ticket;
+  if (rp.lookup) {
+    for (int round = 0; round < 2; ++round) {
+      std::shared_ptr<asio::steady_timer> wake;
+      std::function<void()> on_fill_done;
+      if (round == 0 && is_get && rp.store) {
+        wake = std::make_shared<asio::steady_timer>(w_.io(), Clock::now() + wait_limit);
+        on_fill_done = [weak = std::weak_ptr<asio::steady_timer>(wake), alive = w_.alive()] {
+          if (!alive->load()) return;
+          if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
+        };
+      }
+      auto r = pol.cache->lookup(key, *rq.headers, Clock::now(), std::move(on_fill_done));
+      if (r.kind == filters::CacheLookupKind::kHit) {
+        co_await serve_cached(down, *r.response, pol);
+        co_return true;
+      }
+      if (r.kind == filters::CacheLookupKind::kWait) {
+        error_code ignore;
+        co_await wake->async_wait(awaitable_ec(ignore));
+        continue;  // the leader is done (or took too long): look again, without waiting
+      }
+      ticket = std::move(r.ticket);
+      break;
+    }
+  }
+  ex_.response_headers.emplace_back("x-cache", "MISS");
+  if (is_get && rp.store) {
+    fill = std::make_unique<CacheFill>();
+    fill->cache = pol.cache;
+    fill->config = pol.cache_config;
+    fill->key = std::move(key);
+    fill->had_authorization = http::find_header(*rq.headers, "authorization").has_value();
+    fill->ticket = std::move(ticket);
+  }
+  co_return false;
+}
+
+// Answers the request with a stored response: its headers, then the rule's
+// response header modifiers, the request id, Age and X-Cache: HIT.
+asio::awaitable<void> ExchangeDriver::serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
+                                                   const control::RulePolicies& pol) {
+  const auto& opts = w_.server().options();
+  const bool head_only = down.request().method == "HEAD";
+  const bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  cached_fields_.clear();
+  for (const auto& [name, value] : r.headers) cached_fields_.push_back({name, value});
+  resp_edits_.reset();
+  if (!pol.chain.empty()) pol.chain.run_response(ex_, {r.status, &cached_fields_, true}, resp_edits_);
+  ex_.response_headers.emplace_back("age", std::to_string(r.age_seconds(Clock::now())));
+  ex_.response_headers.emplace_back("x-cache", "HIT");
+  record.status = r.status;
+  record.upstream = "cache";
+
+  exchange::ResponseHead head;
+  head.status = r.status;
+  head.fields = &cached_fields_;
+  head.edits = &resp_edits_;
+  head.added = &ex_.response_headers;
+  head.request_id = record.request_id;
+  if (!no_body) head.content_length = r.body.size();
+  if (!no_body && !head_only) head.body = r.body;
+  head.end_stream = true;
+  if (opts.debug_headers) {
+    std::snprintf(debug_time_, sizeof debug_time_, "%.3fms",
+                  std::chrono::duration<double, std::milli>(Clock::now() - record.started).count());
+    debug_ = {http::Header{"x-gateway-route", record.route}, http::Header{"x-gateway-upstream", "cache"},
+              http::Header{"x-gateway-response-time", debug_time_}};
+    head.debug = debug_;
+  }
+  co_await down.send_head(head);
+  finish(down);
+}
+
+// The response head is here: decides whether the response will be stored.
+// When it will not, the waiters are woken now rather than after the body.
+void ExchangeDriver::cache_begin_fill(CacheFill& f, bool is_upgrade) {
+  std::optional<milliseconds> ttl;
+  if (!is_upgrade && resp_.status >= 200)
+    ttl = filters::response_ttl(f.config, f.had_authorization, resp_.status, resp_.headers);
+  if (!ttl || (resp_.body == http::BodyKind::kContentLength &&
+               resp_.content_length > f.config.max_object_bytes)) {
+    f.ticket.finish();
+    return;
+  }
+  f.capturing = true;
+  f.ttl = *ttl;
+  f.status = resp_.status;
+  f.chunked = resp_.body == http::BodyKind::kChunked;
+  f.headers = filters::storable_headers(resp_.headers);
+  // The request's values of the headers the response varies on (the request
+  // had no body, so its head is still intact).
+  for (const auto& h : resp_.headers) {
+    if (!http::iequals(h.name, "vary")) continue;
+    http::for_each_list_element(h.value, [&](std::string_view name) {
+      for (const auto& rh : *ex_.req.headers)
+        if (http::iequals(rh.name, name)) f.request_headers.emplace_back(rh.name, rh.value);
+    });
+  }
+}
+
+// Bytes of the response body as relayed; a body over max_object_bytes stops
+// being captured (and wakes the waiters) but is still relayed in full.
+void ExchangeDriver::cache_capture(std::string_view bytes) {
+  CacheFill& f = *capture_;
+  if (f.body.size() + bytes.size() > f.config.max_object_bytes + (f.chunked ? 4096 : 0)) {
+    f.capturing = false;
+    std::string().swap(f.body);
+    capture_ = nullptr;
+    f.ticket.finish();
+    return;
+  }
+  f.body.append(bytes);
+}
+
+void ExchangeDriver::cache_end_fill(CacheFill& f, bool complete) {
+  if (complete && f.capturing) {
+    std::string body;
+    bool ok = true;
+    if (f.chunked)
+      ok = filters::dechunk(f.body, body);
+    else
+      body = std::move(f.body);
+    if (ok) {
+      std::vector<http::Header> req_headers;
+      req_headers.reserve(f.request_headers.size());
+      for (const auto& [n, v] : f.request_headers) req_headers.push_back({n, v});
+      f.cache->store(f.key, req_headers, f.status, std::move(f.headers), std::move(body), f.ttl,
+                     Clock::now());
+    }
+  }
+  f.capturing = false;
+  f.ticket.finish();
+}
+
+// ---- request mirroring
+
+void ExchangeDriver::mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
+                                    std::string_view upstream_host, bool body_buffered, bool upgrade) {
+  if (upgrade || (ex_.req.body != http::BodyKind::kNone && !body_buffered)) {
+    w_.metrics().mirror_result(m.cluster, "skipped");  // chunked, too large, or a tunnel
+    return;
+  }
+  const control::ClusterEndpoints* c = cfg.cluster(m.cluster);
+  if (c == nullptr || c->endpoints.empty()) {
+    w_.metrics().mirror_result(m.cluster, "failed");
+    return;
+  }
+  size_t idx = static_cast<size_t>(w_.random() % c->endpoints.size());
+  // up_head_ is "<request line>\r\nhost: <upstream_host>\r\n<other fields>\r\n": swap the Host line.
+  size_t line_end = up_head_.find("\r\n");
+  size_t host_end = up_head_.find("\r\n", line_end + 2);
+  std::string copy;
+  copy.reserve(up_head_.size() + 8 + replay_.size());
+  copy.append(up_head_, 0, line_end + 2);
+  append_header(copy, "host", filters::shadow_host(upstream_host));
+  copy.append(up_head_, host_end + 2);
+  copy.append(replay_);
+  w_.mirror().send(m.cluster, c->endpoints[idx], c->keys[idx], std::move(copy));
+}
+
+// ---- bodies
+
+// Relays the request body from the client to the upstream: the client's
+// chunked framing as is, plain bytes of a streamed body chunked anew.
+// Returns false on failure; client_failed tells whose side failed.
+asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& down, UpstreamConn& up,
+                                                         error_code& ec, bool& client_failed) {
+  const bool chunk_plain = ex_.req.body == http::BodyKind::kChunked;
+  while (true) {
+    exchange::BodyChunk c = co_await down.read_body();
+    if (c.failed) {
+      client_failed = true;
+      if (c.error != 0) co_await reply(down, c.error, std::string(c.why), true);
+      co_return false;
+    }
+    if (ex_.body_limit && ex_.req.body == http::BodyKind::kChunked && c.payload_bytes > *ex_.body_limit) {
+      client_failed = true;
+      co_await reply(down, 413, "request body larger than " + std::to_string(*ex_.body_limit) + " bytes", true);
+      co_return false;
+    }
+    std::string_view data = c.data;
+    if (chunk_plain && !c.h1_chunked) {  // a streamed body of another codec: HTTP/1.1 chunks
+      chunk_line_.clear();
+      if (!data.empty()) {
+        char size[20];
+        int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+        chunk_line_.append(size, static_cast<size_t>(n)).append(data).append("\r\n");
+      }
+      if (c.end) chunk_line_.append("0\r\n\r\n");
+      data = chunk_line_;
+    }
+    if (!data.empty()) {
+      std::string_view pending = data;
+      if (!try_write(up.sock, pending, ec))
+        co_await asio::async_write(up.sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+      if (ec) co_return false;
+    }
+    if (c.end) co_return true;
+  }
+}
+
+asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& down, UpstreamConn& up,
+                                                          bool& upstream_reusable, uint64_t sent) {
+  auto& opts = w_.server().options();
+  if (resp_.body == http::BodyKind::kNone) co_return true;
+  // An HTTP/1.1 client takes the upstream's chunked framing as is; any other
+  // stream gets the chunks' data.
+  const bool decode = resp_.body == http::BodyKind::kChunked && !down.relays_h1_chunked;
+  uint64_t left = resp_.content_length - sent;
+  if (resp_.body == http::BodyKind::kChunked) chunked_.reset();
+  while (true) {
+    size_t take = 0;
+    bool done = false;
+    switch (resp_.body) {
+      case http::BodyKind::kContentLength:
+        take = static_cast<size_t>(std::min<uint64_t>(up.buf.size(), left));
+        left -= take;
+        done = left == 0;
+        break;
+      case http::BodyKind::kChunked: {
+        if (decode) decoded_.clear();
+        auto step = chunked_.feed(up.buf.view(), decode ? &decoded_ : nullptr);
+        if (!step.ok()) {
+          w_.metrics().upstream_error(*record.cluster, "protocol");
+          record.error = "upstream_protocol";
+          upstream_reusable = false;
+          down.reset(exchange::ResetReason::kUpstreamProtocol);  // the head is out: all we can do
+          co_return false;
+        }
+        take = step->consumed;
+        done = step->done;
+        break;
+      }
+      default:
+        take = up.buf.size();
+        break;
+    }
+    if (take > 0 || done) {
+      std::string_view out = decode ? std::string_view(decoded_) : std::string_view(up.buf.data(), take);
+      if (capture_ != nullptr && take > 0) {  // copied, and stored when complete, before it goes out
+        cache_capture(std::string_view(up.buf.data(), take));
+        if (done && capture_ != nullptr) {
+          cache_end_fill(*capture_, true);
+          capture_ = nullptr;
+        }
+      }
+      const bool sent_ok = co_await down.send_body(out, done);
+      up.buf.consume(take);
+      if (!sent_ok) {
+        upstream_reusable = false;
+        co_return false;
+      }
+    }
+    if (done) {
+      if (!up.buf.empty()) upstream_reusable = false;  // bytes after the response: not reusable
+      co_return true;
+    }
+    error_code ec;
+    co_await read_some(up.sock, up.buf, opts.upstream_timeout, ec);
+    if (ec) {
+      upstream_reusable = false;
+      // Reading until close: EOF is the end of the body. Anything else ended
+      // the body before its framing said (EOF, reset or stall): the stream is
+      // reset at once (HTTP/1.1: the connection closes), so the client sees the cut.
+      if (resp_.body == http::BodyKind::kUntilClose && ec == asio::error::eof) {
+        co_return co_await down.send_body({}, true);
+      }
+      upstream_truncated(timer_.timed_out, resp_.body == http::BodyKind::kContentLength
+                                               ? resp_.content_length - left : chunked_.data_bytes(),
+                         resp_.body == http::BodyKind::kContentLength ? resp_.content_length : 0);
+      down.reset(exchange::ResetReason::kUpstreamTruncated);
+      co_return false;
+    }
+  }
+}
+
+// ---- log
+
+void ExchangeDriver::upstream_truncated(bool timeout, uint64_t got, uint64_t want) {
+  w_.metrics().upstream_error(*record.cluster, "truncated");
+  record.error = "upstream_truncated";
+  spdlog::warn("upstream {} (route {}) ended the response before the end of its body ({}, {} of {} body "
+               "bytes); the client connection is closed; request id {}",
+               record.upstream, record.route, timeout ? "timeout" : "connection closed", got,
+               want > 0 ? std::to_string(want) : std::string("unknown"), record.request_id);
+}
+
+void ExchangeDriver::finish(const exchange::Downstream& down) {
+  log(down.request().peer_ip, down.bytes_received, down.bytes_sent);
+}
+
+void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t bytes_out) {
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - record.started).count();
+  static const std::string kNoRoute = "none";
+  w_.metrics().request_done(record.route.empty() ? kNoRoute : record.route, record.status, ms / 1000.0);
+  w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out));
+  auto& log = w_.server().log();
+  if (log.enabled()) {
+    AccessRecord r;
+    r.client = client;
+    r.method = record.method;
+    r.host = record.host;
+    r.path = record.path;
+    r.status = record.status;
+    r.bytes_in = bytes_in;
+    r.bytes_out = bytes_out;
+    r.duration_ms = ms;
+    r.upstream = record.upstream;
+    r.upstream_ms = record.upstream_ms;
+    r.route = record.route;
+    r.request_id = record.request_id;
+    if (record.error != nullptr) r.error = record.error;
+    log.write(r);
+  }
+}
+
+}  // namespace gantry::net

@@ -1,0 +1,174 @@
+// The exchange driver: runs one exchange (docs/ARCHITECTURE.md, "The
+// exchange") for a stream of any codec, and talks to the client only through
+// exchange::Downstream:
+//
+//   route → request filters → cache lookup → select (backend ref, breaker,
+//   endpoint) → upstream-request filters → upstream (HTTP/1.1 pools, retries,
+//   timeouts, mirror copy) → response filters → relay body (cache fill) → log
+//
+// Every answer the gateway makes itself (no route, no endpoint, breaker open,
+// 502/503/504, a filter's Respond) is an exchange::LocalReply handed to
+// Downstream::send_local_reply; nothing here writes client bytes.
+//
+// Entry point for a codec that runs one exchange per stream (HTTP/2, from the
+// connection's StreamRunner, on the worker's thread):
+//
+//   asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+//
+// A codec that runs many exchanges on one stream (HTTP/1.1 keep-alive) keeps
+// one ExchangeDriver and calls run() per request, so its buffers are reused
+// (no allocation per request once warm).
+//
+// Why in net/ and not exchange/: the driver uses the worker's pools,
+// balancers, breakers and deadline sweep (net/worker.h); exchange/ stays pure
+// (no sockets, no coroutines) so filters are unit-tested against a bare
+// Exchange.
+#pragma once
+
+#include <utility>
+
+#include <boost/asio/awaitable.hpp>
+#include <array>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/exchange/downstream.h"
+#include "proxy/exchange/exchange.h"
+#include "proxy/http/parser.h"
+#include "proxy/net/worker.h"
+
+namespace gantry::control {
+struct Config;
+struct RulePolicies;
+}  // namespace gantry::control
+namespace gantry::filters {
+struct CachedResponse;
+}
+namespace gantry::snapshot {
+struct RequestMirror;
+}
+
+namespace gantry::net {
+
+struct CacheFill;
+
+// What the access log and the request metrics record of one exchange (or of a
+// codec's own answer before an exchange began, e.g. HTTP/1.1's 400 and 408).
+struct ExchangeRecord {
+  Clock::time_point started;
+  std::string request_id, method, host, path, route, upstream;
+  int status = 0;                // 0: nothing was answered (client gone)
+  double upstream_ms = -1;
+  const char* error = nullptr;   // access-log "error": why the answer ended abnormally
+  const std::string* cluster = nullptr;  // the chosen backend's (lives in the pinned Config)
+
+  void reset() {
+    request_id.clear();
+    method.clear();
+    host.clear();
+    path.clear();
+    route.clear();
+    upstream.clear();
+    status = 0;
+    upstream_ms = -1;
+    error = nullptr;
+    cluster = nullptr;
+  }
+};
+
+// The request id of an exchange: the client's X-Request-Id when it sent a
+// usable one (1..128 bytes), else 32 random hex digits.
+void assign_request_id(const std::vector<http::Header>* headers, std::string& out);
+
+class ExchangeDriver {
+ public:
+  // `deadlines`: the node of the worker's sweep list that times the
+  // upstream's connect and reads (a codec's session may lend its own; null:
+  // the driver links one of its own for its lifetime).
+  explicit ExchangeDriver(Worker& w, SessionBase* deadlines = nullptr);
+  ~ExchangeDriver();
+  ExchangeDriver(const ExchangeDriver&) = delete;
+  ExchangeDriver& operator=(const ExchangeDriver&) = delete;
+
+  // Runs one exchange on `down` to its end (answered, reset, or the client
+  // gone), then logs it. The stream's request() must be complete.
+  boost::asio::awaitable<void> run(exchange::Downstream& down);
+
+  // After run(): the upstream connection of an upgrade the upstream accepted
+  // (101 to an HTTP/1.1 WebSocket request), for the codec to tunnel; null
+  // otherwise. `tunnel_idle`: the route's idle timeout for it.
+  std::unique_ptr<UpstreamConn> upgraded;
+  std::chrono::milliseconds tunnel_idle{0};
+
+  // The record of the exchange in progress. A codec's own answer before any
+  // exchange (HTTP/1.1 parse errors, 408) fills it and calls log().
+  ExchangeRecord record;
+  void log(std::string_view client, uint64_t bytes_in, uint64_t bytes_out);
+
+  // An idle connection gives its buffers back (HTTP/1.1 keep-alive).
+  void release_buffers();
+
+ private:
+  using ms = std::chrono::milliseconds;
+
+  // The gateway's own answer, through the LocalReply in ex_.reply.
+  boost::asio::awaitable<void> reply(exchange::Downstream& down, int status, std::string body, bool close,
+                                     std::string_view gateway_reason = {});
+  boost::asio::awaitable<void> send_reply(exchange::Downstream& down);
+  void finish(const exchange::Downstream& down);
+  boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
+                                                  error_code& ec, bool& client_failed);
+  // `sent`: Content-Length body bytes that already went out with the head.
+  boost::asio::awaitable<bool> relay_response_body(exchange::Downstream& down, UpstreamConn& up,
+                                                   bool& upstream_reusable, uint64_t sent);
+  // The upstream ended a response before the body its framing promised
+  // (EOF, reset, or no bytes within the timeout): counted, logged, and marked
+  // on the access-log line. `got`: body bytes received; `want`: 0 if unknown.
+  void upstream_truncated(bool timeout, uint64_t got, uint64_t want);
+  boost::asio::awaitable<size_t> read_some(tcp::socket& s, Buffer& b, ms timeout, error_code& ec);
+
+  // ---- response cache (filters.cache): lookup before the upstream phase,
+  // capture while relaying, store at the end. True: a hit was answered.
+  boost::asio::awaitable<bool> cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
+                                            ms wait_limit, std::unique_ptr<CacheFill>& fill);
+  boost::asio::awaitable<void> serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
+                                            const control::RulePolicies& pol);
+  void cache_begin_fill(CacheFill& f, bool is_upgrade);
+  void cache_capture(std::string_view bytes);
+  void cache_end_fill(CacheFill& f, bool complete);
+  // ---- request mirroring (filters.requestMirror): a copy of the upstream
+  // request (up_head_ + the buffered body) handed to the worker's RequestMirror.
+  void mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
+                      std::string_view upstream_host, bool body_buffered, bool upgrade);
+
+  Worker& w_;
+  std::unique_ptr<SessionBase> own_deadlines_;
+  SessionBase& timer_;
+
+  // per exchange, reused (capacities kept)
+  exchange::Exchange ex_;              // the filters' inputs and outputs
+  exchange::UpstreamRequest upreq_;   // the upstream request as the upstream-request filters leave it
+  exchange::HeaderEdits resp_edits_;  // the response filters' edits of the answer's fields
+  std::string up_head_;               // the upstream request head, serialised
+  std::string replay_;                // a request body kept for retries and the mirror
+  http::ResponseParser resp_parser_;
+  http::ResponseHead resp_;
+  http::ChunkedDecoder chunked_;
+  std::string decoded_;               // a chunked response's data, for a stream that takes no chunked framing
+  std::vector<http::Header> cached_fields_;  // a cached answer's fields
+  std::string sticky_;                // the request's session-cookie value
+  std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
+  std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
+  std::string chunk_line_;            // a chunk-size line of a re-chunked request body
+  CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
+  std::array<http::Header, 3> debug_{};  // --debug-headers fields
+  char debug_time_[32] = {};
+};
+
+// One exchange on `down` with a driver of its own (HTTP/2: one per stream).
+boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+
+}  // namespace gantry::net
