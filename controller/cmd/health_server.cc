@@ -156,6 +156,9 @@ void HealthServer::serve(int client, bool admin) {
   } else if (target == "/status" && admin) {
     type = "application/json";
     body = s.status_json + "\n";
+  } else if (target == "/ingress-nginx" && admin) {
+    type = "application/json";
+    body = s.ingress_nginx_json + "\n";
   } else {
     code = 404;
     body = target == "/status" ? "not found: /status is served on the admin listener only "

@@ -35,6 +35,8 @@ struct HealthState {
   uint64_t files_with_errors = 0;
   uint64_t routes_not_accepted = 0;
   std::string status_json = "{\"routes\":[]}";
+  // The ingress-nginx migration report (admin listener, /ingress-nginx).
+  std::string ingress_nginx_json = "{\"ingresses\":[]}";
   // Extra metric lines in the Prometheus text format (the kube source's), appended as they are.
   std::string extra_metrics;
 };

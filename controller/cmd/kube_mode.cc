@@ -100,6 +100,8 @@ class KubeController {
     // Gateway API statuses do not wait for the proxy's answer (docs/gateway-api.md).
     if (!status_due_) status_due_ = now + kStatusSettle;
     object_statuses_ = std::move(r.object_statuses);
+    nginx_json_ = nginx_report_json(r.ingress_nginx);
+    nginx_metrics_ = nginx_report_metrics(r.ingress_nginx);
     desired_ = std::move(r.snapshot);
     pusher_.set_desired(desired_, now);
     ++translations_;
@@ -132,7 +134,9 @@ class KubeController {
     for (const auto& s : statuses_)
       if (const Condition* c = s.find("Accepted"); c && !c->status) ++h.routes_not_accepted;
     h.status_json = status_json_;
+    h.ingress_nginx_json = nginx_json_;
     std::string& m = h.extra_metrics;
+    m += nginx_metrics_;
     auto metric = [&](const char* name, const char* kind, const char* help, uint64_t v) {
       m += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + kind + "\n" +
            name + " " + std::to_string(v) + "\n";
@@ -174,6 +178,8 @@ class KubeController {
   std::vector<RouteStatus> statuses_;
   std::vector<ObjectStatus> object_statuses_;
   std::string status_json_ = "{\"routes\":[]}";
+  std::string nginx_json_ = "{\"ingresses\":[]}";
+  std::string nginx_metrics_;
   uint64_t programmed_generation_ = ~uint64_t{0};
   uint64_t translations_ = 0;
   std::optional<Clock::time_point> status_due_;

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -25,8 +26,10 @@
 #include "controller/cmd/health_server.h"
 #include "controller/cmd/kube_mode.h"
 #include "controller/cmd/pusher.h"
+#include "controller/core/decode.h"
 #include "controller/core/translate.h"
 #include "controller/core/yaml_source.h"
+#include "controller/kube/api_client.h"
 #include "controller/kube/kubeconfig.h"
 #include "proxy/base/flags.h"
 
@@ -55,6 +58,11 @@ struct Options {
   std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9903};
   bool hostname_ownership = true;
   std::string log_level = "info";
+  // --ingress-nginx-compat: "on" serves the IngressClasses of ingress-nginx's
+  // controller (and the class "nginx"); a list serves those classes.
+  IngressNginxOptions ingress_nginx;
+  bool ingress_nginx_all_classes = false;
+  bool ingress_nginx_write_status = false;
 };
 
 Options parse_flags(int argc, char** argv) {
@@ -139,6 +147,57 @@ Options parse_flags(int argc, char** argv) {
               else return Error{"expected on or off, got \"" + std::string(v) + "\""};
               return ok_status();
             });
+  flags.add("ingress-nginx-compat", "off|on|CLASS[,CLASS...]", "off",
+            "serve Ingresses of ingress-nginx's classes with its annotations' semantics "
+            "(on: the IngressClasses whose controller is k8s.io/ingress-nginx, and the class nginx)",
+            [&o](std::string_view v) -> Status {
+              o.ingress_nginx.classes.clear();
+              o.ingress_nginx_all_classes = false;
+              if (v == "off") {
+                o.ingress_nginx.enabled = false;
+                return ok_status();
+              }
+              o.ingress_nginx.enabled = true;
+              if (v == "on") {
+                o.ingress_nginx_all_classes = true;
+                o.ingress_nginx.classes.insert("nginx");
+                return ok_status();
+              }
+              size_t start = 0;
+              while (start <= v.size()) {
+                size_t end = v.find(',', start);
+                if (end == std::string_view::npos) end = v.size();
+                std::string_view name = v.substr(start, end - start);
+                bool ok = !name.empty() && name.size() <= 253 &&
+                          std::all_of(name.begin(), name.end(), [](char c) {
+                            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+                          });
+                if (!ok)
+                  return Error{"expected off, on or IngressClass names separated by commas, got \"" +
+                               std::string(v) + "\""};
+                o.ingress_nginx.classes.insert(std::string(name));
+                start = end + 1;
+              }
+              return ok_status();
+            });
+  flags.add_bool("ingress-nginx-write-status",
+                 "write status.loadBalancer (--ingress-status-address) of the ingress-nginx Ingresses too; "
+                 "leave off while ingress-nginx still runs, or the two controllers overwrite each other",
+                 &o.ingress_nginx_write_status);
+  flags.add_bool("ingress-nginx-serve-refused",
+                 "serve ingress-nginx Ingresses whose refused annotations (snippets, authentication, ...) "
+                 "would otherwise keep them out, without those annotations",
+                 &o.ingress_nginx.serve_refused);
+  flags.add("ingress-nginx-body-size", "SIZE", "1m",
+            "ingress-nginx's ConfigMap proxy-body-size: the request body limit of Ingresses without the "
+            "annotation (nginx units: 1m, 512k, 0 = unlimited)",
+            [&o](std::string_view v) -> Status {
+              auto n = parse_nginx_size(std::string(v));
+              if (!n)
+                return Error{std::string("expected an nginx size such as 1m, 512k or 0, got \"").append(v).append("\"")};
+              o.ingress_nginx.default_body_size = *n;
+              return ok_status();
+            });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
             [&o](std::string_view v) -> Status {
               if (v != "debug" && v != "info" && v != "warn" && v != "error")
@@ -174,6 +233,7 @@ class Controller {
         pusher_(opts_.proxy_socket, initial_version()) {
     translate_opts_.ingress_class = opts_.ingress_class;
     translate_opts_.hostname_ownership = opts_.hostname_ownership;
+    translate_opts_.ingress_nginx = opts_.ingress_nginx;
   }
 
   int run() {
@@ -246,6 +306,8 @@ class Controller {
         spdlog::info("{}", line);
     }
     statuses_ = std::move(r.statuses);
+    nginx_json_ = nginx_report_json(r.ingress_nginx);
+    nginx_metrics_ = nginx_report_metrics(r.ingress_nginx);
     desired_ = std::move(r.snapshot);
     pusher_.set_desired(desired_, now);
     programmed_generation_ = ~uint64_t{0};  // recompute Programmed
@@ -291,6 +353,8 @@ class Controller {
       status_loads_ = loads_;
     }
     h.status_json = status_json_;
+    h.ingress_nginx_json = nginx_json_;
+    h.extra_metrics = nginx_metrics_;
     health_->update(h);
   }
 
@@ -309,6 +373,8 @@ class Controller {
   uint64_t status_json_generation_ = ~uint64_t{0};
   uint64_t status_loads_ = 0;
   std::string status_json_;
+  std::string nginx_json_ = "{\"ingresses\":[]}";
+  std::string nginx_metrics_;
   uint64_t loads_ = 0;
   uint64_t objects_ = 0;
   uint64_t files_with_errors_ = 0;
@@ -342,6 +408,9 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.gateway_addresses = opts.gateway_addresses;
   cfg.source.leader_elect = opts.leader_elect;
   cfg.source.hostname_ownership = opts.hostname_ownership;
+  cfg.source.ingress_nginx = opts.ingress_nginx;
+  cfg.source.ingress_nginx_all_classes = opts.ingress_nginx_all_classes;
+  cfg.source.ingress_nginx_write_status = opts.ingress_nginx_write_status;
   cfg.source.leader.identity = identity();
   cfg.source.leader.namespace_ = !opts.leader_election_namespace.empty()
                                      ? opts.leader_election_namespace
@@ -370,7 +439,139 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   std::_Exit(rc);
 }
 
+// The Ingresses of a live cluster into `cache`, and the names of the
+// IngressClasses whose controller is ingress-nginx's.
+Status list_cluster(const std::string& kubeconfig, Cache& cache, std::set<std::string>& nginx_classes) {
+  auto access = kube::resolve_cluster_access(kubeconfig, [](const char* n) { return getenv(n); });
+  if (!access.ok()) return access.error();
+  auto api = kube::ApiClient::create(std::move(*access));
+  if (!api.ok()) return api.error();
+  auto list = [&](const char* path, const char* kind, auto&& each) -> Status {
+    std::string cont;
+    do {
+      std::string q = std::string(path) + "?limit=500";
+      if (!cont.empty()) q.append("&continue=").append(cont);
+      auto r = (*api)->call("GET", q, "", "");
+      if (!r.ok()) return r.error();
+      if (r->status != 200)
+        return Error{std::string("GET ").append(path).append(": HTTP ").append(std::to_string(r->status))};
+      auto j = nlohmann::json::parse(r->body, nullptr, false);
+      if (!j.is_object()) return Error{std::string("GET ").append(path).append(": not JSON")};
+      for (auto& item : j.value("items", nlohmann::json::array())) {
+        item["kind"] = kind;
+        item["apiVersion"] = "networking.k8s.io/v1";
+        each(item);
+      }
+      cont = j.value("metadata", nlohmann::json::object()).value("continue", "");
+    } while (!cont.empty());
+    return ok_status();
+  };
+  Status st = list("/apis/networking.k8s.io/v1/ingressclasses", "IngressClass", [&](const nlohmann::json& ic) {
+    if (ic.value("spec", nlohmann::json::object()).value("controller", "") == kNginxIngressController)
+      nginx_classes.insert(ic.value("metadata", nlohmann::json::object()).value("name", ""));
+  });
+  if (!st.ok()) return st;
+  return list("/apis/networking.k8s.io/v1/ingresses", "Ingress", [&](const nlohmann::json& ing) {
+    auto o = decode_object(json_to_node(ing));
+    if (o.ok()) cache.upsert(std::move(*o));
+    else std::fprintf(stderr, "skipped an Ingress: %s\n", o.error().message.c_str());
+  });
+}
+
+// gantry-controller migrate: the ingress-nginx migration report over a live
+// cluster or exported manifests (docs/ingress-nginx.md). Exit 0 when nothing
+// reaches --fail-on, 1 when something does, 2 on a usage error.
+int run_migrate(int argc, char** argv) {
+  std::string source;
+  std::string kubeconfig;
+  bool json = false;
+  std::string fail_on = "refused";
+  IngressNginxOptions nginx;
+  nginx.enabled = true;
+  nginx.classes = {"nginx"};
+  FlagSet flags("gantry-controller migrate",
+                "Lists, per Ingress of an ingress-nginx class, each nginx.ingress.kubernetes.io "
+                "annotation as served, partial (what differs), refused or unknown (why).",
+                "GANTRY_MIGRATE_");
+  flags.add("source", "kube|dir:PATH", "kube",
+            "the cluster (through the kubeconfig), or a directory of exported manifests (as in standalone mode)",
+            [&source](std::string_view v) -> Status {
+              if (v == "kube") {
+                source.clear();
+                return ok_status();
+              }
+              if (!v.starts_with("dir:") || v.size() <= 4)
+                return Error{std::string("expected kube or dir:PATH, got \"").append(v).append("\"")};
+              source = std::string(v.substr(4));
+              return ok_status();
+            });
+  flags.add("kubeconfig", "PATH", "in-cluster, $KUBECONFIG, ~/.kube/config", "kubeconfig for --source kube",
+            [&kubeconfig](std::string_view v) -> Status {
+              kubeconfig = std::string(v);
+              return ok_status();
+            });
+  bool classes_named = false;
+  flags.add("ingress-nginx-compat", "CLASS[,CLASS...]", "nginx and ingress-nginx's IngressClasses",
+            "the ingress-nginx classes to report on",
+            [&nginx, &classes_named](std::string_view v) -> Status {
+              classes_named = true;
+              nginx.classes.clear();
+              size_t start = 0;
+              while (start <= v.size()) {
+                size_t end = v.find(',', start);
+                if (end == std::string_view::npos) end = v.size();
+                if (end > start) nginx.classes.insert(std::string(v.substr(start, end - start)));
+                start = end + 1;
+              }
+              if (nginx.classes.empty()) return Error{"expected class names"};
+              return ok_status();
+            });
+  flags.add_bool("json", "print JSON instead of text", &json);
+  flags.add("fail-on", "partial|refused|never", fail_on,
+            "exit 1 when an annotation is at least this bad (refused includes unknown annotations and "
+            "Ingresses that would not be served)",
+            [&fail_on](std::string_view v) -> Status {
+              if (v != "partial" && v != "refused" && v != "never")
+                return Error{"expected partial, refused or never, got \"" + std::string(v) + "\""};
+              fail_on = std::string(v);
+              return ok_status();
+            });
+  flags.add_bool("serve-refused", "judge as with --ingress-nginx-serve-refused", &nginx.serve_refused);
+  flags.parse_or_exit(argc, argv);
+  DirectoryLoad load;
+  if (source.empty()) {
+    std::set<std::string> classes;
+    Status st = list_cluster(kubeconfig, load.cache, classes);
+    if (!st.ok()) {
+      std::fprintf(stderr, "gantry-controller migrate: --source kube: %s\n", st.error().message.c_str());
+      return 2;
+    }
+    if (!classes_named) nginx.classes.insert(classes.begin(), classes.end());
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(source, ec)) flags.fail("--source: " + source + " is not a directory");
+    load = load_directory(source);
+    for (const auto& e : load.errors) std::fprintf(stderr, "%s\n", e.str().c_str());
+  }
+  TranslateOptions t;
+  t.ingress_nginx = nginx;
+  TranslateResult r = translate(load.cache, t);
+  std::string out = json ? nginx_report_json(r.ingress_nginx) + "\n" : nginx_report_text(r.ingress_nginx);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  bool fail = !load.errors.empty() && fail_on != "never";
+  for (const auto& rep : r.ingress_nginx) {
+    if (fail_on == "never") break;
+    if (!rep.served) fail = true;
+    for (const auto& a : rep.annotations) {
+      if (a.support == NginxSupport::kRefused || a.support == NginxSupport::kUnknown) fail = true;
+      if (fail_on == "partial" && a.support == NginxSupport::kPartial) fail = true;
+    }
+  }
+  return fail ? 1 : 0;
+}
+
 int main_impl(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "migrate") return run_migrate(argc - 1, argv + 1);
   Options opts = parse_flags(argc, argv);
   auto logger = spdlog::stderr_color_mt("gantry-controller");
   spdlog::set_default_logger(logger);

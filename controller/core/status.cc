@@ -56,7 +56,12 @@ void set_programmed(std::vector<RouteStatus>& statuses, const snapshot::Snapshot
   for (auto& s : statuses) {
     Condition c{"Programmed", false, "", "", s.observed_generation};
     auto wanted = routes_of(s, desired);
-    if (wanted.empty()) {
+    const Condition* accepted = s.find("Accepted");
+    if (wanted.empty() && accepted && accepted->status && s.find("IngressNginxAnnotations")) {
+      c.status = true;  // an ingress-nginx canary: served through its main Ingress's routes
+      c.reason = "Programmed";
+      c.message = "a canary: served through the routes of the main Ingress of its host and path";
+    } else if (wanted.empty()) {
       c.reason = "NotAccepted";
       c.message = "the route is not accepted, so it is not programmed";
     } else if (applied && same_routes(wanted, routes_of(s, *applied))) {

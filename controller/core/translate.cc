@@ -203,6 +203,10 @@ struct RouteCtx {
   std::vector<Problem> invalid;     // Accepted=False
   std::vector<Problem> unresolved;  // ResolvedRefs=False
   std::vector<CertUse> certs;
+  // ingress-nginx mode: the IngressNginxAnnotations condition (False with
+  // these findings: annotations served with a difference or refused).
+  bool nginx = false;
+  std::vector<Problem> nginx_findings;
 
   void bad(const std::string& field, const std::string& msg, const char* reason = "Invalid") {
     invalid.push_back({reason, field + ": " + msg});
@@ -265,8 +269,14 @@ class Translator {
 
   TranslateResult run() {
     for (const auto& [key, route] : cache_.routes) translate_route(route);
-    for (const auto& [key, ing] : cache_.ingresses)
-      if (ingress_is_ours(ing, options_)) translate_ingress(ing);
+    std::vector<const Ingress*> nginx;
+    for (const auto& [key, ing] : cache_.ingresses) {
+      if (ingress_is_nginx(ing, options_))
+        nginx.push_back(&ing);
+      else if (ingress_is_ours(ing, options_))
+        translate_ingress(ing);
+    }
+    translate_nginx_ingresses(nginx);
     GatewayApiModel gw = build_gateway_api(cache_, options_.gateway_api, [this](const std::string& k) {
       if (!cache_.secrets.count(k)) return "Secret " + k + " not found";
       return certificate_problem(k);
@@ -306,6 +316,17 @@ class Translator {
     out.statuses = std::move(statuses_);
     out.warnings = std::move(warnings_);
     out.object_statuses = gateway_api_statuses(cache_, gw, options_.gateway_api, http_verdicts);
+    for (auto& rep : nginx_reports_) {
+      for (const auto& st : out.statuses) {
+        if (st.kind != "Ingress" || st.namespace_ != rep.namespace_ || st.name != rep.name) continue;
+        const Condition* a = st.find("Accepted");
+        if (a && !a->status) {
+          rep.served = false;
+          if (rep.note.empty() || !rep.canary) rep.note = a->message;
+        }
+      }
+    }
+    out.ingress_nginx = std::move(nginx_reports_);
     return out;
   }
 
@@ -1023,6 +1044,10 @@ class Translator {
     not_accepted.insert(not_accepted.end(), conflicts.begin(), conflicts.end());
     condition("Accepted", not_accepted, "Accepted", "the route is valid");
     condition("ResolvedRefs", ctx.unresolved, "ResolvedRefs", "all references are resolved");
+    if (ctx.nginx) {
+      condition("IngressNginxAnnotations", ctx.nginx_findings, "Served",
+                "every nginx.ingress.kubernetes.io annotation is served as ingress-nginx serves it");
+    }
     statuses_.push_back(std::move(st));
     if (!ctx.invalid.empty()) return;
     // A refused hostname leaves this route only; a route left with none of
@@ -1166,6 +1191,358 @@ class Translator {
     finish(ctx, std::move(routes), ing.meta, "Ingress", std::move(claimed));
   }
 
+  // ---------------------------------------------------------- ingress-nginx mode
+
+  struct NginxItem {
+    const Ingress* ing;
+    NginxParse parse;
+  };
+  // A canary Ingress's backend for one (host, path) of a main Ingress.
+  struct CanaryUse {
+    const NginxItem* item;
+    const IngressBackend* backend;
+    std::string field;
+    bool used = false;
+  };
+
+  static std::string canary_key(const std::string& host, const std::string& path) {
+    std::string k = host;
+    k += '\n';
+    k += path;
+    return k;
+  }
+
+  void translate_nginx_ingresses(const std::vector<const Ingress*>& list) {
+    std::vector<NginxItem> items;
+    items.reserve(list.size());
+    for (const Ingress* ing : list) items.push_back({ing, parse_nginx_annotations(ing->meta.annotations)});
+    // Oldest first: ingress-nginx gives a host's path to the oldest Ingress.
+    std::stable_sort(items.begin(), items.end(), [](const NginxItem& a, const NginxItem& b) {
+      return std::tie(a.ing->meta.creation_timestamp, a.ing->meta.namespace_, a.ing->meta.name) <
+             std::tie(b.ing->meta.creation_timestamp, b.ing->meta.namespace_, b.ing->meta.name);
+    });
+    // Host-wide regex: once any Ingress of a host sets use-regex or a
+    // rewrite-target (other than its path), every path of the host is a
+    // case-insensitive regex anchored at its start (ingress-nginx's
+    // enforceRegexModifier). "" stands for Ingress rules without a host.
+    std::set<std::string> regex_hosts;
+    std::map<std::string, CanaryUse> canaries;
+    for (const auto& it : items) {
+      const NginxConfig& c = it.parse.config;
+      for (size_t i = 0; i < it.ing->rules.size(); ++i) {
+        const IngressRule& r = it.ing->rules[i];
+        std::string host = lower(r.host);
+        for (size_t j = 0; j < r.paths.size(); ++j) {
+          std::string path = r.paths[j].path.empty() ? "/" : r.paths[j].path;
+          if (c.canary) {
+            // A canary kept out by a blocking refusal joins nothing.
+            if (it.parse.blocked(options_.ingress_nginx.serve_refused)) continue;
+            canaries.try_emplace(canary_key(host, path),
+                                 CanaryUse{&it, &r.paths[j].backend,
+                                           idx(sub(sub(idx("spec.rules", i), "http"), "paths"), j) + ".backend"});
+            continue;
+          }
+          if (c.use_regex || (c.rewrite_target && *c.rewrite_target != path)) regex_hosts.insert(host);
+        }
+      }
+    }
+    for (const auto& it : items)
+      if (!it.parse.config.canary) translate_nginx_ingress(it, regex_hosts, canaries);
+    for (const auto& it : items)
+      if (it.parse.config.canary) translate_nginx_canary(it, canaries);
+  }
+
+  void nginx_findings(RouteCtx& ctx, const NginxItem& it) {
+    ctx.nginx = true;
+    for (const auto& v : it.parse.verdicts) {
+      if (v.support == NginxSupport::kServed) continue;
+      std::string msg = std::string(kNginxAnnotationPrefix) + v.name + ": " +
+                        nginx_support_name(v.support) + ": " + v.detail;
+      ctx.nginx_findings.push_back(
+          {v.support == NginxSupport::kPartial ? "PartlyServed" : "NotServed", std::move(msg)});
+      if (v.blocks && !options_.ingress_nginx.serve_refused)
+        ctx.bad(std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append(v.name).append("]"),
+                v.detail + " (the Ingress is not served without it; --ingress-nginx-serve-refused "
+                           "serves it anyway)",
+                "UnsupportedValue");
+    }
+    // Refusals first: the condition's reason is its first finding's.
+    std::stable_partition(ctx.nginx_findings.begin(), ctx.nginx_findings.end(),
+                          [](const Problem& p) { return p.reason == "NotServed"; });
+    NginxIngressReport rep;
+    rep.namespace_ = it.ing->meta.namespace_;
+    rep.name = it.ing->meta.name;
+    rep.canary = it.parse.config.canary;
+    rep.annotations = it.parse.verdicts;
+    nginx_reports_.push_back(std::move(rep));
+  }
+
+  // The filters and policy every rule of the Ingress gets on `host`.
+  void nginx_rule_settings(RouteCtx& ctx, const NginxConfig& c, const std::string& path, bool host_tls,
+                           sn::Rule& rule) {
+    sn::Filters& f = rule.filters;
+    if (c.force_ssl_redirect || (c.ssl_redirect.value_or(true) && host_tls))
+      f.https_redirect = sn::HttpsRedirect{options_.ingress_nginx.ssl_redirect_code, std::nullopt};
+    f.rate_limit = c.rate_limit;
+    f.source_range = c.source_range;
+    f.cors = c.cors;
+    uint64_t body = c.body_size.value_or(options_.ingress_nginx.default_body_size);
+    if (body > 0) f.max_request_body_size = body;
+    if (c.x_forwarded_prefix) {
+      sn::HeaderModifier h;
+      h.set.push_back({"X-Forwarded-Prefix", *c.x_forwarded_prefix});
+      f.request_headers = h;
+    }
+    if (c.permanent_redirect || c.temporal_redirect) {
+      // ingress-nginx: temporal-redirect wins over permanent-redirect.
+      sn::RequestRedirect r;
+      r.location = c.temporal_redirect ? *c.temporal_redirect : *c.permanent_redirect;
+      r.status_code = c.temporal_redirect ? c.temporal_redirect_code : c.permanent_redirect_code;
+      f.request_redirect = r;
+    } else if (c.rewrite_target && *c.rewrite_target != path) {
+      std::string subst = *nginx_rewrite_substitution(*c.rewrite_target);
+      if (c.rewrite_target->starts_with("http://") || c.rewrite_target->starts_with("https://")) {
+        sn::RequestRedirect r;  // nginx `rewrite` to an absolute URL: a 302
+        r.location = subst;
+        r.location_pattern = nginx_rewrite_pattern(path);
+        r.keep_query = true;
+        r.status_code = 302;
+        f.request_redirect = r;
+      } else {
+        sn::UrlRewrite u;
+        u.path.type = sn::PathRewriteType::kRegexReplace;
+        u.path.pattern = nginx_rewrite_pattern(path);
+        u.path.value = subst;
+        f.url_rewrite = u;
+      }
+    }
+    if (c.upstream_vhost && !f.request_redirect) {
+      if (!f.url_rewrite) f.url_rewrite = sn::UrlRewrite{};
+      f.url_rewrite->hostname = *c.upstream_vhost;
+    }
+    if (c.load_balancer) rule.policy.load_balancer = *c.load_balancer;
+    if (c.read_timeout) rule.policy.timeouts.backend_request = *c.read_timeout;
+    if (c.retry) rule.policy.retry = *c.retry;
+    (void)ctx;
+  }
+
+  void translate_nginx_ingress(const NginxItem& it, const std::set<std::string>& regex_hosts,
+                               std::map<std::string, CanaryUse>& canaries) {
+    const Ingress& ing = *it.ing;
+    const NginxConfig& c = it.parse.config;
+    RouteCtx ctx{ing.meta.namespace_};
+    nginx_findings(ctx, it);
+    std::set<std::string> tls_hosts;
+    bool tls_all = false;
+    for (const auto& t : ing.tls) {
+      if (t.hosts.empty()) tls_all = true;
+      for (const auto& h : t.hosts) tls_hosts.insert(lower(h));
+    }
+    std::map<std::string, std::vector<sn::Rule>> by_host;
+    for (size_t i = 0; i < ing.rules.size(); ++i) {
+      const IngressRule& ir = ing.rules[i];
+      std::string rf = idx("spec.rules", i);
+      std::string host = lower(ir.host);
+      if (!host.empty()) {
+        if (auto p = hostname_problem(host, true); !p.empty()) {
+          ctx.bad(sub(rf, "host"), p);
+          continue;
+        }
+      }
+      bool regex = regex_hosts.count(host) > 0;
+      bool host_tls = !host.empty() && (tls_all || tls_hosts.count(host) > 0);
+      auto& rules = by_host[host];
+      if (c.app_root && rules.empty()) {
+        sn::Rule root;
+        sn::RouteMatch m;
+        m.path = {sn::PathMatchType::kExact, "/"};
+        root.matches.push_back(m);
+        nginx_rule_settings(ctx, c, "/", host_tls, root);
+        root.filters.url_rewrite.reset();
+        sn::RequestRedirect r;
+        r.path = {sn::PathRewriteType::kReplaceFullPath, *c.app_root};
+        r.status_code = 302;
+        root.filters.request_redirect = r;
+        rules.push_back(std::move(root));
+      }
+      for (size_t j = 0; j < ir.paths.size(); ++j) {
+        const IngressPath& ip = ir.paths[j];
+        std::string pf = idx(sub(sub(rf, "http"), "paths"), j);
+        std::string path = ip.path.empty() ? "/" : ip.path;
+        sn::RouteMatch m;
+        if (regex) {
+          m.path.type = sn::PathMatchType::kRegularExpression;
+          m.path.value = nginx_location_regex(path);
+          m.path.priority = static_cast<int32_t>(std::min<size_t>(path.size(), INT32_MAX));
+          if (auto p = regex_problem(m.path.value); !p.empty()) ctx.bad(sub(pf, "path"), p);
+        } else {
+          m.path.value = path;
+          m.path.type = ip.path_type == "Exact" ? sn::PathMatchType::kExact : sn::PathMatchType::kPathPrefix;
+          if (auto p = path_problem(path); !p.empty()) ctx.bad(sub(pf, "path"), p);
+        }
+        sn::Rule base;
+        nginx_rule_settings(ctx, c, path, host_tls, base);
+        sn::BackendRef main_ref = ingress_backend(ctx, ip.backend, sub(pf, "backend"));
+        auto rule_with = [&](std::vector<sn::ValueMatch> headers, std::vector<sn::BackendRef> refs) {
+          sn::Rule r = base;
+          sn::RouteMatch mm = m;
+          mm.headers = std::move(headers);
+          r.matches.push_back(std::move(mm));
+          r.backends = std::move(refs);
+          if (r.filters.request_redirect) r.backends.clear();
+          rules.push_back(std::move(r));
+        };
+        auto cu = canaries.find(canary_key(host, path));
+        if (cu == canaries.end() || base.filters.request_redirect) {
+          rule_with({}, {main_ref});
+          continue;
+        }
+        // The canary's precedence (ingress-nginx balancer.lua): header, then
+        // cookie, then weight. Rules of one route tie on everything but rule
+        // order, so the order below is the precedence.
+        CanaryUse& use = cu->second;
+        use.used = true;
+        const NginxCanary& k = use.item->parse.config.canary_rules;
+        RouteCtx cctx{use.item->ing->meta.namespace_};
+        sn::BackendRef canary_ref = ingress_backend(cctx, *use.backend, use.field);
+        for (const auto& p : cctx.unresolved) {
+          std::string msg("canary ");
+          msg.append(use.item->ing->meta.key()).append(" ").append(p.message);
+          ctx.unres(p.reason.c_str(), msg);
+        }
+        std::string header = lower(k.header);
+        if (!header.empty()) {
+          if (!k.header_value.empty()) {
+            rule_with({{sn::ValueMatchType::kExact, header, k.header_value}}, {canary_ref});
+          } else if (!k.header_pattern.empty()) {
+            // ngx.re.match: unanchored; the router's header regex is a full match.
+            std::string pat("(?s).*(?:");
+            pat += k.header_pattern;
+            pat += ").*";
+            rule_with({{sn::ValueMatchType::kRegularExpression, header, pat}}, {canary_ref});
+          } else {
+            rule_with({{sn::ValueMatchType::kExact, header, "always"}}, {canary_ref});
+            rule_with({{sn::ValueMatchType::kExact, header, "never"}}, {main_ref});
+          }
+        }
+        if (!k.cookie.empty()) {
+          auto cookie_rule = [&](const char* value) {
+            std::string pat("(?:.*;\\s*)?");
+            pat += RE2::QuoteMeta(k.cookie);
+            pat += '=';
+            pat += value;
+            pat += "(?:;.*)?";
+            return sn::ValueMatch{sn::ValueMatchType::kRegularExpression, "cookie", pat};
+          };
+          rule_with({cookie_rule("always")}, {canary_ref});
+          rule_with({cookie_rule("never")}, {main_ref});
+        }
+        int64_t total = std::max<int64_t>(k.weight_total, 100);
+        int64_t w = std::clamp<int64_t>(k.weight, 0, total);
+        sn::BackendRef a = main_ref, b = canary_ref;
+        a.weight = static_cast<uint32_t>(std::min<int64_t>(total - w, 1000000));
+        b.weight = static_cast<uint32_t>(std::min<int64_t>(w, 1000000));
+        if (w == 0) rule_with({}, {main_ref});
+        else if (w == total) rule_with({}, {canary_ref});
+        else rule_with({}, {a, b});
+      }
+      if (rules.empty()) by_host.erase(host);
+    }
+    if (ing.default_backend) {
+      sn::Rule rule;
+      nginx_rule_settings(ctx, c, "/", false, rule);
+      rule.backends.push_back(ingress_backend(ctx, *ing.default_backend, "spec.defaultBackend"));
+      if (rule.filters.request_redirect) rule.backends.clear();
+      by_host[""].push_back(std::move(rule));
+    }
+    std::vector<std::string> all_hosts;
+    for (const auto& [host, rules] : by_host)
+      if (!host.empty()) all_hosts.push_back(host);
+    for (size_t t = 0; t < ing.tls.size(); ++t) {
+      const IngressTls& tls = ing.tls[t];
+      if (tls.secret_name.empty()) continue;
+      std::string tf = idx("spec.tls", t);
+      std::vector<std::string> hosts =
+          tls.hosts.empty() ? all_hosts : hostnames(ctx, tls.hosts, sub(tf, "hosts"));
+      use_certificate(ctx, tls.secret_name, hosts, sub(tf, "secretName"));
+    }
+    std::vector<std::string> claimed;
+    std::vector<sn::Route> routes;
+    auto add_route = [&](const std::string& suffix, std::vector<std::string> hosts, std::vector<sn::Rule> rules) {
+      sn::Route r;
+      r.namespace_ = ing.meta.namespace_;
+      r.name = ing.meta.name + suffix;
+      r.kind = "Ingress";
+      r.creation_timestamp = ing.meta.creation_timestamp;
+      r.hostnames = std::move(hosts);
+      r.rules = std::move(rules);
+      routes.push_back(std::move(r));
+    };
+    bool several = by_host.size() > 1 || c.from_to_www_redirect;
+    for (auto& [host, rules] : by_host) {
+      std::vector<std::string> hosts;
+      if (!host.empty()) {
+        hosts.push_back(host);
+        for (const auto& a : c.server_aliases) {
+          if (auto p = hostname_problem(a, true); !p.empty()) {
+            ctx.bad(std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("server-alias]"), p);
+            continue;
+          }
+          if (std::find(hosts.begin(), hosts.end(), a) == hosts.end()) hosts.push_back(a);
+        }
+      }
+      claimed.insert(claimed.end(), hosts.begin(), hosts.end());
+      if (host.empty()) claimed.push_back("");
+      if (c.from_to_www_redirect && !host.empty() && !host.starts_with("*.")) {
+        // from-to-www-redirect: the other name answers 308 to this one.
+        std::string other = host.starts_with("www.") ? host.substr(4) : std::string("www.").append(host);
+        if (!by_host.count(other)) {
+          sn::Rule redirect;
+          sn::RequestRedirect r;
+          r.hostname = host;
+          r.status_code = 308;
+          redirect.filters.request_redirect = r;
+          add_route("@" + other, {other}, {redirect});
+          claimed.push_back(other);
+        }
+      }
+      std::string suffix;
+      if (several) suffix.append("@").append(host.empty() ? std::string("*") : host);
+      add_route(suffix, std::move(hosts), std::move(rules));
+    }
+    finish(ctx, std::move(routes), ing.meta, "Ingress", std::move(claimed));
+  }
+
+  // A canary Ingress has no routes of its own: its backend joined the rules
+  // of the main Ingress with the same host and path.
+  void translate_nginx_canary(const NginxItem& it, const std::map<std::string, CanaryUse>& canaries) {
+    RouteCtx ctx{it.ing->meta.namespace_};
+    nginx_findings(ctx, it);
+    if (it.parse.blocked(options_.ingress_nginx.serve_refused)) {
+      finish(ctx, {}, it.ing->meta, "Ingress", {});
+      return;
+    }
+    bool merged = false, any = false;
+    for (const auto& [key, use] : canaries) {
+      if (use.item != &it) continue;
+      any = true;
+      merged = merged || use.used;
+      if (!use.used) {
+        std::string host = key.substr(0, key.find('\n'));
+        std::string path = key.substr(key.find('\n') + 1);
+        std::string msg("no main Ingress of an ingress-nginx class serves host ");
+        msg.append(quote(host.empty() ? "*" : host)).append(" path ").append(quote(path));
+        msg.append(" (a canary joins the Ingress with the same host and path)");
+        ctx.bad(use.field, msg, "NoMainIngress");
+      }
+    }
+    if (!any) ctx.bad("spec.rules", "a canary Ingress needs rules with paths", "NoMainIngress");
+    if (merged && !nginx_reports_.empty()) nginx_reports_.back().note = "merged into the main Ingress of its host and path";
+    finish(ctx, {}, it.ing->meta, "Ingress", {});
+  }
+
+  std::vector<NginxIngressReport> nginx_reports_;
+
   const Cache& cache_;
   const TranslateOptions& options_;
   std::map<std::string, std::vector<const EndpointSlice*>> slices_;  // by "ns/service"
@@ -1181,7 +1558,16 @@ class Translator {
 
 }  // namespace
 
+bool ingress_is_nginx(const Ingress& ingress, const TranslateOptions& options) {
+  const IngressNginxOptions& n = options.ingress_nginx;
+  if (!n.enabled) return false;
+  if (ingress.ingress_class_name) return n.classes.count(*ingress.ingress_class_name) > 0;
+  auto it = ingress.meta.annotations.find("kubernetes.io/ingress.class");
+  return it != ingress.meta.annotations.end() && n.classes.count(it->second) > 0;
+}
+
 bool ingress_is_ours(const Ingress& ingress, const TranslateOptions& options) {
+  if (ingress_is_nginx(ingress, options)) return true;
   if (ingress.ingress_class_name) return *ingress.ingress_class_name == options.ingress_class;
   auto it = ingress.meta.annotations.find("kubernetes.io/ingress.class");
   if (it != ingress.meta.annotations.end()) return it->second == options.ingress_class;

@@ -20,6 +20,7 @@
 
 #include "controller/core/hostname_ownership.h"
 #include "controller/core/gateway_api.h"
+#include "controller/core/ingress_nginx.h"
 #include "controller/core/objects.h"
 #include "controller/core/status.h"
 #include "proxy/base/result.h"
@@ -40,6 +41,8 @@ struct TranslateOptions {
   HostnameOwners hostname_owners;  // the operator's assignments (kube: a ConfigMap)
   // Gateway API: gantry's controllerName and the Gateways' addresses.
   GatewayApiOptions gateway_api;
+  // ingress-nginx compatibility mode (--ingress-nginx-compat, docs/ingress-nginx.md).
+  IngressNginxOptions ingress_nginx;
 };
 
 struct TranslateResult {
@@ -48,12 +51,17 @@ struct TranslateResult {
   std::vector<std::string> warnings;  // problems not tied to a route (bad endpoint addresses)
   // GatewayClass, Gateway and HTTPRoute statuses (HTTPRoutes are not in `statuses`).
   std::vector<ObjectStatus> object_statuses;
+  // The migration report: one entry per Ingress served in ingress-nginx mode.
+  std::vector<NginxIngressReport> ingress_nginx;
 };
 
 TranslateResult translate(const Cache& cache, const TranslateOptions& options);
 
-// The hook deciding whether an Ingress belongs to gantry.
+// The hook deciding whether an Ingress belongs to gantry (its own class, or an
+// ingress-nginx class in compatibility mode).
 bool ingress_is_ours(const Ingress& ingress, const TranslateOptions& options);
+// True when the Ingress is served with ingress-nginx's semantics.
+bool ingress_is_nginx(const Ingress& ingress, const TranslateOptions& options);
 
 // "15s", "250ms", "1.5m" (a bare number is seconds) -> milliseconds.
 Result<snapshot::Millis> parse_k8s_duration(std::string_view s);

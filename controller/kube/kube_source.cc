@@ -182,6 +182,10 @@ TranslateOptions KubeSource::translate_options() const {
   o.gateway_api.addresses = opts_.gateway_addresses;
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
+  o.ingress_nginx = opts_.ingress_nginx;
+  if (opts_.ingress_nginx.enabled && opts_.ingress_nginx_all_classes)
+    for (const auto& [name, ic] : ingress_classes_)
+      if (ic.controller == kNginxIngressController) o.ingress_nginx.classes.insert(name);
   return o;
 }
 
@@ -228,6 +232,12 @@ bool KubeSource::drain() {
   sync_named_secrets();
   TranslateOptions after = translate_options();
   if (after.hostname_owners != before.hostname_owners) changed = true;
+  if (after.ingress_nginx != before.ingress_nginx) {
+    std::string classes;
+    for (const auto& c : after.ingress_nginx.classes) classes.append(classes.empty() ? "" : ", ").append(c);
+    spdlog::info("ingress-nginx compatibility: serving the Ingress classes {}", classes);
+    changed = true;
+  }
   if (after.claim_classless_ingresses != before.claim_classless_ingresses) {
     spdlog::info("Ingresses without a class are {} (IngressClass with {}=true and controller {})",
                  after.claim_classless_ingresses ? "now served" : "no longer served",
@@ -531,6 +541,9 @@ void KubeSource::sync_statuses(const std::vector<RouteStatus>& statuses) {
     } else if (s.kind == "Ingress" && !opts_.ingress_status_address.empty()) {
       auto obs = ingress_status_.find(id);
       if (obs == ingress_status_.end()) continue;
+      // An ingress-nginx Ingress: only when told to, or the two controllers
+      // would overwrite each other's address while both run.
+      if (s.find("IngressNginxAnnotations") != nullptr && !opts_.ingress_nginx_write_status) continue;
       std::string key = "ingress/" + id;
       auto upd = ingress_status_update(opts_.ingress_status_address, obs->second);
       if (!upd) {
@@ -578,10 +591,21 @@ void KubeSource::sync_events(const std::vector<RouteStatus>& statuses) {
                              .count();
   std::set<std::string> present;
   for (const auto& s : statuses) {
-    if (s.kind != "GatewayRoute") continue;
+    // GatewayRoutes, and the Ingresses of ingress-nginx mode (their annotations' verdicts).
+    bool ingress = s.kind == "Ingress" && s.find("IngressNginxAnnotations") != nullptr;
+    if (s.kind != "GatewayRoute" && !ingress) continue;
     std::string id = s.id();
-    auto route = cache_.routes.find(id);
-    if (route == cache_.routes.end()) continue;
+    std::string uid;
+    if (ingress) {
+      auto it = cache_.ingresses.find(id);
+      if (it == cache_.ingresses.end()) continue;
+      uid = it->second.meta.uid;
+      id = "ingress/" + id;
+    } else {
+      auto route = cache_.routes.find(id);
+      if (route == cache_.routes.end()) continue;
+      uid = route->second.meta.uid;
+    }
     present.insert(id);
     RouteEvent e = route_event(s);
     auto [last, fresh] = evented_.try_emplace(id, e);
@@ -596,8 +620,10 @@ void KubeSource::sync_events(const std::vector<RouteStatus>& statuses) {
     // Strictly increasing, so a route's events sort in the order they were
     // decided even within one clock tick or across a clock step back.
     last_event_us_ = std::max(now_us, last_event_us_ + 1);
-    auto body = event_object(e, s.namespace_, s.name, route->second.meta.uid, last_event_us_, instance);
-    Write w{"event for gatewayroute " + id, "/api/v1/namespaces/" + s.namespace_ + "/events", body.dump()};
+    auto body = event_object(e, s.namespace_, s.name, uid, last_event_us_, instance,
+                             ingress ? "Ingress" : "GatewayRoute");
+    Write w{std::string(ingress ? "event for " : "event for gatewayroute ") + id,
+            "/api/v1/namespaces/" + s.namespace_ + "/events", body.dump()};
     w.method = "POST";
     w.content_type = "application/json";
     queue_write("event/" + id, std::move(w));

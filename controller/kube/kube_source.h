@@ -67,6 +67,12 @@ struct KubeSourceOptions {
   std::string ingress_class = "gantry";
   std::string ingress_controller = "gantry.dev/ingress-controller";
   std::string ingress_status_address;  // empty: Ingress status is not written
+  // ingress-nginx compatibility: the classes served; with all_classes, also
+  // every IngressClass whose controller is k8s.io/ingress-nginx. Their status
+  // is written only with write_status (two controllers would flap it).
+  IngressNginxOptions ingress_nginx;
+  bool ingress_nginx_all_classes = false;
+  bool ingress_nginx_write_status = false;
   bool leader_elect = false;
   LeaderElectionConfig leader;
   bool hostname_ownership = true;

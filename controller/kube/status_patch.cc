@@ -223,7 +223,7 @@ std::optional<nlohmann::json> ingress_status_update(const std::string& address,
 }
 
 RouteEvent route_event(const RouteStatus& s) {
-  for (const char* type : {"Accepted", "ResolvedRefs"}) {
+  for (const char* type : {"Accepted", "ResolvedRefs", "IngressNginxAnnotations"}) {
     const Condition* c = s.find(type);
     if (c && !c->status) return RouteEvent{"Warning", c->reason, stable_message(c->message)};
   }
@@ -232,9 +232,9 @@ RouteEvent route_event(const RouteStatus& s) {
 
 nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
                             const std::string& uid, int64_t unix_micros,
-                            const std::string& instance) {
-  nlohmann::json involved{{"apiVersion", "gantry.dev/v1alpha1"},
-                          {"kind", "GatewayRoute"},
+                            const std::string& instance, const std::string& kind) {
+  nlohmann::json involved{{"apiVersion", kind == "Ingress" ? "networking.k8s.io/v1" : "gantry.dev/v1alpha1"},
+                          {"kind", kind},
                           {"namespace", ns},
                           {"name", name}};
   if (!uid.empty()) involved["uid"] = uid;

@@ -81,8 +81,9 @@ RouteEvent route_event(const RouteStatus& s);
 // strictly increasing): first/lastTimestamp have one-second resolution, so two
 // verdicts within a second would tie on them. With eventTime the API also
 // requires reportingComponent, reportingInstance and action ("Translate").
+// `kind` is GatewayRoute or Ingress (the ingress-nginx mode's verdicts).
 nlohmann::json event_object(const RouteEvent& e, const std::string& ns, const std::string& name,
                             const std::string& uid, int64_t unix_micros,
-                            const std::string& instance);
+                            const std::string& instance, const std::string& kind = "GatewayRoute");
 
 }  // namespace gantry::controller::kube

@@ -46,8 +46,11 @@ std::vector<std::string_view> FilterChain::names() const {
 FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   const snapshot::Filters& f = rule.filters;
   FilterChain chain;
+  if (f.https_redirect) chain.add(std::make_unique<filters::HttpsRedirectFilter>(*f.https_redirect));
   if (parts.cors != nullptr) chain.add(std::make_unique<filters::CorsFilter>(*parts.cors));
-  if (parts.rate_limiter) chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter));
+  if (parts.rate_limiter && f.rate_limit)
+    chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter, *f.rate_limit));
+  if (f.source_range) chain.add(std::make_unique<filters::SourceRangeFilter>(*f.source_range));
   if (f.max_request_body_size)
     chain.add(std::make_unique<filters::BodyLimitFilter>(*f.max_request_body_size));
   if (parts.jwt) chain.add(std::make_unique<filters::JwtFilter>(parts.jwt));

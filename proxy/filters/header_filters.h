@@ -4,24 +4,31 @@
 // filter, each implemented in its own file (<name>_filter.cc).
 #pragma once
 
+#include <memory>
 #include <string_view>
 
 #include "proxy/exchange/filter.h"
 #include "proxy/snapshot/model.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace gantry::filters {
 
-// filters.urlRewrite: the upstream path (full replacement or the matched
-// prefix replaced) and the upstream Host.
+// filters.urlRewrite: the upstream path (full replacement, the matched prefix
+// replaced, or nginx's regex `rewrite`) and the upstream Host.
 class UrlRewriteFilter final : public exchange::Filter {
  public:
-  explicit UrlRewriteFilter(const snapshot::UrlRewrite& config) : config_(config) {}
+  explicit UrlRewriteFilter(const snapshot::UrlRewrite& config);
+  ~UrlRewriteFilter() override;
   std::string_view name() const override { return "url_rewrite"; }
   uint8_t phases() const override { return exchange::kOnUpstreamRequest; }
   void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
 
  private:
   const snapshot::UrlRewrite& config_;
+  std::unique_ptr<const re2::RE2> re_;  // RegexReplace: the pattern, compiled once per snapshot
 };
 
 // filters.requestHeaders: remove, set (replacing the client's) and add fields

@@ -17,7 +17,14 @@ void add_number(exchange::OwnedHeaders& out, std::string_view name, uint64_t val
 
 }  // namespace
 
+RateLimitFilter::RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config)
+    : limiter_(std::move(limiter)), status_code_(config.status_code) {
+  for (const auto& s : config.exempt_sources)
+    if (auto c = net::parse_cidr(s); c.ok()) exempt_.push_back(*c);  // validated by the snapshot
+}
+
 exchange::Verdict RateLimitFilter::on_request(exchange::Exchange& ex) const {
+  if (!exempt_.empty() && net::contains(exempt_, ex.req.client_ip)) return exchange::Verdict::kContinue;
   std::string_view key = ex.req.client_ip;
   if (!limiter_->key_header().empty()) {
     if (auto v = ex.header(limiter_->key_header()); v && !v->empty()) key = *v;
@@ -29,7 +36,7 @@ exchange::Verdict RateLimitFilter::on_request(exchange::Exchange& ex) const {
   add_number(out, "ratelimit-reset", d.reset_seconds);
   if (d.allowed) return exchange::Verdict::kContinue;
   add_number(ex.reply.headers, "retry-after", std::max<uint64_t>(1, d.retry_after_seconds));
-  ex.reply.status = 429;
+  ex.reply.status = status_code_;
   ex.reply.body = "rate limit exceeded";
   ex.reply.kind = "rate_limited";
   return exchange::Verdict::kRespond;

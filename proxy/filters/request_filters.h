@@ -8,9 +8,15 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/exchange/filter.h"
+#include "proxy/net/cidr.h"
 #include "proxy/snapshot/model.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace gantry::filters {
 
@@ -35,15 +41,46 @@ class CorsFilter final : public exchange::Filter {
 // filters.rateLimit: counts the request against the client's key (its IP, or
 // the configured header's value when present); 429 with Retry-After when the
 // key is out of quota. Every answer from upstream carries RateLimit-*.
+// Clients inside `exemptSources` are not counted; the refusal's status is
+// `statusCode` (429 unless set).
 class RateLimitFilter final : public exchange::Filter {
  public:
-  explicit RateLimitFilter(std::shared_ptr<RateLimiter> limiter) : limiter_(std::move(limiter)) {}
+  RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config);
   std::string_view name() const override { return "rate_limit"; }
   uint8_t phases() const override { return exchange::kOnRequest; }
   exchange::Verdict on_request(exchange::Exchange& ex) const override;
 
  private:
   std::shared_ptr<RateLimiter> limiter_;
+  int status_code_ = 429;
+  std::vector<net::Cidr> exempt_;
+};
+
+// filters.httpsRedirect: a request that did not come over TLS is answered
+// with a redirect to https:// (same host, path and query), except under
+// /.well-known/acme-challenge/, which ACME HTTP-01 validation must reach.
+class HttpsRedirectFilter final : public exchange::Filter {
+ public:
+  explicit HttpsRedirectFilter(const snapshot::HttpsRedirect& config) : config_(config) {}
+  std::string_view name() const override { return "https_redirect"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  const snapshot::HttpsRedirect& config_;
+};
+
+// filters.sourceRange: 403 for a client address in `deny`, or outside a
+// non-empty `allow` (the client address after trusted proxies).
+class SourceRangeFilter final : public exchange::Filter {
+ public:
+  explicit SourceRangeFilter(const snapshot::SourceRange& config);
+  std::string_view name() const override { return "source_range"; }
+  uint8_t phases() const override { return exchange::kOnRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+
+ private:
+  std::vector<net::Cidr> allow_, deny_;
 };
 
 // filters.maxRequestBodySize: a Content-Length over the limit is answered
@@ -77,15 +114,19 @@ class JwtFilter final : public exchange::Filter {
 
 // filters.requestRedirect: answered by the gateway with Location built from
 // the request and the redirect's scheme, hostname, port and path.
+// With `location`, Location is that URL (or, with `locationPattern`, the
+// rewrite of the request path; a path without the pattern passes on).
 class RedirectFilter final : public exchange::Filter {
  public:
-  explicit RedirectFilter(const snapshot::RequestRedirect& config) : config_(config) {}
+  explicit RedirectFilter(const snapshot::RequestRedirect& config);
+  ~RedirectFilter() override;
   std::string_view name() const override { return "redirect"; }
   uint8_t phases() const override { return exchange::kOnRequest; }
   exchange::Verdict on_request(exchange::Exchange& ex) const override;
 
  private:
   const snapshot::RequestRedirect& config_;
+  std::unique_ptr<const re2::RE2> re_;  // locationPattern, compiled once per snapshot
 };
 
 // `path` with its first `matched` bytes (a PathPrefix match) replaced by

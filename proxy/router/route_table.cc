@@ -44,6 +44,7 @@ struct Entry {
   snapshot::PathMatchType path_type = snapshot::PathMatchType::kPathPrefix;
   std::string path;  // Exact: the value; PathPrefix: without a trailing '/' ("/" -> "")
   const RE2* path_re = nullptr;
+  int32_t priority = 0;  // PathMatch::priority: higher first within the path kind
   const std::string* method = nullptr;
   std::vector<ValueMatcher> headers;
   std::vector<ValueMatcher> query;
@@ -98,6 +99,7 @@ bool precedes(const Entry* a, const Entry* b) {
   if (a->path_type == snapshot::PathMatchType::kPathPrefix && a->path.size() != b->path.size()) {
     return a->path.size() > b->path.size();
   }
+  if (a->priority != b->priority) return a->priority > b->priority;
   if ((a->method != nullptr) != (b->method != nullptr)) return a->method != nullptr;
   if (a->headers.size() != b->headers.size()) return a->headers.size() > b->headers.size();
   if (a->query.size() != b->query.size()) return a->query.size() > b->query.size();
@@ -418,6 +420,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
         const snapshot::RouteMatch& m = rule.matches[mi];
         Entry& e = new_entry(&m, mi);
         e.path_type = m.path.type;
+        e.priority = m.path.priority;
         switch (m.path.type) {
           case snapshot::PathMatchType::kExact:
             e.path = m.path.value;

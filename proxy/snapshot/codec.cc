@@ -39,7 +39,8 @@ const EnumTable<ValueMatchType> kValueMatchTypes = {
     {"Exact", ValueMatchType::kExact}, {"RegularExpression", ValueMatchType::kRegularExpression}};
 const EnumTable<PathRewriteType> kPathRewriteTypes = {
     {"ReplaceFullPath", PathRewriteType::kReplaceFullPath},
-    {"ReplacePrefixMatch", PathRewriteType::kReplacePrefixMatch}};
+    {"ReplacePrefixMatch", PathRewriteType::kReplacePrefixMatch},
+    {"RegexReplace", PathRewriteType::kRegexReplace}};
 const EnumTable<RateLimitAlgorithm> kRateLimitAlgorithms = {
     {"TokenBucket", RateLimitAlgorithm::kTokenBucket},
     {"SlidingWindow", RateLimitAlgorithm::kSlidingWindow}};
@@ -133,6 +134,8 @@ ojson enc(const UrlRewrite& u);
 ojson enc(const RequestRedirect& r);
 ojson enc(const Cors& c);
 ojson enc(const RateLimit& r);
+ojson enc(const HttpsRedirect& r);
+ojson enc(const SourceRange& r);
 ojson enc(const JwtClaimToHeader& c);
 ojson enc(const Jwt& j);
 ojson enc(const RequestMirror& m);
@@ -158,7 +161,9 @@ void put_list(ojson& o, const char* key, const std::vector<T>& v) {
 }
 
 ojson enc(const PathMatch& p) {
-  return ojson{{"type", name_of(p.type, kPathMatchTypes)}, {"value", p.value}};
+  ojson o{{"type", name_of(p.type, kPathMatchTypes)}, {"value", p.value}};
+  if (p.priority != 0) o["priority"] = p.priority;
+  return o;
 }
 
 ojson enc(const ValueMatch& m) {
@@ -200,13 +205,22 @@ ojson enc(const HeaderModifier& h) {
   return o;
 }
 
-// Gateway API HTTPPathModifier: {type, replaceFullPath | replacePrefixMatch}.
+const char* path_rewrite_field(PathRewriteType t) {
+  switch (t) {
+    case PathRewriteType::kReplaceFullPath: return "replaceFullPath";
+    case PathRewriteType::kRegexReplace: return "substitution";
+    default: return "replacePrefixMatch";
+  }
+}
+
+// Gateway API HTTPPathModifier: {type, replaceFullPath | replacePrefixMatch},
+// and gantry's {type: RegexReplace, pattern, substitution}.
 void put_path_rewrite(ojson& o, const PathRewrite& p) {
   if (p.type == PathRewriteType::kNone) return;
   ojson r = ojson::object();
   r["type"] = name_of(p.type, kPathRewriteTypes);
-  r[p.type == PathRewriteType::kReplaceFullPath ? "replaceFullPath" : "replacePrefixMatch"] =
-      p.value;
+  if (p.type == PathRewriteType::kRegexReplace) r["pattern"] = p.pattern;
+  r[path_rewrite_field(p.type)] = p.value;
   o["path"] = std::move(r);
 }
 
@@ -224,6 +238,9 @@ ojson enc(const RequestRedirect& r) {
   if (r.port) o["port"] = *r.port;
   put_path_rewrite(o, r.path);
   o["statusCode"] = r.status_code;
+  if (r.location) o["location"] = *r.location;
+  if (!r.location_pattern.empty()) o["locationPattern"] = r.location_pattern;
+  if (r.keep_query) o["keepQuery"] = true;
   return o;
 }
 
@@ -239,11 +256,27 @@ ojson enc(const Cors& c) {
 }
 
 ojson enc(const RateLimit& r) {
-  return ojson{{"requests", r.requests},
-               {"intervalMs", ms(r.interval)},
-               {"burst", r.burst},
-               {"algorithm", name_of(r.algorithm, kRateLimitAlgorithms)},
-               {"key", r.key}};
+  ojson o{{"requests", r.requests},
+          {"intervalMs", ms(r.interval)},
+          {"burst", r.burst},
+          {"algorithm", name_of(r.algorithm, kRateLimitAlgorithms)},
+          {"key", r.key}};
+  if (r.status_code != 429) o["statusCode"] = r.status_code;
+  put_list(o, "exemptSources", r.exempt_sources);
+  return o;
+}
+
+ojson enc(const HttpsRedirect& r) {
+  ojson o{{"statusCode", r.status_code}};
+  if (r.port) o["port"] = *r.port;
+  return o;
+}
+
+ojson enc(const SourceRange& r) {
+  ojson o = ojson::object();
+  put_list(o, "allow", r.allow);
+  put_list(o, "deny", r.deny);
+  return o;
 }
 
 ojson enc(const JwtClaimToHeader& c) { return ojson{{"claim", c.claim}, {"header", c.header}}; }
@@ -275,8 +308,10 @@ void put_opt(ojson& o, const char* key, const std::optional<T>& v) {
 
 ojson enc(const Filters& f) {
   ojson o = ojson::object();
+  put_opt(o, "httpsRedirect", f.https_redirect);
   put_opt(o, "cors", f.cors);
   put_opt(o, "rateLimit", f.rate_limit);
+  put_opt(o, "sourceRange", f.source_range);
   if (f.max_request_body_size) o["maxRequestBodySize"] = *f.max_request_body_size;
   put_opt(o, "jwt", f.jwt);
   put_opt(o, "requestHeaders", f.request_headers);
@@ -524,6 +559,7 @@ class Reader {
     expect_object(j);
     get(j, "type", m.type);
     get(j, "value", m.value);
+    get(j, "priority", m.priority);
   }
 
   void read(const json& j, ValueMatch& m) {
@@ -558,10 +594,10 @@ class Reader {
     expect_object(j);
     auto t = j.find("type");
     if (t == j.end() || t->is_null())
-      fail("missing \"type\" (ReplaceFullPath or ReplacePrefixMatch)");
+      fail("missing \"type\" (ReplaceFullPath, ReplacePrefixMatch or RegexReplace)");
     get(j, "type", p.type);
-    get(j, p.type == PathRewriteType::kReplaceFullPath ? "replaceFullPath" : "replacePrefixMatch",
-        p.value);
+    if (p.type == PathRewriteType::kRegexReplace) get(j, "pattern", p.pattern);
+    get(j, path_rewrite_field(p.type), p.value);
   }
 
   void read(const json& j, UrlRewrite& u) {
@@ -577,6 +613,9 @@ class Reader {
     get(j, "port", r.port);
     get(j, "path", r.path);
     get(j, "statusCode", r.status_code);
+    get(j, "location", r.location);
+    get(j, "locationPattern", r.location_pattern);
+    get(j, "keepQuery", r.keep_query);
   }
 
   void read(const json& j, Cors& c) {
@@ -596,6 +635,20 @@ class Reader {
     get(j, "burst", r.burst);
     get(j, "algorithm", r.algorithm);
     get(j, "key", r.key);
+    get(j, "statusCode", r.status_code);
+    get(j, "exemptSources", r.exempt_sources);
+  }
+
+  void read(const json& j, HttpsRedirect& r) {
+    expect_object(j);
+    get(j, "statusCode", r.status_code);
+    get(j, "port", r.port);
+  }
+
+  void read(const json& j, SourceRange& r) {
+    expect_object(j);
+    get(j, "allow", r.allow);
+    get(j, "deny", r.deny);
   }
 
   void read(const json& j, JwtClaimToHeader& c) {
@@ -634,8 +687,10 @@ class Reader {
 
   void read(const json& j, Filters& f) {
     expect_object(j);
+    get(j, "httpsRedirect", f.https_redirect);
     get(j, "cors", f.cors);
     get(j, "rateLimit", f.rate_limit);
+    get(j, "sourceRange", f.source_range);
     get(j, "maxRequestBodySize", f.max_request_body_size);
     get(j, "jwt", f.jwt);
     get(j, "requestHeaders", f.request_headers);

@@ -31,6 +31,11 @@ enum class ValueMatchType { kExact, kRegularExpression };
 struct PathMatch {
   PathMatchType type = PathMatchType::kPathPrefix;
   std::string value = "/";
+  // Ranks matches of the same path kind (and, for prefixes, the same length):
+  // a higher priority comes first. 0 for everything but the ingress-nginx
+  // compatibility mode, which gives each regex its path's length (nginx tries
+  // ingress-nginx's regex locations longest first).
+  int32_t priority = 0;
   bool operator==(const PathMatch&) const = default;
 };
 
@@ -66,11 +71,16 @@ struct HeaderModifier {
   bool operator==(const HeaderModifier&) const = default;
 };
 
-enum class PathRewriteType { kNone, kReplaceFullPath, kReplacePrefixMatch };
+enum class PathRewriteType { kNone, kReplaceFullPath, kReplacePrefixMatch, kRegexReplace };
 
 struct PathRewrite {
   PathRewriteType type = PathRewriteType::kNone;
-  std::string value;  // the full path, or the replacement for the matched prefix
+  // The full path, or the replacement for the matched prefix; for
+  // kRegexReplace the new path, an RE2 rewrite string (\0..\9 are the
+  // captures of `pattern`): when `pattern` is found anywhere in the request
+  // path, the whole path becomes this (nginx's `rewrite`); else it is kept.
+  std::string value;
+  std::string pattern;  // kRegexReplace only
   bool operator==(const PathRewrite&) const = default;
 };
 
@@ -86,6 +96,13 @@ struct RequestRedirect {
   std::optional<uint16_t> port;
   PathRewrite path;
   int status_code = 302;                // 301 | 302 | 303 | 307 | 308
+  // When set, Location is this absolute URL and scheme/hostname/port/path are
+  // unused. With `location_pattern`, it is an RE2 rewrite string applied to
+  // the request path (a request whose path does not contain the pattern is
+  // not redirected). The query is appended only with `keep_query`.
+  std::optional<std::string> location;
+  std::string location_pattern;
+  bool keep_query = false;
   bool operator==(const RequestRedirect&) const = default;
 };
 
@@ -107,6 +124,8 @@ struct RateLimit {
   uint64_t burst = 0;     // token bucket only: extra capacity above `requests`
   RateLimitAlgorithm algorithm = RateLimitAlgorithm::kTokenBucket;
   std::string key = "ClientIP";  // "ClientIP" | "Header:<name>"
+  int status_code = 429;         // the answer to a limited request (ingress-nginx: 503)
+  std::vector<std::string> exempt_sources;  // CIDRs whose clients are never limited
   bool operator==(const RateLimit&) const = default;
 };
 
@@ -139,10 +158,28 @@ struct Cache {
   bool operator==(const Cache&) const = default;
 };
 
+// Plain-HTTP requests are redirected to https:// (same host, path and query),
+// except /.well-known/acme-challenge/ (ACME HTTP-01 must reach its solver).
+struct HttpsRedirect {
+  int status_code = 308;
+  std::optional<uint16_t> port;  // in Location; unset: none (443)
+  bool operator==(const HttpsRedirect&) const = default;
+};
+
+// Client addresses (after trusted proxies): one inside `deny`, or outside a
+// non-empty `allow`, is answered 403.
+struct SourceRange {
+  std::vector<std::string> allow;  // CIDRs ("10.0.0.0/8", "192.0.2.7", "fd00::/8")
+  std::vector<std::string> deny;
+  bool operator==(const SourceRange&) const = default;
+};
+
 // Filters of one rule, applied in the order of the fields.
 struct Filters {
+  std::optional<HttpsRedirect> https_redirect;
   std::optional<Cors> cors;
   std::optional<RateLimit> rate_limit;
+  std::optional<SourceRange> source_range;
   std::optional<uint64_t> max_request_body_size;
   std::optional<Jwt> jwt;
   std::optional<HeaderModifier> request_headers;

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "proxy/snapshot/validate.h"
+#include "proxy/net/cidr.h"
 
 namespace gantry::snapshot {
 namespace {
@@ -303,8 +304,31 @@ class Validator {
     }
   }
 
+  // An RE2 pattern and the rewrite string applied with it.
+  void check_regex_rewrite(const std::string& pattern, const std::string& rewrite,
+                           const std::string& where) {
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    RE2 re(pattern, opts);
+    if (!re.ok()) {
+      e_.add(where, regex_problem(pattern));
+      return;
+    }
+    std::string why;
+    if (!re.CheckRewriteString(rewrite, &why))
+      e_.add(where, "substitution " + quote(rewrite) + ": " + why);
+    if (has_control(rewrite, false))
+      e_.add(where, "substitution " + quote(rewrite) + " must not contain control characters");
+  }
+
   void check_path_rewrite(const PathRewrite& p, const Rule& rule, const std::string& where) {
     if (p.type == PathRewriteType::kNone) return;
+    if (p.type == PathRewriteType::kRegexReplace) {
+      check_regex_rewrite(p.pattern, p.value, where);
+      if (p.value.find_first_of("?#") != std::string::npos)
+        e_.add(where, "substitution " + quote(p.value) + " must not contain \"?\" or \"#\"");
+      return;
+    }
     if (auto problem = path_problem(p.value); !problem.empty()) e_.add(where, problem);
     if (p.type == PathRewriteType::kReplacePrefixMatch) {
       for (const auto& m : rule.matches) {
@@ -322,8 +346,29 @@ class Validator {
     }
   }
 
+  void check_cidrs(const std::vector<std::string>& list, const std::string& where) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (auto c = net::parse_cidr(list[i]); !c.ok())
+        e_.add(where + "[" + std::to_string(i) + "]", c.error().message);
+    }
+  }
+
   void check_filters(const Rule& rule, const std::string& where) {
     const Filters& f = rule.filters;
+    if (f.https_redirect) {
+      std::string at = where + ".httpsRedirect";
+      int code = f.https_redirect->status_code;
+      if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308)
+        e_.add(at, "statusCode " + std::to_string(code) + " must be one of 301, 302, 303, 307, 308");
+      if (f.https_redirect->port && *f.https_redirect->port == 0) e_.add(at, "port must be in 1..65535");
+    }
+    if (f.source_range) {
+      std::string at = where + ".sourceRange";
+      check_cidrs(f.source_range->allow, at + ".allow");
+      check_cidrs(f.source_range->deny, at + ".deny");
+      if (f.source_range->allow.empty() && f.source_range->deny.empty())
+        e_.add(at, "allow and deny must not both be empty");
+    }
     if (f.cors) {
       std::string at = where + ".cors";
       for (size_t i = 0; i < f.cors->allow_origins.size(); ++i) {
@@ -357,6 +402,9 @@ class Validator {
           !(key.starts_with("Header:") && is_token(std::string_view(key).substr(7)))) {
         e_.add(at, "key " + quote(key) + " must be \"ClientIP\" or \"Header:<name>\"");
       }
+      if (f.rate_limit->status_code < 400 || f.rate_limit->status_code > 599)
+        e_.add(at, "statusCode " + std::to_string(f.rate_limit->status_code) + " must be from 400 to 599");
+      check_cidrs(f.rate_limit->exempt_sources, at + ".exemptSources");
     }
     if (f.jwt) {
       std::string at = where + ".jwt";
@@ -396,6 +444,17 @@ class Validator {
       }
       if (r.port && *r.port == 0) e_.add(at, "port must be in 1..65535");
       check_path_rewrite(r.path, rule, at + ".path");
+      if (r.location) {
+        if (!r.location_pattern.empty()) {
+          check_regex_rewrite(r.location_pattern, *r.location, at + ".location");
+        } else if (has_control(*r.location, false) || r.location->find(' ') != std::string::npos) {
+          e_.add(at, "location " + quote(*r.location) + " must not contain spaces or control characters");
+        }
+        if (!r.location->starts_with("http://") && !r.location->starts_with("https://"))
+          e_.add(at, "location " + quote(*r.location) + " must be an absolute http:// or https:// URL");
+      } else if (!r.location_pattern.empty()) {
+        e_.add(at, "locationPattern needs a location");
+      }
     }
     if (f.url_rewrite) {
       std::string at = where + ".urlRewrite";

@@ -47,6 +47,8 @@ struct EveryFilter {
     f.url_rewrite = snapshot::UrlRewrite{};
     f.request_headers = snapshot::HeaderModifier{};
     f.response_headers = snapshot::HeaderModifier{};
+    f.https_redirect = snapshot::HttpsRedirect{};
+    f.source_range = snapshot::SourceRange{{"0.0.0.0/0"}, {}};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -60,7 +62,8 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
   std::vector<std::string_view> want(FilterChain::kOrder.begin(), FilterChain::kOrder.end());
   EXPECT_EQ(chain.names(), want);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"cors", "rate_limit", "body_limit", "jwt", "redirect"}));
+            (std::vector<std::string_view>{"https_redirect", "cors", "rate_limit", "source_range",
+                                            "body_limit", "jwt", "redirect"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
             (std::vector<std::string_view>{"jwt", "url_rewrite", "request_headers"}));
   EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers"}));
@@ -105,6 +108,7 @@ TEST(FilterChain, AnAnswerStopsTheFiltersAfterIt) {
   // one request still lets the real request through after two preflights.
   EveryFilter e;
   e.rule.filters.request_redirect.reset();
+  e.rule.filters.https_redirect.reset();
   e.rule.filters.jwt.reset();
   e.parts.jwt.reset();
   FilterChain chain = build_chain(e.rule, e.parts);

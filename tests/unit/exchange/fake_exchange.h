@@ -21,6 +21,7 @@ struct FakeRequest {
   uint64_t content_length = 0;
   std::string client_ip = "10.0.0.7";
   size_t matched_prefix = 0;
+  bool tls = false;
 };
 
 // What a chain did to one request.
@@ -52,6 +53,7 @@ class FakeExchange {
     ex_.req.content_length = r_.content_length;
     ex_.req.client_ip = r_.client_ip;
     ex_.req.proto = "HTTP/1.1";
+    ex_.req.tls = r_.tls;
     ex_.matched_prefix = r_.matched_prefix;
     ex_.started = now;
     ex_.set_wall_now(WallTime(std::chrono::seconds(1700000000)));

@@ -220,6 +220,59 @@ std::vector<Row> rows() {
           {{"ratelimit-limit", "1"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"}}};
     t.push_back(r);
   }
+  {
+    // ingress-nginx's limit-req-status-code: the refusal's status is configurable
+    snapshot::Filters f = rate(1);
+    f.rate_limit->status_code = 503;
+    Row r{"rate_limit_answers_its_status_code", f, req("GET", "/"), Verdict::kRespond, 503,
+          "rate limit exceeded",
+          {{"ratelimit-limit", "1"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"},
+           {"retry-after", "60"}}};
+    r.repeat = 2;
+    t.push_back(r);
+  }
+  {
+    // a client of an exempt range is never counted (limit-whitelist)
+    snapshot::Filters f = rate(1);
+    f.rate_limit->exempt_sources = {"10.0.0.0/24"};
+    Row r{"rate_limit_exempt_source_not_counted", f, req("GET", "/"), Verdict::kContinue};
+    r.repeat = 5;
+    t.push_back(r);
+  }
+  // ---- https redirect (ssl-redirect)
+  {
+    snapshot::Filters f;
+    f.https_redirect = snapshot::HttpsRedirect{};
+    t.push_back({"https_redirect_plain_http_308", f, with_query(req("GET", "/a/b"), "x=1&y=2"),
+                 Verdict::kRespond, 308, "redirecting to https://shop.example.com/a/b?x=1&y=2",
+                 {{"location", "https://shop.example.com/a/b?x=1&y=2"}}});
+    t.push_back({"https_redirect_acme_challenge_exempt", f,
+                 req("GET", "/.well-known/acme-challenge/token123"), Verdict::kContinue});
+    FakeRequest over_tls = req("GET", "/a");
+    over_tls.tls = true;
+    t.push_back({"https_redirect_tls_request_passes", f, over_tls, Verdict::kContinue});
+    snapshot::Filters g;
+    g.https_redirect = snapshot::HttpsRedirect{301, 8443};
+    t.push_back({"https_redirect_code_and_port", g, req("GET", "/"), Verdict::kRespond, 301,
+                 "redirecting to https://shop.example.com:8443/",
+                 {{"location", "https://shop.example.com:8443/"}}});
+  }
+  // ---- source range (whitelist-source-range / denylist-source-range)
+  {
+    snapshot::Filters allow;
+    allow.source_range = snapshot::SourceRange{{"192.0.2.0/24", "10.0.0.7"}, {}};
+    t.push_back({"source_range_allowed", allow, req("GET", "/"), Verdict::kContinue});
+    FakeRequest other = req("GET", "/");
+    other.client_ip = "10.0.0.8";
+    t.push_back({"source_range_outside_allow_403", allow, other, Verdict::kRespond, 403,
+                 "client address not allowed", {}});
+    snapshot::Filters deny;
+    deny.source_range = snapshot::SourceRange{{}, {"10.0.0.0/8"}};
+    t.push_back({"source_range_denied_403", deny, req("GET", "/"), Verdict::kRespond, 403,
+                 "client address not allowed", {}});
+    other.client_ip = "192.0.2.1";
+    t.push_back({"source_range_not_denied", deny, other, Verdict::kContinue});
+  }
   // ---- body limit
   t.push_back({"body_limit_content_length_over", body_limit(10),
                with_body(req("POST", "/up"), http::BodyKind::kContentLength, 11), Verdict::kRespond,
@@ -295,6 +348,40 @@ std::vector<Row> rows() {
             Verdict::kContinue};
     row.upstream_path = "/";
     t.push_back(row);
+  }
+  {
+    // nginx rewrite: the whole path becomes the substitution with its captures
+    snapshot::UrlRewrite r;
+    r.path.type = snapshot::PathRewriteType::kRegexReplace;
+    r.path.pattern = "(?i)/something(/|$)(.*)";
+    r.path.value = "/\\2";
+    Row row{"rewrite_regex_captures", rewrite(r), with_query(req("GET", "/SomeThing/new/x"), "q=1"),
+            Verdict::kContinue};
+    row.upstream_path = "/new/x";
+    t.push_back(row);
+    Row none{"rewrite_regex_captures_empty", rewrite(r), req("GET", "/something"), Verdict::kContinue};
+    none.upstream_path = "/";
+    t.push_back(none);
+    Row miss{"rewrite_regex_no_match_keeps_path", rewrite(r), req("GET", "/other/x"), Verdict::kContinue};
+    t.push_back(miss);
+  }
+  {
+    snapshot::RequestRedirect r;
+    r.status_code = 302;
+    r.location = "https://new.example.com/\\1";
+    r.location_pattern = "(?i)/old/(.*)";
+    r.keep_query = true;
+    t.push_back({"redirect_location_pattern", redirect(r), with_query(req("GET", "/old/a/b"), "k=v"),
+                 Verdict::kRespond, 302, "redirecting to https://new.example.com/a/b?k=v",
+                 {{"location", "https://new.example.com/a/b?k=v"}}});
+    t.push_back({"redirect_location_pattern_miss_passes", redirect(r), req("GET", "/new/a"),
+                 Verdict::kContinue});
+    snapshot::RequestRedirect p;
+    p.status_code = 301;
+    p.location = "https://www.example.org/landing";
+    t.push_back({"redirect_location_verbatim", redirect(p), with_query(req("GET", "/x"), "k=v"),
+                 Verdict::kRespond, 301, "redirecting to https://www.example.org/landing",
+                 {{"location", "https://www.example.org/landing"}}});
   }
   // ---- header modifiers
   {

@@ -463,6 +463,27 @@ std::vector<Case> cases() {
                "default/a#0",
                2,
                0});
+  // PathMatch.priority (ingress-nginx mode: regexes longest first) ranks
+  // matches of one path kind before age, methods and headers.
+  {
+    M longer = regex("(?i)(?:/api/v1).*");
+    longer.m.path.priority = 7;
+    M shorter = regex("(?i)(?:/api).*").header("x", "1");
+    shorter.m.path.priority = 4;
+    c.push_back({"prec_priority_before_age_and_headers",
+                 {route("old", any, {rule({shorter})}, 1), route("new", any, {rule({longer})}, 200)},
+                 {.path = "/API/v1/x", .headers = {{"x", "1"}}},
+                 "default/new#0"});
+    c.push_back({"prec_priority_only_where_it_matches",
+                 {route("old", any, {rule({shorter})}, 1), route("new", any, {rule({longer})}, 200)},
+                 {.path = "/api/v2", .headers = {{"x", "1"}}},
+                 "default/old#0"});
+    M exact_low = exact("/api/v1");
+    c.push_back({"prec_priority_never_beats_path_kind",
+                 {route("new", any, {rule({longer})}, 200), route("ex", any, {rule({exact_low})}, 300)},
+                 {.path = "/api/v1"},
+                 "default/ex#0"});
+  }
   // Precedence is per RouteMatch: a rule's strong match beats an older route's
   // weaker one even though the same rule also has a weak match.
   both_ages(c, "prec_per_route_match", route("", any, {rule({prefix("/"), exact("/x")})}),

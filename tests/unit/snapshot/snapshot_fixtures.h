@@ -68,7 +68,7 @@ inline Snapshot rich_snapshot() {
 
   Rule rule;
   RouteMatch m;
-  m.path = {PathMatchType::kRegularExpression, "/api/v[0-9]+/.*"};
+  m.path = {PathMatchType::kRegularExpression, "/api/v[0-9]+/.*", 12};
   m.method = "POST";
   m.headers = {{ValueMatchType::kExact, "x-canary", "true"},
                {ValueMatchType::kRegularExpression, "x-user", "u[0-9]+"}};
@@ -83,8 +83,10 @@ inline Snapshot rich_snapshot() {
                 {"x-b"},
                 true,
                 Millis(600000)};
-  f.rate_limit =
-      RateLimit{100, Millis(2000), 20, RateLimitAlgorithm::kSlidingWindow, "Header:x-api-key"};
+  f.rate_limit = RateLimit{100,           Millis(2000),       20, RateLimitAlgorithm::kSlidingWindow,
+                           "Header:x-api-key", 503, {"10.0.0.0/8"}};
+  f.https_redirect = HttpsRedirect{301, 8443};
+  f.source_range = SourceRange{{"192.0.2.0/24"}, {"192.0.2.7"}};
   f.max_request_body_size = 1 << 20;
   f.jwt = Jwt{{"HS256", "RS256"},
               std::string("s\0e\xffkret", 8),
@@ -95,8 +97,14 @@ inline Snapshot rich_snapshot() {
               {{"sub", "x-user"}, {"email", "x-email"}}};
   f.request_headers = HeaderModifier{{{"x-env", "prod"}}, {{"x-add", "1"}}, {"x-debug"}};
   f.response_headers = HeaderModifier{{{"x-served-by", "gantry"}}, {{"x-r", "2"}}, {"server"}};
-  f.request_redirect = RequestRedirect{
-      "https", "secure.example.com", 8443, {PathRewriteType::kReplaceFullPath, "/new"}, 301};
+  f.request_redirect = RequestRedirect{"https",
+                                       "secure.example.com",
+                                       8443,
+                                       {PathRewriteType::kReplaceFullPath, "/new"},
+                                       301,
+                                       "https://x.example.com/\\1",
+                                       "(?i)/old/(.*)",
+                                       true};
   f.url_rewrite = UrlRewrite{"internal.example.com", {PathRewriteType::kReplacePrefixMatch, "/v2"}};
   f.request_mirror = RequestMirror{"default/mirror:80"};
   f.cache = Cache{Millis(5000), 1000000, 1000};
@@ -111,7 +119,12 @@ inline Snapshot rich_snapshot() {
   p.circuit_breaker = CircuitBreaker{9, 0.25, Millis(20000), 50, Millis(7000), 3, 100, 200};
   p.timeouts = Timeouts{Millis(15000), Millis(5000), Millis(60000)};
   p.retry = Retry{2, true, true, {502, 503}, Millis(2000), Millis(10), Millis(100)};
-  r.rules = {rule};
+  Rule regex_rewrite;
+  regex_rewrite.matches = {RouteMatch{{PathMatchType::kRegularExpression, "(?i)(?:/api(/|$)(.*)).*", 13}}};
+  regex_rewrite.filters.url_rewrite =
+      UrlRewrite{std::nullopt, {PathRewriteType::kRegexReplace, "/\\2", "(?i)/api(/|$)(.*)"}};
+  regex_rewrite.backends = {{"default/web:80", 1, ""}};
+  r.rules = {rule, regex_rewrite};
   s.routes = {r};
 
   s.clusters = {Cluster{"default/web:80", {{"10.0.0.1", 8080, true}, {"fd00::1", 8081, false}}},

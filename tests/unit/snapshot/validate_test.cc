@@ -141,6 +141,29 @@ const Mutation kMutations[] = {
      "rules[0].filters.rateLimit: interval must be > 0"},
     {"RateLimitBadKey", [](Snapshot& s) { api(s).filters.rate_limit->key = "Cookie:x"; },
      "rateLimit: key \"Cookie:x\" must be \"ClientIP\" or \"Header:<name>\""},
+    {"RateLimitStatusCode", [](Snapshot& s) { api(s).filters.rate_limit->status_code = 200; },
+     "rules[0].filters.rateLimit: statusCode 200 must be from 400 to 599"},
+    {"RateLimitExemptNotCidr", [](Snapshot& s) { api(s).filters.rate_limit->exempt_sources = {"10.0.0.0/40"}; },
+     "rules[0].filters.rateLimit.exemptSources[0]:"},
+    {"SourceRangeNotCidr", [](Snapshot& s) { api(s).filters.source_range = SourceRange{{"nope"}, {}}; },
+     "rules[0].filters.sourceRange.allow[0]:"},
+    {"SourceRangeEmpty", [](Snapshot& s) { api(s).filters.source_range = SourceRange{}; },
+     "rules[0].filters.sourceRange: allow and deny must not both be empty"},
+    {"HttpsRedirectStatus", [](Snapshot& s) { api(s).filters.https_redirect = HttpsRedirect{200, std::nullopt}; },
+     "rules[0].filters.httpsRedirect: statusCode 200 must be one of 301, 302, 303, 307, 308"},
+    {"RegexRewriteBadPattern",
+     [](Snapshot& s) {
+       api(s).filters.url_rewrite->path = {PathRewriteType::kRegexReplace, "/\\1", "(unclosed"};
+     },
+     "rules[0].filters.urlRewrite.path: regular expression \"(unclosed\" does not compile"},
+    {"RegexRewriteMissingGroup",
+     [](Snapshot& s) {
+       api(s).filters.url_rewrite->path = {PathRewriteType::kRegexReplace, "/\\2", "/api/(.*)"};
+     },
+     "rules[0].filters.urlRewrite.path: substitution \"/\\2\":"},
+    {"RedirectLocationNotAbsolute",
+     [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->location = "/relative"; },
+     "rules[1].filters.requestRedirect: location \"/relative\" must be an absolute http:// or https:// URL"},
     {"ReplacePrefixMatchWithExact",
      [](Snapshot& s) { api_match(s).path.type = PathMatchType::kExact; },
      "rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match of the rule to be "

@@ -1,0 +1,872 @@
+// nginx.ingress.kubernetes.io/* annotations with ingress-nginx's semantics;
+// see ingress_nginx.h and docs/ingress-nginx.md (the table of every annotation).
+#include "controller/core/ingress_nginx.h"
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+
+#include <nlohmann/json.hpp>
+#include <re2/re2.h>
+
+#include "proxy/net/cidr.h"
+
+namespace gantry::controller {
+
+namespace sn = gantry::snapshot;
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\n\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\n\r");
+  return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = trim(s.substr(start, end - start));
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::optional<int64_t> parse_int(const std::string& s) {
+  std::string t = trim(s);
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (t.empty() || ec != std::errc() || p != t.data() + t.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<bool> parse_bool(const std::string& s) {
+  std::string t = lower(trim(s));
+  if (t == "true") return true;
+  if (t == "false") return false;
+  return std::nullopt;
+}
+
+// The annotations ingress-nginx v1.15 documents that gantry does not
+// implement, with why; `blocks` when the annotation protects something.
+struct Unimplemented {
+  const char* name;
+  bool blocks;
+  const char* why;
+};
+
+const Unimplemented kUnimplemented[] = {
+    {"configuration-snippet", true, "nginx configuration snippets are refused (gantry is not nginx)"},
+    {"server-snippet", true, "nginx configuration snippets are refused (gantry is not nginx)"},
+    {"auth-snippet", true, "nginx configuration snippets are refused (gantry is not nginx)"},
+    {"stream-snippet", true, "nginx configuration snippets are refused (gantry is not nginx)"},
+    {"modsecurity-snippet", true, "ModSecurity is not available in gantry"},
+    {"enable-modsecurity", true, "ModSecurity is not available in gantry"},
+    {"enable-owasp-core-rules", true, "ModSecurity is not available in gantry"},
+    {"modsecurity-transaction-id", false, "ModSecurity is not available in gantry"},
+    {"auth-type", true, "basic/digest authentication is not implemented yet"},
+    {"auth-secret", true, "basic/digest authentication is not implemented yet"},
+    {"auth-secret-type", true, "basic/digest authentication is not implemented yet"},
+    {"auth-realm", true, "basic/digest authentication is not implemented yet"},
+    {"auth-url", true, "external authentication (auth_request) is not implemented yet"},
+    {"auth-signin", true, "external authentication (auth_request) is not implemented yet"},
+    {"auth-signin-redirect-param", true, "external authentication is not implemented yet"},
+    {"auth-method", true, "external authentication is not implemented yet"},
+    {"auth-response-headers", true, "external authentication is not implemented yet"},
+    {"auth-request-redirect", true, "external authentication is not implemented yet"},
+    {"auth-cache-key", true, "external authentication is not implemented yet"},
+    {"auth-cache-duration", true, "external authentication is not implemented yet"},
+    {"auth-always-set-cookie", true, "external authentication is not implemented yet"},
+    {"auth-keepalive", true, "external authentication is not implemented yet"},
+    {"auth-keepalive-requests", true, "external authentication is not implemented yet"},
+    {"auth-keepalive-share-vars", true, "external authentication is not implemented yet"},
+    {"auth-keepalive-timeout", true, "external authentication is not implemented yet"},
+    {"auth-proxy-set-headers", true, "external authentication is not implemented yet"},
+    {"enable-global-auth", false, "gantry has no global external authentication"},
+    {"auth-tls-secret", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"auth-tls-verify-client", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"auth-tls-verify-depth", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"auth-tls-error-page", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"auth-tls-pass-certificate-to-upstream", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"auth-tls-match-cn", true, "client certificate authentication (mTLS) is not implemented yet"},
+    {"satisfy", true, "satisfy any/all needs authentication gantry does not implement yet"},
+    {"ssl-passthrough", true, "TLS passthrough (an L4 path in the proxy) is not implemented yet"},
+    {"limit-connections", false, "per-client concurrent connection limits are not implemented yet"},
+    {"limit-rate", false, "response bandwidth limits are not implemented"},
+    {"limit-rate-after", false, "response bandwidth limits are not implemented"},
+    {"custom-http-errors", false, "intercepting upstream errors for a default backend is not implemented yet"},
+    {"default-backend", false, "a per-Ingress default backend for errors is not implemented yet"},
+    {"custom-headers", false, "response headers from a ConfigMap are not implemented yet"},
+    {"proxy-send-timeout", false, "gantry has no timeout between two writes to the upstream"},
+    {"proxy-next-upstream-timeout", false, "gantry bounds retries by the request timeout, not by this"},
+    {"proxy-buffering", false, "gantry streams responses; nginx buffering settings do not apply"},
+    {"proxy-buffer-size", false, "gantry streams responses; nginx buffer settings do not apply"},
+    {"proxy-buffers-number", false, "gantry streams responses; nginx buffer settings do not apply"},
+    {"proxy-busy-buffers-size", false, "gantry streams responses; nginx buffer settings do not apply"},
+    {"proxy-max-temp-file-size", false, "gantry never buffers responses to disk"},
+    {"proxy-request-buffering", false, "gantry streams request bodies; buffering settings do not apply"},
+    {"client-body-buffer-size", false, "gantry streams request bodies; buffer settings do not apply"},
+    {"proxy-http-version", false, "gantry always speaks HTTP/1.1 to upstreams"},
+    {"proxy-cookie-domain", false, "rewriting Set-Cookie domains is not implemented"},
+    {"proxy-cookie-path", false, "rewriting Set-Cookie paths is not implemented"},
+    {"proxy-redirect-from", false, "rewriting upstream Location fields is not implemented"},
+    {"proxy-redirect-to", false, "rewriting upstream Location fields is not implemented"},
+    {"proxy-ssl-secret", true, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-ciphers", false, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-name", false, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-protocols", false, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-server-name", false, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-verify", true, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-verify-depth", false, "TLS to upstreams is not implemented yet"},
+    {"ssl-ciphers", false, "per-Ingress TLS ciphers are not implemented"},
+    {"ssl-prefer-server-ciphers", false, "per-Ingress TLS cipher preference is not implemented"},
+    {"connection-proxy-header", false, "gantry manages upstream connections itself"},
+    {"enable-access-log", false, "gantry's access log is per proxy (--access-log), not per Ingress"},
+    {"enable-rewrite-log", false, "nginx rewrite logging does not exist in gantry"},
+    {"enable-opentelemetry", false, "tracing is not implemented yet"},
+    {"opentelemetry-trust-incoming-span", false, "tracing is not implemented yet"},
+    {"mirror-target", false, "ingress-nginx mirror URLs are not mapped yet (GatewayRoute requestMirror is)"},
+    {"mirror-request-body", false, "ingress-nginx mirror URLs are not mapped yet"},
+    {"mirror-host", false, "ingress-nginx mirror URLs are not mapped yet"},
+    {"http2-push-preload", false, "HTTP/2 server push is not implemented (browsers dropped it)"},
+    {"preserve-trailing-slash", false, "gantry's ssl-redirect keeps the path as sent; this has no effect"},
+    {"upstream-hash-by-subset", false, "hashing to a subset of endpoints is not implemented"},
+    {"upstream-hash-by-subset-size", false, "hashing to a subset of endpoints is not implemented"},
+    {"session-cookie-domain", false, "gantry's affinity cookie carries no Domain attribute"},
+    {"session-cookie-conditional-samesite-none", false, "gantry's affinity cookie carries no SameSite attribute"},
+    {"session-cookie-change-on-failure", false, "gantry re-picks an endpoint and re-issues the cookie when its endpoint is gone"},
+    {"affinity-canary-behavior", false, "affinity is per rule in gantry; it does not stick across main and canary"},
+    {"relative-redirects", false, "gantry's redirects carry absolute Locations"},
+    {"use-port-in-redirects", false, "gantry's https redirect never adds the listener's port"},
+    {"disable-proxy-intercept-errors", false, "gantry does not intercept upstream errors"},
+    {"fastcgi-index", true, "FastCGI is not supported"},
+    {"fastcgi-params-configmap", true, "FastCGI is not supported"},
+    {"opentelemetry-operation-name", false, "tracing is not implemented yet"},
+};
+
+class Parser {
+ public:
+  explicit Parser(const std::map<std::string, std::string>& all) {
+    std::string prefix = kNginxAnnotationPrefix;
+    for (const auto& [k, v] : all)
+      if (k.starts_with(prefix)) a_[k.substr(prefix.size())] = v;
+  }
+
+  NginxParse run() {
+    paths_and_redirects();
+    canary();
+    affinity_and_balancing();
+    limits();
+    body_timeouts_retries();
+    cors();
+    others();
+    for (const auto& [name, value] : a_) {
+      if (done_.count(name)) continue;
+      const Unimplemented* u = nullptr;
+      for (const auto& x : kUnimplemented)
+        if (name == x.name) u = &x;
+      if (u != nullptr)
+        refuse(name, u->why, u->blocks);
+      else
+        verdict(name, NginxSupport::kUnknown, "not an annotation of ingress-nginx v1.15; ignored");
+    }
+    std::sort(out_.verdicts.begin(), out_.verdicts.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+    return std::move(out_);
+  }
+
+ private:
+  const std::string* get(const std::string& name) {
+    auto it = a_.find(name);
+    return it == a_.end() ? nullptr : &it->second;
+  }
+  void verdict(const std::string& name, NginxSupport s, std::string detail = "", bool blocks = false) {
+    done_.insert(name);
+    out_.verdicts.push_back({name, a_[name], s, std::move(detail), blocks});
+  }
+  void served(const std::string& name) { verdict(name, NginxSupport::kServed); }
+  void partial(const std::string& name, std::string what) { verdict(name, NginxSupport::kPartial, std::move(what)); }
+  void refuse(const std::string& name, std::string why, bool blocks) {
+    verdict(name, NginxSupport::kRefused, std::move(why), blocks);
+  }
+  // A value ingress-nginx would reject too: refused, blocking when it guards access.
+  void invalid(const std::string& name, const std::string& want, bool blocks = false) {
+    refuse(name, "invalid value (want " + want + ")", blocks);
+  }
+  std::optional<bool> boolean(const std::string& name) {
+    const std::string* v = get(name);
+    if (!v) return std::nullopt;
+    auto b = parse_bool(*v);
+    if (!b) invalid(name, "true or false");
+    return b;
+  }
+
+  void paths_and_redirects() {
+    NginxConfig& c = out_.config;
+    if (auto b = boolean("use-regex")) {
+      c.use_regex = *b;
+      partial("use-regex",
+              "RE2 syntax: PCRE-only constructs (lookaround, backreferences) make the Ingress Invalid");
+    }
+    if (const std::string* v = get("rewrite-target")) {
+      if (v->find('?') != std::string::npos) {
+        refuse("rewrite-target", "a target with a query (\"?\") is not supported yet", true);
+      } else if (!v->starts_with("http://") && !v->starts_with("https://") && !v->starts_with("/") &&
+                 !v->starts_with("$")) {
+        invalid("rewrite-target", "a path, $n captures, or an absolute http(s) URL", true);
+      } else if (!nginx_rewrite_substitution(*v)) {
+        refuse("rewrite-target", "only $1..$9 captures are supported (no nginx variables)", true);
+      } else {
+        c.rewrite_target = *v;
+        served("rewrite-target");
+      }
+    }
+    if (const std::string* v = get("app-root")) {
+      if (v->empty() || v->front() != '/' || v->find_first_of("?# ") != std::string::npos) {
+        invalid("app-root", "an absolute path such as /app");
+      } else {
+        c.app_root = *v;
+        served("app-root");
+      }
+    }
+    if (const std::string* v = get("x-forwarded-prefix")) {
+      c.x_forwarded_prefix = *v;
+      served("x-forwarded-prefix");
+    }
+    if (auto b = boolean("ssl-redirect")) {
+      c.ssl_redirect = *b;
+      served("ssl-redirect");
+    }
+    if (auto b = boolean("force-ssl-redirect")) {
+      c.force_ssl_redirect = *b;
+      served("force-ssl-redirect");
+    }
+    // ingress-nginx takes a code in [300, max] and falls back to the default
+    // outside it; gantry can send 301, 302, 303, 307 and 308.
+    auto redirect = [&](const char* name, const char* code_name, int max, std::optional<std::string>& url,
+                        int& code) {
+      if (const std::string* v = get(name)) {
+        if (!v->starts_with("http://") && !v->starts_with("https://")) {
+          invalid(name, "an absolute http:// or https:// URL");
+        } else {
+          url = *v;
+          served(name);
+        }
+      }
+      if (const std::string* v = get(code_name)) {
+        auto n = parse_int(*v);
+        if (!n) {
+          invalid(code_name, "an HTTP status code");
+        } else if (*n < 300 || *n > max) {
+          std::string why("outside 300..");  // appended: GCC PR 105329 (false -Wrestrict at -O3)
+          why.append(std::to_string(max)).append(": the default ").append(std::to_string(code));
+          verdict(code_name, NginxSupport::kServed, why.append(" is used, as in ingress-nginx"));
+        } else if (*n != 301 && *n != 302 && *n != 303 && *n != 307 && *n != 308) {
+          std::string why("gantry redirects with 301, 302, 303, 307 or 308; the default ");
+          refuse(code_name, why.append(std::to_string(code)).append(" is used"), false);
+        } else {
+          code = static_cast<int>(*n);
+          served(code_name);
+        }
+      }
+    };
+    redirect("permanent-redirect", "permanent-redirect-code", 308, c.permanent_redirect, c.permanent_redirect_code);
+    redirect("temporal-redirect", "temporal-redirect-code", 307, c.temporal_redirect, c.temporal_redirect_code);
+    if (auto b = boolean("from-to-www-redirect")) {
+      c.from_to_www_redirect = *b;
+      served("from-to-www-redirect");
+    }
+  }
+
+  void canary() {
+    NginxConfig& c = out_.config;
+    NginxCanary& k = c.canary_rules;
+    auto on = boolean("canary");
+    c.canary = on.value_or(false);
+    if (on) served("canary");
+    const char* names[] = {"canary-by-header", "canary-by-header-value", "canary-by-header-pattern",
+                           "canary-by-cookie", "canary-weight", "canary-weight-total"};
+    for (const char* n : names) {
+      const std::string* v = get(n);
+      if (!v) continue;
+      if (!c.canary) {
+        refuse(n, "has no effect without canary: \"true\" (as in ingress-nginx)", false);
+        continue;
+      }
+      std::string name = n;
+      if (name == "canary-by-header") {
+        k.header = trim(*v);
+        served(name);
+      } else if (name == "canary-by-header-value") {
+        k.header_value = *v;
+        served(name);
+      } else if (name == "canary-by-header-pattern") {
+        RE2::Options o;
+        o.set_log_errors(false);
+        if (!RE2(*v, o).ok()) {
+          refuse(name, "the pattern is not valid RE2 (PCRE-only constructs are not supported)", true);
+        } else {
+          k.header_pattern = *v;
+          partial(name, "RE2 syntax instead of PCRE");
+        }
+      } else if (name == "canary-by-cookie") {
+        k.cookie = trim(*v);
+        partial(name, "the cookie is read from the first Cookie header field only");
+      } else if (name == "canary-weight") {
+        auto w = parse_int(*v);
+        if (!w || *w < 0) {
+          invalid(name, "an integer >= 0", true);
+        } else {
+          k.weight = *w;
+          served(name);
+        }
+      } else {
+        auto w = parse_int(*v);
+        if (!w) {
+          invalid(name, "an integer", true);
+        } else {
+          // balancer.lua: a total of 100 or less means 100.
+          k.weight_total = std::max<int64_t>(*w, 100);
+          served(name);
+        }
+      }
+    }
+  }
+
+  void affinity_and_balancing() {
+    NginxConfig& c = out_.config;
+    const std::string* aff = get("affinity");
+    bool cookie = false;
+    if (aff) {
+      if (*aff == "cookie") {
+        cookie = true;
+        partial("affinity",
+                "the cookie value is gantry's endpoint key; the cookie is HttpOnly with Path=/ "
+                "(session-cookie-path is not applied)");
+      } else {
+        invalid("affinity", "cookie");
+      }
+    }
+    const char* cookie_names[] = {"session-cookie-name",    "session-cookie-path",    "session-cookie-max-age",
+                                  "session-cookie-expires", "session-cookie-secure",  "session-cookie-samesite",
+                                  "affinity-mode"};
+    sn::LoadBalancer lb;
+    lb.type = sn::LoadBalancerType::kConsistentHash;
+    lb.hash_on = sn::HashOn::kCookie;
+    lb.hash_key = "INGRESSCOOKIE";
+    for (const char* n : cookie_names) {
+      const std::string* v = get(n);
+      if (!v) continue;
+      std::string name = n;
+      if (!cookie) {
+        refuse(name, "has no effect without affinity: cookie (as in ingress-nginx)", false);
+        continue;
+      }
+      if (name == "session-cookie-name") {
+        lb.hash_key = trim(*v);
+        served(name);
+      } else if (name == "session-cookie-max-age" || name == "session-cookie-expires") {
+        auto s = parse_int(*v);
+        if (!s || *s < 0) {
+          invalid(name, "seconds");
+        } else {
+          if (name == "session-cookie-max-age" || lb.cookie_ttl.count() == 0)
+            lb.cookie_ttl = sn::Millis(*s * 1000);
+          if (name == "session-cookie-expires")
+            partial(name, "sent as Max-Age (the same lifetime), not as an Expires date");
+          else
+            served(name);
+        }
+      } else if (name == "session-cookie-path") {
+        partial(name, "the cookie's Path is always /");
+      } else if (name == "session-cookie-secure") {
+        partial(name, "the Secure attribute is not set on gantry's affinity cookie");
+      } else if (name == "session-cookie-samesite") {
+        partial(name, "the SameSite attribute is not set on gantry's affinity cookie");
+      } else {
+        partial(name, "gantry's affinity behaves as \"persistent\" while the endpoint exists");
+      }
+    }
+    if (cookie) c.load_balancer = lb;
+    if (const std::string* v = get("load-balance")) {
+      if (cookie) {
+        refuse("load-balance", "affinity: cookie decides the endpoint", false);
+      } else if (*v == "round_robin") {
+        c.load_balancer = sn::LoadBalancer{};
+        served("load-balance");
+      } else if (*v == "ewma") {
+        sn::LoadBalancer l;
+        l.type = sn::LoadBalancerType::kLeastRequest;
+        c.load_balancer = l;
+        partial("load-balance", "ewma is served as LeastRequest (two random choices, fewest in flight)");
+      } else {
+        invalid("load-balance", "round_robin or ewma");
+      }
+    }
+    if (const std::string* v = get("upstream-hash-by")) {
+      std::string h = trim(*v);
+      sn::LoadBalancer l;
+      l.type = sn::LoadBalancerType::kConsistentHash;
+      if (cookie) {
+        refuse("upstream-hash-by", "affinity: cookie decides the endpoint", false);
+      } else if (h == "$remote_addr" || h == "$binary_remote_addr") {
+        l.hash_on = sn::HashOn::kSourceIP;
+        c.load_balancer = l;
+        partial("upstream-hash-by", "Maglev consistent hashing instead of nginx's ketama ring");
+      } else if (h.starts_with("$http_") && h.size() > 6) {
+        l.hash_on = sn::HashOn::kHeader;
+        l.hash_key = h.substr(6);
+        std::replace(l.hash_key.begin(), l.hash_key.end(), '_', '-');
+        c.load_balancer = l;
+        partial("upstream-hash-by", "Maglev consistent hashing instead of nginx's ketama ring");
+      } else {
+        refuse("upstream-hash-by",
+               "only $remote_addr, $binary_remote_addr and $http_<name> are supported", false);
+      }
+    }
+  }
+
+  void limits() {
+    NginxConfig& c = out_.config;
+    auto positive = [&](const char* name) -> std::optional<int64_t> {
+      const std::string* v = get(name);
+      if (!v) return std::nullopt;
+      auto n = parse_int(*v);
+      if (!n || *n < 0) {
+        invalid(name, "an integer >= 0");
+        return std::nullopt;
+      }
+      return n;
+    };
+    auto rps = positive("limit-rps");
+    auto rpm = positive("limit-rpm");
+    int64_t mult = 5;
+    if (auto m = positive("limit-burst-multiplier")) mult = *m;
+    bool any = (rps && *rps > 0) || (rpm && *rpm > 0);
+    if (rps || rpm) {
+      sn::RateLimit r;
+      r.status_code = 503;  // ConfigMap limit-req-status-code
+      int64_t n = rps && *rps > 0 ? *rps : rpm.value_or(0);
+      r.interval = sn::Millis(rps && *rps > 0 ? 1000 : 60000);
+      if (n > 0) {
+        r.requests = static_cast<uint64_t>(n);
+        // nginx limit_req burst=n*mult nodelay lets n*mult + 1 through at once.
+        int64_t capacity = n * mult + 1;
+        r.burst = static_cast<uint64_t>(std::max<int64_t>(0, capacity - n));
+        c.rate_limit = r;
+      }
+      const char* diff =
+          "a token bucket per proxy replica with nginx's capacity (rate x burst-multiplier + 1); "
+          "refusals are 503 with Retry-After and RateLimit-* fields";
+      if (rps) {
+        if (*rps > 0) partial("limit-rps", diff);
+        else served("limit-rps");
+      }
+      if (rpm) {
+        if (rps && *rps > 0 && *rpm > 0)
+          refuse("limit-rpm", "gantry applies one limit per rule: limit-rps is enforced, not limit-rpm", false);
+        else if (*rpm > 0)
+          partial("limit-rpm", diff);
+        else
+          served("limit-rpm");
+      }
+    }
+    if (get("limit-burst-multiplier") && !done_.count("limit-burst-multiplier")) {
+      if (any) served("limit-burst-multiplier");
+      else refuse("limit-burst-multiplier", "has no effect without limit-rps or limit-rpm", false);
+    }
+    for (const char* name : {"limit-whitelist", "limit-allowlist"}) {
+      const std::string* v = get(name);
+      if (!v) continue;
+      auto list = split_list(*v);
+      bool ok = true;
+      for (const auto& s : list) ok = ok && net::parse_cidr(s).ok();
+      if (!ok) {
+        invalid(name, "comma-separated CIDRs");
+      } else if (!any) {
+        refuse(name, "has no effect without limit-rps or limit-rpm", false);
+      } else {
+        auto& ex = c.rate_limit->exempt_sources;
+        ex.insert(ex.end(), list.begin(), list.end());
+        served(name);
+      }
+    }
+    // Access lists: a bad value must not open what it closed.
+    auto ranges = [&](const char* name, std::vector<std::string>& into) {
+      const std::string* v = get(name);
+      if (!v) return;
+      auto list = split_list(*v);
+      bool ok = !list.empty();
+      for (const auto& s : list) ok = ok && net::parse_cidr(s).ok();
+      if (!ok) {
+        invalid(name, "comma-separated CIDRs", true);
+        return;
+      }
+      into.insert(into.end(), list.begin(), list.end());
+      served(name);
+    };
+    sn::SourceRange sr;
+    ranges("whitelist-source-range", sr.allow);
+    ranges("allowlist-source-range", sr.allow);
+    ranges("denylist-source-range", sr.deny);
+    if (!sr.allow.empty() || !sr.deny.empty()) c.source_range = sr;
+  }
+
+  void body_timeouts_retries() {
+    NginxConfig& c = out_.config;
+    if (const std::string* v = get("proxy-body-size")) {
+      if (auto n = parse_nginx_size(*v)) {
+        c.body_size = *n;
+        served("proxy-body-size");
+      } else {
+        invalid("proxy-body-size", "an nginx size such as 8m, 512k or 0");
+      }
+    }
+    auto seconds = [&](const char* name) -> std::optional<int64_t> {
+      const std::string* v = get(name);
+      if (!v) return std::nullopt;
+      auto n = parse_int(*v);
+      if (!n || *n <= 0) {
+        invalid(name, "seconds > 0");
+        return std::nullopt;
+      }
+      return n;
+    };
+    if (auto s = seconds("proxy-read-timeout")) {
+      c.read_timeout = sn::Millis(*s * 1000);
+      partial("proxy-read-timeout",
+              "bounds the wait for the response head (each try), not each read between two chunks");
+    }
+    if (get("proxy-connect-timeout") && seconds("proxy-connect-timeout"))
+      partial("proxy-connect-timeout", "the connect timeout is per proxy (--upstream-connect-timeout), not per Ingress");
+    sn::Retry r;
+    r.attempts = 2;  // proxy-next-upstream-tries 3 = the first try + 2
+    r.on_connect_failure = true;
+    r.on_reset = true;
+    bool retry_set = false;
+    if (const std::string* v = get("proxy-next-upstream")) {
+      r = sn::Retry{};
+      r.attempts = 2;
+      bool ok = true, off = false;
+      std::vector<std::string> dropped;
+      size_t start = 0;
+      std::string s = *v;
+      while (start < s.size()) {
+        size_t end = s.find(' ', start);
+        if (end == std::string::npos) end = s.size();
+        std::string tok = s.substr(start, end - start);
+        start = end + 1;
+        if (tok.empty()) continue;
+        if (tok == "error") r.on_connect_failure = true;
+        else if (tok == "timeout") r.on_reset = true;
+        else if (tok == "off") off = true;
+        else if (tok.starts_with("http_") && parse_int(tok.substr(5))) r.on_statuses.push_back(static_cast<int>(*parse_int(tok.substr(5))));
+        else if (tok == "invalid_header" || tok == "non_idempotent") dropped.push_back(tok);
+        else ok = false;
+      }
+      if (!ok) {
+        invalid("proxy-next-upstream", "error, timeout, invalid_header, http_NNN, non_idempotent or off");
+      } else {
+        retry_set = true;
+        if (off) r.attempts = 0;
+        std::string what = "retries only when the request body is replayable (none, or at most 64 KiB)";
+        if (!dropped.empty()) {
+          what += "; not applied:";
+          for (const auto& d : dropped) what += " " + d;
+        }
+        partial("proxy-next-upstream", what);
+      }
+    }
+    if (const std::string* v = get("proxy-next-upstream-tries")) {
+      auto n = parse_int(*v);
+      if (!n || *n < 0) {
+        invalid("proxy-next-upstream-tries", "an integer >= 0");
+      } else {
+        retry_set = true;
+        r.attempts = *n <= 1 ? 0 : static_cast<uint32_t>(*n - 1);
+        served("proxy-next-upstream-tries");
+      }
+    }
+    if (retry_set) c.retry = r;
+  }
+
+  void cors() {
+    NginxConfig& c = out_.config;
+    auto on = boolean("enable-cors");
+    const char* names[] = {"cors-allow-origin", "cors-allow-methods", "cors-allow-headers",
+                           "cors-expose-headers", "cors-allow-credentials", "cors-max-age"};
+    if (on && *on) {
+      sn::Cors k;
+      k.allow_origins = {"*"};
+      k.allow_methods = {"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"};
+      k.allow_headers = {"DNT",           "Keep-Alive",   "User-Agent", "X-Requested-With", "If-Modified-Since",
+                         "Cache-Control", "Content-Type", "Range",      "Authorization"};
+      k.allow_credentials = true;
+      k.max_age = sn::Millis(1728000ll * 1000);
+      for (const char* n : names) {
+        const std::string* v = get(n);
+        if (!v) continue;
+        std::string name = n;
+        if (name == "cors-allow-origin") {
+          k.allow_origins = split_list(*v);
+          served(name);
+        } else if (name == "cors-allow-methods") {
+          k.allow_methods = split_list(*v);
+          served(name);
+        } else if (name == "cors-allow-headers") {
+          k.allow_headers = split_list(*v);
+          served(name);
+        } else if (name == "cors-expose-headers") {
+          k.expose_headers = split_list(*v);
+          served(name);
+        } else if (name == "cors-allow-credentials") {
+          if (auto b = parse_bool(*v)) {
+            k.allow_credentials = *b;
+            served(name);
+          } else {
+            invalid(name, "true or false");
+          }
+        } else {
+          auto s = parse_int(*v);
+          if (!s || *s < 0) {
+            invalid(name, "seconds");
+          } else {
+            k.max_age = sn::Millis(*s * 1000);
+            served(name);
+          }
+        }
+      }
+      c.cors = k;
+      partial("enable-cors",
+              "a preflight from an origin, method or header not allowed is answered 403 (ingress-nginx "
+              "answers 204 without Access-Control-* fields); with credentials, the origin is echoed, "
+              "never \"*\"");
+    } else {
+      if (on) served("enable-cors");
+      for (const char* n : names)
+        if (get(n)) refuse(n, "has no effect without enable-cors: \"true\" (as in ingress-nginx)", false);
+    }
+  }
+
+  void others() {
+    NginxConfig& c = out_.config;
+    if (const std::string* v = get("backend-protocol")) {
+      std::string p = lower(trim(*v));
+      if (p == "http") {
+        served("backend-protocol");
+      } else if (p == "auto_http") {
+        partial("backend-protocol", "AUTO_HTTP is served as HTTP (nginx follows the client's scheme)");
+      } else if (p == "https" || p == "grpc" || p == "grpcs") {
+        refuse("backend-protocol",
+               std::string("upstream ").append(p).append(" is not implemented yet (gantry speaks HTTP/1.1 in clear to upstreams)"),
+               true);
+      } else if (p == "fcgi") {
+        refuse("backend-protocol", "FastCGI is not supported", true);
+      } else {
+        invalid("backend-protocol", "HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP or FCGI", true);
+      }
+    }
+    if (const std::string* v = get("upstream-vhost")) {
+      c.upstream_vhost = trim(*v);
+      served("upstream-vhost");
+    }
+    if (auto b = boolean("service-upstream")) {
+      if (*b)
+        partial("service-upstream", "gantry balances over the Service's endpoints itself (no ClusterIP hop)");
+      else
+        served("service-upstream");
+    }
+    if (const std::string* v = get("server-alias")) {
+      c.server_aliases = split_list(*v);
+      for (auto& a : c.server_aliases) a = lower(a);
+      served("server-alias");
+    }
+  }
+
+  std::map<std::string, std::string> a_;
+  std::set<std::string> done_;
+  NginxParse out_;
+};
+
+}  // namespace
+
+const char* nginx_support_name(NginxSupport s) {
+  switch (s) {
+    case NginxSupport::kServed: return "served";
+    case NginxSupport::kPartial: return "partial";
+    case NginxSupport::kRefused: return "refused";
+    case NginxSupport::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
+bool NginxParse::blocked(bool serve_refused) const {
+  if (serve_refused) return false;
+  return std::any_of(verdicts.begin(), verdicts.end(), [](const auto& v) { return v.blocks; });
+}
+
+NginxParse parse_nginx_annotations(const std::map<std::string, std::string>& annotations) {
+  return Parser(annotations).run();
+}
+
+std::optional<uint64_t> parse_nginx_size(const std::string& s) {
+  std::string t = trim(s);
+  if (t.empty()) return std::nullopt;
+  uint64_t mult = 1;
+  char last = t.back();
+  if (last == 'k' || last == 'K') mult = 1024;
+  else if (last == 'm' || last == 'M') mult = 1024 * 1024;
+  else if (last == 'g' || last == 'G') mult = 1024ull * 1024 * 1024;
+  if (mult != 1) t.pop_back();
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+  if (t.empty() || ec != std::errc() || p != t.data() + t.size()) return std::nullopt;
+  if (n > UINT64_MAX / mult) return std::nullopt;
+  return n * mult;
+}
+
+std::string nginx_location_regex(const std::string& path) {
+  // `~* "^path"`: case-insensitive, anchored at the start; the router matches
+  // the whole path, so the rest of it is left free.
+  std::string out("(?i)(?:");
+  out += path;
+  out += ").*";
+  return out;
+}
+
+std::string nginx_rewrite_pattern(const std::string& path) {
+  std::string out("(?i)");
+  out += path;
+  return out;
+}
+
+std::optional<std::string> nginx_rewrite_substitution(const std::string& target) {
+  std::string out;
+  for (size_t i = 0; i < target.size(); ++i) {
+    char ch = target[i];
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch == '$') {
+      if (i + 1 < target.size() && target[i + 1] >= '0' && target[i + 1] <= '9') {
+        if (i + 2 < target.size() && target[i + 2] >= '0' && target[i + 2] <= '9') return std::nullopt;
+        out += '\\';
+        out += target[i + 1];
+        ++i;
+      } else if (i + 1 < target.size() && target[i + 1] == '{') {
+        size_t close = target.find('}', i);
+        if (close == i + 3 && target[i + 2] >= '0' && target[i + 2] <= '9') {
+          out += '\\';
+          out += target[i + 2];
+          i = close;
+        } else {
+          return std::nullopt;
+        }
+      } else {
+        return std::nullopt;  // an nginx variable ($host, $request_uri, ...)
+      }
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+struct Counts {
+  uint64_t by[4] = {0, 0, 0, 0};
+  uint64_t not_served = 0;
+};
+
+Counts count(const std::vector<NginxIngressReport>& reports) {
+  Counts c;
+  for (const auto& r : reports) {
+    if (!r.served) ++c.not_served;
+    for (const auto& a : r.annotations) ++c.by[static_cast<int>(a.support)];
+  }
+  return c;
+}
+
+}  // namespace
+
+std::string nginx_report_json(const std::vector<NginxIngressReport>& reports) {
+  nlohmann::ordered_json out;
+  out["ingresses"] = nlohmann::ordered_json::array();
+  for (const auto& r : reports) {
+    nlohmann::ordered_json i;
+    i["namespace"] = r.namespace_;
+    i["name"] = r.name;
+    i["canary"] = r.canary;
+    i["served"] = r.served;
+    i["note"] = r.note;
+    i["annotations"] = nlohmann::ordered_json::array();
+    for (const auto& a : r.annotations) {
+      i["annotations"].push_back({{"name", std::string(kNginxAnnotationPrefix) + a.name},
+                                  {"value", a.value},
+                                  {"support", nginx_support_name(a.support)},
+                                  {"detail", a.detail},
+                                  {"blocks", a.blocks}});
+    }
+    out["ingresses"].push_back(std::move(i));
+  }
+  Counts c = count(reports);
+  out["summary"] = {{"ingresses", reports.size()}, {"notServed", c.not_served},
+                    {"served", c.by[0]},           {"partial", c.by[1]},
+                    {"refused", c.by[2]},          {"unknown", c.by[3]}};
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string nginx_report_text(const std::vector<NginxIngressReport>& reports) {
+  std::string out;
+  for (const auto& r : reports) {
+    out += "ingress " + r.namespace_ + "/" + r.name + (r.canary ? " (canary)" : "") + ": " +
+           (r.served ? "served" : "NOT SERVED");
+    if (!r.note.empty()) out += " (" + r.note + ")";
+    out += "\n";
+    if (r.annotations.empty()) out += "  no nginx.ingress.kubernetes.io annotations\n";
+    for (const auto& a : r.annotations) {
+      std::string support = nginx_support_name(a.support);
+      out += "  ";
+      out += support;
+      out.append(9 - support.size(), ' ');
+      out += a.name + "=" + a.value;
+      if (!a.detail.empty()) out += "\n           " + a.detail;
+      if (a.blocks) out += " [blocks the Ingress]";
+      out += "\n";
+    }
+  }
+  Counts c = count(reports);
+  out += std::to_string(reports.size()) + " Ingresses (" + std::to_string(c.not_served) + " not served); annotations: " +
+         std::to_string(c.by[0]) + " served, " + std::to_string(c.by[1]) + " partial, " + std::to_string(c.by[2]) +
+         " refused, " + std::to_string(c.by[3]) + " unknown\n";
+  return out;
+}
+
+std::string nginx_report_metrics(const std::vector<NginxIngressReport>& reports) {
+  Counts c = count(reports);
+  std::string m =
+      "# HELP gantry_controller_ingress_nginx_annotations nginx.ingress.kubernetes.io annotations of the "
+      "ingress-nginx mode's Ingresses, by verdict.\n"
+      "# TYPE gantry_controller_ingress_nginx_annotations gauge\n";
+  for (int i = 0; i < 4; ++i)
+    m += std::string("gantry_controller_ingress_nginx_annotations{support=\"") +
+         nginx_support_name(static_cast<NginxSupport>(i)) + "\"} " + std::to_string(c.by[i]) + "\n";
+  m += "# HELP gantry_controller_ingress_nginx_ingresses_not_served ingress-nginx mode Ingresses not served.\n"
+       "# TYPE gantry_controller_ingress_nginx_ingresses_not_served gauge\n"
+       "gantry_controller_ingress_nginx_ingresses_not_served ";
+  m.append(std::to_string(c.not_served)).append("\n");
+  return m;
+}
+
+}  // namespace gantry::controller

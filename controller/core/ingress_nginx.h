@@ -1,0 +1,131 @@
+// ingress-nginx compatibility (--ingress-nginx-compat, docs/ingress-nginx.md):
+// the nginx.ingress.kubernetes.io/* annotations of an Ingress read with
+// ingress-nginx v1.15's semantics, and a verdict for every one of them.
+//
+// parse_nginx_annotations() is pure: annotations in, the settings translate
+// applies (NginxConfig) and one verdict per annotation out. Nothing is
+// silent: an annotation gantry serves exactly is kServed; one it serves with a
+// difference names the difference (kPartial); one it does not implement, or
+// refuses (the snippets), says why (kRefused), and `blocks` when serving the
+// Ingress without it could expose what it protected (the Ingress is then not
+// served unless the operator opts in); a name ingress-nginx does not know
+// either is kUnknown.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proxy/snapshot/model.h"
+
+namespace gantry::controller {
+
+inline constexpr const char* kNginxAnnotationPrefix = "nginx.ingress.kubernetes.io/";
+inline constexpr const char* kNginxIngressController = "k8s.io/ingress-nginx";
+
+struct IngressNginxOptions {
+  bool enabled = false;
+  // Class names served in compatibility mode (spec.ingressClassName or the
+  // legacy kubernetes.io/ingress.class annotation).
+  std::set<std::string> classes;
+  // ConfigMap-level defaults of ingress-nginx.
+  uint64_t default_body_size = 1024 * 1024;  // proxy-body-size: 1m
+  int ssl_redirect_code = 308;               // http-redirect-code
+  // Serve an Ingress whose refused annotations would block it, without them.
+  bool serve_refused = false;
+  bool operator==(const IngressNginxOptions&) const = default;
+};
+
+enum class NginxSupport { kServed, kPartial, kRefused, kUnknown };
+const char* nginx_support_name(NginxSupport s);  // "served" | "partial" | "refused" | "unknown"
+
+struct NginxAnnotationVerdict {
+  std::string name;  // without the prefix, e.g. "rewrite-target"
+  std::string value;
+  NginxSupport support = NginxSupport::kServed;
+  std::string detail;  // partial: what differs; refused / unknown: why
+  bool blocks = false;  // the Ingress is not served because of it
+  bool operator==(const NginxAnnotationVerdict&) const = default;
+};
+
+struct NginxCanary {
+  std::string header;          // canary-by-header
+  std::string header_value;    // canary-by-header-value
+  std::string header_pattern;  // canary-by-header-pattern (PCRE, unanchored)
+  std::string cookie;          // canary-by-cookie
+  int64_t weight = 0;          // canary-weight
+  int64_t weight_total = 100;  // canary-weight-total
+  bool operator==(const NginxCanary&) const = default;
+};
+
+// What translate applies to every path of the Ingress.
+struct NginxConfig {
+  bool use_regex = false;
+  std::optional<std::string> rewrite_target;  // set only when it differs from the path (per path)
+  std::optional<std::string> app_root;
+  std::optional<std::string> x_forwarded_prefix;
+  std::optional<bool> ssl_redirect;  // unset: on when the host has TLS
+  bool force_ssl_redirect = false;
+  std::optional<std::string> permanent_redirect;
+  int permanent_redirect_code = 301;
+  std::optional<std::string> temporal_redirect;
+  int temporal_redirect_code = 302;
+  bool from_to_www_redirect = false;
+  bool canary = false;
+  NginxCanary canary_rules;
+  std::optional<snapshot::LoadBalancer> load_balancer;  // affinity, load-balance, upstream-hash-by
+  std::optional<snapshot::RateLimit> rate_limit;
+  std::optional<snapshot::SourceRange> source_range;
+  std::optional<uint64_t> body_size;  // unset: the default; 0: unlimited
+  std::optional<snapshot::Millis> read_timeout;
+  std::optional<snapshot::Retry> retry;
+  std::optional<std::string> upstream_vhost;
+  std::optional<snapshot::Cors> cors;
+  std::vector<std::string> server_aliases;
+};
+
+struct NginxParse {
+  NginxConfig config;
+  std::vector<NginxAnnotationVerdict> verdicts;  // sorted by name
+  bool blocked(bool serve_refused) const;
+};
+
+// Reads every nginx.ingress.kubernetes.io/* annotation of `annotations`.
+NginxParse parse_nginx_annotations(const std::map<std::string, std::string>& annotations);
+
+// nginx sizes: "1m", "512k", "8192", "1g" (case-insensitive units); 0 = unlimited.
+std::optional<uint64_t> parse_nginx_size(const std::string& s);
+
+// ingress-nginx paths as RE2: `path` as nginx's `~* "^path"` location (case-
+// insensitive, anchored at the start only), for a full-match router.
+std::string nginx_location_regex(const std::string& path);
+// The pattern of nginx's `rewrite "(?i)path" target`, and `target` with $n
+// turned into RE2's \n (nullopt when the target uses what RE2 cannot).
+std::string nginx_rewrite_pattern(const std::string& path);
+std::optional<std::string> nginx_rewrite_substitution(const std::string& target);
+
+// One Ingress of the migration report.
+struct NginxIngressReport {
+  std::string namespace_;
+  std::string name;
+  bool canary = false;
+  bool served = true;
+  std::string note;  // why not served, or what the canary was merged into
+  std::vector<NginxAnnotationVerdict> annotations;
+  bool operator==(const NginxIngressReport&) const = default;
+};
+
+// The migration report (gantry-controller migrate, the admin listener's
+// /ingress-nginx): JSON {"ingresses":[{namespace,name,canary,served,note,
+// annotations:[{name,value,support,detail,blocks}]}],"summary":{served,
+// partial,refused,unknown,ingresses,notServed}}, or text for people.
+std::string nginx_report_json(const std::vector<NginxIngressReport>& reports);
+std::string nginx_report_text(const std::vector<NginxIngressReport>& reports);
+// gantry_controller_ingress_nginx_annotations{support="..."} and
+// gantry_controller_ingress_nginx_ingresses_not_served, Prometheus text.
+std::string nginx_report_metrics(const std::vector<NginxIngressReport>& reports);
+
+}  // namespace gantry::controller

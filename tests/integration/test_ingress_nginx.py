@@ -1,0 +1,243 @@
+"""ingress-nginx compatibility mode against a real kube-apiserver + etcd and a
+real proxy (docs/ingress-nginx.md). Ingresses of class "nginx" carrying
+nginx.ingress.kubernetes.io annotations are applied through the API; requests
+go through gantry-proxy with curl: rewrite-target with captures (and the
+host-wide regex it implies), force-ssl-redirect (308, ACME exempt), canary by
+header and by weight, cookie affinity, limit-rps (503), source ranges (403);
+the report (/ingress-nginx), the Warning Event and the status left alone
+without --ingress-nginx-write-status.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "kube"))
+
+from conftest import CONVERGE_TIMEOUT, Proxy, binary, http_request, new_manager, tail, wait_until  # noqa: E402
+from kubeapi import ControlPlane, KubeController, TestHosts, endpoint_slice, service  # noqa: E402
+
+P = "nginx.ingress.kubernetes.io/"
+STATUS_ADDRESS = "192.0.2.201"
+
+
+def ingress(name, host, path, svc, annotations=None, path_type="Prefix", tls=False):
+    spec = {"ingressClassName": "nginx",
+            "rules": [{"host": host, "http": {"paths": [{
+                "path": path, "pathType": path_type,
+                "backend": {"service": {"name": svc, "port": {"number": 8080}}}}]}}]}
+    if tls:
+        spec["tls"] = [{"hosts": [host], "secretName": "no-such-secret"}]
+    return {"kind": "Ingress",
+            "metadata": {"name": name, "namespace": "default",
+                         "annotations": {P + k: v for k, v in (annotations or {}).items()}},
+            "spec": spec}
+
+
+class Curl:
+    def __init__(self, port):
+        self.port = port
+
+    def __call__(self, path, host, headers=(), cookie=None):
+        """(status, headers dict (lower-case names), body) of one request through the proxy."""
+        argv = ["curl", "-sS", "-i", "--max-time", "5", "-H", f"Host: {host}"]
+        for h in headers:
+            argv += ["-H", h]
+        if cookie:
+            argv += ["-b", cookie]
+        argv.append(f"http://127.0.0.1:{self.port}{path}")
+        out = subprocess.run(argv, capture_output=True, check=True).stdout.decode(errors="replace")
+        head, _, body = out.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        status = int(lines[0].split()[1])
+        fields = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            fields.setdefault(k.strip().lower(), v.strip())
+        return status, fields, body
+
+    def backend(self, path, host, **kw):
+        status, _, body = self(path, host, **kw)
+        return json.loads(body)["name"] if status == 200 else status
+
+
+@pytest.mark.parametrize("value", ["Bad_Class", "", "nginx,,UPPER"])
+def test_bad_compat_flag_exits_2_with_one_line(value):
+    r = subprocess.run([binary("gantry-controller"), "--ingress-nginx-compat", value],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--ingress-nginx-compat" in lines[0], r.stderr
+
+
+@pytest.fixture(scope="module")
+def env():
+    manager = new_manager()
+    with tempfile.TemporaryDirectory(prefix="gantry-nx-") as d:
+        workdir = Path(d)
+        cp = ControlPlane(workdir / "cp")
+        hosts = None
+        try:
+            cp.start()
+            cp.install_crd()
+            hosts = TestHosts(manager, workdir)
+            for name in ["main", "canary", "other"]:
+                hosts.echo(name)
+            for svc, names in [("main", ["main"]), ("canary", ["canary"]), ("other", ["other"]),
+                               ("pair", ["main", "other"])]:
+                cp.apply(service(svc))
+                cp.apply(endpoint_slice(svc, [hosts.echos[n] for n in names]))
+            cp.apply({"kind": "IngressClass", "metadata": {"name": "nginx"},
+                      "spec": {"controller": "k8s.io/ingress-nginx"}})
+            socket = workdir / "control.sock"
+            proxy = Proxy(manager, workdir, socket).start()
+            ctl = KubeController(manager, workdir, cp.kubeconfig, socket,
+                                 extra_args=["--ingress-nginx-compat", "on",
+                                             "--ingress-status-address", STATUS_ADDRESS]).start()
+            ctl.wait_ready()
+            yield cp, proxy, ctl, Curl(proxy.http_port)
+        finally:
+            manager.cleanup()
+            if hosts:
+                hosts.close()
+            cp.stop()
+
+
+def converge(check, what, ctl):
+    return wait_until(check, CONVERGE_TIMEOUT, what, on_timeout=lambda: tail(ctl.log))
+
+
+def test_rewrite_target_captures_and_host_wide_regex(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("rw", "rw.nx.test", "/api(/|$)(.*)", "main", {"rewrite-target": "/$2"},
+                     path_type="ImplementationSpecific"))
+    cp.apply(ingress("plain", "rw.nx.test", "/app", "other"))
+    converge(lambda: curl("/api/x", "rw.nx.test")[0] == 200, "the rewrite Ingress to serve", ctl)
+    status, _, body = curl("/API/users/7?page=2", "rw.nx.test")
+    assert status == 200
+    echo = json.loads(body)
+    assert echo["name"] == "main" and echo["path"] == "/users/7?page=2"
+    assert json.loads(curl("/api", "rw.nx.test")[2])["path"] == "/"
+    # The other Ingress's Prefix /app became `~* ^/app` on this host: case-insensitive,
+    # and a string prefix (/apple matches), as ingress-nginx serves it.
+    converge(lambda: curl("/APPLE", "rw.nx.test")[0] == 200, "host-wide regex", ctl)
+    assert curl.backend("/apple/pie", "rw.nx.test") == "other"
+
+
+def test_force_ssl_redirect_308_and_acme_exempt(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("ssl", "ssl.nx.test", "/", "main", {"force-ssl-redirect": "true"}))
+    cp.apply(ingress("tlsdefault", "tls.nx.test", "/", "main", tls=True))
+    cp.apply(ingress("tlsoff", "tlsoff.nx.test", "/", "main", {"ssl-redirect": "false"}, tls=True))
+    converge(lambda: curl("/a?b=1", "ssl.nx.test")[0] == 308, "the 308", ctl)
+    assert curl("/a?b=1", "ssl.nx.test")[1]["location"] == "https://ssl.nx.test/a?b=1"
+    assert curl.backend("/.well-known/acme-challenge/tok", "ssl.nx.test") == "main"
+    converge(lambda: curl("/x", "tls.nx.test")[0] == 308, "ssl-redirect on by default with TLS", ctl)
+    converge(lambda: curl("/x", "tlsoff.nx.test")[0] == 200, "ssl-redirect: false", ctl)
+
+
+def test_canary_by_header_cookie_and_weight(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("site", "canary.nx.test", "/", "main"))
+    cp.apply(ingress("site-canary", "canary.nx.test", "/", "canary",
+                     {"canary": "true", "canary-by-header": "X-Canary", "canary-by-cookie": "beta",
+                      "canary-weight": "0"}))
+    converge(lambda: curl.backend("/", "canary.nx.test", headers=["X-Canary: always"]) == "canary",
+             "the canary by header", ctl)
+    assert curl.backend("/", "canary.nx.test") == "main"
+    assert curl.backend("/", "canary.nx.test", headers=["X-Canary: never"], cookie="beta=always") == "main"
+    assert curl.backend("/", "canary.nx.test", headers=["X-Canary: other"], cookie="beta=always") == "canary"
+    assert curl.backend("/", "canary.nx.test", cookie="a=1; beta=always") == "canary"
+    # Weight 50 of 100: both backends answer.
+    cp.apply(ingress("site-canary", "canary.nx.test", "/", "canary", {"canary": "true", "canary-weight": "50"}))
+    seen = set()
+    converge(lambda: seen.add(curl.backend("/", "canary.nx.test")) or seen == {"main", "canary"},
+             "a 50/50 split", ctl)
+
+
+def test_cookie_affinity(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("sticky", "sticky.nx.test", "/", "pair",
+                     {"affinity": "cookie", "session-cookie-name": "route", "session-cookie-max-age": "600"}))
+    converge(lambda: curl("/", "sticky.nx.test")[0] == 200, "the sticky Ingress", ctl)
+    status, fields, body = curl("/", "sticky.nx.test")
+    cookie = fields.get("set-cookie", "")
+    assert cookie.startswith("route=") and "Max-Age=600" in cookie, fields
+    first = json.loads(body)["name"]
+    pair = cookie.split(";")[0]
+    assert all(curl.backend("/", "sticky.nx.test", cookie=pair) == first for _ in range(8))
+
+
+def test_limit_rps_answers_503(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("limited", "limit.nx.test", "/", "main", {"limit-rps": "1", "limit-burst-multiplier": "1"}))
+    converge(lambda: curl("/", "limit.nx.test")[0] in (200, 503), "the limited Ingress", ctl)
+    # Capacity 2 (nginx: burst 1 + 1), refilled at 1 per second: 8 requests in a row meet a 503.
+    statuses = [curl("/", "limit.nx.test")[0] for _ in range(8)]
+    assert 503 in statuses and 429 not in statuses, statuses
+
+
+def test_source_ranges_403(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("allowed", "allow.nx.test", "/", "main", {"whitelist-source-range": "127.0.0.1/32"}))
+    cp.apply(ingress("denied", "deny.nx.test", "/", "main", {"whitelist-source-range": "10.0.0.0/8"}))
+    cp.apply(ingress("blocked", "block.nx.test", "/", "main", {"denylist-source-range": "127.0.0.0/8"}))
+    converge(lambda: curl("/", "allow.nx.test")[0] == 200, "the allowed client", ctl)
+    converge(lambda: curl("/", "deny.nx.test")[0] == 403, "a client outside the allowlist", ctl)
+    converge(lambda: curl("/", "block.nx.test")[0] == 403, "a denied client", ctl)
+
+
+def test_refused_annotations_are_reported_and_evented(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("snippet", "snip.nx.test", "/", "main",
+                     {"configuration-snippet": "deny all;", "limit-connections": "3", "made-up": "x"}))
+    cp.apply(ingress("ok", "ok.nx.test", "/", "main"))
+    converge(lambda: curl("/", "ok.nx.test")[0] == 200, "the plain Ingress", ctl)
+    # A blocking refusal keeps the Ingress out: the dropped snippet may have protected it.
+    assert curl("/", "snip.nx.test")[0] == 404
+
+    def report():
+        r = http_request(ctl.admin_port, "/ingress-nginx")
+        rep = json.loads(r.body)
+        return next((i for i in rep["ingresses"] if i["name"] == "snippet"), None)
+    rep = converge(report, "the report", ctl)
+    verdicts = {a["name"]: a["support"] for a in rep["annotations"]}
+    assert not rep["served"]
+    assert verdicts == {P + "configuration-snippet": "refused", P + "limit-connections": "refused",
+                        P + "made-up": "unknown"}
+
+    def warning():
+        events = cp.request("GET", "/api/v1/namespaces/default/events")["items"]
+        return [e for e in events if e["involvedObject"]["name"] == "snippet"
+                and e["involvedObject"]["kind"] == "Ingress" and e["type"] == "Warning"]
+    ev = converge(warning, "a Warning Event on the Ingress", ctl)
+    assert "configuration-snippet" in ev[-1]["message"]
+    m = ctl.metrics()
+    assert m['gantry_controller_ingress_nginx_annotations{support="unknown"}'] >= 1
+    # Without --ingress-nginx-write-status the Ingress status is ingress-nginx's to write.
+    assert not (cp.get("Ingress", "ok").get("status") or {}).get("loadBalancer", {}).get("ingress")
+
+
+def test_migrate_report_against_the_cluster(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("report-me", "report.nx.test", "/", "main",
+                     {"rewrite-target": "/", "limit-rps": "5", "auth-url": "http://auth/verify"}))
+    argv = [binary("gantry-controller"), "migrate", "--source", "kube", "--kubeconfig", cp.kubeconfig]
+    r = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr  # a refused annotation: a CI gate fails
+    rep = json.loads(r.stdout)
+    item = next(i for i in rep["ingresses"] if i["name"] == "report-me")
+    got = {a["name"]: (a["support"], a["blocks"]) for a in item["annotations"]}
+    assert got == {P + "rewrite-target": ("served", False), P + "limit-rps": ("partial", False),
+                   P + "auth-url": ("refused", True)}
+    assert not item["served"]
+    text = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+    assert "ingress default/report-me: NOT SERVED" in text and "refused  auth-url=" in text
+    never = subprocess.run(argv + ["--fail-on", "never"], capture_output=True, text=True, timeout=60)
+    assert never.returncode == 0
+    bad = subprocess.run(argv + ["--fail-on", "sometimes"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,373 @@
+// ingress-nginx compatibility: every annotation's verdict and mapping (table),
+// the host-wide regex rule, canary precedence, and the report.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "controller/core/ingress_nginx.h"
+#include "controller/core/translate.h"
+#include "tests/unit/controller/test_util.h"
+
+namespace gantry::controller {
+namespace {
+
+namespace sn = gantry::snapshot;
+using testing::dump;
+using testing::load;
+
+struct AnnotationRow {
+  std::string name;   // without the prefix
+  std::string value;
+  NginxSupport support;
+  bool blocks;
+  std::function<void(const NginxConfig&)> check;  // may be empty
+  std::map<std::string, std::string> with = {};   // other annotations set alongside
+};
+
+std::vector<AnnotationRow> rows() {
+  using S = NginxSupport;
+  return {
+      {"use-regex", "true", S::kPartial, false, [](const NginxConfig& c) { EXPECT_TRUE(c.use_regex); }},
+      {"rewrite-target", "/$2", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.rewrite_target.value_or(""), "/$2"); }},
+      {"rewrite-target", "/a?b=1", S::kRefused, true, nullptr},
+      {"rewrite-target", "/$host", S::kRefused, true, nullptr},
+      {"app-root", "/app", S::kServed, false, [](const NginxConfig& c) { EXPECT_EQ(*c.app_root, "/app"); }},
+      {"app-root", "app", S::kRefused, false, nullptr},
+      {"x-forwarded-prefix", "/api", S::kServed, false, nullptr},
+      {"ssl-redirect", "false", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.ssl_redirect, std::optional<bool>(false)); }},
+      {"ssl-redirect", "maybe", S::kRefused, false, nullptr},
+      {"force-ssl-redirect", "true", S::kServed, false, [](const NginxConfig& c) { EXPECT_TRUE(c.force_ssl_redirect); }},
+      {"permanent-redirect", "https://example.org/x", S::kServed, false, nullptr},
+      {"permanent-redirect-code", "308", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.permanent_redirect_code, 308); }},
+      // ingress-nginx falls back to its default outside 300..308; 300 is one gantry cannot send.
+      {"permanent-redirect-code", "200", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.permanent_redirect_code, 301); }},
+      {"permanent-redirect-code", "300", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.permanent_redirect_code, 301); }},
+      {"temporal-redirect-code", "308", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.temporal_redirect_code, 302); }},
+      {"temporal-redirect", "https://example.org/y", S::kServed, false, nullptr},
+      {"temporal-redirect-code", "307", S::kServed, false, nullptr},
+      {"from-to-www-redirect", "true", S::kServed, false, nullptr},
+      {"canary", "true", S::kServed, false, [](const NginxConfig& c) { EXPECT_TRUE(c.canary); }},
+      {"canary-by-header", "X-Canary", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.canary_rules.header, "X-Canary"); }, {{"canary", "true"}}},
+      {"canary-by-header", "X-Canary", S::kRefused, false, nullptr},  // without canary: true
+      {"canary-by-header-value", "v2", S::kServed, false, nullptr, {{"canary", "true"}}},
+      {"canary-by-header-pattern", "^v[23]$", S::kPartial, false, nullptr, {{"canary", "true"}}},
+      {"canary-by-header-pattern", "(?<=x)", S::kRefused, true, nullptr, {{"canary", "true"}}},
+      {"canary-by-cookie", "canary", S::kPartial, false, nullptr, {{"canary", "true"}}},
+      {"canary-weight", "30", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.canary_rules.weight, 30); }, {{"canary", "true"}}},
+      {"canary-weight-total", "1000", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.canary_rules.weight_total, 1000); }, {{"canary", "true"}}},
+      {"affinity", "cookie", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.load_balancer);
+         EXPECT_EQ(c.load_balancer->hash_on, sn::HashOn::kCookie);
+         EXPECT_EQ(c.load_balancer->hash_key, "INGRESSCOOKIE");
+       }},
+      {"session-cookie-name", "route", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->hash_key, "route"); }, {{"affinity", "cookie"}}},
+      {"session-cookie-max-age", "3600", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_ttl.count(), 3600000); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-expires", "60", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-path", "/app", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-secure", "true", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "Strict", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-name", "route", S::kRefused, false, nullptr},  // without affinity
+      {"limit-rps", "5", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.rate_limit);
+         EXPECT_EQ(c.rate_limit->requests, 5u);
+         EXPECT_EQ(c.rate_limit->interval.count(), 1000);
+         EXPECT_EQ(c.rate_limit->burst, 21u);  // nginx: 5 x 5 + 1 at once
+         EXPECT_EQ(c.rate_limit->status_code, 503);
+       }},
+      {"limit-rpm", "60", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.rate_limit->interval.count(), 60000); }},
+      {"limit-rpm", "60", S::kRefused, false, nullptr, {{"limit-rps", "5"}}},
+      {"limit-burst-multiplier", "1", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.rate_limit->burst, 1u); }, {{"limit-rps", "5"}}},
+      {"limit-whitelist", "10.0.0.0/8, 192.0.2.1", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.rate_limit->exempt_sources, (std::vector<std::string>{"10.0.0.0/8", "192.0.2.1"}));
+       },
+       {{"limit-rps", "5"}}},
+      {"limit-allowlist", "10.0.0.0/8", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.rate_limit->exempt_sources, std::vector<std::string>{"10.0.0.0/8"}); },
+       {{"limit-rps", "5"}}},
+      {"canary-weight-total", "50", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.canary_rules.weight_total, 100); }, {{"canary", "true"}}},
+      {"limit-connections", "10", S::kRefused, false, nullptr},
+      {"whitelist-source-range", "10.0.0.0/8,192.0.2.0/24", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.source_range->allow.size(), 2u); }},
+      {"allowlist-source-range", "10.0.0.0/8", S::kServed, false, nullptr},
+      {"whitelist-source-range", "10.0.0.0/33", S::kRefused, true, nullptr},
+      {"denylist-source-range", "203.0.113.0/24", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.source_range->deny.size(), 1u); }},
+      {"proxy-body-size", "8m", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.body_size, std::optional<uint64_t>(8u << 20)); }},
+      {"proxy-body-size", "0", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.body_size, std::optional<uint64_t>(0)); }},
+      {"proxy-body-size", "8mb", S::kRefused, false, nullptr},
+      {"proxy-read-timeout", "120", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.read_timeout->count(), 120000); }},
+      {"proxy-connect-timeout", "5", S::kPartial, false, nullptr},
+      {"proxy-send-timeout", "60", S::kRefused, false, nullptr},
+      {"proxy-next-upstream", "error timeout http_503", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.retry);
+         EXPECT_TRUE(c.retry->on_connect_failure);
+         EXPECT_TRUE(c.retry->on_reset);
+         EXPECT_EQ(c.retry->on_statuses, std::vector<int>{503});
+         EXPECT_EQ(c.retry->attempts, 2u);
+       }},
+      {"proxy-next-upstream-tries", "1", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.retry->attempts, 0u); }},
+      {"backend-protocol", "HTTP", S::kServed, false, nullptr},
+      {"backend-protocol", "AUTO_HTTP", S::kPartial, false, nullptr},
+      {"backend-protocol", "GRPC", S::kRefused, true, nullptr},
+      {"backend-protocol", "FCGI", S::kRefused, true, nullptr},
+      {"upstream-vhost", "internal.example", S::kServed, false, nullptr},
+      {"service-upstream", "true", S::kPartial, false, nullptr},
+      {"load-balance", "ewma", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->type, sn::LoadBalancerType::kLeastRequest); }},
+      {"upstream-hash-by", "$remote_addr", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->hash_on, sn::HashOn::kSourceIP); }},
+      {"upstream-hash-by", "$http_x_user", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->hash_key, "x-user"); }},
+      {"upstream-hash-by", "$request_uri", S::kRefused, false, nullptr},
+      {"enable-cors", "true", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.cors);
+         EXPECT_EQ(c.cors->allow_origins, std::vector<std::string>{"*"});
+         EXPECT_TRUE(c.cors->allow_credentials);
+         EXPECT_EQ(c.cors->max_age->count(), 1728000000);
+       }},
+      {"cors-allow-origin", "https://a.example.com, https://b.example.com", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.cors->allow_origins.size(), 2u); }, {{"enable-cors", "true"}}},
+      {"cors-allow-origin", "https://a.example.com", S::kRefused, false, nullptr},  // without enable-cors
+      {"server-alias", "Alias.Example.com", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.server_aliases, std::vector<std::string>{"alias.example.com"}); }},
+      {"configuration-snippet", "more_set_headers x: y;", S::kRefused, true, nullptr},
+      {"server-snippet", "x", S::kRefused, true, nullptr},
+      {"auth-type", "basic", S::kRefused, true, nullptr},
+      {"auth-url", "http://auth/verify", S::kRefused, true, nullptr},
+      {"ssl-passthrough", "true", S::kRefused, true, nullptr},
+      {"custom-http-errors", "404,503", S::kRefused, false, nullptr},
+      {"no-such-annotation", "x", S::kUnknown, false, nullptr},
+  };
+}
+
+class AnnotationTable : public ::testing::TestWithParam<AnnotationRow> {};
+
+TEST_P(AnnotationTable, VerdictAndMapping) {
+  const AnnotationRow& row = GetParam();
+  std::map<std::string, std::string> a;
+  for (const auto& [k, v] : row.with) a[kNginxAnnotationPrefix + k] = v;
+  a[kNginxAnnotationPrefix + row.name] = row.value;
+  a["unrelated.example.com/x"] = "ignored: not ingress-nginx's";
+  NginxParse p = parse_nginx_annotations(a);
+  ASSERT_EQ(p.verdicts.size(), a.size() - 1) << "every nginx annotation gets a verdict";
+  const NginxAnnotationVerdict* v = nullptr;
+  for (const auto& x : p.verdicts)
+    if (x.name == row.name) v = &x;
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(nginx_support_name(v->support), std::string(nginx_support_name(row.support))) << v->detail;
+  EXPECT_EQ(v->blocks, row.blocks);
+  EXPECT_EQ(v->value, row.value);
+  if (row.support != NginxSupport::kServed) {
+    EXPECT_FALSE(v->detail.empty()) << "a difference is named";
+  }
+  if (row.check) row.check(p.config);
+}
+
+INSTANTIATE_TEST_SUITE_P(IngressNginx, AnnotationTable, ::testing::ValuesIn(rows()),
+                         [](const ::testing::TestParamInfo<AnnotationRow>& i) {
+                           std::string n = i.param.name;
+                           n.append("_").append(std::to_string(i.index));
+                           for (char& c : n)
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+TEST(IngressNginx, Sizes) {
+  EXPECT_EQ(parse_nginx_size("1m"), std::optional<uint64_t>(1048576));
+  EXPECT_EQ(parse_nginx_size("512K"), std::optional<uint64_t>(524288));
+  EXPECT_EQ(parse_nginx_size("2g"), std::optional<uint64_t>(2ull << 30));
+  EXPECT_EQ(parse_nginx_size("100"), std::optional<uint64_t>(100));
+  EXPECT_EQ(parse_nginx_size("0"), std::optional<uint64_t>(0));
+  EXPECT_EQ(parse_nginx_size("1Mi"), std::nullopt);
+  EXPECT_EQ(parse_nginx_size(""), std::nullopt);
+}
+
+TEST(IngressNginx, RewriteSubstitution) {
+  EXPECT_EQ(nginx_rewrite_substitution("/$2"), std::optional<std::string>("/\\2"));
+  EXPECT_EQ(nginx_rewrite_substitution("/x/${1}y"), std::optional<std::string>("/x/\\1y"));
+  EXPECT_EQ(nginx_rewrite_substitution("/$request_uri"), std::nullopt);
+  EXPECT_EQ(nginx_rewrite_substitution("/$10"), std::nullopt);
+  EXPECT_EQ(nginx_location_regex("/api/(.*)"), "(?i)(?:/api/(.*)).*");
+}
+
+const char* kServices = R"(
+apiVersion: v1
+kind: Service
+metadata: {name: main}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: canary}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other}
+spec: {ports: [{name: http, port: 80}]}
+)";
+
+std::string ingress(const std::string& name, int64_t created, const std::string& annotations,
+                    const std::string& host, const std::string& path, const std::string& type,
+                    const std::string& svc, const std::string& extra_spec = "") {
+  std::string t("---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ");
+  t += name;
+  // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for
+  // "literal" + std::string&& (GCC PR 105329).
+  t.append("\n  creationTimestamp: \"2024-01-01T00:00:").append(created < 10 ? "0" : "");
+  t.append(std::to_string(created)).append("Z\"\n  annotations: {").append(annotations);
+  t.append("}\nspec:\n  ingressClassName: nginx\n").append(extra_spec).append("  rules:\n  - host: ");
+  t.append(host).append("\n    http:\n      paths:\n      - path: \"").append(path);
+  t.append("\"\n        pathType: ").append(type).append("\n        backend: {service: {name: ").append(svc);
+  t.append(", port: {number: 80}}}\n");
+  return t;
+}
+
+TranslateOptions nginx_options() {
+  TranslateOptions o;
+  o.ingress_nginx.enabled = true;
+  o.ingress_nginx.classes = {"nginx"};
+  return o;
+}
+
+TEST(IngressNginx, OffByDefault) {
+  Cache c = load(std::string(kServices) + ingress("web", 1, "", "a.example.com", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, TranslateOptions{});
+  EXPECT_TRUE(r.snapshot.routes.empty());
+  EXPECT_TRUE(r.ingress_nginx.empty());
+}
+
+TEST(IngressNginx, RegexIsHostWideCaseInsensitiveStartAnchoredLongestFirst) {
+  // One Ingress sets rewrite-target: the plain Prefix path of the other
+  // Ingress on the same host becomes a regex too; another host is untouched.
+  Cache c = load(std::string(kServices) +
+                 ingress("plain", 1, "", "a.example.com", "/app", "Prefix", "main") +
+                 ingress("rw", 2, "nginx.ingress.kubernetes.io/rewrite-target: /$2", "a.example.com",
+                         "/api(/|$)(.*)", "ImplementationSpecific", "other") +
+                 ingress("b", 3, "", "b.example.com", "/app", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  std::string d = dump(r.snapshot);
+  EXPECT_NE(d.find("route default/plain (Ingress) hosts=a.example.com\n rule0 RegularExpression:(?i)(?:/app).* ->"),
+            std::string::npos) << d;
+  EXPECT_NE(d.find("route default/b (Ingress) hosts=b.example.com\n rule0 PathPrefix:/app ->"), std::string::npos) << d;
+  for (const auto& route : r.snapshot.routes) {
+    if (route.name != "rw") continue;
+    const auto& m = route.rules[0].matches[0].path;
+    EXPECT_EQ(m.priority, 13);  // the path's length: longest first
+    ASSERT_TRUE(route.rules[0].filters.url_rewrite);
+    EXPECT_EQ(route.rules[0].filters.url_rewrite->path.pattern, "(?i)/api(/|$)(.*)");
+    EXPECT_EQ(route.rules[0].filters.url_rewrite->path.value, "/\\2");
+  }
+  EXPECT_EQ(r.ingress_nginx.size(), 3u);
+}
+
+TEST(IngressNginx, CanaryPrecedenceHeaderThenCookieThenWeight) {
+  Cache c = load(std::string(kServices) + ingress("main", 1, "", "a.example.com", "/", "Prefix", "main") +
+                 ingress("can", 2,
+                         "nginx.ingress.kubernetes.io/canary: 'true', "
+                         "nginx.ingress.kubernetes.io/canary-by-header: X-Canary, "
+                         "nginx.ingress.kubernetes.io/canary-by-cookie: canary, "
+                         "nginx.ingress.kubernetes.io/canary-weight: '20'",
+                         "a.example.com", "/", "Prefix", "canary"));
+  TranslateResult r = translate(c, nginx_options());
+  EXPECT_EQ(dump(r.snapshot),
+            "route default/main (Ingress) hosts=a.example.com\n"
+            " rule0 PathPrefix:/ h:x-canary=always -> default/canary:80\n"
+            " rule1 PathPrefix:/ h:x-canary=never -> default/main:80\n"
+            " rule2 PathPrefix:/ h:cookie=(?:.*;\\s*)?canary=always(?:;.*)? -> default/canary:80\n"
+            " rule3 PathPrefix:/ h:cookie=(?:.*;\\s*)?canary=never(?:;.*)? -> default/main:80\n"
+            " rule4 PathPrefix:/ -> default/main:80*80 default/canary:80*20\n"
+            "cluster default/canary:80\ncluster default/main:80\n");
+  std::string st = dump(r.statuses);
+  EXPECT_NE(st.find("Ingress default/can Accepted=True"), std::string::npos) << st;
+}
+
+TEST(IngressNginx, CanaryWithoutMainIsNotAccepted) {
+  Cache c = load(std::string(kServices) +
+                 ingress("can", 2, "nginx.ingress.kubernetes.io/canary: 'true'", "a.example.com", "/", "Prefix",
+                         "canary"));
+  TranslateResult r = translate(c, nginx_options());
+  EXPECT_NE(dump(r.statuses).find("Ingress default/can Accepted=False(NoMainIngress)"), std::string::npos)
+      << dump(r.statuses);
+  ASSERT_EQ(r.ingress_nginx.size(), 1u);
+  EXPECT_FALSE(r.ingress_nginx[0].served);
+}
+
+TEST(IngressNginx, BlockingRefusalKeepsTheIngressOutUnlessOptedIn) {
+  Cache c = load(std::string(kServices) +
+                 ingress("snip", 1, "nginx.ingress.kubernetes.io/configuration-snippet: 'deny all;'",
+                         "a.example.com", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  EXPECT_TRUE(r.snapshot.routes.empty());
+  EXPECT_NE(dump(r.statuses).find("Accepted=False(UnsupportedValue)"), std::string::npos) << dump(r.statuses);
+  EXPECT_NE(dump(r.statuses).find("IngressNginxAnnotations=False(NotServed)"), std::string::npos);
+  TranslateOptions o = nginx_options();
+  o.ingress_nginx.serve_refused = true;
+  r = translate(c, o);
+  EXPECT_EQ(r.snapshot.routes.size(), 1u);
+  EXPECT_NE(nginx_report_text(r.ingress_nginx).find("refused  configuration-snippet"), std::string::npos)
+      << nginx_report_text(r.ingress_nginx);
+}
+
+TEST(IngressNginx, DefaultsAndRedirects) {
+  Cache c = load(std::string(kServices) +
+                 ingress("web", 1,
+                         "nginx.ingress.kubernetes.io/app-root: /app, "
+                         "nginx.ingress.kubernetes.io/from-to-www-redirect: 'true'",
+                         "www.example.com", "/", "Prefix", "main",
+                         "  tls:\n  - hosts: [www.example.com]\n    secretName: missing\n"));
+  TranslateResult r = translate(c, nginx_options());
+  ASSERT_EQ(r.snapshot.routes.size(), 2u);
+  const sn::Route& redirect = r.snapshot.routes[0];  // sorted by name: web@example.com first
+  EXPECT_EQ(redirect.hostnames, std::vector<std::string>{"example.com"});
+  ASSERT_TRUE(redirect.rules[0].filters.request_redirect);
+  EXPECT_EQ(redirect.rules[0].filters.request_redirect->status_code, 308);
+  const sn::Route& web = r.snapshot.routes[1];
+  ASSERT_EQ(web.rules.size(), 2u);
+  EXPECT_EQ(web.rules[0].matches[0].path.type, sn::PathMatchType::kExact);  // app-root
+  EXPECT_EQ(web.rules[0].filters.request_redirect->path.value, "/app");
+  const sn::Filters& f = web.rules[1].filters;
+  ASSERT_TRUE(f.https_redirect);  // the host has TLS: ssl-redirect defaults on, 308
+  EXPECT_EQ(f.https_redirect->status_code, 308);
+  EXPECT_EQ(f.max_request_body_size, std::optional<uint64_t>(1 << 20));  // ingress-nginx's 1m
+}
+
+TEST(IngressNginx, ReportJson) {
+  Cache c = load(std::string(kServices) +
+                 ingress("web", 1, "nginx.ingress.kubernetes.io/limit-rps: '5', nginx.ingress.kubernetes.io/bogus: x",
+                         "a.example.com", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  std::string j = nginx_report_json(r.ingress_nginx);
+  EXPECT_NE(j.find(R"("summary":{"ingresses":1,"notServed":0,"served":0,"partial":1,"refused":0,"unknown":1})"),
+            std::string::npos) << j;
+  EXPECT_NE(nginx_report_metrics(r.ingress_nginx).find("gantry_controller_ingress_nginx_annotations{support=\"unknown\"} 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace gantry::controller
