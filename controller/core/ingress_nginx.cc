@@ -237,12 +237,17 @@ class Parser {
         invalid("app-root", "an absolute path such as /app");
       } else {
         c.app_root = *v;
-        served("app-root");
+        partial("app-root", "the 302 keeps the request's query (nginx's return drops it)");
       }
     }
     if (const std::string* v = get("x-forwarded-prefix")) {
-      c.x_forwarded_prefix = *v;
-      served("x-forwarded-prefix");
+      // ingress-nginx sets the field only where it rewrites (buildProxyPass).
+      if (c.rewrite_target) {
+        c.x_forwarded_prefix = *v;
+        served("x-forwarded-prefix");
+      } else {
+        refuse("x-forwarded-prefix", "has no effect without rewrite-target (as in ingress-nginx)", false);
+      }
     }
     if (auto b = boolean("ssl-redirect")) {
       c.ssl_redirect = *b;

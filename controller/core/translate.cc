@@ -1288,11 +1288,6 @@ class Translator {
     f.cors = c.cors;
     uint64_t body = c.body_size.value_or(options_.ingress_nginx.default_body_size);
     if (body > 0) f.max_request_body_size = body;
-    if (c.x_forwarded_prefix) {
-      sn::HeaderModifier h;
-      h.set.push_back({"X-Forwarded-Prefix", *c.x_forwarded_prefix});
-      f.request_headers = h;
-    }
     if (c.permanent_redirect || c.temporal_redirect) {
       // ingress-nginx: temporal-redirect wins over permanent-redirect.
       sn::RequestRedirect r;
@@ -1314,6 +1309,11 @@ class Translator {
         u.path.pattern = nginx_rewrite_pattern(path);
         u.path.value = subst;
         f.url_rewrite = u;
+        if (c.x_forwarded_prefix) {  // only where it rewrites, as ingress-nginx
+          sn::HeaderModifier h;
+          h.set.push_back({"X-Forwarded-Prefix", *c.x_forwarded_prefix});
+          f.request_headers = h;
+        }
       }
     }
     if (c.upstream_vhost && !f.request_redirect) {
@@ -1500,7 +1500,7 @@ class Translator {
           sn::Rule redirect;
           sn::RequestRedirect r;
           r.hostname = host;
-          r.status_code = 308;
+          r.status_code = options_.ingress_nginx.ssl_redirect_code;  // http-redirect-code
           redirect.filters.request_redirect = r;
           add_route("@" + other, {other}, {redirect});
           claimed.push_back(other);

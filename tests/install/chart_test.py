@@ -332,6 +332,23 @@ if off.get("Deployment"):
     t.check(off["Deployment"][0]["spec"]["template"]["spec"]["serviceAccountName"] == "ops",
             "an existing ServiceAccount can be used")
 
+# ------------------------------------------------------------------ ingress-nginx compatibility
+def controller_args(objs):
+    return container(one(objs, "Deployment"), "controller").get("args", [])
+
+
+t.check(not any(a.startswith("--ingress-nginx") for a in controller_args(objs)),
+        "ingress-nginx compatibility off by default")
+nx = controller_args(render("--set", "ingressNginx.enabled=true"))
+t.check(nx[5:] == ["--ingress-nginx-compat=on", "--ingress-nginx-body-size=1m", "--leader-elect"],
+        "ingressNginx.enabled: every ingress-nginx class, status left alone", str(nx))
+nx = controller_args(render("--set", "ingressNginx.enabled=true", "--set", "ingressNginx.classes={nginx,internal}",
+                            "--set", "ingressNginx.writeStatus=true", "--set", "ingressNginx.serveRefused=true",
+                            "--set", "ingressNginx.bodySize=8m"))
+t.check(nx[5:] == ["--ingress-nginx-compat=nginx,internal", "--ingress-nginx-body-size=8m",
+                   "--ingress-nginx-write-status", "--ingress-nginx-serve-refused", "--leader-elect"],
+        "ingressNginx: named classes, status, refused annotations, body size", str(nx))
+
 # ------------------------------------------------------------------ NetworkPolicy (optional)
 t.check(not objs.get("NetworkPolicy"), "no NetworkPolicy by default")
 npo = render("--set", "networkPolicy.enabled=true")
@@ -378,6 +395,9 @@ FAILS = [
     (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.adminPort=9902"], "must all differ"),
     (["--set", "networkPolicy.enable=true"], "enable"),
+    (["--set", "ingressNginx.bodySize=1Mi"], "bodySize"),
+    (["--set", "ingressNginx.classes={Bad_Class}"], "classes"),
+    (["--set", "ingressNginx.writestatus=true"], "writestatus"),
     (["--set", "networkPolicy.statsNamespaceSelector.matchLabel.x=y"], "matchLabel"),
     (["--set", "networkPolicy.enabled=yes"], "enabled"),
     (["--set", "proxy.statsPort=9903"], "must all differ"),

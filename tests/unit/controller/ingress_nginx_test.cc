@@ -33,9 +33,12 @@ std::vector<AnnotationRow> rows() {
        [](const NginxConfig& c) { EXPECT_EQ(c.rewrite_target.value_or(""), "/$2"); }},
       {"rewrite-target", "/a?b=1", S::kRefused, true, nullptr},
       {"rewrite-target", "/$host", S::kRefused, true, nullptr},
-      {"app-root", "/app", S::kServed, false, [](const NginxConfig& c) { EXPECT_EQ(*c.app_root, "/app"); }},
+      {"app-root", "/app", S::kPartial, false, [](const NginxConfig& c) { EXPECT_EQ(*c.app_root, "/app"); }},
       {"app-root", "app", S::kRefused, false, nullptr},
-      {"x-forwarded-prefix", "/api", S::kServed, false, nullptr},
+      {"x-forwarded-prefix", "/api", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.x_forwarded_prefix.value_or(""), "/api"); },
+       {{"rewrite-target", "/$1"}}},
+      {"x-forwarded-prefix", "/api", S::kRefused, false, nullptr},  // no rewrite: no effect
       {"ssl-redirect", "false", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.ssl_redirect, std::optional<bool>(false)); }},
       {"ssl-redirect", "maybe", S::kRefused, false, nullptr},
@@ -196,6 +199,94 @@ INSTANTIATE_TEST_SUITE_P(IngressNginx, AnnotationTable, ::testing::ValuesIn(rows
                              if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });
+
+// Every annotation ingress-nginx v1.15 documents or parses, each with what
+// it needs to take effect: none is unknown, none is silent, and at least 50
+// are served with ingress-nginx's semantics (the issue's target).
+TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
+  const std::vector<std::string> all = {
+      "affinity", "affinity-canary-behavior", "affinity-mode", "allowlist-source-range", "app-root",
+      "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive",
+      "auth-keepalive-requests", "auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method",
+      "auth-proxy-set-headers", "auth-realm", "auth-request-redirect", "auth-response-headers",
+      "auth-secret", "auth-secret-type", "auth-signin", "auth-signin-redirect-param", "auth-snippet",
+      "auth-tls-error-page", "auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream",
+      "auth-tls-secret", "auth-tls-verify-client", "auth-tls-verify-depth", "auth-type", "auth-url",
+      "backend-protocol", "canary", "canary-by-cookie", "canary-by-header", "canary-by-header-pattern",
+      "canary-by-header-value", "canary-weight", "canary-weight-total", "client-body-buffer-size",
+      "configuration-snippet", "connection-proxy-header", "cors-allow-credentials", "cors-allow-headers",
+      "cors-allow-methods", "cors-allow-origin", "cors-expose-headers", "cors-max-age", "custom-headers",
+      "custom-http-errors", "default-backend", "denylist-source-range", "disable-proxy-intercept-errors",
+      "enable-access-log", "enable-cors", "enable-global-auth", "enable-modsecurity",
+      "enable-opentelemetry", "enable-owasp-core-rules", "enable-rewrite-log", "fastcgi-index",
+      "fastcgi-params-configmap", "force-ssl-redirect", "from-to-www-redirect", "http2-push-preload",
+      "limit-allowlist", "limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after",
+      "limit-rpm", "limit-rps", "limit-whitelist", "load-balance", "mirror-host", "mirror-request-body",
+      "mirror-target", "modsecurity-snippet", "modsecurity-transaction-id",
+      "opentelemetry-operation-name", "opentelemetry-trust-incoming-span", "permanent-redirect",
+      "permanent-redirect-code", "preserve-trailing-slash", "proxy-body-size", "proxy-buffer-size",
+      "proxy-buffering", "proxy-buffers-number", "proxy-busy-buffers-size", "proxy-connect-timeout",
+      "proxy-cookie-domain", "proxy-cookie-path", "proxy-http-version", "proxy-max-temp-file-size",
+      "proxy-next-upstream", "proxy-next-upstream-timeout", "proxy-next-upstream-tries",
+      "proxy-read-timeout", "proxy-redirect-from", "proxy-redirect-to", "proxy-request-buffering",
+      "proxy-send-timeout", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
+      "proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
+      "relative-redirects", "rewrite-target", "satisfy", "server-alias", "server-snippet",
+      "service-upstream", "session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
+      "session-cookie-domain", "session-cookie-expires", "session-cookie-max-age", "session-cookie-name",
+      "session-cookie-path", "session-cookie-samesite", "session-cookie-secure", "ssl-ciphers",
+      "ssl-passthrough", "ssl-prefer-server-ciphers", "ssl-redirect", "stream-snippet",
+      "temporal-redirect", "temporal-redirect-code", "upstream-hash-by", "upstream-hash-by-subset",
+      "upstream-hash-by-subset-size", "upstream-vhost", "use-port-in-redirects", "use-regex",
+      "whitelist-source-range", "x-forwarded-prefix"};
+  const std::map<std::string, std::string> value = {
+      {"rewrite-target", "/$1"},        {"app-root", "/app"},
+      {"permanent-redirect", "https://example.org/"}, {"temporal-redirect", "https://example.org/"},
+      {"permanent-redirect-code", "308"}, {"temporal-redirect-code", "307"},
+      {"canary-weight", "10"},          {"canary-weight-total", "100"},
+      {"affinity", "cookie"},           {"session-cookie-max-age", "60"},
+      {"session-cookie-expires", "60"}, {"load-balance", "ewma"},
+      {"upstream-hash-by", "$remote_addr"}, {"limit-rps", "5"}, {"limit-rpm", "60"},
+      {"limit-burst-multiplier", "3"},  {"limit-whitelist", "10.0.0.0/8"}, {"limit-allowlist", "10.0.0.0/8"},
+      {"whitelist-source-range", "10.0.0.0/8"}, {"allowlist-source-range", "10.0.0.0/8"},
+      {"denylist-source-range", "10.0.0.0/8"}, {"proxy-body-size", "8m"}, {"proxy-read-timeout", "30"},
+      {"proxy-connect-timeout", "5"},   {"proxy-next-upstream", "error timeout"},
+      {"proxy-next-upstream-tries", "3"}, {"backend-protocol", "HTTP"}, {"cors-max-age", "60"},
+      {"canary-by-header-pattern", "^v2$"}, {"server-alias", "alias.example.com"}};
+  const std::map<std::string, std::map<std::string, std::string>> needs = {
+      {"canary", {{"canary", "true"}}},
+      {"affinity", {{"affinity", "cookie"}}},
+      {"session", {{"affinity", "cookie"}}},
+      {"cors", {{"enable-cors", "true"}}},
+      {"limit-burst-multiplier", {{"limit-rps", "5"}}},
+      {"limit-whitelist", {{"limit-rps", "5"}}},
+      {"limit-allowlist", {{"limit-rps", "5"}}},
+      {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}}};
+  int with_semantics = 0;
+  std::string served;
+  for (const auto& name : all) {
+    std::map<std::string, std::string> a;
+    for (const auto& [prefix, extra] : needs)
+      if (name.starts_with(prefix) && name != "canary" && name != "affinity")
+        for (const auto& [k, v] : extra) a[kNginxAnnotationPrefix + k] = v;
+    auto it = value.find(name);
+    a[kNginxAnnotationPrefix + name] = it != value.end() ? it->second : "true";
+    NginxParse p = parse_nginx_annotations(a);
+    ASSERT_EQ(p.verdicts.size(), a.size()) << name;
+    for (const auto& v : p.verdicts) {
+      if (v.name != name) continue;
+      EXPECT_NE(v.support, NginxSupport::kUnknown) << name << " is ingress-nginx's: it must be known";
+      if (v.support != NginxSupport::kServed) {
+        EXPECT_FALSE(v.detail.empty()) << name;
+      }
+      if (v.support == NginxSupport::kServed || v.support == NginxSupport::kPartial) {
+        ++with_semantics;
+        served.append(" ").append(name);
+      }
+    }
+  }
+  EXPECT_EQ(with_semantics, 52) << served;
+}
 
 TEST(IngressNginx, Sizes) {
   EXPECT_EQ(parse_nginx_size("1m"), std::optional<uint64_t>(1048576));
