@@ -54,12 +54,27 @@ class FilterChain {
 
   // Runs the request phase; stops at the first filter that does not continue.
   Verdict run_request(Exchange& ex) const {
-    for (const Filter* f : request_) {
-      Verdict v = f->on_request(ex);
+    size_t at = 0;
+    return run_request(ex, at);
+  }
+  // The same from filter `at` of the phase; `at` is left on the filter that
+  // stopped (for resume_request() after a kPending).
+  Verdict run_request(Exchange& ex, size_t& at) const {
+    for (; at < request_.size(); ++at) {
+      Verdict v = request_[at]->on_request(ex);
       if (v != Verdict::kContinue) return v;
     }
     return Verdict::kContinue;
   }
+  // After the wait of the filter at `at` (it returned kPending): its
+  // on_resume(), then the filters after it.
+  Verdict resume_request(Exchange& ex, size_t& at) const {
+    Verdict v = request_[at]->on_resume(ex);
+    if (v != Verdict::kContinue) return v;
+    ++at;
+    return run_request(ex, at);
+  }
+  std::string_view request_filter_name(size_t at) const { return request_[at]->name(); }
   void run_upstream_request(Exchange& ex, UpstreamRequest& up) const {
     for (const Filter* f : upstream_) f->on_upstream_request(ex, up);
   }

@@ -23,6 +23,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -132,6 +134,29 @@ struct UpstreamRequest {
   }
 };
 
+// A wait a request filter started (Verdict::kPending): a call to an
+// authorisation or rate-limit service, say. The filter creates it in
+// on_request() and leaves it in Exchange::pending; the exchange driver
+//   1. calls start(done) once, on the exchange's worker thread;
+//   2. waits, running nothing else of this exchange, until done() is called
+//      (from any thread, at most once) or the wait's deadline passes (the
+//      route's request timeout, else the upstream timeout): then it calls
+//      cancel() and answers 504 with x-gateway-reason: filter-timeout;
+//   3. destroys the op, then calls the filter's on_resume(), whose verdict
+//      stands for the filter's (kContinue: the next filter runs; kRespond:
+//      ex.reply is answered; kPending: another op in Exchange::pending, the
+//      same rules again).
+// The op reads what it needs from the Exchange in start() and writes its
+// result into its own members or the filter's Exchange slot before done().
+// Once done() was called, or cancel() returned, it must not touch the
+// Exchange again; a done() after the driver gave up is harmless.
+class PendingOp {
+ public:
+  virtual ~PendingOp() = default;
+  virtual void start(std::function<void()> done) = 0;
+  virtual void cancel() {}
+};
+
 // The per-exchange context: one per request, reused by its connection.
 // Filters read the request from `req` and leave their outputs here; state a
 // filter carries from one phase to a later one lives in a field of its own
@@ -148,6 +173,9 @@ class Exchange {
   LocalReply reply;                      // set by a filter that answers (Verdict::kRespond)
   std::optional<uint64_t> body_limit;    // a streamed request body larger than this → 413
   OwnedHeaders response_headers;         // added to whatever answer the client gets from upstream or cache
+
+  // A request filter's wait (Verdict::kPending); the driver owns it from then on.
+  std::unique_ptr<PendingOp> pending;
 
   // ---- slots: per-filter state carried between phases
   OwnedHeaders jwt_claims;  // jwt: claim → header values, set on the upstream request
@@ -172,6 +200,7 @@ class Exchange {
     reply.reset();
     body_limit.reset();
     response_headers.clear();
+    pending.reset();
     jwt_claims.clear();
     wall_now_ = {};
   }

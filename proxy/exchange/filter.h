@@ -25,10 +25,11 @@ namespace gantry::exchange {
 //   kContinue: go on with the next filter.
 //   kRespond:  the filter filled ex.reply; the gateway answers it and the
 //              exchange ends (later filters and the upstream are skipped).
-//   kPending:  reserved for filters that must wait (extAuth, a global rate
-//              limit service): the filter will register its continuation on
-//              the Exchange and the driver resumes the chain after it. No
-//              filter returns it yet; the driver answers 500 if one does.
+//   kPending:  the filter must wait (extAuth, a global rate limit service):
+//              it left a PendingOp in ex.pending (exchange.h has the whole
+//              contract); the driver waits for it without blocking its worker,
+//              then calls the filter's on_resume(), and the chain goes on
+//              after the filter. Filters that never wait cost nothing for it.
 enum class Verdict : uint8_t { kContinue, kRespond, kPending };
 
 enum Phase : uint8_t {
@@ -53,6 +54,8 @@ class Filter {
   virtual uint8_t phases() const = 0;
 
   virtual Verdict on_request(Exchange&) const { return Verdict::kContinue; }
+  // After this filter's PendingOp finished: its verdict stands for the filter's.
+  virtual Verdict on_resume(Exchange&) const { return Verdict::kContinue; }
   virtual void on_upstream_request(Exchange&, UpstreamRequest&) const {}
   // `edits`: what the response's header block will get (remove / set / add).
   virtual void on_response(Exchange&, const ResponseInfo&, HeaderEdits& /*edits*/) const {}

@@ -132,6 +132,27 @@ struct CacheFill {
   std::string body;
 };
 
+asio::awaitable<bool> await_pending(asio::io_context& io, exchange::PendingOp& op, milliseconds limit,
+                                    std::shared_ptr<std::atomic<bool>> alive) {
+  // The wake-up is a timer cancelled from done() through the worker's queue
+  // (done() may run on any thread); its expiry is the deadline. Only a wait
+  // pays for these two small objects.
+  auto wake = std::make_shared<asio::steady_timer>(io, Clock::now() + limit);
+  auto fired = std::make_shared<std::atomic<bool>>(false);
+  op.start([weak = std::weak_ptr<asio::steady_timer>(wake), fired, alive = std::move(alive)] {
+    if (fired->exchange(true)) return;  // at most once
+    if (alive && !alive->load()) return;
+    if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
+  });
+  if (!fired->load()) {
+    error_code ignore;
+    co_await wake->async_wait(awaitable_ec(ignore));
+  }
+  if (fired->load()) co_return true;
+  op.cancel();
+  co_return false;
+}
+
 void assign_request_id(const std::vector<http::Header>* headers, std::string& out) {
   std::optional<std::string_view> id;
   if (headers != nullptr) id = http::find_header(*headers, "x-request-id");
@@ -242,13 +263,25 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const control::RulePolicies* pol = cfg->policies ? cfg->policies->find(&cr) : nullptr;
   const exchange::FilterChain* chain = pol != nullptr && !pol->chain.empty() ? &pol->chain : nullptr;
   if (chain != nullptr) {
-    exchange::Verdict v = chain->run_request(ex_);
-    if (v != exchange::Verdict::kContinue) {
-      if (v == exchange::Verdict::kPending) {  // no filter waits yet (filter.h)
-        ex_.reply.reset();
-        ex_.reply.status = 500;
-        ex_.reply.body = "a filter of route " + record.route + " waited, which this proxy does not support yet";
+    size_t at = 0;
+    exchange::Verdict v = chain->run_request(ex_, at);
+    while (v == exchange::Verdict::kPending) {  // a filter waits (exchange.h, PendingOp)
+      std::string who(chain->request_filter_name(at));
+      if (!ex_.pending) {
+        co_await reply(down, 500, "filter " + who + " of route " + record.route + " waited without a wait", false);
+        co_return;
       }
+      milliseconds limit = cr.rule->policy.timeouts.request.value_or(opts.upstream_timeout);
+      const bool finished = co_await await_pending(w_.io(), *ex_.pending, limit, w_.alive());
+      ex_.pending.reset();
+      if (!finished) {
+        co_await reply(down, 504, "filter " + who + " of route " + record.route + " did not finish in time",
+                       false, "filter-timeout");
+        co_return;
+      }
+      v = chain->resume_request(ex_, at);
+    }
+    if (v == exchange::Verdict::kRespond) {
       co_await send_reply(down);
       co_return;
     }

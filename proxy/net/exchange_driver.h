@@ -168,6 +168,13 @@ class ExchangeDriver {
   char debug_time_[32] = {};
 };
 
+// Waits for a filter's PendingOp (exchange.h has the contract): start(done),
+// then until done() ran (true) or `limit` passed (cancel(), false). `alive`
+// (the worker's) keeps a late done() from posting to a worker being destroyed.
+boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange::PendingOp& op,
+                                           std::chrono::milliseconds limit,
+                                           std::shared_ptr<std::atomic<bool>> alive);
+
 // One exchange on `down` with a driver of its own (HTTP/2: one per stream).
 boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
 

@@ -123,5 +123,60 @@ TEST(FilterChain, AnAnswerStopsTheFiltersAfterIt) {
   EXPECT_EQ(real.run(chain).reply.status, 429);
 }
 
+// A filter that waits (kPending) and then answers `resumed` from on_resume().
+class Waiter final : public Filter {
+ public:
+  Waiter(Verdict resumed, std::vector<std::string>& log) : resumed_(resumed), log_(log) {}
+  std::string_view name() const override { return "jwt"; }
+  uint8_t phases() const override { return kOnRequest; }
+  Verdict on_request(Exchange&) const override {
+    log_.emplace_back("jwt waits");
+    return Verdict::kPending;
+  }
+  Verdict on_resume(Exchange& ex) const override {
+    log_.emplace_back("jwt resumed");
+    if (resumed_ == Verdict::kRespond) ex.reply.status = 403;
+    return resumed_;
+  }
+
+ private:
+  Verdict resumed_;
+  std::vector<std::string>& log_;
+};
+
+TEST(FilterChain, APendingFilterResumesWhereItStopped) {
+  struct Case {
+    Verdict resumed;
+    Verdict want;
+    std::vector<std::string> ran;
+  };
+  const Case cases[] = {
+      {Verdict::kContinue, Verdict::kContinue, {"cors", "jwt waits", "jwt resumed", "redirect"}},
+      {Verdict::kRespond, Verdict::kRespond, {"cors", "jwt waits", "jwt resumed"}},
+      {Verdict::kPending, Verdict::kPending, {"cors", "jwt waits", "jwt resumed"}},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> ran;
+    FilterChain chain;
+    chain.add(std::make_unique<Probe>("redirect", ran));
+    chain.add(std::make_unique<Waiter>(c.resumed, ran));
+    chain.add(std::make_unique<Probe>("cors", ran));
+    testing::FakeExchange fx({});
+    Exchange& ex = fx.get();
+    size_t at = 0;
+    ASSERT_EQ(chain.run_request(ex, at), Verdict::kPending);
+    EXPECT_EQ(at, 1u);  // stopped on the waiting filter; redirect did not run
+    EXPECT_EQ(chain.request_filter_name(at), "jwt");
+    EXPECT_EQ(chain.resume_request(ex, at), c.want);
+    EXPECT_EQ(ran, c.ran);
+    if (c.want == Verdict::kRespond) {
+      EXPECT_EQ(ex.reply.status, 403);
+    }
+    if (c.want == Verdict::kPending) {
+      EXPECT_EQ(at, 1u);  // waits again, same filter
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gantry::exchange
