@@ -27,7 +27,9 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TEST
 
 FROM debian:bookworm-slim AS runtime
 # Shared libraries of the two binaries, one package a line (kept in sync with ldd by a test).
-# libcpprest2.10 is the controller's Kubernetes client (ARCHITECTURE.md).
+# libcpprest2.10 is the controller's Kubernetes client (ARCHITECTURE.md); libnghttp2-14
+# is the proxy's HTTP/2 codec, at 1.52.0-1+deb12u3 or newer (older builds miss the Rapid
+# Reset, CONTINUATION-flood and CVE-2026-27135 fixes): the build fails on an older one.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libc6 \
@@ -42,6 +44,8 @@ RUN apt-get update \
       libcpprest2.10 \
       libbrotli1 \
       zlib1g \
+      libnghttp2-14 \
+ && dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libnghttp2-14)" ge 1.52.0-1+deb12u3 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 65532 gantry \

@@ -113,6 +113,13 @@ Options parse_flags(int argc, char** argv) {
            o.drain = std::chrono::seconds(*n);
            return ok_status();
          });
+  fs.add("http2", "on|off", "off",
+         "HTTP/2 on the listeners: h2c with prior knowledge on --http-listen, ALPN h2 on --https-listen",
+         [&o](std::string_view v) -> Status {
+           if (v != "on" && v != "off") return Error{"expected on or off"};
+           o.server.http2 = v == "on";
+           return ok_status();
+         });
   fs.add_bool("debug-headers", "add X-Gateway-Route, X-Gateway-Upstream, X-Gateway-Response-Time",
               &o.server.debug_headers);
   fs.add("request-header-timeout", "DUR", "10s", "time allowed to receive a request head (408 after)",

@@ -44,6 +44,21 @@ Metrics::Metrics()
                             .Help("Client connections accepted")
                             .Register(*registry_)
                             .Add({})),
+      http2_connections_active(prometheus::BuildGauge()
+                                   .Name("gantry_downstream_http2_connections_active")
+                                   .Help("Open client connections speaking HTTP/2 (h2c or ALPN h2)")
+                                   .Register(*registry_)
+                                   .Add({})),
+      http2_connections_total(prometheus::BuildCounter()
+                                  .Name("gantry_downstream_http2_connections_total")
+                                  .Help("Client connections that spoke HTTP/2 (h2c or ALPN h2)")
+                                  .Register(*registry_)
+                                  .Add({})),
+      http2_streams_total(prometheus::BuildCounter()
+                              .Name("gantry_downstream_http2_streams_total")
+                              .Help("HTTP/2 request streams received")
+                              .Register(*registry_)
+                              .Add({})),
       websockets_active(prometheus::BuildGauge()
                             .Name("gantry_websocket_connections_active")
                             .Help("Open WebSocket tunnels")

@@ -41,6 +41,10 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& upstream_errors;    // cluster, kind
   prometheus::Gauge& active_connections;
   prometheus::Counter& connections_total;
+  // HTTP/2 client connections (counted in the two above as well) and their streams.
+  prometheus::Gauge& http2_connections_active;
+  prometheus::Counter& http2_connections_total;
+  prometheus::Counter& http2_streams_total;
   // WebSocket tunnels (after a 101): open now, opened, closed by reason
   // (client, upstream, idle_timeout), bytes by direction (to_upstream, to_client).
   prometheus::Gauge& websockets_active;

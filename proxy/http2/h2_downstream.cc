@@ -42,7 +42,8 @@ std::string grpc_message_encode(std::string_view text) {
 }
 
 Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Stream> stream,
-                                                           std::string client_ip, bool tls) {
+                                                           std::string client_ip, bool tls,
+                                                           std::string peer_ip) {
   std::unique_ptr<H2Downstream> d(new H2Downstream(std::move(stream)));
   const RequestHead& h = d->stream_->head();
   if (h.method == "CONNECT") return Error{"CONNECT is not supported"};
@@ -53,6 +54,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   d->path_ = std::move(target->path);
   d->host_ = std::move(*host);
   d->client_ip_ = std::move(client_ip);
+  d->peer_ip_ = std::move(peer_ip);
   d->headers_.reserve(h.headers.size());
   for (const Field& f : h.headers) {
     d->headers_.push_back({f.name, f.value});
@@ -72,7 +74,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
     r.body = d->stream_->request_ended() ? http::BodyKind::kNone : http::BodyKind::kChunked;
   }
   r.client_ip = d->client_ip_;
-  r.peer_ip = d->client_ip_;
+  r.peer_ip = d->peer_ip_.empty() ? std::string_view(d->client_ip_) : std::string_view(d->peer_ip_);
   r.proto = "HTTP/2";
   r.tls = tls;
   return d;

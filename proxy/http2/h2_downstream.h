@@ -35,8 +35,11 @@ namespace gantry::http2 {
 class H2Downstream final : public exchange::Downstream {
  public:
   // Builds the RequestInfo; an error carries the status to answer (400).
+  // `client_ip`: the client (the peer, or the X-Forwarded-For entry a trusted
+  // proxy named); `peer_ip`: the connection's peer when it differs.
   static Result<std::unique_ptr<H2Downstream>> create(std::shared_ptr<Stream> stream,
-                                                       std::string client_ip, bool tls);
+                                                       std::string client_ip, bool tls,
+                                                       std::string peer_ip = {});
 
   const exchange::RequestInfo& request() const override { return info_; }
   boost::asio::awaitable<exchange::BodyChunk> read_body() override;
@@ -58,6 +61,7 @@ class H2Downstream final : public exchange::Downstream {
   std::string host_;   // normalised
   std::string path_;   // normalised
   std::string client_ip_;
+  std::string peer_ip_;  // the connection's peer; empty: client_ip_
   std::vector<http::Header> headers_;  // views into stream_->head()
   bool grpc_ = false;
   bool head_sent_ = false;

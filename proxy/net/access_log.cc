@@ -101,6 +101,7 @@ void AccessLog::write(const AccessRecord& r) {
   field(out, "method", r.method);
   field(out, "host", r.host);
   field(out, "path", r.path);
+  if (!r.proto.empty()) field(out, "proto", r.proto);
   fmt::format_to(std::back_inserter(out), ",\"status\":{},\"bytesIn\":{},\"bytesOut\":{},\"durationMs\":{:.3f}",
                  r.status, r.bytes_in, r.bytes_out, r.duration_ms);
   field(out, "upstream", r.upstream);

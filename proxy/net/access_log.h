@@ -26,6 +26,7 @@ struct AccessRecord {
   std::string_view method;
   std::string_view host;
   std::string_view path;
+  std::string_view proto;  // "HTTP/1.1", "HTTP/2" (omitted from the line when empty)
   int status = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;

@@ -1095,6 +1095,7 @@ void ExchangeDriver::upstream_truncated(bool timeout, uint64_t got, uint64_t wan
 }
 
 void ExchangeDriver::finish(const exchange::Downstream& down) {
+  record.proto = down.request().proto;
   log(down.request().peer_ip, down.bytes_received, down.bytes_sent);
 }
 
@@ -1110,6 +1111,7 @@ void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t by
     r.method = record.method;
     r.host = record.host;
     r.path = record.path;
+    r.proto = record.proto;
     r.status = record.status;
     r.bytes_in = bytes_in;
     r.bytes_out = bytes_out;

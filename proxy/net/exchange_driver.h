@@ -60,6 +60,7 @@ struct CacheFill;
 struct ExchangeRecord {
   Clock::time_point started;
   std::string request_id, method, host, path, route, upstream;
+  std::string_view proto;        // the stream's ("HTTP/1.1", "HTTP/2"); empty before a request was parsed
   int status = 0;                // 0: nothing was answered (client gone)
   double upstream_ms = -1;
   const char* error = nullptr;   // access-log "error": why the answer ended abnormally
@@ -72,6 +73,7 @@ struct ExchangeRecord {
     path.clear();
     route.clear();
     upstream.clear();
+    proto = {};
     status = 0;
     upstream_ms = -1;
     error = nullptr;

@@ -15,6 +15,7 @@
 #include "proxy/http/parser.h"
 #include "proxy/http/path.h"
 #include "proxy/net/exchange_driver.h"
+#include "proxy/net/h2_listener.h"
 #include "proxy/net/worker.h"
 #include "proxy/tls/tls_contexts.h"
 
@@ -84,12 +85,22 @@ class Session final : public SessionBase,
         lowest(client_).close(ignore);
         co_return;
       }
+      if (negotiated_h2(client_.native_handle())) {  // ALPN h2: the HTTP/2 codec's
+        w_.h2().serve(std::move(client_), std::move(peer_ip_));
+        co_return;
+      }
     }
     bool first = true;
     while (true) {
       bool keep = co_await handle_one(first);
       first = false;
       if (!keep || client_broken_) break;
+    }
+    if constexpr (!kTls) {
+      if (h2c_) {  // the client preface: the HTTP/2 codec's, with the bytes read
+        w_.h2().serve(std::move(client_), std::string(in_.view()), std::move(peer_ip_));
+        co_return;
+      }
     }
     error_code ec;
     lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
@@ -204,6 +215,7 @@ class Session final : public SessionBase,
   Stream client_;
   bool closing_ = false;
   bool client_broken_ = false;  // a write to the client failed: stop serving it
+  bool h2c_ = false;            // the connection began with the HTTP/2 client preface
   std::string peer_ip_;
 
   Buffer in_{kReadChunk};
@@ -243,7 +255,20 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   bool got_bytes = !in_.empty();
   if (got_bytes) deadline = Clock::now() + opts.request_header_timeout;
   while (true) {
-    if (!in_.empty()) {
+    bool preface_pending = false;  // the first bytes so far are a prefix of the HTTP/2 preface
+    if constexpr (!kTls) {
+      // h2c with prior knowledge: looked at only when a connection's first
+      // byte is 'P' (no cost for any other request).
+      if (first && !in_.empty() && in_.view()[0] == 'P' && w_.server().options().http2) {
+        const auto m = match_h2_preface(in_.view());
+        if (m == PrefaceMatch::kFull) {
+          h2c_ = true;
+          co_return false;
+        }
+        preface_pending = m == PrefaceMatch::kPartial;
+      }
+    }
+    if (!in_.empty() && !preface_pending) {
       auto st = req_parser_.parse(in_.view(), req_);
       if (st == http::ParseState::kComplete) break;
       if (st == http::ParseState::kError) {
@@ -713,6 +738,7 @@ void Worker::close_idle() {
     for (SessionBase* s = sessions_; s != nullptr; s = s->next)
       if (s->idle) s->close_if_idle();
     idle_.clear();
+    h2_.drain_all();
   });
 }
 
@@ -750,11 +776,17 @@ Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& 
       log_(log),
       tls_ctx_(std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server)) {
   SSL_CTX* base = tls_ctx_->native_handle();
+  tls::set_offer_h2(opts_.http2);  // ALPN h2 before http/1.1
   tls::apply_server_defaults(base);
   SSL_CTX_set_tlsext_servername_callback(base, on_servername);
   SSL_CTX_set_tlsext_servername_arg(base, &store_);
   int n = std::max(1, opts_.workers);
-  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  for (int i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(*this, i));
+    // Each HTTP/2 stream runs one exchange on its worker.
+    workers_.back()->h2().set_exchange_runner(
+        [w = workers_.back().get()](exchange::Downstream& d) { return run_exchange(*w, d); });
+  }
   health_ = std::make_unique<upstream::HealthChecker>(store_);
 }
 
@@ -793,7 +825,10 @@ void Server::start() {
   }
 }
 
-void Server::begin_drain() { draining_.store(true); }
+void Server::begin_drain() {
+  draining_.store(true);
+  for (auto& w : workers_) w->begin_drain();
+}
 
 void Server::stop_accepting() {
   for (auto& w : workers_) w->stop_accepting();

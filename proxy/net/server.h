@@ -54,6 +54,9 @@ struct ServerOptions {
   std::chrono::milliseconds upstream_idle_timeout{30000};
   std::chrono::milliseconds websocket_idle_timeout{3600000};  // unless the route sets timeouts.idle
   bool debug_headers = false;
+  // HTTP/2 on the listeners (--http2): h2c prior knowledge on the plain one,
+  // ALPN h2 on the TLS one (net/h2_listener.h).
+  bool http2 = false;
   std::vector<Cidr> trusted_proxies;
 };
 
@@ -67,7 +70,7 @@ class Server {
   // Binds every worker's listener. Errors name the address.
   Status listen();
   void start();          // starts the worker threads
-  void begin_drain();    // responses now carry Connection: close
+  void begin_drain();    // responses now carry Connection: close; HTTP/2 connections get GOAWAY
   void stop_accepting(); // closes the listeners
   // Waits until every client connection has finished or the deadline passed,
   // then stops the workers and joins them.

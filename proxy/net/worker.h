@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "proxy/net/buffer.h"
+#include "proxy/net/h2_listener.h"
 #include "proxy/net/request_mirror.h"
 #include "proxy/net/server.h"
 #include "proxy/net/wire.h"
@@ -111,7 +112,8 @@ class Worker {
         acceptor_(io_),
         tls_acceptor_(io_),
         view_(server.store_),
-        metrics_(server.metrics_) {}
+        metrics_(server.metrics_),
+        h2_(io_, server.opts_, metrics_, server.log_, connections_, [&server] { return server.draining(); }) {}
 
   // Binds the plain (tls = false) or the TLS listener of this worker. Every
   // worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
@@ -154,7 +156,11 @@ class Worker {
       tls_acceptor_.close(ec);
     });
   }
-  void close_idle();  // closes keep-alive connections waiting for a request
+  void close_idle();  // closes keep-alive connections waiting for a request, drains HTTP/2 ones
+  void begin_drain() {  // HTTP/2 connections: the two-step GOAWAY
+    asio::post(io_, [this] { h2_.drain_all(); });
+  }
+  H2Connections& h2() { return h2_; }
   void stop() {
     asio::post(io_, [this] {
       error_code ec;
@@ -401,6 +407,7 @@ class Worker {
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;
   std::atomic<size_t> connections_{0};
+  H2Connections h2_;  // HTTP/2 connections handed over by sessions (net/h2_listener.h)
   SessionBase* sessions_ = nullptr;
   asio::steady_timer sweep_timer_{io_};
   uint64_t sweeps_ = 0;

@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 
 namespace gantry::tls {
@@ -19,15 +20,22 @@ std::string openssl_error() {
   return buf;
 }
 
+std::atomic<bool> offer_h2{false};
+
+// ALPN, the server's preference: h2 (when offered by set_offer_h2), then
+// http/1.1. A client that offers neither continues without ALPN.
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
   static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  static const unsigned char kH2Http11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  const bool h2 = offer_h2.load(std::memory_order_relaxed);
   unsigned char* sel = nullptr;
-  if (SSL_select_next_proto(&sel, outlen, kHttp11, sizeof kHttp11, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&sel, outlen, h2 ? kH2Http11 : kHttp11, h2 ? sizeof kH2Http11 : sizeof kHttp11,
+                            in, inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
   }
-  return SSL_TLSEXT_ERR_NOACK;  // a client that offers only h2: continue without ALPN
+  return SSL_TLSEXT_ERR_NOACK;
 }
 
 Result<CtxPtr> build(const snapshot::TlsCertificate& c) {
@@ -66,6 +74,8 @@ std::string lower(std::string_view s) {
 }
 
 }  // namespace
+
+void set_offer_h2(bool on) { offer_h2.store(on, std::memory_order_relaxed); }
 
 void apply_server_defaults(SSL_CTX* ctx) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

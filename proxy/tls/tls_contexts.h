@@ -45,8 +45,13 @@ class TlsContexts {
   SSL_CTX* default_ = nullptr;
 };
 
-// Options every server context gets: TLS 1.2+, ALPN http/1.1, no renegotiation,
-// no compression, server cipher preference.
+// Options every server context gets: TLS 1.2+, ALPN (h2 when offered, then
+// http/1.1), no renegotiation, no compression, server cipher preference.
 void apply_server_defaults(SSL_CTX* ctx);
+
+// Whether ALPN offers h2 (before http/1.1). Process-wide, set once at start
+// (--http2); read by every context's ALPN callback, so contexts built from
+// later snapshots follow it too. Off by default.
+void set_offer_h2(bool on);
 
 }  // namespace gantry::tls

@@ -1,0 +1,242 @@
+// HTTP/2 on the proxy's listeners: see h2_listener.h.
+#include "proxy/net/h2_listener.h"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <random>
+#include <spdlog/spdlog.h>
+
+#include "proxy/http2/h2_downstream.h"
+
+namespace gantry::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+bool negotiated_h2(SSL* ssl) {
+  const unsigned char* proto = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &proto, &len);
+  return len == 2 && proto[0] == 'h' && proto[1] == '2';
+}
+
+// One HTTP/2 connection as its worker sees it.
+struct H2Connections::Conn {
+  H2Connections* owner = nullptr;
+  Conn* prev = nullptr;
+  Conn* next = nullptr;
+  std::string peer_ip;
+  bool tls = false;
+  std::weak_ptr<http2::Drainable> drainable;
+  size_t running = 0;    // streams whose exchange has not finished
+  bool served = false;   // the connection itself has ended
+  bool counted = true;   // still in the worker's connection count
+};
+
+namespace {
+
+// The client's address for rate limits and X-Forwarded-For: the peer, or,
+// when the peer is a trusted proxy, the right-most X-Forwarded-For entry that
+// is not trusted (the HTTP/1.1 session's rule; field names are lower case on
+// HTTP/2).
+std::string client_ip(const std::string& peer, const std::vector<http2::Field>& fields,
+                      const std::vector<Cidr>& trusted) {
+  if (trusted.empty() || !contains(trusted, peer)) return peer;
+  const http2::Field* xff = nullptr;
+  for (const auto& f : fields)
+    if (f.name == "x-forwarded-for") {
+      xff = &f;
+      break;
+    }
+  if (xff == nullptr) return peer;
+  std::string_view list = xff->value;
+  while (!list.empty()) {
+    auto comma = list.rfind(',');
+    std::string_view item = comma == std::string_view::npos ? list : list.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty() && !contains(trusted, item)) return std::string(item);
+    if (comma == std::string_view::npos) return item.empty() ? peer : std::string(item);
+    list = list.substr(0, comma);
+  }
+  return peer;
+}
+
+void new_request_id(std::string& out) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  out.resize(32);
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 16; ++i) {
+    out[i] = hex[(a >> (i * 4)) & 0xf];
+    out[16 + i] = hex[(b >> (i * 4)) & 0xf];
+  }
+}
+
+// Keeps a connection counted while one of its streams runs its exchange.
+class Running {
+ public:
+  explicit Running(std::shared_ptr<H2Connections::Conn> c, std::function<void(H2Connections::Conn&)> done)
+      : c_(std::move(c)), done_(std::move(done)) {
+    ++c_->running;
+  }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+  ~Running() {
+    if (--c_->running == 0 && c_->served) done_(*c_);
+  }
+
+ private:
+  std::shared_ptr<H2Connections::Conn> c_;
+  std::function<void(H2Connections::Conn&)> done_;
+};
+
+}  // namespace
+
+H2Connections::H2Connections(asio::io_context& io, const ServerOptions& opts, admin::WorkerMetrics& metrics,
+                             AccessLog& log, std::atomic<size_t>& worker_connections,
+                             std::function<bool()> draining)
+    : io_(io),
+      trusted_proxies_(opts.trusted_proxies),
+      metrics_(metrics),
+      log_(log),
+      worker_connections_(worker_connections),
+      draining_(std::move(draining)) {
+  conn_opts_.idle_timeout = opts.client_idle_timeout;  // as for an idle HTTP/1.1 keep-alive connection
+}
+
+H2Connections::~H2Connections() {
+  for (Conn* c = conns_; c != nullptr; c = c->next) c->owner = nullptr;
+}
+
+void H2Connections::serve(tcp::socket sock, std::string already_read, std::string peer_ip) {
+  start(std::move(sock), std::move(already_read), std::move(peer_ip), false);
+}
+
+void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip) {
+  start(std::move(sock), {}, std::move(peer_ip), true);
+}
+
+template <class Socket>
+void H2Connections::start(Socket sock, std::string already_read, std::string peer_ip, bool tls) {
+  auto c = std::make_shared<Conn>();
+  c->owner = this;
+  c->peer_ip = std::move(peer_ip);
+  c->tls = tls;
+  c->next = conns_;
+  if (conns_ != nullptr) conns_->prev = c.get();
+  conns_ = c.get();
+  ++open_;
+  // The HTTP/1.1 session that handed the connection over is still counted
+  // until it returns; this count is the connection's from now on.
+  worker_connections_.fetch_add(1, std::memory_order_relaxed);
+  metrics_.global().active_connections.Increment();
+  metrics_.global().http2_connections_active.Increment();
+  metrics_.global().http2_connections_total.Increment();
+
+  // Per connection: the drain handle is kept, and a connection accepted while
+  // the server drains is drained as soon as its preface has been read.
+  auto conn_opts = std::make_shared<http2::ConnectionOptions>(conn_opts_);
+  conn_opts->on_start = [this, c](std::weak_ptr<http2::Drainable> d) {
+    c->drainable = d;
+    if (draining_()) {
+      asio::post(io_, [d] {
+        if (auto p = d.lock()) p->drain();
+      });
+    }
+  };
+  http2::StreamRunner runner = [this, c](std::shared_ptr<http2::Stream> st) {
+    return run_stream(c, std::move(st));
+  };
+  asio::co_spawn(
+      io_,
+      [s = std::move(sock), bytes = std::move(already_read), conn_opts, runner]() mutable
+      -> asio::awaitable<void> {
+        co_await http2::serve(std::move(s), std::move(bytes), *conn_opts, std::move(runner));
+      },
+      [this, c](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            spdlog::error("HTTP/2 connection handler failed: {}", ex.what());
+          }
+        }
+        c->served = true;
+        if (c->running == 0 && c->owner != nullptr) finished(*c);
+      });
+}
+
+void H2Connections::finished(Conn& c) {
+  if (!c.counted) return;
+  c.counted = false;
+  if (c.prev != nullptr) c.prev->next = c.next;
+  else conns_ = c.next;
+  if (c.next != nullptr) c.next->prev = c.prev;
+  c.prev = c.next = nullptr;
+  --open_;
+  worker_connections_.fetch_sub(1, std::memory_order_relaxed);
+  metrics_.global().active_connections.Decrement();
+  metrics_.global().http2_connections_active.Decrement();
+}
+
+asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st) {
+  if (c->owner == nullptr) co_return;
+  Running running(c, [](Conn& conn) {
+    if (conn.owner != nullptr) conn.owner->finished(conn);
+  });
+  metrics_.global().http2_streams_total.Increment();
+  const auto started = Clock::now();
+  auto made = http2::H2Downstream::create(st, client_ip(c->peer_ip, st->head().headers, trusted_proxies_),
+                                          c->tls);
+  if (made.ok()) {
+    if (run_) {
+      co_await run_(*made.value());
+      co_return;
+    }
+    // No exchange to run (never the case in gantry-proxy once it serves h2):
+    // the gateway answers instead of leaving the stream open.
+    exchange::LocalReply r;
+    r.status = 503;
+    r.body = "HTTP/2 requests are not routed by this build";
+    co_await made.value()->send_local_reply(r);
+    co_return;
+  }
+  // A request the exchange cannot see (a :path or :authority that does not
+  // normalise, CONNECT): 400, counted and logged like HTTP/1.1's.
+  std::string text = made.error().message;
+  text += '\n';
+  const std::vector<http2::Field> fields = {{"content-type", "text/plain"},
+                                            {"content-length", std::to_string(text.size())}};
+  if (co_await st->send_head(400, fields, false)) co_await st->send_body(text, true);
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  static const std::string kNoRoute = "none";
+  metrics_.request_done(kNoRoute, 400, ms / 1000.0);
+  if (log_.enabled()) {
+    std::string id;
+    new_request_id(id);
+    AccessRecord r;
+    r.client = c->peer_ip;
+    r.method = st->head().method;
+    r.host = st->head().authority;
+    r.path = std::string_view(st->head().path).substr(0, 256);
+    r.proto = "HTTP/2";
+    r.status = 400;
+    r.bytes_out = text.size();
+    r.duration_ms = ms;
+    r.request_id = id;
+    log_.write(r);
+  }
+}
+
+void H2Connections::drain_all() {
+  for (Conn* c = conns_; c != nullptr; c = c->next)
+    if (auto d = c->drainable.lock()) d->drain();
+}
+
+}  // namespace gantry::net
