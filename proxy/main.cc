@@ -113,7 +113,7 @@ Options parse_flags(int argc, char** argv) {
            o.drain = std::chrono::seconds(*n);
            return ok_status();
          });
-  fs.add("http2", "on|off", "off",
+  fs.add("http2", "on|off", "on",
          "HTTP/2 on the listeners: h2c with prior knowledge on --http-listen, ALPN h2 on --https-listen",
          [&o](std::string_view v) -> Status {
            if (v != "on" && v != "off") return Error{"expected on or off"};

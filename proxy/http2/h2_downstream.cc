@@ -25,6 +25,14 @@ bool framing_field(std::string_view name) {
   return http::iequals(name, "content-length") || http::is_hop_by_hop(name);
 }
 
+// What a header block counts for bytes_received / bytes_sent: field names
+// and values before HPACK (the access log's bytesIn / bytesOut on HTTP/2).
+uint64_t block_bytes(const std::vector<Field>& fields) {
+  uint64_t n = 0;
+  for (const Field& f : fields) n += f.name.size() + f.value.size();
+  return n;
+}
+
 }  // namespace
 
 std::string grpc_message_encode(std::string_view text) {
@@ -77,6 +85,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   r.peer_ip = d->peer_ip_.empty() ? std::string_view(d->client_ip_) : std::string_view(d->peer_ip_);
   r.proto = "HTTP/2";
   r.tls = tls;
+  d->bytes_received = h.method.size() + h.scheme.size() + h.authority.size() + h.path.size() + block_bytes(h.headers);
   return d;
 }
 
@@ -84,6 +93,7 @@ asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   if (info_.body == http::BodyKind::kNone) co_return exchange::BodyChunk{{}, true, false};
   BodyPiece p = co_await stream_->read_body();
   body_read_ += p.data.size();
+  bytes_received += p.data.size();
   exchange::BodyChunk c;
   c.data = p.data;
   c.end = p.end;
@@ -121,14 +131,17 @@ asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head
   }
   for (const http::Header& f : head.debug) add_field(fields, f.name, f.value);
   head_sent_ = true;
+  bytes_sent += 3 + block_bytes(fields);  // :status
   const bool body_follows = !head.body.empty();
   if (!co_await stream_->send_head(head.status, fields, head.end_stream && !body_follows)) co_return false;
   if (!body_follows) co_return true;
-  co_return co_await stream_->send_body(head.body, head.end_stream);
+  co_return co_await send_body(head.body, head.end_stream);
 }
 
 asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {
-  co_return co_await stream_->send_body(data, end_stream);
+  const bool ok = co_await stream_->send_body(data, end_stream);
+  if (ok) bytes_sent += data.size();
+  co_return ok;
 }
 
 asio::awaitable<bool> H2Downstream::send_trailers(std::span<const http::Header> fields) {
@@ -149,8 +162,10 @@ asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply&
     add_field(fields, "grpc-status", std::to_string(exchange::grpc_status_for(reply.status)));
     if (!reply.body.empty()) add_field(fields, "grpc-message", grpc_message_encode(reply.body));
     if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
+    if (!reply.request_id.empty()) add_field(fields, "x-request-id", reply.request_id);
     for (const auto& [name, value] : reply.headers) add_field(fields, name, value);
     head_sent_ = true;
+    bytes_sent += 3 + block_bytes(fields);
     co_await stream_->send_head(200, fields, true);
     co_return;
   }
@@ -159,12 +174,14 @@ asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply&
   add_field(fields, "content-type", "text/plain");
   if (!no_body) add_field(fields, "content-length", std::to_string(body.size()));
   if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
+  if (!reply.request_id.empty()) add_field(fields, "x-request-id", reply.request_id);
   for (const auto& [name, value] : reply.headers) add_field(fields, name, value);
   head_sent_ = true;
+  bytes_sent += 3 + block_bytes(fields);
   if (!co_await stream_->send_head(reply.status, fields, body.empty())) co_return;
   // A request body still arriving is stopped by the codec (RST_STREAM
   // NO_ERROR once the answer is complete), so reply.close needs nothing more.
-  if (!body.empty()) co_await stream_->send_body(body, true);
+  if (!body.empty()) co_await send_body(body, true);
 }
 
 void H2Downstream::reset(exchange::ResetReason why) {

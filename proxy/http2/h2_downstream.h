@@ -16,10 +16,13 @@
 // - send_local_reply(): a gRPC request (content-type application/grpc*) gets a
 //   trailers-only answer: :status 200, content-type application/grpc,
 //   grpc-status = grpc_status_for(status), grpc-message = the text
-//   percent-encoded; any other request gets status + text/plain body.
+//   percent-encoded; any other request gets status + text/plain body; both
+//   carry x-request-id and x-gateway-reason when the reply has them.
 // - reset(): RST_STREAM INTERNAL_ERROR for an upstream fault, CANCEL for a
 //   cancelled exchange; the connection's other streams go on.
 // - send_interim(): 1xx answers are not forwarded on HTTP/2 (returns true).
+// - bytes_received / bytes_sent: body bytes plus the header blocks' names and
+//   values before HPACK (HTTP/2 framing is the connection's, not a stream's).
 #pragma once
 
 #include <memory>

@@ -56,7 +56,7 @@ struct ServerOptions {
   bool debug_headers = false;
   // HTTP/2 on the listeners (--http2): h2c prior knowledge on the plain one,
   // ALPN h2 on the TLS one (net/h2_listener.h).
-  bool http2 = false;
+  bool http2 = true;
   std::vector<Cidr> trusted_proxies;
 };
 

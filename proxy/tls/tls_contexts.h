@@ -51,7 +51,7 @@ void apply_server_defaults(SSL_CTX* ctx);
 
 // Whether ALPN offers h2 (before http/1.1). Process-wide, set once at start
 // (--http2); read by every context's ALPN callback, so contexts built from
-// later snapshots follow it too. Off by default.
+// later snapshots follow it too. Off until set (gantry-proxy sets it on).
 void set_offer_h2(bool on);
 
 }  // namespace gantry::tls

@@ -4,9 +4,10 @@ proxy's HTTP/2 codec and connection driver (proxy/http2/) on loopback sockets,
 on cleartext h2c with prior knowledge and on TLS with ALPN h2, plus nghttp
 (Debian nghttp2-client) as an ordinary client.
 
-State: the server under test is gantry-h2-echo, which serves the codec
-standalone. gantry-proxy's listeners do not speak HTTP/2 yet (docs/http2.md);
-when they do, these runs move to the proxy's h2c and TLS listeners.
+The server under test is gantry-h2-echo, which serves the codec standalone
+(no exchange, no upstream), so a codec failure shows here on its own. The
+same suites run against gantry-proxy's own listeners, with a route to a real
+backend, in test_http2_proxy.py.
 """
 
 import os

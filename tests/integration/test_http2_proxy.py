@@ -200,7 +200,7 @@ def test_streamed_response_bodies(proxy, path, size):
 def test_many_concurrent_streams_on_one_connection(proxy):
     # h2load: one connection, up to 100 streams at once, 2000 requests.
     before = int(metric(proxy, "gantry_downstream_http2_connections_total"))
-    out = subprocess.run(["h2load", "-n", "2000", "-c", "1", "-m", "100", "-H", f"host: {A}",
+    out = subprocess.run(["h2load", "-n", "2000", "-c", "1", "-m", "100", "-H", f":authority: {A}",
                           f"http://127.0.0.1:{proxy.http_port}/many"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

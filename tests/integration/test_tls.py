@@ -125,17 +125,20 @@ def test_old_tls_refused(tls_proxy, flag):
 
 
 @pytest.mark.parametrize("servername", [A, B, "x.wild.tls.example.com", None])
-@pytest.mark.parametrize("offer", ["http/1.1", "h2,http/1.1"])
-def test_alpn_http11_negotiated(tls_proxy, servername, offer):
+@pytest.mark.parametrize("offer,chosen", [("http/1.1", "http/1.1"), ("h2,http/1.1", "h2"),
+                                          ("http/1.1,h2", "h2"), ("h2", "h2")])
+def test_alpn_negotiated(tls_proxy, servername, offer, chosen):
+    # --http2 is on by default: the proxy prefers h2, whatever the client's order.
     sni = ["-servername", servername] if servername else ["-noservername"]
     rc, text = s_client(tls_proxy.https_port, *sni, "-alpn", offer)
     assert rc == 0, text
-    assert "ALPN protocol: http/1.1" in text, text
+    assert f"ALPN protocol: {chosen}\n" in text, text
 
 
-def test_alpn_h2_only_client_gets_no_alpn(tls_proxy):
-    rc, text = s_client(tls_proxy.https_port, "-servername", A, "-alpn", "h2")
-    assert "ALPN protocol: h2" not in text, text
+def test_alpn_unknown_protocol_gets_no_alpn(tls_proxy):
+    rc, text = s_client(tls_proxy.https_port, "-servername", A, "-alpn", "spdy/3")
+    assert rc == 0, text
+    assert "No ALPN negotiated" in text, text
 
 
 class KeepAliveTls:
