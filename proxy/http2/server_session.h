@@ -65,6 +65,16 @@ enum class ErrorCode : uint32_t {
 // h2c with prior knowledge when a connection starts with it.
 inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+// The first bytes of a cleartext connection against the client preface:
+// kPartial while they are a proper prefix of it (read more), kFull when they
+// start with all of it, kNo otherwise (another protocol, e.g. HTTP/1.1).
+enum class PrefaceMatch { kNo, kPartial, kFull };
+inline PrefaceMatch match_preface(std::string_view first_bytes) {
+  if (first_bytes.size() >= kClientPreface.size())
+    return first_bytes.substr(0, kClientPreface.size()) == kClientPreface ? PrefaceMatch::kFull : PrefaceMatch::kNo;
+  return kClientPreface.substr(0, first_bytes.size()) == first_bytes ? PrefaceMatch::kPartial : PrefaceMatch::kNo;
+}
+
 struct Limits {
   uint32_t max_concurrent_streams = 100;
   // Sum over fields of name + value + 32 (RFC 9113 6.5.2), per header block.

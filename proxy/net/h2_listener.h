@@ -49,14 +49,6 @@
 
 namespace gantry::net {
 
-// The first bytes of a cleartext connection against the HTTP/2 client preface.
-enum class PrefaceMatch { kNo, kPartial, kFull };
-inline PrefaceMatch match_h2_preface(std::string_view first_bytes) {
-  const std::string_view p = http2::kClientPreface;
-  if (first_bytes.size() >= p.size()) return first_bytes.substr(0, p.size()) == p ? PrefaceMatch::kFull : PrefaceMatch::kNo;
-  return p.substr(0, first_bytes.size()) == first_bytes ? PrefaceMatch::kPartial : PrefaceMatch::kNo;
-}
-
 // True when the TLS handshake on `ssl` negotiated ALPN h2.
 bool negotiated_h2(SSL* ssl);
 

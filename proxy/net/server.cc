@@ -260,12 +260,12 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       // h2c with prior knowledge: looked at only when a connection's first
       // byte is 'P' (no cost for any other request).
       if (first && !in_.empty() && in_.view()[0] == 'P' && w_.server().options().http2) {
-        const auto m = match_h2_preface(in_.view());
-        if (m == PrefaceMatch::kFull) {
+        const auto m = http2::match_preface(in_.view());
+        if (m == http2::PrefaceMatch::kFull) {
           h2c_ = true;
           co_return false;
         }
-        preface_pending = m == PrefaceMatch::kPartial;
+        preface_pending = m == http2::PrefaceMatch::kPartial;
       }
     }
     if (!in_.empty() && !preface_pending) {

@@ -251,6 +251,27 @@ void answer_ok(Conn& c, int32_t id) {
 
 // ---- tests -----------------------------------------------------------------
 
+TEST(Http2Preface, FirstBytesOfACleartextConnection) {
+  const std::string p(kClientPreface);
+  struct Case {
+    std::string bytes;
+    PrefaceMatch want;
+  } cases[] = {
+      {"P", PrefaceMatch::kPartial},
+      {"PRI * HTTP/2.0\r\n", PrefaceMatch::kPartial},
+      {p.substr(0, p.size() - 1), PrefaceMatch::kPartial},
+      {p, PrefaceMatch::kFull},
+      {p + "\x00\x00\x00\x04\x00\x00\x00\x00\x00", PrefaceMatch::kFull},  // + SETTINGS
+      {"POST / HTTP/1.1\r\n", PrefaceMatch::kNo},
+      {"PUT", PrefaceMatch::kNo},
+      {"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", PrefaceMatch::kNo},
+      {"PRI * HTTP/1.1\r\n", PrefaceMatch::kNo},
+      {"GET / HTTP/1.1\r\n", PrefaceMatch::kNo},
+      {"pri * http/2.0\r\n\r\nsm\r\n\r\n", PrefaceMatch::kNo},
+  };
+  for (const auto& c : cases) EXPECT_EQ(match_preface(c.bytes), c.want) << c.bytes;
+}
+
 TEST(Http2ServerSession, ServesAGetAndAdvertisesItsLimits) {
   Conn c;
   c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
