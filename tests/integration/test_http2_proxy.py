@@ -274,6 +274,9 @@ def test_metrics_and_access_log_say_http2(proxy):
     curl(proxy, "/logged-h1", version="--http1.1")
     assert metric(proxy, "gantry_downstream_http2_connections_total") >= 1
     assert metric(proxy, "gantry_downstream_http2_streams_total") >= 1
+    # curl has closed its connections: none is left open (nor counted).
+    wait_until(lambda: metric(proxy, "gantry_downstream_http2_connections_active") == 0, 5,
+               "the HTTP/2 connections gauge to fall back to 0")
 
     def lines():
         return [json.loads(l) for l in proxy.access_log_path.read_text().splitlines() if l.strip()]
@@ -326,6 +329,11 @@ def test_sigterm_drains_h2_connections_with_two_goaways(dataplane):
     c.get(1, "/delay/1500")
     time.sleep(0.2)  # the request reached the exchange (not a correctness wait: the stream is open either way)
     proxy.proc.send_signal(signal.SIGTERM)
+    # A connection opened now (the listener stays open for --drain-seconds)
+    # is drained too, whether it was accepted just before the signal was
+    # handled or after: its first stream is served, then the two GOAWAYs end it.
+    late = RawH2(proxy.http_port)
+    late.get(1, "/late")
     goaways, status, ended = [], None, False
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -340,6 +348,16 @@ def test_sigterm_drains_h2_connections_with_two_goaways(dataplane):
             ended = True
     assert goaways[:2] == [((1 << 31) - 1, 0), (1, 0)], goaways
     assert status is not None and ended, (status, ended)
+    goaways, served = [], False
+    while True:
+        f = late.frame()
+        if f is None:
+            break
+        if f[0] == 7:
+            goaways.append(int.from_bytes(f[3][:4], "big") & 0x7fffffff)
+        if f[0] == 1 and f[2] == 1:
+            served = True
+    assert served and goaways[:2] == [(1 << 31) - 1, 1], (served, goaways)
     assert proxy.proc.wait(timeout=15) == 0
 
 
