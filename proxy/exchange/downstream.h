@@ -123,7 +123,9 @@ class Downstream {
   virtual void reset(ResetReason why) = 0;
 
   // Counted by the codec, read by the exchange for the access log: bytes of
-  // this exchange received from and sent to the client, framing included.
+  // this exchange received from and sent to the client (HTTP/1.1: heads and
+  // framing included; HTTP/2: field names and values before HPACK, and
+  // the body bytes).
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
   // The codec writes an HTTP/1.1 chunked body as it gets it (an HTTP/1.1

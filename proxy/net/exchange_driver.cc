@@ -333,53 +333,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   upreq_.path.assign(rq.path);
   upreq_.host = rq.host_header.empty() ? rq.host : rq.host_header;
   if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
-  const exchange::HeaderEdits& edits = upreq_.headers;
-  const std::vector<http::Header>& req_headers = *rq.headers;
-
-  up_head_.clear();
-  up_head_.append(rq.method).append(" ").append(upreq_.path);
-  if (!rq.query.empty()) up_head_.append("?").append(rq.query);
-  up_head_.append(" HTTP/1.1\r\n");
-  append_header(up_head_, "host", upreq_.host);
-  std::string_view prior_xff;
-  bool req_connection = has_connection_header(req_headers);
-  for (const auto& h : req_headers) {
-    if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
-        http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
-        (req_connection && named_by_connection(req_headers, h.name)))
-      continue;
-    if (http::iequals(h.name, "x-forwarded-for")) {
-      prior_xff = h.value;
-      continue;
-    }
-    if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host") ||
-        http::iequals(h.name, "x-request-id"))
-      continue;
-    if (!edits.empty() && edits.drops(h.name)) continue;  // removed, or set by a filter (no spoofed claims)
-    append_header(up_head_, h.name, h.value);
-  }
-  for (const auto& h : edits.set) append_header(up_head_, h.name, h.value);
-  for (const auto& h : edits.add) append_header(up_head_, h.name, h.value);
-  if (!prior_xff.empty() && contains(opts.trusted_proxies, rq.peer_ip)) {
-    std::string xff(prior_xff);
-    xff.append(", ").append(rq.peer_ip);
-    append_header(up_head_, "x-forwarded-for", xff);
-  } else {
-    append_header(up_head_, "x-forwarded-for", rq.peer_ip);
-  }
-  append_header(up_head_, "x-forwarded-proto", rq.tls ? "https" : "http");
-  if (!rq.host_header.empty()) append_header(up_head_, "x-forwarded-host", rq.host_header);
-  append_header(up_head_, "x-request-id", record.request_id);
+  build_upstream_head(rq);
   const bool upgrade = !rq.upgrade.empty();
-  if (upgrade) {
-    append_header(up_head_, "connection", "upgrade");
-    append_header(up_head_, "upgrade", rq.upgrade);
-  }
   const auto body_kind = rq.body;
-  if (body_kind == http::BodyKind::kContentLength)
-    append_header(up_head_, "content-length", std::to_string(rq.content_length));
-  if (body_kind == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
-  up_head_.append("\r\n");
+  const std::vector<http::Header>& req_headers = *rq.headers;
 
   // The head is now copied into up_head_. The request's views may not be used
   // once the body is read (HTTP/1.1: its bytes may overwrite the head), so
@@ -787,6 +744,58 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   if (fill) cache_end_fill(*fill, ok);
   finish(down);
   if (ok && upstream_reusable && up->buf.empty()) w_.give_back(std::move(up));
+}
+
+// The upstream request head (HTTP/1.1) into up_head_: the request line with
+// the rewritten path, Host, the client's fields minus hop-by-hop, framing and
+// forwarding ones and those the upstream-request filters drop, the filters'
+// set/add, X-Forwarded-*, X-Request-Id, the upgrade and the body framing.
+void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
+  auto& opts = w_.server().options();
+  const exchange::HeaderEdits& edits = upreq_.headers;
+  const std::vector<http::Header>& req_headers = *rq.headers;
+  up_head_.clear();
+  up_head_.append(rq.method).append(" ").append(upreq_.path);
+  if (!rq.query.empty()) up_head_.append("?").append(rq.query);
+  up_head_.append(" HTTP/1.1\r\n");
+  append_header(up_head_, "host", upreq_.host);
+  std::string_view prior_xff;
+  bool req_connection = has_connection_header(req_headers);
+  for (const auto& h : req_headers) {
+    if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
+        http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
+        (req_connection && named_by_connection(req_headers, h.name)))
+      continue;
+    if (http::iequals(h.name, "x-forwarded-for")) {
+      prior_xff = h.value;
+      continue;
+    }
+    if (http::iequals(h.name, "x-forwarded-proto") || http::iequals(h.name, "x-forwarded-host") ||
+        http::iequals(h.name, "x-request-id"))
+      continue;
+    if (!edits.empty() && edits.drops(h.name)) continue;  // removed, or set by a filter (no spoofed claims)
+    append_header(up_head_, h.name, h.value);
+  }
+  for (const auto& h : edits.set) append_header(up_head_, h.name, h.value);
+  for (const auto& h : edits.add) append_header(up_head_, h.name, h.value);
+  if (!prior_xff.empty() && contains(opts.trusted_proxies, rq.peer_ip)) {
+    std::string xff(prior_xff);
+    xff.append(", ").append(rq.peer_ip);
+    append_header(up_head_, "x-forwarded-for", xff);
+  } else {
+    append_header(up_head_, "x-forwarded-for", rq.peer_ip);
+  }
+  append_header(up_head_, "x-forwarded-proto", rq.tls ? "https" : "http");
+  if (!rq.host_header.empty()) append_header(up_head_, "x-forwarded-host", rq.host_header);
+  append_header(up_head_, "x-request-id", record.request_id);
+  if (!rq.upgrade.empty()) {
+    append_header(up_head_, "connection", "upgrade");
+    append_header(up_head_, "upgrade", rq.upgrade);
+  }
+  if (rq.body == http::BodyKind::kContentLength)
+    append_header(up_head_, "content-length", std::to_string(rq.content_length));
+  if (rq.body == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
+  up_head_.append("\r\n");
 }
 
 // ---- response cache

@@ -121,6 +121,7 @@ class ExchangeDriver {
                                      std::string_view gateway_reason = {});
   boost::asio::awaitable<void> send_reply(exchange::Downstream& down);
   void finish(const exchange::Downstream& down);
+  void build_upstream_head(const exchange::RequestInfo& rq);
   boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
   // `sent`: Content-Length body bytes that already went out with the head.
