@@ -69,6 +69,8 @@ struct Stream {
   bool client_reset = false;   // RST_STREAM received
   bool response_done = false;  // END_STREAM sent
   size_t unconsumed = 0;       // body bytes delivered but not yet consume()d
+  uint64_t received = 0;       // body bytes received
+  bool discarding = false;     // answered before the request ended: the rest is read and dropped
   // Response body waiting for the client's window.
   bool responding = false;  // a body is expected (respond() without end_stream)
   std::string out;
@@ -373,6 +375,11 @@ struct ServerSession::Impl {
       nghttp2_session_consume(s.session, id, len);  // refused stream: nobody reads it
       return 0;
     }
+    st->received += len;
+    if (st->discarding) {  // the answer is out: only the connection's window reopens
+      nghttp2_session_consume_connection(s.session, len);
+      return 0;
+    }
     st->unconsumed += len;
     s.handler.on_data(id, sv(data, len));
     return 0;
@@ -396,9 +403,20 @@ struct ServerSession::Impl {
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
       if (Stream* st = s.find(id)) {
         st->response_done = true;
-        // The answer is complete before the request: stop the rest (RFC 9113 8.1).
+        // The answer is complete before the request (RFC 9113 8.1). A body
+        // whose announced rest fits in the stream's open window is read and
+        // dropped, so a client still sending it ends cleanly (curl 7.88 fails
+        // on RST_STREAM while it uploads); any other is stopped with
+        // RST_STREAM NO_ERROR. Either way no window reopens for the stream.
         if (!st->remote_ended && !nghttp2_session_get_stream_remote_close(s.session, id)) {
-          s.rst(id, ErrorCode::kNoError);
+          const int32_t window = nghttp2_session_get_stream_local_window_size(s.session, id);
+          const auto& cl = st->head.content_length;
+          if (cl && window > 0 && *cl >= st->received &&
+              *cl - st->received <= static_cast<uint64_t>(window)) {
+            st->discarding = true;
+          } else {
+            s.rst(id, ErrorCode::kNoError);
+          }
         }
       }
     }

@@ -633,6 +633,69 @@ TEST(Http2ServerSession, TrailersBothWays) {
   EXPECT_EQ(c.h.closed[1], ErrorCode::kNoError);
 }
 
+// A body the client sends only when the test says so.
+struct HeldBody {
+  std::string data;
+  size_t off = 0;
+  bool release = false;
+  static ssize_t read(nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                      nghttp2_data_source* src, void*) {
+    auto& b = *static_cast<HeldBody*>(src->ptr);
+    if (!b.release) return NGHTTP2_ERR_DEFERRED;
+    const size_t n = std::min(len, b.data.size() - b.off);
+    std::memcpy(buf, b.data.data() + b.off, n);
+    b.off += n;
+    if (b.off == b.data.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+};
+
+// The server answers (413) as soon as it has the head, before the body.
+TEST(Http2ServerSession, AnAnswerBeforeTheBodyLetsASmallBodyEndAndStopsALargeOne) {
+  for (const size_t size : {size_t{4096}, size_t{1} << 20}) {
+    Conn c;
+    Client cl;
+    HeldBody body{std::string(size, 'x')};
+    nghttp2_data_provider prov;
+    prov.source.ptr = &body;
+    prov.read_callback = HeldBody::read;
+    const std::string len = std::to_string(size);
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {":method", "POST"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/up"},
+        {"content-length", len}};
+    std::vector<nghttp2_nv> nv;
+    for (const auto& [n, v] : fields)
+      nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+    const int32_t id = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
+    c.h.on_head = [&](int32_t sid, bool) {
+      std::vector<Field> hdr = {{"content-type", "text/plain"}};
+      c.srv->respond(sid, 413, hdr, false);
+      c.srv->send_data(sid, "too large");
+      c.srv->end_response(sid);
+    };
+    c.pump(cl);
+    EXPECT_EQ(cl.status[id], 413) << size;
+    EXPECT_EQ(cl.body[id], "too large") << size;
+    body.release = true;
+    nghttp2_session_resume_data(cl.s, id);
+    c.pump(cl);
+    if (size == 4096) {
+      // Within the stream's window: read and dropped, the stream ends as the client ends it.
+      EXPECT_FALSE(c.rst_code(id).has_value());
+      EXPECT_EQ(body.off, size);
+      EXPECT_EQ(c.h.closed.count(id), 1u);
+      EXPECT_EQ(c.h.closed[id], ErrorCode::kNoError);
+      EXPECT_TRUE(c.h.bodies[id].empty());  // nothing reaches the handler after the answer
+      EXPECT_EQ(c.srv->open_streams(), 0u);
+    } else {
+      // Beyond it: stopped at once.
+      EXPECT_EQ(c.rst_code(id), std::optional<uint32_t>(NGHTTP2_NO_ERROR));
+      EXPECT_LT(body.off, size);
+    }
+    EXPECT_FALSE(c.server_failed);
+  }
+}
+
 TEST(Http2ServerSession, DrainIsTwoStep) {
   Conn c;
   Client cl;
