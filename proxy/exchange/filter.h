@@ -3,7 +3,8 @@
 // phase's filters in the chain's fixed order.
 //
 //   phase                may answer?  today's filters
-//   on_request           yes          cors, rate_limit, body_limit, jwt, redirect
+//   on_request           yes          https_redirect, cors, rate_limit, source_range,
+//                                     body_limit, jwt, redirect (any may wait: kPending)
 //   on_upstream_request  no           url_rewrite, jwt (claims), request_headers
 //   on_response          no           response_headers
 //
