@@ -50,7 +50,7 @@ if ! ctest --test-dir build --output-on-failure -L install; then failed+=(instal
 stage "pod churn end to end (short version; the long one is hack/bench.sh churn)"
 if ! ctest --test-dir build --output-on-failure -L e2e; then failed+=(e2e); fi
 if [ "${GANTRY_SKIP_CONFORMANCE:-0}" != 1 ]; then
-  stage "Gateway API conformance (the official suite, tests/conformance; ~6 min, suite built once into ~/.cache)"
+  stage "Gateway API conformance (the official suite, tests/conformance; ~5 min, suite built once into ~/.cache)"
   if ! ctest --test-dir build --output-on-failure -L conformance; then failed+=(conformance); fi
 fi
 

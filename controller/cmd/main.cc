@@ -54,6 +54,9 @@ struct Options {
   bool gateway_api = false;
   std::string gateway_controller = kDefaultGatewayController;
   std::vector<std::string> gateway_addresses;
+  std::vector<std::string> gateway_static_addresses;
+  std::string gateway_bind_address;
+  uint16_t gateway_proxy_http_port = 80, gateway_proxy_https_port = 443;
   HostPort health_listen{"127.0.0.1", 9902};
   std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9903};
   bool hostname_ownership = true;
@@ -70,6 +73,20 @@ Options parse_flags(int argc, char** argv) {
   FlagSet flags("gantry-controller",
                 "Watches Kubernetes objects (or a directory of manifests) and pushes routing "
                 "snapshots to gantry-proxy.");
+  // A comma-separated list.
+  auto list = [](std::vector<std::string>* target) {
+    return [target](std::string_view v) -> Status {
+      target->clear();
+      size_t start = 0;
+      while (start <= v.size()) {
+        size_t end = v.find(',', start);
+        if (end == std::string_view::npos) end = v.size();
+        if (end > start) target->emplace_back(v.substr(start, end - start));
+        start = end + 1;
+      }
+      return ok_status();
+    };
+  };
   auto str = [](std::string* target, bool allow_empty = false) {
     return [target, allow_empty](std::string_view v) -> Status {
       if (v.empty() && !allow_empty) return Error{"must not be empty"};
@@ -105,17 +122,29 @@ Options parse_flags(int argc, char** argv) {
                  &o.gateway_api);
   flags.add("gateway-controller", "NAME", o.gateway_controller,
             "the GatewayClass controllerName gantry answers to", str(&o.gateway_controller));
-  flags.add("gateway-address", "IP|HOSTNAME[,...]", "none",
-            "status.addresses of Gateways without spec.addresses: where the proxy is reached",
+  flags.add("gateway-address", "IP|HOSTNAME|CIDR[,...]", "none",
+            "the addresses Gateways get (one each while there are enough; spec.addresses must be "
+            "among them): where the proxy serves them",
+            list(&o.gateway_addresses));
+  flags.add("gateway-static-address", "IP|HOSTNAME|CIDR[,...]", "none",
+            "more addresses a Gateway may claim in spec.addresses (never given out unasked)",
+            list(&o.gateway_static_addresses));
+  flags.add("gateway-bind-address", "IP|proxy", "each Gateway's address",
+            "where the proxy binds Gateway listeners: an IP such as 0.0.0.0 when the Gateway "
+            "addresses are not the proxy host's own (Gateways then share a listener per port), or "
+            "proxy: serve them on the proxy's own listeners (the Helm chart)",
+            str(&o.gateway_bind_address));
+  flags.add("gateway-proxy-ports", "HTTP,HTTPS", "80,443",
+            "with --gateway-bind-address=proxy: the ports the proxy's own listeners are reached "
+            "on (the proxy Service's); listeners on other ports are not Programmed",
             [&o](std::string_view v) -> Status {
-              o.gateway_addresses.clear();
-              size_t start = 0;
-              while (start <= v.size()) {
-                size_t end = v.find(',', start);
-                if (end == std::string_view::npos) end = v.size();
-                if (end > start) o.gateway_addresses.emplace_back(v.substr(start, end - start));
-                start = end + 1;
-              }
+              size_t comma = v.find(',');
+              if (comma == std::string_view::npos) return Error{"want HTTP_PORT,HTTPS_PORT"};
+              auto h = parse_uint(v.substr(0, comma), 1, 65535);
+              auto s = parse_uint(v.substr(comma + 1), 1, 65535);
+              if (!h.ok() || !s.ok()) return Error{"want two ports in 1..65535"};
+              o.gateway_proxy_http_port = static_cast<uint16_t>(*h);
+              o.gateway_proxy_https_port = static_cast<uint16_t>(*s);
               return ok_status();
             });
   flags.add("health-listen", "ADDR:PORT", o.health_listen.str(),
@@ -406,6 +435,10 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.gateway_api = opts.gateway_api;
   cfg.source.gateway_controller = opts.gateway_controller;
   cfg.source.gateway_addresses = opts.gateway_addresses;
+  cfg.source.gateway_static_addresses = opts.gateway_static_addresses;
+  cfg.source.gateway_bind_address = opts.gateway_bind_address;
+  cfg.source.gateway_proxy_http_port = opts.gateway_proxy_http_port;
+  cfg.source.gateway_proxy_https_port = opts.gateway_proxy_https_port;
   cfg.source.leader_elect = opts.leader_elect;
   cfg.source.hostname_ownership = opts.hostname_ownership;
   cfg.source.ingress_nginx = opts.ingress_nginx;

@@ -714,8 +714,17 @@ Gateway decode_gateway(const YAML::Node& doc) {
   });
   each(spec, "addresses", "spec", [&](const YAML::Node& a, const std::string& ap) {
     expect_map(a, ap);
-    g.addresses.push_back(str(a, "value", ap));
+    g.addresses.push_back({str(a, "type", ap, "IPAddress"), str(a, "value", ap)});
   });
+  // The address gantry gave it (kept while it stays free: addresses do not move).
+  YAML::Node status = get(doc, "status");
+  if (present(status) && status.IsMap()) {
+    YAML::Node addrs = get(status, "addresses");
+    if (present(addrs) && addrs.IsSequence())
+      for (const auto& a : addrs)
+        if (a.IsMap() && present(get(a, "value")) && get(a, "value").IsScalar())
+          g.status_addresses.push_back(get(a, "value").as<std::string>());
+  }
   return g;
 }
 
@@ -763,6 +772,21 @@ void decode_http_filter(const YAML::Node& n, const std::string& f, GrFilters& ou
     out.request_mirror = GrRequestMirror{decode_backend_ref(ref, sub(vf, "backendRef"))};
   } else if (type == "RequestMirror") {
     out.unknown.push_back("a second RequestMirror");
+  } else if (type == "CORS") {
+    YAML::Node v = get(n, "cors");
+    std::string vf = sub(f, "cors");
+    expect_map(v, vf);
+    GrCors c;
+    c.allow_origins = str_list(v, "allowOrigins", vf);
+    c.allow_methods = str_list(v, "allowMethods", vf);
+    c.allow_headers = str_list(v, "allowHeaders", vf);
+    c.expose_headers = str_list(v, "exposeHeaders", vf);
+    c.allow_credentials = opt_bool(v, "allowCredentials", vf).value_or(false);
+    // Whole seconds here (a duration string in GatewayRoute); the API's default is 5.
+    std::string age = std::to_string(opt_int(v, "maxAge", vf).value_or(5));
+    age += 's';
+    c.max_age = age;
+    out.cors = c;
   } else {
     out.unknown.push_back(type);  // CORS, ExtensionRef, ...: reported on the route
   }
@@ -809,6 +833,13 @@ HTTPRoute decode_http_route(const YAML::Node& doc) {
       GrTimeouts to;
       to.request = opt_str(t, "request", tp);
       to.backend_request = opt_str(t, "backendRequest", tp);
+      // Gateway API: a zero duration ("0s") disables the timeout. The rule
+      // then has none (a try is still bounded by the proxy's --upstream-timeout).
+      auto zero = [](const std::optional<std::string>& d) {
+        return d && !d->empty() && d->find_first_not_of("0.") == d->find_first_of("hmsu");
+      };
+      if (zero(to.request)) to.request.reset();
+      if (zero(to.backend_request)) to.backend_request.reset();
       if (to.request || to.backend_request) rule.policy.timeouts = to;
     }
     if (present(get(rn, "retry"))) rule.policy.unknown.push_back("retry");

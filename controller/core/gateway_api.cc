@@ -1,8 +1,11 @@
 // Gateway API attachment and status; see gateway_api.h.
 #include "controller/core/gateway_api.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 namespace gantry::controller {
 
@@ -67,6 +70,122 @@ bool allows_namespace(const Cache& cache, const GwListener& l, const std::string
   return labels_match(it->second.meta.labels, *l.allowed_selector);
 }
 
+bool is_ip(const std::string& s) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+// The addresses of --gateway-address: each entry as written, an IPv4 CIDR as
+// its host addresses (network and broadcast left out below /31), at most
+// kMaxPoolRange of each range.
+constexpr uint32_t kMaxPoolRange = 4096;
+std::vector<std::string> expand_pool(const std::vector<std::string>& entries) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  auto add = [&](std::string a) {
+    if (seen.insert(a).second) out.push_back(std::move(a));
+  };
+  for (const auto& e : entries) {
+    size_t slash = e.find('/');
+    in_addr base{};
+    if (slash == std::string::npos || ::inet_pton(AF_INET, e.substr(0, slash).c_str(), &base) != 1) {
+      add(e);
+      continue;
+    }
+    int bits = std::atoi(e.c_str() + slash + 1);
+    if (bits < 0 || bits > 32) continue;
+    uint32_t mask = bits == 0 ? 0 : ~uint32_t{0} << (32 - bits);
+    uint32_t first = ntohl(base.s_addr) & mask, last = first | ~mask;
+    if (bits < 31) {
+      ++first;
+      --last;
+    }
+    for (uint64_t a = first; a <= last && a - first < kMaxPoolRange; ++a) {
+      in_addr x{};
+      x.s_addr = htonl(static_cast<uint32_t>(a));
+      char buf[INET_ADDRSTRLEN];
+      ::inet_ntop(AF_INET, &x, buf, sizeof buf);
+      add(buf);
+    }
+  }
+  return out;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// status.addresses and the bind address of every Gateway: spec.addresses
+// when given (each must be of a supported type and in the pool), else one
+// address of the pool: the one its name hashes to, or the next free one;
+// older Gateways choose first. When the pool has fewer addresses than
+// Gateways, the last ones share.
+void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions& options) {
+  std::vector<std::string> pool = expand_pool(options.addresses);
+  std::set<std::string> in_pool(pool.begin(), pool.end()), used;
+  for (auto& a : expand_pool(options.static_addresses)) in_pool.insert(std::move(a));
+  for (GatewayState* gs : order) {
+    const Gateway& gw = *gs->gateway;
+    if (gw.addresses.empty()) continue;
+    for (const auto& a : gw.addresses) {
+      if (a.type != "IPAddress" && a.type != "Hostname") {
+        gs->unsupported_address = "address type " + a.type + " is not supported (want IPAddress or Hostname)";
+      } else if (!in_pool.count(a.value)) {
+        if (gs->unusable_address.empty())
+          gs->unusable_address = "address " + a.value + " is not one gantry serves (--gateway-address)";
+      } else {
+        gs->addresses.push_back(a);
+        used.insert(a.value);
+      }
+    }
+  }
+  // A Gateway keeps the address it has (its status) while that stays in the
+  // pool and no older Gateway has it: clients that read it keep reaching it.
+  std::set<const GatewayState*> kept;
+  for (GatewayState* gs : order) {
+    const Gateway& gw = *gs->gateway;
+    if (!gw.addresses.empty() || pool.empty() || gw.status_addresses.empty()) continue;
+    const std::string& had = gw.status_addresses.front();
+    if (in_pool.count(had) == 0 || used.count(had) != 0 ||
+        std::find(pool.begin(), pool.end(), had) == pool.end() || pool.size() < order.size())
+      continue;
+    used.insert(had);
+    gs->addresses.push_back({is_ip(had) ? "IPAddress" : "Hostname", had});
+    kept.insert(gs);
+  }
+  for (GatewayState* gs : order) {
+    const Gateway& gw = *gs->gateway;
+    if (!gw.addresses.empty() || pool.empty() || kept.count(gs) != 0) continue;
+    size_t start = fnv1a(gw.meta.key()) % pool.size(), pick = start;
+    for (size_t i = 0; i < pool.size(); ++i) {
+      size_t k = (start + i) % pool.size();
+      if (!used.count(pool[k])) {
+        pick = k;
+        break;
+      }
+    }
+    used.insert(pool[pick]);
+    gs->addresses.push_back({is_ip(pool[pick]) ? "IPAddress" : "Hostname", pool[pick]});
+  }
+  for (GatewayState* gs : order) {
+    if (!gs->unsupported_address.empty() || !gs->unusable_address.empty()) continue;
+    if (!options.bind_address.empty()) {
+      gs->bind = options.bind_address;
+      continue;
+    }
+    for (const auto& a : gs->addresses)
+      if (a.type == "IPAddress" && is_ip(a.value)) {
+        gs->bind = a.value;
+        break;
+      }
+  }
+}
+
 bool supports_http_route(const ListenerState& s) {
   for (const auto& k : s.supported_kinds)
     if (k.kind == "HTTPRoute" && k.group == kGatewayGroup) return true;
@@ -120,11 +239,32 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     our_classes.insert(c.meta.name);
   }
 
-  // ---- Gateways and their listeners
+  // ---- Gateways: addresses, then listeners
   for (const auto& [key, gw] : cache.gateways) {
     if (!our_classes.count(gw.gateway_class_name)) continue;
-    GatewayState gs;
-    gs.gateway = &gw;
+    m.gateways[key].gateway = &gw;
+  }
+  std::vector<GatewayState*> order;  // oldest first
+  for (auto& [key, gs] : m.gateways) order.push_back(&gs);
+  std::sort(order.begin(), order.end(), [](const GatewayState* a, const GatewayState* b) {
+    return std::tie(a->gateway->meta.creation_timestamp, a->gateway->meta.namespace_,
+                    a->gateway->meta.name) < std::tie(b->gateway->meta.creation_timestamp,
+                                                      b->gateway->meta.namespace_, b->gateway->meta.name);
+  });
+  assign_addresses(order, options);
+  // Gateways sharing a bound address share its ports: the oldest Gateway's
+  // protocol on a port wins, another Gateway's listener on it is Conflicted.
+  std::map<std::string, std::pair<std::string, const Gateway*>> port_owner;  // "ip:port" -> protocol
+  for (const GatewayState* gs : order) {
+    if (gs->bind.empty()) continue;
+    for (const auto& l : gs->gateway->listeners)
+      if (is_http_protocol(l.protocol))
+        port_owner.emplace(snapshot::listener_name(gs->bind, static_cast<uint16_t>(l.port)),
+                           std::make_pair(l.protocol, gs->gateway));
+  }
+  std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
+  for (auto& [key, gs] : m.gateways) {
+    const Gateway& gw = *gs.gateway;
     const int64_t gen = gw.meta.generation;
     // Conflicts: listeners sharing a port must share a protocol family, and
     // their hostnames must differ.
@@ -207,11 +347,22 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
           m.certificates.push_back(std::move(lc));  // hostless: filled from routes below
         }
       }
+      const bool own = options.bind_address == kBindProxy;
+      std::string name = gs.bind.empty() || own || l.port < 1 || l.port > 65535
+                             ? std::string()
+                             : snapshot::listener_name(gs.bind, static_cast<uint16_t>(l.port));
+      auto owner = name.empty() ? port_owner.end() : port_owner.find(name);
       if (protocols_on_port[l.port].size() > 1) {
         conflicted = true;
         conflict_reason = "ProtocolConflict";
         conflict_msg = "another listener on port " + std::to_string(l.port) +
                        " uses another protocol";
+      } else if (owner != port_owner.end() && owner->second.second != &gw &&
+                 owner->second.first != l.protocol) {
+        conflicted = true;
+        conflict_reason = "ProtocolConflict";
+        conflict_msg = "Gateway " + owner->second.second->meta.key() + " serves " +
+                       owner->second.first + " on " + name;
       } else if (hostname_uses[std::to_string(l.port) + "/" + l.protocol + "/" +
                                lower(l.hostname.value_or(""))] > 1) {
         conflicted = true;
@@ -225,15 +376,50 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       ls.accepted = accepted;
       ls.attachable = accepted && !conflicted;
       ls.valid = ls.attachable && (resolved || res_reason == "InvalidRouteKinds");
+      std::string prog_msg = "the listener is not served";
+      if (ls.valid && own && !gs.bind.empty()) {
+        // Served by the proxy's own listeners (routes list no listener).
+        uint16_t want = l.protocol == "HTTPS" ? options.proxy_https_port : options.proxy_http_port;
+        if (l.port != want) {
+          ls.valid = false;
+          prog_msg = "the proxy serves " + l.protocol + " on port " + std::to_string(want) +
+                     " only (--gateway-proxy-ports)";
+        } else {
+          prog_msg = "served on the proxy's own " + l.protocol + " listener";
+        }
+      } else if (ls.valid && name.empty()) {
+        ls.valid = false;  // nowhere to bind it
+        prog_msg = gs.unsupported_address.empty() && gs.unusable_address.empty()
+                       ? "the Gateway has no IP address to serve it on (--gateway-address)"
+                       : "the Gateway's address is not usable";
+      }
+      if (ls.valid && !name.empty()) {
+        // A listener with a hostname is its own part of the socket (the proxy
+        // picks the most specific one for a request's host).
+        ls.served_on = name;
+        auto& b = bound[name];
+        b.first = l.protocol == "HTTPS";
+        if (l.hostname && !l.hostname->empty()) {
+          ls.served_on += '/';
+          ls.served_on += lower(*l.hostname);
+          b.second.insert(lower(*l.hostname));
+        }
+        prog_msg = "served on " + ls.served_on;
+      }
       ls.conditions.push_back(cond("Accepted", accepted, acc_reason, acc_msg, gen));
       ls.conditions.push_back(cond("Programmed", ls.valid, ls.valid ? "Programmed" : "Invalid",
-                                   ls.valid ? "the listener is served" : "the listener is not served",
-                                   gen));
+                                   prog_msg, gen));
       ls.conditions.push_back(cond("ResolvedRefs", resolved, res_reason, res_msg, gen));
       ls.conditions.push_back(cond("Conflicted", conflicted, conflict_reason, conflict_msg, gen));
       gs.listeners.push_back(std::move(ls));
     }
-    m.gateways.emplace(key, std::move(gs));
+  }
+  for (const auto& [name, b] : bound) {
+    auto colon = name.rfind(':');
+    std::string addr = name.substr(0, colon);
+    if (addr.starts_with("[")) addr = addr.substr(1, addr.size() - 2);
+    m.listeners.push_back({name, addr, static_cast<uint16_t>(std::stoi(name.substr(colon + 1))),
+                           b.first, std::vector<std::string>(b.second.begin(), b.second.end())});
   }
 
   // ---- HTTPRoutes
@@ -241,7 +427,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
   for (const auto& [key, route] : cache.http_routes) {
     HttpRouteBinding b;
     b.route = &route;
-    std::set<std::string> hosts;
+    std::set<std::string> hosts, listeners;
     bool served = false;  // attached to at least one listener that serves
     std::vector<ParentVerdict> verdicts;
     for (const auto& ref : route.parent_refs) {
@@ -279,6 +465,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         ++ls.attached_routes;
         if (!ls.valid) continue;  // counted, not served
         served = true;
+        if (!ls.served_on.empty()) listeners.insert(ls.served_on);
         if (any_here) b.any_host = true;
         hosts.insert(here.begin(), here.end());
         if (l.protocol == "HTTPS" && lh.empty())
@@ -307,6 +494,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     if (!verdicts.empty()) m.parents[key] = std::move(verdicts);
     if (!attached) continue;
     b.serve = served;
+    b.listeners.assign(listeners.begin(), listeners.end());
     if (!b.any_host) b.hostnames.assign(hosts.begin(), hosts.end());
     m.routes.push_back(std::move(b));
   }
@@ -330,6 +518,9 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
     s.status["conditions"] = conditions_json(
         {cond("Accepted", true, "Accepted", "handled by " + options.controller_name,
               c->meta.generation)});
+    nlohmann::json features = nlohmann::json::array();
+    for (const char* f : kSupportedFeatures) features.push_back({{"name", f}});
+    s.status["supportedFeatures"] = features;
     out.push_back(std::move(s));
   }
   for (const auto& [key, gs] : model.gateways) {
@@ -337,12 +528,7 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
     const int64_t gen = gw.meta.generation;
     ObjectStatus s{"Gateway", gw.meta.namespace_, gw.meta.name, nlohmann::json::object()};
     nlohmann::json addrs = nlohmann::json::array();
-    const auto& values = gw.addresses.empty() ? options.addresses : gw.addresses;
-    for (const auto& a : values) {
-      bool ip = !a.empty() && (std::isdigit(static_cast<unsigned char>(a[0])) ||
-                               a.find(':') != std::string::npos);
-      addrs.push_back({{"type", ip ? "IPAddress" : "Hostname"}, {"value", a}});
-    }
+    for (const auto& a : gs.addresses) addrs.push_back({{"type", a.type}, {"value", a.value}});
     s.status["addresses"] = addrs;
     size_t accepted = 0;
     for (const auto& ls : gs.listeners) accepted += ls.accepted ? 1 : 0;
@@ -352,8 +538,14 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
                              : std::to_string(gs.listeners.size() - accepted) + " of " +
                                    std::to_string(gs.listeners.size()) + " listeners are not valid",
                          gen);
+    if (!gs.unsupported_address.empty())
+      acc = cond("Accepted", false, "UnsupportedAddress", gs.unsupported_address, gen);
     Condition prog = cond("Programmed", true, "Programmed", "the Gateway is served", gen);
-    if (values.empty())
+    if (!gs.unsupported_address.empty())
+      prog = cond("Programmed", false, "Invalid", gs.unsupported_address, gen);
+    else if (!gs.unusable_address.empty())
+      prog = cond("Programmed", false, "AddressNotUsable", gs.unusable_address, gen);
+    else if (gs.addresses.empty())
       prog = cond("Programmed", false, "AddressNotAssigned",
                   "no address is configured (--gateway-address)", gen);
     else if (accepted == 0)

@@ -19,18 +19,69 @@
 
 #include "controller/core/objects.h"
 #include "controller/core/status.h"
+#include "proxy/snapshot/model.h"
 
 namespace gantry::controller {
 
 inline constexpr const char* kDefaultGatewayController = "gantry.dev/gateway-controller";
 
+// The conformance features gantry claims in its GatewayClasses'
+// status.supportedFeatures, sorted: exactly those whose tests of the official
+// suite pass (docs/gateway-api.md; the conformance stage runs these).
+inline constexpr const char* kSupportedFeatures[] = {
+    "Gateway",
+    "GatewayHTTPListenerIsolation",
+    "GatewayPort8080",
+    "GatewayStaticAddresses",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteCORS",
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+};
+
 struct GatewayApiOptions {
   // GatewayClasses whose spec.controllerName is this are gantry's.
   std::string controller_name = kDefaultGatewayController;
-  // status.addresses of every Gateway that gives no spec.addresses: where the
-  // proxy serving it is reached (--gateway-address). Empty: no address.
+  // The addresses gantry gives Gateways (--gateway-address): IPs, hostnames
+  // and IPv4 CIDR ranges (at most 4096 addresses of each). A Gateway without
+  // spec.addresses gets one of them, its own while there are enough (chosen
+  // by a hash of its name, older Gateways first); a spec.addresses value must
+  // be one of them. Empty: no address (Programmed=False AddressNotAssigned).
   std::vector<std::string> addresses;
+  // More addresses a Gateway may claim in spec.addresses, never given out
+  // unasked (--gateway-static-address; same forms).
+  std::vector<std::string> static_addresses;
+  // Where the proxy binds a Gateway's listeners (--gateway-bind-address):
+  // empty = the Gateway's own address (an IP of the proxy's host, so each
+  // Gateway is served on its own address); an IP such as 0.0.0.0 = that IP
+  // for every Gateway, which then share a listener per port.
+  std::string bind_address;
+  // bind_address "proxy": Gateways are served on the proxy's own listeners,
+  // reached on these ports (the proxy Service's); an HTTP listener on the
+  // first and an HTTPS listener on the second are served, no other.
+  uint16_t proxy_http_port = 80;
+  uint16_t proxy_https_port = 443;
 };
+
+// --gateway-bind-address value for the proxy's own listeners.
+inline constexpr const char* kBindProxy = "proxy";
 
 // One HTTPRoute attached to at least one listener of gantry's Gateways.
 struct HttpRouteBinding {
@@ -40,6 +91,7 @@ struct HttpRouteBinding {
   bool serve = true;
   bool any_host = false;               // some attached listener and the route allow every host
   std::vector<std::string> hostnames;  // else: the union of the intersections, sorted
+  std::vector<std::string> listeners;  // the snapshot listeners that serve it, sorted
 };
 
 // A Secret a valid HTTPS listener serves, with the hostnames SNI selects it for
@@ -65,12 +117,17 @@ struct ListenerState {
   bool valid = false;  // attachable and its references resolve: served
   std::vector<GwGroupKind> supported_kinds;
   int64_t attached_routes = 0;
+  std::string served_on;  // valid and bound: the snapshot listener's name ("address:port")
   std::vector<Condition> conditions;  // Accepted, Programmed, ResolvedRefs, Conflicted
 };
 
 struct GatewayState {
   const Gateway* gateway = nullptr;
   std::vector<ListenerState> listeners;
+  std::vector<GwAddress> addresses;  // status.addresses
+  std::string bind;                  // the IP its listeners are bound on; empty: not served
+  std::string unsupported_address;   // why Accepted=False UnsupportedAddress
+  std::string unusable_address;      // why Programmed=False AddressNotUsable
 };
 
 struct GatewayApiModel {
@@ -79,6 +136,7 @@ struct GatewayApiModel {
   std::vector<HttpRouteBinding> routes;
   std::map<std::string, std::vector<ParentVerdict>> parents;  // HTTPRoute ns/name -> its parentRefs of gantry's Gateways
   std::vector<ListenerCertificate> certificates;
+  std::vector<snapshot::Listener> listeners;  // what the proxy binds, sorted by name
 };
 
 // Empty when the Secret `ns/name` (in the cache) is a usable certificate; else why not.

@@ -419,11 +419,18 @@ struct GwListener {
   bool operator==(const GwListener&) const = default;
 };
 
+struct GwAddress {
+  std::string type = "IPAddress";  // IPAddress | Hostname | another (unsupported)
+  std::string value;
+  bool operator==(const GwAddress&) const = default;
+};
+
 struct Gateway {
   ObjectMeta meta;
   std::string gateway_class_name;
   std::vector<GwListener> listeners;
-  std::vector<std::string> addresses;  // spec.addresses[].value
+  std::vector<GwAddress> addresses;  // spec.addresses
+  std::vector<std::string> status_addresses;  // status.addresses[].value, as last written
   bool operator==(const Gateway&) const = default;
 };
 

@@ -303,6 +303,7 @@ class Translator {
     });
     out.snapshot.routes = std::move(routes_);
     for (const auto& name : used_clusters_) out.snapshot.clusters.push_back(clusters_.at(name));
+    out.snapshot.listeners = gw.listeners;
     for (auto& [name, acc] : certs_) {
       if (acc.hostnames.empty()) continue;
       const Secret& s = cache_.secrets.at(name);
@@ -965,6 +966,8 @@ class Translator {
     probe.version = 1;
     probe.routes.push_back(r);
     for (const auto& c : clusters) probe.clusters.push_back({c, {}});
+    // The listeners it names are gateway_api.cc's, valid by construction.
+    probe.routes.back().listeners.clear();
     return sn::validate(probe);
   }
 
@@ -1112,6 +1115,7 @@ class Translator {
     out.kind = "HTTPRoute";
     out.creation_timestamp = r.meta.creation_timestamp;
     if (!b.any_host) out.hostnames = hostnames(ctx, b.hostnames, "spec.hostnames");
+    out.listeners = b.listeners;
     for (size_t i = 0; i < r.rules.size(); ++i)
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
     std::vector<sn::Route> routes;

@@ -180,6 +180,10 @@ TranslateOptions KubeSource::translate_options() const {
   o.hostname_owners = owners_;
   o.gateway_api.controller_name = opts_.gateway_controller;
   o.gateway_api.addresses = opts_.gateway_addresses;
+  o.gateway_api.static_addresses = opts_.gateway_static_addresses;
+  o.gateway_api.bind_address = opts_.gateway_bind_address;
+  o.gateway_api.proxy_http_port = opts_.gateway_proxy_http_port;
+  o.gateway_api.proxy_https_port = opts_.gateway_proxy_https_port;
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
   o.ingress_nginx = opts_.ingress_nginx;

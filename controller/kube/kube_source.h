@@ -84,6 +84,9 @@ struct KubeSourceOptions {
   bool gateway_api = false;
   std::string gateway_controller = kDefaultGatewayController;
   std::vector<std::string> gateway_addresses;
+  std::vector<std::string> gateway_static_addresses;
+  std::string gateway_bind_address;  // empty: each Gateway's own address
+  uint16_t gateway_proxy_http_port = 80, gateway_proxy_https_port = 443;
 };
 
 struct KubeSourceStats {

@@ -104,6 +104,11 @@ Metrics::Metrics()
                          .Help("Snapshots and endpoint deltas rejected")
                          .Register(*registry_)
                          .Add({})),
+      listener_bind_errors(prometheus::BuildCounter()
+                               .Name("gantry_listener_bind_errors_total")
+                               .Help("Snapshot listeners (Gateway addresses and ports) that could not be bound")
+                               .Register(*registry_)
+                               .Add({})),
       snapshot_apply_seconds(prometheus::BuildHistogram()
                                  .Name("gantry_snapshot_apply_duration_seconds")
                                  .Help("Decode + validate + compile + publish time of a snapshot")

@@ -58,6 +58,7 @@ class Metrics {
   prometheus::Gauge& snapshot_version;
   prometheus::Counter& snapshot_applies;
   prometheus::Counter& snapshot_nacks;
+  prometheus::Counter& listener_bind_errors;  // snapshot listeners that could not be bound
   prometheus::Histogram& snapshot_apply_seconds;
   prometheus::Family<prometheus::Counter>& mirror_requests;  // cluster, result
 

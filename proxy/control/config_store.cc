@@ -76,6 +76,9 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
   cfg->tls = std::move(tls).value();
   cfg->policies = std::move(policies).value();
   for (const auto& c : shared->clusters) cfg->clusters.emplace(c.name, make_cluster(c));
+  for (const auto& l : shared->listeners)
+    if (!l.hostnames.empty())
+      cfg->listener_hosts[l.name].insert(l.hostnames.begin(), l.hostnames.end());
   publish(std::move(cfg));
   return out;
 }
@@ -104,18 +107,46 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   cfg->table = cur->table;
   cfg->tls = cur->tls;
   cfg->policies = cur->policies;
+  cfg->listener_hosts = cur->listener_hosts;
   cfg->clusters = cur->clusters;
   for (const auto& c : delta->clusters) cfg->clusters[c.name] = make_cluster(c);
   publish(std::move(cfg));
   return out;
 }
 
+std::string_view Config::route_listener(std::string_view listener, std::string_view host,
+                                        std::string& scratch) const {
+  if (listener_hosts.empty() || host.empty()) return listener;
+  auto it = listener_hosts.find(std::string(listener));
+  if (it == listener_hosts.end()) return listener;
+  const auto& hosts = it->second;
+  auto compose = [&](std::string_view h) -> std::string_view {
+    scratch.assign(listener);
+    scratch += '/';
+    scratch += h;
+    return scratch;
+  };
+  scratch.assign(host);
+  if (hosts.count(scratch) != 0) return compose(host);
+  // "*.b.c" then "*.c" for host "a.b.c": the longest wildcard first.
+  for (size_t dot = host.find('.'); dot != std::string_view::npos; dot = host.find('.', dot + 1)) {
+    scratch.assign("*");
+    scratch += host.substr(dot);
+    if (hosts.count(scratch) != 0) {
+      std::string wildcard = scratch;
+      return compose(wildcard);
+    }
+  }
+  return listener;
+}
+
 void ConfigStore::publish(std::shared_ptr<const Config> c) {
   {
     std::lock_guard lock(mu_);
-    current_ = std::move(c);
+    current_ = c;
   }
   generation_.fetch_add(1, std::memory_order_acq_rel);
+  if (on_publish_) on_publish_(*c);
 }
 
 std::shared_ptr<const Config> ConfigStore::current() const {

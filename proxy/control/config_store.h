@@ -11,10 +11,12 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "proxy/base/result.h"
@@ -41,6 +43,15 @@ struct Config {
   std::shared_ptr<const tls::TlsContexts> tls;  // SNI -> certificate
   std::shared_ptr<const PolicySet> policies;    // CORS, rate limits, JWT per rule
   std::unordered_map<std::string, std::shared_ptr<const ClusterEndpoints>> clusters;
+  // Snapshot listeners with hostnames: name -> those hostnames ("*.x" too).
+  std::unordered_map<std::string, std::unordered_set<std::string>> listener_hosts;
+
+  // The listener name routes list for a request on `listener` for `host`
+  // (lower-case): "listener/hostname" for its most specific hostname that
+  // matches (exact, then the longest wildcard), else `listener` itself.
+  // `scratch` holds a composed name; the result views it or `listener`.
+  std::string_view route_listener(std::string_view listener, std::string_view host,
+                                  std::string& scratch) const;
 
   const ClusterEndpoints* cluster(const std::string& name) const {
     auto it = clusters.find(name);
@@ -62,6 +73,10 @@ class ConfigStore {
   ApplyOutcome apply_full(snapshot::Snapshot snap);
   ApplyOutcome apply_delta(std::string_view json);
 
+  // Called on the applying thread after each Config is published (the
+  // server binds and closes the snapshot's listeners). Set before any apply.
+  void on_publish(std::function<void(const Config&)> f) { on_publish_ = std::move(f); }
+
   // Any thread.
   std::shared_ptr<const Config> current() const;
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -72,6 +87,7 @@ class ConfigStore {
   mutable std::mutex mu_;  // guards current_ (taken only on publish and on refresh)
   std::shared_ptr<const Config> current_;
   std::atomic<uint64_t> generation_{0};
+  std::function<void(const Config&)> on_publish_;
 };
 
 // A worker's cached view of the store: refresh() costs one relaxed load unless

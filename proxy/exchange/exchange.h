@@ -59,6 +59,11 @@ struct RequestInfo {
   std::string_view upgrade;    // HTTP/1.1 only: the Upgrade asked for (a WebSocket); empty: none
   std::string_view proto;      // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
   bool tls = false;
+  uint16_t listener_port = 0;  // the port the connection came in on (0: unknown)
+  // The listener it came in on (snapshot::Listener::name) and whether it is
+  // one of the proxy's own, which serve the routes that list no listener.
+  std::string_view listener;
+  bool own_listener = true;
 };
 
 // What the gateway answers itself: a filter's Respond, or an error of the

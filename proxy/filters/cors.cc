@@ -201,9 +201,10 @@ CorsDecision CorsPolicy::evaluate(const CorsRequest& r) const {
       d.add(kAllowHeaders, headers_joined_);
     }
     if (!max_age_.empty()) d.add(kMaxAge, max_age_);
-  } else if (!expose_joined_.empty()) {
-    d.add(kExposeHeaders, expose_joined_);
   }
+  // On the actual response (Fetch), and on the preflight too, as Gateway
+  // API's conformance suite expects (browsers ignore it there).
+  if (!expose_joined_.empty()) d.add(kExposeHeaders, expose_joined_);
   if (!star) d.add(kVary, "Origin");
   return d;
 }

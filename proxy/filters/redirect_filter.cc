@@ -53,11 +53,15 @@ exchange::Verdict RedirectFilter::on_request(exchange::Exchange& ex) const {
     ex.reply.kind = "redirect";
     return exchange::Verdict::kRespond;
   }
-  // Unset scheme: the request's (Gateway API HTTPRequestRedirectFilter).
-  std::string location = r.scheme ? *r.scheme : ex.req.tls ? "https" : "http";
+  // Gateway API: no scheme keeps the request's; no port is the scheme's
+  // well-known port when a scheme is given, else the listener's port; a
+  // scheme's well-known port is left out of the Location.
+  std::string location = r.scheme.value_or(ex.req.tls ? "https" : "http");
+  uint16_t port = r.port ? *r.port : r.scheme ? 0 : ex.req.listener_port;
+  bool well_known = (location == "http" && port == 80) || (location == "https" && port == 443);
   location += "://";
   location += r.hostname ? std::string_view(*r.hostname) : ex.req.host;
-  if (r.port) location.append(":").append(std::to_string(*r.port));
+  if (port != 0 && !well_known) location.append(":").append(std::to_string(port));
   switch (r.path.type) {
     case snapshot::PathRewriteType::kNone: location += ex.req.path; break;
     case snapshot::PathRewriteType::kReplaceFullPath: location += r.path.value; break;

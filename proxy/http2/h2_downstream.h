@@ -45,6 +45,12 @@ class H2Downstream final : public exchange::Downstream {
                                                        std::string peer_ip = {});
 
   const exchange::RequestInfo& request() const override { return info_; }
+  // The listener the connection came in on (`name` must outlive this).
+  void set_listener(std::string_view name, bool own, uint16_t port) {
+    info_.listener = name;
+    info_.own_listener = own;
+    info_.listener_port = port;
+  }
   boost::asio::awaitable<exchange::BodyChunk> read_body() override;
   boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
                                             std::span<const http::Header> fields) override;

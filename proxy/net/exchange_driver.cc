@@ -239,6 +239,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   rv.path = rq.path;
   rv.query = rq.query;
   rv.method = rq.method;
+  rv.listener = rq.own_listener ? rq.listener
+                                : cfg->route_listener(rq.listener, rq.host, listener_scratch_);
+  rv.own_listener = rq.own_listener;
   rv.headers_ctx = rq.headers;
   rv.header = [](const void* ctx, std::string_view lower_name) {
     return http::find_header(*static_cast<const std::vector<http::Header>*>(ctx), lower_name);

@@ -163,6 +163,7 @@ class ExchangeDriver {
   std::string decoded_;               // a chunked response's data, for a stream that takes no chunked framing
   std::vector<http::Header> cached_fields_;  // a cached answer's fields
   std::string sticky_;                // the request's session-cookie value
+  std::string listener_scratch_;      // "listener/hostname" the request's routes are matched on
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
   std::string chunk_line_;            // a chunk-size line of a re-chunked request body

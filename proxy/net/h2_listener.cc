@@ -32,6 +32,8 @@ struct H2Connections::Conn {
   Conn* next = nullptr;
   std::string peer_ip;
   bool tls = false;
+  std::shared_ptr<const ListenerTag> listener;  // null: the proxy's own
+  uint16_t local_port = 0;
   std::weak_ptr<http2::Drainable> drainable;
   size_t running = 0;    // streams whose exchange has not finished
   bool served = false;   // the connection itself has ended
@@ -114,20 +116,26 @@ H2Connections::~H2Connections() {
   for (Conn* c = conns_; c != nullptr; c = c->next) c->owner = nullptr;
 }
 
-void H2Connections::serve(tcp::socket sock, std::string already_read, std::string peer_ip) {
-  start(std::move(sock), std::move(already_read), std::move(peer_ip), false);
+void H2Connections::serve(tcp::socket sock, std::string already_read, std::string peer_ip,
+                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
+  start(std::move(sock), std::move(already_read), std::move(peer_ip), false, std::move(listener),
+        local_port);
 }
 
-void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip) {
-  start(std::move(sock), {}, std::move(peer_ip), true);
+void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip,
+                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
+  start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port);
 }
 
 template <class Socket>
-void H2Connections::start(Socket sock, std::string already_read, std::string peer_ip, bool tls) {
+void H2Connections::start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
+                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
   auto c = std::make_shared<Conn>();
   c->owner = this;
   c->peer_ip = std::move(peer_ip);
   c->tls = tls;
+  c->listener = std::move(listener);
+  c->local_port = local_port;
   c->next = conns_;
   if (conns_ != nullptr) conns_->prev = c.get();
   conns_ = c.get();
@@ -195,6 +203,8 @@ asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sh
   auto made = http2::H2Downstream::create(st, client_ip(c->peer_ip, st->head().headers, trusted_proxies_),
                                           c->tls);
   if (made.ok()) {
+    if (c->listener)
+      made.value()->set_listener(c->listener->name, c->listener->own, c->local_port);
     if (run_) {
       co_await run_(*made.value());
       co_return;

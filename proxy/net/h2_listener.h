@@ -69,9 +69,12 @@ class H2Connections {
   // Set once by the worker before it serves.
   void set_exchange_runner(ExchangeRunner run) { run_ = std::move(run); }
 
-  // Take over a client connection. `peer_ip`: the connection's peer address.
-  void serve(boost::asio::ip::tcp::socket sock, std::string already_read, std::string peer_ip);
-  void serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> sock, std::string peer_ip);
+  // Take over a client connection. `peer_ip`: the connection's peer address;
+  // `listener`, `local_port`: the listener it came in on (routes match on it).
+  void serve(boost::asio::ip::tcp::socket sock, std::string already_read, std::string peer_ip,
+             std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
+  void serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> sock, std::string peer_ip,
+             std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
 
   // The two-step GOAWAY on every open connection (idempotent).
   void drain_all();
@@ -81,7 +84,8 @@ class H2Connections {
 
  private:
   template <class Socket>
-  void start(Socket sock, std::string already_read, std::string peer_ip, bool tls);
+  void start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
+             std::shared_ptr<const ListenerTag> listener, uint16_t local_port);
   boost::asio::awaitable<void> run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st);
   void finished(Conn& c);
 

@@ -58,7 +58,8 @@ class Session final : public SessionBase,
  public:
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  Session(Worker& w, Stream stream) : w_(w), client_(std::move(stream)), driver_(w, this) {
+  Session(Worker& w, Stream stream, std::shared_ptr<const ListenerTag> listener)
+      : w_(w), client_(std::move(stream)), listener_(std::move(listener)), driver_(w, this) {
     can_release = !kTls;
     w_.link(this);
     error_code ec;
@@ -71,6 +72,8 @@ class Session final : public SessionBase,
     }
     set_nodelay(lowest(client_));
     lowest(client_).non_blocking(true, ec);
+    auto local = lowest(client_).local_endpoint(ec);
+    if (!ec) local_port_ = local.port();
   }
   ~Session() override { w_.unlink(this); }
 
@@ -86,7 +89,7 @@ class Session final : public SessionBase,
         co_return;
       }
       if (negotiated_h2(client_.native_handle())) {  // ALPN h2: the HTTP/2 codec's
-        w_.h2().serve(std::move(client_), std::move(peer_ip_));
+        w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_);
         co_return;
       }
     }
@@ -98,7 +101,8 @@ class Session final : public SessionBase,
     }
     if constexpr (!kTls) {
       if (h2c_) {  // the client preface: the HTTP/2 codec's, with the bytes read
-        w_.h2().serve(std::move(client_), std::string(in_.view()), std::move(peer_ip_));
+        w_.h2().serve(std::move(client_), std::string(in_.view()), std::move(peer_ip_), listener_,
+                      local_port_);
         co_return;
       }
     }
@@ -217,6 +221,8 @@ class Session final : public SessionBase,
   bool client_broken_ = false;  // a write to the client failed: stop serving it
   bool h2c_ = false;            // the connection began with the HTTP/2 client preface
   std::string peer_ip_;
+  std::shared_ptr<const ListenerTag> listener_;  // where this connection came in
+  uint16_t local_port_ = 0;                      // the listener's port
 
   Buffer in_{kReadChunk};
   std::string out_;
@@ -377,6 +383,9 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   info_.peer_ip = peer_ip_;
   info_.proto = req_.version == http::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
   info_.tls = kTls;
+  info_.listener = listener_->name;
+  info_.own_listener = listener_->own;
+  info_.listener_port = local_port_;
   info_.upgrade = {};
   if (req_.upgrade_websocket) {
     auto up = http::find_header(req_.headers, "upgrade");
@@ -659,7 +668,8 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   m.websocket_closed.Add({{"reason", ended_by}}).Increment();
 }
 
-asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls,
+                                          std::shared_ptr<const ListenerTag> tag) {
   while (true) {
     error_code ec;
     tcp::socket sock = co_await acc.async_accept(awaitable_ec(ec));
@@ -667,17 +677,17 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
       continue;  // EMFILE and friends: keep accepting
     }
-    if (tls) spawn_session(TlsStream(std::move(sock), server_.tls_context()));
-    else spawn_session(std::move(sock));
+    if (tls) spawn_session(TlsStream(std::move(sock), server_.tls_context()), tag);
+    else spawn_session(std::move(sock), tag);
   }
 }
 
 template <class Stream>
-void Worker::spawn_session(Stream stream) {
+void Worker::spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag) {
   metrics_.global().connections_total.Increment();
   metrics_.global().active_connections.Increment();
   connections_.fetch_add(1, std::memory_order_relaxed);
-  auto s = std::make_shared<Session<Stream>>(*this, std::move(stream));
+  auto s = std::make_shared<Session<Stream>>(*this, std::move(stream), std::move(tag));
   asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); },
                  [this](std::exception_ptr e) {
                    if (e) {
@@ -791,6 +801,7 @@ Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& 
 }
 
 Server::~Server() {
+  store_.on_publish(nullptr);
   health_->stop();
   for (auto& w : workers_) w->stop();
   for (auto& t : threads_)
@@ -805,6 +816,7 @@ Status Server::listen() {
     if (port == 0) port = w->bound_port(false);
   }
   opts_.http_listen.port = port;
+  http_tag_ = std::make_shared<const ListenerTag>(ListenerTag{opts_.http_listen.str(), true});
   if (opts_.https_listen) {
     port = 0;
     for (auto& w : workers_) {
@@ -813,9 +825,60 @@ Status Server::listen() {
       if (port == 0) port = w->bound_port(true);
     }
     opts_.https_listen->port = port;
+    https_tag_ = std::make_shared<const ListenerTag>(ListenerTag{opts_.https_listen->str(), true});
   }
+  if (auto cfg = store_.current()) sync_listeners(cfg->snapshot);
+  store_.on_publish([this](const control::Config& cfg) { sync_listeners(cfg.snapshot); });
   return ok_status();
 }
+
+void Server::sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& snap) {
+  std::lock_guard lock(listeners_mu_);
+  if (!accepting_ || !snap || synced_ == snap) return;  // an endpoint delta keeps the snapshot
+  synced_ = snap;
+  std::map<std::string, const snapshot::Listener*> want;
+  for (const auto& l : snap->listeners) {
+    if (l.name == http_tag_->name || (https_tag_ && l.name == https_tag_->name)) continue;  // our own
+    want.emplace(l.name, &l);
+  }
+  for (auto it = bound_.begin(); it != bound_.end();) {
+    auto w = want.find(it->first);
+    if (w != want.end() && w->second->tls == it->second) {
+      ++it;
+      continue;
+    }
+    for (auto& wk : workers_) wk->close_listener(it->first);
+    spdlog::info("closed listener {}", it->first);
+    it = bound_.erase(it);
+  }
+  for (const auto& [name, l] : want) {
+    if (bound_.count(name) != 0) continue;
+    error_code ec;
+    auto addr = asio::ip::make_address(l->address, ec);
+    if (ec) continue;  // validated: cannot happen
+    auto tag = std::make_shared<const ListenerTag>(ListenerTag{name, false});
+    std::vector<std::shared_ptr<SnapshotListener>> made;
+    Status st = ok_status();
+    for (auto& wk : workers_) {
+      auto sl = std::make_shared<SnapshotListener>(wk->io());
+      sl->tls = l->tls;
+      sl->tag = tag;
+      st = bind_acceptor(sl->acc, tcp::endpoint(addr, l->port), name);
+      if (!st.ok()) break;
+      made.push_back(std::move(sl));
+    }
+    if (!st.ok()) {
+      for (auto& sl : made) sl->acc.close(ec);
+      metrics_.listener_bind_errors.Increment();
+      spdlog::error("snapshot listener not served: {}", st.error().message);
+      continue;
+    }
+    for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->open_listener(std::move(made[i]));
+    bound_.emplace(name, l->tls);
+    spdlog::info("listening on {} ({})", name, l->tls ? "https" : "http");
+  }
+}
+
 
 void Server::start() {
   health_->start();
@@ -831,6 +894,11 @@ void Server::begin_drain() {
 }
 
 void Server::stop_accepting() {
+  {
+    std::lock_guard lock(listeners_mu_);
+    accepting_ = false;
+    bound_.clear();
+  }
   for (auto& w : workers_) w->stop_accepting();
   for (auto& w : workers_) w->close_idle();
 }

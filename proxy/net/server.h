@@ -21,7 +21,9 @@
 #include <atomic>
 #include <optional>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,13 +64,27 @@ struct ServerOptions {
 
 class Worker;
 
+// Which listener a connection came in on: the name routes list
+// (snapshot::Listener::name) and whether it is one of the proxy's own
+// (--http-listen / --https-listen), which serve the routes that list none.
+struct ListenerTag {
+  std::string name;
+  bool own = false;
+};
+
 class Server {
  public:
   Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& metrics, AccessLog& log);
   ~Server();
 
-  // Binds every worker's listener. Errors name the address.
+  // Binds every worker's listener, then those of the applied snapshot. Errors
+  // name the address.
   Status listen();
+  // Binds the listeners of `snap` not bound yet on every worker (SO_REUSEPORT)
+  // and closes those it no longer has; connections accepted earlier are not
+  // touched. A listener that cannot be bound is logged and retried with the
+  // next snapshot. Called on the control thread after each publish.
+  void sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& snap);
   void start();          // starts the worker threads
   void begin_drain();    // responses now carry Connection: close; HTTP/2 connections get GOAWAY
   void stop_accepting(); // closes the listeners
@@ -96,6 +112,11 @@ class Server {
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
+  std::shared_ptr<const ListenerTag> http_tag_, https_tag_;
+  std::mutex listeners_mu_;  // sync_listeners vs stop_accepting
+  bool accepting_ = true;
+  std::shared_ptr<const snapshot::Snapshot> synced_;  // the snapshot last synced
+  std::map<std::string, bool> bound_;  // snapshot listeners bound on every worker -> tls
 };
 
 }  // namespace gantry::net

@@ -103,6 +103,35 @@ class SessionBase {
 
 constexpr std::chrono::milliseconds kSweepInterval{100};
 
+// Opens, binds (SO_REUSEADDR + SO_REUSEPORT: every worker binds the same
+// address, the kernel spreads connections) and listens. Errors name `what`.
+inline Status bind_acceptor(tcp::acceptor& acc, const tcp::endpoint& ep, const std::string& what) {
+  error_code ec;
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    int one = 1;
+    if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      ec = error_code(errno, boost::system::system_category());
+  }
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(4096, ec);
+  if (ec) {
+    error_code ignore;
+    acc.close(ignore);
+    return Error{"cannot listen on " + what + ": " + ec.message()};
+  }
+  return ok_status();
+}
+
+// A listener of the snapshot on one worker.
+struct SnapshotListener {
+  explicit SnapshotListener(asio::io_context& io) : acc(io) {}
+  tcp::acceptor acc;
+  bool tls = false;
+  std::shared_ptr<const ListenerTag> tag;
+};
+
 class Worker {
  public:
   Worker(Server& server, int id)
@@ -123,17 +152,7 @@ class Worker {
     auto addr = asio::ip::make_address(hp.host, ec);
     if (ec) return Error{"listen address \"" + hp.host + "\" is not an IP address"};
     tcp::endpoint ep(addr, port_override ? port_override : hp.port);
-    acc.open(ep.protocol(), ec);
-    if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) {
-      int one = 1;
-      if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        ec = error_code(errno, boost::system::system_category());
-    }
-    if (!ec) acc.bind(ep, ec);
-    if (!ec) acc.listen(4096, ec);
-    if (ec) return Error{"cannot listen on " + hp.str() + ": " + ec.message()};
-    return ok_status();
+    return bind_acceptor(acc, ep, hp.str());
   }
   uint16_t bound_port(bool tls) const {
     error_code ec;
@@ -142,8 +161,27 @@ class Worker {
 
   void start() {
     sweep();
-    asio::co_spawn(io_, accept_loop(acceptor_, false), asio::detached);
-    if (tls_acceptor_.is_open()) asio::co_spawn(io_, accept_loop(tls_acceptor_, true), asio::detached);
+    asio::co_spawn(io_, accept_loop(acceptor_, false, server_.http_tag_), asio::detached);
+    if (tls_acceptor_.is_open())
+      asio::co_spawn(io_, accept_loop(tls_acceptor_, true, server_.https_tag_), asio::detached);
+  }
+  // A snapshot listener bound for this worker starts accepting (on its thread).
+  void open_listener(std::shared_ptr<SnapshotListener> l) {
+    asio::post(io_, [this, l = std::move(l)] {
+      snapshot_listeners_[l->tag->name] = l;
+      asio::co_spawn(io_, [this, l]() -> asio::awaitable<void> {
+        co_await accept_loop(l->acc, l->tls, l->tag);
+      }, asio::detached);
+    });
+  }
+  void close_listener(const std::string& name) {
+    asio::post(io_, [this, name] {
+      auto it = snapshot_listeners_.find(name);
+      if (it == snapshot_listeners_.end()) return;
+      error_code ec;
+      it->second->acc.close(ec);  // the accept loop ends; it holds the listener till then
+      snapshot_listeners_.erase(it);
+    });
   }
   void run() {
     io_.run();
@@ -154,6 +192,8 @@ class Worker {
       error_code ec;
       acceptor_.close(ec);
       tls_acceptor_.close(ec);
+      for (auto& [name, l] : snapshot_listeners_) l->acc.close(ec);
+      snapshot_listeners_.clear();
     });
   }
   void close_idle();  // closes keep-alive connections waiting for a request, drains HTTP/2 ones
@@ -395,15 +435,17 @@ class Worker {
   }
 
  private:
-  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool tls);
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool tls,
+                                    std::shared_ptr<const ListenerTag> tag);
   template <class Stream>
-  void spawn_session(Stream stream);
+  void spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag);
 
   Server& server_;
   int id_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   tcp::acceptor tls_acceptor_;
+  std::unordered_map<std::string, std::shared_ptr<SnapshotListener>> snapshot_listeners_;
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;
   std::atomic<size_t> connections_{0};

@@ -52,6 +52,7 @@ struct Entry {
   int64_t created = 0;
   const std::string* route_id = nullptr;  // "ns/name"
   size_t route_pos = 0;                   // position in the snapshot: last resort, deterministic
+  const std::vector<std::string>* listeners = nullptr;  // the route's; empty: the proxy's own
 };
 
 using EntryList = std::vector<const Entry*>;
@@ -167,6 +168,12 @@ bool query_value_matches(const ValueMatcher& m, std::string_view raw) {
 
 // Everything of an entry but its path.
 bool conditions_hold(const Entry& e, const RequestView& req) {
+  if (e.listeners->empty()) {
+    if (!req.own_listener) return false;
+  } else if (std::find(e.listeners->begin(), e.listeners->end(), req.listener) ==
+             e.listeners->end()) {
+    return false;
+  }
   if (e.method != nullptr && req.method != *e.method) return false;
   for (const ValueMatcher& h : e.headers) {
     if (req.header == nullptr) return false;
@@ -409,6 +416,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::create(
         e.created = route.creation_timestamp;
         e.route_id = &id;
         e.route_pos = ri;
+        e.listeners = &route.listeners;
         return e;
       };
 

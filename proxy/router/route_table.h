@@ -51,6 +51,11 @@ struct RequestView {
   // nullopt when absent. `header == nullptr` means "no headers".
   const void* headers_ctx = nullptr;
   std::optional<std::string_view> (*header)(const void* ctx, std::string_view lower_name) = nullptr;
+  // The listener the request came in on (snapshot::Listener::name). A route
+  // that lists listeners matches only on those; a route that lists none only
+  // on the proxy's own listeners (`own_listener`).
+  std::string_view listener;
+  bool own_listener = true;
 };
 
 // One rule after compilation. Lives as long as the RouteTable that owns it.

@@ -154,6 +154,7 @@ ojson enc(const Route& r);
 ojson enc(const Endpoint& e);
 ojson enc(const Cluster& c);
 ojson enc(const TlsCertificate& c);
+ojson enc(const Listener& l);
 
 template <typename T>
 void put_list(ojson& o, const char* key, const std::vector<T>& v) {
@@ -413,6 +414,7 @@ ojson enc(const Route& r) {
           {"kind", r.kind},
           {"creationTimestamp", r.creation_timestamp}};
   put_list(o, "hostnames", r.hostnames);
+  put_list(o, "listeners", r.listeners);
   put_objs(o, "rules", r.rules);
   return o;
 }
@@ -425,6 +427,13 @@ ojson enc(const Endpoint& e) {
 
 ojson enc(const Cluster& c) {
   return ojson{{"name", c.name}, {"endpoints", enc_list(c.endpoints)}};
+}
+
+ojson enc(const Listener& l) {
+  ojson o{{"name", l.name}, {"address", l.address}, {"port", l.port}};
+  if (l.tls) o["tls"] = true;
+  put_list(o, "hostnames", l.hostnames);
+  return o;
 }
 
 ojson enc(const TlsCertificate& c) {
@@ -789,6 +798,7 @@ class Reader {
     get(j, "kind", r.kind);
     get(j, "creationTimestamp", r.creation_timestamp);
     get(j, "hostnames", r.hostnames);
+    get(j, "listeners", r.listeners);
     get(j, "rules", r.rules);
   }
 
@@ -805,6 +815,15 @@ class Reader {
     get(j, "endpoints", c.endpoints);
   }
 
+  void read(const json& j, Listener& l) {
+    expect_object(j);
+    get(j, "name", l.name);
+    get(j, "address", l.address);
+    get(j, "port", l.port);
+    get(j, "tls", l.tls);
+    get(j, "hostnames", l.hostnames);
+  }
+
   void read(const json& j, TlsCertificate& c) {
     expect_object(j);
     get(j, "name", c.name);
@@ -819,6 +838,7 @@ class Reader {
     get(j, "routes", s.routes);
     get(j, "clusters", s.clusters);
     get(j, "certificates", s.certificates);
+    get(j, "listeners", s.listeners);
   }
 
   void read(const json& j, EndpointDelta& d) {
@@ -898,6 +918,7 @@ ojson to_json(const Snapshot& s) {
   o["routes"] = enc_list(s.routes);
   o["clusters"] = enc_list(s.clusters);
   put_objs(o, "certificates", s.certificates);
+  put_objs(o, "listeners", s.listeners);
   return o;
 }
 

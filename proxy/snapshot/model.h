@@ -288,6 +288,10 @@ struct Route {
   std::string kind = "GatewayRoute";  // or "Ingress"
   int64_t creation_timestamp = 0;     // unix seconds; older wins ties
   std::vector<std::string> hostnames; // lower-case; "*.x.com" wildcards; empty: any
+  // The listeners that serve this route: Listener::name, or "name/hostname"
+  // for one of a listener's hostnames. Empty: the proxy's own listeners
+  // (--http-listen / --https-listen) only.
+  std::vector<std::string> listeners;
   std::vector<Rule> rules;
 
   std::string id() const { return namespace_ + "/" + name; }
@@ -321,6 +325,42 @@ struct TlsCertificate {
   bool operator==(const TlsCertificate&) const = default;
 };
 
+// ---------------------------------------------------------------- listeners
+
+// A listener the proxy binds while the snapshot is applied (a Gateway's
+// address and port), besides its own --http-listen / --https-listen. Name:
+// "address:port" ("[v6]:port"), which routes list in Route::listeners.
+//
+// Gateway listeners with a hostname share the socket of their address and
+// port; a request belongs to the most specific of them that its host matches
+// (exact, then the longest wildcard, else the hostless one), and routes name
+// it "address:port/hostname" (the hostless one: "address:port"). So a route
+// attached to a "*.example.com" listener never serves a host that a
+// "foo.example.com" listener of the same port has.
+struct Listener {
+  std::string name;
+  std::string address;  // IPv4 or IPv6 literal
+  uint16_t port = 0;
+  bool tls = false;     // HTTPS: certificates by SNI from `certificates`
+  std::vector<std::string> hostnames;  // lower-case, "*.x.com" wildcards
+  bool operator==(const Listener&) const = default;
+};
+
+// "10.0.0.1:80", "[fd00::1]:443": a listener's name.
+inline std::string listener_name(const std::string& address, uint16_t port) {
+  std::string out;
+  if (address.find(':') != std::string::npos) {
+    out += '[';
+    out += address;
+    out += ']';
+  } else {
+    out += address;
+  }
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
 // ---------------------------------------------------------------- snapshot
 
 struct Snapshot {
@@ -328,6 +368,7 @@ struct Snapshot {
   std::vector<Route> routes;
   std::vector<Cluster> clusters;
   std::vector<TlsCertificate> certificates;
+  std::vector<Listener> listeners;
   bool operator==(const Snapshot&) const = default;
 };
 

@@ -208,6 +208,7 @@ class Validator {
     for (size_t i = 0; i < s_.certificates.size(); ++i) {
       check_certificate(s_.certificates[i], i, seen_certs);
     }
+    check_listeners();
   }
 
   static void check_endpoints(const Cluster& c, Errors& e) {
@@ -226,6 +227,41 @@ class Validator {
   }
 
  private:
+  // Listeners: unique "address:port" names with an IP literal and a port;
+  // every name a route lists is one of them.
+  void check_listeners() {
+    std::unordered_map<std::string_view, size_t> seen;
+    std::unordered_set<std::string> served;  // names routes may list
+    for (size_t i = 0; i < s_.listeners.size(); ++i) {
+      const Listener& l = s_.listeners[i];
+      std::string where = l.name.empty() ? idx("listeners", i) : "listener " + l.name;
+      if (!is_ip(l.address)) {
+        e_.add(where, "address " + quote(l.address) + " is not an IPv4 or IPv6 literal");
+      }
+      if (l.port == 0) e_.add(where, "port must be in 1..65535");
+      if (l.name != listener_name(l.address, l.port)) {
+        e_.add(where, "name must be " + quote(listener_name(l.address, l.port)));
+      } else if (auto [it, fresh] = seen.emplace(l.name, i); !fresh) {
+        e_.add(where, "duplicate listener (also listeners[" + std::to_string(it->second) + "])");
+      }
+      served.insert(l.name);
+      for (size_t h = 0; h < l.hostnames.size(); ++h) {
+        if (auto p = hostname_problem(l.hostnames[h], true); !p.empty()) {
+          e_.add(join(where, idx("hostnames", h)), p);
+        }
+        served.insert(l.name + "/" + l.hostnames[h]);
+      }
+    }
+    for (const Route& r : s_.routes) {
+      for (size_t k = 0; k < r.listeners.size(); ++k) {
+        if (served.count(r.listeners[k]) == 0) {
+          e_.add(join("route " + r.id(), idx("listeners", k)),
+                 quote(r.listeners[k]) + " is not a listener of the snapshot");
+        }
+      }
+    }
+  }
+
   void check_route(const Route& r, size_t i, std::unordered_map<std::string, size_t>& seen) {
     std::string where;
     if (r.namespace_.empty() || r.name.empty()) {

@@ -9,20 +9,26 @@ Environment (all real, nothing of the suite re-implemented):
   of the suite's echo-basic image runs the echo-basic program built from the
   same module, in a network namespace of its own with a real pod IP
   (PerPodNetwork, ConformanceImages);
-- gantry-controller (--source kube --gateway-api) and gantry-proxy listening on
-  127.0.0.1:80 and :443, the Gateways' status address;
+- gantry-controller (--source kube --gateway-api --gateway-address 127.0.1.0/24)
+  and gantry-proxy: every Gateway gets its own loopback address of that range
+  (status.addresses), and the proxy binds each Gateway's listeners on it from
+  the snapshot (the proxy's own --http-listen is on a free port, unused here);
 - the GatewayClass `gantry` (controllerName gantry.dev/gateway-controller);
 - the suite itself: conformance.test (tests/conformance/conformance_test.go,
   which calls sigs.k8s.io/gateway-api/conformance.RunConformance) with its own
-  flags, default timeouts, writing its report.
+  flags, default timeouts, writing its report. The features it runs are those
+  the GatewayClass claims in status.supportedFeatures (inferred by the suite;
+  with --run-test, read from the status and passed explicitly), unless
+  --features names others (to try features before claiming them).
 
     sudo python3 tests/conformance/run.py [--report PATH] [--run-test NAME]
         [--workdir DIR] [--features LIST] [-- extra suite flags]
 
-Exits with the suite's exit code. Needs root (network namespaces, port 80).
+Exits with the suite's exit code. Needs root (network namespaces, ports 80, 443, 8080).
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -44,9 +50,12 @@ from churn import testbin_dir, wait_for  # noqa: E402
 
 CONTROLLER_NAME = "gantry.dev/gateway-controller"
 GATEWAY_CLASS = "gantry"
-ADDRESS = "127.0.0.1"
-# What Gantry claims; the suite runs the core tests of the profile plus these.
-FEATURES = "Gateway,HTTPRoute,ReferenceGrant"
+# Every Gateway gets one address of this range; USABLE is the address a
+# Gateway may claim in spec.addresses (GatewayStaticAddresses), UNUSABLE one it
+# may not.
+GATEWAY_ADDRESSES = "127.0.1.0/24"
+USABLE = "127.0.2.1"
+UNUSABLE = "192.0.2.1"
 KCM_CONTROLLERS = ("deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token,"
                    "namespace,garbagecollector")
 
@@ -64,12 +73,24 @@ def kubectl(kubeconfig, *args, check=True):
                           text=True, timeout=120, check=check)
 
 
+def claimed_features(kubeconfig):
+    """The names in the GatewayClass's status.supportedFeatures, or None before it is written."""
+    out = kubectl(kubeconfig, "get", "gatewayclass", GATEWAY_CLASS, "-o", "json", check=False)
+    if out.returncode != 0:
+        return None
+    status = json.loads(out.stdout).get("status") or {}
+    if not status.get("conditions"):
+        return None
+    return [f["name"] for f in status.get("supportedFeatures") or []]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--report", default=None, help="where the suite writes its report")
     ap.add_argument("--run-test", default="", help="one test (the suite's --run-test)")
     ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir, removed)")
-    ap.add_argument("--features", default=FEATURES)
+    ap.add_argument("--features", default="",
+                    help="run these features instead of those the GatewayClass claims")
     ap.add_argument("--timeout", default="40m", help="go test -test.timeout")
     ap.add_argument("extra", nargs="*", help="more suite flags")
     args = ap.parse_args()
@@ -105,12 +126,14 @@ def main():
 
         socket = workdir / "control.sock"
         admin, health = free_port(), free_port()
-        proxy = manager.spawn([binary("gantry-proxy"), f"--http-listen={ADDRESS}:80",
-                               f"--https-listen={ADDRESS}:443", f"--admin-listen=127.0.0.1:{admin}",
+        proxy = manager.spawn([binary("gantry-proxy"), f"--http-listen=127.0.0.1:{free_port()}",
+                               f"--https-listen=127.0.0.1:{free_port()}",
+                               f"--admin-listen=127.0.0.1:{admin}",
                                f"--control-socket={socket}"], workdir / "proxy.log")
         controller = manager.spawn([binary("gantry-controller"), "--source=kube", f"--kubeconfig={kc}",
                                     "--gateway-api", f"--gateway-controller={CONTROLLER_NAME}",
-                                    f"--gateway-address={ADDRESS}", f"--proxy-socket={socket}",
+                                    f"--gateway-address={GATEWAY_ADDRESSES}",
+                                    f"--gateway-static-address={USABLE}", f"--proxy-socket={socket}",
                                     f"--health-listen=127.0.0.1:{health}"],
                                    workdir / "controller.log")
         time.sleep(1)
@@ -121,14 +144,23 @@ def main():
         gwc.write_text(f"apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\n"
                        f"metadata:\n  name: {GATEWAY_CLASS}\nspec:\n  controllerName: {CONTROLLER_NAME}\n")
         kubectl(kc, "apply", "-f", str(gwc))
+        features = args.features
+        if not features:
+            wait_for(lambda: claimed_features(kc) is not None, 60, "the GatewayClass status")
+            print("conformance: the GatewayClass claims " + ",".join(claimed_features(kc)), flush=True)
+            if args.run_test:  # the suite infers features only for a whole run
+                features = ",".join(claimed_features(kc))
 
         report = Path(args.report).resolve() if args.report else workdir / "report.yaml"
         argv = [str(suite_dir / "conformance.test"), "-test.v", f"-test.timeout={args.timeout}",
-                f"--gateway-class={GATEWAY_CLASS}", f"--supported-features={args.features}",
-                "--conformance-profiles=GATEWAY-HTTP", f"--report-output={report}",
+                f"--gateway-class={GATEWAY_CLASS}", "--conformance-profiles=GATEWAY-HTTP",
+                f"--report-output={report}", f"--usable-address={USABLE}",
+                f"--unusable-address={UNUSABLE}",
                 "--organization=gantry", "--project=gantry", "--url=https://gantry.dev",
                 "--version=dev", "--contact=gantry maintainers", "--mode=default",
                 "--cleanup-base-resources=false"]
+        if features:
+            argv.append(f"--supported-features={features}")
         if args.run_test:
             argv.append(f"--run-test={args.run_test}")
         argv += args.extra

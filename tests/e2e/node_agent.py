@@ -39,9 +39,11 @@ leaves the machine. Needs root.
 
 import collections
 import http.client
+import http.server
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -636,6 +638,7 @@ class NodeAgent:
         self.events = []   # (monotonic time, pod, what): the pods' timeline
         self.errors = []
         self.thread = None
+        self.log_server = None
 
     def record(self, pod, what):
         with self.lock:
@@ -649,7 +652,50 @@ class NodeAgent:
         with self.lock:
             self.runners.pop(key, None)
 
+    def _serve_logs(self):
+        """The kubelet's /containerLogs/{ns}/{pod}/{container} (what the API
+        server's pods/log proxies to, e.g. `kubectl logs`): the pod process's
+        output file, whole (sinceTime, tailLines and follow are not honoured).
+        HTTPS on the node's address, with a throwaway self-signed certificate
+        (the test API server does not verify kubelets); returns the port."""
+        agent = self
+        cert, key = self.workdir / "kubelet.crt", self.workdir / "kubelet.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", f"/CN={self.node}",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                runner = None
+                if len(parts) == 4 and parts[0] == "containerLogs":
+                    runner = agent.pods().get(f"{parts[1]}/{parts[2]}")
+                if runner is None:
+                    self.send_error(404, "no such pod on this node")
+                    return
+                try:
+                    body = runner.log.read_bytes()
+                except OSError:
+                    body = b""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer((self.network.host_ip, 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        self.log_server = server
+        threading.Thread(target=server.serve_forever, name="node-agent-logs", daemon=True).start()
+        return server.server_address[1]
+
     def start(self):
+        logs_port = self._serve_logs()
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}}}
         try:
@@ -662,7 +708,8 @@ class NodeAgent:
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "e2e node agent", "lastHeartbeatTime": t,
                             "lastTransitionTime": t}],
-            "addresses": [{"type": "InternalIP", "address": self.network.host_ip}]}},
+            "addresses": [{"type": "InternalIP", "address": self.network.host_ip}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": logs_port}}}},
             "application/strategic-merge-patch+json")
         self.thread = threading.Thread(target=self.api.watch, name="node-agent-watch", daemon=True,
                                        args=("/api/v1/pods", self._on_event, self.stopping),
@@ -724,3 +771,6 @@ class NodeAgent:
             r.join(timeout=5)
         if self.thread:
             self.thread.join(timeout=5)
+        if self.log_server:
+            self.log_server.shutdown()
+            self.log_server.server_close()

@@ -4,7 +4,9 @@ tests/conformance pins: GatewayClass / Gateway / HTTPRoute statuses written
 back, traffic reaching the backend with the listener's hostname intersection,
 a missing Service and a cross-namespace reference explained in the route's
 status (and fixed by a ReferenceGrant) while the other routes serve.
-(The official conformance suite runs in tests/conformance/.)
+The controller runs as the Helm chart runs it (--gateway-bind-address=proxy):
+Gateways are served on the proxy's own listener. (The official conformance
+suite, in tests/conformance/, runs each Gateway on its own address.)
 """
 import os
 import subprocess
@@ -61,7 +63,8 @@ def env():
             proxy = Proxy(manager, workdir, workdir / "control.sock")
             proxy.start()
             controller = KubeController(manager, workdir, cp.kubeconfig, workdir / "control.sock",
-                                        extra_args=["--gateway-api", f"--gateway-address={ADDRESS}"])
+                                        extra_args=["--gateway-api", f"--gateway-address={ADDRESS}",
+                                                    "--gateway-bind-address=proxy"])
             controller.start()
             controller.wait_ready()
             cp.apply({"kind": "GatewayClass", "metadata": {"name": "gantry"},

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "controller/core/translate.h"
 #include "tests/unit/controller/test_util.h"
 
@@ -131,47 +133,54 @@ TEST(GatewayApi, GatewayAndClassStatus) {
   EXPECT_EQ(ls[3]["supportedKinds"].size(), 1u);
 }
 
+// The listeners of kBase's Gateway infra/gw that the proxy binds: HTTP on 80
+// (two listeners share it: the hostless one and *.foo.com) and on 8080.
+constexpr const char* kListeners =
+    "listener 192.0.2.1:80 http *.foo.com\nlistener 192.0.2.1:8080 http\n";
+
 TEST(GatewayApi, RouteAttachment) {
   struct Case {
     const char* name;
     const char* route;   // spec fields of HTTPRoute r in namespace apps
     const char* status;  // its parent's conditions
-    const char* snapshot;
+    std::string snapshot;
   } cases[] = {
       {"all namespaces, no hostname",
        "parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n"
        "  rules: [{backendRefs: [{name: web, port: 8080}]}]",
        "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
-       "route apps/r (HTTPRoute)\n rule0 -> apps/web:8080\ncluster apps/web:8080\n"},
+       std::string("route apps/r (HTTPRoute) on=192.0.2.1:80\n rule0 -> apps/web:8080\n"
+                   "cluster apps/web:8080\n") + kListeners},
       {"selector listener narrows the hostnames",
        "parentRefs: [{name: gw, namespace: infra, sectionName: foo}]\n"
        "  hostnames: [a.foo.com, b.bar.com]\n"
        "  rules: [{backendRefs: [{name: web, port: 8080}]}]",
        "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
-       "route apps/r (HTTPRoute) hosts=a.foo.com\n rule0 -> apps/web:8080\ncluster apps/web:8080\n"},
+       std::string("route apps/r (HTTPRoute) hosts=a.foo.com on=192.0.2.1:80/*.foo.com\n"
+                   " rule0 -> apps/web:8080\ncluster apps/web:8080\n") + kListeners},
       {"no hostname matches",
        "parentRefs: [{name: gw, namespace: infra, sectionName: foo}]\n"
        "  hostnames: [b.bar.com]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]",
-       "Accepted=False/NoMatchingListenerHostname ResolvedRefs=True/ResolvedRefs", ""},
+       "Accepted=False/NoMatchingListenerHostname ResolvedRefs=True/ResolvedRefs", kListeners},
       {"unknown section",
        "parentRefs: [{name: gw, namespace: infra, sectionName: nope}]\n"
        "  rules: [{backendRefs: [{name: web, port: 8080}]}]",
-       "Accepted=False/NoMatchingParent ResolvedRefs=True/ResolvedRefs", ""},
+       "Accepted=False/NoMatchingParent ResolvedRefs=True/ResolvedRefs", kListeners},
       {"TCP listener does not take HTTPRoutes",
        "parentRefs: [{name: gw, namespace: infra, sectionName: tcp}]\n"
        "  rules: [{backendRefs: [{name: web, port: 8080}]}]",
-       "Accepted=False/NotAllowedByListeners ResolvedRefs=True/ResolvedRefs", ""},
+       "Accepted=False/NotAllowedByListeners ResolvedRefs=True/ResolvedRefs", kListeners},
       {"cross-namespace backend without a grant",
        "parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n"
        "  rules: [{backendRefs: [{name: web, namespace: infra, port: 8080}]}]",
        "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted",
-       "route apps/r (HTTPRoute)\n rule0 -> !\"Service infra/web is in another namespace and no "
-       "ReferenceGrant allows it\"\n"},
+       std::string("route apps/r (HTTPRoute) on=192.0.2.1:80\n rule0 -> !\"Service infra/web is in "
+                   "another namespace and no ReferenceGrant allows it\"\n") + kListeners},
       {"unsupported filter",
        "parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n"
        "  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}],"
        " backendRefs: [{name: web, port: 8080}]}]",
-       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", ""},
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", kListeners},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -201,7 +210,10 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: apps}]
   to: [{group: "", kind: Service, name: web}]
 )");
-  EXPECT_EQ(dump(r.snapshot), "route apps/r (HTTPRoute)\n rule0 -> infra/web:8080\ncluster infra/web:8080\n");
+  // Served on the hostless listener and on *.foo.com (a request's host picks one).
+  EXPECT_EQ(dump(r.snapshot),
+            std::string("route apps/r (HTTPRoute) on=192.0.2.1:80,192.0.2.1:80/*.foo.com\n"
+                        " rule0 -> infra/web:8080\ncluster infra/web:8080\n") + kListeners);
   const nlohmann::json* gw = find(r, "Gateway", "infra/gw");
   ASSERT_TRUE(gw);
   // Attached to the all-namespaces listener and the selector one (apps has team=web);
@@ -210,6 +222,210 @@ spec:
   EXPECT_EQ((*gw)["listeners"][1]["attachedRoutes"], 1);
   EXPECT_EQ((*gw)["listeners"][2]["attachedRoutes"], 0);
   EXPECT_EQ((*gw)["listeners"][3]["attachedRoutes"], 0);
+}
+
+// Two Gateways of a pool of addresses: each gets its own address, the proxy
+// binds each one's listeners there, and a route is served only on the
+// listeners of the Gateways it is attached to (HTTPRouteMultipleGateways).
+constexpr std::string_view kTwoGateways = R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gantry}
+spec: {controllerName: gantry.dev/gateway-controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: infra}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, namespace: infra, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  gatewayClassName: gantry
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: b, namespace: infra, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  gatewayClassName: gantry
+  listeners: [{name: http, port: 80, protocol: HTTP}, {name: alt, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shared, namespace: infra}
+spec:
+  parentRefs: [{name: a}, {name: b}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: only-b, namespace: infra}
+spec:
+  parentRefs: [{name: b, sectionName: alt}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+)";
+
+std::string address_of(const TranslateResult& r, const std::string& gw) {
+  const nlohmann::json* st = find(r, "Gateway", gw);
+  if (!st || (*st)["addresses"].empty()) return "";
+  return (*st)["addresses"][0]["value"].get<std::string>();
+}
+
+std::string gateway_conds(const TranslateResult& r, const std::string& gw) {
+  const nlohmann::json* st = find(r, "Gateway", gw);
+  return st ? conds((*st)["conditions"]) : "";
+}
+
+TEST(GatewayApi, EachGatewayItsOwnAddress) {
+  TranslateOptions o;
+  o.gateway_api.addresses = {"10.9.0.0/30"};  // 10.9.0.1 and 10.9.0.2
+  auto r = translate(load(kTwoGateways), o);
+  std::string a = address_of(r, "infra/a"), b = address_of(r, "infra/b");
+  ASSERT_TRUE(a == "10.9.0.1" || a == "10.9.0.2") << a;
+  ASSERT_TRUE(b == "10.9.0.1" || b == "10.9.0.2") << b;
+  ASSERT_NE(a, b);
+  std::string la = a + ":80", lb = b + ":80", lb2 = b + ":8080";
+  std::set<std::string> listeners{la, lb, lb2};
+  std::string shared;  // attached to a (one listener) and to b (both of its listeners)
+  for (const auto& l : listeners) {
+    if (!shared.empty()) shared += ',';
+    shared += l;
+  }
+  std::string want_listeners;
+  for (const auto& l : listeners) want_listeners += "listener " + l + " http\n";
+  EXPECT_EQ(dump(r.snapshot), "route infra/only-b (HTTPRoute) on=" + lb2 +
+                                  "\n rule0 -> infra/web:8080\n"
+                                  "route infra/shared (HTTPRoute) on=" + shared +
+                                  "\n rule0 -> infra/web:8080\ncluster infra/web:8080\n" + want_listeners);
+  const nlohmann::json* st = find(r, "Gateway", "infra/b");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["listeners"][1]["conditions"][1]["message"], "served on " + lb2);
+  EXPECT_EQ(gateway_conds(r, "infra/b"), "Accepted=True/Accepted Programmed=True/Programmed");
+
+  // A pool of one address: both share it (and its port 80 listener).
+  o.gateway_api.addresses = {"10.9.0.7"};
+  r = translate(load(kTwoGateways), o);
+  EXPECT_EQ(address_of(r, "infra/a"), "10.9.0.7");
+  EXPECT_EQ(address_of(r, "infra/b"), "10.9.0.7");
+  EXPECT_EQ(dump(r.snapshot),
+            "route infra/only-b (HTTPRoute) on=10.9.0.7:8080\n rule0 -> infra/web:8080\n"
+            "route infra/shared (HTTPRoute) on=10.9.0.7:80,10.9.0.7:8080\n rule0 -> infra/web:8080\n"
+            "cluster infra/web:8080\nlistener 10.9.0.7:80 http\nlistener 10.9.0.7:8080 http\n");
+
+  // A bind address: every Gateway's listeners are bound there.
+  o.gateway_api.addresses = {"203.0.113.5"};
+  o.gateway_api.bind_address = "0.0.0.0";
+  r = translate(load(kTwoGateways), o);
+  EXPECT_EQ(address_of(r, "infra/b"), "203.0.113.5");
+  EXPECT_EQ(dump(r.snapshot),
+            "route infra/only-b (HTTPRoute) on=0.0.0.0:8080\n rule0 -> infra/web:8080\n"
+            "route infra/shared (HTTPRoute) on=0.0.0.0:80,0.0.0.0:8080\n rule0 -> infra/web:8080\n"
+            "cluster infra/web:8080\nlistener 0.0.0.0:80 http\nlistener 0.0.0.0:8080 http\n");
+
+  // The proxy's own listeners (the chart): routes list no listener, only the
+  // HTTP listener on the Service's HTTP port is served; 8080 is not.
+  o.gateway_api.bind_address = "proxy";
+  o.gateway_api.proxy_http_port = 80;
+  r = translate(load(kTwoGateways), o);
+  EXPECT_EQ(dump(r.snapshot), "route infra/shared (HTTPRoute)\n rule0 -> infra/web:8080\n"
+                              "cluster infra/web:8080\n");
+  st = find(r, "Gateway", "infra/b");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["listeners"][0]["conditions"]),
+            "Accepted=True/Accepted Programmed=True/Programmed ResolvedRefs=True/ResolvedRefs "
+            "Conflicted=False/NoConflicts");
+  EXPECT_EQ((*st)["listeners"][1]["conditions"][1]["status"], "False");
+  EXPECT_EQ((*st)["listeners"][1]["conditions"][1]["message"],
+            "the proxy serves HTTP on port 80 only (--gateway-proxy-ports)");
+
+  // A hostname to report and nothing to bind: nothing is Programmed.
+  o.gateway_api.addresses = {"gw.example.com"};
+  o.gateway_api.bind_address = "";
+  r = translate(load(kTwoGateways), o);
+  EXPECT_EQ(address_of(r, "infra/a"), "gw.example.com");
+  st = find(r, "Gateway", "infra/a");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["listeners"][0]["conditions"]),
+            "Accepted=True/Accepted Programmed=False/Invalid ResolvedRefs=True/ResolvedRefs "
+            "Conflicted=False/NoConflicts");
+  EXPECT_EQ(dump(r.snapshot), "");  // no route served, no listener bound
+}
+
+// A Gateway keeps the address it was given (its status) while it is free, so
+// a client that read it keeps reaching the Gateway when others come and go.
+TEST(GatewayApi, AddressesDoNotMove) {
+  for (const char* had : {"10.9.0.1", "10.9.0.2"}) {
+    SCOPED_TRACE(had);
+    std::string yaml(kTwoGateways);
+    std::string_view b_meta =
+        "metadata: {name: b, namespace: infra, creationTimestamp: \"2026-01-02T00:00:00Z\"}\n";
+    yaml.insert(yaml.find(b_meta) + b_meta.size(),
+                std::string("status: {addresses: [{type: IPAddress, value: ") + had + "}]}\n");
+    TranslateOptions o;
+    o.gateway_api.addresses = {"10.9.0.0/30"};
+    auto r = translate(load(yaml), o);
+    EXPECT_EQ(address_of(r, "infra/b"), had);
+    EXPECT_EQ(address_of(r, "infra/a"), std::string(had) == "10.9.0.1" ? "10.9.0.2" : "10.9.0.1");
+  }
+}
+
+TEST(GatewayApi, StaticAddresses) {
+  struct Case {
+    const char* name;
+    const char* addresses;  // spec.addresses of Gateway a
+    const char* conditions;
+    const char* status_address;
+  } cases[] = {
+      {"in the pool", "[{type: IPAddress, value: 10.9.0.2}]",
+       "Accepted=True/Accepted Programmed=True/Programmed", "10.9.0.2"},
+      {"a static address", "[{value: 10.8.0.1}]", "Accepted=True/Accepted Programmed=True/Programmed",
+       "10.8.0.1"},
+      {"not one of gantry's", "[{value: 192.0.2.1}, {value: 10.9.0.2}]",
+       "Accepted=True/Accepted Programmed=False/AddressNotUsable", "10.9.0.2"},
+      {"unsupported type", "[{type: test/fake-invalid-type, value: x}, {value: 10.9.0.2}]",
+       "Accepted=False/UnsupportedAddress Programmed=False/Invalid", "10.9.0.2"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string yaml(kTwoGateways);
+    yaml.replace(yaml.find("  listeners: [{name: http, port: 80, protocol: HTTP}]\n"), 0,
+                 std::string("  addresses: ") + c.addresses + "\n");
+    TranslateOptions o;
+    o.gateway_api.addresses = {"10.9.0.0/30"};
+    o.gateway_api.static_addresses = {"10.8.0.1"};
+    auto r = translate(load(yaml), o);
+    EXPECT_EQ(gateway_conds(r, "infra/a"), c.conditions);
+    EXPECT_EQ(address_of(r, "infra/a"), c.status_address);
+    // The other Gateway never gets an address claimed in spec.addresses.
+    EXPECT_EQ(address_of(r, "infra/b"), std::string(c.status_address) == "10.9.0.2" ? "10.9.0.1" : address_of(r, "infra/b"));
+    bool served = std::string(c.conditions).find("Programmed=True") != std::string::npos;
+    EXPECT_EQ(dump(r.snapshot).find(std::string("listener ") + c.status_address + ":80") != std::string::npos,
+              served);
+  }
+}
+
+TEST(GatewayApi, GatewaysSharingAnAddressConflictOnProtocol) {
+  std::string yaml(kTwoGateways);
+  std::string_view b_listeners =
+      "  listeners: [{name: http, port: 80, protocol: HTTP}, {name: alt, port: 8080, protocol: HTTP}]";
+  yaml.replace(yaml.find(b_listeners), b_listeners.size(),
+               "  listeners: [{name: alt, port: 80, protocol: HTTPS, tls: {certificateRefs: [{name: c}]}}]");
+  TranslateOptions o;
+  o.gateway_api.addresses = {"10.9.0.7"};
+  auto r = translate(load(yaml), o);
+  // b's HTTPS listener on 10.9.0.7:80 conflicts with the older a's HTTP one.
+  const nlohmann::json* st = find(r, "Gateway", "infra/b");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["listeners"][0]["conditions"][3]["reason"], "ProtocolConflict");
+  EXPECT_EQ((*st)["listeners"][0]["conditions"][3]["message"],
+            "Gateway infra/a serves HTTP on 10.9.0.7:80");
+  st = find(r, "Gateway", "infra/a");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["listeners"][0]["conditions"]),
+            "Accepted=True/Accepted Programmed=True/Programmed ResolvedRefs=True/ResolvedRefs "
+            "Conflicted=False/NoConflicts");
 }
 
 }  // namespace

@@ -28,6 +28,8 @@ inline std::string ms(snapshot::Millis d) { return std::to_string(d.count()) + "
 //    rule0 PathPrefix:/api GET -> default/shop:8080*90 !"why"*10
 //   cluster default/shop:8080 10.0.0.1:8080 10.0.0.2:8080(not-ready)
 //   cert default/tls a.com
+//   listener 10.0.0.1:80 http foo.com *.bar.com
+// (a route served on snapshot listeners ends with " on=10.0.0.1:80,...").
 inline std::string dump(const snapshot::Snapshot& s) {
   static const char* kPath[] = {"Exact", "PathPrefix", "RegularExpression"};
   std::string out;
@@ -36,6 +38,13 @@ inline std::string dump(const snapshot::Snapshot& s) {
     if (!r.hostnames.empty()) {
       out += " hosts=";
       for (size_t i = 0; i < r.hostnames.size(); ++i) out += (i ? "," : "") + r.hostnames[i];
+    }
+    if (!r.listeners.empty()) {
+      out += " on=";
+      for (size_t i = 0; i < r.listeners.size(); ++i) {
+        if (i) out += ',';
+        out += r.listeners[i];
+      }
     }
     out += "\n";
     for (size_t i = 0; i < r.rules.size(); ++i) {
@@ -67,6 +76,16 @@ inline std::string dump(const snapshot::Snapshot& s) {
     out += "cert " + c.name;
     for (const auto& h : c.hostnames) out += " " + h;
     out += "\n";
+  }
+  for (const auto& l : s.listeners) {
+    out += "listener ";
+    out += l.name;
+    out += l.tls ? " https" : " http";
+    for (const auto& h : l.hostnames) {
+      out += ' ';
+      out += h;
+    }
+    out += '\n';
   }
   return out;
 }

@@ -22,6 +22,7 @@ struct FakeRequest {
   std::string client_ip = "10.0.0.7";
   size_t matched_prefix = 0;
   bool tls = false;
+  uint16_t listener_port = 0;
 };
 
 // What a chain did to one request.
@@ -54,6 +55,7 @@ class FakeExchange {
     ex_.req.client_ip = r_.client_ip;
     ex_.req.proto = "HTTP/1.1";
     ex_.req.tls = r_.tls;
+    ex_.req.listener_port = r_.listener_port;
     ex_.matched_prefix = r_.matched_prefix;
     ex_.started = now;
     ex_.set_wall_now(WallTime(std::chrono::seconds(1700000000)));

@@ -323,6 +323,36 @@ std::vector<Row> rows() {
                  Verdict::kRespond, 302, "redirecting to http://new.example.com:8443/v2/users",
                  {{"location", "http://new.example.com:8443/v2/users"}}});
   }
+  // Gateway API's port rules: no scheme keeps the request's scheme and the
+  // listener's port; a scheme alone means its well-known port; well-known
+  // ports are left out.
+  auto on = [](FakeRequest r, bool tls, uint16_t port) {
+    r.tls = tls;
+    r.listener_port = port;
+    return r;
+  };
+  {
+    snapshot::RequestRedirect r;
+    r.path = {snapshot::PathRewriteType::kReplaceFullPath, "/b"};
+    t.push_back({"redirect_keeps_listener_port", redirect(r), on(req("GET", "/a"), false, 8080),
+                 Verdict::kRespond, 302, "redirecting to http://shop.example.com:8080/b",
+                 {{"location", "http://shop.example.com:8080/b"}}});
+    t.push_back({"redirect_keeps_https_omits_443", redirect(r), on(req("GET", "/a"), true, 443),
+                 Verdict::kRespond, 302, "redirecting to https://shop.example.com/b",
+                 {{"location", "https://shop.example.com/b"}}});
+    r.scheme = "http";
+    t.push_back({"redirect_scheme_means_its_port", redirect(r), on(req("GET", "/a"), true, 8443),
+                 Verdict::kRespond, 302, "redirecting to http://shop.example.com/b",
+                 {{"location", "http://shop.example.com/b"}}});
+    r.port = 80;
+    t.push_back({"redirect_port_80_left_out", redirect(r), on(req("GET", "/a"), false, 8080),
+                 Verdict::kRespond, 302, "redirecting to http://shop.example.com/b",
+                 {{"location", "http://shop.example.com/b"}}});
+    r.scheme = "https";
+    t.push_back({"redirect_https_on_80", redirect(r), on(req("GET", "/a"), false, 8080),
+                 Verdict::kRespond, 302, "redirecting to https://shop.example.com:80/b",
+                 {{"location", "https://shop.example.com:80/b"}}});
+  }
   // ---- url rewrite
   {
     snapshot::UrlRewrite r;

@@ -84,6 +84,7 @@ Headers shop_preflight(const std::string& origin) {
           {kAM, "GET, POST, PUT"},
           {kAH, "Content-Type, X-Request-Id"},
           {kMA, "600"},
+          {kEH, "X-Total-Count"},  // on the preflight too (Gateway API conformance)
           {"Vary", "Origin"}};
 }
 Headers shop_simple(const std::string& origin) {

@@ -548,6 +548,48 @@ TEST(RouteTable, NoHeaderCallbackMeansNoHeaders) {
   EXPECT_EQ(label(table->match(v)), "default/a#1");
 }
 
+// Routes that list listeners (Gateway API: the Gateways' addresses) match only
+// on those; routes that list none only on the proxy's own listeners. A miss on
+// a more specific host falls through to the next level, as any condition does.
+TEST(RouteTable, ListenersIsolateRoutes) {
+  Route a = route("a", {"shop.example.com"}, {any_rule()});
+  a.listeners = {"10.0.0.1:80"};
+  Route b = route("b", {"shop.example.com"}, {any_rule()});
+  b.listeners = {"10.0.0.2:80", "10.0.0.1:8080"};
+  Route both = route("both", {}, {rule({prefix("/shared")})});
+  both.listeners = {"10.0.0.1:80", "10.0.0.2:80"};
+  Route own = route("own", {}, {any_rule()});
+  auto table = build({a, b, both, own});
+  ASSERT_NE(table, nullptr);
+  struct Case {
+    const char* listener;
+    bool own;
+    const char* host;
+    const char* path;
+    const char* want;
+  } cases[] = {
+      {"10.0.0.1:80", false, "shop.example.com", "/", "default/a#0"},
+      {"10.0.0.2:80", false, "shop.example.com", "/", "default/b#0"},
+      {"10.0.0.1:8080", false, "shop.example.com", "/", "default/b#0"},
+      {"10.0.0.1:80", false, "other.example.com", "/shared/x", "default/both#0"},
+      {"10.0.0.2:80", false, "other.example.com", "/shared", "default/both#0"},
+      {"10.0.0.1:80", false, "other.example.com", "/", ""},
+      {"10.0.0.3:80", false, "shop.example.com", "/", ""},
+      {"127.0.0.1:8080", true, "shop.example.com", "/", "default/own#0"},
+      {"127.0.0.1:8080", true, "x", "/shared", "default/own#0"},
+      // An own listener that a route lists serves both kinds.
+      {"10.0.0.1:80", true, "shop.example.com", "/", "default/a#0"},
+      {"10.0.0.1:80", true, "x", "/", "default/own#0"},
+  };
+  for (const auto& c : cases) {
+    Req req{.host = c.host, .path = c.path};  // outlives the view
+    RequestView v = view(req);
+    v.listener = c.listener;
+    v.own_listener = c.own;
+    EXPECT_EQ(label(table->match(v)), c.want) << c.listener << " " << c.host << c.path;
+  }
+}
+
 struct BadRegexCase {
   std::string name;
   RouteMatch match;

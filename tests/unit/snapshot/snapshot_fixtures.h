@@ -65,6 +65,7 @@ inline Snapshot rich_snapshot() {
   r.kind = "Ingress";
   r.creation_timestamp = 1700000000;
   r.hostnames = {"shop.example.com", "*.shop.example.org"};
+  r.listeners = {"10.1.0.1:80", "[fd00::2]:443"};
 
   Rule rule;
   RouteMatch m;
@@ -133,6 +134,8 @@ inline Snapshot rich_snapshot() {
                                    {"shop.example.com"},
                                    "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
                                    "-----BEGIN PRIVATE KEY-----\ny\n-----END PRIVATE KEY-----\n"}};
+  s.listeners = {Listener{"10.1.0.1:80", "10.1.0.1", 80, false},
+                 Listener{"[fd00::2]:443", "fd00::2", 443, true}};
   return s;
 }
 

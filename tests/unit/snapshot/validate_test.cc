@@ -207,7 +207,28 @@ const Mutation kMutations[] = {
      "certificate default/shop-tls: keyPem does not match the certificate in certPem"},
     {"CertificateWildcardOnly", [](Snapshot& s) { s.certificates[0].hostnames = {"*"}; },
      "certificate default/shop-tls hostnames[0]: bare \"*\" is not allowed"},
+    {"ListenerAddress", [](Snapshot& s) { s.listeners = {{"web:80", "web", 80, false}}; },
+     "listener web:80: address \"web\" is not an IPv4 or IPv6 literal"},
+    {"ListenerPort", [](Snapshot& s) { s.listeners = {{"10.0.0.1:0", "10.0.0.1", 0, false}}; },
+     "listener 10.0.0.1:0: port must be in 1..65535"},
+    {"ListenerName", [](Snapshot& s) { s.listeners = {{"fd00::1:80", "fd00::1", 80, false}}; },
+     "listener fd00::1:80: name must be \"[fd00::1]:80\""},
+    {"ListenerDuplicate",
+     [](Snapshot& s) {
+       s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}, {"10.0.0.1:80", "10.0.0.1", 80, true}};
+     },
+     "listener 10.0.0.1:80: duplicate listener (also listeners[0])"},
+    {"RouteUnknownListener", [](Snapshot& s) { s.routes[0].listeners = {"10.0.0.9:80"}; },
+     "listeners[0]: \"10.0.0.9:80\" is not a listener of the snapshot"},
 };
+
+TEST(ValidateTest, RoutesOnListenersAreValid) {
+  Snapshot s = good();
+  s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}, {"[fd00::1]:443", "fd00::1", 443, true}};
+  s.routes[0].listeners = {"10.0.0.1:80", "[fd00::1]:443"};
+  auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
 
 INSTANTIATE_TEST_SUITE_P(Table, ValidateMutationTest, ::testing::ValuesIn(kMutations),
                          [](const auto& info) { return std::string(info.param.name); });
