@@ -74,12 +74,14 @@ def kubectl(kubeconfig, *args, check=True):
 
 
 def claimed_features(kubeconfig):
-    """The names in the GatewayClass's status.supportedFeatures, or None before it is written."""
+    """The names in the GatewayClass's status.supportedFeatures, or None before gantry wrote
+    it (the CRD's default status already has a condition: Accepted Unknown)."""
     out = kubectl(kubeconfig, "get", "gatewayclass", GATEWAY_CLASS, "-o", "json", check=False)
     if out.returncode != 0:
         return None
     status = json.loads(out.stdout).get("status") or {}
-    if not status.get("conditions"):
+    if not any(c.get("type") == "Accepted" and c.get("status") == "True"
+               for c in status.get("conditions") or []):
         return None
     return [f["name"] for f in status.get("supportedFeatures") or []]
 
