@@ -227,6 +227,29 @@ Options parse_flags(int argc, char** argv) {
               o.ingress_nginx.default_body_size = *n;
               return ok_status();
             });
+  flags.add("ingress-nginx-hsts", "VALUE|off", "max-age=31536000; includeSubDomains",
+            "ingress-nginx's ConfigMap hsts: the Strict-Transport-Security of TLS answers of those Ingresses",
+            [&o](std::string_view v) -> Status {
+              if (v == "off") {
+                o.ingress_nginx.hsts.clear();
+                return ok_status();
+              }
+              if (!v.starts_with("max-age=") ||
+                  std::any_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+                return Error{std::string("expected off or a value such as \"max-age=31536000; includeSubDomains\", got \"")
+                                 .append(v)
+                                 .append("\"")};
+              o.ingress_nginx.hsts = std::string(v);
+              return ok_status();
+            });
+  flags.add("ingress-nginx-redirect-code", "CODE", "308",
+            "ingress-nginx's ConfigMap http-redirect-code: the status of ssl-redirect and from-to-www-redirect",
+            [&o](std::string_view v) -> Status {
+              if (v != "301" && v != "302" && v != "307" && v != "308")
+                return Error{std::string("expected 301, 302, 307 or 308, got \"").append(v).append("\"")};
+              o.ingress_nginx.ssl_redirect_code = v[2] - '0' + (v[1] - '0') * 10 + 300;
+              return ok_status();
+            });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
             [&o](std::string_view v) -> Status {
               if (v != "debug" && v != "info" && v != "warn" && v != "error")

@@ -75,10 +75,10 @@ const Unimplemented kUnimplemented[] = {
     {"enable-modsecurity", true, "ModSecurity is not available in gantry"},
     {"enable-owasp-core-rules", true, "ModSecurity is not available in gantry"},
     {"modsecurity-transaction-id", false, "ModSecurity is not available in gantry"},
-    {"auth-type", true, "basic/digest authentication is not implemented yet"},
-    {"auth-secret", true, "basic/digest authentication is not implemented yet"},
-    {"auth-secret-type", true, "basic/digest authentication is not implemented yet"},
-    {"auth-realm", true, "basic/digest authentication is not implemented yet"},
+    {"auth-type", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
+    {"auth-secret", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
+    {"auth-secret-type", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
+    {"auth-realm", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
     {"auth-url", true, "external authentication (auth_request) is not implemented yet"},
     {"auth-signin", true, "external authentication (auth_request) is not implemented yet"},
     {"auth-signin-redirect-param", true, "external authentication is not implemented yet"},
@@ -140,7 +140,6 @@ const Unimplemented kUnimplemented[] = {
     {"mirror-request-body", false, "ingress-nginx mirror URLs are not mapped yet"},
     {"mirror-host", false, "ingress-nginx mirror URLs are not mapped yet"},
     {"http2-push-preload", false, "HTTP/2 server push is not implemented (browsers dropped it)"},
-    {"preserve-trailing-slash", false, "gantry's ssl-redirect keeps the path as sent; this has no effect"},
     {"upstream-hash-by-subset", false, "hashing to a subset of endpoints is not implemented"},
     {"upstream-hash-by-subset-size", false, "hashing to a subset of endpoints is not implemented"},
     {"session-cookie-domain", false, "gantry's affinity cookie carries no Domain attribute"},
@@ -256,6 +255,10 @@ class Parser {
     if (auto b = boolean("force-ssl-redirect")) {
       c.force_ssl_redirect = *b;
       served("force-ssl-redirect");
+    }
+    if (auto b = boolean("preserve-trailing-slash")) {
+      c.preserve_trailing_slash = *b;
+      served("preserve-trailing-slash");
     }
     // ingress-nginx takes a code in [300, max] and falls back to the default
     // outside it; gantry can send 301, 302, 303, 307 and 308.

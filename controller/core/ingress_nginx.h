@@ -34,6 +34,9 @@ struct IngressNginxOptions {
   // ConfigMap-level defaults of ingress-nginx.
   uint64_t default_body_size = 1024 * 1024;  // proxy-body-size: 1m
   int ssl_redirect_code = 308;               // http-redirect-code
+  // hsts / hsts-max-age / hsts-include-subdomains / hsts-preload, as the
+  // Strict-Transport-Security value on TLS answers; empty: off.
+  std::string hsts = "max-age=31536000; includeSubDomains";
   // Serve an Ingress whose refused annotations would block it, without them.
   bool serve_refused = false;
   bool operator==(const IngressNginxOptions&) const = default;
@@ -69,6 +72,7 @@ struct NginxConfig {
   std::optional<std::string> x_forwarded_prefix;
   std::optional<bool> ssl_redirect;  // unset: on when the host has TLS
   bool force_ssl_redirect = false;
+  bool preserve_trailing_slash = false;
   std::optional<std::string> permanent_redirect;
   int permanent_redirect_code = 301;
   std::optional<std::string> temporal_redirect;

@@ -1231,6 +1231,20 @@ class Translator {
     // enforceRegexModifier). "" stands for Ingress rules without a host.
     std::set<std::string> regex_hosts;
     std::map<std::string, CanaryUse> canaries;
+    // ssl-redirect is on by default where a certificate is configured for the
+    // host (lua_ingress.lua: certificate_configured_for_current_request).
+    nginx_cert_hosts_.clear();
+    for (const auto& it : items) {
+      std::vector<std::string> hosts;
+      for (const auto& r : it.ing->rules)
+        if (!r.host.empty()) hosts.push_back(lower(r.host));
+      for (const auto& t : it.ing->tls) {
+        std::string key = it.ing->meta.namespace_ + "/" + t.secret_name;
+        if (t.secret_name.empty() || !cache_.secrets.count(key) || !certificate_problem(key).empty()) continue;
+        if (t.hosts.empty()) nginx_cert_hosts_.insert(hosts.begin(), hosts.end());
+        for (const auto& h : t.hosts) nginx_cert_hosts_.insert(lower(h));
+      }
+    }
     for (const auto& it : items) {
       const NginxConfig& c = it.parse.config;
       for (size_t i = 0; i < it.ing->rules.size(); ++i) {
@@ -1286,7 +1300,9 @@ class Translator {
                            sn::Rule& rule) {
     sn::Filters& f = rule.filters;
     if (c.force_ssl_redirect || (c.ssl_redirect.value_or(true) && host_tls))
-      f.https_redirect = sn::HttpsRedirect{options_.ingress_nginx.ssl_redirect_code, std::nullopt};
+      f.https_redirect = sn::HttpsRedirect{options_.ingress_nginx.ssl_redirect_code, std::nullopt,
+                                           !c.preserve_trailing_slash};
+    if (!options_.ingress_nginx.hsts.empty()) f.hsts = sn::Hsts{options_.ingress_nginx.hsts};
     f.rate_limit = c.rate_limit;
     f.source_range = c.source_range;
     f.cors = c.cors;
@@ -1336,12 +1352,6 @@ class Translator {
     const NginxConfig& c = it.parse.config;
     RouteCtx ctx{ing.meta.namespace_};
     nginx_findings(ctx, it);
-    std::set<std::string> tls_hosts;
-    bool tls_all = false;
-    for (const auto& t : ing.tls) {
-      if (t.hosts.empty()) tls_all = true;
-      for (const auto& h : t.hosts) tls_hosts.insert(lower(h));
-    }
     std::map<std::string, std::vector<sn::Rule>> by_host;
     for (size_t i = 0; i < ing.rules.size(); ++i) {
       const IngressRule& ir = ing.rules[i];
@@ -1354,7 +1364,7 @@ class Translator {
         }
       }
       bool regex = regex_hosts.count(host) > 0;
-      bool host_tls = !host.empty() && (tls_all || tls_hosts.count(host) > 0);
+      bool host_tls = !host.empty() && nginx_cert_hosts_.count(host) > 0;
       auto& rules = by_host[host];
       if (c.app_root && rules.empty()) {
         sn::Rule root;
@@ -1546,6 +1556,7 @@ class Translator {
   }
 
   std::vector<NginxIngressReport> nginx_reports_;
+  std::set<std::string> nginx_cert_hosts_;
 
   const Cache& cache_;
   const TranslateOptions& options_;

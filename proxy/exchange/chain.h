@@ -33,9 +33,9 @@ class FilterChain {
   // Every filter name, in chain order. A filter is placed by its name; adding
   // a filter means adding its file under proxy/filters/, a line in
   // build_chain() and its name here.
-  static constexpr std::array<std::string_view, 10> kOrder = {
-      "https_redirect", "cors",        "rate_limit",      "source_range",    "body_limit",
-      "jwt",            "redirect",    "url_rewrite",     "request_headers", "response_headers"};
+  static constexpr std::array<std::string_view, 11> kOrder = {
+      "https_redirect", "cors",        "rate_limit",      "source_range",    "body_limit",      "jwt",
+      "redirect",       "url_rewrite", "request_headers", "response_headers", "hsts"};
 
   FilterChain() = default;
   FilterChain(FilterChain&&) = default;

@@ -12,6 +12,7 @@ exchange::Verdict HttpsRedirectFilter::on_request(exchange::Exchange& ex) const 
   if (config_.port && *config_.port != 443) location.append(":").append(std::to_string(*config_.port));
   location += ex.req.path;
   if (!ex.req.query.empty()) location.append("?").append(ex.req.query);
+  else if (config_.strip_trailing_slash && location.back() == '/') location.pop_back();
   ex.reply.status = config_.status_code;
   ex.reply.body.assign("redirecting to ").append(location);
   ex.reply.headers.emplace_back("location", std::move(location));

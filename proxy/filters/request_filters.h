@@ -83,6 +83,20 @@ class SourceRangeFilter final : public exchange::Filter {
   std::vector<net::Cidr> allow_, deny_;
 };
 
+// filters.hsts: Strict-Transport-Security on the answers to requests that
+// came over TLS (replacing the upstream's).
+class HstsFilter final : public exchange::Filter {
+ public:
+  explicit HstsFilter(const snapshot::Hsts& config) : config_(config) {}
+  std::string_view name() const override { return "hsts"; }
+  uint8_t phases() const override { return exchange::kOnResponse; }
+  void on_response(exchange::Exchange& ex, const exchange::ResponseInfo& resp,
+                   exchange::HeaderEdits& edits) const override;
+
+ private:
+  const snapshot::Hsts& config_;
+};
+
 // filters.maxRequestBodySize: a Content-Length over the limit is answered
 // 413 at once; a streamed (chunked) body is held to the limit by the
 // exchange as it relays it (ex.body_limit).

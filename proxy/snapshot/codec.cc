@@ -136,6 +136,7 @@ ojson enc(const Cors& c);
 ojson enc(const RateLimit& r);
 ojson enc(const HttpsRedirect& r);
 ojson enc(const SourceRange& r);
+ojson enc(const Hsts& h);
 ojson enc(const JwtClaimToHeader& c);
 ojson enc(const Jwt& j);
 ojson enc(const RequestMirror& m);
@@ -270,8 +271,11 @@ ojson enc(const RateLimit& r) {
 ojson enc(const HttpsRedirect& r) {
   ojson o{{"statusCode", r.status_code}};
   if (r.port) o["port"] = *r.port;
+  if (r.strip_trailing_slash) o["stripTrailingSlash"] = true;
   return o;
 }
+
+ojson enc(const Hsts& h) { return ojson{{"value", h.value}}; }
 
 ojson enc(const SourceRange& r) {
   ojson o = ojson::object();
@@ -321,6 +325,7 @@ ojson enc(const Filters& f) {
   put_opt(o, "urlRewrite", f.url_rewrite);
   put_opt(o, "requestMirror", f.request_mirror);
   put_opt(o, "cache", f.cache);
+  put_opt(o, "hsts", f.hsts);
   return o;
 }
 
@@ -652,6 +657,12 @@ class Reader {
     expect_object(j);
     get(j, "statusCode", r.status_code);
     get(j, "port", r.port);
+    get(j, "stripTrailingSlash", r.strip_trailing_slash);
+  }
+
+  void read(const json& j, Hsts& h) {
+    expect_object(j);
+    get(j, "value", h.value);
   }
 
   void read(const json& j, SourceRange& r) {
@@ -708,6 +719,7 @@ class Reader {
     get(j, "urlRewrite", f.url_rewrite);
     get(j, "requestMirror", f.request_mirror);
     get(j, "cache", f.cache);
+    get(j, "hsts", f.hsts);
   }
 
   void read(const json& j, LoadBalancer& lb) {

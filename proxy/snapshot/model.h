@@ -163,6 +163,9 @@ struct Cache {
 struct HttpsRedirect {
   int status_code = 308;
   std::optional<uint16_t> port;  // in Location; unset: none (443)
+  // ingress-nginx: a request target (path and query) ending in '/' loses that
+  // '/' in Location unless preserve-trailing-slash.
+  bool strip_trailing_slash = false;
   bool operator==(const HttpsRedirect&) const = default;
 };
 
@@ -172,6 +175,12 @@ struct SourceRange {
   std::vector<std::string> allow;  // CIDRs ("10.0.0.0/8", "192.0.2.7", "fd00::/8")
   std::vector<std::string> deny;
   bool operator==(const SourceRange&) const = default;
+};
+
+// Strict-Transport-Security added to answers over TLS (ingress-nginx's hsts).
+struct Hsts {
+  std::string value = "max-age=31536000; includeSubDomains";
+  bool operator==(const Hsts&) const = default;
 };
 
 // Filters of one rule, applied in the order of the fields.
@@ -188,6 +197,7 @@ struct Filters {
   std::optional<UrlRewrite> url_rewrite;
   std::optional<RequestMirror> request_mirror;
   std::optional<Cache> cache;
+  std::optional<Hsts> hsts;
   bool operator==(const Filters&) const = default;
 };
 

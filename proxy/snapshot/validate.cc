@@ -398,6 +398,8 @@ class Validator {
         e_.add(at, "statusCode " + std::to_string(code) + " must be one of 301, 302, 303, 307, 308");
       if (f.https_redirect->port && *f.https_redirect->port == 0) e_.add(at, "port must be in 1..65535");
     }
+    if (f.hsts && (f.hsts->value.empty() || has_control(f.hsts->value, false)))
+      e_.add(where + ".hsts", "value must be a non-empty field value without control characters");
     if (f.source_range) {
       std::string at = where + ".sourceRange";
       check_cidrs(f.source_range->allow, at + ".allow");

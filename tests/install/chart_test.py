@@ -340,12 +340,16 @@ def controller_args(objs):
 t.check(not any(a.startswith("--ingress-nginx") for a in controller_args(objs)),
         "ingress-nginx compatibility off by default")
 nx = controller_args(render("--set", "ingressNginx.enabled=true"))
-t.check(nx[5:] == ["--ingress-nginx-compat=on", "--ingress-nginx-body-size=1m", "--leader-elect"],
+t.check(nx[5:] == ["--ingress-nginx-compat=on", "--ingress-nginx-body-size=1m",
+                   "--ingress-nginx-hsts=max-age=31536000; includeSubDomains", "--ingress-nginx-redirect-code=308",
+                   "--leader-elect"],
         "ingressNginx.enabled: every ingress-nginx class, status left alone", str(nx))
 nx = controller_args(render("--set", "ingressNginx.enabled=true", "--set", "ingressNginx.classes={nginx,internal}",
                             "--set", "ingressNginx.writeStatus=true", "--set", "ingressNginx.serveRefused=true",
-                            "--set", "ingressNginx.bodySize=8m"))
+                            "--set", "ingressNginx.bodySize=8m", "--set", "ingressNginx.hsts=off",
+                            "--set", "ingressNginx.redirectCode=301"))
 t.check(nx[5:] == ["--ingress-nginx-compat=nginx,internal", "--ingress-nginx-body-size=8m",
+                   "--ingress-nginx-hsts=off", "--ingress-nginx-redirect-code=301",
                    "--ingress-nginx-write-status", "--ingress-nginx-serve-refused", "--leader-elect"],
         "ingressNginx: named classes, status, refused annotations, body size", str(nx))
 
@@ -398,6 +402,7 @@ FAILS = [
     (["--set", "ingressNginx.bodySize=1Mi"], "bodySize"),
     (["--set", "ingressNginx.classes={Bad_Class}"], "classes"),
     (["--set", "ingressNginx.writestatus=true"], "writestatus"),
+    (["--set", "ingressNginx.redirectCode=303"], "redirectCode"),
     (["--set", "networkPolicy.statsNamespaceSelector.matchLabel.x=y"], "matchLabel"),
     (["--set", "networkPolicy.enabled=yes"], "enabled"),
     (["--set", "proxy.statsPort=9903"], "must all differ"),

@@ -2,12 +2,15 @@
 real proxy (docs/ingress-nginx.md). Ingresses of class "nginx" carrying
 nginx.ingress.kubernetes.io annotations are applied through the API; requests
 go through gantry-proxy with curl: rewrite-target with captures (and the
-host-wide regex it implies), force-ssl-redirect (308, ACME exempt), canary by
-header and by weight, cookie affinity, limit-rps (503), source ranges (403);
-the report (/ingress-nginx), the Warning Event and the status left alone
-without --ingress-nginx-write-status.
+host-wide regex it implies), ssl-redirect and force-ssl-redirect (308, ACME
+exempt, trailing slash dropped, on by default only with a certificate),
+canary by header, cookie and weight, cookie affinity, limit-rps (503), source
+ranges (403); the report (/ingress-nginx and `gantry-controller migrate
+--source kube`), the Warning Event, the status left alone without
+--ingress-nginx-write-status, and a bad --ingress-nginx-compat (exit 2).
 """
 
+import base64
 import json
 import subprocess
 import sys
@@ -25,13 +28,13 @@ P = "nginx.ingress.kubernetes.io/"
 STATUS_ADDRESS = "192.0.2.201"
 
 
-def ingress(name, host, path, svc, annotations=None, path_type="Prefix", tls=False):
+def ingress(name, host, path, svc, annotations=None, path_type="Prefix", tls=None):
     spec = {"ingressClassName": "nginx",
             "rules": [{"host": host, "http": {"paths": [{
                 "path": path, "pathType": path_type,
                 "backend": {"service": {"name": svc, "port": {"number": 8080}}}}]}}]}
     if tls:
-        spec["tls"] = [{"hosts": [host], "secretName": "no-such-secret"}]
+        spec["tls"] = [{"hosts": [host], "secretName": tls}]
     return {"kind": "Ingress",
             "metadata": {"name": name, "namespace": "default",
                          "annotations": {P + k: v for k, v in (annotations or {}).items()}},
@@ -128,15 +131,32 @@ def test_rewrite_target_captures_and_host_wide_regex(env):
     assert curl.backend("/apple/pie", "rw.nx.test") == "other"
 
 
-def test_force_ssl_redirect_308_and_acme_exempt(env):
+def tls_secret(cp, workdir, name, host):
+    cert, key = workdir / f"{name}.crt", workdir / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+                    "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}"],
+                   check=True, capture_output=True, timeout=60)
+    cp.apply({"kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": name, "namespace": "default"},
+              "data": {"tls.crt": base64.b64encode(cert.read_bytes()).decode(),
+                       "tls.key": base64.b64encode(key.read_bytes()).decode()}})
+
+
+def test_ssl_redirect_308_acme_exempt_and_certificate_needed(env, tmp_path):
     cp, proxy, ctl, curl = env
+    tls_secret(cp, tmp_path, "tls-cert", "tls.nx.test")
     cp.apply(ingress("ssl", "ssl.nx.test", "/", "main", {"force-ssl-redirect": "true"}))
-    cp.apply(ingress("tlsdefault", "tls.nx.test", "/", "main", tls=True))
-    cp.apply(ingress("tlsoff", "tlsoff.nx.test", "/", "main", {"ssl-redirect": "false"}, tls=True))
+    cp.apply(ingress("tlsdefault", "tls.nx.test", "/", "main", tls="tls-cert"))
+    cp.apply(ingress("nocert", "nocert.nx.test", "/", "main", tls="no-such-secret"))
+    cp.apply(ingress("tlsoff", "tlsoff.nx.test", "/", "main", {"ssl-redirect": "false"}, tls="tls-cert"))
     converge(lambda: curl("/a?b=1", "ssl.nx.test")[0] == 308, "the 308", ctl)
     assert curl("/a?b=1", "ssl.nx.test")[1]["location"] == "https://ssl.nx.test/a?b=1"
+    # ingress-nginx drops a trailing slash of the request target (preserve-trailing-slash: false).
+    assert curl("/dir/", "ssl.nx.test")[1]["location"] == "https://ssl.nx.test/dir"
     assert curl.backend("/.well-known/acme-challenge/tok", "ssl.nx.test") == "main"
-    converge(lambda: curl("/x", "tls.nx.test")[0] == 308, "ssl-redirect on by default with TLS", ctl)
+    converge(lambda: curl("/x", "tls.nx.test")[0] == 308, "ssl-redirect on by default with a certificate", ctl)
+    # No certificate for the host (its Secret is missing): no redirect, as in ingress-nginx.
+    converge(lambda: curl("/x", "nocert.nx.test")[0] == 200, "no redirect without a certificate", ctl)
     converge(lambda: curl("/x", "tlsoff.nx.test")[0] == 200, "ssl-redirect: false", ctl)
 
 

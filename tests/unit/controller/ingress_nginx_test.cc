@@ -158,9 +158,11 @@ std::vector<AnnotationRow> rows() {
       {"cors-allow-origin", "https://a.example.com", S::kRefused, false, nullptr},  // without enable-cors
       {"server-alias", "Alias.Example.com", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.server_aliases, std::vector<std::string>{"alias.example.com"}); }},
+      {"auth-type", "basic", S::kRefused, true, nullptr, {{"auth-secret", "htpasswd"}}},
+      {"preserve-trailing-slash", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.preserve_trailing_slash); }},
       {"configuration-snippet", "more_set_headers x: y;", S::kRefused, true, nullptr},
       {"server-snippet", "x", S::kRefused, true, nullptr},
-      {"auth-type", "basic", S::kRefused, true, nullptr},
       {"auth-url", "http://auth/verify", S::kRefused, true, nullptr},
       {"ssl-passthrough", "true", S::kRefused, true, nullptr},
       {"custom-http-errors", "404,503", S::kRefused, false, nullptr},
@@ -285,7 +287,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 52) << served;
+  EXPECT_EQ(with_semantics, 53) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -338,6 +340,34 @@ std::string ingress(const std::string& name, int64_t created, const std::string&
   t.append(", port: {number: 80}}}\n");
   return t;
 }
+
+// A self-signed certificate for shop.example.com (the one translate_test.cc uses).
+constexpr std::string_view kTlsSecret = R"(
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-tls}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+    -----BEGIN CERTIFICATE-----
+    MIIBjDCCATOgAwIBAgIUWY1V8aRAWiIxw5uHInwOanEbA50wCgYIKoZIzj0EAwIw
+    GzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTAgFw0yNjExMjUxMjI4NDRaGA8y
+    MTI2MTEwMTEyMjg0NFowGzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTBZMBMG
+    ByqGSM49AgEGCCqGSM49AwEHA0IABEhehFJ3f+Ba1ZeWpMGefvcpC5v+rpp9166h
+    /H2ayh9pSVBlb6hvTXLP7jqQFmE42tHTLYoXw1uJvbIUr7uti72jUzBRMB0GA1Ud
+    DgQWBBTMpLktQLZQkLCHMmMjVYE0N/ibbTAfBgNVHSMEGDAWgBTMpLktQLZQkLCH
+    MmMjVYE0N/ibbTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDIf
+    48nCc6e1ZxSxoG4ALheqC5Vl5+jk6D3uAP5uDKjHAiAN2YeBHenngM+FnoLQgLZA
+    EJAo9AYYVY5rVF+Q5Txgzw==
+    -----END CERTIFICATE-----
+  tls.key: |
+    -----BEGIN PRIVATE KEY-----
+    MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgph6APFCPvvCCj8Zw
+    1ajVZ7H6fzb9Wqucwtb63LhdZlShRANCAARIXoRSd3/gWtWXlqTBnn73KQub/q6a
+    fdeuofx9msofaUlQZW+ob01yz+46kBZhONrR0y2KF8Nbib2yFK+7rYu9
+    -----END PRIVATE KEY-----
+)";
 
 TranslateOptions nginx_options() {
   TranslateOptions o;
@@ -426,12 +456,12 @@ TEST(IngressNginx, BlockingRefusalKeepsTheIngressOutUnlessOptedIn) {
 }
 
 TEST(IngressNginx, DefaultsAndRedirects) {
-  Cache c = load(std::string(kServices) +
+  Cache c = load(std::string(kServices) + std::string(kTlsSecret) +
                  ingress("web", 1,
                          "nginx.ingress.kubernetes.io/app-root: /app, "
                          "nginx.ingress.kubernetes.io/from-to-www-redirect: 'true'",
                          "www.example.com", "/", "Prefix", "main",
-                         "  tls:\n  - hosts: [www.example.com]\n    secretName: missing\n"));
+                         "  tls:\n  - hosts: [www.example.com]\n    secretName: shop-tls\n"));
   TranslateResult r = translate(c, nginx_options());
   ASSERT_EQ(r.snapshot.routes.size(), 2u);
   const sn::Route& redirect = r.snapshot.routes[0];  // sorted by name: web@example.com first
@@ -443,9 +473,25 @@ TEST(IngressNginx, DefaultsAndRedirects) {
   EXPECT_EQ(web.rules[0].matches[0].path.type, sn::PathMatchType::kExact);  // app-root
   EXPECT_EQ(web.rules[0].filters.request_redirect->path.value, "/app");
   const sn::Filters& f = web.rules[1].filters;
-  ASSERT_TRUE(f.https_redirect);  // the host has TLS: ssl-redirect defaults on, 308
+  ASSERT_TRUE(f.https_redirect);  // the host has a certificate: ssl-redirect defaults on, 308
   EXPECT_EQ(f.https_redirect->status_code, 308);
+  EXPECT_TRUE(f.https_redirect->strip_trailing_slash);
   EXPECT_EQ(f.max_request_body_size, std::optional<uint64_t>(1 << 20));  // ingress-nginx's 1m
+  ASSERT_TRUE(f.hsts);
+  EXPECT_EQ(f.hsts->value, "max-age=31536000; includeSubDomains");
+}
+
+TEST(IngressNginx, SslRedirectNeedsACertificateForTheHost) {
+  // lua_ingress.lua: ssl-redirect only where a certificate is configured.
+  Cache c = load(std::string(kServices) +
+                 ingress("web", 1, "", "a.example.com", "/", "Prefix", "main",
+                         "  tls:\n  - hosts: [a.example.com]\n    secretName: missing\n"));
+  TranslateOptions o = nginx_options();
+  o.ingress_nginx.hsts.clear();
+  TranslateResult r = translate(c, o);
+  ASSERT_EQ(r.snapshot.routes.size(), 1u);
+  EXPECT_FALSE(r.snapshot.routes[0].rules[0].filters.https_redirect);
+  EXPECT_FALSE(r.snapshot.routes[0].rules[0].filters.hsts);
 }
 
 TEST(IngressNginx, ReportJson) {

@@ -49,6 +49,7 @@ struct EveryFilter {
     f.response_headers = snapshot::HeaderModifier{};
     f.https_redirect = snapshot::HttpsRedirect{};
     f.source_range = snapshot::SourceRange{{"0.0.0.0/0"}, {}};
+    f.hsts = snapshot::Hsts{};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -66,7 +67,7 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
                                             "body_limit", "jwt", "redirect"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
             (std::vector<std::string_view>{"jwt", "url_rewrite", "request_headers"}));
-  EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers"}));
+  EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers", "hsts"}));
 }
 
 TEST(FilterChain, NoFiltersNoChain) {

@@ -251,6 +251,13 @@ std::vector<Row> rows() {
     FakeRequest over_tls = req("GET", "/a");
     over_tls.tls = true;
     t.push_back({"https_redirect_tls_request_passes", f, over_tls, Verdict::kContinue});
+    snapshot::Filters s;
+    s.https_redirect = snapshot::HttpsRedirect{308, std::nullopt, true};  // ingress-nginx's default
+    t.push_back({"https_redirect_strips_a_trailing_slash", s, req("GET", "/a/"), Verdict::kRespond, 308,
+                 "redirecting to https://shop.example.com/a", {{"location", "https://shop.example.com/a"}}});
+    t.push_back({"https_redirect_keeps_slash_before_query", s, with_query(req("GET", "/a/"), "x=/"),
+                 Verdict::kRespond, 308, "redirecting to https://shop.example.com/a/?x=/",
+                 {{"location", "https://shop.example.com/a/?x=/"}}});
     snapshot::Filters g;
     g.https_redirect = snapshot::HttpsRedirect{301, 8443};
     t.push_back({"https_redirect_code_and_port", g, req("GET", "/"), Verdict::kRespond, 301,
@@ -272,6 +279,17 @@ std::vector<Row> rows() {
                  "client address not allowed", {}});
     other.client_ip = "192.0.2.1";
     t.push_back({"source_range_not_denied", deny, other, Verdict::kContinue});
+  }
+  // ---- HSTS
+  {
+    snapshot::Filters h;
+    h.hsts = snapshot::Hsts{};
+    FakeRequest over_tls = req("GET", "/");
+    over_tls.tls = true;
+    Row tls_row{"hsts_on_tls_answers", h, over_tls, Verdict::kContinue};
+    tls_row.response_headers = {{"Strict-Transport-Security", "max-age=31536000; includeSubDomains"}};
+    t.push_back(tls_row);
+    t.push_back({"hsts_not_on_plain_http", h, req("GET", "/"), Verdict::kContinue});
   }
   // ---- body limit
   t.push_back({"body_limit_content_length_over", body_limit(10),
