@@ -236,7 +236,7 @@ class Parser {
         invalid("app-root", "an absolute path such as /app");
       } else {
         c.app_root = *v;
-        partial("app-root", "the 302 keeps the request's query (nginx's return drops it)");
+        served("app-root");
       }
     }
     if (const std::string* v = get("x-forwarded-prefix")) {

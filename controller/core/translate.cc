@@ -1373,8 +1373,11 @@ class Translator {
         root.matches.push_back(m);
         nginx_rule_settings(ctx, c, "/", host_tls, root);
         root.filters.url_rewrite.reset();
+        // nginx: return 302 $scheme://$http_host<app-root> (no query). A
+        // relative Location resolves to exactly that, whatever port the
+        // client reached the proxy on.
         sn::RequestRedirect r;
-        r.path = {sn::PathRewriteType::kReplaceFullPath, *c.app_root};
+        r.location = *c.app_root;
         r.status_code = 302;
         root.filters.request_redirect = r;
         rules.push_back(std::move(root));
@@ -1512,8 +1515,12 @@ class Translator {
         std::string other = host.starts_with("www.") ? host.substr(4) : std::string("www.").append(host);
         if (!by_host.count(other)) {
           sn::Rule redirect;
+          // The request's scheme, the other host, no port (port_in_redirect
+          // off): a network-path reference "//host/path?query".
           sn::RequestRedirect r;
-          r.hostname = host;
+          r.location = std::string("//").append(host).append("\\0");
+          r.location_pattern = "^.*$";
+          r.keep_query = true;
           r.status_code = options_.ingress_nginx.ssl_redirect_code;  // http-redirect-code
           redirect.filters.request_redirect = r;
           add_route("@" + other, {other}, {redirect});

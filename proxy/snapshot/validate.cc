@@ -488,8 +488,11 @@ class Validator {
         } else if (has_control(*r.location, false) || r.location->find(' ') != std::string::npos) {
           e_.add(at, "location " + quote(*r.location) + " must not contain spaces or control characters");
         }
-        if (!r.location->starts_with("http://") && !r.location->starts_with("https://"))
-          e_.add(at, "location " + quote(*r.location) + " must be an absolute http:// or https:// URL");
+        // An absolute URL, or a reference the client resolves against the
+        // request's URL ("/path", "//host/path": its scheme, host and port).
+        if (!r.location->starts_with("http://") && !r.location->starts_with("https://") &&
+            !r.location->starts_with("/"))
+          e_.add(at, "location " + quote(*r.location) + " must be an http:// or https:// URL or start with \"/\"");
       } else if (!r.location_pattern.empty()) {
         e_.add(at, "locationPattern needs a location");
       }

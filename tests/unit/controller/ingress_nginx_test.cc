@@ -33,7 +33,7 @@ std::vector<AnnotationRow> rows() {
        [](const NginxConfig& c) { EXPECT_EQ(c.rewrite_target.value_or(""), "/$2"); }},
       {"rewrite-target", "/a?b=1", S::kRefused, true, nullptr},
       {"rewrite-target", "/$host", S::kRefused, true, nullptr},
-      {"app-root", "/app", S::kPartial, false, [](const NginxConfig& c) { EXPECT_EQ(*c.app_root, "/app"); }},
+      {"app-root", "/app", S::kServed, false, [](const NginxConfig& c) { EXPECT_EQ(*c.app_root, "/app"); }},
       {"app-root", "app", S::kRefused, false, nullptr},
       {"x-forwarded-prefix", "/api", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.x_forwarded_prefix.value_or(""), "/api"); },
@@ -468,10 +468,12 @@ TEST(IngressNginx, DefaultsAndRedirects) {
   EXPECT_EQ(redirect.hostnames, std::vector<std::string>{"example.com"});
   ASSERT_TRUE(redirect.rules[0].filters.request_redirect);
   EXPECT_EQ(redirect.rules[0].filters.request_redirect->status_code, 308);
+  EXPECT_EQ(redirect.rules[0].filters.request_redirect->location, std::optional<std::string>("//www.example.com\\0"));
+  EXPECT_TRUE(redirect.rules[0].filters.request_redirect->keep_query);
   const sn::Route& web = r.snapshot.routes[1];
   ASSERT_EQ(web.rules.size(), 2u);
   EXPECT_EQ(web.rules[0].matches[0].path.type, sn::PathMatchType::kExact);  // app-root
-  EXPECT_EQ(web.rules[0].filters.request_redirect->path.value, "/app");
+  EXPECT_EQ(web.rules[0].filters.request_redirect->location, std::optional<std::string>("/app"));
   const sn::Filters& f = web.rules[1].filters;
   ASSERT_TRUE(f.https_redirect);  // the host has a certificate: ssl-redirect defaults on, 308
   EXPECT_EQ(f.https_redirect->status_code, 308);

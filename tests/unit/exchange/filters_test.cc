@@ -424,6 +424,14 @@ std::vector<Row> rows() {
                  {{"location", "https://new.example.com/a/b?k=v"}}});
     t.push_back({"redirect_location_pattern_miss_passes", redirect(r), req("GET", "/new/a"),
                  Verdict::kContinue});
+    snapshot::RequestRedirect www;  // from-to-www-redirect: the request's scheme and port-less host
+    www.status_code = 308;
+    www.location = "//www.example.com\\0";
+    www.location_pattern = "^.*$";
+    www.keep_query = true;
+    t.push_back({"redirect_network_path_reference", redirect(www), with_query(req("GET", "/a/b"), "k=v"),
+                 Verdict::kRespond, 308, "redirecting to //www.example.com/a/b?k=v",
+                 {{"location", "//www.example.com/a/b?k=v"}}});
     snapshot::RequestRedirect p;
     p.status_code = 301;
     p.location = "https://www.example.org/landing";

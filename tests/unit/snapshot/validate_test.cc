@@ -162,8 +162,8 @@ const Mutation kMutations[] = {
      },
      "rules[0].filters.urlRewrite.path: substitution \"/\\2\":"},
     {"RedirectLocationNotAbsolute",
-     [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->location = "/relative"; },
-     "rules[1].filters.requestRedirect: location \"/relative\" must be an absolute http:// or https:// URL"},
+     [](Snapshot& s) { s.routes[0].rules[1].filters.request_redirect->location = "relative"; },
+     "rules[1].filters.requestRedirect: location \"relative\" must be an http:// or https:// URL or start with \"/\""},
     {"ReplacePrefixMatchWithExact",
      [](Snapshot& s) { api_match(s).path.type = PathMatchType::kExact; },
      "rules[0].filters.urlRewrite.path: ReplacePrefixMatch needs every match of the rule to be "
