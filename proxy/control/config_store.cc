@@ -18,6 +18,7 @@ std::shared_ptr<const ClusterEndpoints> make_cluster(const snapshot::Cluster& c)
   auto out = std::make_shared<ClusterEndpoints>();
   out->name = c.name;
   out->endpoints = c.endpoints;
+  out->h2c = c.protocol == snapshot::ClusterProtocol::kH2c;
   out->keys.reserve(c.endpoints.size());
   for (const auto& e : c.endpoints) out->keys.push_back(endpoint_key(e));
   return out;
@@ -109,7 +110,14 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   cfg->policies = cur->policies;
   cfg->listener_hosts = cur->listener_hosts;
   cfg->clusters = cur->clusters;
-  for (const auto& c : delta->clusters) cfg->clusters[c.name] = make_cluster(c);
+  for (const auto& c : delta->clusters) {
+    // A delta carries endpoints only: the cluster keeps its protocol.
+    auto& slot = cfg->clusters[c.name];
+    const bool h2c = slot && slot->h2c;
+    auto next = std::const_pointer_cast<ClusterEndpoints>(make_cluster(c));
+    next->h2c = h2c;
+    slot = std::move(next);
+  }
   publish(std::move(cfg));
   return out;
 }

@@ -32,6 +32,7 @@ struct ClusterEndpoints {
   std::string name;
   std::vector<snapshot::Endpoint> endpoints;  // ready ones, or the serving fallback
   std::vector<std::string> keys;              // "ip:port" / "[ip]:port" per endpoint
+  bool h2c = false;                           // snapshot protocol H2C: HTTP/2 upstream (net/h2_upstream.h)
 };
 
 struct Config {

@@ -121,14 +121,22 @@ Stream::Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool en
       id_(id),
       head_(std::move(head)),
       ended_(ended),
-      signal_(std::make_unique<asio::steady_timer>(core_->executor())) {}
+      signal_(std::make_unique<asio::steady_timer>(core_->executor())),
+      write_signal_(std::make_unique<asio::steady_timer>(core_->executor())) {}
 
-void Stream::notify() { signal_->cancel(); }
+void Stream::notify() {
+  signal_->cancel();
+  write_signal_->cancel();
+}
 
-asio::awaitable<void> Stream::wait() {
+// Reader and writer wait on timers of their own: an exchange may read the
+// request body while it relays the response (gRPC bidi), and expires_at() on
+// a shared timer would cancel the other side's wait.
+asio::awaitable<void> Stream::wait(bool writer) {
   error_code ec;
-  signal_->expires_at(asio::steady_timer::time_point::max());
-  co_await signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  auto& t = writer ? *write_signal_ : *signal_;
+  t.expires_at(asio::steady_timer::time_point::max());
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 asio::awaitable<BodyPiece> Stream::read_body() {
@@ -138,7 +146,7 @@ asio::awaitable<BodyPiece> Stream::read_body() {
     handed_.clear();
     core_->wake_writer();
   }
-  while (in_.empty() && !ended_ && !closed_) co_await wait();
+  while (in_.empty() && !ended_ && !closed_) co_await wait(false);
   if (!in_.empty()) {
     handed_.swap(in_);
     co_return BodyPiece{handed_, ended_ && !end_told_ ? (end_told_ = true) : false, false,
@@ -164,7 +172,7 @@ asio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) 
     const size_t n = core_->session().send_data(id_, data);
     data.remove_prefix(n);
     core_->wake_writer();
-    if (!data.empty()) co_await wait();  // on_writable, or the stream closed
+    if (!data.empty()) co_await wait(true);  // on_writable, or the stream closed
   }
   if (closed_) co_return false;
   if (end_stream) {

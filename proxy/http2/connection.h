@@ -63,7 +63,7 @@ class Stream {
 
  private:
   friend class Core;
-  boost::asio::awaitable<void> wait();
+  boost::asio::awaitable<void> wait(bool writer);
   void notify();
 
   std::shared_ptr<Core> core_;
@@ -77,6 +77,7 @@ class Stream {
   bool closed_ = false;
   ErrorCode close_code_ = ErrorCode::kNoError;
   std::unique_ptr<boost::asio::steady_timer> signal_;
+  std::unique_ptr<boost::asio::steady_timer> write_signal_;
 };
 
 using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;

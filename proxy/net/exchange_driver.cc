@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <functional>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +14,7 @@
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
 #include "proxy/net/access_log.h"
+#include "proxy/net/h2_upstream.h"
 
 namespace gantry::net {
 
@@ -340,6 +342,12 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const bool upgrade = !rq.upgrade.empty();
   const auto body_kind = rq.body;
   const std::vector<http::Header>& req_headers = *rq.headers;
+  // "te: trailers" is hop-by-hop for HTTP/1.1 but says "I take trailers" to an
+  // HTTP/2 server (gRPC servers require it): kept for an h2c upstream.
+  bool te_trailers = false;
+  if (cluster->h2c)
+    for (const auto& h : req_headers)
+      if (http::iequals(h.name, "te") && h.value.find("trailers") != std::string_view::npos) te_trailers = true;
 
   // The head is now copied into up_head_. The request's views may not be used
   // once the body is read (HTTP/1.1: its bytes may overwrite the head), so
@@ -417,6 +425,19 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   std::string_view sticky = sticky_;
   if (mirror) mirror_request(*filters.request_mirror, *cfg, mirror_host, replayable, upgrade);
   if (cstate) cstate->retry_budget.record_request(Clock::now());
+  if (cluster->h2c) {
+    auto picked = w_.pick_endpoint(*cluster, static_cast<size_t>(-1), lbcfg, pick_ctx, sticky, nullptr);
+    if (!picked) {
+      co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
+      co_return;
+    }
+    ActiveRequest h2_active;
+    h2_active.set(picked->active);
+    record.upstream = cluster->keys[picked->index];
+    co_await run_h2c(down, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
+                     replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout));
+    co_return;
+  }
   uint32_t retries = 0;
   int connect_failures = 0;
   int stale_retries = 0;       // a reused connection closed under the request
@@ -799,6 +820,262 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
     append_header(up_head_, "content-length", std::to_string(rq.content_length));
   if (rq.body == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
   up_head_.append("\r\n");
+}
+
+// ---- h2c upstream (net/h2_upstream.h)
+
+namespace {
+
+// The HTTP/2 request head of the HTTP/1.1 head build_upstream_head() made:
+// the same fields (forwarding ones, filters' edits), names lower-cased, Host
+// as :authority; connection-specific fields are dropped by the codec.
+http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
+  http2::RequestHead head;
+  head.scheme = tls ? "https" : "http";
+  size_t eol = h1.find("\r\n");
+  std::string_view line = h1.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  head.method.assign(line.substr(0, sp1));
+  head.path.assign(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  size_t pos = eol + 2;
+  while (pos < h1.size()) {
+    eol = h1.find("\r\n", pos);
+    if (eol == std::string_view::npos || eol == pos) break;
+    line = h1.substr(pos, eol - pos);
+    pos = eol + 2;
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string name(line.substr(0, colon));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (name == "host") {
+      head.authority.assign(value);
+      continue;
+    }
+    head.headers.push_back(http2::Field{std::move(name), std::string(value)});
+  }
+  return head;
+}
+
+// The request body pump's state, shared with the pump coroutine.
+struct H2Pump {
+  bool done = false;
+  bool client_failed = false;  // the client went away or sent a malformed body
+  int error = 0;               // then: the status to answer (0: none)
+  std::string why;
+};
+
+}  // namespace
+
+asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
+                                              const control::ClusterEndpoints& cluster, size_t idx,
+                                              bool has_body, bool body_buffered, bool te_trailers,
+                                              ms timeout) {
+  auto& opts = w_.server().options();
+  const std::string& key = cluster.keys[idx];
+  const snapshot::Endpoint& ep = cluster.endpoints[idx];
+  http2::RequestHead h2head = h2_request_head(up_head_, false);
+  if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
+
+  // A connection to the endpoint that can open one more stream, else a new one.
+  std::shared_ptr<H2UpstreamConn> conn;
+  {
+    auto& list = w_.h2_upstreams[key];
+    std::erase_if(list, [](const auto& c) { return c->dead(); });
+    for (const auto& c : list)
+      if (c->usable()) {
+        conn = c;
+        break;
+      }
+  }
+  if (!conn) {
+    error_code ec;
+    auto addr = asio::ip::make_address(ep.address, ec);
+    if (!ec) conn = co_await H2UpstreamConn::connect(w_.io(), tcp::endpoint(addr, ep.port),
+                                                     std::min(timeout, opts.upstream_connect_timeout), ec);
+    if (!conn) {
+      w_.metrics().upstream_error(cluster.name, ec == asio::error::timed_out ? "connect_timeout" : "connect");
+      co_await reply(down, 502, "could not connect to any endpoint of " + cluster.name, false);
+      co_return;
+    }
+    w_.h2_upstreams[key].push_back(conn);
+  }
+
+  H2Call call(w_.io().get_executor());
+  if (!conn->open(call, h2head, !has_body)) {
+    co_await reply(down, 502, "upstream connection to " + key + " refused a new stream", false);
+    co_return;
+  }
+  const Clock::time_point sent_at = Clock::now();
+
+  // The request body goes up while the response comes down (gRPC streams
+  // both ways at once): a pump coroutine of its own, waited for below.
+  auto pump = std::make_shared<H2Pump>();
+  if (has_body) {
+    asio::co_spawn(
+        w_.io(),
+        [&down, &call, conn, pump, this, body_buffered]() -> asio::awaitable<void> {
+          auto send = [&](std::string_view data) -> asio::awaitable<bool> {
+            while (!data.empty()) {
+              if (call.closed || call.id < 0) co_return false;
+              data.remove_prefix(conn->send_data(call, data));
+              if (!data.empty()) co_await call.wait(true);
+            }
+            co_return true;
+          };
+          if (body_buffered) {
+            if (co_await send(replay_)) conn->end_request(call);
+          } else {
+            while (true) {
+              exchange::BodyChunk c = co_await down.read_body();
+              if (c.failed || c.h1_chunked) {
+                pump->client_failed = true;
+                pump->error = c.failed ? c.error : 501;
+                pump->why = c.failed ? std::string(c.why)
+                                     : std::string("chunked request bodies to an h2c backend are not supported yet");
+                break;
+              }
+              if (!c.data.empty() && !co_await send(c.data)) break;
+              if (c.end) {
+                if (!call.closed && call.id >= 0) conn->end_request(call);
+                break;
+              }
+            }
+          }
+          pump->done = true;
+          call.notify();
+        },
+        asio::detached);
+  } else {
+    pump->done = true;
+  }
+
+  // Waits for news on the call (or the pump), at most `timeout`. False: timed out.
+  auto wait_call = [&]() -> asio::awaitable<bool> {
+    asio::steady_timer limit(w_.io());
+    auto fired = std::make_shared<bool>(false);
+    limit.expires_after(timeout);
+    limit.async_wait([fired, &call](error_code e) {
+      if (!e) {
+        *fired = true;
+        call.notify();
+      }
+    });
+    co_await call.wait(false);
+    limit.cancel();
+    co_return !*fired;
+  };
+  // Before returning: the stream is released and the pump has stopped.
+  auto settle = [&]() -> asio::awaitable<void> {
+    if (!pump->done) {
+      conn->release(call);
+      call.closed = true;
+      call.notify();
+      if (!pump->done) down.reset(exchange::ResetReason::kCancelled);
+      while (!pump->done) co_await call.wait(false);
+    }
+    conn->release(call);
+  };
+
+  // ---- the response head
+  while (!call.head && !call.closed && !pump->client_failed) {
+    if (!co_await wait_call()) {
+      w_.metrics().upstream_error(cluster.name, "timeout");
+      record.error = "upstream-timeout";
+      conn->release(call);
+      co_await settle();
+      co_await reply(down, 504, "upstream timed out", false);
+      co_return;
+    }
+  }
+  if (pump->client_failed && !call.head) {
+    conn->release(call);
+    co_await settle();
+    if (pump->error != 0) co_await reply(down, pump->error, pump->why, true);
+    else finish(down);
+    co_return;
+  }
+  if (!call.head) {
+    w_.metrics().upstream_error(cluster.name, "reset");
+    co_await settle();
+    co_await reply(down, 502, "upstream reset the stream", false);
+    co_return;
+  }
+  record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
+  w_.metrics().upstream_done(cluster.name, record.upstream_ms / 1000.0);
+  record.status = call.status;
+
+  std::vector<http::Header> fields;
+  fields.reserve(call.headers.size());
+  std::optional<uint64_t> length;
+  for (const auto& f : call.headers) {
+    fields.push_back(http::Header{f.name, f.value});
+    if (f.name == "content-length") {
+      uint64_t v = 0;
+      auto [p, e] = std::from_chars(f.value.data(), f.value.data() + f.value.size(), v);
+      if (e == std::errc() && p == f.value.data() + f.value.size()) length = v;
+    }
+  }
+  resp_edits_.reset();
+  if (chain != nullptr) chain->run_response(ex_, {call.status, &fields, false}, resp_edits_);
+  exchange::ResponseHead head;
+  head.status = call.status;
+  head.fields = &fields;
+  head.edits = &resp_edits_;
+  head.added = &ex_.response_headers;
+  head.request_id = record.request_id;
+  head.content_length = length;
+  head.end_stream = call.ended && call.data.empty() && call.trailers.empty();
+  if (opts.debug_headers) {
+    std::snprintf(debug_time_, sizeof debug_time_, "%.3fms", record.upstream_ms);
+    debug_ = {http::Header{"x-gateway-route", record.route}, http::Header{"x-gateway-upstream", record.upstream},
+              http::Header{"x-gateway-response-time", debug_time_}};
+    head.debug = debug_;
+  }
+  if (!co_await down.send_head(head)) {
+    co_await settle();
+    finish(down);
+    co_return;
+  }
+
+  // ---- the response body, then the trailers (gRPC's grpc-status)
+  std::string chunk;
+  bool ok = head.end_stream;
+  while (!ok) {
+    if (!call.data.empty()) {
+      chunk.clear();
+      chunk.swap(call.data);
+      if (!co_await down.send_body(chunk, false)) break;
+      conn->consume(call, chunk.size());
+      continue;
+    }
+    if (call.ended) {
+      if (!call.trailers.empty()) {
+        std::vector<http::Header> trailers;
+        trailers.reserve(call.trailers.size());
+        for (const auto& f : call.trailers) trailers.push_back(http::Header{f.name, f.value});
+        ok = co_await down.send_trailers(trailers);
+      } else {
+        ok = co_await down.send_body({}, true);
+      }
+      break;
+    }
+    if (call.closed || pump->client_failed) {
+      record.error = call.closed ? "upstream-reset" : "client-gone";
+      down.reset(call.closed ? exchange::ResetReason::kUpstreamTruncated : exchange::ResetReason::kCancelled);
+      break;
+    }
+    if (!co_await wait_call()) {
+      record.error = "upstream-timeout";
+      w_.metrics().upstream_error(cluster.name, "timeout");
+      down.reset(exchange::ResetReason::kUpstreamTruncated);
+      break;
+    }
+  }
+  co_await settle();
+  finish(down);
 }
 
 // ---- response cache

@@ -41,9 +41,13 @@
 #include "proxy/net/worker.h"
 
 namespace gantry::control {
+struct ClusterEndpoints;
 struct Config;
 struct RulePolicies;
 }  // namespace gantry::control
+namespace gantry::exchange {
+class FilterChain;
+}
 namespace gantry::filters {
 struct CachedResponse;
 }
@@ -122,6 +126,12 @@ class ExchangeDriver {
   boost::asio::awaitable<void> send_reply(exchange::Downstream& down);
   void finish(const exchange::Downstream& down);
   void build_upstream_head(const exchange::RequestInfo& rq);
+  // The exchange's upstream phase on an h2c cluster (net/h2_upstream.h):
+  // one stream on a shared HTTP/2 connection to endpoint `idx`; the request
+  // head comes from up_head_, the body from replay_ when `body_buffered`.
+  boost::asio::awaitable<void> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
+                                       const control::ClusterEndpoints& cluster, size_t idx,
+                                       bool has_body, bool body_buffered, bool te_trailers, ms timeout);
   boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
   // `sent`: Content-Length body bytes that already went out with the head.

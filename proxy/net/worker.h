@@ -28,6 +28,7 @@
 
 #include "proxy/net/buffer.h"
 #include "proxy/net/h2_listener.h"
+#include "proxy/net/h2_upstream.h"
 #include "proxy/net/request_mirror.h"
 #include "proxy/net/server.h"
 #include "proxy/net/wire.h"
@@ -427,6 +428,9 @@ class Worker {
     return nullptr;
   }
   void drop_idle(const std::string& key) { idle_.erase(key); }
+  // HTTP/2 upstream connections (h2c clusters) per endpoint key, shared by
+  // this worker's exchanges; dead ones are dropped when next looked at.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>> h2_upstreams;
   void give_back(std::unique_ptr<UpstreamConn> c) {
     if (server_.draining()) return;
     auto& v = idle_[c->key];

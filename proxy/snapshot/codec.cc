@@ -49,6 +49,8 @@ const EnumTable<LoadBalancerType> kLoadBalancerTypes = {
     {"LeastRequest", LoadBalancerType::kLeastRequest},
     {"Random", LoadBalancerType::kRandom},
     {"ConsistentHash", LoadBalancerType::kConsistentHash}};
+const EnumTable<ClusterProtocol> kClusterProtocols = {
+    {"HTTP1", ClusterProtocol::kHttp1}, {"H2C", ClusterProtocol::kH2c}};
 const EnumTable<HashOn> kHashOns = {
     {"Header", HashOn::kHeader}, {"Cookie", HashOn::kCookie}, {"SourceIP", HashOn::kSourceIP}};
 
@@ -431,7 +433,9 @@ ojson enc(const Endpoint& e) {
 }
 
 ojson enc(const Cluster& c) {
-  return ojson{{"name", c.name}, {"endpoints", enc_list(c.endpoints)}};
+  ojson o{{"name", c.name}, {"endpoints", enc_list(c.endpoints)}};
+  if (c.protocol != ClusterProtocol::kHttp1) o["protocol"] = name_of(c.protocol, kClusterProtocols);
+  return o;
 }
 
 ojson enc(const Listener& l) {
@@ -567,6 +571,7 @@ class Reader {
   }
   void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
+  void read(const json& j, ClusterProtocol& out) const { read_enum(j, out, kClusterProtocols); }
 
   // ---- model structs
   void read(const json& j, PathMatch& m) {
@@ -825,6 +830,7 @@ class Reader {
     expect_object(j);
     get(j, "name", c.name);
     get(j, "endpoints", c.endpoints);
+    get(j, "protocol", c.protocol);
   }
 
   void read(const json& j, Listener& l) {

@@ -317,10 +317,16 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// How the proxy speaks to a cluster's endpoints. kH2c: HTTP/2 with prior
+// knowledge over cleartext (Service port appProtocol kubernetes.io/h2c, grpc
+// or h2c); streams multiplexed on few connections per endpoint per worker.
+enum class ClusterProtocol : uint8_t { kHttp1, kH2c };
+
 // One cluster per (namespace, service, port). Name: "ns/service:port".
 struct Cluster {
   std::string name;
   std::vector<Endpoint> endpoints;
+  ClusterProtocol protocol = ClusterProtocol::kHttp1;  // JSON "protocol": "HTTP1" (default, omitted) | "H2C"
   bool operator==(const Cluster&) const = default;
 };
 

@@ -71,6 +71,21 @@ TEST(CodecTest, EncodingOmitsUnsetAndDefaultParts) {
   }
 }
 
+TEST(CodecTest, ClusterProtocolTravelsOnlyWhenNotHttp1) {
+  Snapshot s;
+  s.clusters.push_back(Cluster{"ns/grpc:50051", {{"10.0.0.1", 50051, true}}, ClusterProtocol::kH2c});
+  s.clusters.push_back(Cluster{"ns/web:80", {{"10.0.0.2", 80, true}}, ClusterProtocol::kHttp1});
+  std::string out = encode(s);
+  EXPECT_NE(out.find("\"protocol\":\"H2C\""), std::string::npos) << out;
+  EXPECT_EQ(out.find("HTTP1"), std::string::npos) << out;
+  auto back = decode_snapshot(out);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, s);
+  auto explicit_http1 = decode_snapshot(R"({"clusters": [{"name": "c", "protocol": "HTTP1"}]})");
+  ASSERT_TRUE(explicit_http1.ok()) << explicit_http1.error().message;
+  EXPECT_EQ(explicit_http1->clusters[0].protocol, ClusterProtocol::kHttp1);
+}
+
 TEST(CodecTest, BinaryHmacSecretTravelsAsBase64) {
   Snapshot s = testing::rich_snapshot();
   std::string out = encode(s);
@@ -209,6 +224,8 @@ const BadInput kBadInputs[] = {
     {"UnknownLoadBalancer",
      R"({"routes": [{"rules": [{"policy": {"loadBalancer": {"type": "Fastest"}}}]}]})",
      R"(routes[0].rules[0].policy.loadBalancer.type: unknown value "Fastest")"},
+    {"UnknownClusterProtocol", R"({"clusters": [{"name": "c", "protocol": "h2"}]})",
+     R"(clusters[0].protocol: unknown value "h2")"},
     {"UnknownHashOn",
      R"({"routes": [{"rules": [{"policy": {"loadBalancer": {"hashOn": "ip"}}}]}]})",
      R"(loadBalancer.hashOn: unknown value "ip")"},

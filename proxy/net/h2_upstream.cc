@@ -1,0 +1,192 @@
+#include "proxy/net/h2_upstream.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace gantry::net {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+asio::awaitable<void> H2Call::wait(bool writer) {
+  error_code ec;
+  auto& t = writer ? write_signal : signal;
+  t.expires_at(asio::steady_timer::time_point::max());
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+H2UpstreamConn::H2UpstreamConn(asio::io_context& io, asio::ip::tcp::socket sock)
+    : sock_(std::move(sock)), write_signal_(io) {}
+
+H2UpstreamConn::~H2UpstreamConn() = default;
+
+asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(asio::io_context& io,
+                                                                        asio::ip::tcp::endpoint ep,
+                                                                        std::chrono::milliseconds timeout,
+                                                                        error_code& ec) {
+  asio::ip::tcp::socket sock(io);
+  asio::steady_timer limit(io);
+  bool timed_out = false;
+  limit.expires_after(timeout);
+  limit.async_wait([&](error_code e) {
+    if (!e) {
+      timed_out = true;
+      error_code ignore;
+      sock.cancel(ignore);
+    }
+  });
+  co_await sock.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
+  limit.cancel();
+  if (timed_out) ec = asio::error::timed_out;
+  if (ec) co_return nullptr;
+  error_code ignore;
+  sock.set_option(asio::ip::tcp::no_delay(true), ignore);
+  auto conn = std::make_shared<H2UpstreamConn>(io, std::move(sock));
+  auto session = http2::ClientSession::create(http2::ClientLimits{}, *conn);
+  if (!session.ok()) {
+    ec = asio::error::no_memory;
+    co_return nullptr;
+  }
+  conn->session_ = std::move(session).value();
+  conn->write_signal_.expires_at(asio::steady_timer::time_point::max());
+  asio::co_spawn(io, [c = conn]() { return c->read_loop(); }, asio::detached);
+  asio::co_spawn(io, [c = conn]() { return c->write_loop(); }, asio::detached);
+  co_return conn;
+}
+
+H2Call* H2UpstreamConn::find(int32_t id) {
+  auto it = calls_.find(id);
+  return it == calls_.end() ? nullptr : it->second;
+}
+
+asio::awaitable<void> H2UpstreamConn::read_loop() {
+  auto self = shared_from_this();
+  std::string buf(16 * 1024, '\0');
+  while (!dead_) {
+    error_code ec;
+    const size_t n = co_await sock_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || dead_) break;
+    if (!session_->receive(std::string_view(buf.data(), n)).ok()) break;
+    wake_writer();
+  }
+  fail();
+}
+
+asio::awaitable<void> H2UpstreamConn::write_loop() {
+  auto self = shared_from_this();
+  while (!dead_) {
+    std::string_view out = session_->output();
+    if (out.empty()) {
+      error_code ec;
+      write_signal_.expires_at(asio::steady_timer::time_point::max());
+      co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    error_code ec;
+    const size_t n = co_await asio::async_write(sock_, asio::buffer(out.data(), out.size()),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    session_->written(n);
+  }
+  fail();
+}
+
+void H2UpstreamConn::fail() {
+  if (dead_) return;
+  dead_ = true;
+  error_code ignore;
+  sock_.close(ignore);
+  wake_writer();
+  auto calls = std::move(calls_);
+  calls_.clear();
+  for (auto& [id, c] : calls) {
+    c->closed = true;
+    if (!c->ended) c->code = http2::ErrorCode::kInternalError;
+    c->notify();
+  }
+}
+
+void H2UpstreamConn::close() { fail(); }
+
+bool H2UpstreamConn::open(H2Call& call, const http2::RequestHead& head, bool end_stream) {
+  if (!usable()) return false;
+  auto id = session_->request(head, end_stream);
+  if (!id.ok()) return false;
+  call.id = *id;
+  calls_[call.id] = &call;
+  wake_writer();
+  return true;
+}
+
+size_t H2UpstreamConn::send_data(H2Call& call, std::string_view data) {
+  if (dead_ || call.closed) return 0;
+  const size_t n = session_->send_data(call.id, data);
+  if (n > 0) wake_writer();
+  return n;
+}
+
+void H2UpstreamConn::end_request(H2Call& call) {
+  if (dead_ || call.closed) return;
+  session_->end_request(call.id);
+  wake_writer();
+}
+
+void H2UpstreamConn::consume(H2Call& call, size_t n) {
+  if (dead_ || call.closed || n == 0) return;
+  session_->consume(call.id, n);
+  wake_writer();
+}
+
+void H2UpstreamConn::release(H2Call& call) {
+  if (call.id < 0) return;
+  if (calls_.erase(call.id) > 0 && !dead_ && !call.closed) {
+    session_->reset(call.id, http2::ErrorCode::kCancel);
+    wake_writer();
+  }
+  call.id = -1;
+}
+
+void H2UpstreamConn::on_response(int32_t id, int status, std::vector<http2::Field>&& headers, bool end_stream) {
+  H2Call* c = find(id);
+  if (c == nullptr) return;
+  c->head = true;
+  c->status = status;
+  c->headers = std::move(headers);
+  if (end_stream) c->ended = true;
+  c->notify();
+}
+
+void H2UpstreamConn::on_data(int32_t id, std::string_view data) {
+  H2Call* c = find(id);
+  if (c == nullptr) return;
+  c->data.append(data);
+  c->notify();
+}
+
+void H2UpstreamConn::on_response_end(int32_t id, const std::vector<http2::Field>* trailers) {
+  H2Call* c = find(id);
+  if (c == nullptr) return;
+  c->ended = true;
+  if (trailers != nullptr) c->trailers = *trailers;
+  c->notify();
+}
+
+void H2UpstreamConn::on_closed(int32_t id, http2::ErrorCode code) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  H2Call* c = it->second;
+  calls_.erase(it);
+  c->closed = true;
+  c->code = code;
+  c->notify();
+}
+
+void H2UpstreamConn::on_writable(int32_t id) {
+  if (H2Call* c = find(id)) c->notify();
+}
+
+}  // namespace gantry::net

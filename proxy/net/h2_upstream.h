@@ -1,0 +1,109 @@
+// HTTP/2 upstream connections (h2c with prior knowledge): one libnghttp2
+// client session (http2::ClientSession) on a socket, driven by one reader
+// and one writer coroutine on the worker's thread, carrying the streams of
+// many exchanges. The exchange driver opens an H2Call per request on a
+// connection from the worker's per-endpoint list (Worker::h2_conns): a
+// connection is reused while it can open a stream (the server's
+// SETTINGS_MAX_CONCURRENT_STREAMS not reached, no GOAWAY); otherwise another
+// one is connected.
+//
+// Invariants:
+// - Single-threaded: everything runs on the owning worker's io_context.
+// - An H2Call is registered with its connection from open() until release();
+//   the connection's callbacks fill it and wake its waiter. release() resets
+//   a stream that has not closed (RST_STREAM CANCEL).
+// - When the connection fails (socket error, protocol error) every open call
+//   is marked closed with kInternalError and woken; the connection is dead
+//   and is never handed out again.
+// - Bounded memory: a call's `data` holds at most the stream window
+//   (ClientLimits::stream_window); the window reopens only as the exchange
+//   consume()s what it relayed downstream.
+#pragma once
+
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/http2/client_session.h"
+
+namespace gantry::net {
+
+// One request/response stream on an upstream HTTP/2 connection.
+struct H2Call {
+  explicit H2Call(const boost::asio::any_io_executor& ex) : signal(ex), write_signal(ex) {}
+  int32_t id = -1;
+  bool head = false;   // the response head arrived
+  int status = 0;
+  std::vector<http2::Field> headers;
+  std::string data;    // response body bytes not yet relayed
+  bool ended = false;  // the response is complete (trailers, if any, in `trailers`)
+  std::vector<http2::Field> trailers;
+  bool closed = false;  // the stream is gone
+  http2::ErrorCode code = http2::ErrorCode::kNoError;
+  // The response side and the request-body side wait on timers of their own
+  // (expires_at() on a shared one would cancel the other's wait).
+  boost::asio::steady_timer signal;
+  boost::asio::steady_timer write_signal;
+
+  void notify() {
+    signal.cancel();
+    write_signal.cancel();
+  }
+  boost::asio::awaitable<void> wait(bool writer);
+};
+
+class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_from_this<H2UpstreamConn> {
+ public:
+  // Connects to `ep` within `timeout` and starts the connection's coroutines.
+  // Null (with `ec` set) when the connection could not be made.
+  static boost::asio::awaitable<std::shared_ptr<H2UpstreamConn>> connect(boost::asio::io_context& io,
+                                                                        boost::asio::ip::tcp::endpoint ep,
+                                                                        std::chrono::milliseconds timeout,
+                                                                        boost::system::error_code& ec);
+  ~H2UpstreamConn() override;
+
+  bool usable() const { return !dead_ && session_->can_open(); }
+  bool dead() const { return dead_; }
+  size_t open_streams() const { return calls_.size(); }
+
+  // Opens a stream for `call`. False: the connection cannot carry it.
+  bool open(H2Call& call, const http2::RequestHead& head, bool end_stream);
+  size_t send_data(H2Call& call, std::string_view data);
+  void end_request(H2Call& call);
+  void consume(H2Call& call, size_t n);
+  // The exchange is done with `call`: a stream still open is cancelled.
+  void release(H2Call& call);
+  void close();  // ends the connection (the worker is stopping)
+
+  // http2::ClientHandler
+  void on_response(int32_t id, int status, std::vector<http2::Field>&& headers, bool end_stream) override;
+  void on_data(int32_t id, std::string_view data) override;
+  void on_response_end(int32_t id, const std::vector<http2::Field>* trailers) override;
+  void on_closed(int32_t id, http2::ErrorCode code) override;
+  void on_writable(int32_t id) override;
+
+  H2UpstreamConn(boost::asio::io_context& io, boost::asio::ip::tcp::socket sock);  // use connect()
+
+ private:
+  H2Call* find(int32_t id);
+  void fail();
+  void wake_writer() { write_signal_.cancel(); }
+  boost::asio::awaitable<void> read_loop();
+  boost::asio::awaitable<void> write_loop();
+
+  boost::asio::ip::tcp::socket sock_;
+  std::unique_ptr<http2::ClientSession> session_;
+  std::unordered_map<int32_t, H2Call*> calls_;
+  boost::asio::steady_timer write_signal_;
+  bool dead_ = false;
+};
+
+}  // namespace gantry::net
