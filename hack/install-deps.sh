@@ -15,6 +15,8 @@ build_packages=(
   libgtest-dev libgmock-dev libboost-dev libboost-system-dev libre2-dev nlohmann-json3-dev zlib1g-dev
   # HTTP/2 codec; the version floor is checked below
   libnghttp2-dev
+  # crypt_r(3) (libxcrypt): basicAuth verifies bcrypt and SHA-256/512 crypt hashes with it
+  libcrypt-dev
 )
 test_packages=(
   # clang for libFuzzer targets and the sanitizer runtime
@@ -26,6 +28,8 @@ test_packages=(
   nghttp2-client
   # hack/stress-tests.sh keeps a core busy with it
   stress-ng
+  # htpasswd(1) writes the basicAuth tests' htpasswd files (bcrypt, SHA-256/512 crypt, MD5)
+  apache2-utils
 )
 
 packages=("${build_packages[@]}")

@@ -385,6 +385,34 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       c.max_bytes = opt_str(v, "maxBytes", f);
       c.max_object_bytes = opt_str(v, "maxObjectBytes", f);
       out.cache = c;
+    } else if (key == "apiKey") {
+      expect_map(v, f);
+      GrApiKey a;
+      YAML::Node sel = get(v, "secretSelector");
+      if (!present(sel)) fail(v, sub(f, "secretSelector"), "required");
+      expect_map(sel, sub(f, "secretSelector"));
+      a.match_labels = str_map(sel, "matchLabels", sub(f, "secretSelector"));
+      if (a.match_labels.empty()) fail(sel, sub(sub(f, "secretSelector"), "matchLabels"), "required");
+      a.header = str(v, "header", f);
+      a.query_param = str(v, "queryParam", f);
+      a.consumer_header = str(v, "consumerHeader", f, "x-consumer");
+      a.unknown_key_status = opt_int(v, "unknownKeyStatus", f);
+      out.api_key = a;
+    } else if (key == "basicAuth") {
+      expect_map(v, f);
+      GrBasicAuth b;
+      YAML::Node ref = get(v, "secretRef");
+      if (!present(ref)) fail(v, sub(f, "secretRef"), "required");
+      expect_map(ref, sub(f, "secretRef"));
+      b.secret_ref = GrSecretKeyRef{required_str(ref, "name", sub(f, "secretRef")),
+                                    str(ref, "key", sub(f, "secretRef"), "auth")};
+      b.realm = str(v, "realm", f, "gantry");
+      b.consumer_header = str(v, "consumerHeader", f, "x-consumer");
+      out.basic_auth = b;
+    } else if (key == "ipAllow") {
+      out.ip_allow = str_list(n, "ipAllow", path);
+    } else if (key == "ipDeny") {
+      out.ip_deny = str_list(n, "ipDeny", path);
     } else {
       out.unknown.push_back(key);
     }

@@ -134,6 +134,26 @@ struct GrJwt {
   bool operator==(const GrJwt&) const = default;
 };
 
+// filters.apiKey: one Secret per consumer, selected by labels in the route's
+// namespace; data `key` (the API key) and `consumer` (default: the Secret's name).
+struct GrApiKey {
+  std::map<std::string, std::string> match_labels;  // secretSelector.matchLabels
+  std::string header;       // empty: x-api-key
+  std::string query_param;
+  std::string consumer_header = "x-consumer";
+  std::optional<int64_t> unknown_key_status;  // 401 | 403
+  bool operator==(const GrApiKey&) const = default;
+};
+
+// filters.basicAuth: an htpasswd file in a Secret (key `auth` by default, as
+// ingress-nginx's auth-secret).
+struct GrBasicAuth {
+  GrSecretKeyRef secret_ref;
+  std::string realm = "gantry";
+  std::string consumer_header = "x-consumer";
+  bool operator==(const GrBasicAuth&) const = default;
+};
+
 struct GrBackendRef {
   std::string group;  // "" = core
   std::string kind = "Service";
@@ -161,12 +181,17 @@ struct GrFilters {
   std::optional<GrRateLimit> rate_limit;
   std::optional<std::string> max_request_body_size;  // size
   std::optional<GrJwt> jwt;
+  std::optional<GrApiKey> api_key;
+  std::optional<GrBasicAuth> basic_auth;
   std::optional<GrHeaderModifier> request_headers;
   std::optional<GrHeaderModifier> response_headers;
   std::optional<GrRequestRedirect> request_redirect;
   std::optional<GrUrlRewrite> url_rewrite;
   std::optional<GrRequestMirror> request_mirror;
   std::optional<GrCache> cache;
+  // Client address lists (CIDRs, IPv4 and IPv6): outside ipAllow or inside ipDeny → 403.
+  std::optional<std::vector<std::string>> ip_allow;
+  std::optional<std::vector<std::string>> ip_deny;
   std::vector<std::string> unknown;  // keys gantry does not know: the route is not Accepted
   bool operator==(const GrFilters&) const = default;
 };

@@ -15,10 +15,13 @@
 #include <set>
 #include <utility>
 
+#include <openssl/sha.h>
 #include <re2/re2.h>
 
 #include "controller/core/gateway_api.h"
 #include "proxy/base/flags.h"
+#include "proxy/filters/htpasswd.h"
+#include "proxy/net/cidr.h"
 #include "proxy/snapshot/validate.h"
 
 namespace gantry::controller {
@@ -624,6 +627,98 @@ class Translator {
     return out;
   }
 
+  // apiKey: the consumers' Secrets (selected by labels in the route's
+  // namespace) become SHA-256 digests; the keys never reach the snapshot. A
+  // Secret without a key, or with a key another Secret already has, is left
+  // out and named in ResolvedRefs; no Secret at all refuses every request.
+  sn::ApiKey api_key(RouteCtx& ctx, const GrApiKey& in, const std::string& at) {
+    sn::ApiKey a;
+    a.header = lower(in.header);
+    a.query_param = in.query_param;
+    if (a.header.empty()) a.header = "x-api-key";  // also read when queryParam is set
+    if (!a.header.empty() && !is_token(a.header)) ctx.bad(sub(at, "header"), quote(in.header) + " is not a valid header name");
+    if (!in.query_param.empty() && (has_control(in.query_param) || in.query_param.find_first_of("&=# ") != std::string::npos))
+      ctx.bad(sub(at, "queryParam"), quote(in.query_param) + " is not a valid query parameter name");
+    a.consumer_header = lower(in.consumer_header);
+    if (!a.consumer_header.empty() && !is_token(a.consumer_header))
+      ctx.bad(sub(at, "consumerHeader"), quote(in.consumer_header) + " is not a valid header name");
+    if (in.unknown_key_status) {
+      if (*in.unknown_key_status != 401 && *in.unknown_key_status != 403)
+        ctx.bad(sub(at, "unknownKeyStatus"), "must be 401 or 403, got " + std::to_string(*in.unknown_key_status));
+      else
+        a.unknown_key_status = static_cast<int>(*in.unknown_key_status);
+    }
+    std::string selector;
+    for (const auto& [k, v] : in.match_labels) selector.append(selector.empty() ? "" : ",").append(k + "=" + v);
+    std::string sel_field = sub(sub(at, "secretSelector"), "matchLabels");
+    std::map<std::string, std::string> owner;  // digest → Secret that has it
+    size_t matched = 0;
+    for (const auto& [key, secret] : cache_.secrets) {
+      if (secret.meta.namespace_ != ctx.ns) continue;
+      bool match = true;
+      for (const auto& [k, v] : in.match_labels) {
+        auto l = secret.meta.labels.find(k);
+        match = match && l != secret.meta.labels.end() && l->second == v;
+      }
+      if (!match) continue;
+      ++matched;
+      auto kv = secret.data.find("key");
+      if (kv == secret.data.end() || kv->second.empty()) {
+        ctx.unres("InvalidSecret", sel_field + ": Secret " + key + " has no key \"key\"; its consumer is refused");
+        continue;
+      }
+      auto cv = secret.data.find("consumer");
+      std::string consumer = cv != secret.data.end() ? cv->second : secret.meta.name;
+      if (consumer.empty() || has_control(consumer)) {
+        ctx.unres("InvalidSecret", sel_field + ": Secret " + key + ": the consumer name is empty or has control characters; its consumer is refused");
+        continue;
+      }
+      unsigned char d[SHA256_DIGEST_LENGTH];
+      SHA256(reinterpret_cast<const unsigned char*>(kv->second.data()), kv->second.size(), d);
+      static const char* hex = "0123456789abcdef";
+      std::string digest;
+      for (unsigned char c : d) {
+        digest += hex[c >> 4];
+        digest += hex[c & 15];
+      }
+      auto [it, fresh] = owner.emplace(digest, key);
+      if (!fresh) {
+        ctx.unres("InvalidSecret", sel_field + ": Secret " + key + " has the same key as Secret " + it->second + "; it is not used");
+        continue;
+      }
+      a.keys.push_back({consumer, digest});
+    }
+    if (matched == 0)
+      ctx.unres("SecretNotFound", sel_field + ": no Secret in namespace " + ctx.ns + " has the labels " + selector +
+                                      "; every request is refused");
+    return a;
+  }
+
+  // basicAuth: the htpasswd Secret's accepted users (bcrypt, SHA-256/512
+  // crypt); refused lines (MD5, plain text, ...) are named in ResolvedRefs
+  // and their users refused. A missing Secret refuses every request.
+  sn::BasicAuth basic_auth(RouteCtx& ctx, const GrBasicAuth& in, const std::string& at) {
+    sn::BasicAuth b;
+    b.realm = in.realm;
+    if (b.realm.empty() || has_control(b.realm) || b.realm.find_first_of("\"\\") != std::string::npos)
+      ctx.bad(sub(at, "realm"), "must be non-empty text without control characters, quotes or backslashes");
+    b.consumer_header = lower(in.consumer_header);
+    if (!b.consumer_header.empty() && !is_token(b.consumer_header))
+      ctx.bad(sub(at, "consumerHeader"), quote(in.consumer_header) + " is not a valid header name");
+    std::string ref_field = sub(at, "secretRef");
+    if (const std::string* text = secret_value(ctx, in.secret_ref, ref_field)) {
+      filters::HtpasswdResult parsed = filters::parse_htpasswd(*text);
+      for (const auto& p : parsed.problems)
+        ctx.unres("InvalidSecret", ref_field + ": Secret " + ctx.ns + "/" + in.secret_ref.name + " key " +
+                                       quote(in.secret_ref.key) + ": " + p);
+      if (parsed.users.empty() && parsed.problems.empty())
+        ctx.unres("InvalidSecret", ref_field + ": Secret " + ctx.ns + "/" + in.secret_ref.name + " key " +
+                                       quote(in.secret_ref.key) + " lists no user; every request is refused");
+      for (auto& u : parsed.users) b.users.push_back({std::move(u.name), std::move(u.hash)});
+    }
+    return b;
+  }
+
   // Returns false when the rule must fail closed (a jwt key is missing).
   bool filters(RouteCtx& ctx, const GrRule& rule, const std::string& field, sn::Filters& out) {
     const GrFilters& f = rule.filters;
@@ -631,7 +726,8 @@ class Translator {
     for (const auto& name : f.unknown)
       ctx.bad(field + "." + name,
               "unknown filter (want cors, rateLimit, maxRequestBodySize, jwt, requestHeaders, "
-              "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache)",
+              "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache, ipAllow, ipDeny, apiKey, "
+              "basicAuth)",
               "UnsupportedValue");
     if (f.cors) {
       std::string at = sub(field, "cors");
@@ -670,11 +766,13 @@ class Translator {
                         ? sn::RateLimitAlgorithm::kSlidingWindow
                         : sn::RateLimitAlgorithm::kTokenBucket;
       r.key = f.rate_limit->key;
-      if (r.key != "ClientIP" &&
+      if (r.key != "ClientIP" && r.key != "Consumer" &&
           !(r.key.starts_with("Header:") && is_token(std::string_view(r.key).substr(7))))
         ctx.bad(sub(at, "key"),
-                "unknown value " + quote(r.key) + " (want ClientIP or Header:<name>)",
+                "unknown value " + quote(r.key) + " (want ClientIP, Consumer or Header:<name>)",
                 "UnsupportedValue");
+      if (r.key == "Consumer" && !f.api_key && !f.basic_auth)
+        ctx.bad(sub(at, "key"), "Consumer needs an apiKey or basicAuth filter in the rule");
       out.rate_limit = r;
     }
     if (f.max_request_body_size)
@@ -767,6 +865,27 @@ class Translator {
         c.max_object_bytes = *s;
       if (c.max_object_bytes > c.max_bytes) ctx.bad(at, "maxObjectBytes must not exceed maxBytes");
       out.cache = c;
+    }
+    if (f.api_key) out.api_key = api_key(ctx, *f.api_key, sub(field, "apiKey"));
+    if (f.basic_auth) out.basic_auth = basic_auth(ctx, *f.basic_auth, sub(field, "basicAuth"));
+    // ipAllow / ipDeny: the same proxy filter as ingress-nginx's source ranges.
+    auto cidrs = [&](const std::optional<std::vector<std::string>>& in, const char* key,
+                     std::vector<std::string>& list) {
+      if (!in) return;
+      std::string at = sub(field, key);
+      if (in->empty()) ctx.bad(at, "must list at least one address or CIDR");
+      for (size_t i = 0; i < in->size(); ++i) {
+        if (auto c = net::parse_cidr((*in)[i]); !c.ok())
+          ctx.bad(idx(at, i), c.error().message);
+        else
+          list.push_back((*in)[i]);
+      }
+    };
+    if (f.ip_allow || f.ip_deny) {
+      sn::SourceRange r;
+      cidrs(f.ip_allow, "ipAllow", r.allow);
+      cidrs(f.ip_deny, "ipDeny", r.deny);
+      if (!r.allow.empty() || !r.deny.empty()) out.source_range = r;
     }
     return !closed;
   }

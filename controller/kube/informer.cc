@@ -80,6 +80,8 @@ bool Informer::list() {
     std::string path = base + "?limit=" + std::to_string(kPageSize);
     if (!resource_.field_selector.empty())
       path += "&fieldSelector=" + url_escape(resource_.field_selector);
+    if (!resource_.label_selector.empty())
+      path += "&labelSelector=" + url_escape(resource_.label_selector);
     if (!cont.empty()) path += "&continue=" + url_escape(cont);
     auto r = api_.call("GET", path);
     if (stop_) return false;
@@ -129,6 +131,8 @@ void Informer::watch() {
                      url_escape(resource_version_) + "&timeoutSeconds=" + std::to_string(timeout);
   if (!resource_.field_selector.empty())
     path += "&fieldSelector=" + url_escape(resource_.field_selector);
+  if (!resource_.label_selector.empty())
+    path += "&labelSelector=" + url_escape(resource_.label_selector);
   bool gone = false;
   uint64_t events = 0;
   std::string error;

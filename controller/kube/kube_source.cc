@@ -40,8 +40,10 @@ enum Kind : size_t {
   kKinds
 };
 constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
-// Informers of single Secrets (by name) get indexes from here on.
+// Informers of single Secrets (by name) get indexes from here on; informers of
+// Secrets selected by labels (apiKey consumers) from kSelectedSecretBase on.
 constexpr size_t kNamedSecretBase = 1000;
+constexpr size_t kSelectedSecretBase = size_t{1} << 40;
 
 constexpr const char* kOwnersConfigMap = "gantry-hostname-owners";
 constexpr const char* kTlsType = "kubernetes.io/tls";
@@ -119,6 +121,7 @@ KubeSource::~KubeSource() {
   if (writer_.joinable()) writer_.join();
   informers_.clear();
   named_.clear();
+  selected_.clear();
   retired_.clear();
   elector_.reset();
   if (event_fd_ >= 0) ::close(event_fd_);
@@ -139,6 +142,7 @@ void KubeSource::shutdown() {
   w_cv_.notify_all();
   for (auto& i : informers_) i->stop();
   for (auto& [index, n] : named_) n.informer->stop();
+  for (auto& [index, n] : selected_) n.informer->stop();
   if (elector_) elector_->release();
   api_->shutdown();
 }
@@ -207,7 +211,7 @@ KubeSourceStats KubeSource::stats() const {
   s.synced = synced();
   s.secrets_held = all_secrets_.size();
   s.secrets_known_by_name = tls_known_.size();
-  s.secret_watches = named_.size();
+  s.secret_watches = named_.size() + selected_.size();
   return s;
 }
 
@@ -230,10 +234,12 @@ bool KubeSource::drain() {
   for (auto& e : batch)
     if (!is_secret_event(e.resource)) changed |= apply(e);
   refs_ = secret_refs();
+  selectors_ = secret_selectors();
   for (auto& e : batch)
     if (is_secret_event(e.resource)) changed |= apply(e);
   changed |= refresh_secrets();
   sync_named_secrets();
+  sync_selected_secrets();
   TranslateOptions after = translate_options();
   if (after.hostname_owners != before.hostname_owners) changed = true;
   if (after.ingress_nginx != before.ingress_nginx) {
@@ -301,6 +307,26 @@ bool KubeSource::apply(InformerEvent& e) {
       case kHttpRoutes: prune(cache_.http_routes); break;
       case kReferenceGrants: prune(cache_.reference_grants); break;
       default:
+        if (auto sel = selected_.find(e.resource); sel != selected_.end()) {
+          // A selector's watch relisted: its Secrets it did not list are gone
+          // (unless a route names one, or another selector still has it).
+          const auto& [ns, labels] = sel->second.selector;
+          for (auto it = all_secrets_.begin(); it != all_secrets_.end();) {
+            const Secret& sec = it->second;
+            bool mine = sec.meta.namespace_ == ns &&
+                        std::all_of(labels.begin(), labels.end(), [&](const auto& kv) {
+                          auto l = sec.meta.labels.find(kv.first);
+                          return l != sec.meta.labels.end() && l->second == kv.second;
+                        });
+            if (mine && !seen.count(it->first) && !refs_.count(it->first)) {
+              it = all_secrets_.erase(it);
+              changed = true;
+            } else {
+              ++it;
+            }
+          }
+          break;
+        }
         if (auto n = named_.find(e.resource); n != named_.end() && e.objects.empty()) {
           // Listed by name and absent (a TLS one the TLS watch still knows stays).
           auto it = all_secrets_.find(n->second.key);
@@ -403,7 +429,15 @@ bool KubeSource::hold_secret(nlohmann::json& obj, const std::string& key) {
   auto t = obj.find("type");  // the API server makes it a string; a wrong type is not held
   std::string type = t == obj.end() ? "Opaque" : t->is_string() ? t->get<std::string>() : "";
   if (type != kTlsType && type != "Opaque") return false;
-  if (refs_.count(key)) {
+  bool by_label = false;
+  if (auto m = obj.find("metadata"); m != obj.end() && m->is_object() && !selectors_.empty()) {
+    std::map<std::string, std::string> labels;
+    if (auto l = m->find("labels"); l != m->end() && l->is_object())
+      for (auto it = l->begin(); it != l->end(); ++it)
+        if (it.value().is_string()) labels[it.key()] = it.value().get<std::string>();
+    by_label = type == "Opaque" && selected(key.substr(0, key.find('/')), labels);
+  }
+  if (refs_.count(key) || by_label) {
     tls_known_.erase(key);
     return true;
   }
@@ -475,12 +509,63 @@ bool KubeSource::apply_owners(const nlohmann::json* obj) {
   return true;
 }
 
+std::set<KubeSource::Selector> KubeSource::secret_selectors() const {
+  std::set<Selector> out;
+  for (const auto& [key, r] : cache_.routes)
+    for (const auto& rule : r.rules)
+      if (rule.filters.api_key && !rule.filters.api_key->match_labels.empty())
+        out.insert({r.meta.namespace_, rule.filters.api_key->match_labels});
+  return out;
+}
+
+bool KubeSource::selected(const std::string& ns, const std::map<std::string, std::string>& labels) const {
+  for (const auto& [sns, want] : selectors_) {
+    if (sns != ns) continue;
+    bool all = true;
+    for (const auto& [k, v] : want) {
+      auto l = labels.find(k);
+      all = all && l != labels.end() && l->second == v;
+    }
+    if (all) return true;
+  }
+  return false;
+}
+
+// One watch per selector; a watch whose selector no route uses any more ends.
+void KubeSource::sync_selected_secrets() {
+  std::set<Selector> have;
+  for (auto it = selected_.begin(); it != selected_.end();) {
+    if (!selectors_.count(it->second.selector)) {
+      it->second.informer->stop();
+      retired_.push_back(std::move(it->second.informer));
+      it = selected_.erase(it);
+    } else {
+      have.insert(it->second.selector);
+      ++it;
+    }
+  }
+  for (const auto& sel : selectors_) {
+    if (have.count(sel)) continue;
+    Resource r = kResources[kSecrets];
+    r.field_selector = "type=Opaque";
+    for (const auto& [k, v] : sel.second) r.label_selector.append(r.label_selector.empty() ? "" : ",").append(k + "=" + v);
+    size_t index = kSelectedSecretBase + next_selected_++;
+    auto inf = std::make_unique<Informer>(*api_, r, index, sel.first,
+                                          [this](InformerEvent e) { push(std::move(e)); },
+                                          std::random_device{}());
+    inf->start();
+    spdlog::info("watching Secrets of namespace {} labelled {}", sel.first, r.label_selector);
+    selected_[index] = SelectedSecrets{sel, std::move(inf)};
+  }
+}
+
 std::set<std::string> KubeSource::secret_refs() const {
   std::set<std::string> refs;
   for (const auto& [key, r] : cache_.routes) {
     const std::string& ns = r.meta.namespace_;
     if (r.tls_secret_name) refs.insert(ns + "/" + *r.tls_secret_name);
     for (const auto& rule : r.rules) {
+      if (rule.filters.basic_auth) refs.insert(ns + "/" + rule.filters.basic_auth->secret_ref.name);
       if (!rule.filters.jwt) continue;
       if (rule.filters.jwt->hmac_secret_ref)
         refs.insert(ns + "/" + rule.filters.jwt->hmac_secret_ref->name);
@@ -502,9 +587,10 @@ std::set<std::string> KubeSource::secret_refs() const {
 }
 
 bool KubeSource::refresh_secrets() {
-  // A Secret no longer referenced: its data goes now.
+  // A Secret no longer referenced nor selected: its data goes now.
   for (auto it = all_secrets_.begin(); it != all_secrets_.end();) {
-    if (refs_.count(it->first)) {
+    if (refs_.count(it->first) ||
+        (it->second.type == "Opaque" && selected(it->second.meta.namespace_, it->second.meta.labels))) {
       ++it;
       continue;
     }

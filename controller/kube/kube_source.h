@@ -148,6 +148,11 @@ class KubeSource {
   std::set<std::string> secret_refs() const;
   bool hold_secret(nlohmann::json& obj, const std::string& key);
   void sync_named_secrets();
+  // apiKey consumers' Secrets: one watch per (namespace, label selector) routes use.
+  using Selector = std::pair<std::string, std::map<std::string, std::string>>;  // namespace, matchLabels
+  std::set<Selector> secret_selectors() const;
+  bool selected(const std::string& ns, const std::map<std::string, std::string>& labels) const;
+  void sync_selected_secrets();
   bool apply_owners(const nlohmann::json* obj);
   void writer_loop();
   void queue_write(const std::string& key, Write w);
@@ -174,6 +179,13 @@ class KubeSource {
     std::unique_ptr<Informer> informer;
   };
   std::map<size_t, NamedSecret> named_;                 // informer index -> its Secret
+  std::set<Selector> selectors_;                        // what apiKey filters select
+  struct SelectedSecrets {
+    Selector selector;
+    std::unique_ptr<Informer> informer;
+  };
+  std::map<size_t, SelectedSecrets> selected_;          // informer index -> its selector
+  size_t next_selected_ = 0;
   std::vector<std::unique_ptr<Informer>> retired_;      // stopped, their threads ending
   size_t next_named_ = 0;
   HostnameOwners owners_;

@@ -146,6 +146,7 @@ std::string Resource::describe(const std::string& namespace_) const {
   std::string out = plural + group;
   if (namespaced && !namespace_.empty()) out += " in namespace " + namespace_;
   if (!field_selector.empty()) out += " with " + field_selector;
+  if (!label_selector.empty()) out += " labelled " + label_selector;
   return out;
 }
 

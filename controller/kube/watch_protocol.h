@@ -69,6 +69,8 @@ struct Resource {
   // "metadata.name=x"); empty: none. The API server filters: objects that do
   // not match never reach the controller.
   std::string field_selector;
+  // A labelSelector sent likewise ("gantry.dev/api-key=shop"); empty: none.
+  std::string label_selector;
 
   // "/api/v1/namespaces/NS/services" or "/apis/discovery.k8s.io/v1/endpointslices"
   // (all namespaces when `namespace_` is empty or the kind is cluster-scoped).

@@ -97,9 +97,16 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
       // Private keys and shared secrets never leave the proxy through the admin listener.
       auto snap = cfg->effective_snapshot();
       for (auto& c : snap.certificates) c.key_pem = "[redacted]";
+      // API key digests and password hashes too: a digest of a weak key, or
+      // a crypt hash, can be attacked offline.
       for (auto& r : snap.routes)
-        for (auto& rule : r.rules)
+        for (auto& rule : r.rules) {
           if (rule.filters.jwt && !rule.filters.jwt->hmac_secret.empty()) rule.filters.jwt->hmac_secret = "[redacted]";
+          if (rule.filters.api_key)
+            for (auto& k : rule.filters.api_key->keys) k.sha256 = "[redacted]";
+          if (rule.filters.basic_auth)
+            for (auto& u : rule.filters.basic_auth->users) u.hash = "[redacted]";
+        }
       body = snapshot::to_pretty_json(snap);
     } else {
       body = "{\"version\": 0}";

@@ -51,6 +51,8 @@ FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   if (parts.rate_limiter && f.rate_limit)
     chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter, *f.rate_limit));
   if (f.source_range) chain.add(std::make_unique<filters::SourceRangeFilter>(*f.source_range));
+  if (f.api_key) chain.add(std::make_unique<filters::ApiKeyFilter>(*f.api_key));
+  if (f.basic_auth) chain.add(std::make_unique<filters::BasicAuthFilter>(*f.basic_auth));
   if (f.hsts) chain.add(std::make_unique<filters::HstsFilter>(*f.hsts));
   if (f.max_request_body_size)
     chain.add(std::make_unique<filters::BodyLimitFilter>(*f.max_request_body_size));

@@ -33,8 +33,9 @@ class FilterChain {
   // Every filter name, in chain order. A filter is placed by its name; adding
   // a filter means adding its file under proxy/filters/, a line in
   // build_chain() and its name here.
-  static constexpr std::array<std::string_view, 11> kOrder = {
-      "https_redirect", "cors",        "rate_limit",      "source_range",    "body_limit",      "jwt",
+  static constexpr std::array<std::string_view, 14> kOrder = {
+      "https_redirect", "cors",        "rate_limit",      "source_range",     "api_key",
+      "basic_auth",     "consumer_rate_limit",            "body_limit",       "jwt",
       "redirect",       "url_rewrite", "request_headers", "response_headers", "hsts"};
 
   FilterChain() = default;

@@ -131,11 +131,15 @@ struct UpstreamRequest {
   std::string path;       // with the rewrite applied; without the query
   std::string_view host;  // Host / :authority to send
   HeaderEdits headers;
+  // The query to send, without '?' (apiKey drops its parameter); unset: the
+  // request's own.
+  std::optional<std::string> query;
 
   void reset() {
     path.clear();
     host = {};
     headers.reset();
+    query.reset();
   }
 };
 
@@ -184,6 +188,9 @@ class Exchange {
 
   // ---- slots: per-filter state carried between phases
   OwnedHeaders jwt_claims;  // jwt: claim → header values, set on the upstream request
+  // apiKey / basicAuth: who authenticated (a view into the pinned snapshot);
+  // empty: nobody. rateLimit with key Consumer counts per consumer.
+  std::string_view consumer;
 
   // Wall-clock time (JWT exp/nbf), read once per exchange when a filter asks.
   WallTime wall_now() {
@@ -207,6 +214,7 @@ class Exchange {
     response_headers.clear();
     pending.reset();
     jwt_claims.clear();
+    consumer = {};
     wall_now_ = {};
   }
 

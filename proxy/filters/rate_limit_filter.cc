@@ -18,7 +18,7 @@ void add_number(exchange::OwnedHeaders& out, std::string_view name, uint64_t val
 }  // namespace
 
 RateLimitFilter::RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config)
-    : limiter_(std::move(limiter)), status_code_(config.status_code) {
+    : limiter_(std::move(limiter)), status_code_(config.status_code), by_consumer_(config.key == "Consumer") {
   for (const auto& s : config.exempt_sources)
     if (auto c = net::parse_cidr(s); c.ok()) exempt_.push_back(*c);  // validated by the snapshot
 }
@@ -26,7 +26,14 @@ RateLimitFilter::RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const sna
 exchange::Verdict RateLimitFilter::on_request(exchange::Exchange& ex) const {
   if (!exempt_.empty() && net::contains(exempt_, ex.req.client_ip)) return exchange::Verdict::kContinue;
   std::string_view key = ex.req.client_ip;
-  if (!limiter_->key_header().empty()) {
+  std::string consumer_key;
+  if (by_consumer_) {
+    if (!ex.consumer.empty()) {
+      // Apart from every IP key: "consumer:" never starts an address.
+      consumer_key.append("consumer:").append(ex.consumer);
+      key = consumer_key;
+    }
+  } else if (!limiter_->key_header().empty()) {
     if (auto v = ex.header(limiter_->key_header()); v && !v->empty()) key = *v;
   }
   RateLimitDecision d = limiter_->check(key, ex.started);

@@ -30,8 +30,8 @@ Result<std::unique_ptr<RateLimiter>> RateLimiter::create(const snapshot::RateLim
                                                          RateLimiterOptions options) {
   if (c.requests == 0) return Error{"rateLimit: requests must be > 0"};
   if (c.interval.count() <= 0) return Error{"rateLimit: interval must be > 0"};
-  if (c.key != "ClientIP" && !(c.key.starts_with("Header:") && c.key.size() > 7)) {
-    return Error{"rateLimit: key \"" + c.key + "\" must be \"ClientIP\" or \"Header:<name>\""};
+  if (c.key != "ClientIP" && c.key != "Consumer" && !(c.key.starts_with("Header:") && c.key.size() > 7)) {
+    return Error{"rateLimit: key \"" + c.key + "\" must be \"ClientIP\", \"Consumer\" or \"Header:<name>\""};
   }
   // Scaled tokens (tokens x interval in microseconds) must fit in 62 bits.
   const uint64_t interval_us = static_cast<uint64_t>(c.interval.count()) * 1000;

@@ -4,8 +4,10 @@
 // objects of this folder (cors.h, rate_limiter.h, jwt.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,17 +45,70 @@ class CorsFilter final : public exchange::Filter {
 // key is out of quota. Every answer from upstream carries RateLimit-*.
 // Clients inside `exemptSources` are not counted; the refusal's status is
 // `statusCode` (429 unless set).
+// With key Consumer the filter counts per authenticated consumer (apiKey,
+// basicAuth; the client IP when nobody authenticated) and so runs after the
+// authentication filters, under the name consumer_rate_limit.
 class RateLimitFilter final : public exchange::Filter {
  public:
   RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config);
-  std::string_view name() const override { return "rate_limit"; }
+  std::string_view name() const override { return by_consumer_ ? "consumer_rate_limit" : "rate_limit"; }
   uint8_t phases() const override { return exchange::kOnRequest; }
   exchange::Verdict on_request(exchange::Exchange& ex) const override;
 
  private:
   std::shared_ptr<RateLimiter> limiter_;
   int status_code_ = 429;
+  bool by_consumer_ = false;
   std::vector<net::Cidr> exempt_;
+};
+
+// filters.apiKey: the key is read from the configured header, else the query
+// parameter; its SHA-256 is looked up among the consumers' (the full digests
+// compared in constant time). Missing: 401; unknown: 401 or 403 as
+// configured. Upstream: the consumer's name in the consumer header (replacing
+// the client's), the key's header field and query parameter removed.
+class ApiKeyFilter final : public exchange::Filter {
+ public:
+  explicit ApiKeyFilter(const snapshot::ApiKey& config);
+  std::string_view name() const override { return "api_key"; }
+  uint8_t phases() const override { return exchange::kOnRequest | exchange::kOnUpstreamRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
+
+  // The consumer whose key has SHA-256 `digest` (32 bytes), or empty.
+  std::string_view lookup(const unsigned char* digest) const;
+
+ private:
+  struct Entry {
+    std::array<unsigned char, 32> digest;
+    std::string_view consumer;  // into the snapshot
+  };
+  const snapshot::ApiKey& config_;
+  // Buckets by the digest's first 8 bytes (which say nothing of a key); the
+  // whole digest is then compared with CRYPTO_memcmp.
+  std::unordered_multimap<uint64_t, Entry> by_prefix_;
+};
+
+class BasicAuthVerifier;
+
+// filters.basicAuth: Authorization: Basic user:password, verified against the
+// user's crypt(3) hash (bcrypt, SHA-256/512 crypt) with crypt_rn; successful
+// verifications are remembered (basic_auth.h). 401 with WWW-Authenticate:
+// Basic realm="..." otherwise. Upstream: the user in the consumer header,
+// Authorization removed.
+class BasicAuthFilter final : public exchange::Filter {
+ public:
+  explicit BasicAuthFilter(const snapshot::BasicAuth& config);
+  ~BasicAuthFilter() override;
+  std::string_view name() const override { return "basic_auth"; }
+  uint8_t phases() const override { return exchange::kOnRequest | exchange::kOnUpstreamRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
+
+ private:
+  const snapshot::BasicAuth& config_;
+  std::string challenge_;  // the WWW-Authenticate value
+  std::unique_ptr<BasicAuthVerifier> verifier_;
 };
 
 // filters.httpsRedirect: a request that did not come over TLS is answered

@@ -780,7 +780,11 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
   const std::vector<http::Header>& req_headers = *rq.headers;
   up_head_.clear();
   up_head_.append(rq.method).append(" ").append(upreq_.path);
-  if (!rq.query.empty()) up_head_.append("?").append(rq.query);
+  if (upreq_.query) {  // a filter's query (apiKey drops its parameter)
+    if (!upreq_.query->empty()) up_head_.append("?").append(*upreq_.query);
+  } else if (!rq.query.empty()) {
+    up_head_.append("?").append(rq.query);
+  }
   up_head_.append(" HTTP/1.1\r\n");
   append_header(up_head_, "host", upreq_.host);
   std::string_view prior_xff;

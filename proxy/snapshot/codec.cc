@@ -141,6 +141,10 @@ ojson enc(const SourceRange& r);
 ojson enc(const Hsts& h);
 ojson enc(const JwtClaimToHeader& c);
 ojson enc(const Jwt& j);
+ojson enc(const ApiKeyEntry& e);
+ojson enc(const ApiKey& a);
+ojson enc(const BasicAuthUser& u);
+ojson enc(const BasicAuth& b);
 ojson enc(const RequestMirror& m);
 ojson enc(const Cache& c);
 ojson enc(const Filters& f);
@@ -301,6 +305,28 @@ ojson enc(const Jwt& j) {
   return o;
 }
 
+ojson enc(const ApiKeyEntry& e) { return ojson{{"consumer", e.consumer}, {"sha256", e.sha256}}; }
+
+ojson enc(const ApiKey& a) {
+  ojson o = ojson::object();
+  if (!a.header.empty()) o["header"] = a.header;
+  if (!a.query_param.empty()) o["queryParam"] = a.query_param;
+  if (!a.consumer_header.empty()) o["consumerHeader"] = a.consumer_header;
+  o["unknownKeyStatus"] = a.unknown_key_status;
+  put_objs(o, "keys", a.keys);
+  return o;
+}
+
+ojson enc(const BasicAuthUser& u) { return ojson{{"name", u.name}, {"hash", u.hash}}; }
+
+ojson enc(const BasicAuth& b) {
+  ojson o = ojson::object();
+  o["realm"] = b.realm;
+  if (!b.consumer_header.empty()) o["consumerHeader"] = b.consumer_header;
+  put_objs(o, "users", b.users);
+  return o;
+}
+
 ojson enc(const RequestMirror& m) { return ojson{{"cluster", m.cluster}}; }
 
 ojson enc(const Cache& c) {
@@ -321,6 +347,8 @@ ojson enc(const Filters& f) {
   put_opt(o, "sourceRange", f.source_range);
   if (f.max_request_body_size) o["maxRequestBodySize"] = *f.max_request_body_size;
   put_opt(o, "jwt", f.jwt);
+  put_opt(o, "apiKey", f.api_key);
+  put_opt(o, "basicAuth", f.basic_auth);
   put_opt(o, "requestHeaders", f.request_headers);
   put_opt(o, "responseHeaders", f.response_headers);
   put_opt(o, "requestRedirect", f.request_redirect);
@@ -698,6 +726,34 @@ class Reader {
     get(j, "claimsToHeaders", w.claims_to_headers);
   }
 
+  void read(const json& j, ApiKeyEntry& e) {
+    expect_object(j);
+    get(j, "consumer", e.consumer);
+    get(j, "sha256", e.sha256);
+  }
+
+  void read(const json& j, ApiKey& a) {
+    expect_object(j);
+    get(j, "header", a.header);
+    get(j, "queryParam", a.query_param);
+    get(j, "consumerHeader", a.consumer_header);
+    get(j, "unknownKeyStatus", a.unknown_key_status);
+    get(j, "keys", a.keys);
+  }
+
+  void read(const json& j, BasicAuthUser& u) {
+    expect_object(j);
+    get(j, "name", u.name);
+    get(j, "hash", u.hash);
+  }
+
+  void read(const json& j, BasicAuth& b) {
+    expect_object(j);
+    get(j, "realm", b.realm);
+    get(j, "consumerHeader", b.consumer_header);
+    get(j, "users", b.users);
+  }
+
   void read(const json& j, RequestMirror& m) {
     expect_object(j);
     get(j, "cluster", m.cluster);
@@ -718,6 +774,8 @@ class Reader {
     get(j, "sourceRange", f.source_range);
     get(j, "maxRequestBodySize", f.max_request_body_size);
     get(j, "jwt", f.jwt);
+    get(j, "apiKey", f.api_key);
+    get(j, "basicAuth", f.basic_auth);
     get(j, "requestHeaders", f.request_headers);
     get(j, "responseHeaders", f.response_headers);
     get(j, "requestRedirect", f.request_redirect);

@@ -123,7 +123,9 @@ struct RateLimit {
   Millis interval{1000};
   uint64_t burst = 0;     // token bucket only: extra capacity above `requests`
   RateLimitAlgorithm algorithm = RateLimitAlgorithm::kTokenBucket;
-  std::string key = "ClientIP";  // "ClientIP" | "Header:<name>"
+  // "ClientIP" | "Header:<name>" | "Consumer" (the apiKey / basicAuth
+  // consumer; the client IP when none authenticated)
+  std::string key = "ClientIP";
   int status_code = 429;         // the answer to a limited request (ingress-nginx: 503)
   std::vector<std::string> exempt_sources;  // CIDRs whose clients are never limited
   bool operator==(const RateLimit&) const = default;
@@ -183,6 +185,47 @@ struct Hsts {
   bool operator==(const Hsts&) const = default;
 };
 
+// One consumer's API key: the SHA-256 of the key (64 lower-case hex digits),
+// never the key itself.
+struct ApiKeyEntry {
+  std::string consumer;
+  std::string sha256;
+  bool operator==(const ApiKeyEntry&) const = default;
+};
+
+// The request must carry a known API key in `header` or in the query
+// parameter `query_param` (the header wins when both are set and present).
+// Missing: 401; unknown: `unknown_key_status` (401 or 403). The consumer's
+// name goes upstream in `consumer_header` (when set), replacing any field of
+// that name; the key's header field and query parameter are removed.
+struct ApiKey {
+  std::string header;       // lower-case; empty: keys are not read from a header
+  std::string query_param;  // empty: keys are not read from the query
+  std::string consumer_header;
+  int unknown_key_status = 401;
+  std::vector<ApiKeyEntry> keys;  // may be empty: every request is refused
+  bool operator==(const ApiKey&) const = default;
+};
+
+// One htpasswd line: the user and its crypt(3) hash ($2a$/$2b$/$2y$ bcrypt,
+// $5$ SHA-256 crypt, $6$ SHA-512 crypt).
+struct BasicAuthUser {
+  std::string name;
+  std::string hash;
+  bool operator==(const BasicAuthUser&) const = default;
+};
+
+// Authorization: Basic must name a user whose hash the password verifies
+// against; else 401 with WWW-Authenticate: Basic realm="<realm>". The user's
+// name goes upstream in `consumer_header` (when set); Authorization is not
+// forwarded.
+struct BasicAuth {
+  std::string realm = "gantry";
+  std::string consumer_header;
+  std::vector<BasicAuthUser> users;
+  bool operator==(const BasicAuth&) const = default;
+};
+
 // Filters of one rule, applied in the order of the fields.
 struct Filters {
   std::optional<HttpsRedirect> https_redirect;
@@ -191,6 +234,8 @@ struct Filters {
   std::optional<SourceRange> source_range;
   std::optional<uint64_t> max_request_body_size;
   std::optional<Jwt> jwt;
+  std::optional<ApiKey> api_key;
+  std::optional<BasicAuth> basic_auth;
   std::optional<HeaderModifier> request_headers;
   std::optional<HeaderModifier> response_headers;
   std::optional<RequestRedirect> request_redirect;

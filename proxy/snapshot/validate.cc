@@ -436,13 +436,53 @@ class Validator {
       if (f.rate_limit->requests == 0) e_.add(at, "requests must be > 0");
       if (f.rate_limit->interval.count() <= 0) e_.add(at, "interval must be > 0");
       const std::string& key = f.rate_limit->key;
-      if (key != "ClientIP" &&
+      if (key != "ClientIP" && key != "Consumer" &&
           !(key.starts_with("Header:") && is_token(std::string_view(key).substr(7)))) {
-        e_.add(at, "key " + quote(key) + " must be \"ClientIP\" or \"Header:<name>\"");
+        e_.add(at, "key " + quote(key) + " must be \"ClientIP\", \"Consumer\" or \"Header:<name>\"");
       }
       if (f.rate_limit->status_code < 400 || f.rate_limit->status_code > 599)
         e_.add(at, "statusCode " + std::to_string(f.rate_limit->status_code) + " must be from 400 to 599");
       check_cidrs(f.rate_limit->exempt_sources, at + ".exemptSources");
+    }
+    if (f.api_key) {
+      std::string at = where + ".apiKey";
+      const ApiKey& a = *f.api_key;
+      if (a.header.empty() && a.query_param.empty()) e_.add(at, "header and queryParam must not both be empty");
+      if (!a.header.empty() && !is_token(a.header)) e_.add(at + ".header", quote(a.header) + " is not a valid header name");
+      if (!a.query_param.empty() && (has_control(a.query_param, false) ||
+                                     a.query_param.find_first_of("&=# ") != std::string::npos))
+        e_.add(at + ".queryParam", quote(a.query_param) + " is not a valid query parameter name");
+      if (!a.consumer_header.empty() && !is_token(a.consumer_header))
+        e_.add(at + ".consumerHeader", quote(a.consumer_header) + " is not a valid header name");
+      if (a.unknown_key_status != 401 && a.unknown_key_status != 403)
+        e_.add(at + ".unknownKeyStatus", std::to_string(a.unknown_key_status) + " must be 401 or 403");
+      for (size_t i = 0; i < a.keys.size(); ++i) {
+        const ApiKeyEntry& k = a.keys[i];
+        std::string ki = at + "." + idx("keys", i);
+        if (k.consumer.empty() || has_control(k.consumer, false))
+          e_.add(ki + ".consumer", "must be non-empty text without control characters");
+        bool hex = k.sha256.size() == 64 &&
+                   k.sha256.find_first_not_of("0123456789abcdef") == std::string::npos;
+        if (!hex) e_.add(ki + ".sha256", "must be 64 lower-case hex digits");
+      }
+    }
+    if (f.basic_auth) {
+      std::string at = where + ".basicAuth";
+      const BasicAuth& b = *f.basic_auth;
+      if (b.realm.empty() || has_control(b.realm, false) || b.realm.find_first_of("\"\\") != std::string::npos)
+        e_.add(at + ".realm", "must be non-empty text without control characters, quotes or backslashes");
+      if (!b.consumer_header.empty() && !is_token(b.consumer_header))
+        e_.add(at + ".consumerHeader", quote(b.consumer_header) + " is not a valid header name");
+      for (size_t i = 0; i < b.users.size(); ++i) {
+        const BasicAuthUser& u = b.users[i];
+        std::string ui = at + "." + idx("users", i);
+        if (u.name.empty() || has_control(u.name, false) || u.name.find(':') != std::string::npos)
+          e_.add(ui + ".name", "must be non-empty text without control characters or \":\"");
+        std::string_view h = u.hash;
+        if (!(h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$") ||
+              h.starts_with("$5$") || h.starts_with("$6$")))
+          e_.add(ui + ".hash", "must be a bcrypt ($2a$, $2b$, $2y$), SHA-256 ($5$) or SHA-512 ($6$) crypt hash");
+      }
     }
     if (f.jwt) {
       std::string at = where + ".jwt";

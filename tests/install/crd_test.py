@@ -87,9 +87,14 @@ def walk(node, path, under_spec):
                 f"{path}: string is bounded (maxLength, enum or date-time)")
     if typ == "object":
         props = node.get("properties")
+        # A string map (labels) is typed and bounded: additionalProperties with
+        # a schema, and maxProperties.
+        typed_map = isinstance(node.get("additionalProperties"), dict) and "maxProperties" in node
         if under_spec:
-            t.check(props is not None and not node.get("x-kubernetes-preserve-unknown-fields"),
-                    f"{path}: object lists its properties (no free-form objects)")
+            t.check((props is not None or typed_map) and not node.get("x-kubernetes-preserve-unknown-fields"),
+                    f"{path}: object lists its properties or is a bounded typed map (no free-form objects)")
+        if typed_map:
+            walk(node["additionalProperties"], path + "{}", under_spec)
         for r in node.get("required", []):
             t.check(r in (props or {}), f"{path}: required field {r} is a property")
         for k, sub in (props or {}).items():
@@ -138,6 +143,11 @@ spec.rules.filters.urlRewrite.hostname spec.rules.filters.urlRewrite.path.type
 spec.rules.filters.urlRewrite.path.replaceFullPath spec.rules.filters.urlRewrite.path.replacePrefixMatch
 spec.rules.filters.requestMirror.backendRef.name spec.rules.filters.requestMirror.backendRef.port
 spec.rules.filters.cache.ttl spec.rules.filters.cache.maxBytes spec.rules.filters.cache.maxObjectBytes
+spec.rules.filters.ipAllow spec.rules.filters.ipDeny
+spec.rules.filters.apiKey.secretSelector.matchLabels spec.rules.filters.apiKey.header spec.rules.filters.apiKey.queryParam
+spec.rules.filters.apiKey.consumerHeader spec.rules.filters.apiKey.unknownKeyStatus
+spec.rules.filters.basicAuth.secretRef.name spec.rules.filters.basicAuth.secretRef.key spec.rules.filters.basicAuth.realm
+spec.rules.filters.basicAuth.consumerHeader
 spec.rules.backendRefs.group spec.rules.backendRefs.kind spec.rules.backendRefs.name
 spec.rules.backendRefs.namespace spec.rules.backendRefs.port spec.rules.backendRefs.weight
 spec.rules.policy.loadBalancer.type spec.rules.policy.loadBalancer.consistentHash.type

@@ -226,6 +226,21 @@ std::vector<Case> cases() {
        "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
        "spec.rules[0].filters.rewrite: unknown filter"},
 
+      {"a bad CIDR in ipAllow names its field; the route is not served", route("shop", R"(
+  rules:
+  - filters: {ipAllow: [10.0.0.0/8, 10.0.0.0/33], ipDeny: [nope]}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.ipAllow[1]: bad prefix length in \"10.0.0.0/33\"; "
+       "spec.rules[0].filters.ipDeny[0]: \"nope\" is not an IP address or CIDR"},
+
+      {"an empty ipDeny is refused", route("shop", R"(
+  rules:
+  - filters: {ipDeny: []}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.ipDeny: must list at least one address or CIDR"},
+
       {"a bad duration", route("shop", R"(
   rules:
   - backendRefs: [{name: shop-v1, port: 8080}]
@@ -468,6 +483,8 @@ TEST(Translate, EveryFilterAndPolicyField) {
       urlRewrite: {hostname: Internal.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
       requestMirror: {backendRef: {name: shop-v2, port: 8080}}
       cache: {ttl: 30s, maxBytes: 10Mi, maxObjectBytes: 512Ki}
+      ipAllow: [10.0.0.0/8, "fd00::/8", 192.0.2.7]
+      ipDeny: [10.1.0.0/16]
     backendRefs: [{name: shop-v1, port: 8080}]
     policy:
       loadBalancer: {type: ConsistentHash, consistentHash: {type: Cookie, cookie: {name: sticky, ttl: 1h}}}
@@ -504,6 +521,7 @@ TEST(Translate, EveryFilterAndPolicyField) {
       sn::UrlRewrite{"internal.example.com", {sn::PathRewriteType::kReplacePrefixMatch, "/v2"}};
   f.request_mirror = sn::RequestMirror{"default/shop-v2:8080"};
   f.cache = sn::Cache{30000ms, 10ull << 20, 512ull << 10};
+  f.source_range = sn::SourceRange{{"10.0.0.0/8", "fd00::/8", "192.0.2.7"}, {"10.1.0.0/16"}};
   EXPECT_EQ(r.snapshot.routes[0].rules[0].filters, f);
 
   sn::Policy p;
@@ -520,6 +538,116 @@ TEST(Translate, EveryFilterAndPolicyField) {
       "https", "www.example.com", 8443, {sn::PathRewriteType::kReplaceFullPath, "/new"}, 308};
   EXPECT_EQ(r.snapshot.routes[0].rules[1].filters.request_redirect, redirect);
   EXPECT_TRUE(r.snapshot.routes[0].rules[1].backends.empty());
+}
+
+// apiKey: consumer Secrets selected by labels become digests; basicAuth: the
+// htpasswd Secret's accepted users, refused lines named in ResolvedRefs.
+TEST(Translate, ApiKeyAndBasicAuthSecrets) {
+  // bcrypt line written by htpasswd -nbB -C 4 alice 'open sesame'
+  Cache cache = load(std::string(kBackends) + R"(
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: alice, labels: {gantry.dev/api-consumer: shop}}
+stringData: {key: key-alice-0123456789, consumer: alice}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bob, labels: {gantry.dev/api-consumer: shop, extra: x}}
+stringData: {key: key-bob-9876543210}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: copy, labels: {gantry.dev/api-consumer: shop}}
+stringData: {key: key-bob-9876543210, consumer: mallory}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: nokey, labels: {gantry.dev/api-consumer: shop}}
+stringData: {consumer: carol}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other, labels: {gantry.dev/api-consumer: other}}
+stringData: {key: other-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: elsewhere, namespace: team-b, labels: {gantry.dev/api-consumer: shop}}
+stringData: {key: elsewhere-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: staff}
+stringData:
+  auth: |
+    alice:$2y$04$dD/xXdPDwE3/ZsXH8exTJOZz1xzNwPV7jUzkf1bVDqFZqZTG.ddze
+    mallory:$apr1$pEHspv1V$yTYoAx7LRDJLHOrIkKU5I/
+)" + route("shop", R"(
+  rules:
+  - filters:
+      apiKey: {secretSelector: {matchLabels: {gantry.dev/api-consumer: shop}}, queryParam: k, unknownKeyStatus: 403}
+      rateLimit: {requests: 5, interval: 1m, key: Consumer}
+      basicAuth: {secretRef: {name: staff}, realm: Staff}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& f = r.snapshot.routes[0].rules[0].filters;
+  ASSERT_TRUE(f.api_key);
+  EXPECT_EQ(f.api_key->header, "x-api-key");  // the default, besides the query parameter
+  EXPECT_EQ(f.api_key->query_param, "k");
+  EXPECT_EQ(f.api_key->consumer_header, "x-consumer");
+  EXPECT_EQ(f.api_key->unknown_key_status, 403);
+  std::vector<snapshot::ApiKeyEntry> want = {
+      {"alice", "f82ed249117cbb38d189bb742ad45f93b3993287304f8951c8949286283d9af3"},
+      {"bob", "004b39054903301234e6bf8905dc22cf4f3b15c4e899a0f98063631b84dcf776"}};
+  EXPECT_EQ(f.api_key->keys, want);  // in Secret order; the copy and the keyless one left out
+  ASSERT_TRUE(f.basic_auth);
+  EXPECT_EQ(f.basic_auth->realm, "Staff");
+  ASSERT_EQ(f.basic_auth->users.size(), 1u);
+  EXPECT_EQ(f.basic_auth->users[0].name, "alice");
+  EXPECT_EQ(f.rate_limit->key, "Consumer");
+  EXPECT_EQ(dump(r.statuses), "GatewayRoute default/shop Accepted=True ResolvedRefs=False(InvalidSecret)\n");
+  std::string msgs = all_messages(r.statuses);
+  EXPECT_NE(msgs.find("spec.rules[0].filters.apiKey.secretSelector.matchLabels: Secret default/copy has the same "
+                      "key as Secret default/bob"), std::string::npos) << msgs;
+  EXPECT_NE(msgs.find("Secret default/nokey has no key \"key\""), std::string::npos) << msgs;
+  EXPECT_NE(msgs.find("spec.rules[0].filters.basicAuth.secretRef: Secret default/staff key \"auth\": line 2: user "
+                      "\"mallory\": MD5 ($apr1$) hashes are refused"), std::string::npos) << msgs;
+  // No key text anywhere in the snapshot.
+  std::string bytes = snapshot::encode(r.snapshot);
+  EXPECT_EQ(bytes.find("key-alice"), std::string::npos);
+}
+
+TEST(Translate, AuthFiltersWithoutSecretsRefuseEveryone) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters:
+      apiKey: {secretSelector: {matchLabels: {team: none}}}
+      basicAuth: {secretRef: {name: missing}}
+    backendRefs: [{name: shop-v1, port: 8080}])") + route("bad", R"(
+  rules:
+  - filters:
+      rateLimit: {requests: 5, interval: 1m, key: Consumer}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      apiKey: {secretSelector: {matchLabels: {team: none}}, unknownKeyStatus: 404}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& f = r.snapshot.routes[0].rules[0].filters;
+  ASSERT_TRUE(f.api_key && f.basic_auth);
+  EXPECT_TRUE(f.api_key->keys.empty());
+  EXPECT_EQ(f.api_key->header, "x-api-key");
+  EXPECT_TRUE(f.basic_auth->users.empty());
+  std::string msgs = all_messages(r.statuses);
+  EXPECT_NE(msgs.find("spec.rules[0].filters.apiKey.secretSelector.matchLabels: no Secret in namespace default has "
+                      "the labels team=none; every request is refused"), std::string::npos) << msgs;
+  EXPECT_NE(msgs.find("spec.rules[0].filters.basicAuth.secretRef: Secret default/missing not found"),
+            std::string::npos) << msgs;
+  EXPECT_NE(msgs.find("spec.rules[1].filters.apiKey.unknownKeyStatus: must be 401 or 403"), std::string::npos) << msgs;
+  EXPECT_NE(msgs.find("spec.rules[0].filters.rateLimit.key: Consumer needs an apiKey or basicAuth filter"),
+            std::string::npos) << msgs;
 }
 
 TEST(Translate, PolicyDefaultsComeFromTheModel) {

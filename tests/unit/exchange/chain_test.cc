@@ -50,6 +50,8 @@ struct EveryFilter {
     f.https_redirect = snapshot::HttpsRedirect{};
     f.source_range = snapshot::SourceRange{{"0.0.0.0/0"}, {}};
     f.hsts = snapshot::Hsts{};
+    f.api_key = snapshot::ApiKey{"x-api-key", "", "", 401, {}};
+    f.basic_auth = snapshot::BasicAuth{};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -61,13 +63,25 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
   EveryFilter e;
   FilterChain chain = build_chain(e.rule, e.parts);
   std::vector<std::string_view> want(FilterChain::kOrder.begin(), FilterChain::kOrder.end());
+  // One rate limit per rule: keyed by ClientIP here (consumer_rate_limit is its place with key Consumer).
+  std::erase(want, std::string_view("consumer_rate_limit"));
   EXPECT_EQ(chain.names(), want);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"https_redirect", "cors", "rate_limit", "source_range",
-                                            "body_limit", "jwt", "redirect"}));
+            (std::vector<std::string_view>{"https_redirect", "cors", "rate_limit", "source_range", "api_key",
+                                            "basic_auth", "body_limit", "jwt", "redirect"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
-            (std::vector<std::string_view>{"jwt", "url_rewrite", "request_headers"}));
+            (std::vector<std::string_view>{"api_key", "basic_auth", "jwt", "url_rewrite", "request_headers"}));
   EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers", "hsts"}));
+}
+
+TEST(FilterChain, AConsumerRateLimitRunsAfterAuthentication) {
+  EveryFilter e;
+  e.rule.filters.rate_limit->key = "Consumer";
+  e.parts.rate_limiter = std::move(filters::RateLimiter::create(*e.rule.filters.rate_limit)).value();
+  FilterChain chain = build_chain(e.rule, e.parts);
+  EXPECT_EQ(names(chain.on_request()),
+            (std::vector<std::string_view>{"https_redirect", "cors", "source_range", "api_key", "basic_auth",
+                                            "consumer_rate_limit", "body_limit", "jwt", "redirect"}));
 }
 
 TEST(FilterChain, NoFiltersNoChain) {
@@ -112,6 +126,8 @@ TEST(FilterChain, AnAnswerStopsTheFiltersAfterIt) {
   e.rule.filters.https_redirect.reset();
   e.rule.filters.jwt.reset();
   e.parts.jwt.reset();
+  e.rule.filters.api_key.reset();
+  e.rule.filters.basic_auth.reset();
   FilterChain chain = build_chain(e.rule, e.parts);
   testing::FakeRequest pre;
   pre.method = "OPTIONS";

@@ -2,6 +2,7 @@
 // points to, and runs a rule's chain the way the exchange driver does.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,8 @@ struct Outcome {
   std::string upstream_path, upstream_host;
   OwnedHeaders upstream_set, upstream_add;
   std::vector<std::string> upstream_removed;
+  std::optional<std::string> upstream_query;  // set when a filter changed the query
+  std::string consumer;                       // ex.consumer after the request phase
 };
 
 class FakeExchange {
@@ -70,6 +73,7 @@ class FakeExchange {
     o.verdict = chain.run_request(ex);
     o.reply = ex.reply;
     o.body_limit = ex.body_limit;
+    o.consumer = std::string(ex.consumer);
     if (o.verdict != Verdict::kContinue) return o;
     UpstreamRequest up;
     up.path = std::string(ex.req.path);
@@ -80,6 +84,7 @@ class FakeExchange {
     for (auto n : up.headers.remove) o.upstream_removed.emplace_back(n);
     for (const auto& h : up.headers.set) o.upstream_set.emplace_back(h.name, h.value);
     for (const auto& h : up.headers.add) o.upstream_add.emplace_back(h.name, h.value);
+    o.upstream_query = up.query;
     HeaderEdits edits;
     std::vector<http::Header> resp_fields;
     ResponseInfo resp{200, &resp_fields, false};

@@ -94,6 +94,8 @@ struct Row {
   std::vector<std::string> upstream_removed, response_removed;
   std::optional<uint64_t> body_limit;
   int repeat = 1;  // run this many times on one chain; the last run is checked
+  std::optional<std::string> upstream_query;  // when kContinue: the query a filter set (nullopt: unchanged)
+  std::string consumer;                       // when kContinue: who authenticated
 };
 
 snapshot::Filters cors() {
@@ -290,6 +292,100 @@ std::vector<Row> rows() {
     tls_row.response_headers = {{"Strict-Transport-Security", "max-age=31536000; includeSubDomains"}};
     t.push_back(tls_row);
     t.push_back({"hsts_not_on_plain_http", h, req("GET", "/"), Verdict::kContinue});
+  }
+  // ---- api key (keys "key-alice-0123456789" and "key-bob-9876543210")
+  {
+    snapshot::Filters f;
+    snapshot::ApiKey a;
+    a.header = "x-api-key";
+    a.query_param = "api_key";
+    a.consumer_header = "x-consumer";
+    a.keys = {{"alice", "f82ed249117cbb38d189bb742ad45f93b3993287304f8951c8949286283d9af3"},
+              {"bob", "004b39054903301234e6bf8905dc22cf4f3b15c4e899a0f98063631b84dcf776"}};
+    f.api_key = a;
+    {
+      Row r{"api_key_header_known", f,
+            req("GET", "/", {{"X-Api-Key", "key-alice-0123456789"}, {"X-Consumer", "mallory"}}),
+            Verdict::kContinue};
+      r.upstream_set = {{"x-consumer", "alice"}};
+      r.upstream_removed = {"x-api-key"};
+      r.consumer = "alice";
+      t.push_back(r);
+    }
+    {
+      Row r{"api_key_query_known_and_dropped", f, with_query(req("GET", "/"), "a=1&api_key=key-bob-9876543210&b=2"),
+            Verdict::kContinue};
+      r.upstream_set = {{"x-consumer", "bob"}};
+      r.upstream_removed = {"x-api-key"};
+      r.upstream_query = "a=1&b=2";
+      r.consumer = "bob";
+      t.push_back(r);
+    }
+    {
+      Row r{"api_key_query_percent_encoded", f, with_query(req("GET", "/"), "api_key=key-bob-98765432%31%30"),
+            Verdict::kContinue};
+      r.upstream_set = {{"x-consumer", "bob"}};
+      r.upstream_removed = {"x-api-key"};
+      r.upstream_query = "";
+      r.consumer = "bob";
+      t.push_back(r);
+    }
+    t.push_back({"api_key_missing_401", f, req("GET", "/"), Verdict::kRespond, 401, "API key required",
+                 {{"www-authenticate", "ApiKey"}}});
+    t.push_back({"api_key_empty_401", f, req("GET", "/", {{"X-Api-Key", ""}}), Verdict::kRespond, 401,
+                 "API key required", {{"www-authenticate", "ApiKey"}}});
+    t.push_back({"api_key_unknown_401", f, req("GET", "/", {{"X-Api-Key", "key-alice-012345678"}}),
+                 Verdict::kRespond, 401, "invalid API key", {{"www-authenticate", "ApiKey"}}});
+    // the header wins over the query parameter
+    t.push_back({"api_key_header_wins", f,
+                 with_query(req("GET", "/", {{"X-Api-Key", "wrong"}}), "api_key=key-bob-9876543210"),
+                 Verdict::kRespond, 401, "invalid API key", {{"www-authenticate", "ApiKey"}}});
+    snapshot::Filters g = f;
+    g.api_key->unknown_key_status = 403;
+    t.push_back({"api_key_unknown_403_when_configured", g, req("GET", "/", {{"X-Api-Key", "nope"}}),
+                 Verdict::kRespond, 403, "invalid API key", {}});
+    t.push_back({"api_key_missing_still_401", g, req("GET", "/"), Verdict::kRespond, 401, "API key required",
+                 {{"www-authenticate", "ApiKey"}}});
+  }
+  // ---- basic auth (alice / "open sesame", bcrypt cost 4 written by htpasswd -B)
+  {
+    snapshot::Filters f;
+    snapshot::BasicAuth b;
+    b.realm = "staff";
+    b.consumer_header = "x-consumer";
+    b.users = {{"alice", "$2y$04$dD/xXdPDwE3/ZsXH8exTJOZz1xzNwPV7jUzkf1bVDqFZqZTG.ddze"}};
+    f.basic_auth = b;
+    {
+      Row r{"basic_auth_valid", f, req("GET", "/", {{"Authorization", "Basic YWxpY2U6b3BlbiBzZXNhbWU="}}),
+            Verdict::kContinue};
+      r.upstream_set = {{"x-consumer", "alice"}};
+      r.upstream_removed = {"authorization"};
+      r.consumer = "alice";
+      r.repeat = 3;  // the second and third are remembered
+      t.push_back(r);
+    }
+    Fields challenge{{"www-authenticate", "Basic realm=\"staff\", charset=\"UTF-8\""}};
+    t.push_back({"basic_auth_missing_401", f, req("GET", "/"), Verdict::kRespond, 401, "authentication required",
+                 challenge});
+    // "alice:open sesamE"
+    t.push_back({"basic_auth_wrong_password_401", f,
+                 req("GET", "/", {{"Authorization", "Basic YWxpY2U6b3BlbiBzZXNhbUU="}}), Verdict::kRespond, 401,
+                 "invalid user name or password", challenge});
+    t.push_back({"basic_auth_bearer_is_not_basic", f, req("GET", "/", {{"Authorization", "Bearer abc"}}),
+                 Verdict::kRespond, 401, "authentication required", challenge});
+  }
+  // ---- rate limit per consumer: after the authentication filters
+  {
+    snapshot::Filters f = rate(1, "Consumer");
+    snapshot::ApiKey a;
+    a.header = "x-api-key";
+    a.keys = {{"alice", "f82ed249117cbb38d189bb742ad45f93b3993287304f8951c8949286283d9af3"}};
+    f.api_key = a;
+    Row r{"rate_limit_by_consumer", f, req("GET", "/", {{"X-Api-Key", "key-alice-0123456789"}}),
+          Verdict::kRespond, 429, "rate limit exceeded",
+          {{"ratelimit-limit", "1"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"}, {"retry-after", "60"}}};
+    r.repeat = 2;
+    t.push_back(r);
   }
   // ---- body limit
   t.push_back({"body_limit_content_length_over", body_limit(10),
@@ -493,6 +589,8 @@ TEST_P(FilterTable, Runs) {
   EXPECT_EQ(o.upstream_removed, row.upstream_removed);
   EXPECT_EQ(o.response_removed, row.response_removed);
   EXPECT_EQ(o.body_limit, row.body_limit);
+  EXPECT_EQ(o.upstream_query, row.upstream_query);
+  EXPECT_EQ(o.consumer, row.consumer);
 }
 
 INSTANTIATE_TEST_SUITE_P(Filters, FilterTable, ::testing::ValuesIn(rows()),

@@ -88,6 +88,9 @@ inline Snapshot rich_snapshot() {
                            "Header:x-api-key", 503, {"10.0.0.0/8"}};
   f.https_redirect = HttpsRedirect{301, 8443};
   f.source_range = SourceRange{{"192.0.2.0/24"}, {"192.0.2.7"}};
+  f.api_key = ApiKey{"x-api-key", "apikey", "x-consumer", 403,
+                     {{"alice", "f82ed249117cbb38d189bb742ad45f93b3993287304f8951c8949286283d9af3"}}};
+  f.basic_auth = BasicAuth{"Staff", "x-user", {{"alice", "$2y$04$dD/xXdPDwE3/ZsXH8exTJOZz1xzNwPV7jUzkf1bVDqFZqZTG.ddze"}}};
   f.max_request_body_size = 1 << 20;
   f.jwt = Jwt{{"HS256", "RS256"},
               std::string("s\0e\xffkret", 8),
