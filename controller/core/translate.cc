@@ -644,7 +644,8 @@ class Translator {
       ctx.bad(sub(at, "consumerHeader"), quote(in.consumer_header) + " is not a valid header name");
     if (in.unknown_key_status) {
       if (*in.unknown_key_status != 401 && *in.unknown_key_status != 403)
-        ctx.bad(sub(at, "unknownKeyStatus"), "must be 401 or 403, got " + std::to_string(*in.unknown_key_status));
+        ctx.bad(sub(at, "unknownKeyStatus"),  // appended: GCC PR 105329 (false -Wrestrict at -O3)
+                std::string("must be 401 or 403, got ").append(std::to_string(*in.unknown_key_status)));
       else
         a.unknown_key_status = static_cast<int>(*in.unknown_key_status);
     }

@@ -74,7 +74,8 @@ HtpasswdResult parse_htpasswd(std::string_view text) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     size_t lead = line.find_first_not_of(" \t");
     if (lead == std::string_view::npos || line[lead] == '#') continue;
-    std::string where = "line " + std::to_string(line_no) + ": ";
+    std::string where("line ");  // appended: GCC PR 105329 (false -Wrestrict at -O3)
+    where.append(std::to_string(line_no)).append(": ");
     auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) {
       out.problems.push_back(where + "not user:hash");
