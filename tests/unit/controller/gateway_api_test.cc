@@ -103,9 +103,12 @@ const nlohmann::json* find(const TranslateResult& r, const std::string& kind, co
 // "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted" of a condition list.
 std::string conds(const nlohmann::json& list) {
   std::string out;
-  for (const auto& c : list)
-    out += (out.empty() ? "" : " ") + c["type"].get<std::string>() + "=" +
-           c["status"].get<std::string>() + "/" + c["reason"].get<std::string>();
+  for (const auto& c : list) {
+    // Appends, not `"x" + std::string&&`: GCC 12 -O3 warns -Wrestrict on that (GCC PR 105329).
+    if (!out.empty()) out += ' ';
+    out.append(c["type"].get<std::string>()).append("=").append(c["status"].get<std::string>());
+    out.append("/").append(c["reason"].get<std::string>());
+  }
   return out;
 }
 
