@@ -30,6 +30,7 @@ FROM debian:bookworm-slim AS runtime
 # libcpprest2.10 is the controller's Kubernetes client (ARCHITECTURE.md); libnghttp2-14
 # is the proxy's HTTP/2 codec, at 1.52.0-1+deb12u3 or newer (older builds miss the Rapid
 # Reset, CONTINUATION-flood and CVE-2026-27135 fixes): the build fails on an older one.
+# libcrypt1 (libxcrypt) verifies basicAuth's bcrypt and SHA-crypt hashes.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libc6 \
@@ -45,6 +46,7 @@ RUN apt-get update \
       libbrotli1 \
       zlib1g \
       libnghttp2-14 \
+      libcrypt1 \
  && dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libnghttp2-14)" ge 1.52.0-1+deb12u3 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
