@@ -38,29 +38,38 @@ launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
 
 failed=()
+failed_tests=()
+# ctest_stage NAME BUILD_DIR CTEST_ARGS...: runs ctest; on failure records the stage and the
+# names of its failed tests, which the last lines of the run repeat (a CI log is often cut).
+ctest_stage() {
+  local name="$1" dir="$2"; shift 2
+  if ! ctest --test-dir "$dir" --output-on-failure "$@"; then
+    failed+=("$name")
+    local list="$dir/Testing/Temporary/LastTestsFailed.log"
+    failed_tests+=("$name: $( [ -f "$list" ] && cut -d: -f2- "$list" | tr '\n' ' ')")
+  fi
+}
 
 stage "build (RelWithDebInfo) in build/"
 cmake -S . -B build -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGANTRY_WERROR=ON >/dev/null
 ninja -C build -j "$jobs"
 
 stage "unit, integration and install tests"
-if ! ctest --test-dir build --output-on-failure -j "$jobs" -L unit; then failed+=(unit); fi
-if ! ctest --test-dir build --output-on-failure -j 2 -L integration; then failed+=(integration); fi
-if ! ctest --test-dir build --output-on-failure -L install; then failed+=(install); fi
+ctest_stage unit build -j "$jobs" -L unit
+ctest_stage integration build -j 2 -L integration
+ctest_stage install build -L install
 stage "pod churn end to end (short version; the long one is hack/bench.sh churn)"
-if ! ctest --test-dir build --output-on-failure -L e2e; then failed+=(e2e); fi
+ctest_stage e2e build -L e2e
 if [ "${GANTRY_SKIP_CONFORMANCE:-0}" != 1 ]; then
   stage "Gateway API conformance (the official suite, tests/conformance; ~5 min, suite built once into ~/.cache)"
-  if ! ctest --test-dir build --output-on-failure -L conformance; then failed+=(conformance); fi
+  ctest_stage conformance build -L conformance
 fi
 
 if [ "${GANTRY_SKIP_RELEASE:-0}" != 1 ]; then
   stage "Release build (build-release/) and the integration tests on its binaries"
   cmake -S . -B build-release -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release -DGANTRY_WERROR=ON >/dev/null
   ninja -C build-release -j "$jobs" integration-binaries
-  if ! ctest --test-dir build-release --output-on-failure -j 2 -L integration -E demo_smoke; then
-    failed+=(release-integration)
-  fi
+  ctest_stage release-integration build-release -j 2 -L integration -E demo_smoke
 fi
 
 if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
@@ -68,8 +77,8 @@ if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B build-asan -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Debug \
     -DGANTRY_WERROR=ON -DGANTRY_SANITIZE=ON -DGANTRY_UNIT_ONLY=ON >/dev/null
   ninja -C build-asan -j "$jobs"
-  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit; then failed+=(sanitize); fi
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest_stage sanitize build-asan -j "$jobs" -L unit
 fi
 
 if [ "${GANTRY_SKIP_FUZZ:-0}" != 1 ]; then
@@ -77,12 +86,13 @@ if [ "${GANTRY_SKIP_FUZZ:-0}" != 1 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DGANTRY_WERROR=ON -DGANTRY_FUZZ=ON >/dev/null
   ninja -C build-fuzz -j "$jobs"
-  if ! ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz; then failed+=(fuzz); fi
+  ctest_stage fuzz build-fuzz -j "$jobs" -L fuzz
 fi
 
 stage "done"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED stages: ${failed[*]}"
+  for t in "${failed_tests[@]}"; do echo "  failed tests in $t"; done
   exit 1
 fi
 echo "all stages passed"

@@ -188,8 +188,10 @@ def test_basic_auth_htpasswd_secret(env):
     assert curl(port, "/", "staff.kube.test")[0] == 401
     assert curl(port, "/", "staff.kube.test", user="mallory:md5-password")[0] == 401
     assert curl(port, "/", "staff.kube.test", user="plain:plain-password")[0] == 401
-    cond = cp.route_conditions("staff")["ResolvedRefs"]
-    assert cond["status"] == "False" and cond["reason"] == "InvalidSecret", cond
+    # The status is written after the proxy acknowledged the snapshot, so it can trail the data plane.
+    cond = converge(lambda: cp.route_conditions("staff").get("ResolvedRefs", {}).get("status") == "False"
+                    and cp.route_conditions("staff")["ResolvedRefs"], "ResolvedRefs to name the refused lines", ctl)
+    assert cond["reason"] == "InvalidSecret", cond
     assert 'line 3: user "mallory": MD5 ($apr1$) hashes are refused' in cond["message"], cond
     assert 'line 4: user "plain": plain-text' in cond["message"], cond
     assert "plain-password" not in cond["message"]
