@@ -3,6 +3,7 @@
 #   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
 #      (built once from their Go modules into ~/.cache/gantry/testbin), and
 #      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
+#      hack/grpc-interop.sh: grpc-go's interop client and server, into the same cache;
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
 #      install, e2e) on the RelWithDebInfo build (build/), then the official
 #      Gateway API conformance suite (label conformance, tests/conformance/: fails
@@ -33,6 +34,9 @@ echo "test binaries in $GANTRY_TESTBIN"
 GANTRY_H2SPEC="$(bash hack/h2spec.sh | tail -1)"   # h2spec v2.2.1, built once into the same cache
 export GANTRY_H2SPEC
 echo "h2spec: $GANTRY_H2SPEC"
+GANTRY_GRPC_INTEROP="$(bash hack/grpc-interop.sh | tail -1)"   # grpc-go v1.85.0 interop client + server
+export GANTRY_GRPC_INTEROP
+echo "grpc interop: $GANTRY_GRPC_INTEROP"
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
