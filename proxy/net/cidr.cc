@@ -92,4 +92,20 @@ bool contains(const std::vector<Cidr>& set, std::string_view ip) {
   return false;
 }
 
+std::string_view forwarded_client(std::string_view peer, std::optional<std::string_view> xff,
+                                  const std::vector<Cidr>& trusted) {
+  if (!xff) return peer;
+  std::string_view list = *xff;
+  while (!list.empty()) {
+    auto comma = list.rfind(',');
+    std::string_view item = comma == std::string_view::npos ? list : list.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty() && !contains(trusted, item)) return item;
+    if (comma == std::string_view::npos) return item.empty() ? peer : item;
+    list = list.substr(0, comma);
+  }
+  return peer;
+}
+
 }  // namespace gantry::net

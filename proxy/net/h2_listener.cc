@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/http2/h2_downstream.h"
+#include "proxy/net/wire.h"
 
 namespace gantry::net {
 
@@ -49,35 +50,13 @@ namespace {
 std::string client_ip(const std::string& peer, const std::vector<http2::Field>& fields,
                       const std::vector<Cidr>& trusted) {
   if (trusted.empty() || !contains(trusted, peer)) return peer;
-  const http2::Field* xff = nullptr;
+  std::optional<std::string_view> xff;
   for (const auto& f : fields)
     if (f.name == "x-forwarded-for") {
-      xff = &f;
+      xff = f.value;
       break;
     }
-  if (xff == nullptr) return peer;
-  std::string_view list = xff->value;
-  while (!list.empty()) {
-    auto comma = list.rfind(',');
-    std::string_view item = comma == std::string_view::npos ? list : list.substr(comma + 1);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (!item.empty() && !contains(trusted, item)) return std::string(item);
-    if (comma == std::string_view::npos) return item.empty() ? peer : std::string(item);
-    list = list.substr(0, comma);
-  }
-  return peer;
-}
-
-void new_request_id(std::string& out) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* hex = "0123456789abcdef";
-  out.resize(32);
-  uint64_t a = rng(), b = rng();
-  for (int i = 0; i < 16; ++i) {
-    out[i] = hex[(a >> (i * 4)) & 0xf];
-    out[16 + i] = hex[(b >> (i * 4)) & 0xf];
-  }
+  return std::string(forwarded_client(peer, xff, trusted));
 }
 
 // Keeps a connection counted while one of its streams runs its exchange.

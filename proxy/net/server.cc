@@ -116,19 +116,7 @@ class Session final : public SessionBase,
   std::string_view client_ip() {
     const auto& trusted = w_.server().options().trusted_proxies;
     if (trusted.empty() || !contains(trusted, peer_ip_)) return peer_ip_;
-    auto xff = http::find_header(req_.headers, "x-forwarded-for");
-    if (!xff) return peer_ip_;
-    std::string_view list = *xff;
-    while (!list.empty()) {
-      auto comma = list.rfind(',');
-      std::string_view item = comma == std::string_view::npos ? list : list.substr(comma + 1);
-      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-      if (!item.empty() && !contains(trusted, item)) return item;
-      if (comma == std::string_view::npos) return item.empty() ? std::string_view(peer_ip_) : item;
-      list = list.substr(0, comma);
-    }
-    return peer_ip_;
+    return forwarded_client(peer_ip_, http::find_header(req_.headers, "x-forwarded-for"), trusted);
   }
 
   void close_if_idle() override {

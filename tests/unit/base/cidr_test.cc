@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace gantry::net {
 namespace {
 
@@ -29,6 +31,25 @@ TEST(Cidr, Errors) {
   EXPECT_FALSE(parse_cidr_list("10.0.0.0/8,bogus").ok());
   EXPECT_TRUE(parse_cidr_list("").ok());
   EXPECT_FALSE(contains({}, "127.0.0.1"));
+}
+
+TEST(Cidr, ForwardedClient) {
+  auto trusted = parse_cidr_list("10.0.0.0/8");
+  ASSERT_TRUE(trusted.ok());
+  struct Case {
+    std::optional<std::string_view> xff;
+    std::string_view want;
+  } cases[] = {
+      {std::nullopt, "10.0.0.1"},                      // no X-Forwarded-For: the peer
+      {"203.0.113.7", "203.0.113.7"},                  // one entry
+      {"198.51.100.1, 203.0.113.7", "203.0.113.7"},    // the right-most
+      {"203.0.113.7, 10.1.1.1", "203.0.113.7"},        // trusted entries are skipped
+      {"10.2.2.2 ,10.1.1.1", "10.2.2.2"},              // all trusted: the left-most
+      {"", "10.0.0.1"},                                // empty: the peer
+      {" , ", "10.0.0.1"},                             // only blanks: the peer
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(forwarded_client("10.0.0.1", c.xff, *trusted), c.want) << (c.xff ? *c.xff : "(none)");
 }
 
 }  // namespace
