@@ -535,7 +535,7 @@ Status list_cluster(const std::string& kubeconfig, Cache& cache, std::set<std::s
 }
 
 // gantry-controller migrate: the ingress-nginx migration report over a live
-// cluster or exported manifests (docs/ingress-nginx.md). Exit 0 when nothing
+// cluster or exported manifests (docs/migrating-from-ingress-nginx.md). Exit 0 when nothing
 // reaches --fail-on, 1 when something does, 2 on a usage error.
 int run_migrate(int argc, char** argv) {
   std::string source;

@@ -1,5 +1,5 @@
 // nginx.ingress.kubernetes.io/* annotations with ingress-nginx's semantics;
-// see ingress_nginx.h and docs/ingress-nginx.md (the table of every annotation).
+// see ingress_nginx.h and docs/migrating-from-ingress-nginx.md (the table of every annotation).
 #include "controller/core/ingress_nginx.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// ingress-nginx compatibility (--ingress-nginx-compat, docs/ingress-nginx.md):
+// ingress-nginx compatibility (--ingress-nginx-compat, docs/migrating-from-ingress-nginx.md):
 // the nginx.ingress.kubernetes.io/* annotations of an Ingress read with
 // ingress-nginx v1.15's semantics, and a verdict for every one of them.
 //

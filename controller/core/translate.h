@@ -41,7 +41,7 @@ struct TranslateOptions {
   HostnameOwners hostname_owners;  // the operator's assignments (kube: a ConfigMap)
   // Gateway API: gantry's controllerName and the Gateways' addresses.
   GatewayApiOptions gateway_api;
-  // ingress-nginx compatibility mode (--ingress-nginx-compat, docs/ingress-nginx.md).
+  // ingress-nginx compatibility mode (--ingress-nginx-compat, docs/migrating-from-ingress-nginx.md).
   IngressNginxOptions ingress_nginx;
 };
 

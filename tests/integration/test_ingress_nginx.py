@@ -1,5 +1,5 @@
 """ingress-nginx compatibility mode against a real kube-apiserver + etcd and a
-real proxy (docs/ingress-nginx.md). Ingresses of class "nginx" carrying
+real proxy (docs/migrating-from-ingress-nginx.md). Ingresses of class "nginx" carrying
 nginx.ingress.kubernetes.io annotations are applied through the API; requests
 go through gantry-proxy with curl: rewrite-target with captures (and the
 host-wide regex it implies), ssl-redirect and force-ssl-redirect (308, ACME
