@@ -97,6 +97,8 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
       // Private keys and shared secrets never leave the proxy through the admin listener.
       auto snap = cfg->effective_snapshot();
       for (auto& c : snap.certificates) c.key_pem = "[redacted]";
+      for (auto& c : snap.clusters)
+        if (c.tls && !c.tls->client_key_pem.empty()) c.tls->client_key_pem = "[redacted]";
       // API key digests and password hashes too: a digest of a weak key, or
       // a crypt hash, can be attacked offline.
       for (auto& r : snap.routes)

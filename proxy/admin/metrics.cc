@@ -32,7 +32,7 @@ Metrics::Metrics()
                            .Register(*registry_)),
       upstream_errors(prometheus::BuildCounter()
                           .Name("gantry_upstream_errors_total")
-                          .Help("Upstream failures by cluster and kind (connect, reset, timeout, protocol)")
+                          .Help("Upstream failures by cluster and kind (connect, reset, timeout, protocol, tls)")
                           .Register(*registry_)),
       active_connections(prometheus::BuildGauge()
                              .Name("gantry_downstream_connections_active")
@@ -120,7 +120,11 @@ Metrics::Metrics()
                           .Name("gantry_mirror_requests_total")
                           .Help("Mirrored request copies by mirror cluster and result "
                                 "(sent, failed, dropped, skipped)")
-                          .Register(*registry_)) {}
+                          .Register(*registry_)),
+      upstream_tls_handshakes(prometheus::BuildCounter()
+                                  .Name("gantry_upstream_tls_handshakes_total")
+                                  .Help("Completed TLS handshakes to backends, by cluster and whether the session was resumed")
+                                  .Register(*registry_)) {}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
@@ -155,6 +159,13 @@ void WorkerMetrics::upstream_done(const std::string& cluster, double seconds) {
 void WorkerMetrics::upstream_error(const std::string& cluster, const char* kind) {
   auto& c = upstream_errors_[cluster + '\0' + kind];
   if (c == nullptr) c = &m_.upstream_errors.Add({{"cluster", cluster}, {"kind", kind}});
+  c->Increment();
+}
+
+void WorkerMetrics::upstream_tls_handshake(const std::string& cluster, bool resumed) {
+  auto& c = tls_handshakes_[cluster + (resumed ? 'y' : 'n')];
+  if (c == nullptr)
+    c = &m_.upstream_tls_handshakes.Add({{"cluster", cluster}, {"resumed", resumed ? "true" : "false"}});
   c->Increment();
 }
 

@@ -61,6 +61,7 @@ class Metrics {
   prometheus::Counter& listener_bind_errors;  // snapshot listeners that could not be bound
   prometheus::Histogram& snapshot_apply_seconds;
   prometheus::Family<prometheus::Counter>& mirror_requests;  // cluster, result
+  prometheus::Family<prometheus::Counter>& upstream_tls_handshakes;  // cluster, resumed (true/false)
 
  private:
   std::vector<Collector> collectors_;
@@ -76,6 +77,8 @@ class WorkerMetrics {
   // A mirrored copy of a request: result is sent (a response came back),
   // failed, dropped (too many copies in flight) or skipped (body not buffered).
   void mirror_result(const std::string& cluster, const char* result);
+  // A completed TLS handshake to a backend of `cluster`; `resumed`: a cached session was accepted.
+  void upstream_tls_handshake(const std::string& cluster, bool resumed);
   Metrics& global() { return m_; }
 
  private:
@@ -88,6 +91,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Histogram*> upstreams_;
   std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
   std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
+  std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;
 };
 
 }  // namespace gantry::admin

@@ -18,7 +18,8 @@ std::shared_ptr<const ClusterEndpoints> make_cluster(const snapshot::Cluster& c)
   auto out = std::make_shared<ClusterEndpoints>();
   out->name = c.name;
   out->endpoints = c.endpoints;
-  out->h2c = c.protocol == snapshot::ClusterProtocol::kH2c;
+  out->h2c = c.protocol == snapshot::ClusterProtocol::kH2c || c.protocol == snapshot::ClusterProtocol::kH2;
+  out->protocol = c.protocol;
   out->keys.reserve(c.endpoints.size());
   for (const auto& e : c.endpoints) out->keys.push_back(endpoint_key(e));
   return out;
@@ -33,7 +34,10 @@ snapshot::Snapshot Config::effective_snapshot() const {
     s.certificates = snapshot->certificates;
   }
   s.version = version;
-  for (const auto& [name, c] : clusters) s.clusters.push_back({c->name, c->endpoints});
+  for (const auto& [name, c] : clusters) {
+    s.clusters.push_back({c->name, c->endpoints, c->protocol, std::nullopt});
+    if (c->tls) s.clusters.back().tls = c->tls->spec();
+  }
   std::sort(s.clusters.begin(), s.clusters.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
   return s;
@@ -76,7 +80,20 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
   cfg->table = std::move(table).value();
   cfg->tls = std::move(tls).value();
   cfg->policies = std::move(policies).value();
-  for (const auto& c : shared->clusters) cfg->clusters.emplace(c.name, make_cluster(c));
+  for (const auto& c : shared->clusters) {
+    auto compiled = std::const_pointer_cast<ClusterEndpoints>(make_cluster(c));
+    if (c.tls) {
+      auto ctx = tls::UpstreamTlsContext::create(c.name, *c.tls, compiled->h2c);
+      if (!ctx.ok()) {
+        out.errors.push_back(ctx.error().message);
+        return out;
+      }
+      compiled->tls = std::move(ctx).value();
+      // "|tls|<cluster>": one pool per cluster (its SNI and trust) per endpoint.
+      compiled->pool_suffix = std::string("|tls|").append(c.name);
+    }
+    cfg->clusters.emplace(c.name, std::move(compiled));
+  }
   for (const auto& l : shared->listeners)
     if (!l.hostnames.empty())
       cfg->listener_hosts[l.name].insert(l.hostnames.begin(), l.hostnames.end());
@@ -113,9 +130,13 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   for (const auto& c : delta->clusters) {
     // A delta carries endpoints only: the cluster keeps its protocol.
     auto& slot = cfg->clusters[c.name];
-    const bool h2c = slot && slot->h2c;
     auto next = std::const_pointer_cast<ClusterEndpoints>(make_cluster(c));
-    next->h2c = h2c;
+    next->h2c = slot && slot->h2c;
+    if (slot) {
+      next->protocol = slot->protocol;
+      next->tls = slot->tls;
+      next->pool_suffix = slot->pool_suffix;
+    }
     slot = std::move(next);
   }
   publish(std::move(cfg));

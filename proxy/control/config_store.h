@@ -24,6 +24,7 @@
 #include "proxy/router/route_table.h"
 #include "proxy/snapshot/model.h"
 #include "proxy/tls/tls_contexts.h"
+#include "proxy/tls/upstream_tls.h"
 
 namespace gantry::control {
 
@@ -32,7 +33,13 @@ struct ClusterEndpoints {
   std::string name;
   std::vector<snapshot::Endpoint> endpoints;  // ready ones, or the serving fallback
   std::vector<std::string> keys;              // "ip:port" / "[ip]:port" per endpoint
-  bool h2c = false;                           // snapshot protocol H2C: HTTP/2 upstream (net/h2_upstream.h)
+  bool h2c = false;                           // snapshot protocol H2C or H2: HTTP/2 upstream (net/h2_upstream.h)
+  snapshot::ClusterProtocol protocol = snapshot::ClusterProtocol::kHttp1;
+  // TLS to the endpoints (snapshot `tls`), null for plain TCP. Connections
+  // of a TLS cluster are pooled under `pool_suffix` appended to the endpoint
+  // key, so they are reused only by the same cluster and SNI.
+  std::shared_ptr<const tls::UpstreamTlsContext> tls;
+  std::string pool_suffix;
 };
 
 struct Config {

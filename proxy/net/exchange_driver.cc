@@ -180,13 +180,38 @@ void ExchangeDriver::release_buffers() {
   std::string().swap(upreq_.path);
 }
 
-asio::awaitable<size_t> ExchangeDriver::read_some(tcp::socket& s, Buffer& b, ms timeout, error_code& ec) {
+asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec) {
   char* p = b.prepare(kReadChunk);
-  timer_.arm(s, timeout);
-  size_t n = co_await s.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
+  timer_.arm(up.sock, timeout);
+  // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
+  size_t n;
+  if (up.tls) n = co_await up.tls->async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
+  else n = co_await up.sock.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
   timer_.disarm();
   if (!ec) b.commit(n);
   co_return n;
+}
+
+// TLS on a connected upstream socket: SNI and names from the cluster's
+// context, a resumed session when one is cached, the handshake within
+// `timeout` (the worker's sweep cancels the socket). Empty on success, else
+// why it failed (verification result, OpenSSL error, or the names check).
+asio::awaitable<std::string> ExchangeDriver::tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
+                                                          ms timeout) {
+  up.tls_ctx = c.tls;
+  up.tls = std::make_unique<UpstreamTlsStream>(up.sock, c.tls->context());
+  std::string why;
+  if (!c.tls->prepare(up.tls->native_handle(), why)) co_return why;
+  error_code ec;
+  timer_.arm(up.sock, timeout);
+  co_await up.tls->async_handshake(asio::ssl::stream_base::client, awaitable_ec(ec));
+  timer_.disarm();
+  if (ec) {
+    if (timer_.timed_out) co_return "handshake timed out";
+    co_return tls::UpstreamTlsContext::failure(up.tls->native_handle(), ec.message());
+  }
+  w_.metrics().upstream_tls_handshake(c.name, SSL_session_reused(up.tls->native_handle()) == 1);
+  co_return c.tls->check_names(up.tls->native_handle());
 }
 
 // ---- the gateway's own answers: one LocalReply, one place per codec
@@ -440,6 +465,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   }
   uint32_t retries = 0;
   int connect_failures = 0;
+  std::string tls_failure;     // why the last TLS handshake failed (the 502 says it)
   int stale_retries = 0;       // a reused connection closed under the request
   bool fresh_retried = false;  // a fresh connection closed under an idempotent request
   // Whether the rule's retry policy (and the cluster's budget) allow one more
@@ -494,8 +520,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash &&
         lbcfg.hash_on == snapshot::HashOn::kCookie && sticky != *picked->cookie)
       set_cookie_ = *picked->cookie;
-    const auto& key = cluster->keys[idx];
-    record.upstream = key;
+    const auto& endpoint_key = cluster->keys[idx];
+    record.upstream = endpoint_key;
+    // TLS connections are pooled per cluster (its SNI and trust), plain ones per endpoint.
+    const std::string& key = cluster->tls ? pool_key_.assign(endpoint_key).append(cluster->pool_suffix) : endpoint_key;
     up = w_.take_idle(key, replayable && idempotent);
     if (!up) {
       if (call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
@@ -529,6 +557,23 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       }
       set_nodelay(up->sock);
       up->sock.non_blocking(true, ec);
+      if (cluster->tls) {
+        std::string why = co_await tls_handshake(*up, *cluster, bounded(opts.upstream_connect_timeout));
+        if (!why.empty()) {
+          w_.metrics().upstream_error(ref.cluster, "tls");
+          spdlog::warn("upstream TLS to {} ({}) failed: {}", endpoint_key, ref.cluster, why);
+          report(idx, resilience::UpstreamResult::kConnectFailure);
+          tls_failure = std::move(why);
+          exclude = idx;
+          up.reset();
+          if (++connect_failures <= kMaxConnectAttempts) continue;
+          if (may_retry(resilience::TryOutcome{true, false, 0})) {
+            co_await backoff();
+            continue;
+          }
+          break;
+        }
+      }
     }
 
     // ---- send head (+ body): the head and a kept (replayable) body go out together
@@ -536,7 +581,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     error_code ec;
     {
       std::string_view head(up_head_), body(replay_);
-      if (!try_write_two(up->sock, head, body, ec)) co_await write_rest(up->sock, head, body, ec);
+      if (up->tls) co_await write_rest(*up->tls, head, body, ec);
+      else if (!try_write_two(up->sock, head, body, ec)) co_await write_rest(up->sock, head, body, ec);
     }
     if (!ec && !replayable) {
       bool client_failed = false;
@@ -594,7 +640,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       // read_some(), inlined on this hot path: one coroutine frame fewer per request.
       char* p = up->buf.prepare(kReadChunk);
       timer_.arm(up->sock, bounded(try_timeout));
-      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
+      size_t n;
+      if (up->tls) n = co_await up->tls->async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
+      else n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
       timer_.disarm();
       if (ec) break;
       up->buf.commit(n);
@@ -649,6 +697,11 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_return;
   }
   if (!response_ready) {
+    if (!tls_failure.empty()) {
+      co_await reply(down, 502, std::string("TLS to ").append(ref.cluster).append(" failed: ").append(tls_failure),
+                     true, "upstream-tls");
+      co_return;
+    }
     co_await reply(down, 502, "could not connect to any endpoint of " + ref.cluster, true);
     co_return;
   }
@@ -682,21 +735,36 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       if (h.name.size() == 17 && http::iequals(h.name, "transfer-encoding")) upstream_reusable = false;
     }
   }
-  up->buf.consume(resp_parser_.head_size());
-
   // A small Content-Length body is gathered before anything goes out, so that
   // head and body leave in one write (and the client wakes once), as nginx's
-  // response buffering does; a larger one streams.
+  // response buffering does; a larger one streams. The head stays in the
+  // buffer meanwhile: resp_'s fields view it, and a read may move the bytes
+  // (compaction, growth), after which the head is parsed again where it now
+  // is. (A backend that writes head and body apart, and TLS, which reads one
+  // record at a time, get there; consuming the head first let the body
+  // overwrite it.)
+  const size_t head_size = resp_parser_.head_size();
   if (!is_upgrade && resp_.body == http::BodyKind::kContentLength && resp_.content_length <= kGatherBody) {
     error_code rec;
-    while (up->buf.size() < resp_.content_length) {
-      char* p = up->buf.prepare(static_cast<size_t>(resp_.content_length) - up->buf.size());
+    bool moved = false;
+    while (up->buf.size() - head_size < resp_.content_length) {
+      const char* before = up->buf.data();
+      char* p = up->buf.prepare(static_cast<size_t>(resp_.content_length) - (up->buf.size() - head_size));
+      moved = moved || up->buf.data() != before;
       timer_.arm(up->sock, opts.upstream_timeout);
-      size_t n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
+      size_t n;
+      if (up->tls) n = co_await up->tls->async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
+      else n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
       timer_.disarm();
       if (rec) break;
       up->buf.commit(n);
     }
+    if (moved) {  // the same bytes, elsewhere: the same head, with views into its new place
+      resp_parser_.reset();
+      resp_.clear();
+      resp_parser_.parse(up->buf.view(), resp_, head_request);
+    }
+    up->buf.consume(head_size);
     if (rec) {
       // Cut short before anything went to the client: the gateway answers
       // instead of relaying a response it knows is incomplete.
@@ -709,6 +777,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
                      true);
       co_return;
     }
+  } else {
+    up->buf.consume(head_size);
   }
   // A Content-Length body that is already here leaves with the head.
   uint64_t inline_body = 0;
@@ -878,7 +948,9 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
                                               bool has_body, bool body_buffered, bool te_trailers,
                                               ms timeout) {
   auto& opts = w_.server().options();
-  const std::string& key = cluster.keys[idx];
+  // HTTP/2 over TLS (protocol H2) is pooled per cluster (its SNI and trust), h2c per endpoint.
+  const std::string& key = cluster.tls ? pool_key_.assign(cluster.keys[idx]).append(cluster.pool_suffix)
+                                       : cluster.keys[idx];
   const snapshot::Endpoint& ep = cluster.endpoints[idx];
   http2::RequestHead h2head = h2_request_head(up_head_, false);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
@@ -897,8 +969,18 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   if (!conn) {
     error_code ec;
     auto addr = asio::ip::make_address(ep.address, ec);
+    std::string tls_error;
     if (!ec) conn = co_await H2UpstreamConn::connect(w_.io(), tcp::endpoint(addr, ep.port),
-                                                     std::min(timeout, opts.upstream_connect_timeout), ec);
+                                                     std::min(timeout, opts.upstream_connect_timeout), ec,
+                                                     cluster.tls, &tls_error);
+    if (!conn && !tls_error.empty()) {
+      w_.metrics().upstream_error(cluster.name, "tls");
+      spdlog::warn("upstream TLS to {} ({}) failed: {}", cluster.keys[idx], cluster.name, tls_error);
+      co_await reply(down, 502, std::string("TLS to ").append(cluster.name).append(" failed: ").append(tls_error),
+                     false, "upstream-tls");
+      co_return;
+    }
+    if (conn && cluster.tls) w_.metrics().upstream_tls_handshake(cluster.name, conn->resumed());
     if (!conn) {
       w_.metrics().upstream_error(cluster.name, ec == asio::error::timed_out ? "connect_timeout" : "connect");
       co_await reply(down, 502, "could not connect to any endpoint of " + cluster.name, false);
@@ -1293,7 +1375,9 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
     }
     if (!data.empty()) {
       std::string_view pending = data;
-      if (!try_write(up.sock, pending, ec))
+      if (up.tls)
+        co_await asio::async_write(*up.tls, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+      else if (!try_write(up.sock, pending, ec))
         co_await asio::async_write(up.sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
       if (ec) co_return false;
     }
@@ -1358,7 +1442,7 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
       co_return true;
     }
     error_code ec;
-    co_await read_some(up.sock, up.buf, opts.upstream_timeout, ec);
+    co_await read_some(up, up.buf, opts.upstream_timeout, ec);
     if (ec) {
       upstream_reusable = false;
       // Reading until close: EOF is the end of the body. Anything else ended

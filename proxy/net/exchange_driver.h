@@ -141,7 +141,9 @@ class ExchangeDriver {
   // (EOF, reset, or no bytes within the timeout): counted, logged, and marked
   // on the access-log line. `got`: body bytes received; `want`: 0 if unknown.
   void upstream_truncated(bool timeout, uint64_t got, uint64_t want);
-  boost::asio::awaitable<size_t> read_some(tcp::socket& s, Buffer& b, ms timeout, error_code& ec);
+  boost::asio::awaitable<size_t> read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec);
+  boost::asio::awaitable<std::string> tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
+                                                    ms timeout);
 
   // ---- response cache (filters.cache): lookup before the upstream phase,
   // capture while relaying, store at the end. True: a hit was answered.
@@ -166,6 +168,7 @@ class ExchangeDriver {
   exchange::UpstreamRequest upreq_;   // the upstream request as the upstream-request filters leave it
   exchange::HeaderEdits resp_edits_;  // the response filters' edits of the answer's fields
   std::string up_head_;               // the upstream request head, serialised
+  std::string pool_key_;              // a TLS cluster's pool key: endpoint key + the cluster's suffix
   std::string replay_;                // a request body kept for retries and the mirror
   http::ResponseParser resp_parser_;
   http::ResponseHead resp_;

@@ -24,10 +24,9 @@ H2UpstreamConn::H2UpstreamConn(asio::io_context& io, asio::ip::tcp::socket sock)
 
 H2UpstreamConn::~H2UpstreamConn() = default;
 
-asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(asio::io_context& io,
-                                                                        asio::ip::tcp::endpoint ep,
-                                                                        std::chrono::milliseconds timeout,
-                                                                        error_code& ec) {
+asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
+    asio::io_context& io, asio::ip::tcp::endpoint ep, std::chrono::milliseconds timeout, error_code& ec,
+    std::shared_ptr<const tls::UpstreamTlsContext> tls, std::string* tls_error) {
   asio::ip::tcp::socket sock(io);
   asio::steady_timer limit(io);
   bool timed_out = false;
@@ -40,12 +39,47 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(asio::i
     }
   });
   co_await sock.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
-  limit.cancel();
   if (timed_out) ec = asio::error::timed_out;
-  if (ec) co_return nullptr;
+  if (ec) {
+    limit.cancel();
+    co_return nullptr;
+  }
   error_code ignore;
   sock.set_option(asio::ip::tcp::no_delay(true), ignore);
   auto conn = std::make_shared<H2UpstreamConn>(io, std::move(sock));
+  if (tls) {
+    // The handshake on the connection's own socket (the limit cancels it there now).
+    conn->tls_ctx_ = tls;
+    conn->tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(conn->sock_, tls->context());
+    std::string why;
+    SSL* ssl = conn->tls_->native_handle();
+    if (tls->prepare(ssl, why)) {
+      limit.async_wait([&](error_code e) {  // re-armed on the moved socket
+        if (!e) {
+          timed_out = true;
+          error_code i;
+          conn->sock_.cancel(i);
+        }
+      });
+      co_await conn->tls_->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+      if (timed_out) why = "handshake timed out";
+      else if (ec) why = tls::UpstreamTlsContext::failure(ssl, ec.message());
+      else why = tls->check_names(ssl);
+      const unsigned char* proto = nullptr;
+      unsigned len = 0;
+      SSL_get0_alpn_selected(ssl, &proto, &len);
+      if (why.empty() && std::string_view(reinterpret_cast<const char*>(proto), len) != "h2")
+        why = "the backend did not select h2 by ALPN";
+    }
+    if (!why.empty()) {
+      limit.cancel();
+      if (!ec) ec = asio::error::connection_refused;
+      if (tls_error != nullptr) *tls_error = std::move(why);
+      conn->sock_.close(ignore);
+      co_return nullptr;
+    }
+  }
+  limit.cancel();
   auto session = http2::ClientSession::create(http2::ClientLimits{}, *conn);
   if (!session.ok()) {
     ec = asio::error::no_memory;
@@ -68,7 +102,10 @@ asio::awaitable<void> H2UpstreamConn::read_loop() {
   std::string buf(16 * 1024, '\0');
   while (!dead_) {
     error_code ec;
-    const size_t n = co_await sock_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
+    size_t n;
+    if (tls_) n = co_await tls_->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    else n = co_await sock_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec || dead_) break;
     if (!session_->receive(std::string_view(buf.data(), n)).ok()) break;
     wake_writer();
@@ -87,8 +124,13 @@ asio::awaitable<void> H2UpstreamConn::write_loop() {
       continue;
     }
     error_code ec;
-    const size_t n = co_await asio::async_write(sock_, asio::buffer(out.data(), out.size()),
-                                                asio::redirect_error(asio::use_awaitable, ec));
+    size_t n;
+    if (tls_)
+      n = co_await asio::async_write(*tls_, asio::buffer(out.data(), out.size()),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    else
+      n = co_await asio::async_write(sock_, asio::buffer(out.data(), out.size()),
+                                     asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     session_->written(n);
   }

@@ -25,6 +25,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "proxy/http2/client_session.h"
+#include "proxy/tls/upstream_tls.h"
 
 namespace gantry::net {
 
@@ -63,16 +65,20 @@ struct H2Call {
 class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_from_this<H2UpstreamConn> {
  public:
   // Connects to `ep` within `timeout` and starts the connection's coroutines.
-  // Null (with `ec` set) when the connection could not be made.
-  static boost::asio::awaitable<std::shared_ptr<H2UpstreamConn>> connect(boost::asio::io_context& io,
-                                                                        boost::asio::ip::tcp::endpoint ep,
-                                                                        std::chrono::milliseconds timeout,
-                                                                        boost::system::error_code& ec);
+  // Null (with `ec` set) when the connection could not be made. With `tls`
+  // (an H2 cluster: HTTP/2 over TLS) the handshake runs within the same
+  // `timeout` and must select h2 by ALPN; when it fails `tls_error` says why.
+  static boost::asio::awaitable<std::shared_ptr<H2UpstreamConn>> connect(
+      boost::asio::io_context& io, boost::asio::ip::tcp::endpoint ep, std::chrono::milliseconds timeout,
+      boost::system::error_code& ec, std::shared_ptr<const tls::UpstreamTlsContext> tls = nullptr,
+      std::string* tls_error = nullptr);
   ~H2UpstreamConn() override;
 
   bool usable() const { return !dead_ && session_->can_open(); }
   bool dead() const { return dead_; }
   size_t open_streams() const { return calls_.size(); }
+  // TLS: whether the handshake resumed a cached session.
+  bool resumed() const { return tls_ && SSL_session_reused(tls_->native_handle()) == 1; }
 
   // Opens a stream for `call`. False: the connection cannot carry it.
   bool open(H2Call& call, const http2::RequestHead& head, bool end_stream);
@@ -100,6 +106,8 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   boost::asio::awaitable<void> write_loop();
 
   boost::asio::ip::tcp::socket sock_;
+  std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;  // after sock_: destroyed first
   std::unique_ptr<http2::ClientSession> session_;
   std::unordered_map<int32_t, H2Call*> calls_;
   boost::asio::steady_timer write_signal_;

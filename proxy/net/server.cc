@@ -634,15 +634,21 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   bool finished = false;
   // Who ended it: the first side whose pump stops (or the idle deadline).
   const char* ended_by = nullptr;
-  asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_, m.websocket_bytes_to_client),
-                 [&](std::exception_ptr) {
-                   finished = true;
-                   if (!ended_by) ended_by = "upstream";
-                   error_code ignore;
-                   lowest(client_).cancel(ignore);  // the upstream side ended: end the client side too
-                   done.cancel();
-                 });
-  co_await pump(client_, in_, up.sock, m.websocket_bytes_to_upstream);
+  auto upstream_done = [&](std::exception_ptr) {
+    finished = true;
+    if (!ended_by) ended_by = "upstream";
+    error_code ignore;
+    lowest(client_).cancel(ignore);  // the upstream side ended: end the client side too
+    done.cancel();
+  };
+  // A TLS upstream: one read and one write in flight on its stream at a time, as for the client.
+  if (up.tls) {
+    asio::co_spawn(w_.io(), pump(*up.tls, up.buf, client_, m.websocket_bytes_to_client), upstream_done);
+    co_await pump(client_, in_, *up.tls, m.websocket_bytes_to_upstream);
+  } else {
+    asio::co_spawn(w_.io(), pump(up.sock, up.buf, client_, m.websocket_bytes_to_client), upstream_done);
+    co_await pump(client_, in_, up.sock, m.websocket_bytes_to_upstream);
+  }
   if (!ended_by) ended_by = timed_out ? "idle_timeout" : "client";
   error_code ignore;
   up.sock.cancel(ignore);  // the client side ended: end the upstream side too

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <atomic>
 #include <cerrno>
@@ -54,6 +55,9 @@ inline bool idle_connection_alive(tcp::socket& s) {
 }
 
 
+// TLS to a backend (a cluster with `tls`): OpenSSL over the connection's own socket.
+using UpstreamTlsStream = asio::ssl::stream<tcp::socket&>;
+
 struct UpstreamConn {
   explicit UpstreamConn(asio::io_context& io) : sock(io) {}
   UpstreamConn(const UpstreamConn&) = delete;
@@ -62,6 +66,10 @@ struct UpstreamConn {
     if (limit) limit->limits.connections.release();
   }
   tcp::socket sock;
+  // TLS clusters: the stream every read and write goes through (after `sock`:
+  // destroyed first), and the context it was made from (kept alive with it).
+  std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx;
+  std::unique_ptr<UpstreamTlsStream> tls;
   std::shared_ptr<upstream::Breaker> limit;  // counts this connection in its cluster's maxConnections
   Buffer buf{kReadChunk};
   std::string key;

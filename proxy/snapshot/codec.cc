@@ -50,7 +50,7 @@ const EnumTable<LoadBalancerType> kLoadBalancerTypes = {
     {"Random", LoadBalancerType::kRandom},
     {"ConsistentHash", LoadBalancerType::kConsistentHash}};
 const EnumTable<ClusterProtocol> kClusterProtocols = {
-    {"HTTP1", ClusterProtocol::kHttp1}, {"H2C", ClusterProtocol::kH2c}};
+    {"HTTP1", ClusterProtocol::kHttp1}, {"H2C", ClusterProtocol::kH2c}, {"H2", ClusterProtocol::kH2}};
 const EnumTable<HashOn> kHashOns = {
     {"Header", HashOn::kHeader}, {"Cookie", HashOn::kCookie}, {"SourceIP", HashOn::kSourceIP}};
 
@@ -460,9 +460,24 @@ ojson enc(const Endpoint& e) {
   return o;
 }
 
+ojson enc(const UpstreamTls& t) {
+  ojson o = ojson::object();
+  if (!t.server_name.empty()) o["serverName"] = t.server_name;
+  if (!t.ca_pem.empty()) o["caPem"] = t.ca_pem;
+  if (t.system_ca) o["systemCa"] = true;
+  if (!t.verify) o["verify"] = false;
+  put_list(o, "subjectAltNames", t.subject_alt_names);
+  if (!t.client_cert_pem.empty()) o["clientCertPem"] = t.client_cert_pem;
+  if (!t.client_key_pem.empty()) o["clientKeyPem"] = t.client_key_pem;
+  put_list(o, "alpn", t.alpn);
+  if (!t.min_version.empty()) o["minVersion"] = t.min_version;
+  return o;
+}
+
 ojson enc(const Cluster& c) {
   ojson o{{"name", c.name}, {"endpoints", enc_list(c.endpoints)}};
   if (c.protocol != ClusterProtocol::kHttp1) o["protocol"] = name_of(c.protocol, kClusterProtocols);
+  if (c.tls) o["tls"] = enc(*c.tls);
   return o;
 }
 
@@ -889,6 +904,20 @@ class Reader {
     get(j, "name", c.name);
     get(j, "endpoints", c.endpoints);
     get(j, "protocol", c.protocol);
+    get(j, "tls", c.tls);
+  }
+
+  void read(const json& j, UpstreamTls& t) {
+    expect_object(j);
+    get(j, "serverName", t.server_name);
+    get(j, "caPem", t.ca_pem);
+    get(j, "systemCa", t.system_ca);
+    get(j, "verify", t.verify);
+    get(j, "subjectAltNames", t.subject_alt_names);
+    get(j, "clientCertPem", t.client_cert_pem);
+    get(j, "clientKeyPem", t.client_key_pem);
+    get(j, "alpn", t.alpn);
+    get(j, "minVersion", t.min_version);
   }
 
   void read(const json& j, Listener& l) {

@@ -365,13 +365,34 @@ struct Endpoint {
 // How the proxy speaks to a cluster's endpoints. kH2c: HTTP/2 with prior
 // knowledge over cleartext (Service port appProtocol kubernetes.io/h2c, grpc
 // or h2c); streams multiplexed on few connections per endpoint per worker.
-enum class ClusterProtocol : uint8_t { kHttp1, kH2c };
+// kH2: HTTP/2 over TLS (the cluster has `tls`; ALPN offers h2).
+enum class ClusterProtocol : uint8_t { kHttp1, kH2c, kH2 };
+
+// TLS from the proxy to a cluster's endpoints (Gateway API BackendTLSPolicy,
+// Service appProtocol https, ingress-nginx backend-protocol HTTPS / GRPCS).
+// The chain is verified against `ca_pem` and/or the system store, and the
+// certificate must name `subject_alt_names` (any one of them; DNS names, or
+// URIs when they contain "://"), else `server_name`. `verify` false skips
+// both checks (ingress-nginx's proxy-ssl-verify off, its default).
+struct UpstreamTls {
+  std::string server_name;  // "serverName": SNI; the name verified when subjectAltNames is empty
+  std::string ca_pem;       // "caPem": trust anchors, PEM (one or more certificates)
+  bool system_ca = false;   // "systemCa": trust the system store too
+  bool verify = true;       // "verify"
+  std::vector<std::string> subject_alt_names;  // "subjectAltNames"
+  std::string client_cert_pem;  // "clientCertPem": presented to backends that ask (mTLS)
+  std::string client_key_pem;   // "clientKeyPem"
+  std::vector<std::string> alpn;  // "alpn": offered protocols; default ["h2"] for H2, none for HTTP1
+  std::string min_version;        // "minVersion": "TLS1.2" (default, omitted) | "TLS1.3"
+  bool operator==(const UpstreamTls&) const = default;
+};
 
 // One cluster per (namespace, service, port). Name: "ns/service:port".
 struct Cluster {
   std::string name;
   std::vector<Endpoint> endpoints;
-  ClusterProtocol protocol = ClusterProtocol::kHttp1;  // JSON "protocol": "HTTP1" (default, omitted) | "H2C"
+  ClusterProtocol protocol = ClusterProtocol::kHttp1;  // JSON "protocol": "HTTP1" (default, omitted) | "H2C" | "H2"
+  std::optional<UpstreamTls> tls;                      // JSON "tls": absent = plain TCP
   bool operator==(const Cluster&) const = default;
 };
 

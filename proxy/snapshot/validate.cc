@@ -201,6 +201,7 @@ class Validator {
                "duplicate cluster name (also clusters[" + std::to_string(it->second) + "])");
       }
       check_endpoints(c, e_);
+      check_upstream_tls(c);
     }
     std::unordered_map<std::string, size_t> seen_routes;
     for (size_t i = 0; i < s_.routes.size(); ++i) check_route(s_.routes[i], i, seen_routes);
@@ -631,6 +632,7 @@ class Validator {
 
   void check_certificate(const TlsCertificate& c, size_t i,
                          std::unordered_map<std::string_view, size_t>& seen);
+  void check_upstream_tls(const Cluster& c);
 
   const Snapshot& s_;
   Errors& e_;
@@ -702,6 +704,75 @@ void Validator::check_certificate(const TlsCertificate& c, size_t i,
 }
 
 }  // namespace
+
+// A cluster's `tls`: readable PEM (every block of caPem a certificate, an
+// unencrypted client key matching its certificate), something to verify
+// against, names a TLS client can send, and H2 only over TLS.
+void Validator::check_upstream_tls(const Cluster& c) {
+  std::string where = "cluster " + c.name;
+  if (!c.tls) {
+    if (c.protocol == ClusterProtocol::kH2) e_.add(where, "protocol H2 (HTTP/2 over TLS) needs tls");
+    return;
+  }
+  const UpstreamTls& t = *c.tls;
+  where += " tls";
+  if (!t.server_name.empty()) {
+    if (auto p = hostname_problem(t.server_name, false); !p.empty()) e_.add(where + ".serverName", p);
+  }
+  if (t.verify && t.ca_pem.empty() && !t.system_ca) {
+    e_.add(where, "verify needs caPem or systemCa (or verify false)");
+  }
+  if (t.verify && t.server_name.empty() && t.subject_alt_names.empty()) {
+    e_.add(where, "verify needs serverName or subjectAltNames (the name the certificate must carry)");
+  }
+  for (size_t i = 0; i < t.subject_alt_names.size(); ++i) {
+    const std::string& n = t.subject_alt_names[i];
+    if (n.empty() || n.size() > 2048) e_.add(where + "." + idx("subjectAltNames", i), "must be 1..2048 bytes");
+  }
+  for (size_t i = 0; i < t.alpn.size(); ++i) {
+    if (t.alpn[i].empty() || t.alpn[i].size() > 255) e_.add(where + "." + idx("alpn", i), "must be 1..255 bytes");
+  }
+  if (!t.min_version.empty() && t.min_version != "TLS1.2" && t.min_version != "TLS1.3") {
+    e_.add(where + ".minVersion", std::string("must be TLS1.2 or TLS1.3, not ").append(quote(t.min_version)));  // GCC PR 105329
+  }
+  if (t.ca_pem.size() > (1u << 26) || t.client_cert_pem.size() > (1u << 26) || t.client_key_pem.size() > (1u << 26)) {
+    e_.add(where, "PEM data too large");
+    return;
+  }
+  if (!t.ca_pem.empty()) {
+    ERR_clear_error();
+    auto bio = mem_bio(t.ca_pem);
+    size_t n = 0;
+    while (true) {
+      std::unique_ptr<X509, X509Free> ca(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+      if (!ca) break;
+      ++n;
+    }
+    // The loop ends on "no start line" after the last block; anything else is damage.
+    unsigned long last = ERR_peek_last_error();
+    ERR_clear_error();
+    if (n == 0) {
+      e_.add(where + ".caPem", "does not hold a PEM certificate");
+    } else if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE) {
+      e_.add(where + ".caPem", std::string("certificate ").append(std::to_string(n + 1)).append(" is not readable PEM"));
+    }
+  }
+  if (t.client_cert_pem.empty() != t.client_key_pem.empty()) {
+    e_.add(where, "clientCertPem and clientKeyPem go together");
+  } else if (!t.client_cert_pem.empty()) {
+    ERR_clear_error();
+    auto cert_bio = mem_bio(t.client_cert_pem);
+    std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
+    if (!cert) e_.add(where + ".clientCertPem", "does not hold a PEM certificate: " + openssl_error());
+    auto key_bio = mem_bio(t.client_key_pem);
+    std::unique_ptr<EVP_PKEY, PkeyFree> key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
+    if (!key) e_.add(where + ".clientKeyPem", "does not hold an unencrypted PEM private key: " + openssl_error());
+    if (cert && key && X509_check_private_key(cert.get(), key.get()) != 1) {
+      ERR_clear_error();
+      e_.add(where, "clientKeyPem does not match the certificate in clientCertPem");
+    }
+  }
+}
 
 std::vector<std::string> validate(const Snapshot& s) {
   Errors errors;

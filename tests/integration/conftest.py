@@ -807,8 +807,9 @@ class CertAuthority:
         self.path = Path(workdir) / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name, hostnames):
-        """Returns (certPem, keyPem) for a leaf certificate with `hostnames` as SANs."""
+    def issue(self, common_name, hostnames, uris=()):
+        """Returns (certPem, keyPem) for a leaf certificate with `hostnames`
+        (DNS) and `uris` (URI, e.g. SPIFFE IDs) as SANs."""
         x509, NameOID, dt = self._x509, self._oid, self._dt
         key = self._ec.generate_private_key(self._ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
@@ -819,8 +820,9 @@ class CertAuthority:
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(hours=1))
                 .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]),
-                               critical=False)
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.DNSName(h) for h in hostnames]
+                    + [x509.UniformResourceIdentifier(u) for u in uris]), critical=False)
                 .sign(self.key, self._hashes.SHA256()))
         enc = self._ser.Encoding.PEM
         cert_pem = cert.public_bytes(enc).decode()

@@ -86,6 +86,24 @@ TEST(CodecTest, ClusterProtocolTravelsOnlyWhenNotHttp1) {
   EXPECT_EQ(explicit_http1->clusters[0].protocol, ClusterProtocol::kHttp1);
 }
 
+TEST(CodecTest, UpstreamTlsTravelsOnlyWhenSet) {
+  Snapshot s;
+  s.clusters.push_back(Cluster{"ns/web:80", {{"10.0.0.2", 80, true}}});
+  EXPECT_EQ(encode(s).find("\"tls\""), std::string::npos);
+  UpstreamTls t;
+  t.server_name = "web.internal";
+  t.system_ca = true;
+  s.clusters[0].tls = t;
+  std::string out = encode(s);
+  EXPECT_NE(out.find(R"("tls":{"serverName":"web.internal","systemCa":true})"), std::string::npos) << out;
+  auto back = decode_snapshot(out);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, s);
+  auto bad = decode_snapshot(R"({"clusters": [{"name": "c", "tls": {"verify": "no"}}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("clusters[0].tls.verify"), std::string::npos) << bad.error().message;
+}
+
 TEST(CodecTest, BinaryHmacSecretTravelsAsBase64) {
   Snapshot s = testing::rich_snapshot();
   std::string out = encode(s);

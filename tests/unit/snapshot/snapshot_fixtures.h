@@ -132,7 +132,13 @@ inline Snapshot rich_snapshot() {
   s.routes = {r};
 
   s.clusters = {Cluster{"default/web:80", {{"10.0.0.1", 8080, true}, {"fd00::1", 8081, false}}},
-                Cluster{"default/mirror:80", {}}};
+                Cluster{"default/mirror:80", {}},
+                Cluster{"default/secure:443", {{"10.0.0.3", 8443, true}}, ClusterProtocol::kH2,
+                        UpstreamTls{"secure.internal", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n",
+                                    true, false, {"secure.internal", "spiffe://cluster.local/ns/default/sa/secure"},
+                                    "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n",
+                                    "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n",
+                                    {"h2", "http/1.1"}, "TLS1.3"}}};
   s.certificates = {TlsCertificate{"default/shop-tls",
                                    {"shop.example.com"},
                                    "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",

@@ -237,6 +237,54 @@ const Mutation kMutations[] = {
        s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}, {"10.0.0.1:80", "10.0.0.1", 80, true}};
      },
      "listener 10.0.0.1:80: duplicate listener (also listeners[0])"},
+    // TLS to a cluster (UpstreamTls): each problem names the cluster and the field.
+    {"UpstreamH2WithoutTls", [](Snapshot& s) { s.clusters[0].protocol = ClusterProtocol::kH2; },
+     "cluster default/web:80: protocol H2 (HTTP/2 over TLS) needs tls"},
+    {"UpstreamTlsNothingToTrust", [](Snapshot& s) { s.clusters[0].tls = UpstreamTls{"web.internal"}; },
+     "cluster default/web:80 tls: verify needs caPem or systemCa (or verify false)"},
+    {"UpstreamTlsNoName",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{};
+       s.clusters[0].tls->system_ca = true;
+     },
+     "cluster default/web:80 tls: verify needs serverName or subjectAltNames"},
+    {"UpstreamTlsBadCaPem",
+     [](Snapshot& s) { s.clusters[0].tls = UpstreamTls{"web.internal", "not a certificate"}; },
+     "cluster default/web:80 tls.caPem: does not hold a PEM certificate"},
+    {"UpstreamTlsDamagedSecondCa",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{
+           "web.internal", shop_cert().cert_pem + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+     },
+     "cluster default/web:80 tls.caPem: certificate 2 is not readable PEM"},
+    {"UpstreamTlsBadServerName",
+     [](Snapshot& s) { s.clusters[0].tls = UpstreamTls{"bad name", shop_cert().cert_pem}; },
+     "cluster default/web:80 tls.serverName"},
+    {"UpstreamTlsMinVersion",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{"web.internal", shop_cert().cert_pem};
+       s.clusters[0].tls->min_version = "TLS1.1";
+     },
+     "cluster default/web:80 tls.minVersion: must be TLS1.2 or TLS1.3, not \"TLS1.1\""},
+    {"UpstreamTlsEmptyAlpn",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{"web.internal", shop_cert().cert_pem};
+       s.clusters[0].tls->alpn = {""};
+     },
+     "cluster default/web:80 tls.alpn[0]: must be 1..255 bytes"},
+    {"UpstreamTlsCertWithoutKey",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{"web.internal", shop_cert().cert_pem};
+       s.clusters[0].tls->client_cert_pem = shop_cert().cert_pem;
+     },
+     "cluster default/web:80 tls: clientCertPem and clientKeyPem go together"},
+    {"UpstreamTlsClientKeyMismatch",
+     [](Snapshot& s) {
+       s.clusters[0].tls = UpstreamTls{"web.internal", shop_cert().cert_pem};
+       s.clusters[0].tls->client_cert_pem = shop_cert().cert_pem;
+       s.clusters[0].tls->client_key_pem = other_cert().key_pem;
+     },
+     "cluster default/web:80 tls: clientKeyPem does not match the certificate in clientCertPem"},
     {"RouteUnknownListener", [](Snapshot& s) { s.routes[0].listeners = {"10.0.0.9:80"}; },
      "listeners[0]: \"10.0.0.9:80\" is not a listener of the snapshot"},
 };
@@ -251,6 +299,26 @@ TEST(ValidateTest, RoutesOnListenersAreValid) {
 
 INSTANTIATE_TEST_SUITE_P(Table, ValidateMutationTest, ::testing::ValuesIn(kMutations),
                          [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ValidateTest, UpstreamTlsVariantsAreValid) {
+  Snapshot s = good();
+  // Verified against a CA bundle of two, with mTLS and HTTP/2 over TLS.
+  s.clusters[0].protocol = ClusterProtocol::kH2;
+  s.clusters[0].tls = UpstreamTls{"web.internal", shop_cert().cert_pem + other_cert().cert_pem};
+  s.clusters[0].tls->client_cert_pem = other_cert().cert_pem;
+  s.clusters[0].tls->client_key_pem = other_cert().key_pem;
+  s.clusters[0].tls->min_version = "TLS1.3";
+  // The system store and SANs only; and no verification at all (ingress-nginx's default).
+  s.clusters[1].tls = UpstreamTls{};
+  s.clusters[1].tls->system_ca = true;
+  s.clusters[1].tls->subject_alt_names = {"spiffe://cluster.local/ns/default/sa/web"};
+  auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  s.clusters[1].tls = UpstreamTls{};
+  s.clusters[1].tls->verify = false;
+  errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
 
 TEST(ValidateTest, MatchingCertificateFromAnotherRunIsValid) {
   Snapshot s = good();
