@@ -763,10 +763,13 @@ void Validator::check_upstream_tls(const Cluster& c) {
     ERR_clear_error();
     auto cert_bio = mem_bio(t.client_cert_pem);
     std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
-    if (!cert) e_.add(where + ".clientCertPem", "does not hold a PEM certificate: " + openssl_error());
+    // std::string(...).append(): GCC PR 105329 (-Wrestrict on "literal" + std::string&&).
+    if (!cert) e_.add(where + ".clientCertPem", std::string("does not hold a PEM certificate: ").append(openssl_error()));
     auto key_bio = mem_bio(t.client_key_pem);
     std::unique_ptr<EVP_PKEY, PkeyFree> key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
-    if (!key) e_.add(where + ".clientKeyPem", "does not hold an unencrypted PEM private key: " + openssl_error());
+    if (!key)
+      e_.add(where + ".clientKeyPem",
+             std::string("does not hold an unencrypted PEM private key: ").append(openssl_error()));
     if (cert && key && X509_check_private_key(cert.get(), key.get()) != 1) {
       ERR_clear_error();
       e_.add(where, "clientKeyPem does not match the certificate in clientCertPem");
