@@ -10,10 +10,11 @@ small Python socket servers on 127.0.0.x.
 
 import socket
 import threading
+import time
 
 import pytest
 
-from conftest import (HTTP_TIMEOUT, next_loopback, read_responses, refusing_port,
+from conftest import (HTTP_TIMEOUT, http_request, next_loopback, read_responses, refusing_port,
                       sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane, wait_until)
 
 
@@ -75,7 +76,12 @@ class ScriptedBackend:
                     return
                 close_after = isinstance(answer, tuple)
                 try:
-                    conn.sendall(answer[0] if close_after else answer)
+                    if isinstance(answer, list):  # parts sent apart (each its own read upstream)
+                        for part in answer:
+                            conn.sendall(part)
+                            time.sleep(0.05)
+                    else:
+                        conn.sendall(answer[0] if close_after else answer)
                 except OSError:
                     return
                 if close_after:
@@ -93,6 +99,8 @@ def ok(body=b"fine"):
 def scripted(path):
     if path.startswith("/malformed"):
         return b"HTTP/1.1 abc Broken\r\nContent-Length: 0\r\n\r\n"
+    if path.startswith("/split"):  # the head, then (50 ms later) its body
+        return [b"HTTP/1.1 200 OK\r\nX-Marker: head-intact\r\nContent-Length: 300\r\n\r\n", b"0123456789" * 30]
     if path.startswith("/then-close"):
         return (ok(),)  # a keep-alive answer, then the backend closes while idle
     return ok()
@@ -161,6 +169,16 @@ def test_gateway_answer(gateway, host, path, status):
     assert 0 < len(r.body) < 512, r.body
     assert r.headers.get("server") != "gantry-echo"
     assert b"{" not in r.body  # the gateway's text, not a backend's JSON
+
+
+def test_head_and_body_in_separate_reads(gateway):
+    # The body is gathered after the head was parsed: the head's fields must
+    # survive it (they once pointed into buffer bytes the body overwrote).
+    for _ in range(3):
+        r = http_request(gateway.http_port, "/split", host="scripted.example.com")
+        assert r.status == 200, r
+        assert r.headers.get("x-marker") == "head-intact", r.headers
+        assert r.body == b"0123456789" * 30
 
 
 def test_client_request_id_kept_on_gateway_answer(gateway):
