@@ -16,6 +16,10 @@
 #                            time, heap and match time at 100, 1,000, 10,000 regex rules, sets against
 #                            one-by-one (GANTRY_BENCH_SECONDS per run, default 5; GANTRY_BENCH_ROUNDS, 3;
 #                            GANTRY_BENCH_BASELINE_BIN: the bin dir of another build to compare, same run)
+#   hack/bench.sh tracing    tracing off vs --tracing-sampling 0.01 vs 1.0 in one run, spans to a real
+#                            OpenTelemetry Collector (hack/otelcol.sh): req/s and CPU per request, then
+#                            instructions per request of each (GANTRY_BENCH_SECONDS, default 5;
+#                            GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -51,6 +55,10 @@ if [ "$what" = buildtype ]; then
 fi
 cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench regex_routes_bench >/dev/null
+if [ "$what" = tracing ]; then
+  bash tests/bench/tracing_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+  exit 0
+fi
 if [ "$what" = all ] || [ "$what" = proxy ]; then
   bash tests/bench/proxy_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-10}" "${GANTRY_BENCH_CONNECTIONS:-64}" \
     "${GANTRY_BENCH_ROUNDS:-3}"

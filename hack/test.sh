@@ -4,6 +4,7 @@
 #      (built once from their Go modules into ~/.cache/gantry/testbin), and
 #      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
 #      hack/grpc-interop.sh: grpc-go's interop client and server, into the same cache;
+#      hack/otelcol.sh: an OpenTelemetry Collector for the tracing tests, into the same cache;
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
 #      install, e2e) on the RelWithDebInfo build (build/), then the official
 #      Gateway API conformance suite (label conformance, tests/conformance/: fails
@@ -37,6 +38,9 @@ echo "h2spec: $GANTRY_H2SPEC"
 GANTRY_GRPC_INTEROP="$(bash hack/grpc-interop.sh | tail -1)"   # grpc-go v1.85.0 interop client + server
 export GANTRY_GRPC_INTEROP
 echo "grpc interop: $GANTRY_GRPC_INTEROP"
+GANTRY_OTELCOL="$(bash hack/otelcol.sh | tail -1)"  # OpenTelemetry Collector (OTLP receiver, file exporter)
+export GANTRY_OTELCOL
+echo "otelcol: $GANTRY_OTELCOL"
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi

@@ -25,6 +25,7 @@
 #include "proxy/control/control_server.h"
 #include "proxy/net/access_log.h"
 #include "proxy/net/server.h"
+#include "proxy/tracing/exporter.h"
 
 namespace {
 
@@ -39,6 +40,8 @@ struct Options {
   std::chrono::milliseconds drain{10000};
   std::string access_log = "stdout";
   std::string log_level = "info";
+  std::optional<tracing::Endpoint> tracing_endpoint;  // none: tracing off
+  std::string tracing_service_name = "gantry-proxy";
 };
 
 Options parse_flags(int argc, char** argv) {
@@ -144,6 +147,34 @@ Options parse_flags(int argc, char** argv) {
     o.log_level = std::string(v);
     return ok_status();
   });
+  fs.add("tracing-endpoint", "URL|off", "off",
+         "export one span per request by OTLP/HTTP (JSON) to this collector, e.g. "
+         "http://127.0.0.1:4318/v1/traces (docs/tracing.md); off: no tracing, trace headers pass through",
+         [&o](std::string_view v) -> Status {
+           if (v == "off") {
+             o.tracing_endpoint.reset();
+             return ok_status();
+           }
+           auto e = tracing::parse_endpoint(v);
+           if (!e.ok()) return e.error();
+           o.tracing_endpoint = *e;
+           return ok_status();
+         });
+  fs.add("tracing-sampling", "RATIO", "1.0",
+         "share of new traces sampled, 0..1 (a caller's sampled flag is followed; 5xx answers are always "
+         "exported; a route's policy.tracing.sampling replaces it)",
+         [&o](std::string_view v) -> Status {
+           double d = 0;
+           std::string s(v);
+           char* end = nullptr;
+           d = std::strtod(s.c_str(), &end);
+           if (s.empty() || end != s.c_str() + s.size() || !(d >= 0 && d <= 1))
+             return Error{"expected a ratio from 0 to 1"};
+           o.server.tracing_sampling = d;
+           return ok_status();
+         });
+  fs.add("tracing-service-name", "NAME", o.tracing_service_name, "service.name of the exported spans",
+         string_flag(&o.tracing_service_name));
   fs.parse_or_exit(argc, argv);
   if (o.stats_listen && o.admin_listen && o.stats_listen->port != 0 &&
       o.stats_listen->port == o.admin_listen->port &&
@@ -177,6 +208,16 @@ int main(int argc, char** argv) {
   admin::Metrics metrics;
   metrics.add_collector([&store] { return admin::collect_policy_metrics(store); });
   auto access_log = net::AccessLog::open(opts.access_log);
+  std::unique_ptr<tracing::Exporter> tracer;
+  if (opts.tracing_endpoint) {
+    tracing::ExporterOptions eo;
+    eo.endpoint = *opts.tracing_endpoint;
+    eo.service_name = opts.tracing_service_name;
+    tracer = std::make_unique<tracing::Exporter>(std::move(eo));
+    opts.server.tracer = tracer.get();
+    metrics.add_collector([t = tracer.get()] { return admin::collect_tracing_metrics(*t); });
+    tracer->start();
+  }
 
   if (!opts.snapshot_file.empty()) {
     std::string err;

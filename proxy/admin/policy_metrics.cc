@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "proxy/tracing/exporter.h"
 #include "proxy/upstream/cluster_state.h"
 
 namespace gantry::admin {
@@ -134,6 +135,21 @@ std::vector<MetricFamily> collect_policy_metrics(const control::ConfigStore& sto
   }
   out.push_back(std::move(ejected));
   out.push_back(std::move(ejections));
+  return out;
+}
+
+std::vector<MetricFamily> collect_tracing_metrics(const tracing::Exporter& exporter) {
+  std::vector<MetricFamily> out;
+  auto one = [&](const char* name, const char* help, uint64_t v) {
+    MetricFamily f = family(name, help, MetricType::Counter);
+    add(f, {}, static_cast<double>(v));
+    out.push_back(std::move(f));
+  };
+  one("gantry_tracing_spans_exported_total", "Spans the collector accepted", exporter.exported());
+  one("gantry_tracing_spans_dropped_total",
+      "Spans dropped: the export queue was full, or the export of their batch failed", exporter.dropped());
+  one("gantry_tracing_export_errors_total", "Export requests that failed (connect, I/O, or a non-2xx answer)",
+      exporter.export_errors());
   return out;
 }
 

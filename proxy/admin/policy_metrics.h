@@ -18,8 +18,16 @@
 
 #include "proxy/control/config_store.h"
 
+namespace gantry::tracing {
+class Exporter;
+}
+
 namespace gantry::admin {
 
 std::vector<prometheus::MetricFamily> collect_policy_metrics(const control::ConfigStore& store);
+
+// The span exporter's counters (docs/tracing.md): spans exported, spans
+// dropped (queue full, or their batch failed), failed export requests.
+std::vector<prometheus::MetricFamily> collect_tracing_metrics(const tracing::Exporter& exporter);
 
 }  // namespace gantry::admin

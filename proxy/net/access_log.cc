@@ -109,6 +109,10 @@ void AccessLog::write(const AccessRecord& r) {
   field(out, "route", r.route);
   field(out, "requestId", r.request_id);
   if (!r.error.empty()) field(out, "error", r.error);
+  if (!r.trace_id.empty()) {
+    field(out, "traceId", r.trace_id);
+    field(out, "spanId", r.span_id);
+  }
   out.push_back('}');
   out.push_back('\n');
   if (out.size() >= kBatchBytes) flush_thread();

@@ -38,6 +38,9 @@ struct AccessRecord {
   // Why the exchange ended abnormally after its answer began, e.g.
   // "upstream_truncated" (the upstream ended the body early); empty otherwise.
   std::string_view error;
+  // The exchange's trace and the gateway's span (hex), when tracing is on.
+  std::string_view trace_id;
+  std::string_view span_id;
 };
 
 class AccessLog {

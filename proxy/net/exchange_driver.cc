@@ -15,6 +15,7 @@
 #include "proxy/filters/response_capture.h"
 #include "proxy/net/access_log.h"
 #include "proxy/net/h2_upstream.h"
+#include "proxy/tracing/exporter.h"
 
 namespace gantry::net {
 
@@ -39,6 +40,24 @@ std::optional<std::string_view> cookie_value(std::string_view header, std::strin
     header.remove_prefix(semi + 1);
   }
   return std::nullopt;
+}
+
+// The trace-context fields the gateway replaces with its own when tracing
+// is on (W3C and B3).
+bool is_trace_field(std::string_view name) {
+  if (name.size() < 2) return false;
+  const char c = static_cast<char>(name[0] | 0x20);
+  if (c == 't') return http::iequals(name, "traceparent") || http::iequals(name, "tracestate");
+  if (c != 'b' && c != 'x') return false;
+  return http::iequals(name, "b3") || http::iequals(name, "x-b3-traceid") || http::iequals(name, "x-b3-spanid") ||
+         http::iequals(name, "x-b3-parentspanid") || http::iequals(name, "x-b3-sampled") ||
+         http::iequals(name, "x-b3-flags");
+}
+
+uint64_t unix_ns_now() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 // One admitted request of a cluster's circuit breaker and its pending-request
@@ -252,6 +271,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   ex_.reset();
   ex_.req = rq;
   ex_.started = record.started;
+  tracing::Exporter* tracer = w_.server().options().tracer;
+  if (tracer != nullptr) begin_trace(rq, *tracer);
 
   // A copy, not a reference: this exchange pins the Config it started with
   // even if another one on this worker refreshes the view meanwhile.
@@ -281,6 +302,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_return;
   }
   record.route = m.rule->route_label;
+  if (record.trace.active && m.rule->rule->policy.tracing) route_sampling(m.rule->rule->policy.tracing->sampling);
   ex_.rule = m.rule;
   ex_.matched_prefix = m.matched_prefix_len;
   // The phases below stay in this one coroutine on purpose: every nested
@@ -312,6 +334,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       v = chain->resume_request(ex_, at);
     }
     if (v == exchange::Verdict::kRespond) {
+      if (record.trace.active) record.trace.filter = chain->request_filter_name(at);
       co_await send_reply(down);
       co_return;
     }
@@ -349,6 +372,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     const auto& b = w_.breaker(cfg.get(), &ref, ref.cluster, *cr.rule->policy.circuit_breaker);
     std::string_view refused = b ? call.admit(b, &record.status) : std::string_view{};
     if (!refused.empty()) {
+      if (record.trace.active) record.trace.event("circuit_breaker.refused", {{"gantry.reason", std::string(refused)}});
       std::string why(refused == "circuit-open" ? "circuit breaker open for "
                                                 : "too many pending requests for ");
       why += ref.cluster;
@@ -468,12 +492,23 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   std::string tls_failure;     // why the last TLS handshake failed (the 502 says it)
   int stale_retries = 0;       // a reused connection closed under the request
   bool fresh_retried = false;  // a fresh connection closed under an idempotent request
+  // A span event per retry, policy or not (tracing on only).
+  auto note_retry = [&](std::string reason) {
+    if (!record.trace.active) return;
+    ++record.trace.retries;
+    record.trace.event("retry", {{"gantry.retry.attempt", static_cast<int64_t>(record.trace.retries)},
+                                 {"gantry.retry.reason", std::move(reason)}});
+  };
   // Whether the rule's retry policy (and the cluster's budget) allow one more
   // try after `o`; waits the backoff when it does.
   auto may_retry = [&](const resilience::TryOutcome& o) {
     if (!retry || deadline_passed() || !retry->should_retry(retries, o, replayable)) return false;
     if (!cstate->retry_budget.try_acquire_retry(Clock::now())) return false;
     ++retries;
+    if (record.trace.active)
+      note_retry(o.connect_failure ? std::string("connect-failure")
+                 : o.reset         ? std::string("reset")
+                                   : std::to_string(o.status));
     return true;
   };
   auto backoff = [&]() -> asio::awaitable<void> {
@@ -548,7 +583,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
         exclude = idx;
         up.reset();
         // The request has not been sent: always safe to try another endpoint.
-        if (++connect_failures <= kMaxConnectAttempts) continue;
+        if (++connect_failures <= kMaxConnectAttempts) {
+          note_retry("connect-failure");
+          continue;
+        }
         if (may_retry(resilience::TryOutcome{true, false, 0})) {
           co_await backoff();
           continue;
@@ -594,6 +632,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       w_.metrics().upstream_error(ref.cluster, "reset");
       if (reused && replayable && stale_retries < kMaxStaleRetries) {  // see "Nothing received" below
         ++stale_retries;
+        note_retry("stale-connection");
         w_.drop_idle(up->key);
         up.reset();
         continue;
@@ -672,12 +711,14 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     if (!got_any && !timer_.timed_out) {
       if (up->reused && replayable && stale_retries < kMaxStaleRetries) {
         ++stale_retries;
+        note_retry("stale-connection");
         w_.drop_idle(up->key);
         up.reset();
         continue;
       }
       if (!up->reused && !fresh_retried && body_kind == http::BodyKind::kNone && idempotent) {
         fresh_retried = true;
+        note_retry("reset");
         w_.metrics().upstream_error(ref.cluster, "reset");
         exclude = idx;
         up.reset();
@@ -872,7 +913,19 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
         http::iequals(h.name, "x-request-id"))
       continue;
     if (!edits.empty() && edits.drops(h.name)) continue;  // removed, or set by a filter (no spoofed claims)
+    if (record.trace.active && is_trace_field(h.name)) continue;  // replaced by the gateway's context below
     append_header(up_head_, h.name, h.value);
+  }
+  if (record.trace.active) {  // the gateway's span is the upstream's parent
+    char tp[tracing::kTraceparentSize];
+    tracing::format_traceparent(record.trace.trace_id, record.trace.span_id, record.trace.sampled, tp);
+    append_header(up_head_, "traceparent", std::string_view(tp, sizeof tp));
+    if (!record.trace.tracestate.empty()) append_header(up_head_, "tracestate", record.trace.tracestate);
+    if (record.trace.b3) {
+      char b3[tracing::kB3Size];
+      tracing::format_b3(record.trace.trace_id, record.trace.span_id, record.trace.sampled, b3);
+      append_header(up_head_, "b3", std::string_view(b3, sizeof b3));
+    }
   }
   for (const auto& h : edits.set) append_header(up_head_, h.name, h.value);
   for (const auto& h : edits.add) append_header(up_head_, h.name, h.value);
@@ -1234,6 +1287,7 @@ asio::awaitable<void> ExchangeDriver::serve_cached(exchange::Downstream& down, c
   ex_.response_headers.emplace_back("x-cache", "HIT");
   record.status = r.status;
   record.upstream = "cache";
+  record.trace.cache_hit = record.trace.active;
 
   exchange::ResponseHead head;
   head.status = r.status;
@@ -1460,6 +1514,111 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
   }
 }
 
+// ---- tracing (docs/tracing.md)
+
+void TraceRecord::event(std::string name, tracing::Attributes attrs) {
+  events.push_back(tracing::SpanEvent{std::move(name), unix_ns_now(), std::move(attrs)});
+}
+
+// The caller's context (traceparent wins over B3; an invalid one starts a new
+// trace), the gateway's span id, and the head decision.
+void ExchangeDriver::begin_trace(const exchange::RequestInfo& rq, tracing::Exporter& ex) {
+  (void)ex;
+  TraceRecord& t = record.trace;
+  t.reset();
+  t.active = true;
+  t.start_unix_ns = unix_ns_now();
+  t.client.assign(rq.client_ip);
+  std::optional<tracing::TraceContext> parent;
+  std::string_view traceparent, b3, b3_trace, b3_span, b3_sampled, b3_flags;
+  bool have_state = false;
+  if (rq.headers != nullptr) {
+    for (const auto& h : *rq.headers) {
+      if (!is_trace_field(h.name)) continue;
+      if (http::iequals(h.name, "traceparent")) traceparent = h.value;
+      else if (http::iequals(h.name, "tracestate")) {
+        // Several tracestate fields are one list (RFC 9110 5.3).
+        if (have_state) t.tracestate.append(",");
+        t.tracestate.append(h.value);
+        have_state = true;
+      } else if (http::iequals(h.name, "b3")) b3 = h.value;
+      else if (http::iequals(h.name, "x-b3-traceid")) b3_trace = h.value;
+      else if (http::iequals(h.name, "x-b3-spanid")) b3_span = h.value;
+      else if (http::iequals(h.name, "x-b3-sampled")) b3_sampled = h.value;
+      else if (http::iequals(h.name, "x-b3-flags")) b3_flags = h.value;
+    }
+  }
+  if (!traceparent.empty()) parent = tracing::parse_traceparent(traceparent);
+  if (!parent) {
+    t.tracestate.clear();  // tracestate only travels with a valid traceparent
+    if (!b3.empty()) parent = tracing::parse_b3_single(b3);
+    if (!parent && !b3_trace.empty()) parent = tracing::parse_b3_multi(b3_trace, b3_span, b3_sampled, b3_flags);
+    t.b3 = parent.has_value();
+  }
+  if (!t.tracestate.empty() && !tracing::forwardable_tracestate(t.tracestate)) t.tracestate.clear();
+  if (parent) {
+    t.trace_id = parent->trace_id;
+    t.parent = parent->span_id;
+  } else {
+    t.trace_id = tracing::make_trace_id(w_.random(), w_.random());
+  }
+  t.span_id = tracing::make_span_id(w_.random());
+  t.sampled = tracing::head_sampled(parent, t.trace_id, w_.server().options().tracing_sampling);
+  // A caller's explicit decision is followed; only the ratio of a new trace
+  // (or of a B3 caller that deferred) is the route's to change.
+  parent_decided_ = parent && parent->sampled.has_value();
+  tracing::to_hex(t.trace_id.data(), t.trace_id.size(), t.hex);
+  tracing::to_hex(t.span_id.data(), t.span_id.size(), t.hex + 32);
+}
+
+void ExchangeDriver::route_sampling(double ratio) {
+  if (!parent_decided_) record.trace.sampled = tracing::ratio_sampled(record.trace.trace_id, ratio);
+}
+
+// The span goes out when the head decision sampled it, or when the gateway
+// answered 5xx (decided now, at the end: errors are always worth a trace).
+void ExchangeDriver::end_trace(tracing::Exporter& ex) {
+  TraceRecord& t = record.trace;
+  const bool error = record.status >= 500;
+  if (!t.sampled && !error) return;
+  tracing::Span s;
+  s.trace_id = t.trace_id;
+  s.span_id = t.span_id;
+  s.parent_span_id = t.parent;
+  s.trace_state = t.tracestate;
+  s.name = record.method;
+  if (!record.route.empty()) s.name.append(" ").append(record.route);
+  s.start_unix_ns = t.start_unix_ns;
+  s.end_unix_ns = unix_ns_now();
+  s.error = error;
+  auto& a = s.attributes;
+  a.reserve(14);
+  a.emplace_back("http.request.method", record.method);
+  a.emplace_back("url.path", record.path);
+  if (!record.route.empty()) a.emplace_back("http.route", record.route);
+  if (record.status != 0) a.emplace_back("http.response.status_code", static_cast<int64_t>(record.status));
+  a.emplace_back("server.address", record.host);
+  a.emplace_back("client.address", t.client);
+  std::string_view proto = record.proto;
+  if (proto.substr(0, 5) == "HTTP/") proto.remove_prefix(5);
+  if (!proto.empty()) a.emplace_back("network.protocol.version", std::string(proto));
+  if (!record.upstream.empty() && !t.cache_hit) a.emplace_back("upstream.address", record.upstream);
+  a.emplace_back("gantry.retries", static_cast<int64_t>(t.retries));
+  a.emplace_back("gantry.cache_hit", t.cache_hit);
+  if (!t.filter.empty()) a.emplace_back("gantry.filter", std::string(t.filter));
+  a.emplace_back("gantry.request_id", record.request_id);
+  if (error) {
+    a.emplace_back("error.type", std::to_string(record.status));
+    s.status_message = record.error != nullptr ? std::string(record.error)
+                                               : std::string("HTTP ").append(std::to_string(record.status));
+  } else if (record.error != nullptr) {
+    a.emplace_back("error.type", std::string(record.error));
+  }
+  s.events = std::move(t.events);
+  t.events.clear();
+  ex.submit(std::move(s));
+}
+
 // ---- log
 
 void ExchangeDriver::upstream_truncated(bool timeout, uint64_t got, uint64_t want) {
@@ -1478,6 +1637,7 @@ void ExchangeDriver::finish(const exchange::Downstream& down) {
 
 void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t bytes_out) {
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - record.started).count();
+  if (record.trace.active) end_trace(*w_.server().options().tracer);
   static const std::string kNoRoute = "none";
   w_.metrics().request_done(record.route.empty() ? kNoRoute : record.route, record.status, ms / 1000.0);
   w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out));
@@ -1498,6 +1658,10 @@ void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t by
     r.route = record.route;
     r.request_id = record.request_id;
     if (record.error != nullptr) r.error = record.error;
+    if (record.trace.active) {
+      r.trace_id = std::string_view(record.trace.hex, 32);
+      r.span_id = std::string_view(record.trace.hex + 32, 16);
+    }
     log.write(r);
   }
 }

@@ -39,6 +39,7 @@
 #include "proxy/exchange/exchange.h"
 #include "proxy/http/parser.h"
 #include "proxy/net/worker.h"
+#include "proxy/tracing/span.h"
 
 namespace gantry::control {
 struct ClusterEndpoints;
@@ -59,6 +60,38 @@ namespace gantry::net {
 
 struct CacheFill;
 
+// The trace of one exchange (docs/tracing.md): active only when the proxy
+// exports spans (--tracing-endpoint); everything else here is untouched on
+// the request path when it is off.
+struct TraceRecord {
+  bool active = false;
+  bool sampled = false;     // the head decision (parent-based, else the ratio)
+  bool b3 = false;          // the caller spoke B3: the upstream gets a b3 field too
+  tracing::TraceId trace_id{};
+  tracing::SpanId span_id{};  // the gateway's span
+  std::optional<tracing::SpanId> parent;
+  std::string tracestate;   // forwarded as received
+  std::string client;       // client.address
+  uint64_t start_unix_ns = 0;
+  uint32_t retries = 0;
+  bool cache_hit = false;
+  std::string_view filter;  // the request filter that answered (a snapshot name), if any
+  std::vector<tracing::SpanEvent> events;
+  char hex[48] = {};        // trace id (32) + span id (16), for the access log
+
+  void reset() {
+    active = sampled = b3 = cache_hit = false;
+    parent.reset();
+    tracestate.clear();
+    client.clear();
+    retries = 0;
+    filter = {};
+    events.clear();
+  }
+  // An event on the span (built only when the span may be exported).
+  void event(std::string name, tracing::Attributes attrs = {});
+};
+
 // What the access log and the request metrics record of one exchange (or of a
 // codec's own answer before an exchange began, e.g. HTTP/1.1's 400 and 408).
 struct ExchangeRecord {
@@ -69,8 +102,10 @@ struct ExchangeRecord {
   double upstream_ms = -1;
   const char* error = nullptr;   // access-log "error": why the answer ended abnormally
   const std::string* cluster = nullptr;  // the chosen backend's (lives in the pinned Config)
+  TraceRecord trace;
 
   void reset() {
+    if (trace.active) trace.reset();
     request_id.clear();
     method.clear();
     host.clear();
@@ -126,6 +161,11 @@ class ExchangeDriver {
   boost::asio::awaitable<void> send_reply(exchange::Downstream& down);
   void finish(const exchange::Downstream& down);
   void build_upstream_head(const exchange::RequestInfo& rq);
+  // Tracing (docs/tracing.md): the caller's context and the head decision;
+  // the route's sampling override; the span, exported at the end.
+  void begin_trace(const exchange::RequestInfo& rq, tracing::Exporter& ex);
+  void route_sampling(double ratio);
+  void end_trace(tracing::Exporter& ex);
   // The exchange's upstream phase on an h2c cluster (net/h2_upstream.h):
   // one stream on a shared HTTP/2 connection to endpoint `idx`; the request
   // head comes from up_head_, the body from replay_ when `body_buffered`.
@@ -181,6 +221,7 @@ class ExchangeDriver {
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
   std::string chunk_line_;            // a chunk-size line of a re-chunked request body
   CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
+  bool parent_decided_ = false;       // the caller's context carried a sampling decision
   std::array<http::Header, 3> debug_{};  // --debug-headers fields
   char debug_time_[32] = {};
 };

@@ -41,6 +41,9 @@ class context;
 namespace gantry::upstream {
 class HealthChecker;
 }
+namespace gantry::tracing {
+class Exporter;
+}
 
 namespace gantry::net {
 
@@ -60,6 +63,10 @@ struct ServerOptions {
   // ALPN h2 on the TLS one (net/h2_listener.h).
   bool http2 = true;
   std::vector<Cidr> trusted_proxies;
+  // Tracing (docs/tracing.md): the exporter spans go to (--tracing-endpoint;
+  // null: tracing off) and the sampling ratio of new traces (--tracing-sampling).
+  tracing::Exporter* tracer = nullptr;
+  double tracing_sampling = 1.0;
 };
 
 class Worker;

@@ -152,6 +152,7 @@ ojson enc(const LoadBalancer& lb);
 ojson enc(const HealthCheck& h);
 ojson enc(const OutlierDetection& d);
 ojson enc(const CircuitBreaker& c);
+ojson enc(const Tracing& t);
 ojson enc(const Timeouts& t);
 ojson enc(const Retry& r);
 ojson enc(const Policy& p);
@@ -396,6 +397,8 @@ ojson enc(const CircuitBreaker& c) {
                {"maxPendingRequests", c.max_pending_requests}};
 }
 
+ojson enc(const Tracing& t) { return ojson{{"sampling", t.sampling}}; }
+
 ojson enc(const Timeouts& t) {
   ojson o = ojson::object();
   if (t.request) o["requestMs"] = ms(*t.request);
@@ -423,6 +426,7 @@ ojson enc(const Policy& p) {
   put_opt(o, "circuitBreaker", p.circuit_breaker);
   if (p.timeouts != Timeouts{}) o["timeouts"] = enc(p.timeouts);
   put_opt(o, "retry", p.retry);
+  put_opt(o, "tracing", p.tracing);
   return o;
 }
 
@@ -838,6 +842,11 @@ class Reader {
     get(j, "maxPendingRequests", c.max_pending_requests);
   }
 
+  void read(const json& j, Tracing& t) {
+    expect_object(j);
+    get(j, "sampling", t.sampling);
+  }
+
   void read(const json& j, Timeouts& t) {
     expect_object(j);
     get(j, "requestMs", t.request);
@@ -864,6 +873,7 @@ class Reader {
     get(j, "circuitBreaker", p.circuit_breaker);
     get(j, "timeouts", p.timeouts);
     get(j, "retry", p.retry);
+    get(j, "tracing", p.tracing);
   }
 
   void read(const json& j, BackendRef& b) {

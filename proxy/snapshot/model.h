@@ -307,6 +307,13 @@ struct Retry {
   bool operator==(const Retry&) const = default;
 };
 
+// policy.tracing: the route's sampling ratio for new traces, in place of
+// --tracing-sampling (a caller's sampled flag is still followed; docs/tracing.md).
+struct Tracing {
+  double sampling = 1.0;  // 0..1
+  bool operator==(const Tracing&) const = default;
+};
+
 struct Policy {
   LoadBalancer load_balancer;
   std::optional<HealthCheck> health_check;
@@ -314,6 +321,7 @@ struct Policy {
   std::optional<CircuitBreaker> circuit_breaker;
   Timeouts timeouts;
   std::optional<Retry> retry;
+  std::optional<Tracing> tracing;
   bool operator==(const Policy&) const = default;
 };
 

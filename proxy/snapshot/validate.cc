@@ -593,6 +593,9 @@ class Validator {
       if (c.open_duration.count() <= 0) e_.add(at, "openDuration must be > 0");
       if (c.half_open_requests == 0) e_.add(at, "halfOpenRequests must be >= 1");
     }
+    if (p.tracing && !(p.tracing->sampling >= 0 && p.tracing->sampling <= 1)) {
+      e_.add(where + ".tracing", "sampling must be in [0, 1]");
+    }
     if (p.retry) {
       const Retry& r = *p.retry;
       at = where + ".retry";

@@ -112,7 +112,9 @@ NON_DEFAULT = {
     "controller": {"watchNamespace": "team-a", "leaderElect": False, "extraArgs": ["--kubeconfig=/k/c"]},
     "proxy": {"https": {"enabled": True, "port": 8443}, "workers": 4, "debugHeaders": True,
               "trustedProxies": ["10.0.0.0/8", "192.168.0.0/16"], "drainSeconds": 20,
-              "preStopSleepSeconds": 10, "accessLog": "off"},
+              "preStopSleepSeconds": 10, "accessLog": "off",
+              "tracing": {"endpoint": "http://otel.observability:4318/v1/traces", "sampling": 0.25,
+                          "serviceName": "edge"}},
     "terminationGracePeriodSeconds": 45,
     "service": {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443},
                 "externalTrafficPolicy": "Local"},
@@ -283,7 +285,9 @@ t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.
                             "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
                             f"--control-socket={SOCKET}", "--drain-seconds=20",
                             "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s", "--workers=4", "--debug-headers",
-                            "--trusted-proxies=10.0.0.0/8,192.168.0.0/16"], "proxy args with HTTPS",
+                            "--trusted-proxies=10.0.0.0/8,192.168.0.0/16",
+                            "--tracing-endpoint=http://otel.observability:4318/v1/traces",
+                            "--tracing-sampling=0.25", "--tracing-service-name=edge"], "proxy args with HTTPS",
         str(prx.get("args")))
 ok, detail = grace_ok(dep)
 t.check(ok and detail == (10, 20, 45), "preStop/drain/grace follow the values", str(detail))
@@ -405,6 +409,8 @@ FAILS = [
     (["--set", "ingressNginx.redirectCode=303"], "redirectCode"),
     (["--set", "networkPolicy.statsNamespaceSelector.matchLabel.x=y"], "matchLabel"),
     (["--set", "networkPolicy.enabled=yes"], "enabled"),
+    (["--set", "proxy.tracing.endpoint=https://otel:4318"], "endpoint"),
+    (["--set-json", "proxy.tracing.sampling=1.5"], "sampling"),
     (["--set", "proxy.statsPort=9903"], "must all differ"),
     (["--set", "controller.adminPort=8080"], "must all differ"),
     (["--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5",

@@ -123,6 +123,7 @@ inline Snapshot rich_snapshot() {
   p.circuit_breaker = CircuitBreaker{9, 0.25, Millis(20000), 50, Millis(7000), 3, 100, 200};
   p.timeouts = Timeouts{Millis(15000), Millis(5000), Millis(60000)};
   p.retry = Retry{2, true, true, {502, 503}, Millis(2000), Millis(10), Millis(100)};
+  p.tracing = Tracing{0.25};
   Rule regex_rewrite;
   regex_rewrite.matches = {RouteMatch{{PathMatchType::kRegularExpression, "(?i)(?:/api(/|$)(.*)).*", 13}}};
   regex_rewrite.filters.url_rewrite =

@@ -216,6 +216,8 @@ const Mutation kMutations[] = {
        api(s).policy.circuit_breaker->failure_ratio = 1.5;
      },
      "rules[0].policy.circuitBreaker: failureRatio must be in [0, 1]"},
+    {"TracingSamplingAboveOne", [](Snapshot& s) { api(s).policy.tracing = Tracing{1.5}; },
+     "rules[0].policy.tracing: sampling must be in [0, 1]"},
     {"RetryStatus", [](Snapshot& s) { api(s).policy.retry->on_statuses = {999}; },
      "rules[0].policy.retry: status 999 not in 100..599"},
     {"CertificateNotPem", [](Snapshot& s) { s.certificates[0].cert_pem = "not a certificate"; },
