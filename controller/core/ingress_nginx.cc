@@ -75,10 +75,6 @@ const Unimplemented kUnimplemented[] = {
     {"enable-modsecurity", true, "ModSecurity is not available in gantry"},
     {"enable-owasp-core-rules", true, "ModSecurity is not available in gantry"},
     {"modsecurity-transaction-id", false, "ModSecurity is not available in gantry"},
-    {"auth-type", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
-    {"auth-secret", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
-    {"auth-secret-type", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
-    {"auth-realm", true, "basic authentication waits for the basicAuth filter of issue 14 (not in main yet)"},
     {"auth-url", true, "external authentication (auth_request) is not implemented yet"},
     {"auth-signin", true, "external authentication (auth_request) is not implemented yet"},
     {"auth-signin-redirect-param", true, "external authentication is not implemented yet"},
@@ -169,6 +165,7 @@ class Parser {
     limits();
     body_timeouts_retries();
     cors();
+    basic_auth();
     others();
     for (const auto& [name, value] : a_) {
       if (done_.count(name)) continue;
@@ -665,6 +662,70 @@ class Parser {
       for (const char* n : names)
         if (get(n)) refuse(n, "has no effect without enable-cors: \"true\" (as in ingress-nginx)", false);
     }
+  }
+
+  // auth-type: basic on the basicAuth filter. A guard that cannot be served
+  // exactly as written blocks the Ingress (it protects something).
+  void basic_auth() {
+    const std::string* type = get("auth-type");
+    const char* deps[] = {"auth-secret", "auth-secret-type", "auth-realm"};
+    if (!type) {
+      for (const char* n : deps)
+        if (get(n)) refuse(n, "has no effect without auth-type (as in ingress-nginx)", false);
+      return;
+    }
+    std::string t = lower(trim(*type));
+    if (t == "digest") {
+      refuse("auth-type", "digest authentication is not implemented (basic is)", true);
+      for (const char* n : deps)
+        if (get(n)) refuse(n, "belongs to the refused auth-type: digest", false);
+      return;
+    }
+    if (t != "basic") {
+      invalid("auth-type", "basic or digest", true);
+      return;
+    }
+    NginxBasicAuth b;
+    const std::string* secret = get("auth-secret");
+    std::string name = secret ? trim(*secret) : "";
+    if (name.empty()) {
+      refuse("auth-type", "auth-type: basic needs auth-secret (ingress-nginx refuses the location too)", true);
+      return;
+    }
+    if (auto slash = name.find('/'); slash != std::string::npos) {
+      b.secret_namespace = name.substr(0, slash);  // translate checks it is the Ingress's own
+      b.secret = name.substr(slash + 1);
+    } else {
+      b.secret = name;
+    }
+    if (const std::string* v = get("auth-secret-type")) {
+      std::string st = lower(trim(*v));
+      if (st == "auth-map") {
+        b.auth_map = true;
+        served("auth-secret-type");
+      } else if (st == "auth-file") {
+        served("auth-secret-type");
+      } else {
+        invalid("auth-secret-type", "auth-file or auth-map", true);
+        return;
+      }
+    }
+    if (const std::string* v = get("auth-realm")) {
+      if (v->find_first_of("\"\\") != std::string::npos || std::any_of(v->begin(), v->end(), [](char ch) {
+            return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+          })) {
+        invalid("auth-realm", "text without quotes, backslashes or control characters", true);
+        return;
+      }
+      b.realm = *v;
+      served("auth-realm");
+    }
+    partial("auth-type",
+            "bcrypt and SHA-256/512-crypt htpasswd lines are served; MD5 ($apr1$, htpasswd's old default) and "
+            "plain-text lines are refused and named in the Ingress's condition (rehash them with htpasswd -B); "
+            "the user name goes upstream in X-Remote-User and the Authorization field is not forwarded");
+    served("auth-secret");
+    out_.config.basic_auth = std::move(b);
   }
 
   void others() {

@@ -65,6 +65,15 @@ struct NginxCanary {
 };
 
 // What translate applies to every path of the Ingress.
+// auth-type: basic with auth-secret (same namespace), auth-secret-type and
+// auth-realm, served by the basicAuth filter.
+struct NginxBasicAuth {
+  std::string secret;            // name
+  std::string secret_namespace;  // from "namespace/name"; gantry reads the Ingress's own only
+  bool auth_map = false;  // auth-secret-type: auth-map (one key per user) vs auth-file (key `auth`)
+  std::string realm;     // ingress-nginx's default is the empty realm
+};
+
 struct NginxConfig {
   bool use_regex = false;
   std::optional<std::string> rewrite_target;  // set only when it differs from the path (per path)
@@ -89,6 +98,7 @@ struct NginxConfig {
   std::optional<std::string> upstream_vhost;
   std::optional<snapshot::Cors> cors;
   std::vector<std::string> server_aliases;
+  std::optional<NginxBasicAuth> basic_auth;
 };
 
 struct NginxParse {

@@ -707,16 +707,50 @@ class Translator {
     if (!b.consumer_header.empty() && !is_token(b.consumer_header))
       ctx.bad(sub(at, "consumerHeader"), quote(in.consumer_header) + " is not a valid header name");
     std::string ref_field = sub(at, "secretRef");
-    if (const std::string* text = secret_value(ctx, in.secret_ref, ref_field)) {
-      filters::HtpasswdResult parsed = filters::parse_htpasswd(*text);
-      for (const auto& p : parsed.problems)
-        ctx.unres("InvalidSecret", ref_field + ": Secret " + ctx.ns + "/" + in.secret_ref.name + " key " +
-                                       quote(in.secret_ref.key) + ": " + p);
-      if (parsed.users.empty() && parsed.problems.empty())
-        ctx.unres("InvalidSecret", ref_field + ": Secret " + ctx.ns + "/" + in.secret_ref.name + " key " +
-                                       quote(in.secret_ref.key) + " lists no user; every request is refused");
-      for (auto& u : parsed.users) b.users.push_back({std::move(u.name), std::move(u.hash)});
+    if (const std::string* text = secret_value(ctx, in.secret_ref, ref_field))
+      htpasswd_users(ctx, *text, ref_field + ": Secret " + ctx.ns + "/" + in.secret_ref.name + " key " +
+                                     quote(in.secret_ref.key), b);
+    return b;
+  }
+
+  // The accepted users of htpasswd `text` into `b`; refused lines are named in
+  // ResolvedRefs after `where`.
+  void htpasswd_users(RouteCtx& ctx, const std::string& text, const std::string& where, sn::BasicAuth& b) {
+    filters::HtpasswdResult parsed = filters::parse_htpasswd(text);
+    for (const auto& p : parsed.problems) ctx.unres("InvalidSecret", where + ": " + p);
+    if (parsed.users.empty() && parsed.problems.empty())
+      ctx.unres("InvalidSecret", where + " lists no user; every request is refused");
+    for (auto& u : parsed.users) b.users.push_back({std::move(u.name), std::move(u.hash)});
+  }
+
+  // ingress-nginx's auth-type: basic. auth-file reads the Secret's key `auth`;
+  // auth-map reads each key as a user and its value as the hash. A Secret in
+  // another namespace is not read: the Ingress is Invalid (a guard that cannot
+  // be applied must not leave the route open).
+  sn::BasicAuth nginx_basic_auth(RouteCtx& ctx, const NginxBasicAuth& in) {
+    std::string field = std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("auth-secret]");
+    sn::BasicAuth b;
+    b.realm = in.realm;
+    b.consumer_header = "x-remote-user";
+    if (!in.secret_namespace.empty() && in.secret_namespace != ctx.ns) {
+      ctx.bad(field, "Secret " + in.secret_namespace + "/" + in.secret +
+                         " is in another namespace; gantry reads auth Secrets from the Ingress's namespace only",
+              "RefNotPermitted");
+      return b;
     }
+    if (!in.auth_map) {
+      if (const std::string* text = secret_value(ctx, GrSecretKeyRef{in.secret, "auth"}, field))
+        htpasswd_users(ctx, *text, field + ": Secret " + ctx.ns + "/" + in.secret + " key \"auth\"", b);
+      return b;
+    }
+    auto it = cache_.secrets.find(ctx.ns + "/" + in.secret);
+    if (it == cache_.secrets.end()) {
+      ctx.unres("SecretNotFound", field + ": Secret " + ctx.ns + "/" + in.secret + " not found");
+      return b;
+    }
+    std::string text;
+    for (const auto& [user, hash] : it->second.data) text.append(user).append(":").append(hash).append("\n");
+    htpasswd_users(ctx, text, field + ": Secret " + it->first + " (auth-map)", b);
     return b;
   }
 
@@ -1426,6 +1460,7 @@ class Translator {
     f.rate_limit = c.rate_limit;
     f.source_range = c.source_range;
     f.cors = c.cors;
+    f.basic_auth = nginx_basic_auth_;
     uint64_t body = c.body_size.value_or(options_.ingress_nginx.default_body_size);
     if (body > 0) f.max_request_body_size = body;
     if (c.permanent_redirect || c.temporal_redirect) {
@@ -1472,6 +1507,8 @@ class Translator {
     const NginxConfig& c = it.parse.config;
     RouteCtx ctx{ing.meta.namespace_};
     nginx_findings(ctx, it);
+    nginx_basic_auth_.reset();
+    if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
     std::map<std::string, std::vector<sn::Rule>> by_host;
     for (size_t i = 0; i < ing.rules.size(); ++i) {
       const IngressRule& ir = ing.rules[i];
@@ -1493,6 +1530,7 @@ class Translator {
         root.matches.push_back(m);
         nginx_rule_settings(ctx, c, "/", host_tls, root);
         root.filters.url_rewrite.reset();
+        root.filters.basic_auth.reset();  // nginx answers app-root in the server block, before auth
         // nginx: return 302 $scheme://$http_host<app-root> (no query). A
         // relative Location resolves to exactly that, whatever port the
         // client reached the proxy on.
@@ -1684,6 +1722,7 @@ class Translator {
 
   std::vector<NginxIngressReport> nginx_reports_;
   std::set<std::string> nginx_cert_hosts_;
+  std::optional<sn::BasicAuth> nginx_basic_auth_;  // of the Ingress being translated
 
   const Cache& cache_;
   const TranslateOptions& options_;

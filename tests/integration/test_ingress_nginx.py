@@ -211,6 +211,45 @@ def test_source_ranges_403(env):
     converge(lambda: curl("/", "block.nx.test")[0] == 403, "a denied client", ctl)
 
 
+def htpasswd_line(flag, user, password):
+    """One line written by Apache's htpasswd(1): -B bcrypt, -5 SHA-512 crypt, -m MD5 (its old default)."""
+    out = subprocess.run(["htpasswd", "-nb" + flag, user, password], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_basic_auth_from_an_htpasswd_secret(env):
+    cp, proxy, ctl, curl = env
+    auth = "\n".join([htpasswd_line("B", "alice", "open sesame"), htpasswd_line("m", "mallory", "md5")]) + "\n"
+    cp.apply({"kind": "Secret", "type": "Opaque", "metadata": {"name": "basic-auth", "namespace": "default"},
+              "stringData": {"auth": auth}})
+    cp.apply({"kind": "Secret", "type": "Opaque", "metadata": {"name": "basic-map", "namespace": "default"},
+              "stringData": {"bob": htpasswd_line("5", "bob", "hunter2").split(":", 1)[1]}})
+    basic = {"auth-type": "basic", "auth-realm": "Authentication Required - foo"}
+    cp.apply(ingress("basic", "basic.nx.test", "/", "main", {**basic, "auth-secret": "basic-auth"}))
+    cp.apply(ingress("basic-map", "map.nx.test", "/", "main",
+                     {**basic, "auth-secret": "default/basic-map", "auth-secret-type": "auth-map"}))
+    cp.apply(ingress("basic-elsewhere", "other.nx.test", "/", "main", {**basic, "auth-secret": "kube-system/x"}))
+
+    def creds(user):
+        return ["Authorization: Basic " + base64.b64encode(user.encode()).decode()]
+    converge(lambda: curl("/", "basic.nx.test", creds("alice:open sesame"))[0] == 200, "alice through basic auth", ctl)
+    status, fields, _ = curl("/", "basic.nx.test")
+    assert status == 401 and fields["www-authenticate"].startswith('Basic realm="Authentication Required - foo"')
+    assert curl("/", "basic.nx.test", creds("alice:wrong"))[0] == 401
+    assert curl("/", "basic.nx.test", creds("mallory:md5"))[0] == 401  # MD5 lines are refused
+    converge(lambda: curl("/", "map.nx.test", creds("bob:hunter2"))[0] == 200, "bob through the auth-map", ctl)
+    assert curl("/", "map.nx.test", creds("alice:open sesame"))[0] == 401
+    # Another namespace's Secret is not read: that Ingress is not served at all, never served open.
+    assert curl("/", "other.nx.test")[0] == 404
+
+    def refused_md5():
+        r = http_request(ctl.admin_port, "/ingress-nginx")
+        rep = next((i for i in json.loads(r.body)["ingresses"] if i["name"] == "basic"), None)
+        return rep and {a["name"]: a["support"] for a in rep["annotations"]}
+    verdicts = converge(refused_md5, "the basic Ingress in the report", ctl)
+    assert verdicts[P + "auth-type"] == "partial" and verdicts[P + "auth-secret"] == "served", verdicts
+
+
 def test_refused_annotations_are_reported_and_evented(env):
     cp, proxy, ctl, curl = env
     cp.apply(ingress("snippet", "snip.nx.test", "/", "main",

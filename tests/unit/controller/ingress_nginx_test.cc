@@ -158,7 +158,33 @@ std::vector<AnnotationRow> rows() {
       {"cors-allow-origin", "https://a.example.com", S::kRefused, false, nullptr},  // without enable-cors
       {"server-alias", "Alias.Example.com", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.server_aliases, std::vector<std::string>{"alias.example.com"}); }},
-      {"auth-type", "basic", S::kRefused, true, nullptr, {{"auth-secret", "htpasswd"}}},
+      {"auth-type", "basic", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.basic_auth);
+         EXPECT_EQ(c.basic_auth->secret, "htpasswd");
+         EXPECT_FALSE(c.basic_auth->auth_map);
+         EXPECT_EQ(c.basic_auth->realm, "");
+       },
+       {{"auth-secret", "htpasswd"}}},
+      {"auth-type", "basic", S::kRefused, true, [](const NginxConfig& c) { EXPECT_FALSE(c.basic_auth); }},
+      {"auth-type", "digest", S::kRefused, true, nullptr, {{"auth-secret", "htpasswd"}}},
+      {"auth-type", "bearer", S::kRefused, true, nullptr, {{"auth-secret", "htpasswd"}}},
+      {"auth-secret", "team/htpasswd", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.basic_auth->secret_namespace, "team");
+         EXPECT_EQ(c.basic_auth->secret, "htpasswd");
+       },
+       {{"auth-type", "basic"}}},
+      {"auth-secret", "htpasswd", S::kRefused, false, nullptr},  // without auth-type
+      {"auth-secret-type", "auth-map", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.basic_auth->auth_map); },
+       {{"auth-type", "basic"}, {"auth-secret", "users"}}},
+      {"auth-secret-type", "auth-list", S::kRefused, true, [](const NginxConfig& c) { EXPECT_FALSE(c.basic_auth); },
+       {{"auth-type", "basic"}, {"auth-secret", "users"}}},
+      {"auth-realm", "Staff only", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.basic_auth->realm, "Staff only"); },
+       {{"auth-type", "basic"}, {"auth-secret", "users"}}},
+      {"auth-realm", "say \"hi\"", S::kRefused, true, nullptr, {{"auth-type", "basic"}, {"auth-secret", "users"}}},
       {"preserve-trailing-slash", "true", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_TRUE(c.preserve_trailing_slash); }},
       {"configuration-snippet", "more_set_headers x: y;", S::kRefused, true, nullptr},
@@ -481,6 +507,43 @@ TEST(IngressNginx, DefaultsAndRedirects) {
   EXPECT_EQ(f.max_request_body_size, std::optional<uint64_t>(1 << 20));  // ingress-nginx's 1m
   ASSERT_TRUE(f.hsts);
   EXPECT_EQ(f.hsts->value, "max-age=31536000; includeSubDomains");
+}
+
+// auth-type: basic reads the htpasswd file (key `auth`) or the auth-map of the
+// Ingress's namespace; MD5 lines are refused and named; another namespace's
+// Secret makes the Ingress Invalid rather than leaving the route open.
+TEST(IngressNginx, BasicAuthOnTheBasicAuthFilter) {
+  const std::string bcrypt = "$2y$05$abcdefghijklmnopqrstuuQ3aFZ1kD1N3yS5mBvV5H8aZjH2m1K7u";  // shape only
+  std::string secrets = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: file}\nstringData:\n  auth: |\n";
+  secrets.append("    alice:").append(bcrypt).append("\n    mallory:$apr1$xyz$0123456789abcdefghijkl\n");
+  secrets.append("---\napiVersion: v1\nkind: Secret\nmetadata: {name: map}\nstringData:\n  bob: \"");
+  secrets.append(bcrypt).append("\"\n");
+  const std::string basic = "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-realm: Staff, ";
+  Cache c = load(std::string(kServices) + secrets +
+                 ingress("file", 1, basic + "nginx.ingress.kubernetes.io/auth-secret: file", "a.example.com", "/",
+                         "Prefix", "main") +
+                 ingress("map", 2,
+                         basic + "nginx.ingress.kubernetes.io/auth-secret: default/map, "
+                                 "nginx.ingress.kubernetes.io/auth-secret-type: auth-map",
+                         "b.example.com", "/", "Prefix", "main") +
+                 ingress("elsewhere", 3, basic + "nginx.ingress.kubernetes.io/auth-secret: kube-system/file",
+                         "c.example.com", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  ASSERT_EQ(r.snapshot.routes.size(), 2u) << dump(r.statuses);
+  const sn::Filters& file = r.snapshot.routes[0].rules[0].filters;
+  ASSERT_TRUE(file.basic_auth);
+  EXPECT_EQ(file.basic_auth->realm, "Staff");
+  EXPECT_EQ(file.basic_auth->consumer_header, "x-remote-user");
+  ASSERT_EQ(file.basic_auth->users.size(), 1u);
+  EXPECT_EQ(file.basic_auth->users[0].name, "alice");
+  const sn::Filters& map = r.snapshot.routes[1].rules[0].filters;
+  ASSERT_TRUE(map.basic_auth);
+  ASSERT_EQ(map.basic_auth->users.size(), 1u);
+  EXPECT_EQ(map.basic_auth->users[0].name, "bob");
+  std::string st = dump(r.statuses) + testing::all_messages(r.statuses);
+  EXPECT_NE(st.find("user \"mallory\": MD5"), std::string::npos) << st;
+  EXPECT_NE(st.find("Ingress default/elsewhere Accepted=False(RefNotPermitted)"), std::string::npos) << st;
+  EXPECT_NE(st.find("kube-system/file is in another namespace"), std::string::npos) << st;
 }
 
 TEST(IngressNginx, SslRedirectNeedsACertificateForTheHost) {
