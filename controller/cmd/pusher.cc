@@ -31,13 +31,15 @@ std::string key_of(const sn::Snapshot& s) {
   return sn::encode(copy);
 }
 
-// True when `a` and `b` differ in endpoints only (same routes, certificates
-// and cluster names): the change can travel as an ENDPOINTS delta.
+// True when `a` and `b` differ in endpoints only (same routes, certificates,
+// cluster names and protocols): the change can travel as an ENDPOINTS delta,
+// which carries endpoints only.
 bool endpoints_only(const sn::Snapshot& a, const sn::Snapshot& b) {
   if (a.routes != b.routes || a.certificates != b.certificates) return false;
   if (a.clusters.size() != b.clusters.size()) return false;
   for (size_t i = 0; i < a.clusters.size(); ++i)
-    if (a.clusters[i].name != b.clusters[i].name) return false;
+    if (a.clusters[i].name != b.clusters[i].name || a.clusters[i].protocol != b.clusters[i].protocol)
+      return false;
   return true;
 }
 

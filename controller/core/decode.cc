@@ -554,6 +554,7 @@ Service decode_service(const YAML::Node& doc) {
         port.target_port.name = t;
     }
     port.protocol = one_of(p, "protocol", pp, "TCP", {"TCP", "UDP", "SCTP"});
+    port.app_protocol = str(p, "appProtocol", pp);
     s.ports.push_back(port);
   });
   s.selector = str_map(spec, "selector", "spec");

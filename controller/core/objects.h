@@ -297,6 +297,9 @@ struct ServicePort {
   int64_t port = 0;
   IntOrString target_port;  // unset: same as port
   std::string protocol = "TCP";
+  // spec.ports[].appProtocol: "kubernetes.io/h2c" or "grpc" makes the
+  // port's cluster HTTP/2 with prior knowledge (translate.cc, ensure_cluster).
+  std::string app_protocol;
   bool operator==(const ServicePort&) const = default;
 };
 

@@ -381,6 +381,10 @@ class Translator {
     }
     sn::Cluster c;
     c.name = name;
+    // HTTP/2 with prior knowledge (Gateway API GEP-1911's kubernetes.io/h2c;
+    // "grpc", which gRPC services commonly declare, is h2c too).
+    if (sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc")
+      c.protocol = sn::ClusterProtocol::kH2c;
     bool have_ready = !ready.empty();
     for (const auto& [key, unused] : have_ready ? ready : fallback)
       c.endpoints.push_back({key.first, key.second, have_ready});

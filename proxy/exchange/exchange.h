@@ -70,7 +70,8 @@ struct RequestInfo {
 // exchange (no route, no endpoint, breaker open, upstream failure). One type,
 // so that each codec builds its local replies in one place: HTTP/1.1 writes a
 // status line, these headers and a text body; HTTP/2 sends HEADERS (+ DATA),
-// and a gRPC request gets a trailers-only answer with grpc_status_for(status).
+// and a gRPC request gets a trailers-only answer with grpc_status_for(status)
+// (exchange/grpc.h).
 struct LocalReply {
   int status = 0;
   std::string body;     // text without the final newline; no body for 204/304
@@ -97,13 +98,6 @@ struct LocalReply {
     close = false;
   }
 };
-
-// The gRPC status for a gateway answer of HTTP status `status`
-// (the official HTTP → gRPC status mapping: 400 INTERNAL, 401 UNAUTHENTICATED,
-// 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE,
-// otherwise UNKNOWN). 504 answers from a gateway-enforced deadline use
-// DEADLINE_EXCEEDED (4) instead; the codec knows which.
-int grpc_status_for(int status);
 
 // Edits of a header block, applied by the codec when it serialises the block:
 // fields named in `remove` or `set` are dropped from what is forwarded

@@ -121,6 +121,7 @@ Stream::Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool en
       id_(id),
       head_(std::move(head)),
       ended_(ended),
+      head_ended_(ended),
       signal_(std::make_unique<asio::steady_timer>(core_->executor())),
       write_signal_(std::make_unique<asio::steady_timer>(core_->executor())) {}
 

@@ -52,7 +52,11 @@ class Stream {
   int32_t id() const { return id_; }
   const RequestHead& head() const { return head_; }
   bool closed() const { return closed_; }
-  bool request_ended() const { return ended_; }  // END_STREAM received
+  bool request_ended() const { return ended_; }  // END_STREAM received (by now)
+  // The request's HEADERS carried END_STREAM: it has no body. (request_ended()
+  // may also hold for a body that arrived in full before the stream's runner
+  // looked, e.g. a small gRPC message in the read that brought the head.)
+  bool head_ended() const { return head_ended_; }
   ErrorCode close_code() const { return close_code_; }
 
   boost::asio::awaitable<BodyPiece> read_body();
@@ -73,6 +77,7 @@ class Stream {
   std::string handed_;    // the piece last handed out (consumed on the next call)
   std::vector<Field> trailers_;
   bool ended_ = false;    // END_STREAM received
+  bool head_ended_ = false;  // ... on the HEADERS frame
   bool end_told_ = false;
   bool closed_ = false;
   ErrorCode close_code_ = ErrorCode::kNoError;

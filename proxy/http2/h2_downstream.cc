@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "proxy/exchange/grpc.h"
 #include "proxy/http/path.h"
 
 namespace gantry::http2 {
@@ -66,7 +67,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   d->headers_.reserve(h.headers.size());
   for (const Field& f : h.headers) {
     d->headers_.push_back({f.name, f.value});
-    if (f.name == "content-type" && f.value.rfind("application/grpc", 0) == 0) d->grpc_ = true;
+    if (f.name == "content-type" && exchange::is_grpc_content_type(f.value)) d->grpc_ = true;
   }
   exchange::RequestInfo& r = d->info_;
   r.method = h.method;
@@ -79,7 +80,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
     r.body = http::BodyKind::kContentLength;
     r.content_length = *h.content_length;
   } else {
-    r.body = d->stream_->request_ended() ? http::BodyKind::kNone : http::BodyKind::kChunked;
+    r.body = d->stream_->head_ended() ? http::BodyKind::kNone : http::BodyKind::kChunked;
   }
   r.client_ip = d->client_ip_;
   r.peer_ip = d->peer_ip_.empty() ? std::string_view(d->client_ip_) : std::string_view(d->peer_ip_);

@@ -10,6 +10,7 @@
 
 #include "proxy/control/config_store.h"
 #include "proxy/exchange/chain.h"
+#include "proxy/exchange/grpc.h"
 #include "proxy/filters/cache_control.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
@@ -442,7 +443,21 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   };
   std::optional<Clock::time_point> request_deadline;
   if (policy.timeouts.request) request_deadline = record.started + *policy.timeouts.request;
-  milliseconds try_timeout = policy.timeouts.backend_request.value_or(opts.upstream_timeout);
+  // gRPC (exchange/grpc.h): the client's deadline (grpc-timeout) is the
+  // request's, capped by the route's request timeout; it replaces the default
+  // --upstream-timeout wait, so a long call is not cut short by it.
+  bool grpc = false;
+  if (auto ct = http::find_header(req_headers, "content-type")) grpc = exchange::is_grpc_content_type(*ct);
+  std::optional<milliseconds> grpc_timeout;
+  if (grpc)
+    if (auto v = http::find_header(req_headers, "grpc-timeout")) grpc_timeout = exchange::parse_grpc_timeout(*v);
+  if (grpc_timeout) {
+    const Clock::time_point client_deadline = record.started + *grpc_timeout;
+    if (!request_deadline || client_deadline < *request_deadline) request_deadline = client_deadline;
+  }
+  milliseconds try_timeout = policy.timeouts.backend_request.value_or(
+      grpc_timeout ? std::chrono::duration_cast<milliseconds>(*request_deadline - record.started)
+                   : opts.upstream_timeout);
   if (retry && retry->config().per_try_timeout) try_timeout = *retry->config().per_try_timeout;
   // The wait allowed from now: `d`, cut at the request's deadline (at least 1 ms).
   auto bounded = [&](milliseconds d) {
@@ -484,7 +499,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     h2_active.set(picked->active);
     record.upstream = cluster->keys[picked->index];
     co_await run_h2c(down, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
-                     replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout));
+                     replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
+                     request_deadline, grpc);
     co_return;
   }
   uint32_t retries = 0;
@@ -999,14 +1015,31 @@ struct H2Pump {
 asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
                                               const control::ClusterEndpoints& cluster, size_t idx,
                                               bool has_body, bool body_buffered, bool te_trailers,
-                                              ms timeout) {
+                                              ms timeout, std::optional<Clock::time_point> deadline,
+                                              bool grpc) {
   auto& opts = w_.server().options();
   // HTTP/2 over TLS (protocol H2) is pooled per cluster (its SNI and trust), h2c per endpoint.
   const std::string& key = cluster.tls ? pool_key_.assign(cluster.keys[idx]).append(cluster.pool_suffix)
                                        : cluster.keys[idx];
   const snapshot::Endpoint& ep = cluster.endpoints[idx];
+  // A wait ended by the deadline sets `deadline_hit` (the wait's own limit
+  // may round it down by up to 1 ms, so the clock alone cannot tell).
+  bool deadline_hit = false;
+  auto expired = [&] { return deadline_hit || (deadline && Clock::now() >= *deadline); };
+  if (expired()) {
+    record.error = "deadline-exceeded";
+    co_await reply(down, 504, "deadline exceeded", false);
+    co_return;
+  }
   http2::RequestHead h2head = h2_request_head(up_head_, false);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
+  if (grpc && deadline) {
+    // The backend gets the time left (the route may have shortened it).
+    std::erase_if(h2head.headers, [](const http2::Field& f) { return f.name == "grpc-timeout"; });
+    h2head.headers.push_back(http2::Field{
+        "grpc-timeout",
+        exchange::format_grpc_timeout(std::chrono::duration_cast<ms>(*deadline - Clock::now()))});
+  }
 
   // A connection to the endpoint that can open one more stream, else a new one.
   std::shared_ptr<H2UpstreamConn> conn;
@@ -1096,6 +1129,8 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     asio::steady_timer limit(w_.io());
     auto fired = std::make_shared<bool>(false);
     limit.expires_after(timeout);
+    const bool at_deadline = deadline && *deadline <= limit.expiry() + ms(1);
+    if (at_deadline) limit.expires_at(*deadline);
     limit.async_wait([fired, &call](error_code e) {
       if (!e) {
         *fired = true;
@@ -1104,6 +1139,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     });
     co_await call.wait(false);
     limit.cancel();
+    if (*fired && at_deadline) deadline_hit = true;
     co_return !*fired;
   };
   // Before returning: the stream is released and the pump has stopped.
@@ -1121,11 +1157,13 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   // ---- the response head
   while (!call.head && !call.closed && !pump->client_failed) {
     if (!co_await wait_call()) {
+      const bool late = expired();
       w_.metrics().upstream_error(cluster.name, "timeout");
-      record.error = "upstream-timeout";
+      record.error = late ? "deadline-exceeded" : "upstream-timeout";
       conn->release(call);
       co_await settle();
-      co_await reply(down, 504, "upstream timed out", false);
+      // 504; for a gRPC request, DEADLINE_EXCEEDED trailers-only (exchange/grpc.h)
+      co_await reply(down, 504, late ? "deadline exceeded" : "upstream timed out", false);
       co_return;
     }
   }
@@ -1207,9 +1245,17 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
       break;
     }
     if (!co_await wait_call()) {
-      record.error = "upstream-timeout";
+      const bool late = expired();
+      record.error = late ? "deadline-exceeded" : "upstream-timeout";
       w_.metrics().upstream_error(cluster.name, "timeout");
-      down.reset(exchange::ResetReason::kUpstreamTruncated);
+      if (grpc && late) {
+        // The head went out: the status goes in trailers, and the backend's
+        // stream is cancelled (settle()).
+        const http::Header status[] = {{"grpc-status", "4"}, {"grpc-message", "deadline exceeded"}};
+        co_await down.send_trailers(status);
+      } else {
+        down.reset(exchange::ResetReason::kUpstreamTruncated);
+      }
       break;
     }
   }

@@ -171,7 +171,8 @@ class ExchangeDriver {
   // head comes from up_head_, the body from replay_ when `body_buffered`.
   boost::asio::awaitable<void> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
                                        const control::ClusterEndpoints& cluster, size_t idx,
-                                       bool has_body, bool body_buffered, bool te_trailers, ms timeout);
+                                       bool has_body, bool body_buffered, bool te_trailers, ms timeout,
+                                       std::optional<Clock::time_point> deadline, bool grpc);
   boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
   // `sent`: Content-Length body bytes that already went out with the head.

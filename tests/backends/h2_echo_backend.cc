@@ -10,7 +10,10 @@
 // body bytes received), followed by the trailer `x-echo-bytes: BYTES` when the
 // request said `te: trailers`. /bytes/N answers N bytes (flow-control tests);
 // /local/NNN answers the gateway's local reply NNN (trailers-only gRPC status
-// for an application/grpc request). Requests go through H2Downstream, the
+// for an application/grpc request); /delay/MS answers after MS milliseconds,
+// /stall/MS sends the head at once and the rest after MS milliseconds
+// (deadline tests). A request's `grpc-timeout` comes back as the response
+// field `x-echo-grpc-timeout`. Requests go through H2Downstream, the
 // codec's exchange::Downstream, as the proxy's exchange will drive them.
 //
 // Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
@@ -26,6 +29,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <charconv>
@@ -64,6 +68,15 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
     if (c.end) break;
   }
   const std::string path(req.path);
+  auto sleep_ms = [](const std::string& p, size_t prefix) -> asio::awaitable<void> {
+    int ms = 0;
+    std::from_chars(p.data() + prefix, p.data() + p.size(), ms);
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    error_code ignore;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignore));
+  };
+  if (path.rfind("/delay/", 0) == 0) co_await sleep_ms(path, 7);
+  const bool stall = path.rfind("/stall/", 0) == 0;
   if (path.rfind("/local/", 0) == 0) {  // the gateway's own answer, as the exchange makes it
     exchange::LocalReply r;
     r.status = std::atoi(path.c_str() + 7);
@@ -94,15 +107,20 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   const std::string body = std::string(req.method) + " " + path + " " + std::to_string(bytes) + "\n";
   // HTTP/1.1 framing fields, as an upstream would send them: the codec drops them.
   fields = {{"Content-Type", "text/plain"}, {"Connection", "keep-alive"}, {"Transfer-Encoding", "chunked"}};
+  for (const http::Header& h : *req.headers)
+    if (h.name == "grpc-timeout") fields.push_back({"x-echo-grpc-timeout", h.value});
   head.content_length = body.size();
+  if (stall) head.content_length.reset();
   head.end_stream = req.method == "HEAD";
   const bool trailers = std::any_of(req.headers->begin(), req.headers->end(), [](const http::Header& h) {
     return h.name == "te" && h.value == "trailers";
   });
   if (!co_await d.send_head(head) || head.end_stream) co_return;
+  if (stall) co_await sleep_ms(path, 7);
   if (trailers) {
     if (!co_await d.send_body(body, false)) co_return;
-    const std::vector<http::Header> t = {{"X-Echo-Bytes", std::to_string(bytes)}};
+    const std::string n = std::to_string(bytes);  // http::Header holds views: keep the value alive
+    const std::vector<http::Header> t = {{"X-Echo-Bytes", n}};
     co_await d.send_trailers(t);
   } else {
     co_await d.send_body(body, true);

@@ -743,3 +743,36 @@ TEST(Translate, Quantities) {
 
 }  // namespace
 }  // namespace gantry::controller
+
+namespace gantry::controller {
+namespace {
+
+// A Service port's appProtocol chooses how the proxy speaks to its endpoints.
+TEST(Translate, AppProtocolH2cOrGrpcMakesAnH2cCluster) {
+  const std::pair<const char*, snapshot::ClusterProtocol> table[] = {
+      {"", snapshot::ClusterProtocol::kHttp1},
+      {"appProtocol: kubernetes.io/h2c", snapshot::ClusterProtocol::kH2c},
+      {"appProtocol: grpc", snapshot::ClusterProtocol::kH2c},
+      {"appProtocol: http", snapshot::ClusterProtocol::kHttp1},
+      {"appProtocol: kubernetes.io/ws", snapshot::ClusterProtocol::kHttp1},
+      {"appProtocol: GRPC", snapshot::ClusterProtocol::kHttp1},  // values are case-sensitive
+  };
+  for (auto [field, want] : table) {
+    Cache cache = load(std::string("apiVersion: v1\nkind: Service\nmetadata: {name: svc}\n"
+                                   "spec: {ports: [{name: a, port: 80, ") +
+                       field + "}, {name: b, port: 81}]}\n" +
+                       route("shop", "  rules: [{backendRefs: [{name: svc, port: 80}, {name: svc, port: 81}]}]"));
+    TranslateResult r = translate(cache, {});
+    ASSERT_EQ(r.snapshot.clusters.size(), 2u) << field;
+    EXPECT_EQ(r.snapshot.clusters[0].name, "default/svc:80");
+    EXPECT_EQ(r.snapshot.clusters[0].protocol, want) << field;
+    // The other port of the same Service keeps HTTP/1.1.
+    EXPECT_EQ(r.snapshot.clusters[1].protocol, snapshot::ClusterProtocol::kHttp1) << field;
+    snapshot::Snapshot versioned = r.snapshot;
+    versioned.version = 1;
+    EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{}) << field;
+  }
+}
+
+}  // namespace
+}  // namespace gantry::controller

@@ -614,11 +614,5 @@ TEST(HeaderEdits, DropsRemovedAndSetNamesCaseInsensitively) {
   EXPECT_FALSE(e.drops("x-other"));
 }
 
-TEST(GrpcStatus, FollowsTheHttpMapping) {
-  const std::pair<int, int> table[] = {{400, 13}, {401, 16}, {403, 7},  {404, 12}, {429, 14},
-                                       {502, 14}, {503, 14}, {504, 14}, {500, 2},  {413, 2}};
-  for (auto [http_status, grpc] : table) EXPECT_EQ(grpc_status_for(http_status), grpc) << http_status;
-}
-
 }  // namespace
 }  // namespace gantry::exchange
