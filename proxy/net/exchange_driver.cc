@@ -1142,13 +1142,19 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     if (*fired && at_deadline) deadline_hit = true;
     co_return !*fired;
   };
-  // Before returning: the stream is released and the pump has stopped.
+  // Before returning: the stream is released and the pump has stopped. When
+  // the client's answer is complete (`answered`, e.g. a trailers-only gRPC
+  // status sent before the request's end) the client stream is not reset:
+  // a reset would drop the answer's frames still queued, and the codec ends
+  // a request body that is still arriving itself (RFC 9113 8.1); the pump
+  // stops when that body ends or the stream closes.
+  bool answered = false;
   auto settle = [&]() -> asio::awaitable<void> {
     if (!pump->done) {
       conn->release(call);
       call.closed = true;
       call.notify();
-      if (!pump->done) down.reset(exchange::ResetReason::kCancelled);
+      if (!pump->done && !answered) down.reset(exchange::ResetReason::kCancelled);
       while (!pump->done) co_await call.wait(false);
     }
     conn->release(call);
@@ -1216,6 +1222,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     finish(down);
     co_return;
   }
+  answered = head.end_stream;
 
   // ---- the response body, then the trailers (gRPC's grpc-status)
   std::string chunk;
@@ -1237,6 +1244,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
       } else {
         ok = co_await down.send_body({}, true);
       }
+      answered = ok;
       break;
     }
     if (call.closed || pump->client_failed) {
@@ -1252,7 +1260,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
         // The head went out: the status goes in trailers, and the backend's
         // stream is cancelled (settle()).
         const http::Header status[] = {{"grpc-status", "4"}, {"grpc-message", "deadline exceeded"}};
-        co_await down.send_trailers(status);
+        answered = co_await down.send_trailers(status);
       } else {
         down.reset(exchange::ResetReason::kUpstreamTruncated);
       }
