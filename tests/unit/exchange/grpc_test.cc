@@ -89,8 +89,11 @@ TEST(GrpcTimeout, FormatsTheTimeLeftInTheFinestUnitThatFits) {
   };
   for (auto [d, want] : table) EXPECT_EQ(format_grpc_timeout(d), want) << d.count();
   // What is formatted parses back to at most the time left.
-  for (auto [d, want] : table)
-    if (d.count() >= 0) EXPECT_LE(*parse_grpc_timeout(format_grpc_timeout(d)), d) << d.count();
+  for (auto [d, want] : table) {
+    if (d.count() >= 0) {
+      EXPECT_LE(*parse_grpc_timeout(format_grpc_timeout(d)), d) << d.count();
+    }
+  }
 }
 
 }  // namespace
