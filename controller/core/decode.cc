@@ -495,6 +495,10 @@ GrPolicy decode_policy(const YAML::Node& n, const std::string& path) {
       r.backoff_base = opt_str(b, "base", sub(f, "backoff"));
       r.backoff_max = opt_str(b, "max", sub(f, "backoff"));
       out.retry = r;
+    } else if (key == "tracing") {
+      GrTracing t;
+      t.sampling = opt_double(v, "sampling", f);
+      out.tracing = t;
     } else {
       out.unknown.push_back(key);
     }

@@ -256,6 +256,11 @@ struct GrRetry {
   bool operator==(const GrRetry&) const = default;
 };
 
+struct GrTracing {
+  std::optional<double> sampling;
+  bool operator==(const GrTracing&) const = default;
+};
+
 struct GrPolicy {
   std::optional<GrLoadBalancer> load_balancer;
   std::optional<GrHealthCheck> health_check;
@@ -263,6 +268,7 @@ struct GrPolicy {
   std::optional<GrCircuitBreaker> circuit_breaker;
   std::optional<GrTimeouts> timeouts;
   std::optional<GrRetry> retry;
+  std::optional<GrTracing> tracing;
   std::vector<std::string> unknown;  // unknown keys: the route is not Accepted
   bool operator==(const GrPolicy&) const = default;
 };

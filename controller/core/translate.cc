@@ -936,7 +936,7 @@ class Translator {
     for (const auto& name : p.unknown)
       ctx.bad(field + "." + name,
               "unknown policy (want loadBalancer, healthCheck, outlierDetection, circuitBreaker, "
-              "timeouts, retry)",
+              "timeouts, retry, tracing)",
               "UnsupportedValue");
     if (p.load_balancer) {
       std::string at = sub(field, "loadBalancer");
@@ -1035,6 +1035,18 @@ class Translator {
       out.timeouts.backend_request =
           duration(ctx, p.timeouts->backend_request, sub(at, "backendRequest"), false);
       out.timeouts.idle = duration(ctx, p.timeouts->idle, sub(at, "idle"), false);
+    }
+    if (p.tracing) {
+      std::string at = sub(field, "tracing");
+      sn::Tracing t;
+      if (!p.tracing->sampling) {
+        ctx.bad(sub(at, "sampling"), "required: a ratio from 0 to 1");
+      } else if (!(*p.tracing->sampling >= 0 && *p.tracing->sampling <= 1)) {
+        ctx.bad(sub(at, "sampling"), "must be from 0 to 1");
+      } else {
+        t.sampling = *p.tracing->sampling;
+        out.tracing = t;
+      }
     }
     if (p.retry) {
       std::string at = sub(field, "retry");

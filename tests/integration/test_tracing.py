@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 import websocket
 
-from conftest import (START_TIMEOUT, ProcessManager, free_port, http_request, refusing_port,
-                      sn_cluster, sn_route, sn_rule, sn_snapshot, tail, temporary_dataplane, wait_until)
+from conftest import (CONVERGE_TIMEOUT, START_TIMEOUT, ProcessManager, free_port, http_request, refusing_port,
+                      route_yaml, service_yaml, sn_cluster, sn_route, sn_rule, sn_snapshot, tail,
+                      temporary_dataplane, wait_until)
 
 import http.server
 import socketserver
@@ -379,3 +380,33 @@ def test_collector_killed_requests_still_served_drops_counted_then_export_resume
     wait_until(resumed, 30, "export to resume after the collector came back", interval=0.5)
     assert metric(env, "gantry_tracing_spans_exported_total") > exported_before
 
+
+def test_gateway_route_sampling_override_goes_through_the_controller(stack):
+    """policy.tracing.sampling on a GatewayRoute: decoded and translated by the
+    controller (standalone mode), carried in the snapshot, applied by the proxy."""
+    collector = Collector(stack.manager, stack.workdir, free_port())
+    collector.start()
+    echo = stack.echo("a")
+    stack.proxy.extra_args += ["--tracing-endpoint", f"http://127.0.0.1:{collector.port}",
+                               "--tracing-sampling", "1"]
+    stack.write("svc.yaml", service_yaml("shop", [(echo.addr, echo.port)]))
+    backend = [{"backendRefs": [{"name": "shop", "port": 8080}]}]
+    stack.write("routes.yaml", route_yaml("loud", backend, hostnames=["loud.example.com"]) + "---\n" +
+                route_yaml("quiet", [dict(backend[0], policy={"tracing": {"sampling": 0}})],
+                           hostnames=["quiet.example.com"]))
+    stack.start()
+    stack.wait_for_backend("a", host="quiet.example.com")
+    stack.wait_for_backend("a", host="loud.example.com")
+    wait_until(lambda: ((stack.controller.route_conditions("default", "quiet") or {})
+                        .get("Accepted", {}).get("status")) == "True",
+               CONVERGE_TIMEOUT, "route quiet Accepted")
+    rules = [r for rt in stack.proxy.config_dump()["routes"] if rt["name"] == "quiet" for r in rt["rules"]]
+    assert rules and rules[0]["policy"]["tracing"] == {"sampling": 0}
+    r = stack.proxy.get("/", host="quiet.example.com", headers={"x-request-id": "ctl-quiet"})
+    assert r.json()["headers"]["traceparent"].endswith("-00")
+    stack.proxy.get("/", host="loud.example.com", headers={"x-request-id": "ctl-loud"})
+
+    def exported():
+        return {s["_attrs"].get("gantry.request_id") for s in collector.spans()}
+    wait_until(lambda: "ctl-loud" in exported(), 15, "the loud route's span")
+    assert "ctl-quiet" not in exported()

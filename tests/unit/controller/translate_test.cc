@@ -400,6 +400,13 @@ std::vector<Case> cases() {
        "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
        "spec.rules[0].policy.retry.on[1]: unknown value \"teapot\""},
 
+      {"tracing sampling outside 0..1", route("shop", R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {tracing: {sampling: 1.5}})"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].policy.tracing.sampling: must be from 0 to 1"},
+
       {"an empty cluster when the service has no slices",
        "---\napiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec: {ports: [{port: "
        "80}]}\n" +
@@ -497,6 +504,7 @@ TEST(Translate, EveryFilterAndPolicyField) {
       timeouts: {request: 15s, backendRequest: 5s, idle: 1m}
       retry: {attempts: 2, on: [connect-failure, reset, "503", 502, gateway-error], perTryTimeout: 2s,
               backoff: {base: 50ms, max: 1s}}
+      tracing: {sampling: 0.1}
   - filters: {requestRedirect: {scheme: https, hostname: www.example.com, port: 8443,
                                 path: {type: ReplaceFullPath, replaceFullPath: /new}, statusCode: 308}})"));
   TranslateResult r = translate(cache, {});
@@ -532,6 +540,7 @@ TEST(Translate, EveryFilterAndPolicyField) {
   p.circuit_breaker = sn::CircuitBreaker{7, 0.5, 20000ms, 4, 3000ms, 2, 100, 50};
   p.timeouts = sn::Timeouts{15000ms, 5000ms, 60000ms};
   p.retry = sn::Retry{2, true, true, {502, 503, 504}, 2000ms, 50ms, 1000ms};
+  p.tracing = sn::Tracing{0.1};
   EXPECT_EQ(r.snapshot.routes[0].rules[0].policy, p);
 
   sn::RequestRedirect redirect{
