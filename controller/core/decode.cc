@@ -409,6 +409,26 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       b.realm = str(v, "realm", f, "gantry");
       b.consumer_header = str(v, "consumerHeader", f, "x-consumer");
       out.basic_auth = b;
+    } else if (key == "extAuth") {
+      expect_map(v, f);
+      GrExtAuth a;
+      a.url = required_str(v, "url", f);
+      a.method = str(v, "method", f);
+      if (present(get(v, "requestHeaders"))) a.request_headers = str_list(v, "requestHeaders", f);
+      a.response_headers = str_list(v, "responseHeaders", f);
+      a.signin_url = str(v, "signinURL", f);
+      a.signin_redirect_param = str(v, "signinRedirectParam", f, "rd");
+      a.timeout = opt_str(v, "timeout", f);
+      a.fail_open = opt_bool(v, "failOpen", f).value_or(false);
+      a.status_on_error = opt_int(v, "statusOnError", f);
+      YAML::Node cache = get(v, "cache");
+      if (present(cache)) {
+        expect_map(cache, sub(f, "cache"));
+        a.cache_ttl = opt_str(cache, "ttl", sub(f, "cache"));
+        if (!a.cache_ttl) fail(cache, sub(sub(f, "cache"), "ttl"), "required");
+        a.cache_max_entries = opt_int(cache, "maxEntries", sub(f, "cache"));
+      }
+      out.ext_auth = a;
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {

@@ -75,20 +75,12 @@ const Unimplemented kUnimplemented[] = {
     {"enable-modsecurity", true, "ModSecurity is not available in gantry"},
     {"enable-owasp-core-rules", true, "ModSecurity is not available in gantry"},
     {"modsecurity-transaction-id", false, "ModSecurity is not available in gantry"},
-    {"auth-url", true, "external authentication (auth_request) is not implemented yet"},
-    {"auth-signin", true, "external authentication (auth_request) is not implemented yet"},
-    {"auth-signin-redirect-param", true, "external authentication is not implemented yet"},
-    {"auth-method", true, "external authentication is not implemented yet"},
-    {"auth-response-headers", true, "external authentication is not implemented yet"},
-    {"auth-request-redirect", true, "external authentication is not implemented yet"},
-    {"auth-cache-key", true, "external authentication is not implemented yet"},
-    {"auth-cache-duration", true, "external authentication is not implemented yet"},
-    {"auth-always-set-cookie", true, "external authentication is not implemented yet"},
-    {"auth-keepalive", true, "external authentication is not implemented yet"},
-    {"auth-keepalive-requests", true, "external authentication is not implemented yet"},
-    {"auth-keepalive-share-vars", true, "external authentication is not implemented yet"},
-    {"auth-keepalive-timeout", true, "external authentication is not implemented yet"},
-    {"auth-proxy-set-headers", true, "external authentication is not implemented yet"},
+    {"auth-request-redirect", false, "X-Auth-Request-Redirect carries the request URI (not a value of your own)"},
+    {"auth-cache-key", false, "nginx cache-key expressions are not mapped: every decision is asked of the service (a GatewayRoute extAuth.cache keys by header values)"},
+    {"auth-cache-duration", false, "not mapped: every decision is asked of the service (see auth-cache-key)"},
+    {"auth-always-set-cookie", false, "Set-Cookie of a 2xx answer is not passed to the client"},
+    {"auth-keepalive-share-vars", false, "gantry pools connections to the service per worker; there are no nginx variables to share"},
+    {"auth-proxy-set-headers", true, "extra fields to the service from a ConfigMap are not implemented"},
     {"enable-global-auth", false, "gantry has no global external authentication"},
     {"auth-tls-secret", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"auth-tls-verify-client", true, "client certificate authentication (mTLS) is not implemented yet"},
@@ -150,6 +142,50 @@ const Unimplemented kUnimplemented[] = {
     {"opentelemetry-operation-name", false, "tracing is not implemented yet"},
 };
 
+}  // namespace
+
+std::string parse_ext_auth_url(std::string_view url, sn::ExtAuth& a) {
+  if (url.starts_with("https://")) return "https:// services are not supported yet (use http:// inside the cluster)";
+  if (!url.starts_with("http://")) return "must start with http://";
+  for (char ch : url)
+    if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) return "has spaces or control characters";
+  std::string_view rest = url.substr(7);
+  size_t slash = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, slash);
+  std::string path(slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash));
+  if (path.find('#') != std::string::npos) return "must not have a fragment";
+  if (path.front() == '?') path.insert(0, "/");
+  std::string_view host = authority, port;
+  if (host.starts_with("[")) {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return "unclosed [ in the host";
+    port = host.substr(close + 1);
+    host = host.substr(1, close - 1);
+    if (!port.empty() && !port.starts_with(":")) return "bad port";
+    if (!port.empty()) port.remove_prefix(1);
+  } else if (size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  if (host.empty() || host.find('@') != std::string_view::npos || host.find('$') != std::string_view::npos)
+    return "has no host (or has user info or a variable)";
+  uint16_t p = 80;
+  if (!port.empty()) {
+    int v = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (ec != std::errc() || end != port.data() + port.size() || v < 1 || v > 65535)
+      return "port must be from 1 to 65535";
+    p = static_cast<uint16_t>(v);
+  }
+  a.host = lower(std::string(host));
+  a.port = p;
+  a.authority = std::string(authority);
+  a.path = std::move(path);
+  return "";
+}
+
+namespace {
+
 class Parser {
  public:
   explicit Parser(const std::map<std::string, std::string>& all) {
@@ -167,6 +203,7 @@ class Parser {
     cors();
     basic_auth();
     others();
+    external_auth();
     for (const auto& [name, value] : a_) {
       if (done_.count(name)) continue;
       const Unimplemented* u = nullptr;
@@ -726,6 +763,83 @@ class Parser {
             "the user name goes upstream in X-Remote-User and the Authorization field is not forwarded");
     served("auth-secret");
     out_.config.basic_auth = std::move(b);
+  }
+
+  // auth-url and its companions onto extAuth (docs/migrating-from-ingress-nginx.md): the
+  // service's 2xx allows, 401/403 are the client's answer, a failure is 500.
+  void external_auth() {
+    const std::string* url = get("auth-url");
+    if (url == nullptr) {
+      for (const char* name : {"auth-method", "auth-signin", "auth-signin-redirect-param", "auth-response-headers"})
+        if (get(name) != nullptr) refuse(name, "has no effect without auth-url", false);
+      return;
+    }
+    sn::ExtAuth a;
+    std::string u = trim(*url);
+    if (u.find('$') != std::string::npos) {
+      refuse("auth-url", "nginx variables in auth-url are not supported (name the service's URL)", true);
+      return;
+    }
+    if (std::string why = parse_ext_auth_url(u, a); !why.empty()) {
+      refuse("auth-url", why, true);
+      return;
+    }
+    a.request_headers = {"authorization", "cookie"};
+    a.status_on_error = 500;  // nginx's auth_request answers 500 when the service fails
+    partial("auth-url",
+            "the client's Authorization and Cookie are sent (nginx sends every field), with X-Original-URL, "
+            "X-Original-Method, X-Auth-Request-Redirect and X-Forwarded-*; a status other than 2xx is the "
+            "client's answer with the service's body and fields (nginx: 401/403 with its own page, other "
+            "statuses 500); an unreachable service or no answer within 5s answers 500");
+    a.timeout = std::chrono::milliseconds(5000);
+    if (const std::string* v = get("auth-method")) {
+      std::string m = trim(*v);
+      bool token = !m.empty() && m.find_first_of(" \t\"(),/:;<=>?@[\\]{}") == std::string::npos;
+      if (!token) {
+        invalid("auth-method", "an HTTP method", true);
+        return;
+      }
+      a.method = m;
+      served("auth-method");
+    }
+    if (const std::string* v = get("auth-signin")) {
+      std::string s = trim(*v);
+      if (s.find('$') != std::string::npos) {
+        refuse("auth-signin", "nginx variables are not supported; gantry appends rd=<the original URL> itself", false);
+      } else if (!(s.starts_with("http://") || s.starts_with("https://") || s.starts_with("/")) ||
+                 s.find_first_of(" \t\r\n") != std::string::npos) {
+        invalid("auth-signin", "an http(s) URL", false);
+      } else {
+        a.signin = s;
+        served("auth-signin");
+      }
+    }
+    if (const std::string* v = get("auth-signin-redirect-param")) {
+      std::string p = trim(*v);
+      if (p.empty() || p.find_first_of("&=#? ") != std::string::npos) {
+        invalid("auth-signin-redirect-param", "a query parameter name", false);
+      } else {
+        a.signin_redirect_param = p;
+        served("auth-signin-redirect-param");
+      }
+    }
+    if (const std::string* v = get("auth-response-headers")) {
+      bool ok = true;
+      for (auto& h : split_list(*v)) {
+        if (h.find_first_of(" \t\"(),/:;<=>?@[\\]{}") != std::string::npos) ok = false;
+        a.response_headers.push_back(lower(h));
+      }
+      if (ok) {
+        served("auth-response-headers");
+      } else {
+        a.response_headers.clear();
+        invalid("auth-response-headers", "a comma-separated list of header names", false);
+      }
+    }
+    for (const char* name : {"auth-keepalive", "auth-keepalive-requests", "auth-keepalive-timeout"})
+      if (get(name) != nullptr)
+        partial(name, "gantry always keeps connections to the service alive, pooled per worker");
+    out_.config.ext_auth = std::move(a);
   }
 
   void others() {

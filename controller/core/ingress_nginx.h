@@ -99,7 +99,13 @@ struct NginxConfig {
   std::optional<snapshot::Cors> cors;
   std::vector<std::string> server_aliases;
   std::optional<NginxBasicAuth> basic_auth;
+  // auth-url and its companions (extAuth; host/port/path of the service set).
+  std::optional<snapshot::ExtAuth> ext_auth;
 };
+
+// Splits an extAuth service URL (http://host[:port][/path][?query]) into
+// `out`'s host, port, authority and path. Empty: fine; else what is wrong.
+std::string parse_ext_auth_url(std::string_view url, snapshot::ExtAuth& out);
 
 struct NginxParse {
   NginxConfig config;

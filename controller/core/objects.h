@@ -154,6 +154,23 @@ struct GrBasicAuth {
   bool operator==(const GrBasicAuth&) const = default;
 };
 
+// filters.extAuth: an HTTP call to an authorisation service (ingress-nginx
+// auth-url, Envoy HTTP ext_authz) before the request goes upstream.
+struct GrExtAuth {
+  std::string url;  // http://host[:port]/path[?query]
+  std::string method;  // empty: the client's
+  std::optional<std::vector<std::string>> request_headers;  // unset: authorization, cookie
+  std::vector<std::string> response_headers;
+  std::string signin_url;
+  std::string signin_redirect_param = "rd";
+  std::optional<std::string> timeout;  // duration
+  bool fail_open = false;
+  std::optional<int64_t> status_on_error;
+  std::optional<std::string> cache_ttl;  // duration; unset: no cache
+  std::optional<int64_t> cache_max_entries;
+  bool operator==(const GrExtAuth&) const = default;
+};
+
 struct GrBackendRef {
   std::string group;  // "" = core
   std::string kind = "Service";
@@ -183,6 +200,7 @@ struct GrFilters {
   std::optional<GrJwt> jwt;
   std::optional<GrApiKey> api_key;
   std::optional<GrBasicAuth> basic_auth;
+  std::optional<GrExtAuth> ext_auth;
   std::optional<GrHeaderModifier> request_headers;
   std::optional<GrHeaderModifier> response_headers;
   std::optional<GrRequestRedirect> request_redirect;

@@ -758,6 +758,44 @@ class Translator {
     return b;
   }
 
+  // extAuth: the service's URL split into what the proxy dials (host, port)
+  // and sends (path, Host); header lists lower-cased and checked.
+  sn::ExtAuth ext_auth(RouteCtx& ctx, const GrExtAuth& in, const std::string& at) {
+    sn::ExtAuth a;
+    if (std::string why = parse_ext_auth_url(in.url, a); !why.empty())
+      ctx.bad(sub(at, "url"), quote(in.url) + ": " + why,
+              std::string_view(in.url).starts_with("https://") ? "UnsupportedValue" : "Invalid");
+    if (!in.method.empty() && !is_token(in.method)) ctx.bad(sub(at, "method"), quote(in.method) + " is not a method");
+    a.method = in.method;
+    a.request_headers = in.request_headers.value_or(std::vector<std::string>{"authorization", "cookie"});
+    for (size_t i = 0; i < a.request_headers.size(); ++i) {
+      if (!is_token(a.request_headers[i]))
+        ctx.bad(idx(sub(at, "requestHeaders"), i), quote(a.request_headers[i]) + " is not a valid header name");
+      a.request_headers[i] = lower(a.request_headers[i]);
+    }
+    a.response_headers = in.response_headers;
+    for (size_t i = 0; i < a.response_headers.size(); ++i) {
+      if (!is_token(a.response_headers[i]))
+        ctx.bad(idx(sub(at, "responseHeaders"), i), quote(a.response_headers[i]) + " is not a valid header name");
+      a.response_headers[i] = lower(a.response_headers[i]);
+    }
+    a.signin = in.signin_url;
+    if (!a.signin.empty() && (has_control(a.signin) || a.signin.find(' ') != std::string::npos ||
+                              !(a.signin.starts_with("http://") || a.signin.starts_with("https://") ||
+                                a.signin.starts_with("/"))))
+      ctx.bad(sub(at, "signinURL"), quote(a.signin) + " must be an http(s) URL or a path, without spaces");
+    a.signin_redirect_param = in.signin_redirect_param;
+    if (a.signin_redirect_param.empty() || has_control(a.signin_redirect_param) ||
+        a.signin_redirect_param.find_first_of("&=#? ") != std::string::npos)
+      ctx.bad(sub(at, "signinRedirectParam"), quote(a.signin_redirect_param) + " is not a query parameter name");
+    if (auto d = duration(ctx, in.timeout, sub(at, "timeout"), true)) a.timeout = *d;
+    a.fail_open = in.fail_open;
+    in_range(ctx, in.status_on_error, 400, 599, sub(at, "statusOnError"), a.status_on_error);
+    if (auto d = duration(ctx, in.cache_ttl, sub(sub(at, "cache"), "ttl"), true)) a.cache_ttl = *d;
+    in_range(ctx, in.cache_max_entries, 1, 1000000, sub(sub(at, "cache"), "maxEntries"), a.cache_max_entries);
+    return a;
+  }
+
   // Returns false when the rule must fail closed (a jwt key is missing).
   bool filters(RouteCtx& ctx, const GrRule& rule, const std::string& field, sn::Filters& out) {
     const GrFilters& f = rule.filters;
@@ -766,7 +804,7 @@ class Translator {
       ctx.bad(field + "." + name,
               "unknown filter (want cors, rateLimit, maxRequestBodySize, jwt, requestHeaders, "
               "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache, ipAllow, ipDeny, apiKey, "
-              "basicAuth)",
+              "basicAuth, extAuth)",
               "UnsupportedValue");
     if (f.cors) {
       std::string at = sub(field, "cors");
@@ -907,6 +945,7 @@ class Translator {
     }
     if (f.api_key) out.api_key = api_key(ctx, *f.api_key, sub(field, "apiKey"));
     if (f.basic_auth) out.basic_auth = basic_auth(ctx, *f.basic_auth, sub(field, "basicAuth"));
+    if (f.ext_auth) out.ext_auth = ext_auth(ctx, *f.ext_auth, sub(field, "extAuth"));
     // ipAllow / ipDeny: the same proxy filter as ingress-nginx's source ranges.
     auto cidrs = [&](const std::optional<std::vector<std::string>>& in, const char* key,
                      std::vector<std::string>& list) {
@@ -1477,6 +1516,7 @@ class Translator {
     f.source_range = c.source_range;
     f.cors = c.cors;
     f.basic_auth = nginx_basic_auth_;
+    f.ext_auth = c.ext_auth;
     uint64_t body = c.body_size.value_or(options_.ingress_nginx.default_body_size);
     if (body > 0) f.max_request_body_size = body;
     if (c.permanent_redirect || c.temporal_redirect) {

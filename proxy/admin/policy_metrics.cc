@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "proxy/filters/access_decisions.h"
 #include "proxy/tracing/exporter.h"
 #include "proxy/upstream/cluster_state.h"
 
@@ -70,6 +71,21 @@ std::vector<MetricFamily> collect_policy_metrics(const control::ConfigStore& sto
   }
   for (auto* f : {&hits, &misses, &evictions, &coalesced, &bytes, &entries})
     out.push_back(std::move(*f));
+
+  // ---- access-control decisions, per filter (apiKey, basicAuth, ipAllow/ipDeny, extAuth)
+  auto decisions = family("gantry_access_decisions_total",
+                          "Decisions of the access-control filters: allowed, denied or error (extAuth's "
+                          "service failed), by filter (api_key, basic_auth, source_range, ext_auth)",
+                          MetricType::Counter);
+  const auto& table = filters::AccessDecisions::global();
+  for (size_t f = 0; f < filters::kAccessFilterNames.size(); ++f)
+    for (size_t d = 0; d < filters::kAccessDecisionNames.size(); ++d)
+      add(decisions,
+          {{"filter", std::string(filters::kAccessFilterNames[f])},
+           {"decision", std::string(filters::kAccessDecisionNames[d])}},
+          static_cast<double>(table.value(static_cast<filters::AccessFilter>(f),
+                                          static_cast<filters::AccessDecision>(d))));
+  out.push_back(std::move(decisions));
 
   // ---- circuit breakers, per cluster (several configs of one cluster are summed;
   // the state is the most severe: open, then half-open, then closed)

@@ -1,5 +1,7 @@
 #include "proxy/control/rule_policies.h"
 
+#include "proxy/net/ext_auth_client.h"
+
 namespace gantry::control {
 
 Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTable& table,
@@ -9,7 +11,8 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
     const auto& f = cr.rule->filters;
     if (!f.cors && !f.rate_limit && !f.jwt && !f.cache && !f.max_request_body_size && !f.request_redirect &&
         !f.url_rewrite && !f.request_headers && !f.response_headers && !f.https_redirect &&
-        !f.source_range && !f.hsts && !f.api_key && !f.basic_auth)
+        !f.source_range && !f.hsts && !f.api_key && !f.basic_auth &&
+        !f.ext_auth)
       continue;
     RulePolicies p;
     if (f.cors) {
@@ -57,6 +60,7 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(const router::RouteTa
     parts.cors = placed.cors ? &*placed.cors : nullptr;
     parts.rate_limiter = placed.rate_limiter;
     parts.jwt = placed.jwt;
+    parts.ext_auth_transport = &net::ExtAuthClient::global();
     placed.chain = exchange::build_chain(*cr.rule, parts);
   }
   for (const auto& [rule, p] : out->by_rule_) out->by_label_.emplace(rule->route_label, &p);

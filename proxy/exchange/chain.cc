@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proxy/filters/ext_auth.h"
 #include "proxy/filters/header_filters.h"
 #include "proxy/filters/request_filters.h"
 #include "proxy/snapshot/model.h"
@@ -53,6 +54,7 @@ FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   if (f.source_range) chain.add(std::make_unique<filters::SourceRangeFilter>(*f.source_range));
   if (f.api_key) chain.add(std::make_unique<filters::ApiKeyFilter>(*f.api_key));
   if (f.basic_auth) chain.add(std::make_unique<filters::BasicAuthFilter>(*f.basic_auth));
+  if (f.ext_auth) chain.add(std::make_unique<filters::ExtAuthFilter>(*f.ext_auth, parts.ext_auth_transport));
   if (f.hsts) chain.add(std::make_unique<filters::HstsFilter>(*f.hsts));
   if (f.max_request_body_size)
     chain.add(std::make_unique<filters::BodyLimitFilter>(*f.max_request_body_size));

@@ -24,6 +24,7 @@ namespace gantry::filters {
 class CorsPolicy;
 class RateLimiter;
 class JwtVerifier;
+class ExtAuthTransport;
 }  // namespace gantry::filters
 
 namespace gantry::exchange {
@@ -33,10 +34,11 @@ class FilterChain {
   // Every filter name, in chain order. A filter is placed by its name; adding
   // a filter means adding its file under proxy/filters/, a line in
   // build_chain() and its name here.
-  static constexpr std::array<std::string_view, 14> kOrder = {
+  static constexpr std::array<std::string_view, 15> kOrder = {
       "https_redirect", "cors",        "rate_limit",      "source_range",     "api_key",
-      "basic_auth",     "consumer_rate_limit",            "body_limit",       "jwt",
-      "redirect",       "url_rewrite", "request_headers", "response_headers", "hsts"};
+      "basic_auth",     "ext_auth",    "consumer_rate_limit",                 "body_limit",
+      "jwt",            "redirect",    "url_rewrite",     "request_headers",  "response_headers",
+      "hsts"};
 
   FilterChain() = default;
   FilterChain(FilterChain&&) = default;
@@ -95,6 +97,9 @@ struct ChainParts {
   const filters::CorsPolicy* cors = nullptr;
   std::shared_ptr<filters::RateLimiter> rate_limiter;
   std::shared_ptr<const filters::JwtVerifier> jwt;
+  // How extAuth calls its service (the proxy's pooled client); null: every
+  // extAuth call fails (fail open / closed as configured).
+  filters::ExtAuthTransport* ext_auth_transport = nullptr;
 };
 
 // The chain of `rule` (its filters section), in kOrder. `rule` and the parts

@@ -87,6 +87,10 @@ struct LocalReply {
   bool close = false;
   // Set by the exchange when it hands the reply to the codec (X-Request-Id).
   std::string_view request_id;
+  // The body goes out as it is (no newline added) and `headers` carry its
+  // Content-Type (no text/plain of the codec's): an answer relayed from
+  // elsewhere (extAuth's service).
+  bool verbatim = false;
 
   void reset() {
     status = 0;
@@ -96,6 +100,7 @@ struct LocalReply {
     gateway_reason = {};
     kind = {};
     close = false;
+    verbatim = false;
   }
 };
 
@@ -185,6 +190,10 @@ class Exchange {
   // apiKey / basicAuth: who authenticated (a view into the pinned snapshot);
   // empty: nobody. rateLimit with key Consumer counts per consumer.
   std::string_view consumer;
+  // extAuth: the fields its service's 2xx answer sets on the upstream
+  // request, and the verdict of its finished call (for on_resume()).
+  OwnedHeaders ext_auth_headers;
+  uint8_t ext_auth_verdict = 0;
 
   // Wall-clock time (JWT exp/nbf), read once per exchange when a filter asks.
   WallTime wall_now() {
@@ -209,6 +218,8 @@ class Exchange {
     pending.reset();
     jwt_claims.clear();
     consumer = {};
+    ext_auth_headers.clear();
+    ext_auth_verdict = 0;
     wall_now_ = {};
   }
 

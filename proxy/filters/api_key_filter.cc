@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "proxy/filters/access_decisions.h"
 #include "proxy/filters/request_filters.h"
 
 namespace gantry::filters {
@@ -95,6 +96,7 @@ exchange::Verdict ApiKeyFilter::on_request(exchange::Exchange& ex) const {
     std::string_view consumer = lookup(digest);
     if (!consumer.empty()) {
       ex.consumer = consumer;
+      count_access(AccessFilter::kApiKey, AccessDecision::kAllowed);
       return exchange::Verdict::kContinue;
     }
     ex.reply.status = config_.unknown_key_status;
@@ -106,6 +108,7 @@ exchange::Verdict ApiKeyFilter::on_request(exchange::Exchange& ex) const {
     ex.reply.kind = "api_key_missing";
   }
   if (ex.reply.status == 401) ex.reply.headers.emplace_back("www-authenticate", "ApiKey");
+  count_access(AccessFilter::kApiKey, AccessDecision::kDenied);
   return exchange::Verdict::kRespond;
 }
 

@@ -1,6 +1,7 @@
 // filters.basicAuth as a chain filter (request_filters.h).
 #include <openssl/crypto.h>
 
+#include "proxy/filters/access_decisions.h"
 #include "proxy/filters/basic_auth.h"
 #include "proxy/filters/request_filters.h"
 
@@ -21,6 +22,7 @@ exchange::Verdict BasicAuthFilter::on_request(exchange::Exchange& ex) const {
     OPENSSL_cleanse(creds->second.data(), creds->second.size());
     if (user) {
       ex.consumer = config_.users[*user].name;
+      count_access(AccessFilter::kBasicAuth, AccessDecision::kAllowed);
       return exchange::Verdict::kContinue;
     }
     ex.reply.body = "invalid user name or password";
@@ -29,6 +31,7 @@ exchange::Verdict BasicAuthFilter::on_request(exchange::Exchange& ex) const {
     ex.reply.body = "authentication required";
     ex.reply.kind = "basic_auth_missing";
   }
+  count_access(AccessFilter::kBasicAuth, AccessDecision::kDenied);
   ex.reply.status = 401;
   ex.reply.headers.emplace_back("www-authenticate", challenge_);
   return exchange::Verdict::kRespond;

@@ -1,4 +1,5 @@
 // filters.sourceRange as a chain filter (request_filters.h).
+#include "proxy/filters/access_decisions.h"
 #include "proxy/filters/request_filters.h"
 
 namespace gantry::filters {
@@ -20,6 +21,7 @@ SourceRangeFilter::SourceRangeFilter(const snapshot::SourceRange& config)
 exchange::Verdict SourceRangeFilter::on_request(exchange::Exchange& ex) const {
   bool denied = (!deny_.empty() && net::contains(deny_, ex.req.client_ip)) ||
                 (!allow_.empty() && !net::contains(allow_, ex.req.client_ip));
+  count_access(AccessFilter::kSourceRange, denied ? AccessDecision::kDenied : AccessDecision::kAllowed);
   if (!denied) return exchange::Verdict::kContinue;
   ex.reply.status = 403;
   ex.reply.body = "client address not allowed";

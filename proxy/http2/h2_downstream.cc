@@ -171,8 +171,10 @@ asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply&
     co_return;
   }
   const bool no_body = reply.status == 204 || reply.status == 304 || info_.method == "HEAD";
-  const std::string body = reply.body.empty() || no_body ? std::string() : reply.body + "\n";
-  add_field(fields, "content-type", "text/plain");
+  const std::string body = reply.body.empty() || no_body ? std::string()
+                           : reply.verbatim                ? reply.body
+                                                           : reply.body + "\n";
+  if (!reply.verbatim) add_field(fields, "content-type", "text/plain");
   if (!no_body) add_field(fields, "content-length", std::to_string(body.size()));
   if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
   if (!reply.request_id.empty()) add_field(fields, "x-request-id", reply.request_id);

@@ -171,22 +171,28 @@ class Session final : public SessionBase,
 
   // ---- the answers of the codec itself and of LocalReply: status line,
   // fields, a short text body and the X-Request-Id
+  // `verbatim`: the body as it is, its Content-Type among extra_headers (LocalReply::verbatim).
   asio::awaitable<void> local_reply(int status, std::string_view body, bool close,
-                                    std::string_view extra_headers, std::string_view request_id) {
+                                    std::string_view extra_headers, std::string_view request_id,
+                                    bool verbatim = false) {
     out_.clear();
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason_phrase(status));
     bool no_body = status == 204 || status == 304;
     if (no_body) {
       out_.append("\r\nx-request-id: ").append(request_id);
     } else {
-      out_.append("\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
-      out_.append(std::to_string(body.size() + 1)).append("\r\nx-request-id: ").append(request_id);
+      if (!verbatim) out_.append("\r\ncontent-type: text/plain; charset=utf-8");
+      out_.append("\r\ncontent-length: ");
+      out_.append(std::to_string(body.size() + (verbatim ? 0 : 1))).append("\r\nx-request-id: ").append(request_id);
     }
     out_.append("\r\n");
     out_.append(extra_headers);
     if (close) out_.append("connection: close\r\n");
     out_.append("\r\n");
-    if (!no_body) out_.append(body).append("\n");
+    if (!no_body) {
+      out_.append(body);
+      if (!verbatim) out_.append("\n");
+    }
     co_await write_client(out_, {});
   }
   // A codec error before (or instead of) an exchange: answered, logged, and
@@ -600,7 +606,7 @@ asio::awaitable<void> Session<Stream>::send_local_reply(const exchange::LocalRep
   reply_fields_.clear();
   for (const auto& [name, value] : r.headers) append_header(reply_fields_, name, value);
   if (!r.gateway_reason.empty()) append_header(reply_fields_, "x-gateway-reason", r.gateway_reason);
-  co_await local_reply(r.status, r.body, close, reply_fields_, r.request_id);
+  co_await local_reply(r.status, r.body, close, reply_fields_, r.request_id, r.verbatim);
 }
 
 // Copies bytes both ways after a 101 Switching Protocols until either side closes.

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "proxy/net/buffer.h"
+#include "proxy/net/ext_auth_client.h"
 #include "proxy/net/h2_listener.h"
 #include "proxy/net/h2_upstream.h"
 #include "proxy/net/request_mirror.h"
@@ -193,7 +194,9 @@ class Worker {
     });
   }
   void run() {
+    ExtAuthClient::attach(io_);  // extAuth calls of this thread use io_ and its own pooled connections
     io_.run();
+    ExtAuthClient::detach();
     server_.log().flush_thread();  // this worker's last access-log lines
   }
   void stop_accepting() {

@@ -328,6 +328,25 @@ ojson enc(const BasicAuth& b) {
   return o;
 }
 
+ojson enc(const ExtAuth& a) {
+  ojson o = ojson::object();
+  o["host"] = a.host;
+  o["port"] = a.port;
+  o["path"] = a.path;
+  o["authority"] = a.authority;
+  if (!a.method.empty()) o["method"] = a.method;
+  put_list(o, "requestHeaders", a.request_headers);
+  put_list(o, "responseHeaders", a.response_headers);
+  if (!a.signin.empty()) o["signin"] = a.signin;
+  o["signinRedirectParam"] = a.signin_redirect_param;
+  o["timeoutMs"] = ms(a.timeout);
+  o["failOpen"] = a.fail_open;
+  o["statusOnError"] = a.status_on_error;
+  o["cacheTtlMs"] = ms(a.cache_ttl);
+  o["cacheMaxEntries"] = a.cache_max_entries;
+  return o;
+}
+
 ojson enc(const RequestMirror& m) { return ojson{{"cluster", m.cluster}}; }
 
 ojson enc(const Cache& c) {
@@ -350,6 +369,7 @@ ojson enc(const Filters& f) {
   put_opt(o, "jwt", f.jwt);
   put_opt(o, "apiKey", f.api_key);
   put_opt(o, "basicAuth", f.basic_auth);
+  put_opt(o, "extAuth", f.ext_auth);
   put_opt(o, "requestHeaders", f.request_headers);
   put_opt(o, "responseHeaders", f.response_headers);
   put_opt(o, "requestRedirect", f.request_redirect);
@@ -773,6 +793,24 @@ class Reader {
     get(j, "users", b.users);
   }
 
+  void read(const json& j, ExtAuth& a) {
+    expect_object(j);
+    get(j, "host", a.host);
+    get(j, "port", a.port);
+    get(j, "path", a.path);
+    get(j, "authority", a.authority);
+    get(j, "method", a.method);
+    get(j, "requestHeaders", a.request_headers);
+    get(j, "responseHeaders", a.response_headers);
+    get(j, "signin", a.signin);
+    get(j, "signinRedirectParam", a.signin_redirect_param);
+    get(j, "timeoutMs", a.timeout);
+    get(j, "failOpen", a.fail_open);
+    get(j, "statusOnError", a.status_on_error);
+    get(j, "cacheTtlMs", a.cache_ttl);
+    get(j, "cacheMaxEntries", a.cache_max_entries);
+  }
+
   void read(const json& j, RequestMirror& m) {
     expect_object(j);
     get(j, "cluster", m.cluster);
@@ -795,6 +833,7 @@ class Reader {
     get(j, "jwt", f.jwt);
     get(j, "apiKey", f.api_key);
     get(j, "basicAuth", f.basic_auth);
+    get(j, "extAuth", f.ext_auth);
     get(j, "requestHeaders", f.request_headers);
     get(j, "responseHeaders", f.response_headers);
     get(j, "requestRedirect", f.request_redirect);

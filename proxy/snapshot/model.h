@@ -226,6 +226,37 @@ struct BasicAuth {
   bool operator==(const BasicAuth&) const = default;
 };
 
+// An HTTP/1.1 call to an authorisation service before the request goes
+// upstream (ingress-nginx auth-url, Envoy's HTTP ext_authz). The call is
+// `method` (empty: the client's) to http://host:port + path, with Host
+// `authority`, the client's fields named in `request_headers`, and
+// X-Original-URL / X-Original-Method / X-Forwarded-* describing the request.
+// A 2xx allows: the answer's fields named in `response_headers` are set on the
+// upstream request. Any other status is the client's answer, with its body
+// and fields; a 401 with `signin` set becomes a 302 to signin with
+// <signin_redirect_param>=<the original URL>. No answer within `timeout`
+// (connection refused, reset, garbage): fail_open lets the request through,
+// else `status_on_error` answers. With cache_ttl > 0, allowed decisions are
+// remembered for that long, keyed by the values of request_headers (at most
+// cache_max_entries).
+struct ExtAuth {
+  std::string host;  // IP literal or DNS name (resolved when a connection opens)
+  uint16_t port = 80;
+  std::string path = "/";  // path and query of the call
+  std::string authority;   // Host of the call
+  std::string method;      // empty: the client's
+  std::vector<std::string> request_headers;   // lower-case
+  std::vector<std::string> response_headers;  // lower-case
+  std::string signin;                         // absolute URL; empty: none
+  std::string signin_redirect_param = "rd";
+  Millis timeout{2000};
+  bool fail_open = false;
+  int status_on_error = 403;
+  Millis cache_ttl{0};  // 0: no decision cache
+  uint32_t cache_max_entries = 10000;
+  bool operator==(const ExtAuth&) const = default;
+};
+
 // Filters of one rule, applied in the order of the fields.
 struct Filters {
   std::optional<HttpsRedirect> https_redirect;
@@ -236,6 +267,7 @@ struct Filters {
   std::optional<Jwt> jwt;
   std::optional<ApiKey> api_key;
   std::optional<BasicAuth> basic_auth;
+  std::optional<ExtAuth> ext_auth;
   std::optional<HeaderModifier> request_headers;
   std::optional<HeaderModifier> response_headers;
   std::optional<RequestRedirect> request_redirect;

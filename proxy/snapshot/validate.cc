@@ -485,6 +485,34 @@ class Validator {
           e_.add(ui + ".hash", "must be a bcrypt ($2a$, $2b$, $2y$), SHA-256 ($5$) or SHA-512 ($6$) crypt hash");
       }
     }
+    if (f.ext_auth) {
+      std::string at = where + ".extAuth";
+      const ExtAuth& a = *f.ext_auth;
+      if (a.host.empty() || has_control(a.host, false) || a.host.find_first_of(" /?#@") != std::string::npos)
+        e_.add(at + ".host", "must be a host name or an IP address");
+      if (a.port == 0) e_.add(at + ".port", "must be from 1 to 65535");
+      if (!a.path.starts_with("/") || has_control(a.path, false) || a.path.find(' ') != std::string::npos)
+        e_.add(at + ".path", "must start with / and have no spaces or control characters");
+      if (a.authority.empty() || has_control(a.authority, false) || a.authority.find(' ') != std::string::npos)
+        e_.add(at + ".authority", "must be non-empty without spaces or control characters");
+      if (!a.method.empty() && !is_token(a.method)) e_.add(at + ".method", quote(a.method) + " is not a method");
+      for (const auto* list : {&a.request_headers, &a.response_headers})
+        for (size_t i = 0; i < list->size(); ++i)
+          if (!is_token((*list)[i]))
+            e_.add(at + "." + idx(list == &a.request_headers ? "requestHeaders" : "responseHeaders", i),
+                   quote((*list)[i]) + " is not a valid header name");
+      if (!a.signin.empty() && (has_control(a.signin, false) || a.signin.find(' ') != std::string::npos))
+        e_.add(at + ".signin", "must be a URL without spaces or control characters");
+      if (a.signin_redirect_param.empty() || a.signin_redirect_param.find_first_of("&=#? ") != std::string::npos ||
+          has_control(a.signin_redirect_param, false))
+        e_.add(at + ".signinRedirectParam", "must be a query parameter name");
+      if (a.timeout.count() <= 0) e_.add(at + ".timeoutMs", "must be above 0");
+      if (a.status_on_error < 400 || a.status_on_error > 599)
+        e_.add(at + ".statusOnError", std::to_string(a.status_on_error) + " must be from 400 to 599");
+      if (a.cache_ttl.count() < 0) e_.add(at + ".cacheTtlMs", "must not be negative");
+      if (a.cache_ttl.count() > 0 && a.cache_max_entries == 0)
+        e_.add(at + ".cacheMaxEntries", "must be above 0 when the cache is on");
+    }
     if (f.jwt) {
       std::string at = where + ".jwt";
       const Jwt& j = *f.jwt;

@@ -148,6 +148,10 @@ spec.rules.filters.apiKey.secretSelector.matchLabels spec.rules.filters.apiKey.h
 spec.rules.filters.apiKey.consumerHeader spec.rules.filters.apiKey.unknownKeyStatus
 spec.rules.filters.basicAuth.secretRef.name spec.rules.filters.basicAuth.secretRef.key spec.rules.filters.basicAuth.realm
 spec.rules.filters.basicAuth.consumerHeader
+spec.rules.filters.extAuth.url spec.rules.filters.extAuth.method spec.rules.filters.extAuth.requestHeaders
+spec.rules.filters.extAuth.responseHeaders spec.rules.filters.extAuth.signinURL
+spec.rules.filters.extAuth.signinRedirectParam spec.rules.filters.extAuth.timeout spec.rules.filters.extAuth.failOpen
+spec.rules.filters.extAuth.statusOnError spec.rules.filters.extAuth.cache.ttl spec.rules.filters.extAuth.cache.maxEntries
 spec.rules.backendRefs.group spec.rules.backendRefs.kind spec.rules.backendRefs.name
 spec.rules.backendRefs.namespace spec.rules.backendRefs.port spec.rules.backendRefs.weight
 spec.rules.policy.loadBalancer.type spec.rules.policy.loadBalancer.consistentHash.type

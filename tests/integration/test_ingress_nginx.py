@@ -284,7 +284,7 @@ def test_refused_annotations_are_reported_and_evented(env):
 def test_migrate_report_against_the_cluster(env):
     cp, proxy, ctl, curl = env
     cp.apply(ingress("report-me", "report.nx.test", "/", "main",
-                     {"rewrite-target": "/", "limit-rps": "5", "auth-url": "http://auth/verify"}))
+                     {"rewrite-target": "/", "limit-rps": "5", "auth-url": "https://auth/verify"}))
     argv = [binary("gantry-controller"), "migrate", "--source", "kube", "--kubeconfig", cp.kubeconfig]
     r = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr  # a refused annotation: a CI gate fails

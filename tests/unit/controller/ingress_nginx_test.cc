@@ -189,7 +189,32 @@ std::vector<AnnotationRow> rows() {
        [](const NginxConfig& c) { EXPECT_TRUE(c.preserve_trailing_slash); }},
       {"configuration-snippet", "more_set_headers x: y;", S::kRefused, true, nullptr},
       {"server-snippet", "x", S::kRefused, true, nullptr},
-      {"auth-url", "http://auth/verify", S::kRefused, true, nullptr},
+      {"auth-url", "http://oauth2-proxy.auth.svc:4180/oauth2/auth", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.ext_auth);
+         EXPECT_EQ(c.ext_auth->host, "oauth2-proxy.auth.svc");
+         EXPECT_EQ(c.ext_auth->port, 4180);
+         EXPECT_EQ(c.ext_auth->path, "/oauth2/auth");
+         EXPECT_EQ(c.ext_auth->status_on_error, 500);
+         EXPECT_EQ(c.ext_auth->request_headers, (std::vector<std::string>{"authorization", "cookie"}));
+       }},
+      {"auth-url", "https://auth/verify", S::kRefused, true, nullptr},
+      {"auth-url", "http://$host/verify", S::kRefused, true, nullptr},
+      {"auth-signin", "https://auth.example/oauth2/start", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.ext_auth->signin, "https://auth.example/oauth2/start"); },
+       {{"auth-url", "http://auth/verify"}}},
+      {"auth-signin", "https://$host/oauth2/start?rd=$escaped_request_uri", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.ext_auth->signin, ""); }, {{"auth-url", "http://auth/verify"}}},
+      {"auth-response-headers", "X-Auth-Request-User, X-Auth-Request-Email", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.ext_auth->response_headers,
+                   (std::vector<std::string>{"x-auth-request-user", "x-auth-request-email"}));
+       },
+       {{"auth-url", "http://auth/verify"}}},
+      {"auth-method", "POST", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.ext_auth->method, "POST"); }, {{"auth-url", "http://auth/verify"}}},
+      {"auth-method", "GET", S::kRefused, false, nullptr},  // without auth-url
+      {"auth-snippet", "proxy_set_header X 1;", S::kRefused, true, nullptr, {{"auth-url", "http://auth/verify"}}},
       {"ssl-passthrough", "true", S::kRefused, true, nullptr},
       {"custom-http-errors", "404,503", S::kRefused, false, nullptr},
       {"no-such-annotation", "x", S::kUnknown, false, nullptr},
@@ -280,7 +305,10 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"denylist-source-range", "10.0.0.0/8"}, {"proxy-body-size", "8m"}, {"proxy-read-timeout", "30"},
       {"proxy-connect-timeout", "5"},   {"proxy-next-upstream", "error timeout"},
       {"proxy-next-upstream-tries", "3"}, {"backend-protocol", "HTTP"}, {"cors-max-age", "60"},
-      {"canary-by-header-pattern", "^v2$"}, {"server-alias", "alias.example.com"}};
+      {"canary-by-header-pattern", "^v2$"}, {"server-alias", "alias.example.com"},
+      {"auth-url", "http://auth/verify"}, {"auth-method", "GET"},
+      {"auth-signin", "https://auth.example/oauth2/start"}, {"auth-signin-redirect-param", "rd"},
+      {"auth-response-headers", "X-Auth-Request-User"}};
   const std::map<std::string, std::map<std::string, std::string>> needs = {
       {"canary", {{"canary", "true"}}},
       {"affinity", {{"affinity", "cookie"}}},
@@ -289,7 +317,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"limit-burst-multiplier", {{"limit-rps", "5"}}},
       {"limit-whitelist", {{"limit-rps", "5"}}},
       {"limit-allowlist", {{"limit-rps", "5"}}},
-      {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}}};
+      {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}},
+      {"auth-", {{"auth-url", "http://auth/verify"}}}};
   int with_semantics = 0;
   std::string served;
   for (const auto& name : all) {
@@ -313,7 +342,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 53) << served;
+  EXPECT_EQ(with_semantics, 61) << served;
 }
 
 TEST(IngressNginx, Sizes) {

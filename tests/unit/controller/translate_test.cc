@@ -234,6 +234,29 @@ std::vector<Case> cases() {
        "spec.rules[0].filters.ipAllow[1]: bad prefix length in \"10.0.0.0/33\"; "
        "spec.rules[0].filters.ipDeny[0]: \"nope\" is not an IP address or CIDR"},
 
+      {"an extAuth url that is not http:// names its field", route("shop", R"(
+  rules:
+  - filters: {extAuth: {url: "ftp://auth.example/check"}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.extAuth.url: \"ftp://auth.example/check\": must start with http://"},
+
+      {"an https extAuth service is UnsupportedValue", route("shop", R"(
+  rules:
+  - filters: {extAuth: {url: "https://auth.example/check"}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
+       "spec.rules[0].filters.extAuth.url: \"https://auth.example/check\": https:// services are not supported yet"},
+
+      {"bad extAuth fields are named", route("shop", R"(
+  rules:
+  - filters: {extAuth: {url: "http://auth:99999/x", responseHeaders: ["bad header"], statusOnError: 200}}
+    backendRefs: [{name: shop-v1, port: 8080}])"),
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.extAuth.url: \"http://auth:99999/x\": port must be from 1 to 65535; "
+       "spec.rules[0].filters.extAuth.responseHeaders[0]: \"bad header\" is not a valid header name; "
+       "spec.rules[0].filters.extAuth.statusOnError: must be from 400 to 599, got 200"},
+
       {"an empty ipDeny is refused", route("shop", R"(
   rules:
   - filters: {ipDeny: []}
@@ -551,6 +574,51 @@ TEST(Translate, EveryFilterAndPolicyField) {
 
 // apiKey: consumer Secrets selected by labels become digests; basicAuth: the
 // htpasswd Secret's accepted users, refused lines named in ResolvedRefs.
+TEST(Translate, ExtAuth) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters:
+      extAuth:
+        url: http://OAuth2-Proxy.auth.svc:4180/oauth2/auth?x=1
+        method: GET
+        requestHeaders: [Cookie]
+        responseHeaders: [X-Auth-Request-User]
+        signinURL: https://auth.example/oauth2/start
+        timeout: 500ms
+        failOpen: true
+        cache: {ttl: 30s, maxEntries: 100}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      extAuth: {url: "http://[fd00::1]/check"}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& a = *r.snapshot.routes[0].rules[0].filters.ext_auth;
+  EXPECT_EQ(a.host, "oauth2-proxy.auth.svc");
+  EXPECT_EQ(a.port, 4180);
+  EXPECT_EQ(a.authority, "OAuth2-Proxy.auth.svc:4180");
+  EXPECT_EQ(a.path, "/oauth2/auth?x=1");
+  EXPECT_EQ(a.method, "GET");
+  EXPECT_EQ(a.request_headers, std::vector<std::string>{"cookie"});
+  EXPECT_EQ(a.response_headers, std::vector<std::string>{"x-auth-request-user"});
+  EXPECT_EQ(a.signin, "https://auth.example/oauth2/start");
+  EXPECT_EQ(a.signin_redirect_param, "rd");
+  EXPECT_EQ(a.timeout.count(), 500);
+  EXPECT_TRUE(a.fail_open);
+  EXPECT_EQ(a.cache_ttl.count(), 30000);
+  EXPECT_EQ(a.cache_max_entries, 100u);
+  const auto& b = *r.snapshot.routes[0].rules[1].filters.ext_auth;
+  EXPECT_EQ(b.host, "fd00::1");
+  EXPECT_EQ(b.port, 80);
+  EXPECT_EQ(b.path, "/check");
+  EXPECT_EQ(b.request_headers, (std::vector<std::string>{"authorization", "cookie"}));
+  EXPECT_EQ(b.status_on_error, 403);
+  EXPECT_EQ(b.cache_ttl.count(), 0);
+  snapshot::Snapshot versioned = r.snapshot;
+  versioned.version = 1;
+  EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{});
+}
+
 TEST(Translate, ApiKeyAndBasicAuthSecrets) {
   // bcrypt line written by htpasswd -nbB -C 4 alice 'open sesame'
   Cache cache = load(std::string(kBackends) + R"(

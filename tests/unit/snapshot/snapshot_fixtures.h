@@ -91,6 +91,24 @@ inline Snapshot rich_snapshot() {
   f.api_key = ApiKey{"x-api-key", "apikey", "x-consumer", 403,
                      {{"alice", "f82ed249117cbb38d189bb742ad45f93b3993287304f8951c8949286283d9af3"}}};
   f.basic_auth = BasicAuth{"Staff", "x-user", {{"alice", "$2y$04$dD/xXdPDwE3/ZsXH8exTJOZz1xzNwPV7jUzkf1bVDqFZqZTG.ddze"}}};
+  {
+    ExtAuth a;
+    a.host = "oauth2-proxy.auth.svc";
+    a.port = 4180;
+    a.path = "/oauth2/auth?x=1";
+    a.authority = "oauth2-proxy.auth.svc:4180";
+    a.method = "GET";
+    a.request_headers = {"cookie", "authorization"};
+    a.response_headers = {"x-auth-request-user"};
+    a.signin = "https://auth.example/oauth2/start";
+    a.signin_redirect_param = "return";
+    a.timeout = Millis(750);
+    a.fail_open = true;
+    a.status_on_error = 500;
+    a.cache_ttl = Millis(30000);
+    a.cache_max_entries = 123;
+    f.ext_auth = a;
+  }
   f.max_request_body_size = 1 << 20;
   f.jwt = Jwt{{"HS256", "RS256"},
               std::string("s\0e\xffkret", 8),

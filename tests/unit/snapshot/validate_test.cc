@@ -160,6 +160,18 @@ const Mutation kMutations[] = {
     {"BasicAuthUserColon",
      [](Snapshot& s) { api(s).filters.basic_auth = BasicAuth{"r", "", {{"a:b", "$5$salt$x"}}}; },
      "rules[0].filters.basicAuth.users[0].name:"},
+    {"ExtAuthNoHost", [](Snapshot& s) { api(s).filters.ext_auth = ExtAuth{}; },
+     "rules[0].filters.extAuth.host: must be a host name or an IP address"},
+    {"ExtAuthBadHeader",
+     [](Snapshot& s) {
+       ExtAuth a;
+       a.host = "auth";
+       a.authority = "auth";
+       a.response_headers = {"bad header"};
+       a.status_on_error = 200;
+       api(s).filters.ext_auth = a;
+     },
+     "rules[0].filters.extAuth.responseHeaders[0]: \"bad header\" is not a valid header name"},
     {"RateLimitStatusCode", [](Snapshot& s) { api(s).filters.rate_limit->status_code = 200; },
      "rules[0].filters.rateLimit: statusCode 200 must be from 400 to 599"},
     {"RateLimitExemptNotCidr", [](Snapshot& s) { api(s).filters.rate_limit->exempt_sources = {"10.0.0.0/40"}; },
