@@ -5,6 +5,7 @@
 #      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
 #      hack/grpc-interop.sh: grpc-go's interop client and server, into the same cache;
 #      hack/otelcol.sh: an OpenTelemetry Collector for the tracing tests, into the same cache;
+#      hack/oauth2-proxy.sh: oauth2-proxy, the extAuth tests' authorization service, likewise;
 #   1. unit, integration, install and e2e tests (ctest labels unit, integration,
 #      install, e2e) on the RelWithDebInfo build (build/), then the official
 #      Gateway API conformance suite (label conformance, tests/conformance/: fails
@@ -41,6 +42,9 @@ echo "grpc interop: $GANTRY_GRPC_INTEROP"
 GANTRY_OTELCOL="$(bash hack/otelcol.sh | tail -1)"  # OpenTelemetry Collector (OTLP receiver, file exporter)
 export GANTRY_OTELCOL
 echo "otelcol: $GANTRY_OTELCOL"
+GANTRY_OAUTH2_PROXY="$(bash hack/oauth2-proxy.sh | tail -1)"   # oauth2-proxy v7.15.6 (extAuth tests), same cache
+export GANTRY_OAUTH2_PROXY
+echo "oauth2-proxy: $GANTRY_OAUTH2_PROXY"
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
