@@ -20,6 +20,9 @@
 #                            OpenTelemetry Collector (hack/otelcol.sh): req/s and CPU per request, then
 #                            instructions per request of each (GANTRY_BENCH_SECONDS, default 5;
 #                            GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
+#   hack/bench.sh filters    each access-control filter (apiKey, ipAllow, basicAuth, extAuth with a
+#                            decision-cache hit) as a ratio to the bare route, same proxy, same run
+#                            (GANTRY_BENCH_SECONDS per run, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -52,6 +55,11 @@ if [ "$what" = buildtype ]; then
     bash tests/bench/instructions_bench.sh "$b/bin"
   done
   exit 0
+fi
+if [ "$what" = filters ]; then
+  cmake -S . -B build -G Ninja >/dev/null
+  ninja -C build gantry-proxy >/dev/null
+  exec bash tests/bench/filters_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 cmake -S . -B build -G Ninja >/dev/null
 ninja -C build gantry-proxy gantry-echo snapshot_codec_bench delta_apply_bench regex_routes_bench >/dev/null
