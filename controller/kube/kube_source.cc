@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "controller/core/decode.h"
+#include "controller/core/ingress_nginx.h"
 #include "controller/kube/backoff.h"
 #include "controller/kube/status_patch.h"
 #include "controller/kube/watch_protocol.h"
@@ -582,6 +583,12 @@ std::set<std::string> KubeSource::secret_refs() const {
     if (!ingress_is_ours(ing, to)) continue;
     for (const auto& t : ing.tls)
       if (!t.secret_name.empty()) refs.insert(ing.meta.namespace_ + "/" + t.secret_name);
+    if (!ingress_is_nginx(ing, to)) continue;
+    // ingress-nginx's auth-secret (auth-type: basic), in the Ingress's own namespace only.
+    NginxParse p = parse_nginx_annotations(ing.meta.annotations);
+    const auto& b = p.config.basic_auth;
+    if (b && (b->secret_namespace.empty() || b->secret_namespace == ing.meta.namespace_))
+      refs.insert(ing.meta.namespace_ + "/" + b->secret);
   }
   return refs;
 }
