@@ -90,7 +90,8 @@ class ExtAuthDecisionCache {
   Shard& shard(std::string_view key) const;
   std::chrono::milliseconds ttl_;
   size_t max_per_shard_;
-  mutable std::array<Shard, 16> shards_;
+  static constexpr size_t kShards = 16;
+  mutable std::array<Shard, kShards> shards_;
 };
 
 class ExtAuthFilter final : public exchange::Filter {

@@ -88,7 +88,7 @@ class ExtAuthOp final : public exchange::PendingOp {
 // ---- decision cache
 
 ExtAuthDecisionCache::ExtAuthDecisionCache(std::chrono::milliseconds ttl, size_t max_entries)
-    : ttl_(ttl), max_per_shard_(std::max<size_t>(1, (max_entries + shards_.size() - 1) / shards_.size())) {}
+    : ttl_(ttl), max_per_shard_(std::max<size_t>(1, (max_entries + kShards - 1) / kShards)) {}
 
 ExtAuthDecisionCache::Shard& ExtAuthDecisionCache::shard(std::string_view key) const {
   return shards_[std::hash<std::string_view>{}(key) % shards_.size()];
