@@ -31,6 +31,7 @@ FROM debian:bookworm-slim AS runtime
 # is the proxy's HTTP/2 codec, at 1.52.0-1+deb12u3 or newer (older builds miss the Rapid
 # Reset, CONTINUATION-flood and CVE-2026-27135 fixes): the build fails on an older one.
 # libcrypt1 (libxcrypt) verifies basicAuth's bcrypt and SHA-crypt hashes.
+# libxml2 (with its libicu72 and liblzma5) parses the XML bodies filters.transform converts.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libc6 \
@@ -47,6 +48,9 @@ RUN apt-get update \
       zlib1g \
       libnghttp2-14 \
       libcrypt1 \
+      libxml2 \
+      libicu72 \
+      liblzma5 \
  && dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libnghttp2-14)" ge 1.52.0-1+deb12u3 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \

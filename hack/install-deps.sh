@@ -17,6 +17,8 @@ build_packages=(
   libnghttp2-dev
   # crypt_r(3) (libxcrypt): basicAuth verifies bcrypt and SHA-256/512 crypt hashes with it
   libcrypt-dev
+  # filters.transform parses XML with libxml2 (no entity expansion, no DTD, no network)
+  libxml2-dev
 )
 test_packages=(
   # clang for libFuzzer targets and the sanitizer runtime

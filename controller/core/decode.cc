@@ -429,6 +429,16 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
         a.cache_max_entries = opt_int(cache, "maxEntries", sub(f, "cache"));
       }
       out.ext_auth = a;
+    } else if (key == "transform") {
+      expect_map(v, f);
+      GrTransform t;
+      t.backend = str(v, "backend", f);
+      t.request = opt_bool(v, "request", f);
+      t.response = opt_bool(v, "response", f);
+      t.max_body_size = opt_str(v, "maxBodySize", f);
+      t.root_element = opt_str(v, "rootElement", f);
+      t.item_element = opt_str(v, "itemElement", f);
+      out.transform = t;
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {

@@ -193,6 +193,15 @@ struct GrCache {
   bool operator==(const GrCache&) const = default;
 };
 
+// filters.transform: JSON ↔ XML bodies (docs/policies.md, "transform").
+struct GrTransform {
+  std::string backend;  // XML | JSON: the format the backend speaks
+  std::optional<bool> request, response;  // default true
+  std::optional<std::string> max_body_size;  // size, default 1Mi
+  std::optional<std::string> root_element, item_element;
+  bool operator==(const GrTransform&) const = default;
+};
+
 struct GrFilters {
   std::optional<GrCors> cors;
   std::optional<GrRateLimit> rate_limit;
@@ -207,6 +216,7 @@ struct GrFilters {
   std::optional<GrUrlRewrite> url_rewrite;
   std::optional<GrRequestMirror> request_mirror;
   std::optional<GrCache> cache;
+  std::optional<GrTransform> transform;
   // Client address lists (CIDRs, IPv4 and IPv6): outside ipAllow or inside ipDeny → 403.
   std::optional<std::vector<std::string>> ip_allow;
   std::optional<std::vector<std::string>> ip_deny;

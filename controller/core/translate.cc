@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -804,7 +805,7 @@ class Translator {
       ctx.bad(field + "." + name,
               "unknown filter (want cors, rateLimit, maxRequestBodySize, jwt, requestHeaders, "
               "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache, ipAllow, ipDeny, apiKey, "
-              "basicAuth, extAuth)",
+              "basicAuth, extAuth, transform)",
               "UnsupportedValue");
     if (f.cors) {
       std::string at = sub(field, "cors");
@@ -942,6 +943,43 @@ class Translator {
         c.max_object_bytes = *s;
       if (c.max_object_bytes > c.max_bytes) ctx.bad(at, "maxObjectBytes must not exceed maxBytes");
       out.cache = c;
+    }
+    if (f.transform) {
+      std::string at = sub(field, "transform");
+      sn::Transform t;
+      if (f.transform->backend == "XML") {
+        t.backend = sn::TransformFormat::kXml;
+      } else if (f.transform->backend == "JSON") {
+        t.backend = sn::TransformFormat::kJson;
+      } else {
+        ctx.bad(sub(at, "backend"),
+                f.transform->backend.empty() ? std::string("required (XML or JSON)")
+                                             : std::string("unknown value ").append(quote(f.transform->backend)).append(" (want XML or JSON)"),
+                "UnsupportedValue");
+      }
+      t.request = f.transform->request.value_or(true);
+      t.response = f.transform->response.value_or(true);
+      if (!t.request && !t.response) ctx.bad(at, "request and response are both false: nothing to transform");
+      if (auto s = size(ctx, f.transform->max_body_size, sub(at, "maxBodySize"))) {
+        if (*s == 0 || *s > (uint64_t{64} << 20))
+          ctx.bad(sub(at, "maxBodySize"), "must be between 1 and 64Mi");
+        else
+          t.max_body_bytes = *s;
+      }
+      // An XML name (ASCII letters, digits, '_', '-', '.'; not starting with a digit, '-' or '.').
+      auto xml_name = [&](const std::optional<std::string>& v, const char* key, std::string& dst) {
+        if (!v) return;
+        bool ok = !v->empty() && !std::isdigit(static_cast<unsigned char>((*v)[0])) && (*v)[0] != '-' &&
+                  (*v)[0] != '.';
+        for (char c : *v)
+          ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+        if (!ok) ctx.bad(sub(at, key), quote(*v) + " is not an XML element name");
+        else dst = *v;
+      };
+      xml_name(f.transform->root_element, "rootElement", t.root_element);
+      xml_name(f.transform->item_element, "itemElement", t.item_element);
+      if (f.cache) ctx.bad(at, "cannot be combined with cache on the same rule (a converted answer depends on Accept)");
+      out.transform = t;
     }
     if (f.api_key) out.api_key = api_key(ctx, *f.api_key, sub(field, "apiKey"));
     if (f.basic_auth) out.basic_auth = basic_auth(ctx, *f.basic_auth, sub(field, "basicAuth"));

@@ -124,7 +124,13 @@ Metrics::Metrics()
       upstream_tls_handshakes(prometheus::BuildCounter()
                                   .Name("gantry_upstream_tls_handshakes_total")
                                   .Help("Completed TLS handshakes to backends, by cluster and whether the session was resumed")
-                                  .Register(*registry_)) {}
+                                  .Register(*registry_)),
+      transform_results(prometheus::BuildCounter()
+                            .Name("gantry_transform_total")
+                            .Help("filters.transform decisions by route, direction (request, response) and "
+                                  "result (transformed; refused: the client's body was too large, malformed "
+                                  "or had a DOCTYPE; error: the upstream's body could not be converted)")
+                            .Register(*registry_)) {}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
@@ -154,6 +160,13 @@ void WorkerMetrics::upstream_done(const std::string& cluster, double seconds) {
   auto& h = upstreams_[cluster];
   if (h == nullptr) h = &m_.upstream_seconds.Add({{"cluster", cluster}}, latency_buckets());
   h->Observe(seconds);
+}
+
+void WorkerMetrics::transform_result(const std::string& route, const char* direction, const char* result) {
+  auto& c = transform_results_[route + '\0' + direction + '\0' + result];
+  if (c == nullptr)
+    c = &m_.transform_results.Add({{"route", route}, {"direction", direction}, {"result", result}});
+  c->Increment();
 }
 
 void WorkerMetrics::upstream_error(const std::string& cluster, const char* kind) {

@@ -62,6 +62,7 @@ class Metrics {
   prometheus::Histogram& snapshot_apply_seconds;
   prometheus::Family<prometheus::Counter>& mirror_requests;  // cluster, result
   prometheus::Family<prometheus::Counter>& upstream_tls_handshakes;  // cluster, resumed (true/false)
+  prometheus::Family<prometheus::Counter>& transform_results;  // route, direction, result
 
  private:
   std::vector<Collector> collectors_;
@@ -79,6 +80,8 @@ class WorkerMetrics {
   void mirror_result(const std::string& cluster, const char* result);
   // A completed TLS handshake to a backend of `cluster`; `resumed`: a cached session was accepted.
   void upstream_tls_handshake(const std::string& cluster, bool resumed);
+  // filters.transform: direction request|response, result transformed|refused|error.
+  void transform_result(const std::string& route, const char* direction, const char* result);
   Metrics& global() { return m_; }
 
  private:
@@ -92,6 +95,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
   std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
   std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;
+  std::unordered_map<std::string, prometheus::Counter*> transform_results_;
 };
 
 }  // namespace gantry::admin

@@ -60,6 +60,7 @@ FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
     chain.add(std::make_unique<filters::BodyLimitFilter>(*f.max_request_body_size));
   if (parts.jwt) chain.add(std::make_unique<filters::JwtFilter>(parts.jwt));
   if (f.request_redirect) chain.add(std::make_unique<filters::RedirectFilter>(*f.request_redirect));
+  if (f.transform) chain.add(std::make_unique<filters::TransformFilter>(*f.transform));
   if (f.url_rewrite) chain.add(std::make_unique<filters::UrlRewriteFilter>(*f.url_rewrite));
   if (f.request_headers) chain.add(std::make_unique<filters::RequestHeadersFilter>(*f.request_headers));
   if (f.response_headers)

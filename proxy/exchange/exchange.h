@@ -36,6 +36,9 @@
 namespace gantry::router {
 struct CompiledRule;
 }
+namespace gantry::snapshot {
+struct Transform;
+}
 
 namespace gantry::exchange {
 
@@ -195,6 +198,15 @@ class Exchange {
   OwnedHeaders ext_auth_headers;
   uint8_t ext_auth_verdict = 0;
 
+  // transform: which bodies the exchange driver converts (set by the
+  // transform filter's on_request; docs/policies.md, "transform").
+  enum class Conversion : uint8_t { kNone, kJsonToXml, kXmlToJson };
+  struct TransformPlan {
+    const snapshot::Transform* config = nullptr;  // null: the rule has no transform filter
+    Conversion request = Conversion::kNone;   // the request body, buffered and converted
+    Conversion response = Conversion::kNone;  // the response body, when its Content-Type is the backend's format
+  } transform;
+
   // Wall-clock time (JWT exp/nbf), read once per exchange when a filter asks.
   WallTime wall_now() {
     if (wall_now_ == WallTime{}) wall_now_ = std::chrono::system_clock::now();
@@ -220,6 +232,7 @@ class Exchange {
     consumer = {};
     ext_auth_headers.clear();
     ext_auth_verdict = 0;
+    transform = {};
     wall_now_ = {};
   }
 

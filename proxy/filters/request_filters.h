@@ -166,6 +166,25 @@ class BodyLimitFilter final : public exchange::Filter {
   uint64_t limit_;
 };
 
+// filters.transform: decides which bodies of the exchange are converted
+// between JSON and XML (ex.transform; the exchange driver buffers and converts
+// them) from the request's Content-Type and Accept (docs/policies.md,
+// "transform", has the rules). A request body over maxBodyBytes that would be
+// converted is answered 413 at once (Content-Length) or while it is read.
+// Upstream-request phase: Content-Type of a converted body and Accept of the
+// backend's format.
+class TransformFilter final : public exchange::Filter {
+ public:
+  explicit TransformFilter(const snapshot::Transform& config) : config_(config) {}
+  std::string_view name() const override { return "transform"; }
+  uint8_t phases() const override { return exchange::kOnRequest | exchange::kOnUpstreamRequest; }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
+
+ private:
+  const snapshot::Transform& config_;
+};
+
 // filters.jwt: a bearer token must verify (401 + WWW-Authenticate otherwise);
 // the configured claims are set on the upstream request, replacing any field
 // of the same name the client sent.

@@ -195,6 +195,13 @@ class ExchangeDriver {
   void cache_begin_fill(CacheFill& f, bool is_upgrade);
   void cache_capture(std::string_view bytes);
   void cache_end_fill(CacheFill& f, bool complete);
+  // ---- filters.transform (ex_.transform): the request body read whole into
+  // replay_ and converted, its length ending up_head_ (false: answered); the
+  // upstream's response body read whole, converted and answered (false: the
+  // client did not get it all).
+  boost::asio::awaitable<bool> transform_request(exchange::Downstream& down);
+  boost::asio::awaitable<bool> transform_response(exchange::Downstream& down, const exchange::FilterChain* chain,
+                                                  UpstreamConn& up, bool& upstream_reusable);
   // ---- request mirroring (filters.requestMirror): a copy of the upstream
   // request (up_head_ + the buffered body) handed to the worker's RequestMirror.
   void mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
@@ -221,6 +228,7 @@ class ExchangeDriver {
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
   std::string chunk_line_;            // a chunk-size line of a re-chunked request body
+  std::string transform_in_, transform_out_;  // filters.transform: a body before / after conversion
   CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
   bool parent_decided_ = false;       // the caller's context carried a sampling decision
   std::array<http::Header, 3> debug_{};  // --debug-headers fields

@@ -51,6 +51,8 @@ const EnumTable<LoadBalancerType> kLoadBalancerTypes = {
     {"ConsistentHash", LoadBalancerType::kConsistentHash}};
 const EnumTable<ClusterProtocol> kClusterProtocols = {
     {"HTTP1", ClusterProtocol::kHttp1}, {"H2C", ClusterProtocol::kH2c}, {"H2", ClusterProtocol::kH2}};
+const EnumTable<TransformFormat> kTransformFormats = {
+    {"XML", TransformFormat::kXml}, {"JSON", TransformFormat::kJson}};
 const EnumTable<HashOn> kHashOns = {
     {"Header", HashOn::kHeader}, {"Cookie", HashOn::kCookie}, {"SourceIP", HashOn::kSourceIP}};
 
@@ -349,6 +351,15 @@ ojson enc(const ExtAuth& a) {
 
 ojson enc(const RequestMirror& m) { return ojson{{"cluster", m.cluster}}; }
 
+ojson enc(const Transform& t) {
+  return ojson{{"backend", name_of(t.backend, kTransformFormats)},
+               {"request", t.request},
+               {"response", t.response},
+               {"maxBodyBytes", t.max_body_bytes},
+               {"rootElement", t.root_element},
+               {"itemElement", t.item_element}};
+}
+
 ojson enc(const Cache& c) {
   return ojson{
       {"ttlMs", ms(c.ttl)}, {"maxBytes", c.max_bytes}, {"maxObjectBytes", c.max_object_bytes}};
@@ -377,6 +388,7 @@ ojson enc(const Filters& f) {
   put_opt(o, "requestMirror", f.request_mirror);
   put_opt(o, "cache", f.cache);
   put_opt(o, "hsts", f.hsts);
+  put_opt(o, "transform", f.transform);
   return o;
 }
 
@@ -639,6 +651,7 @@ class Reader {
   void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
   void read(const json& j, ClusterProtocol& out) const { read_enum(j, out, kClusterProtocols); }
+  void read(const json& j, TransformFormat& out) const { read_enum(j, out, kTransformFormats); }
 
   // ---- model structs
   void read(const json& j, PathMatch& m) {
@@ -816,6 +829,16 @@ class Reader {
     get(j, "cluster", m.cluster);
   }
 
+  void read(const json& j, Transform& t) {
+    expect_object(j);
+    get(j, "backend", t.backend);
+    get(j, "request", t.request);
+    get(j, "response", t.response);
+    get(j, "maxBodyBytes", t.max_body_bytes);
+    get(j, "rootElement", t.root_element);
+    get(j, "itemElement", t.item_element);
+  }
+
   void read(const json& j, Cache& c) {
     expect_object(j);
     get(j, "ttlMs", c.ttl);
@@ -841,6 +864,7 @@ class Reader {
     get(j, "requestMirror", f.request_mirror);
     get(j, "cache", f.cache);
     get(j, "hsts", f.hsts);
+    get(j, "transform", f.transform);
   }
 
   void read(const json& j, LoadBalancer& lb) {

@@ -257,6 +257,20 @@ struct ExtAuth {
   bool operator==(const ExtAuth&) const = default;
 };
 
+// filters.transform: JSON ↔ XML conversion of bodies (docs/policies.md,
+// "transform"). `backend` is the format the backend speaks; a client that
+// sends or asks for the other one is converted for.
+enum class TransformFormat { kXml, kJson };
+struct Transform {
+  TransformFormat backend = TransformFormat::kXml;
+  bool request = true;   // convert request bodies sent in the other format
+  bool response = true;  // convert response bodies for a client that prefers the other format
+  uint64_t max_body_bytes = 1 << 20;  // a body buffered for conversion; a larger request → 413
+  std::string root_element = "root";  // JSON → XML: the root of a value that names none
+  std::string item_element = "item";  // JSON → XML: the element of an array entry without a key
+  bool operator==(const Transform&) const = default;
+};
+
 // Filters of one rule, applied in the order of the fields.
 struct Filters {
   std::optional<HttpsRedirect> https_redirect;
@@ -275,6 +289,7 @@ struct Filters {
   std::optional<RequestMirror> request_mirror;
   std::optional<Cache> cache;
   std::optional<Hsts> hsts;
+  std::optional<Transform> transform;
   bool operator==(const Filters&) const = default;
 };
 

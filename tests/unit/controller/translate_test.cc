@@ -818,6 +818,36 @@ TEST(Translate, Quantities) {
   EXPECT_FALSE(parse_k8s_duration("15 seconds").ok());
 }
 
+// filters.transform: the snapshot gets the filter's settings; bad settings
+// keep the route out with a condition that names the field.
+TEST(Translate, TransformFilter) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters:
+      transform: {backend: XML, response: false, maxBodySize: 64Ki, rootElement: Request}
+    backendRefs: [{name: shop-v1, port: 8080}])") + route("bad", R"(
+  rules:
+  - filters:
+      transform: {backend: YAML, maxBodySize: 1Gi, itemElement: "1item"}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      transform: {backend: JSON, request: false, response: false}
+      cache: {ttl: 1m}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& t = r.snapshot.routes[0].rules[0].filters.transform;
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, (snapshot::Transform{snapshot::TransformFormat::kXml, true, false, 65536, "Request", "item"}));
+  std::string msgs = all_messages(r.statuses);
+  for (const char* want : {"spec.rules[0].filters.transform.backend: unknown value \"YAML\" (want XML or JSON)",
+                           "spec.rules[0].filters.transform.maxBodySize: must be between 1 and 64Mi",
+                           "spec.rules[0].filters.transform.itemElement: \"1item\" is not an XML element name",
+                           "spec.rules[1].filters.transform: request and response are both false",
+                           "spec.rules[1].filters.transform: cannot be combined with cache"})
+    EXPECT_NE(msgs.find(want), std::string::npos) << want << "\n" << msgs;
+}
+
 }  // namespace
 }  // namespace gantry::controller
 

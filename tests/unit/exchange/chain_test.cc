@@ -53,6 +53,7 @@ struct EveryFilter {
     f.api_key = snapshot::ApiKey{"x-api-key", "", "", 401, {}};
     f.basic_auth = snapshot::BasicAuth{};
     f.ext_auth = snapshot::ExtAuth{};
+    f.transform = snapshot::Transform{};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -69,10 +70,11 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
   EXPECT_EQ(chain.names(), want);
   EXPECT_EQ(names(chain.on_request()),
             (std::vector<std::string_view>{"https_redirect", "cors", "rate_limit", "source_range", "api_key",
-                                            "basic_auth", "ext_auth", "body_limit", "jwt", "redirect"}));
+                                            "basic_auth", "ext_auth", "body_limit", "jwt", "redirect",
+                                            "transform"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
-            (std::vector<std::string_view>{"api_key", "basic_auth", "ext_auth", "jwt", "url_rewrite",
-                                            "request_headers"}));
+            (std::vector<std::string_view>{"api_key", "basic_auth", "ext_auth", "jwt", "transform",
+                                            "url_rewrite", "request_headers"}));
   EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers", "hsts"}));
 }
 
@@ -83,7 +85,8 @@ TEST(FilterChain, AConsumerRateLimitRunsAfterAuthentication) {
   FilterChain chain = build_chain(e.rule, e.parts);
   EXPECT_EQ(names(chain.on_request()),
             (std::vector<std::string_view>{"https_redirect", "cors", "source_range", "api_key", "basic_auth",
-                                            "ext_auth", "consumer_rate_limit", "body_limit", "jwt", "redirect"}));
+                                            "ext_auth", "consumer_rate_limit", "body_limit", "jwt", "redirect",
+                                            "transform"}));
 }
 
 TEST(FilterChain, NoFiltersNoChain) {

@@ -110,6 +110,7 @@ inline Snapshot rich_snapshot() {
     f.ext_auth = a;
   }
   f.max_request_body_size = 1 << 20;
+  f.transform = Transform{TransformFormat::kJson, true, false, 4096, "Req", "Entry"};
   f.jwt = Jwt{{"HS256", "RS256"},
               std::string("s\0e\xffkret", 8),
               "{\"keys\":[]}",
