@@ -30,7 +30,8 @@ FROM debian:bookworm-slim AS runtime
 # libcpprest2.10 is the controller's Kubernetes client (ARCHITECTURE.md); libnghttp2-14
 # is the proxy's HTTP/2 codec, at 1.52.0-1+deb12u3 or newer (older builds miss the Rapid
 # Reset, CONTINUATION-flood and CVE-2026-27135 fixes): the build fails on an older one.
-# libcrypt1 (libxcrypt) verifies basicAuth's bcrypt and SHA-crypt hashes.
+# libcrypt1 (libxcrypt) verifies basicAuth's bcrypt and SHA-crypt hashes; libhiredis0.14
+# encodes and parses RESP for global rate limits (Redis).
 # libxml2 (with its libicu72 and liblzma5) parses the XML bodies filters.transform converts.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -51,6 +52,7 @@ RUN apt-get update \
       libxml2 \
       libicu72 \
       liblzma5 \
+      libhiredis0.14 \
  && dpkg --compare-versions "$(dpkg-query -W -f='${Version}' libnghttp2-14)" ge 1.52.0-1+deb12u3 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \

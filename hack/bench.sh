@@ -23,6 +23,9 @@
 #   hack/bench.sh filters    each access-control filter (apiKey, ipAllow, basicAuth, extAuth with a
 #                            decision-cache hit) as a ratio to the bare route, same proxy, same run
 #                            (GANTRY_BENCH_SECONDS per run, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
+#   hack/bench.sh ratelimit  a route with a global rate limit (Redis on loopback, never refusing) against
+#                            the bare route, same proxy, same run: req/s ratio, p50 overhead, Redis round
+#                            trips per decision (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3)
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -86,6 +89,10 @@ if [ "$what" = all ] || [ "$what" = routes ]; then
   echo
   echo "regex routes inside the router: RouteTable::create and match() per request"
   build/bin/regex_routes_bench 100 1000 2000 10000
+fi
+if [ "$what" = all ] || [ "$what" = ratelimit ]; then
+  echo
+  bash tests/bench/ratelimit_bench.sh build/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = all ] || [ "$what" = codec ]; then
   echo

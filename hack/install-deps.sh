@@ -19,6 +19,8 @@ build_packages=(
   libcrypt-dev
   # filters.transform parses XML with libxml2 (no entity expansion, no DTD, no network)
   libxml2-dev
+  # RESP encoding and reply parsing for the global rate limiter (docs/policies.md, scope: global)
+  libhiredis-dev
 )
 test_packages=(
   # clang for libFuzzer targets and the sanitizer runtime
@@ -32,6 +34,8 @@ test_packages=(
   stress-ng
   # htpasswd(1) writes the basicAuth tests' htpasswd files (bcrypt, SHA-256/512 crypt, MD5)
   apache2-utils
+  # the shared store of global rate limits (tests, hack/bench.sh ratelimit)
+  redis-server
 )
 
 packages=("${build_packages[@]}")
@@ -68,9 +72,10 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx and haproxy are only used as benchmark references: never leave the
+# nginx and haproxy are only used as benchmark references, redis-server is started by the
+# tests on free ports: never leave the
 # distribution's service instances running on their default ports.
-for svc in nginx haproxy; do
+for svc in nginx haproxy redis-server; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <set>
 #include <string>
@@ -66,7 +69,19 @@ struct Options {
   IngressNginxOptions ingress_nginx;
   bool ingress_nginx_all_classes = false;
   bool ingress_nginx_write_status = false;
+  // --ratelimit-store*: the Redis store of global rate limits (unset: none).
+  std::optional<snapshot::RateLimitStore> rate_limit_store;
 };
+
+// A mounted Secret key: its bytes without one trailing newline.
+Result<std::string> read_secret_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"cannot read " + path};
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (s.ends_with("\r\n")) s.resize(s.size() - 2);
+  else if (s.ends_with('\n')) s.pop_back();
+  return s;
+}
 
 Options parse_flags(int argc, char** argv) {
   Options o;
@@ -250,6 +265,57 @@ Options parse_flags(int argc, char** argv) {
               o.ingress_nginx.ssl_redirect_code = v[2] - '0' + (v[1] - '0') * 10 + 300;
               return ok_status();
             });
+  // The store of rateLimit.scope global (docs/policies.md). Every setting but
+  // the address needs --ratelimit-store; checked after parsing.
+  snapshot::RateLimitStore store;
+  std::string store_password_file, store_ca_file;
+  bool store_tls = false;
+  flags.add("ratelimit-store", "HOST:PORT", "none",
+            "the Redis server (or Sentinel-managed primary / cluster proxy) shared by every replica's "
+            "global rate limits (rateLimit.scope global)",
+            [&o, &store](std::string_view v) -> Status {
+              if (v.empty()) return Error{"must not be empty"};
+              store.address = std::string(v);
+              o.rate_limit_store = store;
+              return ok_status();
+            });
+  flags.add_bool("ratelimit-store-tls", "connect to the store over TLS", &store_tls);
+  flags.add("ratelimit-store-tls-server-name", "NAME", "the address's host",
+            "the name the store's certificate is verified against (and SNI)", str(&store.tls_server_name));
+  flags.add("ratelimit-store-ca-file", "PATH", "the system's CAs",
+            "PEM CAs the store's certificate is verified with", str(&store_ca_file));
+  flags.add("ratelimit-store-username", "NAME", "none", "AUTH user (Redis ACL)", str(&store.username));
+  flags.add("ratelimit-store-password-file", "PATH", "none",
+            "a file holding the store's password (a mounted Secret key); read at start", str(&store_password_file));
+  flags.add("ratelimit-store-database", "N", "0", "the database number (SELECT), 0 to 15",
+            [&store](std::string_view v) -> Status {
+              uint32_t n = 0;
+              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n > 15)
+                return Error{std::string("expected 0 to 15, got \"").append(v).append("\"")};
+              store.database = n;
+              return ok_status();
+            });
+  flags.add("ratelimit-budget", "DURATION", "5ms",
+            "how long a request waits for the store's decision before the route's failureMode applies",
+            [&store](std::string_view v) -> Status {
+              auto d = parse_k8s_duration(v);
+              if (!d.ok() || d->count() < 1 || d->count() > 10000)
+                return Error{std::string("expected a duration from 1ms to 10s, got \"").append(v).append("\"")};
+              store.budget = *d;
+              return ok_status();
+            });
+  flags.add("ratelimit-expected-replicas", "N", "1",
+            "proxy replicas sharing the global limits: while the store is unreachable each replica "
+            "allows limit / N (fail-open)",
+            [&store](std::string_view v) -> Status {
+              uint32_t n = 0;
+              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n == 0 || n > 10000)
+                return Error{std::string("expected 1 to 10000, got \"").append(v).append("\"")};
+              store.expected_replicas = n;
+              return ok_status();
+            });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
             [&o](std::string_view v) -> Status {
               if (v != "debug" && v != "info" && v != "warn" && v != "error")
@@ -258,6 +324,23 @@ Options parse_flags(int argc, char** argv) {
               return ok_status();
             });
   flags.parse_or_exit(argc, argv);
+  if (o.rate_limit_store) {
+    store.tls = store_tls;
+    if (!store_password_file.empty()) {
+      auto pw = read_secret_file(store_password_file);
+      if (!pw.ok()) flags.fail("--ratelimit-store-password-file: " + pw.error().message);
+      store.password = std::move(pw).value();
+    }
+    if (!store_ca_file.empty()) {
+      auto ca = read_secret_file(store_ca_file);
+      if (!ca.ok()) flags.fail("--ratelimit-store-ca-file: " + ca.error().message);
+      store.ca_pem = std::move(ca).value();
+    }
+    o.rate_limit_store = store;
+  } else if (store_tls || !store_password_file.empty() || !store_ca_file.empty() || !store.username.empty() ||
+             !store.tls_server_name.empty()) {
+    flags.fail("--ratelimit-store-* settings need --ratelimit-store");
+  }
   if (o.admin_listen && o.health_listen.port != 0 && o.health_listen.port == o.admin_listen->port &&
       (o.health_listen.host == o.admin_listen->host || o.health_listen.host == "0.0.0.0" ||
        o.admin_listen->host == "0.0.0.0"))
@@ -286,6 +369,7 @@ class Controller {
     translate_opts_.ingress_class = opts_.ingress_class;
     translate_opts_.hostname_ownership = opts_.hostname_ownership;
     translate_opts_.ingress_nginx = opts_.ingress_nginx;
+    translate_opts_.rate_limit_store = opts_.rate_limit_store;
   }
 
   int run() {
@@ -467,6 +551,7 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.ingress_nginx = opts.ingress_nginx;
   cfg.source.ingress_nginx_all_classes = opts.ingress_nginx_all_classes;
   cfg.source.ingress_nginx_write_status = opts.ingress_nginx_write_status;
+  cfg.source.rate_limit_store = opts.rate_limit_store;
   cfg.source.leader.identity = identity();
   cfg.source.leader.namespace_ = !opts.leader_election_namespace.empty()
                                      ? opts.leader_election_namespace

@@ -330,6 +330,8 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       r.burst = opt_int(v, "burst", f).value_or(0);
       r.algorithm = one_of(v, "algorithm", f, "TokenBucket", {"TokenBucket", "SlidingWindow"});
       r.key = str(v, "key", f, "ClientIP");
+      r.scope = one_of(v, "scope", f, "local", {"local", "global"});
+      r.failure_mode = one_of(v, "failureMode", f, "open", {"open", "closed"});
       out.rate_limit = r;
     } else if (key == "maxRequestBodySize") {
       if (present(v)) out.max_request_body_size = scalar(v, f);

@@ -107,6 +107,8 @@ struct GrRateLimit {
   int64_t burst = 0;
   std::string algorithm = "TokenBucket";  // TokenBucket | SlidingWindow
   std::string key = "ClientIP";           // ClientIP | Header:<name>
+  std::string scope = "local";            // local | global
+  std::string failure_mode = "open";      // open | closed (global scope)
   bool operator==(const GrRateLimit&) const = default;
 };
 

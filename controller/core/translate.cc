@@ -308,6 +308,7 @@ class Translator {
     out.snapshot.routes = std::move(routes_);
     for (const auto& name : used_clusters_) out.snapshot.clusters.push_back(clusters_.at(name));
     out.snapshot.listeners = gw.listeners;
+    out.snapshot.rate_limit_store = options_.rate_limit_store;
     for (auto& [name, acc] : certs_) {
       if (acc.hostnames.empty()) continue;
       const Secret& s = cache_.secrets.at(name);
@@ -851,6 +852,13 @@ class Translator {
                 "UnsupportedValue");
       if (r.key == "Consumer" && !f.api_key && !f.basic_auth)
         ctx.bad(sub(at, "key"), "Consumer needs an apiKey or basicAuth filter in the rule");
+      r.scope = f.rate_limit->scope == "global" ? sn::RateLimitScope::kGlobal : sn::RateLimitScope::kLocal;
+      r.failure_mode = f.rate_limit->failure_mode == "closed" ? sn::RateLimitFailureMode::kClosed
+                                                              : sn::RateLimitFailureMode::kOpen;
+      if (r.scope == sn::RateLimitScope::kGlobal && !options_.rate_limit_store)
+        ctx.bad(sub(at, "scope"),
+                "global needs the controller's Redis store (chart value rateLimit.redis.address, "
+                "--ratelimit-store)");
       out.rate_limit = r;
     }
     if (f.max_request_body_size)
@@ -1213,6 +1221,13 @@ class Translator {
     probe.version = 1;
     probe.routes.push_back(r);
     for (const auto& c : clusters) probe.clusters.push_back({c, {}});
+    // A global rateLimit needs the snapshot's store: the controller's, whose
+    // presence translate checks itself; any valid one stands in for it here.
+    for (const auto& rule : r.rules)
+      if (rule.filters.rate_limit && rule.filters.rate_limit->scope == sn::RateLimitScope::kGlobal) {
+        probe.rate_limit_store.emplace();
+        probe.rate_limit_store->address = "store:6379";
+      }
     // The listeners it names are gateway_api.cc's, valid by construction.
     probe.routes.back().listeners.clear();
     return sn::validate(probe);

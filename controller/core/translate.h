@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,9 @@ struct TranslateOptions {
   GatewayApiOptions gateway_api;
   // ingress-nginx compatibility mode (--ingress-nginx-compat, docs/migrating-from-ingress-nginx.md).
   IngressNginxOptions ingress_nginx;
+  // The Redis store of rateLimit.scope global (--ratelimit-store-*); unset:
+  // routes asking for a global limit are refused.
+  std::optional<snapshot::RateLimitStore> rate_limit_store;
 };
 
 struct TranslateResult {

@@ -192,6 +192,7 @@ TranslateOptions KubeSource::translate_options() const {
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
   o.ingress_nginx = opts_.ingress_nginx;
+  o.rate_limit_store = opts_.rate_limit_store;
   if (opts_.ingress_nginx.enabled && opts_.ingress_nginx_all_classes)
     for (const auto& [name, ic] : ingress_classes_)
       if (ic.controller == kNginxIngressController) o.ingress_nginx.classes.insert(name);

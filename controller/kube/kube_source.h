@@ -76,6 +76,7 @@ struct KubeSourceOptions {
   bool leader_elect = false;
   LeaderElectionConfig leader;
   bool hostname_ownership = true;
+  std::optional<snapshot::RateLimitStore> rate_limit_store;  // TranslateOptions::rate_limit_store
   std::string owners_namespace = "default";  // of the ConfigMap gantry-hostname-owners
   double write_qps = 20;
   double write_burst = 30;

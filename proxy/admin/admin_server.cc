@@ -99,6 +99,8 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
       for (auto& c : snap.certificates) c.key_pem = "[redacted]";
       for (auto& c : snap.clusters)
         if (c.tls && !c.tls->client_key_pem.empty()) c.tls->client_key_pem = "[redacted]";
+      if (snap.rate_limit_store && !snap.rate_limit_store->password.empty())
+        snap.rate_limit_store->password = "[redacted]";
       // API key digests and password hashes too: a digest of a weak key, or
       // a crypt hash, can be attacked offline.
       for (auto& r : snap.routes)

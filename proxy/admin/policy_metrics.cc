@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proxy/filters/access_decisions.h"
+#include "proxy/ratelimit/redis_store.h"
 #include "proxy/tracing/exporter.h"
 #include "proxy/upstream/cluster_state.h"
 
@@ -151,6 +152,44 @@ std::vector<MetricFamily> collect_policy_metrics(const control::ConfigStore& sto
   }
   out.push_back(std::move(ejected));
   out.push_back(std::move(ejections));
+  // ---- the store of global rate limits (process-wide counters; present once
+  // a snapshot named a store)
+  if (auto cfg = store.current(); cfg && cfg->policies && cfg->policies->rate_limit_store()) {
+    const ratelimit::StoreMetrics& m = ratelimit::store_metrics();
+    auto counter = [&out](const char* name, const char* help, uint64_t v) {
+      auto f = family(name, help, MetricType::Counter);
+      add(f, {}, static_cast<double>(v));
+      out.push_back(std::move(f));
+    };
+    auto r = family("gantry_ratelimit_store_requests_total",
+                    "Global rate limit decisions asked of the store, by result (decided: the store's answer; "
+                    "unavailable: down, reconnecting, an error or the budget passed)",
+                    MetricType::Counter);
+    add(r, {{"result", "decided"}}, static_cast<double>(m.decisions.load()));
+    add(r, {{"result", "unavailable"}}, static_cast<double>(m.unavailable.load()));
+    out.push_back(std::move(r));
+    counter("gantry_ratelimit_store_timeouts_total", "Decisions not answered within the budget",
+            m.timeouts.load());
+    counter("gantry_ratelimit_store_round_trips_total",
+            "Store commands answered (the script, its EVAL retry, connection handshakes)", m.round_trips.load());
+    counter("gantry_ratelimit_store_writes_total", "Socket writes to the store (pipelined commands share one)",
+            m.writes.load());
+    counter("gantry_ratelimit_store_noscript_total", "EVALSHA answered NOSCRIPT (retried as EVAL)",
+            m.noscript.load());
+    counter("gantry_ratelimit_store_connects_total", "Connections to the store established", m.connects.load());
+    counter("gantry_ratelimit_store_failures_total", "Connections to the store lost or refused",
+            m.failures.load());
+    counter("gantry_ratelimit_fallback_total",
+            "Requests counted by the local fallback limit because the store was unavailable (failureMode open)",
+            m.fallbacks.load());
+    counter("gantry_ratelimit_store_refused_total",
+            "Requests answered 503 because the store was unavailable (failureMode closed)", m.refused.load());
+    auto g = family("gantry_ratelimit_store_connected", "Workers' connections to the store open now",
+                    MetricType::Gauge);
+    add(g, {}, static_cast<double>(m.connected.load()));
+    out.push_back(std::move(g));
+  }
+
   return out;
 }
 

@@ -32,6 +32,7 @@ snapshot::Snapshot Config::effective_snapshot() const {
   if (snapshot) {
     s.routes = snapshot->routes;
     s.certificates = snapshot->certificates;
+    s.rate_limit_store = snapshot->rate_limit_store;
   }
   s.version = version;
   for (const auto& [name, c] : clusters) {
@@ -69,7 +70,8 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
     return out;
   }
   auto previous = current();
-  auto policies = PolicySet::create(**table, previous ? previous->policies.get() : nullptr);
+  auto policies = PolicySet::create(**table, previous ? previous->policies.get() : nullptr,
+                                    shared->rate_limit_store);
   if (!policies.ok()) {
     out.errors.push_back(policies.error().message);
     return out;

@@ -19,7 +19,9 @@
 #include "proxy/exchange/chain.h"
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
+#include "proxy/filters/global_rate_limit.h"
 #include "proxy/filters/rate_limiter.h"
+#include "proxy/ratelimit/redis_store.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/router/route_table.h"
 
@@ -27,8 +29,9 @@ namespace gantry::control {
 
 struct RulePolicies {
   std::optional<filters::CorsPolicy> cors;
-  std::shared_ptr<filters::RateLimiter> rate_limiter;
+  std::shared_ptr<filters::RateLimiter> rate_limiter;  // scope global: the fallback limiter
   snapshot::RateLimit rate_limit_config;  // what rate_limiter was built from
+  std::shared_ptr<ratelimit::RedisStore> rate_limit_store;  // scope global
   std::shared_ptr<const filters::JwtVerifier> jwt;
   std::shared_ptr<filters::ResponseCache> cache;
   snapshot::Cache cache_config;  // what cache was built from
@@ -38,9 +41,12 @@ struct RulePolicies {
 class PolicySet {
  public:
   // `previous` (may be null) donates rate limiters and caches whose rule and
-  // settings are unchanged.
-  static Result<std::shared_ptr<const PolicySet>> create(const router::RouteTable& table,
-                                                         const PolicySet* previous);
+  // settings are unchanged, and the rate limit store when its settings are.
+  static Result<std::shared_ptr<const PolicySet>> create(
+      const router::RouteTable& table, const PolicySet* previous,
+      const std::optional<snapshot::RateLimitStore>& store = std::nullopt);
+  // The store of global rate limits (null: the snapshot has none).
+  const std::shared_ptr<ratelimit::RedisStore>& rate_limit_store() const { return store_; }
   const RulePolicies* find(const router::CompiledRule* rule) const {
     auto it = by_rule_.find(rule);
     return it == by_rule_.end() ? nullptr : &it->second;
@@ -55,6 +61,7 @@ class PolicySet {
  private:
   std::unordered_map<const router::CompiledRule*, RulePolicies> by_rule_;
   std::unordered_map<std::string, const RulePolicies*> by_label_;
+  std::shared_ptr<ratelimit::RedisStore> store_;
 };
 
 }  // namespace gantry::control

@@ -50,7 +50,8 @@ FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   if (f.https_redirect) chain.add(std::make_unique<filters::HttpsRedirectFilter>(*f.https_redirect));
   if (parts.cors != nullptr) chain.add(std::make_unique<filters::CorsFilter>(*parts.cors));
   if (parts.rate_limiter && f.rate_limit)
-    chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter, *f.rate_limit));
+    chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter, *f.rate_limit,
+                                                         parts.rate_limit_store, parts.rule_label));
   if (f.source_range) chain.add(std::make_unique<filters::SourceRangeFilter>(*f.source_range));
   if (f.api_key) chain.add(std::make_unique<filters::ApiKeyFilter>(*f.api_key));
   if (f.basic_auth) chain.add(std::make_unique<filters::BasicAuthFilter>(*f.basic_auth));

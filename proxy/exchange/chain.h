@@ -11,6 +11,7 @@
 #include <array>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct Rule;
 namespace gantry::filters {
 class CorsPolicy;
 class RateLimiter;
+class RateLimitStore;
 class JwtVerifier;
 class ExtAuthTransport;
 }  // namespace gantry::filters
@@ -96,7 +98,11 @@ class FilterChain {
 // over from the previous snapshot) by control::PolicySet.
 struct ChainParts {
   const filters::CorsPolicy* cors = nullptr;
+  // scope local: the limiter; scope global: the fallback limiter (failureMode
+  // open), the store and the rule's label (the store key names it).
   std::shared_ptr<filters::RateLimiter> rate_limiter;
+  std::shared_ptr<filters::RateLimitStore> rate_limit_store;
+  std::string rule_label;
   std::shared_ptr<const filters::JwtVerifier> jwt;
   // How extAuth calls its service (the proxy's pooled client); null: every
   // extAuth call fails (fail open / closed as configured).

@@ -168,6 +168,15 @@ class PendingOp {
   virtual void cancel() {}
 };
 
+// rateLimit with scope global: what the store answered (written by the
+// filter's PendingOp, possibly after the exchange gave up waiting: hence
+// shared), read by the filter's on_resume().
+struct GlobalRateLimitResult {
+  enum : uint8_t { kWaiting, kDecided, kUnavailable } outcome = kWaiting;
+  bool allowed = false;
+  uint64_t limit = 0, remaining = 0, reset_seconds = 0, retry_after_seconds = 0;
+};
+
 // The per-exchange context: one per request, reused by its connection.
 // Filters read the request from `req` and leave their outputs here; state a
 // filter carries from one phase to a later one lives in a field of its own
@@ -197,6 +206,8 @@ class Exchange {
   // request, and the verdict of its finished call (for on_resume()).
   OwnedHeaders ext_auth_headers;
   uint8_t ext_auth_verdict = 0;
+  // rateLimit scope global: the store's answer (exchange.h, GlobalRateLimitResult).
+  std::shared_ptr<GlobalRateLimitResult> global_rate_limit;
 
   // transform: which bodies the exchange driver converts (set by the
   // transform filter's on_request; docs/policies.md, "transform").
@@ -233,6 +244,7 @@ class Exchange {
     ext_auth_headers.clear();
     ext_auth_verdict = 0;
     transform = {};
+    global_rate_limit.reset();
     wall_now_ = {};
   }
 

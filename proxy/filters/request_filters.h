@@ -24,6 +24,7 @@ namespace gantry::filters {
 
 class CorsPolicy;
 class RateLimiter;
+class RateLimitStore;
 class JwtVerifier;
 
 // filters.cors: a preflight is answered here (204 with the Access-Control-*
@@ -48,18 +49,35 @@ class CorsFilter final : public exchange::Filter {
 // With key Consumer the filter counts per authenticated consumer (apiKey,
 // basicAuth; the client IP when nobody authenticated) and so runs after the
 // authentication filters, under the name consumer_rate_limit.
+// With scope global (a `store`), the decision is the store's: the filter
+// waits for it (Verdict::kPending, at most the store's budget); when the
+// store cannot decide, failureMode open counts on `limiter` (built with the
+// fallback limit, global_rate_limit.h) and closed answers 503 with
+// x-gateway-reason: ratelimit-store-unavailable.
 class RateLimitFilter final : public exchange::Filter {
  public:
-  RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config);
+  RateLimitFilter(std::shared_ptr<RateLimiter> limiter, const snapshot::RateLimit& config,
+                  std::shared_ptr<RateLimitStore> store = nullptr, std::string rule_label = {});
+  ~RateLimitFilter() override;
   std::string_view name() const override { return by_consumer_ ? "consumer_rate_limit" : "rate_limit"; }
   uint8_t phases() const override { return exchange::kOnRequest; }
   exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  exchange::Verdict on_resume(exchange::Exchange& ex) const override;
 
  private:
+  // The key the request counts against (its buffer: `scratch`).
+  std::string_view key_of(const exchange::Exchange& ex, std::string& scratch) const;
+  exchange::Verdict local(exchange::Exchange& ex, std::string_view key) const;
+
   std::shared_ptr<RateLimiter> limiter_;
   int status_code_ = 429;
   bool by_consumer_ = false;
   std::vector<net::Cidr> exempt_;
+  // scope global
+  std::shared_ptr<RateLimitStore> store_;
+  snapshot::RateLimit config_;
+  std::string rule_label_;
+  bool fail_closed_ = false;
 };
 
 // filters.apiKey: the key is read from the configured header, else the query

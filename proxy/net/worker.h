@@ -34,6 +34,7 @@
 #include "proxy/net/request_mirror.h"
 #include "proxy/net/server.h"
 #include "proxy/net/wire.h"
+#include "proxy/ratelimit/redis_store.h"
 #include "proxy/resilience/retry.h"
 #include "proxy/upstream/cluster_state.h"
 #include "proxy/upstream/health_checker.h"
@@ -195,6 +196,7 @@ class Worker {
   }
   void run() {
     ExtAuthClient::attach(io_);  // extAuth calls of this thread use io_ and its own pooled connections
+    ratelimit::WorkerBinding store_connections(io_);  // global rate limits' Redis connections
     io_.run();
     ExtAuthClient::detach();
     server_.log().flush_thread();  // this worker's last access-log lines

@@ -44,6 +44,10 @@ const EnumTable<PathRewriteType> kPathRewriteTypes = {
 const EnumTable<RateLimitAlgorithm> kRateLimitAlgorithms = {
     {"TokenBucket", RateLimitAlgorithm::kTokenBucket},
     {"SlidingWindow", RateLimitAlgorithm::kSlidingWindow}};
+const EnumTable<RateLimitScope> kRateLimitScopes = {{"local", RateLimitScope::kLocal},
+                                                    {"global", RateLimitScope::kGlobal}};
+const EnumTable<RateLimitFailureMode> kRateLimitFailureModes = {{"open", RateLimitFailureMode::kOpen},
+                                                                {"closed", RateLimitFailureMode::kClosed}};
 const EnumTable<LoadBalancerType> kLoadBalancerTypes = {
     {"RoundRobin", LoadBalancerType::kRoundRobin},
     {"LeastRequest", LoadBalancerType::kLeastRequest},
@@ -274,6 +278,23 @@ ojson enc(const RateLimit& r) {
           {"key", r.key}};
   if (r.status_code != 429) o["statusCode"] = r.status_code;
   put_list(o, "exemptSources", r.exempt_sources);
+  if (r.scope != RateLimitScope::kLocal) o["scope"] = name_of(r.scope, kRateLimitScopes);
+  if (r.failure_mode != RateLimitFailureMode::kOpen)
+    o["failureMode"] = name_of(r.failure_mode, kRateLimitFailureModes);
+  return o;
+}
+
+ojson enc(const RateLimitStore& s) {
+  ojson o{{"address", s.address}};
+  if (s.tls) o["tls"] = true;
+  if (!s.tls_server_name.empty()) o["tlsServerName"] = s.tls_server_name;
+  if (!s.ca_pem.empty()) o["caPem"] = s.ca_pem;
+  if (!s.username.empty()) o["username"] = s.username;
+  if (!s.password.empty()) o["password"] = s.password;
+  if (s.database != 0) o["database"] = s.database;
+  o["budgetMs"] = ms(s.budget);
+  o["expectedReplicas"] = s.expected_replicas;
+  o["keyPrefix"] = s.key_prefix;
   return o;
 }
 
@@ -648,6 +669,8 @@ class Reader {
   void read(const json& j, RateLimitAlgorithm& out) const {
     read_enum(j, out, kRateLimitAlgorithms);
   }
+  void read(const json& j, RateLimitScope& out) const { read_enum(j, out, kRateLimitScopes); }
+  void read(const json& j, RateLimitFailureMode& out) const { read_enum(j, out, kRateLimitFailureModes); }
   void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
   void read(const json& j, ClusterProtocol& out) const { read_enum(j, out, kClusterProtocols); }
@@ -736,6 +759,22 @@ class Reader {
     get(j, "key", r.key);
     get(j, "statusCode", r.status_code);
     get(j, "exemptSources", r.exempt_sources);
+    get(j, "scope", r.scope);
+    get(j, "failureMode", r.failure_mode);
+  }
+
+  void read(const json& j, RateLimitStore& s) {
+    expect_object(j);
+    get(j, "address", s.address);
+    get(j, "tls", s.tls);
+    get(j, "tlsServerName", s.tls_server_name);
+    get(j, "caPem", s.ca_pem);
+    get(j, "username", s.username);
+    get(j, "password", s.password);
+    get(j, "database", s.database);
+    get(j, "budgetMs", s.budget);
+    get(j, "expectedReplicas", s.expected_replicas);
+    get(j, "keyPrefix", s.key_prefix);
   }
 
   void read(const json& j, HttpsRedirect& r) {
@@ -1017,6 +1056,7 @@ class Reader {
     get(j, "clusters", s.clusters);
     get(j, "certificates", s.certificates);
     get(j, "listeners", s.listeners);
+    get(j, "rateLimitStore", s.rate_limit_store);
   }
 
   void read(const json& j, EndpointDelta& d) {
@@ -1097,6 +1137,7 @@ ojson to_json(const Snapshot& s) {
   o["clusters"] = enc_list(s.clusters);
   put_objs(o, "certificates", s.certificates);
   put_objs(o, "listeners", s.listeners);
+  if (s.rate_limit_store) o["rateLimitStore"] = enc(*s.rate_limit_store);
   return o;
 }
 

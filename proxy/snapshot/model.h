@@ -117,6 +117,13 @@ struct Cors {
 };
 
 enum class RateLimitAlgorithm { kTokenBucket, kSlidingWindow };
+// local: each proxy replica counts on its own. global: one count shared by
+// every replica, kept in the snapshot's rate limit store (Redis).
+enum class RateLimitScope { kLocal, kGlobal };
+// When the store cannot decide in time (global scope): open falls back to the
+// local limiter with the limit divided by the expected replica count; closed
+// refuses with 503 and x-gateway-reason: ratelimit-store-unavailable.
+enum class RateLimitFailureMode { kOpen, kClosed };
 
 struct RateLimit {
   uint64_t requests = 0;  // per interval
@@ -128,7 +135,25 @@ struct RateLimit {
   std::string key = "ClientIP";
   int status_code = 429;         // the answer to a limited request (ingress-nginx: 503)
   std::vector<std::string> exempt_sources;  // CIDRs whose clients are never limited
+  RateLimitScope scope = RateLimitScope::kLocal;
+  RateLimitFailureMode failure_mode = RateLimitFailureMode::kOpen;  // global scope only
   bool operator==(const RateLimit&) const = default;
+};
+
+// The shared store of global rate limits (a Redis server, or a Redis
+// Cluster / Sentinel-managed primary reached through one address).
+struct RateLimitStore {
+  std::string address;  // host:port (a name is resolved by the proxy)
+  bool tls = false;
+  std::string tls_server_name;  // SNI and the name verified; empty: the address's host
+  std::string ca_pem;           // trusted CAs; empty: the system's
+  std::string username;         // AUTH username (Redis 6 ACL); empty: AUTH with the password only
+  std::string password;         // empty: no AUTH; [redacted] in /config_dump
+  uint32_t database = 0;        // SELECT
+  Millis budget{5};             // per decision; then the route's failureMode
+  uint32_t expected_replicas = 1;  // the fallback divides each limit by this
+  std::string key_prefix = "gantry:rl:";
+  bool operator==(const RateLimitStore&) const = default;
 };
 
 struct JwtClaimToHeader {
@@ -506,6 +531,7 @@ struct Snapshot {
   std::vector<Cluster> clusters;
   std::vector<TlsCertificate> certificates;
   std::vector<Listener> listeners;
+  std::optional<RateLimitStore> rate_limit_store;  // needed by routes with rateLimit.scope global
   bool operator==(const Snapshot&) const = default;
 };
 

@@ -210,6 +210,7 @@ class Validator {
       check_certificate(s_.certificates[i], i, seen_certs);
     }
     check_listeners();
+    check_rate_limit_store();
   }
 
   static void check_endpoints(const Cluster& c, Errors& e) {
@@ -228,6 +229,35 @@ class Validator {
   }
 
  private:
+  // The store of global rate limits: a host:port address, sane limits; a
+  // route with rateLimit.scope Global needs it.
+  void check_rate_limit_store() {
+    if (const auto& st = s_.rate_limit_store) {
+      const std::string at = "rateLimitStore";
+      auto colon = st->address.rfind(':');
+      uint32_t port = 0;
+      bool port_ok = colon != std::string::npos && colon > 0 && colon + 1 < st->address.size() &&
+                     st->address.size() - colon <= 6;
+      for (size_t i = colon + 1; port_ok && i < st->address.size(); ++i) {
+        if (st->address[i] < '0' || st->address[i] > '9') port_ok = false;
+        else port = port * 10 + static_cast<uint32_t>(st->address[i] - '0');
+      }
+      if (!port_ok || port == 0 || port > 65535)
+        e_.add(at, "address " + quote(st->address) + " must be host:port ([v6]:port)");
+      if (st->budget.count() <= 0 || st->budget.count() > 10000) e_.add(at, "budgetMs must be from 1 to 10000");
+      if (st->expected_replicas == 0) e_.add(at, "expectedReplicas must be > 0");
+      if (st->key_prefix.size() > 64 || st->key_prefix.find_first_of("{}") != std::string::npos)
+        e_.add(at, "keyPrefix must be at most 64 bytes without '{' or '}' (the proxy adds the hash tag)");
+      if (st->database > 15) e_.add(at, "database must be from 0 to 15");
+    }
+    for (const Route& r : s_.routes)
+      for (size_t k = 0; k < r.rules.size(); ++k)
+        if (const auto& rl = r.rules[k].filters.rate_limit;
+            rl && rl->scope == RateLimitScope::kGlobal && !s_.rate_limit_store)
+          e_.add("route " + r.id() + " " + idx("rules", k) + ".filters.rateLimit",
+                 "scope global needs the snapshot's rateLimitStore");
+  }
+
   // Listeners: unique "address:port" names with an IP literal and a port;
   // every name a route lists is one of them.
   void check_listeners() {

@@ -727,6 +727,36 @@ TEST(Translate, AuthFiltersWithoutSecretsRefuseEveryone) {
             std::string::npos) << msgs;
 }
 
+TEST(Translate, GlobalRateLimitsNeedTheStore) {
+  const std::string routes = std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters:
+      rateLimit: {requests: 5, interval: 1s, scope: global, failureMode: closed}
+    backendRefs: [{name: shop-v1, port: 8080}])");
+  Cache cache = load(routes);
+  // Without the controller's store: refused, the field named.
+  TranslateResult none = translate(cache, {});
+  EXPECT_TRUE(none.snapshot.routes.empty());
+  EXPECT_FALSE(none.snapshot.rate_limit_store);
+  std::string msgs = all_messages(none.statuses);
+  EXPECT_NE(msgs.find("spec.rules[0].filters.rateLimit.scope: global needs the controller's Redis store"),
+            std::string::npos) << msgs;
+  // With it: served, and the store travels in the snapshot.
+  TranslateOptions o;
+  o.rate_limit_store.emplace();
+  o.rate_limit_store->address = "redis.gantry:6379";
+  o.rate_limit_store->password = "pw";
+  o.rate_limit_store->expected_replicas = 4;
+  TranslateResult r = translate(cache, o);
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& rl = r.snapshot.routes[0].rules[0].filters.rate_limit;
+  ASSERT_TRUE(rl);
+  EXPECT_EQ(rl->scope, snapshot::RateLimitScope::kGlobal);
+  EXPECT_EQ(rl->failure_mode, snapshot::RateLimitFailureMode::kClosed);
+  ASSERT_TRUE(r.snapshot.rate_limit_store);
+  EXPECT_EQ(*r.snapshot.rate_limit_store, *o.rate_limit_store);
+}
+
 TEST(Translate, PolicyDefaultsComeFromTheModel) {
   Cache cache = load(std::string(kBackends) + route("shop", R"(
   rules:

@@ -14,6 +14,7 @@
 #include "proxy/exchange/chain.h"
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
+#include "proxy/filters/global_rate_limit.h"
 #include "proxy/filters/rate_limiter.h"
 #include "proxy/snapshot/model.h"
 #include "tests/unit/exchange/fake_exchange.h"
@@ -603,6 +604,134 @@ TEST(RateLimitFilter, KeysHaveSeparateAllowances) {
   EXPECT_EQ(k1.run(b->chain).verdict, Verdict::kContinue);
   EXPECT_EQ(k1.run(b->chain).verdict, Verdict::kRespond);
   EXPECT_EQ(k2.run(b->chain).verdict, Verdict::kContinue);
+}
+
+// rateLimit scope global against a store that answers at once with what the
+// test programmed (the store's interface, global_rate_limit.h; the Redis
+// store itself is exercised by tests/integration/test_global_rate_limit.py).
+class ScriptedStore final : public filters::RateLimitStore {
+ public:
+  filters::StoreOutcome outcome = filters::StoreOutcome::kDecided;
+  filters::RateLimitDecision decision;
+  std::vector<std::string> keys;
+  int fallbacks = 0, refused = 0;
+  snapshot::RateLimitStore config;
+
+  void decide(filters::GlobalCheck check, Done done) override {
+    keys.push_back(check.key);
+    done(outcome, decision);
+  }
+  void note_fallback(std::string_view) override { ++fallbacks; }
+  void note_refused(std::string_view) override { ++refused; }
+  const snapshot::RateLimitStore& settings() const override { return config; }
+};
+
+struct GlobalRule {
+  std::unique_ptr<BuiltRule> built;
+  std::shared_ptr<ScriptedStore> store;
+};
+
+GlobalRule global_rule(uint64_t requests, snapshot::RateLimitFailureMode mode, uint32_t replicas) {
+  snapshot::Filters f = rate(requests);
+  f.rate_limit->scope = snapshot::RateLimitScope::kGlobal;
+  f.rate_limit->failure_mode = mode;
+  GlobalRule g;
+  g.store = std::make_shared<ScriptedStore>();
+  g.built = std::make_unique<BuiltRule>();
+  g.built->rule.filters = f;
+  auto rl = filters::RateLimiter::create(filters::fallback_limit(*f.rate_limit, replicas));
+  EXPECT_TRUE(rl.ok());
+  g.built->parts.rate_limiter = std::move(rl).value();
+  g.built->parts.rate_limit_store = g.store;
+  g.built->parts.rule_label = "default/r#0";
+  g.built->chain = build_chain(g.built->rule, g.built->parts);
+  return g;
+}
+
+// Runs the request phase as the driver does: a kPending waits for the op.
+Verdict run_waiting(const FilterChain& chain, Exchange& ex) {
+  size_t at = 0;
+  Verdict v = chain.run_request(ex, at);
+  while (v == Verdict::kPending) {
+    EXPECT_TRUE(ex.pending != nullptr);
+    bool finished = false;
+    ex.pending->start([&finished] { finished = true; });
+    EXPECT_TRUE(finished);
+    ex.pending.reset();
+    v = chain.resume_request(ex, at);
+  }
+  return v;
+}
+
+std::string field(const OwnedHeaders& h, std::string_view name) {
+  for (const auto& [n, v] : h)
+    if (n == name) return v;
+  return "";
+}
+
+TEST(GlobalRateLimit, TheStoresDecisionGivesTheFields) {
+  auto g = global_rule(10, snapshot::RateLimitFailureMode::kOpen, 2);
+  g.store->decision = {true, 10, 7, 3, 0};
+  FakeExchange fx(req("GET", "/"));
+  Exchange& ex = fx.get();
+  EXPECT_EQ(run_waiting(g.built->chain, ex), Verdict::kContinue);
+  EXPECT_EQ(field(ex.response_headers, "ratelimit-limit"), "10");
+  EXPECT_EQ(field(ex.response_headers, "ratelimit-remaining"), "7");
+  EXPECT_EQ(field(ex.response_headers, "ratelimit-reset"), "3");
+  ASSERT_EQ(g.store->keys.size(), 1u);
+  EXPECT_TRUE(g.store->keys[0].starts_with("gantry:rl:{default/r#0|")) << g.store->keys[0];
+  EXPECT_TRUE(g.store->keys[0].ends_with("|10.0.0.7}")) << g.store->keys[0];
+  EXPECT_EQ(g.store->fallbacks, 0);
+}
+
+TEST(GlobalRateLimit, TheStoresRefusalAnswersWithRetryAfter) {
+  auto g = global_rule(10, snapshot::RateLimitFailureMode::kOpen, 2);
+  g.store->decision = {false, 10, 0, 4, 2};
+  FakeExchange fx(req("GET", "/"));
+  Exchange& ex = fx.get();
+  EXPECT_EQ(run_waiting(g.built->chain, ex), Verdict::kRespond);
+  EXPECT_EQ(ex.reply.status, 429);
+  EXPECT_EQ(field(ex.reply.headers, "retry-after"), "2");
+  EXPECT_EQ(field(ex.reply.headers, "ratelimit-remaining"), "0");
+  EXPECT_EQ(field(ex.reply.headers, "ratelimit-reset"), "4");
+}
+
+TEST(GlobalRateLimit, FailOpenCountsOnTheLimitDividedByTheReplicas) {
+  auto g = global_rule(10, snapshot::RateLimitFailureMode::kOpen, 4);  // 10 / 4 -> 2
+  g.store->outcome = filters::StoreOutcome::kUnavailable;
+  FakeExchange fx(req("GET", "/"));
+  EXPECT_EQ(run_waiting(g.built->chain, fx.get()), Verdict::kContinue);
+  Exchange& ex = fx.get();
+  EXPECT_EQ(run_waiting(g.built->chain, ex), Verdict::kContinue);
+  EXPECT_EQ(field(ex.response_headers, "ratelimit-limit"), "2");
+  Exchange& ex3 = fx.get();
+  EXPECT_EQ(run_waiting(g.built->chain, ex3), Verdict::kRespond);
+  EXPECT_EQ(ex3.reply.status, 429);
+  EXPECT_EQ(g.store->fallbacks, 3);
+  EXPECT_EQ(g.store->refused, 0);
+}
+
+TEST(GlobalRateLimit, FailClosedAnswers503WithTheReason) {
+  auto g = global_rule(10, snapshot::RateLimitFailureMode::kClosed, 1);
+  g.store->outcome = filters::StoreOutcome::kUnavailable;
+  FakeExchange fx(req("GET", "/"));
+  Exchange& ex = fx.get();
+  EXPECT_EQ(run_waiting(g.built->chain, ex), Verdict::kRespond);
+  EXPECT_EQ(ex.reply.status, 503);
+  EXPECT_EQ(ex.reply.gateway_reason, "ratelimit-store-unavailable");
+  EXPECT_EQ(g.store->refused, 1);
+  EXPECT_EQ(g.store->fallbacks, 0);
+}
+
+TEST(GlobalRateLimit, ExemptSourcesNeverAskTheStore) {
+  auto g = global_rule(10, snapshot::RateLimitFailureMode::kOpen, 1);
+  snapshot::Filters f = g.built->rule.filters;
+  f.rate_limit->exempt_sources = {"10.0.0.0/24"};
+  g.built->rule.filters = f;
+  g.built->chain = build_chain(g.built->rule, g.built->parts);
+  FakeExchange fx(req("GET", "/"));
+  EXPECT_EQ(run_waiting(g.built->chain, fx.get()), Verdict::kContinue);
+  EXPECT_TRUE(g.store->keys.empty());
 }
 
 TEST(HeaderEdits, DropsRemovedAndSetNamesCaseInsensitively) {

@@ -1,0 +1,191 @@
+#include "proxy/filters/global_rate_limit.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+
+namespace gantry::filters {
+
+namespace {
+
+// The store's decision: rate_limiter.cc's two algorithms, line for line, in
+// Lua 5.1 (numbers are doubles; every value stays an integer below 2^53, and
+// idiv corrects floor(a / b) where the quotient rounded up). The clock is the
+// store's (TIME, microseconds): replicas' clocks never enter a decision.
+// State: one hash per key, a = last refill (us) or window index,
+// t = tokens x interval (token bucket), p / c = previous / current window
+// counts; it expires once it would be back to a fresh key's state.
+// Reply: {allowed (0/1), limit, remaining, reset seconds, retry-after seconds}.
+constexpr std::string_view kScript = R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then q = q - 1 end
+  return q
+end
+local function ceil_seconds(us)
+  local s = idiv(us + 999999, 1000000)
+  if s < 1 then s = 1 end
+  return s
+end
+local key = KEYS[1]
+local algo = ARGV[1]
+local requests = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local capacity = tonumber(ARGV[4])
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+local st = redis.call('HMGET', key, 'a', 't', 'p', 'c')
+local allowed, remaining, reset, retry = 0, 0, 0, 0
+if algo == 't' then
+  local full = capacity * interval
+  local rate = requests
+  local at, tokens = tonumber(st[1]), tonumber(st[2])
+  if at == nil or tokens == nil then at, tokens = now, full end
+  if now > at then
+    local elapsed = now - at
+    local missing = full - tokens
+    if elapsed >= idiv(missing + rate - 1, rate) then tokens = full else tokens = tokens + elapsed * rate end
+    at = now
+  end
+  if tokens >= interval then
+    tokens = tokens - interval
+    allowed = 1
+  else
+    retry = ceil_seconds(idiv(interval - tokens + rate - 1, rate))
+  end
+  remaining = idiv(tokens, interval)
+  local to_full = idiv(full - tokens + rate - 1, rate)
+  if tokens == full then reset = 0 else reset = ceil_seconds(to_full) end
+  redis.call('HSET', key, 'a', at, 't', tokens)
+  redis.call('PEXPIRE', key, idiv(to_full, 1000) + 1000)
+  return {allowed, capacity, remaining, reset, retry}
+end
+local window = idiv(now, interval)
+local at, prev, curr = tonumber(st[1]), tonumber(st[3]) or 0, tonumber(st[4]) or 0
+if at == nil then at = window end
+if window == at + 1 then
+  prev, curr = curr, 0
+elseif window > at + 1 then
+  prev, curr = 0, 0
+end
+if window > at then at = window end
+local elapsed = now - at * interval
+if elapsed < 0 then elapsed = 0 end
+local left = 0
+if interval > elapsed then left = interval - elapsed end
+local quota = requests * interval
+local weighted_prev = prev * left
+reset = ceil_seconds(left)
+if weighted_prev + (curr + 1) * interval <= quota then
+  curr = curr + 1
+  allowed = 1
+  remaining = idiv(quota - weighted_prev - curr * interval, interval)
+else
+  local wait
+  if curr + 1 <= requests then
+    local room = (requests - curr - 1) * interval
+    local t = interval - idiv(room, prev)
+    if t > elapsed then wait = t - elapsed else wait = 1 end
+  else
+    local room = (requests - 1) * interval
+    local t = 0
+    if curr > 0 then t = interval - math.min(interval, idiv(room, curr)) end
+    wait = left + t
+  end
+  retry = ceil_seconds(wait)
+end
+redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr)
+redis.call('PEXPIRE', key, idiv(2 * interval, 1000) + 1000)
+return {allowed, requests, remaining, reset, retry}
+)lua";
+
+std::string hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[p[i] >> 4];
+    out += kHex[p[i] & 15];
+  }
+  return out;
+}
+
+std::string digest_hex(const EVP_MD* md, std::string_view data) {
+  unsigned char buf[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), buf, &n, md, nullptr);
+  return hex(buf, n);
+}
+
+// FNV-1a 64: a stable digest of the settings (the same on every replica).
+uint64_t fnv1a(std::string_view s, uint64_t h = 14695981039346656037ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string global_key(std::string_view prefix, std::string_view rule_label,
+                       const snapshot::RateLimit& c, std::string_view client_key) {
+  std::string settings;
+  settings.append(c.algorithm == snapshot::RateLimitAlgorithm::kSlidingWindow ? "w" : "t");
+  settings.append("|").append(std::to_string(c.requests));
+  settings.append("|").append(std::to_string(c.interval.count()));
+  settings.append("|").append(std::to_string(c.burst));
+  settings.append("|").append(c.key);
+  const uint64_t h = fnv1a(settings);
+  unsigned char hb[8];
+  for (int i = 0; i < 8; ++i) hb[i] = static_cast<unsigned char>(h >> (56 - 8 * i));
+  std::string out;
+  out.reserve(prefix.size() + rule_label.size() + 24 + std::min<size_t>(client_key.size(), 128));
+  out.append(prefix).append("{").append(rule_label).append("|").append(hex(hb, 4)).append("|");
+  if (client_key.size() > 128)
+    out.append("sha256:").append(digest_hex(EVP_sha256(), client_key));
+  else
+    out.append(client_key);
+  out.append("}");
+  return out;
+}
+
+GlobalCheck global_check(const snapshot::RateLimit& c) {
+  GlobalCheck g;
+  g.sliding_window = c.algorithm == snapshot::RateLimitAlgorithm::kSlidingWindow;
+  g.requests = c.requests;
+  g.interval_us = static_cast<uint64_t>(c.interval.count()) * 1000;
+  g.capacity = g.sliding_window ? c.requests : c.requests + c.burst;
+  return g;
+}
+
+Status global_limit_fits(const snapshot::RateLimit& c) {
+  constexpr uint64_t kMax = uint64_t{1} << 53;
+  const GlobalCheck g = global_check(c);
+  if (g.interval_us == 0 || g.requests == 0) return Error{"requests and interval must be > 0"};
+  // The largest products the script forms: capacity x interval (token bucket),
+  // requests x interval (window), the clock (~2^51 us) plus interval x rate.
+  if (g.capacity > kMax / g.interval_us || g.requests > kMax / g.interval_us)
+    return Error{"requests + burst times the interval (in microseconds) must stay below 2^53 with scope global"};
+  return ok_status();
+}
+
+snapshot::RateLimit fallback_limit(const snapshot::RateLimit& c, uint32_t expected_replicas) {
+  snapshot::RateLimit f = c;
+  const uint64_t n = std::max<uint32_t>(1, expected_replicas);
+  f.requests = std::max<uint64_t>(1, c.requests / n);
+  f.burst = c.burst / n;
+  f.scope = snapshot::RateLimitScope::kLocal;
+  return f;
+}
+
+std::string_view global_script() { return kScript; }
+
+const std::string& global_script_sha1() {
+  static const std::string sha = digest_hex(EVP_sha1(), kScript);
+  return sha;
+}
+
+}  // namespace gantry::filters

@@ -1,0 +1,535 @@
+#include "proxy/ratelimit/redis_store.h"
+
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "proxy/ratelimit/resp.h"
+
+namespace gantry::ratelimit {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+StoreMetrics& counters() {
+  static StoreMetrics m;
+  return m;
+}
+
+// "host:port" or "[v6]:port" → host, port (validated by the snapshot).
+void split_address(const std::string& a, std::string& host, std::string& port) {
+  auto colon = a.rfind(':');
+  host = a.substr(0, colon);
+  port = a.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+}
+
+}  // namespace
+
+const StoreMetrics& store_metrics() { return counters(); }
+
+struct RedisStore::Shared {
+  snapshot::RateLimitStore settings;
+  std::string host, port;
+  std::unique_ptr<ssl::context> tls;
+  std::atomic<bool> retired{false};
+  // One log line per kLogEvery per store, with the count of those suppressed.
+  std::mutex log_mu;
+  Clock::time_point last_log{};
+  uint64_t suppressed = 0;
+
+  template <class... A>
+  void log(fmt::format_string<A...> f, A&&... a) {
+    std::lock_guard lock(log_mu);
+    const Clock::time_point now = Clock::now();
+    if (last_log != Clock::time_point{} && now - last_log < kLogEvery) {
+      ++suppressed;
+      return;
+    }
+    last_log = now;
+    std::string line = fmt::format(f, std::forward<A>(a)...);
+    if (suppressed > 0) {
+      spdlog::warn("ratelimit store {}: {} ({} similar lines suppressed)", settings.address, line, suppressed);
+    } else {
+      spdlog::warn("ratelimit store {}: {}", settings.address, line);
+    }
+    suppressed = 0;
+  }
+};
+
+namespace {
+
+using Done = filters::RateLimitStore::Done;
+
+// One worker's connection to the store (redis_store.h has the behaviour).
+// Used from its worker thread only.
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(asio::io_context& io, std::shared_ptr<RedisStore::Shared> shared)
+      : io_(io), shared_(std::move(shared)), sock_(io), timer_(io), retry_timer_(io) {}
+
+  const RedisStore::Shared* shared() const { return shared_.get(); }
+
+  void submit(filters::GlobalCheck check, Done done) {
+    if (state_ == kIdle) connect();
+    if (state_ != kReady && state_ != kConnecting) {
+      unavailable(done);
+      return;
+    }
+    if (inflight_.size() >= kMaxInflight) {
+      shared_->log("{} decisions waiting on one connection: answering unavailable", inflight_.size());
+      unavailable(done);
+      return;
+    }
+    Slot s;
+    s.kind = Slot::kScript;
+    s.sent = Clock::now();
+    s.deadline = s.sent + shared_->settings.budget;
+    s.done = std::move(done);
+    s.check = std::move(check);
+    append_script(s, /*eval=*/false);
+    inflight_.push_back(std::move(s));
+    arm();
+    flush();
+  }
+
+  // Opens the connection ahead of the first decision.
+  void warm() {
+    if (state_ == kIdle) connect();
+  }
+
+  // Final: every waiting decision is answered, nothing is reused.
+  void close() {
+    fail_all();
+    state_ = kClosed;
+    ++gen_;
+    timer_.cancel();
+    retry_timer_.cancel();
+    shutdown_socket();
+  }
+
+ private:
+  static constexpr size_t kMaxInflight = 16384;
+
+  struct Slot {
+    enum Kind : uint8_t { kHandshake, kScript } kind = kScript;
+    bool answered = false;
+    bool eval = false;
+    Clock::time_point sent, deadline;
+    Done done;
+    filters::GlobalCheck check;
+  };
+  enum State : uint8_t { kIdle, kConnecting, kReady, kBackoff, kClosed };
+
+  static void unavailable(Done& done) {
+    counters().unavailable.fetch_add(1, std::memory_order_relaxed);
+    done(filters::StoreOutcome::kUnavailable, filters::RateLimitDecision{});
+  }
+
+  void append_script(const Slot& s, bool eval) {
+    char n[3][24];
+    auto num = [&n](int i, uint64_t v) {
+      auto r = std::to_chars(n[i], n[i] + sizeof n[i], v);
+      return std::string_view(n[i], static_cast<size_t>(r.ptr - n[i]));
+    };
+    const std::string_view algo = s.check.sliding_window ? "w" : "t";
+    const std::string_view body = eval ? filters::global_script() : filters::global_script_sha1();
+    append_command(out_, {eval ? "EVAL" : "EVALSHA", body, "1", s.check.key, algo, num(0, s.check.requests),
+                          num(1, s.check.interval_us), num(2, s.check.capacity)});
+  }
+
+  void shutdown_socket() {
+    error_code ec;
+    if (tls_) {
+      tls_->next_layer().close(ec);
+      tls_.reset();
+    }
+    sock_.close(ec);
+  }
+
+  tcp::socket& lowest() { return tls_ ? tls_->next_layer() : sock_; }
+
+  void connect() {
+    state_ = kConnecting;
+    const uint64_t gen = ++gen_;
+    parser_ = std::make_unique<RespParser>();
+    out_.clear();
+    shutdown_socket();
+    if (shared_->tls) {
+      tls_ = std::make_unique<ssl::stream<tcp::socket>>(io_, *shared_->tls);
+      const std::string& name =
+          shared_->settings.tls_server_name.empty() ? shared_->host : shared_->settings.tls_server_name;
+      SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+      tls_->set_verify_mode(ssl::verify_peer);
+      tls_->set_verify_callback(ssl::host_name_verification(name));
+    } else {
+      sock_ = tcp::socket(io_);
+    }
+    // The handshake goes first in the pipeline: AUTH, SELECT, SCRIPT LOAD.
+    const auto& st = shared_->settings;
+    auto handshake = [this](std::initializer_list<std::string_view> args) {
+      append_command(out_, args);
+      Slot s;
+      s.kind = Slot::kHandshake;
+      s.sent = Clock::now();
+      s.deadline = Clock::time_point::max();
+      inflight_.push_back(std::move(s));
+    };
+    if (!st.password.empty()) {
+      if (!st.username.empty()) handshake({"AUTH", st.username, st.password});
+      else handshake({"AUTH", st.password});
+    }
+    if (st.database != 0) {
+      const std::string db = std::to_string(st.database);
+      handshake({"SELECT", db});
+    }
+    handshake({"SCRIPT", "LOAD", filters::global_script()});
+    arm();
+    auto self = shared_from_this();
+    retry_timer_.expires_after(kConnectTimeout);
+    retry_timer_.async_wait([self, gen](error_code ec) {
+      if (ec || gen != self->gen_ || self->state_ != kConnecting) return;
+      self->fail("connect timed out");
+    });
+    auto resolver = std::make_shared<tcp::resolver>(io_);
+    resolver->async_resolve(
+        shared_->host, shared_->port, [self, gen, resolver](error_code ec, tcp::resolver::results_type r) {
+          if (gen != self->gen_) return;
+          if (ec) return self->fail("resolve: " + ec.message());
+          asio::async_connect(self->lowest(), r, [self, gen](error_code ec, const tcp::endpoint&) {
+            if (gen != self->gen_) return;
+            if (ec) return self->fail("connect: " + ec.message());
+            error_code ignore;
+            self->lowest().set_option(tcp::no_delay(true), ignore);
+            if (!self->tls_) return self->ready();
+            self->tls_->async_handshake(ssl::stream_base::client, [self, gen](error_code ec) {
+              if (gen != self->gen_) return;
+              if (ec) return self->fail("TLS handshake: " + ec.message());
+              self->ready();
+            });
+          });
+        });
+  }
+
+  void ready() {
+    state_ = kReady;
+    retry_timer_.cancel();
+    counters().connects.fetch_add(1, std::memory_order_relaxed);
+    counters().connected.fetch_add(1, std::memory_order_relaxed);
+    counted_connected_ = true;
+    backoff_ = kBackoffMin;  // the backoff restarts from its minimum after a connection that worked
+    read();
+    flush();
+  }
+
+  void flush() {
+    if (writing_ || out_.empty() || state_ != kReady) return;
+    writing_ = true;
+    wbuf_.swap(out_);
+    out_.clear();
+    counters().writes.fetch_add(1, std::memory_order_relaxed);
+    auto cb = [self = shared_from_this(), gen = gen_](error_code ec, size_t) {
+      if (gen != self->gen_) return;
+      self->writing_ = false;
+      self->wbuf_.clear();
+      if (ec) return self->fail("write: " + ec.message());
+      self->flush();
+    };
+    if (tls_) asio::async_write(*tls_, asio::buffer(wbuf_), std::move(cb));
+    else asio::async_write(sock_, asio::buffer(wbuf_), std::move(cb));
+  }
+
+  void read() {
+    auto cb = [self = shared_from_this(), gen = gen_](error_code ec, size_t n) {
+      if (gen != self->gen_) return;
+      if (ec) return self->fail(ec == asio::error::eof ? std::string("closed by the server") : "read: " + ec.message());
+      if (auto st = self->parser_->feed(self->rbuf_.data(), n); !st.ok()) return self->fail(st.error().message);
+      StoreReply reply;
+      while (true) {
+        auto more = self->parser_->next(reply);
+        if (!more.ok()) return self->fail(more.error().message);
+        if (!*more) break;
+        if (!self->on_reply(reply)) return;
+        if (gen != self->gen_) return;
+      }
+      self->read();
+    };
+    if (tls_) tls_->async_read_some(asio::buffer(rbuf_), std::move(cb));
+    else sock_.async_read_some(asio::buffer(rbuf_), std::move(cb));
+  }
+
+  // False when the connection failed.
+  bool on_reply(const StoreReply& reply) {
+    if (inflight_.empty()) {
+      fail("a reply nobody asked for");
+      return false;
+    }
+    Slot s = std::move(inflight_.front());
+    inflight_.pop_front();
+    counters().round_trips.fetch_add(1, std::memory_order_relaxed);
+    if (s.kind == Slot::kHandshake) {
+      if (reply.kind == StoreReply::kError || reply.kind == StoreReply::kNoScript) {
+        fail("handshake refused: " + reply.text);
+        return false;
+      }
+      arm();
+      return true;
+    }
+    switch (reply.kind) {
+      case StoreReply::kDecision:
+        if (!s.answered) {
+          counters().decisions.fetch_add(1, std::memory_order_relaxed);
+          s.done(filters::StoreOutcome::kDecided, reply.decision);
+        }
+        break;
+      case StoreReply::kNoScript:
+        counters().noscript.fetch_add(1, std::memory_order_relaxed);
+        if (!s.answered && !s.eval) {  // once, as EVAL (which also caches it again)
+          s.eval = true;
+          append_script(s, /*eval=*/true);
+          inflight_.push_back(std::move(s));
+          flush();
+          break;
+        }
+        [[fallthrough]];
+      default:
+        if (reply.kind != StoreReply::kNoScript)
+          shared_->log("unexpected reply to the rate limit script: {}",
+                       reply.kind == StoreReply::kError ? reply.text : std::string("not a decision"));
+        if (!s.answered) unavailable(s.done);
+    }
+    arm();
+    return true;
+  }
+
+  // The timer: wakes for the oldest unanswered decision's budget, or for the
+  // oldest reply's stall limit.
+  void arm() {
+    if (inflight_.empty() || state_ == kClosed || state_ == kBackoff) {
+      if (armed_) timer_.cancel();
+      armed_ = false;
+      return;
+    }
+    Clock::time_point at = inflight_.front().sent + kStall;
+    for (const Slot& s : inflight_)
+      if (s.kind == Slot::kScript && !s.answered) {
+        at = std::min(at, s.deadline);
+        break;  // budgets are equal: the first unanswered one is the earliest
+      }
+    if (armed_ && at == armed_at_) return;
+    armed_ = true;
+    armed_at_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this(), gen = gen_, at](error_code ec) {
+      if (ec || gen != self->gen_ || self->armed_at_ != at) return;
+      self->armed_ = false;
+      self->expire();
+    });
+  }
+
+  void expire() {
+    const Clock::time_point now = Clock::now();
+    size_t late = 0;
+    for (Slot& s : inflight_) {
+      if (s.kind != Slot::kScript || s.answered) continue;
+      if (s.deadline > now) break;
+      s.answered = true;
+      ++late;
+      counters().timeouts.fetch_add(1, std::memory_order_relaxed);
+      unavailable(s.done);
+      s.done = nullptr;
+    }
+    if (late > 0) shared_->log("{} decision(s) not answered within the budget of {} ms", late,
+                                shared_->settings.budget.count());
+    if (!inflight_.empty() && now - inflight_.front().sent >= kStall) {
+      fail("no reply for " + std::to_string(kStall.count()) + " ms");
+      return;
+    }
+    arm();
+  }
+
+  void fail_all() {
+    for (Slot& s : inflight_)
+      if (s.kind == Slot::kScript && !s.answered) {
+        s.answered = true;
+        unavailable(s.done);
+      }
+    inflight_.clear();
+  }
+
+  void fail(const std::string& why) {
+    if (state_ == kClosed || state_ == kBackoff) return;
+    shared_->log("{}; reconnecting in {} ms", why, backoff_.count());
+    counters().failures.fetch_add(1, std::memory_order_relaxed);
+    if (counted_connected_) counters().connected.fetch_sub(1, std::memory_order_relaxed);
+    counted_connected_ = false;
+    state_ = kBackoff;
+    const uint64_t gen = ++gen_;
+    writing_ = false;
+    out_.clear();
+    wbuf_.clear();
+    shutdown_socket();
+    timer_.cancel();
+    armed_ = false;
+    fail_all();
+    // Jittered: [backoff / 2, backoff]; then doubled up to kBackoffMax.
+    thread_local std::mt19937 rng{std::random_device{}()};
+    const auto half = backoff_ / 2;
+    const auto wait = half + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(0, half.count())(rng));
+    backoff_ = std::min(backoff_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kBackoffMax));
+    retry_timer_.expires_after(wait);
+    retry_timer_.async_wait([self = shared_from_this(), gen](error_code ec) {
+      if (ec || gen != self->gen_ || self->state_ != kBackoff) return;
+      if (self->shared_->retired.load()) return;
+      self->connect();
+    });
+  }
+
+  asio::io_context& io_;
+  std::shared_ptr<RedisStore::Shared> shared_;
+  State state_ = kIdle;
+  uint64_t gen_ = 0;  // bumped by every (re)connect and failure: late handlers are ignored
+  tcp::socket sock_;
+  std::unique_ptr<ssl::stream<tcp::socket>> tls_;
+  asio::steady_timer timer_, retry_timer_;
+  bool armed_ = false;
+  Clock::time_point armed_at_{};
+  bool writing_ = false;
+  bool counted_connected_ = false;
+  std::string out_, wbuf_;
+  std::array<char, 16384> rbuf_{};
+  std::unique_ptr<RespParser> parser_;
+  std::deque<Slot> inflight_;
+  std::chrono::milliseconds backoff_ = kBackoffMin;
+};
+
+thread_local asio::io_context* tl_io = nullptr;
+thread_local std::vector<std::shared_ptr<Conn>> tl_conns;
+
+// The workers' io_contexts and the live stores: a new store has every worker
+// connect at once, a new worker connects to every live store, so the first
+// decisions do not pay for the connection (nor fall back for it).
+std::mutex g_mu;
+std::vector<asio::io_context*> g_ios;
+std::vector<std::weak_ptr<RedisStore::Shared>> g_stores;
+
+// On a worker thread: its connection to `sh`'s store (made when missing);
+// connections of retired stores are closed on the way.
+Conn& conn_for(const std::shared_ptr<RedisStore::Shared>& sh) {
+  Conn* conn = nullptr;
+  for (size_t i = 0; i < tl_conns.size();) {
+    if (tl_conns[i]->shared() == sh.get()) {
+      conn = tl_conns[i].get();
+      ++i;
+    } else if (tl_conns[i]->shared()->retired.load()) {
+      tl_conns[i]->close();  // the store of an older snapshot
+      tl_conns.erase(tl_conns.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  if (conn == nullptr) {
+    tl_conns.push_back(std::make_shared<Conn>(*tl_io, sh));
+    conn = tl_conns.back().get();
+  }
+  return *conn;
+}
+
+}  // namespace
+
+WorkerBinding::WorkerBinding(asio::io_context& io) {
+  tl_io = &io;
+  std::vector<std::shared_ptr<RedisStore::Shared>> live;
+  {
+    std::lock_guard lock(g_mu);
+    g_ios.push_back(&io);
+    for (const auto& w : g_stores)
+      if (auto sh = w.lock(); sh && !sh->retired.load()) live.push_back(std::move(sh));
+  }
+  for (const auto& sh : live) conn_for(sh).warm();
+}
+
+WorkerBinding::~WorkerBinding() {
+  {
+    std::lock_guard lock(g_mu);
+    g_ios.erase(std::remove(g_ios.begin(), g_ios.end(), tl_io), g_ios.end());
+  }
+  for (auto& c : tl_conns) c->close();
+  tl_conns.clear();
+  tl_io = nullptr;
+}
+
+Result<std::shared_ptr<RedisStore>> RedisStore::create(const snapshot::RateLimitStore& settings) {
+  auto sh = std::make_shared<Shared>();
+  sh->settings = settings;
+  split_address(settings.address, sh->host, sh->port);
+  if (settings.tls) {
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+    error_code ec;
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (settings.ca_pem.empty()) {
+      ctx->set_default_verify_paths(ec);
+    } else {
+      ctx->add_certificate_authority(asio::buffer(settings.ca_pem), ec);
+    }
+    if (ec) return Error{"rateLimitStore: CA certificates: " + ec.message()};
+    sh->tls = std::move(ctx);
+  }
+  std::lock_guard lock(g_mu);
+  std::erase_if(g_stores, [](const std::weak_ptr<Shared>& w) { return w.expired(); });
+  g_stores.push_back(sh);
+  for (asio::io_context* io : g_ios)
+    asio::post(*io, [sh] {
+      if (tl_io != nullptr && !sh->retired.load()) conn_for(sh).warm();
+    });
+  return std::shared_ptr<RedisStore>(new RedisStore(std::move(sh)));
+}
+
+RedisStore::RedisStore(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+RedisStore::~RedisStore() { shared_->retired.store(true); }
+
+const snapshot::RateLimitStore& RedisStore::settings() const { return shared_->settings; }
+
+void RedisStore::decide(filters::GlobalCheck check, Done done) {
+  if (tl_io == nullptr) {  // not a worker thread
+    counters().unavailable.fetch_add(1, std::memory_order_relaxed);
+    done(filters::StoreOutcome::kUnavailable, filters::RateLimitDecision{});
+    return;
+  }
+  conn_for(shared_).submit(std::move(check), std::move(done));
+}
+
+void RedisStore::note_fallback(std::string_view route) {
+  counters().fallbacks.fetch_add(1, std::memory_order_relaxed);
+  shared_->log("unavailable: route {} counts on its local fallback limit", route);
+}
+
+void RedisStore::note_refused(std::string_view route) {
+  counters().refused.fetch_add(1, std::memory_order_relaxed);
+  shared_->log("unavailable: route {} answers 503 (failureMode closed)", route);
+}
+
+const StoreMetrics& RedisStore::metrics() const { return counters(); }
+
+}  // namespace gantry::ratelimit

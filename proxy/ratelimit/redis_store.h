@@ -1,0 +1,95 @@
+// The Redis store of global rate limits (filters::RateLimitStore).
+//
+// One connection per worker thread (opened when the store is created, or
+// when a worker starts while it exists; else on the worker's first global
+// decision), non-blocking on the worker's io_context, plain TCP or TLS
+// (OpenSSL through asio::ssl). hiredis only encodes commands and parses
+// replies (resp.h): Debian 12's hiredis 0.14 has no TLS, and its async API
+// would need an adapter to Asio anyway.
+//  - One round trip per decision: EVALSHA of the script (global_rate_limit.h),
+//    loaded with SCRIPT LOAD when the connection opens; a NOSCRIPT reply
+//    (the server restarted or flushed its scripts) is retried once as EVAL.
+//  - Pipelining: the decisions of a worker share its connection; what they
+//    write while a write is in flight goes out in the next write, and replies
+//    are matched to requests in order.
+//  - Budget: a decision not answered within settings().budget is answered
+//    kUnavailable at once (one timer per connection, for the oldest waiting
+//    request); its reply, when it comes, is dropped.
+//  - A connection that fails (connect, TLS, AUTH/SELECT, a protocol error, a
+//    reply later than kStall) is closed; every waiting decision is answered
+//    kUnavailable; it reconnects after a backoff (kBackoffMin doubling to
+//    kBackoffMax, jittered) and, meanwhile, decisions are answered
+//    kUnavailable without waiting.
+// Counters are process-wide atomics (metrics(), exported on /metrics);
+// note_fallback / note_refused log at most one line per kLogEvery.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "proxy/base/result.h"
+#include "proxy/filters/global_rate_limit.h"
+#include "proxy/snapshot/model.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace gantry::ratelimit {
+
+constexpr std::chrono::milliseconds kBackoffMin{50};
+constexpr std::chrono::milliseconds kBackoffMax{1000};
+constexpr std::chrono::milliseconds kConnectTimeout{1000};
+constexpr std::chrono::milliseconds kStall{1000};
+constexpr std::chrono::seconds kLogEvery{5};
+
+struct StoreMetrics {
+  std::atomic<uint64_t> decisions{0};     // answered by the store
+  std::atomic<uint64_t> unavailable{0};   // answered kUnavailable (down, error, budget)
+  std::atomic<uint64_t> timeouts{0};      // of which: the budget passed
+  std::atomic<uint64_t> round_trips{0};   // commands whose reply came back (EVALSHA, EVAL, handshake)
+  std::atomic<uint64_t> writes{0};        // socket writes (each carries one or more commands)
+  std::atomic<uint64_t> noscript{0};      // EVALSHA answered NOSCRIPT (retried as EVAL)
+  std::atomic<uint64_t> connects{0};      // connections established
+  std::atomic<uint64_t> failures{0};      // connections lost or refused
+  std::atomic<int64_t> connected{0};      // workers' connections open now
+  std::atomic<uint64_t> fallbacks{0};     // failureMode open: counted locally
+  std::atomic<uint64_t> refused{0};       // failureMode closed: 503
+};
+
+// The process's counters (every store, every worker).
+const StoreMetrics& store_metrics();
+
+class RedisStore final : public filters::RateLimitStore {
+ public:
+  static Result<std::shared_ptr<RedisStore>> create(const snapshot::RateLimitStore& settings);
+  ~RedisStore() override;
+
+  void decide(filters::GlobalCheck check, Done done) override;
+  void note_fallback(std::string_view route) override;
+  void note_refused(std::string_view route) override;
+  const snapshot::RateLimitStore& settings() const override;
+
+  const StoreMetrics& metrics() const;
+
+  struct Shared;  // settings, TLS context, counters: shared with the connections
+
+ private:
+  explicit RedisStore(std::shared_ptr<Shared> shared);
+  std::shared_ptr<Shared> shared_;
+};
+
+// Binds the calling thread (a worker) to its io_context: global decisions
+// made on it use a connection of that io_context. The destructor closes the
+// thread's connections. Worker::run() holds one.
+class WorkerBinding {
+ public:
+  explicit WorkerBinding(boost::asio::io_context& io);
+  ~WorkerBinding();
+  WorkerBinding(const WorkerBinding&) = delete;
+  WorkerBinding& operator=(const WorkerBinding&) = delete;
+};
+
+}  // namespace gantry::ratelimit

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Global rate limits, end to end (issue 16): a route limited with
+# rateLimit.scope global (Redis on loopback; a limit high enough never to
+# refuse, so every request pays one decision) against the bare route of the
+# same proxy, in the same run.
+#
+# - Backend: nginx, one worker, `return 200`. Store: redis-server, no
+#   persistence. Both with wrk on CPU 1.
+# - Proxy: one worker pinned to CPU 0, access log off, budget 5 ms.
+# - Load: wrk -t1 -c16 --latency; every target once per round, rounds
+#   interleaved; medians of req/s and p50 latency.
+# - Redis round trips and socket writes per decision: the proxy's
+#   gantry_ratelimit_store_round_trips_total and _writes_total over its
+#   decisions, for the whole run (pipelining makes writes fewer than round
+#   trips under concurrency).
+# Prints the ratio limited / bare (target >= 0.85) and the p50 overhead
+# (target < 0.2 ms). Never fails on numbers.
+#
+#   tests/bench/ratelimit_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
+set -euo pipefail
+bin=${1:-build/bin}
+secs=${2:-5}
+rounds=${3:-3}
+conns=16
+bin=$(cd "$bin" && pwd)
+tmp=$(mktemp -d /tmp/gantry-ratelimit-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${GANTRY_BENCH_KEEP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+for tool in nginx wrk taskset curl redis-server; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is needed (hack/install-deps.sh)" >&2; exit 1; }
+done
+
+backend_port=19301
+redis_port=19302
+proxy_port=19303
+stats_port=19304
+cpu_proxy=0
+cpu_load=1
+if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
+
+wait_port() {  # port
+  for _ in $(seq 1 400); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "bench: nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+
+mkdir -p "$tmp/backend"
+chmod 755 "$tmp"
+cat >"$tmp/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/backend/nginx.pid;
+error_log $tmp/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$backend_port reuseport;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
+pids+=($!)
+taskset -c "$cpu_load" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+  --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$backend_port"
+wait_port "$redis_port"
+
+backends='"backends": [{"cluster": "bench/echo:80", "weight": 1}]'
+cat >"$tmp/snapshot.json" <<JSON
+{"version": 1,
+ "routes": [{"namespace": "bench", "name": "rl", "creationTimestamp": 1, "rules": [
+   {"matches": [{"path": {"type": "PathPrefix", "value": "/limited"}}], $backends,
+    "filters": {"rateLimit": {"requests": 1000000000, "intervalMs": 1000, "key": "ClientIP", "scope": "global"}}},
+   {"matches": [{"path": {"type": "PathPrefix", "value": "/bare"}}], $backends}]}],
+ "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": $backend_port}]}],
+ "rateLimitStore": {"address": "127.0.0.1:$redis_port", "budgetMs": 5, "expectedReplicas": 1}}
+JSON
+taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$proxy_port" \
+  --admin-listen off --stats-listen "127.0.0.1:$stats_port" --control-socket "$tmp/proxy.sock" \
+  --snapshot-file "$tmp/snapshot.json" --drain-seconds 0 --access-log off >"$tmp/proxy.log" 2>&1 &
+pids+=($!)
+wait_port "$proxy_port" || { cat "$tmp/proxy.log" >&2; exit 1; }
+for path in /bare/a /limited/a; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$proxy_port$path" || true)
+  [ "$code" = 200 ] || { echo "bench: $path answers $code" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
+done
+curl -s -D - -o /dev/null "http://127.0.0.1:$proxy_port/limited/a" | grep -qi '^ratelimit-limit: 1000000000' ||
+  { echo "bench: /limited carries no RateLimit-Limit of the global limit" >&2; exit 1; }
+
+metric() {  # name -> value
+  curl -s "http://127.0.0.1:$stats_port/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
+run_wrk() {  # path -> "rps p50_ms requests errors"
+  local url="http://127.0.0.1:$proxy_port$1" out
+  taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 || true  # warm-up
+  out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /requests in/ { n = $1 }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    /Non-2xx|Socket errors/ { err = err $0 "; " }
+    END { printf "%.0f %.3f %d %s\n", rps, p50, n, (err == "" ? "none" : err) }' <<<"$out"
+}
+
+declare -A samples
+for r in $(seq 1 "$rounds"); do
+  for path in /bare/a /limited/a; do
+    line=$(run_wrk "$path")
+    samples[$path]+="$line"$'\n'
+    echo "round $r/$rounds $path: $line" >&2
+  done
+done
+# Over the whole run (warm-ups and the checks above included): every request
+# of the limited route is one decision.
+trips=$(metric gantry_ratelimit_store_round_trips_total)
+writes=$(metric gantry_ratelimit_store_writes_total)
+decisions=$(curl -s "http://127.0.0.1:$stats_port/metrics" |
+  awk '$1 == "gantry_ratelimit_store_requests_total{result=\"decided\"}" { print $2 }')
+unavailable=$(curl -s "http://127.0.0.1:$stats_port/metrics" |
+  awk '$1 == "gantry_ratelimit_store_requests_total{result=\"unavailable\"}" { print $2 }')
+
+median() {  # column (1-based) of the sample lines on stdin
+  awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+bare_rps=$(printf '%s' "${samples[/bare/a]}" | median 1)
+bare_p50=$(printf '%s' "${samples[/bare/a]}" | median 2)
+lim_rps=$(printf '%s' "${samples[/limited/a]}" | median 1)
+lim_p50=$(printf '%s' "${samples[/limited/a]}" | median 2)
+echo
+echo "ratelimit benchmark: wrk -t1 -c$conns -d${secs}s --latency, $rounds interleaved rounds (medians)," \
+  "gantry-proxy pinned to CPU $cpu_proxy with 1 worker; nginx (return 200), redis-server and wrk on CPU $cpu_load"
+printf "%-28s %10s %10s  %s\n" target "req/s" "p50 ms" errors
+for path in /bare/a /limited/a; do
+  s=${samples[$path]}
+  errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
+  label=bare; [ "$path" = /bare/a ] || label="global rate limit (Redis)"
+  printf "%-28s %10.0f %10.3f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" "$(printf '%s' "$s" | median 2)" "$errs"
+done
+awk -v a="$lim_rps" -v b="$bare_rps" -v p="$lim_p50" -v q="$bare_p50" \
+  'BEGIN { printf "ratio limited / bare: %.3f (target >= 0.85); p50 overhead: %.3f ms (target < 0.2 ms)\n", a / b, p - q }'
+awk -v t="$trips" -v w="$writes" -v d="$decisions" -v u="${unavailable:-0}" \
+  'BEGIN { printf "store: %d decisions, %d unavailable; %.3f Redis round trips and %.3f socket writes per decision (handshakes included)\n", d, u, (d > 0 ? t / d : 0), (d > 0 ? w / d : 0) }'

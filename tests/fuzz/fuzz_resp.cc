@@ -1,0 +1,83 @@
+// Fuzzes the reply handling of the global rate limit store (proxy/ratelimit/
+// resp.h): RESP bytes from a server, as one buffer and split into pieces at
+// the points the input's first byte chooses. Invariants: the split never
+// changes the replies nor whether the stream is a protocol error; a decision
+// has allowed => retry-after 0; a command we encode (append_command) is read
+// back as exactly one reply.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/ratelimit/resp.h"
+
+using gantry::ratelimit::RespParser;
+using gantry::ratelimit::StoreReply;
+
+namespace {
+
+void check(bool cond) {
+  if (!cond) std::abort();
+}
+
+struct Seen {
+  uint8_t kind;
+  bool allowed;
+  uint64_t limit, remaining, reset, retry;
+  std::string text;
+  bool operator==(const Seen&) const = default;
+};
+
+// Replies until the first error (then `error` is set) or the end.
+std::vector<Seen> parse(std::string_view in, size_t step, bool& error) {
+  RespParser p;
+  std::vector<Seen> out;
+  error = false;
+  size_t at = 0;
+  while (at < in.size() && !error) {
+    const size_t n = std::min(step, in.size() - at);
+    if (!p.feed(in.data() + at, n).ok()) {
+      error = true;
+      break;
+    }
+    at += n;
+    StoreReply r;
+    while (true) {
+      auto more = p.next(r);
+      if (!more.ok()) {
+        error = true;
+        break;
+      }
+      if (!*more) break;
+      if (r.kind == StoreReply::kDecision) check(!r.decision.allowed || r.decision.retry_after_seconds == 0);
+      out.push_back({r.kind, r.decision.allowed, r.decision.limit, r.decision.remaining,
+                     r.decision.reset_seconds, r.decision.retry_after_seconds, r.text});
+      if (out.size() > 100000) return out;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const size_t step = 1 + data[0] % 17;
+  std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  bool err_whole = false, err_split = false;
+  auto whole = parse(in, in.size() + 1, err_whole);
+  auto split = parse(in, step, err_split);
+  check(err_whole == err_split);
+  if (!err_whole) check(whole == split);
+
+  // Our own encoding of arguments taken from the input: one reply back.
+  std::string cmd;
+  std::string_view a = in.substr(0, in.size() / 2), b = in.substr(in.size() / 2);
+  gantry::ratelimit::append_command(cmd, {"EVALSHA", a, "1", b});
+  bool err = false;
+  auto back = parse(cmd, cmd.size(), err);
+  check(!err && back.size() == 1 && back[0].kind == StoreReply::kOther);
+  return 0;
+}

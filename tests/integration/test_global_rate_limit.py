@@ -1,0 +1,422 @@
+"""Global rate limits (rateLimit.scope global) through real gantry-proxy
+processes sharing a real redis-server, started by each test on a free
+loopback port: one limit enforced across two replicas, Redis killed
+(fail-open and fail-closed) and brought back, Redis stalled with SIGSTOP
+(no request waits longer than the budget), AUTH + SELECT, SCRIPT FLUSH
+(NOSCRIPT → EVAL), the password redacted in /config_dump, and the controller
+passing its --ratelimit-store settings in the snapshot.
+
+Loads are bounded: a few client threads, each pacing its requests.
+"""
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (Controller, Proxy, free_port, route_yaml, service_yaml, sn_cluster, sn_route, sn_rule,
+                      sn_snapshot, tail, wait_until, write_file)
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (hack/install-deps.sh)")
+CLUSTER = "default/echo:8080"
+
+
+# ------------------------------------------------------------------ redis
+
+def resp_command(*args):
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b"-"):
+        return (kind == b"-", rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode(errors="replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    raise ValueError(f"bad RESP line {line!r}")
+
+
+class Redis:
+    """A redis-server of the test's own, without persistence."""
+
+    def __init__(self, procs, workdir, password=None, port=None, tls_args=()):
+        self.procs = procs
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.password = password
+        self.tls_args = list(tls_args)
+        self.proc = None
+        self.log = self.workdir / f"redis-{self.port}.log"
+
+    def start(self):
+        argv = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", str(self.workdir), "--logfile", ""] + self.tls_args
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.proc = self.procs.spawn(argv, self.log)
+        wait_until(self.pings, 10, "redis-server to answer PING", on_timeout=lambda: tail(self.log))
+        return self
+
+    def command(self, *args, db=None, timeout=5):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            pre = []
+            if self.password:
+                pre.append(("AUTH", self.password))
+            if db is not None:
+                pre.append(("SELECT", db))
+            for p in pre:
+                s.sendall(resp_command(*p))
+                resp_read(f)
+            s.sendall(resp_command(*args))
+            return resp_read(f)
+
+    def pings(self):
+        if self.proc.poll() is not None:
+            pytest.fail(f"redis-server exited with {self.proc.returncode}\n{tail(self.log)}")
+        try:
+            return self.command("PING", timeout=1) == (False, "PONG")
+        except OSError:
+            return False
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def cont(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+
+# ------------------------------------------------------------------ proxies
+
+def store(port, **kw):
+    s = {"address": f"127.0.0.1:{port}", "budgetMs": 5, "expectedReplicas": 2}
+    s.update(kw)
+    return s
+
+
+def global_snapshot(echo, store_settings, requests=100, interval_ms=1000, failure_mode="open",
+                    algorithm="TokenBucket"):
+    limited = {"rateLimit": {"requests": requests, "intervalMs": interval_ms, "burst": 0,
+                             "algorithm": algorithm, "key": "Header:x-tenant", "scope": "global",
+                             "failureMode": failure_mode}}
+    # /probe: a limit whose refill is negligible during a test, to compare
+    # RateLimit-Remaining across replicas exactly.
+    probe = {"rateLimit": {"requests": 1000, "intervalMs": 3600000, "key": "Header:x-tenant", "scope": "global"}}
+    rules = [sn_rule(CLUSTER, prefix="/limited", filters=limited), sn_rule(CLUSTER, prefix="/probe", filters=probe),
+             sn_rule(CLUSTER)]
+    snap = sn_snapshot(1, [sn_route("rl", rules)], [sn_cluster(CLUSTER, [(echo.addr, echo.port)])])
+    snap["rateLimitStore"] = store_settings
+    return snap
+
+
+def metric(proxy, name, labels=""):
+    text = proxy.metrics_text()
+    m = re.search(r"^" + re.escape(name + labels) + r" ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def decided(proxy):
+    return metric(proxy, "gantry_ratelimit_store_requests_total", '{result="decided"}')
+
+
+class Load:
+    """Client threads on keep-alive connections, each pacing itself to `rate`
+    requests per second; every answer is recorded as (monotonic time, status,
+    headers, seconds waited)."""
+
+    def __init__(self, port, threads=2, rate=50, path="/limited/x", tenant="t1"):
+        self.port, self.threads, self.rate, self.path, self.tenant = port, threads, rate, path, tenant
+        self.results = []
+        self.errors = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers = []
+
+    def _run(self):
+        conn = None
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < next_at:
+                time.sleep(next_at - now)
+            next_at += period
+            if next_at < time.monotonic() - 1:  # fell behind: no catch-up burst
+                next_at = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                t0 = time.monotonic()
+                conn.request("GET", self.path, headers={"x-tenant": self.tenant})
+                r = conn.getresponse()
+                r.read()
+                t1 = time.monotonic()
+                with self._lock:
+                    self.results.append((t1, r.status, {k.lower(): v for k, v in r.getheaders()}, t1 - t0))
+                if r.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with self._lock:
+                    self.errors.append(repr(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def start(self):
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=15)
+        return self
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+
+@pytest.fixture
+def redis(procs, workdir):
+    return Redis(procs, workdir).start()
+
+
+@pytest.fixture
+def echo(dataplane):
+    return dataplane.echo("echo")
+
+
+# ------------------------------------------------------------------ tests
+
+def test_two_replicas_enforce_one_limit(dataplane, echo, redis):
+    """100 requests/s on one tenant, asked of two replicas at ~3x that rate
+    together: accepted per one-second window is 100 +-5%, over ten windows."""
+    snap = global_snapshot(echo, store(redis.port), requests=100, interval_ms=1000)
+    a = dataplane.proxy(snap, name="a")
+    b = dataplane.proxy(snap, name="b")
+    # The limit's fields are the store's: exact, whoever asks; each replica
+    # sees the other's requests counted.
+    conns = [http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10) for p in (a, b)]
+    remaining = []
+    for i in range(6):
+        c = conns[i % 2]
+        c.request("GET", "/probe/x", headers={"x-tenant": "probe"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200 and r.getheader("ratelimit-limit") == "1000", r.getheaders()
+        remaining.append(int(r.getheader("ratelimit-remaining")))
+    assert remaining == [999, 998, 997, 996, 995, 994], remaining
+
+    loads = [Load(p.http_port, threads=3, rate=55).start() for p in (a, b)]
+    try:
+        time.sleep(1.5)  # the full bucket (100) is spent; the steady state begins
+        t0 = time.monotonic()
+        time.sleep(10.2)
+    finally:
+        for l in loads:
+            l.stop()
+    windows = [0] * 10
+    refused = 0
+    per_replica = [0, 0]
+    for i, l in enumerate(loads):
+        assert not l.errors, l.errors[:5]
+        for t, status, hdr, _ in l.snapshot():
+            k = int((t - t0) // 1.0)
+            if not 0 <= k < 10:
+                continue
+            if status == 200:
+                windows[k] += 1
+                per_replica[i] += 1
+            else:
+                assert status == 429, status
+                assert int(hdr["retry-after"]) >= 1 and hdr["ratelimit-limit"] == "100", hdr
+                refused += 1
+    print(f"accepted per window: {windows}; refused {refused}; per replica {per_replica}")
+    assert refused > 500, "the load must exceed the limit for the windows to measure it"
+    assert all(p > 200 for p in per_replica), per_replica  # both replicas under load and admitting
+    # Over the ten windows: within 5% of the limit. Each window is measured on
+    # the client's clock (when the answer arrived), so a client thread that
+    # the machine holds back moves a few answers into the next window: each
+    # window is held to 10%.
+    assert 950 <= sum(windows) <= 1050, windows
+    for k, n in enumerate(windows):
+        assert 90 <= n <= 110, f"window {k}: {n} accepted, limit 100 (all: {windows})"
+    assert decided(a) > 0 and decided(b) > 0
+
+
+def run_kill_and_restart(dataplane, echo, redis, failure_mode):
+    snap = global_snapshot(echo, store(redis.port), requests=100000, interval_ms=1000,
+                           failure_mode=failure_mode)
+    p = dataplane.proxy(snap)
+    load = Load(p.http_port, threads=2, rate=100).start()
+    try:
+        wait_until(lambda: decided(p) > 50, 10, "global decisions")
+        redis.kill()
+        killed_at = time.monotonic()
+        time.sleep(1.5)
+        redis.start()  # the same port
+        back_at = time.monotonic()
+        before = decided(p)
+        wait_until(lambda: decided(p) > before, 10, "global counting to resume")
+        resumed = time.monotonic() - back_at
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    results = load.snapshot()
+    return p, load, results, killed_at, back_at, resumed
+
+
+def test_redis_killed_fail_open(dataplane, echo, redis):
+    p, load, results, killed_at, back_at, resumed = run_kill_and_restart(dataplane, echo, redis, "open")
+    assert not load.errors, load.errors[:5]
+    statuses = {s for _, s, _, _ in results}
+    assert statuses == {200}, statuses  # zero failed requests
+    during = [r for r in results if killed_at + 0.1 < r[0] < back_at]
+    assert len(during) > 50, len(during)
+    assert metric(p, "gantry_ratelimit_fallback_total") >= len(during) * 0.9
+    assert metric(p, "gantry_ratelimit_store_failures_total") >= 1
+    # Counting resumes within one backoff period (kBackoffMax, 1 s) of Redis
+    # being back, plus a scrape's slack.
+    print(f"global counting resumed {resumed * 1000:.0f} ms after redis-server answered again")
+    assert resumed < 2.5, resumed
+    assert "ratelimit store 127.0.0.1" in p.log.read_text(errors="replace")
+
+
+def test_redis_killed_fail_closed(dataplane, echo, redis):
+    p, load, results, killed_at, back_at, resumed = run_kill_and_restart(dataplane, echo, redis, "closed")
+    assert not load.errors, load.errors[:5]
+    refused = [r for r in results if r[1] == 503]
+    assert len(refused) > 50, len(refused)
+    for _, status, hdr, _ in results:
+        assert status in (200, 503), status
+        if status == 503:
+            assert hdr.get("x-gateway-reason") == "ratelimit-store-unavailable", hdr
+    assert metric(p, "gantry_ratelimit_store_refused_total") == len(refused)
+    assert metric(p, "gantry_ratelimit_fallback_total") == 0
+    # After the restart: answers of the store again.
+    assert any(s == 200 for t, s, _, _ in results if t > back_at + resumed)
+    print(f"global counting resumed {resumed * 1000:.0f} ms after redis-server answered again")
+    assert resumed < 2.5, resumed
+
+
+def test_redis_stalled_no_request_waits_longer_than_the_budget(dataplane, echo, redis):
+    budget_ms = 5
+    snap = global_snapshot(echo, store(redis.port, budgetMs=budget_ms), requests=100000)
+    p = dataplane.proxy(snap)
+    load = Load(p.http_port, threads=2, rate=100).start()
+    try:
+        wait_until(lambda: decided(p) > 50, 10, "global decisions")
+        redis.stop()
+        stopped_at = time.monotonic()
+        time.sleep(2.5)  # past the stall limit (1 s): the connection is dropped and retried
+        resumed_at = time.monotonic()
+        redis.cont()
+        before = decided(p)
+        wait_until(lambda: decided(p) > before, 10, "global counting to resume")
+    finally:
+        redis.cont()
+        load.stop()
+    assert not load.errors, load.errors[:5]
+    stalled = [r for r in load.snapshot() if stopped_at + 0.05 < r[0] - r[3] and r[0] < resumed_at]
+    assert len(stalled) > 100, len(stalled)
+    assert {s for _, s, _, _ in stalled} == {200}
+    worst = max(w for _, _, _, w in stalled)
+    print(f"{len(stalled)} requests while redis-server was stopped; the slowest took {worst * 1000:.1f} ms "
+          f"(budget {budget_ms} ms)")
+    assert worst < (budget_ms + 200) / 1000.0, worst
+    assert metric(p, "gantry_ratelimit_store_timeouts_total") > 0
+
+
+def test_auth_database_redaction_and_noscript(dataplane, echo, procs, workdir):
+    redis = Redis(procs, workdir, password="s3cret-pass").start()
+    snap = global_snapshot(echo, store(redis.port, password="s3cret-pass", database=3), requests=5,
+                           interval_ms=60000, algorithm="SlidingWindow")
+    p = dataplane.proxy(snap)
+    statuses = []
+    for _ in range(7):
+        c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+        c.request("GET", "/limited/x", headers={"x-tenant": "db3"})
+        r = c.getresponse()
+        r.read()
+        statuses.append(r.status)
+        last = {k.lower(): v for k, v in r.getheaders()}
+    assert statuses == [200] * 5 + [429] * 2, statuses
+    assert last["ratelimit-limit"] == "5" and last["ratelimit-remaining"] == "0", last
+    assert 1 <= int(last["retry-after"]) <= 120 and 1 <= int(last["ratelimit-reset"]) <= 60, last
+    keys = redis.command("KEYS", "gantry:rl:*", db=3)
+    assert len(keys) == 1 and keys[0].startswith("gantry:rl:{default/rl#0|") and keys[0].endswith("|db3}"), keys
+    assert redis.command("KEYS", "*", db=0) == []
+    dump = p.config_dump()
+    assert dump["rateLimitStore"]["password"] == "[redacted]", dump["rateLimitStore"]
+    assert "s3cret-pass" not in str(dump)
+    # The server forgets the script: EVALSHA → NOSCRIPT → EVAL, decisions go on.
+    assert redis.command("SCRIPT", "FLUSH") == (False, "OK")
+    c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+    c.request("GET", "/limited/x", headers={"x-tenant": "other"})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("ratelimit-remaining") == "4"
+    assert metric(p, "gantry_ratelimit_store_noscript_total") >= 1
+    assert metric(p, "gantry_ratelimit_fallback_total") == 0
+
+
+def test_controller_passes_the_store(dataplane, echo, redis, workdir):
+    """The controller's --ratelimit-store* flags reach the proxy in the
+    snapshot; the global route is accepted and served (without a store the
+    controller refuses it: tests/unit/controller, translate_test)."""
+    manifests = Path(workdir) / "manifests"
+    manifests.mkdir()
+    write_file(manifests / "route.yaml", service_yaml("echo", [(echo.addr, echo.port)]) + "---\n" + route_yaml(
+        "g", [{"backendRefs": [{"name": "echo", "port": 8080}],
+               "filters": {"rateLimit": {"requests": 3, "interval": "1m", "scope": "global",
+                                         "failureMode": "closed"}}}]))
+    sock = Path(workdir) / "ctl.sock"
+    proxy = Proxy(dataplane.manager, workdir, sock).start()
+    ctl = Controller(dataplane.manager, workdir, manifests, sock)
+    base_argv = ctl.argv
+    ctl.argv = lambda: base_argv() + ["--ratelimit-store", f"127.0.0.1:{redis.port}", "--ratelimit-budget", "20ms",
+                                      "--ratelimit-expected-replicas", "3"]
+    ctl.start()
+    wait_until(lambda: (proxy.config_dump() or {}).get("rateLimitStore") is not None, 20,
+               "the snapshot with the store", on_timeout=lambda: tail(ctl.log))
+    st = proxy.config_dump()["rateLimitStore"]
+    assert st["address"] == f"127.0.0.1:{redis.port}" and st["budgetMs"] == 20 and st["expectedReplicas"] == 3, st
+    conds = ctl.route_conditions("default", "g")
+    assert conds and conds["Accepted"]["status"] == "True", conds
+    statuses = [proxy.get("/").status for _ in range(5)]
+    assert statuses == [200] * 3 + [429] * 2, statuses
+    assert len(redis.command("KEYS", "gantry:rl:*")) == 1
