@@ -254,7 +254,7 @@ class Validator {
       for (size_t k = 0; k < r.rules.size(); ++k)
         if (const auto& rl = r.rules[k].filters.rate_limit;
             rl && rl->scope == RateLimitScope::kGlobal && !s_.rate_limit_store)
-          e_.add("route " + r.id() + " " + idx("rules", k) + ".filters.rateLimit",
+          e_.add(std::string("route ").append(r.id()).append(" ").append(idx("rules", k)).append(".filters.rateLimit"),
                  "scope global needs the snapshot's rateLimitStore");
   }
 

@@ -15,13 +15,14 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (Controller, Proxy, free_port, route_yaml, service_yaml, sn_cluster, sn_route, sn_rule,
+from conftest import (CertAuthority, Controller, Proxy, free_port, route_yaml, service_yaml, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, tail, wait_until, write_file)
 
 REDIS = shutil.which("redis-server")
@@ -63,7 +64,8 @@ def resp_read(f):
 class Redis:
     """A redis-server of the test's own, without persistence."""
 
-    def __init__(self, procs, workdir, password=None, port=None, tls_args=()):
+    def __init__(self, procs, workdir, password=None, port=None, tls_args=(), tls_client=None):
+        self.tls_client = tls_client  # an ssl.SSLContext for the test's own commands
         self.procs = procs
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -82,7 +84,8 @@ class Redis:
         return self
 
     def command(self, *args, db=None, timeout=5):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as raw:
+            s = self.tls_client.wrap_socket(raw, server_hostname="redis.test") if self.tls_client else raw
             f = s.makefile("rb")
             pre = []
             if self.password:
@@ -364,7 +367,9 @@ def test_redis_stalled_no_request_waits_longer_than_the_budget(dataplane, echo, 
 
 def test_auth_database_redaction_and_noscript(dataplane, echo, procs, workdir):
     redis = Redis(procs, workdir, password="s3cret-pass").start()
-    snap = global_snapshot(echo, store(redis.port, password="s3cret-pass", database=3), requests=5,
+    # A budget no loaded machine exceeds: this test is about AUTH, SELECT and
+    # NOSCRIPT, not about the budget (test_redis_stalled_... is).
+    snap = global_snapshot(echo, store(redis.port, password="s3cret-pass", database=3, budgetMs=2000), requests=5,
                            interval_ms=60000, algorithm="SlidingWindow")
     p = dataplane.proxy(snap)
     statuses = []
@@ -391,7 +396,7 @@ def test_auth_database_redaction_and_noscript(dataplane, echo, procs, workdir):
     r = c.getresponse()
     assert r.status == 200 and r.getheader("ratelimit-remaining") == "4"
     assert metric(p, "gantry_ratelimit_store_noscript_total") >= 1
-    assert metric(p, "gantry_ratelimit_fallback_total") == 0
+    assert metric(p, "gantry_ratelimit_fallback_total") == 0, tail(p.log)
 
 
 def test_controller_passes_the_store(dataplane, echo, redis, workdir):
@@ -408,15 +413,50 @@ def test_controller_passes_the_store(dataplane, echo, redis, workdir):
     proxy = Proxy(dataplane.manager, workdir, sock).start()
     ctl = Controller(dataplane.manager, workdir, manifests, sock)
     base_argv = ctl.argv
-    ctl.argv = lambda: base_argv() + ["--ratelimit-store", f"127.0.0.1:{redis.port}", "--ratelimit-budget", "20ms",
+    ctl.argv = lambda: base_argv() + ["--ratelimit-store", f"127.0.0.1:{redis.port}", "--ratelimit-budget", "2s",
                                       "--ratelimit-expected-replicas", "3"]
     ctl.start()
     wait_until(lambda: (proxy.config_dump() or {}).get("rateLimitStore") is not None, 20,
                "the snapshot with the store", on_timeout=lambda: tail(ctl.log))
     st = proxy.config_dump()["rateLimitStore"]
-    assert st["address"] == f"127.0.0.1:{redis.port}" and st["budgetMs"] == 20 and st["expectedReplicas"] == 3, st
+    assert st["address"] == f"127.0.0.1:{redis.port}" and st["budgetMs"] == 2000 and st["expectedReplicas"] == 3, st
     conds = ctl.route_conditions("default", "g")
     assert conds and conds["Accepted"]["status"] == "True", conds
     statuses = [proxy.get("/").status for _ in range(5)]
     assert statuses == [200] * 3 + [429] * 2, statuses
     assert len(redis.command("KEYS", "gantry:rl:*")) == 1
+
+
+def test_tls_verified(dataplane, echo, procs, workdir):
+    """TLS to Redis (its tls-port only), the server's certificate verified
+    against the snapshot's CA and name: decisions are the store's; with a
+    name the certificate does not carry, none are (the fallback counts)."""
+    ca = CertAuthority(workdir)
+    cert_pem, key_pem = ca.issue("redis.test", ["redis.test"])
+    (Path(workdir) / "redis.crt").write_text(cert_pem)
+    (Path(workdir) / "redis.key").write_text(key_pem)
+    port = free_port()
+    client = ssl.create_default_context(cafile=str(ca.path))
+    redis = Redis(procs, workdir, port=port, tls_client=client, tls_args=[
+        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(Path(workdir) / "redis.crt"),
+        "--tls-key-file", str(Path(workdir) / "redis.key"), "--tls-ca-cert-file", str(ca.path),
+        "--tls-auth-clients", "no"]).start()
+    ca_pem = ca.path.read_text()
+    good = dataplane.proxy(global_snapshot(echo, store(port, tls=True, tlsServerName="redis.test", caPem=ca_pem,
+                                                                  budgetMs=2000),
+                                           requests=10, interval_ms=60000), name="good")
+    bad = dataplane.proxy(global_snapshot(echo, store(port, tls=True, tlsServerName="other.test", caPem=ca_pem),
+                                          requests=10, interval_ms=60000), name="bad")
+    wait_until(lambda: metric(good, "gantry_ratelimit_store_connected") >= 2, 10, "TLS connections",
+               on_timeout=lambda: tail(good.log))
+    for p, want_limit in ((good, "10"), (bad, "5")):  # bad: the fallback, 10 / 2 replicas
+        c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+        c.request("GET", "/limited/x", headers={"x-tenant": "tls"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200 and r.getheader("ratelimit-limit") == want_limit, r.getheaders()
+    assert decided(good) >= 1 and decided(bad) == 0
+    assert metric(bad, "gantry_ratelimit_store_failures_total") >= 1
+    assert "TLS handshake" in bad.log.read_text(errors="replace")
+    keys = redis.command("KEYS", "gantry:rl:*")
+    assert len(keys) == 1 and keys[0].endswith("|tls}"), keys
