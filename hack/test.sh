@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
-#   0. hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
+#   0. (in the background while step 1 builds) hack/testbin.sh: pinned kube-apiserver, etcd, kube-controller-manager, helm
 #      (built once from their Go modules into ~/.cache/gantry/testbin), and
 #      hack/h2spec.sh: the HTTP/2 conformance suite, into the same cache;
 #      hack/grpc-interop.sh: grpc-go's interop client and server, into the same cache;
@@ -29,22 +29,21 @@ stage() { echo; echo "==> $* ($(( $(date +%s) - start )) s)"; }
 
 stage "dependencies"
 bash hack/install-deps.sh
-stage "test binaries (hack/testbin.sh)"
-GANTRY_TESTBIN="$(bash hack/testbin.sh | tail -1)"
-export GANTRY_TESTBIN
-echo "test binaries in $GANTRY_TESTBIN"
-GANTRY_H2SPEC="$(bash hack/h2spec.sh | tail -1)"   # h2spec v2.2.1, built once into the same cache
-export GANTRY_H2SPEC
-echo "h2spec: $GANTRY_H2SPEC"
-GANTRY_GRPC_INTEROP="$(bash hack/grpc-interop.sh | tail -1)"   # grpc-go v1.85.0 interop client + server
-export GANTRY_GRPC_INTEROP
-echo "grpc interop: $GANTRY_GRPC_INTEROP"
-GANTRY_OTELCOL="$(bash hack/otelcol.sh | tail -1)"  # OpenTelemetry Collector (OTLP receiver, file exporter)
-export GANTRY_OTELCOL
-echo "otelcol: $GANTRY_OTELCOL"
-GANTRY_OAUTH2_PROXY="$(bash hack/oauth2-proxy.sh | tail -1)"   # oauth2-proxy v7.15.6 (extAuth tests), same cache
-export GANTRY_OAUTH2_PROXY
-echo "oauth2-proxy: $GANTRY_OAUTH2_PROXY"
+# The Go-built test binaries (module downloads and Go compiles, ~20 min on a new machine) are
+# built in the background while the first C++ build runs: a brand-new machine spends much of
+# that time waiting on the module proxy, which the compiler can use. Their output goes to
+# build-go.log; the tests start only once both are done.
+stage "test binaries (Go, in the background: build-go.log) and the build (RelWithDebInfo) in build/"
+gobin_dir=$(mktemp -d)
+(
+  set -euo pipefail
+  bash hack/testbin.sh | tail -1 > "$gobin_dir/testbin"        # kube-apiserver, etcd, kube-controller-manager, helm
+  bash hack/h2spec.sh | tail -1 > "$gobin_dir/h2spec"          # h2spec v2.2.1
+  bash hack/grpc-interop.sh | tail -1 > "$gobin_dir/grpc"      # grpc-go v1.85.0 interop client + server
+  bash hack/otelcol.sh | tail -1 > "$gobin_dir/otelcol"        # OpenTelemetry Collector (OTLP receiver, file exporter)
+  bash hack/oauth2-proxy.sh | tail -1 > "$gobin_dir/oauth2"    # oauth2-proxy v7.15.6 (extAuth tests)
+) > build-go.log 2>&1 &
+go_pid=$!
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
@@ -62,9 +61,24 @@ ctest_stage() {
   fi
 }
 
-stage "build (RelWithDebInfo) in build/"
 cmake -S . -B build -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGANTRY_WERROR=ON >/dev/null
-ninja -C build -j "$jobs"
+build_rc=0
+ninja -C build -j "$jobs" || build_rc=$?
+stage "waiting for the Go test binaries"
+go_rc=0
+wait "$go_pid" || go_rc=$?
+if [ "$go_rc" != 0 ]; then tail -50 build-go.log; echo "the Go test binaries failed to build (build-go.log)"; exit 1; fi
+[ "$build_rc" = 0 ] || exit "$build_rc"
+GANTRY_TESTBIN=$(cat "$gobin_dir/testbin"); GANTRY_H2SPEC=$(cat "$gobin_dir/h2spec")
+GANTRY_GRPC_INTEROP=$(cat "$gobin_dir/grpc"); GANTRY_OTELCOL=$(cat "$gobin_dir/otelcol")
+GANTRY_OAUTH2_PROXY=$(cat "$gobin_dir/oauth2")
+export GANTRY_TESTBIN GANTRY_H2SPEC GANTRY_GRPC_INTEROP GANTRY_OTELCOL GANTRY_OAUTH2_PROXY
+rm -rf "$gobin_dir"
+echo "test binaries in $GANTRY_TESTBIN"
+echo "h2spec: $GANTRY_H2SPEC"
+echo "grpc interop: $GANTRY_GRPC_INTEROP"
+echo "otelcol: $GANTRY_OTELCOL"
+echo "oauth2-proxy: $GANTRY_OAUTH2_PROXY"
 
 stage "unit, integration and install tests"
 ctest_stage unit build -j "$jobs" -L unit
