@@ -42,6 +42,7 @@ gobin_dir=$(mktemp -d)
   bash hack/grpc-interop.sh | tail -1 > "$gobin_dir/grpc"      # grpc-go v1.85.0 interop client + server
   bash hack/otelcol.sh | tail -1 > "$gobin_dir/otelcol"        # OpenTelemetry Collector (OTLP receiver, file exporter)
   bash hack/oauth2-proxy.sh | tail -1 > "$gobin_dir/oauth2"    # oauth2-proxy v7.15.6 (extAuth tests)
+  bash hack/ext-authz-server.sh | tail -1 > "$gobin_dir/extauthz"  # an Envoy ext_authz gRPC service (extAuth.grpc tests)
 ) > build-go.log 2>&1 &
 go_pid=$!
 
@@ -71,14 +72,15 @@ if [ "$go_rc" != 0 ]; then tail -50 build-go.log; echo "the Go test binaries fai
 [ "$build_rc" = 0 ] || exit "$build_rc"
 GANTRY_TESTBIN=$(cat "$gobin_dir/testbin"); GANTRY_H2SPEC=$(cat "$gobin_dir/h2spec")
 GANTRY_GRPC_INTEROP=$(cat "$gobin_dir/grpc"); GANTRY_OTELCOL=$(cat "$gobin_dir/otelcol")
-GANTRY_OAUTH2_PROXY=$(cat "$gobin_dir/oauth2")
-export GANTRY_TESTBIN GANTRY_H2SPEC GANTRY_GRPC_INTEROP GANTRY_OTELCOL GANTRY_OAUTH2_PROXY
+GANTRY_OAUTH2_PROXY=$(cat "$gobin_dir/oauth2"); GANTRY_EXT_AUTHZ_SERVER=$(cat "$gobin_dir/extauthz")
+export GANTRY_TESTBIN GANTRY_H2SPEC GANTRY_GRPC_INTEROP GANTRY_OTELCOL GANTRY_OAUTH2_PROXY GANTRY_EXT_AUTHZ_SERVER
 rm -rf "$gobin_dir"
 echo "test binaries in $GANTRY_TESTBIN"
 echo "h2spec: $GANTRY_H2SPEC"
 echo "grpc interop: $GANTRY_GRPC_INTEROP"
 echo "otelcol: $GANTRY_OTELCOL"
 echo "oauth2-proxy: $GANTRY_OAUTH2_PROXY"
+echo "ext-authz-server: $GANTRY_EXT_AUTHZ_SERVER"
 
 stage "unit, integration and install tests"
 ctest_stage unit build -j "$jobs" -L unit
