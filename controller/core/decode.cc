@@ -414,7 +414,38 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
     } else if (key == "extAuth") {
       expect_map(v, f);
       GrExtAuth a;
-      a.url = required_str(v, "url", f);
+      a.url = str(v, "url", f);
+      YAML::Node grpc = get(v, "grpc");
+      if (present(grpc)) {
+        std::string g = sub(f, "grpc");
+        expect_map(grpc, g);
+        a.grpc = true;
+        a.grpc_address = str(grpc, "address", g);
+        YAML::Node svc = get(grpc, "backendRef");
+        if (present(svc)) {
+          expect_map(svc, sub(g, "backendRef"));
+          a.grpc_service = required_str(svc, "name", sub(g, "backendRef"));
+          a.grpc_service_namespace = str(svc, "namespace", sub(g, "backendRef"));
+          a.grpc_service_port = opt_int(svc, "port", sub(g, "backendRef"));
+        }
+        a.grpc_timeout = opt_str(grpc, "timeout", g);
+        a.grpc_tls = opt_bool(grpc, "tls", g).value_or(false);
+      }
+      if (a.url.empty() && !a.grpc) fail(v, sub(f, "url"), "required (or grpc)");
+      YAML::Node body = get(v, "withRequestBody");
+      if (present(body)) {
+        std::string b = sub(f, "withRequestBody");
+        expect_map(body, b);
+        a.with_body = true;
+        a.body_max_bytes = opt_str(body, "maxBytes", b);
+        a.body_allow_partial = opt_bool(body, "allowPartialMessage", b).value_or(false);
+      }
+      YAML::Node ca = get(v, "caSecretRef");
+      if (present(ca)) {
+        expect_map(ca, sub(f, "caSecretRef"));
+        a.ca_secret_ref = GrSecretKeyRef{required_str(ca, "name", sub(f, "caSecretRef")),
+                                         str(ca, "key", sub(f, "caSecretRef"), "ca.crt")};
+      }
       a.method = str(v, "method", f);
       if (present(get(v, "requestHeaders"))) a.request_headers = str_list(v, "requestHeaders", f);
       a.response_headers = str_list(v, "responseHeaders", f);

@@ -145,11 +145,11 @@ const Unimplemented kUnimplemented[] = {
 }  // namespace
 
 std::string parse_ext_auth_url(std::string_view url, sn::ExtAuth& a) {
-  if (url.starts_with("https://")) return "https:// services are not supported yet (use http:// inside the cluster)";
-  if (!url.starts_with("http://")) return "must start with http://";
+  const bool tls = url.starts_with("https://");
+  if (!tls && !url.starts_with("http://")) return "must start with http:// or https://";
   for (char ch : url)
     if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) return "has spaces or control characters";
-  std::string_view rest = url.substr(7);
+  std::string_view rest = url.substr(tls ? 8 : 7);
   size_t slash = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, slash);
   std::string path(slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash));
@@ -169,7 +169,7 @@ std::string parse_ext_auth_url(std::string_view url, sn::ExtAuth& a) {
   }
   if (host.empty() || host.find('@') != std::string_view::npos || host.find('$') != std::string_view::npos)
     return "has no host (or has user info or a variable)";
-  uint16_t p = 80;
+  uint16_t p = tls ? 443 : 80;
   if (!port.empty()) {
     int v = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
@@ -181,6 +181,7 @@ std::string parse_ext_auth_url(std::string_view url, sn::ExtAuth& a) {
   a.port = p;
   a.authority = std::string(authority);
   a.path = std::move(path);
+  a.tls = tls;
   return "";
 }
 

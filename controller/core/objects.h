@@ -170,6 +170,20 @@ struct GrExtAuth {
   std::optional<int64_t> status_on_error;
   std::optional<std::string> cache_ttl;  // duration; unset: no cache
   std::optional<int64_t> cache_max_entries;
+  // withRequestBody: {maxBytes, allowPartialMessage}
+  bool with_body = false;
+  std::optional<std::string> body_max_bytes;  // quantity ("8Ki"); unset: 8Ki
+  bool body_allow_partial = false;
+  // grpc: Envoy's ext_authz protocol instead of `url`: address host:port, or
+  // a Service (name, namespace, port); its own timeout overrides `timeout`.
+  bool grpc = false;
+  std::string grpc_address;
+  std::string grpc_service, grpc_service_namespace;
+  std::optional<int64_t> grpc_service_port;
+  std::optional<std::string> grpc_timeout;
+  bool grpc_tls = false;
+  // caSecretRef: trust anchors (PEM) for https:// / grpc.tls; unset: the system's.
+  std::optional<GrSecretKeyRef> ca_secret_ref;
   bool operator==(const GrExtAuth&) const = default;
 };
 

@@ -764,9 +764,33 @@ class Translator {
   // and sends (path, Host); header lists lower-cased and checked.
   sn::ExtAuth ext_auth(RouteCtx& ctx, const GrExtAuth& in, const std::string& at) {
     sn::ExtAuth a;
-    if (std::string why = parse_ext_auth_url(in.url, a); !why.empty())
-      ctx.bad(sub(at, "url"), quote(in.url) + ": " + why,
-              std::string_view(in.url).starts_with("https://") ? "UnsupportedValue" : "Invalid");
+    if (in.grpc) {
+      if (!in.url.empty()) ctx.bad(sub(at, "grpc"), "url and grpc are exclusive: the service speaks one protocol");
+      ext_auth_grpc(ctx, in, sub(at, "grpc"), a);
+    } else if (std::string why = parse_ext_auth_url(in.url, a); !why.empty()) {
+      ctx.bad(sub(at, "url"), quote(in.url) + ": " + why);
+    }
+    if (in.ca_secret_ref) {
+      if (!a.tls) ctx.bad(sub(at, "caSecretRef"), "needs an https:// url or grpc.tls");
+      std::string field = sub(at, "caSecretRef");
+      if (const std::string* pem = secret_value(ctx, *in.ca_secret_ref, field)) {
+        if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+          ctx.unres("InvalidSecret", field + ": Secret " + ctx.ns + "/" + in.ca_secret_ref->name + " key " +
+                                         quote(in.ca_secret_ref->key) + " holds no PEM certificate");
+        else
+          a.ca_pem = *pem;
+      }
+    }
+    if (in.with_body) {
+      a.body_max_bytes = 8192;
+      if (auto s = size(ctx, in.body_max_bytes, sub(sub(at, "withRequestBody"), "maxBytes"))) {
+        if (*s == 0 || *s > (uint64_t{8} << 20))
+          ctx.bad(sub(sub(at, "withRequestBody"), "maxBytes"), "must be between 1 and 8Mi");
+        else
+          a.body_max_bytes = *s;
+      }
+      a.body_allow_partial = in.body_allow_partial;
+    }
     if (!in.method.empty() && !is_token(in.method)) ctx.bad(sub(at, "method"), quote(in.method) + " is not a method");
     a.method = in.method;
     a.request_headers = in.request_headers.value_or(std::vector<std::string>{"authorization", "cookie"});
@@ -795,7 +819,47 @@ class Translator {
     in_range(ctx, in.status_on_error, 400, 599, sub(at, "statusOnError"), a.status_on_error);
     if (auto d = duration(ctx, in.cache_ttl, sub(sub(at, "cache"), "ttl"), true)) a.cache_ttl = *d;
     in_range(ctx, in.cache_max_entries, 1, 1000000, sub(sub(at, "cache"), "maxEntries"), a.cache_max_entries);
+    if (in.grpc)
+      if (auto d = duration(ctx, in.grpc_timeout, sub(sub(at, "grpc"), "timeout"), true)) a.timeout = *d;
     return a;
+  }
+
+  // extAuth.grpc: where the ext_authz service is (address host:port, or a
+  // Service of the cluster by its DNS name), dialled over HTTP/2.
+  void ext_auth_grpc(RouteCtx& ctx, const GrExtAuth& in, const std::string& at, sn::ExtAuth& a) {
+    a.grpc = true;
+    a.tls = in.grpc_tls;
+    a.path = "/envoy.service.auth.v3.Authorization/Check";
+    const bool by_ref = !in.grpc_service.empty();
+    if (by_ref == !in.grpc_address.empty()) {
+      ctx.bad(at, "needs exactly one of address and backendRef");
+      return;
+    }
+    if (by_ref) {
+      if (!in.grpc_service_port) {
+        ctx.bad(sub(sub(at, "backendRef"), "port"), "required");
+        return;
+      }
+      const std::string& ns = in.grpc_service_namespace.empty() ? ctx.ns : in.grpc_service_namespace;
+      a.host = lower(in.grpc_service + "." + ns + ".svc.cluster.local");
+      int64_t port = 0;
+      in_range(ctx, in.grpc_service_port, 1, 65535, sub(sub(at, "backendRef"), "port"), port);
+      a.port = static_cast<uint16_t>(port);
+      a.authority = a.host + ":" + std::to_string(a.port);
+      return;
+    }
+    sn::ExtAuth parsed;
+    std::string url = "http://";
+    url.append(in.grpc_address);
+    if (std::string why = parse_ext_auth_url(url, parsed);
+        !why.empty() || parsed.path != "/" || in.grpc_address.find_first_of("/?#") != std::string::npos ||
+        in.grpc_address.find(':') == std::string::npos) {
+      ctx.bad(sub(at, "address"), quote(in.grpc_address) + ": must be host:port");
+      return;
+    }
+    a.host = parsed.host;
+    a.port = parsed.port;
+    a.authority = parsed.authority;
   }
 
   // Returns false when the rule must fail closed (a jwt key is missing).

@@ -568,6 +568,8 @@ std::set<std::string> KubeSource::secret_refs() const {
     if (r.tls_secret_name) refs.insert(ns + "/" + *r.tls_secret_name);
     for (const auto& rule : r.rules) {
       if (rule.filters.basic_auth) refs.insert(ns + "/" + rule.filters.basic_auth->secret_ref.name);
+      if (rule.filters.ext_auth && rule.filters.ext_auth->ca_secret_ref)
+        refs.insert(ns + "/" + rule.filters.ext_auth->ca_secret_ref->name);
       if (!rule.filters.jwt) continue;
       if (rule.filters.jwt->hmac_secret_ref)
         refs.insert(ns + "/" + rule.filters.jwt->hmac_secret_ref->name);

@@ -14,8 +14,9 @@
 //   - anything else → PERMISSION_DENIED with a 403 (or 401 for no
 //     authorization) denied_response, x-denied-by: ext-authz-server and a
 //     text body.
+//
 // Every CheckRequest is appended to --log as one JSON line (protojson), so a
-// test reads back what Gantry sent.
+// test reads back what Gantry sent. --tls-cert/--tls-key serve TLS.
 package main
 
 import (
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -96,6 +98,8 @@ func (s *server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 func main() {
 	addr := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	logPath := flag.String("log", "checks.jsonl", "CheckRequests, one JSON line each")
+	certFile := flag.String("tls-cert", "", "serve TLS (h2 by ALPN) with this certificate (PEM) ...")
+	keyFile := flag.String("tls-key", "", "... and this key (PEM)")
 	flag.Parse()
 	f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -106,7 +110,15 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("listening on %s", l.Addr())
-	g := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if *certFile != "" {
+		creds, err := credentials.NewServerTLSFromFile(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	g := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(g, &server{log: f})
 	log.Fatal(g.Serve(l))
 }

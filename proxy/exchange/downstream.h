@@ -17,7 +17,8 @@
 //   exchanges concurrently on the connection's worker (one thread).
 // - request() stays valid until the first read_body() (HTTP/1.1 keeps the
 //   head in its read buffer, which the body's bytes may then overwrite): the
-//   exchange copies what it needs later before it reads the body.
+//   exchange copies what it needs later before it reads the body, or calls
+//   keep_request() first.
 // - Flow control is the codec's: send_body() completes when the codec has
 //   taken the bytes (HTTP/2: within the peer's window), so a slow reader
 //   slows the upstream read, never grows a buffer without bound.
@@ -105,6 +106,11 @@ class Downstream {
 
   // The next bytes of the request body (BodyKind::kNone: end at once).
   virtual boost::asio::awaitable<BodyChunk> read_body() = 0;
+  // From now on request() stays valid after read_body() too: the exchange
+  // reads the body before its request phase is over (a filter that decides
+  // on the body). HTTP/1.1 copies its head out of the read buffer; codecs
+  // whose request() never moves need nothing.
+  virtual void keep_request() {}
 
   // An interim answer (1xx other than 100 and 101; `reason` for HTTP/1.1,
   // empty: the standard phrase). False: the stream is gone.

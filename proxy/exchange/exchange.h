@@ -205,7 +205,24 @@ class Exchange {
   // extAuth: the fields its service's 2xx answer sets on the upstream
   // request, and the verdict of its finished call (for on_resume()).
   OwnedHeaders ext_auth_headers;
+  // extAuth grpc: fields its service's OK answer removes from the upstream request.
+  std::vector<std::string> ext_auth_remove;
   uint8_t ext_auth_verdict = 0;
+
+  // A request body a filter reads before it decides (extAuth
+  // withRequestBody). The filter sets `want` (and the bound) and returns
+  // kPending; before it starts the wait, the driver reads up to max_bytes of
+  // the body (a longer one: 413, unless allow_partial), sets `read`, and
+  // `data` views the body's plain bytes (at most max_bytes; `partial`: the
+  // body goes on). The whole body is kept for the upstream either way.
+  struct BodyRead {
+    bool want = false;
+    uint64_t max_bytes = 0;
+    bool allow_partial = false;
+    bool read = false;
+    bool partial = false;
+    std::string_view data;
+  } request_body;
   // rateLimit scope global: the store's answer (exchange.h, GlobalRateLimitResult).
   std::shared_ptr<GlobalRateLimitResult> global_rate_limit;
 
@@ -242,7 +259,9 @@ class Exchange {
     jwt_claims.clear();
     consumer = {};
     ext_auth_headers.clear();
+    ext_auth_remove.clear();
     ext_auth_verdict = 0;
+    request_body = {};
     transform = {};
     global_rate_limit.reset();
     wall_now_ = {};

@@ -1,6 +1,9 @@
-// filters.extAuth (docs/policies.md): an HTTP/1.1 call to an authorisation
-// service before the request goes upstream, as ingress-nginx's auth-url and
-// Envoy's HTTP ext_authz make it.
+// filters.extAuth (docs/policies.md): a call to an authorisation service
+// before the request goes upstream: HTTP/1.1 (or HTTPS) as ingress-nginx's
+// auth-url and Envoy's HTTP ext_authz make it, or Envoy's gRPC ext_authz
+// (envoy.service.auth.v3.Authorization/Check over HTTP/2; the messages in
+// ext_authz_proto.h). With withRequestBody the driver reads the client's
+// body (bounded) before the call starts (Exchange::request_body).
 //
 // The filter is pure exchange logic: it builds the call, decides from the
 // answer, and remembers allowed decisions. The call itself goes through an
@@ -40,7 +43,13 @@ struct ExtAuthCall {
   // ---- in
   std::string host;
   uint16_t port = 0;
-  std::string request;  // the whole HTTP/1.1 request (head, no body)
+  // HTTP: the whole HTTP/1.1 request (head and body). gRPC: the framed
+  // CheckRequest, sent as POST `path` to `authority` over HTTP/2.
+  std::string request;
+  bool grpc = false;
+  std::string authority, path;
+  // TLS to the service: the transport's state from prepare() (null: plain).
+  std::shared_ptr<const void> tls;
   std::chrono::milliseconds timeout{0};
   size_t max_body = 64 * 1024;  // an answer body larger than this is an error
   bool head_only = false;        // the call is a HEAD: its answer has no body
@@ -48,7 +57,7 @@ struct ExtAuthCall {
   bool ok = false;     // a whole answer came
   std::string error;   // why not, when !ok
   int status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased (HTTP/2: trailers too)
   std::string body;
   // ---- set by ExtAuthOp::cancel() / ~ExtAuthOp: nobody waits any more
   bool cancelled = false;
@@ -65,6 +74,14 @@ class ExtAuthTransport {
   virtual void start(std::shared_ptr<ExtAuthCall> call, std::function<void()> done) = 0;
   // Stops the I/O of a call nobody waits for any more (best effort).
   virtual void abort(ExtAuthCall& call) { (void)call; }
+  // Once per filter, on the control thread: the state its calls carry in
+  // ExtAuthCall::tls (a TLS client context for config.tls). Null with `why`
+  // set when it cannot be made (the filter then fails every call).
+  virtual std::shared_ptr<const void> prepare(const snapshot::ExtAuth& config, std::string& why) {
+    (void)config;
+    (void)why;
+    return nullptr;
+  }
 };
 
 // Allowed decisions: key → the fields to set upstream, until `expires`.
@@ -72,16 +89,18 @@ class ExtAuthDecisionCache {
  public:
   using Clock = std::chrono::steady_clock;
   using Headers = std::vector<std::pair<std::string, std::string>>;
+  using Names = std::vector<std::string>;
   ExtAuthDecisionCache(std::chrono::milliseconds ttl, size_t max_entries);
-  // True (and `out` filled) when `key` has a live allowed decision.
-  bool find(const std::string& key, Clock::time_point now, Headers& out) const;
-  void put(std::string key, Headers headers, Clock::time_point now);
+  // True (and `out`, `remove` filled) when `key` has a live allowed decision.
+  bool find(const std::string& key, Clock::time_point now, Headers& out, Names* remove = nullptr) const;
+  void put(std::string key, Headers headers, Clock::time_point now, Names remove = {});
   size_t size() const;
 
  private:
   struct Entry {
     Clock::time_point expires;
     Headers headers;
+    Names remove;
   };
   struct Shard {
     mutable std::mutex mu;
@@ -117,12 +136,20 @@ class ExtAuthFilter final : public exchange::Filter {
   // `key`: the decision-cache key of the request (an allowed decision is
   // remembered under it when the cache is on).
   exchange::Verdict decide(exchange::Exchange& ex, const ExtAuthCall& call, const std::string& key) const;
+  // gRPC: the framed CheckRequest of the request (AttributeContext: source,
+  // destination, request.http with every field and the body when read).
+  std::string build_check_request(const exchange::Exchange& ex) const;
+  // Fills `call` for the exchange (HTTP request or gRPC CheckRequest).
+  void prepare_call(const exchange::Exchange& ex, ExtAuthCall& call) const;
   const ExtAuthDecisionCache* cache() const { return cache_.get(); }
 
  private:
   exchange::Verdict fail(exchange::Exchange& ex, std::string_view why) const;
+  exchange::Verdict decide_grpc(exchange::Exchange& ex, const ExtAuthCall& call, const std::string& key) const;
   const snapshot::ExtAuth& config_;
   ExtAuthTransport* transport_;
+  std::shared_ptr<const void> tls_;  // the transport's TLS state (config_.tls)
+  std::string tls_error_;            // why there is none
   std::unique_ptr<ExtAuthDecisionCache> cache_;
 };
 

@@ -272,6 +272,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   record.path.assign(rq.path);
   ex_.reset();
   ex_.req = rq;
+  body_.clear();
+  body_raw_.clear();
+  body_dechunk_.reset();
+  body_early_ = body_ended_ = body_h1_chunked_ = false;
   ex_.started = record.started;
   tracing::Exporter* tracer = w_.server().options().tracer;
   if (tracer != nullptr) begin_trace(rq, *tracer);
@@ -325,6 +329,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
         co_await reply(down, 500, "filter " + who + " of route " + record.route + " waited without a wait", false);
         co_return;
       }
+      if (ex_.request_body.want && !ex_.request_body.read && !co_await read_body_for_filter(down)) co_return;
       milliseconds limit = cr.rule->policy.timeouts.request.value_or(opts.upstream_timeout);
       const bool finished = co_await await_pending(w_.io(), *ex_.pending, limit, w_.alive());
       ex_.pending.reset();
@@ -479,6 +484,18 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     // filters.transform: the converted body is kept whole, and so replayable.
     if (!co_await transform_request(down)) co_return;
     replayable = true;
+  } else if (body_early_ && body_ended_) {
+    // Read whole for a filter (extAuth withRequestBody): kept, and so
+    // replayable; build_upstream_head() gave it a Content-Length.
+    if (ex_.body_limit && body_.size() > *ex_.body_limit) {
+      co_await reply(down, 413, "request body larger than " + std::to_string(*ex_.body_limit) + " bytes", true);
+      co_return;
+    }
+    replay_.swap(body_);
+    replayable = true;
+  } else if (body_early_) {
+    // Read in part for a filter: relay_request_body() / the h2c pump send
+    // what was read first, then the rest as it comes.
   } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody) {
     while (true) {
       exchange::BodyChunk c = co_await down.read_body();
@@ -987,6 +1004,11 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
   // A body filters.transform converts: transform_request() writes its length
   // and ends the head once the converted body is there.
   if (ex_.transform.request != exchange::Exchange::Conversion::kNone) return;
+  if (body_early_ && body_ended_) {  // read whole for a filter: sent from replay_ with its length
+    append_header(up_head_, "content-length", std::to_string(body_.size()));
+    up_head_.append("\r\n");
+    return;
+  }
   if (rq.body == http::BodyKind::kContentLength)
     append_header(up_head_, "content-length", std::to_string(rq.content_length));
   if (rq.body == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
@@ -1128,7 +1150,18 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
           if (body_buffered) {
             if (co_await send(replay_)) conn->end_request(call);
           } else {
-            while (true) {
+            bool go = true;
+            if (body_early_) {  // the part a filter read goes first
+              if (body_h1_chunked_) {
+                pump->client_failed = true;
+                pump->error = 501;
+                pump->why = "chunked request bodies to an h2c backend are not supported yet";
+                go = false;
+              } else if (!body_.empty() && !co_await send(body_)) {
+                go = false;
+              }
+            }
+            while (go) {
               exchange::BodyChunk c = co_await down.read_body();
               if (c.failed || c.h1_chunked) {
                 pump->client_failed = true;
@@ -1457,48 +1490,23 @@ void ExchangeDriver::cache_end_fill(CacheFill& f, bool complete) {
 asio::awaitable<bool> ExchangeDriver::transform_request(exchange::Downstream& down) {
   const snapshot::Transform& t = *ex_.transform.config;
   auto& metrics = w_.metrics();
-  auto too_large = [&] {
+  const BodyRead got = co_await read_request_body(down, t.max_body_bytes, false);
+  if (got == BodyRead::kFailed) co_return false;
+  if (got == BodyRead::kTooLarge) {
     metrics.transform_result(record.route, "request", "refused");
     // Appended, not "literal" + std::string&&: GCC 12 at -O3 reports a false -Wrestrict there (GCC PR 105329).
-    return std::string("request body larger than transform.maxBodyBytes (")
-        .append(std::to_string(t.max_body_bytes))
-        .append(" bytes)");
-  };
-  if (ex_.req.body == http::BodyKind::kContentLength && ex_.req.content_length > t.max_body_bytes) {
-    co_await reply(down, 413, too_large(), true);  // the body is not read
+    co_await reply(down, 413,
+                   std::string("request body larger than transform.maxBodyBytes (")
+                       .append(std::to_string(t.max_body_bytes))
+                       .append(" bytes)"),
+                   true);  // the rest of the body is not read
     co_return false;
-  }
-  transform_in_.clear();
-  http::ChunkedDecoder dechunk;
-  while (true) {
-    exchange::BodyChunk c = co_await down.read_body();
-    if (c.failed) {
-      if (c.error != 0) co_await reply(down, c.error, std::string(c.why), true);
-      co_return false;
-    }
-    if (c.payload_bytes > t.max_body_bytes) {
-      co_await reply(down, 413, too_large(), true);
-      co_return false;
-    }
-    if (c.h1_chunked) {  // validated framing: only its data is kept
-      if (!dechunk.feed(c.data, &transform_in_).ok()) {
-        co_await reply(down, 400, "malformed chunked request body", true);
-        co_return false;
-      }
-    } else {
-      transform_in_.append(c.data);
-    }
-    if (transform_in_.size() > t.max_body_bytes) {
-      co_await reply(down, 413, too_large(), true);
-      co_return false;
-    }
-    if (c.end) break;
   }
   const filters::TransformOptions opts{t.root_element, t.item_element};
   replay_.clear();
   const filters::TransformResult r = ex_.transform.request == exchange::Exchange::Conversion::kJsonToXml
-                                         ? filters::json_to_xml(transform_in_, opts, replay_)
-                                         : filters::xml_to_json(transform_in_, replay_);
+                                         ? filters::json_to_xml(body_, opts, replay_)
+                                         : filters::xml_to_json(body_, replay_);
   if (!r.ok) {
     metrics.transform_result(record.route, "request", "refused");
     co_await reply(down, 400, std::string("request body: ").append(r.error), false);
@@ -1507,6 +1515,58 @@ asio::awaitable<bool> ExchangeDriver::transform_request(exchange::Downstream& do
   metrics.transform_result(record.route, "request", "transformed");
   append_header(up_head_, "content-length", std::to_string(replay_.size()));
   up_head_.append("\r\n");
+  co_return true;
+}
+
+asio::awaitable<ExchangeDriver::BodyRead> ExchangeDriver::read_request_body(exchange::Downstream& down,
+                                                                           uint64_t limit, bool partial_ok) {
+  if (!body_ended_ && !partial_ok && ex_.req.body == http::BodyKind::kContentLength &&
+      ex_.req.content_length > limit)
+    co_return BodyRead::kTooLarge;  // refused before a byte is read
+  body_early_ = true;
+  while (!body_ended_ && (!partial_ok || body_.size() < limit)) {
+    exchange::BodyChunk c = co_await down.read_body();
+    if (c.failed) {
+      if (c.error != 0) co_await reply(down, c.error, std::string(c.why), true);
+      co_return BodyRead::kFailed;
+    }
+    if (c.h1_chunked) {  // validated framing: kept as read, and its data
+      body_h1_chunked_ = true;
+      body_raw_.append(c.data);
+      if (!body_dechunk_.feed(c.data, &body_).ok()) {
+        co_await reply(down, 400, "malformed chunked request body", true);
+        co_return BodyRead::kFailed;
+      }
+    } else {
+      body_.append(c.data);
+    }
+    if (c.end) body_ended_ = true;
+    if (!partial_ok && body_.size() > limit) co_return BodyRead::kTooLarge;
+  }
+  co_return body_ended_ ? BodyRead::kWhole : BodyRead::kPartial;
+}
+
+asio::awaitable<bool> ExchangeDriver::read_body_for_filter(exchange::Downstream& down) {
+  exchange::Exchange::BodyRead& b = ex_.request_body;
+  // The rest of the request phase (and the upstream head) reads the
+  // request's views after the body is read.
+  down.keep_request();
+  ex_.req = down.request();
+  const BodyRead got = co_await read_request_body(down, b.max_bytes, b.allow_partial);
+  if (got == BodyRead::kFailed) co_return false;
+  if (got == BodyRead::kTooLarge) {
+    ex_.pending.reset();
+    // Appended, not "literal" + std::string&&: GCC 12 at -O3 reports a false -Wrestrict there (GCC PR 105329).
+    co_await reply(down, 413,
+                   std::string("request body larger than extAuth.withRequestBody.maxBytes (")
+                       .append(std::to_string(b.max_bytes))
+                       .append(" bytes)"),
+                   true);
+    co_return false;
+  }
+  b.read = true;
+  b.partial = got == BodyRead::kPartial || body_.size() > b.max_bytes;
+  b.data = std::string_view(body_).substr(0, static_cast<size_t>(std::min<uint64_t>(body_.size(), b.max_bytes)));
   co_return true;
 }
 
@@ -1663,6 +1723,23 @@ void ExchangeDriver::mirror_request(const snapshot::RequestMirror& m, const cont
 asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                          error_code& ec, bool& client_failed) {
   const bool chunk_plain = ex_.req.body == http::BodyKind::kChunked;
+  auto send = [&](std::string_view pending) -> asio::awaitable<bool> {
+    if (up.tls)
+      co_await asio::async_write(*up.tls, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+    else if (!try_write(up.sock, pending, ec))
+      co_await asio::async_write(up.sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
+    co_return !ec;
+  };
+  if (body_early_) {  // the part a filter read goes first, as the client framed it
+    std::string_view first = body_h1_chunked_ ? std::string_view(body_raw_) : std::string_view(body_);
+    if (chunk_plain && !body_h1_chunked_ && !body_.empty()) {
+      char size[20];
+      int n = std::snprintf(size, sizeof size, "%zx\r\n", body_.size());
+      chunk_line_.assign(size, static_cast<size_t>(n)).append(body_).append("\r\n");
+      first = chunk_line_;
+    }
+    if (!first.empty() && !co_await send(first)) co_return false;
+  }
   while (true) {
     exchange::BodyChunk c = co_await down.read_body();
     if (c.failed) {
@@ -1686,14 +1763,7 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
       if (c.end) chunk_line_.append("0\r\n\r\n");
       data = chunk_line_;
     }
-    if (!data.empty()) {
-      std::string_view pending = data;
-      if (up.tls)
-        co_await asio::async_write(*up.tls, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
-      else if (!try_write(up.sock, pending, ec))
-        co_await asio::async_write(up.sock, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
-      if (ec) co_return false;
-    }
+    if (!data.empty() && !co_await send(data)) co_return false;
     if (c.end) co_return true;
   }
 }

@@ -200,6 +200,17 @@ class ExchangeDriver {
   // upstream's response body read whole, converted and answered (false: the
   // client did not get it all).
   boost::asio::awaitable<bool> transform_request(exchange::Downstream& down);
+  // ---- a request body read before the upstream phase (filters.transform,
+  // extAuth withRequestBody): its plain bytes into body_ (an HTTP/1.1
+  // chunked body's framing, as read, into body_raw_), continuing where an
+  // earlier read stopped, to its end or, with `partial_ok`, until body_
+  // holds `limit` bytes. kFailed: answered (a malformed body) or the client
+  // is gone; kTooLarge: over `limit`, nothing answered yet.
+  enum class BodyRead : uint8_t { kWhole, kPartial, kTooLarge, kFailed };
+  boost::asio::awaitable<BodyRead> read_request_body(exchange::Downstream& down, uint64_t limit, bool partial_ok);
+  // extAuth withRequestBody (ex_.request_body): the body read for the
+  // filter's wait; false: answered (413, a malformed body) or client gone.
+  boost::asio::awaitable<bool> read_body_for_filter(exchange::Downstream& down);
   boost::asio::awaitable<bool> transform_response(exchange::Downstream& down, const exchange::FilterChain* chain,
                                                   UpstreamConn& up, bool& upstream_reusable);
   // ---- request mirroring (filters.requestMirror): a copy of the upstream
@@ -228,7 +239,14 @@ class ExchangeDriver {
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
   std::string chunk_line_;            // a chunk-size line of a re-chunked request body
-  std::string transform_in_, transform_out_;  // filters.transform: a body before / after conversion
+  std::string transform_in_, transform_out_;  // filters.transform: a response body before / after conversion
+  // A request body read before the upstream phase (read_request_body()).
+  std::string body_;                  // its plain bytes
+  std::string body_raw_;              // an HTTP/1.1 chunked body's framing as read (relayed as is)
+  http::ChunkedDecoder body_dechunk_;
+  bool body_early_ = false;           // some of the body was read before the upstream phase
+  bool body_ended_ = false;           // ... all of it
+  bool body_h1_chunked_ = false;      // ... with HTTP/1.1 chunked framing (body_raw_)
   CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
   bool parent_decided_ = false;       // the caller's context carried a sampling decision
   std::array<http::Header, 3> debug_{};  // --debug-headers fields

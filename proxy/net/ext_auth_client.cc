@@ -6,10 +6,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <string>
 #include <unordered_map>
@@ -19,6 +22,8 @@
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
 #include "proxy/net/buffer.h"
+#include "proxy/net/h2_upstream.h"
+#include "proxy/tls/upstream_tls.h"
 
 namespace gantry::net {
 
@@ -32,6 +37,20 @@ constexpr size_t kChunk = 16 * 1024;
 
 auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
+// A connection to the service: the socket, and TLS over it (https://).
+// Heap-held: the TLS stream refers to the socket.
+struct Link {
+  explicit Link(asio::io_context& io) : sock(io) {}
+  tcp::socket sock;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+};
+
+// The I/O of one call, for abort() and the timeout.
+struct CallIo {
+  virtual ~CallIo() = default;
+  virtual void stop() = 0;
+};
+
 bool idle_alive(tcp::socket& s) {
   char b;
   ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -42,20 +61,34 @@ bool idle_alive(tcp::socket& s) {
 struct ThreadState {
   explicit ThreadState(asio::io_context& i) : io(i) {}
   asio::io_context& io;
-  std::unordered_map<std::string, std::vector<tcp::socket>> idle;  // by host:port
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Link>>> idle;  // by [tls:]host:port
+  std::unordered_map<std::string, std::shared_ptr<H2UpstreamConn>> h2;     // gRPC, by [tls:]host:port
   bool closed = false;
 };
 
 thread_local std::shared_ptr<ThreadState> tl_state;
 
 // One call's connection, shared with its timer and with abort().
-struct Conn {
-  explicit Conn(asio::io_context& io) : sock(io), timer(io) {}
-  tcp::socket sock;
+struct Conn final : CallIo {
+  explicit Conn(asio::io_context& io) : link(std::make_unique<Link>(io)), timer(io) {}
+  std::unique_ptr<Link> link;
   asio::steady_timer timer;
   bool timed_out = false;
   bool aborted = false;
+  void stop() override {
+    aborted = true;
+    error_code ignore;
+    link->sock.close(ignore);
+  }
 };
+
+asio::awaitable<size_t> read_some(Link& l, Buffer& buf, error_code& ec) {
+  // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
+  size_t n;
+  if (l.tls) n = co_await l.tls->async_read_some(asio::buffer(buf.prepare(kChunk), kChunk), awaitable_ec(ec));
+  else n = co_await l.sock.async_read_some(asio::buffer(buf.prepare(kChunk), kChunk), awaitable_ec(ec));
+  co_return n;
+}
 
 // Reads one answer into `call`. False with call.error set on failure.
 asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reusable, bool& got_any) {
@@ -81,7 +114,7 @@ asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reu
         break;
       }
     }
-    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kChunk), kChunk), awaitable_ec(ec));
+    size_t n = co_await read_some(*c.link, buf, ec);
     if (ec) {
       call.error = got_any ? "connection lost in the answer: " : "no answer: ";
       call.error.append(ec.message());
@@ -144,7 +177,7 @@ asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reu
       if (!buf.empty()) reusable = false;
       co_return true;
     }
-    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kChunk), kChunk), awaitable_ec(ec));
+    size_t n = co_await read_some(*c.link, buf, ec);
     if (ec) {
       if (head.body == http::BodyKind::kUntilClose && ec == asio::error::eof) co_return true;
       call.error = std::string("connection lost in the answer body: ").append(ec.message());
@@ -154,9 +187,32 @@ asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reu
   }
 }
 
+// The service's address (an IP literal, else resolved). Empty `why`: found.
+asio::awaitable<tcp::endpoint> endpoint_of(ThreadState& ts, const filters::ExtAuthCall& call, std::string& why) {
+  error_code ec;
+  auto addr = asio::ip::make_address(call.host, ec);
+  if (!ec) co_return tcp::endpoint(addr, call.port);
+  tcp::resolver resolver(ts.io);
+  auto found = co_await resolver.async_resolve(call.host, std::to_string(call.port), awaitable_ec(ec));
+  if (!ec && found.empty()) ec = asio::error::host_not_found;
+  if (ec) {
+    why = "cannot resolve " + call.host + ": " + ec.message();
+    co_return tcp::endpoint{};
+  }
+  co_return *found.begin();
+}
+
+std::string pool_key(const filters::ExtAuthCall& call) {
+  std::string key(call.tls ? "tls:" : "");
+  key.append(call.host).append(":").append(std::to_string(call.port));
+  return key;
+}
+
 asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
                                std::function<void()> done) {
-  const std::string key = call->host + ":" + std::to_string(call->port);
+  const std::string key = pool_key(*call);
+  const std::string where = call->host + ":" + std::to_string(call->port);
+  const auto* tls = static_cast<const tls::UpstreamTlsContext*>(call->tls.get());
   auto timer = std::make_shared<asio::steady_timer>(ts->io);
   timer->expires_after(call->timeout);
   bool ok = false;
@@ -164,14 +220,14 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
   // Two rounds at most: a pooled connection the service had closed gets one fresh retry.
   for (int round = 0; round < 2; ++round) {
     auto c = std::make_shared<Conn>(ts->io);
-    call->io = c;
+    call->io = std::shared_ptr<CallIo>(c);
     bool reused = false;
     if (auto it = ts->idle.find(key); round == 0 && it != ts->idle.end()) {
       while (!it->second.empty() && !reused) {
-        tcp::socket s = std::move(it->second.back());
+        std::unique_ptr<Link> l = std::move(it->second.back());
         it->second.pop_back();
-        if (idle_alive(s)) {
-          c->sock = std::move(s);
+        if (idle_alive(l->sock)) {
+          c->link = std::move(l);
           reused = true;
         }
       }
@@ -181,31 +237,38 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
       if (ec || !conn) return;
       conn->timed_out = true;
       error_code ignore;
-      conn->sock.close(ignore);
+      conn->link->sock.close(ignore);
     });
     error_code ec;
     if (!reused) {
-      tcp::endpoint ep;
-      auto addr = asio::ip::make_address(call->host, ec);
+      tcp::endpoint ep = co_await endpoint_of(*ts, *call, call->error);
+      if (!call->error.empty()) ec = asio::error::host_not_found;
       if (!ec) {
-        ep = tcp::endpoint(addr, call->port);
-      } else {
-        ec.clear();
-        tcp::resolver resolver(ts->io);
-        auto found = co_await resolver.async_resolve(call->host, std::to_string(call->port), awaitable_ec(ec));
-        if (!ec && found.empty()) ec = asio::error::host_not_found;
-        if (!ec) ep = *found.begin();
-        if (ec) call->error = "cannot resolve " + call->host + ": " + ec.message();
+        co_await c->link->sock.async_connect(ep, awaitable_ec(ec));
+        if (ec) call->error = "cannot connect to " + where + ": " + ec.message();
       }
-      if (!ec) {
-        co_await c->sock.async_connect(ep, awaitable_ec(ec));
-        if (ec) call->error = "cannot connect to " + key + ": " + ec.message();
+      if (!ec) c->link->sock.set_option(tcp::no_delay(true), ec);
+      if (!ec && tls != nullptr) {  // https://: the certificate verified for the service's name
+        c->link->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->link->sock, tls->context());
+        SSL* ssl = c->link->tls->native_handle();
+        std::string why;
+        if (tls->prepare(ssl, why)) {
+          co_await c->link->tls->async_handshake(asio::ssl::stream_base::client, awaitable_ec(ec));
+          if (ec && !c->timed_out) why = tls::UpstreamTlsContext::failure(ssl, ec.message());
+          else if (!ec) why = tls->check_names(ssl);
+        }
+        if (!why.empty()) {
+          call->error = "TLS to " + where + ": " + why;
+          if (!ec) ec = asio::error::connection_refused;
+        } else if (ec) {
+          call->error = "TLS to " + where + ": " + ec.message();
+        }
       }
-      if (!ec) c->sock.set_option(tcp::no_delay(true), ec);
     }
     if (!ec) {
-      co_await asio::async_write(c->sock, asio::buffer(call->request), awaitable_ec(ec));
-      if (ec) call->error = "cannot send to " + key + ": " + ec.message();
+      if (c->link->tls) co_await asio::async_write(*c->link->tls, asio::buffer(call->request), awaitable_ec(ec));
+      else co_await asio::async_write(c->link->sock, asio::buffer(call->request), awaitable_ec(ec));
+      if (ec) call->error = "cannot send to " + where + ": " + ec.message();
     }
     bool reusable = false, got_any = false;
     if (!ec) ok = co_await read_answer(*c, *call, reusable, got_any);
@@ -213,11 +276,12 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
     if (ok) {
       if (reusable && !ts->closed && !call->cancelled) {
         auto& pool = ts->idle[key];
-        if (pool.size() < ExtAuthClient::kMaxIdlePerService) pool.push_back(std::move(c->sock));
+        if (pool.size() < ExtAuthClient::kMaxIdlePerService) pool.push_back(std::move(c->link));
       }
       break;
     }
     if (!reused || got_any || c->timed_out || c->aborted || call->cancelled) break;
+    call->error.clear();
     timer->cancel();  // re-armed by the next round (the expiry stays)
   }
   timer->cancel();
@@ -226,6 +290,116 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
   call->ok = ok;
   if (!ok && timed_out)
     call->error = std::string("no answer within ").append(std::to_string(call->timeout.count())).append(" ms");
+  done();
+}
+
+// A gRPC call's stream, shared with the timeout and abort().
+struct GrpcIo final : CallIo {
+  explicit GrpcIo(asio::io_context& io) : h2(io.get_executor()) {}
+  H2Call h2;
+  bool stopped = false;
+  bool timed_out = false;
+  void stop() override {
+    stopped = true;
+    h2.notify();
+  }
+};
+
+// gRPC ext_authz: one unary call (POST call->path, the framed CheckRequest)
+// on the worker's HTTP/2 connection to the service; the answer's status,
+// fields and trailers (merged, lower-case) and DATA into `call`.
+asio::awaitable<void> run_grpc(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
+                               std::function<void()> done) {
+  const std::string key = pool_key(*call);
+  const std::string where = call->host + ":" + std::to_string(call->port);
+  auto io = std::make_shared<GrpcIo>(ts->io);
+  call->io = std::shared_ptr<CallIo>(io);
+  asio::steady_timer timer(ts->io);
+  timer.expires_after(call->timeout);
+  timer.async_wait([weak = std::weak_ptr<GrpcIo>(io)](const error_code& ec) {
+    auto g = weak.lock();
+    if (ec || !g) return;
+    g->timed_out = true;
+    g->stop();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  bool ok = false;
+  std::shared_ptr<H2UpstreamConn> conn;
+  if (auto it = ts->h2.find(key); it != ts->h2.end() && it->second->usable()) conn = it->second;
+  if (!conn) {
+    tcp::endpoint ep = co_await endpoint_of(*ts, *call, call->error);
+    if (call->error.empty() && !io->stopped) {
+      error_code ec;
+      std::string tls_error;
+      auto tls = std::static_pointer_cast<const tls::UpstreamTlsContext>(call->tls);
+      conn = co_await H2UpstreamConn::connect(ts->io, ep, call->timeout, ec, tls, &tls_error);
+      if (!conn) {
+        call->error = tls_error.empty() ? "cannot connect to " + where + ": " + ec.message()
+                                        : "TLS to " + where + ": " + tls_error;
+      } else if (ts->closed) {
+        conn->close();
+        conn.reset();
+        call->error = "the worker is stopping";
+      } else {
+        if (auto old = ts->h2.find(key); old != ts->h2.end() && old->second != conn) old->second->close();
+        ts->h2[key] = conn;
+      }
+    }
+  }
+  H2Call& hc = io->h2;
+  if (conn && !io->stopped) {
+    http2::RequestHead head;
+    head.method = "POST";
+    head.scheme = call->tls ? "https" : "http";
+    head.authority = call->authority;
+    head.path = call->path;
+    head.headers.push_back({"content-type", "application/grpc"});
+    head.headers.push_back({"te", "trailers"});
+    const auto left = call->timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - started);
+    head.headers.push_back({"grpc-timeout", std::to_string(std::max<int64_t>(1, left.count())) + "m"});
+    head.content_length = call->request.size();
+    if (!conn->open(hc, head, false)) {
+      call->error = "cannot open a stream to " + where;
+    } else {
+      std::string_view rest = call->request;
+      while (!rest.empty() && !hc.closed && !io->stopped) {
+        rest.remove_prefix(conn->send_data(hc, rest));
+        if (!rest.empty()) co_await hc.wait(true);
+      }
+      if (rest.empty() && !hc.closed && !io->stopped) conn->end_request(hc);
+      size_t consumed = 0;  // DATA bytes whose window was given back
+      while (!hc.ended && !hc.closed && !io->stopped && hc.data.size() <= call->max_body) {
+        co_await hc.wait(false);
+        if (hc.data.size() > consumed) {
+          conn->consume(hc, hc.data.size() - consumed);
+          consumed = hc.data.size();
+        }
+      }
+      if (hc.data.size() > call->max_body) {
+        call->error = std::string("answer over ").append(std::to_string(call->max_body)).append(" bytes");
+      } else if (hc.ended && hc.head) {
+        ok = true;
+        call->status = hc.status;
+        call->headers.clear();
+        for (auto* list : {&hc.headers, &hc.trailers})
+          for (auto& f : *list) call->headers.emplace_back(f.name, f.value);
+        call->body = std::move(hc.data);
+      } else if (!io->stopped) {
+        call->error = std::string("the stream to ").append(where).append(" closed without an answer (HTTP/2 error ")
+                          .append(std::to_string(static_cast<int>(hc.code))).append(")");
+      }
+      conn->release(hc);
+    }
+  }
+  timer.cancel();
+  call->io.reset();
+  if (call->cancelled) co_return;
+  call->ok = ok;
+  if (!ok && io->timed_out)
+    call->error = std::string("no answer within ").append(std::to_string(call->timeout.count())).append(" ms");
+  else if (!ok && call->error.empty())
+    call->error = "the call failed";
   done();
 }
 
@@ -242,6 +416,8 @@ void ExtAuthClient::detach() {
   if (!tl_state) return;
   tl_state->closed = true;
   tl_state->idle.clear();
+  for (auto& [key, conn] : tl_state->h2) conn->close();
+  tl_state->h2.clear();
   tl_state.reset();
 }
 
@@ -252,15 +428,30 @@ void ExtAuthClient::start(std::shared_ptr<filters::ExtAuthCall> call, std::funct
     done();
     return;
   }
-  asio::co_spawn(tl_state->io, run_call(tl_state, std::move(call), std::move(done)), asio::detached);
+  if (call->grpc)
+    asio::co_spawn(tl_state->io, run_grpc(tl_state, std::move(call), std::move(done)), asio::detached);
+  else
+    asio::co_spawn(tl_state->io, run_call(tl_state, std::move(call), std::move(done)), asio::detached);
 }
 
 void ExtAuthClient::abort(filters::ExtAuthCall& call) {
-  if (auto c = std::static_pointer_cast<Conn>(call.io)) {
-    c->aborted = true;
-    error_code ignore;
-    c->sock.close(ignore);
+  if (auto c = std::static_pointer_cast<CallIo>(call.io)) c->stop();
+}
+
+std::shared_ptr<const void> ExtAuthClient::prepare(const snapshot::ExtAuth& config, std::string& why) {
+  if (!config.tls) return nullptr;
+  snapshot::UpstreamTls t;
+  t.server_name = config.host;  // SNI, and the name the certificate must carry
+  t.ca_pem = config.ca_pem;
+  t.system_ca = config.ca_pem.empty();
+  t.verify = true;
+  if (config.grpc) t.alpn = {"h2"};
+  auto ctx = tls::UpstreamTlsContext::create("extAuth " + config.authority, t, config.grpc);
+  if (!ctx.ok()) {
+    why = ctx.error().message;
+    return nullptr;
   }
+  return std::move(ctx).value();
 }
 
 }  // namespace gantry::net

@@ -128,6 +128,7 @@ class Session final : public SessionBase,
   // ---- exchange::Downstream: the connection's current request in HTTP/1.1 words
   const exchange::RequestInfo& request() const override { return info_; }
   asio::awaitable<exchange::BodyChunk> read_body() override;
+  void keep_request() override;
   asio::awaitable<bool> send_interim(int status, std::string_view reason,
                                      std::span<const http::Header> fields) override;
   asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
@@ -239,7 +240,42 @@ class Session final : public SessionBase,
   std::string reply_fields_;    // a LocalReply's fields, serialised
   bool head_pending_ = false;   // try_send_head() left bytes for send_head()
   std::string_view head_rest_, body_rest_;
+  // The request head in in_ (valid until the first read_body()), and its
+  // copy once keep_request() moved req_'s and info_'s views there.
+  const char* head_at_ = nullptr;
+  size_t head_len_ = 0;
+  bool head_kept_ = false;
+  std::string head_copy_;
 };
+
+// Moves every view of the request that points into the head's bytes in in_
+// to a copy of them, so a body read may overwrite in_.
+template <class Stream>
+void Session<Stream>::keep_request() {
+  if (head_kept_ || body_taken_ > 0 || head_at_ == nullptr) return;
+  head_kept_ = true;
+  head_copy_.assign(head_at_, head_len_);
+  const char* from = head_at_;
+  const char* to = head_copy_.data();
+  const size_t len = head_len_;
+  auto move = [&](std::string_view& v) {
+    if (v.data() != nullptr && v.data() >= from && v.data() + v.size() <= from + len)
+      v = std::string_view(to + (v.data() - from), v.size());
+  };
+  move(req_.method);
+  move(req_.target);
+  move(req_.host);
+  for (auto& h : req_.headers) {
+    move(h.name);
+    move(h.value);
+  }
+  move(target_.query);
+  move(info_.method);
+  move(info_.query);
+  move(info_.host_header);
+  move(info_.client_ip);
+  move(info_.upgrade);
+}
 
 template <class Stream>
 asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
@@ -342,6 +378,9 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   // The head leaves the buffer now, so that whatever path answers this
   // request, the next one starts at the right byte. req_'s views stay valid
   // until the next read into in_ (the exchange's first read_body()).
+  head_at_ = in_.data();
+  head_len_ = req_parser_.head_size();
+  head_kept_ = false;
   in_.consume(req_parser_.head_size());
   bytes_received = req_parser_.head_size();
   // A target or Host the codec refuses is answered here (the exchange never

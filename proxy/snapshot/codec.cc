@@ -367,6 +367,13 @@ ojson enc(const ExtAuth& a) {
   o["statusOnError"] = a.status_on_error;
   o["cacheTtlMs"] = ms(a.cache_ttl);
   o["cacheMaxEntries"] = a.cache_max_entries;
+  if (a.body_max_bytes > 0) {
+    o["bodyMaxBytes"] = a.body_max_bytes;
+    o["bodyAllowPartial"] = a.body_allow_partial;
+  }
+  if (a.grpc) o["grpc"] = true;
+  if (a.tls) o["tls"] = true;
+  if (!a.ca_pem.empty()) o["caPem"] = a.ca_pem;
   return o;
 }
 
@@ -861,6 +868,11 @@ class Reader {
     get(j, "statusOnError", a.status_on_error);
     get(j, "cacheTtlMs", a.cache_ttl);
     get(j, "cacheMaxEntries", a.cache_max_entries);
+    get(j, "bodyMaxBytes", a.body_max_bytes);
+    get(j, "bodyAllowPartial", a.body_allow_partial);
+    get(j, "grpc", a.grpc);
+    get(j, "tls", a.tls);
+    get(j, "caPem", a.ca_pem);
   }
 
   void read(const json& j, RequestMirror& m) {

@@ -279,6 +279,19 @@ struct ExtAuth {
   int status_on_error = 403;
   Millis cache_ttl{0};  // 0: no decision cache
   uint32_t cache_max_entries = 10000;
+  // withRequestBody: up to body_max_bytes of the client's body go to the
+  // service (0: no body); a longer body gets 413 unless body_allow_partial
+  // (then its first body_max_bytes go, the whole body upstream).
+  uint64_t body_max_bytes = 0;
+  bool body_allow_partial = false;
+  // The protocol: false, an HTTP/1.1 call to `path`; true, Envoy's ext_authz
+  // gRPC (envoy.service.auth.v3.Authorization/Check) over HTTP/2.
+  bool grpc = false;
+  // TLS to the service (https:// URLs, grpc with tls): its certificate is
+  // verified for the host of `authority` against ca_pem (PEM), else the
+  // system's trust store.
+  bool tls = false;
+  std::string ca_pem;
   bool operator==(const ExtAuth&) const = default;
 };
 

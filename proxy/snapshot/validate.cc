@@ -542,6 +542,8 @@ class Validator {
       if (a.cache_ttl.count() < 0) e_.add(at + ".cacheTtlMs", "must not be negative");
       if (a.cache_ttl.count() > 0 && a.cache_max_entries == 0)
         e_.add(at + ".cacheMaxEntries", "must be above 0 when the cache is on");
+      if (a.body_max_bytes > (uint64_t{64} << 20)) e_.add(at + ".bodyMaxBytes", "must be at most 64Mi");
+      if (!a.ca_pem.empty() && !a.tls) e_.add(at + ".caPem", "needs tls");
     }
     if (f.jwt) {
       std::string at = where + ".jwt";

@@ -11,6 +11,7 @@
 #include "proxy/exchange/chain.h"
 #include "proxy/filters/access_decisions.h"
 #include "proxy/filters/ext_auth.h"
+#include "proxy/filters/ext_authz_proto.h"
 #include "tests/unit/exchange/fake_exchange.h"
 
 namespace gantry::filters {
@@ -26,6 +27,9 @@ class ScriptedTransport final : public ExtAuthTransport {
   void start(std::shared_ptr<ExtAuthCall> call, std::function<void()> done) override {
     ++calls;
     last_request = call->request;
+    last_grpc = call->grpc;
+    last_path = call->path;
+    last_authority = call->authority;
     last_host = call->host;
     last_port = call->port;
     call->ok = answer.ok;
@@ -37,7 +41,8 @@ class ScriptedTransport final : public ExtAuthTransport {
   }
   ExtAuthCall answer;
   int calls = 0;
-  std::string last_request, last_host;
+  std::string last_request, last_host, last_path, last_authority;
+  bool last_grpc = false;
   uint16_t last_port = 0;
 };
 
@@ -56,6 +61,7 @@ struct Result {
   Verdict verdict;
   exchange::LocalReply reply;
   exchange::OwnedHeaders upstream_set;
+  std::vector<std::string> upstream_removed;
 };
 
 // Runs the request phase as the driver does (start the op, then on_resume),
@@ -71,11 +77,12 @@ Result run(const ExtAuthFilter& f, FakeExchange& fx, std::chrono::seconds now = 
     ex.pending.reset();
     v = f.on_resume(ex);
   }
-  Result r{v, ex.reply, {}};
+  Result r{v, ex.reply, {}, {}};
   if (v == Verdict::kContinue) {
     exchange::UpstreamRequest up;
     f.on_upstream_request(ex, up);
     for (const auto& h : up.headers.set) r.upstream_set.emplace_back(h.name, h.value);
+    for (const auto& n : up.headers.remove) r.upstream_removed.emplace_back(n);
   }
   return r;
 }
@@ -279,6 +286,242 @@ TEST(ExtAuth, DecisionsAreCounted) {
   EXPECT_EQ(before(AccessDecision::kAllowed), a + 1);
   EXPECT_EQ(before(AccessDecision::kDenied), n + 1);
   EXPECT_EQ(before(AccessDecision::kError), e + 1);
+}
+
+}  // namespace
+}  // namespace gantry::filters
+
+namespace gantry::filters {
+namespace {
+
+// ---- withRequestBody
+
+TEST(ExtAuthBody, TheFilterAsksForTheBodyAndTheCallCarriesIt) {
+  auto c = config();
+  c.body_max_bytes = 16;
+  ScriptedTransport t;
+  t.answer.ok = true;
+  t.answer.status = 200;
+  ExtAuthFilter f(c, &t);
+  FakeExchange fx(FakeRequest{.method = "POST",
+                              .headers = {{"Content-Type", "application/json"}},
+                              .body = http::BodyKind::kContentLength,
+                              .content_length = 11});
+  exchange::Exchange& ex = fx.get();
+  ASSERT_EQ(f.on_request(ex), Verdict::kPending);
+  EXPECT_TRUE(ex.request_body.want);
+  EXPECT_EQ(ex.request_body.max_bytes, 16u);
+  EXPECT_FALSE(ex.request_body.allow_partial);
+  // What the driver does before it starts the wait.
+  const std::string body = "{\"a\":true}\n";
+  ex.request_body.read = true;
+  ex.request_body.data = body;
+  bool done = false;
+  ex.pending->start([&] { done = true; });
+  ASSERT_TRUE(done);
+  const std::string& r = t.last_request;
+  EXPECT_TRUE(r.starts_with("POST /oauth2/auth HTTP/1.1\r\n")) << r;
+  EXPECT_NE(r.find("x-envoy-auth-partial-body: false\r\n"), std::string::npos) << r;
+  EXPECT_NE(r.find("content-type: application/json\r\n"), std::string::npos) << r;
+  EXPECT_TRUE(r.ends_with("content-length: 11\r\n\r\n" + body)) << r;
+}
+
+TEST(ExtAuthBody, NoBodyNoWantAndAPartialOneSaysSo) {
+  auto c = config();
+  c.body_max_bytes = 4;
+  c.body_allow_partial = true;
+  ScriptedTransport t;
+  ExtAuthFilter f(c, &t);
+  FakeExchange none(FakeRequest{.method = "GET"});
+  exchange::Exchange& ex = none.get();
+  ASSERT_EQ(f.on_request(ex), Verdict::kPending);
+  EXPECT_FALSE(ex.request_body.want);  // nothing to read: the call goes at once
+
+  FakeExchange big(FakeRequest{.method = "PUT", .body = http::BodyKind::kChunked});
+  exchange::Exchange& ex2 = big.get();
+  ASSERT_EQ(f.on_request(ex2), Verdict::kPending);
+  EXPECT_TRUE(ex2.request_body.want);
+  EXPECT_TRUE(ex2.request_body.allow_partial);
+  ex2.request_body.read = true;
+  ex2.request_body.partial = true;
+  ex2.request_body.data = "abcd";
+  ex2.pending->start([] {});
+  EXPECT_NE(t.last_request.find("x-envoy-auth-partial-body: true\r\n"), std::string::npos);
+  EXPECT_TRUE(t.last_request.ends_with("content-length: 4\r\n\r\nabcd"));
+}
+
+// ---- gRPC ext_authz
+
+std::string ok_response(std::initializer_list<std::tuple<const char*, const char*, int>> headers,
+                        std::initializer_list<const char*> removes) {
+  ext_authz::ProtoWriter w;
+  size_t st = w.begin(1);
+  w.varint(1, 0);
+  w.end(st);
+  size_t ok = w.begin(3);
+  for (const auto& [k, v, action] : headers) {
+    size_t o = w.begin(2);
+    size_t hv = w.begin(1);
+    w.bytes(1, k);
+    w.bytes(2, v);
+    w.end(hv);
+    w.varint(3, static_cast<uint64_t>(action));
+    w.end(o);
+  }
+  for (const char* r : removes) w.bytes(5, r);
+  w.end(ok);
+  return ext_authz::grpc_frame(w.data());
+}
+
+std::string denied_response(int code, int http_status, const char* body) {
+  ext_authz::ProtoWriter w;
+  size_t st = w.begin(1);
+  w.varint(1, static_cast<uint64_t>(code));
+  w.end(st);
+  size_t d = w.begin(2);
+  if (http_status != 0) {
+    size_t hs = w.begin(1);
+    w.varint(1, static_cast<uint64_t>(http_status));
+    w.end(hs);
+  }
+  size_t o = w.begin(2);
+  size_t hv = w.begin(1);
+  w.bytes(1, "x-denied-by");
+  w.bytes(2, "policy");
+  w.end(hv);
+  w.end(o);
+  w.bytes(3, body);
+  w.end(d);
+  return ext_authz::grpc_frame(w.data());
+}
+
+snapshot::ExtAuth grpc_config() {
+  auto a = config();
+  a.grpc = true;
+  a.path = "/envoy.service.auth.v3.Authorization/Check";
+  a.authority = "authz:9191";
+  return a;
+}
+
+TEST(ExtAuthGrpc, TheCallIsACheckRequest) {
+  auto c = grpc_config();
+  ScriptedTransport t;
+  t.answer.ok = true;
+  t.answer.status = 200;
+  t.answer.headers = {{"content-type", "application/grpc"}, {"grpc-status", "0"}};
+  t.answer.body = ok_response({}, {});
+  ExtAuthFilter f(c, &t);
+  FakeExchange fx(FakeRequest{.method = "GET",
+                              .path = "/cart",
+                              .query = "x=1",
+                              .headers = {{"Authorization", "Bearer t"}, {"Accept", "a"}, {"accept", "b"}},
+                              .client_ip = "192.0.2.5",
+                              .listener_port = 8080});
+  EXPECT_EQ(run(f, fx).verdict, Verdict::kContinue);
+  EXPECT_TRUE(t.last_grpc);
+  EXPECT_EQ(t.last_path, "/envoy.service.auth.v3.Authorization/Check");
+  EXPECT_EQ(t.last_authority, "authz:9191");
+  std::string_view msg;
+  std::string why;
+  ASSERT_TRUE(ext_authz::grpc_unframe(t.last_request, msg, why)) << why;
+  // The fields, found by their encodings (field numbers checked in ext_authz_proto_test).
+  for (const char* want : {"192.0.2.5", "GET", "/cart?x=1", "shop.example.com", "x=1", "HTTP/1.1", "authorization",
+                           "Bearer t", "a,b", ":authority", ":path"})
+    EXPECT_NE(msg.find(want), std::string_view::npos) << want;
+  EXPECT_EQ(msg.find("Accept"), std::string_view::npos);  // names lower-cased
+}
+
+TEST(ExtAuthGrpc, DecisionTable) {
+  using Action = ext_authz::HeaderOp::Action;
+  struct Case {
+    const char* name;
+    bool ok;
+    int status;
+    exchange::OwnedHeaders headers;
+    std::string body;
+    Verdict want;
+    int reply_status;
+    exchange::OwnedHeaders upstream;
+    std::vector<std::string> removed;
+    bool fail_open = false;
+  };
+  const auto grpc_ok = exchange::OwnedHeaders{{"content-type", "application/grpc"}, {"grpc-status", "0"}};
+  std::vector<Case> cases = {
+      {"OK: set, append to the client's, add-if-absent skipped, remove", true, 200, grpc_ok,
+       ok_response({{"x-user", "alice", static_cast<int>(Action::kOverwrite)},
+                    {"x-tenant", "t1", static_cast<int>(Action::kAppend)},
+                    {"x-client", "no", static_cast<int>(Action::kAddIfAbsent)},
+                    {"x-absent", "no", static_cast<int>(Action::kOverwriteIfExists)},
+                    {"Connection", "no", static_cast<int>(Action::kOverwrite)}},
+                   {"x-remove-me"}),
+       Verdict::kContinue, 0, {{"x-user", "alice"}, {"x-tenant", "t0,t1"}}, {"x-remove-me"}},
+      {"denied with its status, fields and body", true, 200, grpc_ok, denied_response(7, 401, "sign in"),
+       Verdict::kRespond, 401, {}, {}},
+      {"denied without a status: 403", true, 200, grpc_ok, denied_response(16, 0, "no"), Verdict::kRespond, 403,
+       {}, {}},
+      {"the RPC failed (grpc-status 14): error, closed", true, 200,
+       {{"grpc-status", "14"}, {"grpc-message", "down"}}, "", Verdict::kRespond, 403, {}, {}},
+      {"no grpc-status: error", true, 200, {{"content-type", "application/grpc"}}, ok_response({}, {}),
+       Verdict::kRespond, 403, {}, {}},
+      {"HTTP 503: error", true, 503, {}, "", Verdict::kRespond, 403, {}, {}},
+      {"a malformed message: error", true, 200, grpc_ok, ext_authz::grpc_frame("\x0a\x09"), Verdict::kRespond,
+       403, {}, {}},
+      {"a transport failure, fail open", false, 0, {}, "", Verdict::kContinue, 0, {}, {}, true},
+  };
+  for (const auto& c : cases) {
+    auto cfg = grpc_config();
+    cfg.fail_open = c.fail_open;
+    ScriptedTransport t;
+    t.answer.ok = c.ok;
+    t.answer.error = "refused";
+    t.answer.status = c.status;
+    t.answer.headers = c.headers;
+    t.answer.body = c.body;
+    ExtAuthFilter f(cfg, &t);
+    FakeExchange fx(FakeRequest{.headers = {{"X-Tenant", "t0"}, {"X-Client", "c"}}});
+    Result r = run(f, fx);
+    EXPECT_EQ(r.verdict, c.want) << c.name;
+    if (c.want == Verdict::kRespond) {
+      EXPECT_EQ(r.reply.status, c.reply_status) << c.name;
+    } else {
+      EXPECT_EQ(r.upstream_set, c.upstream) << c.name;
+      EXPECT_EQ(r.upstream_removed, c.removed) << c.name;
+    }
+  }
+}
+
+TEST(ExtAuthGrpc, ADenialRelaysTheServicesAnswer) {
+  auto c = grpc_config();
+  ScriptedTransport t;
+  t.answer.ok = true;
+  t.answer.status = 200;
+  t.answer.headers = {{"grpc-status", "0"}};
+  t.answer.body = denied_response(7, 451, "not here");
+  ExtAuthFilter f(c, &t);
+  FakeExchange fx(FakeRequest{});
+  Result r = run(f, fx);
+  ASSERT_EQ(r.verdict, Verdict::kRespond);
+  EXPECT_EQ(r.reply.status, 451);
+  EXPECT_EQ(r.reply.body, "not here");
+  EXPECT_EQ(field(r.reply.headers, "x-denied-by"), "policy");
+  EXPECT_TRUE(r.reply.verbatim);
+}
+
+TEST(ExtAuthGrpc, TheCacheKeepsRemovesToo) {
+  auto c = grpc_config();
+  c.cache_ttl = std::chrono::seconds(30);
+  ScriptedTransport t;
+  t.answer.ok = true;
+  t.answer.status = 200;
+  t.answer.headers = {{"grpc-status", "0"}};
+  t.answer.body = ok_response({{"x-user", "bob", 2}}, {"x-internal"});
+  ExtAuthFilter f(c, &t);
+  FakeExchange fx(FakeRequest{.headers = {{"Authorization", "Bearer k"}}});
+  run(f, fx);
+  Result again = run(f, fx);
+  EXPECT_EQ(t.calls, 1);
+  EXPECT_EQ(again.upstream_set, (exchange::OwnedHeaders{{"x-user", "bob"}}));
+  EXPECT_EQ(again.upstream_removed, (std::vector<std::string>{"x-internal"}));
 }
 
 }  // namespace
