@@ -298,7 +298,7 @@ Verdict ExtAuthFilter::decide_grpc(exchange::Exchange& ex, const ExtAuthCall& ca
     // (or an earlier operation's) with ','.
     for (auto& op : r.headers) {
       for (auto& ch : op.key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (!http::is_token_string(op.key) || http::is_hop_by_hop(op.key) || op.key == "host" || op.key.starts_with(":"))
+      if (!http::chars::is_token_string(op.key) || http::is_hop_by_hop(op.key) || op.key == "host" || op.key.starts_with(":"))
         continue;
       std::string* mine = nullptr;
       for (auto& [n, v] : ex.ext_auth_headers)
@@ -314,7 +314,7 @@ Verdict ExtAuthFilter::decide_grpc(exchange::Exchange& ex, const ExtAuthCall& ca
     }
     for (auto& name : r.headers_to_remove) {
       for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (!http::is_token_string(name) || name == "host" || name.starts_with(":")) continue;
+      if (!http::chars::is_token_string(name) || name == "host" || name.starts_with(":")) continue;
       ex.ext_auth_remove.push_back(std::move(name));
     }
     if (cache_) cache_->put(key, ex.ext_auth_headers, now_of(ex), ex.ext_auth_remove);
@@ -327,7 +327,7 @@ Verdict ExtAuthFilter::decide_grpc(exchange::Exchange& ex, const ExtAuthCall& ca
   ex.reply.verbatim = true;
   for (auto& op : r.headers) {
     for (auto& ch : op.key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (http::is_token_string(op.key) && relayed(op.key) && !op.key.starts_with(":"))
+    if (http::chars::is_token_string(op.key) && relayed(op.key) && !op.key.starts_with(":"))
       ex.reply.headers.emplace_back(std::move(op.key), std::move(op.value));
   }
   return Verdict::kRespond;

@@ -239,14 +239,19 @@ std::vector<Case> cases() {
   - filters: {extAuth: {url: "ftp://auth.example/check"}}
     backendRefs: [{name: shop-v1, port: 8080}])"),
        "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
-       "spec.rules[0].filters.extAuth.url: \"ftp://auth.example/check\": must start with http://"},
+       "spec.rules[0].filters.extAuth.url: \"ftp://auth.example/check\": must start with http:// or https://"},
 
-      {"an https extAuth service is UnsupportedValue", route("shop", R"(
+      {"bad extAuth grpc, body and CA fields are named", route("shop", R"(
   rules:
-  - filters: {extAuth: {url: "https://auth.example/check"}}
+  - filters: {extAuth: {grpc: {address: "authz"}, withRequestBody: {maxBytes: 9Mi}}}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters: {extAuth: {url: "http://a/x", grpc: {backendRef: {name: authz}}}}
     backendRefs: [{name: shop-v1, port: 8080}])"),
-       "", "GatewayRoute default/shop Accepted=False(UnsupportedValue) ResolvedRefs=True\n",
-       "spec.rules[0].filters.extAuth.url: \"https://auth.example/check\": https:// services are not supported yet"},
+       "", "GatewayRoute default/shop Accepted=False(Invalid) ResolvedRefs=True\n",
+       "spec.rules[0].filters.extAuth.grpc.address: \"authz\": must be host:port; "
+       "spec.rules[0].filters.extAuth.withRequestBody.maxBytes: must be between 1 and 8Mi; "
+       "spec.rules[1].filters.extAuth.grpc: url and grpc are exclusive: the service speaks one protocol; "
+       "spec.rules[1].filters.extAuth.grpc.backendRef.port: required"},
 
       {"bad extAuth fields are named", route("shop", R"(
   rules:
@@ -574,6 +579,8 @@ TEST(Translate, EveryFilterAndPolicyField) {
 
 // apiKey: consumer Secrets selected by labels become digests; basicAuth: the
 // htpasswd Secret's accepted users, refused lines named in ResolvedRefs.
+constexpr const char* kCaPem = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+
 TEST(Translate, ExtAuth) {
   Cache cache = load(std::string(kBackends) + route("shop", R"(
   rules:
@@ -590,7 +597,32 @@ TEST(Translate, ExtAuth) {
     backendRefs: [{name: shop-v1, port: 8080}]
   - filters:
       extAuth: {url: "http://[fd00::1]/check"}
-    backendRefs: [{name: shop-v1, port: 8080}])"));
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      extAuth:
+        url: https://auth.example/check
+        caSecretRef: {name: auth-ca}
+        withRequestBody: {maxBytes: 4Ki, allowPartialMessage: true}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      extAuth:
+        grpc: {address: "10.0.0.9:9191", timeout: 250ms}
+        withRequestBody: {}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - filters:
+      extAuth:
+        grpc: {backendRef: {name: authz, namespace: auth, port: 9191}, tls: true}
+    backendRefs: [{name: shop-v1, port: 8080}])") + R"(
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: auth-ca, namespace: default}
+stringData:
+  ca.crt: |
+    -----BEGIN CERTIFICATE-----
+    MIIBfake
+    -----END CERTIFICATE-----
+)");
   TranslateResult r = translate(cache, {});
   ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
   const auto& a = *r.snapshot.routes[0].rules[0].filters.ext_auth;
@@ -614,6 +646,31 @@ TEST(Translate, ExtAuth) {
   EXPECT_EQ(b.request_headers, (std::vector<std::string>{"authorization", "cookie"}));
   EXPECT_EQ(b.status_on_error, 403);
   EXPECT_EQ(b.cache_ttl.count(), 0);
+  EXPECT_EQ(b.body_max_bytes, 0u);
+  EXPECT_FALSE(b.grpc);
+  EXPECT_FALSE(b.tls);
+  const auto& c = *r.snapshot.routes[0].rules[2].filters.ext_auth;
+  EXPECT_TRUE(c.tls);
+  EXPECT_EQ(c.port, 443);
+  EXPECT_EQ(c.host, "auth.example");
+  EXPECT_EQ(c.ca_pem, kCaPem);
+  EXPECT_EQ(c.body_max_bytes, 4096u);
+  EXPECT_TRUE(c.body_allow_partial);
+  const auto& d = *r.snapshot.routes[0].rules[3].filters.ext_auth;
+  EXPECT_TRUE(d.grpc);
+  EXPECT_FALSE(d.tls);
+  EXPECT_EQ(d.host, "10.0.0.9");
+  EXPECT_EQ(d.port, 9191);
+  EXPECT_EQ(d.authority, "10.0.0.9:9191");
+  EXPECT_EQ(d.path, "/envoy.service.auth.v3.Authorization/Check");
+  EXPECT_EQ(d.timeout.count(), 250);
+  EXPECT_EQ(d.body_max_bytes, 8192u);  // withRequestBody without maxBytes
+  const auto& e = *r.snapshot.routes[0].rules[4].filters.ext_auth;
+  EXPECT_TRUE(e.grpc);
+  EXPECT_TRUE(e.tls);
+  EXPECT_EQ(e.host, "authz.auth.svc.cluster.local");
+  EXPECT_EQ(e.port, 9191);
+  EXPECT_TRUE(e.ca_pem.empty());  // the system store
   snapshot::Snapshot versioned = r.snapshot;
   versioned.version = 1;
   EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{});
