@@ -14,6 +14,7 @@
 #include <cctype>
 #include <chrono>
 #include <cerrno>
+#include <cstdio>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -43,6 +44,9 @@ struct Link {
   explicit Link(asio::io_context& io) : sock(io) {}
   tcp::socket sock;
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  // The TLS context, held while the connection lives: its address is in the
+  // pool key, so it must not be reused by another context meanwhile.
+  std::shared_ptr<const void> ctx;
 };
 
 // The I/O of one call, for abort() and the timeout.
@@ -202,8 +206,15 @@ asio::awaitable<tcp::endpoint> endpoint_of(ThreadState& ts, const filters::ExtAu
   co_return *found.begin();
 }
 
+// Connections are pooled per address and, for TLS, per context: one that a
+// route's CA verified is never handed to a route that trusts other CAs.
 std::string pool_key(const filters::ExtAuthCall& call) {
-  std::string key(call.tls ? "tls:" : "");
+  std::string key;
+  if (call.tls) {
+    char ctx[32];
+    std::snprintf(ctx, sizeof ctx, "tls:%p:", call.tls.get());
+    key.append(ctx);
+  }
   key.append(call.host).append(":").append(std::to_string(call.port));
   return key;
 }
@@ -250,6 +261,7 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
       if (!ec) c->link->sock.set_option(tcp::no_delay(true), ec);
       if (!ec && tls != nullptr) {  // https://: the certificate verified for the service's name
         c->link->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->link->sock, tls->context());
+        c->link->ctx = call->tls;
         SSL* ssl = c->link->tls->native_handle();
         std::string why;
         if (tls->prepare(ssl, why)) {
