@@ -492,6 +492,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       co_return;
     }
     replay_.swap(body_);
+    ex_.request_body.data = {};  // viewed body_, whose bytes moved
     replayable = true;
   } else if (body_early_) {
     // Read in part for a filter: relay_request_body() / the h2c pump send

@@ -152,6 +152,11 @@ spec.rules.filters.extAuth.url spec.rules.filters.extAuth.method spec.rules.filt
 spec.rules.filters.extAuth.responseHeaders spec.rules.filters.extAuth.signinURL
 spec.rules.filters.extAuth.signinRedirectParam spec.rules.filters.extAuth.timeout spec.rules.filters.extAuth.failOpen
 spec.rules.filters.extAuth.statusOnError spec.rules.filters.extAuth.cache.ttl spec.rules.filters.extAuth.cache.maxEntries
+spec.rules.filters.extAuth.grpc.address spec.rules.filters.extAuth.grpc.backendRef.name
+spec.rules.filters.extAuth.grpc.backendRef.namespace spec.rules.filters.extAuth.grpc.backendRef.port
+spec.rules.filters.extAuth.grpc.timeout spec.rules.filters.extAuth.grpc.tls
+spec.rules.filters.extAuth.caSecretRef.name spec.rules.filters.extAuth.caSecretRef.key
+spec.rules.filters.extAuth.withRequestBody.maxBytes spec.rules.filters.extAuth.withRequestBody.allowPartialMessage
 spec.rules.backendRefs.group spec.rules.backendRefs.kind spec.rules.backendRefs.name
 spec.rules.backendRefs.namespace spec.rules.backendRefs.port spec.rules.backendRefs.weight
 spec.rules.policy.loadBalancer.type spec.rules.policy.loadBalancer.consistentHash.type

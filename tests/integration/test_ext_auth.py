@@ -13,7 +13,10 @@ session comes from its sign-in form (POST /oauth2/sign_in), no network.
 - the service down: fail closed (403 by default, statusOnError) or open;
 - a service that never answers: the answer comes within the timeout;
 - a decision-cache hit does not call the service (its request log counts);
-- gantry_access_decisions_total counts each decision.
+- gantry_access_decisions_total counts each decision;
+- extAuth.grpc and withRequestBody through the controller, against
+  hack/ext-authz-server (Envoy's gRPC ext_authz), and a bad grpc.address
+  named in Accepted.
 """
 
 import json
@@ -111,6 +114,13 @@ def env():
             return route_yaml(name, [{"filters": {"extAuth": ext}, "backendRefs": [{"name": "echo", "port": 8080}]}],
                               hostnames=[f"{name}.test"])
 
+        # Envoy's gRPC ext_authz (hack/ext-authz-server; test_ext_authz.py has the rest)
+        from test_ext_authz import ext_authz_server_binary
+        grpc_port = free_port()
+        s.manager.spawn([ext_authz_server_binary(), "--listen", f"127.0.0.1:{grpc_port}",
+                         "--log", str(s.workdir / "checks.jsonl")], s.workdir / "ext-authz-server.log")
+        wait_until(lambda: listening(grpc_port), START_TIMEOUT, "ext-authz-server to listen",
+                   on_timeout=lambda: tail(s.workdir / "ext-authz-server.log"))
         s.write("svc.yaml", service_yaml("echo", [(echo.addr, echo.port)]))
         s.write("routes.yaml", "---\n".join([
             route("app", {"url": auth_url, "responseHeaders": copied}),
@@ -122,6 +132,8 @@ def env():
             route("down500", {"url": f"http://127.0.0.1:{refusing_port()}/auth", "statusOnError": 500}),
             route("open", {"url": f"http://127.0.0.1:{refusing_port()}/auth", "failOpen": True}),
             route("slow", {"url": f"http://127.0.0.1:{silent.getsockname()[1]}/auth", "timeout": "300ms"}),
+            route("grpc", {"grpc": {"address": f"127.0.0.1:{grpc_port}", "timeout": "1s"},
+                           "withRequestBody": {"maxBytes": "1Ki"}}),
         ]))
         # ingress-nginx users' pairing, unchanged: auth-url, auth-signin, auth-response-headers
         P = "nginx.ingress.kubernetes.io/"
@@ -252,3 +264,29 @@ def test_a_bad_url_names_its_field_and_only_that_route_goes(env):
     assert "spec.rules[0].filters.extAuth.url" in cond["message"], cond
     assert get(env, "badauth").status == 404
     assert get(env, "app", "/", [f"Cookie: {env.cookie}"]).status == 200
+
+
+def test_grpc_ext_authz_through_the_controller(env):
+    a = get(env, "grpc", "/g", ["Authorization: Bearer good"])
+    assert a.status == 200, a
+    assert a.json()["headers"]["x-auth-user"] == "alice"
+    d = get(env, "grpc", "/g", ["Authorization: Bearer nope"])
+    assert d.status == 403, d
+    assert d.header("x-denied-by") == "ext-authz-server"
+    b = curl(env.proxy.http_port, "/g", "grpc.test", headers=["Authorization: Bearer body-ok"],
+             extra=["--data-binary", "allow-me please"])
+    assert b.status == 200, b
+
+
+def test_a_bad_grpc_address_names_its_field(env):
+    env.write("badgrpc.yaml", route_yaml("badgrpc", [
+        {"filters": {"extAuth": {"grpc": {"address": "authz-without-port"}}},
+         "backendRefs": [{"name": "echo", "port": 8080}]}], hostnames=["badgrpc.test"]))
+
+    def refused():
+        c = env.controller.route_conditions("default", "badgrpc")
+        return c and c["Accepted"]["status"] in ("False", False) and c["Accepted"]
+
+    cond = wait_until(refused, CONVERGE_TIMEOUT, "badgrpc not Accepted", on_timeout=lambda: tail(env.controller.log))
+    assert "spec.rules[0].filters.extAuth.grpc.address" in cond["message"], cond
+    assert get(env, "badgrpc").status == 404

@@ -198,7 +198,12 @@ std::vector<AnnotationRow> rows() {
          EXPECT_EQ(c.ext_auth->status_on_error, 500);
          EXPECT_EQ(c.ext_auth->request_headers, (std::vector<std::string>{"authorization", "cookie"}));
        }},
-      {"auth-url", "https://auth/verify", S::kRefused, true, nullptr},
+      {"auth-url", "https://auth/verify", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.ext_auth);
+         EXPECT_TRUE(c.ext_auth->tls);  // verified against the system store
+         EXPECT_EQ(c.ext_auth->port, 443);
+       }},
       {"auth-url", "http://$host/verify", S::kRefused, true, nullptr},
       {"auth-signin", "https://auth.example/oauth2/start", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.ext_auth->signin, "https://auth.example/oauth2/start"); },

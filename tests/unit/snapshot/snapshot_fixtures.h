@@ -107,6 +107,11 @@ inline Snapshot rich_snapshot() {
     a.status_on_error = 500;
     a.cache_ttl = Millis(30000);
     a.cache_max_entries = 123;
+    a.body_max_bytes = 4096;
+    a.body_allow_partial = true;
+    a.grpc = true;
+    a.tls = true;
+    a.ca_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     f.ext_auth = a;
   }
   f.max_request_body_size = 1 << 20;
