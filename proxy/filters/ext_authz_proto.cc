@@ -37,12 +37,13 @@ size_t ProtoWriter::begin(uint32_t field) {
 }
 
 void ProtoWriter::end(size_t mark) {
-  const size_t len = out_.size() - mark - 5;
+  // A length fits 32 bits (five varint bytes at most): a request message
+  // holds a body of at most 64 MiB.
+  auto v = static_cast<uint32_t>(out_.size() - mark - 5);
   char buf[5];
   size_t n = 0;
-  uint64_t v = len;
-  while (v >= 0x80) {
-    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
+  for (; n < 4 && v >= 0x80; ++n) {
+    buf[n] = static_cast<char>((v & 0x7f) | 0x80);
     v >>= 7;
   }
   buf[n++] = static_cast<char>(v);
