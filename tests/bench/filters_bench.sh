@@ -5,7 +5,10 @@
 #
 # - Backend: nginx, one worker, `return 200`; the same nginx also plays the
 #   extAuth service (`return 200` on another port), so extAuth's first request
-#   fills its decision cache and every measured request is a cache hit.
+#   fills its decision cache and every measured request is a cache hit, and an
+#   XML backend (a 7-element order, `application/xml`, a third port) for
+#   `transform`: its row converts each answer to JSON for a client that accepts
+#   only JSON, and is compared with `bare(xml)`, the same backend untransformed.
 # - Proxy: one worker pinned to CPU 0, access log off.
 # - Load: wrk -t1 -c16 on CPU 1 with the backend, each target's headers.
 # - Rounds: every target once per round, rounds interleaved; medians of req/s
@@ -38,6 +41,7 @@ done
 
 backend_port=19301
 auth_port=19302
+xml_port=19303
 proxy_port=19310
 cpu_proxy=0
 cpu_load=1
@@ -73,30 +77,42 @@ http {
     listen 127.0.0.1:$auth_port reuseport;
     location / { add_header X-Auth-Request-User bench; return 200; }
   }
+  server {
+    listen 127.0.0.1:$xml_port reuseport;
+    location / {
+      default_type application/xml;
+      return 200 '<?xml version="1.0" encoding="UTF-8"?><order id="7"><customer>ada</customer><item sku="a">2</item><item sku="b">1</item><paid>true</paid><note>gift</note></order>';
+    }
+  }
 }
 CONF
 taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$backend_port"
 wait_port "$auth_port"
+wait_port "$xml_port"
 
 # ---- the snapshot: one route per filter
 api_key="bench-key-0123456789"
 api_digest=$(printf '%s' "$api_key" | sha256sum | cut -d' ' -f1)
 user_hash=$(htpasswd -nbB bench bench-password | cut -d: -f2-)
 backends='"backends": [{"cluster": "bench/echo:80", "weight": 1}]'
-route() {  # name host filters-json
+route() {  # name host filters-json [backends]
   printf '{"namespace": "bench", "name": "%s", "creationTimestamp": 1, "hostnames": ["%s"], "rules": [{%s "filters": %s}]}' \
-    "$1" "$2" "$backends," "$3"
+    "$1" "$2" "${4:-$backends}," "$3"
 }
+xml_backends='"backends": [{"cluster": "bench/xml:80", "weight": 1}]'
 {
   printf '{"version": 1, "routes": [\n'
   route bare bare.bench '{}'; printf ',\n'
   route api-key apikey.bench '{"apiKey": {"header": "x-api-key", "unknownKeyStatus": 401, "keys": [{"consumer": "bench", "sha256": "'"$api_digest"'"}]}}'; printf ',\n'
   route ip-allow ipallow.bench '{"sourceRange": {"allow": ["10.0.0.0/8", "127.0.0.0/8", "::1/128"]}}'; printf ',\n'
   route basic-auth basic.bench '{"basicAuth": {"realm": "bench", "users": [{"name": "bench", "hash": "'"$user_hash"'"}]}}'; printf ',\n'
-  route ext-auth extauth.bench '{"extAuth": {"host": "127.0.0.1", "port": '$auth_port', "path": "/auth", "authority": "auth.bench", "requestHeaders": ["cookie"], "responseHeaders": ["x-auth-request-user"], "cacheTtlMs": 3600000}}'
-  printf '],\n "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": %d}]}]}\n' "$backend_port"
+  route ext-auth extauth.bench '{"extAuth": {"host": "127.0.0.1", "port": '$auth_port', "path": "/auth", "authority": "auth.bench", "requestHeaders": ["cookie"], "responseHeaders": ["x-auth-request-user"], "cacheTtlMs": 3600000}}'; printf ',\n'
+  route xml-bare xmlbare.bench '{}' "$xml_backends"; printf ',\n'
+  route transform transform.bench '{"transform": {"backend": "XML"}}' "$xml_backends"
+  printf '],\n "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": %d}]},\n' "$backend_port"
+  printf '  {"name": "bench/xml:80", "endpoints": [{"address": "127.0.0.1", "port": %d}]}]}\n' "$xml_port"
 } >"$tmp/snapshot.json"
 
 taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$proxy_port" \
@@ -113,6 +129,8 @@ targets=(
   "ipAllow|ipallow.bench"
   "basicAuth|basic.bench|Authorization: Basic $(printf 'bench:bench-password' | base64)"
   "extAuth(cache hit)|extauth.bench|Cookie: session=bench"
+  "bare(xml)|xmlbare.bench"
+  "transform(xml->json)|transform.bench|Accept: application/json"
 )
 headers_of() {  # target -> wrk/curl -H arguments, one per line
   local IFS='|'
@@ -134,6 +152,9 @@ for t in "${targets[@]}"; do
   done
   [ "$code" = 200 ] || { echo "bench: ${t%%|*} answers $code" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
 done
+# the transform row measures a conversion: its answer must be JSON
+ctype=$(curl -s -o /dev/null -w '%{content_type}' -H "Host: transform.bench" -H "Accept: application/json" "http://127.0.0.1:$proxy_port/")
+case "$ctype" in application/json*) ;; *) echo "bench: transform answers $ctype, not JSON" >&2; exit 1;; esac
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
