@@ -367,10 +367,10 @@ ojson enc(const ExtAuth& a) {
   o["statusOnError"] = a.status_on_error;
   o["cacheTtlMs"] = ms(a.cache_ttl);
   o["cacheMaxEntries"] = a.cache_max_entries;
-  if (a.body_max_bytes > 0) {
-    o["bodyMaxBytes"] = a.body_max_bytes;
-    o["bodyAllowPartial"] = a.body_allow_partial;
-  }
+  // Each field on its own: a decoded snapshot may carry bodyAllowPartial
+  // without bodyMaxBytes, and must encode back to itself.
+  if (a.body_max_bytes > 0) o["bodyMaxBytes"] = a.body_max_bytes;
+  if (a.body_allow_partial) o["bodyAllowPartial"] = true;
   if (a.grpc) o["grpc"] = true;
   if (a.tls) o["tls"] = true;
   if (!a.ca_pem.empty()) o["caPem"] = a.ca_pem;
