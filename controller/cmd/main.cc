@@ -133,7 +133,7 @@ Options parse_flags(int argc, char** argv) {
             "write this address to the status.loadBalancer of the Ingresses gantry serves",
             str(&o.ingress_status_address, true));
   flags.add_bool("gateway-api",
-                 "serve Gateway API GatewayClasses, Gateways and HTTPRoutes (their CRDs must be installed)",
+                 "serve Gateway API GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (their CRDs must be installed)",
                  &o.gateway_api);
   flags.add("gateway-controller", "NAME", o.gateway_controller,
             "the GatewayClass controllerName gantry answers to", str(&o.gateway_controller));

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <initializer_list>
 #include <utility>
 
@@ -888,11 +889,8 @@ void decode_http_filter(const YAML::Node& n, const std::string& f, GrFilters& ou
   }
 }
 
-HTTPRoute decode_http_route(const YAML::Node& doc) {
-  HTTPRoute r;
-  r.meta = decode_meta(doc);
-  YAML::Node spec = get(doc, "spec");
-  expect_map(spec, "spec");
+// spec.parentRefs and spec.hostnames, the same in HTTPRoute and GRPCRoute.
+void decode_route_parents(const YAML::Node& spec, HTTPRoute& r) {
   each(spec, "parentRefs", "spec", [&](const YAML::Node& pn, const std::string& pp) {
     expect_map(pn, pp);
     GwParentRef ref;
@@ -905,6 +903,14 @@ HTTPRoute decode_http_route(const YAML::Node& doc) {
     r.parent_refs.push_back(std::move(ref));
   });
   r.hostnames = str_list(spec, "hostnames", "spec");
+}
+
+HTTPRoute decode_http_route(const YAML::Node& doc) {
+  HTTPRoute r;
+  r.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  decode_route_parents(spec, r);
   each(spec, "rules", "spec", [&](const YAML::Node& rn, const std::string& rp) {
     expect_map(rn, rp);
     GrRule rule;
@@ -945,6 +951,88 @@ HTTPRoute decode_http_route(const YAML::Node& doc) {
   return r;
 }
 
+// Regex text that matches `s` literally (ECMAScript and RE2 alike).
+std::string regex_quote(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string_view("\\^$.|?*+()[]{}/").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// A GRPCRoute method match as the path match it is: gRPC calls are requests
+// for `/<service>/<method>`. Exact with both: the path exactly; Exact with one
+// of them, or RegularExpression: a regular expression over the whole path, an
+// omitted part matching any one segment.
+GrPathMatch grpc_method_path(const YAML::Node& n, const std::string& path) {
+  expect_map(n, path);
+  std::string type = one_of(n, "type", path, "Exact", {"Exact", "RegularExpression"});
+  std::optional<std::string> service = opt_str(n, "service", path);
+  std::optional<std::string> method = opt_str(n, "method", path);
+  if (service && service->empty()) service.reset();
+  if (method && method->empty()) method.reset();
+  if (!service && !method) fail(n, path, "one or both of service and method must be set");
+  if (type == "Exact") {
+    for (const auto* v : {&service, &method})
+      if (*v && (*v)->find('/') != std::string::npos)
+        fail(n, path, "an Exact service or method must not contain '/'");
+    if (service && method) return {"Exact", "/" + *service + "/" + *method};
+  }
+  auto part = [&](const std::optional<std::string>& v) {
+    if (!v) return std::string("[^/]+");
+    return type == "Exact" ? regex_quote(*v) : "(" + *v + ")";
+  };
+  // Service characters first, then method characters (each at most 1024, the CRD's limit).
+  auto chars = [](const std::optional<std::string>& v) {
+    return static_cast<int32_t>(std::min<size_t>(v ? v->size() : 0, 1024));
+  };
+  return {"RegularExpression", "/" + part(service) + "/" + part(method),
+          chars(service) * 2048 + chars(method)};
+}
+
+GRPCRoute decode_grpc_route(const YAML::Node& doc) {
+  GRPCRoute r;
+  r.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  decode_route_parents(spec, r);
+  each(spec, "rules", "spec", [&](const YAML::Node& rn, const std::string& rp) {
+    expect_map(rn, rp);
+    GrRule rule;
+    each(rn, "matches", rp, [&](const YAML::Node& m, const std::string& mp) {
+      expect_map(m, mp);
+      GrMatch match;
+      YAML::Node method = get(m, "method");
+      if (present(method)) match.path = grpc_method_path(method, sub(mp, "method"));
+      each(m, "headers", mp, [&](const YAML::Node& h, const std::string& f) {
+        match.headers.push_back(decode_value_match(h, f));
+      });
+      rule.matches.push_back(std::move(match));
+    });
+    each(rn, "filters", rp, [&](const YAML::Node& fn, const std::string& fp) {
+      expect_map(fn, fp);
+      std::string type = required_str(fn, "type", fp);
+      if (type == "RequestHeaderModifier" || type == "ResponseHeaderModifier" ||
+          type == "RequestMirror")
+        decode_http_filter(fn, fp, rule.filters);
+      else
+        rule.filters.unknown.push_back(type);  // ExtensionRef, ...: reported on the route
+    });
+    each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
+      GrBackendRef ref = decode_backend_ref(b, bp);
+      if (!ref.weight) ref.weight = 1;  // the API's default
+      each(b, "filters", bp, [&](const YAML::Node&, const std::string&) {
+        rule.filters.unknown.push_back("filters on a backendRef");
+      });
+      rule.backend_refs.push_back(std::move(ref));
+    });
+    if (present(get(rn, "sessionPersistence"))) rule.policy.unknown.push_back("sessionPersistence");
+    r.rules.push_back(std::move(rule));
+  });
+  return r;
+}
+
 ReferenceGrant decode_reference_grant(const YAML::Node& doc) {
   ReferenceGrant g;
   g.meta = decode_meta(doc);
@@ -976,6 +1064,7 @@ constexpr KindInfo kKinds[] = {
     {"Gateway", "gateway.networking.k8s.io/v1"},
     {"HTTPRoute", "gateway.networking.k8s.io/v1"},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1"},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1"},
 };
 
 // Decodes one object (or the items of a List) into `out`; a kind gantry does
@@ -1020,6 +1109,8 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
       out.objects.emplace_back(decode_gateway(doc));
     else if (kind == "HTTPRoute")
       out.objects.emplace_back(decode_http_route(doc));
+    else if (kind == "GRPCRoute")
+      out.objects.emplace_back(decode_grpc_route(doc));
     else
       out.objects.emplace_back(decode_reference_grant(doc));
     return;

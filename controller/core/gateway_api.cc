@@ -186,9 +186,39 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
   }
 }
 
-bool supports_http_route(const ListenerState& s) {
+// The route kinds an HTTP or HTTPS listener takes.
+bool is_route_kind(const GwGroupKind& k) {
+  return k.group == kGatewayGroup && (k.kind == "HTTPRoute" || k.kind == "GRPCRoute");
+}
+
+bool supports_kind(const ListenerState& s, const std::string& kind) {
   for (const auto& k : s.supported_kinds)
-    if (k.kind == "HTTPRoute" && k.group == kGatewayGroup) return true;
+    if (k.kind == kind && k.group == kGatewayGroup) return true;
+  return false;
+}
+
+// Gateway API route precedence between routes: the oldest, then by ns/name.
+bool route_before(const HTTPRoute& a, const HTTPRoute& b) {
+  return std::tie(a.meta.creation_timestamp, a.meta.namespace_, a.meta.name) <
+         std::tie(b.meta.creation_timestamp, b.meta.namespace_, b.meta.name);
+}
+
+// One route's attachment to one listener, before conflicts between route kinds.
+struct Attachment {
+  size_t route = 0;   // index into the routes being attached
+  size_t parent = 0;  // index of its verdict (parentRef)
+  std::string gateway;
+  size_t listener = 0;
+  bool any_host = false;           // the route and the listener allow every host
+  std::vector<std::string> hosts;  // else: the intersected hostnames
+  bool dropped = false;            // lost a conflict with a route of the other kind
+};
+
+bool hosts_overlap(const Attachment& a, const Attachment& b) {
+  if (a.any_host || b.any_host) return true;
+  for (const auto& x : a.hosts)
+    for (const auto& y : b.hosts)
+      if (!intersect_hostname(x, y).empty()) return true;
   return false;
 }
 
@@ -291,7 +321,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       if (l.allowed_kinds) {
         std::vector<std::string> bad;
         for (const auto& k : *l.allowed_kinds) {
-          if (k.group == kGatewayGroup && k.kind == "HTTPRoute" && accepted)
+          if (is_route_kind(k) && accepted)
             ls.supported_kinds.push_back(k);
           else
             bad.push_back((k.group.empty() ? "" : k.group + "/") + k.kind);
@@ -305,6 +335,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         }
       } else if (accepted) {
         ls.supported_kinds.push_back({kGatewayGroup, "HTTPRoute"});
+        ls.supported_kinds.push_back({kGatewayGroup, "GRPCRoute"});
       }
       // TLS.
       if (accepted && l.protocol == "HTTPS") {
@@ -422,14 +453,24 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                            b.first, std::vector<std::string>(b.second.begin(), b.second.end())});
   }
 
-  // ---- HTTPRoutes
-  std::map<std::string, std::set<std::string>> hostless_cert_hosts;  // gw/listener -> route hosts
-  for (const auto& [key, route] : cache.http_routes) {
-    HttpRouteBinding b;
-    b.route = &route;
-    std::set<std::string> hosts, listeners;
-    bool served = false;  // attached to at least one listener that serves
+  // ---- HTTPRoutes and GRPCRoutes
+  // First every candidate attachment (route, parentRef, listener, hosts); then
+  // the conflicts between the kinds (GRPCRoute spec: a listener takes exactly
+  // one of an HTTPRoute and a GRPCRoute whose hostnames intersect, the older,
+  // then the first by ns/name); then verdicts, counts and bindings.
+  struct Candidate {
+    std::string kind;
+    const HTTPRoute* route;
     std::vector<ParentVerdict> verdicts;
+    std::vector<bool> host_matched;  // per verdict: some listener matched its hostnames
+  };
+  std::vector<Candidate> candidates;
+  for (const auto& [key, route] : cache.http_routes) candidates.push_back({"HTTPRoute", &route, {}, {}});
+  for (const auto& [key, route] : cache.grpc_routes) candidates.push_back({"GRPCRoute", &route, {}, {}});
+  std::vector<Attachment> attachments;
+  for (size_t ci = 0; ci < candidates.size(); ++ci) {
+    Candidate& c = candidates[ci];
+    const HTTPRoute& route = *c.route;
     for (const auto& ref : route.parent_refs) {
       if (ref.group != kGatewayGroup || ref.kind != "Gateway") continue;
       std::string gw_key = ref.namespace_.value_or(route.meta.namespace_) + "/" + ref.name;
@@ -442,34 +483,26 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       bool any_candidate = false, any_allowed = false, any_host_match = false;
       for (size_t i = 0; i < gw.listeners.size(); ++i) {
         const GwListener& l = gw.listeners[i];
-        ListenerState& ls = gs.listeners[i];
+        const ListenerState& ls = gs.listeners[i];
         if (ref.section_name && *ref.section_name != l.name) continue;
         if (ref.port && *ref.port != l.port) continue;
         any_candidate = true;
-        if (!ls.attachable || !supports_http_route(ls) ||
+        if (!ls.attachable || !supports_kind(ls, c.kind) ||
             !allows_namespace(cache, l, gw.meta.namespace_, route.meta.namespace_))
           continue;
         any_allowed = true;
         std::string lh = l.hostname.value_or("");
-        std::vector<std::string> here;
-        bool any_here = false;
+        Attachment a{ci, c.verdicts.size(), gw_key, i, false, {}, false};
         if (route.hostnames.empty()) {
-          if (lh.empty()) any_here = true;
-          else here.push_back(lower(lh));
+          if (lh.empty()) a.any_host = true;
+          else a.hosts.push_back(lower(lh));
         } else {
           for (const auto& h : route.hostnames)
-            if (std::string x = intersect_hostname(h, lh); !x.empty()) here.push_back(x);
-          if (here.empty()) continue;
+            if (std::string x = intersect_hostname(h, lh); !x.empty()) a.hosts.push_back(x);
+          if (a.hosts.empty()) continue;
         }
         any_host_match = true;
-        ++ls.attached_routes;
-        if (!ls.valid) continue;  // counted, not served
-        served = true;
-        if (!ls.served_on.empty()) listeners.insert(ls.served_on);
-        if (any_here) b.any_host = true;
-        hosts.insert(here.begin(), here.end());
-        if (l.protocol == "HTTPS" && lh.empty())
-          hostless_cert_hosts[gw_key + "/" + l.name].insert(here.begin(), here.end());
+        attachments.push_back(std::move(a));
       }
       if (!any_candidate) {
         v.reason = "NoMatchingParent";
@@ -482,20 +515,86 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       } else if (!any_host_match) {
         v.reason = "NoMatchingListenerHostname";
         v.message = "no hostname of the route matches a listener's hostname";
-      } else {
+      }
+      c.verdicts.push_back(std::move(v));
+      c.host_matched.push_back(any_host_match);
+    }
+  }
+  // Conflicts between kinds, per listener: routes in precedence order, each
+  // kept unless a kept route of the other kind shares a hostname with it.
+  {
+    std::vector<size_t> order_a(attachments.size());
+    for (size_t i = 0; i < order_a.size(); ++i) order_a[i] = i;
+    std::stable_sort(order_a.begin(), order_a.end(), [&](size_t x, size_t y) {
+      return route_before(*candidates[attachments[x].route].route,
+                          *candidates[attachments[y].route].route);
+    });
+    std::map<std::pair<std::string, size_t>, std::vector<size_t>> kept;  // listener -> attachments
+    for (size_t ai : order_a) {
+      Attachment& a = attachments[ai];
+      auto& here = kept[{a.gateway, a.listener}];
+      for (size_t bi : here) {
+        const Attachment& b = attachments[bi];
+        if (candidates[b.route].kind != candidates[a.route].kind && hosts_overlap(a, b)) {
+          a.dropped = true;
+          ParentVerdict& v = candidates[a.route].verdicts[a.parent];
+          if (v.message.empty()) {
+            const HTTPRoute& other = *candidates[b.route].route;
+            v.message = "the " + candidates[b.route].kind + " " + other.meta.key() +
+                        ", older, serves the same hostnames on listener " +
+                        m.gateways.at(a.gateway).listeners[a.listener].name;
+          }
+          break;
+        }
+      }
+      if (!a.dropped) here.push_back(ai);
+    }
+  }
+  std::vector<std::set<std::string>> hosts(candidates.size()), listeners(candidates.size());
+  std::vector<bool> served(candidates.size(), false), any_host(candidates.size(), false);
+  std::vector<std::vector<bool>> kept_parent(candidates.size());
+  for (size_t ci = 0; ci < candidates.size(); ++ci)
+    kept_parent[ci].assign(candidates[ci].verdicts.size(), false);
+  std::map<std::string, std::set<std::string>> hostless_cert_hosts;  // gw/listener -> route hosts
+  for (const Attachment& a : attachments) {
+    if (a.dropped) continue;
+    kept_parent[a.route][a.parent] = true;
+    GatewayState& gs = m.gateways.at(a.gateway);
+    ListenerState& ls = gs.listeners[a.listener];
+    const GwListener& l = gs.gateway->listeners[a.listener];
+    ++ls.attached_routes;
+    if (!ls.valid) continue;  // counted, not served
+    served[a.route] = true;
+    if (!ls.served_on.empty()) listeners[a.route].insert(ls.served_on);
+    if (a.any_host) any_host[a.route] = true;
+    hosts[a.route].insert(a.hosts.begin(), a.hosts.end());
+    if (l.protocol == "HTTPS" && !l.hostname.value_or("").size())
+      hostless_cert_hosts[a.gateway + "/" + l.name].insert(a.hosts.begin(), a.hosts.end());
+  }
+  for (size_t ci = 0; ci < candidates.size(); ++ci) {
+    Candidate& c = candidates[ci];
+    bool attached = false;
+    for (size_t pi = 0; pi < c.verdicts.size(); ++pi) {
+      ParentVerdict& v = c.verdicts[pi];
+      if (kept_parent[ci][pi]) {
         v.accepted = true;
         v.reason = "Accepted";
         v.message = "the route is attached";
+        attached = true;
+      } else if (c.host_matched[pi]) {  // every listener it matched took a route of the other kind
+        v.reason = "HostnameConflict";
       }
-      verdicts.push_back(std::move(v));
     }
-    bool attached = std::any_of(verdicts.begin(), verdicts.end(),
-                                [](const ParentVerdict& v) { return v.accepted; });
-    if (!verdicts.empty()) m.parents[key] = std::move(verdicts);
+    std::string key = c.route->meta.key();
+    if (!c.verdicts.empty()) m.parents[{c.kind, key}] = std::move(c.verdicts);
     if (!attached) continue;
-    b.serve = served;
-    b.listeners.assign(listeners.begin(), listeners.end());
-    if (!b.any_host) b.hostnames.assign(hosts.begin(), hosts.end());
+    HttpRouteBinding b;
+    b.kind = c.kind;
+    b.route = c.route;
+    b.serve = served[ci];
+    b.any_host = any_host[ci];
+    b.listeners.assign(listeners[ci].begin(), listeners[ci].end());
+    if (!b.any_host) b.hostnames.assign(hosts[ci].begin(), hosts[ci].end());
     m.routes.push_back(std::move(b));
   }
 
@@ -563,13 +662,14 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
     s.status["listeners"] = listeners;
     out.push_back(std::move(s));
   }
-  std::map<std::string, const RouteStatus*> verdicts;
+  std::map<std::pair<std::string, std::string>, const RouteStatus*> verdicts;
   for (const auto& v : route_verdicts)
-    if (v.kind == "HTTPRoute") verdicts[v.id()] = &v;
-  for (const auto& [key, parents] : model.parents) {
-    const HTTPRoute& r = cache.http_routes.at(key);
+    if (v.kind == "HTTPRoute" || v.kind == "GRPCRoute") verdicts[{v.kind, v.id()}] = &v;
+  for (const auto& [id, parents] : model.parents) {
+    const auto& [kind, key] = id;
+    const HTTPRoute& r = kind == "GRPCRoute" ? cache.grpc_routes.at(key) : cache.http_routes.at(key);
     const int64_t gen = r.meta.generation;
-    const RouteStatus* v = verdicts.count(key) ? verdicts.at(key) : nullptr;
+    const RouteStatus* v = verdicts.count(id) ? verdicts.at(id) : nullptr;
     const Condition* valid = v ? v->find("Accepted") : nullptr;
     const Condition* refs = v ? v->find("ResolvedRefs") : nullptr;
     nlohmann::json list = nlohmann::json::array();
@@ -586,7 +686,7 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
                       {"controllerName", options.controller_name},
                       {"conditions", conditions_json({acc, res})}});
     }
-    out.push_back({"HTTPRoute", r.meta.namespace_, r.meta.name, {{"parents", list}}});
+    out.push_back({kind, r.meta.namespace_, r.meta.name, {{"parents", list}}});
   }
   return out;
 }

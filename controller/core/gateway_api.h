@@ -1,9 +1,9 @@
 // Gateway API (gateway.networking.k8s.io, standard channel): which
 // GatewayClasses and Gateways are gantry's, which listeners are valid, which
-// HTTPRoutes attach to which listeners with which hostnames, and the status
-// of every one of those objects. See docs/gateway-api.md.
+// HTTPRoutes and GRPCRoutes attach to which listeners with which hostnames,
+// and the status of every one of those objects. See docs/gateway-api.md.
 //
-// Pure functions, like translate: the HTTPRoutes this attaches are then
+// Pure functions, like translate: the routes this attaches are then
 // translated by translate.cc with the GatewayRoute rule model (one route model
 // for every source kind); translate calls build_gateway_api() first and
 // gateway_api_statuses() last, with the route verdicts it computed.
@@ -29,6 +29,7 @@ inline constexpr const char* kDefaultGatewayController = "gantry.dev/gateway-con
 // status.supportedFeatures, sorted: exactly those whose tests of the official
 // suite pass (docs/gateway-api.md; the conformance stage runs these).
 inline constexpr const char* kSupportedFeatures[] = {
+    "GRPCRoute",
     "Gateway",
     "GatewayHTTPListenerIsolation",
     "GatewayPort8080",
@@ -84,8 +85,10 @@ struct GatewayApiOptions {
 // --gateway-bind-address value for the proxy's own listeners.
 inline constexpr const char* kBindProxy = "proxy";
 
-// One HTTPRoute attached to at least one listener of gantry's Gateways.
+// One HTTPRoute or GRPCRoute (the HTTPRoute model, objects.h) attached to at
+// least one listener of gantry's Gateways.
 struct HttpRouteBinding {
+  std::string kind = "HTTPRoute";  // or "GRPCRoute"
   const HTTPRoute* route = nullptr;
   // False when every listener it attaches to has unresolved references: the
   // route is judged (its status) but not served.
@@ -103,11 +106,13 @@ struct ListenerCertificate {
   std::string listener;    // "gateway ns/name/listener name"
 };
 
-// The verdict of one parentRef of one HTTPRoute.
+// The verdict of one parentRef of one HTTPRoute or GRPCRoute.
 struct ParentVerdict {
   GwParentRef ref;  // as written
   bool accepted = false;
-  std::string reason;  // Accepted | NotAllowedByListeners | NoMatchingListenerHostname | NoMatchingParent
+  // Accepted | NotAllowedByListeners | NoMatchingListenerHostname | NoMatchingParent |
+  // HostnameConflict (a route of the other kind, older, has its hostnames on the listeners)
+  std::string reason;
   std::string message;
 };
 
@@ -135,7 +140,8 @@ struct GatewayApiModel {
   std::vector<const GatewayClass*> classes;  // gantry's
   std::map<std::string, GatewayState> gateways;  // gantry's, by ns/name
   std::vector<HttpRouteBinding> routes;
-  std::map<std::string, std::vector<ParentVerdict>> parents;  // HTTPRoute ns/name -> its parentRefs of gantry's Gateways
+  // (kind, ns/name) of an HTTPRoute or GRPCRoute -> its parentRefs of gantry's Gateways
+  std::map<std::pair<std::string, std::string>, std::vector<ParentVerdict>> parents;
   std::vector<ListenerCertificate> certificates;
   std::vector<snapshot::Listener> listeners;  // what the proxy binds, sorted by name
 };
@@ -160,14 +166,15 @@ std::string intersect_hostname(const std::string& route_host, const std::string&
 // The status a Gateway API object should have, conditions without
 // lastTransitionTime (the writer keeps or sets those).
 struct ObjectStatus {
-  std::string kind;  // GatewayClass | Gateway | HTTPRoute
+  std::string kind;  // GatewayClass | Gateway | HTTPRoute | GRPCRoute
   std::string namespace_;  // empty for GatewayClass
   std::string name;
   nlohmann::json status;
   std::string key() const { return namespace_.empty() ? name : namespace_ + "/" + name; }
 };
 
-// `route_verdicts`: translate's Accepted / ResolvedRefs of each HTTPRoute it translated.
+// `route_verdicts`: translate's Accepted / ResolvedRefs of each HTTPRoute and
+// GRPCRoute it translated.
 std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const GatewayApiModel& model,
                                                const GatewayApiOptions& options,
                                                const std::vector<RouteStatus>& route_verdicts);

@@ -28,6 +28,8 @@ auto& table(C& c) {
     return c.gateways;
   else if constexpr (std::is_same_v<T, HTTPRoute>)
     return c.http_routes;
+  else if constexpr (std::is_same_v<T, GRPCRoute>)
+    return c.grpc_routes;
   else
     return c.reference_grants;
 }
@@ -47,7 +49,7 @@ const char* kind_of(const Object& o) {
   static constexpr const char* kNames[] = {"GatewayRoute", "Service",   "EndpointSlice",
                                            "Secret",       "Ingress",   "GatewayClass",
                                            "Namespace",    "Gateway",   "HTTPRoute",
-                                           "ReferenceGrant"};
+                                           "ReferenceGrant", "GRPCRoute"};
   return kNames[o.index()];
 }
 
@@ -80,6 +82,7 @@ bool Cache::erase(const std::string& kind, const std::string& key) {
   if (kind == "Gateway") return gateways.erase(key) > 0;
   if (kind == "HTTPRoute") return http_routes.erase(key) > 0;
   if (kind == "ReferenceGrant") return reference_grants.erase(key) > 0;
+  if (kind == "GRPCRoute") return grpc_routes.erase(key) > 0;
   return false;
 }
 
@@ -95,7 +98,7 @@ bool Cache::contains(const Object& o) const {
 size_t Cache::size() const {
   return routes.size() + services.size() + endpoint_slices.size() + secrets.size() +
          ingresses.size() + gateway_classes.size() + namespaces.size() + gateways.size() +
-         http_routes.size() + reference_grants.size();
+         http_routes.size() + reference_grants.size() + grpc_routes.size();
 }
 
 }  // namespace gantry::controller

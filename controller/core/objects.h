@@ -38,6 +38,10 @@ struct ObjectMeta {
 struct GrPathMatch {
   std::string type = "PathPrefix";  // Exact | PathPrefix | RegularExpression
   std::string value = "/";
+  // GRPCRoute method matches only (decode.cc): ranks its regular expressions
+  // as the spec ranks method matches, by the characters of the service, then
+  // of the method (routing.md, precedence 2b).
+  int32_t priority = 0;
   bool operator==(const GrPathMatch&) const = default;
 };
 
@@ -533,6 +537,17 @@ struct HTTPRoute {
   bool operator==(const HTTPRoute&) const = default;
 };
 
+// A GRPCRoute is decoded into the HTTPRoute model (decode.cc): a method match
+// becomes a path match on `/<service>/<method>` (gRPC requests are POSTs to
+// that path), header matches and the header-modifier / mirror filters are the
+// HTTPRoute ones; a filter or field gantry does not implement goes to
+// filters.unknown / policy.unknown like an HTTPRoute's. Attachment and status
+// are the HTTPRoute ones (gateway_api.cc), with the conflict rule between the
+// two kinds; translate makes its backends HTTP/2 (h2c).
+struct GRPCRoute : HTTPRoute {
+  bool operator==(const GRPCRoute&) const = default;
+};
+
 struct RgFrom {
   std::string group;
   std::string kind;
@@ -557,7 +572,7 @@ struct ReferenceGrant {
 // ------------------------------------------------------------ cache
 
 using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress, GatewayClass,
-                            Namespace, Gateway, HTTPRoute, ReferenceGrant>;
+                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute>;
 
 const char* kind_of(const Object& o);
 const ObjectMeta& meta_of(const Object& o);
@@ -576,6 +591,7 @@ struct Cache {
   std::map<std::string, Gateway> gateways;
   std::map<std::string, HTTPRoute> http_routes;
   std::map<std::string, ReferenceGrant> reference_grants;
+  std::map<std::string, GRPCRoute> grpc_routes;
 
   // Inserts or replaces; returns true when the cache changed (Contour's
   // KubernetesCache::Insert: an identical update costs no rebuild).

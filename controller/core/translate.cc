@@ -207,6 +207,9 @@ struct RouteCtx {
   std::vector<Problem> invalid;     // Accepted=False
   std::vector<Problem> unresolved;  // ResolvedRefs=False
   std::vector<CertUse> certs;
+  // GRPCRoutes: every backend speaks HTTP/2 with prior knowledge (h2c),
+  // whatever its Service port's appProtocol.
+  bool h2c = false;
   // ingress-nginx mode: the IngressNginxAnnotations condition (False with
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
@@ -293,7 +296,7 @@ class Translator {
       certs_[c.secret_key].hostnames.insert(c.hostnames.begin(), c.hostnames.end());
     std::vector<RouteStatus> http_verdicts;
     for (auto it = statuses_.begin(); it != statuses_.end();) {
-      if (it->kind == "HTTPRoute") {
+      if (it->kind == "HTTPRoute" || it->kind == "GRPCRoute") {
         http_verdicts.push_back(std::move(*it));
         it = statuses_.erase(it);
       } else {
@@ -344,8 +347,12 @@ class Translator {
   // ---------------------------------------------------------- backends
 
   // Builds (once) the cluster of a service port and returns its name.
-  std::string ensure_cluster(const Service& svc, const ServicePort& sp) {
+  // `h2c`: HTTP/2 with prior knowledge even when the port's appProtocol does
+  // not say so (a GRPCRoute's backend; a cluster of its own, "...:PORT/h2c").
+  std::string ensure_cluster(const Service& svc, const ServicePort& sp, bool h2c = false) {
+    bool declared = sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc";
     std::string name = svc.meta.key() + ":" + std::to_string(sp.port);
+    if (h2c && !declared) name += "/h2c";
     if (clusters_.count(name)) return name;
     std::map<std::pair<std::string, uint16_t>, bool> ready, fallback;
     auto it = slices_.find(svc.meta.key());
@@ -385,8 +392,7 @@ class Translator {
     c.name = name;
     // HTTP/2 with prior knowledge (Gateway API GEP-1911's kubernetes.io/h2c;
     // "grpc", which gRPC services commonly declare, is h2c too).
-    if (sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc")
-      c.protocol = sn::ClusterProtocol::kH2c;
+    if (declared || h2c) c.protocol = sn::ClusterProtocol::kH2c;
     bool have_ready = !ready.empty();
     for (const auto& [key, unused] : have_ready ? ready : fallback)
       c.endpoints.push_back({key.first, key.second, have_ready});
@@ -439,7 +445,7 @@ class Translator {
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
-    ref.cluster = ensure_cluster(*svc, *sp);
+    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c);
     return ref;
   }
 
@@ -560,8 +566,10 @@ class Translator {
   sn::RouteMatch match(RouteCtx& ctx, const GrMatch& m, const std::string& field) {
     sn::RouteMatch out;
     if (m.path) {
-      std::string f = sub(sub(field, "path"), "value");
+      // A GRPCRoute's path match is its method match (decode.cc).
+      std::string f = ctx.h2c ? sub(field, "method") : sub(sub(field, "path"), "value");
       out.path.value = m.path->value;
+      out.path.priority = m.path->priority;
       if (m.path->type == "RegularExpression") {
         out.path.type = sn::PathMatchType::kRegularExpression;
         if (auto p = regex_problem(m.path->value); !p.empty()) ctx.bad(f, p);
@@ -1422,23 +1430,29 @@ class Translator {
     finish(ctx, std::move(routes), r.meta, "GatewayRoute", std::move(claimed));
   }
 
-  // An HTTPRoute attached to gantry's Gateways (gateway_api.h decided where and
-  // with which hostnames): the same rule model as a GatewayRoute.
+  // An HTTPRoute or GRPCRoute attached to gantry's Gateways (gateway_api.h
+  // decided where and with which hostnames): the same rule model as a
+  // GatewayRoute (a GRPCRoute's method matches are path matches, objects.h).
   void translate_http_route(const HttpRouteBinding& b) {
     const HTTPRoute& r = *b.route;
+    const std::string& kind = b.kind;
     RouteCtx ctx{r.meta.namespace_};
-    ctx.may_refer = [this, &r](const std::string& ns, const std::string& name) {
-      return reference_granted(cache_, kGatewayGroup, "HTTPRoute", r.meta.namespace_, "", "Service",
-                               ns, name);
+    ctx.h2c = kind == "GRPCRoute";
+    ctx.may_refer = [this, &r, &kind](const std::string& ns, const std::string& name) {
+      return reference_granted(cache_, kGatewayGroup, kind, r.meta.namespace_, "", "Service", ns,
+                               name);
     };
     sn::Route out;
     out.namespace_ = r.meta.namespace_;
     out.name = r.meta.name;
     // Route ids (ns/name) are unique in a snapshot: a GatewayRoute or Ingress
-    // of the same name keeps it, the HTTPRoute is told apart.
-    if (cache_.routes.count(r.meta.key()) || cache_.ingresses.count(r.meta.key()))
-      out.name += "@HTTPRoute";
-    out.kind = "HTTPRoute";
+    // of the same name keeps it, then an HTTPRoute; the others are told apart.
+    if (cache_.routes.count(r.meta.key()) || cache_.ingresses.count(r.meta.key()) ||
+        (kind == "GRPCRoute" && cache_.http_routes.count(r.meta.key()))) {
+      out.name += '@';
+      out.name += kind;
+    }
+    out.kind = kind;
     out.creation_timestamp = r.meta.creation_timestamp;
     if (!b.any_host) out.hostnames = hostnames(ctx, b.hostnames, "spec.hostnames");
     out.listeners = b.listeners;
@@ -1446,7 +1460,7 @@ class Translator {
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
     std::vector<sn::Route> routes;
     if (b.serve) routes.push_back(std::move(out));  // else judged only: its status
-    finish(ctx, std::move(routes), r.meta, "HTTPRoute", {});
+    finish(ctx, std::move(routes), r.meta, ctx.h2c ? "GRPCRoute" : "HTTPRoute", {});
   }
 
   sn::BackendRef ingress_backend(RouteCtx& ctx, const IngressBackend& b, const std::string& f) {

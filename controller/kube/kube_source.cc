@@ -38,6 +38,7 @@ enum Kind : size_t {
   kGateways,
   kHttpRoutes,
   kReferenceGrants,
+  kGrpcRoutes,
   kKinds
 };
 constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
@@ -62,10 +63,13 @@ const Resource kResources[kKinds] = {
     {"Gateway", "gateway.networking.k8s.io/v1", "gateways", true, ""},
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true, ""},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true, ""},
+    {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true, ""},
 };
 
 // Kinds whose status gantry writes as a whole object (gateway_api.h).
-bool has_object_status(size_t r) { return r == kGatewayClasses || r == kGateways || r == kHttpRoutes; }
+bool has_object_status(size_t r) {
+  return r == kGatewayClasses || r == kGateways || r == kHttpRoutes || r == kGrpcRoutes;
+}
 
 bool is_secret_event(size_t resource) { return resource == kSecrets || resource >= kNamedSecretBase; }
 
@@ -308,6 +312,7 @@ bool KubeSource::apply(InformerEvent& e) {
       case kGateways: prune(cache_.gateways); break;
       case kHttpRoutes: prune(cache_.http_routes); break;
       case kReferenceGrants: prune(cache_.reference_grants); break;
+      case kGrpcRoutes: prune(cache_.grpc_routes); break;
       default:
         if (auto sel = selected_.find(e.resource); sel != selected_.end()) {
           // A selector's watch relisted: its Secrets it did not list are gone
@@ -675,7 +680,10 @@ void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses)
     std::string fp = fingerprint_deep(*upd);
     if (written_[key] == fp) continue;
     written_[key] = fp;
-    size_t r = s.kind == "GatewayClass" ? kGatewayClasses : s.kind == "Gateway" ? kGateways : kHttpRoutes;
+    size_t r = s.kind == "GatewayClass" ? kGatewayClasses
+               : s.kind == "Gateway"    ? kGateways
+               : s.kind == "GRPCRoute"  ? kGrpcRoutes
+                                        : kHttpRoutes;
     queue_write(key, Write{s.kind + " " + s.key(),
                            kResources[r].object_path(s.namespace_, s.name) + "/status",
                            nlohmann::json{{"status", *upd}}.dump()});

@@ -81,7 +81,7 @@ struct KubeSourceOptions {
   double write_qps = 20;
   double write_burst = 30;
   // Gateway API (--gateway-api): watch GatewayClasses, Gateways, HTTPRoutes,
-  // ReferenceGrants and Namespaces (their CRDs must be installed).
+  // GRPCRoutes, ReferenceGrants and Namespaces (their CRDs must be installed).
   bool gateway_api = false;
   std::string gateway_controller = kDefaultGatewayController;
   std::vector<std::string> gateway_addresses;
@@ -121,7 +121,7 @@ class KubeSource {
   bool may_write_status() const;
   // Queues the writes that bring the API server's statuses to `statuses`.
   void sync_statuses(const std::vector<RouteStatus>& statuses);
-  // The same for GatewayClasses, Gateways and HTTPRoutes.
+  // The same for GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes.
   void sync_object_statuses(const std::vector<ObjectStatus>& statuses);
   // Releases the lease (if held) and cancels every request in flight.
   void shutdown();

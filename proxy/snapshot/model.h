@@ -433,7 +433,7 @@ struct Rule {
 struct Route {
   std::string namespace_;
   std::string name;
-  std::string kind = "GatewayRoute";  // or "Ingress"
+  std::string kind = "GatewayRoute";  // or "Ingress", "HTTPRoute", "GRPCRoute"
   int64_t creation_timestamp = 0;     // unix seconds; older wins ties
   std::vector<std::string> hostnames; // lower-case; "*.x.com" wildcards; empty: any
   // The listeners that serve this route: Listener::name, or "name/hostname"

@@ -305,8 +305,10 @@ class Validator {
         e_.add(where, "duplicate route id (also routes[" + std::to_string(it->second) + "])");
       }
     }
-    if (r.kind != "GatewayRoute" && r.kind != "Ingress" && r.kind != "HTTPRoute") {
-      e_.add(where, "kind " + quote(r.kind) + " must be \"GatewayRoute\", \"Ingress\" or \"HTTPRoute\"");
+    if (r.kind != "GatewayRoute" && r.kind != "Ingress" && r.kind != "HTTPRoute" &&
+        r.kind != "GRPCRoute") {
+      e_.add(where, "kind " + quote(r.kind) +
+                        " must be \"GatewayRoute\", \"Ingress\", \"HTTPRoute\" or \"GRPCRoute\"");
     }
     for (size_t h = 0; h < r.hostnames.size(); ++h) {
       if (auto p = hostname_problem(r.hostnames[h], true); !p.empty()) {

@@ -22,7 +22,13 @@ Environment (all real, nothing of the suite re-implemented):
   --features names others (to try features before claiming them).
 
     sudo python3 tests/conformance/run.py [--report PATH] [--run-test NAME]
-        [--workdir DIR] [--features LIST] [-- extra suite flags]
+        [--workdir DIR] [--features LIST] [--profiles LIST] [-- extra suite flags]
+
+The profiles (default GATEWAY-HTTP,GATEWAY-GRPC) run in one suite run and
+one report. The GRPCRoute tests' backends are the base manifests'
+grpc-infra-backend-* pods: echo-basic with GRPC_ECHO_SERVER=1, which the node
+agent runs like every echo-basic pod (its gRPC server listens on port 3000,
+the port the agent waits for).
 
 Exits with the suite's exit code. Needs root (network namespaces, ports 80, 443, 8080).
 """
@@ -93,6 +99,8 @@ def main():
     ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir, removed)")
     ap.add_argument("--features", default="",
                     help="run these features instead of those the GatewayClass claims")
+    ap.add_argument("--profiles", default="GATEWAY-HTTP,GATEWAY-GRPC",
+                    help="the suite's --conformance-profiles")
     ap.add_argument("--timeout", default="40m", help="go test -test.timeout")
     ap.add_argument("extra", nargs="*", help="more suite flags")
     args = ap.parse_args()
@@ -155,7 +163,7 @@ def main():
 
         report = Path(args.report).resolve() if args.report else workdir / "report.yaml"
         argv = [str(suite_dir / "conformance.test"), "-test.v", f"-test.timeout={args.timeout}",
-                f"--gateway-class={GATEWAY_CLASS}", "--conformance-profiles=GATEWAY-HTTP",
+                f"--gateway-class={GATEWAY_CLASS}", f"--conformance-profiles={args.profiles}",
                 f"--report-output={report}", f"--usable-address={USABLE}",
                 f"--unusable-address={UNUSABLE}",
                 "--organization=gantry", "--project=gantry", "--url=https://gantry.dev",

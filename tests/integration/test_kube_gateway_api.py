@@ -3,7 +3,10 @@ real kube-apiserver + etcd, with the standard-channel CRDs of the version
 tests/conformance pins: GatewayClass / Gateway / HTTPRoute statuses written
 back, traffic reaching the backend with the listener's hostname intersection,
 a missing Service and a cross-namespace reference explained in the route's
-status (and fixed by a ReferenceGrant) while the other routes serve.
+status (and fixed by a ReferenceGrant) while the other routes serve; a
+GRPCRoute's status written to grpcroutes/status, refused where an older
+HTTPRoute has its hostname and accepted once that HTTPRoute is gone (its gRPC
+traffic is what the GATEWAY-GRPC conformance profile tests).
 The controller runs as the Helm chart runs it (--gateway-bind-address=proxy):
 Gateways are served on the proxy's own listener. (The official conformance
 suite, in tests/conformance/, runs each Gateway on its own address.)
@@ -93,8 +96,8 @@ def route(name, spec, namespace="default"):
     return {"kind": "HTTPRoute", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-def parent_conditions(cp, name, namespace="default"):
-    st = cp.get("HTTPRoute", name, namespace).get("status") or {}
+def parent_conditions(cp, name, namespace="default", kind="HTTPRoute"):
+    st = cp.get(kind, name, namespace).get("status") or {}
     parents = [p for p in st.get("parents", []) if p.get("controllerName") == CONTROLLER]
     return {c["type"]: (c["status"], c["reason"]) for c in parents[0]["conditions"]} if parents else {}
 
@@ -159,3 +162,39 @@ def test_bad_references_are_explained_and_others_keep_serving(env):
                CONVERGE_TIMEOUT, "cross: resolved by the grant", on_timeout=lambda: tail(controller.log))
     wait_until(lambda: proxy.get("/", host="cross.test").backend == "b", CONVERGE_TIMEOUT,
                "cross.test to reach b")
+
+
+def test_grpcroute_status_and_conflict_with_an_httproute(env):
+    cp, hosts, proxy, controller = env
+    cp.apply(service("grpc-svc"))
+    cp.apply(endpoint_slice("grpc-svc", [hosts.echos["a"]]))
+    # The HTTPRoute is created first (and sorts first by name on a same-second tie).
+    cp.apply(route("a-http", {"parentRefs": [{"name": "gw", "sectionName": "http"}],
+                              "hostnames": ["grpc.test"],
+                              "rules": [{"backendRefs": [{"name": "grpc-svc", "port": 8080}]}]}))
+    wait_until(lambda: parent_conditions(cp, "a-http").get("Accepted") == ("True", "Accepted"),
+               CONVERGE_TIMEOUT, "a-http accepted", on_timeout=lambda: tail(controller.log))
+    cp.apply({"kind": "GRPCRoute", "metadata": {"name": "b-grpc", "namespace": "default"},
+              "spec": {"parentRefs": [{"name": "gw", "sectionName": "http"}],
+                       "hostnames": ["grpc.test"],
+                       "rules": [{"matches": [{"method": {"service": "pkg.Echo", "method": "Get"}}],
+                                  "backendRefs": [{"name": "grpc-svc", "port": 8080}]}]}})
+    wait_until(lambda: parent_conditions(cp, "b-grpc", kind="GRPCRoute").get("Accepted")
+               == ("False", "HostnameConflict"), CONVERGE_TIMEOUT, "b-grpc: HostnameConflict",
+               on_timeout=lambda: tail(controller.log))
+    assert parent_conditions(cp, "a-http").get("Accepted") == ("True", "Accepted")
+    # The HTTPRoute keeps serving its hostname.
+    wait_until(lambda: proxy.get("/", host="grpc.test").backend == "a", CONVERGE_TIMEOUT,
+               "grpc.test to reach a through the HTTPRoute")
+
+    cp.delete("HTTPRoute", "a-http")
+    wait_until(lambda: parent_conditions(cp, "b-grpc", kind="GRPCRoute") ==
+               {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")},
+               CONVERGE_TIMEOUT, "b-grpc accepted once the HTTPRoute is gone",
+               on_timeout=lambda: tail(controller.log))
+    gw = cp.get("Gateway", "gw")
+    kinds = {k["kind"] for l in gw["status"]["listeners"] for k in l["supportedKinds"]}
+    assert kinds == {"HTTPRoute", "GRPCRoute"}
+    # Now only gRPC calls match on grpc.test: a GET of / is no route's.
+    wait_until(lambda: proxy.get("/", host="grpc.test").status == 404, CONVERGE_TIMEOUT,
+               "grpc.test / to be unrouted")

@@ -43,6 +43,7 @@ RESOURCES = {  # kind -> (api prefix, plural, namespaced)
     "GatewayClass": ("/apis/gateway.networking.k8s.io/v1", "gatewayclasses", False),
     "Gateway": ("/apis/gateway.networking.k8s.io/v1", "gateways", True),
     "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
+    "GRPCRoute": ("/apis/gateway.networking.k8s.io/v1", "grpcroutes", True),
     "ReferenceGrant": ("/apis/gateway.networking.k8s.io/v1", "referencegrants", True),
 }
 API_VERSIONS = {
@@ -51,6 +52,7 @@ API_VERSIONS = {
     "IngressClass": "networking.k8s.io/v1", "Lease": "coordination.k8s.io/v1",
     "Namespace": "v1", "GatewayClass": "gateway.networking.k8s.io/v1",
     "Gateway": "gateway.networking.k8s.io/v1", "HTTPRoute": "gateway.networking.k8s.io/v1",
+    "GRPCRoute": "gateway.networking.k8s.io/v1",
     "ReferenceGrant": "gateway.networking.k8s.io/v1",
 }
 

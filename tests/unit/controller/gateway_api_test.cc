@@ -1,5 +1,5 @@
 // Table-driven tests of the Gateway API part of translate (gateway_api.h):
-// GatewayClass / Gateway / HTTPRoute / ReferenceGrant manifests in, snapshot
+// GatewayClass / Gateway / HTTPRoute / GRPCRoute / ReferenceGrant manifests in, snapshot
 // routes and object statuses out.
 #include "controller/core/gateway_api.h"
 
@@ -67,7 +67,7 @@ spec:
   - name: kinds
     port: 8080
     protocol: HTTP
-    allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: GRPCRoute}]}
+    allowedRoutes: {kinds: [{kind: HTTPRoute}, {kind: TCPRoute}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -132,6 +132,10 @@ TEST(GatewayApi, GatewayAndClassStatus) {
             "Accepted=False/UnsupportedProtocol Programmed=False/Invalid "
             "ResolvedRefs=True/ResolvedRefs Conflicted=False/NoConflicts");
   EXPECT_EQ(ls[2]["supportedKinds"].size(), 0u);
+  // An HTTP listener takes HTTPRoutes and GRPCRoutes by default.
+  ASSERT_EQ(ls[0]["supportedKinds"].size(), 2u);
+  EXPECT_EQ(ls[0]["supportedKinds"][0]["kind"], "HTTPRoute");
+  EXPECT_EQ(ls[0]["supportedKinds"][1]["kind"], "GRPCRoute");
   EXPECT_EQ(conds(ls[3]["conditions"]).find("ResolvedRefs=False/InvalidRouteKinds") != std::string::npos, true);
   EXPECT_EQ(ls[3]["supportedKinds"].size(), 1u);
 }
@@ -429,6 +433,230 @@ TEST(GatewayApi, GatewaysSharingAnAddressConflictOnProtocol) {
   EXPECT_EQ(conds((*st)["listeners"][0]["conditions"]),
             "Accepted=True/Accepted Programmed=True/Programmed ResolvedRefs=True/ResolvedRefs "
             "Conflicted=False/NoConflicts");
+}
+
+// GRPCRoutes (GATEWAY-GRPC): method matches become path matches on
+// /<service>/<method>, headers and filters are the HTTPRoute ones, every
+// backend is h2c, statuses are written as for HTTPRoutes.
+TEST(GatewayApi, GrpcRouteTranslation) {
+  const std::string grpc_service =
+      "---\napiVersion: v1\nkind: Service\nmetadata: {name: grpc, namespace: apps}\n"
+      "spec: {ports: [{name: grpc, port: 9000, appProtocol: kubernetes.io/h2c}]}\n";
+  struct Case {
+    const char* name;
+    const char* rules;   // spec.rules of GRPCRoute g in namespace apps
+    const char* status;  // its parent's conditions
+    std::string snapshot;
+  } cases[] = {
+      {"exact service and method: the exact path",
+       "[{matches: [{method: {service: pkg.Echo, method: Get}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 Exact:/pkg.Echo/Get -> "
+                   "apps/web:8080/h2c\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"exact service only: any method of it",
+       "[{matches: [{method: {service: pkg.Echo}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 RegularExpression:/pkg\\.Echo/[^/]+ -> "
+                   "apps/web:8080/h2c\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"exact method only: that method of any service",
+       "[{matches: [{method: {method: Get}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 RegularExpression:/[^/]+/Get -> "
+                   "apps/web:8080/h2c\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"regular expressions",
+       "[{matches: [{method: {type: RegularExpression, service: 'pkg\\..*', method: 'Get|List'}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 RegularExpression:/(pkg\\..*)/(Get|List) -> "
+                   "apps/web:8080/h2c\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"a regular expression that does not compile",
+       "[{matches: [{method: {type: RegularExpression, service: '('}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", kListeners},
+      {"headers, and a second match (OR)",
+       "[{matches: [{headers: [{name: version, value: two}, {name: color, value: orange}]}, "
+       "{method: {service: pkg.Echo, method: Get}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 PathPrefix:/ h:version=two h:color=orange "
+                   "Exact:/pkg.Echo/Get -> apps/web:8080/h2c\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"weights; a port declared h2c keeps its cluster",
+       "[{backendRefs: [{name: web, port: 8080, weight: 70}, {name: grpc, port: 9000, weight: 30}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 -> apps/web:8080/h2c*70 apps/grpc:9000*30\n"
+                   "cluster apps/grpc:9000\ncluster apps/web:8080/h2c\n") + kListeners},
+      {"header modifiers",
+       "[{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-a, value: '1'}]}}, "
+       "{type: ResponseHeaderModifier, responseHeaderModifier: {remove: [x-b]}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 -> apps/web:8080/h2c\n"
+                   "cluster apps/web:8080/h2c\n") + kListeners},
+      {"an unsupported filter is reported",
+       "[{filters: [{type: ExtensionRef, extensionRef: {group: x, kind: y, name: z}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", kListeners},
+      {"a missing Service",
+       "[{backendRefs: [{name: nope, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=False/BackendNotFound",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 -> !\"Service apps/nope not found\"\n") +
+           kListeners},
+      {"cross-namespace backend without a grant",
+       "[{backendRefs: [{name: web, namespace: infra, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted",
+       std::string("route apps/g (GRPCRoute) on=192.0.2.1:80\n rule0 -> !\"Service infra/web is in "
+                   "another namespace and no ReferenceGrant allows it\"\n") + kListeners},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = run(grpc_service + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n"
+                 "metadata: {name: g, namespace: apps}\nspec:\n"
+                 "  parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n  rules: " +
+                 c.rules + "\n");
+    const nlohmann::json* st = find(r, "GRPCRoute", "apps/g");
+    ASSERT_TRUE(st);
+    ASSERT_EQ((*st)["parents"].size(), 1u);
+    EXPECT_EQ((*st)["parents"][0]["controllerName"], "gantry.dev/gateway-controller");
+    EXPECT_EQ(conds((*st)["parents"][0]["conditions"]), c.status);
+    EXPECT_FALSE(find(r, "HTTPRoute", "apps/g"));
+    EXPECT_EQ(dump(r.snapshot), c.snapshot);
+    for (const auto& cl : r.snapshot.clusters)
+      EXPECT_EQ(cl.protocol, snapshot::ClusterProtocol::kH2c) << cl.name;
+  }
+}
+
+// The spec ranks method matches by the characters of the service, then of the
+// method: an exact pair is an exact path (first of all); the regular
+// expressions carry that rank as their priority (routing.md, 2b).
+TEST(GatewayApi, GrpcMethodPrecedence) {
+  auto r = run(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: infra}\n"
+      "spec:\n  parentRefs: [{name: gw, sectionName: http}]\n  rules:\n"
+      "  - {matches: [{method: {method: LongMethodName}}], backendRefs: [{name: web, port: 8080}]}\n"
+      "  - {matches: [{method: {service: a.B}}], backendRefs: [{name: web, port: 8080}]}\n"
+      "  - {matches: [{method: {service: a.B, method: C}}], backendRefs: [{name: web, port: 8080}]}\n");
+  ASSERT_EQ(r.snapshot.routes.size(), 1u);
+  const auto& rules = r.snapshot.routes[0].rules;
+  ASSERT_EQ(rules.size(), 3u);
+  EXPECT_EQ(rules[0].matches[0].path.priority, 14);
+  EXPECT_EQ(rules[1].matches[0].path.priority, 3 * 2048);
+  EXPECT_GT(rules[1].matches[0].path.priority, rules[0].matches[0].path.priority);
+  EXPECT_EQ(rules[2].matches[0].path.type, snapshot::PathMatchType::kExact);
+}
+
+TEST(GatewayApi, GrpcRouteGrantAndKinds) {
+  // A ReferenceGrant from GRPCRoute (not from HTTPRoute) lets it reach infra/web.
+  const char* route =
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: apps}\n"
+      "spec:\n  parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n"
+      "  rules: [{backendRefs: [{name: web, namespace: infra, port: 8080}]}]\n";
+  for (const char* from : {"HTTPRoute", "GRPCRoute"}) {
+    SCOPED_TRACE(from);
+    auto r = run(std::string(route) +
+                 "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\n"
+                 "metadata: {name: grant, namespace: infra}\nspec:\n"
+                 "  from: [{group: gateway.networking.k8s.io, kind: " + from + ", namespace: apps}]\n"
+                 "  to: [{group: '', kind: Service}]\n");
+    const nlohmann::json* st = find(r, "GRPCRoute", "apps/g");
+    ASSERT_TRUE(st);
+    EXPECT_EQ(conds((*st)["parents"][0]["conditions"]),
+              std::string(from) == "GRPCRoute" ? "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs"
+                                               : "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted");
+  }
+  // A listener whose allowedRoutes.kinds lists HTTPRoute only does not take it.
+  auto r = run(
+      "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: infra}\n"
+      "spec:\n  parentRefs: [{name: gw, sectionName: kinds}]\n"
+      "  rules: [{backendRefs: [{name: web, port: 8080}]}]\n");
+  const nlohmann::json* st = find(r, "GRPCRoute", "infra/g");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["parents"][0]["conditions"]),
+            "Accepted=False/NotAllowedByListeners ResolvedRefs=True/ResolvedRefs");
+}
+
+// GRPCRoute spec: a listener takes exactly one of an HTTPRoute and a GRPCRoute
+// whose hostnames intersect, the older (then the first by ns/name); the other
+// is not accepted there. Routes of one kind never conflict this way.
+TEST(GatewayApi, GrpcRouteAndHttpRouteConflict) {
+  auto route = [](const char* kind, const char* name, const char* created, const char* hosts) {
+    return std::string("---\napiVersion: gateway.networking.k8s.io/v1\nkind: ") + kind +
+           "\nmetadata: {name: " + name + ", namespace: apps, creationTimestamp: \"" + created +
+           "\"}\nspec:\n  parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n"
+           "  hostnames: " + hosts + "\n  rules: [{backendRefs: [{name: web, port: 8080}]}]\n";
+  };
+  struct Case {
+    const char* name;
+    std::string objects;
+    const char* want;  // "kind/name=reason ..." for every route, and the listener's attachedRoutes
+  } cases[] = {
+      {"older HTTPRoute wins the shared hostname",
+       route("HTTPRoute", "h", "2026-01-01T00:00:00Z", "[a.com]") +
+           route("GRPCRoute", "g", "2026-01-02T00:00:00Z", "[a.com]"),
+       "GRPCRoute/g=HostnameConflict HTTPRoute/h=Accepted attached=1"},
+      {"older GRPCRoute wins",
+       route("HTTPRoute", "h", "2026-01-03T00:00:00Z", "['*.a.com']") +
+           route("GRPCRoute", "g", "2026-01-02T00:00:00Z", "[x.a.com]"),
+       "GRPCRoute/g=Accepted HTTPRoute/h=HostnameConflict attached=1"},
+      {"same age: first by namespace/name",
+       route("HTTPRoute", "b", "2026-01-01T00:00:00Z", "[a.com]") +
+           route("GRPCRoute", "a", "2026-01-01T00:00:00Z", "[a.com]"),
+       "GRPCRoute/a=Accepted HTTPRoute/b=HostnameConflict attached=1"},
+      {"different hostnames share the listener",
+       route("HTTPRoute", "h", "2026-01-01T00:00:00Z", "[a.com]") +
+           route("GRPCRoute", "g", "2026-01-02T00:00:00Z", "[b.com]"),
+       "GRPCRoute/g=Accepted HTTPRoute/h=Accepted attached=2"},
+      {"a hostless route meets every hostname",
+       route("GRPCRoute", "g", "2026-01-01T00:00:00Z", "[]") +
+           route("HTTPRoute", "h", "2026-01-02T00:00:00Z", "[b.com]"),
+       "GRPCRoute/g=Accepted HTTPRoute/h=HostnameConflict attached=1"},
+      {"two routes of one kind do not conflict",
+       route("GRPCRoute", "g", "2026-01-01T00:00:00Z", "[a.com]") +
+           route("GRPCRoute", "g2", "2026-01-02T00:00:00Z", "[a.com]"),
+       "GRPCRoute/g=Accepted GRPCRoute/g2=Accepted attached=2"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = run(c.objects);
+    std::string got;
+    for (const auto& s : r.object_statuses) {
+      if (s.kind != "HTTPRoute" && s.kind != "GRPCRoute") continue;
+      got.append(s.kind).append("/").append(s.name).append("=");
+      got.append(s.status["parents"][0]["conditions"][0]["reason"].get<std::string>()).append(" ");
+    }
+    const nlohmann::json* gw = find(r, "Gateway", "infra/gw");
+    ASSERT_TRUE(gw);
+    got += "attached=" + std::to_string((*gw)["listeners"][0]["attachedRoutes"].get<int>());
+    EXPECT_EQ(got, c.want);
+    // The loser is not served through that listener.
+    for (const auto& s : r.object_statuses)
+      if ((s.kind == "HTTPRoute" || s.kind == "GRPCRoute") &&
+          s.status["parents"][0]["conditions"][0]["reason"] == "HostnameConflict") {
+        EXPECT_EQ(s.status["parents"][0]["conditions"][0]["status"], "False");
+        for (const auto& sr : r.snapshot.routes) EXPECT_NE(sr.name, s.name);
+      }
+  }
+}
+
+TEST(GatewayApi, GrpcRouteDecodeErrors) {
+  struct Case {
+    const char* method;
+    const char* error;
+  } cases[] = {
+      {"{}", "one or both of service and method must be set"},
+      {"{service: '', method: ''}", "one or both of service and method must be set"},
+      {"{service: a/b, method: Get}", "an Exact service or method must not contain '/'"},
+      {"{type: Prefix, service: a}", "unknown value"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.method);
+    ParsedFile f = parse_manifest(
+        "g.yaml", std::string("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n"
+                              "metadata: {name: g, namespace: apps}\nspec:\n"
+                              "  rules: [{matches: [{method: ") + c.method + "}]}]\n");
+    ASSERT_EQ(f.errors.size(), 1u);
+    EXPECT_NE(f.errors[0].str().find("spec.rules[0].matches[0].method"), std::string::npos)
+        << f.errors[0].str();
+    EXPECT_NE(f.errors[0].str().find(c.error), std::string::npos) << f.errors[0].str();
+    EXPECT_TRUE(f.objects.empty());
+  }
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ const Mutation kMutations[] = {
     {"DuplicateRoute", [](Snapshot& s) { s.routes[1].name = "shop"; },
      "route default/shop: duplicate route id (also routes[0])"},
     {"BadKind", [](Snapshot& s) { s.routes[0].kind = "Service"; },
-     "route default/shop: kind \"Service\" must be \"GatewayRoute\", \"Ingress\" or \"HTTPRoute\""},
+     "route default/shop: kind \"Service\" must be \"GatewayRoute\", \"Ingress\", \"HTTPRoute\" or \"GRPCRoute\""},
     {"UpperCaseHost", [](Snapshot& s) { s.routes[0].hostnames[0] = "Shop.example.com"; },
      "route default/shop hostnames[0]: \"Shop.example.com\" must be lower-case"},
     {"BareWildcardHost", [](Snapshot& s) { s.routes[0].hostnames[1] = "*"; },
