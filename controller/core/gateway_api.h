@@ -30,6 +30,7 @@ inline constexpr const char* kDefaultGatewayController = "gantry.dev/gateway-con
 // suite pass (docs/gateway-api.md; the conformance stage runs these).
 inline constexpr const char* kSupportedFeatures[] = {
     "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
     "Gateway",
     "GatewayHTTPListenerIsolation",
     "GatewayPort8080",

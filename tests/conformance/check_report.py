@@ -1,11 +1,17 @@
 """Judges a Gateway API conformance report (the YAML the suite writes with
---report-output): prints the profile's core and extended results, and exits 1
+--report-output): prints each profile's core and extended results, and exits 1
 when a core test failed or was skipped, or an extended test of a claimed
 feature failed, unless the test is listed in known_failures.txt (tests gantry
 does not pass yet, each with its reason; the list only shrinks).
 
-    python3 tests/conformance/check_report.py REPORT.yaml
+With the suite's output (run.py's log) too, any test the suite ran and failed
+counts, also one the report's profiles leave out (GRPCRouteNamedRule: its
+feature is claimed, but the GATEWAY-GRPC profile reports Gateway extended
+features only).
+
+    python3 tests/conformance/check_report.py REPORT.yaml [SUITE.log]
 """
+import re
 import sys
 from pathlib import Path
 
@@ -49,6 +55,14 @@ def main():
                 print(f"  extended FAILED: {t}")
                 if t not in known:
                     bad.append(t)
+    if len(sys.argv) > 2:
+        # `go test -v` prints one "    --- FAIL: TestConformance/<ShortName> (...)" per failed test.
+        top = re.compile(r"^    --- FAIL: TestConformance/([A-Za-z0-9]+) ")
+        for line in Path(sys.argv[2]).read_text(errors="replace").splitlines():
+            m = top.match(line)
+            if m and m.group(1) not in known and m.group(1) not in bad:
+                print(f"  FAILED (suite log): {m.group(1)}")
+                bad.append(m.group(1))
     if bad:
         print("conformance: unexpected failures or skips: " + ", ".join(bad))
         return 1
