@@ -987,8 +987,10 @@ GrPathMatch grpc_method_path(const YAML::Node& n, const std::string& path) {
   auto chars = [](const std::optional<std::string>& v) {
     return static_cast<int32_t>(std::min<size_t>(v ? v->size() : 0, 1024));
   };
-  return {"RegularExpression", "/" + part(service) + "/" + part(method),
-          chars(service) * 2048 + chars(method)};
+  // Appends, not `"/" + std::string&&` (GCC 12 -O3 false -Wrestrict, PR 105329).
+  std::string re = "/";
+  re.append(part(service)).append("/").append(part(method));
+  return {"RegularExpression", std::move(re), chars(service) * 2048 + chars(method)};
 }
 
 GRPCRoute decode_grpc_route(const YAML::Node& doc) {

@@ -568,7 +568,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     if (!ls.served_on.empty()) listeners[a.route].insert(ls.served_on);
     if (a.any_host) any_host[a.route] = true;
     hosts[a.route].insert(a.hosts.begin(), a.hosts.end());
-    if (l.protocol == "HTTPS" && !l.hostname.value_or("").size())
+    if (l.protocol == "HTTPS" && l.hostname.value_or("").empty())
       hostless_cert_hosts[a.gateway + "/" + l.name].insert(a.hosts.begin(), a.hosts.end());
   }
   for (size_t ci = 0; ci < candidates.size(); ++ci) {

@@ -623,7 +623,7 @@ TEST(GatewayApi, GrpcRouteAndHttpRouteConflict) {
     }
     const nlohmann::json* gw = find(r, "Gateway", "infra/gw");
     ASSERT_TRUE(gw);
-    got += "attached=" + std::to_string((*gw)["listeners"][0]["attachedRoutes"].get<int>());
+    got.append("attached=").append(std::to_string((*gw)["listeners"][0]["attachedRoutes"].get<int>()));
     EXPECT_EQ(got, c.want);
     // The loser is not served through that listener.
     for (const auto& s : r.object_statuses)
