@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 namespace gantry::ratelimit {
@@ -27,6 +28,40 @@ bool read_decision(const redisReply& r, filters::RateLimitDecision& d) {
   return true;
 }
 
+// The store's replies are small (an array of five integers, a status, an
+// error), but hiredis 0.14 allocates an array's element table from the
+// count on the wire: "*555555555" asks for 4.4 GB (fuzz_resp found it).
+// Its reply-object functions are copied with createArray bounded; a larger
+// array makes the reader fail ("Out of memory", from hiredis), which the
+// connection treats as a protocol error. Version-agnostic: the count is an
+// int in hiredis 0.14, a size_t in 1.x.
+constexpr unsigned long long kMaxArrayElements = 64;
+
+template <class F>
+struct BoundedArrays;
+template <class R, class Task, class Count>
+struct BoundedArrays<R (*)(Task, Count)> {
+  static inline R (*original)(Task, Count) = nullptr;
+  static R create(Task task, Count elements) {
+    if constexpr (std::is_signed_v<Count>) {
+      if (elements < 0) return original(task, elements);  // a nil array: no table
+    }
+    if (static_cast<unsigned long long>(elements) > kMaxArrayElements) return nullptr;
+    return original(task, elements);
+  }
+};
+using ArrayHook = BoundedArrays<decltype(redisReplyObjectFunctions::createArray)>;
+
+redisReplyObjectFunctions* bounded_functions(const redisReplyObjectFunctions& defaults) {
+  static redisReplyObjectFunctions bounded = [&] {
+    redisReplyObjectFunctions f = defaults;
+    ArrayHook::original = f.createArray;
+    f.createArray = &ArrayHook::create;
+    return f;
+  }();
+  return &bounded;
+}
+
 }  // namespace
 
 void append_command(std::string& out, std::initializer_list<std::string_view> args) {
@@ -46,7 +81,9 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
   std::free(cmd);  // redisFreeCommand's body
 }
 
-RespParser::RespParser() : reader_(redisReaderCreate()) {}
+RespParser::RespParser() : reader_(redisReaderCreate()) {
+  if (reader_ != nullptr && reader_->fn != nullptr) reader_->fn = bounded_functions(*reader_->fn);
+}
 
 RespParser::~RespParser() {
   if (reader_ != nullptr) redisReaderFree(reader_);
