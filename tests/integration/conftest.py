@@ -321,8 +321,17 @@ class Proxy:
                 "--drain-seconds", str(PROXY_DRAIN_SECONDS)] + self.extra_args
 
     def start(self):
-        self.proc = self.manager.spawn(self.argv(), self.log)
-        wait_until(self.healthy, START_TIMEOUT, "proxy /healthz", on_timeout=lambda: tail(self.log))
+        for attempt in range(3):
+            self.proc = self.manager.spawn(self.argv(), self.log)
+            try:
+                wait_until(self.healthy, START_TIMEOUT, "proxy /healthz", on_timeout=lambda: tail(self.log))
+                return self
+            except BaseException:  # pytest.fail's exception is not an Exception
+                # free_port() hands out a port that nothing holds: a test running
+                # beside this one can take it first. Only then, new ports and again.
+                if attempt == 2 or self.proc.poll() is None or "Address already in use" not in tail(self.log):
+                    raise
+                self.http_port, self.stats_port, self.admin_port = free_port(), free_port(), free_port()
         return self
 
     def healthy(self):
