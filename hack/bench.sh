@@ -26,6 +26,11 @@
 #   hack/bench.sh ratelimit  a route with a global rate limit (Redis on loopback, never refusing) against
 #                            the bare route, same proxy, same run: req/s ratio, p50 overhead, Redis round
 #                            trips per decision (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3)
+#   hack/bench.sh h2         HTTP/2: h2load (h2c, 16 connections x 10 streams) through Gantry, nginx (http2)
+#                            and HAProxy (proto h2) to one HTTP/1.1 backend, then gRPC unary calls with ghz
+#                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
+#                            grpc-go's interop TestService; req/s, latency, proxy CPU per request, ratios
+#                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -58,6 +63,11 @@ if [ "$what" = buildtype ]; then
     bash tests/bench/instructions_bench.sh "$b/bin"
   done
   exit 0
+fi
+if [ "$what" = h2 ]; then
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  ninja -C build-release gantry-proxy >/dev/null
+  exec bash tests/bench/h2_bench.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = filters ]; then
   cmake -S . -B build -G Ninja >/dev/null

@@ -164,7 +164,8 @@ struct ServerSession::Impl {
       case NGHTTP2_PING:
         if (hd.flags & NGHTTP2_FLAG_ACK) return true;
         ++counters.pings;
-        return pings.take(clock());
+        return pings.take(clock()) ||
+               counters.pings <= limits.ping_per_stream * opened + limits.ping_per_data_frame * counters.data_frames_sent;
       case NGHTTP2_SETTINGS:
         if (hd.flags & NGHTTP2_FLAG_ACK) return true;
         ++counters.settings;

@@ -93,6 +93,14 @@ struct Limits {
   uint32_t max_consecutive_empty_frames = 10;  // DATA/HEADERS/CONTINUATION without payload or end
   uint32_t ping_burst = 50;                    // PING and SETTINGS: token buckets,
   uint32_t ping_per_second = 5;                //   refilled per second
+  // Beyond its bucket, a PING is also allowed in proportion to the traffic:
+  // gRPC clients (grpc-go's BDP estimator) send one each time DATA arrives
+  // and none is outstanding, hundreds per second on a busy connection. At
+  // most per_stream * streams opened + per_data_frame * DATA frames sent:
+  // a flood then costs its sender real requests, and the ACKs stay in
+  // proportion to what the connection carries.
+  uint32_t ping_per_stream = 1;
+  uint32_t ping_per_data_frame = 1;
   uint32_t settings_burst = 50;
   uint32_t settings_per_second = 5;
   // WINDOW_UPDATE and PRIORITY are only useful in proportion to what the

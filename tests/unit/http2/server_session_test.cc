@@ -521,6 +521,32 @@ TEST(Http2ServerSession, OccasionalCancelsAreNotRapidReset) {
   EXPECT_FALSE(c.goaway_code().has_value());
 }
 
+// A gRPC client's PINGs (grpc-go sends one each time DATA arrives and none is
+// outstanding: hundreds per second under load) are not a flood: beyond the
+// bucket they are allowed in proportion to the streams and DATA frames.
+TEST(Http2ServerSession, PingsInProportionToTrafficAreNotAFlood) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+  Client cl;
+  for (int i = 0; i < 300; ++i) {
+    const int32_t id = cl.get();
+    c.pump(cl);
+    nghttp2_submit_ping(cl.s, NGHTTP2_FLAG_NONE, nullptr);
+    c.pump(cl);
+    EXPECT_EQ(cl.status[id], 200);
+  }
+  EXPECT_EQ(c.srv->counters().pings, 300u);
+  EXPECT_FALSE(c.goaway_code().has_value());
+  // The same connection, now sending PINGs alone, is ended once the bucket
+  // and the traffic's allowance are spent.
+  for (int i = 0; i < 400 && !c.goaway_code().has_value(); ++i) {
+    nghttp2_submit_ping(cl.s, NGHTTP2_FLAG_NONE, nullptr);
+    c.pump(cl);
+  }
+  ASSERT_TRUE(c.goaway_code().has_value());
+  EXPECT_EQ(*c.goaway_code(), NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 TEST(Http2ServerSession, TooManyConcurrentStreamsAreRefused) {
   Limits l;
   l.max_concurrent_streams = 3;
