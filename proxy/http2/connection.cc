@@ -122,12 +122,12 @@ Stream::Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool en
       head_(std::move(head)),
       ended_(ended),
       head_ended_(ended),
-      signal_(std::make_unique<asio::steady_timer>(core_->executor())),
-      write_signal_(std::make_unique<asio::steady_timer>(core_->executor())) {}
+      signal_(core_->executor()),
+      write_signal_(core_->executor()) {}
 
 void Stream::notify() {
-  signal_->cancel();
-  write_signal_->cancel();
+  signal_.cancel();
+  write_signal_.cancel();
 }
 
 // Reader and writer wait on timers of their own: an exchange may read the
@@ -135,7 +135,7 @@ void Stream::notify() {
 // a shared timer would cancel the other side's wait.
 asio::awaitable<void> Stream::wait(bool writer) {
   error_code ec;
-  auto& t = writer ? *write_signal_ : *signal_;
+  auto& t = writer ? write_signal_ : signal_;
   t.expires_at(asio::steady_timer::time_point::max());
   co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
@@ -160,11 +160,26 @@ asio::awaitable<BodyPiece> Stream::read_body() {
   co_return BodyPiece{{}, ended_, !ended_, nullptr};
 }
 
-asio::awaitable<bool> Stream::send_head(int status, std::span<const Field> fields, bool end_stream) {
-  if (closed_) co_return false;
+bool Stream::send_head_now(int status, std::span<const Field> fields, bool end_stream) {
+  if (closed_) return false;
   core_->session().respond(id_, status, fields, end_stream);
   core_->wake_writer();
-  co_return true;
+  return true;
+}
+
+asio::awaitable<bool> Stream::send_head(int status, std::span<const Field> fields, bool end_stream) {
+  co_return send_head_now(status, fields, end_stream);
+}
+
+size_t Stream::send_body_now(std::string_view data, bool end_stream) {
+  if (closed_) return 0;
+  const size_t n = data.empty() ? 0 : core_->session().send_data(id_, data);
+  if (n > 0) core_->wake_writer();
+  if (n == data.size() && end_stream) {
+    core_->session().end_response(id_);
+    core_->wake_writer();
+  }
+  return n;
 }
 
 asio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) {

@@ -24,6 +24,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -62,6 +63,12 @@ class Stream {
   boost::asio::awaitable<BodyPiece> read_body();
   boost::asio::awaitable<bool> send_head(int status, std::span<const Field> fields, bool end_stream);
   boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream);
+  // The same without a coroutine frame, for callers that need not wait:
+  // send_head_now() never waits; send_body_now() queues what the stream's
+  // buffer takes and returns how much (all of it, and the end sent with
+  // `end_stream`, or less: send_body() does the rest); false/0 once closed.
+  bool send_head_now(int status, std::span<const Field> fields, bool end_stream);
+  size_t send_body_now(std::string_view data, bool end_stream);
   boost::asio::awaitable<bool> send_trailers(std::span<const Field> fields);
   void reset(ErrorCode code);
 
@@ -81,8 +88,8 @@ class Stream {
   bool end_told_ = false;
   bool closed_ = false;
   ErrorCode close_code_ = ErrorCode::kNoError;
-  std::unique_ptr<boost::asio::steady_timer> signal_;
-  std::unique_ptr<boost::asio::steady_timer> write_signal_;
+  boost::asio::steady_timer signal_;
+  boost::asio::steady_timer write_signal_;
 };
 
 using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;

@@ -13,6 +13,27 @@ namespace asio = boost::asio;
 
 namespace {
 
+// The fields of an answer being sent, reused from one answer to the next on
+// the worker's thread (their strings keep their capacity): filled and handed
+// to the codec, which copies them, with no wait in between.
+struct FieldScratch {
+  std::vector<Field> v;
+  size_t n = 0;
+  Field& next() {
+    if (n == v.size()) v.emplace_back();
+    return v[n++];
+  }
+  std::span<const Field> fields() const { return {v.data(), n}; }
+};
+
+void add_field(FieldScratch& out, std::string_view name, std::string_view value) {
+  Field& f = out.next();
+  f.name.assign(name);
+  std::transform(f.name.begin(), f.name.end(), f.name.begin(),
+                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  f.value.assign(value);
+}
+
 void add_field(std::vector<Field>& out, std::string_view name, std::string_view value) {
   Field& f = out.emplace_back();
   f.name.assign(name);
@@ -28,7 +49,7 @@ bool framing_field(std::string_view name) {
 
 // What a header block counts for bytes_received / bytes_sent: field names
 // and values before HPACK (the access log's bytesIn / bytesOut on HTTP/2).
-uint64_t block_bytes(const std::vector<Field>& fields) {
+uint64_t block_bytes(std::span<const Field> fields) {
   uint64_t n = 0;
   for (const Field& f : fields) n += f.name.size() + f.value.size();
   return n;
@@ -107,11 +128,12 @@ asio::awaitable<bool> H2Downstream::send_interim(int, std::string_view, std::spa
   co_return !stream_->closed();
 }
 
-asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
-  std::vector<Field> fields;
+bool H2Downstream::send_fields(const exchange::ResponseHead& head) {
+  thread_local FieldScratch scratch;
+  FieldScratch& fields = scratch;
+  fields.n = 0;
   bool has_request_id = false;
   if (head.fields != nullptr) {
-    fields.reserve(head.fields->size() + 4);
     for (const http::Header& f : *head.fields) {
       if (framing_field(f.name)) continue;
       if (head.edits != nullptr && head.edits->drops(f.name)) continue;
@@ -132,15 +154,38 @@ asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head
   }
   for (const http::Header& f : head.debug) add_field(fields, f.name, f.value);
   head_sent_ = true;
-  bytes_sent += 3 + block_bytes(fields);  // :status
-  const bool body_follows = !head.body.empty();
-  if (!co_await stream_->send_head(head.status, fields, head.end_stream && !body_follows)) co_return false;
-  if (!body_follows) co_return true;
-  co_return co_await send_body(head.body, head.end_stream);
+  bytes_sent += 3 + block_bytes(fields.fields());  // :status
+  return stream_->send_head_now(head.status, fields.fields(), head.end_stream && head.body.empty());
+}
+
+exchange::SendNow H2Downstream::try_send_head(const exchange::ResponseHead& head) {
+  if (!head_sent_ && !send_fields(head)) return exchange::SendNow::kFailed;
+  if (head.body.empty()) return exchange::SendNow::kDone;
+  const std::string_view rest = head.body.substr(head_body_sent_);
+  const size_t n = stream_->send_body_now(rest, head.end_stream);
+  head_body_sent_ += n;
+  bytes_sent += n;
+  if (n == rest.size() && !stream_->closed()) return exchange::SendNow::kDone;
+  return stream_->closed() ? exchange::SendNow::kFailed : exchange::SendNow::kWouldBlock;
+}
+
+asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
+  if (!head_sent_ && !send_fields(head)) co_return false;
+  if (head.body.empty()) co_return true;
+  const std::string_view rest = head.body.substr(head_body_sent_);
+  head_body_sent_ = head.body.size();
+  co_return co_await send_body(rest, head.end_stream);
 }
 
 asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {
-  const bool ok = co_await stream_->send_body(data, end_stream);
+  // Most pieces fit the stream's buffer at once: no coroutine frame for them.
+  const size_t n = stream_->send_body_now(data, end_stream);
+  if (n == data.size() && !stream_->closed()) {
+    bytes_sent += data.size();
+    co_return true;
+  }
+  if (stream_->closed()) co_return false;
+  const bool ok = co_await stream_->send_body(data.substr(n), end_stream);
   if (ok) bytes_sent += data.size();
   co_return ok;
 }

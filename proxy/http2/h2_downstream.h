@@ -54,6 +54,9 @@ class H2Downstream final : public exchange::Downstream {
   boost::asio::awaitable<exchange::BodyChunk> read_body() override;
   boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
                                             std::span<const http::Header> fields) override;
+  // The head, and the body bytes that come with it, without a coroutine
+  // frame when the stream's buffer takes them (it usually does).
+  exchange::SendNow try_send_head(const exchange::ResponseHead& head) override;
   boost::asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
   boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
   boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
@@ -74,7 +77,10 @@ class H2Downstream final : public exchange::Downstream {
   std::vector<http::Header> headers_;  // views into stream_->head()
   bool grpc_ = false;
   bool head_sent_ = false;
+  size_t head_body_sent_ = 0;  // bytes of the head's body queued by try_send_head()
   uint64_t body_read_ = 0;  // request body bytes read so far
+
+  bool send_fields(const exchange::ResponseHead& head);  // HEADERS; false: the stream is gone
 };
 
 // Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside

@@ -598,15 +598,18 @@ void ServerSession::respond(int32_t id, int status, std::span<const Field> heade
   if (st == nullptr || !st->delivered || st->responding || st->response_done) return;
   char code[4];
   std::snprintf(code, sizeof code, "%03d", std::clamp(status, 100, 999));
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(headers.size() + 1);
+  // Reused on the thread (nghttp2_submit_response copies what it is given).
+  thread_local std::vector<nghttp2_nv> nv;
+  thread_local std::vector<std::string> lowered;  // names sent by an HTTP/1.1 upstream keep their case
+  nv.clear();
   nv.push_back({(uint8_t*)":status", (uint8_t*)code, 7, 3, NGHTTP2_NV_FLAG_NONE});
-  std::vector<std::string> lowered;  // names sent by an HTTP/1.1 upstream keep their case
-  lowered.reserve(headers.size());
+  size_t n_lowered = 0;
+  if (lowered.size() < headers.size()) lowered.resize(headers.size());  // no reallocation below: views stay valid
   for (const Field& f : headers) {
     std::string_view name = f.name;
     if (has_upper(name)) {
-      std::string& l = lowered.emplace_back(name);
+      std::string& l = lowered[n_lowered++];
+      l.assign(name);
       std::transform(l.begin(), l.end(), l.begin(),
                      [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
       name = l;

@@ -255,9 +255,38 @@ asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
   finish(down);
 }
 
+SpareDrivers::~SpareDrivers() {
+  for (ExchangeDriver* d : free) delete d;
+}
+
+void ExchangeDriver::recycle() {
+  timer_.disarm();
+  record.reset();
+  ex_.reset();
+  capture_ = nullptr;
+  auto trim = [](std::string& b) {
+    if (b.capacity() > kSpareBufferBytes) std::string().swap(b);
+    else b.clear();
+  };
+  for (std::string* b : {&up_head_, &replay_, &decoded_, &body_, &body_raw_, &transform_in_, &transform_out_,
+                         &chunk_line_})
+    trim(*b);
+}
+
 asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
-  ExchangeDriver d(w);
-  co_await d.run(down);
+  std::vector<ExchangeDriver*>& spare = w.spare_drivers().free;
+  std::unique_ptr<ExchangeDriver> d;
+  if (spare.empty()) {
+    d = std::make_unique<ExchangeDriver>(w);
+  } else {
+    d.reset(spare.back());
+    spare.pop_back();
+  }
+  co_await d->run(down);
+  if (spare.size() < kMaxSpareDrivers) {
+    d->recycle();
+    spare.push_back(d.release());
+  }
 }
 
 // ---- route → request filters → cache → select → upstream → response → log

@@ -151,6 +151,10 @@ class ExchangeDriver {
 
   // An idle connection gives its buffers back (HTTP/1.1 keep-alive).
   void release_buffers();
+  // The exchange is over and the driver goes to the worker's spares
+  // (HTTP/2): no deadline armed, nothing of the exchange kept, buffers
+  // larger than kSpareBufferBytes given back.
+  void recycle();
 
  private:
   using ms = std::chrono::milliseconds;
@@ -260,7 +264,11 @@ boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange
                                            std::chrono::milliseconds limit,
                                            std::shared_ptr<std::atomic<bool>> alive);
 
-// One exchange on `down` with a driver of its own (HTTP/2: one per stream).
+// One exchange on `down` with a driver of its own (HTTP/2: one per stream),
+// taken from the worker's spares when one is there and returned to them
+// after (at most kMaxSpareDrivers are kept).
+constexpr size_t kMaxSpareDrivers = 64;
+constexpr size_t kSpareBufferBytes = 64 * 1024;
 boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
 
 }  // namespace gantry::net

@@ -143,6 +143,19 @@ struct SnapshotListener {
   std::shared_ptr<const ListenerTag> tag;
 };
 
+class ExchangeDriver;
+// The exchange drivers of finished HTTP/2 streams, kept for the next streams
+// of the worker (run_exchange() in exchange_driver.cc): a stream then starts
+// with buffers already grown instead of allocating a driver of its own.
+class SpareDrivers {
+ public:
+  SpareDrivers() = default;
+  SpareDrivers(const SpareDrivers&) = delete;
+  SpareDrivers& operator=(const SpareDrivers&) = delete;
+  ~SpareDrivers();  // exchange_driver.cc
+  std::vector<ExchangeDriver*> free;
+};
+
 class Worker {
  public:
   Worker(Server& server, int id)
@@ -215,6 +228,7 @@ class Worker {
     asio::post(io_, [this] { h2_.drain_all(); });
   }
   H2Connections& h2() { return h2_; }
+  SpareDrivers& spare_drivers() { return spare_drivers_; }
   void stop() {
     asio::post(io_, [this] {
       error_code ec;
@@ -502,6 +516,9 @@ class Worker {
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<RequestMirror> mirror_;  // filters.requestMirror copies, built on first use
   uint64_t pruned_version_ = ~0ull;
+  // Last: destroyed first, while the session list the drivers' deadline
+  // nodes unlink from is still there.
+  SpareDrivers spare_drivers_;
 };
 
 
