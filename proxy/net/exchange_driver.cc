@@ -192,15 +192,6 @@ ExchangeDriver::ExchangeDriver(Worker& w, SessionBase* deadlines)
 
 ExchangeDriver::~ExchangeDriver() = default;
 
-void ExchangeDriver::release_buffers() {
-  std::string().swap(up_head_);
-  std::string().swap(replay_);
-  std::string().swap(decoded_);
-  std::vector<http::Header>().swap(resp_.headers);
-  std::vector<http::Header>().swap(cached_fields_);
-  std::string().swap(upreq_.path);
-}
-
 asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec) {
   char* p = b.prepare(kReadChunk);
   timer_.arm(up.sock, timeout);
@@ -273,20 +264,25 @@ void ExchangeDriver::recycle() {
     trim(*b);
 }
 
-asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
+std::unique_ptr<ExchangeDriver> take_driver(Worker& w) {
   std::vector<ExchangeDriver*>& spare = w.spare_drivers().free;
-  std::unique_ptr<ExchangeDriver> d;
-  if (spare.empty()) {
-    d = std::make_unique<ExchangeDriver>(w);
-  } else {
-    d.reset(spare.back());
-    spare.pop_back();
-  }
+  if (spare.empty()) return std::make_unique<ExchangeDriver>(w);
+  std::unique_ptr<ExchangeDriver> d(spare.back());
+  spare.pop_back();
+  return d;
+}
+
+void give_back_driver(Worker& w, std::unique_ptr<ExchangeDriver> d) {
+  std::vector<ExchangeDriver*>& spare = w.spare_drivers().free;
+  if (!d || spare.size() >= kMaxSpareDrivers) return;
+  d->recycle();
+  spare.push_back(d.release());
+}
+
+asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
+  std::unique_ptr<ExchangeDriver> d = take_driver(w);
   co_await d->run(down);
-  if (spare.size() < kMaxSpareDrivers) {
-    d->recycle();
-    spare.push_back(d.release());
-  }
+  give_back_driver(w, std::move(d));
 }
 
 // ---- route → request filters → cache → select → upstream → response → log

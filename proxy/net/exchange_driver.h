@@ -149,8 +149,6 @@ class ExchangeDriver {
   ExchangeRecord record;
   void log(std::string_view client, uint64_t bytes_in, uint64_t bytes_out);
 
-  // An idle connection gives its buffers back (HTTP/1.1 keep-alive).
-  void release_buffers();
   // The exchange is over and the driver goes to the worker's spares
   // (HTTP/2): no deadline armed, nothing of the exchange kept, buffers
   // larger than kSpareBufferBytes given back.
@@ -270,5 +268,11 @@ boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange
 constexpr size_t kMaxSpareDrivers = 64;
 constexpr size_t kSpareBufferBytes = 64 * 1024;
 boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+
+// The worker's spare drivers: a driver for an HTTP/2 stream, or for an
+// HTTP/1.1 connection (taken when it opens, given back while it idles and
+// taken again at its next request, so an idle connection holds none).
+std::unique_ptr<ExchangeDriver> take_driver(Worker& w);
+void give_back_driver(Worker& w, std::unique_ptr<ExchangeDriver> d);
 
 }  // namespace gantry::net

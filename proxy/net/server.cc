@@ -59,7 +59,7 @@ class Session final : public SessionBase,
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
   Session(Worker& w, Stream stream, std::shared_ptr<const ListenerTag> listener)
-      : w_(w), client_(std::move(stream)), listener_(std::move(listener)), driver_(w, this) {
+      : w_(w), client_(std::move(stream)), listener_(std::move(listener)), driver_(take_driver(w)) {
     can_release = !kTls;
     w_.link(this);
     error_code ec;
@@ -95,8 +95,13 @@ class Session final : public SessionBase,
     }
     bool first = true;
     while (true) {
+      release_deadline_.reset();
       bool keep = co_await handle_one(first);
       first = false;
+      if (release_deadline_) {
+        if (!co_await wait_released()) break;
+        continue;
+      }
       if (!keep || client_broken_) break;
     }
     if constexpr (!kTls) {
@@ -199,14 +204,49 @@ class Session final : public SessionBase,
   // A codec error before (or instead of) an exchange: answered, logged, and
   // the connection closes.
   asio::awaitable<bool> codec_error(int status, std::string_view text) {
-    driver_.record.status = status;
-    co_await local_reply(status, text, true, {}, driver_.record.request_id);
-    driver_.log(peer_ip_, bytes_received, bytes_sent);
+    driver_->record.status = status;
+    co_await local_reply(status, text, true, {}, driver_->record.request_id);
+    driver_->log(peer_ip_, bytes_received, bytes_sent);
     co_return false;
   }
 
   // Reads and answers one request. Returns whether the connection stays open.
+  // Sets release_deadline_ instead when the sweeper asked an idle connection
+  // for its buffers.
   asio::awaitable<bool> handle_one(bool first);
+  // An idle connection's buffers and exchange driver go back (the read
+  // buffer to the allocator, the driver to the worker's spares); then the
+  // next request's first byte is awaited with a one-byte read (Asio reads
+  // speculatively first, so a byte that came meanwhile is not missed) until
+  // release_deadline_. False: the connection ends (closed, timed out, drain).
+  // Idle, the connection holds this small frame and run()'s, not handle_one's.
+  asio::awaitable<bool> wait_released() {
+    release_buffers = false;
+    released = true;
+    w_.note_release();
+    in_.release();
+    std::string().swap(out_);
+    std::vector<http::Header>().swap(req_.headers);
+    std::string().swap(reply_fields_);
+    give_back_driver(w_, std::move(driver_));
+    char byte = 0;
+    error_code ec;
+    const auto now = Clock::now();
+    size_t n = 0;
+    if (*release_deadline_ > now) {
+      arm(lowest(client_), std::chrono::duration_cast<milliseconds>(*release_deadline_ - now));
+      n = co_await client_.async_read_some(asio::buffer(&byte, 1), awaitable_ec(ec));
+      disarm();
+    }
+    driver_ = take_driver(w_);
+    released = false;
+    idle = false;
+    if (ec || n != 1 || closing_) co_return false;  // closed, reset, timed out (an idle connection just closes)
+    *in_.prepare(kReadChunk) = byte;
+    in_.commit(1);
+    w_.metrics().global().bytes_received.Increment(1.0);
+    co_return true;
+  }
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void serialize_head(const exchange::ResponseHead& h);
 
@@ -223,7 +263,8 @@ class Session final : public SessionBase,
   std::string out_;
   http::RequestParser req_parser_;
   http::RequestHead req_;
-  ExchangeDriver driver_;
+  std::unique_ptr<ExchangeDriver> driver_;  // given back to the worker while the connection idles
+  std::optional<Clock::time_point> release_deadline_;  // set by handle_one: wait_released() until then
 
   // per request
   exchange::RequestInfo info_;
@@ -283,7 +324,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   milliseconds first_byte_timeout = first ? opts.request_header_timeout : opts.client_idle_timeout;
   req_parser_.reset();
   req_.clear();
-  driver_.record.reset();
+  driver_->record.reset();
   bytes_received = bytes_sent = 0;
 
   // ---- read the head
@@ -308,8 +349,8 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       auto st = req_parser_.parse(in_.view(), req_);
       if (st == http::ParseState::kComplete) break;
       if (st == http::ParseState::kError) {
-        driver_.record.started = Clock::now();
-        new_request_id(driver_.record.request_id);
+        driver_->record.started = Clock::now();
+        new_request_id(driver_->record.request_id);
         const auto& e = req_parser_.error();
         co_return co_await codec_error(e.status, e.reason);
       }
@@ -335,27 +376,10 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       if (!ec) in_.commit(n);
       if (ec == asio::error::operation_aborted && release_buffers && !timed_out && !closing_) {
         // Idle for kReleaseIdleAfter: the sweeper cancelled the read so that
-        // the buffers can go. Wait for the next request's first byte with a
-        // one-byte read (Asio reads speculatively first, so a byte that came
-        // meanwhile is not missed), then read on into a fresh buffer.
-        release_buffers = false;
-        released = true;
-        w_.note_release();
-        in_.release();
-        std::string().swap(out_);
-        std::vector<http::Header>().swap(req_.headers);
-        std::string().swap(reply_fields_);
-        driver_.release_buffers();
-        char first = 0;
-        ec = {};
-        arm(lowest(client_), std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
-        n = co_await client_.async_read_some(asio::buffer(&first, 1), awaitable_ec(ec));
-        disarm();
-        released = false;
-        if (!ec && n == 1) {
-          *in_.prepare(kReadChunk) = first;
-          in_.commit(1);
-        }
+        // the buffers can go. run() gives them back and waits for the next
+        // request's first byte, without this coroutine's frame.
+        release_deadline_ = deadline;
+        co_return true;
       }
       this->idle = false;
       if (!ec) {
@@ -370,8 +394,8 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
     }
     // Timed out: a partial head gets 408; an idle connection just closes.
     if (in_.empty()) co_return false;
-    driver_.record.started = Clock::now();
-    new_request_id(driver_.record.request_id);
+    driver_->record.started = Clock::now();
+    new_request_id(driver_->record.request_id);
     co_return co_await codec_error(408, "request header timeout");
   }
 
@@ -386,10 +410,10 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   // A target or Host the codec refuses is answered here (the exchange never
   // starts); its log line carries what the request said.
   auto refuse = [&](std::string_view path, std::string_view why) {
-    driver_.record.started = Clock::now();
-    assign_request_id(&req_.headers, driver_.record.request_id);
-    driver_.record.method.assign(req_.method);
-    driver_.record.path.assign(path);
+    driver_->record.started = Clock::now();
+    assign_request_id(&req_.headers, driver_->record.request_id);
+    driver_->record.method.assign(req_.method);
+    driver_->record.path.assign(path);
     return codec_error(400, why);
   };
   auto target = http::parse_target(req_.method, req_.target);
@@ -434,11 +458,11 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   body_taken_ = 0;
   chunked_.reset();
 
-  co_await driver_.run(*this);
+  co_await driver_->run(*this);
 
-  if (driver_.upgraded) {
-    std::unique_ptr<UpstreamConn> up = std::move(driver_.upgraded);
-    co_await tunnel(*up, driver_.tunnel_idle);
+  if (driver_->upgraded) {
+    std::unique_ptr<UpstreamConn> up = std::move(driver_->upgraded);
+    co_await tunnel(*up, driver_->tunnel_idle);
     co_return false;
   }
   if (body_taken_ > 0) {  // the last body bytes handed out leave the buffer
