@@ -230,6 +230,7 @@ median() {  # "a;b;c;" field -> median of that field
   echo "$1" | tr ';' '\n' | awk -v f="$2" 'NF { print $f }' | sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'
 }
 printf '\n%-14s %10s %10s %12s %8s\n' target "req/s" "mean ms" "cpu us/req" errors
+echo "(errors: h2load's failed requests; ghz's calls not OK, including the <= 16 in flight its -z run cuts at the end)"
 for t in gantry nginx haproxy gantry-grpc nginx-grpc haproxy-grpc; do
   printf '%-14s %10s %10s %12s %8s\n' "$t" "$(median "${results[$t]}" 1)" "$(median "${results[$t]}" 2)" \
     "$(median "${results[$t]}" 3)" "$(echo "${results[$t]}" | tr ';' '\n' | awk 'NF { s += $4 } END { print s + 0 }')"
