@@ -9,14 +9,17 @@ namespace gantry::filters {
 
 namespace {
 
-// The store's decision: rate_limiter.cc's two algorithms, line for line, in
-// Lua 5.1 (numbers are doubles; every value stays an integer below 2^53, and
-// idiv corrects floor(a / b) where the quotient rounded up). The clock is the
-// store's (TIME, microseconds): replicas' clocks never enter a decision.
-// State: one hash per key, a = last refill (us) or window index,
-// t = tokens x interval (token bucket), p / c = previous / current window
-// counts; it expires once it would be back to a fresh key's state.
-// Reply: {allowed (0/1), limit, remaining, reset seconds, retry-after seconds}.
+// The store's decisions: rate_limiter.cc's two algorithms, line for line,
+// in Lua 5.1 (numbers are doubles; every value stays an integer below 2^53,
+// and idiv corrects floor(a / b) where the quotient rounded up). The clock is
+// the store's (TIME, microseconds, read once per call): replicas' clocks
+// never enter a decision. One call decides a batch: KEYS[i] with ARGV[4i-3 ..
+// 4i] (algorithm, requests, interval, capacity), in order, so the same key
+// twice in a batch counts twice. State: one hash per key, a = last refill
+// (us) or window index, t = tokens x interval (token bucket), p / c =
+// previous / current window counts; it expires once it would be back to a
+// fresh key's state. Reply: per key {allowed (0/1), limit, remaining, reset
+// seconds, retry-after seconds}, flattened.
 constexpr std::string_view kScript = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local function idiv(a, b)
@@ -29,76 +32,85 @@ local function ceil_seconds(us)
   if s < 1 then s = 1 end
   return s
 end
-local key = KEYS[1]
-local algo = ARGV[1]
-local requests = tonumber(ARGV[2])
-local interval = tonumber(ARGV[3])
-local capacity = tonumber(ARGV[4])
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-local st = redis.call('HMGET', key, 'a', 't', 'p', 'c')
-local allowed, remaining, reset, retry = 0, 0, 0, 0
-if algo == 't' then
-  local full = capacity * interval
-  local rate = requests
-  local at, tokens = tonumber(st[1]), tonumber(st[2])
-  if at == nil or tokens == nil then at, tokens = now, full end
-  if now > at then
-    local elapsed = now - at
-    local missing = full - tokens
-    if elapsed >= idiv(missing + rate - 1, rate) then tokens = full else tokens = tokens + elapsed * rate end
-    at = now
+local function decide(key, algo, requests, interval, capacity)
+  local st = redis.call('HMGET', key, 'a', 't', 'p', 'c')
+  local allowed, remaining, reset, retry = 0, 0, 0, 0
+  if algo == 't' then
+    local full = capacity * interval
+    local rate = requests
+    local at, tokens = tonumber(st[1]), tonumber(st[2])
+    if at == nil or tokens == nil then at, tokens = now, full end
+    if now > at then
+      local elapsed = now - at
+      local missing = full - tokens
+      if elapsed >= idiv(missing + rate - 1, rate) then tokens = full else tokens = tokens + elapsed * rate end
+      at = now
+    end
+    if tokens >= interval then
+      tokens = tokens - interval
+      allowed = 1
+    else
+      retry = ceil_seconds(idiv(interval - tokens + rate - 1, rate))
+    end
+    remaining = idiv(tokens, interval)
+    local to_full = idiv(full - tokens + rate - 1, rate)
+    if tokens == full then reset = 0 else reset = ceil_seconds(to_full) end
+    redis.call('HSET', key, 'a', at, 't', tokens)
+    redis.call('PEXPIRE', key, idiv(to_full, 1000) + 1000)
+    return allowed, capacity, remaining, reset, retry
   end
-  if tokens >= interval then
-    tokens = tokens - interval
+  local window = idiv(now, interval)
+  local at, prev, curr = tonumber(st[1]), tonumber(st[3]) or 0, tonumber(st[4]) or 0
+  if at == nil then at = window end
+  if window == at + 1 then
+    prev, curr = curr, 0
+  elseif window > at + 1 then
+    prev, curr = 0, 0
+  end
+  if window > at then at = window end
+  local elapsed = now - at * interval
+  if elapsed < 0 then elapsed = 0 end
+  local left = 0
+  if interval > elapsed then left = interval - elapsed end
+  local quota = requests * interval
+  local weighted_prev = prev * left
+  reset = ceil_seconds(left)
+  if weighted_prev + (curr + 1) * interval <= quota then
+    curr = curr + 1
     allowed = 1
+    remaining = idiv(quota - weighted_prev - curr * interval, interval)
   else
-    retry = ceil_seconds(idiv(interval - tokens + rate - 1, rate))
+    local wait
+    if curr + 1 <= requests then
+      local room = (requests - curr - 1) * interval
+      local t = interval - idiv(room, prev)
+      if t > elapsed then wait = t - elapsed else wait = 1 end
+    else
+      local room = (requests - 1) * interval
+      local t = 0
+      if curr > 0 then t = interval - math.min(interval, idiv(room, curr)) end
+      wait = left + t
+    end
+    retry = ceil_seconds(wait)
   end
-  remaining = idiv(tokens, interval)
-  local to_full = idiv(full - tokens + rate - 1, rate)
-  if tokens == full then reset = 0 else reset = ceil_seconds(to_full) end
-  redis.call('HSET', key, 'a', at, 't', tokens)
-  redis.call('PEXPIRE', key, idiv(to_full, 1000) + 1000)
-  return {allowed, capacity, remaining, reset, retry}
+  redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr)
+  redis.call('PEXPIRE', key, idiv(2 * interval, 1000) + 1000)
+  return allowed, requests, remaining, reset, retry
 end
-local window = idiv(now, interval)
-local at, prev, curr = tonumber(st[1]), tonumber(st[3]) or 0, tonumber(st[4]) or 0
-if at == nil then at = window end
-if window == at + 1 then
-  prev, curr = curr, 0
-elseif window > at + 1 then
-  prev, curr = 0, 0
+local out = {}
+for i = 1, #KEYS do
+  local j = 4 * (i - 1)
+  local a, l, r, s, w = decide(KEYS[i], ARGV[j + 1], tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]),
+                               tonumber(ARGV[j + 4]))
+  out[#out + 1] = a
+  out[#out + 1] = l
+  out[#out + 1] = r
+  out[#out + 1] = s
+  out[#out + 1] = w
 end
-if window > at then at = window end
-local elapsed = now - at * interval
-if elapsed < 0 then elapsed = 0 end
-local left = 0
-if interval > elapsed then left = interval - elapsed end
-local quota = requests * interval
-local weighted_prev = prev * left
-reset = ceil_seconds(left)
-if weighted_prev + (curr + 1) * interval <= quota then
-  curr = curr + 1
-  allowed = 1
-  remaining = idiv(quota - weighted_prev - curr * interval, interval)
-else
-  local wait
-  if curr + 1 <= requests then
-    local room = (requests - curr - 1) * interval
-    local t = interval - idiv(room, prev)
-    if t > elapsed then wait = t - elapsed else wait = 1 end
-  else
-    local room = (requests - 1) * interval
-    local t = 0
-    if curr > 0 then t = interval - math.min(interval, idiv(room, curr)) end
-    wait = left + t
-  end
-  retry = ceil_seconds(wait)
-end
-redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr)
-redis.call('PEXPIRE', key, idiv(2 * interval, 1000) + 1000)
-return {allowed, requests, remaining, reset, retry}
+return out
 )lua";
 
 std::string hex(const unsigned char* p, size_t n) {
@@ -179,6 +191,21 @@ snapshot::RateLimit fallback_limit(const snapshot::RateLimit& c, uint32_t expect
   f.burst = c.burst / n;
   f.scope = snapshot::RateLimitScope::kLocal;
   return f;
+}
+
+uint16_t cluster_slot(std::string_view key) {
+  const size_t open = key.find('{');
+  if (open != std::string_view::npos) {
+    const size_t close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  uint16_t crc = 0;
+  for (unsigned char c : key) {
+    crc ^= static_cast<uint16_t>(c << 8);
+    for (int i = 0; i < 8; ++i)
+      crc = static_cast<uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+  }
+  return static_cast<uint16_t>(crc & 16383);
 }
 
 std::string_view global_script() { return kScript; }

@@ -65,6 +65,12 @@ std::string global_key(std::string_view prefix, std::string_view rule_label,
 // The check for `config` (its parameters; the key left empty).
 GlobalCheck global_check(const snapshot::RateLimit& config);
 
+// The Redis Cluster hash slot of a key (CRC16-XMODEM of its hash tag, the
+// text between the first '{' and the next '}' when not empty, else of the
+// whole key; modulo 16384). One script call may only touch keys of one slot
+// in a cluster: the store batches decisions of equal slots only.
+uint16_t cluster_slot(std::string_view key);
+
 // A limit the script can count exactly (its numbers are doubles: every
 // product must stay below 2^53).
 Status global_limit_fits(const snapshot::RateLimit& config);

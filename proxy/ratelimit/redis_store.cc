@@ -15,6 +15,7 @@
 #include <charconv>
 #include <deque>
 #include <mutex>
+#include <span>
 #include <random>
 #include <vector>
 
@@ -112,10 +113,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
     s.deadline = s.sent + shared_->settings.budget;
     s.done = std::move(done);
     s.check = std::move(check);
-    append_script(s, /*eval=*/false);
+    s.hash_slot = filters::cluster_slot(s.check.key);
     inflight_.push_back(std::move(s));
+    ++queued_;
     arm();
-    flush();
+    schedule_flush();
   }
 
   // Opens the connection ahead of the first decision.
@@ -140,6 +142,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     enum Kind : uint8_t { kHandshake, kScript } kind = kScript;
     bool answered = false;
     bool eval = false;
+    uint16_t hash_slot = 0;  // the key's Redis Cluster slot: a call's keys share one
+    uint32_t batch = 0;  // on the first slot of a command: how many slots its reply answers
     Clock::time_point sent, deadline;
     Done done;
     filters::GlobalCheck check;
@@ -151,16 +155,67 @@ class Conn : public std::enable_shared_from_this<Conn> {
     done(filters::StoreOutcome::kUnavailable, filters::RateLimitDecision{});
   }
 
-  void append_script(const Slot& s, bool eval) {
-    char n[3][24];
-    auto num = [&n](int i, uint64_t v) {
-      auto r = std::to_chars(n[i], n[i] + sizeof n[i], v);
-      return std::string_view(n[i], static_cast<size_t>(r.ptr - n[i]));
+  // Encodes inflight_[first, first + n) as one script call (EVALSHA, or EVAL
+  // with the script's text) deciding every slot's key in order.
+  void append_batch(size_t first, size_t n, bool eval) {
+    char nums[kMaxBatch][3][24];
+    char count[24];
+    std::array<std::string_view, 3 + 5 * kMaxBatch> args;
+    size_t a = 0;
+    auto num = [](char* buf, uint64_t v) {
+      auto r = std::to_chars(buf, buf + 24, v);
+      return std::string_view(buf, static_cast<size_t>(r.ptr - buf));
     };
-    const std::string_view algo = s.check.sliding_window ? "w" : "t";
-    const std::string_view body = eval ? filters::global_script() : filters::global_script_sha1();
-    append_command(out_, {eval ? "EVAL" : "EVALSHA", body, "1", s.check.key, algo, num(0, s.check.requests),
-                          num(1, s.check.interval_us), num(2, s.check.capacity)});
+    args[a++] = eval ? "EVAL" : "EVALSHA";
+    args[a++] = eval ? filters::global_script() : std::string_view(filters::global_script_sha1());
+    args[a++] = num(count, n);
+    for (size_t k = 0; k < n; ++k) args[a++] = inflight_[first + k].check.key;
+    for (size_t k = 0; k < n; ++k) {
+      Slot& s = inflight_[first + k];
+      args[a++] = s.check.sliding_window ? "w" : "t";
+      args[a++] = num(nums[k][0], s.check.requests);
+      args[a++] = num(nums[k][1], s.check.interval_us);
+      args[a++] = num(nums[k][2], s.check.capacity);
+      s.eval = eval;
+      s.batch = 0;
+    }
+    inflight_[first].batch = static_cast<uint32_t>(n);
+    append_command(out_, std::span<const std::string_view>(args.data(), a));
+  }
+
+  // The decisions submitted since the last write (the last queued_ slots of
+  // inflight_) go into out_: one script call per run of equal hash slots, at
+  // most kMaxBatch keys each (Redis Cluster refuses a call whose keys span
+  // slots; a standalone server does not care, and keys of one limit, the
+  // hot ones, share a slot). Queued decisions are concurrent: grouping
+  // reorders them freely.
+  void encode_queued() {
+    if (queued_ == 0) return;
+    const auto first = inflight_.end() - static_cast<std::ptrdiff_t>(queued_);
+    if (queued_ > 1)
+      std::stable_sort(first, inflight_.end(),
+                       [](const Slot& a, const Slot& b) { return a.hash_slot < b.hash_slot; });
+    size_t i = inflight_.size() - queued_;
+    while (i < inflight_.size()) {
+      size_t n = 1;
+      while (i + n < inflight_.size() && n < kMaxBatch && inflight_[i + n].hash_slot == inflight_[i].hash_slot) ++n;
+      append_batch(i, n, /*eval=*/false);
+      i += n;
+    }
+    queued_ = 0;
+  }
+
+  // A write once the handlers that are ready have run: decisions they submit
+  // meanwhile join one batch. While a write is in flight, its completion
+  // writes what was submitted meanwhile.
+  void schedule_flush() {
+    if (writing_ || flush_posted_ || state_ != kReady) return;
+    flush_posted_ = true;
+    asio::post(io_, [self = shared_from_this(), gen = gen_] {
+      if (gen != self->gen_) return;
+      self->flush_posted_ = false;
+      self->flush();
+    });
   }
 
   void shutdown_socket() {
@@ -198,6 +253,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
       s.kind = Slot::kHandshake;
       s.sent = Clock::now();
       s.deadline = Clock::time_point::max();
+      s.batch = 1;
       inflight_.push_back(std::move(s));
     };
     if (!st.password.empty()) {
@@ -248,7 +304,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   }
 
   void flush() {
-    if (writing_ || out_.empty() || state_ != kReady) return;
+    if (writing_ || state_ != kReady) return;
+    encode_queued();
+    if (out_.empty()) return;
     writing_ = true;
     wbuf_.swap(out_);
     out_.clear();
@@ -285,14 +343,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
   // False when the connection failed.
   bool on_reply(const StoreReply& reply) {
-    if (inflight_.empty()) {
+    if (inflight_.size() <= queued_ || inflight_.front().batch == 0 ||
+        inflight_.front().batch > inflight_.size() - queued_) {
       fail("a reply nobody asked for");
       return false;
     }
-    Slot s = std::move(inflight_.front());
-    inflight_.pop_front();
     counters().round_trips.fetch_add(1, std::memory_order_relaxed);
-    if (s.kind == Slot::kHandshake) {
+    if (inflight_.front().kind == Slot::kHandshake) {
+      inflight_.pop_front();
       if (reply.kind == StoreReply::kError || reply.kind == StoreReply::kNoScript) {
         fail(cat("handshake refused", reply.text));
         return false;
@@ -300,29 +358,43 @@ class Conn : public std::enable_shared_from_this<Conn> {
       arm();
       return true;
     }
-    switch (reply.kind) {
-      case StoreReply::kDecision:
-        if (!s.answered) {
-          counters().decisions.fetch_add(1, std::memory_order_relaxed);
-          s.done(filters::StoreOutcome::kDecided, reply.decision);
-        }
-        break;
-      case StoreReply::kNoScript:
-        counters().noscript.fetch_add(1, std::memory_order_relaxed);
-        if (!s.answered && !s.eval) {  // once, as EVAL (which also caches it again)
-          s.eval = true;
-          append_script(s, /*eval=*/true);
-          inflight_.push_back(std::move(s));
-          flush();
-          break;
-        }
-        [[fallthrough]];
-      default:
-        if (reply.kind != StoreReply::kNoScript)
-          shared_->log("unexpected reply to the rate limit script: {}",
-                       reply.kind == StoreReply::kError ? reply.text : std::string("not a decision"));
-        if (!s.answered) unavailable(s.done);
+    // The call's slots leave the queue before any of them is answered: an
+    // answer may submit the next decision.
+    const size_t n = inflight_.front().batch;
+    answering_.clear();
+    for (size_t k = 0; k < n; ++k) {
+      answering_.push_back(std::move(inflight_.front()));
+      inflight_.pop_front();
     }
+    if (reply.kind == StoreReply::kNoScript) {
+      counters().noscript.fetch_add(1, std::memory_order_relaxed);
+      if (!answering_.front().eval) {  // once, as EVAL (which also caches it again)
+        encode_queued();  // out_ keeps inflight_'s order
+        const size_t first = inflight_.size();
+        for (Slot& s : answering_) inflight_.push_back(std::move(s));
+        append_batch(first, n, /*eval=*/true);
+        answering_.clear();
+        arm();
+        flush();
+        return true;
+      }
+    } else if (reply.kind == StoreReply::kDecision && reply.count == n) {
+      for (size_t k = 0; k < n; ++k) {
+        Slot& s = answering_[k];
+        if (s.answered) continue;
+        counters().decisions.fetch_add(1, std::memory_order_relaxed);
+        s.done(filters::StoreOutcome::kDecided, reply.decisions[k]);
+      }
+      answering_.clear();
+      arm();
+      return true;
+    }
+    if (reply.kind != StoreReply::kNoScript)
+      shared_->log("unexpected reply to the rate limit script: {}",
+                   reply.kind == StoreReply::kError ? reply.text : std::string("not a decision per key"));
+    for (Slot& s : answering_)
+      if (!s.answered) unavailable(s.done);
+    answering_.clear();
     arm();
     return true;
   }
@@ -380,6 +452,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
         unavailable(s.done);
       }
     inflight_.clear();
+    queued_ = 0;
   }
 
   void fail(const std::string& why) {
@@ -391,6 +464,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
     state_ = kBackoff;
     const uint64_t gen = ++gen_;
     writing_ = false;
+    flush_posted_ = false;
     out_.clear();
     wbuf_.clear();
     shutdown_socket();
@@ -420,7 +494,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool armed_ = false;
   Clock::time_point armed_at_{};
   bool writing_ = false;
+  bool flush_posted_ = false;
   bool counted_connected_ = false;
+  size_t queued_ = 0;  // the last queued_ slots of inflight_ are not encoded yet
+  std::vector<Slot> answering_;  // the slots of the reply being answered
   std::string out_, wbuf_;
   std::array<char, 16384> rbuf_{};
   std::unique_ptr<RespParser> parser_;

@@ -6,12 +6,17 @@
 // (OpenSSL through asio::ssl). hiredis only encodes commands and parses
 // replies (resp.h): Debian 12's hiredis 0.14 has no TLS, and its async API
 // would need an adapter to Asio anyway.
-//  - One round trip per decision: EVALSHA of the script (global_rate_limit.h),
-//    loaded with SCRIPT LOAD when the connection opens; a NOSCRIPT reply
-//    (the server restarted or flushed its scripts) is retried once as EVAL.
-//  - Pipelining: the decisions of a worker share its connection; what they
-//    write while a write is in flight goes out in the next write, and replies
-//    are matched to requests in order.
+//  - One script call decides a batch: EVALSHA of the script
+//    (global_rate_limit.h) with one key per decision, loaded with SCRIPT LOAD
+//    when the connection opens; a NOSCRIPT reply (the server restarted or
+//    flushed its scripts) is retried once as EVAL. The decisions a worker
+//    submits while its ready handlers run (the write is posted behind them),
+//    or while a write is in flight, go out as one call of up to kMaxBatch
+//    keys: Redis pays the script's fixed cost once per batch. (Waiting for
+//    the previous call's reply before sending the next made larger batches
+//    but more latency and more budget misses under load: not kept.)
+//  - Pipelining: the calls of a worker share its connection, and replies
+//    are matched to calls in order.
 //  - Budget: a decision not answered within settings().budget is answered
 //    kUnavailable at once (one timer per connection, for the oldest waiting
 //    request); its reply, when it comes, is dropped.

@@ -10,32 +10,40 @@ namespace gantry::ratelimit {
 
 namespace {
 
-// The script's reply: five integers, allowed 0 or 1, the rest >= 0.
-bool read_decision(const redisReply& r, filters::RateLimitDecision& d) {
-  if (r.type != REDIS_REPLY_ARRAY || r.elements != 5 || r.element == nullptr) return false;
-  long long v[5];
-  for (size_t i = 0; i < 5; ++i) {
-    const redisReply* e = r.element[i];
-    if (e == nullptr || e->type != REDIS_REPLY_INTEGER || e->integer < 0) return false;
-    v[i] = e->integer;
+// The script's reply: five integers per decision (allowed 0 or 1, the rest
+// >= 0), at least one decision and at most kMaxBatch.
+bool read_decisions(const redisReply& r, StoreReply& out) {
+  if (r.type != REDIS_REPLY_ARRAY || r.element == nullptr || r.elements == 0 || r.elements % 5 != 0 ||
+      r.elements / 5 > kMaxBatch)
+    return false;
+  const size_t n = r.elements / 5;
+  for (size_t k = 0; k < n; ++k) {
+    long long v[5];
+    for (size_t i = 0; i < 5; ++i) {
+      const redisReply* e = r.element[5 * k + i];
+      if (e == nullptr || e->type != REDIS_REPLY_INTEGER || e->integer < 0) return false;
+      v[i] = e->integer;
+    }
+    if (v[0] > 1) return false;
+    filters::RateLimitDecision& d = out.decisions[k];
+    d.allowed = v[0] == 1;
+    d.limit = static_cast<uint64_t>(v[1]);
+    d.remaining = static_cast<uint64_t>(v[2]);
+    d.reset_seconds = static_cast<uint64_t>(v[3]);
+    d.retry_after_seconds = d.allowed ? 0 : static_cast<uint64_t>(v[4]);
   }
-  if (v[0] > 1) return false;
-  d.allowed = v[0] == 1;
-  d.limit = static_cast<uint64_t>(v[1]);
-  d.remaining = static_cast<uint64_t>(v[2]);
-  d.reset_seconds = static_cast<uint64_t>(v[3]);
-  d.retry_after_seconds = d.allowed ? 0 : static_cast<uint64_t>(v[4]);
+  out.count = n;
   return true;
 }
 
-// The store's replies are small (an array of five integers, a status, an
-// error), but hiredis 0.14 allocates an array's element table from the
-// count on the wire: "*555555555" asks for 4.4 GB (fuzz_resp found it).
+// The store's replies are small (five integers per decision of a batch, a
+// status, an error), but hiredis 0.14 allocates an array's element table
+// from the count on the wire: "*555555555" asks for 4.4 GB (fuzz_resp found it).
 // Its reply-object functions are copied with createArray bounded; a larger
 // array makes the reader fail ("Out of memory", from hiredis), which the
 // connection treats as a protocol error. Version-agnostic: the count is an
 // int in hiredis 0.14, a size_t in 1.x.
-constexpr unsigned long long kMaxArrayElements = 64;
+constexpr unsigned long long kMaxArrayElements = 5 * kMaxBatch;
 
 template <class F>
 struct BoundedArrays;
@@ -65,12 +73,17 @@ redisReplyObjectFunctions* bounded_functions(const redisReplyObjectFunctions& de
 }  // namespace
 
 void append_command(std::string& out, std::initializer_list<std::string_view> args) {
-  // At most a handful of arguments per command (EVALSHA sha 1 key a b c d).
-  const char* argv[12];
-  size_t lens[12];
+  append_command(out, std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+void append_command(std::string& out, std::span<const std::string_view> args) {
+  // At most a batch's arguments: EVALSHA sha n, n keys, 4n values.
+  constexpr size_t kMaxArgs = 3 + 5 * kMaxBatch;
+  const char* argv[kMaxArgs];
+  size_t lens[kMaxArgs];
   int argc = 0;
   for (std::string_view a : args) {
-    if (argc == 12) break;
+    if (argc == static_cast<int>(kMaxArgs)) break;
     argv[argc] = a.data();
     lens[argc] = a.size();
     ++argc;
@@ -102,7 +115,7 @@ Result<bool> RespParser::next(StoreReply& out) {
   if (raw == nullptr) return false;
   const redisReply& r = *static_cast<redisReply*>(raw);
   out.text.clear();
-  out.decision = {};
+  out.count = 0;
   switch (r.type) {
     case REDIS_REPLY_ERROR: {
       std::string_view e(r.str != nullptr ? r.str : "", r.str != nullptr ? r.len : 0);
@@ -116,7 +129,7 @@ Result<bool> RespParser::next(StoreReply& out) {
       if (r.str != nullptr) out.text.assign(r.str, std::min<size_t>(r.len, 256));
       break;
     case REDIS_REPLY_ARRAY:
-      out.kind = read_decision(r, out.decision) ? StoreReply::kDecision : StoreReply::kOther;
+      out.kind = read_decisions(r, out) ? StoreReply::kDecision : StoreReply::kOther;
       break;
     default:
       out.kind = StoreReply::kOther;

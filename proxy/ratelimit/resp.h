@@ -4,9 +4,11 @@
 // plain or TLS). Pure: bytes in, replies out; fuzzed (tests/fuzz/fuzz_resp.cc).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -17,19 +19,25 @@ struct redisReader;
 
 namespace gantry::ratelimit {
 
+// The most decisions one script call makes (a batch), and so the largest
+// array a reply may hold: five integers per decision.
+constexpr size_t kMaxBatch = 32;
+
 // Appends one command (a RESP array of bulk strings) to `out`.
 void append_command(std::string& out, std::initializer_list<std::string_view> args);
+void append_command(std::string& out, std::span<const std::string_view> args);
 
 // A reply as the store's connection needs it.
 struct StoreReply {
   enum Kind : uint8_t {
-    kDecision,  // the script's {allowed, limit, remaining, reset, retry-after}
+    kDecision,  // the script's {allowed, limit, remaining, reset, retry-after} per key of the call
     kNoScript,  // -NOSCRIPT: EVALSHA of a script the server does not hold
     kError,     // any other -ERR (text in `error`)
     kOk,        // +OK and other status replies, bulk strings (SCRIPT LOAD's SHA-1)
-    kOther,     // integers, nil, arrays that are not a decision
+    kOther,     // integers, nil, arrays that are not decisions
   } kind = kOther;
-  filters::RateLimitDecision decision;
+  std::array<filters::RateLimitDecision, kMaxBatch> decisions;  // kDecision: the first `count`
+  size_t count = 0;
   std::string text;  // kError: the error; kOk: the status or bulk string
 };
 

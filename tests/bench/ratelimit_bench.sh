@@ -9,6 +9,8 @@
 # - Proxy: one worker pinned to CPU 0, access log off, budget 5 ms.
 # - Load: wrk -t1 -c16 --latency; every target once per round, rounds
 #   interleaved; medians of req/s and p50 latency.
+# - CPU time per request (user + system, from /proc) of the proxy and of
+#   redis-server during each run: the steadiest figures on a shared machine.
 # - Redis round trips and socket writes per decision: the proxy's
 #   gantry_ratelimit_store_round_trips_total and _writes_total over its
 #   decisions, for the whole run (pipelining makes writes fewer than round
@@ -74,6 +76,7 @@ taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/de
 pids+=($!)
 taskset -c "$cpu_load" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
   --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
 pids+=($!)
 wait_port "$backend_port"
 wait_port "$redis_port"
@@ -91,6 +94,7 @@ JSON
 taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$proxy_port" \
   --admin-listen off --stats-listen "127.0.0.1:$stats_port" --control-socket "$tmp/proxy.sock" \
   --snapshot-file "$tmp/snapshot.json" --drain-seconds 0 --access-log off >"$tmp/proxy.log" 2>&1 &
+proxy_pid=$!
 pids+=($!)
 wait_port "$proxy_port" || { cat "$tmp/proxy.log" >&2; exit 1; }
 for path in /bare/a /limited/a; do
@@ -103,17 +107,25 @@ curl -s -D - -o /dev/null "http://127.0.0.1:$proxy_port/limited/a" | grep -qi '^
 metric() {  # name -> value
   curl -s "http://127.0.0.1:$stats_port/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
-run_wrk() {  # path -> "rps p50_ms requests errors"
-  local url="http://127.0.0.1:$proxy_port$1" out
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+# path -> "rps p50_ms requests proxy_cpu_us_per_request redis_cpu_us_per_request errors"
+run_wrk() {
+  local url="http://127.0.0.1:$proxy_port$1" out p0 p1 r0 r1
   taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 || true  # warm-up
+  p0=$(cpu_ticks "$proxy_pid")
+  r0=$(cpu_ticks "$redis_pid")
   out=$(taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
-  awk '
+  p1=$(cpu_ticks "$proxy_pid")
+  r1=$(cpu_ticks "$redis_pid")
+  awk -v pc="$((p1 - p0))" -v rc="$((r1 - r0))" -v hz="$hz" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /requests in/ { n = $1 }
     /Requests\/sec/ { rps = $2 }
     $1 == "50%" { p50 = ms($2) }
     /Non-2xx|Socket errors/ { err = err $0 "; " }
-    END { printf "%.0f %.3f %d %s\n", rps, p50, n, (err == "" ? "none" : err) }' <<<"$out"
+    END { printf "%.0f %.3f %d %.1f %.1f %s\n", rps, p50, n, (n > 0 ? pc * 1e6 / hz / n : 0),
+          (n > 0 ? rc * 1e6 / hz / n : 0), (err == "" ? "none" : err) }' <<<"$out"
 }
 
 declare -A samples
@@ -143,12 +155,13 @@ lim_p50=$(printf '%s' "${samples[/limited/a]}" | median 2)
 echo
 echo "ratelimit benchmark: wrk -t1 -c$conns -d${secs}s --latency, $rounds interleaved rounds (medians)," \
   "gantry-proxy pinned to CPU $cpu_proxy with 1 worker; nginx (return 200), redis-server and wrk on CPU $cpu_load"
-printf "%-28s %10s %10s  %s\n" target "req/s" "p50 ms" errors
+printf "%-28s %10s %10s %12s %12s  %s\n" target "req/s" "p50 ms" "proxy us/req" "redis us/req" errors
 for path in /bare/a /limited/a; do
   s=${samples[$path]}
-  errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
+  errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
   label=bare; [ "$path" = /bare/a ] || label="global rate limit (Redis)"
-  printf "%-28s %10.0f %10.3f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" "$(printf '%s' "$s" | median 2)" "$errs"
+  printf "%-28s %10.0f %10.3f %12.1f %12.1f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" \
+    "$(printf '%s' "$s" | median 2)" "$(printf '%s' "$s" | median 4)" "$(printf '%s' "$s" | median 5)" "$errs"
 done
 awk -v a="$lim_rps" -v b="$bare_rps" -v p="$lim_p50" -v q="$bare_p50" \
   'BEGIN { printf "ratio limited / bare: %.3f (target >= 0.85); p50 overhead: %.3f ms (target < 0.2 ms)\n", a / b, p - q }'

@@ -1,8 +1,8 @@
 // Fuzzes the reply handling of the global rate limit store (proxy/ratelimit/
 // resp.h): RESP bytes from a server, as one buffer and split into pieces at
 // the points the input's first byte chooses. Invariants: the split never
-// changes the replies nor whether the stream is a protocol error; a decision
-// has allowed => retry-after 0; a command we encode (append_command) is read
+// changes the replies nor whether the stream is a protocol error; every
+// decision of a batch has allowed => retry-after 0; a command we encode (append_command) is read
 // back as exactly one reply.
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +24,8 @@ void check(bool cond) {
 
 struct Seen {
   uint8_t kind;
-  bool allowed;
+  size_t count;
+  bool allowed;  // the batch's last decision
   uint64_t limit, remaining, reset, retry;
   std::string text;
   bool operator==(const Seen&) const = default;
@@ -51,9 +52,17 @@ std::vector<Seen> parse(std::string_view in, size_t step, bool& error) {
         break;
       }
       if (!*more) break;
-      if (r.kind == StoreReply::kDecision) check(!r.decision.allowed || r.decision.retry_after_seconds == 0);
-      out.push_back({r.kind, r.decision.allowed, r.decision.limit, r.decision.remaining,
-                     r.decision.reset_seconds, r.decision.retry_after_seconds, r.text});
+      gantry::filters::RateLimitDecision last{};
+      if (r.kind == StoreReply::kDecision) {
+        check(r.count >= 1 && r.count <= gantry::ratelimit::kMaxBatch);
+        for (size_t i = 0; i < r.count; ++i)
+          check(!r.decisions[i].allowed || r.decisions[i].retry_after_seconds == 0);
+        last = r.decisions[r.count - 1];
+      } else {
+        check(r.count == 0);
+      }
+      out.push_back({r.kind, r.count, last.allowed, last.limit, last.remaining, last.reset_seconds,
+                     last.retry_after_seconds, r.text});
       if (out.size() > 100000) return out;
     }
   }

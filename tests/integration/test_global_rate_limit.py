@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import ssl
 import threading
 import time
@@ -293,6 +294,38 @@ def test_two_replicas_enforce_one_limit(dataplane, echo, redis):
     for k, n in enumerate(windows):
         assert 90 <= n <= 110, f"window {k}: {n} accepted, limit 100 (all: {windows})"
     assert decided(a) > 0 and decided(b) > 0
+
+
+def test_concurrent_decisions_share_script_calls(dataplane, echo, redis):
+    """Decisions a worker has pending together go to Redis as one script call
+    (a batch): 24 concurrent HTTP/2 streams on one connection (h2load) cost
+    far fewer round trips than decisions, and every request is still counted
+    exactly once (the probe after them sees the count of all of them)."""
+    # /probe: 1,000 an hour, so no refill during the test: exact counts.
+    snap = global_snapshot(echo, store(redis.port, budgetMs=2000))
+    p = dataplane.proxy(snap, workers=1)
+
+    def probe():
+        c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+        c.request("GET", "/probe/x", headers={"x-tenant": "h2"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        return int(r.getheader("ratelimit-remaining"))
+
+    assert probe() == 999
+    trips0, decided0 = metric(p, "gantry_ratelimit_store_round_trips_total"), decided(p)
+    out = subprocess.run(["h2load", "-n", "480", "-c", "1", "-m", "24", "-H", "x-tenant: h2",
+                          f"http://127.0.0.1:{p.http_port}/probe/x"],
+                         capture_output=True, text=True, timeout=60)
+    assert "480 succeeded" in out.stdout and "status codes: 480 2xx" in out.stdout, out.stdout + out.stderr
+    trips = metric(p, "gantry_ratelimit_store_round_trips_total") - trips0
+    decisions = decided(p) - decided0
+    print(f"{decisions} decisions in {trips} round trips")
+    assert decisions == 480, decisions
+    assert probe() == 999 - 481, "every request counted once"
+    assert trips <= decisions / 3, f"{trips} round trips for {decisions} decisions: no batching"
+    assert metric(p, "gantry_ratelimit_fallback_total") == 0
 
 
 def run_kill_and_restart(dataplane, echo, redis, failure_mode):

@@ -87,6 +87,30 @@ TEST(FallbackLimit, DividesByTheExpectedReplicas) {
   }
 }
 
+TEST(ClusterSlot, MatchesRedisClusterKeySlot) {
+  // CLUSTER KEYSLOT's answers (the Redis Cluster specification's CRC16 and
+  // hash tags): 0x31C3 is the specification's CRC16 of "123456789".
+  struct Row {
+    std::string_view key;
+    uint16_t slot;
+  };
+  const Row rows[] = {
+      {"123456789", 0x31C3 & 16383},
+      {"foo", 12182},
+      {"bar", 5061},
+      {"{user1000}.following", 3443},
+      {"{user1000}.followers", 3443},
+      {"user1000", 3443},
+      {"x{foo}y", 12182},
+      {"{bar}{foo}", 5061},  // the first tag only
+  };
+  for (const Row& r : rows) EXPECT_EQ(cluster_slot(r.key), r.slot) << r.key;
+  EXPECT_NE(cluster_slot("foo{}{bar}"), cluster_slot("bar"));  // an empty tag: the whole key is hashed
+  EXPECT_EQ(cluster_slot("foo{{bar}}zap"), cluster_slot("{bar"));  // the tag is "{bar"
+  // A limit's keys: the whole identity is the tag.
+  EXPECT_EQ(cluster_slot("gantry:rl:{ns/r#0|abcd|1.2.3.4}"), cluster_slot("other:{ns/r#0|abcd|1.2.3.4}"));
+}
+
 TEST(GlobalScript, HasAStableSha1) {
   EXPECT_EQ(global_script_sha1().size(), 40u);
   EXPECT_NE(global_script().find("redis.call('TIME')"), std::string_view::npos);
