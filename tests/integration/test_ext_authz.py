@@ -380,7 +380,11 @@ def test_grpc_service_down_or_slow_fails_closed(env):
     t0 = time.monotonic()
     r = h1(env, "grpcquick", "/", "GET", None, {"Authorization": "Bearer slow"})
     assert r.status == 403, r
-    assert b"no answer within 500 ms" in r.body
+    assert r.headers.get("x-gateway-reason") == "ext-auth-error"
+    # The call carries grpc-timeout with the time left, so the service's own
+    # deadline and the proxy's timer expire together: either answer ends it
+    # (a loaded machine showed both), never a wait past the budget.
+    assert b"no answer within 500 ms" in r.body or b"grpc-status 4" in r.body, r.body
     assert time.monotonic() - t0 < 2.5
     # the connection stays usable for the next call
     assert h1(env, "grpcquick", "/", "GET", None, {"Authorization": "Bearer good"}).status == 200
