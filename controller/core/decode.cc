@@ -380,7 +380,7 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       expect_map(v, f);
       YAML::Node ref = get(v, "backendRef");
       if (!present(ref)) fail(v, sub(f, "backendRef"), "required");
-      out.request_mirror = GrRequestMirror{decode_backend_ref(ref, sub(f, "backendRef"))};
+      out.request_mirrors.push_back(GrRequestMirror{decode_backend_ref(ref, sub(f, "backendRef"))});
     } else if (key == "cache") {
       expect_map(v, f);
       GrCache c;
@@ -858,17 +858,23 @@ void decode_http_filter(const YAML::Node& n, const std::string& f, GrFilters& ou
     u.hostname = opt_str(v, "hostname", vf);
     u.path = decode_path_modifier(get(v, "path"), sub(vf, "path"));
     out.url_rewrite = u;
-  } else if (type == "RequestMirror" && !out.request_mirror) {
+  } else if (type == "RequestMirror") {
     YAML::Node v = get(n, "requestMirror");
     std::string vf = sub(f, "requestMirror");
     expect_map(v, vf);
     YAML::Node ref = get(v, "backendRef");
     if (!present(ref)) fail(v, sub(vf, "backendRef"), "required");
-    if (present(get(v, "percent")) || present(get(v, "fraction")))
-      out.unknown.push_back("RequestMirror with percent or fraction");
-    out.request_mirror = GrRequestMirror{decode_backend_ref(ref, sub(vf, "backendRef"))};
-  } else if (type == "RequestMirror") {
-    out.unknown.push_back("a second RequestMirror");
+    GrRequestMirror m{decode_backend_ref(ref, sub(vf, "backendRef"))};
+    m.percent = opt_int(v, "percent", vf);
+    YAML::Node fr = get(v, "fraction");
+    if (present(fr)) {
+      std::string fp = sub(vf, "fraction");
+      expect_map(fr, fp);
+      m.fraction_numerator = opt_int(fr, "numerator", fp);
+      if (!m.fraction_numerator) fail(fr, sub(fp, "numerator"), "required");
+      m.fraction_denominator = opt_int(fr, "denominator", fp);
+    }
+    out.request_mirrors.push_back(std::move(m));
   } else if (type == "CORS") {
     YAML::Node v = get(n, "cors");
     std::string vf = sub(f, "cors");
@@ -887,6 +893,28 @@ void decode_http_filter(const YAML::Node& n, const std::string& f, GrFilters& ou
   } else {
     out.unknown.push_back(type);  // CORS, ExtensionRef, ...: reported on the route
   }
+}
+
+// A backendRef's `filters` (HTTPRoute and GRPCRoute alike): the header
+// modifiers go to the ref; any other type (RequestMirror, ExtensionRef, ...)
+// is reported on the route, never ignored.
+void decode_backend_filters(const YAML::Node& b, const std::string& bp, GrBackendRef& ref,
+                            GrFilters& rule_filters) {
+  each(b, "filters", bp, [&](const YAML::Node& fn, const std::string& fp) {
+    expect_map(fn, fp);
+    std::string type = required_str(fn, "type", fp);
+    if (type == "RequestHeaderModifier") {
+      ref.request_headers = decode_header_modifier(get(fn, "requestHeaderModifier"),
+                                                   sub(fp, "requestHeaderModifier"));
+      if (!ref.request_headers) ref.request_headers = GrHeaderModifier{};
+    } else if (type == "ResponseHeaderModifier") {
+      ref.response_headers = decode_header_modifier(get(fn, "responseHeaderModifier"),
+                                                    sub(fp, "responseHeaderModifier"));
+      if (!ref.response_headers) ref.response_headers = GrHeaderModifier{};
+    } else {
+      rule_filters.unknown.push_back(type + " on a backendRef");
+    }
+  });
 }
 
 // spec.parentRefs and spec.hostnames, the same in HTTPRoute and GRPCRoute.
@@ -923,9 +951,7 @@ HTTPRoute decode_http_route(const YAML::Node& doc) {
     each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
       GrBackendRef ref = decode_backend_ref(b, bp);
       if (!ref.weight) ref.weight = 1;  // the API's default
-      each(b, "filters", bp, [&](const YAML::Node&, const std::string&) {
-        rule.filters.unknown.push_back("filters on a backendRef");
-      });
+      decode_backend_filters(b, bp, ref, rule.filters);
       rule.backend_refs.push_back(std::move(ref));
     });
     YAML::Node t = get(rn, "timeouts");
@@ -1024,9 +1050,7 @@ GRPCRoute decode_grpc_route(const YAML::Node& doc) {
     each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
       GrBackendRef ref = decode_backend_ref(b, bp);
       if (!ref.weight) ref.weight = 1;  // the API's default
-      each(b, "filters", bp, [&](const YAML::Node&, const std::string&) {
-        rule.filters.unknown.push_back("filters on a backendRef");
-      });
+      decode_backend_filters(b, bp, ref, rule.filters);
       rule.backend_refs.push_back(std::move(ref));
     });
     if (present(get(rn, "sessionPersistence"))) rule.policy.unknown.push_back("sessionPersistence");

@@ -198,11 +198,21 @@ struct GrBackendRef {
   std::optional<std::string> namespace_;  // only the route's own namespace is permitted
   std::optional<int64_t> port;
   std::optional<int64_t> weight;
+  // HTTPRoute / GRPCRoute filters on a backendRef (RequestHeaderModifier,
+  // ResponseHeaderModifier): applied only to the requests sent to it.
+  std::optional<GrHeaderModifier> request_headers;
+  std::optional<GrHeaderModifier> response_headers;
   bool operator==(const GrBackendRef&) const = default;
 };
 
+// A copy of the requests to another backendRef; Gateway API `percent`
+// (0..100) or `fraction` (numerator / denominator, default 100) mirror a
+// share of them.
 struct GrRequestMirror {
   GrBackendRef backend_ref;
+  std::optional<int64_t> percent;
+  std::optional<int64_t> fraction_numerator;
+  std::optional<int64_t> fraction_denominator;  // unset with a numerator: 100
   bool operator==(const GrRequestMirror&) const = default;
 };
 
@@ -234,7 +244,7 @@ struct GrFilters {
   std::optional<GrHeaderModifier> response_headers;
   std::optional<GrRequestRedirect> request_redirect;
   std::optional<GrUrlRewrite> url_rewrite;
-  std::optional<GrRequestMirror> request_mirror;
+  std::vector<GrRequestMirror> request_mirrors;  // GatewayRoute: at most one
   std::optional<GrCache> cache;
   std::optional<GrTransform> transform;
   // Client address lists (CIDRs, IPv4 and IPv6): outside ipAllow or inside ipDeny → 403.

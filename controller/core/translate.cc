@@ -1009,10 +1009,29 @@ class Translator {
         ctx.bad(field, "requestRedirect and urlRewrite cannot be used in the same rule");
       out.url_rewrite = u;
     }
-    if (f.request_mirror) {
-      std::string at = sub(sub(field, "requestMirror"), "backendRef");
-      sn::BackendRef ref = resolve_backend(ctx, f.request_mirror->backend_ref, at);
-      if (ref.unresolved.empty()) out.request_mirror = sn::RequestMirror{ref.cluster};
+    for (size_t i = 0; i < f.request_mirrors.size(); ++i) {
+      const GrRequestMirror& in = f.request_mirrors[i];
+      // GatewayRoute has one requestMirror; an HTTPRoute's are its filters of that type.
+      std::string at = f.request_mirrors.size() == 1 ? sub(field, "requestMirror")
+                                                     : idx(sub(field, "requestMirror"), i);
+      sn::BackendRef ref = resolve_backend(ctx, in.backend_ref, sub(at, "backendRef"));
+      sn::RequestMirror m{ref.cluster};
+      if (in.percent && in.fraction_numerator) ctx.bad(at, "percent and fraction cannot both be set");
+      if (in.percent) {
+        in_range(ctx, in.percent, 0, 100, sub(at, "percent"), m.numerator);
+        m.denominator = 100;
+      } else if (in.fraction_numerator) {
+        m.denominator = 100;
+        in_range(ctx, in.fraction_denominator, 1, 1000000, sub(sub(at, "fraction"), "denominator"),
+                 m.denominator);
+        if (in_range(ctx, in.fraction_numerator, 0, 1000000, sub(sub(at, "fraction"), "numerator"),
+                     m.numerator) &&
+            m.numerator > m.denominator)
+          ctx.bad(sub(at, "fraction"), "numerator must not exceed denominator");
+      }
+      if (m.numerator > m.denominator) m.numerator = m.denominator;
+      if (m.numerator == m.denominator) m.numerator = m.denominator = 1;  // every request
+      if (ref.unresolved.empty() && m.numerator > 0) out.request_mirrors.push_back(std::move(m));
     }
     if (f.cache) {
       std::string at = sub(field, "cache");
@@ -1253,6 +1272,13 @@ class Translator {
       std::string f = idx(sub(field, "backendRefs"), k);
       sn::BackendRef ref = resolve_backend(ctx, in.backend_refs[k], f);
       in_range(ctx, in.backend_refs[k].weight, 0, 1000000, sub(f, "weight"), ref.weight);
+      // Filters on a backendRef (HTTPRoute, GRPCRoute): only for the requests it gets.
+      if (in.backend_refs[k].request_headers)
+        ref.request_headers = header_modifier(ctx, *in.backend_refs[k].request_headers,
+                                              sub(sub(f, "filters"), "requestHeaderModifier"));
+      if (in.backend_refs[k].response_headers)
+        ref.response_headers = header_modifier(ctx, *in.backend_refs[k].response_headers,
+                                               sub(sub(f, "filters"), "responseHeaderModifier"));
       out.backends.push_back(std::move(ref));
     }
     if (out.backends.empty() && !out.filters.request_redirect) {
@@ -1266,7 +1292,7 @@ class Translator {
       // mirrored or redirected unauthenticated.
       out.filters.jwt.reset();
       out.filters.request_redirect.reset();
-      out.filters.request_mirror.reset();
+      out.filters.request_mirrors.clear();
       out.backends = {{"", 1, "the jwt filter's Secret is missing"}};
     }
     out.policy = policy(ctx, in.policy, sub(field, "policy"));
@@ -1352,7 +1378,7 @@ class Translator {
       for (const auto& rule : r.rules) {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) clusters.insert(b.cluster);
-        if (rule.filters.request_mirror) clusters.insert(rule.filters.request_mirror->cluster);
+        for (const auto& m : rule.filters.request_mirrors) clusters.insert(m.cluster);
       }
     }
     if (ctx.invalid.empty()) {
@@ -1400,7 +1426,7 @@ class Translator {
       for (const auto& rule : r.rules) {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) used.insert(b.cluster);
-        if (rule.filters.request_mirror) used.insert(rule.filters.request_mirror->cluster);
+        for (const auto& m : rule.filters.request_mirrors) used.insert(m.cluster);
       }
       routes_.push_back(std::move(r));
     }

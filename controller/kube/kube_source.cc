@@ -379,8 +379,18 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
   if (!secret && has_object_status(resource) && deleted) object_status_.erase(kind + "/" + key);
   if (deleted) {
     decode_failed_.erase(kind + "/" + key);
-    if (resource == kRoutes) route_status_.erase(key);
-    if (resource == kIngresses) ingress_status_.erase(key);
+    // What was written to this object is not what an object created again
+    // under its name has: forget it, or an identical status is never written
+    // to the new one (an HTTPRoute deleted and created again at once).
+    if (!secret && has_object_status(resource)) written_.erase(kind + "/" + key);
+    if (resource == kRoutes) {
+      route_status_.erase(key);
+      written_.erase("gatewayroute/" + key);
+    }
+    if (resource == kIngresses) {
+      ingress_status_.erase(key);
+      written_.erase("ingress/" + key);
+    }
     if (secret) {
       tls_known_.erase(key);
       return all_secrets_.erase(key) > 0;

@@ -61,4 +61,9 @@ class ResponseHeadersFilter final : public exchange::Filter {
 // Appends the edits of `m` (snapshot strings) to `edits`.
 void add_modifier(const snapshot::HeaderModifier& m, exchange::HeaderEdits& edits);
 
+// A modifier applied after those already in `edits` (a backendRef's, after
+// the rule's): a field it removes or sets loses the earlier set and add
+// edits of that name (case-insensitively), so the later modifier wins.
+void add_modifier_over(const snapshot::HeaderModifier& m, exchange::HeaderEdits& edits);
+
 }  // namespace gantry::filters

@@ -12,6 +12,7 @@
 #include "proxy/exchange/chain.h"
 #include "proxy/exchange/grpc.h"
 #include "proxy/filters/cache_control.h"
+#include "proxy/filters/header_filters.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
 #include "proxy/filters/transform.h"
@@ -297,6 +298,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   record.path.assign(rq.path);
   ex_.reset();
   ex_.req = rq;
+  backend_ref_ = nullptr;
   body_.clear();
   body_raw_.clear();
   body_dechunk_.reset();
@@ -388,6 +390,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   }
   const auto& ref = cr.rule->backends[static_cast<size_t>(bi)];
   record.cluster = &ref.cluster;
+  backend_ref_ = &ref;
   if (!ref.unresolved.empty()) {
     co_await reply(down, 500, "backend unresolved: " + ref.unresolved, false);
     co_return;
@@ -419,7 +422,13 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   upreq_.path.assign(rq.path);
   upreq_.host = rq.host_header.empty() ? rq.host : rq.host_header;
   if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
+  // The picked backendRef's own header modifier, after the rule's (Gateway API filters on a backendRef).
+  if (ref.request_headers) filters::add_modifier_over(*ref.request_headers, upreq_.headers);
   build_upstream_head(rq);
+  // filters.requestMirrors: which mirrors copy this request (each samples on its own).
+  const auto& mirrors = filters.request_mirrors;
+  const uint64_t mirror_mask = mirrors.empty() ? 0 : sample_mirrors(mirrors, w_.random());
+  const bool mirror = mirror_mask != 0;
   const bool upgrade = !rq.upgrade.empty();
   const auto body_kind = rq.body;
   const std::vector<http::Header>& req_headers = *rq.headers;
@@ -433,7 +442,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   // The head is now copied into up_head_. The request's views may not be used
   // once the body is read (HTTP/1.1: its bytes may overwrite the head), so
   // what is needed later is copied first.
-  std::string mirror_host(filters.request_mirror ? upreq_.host : std::string_view{});
+  std::string mirror_host(mirror ? upreq_.host : std::string_view{});
   const uint64_t content_length = rq.content_length;
 
   // ---- upstream policies of the rule: balancer, retries, timeouts
@@ -502,7 +511,6 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   // entirely kept. Under a retry policy (or a mirror), a Content-Length body
   // up to kMaxReplayBody is read in full first, then sent from replay_ on
   // every try.
-  const bool mirror = filters.request_mirror.has_value();
   replay_.clear();
   bool replayable = body_kind == http::BodyKind::kNone;
   if (ex_.transform.request != exchange::Exchange::Conversion::kNone) {
@@ -538,7 +546,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     replayable = true;
   }
   std::string_view sticky = sticky_;
-  if (mirror) mirror_request(*filters.request_mirror, *cfg, mirror_host, replayable, upgrade);
+  for (size_t i = 0; mirror && i < mirrors.size() && i < 64; ++i)
+    if ((mirror_mask >> i) & 1u) mirror_request(mirrors[i], *cfg, mirror_host, replayable, upgrade);
   if (cstate) cstate->retry_budget.record_request(Clock::now());
   if (cluster->h2c) {
     auto picked = w_.pick_endpoint(*cluster, static_cast<size_t>(-1), lbcfg, pick_ctx, sticky, nullptr);
@@ -851,6 +860,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   if (fill) cache_begin_fill(*fill, is_upgrade);
   resp_edits_.reset();
   if (chain != nullptr) chain->run_response(ex_, {resp_.status, &resp_.headers, false}, resp_edits_);
+  if (backend_ref_ != nullptr && backend_ref_->response_headers)
+    filters::add_modifier_over(*backend_ref_->response_headers, resp_edits_);
   // 1xx, 204 and 304 have no body: their framing fields are the codec's to
   // drop. A 204 that announces a body, or a 304 with Transfer-Encoding, may
   // send bytes after its head: that upstream connection is not reused.
@@ -1293,6 +1304,8 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   }
   resp_edits_.reset();
   if (chain != nullptr) chain->run_response(ex_, {call.status, &fields, false}, resp_edits_);
+  if (backend_ref_ != nullptr && backend_ref_->response_headers)
+    filters::add_modifier_over(*backend_ref_->response_headers, resp_edits_);
   exchange::ResponseHead head;
   head.status = call.status;
   head.fields = &fields;
@@ -1693,6 +1706,8 @@ asio::awaitable<bool> ExchangeDriver::transform_response(exchange::Downstream& d
   w_.metrics().transform_result(record.route, "response", "transformed");
   resp_edits_.reset();
   if (chain != nullptr) chain->run_response(ex_, {resp_.status, &fields, false}, resp_edits_);
+  if (backend_ref_ != nullptr && backend_ref_->response_headers)
+    filters::add_modifier_over(*backend_ref_->response_headers, resp_edits_);
   // The converted representation: its type and length; the upstream's
   // validators and digests described the other one.
   const bool to_json = ex_.transform.response == exchange::Exchange::Conversion::kXmlToJson;

@@ -215,8 +215,9 @@ class ExchangeDriver {
   boost::asio::awaitable<bool> read_body_for_filter(exchange::Downstream& down);
   boost::asio::awaitable<bool> transform_response(exchange::Downstream& down, const exchange::FilterChain* chain,
                                                   UpstreamConn& up, bool& upstream_reusable);
-  // ---- request mirroring (filters.requestMirror): a copy of the upstream
-  // request (up_head_ + the buffered body) handed to the worker's RequestMirror.
+  // ---- request mirroring (filters.requestMirrors): a copy of the upstream
+  // request as sent (up_head_ + the buffered body) handed to the worker's
+  // RequestMirror, per sampled mirror.
   void mirror_request(const snapshot::RequestMirror& m, const control::Config& cfg,
                       std::string_view upstream_host, bool body_buffered, bool upgrade);
 
@@ -228,6 +229,7 @@ class ExchangeDriver {
   exchange::Exchange ex_;              // the filters' inputs and outputs
   exchange::UpstreamRequest upreq_;   // the upstream request as the upstream-request filters leave it
   exchange::HeaderEdits resp_edits_;  // the response filters' edits of the answer's fields
+  const snapshot::BackendRef* backend_ref_ = nullptr;  // the backendRef picked (its response header edits)
   std::string up_head_;               // the upstream request head, serialised
   std::string pool_key_;              // a TLS cluster's pool key: endpoint key + the cluster's suffix
   std::string replay_;                // a request body kept for retries and the mirror

@@ -201,4 +201,22 @@ bool RequestMirror::send(const std::string& cluster, const snapshot::Endpoint& e
 
 size_t RequestMirror::in_flight() const { return state_->in_flight; }
 
+uint64_t sample_mirrors(const std::vector<snapshot::RequestMirror>& mirrors, uint64_t random) {
+  uint64_t mask = 0;
+  for (size_t i = 0; i < mirrors.size() && i < 64; ++i) {
+    const snapshot::RequestMirror& m = mirrors[i];
+    bool copy = m.numerator >= m.denominator;
+    if (!copy && m.numerator > 0) {
+      // splitmix64 of the request's value and the mirror's index: independent draws.
+      uint64_t z = random + (i + 1) * 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      z ^= z >> 31;
+      copy = z % m.denominator < m.numerator;
+    }
+    if (copy) mask |= uint64_t{1} << i;
+  }
+  return mask;
+}
+
 }  // namespace gantry::net

@@ -1,5 +1,6 @@
-// Fire-and-forget copies of requests for rules with filters.requestMirror:
+// Fire-and-forget copies of requests for rules with filters.requestMirrors:
 // one RequestMirror per worker, used only on that worker's thread.
+// sample_mirrors() decides which mirrors of a rule copy a request.
 //
 // The session hands over a complete HTTP/1.1 request (head with the shadow
 // Host, then the buffered body) and goes on with the real request at once:
@@ -19,8 +20,10 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/admin/metrics.h"
 #include "proxy/snapshot/model.h"
@@ -52,5 +55,11 @@ class RequestMirror {
  private:
   std::shared_ptr<State> state_;
 };
+
+// Which of a rule's mirrors copy one request: bit i for mirrors[i] (the
+// first 64), each set with probability numerator / denominator on its own
+// (always for a share of 1/1, never for 0/n). `random`: one uniformly random
+// value per request; each mirror draws its own value from it.
+uint64_t sample_mirrors(const std::vector<snapshot::RequestMirror>& mirrors, uint64_t random);
 
 }  // namespace gantry::net

@@ -377,7 +377,14 @@ ojson enc(const ExtAuth& a) {
   return o;
 }
 
-ojson enc(const RequestMirror& m) { return ojson{{"cluster", m.cluster}}; }
+ojson enc(const RequestMirror& m) {
+  ojson o{{"cluster", m.cluster}};
+  if (m.numerator != 1 || m.denominator != 1) {
+    o["numerator"] = m.numerator;
+    o["denominator"] = m.denominator;
+  }
+  return o;
+}
 
 ojson enc(const Transform& t) {
   return ojson{{"backend", name_of(t.backend, kTransformFormats)},
@@ -413,7 +420,7 @@ ojson enc(const Filters& f) {
   put_opt(o, "responseHeaders", f.response_headers);
   put_opt(o, "requestRedirect", f.request_redirect);
   put_opt(o, "urlRewrite", f.url_rewrite);
-  put_opt(o, "requestMirror", f.request_mirror);
+  put_objs(o, "requestMirrors", f.request_mirrors);
   put_opt(o, "cache", f.cache);
   put_opt(o, "hsts", f.hsts);
   put_opt(o, "transform", f.transform);
@@ -495,6 +502,8 @@ ojson enc(const BackendRef& b) {
   if (!b.cluster.empty()) o["cluster"] = b.cluster;
   o["weight"] = b.weight;
   if (!b.unresolved.empty()) o["unresolved"] = b.unresolved;
+  put_opt(o, "requestHeaders", b.request_headers);
+  put_opt(o, "responseHeaders", b.response_headers);
   return o;
 }
 
@@ -878,6 +887,8 @@ class Reader {
   void read(const json& j, RequestMirror& m) {
     expect_object(j);
     get(j, "cluster", m.cluster);
+    get(j, "numerator", m.numerator);
+    get(j, "denominator", m.denominator);
   }
 
   void read(const json& j, Transform& t) {
@@ -912,7 +923,7 @@ class Reader {
     get(j, "responseHeaders", f.response_headers);
     get(j, "requestRedirect", f.request_redirect);
     get(j, "urlRewrite", f.url_rewrite);
-    get(j, "requestMirror", f.request_mirror);
+    get(j, "requestMirrors", f.request_mirrors);
     get(j, "cache", f.cache);
     get(j, "hsts", f.hsts);
     get(j, "transform", f.transform);
@@ -995,6 +1006,8 @@ class Reader {
     get(j, "cluster", b.cluster);
     get(j, "weight", b.weight);
     get(j, "unresolved", b.unresolved);
+    get(j, "requestHeaders", b.request_headers);
+    get(j, "responseHeaders", b.response_headers);
   }
 
   void read(const json& j, Rule& r) {

@@ -173,8 +173,13 @@ struct Jwt {
   bool operator==(const Jwt&) const = default;
 };
 
+// A copy of each request to `cluster`, fire-and-forget; a share of the
+// requests only when numerator < denominator (Gateway API percent/fraction:
+// each request is mirrored with probability numerator / denominator).
 struct RequestMirror {
   std::string cluster;
+  uint32_t numerator = 1;    // "numerator"; omitted with denominator when the share is 1/1
+  uint32_t denominator = 1;  // "denominator": >= 1, >= numerator
   bool operator==(const RequestMirror&) const = default;
 };
 
@@ -324,7 +329,7 @@ struct Filters {
   std::optional<HeaderModifier> response_headers;
   std::optional<RequestRedirect> request_redirect;
   std::optional<UrlRewrite> url_rewrite;
-  std::optional<RequestMirror> request_mirror;
+  std::vector<RequestMirror> request_mirrors;  // each one decides and copies on its own
   std::optional<Cache> cache;
   std::optional<Hsts> hsts;
   std::optional<Transform> transform;
@@ -415,10 +420,14 @@ struct Policy {
 // One weighted target of a rule. `cluster` names an entry of Snapshot::clusters.
 // A ref the controller could not resolve carries the reason instead of a
 // cluster; the proxy answers 500 for the share of traffic it would have had.
+// The header modifiers of a ref (Gateway API filters on a backendRef) apply
+// only to the requests sent to it and their answers, after the rule's.
 struct BackendRef {
   std::string cluster;
   uint32_t weight = 1;
   std::string unresolved;  // non-empty: why this ref answers 500
+  std::optional<HeaderModifier> request_headers;   // "requestHeaders"
+  std::optional<HeaderModifier> response_headers;  // "responseHeaders"
   bool operator==(const BackendRef&) const = default;
 };
 

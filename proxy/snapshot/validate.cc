@@ -610,7 +610,16 @@ class Validator {
         e_.add(where, "requestRedirect and urlRewrite cannot be used in the same rule");
       }
     }
-    if (f.request_mirror) check_cluster_ref(f.request_mirror->cluster, where + ".requestMirror");
+    if (f.request_mirrors.size() > 16)
+      e_.add(where + ".requestMirrors", "at most 16 mirrors per rule, got " + std::to_string(f.request_mirrors.size()));
+    for (size_t i = 0; i < f.request_mirrors.size(); ++i) {
+      const RequestMirror& m = f.request_mirrors[i];
+      std::string at = where + "." + idx("requestMirrors", i);
+      check_cluster_ref(m.cluster, at);
+      if (m.denominator == 0 || m.numerator > m.denominator)
+        e_.add(at, "numerator " + std::to_string(m.numerator) + " / denominator " +
+                       std::to_string(m.denominator) + " is not a share (want 0 <= numerator <= denominator, denominator >= 1)");
+    }
     if (f.cache && f.cache->max_object_bytes > f.cache->max_bytes) {
       e_.add(where + ".cache", "maxObjectBytes must not exceed maxBytes");
     }
@@ -685,6 +694,8 @@ class Validator {
       if (b.weight > kMaxWeight) {
         e_.add(at, "weight " + std::to_string(b.weight) + " must be <= 1000000");
       }
+      if (b.request_headers) check_header_modifier(*b.request_headers, at + ".requestHeaders");
+      if (b.response_headers) check_header_modifier(*b.response_headers, at + ".responseHeaders");
       if (!b.unresolved.empty()) continue;
       if (b.cluster.empty()) {
         e_.add(at, "needs a cluster or an unresolved reason");

@@ -198,3 +198,25 @@ def test_grpcroute_status_and_conflict_with_an_httproute(env):
     # Now only gRPC calls match on grpc.test: a GET of / is no route's.
     wait_until(lambda: proxy.get("/", host="grpc.test").status == 404, CONVERGE_TIMEOUT,
                "grpc.test / to be unrouted")
+
+
+def test_a_route_created_again_under_its_name_gets_its_status(env):
+    # Deleted and created again at once (the conformance suite does this when
+    # two tests share a route name): the new object has no status, and the
+    # controller must write it even though it equals what it wrote to the old one.
+    cp, hosts, proxy, controller = env
+    cp.apply(service("again"))
+    cp.apply(endpoint_slice("again", [hosts.echos["a"]]))
+    spec = {"parentRefs": [{"name": "gw", "sectionName": "http"}], "hostnames": ["again.test"],
+            "rules": [{"backendRefs": [{"name": "again", "port": 8080}]}]}
+    cp.apply(route("again", spec))
+    wait_until(lambda: parent_conditions(cp, "again").get("Accepted") == ("True", "Accepted"),
+               CONVERGE_TIMEOUT, "again accepted", on_timeout=lambda: tail(controller.log))
+    for _ in range(3):
+        uid = cp.get("HTTPRoute", "again")["metadata"]["uid"]
+        cp.delete("HTTPRoute", "again")
+        cp.apply(route("again", spec))
+        assert cp.get("HTTPRoute", "again")["metadata"]["uid"] != uid
+        wait_until(lambda: parent_conditions(cp, "again") ==
+                   {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")},
+                   CONVERGE_TIMEOUT, "the new again accepted", on_timeout=lambda: tail(controller.log))

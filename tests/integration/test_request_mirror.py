@@ -1,4 +1,4 @@
-"""Request mirroring (filters.requestMirror) through the real proxy: the main
+"""Request mirroring (filters.requestMirrors) through the real proxy: the main
 backend and the mirror backend are real gantry-echo processes that count the
 requests they answer (/stats, asked directly); a small in-test recorder stands
 in as a mirror where a test must see what the copy carried (Host, body), and
@@ -7,7 +7,13 @@ a listener that never answers stands in for a stalled mirror.
 The main response must never depend on the mirror: a mirror that is down or
 stalled changes nothing the client sees (every request still answers 200
 within the client's timeout); copies over the per-worker in-flight bound are
-dropped and counted, never queued.
+dropped and counted, never queued. A rule may have several mirrors, each
+copying every request or a share of them (numerator / denominator, drawn for
+each request and each mirror on its own).
+
+Filters on a backendRef (Gateway API): the header modifiers of the backend
+picked apply to the request it gets and its answer, never to another
+backend's.
 """
 
 import http.server
@@ -22,7 +28,8 @@ from conftest import (get_json, http_request, refusing_port, sn_cluster, sn_rout
                       temporary_dataplane, wait_until)
 
 HOSTS = {"mirror": "mirror.example.com", "recorded": "recorded.example.com:8080",
-         "down": "down.example.com", "stalled": "stalled.example.com"}
+         "down": "down.example.com", "stalled": "stalled.example.com", "multi": "multi.example.com",
+         "backends": "backends.example.com"}
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -59,22 +66,40 @@ def env():
     stalled.listen(1024)
     with temporary_dataplane() as dp:
         main, shadow = dp.echo("main"), dp.echo("shadow")
+        second, sampled = dp.echo("second"), dp.echo("sampled")
+        one, two = dp.echo("one"), dp.echo("two")
         clusters = [
             sn_cluster("default/main:8080", [(main.addr, main.port)]),
             sn_cluster("default/shadow:8080", [(shadow.addr, shadow.port)]),
+            sn_cluster("default/second:8080", [(second.addr, second.port)]),
+            sn_cluster("default/sampled:8080", [(sampled.addr, sampled.port)]),
+            sn_cluster("default/one:8080", [(one.addr, one.port)]),
+            sn_cluster("default/two:8080", [(two.addr, two.port)]),
             sn_cluster("default/recorder:8080", [("127.0.0.1", recorder.server_address[1])]),
             sn_cluster("default/down:8080", [("127.0.0.1", refusing_port())]),
             sn_cluster("default/stalled:8080", [("127.0.0.1", stalled.getsockname()[1])]),
         ]
 
-        def route(key, mirror):
-            return sn_route(key, [sn_rule("default/main:8080", filters={"requestMirror": {"cluster": mirror}})],
-                            hostnames=[HOSTS[key].split(":")[0]])
+        def route(key, *mirrors, backends=None):
+            filters = {"requestMirrors": list(mirrors)} if mirrors else None
+            rule = sn_rule("default/main:8080", filters=filters, backends=backends)
+            return sn_route(key, [rule], hostnames=[HOSTS[key].split(":")[0]])
 
-        routes = [route("mirror", "default/shadow:8080"), route("recorded", "default/recorder:8080"),
-                  route("down", "default/down:8080"), route("stalled", "default/stalled:8080")]
+        def modifiers(name):
+            return {"requestHeaders": {"set": [{"name": "backend", "value": name}], "remove": ["x-drop"]},
+                    "responseHeaders": {"add": [{"name": "x-from", "value": name}]}}
+
+        routes = [route("mirror", {"cluster": "default/shadow:8080"}),
+                  route("recorded", {"cluster": "default/recorder:8080"}),
+                  route("down", {"cluster": "default/down:8080"}),
+                  route("stalled", {"cluster": "default/stalled:8080"}),
+                  route("multi", {"cluster": "default/second:8080"},
+                        {"cluster": "default/sampled:8080", "numerator": 1, "denominator": 4}),
+                  route("backends", backends=[{"cluster": "default/one:8080", "weight": 1, **modifiers("one")},
+                                              {"cluster": "default/two:8080", "weight": 1, **modifiers("two")},
+                                              {"cluster": "default/main:8080", "weight": 1}])]
         proxy = dp.proxy(sn_snapshot(1, routes, clusters), workers=1)
-        proxy.main, proxy.shadow = main, shadow
+        proxy.main, proxy.shadow, proxy.second, proxy.sampled = main, shadow, second, sampled
         yield proxy
     recorder.shutdown()
     stalled.close()
@@ -136,6 +161,44 @@ def test_a_mirror_that_is_down_changes_nothing_for_the_client(env):
     wait_until(lambda: mirror_count(env, "default/down:8080", "failed") == 10, 5, "10 failed copies")
 
 
+def test_several_mirrors_each_copy_their_share(env):
+    main0, second0, sampled0 = answered(env.main), answered(env.second), answered(env.sampled)
+    n = 400
+    for i in range(n):
+        r = get(env, "multi", f"/multi/{i}")
+        assert r.status == 200 and r.backend == "main"
+    assert answered(env.main) - main0 == n
+    wait_until(lambda: answered(env.second) - second0 == n, 10, "a copy of every request at the first mirror")
+    # The second mirror copies each request with probability 1/4: 100 expected,
+    # binomial standard deviation ~8.7; ±5 deviations (a sound sampler fails
+    # this about once in two million runs; a mirror copying all or none fails).
+    wait_until(lambda: mirror_count(env, "default/second:8080", "sent") >= n, 10, "first mirror's copies counted")
+    got = answered(env.sampled) - sampled0
+    assert 57 <= got <= 143, got
+    assert mirror_count(env, "default/sampled:8080", "sent") == got
+
+
+def test_a_backends_header_modifiers_apply_only_to_its_requests(env):
+    seen = set()
+    for i in range(60):
+        r = get(env, "backends", f"/b/{i}", headers={"backend": "client", "x-drop": "1", "x-keep": "1"})
+        assert r.status == 200
+        name = r.backend
+        seen.add(name)
+        headers = {k.lower(): v for k, v in r.json()["headers"].items()}
+        assert headers.get("x-keep") == "1"
+        if name in ("one", "two"):
+            assert headers.get("backend") == name, headers
+            assert "x-drop" not in headers, headers
+            assert r.headers.get("x-from") == name
+        else:
+            assert name == "main"
+            assert headers.get("backend") == "client" and headers.get("x-drop") == "1", headers
+            assert "x-from" not in r.headers
+    assert seen == {"one", "two", "main"}
+
+
+# Last: it leaves up to 64 copies in flight for 10 s, which the tests above must not meet.
 def test_a_stalled_mirror_is_bounded_and_never_holds_the_client(env):
     # Every copy to the stalled mirror stays in flight (until its 10 s timeout):
     # past 64 per worker, copies are dropped.
@@ -145,3 +208,4 @@ def test_a_stalled_mirror_is_bounded_and_never_holds_the_client(env):
     timed_out = mirror_count(env, "default/stalled:8080", "failed")  # each frees a slot
     assert dropped > 0
     assert 100 - dropped <= 64 + timed_out, (dropped, timed_out)
+

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "controller/core/translate.h"
+#include "proxy/snapshot/validate.h"
 #include "tests/unit/controller/test_util.h"
 
 namespace gantry::controller {
@@ -199,6 +200,94 @@ TEST(GatewayApi, RouteAttachment) {
     EXPECT_EQ((*st)["parents"][0]["controllerName"], "gantry.dev/gateway-controller");
     EXPECT_EQ(conds((*st)["parents"][0]["conditions"]), c.status);
     EXPECT_EQ(dump(r.snapshot), c.snapshot);
+  }
+}
+
+// Filters on a backendRef (HTTPRouteBackendRequestHeaderModification) and
+// RequestMirror filters (several; percent / fraction): what reaches the
+// snapshot rule, and what the route's conditions say.
+TEST(GatewayApi, BackendRefFiltersAndMirrors) {
+  namespace sn = snapshot;
+  const std::string more =
+      "---\napiVersion: v1\nkind: Service\nmetadata: {name: v2, namespace: apps}\n"
+      "spec: {ports: [{name: http, port: 8080}]}\n";
+  struct Case {
+    const char* name;
+    const char* rules;   // spec.rules of HTTPRoute r in namespace apps
+    const char* status;  // its parent's conditions
+    std::vector<sn::BackendRef> backends;        // of rule 0, when accepted
+    std::vector<sn::RequestMirror> mirrors;      // of rule 0, when accepted
+  } cases[] = {
+      {"header modifiers on each backendRef",
+       "[{backendRefs: ["
+       "{name: web, port: 8080, weight: 10, filters: [{type: RequestHeaderModifier, requestHeaderModifier: "
+       "{set: [{name: Backend, value: web}], add: [{name: x-a, value: '1'}], remove: [x-r]}}]}, "
+       "{name: v2, port: 8080, weight: 20, filters: [{type: ResponseHeaderModifier, responseHeaderModifier: "
+       "{set: [{name: x-from, value: v2}]}}, {type: RequestHeaderModifier, requestHeaderModifier: "
+       "{set: [{name: Backend, value: v2}]}}]}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       {{"apps/web:8080", 10, "", sn::HeaderModifier{{{"Backend", "web"}}, {{"x-a", "1"}}, {"x-r"}}, {}},
+        {"apps/v2:8080", 20, "", sn::HeaderModifier{{{"Backend", "v2"}}, {}, {}},
+         sn::HeaderModifier{{{"x-from", "v2"}}, {}, {}}}},
+       {}},
+      {"a bad header name on a backendRef is refused",
+       "[{backendRefs: [{name: web, port: 8080, filters: [{type: RequestHeaderModifier, "
+       "requestHeaderModifier: {set: [{name: 'a b', value: x}]}}]}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", {}, {}},
+      {"another filter type on a backendRef is reported",
+       "[{backendRefs: [{name: web, port: 8080, filters: [{type: RequestMirror, "
+       "requestMirror: {backendRef: {name: v2, port: 8080}}}]}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", {}, {}},
+      {"two mirrors, percent and fraction",
+       "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, percent: 20}}, "
+       "{type: RequestMirror, requestMirror: {backendRef: {name: web, namespace: apps, port: 8080}, "
+       "fraction: {numerator: 25, denominator: 50}}}, "
+       "{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, fraction: {numerator: 3}}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       {{"apps/web:8080", 1, ""}},
+       {{"apps/v2:8080", 20, 100}, {"apps/web:8080", 25, 50}, {"apps/v2:8080", 3, 100}}},
+      {"percent 100 mirrors every request; percent 0 none",
+       "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, percent: 100}}, "
+       "{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}, percent: 0}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs",
+       {{"apps/web:8080", 1, ""}}, {{"apps/v2:8080", 1, 1}}},
+      {"a fraction above one is refused",
+       "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, "
+       "fraction: {numerator: 5, denominator: 4}}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", {}, {}},
+      {"a percent above 100 is refused",
+       "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, "
+       "percent: 101}}], backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs", {}, {}},
+      {"a mirror to a missing Service is unresolved, the other one stays",
+       "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: nope, port: 8080}}}, "
+       "{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}}}], "
+       "backendRefs: [{name: web, port: 8080}]}]",
+       "Accepted=True/Accepted ResolvedRefs=False/BackendNotFound",
+       {{"apps/web:8080", 1, ""}}, {{"apps/v2:8080", 1, 1}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = run(more + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+                 "metadata: {name: r, namespace: apps}\nspec:\n"
+                 "  parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n  rules: " +
+                 c.rules + "\n");
+    const nlohmann::json* st = find(r, "HTTPRoute", "apps/r");
+    ASSERT_TRUE(st);
+    ASSERT_EQ((*st)["parents"].size(), 1u);
+    EXPECT_EQ(conds((*st)["parents"][0]["conditions"]), c.status);
+    if (c.backends.empty()) {
+      EXPECT_TRUE(r.snapshot.routes.empty());
+      continue;
+    }
+    ASSERT_EQ(r.snapshot.routes.size(), 1u);
+    const sn::Rule& rule = r.snapshot.routes[0].rules.at(0);
+    EXPECT_EQ(rule.backends, c.backends);
+    EXPECT_EQ(rule.filters.request_mirrors, c.mirrors);
+    r.snapshot.version = 1;
+    for (const auto& e : sn::validate(r.snapshot)) ADD_FAILURE() << e;
   }
 }
 

@@ -555,7 +555,7 @@ TEST(Translate, EveryFilterAndPolicyField) {
   f.response_headers = sn::HeaderModifier{{{"x-served-by", "gantry"}}, {}, {}};
   f.url_rewrite =
       sn::UrlRewrite{"internal.example.com", {sn::PathRewriteType::kReplacePrefixMatch, "/v2"}};
-  f.request_mirror = sn::RequestMirror{"default/shop-v2:8080"};
+  f.request_mirrors = {sn::RequestMirror{"default/shop-v2:8080"}};
   f.cache = sn::Cache{30000ms, 10ull << 20, 512ull << 10};
   f.source_range = sn::SourceRange{{"10.0.0.0/8", "fd00::/8", "192.0.2.7"}, {"10.1.0.0/16"}};
   EXPECT_EQ(r.snapshot.routes[0].rules[0].filters, f);

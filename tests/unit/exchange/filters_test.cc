@@ -15,6 +15,7 @@
 #include "proxy/filters/cors.h"
 #include "proxy/filters/jwt.h"
 #include "proxy/filters/global_rate_limit.h"
+#include "proxy/filters/header_filters.h"
 #include "proxy/filters/rate_limiter.h"
 #include "proxy/snapshot/model.h"
 #include "tests/unit/exchange/fake_exchange.h"
@@ -741,6 +742,42 @@ TEST(HeaderEdits, DropsRemovedAndSetNamesCaseInsensitively) {
   EXPECT_TRUE(e.drops("X-DEBUG"));
   EXPECT_TRUE(e.drops("x-env"));
   EXPECT_FALSE(e.drops("x-other"));
+}
+
+// A backendRef's header modifier goes after the rule's and wins on the
+// names it removes or sets; its adds join the rule's.
+TEST(HeaderEdits, BackendModifierOverTheRules) {
+  struct Case {
+    const char* name;
+    snapshot::HeaderModifier rule, backend;
+    std::vector<std::string> remove, set, add;  // "name=value"
+  } cases[] = {
+      {"disjoint: both apply", {{{"x-a", "1"}}, {{"x-b", "2"}}, {"x-c"}}, {{{"backend", "v1"}}, {{"x-d", "4"}}, {"x-e"}},
+       {"x-c", "x-e"}, {"x-a=1", "backend=v1"}, {"x-b=2", "x-d=4"}},
+      {"the backend sets what the rule set", {{{"X-Env", "rule"}}, {}, {}}, {{{"x-env", "backend"}}, {}, {}},
+       {}, {"x-env=backend"}, {}},
+      {"the backend sets what the rule added", {{}, {{"x-env", "rule"}}, {}}, {{{"X-ENV", "backend"}}, {}, {}},
+       {}, {"X-ENV=backend"}, {}},
+      {"the backend removes what the rule set and added", {{{"x-a", "1"}}, {{"x-a", "2"}}, {}}, {{}, {}, {"X-A"}},
+       {"X-A"}, {}, {}},
+      {"the backend adds to what the rule set", {{{"x-a", "1"}}, {}, {}}, {{}, {{"x-a", "2"}}, {}},
+       {}, {"x-a=1"}, {"x-a=2"}},
+  };
+  auto flat = [](const std::vector<http::Header>& hs) {
+    std::vector<std::string> out;
+    for (const auto& h : hs) out.push_back(std::string(h.name) + "=" + std::string(h.value));
+    return out;
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    HeaderEdits e;
+    filters::add_modifier(c.rule, e);
+    filters::add_modifier_over(c.backend, e);
+    std::vector<std::string> removed(e.remove.begin(), e.remove.end());
+    EXPECT_EQ(removed, c.remove);
+    EXPECT_EQ(flat(e.set), c.set);
+    EXPECT_EQ(flat(e.add), c.add);
+  }
 }
 
 }  // namespace

@@ -134,10 +134,12 @@ inline Snapshot rich_snapshot() {
                                        "(?i)/old/(.*)",
                                        true};
   f.url_rewrite = UrlRewrite{"internal.example.com", {PathRewriteType::kReplacePrefixMatch, "/v2"}};
-  f.request_mirror = RequestMirror{"default/mirror:80"};
+  f.request_mirrors = {RequestMirror{"default/mirror:80"}, RequestMirror{"default/web:80", 1, 8}};
   f.cache = Cache{Millis(5000), 1000000, 1000};
 
   rule.backends = {{"default/web:80", 90, ""}, {"default/gone:80", 0, "service not found"}};
+  rule.backends[0].request_headers = HeaderModifier{{{"x-backend", "web"}}, {{"x-b", "1"}}, {"x-c"}};
+  rule.backends[0].response_headers = HeaderModifier{{}, {{"x-from", "web"}}, {}};
 
   Policy& p = rule.policy;
   p.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kCookie, "session",
@@ -195,7 +197,7 @@ inline Snapshot valid_snapshot(const CertAndKey& tls) {
   api.filters.url_rewrite = UrlRewrite{std::nullopt, {PathRewriteType::kReplacePrefixMatch, "/"}};
   api.filters.rate_limit =
       RateLimit{10, Millis(1000), 5, RateLimitAlgorithm::kTokenBucket, "ClientIP"};
-  api.filters.request_mirror = RequestMirror{"default/web-v2:80"};
+  api.filters.request_mirrors = {RequestMirror{"default/web-v2:80"}};
   api.backends = {{"default/web:80", 90, ""}, {"default/web-v2:80", 10, ""}};
   api.policy.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kHeader, "x-user",
                               Millis(0)};
