@@ -473,6 +473,10 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       t.root_element = opt_str(v, "rootElement", f);
       t.item_element = opt_str(v, "itemElement", f);
       out.transform = t;
+    } else if (key == "grpcWeb") {
+      expect_map(v, f);
+      if (v.IsMap() && v.size() > 0) fail(v, f, "takes no settings (want {})");
+      out.grpc_web = true;
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {

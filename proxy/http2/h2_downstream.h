@@ -77,8 +77,4 @@ class H2Downstream final : public exchange::Downstream {
   uint64_t body_read_ = 0;  // request body bytes read so far
 };
 
-// Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside
-// 0x20-0x7E and '%' are escaped).
-std::string grpc_message_encode(std::string_view text);
-
 }  // namespace gantry::http2

@@ -12,10 +12,12 @@
 #include "proxy/exchange/chain.h"
 #include "proxy/exchange/grpc.h"
 #include "proxy/filters/cache_control.h"
+#include "proxy/filters/grpc_web.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
 #include "proxy/filters/transform.h"
 #include "proxy/net/access_log.h"
+#include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
 #include "proxy/tracing/exporter.h"
 
@@ -251,6 +253,9 @@ asio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int stat
 asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
   ex_.reply.request_id = record.request_id;
   record.status = ex_.reply.status;
+  // A gRPC-Web client gets the answer as a gRPC status (trailers-only);
+  // the access log and metrics keep the gateway's status, as for gRPC.
+  if (ex_.grpc_web.active) filters::grpc_web::to_trailers_only(ex_.reply, {ex_.grpc_web.text, ex_.grpc_web.suffix});
   co_await down.send_local_reply(ex_.reply);
   finish(down);
 }
@@ -393,6 +398,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   upreq_.reset();
   upreq_.path.assign(rq.path);
   upreq_.host = rq.host_header.empty() ? rq.host : rq.host_header;
+  // gRPC-Web is translated for HTTP/2 backends only: to an HTTP/1.1 one (a
+  // backend that speaks gRPC-Web itself) the request goes as it came.
+  if (ex_.grpc_web.active && !cluster->h2c) ex_.grpc_web.active = false;
   if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
   build_upstream_head(rq);
   const bool upgrade = !rq.upgrade.empty();
@@ -400,7 +408,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const std::vector<http::Header>& req_headers = *rq.headers;
   // "te: trailers" is hop-by-hop for HTTP/1.1 but says "I take trailers" to an
   // HTTP/2 server (gRPC servers require it): kept for an h2c upstream.
-  bool te_trailers = false;
+  bool te_trailers = ex_.grpc_web.active;  // gRPC-Web becomes gRPC, which needs it
   if (cluster->h2c)
     for (const auto& h : req_headers)
       if (http::iequals(h.name, "te") && h.value.find("trailers") != std::string_view::npos) te_trailers = true;
@@ -454,6 +462,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   // --upstream-timeout wait, so a long call is not cut short by it.
   bool grpc = false;
   if (auto ct = http::find_header(req_headers, "content-type")) grpc = exchange::is_grpc_content_type(*ct);
+  grpc = grpc || ex_.grpc_web.active;
   std::optional<milliseconds> grpc_timeout;
   if (grpc)
     if (auto v = http::find_header(req_headers, "grpc-timeout")) grpc_timeout = exchange::parse_grpc_timeout(*v);
@@ -500,7 +509,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   } else if (body_early_) {
     // Read in part for a filter: relay_request_body() / the h2c pump send
     // what was read first, then the rest as it comes.
-  } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody) {
+  } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody &&
+             !ex_.grpc_web.text) {  // a -text body is decoded as it is relayed (GrpcWebDownstream)
     while (true) {
       exchange::BodyChunk c = co_await down.read_body();
       if (c.failed) {
@@ -524,6 +534,14 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     ActiveRequest h2_active;
     h2_active.set(picked->active);
     record.upstream = cluster->keys[picked->index];
+    if (ex_.grpc_web.active) {
+      // gRPC-Web: the client's stream seen through the translation (bodies, trailers).
+      GrpcWebDownstream web(down, ex_);
+      co_await run_h2c(web, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
+                       replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
+                       request_deadline, grpc);
+      co_return;
+    }
     co_await run_h2c(down, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
                      replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
                      request_deadline, grpc);
@@ -1013,9 +1031,12 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
     up_head_.append("\r\n");
     return;
   }
-  if (rq.body == http::BodyKind::kContentLength)
+  // A gRPC-Web -text body is decoded on its way (its length changes): it goes streamed.
+  const bool decoded = ex_.grpc_web.active && ex_.grpc_web.text;
+  if (rq.body == http::BodyKind::kContentLength && !decoded)
     append_header(up_head_, "content-length", std::to_string(rq.content_length));
-  if (rq.body == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
+  if (rq.body == http::BodyKind::kChunked || (decoded && rq.body != http::BodyKind::kNone))
+    append_header(up_head_, "transfer-encoding", "chunked");
   up_head_.append("\r\n");
 }
 
