@@ -256,6 +256,7 @@ asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
   // A gRPC-Web client gets the answer as a gRPC status (trailers-only);
   // the access log and metrics keep the gateway's status, as for gRPC.
   if (ex_.grpc_web.active) filters::grpc_web::to_trailers_only(ex_.reply, {ex_.grpc_web.text, ex_.grpc_web.suffix});
+  if (record.grpc || ex_.grpc_web.active) record.grpc_status = exchange::grpc_status_for(record.status);
   co_await down.send_local_reply(ex_.reply);
   finish(down);
 }
@@ -282,6 +283,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   body_dechunk_.reset();
   body_early_ = body_ended_ = body_h1_chunked_ = false;
   ex_.started = record.started;
+  // gRPC over HTTP/2 (an HTTP/1.1 client's "gRPC" gets ordinary answers): its status is counted.
+  if (rq.proto == "HTTP/2")
+    if (auto ct = http::find_header(*rq.headers, "content-type")) record.grpc = exchange::is_grpc_content_type(*ct);
   tracing::Exporter* tracer = w_.server().options().tracer;
   if (tracer != nullptr) begin_trace(rq, *tracer);
 
@@ -1077,6 +1081,18 @@ http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
   return head;
 }
 
+// The grpc-status among `fields` (a trailers-only head, or trailers); -1: none.
+template <class Fields>
+int grpc_status_in(const Fields& fields) {
+  for (const auto& f : fields)
+    if (f.name == "grpc-status") {
+      int v = -1;
+      auto [p, e] = std::from_chars(f.value.data(), f.value.data() + f.value.size(), v);
+      return e == std::errc() && p == f.value.data() + f.value.size() && v >= 0 ? v : -1;
+    }
+  return -1;
+}
+
 // The request body pump's state, shared with the pump coroutine.
 struct H2Pump {
   bool done = false;
@@ -1297,6 +1313,11 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   head.request_id = record.request_id;
   head.content_length = length;
   head.end_stream = call.ended && call.data.empty() && call.trailers.empty();
+  // A head that ends the stream without a length (a trailers-only gRPC
+  // status, a bodiless error) has an empty body: an HTTP/1.1 client must be
+  // told, or it waits for a body until the connection closes.
+  if (head.end_stream && !length && record.method != "HEAD") head.content_length = 0;
+  if (grpc && head.end_stream) record.grpc_status = grpc_status_in(call.headers);  // trailers-only
   if (opts.debug_headers) {
     std::snprintf(debug_time_, sizeof debug_time_, "%.3fms", record.upstream_ms);
     debug_ = {http::Header{"x-gateway-route", record.route}, http::Header{"x-gateway-upstream", record.upstream},
@@ -1326,6 +1347,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
         std::vector<http::Header> trailers;
         trailers.reserve(call.trailers.size());
         for (const auto& f : call.trailers) trailers.push_back(http::Header{f.name, f.value});
+        if (grpc) record.grpc_status = grpc_status_in(call.trailers);
         ok = co_await down.send_trailers(trailers);
       } else {
         ok = co_await down.send_body({}, true);
@@ -1346,6 +1368,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
         // The head went out: the status goes in trailers, and the backend's
         // stream is cancelled (settle()).
         const http::Header status[] = {{"grpc-status", "4"}, {"grpc-message", "deadline exceeded"}};
+        record.grpc_status = 4;
         answered = co_await down.send_trailers(status);
       } else {
         down.reset(exchange::ResetReason::kUpstreamTruncated);
@@ -1994,6 +2017,8 @@ void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t by
   if (record.trace.active) end_trace(*w_.server().options().tracer);
   static const std::string kNoRoute = "none";
   w_.metrics().request_done(record.route.empty() ? kNoRoute : record.route, record.status, ms / 1000.0);
+  if (record.grpc_status >= 0)
+    w_.metrics().grpc_request_done(record.route.empty() ? kNoRoute : record.route, record.grpc_status);
   w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out));
   auto& log = w_.server().log();
   if (log.enabled()) {

@@ -283,3 +283,35 @@ def test_no_translation_without_the_filter(proxy, tmp_path):
     status, heads, body = h2_call(proxy, tmp_path, "UnaryCall", frame(simple_request(1)), host="plain.example")
     msgs, trailers = parse(body) if status == 200 and body else ([], None)
     assert trailers is None, (status, heads, body)
+    # The same over HTTP/1.1: the backend's bodiless refusal (an h2 head that
+    # ends the stream) reaches the client complete, with content-length 0.
+    status, heads, body = h1_call(proxy, "UnaryCall", frame(simple_request(1)), host="plain.example")
+    assert status == 415 and heads["content-length"] == "0" and body == b"", (status, heads)
+    assert heads["content-type"] == "application/grpc"
+
+
+def grpc_counts(proxy):
+    """{(route, grpc_status): count} from gantry_grpc_requests_total."""
+    out = {}
+    for line in proxy.metrics_text().splitlines():
+        if line.startswith("gantry_grpc_requests_total{"):
+            labels, value = line[len("gantry_grpc_requests_total{"):].rsplit("} ", 1)
+            kv = dict(p.split("=", 1) for p in labels.split(","))
+            out[(kv["route"].strip('"'), kv["grpc_status"].strip('"'))] = float(value)
+    return out
+
+
+def test_metrics_count_grpc_statuses(proxy, tmp_path):
+    def count(status):
+        return sum(v for (route, s), v in grpc_counts(proxy).items() if s == status and route.startswith("default/web"))
+
+    before = {s: count(s) for s in ("0", "3", "14", "12")}
+    h1_call(proxy, "UnaryCall", frame(simple_request(1)))                                  # backend: OK
+    h2_call(proxy, tmp_path, "UnaryCall", frame(simple_request(1)))                         # backend: OK, over h2
+    h1_call(proxy, "UnaryCall", frame(simple_request(1, (3, "x"))))                         # backend: trailers-only 3
+    h1_call(proxy, "UnimplementedCall", frame(b""))                                          # backend: 12
+    h1_call(proxy, "/grpc.testing.UnimplementedService/UnimplementedCall", frame(b""))       # gateway: 503 -> 14
+    want = {"0": 2, "3": 1, "14": 1, "12": 1}
+    wait_until(lambda: all(count(s) - before[s] >= n for s, n in want.items()), START_TIMEOUT,
+               "the gRPC statuses in gantry_grpc_requests_total")
+    assert {s: count(s) - before[s] for s in want} == want
