@@ -475,8 +475,7 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       out.transform = t;
     } else if (key == "grpcWeb") {
       expect_map(v, f);
-      if (v.IsMap() && v.size() > 0) fail(v, f, "takes no settings (want {})");
-      out.grpc_web = true;
+      out.grpc_web = opt_bool(v, "enabled", f).value_or(true);
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {
