@@ -473,6 +473,9 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       t.root_element = opt_str(v, "rootElement", f);
       t.item_element = opt_str(v, "itemElement", f);
       out.transform = t;
+    } else if (key == "grpcWeb") {
+      expect_map(v, f);
+      out.grpc_web = opt_bool(v, "enabled", f).value_or(true);
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {

@@ -247,6 +247,7 @@ struct GrFilters {
   std::vector<GrRequestMirror> request_mirrors;  // GatewayRoute: at most one
   std::optional<GrCache> cache;
   std::optional<GrTransform> transform;
+  bool grpc_web = false;  // grpcWeb: {} (enabled: false turns it off): gRPC-Web translated to gRPC
   // Client address lists (CIDRs, IPv4 and IPv6): outside ipAllow or inside ipDeny → 403.
   std::optional<std::vector<std::string>> ip_allow;
   std::optional<std::vector<std::string>> ip_deny;

@@ -878,7 +878,7 @@ class Translator {
       ctx.bad(field + "." + name,
               "unknown filter (want cors, rateLimit, maxRequestBodySize, jwt, requestHeaders, "
               "responseHeaders, requestRedirect, urlRewrite, requestMirror, cache, ipAllow, ipDeny, apiKey, "
-              "basicAuth, extAuth, transform)",
+              "basicAuth, extAuth, transform, grpcWeb)",
               "UnsupportedValue");
     if (f.cors) {
       std::string at = sub(field, "cors");
@@ -1080,6 +1080,7 @@ class Translator {
       if (f.cache) ctx.bad(at, "cannot be combined with cache on the same rule (a converted answer depends on Accept)");
       out.transform = t;
     }
+    if (f.grpc_web) out.grpc_web = sn::GrpcWeb{};
     if (f.api_key) out.api_key = api_key(ctx, *f.api_key, sub(field, "apiKey"));
     if (f.basic_auth) out.basic_auth = basic_auth(ctx, *f.basic_auth, sub(field, "basicAuth"));
     if (f.ext_auth) out.ext_auth = ext_auth(ctx, *f.ext_auth, sub(field, "extAuth"));
@@ -1482,8 +1483,12 @@ class Translator {
     out.creation_timestamp = r.meta.creation_timestamp;
     if (!b.any_host) out.hostnames = hostnames(ctx, b.hostnames, "spec.hostnames");
     out.listeners = b.listeners;
-    for (size_t i = 0; i < r.rules.size(); ++i)
+    for (size_t i = 0; i < r.rules.size(); ++i) {
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
+      // A GRPCRoute serves gRPC-Web browsers too (Envoy Gateway does the
+      // same): the translation touches only application/grpc-web* requests.
+      if (ctx.h2c) out.rules.back().filters.grpc_web = sn::GrpcWeb{};
+    }
     std::vector<sn::Route> routes;
     if (b.serve) routes.push_back(std::move(out));  // else judged only: its status
     finish(ctx, std::move(routes), r.meta, ctx.h2c ? "GRPCRoute" : "HTTPRoute", {});

@@ -130,7 +130,12 @@ Metrics::Metrics()
                             .Help("filters.transform decisions by route, direction (request, response) and "
                                   "result (transformed; refused: the client's body was too large, malformed "
                                   "or had a DOCTYPE; error: the upstream's body could not be converted)")
-                            .Register(*registry_)) {}
+                            .Register(*registry_)),
+      grpc_requests(prometheus::BuildCounter()
+                        .Name("gantry_grpc_requests_total")
+                        .Help("gRPC and gRPC-Web calls by route and the grpc-status the client got (the "
+                              "backend's, or the gateway's own answer's: 14 no endpoint, 4 deadline, ...)")
+                        .Register(*registry_)) {}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
@@ -166,6 +171,13 @@ void WorkerMetrics::transform_result(const std::string& route, const char* direc
   auto& c = transform_results_[route + '\0' + direction + '\0' + result];
   if (c == nullptr)
     c = &m_.transform_results.Add({{"route", route}, {"direction", direction}, {"result", result}});
+  c->Increment();
+}
+
+void WorkerMetrics::grpc_request_done(const std::string& route, int grpc_status) {
+  std::string code = std::to_string(grpc_status);
+  auto& c = grpc_requests_[route + '\0' + code];
+  if (c == nullptr) c = &m_.grpc_requests.Add({{"route", route}, {"grpc_status", code}});
   c->Increment();
 }
 

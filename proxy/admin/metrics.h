@@ -63,6 +63,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& mirror_requests;  // cluster, result
   prometheus::Family<prometheus::Counter>& upstream_tls_handshakes;  // cluster, resumed (true/false)
   prometheus::Family<prometheus::Counter>& transform_results;  // route, direction, result
+  prometheus::Family<prometheus::Counter>& grpc_requests;      // route, grpc_status
 
  private:
   std::vector<Collector> collectors_;
@@ -82,6 +83,9 @@ class WorkerMetrics {
   void upstream_tls_handshake(const std::string& cluster, bool resumed);
   // filters.transform: direction request|response, result transformed|refused|error.
   void transform_result(const std::string& route, const char* direction, const char* result);
+  // A gRPC (or gRPC-Web) call's status as the client got it: the backend's
+  // grpc-status, or the gateway's own answer's (exchange/grpc.h).
+  void grpc_request_done(const std::string& route, int grpc_status);
   Metrics& global() { return m_; }
 
  private:
@@ -96,6 +100,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
   std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;
   std::unordered_map<std::string, prometheus::Counter*> transform_results_;
+  std::unordered_map<std::string, prometheus::Counter*> grpc_requests_;
 };
 
 }  // namespace gantry::admin

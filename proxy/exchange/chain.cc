@@ -47,6 +47,7 @@ std::vector<std::string_view> FilterChain::names() const {
 FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   const snapshot::Filters& f = rule.filters;
   FilterChain chain;
+  if (f.grpc_web) chain.add(std::make_unique<filters::GrpcWebFilter>());
   if (f.https_redirect) chain.add(std::make_unique<filters::HttpsRedirectFilter>(*f.https_redirect));
   if (parts.cors != nullptr) chain.add(std::make_unique<filters::CorsFilter>(*parts.cors));
   if (parts.rate_limiter && f.rate_limit)

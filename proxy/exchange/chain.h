@@ -36,8 +36,8 @@ class FilterChain {
   // Every filter name, in chain order. A filter is placed by its name; adding
   // a filter means adding its file under proxy/filters/, a line in
   // build_chain() and its name here.
-  static constexpr std::array<std::string_view, 16> kOrder = {
-      "https_redirect", "cors",        "rate_limit",      "source_range",     "api_key",
+  static constexpr std::array<std::string_view, 17> kOrder = {
+      "grpc_web",       "https_redirect", "cors",        "rate_limit",      "source_range",     "api_key",
       "basic_auth",     "ext_auth",    "consumer_rate_limit",                 "body_limit",
       "jwt",            "redirect",    "transform",       "url_rewrite",      "request_headers",
       "response_headers",

@@ -235,6 +235,19 @@ class Exchange {
     Conversion response = Conversion::kNone;  // the response body, when its Content-Type is the backend's format
   } transform;
 
+  // grpcWeb: the request is gRPC-Web (set by the grpc_web filter's
+  // on_request). The driver then answers the gateway's own replies as
+  // gRPC-Web trailers-only, sends the body up as gRPC (a -text body
+  // decoded) and the answer down as gRPC-Web (net/grpc_web_downstream.h).
+  struct GrpcWebPlan {
+    bool active = false;
+    bool text = false;        // application/grpc-web-text: base64 both ways
+    std::string_view suffix;  // "+proto", ...: a view into the request's content-type
+    std::string upstream_type;  // application/grpc[+suffix]: the upstream request's content-type
+    std::string client_type;    // application/grpc-web[-text][+suffix]: the answer's
+    bool translate_response = false;  // the answer is gRPC (set by the filter's on_response)
+  } grpc_web;
+
   // Wall-clock time (JWT exp/nbf), read once per exchange when a filter asks.
   WallTime wall_now() {
     if (wall_now_ == WallTime{}) wall_now_ = std::chrono::system_clock::now();
@@ -263,6 +276,7 @@ class Exchange {
     ext_auth_verdict = 0;
     request_body = {};
     transform = {};
+    grpc_web = {};
     global_rate_limit.reset();
     wall_now_ = {};
   }

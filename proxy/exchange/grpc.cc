@@ -1,6 +1,7 @@
 #include "proxy/exchange/grpc.h"
 
 #include <cctype>
+#include <cstdio>
 #include <cstdint>
 #include <utility>
 
@@ -62,6 +63,20 @@ int grpc_status_for(int status) {
     case 504: return 4;   // DEADLINE_EXCEEDED: the gateway's own 504s are deadlines it enforced
     default: return 2;    // UNKNOWN
   }
+}
+
+std::string grpc_message_encode(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out.append(buf);
+    }
+  }
+  return out;
 }
 
 }  // namespace gantry::exchange

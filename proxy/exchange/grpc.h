@@ -36,4 +36,8 @@ std::string format_grpc_timeout(std::chrono::milliseconds left);
 // so it is DEADLINE_EXCEEDED 4.
 int grpc_status_for(int status);
 
+// Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside
+// 0x20-0x7E and '%' are escaped).
+std::string grpc_message_encode(std::string_view text);
+
 }  // namespace gantry::exchange

@@ -156,6 +156,26 @@ class SourceRangeFilter final : public exchange::Filter {
   std::vector<net::Cidr> allow_, deny_;
 };
 
+// filters.grpcWeb (docs/policies.md, "gRPC-Web"): a request whose
+// content-type is application/grpc-web* is marked (ex.grpc_web) so that the
+// gateway's own answers are gRPC-Web trailers-only and the driver translates
+// the bodies; its upstream request becomes gRPC (content-type
+// application/grpc[+suffix], te: trailers set by the driver, no
+// content-length for a -text body, whose length changes) and the answer's
+// content-type the client's gRPC-Web type again (the framing:
+// grpc_web.h). Any other request passes untouched.
+class GrpcWebFilter final : public exchange::Filter {
+ public:
+  std::string_view name() const override { return "grpc_web"; }
+  uint8_t phases() const override {
+    return exchange::kOnRequest | exchange::kOnUpstreamRequest | exchange::kOnResponse;
+  }
+  exchange::Verdict on_request(exchange::Exchange& ex) const override;
+  void on_upstream_request(exchange::Exchange& ex, exchange::UpstreamRequest& up) const override;
+  void on_response(exchange::Exchange& ex, const exchange::ResponseInfo& resp,
+                   exchange::HeaderEdits& edits) const override;
+};
+
 // filters.hsts: Strict-Transport-Security on the answers to requests that
 // came over TLS (replacing the upstream's).
 class HstsFilter final : public exchange::Filter {

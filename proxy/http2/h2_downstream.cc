@@ -57,20 +57,6 @@ uint64_t block_bytes(std::span<const Field> fields) {
 
 }  // namespace
 
-std::string grpc_message_encode(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (c >= 0x20 && c <= 0x7e && c != '%') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out.append(buf);
-    }
-  }
-  return out;
-}
-
 Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Stream> stream,
                                                            std::string client_ip, bool tls,
                                                            std::string peer_ip) {
@@ -206,7 +192,7 @@ asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply&
     // Trailers-only (gRPC over HTTP/2): one HEADERS frame ending the stream.
     add_field(fields, "content-type", "application/grpc");
     add_field(fields, "grpc-status", std::to_string(exchange::grpc_status_for(reply.status)));
-    if (!reply.body.empty()) add_field(fields, "grpc-message", grpc_message_encode(reply.body));
+    if (!reply.body.empty()) add_field(fields, "grpc-message", exchange::grpc_message_encode(reply.body));
     if (!reply.gateway_reason.empty()) add_field(fields, "x-gateway-reason", reply.gateway_reason);
     if (!reply.request_id.empty()) add_field(fields, "x-request-id", reply.request_id);
     for (const auto& [name, value] : reply.headers) add_field(fields, name, value);

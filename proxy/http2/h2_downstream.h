@@ -83,8 +83,4 @@ class H2Downstream final : public exchange::Downstream {
   bool send_fields(const exchange::ResponseHead& head);  // HEADERS; false: the stream is gone
 };
 
-// Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside
-// 0x20-0x7E and '%' are escaped).
-std::string grpc_message_encode(std::string_view text);
-
 }  // namespace gantry::http2

@@ -13,10 +13,12 @@
 #include "proxy/exchange/grpc.h"
 #include "proxy/filters/cache_control.h"
 #include "proxy/filters/header_filters.h"
+#include "proxy/filters/grpc_web.h"
 #include "proxy/filters/response_cache.h"
 #include "proxy/filters/response_capture.h"
 #include "proxy/filters/transform.h"
 #include "proxy/net/access_log.h"
+#include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
 #include "proxy/tracing/exporter.h"
 
@@ -243,6 +245,10 @@ asio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int stat
 asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
   ex_.reply.request_id = record.request_id;
   record.status = ex_.reply.status;
+  // A gRPC-Web client gets the answer as a gRPC status (trailers-only);
+  // the access log and metrics keep the gateway's status, as for gRPC.
+  if (ex_.grpc_web.active) filters::grpc_web::to_trailers_only(ex_.reply, {ex_.grpc_web.text, ex_.grpc_web.suffix});
+  if (record.grpc || ex_.grpc_web.active) record.grpc_status = exchange::grpc_status_for(record.status);
   co_await down.send_local_reply(ex_.reply);
   finish(down);
 }
@@ -304,6 +310,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   body_dechunk_.reset();
   body_early_ = body_ended_ = body_h1_chunked_ = false;
   ex_.started = record.started;
+  // gRPC over HTTP/2 (an HTTP/1.1 client's "gRPC" gets ordinary answers): its status is counted.
+  if (rq.proto == "HTTP/2")
+    if (auto ct = http::find_header(*rq.headers, "content-type")) record.grpc = exchange::is_grpc_content_type(*ct);
   tracing::Exporter* tracer = w_.server().options().tracer;
   if (tracer != nullptr) begin_trace(rq, *tracer);
 
@@ -421,6 +430,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   upreq_.reset();
   upreq_.path.assign(rq.path);
   upreq_.host = rq.host_header.empty() ? rq.host : rq.host_header;
+  // gRPC-Web is translated for HTTP/2 backends only: to an HTTP/1.1 one (a
+  // backend that speaks gRPC-Web itself) the request goes as it came.
+  if (ex_.grpc_web.active && !cluster->h2c) ex_.grpc_web.active = false;
   if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
   // The picked backendRef's own header modifier, after the rule's (Gateway API filters on a backendRef).
   if (ref.request_headers) filters::add_modifier_over(*ref.request_headers, upreq_.headers);
@@ -434,7 +446,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const std::vector<http::Header>& req_headers = *rq.headers;
   // "te: trailers" is hop-by-hop for HTTP/1.1 but says "I take trailers" to an
   // HTTP/2 server (gRPC servers require it): kept for an h2c upstream.
-  bool te_trailers = false;
+  bool te_trailers = ex_.grpc_web.active;  // gRPC-Web becomes gRPC, which needs it
   if (cluster->h2c)
     for (const auto& h : req_headers)
       if (http::iequals(h.name, "te") && h.value.find("trailers") != std::string_view::npos) te_trailers = true;
@@ -488,6 +500,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   // --upstream-timeout wait, so a long call is not cut short by it.
   bool grpc = false;
   if (auto ct = http::find_header(req_headers, "content-type")) grpc = exchange::is_grpc_content_type(*ct);
+  grpc = grpc || ex_.grpc_web.active;
   std::optional<milliseconds> grpc_timeout;
   if (grpc)
     if (auto v = http::find_header(req_headers, "grpc-timeout")) grpc_timeout = exchange::parse_grpc_timeout(*v);
@@ -533,7 +546,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   } else if (body_early_) {
     // Read in part for a filter: relay_request_body() / the h2c pump send
     // what was read first, then the rest as it comes.
-  } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody) {
+  } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody &&
+             !ex_.grpc_web.text) {  // a -text body is decoded as it is relayed (GrpcWebDownstream)
     while (true) {
       exchange::BodyChunk c = co_await down.read_body();
       if (c.failed) {
@@ -558,6 +572,14 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     ActiveRequest h2_active;
     h2_active.set(picked->active);
     record.upstream = cluster->keys[picked->index];
+    if (ex_.grpc_web.active) {
+      // gRPC-Web: the client's stream seen through the translation (bodies, trailers).
+      GrpcWebDownstream web(down, ex_);
+      co_await run_h2c(web, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
+                       replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
+                       request_deadline, grpc);
+      co_return;
+    }
     co_await run_h2c(down, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
                      replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
                      request_deadline, grpc);
@@ -1049,9 +1071,12 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
     up_head_.append("\r\n");
     return;
   }
-  if (rq.body == http::BodyKind::kContentLength)
+  // A gRPC-Web -text body is decoded on its way (its length changes): it goes streamed.
+  const bool decoded = ex_.grpc_web.active && ex_.grpc_web.text;
+  if (rq.body == http::BodyKind::kContentLength && !decoded)
     append_header(up_head_, "content-length", std::to_string(rq.content_length));
-  if (rq.body == http::BodyKind::kChunked) append_header(up_head_, "transfer-encoding", "chunked");
+  if (rq.body == http::BodyKind::kChunked || (decoded && rq.body != http::BodyKind::kNone))
+    append_header(up_head_, "transfer-encoding", "chunked");
   up_head_.append("\r\n");
 }
 
@@ -1090,6 +1115,18 @@ http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
     head.headers.push_back(http2::Field{std::move(name), std::string(value)});
   }
   return head;
+}
+
+// The grpc-status among `fields` (a trailers-only head, or trailers); -1: none.
+template <class Fields>
+int grpc_status_in(const Fields& fields) {
+  for (const auto& f : fields)
+    if (f.name == "grpc-status") {
+      int v = -1;
+      auto [p, e] = std::from_chars(f.value.data(), f.value.data() + f.value.size(), v);
+      return e == std::errc() && p == f.value.data() + f.value.size() && v >= 0 ? v : -1;
+    }
+  return -1;
 }
 
 // The request body pump's state, shared with the pump coroutine.
@@ -1314,6 +1351,11 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   head.request_id = record.request_id;
   head.content_length = length;
   head.end_stream = call.ended && call.data.empty() && call.trailers.empty();
+  // A head that ends the stream without a length (a trailers-only gRPC
+  // status, a bodiless error) has an empty body: an HTTP/1.1 client must be
+  // told, or it waits for a body until the connection closes.
+  if (head.end_stream && !length && record.method != "HEAD") head.content_length = 0;
+  if (grpc && head.end_stream) record.grpc_status = grpc_status_in(call.headers);  // trailers-only
   if (opts.debug_headers) {
     std::snprintf(debug_time_, sizeof debug_time_, "%.3fms", record.upstream_ms);
     debug_ = {http::Header{"x-gateway-route", record.route}, http::Header{"x-gateway-upstream", record.upstream},
@@ -1343,6 +1385,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
         std::vector<http::Header> trailers;
         trailers.reserve(call.trailers.size());
         for (const auto& f : call.trailers) trailers.push_back(http::Header{f.name, f.value});
+        if (grpc) record.grpc_status = grpc_status_in(call.trailers);
         ok = co_await down.send_trailers(trailers);
       } else {
         ok = co_await down.send_body({}, true);
@@ -1363,6 +1406,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
         // The head went out: the status goes in trailers, and the backend's
         // stream is cancelled (settle()).
         const http::Header status[] = {{"grpc-status", "4"}, {"grpc-message", "deadline exceeded"}};
+        record.grpc_status = 4;
         answered = co_await down.send_trailers(status);
       } else {
         down.reset(exchange::ResetReason::kUpstreamTruncated);
@@ -2013,6 +2057,8 @@ void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t by
   if (record.trace.active) end_trace(*w_.server().options().tracer);
   static const std::string kNoRoute = "none";
   w_.metrics().request_done(record.route.empty() ? kNoRoute : record.route, record.status, ms / 1000.0);
+  if (record.grpc_status >= 0)
+    w_.metrics().grpc_request_done(record.route.empty() ? kNoRoute : record.route, record.grpc_status);
   w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out));
   auto& log = w_.server().log();
   if (log.enabled()) {

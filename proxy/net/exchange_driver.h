@@ -99,6 +99,10 @@ struct ExchangeRecord {
   std::string request_id, method, host, path, route, upstream;
   std::string_view proto;        // the stream's ("HTTP/1.1", "HTTP/2"); empty before a request was parsed
   int status = 0;                // 0: nothing was answered (client gone)
+  // A gRPC or gRPC-Web call: the grpc-status its client got (-1: none, e.g.
+  // a reset stream; not a gRPC call); gantry_grpc_requests_total.
+  int grpc_status = -1;
+  bool grpc = false;             // a gRPC call over HTTP/2, or gRPC-Web
   double upstream_ms = -1;
   const char* error = nullptr;   // access-log "error": why the answer ended abnormally
   const std::string* cluster = nullptr;  // the chosen backend's (lives in the pinned Config)
@@ -114,6 +118,8 @@ struct ExchangeRecord {
     upstream.clear();
     proto = {};
     status = 0;
+    grpc_status = -1;
+    grpc = false;
     upstream_ms = -1;
     error = nullptr;
     cluster = nullptr;

@@ -145,6 +145,7 @@ ojson enc(const RateLimit& r);
 ojson enc(const HttpsRedirect& r);
 ojson enc(const SourceRange& r);
 ojson enc(const Hsts& h);
+ojson enc(const GrpcWeb&);
 ojson enc(const JwtClaimToHeader& c);
 ojson enc(const Jwt& j);
 ojson enc(const ApiKeyEntry& e);
@@ -306,6 +307,7 @@ ojson enc(const HttpsRedirect& r) {
 }
 
 ojson enc(const Hsts& h) { return ojson{{"value", h.value}}; }
+ojson enc(const GrpcWeb&) { return ojson::object(); }
 
 ojson enc(const SourceRange& r) {
   ojson o = ojson::object();
@@ -424,6 +426,7 @@ ojson enc(const Filters& f) {
   put_opt(o, "cache", f.cache);
   put_opt(o, "hsts", f.hsts);
   put_opt(o, "transform", f.transform);
+  put_opt(o, "grpcWeb", f.grpc_web);
   return o;
 }
 
@@ -805,6 +808,8 @@ class Reader {
     get(j, "value", h.value);
   }
 
+  void read(const json& j, GrpcWeb&) { expect_object(j); }
+
   void read(const json& j, SourceRange& r) {
     expect_object(j);
     get(j, "allow", r.allow);
@@ -927,6 +932,7 @@ class Reader {
     get(j, "cache", f.cache);
     get(j, "hsts", f.hsts);
     get(j, "transform", f.transform);
+    get(j, "grpcWeb", f.grpc_web);
   }
 
   void read(const json& j, LoadBalancer& lb) {

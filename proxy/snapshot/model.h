@@ -209,6 +209,12 @@ struct SourceRange {
   bool operator==(const SourceRange&) const = default;
 };
 
+// gRPC-Web translated to gRPC for the rule's backends (docs/policies.md,
+// "gRPC-Web"); no settings.
+struct GrpcWeb {
+  bool operator==(const GrpcWeb&) const = default;
+};
+
 // Strict-Transport-Security added to answers over TLS (ingress-nginx's hsts).
 struct Hsts {
   std::string value = "max-age=31536000; includeSubDomains";
@@ -333,6 +339,7 @@ struct Filters {
   std::optional<Cache> cache;
   std::optional<Hsts> hsts;
   std::optional<Transform> transform;
+  std::optional<GrpcWeb> grpc_web;
   bool operator==(const Filters&) const = default;
 };
 

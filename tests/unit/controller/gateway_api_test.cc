@@ -609,6 +609,9 @@ TEST(GatewayApi, GrpcRouteTranslation) {
     EXPECT_EQ(dump(r.snapshot), c.snapshot);
     for (const auto& cl : r.snapshot.clusters)
       EXPECT_EQ(cl.protocol, snapshot::ClusterProtocol::kH2c) << cl.name;
+    // Every GRPCRoute rule serves gRPC-Web browsers too (as Envoy Gateway does).
+    for (const auto& route : r.snapshot.routes)
+      for (const auto& rule : route.rules) EXPECT_TRUE(rule.filters.grpc_web.has_value());
   }
 }
 

@@ -935,6 +935,30 @@ TEST(Translate, TransformFilter) {
     EXPECT_NE(msgs.find(want), std::string::npos) << want << "\n" << msgs;
 }
 
+// filters.grpcWeb: {} on a GatewayRoute rule is the snapshot's grpcWeb;
+// enabled: false, or no grpcWeb, is none.
+TEST(Translate, GrpcWebFilter) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters: {grpcWeb: {}}
+    backendRefs: [{name: shop-v1, port: 8080}]
+  - backendRefs: [{name: shop-v1, port: 8080}]
+  - filters: {grpcWeb: {enabled: false}}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  EXPECT_TRUE(r.snapshot.routes[0].rules[0].filters.grpc_web.has_value());
+  EXPECT_FALSE(r.snapshot.routes[0].rules[1].filters.grpc_web.has_value());
+  EXPECT_FALSE(r.snapshot.routes[0].rules[2].filters.grpc_web.has_value());
+  // Round trip through the snapshot codec.
+  snapshot::Snapshot versioned = r.snapshot;
+  versioned.version = 1;
+  auto back = snapshot::decode_snapshot(snapshot::encode(versioned));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->routes[0].rules[0].filters, versioned.routes[0].rules[0].filters);
+  EXPECT_NE(snapshot::encode(versioned).find("\"grpcWeb\":{}"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace gantry::controller
 

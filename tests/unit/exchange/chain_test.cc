@@ -54,6 +54,7 @@ struct EveryFilter {
     f.basic_auth = snapshot::BasicAuth{};
     f.ext_auth = snapshot::ExtAuth{};
     f.transform = snapshot::Transform{};
+    f.grpc_web = snapshot::GrpcWeb{};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -69,13 +70,13 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
   std::erase(want, std::string_view("consumer_rate_limit"));
   EXPECT_EQ(chain.names(), want);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"https_redirect", "cors", "rate_limit", "source_range", "api_key",
+            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "rate_limit", "source_range", "api_key",
                                             "basic_auth", "ext_auth", "body_limit", "jwt", "redirect",
                                             "transform"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
-            (std::vector<std::string_view>{"api_key", "basic_auth", "ext_auth", "jwt", "transform",
+            (std::vector<std::string_view>{"grpc_web", "api_key", "basic_auth", "ext_auth", "jwt", "transform",
                                             "url_rewrite", "request_headers"}));
-  EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"response_headers", "hsts"}));
+  EXPECT_EQ(names(chain.on_response()), (std::vector<std::string_view>{"grpc_web", "response_headers", "hsts"}));
 }
 
 TEST(FilterChain, AConsumerRateLimitRunsAfterAuthentication) {
@@ -84,8 +85,8 @@ TEST(FilterChain, AConsumerRateLimitRunsAfterAuthentication) {
   e.parts.rate_limiter = std::move(filters::RateLimiter::create(*e.rule.filters.rate_limit)).value();
   FilterChain chain = build_chain(e.rule, e.parts);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"https_redirect", "cors", "source_range", "api_key", "basic_auth",
-                                            "ext_auth", "consumer_rate_limit", "body_limit", "jwt", "redirect",
+            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "source_range", "api_key",
+                                            "basic_auth", "ext_auth", "consumer_rate_limit", "body_limit", "jwt", "redirect",
                                             "transform"}));
 }
 
