@@ -22,6 +22,7 @@
 #
 #   tests/bench/filters_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=${1:-build/bin}
 secs=${2:-5}
 rounds=${3:-3}
@@ -46,15 +47,6 @@ proxy_port=19310
 cpu_proxy=0
 cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
-
-wait_port() {  # port
-  for _ in $(seq 1 400); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 # ---- backend and authorization service
 mkdir -p "$tmp/backend"
@@ -156,7 +148,6 @@ done
 ctype=$(curl -s -o /dev/null -w '%{content_type}' -H "Host: transform.bench" -H "Accept: application/json" "http://127.0.0.1:$proxy_port/")
 case "$ctype" in application/json*) ;; *) echo "bench: transform answers $ctype, not JSON" >&2; exit 1;; esac
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 run_wrk() {  # target -> "rps cpu_us_per_request errors"
   local out c0 c1

@@ -20,6 +20,7 @@
 #   tests/bench/h2_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 # GANTRY_GHZ_DIR: the directory hack/ghz.sh printed (built when unset).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(cd "${1:-build/bin}" && pwd)
 secs=${2:-5}
 rounds=${3:-3}
@@ -42,15 +43,6 @@ cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
 backend=127.0.0.1:19401
 grpc_backend=127.0.0.1:19402
-
-wait_port() {  # host:port
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on $1" >&2
-  return 1
-}
 
 # ---- backends (CPU 1)
 mkdir -p "$tmp/www" "$tmp/backend"
@@ -182,7 +174,6 @@ for t in gantry nginx haproxy; do
   [ "$code" = 200 ] || { echo "bench: $t answers $code over h2c" >&2; exit 1; }
 done
 
-cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 ghz_call=(--insecure --call grpc.testing.TestService.UnaryCall -d '{"response_size": 100}')
 

@@ -21,6 +21,7 @@
 #
 #   tests/bench/proxy_bench.sh [BIN_DIR] [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=${1:-build/bin}
 secs=${2:-10}
 conns=${3:-64}
@@ -42,15 +43,6 @@ backend=127.0.0.1:19001
 cpu_proxy=0
 cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
-
-wait_port() {  # host:port
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on $1" >&2
-  return 1
-}
 
 # ---- backend
 mkdir -p "$tmp/www" "$tmp/backend"
@@ -188,7 +180,6 @@ for t in gantry gantry-access-log nginx haproxy; do
   [ "$code" = 200 ] || { echo "bench: $t answers $code" >&2; exit 1; }
 done
 
-cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 
 # One measurement: prints "rps p50_ms p99_ms cpu_us_per_request errors".

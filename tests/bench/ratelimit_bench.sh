@@ -20,6 +20,7 @@
 #
 #   tests/bench/ratelimit_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=${1:-build/bin}
 secs=${2:-5}
 rounds=${3:-3}
@@ -44,15 +45,6 @@ stats_port=19304
 cpu_proxy=0
 cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
-
-wait_port() {  # port
-  for _ in $(seq 1 400); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 mkdir -p "$tmp/backend"
 chmod 755 "$tmp"
@@ -107,7 +99,6 @@ curl -s -D - -o /dev/null "http://127.0.0.1:$proxy_port/limited/a" | grep -qi '^
 metric() {  # name -> value
   curl -s "http://127.0.0.1:$stats_port/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 # path -> "rps p50_ms requests proxy_cpu_us_per_request redis_cpu_us_per_request errors"
 run_wrk() {
