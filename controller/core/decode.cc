@@ -760,6 +760,54 @@ LabelSelector decode_label_selector(const YAML::Node& n, const std::string& path
   return sel;
 }
 
+// One listener of a Gateway's spec.listeners or a ListenerSet's (the same shape).
+GwListener decode_listener(const YAML::Node& ln, const std::string& lp) {
+  expect_map(ln, lp);
+  GwListener l;
+  l.name = required_str(ln, "name", lp);
+  l.hostname = opt_str(ln, "hostname", lp);
+  l.port = opt_int(ln, "port", lp).value_or(0);
+  l.protocol = required_str(ln, "protocol", lp);
+  YAML::Node tls = get(ln, "tls");
+  if (present(tls)) {
+    std::string tp = sub(lp, "tls");
+    expect_map(tls, tp);
+    l.tls_mode = one_of(tls, "mode", tp, "Terminate", {"Terminate", "Passthrough"});
+    each(tls, "certificateRefs", tp, [&](const YAML::Node& c, const std::string& cp) {
+      expect_map(c, cp);
+      GwObjectRef r;
+      r.group = str(c, "group", cp);
+      r.kind = str(c, "kind", cp, "Secret");
+      r.name = required_str(c, "name", cp);
+      r.namespace_ = opt_str(c, "namespace", cp);
+      l.certificate_refs.push_back(std::move(r));
+    });
+  }
+  YAML::Node ar = get(ln, "allowedRoutes");
+  if (present(ar)) {
+    std::string ap = sub(lp, "allowedRoutes");
+    expect_map(ar, ap);
+    YAML::Node ns = get(ar, "namespaces");
+    if (present(ns)) {
+      std::string np = sub(ap, "namespaces");
+      expect_map(ns, np);
+      l.allowed_from = one_of(ns, "from", np, "Same", {"All", "Same", "Selector"});
+      YAML::Node sel = get(ns, "selector");
+      if (present(sel)) l.allowed_selector = decode_label_selector(sel, sub(np, "selector"));
+    }
+    YAML::Node kinds = get(ar, "kinds");
+    if (present(kinds)) {
+      std::vector<GwGroupKind> ks;
+      each(ar, "kinds", ap, [&](const YAML::Node& k, const std::string& kp) {
+        expect_map(k, kp);
+        ks.push_back({str(k, "group", kp, kGatewayGroup), required_str(k, "kind", kp)});
+      });
+      l.allowed_kinds = std::move(ks);
+    }
+  }
+  return l;
+}
+
 Gateway decode_gateway(const YAML::Node& doc) {
   Gateway g;
   g.meta = decode_meta(doc);
@@ -767,51 +815,20 @@ Gateway decode_gateway(const YAML::Node& doc) {
   expect_map(spec, "spec");
   g.gateway_class_name = required_str(spec, "gatewayClassName", "spec");
   each(spec, "listeners", "spec", [&](const YAML::Node& ln, const std::string& lp) {
-    expect_map(ln, lp);
-    GwListener l;
-    l.name = required_str(ln, "name", lp);
-    l.hostname = opt_str(ln, "hostname", lp);
-    l.port = opt_int(ln, "port", lp).value_or(0);
-    l.protocol = required_str(ln, "protocol", lp);
-    YAML::Node tls = get(ln, "tls");
-    if (present(tls)) {
-      std::string tp = sub(lp, "tls");
-      expect_map(tls, tp);
-      l.tls_mode = one_of(tls, "mode", tp, "Terminate", {"Terminate", "Passthrough"});
-      each(tls, "certificateRefs", tp, [&](const YAML::Node& c, const std::string& cp) {
-        expect_map(c, cp);
-        GwObjectRef r;
-        r.group = str(c, "group", cp);
-        r.kind = str(c, "kind", cp, "Secret");
-        r.name = required_str(c, "name", cp);
-        r.namespace_ = opt_str(c, "namespace", cp);
-        l.certificate_refs.push_back(std::move(r));
-      });
-    }
-    YAML::Node ar = get(ln, "allowedRoutes");
-    if (present(ar)) {
-      std::string ap = sub(lp, "allowedRoutes");
-      expect_map(ar, ap);
-      YAML::Node ns = get(ar, "namespaces");
-      if (present(ns)) {
-        std::string np = sub(ap, "namespaces");
-        expect_map(ns, np);
-        l.allowed_from = one_of(ns, "from", np, "Same", {"All", "Same", "Selector"});
-        YAML::Node sel = get(ns, "selector");
-        if (present(sel)) l.allowed_selector = decode_label_selector(sel, sub(np, "selector"));
-      }
-      YAML::Node kinds = get(ar, "kinds");
-      if (present(kinds)) {
-        std::vector<GwGroupKind> ks;
-        each(ar, "kinds", ap, [&](const YAML::Node& k, const std::string& kp) {
-          expect_map(k, kp);
-          ks.push_back({str(k, "group", kp, kGatewayGroup), required_str(k, "kind", kp)});
-        });
-        l.allowed_kinds = std::move(ks);
-      }
-    }
-    g.listeners.push_back(std::move(l));
+    g.listeners.push_back(decode_listener(ln, lp));
   });
+  YAML::Node al = get(spec, "allowedListeners");
+  if (present(al)) {
+    expect_map(al, "spec.allowedListeners");
+    YAML::Node ns = get(al, "namespaces");
+    if (present(ns)) {
+      const std::string np = "spec.allowedListeners.namespaces";
+      expect_map(ns, np);
+      g.allowed_listeners_from = one_of(ns, "from", np, "None", {"All", "Same", "Selector", "None"});
+      YAML::Node sel = get(ns, "selector");
+      if (present(sel)) g.allowed_listeners_selector = decode_label_selector(sel, sub(np, "selector"));
+    }
+  }
   each(spec, "addresses", "spec", [&](const YAML::Node& a, const std::string& ap) {
     expect_map(a, ap);
     g.addresses.push_back({str(a, "type", ap, "IPAddress"), str(a, "value", ap)});
@@ -826,6 +843,24 @@ Gateway decode_gateway(const YAML::Node& doc) {
           g.status_addresses.push_back(get(a, "value").as<std::string>());
   }
   return g;
+}
+
+ListenerSet decode_listener_set(const YAML::Node& doc) {
+  ListenerSet ls;
+  ls.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  YAML::Node p = get(spec, "parentRef");
+  if (!present(p)) fail(spec, "spec.parentRef", "required");
+  expect_map(p, "spec.parentRef");
+  ls.parent_group = str(p, "group", "spec.parentRef", kGatewayGroup);
+  ls.parent_kind = str(p, "kind", "spec.parentRef", "Gateway");
+  ls.parent_namespace = opt_str(p, "namespace", "spec.parentRef");
+  ls.parent_name = required_str(p, "name", "spec.parentRef");
+  each(spec, "listeners", "spec", [&](const YAML::Node& ln, const std::string& lp) {
+    ls.listeners.push_back(decode_listener(ln, lp));
+  });
+  return ls;
 }
 
 // One entry of an HTTPRoute rule's `filters` list, into the GatewayRoute
@@ -1094,6 +1129,7 @@ constexpr KindInfo kKinds[] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1"},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1"},
+    {"ListenerSet", "gateway.networking.k8s.io/v1"},
 };
 
 // Decodes one object (or the items of a List) into `out`; a kind gantry does
@@ -1140,6 +1176,8 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
       out.objects.emplace_back(decode_http_route(doc));
     else if (kind == "GRPCRoute")
       out.objects.emplace_back(decode_grpc_route(doc));
+    else if (kind == "ListenerSet")
+      out.objects.emplace_back(decode_listener_set(doc));
     else
       out.objects.emplace_back(decode_reference_grant(doc));
     return;

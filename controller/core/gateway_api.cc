@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <tuple>
 
 namespace gantry::controller {
@@ -49,6 +50,20 @@ nlohmann::json conditions_json(const std::vector<Condition>& conds) {
                    {"message", c.message},
                    {"observedGeneration", c.observed_generation}});
   return out;
+}
+
+// status.listeners of a Gateway or a ListenerSet.
+nlohmann::json listeners_json(const std::vector<ListenerState>& states) {
+  nlohmann::json listeners = nlohmann::json::array();
+  for (const auto& ls : states) {
+    nlohmann::json kinds = nlohmann::json::array();
+    for (const auto& k : ls.supported_kinds) kinds.push_back({{"group", k.group}, {"kind", k.kind}});
+    listeners.push_back({{"name", ls.name},
+                         {"supportedKinds", kinds},
+                         {"attachedRoutes", ls.attached_routes},
+                         {"conditions", conditions_json(ls.conditions)}});
+  }
+  return listeners;
 }
 
 nlohmann::json parent_ref_json(const GwParentRef& r) {
@@ -129,12 +144,28 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
   std::vector<std::string> pool = expand_pool(options.addresses);
   std::set<std::string> in_pool(pool.begin(), pool.end()), used;
   for (auto& a : expand_pool(options.static_addresses)) in_pool.insert(std::move(a));
+  // spec.addresses entries with a value name the address; one without a
+  // value (GatewayAddressEmpty) asks for any address of its type from the
+  // pool, like a Gateway without spec.addresses.
+  auto named = [](const Gateway& gw) {
+    return std::any_of(gw.addresses.begin(), gw.addresses.end(),
+                       [](const GwAddress& a) { return !a.value.empty(); });
+  };
+  auto wanted_type = [](const Gateway& gw) -> std::string {
+    for (const auto& a : gw.addresses)
+      if (a.value.empty() && (a.type == "IPAddress" || a.type == "Hostname")) return a.type;
+    return "";
+  };
+  auto of_type = [](const std::string& addr, const std::string& type) {
+    return type.empty() || (type == "IPAddress") == is_ip(addr);
+  };
   for (GatewayState* gs : order) {
     const Gateway& gw = *gs->gateway;
-    if (gw.addresses.empty()) continue;
     for (const auto& a : gw.addresses) {
       if (a.type != "IPAddress" && a.type != "Hostname") {
         gs->unsupported_address = "address type " + a.type + " is not supported (want IPAddress or Hostname)";
+      } else if (a.value.empty()) {
+        continue;  // assigned from the pool below
       } else if (!in_pool.count(a.value)) {
         if (gs->unusable_address.empty())
           gs->unusable_address = "address " + a.value + " is not one gantry serves (--gateway-address)";
@@ -149,9 +180,9 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
   std::set<const GatewayState*> kept;
   for (GatewayState* gs : order) {
     const Gateway& gw = *gs->gateway;
-    if (!gw.addresses.empty() || pool.empty() || gw.status_addresses.empty()) continue;
+    if (named(gw) || pool.empty() || gw.status_addresses.empty()) continue;
     const std::string& had = gw.status_addresses.front();
-    if (in_pool.count(had) == 0 || used.count(had) != 0 ||
+    if (in_pool.count(had) == 0 || used.count(had) != 0 || !of_type(had, wanted_type(gw)) ||
         std::find(pool.begin(), pool.end(), had) == pool.end() || pool.size() < order.size())
       continue;
     used.insert(had);
@@ -160,17 +191,27 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
   }
   for (GatewayState* gs : order) {
     const Gateway& gw = *gs->gateway;
-    if (!gw.addresses.empty() || pool.empty() || kept.count(gs) != 0) continue;
-    size_t start = fnv1a(gw.meta.key()) % pool.size(), pick = start;
+    if (named(gw) || pool.empty() || kept.count(gs) != 0) continue;
+    const std::string type = wanted_type(gw);
+    size_t start = fnv1a(gw.meta.key()) % pool.size();
+    std::optional<size_t> pick, shared;
     for (size_t i = 0; i < pool.size(); ++i) {
       size_t k = (start + i) % pool.size();
+      if (!of_type(pool[k], type)) continue;
+      if (!shared) shared = k;
       if (!used.count(pool[k])) {
         pick = k;
         break;
       }
     }
-    used.insert(pool[pick]);
-    gs->addresses.push_back({is_ip(pool[pick]) ? "IPAddress" : "Hostname", pool[pick]});
+    if (!pick) pick = shared;
+    if (!pick) {
+      if (gs->unusable_address.empty())
+        gs->unusable_address = "no " + type + " address to give (--gateway-address)";
+      continue;
+    }
+    used.insert(pool[*pick]);
+    gs->addresses.push_back({is_ip(pool[*pick]) ? "IPAddress" : "Hostname", pool[*pick]});
   }
   for (GatewayState* gs : order) {
     if (!gs->unsupported_address.empty() || !gs->unusable_address.empty()) continue;
@@ -207,8 +248,8 @@ bool route_before(const HTTPRoute& a, const HTTPRoute& b) {
 struct Attachment {
   size_t route = 0;   // index into the routes being attached
   size_t parent = 0;  // index of its verdict (parentRef)
-  std::string gateway;
-  size_t listener = 0;
+  ListenerState* state = nullptr;   // the listener (a Gateway's or a ListenerSet's)
+  const GwListener* listener = nullptr;
   bool any_host = false;           // the route and the listener allow every host
   std::vector<std::string> hosts;  // else: the intersected hostnames
   bool dropped = false;            // lost a conflict with a route of the other kind
@@ -293,25 +334,45 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                            std::make_pair(l.protocol, gs->gateway));
   }
   std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
+  // The ListenerSets of gantry's Gateways, per Gateway in precedence order
+  // (oldest first, then by ns/name): their listeners come after the
+  // Gateway's own, each set's in its order.
+  std::map<std::string, std::vector<const ListenerSet*>> sets_of;
+  for (const auto& [key, set] : cache.listener_sets) {
+    if (set.parent_group != kGatewayGroup || set.parent_kind != "Gateway") continue;
+    std::string gw_key = set.parent_namespace.value_or(set.meta.namespace_) + "/" + set.parent_name;
+    if (m.gateways.count(gw_key)) sets_of[gw_key].push_back(&set);
+  }
+  for (auto& [key, sets] : sets_of)
+    std::sort(sets.begin(), sets.end(), [](const ListenerSet* a, const ListenerSet* b) {
+      return std::tie(a->meta.creation_timestamp, a->meta.namespace_, a->meta.name) <
+             std::tie(b->meta.creation_timestamp, b->meta.namespace_, b->meta.name);
+    });
   for (auto& [key, gs] : m.gateways) {
     const Gateway& gw = *gs.gateway;
-    const int64_t gen = gw.meta.generation;
-    // Conflicts: listeners sharing a port must share a protocol family, and
-    // their hostnames must differ.
-    std::map<int64_t, std::set<std::string>> protocols_on_port;
-    std::map<std::string, int> hostname_uses;  // "port/protocol/hostname"
-    for (const auto& l : gw.listeners) {
-      protocols_on_port[l.port].insert(l.protocol);
-      ++hostname_uses[std::to_string(l.port) + "/" + l.protocol + "/" + lower(l.hostname.value_or(""))];
-    }
-    for (const auto& l : gw.listeners) {
+    const bool own = options.bind_address == kBindProxy;
+    auto bound_name = [&](const GwListener& l) {
+      return gs.bind.empty() || own || l.port < 1 || l.port > 65535
+                 ? std::string()
+                 : snapshot::listener_name(gs.bind, static_cast<uint16_t>(l.port));
+    };
+    struct Conflict {
+      bool conflicted = false;
+      std::string reason = "NoConflicts", message = "no conflict";
+    };
+    // Judges one listener: of the Gateway itself (`set` null) or of one of
+    // its ListenerSets. References resolve from the owner's namespace (a
+    // ReferenceGrant to a Gateway does not cover its ListenerSets).
+    auto judge = [&](const GwListener& l, const ListenerSet* set, Conflict conflict) {
+      const ObjectMeta& owner = set ? set->meta : gw.meta;
+      const char* owner_kind = set ? "ListenerSet" : "Gateway";
+      const int64_t gen = owner.generation;
       ListenerState ls;
       ls.name = l.name;
+      ls.cert_key = key + "/" + (set ? set->meta.key() + "/" : std::string()) + l.name;
       bool accepted = true, resolved = true;
       std::string acc_reason = "Accepted", acc_msg = "the listener is valid";
       std::string res_reason = "ResolvedRefs", res_msg = "all references are resolved";
-      std::string conflict_reason = "NoConflicts", conflict_msg = "no conflict";
-      bool conflicted = false;
       if (!is_http_protocol(l.protocol)) {
         accepted = false;
         acc_reason = "UnsupportedProtocol";
@@ -351,14 +412,14 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         std::string secret;
         for (size_t i = 0; i < l.certificate_refs.size() && resolved; ++i) {
           const auto& ref = l.certificate_refs[i];
-          std::string ns = ref.namespace_.value_or(gw.meta.namespace_);
+          std::string ns = ref.namespace_.value_or(owner.namespace_);
           std::string field = "tls.certificateRefs[" + std::to_string(i) + "]";
           if (!(ref.group.empty() || ref.group == "core") || ref.kind != "Secret") {
             resolved = false;
             res_reason = "InvalidCertificateRef";
             res_msg = field + ": kind " + ref.kind + " is not supported (want Secret)";
-          } else if (ns != gw.meta.namespace_ &&
-                     !reference_granted(cache, kGatewayGroup, "Gateway", gw.meta.namespace_, "",
+          } else if (ns != owner.namespace_ &&
+                     !reference_granted(cache, kGatewayGroup, owner_kind, owner.namespace_, "",
                                         "Secret", ns, ref.name)) {
             resolved = false;
             res_reason = "RefNotPermitted";
@@ -372,42 +433,32 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
             secret = ns + "/" + ref.name;
           }
         }
-        if (resolved && !secret.empty() && accepted) {
-          ListenerCertificate lc{secret, {}, key + "/" + l.name};
+        if (resolved && !secret.empty() && accepted && !(set && conflict.conflicted)) {
+          ListenerCertificate lc{secret, {}, ls.cert_key};
           if (l.hostname) lc.hostnames.push_back(lower(*l.hostname));
           m.certificates.push_back(std::move(lc));  // hostless: filled from routes below
         }
       }
-      const bool own = options.bind_address == kBindProxy;
-      std::string name = gs.bind.empty() || own || l.port < 1 || l.port > 65535
-                             ? std::string()
-                             : snapshot::listener_name(gs.bind, static_cast<uint16_t>(l.port));
-      auto owner = name.empty() ? port_owner.end() : port_owner.find(name);
-      if (protocols_on_port[l.port].size() > 1) {
-        conflicted = true;
-        conflict_reason = "ProtocolConflict";
-        conflict_msg = "another listener on port " + std::to_string(l.port) +
-                       " uses another protocol";
-      } else if (owner != port_owner.end() && owner->second.second != &gw &&
-                 owner->second.first != l.protocol) {
-        conflicted = true;
-        conflict_reason = "ProtocolConflict";
-        conflict_msg = "Gateway " + owner->second.second->meta.key() + " serves " +
-                       owner->second.first + " on " + name;
-      } else if (hostname_uses[std::to_string(l.port) + "/" + l.protocol + "/" +
-                               lower(l.hostname.value_or(""))] > 1) {
-        conflicted = true;
-        conflict_reason = "HostnameConflict";
-        conflict_msg = "another listener on port " + std::to_string(l.port) +
-                       " has the same hostname";
+      // A ListenerSet's listener that conflicts with one before it (the
+      // Gateway's, or an older set's) is not accepted: the first one wins.
+      if (set && conflict.conflicted) {
+        accepted = false;
+        acc_reason = conflict.reason;
+        acc_msg = conflict.message;
       }
+      const std::string name = bound_name(l);
       // Routes attach to (and are counted on) a listener whose references do
       // not resolve; it serves nothing until they do. Invalid route kinds next
       // to a valid one still let that kind attach and be served.
       ls.accepted = accepted;
-      ls.attachable = accepted && !conflicted;
+      ls.attachable = accepted && !conflict.conflicted;
+      ls.resolved = resolved;
       ls.valid = ls.attachable && (resolved || res_reason == "InvalidRouteKinds");
-      std::string prog_msg = "the listener is not served";
+      std::string prog_reason = "Invalid", prog_msg = "the listener is not served";
+      if (set && conflict.conflicted) {
+        prog_reason = conflict.reason;
+        prog_msg = conflict.message;
+      }
       if (ls.valid && own && !gs.bind.empty()) {
         // Served by the proxy's own listeners (routes list no listener).
         uint16_t want = l.protocol == "HTTPS" ? options.proxy_https_port : options.proxy_http_port;
@@ -438,11 +489,104 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         prog_msg = "served on " + ls.served_on;
       }
       ls.conditions.push_back(cond("Accepted", accepted, acc_reason, acc_msg, gen));
-      ls.conditions.push_back(cond("Programmed", ls.valid, ls.valid ? "Programmed" : "Invalid",
+      ls.conditions.push_back(cond("Programmed", ls.valid, ls.valid ? "Programmed" : prog_reason,
                                    prog_msg, gen));
       ls.conditions.push_back(cond("ResolvedRefs", resolved, res_reason, res_msg, gen));
-      ls.conditions.push_back(cond("Conflicted", conflicted, conflict_reason, conflict_msg, gen));
-      gs.listeners.push_back(std::move(ls));
+      ls.conditions.push_back(
+          cond("Conflicted", conflict.conflicted, conflict.reason, conflict.message, gen));
+      return ls;
+    };
+    // Another Gateway sharing the bound address serves another protocol on the port.
+    auto other_gateway_conflict = [&](const GwListener& l, Conflict& c) {
+      std::string name = bound_name(l);
+      auto owner = name.empty() ? port_owner.end() : port_owner.find(name);
+      if (owner != port_owner.end() && owner->second.second != &gw &&
+          owner->second.first != l.protocol) {
+        c.conflicted = true;
+        c.reason = "ProtocolConflict";
+        c.message = "Gateway " + owner->second.second->meta.key() + " serves " +
+                    owner->second.first + " on " + name;
+      }
+    };
+
+    // The Gateway's own listeners: those sharing a port must share a protocol
+    // family, and their hostnames must differ (both sides are Conflicted).
+    struct Taken {
+      int64_t port;
+      std::string protocol, hostname, owner;
+    };
+    std::vector<Taken> taken;
+    std::map<int64_t, std::set<std::string>> protocols_on_port;
+    std::map<std::string, int> hostname_uses;  // "port/protocol/hostname"
+    for (const auto& l : gw.listeners) {
+      protocols_on_port[l.port].insert(l.protocol);
+      ++hostname_uses[std::to_string(l.port) + "/" + l.protocol + "/" + lower(l.hostname.value_or(""))];
+      taken.push_back({l.port, l.protocol, lower(l.hostname.value_or("")), "the Gateway"});
+    }
+    for (const auto& l : gw.listeners) {
+      Conflict c;
+      if (protocols_on_port[l.port].size() > 1) {
+        c.conflicted = true;
+        c.reason = "ProtocolConflict";
+        c.message = "another listener on port " + std::to_string(l.port) + " uses another protocol";
+      } else {
+        other_gateway_conflict(l, c);
+        if (!c.conflicted && hostname_uses[std::to_string(l.port) + "/" + l.protocol + "/" +
+                                           lower(l.hostname.value_or(""))] > 1) {
+          c.conflicted = true;
+          c.reason = "HostnameConflict";
+          c.message = "another listener on port " + std::to_string(l.port) +
+                      " has the same hostname";
+        }
+      }
+      gs.listeners.push_back(judge(l, nullptr, std::move(c)));
+    }
+
+    // Its ListenerSets, when its allowedListeners selects their namespace: a
+    // listener that conflicts with one before it in precedence order (the
+    // Gateway's, an older set's, an earlier one of its set) is rejected.
+    for (const ListenerSet* set : sets_of[key]) {
+      ListenerSetState lss;
+      lss.set = set;
+      lss.gateway = key;
+      const std::string& set_ns = set->meta.namespace_;
+      if (gw.allowed_listeners_from == "All") {
+        lss.allowed = true;
+      } else if (gw.allowed_listeners_from == "Same") {
+        lss.allowed = set_ns == gw.meta.namespace_;
+      } else if (gw.allowed_listeners_from == "Selector" && gw.allowed_listeners_selector) {
+        auto it = cache.namespaces.find(set_ns);
+        lss.allowed = it != cache.namespaces.end() &&
+                      labels_match(it->second.meta.labels, *gw.allowed_listeners_selector);
+      }
+      if (lss.allowed) {
+        for (const auto& l : set->listeners) {
+          Conflict c;
+          std::string host = lower(l.hostname.value_or(""));
+          for (const Taken& t : taken) {
+            if (t.port != l.port) continue;
+            if (t.protocol != l.protocol) {
+              c = {true, "ProtocolConflict",
+                   "listener on port " + std::to_string(l.port) + " of " + t.owner + " uses " +
+                       t.protocol};
+              break;
+            }
+            if (t.hostname == host) {
+              c = {true, "HostnameConflict",
+                   "listener on port " + std::to_string(l.port) + " of " + t.owner +
+                       " has the same hostname"};
+              break;
+            }
+          }
+          if (!c.conflicted) other_gateway_conflict(l, c);
+          if (!c.conflicted) taken.push_back({l.port, l.protocol, host, "ListenerSet " + set->meta.key()});
+          lss.listeners.push_back(judge(l, set, std::move(c)));
+        }
+        lss.accepted = std::any_of(lss.listeners.begin(), lss.listeners.end(),
+                                   [](const ListenerState& s) { return s.attachable && s.resolved; });
+        if (lss.accepted) ++gs.attached_listener_sets;
+      }
+      m.listener_sets[set->meta.key()] = std::move(lss);
     }
   }
   for (const auto& [name, b] : bound) {
@@ -472,27 +616,42 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     Candidate& c = candidates[ci];
     const HTTPRoute& route = *c.route;
     for (const auto& ref : route.parent_refs) {
-      if (ref.group != kGatewayGroup || ref.kind != "Gateway") continue;
-      std::string gw_key = ref.namespace_.value_or(route.meta.namespace_) + "/" + ref.name;
-      auto git = m.gateways.find(gw_key);
-      if (git == m.gateways.end()) continue;  // not one of gantry's Gateways
-      GatewayState& gs = git->second;
-      const Gateway& gw = *gs.gateway;
+      if (ref.group != kGatewayGroup || (ref.kind != "Gateway" && ref.kind != "ListenerSet"))
+        continue;
+      std::string parent_key = ref.namespace_.value_or(route.meta.namespace_) + "/" + ref.name;
+      // The listeners the parentRef can select: a Gateway's own, or those of
+      // one ListenerSet (never the other's: a route attaches where it says).
+      GatewayState* gsp = nullptr;
+      ListenerSetState* lss = nullptr;
+      if (ref.kind == "Gateway") {
+        auto git = m.gateways.find(parent_key);
+        if (git == m.gateways.end()) continue;  // not one of gantry's Gateways
+        gsp = &git->second;
+      } else {
+        auto sit = m.listener_sets.find(parent_key);
+        if (sit == m.listener_sets.end()) continue;  // not attached to one of gantry's Gateways
+        lss = &sit->second;
+        gsp = &m.gateways.at(lss->gateway);
+      }
+      const std::vector<GwListener>& specs = lss ? lss->set->listeners : gsp->gateway->listeners;
+      std::vector<ListenerState>& states = lss ? lss->listeners : gsp->listeners;
+      const std::string& owner_ns =
+          lss ? lss->set->meta.namespace_ : gsp->gateway->meta.namespace_;
       ParentVerdict v;
       v.ref = ref;
       bool any_candidate = false, any_allowed = false, any_host_match = false;
-      for (size_t i = 0; i < gw.listeners.size(); ++i) {
-        const GwListener& l = gw.listeners[i];
-        const ListenerState& ls = gs.listeners[i];
+      for (size_t i = 0; i < states.size(); ++i) {
+        const GwListener& l = specs[i];
+        ListenerState& ls = states[i];
         if (ref.section_name && *ref.section_name != l.name) continue;
         if (ref.port && *ref.port != l.port) continue;
         any_candidate = true;
         if (!ls.attachable || !supports_kind(ls, c.kind) ||
-            !allows_namespace(cache, l, gw.meta.namespace_, route.meta.namespace_))
+            !allows_namespace(cache, l, owner_ns, route.meta.namespace_))
           continue;
         any_allowed = true;
         std::string lh = l.hostname.value_or("");
-        Attachment a{ci, c.verdicts.size(), gw_key, i, false, {}, false};
+        Attachment a{ci, c.verdicts.size(), &ls, &l, false, {}, false};
         if (route.hostnames.empty()) {
           if (lh.empty()) a.any_host = true;
           else a.hosts.push_back(lower(lh));
@@ -503,6 +662,13 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         }
         any_host_match = true;
         attachments.push_back(std::move(a));
+      }
+      if (lss && !lss->allowed) {
+        v.reason = "NotAllowedByListeners";
+        v.message = "the ListenerSet is not allowed by its Gateway (spec.allowedListeners)";
+        c.verdicts.push_back(std::move(v));
+        c.host_matched.push_back(false);
+        continue;
       }
       if (!any_candidate) {
         v.reason = "NoMatchingParent";
@@ -529,10 +695,10 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       return route_before(*candidates[attachments[x].route].route,
                           *candidates[attachments[y].route].route);
     });
-    std::map<std::pair<std::string, size_t>, std::vector<size_t>> kept;  // listener -> attachments
+    std::map<const ListenerState*, std::vector<size_t>> kept;  // listener -> attachments
     for (size_t ai : order_a) {
       Attachment& a = attachments[ai];
-      auto& here = kept[{a.gateway, a.listener}];
+      auto& here = kept[a.state];
       for (size_t bi : here) {
         const Attachment& b = attachments[bi];
         if (candidates[b.route].kind != candidates[a.route].kind && hosts_overlap(a, b)) {
@@ -541,8 +707,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
           if (v.message.empty()) {
             const HTTPRoute& other = *candidates[b.route].route;
             v.message = "the " + candidates[b.route].kind + " " + other.meta.key() +
-                        ", older, serves the same hostnames on listener " +
-                        m.gateways.at(a.gateway).listeners[a.listener].name;
+                        ", older, serves the same hostnames on listener " + a.state->name;
           }
           break;
         }
@@ -559,9 +724,8 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
   for (const Attachment& a : attachments) {
     if (a.dropped) continue;
     kept_parent[a.route][a.parent] = true;
-    GatewayState& gs = m.gateways.at(a.gateway);
-    ListenerState& ls = gs.listeners[a.listener];
-    const GwListener& l = gs.gateway->listeners[a.listener];
+    ListenerState& ls = *a.state;
+    const GwListener& l = *a.listener;
     ++ls.attached_routes;
     if (!ls.valid) continue;  // counted, not served
     served[a.route] = true;
@@ -569,7 +733,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     if (a.any_host) any_host[a.route] = true;
     hosts[a.route].insert(a.hosts.begin(), a.hosts.end());
     if (l.protocol == "HTTPS" && l.hostname.value_or("").empty())
-      hostless_cert_hosts[a.gateway + "/" + l.name].insert(a.hosts.begin(), a.hosts.end());
+      hostless_cert_hosts[ls.cert_key].insert(a.hosts.begin(), a.hosts.end());
   }
   for (size_t ci = 0; ci < candidates.size(); ++ci) {
     Candidate& c = candidates[ci];
@@ -650,16 +814,32 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
     else if (accepted == 0)
       prog = cond("Programmed", false, "Invalid", "no listener is valid", gen);
     s.status["conditions"] = conditions_json({acc, prog});
-    nlohmann::json listeners = nlohmann::json::array();
-    for (const auto& ls : gs.listeners) {
-      nlohmann::json kinds = nlohmann::json::array();
-      for (const auto& k : ls.supported_kinds) kinds.push_back({{"group", k.group}, {"kind", k.kind}});
-      listeners.push_back({{"name", ls.name},
-                           {"supportedKinds", kinds},
-                           {"attachedRoutes", ls.attached_routes},
-                           {"conditions", conditions_json(ls.conditions)}});
+    s.status["listeners"] = listeners_json(gs.listeners);
+    s.status["attachedListenerSets"] = gs.attached_listener_sets;
+    out.push_back(std::move(s));
+  }
+  for (const auto& [key, lss] : model.listener_sets) {
+    const ListenerSet& set = *lss.set;
+    const int64_t gen = set.meta.generation;
+    ObjectStatus s{"ListenerSet", set.meta.namespace_, set.meta.name, nlohmann::json::object()};
+    size_t programmed = 0;
+    for (const auto& ls : lss.listeners) programmed += ls.valid ? 1 : 0;
+    Condition acc = cond("Accepted", true, "Accepted", "attached to Gateway " + lss.gateway, gen);
+    Condition prog = cond("Programmed", true, "Programmed", "served by Gateway " + lss.gateway, gen);
+    if (!lss.allowed) {
+      std::string why = "Gateway " + lss.gateway + " does not allow ListenerSets from namespace " +
+                        set.meta.namespace_ + " (spec.allowedListeners)";
+      acc = cond("Accepted", false, "NotAllowed", why, gen);
+      prog = cond("Programmed", false, "NotAllowed", why, gen);
+    } else if (!lss.accepted) {
+      std::string why = "no listener is valid";
+      acc = cond("Accepted", false, "ListenersNotValid", why, gen);
+      prog = cond("Programmed", false, "ListenersNotValid", why, gen);
+    } else if (programmed == 0) {
+      prog = cond("Programmed", false, "Invalid", "no listener is served", gen);
     }
-    s.status["listeners"] = listeners;
+    s.status["conditions"] = conditions_json({acc, prog});
+    s.status["listeners"] = listeners_json(lss.listeners);
     out.push_back(std::move(s));
   }
   std::map<std::pair<std::string, std::string>, const RouteStatus*> verdicts;

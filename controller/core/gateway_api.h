@@ -32,6 +32,7 @@ inline constexpr const char* kSupportedFeatures[] = {
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
     "Gateway",
+    "GatewayAddressEmpty",
     "GatewayHTTPListenerIsolation",
     "GatewayPort8080",
     "GatewayStaticAddresses",
@@ -59,6 +60,7 @@ inline constexpr const char* kSupportedFeatures[] = {
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+    "ListenerSet",
     "ReferenceGrant",
 };
 
@@ -107,7 +109,7 @@ struct HttpRouteBinding {
 struct ListenerCertificate {
   std::string secret_key;  // "ns/name"
   std::vector<std::string> hostnames;
-  std::string listener;    // "gateway ns/name/listener name"
+  std::string listener;    // ListenerState::cert_key of its listener
 };
 
 // The verdict of one parentRef of one HTTPRoute or GRPCRoute.
@@ -122,8 +124,12 @@ struct ParentVerdict {
 
 struct ListenerState {
   std::string name;
+  // "gateway ns/name/listener", or "gateway ns/name/set ns/name/listener" for
+  // a ListenerSet's (names are unique only within their owner).
+  std::string cert_key;
   bool accepted = false;  // Accepted: the listener is understood
   bool attachable = false;  // Accepted and not Conflicted: routes attach (and count)
+  bool resolved = false;  // ResolvedRefs
   bool valid = false;  // attachable and its references resolve: served
   std::vector<GwGroupKind> supported_kinds;
   int64_t attached_routes = 0;
@@ -138,11 +144,22 @@ struct GatewayState {
   std::string bind;                  // the IP its listeners are bound on; empty: not served
   std::string unsupported_address;   // why Accepted=False UnsupportedAddress
   std::string unusable_address;      // why Programmed=False AddressNotUsable
+  int64_t attached_listener_sets = 0;  // status.attachedListenerSets: the accepted ones
+};
+
+// A ListenerSet whose parentRef is one of gantry's Gateways.
+struct ListenerSetState {
+  const ListenerSet* set = nullptr;
+  std::string gateway;    // its Gateway's ns/name
+  bool allowed = false;   // the Gateway's spec.allowedListeners selects its namespace
+  bool accepted = false;  // allowed, and one of its listeners is accepted and resolves
+  std::vector<ListenerState> listeners;  // one per spec.listeners entry when allowed, else none
 };
 
 struct GatewayApiModel {
   std::vector<const GatewayClass*> classes;  // gantry's
   std::map<std::string, GatewayState> gateways;  // gantry's, by ns/name
+  std::map<std::string, ListenerSetState> listener_sets;  // those of gantry's Gateways, by ns/name
   std::vector<HttpRouteBinding> routes;
   // (kind, ns/name) of an HTTPRoute or GRPCRoute -> its parentRefs of gantry's Gateways
   std::map<std::pair<std::string, std::string>, std::vector<ParentVerdict>> parents;
@@ -170,7 +187,7 @@ std::string intersect_hostname(const std::string& route_host, const std::string&
 // The status a Gateway API object should have, conditions without
 // lastTransitionTime (the writer keeps or sets those).
 struct ObjectStatus {
-  std::string kind;  // GatewayClass | Gateway | HTTPRoute | GRPCRoute
+  std::string kind;  // GatewayClass | Gateway | ListenerSet | HTTPRoute | GRPCRoute
   std::string namespace_;  // empty for GatewayClass
   std::string name;
   nlohmann::json status;

@@ -524,7 +524,25 @@ struct Gateway {
   std::vector<GwListener> listeners;
   std::vector<GwAddress> addresses;  // spec.addresses
   std::vector<std::string> status_addresses;  // status.addresses[].value, as last written
+  // spec.allowedListeners.namespaces: the ListenerSets that may attach
+  // listeners: None (the default) | Same | All | Selector.
+  std::string allowed_listeners_from = "None";
+  std::optional<LabelSelector> allowed_listeners_selector;
   bool operator==(const Gateway&) const = default;
+};
+
+// A ListenerSet: more listeners for a Gateway that allows them
+// (spec.allowedListeners), owned by another team or namespace. Its listeners
+// are merged into the Gateway's after the Gateway's own (gateway_api.cc);
+// routes attach to them with a parentRef of kind ListenerSet.
+struct ListenerSet {
+  ObjectMeta meta;
+  std::string parent_group = kGatewayGroup;  // spec.parentRef
+  std::string parent_kind = "Gateway";
+  std::optional<std::string> parent_namespace;  // unset: the ListenerSet's
+  std::string parent_name;
+  std::vector<GwListener> listeners;
+  bool operator==(const ListenerSet&) const = default;
 };
 
 struct GwParentRef {
@@ -583,7 +601,7 @@ struct ReferenceGrant {
 // ------------------------------------------------------------ cache
 
 using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress, GatewayClass,
-                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute>;
+                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute, ListenerSet>;
 
 const char* kind_of(const Object& o);
 const ObjectMeta& meta_of(const Object& o);
@@ -603,6 +621,7 @@ struct Cache {
   std::map<std::string, HTTPRoute> http_routes;
   std::map<std::string, ReferenceGrant> reference_grants;
   std::map<std::string, GRPCRoute> grpc_routes;
+  std::map<std::string, ListenerSet> listener_sets;
 
   // Inserts or replaces; returns true when the cache changed (Contour's
   // KubernetesCache::Insert: an identical update costs no rebuild).

@@ -94,6 +94,18 @@ bool Informer::list() {
       cont.clear();
       continue;
     }
+    if (r->status == 404 && resource_.optional && cont.empty()) {
+      // Not served (its CRD is not installed): nothing of it exists. Deliver
+      // the empty list (so the kind counts as synced) and look again later.
+      if (!absent_)
+        spdlog::info("{} are not served by the API server (CRD not installed?): none; "
+                     "listing again every 30 s", resource_.describe(namespace_));
+      absent_ = true;
+      sink_(InformerEvent{index_, InformerEvent::Type::kReplace, {}});
+      synced_ = true;
+      sleep_for(std::chrono::seconds(30));
+      return false;
+    }
     if (r->status != 200) {
       fail("list", r->status, status_message(r->body));
       return false;
@@ -108,7 +120,8 @@ bool Informer::list() {
     rv = page->resource_version;
   } while (!cont.empty());
   resource_version_ = rv;
-  bool first = !synced_.load();
+  bool first = !synced_.load() || absent_;
+  absent_ = false;
   size_t n = all.size();
   sink_(InformerEvent{index_, InformerEvent::Type::kReplace, std::move(all)});
   synced_ = true;

@@ -68,6 +68,7 @@ class Informer {
   std::string resource_version_;
   bool need_list_ = true;
   bool failing_ = false;  // a failure was logged; log the recovery
+  bool absent_ = false;   // an optional kind's list answered 404 (informer.cc)
   std::atomic<bool> synced_{false};
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};

@@ -39,6 +39,7 @@ enum Kind : size_t {
   kHttpRoutes,
   kReferenceGrants,
   kGrpcRoutes,
+  kListenerSets,
   kKinds
 };
 constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
@@ -64,11 +65,14 @@ const Resource kResources[kKinds] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true, ""},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true, ""},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true, ""},
+    // Optional: Gateway API CRDs before v1.5 have no ListenerSet (absent = none).
+    {"ListenerSet", "gateway.networking.k8s.io/v1", "listenersets", true, "", "", true},
 };
 
 // Kinds whose status gantry writes as a whole object (gateway_api.h).
 bool has_object_status(size_t r) {
-  return r == kGatewayClasses || r == kGateways || r == kHttpRoutes || r == kGrpcRoutes;
+  return r == kGatewayClasses || r == kGateways || r == kHttpRoutes || r == kGrpcRoutes ||
+         r == kListenerSets;
 }
 
 bool is_secret_event(size_t resource) { return resource == kSecrets || resource >= kNamedSecretBase; }
@@ -313,6 +317,7 @@ bool KubeSource::apply(InformerEvent& e) {
       case kHttpRoutes: prune(cache_.http_routes); break;
       case kReferenceGrants: prune(cache_.reference_grants); break;
       case kGrpcRoutes: prune(cache_.grpc_routes); break;
+      case kListenerSets: prune(cache_.listener_sets); break;
       default:
         if (auto sel = selected_.find(e.resource); sel != selected_.end()) {
           // A selector's watch relisted: its Secrets it did not list are gone
@@ -693,6 +698,7 @@ void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses)
     size_t r = s.kind == "GatewayClass" ? kGatewayClasses
                : s.kind == "Gateway"    ? kGateways
                : s.kind == "GRPCRoute"  ? kGrpcRoutes
+               : s.kind == "ListenerSet" ? kListenerSets
                                         : kHttpRoutes;
     queue_write(key, Write{s.kind + " " + s.key(),
                            kResources[r].object_path(s.namespace_, s.name) + "/status",

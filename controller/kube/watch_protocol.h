@@ -71,6 +71,9 @@ struct Resource {
   std::string field_selector;
   // A labelSelector sent likewise ("gantry.dev/api-key=shop"); empty: none.
   std::string label_selector;
+  // A kind whose API may be absent (a CRD not installed): a 404 on list counts
+  // as an empty, synced list, and the informer lists again every 30 s.
+  bool optional = false;
 
   // "/api/v1/namespaces/NS/services" or "/apis/discovery.k8s.io/v1/endpointslices"
   // (all namespaces when `namespace_` is empty or the kind is cluster-scoped).

@@ -36,6 +36,7 @@ Exits with the suite's exit code. Needs root (network namespaces, ports 80, 443,
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,11 +57,14 @@ from churn import testbin_dir, wait_for  # noqa: E402
 
 CONTROLLER_NAME = "gantry.dev/gateway-controller"
 GATEWAY_CLASS = "gantry"
-# Every Gateway gets one address of this range; USABLE is the address a
-# Gateway may claim in spec.addresses (GatewayStaticAddresses), UNUSABLE one it
-# may not.
-GATEWAY_ADDRESSES = "127.0.1.0/24"
-USABLE = "127.0.2.1"
+# Every Gateway gets one address of 127.0.(1+2k).0/24; USABLE (127.0.(2+2k).1)
+# is the address a Gateway may claim in spec.addresses (GatewayStaticAddresses),
+# UNUSABLE one it may not. k is the pod network's slot, so two runs at once
+# (two worktrees) never bind the same Gateway addresses.
+def gateway_addresses(slot):
+    return f"127.0.{1 + 2 * slot}.0/24", f"127.0.{2 + 2 * slot}.1"
+
+
 UNUSABLE = "192.0.2.1"
 KCM_CONTROLLERS = ("deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token,"
                    "namespace,garbagecollector")
@@ -113,6 +117,10 @@ def main():
 
     keep = args.workdir is not None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gantry-conformance-"))
+    if keep and workdir.exists():
+        # A control plane's etcd left there would bring back the last run's
+        # objects (pods with addresses this run's network gave to others).
+        shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manager = new_manager()
     network = cp = agent = None
@@ -123,6 +131,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     try:
         network = PerPodNetwork()
+        gateway_range, usable = gateway_addresses(network.slot)
         cp = ControlPlane(workdir / "cp", with_kcm=True).start()
         kc = cp.kubeconfig
         cp.install_crd()  # gantry's GatewayRoute: the controller watches it too
@@ -142,8 +151,8 @@ def main():
                                f"--control-socket={socket}"], workdir / "proxy.log")
         controller = manager.spawn([binary("gantry-controller"), "--source=kube", f"--kubeconfig={kc}",
                                     "--gateway-api", f"--gateway-controller={CONTROLLER_NAME}",
-                                    f"--gateway-address={GATEWAY_ADDRESSES}",
-                                    f"--gateway-static-address={USABLE}", f"--proxy-socket={socket}",
+                                    f"--gateway-address={gateway_range}",
+                                    f"--gateway-static-address={usable}", f"--proxy-socket={socket}",
                                     f"--health-listen=127.0.0.1:{health}"],
                                    workdir / "controller.log")
         time.sleep(1)
@@ -164,7 +173,7 @@ def main():
         report = Path(args.report).resolve() if args.report else workdir / "report.yaml"
         argv = [str(suite_dir / "conformance.test"), "-test.v", f"-test.timeout={args.timeout}",
                 f"--gateway-class={GATEWAY_CLASS}", f"--conformance-profiles={args.profiles}",
-                f"--report-output={report}", f"--usable-address={USABLE}",
+                f"--report-output={report}", f"--usable-address={usable}",
                 f"--unusable-address={UNUSABLE}",
                 "--organization=gantry", "--project=gantry", "--url=https://gantry.dev",
                 "--version=dev", "--contact=gantry maintainers", "--mode=default",

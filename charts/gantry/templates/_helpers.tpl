@@ -104,12 +104,12 @@ field selector, so the verbs are list and watch on secrets. */}}
   resources: [events]
   verbs: [create]
 {{- if .Values.gatewayAPI.enabled }}
-# Gateway API (gatewayAPI.enabled): read Gateways, HTTPRoutes, GRPCRoutes, ReferenceGrants; write their status.
+# Gateway API (gatewayAPI.enabled): read Gateways, ListenerSets, HTTPRoutes, GRPCRoutes, ReferenceGrants; write their status.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways, httproutes, grpcroutes, referencegrants]
+  resources: [gateways, listenersets, httproutes, grpcroutes, referencegrants]
   verbs: [list, watch]
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways/status, httproutes/status, grpcroutes/status]
+  resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status]
   verbs: [patch]
 {{- end }}
 {{- end -}}

@@ -524,6 +524,204 @@ TEST(GatewayApi, GatewaysSharingAnAddressConflictOnProtocol) {
             "Conflicted=False/NoConflicts");
 }
 
+// spec.addresses entries without a value (GatewayAddressEmpty) ask for any
+// address of their type from the pool.
+TEST(GatewayApi, AddressesWithoutValue) {
+  struct Case {
+    const char* addresses;  // spec.addresses of Gateway a
+    std::vector<std::string> pool;
+    const char* conditions;
+    std::set<std::string> want;  // the address it may get
+  } cases[] = {
+      {"[{type: IPAddress}]", {"10.9.0.0/30"}, "Accepted=True/Accepted Programmed=True/Programmed",
+       {"10.9.0.1", "10.9.0.2"}},
+      {"[{type: Hostname}]", {"10.9.0.1", "gw.example.com"},
+       "Accepted=True/Accepted Programmed=True/Programmed", {"gw.example.com"}},
+      {"[{type: IPAddress}]", {"gw.example.com"}, "Accepted=True/Accepted Programmed=False/AddressNotUsable",
+       {""}},
+      {"[{type: example.com/custom}]", {"10.9.0.0/30"},
+       "Accepted=False/UnsupportedAddress Programmed=False/Invalid", {"10.9.0.1", "10.9.0.2"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.addresses);
+    std::string yaml(kTwoGateways);
+    yaml.replace(yaml.find("  listeners: [{name: http, port: 80, protocol: HTTP}]\n"), 0,
+                 std::string("  addresses: ") + c.addresses + "\n");
+    TranslateOptions o;
+    o.gateway_api.addresses = c.pool;
+    auto r = translate(load(yaml), o);
+    EXPECT_EQ(gateway_conds(r, "infra/a"), c.conditions);
+    EXPECT_TRUE(c.want.count(address_of(r, "infra/a"))) << address_of(r, "infra/a");
+  }
+}
+
+// ListenerSets: more listeners for a Gateway that allows them, after its own
+// in precedence order (the Gateway's, then the oldest set first); a set's
+// listener that conflicts with an earlier one is rejected, the set stays
+// accepted while one of its listeners is valid; routes attach to a set's
+// listeners only through a parentRef of kind ListenerSet.
+constexpr std::string_view kListenerSets = R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gantry}
+spec: {controllerName: gantry.dev/gateway-controller}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: apps}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: infra}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g, namespace: infra, generation: 2}
+spec:
+  gatewayClassName: gantry
+  allowedListeners: {namespaces: {from: Same}}
+  listeners: [{name: main, port: 80, protocol: HTTP, hostname: a.com}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: s1, namespace: infra, generation: 4, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  parentRef: {name: g}
+  listeners:
+  - {name: main, port: 80, protocol: HTTP, hostname: b.com}
+  - {name: dup, port: 80, protocol: HTTP, hostname: a.com}
+  - {name: tcp, port: 80, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: s2, namespace: infra, creationTimestamp: "2026-01-02T00:00:00Z"}
+spec:
+  parentRef: {name: g}
+  listeners: [{name: late, port: 80, protocol: HTTP, hostname: b.com}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: s3, namespace: apps}
+spec:
+  parentRef: {name: g, namespace: infra}
+  listeners: [{name: other, port: 80, protocol: HTTP, hostname: c.com}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-set, namespace: infra}
+spec:
+  parentRefs: [{kind: ListenerSet, name: s1}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-gateway, namespace: infra}
+spec:
+  parentRefs: [{name: g}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-disallowed, namespace: apps}
+spec:
+  parentRefs: [{kind: ListenerSet, name: s3}]
+  rules: [{backendRefs: [{name: web, namespace: infra, port: 8080}]}]
+)";
+
+TEST(GatewayApi, ListenerSets) {
+  TranslateOptions o;
+  o.gateway_api.addresses = {"10.9.0.7"};
+  auto r = translate(load(kListenerSets), o);
+  EXPECT_EQ(dump(r.snapshot),
+            "route infra/via-gateway (HTTPRoute) hosts=a.com on=10.9.0.7:80/a.com\n"
+            " rule0 -> infra/web:8080\n"
+            "route infra/via-set (HTTPRoute) hosts=b.com on=10.9.0.7:80/b.com\n"
+            " rule0 -> infra/web:8080\n"
+            "cluster infra/web:8080\nlistener 10.9.0.7:80 http a.com b.com\n");
+
+  const nlohmann::json* gw = find(r, "Gateway", "infra/g");
+  ASSERT_TRUE(gw);
+  EXPECT_EQ((*gw)["attachedListenerSets"], 1);
+  EXPECT_EQ((*gw)["listeners"].size(), 1u);  // a set's listeners are in the set's status
+  EXPECT_EQ((*gw)["listeners"][0]["attachedRoutes"], 1);
+
+  struct ListenerCase {
+    const char* set;
+    size_t index;
+    const char* name;
+    int attached;
+    const char* conditions;
+  } listeners[] = {
+      {"infra/s1", 0, "main", 1,
+       "Accepted=True/Accepted Programmed=True/Programmed ResolvedRefs=True/ResolvedRefs "
+       "Conflicted=False/NoConflicts"},
+      {"infra/s1", 1, "dup", 0,
+       "Accepted=False/HostnameConflict Programmed=False/HostnameConflict "
+       "ResolvedRefs=True/ResolvedRefs Conflicted=True/HostnameConflict"},
+      {"infra/s1", 2, "tcp", 0,
+       "Accepted=False/ProtocolConflict Programmed=False/ProtocolConflict "
+       "ResolvedRefs=True/ResolvedRefs Conflicted=True/ProtocolConflict"},
+      {"infra/s2", 0, "late", 0,
+       "Accepted=False/HostnameConflict Programmed=False/HostnameConflict "
+       "ResolvedRefs=True/ResolvedRefs Conflicted=True/HostnameConflict"},
+  };
+  for (const auto& c : listeners) {
+    SCOPED_TRACE(std::string(c.set) + " " + c.name);
+    const nlohmann::json* st = find(r, "ListenerSet", c.set);
+    ASSERT_TRUE(st);
+    const auto& l = (*st)["listeners"][c.index];
+    EXPECT_EQ(l["name"], c.name);
+    EXPECT_EQ(l["attachedRoutes"], c.attached);
+    EXPECT_EQ(conds(l["conditions"]), c.conditions);
+  }
+  struct SetCase {
+    const char* set;
+    const char* conditions;
+    int64_t generation;
+  } sets[] = {
+      {"infra/s1", "Accepted=True/Accepted Programmed=True/Programmed", 4},
+      {"infra/s2", "Accepted=False/ListenersNotValid Programmed=False/ListenersNotValid", 0},
+      {"apps/s3", "Accepted=False/NotAllowed Programmed=False/NotAllowed", 0},
+  };
+  for (const auto& c : sets) {
+    SCOPED_TRACE(c.set);
+    const nlohmann::json* st = find(r, "ListenerSet", c.set);
+    ASSERT_TRUE(st);
+    EXPECT_EQ(conds((*st)["conditions"]), c.conditions);
+    EXPECT_EQ((*st)["conditions"][0]["observedGeneration"], c.generation);
+  }
+  const nlohmann::json* st = find(r, "ListenerSet", "apps/s3");
+  ASSERT_TRUE(st);
+  EXPECT_TRUE((*st)["listeners"].empty());
+  st = find(r, "HTTPRoute", "apps/via-disallowed");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["parents"][0]["conditions"]).substr(0, 36), "Accepted=False/NotAllowedByListeners");
+  EXPECT_EQ((*st)["parents"][0]["parentRef"]["kind"], "ListenerSet");
+
+  // A set in another namespace is allowed by from: All.
+  std::string yaml(kListenerSets);
+  yaml.replace(yaml.find("from: Same"), 10, "from: All");
+  r = translate(load(yaml), o);
+  st = find(r, "ListenerSet", "apps/s3");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["conditions"]), "Accepted=True/Accepted Programmed=True/Programmed");
+  gw = find(r, "Gateway", "infra/g");
+  ASSERT_TRUE(gw);
+  EXPECT_EQ((*gw)["attachedListenerSets"], 2);
+  // ... and no Gateway allows sets by default.
+  yaml = std::string(kListenerSets);
+  yaml.replace(yaml.find("  allowedListeners: {namespaces: {from: Same}}\n"), 47, "");
+  r = translate(load(yaml), o);
+  st = find(r, "ListenerSet", "infra/s1");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(conds((*st)["conditions"]), "Accepted=False/NotAllowed Programmed=False/NotAllowed");
+  EXPECT_EQ(dump(r.snapshot),
+            "route infra/via-gateway (HTTPRoute) hosts=a.com on=10.9.0.7:80/a.com\n"
+            " rule0 -> infra/web:8080\n"
+            "cluster infra/web:8080\nlistener 10.9.0.7:80 http a.com\n");
+}
+
 // GRPCRoutes (GATEWAY-GRPC): method matches become path matches on
 // /<service>/<method>, headers and filters are the HTTPRoute ones, every
 // backend is h2c, statuses are written as for HTTPRoutes.
