@@ -1008,7 +1008,25 @@ HTTPRoute decode_http_route(const YAML::Node& doc) {
       if (zero(to.backend_request)) to.backend_request.reset();
       if (to.request || to.backend_request) rule.policy.timeouts = to;
     }
-    if (present(get(rn, "retry"))) rule.policy.unknown.push_back("retry");
+    YAML::Node rt = get(rn, "retry");
+    if (present(rt)) {
+      // HTTPRoute retry (experimental channel): `attempts` retries (the
+      // first try not counted) on the listed `codes`, and on connection
+      // errors (connect failure, reset, a backendRequest timeout: what
+      // HTTPRouteRetryConnectionError and ...BackendTimeout name); `backoff`
+      // is the least wait between tries.
+      std::string tp = sub(rp, "retry");
+      expect_map(rt, tp);
+      GrRetry retry;
+      retry.attempts = opt_int(rt, "attempts", tp).value_or(1);
+      retry.on = {"connect-failure", "reset"};
+      each(rt, "codes", tp, [&](const YAML::Node& c, const std::string& cp) {
+        if (!c.IsScalar()) fail(c, cp, "expected a status code");
+        retry.on.push_back(c.Scalar());
+      });
+      retry.backoff_min = opt_str(rt, "backoff", tp);
+      rule.policy.retry = std::move(retry);
+    }
     if (present(get(rn, "sessionPersistence"))) rule.policy.unknown.push_back("sessionPersistence");
     r.rules.push_back(std::move(rule));
   });

@@ -59,6 +59,7 @@ inline constexpr const char* kSupportedFeatures[] = {
     "HTTPRouteRequestPercentageMirror",
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRetry",
     "HTTPRouteSchemeRedirect",
     "ListenerSet",
     "ReferenceGrant",

@@ -312,6 +312,9 @@ struct GrRetry {
   std::optional<std::string> per_try_timeout;
   std::optional<std::string> backoff_base;
   std::optional<std::string> backoff_max;
+  // HTTPRoute retry.backoff: the least wait between tries (translate derives
+  // base and max from it: a retry waits uniformly in [cap/2, cap]).
+  std::optional<std::string> backoff_min;
   bool operator==(const GrRetry&) const = default;
 };
 

@@ -210,6 +210,9 @@ struct RouteCtx {
   // GRPCRoutes: every backend speaks HTTP/2 with prior knowledge (h2c),
   // whatever its Service port's appProtocol.
   bool h2c = false;
+  // HTTPRoutes and GRPCRoutes: a rule's timeouts and retry are fields of the
+  // rule itself (spec.rules[i].retry), not of a policy block.
+  bool gateway_api = false;
   // ingress-nginx mode: the IngressNginxAnnotations condition (False with
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
@@ -1256,6 +1259,12 @@ class Translator {
         r.backoff_base = *d;
       if (auto d = duration(ctx, in.backoff_max, sub(sub(at, "backoff"), "max"), true))
         r.backoff_max = *d;
+      if (auto d = duration(ctx, in.backoff_min, sub(at, "backoff"), true)) {
+        // A retry waits uniformly in [cap/2, cap]: twice the least wait as
+        // the base keeps every wait at or above it.
+        r.backoff_base = 2 * *d;
+        r.backoff_max = std::max(r.backoff_max, r.backoff_base);
+      }
       if (r.backoff_base > r.backoff_max) ctx.bad(sub(at, "backoff"), "base must not exceed max");
       out.retry = r;
     }
@@ -1296,7 +1305,7 @@ class Translator {
       out.filters.request_mirrors.clear();
       out.backends = {{"", 1, "the jwt filter's Secret is missing"}};
     }
-    out.policy = policy(ctx, in.policy, sub(field, "policy"));
+    out.policy = policy(ctx, in.policy, ctx.gateway_api ? field : sub(field, "policy"));
     return out;
   }
 
@@ -1465,6 +1474,7 @@ class Translator {
     const std::string& kind = b.kind;
     RouteCtx ctx{r.meta.namespace_};
     ctx.h2c = kind == "GRPCRoute";
+    ctx.gateway_api = true;
     ctx.may_refer = [this, &r, &kind](const std::string& ns, const std::string& name) {
       return reference_granted(cache_, kGatewayGroup, kind, r.meta.namespace_, "", "Service", ns,
                                name);

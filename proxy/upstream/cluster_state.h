@@ -28,10 +28,12 @@
 
 namespace gantry::upstream {
 
-// Retries may add 20% to a cluster's requests, and at least 10 per 10 s
-// whatever the traffic, so a quiet cluster still retries.
+// Retries may add 20% to a cluster's requests, and at least 10 per second
+// (100 per 10 s window) whatever the traffic, so a quiet cluster still
+// retries: Gateway API's defaults for a retry constraint (BackendTrafficPolicy
+// retryConstraint: budget 20% over 10 s, minRetryRate 10 per second).
 inline resilience::RetryBudgetOptions default_retry_budget() {
-  return resilience::RetryBudgetOptions{0.2, std::chrono::milliseconds(10000), 10};
+  return resilience::RetryBudgetOptions{0.2, std::chrono::milliseconds(10000), 100};
 }
 
 // A circuit breaker and the limits of one circuitBreaker config of a cluster.

@@ -4,7 +4,9 @@ Environment (all real, nothing of the suite re-implemented):
 - etcd + kube-apiserver + kube-controller-manager (hack/testbin), with the
   deployment, replicaset, endpointslice, serviceaccount, namespace and
   garbage-collector controllers (the suite deletes namespaces and Deployments);
-- the Gateway API standard-channel CRDs of the pinned module version;
+- the Gateway API CRDs of the pinned module version, experimental channel by
+  default (a superset of the standard one: HTTPRoute retry is there; the report
+  says which channel), --channel standard for the standard ones alone;
 - the test node agent (tests/e2e/node_agent.py) playing the kubelet: every pod
   of the suite's echo-basic image runs the echo-basic program built from the
   same module, in a network namespace of its own with a real pod IP
@@ -79,8 +81,11 @@ def build():
 
 
 def kubectl(kubeconfig, *args, check=True):
-    return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True,
-                          text=True, timeout=120, check=check)
+    out = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True,
+                         text=True, timeout=120)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
+    return out
 
 
 def claimed_features(kubeconfig):
@@ -106,6 +111,8 @@ def main():
     ap.add_argument("--profiles", default="GATEWAY-HTTP,GATEWAY-GRPC",
                     help="the suite's --conformance-profiles")
     ap.add_argument("--timeout", default="40m", help="go test -test.timeout")
+    ap.add_argument("--channel", default="experimental", choices=("standard", "experimental"),
+                    help="which CRDs of the module to install")
     ap.add_argument("extra", nargs="*", help="more suite flags")
     args = ap.parse_args()
 
@@ -135,7 +142,9 @@ def main():
         cp = ControlPlane(workdir / "cp", with_kcm=True).start()
         kc = cp.kubeconfig
         cp.install_crd()  # gantry's GatewayRoute: the controller watches it too
-        kubectl(kc, "apply", "--server-side", "-f", str(module_dir / "config" / "crd" / "standard"))
+        crds = sorted(p for p in (module_dir / "config" / "crd" / args.channel).glob("*.yaml")
+                      if p.name != "kustomization.yaml")
+        kubectl(kc, "apply", "--server-side", *[a for p in crds for a in ("-f", str(p))])
         wait_for(lambda: kubectl(kc, "get", "gatewayclasses", check=False).returncode == 0, 60,
                  "the Gateway API CRDs")
         wait_for(lambda: kubectl(kc, "get", "serviceaccount", "default", check=False).returncode == 0,

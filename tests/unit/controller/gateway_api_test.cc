@@ -524,6 +524,51 @@ TEST(GatewayApi, GatewaysSharingAnAddressConflictOnProtocol) {
             "Conflicted=False/NoConflicts");
 }
 
+// HTTPRoute retry (experimental channel): attempts are retries after the
+// first try; codes, plus connection errors (connect failure, reset, a per-try
+// timeout); backoff is the least wait (base = 2 x backoff: a retry waits in
+// [cap/2, cap]). Unset attempts: one retry.
+TEST(GatewayApi, HttpRouteRetry) {
+  struct Case {
+    const char* retry;
+    uint32_t attempts;
+    std::vector<int> statuses;
+    int64_t backoff_base_ms, backoff_max_ms;
+    const char* error;
+  } cases[] = {
+      {"{codes: [500], attempts: 3}", 3, {500}, 25, 250, ""},
+      {"{codes: [504, 500, 502], attempts: 2, backoff: 100ms}", 2, {500, 502, 504}, 200, 250, ""},
+      {"{backoff: 1s}", 1, {}, 2000, 2000, ""},
+      {"{codes: [500], attempts: 101}", 0, {}, 0, 0, "spec.rules[0].retry.attempts"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.retry);
+    auto r = run(std::string(R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: retried, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{backendRefs: [{name: web, port: 8080}], retry: )") + c.retry + "}]\n");
+    const nlohmann::json* st = find(r, "HTTPRoute", "infra/retried");
+    ASSERT_TRUE(st);
+    std::string status = (*st).dump();
+    if (*c.error) {
+      EXPECT_NE(status.find(c.error), std::string::npos) << status;
+      continue;
+    }
+    ASSERT_EQ(r.snapshot.routes.size(), 1u) << status;
+    ASSERT_TRUE(r.snapshot.routes[0].rules[0].policy.retry);
+    const auto& retry = *r.snapshot.routes[0].rules[0].policy.retry;
+    EXPECT_EQ(retry.attempts, c.attempts);
+    EXPECT_TRUE(retry.on_connect_failure);
+    EXPECT_TRUE(retry.on_reset);
+    EXPECT_EQ(retry.on_statuses, c.statuses);
+    EXPECT_EQ(retry.backoff_base.count(), c.backoff_base_ms);
+    EXPECT_EQ(retry.backoff_max.count(), c.backoff_max_ms);
+  }
+}
+
 // spec.addresses entries without a value (GatewayAddressEmpty) ask for any
 // address of their type from the pool.
 TEST(GatewayApi, AddressesWithoutValue) {
