@@ -4,7 +4,10 @@
 # Starts three echo backends (127.0.0.11-13:9001, the "pods" of
 # manifests/examples/00-backends.yaml), gantry-controller in standalone mode
 # over manifests/examples, and gantry-proxy; waits until they are ready, then
-# shows the example routes working with curl.
+# shows the example routes working with curl: hosts, prefixes, a weighted
+# split, a rate limit (429), JWT (401, then 200), the response cache (MISS,
+# HIT), a mirrored request, a redirect, a body limit (413), and a Gateway with
+# an HTTPRoute (Gateway API) on 127.0.0.14:8080.
 #
 #   hack/demo.sh           interactive: leaves everything running until Ctrl-C
 #   hack/demo.sh --smoke   non-interactive: checks every answer, exits 0 or 1
@@ -211,6 +214,7 @@ ${BOLD}Gantry is running${RESET} (snapshot version ${version:-?})
               http://127.0.0.1:$HEALTH_PORT                   health: /healthz /readyz /metrics
               http://127.0.0.1:$CTL_ADMIN_PORT                   admin: /status
   control     $SOCKET
+  gateway     http://127.0.0.14:8080             the Gateway of 12-gateway-api.yaml
   backends    echo-a 127.0.0.11:9001   echo-b 127.0.0.12:9001   echo-c 127.0.0.13:9001
   logs        $RUN_DIR/*.log
 
@@ -272,6 +276,79 @@ a=$(grep -c '"name":"echo-a"' <<<"$OUT" || true)
 b=$(grep -c '"name":"echo-b"' <<<"$OUT" || true)
 check "echo-a + echo-b answered all 100 (got $((a + b)))" test $((a + b)) -eq 100
 check "echo-b got 10 +/- 8 of 100 (got $b)" test "$b" -ge 2 -a "$b" -le 18
+
+# header NAME: the value of response header NAME in $OUT (curl -i output).
+header() {
+  grep -i "^$1:" <<<"$OUT" | head -n 1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'
+}
+status() { head -n 1 <<<"$OUT" | awk '{print $2}'; }
+
+say "rate limit (04-cors-and-rate-limit.yaml): 10 requests a minute per client, the 11th gets 429"
+for _ in $(seq 10); do curl -s -o /dev/null --max-time 5 -H 'Host: api.example.com' "$PROXY_URL/v1/orders"; done
+printf '%s\n' "${BOLD}(10 requests sent)${RESET}"
+show curl -si -H 'Host: api.example.com' "$PROXY_URL/v1/orders"
+check "the 11th request gets 429" test "$(status)" == 429
+check "RateLimit-Limit: 10" test "$(header RateLimit-Limit)" == 10
+check "RateLimit-Remaining: 0" test "$(header RateLimit-Remaining)" == 0
+check "Retry-After is given" test -n "$(header Retry-After)"
+
+say "JWT (05-jwt.yaml): 401 without a token, 200 with one (HS256, minted here)"
+TOKEN=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+claims = b64(json.dumps({"iss": "https://issuer.example", "aud": "gantry", "sub": "alice",
+                         "exp": int(time.time()) + 300}).encode())
+sig = hmac.new(b"demo-only-secret-change-me-32byte", f"{head}.{claims}".encode(), hashlib.sha256)
+print(f"{head}.{claims}.{b64(sig.digest())}")
+PY
+)
+show curl -si -H 'Host: secure.example.com' "$PROXY_URL/me"
+check "no token: 401" test "$(status)" == 401
+check "WWW-Authenticate: Bearer" test "$(header WWW-Authenticate | cut -c1-6)" == Bearer
+printf '%s\n' "${BOLD}\$ curl -s -H 'Host: secure.example.com' -H \"Authorization: Bearer \$TOKEN\" $PROXY_URL/me${RESET}"
+OUT=$(curl -s --max-time 5 -H 'Host: secure.example.com' -H "Authorization: Bearer $TOKEN" "$PROXY_URL/me" 2>&1) || true
+printf '%s\n\n' "$OUT"
+check "with the token: echo-a answers" test "$(json_field name)" == echo-a
+check "echo-a sees x-user: alice" test "$(json_field x-user)" == alice
+
+say "response cache (07-response-cache.yaml): MISS, then HIT"
+show curl -si -H 'Host: cache.example.com' "$PROXY_URL/catalog"
+check "first: X-Cache: MISS" test "$(header X-Cache)" == MISS
+first_seq=$(grep -o '"seq":[0-9]*' <<<"$OUT" | head -n 1)
+show curl -si -H 'Host: cache.example.com' "$PROXY_URL/catalog"
+check "second: X-Cache: HIT" test "$(header X-Cache)" == HIT
+check "the same answer (backend not asked again)" test "$(grep -o '"seq":[0-9]*' <<<"$OUT" | head -n 1)" == "$first_seq"
+
+say "request mirror (08-request-mirror.yaml): echo-a answers, echo-b gets a copy"
+before=$(curl -s --max-time 2 http://127.0.0.12:9001/stats | grep -o '[0-9]*' | head -n 1)
+show curl -s -H 'Host: mirror.example.com' "$PROXY_URL/orders"
+check "echo-a answers" test "$(json_field name)" == echo-a
+after=$before
+for _ in $(seq 50); do  # the copy is fire-and-forget: give it a moment
+  after=$(curl -s --max-time 2 http://127.0.0.12:9001/stats | grep -o '[0-9]*' | head -n 1)
+  ((after > before)) && break
+  sleep 0.1
+done
+show curl -s http://127.0.0.12:9001/stats
+check "echo-b counted the copy ($before -> $after)" test "$after" -gt "$before"
+
+say "redirect and body limit (06-headers-redirect-limits.yaml)"
+show curl -si -H 'Host: www.example.com' "$PROXY_URL/docs"
+check "301" test "$(status)" == 301
+check "Location: https://docs.example.com/docs" test "$(header Location)" == https://docs.example.com/docs
+printf '%s\n' "${BOLD}\$ head -c 2000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}\\n' -H 'Host: edit.example.com' --data-binary @- $PROXY_URL/upload${RESET}"
+OUT=$(head -c 2000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Host: edit.example.com' --data-binary @- "$PROXY_URL/upload" 2>&1) || true
+printf '%s\n\n' "$OUT"
+check "2 MB over the 1Mi limit: 413" test "$OUT" == 413
+
+say "Gateway API (12-gateway-api.yaml): a Gateway on 127.0.0.14:8080 and an HTTPRoute"
+show curl -s -H 'Host: shop.example.com' http://127.0.0.14:8080/v2/cart
+check "/v2/cart reaches echo-a" test "$(json_field name)" == echo-a
+check "echo-a sees /cart" test "$(json_field path)" == /cart
+check "echo-a sees x-api-version: 2" test "$(json_field x-api-version)" == 2
+show curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: other.example.com' http://127.0.0.14:8080/
+check "a host the Gateway does not serve: 404" test "$OUT" == 404
 
 if [[ $MODE == smoke ]]; then
   if ((FAILURES)); then

@@ -370,6 +370,16 @@ class Controller {
     translate_opts_.hostname_ownership = opts_.hostname_ownership;
     translate_opts_.ingress_nginx = opts_.ingress_nginx;
     translate_opts_.rate_limit_store = opts_.rate_limit_store;
+    // Gateway API objects in the directory are always read; a Gateway is
+    // served on its spec.addresses (any IP of this host: no pool to check
+    // against), else on one of --gateway-address.
+    translate_opts_.gateway_api.controller_name = opts_.gateway_controller;
+    translate_opts_.gateway_api.addresses = opts_.gateway_addresses;
+    translate_opts_.gateway_api.static_addresses = opts_.gateway_static_addresses;
+    translate_opts_.gateway_api.bind_address = opts_.gateway_bind_address;
+    translate_opts_.gateway_api.proxy_http_port = opts_.gateway_proxy_http_port;
+    translate_opts_.gateway_api.proxy_https_port = opts_.gateway_proxy_https_port;
+    translate_opts_.gateway_api.any_spec_address = true;
   }
 
   int run() {

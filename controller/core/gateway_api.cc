@@ -166,7 +166,7 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
         gs->unsupported_address = "address type " + a.type + " is not supported (want IPAddress or Hostname)";
       } else if (a.value.empty()) {
         continue;  // assigned from the pool below
-      } else if (!in_pool.count(a.value)) {
+      } else if (!in_pool.count(a.value) && !(options.any_spec_address && is_ip(a.value))) {
         if (gs->unusable_address.empty())
           gs->unusable_address = "address " + a.value + " is not one gantry serves (--gateway-address)";
       } else {

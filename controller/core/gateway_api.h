@@ -87,6 +87,9 @@ struct GatewayApiOptions {
   // first and an HTTPS listener on the second are served, no other.
   uint16_t proxy_http_port = 80;
   uint16_t proxy_https_port = 443;
+  // Standalone mode: a spec.addresses IP is used as given (the user names an
+  // address of the host), not checked against the pools.
+  bool any_spec_address = false;
 };
 
 // --gateway-bind-address value for the proxy's own listeners.

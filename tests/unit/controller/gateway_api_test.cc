@@ -600,6 +600,25 @@ TEST(GatewayApi, AddressesWithoutValue) {
   }
 }
 
+// Standalone mode: a Gateway's spec.addresses IP is served as given (there is
+// no pool to check it against); a hostname still must be in a pool.
+TEST(GatewayApi, StandaloneSpecAddresses) {
+  std::string yaml(kTwoGateways);
+  yaml.replace(yaml.find("  listeners: [{name: http, port: 80, protocol: HTTP}]\n"), 0,
+               "  addresses: [{value: 127.0.0.14}]\n");
+  TranslateOptions o;
+  o.gateway_api.any_spec_address = true;
+  auto r = translate(load(yaml), o);
+  EXPECT_EQ(gateway_conds(r, "infra/a"), "Accepted=True/Accepted Programmed=True/Programmed");
+  EXPECT_EQ(address_of(r, "infra/a"), "127.0.0.14");
+  EXPECT_NE(dump(r.snapshot).find("listener 127.0.0.14:80 http"), std::string::npos);
+  // b has neither spec.addresses nor a pool: no address.
+  EXPECT_EQ(gateway_conds(r, "infra/b"), "Accepted=True/Accepted Programmed=False/AddressNotAssigned");
+  o.gateway_api.any_spec_address = false;
+  r = translate(load(yaml), o);
+  EXPECT_EQ(gateway_conds(r, "infra/a"), "Accepted=True/Accepted Programmed=False/AddressNotUsable");
+}
+
 // ListenerSets: more listeners for a Gateway that allows them, after its own
 // in precedence order (the Gateway's, then the oldest set first); a set's
 // listener that conflicts with an earlier one is rejected, the set stays
