@@ -68,9 +68,11 @@ void Pusher::set_desired(const sn::Snapshot& s, Clock::time_point now) {
   have_desired_ = true;
   rejection_.clear();
   ++generation_;
-  // Endpoint-only changes take the fast path; anything else may wait for more.
+  // Endpoint-only changes take the fast path. A FULL goes at once after a
+  // quiet spell, and at most one per hold-off: the changes of a burst behind
+  // the first coalesce into the next one (leading edge, then rate-limited).
   bool fast = applied_ && endpoints_only(desired_, *applied_);
-  Clock::time_point due = fast ? now : now + hold_off_;
+  Clock::time_point due = fast || !last_full_at_ ? now : std::max(now, *last_full_at_ + hold_off_);
   if (!push_at_ || due < *push_at_) push_at_ = due;
 }
 
@@ -179,6 +181,7 @@ void Pusher::send_due(Clock::time_point now) {
     send(sn::FrameType::kEndpoints, sn::encode(d), now);
   } else {
     inflight_delta_ = false;
+    last_full_at_ = now;
     send(sn::FrameType::kFull, sn::encode(inflight_), now);
   }
 }

@@ -9,8 +9,9 @@
 //  - versions strictly increase across pushes and across controller restarts
 //    (they start at unix time in ms x 1000 and never go below a HELLO's);
 //  - a change that touches only endpoints relative to the last ACKed snapshot
-//    goes out as an ENDPOINTS delta at once; any other change waits up to the
-//    hold-off (100 ms) so bursts coalesce; a NACKed delta is followed by a FULL;
+//    goes out as an ENDPOINTS delta at once; any other change goes as a FULL at
+//    once after a quiet spell, and FULLs are at least the hold-off (20 ms)
+//    apart so a burst's changes coalesce; a NACKed delta is followed by a FULL;
 //  - a snapshot the proxy NACKed is not sent again on the same connection;
 //  - when the proxy is absent or restarts, reconnects with jittered backoff
 //    (100 ms doubling to 5 s) and re-sends the current snapshot.
@@ -41,7 +42,7 @@ class Pusher {
   };
 
   Pusher(std::string socket_path, uint64_t first_version,
-         std::chrono::milliseconds hold_off = std::chrono::milliseconds(100));
+         std::chrono::milliseconds hold_off = std::chrono::milliseconds(20));
   ~Pusher();
   Pusher(const Pusher&) = delete;
   Pusher& operator=(const Pusher&) = delete;
@@ -85,6 +86,7 @@ class Pusher {
   std::string desired_key_;  // encoding with version 0: equal keys, equal snapshots
   bool have_desired_ = false;
   std::optional<Clock::time_point> push_at_;
+  std::optional<Clock::time_point> last_full_at_;  // when the last FULL was sent
 
   std::optional<snapshot::Snapshot> applied_;
   std::string applied_key_;
