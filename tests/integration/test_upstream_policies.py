@@ -73,6 +73,26 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Stall(http.server.BaseHTTPRequestHandler):
+    """Answers after 2 s: slower than any per-try timeout here."""
+    hits = 0
+
+    def do_GET(self):
+        type(self).hits += 1
+        time.sleep(2)
+        body = b'{"name": "stall"}'
+        try:
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the proxy gave up on this try
+
+    def log_message(self, *args):
+        pass
+
+
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
@@ -83,6 +103,7 @@ HOSTS = {
     "connect": "connect.example.com", "timeout": "timeout.example.com",
     "breaker": "breaker.example.com", "pending": "pending.example.com",
     "outlier": "outlier.example.com", "checked": "checked.example.com",
+    "pertry": "pertry.example.com",
 }
 
 
@@ -92,8 +113,9 @@ def env():
     switch = _Server(("127.0.0.1", 0), _Switch)
     outlier = _Server(("127.0.0.1", 0), _Ejectable)
     health = _Server(("127.0.0.1", 0), _Health)
+    stall = _Server(("127.0.0.1", 0), _Stall)
     _Health.port = health.server_address[1]
-    for srv in (bad, switch, outlier, health):
+    for srv in (bad, switch, outlier, health, stall):
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     with temporary_dataplane() as dp:
         echos = [dp.echo(n) for n in ("a", "b", "c")]
@@ -106,6 +128,7 @@ def env():
             sn_cluster("default/switch:8080", [("127.0.0.1", switch.server_address[1])]),
             sn_cluster("default/outlier:8080", [("127.0.0.1", outlier.server_address[1]), ep[2]]),
             sn_cluster("default/checked:8080", [("127.0.0.1", health.server_address[1]), ep[1]]),
+            sn_cluster("default/stall:8080", [("127.0.0.1", stall.server_address[1]), ep[0]]),
         ]
         retry = {"attempts": 2, "onStatuses": [503], "backoffBaseMs": 1, "backoffMaxMs": 5}
 
@@ -125,6 +148,12 @@ def env():
             route("connect", "default/half-dead:8080",
                   {"retry": {"attempts": 1, "onConnectFailure": True}}),
             route("timeout", "default/two:8080", {"timeouts": {"requestMs": 400}}),
+            # HTTPRoute's retry with timeouts.backendRequest (HTTPRouteRetryBackendTimeout):
+            # a try that times out counts as a reset, and resets are retried.
+            route("pertry", "default/stall:8080", {
+                "timeouts": {"backendRequestMs": 300},
+                "retry": {"attempts": 1, "onConnectFailure": True, "onReset": True,
+                          "backoffBaseMs": 1, "backoffMaxMs": 5}}),
             route("breaker", "default/switch:8080", {"circuitBreaker": {
                 "consecutiveFailures": 3, "openDurationMs": 1000, "halfOpenRequests": 1}}),
             route("outlier", "default/outlier:8080", {"outlierDetection": {
@@ -143,6 +172,7 @@ def env():
     switch.shutdown()
     outlier.shutdown()
     health.shutdown()
+    stall.shutdown()
 
 
 def get(proxy, key, path="/", **kw):
@@ -219,6 +249,16 @@ def test_listed_status_is_retried_on_another_endpoint(env):
 
 def test_connect_failure_is_retried_on_another_endpoint(env):
     assert {get(env, "connect").backend for _ in range(10)} == {"b"}
+
+
+def test_a_try_that_times_out_is_retried_on_another_endpoint(env):
+    before = _Stall.hits
+    answers = [get(env, "pertry") for _ in range(6)]
+    assert [r.status for r in answers] == [200] * 6
+    # The stalling endpoint was tried, and never answered a client: its tries
+    # were abandoned at 300 ms (it answers 200 after 2 s) and retried on a.
+    assert _Stall.hits > before, "the stalling endpoint was never tried"
+    assert {r.backend for r in answers} == {"a"}
 
 
 def test_request_timeout_answers_504(env):
