@@ -29,9 +29,12 @@ inline constexpr const char* kDefaultGatewayController = "gantry.dev/gateway-con
 // status.supportedFeatures, sorted: exactly those whose tests of the official
 // suite pass (docs/gateway-api.md; the conformance stage runs these).
 inline constexpr const char* kSupportedFeatures[] = {
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
     "Gateway",
+    "GatewayBackendClientCertificate",
     "GatewayHTTPListenerIsolation",
     "GatewayPort8080",
     "GatewayStaticAddresses",
