@@ -1,13 +1,11 @@
 // BackendTLSPolicy and Gateway backend client certificates; see backend_tls.h.
 #include "controller/core/backend_tls.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <algorithm>
 #include <set>
 #include <tuple>
+
+#include "proxy/snapshot/validate.h"
 
 namespace gantry::controller {
 
@@ -88,6 +86,8 @@ Judged judge(const Cache& cache, const BackendTLSPolicy& p) {
   } else if (!p.ca_certificate_refs.empty() && valid_cas == 0) {
     j.accepted = cond("Accepted", false, "NoValidCACertificate",
                       "no caCertificateRef is valid: " + j.resolved_refs.message, gen);
+  } else if (std::string why = tls_problem(j.tls); !why.empty()) {
+    j.accepted = cond("Accepted", false, "Invalid", "validation: " + why, gen);
   } else {
     j.accepted = cond("Accepted", true, "Accepted", "the policy is applied", gen);
     j.usable = true;
@@ -113,17 +113,33 @@ nlohmann::json conditions_json(const std::vector<Condition>& conds) {
 
 }  // namespace
 
+std::string tls_problem(const snapshot::UpstreamTls& tls) {
+  // The proxy's own validator on a cluster of one's own: what translate
+  // emits must pass it (the snapshot would be NACKed).
+  snapshot::Snapshot probe;
+  probe.version = 1;
+  snapshot::Cluster c;
+  c.name = "probe";
+  c.tls = tls;
+  probe.clusters.push_back(std::move(c));
+  auto errors = snapshot::validate(probe);
+  if (errors.empty()) return {};
+  std::string e = std::move(errors.front());
+  const std::string prefix = "cluster probe tls";
+  if (e.starts_with(prefix)) e.erase(0, prefix.size());
+  if (e.starts_with(".") || e.starts_with(":")) e.erase(0, 1);
+  while (e.starts_with(" ")) e.erase(0, 1);
+  return e;
+}
+
 std::string ca_bundle_problem(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  if (bio == nullptr) return "out of memory";
-  int n = 0;
-  while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-    X509_free(x);
-    ++n;
-  }
-  BIO_free(bio);
-  ERR_clear_error();
-  return n > 0 ? std::string() : "no PEM certificate";
+  snapshot::UpstreamTls t;
+  t.server_name = "probe.invalid";
+  t.ca_pem = pem;
+  if (pem.empty()) return "no PEM certificate";
+  std::string why = tls_problem(t);
+  if (why.starts_with("caPem: ")) why.erase(0, 7);
+  return why;
 }
 
 BackendTlsModel build_backend_tls(const Cache& cache, const GatewayApiModel& model,

@@ -67,7 +67,11 @@ struct BackendTlsModel {
 BackendTlsModel build_backend_tls(const Cache& cache, const GatewayApiModel& model,
                                   const CertificateCheck& check_certificate);
 
-// Why `pem` holds no PEM certificate OpenSSL can read; empty when it does.
+// Why the proxy would refuse `tls` as a cluster's (snapshot validation),
+// empty when it would not.
+std::string tls_problem(const snapshot::UpstreamTls& tls);
+// Why `pem` is not a CA bundle the proxy takes (a PEM certificate, every
+// block readable); empty when it is.
 std::string ca_bundle_problem(const std::string& pem);
 
 // Adds the status of every BackendTLSPolicy to `out` and the ResolvedRefs

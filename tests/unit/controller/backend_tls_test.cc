@@ -235,6 +235,11 @@ TEST(BackendTls, Policies) {
                    " {group: \"\", kind: ConfigMap, name: ca}], hostname: a.example.com}"),
        "ns/tls:443 plain\nns/tls:8443 tls=a.example.com ca\n",
        {{"p", "gw: Accepted=True/Accepted ResolvedRefs=False/InvalidCACertificateRef"}}},
+      {"a hostname the proxy cannot send as SNI",
+       policy("p", "  targetRefs: [{group: \"\", kind: Service, name: tls, sectionName: other}]\n"
+                   "  validation: {wellKnownCACertificates: System, hostname: \"bad name\"}"),
+       "ns/tls:443 plain\nns/tls:8443 no-endpoints plain\n",
+       {{"p", "gw: Accepted=False/Invalid ResolvedRefs=True/ResolvedRefs"}}},
       {"unknown wellKnownCACertificates",
        policy("p", "  targetRefs: [{group: \"\", kind: Service, name: tls, sectionName: other}]\n"
                    "  validation: {wellKnownCACertificates: Mine, hostname: a.example.com}"),
@@ -315,13 +320,21 @@ TEST(BackendTls, GatewayClientCertificate) {
 }
 
 TEST(BackendTls, CaBundleProblem) {
-  EXPECT_EQ(ca_bundle_problem("not a certificate"), "no PEM certificate");
+  EXPECT_EQ(ca_bundle_problem("not a certificate"), "does not hold a PEM certificate");
   EXPECT_EQ(ca_bundle_problem(""), "no PEM certificate");
   // kCert is indented (a YAML block): unindent it.
   std::string cert(kCert);
   for (size_t at; (at = cert.find("\n    ")) != std::string::npos;) cert.erase(at + 1, 4);
   EXPECT_EQ(ca_bundle_problem(cert), "");
   EXPECT_EQ(ca_bundle_problem(cert + cert), "");
+  // A damaged second block: the proxy would refuse the bundle.
+  EXPECT_EQ(ca_bundle_problem(cert + "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"),
+            "certificate 2 is not readable PEM");
+  // A hostname the proxy cannot send as SNI makes the policy invalid.
+  snapshot::UpstreamTls t;
+  t.server_name = "bad name";
+  t.system_ca = true;
+  EXPECT_NE(tls_problem(t), "");
 }
 
 }  // namespace
