@@ -833,6 +833,25 @@ Gateway decode_gateway(const YAML::Node& doc) {
     expect_map(a, ap);
     g.addresses.push_back({str(a, "type", ap, "IPAddress"), str(a, "value", ap)});
   });
+  YAML::Node gtls = get(spec, "tls");
+  if (present(gtls)) {
+    expect_map(gtls, "spec.tls");
+    YAML::Node backend = get(gtls, "backend");
+    if (present(backend)) {
+      expect_map(backend, "spec.tls.backend");
+      YAML::Node c = get(backend, "clientCertificateRef");
+      if (present(c)) {
+        const std::string cp = "spec.tls.backend.clientCertificateRef";
+        expect_map(c, cp);
+        GwObjectRef r;
+        r.group = str(c, "group", cp);
+        r.kind = str(c, "kind", cp, "Secret");
+        r.name = required_str(c, "name", cp);
+        r.namespace_ = opt_str(c, "namespace", cp);
+        g.backend_client_certificate = std::move(r);
+      }
+    }
+  }
   // The address gantry gave it (kept while it stays free: addresses do not move).
   YAML::Node status = get(doc, "status");
   if (present(status) && status.IsMap()) {
@@ -1131,6 +1150,43 @@ ReferenceGrant decode_reference_grant(const YAML::Node& doc) {
   return g;
 }
 
+ConfigMap decode_config_map(const YAML::Node& doc) {
+  ConfigMap c;
+  c.meta = decode_meta(doc);
+  c.data = str_map(doc, "data", "");
+  return c;
+}
+
+BackendTLSPolicy decode_backend_tls_policy(const YAML::Node& doc) {
+  BackendTLSPolicy p;
+  p.meta = decode_meta(doc);
+  YAML::Node spec = get(doc, "spec");
+  expect_map(spec, "spec");
+  each(spec, "targetRefs", "spec", [&](const YAML::Node& n, const std::string& np) {
+    expect_map(n, np);
+    p.target_refs.push_back({str(n, "group", np), required_str(n, "kind", np),
+                             required_str(n, "name", np), opt_str(n, "sectionName", np)});
+  });
+  YAML::Node v = get(spec, "validation");
+  if (!present(v)) fail(spec, "spec.validation", "required");
+  expect_map(v, "spec.validation");
+  each(v, "caCertificateRefs", "spec.validation", [&](const YAML::Node& n, const std::string& np) {
+    expect_map(n, np);
+    p.ca_certificate_refs.push_back(
+        {str(n, "group", np), required_str(n, "kind", np), required_str(n, "name", np)});
+  });
+  p.well_known_ca_certificates = opt_str(v, "wellKnownCACertificates", "spec.validation");
+  if (p.well_known_ca_certificates && p.well_known_ca_certificates->empty())
+    p.well_known_ca_certificates.reset();
+  p.hostname = required_str(v, "hostname", "spec.validation");
+  each(v, "subjectAltNames", "spec.validation", [&](const YAML::Node& n, const std::string& np) {
+    expect_map(n, np);
+    p.subject_alt_names.push_back(
+        {required_str(n, "type", np), str(n, "hostname", np), str(n, "uri", np)});
+  });
+  return p;
+}
+
 // ------------------------------------------------------------ dispatch
 
 struct KindInfo {
@@ -1148,6 +1204,8 @@ constexpr KindInfo kKinds[] = {
     {"ReferenceGrant", "gateway.networking.k8s.io/v1"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1"},
     {"ListenerSet", "gateway.networking.k8s.io/v1"},
+    {"ConfigMap", "v1"},
+    {"BackendTLSPolicy", "gateway.networking.k8s.io/v1"},
 };
 
 // Decodes one object (or the items of a List) into `out`; a kind gantry does
@@ -1196,6 +1254,10 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
       out.objects.emplace_back(decode_grpc_route(doc));
     else if (kind == "ListenerSet")
       out.objects.emplace_back(decode_listener_set(doc));
+    else if (kind == "ConfigMap")
+      out.objects.emplace_back(decode_config_map(doc));
+    else if (kind == "BackendTLSPolicy")
+      out.objects.emplace_back(decode_backend_tls_policy(doc));
     else
       out.objects.emplace_back(decode_reference_grant(doc));
     return;

@@ -29,10 +29,13 @@ inline constexpr const char* kDefaultGatewayController = "gantry.dev/gateway-con
 // status.supportedFeatures, sorted: exactly those whose tests of the official
 // suite pass (docs/gateway-api.md; the conformance stage runs these).
 inline constexpr const char* kSupportedFeatures[] = {
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
     "Gateway",
     "GatewayAddressEmpty",
+    "GatewayBackendClientCertificate",
     "GatewayHTTPListenerIsolation",
     "GatewayPort8080",
     "GatewayStaticAddresses",

@@ -32,6 +32,10 @@ auto& table(C& c) {
     return c.grpc_routes;
   else if constexpr (std::is_same_v<T, ListenerSet>)
     return c.listener_sets;
+  else if constexpr (std::is_same_v<T, ConfigMap>)
+    return c.config_maps;
+  else if constexpr (std::is_same_v<T, BackendTLSPolicy>)
+    return c.backend_tls_policies;
   else
     return c.reference_grants;
 }
@@ -52,7 +56,7 @@ const char* kind_of(const Object& o) {
                                            "Secret",       "Ingress",   "GatewayClass",
                                            "Namespace",    "Gateway",   "HTTPRoute",
                                            "ReferenceGrant", "GRPCRoute",
-                                           "ListenerSet"};
+                                           "ListenerSet",  "ConfigMap",    "BackendTLSPolicy"};
   return kNames[o.index()];
 }
 
@@ -87,6 +91,8 @@ bool Cache::erase(const std::string& kind, const std::string& key) {
   if (kind == "ReferenceGrant") return reference_grants.erase(key) > 0;
   if (kind == "GRPCRoute") return grpc_routes.erase(key) > 0;
   if (kind == "ListenerSet") return listener_sets.erase(key) > 0;
+  if (kind == "ConfigMap") return config_maps.erase(key) > 0;
+  if (kind == "BackendTLSPolicy") return backend_tls_policies.erase(key) > 0;
   return false;
 }
 
@@ -103,7 +109,7 @@ size_t Cache::size() const {
   return routes.size() + services.size() + endpoint_slices.size() + secrets.size() +
          ingresses.size() + gateway_classes.size() + namespaces.size() + gateways.size() +
          http_routes.size() + reference_grants.size() + grpc_routes.size() +
-         listener_sets.size();
+         listener_sets.size() + config_maps.size() + backend_tls_policies.size();
 }
 
 }  // namespace gantry::controller

@@ -531,6 +531,9 @@ struct Gateway {
   // listeners: None (the default) | Same | All | Selector.
   std::string allowed_listeners_from = "None";
   std::optional<LabelSelector> allowed_listeners_selector;
+  // spec.tls.backend.clientCertificateRef: presented to backends over TLS
+  // (backend_tls.h).
+  std::optional<GwObjectRef> backend_client_certificate;
   bool operator==(const Gateway&) const = default;
 };
 
@@ -601,10 +604,52 @@ struct ReferenceGrant {
   bool operator==(const ReferenceGrant&) const = default;
 };
 
+// A ConfigMap: BackendTLSPolicy CA certificates (key ca.crt). The kube
+// source keeps only that key (kube_source.cc).
+struct ConfigMap {
+  ObjectMeta meta;
+  std::map<std::string, std::string> data;
+  bool operator==(const ConfigMap&) const = default;
+};
+
+struct BtlsTargetRef {  // spec.targetRefs[]: LocalPolicyTargetReferenceWithSectionName
+  std::string group;  // "" = core
+  std::string kind;
+  std::string name;
+  std::optional<std::string> section_name;
+  bool operator==(const BtlsTargetRef&) const = default;
+};
+
+struct BtlsCaRef {  // spec.validation.caCertificateRefs[]: LocalObjectReference
+  std::string group;
+  std::string kind;
+  std::string name;
+  bool operator==(const BtlsCaRef&) const = default;
+};
+
+struct BtlsSubjectAltName {
+  std::string type;  // Hostname | URI (as written)
+  std::string hostname;
+  std::string uri;
+  bool operator==(const BtlsSubjectAltName&) const = default;
+};
+
+// gateway.networking.k8s.io/v1 BackendTLSPolicy (backend_tls.h judges it).
+struct BackendTLSPolicy {
+  ObjectMeta meta;
+  std::vector<BtlsTargetRef> target_refs;
+  std::vector<BtlsCaRef> ca_certificate_refs;
+  std::optional<std::string> well_known_ca_certificates;  // "System" or another (unsupported)
+  std::string hostname;
+  std::vector<BtlsSubjectAltName> subject_alt_names;
+  bool operator==(const BackendTLSPolicy&) const = default;
+};
+
 // ------------------------------------------------------------ cache
 
 using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress, GatewayClass,
-                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute, ListenerSet>;
+                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute, ListenerSet,
+                            ConfigMap, BackendTLSPolicy>;
 
 const char* kind_of(const Object& o);
 const ObjectMeta& meta_of(const Object& o);
@@ -625,6 +670,8 @@ struct Cache {
   std::map<std::string, ReferenceGrant> reference_grants;
   std::map<std::string, GRPCRoute> grpc_routes;
   std::map<std::string, ListenerSet> listener_sets;
+  std::map<std::string, ConfigMap> config_maps;
+  std::map<std::string, BackendTLSPolicy> backend_tls_policies;
 
   // Inserts or replaces; returns true when the cache changed (Contour's
   // KubernetesCache::Insert: an identical update costs no rebuild).

@@ -19,6 +19,7 @@
 #include <openssl/sha.h>
 #include <re2/re2.h>
 
+#include "controller/core/backend_tls.h"
 #include "controller/core/gateway_api.h"
 #include "proxy/base/flags.h"
 #include "proxy/filters/htpasswd.h"
@@ -213,6 +214,9 @@ struct RouteCtx {
   // HTTPRoutes and GRPCRoutes: a rule's timeouts and retry are fields of the
   // rule itself (spec.rules[i].retry), not of a policy block.
   bool gateway_api = false;
+  // HTTPRoutes and GRPCRoutes: the Secret ("ns/name") their Gateway presents
+  // to backends over TLS (backend_tls.h); empty: none.
+  std::string client_certificate;
   // ingress-nginx mode: the IngressNginxAnnotations condition (False with
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
@@ -278,6 +282,14 @@ class Translator {
   }
 
   TranslateResult run() {
+    CertificateCheck check = [this](const std::string& k) {
+      if (!cache_.secrets.count(k)) return "Secret " + k + " not found";
+      return certificate_problem(k);
+    };
+    GatewayApiModel gw = build_gateway_api(cache_, options_.gateway_api, check);
+    // Before any cluster is built: a BackendTLSPolicy makes a Service port
+    // TLS for every route kind.
+    btls_ = build_backend_tls(cache_, gw, check);
     for (const auto& [key, route] : cache_.routes) translate_route(route);
     std::vector<const Ingress*> nginx;
     for (const auto& [key, ing] : cache_.ingresses) {
@@ -287,11 +299,9 @@ class Translator {
         translate_ingress(ing);
     }
     translate_nginx_ingresses(nginx);
-    GatewayApiModel gw = build_gateway_api(cache_, options_.gateway_api, [this](const std::string& k) {
-      if (!cache_.secrets.count(k)) return "Secret " + k + " not found";
-      return certificate_problem(k);
-    });
+    gw_model_ = &gw;
     for (const auto& b : gw.routes) translate_http_route(b);
+    gw_model_ = nullptr;
     // Hostname ownership is decided over GatewayRoutes and Ingresses; HTTPRoutes
     // claim none (listener allowedRoutes decide theirs, docs/gateway-api.md).
     settle();
@@ -328,6 +338,7 @@ class Translator {
     out.statuses = std::move(statuses_);
     out.warnings = std::move(warnings_);
     out.object_statuses = gateway_api_statuses(cache_, gw, options_.gateway_api, http_verdicts);
+    add_backend_tls_statuses(cache_, btls_, options_.gateway_api.controller_name, out.object_statuses);
     for (auto& rep : nginx_reports_) {
       for (const auto& st : out.statuses) {
         if (st.kind != "Ingress" || st.namespace_ != rep.namespace_ || st.name != rep.name) continue;
@@ -352,10 +363,23 @@ class Translator {
   // Builds (once) the cluster of a service port and returns its name.
   // `h2c`: HTTP/2 with prior knowledge even when the port's appProtocol does
   // not say so (a GRPCRoute's backend; a cluster of its own, "...:PORT/h2c").
-  std::string ensure_cluster(const Service& svc, const ServicePort& sp, bool h2c = false) {
+  //
+  // A BackendTLSPolicy on the port (backend_tls.h) makes the cluster TLS;
+  // with `client_certificate` (a Secret "ns/name", the Gateway's) too, the
+  // cluster presents it and is its own ("...:PORT/client=ns/name").
+  std::string ensure_cluster(const Service& svc, const ServicePort& sp, bool h2c = false,
+                             const std::string& client_certificate = {}) {
     bool declared = sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc";
     std::string name = svc.meta.key() + ":" + std::to_string(sp.port);
     if (h2c && !declared) name += "/h2c";
+    auto tls_it = btls_.service_tls.find({svc.meta.key(), sp.port});
+    const ServiceTls* stls = tls_it == btls_.service_tls.end() ? nullptr : &tls_it->second;
+    bool with_client = stls && stls->usable && !client_certificate.empty() &&
+                       cache_.secrets.count(client_certificate);
+    if (with_client) {
+      name += "/client=";
+      name += client_certificate;
+    }
     if (clusters_.count(name)) return name;
     std::map<std::pair<std::string, uint16_t>, bool> ready, fallback;
     auto it = slices_.find(svc.meta.key());
@@ -396,6 +420,19 @@ class Translator {
     // HTTP/2 with prior knowledge (Gateway API GEP-1911's kubernetes.io/h2c;
     // "grpc", which gRPC services commonly declare, is h2c too).
     if (declared || h2c) c.protocol = sn::ClusterProtocol::kH2c;
+    if (stls && !stls->usable) {
+      // An invalid BackendTLSPolicy: nothing is sent to the port in plain text.
+      ready.clear();
+      fallback.clear();
+    } else if (stls) {
+      c.tls = stls->tls;
+      if (c.protocol == sn::ClusterProtocol::kH2c) c.protocol = sn::ClusterProtocol::kH2;
+      if (with_client) {
+        const Secret& s = cache_.secrets.at(client_certificate);
+        c.tls->client_cert_pem = s.data.at("tls.crt");
+        c.tls->client_key_pem = s.data.at("tls.key");
+      }
+    }
     bool have_ready = !ready.empty();
     for (const auto& [key, unused] : have_ready ? ready : fallback)
       c.endpoints.push_back({key.first, key.second, have_ready});
@@ -448,7 +485,7 @@ class Translator {
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
-    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c);
+    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate);
     return ref;
   }
 
@@ -1475,6 +1512,7 @@ class Translator {
     RouteCtx ctx{r.meta.namespace_};
     ctx.h2c = kind == "GRPCRoute";
     ctx.gateway_api = true;
+    ctx.client_certificate = client_certificate_of(b);
     ctx.may_refer = [this, &r, &kind](const std::string& ns, const std::string& name) {
       return reference_granted(cache_, kGatewayGroup, kind, r.meta.namespace_, "", "Service", ns,
                                name);
@@ -1955,6 +1993,35 @@ class Translator {
   const Cache& cache_;
   const TranslateOptions& options_;
   std::map<std::string, std::vector<const EndpointSlice*>> slices_;  // by "ns/service"
+  // The Gateway backend client certificate of a route's clusters: that of
+  // the Gateways it is attached to. A route attached to Gateways with
+  // different ones uses the first Gateway's (by namespace/name), with a
+  // warning: a route's rules name one cluster per backend.
+  std::string client_certificate_of(const HttpRouteBinding& b) {
+    if (gw_model_ == nullptr) return {};
+    auto pit = gw_model_->parents.find({b.kind, b.route->meta.key()});
+    if (pit == gw_model_->parents.end()) return {};
+    std::map<std::string, std::string> by_gateway;  // gateway -> certificate ("" none)
+    for (const auto& v : pit->second) {
+      if (!v.accepted) continue;
+      std::string gw = v.ref.namespace_.value_or(b.route->meta.namespace_) + "/" + v.ref.name;
+      auto it = btls_.client_certificates.find(gw);
+      by_gateway[gw] = it == btls_.client_certificates.end() ? std::string() : it->second;
+    }
+    if (by_gateway.empty()) return {};
+    const std::string& first = by_gateway.begin()->second;
+    for (const auto& [gw, cert] : by_gateway)
+      if (cert != first) {
+        warnings_.push_back(b.kind + " " + b.route->meta.key() +
+                            ": its Gateways present different backend client certificates; the "
+                            "one of Gateway " + by_gateway.begin()->first + " is used");
+        break;
+      }
+    return first;
+  }
+
+  BackendTlsModel btls_;
+  const GatewayApiModel* gw_model_ = nullptr;  // during translate_http_route
   std::map<std::string, sn::Cluster> clusters_;                      // built on demand
   std::set<std::string> used_clusters_;
   std::map<std::string, CertAcc> certs_;

@@ -40,6 +40,8 @@ enum Kind : size_t {
   kReferenceGrants,
   kGrpcRoutes,
   kListenerSets,
+  kConfigMaps,
+  kBackendTlsPolicies,
   kKinds
 };
 constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
@@ -67,12 +69,15 @@ const Resource kResources[kKinds] = {
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true, ""},
     // Optional: Gateway API CRDs before v1.5 have no ListenerSet (absent = none).
     {"ListenerSet", "gateway.networking.k8s.io/v1", "listenersets", true, "", "", true},
+    // BackendTLSPolicies' caCertificateRefs (only their ca.crt is kept).
+    {"ConfigMap", "v1", "configmaps", true, ""},
+    {"BackendTLSPolicy", "gateway.networking.k8s.io/v1", "backendtlspolicies", true, ""},
 };
 
 // Kinds whose status gantry writes as a whole object (gateway_api.h).
 bool has_object_status(size_t r) {
   return r == kGatewayClasses || r == kGateways || r == kHttpRoutes || r == kGrpcRoutes ||
-         r == kListenerSets;
+         r == kListenerSets || r == kBackendTlsPolicies;
 }
 
 bool is_secret_event(size_t resource) { return resource == kSecrets || resource >= kNamedSecretBase; }
@@ -318,6 +323,8 @@ bool KubeSource::apply(InformerEvent& e) {
       case kReferenceGrants: prune(cache_.reference_grants); break;
       case kGrpcRoutes: prune(cache_.grpc_routes); break;
       case kListenerSets: prune(cache_.listener_sets); break;
+      case kConfigMaps: prune(cache_.config_maps); break;
+      case kBackendTlsPolicies: prune(cache_.backend_tls_policies); break;
       default:
         if (auto sel = selected_.find(e.resource); sel != selected_.end()) {
           // A selector's watch relisted: its Secrets it did not list are gone
@@ -421,6 +428,14 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
       obj.erase(s);
     }
     object_status_[kind + "/" + key] = std::move(status);
+  }
+  if (resource == kConfigMaps) {
+    // Only a BackendTLSPolicy's ca.crt is read: the rest is neither held nor
+    // a reason to translate again.
+    obj.erase("binaryData");
+    if (auto d = obj.find("data"); d != obj.end() && d->is_object())
+      for (auto it = d->begin(); it != d->end();)
+        it = it.key() == "ca.crt" ? std::next(it) : d->erase(it);
   }
   auto decoded = decode_object(json_to_node(obj));
   if (!decoded.ok()) {
@@ -597,10 +612,13 @@ std::set<std::string> KubeSource::secret_refs() const {
         refs.insert(ns + "/" + rule.filters.jwt->jwks_secret_ref->name);
     }
   }
-  for (const auto& [key, gw] : cache_.gateways)  // HTTPS listeners' certificateRefs
+  for (const auto& [key, gw] : cache_.gateways) {  // HTTPS listeners' certificateRefs
     for (const auto& l : gw.listeners)
       for (const auto& c : l.certificate_refs)
         refs.insert(c.namespace_.value_or(gw.meta.namespace_) + "/" + c.name);
+    if (const auto& c = gw.backend_client_certificate)  // spec.tls.backend
+      refs.insert(c->namespace_.value_or(gw.meta.namespace_) + "/" + c->name);
+  }
   TranslateOptions to = translate_options();
   for (const auto& [key, ing] : cache_.ingresses) {
     if (!ingress_is_ours(ing, to)) continue;
@@ -699,6 +717,7 @@ void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses)
                : s.kind == "Gateway"    ? kGateways
                : s.kind == "GRPCRoute"  ? kGrpcRoutes
                : s.kind == "ListenerSet" ? kListenerSets
+               : s.kind == "BackendTLSPolicy" ? kBackendTlsPolicies
                                         : kHttpRoutes;
     queue_write(key, Write{s.kind + " " + s.key(),
                            kResources[r].object_path(s.namespace_, s.name) + "/status",

@@ -81,7 +81,8 @@ struct KubeSourceOptions {
   double write_qps = 20;
   double write_burst = 30;
   // Gateway API (--gateway-api): watch GatewayClasses, Gateways, HTTPRoutes,
-  // GRPCRoutes, ReferenceGrants and Namespaces (their CRDs must be installed).
+  // GRPCRoutes, ReferenceGrants, BackendTLSPolicies, Namespaces and ConfigMaps
+  // (their CRDs must be installed).
   bool gateway_api = false;
   std::string gateway_controller = kDefaultGatewayController;
   std::vector<std::string> gateway_addresses;

@@ -182,23 +182,25 @@ std::optional<nlohmann::json> object_status_update(const ObjectStatus& desired,
         stamp(*c, match ? member(*match, "conditions") : nullptr, now_rfc3339);
     }
   }
-  if (desired.status.contains("parents")) {
+  // Routes' parents and policies' ancestors: other controllers' entries kept.
+  for (const auto& [list, ref] : {std::pair{"parents", "parentRef"}, std::pair{"ancestors", "ancestorRef"}}) {
+    if (!desired.status.contains(list)) continue;
     nlohmann::json parents = nlohmann::json::array();
-    const nlohmann::json* old = member(observed, "parents");
+    const nlohmann::json* old = member(observed, list);
     if (old && old->is_array())
       for (const auto& o : *old)
         if (o.is_object() && string_at(o, "controllerName") != controller_name) parents.push_back(o);
-    for (auto p : desired.status["parents"]) {
+    for (auto p : desired.status[list]) {
       const nlohmann::json* match = nullptr;
       if (old && old->is_array())
         for (const auto& o : *old)
           if (o.is_object() && string_at(o, "controllerName") == controller_name &&
-              o.value("parentRef", nlohmann::json()) == p["parentRef"])
+              o.value(ref, nlohmann::json()) == p[ref])
             match = &o;
       stamp(p["conditions"], match ? member(*match, "conditions") : nullptr, now_rfc3339);
       parents.push_back(std::move(p));
     }
-    status["parents"] = std::move(parents);
+    status[list] = std::move(parents);
   }
   if (fingerprint_deep(status) == fingerprint_deep(observed.is_object() ? observed : nlohmann::json::object()))
     return std::nullopt;

@@ -137,6 +137,15 @@ Result<std::shared_ptr<const UpstreamTlsContext>> UpstreamTlsContext::create(con
   return std::shared_ptr<const UpstreamTlsContext>(std::move(out));
 }
 
+unsigned UpstreamTlsContext::host_flags() const {
+  // subjectAltNames are matched against the certificate's SANs only: never
+  // against its subject's CN (which OpenSSL falls back to for a certificate
+  // without DNS SANs). A server_name alone keeps that fallback.
+  unsigned flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+  if (!spec_.subject_alt_names.empty()) flags |= X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+  return flags;
+}
+
 bool UpstreamTlsContext::prepare(SSL* ssl, std::string& why) const {
   if (!spec_.server_name.empty() &&
       SSL_set_tlsext_host_name(ssl, const_cast<char*>(spec_.server_name.c_str())) != 1) {
@@ -147,7 +156,7 @@ bool UpstreamTlsContext::prepare(SSL* ssl, std::string& why) const {
   // all names are checked after the handshake instead.
   if (spec_.verify && uri_names_.empty() && !dns_names_.empty()) {
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    X509_VERIFY_PARAM_set_hostflags(param, host_flags());
     for (size_t i = 0; i < dns_names_.size(); ++i) {
       const auto& n = dns_names_[i];
       int ok = i == 0 ? X509_VERIFY_PARAM_set1_host(param, n.data(), n.size())
@@ -168,7 +177,7 @@ std::string UpstreamTlsContext::check_names(SSL* ssl) const {
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (cert == nullptr) return "the backend sent no certificate";
   for (const auto& n : dns_names_)
-    if (X509_check_host(cert, n.data(), n.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1) return {};
+    if (X509_check_host(cert, n.data(), n.size(), host_flags(), nullptr) == 1) return {};
   auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   bool found = false;
   for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans) && !found; ++i) {

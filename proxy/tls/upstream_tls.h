@@ -7,7 +7,8 @@
 // store), the client certificate for mTLS, the ALPN list and the minimum
 // version. Each connection's SSL gets the SNI and the names to verify:
 // DNS names through X509_VERIFY_PARAM (checked during the handshake, wildcards
-// per RFC 6125); URI names (SPIFFE IDs) after the handshake by check_names().
+// per RFC 6125; subjectAltNames against the SANs only, never the subject CN);
+// URI names (SPIFFE IDs) after the handshake by check_names().
 //
 // Session resumption: the context keeps the last session ticket the backends
 // issued (client-side cache, one slot, under a mutex) and offers it on the
@@ -56,6 +57,7 @@ class UpstreamTlsContext {
  private:
   UpstreamTlsContext() = default;
   static int on_new_session(SSL* ssl, SSL_SESSION* s);
+  unsigned host_flags() const;  // X509_CHECK_FLAG_* for the DNS names
 
   std::unique_ptr<boost::asio::ssl::context> ctx_;
   snapshot::UpstreamTls spec_;

@@ -32,8 +32,9 @@ class TlsBackend:
     the SNI, whether the session was resumed, the client certificate's CN.
     A path with /close is answered with Connection: close (each request a new handshake)."""
 
-    def __init__(self, ca, require_client_cert_from=None):
-        cert_pem, key_pem = ca.issue("backend", [BACKEND_NAME], uris=[SPIFFE])
+    def __init__(self, ca, require_client_cert_from=None, common_name="backend",
+                 hostnames=(BACKEND_NAME,)):
+        cert_pem, key_pem = ca.issue(common_name, list(hostnames), uris=[SPIFFE])
         d = ca.path.parent
         tag = f"backend{id(self)}"
         (d / f"{tag}.pem").write_text(cert_pem)
@@ -128,6 +129,8 @@ def setup():
         client_ca = CertAuthority(client_ca_dir, name="Client CA")
         plain = TlsBackend(ca)
         mtls = TlsBackend(ca, require_client_cert_from=client_ca)
+        # Its name only in the subject's CN (SANs: the SPIFFE URI alone).
+        cn_only = TlsBackend(ca, common_name=BACKEND_NAME, hostnames=())
         client_cert, client_key = client_ca.issue("gantry-proxy", ["gantry-proxy.test"])
         ca_pem = ca.path.read_text()
 
@@ -150,6 +153,19 @@ def setup():
                         subjectAltNames=["spiffe://elsewhere/x", SPIFFE]),
             tls_cluster("default/badsan:443", plain.port, serverName=BACKEND_NAME, caPem=ca_pem,
                         subjectAltNames=["spiffe://elsewhere/x"]),
+            # DNS subjectAltNames (Gateway API BackendTLSPolicy type Hostname): any one
+            # must be a DNS SAN of the certificate; the server name is then only the SNI.
+            tls_cluster("default/dnssan:443", plain.port, serverName="not-in-cert.test", caPem=ca_pem,
+                        subjectAltNames=["elsewhere.test", BACKEND_NAME]),
+            tls_cluster("default/baddnssan:443", plain.port, serverName=BACKEND_NAME, caPem=ca_pem,
+                        subjectAltNames=["elsewhere.test"]),
+            tls_cluster("default/mixedsan:443", plain.port, serverName="not-in-cert.test", caPem=ca_pem,
+                        subjectAltNames=["spiffe://elsewhere/x", BACKEND_NAME]),
+            tls_cluster("default/mixedbadsan:443", plain.port, serverName=BACKEND_NAME, caPem=ca_pem,
+                        subjectAltNames=["spiffe://elsewhere/x", "elsewhere.test"]),
+            tls_cluster("default/cnname:443", cn_only.port, serverName=BACKEND_NAME, caPem=ca_pem),
+            tls_cluster("default/cnsan:443", cn_only.port, serverName=BACKEND_NAME, caPem=ca_pem,
+                        subjectAltNames=[BACKEND_NAME]),
             tls_cluster("default/noverify:443", plain.port, verify=False),
             tls_cluster("default/mtls:443", mtls.port, serverName=BACKEND_NAME, caPem=ca_pem,
                         clientCertPem=client_cert, clientKeyPem=client_key),
@@ -171,6 +187,7 @@ def setup():
         yield proxy, plain, mtls
         plain.close()
         mtls.close()
+        cn_only.close()
 
 
 def metric(proxy, series):
@@ -198,6 +215,9 @@ def test_verified_backend_gets_sni(setup):
     ("/wrongca/", "certificate verify failed: unable to get local issuer certificate"),
     ("/wrongname/", "certificate verify failed: hostname mismatch"),
     ("/badsan/", "names none of the subjectAltNames"),
+    ("/baddnssan/", "certificate verify failed: hostname mismatch"),
+    ("/mixedbadsan/", "names none of the subjectAltNames"),
+    ("/cnsan/", "certificate verify failed: hostname mismatch"),
 ])
 def test_verification_failure_is_a_502_with_the_reason(setup, path, why):
     proxy, _, _ = setup
@@ -215,6 +235,21 @@ def test_subject_alt_names_replace_the_server_name(setup):
     r = get(proxy, "/san/")
     assert r.status == 200, r
     assert json.loads(r.body)["sni"] == "not-in-cert.test"  # SNI still sent; the URI SAN matched
+
+
+@pytest.mark.parametrize("path", ["/dnssan/", "/mixedsan/"])
+def test_dns_subject_alt_names_replace_the_server_name(setup, path):
+    proxy, _, _ = setup
+    r = get(proxy, path)
+    assert r.status == 200, r
+    assert json.loads(r.body)["sni"] == "not-in-cert.test"  # SNI still sent; a DNS SAN matched
+
+
+def test_server_name_alone_may_match_the_subject_cn(setup):
+    # Without subjectAltNames the server name is verified as OpenSSL does (the CN
+    # when the certificate has no DNS SAN); with them, SANs only (/cnsan/ above).
+    proxy, _, _ = setup
+    assert get(proxy, "/cnname/").status == 200
 
 
 def test_verify_false_accepts_any_certificate(setup):

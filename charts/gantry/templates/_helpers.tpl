@@ -104,12 +104,16 @@ field selector, so the verbs are list and watch on secrets. */}}
   resources: [events]
   verbs: [create]
 {{- if .Values.gatewayAPI.enabled }}
-# Gateway API (gatewayAPI.enabled): read Gateways, ListenerSets, HTTPRoutes, GRPCRoutes, ReferenceGrants; write their status.
+# Gateway API (gatewayAPI.enabled): read Gateways, ListenerSets, HTTPRoutes, GRPCRoutes,
+# ReferenceGrants, BackendTLSPolicies (and ConfigMaps: their CA certificates); write their status.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways, listenersets, httproutes, grpcroutes, referencegrants]
+  resources: [gateways, listenersets, httproutes, grpcroutes, referencegrants, backendtlspolicies]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [configmaps]
   verbs: [list, watch]
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status]
+  resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status, backendtlspolicies/status]
   verbs: [patch]
 {{- end }}
 {{- end -}}
