@@ -738,6 +738,14 @@ GatewayClass decode_gateway_class(const YAML::Node& doc) {
   return c;
 }
 
+ConfigMap decode_config_map(const YAML::Node& doc) {
+  ConfigMap c;
+  c.meta = decode_meta(doc);
+  auto data = str_map(doc, "data", "");
+  if (auto it = data.find("ca.crt"); it != data.end()) c.data.emplace(it->first, std::move(it->second));
+  return c;
+}
+
 Namespace decode_namespace(const YAML::Node& doc) {
   Namespace n;
   n.meta = decode_meta(doc);
@@ -816,6 +824,46 @@ Gateway decode_gateway(const YAML::Node& doc) {
     expect_map(a, ap);
     g.addresses.push_back({str(a, "type", ap, "IPAddress"), str(a, "value", ap)});
   });
+  YAML::Node gtls = get(spec, "tls");
+  if (present(gtls)) {
+    expect_map(gtls, "spec.tls");
+    YAML::Node fe = get(gtls, "frontend");
+    if (present(fe)) {
+      expect_map(fe, "spec.tls.frontend");
+      // A TLSConfig: its validation, if any.
+      auto validation = [&](const YAML::Node& tc, const std::string& tp) {
+        std::optional<GwFrontendValidation> out;
+        expect_map(tc, tp);
+        YAML::Node v = get(tc, "validation");
+        if (!present(v)) return out;
+        std::string vp = sub(tp, "validation");
+        expect_map(v, vp);
+        GwFrontendValidation fv;
+        each(v, "caCertificateRefs", vp, [&](const YAML::Node& c, const std::string& cp) {
+          expect_map(c, cp);
+          GwObjectRef r;
+          r.group = str(c, "group", cp);
+          r.kind = required_str(c, "kind", cp);
+          r.name = required_str(c, "name", cp);
+          r.namespace_ = opt_str(c, "namespace", cp);
+          fv.ca_certificate_refs.push_back(std::move(r));
+        });
+        fv.mode = one_of(v, "mode", vp, "AllowValidOnly", {"AllowValidOnly", "AllowInsecureFallback"});
+        out = std::move(fv);
+        return out;
+      };
+      GwFrontendTls f;
+      YAML::Node def = get(fe, "default");
+      if (present(def)) f.default_validation = validation(def, "spec.tls.frontend.default");
+      each(fe, "perPort", "spec.tls.frontend", [&](const YAML::Node& pp, const std::string& ppp) {
+        expect_map(pp, ppp);
+        int64_t port = opt_int(pp, "port", ppp).value_or(0);
+        YAML::Node tc = get(pp, "tls");
+        f.per_port[port] = present(tc) ? validation(tc, sub(ppp, "tls")) : std::nullopt;
+      });
+      g.frontend_tls = std::move(f);
+    }
+  }
   // The address gantry gave it (kept while it stays free: addresses do not move).
   YAML::Node status = get(doc, "status");
   if (present(status) && status.IsMap()) {
@@ -1094,6 +1142,7 @@ constexpr KindInfo kKinds[] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1"},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1"},
     {"GRPCRoute", "gateway.networking.k8s.io/v1"},
+    {"ConfigMap", "v1"},
 };
 
 // Decodes one object (or the items of a List) into `out`; a kind gantry does
@@ -1140,6 +1189,8 @@ void decode_into(const YAML::Node& doc, const std::string& where, DecodedDocumen
       out.objects.emplace_back(decode_http_route(doc));
     else if (kind == "GRPCRoute")
       out.objects.emplace_back(decode_grpc_route(doc));
+    else if (kind == "ConfigMap")
+      out.objects.emplace_back(decode_config_map(doc));
     else
       out.objects.emplace_back(decode_reference_grant(doc));
     return;

@@ -138,6 +138,7 @@ struct GatewayState {
   std::string bind;                  // the IP its listeners are bound on; empty: not served
   std::string unsupported_address;   // why Accepted=False UnsupportedAddress
   std::string unusable_address;      // why Programmed=False AddressNotUsable
+  bool insecure_frontend = false;    // some HTTPS listener validates with AllowInsecureFallback
 };
 
 struct GatewayApiModel {

@@ -30,6 +30,8 @@ auto& table(C& c) {
     return c.http_routes;
   else if constexpr (std::is_same_v<T, GRPCRoute>)
     return c.grpc_routes;
+  else if constexpr (std::is_same_v<T, ConfigMap>)
+    return c.config_maps;
   else
     return c.reference_grants;
 }
@@ -49,7 +51,7 @@ const char* kind_of(const Object& o) {
   static constexpr const char* kNames[] = {"GatewayRoute", "Service",   "EndpointSlice",
                                            "Secret",       "Ingress",   "GatewayClass",
                                            "Namespace",    "Gateway",   "HTTPRoute",
-                                           "ReferenceGrant", "GRPCRoute"};
+                                           "ReferenceGrant", "GRPCRoute", "ConfigMap"};
   return kNames[o.index()];
 }
 
@@ -83,6 +85,7 @@ bool Cache::erase(const std::string& kind, const std::string& key) {
   if (kind == "HTTPRoute") return http_routes.erase(key) > 0;
   if (kind == "ReferenceGrant") return reference_grants.erase(key) > 0;
   if (kind == "GRPCRoute") return grpc_routes.erase(key) > 0;
+  if (kind == "ConfigMap") return config_maps.erase(key) > 0;
   return false;
 }
 
@@ -98,7 +101,7 @@ bool Cache::contains(const Object& o) const {
 size_t Cache::size() const {
   return routes.size() + services.size() + endpoint_slices.size() + secrets.size() +
          ingresses.size() + gateway_classes.size() + namespaces.size() + gateways.size() +
-         http_routes.size() + reference_grants.size() + grpc_routes.size();
+         http_routes.size() + reference_grants.size() + grpc_routes.size() + config_maps.size();
 }
 
 }  // namespace gantry::controller

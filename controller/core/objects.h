@@ -512,6 +512,22 @@ struct GwListener {
   bool operator==(const GwListener&) const = default;
 };
 
+// spec.tls.frontend...validation: client certificates checked against CA
+// bundles (ConfigMaps with ca.crt).
+struct GwFrontendValidation {
+  std::vector<GwObjectRef> ca_certificate_refs;  // kind defaults to ConfigMap
+  std::string mode = "AllowValidOnly";           // | AllowInsecureFallback
+  bool operator==(const GwFrontendValidation&) const = default;
+};
+
+// spec.tls.frontend: the default for every HTTPS listener, and per port
+// overrides (an entry without validation turns it off on its port).
+struct GwFrontendTls {
+  std::optional<GwFrontendValidation> default_validation;
+  std::map<int64_t, std::optional<GwFrontendValidation>> per_port;
+  bool operator==(const GwFrontendTls&) const = default;
+};
+
 struct GwAddress {
   std::string type = "IPAddress";  // IPAddress | Hostname | another (unsupported)
   std::string value;
@@ -523,6 +539,7 @@ struct Gateway {
   std::string gateway_class_name;
   std::vector<GwListener> listeners;
   std::vector<GwAddress> addresses;  // spec.addresses
+  std::optional<GwFrontendTls> frontend_tls;  // spec.tls.frontend
   std::vector<std::string> status_addresses;  // status.addresses[].value, as last written
   bool operator==(const Gateway&) const = default;
 };
@@ -580,10 +597,18 @@ struct ReferenceGrant {
   bool operator==(const ReferenceGrant&) const = default;
 };
 
+// A ConfigMap holding a CA bundle (Gateway API caCertificateRefs); only the
+// keys gantry reads are kept (ca.crt).
+struct ConfigMap {
+  ObjectMeta meta;
+  std::map<std::string, std::string> data;
+  bool operator==(const ConfigMap&) const = default;
+};
+
 // ------------------------------------------------------------ cache
 
 using Object = std::variant<GatewayRoute, Service, EndpointSlice, Secret, Ingress, GatewayClass,
-                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute>;
+                            Namespace, Gateway, HTTPRoute, ReferenceGrant, GRPCRoute, ConfigMap>;
 
 const char* kind_of(const Object& o);
 const ObjectMeta& meta_of(const Object& o);
@@ -603,6 +628,7 @@ struct Cache {
   std::map<std::string, HTTPRoute> http_routes;
   std::map<std::string, ReferenceGrant> reference_grants;
   std::map<std::string, GRPCRoute> grpc_routes;
+  std::map<std::string, ConfigMap> config_maps;  // CA bundles (--gateway-api)
 
   // Inserts or replaces; returns true when the cache changed (Contour's
   // KubernetesCache::Insert: an identical update costs no rebuild).

@@ -39,6 +39,7 @@ enum Kind : size_t {
   kHttpRoutes,
   kReferenceGrants,
   kGrpcRoutes,
+  kConfigMaps,  // CA bundles of caCertificateRefs
   kKinds
 };
 constexpr size_t kFirstGatewayApiKind = kGatewayClasses;
@@ -64,6 +65,7 @@ const Resource kResources[kKinds] = {
     {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true, ""},
     {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true, ""},
     {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true, ""},
+    {"ConfigMap", "v1", "configmaps", true, ""},
 };
 
 // Kinds whose status gantry writes as a whole object (gateway_api.h).
@@ -313,6 +315,7 @@ bool KubeSource::apply(InformerEvent& e) {
       case kHttpRoutes: prune(cache_.http_routes); break;
       case kReferenceGrants: prune(cache_.reference_grants); break;
       case kGrpcRoutes: prune(cache_.grpc_routes); break;
+      case kConfigMaps: prune(cache_.config_maps); break;
       default:
         if (auto sel = selected_.find(e.resource); sel != selected_.end()) {
           // A selector's watch relisted: its Secrets it did not list are gone
