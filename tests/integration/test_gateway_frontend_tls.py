@@ -14,6 +14,8 @@ misdirected requests (docs/snapshot-format.md, docs/http.md).
 Real proxy, real curl (OpenSSL) with client certificates.
 """
 
+import socket
+import ssl
 import subprocess
 
 from cryptography.hazmat.primitives import serialization
@@ -89,6 +91,32 @@ def test_client_certificate_modes(dataplane):
                 assert rc == 0 and status == 200 and b'"a"' in body, what
             else:
                 assert rc != 0 and status == 0, what  # the handshake (or the first read) fails
+
+    # A TLS session from a listener that does not validate never resumes on
+    # one that does (each validating listener has its own session id context).
+    ctx = ssl.create_default_context(cafile=str(cacert))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+
+    def get(port, session=None):
+        with socket.create_connection((gw, port), timeout=HTTP_TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host, session=session) as s:
+                s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return s.session, s.session_reused, data
+
+    session, _, data = get(plain)
+    assert data.startswith(b"HTTP/1.1 200")
+    _, reused, data = get(plain, session)
+    assert reused and data.startswith(b"HTTP/1.1 200")  # resumption works on its listener
+    for port in (strict, fallback):
+        try:
+            _, reused, data = get(port, session)
+        except (ssl.SSLError, OSError):
+            reused, data = False, b""
+        assert not reused, port
+        assert data.startswith(b"HTTP/1.1 200") == (port == fallback), (port, data[:100])
 
     # A later snapshot turns validation off on the strict port: new connections
     # are served without a certificate (the listener stays bound).
