@@ -295,7 +295,8 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                            std::make_pair(l.protocol, gs->gateway));
   }
   std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
-  std::map<std::string, std::optional<snapshot::ClientValidation>> bound_validation;  // name ->
+  // name -> the client validation of its listeners (all alike)
+  std::map<std::string, std::optional<snapshot::ClientValidation>> bound_validation;
   for (auto& [key, gs] : m.gateways) {
     const Gateway& gw = *gs.gateway;
     const int64_t gen = gw.meta.generation;

@@ -85,7 +85,10 @@ class Session final : public SessionBase,
       arm(lowest(client_), w_.server().options().request_header_timeout);
       co_await client_.async_handshake(asio::ssl::stream_base::server, awaitable_ec(ec));
       disarm();
-      if (client_auth_) tls::ClientAuth::forget(ssl);
+      if (client_auth_) {
+        tls::ClientAuth::forget(ssl);
+        client_auth_.reset();
+      }
       if (ec) {
         error_code ignore;
         lowest(client_).close(ignore);
@@ -271,7 +274,7 @@ class Session final : public SessionBase,
   std::string peer_ip_;
   std::shared_ptr<const ListenerTag> listener_;  // where this connection came in
   uint16_t local_port_ = 0;                      // the listener's port
-  std::shared_ptr<const tls::ClientAuth> client_auth_;  // TLS: held through the handshake
+  std::shared_ptr<const tls::ClientAuth> client_auth_;  // TLS: held during the handshake
   std::string sni_;  // TLS on a snapshot listener: the client's SNI, lower case
 
   Buffer in_{kReadChunk};
