@@ -738,6 +738,14 @@ GatewayClass decode_gateway_class(const YAML::Node& doc) {
   return c;
 }
 
+ConfigMap decode_config_map(const YAML::Node& doc) {
+  ConfigMap c;
+  c.meta = decode_meta(doc);
+  auto data = str_map(doc, "data", "");
+  if (auto it = data.find("ca.crt"); it != data.end()) c.data.emplace(it->first, std::move(it->second));
+  return c;
+}
+
 Namespace decode_namespace(const YAML::Node& doc) {
   Namespace n;
   n.meta = decode_meta(doc);
@@ -850,6 +858,42 @@ Gateway decode_gateway(const YAML::Node& doc) {
         r.namespace_ = opt_str(c, "namespace", cp);
         g.backend_client_certificate = std::move(r);
       }
+    }
+    YAML::Node fe = get(gtls, "frontend");
+    if (present(fe)) {
+      expect_map(fe, "spec.tls.frontend");
+      // A TLSConfig: its validation, if any.
+      auto validation = [&](const YAML::Node& tc, const std::string& tp) {
+        std::optional<GwFrontendValidation> out;
+        expect_map(tc, tp);
+        YAML::Node v = get(tc, "validation");
+        if (!present(v)) return out;
+        std::string vp = sub(tp, "validation");
+        expect_map(v, vp);
+        GwFrontendValidation fv;
+        each(v, "caCertificateRefs", vp, [&](const YAML::Node& c, const std::string& cp) {
+          expect_map(c, cp);
+          GwObjectRef r;
+          r.group = str(c, "group", cp);
+          r.kind = required_str(c, "kind", cp);
+          r.name = required_str(c, "name", cp);
+          r.namespace_ = opt_str(c, "namespace", cp);
+          fv.ca_certificate_refs.push_back(std::move(r));
+        });
+        fv.mode = one_of(v, "mode", vp, "AllowValidOnly", {"AllowValidOnly", "AllowInsecureFallback"});
+        out = std::move(fv);
+        return out;
+      };
+      GwFrontendTls f;
+      YAML::Node def = get(fe, "default");
+      if (present(def)) f.default_validation = validation(def, "spec.tls.frontend.default");
+      each(fe, "perPort", "spec.tls.frontend", [&](const YAML::Node& pp, const std::string& ppp) {
+        expect_map(pp, ppp);
+        int64_t port = opt_int(pp, "port", ppp).value_or(0);
+        YAML::Node tc = get(pp, "tls");
+        f.per_port[port] = present(tc) ? validation(tc, sub(ppp, "tls")) : std::nullopt;
+      });
+      g.frontend_tls = std::move(f);
     }
   }
   // The address gantry gave it (kept while it stays free: addresses do not move).
@@ -1148,13 +1192,6 @@ ReferenceGrant decode_reference_grant(const YAML::Node& doc) {
     g.to.push_back({str(n, "group", p), required_str(n, "kind", p), opt_str(n, "name", p)});
   });
   return g;
-}
-
-ConfigMap decode_config_map(const YAML::Node& doc) {
-  ConfigMap c;
-  c.meta = decode_meta(doc);
-  c.data = str_map(doc, "data", "");
-  return c;
 }
 
 BackendTLSPolicy decode_backend_tls_policy(const YAML::Node& doc) {

@@ -8,6 +8,8 @@
 #include <optional>
 #include <tuple>
 
+#include "controller/core/gateway_frontend_tls.h"
+
 namespace gantry::controller {
 
 namespace {
@@ -334,6 +336,8 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                            std::make_pair(l.protocol, gs->gateway));
   }
   std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
+  // name -> the client validation of its listeners (all alike)
+  std::map<std::string, std::optional<snapshot::ClientValidation>> bound_validation;
   // The ListenerSets of gantry's Gateways, per Gateway in precedence order
   // (oldest first, then by ns/name): their listeners come after the
   // Gateway's own, each set's in its order.
@@ -373,6 +377,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       bool accepted = true, resolved = true;
       std::string acc_reason = "Accepted", acc_msg = "the listener is valid";
       std::string res_reason = "ResolvedRefs", res_msg = "all references are resolved";
+      FrontendValidation fv;  // spec.tls.frontend (HTTPS)
       if (!is_http_protocol(l.protocol)) {
         accepted = false;
         acc_reason = "UnsupportedProtocol";
@@ -433,11 +438,28 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
             secret = ns + "/" + ref.name;
           }
         }
+        fv = frontend_validation(cache, gw, l);
+        if (fv.configured && fv.insecure_fallback) gs.insecure_frontend = true;
+        if (fv.configured && !fv.validation && accepted) {
+          accepted = false;
+          acc_reason = "NoValidCACertificate";
+          acc_msg = "no caCertificateRefs of the Gateway's client certificate validation for port " +
+                    std::to_string(l.port) + " resolves";
+        }
         if (resolved && !secret.empty() && accepted && !(set && conflict.conflicted)) {
           ListenerCertificate lc{secret, {}, ls.cert_key};
           if (l.hostname) lc.hostnames.push_back(lower(*l.hostname));
           m.certificates.push_back(std::move(lc));  // hostless: filled from routes below
         }
+      }
+      // Some CA references do not resolve: the listener says so and verifies
+      // clients with the others.
+      bool ca_partial = false;
+      if (fv.configured && !fv.ref_reason.empty() && resolved) {
+        resolved = false;
+        res_reason = fv.ref_reason;
+        res_msg = fv.ref_message;
+        ca_partial = fv.validation.has_value();
       }
       // A ListenerSet's listener that conflicts with one before it (the
       // Gateway's, or an older set's) is not accepted: the first one wins.
@@ -453,13 +475,17 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       ls.accepted = accepted;
       ls.attachable = accepted && !conflict.conflicted;
       ls.resolved = resolved;
-      ls.valid = ls.attachable && (resolved || res_reason == "InvalidRouteKinds");
+      ls.valid = ls.attachable && (resolved || res_reason == "InvalidRouteKinds" || ca_partial);
       std::string prog_reason = "Invalid", prog_msg = "the listener is not served";
       if (set && conflict.conflicted) {
         prog_reason = conflict.reason;
         prog_msg = conflict.message;
       }
-      if (ls.valid && own && !gs.bind.empty()) {
+      if (ls.valid && own && fv.validation) {
+        ls.valid = false;  // the proxy's own listener serves every Gateway alike
+        prog_msg = "client certificate validation needs the Gateway served on its own address "
+                   "(not --gateway-bind-address proxy)";
+      } else if (ls.valid && own && !gs.bind.empty()) {
         // Served by the proxy's own listeners (routes list no listener).
         uint16_t want = l.protocol == "HTTPS" ? options.proxy_https_port : options.proxy_http_port;
         if (l.port != want) {
@@ -474,6 +500,24 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         prog_msg = gs.unsupported_address.empty() && gs.unusable_address.empty()
                        ? "the Gateway has no IP address to serve it on (--gateway-address)"
                        : "the Gateway's address is not usable";
+      }
+      if (ls.valid && !name.empty()) {
+        // Gateways sharing a bound address and port must validate clients alike.
+        auto [it, fresh] = bound_validation.emplace(name, fv.validation);
+        if (!fresh && it->second != fv.validation) {
+          ls.valid = false;
+          prog_msg = "another Gateway's listener on " + name +
+                     " validates client certificates differently (spec.tls.frontend)";
+        }
+      }
+      if (ls.valid && !name.empty()) {
+        // Gateways sharing a bound address and port must validate clients alike.
+        auto [it, fresh] = bound_validation.emplace(name, fv.validation);
+        if (!fresh && it->second != fv.validation) {
+          ls.valid = false;
+          prog_msg = "another Gateway's listener on " + name +
+                     " validates client certificates differently (spec.tls.frontend)";
+        }
       }
       if (ls.valid && !name.empty()) {
         // A listener with a hostname is its own part of the socket (the proxy
@@ -594,7 +638,8 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     std::string addr = name.substr(0, colon);
     if (addr.starts_with("[")) addr = addr.substr(1, addr.size() - 2);
     m.listeners.push_back({name, addr, static_cast<uint16_t>(std::stoi(name.substr(colon + 1))),
-                           b.first, std::vector<std::string>(b.second.begin(), b.second.end())});
+                           b.first, std::vector<std::string>(b.second.begin(), b.second.end()),
+                           bound_validation[name]});
   }
 
   // ---- HTTPRoutes and GRPCRoutes
@@ -813,7 +858,13 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
                   "no address is configured (--gateway-address)", gen);
     else if (accepted == 0)
       prog = cond("Programmed", false, "Invalid", "no listener is valid", gen);
-    s.status["conditions"] = conditions_json({acc, prog});
+    std::vector<Condition> conds{acc, prog};
+    if (gs.insecure_frontend)  // removed once no port allows insecure fallback
+      conds.push_back(cond("InsecureFrontendValidationMode", true, "ConfigurationChanged",
+                           "spec.tls.frontend lets clients without a valid certificate in "
+                           "(AllowInsecureFallback)",
+                           gen));
+    s.status["conditions"] = conditions_json(conds);
     s.status["listeners"] = listeners_json(gs.listeners);
     s.status["attachedListenerSets"] = gs.attached_listener_sets;
     out.push_back(std::move(s));

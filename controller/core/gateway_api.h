@@ -36,7 +36,10 @@ inline constexpr const char* kSupportedFeatures[] = {
     "Gateway",
     "GatewayAddressEmpty",
     "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
     "GatewayStaticAddresses",
     "HTTPRoute",
@@ -154,6 +157,7 @@ struct GatewayState {
   std::string unsupported_address;   // why Accepted=False UnsupportedAddress
   std::string unusable_address;      // why Programmed=False AddressNotUsable
   int64_t attached_listener_sets = 0;  // status.attachedListenerSets: the accepted ones
+  bool insecure_frontend = false;    // some HTTPS listener validates with AllowInsecureFallback
 };
 
 // A ListenerSet whose parentRef is one of gantry's Gateways.

@@ -515,6 +515,22 @@ struct GwListener {
   bool operator==(const GwListener&) const = default;
 };
 
+// spec.tls.frontend...validation: client certificates checked against CA
+// bundles (ConfigMaps with ca.crt).
+struct GwFrontendValidation {
+  std::vector<GwObjectRef> ca_certificate_refs;  // kind defaults to ConfigMap
+  std::string mode = "AllowValidOnly";           // | AllowInsecureFallback
+  bool operator==(const GwFrontendValidation&) const = default;
+};
+
+// spec.tls.frontend: the default for every HTTPS listener, and per port
+// overrides (an entry without validation turns it off on its port).
+struct GwFrontendTls {
+  std::optional<GwFrontendValidation> default_validation;
+  std::map<int64_t, std::optional<GwFrontendValidation>> per_port;
+  bool operator==(const GwFrontendTls&) const = default;
+};
+
 struct GwAddress {
   std::string type = "IPAddress";  // IPAddress | Hostname | another (unsupported)
   std::string value;
@@ -526,6 +542,7 @@ struct Gateway {
   std::string gateway_class_name;
   std::vector<GwListener> listeners;
   std::vector<GwAddress> addresses;  // spec.addresses
+  std::optional<GwFrontendTls> frontend_tls;  // spec.tls.frontend
   std::vector<std::string> status_addresses;  // status.addresses[].value, as last written
   // spec.allowedListeners.namespaces: the ListenerSets that may attach
   // listeners: None (the default) | Same | All | Selector.
@@ -604,8 +621,9 @@ struct ReferenceGrant {
   bool operator==(const ReferenceGrant&) const = default;
 };
 
-// A ConfigMap: BackendTLSPolicy CA certificates (key ca.crt). The kube
-// source keeps only that key (kube_source.cc).
+// A ConfigMap holding a CA bundle (Gateway API caCertificateRefs: a
+// BackendTLSPolicy's, a Gateway's frontend validation). The kube source keeps
+// only the key gantry reads, ca.crt (kube_source.cc).
 struct ConfigMap {
   ObjectMeta meta;
   std::map<std::string, std::string> data;

@@ -36,7 +36,7 @@ struct FileError {
 struct ParsedFile {
   std::vector<Object> objects;  // empty when errors is not
   std::vector<FileError> errors;
-  std::vector<std::string> warnings;  // "routes.yaml:3: kind ConfigMap (v1) is not used..."
+  std::vector<std::string> warnings;  // "routes.yaml:3: kind LimitRange (v1) is not used..."
 };
 
 // Never throws.

@@ -430,7 +430,8 @@ bool KubeSource::apply_object(size_t resource, nlohmann::json& obj, bool deleted
     object_status_[kind + "/" + key] = std::move(status);
   }
   if (resource == kConfigMaps) {
-    // Only a BackendTLSPolicy's ca.crt is read: the rest is neither held nor
+    // Only ca.crt is read (a BackendTLSPolicy's or a Gateway frontend's CA
+    // bundle): the rest is neither held nor
     // a reason to translate again.
     obj.erase("binaryData");
     if (auto d = obj.find("data"); d != obj.end() && d->is_object())

@@ -64,7 +64,7 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
     out.errors.push_back(table.error().message);
     return out;
   }
-  auto tls = tls::TlsContexts::create(shared->certificates);
+  auto tls = tls::TlsContexts::create(shared->certificates, shared->listeners);
   if (!tls.ok()) {
     out.errors.push_back(tls.error().message);
     return out;

@@ -62,6 +62,10 @@ struct RequestInfo {
   std::string_view upgrade;    // HTTP/1.1 only: the Upgrade asked for (a WebSocket); empty: none
   std::string_view proto;      // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
   bool tls = false;
+  // TLS on a snapshot listener: the client's SNI, lower case (empty: none
+  // sent, or not looked at). The exchange answers 421 when the request's
+  // host belongs to another Gateway listener than the SNI does.
+  std::string_view sni;
   uint16_t listener_port = 0;  // the port the connection came in on (0: unknown)
   // The listener it came in on (snapshot::Listener::name) and whether it is
   // one of the proxy's own, which serve the routes that list no listener.

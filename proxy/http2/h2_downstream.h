@@ -46,7 +46,9 @@ class H2Downstream final : public exchange::Downstream {
 
   const exchange::RequestInfo& request() const override { return info_; }
   // The listener the connection came in on (`name` must outlive this).
-  void set_listener(std::string_view name, bool own, uint16_t port) {
+  // `sni`: RequestInfo::sni (outlives the stream: the connection's).
+  void set_listener(std::string_view name, bool own, uint16_t port, std::string_view sni = {}) {
+    info_.sni = sni;
     info_.listener = name;
     info_.own_listener = own;
     info_.listener_port = port;

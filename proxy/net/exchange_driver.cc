@@ -332,6 +332,15 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   rv.listener = rq.own_listener ? rq.listener
                                 : cfg->route_listener(rq.listener, rq.host, listener_scratch_);
   rv.own_listener = rq.own_listener;
+  // A TLS connection belongs to the Gateway listener its SNI chose: a request
+  // for a host of another listener of the socket was misdirected (a client
+  // reusing the connection for another origin). RFC 9110 15.5.20.
+  if (!rq.sni.empty() && cfg->route_listener(rq.listener, rq.sni, sni_scratch_) != rv.listener) {
+    std::string text("misdirected request: ");
+    text.append(rq.host).append(" is not served on this connection (TLS server name ").append(rq.sni).append(")");
+    co_await reply(down, 421, std::move(text), false, "misdirected-request");
+    co_return;
+  }
   rv.headers_ctx = rq.headers;
   rv.header = [](const void* ctx, std::string_view lower_name) {
     return http::find_header(*static_cast<const std::vector<http::Header>*>(ctx), lower_name);

@@ -245,6 +245,7 @@ class ExchangeDriver {
   std::string decoded_;               // a chunked response's data, for a stream that takes no chunked framing
   std::vector<http::Header> cached_fields_;  // a cached answer's fields
   std::string sticky_;                // the request's session-cookie value
+  std::string sni_scratch_;           // "listener/hostname" the connection's SNI belongs to
   std::string listener_scratch_;      // "listener/hostname" the request's routes are matched on
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)

@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <cctype>
 #include <chrono>
 #include <random>
 #include <spdlog/spdlog.h>
@@ -26,12 +27,20 @@ bool negotiated_h2(SSL* ssl) {
   return len == 2 && proto[0] == 'h' && proto[1] == '2';
 }
 
+std::string connection_sni(SSL* ssl) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  std::string sni = name != nullptr ? name : "";
+  for (auto& c : sni) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return sni;
+}
+
 // One HTTP/2 connection as its worker sees it.
 struct H2Connections::Conn {
   H2Connections* owner = nullptr;
   Conn* prev = nullptr;
   Conn* next = nullptr;
   std::string peer_ip;
+  std::string sni;  // TLS on a snapshot listener: the client's SNI
   bool tls = false;
   std::shared_ptr<const ListenerTag> listener;  // null: the proxy's own
   uint16_t local_port = 0;
@@ -102,14 +111,17 @@ void H2Connections::serve(tcp::socket sock, std::string already_read, std::strin
 }
 
 void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip,
-                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
-  start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port);
+                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port,
+                          std::string sni) {
+  start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port, std::move(sni));
 }
 
 template <class Socket>
 void H2Connections::start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
-                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
+                          std::shared_ptr<const ListenerTag> listener, uint16_t local_port,
+                          std::string sni) {
   auto c = std::make_shared<Conn>();
+  c->sni = std::move(sni);
   c->owner = this;
   c->peer_ip = std::move(peer_ip);
   c->tls = tls;
@@ -183,7 +195,7 @@ asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sh
                                           c->tls);
   if (made.ok()) {
     if (c->listener)
-      made.value()->set_listener(c->listener->name, c->listener->own, c->local_port);
+      made.value()->set_listener(c->listener->name, c->listener->own, c->local_port, c->sni);
     if (run_) {
       co_await run_(*made.value());
       co_return;

@@ -51,6 +51,9 @@ namespace gantry::net {
 
 // True when the TLS handshake on `ssl` negotiated ALPN h2.
 bool negotiated_h2(SSL* ssl);
+// The server name the client sent in its TLS handshake on `ssl`, lower case
+// (empty: none).
+std::string connection_sni(SSL* ssl);
 
 class H2Connections {
  public:
@@ -73,8 +76,10 @@ class H2Connections {
   // `listener`, `local_port`: the listener it came in on (routes match on it).
   void serve(boost::asio::ip::tcp::socket sock, std::string already_read, std::string peer_ip,
              std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
+  // `sni`: the client's SNI on a snapshot listener (RequestInfo::sni).
   void serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> sock, std::string peer_ip,
-             std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
+             std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0,
+             std::string sni = {});
 
   // The two-step GOAWAY on every open connection (idempotent).
   void drain_all();
@@ -85,7 +90,7 @@ class H2Connections {
  private:
   template <class Socket>
   void start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
-             std::shared_ptr<const ListenerTag> listener, uint16_t local_port);
+             std::shared_ptr<const ListenerTag> listener, uint16_t local_port, std::string sni = {});
   boost::asio::awaitable<void> run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st);
   void finished(Conn& c);
 

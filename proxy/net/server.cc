@@ -80,16 +80,23 @@ class Session final : public SessionBase,
   asio::awaitable<void> run() {
     if constexpr (kTls) {
       error_code ec;
+      SSL* ssl = client_.native_handle();
+      if (!listener_->own) prepare_client_auth(ssl);
       arm(lowest(client_), w_.server().options().request_header_timeout);
       co_await client_.async_handshake(asio::ssl::stream_base::server, awaitable_ec(ec));
       disarm();
+      if (client_auth_) {
+        tls::ClientAuth::forget(ssl);
+        client_auth_.reset();
+      }
       if (ec) {
         error_code ignore;
         lowest(client_).close(ignore);
         co_return;
       }
-      if (negotiated_h2(client_.native_handle())) {  // ALPN h2: the HTTP/2 codec's
-        w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_);
+      if (!listener_->own) sni_ = connection_sni(ssl);
+      if (negotiated_h2(ssl)) {  // ALPN h2: the HTTP/2 codec's
+        w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_, std::move(sni_));
         co_return;
       }
     }
@@ -114,6 +121,15 @@ class Session final : public SessionBase,
     error_code ec;
     lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
     lowest(client_).close(ec);
+  }
+
+  // A snapshot listener with client-certificate validation: the handshake
+  // asks for the certificate (tls_contexts.h).
+  void prepare_client_auth(SSL* ssl) {
+    const auto& cfg = w_.view().get();
+    if (!cfg || !cfg->tls) return;
+    client_auth_ = cfg->tls->client_auth(listener_->name);
+    if (client_auth_) client_auth_->prepare(ssl);
   }
 
   // The client's address for rate limiting: the peer, or, when the peer is a
@@ -258,6 +274,8 @@ class Session final : public SessionBase,
   std::string peer_ip_;
   std::shared_ptr<const ListenerTag> listener_;  // where this connection came in
   uint16_t local_port_ = 0;                      // the listener's port
+  std::shared_ptr<const tls::ClientAuth> client_auth_;  // TLS: held during the handshake
+  std::string sni_;  // TLS on a snapshot listener: the client's SNI, lower case
 
   Buffer in_{kReadChunk};
   std::string out_;
@@ -440,6 +458,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   info_.peer_ip = peer_ip_;
   info_.proto = req_.version == http::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
   info_.tls = kTls;
+  if constexpr (kTls) info_.sni = sni_;
   info_.listener = listener_->name;
   info_.own_listener = listener_->own;
   info_.listener_port = local_port_;
@@ -837,6 +856,7 @@ int on_servername(SSL* ssl, int* alert, void* arg) {
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   SSL_set_SSL_CTX(ssl, ctx);
+  if (const tls::ClientAuth* auth = tls::ClientAuth::of(ssl)) auth->restore_anchors(ssl);
   return SSL_TLSEXT_ERR_OK;
 }
 

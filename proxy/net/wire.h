@@ -44,6 +44,7 @@ inline const char* reason_phrase(int status) {
     case 404: return "Not Found";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 421: return "Misdirected Request";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";

@@ -561,6 +561,11 @@ ojson enc(const Listener& l) {
   ojson o{{"name", l.name}, {"address", l.address}, {"port", l.port}};
   if (l.tls) o["tls"] = true;
   put_list(o, "hostnames", l.hostnames);
+  if (l.client_validation) {
+    ojson v{{"caPem", l.client_validation->ca_pem}};
+    if (l.client_validation->insecure_fallback) v["insecureFallback"] = true;
+    o["clientValidation"] = std::move(v);
+  }
   return o;
 }
 
@@ -1070,6 +1075,13 @@ class Reader {
     get(j, "port", l.port);
     get(j, "tls", l.tls);
     get(j, "hostnames", l.hostnames);
+    get(j, "clientValidation", l.client_validation);
+  }
+
+  void read(const json& j, ClientValidation& v) {
+    expect_object(j);
+    get(j, "caPem", v.ca_pem);
+    get(j, "insecureFallback", v.insecure_fallback);
   }
 
   void read(const json& j, TlsCertificate& c) {

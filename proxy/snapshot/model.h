@@ -528,12 +528,27 @@ struct TlsCertificate {
 // it "address:port/hostname" (the hostless one: "address:port"). So a route
 // attached to a "*.example.com" listener never serves a host that a
 // "foo.example.com" listener of the same port has.
+//
+// On a TLS listener with hostnames, a request whose host belongs to another
+// part than the connection's SNI does is answered 421 Misdirected Request
+// (a connection reused across listeners, RFC 9110 15.5.20; docs/http.md).
+
+// Client certificates a TLS listener asks for (Gateway API
+// spec.tls.frontend.validation): verified against `ca_pem`; without a valid
+// one the handshake fails, unless `insecure_fallback` (then any client).
+struct ClientValidation {
+  std::string ca_pem;              // "caPem": trust anchors, PEM
+  bool insecure_fallback = false;  // "insecureFallback": AllowInsecureFallback
+  bool operator==(const ClientValidation&) const = default;
+};
+
 struct Listener {
   std::string name;
   std::string address;  // IPv4 or IPv6 literal
   uint16_t port = 0;
   bool tls = false;     // HTTPS: certificates by SNI from `certificates`
   std::vector<std::string> hostnames;  // lower-case, "*.x.com" wildcards
+  std::optional<ClientValidation> client_validation;  // JSON "clientValidation"; tls only
   bool operator==(const Listener&) const = default;
 };
 

@@ -27,6 +27,8 @@
 namespace gantry::snapshot {
 namespace {
 
+std::string ca_pem_problem(const std::string& pem);
+
 constexpr size_t kMaxErrors = 100;
 constexpr uint32_t kMaxWeight = 1000000;
 
@@ -281,6 +283,15 @@ class Validator {
           e_.add(join(where, idx("hostnames", h)), p);
         }
         served.insert(l.name + "/" + l.hostnames[h]);
+      }
+      if (l.client_validation) {
+        const std::string& ca = l.client_validation->ca_pem;
+        if (!l.tls) e_.add(where + ".clientValidation", "needs tls");
+        if (ca.empty() || ca.size() > (1u << 26)) {
+          e_.add(where + ".clientValidation.caPem", "must hold 1 byte to 64 MiB of PEM");
+        } else if (auto p = ca_pem_problem(ca); !p.empty()) {
+          e_.add(where + ".clientValidation.caPem", p);
+        }
       }
     }
     for (const Route& r : s_.routes) {
@@ -779,6 +790,25 @@ void Validator::check_certificate(const TlsCertificate& c, size_t i,
   }
 }
 
+// Trust anchors: one or more readable PEM certificates; else why not.
+std::string ca_pem_problem(const std::string& pem) {
+  ERR_clear_error();
+  auto bio = mem_bio(pem);
+  size_t n = 0;
+  while (true) {
+    std::unique_ptr<X509, X509Free> ca(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+    if (!ca) break;
+    ++n;
+  }
+  // The loop ends on "no start line" after the last block; anything else is damage.
+  unsigned long last = ERR_peek_last_error();
+  ERR_clear_error();
+  if (n == 0) return "does not hold a PEM certificate";
+  if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE)
+    return std::string("certificate ").append(std::to_string(n + 1)).append(" is not readable PEM");
+  return {};
+}
+
 }  // namespace
 
 // A cluster's `tls`: readable PEM (every block of caPem a certificate, an
@@ -816,22 +846,7 @@ void Validator::check_upstream_tls(const Cluster& c) {
     return;
   }
   if (!t.ca_pem.empty()) {
-    ERR_clear_error();
-    auto bio = mem_bio(t.ca_pem);
-    size_t n = 0;
-    while (true) {
-      std::unique_ptr<X509, X509Free> ca(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
-      if (!ca) break;
-      ++n;
-    }
-    // The loop ends on "no start line" after the last block; anything else is damage.
-    unsigned long last = ERR_peek_last_error();
-    ERR_clear_error();
-    if (n == 0) {
-      e_.add(where + ".caPem", "does not hold a PEM certificate");
-    } else if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE) {
-      e_.add(where + ".caPem", std::string("certificate ").append(std::to_string(n + 1)).append(" is not readable PEM"));
-    }
+    if (auto p = ca_pem_problem(t.ca_pem); !p.empty()) e_.add(where + ".caPem", p);
   }
   if (t.client_cert_pem.empty() != t.client_key_pem.empty()) {
     e_.add(where, "clientCertPem and clientKeyPem go together");

@@ -1,7 +1,9 @@
 #include "proxy/tls/tls_contexts.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <atomic>
@@ -73,7 +75,57 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// AllowInsecureFallback: whatever the client sent (or not) is accepted.
+int accept_any(int, X509_STORE_CTX*) { return 1; }
+
+int client_auth_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
 }  // namespace
+
+Result<std::shared_ptr<const ClientAuth>> ClientAuth::create(const std::string& listener,
+                                                             const snapshot::ClientValidation& v) {
+  auto out = std::make_shared<ClientAuth>();
+  out->store_.reset(X509_STORE_new());
+  if (!out->store_) return Error{"listener " + listener + ": " + openssl_error()};
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(v.ca_pem.data(), static_cast<int>(v.ca_pem.size())),
+                                                &BIO_free);
+  size_t n = 0;
+  while (X509* ca = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    int ok = X509_STORE_add_cert(out->store_.get(), ca);
+    X509_free(ca);
+    if (ok != 1) return Error{"listener " + listener + ": clientValidation: " + openssl_error()};
+    ++n;
+  }
+  ERR_clear_error();
+  if (n == 0) return Error{"listener " + listener + ": clientValidation.caPem holds no certificate"};
+  out->insecure_fallback_ = v.insecure_fallback;
+  std::string id = listener;
+  id += v.insecure_fallback ? "|fallback|" : "|valid-only|";
+  id += v.ca_pem;
+  unsigned int len = 0;
+  static_assert(sizeof out->sid_ctx_ <= SSL_MAX_SID_CTX_LENGTH);
+  EVP_Digest(id.data(), id.size(), out->sid_ctx_, &len, EVP_sha256(), nullptr);
+  return std::shared_ptr<const ClientAuth>(std::move(out));
+}
+
+void ClientAuth::prepare(SSL* ssl) const {
+  if (insecure_fallback_) SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any);
+  else SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  SSL_set_session_id_context(ssl, sid_ctx_, sizeof sid_ctx_);
+  SSL_set_ex_data(ssl, client_auth_index(), const_cast<ClientAuth*>(this));
+  restore_anchors(ssl);
+}
+
+const ClientAuth* ClientAuth::of(SSL* ssl) {
+  return static_cast<const ClientAuth*>(SSL_get_ex_data(ssl, client_auth_index()));
+}
+
+void ClientAuth::forget(SSL* ssl) { SSL_set_ex_data(ssl, client_auth_index(), nullptr); }
+
+void ClientAuth::restore_anchors(SSL* ssl) const { SSL_set1_verify_cert_store(ssl, store_.get()); }
 
 void set_offer_h2(bool on) { offer_h2.store(on, std::memory_order_relaxed); }
 
@@ -84,8 +136,15 @@ void apply_server_defaults(SSL_CTX* ctx) {
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
 }
 
-Result<std::shared_ptr<const TlsContexts>> TlsContexts::create(const std::vector<snapshot::TlsCertificate>& certs) {
+Result<std::shared_ptr<const TlsContexts>> TlsContexts::create(const std::vector<snapshot::TlsCertificate>& certs,
+                                                               const std::vector<snapshot::Listener>& listeners) {
   auto out = std::make_shared<TlsContexts>();
+  for (const auto& l : listeners) {
+    if (!l.tls || !l.client_validation) continue;
+    auto auth = ClientAuth::create(l.name, *l.client_validation);
+    if (!auth.ok()) return auth.error();
+    out->client_auth_.emplace(l.name, std::move(auth).value());
+  }
   std::vector<const snapshot::TlsCertificate*> sorted;
   for (const auto& c : certs) sorted.push_back(&c);
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });

@@ -8,6 +8,13 @@
 // are reference counted, so a handshake that started under an older snapshot
 // keeps its certificate while new handshakes get the rotated one, and
 // established connections are never touched by a swap.
+//
+// A listener with client-certificate validation (snapshot::ClientValidation)
+// has a ClientAuth: its trust anchors, compiled once per snapshot. The
+// connection's SSL asks for a client certificate from the start (so that a
+// resumed session cannot skip the check: its session id context is the
+// listener's), and gets the anchors once SNI has swapped the certificate's
+// context in (the swap replaces the SSL's certificate settings).
 #pragma once
 
 #include <openssl/ssl.h>
@@ -28,17 +35,51 @@ struct CtxDeleter {
 };
 using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
 
+struct StoreDeleter {
+  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
+};
+
+// One listener's client-certificate check.
+class ClientAuth {
+ public:
+  static Result<std::shared_ptr<const ClientAuth>> create(const std::string& listener,
+                                                          const snapshot::ClientValidation& v);
+  // Before the handshake: ask for a client certificate (and require a valid
+  // one unless insecure_fallback); `this` must outlive the handshake.
+  void prepare(SSL* ssl) const;
+  // The ClientAuth prepare() gave `ssl`, or nullptr.
+  static const ClientAuth* of(SSL* ssl);
+  // After the handshake: `ssl` no longer refers to its ClientAuth.
+  static void forget(SSL* ssl);
+  // After SSL_set_SSL_CTX: the trust anchors the swap dropped.
+  void restore_anchors(SSL* ssl) const;
+
+ private:
+  std::unique_ptr<X509_STORE, StoreDeleter> store_;
+  bool insecure_fallback_ = false;
+  unsigned char sid_ctx_[32] = {};  // SHA-256 of the listener and its settings
+};
+
 class TlsContexts {
  public:
-  static Result<std::shared_ptr<const TlsContexts>> create(const std::vector<snapshot::TlsCertificate>& certs);
+  // `listeners`: the snapshot's, for their client validation.
+  static Result<std::shared_ptr<const TlsContexts>> create(const std::vector<snapshot::TlsCertificate>& certs,
+                                                           const std::vector<snapshot::Listener>& listeners = {});
 
   // The context for a client's SNI (lower-cased by the caller), or the
   // default one when nothing matches or no SNI was sent; nullptr when the
   // snapshot has no certificate at all.
   SSL_CTX* select(std::string_view sni) const;
   bool empty() const { return contexts_.empty(); }
+  // The client-certificate check of the snapshot listener `name`, or null.
+  std::shared_ptr<const ClientAuth> client_auth(std::string_view listener) const {
+    if (client_auth_.empty()) return nullptr;
+    auto it = client_auth_.find(std::string(listener));
+    return it == client_auth_.end() ? nullptr : it->second;
+  }
 
  private:
+  std::unordered_map<std::string, std::shared_ptr<const ClientAuth>> client_auth_;
   std::vector<CtxPtr> contexts_;
   std::unordered_map<std::string, SSL_CTX*> exact_;
   std::unordered_map<std::string, SSL_CTX*> wildcard_;  // key: suffix after "*." 

@@ -115,5 +115,9 @@ field selector, so the verbs are list and watch on secrets. */}}
 - apiGroups: [gateway.networking.k8s.io]
   resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status, backendtlspolicies/status]
   verbs: [patch]
+# CA bundles of Gateways' client-certificate validation (caCertificateRefs).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [list, watch]
 {{- end }}
 {{- end -}}

@@ -29,6 +29,7 @@ inline std::string ms(snapshot::Millis d) { return std::to_string(d.count()) + "
 //   cluster default/shop:8080 10.0.0.1:8080 10.0.0.2:8080(not-ready)
 //   cert default/tls a.com
 //   listener 10.0.0.1:80 http foo.com *.bar.com
+//   listener 10.0.0.1:443 https clientcert   (clientcert-fallback: AllowInsecureFallback)
 // (a route served on snapshot listeners ends with " on=10.0.0.1:80,...").
 inline std::string dump(const snapshot::Snapshot& s) {
   static const char* kPath[] = {"Exact", "PathPrefix", "RegularExpression"};
@@ -85,6 +86,7 @@ inline std::string dump(const snapshot::Snapshot& s) {
       out += ' ';
       out += h;
     }
+    if (l.client_validation) out += l.client_validation->insecure_fallback ? " clientcert-fallback" : " clientcert";
     out += '\n';
   }
   return out;

@@ -121,14 +121,14 @@ data: {tls.crt: aGVsbG8=, tls.key: d29ybGQ=}
 stringData: {tls.key: override}
 ---
 apiVersion: v1
-kind: PersistentVolumeClaim
+kind: LimitRange
 metadata: {name: ignored}
 ---
 )");
   ASSERT_TRUE(f.errors.empty()) << f.errors[0].str();
   ASSERT_EQ(f.objects.size(), 3u);
   ASSERT_EQ(f.warnings.size(), 1u);
-  EXPECT_EQ(f.warnings[0], "all.yaml: line 36: kind PersistentVolumeClaim (v1) is not used by gantry; skipped");
+  EXPECT_EQ(f.warnings[0], "all.yaml: line 36: kind LimitRange (v1) is not used by gantry; skipped");
 
   const auto& svc = std::get<Service>(f.objects[0]);
   EXPECT_EQ(svc.meta.key(), "prod/shop");

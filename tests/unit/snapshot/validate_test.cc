@@ -266,6 +266,19 @@ const Mutation kMutations[] = {
        s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}, {"10.0.0.1:80", "10.0.0.1", 80, true}};
      },
      "listener 10.0.0.1:80: duplicate listener (also listeners[0])"},
+    {"ListenerClientValidationWithoutTls",
+     [](Snapshot& s) {
+       s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false, {}, ClientValidation{s.certificates[0].cert_pem}}};
+     },
+     "listener 10.0.0.1:80.clientValidation: needs tls"},
+    {"ListenerClientValidationEmpty",
+     [](Snapshot& s) { s.listeners = {{"10.0.0.1:443", "10.0.0.1", 443, true, {}, ClientValidation{}}}; },
+     "listener 10.0.0.1:443.clientValidation.caPem: must hold 1 byte to 64 MiB of PEM"},
+    {"ListenerClientValidationNotPem",
+     [](Snapshot& s) {
+       s.listeners = {{"10.0.0.1:443", "10.0.0.1", 443, true, {}, ClientValidation{"not a certificate"}}};
+     },
+     "listener 10.0.0.1:443.clientValidation.caPem: does not hold a PEM certificate"},
     // TLS to a cluster (UpstreamTls): each problem names the cluster and the field.
     {"UpstreamH2WithoutTls", [](Snapshot& s) { s.clusters[0].protocol = ClusterProtocol::kH2; },
      "cluster default/web:80: protocol H2 (HTTP/2 over TLS) needs tls"},
@@ -323,6 +336,10 @@ TEST(ValidateTest, RoutesOnListenersAreValid) {
   s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}, {"[fd00::1]:443", "fd00::1", 443, true}};
   s.routes[0].listeners = {"10.0.0.1:80", "[fd00::1]:443"};
   auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  // Client certificates verified against a bundle of two.
+  s.listeners[1].client_validation = ClientValidation{shop_cert().cert_pem + other_cert().cert_pem, true};
+  errors = validate(s);
   EXPECT_TRUE(errors.empty()) << joined(errors);
 }
 
