@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "controller/core/translate.h"
+#include "proxy/snapshot/validate.h"
 #include "tests/unit/controller/test_util.h"
 
 namespace gantry::controller {
@@ -280,6 +281,23 @@ TEST(BackendTls, Policies) {
     EXPECT_EQ(clusters(r), c.want_clusters);
     for (const auto& [name, want] : c.want_status) EXPECT_EQ(policy_status(r, name), want) << name;
   }
+}
+
+TEST(BackendTls, GrpcRouteBackendIsHttp2OverTls) {
+  auto r = run(policy("p", std::string("  targetRefs: [{group: \"\", kind: Service, name: tls, sectionName: other}]\n") + kCaRef) +
+               "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n"
+               "metadata: {name: g, namespace: ns}\nspec:\n  parentRefs: [{name: gw}]\n"
+               "  hostnames: [grpc.example.com]\n  rules: [{backendRefs: [{name: tls, port: 8443}]}]\n");
+  bool found = false;
+  for (const auto& c : r.snapshot.clusters) {
+    if (c.name != "ns/tls:8443/h2c") continue;
+    found = true;
+    ASSERT_TRUE(c.tls);
+    EXPECT_EQ(c.protocol, snapshot::ClusterProtocol::kH2);
+  }
+  EXPECT_TRUE(found);
+  r.snapshot.version = 1;
+  EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
 }
 
 TEST(BackendTls, GatewayClientCertificate) {
