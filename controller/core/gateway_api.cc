@@ -352,7 +352,11 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
       return std::tie(a->meta.creation_timestamp, a->meta.namespace_, a->meta.name) <
              std::tie(b->meta.creation_timestamp, b->meta.namespace_, b->meta.name);
     });
-  for (auto& [key, gs] : m.gateways) {
+  for (auto& entry : m.gateways) {
+    // Named references, not structured bindings: the lambdas below use them
+    // (clang before C++20's P1091 cannot capture a binding).
+    const std::string& key = entry.first;
+    GatewayState& gs = entry.second;
     const Gateway& gw = *gs.gateway;
     const bool own = options.bind_address == kBindProxy;
     auto bound_name = [&](const GwListener& l) {
