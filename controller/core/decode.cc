@@ -768,6 +768,18 @@ LabelSelector decode_label_selector(const YAML::Node& n, const std::string& path
   return sel;
 }
 
+// A Gateway API SecretObjectReference-like reference (group, kind, name,
+// namespace); `default_kind` null: the kind is required.
+GwObjectRef decode_object_ref(const YAML::Node& c, const std::string& cp, const char* default_kind) {
+  expect_map(c, cp);
+  GwObjectRef r;
+  r.group = str(c, "group", cp);
+  r.kind = default_kind ? str(c, "kind", cp, default_kind) : required_str(c, "kind", cp);
+  r.name = required_str(c, "name", cp);
+  r.namespace_ = opt_str(c, "namespace", cp);
+  return r;
+}
+
 // One listener of a Gateway's spec.listeners or a ListenerSet's (the same shape).
 GwListener decode_listener(const YAML::Node& ln, const std::string& lp) {
   expect_map(ln, lp);
@@ -782,13 +794,7 @@ GwListener decode_listener(const YAML::Node& ln, const std::string& lp) {
     expect_map(tls, tp);
     l.tls_mode = one_of(tls, "mode", tp, "Terminate", {"Terminate", "Passthrough"});
     each(tls, "certificateRefs", tp, [&](const YAML::Node& c, const std::string& cp) {
-      expect_map(c, cp);
-      GwObjectRef r;
-      r.group = str(c, "group", cp);
-      r.kind = str(c, "kind", cp, "Secret");
-      r.name = required_str(c, "name", cp);
-      r.namespace_ = opt_str(c, "namespace", cp);
-      l.certificate_refs.push_back(std::move(r));
+      l.certificate_refs.push_back(decode_object_ref(c, cp, "Secret"));
     });
   }
   YAML::Node ar = get(ln, "allowedRoutes");
@@ -848,16 +854,9 @@ Gateway decode_gateway(const YAML::Node& doc) {
     if (present(backend)) {
       expect_map(backend, "spec.tls.backend");
       YAML::Node c = get(backend, "clientCertificateRef");
-      if (present(c)) {
-        const std::string cp = "spec.tls.backend.clientCertificateRef";
-        expect_map(c, cp);
-        GwObjectRef r;
-        r.group = str(c, "group", cp);
-        r.kind = str(c, "kind", cp, "Secret");
-        r.name = required_str(c, "name", cp);
-        r.namespace_ = opt_str(c, "namespace", cp);
-        g.backend_client_certificate = std::move(r);
-      }
+      if (present(c))
+        g.backend_client_certificate =
+            decode_object_ref(c, "spec.tls.backend.clientCertificateRef", "Secret");
     }
     YAML::Node fe = get(gtls, "frontend");
     if (present(fe)) {
@@ -872,13 +871,7 @@ Gateway decode_gateway(const YAML::Node& doc) {
         expect_map(v, vp);
         GwFrontendValidation fv;
         each(v, "caCertificateRefs", vp, [&](const YAML::Node& c, const std::string& cp) {
-          expect_map(c, cp);
-          GwObjectRef r;
-          r.group = str(c, "group", cp);
-          r.kind = required_str(c, "kind", cp);
-          r.name = required_str(c, "name", cp);
-          r.namespace_ = opt_str(c, "namespace", cp);
-          fv.ca_certificate_refs.push_back(std::move(r));
+          fv.ca_certificate_refs.push_back(decode_object_ref(c, cp, nullptr));
         });
         fv.mode = one_of(v, "mode", vp, "AllowValidOnly", {"AllowValidOnly", "AllowInsecureFallback"});
         out = std::move(fv);
