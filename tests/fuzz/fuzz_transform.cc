@@ -22,6 +22,22 @@ void check(bool cond) {
   if (!cond) std::abort();
 }
 
+// A DOCTYPE declaration in the markup (the parser refuses them); the same
+// characters inside a CDATA section or a comment are text, not a declaration.
+bool has_doctype(std::string_view text) {
+  std::string markup;
+  for (size_t i = 0; i < text.size();) {
+    if (text.substr(i, 9) == "<![CDATA[" || text.substr(i, 4) == "<!--") {
+      size_t end = text.find(text[i + 2] == '[' ? "]]>" : "-->", i);
+      if (end == std::string_view::npos) break;
+      i = end + 3;
+    } else {
+      markup += text[i++];
+    }
+  }
+  return markup.find("<!DOCTYPE") != std::string::npos;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -47,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(!r.error.empty());
       return 0;
     }
-    check(text.find("<!DOCTYPE") == std::string_view::npos);
+    check(!has_doctype(text));
     check(nlohmann::json::accept(out));
     std::string xml;
     (void)json_to_xml(out, TransformOptions{}, xml);  // may refuse names JSON allows but XML does not
