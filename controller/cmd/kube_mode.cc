@@ -80,6 +80,7 @@ class KubeController {
         next_resync = now + kStatusResync;
         source_->sync_statuses(statuses_);
         source_->sync_object_statuses(object_statuses_);
+        source_->sync_infrastructure(infrastructure_, infrastructure_stale_);
       }
     }
   }
@@ -100,6 +101,8 @@ class KubeController {
     // Gateway API statuses do not wait for the proxy's answer (docs/gateway-api.md).
     if (!status_due_) status_due_ = now + kStatusSettle;
     object_statuses_ = std::move(r.object_statuses);
+    infrastructure_ = std::move(r.infrastructure);
+    infrastructure_stale_ = std::move(r.infrastructure_stale);
     nginx_json_ = nginx_report_json(r.ingress_nginx);
     nginx_metrics_ = nginx_report_metrics(r.ingress_nginx);
     desired_ = std::move(r.snapshot);
@@ -177,6 +180,8 @@ class KubeController {
   snapshot::Snapshot desired_;
   std::vector<RouteStatus> statuses_;
   std::vector<ObjectStatus> object_statuses_;
+  std::vector<nlohmann::json> infrastructure_;  // --gateway-bind-address service
+  std::vector<ObjectKey> infrastructure_stale_;
   std::string status_json_ = "{\"routes\":[]}";
   std::string nginx_json_ = "{\"ingresses\":[]}";
   std::string nginx_metrics_;

@@ -60,6 +60,9 @@ struct Options {
   std::vector<std::string> gateway_static_addresses;
   std::string gateway_bind_address;
   uint16_t gateway_proxy_http_port = 80, gateway_proxy_https_port = 443;
+  std::string gateway_proxy_service;  // --gateway-bind-address service: "ns/name"
+  std::string gateway_service_type = "LoadBalancer";
+  uint16_t gateway_port_min = 20000, gateway_port_max = 29999;
   HostPort health_listen{"127.0.0.1", 9902};
   std::optional<HostPort> admin_listen = HostPort{"127.0.0.1", 9903};
   bool hostname_ownership = true;
@@ -144,11 +147,44 @@ Options parse_flags(int argc, char** argv) {
   flags.add("gateway-static-address", "IP|HOSTNAME|CIDR[,...]", "none",
             "more addresses a Gateway may claim in spec.addresses (never given out unasked)",
             list(&o.gateway_static_addresses));
-  flags.add("gateway-bind-address", "IP|proxy", "each Gateway's address",
+  flags.add("gateway-bind-address", "IP|service|proxy", "each Gateway's address",
             "where the proxy binds Gateway listeners: an IP such as 0.0.0.0 when the Gateway "
-            "addresses are not the proxy host's own (Gateways then share a listener per port), or "
-            "proxy: serve them on the proxy's own listeners (the Helm chart)",
+            "addresses are not the proxy host's own (Gateways then share a listener per port); "
+            "service: a Service per Gateway, each listener port on a proxy port of its own (the "
+            "Helm chart; needs --gateway-proxy-service); proxy: serve them on the proxy's own "
+            "listeners",
             str(&o.gateway_bind_address));
+  flags.add("gateway-proxy-service", "NAMESPACE/NAME", "none",
+            "with --gateway-bind-address=service: the proxy pods' Service, whose endpoints each "
+            "Gateway's Service gets",
+            [&o](std::string_view v) -> Status {
+              size_t slash = v.find('/');
+              if (slash == 0 || slash == std::string_view::npos || slash + 1 == v.size() ||
+                  v.find('/', slash + 1) != std::string_view::npos)
+                return Error{"want NAMESPACE/NAME"};
+              o.gateway_proxy_service = std::string(v);
+              return ok_status();
+            });
+  flags.add("gateway-service-type", "ClusterIP|NodePort|LoadBalancer", o.gateway_service_type,
+            "with --gateway-bind-address=service: the type of each Gateway's Service",
+            [&o](std::string_view v) -> Status {
+              if (v != "ClusterIP" && v != "NodePort" && v != "LoadBalancer")
+                return Error{"want ClusterIP, NodePort or LoadBalancer"};
+              o.gateway_service_type = std::string(v);
+              return ok_status();
+            });
+  flags.add("gateway-port-range", "MIN-MAX", "20000-29999",
+            "with --gateway-bind-address=service: the proxy ports Gateway listeners are bound on",
+            [&o](std::string_view v) -> Status {
+              size_t dash = v.find('-');
+              if (dash == std::string_view::npos) return Error{"want MIN-MAX"};
+              auto lo = parse_uint(v.substr(0, dash), 1, 65535);
+              auto hi = parse_uint(v.substr(dash + 1), 1, 65535);
+              if (!lo.ok() || !hi.ok() || *lo > *hi) return Error{"want MIN-MAX, ports in 1..65535, MIN <= MAX"};
+              o.gateway_port_min = static_cast<uint16_t>(*lo);
+              o.gateway_port_max = static_cast<uint16_t>(*hi);
+              return ok_status();
+            });
   flags.add("gateway-proxy-ports", "HTTP,HTTPS", "80,443",
             "with --gateway-bind-address=proxy: the ports the proxy's own listeners are reached "
             "on (the proxy Service's); listeners on other ports are not Programmed",
@@ -340,6 +376,11 @@ Options parse_flags(int argc, char** argv) {
   } else if (store_tls || !store_password_file.empty() || !store_ca_file.empty() || !store.username.empty() ||
              !store.tls_server_name.empty()) {
     flags.fail("--ratelimit-store-* settings need --ratelimit-store");
+  }
+  if (o.gateway_bind_address == "service") {
+    if (o.source != "kube") flags.fail("--gateway-bind-address service needs --source kube (it writes Services)");
+    if (o.gateway_proxy_service.empty())
+      flags.fail("--gateway-bind-address service needs --gateway-proxy-service NAMESPACE/NAME");
   }
   if (o.admin_listen && o.health_listen.port != 0 && o.health_listen.port == o.admin_listen->port &&
       (o.health_listen.host == o.admin_listen->host || o.health_listen.host == "0.0.0.0" ||
@@ -556,6 +597,10 @@ int run_kube(Options opts, kube::ClusterAccess access, int sfd) {
   cfg.source.gateway_bind_address = opts.gateway_bind_address;
   cfg.source.gateway_proxy_http_port = opts.gateway_proxy_http_port;
   cfg.source.gateway_proxy_https_port = opts.gateway_proxy_https_port;
+  cfg.source.gateway_proxy_service = opts.gateway_proxy_service;
+  cfg.source.gateway_service_type = opts.gateway_service_type;
+  cfg.source.gateway_port_min = opts.gateway_port_min;
+  cfg.source.gateway_port_max = opts.gateway_port_max;
   cfg.source.leader_elect = opts.leader_elect;
   cfg.source.hostname_ownership = opts.hostname_ownership;
   cfg.source.ingress_nginx = opts.ingress_nginx;

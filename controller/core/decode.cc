@@ -629,6 +629,24 @@ Service decode_service(const YAML::Node& doc) {
     s.ports.push_back(port);
   });
   s.selector = str_map(spec, "selector", "spec");
+  s.cluster_ip = str(spec, "clusterIP", "spec");
+  s.external_ips = str_list(spec, "externalIPs", "spec");
+  YAML::Node status = get(doc, "status");
+  if (present(status) && status.IsMap()) {
+    YAML::Node lb = get(status, "loadBalancer");
+    if (present(lb) && lb.IsMap()) {
+      YAML::Node ing = get(lb, "ingress");
+      if (present(ing) && ing.IsSequence())
+        for (const auto& i : ing) {
+          if (!i.IsMap()) continue;
+          for (const char* f : {"ip", "hostname"})
+            if (YAML::Node v = get(i, f); present(v) && v.IsScalar()) {
+              s.load_balancer_ingress.push_back(v.as<std::string>());
+              break;
+            }
+        }
+    }
+  }
   return s;
 }
 
@@ -847,6 +865,14 @@ Gateway decode_gateway(const YAML::Node& doc) {
     expect_map(a, ap);
     g.addresses.push_back({str(a, "type", ap, "IPAddress"), str(a, "value", ap)});
   });
+  YAML::Node infra = get(spec, "infrastructure");
+  if (present(infra)) {
+    expect_map(infra, "spec.infrastructure");
+    g.infrastructure_labels = str_map(infra, "labels", "spec.infrastructure");
+    g.infrastructure_annotations = str_map(infra, "annotations", "spec.infrastructure");
+    YAML::Node pr = get(infra, "parametersRef");
+    if (present(pr)) g.infrastructure_parameters_ref = decode_object_ref(pr, "spec.infrastructure.parametersRef", nullptr);
+  }
   YAML::Node gtls = get(spec, "tls");
   if (present(gtls)) {
     expect_map(gtls, "spec.tls");

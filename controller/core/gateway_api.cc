@@ -1,5 +1,6 @@
 // Gateway API attachment and status; see gateway_api.h.
 #include "controller/core/gateway_api.h"
+#include "controller/core/gateway_service.h"
 
 #include <arpa/inet.h>
 
@@ -182,7 +183,8 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
   std::set<const GatewayState*> kept;
   for (GatewayState* gs : order) {
     const Gateway& gw = *gs->gateway;
-    if (named(gw) || pool.empty() || gw.status_addresses.empty()) continue;
+    if (options.bind_address == kBindService || named(gw) || pool.empty() || gw.status_addresses.empty())
+      continue;
     const std::string& had = gw.status_addresses.front();
     if (in_pool.count(had) == 0 || used.count(had) != 0 || !of_type(had, wanted_type(gw)) ||
         std::find(pool.begin(), pool.end(), had) == pool.end() || pool.size() < order.size())
@@ -191,9 +193,10 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
     gs->addresses.push_back({is_ip(had) ? "IPAddress" : "Hostname", had});
     kept.insert(gs);
   }
+  const bool service = options.bind_address == kBindService;
   for (GatewayState* gs : order) {
     const Gateway& gw = *gs->gateway;
-    if (named(gw) || pool.empty() || kept.count(gs) != 0) continue;
+    if (service || named(gw) || pool.empty() || kept.count(gs) != 0) continue;
     const std::string type = wanted_type(gw);
     size_t start = fnv1a(gw.meta.key()) % pool.size();
     std::optional<size_t> pick, shared;
@@ -215,8 +218,11 @@ void assign_addresses(std::vector<GatewayState*>& order, const GatewayApiOptions
     used.insert(pool[*pick]);
     gs->addresses.push_back({is_ip(pool[*pick]) ? "IPAddress" : "Hostname", pool[*pick]});
   }
+  if (service) return;  // assign_gateway_services (gateway_service.cc)
   for (GatewayState* gs : order) {
-    if (!gs->unsupported_address.empty() || !gs->unusable_address.empty()) continue;
+    if (!gs->unsupported_address.empty() || !gs->unusable_address.empty() ||
+        !gs->invalid_parameters.empty())
+      continue;
     if (!options.bind_address.empty()) {
       gs->bind = options.bind_address;
       continue;
@@ -324,15 +330,40 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                     a->gateway->meta.name) < std::tie(b->gateway->meta.creation_timestamp,
                                                       b->gateway->meta.namespace_, b->gateway->meta.name);
   });
+  for (GatewayState* gs : order)
+    if (const auto& ref = gs->gateway->infrastructure_parameters_ref)
+      gs->invalid_parameters = "spec.infrastructure.parametersRef: gantry takes no parameters (" +
+                               (ref->group.empty() ? std::string() : ref->group + "/") + ref->kind + " " +
+                               ref->name + ")";
   assign_addresses(order, options);
+  if (options.bind_address == kBindService) {
+    std::map<std::string, std::vector<int64_t>> listener_ports;
+    for (const GatewayState* gs : order)
+      for (const auto& l : gs->gateway->listeners) listener_ports[gs->gateway->meta.key()].push_back(l.port);
+    for (const auto& [key, set] : cache.listener_sets) {
+      if (set.parent_group != kGatewayGroup || set.parent_kind != "Gateway") continue;
+      std::string gw_key = set.parent_namespace.value_or(set.meta.namespace_) + "/" + set.parent_name;
+      if (!m.gateways.count(gw_key)) continue;
+      for (const auto& l : set.listeners) listener_ports[gw_key].push_back(l.port);
+    }
+    assign_gateway_services(order, cache, options, listener_ports);
+  }
+  // The port the proxy binds for a Gateway's listener port (its own in
+  // service mode), 0 when none.
+  auto bound_port = [](const GatewayState& gs, int64_t port) -> uint16_t {
+    if (port < 1 || port > 65535) return 0;
+    if (gs.proxy_ports.empty()) return static_cast<uint16_t>(port);
+    auto it = gs.proxy_ports.find(port);
+    return it == gs.proxy_ports.end() ? 0 : it->second;
+  };
   // Gateways sharing a bound address share its ports: the oldest Gateway's
   // protocol on a port wins, another Gateway's listener on it is Conflicted.
   std::map<std::string, std::pair<std::string, const Gateway*>> port_owner;  // "ip:port" -> protocol
   for (const GatewayState* gs : order) {
     if (gs->bind.empty()) continue;
     for (const auto& l : gs->gateway->listeners)
-      if (is_http_protocol(l.protocol))
-        port_owner.emplace(snapshot::listener_name(gs->bind, static_cast<uint16_t>(l.port)),
+      if (is_http_protocol(l.protocol) && bound_port(*gs, l.port) != 0)
+        port_owner.emplace(snapshot::listener_name(gs->bind, bound_port(*gs, l.port)),
                            std::make_pair(l.protocol, gs->gateway));
   }
   std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
@@ -360,9 +391,8 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     const Gateway& gw = *gs.gateway;
     const bool own = options.bind_address == kBindProxy;
     auto bound_name = [&](const GwListener& l) {
-      return gs.bind.empty() || own || l.port < 1 || l.port > 65535
-                 ? std::string()
-                 : snapshot::listener_name(gs.bind, static_cast<uint16_t>(l.port));
+      uint16_t port = bound_port(gs, l.port);
+      return gs.bind.empty() || own || port == 0 ? std::string() : snapshot::listener_name(gs.bind, port);
     };
     struct Conflict {
       bool conflicted = false;
@@ -818,6 +848,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     if (hit != hostless_cert_hosts.end()) lc.hostnames.assign(hit->second.begin(), hit->second.end());
   }
   std::erase_if(m.certificates, [](const ListenerCertificate& c) { return c.hostnames.empty(); });
+  if (options.bind_address == kBindService) m.infrastructure = gateway_service_objects(m, cache, options);
   return m;
 }
 
@@ -852,14 +883,20 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
                          gen);
     if (!gs.unsupported_address.empty())
       acc = cond("Accepted", false, "UnsupportedAddress", gs.unsupported_address, gen);
+    else if (!gs.invalid_parameters.empty())
+      acc = cond("Accepted", false, "InvalidParameters", gs.invalid_parameters, gen);
     Condition prog = cond("Programmed", true, "Programmed", "the Gateway is served", gen);
     if (!gs.unsupported_address.empty())
       prog = cond("Programmed", false, "Invalid", gs.unsupported_address, gen);
+    else if (!gs.invalid_parameters.empty())
+      prog = cond("Programmed", false, "Invalid", gs.invalid_parameters, gen);
     else if (!gs.unusable_address.empty())
       prog = cond("Programmed", false, "AddressNotUsable", gs.unusable_address, gen);
     else if (gs.addresses.empty())
       prog = cond("Programmed", false, "AddressNotAssigned",
-                  "no address is configured (--gateway-address)", gen);
+                  gs.service_pending.empty() ? "no address is configured (--gateway-address)"
+                                             : gs.service_pending,
+                  gen);
     else if (accepted == 0)
       prog = cond("Programmed", false, "Invalid", "no listener is valid", gen);
     std::vector<Condition> conds{acc, prog};

@@ -95,6 +95,18 @@ struct GatewayApiOptions {
   // first and an HTTPS listener on the second are served, no other.
   uint16_t proxy_http_port = 80;
   uint16_t proxy_https_port = 443;
+  // bind_address "service" (--gateway-bind-address service, what the Helm
+  // chart uses): a Service per Gateway, in its namespace, exposes its listener
+  // ports; their targetPorts are ports of the proxy (allocated from
+  // service_ports) bound on service_bind, one per Gateway listener port, so
+  // Gateways are isolated by port. The Service has no selector: gantry writes
+  // its EndpointSlice, with the ready endpoints of `proxy_service` (the proxy
+  // pods' own Service, "ns/name"). status.addresses come from the Service
+  // (docs/gateway-api.md, deployment model).
+  std::string service_type = "LoadBalancer";  // ClusterIP | NodePort | LoadBalancer
+  std::string proxy_service;
+  uint16_t service_port_min = 20000, service_port_max = 29999;
+  std::string service_bind = "0.0.0.0";
   // Standalone mode: a spec.addresses IP is used as given (the user names an
   // address of the host), not checked against the pools.
   bool any_spec_address = false;
@@ -102,6 +114,8 @@ struct GatewayApiOptions {
 
 // --gateway-bind-address value for the proxy's own listeners.
 inline constexpr const char* kBindProxy = "proxy";
+// --gateway-bind-address value for a Service per Gateway.
+inline constexpr const char* kBindService = "service";
 
 // One HTTPRoute or GRPCRoute (the HTTPRoute model, objects.h) attached to at
 // least one listener of gantry's Gateways.
@@ -158,6 +172,12 @@ struct GatewayState {
   std::string unusable_address;      // why Programmed=False AddressNotUsable
   int64_t attached_listener_sets = 0;  // status.attachedListenerSets: the accepted ones
   bool insecure_frontend = false;    // some HTTPS listener validates with AllowInsecureFallback
+  std::string invalid_parameters;    // why Accepted=False InvalidParameters
+  // bind_address "service": the Gateway's Service ("ns/name") and the proxy
+  // port each of its listener ports is bound on.
+  std::string service;
+  std::map<int64_t, uint16_t> proxy_ports;
+  std::string service_pending;       // why it has no address yet (the load balancer's)
 };
 
 // A ListenerSet whose parentRef is one of gantry's Gateways.
@@ -178,6 +198,9 @@ struct GatewayApiModel {
   std::map<std::pair<std::string, std::string>, std::vector<ParentVerdict>> parents;
   std::vector<ListenerCertificate> certificates;
   std::vector<snapshot::Listener> listeners;  // what the proxy binds, sorted by name
+  // bind_address "service": the objects gantry writes (server-side apply),
+  // a Service and an EndpointSlice per Gateway (gateway_service.h).
+  std::vector<nlohmann::json> infrastructure;
 };
 
 // Empty when the Secret `ns/name` (in the cache) is a usable certificate; else why not.

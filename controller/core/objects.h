@@ -376,6 +376,10 @@ struct Service {
   std::string type = "ClusterIP";
   std::vector<ServicePort> ports;
   std::map<std::string, std::string> selector;
+  std::string cluster_ip;                 // spec.clusterIP ("None": headless)
+  std::vector<std::string> external_ips;  // spec.externalIPs
+  // status.loadBalancer.ingress[]: each entry's ip, else its hostname.
+  std::vector<std::string> load_balancer_ingress;
   bool operator==(const Service&) const = default;
 };
 
@@ -551,6 +555,12 @@ struct Gateway {
   // spec.tls.backend.clientCertificateRef: presented to backends over TLS
   // (backend_tls.h).
   std::optional<GwObjectRef> backend_client_certificate;
+  // spec.infrastructure: labels and annotations for the resources gantry
+  // generates for the Gateway (its Service, gateway_api.h); parametersRef,
+  // which gantry does not take (Accepted=False InvalidParameters).
+  std::map<std::string, std::string> infrastructure_labels;
+  std::map<std::string, std::string> infrastructure_annotations;
+  std::optional<GwObjectRef> infrastructure_parameters_ref;
   bool operator==(const Gateway&) const = default;
 };
 

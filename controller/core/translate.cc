@@ -338,6 +338,8 @@ class Translator {
     out.statuses = std::move(statuses_);
     out.warnings = std::move(warnings_);
     out.object_statuses = gateway_api_statuses(cache_, gw, options_.gateway_api, http_verdicts);
+    out.infrastructure_stale = stale_gateway_objects(gw, cache_, gw.infrastructure);
+    out.infrastructure = std::move(gw.infrastructure);
     add_backend_tls_statuses(cache_, btls_, options_.gateway_api.controller_name, out.object_statuses);
     for (auto& rep : nginx_reports_) {
       for (const auto& st : out.statuses) {

@@ -21,6 +21,7 @@
 
 #include "controller/core/hostname_ownership.h"
 #include "controller/core/gateway_api.h"
+#include "controller/core/gateway_service.h"
 #include "controller/core/ingress_nginx.h"
 #include "controller/core/objects.h"
 #include "controller/core/status.h"
@@ -57,6 +58,11 @@ struct TranslateResult {
   std::vector<ObjectStatus> object_statuses;
   // The migration report: one entry per Ingress served in ingress-nginx mode.
   std::vector<NginxIngressReport> ingress_nginx;
+  // --gateway-bind-address service: the Services and EndpointSlices gantry
+  // writes for Gateways (server-side apply bodies), and the generated ones
+  // to delete (gateway_service.h).
+  std::vector<nlohmann::json> infrastructure;
+  std::vector<ObjectKey> infrastructure_stale;
 };
 
 TranslateResult translate(const Cache& cache, const TranslateOptions& options);

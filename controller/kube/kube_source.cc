@@ -202,6 +202,10 @@ TranslateOptions KubeSource::translate_options() const {
   o.gateway_api.bind_address = opts_.gateway_bind_address;
   o.gateway_api.proxy_http_port = opts_.gateway_proxy_http_port;
   o.gateway_api.proxy_https_port = opts_.gateway_proxy_https_port;
+  o.gateway_api.proxy_service = opts_.gateway_proxy_service;
+  o.gateway_api.service_type = opts_.gateway_service_type;
+  o.gateway_api.service_port_min = opts_.gateway_port_min;
+  o.gateway_api.service_port_max = opts_.gateway_port_max;
   for (const auto& [name, ic] : ingress_classes_)
     if (ic.is_default && ic.controller == opts_.ingress_controller) o.claim_classless_ingresses = true;
   o.ingress_nginx = opts_.ingress_nginx;
@@ -726,6 +730,44 @@ void KubeSource::sync_object_statuses(const std::vector<ObjectStatus>& statuses)
   }
 }
 
+void KubeSource::sync_infrastructure(const std::vector<nlohmann::json>& objects,
+                                     const std::vector<ObjectKey>& stale) {
+  if (!opts_.gateway_api || !may_write_status()) return;
+  auto path = [](const std::string& kind, const std::string& ns, const std::string& name) {
+    return kind == "Service" ? "/api/v1/namespaces/" + ns + "/services/" + name
+                             : "/apis/discovery.k8s.io/v1/namespaces/" + ns + "/endpointslices/" + name;
+  };
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& o : objects) {
+    const std::string kind = o["kind"].get<std::string>();
+    const std::string ns = o["metadata"]["namespace"].get<std::string>();
+    const std::string name = o["metadata"]["name"].get<std::string>();
+    const std::string key = "infra/" + kind + "/" + ns + "/" + name;
+    std::string body = o.dump();
+    bool seen = kind == "Service" ? cache_.services.count(ns + "/" + name) != 0
+                                  : cache_.endpoint_slices.count(ns + "/" + name) != 0;
+    auto w = written_.find(key);
+    if (w != written_.end() && w->second == body &&
+        (seen || now - applied_at_[key] < std::chrono::seconds(10)))
+      continue;
+    written_[key] = body;
+    applied_at_[key] = now;
+    queue_write(key, Write{kind + " " + ns + "/" + name,
+                           path(kind, ns, name) + "?fieldManager=gantry-controller&force=true",
+                           std::move(body), "PATCH", "application/apply-patch+yaml"});
+  }
+  for (const auto& k : stale) {
+    const std::string key = "infra/" + k.kind + "/" + k.namespace_ + "/" + k.name;
+    auto at = applied_at_.find("delete/" + key);
+    if (at != applied_at_.end() && now - at->second < std::chrono::seconds(10)) continue;
+    applied_at_["delete/" + key] = now;
+    written_.erase(key);
+    spdlog::info("deleting {} {}/{}: no Gateway of gantry's wants it", k.kind, k.namespace_, k.name);
+    queue_write(key, Write{k.kind + " " + k.namespace_ + "/" + k.name, path(k.kind, k.namespace_, k.name), "",
+                           "DELETE", "application/json"});
+  }
+}
+
 // One Event per change of a GatewayRoute's verdict (status_patch.h says which).
 // Keyed per route in the write queue, so a route flapping faster than the
 // write rate limit emits its latest verdict, not a backlog.
@@ -802,7 +844,13 @@ void KubeSource::writer_loop() {
     lock.unlock();
     auto r = api_->call(w.method, w.path, w.body, w.content_type);
     bool ok = r.ok() && r->status >= 200 && r->status < 300;
-    if (ok && key.starts_with("event/")) {
+    const bool infra = key.starts_with("infra/");
+    if (ok && infra) {
+      ++writes_ok_;
+      spdlog::info("{} {}", w.what, w.method == "DELETE" ? "deleted" : "applied");
+    } else if (infra && r.ok() && r->status == 404 && w.method == "DELETE") {
+      spdlog::debug("{}: already gone", w.what);
+    } else if (ok && key.starts_with("event/")) {
       spdlog::debug("{} emitted", w.what);  // not a status write: not counted as one
     } else if (ok) {
       ++writes_ok_;
@@ -818,13 +866,15 @@ void KubeSource::writer_loop() {
         why = r.error().message;
       else if (r->status == 403)
         why = "forbidden (403): grant the controller " +
-              std::string(key.starts_with("event/")     ? "\"create\" on events"
+              std::string(infra                         ? "\"patch\" and \"delete\" on services and endpointslices"
+                          : key.starts_with("event/")     ? "\"create\" on events"
                           : key.starts_with("ingress/") ? "\"patch\" on ingresses/status"
                                                         : "\"patch\" on gatewayroutes/status") +
               ": " + status_message(r->body);
       else
         why = "HTTP " + std::to_string(r->status) + ": " + status_message(r->body);
-      spdlog::warn("cannot write {}{}: {}", key.starts_with("event/") ? "" : "the status of ", w.what, why);
+      spdlog::warn("cannot write {}{}: {}", key.starts_with("event/") || infra ? "" : "the status of ", w.what,
+                   why);
       {
         std::lock_guard<std::mutex> q(q_mu_);
         failed_writes_.push_back(key);

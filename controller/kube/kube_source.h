@@ -40,6 +40,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -89,6 +90,9 @@ struct KubeSourceOptions {
   std::vector<std::string> gateway_static_addresses;
   std::string gateway_bind_address;  // empty: each Gateway's own address
   uint16_t gateway_proxy_http_port = 80, gateway_proxy_https_port = 443;
+  std::string gateway_proxy_service;  // gateway_bind_address "service" (GatewayApiOptions)
+  std::string gateway_service_type = "LoadBalancer";
+  uint16_t gateway_port_min = 20000, gateway_port_max = 29999;
 };
 
 struct KubeSourceStats {
@@ -124,6 +128,11 @@ class KubeSource {
   void sync_statuses(const std::vector<RouteStatus>& statuses);
   // The same for GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes.
   void sync_object_statuses(const std::vector<ObjectStatus>& statuses);
+  // --gateway-bind-address service: applies the Services and EndpointSlices
+  // of Gateways (server-side apply, field manager gantry-controller) and
+  // deletes the stale ones; leader only, a write only when the object
+  // changed (or is missing from the informer's view for 10 s).
+  void sync_infrastructure(const std::vector<nlohmann::json>& objects, const std::vector<ObjectKey>& stale);
   // Releases the lease (if held) and cancels every request in flight.
   void shutdown();
   KubeSourceStats stats() const;
@@ -196,6 +205,7 @@ class KubeSource {
   std::map<std::string, nlohmann::json> ingress_status_;  // ns/name -> observed status
   std::map<std::string, nlohmann::json> object_status_;   // "Kind/key" -> observed status
   std::map<std::string, std::string> written_;            // key -> fingerprint of the last write
+  std::map<std::string, std::chrono::steady_clock::time_point> applied_at_;  // infra key -> last apply
   std::map<std::string, RouteEvent> evented_;             // ns/name -> the last event emitted
   int64_t last_event_us_ = 0;  // eventTime of the last event: the next one is later
   std::map<std::string, std::string> decode_failed_;      // key -> resourceVersion logged

@@ -7,6 +7,7 @@
 
 #include <set>
 
+#include "controller/core/gateway_service.h"
 #include "controller/core/translate.h"
 #include "proxy/snapshot/validate.h"
 #include "tests/unit/controller/test_util.h"
@@ -447,6 +448,228 @@ TEST(GatewayApi, EachGatewayItsOwnAddress) {
             "Accepted=True/Accepted Programmed=False/Invalid ResolvedRefs=True/ResolvedRefs "
             "Conflicted=False/NoConflicts");
   EXPECT_EQ(dump(r.snapshot), "");  // no route served, no listener bound
+}
+
+// --gateway-bind-address service (the chart): a Service per Gateway, each
+// listener port on a proxy port of its own, the Service's ports kept.
+constexpr std::string_view kProxyEndpoints = R"(
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: gantry-x1, namespace: gantry-system, labels: {kubernetes.io/service-name: gantry}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- {addresses: [10.244.0.5], conditions: {ready: true}}
+- {addresses: [10.244.0.6], conditions: {ready: false, serving: true, terminating: true}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: other, namespace: gantry-system, labels: {kubernetes.io/service-name: other}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.9.9]}]
+)";
+
+const nlohmann::json* object(const TranslateResult& r, const std::string& kind, const std::string& name) {
+  for (const auto& o : r.infrastructure)
+    if (o["kind"] == kind && o["metadata"]["name"] == name) return &o;
+  return nullptr;
+}
+
+TEST(GatewayApi, ServicePerGateway) {
+  TranslateOptions o;
+  o.gateway_api.bind_address = "service";
+  o.gateway_api.proxy_service = "gantry-system/gantry";
+  o.gateway_api.service_type = "ClusterIP";
+  o.gateway_api.service_port_min = 20000;
+  o.gateway_api.service_port_max = 20009;
+  std::string yaml(kTwoGateways);
+  std::string_view a_meta = "metadata: {name: a, namespace: infra, creationTimestamp: \"2026-01-01T00:00:00Z\"}\n";
+  yaml.replace(yaml.find(a_meta), a_meta.size(),
+               "metadata: {name: a, namespace: infra, uid: u-a, creationTimestamp: \"2026-01-01T00:00:00Z\"}\n");
+  yaml.insert(yaml.find("  listeners: [{name: http, port: 80, protocol: HTTP}]\n"),
+              "  infrastructure: {labels: {team: web}, annotations: {lb.example/kind: internal}}\n");
+  yaml += "---\n" + std::string(kProxyEndpoints);
+  auto r = translate(load(yaml), o);
+
+  // Before the Services exist: no address yet, but the listeners are bound.
+  EXPECT_EQ(address_of(r, "infra/a"), "");
+  const nlohmann::json* st = find(r, "Gateway", "infra/a");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["conditions"][1]["reason"], "AddressNotAssigned");
+  EXPECT_EQ((*st)["conditions"][1]["message"], "its Service infra/gantry-a is being created");
+  std::map<std::string, int64_t> ports;  // "a:80" -> proxy port
+  const nlohmann::json* svc_a = object(r, "Service", "gantry-a");
+  const nlohmann::json* svc_b = object(r, "Service", "gantry-b");
+  ASSERT_TRUE(svc_a && svc_b);
+  EXPECT_EQ((*svc_a)["metadata"]["namespace"], "infra");
+  EXPECT_EQ((*svc_a)["metadata"]["labels"],
+            (nlohmann::json{{"team", "web"},
+                            {"gateway.networking.k8s.io/gateway-name", "a"},
+                            {"app.kubernetes.io/managed-by", "gantry-gateway"}}));
+  EXPECT_EQ((*svc_a)["metadata"]["annotations"], (nlohmann::json{{"lb.example/kind", "internal"}}));
+  EXPECT_EQ((*svc_a)["metadata"]["ownerReferences"][0]["uid"], "u-a");
+  EXPECT_EQ((*svc_a)["metadata"]["ownerReferences"][0]["kind"], "Gateway");
+  EXPECT_FALSE((*svc_b)["metadata"].contains("ownerReferences"));  // no uid: not from an API server
+  EXPECT_EQ((*svc_a)["spec"]["type"], "ClusterIP");
+  EXPECT_FALSE((*svc_a)["spec"].contains("selector"));
+  ASSERT_EQ((*svc_a)["spec"]["ports"].size(), 1u);
+  ASSERT_EQ((*svc_b)["spec"]["ports"].size(), 2u);
+  for (auto [name, svc] : {std::pair{"a", svc_a}, std::pair{"b", svc_b}})
+    for (const auto& p : (*svc)["spec"]["ports"]) {
+      int64_t t = p["targetPort"].get<int64_t>();
+      EXPECT_GE(t, 20000);
+      EXPECT_LE(t, 20009);
+      ports[std::string(name) + ":" + std::to_string(p["port"].get<int64_t>())] = t;
+      EXPECT_EQ(p["name"], "http-" + std::to_string(p["port"].get<int64_t>()));
+    }
+  ASSERT_EQ(ports.size(), 3u);
+  std::set<int64_t> distinct;
+  for (const auto& [k, v] : ports) distinct.insert(v);
+  EXPECT_EQ(distinct.size(), 3u);  // every Gateway listener port its own proxy port
+  auto on = [&](const char* k) { return "0.0.0.0:" + std::to_string(ports[k]); };
+  std::set<std::string> shared_on{on("a:80"), on("b:80"), on("b:8080")};  // every listener of both
+  std::string shared;
+  for (const auto& l : shared_on) shared += (shared.empty() ? "" : ",") + l;
+  std::set<std::string> all{on("a:80"), on("b:80"), on("b:8080")};
+  std::string want_listeners;
+  for (const auto& l : all) want_listeners += "listener " + l + " http\n";
+  EXPECT_EQ(dump(r.snapshot), "route infra/only-b (HTTPRoute) on=" + on("b:8080") +
+                                  "\n rule0 -> infra/web:8080\nroute infra/shared (HTTPRoute) on=" +
+                                  shared + "\n rule0 -> infra/web:8080\ncluster infra/web:8080\n" +
+                                  want_listeners);
+  // The EndpointSlice: the proxy Service's endpoints, on the proxy ports.
+  const nlohmann::json* slice = object(r, "EndpointSlice", "gantry-b");
+  ASSERT_TRUE(slice);
+  EXPECT_EQ((*slice)["metadata"]["labels"]["kubernetes.io/service-name"], "gantry-b");
+  EXPECT_EQ((*slice)["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+            "gantry.dev/gateway-controller");
+  EXPECT_EQ((*slice)["addressType"], "IPv4");
+  EXPECT_EQ((*slice)["endpoints"].dump(),
+            R"([{"addresses":["10.244.0.5"],"conditions":{"ready":true}},)"
+            R"({"addresses":["10.244.0.6"],"conditions":{"ready":false,"serving":true,"terminating":true}}])");
+  EXPECT_EQ((*slice)["ports"].size(), 2u);
+  EXPECT_EQ(r.infrastructure.size(), 4u);
+  EXPECT_TRUE(r.infrastructure_stale.empty());
+
+  // The Services exist (the informer's view): their ports are kept even
+  // where the hash would pick another, and their ClusterIP is the address.
+  std::string with = yaml + R"(
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gantry-a
+  namespace: infra
+  labels: {gateway.networking.k8s.io/gateway-name: a, app.kubernetes.io/managed-by: gantry-gateway}
+spec: {type: ClusterIP, clusterIP: 10.96.0.10, ports: [{name: http-80, port: 80, targetPort: 20007}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gantry-old
+  namespace: infra
+  labels: {gateway.networking.k8s.io/gateway-name: a, app.kubernetes.io/managed-by: gantry-gateway}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gantry-theirs
+  namespace: infra
+  labels: {gateway.networking.k8s.io/gateway-name: theirs, app.kubernetes.io/managed-by: gantry-gateway}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: theirs, namespace: infra}
+spec: {gatewayClassName: other, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gantry-gone
+  namespace: infra
+  labels: {gateway.networking.k8s.io/gateway-name: gone, app.kubernetes.io/managed-by: gantry-gateway}
+spec: {ports: [{port: 80}]}
+)";
+  r = translate(load(with), o);
+  EXPECT_EQ(address_of(r, "infra/a"), "10.96.0.10");
+  EXPECT_EQ(gateway_conds(r, "infra/a"), "Accepted=True/Accepted Programmed=True/Programmed");
+  svc_a = object(r, "Service", "gantry-a");
+  ASSERT_TRUE(svc_a);
+  EXPECT_EQ((*svc_a)["spec"]["ports"][0]["targetPort"], 20007);
+  // Stale: a's unwanted Service and the gone Gateway's; not another controller's.
+  std::vector<std::string> stale;
+  for (const auto& k : r.infrastructure_stale) stale.push_back(k.kind + " " + k.namespace_ + "/" + k.name);
+  EXPECT_EQ(stale, (std::vector<std::string>{"Service infra/gantry-gone", "Service infra/gantry-old"}));
+
+  // LoadBalancer: the address is the load balancer's, none until it has one.
+  o.gateway_api.service_type = "LoadBalancer";
+  std::string lb = with;
+  lb.replace(lb.find("spec: {type: ClusterIP, clusterIP: 10.96.0.10,"), 46,
+             "spec: {type: LoadBalancer, clusterIP: 10.96.0.10,");
+  r = translate(load(lb), o);
+  EXPECT_EQ(address_of(r, "infra/a"), "");
+  st = find(r, "Gateway", "infra/a");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["conditions"][1]["message"],
+            "waiting for a load balancer to give Service infra/gantry-a an address");
+  lb += "status: {loadBalancer: {ingress: [{ip: 198.51.100.7}, {hostname: lb.example.com}]}}\n";
+  // (the status belongs to the last document: put it on gantry-a instead)
+  lb = with;
+  lb.replace(lb.find("spec: {type: ClusterIP, clusterIP: 10.96.0.10, ports: [{name: http-80, port: 80, targetPort: 20007}]}"),
+             std::string_view("spec: {type: ClusterIP, clusterIP: 10.96.0.10, ports: [{name: http-80, port: 80, targetPort: 20007}]}").size(),
+             "spec: {type: LoadBalancer, clusterIP: 10.96.0.10, ports: [{name: http-80, port: 80, targetPort: 20007}]}\n"
+             "status: {loadBalancer: {ingress: [{ip: 198.51.100.7}, {hostname: lb.example.com}]}}");
+  r = translate(load(lb), o);
+  st = find(r, "Gateway", "infra/a");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["addresses"].dump(),
+            R"([{"type":"IPAddress","value":"198.51.100.7"},{"type":"Hostname","value":"lb.example.com"}])");
+
+  // Too few proxy ports: the younger Gateway's listener has none.
+  o.gateway_api.service_port_max = 20001;
+  r = translate(load(yaml), o);
+  EXPECT_EQ(gateway_conds(r, "infra/a"), "Accepted=True/Accepted Programmed=False/AddressNotAssigned");
+  st = find(r, "Gateway", "infra/b");
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["conditions"][1]["reason"], "AddressNotUsable");
+  EXPECT_EQ((*st)["conditions"][1]["message"],
+            "no free proxy port for listener port 8080 (--gateway-port-range 20000-20001)");
+  EXPECT_EQ(object(r, "Service", "gantry-b"), nullptr);
+}
+
+// spec.infrastructure.parametersRef: gantry takes none.
+TEST(GatewayApi, InfrastructureParametersRef) {
+  std::string yaml(kTwoGateways);
+  yaml.insert(yaml.find("  listeners: [{name: http, port: 80, protocol: HTTP}]\n"),
+              "  infrastructure: {parametersRef: {group: invalid.io, kind: InvalidParameters, name: invalid}}\n");
+  for (const char* bind : {"", "service"}) {
+    SCOPED_TRACE(bind);
+    TranslateOptions o;
+    o.gateway_api.addresses = {"10.9.0.0/30"};
+    o.gateway_api.bind_address = bind;
+    o.gateway_api.proxy_service = "gantry-system/gantry";
+    auto r = translate(load(yaml), o);
+    const nlohmann::json* st = find(r, "Gateway", "infra/a");
+    ASSERT_TRUE(st);
+    EXPECT_EQ(conds((*st)["conditions"]), "Accepted=False/InvalidParameters Programmed=False/Invalid");
+    EXPECT_EQ((*st)["conditions"][0]["message"],
+              "spec.infrastructure.parametersRef: gantry takes no parameters (invalid.io/InvalidParameters "
+              "invalid)");
+    EXPECT_EQ(object(r, "Service", "gantry-a"), nullptr);
+    EXPECT_EQ(gateway_conds(r, "infra/b").substr(0, 22), "Accepted=True/Accepted");
+  }
+}
+
+TEST(GatewayApi, GatewayServiceName) {
+  EXPECT_EQ(gateway_service_name("web"), "gantry-web");
+  EXPECT_EQ(gateway_service_name("a.b.c"), "gantry-a-b-c");
+  std::string long_name(80, 'x');
+  std::string n = gateway_service_name(long_name);
+  EXPECT_EQ(n.size(), 63u);
+  EXPECT_EQ(n.substr(0, 53), "gantry-" + std::string(45, 'x') + "-");
+  EXPECT_NE(gateway_service_name(long_name), gateway_service_name(long_name + "y"));
 }
 
 // A Gateway keeps the address it was given (its status) while it is free, so
