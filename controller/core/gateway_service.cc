@@ -222,7 +222,7 @@ std::vector<nlohmann::json> gateway_service_objects(const GatewayApiModel& model
     for (const auto& [type, endpoints] : proxy_endpoints) {
       std::map<std::string, std::string> sl = labels;
       sl[kServiceNameLabel] = svc_name;
-      sl[kEndpointSliceManagedBy] = options.controller_name;
+      sl[kEndpointSliceManagedBy] = kEndpointSliceManager;
       nlohmann::json smeta = meta;
       smeta["name"] = type == "IPv4" ? svc_name : svc_name + "-ipv6";
       smeta["labels"] = string_map(sl);

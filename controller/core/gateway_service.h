@@ -32,6 +32,7 @@ inline constexpr const char* kGatewayNameLabel = "gateway.networking.k8s.io/gate
 inline constexpr const char* kGeneratedLabel = "app.kubernetes.io/managed-by";
 inline constexpr const char* kGeneratedValue = "gantry-gateway";
 inline constexpr const char* kEndpointSliceManagedBy = "endpointslice.kubernetes.io/managed-by";
+inline constexpr const char* kEndpointSliceManager = "gantry-controller";  // a label value: no '/' 
 
 // "gantry-<gateway>" as a DNS-1035 label: dots become dashes; a name over 63
 // characters is cut and ends with a hash of the whole.

@@ -541,8 +541,7 @@ TEST(GatewayApi, ServicePerGateway) {
   const nlohmann::json* slice = object(r, "EndpointSlice", "gantry-b");
   ASSERT_TRUE(slice);
   EXPECT_EQ((*slice)["metadata"]["labels"]["kubernetes.io/service-name"], "gantry-b");
-  EXPECT_EQ((*slice)["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
-            "gantry.dev/gateway-controller");
+  EXPECT_EQ((*slice)["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "gantry-controller");
   EXPECT_EQ((*slice)["addressType"], "IPv4");
   EXPECT_EQ((*slice)["endpoints"].dump(),
             R"([{"addresses":["10.244.0.5"],"conditions":{"ready":true}},)"
