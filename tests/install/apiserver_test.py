@@ -94,8 +94,8 @@ def sa_kubeconfig(ns, sa):
     return path
 
 
-def raw_patch(config, path, body):
-    """A merge PATCH as the controller sends it, with the kubeconfig's token and CA."""
+def raw_patch(config, path, body, content_type="application/merge-patch+json", method="PATCH"):
+    """A merge PATCH (or a server-side apply) as the controller sends it, with the kubeconfig's token and CA."""
     import ssl
     import urllib.error
     import urllib.request
@@ -108,8 +108,9 @@ def raw_patch(config, path, body):
     elif cluster.get("certificate-authority-data"):
         import base64
         ctx.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-    req = urllib.request.Request(cluster["server"] + path, data=json.dumps(body).encode(), method="PATCH",
-                                 headers={"Content-Type": "application/merge-patch+json",
+    req = urllib.request.Request(cluster["server"] + path, data=None if body is None else json.dumps(body).encode(),
+                                 method=method,
+                                 headers={"Content-Type": content_type,
                                           "Authorization": "Bearer " + cfg["users"][0]["user"]["token"]})
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
@@ -406,6 +407,75 @@ def main():
             out(p))
     p = k("get", "gr", "-n", "team-a", config=scoped)
     t.check(p.returncode == 0, "scoped SA: lists team-a's GatewayRoutes", out(p))
+
+    # ---------------------------------------------------------------- 7. Gateway API release
+    # gatewayAPI.enabled with installCRDs: the CRDs (the subchart's crds/) come first,
+    # then the GatewayClass in the same install; the RBAC proven with the SA's token.
+    p = h("install", "edge", chart, "-n", "edge-system", "--create-namespace", "--set", "ingressClass.enabled=false",
+          "--set", "gatewayAPI.enabled=true", "--set", "gatewayAPI.installCRDs=true")
+    t.check(p.returncode == 0, "helm install edge (gatewayAPI.enabled, installCRDs)", out(p)[-2000:])
+    for crd in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies",
+                "listenersets"):
+        p = k("wait", "--for", "condition=Established", "--timeout", "60s",
+              f"crd/{crd}.gateway.networking.k8s.io")
+        t.check(p.returncode == 0, f"the chart installed the {crd} CRD, Established", out(p))
+    gc = json.loads(k("get", "gatewayclass", "gantry", "-o", "json").stdout or "{}")
+    t.check(gc.get("spec", {}).get("controllerName") == "gantry.dev/gateway-controller",
+            "the chart created the GatewayClass", str(gc)[:300])
+    edge = sa_kubeconfig("edge-system", "edge-gantry")
+    GW_YES = [(v, r, None, None) for v in ("list", "watch") for r in (
+        "gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
+        "listenersets.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io", "referencegrants.gateway.networking.k8s.io",
+        "backendtlspolicies.gateway.networking.k8s.io", "namespaces", "configmaps")]
+    GW_YES += [("patch", r, "team-a", "status") for r in (
+        "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io", "listenersets.gateway.networking.k8s.io",
+        "backendtlspolicies.gateway.networking.k8s.io")]
+    GW_YES += [("patch", "gatewayclasses.gateway.networking.k8s.io", None, "status")]
+    GW_YES += [(v, r, "team-a", None) for v in ("create", "patch", "delete")
+               for r in ("services", "endpointslices.discovery.k8s.io")]
+    GW_NO = [("update", "services", "team-a", None), ("get", "services", "team-a", None),
+             ("update", "gateways.gateway.networking.k8s.io", "team-a", None),
+             ("patch", "gateways.gateway.networking.k8s.io", "team-a", None),
+             ("delete", "httproutes.gateway.networking.k8s.io", "team-a", None),
+             ("create", "gatewayclasses.gateway.networking.k8s.io", None, None),
+             ("patch", "services", "team-a", "status"), ("create", "pods", "team-a", None)]
+    for verb, res, ns, sub in GW_YES:
+        got = can_i(edge, verb, res, ns, sub)
+        t.check(got == "yes", f"edge SA can {verb} {res}{'/' + sub if sub else ''} in {ns or 'all namespaces'}", got)
+    for verb, res, ns, sub in GW_NO:
+        got = can_i(edge, verb, res, ns, sub)
+        t.check(got == "no", f"edge SA cannot {verb} {res}{'/' + sub if sub else ''} in {ns or 'all namespaces'}",
+                got)
+    # As the controller writes a Gateway's Service: a server-side apply creates it, a DELETE removes it.
+    svc_path = "/api/v1/namespaces/team-a/services/gantry-gw"
+    body = {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "gantry-gw", "namespace": "team-a",
+                         "labels": {"gateway.networking.k8s.io/gateway-name": "gw",
+                                    "app.kubernetes.io/managed-by": "gantry-gateway"}},
+            "spec": {"type": "ClusterIP", "ports": [{"name": "http-80", "protocol": "TCP", "port": 80,
+                                                      "targetPort": 20001}]}}
+    code, text = raw_patch(edge, svc_path + "?fieldManager=gantry-controller&force=true", body,
+                           "application/apply-patch+yaml")
+    t.check(code == 201, "as the edge SA: a server-side apply creates a Gateway's Service", f"{code} {text[:300]}")
+    slice_body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "gantry-gw", "namespace": "team-a",
+                               "labels": {"kubernetes.io/service-name": "gantry-gw",
+                                          "endpointslice.kubernetes.io/managed-by": "gantry-controller"}},
+                  "addressType": "IPv4", "ports": [{"name": "http-80", "protocol": "TCP", "port": 20001}],
+                  "endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": True}}]}
+    code, text = raw_patch(edge, "/apis/discovery.k8s.io/v1/namespaces/team-a/endpointslices/gantry-gw"
+                           "?fieldManager=gantry-controller&force=true", slice_body, "application/apply-patch+yaml")
+    t.check(code == 201, "as the edge SA: a server-side apply creates its EndpointSlice", f"{code} {text[:300]}")
+    body["spec"]["ports"][0]["targetPort"] = 20002
+    code, text = raw_patch(edge, svc_path + "?fieldManager=gantry-controller&force=true", body,
+                           "application/apply-patch+yaml")
+    t.check(code == 200, "as the edge SA: a server-side apply updates it", f"{code} {text[:300]}")
+    code, text = raw_patch(edge, svc_path, None, method="DELETE")
+    t.check(code == 200, "as the edge SA: deletes it", f"{code} {text[:300]}")
+    p = h("uninstall", "edge", "-n", "edge-system")
+    t.check(p.returncode == 0, "helm uninstall edge", out(p))
 
     p = h("uninstall", "scoped", "-n", "scoped-system")
     t.check(p.returncode == 0, "helm uninstall scoped", out(p))

@@ -357,6 +357,58 @@ t.check(nx[5:] == ["--ingress-nginx-compat=nginx,internal", "--ingress-nginx-bod
                    "--ingress-nginx-write-status", "--ingress-nginx-serve-refused", "--leader-elect"],
         "ingressNginx: named classes, status, refused annotations, body size", str(nx))
 
+# ------------------------------------------------------------------ Gateway API
+t.check(not objs.get("GatewayClass") and not any(a.startswith("--gateway") for a in controller_args(objs)),
+        "Gateway API off by default")
+gw = render("--set", "gatewayAPI.enabled=true")
+ga = [a for a in controller_args(gw) if a.startswith("--gateway")]
+t.check(ga == ["--gateway-api", "--gateway-controller=gantry.dev/gateway-controller",
+               "--gateway-bind-address=service", "--gateway-proxy-service=gantry-system/gantry",
+               "--gateway-service-type=LoadBalancer", "--gateway-port-range=20000-29999"],
+        "gatewayAPI.enabled: a Service per Gateway, the proxy Service's endpoints", str(ga))
+gc = one(gw, "GatewayClass", "gantry")
+t.check(gc.get("spec", {}).get("controllerName") == "gantry.dev/gateway-controller", "the GatewayClass", str(gc))
+cr = rule_triples(one(gw, "ClusterRole", "gantry").get("rules", []))
+GW_RULES = (triples(["gateway.networking.k8s.io"], ["gatewayclasses", "gateways", "listenersets", "httproutes",
+                                                    "grpcroutes", "referencegrants", "backendtlspolicies"], READ)
+            | triples(["gateway.networking.k8s.io"], ["gatewayclasses/status", "gateways/status",
+                                                      "listenersets/status", "httproutes/status",
+                                                      "grpcroutes/status", "backendtlspolicies/status"], ["patch"])
+            | triples([""], ["namespaces", "configmaps"], READ))
+WRITE_SVC = triples([""], ["services"], ["create", "patch", "delete"]) | triples(
+    ["discovery.k8s.io"], ["endpointslices"], ["create", "patch", "delete"])
+t.check(cr == CLUSTER_RULES | NAMESPACED_RULES | GW_RULES | WRITE_SVC,
+        "gatewayAPI RBAC: read and status-patch the Gateway API kinds, write Services and EndpointSlices",
+        str(sorted(cr ^ (CLUSTER_RULES | NAMESPACED_RULES | GW_RULES | WRITE_SVC))))
+gw = render("--set", "gatewayAPI.enabled=true", "--set", "gatewayAPI.gatewayServices.enabled=false",
+            "--set", "gatewayAPI.address=203.0.113.9", "--set", "networkPolicy.enabled=true")
+ga = [a for a in controller_args(gw) if a.startswith("--gateway")]
+t.check(ga == ["--gateway-api", "--gateway-controller=gantry.dev/gateway-controller",
+               "--gateway-bind-address=proxy", "--gateway-proxy-ports=80,443", "--gateway-address=203.0.113.9"],
+        "gatewayServices.enabled=false: Gateways on the proxy's own listeners", str(ga))
+cr = rule_triples(one(gw, "ClusterRole", "gantry").get("rules", []))
+t.check(not cr & WRITE_SVC, "without Services per Gateway, no write on Services", str(cr & WRITE_SVC))
+t.check(len(one(gw, "NetworkPolicy").get("spec", {}).get("ingress", [])[0]["ports"]) == 1,
+        "without Services per Gateway, the NetworkPolicy opens no port range")
+gw = render("--set", "gatewayAPI.enabled=true", "--set", "gatewayAPI.gatewayServices.type=ClusterIP",
+            "--set", "gatewayAPI.gatewayServices.portRange=31000-31999", "--set", "networkPolicy.enabled=true")
+t.check("--gateway-service-type=ClusterIP" in controller_args(gw) and
+        "--gateway-port-range=31000-31999" in controller_args(gw), "gatewayServices type and portRange")
+t.check({"port": 31000, "endPort": 31999, "protocol": "TCP"} in
+        one(gw, "NetworkPolicy").get("spec", {}).get("ingress", [])[0]["ports"],
+        "the NetworkPolicy opens the Gateway port range")
+p = template("--include-crds")
+crds = [d["metadata"]["name"] for d in yaml.safe_load_all(p.stdout) if d and d.get("kind") == "CustomResourceDefinition"]
+t.check(crds == ["gatewayroutes.gantry.dev"], "by default only gantry's CRD", str(crds))
+p = template("--include-crds", "--set", "gatewayAPI.installCRDs=true")
+crds = sorted(d["metadata"]["name"] for d in yaml.safe_load_all(p.stdout)
+              if d and d.get("kind") == "CustomResourceDefinition")
+t.check({"gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io",
+         "httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io",
+         "referencegrants.gateway.networking.k8s.io", "backendtlspolicies.gateway.networking.k8s.io",
+         "listenersets.gateway.networking.k8s.io"} <= set(crds),
+        "gatewayAPI.installCRDs: the Gateway API standard-channel CRDs", str(crds))
+
 # ------------------------------------------------------------------ NetworkPolicy (optional)
 t.check(not objs.get("NetworkPolicy"), "no NetworkPolicy by default")
 npo = render("--set", "networkPolicy.enabled=true")
@@ -413,6 +465,9 @@ FAILS = [
     (["--set-json", "proxy.tracing.sampling=1.5"], "sampling"),
     (["--set", "proxy.statsPort=9903"], "must all differ"),
     (["--set", "controller.adminPort=8080"], "must all differ"),
+    (["--set", "gatewayAPI.gatewayServices.type=External"], "type"),
+    (["--set", "gatewayAPI.gatewayServices.portRange=20000"], "portRange"),
+    (["--set", "gatewayAPI.installCrds=true"], "installCrds"),
     (["--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5",
       "--set", "autoscaling.maxReplicas=2"], "minReplicas must not exceed"),
 ]

@@ -119,5 +119,15 @@ field selector, so the verbs are list and watch on secrets. */}}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [list, watch]
+{{- if .Values.gatewayAPI.gatewayServices.enabled }}
+# A Service and an EndpointSlice per Gateway (gatewayAPI.gatewayServices), written by
+# server-side apply (patch; create for a new one) and deleted when their Gateway goes.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [create, patch, delete]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [create, patch, delete]
+{{- end }}
 {{- end }}
 {{- end -}}
