@@ -36,6 +36,8 @@ test_packages=(
   apache2-utils
   # the shared store of global rate limits (tests, hack/bench.sh ratelimit)
   redis-server
+  # kube-proxy (iptables mode) routes the Gateway Services of the conformance run
+  iptables
 )
 
 packages=("${build_packages[@]}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes test binaries that Gantry's integration and e2e
-# tests run against: kube-apiserver, kube-controller-manager, etcd and helm.
+# tests run against: kube-apiserver, kube-controller-manager, etcd, kube-proxy
+# (the Gateway API conformance run's Services) and helm.
 #
 # Sources are the Go modules pinned by hack/testbin/go.mod + go.sum (fetched via
 # the Go module proxy, nothing else is downloaded). Binaries land in a cache
@@ -57,7 +58,7 @@ key="k8s-${k8s_ver}_etcd-${etcd_ver}_helm-${helm_ver}_${go_ver}_${recipe}-${sum}
 
 root="${GANTRY_TESTBIN_DIR:-$HOME/.cache/gantry/testbin}"
 out="$root/$key"
-bins=(etcd kube-apiserver kube-controller-manager helm)
+bins=(etcd kube-apiserver kube-controller-manager kube-proxy helm)
 
 report_kubectl() {
   if command -v kubectl >/dev/null 2>&1; then
@@ -133,13 +134,14 @@ build() {  # name package extra-ldflags
 build etcd go.etcd.io/etcd/server/v3 "$etcd_x"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_x"
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_x"
+build kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_x"
 build helm helm.sh/helm/v3/cmd/helm "$helm_x"
 
 mkdir -p "$out"
 for b in "${bins[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 echo "$key" > "$out/.stamp"
 log "total build time $(( $(date +%s) - t_all ))s, cache $(du -sh "$out" | cut -f1)"
-for b in etcd kube-apiserver kube-controller-manager; do
+for b in etcd kube-apiserver kube-controller-manager kube-proxy; do
   log "  $b: $("$out/$b" --version 2>/dev/null | head -1)"
 done
 log "  helm: $("$out/helm" version --short 2>/dev/null)"

@@ -367,6 +367,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
                            std::make_pair(l.protocol, gs->gateway));
   }
   std::map<std::string, std::pair<bool, std::set<std::string>>> bound;  // name -> tls, hostnames
+  std::map<std::string, uint16_t> bound_public;  // service mode: name -> the Service (listener) port
   // name -> the client validation of its listeners (all alike)
   std::map<std::string, std::optional<snapshot::ClientValidation>> bound_validation;
   // The ListenerSets of gantry's Gateways, per Gateway in precedence order
@@ -559,6 +560,7 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
         ls.served_on = name;
         auto& b = bound[name];
         b.first = l.protocol == "HTTPS";
+        if (!gs.proxy_ports.empty()) bound_public[name] = static_cast<uint16_t>(l.port);
         if (l.hostname && !l.hostname->empty()) {
           ls.served_on += '/';
           ls.served_on += lower(*l.hostname);
@@ -671,9 +673,16 @@ GatewayApiModel build_gateway_api(const Cache& cache, const GatewayApiOptions& o
     auto colon = name.rfind(':');
     std::string addr = name.substr(0, colon);
     if (addr.starts_with("[")) addr = addr.substr(1, addr.size() - 2);
-    m.listeners.push_back({name, addr, static_cast<uint16_t>(std::stoi(name.substr(colon + 1))),
-                           b.first, std::vector<std::string>(b.second.begin(), b.second.end()),
-                           bound_validation[name]});
+    snapshot::Listener sl;
+    sl.name = name;
+    sl.address = addr;
+    sl.port = static_cast<uint16_t>(std::stoi(name.substr(colon + 1)));
+    if (auto pub = bound_public.find(name); pub != bound_public.end() && pub->second != sl.port)
+      sl.public_port = pub->second;
+    sl.tls = b.first;
+    sl.hostnames.assign(b.second.begin(), b.second.end());
+    sl.client_validation = bound_validation[name];
+    m.listeners.push_back(std::move(sl));
   }
 
   // ---- HTTPRoutes and GRPCRoutes
@@ -862,7 +871,12 @@ std::vector<ObjectStatus> gateway_api_statuses(const Cache& cache, const Gateway
         {cond("Accepted", true, "Accepted", "handled by " + options.controller_name,
               c->meta.generation)});
     nlohmann::json features = nlohmann::json::array();
-    for (const char* f : kSupportedFeatures) features.push_back({{"name", f}});
+    for (const char* f : kSupportedFeatures) {
+      // spec.infrastructure's labels and annotations go on the Services of
+      // service mode: there is nothing to put them on otherwise.
+      if (std::string_view(f) == "GatewayInfrastructure" && options.bind_address != kBindService) continue;
+      features.push_back({{"name", f}});
+    }
     s.status["supportedFeatures"] = features;
     out.push_back(std::move(s));
   }

@@ -40,6 +40,7 @@ inline constexpr const char* kSupportedFeatures[] = {
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayInfrastructure",  // with --gateway-bind-address service only (generated Services)
     "GatewayPort8080",
     "GatewayStaticAddresses",
     "HTTPRoute",

@@ -123,7 +123,9 @@ void assign_gateway_services(std::vector<GatewayState*>& order, const Cache& cac
       continue;
     gs->bind = options.service_bind;
     // spec.addresses (already checked against the pools) are the Service's
-    // externalIPs; then what the Service itself has.
+    // externalIPs and the Gateway's only addresses; without them, what the
+    // Service has.
+    if (!gs->addresses.empty()) continue;
     const Service* svc = generated_service(cache, *gs);
     if (!svc) {
       if (gs->addresses.empty()) gs->service_pending = "its Service " + gs->service + " is being created";

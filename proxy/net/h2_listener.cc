@@ -235,6 +235,12 @@ asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sh
   }
 }
 
+void H2Connections::drain_listener(const std::string& name) {
+  for (Conn* c = conns_; c != nullptr; c = c->next)
+    if (c->listener && c->listener->name == name)
+      if (auto d = c->drainable.lock()) d->drain();
+}
+
 void H2Connections::drain_all() {
   for (Conn* c = conns_; c != nullptr; c = c->next)
     if (auto d = c->drainable.lock()) d->drain();

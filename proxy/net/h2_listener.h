@@ -85,6 +85,8 @@ class H2Connections {
   void drain_all();
   size_t open_connections() const { return open_; }
 
+  // GOAWAY to the connections of a snapshot listener the snapshot dropped.
+  void drain_listener(const std::string& name);
   struct Conn;
 
  private:

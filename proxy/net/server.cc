@@ -61,6 +61,7 @@ class Session final : public SessionBase,
   Session(Worker& w, Stream stream, std::shared_ptr<const ListenerTag> listener)
       : w_(w), client_(std::move(stream)), listener_(std::move(listener)), driver_(take_driver(w)) {
     can_release = !kTls;
+    tag = listener_.get();
     w_.link(this);
     error_code ec;
     auto ep = lowest(client_).remote_endpoint(ec);
@@ -74,6 +75,7 @@ class Session final : public SessionBase,
     lowest(client_).non_blocking(true, ec);
     auto local = lowest(client_).local_endpoint(ec);
     if (!ec) local_port_ = local.port();
+    if (listener_->public_port != 0) local_port_ = listener_->public_port;  // a Service port onto this one
   }
   ~Session() override { w_.unlink(this); }
 
@@ -588,7 +590,8 @@ void Session<Stream>::serialize_head(const exchange::ResponseHead& h) {
   // A body delimited by the end of the connection (an upstream that reads
   // until close, or chunks de-framed for an HTTP/1.0 client) cannot keep it.
   const bool until_close = !h.end_stream && !h.content_length && !h.h1_chunked;
-  const bool keep = req_.keep_alive && !w_.server().draining() && !until_close && !h.upgrade;
+  const bool keep = req_.keep_alive && !w_.server().draining() && !until_close && !h.upgrade &&
+                    !listener_->closed.load(std::memory_order_relaxed);
   keep_ = keep_ && keep;
   out_.clear();
   out_.append("HTTP/1.1 ").append(std::to_string(h.status)).append(" ");
@@ -683,7 +686,8 @@ template <class Stream>
 asio::awaitable<void> Session<Stream>::send_local_reply(const exchange::LocalReply& r) {
   answered_ = true;
   // A request body that was not read to its end cannot keep the connection.
-  const bool close = r.close || !req_.keep_alive || w_.server().draining() || !body_done_;
+  const bool close = r.close || !req_.keep_alive || w_.server().draining() || !body_done_ ||
+                     listener_->closed.load(std::memory_order_relaxed);
   if (close) keep_ = false;
   reply_fields_.clear();
   for (const auto& [name, value] : r.headers) append_header(reply_fields_, name, value);
@@ -825,6 +829,22 @@ void Worker::reap_idle(Clock::time_point now) {
   }
 }
 
+void Worker::close_listener(const std::string& name) {
+  asio::post(io_, [this, name] {
+    auto it = snapshot_listeners_.find(name);
+    if (it == snapshot_listeners_.end()) return;
+    error_code ec;
+    it->second->acc.close(ec);  // the accept loop ends; it holds the listener till then
+    it->second->tag->closed.store(true, std::memory_order_relaxed);
+    snapshot_listeners_.erase(it);
+    // Its connections: idle keep-alive ones close now, busy ones after their
+    // answer (Connection: close), HTTP/2 ones get GOAWAY.
+    for (SessionBase* s = sessions_; s != nullptr; s = s->next)
+      if (s->idle && s->tag != nullptr && s->tag->closed.load(std::memory_order_relaxed)) s->close_if_idle();
+    h2_.drain_listener(name);
+  });
+}
+
 void Worker::close_idle() {
   asio::post(io_, [this] {
     for (SessionBase* s = sessions_; s != nullptr; s = s->next)
@@ -899,7 +919,7 @@ Status Server::listen() {
     if (port == 0) port = w->bound_port(false);
   }
   opts_.http_listen.port = port;
-  http_tag_ = std::make_shared<const ListenerTag>(ListenerTag{opts_.http_listen.str(), true});
+  http_tag_ = std::make_shared<const ListenerTag>(opts_.http_listen.str(), true);
   if (opts_.https_listen) {
     port = 0;
     for (auto& w : workers_) {
@@ -908,7 +928,7 @@ Status Server::listen() {
       if (port == 0) port = w->bound_port(true);
     }
     opts_.https_listen->port = port;
-    https_tag_ = std::make_shared<const ListenerTag>(ListenerTag{opts_.https_listen->str(), true});
+    https_tag_ = std::make_shared<const ListenerTag>(opts_.https_listen->str(), true);
   }
   if (auto cfg = store_.current()) sync_listeners(cfg->snapshot);
   store_.on_publish([this](const control::Config& cfg) { sync_listeners(cfg.snapshot); });
@@ -926,7 +946,7 @@ void Server::sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& sna
   }
   for (auto it = bound_.begin(); it != bound_.end();) {
     auto w = want.find(it->first);
-    if (w != want.end() && w->second->tls == it->second) {
+    if (w != want.end() && std::make_pair(w->second->tls, w->second->public_port) == it->second) {
       ++it;
       continue;
     }
@@ -939,7 +959,7 @@ void Server::sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& sna
     error_code ec;
     auto addr = asio::ip::make_address(l->address, ec);
     if (ec) continue;  // validated: cannot happen
-    auto tag = std::make_shared<const ListenerTag>(ListenerTag{name, false});
+    auto tag = std::make_shared<const ListenerTag>(name, false, l->public_port);
     std::vector<std::shared_ptr<SnapshotListener>> made;
     Status st = ok_status();
     for (auto& wk : workers_) {
@@ -957,7 +977,7 @@ void Server::sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& sna
       continue;
     }
     for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->open_listener(std::move(made[i]));
-    bound_.emplace(name, l->tls);
+    bound_.emplace(name, std::make_pair(l->tls, l->public_port));
     spdlog::info("listening on {} ({})", name, l->tls ? "https" : "http");
   }
 }

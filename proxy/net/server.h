@@ -75,8 +75,17 @@ class Worker;
 // (snapshot::Listener::name) and whether it is one of the proxy's own
 // (--http-listen / --https-listen), which serve the routes that list none.
 struct ListenerTag {
+  ListenerTag(std::string n, bool o, uint16_t public_port_ = 0)
+      : name(std::move(n)), own(o), public_port(public_port_) {}
   std::string name;
   bool own = false;
+  uint16_t public_port = 0;  // snapshot::Listener::public_port: what redirects keep
+  // Set when a snapshot drops the listener: its connections are closed at
+  // their next request boundary (HTTP/1.1: the answer carries Connection:
+  // close; HTTP/2: GOAWAY), so a Gateway that is gone stops being served
+  // on connections opened before (a client may reach its port again for
+  // another Gateway, as in service mode where ports are reused).
+  mutable std::atomic<bool> closed{false};
 };
 
 class Server {
@@ -123,7 +132,8 @@ class Server {
   std::mutex listeners_mu_;  // sync_listeners vs stop_accepting
   bool accepting_ = true;
   std::shared_ptr<const snapshot::Snapshot> synced_;  // the snapshot last synced
-  std::map<std::string, bool> bound_;  // snapshot listeners bound on every worker -> tls
+  // snapshot listeners bound on every worker -> (tls, public port)
+  std::map<std::string, std::pair<bool, uint16_t>> bound_;
 };
 
 }  // namespace gantry::net

@@ -94,6 +94,7 @@ class SessionBase {
   tcp::socket* deadline_socket = nullptr;  // cancelled when the deadline passes
   bool timed_out = false;
   bool idle = false;  // waiting for the next request with nothing buffered
+  const ListenerTag* tag = nullptr;  // the listener it came in on
   Clock::time_point idle_since;
   bool can_release = false;      // plain TCP (a TLS stream keeps its engine's buffers anyway)
   bool release_buffers = false;  // set by the sweeper: give the idle read buffer back
@@ -198,15 +199,9 @@ class Worker {
       }, asio::detached);
     });
   }
-  void close_listener(const std::string& name) {
-    asio::post(io_, [this, name] {
-      auto it = snapshot_listeners_.find(name);
-      if (it == snapshot_listeners_.end()) return;
-      error_code ec;
-      it->second->acc.close(ec);  // the accept loop ends; it holds the listener till then
-      snapshot_listeners_.erase(it);
-    });
-  }
+  // Stops accepting on a snapshot listener and closes its connections at
+  // their next request boundary (ListenerTag::closed).
+  void close_listener(const std::string& name);
   void run() {
     ExtAuthClient::attach(io_);  // extAuth calls of this thread use io_ and its own pooled connections
     ratelimit::WorkerBinding store_connections(io_);  // global rate limits' Redis connections

@@ -559,6 +559,7 @@ ojson enc(const Cluster& c) {
 
 ojson enc(const Listener& l) {
   ojson o{{"name", l.name}, {"address", l.address}, {"port", l.port}};
+  if (l.public_port != 0) o["publicPort"] = l.public_port;
   if (l.tls) o["tls"] = true;
   put_list(o, "hostnames", l.hostnames);
   if (l.client_validation) {
@@ -1073,6 +1074,7 @@ class Reader {
     get(j, "name", l.name);
     get(j, "address", l.address);
     get(j, "port", l.port);
+    get(j, "publicPort", l.public_port);
     get(j, "tls", l.tls);
     get(j, "hostnames", l.hostnames);
     get(j, "clientValidation", l.client_validation);

@@ -549,6 +549,10 @@ struct Listener {
   bool tls = false;     // HTTPS: certificates by SNI from `certificates`
   std::vector<std::string> hostnames;  // lower-case, "*.x.com" wildcards
   std::optional<ClientValidation> client_validation;  // JSON "clientValidation"; tls only
+  // JSON "publicPort": the port clients connect to when it is not `port` (a
+  // Gateway's Service port that kube-proxy maps onto `port`, service mode);
+  // a redirect that keeps the port keeps this one. 0: `port`.
+  uint16_t public_port = 0;
   bool operator==(const Listener&) const = default;
 };
 

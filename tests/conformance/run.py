@@ -11,10 +11,19 @@ Environment (all real, nothing of the suite re-implemented):
   of the suite's echo-basic image runs the echo-basic program built from the
   same module, in a network namespace of its own with a real pod IP
   (PerPodNetwork, ConformanceImages);
-- gantry-controller (--source kube --gateway-api --gateway-address 127.0.1.0/24)
-  and gantry-proxy: every Gateway gets its own loopback address of that range
-  (status.addresses), and the proxy binds each Gateway's listeners on it from
-  the snapshot (the proxy's own --http-listen is on a free port, unused here);
+- gantry-controller and gantry-proxy, in one of two deployment models
+  (docs/gateway-api.md), --mode:
+  - service (the default, what the Helm chart runs): --gateway-bind-address
+    service. Every Gateway gets a Service (ClusterIP) whose EndpointSlice is
+    gantry's copy of the proxy "pod"'s Service (gantry-system/gantry, whose
+    endpoint is this host's pod-network address); its listener ports go to
+    proxy ports of its own. The real kube-proxy (iptables mode, from
+    hack/testbin) routes the ClusterIPs, as in a cluster. status.addresses is
+    the ClusterIP;
+  - address: --gateway-address 127.0.1.0/24, every Gateway gets its own
+    loopback address of that range, and the proxy binds its listeners there
+    (no Service, no kube-proxy; GatewayInfrastructure is not run);
+  the proxy's own --http-listen is on a free port, unused here;
 - the GatewayClass `gantry` (controllerName gantry.dev/gateway-controller);
 - the suite itself: conformance.test (tests/conformance/conformance_test.go,
   which calls sigs.k8s.io/gateway-api/conformance.RunConformance) with its own
@@ -68,6 +77,58 @@ def gateway_addresses(slot):
 
 
 UNUSABLE = "192.0.2.1"
+# Service mode: the apiserver's --service-cluster-ip-range (start-control-plane.sh),
+# and the address a Gateway may claim in spec.addresses (a Service externalIP).
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def static_service_address(slot):
+    return f"198.19.{slot}.1"
+
+
+def ip(*args, check=True):
+    out = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {out.stderr.strip()}")
+    return out
+
+
+class KubeProxy:
+    """The real kube-proxy, iptables mode: ClusterIPs and externalIPs of this
+    control plane's Services are DNATed to their endpoints for traffic this
+    host sends. Its rules are removed at the end (kube-proxy --cleanup), and
+    so are the routes added for addresses the host had no route to (the
+    DNAT happens after the first route lookup)."""
+
+    def __init__(self, manager, workdir, kubeconfig, network, cidrs):
+        self.binary = testbin_dir() / "kube-proxy"
+        if not self.binary.exists():
+            raise RuntimeError(f"{self.binary} not found: run hack/testbin.sh")
+        self.routes = []
+        for cidr in cidrs:
+            probe = cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
+            if ip("route", "get", probe, check=False).returncode != 0:
+                ip("route", "add", cidr, "dev", network.bridge)
+                self.routes.append(cidr)
+        self.log = workdir / "kube-proxy.log"
+        self.proc = manager.spawn([
+            str(self.binary), f"--kubeconfig={kubeconfig}", "--proxy-mode=iptables",
+            "--hostname-override=conformance-node", f"--cluster-cidr=198.18.{network.slot}.0/24",
+            "--iptables-localhost-nodeports=false", "--conntrack-max-per-core=0",
+            "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
+            f"--healthz-bind-address=127.0.0.1:{free_port()}",
+            f"--metrics-bind-address=127.0.0.1:{free_port()}"], self.log)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        subprocess.run([str(self.binary), "--cleanup"], capture_output=True, timeout=60)
+        for cidr in self.routes:
+            ip("route", "del", cidr, check=False)
 KCM_CONTROLLERS = ("deployment,replicaset,endpointslice,serviceaccount,serviceaccount-token,"
                    "namespace,garbagecollector")
 
@@ -113,6 +174,8 @@ def main():
     ap.add_argument("--timeout", default="40m", help="go test -test.timeout")
     ap.add_argument("--channel", default="experimental", choices=("standard", "experimental"),
                     help="which CRDs of the module to install")
+    ap.add_argument("--mode", default="service", choices=("service", "address"),
+                    help="deployment model: a Service per Gateway (the chart's) or an address each")
     ap.add_argument("extra", nargs="*", help="more suite flags")
     args = ap.parse_args()
 
@@ -130,7 +193,7 @@ def main():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manager = new_manager()
-    network = cp = agent = None
+    network = cp = agent = kube_proxy = None
     rc = 1
 
     def on_term(signum, _frame):
@@ -152,6 +215,28 @@ def main():
         agent = NodeAgent(cp, manager, workdir, network, node_name="conformance-node",
                           launcher=ConformanceImages(suite_dir / "echo-basic")).start()
 
+        if args.mode == "service":
+            usable = static_service_address(network.slot)
+            port_min = 20000 + 1000 * network.slot
+            # The proxy "pod": its Service, whose endpoint is this host on the pod network.
+            proxy_svc = workdir / "proxy-service.yaml"
+            proxy_svc.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gantry-system"}},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gantry", "namespace": "gantry-system"},
+                 "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
+                {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": {"name": "gantry-1", "namespace": "gantry-system",
+                              "labels": {"kubernetes.io/service-name": "gantry"}},
+                 "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+                 "endpoints": [{"addresses": [network.host_ip], "conditions": {"ready": True}}]}]}))
+            kubectl(kc, "apply", "-f", str(proxy_svc))
+            kube_proxy = KubeProxy(manager, workdir, kc, network, [SERVICE_CIDR, f"{usable}/32"])
+            mode_args = ["--gateway-bind-address=service", "--gateway-proxy-service=gantry-system/gantry",
+                         "--gateway-service-type=ClusterIP", f"--gateway-port-range={port_min}-{port_min + 999}",
+                         f"--gateway-static-address={usable}"]
+        else:
+            mode_args = [f"--gateway-address={gateway_range}", f"--gateway-static-address={usable}"]
+
         socket = workdir / "control.sock"
         admin, health = free_port(), free_port()
         proxy = manager.spawn([binary("gantry-proxy"), f"--http-listen=127.0.0.1:{free_port()}",
@@ -160,12 +245,14 @@ def main():
                                f"--control-socket={socket}"], workdir / "proxy.log")
         controller = manager.spawn([binary("gantry-controller"), "--source=kube", f"--kubeconfig={kc}",
                                     "--gateway-api", f"--gateway-controller={CONTROLLER_NAME}",
-                                    f"--gateway-address={gateway_range}",
-                                    f"--gateway-static-address={usable}", f"--proxy-socket={socket}",
+                                    *mode_args, f"--proxy-socket={socket}",
                                     f"--health-listen=127.0.0.1:{health}"],
                                    workdir / "controller.log")
         time.sleep(1)
-        for p, log in ((proxy, workdir / "proxy.log"), (controller, workdir / "controller.log")):
+        procs = [(proxy, workdir / "proxy.log"), (controller, workdir / "controller.log")]
+        if kube_proxy:
+            procs.append((kube_proxy.proc, kube_proxy.log))
+        for p, log in procs:
             if p.poll() is not None:
                 raise RuntimeError(f"{p.args[0]} exited {p.returncode}\n{tail(log)}")
         gwc = workdir / "gatewayclass.yaml"
@@ -210,6 +297,8 @@ def main():
     finally:
         if agent:
             agent.stop()
+        if kube_proxy:
+            kube_proxy.close()
         manager.cleanup()
         if network:
             network.close()

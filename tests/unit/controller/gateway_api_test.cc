@@ -491,6 +491,19 @@ TEST(GatewayApi, ServicePerGateway) {
   yaml += "---\n" + std::string(kProxyEndpoints);
   auto r = translate(load(yaml), o);
 
+  // GatewayInfrastructure is claimed in service mode only (its Services carry the labels).
+  auto claims_infrastructure = [](const TranslateResult& res) {
+    const nlohmann::json* c = find(res, "GatewayClass", "gantry");
+    if (!c) return false;
+    for (const auto& f : (*c)["supportedFeatures"])
+      if (f["name"] == "GatewayInfrastructure") return true;
+    return false;
+  };
+  EXPECT_TRUE(claims_infrastructure(r));
+  TranslateOptions address_mode;
+  address_mode.gateway_api.addresses = {"10.9.0.0/30"};
+  EXPECT_FALSE(claims_infrastructure(translate(load(yaml), address_mode)));
+
   // Before the Services exist: no address yet, but the listeners are bound.
   EXPECT_EQ(address_of(r, "infra/a"), "");
   const nlohmann::json* st = find(r, "Gateway", "infra/a");

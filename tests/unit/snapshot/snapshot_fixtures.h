@@ -170,7 +170,7 @@ inline Snapshot rich_snapshot() {
                                    {"shop.example.com"},
                                    "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
                                    "-----BEGIN PRIVATE KEY-----\ny\n-----END PRIVATE KEY-----\n"}};
-  s.listeners = {Listener{"10.1.0.1:80", "10.1.0.1", 80, false},
+  s.listeners = {Listener{"10.1.0.1:80", "10.1.0.1", 80, false, {}, std::nullopt, 8080},
                  Listener{"[fd00::2]:443", "fd00::2", 443, true, {"shop.example.com"},
                           ClientValidation{"-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n", true}}};
   return s;
