@@ -197,6 +197,7 @@ std::vector<nlohmann::json> gateway_service_objects(const GatewayApiModel& model
       ports.push_back({{"name", name}, {"protocol", "TCP"}, {"port", port}, {"targetPort", pp->second}});
       slice_ports.push_back({{"name", name}, {"protocol", "TCP"}, {"port", pp->second}});
     }
+    if (ports.empty()) continue;  // no listener served: a Service needs a port (its old one goes)
     const std::string svc_name = gs.service.substr(gs.service.find('/') + 1);
     std::map<std::string, std::string> labels = gw.infrastructure_labels;
     labels[kGatewayNameLabel] = gw.meta.name;

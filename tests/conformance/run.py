@@ -96,9 +96,14 @@ def ip(*args, check=True):
 class KubeProxy:
     """The real kube-proxy, iptables mode: ClusterIPs and externalIPs of this
     control plane's Services are DNATed to their endpoints for traffic this
-    host sends. Its rules are removed at the end (kube-proxy --cleanup), and
-    so are the routes added for addresses the host had no route to (the
-    DNAT happens after the first route lookup)."""
+    host sends. Its rules are removed at the end (kube-proxy --cleanup).
+    The Service addresses are routed to the pod network's bridge (the DNAT
+    happens after the first route lookup): nothing sent to them leaves the
+    machine, and a connection made before kube-proxy has the Service's rules
+    fails fast (no neighbour answers for it) instead of reaching whatever the
+    default route leads to. Rules are synced on every change
+    (--iptables-min-sync-period=0): the Gateway's status already carries the
+    ClusterIP when the Service is written."""
 
     def __init__(self, manager, workdir, kubeconfig, network, cidrs):
         self.binary = testbin_dir() / "kube-proxy"
@@ -106,15 +111,14 @@ class KubeProxy:
             raise RuntimeError(f"{self.binary} not found: run hack/testbin.sh")
         self.routes = []
         for cidr in cidrs:
-            probe = cidr.split("/")[0].rsplit(".", 1)[0] + ".10"
-            if ip("route", "get", probe, check=False).returncode != 0:
-                ip("route", "add", cidr, "dev", network.bridge)
-                self.routes.append(cidr)
+            ip("route", "replace", cidr, "dev", network.bridge)
+            self.routes.append(cidr)
         self.log = workdir / "kube-proxy.log"
         self.proc = manager.spawn([
             str(self.binary), f"--kubeconfig={kubeconfig}", "--proxy-mode=iptables",
             "--hostname-override=conformance-node", f"--cluster-cidr=198.18.{network.slot}.0/24",
-            "--iptables-localhost-nodeports=false", "--conntrack-max-per-core=0",
+            "--iptables-localhost-nodeports=false", "--iptables-min-sync-period=0",
+            "--conntrack-max-per-core=0",
             "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
             f"--healthz-bind-address=127.0.0.1:{free_port()}",
             f"--metrics-bind-address=127.0.0.1:{free_port()}"], self.log)
