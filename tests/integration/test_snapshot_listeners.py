@@ -156,3 +156,49 @@ def test_listener_hostnames_isolate_routes(dataplane):
             assert r.status == 404, (name, host, path, r)
         else:
             assert r.status == 200 and r.backend == want, (name, host, path, r)
+
+
+def test_dropped_listener_closes_its_connections_and_public_port(dataplane):
+    """A listener a snapshot drops closes its connections at their next request
+    boundary: an idle keep-alive one at once, a busy one after its answer
+    (Connection: close). A listener's publicPort (the Service port in service
+    mode) is the port a redirect keeps."""
+    a = dataplane.echo("a")
+    gw = next_loopback()
+    port, port2 = free_port_on([gw]), free_port_on([gw])
+    clusters = [sn_cluster(CA, [(a.addr, a.port)])]
+    routes = [on(sn_route("r", [sn_rule(CA),
+                                sn_rule(CA, prefix="/old", filters={"requestRedirect": {
+                                    "statusCode": 302, "hostname": "moved.example.com"}})]),
+                 (gw, port), (gw, port2))]
+    snap = sn_snapshot(1, routes, clusters)
+    snap["listeners"] = [dict(listener(gw, port), publicPort=80), listener(gw, port2)]
+    proxy = dataplane.proxy(snap)
+
+    # The redirect keeps the public port (80: left out of Location), not the bound one.
+    r = http_request(port, "/old", addr=gw, host="x.example.com")
+    assert r.status == 302 and r.headers["location"] == "http://moved.example.com/old", r.headers
+    r = http_request(port2, "/old", addr=gw, host="x.example.com")
+    assert r.headers["location"] == f"http://moved.example.com:{port2}/old", r.headers
+
+    idle = http.client.HTTPConnection(gw, port, timeout=HTTP_TIMEOUT)
+    idle.request("GET", "/")
+    resp = idle.getresponse()
+    assert resp.status == 200 and resp.getheader("connection") != "close"
+    resp.read()
+    # v2 drops the listener on `port`.
+    snap = sn_snapshot(2, [on(sn_route("r", [sn_rule(CA)]), (gw, port2))], clusters)
+    snap["listeners"] = [listener(gw, port2)]
+    with proxy.control() as control:
+        control.full(snap)
+    wait_until(lambda: refused(gw, port), HTTP_TIMEOUT, f"{gw}:{port} to close")
+
+    def closed_by_proxy():
+        try:
+            idle.sock.settimeout(0.2)
+            return idle.sock.recv(1) == b""
+        except socket.timeout:
+            return False
+    wait_until(closed_by_proxy, HTTP_TIMEOUT, "the idle connection of the dropped listener to be closed")
+    idle.close()
+    assert http_request(port2, "/", addr=gw).backend == "a"  # the listener that stays serves on
