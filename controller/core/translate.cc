@@ -200,6 +200,15 @@ struct CertUse {
   std::vector<std::string> hostnames;
 };
 
+// ingress-nginx backend-protocol HTTPS / GRPCS: the TLS every cluster of the
+// Ingress speaks. Such clusters are the Ingress's own ("...:PORT" + suffix).
+struct UpstreamTlsOverride {
+  std::string suffix;  // "/https=<ingress>" or "/grpcs=<ingress>"
+  bool h2 = false;     // GRPCS: protocol H2
+  sn::UpstreamTls tls;
+  bool usable = true;  // false: the Secret is unusable; the clusters get no endpoints (503)
+};
+
 struct RouteCtx {
   std::string ns;
   // Set for HTTPRoutes: may the route refer to Service `ns/name` of another
@@ -217,6 +226,8 @@ struct RouteCtx {
   // HTTPRoutes and GRPCRoutes: the Secret ("ns/name") their Gateway presents
   // to backends over TLS (backend_tls.h); empty: none.
   std::string client_certificate;
+  // ingress-nginx mode, backend-protocol HTTPS / GRPCS (GRPC sets h2c).
+  std::optional<UpstreamTlsOverride> upstream_tls;
   // ingress-nginx mode: the IngressNginxAnnotations condition (False with
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
@@ -367,13 +378,19 @@ class Translator {
   // A BackendTLSPolicy on the port (backend_tls.h) makes the cluster TLS;
   // with `client_certificate` (a Secret "ns/name", the Gateway's) too, the
   // cluster presents it and is its own ("...:PORT/client=ns/name").
+  //
+  // `override` (ingress-nginx backend-protocol HTTPS / GRPCS) replaces both:
+  // the cluster speaks its TLS (and HTTP/2 when `h2`), whatever the port's
+  // appProtocol or BackendTLSPolicy say.
   std::string ensure_cluster(const Service& svc, const ServicePort& sp, bool h2c = false,
-                             const std::string& client_certificate = {}) {
+                             const std::string& client_certificate = {},
+                             const UpstreamTlsOverride* override = nullptr) {
     bool declared = sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc";
     std::string name = svc.meta.key() + ":" + std::to_string(sp.port);
-    if (h2c && !declared) name += "/h2c";
+    if (override) name += override->suffix;
+    else if (h2c && !declared) name += "/h2c";
     auto tls_it = btls_.service_tls.find({svc.meta.key(), sp.port});
-    const ServiceTls* stls = tls_it == btls_.service_tls.end() ? nullptr : &tls_it->second;
+    const ServiceTls* stls = tls_it == btls_.service_tls.end() || override ? nullptr : &tls_it->second;
     bool with_client = stls && stls->usable && !client_certificate.empty() &&
                        cache_.secrets.count(client_certificate);
     if (with_client) {
@@ -420,7 +437,14 @@ class Translator {
     // HTTP/2 with prior knowledge (Gateway API GEP-1911's kubernetes.io/h2c;
     // "grpc", which gRPC services commonly declare, is h2c too).
     if (declared || h2c) c.protocol = sn::ClusterProtocol::kH2c;
-    if (stls && !stls->usable) {
+    if (override) {
+      c.protocol = override->h2 ? sn::ClusterProtocol::kH2 : sn::ClusterProtocol::kHttp1;
+      c.tls = override->tls;
+      if (!override->usable) {  // nothing in clear, nothing unverified: a 503
+        ready.clear();
+        fallback.clear();
+      }
+    } else if (stls && !stls->usable) {
       // An invalid BackendTLSPolicy: nothing is sent to the port in plain text.
       ready.clear();
       fallback.clear();
@@ -485,7 +509,8 @@ class Translator {
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
-    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate);
+    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate,
+                                 ctx.upstream_tls ? &*ctx.upstream_tls : nullptr);
     return ref;
   }
 
@@ -1767,6 +1792,65 @@ class Translator {
     (void)ctx;
   }
 
+  // backend-protocol: GRPC is h2c (as a GRPCRoute's backends); HTTPS and
+  // GRPCS speak TLS with proxy-ssl-*'s settings, on clusters of the Ingress's
+  // own. nginx's defaults: no verification, no SNI, no client certificate.
+  void nginx_backend_protocol(RouteCtx& ctx, const Ingress& ing, const NginxConfig& c) {
+    using P = NginxBackendProtocol;
+    if (c.backend_protocol == P::kGrpc) ctx.h2c = true;
+    if (c.backend_protocol != P::kHttps && c.backend_protocol != P::kGrpcs) return;
+    UpstreamTlsOverride o;
+    o.h2 = c.backend_protocol == P::kGrpcs;
+    o.suffix = std::string(o.h2 ? "/grpcs=" : "/https=").append(ing.meta.name);
+    o.tls.verify = false;
+    if (c.proxy_ssl) {
+      const NginxProxySsl& ps = *c.proxy_ssl;
+      const std::string key = ps.secret_namespace + "/" + ps.secret;
+      std::string problem;
+      const char* reason = "InvalidSecret";
+      auto it = cache_.secrets.find(key);
+      if (ps.secret_namespace != ctx.ns) {
+        reason = "RefNotPermitted";
+        problem = "Secret " + key + " is in another namespace; gantry reads it from the Ingress's namespace only";
+      } else if (it == cache_.secrets.end()) {
+        reason = "SecretNotFound";
+        problem = "Secret " + key + " not found";
+      } else {
+        const auto& d = it->second.data;
+        auto ca = d.find("ca.crt"), crt = d.find("tls.crt"), pk = d.find("tls.key");
+        bool pair = crt != d.end() && pk != d.end() && !crt->second.empty() && !pk->second.empty();
+        bool has_ca = ca != d.end() && !ca->second.empty();
+        if (!pair && !has_ca) problem = "Secret " + key + " has neither ca.crt nor tls.crt and tls.key";
+        if (pair) {
+          o.tls.client_cert_pem = crt->second;
+          o.tls.client_key_pem = pk->second;
+        }
+        if (has_ca) {
+          o.tls.ca_pem = ca->second;
+          o.tls.verify = ps.verify;
+        }
+      }
+      // proxy_ssl_name: the name verified, and the SNI with proxy_ssl_server_name
+      // on. Without SNI the snapshot checks it as a subject alternative name.
+      if (ps.server_name && !ps.name.empty())
+        o.tls.server_name = ps.name;
+      else if (o.tls.verify)
+        o.tls.subject_alt_names = {ps.name.empty() ? std::string("upstream_balancer") : ps.name};
+      if (problem.empty()) {
+        if (std::string why = tls_problem(o.tls); !why.empty()) problem = "Secret " + key + ": " + why;
+      }
+      if (!problem.empty()) {
+        o.usable = false;
+        o.tls = sn::UpstreamTls{};
+        o.tls.verify = false;
+        std::string field("metadata.annotations[");
+        field.append(kNginxAnnotationPrefix).append("proxy-ssl-secret]: ").append(problem);
+        ctx.unres(reason, field.append(" (its backends answer 503, as ingress-nginx denies the location)"));
+      }
+    }
+    ctx.upstream_tls = std::move(o);
+  }
+
   void translate_nginx_ingress(const NginxItem& it, const std::set<std::string>& regex_hosts,
                                std::map<std::string, CanaryUse>& canaries) {
     const Ingress& ing = *it.ing;
@@ -1775,6 +1859,7 @@ class Translator {
     nginx_findings(ctx, it);
     nginx_basic_auth_.reset();
     if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
+    nginx_backend_protocol(ctx, ing, c);
     std::map<std::string, std::vector<sn::Rule>> by_host;
     for (size_t i = 0; i < ing.rules.size(); ++i) {
       const IngressRule& ir = ing.rules[i];
@@ -1845,6 +1930,10 @@ class Translator {
         use.used = true;
         const NginxCanary& k = use.item->parse.config.canary_rules;
         RouteCtx cctx{use.item->ing->meta.namespace_};
+        // A canary speaks its main Ingress's backend-protocol (ingress-nginx
+        // ignores the canary's own, as all but its canary-* annotations).
+        cctx.h2c = ctx.h2c;
+        cctx.upstream_tls = ctx.upstream_tls;
         sn::BackendRef canary_ref = ingress_backend(cctx, *use.backend, use.field);
         for (const auto& p : cctx.unresolved) {
           std::string msg("canary ");
