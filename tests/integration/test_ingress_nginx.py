@@ -310,7 +310,8 @@ def test_backend_protocol_https_with_proxy_ssl(env, tmp_path):
     # proxy-ssl-secret's ca.crt verifies, its tls.crt is the client certificate,
     # proxy-ssl-name goes as SNI with proxy-ssl-server-name on.
     status, got = converge(lambda: (lambda a: a[0] == 200 and a)(answer("checked.nx.test")), "verified HTTPS", ctl)
-    assert got["sni"] == BACKEND_NAME and got["client"] == "gantry-client", got
+    assert got["sni"] == BACKEND_NAME and got["client"] == "gantry-client", (got, [
+        {k: v for k, v in c.items() if k != "endpoints"} for c in proxy.config_dump()["clusters"]])
     converge(lambda: answer("wrongname.nx.test") == (502, "upstream-tls"), "a name the certificate lacks: 502", ctl)
     converge(lambda: answer("wrongca.nx.test") == (502, "upstream-tls"), "a CA that did not sign it: 502", ctl)
     status, got = converge(lambda: (lambda a: a[0] == 200 and a)(answer("unverified.nx.test")),
