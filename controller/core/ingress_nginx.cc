@@ -126,8 +126,6 @@ const Unimplemented kUnimplemented[] = {
     {"http2-push-preload", false, "HTTP/2 server push is not implemented (browsers dropped it)"},
     {"upstream-hash-by-subset", false, "hashing to a subset of endpoints is not implemented"},
     {"upstream-hash-by-subset-size", false, "hashing to a subset of endpoints is not implemented"},
-    {"session-cookie-domain", false, "gantry's affinity cookie carries no Domain attribute"},
-    {"session-cookie-conditional-samesite-none", false, "gantry's affinity cookie carries no SameSite attribute"},
     {"session-cookie-change-on-failure", false, "gantry re-picks an endpoint and re-issues the cookie when its endpoint is gone"},
     {"affinity-canary-behavior", false, "affinity is per rule in gantry; it does not stick across main and canary"},
     {"relative-redirects", false, "gantry's redirects carry absolute Locations"},
@@ -392,19 +390,28 @@ class Parser {
       if (*aff == "cookie") {
         cookie = true;
         partial("affinity",
-                "the cookie value is gantry's endpoint key; the cookie is HttpOnly with Path=/ "
-                "(session-cookie-path is not applied)");
+                "the cookie's value is gantry's endpoint key (ingress-nginx: a random key and its backend's "
+                "hash), so a cookie issued by ingress-nginx is replaced once; its attributes are "
+                "ingress-nginx's: HttpOnly, Path the Ingress's path, Secure over TLS");
       } else {
         invalid("affinity", "cookie");
       }
     }
     const char* cookie_names[] = {"session-cookie-name",    "session-cookie-path",    "session-cookie-max-age",
                                   "session-cookie-expires", "session-cookie-secure",  "session-cookie-samesite",
+                                  "session-cookie-domain",  "session-cookie-conditional-samesite-none",
                                   "affinity-mode"};
     sn::LoadBalancer lb;
     lb.type = sn::LoadBalancerType::kConsistentHash;
     lb.hash_on = sn::HashOn::kCookie;
     lb.hash_key = "INGRESSCOOKIE";
+    // sticky.lua: Secure when the request came over TLS, always with
+    // session-cookie-secure; the Path defaults to the location's (translate).
+    lb.cookie_secure = sn::CookieSecure::kOverTls;
+    auto attribute_ok = [](const std::string& v) {
+      return !v.empty() && v.size() <= 1024 && v.find(';') == std::string::npos &&
+             std::none_of(v.begin(), v.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f; });
+    };
     for (const char* n : cookie_names) {
       const std::string* v = get(n);
       if (!v) continue;
@@ -429,11 +436,46 @@ class Parser {
             served(name);
         }
       } else if (name == "session-cookie-path") {
-        partial(name, "the cookie's Path is always /");
+        std::string path = trim(*v);
+        if (!attribute_ok(path) || path.front() != '/') {
+          invalid(name, "a path starting with / without ';', spaces or control characters");
+        } else {
+          lb.cookie_path = path;
+          served(name);
+        }
+      } else if (name == "session-cookie-domain") {
+        std::string d = lower(trim(*v));
+        std::string host = d.starts_with(".") ? d.substr(1) : d;
+        bool ok = attribute_ok(host) && host.find("..") == std::string::npos && host.back() != '.' &&
+                  host.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") == std::string::npos;
+        if (!ok) {
+          invalid(name, "a domain name");
+        } else {
+          lb.cookie_domain = d;
+          served(name);
+        }
       } else if (name == "session-cookie-secure") {
-        partial(name, "the Secure attribute is not set on gantry's affinity cookie");
+        if (auto b = parse_bool(*v)) {
+          lb.cookie_secure = *b ? sn::CookieSecure::kAlways : sn::CookieSecure::kOverTls;
+          served(name);
+        } else {
+          invalid(name, "true or false");
+        }
       } else if (name == "session-cookie-samesite") {
-        partial(name, "the SameSite attribute is not set on gantry's affinity cookie");
+        std::string ss = trim(*v);
+        if (ss != "None" && ss != "Lax" && ss != "Strict") {
+          invalid(name, "None, Lax or Strict");
+        } else {
+          lb.cookie_same_site = ss;
+          served(name);
+        }
+      } else if (name == "session-cookie-conditional-samesite-none") {
+        if (auto b = parse_bool(*v)) {
+          lb.cookie_same_site_none_if_compatible = *b;
+          served(name);
+        } else {
+          invalid(name, "true or false");
+        }
       } else {
         partial(name, "gantry's affinity behaves as \"persistent\" while the endpoint exists");
       }

@@ -1207,6 +1207,27 @@ class Translator {
             ctx.bad(sub(sub(hf, "cookie"), "name"), "required: a cookie name");
           if (auto d = duration(ctx, h.cookie_ttl, sub(sub(hf, "cookie"), "ttl"), false))
             out.load_balancer.cookie_ttl = *d;
+          sn::LoadBalancer& lb = out.load_balancer;
+          lb.cookie_path = h.cookie_path.value_or("");
+          lb.cookie_domain = lower(h.cookie_domain.value_or(""));
+          lb.cookie_secure = h.cookie_secure == "Always"    ? sn::CookieSecure::kAlways
+                             : h.cookie_secure == "OverTLS" ? sn::CookieSecure::kOverTls
+                                                            : sn::CookieSecure::kNever;
+          lb.cookie_same_site = h.cookie_same_site.value_or("");
+          lb.cookie_same_site_none_if_compatible = h.cookie_same_site_none_if_compatible;
+          std::string cf = sub(hf, "cookie");
+          if (!lb.cookie_path.empty()) {
+            if (auto e = path_problem(lb.cookie_path); !e.empty()) ctx.bad(sub(cf, "path"), e);
+            if (lb.cookie_path.find(';') != std::string::npos || lb.cookie_path.size() > 1024)
+              ctx.bad(sub(cf, "path"), "must be at most 1024 bytes without ';'");
+          }
+          if (!lb.cookie_domain.empty()) {
+            std::string d = lb.cookie_domain.front() == '.' ? lb.cookie_domain.substr(1) : lb.cookie_domain;
+            if (auto e = hostname_problem(d, false); !e.empty()) ctx.bad(sub(cf, "domain"), e);
+          }
+          if (!lb.cookie_same_site.empty() && lb.cookie_same_site != "Strict" && lb.cookie_same_site != "Lax" &&
+              lb.cookie_same_site != "None")
+            ctx.bad(sub(cf, "sameSite"), "must be Strict, Lax or None");
         } else {
           out.load_balancer.hash_on = sn::HashOn::kSourceIP;
         }
@@ -1786,7 +1807,13 @@ class Translator {
       if (!f.url_rewrite) f.url_rewrite = sn::UrlRewrite{};
       f.url_rewrite->hostname = *c.upstream_vhost;
     }
-    if (c.load_balancer) rule.policy.load_balancer = *c.load_balancer;
+    if (c.load_balancer) {
+      sn::LoadBalancer& lb = rule.policy.load_balancer = *c.load_balancer;
+      // sticky.lua: the cookie's Path defaults to the location's path, as written.
+      bool plain = path.size() <= 1024 && path.find(';') == std::string::npos &&
+                   std::none_of(path.begin(), path.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20; });
+      if (lb.hash_on == sn::HashOn::kCookie && lb.cookie_path.empty()) lb.cookie_path = plain ? path : "/";
+    }
     if (c.read_timeout) rule.policy.timeouts.backend_request = *c.read_timeout;
     if (c.retry) rule.policy.retry = *c.retry;
     (void)ctx;
@@ -1860,6 +1887,12 @@ class Translator {
     nginx_basic_auth_.reset();
     if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
     nginx_backend_protocol(ctx, ing, c);
+    if (c.load_balancer && !c.load_balancer->cookie_domain.empty()) {  // what the proxy would NACK
+      std::string d = c.load_balancer->cookie_domain;
+      if (d.front() == '.') d.erase(0, 1);
+      if (auto p = hostname_problem(d, false); !p.empty())
+        ctx.bad(std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("session-cookie-domain]"), p);
+    }
     std::map<std::string, std::vector<sn::Rule>> by_host;
     for (size_t i = 0; i < ing.rules.size(); ++i) {
       const IngressRule& ir = ing.rules[i];

@@ -4,7 +4,8 @@ nginx.ingress.kubernetes.io annotations are applied through the API; requests
 go through gantry-proxy with curl: rewrite-target with captures (and the
 host-wide regex it implies), ssl-redirect and force-ssl-redirect (308, ACME
 exempt, trailing slash dropped, on by default only with a certificate),
-canary by header, cookie and weight, cookie affinity, limit-rps (503), source
+canary by header, cookie and weight, cookie affinity (and the cookie's Path,
+Domain, Secure, SameSite attributes), limit-rps (503), source
 ranges (403), backend-protocol HTTPS (with proxy-ssl-*: verification, SNI,
 client certificate), GRPC and GRPCS to real TLS and HTTP/2 backends; the report (/ingress-nginx and `gantry-controller migrate
 --source kube`), the Warning Event, the status left alone without
@@ -22,8 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "kube"))
 
-from conftest import (CONVERGE_TIMEOUT, CertAuthority, Proxy, binary, http_request, new_manager, tail,  # noqa: E402
-                      wait_until)
+from conftest import (CONVERGE_TIMEOUT, CertAuthority, Proxy, binary, free_port, http_request,  # noqa: E402
+                      new_manager, tail, wait_until)
 from kubeapi import ControlPlane, KubeController, TestHosts, endpoint_slice, service  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
@@ -119,13 +120,14 @@ def env():
             cp.apply({"kind": "IngressClass", "metadata": {"name": "nginx"},
                       "spec": {"controller": "k8s.io/ingress-nginx"}})
             socket = workdir / "control.sock"
-            proxy = Proxy(manager, workdir, socket).start()
+            https_port = free_port()
+            proxy = Proxy(manager, workdir, socket, extra_args=["--https-listen", f"127.0.0.1:{https_port}"]).start()
             ctl = KubeController(manager, workdir, cp.kubeconfig, socket,
                                  extra_args=["--ingress-nginx-compat", "on",
                                              "--ingress-status-address", STATUS_ADDRESS]).start()
             ctl.wait_ready()
             e = Env((cp, proxy, ctl, Curl(proxy.http_port)))
-            e.ca, e.client_ca = ca, client_ca
+            e.ca, e.client_ca, e.https_port = ca, client_ca, https_port
             yield e
         finally:
             manager.cleanup()
@@ -214,6 +216,45 @@ def test_cookie_affinity(env):
     first = json.loads(body)["name"]
     pair = cookie.split(";")[0]
     assert all(curl.backend("/", "sticky.nx.test", cookie=pair) == first for _ in range(8))
+
+
+def test_cookie_affinity_attributes(env, tmp_path):
+    cp, proxy, ctl, curl = env
+    sticky = {"affinity": "cookie", "session-cookie-name": "route"}
+    cp.apply(ingress("sticky-default", "sdefault.nx.test", "/shop", "pair", sticky))
+    cp.apply(ingress("sticky-attrs", "sattrs.nx.test", "/", "pair",
+                     {**sticky, "session-cookie-path": "/app", "session-cookie-domain": "nx.test",
+                      "session-cookie-secure": "true", "session-cookie-samesite": "None",
+                      "session-cookie-conditional-samesite-none": "true"}))
+    tls_secret(cp, tmp_path, "stls-cert", "stls.nx.test")
+    cp.apply(ingress("sticky-tls", "stls.nx.test", "/", "pair", {**sticky, "ssl-redirect": "false"}, tls="stls-cert"))
+
+    def cookie(host, path="/", headers=()):
+        status, fields, _ = curl(path, host, headers)
+        return status == 200 and fields.get("set-cookie", "")
+    # sticky.lua: Path is the Ingress path, HttpOnly, no Secure over plain HTTP.
+    got = converge(lambda: cookie("sdefault.nx.test", "/shop/cart"), "the sticky Ingress", ctl)
+    assert got.startswith("route=") and got.endswith("; Path=/shop; HttpOnly"), got
+    got = converge(lambda: cookie("sattrs.nx.test"), "the cookie attributes", ctl)
+    assert got.endswith("; Path=/app; Domain=nx.test; HttpOnly; Secure; SameSite=None"), got
+    # A client known to reject SameSite=None gets the cookie without it.
+    old_chrome = "User-Agent: Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0 Safari/537.36"
+    got = cookie("sattrs.nx.test", headers=[old_chrome])
+    assert got.endswith("; Path=/app; Domain=nx.test; HttpOnly; Secure"), got
+    # Secure over TLS by default.
+    argv = ["curl", "-sS", "-k", "-i", "--http1.1", "--max-time", "5", "--resolve", f"stls.nx.test:{env.https_port}:127.0.0.1",
+            f"https://stls.nx.test:{env.https_port}/"]
+
+    seen = []
+
+    def over_tls():
+        r = subprocess.run(argv, capture_output=True, text=True)
+        seen[:] = [r.stdout[:300], r.stderr[-300:]]
+        line = next((x.strip() for x in r.stdout.splitlines() if x.lower().startswith("set-cookie:")), "")
+        return r.stdout.startswith("HTTP/1.1 200") and line
+    got = wait_until(over_tls, CONVERGE_TIMEOUT, "the cookie over TLS", on_timeout=lambda: str(seen))
+    assert got.endswith("; Path=/; HttpOnly; Secure"), got
+    assert cookie("stls.nx.test").endswith("; Path=/; HttpOnly")  # the same Ingress over plain HTTP
 
 
 def test_limit_rps_answers_503(env):

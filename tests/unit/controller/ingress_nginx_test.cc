@@ -77,13 +77,37 @@ std::vector<AnnotationRow> rows() {
        }},
       {"session-cookie-name", "route", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->hash_key, "route"); }, {{"affinity", "cookie"}}},
+      {"affinity", "cookie", S::kPartial, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kOverTls);  // sticky.lua: Secure over TLS
+         EXPECT_EQ(c.load_balancer->cookie_path, "");  // translate: the Ingress path
+       }},
+      {"session-cookie-path", "/app", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_path, "/app"); }, {{"affinity", "cookie"}}},
+      {"session-cookie-path", "/a; Domain=evil", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_path, ""); }, {{"affinity", "cookie"}}},
+      {"session-cookie-domain", ".Example.com", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_domain, ".example.com"); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-domain", "a;b", S::kRefused, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-secure", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kAlways); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-secure", "false", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kOverTls); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "None", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_same_site, "None"); }, {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "lax", S::kRefused, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-conditional-samesite-none", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.load_balancer->cookie_same_site_none_if_compatible); },
+       {{"affinity", "cookie"}, {"session-cookie-samesite", "None"}}},
+      {"session-cookie-conditional-samesite-none", "true", S::kRefused, false, nullptr},  // no affinity: no effect
       {"session-cookie-max-age", "3600", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_ttl.count(), 3600000); },
        {{"affinity", "cookie"}}},
       {"session-cookie-expires", "60", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-path", "/app", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-secure", "true", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-samesite", "Strict", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "Strict", S::kServed, false, nullptr, {{"affinity", "cookie"}}},
       {"session-cookie-name", "route", S::kRefused, false, nullptr},  // without affinity
       {"limit-rps", "5", S::kPartial, false,
        [](const NginxConfig& c) {
@@ -345,7 +369,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"permanent-redirect-code", "308"}, {"temporal-redirect-code", "307"},
       {"canary-weight", "10"},          {"canary-weight-total", "100"},
       {"affinity", "cookie"},           {"session-cookie-max-age", "60"},
-      {"session-cookie-expires", "60"}, {"load-balance", "ewma"},
+      {"session-cookie-expires", "60"}, {"load-balance", "ewma"}, {"session-cookie-path", "/app"},
+      {"session-cookie-samesite", "Lax"}, {"session-cookie-domain", "example.com"},
       {"upstream-hash-by", "$remote_addr"}, {"limit-rps", "5"}, {"limit-rpm", "60"},
       {"limit-burst-multiplier", "3"},  {"limit-whitelist", "10.0.0.0/8"}, {"limit-allowlist", "10.0.0.0/8"},
       {"whitelist-source-range", "10.0.0.0/8"}, {"allowlist-source-range", "10.0.0.0/8"},
@@ -392,7 +417,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 65) << served;
+  EXPECT_EQ(with_semantics, 67) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -738,6 +763,29 @@ endpoints:
   EXPECT_NE(st.find("Secret default/nope not found"), std::string::npos) << st;
   r.snapshot.version = 1;  // the proxy would apply it
   EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
+}
+
+// sticky.lua: the affinity cookie's Path is the location's path unless
+// session-cookie-path says otherwise; Secure over TLS unless always.
+TEST(IngressNginx, AffinityCookieAttributesPerRule) {
+  const std::string n = "nginx.ingress.kubernetes.io/";
+  Cache c = load(std::string(kServices) +
+                 ingress("sticky", 1, n + "affinity: cookie, " + n + "session-cookie-samesite: Lax", "a.example.com",
+                         "/shop", "Prefix", "main") +
+                 ingress("pinned", 2,
+                         n + "affinity: cookie, " + n + "session-cookie-path: /, " + n + "session-cookie-secure: 'true'",
+                         "b.example.com", "/shop", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  ASSERT_EQ(r.snapshot.routes.size(), 2u) << dump(r.statuses);
+  const sn::LoadBalancer& a = r.snapshot.routes[1].rules[0].policy.load_balancer;  // sorted: pinned, sticky
+  EXPECT_EQ(r.snapshot.routes[1].name, "sticky");
+  EXPECT_EQ(a.hash_on, sn::HashOn::kCookie);
+  EXPECT_EQ(a.cookie_path, "/shop");
+  EXPECT_EQ(a.cookie_secure, sn::CookieSecure::kOverTls);
+  EXPECT_EQ(a.cookie_same_site, "Lax");
+  const sn::LoadBalancer& b = r.snapshot.routes[0].rules[0].policy.load_balancer;
+  EXPECT_EQ(b.cookie_path, "/");
+  EXPECT_EQ(b.cookie_secure, sn::CookieSecure::kAlways);
 }
 
 TEST(IngressNginx, ReportJson) {
