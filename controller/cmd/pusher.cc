@@ -32,13 +32,17 @@ std::string key_of(const sn::Snapshot& s) {
 }
 
 // True when `a` and `b` differ in endpoints only (same routes, certificates,
-// cluster names and protocols): the change can travel as an ENDPOINTS delta,
-// which carries endpoints only.
+// listeners, rate-limit store, cluster names, protocols and TLS): the change
+// can travel as an ENDPOINTS delta, which carries endpoints only (the proxy
+// keeps a cluster's protocol and tls across a delta: a CA or client
+// certificate that changes with the endpoints needs a FULL snapshot).
 bool endpoints_only(const sn::Snapshot& a, const sn::Snapshot& b) {
   if (a.routes != b.routes || a.certificates != b.certificates) return false;
+  if (a.listeners != b.listeners || a.rate_limit_store != b.rate_limit_store) return false;
   if (a.clusters.size() != b.clusters.size()) return false;
   for (size_t i = 0; i < a.clusters.size(); ++i)
-    if (a.clusters[i].name != b.clusters[i].name || a.clusters[i].protocol != b.clusters[i].protocol)
+    if (a.clusters[i].name != b.clusters[i].name || a.clusters[i].protocol != b.clusters[i].protocol ||
+        a.clusters[i].tls != b.clusters[i].tls)
       return false;
   return true;
 }

@@ -514,6 +514,12 @@ GrPolicy decode_policy(const YAML::Node& n, const std::string& path) {
         expect_map(cookie, sub(cf, "cookie"));
         h.cookie_name = str(cookie, "name", sub(cf, "cookie"));
         h.cookie_ttl = opt_str(cookie, "ttl", sub(cf, "cookie"));
+        h.cookie_path = opt_str(cookie, "path", sub(cf, "cookie"));
+        h.cookie_domain = opt_str(cookie, "domain", sub(cf, "cookie"));
+        h.cookie_secure = one_of(cookie, "secure", sub(cf, "cookie"), "Never", {"Never", "Always", "OverTLS"});
+        h.cookie_same_site = opt_str(cookie, "sameSite", sub(cf, "cookie"));
+        h.cookie_same_site_none_if_compatible =
+            opt_bool(cookie, "sameSiteNoneIfCompatible", sub(cf, "cookie")).value_or(false);
         lb.consistent_hash = h;
       }
       out.load_balancer = lb;

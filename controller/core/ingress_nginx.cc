@@ -110,13 +110,9 @@ const Unimplemented kUnimplemented[] = {
     {"proxy-cookie-path", false, "rewriting Set-Cookie paths is not implemented"},
     {"proxy-redirect-from", false, "rewriting upstream Location fields is not implemented"},
     {"proxy-redirect-to", false, "rewriting upstream Location fields is not implemented"},
-    {"proxy-ssl-secret", true, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-ciphers", false, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-name", false, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-protocols", false, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-server-name", false, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-verify", true, "TLS to upstreams is not implemented yet"},
-    {"proxy-ssl-verify-depth", false, "TLS to upstreams is not implemented yet"},
+    {"proxy-ssl-ciphers", false, "upstream TLS cipher lists are not mapped (gantry offers OpenSSL's defaults)"},
+    {"proxy-ssl-protocols", false, "not mapped: gantry offers TLS 1.2 and 1.3 to upstreams (ingress-nginx: TLSv1 to TLSv1.2)"},
+    {"proxy-ssl-verify-depth", false, "gantry does not limit the depth of an upstream's chain"},
     {"ssl-ciphers", false, "per-Ingress TLS ciphers are not implemented"},
     {"ssl-prefer-server-ciphers", false, "per-Ingress TLS cipher preference is not implemented"},
     {"connection-proxy-header", false, "gantry manages upstream connections itself"},
@@ -130,8 +126,6 @@ const Unimplemented kUnimplemented[] = {
     {"http2-push-preload", false, "HTTP/2 server push is not implemented (browsers dropped it)"},
     {"upstream-hash-by-subset", false, "hashing to a subset of endpoints is not implemented"},
     {"upstream-hash-by-subset-size", false, "hashing to a subset of endpoints is not implemented"},
-    {"session-cookie-domain", false, "gantry's affinity cookie carries no Domain attribute"},
-    {"session-cookie-conditional-samesite-none", false, "gantry's affinity cookie carries no SameSite attribute"},
     {"session-cookie-change-on-failure", false, "gantry re-picks an endpoint and re-issues the cookie when its endpoint is gone"},
     {"affinity-canary-behavior", false, "affinity is per rule in gantry; it does not stick across main and canary"},
     {"relative-redirects", false, "gantry's redirects carry absolute Locations"},
@@ -203,6 +197,7 @@ class Parser {
     body_timeouts_retries();
     cors();
     basic_auth();
+    backend_protocol();
     others();
     external_auth();
     for (const auto& [name, value] : a_) {
@@ -395,19 +390,28 @@ class Parser {
       if (*aff == "cookie") {
         cookie = true;
         partial("affinity",
-                "the cookie value is gantry's endpoint key; the cookie is HttpOnly with Path=/ "
-                "(session-cookie-path is not applied)");
+                "the cookie's value is gantry's endpoint key (ingress-nginx: a random key and its backend's "
+                "hash), so a cookie issued by ingress-nginx is replaced once; its attributes are "
+                "ingress-nginx's: HttpOnly, Path the Ingress's path, Secure over TLS");
       } else {
         invalid("affinity", "cookie");
       }
     }
     const char* cookie_names[] = {"session-cookie-name",    "session-cookie-path",    "session-cookie-max-age",
                                   "session-cookie-expires", "session-cookie-secure",  "session-cookie-samesite",
+                                  "session-cookie-domain",  "session-cookie-conditional-samesite-none",
                                   "affinity-mode"};
     sn::LoadBalancer lb;
     lb.type = sn::LoadBalancerType::kConsistentHash;
     lb.hash_on = sn::HashOn::kCookie;
     lb.hash_key = "INGRESSCOOKIE";
+    // sticky.lua: Secure when the request came over TLS, always with
+    // session-cookie-secure; the Path defaults to the location's (translate).
+    lb.cookie_secure = sn::CookieSecure::kOverTls;
+    auto attribute_ok = [](const std::string& v) {
+      return !v.empty() && v.size() <= 1024 && v.find(';') == std::string::npos &&
+             std::none_of(v.begin(), v.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f; });
+    };
     for (const char* n : cookie_names) {
       const std::string* v = get(n);
       if (!v) continue;
@@ -432,11 +436,46 @@ class Parser {
             served(name);
         }
       } else if (name == "session-cookie-path") {
-        partial(name, "the cookie's Path is always /");
+        std::string path = trim(*v);
+        if (!attribute_ok(path) || path.front() != '/') {
+          invalid(name, "a path starting with / without ';', spaces or control characters");
+        } else {
+          lb.cookie_path = path;
+          served(name);
+        }
+      } else if (name == "session-cookie-domain") {
+        std::string d = lower(trim(*v));
+        std::string host = d.starts_with(".") ? d.substr(1) : d;
+        bool ok = attribute_ok(host) && host.find("..") == std::string::npos && host.back() != '.' &&
+                  host.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") == std::string::npos;
+        if (!ok) {
+          invalid(name, "a domain name");
+        } else {
+          lb.cookie_domain = d;
+          served(name);
+        }
       } else if (name == "session-cookie-secure") {
-        partial(name, "the Secure attribute is not set on gantry's affinity cookie");
+        if (auto b = parse_bool(*v)) {
+          lb.cookie_secure = *b ? sn::CookieSecure::kAlways : sn::CookieSecure::kOverTls;
+          served(name);
+        } else {
+          invalid(name, "true or false");
+        }
       } else if (name == "session-cookie-samesite") {
-        partial(name, "the SameSite attribute is not set on gantry's affinity cookie");
+        std::string ss = trim(*v);
+        if (ss != "None" && ss != "Lax" && ss != "Strict") {
+          invalid(name, "None, Lax or Strict");
+        } else {
+          lb.cookie_same_site = ss;
+          served(name);
+        }
+      } else if (name == "session-cookie-conditional-samesite-none") {
+        if (auto b = parse_bool(*v)) {
+          lb.cookie_same_site_none_if_compatible = *b;
+          served(name);
+        } else {
+          invalid(name, "true or false");
+        }
       } else {
         partial(name, "gantry's affinity behaves as \"persistent\" while the endpoint exists");
       }
@@ -843,24 +882,115 @@ class Parser {
     out_.config.ext_auth = std::move(a);
   }
 
-  void others() {
+  // backend-protocol, and proxy-ssl-* for the TLS ones (ingress-nginx's
+  // proxyssl parser: nothing without proxy-ssl-secret, which must be
+  // "namespace/name"; on/off values).
+  void backend_protocol() {
     NginxConfig& c = out_.config;
+    bool tls = false;
     if (const std::string* v = get("backend-protocol")) {
       std::string p = lower(trim(*v));
       if (p == "http") {
         served("backend-protocol");
       } else if (p == "auto_http") {
         partial("backend-protocol", "AUTO_HTTP is served as HTTP (nginx follows the client's scheme)");
-      } else if (p == "https" || p == "grpc" || p == "grpcs") {
-        refuse("backend-protocol",
-               std::string("upstream ").append(p).append(" is not implemented yet (gantry speaks HTTP/1.1 in clear to upstreams)"),
-               true);
+      } else if (p == "https") {
+        c.backend_protocol = NginxBackendProtocol::kHttps;
+        tls = true;
+        partial("backend-protocol",
+                "HTTP/1.1 over TLS 1.2 or 1.3 (ingress-nginx offers TLSv1 to TLSv1.2 unless proxy-ssl-protocols "
+                "says otherwise); not verified unless proxy-ssl-secret has a ca.crt and proxy-ssl-verify is on");
+      } else if (p == "grpc") {
+        c.backend_protocol = NginxBackendProtocol::kGrpc;
+        served("backend-protocol");
+      } else if (p == "grpcs") {
+        c.backend_protocol = NginxBackendProtocol::kGrpcs;
+        tls = true;
+        partial("backend-protocol",
+                "HTTP/2 over TLS offering ALPN h2 only: a backend that does not select h2 is a 502 "
+                "(nginx sends HTTP/2 anyway); not verified unless proxy-ssl-secret has a ca.crt and "
+                "proxy-ssl-verify is on");
       } else if (p == "fcgi") {
         refuse("backend-protocol", "FastCGI is not supported", true);
       } else {
         invalid("backend-protocol", "HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP or FCGI", true);
       }
     }
+    const char* names[] = {"proxy-ssl-verify", "proxy-ssl-name", "proxy-ssl-server-name"};
+    const std::string* secret = get("proxy-ssl-secret");
+    if (secret == nullptr || !tls) {
+      std::string why = secret == nullptr ? "has no effect without proxy-ssl-secret (as in ingress-nginx)"
+                                          : "has no effect unless backend-protocol is HTTPS or GRPCS";
+      if (secret != nullptr) refuse("proxy-ssl-secret", why, false);
+      for (const char* n : names)
+        if (get(n)) refuse(n, why, false);
+      return;
+    }
+    NginxProxySsl ps;
+    std::string s = trim(*secret);
+    size_t slash = s.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos) {
+      // ingress-nginx denies the location (a 503): nothing goes to the backend.
+      invalid("proxy-ssl-secret", "namespace/name", true);
+      return;
+    }
+    ps.secret_namespace = s.substr(0, slash);
+    ps.secret = s.substr(slash + 1);
+    auto on_off = [&](const char* name, bool& into) {
+      const std::string* v = get(name);
+      if (!v) return false;
+      std::string t = trim(*v);
+      if (t != "on" && t != "off") {
+        invalid(name, "on or off; ingress-nginx uses off");
+        return false;
+      }
+      into = t == "on";
+      return true;
+    };
+    bool verify_set = on_off("proxy-ssl-verify", ps.verify);
+    bool sni_set = on_off("proxy-ssl-server-name", ps.server_name);
+    if (const std::string* v = get("proxy-ssl-name")) {
+      std::string n = lower(trim(*v));
+      bool ok = !n.empty() && n.size() <= 253 && n.front() != '.' && n.back() != '.' &&
+                n.find("..") == std::string::npos &&
+                n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") == std::string::npos;
+      if (!ok) {
+        invalid("proxy-ssl-name", "a host name");
+      } else {
+        ps.name = n;
+        if (ps.server_name)
+          served("proxy-ssl-name");
+        else
+          partial("proxy-ssl-name",
+                  "without proxy-ssl-server-name: on, the name is checked against the certificate's DNS SANs "
+                  "only (nginx falls back to the subject's CN when there are none)");
+      }
+    }
+    if (verify_set) {
+      if (ps.verify)
+        partial("proxy-ssl-verify",
+                "against the Secret's ca.crt (no verification without one, as in ingress-nginx); the chain's "
+                "depth is not limited (proxy-ssl-verify-depth)");
+      else
+        served("proxy-ssl-verify");
+    }
+    if (sni_set) {
+      if (ps.server_name && ps.name.empty())
+        partial("proxy-ssl-server-name",
+                "without proxy-ssl-name no SNI is sent (nginx sends its upstream's name, upstream_balancer, "
+                "which is no valid host name)");
+      else
+        served("proxy-ssl-server-name");
+    }
+    // A Secret of another namespace, missing, or without a usable ca.crt or
+    // tls.crt/tls.key: translate leaves the backends without endpoints (503),
+    // as ingress-nginx denies the location.
+    served("proxy-ssl-secret");
+    c.proxy_ssl = ps;
+  }
+
+  void others() {
+    NginxConfig& c = out_.config;
     if (const std::string* v = get("upstream-vhost")) {
       c.upstream_vhost = trim(*v);
       served("upstream-vhost");

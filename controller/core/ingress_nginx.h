@@ -74,6 +74,25 @@ struct NginxBasicAuth {
   std::string realm;     // ingress-nginx's default is the empty realm
 };
 
+// backend-protocol: how the proxy speaks to the Ingress's Services.
+// HTTP (and AUTO_HTTP): HTTP/1.1 in clear; HTTPS: HTTP/1.1 over TLS; GRPC:
+// HTTP/2 with prior knowledge (h2c); GRPCS: HTTP/2 over TLS (ALPN h2).
+enum class NginxBackendProtocol { kHttp, kHttps, kGrpc, kGrpcs };
+
+// proxy-ssl-* (ingress-nginx's proxyssl annotations), read only together with
+// proxy-ssl-secret, as ingress-nginx reads them, and applied to HTTPS and
+// GRPCS backends. The Secret's ca.crt is the trust anchor (proxy-ssl-verify
+// has no effect without it: nginx then emits no proxy_ssl_verify), its
+// tls.crt/tls.key the client certificate; one of the two is needed.
+struct NginxProxySsl {
+  std::string secret;            // proxy-ssl-secret: "namespace/name"
+  std::string secret_namespace;  // translate checks it is the Ingress's own
+  bool verify = false;           // proxy-ssl-verify: on
+  std::string name;              // proxy-ssl-name; empty: nginx's $proxy_host ("upstream_balancer")
+  bool server_name = false;      // proxy-ssl-server-name: on (the name goes as SNI)
+  bool operator==(const NginxProxySsl&) const = default;
+};
+
 struct NginxConfig {
   bool use_regex = false;
   std::optional<std::string> rewrite_target;  // set only when it differs from the path (per path)
@@ -101,6 +120,8 @@ struct NginxConfig {
   std::optional<NginxBasicAuth> basic_auth;
   // auth-url and its companions (extAuth; host/port/path of the service set).
   std::optional<snapshot::ExtAuth> ext_auth;
+  NginxBackendProtocol backend_protocol = NginxBackendProtocol::kHttp;
+  std::optional<NginxProxySsl> proxy_ssl;  // with HTTPS or GRPCS only
 };
 
 // Splits an extAuth service URL (http://host[:port][/path][?query]) into

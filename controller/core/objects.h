@@ -260,6 +260,11 @@ struct GrConsistentHash {
   std::string header_name;
   std::string cookie_name;
   std::optional<std::string> cookie_ttl;  // duration
+  // The cookie's attributes (snapshot LoadBalancer cookie*).
+  std::optional<std::string> cookie_path, cookie_domain;
+  std::string cookie_secure = "Never";  // Never | Always | OverTLS
+  std::optional<std::string> cookie_same_site;  // Strict | Lax | None
+  bool cookie_same_site_none_if_compatible = false;
   bool operator==(const GrConsistentHash&) const = default;
 };
 

@@ -200,6 +200,15 @@ struct CertUse {
   std::vector<std::string> hostnames;
 };
 
+// ingress-nginx backend-protocol HTTPS / GRPCS: the TLS every cluster of the
+// Ingress speaks. Such clusters are the Ingress's own ("...:PORT" + suffix).
+struct UpstreamTlsOverride {
+  std::string suffix;  // "/https=<ingress>" or "/grpcs=<ingress>"
+  bool h2 = false;     // GRPCS: protocol H2
+  sn::UpstreamTls tls;
+  bool usable = true;  // false: the Secret is unusable; the clusters get no endpoints (503)
+};
+
 struct RouteCtx {
   std::string ns;
   // Set for HTTPRoutes: may the route refer to Service `ns/name` of another
@@ -217,6 +226,8 @@ struct RouteCtx {
   // HTTPRoutes and GRPCRoutes: the Secret ("ns/name") their Gateway presents
   // to backends over TLS (backend_tls.h); empty: none.
   std::string client_certificate;
+  // ingress-nginx mode, backend-protocol HTTPS / GRPCS (GRPC sets h2c).
+  std::optional<UpstreamTlsOverride> upstream_tls;
   // ingress-nginx mode: the IngressNginxAnnotations condition (False with
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
@@ -369,13 +380,19 @@ class Translator {
   // A BackendTLSPolicy on the port (backend_tls.h) makes the cluster TLS;
   // with `client_certificate` (a Secret "ns/name", the Gateway's) too, the
   // cluster presents it and is its own ("...:PORT/client=ns/name").
+  //
+  // `override` (ingress-nginx backend-protocol HTTPS / GRPCS) replaces both:
+  // the cluster speaks its TLS (and HTTP/2 when `h2`), whatever the port's
+  // appProtocol or BackendTLSPolicy say.
   std::string ensure_cluster(const Service& svc, const ServicePort& sp, bool h2c = false,
-                             const std::string& client_certificate = {}) {
+                             const std::string& client_certificate = {},
+                             const UpstreamTlsOverride* override = nullptr) {
     bool declared = sp.app_protocol == "kubernetes.io/h2c" || sp.app_protocol == "grpc";
     std::string name = svc.meta.key() + ":" + std::to_string(sp.port);
-    if (h2c && !declared) name += "/h2c";
+    if (override) name += override->suffix;
+    else if (h2c && !declared) name += "/h2c";
     auto tls_it = btls_.service_tls.find({svc.meta.key(), sp.port});
-    const ServiceTls* stls = tls_it == btls_.service_tls.end() ? nullptr : &tls_it->second;
+    const ServiceTls* stls = tls_it == btls_.service_tls.end() || override ? nullptr : &tls_it->second;
     bool with_client = stls && stls->usable && !client_certificate.empty() &&
                        cache_.secrets.count(client_certificate);
     if (with_client) {
@@ -422,7 +439,14 @@ class Translator {
     // HTTP/2 with prior knowledge (Gateway API GEP-1911's kubernetes.io/h2c;
     // "grpc", which gRPC services commonly declare, is h2c too).
     if (declared || h2c) c.protocol = sn::ClusterProtocol::kH2c;
-    if (stls && !stls->usable) {
+    if (override) {
+      c.protocol = override->h2 ? sn::ClusterProtocol::kH2 : sn::ClusterProtocol::kHttp1;
+      c.tls = override->tls;
+      if (!override->usable) {  // nothing in clear, nothing unverified: a 503
+        ready.clear();
+        fallback.clear();
+      }
+    } else if (stls && !stls->usable) {
       // An invalid BackendTLSPolicy: nothing is sent to the port in plain text.
       ready.clear();
       fallback.clear();
@@ -487,7 +511,8 @@ class Translator {
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
-    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate);
+    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate,
+                                 ctx.upstream_tls ? &*ctx.upstream_tls : nullptr);
     return ref;
   }
 
@@ -1184,6 +1209,27 @@ class Translator {
             ctx.bad(sub(sub(hf, "cookie"), "name"), "required: a cookie name");
           if (auto d = duration(ctx, h.cookie_ttl, sub(sub(hf, "cookie"), "ttl"), false))
             out.load_balancer.cookie_ttl = *d;
+          sn::LoadBalancer& lb = out.load_balancer;
+          lb.cookie_path = h.cookie_path.value_or("");
+          lb.cookie_domain = lower(h.cookie_domain.value_or(""));
+          lb.cookie_secure = h.cookie_secure == "Always"    ? sn::CookieSecure::kAlways
+                             : h.cookie_secure == "OverTLS" ? sn::CookieSecure::kOverTls
+                                                            : sn::CookieSecure::kNever;
+          lb.cookie_same_site = h.cookie_same_site.value_or("");
+          lb.cookie_same_site_none_if_compatible = h.cookie_same_site_none_if_compatible;
+          std::string cf = sub(hf, "cookie");
+          if (!lb.cookie_path.empty()) {
+            if (auto e = path_problem(lb.cookie_path); !e.empty()) ctx.bad(sub(cf, "path"), e);
+            if (lb.cookie_path.find(';') != std::string::npos || lb.cookie_path.size() > 1024)
+              ctx.bad(sub(cf, "path"), "must be at most 1024 bytes without ';'");
+          }
+          if (!lb.cookie_domain.empty()) {
+            std::string d = lb.cookie_domain.front() == '.' ? lb.cookie_domain.substr(1) : lb.cookie_domain;
+            if (auto e = hostname_problem(d, false); !e.empty()) ctx.bad(sub(cf, "domain"), e);
+          }
+          if (!lb.cookie_same_site.empty() && lb.cookie_same_site != "Strict" && lb.cookie_same_site != "Lax" &&
+              lb.cookie_same_site != "None")
+            ctx.bad(sub(cf, "sameSite"), "must be Strict, Lax or None");
         } else {
           out.load_balancer.hash_on = sn::HashOn::kSourceIP;
         }
@@ -1763,10 +1809,75 @@ class Translator {
       if (!f.url_rewrite) f.url_rewrite = sn::UrlRewrite{};
       f.url_rewrite->hostname = *c.upstream_vhost;
     }
-    if (c.load_balancer) rule.policy.load_balancer = *c.load_balancer;
+    if (c.load_balancer) {
+      sn::LoadBalancer& lb = rule.policy.load_balancer = *c.load_balancer;
+      // sticky.lua: the cookie's Path defaults to the location's path, as written.
+      bool plain = path.size() <= 1024 && path.find(';') == std::string::npos &&
+                   std::none_of(path.begin(), path.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20; });
+      if (lb.hash_on == sn::HashOn::kCookie && lb.cookie_path.empty()) lb.cookie_path = plain ? path : "/";
+    }
     if (c.read_timeout) rule.policy.timeouts.backend_request = *c.read_timeout;
     if (c.retry) rule.policy.retry = *c.retry;
     (void)ctx;
+  }
+
+  // backend-protocol: GRPC is h2c (as a GRPCRoute's backends); HTTPS and
+  // GRPCS speak TLS with proxy-ssl-*'s settings, on clusters of the Ingress's
+  // own. nginx's defaults: no verification, no SNI, no client certificate.
+  void nginx_backend_protocol(RouteCtx& ctx, const Ingress& ing, const NginxConfig& c) {
+    using P = NginxBackendProtocol;
+    if (c.backend_protocol == P::kGrpc) ctx.h2c = true;
+    if (c.backend_protocol != P::kHttps && c.backend_protocol != P::kGrpcs) return;
+    UpstreamTlsOverride o;
+    o.h2 = c.backend_protocol == P::kGrpcs;
+    o.suffix = std::string(o.h2 ? "/grpcs=" : "/https=").append(ing.meta.name);
+    o.tls.verify = false;
+    if (c.proxy_ssl) {
+      const NginxProxySsl& ps = *c.proxy_ssl;
+      const std::string key = ps.secret_namespace + "/" + ps.secret;
+      std::string problem;
+      const char* reason = "InvalidSecret";
+      auto it = cache_.secrets.find(key);
+      if (ps.secret_namespace != ctx.ns) {
+        reason = "RefNotPermitted";
+        problem = "Secret " + key + " is in another namespace; gantry reads it from the Ingress's namespace only";
+      } else if (it == cache_.secrets.end()) {
+        reason = "SecretNotFound";
+        problem = "Secret " + key + " not found";
+      } else {
+        const auto& d = it->second.data;
+        auto ca = d.find("ca.crt"), crt = d.find("tls.crt"), pk = d.find("tls.key");
+        bool pair = crt != d.end() && pk != d.end() && !crt->second.empty() && !pk->second.empty();
+        bool has_ca = ca != d.end() && !ca->second.empty();
+        if (!pair && !has_ca) problem = "Secret " + key + " has neither ca.crt nor tls.crt and tls.key";
+        if (pair) {
+          o.tls.client_cert_pem = crt->second;
+          o.tls.client_key_pem = pk->second;
+        }
+        if (has_ca) {
+          o.tls.ca_pem = ca->second;
+          o.tls.verify = ps.verify;
+        }
+      }
+      // proxy_ssl_name: the name verified, and the SNI with proxy_ssl_server_name
+      // on. Without SNI the snapshot checks it as a subject alternative name.
+      if (ps.server_name && !ps.name.empty())
+        o.tls.server_name = ps.name;
+      else if (o.tls.verify)
+        o.tls.subject_alt_names = {ps.name.empty() ? std::string("upstream_balancer") : ps.name};
+      if (problem.empty()) {
+        if (std::string why = tls_problem(o.tls); !why.empty()) problem = "Secret " + key + ": " + why;
+      }
+      if (!problem.empty()) {
+        o.usable = false;
+        o.tls = sn::UpstreamTls{};
+        o.tls.verify = false;
+        std::string field("metadata.annotations[");
+        field.append(kNginxAnnotationPrefix).append("proxy-ssl-secret]: ").append(problem);
+        ctx.unres(reason, field.append(" (its backends answer 503, as ingress-nginx denies the location)"));
+      }
+    }
+    ctx.upstream_tls = std::move(o);
   }
 
   void translate_nginx_ingress(const NginxItem& it, const std::set<std::string>& regex_hosts,
@@ -1777,6 +1888,13 @@ class Translator {
     nginx_findings(ctx, it);
     nginx_basic_auth_.reset();
     if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
+    nginx_backend_protocol(ctx, ing, c);
+    if (c.load_balancer && !c.load_balancer->cookie_domain.empty()) {  // what the proxy would NACK
+      std::string d = c.load_balancer->cookie_domain;
+      if (d.front() == '.') d.erase(0, 1);
+      if (auto p = hostname_problem(d, false); !p.empty())
+        ctx.bad(std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("session-cookie-domain]"), p);
+    }
     std::map<std::string, std::vector<sn::Rule>> by_host;
     for (size_t i = 0; i < ing.rules.size(); ++i) {
       const IngressRule& ir = ing.rules[i];
@@ -1847,6 +1965,10 @@ class Translator {
         use.used = true;
         const NginxCanary& k = use.item->parse.config.canary_rules;
         RouteCtx cctx{use.item->ing->meta.namespace_};
+        // A canary speaks its main Ingress's backend-protocol (ingress-nginx
+        // ignores the canary's own, as all but its canary-* annotations).
+        cctx.h2c = ctx.h2c;
+        cctx.upstream_tls = ctx.upstream_tls;
         sn::BackendRef canary_ref = ingress_backend(cctx, *use.backend, use.field);
         for (const auto& p : cctx.unresolved) {
           std::string msg("canary ");

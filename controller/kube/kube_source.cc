@@ -630,11 +630,14 @@ std::set<std::string> KubeSource::secret_refs() const {
     for (const auto& t : ing.tls)
       if (!t.secret_name.empty()) refs.insert(ing.meta.namespace_ + "/" + t.secret_name);
     if (!ingress_is_nginx(ing, to)) continue;
-    // ingress-nginx's auth-secret (auth-type: basic), in the Ingress's own namespace only.
+    // ingress-nginx's Secrets, in the Ingress's own namespace only: auth-secret (auth-type: basic).
     NginxParse p = parse_nginx_annotations(ing.meta.annotations);
     const auto& b = p.config.basic_auth;
     if (b && (b->secret_namespace.empty() || b->secret_namespace == ing.meta.namespace_))
       refs.insert(ing.meta.namespace_ + "/" + b->secret);
+    // proxy-ssl-secret (backend-protocol HTTPS / GRPCS), likewise.
+    const auto& ps = p.config.proxy_ssl;
+    if (ps && ps->secret_namespace == ing.meta.namespace_) refs.insert(ing.meta.namespace_ + "/" + ps->secret);
   }
   return refs;
 }

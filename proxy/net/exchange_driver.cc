@@ -21,6 +21,7 @@
 #include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
 #include "proxy/tracing/exporter.h"
+#include "proxy/upstream/affinity_cookie.h"
 
 namespace gantry::net {
 
@@ -480,6 +481,9 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
           if (http::iequals(h.name, "cookie"))
             if (auto v = cookie_value(h.value, lbcfg.hash_key)) key = *v;
         if (key) sticky_.assign(*key);
+        // Its attributes now: the request's fields may be gone when the answer comes.
+        cookie_attributes_ = upstream::affinity_cookie_attributes(
+            lbcfg, rq.tls, http::find_header(req_headers, "user-agent").value_or(std::string_view()));
         break;
       case snapshot::HashOn::kSourceIP: key = rq.client_ip; break;
       case snapshot::HashOn::kNone: break;
@@ -855,9 +859,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   }
   call.release_pending();  // the response head is here: no longer pending
   if (!set_cookie_.empty()) {
-    std::string v = lbcfg.hash_key + "=" + set_cookie_ + "; Path=/; HttpOnly";
-    if (lbcfg.cookie_ttl.count() > 0)
-      v += "; Max-Age=" + std::to_string(std::max<int64_t>(1, lbcfg.cookie_ttl.count() / 1000));
+    std::string v = lbcfg.hash_key;
+    v.append("=").append(set_cookie_).append(cookie_attributes_);
     ex_.response_headers.emplace_back("set-cookie", std::move(v));
     set_cookie_.clear();
   }

@@ -249,6 +249,7 @@ class ExchangeDriver {
   std::string listener_scratch_;      // "listener/hostname" the request's routes are matched on
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)
+  std::string cookie_attributes_;     // what follows set_cookie_ in Set-Cookie (affinity_cookie.h)
   std::string chunk_line_;            // a chunk-size line of a re-chunked request body
   std::string transform_in_, transform_out_;  // filters.transform: a response body before / after conversion
   // A request body read before the upstream phase (read_request_body()).

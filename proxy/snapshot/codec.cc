@@ -59,6 +59,8 @@ const EnumTable<TransformFormat> kTransformFormats = {
     {"XML", TransformFormat::kXml}, {"JSON", TransformFormat::kJson}};
 const EnumTable<HashOn> kHashOns = {
     {"Header", HashOn::kHeader}, {"Cookie", HashOn::kCookie}, {"SourceIP", HashOn::kSourceIP}};
+const EnumTable<CookieSecure> kCookieSecures = {
+    {"Never", CookieSecure::kNever}, {"Always", CookieSecure::kAlways}, {"OverTLS", CookieSecure::kOverTls}};
 
 template <typename E>
 std::string_view name_of(E v, const EnumTable<E>& table) {
@@ -436,6 +438,11 @@ ojson enc(const LoadBalancer& lb) {
   if (lb.hash_on != HashOn::kNone) o["hashOn"] = name_of(lb.hash_on, kHashOns);
   if (!lb.hash_key.empty()) o["hashKey"] = lb.hash_key;
   if (lb.cookie_ttl.count() != 0) o["cookieTtlMs"] = ms(lb.cookie_ttl);
+  if (!lb.cookie_path.empty()) o["cookiePath"] = lb.cookie_path;
+  if (!lb.cookie_domain.empty()) o["cookieDomain"] = lb.cookie_domain;
+  if (lb.cookie_secure != CookieSecure::kNever) o["cookieSecure"] = name_of(lb.cookie_secure, kCookieSecures);
+  if (!lb.cookie_same_site.empty()) o["cookieSameSite"] = lb.cookie_same_site;
+  if (lb.cookie_same_site_none_if_compatible) o["cookieSameSiteNoneIfCompatible"] = true;
   return o;
 }
 
@@ -698,6 +705,7 @@ class Reader {
   void read(const json& j, RateLimitFailureMode& out) const { read_enum(j, out, kRateLimitFailureModes); }
   void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
+  void read(const json& j, CookieSecure& out) const { read_enum(j, out, kCookieSecures); }
   void read(const json& j, ClusterProtocol& out) const { read_enum(j, out, kClusterProtocols); }
   void read(const json& j, TransformFormat& out) const { read_enum(j, out, kTransformFormats); }
 
@@ -947,6 +955,11 @@ class Reader {
     get(j, "hashOn", lb.hash_on);
     get(j, "hashKey", lb.hash_key);
     get(j, "cookieTtlMs", lb.cookie_ttl);
+    get(j, "cookiePath", lb.cookie_path);
+    get(j, "cookieDomain", lb.cookie_domain);
+    get(j, "cookieSecure", lb.cookie_secure);
+    get(j, "cookieSameSite", lb.cookie_same_site);
+    get(j, "cookieSameSiteNoneIfCompatible", lb.cookie_same_site_none_if_compatible);
   }
 
   void read(const json& j, HealthCheck& h) {

@@ -347,12 +347,22 @@ struct Filters {
 
 enum class LoadBalancerType { kRoundRobin, kLeastRequest, kRandom, kConsistentHash };
 enum class HashOn { kNone, kHeader, kCookie, kSourceIP };
+// When the affinity cookie carries Secure: never, always, or on answers over TLS.
+enum class CookieSecure { kNever, kAlways, kOverTls };
 
 struct LoadBalancer {
   LoadBalancerType type = LoadBalancerType::kRoundRobin;
   HashOn hash_on = HashOn::kNone;
   std::string hash_key;  // header or cookie name
   Millis cookie_ttl{0};  // 0: session cookie
+  // The affinity cookie's attributes (hashOn Cookie); it is always HttpOnly.
+  std::string cookie_path;     // "cookiePath": empty = "/"
+  std::string cookie_domain;   // "cookieDomain": empty = none (the host alone)
+  CookieSecure cookie_secure = CookieSecure::kNever;  // "cookieSecure": "Always" | "OverTLS"; omitted = never
+  std::string cookie_same_site;  // "cookieSameSite": "Strict" | "Lax" | "None"; empty = none
+  // "cookieSameSiteNoneIfCompatible": SameSite=None is left out for the user
+  // agents known to reject such cookies (ingress-nginx's list).
+  bool cookie_same_site_none_if_compatible = false;
   bool operator==(const LoadBalancer&) const = default;
 };
 

@@ -648,6 +648,27 @@ class Validator {
     } else if (lb.hash_on != HashOn::kNone) {
       e_.add(at, "hashOn is only used with type ConsistentHash");
     }
+    // The cookie's attributes go verbatim into Set-Cookie (RFC 6265 4.1.1).
+    bool cookie = lb.type == LoadBalancerType::kConsistentHash && lb.hash_on == HashOn::kCookie;
+    auto attribute = [&](const std::string& v, const char* name) {
+      if (v.empty()) return;
+      if (!cookie) e_.add(at, std::string(name).append(" needs hashOn Cookie"));
+      if (v.size() > 1024 || v.find(';') != std::string::npos ||
+          std::any_of(v.begin(), v.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; }))
+        e_.add(at, std::string(name).append(" must be at most 1024 bytes without ';' or control characters"));
+    };
+    attribute(lb.cookie_path, "cookiePath");
+    attribute(lb.cookie_domain, "cookieDomain");
+    if (!lb.cookie_path.empty() && lb.cookie_path.front() != '/') e_.add(at, "cookiePath must start with /");
+    if (!lb.cookie_domain.empty()) {
+      std::string d = lb.cookie_domain.front() == '.' ? lb.cookie_domain.substr(1) : lb.cookie_domain;
+      if (auto problem = hostname_problem(d, false); !problem.empty()) e_.add(at + ".cookieDomain", problem);
+    }
+    if (!lb.cookie_same_site.empty() && lb.cookie_same_site != "Strict" && lb.cookie_same_site != "Lax" &&
+        lb.cookie_same_site != "None")
+      e_.add(at, "cookieSameSite must be Strict, Lax or None, not " + quote(lb.cookie_same_site));
+    if ((lb.cookie_secure != CookieSecure::kNever || lb.cookie_same_site_none_if_compatible) && !cookie)
+      e_.add(at, "cookieSecure and cookieSameSiteNoneIfCompatible need hashOn Cookie");
     if (p.health_check) {
       const HealthCheck& h = *p.health_check;
       at = where + ".healthCheck";

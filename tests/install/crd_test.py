@@ -161,7 +161,10 @@ spec.rules.backendRefs.group spec.rules.backendRefs.kind spec.rules.backendRefs.
 spec.rules.backendRefs.namespace spec.rules.backendRefs.port spec.rules.backendRefs.weight
 spec.rules.policy.loadBalancer.type spec.rules.policy.loadBalancer.consistentHash.type
 spec.rules.policy.loadBalancer.consistentHash.header.name spec.rules.policy.loadBalancer.consistentHash.cookie.name
-spec.rules.policy.loadBalancer.consistentHash.cookie.ttl
+spec.rules.policy.loadBalancer.consistentHash.cookie.ttl spec.rules.policy.loadBalancer.consistentHash.cookie.path
+spec.rules.policy.loadBalancer.consistentHash.cookie.domain spec.rules.policy.loadBalancer.consistentHash.cookie.secure
+spec.rules.policy.loadBalancer.consistentHash.cookie.sameSite
+spec.rules.policy.loadBalancer.consistentHash.cookie.sameSiteNoneIfCompatible
 spec.rules.policy.healthCheck.path spec.rules.policy.healthCheck.interval spec.rules.policy.healthCheck.timeout
 spec.rules.policy.healthCheck.healthyThreshold spec.rules.policy.healthCheck.unhealthyThreshold
 spec.rules.policy.healthCheck.expectedStatuses

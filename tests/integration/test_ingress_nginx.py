@@ -4,8 +4,10 @@ nginx.ingress.kubernetes.io annotations are applied through the API; requests
 go through gantry-proxy with curl: rewrite-target with captures (and the
 host-wide regex it implies), ssl-redirect and force-ssl-redirect (308, ACME
 exempt, trailing slash dropped, on by default only with a certificate),
-canary by header, cookie and weight, cookie affinity, limit-rps (503), source
-ranges (403); the report (/ingress-nginx and `gantry-controller migrate
+canary by header, cookie and weight, cookie affinity (and the cookie's Path,
+Domain, Secure, SameSite attributes), limit-rps (503), source
+ranges (403), backend-protocol HTTPS (with proxy-ssl-*: verification, SNI,
+client certificate), GRPC and GRPCS to real TLS and HTTP/2 backends; the report (/ingress-nginx and `gantry-controller migrate
 --source kube`), the Warning Event, the status left alone without
 --ingress-nginx-write-status, and a bad --ingress-nginx-compat (exit 2).
 """
@@ -21,7 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "kube"))
 
-from conftest import CONVERGE_TIMEOUT, Proxy, binary, http_request, new_manager, tail, wait_until  # noqa: E402
+from conftest import (CONVERGE_TIMEOUT, CertAuthority, Proxy, binary, free_port, http_request,  # noqa: E402
+                      new_manager, tail, wait_until)
 from kubeapi import ControlPlane, KubeController, TestHosts, endpoint_slice, service  # noqa: E402
 
 P = "nginx.ingress.kubernetes.io/"
@@ -77,6 +80,13 @@ def test_bad_compat_flag_exits_2_with_one_line(value):
     assert len(lines) == 1 and "--ingress-nginx-compat" in lines[0], r.stderr
 
 
+class Env(tuple):
+    """(cp, proxy, ctl, curl), with the test hosts and the upstream TLS material as attributes."""
+
+
+BACKEND_NAME = "backend.nx.test"
+
+
 @pytest.fixture(scope="module")
 def env():
     manager = new_manager()
@@ -94,15 +104,31 @@ def env():
                                ("pair", ["main", "other"])]:
                 cp.apply(service(svc))
                 cp.apply(endpoint_slice(svc, [hosts.echos[n] for n in names]))
+            # Upstream TLS: an HTTPS/1.1 backend that asks for a client certificate, and
+            # gantry-h2-echo (h2c on 9001, h2 over TLS on 9443), certificates from a test CA.
+            pki = workdir / "pki"
+            (pki / "clients").mkdir(parents=True)
+            ca, client_ca = CertAuthority(pki), CertAuthority(pki / "clients", name="Client CA")
+            cert, key = ca.issue("backend", [BACKEND_NAME])
+            (pki / "backend.pem").write_text(cert)
+            (pki / "backend.key").write_text(key)
+            tls_addr = hosts.tls_echo("tls", pki / "backend.pem", pki / "backend.key", client_ca=client_ca.path)
+            h2_addr = hosts.h2_echo("h2", pki / "backend.pem", pki / "backend.key")
+            for svc, addr, port in [("tls", tls_addr, 9443), ("h2c", h2_addr, 9001), ("h2tls", h2_addr, 9443)]:
+                cp.apply(service(svc, target_port=port))
+                cp.apply(endpoint_slice(svc, [addr], port=port))
             cp.apply({"kind": "IngressClass", "metadata": {"name": "nginx"},
                       "spec": {"controller": "k8s.io/ingress-nginx"}})
             socket = workdir / "control.sock"
-            proxy = Proxy(manager, workdir, socket).start()
+            https_port = free_port()
+            proxy = Proxy(manager, workdir, socket, extra_args=["--https-listen", f"127.0.0.1:{https_port}"]).start()
             ctl = KubeController(manager, workdir, cp.kubeconfig, socket,
                                  extra_args=["--ingress-nginx-compat", "on",
                                              "--ingress-status-address", STATUS_ADDRESS]).start()
             ctl.wait_ready()
-            yield cp, proxy, ctl, Curl(proxy.http_port)
+            e = Env((cp, proxy, ctl, Curl(proxy.http_port)))
+            e.ca, e.client_ca, e.https_port = ca, client_ca, https_port
+            yield e
         finally:
             manager.cleanup()
             if hosts:
@@ -192,6 +218,45 @@ def test_cookie_affinity(env):
     assert all(curl.backend("/", "sticky.nx.test", cookie=pair) == first for _ in range(8))
 
 
+def test_cookie_affinity_attributes(env, tmp_path):
+    cp, proxy, ctl, curl = env
+    sticky = {"affinity": "cookie", "session-cookie-name": "route"}
+    cp.apply(ingress("sticky-default", "sdefault.nx.test", "/shop", "pair", sticky))
+    cp.apply(ingress("sticky-attrs", "sattrs.nx.test", "/", "pair",
+                     {**sticky, "session-cookie-path": "/app", "session-cookie-domain": "nx.test",
+                      "session-cookie-secure": "true", "session-cookie-samesite": "None",
+                      "session-cookie-conditional-samesite-none": "true"}))
+    tls_secret(cp, tmp_path, "stls-cert", "stls.nx.test")
+    cp.apply(ingress("sticky-tls", "stls.nx.test", "/", "pair", {**sticky, "ssl-redirect": "false"}, tls="stls-cert"))
+
+    def cookie(host, path="/", headers=()):
+        status, fields, _ = curl(path, host, headers)
+        return status == 200 and fields.get("set-cookie", "")
+    # sticky.lua: Path is the Ingress path, HttpOnly, no Secure over plain HTTP.
+    got = converge(lambda: cookie("sdefault.nx.test", "/shop/cart"), "the sticky Ingress", ctl)
+    assert got.startswith("route=") and got.endswith("; Path=/shop; HttpOnly"), got
+    got = converge(lambda: cookie("sattrs.nx.test"), "the cookie attributes", ctl)
+    assert got.endswith("; Path=/app; Domain=nx.test; HttpOnly; Secure; SameSite=None"), got
+    # A client known to reject SameSite=None gets the cookie without it.
+    old_chrome = "User-Agent: Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0 Safari/537.36"
+    got = cookie("sattrs.nx.test", headers=[old_chrome])
+    assert got.endswith("; Path=/app; Domain=nx.test; HttpOnly; Secure"), got
+    # Secure over TLS by default.
+    argv = ["curl", "-sS", "-k", "-i", "--http1.1", "--max-time", "5", "--resolve", f"stls.nx.test:{env.https_port}:127.0.0.1",
+            f"https://stls.nx.test:{env.https_port}/"]
+
+    seen = []
+
+    def over_tls():
+        r = subprocess.run(argv, capture_output=True, text=True)
+        seen[:] = [r.stdout[:300], r.stderr[-300:]]
+        line = next((x.strip() for x in r.stdout.splitlines() if x.lower().startswith("set-cookie:")), "")
+        return r.stdout.startswith("HTTP/1.1 200") and line
+    got = wait_until(over_tls, CONVERGE_TIMEOUT, "the cookie over TLS", on_timeout=lambda: str(seen))
+    assert got.endswith("; Path=/; HttpOnly; Secure"), got
+    assert cookie("stls.nx.test").endswith("; Path=/; HttpOnly")  # the same Ingress over plain HTTP
+
+
 def test_limit_rps_answers_503(env):
     cp, proxy, ctl, curl = env
     cp.apply(ingress("limited", "limit.nx.test", "/", "main", {"limit-rps": "1", "limit-burst-multiplier": "1"}))
@@ -248,6 +313,77 @@ def test_basic_auth_from_an_htpasswd_secret(env):
         return rep and {a["name"]: a["support"] for a in rep["annotations"]}
     verdicts = converge(refused_md5, "the basic Ingress in the report", ctl)
     assert verdicts[P + "auth-type"] == "partial" and verdicts[P + "auth-secret"] == "served", verdicts
+
+
+def secret(cp, name, data):
+    cp.apply({"kind": "Secret", "type": "Opaque", "metadata": {"name": name, "namespace": "default"},
+              "stringData": data})
+
+
+def test_backend_protocol_https_with_proxy_ssl(env, tmp_path):
+    cp, proxy, ctl, curl = env
+    client_cert, client_key = env.client_ca.issue("gantry-client", ["client.nx.test"])
+    (tmp_path / "other").mkdir()
+    other_ca = CertAuthority(tmp_path / "other", name="Another CA")
+    ca_pem = env.ca.path.read_text()
+    secret(cp, "upstream-ssl", {"ca.crt": ca_pem, "tls.crt": client_cert, "tls.key": client_key})
+    secret(cp, "upstream-other-ca", {"ca.crt": other_ca.path.read_text()})
+    https = {"backend-protocol": "HTTPS"}
+    checked = {**https, "proxy-ssl-secret": "default/upstream-ssl", "proxy-ssl-verify": "on",
+               "proxy-ssl-name": BACKEND_NAME, "proxy-ssl-server-name": "on"}
+    cp.apply(ingress("https-default", "https.nx.test", "/", "tls", https))
+    cp.apply(ingress("https-checked", "checked.nx.test", "/", "tls", checked))
+    cp.apply(ingress("https-wrong-name", "wrongname.nx.test", "/", "tls", {**checked, "proxy-ssl-name": "other.nx.test"}))
+    cp.apply(ingress("https-wrong-ca", "wrongca.nx.test", "/", "tls",
+                     {**checked, "proxy-ssl-secret": "default/upstream-other-ca"}))
+    cp.apply(ingress("https-unverified", "unverified.nx.test", "/", "tls",
+                     {**checked, "proxy-ssl-secret": "default/upstream-other-ca", "proxy-ssl-verify": "off"}))
+    cp.apply(ingress("https-elsewhere", "elsewhere.nx.test", "/", "tls",
+                     {**https, "proxy-ssl-secret": "kube-system/upstream-ssl"}))
+    cp.apply(ingress("https-plain", "plain.nx.test", "/", "tls"))
+
+    def answer(host):
+        status, fields, body = curl("/p?q=1", host)
+        return (status, json.loads(body)) if status == 200 else (status, fields.get("x-gateway-reason"))
+    # ingress-nginx's defaults: TLS, no verification, no SNI, no client certificate.
+    status, got = converge(lambda: (lambda a: a[0] == 200 and a)(answer("https.nx.test")), "HTTPS upstream", ctl)
+    assert got["path"] == "/p?q=1" and got["sni"] is None and got["client"] is None, got
+    # proxy-ssl-secret's ca.crt verifies, its tls.crt is the client certificate,
+    # proxy-ssl-name goes as SNI with proxy-ssl-server-name on.
+    status, got = converge(lambda: (lambda a: a[0] == 200 and a)(answer("checked.nx.test")), "verified HTTPS", ctl)
+    assert got["sni"] == BACKEND_NAME and got["client"] == "gantry-client", (got, [
+        {k: v for k, v in c.items() if k != "endpoints"} for c in proxy.config_dump()["clusters"]])
+    converge(lambda: answer("wrongname.nx.test") == (502, "upstream-tls"), "a name the certificate lacks: 502", ctl)
+    converge(lambda: answer("wrongca.nx.test") == (502, "upstream-tls"), "a CA that did not sign it: 502", ctl)
+    status, got = converge(lambda: (lambda a: a[0] == 200 and a)(answer("unverified.nx.test")),
+                           "proxy-ssl-verify off", ctl)
+    assert got["sni"] == BACKEND_NAME and got["client"] is None, got
+    # Another namespace's Secret: nothing goes to the backend (ingress-nginx denies the location: 503).
+    converge(lambda: answer("elsewhere.nx.test")[0] == 503, "a Secret of another namespace: 503", ctl)
+    # Without the annotation the proxy speaks HTTP in clear to the TLS port: no 200.
+    assert answer("plain.nx.test")[0] != 200
+
+    def verdicts():
+        r = http_request(ctl.admin_port, "/ingress-nginx")
+        rep = next((i for i in json.loads(r.body)["ingresses"] if i["name"] == "https-checked"), None)
+        return rep and {a["name"][len(P):]: a["support"] for a in rep["annotations"]}
+    assert converge(verdicts, "the report", ctl) == {
+        "backend-protocol": "partial", "proxy-ssl-secret": "served", "proxy-ssl-verify": "partial",
+        "proxy-ssl-name": "served", "proxy-ssl-server-name": "served"}
+
+
+def test_backend_protocol_grpc_and_grpcs(env):
+    cp, proxy, ctl, curl = env
+    cp.apply(ingress("grpc", "grpc.nx.test", "/", "h2c", {"backend-protocol": "GRPC"}))
+    cp.apply(ingress("grpcs", "grpcs.nx.test", "/", "h2tls", {"backend-protocol": "GRPCS"}))
+    cp.apply(ingress("h2c-as-http", "h2c-as-http.nx.test", "/", "h2c"))
+    grpc = ["content-type: application/grpc", "te: trailers"]
+    # gantry-h2-echo speaks HTTP/2 only and answers "METHOD PATH BYTES".
+    converge(lambda: curl("/pkg.Svc/Call", "grpc.nx.test", grpc)[2].startswith("GET /pkg.Svc/Call 0"),
+             "GRPC: h2c to the backend", ctl)
+    converge(lambda: curl("/pkg.Svc/Call", "grpcs.nx.test", grpc)[2].startswith("GET /pkg.Svc/Call 0"),
+             "GRPCS: h2 over TLS to the backend", ctl)
+    converge(lambda: curl("/x", "h2c-as-http.nx.test")[0] == 502, "HTTP/1.1 to an HTTP/2-only backend fails", ctl)
 
 
 def test_refused_annotations_are_reported_and_evented(env):

@@ -18,6 +18,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -263,22 +264,52 @@ class TestHosts:
         self.next_host = 2
         self.echos = {}
 
-    def echo(self, name):
-        """Starts gantry-echo `name` on a fresh address of the namespace; returns the address."""
+    def _address(self):
         if self.next_host > 14:
             pytest.fail("out of test-host addresses")
         addr = f"198.51.100.{self.base + self.next_host}"
         self.next_host += 1
         _ip("-n", self.ns, "addr", "add", f"{addr}/28", "dev", f"gk{self.slot}n")
+        return addr
+
+    def _serve(self, name, argv, marker):
+        """Runs `argv` in the namespace; waits for `marker` in its output."""
         log = self.workdir / f"echo-{name}.log"
-        proc = self.manager.spawn(["ip", "netns", "exec", self.ns, binary("gantry-echo"),
-                                   "--name", name, "--listen", f"{addr}:{self.PORT}"], log)
+        proc = self.manager.spawn(["ip", "netns", "exec", self.ns] + argv, log)
 
         def listening():
             if proc.poll() is not None:
-                pytest.fail(f"echo {name} exited: {tail(log)}")
-            return " listening on " in log.read_text(errors="replace")
-        wait_until(listening, START_TIMEOUT, f"echo {name} to listen")
+                pytest.fail(f"backend {name} exited: {tail(log)}")
+            return marker in log.read_text(errors="replace")
+        wait_until(listening, START_TIMEOUT, f"backend {name} to listen")
+
+    def echo(self, name):
+        """Starts gantry-echo `name` on a fresh address of the namespace; returns the address."""
+        addr = self._address()
+        self._serve(name, [binary("gantry-echo"), "--name", name, "--listen", f"{addr}:{self.PORT}"],
+                    " listening on ")
+        self.echos[name] = addr
+        return addr
+
+    def tls_echo(self, name, cert, key, client_ca=None, port=9443):
+        """Starts tls_echo.py (HTTPS/1.1; answers with the SNI and client certificate
+        it saw) with the PEM files `cert`/`key`; returns the address."""
+        addr = self._address()
+        argv = [sys.executable, str(Path(__file__).resolve().parent / "tls_echo.py"), "--name", name,
+                "--listen", f"{addr}:{port}", "--cert", str(cert), "--key", str(key)]
+        if client_ca:
+            argv += ["--client-ca", str(client_ca)]
+        self._serve(name, argv, " listening on ")
+        self.echos[name] = addr
+        return addr
+
+    def h2_echo(self, name, cert, key, port=9001, tls_port=9443):
+        """Starts gantry-h2-echo: h2c (prior knowledge) on `port`, h2 over TLS
+        (ALPN h2) on `tls_port`; returns the address."""
+        addr = self._address()
+        self._serve(name, [binary("gantry-h2-echo"), "--listen", f"{addr}:{port}",
+                           "--tls-listen", f"{addr}:{tls_port}", "--cert", str(cert), "--key", str(key)],
+                    "gantry-h2-echo: h2c on ")
         self.echos[name] = addr
         return addr
 

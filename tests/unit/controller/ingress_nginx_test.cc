@@ -7,6 +7,7 @@
 
 #include "controller/core/ingress_nginx.h"
 #include "controller/core/translate.h"
+#include "proxy/snapshot/validate.h"
 #include "tests/unit/controller/test_util.h"
 
 namespace gantry::controller {
@@ -76,13 +77,37 @@ std::vector<AnnotationRow> rows() {
        }},
       {"session-cookie-name", "route", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->hash_key, "route"); }, {{"affinity", "cookie"}}},
+      {"affinity", "cookie", S::kPartial, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kOverTls);  // sticky.lua: Secure over TLS
+         EXPECT_EQ(c.load_balancer->cookie_path, "");  // translate: the Ingress path
+       }},
+      {"session-cookie-path", "/app", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_path, "/app"); }, {{"affinity", "cookie"}}},
+      {"session-cookie-path", "/a; Domain=evil", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_path, ""); }, {{"affinity", "cookie"}}},
+      {"session-cookie-domain", ".Example.com", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_domain, ".example.com"); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-domain", "a;b", S::kRefused, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-secure", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kAlways); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-secure", "false", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_secure, sn::CookieSecure::kOverTls); },
+       {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "None", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_same_site, "None"); }, {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "lax", S::kRefused, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-conditional-samesite-none", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.load_balancer->cookie_same_site_none_if_compatible); },
+       {{"affinity", "cookie"}, {"session-cookie-samesite", "None"}}},
+      {"session-cookie-conditional-samesite-none", "true", S::kRefused, false, nullptr},  // no affinity: no effect
       {"session-cookie-max-age", "3600", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.load_balancer->cookie_ttl.count(), 3600000); },
        {{"affinity", "cookie"}}},
       {"session-cookie-expires", "60", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-path", "/app", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-secure", "true", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
-      {"session-cookie-samesite", "Strict", S::kPartial, false, nullptr, {{"affinity", "cookie"}}},
+      {"session-cookie-samesite", "Strict", S::kServed, false, nullptr, {{"affinity", "cookie"}}},
       {"session-cookie-name", "route", S::kRefused, false, nullptr},  // without affinity
       {"limit-rps", "5", S::kPartial, false,
        [](const NginxConfig& c) {
@@ -135,7 +160,6 @@ std::vector<AnnotationRow> rows() {
        [](const NginxConfig& c) { EXPECT_EQ(c.retry->attempts, 0u); }},
       {"backend-protocol", "HTTP", S::kServed, false, nullptr},
       {"backend-protocol", "AUTO_HTTP", S::kPartial, false, nullptr},
-      {"backend-protocol", "GRPC", S::kRefused, true, nullptr},
       {"backend-protocol", "FCGI", S::kRefused, true, nullptr},
       {"upstream-vhost", "internal.example", S::kServed, false, nullptr},
       {"service-upstream", "true", S::kPartial, false, nullptr},
@@ -187,6 +211,48 @@ std::vector<AnnotationRow> rows() {
       {"auth-realm", "say \"hi\"", S::kRefused, true, nullptr, {{"auth-type", "basic"}, {"auth-secret", "users"}}},
       {"preserve-trailing-slash", "true", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_TRUE(c.preserve_trailing_slash); }},
+      {"backend-protocol", "HTTPS", S::kPartial, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.backend_protocol, NginxBackendProtocol::kHttps);
+         EXPECT_FALSE(c.proxy_ssl);
+       }},
+      {"backend-protocol", "GRPC", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.backend_protocol, NginxBackendProtocol::kGrpc); }},
+      {"backend-protocol", "grpcs", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.backend_protocol, NginxBackendProtocol::kGrpcs); }},
+      {"proxy-ssl-secret", "default/upstream", S::kServed, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.proxy_ssl);
+         EXPECT_EQ(c.proxy_ssl->secret_namespace, "default");
+         EXPECT_EQ(c.proxy_ssl->secret, "upstream");
+         EXPECT_FALSE(c.proxy_ssl->verify);  // ingress-nginx: off
+         EXPECT_FALSE(c.proxy_ssl->server_name);  // off
+       },
+       {{"backend-protocol", "HTTPS"}}},
+      // ingress-nginx denies the location (503) for a name without its namespace.
+      {"proxy-ssl-secret", "upstream", S::kRefused, true, [](const NginxConfig& c) { EXPECT_FALSE(c.proxy_ssl); },
+       {{"backend-protocol", "HTTPS"}}},
+      {"proxy-ssl-secret", "default/upstream", S::kRefused, false, [](const NginxConfig& c) { EXPECT_FALSE(c.proxy_ssl); }},
+      {"proxy-ssl-verify", "on", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.proxy_ssl->verify); },
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}},
+      {"proxy-ssl-verify", "on", S::kRefused, false, nullptr},  // without proxy-ssl-secret: no effect
+      {"proxy-ssl-verify", "true", S::kRefused, false, [](const NginxConfig& c) { EXPECT_FALSE(c.proxy_ssl->verify); },
+       {{"backend-protocol", "GRPCS"}, {"proxy-ssl-secret", "default/upstream"}}},
+      {"proxy-ssl-name", "Backend.Example.com", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.proxy_ssl->name, "backend.example.com"); },
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}, {"proxy-ssl-server-name", "on"}}},
+      {"proxy-ssl-name", "backend.example.com", S::kPartial, false, nullptr,
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}},
+      {"proxy-ssl-name", "$host", S::kRefused, false, nullptr,
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}},
+      {"proxy-ssl-server-name", "on", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.proxy_ssl->server_name); },
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}, {"proxy-ssl-name", "b.example"}}},
+      {"proxy-ssl-server-name", "on", S::kPartial, false, nullptr,  // no name: no SNI (nginx: upstream_balancer)
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}},
+      {"proxy-ssl-verify-depth", "2", S::kRefused, false, nullptr,
+       {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}},
       {"configuration-snippet", "more_set_headers x: y;", S::kRefused, true, nullptr},
       {"server-snippet", "x", S::kRefused, true, nullptr},
       {"auth-url", "http://oauth2-proxy.auth.svc:4180/oauth2/auth", S::kPartial, false,
@@ -303,7 +369,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"permanent-redirect-code", "308"}, {"temporal-redirect-code", "307"},
       {"canary-weight", "10"},          {"canary-weight-total", "100"},
       {"affinity", "cookie"},           {"session-cookie-max-age", "60"},
-      {"session-cookie-expires", "60"}, {"load-balance", "ewma"},
+      {"session-cookie-expires", "60"}, {"load-balance", "ewma"}, {"session-cookie-path", "/app"},
+      {"session-cookie-samesite", "Lax"}, {"session-cookie-domain", "example.com"},
       {"upstream-hash-by", "$remote_addr"}, {"limit-rps", "5"}, {"limit-rpm", "60"},
       {"limit-burst-multiplier", "3"},  {"limit-whitelist", "10.0.0.0/8"}, {"limit-allowlist", "10.0.0.0/8"},
       {"whitelist-source-range", "10.0.0.0/8"}, {"allowlist-source-range", "10.0.0.0/8"},
@@ -313,7 +380,9 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"canary-by-header-pattern", "^v2$"}, {"server-alias", "alias.example.com"},
       {"auth-url", "http://auth/verify"}, {"auth-method", "GET"},
       {"auth-signin", "https://auth.example/oauth2/start"}, {"auth-signin-redirect-param", "rd"},
-      {"auth-response-headers", "X-Auth-Request-User"}};
+      {"auth-response-headers", "X-Auth-Request-User"}, {"proxy-ssl-secret", "default/upstream"},
+      {"proxy-ssl-verify", "on"}, {"proxy-ssl-server-name", "on"}, {"proxy-ssl-name", "backend.example"},
+      {"proxy-ssl-verify-depth", "2"}};
   const std::map<std::string, std::map<std::string, std::string>> needs = {
       {"canary", {{"canary", "true"}}},
       {"affinity", {{"affinity", "cookie"}}},
@@ -323,7 +392,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"limit-whitelist", {{"limit-rps", "5"}}},
       {"limit-allowlist", {{"limit-rps", "5"}}},
       {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}},
-      {"auth-", {{"auth-url", "http://auth/verify"}}}};
+      {"auth-", {{"auth-url", "http://auth/verify"}}},
+      {"proxy-ssl-", {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}}};
   int with_semantics = 0;
   std::string served;
   for (const auto& name : all) {
@@ -347,7 +417,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 61) << served;
+  EXPECT_EQ(with_semantics, 67) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -591,6 +661,131 @@ TEST(IngressNginx, SslRedirectNeedsACertificateForTheHost) {
   ASSERT_EQ(r.snapshot.routes.size(), 1u);
   EXPECT_FALSE(r.snapshot.routes[0].rules[0].filters.https_redirect);
   EXPECT_FALSE(r.snapshot.routes[0].rules[0].filters.hsts);
+}
+
+// kTlsSecret as an upstream Secret `name`: its certificate as ca.crt (when
+// `ca`), and as tls.crt/tls.key, the client certificate (when `pair`).
+std::string upstream_secret(const std::string& name, bool ca, bool pair) {
+  const std::string t(kTlsSecret);
+  size_t crt = t.find("  tls.crt: |\n"), key = t.find("  tls.key: |\n");
+  std::string cert_block = t.substr(crt + 13, key - crt - 13), key_block = t.substr(key + 13);
+  std::string out("---\napiVersion: v1\nkind: Secret\nmetadata: {name: ");
+  out.append(name).append("}\nstringData:\n");
+  if (ca) out.append("  ca.crt: |\n").append(cert_block);
+  if (pair) out.append("  tls.crt: |\n").append(cert_block).append("  tls.key: |\n").append(key_block);
+  return out;
+}
+
+// backend-protocol HTTPS / GRPCS: clusters of the Ingress's own with its TLS
+// (nginx's defaults: unverified, no SNI; proxy-ssl-* from the Secret); GRPC:
+// the h2c cluster; a Secret that cannot be read leaves the cluster without
+// endpoints (ingress-nginx denies the location: 503), never unverified.
+TEST(IngressNginx, BackendProtocolClusters) {
+  const std::string n = "nginx.ingress.kubernetes.io/";
+  const std::string https = n + "backend-protocol: HTTPS, ";
+  const std::string slice = R"(
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: main-a, labels: {kubernetes.io/service-name: main}}
+addressType: IPv4
+ports: [{name: http, port: 8443}]
+endpoints:
+- addresses: [10.0.0.1]
+)";
+  Cache c = load(std::string(kServices) + slice + upstream_secret("upstream", true, true) +
+                 upstream_secret("ca-only", true, false) +
+                 ingress("verified", 1,
+                         https + n + "proxy-ssl-secret: default/upstream, " + n + "proxy-ssl-verify: 'on', " + n +
+                             "proxy-ssl-name: shop.example.com, " + n + "proxy-ssl-server-name: 'on'",
+                         "a.example.com", "/", "Prefix", "main") +
+                 ingress("plain", 2, n + "backend-protocol: HTTPS", "b.example.com", "/", "Prefix", "main") +
+                 ingress("nosni", 3,
+                         https + n + "proxy-ssl-secret: default/ca-only, " + n + "proxy-ssl-verify: 'on', " + n +
+                             "proxy-ssl-name: shop.example.com",
+                         "c.example.com", "/", "Prefix", "main") +
+                 ingress("grpc", 4, n + "backend-protocol: GRPC", "d.example.com", "/", "Prefix", "main") +
+                 ingress("grpcs", 5, n + "backend-protocol: GRPCS", "e.example.com", "/", "Prefix", "main") +
+                 ingress("elsewhere", 6, https + n + "proxy-ssl-secret: kube-system/upstream", "f.example.com", "/",
+                         "Prefix", "main") +
+                 ingress("missing", 7, https + n + "proxy-ssl-secret: default/nope", "g.example.com", "/", "Prefix",
+                         "main") +
+                 ingress("canary", 8, n + "canary: 'true', " + n + "canary-weight: '50'", "e.example.com", "/",
+                         "Prefix", "canary"));
+  TranslateResult r = translate(c, nginx_options());
+  std::map<std::string, const sn::Cluster*> by;
+  for (const auto& cl : r.snapshot.clusters) by[cl.name] = &cl;
+  std::string names;
+  for (const auto& [k, v] : by) names.append(k).append(" ");
+  ASSERT_EQ(by.size(), 8u) << names;
+
+  const sn::Cluster* v = by["default/main:80/https=verified"];
+  ASSERT_TRUE(v && v->tls) << names;
+  EXPECT_EQ(v->protocol, sn::ClusterProtocol::kHttp1);
+  EXPECT_TRUE(v->tls->verify);
+  EXPECT_EQ(v->tls->server_name, "shop.example.com");
+  EXPECT_TRUE(v->tls->subject_alt_names.empty());
+  EXPECT_NE(v->tls->ca_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(v->tls->client_cert_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(v->tls->client_key_pem.find("PRIVATE KEY"), std::string::npos);
+  EXPECT_EQ(v->endpoints.size(), 1u);
+
+  const sn::Cluster* p = by["default/main:80/https=plain"];
+  ASSERT_TRUE(p && p->tls);
+  EXPECT_FALSE(p->tls->verify);  // proxy_ssl_verify off
+  EXPECT_EQ(p->tls->server_name, "");  // proxy_ssl_server_name off
+  EXPECT_TRUE(p->tls->client_cert_pem.empty());
+
+  const sn::Cluster* ns = by["default/main:80/https=nosni"];
+  ASSERT_TRUE(ns && ns->tls);
+  EXPECT_TRUE(ns->tls->verify);
+  EXPECT_EQ(ns->tls->server_name, "");
+  EXPECT_EQ(ns->tls->subject_alt_names, std::vector<std::string>{"shop.example.com"});
+  EXPECT_TRUE(ns->tls->client_cert_pem.empty());
+
+  ASSERT_TRUE(by["default/main:80/h2c"]);
+  EXPECT_EQ(by["default/main:80/h2c"]->protocol, sn::ClusterProtocol::kH2c);
+  EXPECT_FALSE(by["default/main:80/h2c"]->tls);
+
+  // GRPCS: HTTP/2 over TLS, unverified; its canary speaks the main Ingress's protocol.
+  for (const char* name : {"default/main:80/grpcs=grpcs", "default/canary:80/grpcs=grpcs"}) {
+    ASSERT_TRUE(by[name] && by[name]->tls) << name << ": " << names;
+    EXPECT_EQ(by[name]->protocol, sn::ClusterProtocol::kH2);
+    EXPECT_FALSE(by[name]->tls->verify);
+  }
+
+  for (const char* name : {"default/main:80/https=elsewhere", "default/main:80/https=missing"}) {
+    ASSERT_TRUE(by[name] && by[name]->tls) << name;
+    EXPECT_TRUE(by[name]->endpoints.empty()) << name << ": nothing goes to the backend";
+  }
+  std::string st = dump(r.statuses) + testing::all_messages(r.statuses);
+  EXPECT_NE(st.find("kube-system/upstream is in another namespace"), std::string::npos) << st;
+  EXPECT_NE(st.find("Secret default/nope not found"), std::string::npos) << st;
+  r.snapshot.version = 1;  // the proxy would apply it
+  EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
+}
+
+// sticky.lua: the affinity cookie's Path is the location's path unless
+// session-cookie-path says otherwise; Secure over TLS unless always.
+TEST(IngressNginx, AffinityCookieAttributesPerRule) {
+  const std::string n = "nginx.ingress.kubernetes.io/";
+  Cache c = load(std::string(kServices) +
+                 ingress("sticky", 1, n + "affinity: cookie, " + n + "session-cookie-samesite: Lax", "a.example.com",
+                         "/shop", "Prefix", "main") +
+                 ingress("pinned", 2,
+                         n + "affinity: cookie, " + n + "session-cookie-path: /, " + n + "session-cookie-secure: 'true'",
+                         "b.example.com", "/shop", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  ASSERT_EQ(r.snapshot.routes.size(), 2u) << dump(r.statuses);
+  const sn::LoadBalancer& a = r.snapshot.routes[1].rules[0].policy.load_balancer;  // sorted: pinned, sticky
+  EXPECT_EQ(r.snapshot.routes[1].name, "sticky");
+  EXPECT_EQ(a.hash_on, sn::HashOn::kCookie);
+  EXPECT_EQ(a.cookie_path, "/shop");
+  EXPECT_EQ(a.cookie_secure, sn::CookieSecure::kOverTls);
+  EXPECT_EQ(a.cookie_same_site, "Lax");
+  const sn::LoadBalancer& b = r.snapshot.routes[0].rules[0].policy.load_balancer;
+  EXPECT_EQ(b.cookie_path, "/");
+  EXPECT_EQ(b.cookie_secure, sn::CookieSecure::kAlways);
 }
 
 TEST(IngressNginx, ReportJson) {

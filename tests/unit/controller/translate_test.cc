@@ -522,7 +522,8 @@ TEST(Translate, EveryFilterAndPolicyField) {
       ipDeny: [10.1.0.0/16]
     backendRefs: [{name: shop-v1, port: 8080}]
     policy:
-      loadBalancer: {type: ConsistentHash, consistentHash: {type: Cookie, cookie: {name: sticky, ttl: 1h}}}
+      loadBalancer: {type: ConsistentHash, consistentHash: {type: Cookie, cookie: {name: sticky, ttl: 1h, path: /api,
+                     domain: .Example.com, secure: OverTLS, sameSite: None, sameSiteNoneIfCompatible: true}}}
       healthCheck: {path: /ready, interval: 2s, timeout: 500ms, healthyThreshold: 2, unhealthyThreshold: 4,
                     expectedStatuses: [200, 204]}
       outlierDetection: {consecutive5xx: 3, consecutiveConnectFailures: 2, baseEjectionTime: 10s,
@@ -561,8 +562,15 @@ TEST(Translate, EveryFilterAndPolicyField) {
   EXPECT_EQ(r.snapshot.routes[0].rules[0].filters, f);
 
   sn::Policy p;
-  p.load_balancer = sn::LoadBalancer{sn::LoadBalancerType::kConsistentHash, sn::HashOn::kCookie,
-                                     "sticky", 3600000ms};
+  p.load_balancer = sn::LoadBalancer{sn::LoadBalancerType::kConsistentHash,
+                                     sn::HashOn::kCookie,
+                                     "sticky",
+                                     3600000ms,
+                                     "/api",
+                                     ".example.com",
+                                     sn::CookieSecure::kOverTls,
+                                     "None",
+                                     true};
   p.health_check = sn::HealthCheck{"/ready", 2000ms, 500ms, 2, 4, {200, 204}};
   p.outlier_detection = sn::OutlierDetection{3, 2, 10000ms, 30};
   p.circuit_breaker = sn::CircuitBreaker{7, 0.5, 20000ms, 4, 3000ms, 2, 100, 50};

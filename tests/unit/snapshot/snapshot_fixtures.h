@@ -143,7 +143,7 @@ inline Snapshot rich_snapshot() {
 
   Policy& p = rule.policy;
   p.load_balancer = {LoadBalancerType::kConsistentHash, HashOn::kCookie, "session",
-                     Millis(3600000)};
+                     Millis(3600000), "/api", "example.com", CookieSecure::kOverTls, "None", true};
   p.health_check = HealthCheck{"/ready", Millis(2000), Millis(500), 2, 4, {200, 204}};
   p.outlier_detection = OutlierDetection{7, 3, Millis(10000), 30};
   p.circuit_breaker = CircuitBreaker{9, 0.25, Millis(20000), 50, Millis(7000), 3, 100, 200};

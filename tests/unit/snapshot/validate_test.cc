@@ -234,6 +234,30 @@ const Mutation kMutations[] = {
     {"HashOnWithoutConsistentHash",
      [](Snapshot& s) { api(s).policy.load_balancer.type = LoadBalancerType::kRandom; },
      "rules[0].policy.loadBalancer: hashOn is only used with type ConsistentHash"},
+    {"CookieAttributesWithoutCookie",
+     [](Snapshot& s) { api(s).policy.load_balancer.cookie_path = "/api"; },
+     "rules[0].policy.loadBalancer: cookiePath needs hashOn Cookie"},
+    {"CookiePathWithASemicolon",
+     [](Snapshot& s) {
+       auto& lb = api(s).policy.load_balancer;
+       lb.hash_on = HashOn::kCookie;
+       lb.cookie_path = "/a; Domain=evil.example";
+     },
+     "rules[0].policy.loadBalancer: cookiePath must be at most 1024 bytes without ';' or control characters"},
+    {"CookieSameSiteUnknown",
+     [](Snapshot& s) {
+       auto& lb = api(s).policy.load_balancer;
+       lb.hash_on = HashOn::kCookie;
+       lb.cookie_same_site = "lax";
+     },
+     "rules[0].policy.loadBalancer: cookieSameSite must be Strict, Lax or None, not \"lax\""},
+    {"CookieDomainNotAName",
+     [](Snapshot& s) {
+       auto& lb = api(s).policy.load_balancer;
+       lb.hash_on = HashOn::kCookie;
+       lb.cookie_domain = "exa mple.com";
+     },
+     "rules[0].policy.loadBalancer.cookieDomain"},
     {"HealthCheckZeroInterval",
      [](Snapshot& s) { api(s).policy.health_check->interval = Millis(0); },
      "rules[0].policy.healthCheck: interval must be > 0"},
