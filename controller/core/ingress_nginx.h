@@ -39,6 +39,8 @@ struct IngressNginxOptions {
   std::string hsts = "max-age=31536000; includeSubDomains";
   // Serve an Ingress whose refused annotations would block it, without them.
   bool serve_refused = false;
+  // ssl-passthrough is honoured (ingress-nginx's --enable-ssl-passthrough).
+  bool ssl_passthrough = false;
   bool operator==(const IngressNginxOptions&) const = default;
 };
 
@@ -101,6 +103,8 @@ struct NginxConfig {
   std::optional<NginxBasicAuth> basic_auth;
   // auth-url and its companions (extAuth; host/port/path of the service set).
   std::optional<snapshot::ExtAuth> ext_auth;
+  // ssl-passthrough: the hosts' TLS connections go to the backend as raw TCP.
+  bool ssl_passthrough = false;
 };
 
 // Splits an extAuth service URL (http://host[:port][/path][?query]) into
