@@ -263,13 +263,18 @@ class TestHosts:
         self.next_host = 2
         self.echos = {}
 
-    def echo(self, name):
-        """Starts gantry-echo `name` on a fresh address of the namespace; returns the address."""
+    def address(self):
+        """A fresh address of the namespace, for a backend to listen on."""
         if self.next_host > 14:
             pytest.fail("out of test-host addresses")
         addr = f"198.51.100.{self.base + self.next_host}"
         self.next_host += 1
         _ip("-n", self.ns, "addr", "add", f"{addr}/28", "dev", f"gk{self.slot}n")
+        return addr
+
+    def echo(self, name):
+        """Starts gantry-echo `name` on a fresh address of the namespace; returns the address."""
+        addr = self.address()
         log = self.workdir / f"echo-{name}.log"
         proc = self.manager.spawn(["ip", "netns", "exec", self.ns, binary("gantry-echo"),
                                    "--name", name, "--listen", f"{addr}:{self.PORT}"], log)
