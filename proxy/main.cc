@@ -125,6 +125,9 @@ Options parse_flags(int argc, char** argv) {
          });
   fs.add_bool("debug-headers", "add X-Gateway-Route, X-Gateway-Upstream, X-Gateway-Response-Time",
               &o.server.debug_headers);
+  fs.add("passthrough-idle-timeout", "DUR", "1h",
+         "TLS passthrough connections (snapshot passthrough) idle this long in both directions are closed",
+         duration_flag(&o.server.passthrough_idle_timeout));
   fs.add("request-header-timeout", "DUR", "10s", "time allowed to receive a request head (408 after)",
          duration_flag(&o.server.request_header_timeout));
   fs.add("upstream-timeout", "DUR", "60s",

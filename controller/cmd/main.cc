@@ -264,6 +264,10 @@ Options parse_flags(int argc, char** argv) {
                  "write status.loadBalancer (--ingress-status-address) of the ingress-nginx Ingresses too; "
                  "leave off while ingress-nginx still runs, or the two controllers overwrite each other",
                  &o.ingress_nginx_write_status);
+  flags.add_bool("ingress-nginx-enable-ssl-passthrough",
+                 "honour ssl-passthrough (ingress-nginx's --enable-ssl-passthrough): TLS connections whose SNI "
+                 "is a host of such an Ingress go to its backend as raw TCP; without it gantry terminates them",
+                 &o.ingress_nginx.ssl_passthrough);
   flags.add_bool("ingress-nginx-serve-refused",
                  "serve ingress-nginx Ingresses whose refused annotations (snippets, authentication, ...) "
                  "would otherwise keep them out, without those annotations",
@@ -685,6 +689,7 @@ int run_migrate(int argc, char** argv) {
   IngressNginxOptions nginx;
   nginx.enabled = true;
   nginx.classes = {"nginx"};
+  nginx.ssl_passthrough = true;  // the report says what gantry serves, the flag being one to set
   FlagSet flags("gantry-controller migrate",
                 "Lists, per Ingress of an ingress-nginx class, each nginx.ingress.kubernetes.io "
                 "annotation as served, partial (what differs), refused or unknown (why).",

@@ -89,7 +89,6 @@ const Unimplemented kUnimplemented[] = {
     {"auth-tls-pass-certificate-to-upstream", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"auth-tls-match-cn", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"satisfy", true, "satisfy any/all needs authentication gantry does not implement yet"},
-    {"ssl-passthrough", true, "TLS passthrough (an L4 path in the proxy) is not implemented yet"},
     {"limit-connections", false, "per-client concurrent connection limits are not implemented yet"},
     {"limit-rate", false, "response bandwidth limits are not implemented"},
     {"limit-rate-after", false, "response bandwidth limits are not implemented"},
@@ -200,6 +199,7 @@ class Parser {
     backend_protocol();
     others();
     external_auth();
+    ssl_passthrough();
     for (const auto& [name, value] : a_) {
       if (done_.count(name)) continue;
       const Unimplemented* u = nullptr;
@@ -880,6 +880,17 @@ class Parser {
       if (get(name) != nullptr)
         partial(name, "gantry always keeps connections to the service alive, pooled per worker");
     out_.config.ext_auth = std::move(a);
+  }
+
+  // ssl-passthrough: TLS connections whose SNI is a host of the Ingress go to
+  // its backend as raw TCP (translate: snapshot passthrough entries, with
+  // --ingress-nginx-enable-ssl-passthrough; without the flag translate marks
+  // it refused, as ingress-nginx ignores it without --enable-ssl-passthrough).
+  void ssl_passthrough() {
+    if (auto b = boolean("ssl-passthrough")) {
+      out_.config.ssl_passthrough = *b;
+      served("ssl-passthrough");
+    }
   }
 
   // backend-protocol, and proxy-ssl-* for the TLS ones (ingress-nginx's

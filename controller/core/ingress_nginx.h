@@ -39,6 +39,8 @@ struct IngressNginxOptions {
   std::string hsts = "max-age=31536000; includeSubDomains";
   // Serve an Ingress whose refused annotations would block it, without them.
   bool serve_refused = false;
+  // ssl-passthrough is honoured (ingress-nginx's --enable-ssl-passthrough).
+  bool ssl_passthrough = false;
   bool operator==(const IngressNginxOptions&) const = default;
 };
 
@@ -122,6 +124,8 @@ struct NginxConfig {
   std::optional<snapshot::ExtAuth> ext_auth;
   NginxBackendProtocol backend_protocol = NginxBackendProtocol::kHttp;
   std::optional<NginxProxySsl> proxy_ssl;  // with HTTPS or GRPCS only
+  // ssl-passthrough: the hosts' TLS connections go to the backend as raw TCP.
+  bool ssl_passthrough = false;
 };
 
 // Splits an extAuth service URL (http://host[:port][/path][?query]) into

@@ -232,6 +232,8 @@ struct RouteCtx {
   // these findings: annotations served with a difference or refused).
   bool nginx = false;
   std::vector<Problem> nginx_findings;
+  // ingress-nginx ssl-passthrough: the snapshot passthrough entries it asks for.
+  std::vector<sn::Passthrough> passthrough;
 
   void bad(const std::string& field, const std::string& msg, const char* reason = "Invalid") {
     invalid.push_back({reason, field + ": " + msg});
@@ -336,6 +338,9 @@ class Translator {
     for (const auto& name : used_clusters_) out.snapshot.clusters.push_back(clusters_.at(name));
     out.snapshot.listeners = gw.listeners;
     out.snapshot.rate_limit_store = options_.rate_limit_store;
+    std::sort(passthrough_.begin(), passthrough_.end(),
+              [](const sn::Passthrough& a, const sn::Passthrough& b) { return a.hostname < b.hostname; });
+    out.snapshot.passthrough = std::move(passthrough_);
     for (auto& [name, acc] : certs_) {
       if (acc.hostnames.empty()) continue;
       const Secret& s = cache_.secrets.at(name);
@@ -1526,6 +1531,13 @@ class Translator {
       routes_.push_back(std::move(r));
     }
     used_clusters_.insert(used.begin(), used.end());
+    // Passthrough hostnames it owns; one cluster per hostname, the oldest
+    // Ingress's (they are translated oldest first).
+    for (auto& pt : ctx.passthrough) {
+      if (refused_hosts.count(pt.hostname) || !passthrough_hosts_.insert(pt.hostname).second) continue;
+      used_clusters_.insert(pt.cluster);
+      passthrough_.push_back(std::move(pt));
+    }
     for (const auto& use : ctx.certs)
       for (const auto& h : use.hostnames)
         if (!refused_hosts.count(h)) certs_[use.secret_key].hostnames.insert(h);
@@ -1687,6 +1699,17 @@ class Translator {
     std::vector<NginxItem> items;
     items.reserve(list.size());
     for (const Ingress* ing : list) items.push_back({ing, parse_nginx_annotations(ing->meta.annotations)});
+    if (!options_.ingress_nginx.ssl_passthrough) {
+      // As ingress-nginx without --enable-ssl-passthrough: the annotation is
+      // ignored, gantry terminates the hosts' TLS.
+      for (auto& it : items)
+        for (auto& v : it.parse.verdicts)
+          if (v.name == "ssl-passthrough" && it.parse.config.ssl_passthrough) {
+            v.support = NginxSupport::kRefused;
+            v.detail = "needs --ingress-nginx-enable-ssl-passthrough (ingress-nginx's --enable-ssl-passthrough); "
+                       "TLS to these hosts is terminated by gantry";
+          }
+    }
     // Oldest first: ingress-nginx gives a host's path to the oldest Ingress.
     std::stable_sort(items.begin(), items.end(), [](const NginxItem& a, const NginxItem& b) {
       return std::tie(a.ing->meta.creation_timestamp, a.ing->meta.namespace_, a.ing->meta.name) <
@@ -2079,7 +2102,23 @@ class Translator {
       if (several) suffix.append("@").append(host.empty() ? std::string("*") : host);
       add_route(suffix, std::move(hosts), std::move(rules));
     }
+    if (c.ssl_passthrough && options_.ingress_nginx.ssl_passthrough) nginx_passthrough(ctx, ing);
     finish(ctx, std::move(routes), ing.meta, "Ingress", std::move(claimed));
+  }
+
+  // ssl-passthrough: each rule's host goes, as raw TLS, to the backend of its
+  // first path (a TLS stream has no path). The routes stay: plain HTTP is
+  // still routed by path, as in ingress-nginx.
+  void nginx_passthrough(RouteCtx& ctx, const Ingress& ing) {
+    for (size_t i = 0; i < ing.rules.size(); ++i) {
+      const IngressRule& ir = ing.rules[i];
+      std::string host = lower(ir.host);
+      if (host.empty() || ir.paths.empty() || !hostname_problem(host, true).empty()) continue;
+      // The rules above reported an unresolved backend already.
+      RouteCtx again{ing.meta.namespace_};
+      sn::BackendRef ref = ingress_backend(again, ir.paths[0].backend, "");
+      if (ref.unresolved.empty()) ctx.passthrough.push_back({host, ref.cluster, "", ing.meta.key()});
+    }
   }
 
   // A canary Ingress has no routes of its own: its backend joined the rules
@@ -2148,6 +2187,8 @@ class Translator {
   const GatewayApiModel* gw_model_ = nullptr;  // during translate_http_route
   std::map<std::string, sn::Cluster> clusters_;                      // built on demand
   std::set<std::string> used_clusters_;
+  std::vector<sn::Passthrough> passthrough_;
+  std::set<std::string> passthrough_hosts_;
   std::map<std::string, CertAcc> certs_;
   std::map<std::string, std::string> cert_problems_;
   std::vector<Pending> pending_;

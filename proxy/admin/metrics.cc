@@ -135,7 +135,29 @@ Metrics::Metrics()
                         .Name("gantry_grpc_requests_total")
                         .Help("gRPC and gRPC-Web calls by route and the grpc-status the client got (the "
                               "backend's, or the gateway's own answer's: 14 no endpoint, 4 deadline, ...)")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      passthrough_connections(prometheus::BuildCounter()
+                                  .Name("gantry_passthrough_connections_total")
+                                  .Help("TLS passthrough connections by cluster and result (relayed; no_endpoint; "
+                                        "connect_failed)")
+                                  .Register(*registry_)),
+      passthrough_active(prometheus::BuildGauge()
+                             .Name("gantry_passthrough_connections_active")
+                             .Help("TLS passthrough connections being relayed")
+                             .Register(*registry_)
+                             .Add({})),
+      passthrough_closed(prometheus::BuildCounter()
+                             .Name("gantry_passthrough_closed_total")
+                             .Help("Relayed TLS passthrough connections by how they ended (closed: both sides "
+                                   "finished; reset: a side failed; idle_timeout)")
+                             .Register(*registry_)),
+      passthrough_bytes(prometheus::BuildCounter()
+                            .Name("gantry_passthrough_bytes_total")
+                            .Help("Bytes relayed by TLS passthrough, by direction (to_upstream includes the "
+                                  "ClientHello)")
+                            .Register(*registry_)),
+      passthrough_bytes_to_upstream(passthrough_bytes.Add({{"direction", "to_upstream"}})),
+      passthrough_bytes_to_client(passthrough_bytes.Add({{"direction", "to_client"}})) {}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
@@ -191,6 +213,12 @@ void WorkerMetrics::upstream_tls_handshake(const std::string& cluster, bool resu
   auto& c = tls_handshakes_[cluster + (resumed ? 'y' : 'n')];
   if (c == nullptr)
     c = &m_.upstream_tls_handshakes.Add({{"cluster", cluster}, {"resumed", resumed ? "true" : "false"}});
+  c->Increment();
+}
+
+void WorkerMetrics::passthrough_result(const std::string& cluster, const char* result) {
+  auto& c = passthrough_results_[cluster + '\0' + result];
+  if (c == nullptr) c = &m_.passthrough_connections.Add({{"cluster", cluster}, {"result", result}});
   c->Increment();
 }
 

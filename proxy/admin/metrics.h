@@ -64,6 +64,14 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& upstream_tls_handshakes;  // cluster, resumed (true/false)
   prometheus::Family<prometheus::Counter>& transform_results;  // route, direction, result
   prometheus::Family<prometheus::Counter>& grpc_requests;      // route, grpc_status
+  // TLS passthrough (net/passthrough.h): connections by cluster and result,
+  // open now, how relayed ones ended (reason), bytes by direction.
+  prometheus::Family<prometheus::Counter>& passthrough_connections;
+  prometheus::Gauge& passthrough_active;
+  prometheus::Family<prometheus::Counter>& passthrough_closed;
+  prometheus::Family<prometheus::Counter>& passthrough_bytes;
+  prometheus::Counter& passthrough_bytes_to_upstream;
+  prometheus::Counter& passthrough_bytes_to_client;
 
  private:
   std::vector<Collector> collectors_;
@@ -86,6 +94,8 @@ class WorkerMetrics {
   // A gRPC (or gRPC-Web) call's status as the client got it: the backend's
   // grpc-status, or the gateway's own answer's (exchange/grpc.h).
   void grpc_request_done(const std::string& route, int grpc_status);
+  // A TLS passthrough connection: relayed, no_endpoint or connect_failed.
+  void passthrough_result(const std::string& cluster, const char* result);
   Metrics& global() { return m_; }
 
  private:
@@ -101,6 +111,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;
   std::unordered_map<std::string, prometheus::Counter*> transform_results_;
   std::unordered_map<std::string, prometheus::Counter*> grpc_requests_;
+  std::unordered_map<std::string, prometheus::Counter*> passthrough_results_;
 };
 
 }  // namespace gantry::admin

@@ -33,6 +33,7 @@ snapshot::Snapshot Config::effective_snapshot() const {
     s.routes = snapshot->routes;
     s.certificates = snapshot->certificates;
     s.rate_limit_store = snapshot->rate_limit_store;
+    s.passthrough = snapshot->passthrough;
   }
   s.version = version;
   for (const auto& [name, c] : clusters) {
@@ -99,6 +100,11 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
   for (const auto& l : shared->listeners)
     if (!l.hostnames.empty())
       cfg->listener_hosts[l.name].insert(l.hostnames.begin(), l.hostnames.end());
+  if (!shared->passthrough.empty()) {
+    auto pt = std::make_shared<PassthroughTable>();
+    for (const auto& p : shared->passthrough) pt->add(p);
+    cfg->passthrough = std::move(pt);
+  }
   publish(std::move(cfg));
   return out;
 }
@@ -128,6 +134,7 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   cfg->tls = cur->tls;
   cfg->policies = cur->policies;
   cfg->listener_hosts = cur->listener_hosts;
+  cfg->passthrough = cur->passthrough;
   cfg->clusters = cur->clusters;
   for (const auto& c : delta->clusters) {
     // A delta carries endpoints only: the cluster keeps its protocol.
@@ -143,6 +150,19 @@ ApplyOutcome ConfigStore::apply_delta(std::string_view json) {
   }
   publish(std::move(cfg));
   return out;
+}
+
+const std::string* PassthroughTable::find(const std::string& listener, std::string_view sni) const {
+  auto l = by_listener_.find(listener);
+  if (l == by_listener_.end() || sni.empty()) return nullptr;
+  const auto& hosts = l->second;
+  std::string key(sni);
+  if (auto it = hosts.find(key); it != hosts.end()) return &it->second;
+  for (size_t dot = sni.find('.'); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
+    key.assign("*").append(sni.substr(dot));
+    if (auto it = hosts.find(key); it != hosts.end()) return &it->second;
+  }
+  return nullptr;
 }
 
 std::string_view Config::route_listener(std::string_view listener, std::string_view host,

@@ -42,6 +42,23 @@ struct ClusterEndpoints {
   std::string pool_suffix;
 };
 
+// TLS passthrough entries (snapshot `passthrough`) by listener, then SNI.
+// The listener is a snapshot Listener::name, or "" for the proxy's own
+// --https-listen.
+class PassthroughTable {
+ public:
+  void add(const snapshot::Passthrough& p) { by_listener_[p.listener][p.hostname] = p.cluster; }
+  // Whether connections on `listener` need their ClientHello read at all.
+  bool on(const std::string& listener) const { return by_listener_.count(listener) != 0; }
+  // The cluster of `sni` (lower case) on `listener`: the exact hostname, else
+  // the longest wildcard ("*.b.c" before "*.c" for "a.b.c"); null otherwise.
+  const std::string* find(const std::string& listener, std::string_view sni) const;
+  bool empty() const { return by_listener_.empty(); }
+
+ private:
+  std::unordered_map<std::string, std::unordered_map<std::string, std::string>> by_listener_;
+};
+
 struct Config {
   uint64_t version = 0;
   // Routes and certificates of the last FULL snapshot; its clusters are
@@ -53,6 +70,7 @@ struct Config {
   std::unordered_map<std::string, std::shared_ptr<const ClusterEndpoints>> clusters;
   // Snapshot listeners with hostnames: name -> those hostnames ("*.x" too).
   std::unordered_map<std::string, std::unordered_set<std::string>> listener_hosts;
+  std::shared_ptr<const PassthroughTable> passthrough;  // null: no passthrough entries
 
   // The listener name routes list for a request on `listener` for `host`
   // (lower-case): "listener/hostname" for its most specific hostname that

@@ -16,7 +16,9 @@
 #include "proxy/http/path.h"
 #include "proxy/net/exchange_driver.h"
 #include "proxy/net/h2_listener.h"
+#include "proxy/net/passthrough.h"
 #include "proxy/net/worker.h"
+#include "proxy/tls/client_hello.h"
 #include "proxy/tls/tls_contexts.h"
 
 namespace gantry::net {
@@ -83,9 +85,15 @@ class Session final : public SessionBase,
     if constexpr (kTls) {
       error_code ec;
       SSL* ssl = client_.native_handle();
+      std::string hello;  // the ClientHello, when read for TLS passthrough
+      if (co_await try_passthrough(hello)) co_return;  // relayed, or the client left
       if (!listener_->own) prepare_client_auth(ssl);
       arm(lowest(client_), w_.server().options().request_header_timeout);
-      co_await client_.async_handshake(asio::ssl::stream_base::server, awaitable_ec(ec));
+      if (hello.empty()) {
+        co_await client_.async_handshake(asio::ssl::stream_base::server, awaitable_ec(ec));
+      } else {  // OpenSSL starts from the bytes already read
+        co_await client_.async_handshake(asio::ssl::stream_base::server, asio::buffer(hello), awaitable_ec(ec));
+      }
       disarm();
       if (client_auth_) {
         tls::ClientAuth::forget(ssl);
@@ -123,6 +131,42 @@ class Session final : public SessionBase,
     error_code ec;
     lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
     lowest(client_).close(ec);
+  }
+
+  // TLS passthrough (net/passthrough.h): on a listener with passthrough
+  // entries, reads the ClientHello (bounded, within the request-header
+  // timeout) and relays the connection when its SNI has an entry. True when
+  // the session is over (relayed, or the client left or timed out); false
+  // when it goes on to the handshake, with the bytes read in `hello`.
+  // Listeners without entries read nothing here.
+  asio::awaitable<bool> try_passthrough(std::string& hello) {
+    std::shared_ptr<const control::PassthroughTable> table;
+    if (const auto& cfg = w_.view().get()) table = cfg->passthrough;
+    const std::string listener = listener_->own ? std::string() : listener_->name;
+    if (!table || !table->on(listener)) co_return false;
+    tcp::socket& sock = lowest(client_);
+    tls::ClientHello parsed;
+    error_code ec;
+    arm(sock, w_.server().options().request_header_timeout);
+    do {
+      const size_t had = hello.size();
+      const size_t room = std::min<size_t>(4096, tls::kMaxClientHelloBytes - had);
+      hello.resize(had + room);
+      size_t n = co_await sock.async_read_some(asio::buffer(hello.data() + had, room), awaitable_ec(ec));
+      hello.resize(had + n);
+      if (!ec) parsed = tls::parse_client_hello(hello);
+    } while (!ec && parsed.status == tls::HelloStatus::kNeedMore);
+    disarm();
+    if (ec) {
+      error_code ignore;
+      sock.close(ignore);
+      co_return true;
+    }
+    const std::string* cluster =
+        parsed.status == tls::HelloStatus::kDone ? table->find(listener, parsed.server_name) : nullptr;
+    if (cluster == nullptr) co_return false;  // terminated here, as without passthrough
+    co_await relay_passthrough(w_, *this, sock, std::move(hello), *cluster);
+    co_return true;
   }
 
   // A snapshot listener with client-certificate validation: the handshake

@@ -58,6 +58,9 @@ struct ServerOptions {
   // Pooled upstream connections idle longer are closed (checked every second).
   std::chrono::milliseconds upstream_idle_timeout{30000};
   std::chrono::milliseconds websocket_idle_timeout{3600000};  // unless the route sets timeouts.idle
+  // TLS passthrough connections with no byte either way this long are closed
+  // (--passthrough-idle-timeout; net/passthrough.h).
+  std::chrono::milliseconds passthrough_idle_timeout{3600000};
   bool debug_headers = false;
   // HTTP/2 on the listeners (--http2): h2c prior knowledge on the plain one,
   // ALPN h2 on the TLS one (net/h2_listener.h).

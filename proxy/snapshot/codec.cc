@@ -172,6 +172,7 @@ ojson enc(const Endpoint& e);
 ojson enc(const Cluster& c);
 ojson enc(const TlsCertificate& c);
 ojson enc(const Listener& l);
+ojson enc(const Passthrough& p);
 
 template <typename T>
 void put_list(ojson& o, const char* key, const std::vector<T>& v) {
@@ -574,6 +575,13 @@ ojson enc(const Listener& l) {
     if (l.client_validation->insecure_fallback) v["insecureFallback"] = true;
     o["clientValidation"] = std::move(v);
   }
+  return o;
+}
+
+ojson enc(const Passthrough& p) {
+  ojson o{{"hostname", p.hostname}, {"cluster", p.cluster}};
+  if (!p.listener.empty()) o["listener"] = p.listener;
+  if (!p.owner.empty()) o["owner"] = p.owner;
   return o;
 }
 
@@ -1093,6 +1101,14 @@ class Reader {
     get(j, "clientValidation", l.client_validation);
   }
 
+  void read(const json& j, Passthrough& p) {
+    expect_object(j);
+    get(j, "hostname", p.hostname);
+    get(j, "cluster", p.cluster);
+    get(j, "listener", p.listener);
+    get(j, "owner", p.owner);
+  }
+
   void read(const json& j, ClientValidation& v) {
     expect_object(j);
     get(j, "caPem", v.ca_pem);
@@ -1115,6 +1131,7 @@ class Reader {
     get(j, "certificates", s.certificates);
     get(j, "listeners", s.listeners);
     get(j, "rateLimitStore", s.rate_limit_store);
+    get(j, "passthrough", s.passthrough);
   }
 
   void read(const json& j, EndpointDelta& d) {
@@ -1196,6 +1213,7 @@ ojson to_json(const Snapshot& s) {
   put_objs(o, "certificates", s.certificates);
   put_objs(o, "listeners", s.listeners);
   if (s.rate_limit_store) o["rateLimitStore"] = enc(*s.rate_limit_store);
+  put_objs(o, "passthrough", s.passthrough);
   return o;
 }
 

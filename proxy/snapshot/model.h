@@ -526,6 +526,21 @@ struct TlsCertificate {
   bool operator==(const TlsCertificate&) const = default;
 };
 
+// ---------------------------------------------------------------- passthrough
+
+// TLS passthrough: a TLS connection whose ClientHello names `hostname` (SNI)
+// on `listener` is relayed as raw TCP to an endpoint of `cluster`; the backend
+// terminates TLS (ingress-nginx ssl-passthrough). Other connections are
+// terminated as usual.
+struct Passthrough {
+  std::string hostname;  // lower-case; "*.example.com": one or more leading labels
+  std::string cluster;
+  // A tls Listener::name; empty: the proxy's own --https-listen.
+  std::string listener;
+  std::string owner;  // "namespace/name" of the object it came from (messages, config_dump)
+  bool operator==(const Passthrough&) const = default;
+};
+
 // ---------------------------------------------------------------- listeners
 
 // A listener the proxy binds while the snapshot is applied (a Gateway's
@@ -590,6 +605,7 @@ struct Snapshot {
   std::vector<TlsCertificate> certificates;
   std::vector<Listener> listeners;
   std::optional<RateLimitStore> rate_limit_store;  // needed by routes with rateLimit.scope global
+  std::vector<Passthrough> passthrough;
   bool operator==(const Snapshot&) const = default;
 };
 

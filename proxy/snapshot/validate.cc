@@ -213,6 +213,7 @@ class Validator {
     }
     check_listeners();
     check_rate_limit_store();
+    check_passthrough();
   }
 
   static void check_endpoints(const Cluster& c, Errors& e) {
@@ -258,6 +259,33 @@ class Validator {
             rl && rl->scope == RateLimitScope::kGlobal && !s_.rate_limit_store)
           e_.add(std::string("route ").append(r.id()).append(" ").append(idx("rules", k)).append(".filters.rateLimit"),
                  "scope global needs the snapshot's rateLimitStore");
+  }
+
+  // TLS passthrough: a valid hostname, a cluster of the snapshot, a tls
+  // listener of the snapshot (or none: the proxy's own), each (listener,
+  // hostname) once.
+  void check_passthrough() {
+    std::unordered_set<std::string_view> tls_listeners;
+    for (const Listener& l : s_.listeners)
+      if (l.tls) tls_listeners.insert(l.name);
+    std::unordered_map<std::string, size_t> seen;
+    for (size_t i = 0; i < s_.passthrough.size(); ++i) {
+      const Passthrough& p = s_.passthrough[i];
+      std::string where = p.hostname.empty() ? idx("passthrough", i) : std::string("passthrough ").append(p.hostname);
+      if (!p.listener.empty()) where.append(" on ").append(p.listener);
+      if (!p.owner.empty()) where.append(" (").append(p.owner).append(")");
+      if (auto problem = hostname_problem(p.hostname, true); !problem.empty()) e_.add(where + " hostname", problem);
+      if (p.cluster.empty()) {
+        e_.add(where, "cluster must not be empty");
+      } else if (clusters_.count(p.cluster) == 0) {
+        e_.add(where, "cluster " + quote(p.cluster) + " is not a cluster of the snapshot");
+      }
+      if (!p.listener.empty() && tls_listeners.count(p.listener) == 0)
+        e_.add(where, "listener " + quote(p.listener) + " is not a tls listener of the snapshot");
+      std::string key = p.listener + "|" + p.hostname;
+      if (auto [it, fresh] = seen.emplace(key, i); !fresh)
+        e_.add(where, "duplicate hostname on its listener (also passthrough[" + std::to_string(it->second) + "])");
+    }
   }
 
   // Listeners: unique "address:port" names with an IP literal and a port;

@@ -351,11 +351,12 @@ t.check(nx[5:] == ["--ingress-nginx-compat=on", "--ingress-nginx-body-size=1m",
 nx = controller_args(render("--set", "ingressNginx.enabled=true", "--set", "ingressNginx.classes={nginx,internal}",
                             "--set", "ingressNginx.writeStatus=true", "--set", "ingressNginx.serveRefused=true",
                             "--set", "ingressNginx.bodySize=8m", "--set", "ingressNginx.hsts=off",
-                            "--set", "ingressNginx.redirectCode=301"))
+                            "--set", "ingressNginx.redirectCode=301", "--set", "ingressNginx.sslPassthrough=true"))
 t.check(nx[5:] == ["--ingress-nginx-compat=nginx,internal", "--ingress-nginx-body-size=8m",
                    "--ingress-nginx-hsts=off", "--ingress-nginx-redirect-code=301",
-                   "--ingress-nginx-write-status", "--ingress-nginx-serve-refused", "--leader-elect"],
-        "ingressNginx: named classes, status, refused annotations, body size", str(nx))
+                   "--ingress-nginx-write-status", "--ingress-nginx-serve-refused",
+                   "--ingress-nginx-enable-ssl-passthrough", "--leader-elect"],
+        "ingressNginx: named classes, status, refused annotations, body size, ssl-passthrough", str(nx))
 
 # ------------------------------------------------------------------ Gateway API
 t.check(not objs.get("GatewayClass") and not any(a.startswith("--gateway") for a in controller_args(objs)),

@@ -264,7 +264,8 @@ class TestHosts:
         self.next_host = 2
         self.echos = {}
 
-    def _address(self):
+    def address(self):
+        """A fresh address of the namespace, for a backend to listen on."""
         if self.next_host > 14:
             pytest.fail("out of test-host addresses")
         addr = f"198.51.100.{self.base + self.next_host}"
@@ -285,7 +286,7 @@ class TestHosts:
 
     def echo(self, name):
         """Starts gantry-echo `name` on a fresh address of the namespace; returns the address."""
-        addr = self._address()
+        addr = self.address()
         self._serve(name, [binary("gantry-echo"), "--name", name, "--listen", f"{addr}:{self.PORT}"],
                     " listening on ")
         self.echos[name] = addr
@@ -294,7 +295,7 @@ class TestHosts:
     def tls_echo(self, name, cert, key, client_ca=None, port=9443):
         """Starts tls_echo.py (HTTPS/1.1; answers with the SNI and client certificate
         it saw) with the PEM files `cert`/`key`; returns the address."""
-        addr = self._address()
+        addr = self.address()
         argv = [sys.executable, str(Path(__file__).resolve().parent / "tls_echo.py"), "--name", name,
                 "--listen", f"{addr}:{port}", "--cert", str(cert), "--key", str(key)]
         if client_ca:
@@ -306,7 +307,7 @@ class TestHosts:
     def h2_echo(self, name, cert, key, port=9001, tls_port=9443):
         """Starts gantry-h2-echo: h2c (prior knowledge) on `port`, h2 over TLS
         (ALPN h2) on `tls_port`; returns the address."""
-        addr = self._address()
+        addr = self.address()
         self._serve(name, [binary("gantry-h2-echo"), "--listen", f"{addr}:{port}",
                            "--tls-listen", f"{addr}:{tls_port}", "--cert", str(cert), "--key", str(key)],
                     "gantry-h2-echo: h2c on ")

@@ -286,7 +286,8 @@ std::vector<AnnotationRow> rows() {
        [](const NginxConfig& c) { EXPECT_EQ(c.ext_auth->method, "POST"); }, {{"auth-url", "http://auth/verify"}}},
       {"auth-method", "GET", S::kRefused, false, nullptr},  // without auth-url
       {"auth-snippet", "proxy_set_header X 1;", S::kRefused, true, nullptr, {{"auth-url", "http://auth/verify"}}},
-      {"ssl-passthrough", "true", S::kRefused, true, nullptr},
+      {"ssl-passthrough", "true", S::kServed, false, [](const NginxConfig& c) { EXPECT_TRUE(c.ssl_passthrough); }},
+      {"ssl-passthrough", "yes", S::kRefused, false, nullptr},
       {"custom-http-errors", "404,503", S::kRefused, false, nullptr},
       {"no-such-annotation", "x", S::kUnknown, false, nullptr},
   };
@@ -417,7 +418,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 67) << served;
+  EXPECT_EQ(with_semantics, 68) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -583,6 +584,33 @@ TEST(IngressNginx, BlockingRefusalKeepsTheIngressOutUnlessOptedIn) {
   EXPECT_EQ(r.snapshot.routes.size(), 1u);
   EXPECT_NE(nginx_report_text(r.ingress_nginx).find("refused  configuration-snippet"), std::string::npos)
       << nginx_report_text(r.ingress_nginx);
+}
+
+TEST(IngressNginx, SslPassthroughBecomesPassthroughEntriesWithTheFlag) {
+  const std::string pt = "nginx.ingress.kubernetes.io/ssl-passthrough: 'true'";
+  Cache c = load(std::string(kServices) + ingress("db", 1, pt, "DB.example.com", "/", "Prefix", "main") +
+                 ingress("late", 2, pt, "db.example.com", "/x", "Prefix", "other") +
+                 ingress("wild", 3, pt, "'*.db.example.org'", "/ignored", "Prefix", "other") +
+                 ingress("plain", 4, "", "www.example.com", "/", "Prefix", "main"));
+  // Without the flag: ignored (as ingress-nginx without --enable-ssl-passthrough), said so.
+  TranslateResult r = translate(c, nginx_options());
+  EXPECT_TRUE(r.snapshot.passthrough.empty());
+  EXPECT_EQ(r.snapshot.routes.size(), 4u);
+  EXPECT_NE(nginx_report_text(r.ingress_nginx).find("refused  ssl-passthrough"), std::string::npos)
+      << nginx_report_text(r.ingress_nginx);
+  TranslateOptions o = nginx_options();
+  o.ingress_nginx.ssl_passthrough = true;
+  r = translate(c, o);
+  // One entry per host, to the first path's Service; the oldest Ingress keeps a host.
+  ASSERT_EQ(r.snapshot.passthrough.size(), 2u);
+  EXPECT_EQ(r.snapshot.passthrough[0], (snapshot::Passthrough{"*.db.example.org", "default/other:80", "", "default/wild"}));
+  EXPECT_EQ(r.snapshot.passthrough[1], (snapshot::Passthrough{"db.example.com", "default/main:80", "", "default/db"}));
+  EXPECT_EQ(r.snapshot.routes.size(), 4u);  // plain HTTP is still routed by path
+  EXPECT_NE(nginx_report_text(r.ingress_nginx).find("served   ssl-passthrough"), std::string::npos)
+      << nginx_report_text(r.ingress_nginx);
+  r.snapshot.version = 1;
+  auto errors = snapshot::validate(r.snapshot);
+  EXPECT_TRUE(errors.empty()) << errors.front();
 }
 
 TEST(IngressNginx, DefaultsAndRedirects) {

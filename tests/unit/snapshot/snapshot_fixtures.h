@@ -173,6 +173,8 @@ inline Snapshot rich_snapshot() {
   s.listeners = {Listener{"10.1.0.1:80", "10.1.0.1", 80, false, {}, std::nullopt, 8080},
                  Listener{"[fd00::2]:443", "fd00::2", 443, true, {"shop.example.com"},
                           ClientValidation{"-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n", true}}};
+  s.passthrough = {Passthrough{"db.example.com", "default/web:80", "", "default/db"},
+                   Passthrough{"*.example.org", "default/web:80", "[fd00::2]:443", ""}};
   return s;
 }
 

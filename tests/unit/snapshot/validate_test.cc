@@ -351,9 +351,42 @@ const Mutation kMutations[] = {
        s.clusters[0].tls->client_key_pem = other_cert().key_pem;
      },
      "cluster default/web:80 tls: clientKeyPem does not match the certificate in clientCertPem"},
+    // TLS passthrough entries: hostname, cluster, listener, uniqueness.
+    {"PassthroughHostname",
+     [](Snapshot& s) { s.passthrough = {Passthrough{"Db.example.com", "default/web:80", "", "default/db"}}; },
+     "passthrough Db.example.com (default/db) hostname: \"Db.example.com\" must be lower-case"},
+    {"PassthroughBareWildcard", [](Snapshot& s) { s.passthrough = {Passthrough{"*", "default/web:80"}}; },
+     "passthrough * hostname: bare \"*\" is not allowed"},
+    {"PassthroughUnknownCluster",
+     [](Snapshot& s) { s.passthrough = {Passthrough{"db.example.com", "default/db:443", "", "default/db"}}; },
+     "passthrough db.example.com (default/db): cluster \"default/db:443\" is not a cluster of the snapshot"},
+    {"PassthroughNoCluster", [](Snapshot& s) { s.passthrough = {Passthrough{"db.example.com", ""}}; },
+     "passthrough db.example.com: cluster must not be empty"},
+    {"PassthroughPlainListener",
+     [](Snapshot& s) {
+       s.listeners = {{"10.0.0.1:80", "10.0.0.1", 80, false}};
+       s.passthrough = {Passthrough{"db.example.com", "default/web:80", "10.0.0.1:80"}};
+     },
+     "passthrough db.example.com on 10.0.0.1:80: listener \"10.0.0.1:80\" is not a tls listener of the snapshot"},
+    {"PassthroughDuplicate",
+     [](Snapshot& s) {
+       s.passthrough = {Passthrough{"db.example.com", "default/web:80"}, Passthrough{"db.example.com", "default/web:80"}};
+     },
+     "passthrough db.example.com: duplicate hostname on its listener (also passthrough[0])"},
     {"RouteUnknownListener", [](Snapshot& s) { s.routes[0].listeners = {"10.0.0.9:80"}; },
      "listeners[0]: \"10.0.0.9:80\" is not a listener of the snapshot"},
 };
+
+TEST(ValidateTest, PassthroughEntriesAreValid) {
+  Snapshot s = good();
+  s.listeners = {{"10.0.0.1:443", "10.0.0.1", 443, true}};
+  // The same hostname on two listeners, a wildcard, the proxy's own listener.
+  s.passthrough = {Passthrough{"db.example.com", "default/web:80", "", "default/db"},
+                   Passthrough{"db.example.com", "default/web:80", "10.0.0.1:443", "default/db"},
+                   Passthrough{"*.db.example.com", "default/web:80"}};
+  auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
 
 TEST(ValidateTest, RoutesOnListenersAreValid) {
   Snapshot s = good();
