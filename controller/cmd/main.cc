@@ -268,6 +268,11 @@ Options parse_flags(int argc, char** argv) {
                  "honour ssl-passthrough (ingress-nginx's --enable-ssl-passthrough): TLS connections whose SNI "
                  "is a host of such an Ingress go to its backend as raw TCP; without it gantry terminates them",
                  &o.ingress_nginx.ssl_passthrough);
+  flags.add_bool("ingress-nginx-watch-without-class",
+                 "serve Ingresses without any class (no ingressClassName, no kubernetes.io/ingress.class) "
+                 "with ingress-nginx's semantics (its --watch-ingress-without-class); wins over gantry's "
+                 "own default IngressClass",
+                 &o.ingress_nginx.watch_without_class);
   flags.add_bool("ingress-nginx-serve-refused",
                  "serve ingress-nginx Ingresses whose refused annotations (snippets, authentication, ...) "
                  "would otherwise keep them out, without those annotations",
@@ -738,6 +743,8 @@ int run_migrate(int argc, char** argv) {
               return ok_status();
             });
   flags.add_bool("serve-refused", "judge as with --ingress-nginx-serve-refused", &nginx.serve_refused);
+  flags.add_bool("watch-without-class", "judge Ingresses without a class too, as with "
+                 "--ingress-nginx-watch-without-class", &nginx.watch_without_class);
   flags.parse_or_exit(argc, argv);
   DirectoryLoad load;
   if (source.empty()) {

@@ -41,6 +41,11 @@ struct IngressNginxOptions {
   bool serve_refused = false;
   // ssl-passthrough is honoured (ingress-nginx's --enable-ssl-passthrough).
   bool ssl_passthrough = false;
+  // Ingresses without any class (no spec.ingressClassName, no
+  // kubernetes.io/ingress.class annotation) are served with ingress-nginx's
+  // semantics (its --watch-ingress-without-class); this wins over gantry's
+  // own default IngressClass.
+  bool watch_without_class = false;
   bool operator==(const IngressNginxOptions&) const = default;
 };
 

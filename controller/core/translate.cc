@@ -2204,7 +2204,8 @@ bool ingress_is_nginx(const Ingress& ingress, const TranslateOptions& options) {
   if (!n.enabled) return false;
   if (ingress.ingress_class_name) return n.classes.count(*ingress.ingress_class_name) > 0;
   auto it = ingress.meta.annotations.find("kubernetes.io/ingress.class");
-  return it != ingress.meta.annotations.end() && n.classes.count(it->second) > 0;
+  if (it == ingress.meta.annotations.end()) return n.watch_without_class;
+  return n.classes.count(it->second) > 0;
 }
 
 bool ingress_is_ours(const Ingress& ingress, const TranslateOptions& options) {

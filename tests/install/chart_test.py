@@ -410,6 +410,11 @@ t.check({"gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networkin
          "listenersets.gateway.networking.k8s.io"} <= set(crds),
         "gatewayAPI.installCRDs: the Gateway API standard-channel CRDs", str(crds))
 
+nx = controller_args(render("--set", "ingressNginx.enabled=true", "--set", "ingressNginx.watchIngressWithoutClass=true"))
+t.check("--ingress-nginx-watch-without-class" in nx, "ingressNginx.watchIngressWithoutClass", str(nx))
+t.check("--ingress-nginx-watch-without-class" not in controller_args(render("--set", "ingressNginx.enabled=true")),
+        "classless Ingresses are not watched by default")
+
 # ------------------------------------------------------------------ NetworkPolicy (optional)
 t.check(not objs.get("NetworkPolicy"), "no NetworkPolicy by default")
 npo = render("--set", "networkPolicy.enabled=true")

@@ -514,6 +514,38 @@ TEST(IngressNginx, OffByDefault) {
   EXPECT_TRUE(r.ingress_nginx.empty());
 }
 
+// --ingress-nginx-watch-without-class: an Ingress without any class is
+// served with ingress-nginx's semantics, even where gantry's own IngressClass
+// is the default; one of another class stays out.
+TEST(IngressNginx, ClasslessIngressesWithWatchWithoutClass) {
+  auto classless = [](std::string yaml) {
+    yaml.replace(yaml.find("  ingressClassName: nginx\n"), std::string_view("  ingressClassName: nginx\n").size(), "");
+    return yaml;
+  };
+  std::string other = ingress("other", 3, "", "c.example.com", "/", "Prefix", "main");
+  other.replace(other.find("ingressClassName: nginx"), std::string_view("ingressClassName: nginx").size(),
+                "ingressClassName: traefik");
+  Cache c = load(std::string(kServices) +
+                 classless(ingress("bare", 1, "nginx.ingress.kubernetes.io/use-regex: \"true\"", "a.example.com",
+                                   "/App", "Prefix", "main")) +
+                 ingress("named", 2, "", "b.example.com", "/", "Prefix", "main") + other);
+  TranslateOptions o = nginx_options();
+  TranslateResult r = translate(c, o);
+  EXPECT_EQ(r.ingress_nginx.size(), 1u);  // the classless one is not served by default
+  o.claim_classless_ingresses = true;     // gantry's own IngressClass is the default:
+  r = translate(c, o);                    // gantry's semantics (no regex)
+  EXPECT_EQ(r.ingress_nginx.size(), 1u);
+  EXPECT_NE(dump(r.snapshot).find("route default/bare (Ingress) hosts=a.example.com\n rule0 PathPrefix:/App"),
+            std::string::npos) << dump(r.snapshot);
+  o.ingress_nginx.watch_without_class = true;
+  r = translate(c, o);
+  EXPECT_EQ(r.ingress_nginx.size(), 2u);
+  std::string d = dump(r.snapshot);
+  EXPECT_NE(d.find("route default/bare (Ingress) hosts=a.example.com\n rule0 RegularExpression:(?i)"),
+            std::string::npos) << d;
+  EXPECT_EQ(d.find("default/other"), std::string::npos) << d;
+}
+
 TEST(IngressNginx, RegexIsHostWideCaseInsensitiveStartAnchoredLongestFirst) {
   // One Ingress sets rewrite-target: the plain Prefix path of the other
   // Ingress on the same host becomes a regex too; another host is untouched.
