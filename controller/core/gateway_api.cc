@@ -88,10 +88,6 @@ bool allows_namespace(const Cache& cache, const GwListener& l, const std::string
   return labels_match(it->second.meta.labels, *l.allowed_selector);
 }
 
-bool is_ip(const std::string& s) {
-  unsigned char buf[16];
-  return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
 
 // The addresses of --gateway-address: each entry as written, an IPv4 CIDR as
 // its host addresses (network and broadcast left out below /31), at most
@@ -129,14 +125,6 @@ std::vector<std::string> expand_pool(const std::vector<std::string>& entries) {
   return out;
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 // status.addresses and the bind address of every Gateway: spec.addresses
 // when given (each must be of a supported type and in the pool), else one

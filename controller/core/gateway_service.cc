@@ -11,20 +11,6 @@
 namespace gantry::controller {
 namespace {
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-bool is_ip(const std::string& s) {
-  unsigned char buf[16];
-  return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
-
 bool is_ipv6(const std::string& s) {
   unsigned char buf[16];
   return ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
@@ -52,6 +38,20 @@ nlohmann::json string_map(const std::map<std::string, std::string>& m) {
 }
 
 }  // namespace
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool is_ip(const std::string& s) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
 
 std::string gateway_service_name(const std::string& gateway_name) {
   std::string n = "gantry-" + gateway_name;

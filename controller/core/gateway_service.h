@@ -14,6 +14,7 @@
 // proxy pods' own Service.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <tuple>
@@ -33,6 +34,11 @@ inline constexpr const char* kGeneratedLabel = "app.kubernetes.io/managed-by";
 inline constexpr const char* kGeneratedValue = "gantry-gateway";
 inline constexpr const char* kEndpointSliceManagedBy = "endpointslice.kubernetes.io/managed-by";
 inline constexpr const char* kEndpointSliceManager = "gantry-controller";  // a label value: no '/' 
+
+// FNV-1a of `s`: the stable hash that picks Gateway addresses and ports.
+uint64_t fnv1a(const std::string& s);
+// An IPv4 or IPv6 literal.
+bool is_ip(const std::string& s);
 
 // "gantry-<gateway>" as a DNS-1035 label: dots become dashes; a name over 63
 // characters is cut and ends with a hash of the whole.

@@ -74,10 +74,6 @@ std::string canonical_ip(const std::string& s, const std::string& family) {
   return inet_ntop(AF_INET6, &a6, buf, sizeof(buf)) ? std::string(buf) : "";
 }
 
-bool is_ip(const std::string& s) {
-  return !canonical_ip(s, "IPv4").empty() || !canonical_ip(s, "IPv6").empty();
-}
-
 bool is_dns_label(std::string_view l) {
   if (l.empty() || l.size() > 63 || l.front() == '-' || l.back() == '-') return false;
   return std::all_of(l.begin(), l.end(), [](char c) {
