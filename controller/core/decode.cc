@@ -533,6 +533,7 @@ GrPolicy decode_policy(const YAML::Node& n, const std::string& path) {
       each(v, "expectedStatuses", f, [&](const YAML::Node& s, const std::string& sf) {
         h.expected_statuses.push_back(to_int(s, sf));
       });
+      if (YAML::Node g = get(v, "grpc")) h.grpc_service = opt_str(g, "service", sub(f, "grpc")).value_or("");
       out.health_check = h;
     } else if (key == "outlierDetection") {
       GrOutlierDetection o;

@@ -281,6 +281,7 @@ struct GrHealthCheck {
   std::optional<int64_t> healthy_threshold;
   std::optional<int64_t> unhealthy_threshold;
   std::vector<int64_t> expected_statuses;
+  std::optional<std::string> grpc_service;  // grpc: {service}; "" is the server as a whole
   bool operator==(const GrHealthCheck&) const = default;
 };
 

@@ -1256,6 +1256,18 @@ class Translator {
                      idx(sub(at, "expectedStatuses"), i), s))
           h.expected_statuses.push_back(s);
       }
+      if (in.grpc_service) {
+        if (in.path) ctx.bad(sub(at, "grpc"), "grpc and path are exclusive: a gRPC check calls grpc.health.v1.Health/Check");
+        if (!in.expected_statuses.empty())
+          ctx.bad(sub(at, "grpc"), "grpc and expectedStatuses are exclusive: a gRPC check wants SERVING");
+        if (in.grpc_service->size() > 256) ctx.bad(sub(sub(at, "grpc"), "service"), "longer than 256 bytes");
+        for (char ch : *in.grpc_service)
+          if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+            ctx.bad(sub(sub(at, "grpc"), "service"), "holds a control character");
+            break;
+          }
+        h.grpc = sn::GrpcHealthCheck{*in.grpc_service};
+      }
       out.health_check = h;
     }
     if (p.outlier_detection) {

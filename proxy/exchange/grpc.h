@@ -36,8 +36,31 @@ std::string format_grpc_timeout(std::chrono::milliseconds left);
 // so it is DEADLINE_EXCEEDED 4.
 int grpc_status_for(int status);
 
+// The HTTP status a gRPC status stands for, for the gateway's own accounting
+// of gRPC answers (outlier detection, circuit breaking, retry statuses): the
+// official mapping of gRPC to HTTP codes, as Envoy's grpcToHttpStatus (OK
+// 200, CANCELLED 499, INVALID_ARGUMENT/FAILED_PRECONDITION/OUT_OF_RANGE 400,
+// DEADLINE_EXCEEDED 504, NOT_FOUND 404, ALREADY_EXISTS/ABORTED 409,
+// PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501,
+// UNAVAILABLE 503, UNAUTHENTICATED 401; UNKNOWN, INTERNAL, DATA_LOSS and any
+// other value 500).
+int http_status_for_grpc(int grpc_status);
+
 // Percent-encodes a grpc-message value (gRPC over HTTP/2: bytes outside
 // 0x20-0x7E and '%' are escaped).
 std::string grpc_message_encode(std::string_view text);
+
+// The gRPC health checking protocol (grpc.health.v1), for active health
+// checks: the request message of Health/Check for `service`, framed as one
+// uncompressed gRPC message (5-byte prefix, then the protobuf encoding of
+// HealthCheckRequest{service = 1}).
+std::string grpc_health_check_request(std::string_view service);
+
+// HealthCheckResponse.ServingStatus (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING,
+// 3 SERVICE_UNKNOWN) of a response body holding exactly one uncompressed
+// gRPC message; -1 when the body is not that (truncated, compressed, several
+// messages, a malformed protobuf). Unknown fields are skipped; an absent
+// status field is UNKNOWN (0), protobuf's default.
+int grpc_health_status(std::string_view body);
 
 }  // namespace gantry::exchange

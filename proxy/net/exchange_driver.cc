@@ -576,28 +576,6 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   for (size_t i = 0; mirror && i < mirrors.size() && i < 64; ++i)
     if ((mirror_mask >> i) & 1u) mirror_request(mirrors[i], *cfg, mirror_host, replayable, upgrade);
   if (cstate) cstate->retry_budget.record_request(Clock::now());
-  if (cluster->h2c) {
-    auto picked = w_.pick_endpoint(*cluster, static_cast<size_t>(-1), lbcfg, pick_ctx, sticky, nullptr);
-    if (!picked) {
-      co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
-      co_return;
-    }
-    ActiveRequest h2_active;
-    h2_active.set(picked->active);
-    record.upstream = cluster->keys[picked->index];
-    if (ex_.grpc_web.active) {
-      // gRPC-Web: the client's stream seen through the translation (bodies, trailers).
-      GrpcWebDownstream web(down, ex_);
-      co_await run_h2c(web, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
-                       replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
-                       request_deadline, grpc);
-      co_return;
-    }
-    co_await run_h2c(down, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
-                     replayable && body_kind != http::BodyKind::kNone, te_trailers, bounded(try_timeout),
-                     request_deadline, grpc);
-    co_return;
-  }
   uint32_t retries = 0;
   int connect_failures = 0;
   std::string tls_failure;     // why the last TLS handshake failed (the 502 says it)
@@ -629,22 +607,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_await t.async_wait(awaitable_ec(ignore));
   };
 
-  size_t exclude = static_cast<size_t>(-1);
-  std::unique_ptr<UpstreamConn> up;
-  ActiveRequest active;
-  Clock::time_point sent_at;
-  bool response_ready = false;
-  const bool head_request = record.method == "HEAD";
-  const bool idempotent = idempotent_method(record.method);
-  const int max_tries =
-      kMaxConnectAttempts + kMaxStaleRetries + 2 + static_cast<int>(retry ? retry->config().attempts : 0);
-  for (int attempt = 0; attempt < max_tries && !response_ready; ++attempt) {
-    if (deadline_passed()) {
-      co_await reply(down, 504, "request timeout", true);
-      co_return;
-    }
-    // Out of rotation: endpoints ejected by outlier detection or failing active
-    // health checks; when fewer than half remain, all are used (panic).
+  // Out of rotation: endpoints ejected by outlier detection or failing active
+  // health checks; when fewer than half remain, all are used (panic). Null:
+  // every endpoint is a candidate.
+  auto out_of_rotation = [&]() -> const std::vector<bool>* {
     bool masked = false;
     if (outlier) {
       outlier->detector->ejected_mask(ejected_, Clock::now());
@@ -658,7 +624,80 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       for (bool e : ejected_) out += e ? 1 : 0;
       if ((ejected_.size() - out) * 2 < ejected_.size()) masked = false;
     }
-    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, masked ? &ejected_ : nullptr);
+    return masked ? &ejected_ : nullptr;
+  };
+  size_t exclude = static_cast<size_t>(-1);
+
+  if (cluster->h2c) {
+    // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
+    // below, then one stream per try. A try that failed before anything went
+    // downstream (no connection, a refused stream, a listed status, a reset
+    // under a retry policy) goes to another endpoint.
+    ActiveRequest h2_active;
+    std::optional<GrpcWebDownstream> web;
+    if (ex_.grpc_web.active) web.emplace(down, ex_);  // the client's stream seen through the translation
+    const bool body_replayable = body_kind == http::BodyKind::kNone || replayable;
+    H2cTry hooks;
+    hooks.report = [&](size_t idx, resilience::UpstreamResult r) { report(idx, r); };
+    if (retry && body_replayable)
+      hooks.may_retry = [&](const resilience::TryOutcome& o) { return may_retry(o); };
+    while (true) {
+      auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, out_of_rotation());
+      if (!picked) {
+        co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
+        co_return;
+      }
+      h2_active.set(picked->active);
+      record.upstream = cluster->keys[picked->index];
+      exchange::Downstream& d = web ? static_cast<exchange::Downstream&>(*web) : down;
+      H2cTry::Outcome t = co_await run_h2c(d, chain, *cluster, picked->index, body_kind != http::BodyKind::kNone,
+                                           replayable && body_kind != http::BodyKind::kNone, te_trailers,
+                                           bounded(try_timeout), request_deadline, grpc, hooks);
+      if (t == H2cTry::kAnswered) co_return;
+      exclude = picked->index;
+      if (t == H2cTry::kConnectFailed) {
+        // Nothing was sent: always safe to try another endpoint.
+        if (++connect_failures <= kMaxConnectAttempts) {
+          note_retry("connect-failure");
+          continue;
+        }
+        if (may_retry(resilience::TryOutcome{true, false, 0})) {
+          co_await backoff();
+          continue;
+        }
+        if (!hooks.tls_failure.empty())
+          co_await reply(down, 502,
+                         std::string("TLS to ").append(ref.cluster).append(" failed: ").append(hooks.tls_failure),
+                         false, "upstream-tls");
+        else co_await reply(down, 502, "could not connect to any endpoint of " + ref.cluster, false);
+        co_return;
+      }
+      if (t == H2cTry::kRefused) {  // not processed by the server (RFC 9113 8.7): goes again, once
+        if (!hooks.refused_retried && body_replayable) {
+          hooks.refused_retried = true;
+          note_retry("refused-stream");
+          continue;
+        }
+        co_await reply(down, 502, "upstream refused the stream", false);
+        co_return;
+      }
+      co_await backoff();  // kRetry: the policy agreed (may_retry counted it)
+    }
+  }
+  std::unique_ptr<UpstreamConn> up;
+  ActiveRequest active;
+  Clock::time_point sent_at;
+  bool response_ready = false;
+  const bool head_request = record.method == "HEAD";
+  const bool idempotent = idempotent_method(record.method);
+  const int max_tries =
+      kMaxConnectAttempts + kMaxStaleRetries + 2 + static_cast<int>(retry ? retry->config().attempts : 0);
+  for (int attempt = 0; attempt < max_tries && !response_ready; ++attempt) {
+    if (deadline_passed()) {
+      co_await reply(down, 504, "request timeout", true);
+      co_return;
+    }
+    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, out_of_rotation());
     if (!picked) break;
     size_t idx = picked->index;
     active.set(picked->active);
@@ -1151,11 +1190,10 @@ struct H2Pump {
 
 }  // namespace
 
-asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
-                                              const control::ClusterEndpoints& cluster, size_t idx,
-                                              bool has_body, bool body_buffered, bool te_trailers,
-                                              ms timeout, std::optional<Clock::time_point> deadline,
-                                              bool grpc) {
+asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
+    exchange::Downstream& down, const exchange::FilterChain* chain, const control::ClusterEndpoints& cluster,
+    size_t idx, bool has_body, bool body_buffered, bool te_trailers, ms timeout,
+    std::optional<Clock::time_point> deadline, bool grpc, H2cTry& hooks) {
   auto& opts = w_.server().options();
   // HTTP/2 over TLS (protocol H2) is pooled per cluster (its SNI and trust), h2c per endpoint.
   const std::string& key = cluster.tls ? pool_key_.assign(cluster.keys[idx]).append(cluster.pool_suffix)
@@ -1168,7 +1206,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   if (expired()) {
     record.error = "deadline-exceeded";
     co_await reply(down, 504, "deadline exceeded", false);
-    co_return;
+    co_return H2cTry::kAnswered;
   }
   http2::RequestHead h2head = h2_request_head(up_head_, false);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
@@ -1201,23 +1239,23 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     if (!conn && !tls_error.empty()) {
       w_.metrics().upstream_error(cluster.name, "tls");
       spdlog::warn("upstream TLS to {} ({}) failed: {}", cluster.keys[idx], cluster.name, tls_error);
-      co_await reply(down, 502, std::string("TLS to ").append(cluster.name).append(" failed: ").append(tls_error),
-                     false, "upstream-tls");
-      co_return;
+      hooks.report(idx, resilience::UpstreamResult::kConnectFailure);
+      hooks.tls_failure = std::move(tls_error);
+      co_return H2cTry::kConnectFailed;
     }
     if (conn && cluster.tls) w_.metrics().upstream_tls_handshake(cluster.name, conn->resumed());
     if (!conn) {
       w_.metrics().upstream_error(cluster.name, ec == asio::error::timed_out ? "connect_timeout" : "connect");
-      co_await reply(down, 502, "could not connect to any endpoint of " + cluster.name, false);
-      co_return;
+      hooks.report(idx, resilience::UpstreamResult::kConnectFailure);
+      co_return H2cTry::kConnectFailed;
     }
     w_.h2_upstreams[key].push_back(conn);
   }
 
   H2Call call(w_.io().get_executor());
   if (!conn->open(call, h2head, !has_body)) {
-    co_await reply(down, 502, "upstream connection to " + key + " refused a new stream", false);
-    co_return;
+    w_.metrics().upstream_error(cluster.name, "connect");
+    co_return H2cTry::kConnectFailed;  // nothing was sent
   }
   const Clock::time_point sent_at = Clock::now();
 
@@ -1310,6 +1348,15 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     conn->release(call);
   };
 
+  // Gives the try up before anything went downstream (a retry): the stream is
+  // cancelled and the pump, which sends only a buffered body then, stops.
+  auto abandon = [&]() -> asio::awaitable<void> {
+    conn->release(call);
+    call.closed = true;
+    call.notify();
+    while (!pump->done) co_await call.wait(false);
+  };
+
   // ---- the response head
   while (!call.head && !call.closed && !pump->client_failed) {
     if (!co_await wait_call()) {
@@ -1320,7 +1367,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
       co_await settle();
       // 504; for a gRPC request, DEADLINE_EXCEEDED trailers-only (exchange/grpc.h)
       co_await reply(down, 504, late ? "deadline exceeded" : "upstream timed out", false);
-      co_return;
+      co_return H2cTry::kAnswered;
     }
   }
   if (pump->client_failed && !call.head) {
@@ -1328,13 +1375,35 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
     co_await settle();
     if (pump->error != 0) co_await reply(down, pump->error, pump->why, true);
     else finish(down);
-    co_return;
+    co_return H2cTry::kAnswered;
   }
   if (!call.head) {
     w_.metrics().upstream_error(cluster.name, "reset");
+    const bool refused = call.code == http2::ErrorCode::kRefusedStream;
+    if (refused && (!has_body || body_buffered)) {
+      co_await abandon();
+      co_return H2cTry::kRefused;
+    }
+    if (hooks.may_retry && hooks.may_retry(resilience::TryOutcome{false, true, 0})) {
+      co_await abandon();
+      co_return H2cTry::kRetry;
+    }
     co_await settle();
-    co_await reply(down, 502, "upstream reset the stream", false);
-    co_return;
+    co_await reply(down, 502, refused ? "upstream refused the stream" : "upstream reset the stream", false);
+    co_return H2cTry::kAnswered;
+  }
+  // What the answer counts as for outlier detection and retries: its status,
+  // or for a trailers-only gRPC answer, its grpc-status's HTTP equivalent.
+  int outcome = call.status;
+  if (grpc && call.status == 200 && call.ended) {
+    const int g = grpc_status_in(call.headers);
+    if (g > 0) outcome = exchange::http_status_for_grpc(g);
+  }
+  hooks.report(idx, outcome >= 500 ? resilience::UpstreamResult::kServerError : resilience::UpstreamResult::kSuccess);
+  if (hooks.may_retry && hooks.may_retry(resilience::TryOutcome{false, false, outcome})) {
+    w_.metrics().upstream_error(cluster.name, "retried_status");
+    co_await abandon();
+    co_return H2cTry::kRetry;
   }
   record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
   w_.metrics().upstream_done(cluster.name, record.upstream_ms / 1000.0);
@@ -1377,7 +1446,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   if (!co_await down.send_head(head)) {
     co_await settle();
     finish(down);
-    co_return;
+    co_return H2cTry::kAnswered;
   }
   answered = head.end_stream;
 
@@ -1428,6 +1497,7 @@ asio::awaitable<void> ExchangeDriver::run_h2c(exchange::Downstream& down, const 
   }
   co_await settle();
   finish(down);
+  co_return H2cTry::kAnswered;
 }
 
 // ---- response cache

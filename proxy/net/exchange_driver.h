@@ -30,6 +30,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <array>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,8 @@
 #include "proxy/exchange/exchange.h"
 #include "proxy/http/parser.h"
 #include "proxy/net/worker.h"
+#include "proxy/resilience/outlier_detector.h"
+#include "proxy/resilience/retry.h"
 #include "proxy/tracing/span.h"
 
 namespace gantry::control {
@@ -174,13 +177,29 @@ class ExchangeDriver {
   void begin_trace(const exchange::RequestInfo& rq, tracing::Exporter& ex);
   void route_sampling(double ratio);
   void end_trace(tracing::Exporter& ex);
+  // One try on an HTTP/2 cluster, and what it came to. The caller's hooks:
+  // outlier reporting, and the retry policy (empty: no retry; set only when
+  // the request body can be sent again).
+  struct H2cTry {
+    enum Outcome : uint8_t {
+      kAnswered,       // the client has its answer (the exchange is over)
+      kConnectFailed,  // no connection or no stream: nothing was sent
+      kRefused,        // REFUSED_STREAM: the server did not process it (RFC 9113 8.7)
+      kRetry,          // a reset or a status the policy retries, nothing went downstream
+    };
+    std::function<void(size_t, resilience::UpstreamResult)> report;
+    std::function<bool(const resilience::TryOutcome&)> may_retry;
+    std::string tls_failure;       // why the last TLS handshake failed
+    bool refused_retried = false;  // a refused stream goes again once without a policy
+  };
   // The exchange's upstream phase on an h2c cluster (net/h2_upstream.h):
   // one stream on a shared HTTP/2 connection to endpoint `idx`; the request
   // head comes from up_head_, the body from replay_ when `body_buffered`.
-  boost::asio::awaitable<void> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
-                                       const control::ClusterEndpoints& cluster, size_t idx,
-                                       bool has_body, bool body_buffered, bool te_trailers, ms timeout,
-                                       std::optional<Clock::time_point> deadline, bool grpc);
+  boost::asio::awaitable<H2cTry::Outcome> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
+                                                  const control::ClusterEndpoints& cluster, size_t idx,
+                                                  bool has_body, bool body_buffered, bool te_trailers, ms timeout,
+                                                  std::optional<Clock::time_point> deadline, bool grpc,
+                                                  H2cTry& hooks);
   boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
   // `sent`: Content-Length body bytes that already went out with the head.

@@ -158,6 +158,7 @@ ojson enc(const RequestMirror& m);
 ojson enc(const Cache& c);
 ojson enc(const Filters& f);
 ojson enc(const LoadBalancer& lb);
+ojson enc(const GrpcHealthCheck& g);
 ojson enc(const HealthCheck& h);
 ojson enc(const OutlierDetection& d);
 ojson enc(const CircuitBreaker& c);
@@ -454,8 +455,11 @@ ojson enc(const HealthCheck& h) {
           {"healthyThreshold", h.healthy_threshold},
           {"unhealthyThreshold", h.unhealthy_threshold}};
   put_list(o, "expectedStatuses", h.expected_statuses);
+  put_opt(o, "grpc", h.grpc);
   return o;
 }
+
+ojson enc(const GrpcHealthCheck& g) { return ojson{{"service", g.service}}; }
 
 ojson enc(const OutlierDetection& d) {
   return ojson{{"consecutive5xx", d.consecutive_5xx},
@@ -978,6 +982,12 @@ class Reader {
     get(j, "healthyThreshold", h.healthy_threshold);
     get(j, "unhealthyThreshold", h.unhealthy_threshold);
     get(j, "expectedStatuses", h.expected_statuses);
+    get(j, "grpc", h.grpc);
+  }
+
+  void read(const json& j, GrpcHealthCheck& g) {
+    expect_object(j);
+    get(j, "service", g.service);
   }
 
   void read(const json& j, OutlierDetection& d) {

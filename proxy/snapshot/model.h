@@ -366,13 +366,22 @@ struct LoadBalancer {
   bool operator==(const LoadBalancer&) const = default;
 };
 
+// A gRPC health check (grpc.health.v1.Health/Check over HTTP/2): healthy
+// when the answer is grpc-status 0 with status SERVING for `service` ("" is
+// the server as a whole).
+struct GrpcHealthCheck {
+  std::string service;
+  bool operator==(const GrpcHealthCheck&) const = default;
+};
+
 struct HealthCheck {
-  std::string path = "/healthz";
+  std::string path = "/healthz";  // HTTP checks; unused with `grpc`
   Millis interval{5000};
   Millis timeout{1000};
   uint32_t healthy_threshold = 1;
   uint32_t unhealthy_threshold = 3;
   std::vector<int> expected_statuses;  // empty: 200-399
+  std::optional<GrpcHealthCheck> grpc;  // a gRPC check instead of GET `path`
   bool operator==(const HealthCheck&) const = default;
 };
 

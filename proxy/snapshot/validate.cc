@@ -705,6 +705,15 @@ class Validator {
       if (h.timeout.count() <= 0) e_.add(at, "timeout must be > 0");
       if (h.healthy_threshold == 0) e_.add(at, "healthyThreshold must be >= 1");
       if (h.unhealthy_threshold == 0) e_.add(at, "unhealthyThreshold must be >= 1");
+      if (h.grpc) {
+        if (h.grpc->service.size() > 256) e_.add(at + ".grpc.service", "longer than 256 bytes");
+        for (char ch : h.grpc->service)
+          if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+            e_.add(at + ".grpc.service", "holds a control character");
+            break;
+          }
+        if (!h.expected_statuses.empty()) e_.add(at, "expectedStatuses apply to HTTP checks, not to grpc");
+      }
       for (int s : h.expected_statuses) {
         if (!is_status(s)) e_.add(at, "expected status " + std::to_string(s) + " not in 100..599");
       }

@@ -8,11 +8,14 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <functional>
 #include <random>
 
 #include "proxy/control/config_store.h"
+#include "proxy/exchange/grpc.h"
+#include "proxy/net/h2_upstream.h"
 
 namespace gantry::upstream {
 
@@ -32,9 +35,29 @@ bool expected(const snapshot::HealthCheck& c, int status) {
   return false;
 }
 
-// One GET; true when the status is expected. Never throws.
-asio::awaitable<bool> check_once(const snapshot::HealthCheck& c, const snapshot::Endpoint& ep,
-                                 const std::string& host) {
+// Reads the status line of an HTTP/1.1 answer from `stream`: NNN, or 0.
+template <typename Stream>
+asio::awaitable<int> read_status(Stream& stream, const bool& expired) {
+  std::string buf;
+  char chunk[512];
+  error_code ec;
+  while (!ec && !expired && buf.find("\r\n") == std::string::npos && buf.size() < 4096) {
+    size_t n = co_await stream.async_read_some(asio::buffer(chunk), awaitable_ec(ec));
+    if (!ec) buf.append(chunk, n);
+  }
+  // "HTTP/1.x NNN ..."
+  int status = 0;
+  if (buf.size() >= 12 && buf.compare(0, 7, "HTTP/1.") == 0 && buf[8] == ' ') {
+    for (int i = 9; i < 12; ++i)
+      status = (buf[i] >= '0' && buf[i] <= '9') ? status * 10 + (buf[i] - '0') : -1000;
+  }
+  co_return status;
+}
+
+// One GET, over TLS when the cluster has it; true when the status is
+// expected. Never throws.
+asio::awaitable<bool> check_http(const snapshot::HealthCheck& c, const snapshot::Endpoint& ep, const std::string& host,
+                                 const std::shared_ptr<const tls::UpstreamTlsContext>& tls) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
   asio::steady_timer timer(ex);
@@ -53,19 +76,22 @@ asio::awaitable<bool> check_once(const snapshot::HealthCheck& c, const snapshot:
   if (!ec && !expired) {
     std::string req = "GET " + c.path + " HTTP/1.1\r\nhost: " + host +
                       "\r\nuser-agent: gantry-health-check\r\nconnection: close\r\n\r\n";
-    co_await asio::async_write(sock, asio::buffer(req), awaitable_ec(ec));
-    std::string buf;
-    char chunk[512];
-    while (!ec && !expired && buf.find("\r\n") == std::string::npos && buf.size() < 4096) {
-      size_t n = co_await sock.async_read_some(asio::buffer(chunk), awaitable_ec(ec));
-      if (!ec) buf.append(chunk, n);
-    }
-    // "HTTP/1.x NNN ..."
-    if (buf.size() >= 12 && buf.compare(0, 7, "HTTP/1.") == 0 && buf[8] == ' ') {
-      int s = 0;
-      for (int i = 9; i < 12; ++i)
-        s = (buf[i] >= '0' && buf[i] <= '9') ? s * 10 + (buf[i] - '0') : -1000;
-      status = s;
+    if (tls) {
+      asio::ssl::stream<tcp::socket&> stream(sock, tls->context());
+      std::string why;
+      // The check speaks HTTP/1.1 whatever the cluster's ALPN list offers.
+      static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+      if (tls->prepare(stream.native_handle(), why) &&
+          SSL_set_alpn_protos(stream.native_handle(), kHttp11, sizeof kHttp11) == 0) {
+        co_await stream.async_handshake(asio::ssl::stream_base::client, awaitable_ec(ec));
+        if (!ec && !expired && tls->check_names(stream.native_handle()).empty()) {
+          co_await asio::async_write(stream, asio::buffer(req), awaitable_ec(ec));
+          if (!ec && !expired) status = co_await read_status(stream, expired);
+        }
+      }
+    } else {
+      co_await asio::async_write(sock, asio::buffer(req), awaitable_ec(ec));
+      if (!ec && !expired) status = co_await read_status(sock, expired);
     }
   }
   timer.cancel();
@@ -74,7 +100,61 @@ asio::awaitable<bool> check_once(const snapshot::HealthCheck& c, const snapshot:
   co_return !expired && status > 0 && expected(c, status);
 }
 
-asio::awaitable<void> probe(std::shared_ptr<HealthTable> t, size_t i, snapshot::Endpoint ep, uint64_t seed) {
+// One grpc.health.v1.Health/Check call on a connection of its own: h2c with
+// prior knowledge, or h2 over TLS (ALPN) when the cluster has TLS. True when
+// the answer is HTTP 200, grpc-status 0 and ServingStatus SERVING.
+asio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthCheck& c, const snapshot::Endpoint& ep,
+                                 const std::string& host, const std::shared_ptr<const tls::UpstreamTlsContext>& tls) {
+  const auto deadline = std::chrono::steady_clock::now() + c.timeout;
+  error_code ec;
+  auto addr = asio::ip::make_address(ep.address, ec);
+  if (ec) co_return false;
+  auto conn = co_await net::H2UpstreamConn::connect(io, tcp::endpoint(addr, ep.port), c.timeout, ec, tls);
+  if (!conn) co_return false;
+  net::H2Call call(io.get_executor());
+  http2::RequestHead head;
+  head.method = "POST";
+  head.scheme = tls ? "https" : "http";
+  head.authority = host;
+  head.path = "/grpc.health.v1.Health/Check";
+  const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+  head.headers = {{"content-type", "application/grpc"},
+                  {"te", "trailers"},
+                  {"grpc-timeout", exchange::format_grpc_timeout(left)},
+                  {"user-agent", "gantry-health-check"}};
+  const std::string message = exchange::grpc_health_check_request(c.grpc->service);
+  bool ok = false;
+  if (conn->open(call, head, false) && conn->send_data(call, message) == message.size()) {
+    conn->end_request(call);
+    asio::steady_timer limit(io);
+    bool expired = false;
+    limit.expires_at(deadline);
+    limit.async_wait([&](error_code e) {
+      if (e) return;
+      expired = true;
+      conn->close();  // wakes the call: closed
+    });
+    while (!call.ended && !call.closed) {
+      co_await call.wait(false);
+      if (call.data.size() > 4096) break;  // not a health answer (it stays within the stream window)
+    }
+    limit.cancel();
+    if (!expired && call.ended && call.status == 200) {
+      // grpc-status in the trailers, or in the head of a trailers-only answer.
+      const std::vector<http2::Field>& fields = call.trailers.empty() ? call.headers : call.trailers;
+      const http2::Field* grpc_status = nullptr;
+      for (const auto& f : fields)
+        if (f.name == "grpc-status") grpc_status = &f;
+      ok = grpc_status != nullptr && grpc_status->value == "0" && exchange::grpc_health_status(call.data) == 1;
+    }
+  }
+  conn->release(call);
+  conn->close();
+  co_return ok;
+}
+
+asio::awaitable<void> probe(asio::io_context& io, std::shared_ptr<HealthTable> t, size_t i, snapshot::Endpoint ep,
+                            uint64_t seed) {
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
   std::mt19937_64 rng(seed);
@@ -85,7 +165,8 @@ asio::awaitable<void> probe(std::shared_ptr<HealthTable> t, size_t i, snapshot::
   co_await timer.async_wait(awaitable_ec(ec));
   uint32_t ok_run = 0, fail_run = 0;
   while (!t->stopped.load(std::memory_order_relaxed)) {
-    bool ok = co_await check_once(c, ep, t->keys[i]);
+    bool ok = c.grpc ? co_await check_grpc(io, c, ep, t->keys[i], t->tls)
+                     : co_await check_http(c, ep, t->keys[i], t->tls);
     if (t->stopped.load(std::memory_order_relaxed)) break;
     if (ok) {
       fail_run = 0;
@@ -139,13 +220,14 @@ void HealthChecker::start() {
           const control::ClusterEndpoints* c = cfg->cluster(name);
           if (c == nullptr) continue;
           auto it = tables_.find(name);
-          if (it != tables_.end() && it->second->config == *hc && it->second->keys == c->keys) {
+          if (it != tables_.end() && it->second->config == *hc && it->second->keys == c->keys &&
+              it->second->tls == c->tls) {
             next.emplace(name, it->second);
             continue;
           }
-          auto t = std::make_shared<HealthTable>(*hc, c->keys);
+          auto t = std::make_shared<HealthTable>(*hc, c->keys, c->tls);
           for (size_t i = 0; i < c->endpoints.size(); ++i)
-            asio::co_spawn(impl_->io, probe(t, i, c->endpoints[i], impl_->rng()), asio::detached);
+            asio::co_spawn(impl_->io, probe(impl_->io, t, i, c->endpoints[i], impl_->rng()), asio::detached);
           next.emplace(name, std::move(t));
           changed = true;
         }

@@ -12,7 +12,9 @@
 // /local/NNN answers the gateway's local reply NNN (trailers-only gRPC status
 // for an application/grpc request); /delay/MS answers after MS milliseconds,
 // /stall/MS sends the head at once and the rest after MS milliseconds
-// (deadline tests). A request's `grpc-timeout` comes back as the response
+// (deadline tests). With --fail-status NNN every request gets the local reply
+// NNN instead (a failing endpoint for retry and outlier-detection tests).
+// A request's `grpc-timeout` comes back as the response
 // field `x-echo-grpc-timeout`. Requests go through H2Downstream, the
 // codec's exchange::Downstream, as the proxy's exchange will drive them.
 //
@@ -50,6 +52,8 @@ using namespace gantry;
 
 namespace {
 
+int fail_status = 0;  // --fail-status: every request answered with this local reply
+
 asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
   if (!made.ok()) {
@@ -67,7 +71,7 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
     bytes += c.data.size();
     if (c.end) break;
   }
-  const std::string path(req.path);
+  const std::string path = fail_status != 0 ? "/local/" + std::to_string(fail_status) : std::string(req.path);
   auto sleep_ms = [](const std::string& p, size_t prefix) -> asio::awaitable<void> {
     int ms = 0;
     std::from_chars(p.data() + prefix, p.data() + p.size(), ms);
@@ -220,6 +224,15 @@ int main(int argc, char** argv) {
     key = v;
     return ok_status();
   });
+  flags.add("fail-status", "NNN", "off", "answer every request with the local reply NNN (100-599)",
+            [&](std::string_view v) -> Status {
+              int n = 0;
+              auto [p, e] = std::from_chars(v.data(), v.data() + v.size(), n);
+              if (e != std::errc() || p != v.data() + v.size() || n < 100 || n > 599)
+                return Error{"--fail-status: want a status 100-599, not " + std::string(v)};
+              fail_status = n;
+              return ok_status();
+            });
   flags.parse_or_exit(argc, argv);
 
   asio::io_context io(1);

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import (START_TIMEOUT, binary, free_port, refusing_port, sn_cluster, sn_route, sn_rule,
+from conftest import (START_TIMEOUT, binary, free_port, get_json, refusing_port, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, temporary_dataplane, wait_until)
 from test_http2_codec import listening
 
@@ -89,3 +89,62 @@ def test_many_streams_share_connections(proxy):
 def test_unreachable_h2c_backend_is_502(proxy):
     status, _, _, _ = curl(proxy, "/dead")
     assert status == 502
+
+
+# ---- resilience on HTTP/2 clusters: the same endpoint choice and try loop as
+# HTTP/1.1 (health checks: test_grpc_health_check.py)
+
+@pytest.fixture(scope="module")
+def resilient():
+    with temporary_dataplane() as dp:
+        good, bad = free_port(), free_port()
+        dp.manager.spawn([binary("gantry-h2-echo"), f"--listen=127.0.0.1:{good}"], dp.workdir / "h2-good.log")
+        dp.manager.spawn([binary("gantry-h2-echo"), f"--listen=127.0.0.1:{bad}", "--fail-status=503"],
+                         dp.workdir / "h2-bad.log")
+        for port in (good, bad):
+            wait_until(lambda: listening(port), START_TIMEOUT, "gantry-h2-echo to listen")
+        clusters = []
+        for name, eps in (("failover", [refusing_port(), good]), ("retry", [bad, good]), ("outlier", [bad, good])):
+            c = sn_cluster(f"default/{name}:80", [("127.0.0.1", p) for p in eps])
+            c["protocol"] = "H2C"
+            clusters.append(c)
+        rules = [
+            sn_rule("default/failover:80", prefix="/failover"),
+            sn_rule("default/retry:80", prefix="/retry",
+                    policy={"retry": {"attempts": 2, "onStatuses": [503], "backoffBaseMs": 1, "backoffMaxMs": 2}}),
+            sn_rule("default/outlier:80", prefix="/outlier",
+                    policy={"outlierDetection": {"consecutive5xx": 2, "consecutiveConnectFailures": 5,
+                                                 "baseEjectionTimeMs": 60000, "maxEjectionPercent": 50}}),
+        ]
+        p = dp.proxy(sn_snapshot(1, [sn_route("r", rules)], clusters), extra_args=["--http2", "on"])
+        p.workdir, p.bad = dp.workdir, f"127.0.0.1:{bad}"
+        yield p
+
+
+def test_connect_failure_goes_to_another_endpoint(resilient):
+    # One endpoint refuses connections: nothing was sent, so every request
+    # goes on to the other one (no retry policy needed).
+    for i in range(10):
+        assert curl(resilient, f"/failover/{i}")[::3] == (200, f"GET /failover/{i} 0\n".encode())
+
+
+def test_listed_status_is_retried_on_another_endpoint(resilient):
+    for i in range(10):
+        assert curl(resilient, f"/retry/{i}")[::3] == (200, f"GET /retry/{i} 0\n".encode())
+    # A gRPC call's trailers-only UNAVAILABLE counts as 503 (the official
+    # gRPC-to-HTTP mapping), so the listed 503 retries it too.
+    for i in range(6):
+        status, _, hdrs, body = curl(resilient, f"/retry/g{i}", extra=["-H", "content-type: application/grpc",
+                                                                       "-H", "te: trailers", "--data-binary", "x"])
+        assert (status, body) == (200, f"POST /retry/g{i} 1\n".encode()) and "grpc-status" not in hdrs
+
+
+def test_outlier_detection_ejects_a_failing_endpoint(resilient):
+    statuses = [curl(resilient, f"/outlier/{i}")[0] for i in range(8)]
+    # Round robin sends every other request to the failing endpoint until its
+    # second 503 in a row ejects it; then only the good one answers.
+    assert statuses.count(503) == 2 and set(statuses) == {200, 503}, statuses
+    assert [curl(resilient, f"/outlier/after{i}")[0] for i in range(10)] == [200] * 10
+    doc = get_json(resilient.admin_port, "/upstreams")
+    (c,) = [c for c in doc["clusters"] if c["name"] == "default/outlier:80"]
+    assert {e["address"]: e["ejected"] for e in c["endpoints"]}[resilient.bad] is True

@@ -837,6 +837,39 @@ TEST(Translate, PolicyDefaultsComeFromTheModel) {
   EXPECT_EQ(p.load_balancer, snapshot::LoadBalancer{});
 }
 
+TEST(Translate, GrpcHealthCheck) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {healthCheck: {interval: 2s, grpc: {service: shop.v1.Cart}}}
+  - matches: [{path: {type: PathPrefix, value: /all}}]
+    backendRefs: [{name: shop-v1, port: 8080}]
+    policy: {healthCheck: {grpc: {}}})"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  ASSERT_EQ(r.snapshot.routes[0].rules.size(), 2u);
+  snapshot::HealthCheck want;
+  want.interval = std::chrono::milliseconds(2000);
+  want.grpc = snapshot::GrpcHealthCheck{"shop.v1.Cart"};
+  EXPECT_EQ(r.snapshot.routes[0].rules[0].policy.health_check, want);
+  want = snapshot::HealthCheck{};
+  want.grpc = snapshot::GrpcHealthCheck{""};
+  EXPECT_EQ(r.snapshot.routes[0].rules[1].policy.health_check, want) << "an empty service is the whole server";
+
+  // grpc with path or expectedStatuses is refused, naming the field.
+  for (const char* policy : {"{healthCheck: {path: /ready, grpc: {service: a}}}",
+                             "{healthCheck: {expectedStatuses: [200], grpc: {service: a}}}"}) {
+    Cache bad = load(std::string(kBackends) + route("shop", std::string(R"(
+  rules:
+  - backendRefs: [{name: shop-v1, port: 8080}]
+    policy: )") + policy));
+    TranslateResult rb = translate(bad, {});
+    EXPECT_TRUE(rb.snapshot.routes.empty()) << policy;
+    EXPECT_NE(all_messages(rb.statuses).find("spec.rules[0].policy.healthCheck.grpc"), std::string::npos)
+        << all_messages(rb.statuses);
+  }
+}
+
 // The same objects in any order give a byte-identical snapshot.
 TEST(Translate, DeterministicAcrossInputOrder) {
   // Cases whose objects have distinct names, so that every order holds the same set.

@@ -42,6 +42,22 @@ TEST(CodecTest, RichSnapshotRoundTripsPretty) {
   EXPECT_EQ(*back, s);
 }
 
+TEST(CodecTest, GrpcHealthCheckRoundTrips) {
+  Snapshot s = testing::rich_snapshot();
+  HealthCheck& h = *s.routes[0].rules[0].policy.health_check;
+  h.expected_statuses.clear();
+  h.grpc = GrpcHealthCheck{"shop.v1.Cart"};
+  const std::string text = encode(s);
+  EXPECT_NE(text.find(R"("grpc":{"service":"shop.v1.Cart"})"), std::string::npos) << text;
+  auto back = decode_snapshot(text);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, s);
+  h.grpc = GrpcHealthCheck{""};  // the server as a whole: still a gRPC check
+  back = decode_snapshot(encode(s));
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, s);
+}
+
 TEST(CodecTest, DefaultSnapshotRoundTrips) {
   Snapshot s;
   s.routes.push_back(Route{});

@@ -261,6 +261,18 @@ const Mutation kMutations[] = {
     {"HealthCheckZeroInterval",
      [](Snapshot& s) { api(s).policy.health_check->interval = Millis(0); },
      "rules[0].policy.healthCheck: interval must be > 0"},
+    {"GrpcHealthCheckControlCharacter",
+     [](Snapshot& s) {
+       api(s).policy.health_check->expected_statuses.clear();
+       api(s).policy.health_check->grpc = GrpcHealthCheck{"shop\nCart"};
+     },
+     "rules[0].policy.healthCheck.grpc.service: holds a control character"},
+    {"GrpcHealthCheckWithExpectedStatuses",
+     [](Snapshot& s) {
+       api(s).policy.health_check->expected_statuses = {200};
+       api(s).policy.health_check->grpc = GrpcHealthCheck{"shop.Cart"};
+     },
+     "rules[0].policy.healthCheck: expectedStatuses apply to HTTP checks, not to grpc"},
     {"CircuitBreakerRatio",
      [](Snapshot& s) {
        api(s).policy.circuit_breaker = CircuitBreaker{};
