@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from conftest import (FRAME_NACK, FRAME_FULL, START_TIMEOUT, CertAuthority, binary, free_port,
+from conftest import (FRAME_NACK, FRAME_FULL, START_TIMEOUT, CertAuthority, binary, free_port, get_json,
                       http_request, sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane,
                       wait_until)
 from test_http2_codec import listening
@@ -180,11 +180,22 @@ def setup():
         clusters[-1]["protocol"] = "H2"
         rules = [sn_rule(c["name"], prefix="/" + c["name"].split("/")[1].split(":")[0] + "/")
                  for c in clusters]
+        # Active health checks over TLS, against a backend of their own (the
+        # handshake counts of the others stay the tests').
+        checked = TlsBackend(ca)
+        check = {"path": "/healthz", "intervalMs": 150, "timeoutMs": 1000, "unhealthyThreshold": 1}
+        clusters += [tls_cluster("default/hc:443", checked.port, serverName=BACKEND_NAME, caPem=ca_pem),
+                     tls_cluster("default/hc-wrongca:443", checked.port, serverName=BACKEND_NAME,
+                                 caPem=other.path.read_text())]
+        rules += [sn_rule("default/hc:443", prefix="/hc/", policy={"healthCheck": check}),
+                  sn_rule("default/hc-wrongca:443", prefix="/hc-wrongca/", policy={"healthCheck": check})]
         snap = sn_snapshot(1, [sn_route("tls", rules)], clusters)
         proxy = dp.proxy(snap, workers=1, extra_args=["--http2", "on"])
         proxy.workdir = dp.workdir
         proxy.snap = snap
+        proxy.checked = checked
         yield proxy, plain, mtls
+        checked.close()
         plain.close()
         mtls.close()
         cn_only.close()
@@ -200,6 +211,22 @@ def metric(proxy, series):
 
 def get(proxy, path, **kw):
     return http_request(proxy.http_port, path, **kw)
+
+
+def test_health_checks_speak_tls_to_tls_backends(setup):
+    proxy, _, _ = setup
+
+    def health():
+        doc = get_json(proxy.admin_port, "/upstreams")
+        return {c["name"]: [e["health"] for e in c["endpoints"]] for c in doc["clusters"]
+                if c["name"].startswith("default/hc")}
+
+    # Verified, with the cluster's SNI: healthy. The wrong trust anchor: the
+    # handshake fails, so the same endpoint is unhealthy in that cluster.
+    wait_until(lambda: health() == {"default/hc:443": ["healthy"], "default/hc-wrongca:443": ["unhealthy"]},
+               START_TIMEOUT, "the TLS health checks to settle")
+    with proxy.checked.lock:
+        assert proxy.checked.handshakes and proxy.checked.handshakes[0][0] == BACKEND_NAME
 
 
 def test_verified_backend_gets_sni(setup):
