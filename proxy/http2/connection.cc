@@ -1,13 +1,18 @@
 // The HTTP/2 connection driver: see connection.h.
 #include "proxy/http2/connection.h"
 
+#include "proxy/base/block_pool.h"
+#include "proxy/base/peek.h"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 
 namespace gantry::http2 {
 
@@ -260,7 +265,24 @@ asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const Con
   // Idle timeout: a timer re-armed on every read, cancelling the read when it
   // fires while no stream is open.
   asio::steady_timer idle(ex);
-  std::string buf(16 * 1024, '\0');
+  // The read buffer, a pooled block (base/block_pool.h). On h2c it is held
+  // only while streams are open: a connection without streams waits for
+  // readability with no buffer, then reads what came without blocking, so
+  // idle connections cost almost nothing (nginx's habit). TLS streams keep
+  // theirs (Asio's SSL engine holds its own buffers anyway).
+  constexpr bool kPlain = std::is_same_v<Socket, asio::ip::tcp::socket>;
+  struct Block {
+    char* p = nullptr;
+    ~Block() { give_back(); }
+    char* get() { return p != nullptr ? p : (p = block_pool::acquire()); }
+    void give_back() {
+      if (p != nullptr) block_pool::release(std::exchange(p, nullptr), false);
+    }
+  } buf;
+  if constexpr (kPlain) {
+    error_code ignored;
+    sock.non_blocking(true, ignored);  // read_some() after a readiness wait never blocks
+  }
   bool peer_gone = false;
   while (reading && !core->over()) {
     core->wake_writer();
@@ -272,16 +294,32 @@ asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const Con
         sock.lowest_layer().cancel(ignored);
       }
     });
-    const size_t n = co_await sock.async_read_some(asio::buffer(buf),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+    size_t n = 0;
+    if (kPlain && core->session().open_streams() == 0) {
+      buf.give_back();
+      if (nothing_to_read(sock.lowest_layer().native_handle()))  // base/peek.h: no edge is missed
+        co_await sock.lowest_layer().async_wait(asio::ip::tcp::socket::wait_read,
+                                                asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        n = sock.read_some(asio::buffer(buf.get(), block_pool::kBlockSize), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          idle.cancel();
+          continue;  // a spurious wake-up: wait again
+        }
+      }
+    } else {
+      n = co_await sock.async_read_some(asio::buffer(buf.get(), block_pool::kBlockSize),
+                                        asio::redirect_error(asio::use_awaitable, ec));
+    }
     idle.cancel();
     if (ec || n == 0) {
       peer_gone = true;
       break;
     }
-    if (!core->session().receive(std::string_view(buf.data(), n)).ok()) break;
+    if (!core->session().receive(std::string_view(buf.p, n)).ok()) break;
     if (core->session().done()) break;
   }
+  buf.give_back();
   // The session ended (GOAWAY after an error or a drain): let the writer flush
   // what is queued, for a bounded time. A peer that went away gets nothing.
   core->wake_writer();

@@ -586,6 +586,9 @@ void ServerSession::written(size_t n) {
   if (s.out_off == s.out.size()) {
     s.out.clear();
     s.out_off = 0;
+    // Nothing in flight: the output buffer's memory goes too (an idle
+    // connection keeps none; the next answer grows it again).
+    if (s.out.capacity() > 256 && open_streams() == 0) std::string().swap(s.out);
   } else if (s.out_off > 64 * 1024 && s.out_off > s.out.size() / 2) {
     s.out.erase(0, s.out_off);
     s.out_off = 0;

@@ -110,14 +110,21 @@ class Session final : public SessionBase,
         co_return;
       }
     }
-    bool first = true;
+    co_await serve(true);
+  }
+
+  // The connection's request loop, from its first request (`first`: an h2c
+  // preface may start it), or after park() from the next one.
+  asio::awaitable<void> serve(bool first) {
     while (true) {
       release_deadline_.reset();
       bool keep = co_await handle_one(first);
       first = false;
       if (release_deadline_) {
-        if (!co_await wait_released()) break;
-        continue;
+        if constexpr (!kTls) {
+          park();
+          co_return;  // the coroutines end; then a reactor wait holds the session (wait_parked)
+        }
       }
       if (!keep || client_broken_) break;
     }
@@ -276,38 +283,52 @@ class Session final : public SessionBase,
   // Sets release_deadline_ instead when the sweeper asked an idle connection
   // for its buffers.
   asio::awaitable<bool> handle_one(bool first);
-  // An idle connection's buffers and exchange driver go back (the read
-  // buffer to the allocator, the driver to the worker's spares); then the
-  // next request's first byte is awaited with a one-byte read (Asio reads
-  // speculatively first, so a byte that came meanwhile is not missed) until
-  // release_deadline_. False: the connection ends (closed, timed out, drain).
-  // Idle, the connection holds this small frame and run()'s, not handle_one's.
-  asio::awaitable<bool> wait_released() {
+  // Idle past kReleaseIdleAfter (plain TCP): the connection parks, as nginx
+  // keeps an idle one. Its read buffer goes back to the allocator and its
+  // exchange driver to the worker's spares, and its coroutines end: what stays
+  // is this object and one reactor wait for readability, until
+  // release_deadline_. unpark() then closes it (timed out, drained, closed by
+  // the peer's EOF on the next read) or serves on in a new coroutine. Bytes
+  // that came before the wait started are seen by a peek (base/peek.h).
+  void park() {
     release_buffers = false;
     released = true;
+    parked = true;
     w_.note_release();
     in_.release();
     std::string().swap(out_);
     std::vector<http::Header>().swap(req_.headers);
     std::string().swap(reply_fields_);
     give_back_driver(w_, std::move(driver_));
-    char byte = 0;
-    error_code ec;
+  }
+  // After the coroutine has ended (its completion handler calls this).
+  void wait_parked() override {
     const auto now = Clock::now();
-    size_t n = 0;
-    if (*release_deadline_ > now) {
-      arm(lowest(client_), std::chrono::duration_cast<milliseconds>(*release_deadline_ - now));
-      n = co_await client_.async_read_some(asio::buffer(&byte, 1), awaitable_ec(ec));
-      disarm();
+    auto self = this->shared_from_this();
+    if (*release_deadline_ <= now || closing_) {
+      unpark(asio::error::timed_out);
+      return;
+    }
+    if (!nothing_to_read(lowest(client_).native_handle())) {  // bytes or an EOF came meanwhile (base/peek.h)
+      unpark({});
+      return;
+    }
+    arm(lowest(client_), std::chrono::duration_cast<milliseconds>(*release_deadline_ - now));
+    lowest(client_).async_wait(tcp::socket::wait_read, [self](error_code ec) { self->unpark(ec); });
+  }
+  void unpark(error_code ec) {
+    disarm();
+    released = false;
+    parked = false;
+    idle = false;
+    if (ec || closing_ || timed_out) {
+      error_code ignore;
+      lowest(client_).close(ignore);
+      w_.session_ended(*this);
+      return;
     }
     driver_ = take_driver(w_);
-    released = false;
-    idle = false;
-    if (ec || n != 1 || closing_) co_return false;  // closed, reset, timed out (an idle connection just closes)
-    *in_.prepare(kReadChunk) = byte;
-    in_.commit(1);
-    w_.metrics().global().bytes_received.Increment(1.0);
-    co_return true;
+    w_.resume_session(this->shared_from_this());
   }
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
   void serialize_head(const exchange::ResponseHead& h);
@@ -818,18 +839,35 @@ void Worker::spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag
   metrics_.global().active_connections.Increment();
   connections_.fetch_add(1, std::memory_order_relaxed);
   auto s = std::make_shared<Session<Stream>>(*this, std::move(stream), std::move(tag));
-  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); },
-                 [this](std::exception_ptr e) {
-                   if (e) {
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       spdlog::error("connection handler failed: {}", ex.what());
-                     }
-                   }
-                   metrics_.global().active_connections.Decrement();
-                   connections_.fetch_sub(1, std::memory_order_relaxed);
-                 });
+  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); }, session_completion(s));
+}
+
+// A parked session (Session::park) ends its coroutine without ending the
+// connection: unpark() accounts for the end, or resumes it here.
+template <class S>
+void Worker::resume_session(std::shared_ptr<S> s) {
+  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->serve(false); }, session_completion(s));
+}
+
+std::function<void(std::exception_ptr)> Worker::session_completion(std::shared_ptr<SessionBase> s) {
+  return [this, s = std::move(s)](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("connection handler failed: {}", ex.what());
+      }
+    }
+    if (s->parked) s->wait_parked();  // the connection goes on without a coroutine
+    else session_ended(*s);
+  };
+}
+
+void Worker::session_ended(SessionBase& s) {
+  if (s.ended) return;
+  s.ended = true;
+  metrics_.global().active_connections.Decrement();
+  connections_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Worker::sweep() {

@@ -19,6 +19,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -27,6 +29,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "proxy/base/peek.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/ext_auth_client.h"
 #include "proxy/net/h2_listener.h"
@@ -50,11 +53,7 @@ constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 
 // Is an idle pooled connection still usable? A peer that closed it, or sent
 // bytes nobody asked for, makes it unusable.
-inline bool idle_connection_alive(tcp::socket& s) {
-  char b;
-  ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
+inline bool idle_connection_alive(tcp::socket& s) { return nothing_to_read(s.native_handle()); }
 
 
 // TLS to a backend (a cluster with `tls`): OpenSSL over the connection's own socket.
@@ -87,6 +86,7 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void close_if_idle() = 0;
+  virtual void wait_parked() {}  // a parked session's wait for its next request
 
   SessionBase* prev = nullptr;
   SessionBase* next = nullptr;
@@ -99,6 +99,8 @@ class SessionBase {
   bool can_release = false;      // plain TCP (a TLS stream keeps its engine's buffers anyway)
   bool release_buffers = false;  // set by the sweeper: give the idle read buffer back
   bool released = false;         // the buffers are given back (until the next request)
+  bool parked = false;           // no coroutine: a reactor wait holds it (Session::park)
+  bool ended = false;            // counted as ended (Worker::session_ended)
 
   // One deadline at a time: when it passes, the worker's sweep sets
   // timed_out and cancels `s`'s pending operations.
@@ -465,6 +467,14 @@ class Worker {
                                     std::shared_ptr<const ListenerTag> tag);
   template <class Stream>
   void spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag);
+  std::function<void(std::exception_ptr)> session_completion(std::shared_ptr<SessionBase> s);
+
+ public:
+  template <class S>
+  void resume_session(std::shared_ptr<S> s);
+  void session_ended(SessionBase& s);  // a connection's end, once: metrics and the worker's count
+
+ private:
 
   Server& server_;
   int id_;

@@ -2,9 +2,10 @@
 keep-alive client connections (64 by default; `hack/bench.sh rss` also runs
 10,000), each of which made one request.
 
-    /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS]
+    /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS] [h2]
 
-Prints VmRSS after the snapshot and with the connections open and idle for
+With `h2` the connections are HTTP/2 (h2c with prior knowledge; one GET each,
+made with raw frames). Prints VmRSS after the snapshot and with the connections open and idle for
 longer than the proxy's idle-buffer release delay (1 s), and the growth per
 idle connection. Only loopback addresses are used.
 """
@@ -12,6 +13,8 @@ import http.client
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,10 +42,46 @@ def wait_port(port, deadline=20):
     raise SystemExit(f"nothing answers on {port}")
 
 
+def h2_get(port, host, path):
+    """An h2c connection (prior knowledge) that made one GET and is left open."""
+    def frame(kind, flags, stream, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+    def literal(index, value):  # literal without indexing, indexed name, no Huffman (RFC 7541 6.2.2)
+        v = value.encode()
+        assert len(v) < 127
+        return bytes([index, len(v)]) + v
+
+    block = b"\x82\x86" + literal(4, path) + literal(1, host)  # GET, http, :path, :authority
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 0x5, 1, block))
+    buf, done, status_ok = b"", False, False
+    while not done:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise SystemExit("the proxy closed an h2 connection")
+        buf += chunk
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + length:
+                break
+            kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+            if kind == 4 and not flags & 1:
+                s.sendall(frame(4, 1, 0))  # SETTINGS ACK
+            if kind == 1 and stream == 1:
+                status_ok = buf[9:9 + length].startswith(b"\x88")  # :status 200, indexed
+            if kind in (0, 1) and stream == 1 and flags & 1:
+                done = True
+            buf = buf[9 + length:]
+    assert status_ok, "the h2 GET was not answered 200"
+    return s
+
+
 def main():
     bin_dir = sys.argv[1] if len(sys.argv) > 1 else "build/bin"
     routes = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     conns = int(sys.argv[3]) if len(sys.argv) > 3 else 64
+    h2 = len(sys.argv) > 4 and sys.argv[4] == "h2"
     tmp = tempfile.mkdtemp(prefix="gantry-rss.")
     snap = {"version": 1, "routes": [], "clusters": [
         {"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19201}]}]}
@@ -69,6 +108,9 @@ def main():
         before = rss_kib(proxy.pid)
         clients = []
         for i in range(conns):
+            if h2:
+                clients.append(h2_get(19280, f"host-{i % routes}.example.com", f"/api/{i % routes}/x"))
+                continue
             c = http.client.HTTPConnection("127.0.0.1", 19280, timeout=10)
             c.request("GET", f"/api/{i % routes}/x", headers={"Host": f"host-{i % routes}.example.com"})
             r = c.getresponse()
@@ -78,7 +120,7 @@ def main():
         time.sleep(2.5)  # idle > 1 s: read buffers given back (proxy/net/server.cc)
         after = rss_kib(proxy.pid)
         print(f"gantry-proxy RSS: {before / 1024:.1f} MiB with {routes} routes ({2 * routes} rules), "
-              f"{after / 1024:.1f} MiB with {conns} idle keep-alive connections "
+              f"{after / 1024:.1f} MiB with {conns} idle {'h2' if h2 else 'keep-alive'} connections "
               f"({(after - before) / conns:.2f} KiB per idle connection)")
         for c in clients:
             c.close()

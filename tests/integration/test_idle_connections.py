@@ -1,11 +1,12 @@
 """Idle keep-alive connections cost almost nothing, and still work.
 
 A plain-HTTP keep-alive connection that has waited more than a second for its
-next request gives its 16 KiB read buffer back (the proxy waits for the next
-request's first byte with a one-byte read) and the freed pages go back to the
-system. Checked as a user would: the proxy's RSS falls while many connections
-sit idle, and every one of them is served again afterwards, pipelined
-requests included.
+next request gives its 16 KiB read buffer back, its pages to the kernel, and
+parks: no coroutine, one readiness wait (docs/ARCHITECTURE.md). Checked as a
+user would: the proxy's RSS falls while many connections sit idle, and every
+one of them is served again afterwards, pipelined requests included. The
+first request of each connection carries a 12 KiB header, so that its read
+buffer's pages are all touched (a buffer's untouched pages cost nothing).
 """
 
 import socket
@@ -17,8 +18,9 @@ from conftest import (HTTP_TIMEOUT, read_responses, sn_cluster, sn_route, sn_rul
 CONNECTIONS = 400
 
 
-def request(path, host="idle.example.com"):
-    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+def request(path, host="idle.example.com", pad=0):
+    extra = f"X-Pad: {'a' * pad}\r\n" if pad else ""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
 
 
 def test_idle_connections_give_their_buffers_back_and_are_served_again(dataplane):
@@ -32,7 +34,7 @@ def test_idle_connections_give_their_buffers_back_and_are_served_again(dataplane
     try:
         for i in range(CONNECTIONS):
             s = socket.create_connection(("127.0.0.1", proxy.http_port), timeout=HTTP_TIMEOUT)
-            s.sendall(request(f"/first/{i}"))
+            s.sendall(request(f"/first/{i}", pad=12 * 1024))
             responses, closed = read_responses(s, 1)
             assert [r.status for r in responses] == [200] and not closed, responses
             socks.append(s)
