@@ -221,12 +221,18 @@ def test_health_checks_speak_tls_to_tls_backends(setup):
         return {c["name"]: [e["health"] for e in c["endpoints"]] for c in doc["clusters"]
                 if c["name"].startswith("default/hc")}
 
-    # Verified, with the cluster's SNI: healthy. The wrong trust anchor: the
-    # handshake fails, so the same endpoint is unhealthy in that cluster.
+    def probed():
+        with proxy.checked.lock:
+            return len(proxy.checked.handshakes) >= 3  # completed handshakes: the verified cluster's probes
+
+    # Verified, with the cluster's SNI: healthy (endpoints start healthy, so
+    # it is read after several probes went through). The wrong trust anchor:
+    # the handshake fails, so the same endpoint is unhealthy in that cluster.
+    wait_until(probed, START_TIMEOUT, "health checks over TLS to reach the backend")
     wait_until(lambda: health() == {"default/hc:443": ["healthy"], "default/hc-wrongca:443": ["unhealthy"]},
                START_TIMEOUT, "the TLS health checks to settle")
     with proxy.checked.lock:
-        assert proxy.checked.handshakes and proxy.checked.handshakes[0][0] == BACKEND_NAME
+        assert {h[0] for h in proxy.checked.handshakes} == {BACKEND_NAME}
 
 
 def test_verified_backend_gets_sni(setup):
