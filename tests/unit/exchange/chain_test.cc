@@ -55,6 +55,7 @@ struct EveryFilter {
     f.ext_auth = snapshot::ExtAuth{};
     f.transform = snapshot::Transform{};
     f.grpc_web = snapshot::GrpcWeb{};
+    f.connection_limit = snapshot::ConnectionLimit{1, 503, {}, ""};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
