@@ -1043,12 +1043,13 @@ class Parser {
                "not have: upstream answers pass unchanged", false);
       } else if (disable.value_or(false)) {
         partial("custom-http-errors",
-                "with disable-proxy-intercept-errors nginx replaces only its own errors; gantry never replaces "
-                "its own 502/503/504, so nothing is replaced");
+                "with disable-proxy-intercept-errors nothing is replaced (nginx still replaces its own errors, "
+                "e.g. a 502 when the upstream fails)");
       } else {
         c.custom_http_errors = std::move(codes);
         partial("custom-http-errors",
-                "upstream answers with these codes are replaced (not gantry's own 502/503/504); a request body "
+                "upstream answers with these codes are replaced, and gantry's 502/504 when the upstream fails, "
+                "not its other answers (the 503 of limits); a request body "
                 "streamed to the upstream (chunked, or over 64 KiB) goes to the default backend empty; gRPC "
                 "(backend-protocol GRPC/GRPCS) answers are not intercepted");
       }

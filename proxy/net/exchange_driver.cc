@@ -656,6 +656,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   };
 
   bool to_default = false;  // the request to filters.defaultBackend in place of an intercepted answer
+  int own_error = 0;        // ... of the gateway's own 502/504 (the upstream failed)
   static const snapshot::LoadBalancer kRoundRobin{};
 upstream_attempts:
   size_t exclude = static_cast<size_t>(-1);
@@ -785,6 +786,10 @@ upstream_attempts:
         co_await backoff();
         continue;
       }
+      if (intercept && !to_default && exchange::intercepts(*dbe, 502)) {
+        own_error = 502;
+        goto intercepted;
+      }
       co_await reply(down, 502, "upstream connection failed while sending the request", true);
       co_return;
     }
@@ -875,9 +880,17 @@ upstream_attempts:
       co_await backoff();
       continue;
     }
+    if (intercept && !to_default && exchange::intercepts(*dbe, timeout ? 504 : 502)) {
+      own_error = timeout ? 504 : 502;
+      goto intercepted;
+    }
     co_await reply(down, timeout ? 504 : 502,
                    timeout ? "upstream did not answer in time" : "upstream closed the connection", true);
     co_return;
+  }
+  if (!response_ready && intercept && !to_default && exchange::intercepts(*dbe, 502)) {
+    own_error = 502;
+    goto intercepted;
   }
   if (!response_ready) {
     if (!tls_failure.empty()) {
@@ -889,15 +902,17 @@ upstream_attempts:
     co_return;
   }
   // ---- filters.defaultBackend: a listed status is answered by the default
-  // backend instead (nginx error_page = @custom_...: its status, its body).
+  // backend instead (nginx error_page = @custom_...: its status, its body),
+  // the upstream's or the gateway's own 502/504 when the upstream failed.
   // The upstream's body never goes out: its connection is closed unread.
-  if (intercept && !to_default && exchange::intercepts(*dbe, resp_.status)) {
+intercepted:
+  if (intercept && !to_default && (own_error != 0 || exchange::intercepts(*dbe, resp_.status))) {
     if (const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster); d != nullptr && !d->endpoints.empty()) {
       const bool had_body = body_kind != http::BodyKind::kNone;
       if (!replayable) replay_.clear();  // streamed to the first upstream: not sent again
       exchange::ErrorPageRequest er;
       er.sent_head = up_head_;
-      er.code = resp_.status;
+      er.code = own_error != 0 ? own_error : resp_.status;
       er.host = error_host_;
       er.original_uri = error_uri_;
       if (size_t q = error_uri_.find('?'); q != std::string::npos) er.query = std::string_view(error_uri_).substr(q + 1);
@@ -918,10 +933,14 @@ upstream_attempts:
       cname = record.cluster = &dbe->cluster;
       retry = nullptr;
       outlier.reset();
-      connect_failures = stale_retries = 0;
+      connect_failures = stale_retries = own_error = 0;
       fresh_retried = false;
       tls_failure.clear();
       goto upstream_attempts;
+    }
+    if (own_error != 0) {  // the default backend has no endpoint: the gateway's own answer
+      co_await reply(down, own_error, own_error == 504 ? "upstream did not answer in time" : "upstream failed", true);
+      co_return;
     }
   }
   call.release_pending();  // the response head is here: no longer pending

@@ -28,8 +28,8 @@ import time
 
 import pytest
 
-from conftest import (CONVERGE_TIMEOUT, HTTP_TIMEOUT, Controller, binary, route_yaml, service_yaml, tail,
-                      temporary_stack, wait_until)
+from conftest import (CONVERGE_TIMEOUT, HTTP_TIMEOUT, Controller, binary, refusing_port, route_yaml, service_yaml,
+                      tail, temporary_stack, wait_until)
 
 P = "nginx.ingress.kubernetes.io/"
 OTHER_CLIENT = "127.0.0.2"  # another client address (loopback is a /8)
@@ -75,7 +75,8 @@ def env():
         s.write("services.yaml", "\n---\n".join([
             service_yaml("app", [(app.addr, app.port)]),
             service_yaml("errors", [(errors.addr, errors.port)]),
-            service_yaml("empty", [])]))
+            service_yaml("empty", []),
+            service_yaml("dead", [("127.0.0.1", refusing_port())])]))
         s.write("class.yaml", json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
                                           "metadata": {"name": "nginx"},
                                           "spec": {"controller": "k8s.io/ingress-nginx"}}) + "\n")
@@ -84,6 +85,8 @@ def env():
         s.write("pages.yaml", ingress("pages", "pages.nx.test", "app", {
             "default-backend": "errors", "custom-http-errors": "404,503"}))
         s.write("fallback.yaml", ingress("fallback", "fallback.nx.test", "empty", {"default-backend": "errors"}))
+        s.write("down.yaml", ingress("down", "down.nx.test", "dead", {
+            "default-backend": "errors", "custom-http-errors": "502,504"}))
         s.write("nofallback.yaml", ingress("nofallback", "none.nx.test", "empty", {}))
         s.write("route.yaml", route_yaml("gr", [{
             "filters": {"connectionLimit": {"perClientIP": 1, "statusCode": 429},
@@ -191,6 +194,17 @@ def test_custom_http_errors_are_answered_by_the_default_backend(env):
     got = json.loads(body)
     assert status == 200 and got["name"] == "errors" and got["headers"]["x-code"] == "503"
     assert "x-format" not in got["headers"]  # no Accept: nginx sends no empty field
+
+
+def test_the_gateways_own_502_is_answered_by_the_default_backend(env):
+    # The upstream refuses connections: nginx's error_page catches its own 502 too.
+    port = env.proxy.http_port
+    wait_until(lambda: request(port, "/x", "down.nx.test")[0] == 200, CONVERGE_TIMEOUT,
+               "down.nx.test answered by the default backend", on_timeout=lambda: tail(env.proxy.log))
+    status, _, body = request(port, "/x?y=2", "down.nx.test")
+    got = json.loads(body)
+    assert got["name"] == "errors" and got["path"] == "/?y=2"
+    assert got["headers"]["x-code"] == "502" and got["headers"]["x-service-name"] == "dead"
 
 
 def test_codes_not_listed_pass_untouched(env):
