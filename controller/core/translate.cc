@@ -1511,6 +1511,7 @@ class Translator {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) clusters.insert(b.cluster);
         for (const auto& m : rule.filters.request_mirrors) clusters.insert(m.cluster);
+        if (rule.filters.default_backend) clusters.insert(rule.filters.default_backend->cluster);
       }
     }
     if (ctx.invalid.empty()) {
@@ -1559,6 +1560,7 @@ class Translator {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) used.insert(b.cluster);
         for (const auto& m : rule.filters.request_mirrors) used.insert(m.cluster);
+        if (rule.filters.default_backend) used.insert(rule.filters.default_backend->cluster);
       }
       routes_.push_back(std::move(r));
     }

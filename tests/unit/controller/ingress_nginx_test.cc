@@ -740,7 +740,8 @@ spec: {ports: [{name: http, port: 8080}, {name: other, port: 9090}]}
                          "a.example.com", "/", "Prefix", "main"));
   TranslateResult r = translate(c, nginx_options());
   ASSERT_EQ(r.snapshot.routes.size(), 1u);
-  EXPECT_TRUE(sn::validate(r.snapshot).ok()) << dump(r.snapshot);
+  r.snapshot.version = 1;
+  for (const auto& e : sn::validate(r.snapshot)) ADD_FAILURE() << e;
   const sn::Filters& f = r.snapshot.routes[0].rules[0].filters;
   ASSERT_TRUE(f.connection_limit);
   EXPECT_EQ(f.connection_limit->per_client_ip, 2u);

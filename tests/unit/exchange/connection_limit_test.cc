@@ -115,7 +115,9 @@ TEST(ConnectionLimitFilter, Table) {
     Verdict v = chain.run_request(ex);
     if (c.want_status == 0) {
       EXPECT_EQ(v, Verdict::kContinue);
-      if (c.config.exempt_sources.empty()) EXPECT_NE(ex.connection_lease, nullptr);
+      if (c.config.exempt_sources.empty()) {
+        EXPECT_NE(ex.connection_lease, nullptr);
+      }
     } else {
       EXPECT_EQ(v, Verdict::kRespond);
       EXPECT_EQ(ex.reply.status, c.want_status);
