@@ -476,6 +476,24 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
     } else if (key == "grpcWeb") {
       expect_map(v, f);
       out.grpc_web = opt_bool(v, "enabled", f).value_or(true);
+    } else if (key == "connectionLimit") {
+      expect_map(v, f);
+      GrConnectionLimit c;
+      c.per_client_ip = opt_int(v, "perClientIP", f);
+      if (!c.per_client_ip) fail(v, sub(f, "perClientIP"), "required");
+      c.status_code = opt_int(v, "statusCode", f);
+      c.exempt_sources = str_list(v, "exemptSources", f);
+      out.connection_limit = c;
+    } else if (key == "defaultBackend") {
+      expect_map(v, f);
+      GrDefaultBackend d;
+      YAML::Node ref = get(v, "backendRef");
+      if (!present(ref)) fail(v, sub(f, "backendRef"), "required");
+      d.backend_ref = decode_backend_ref(ref, sub(f, "backendRef"));
+      each(v, "interceptStatuses", f, [&](const YAML::Node& s, const std::string& sf) {
+        d.intercept_statuses.push_back(to_int(s, sf));
+      });
+      out.default_backend = d;
     } else if (key == "ipAllow") {
       out.ip_allow = str_list(n, "ipAllow", path);
     } else if (key == "ipDeny") {

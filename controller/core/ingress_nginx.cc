@@ -89,11 +89,8 @@ const Unimplemented kUnimplemented[] = {
     {"auth-tls-pass-certificate-to-upstream", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"auth-tls-match-cn", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"satisfy", true, "satisfy any/all needs authentication gantry does not implement yet"},
-    {"limit-connections", false, "per-client concurrent connection limits are not implemented yet"},
     {"limit-rate", false, "response bandwidth limits are not implemented"},
     {"limit-rate-after", false, "response bandwidth limits are not implemented"},
-    {"custom-http-errors", false, "intercepting upstream errors for a default backend is not implemented yet"},
-    {"default-backend", false, "a per-Ingress default backend for errors is not implemented yet"},
     {"custom-headers", false, "response headers from a ConfigMap are not implemented yet"},
     {"proxy-send-timeout", false, "gantry has no timeout between two writes to the upstream"},
     {"proxy-next-upstream-timeout", false, "gantry bounds retries by the request timeout, not by this"},
@@ -129,7 +126,6 @@ const Unimplemented kUnimplemented[] = {
     {"affinity-canary-behavior", false, "affinity is per rule in gantry; it does not stick across main and canary"},
     {"relative-redirects", false, "gantry's redirects carry absolute Locations"},
     {"use-port-in-redirects", false, "gantry's https redirect never adds the listener's port"},
-    {"disable-proxy-intercept-errors", false, "gantry does not intercept upstream errors"},
     {"fastcgi-index", true, "FastCGI is not supported"},
     {"fastcgi-params-configmap", true, "FastCGI is not supported"},
     {"opentelemetry-operation-name", false, "tracing is not implemented yet"},
@@ -200,6 +196,7 @@ class Parser {
     others();
     external_auth();
     ssl_passthrough();
+    default_backend();
     for (const auto& [name, value] : a_) {
       if (done_.count(name)) continue;
       const Unimplemented* u = nullptr;
@@ -536,6 +533,16 @@ class Parser {
     int64_t mult = 5;
     if (auto m = positive("limit-burst-multiplier")) mult = *m;
     bool any = (rps && *rps > 0) || (rpm && *rpm > 0);
+    // limit-connections: nginx limit_conn in the Ingress's zone (translate names it), 503.
+    if (auto conn = positive("limit-connections")) {
+      if (*conn > 0) {
+        sn::ConnectionLimit l;
+        l.per_client_ip = static_cast<uint32_t>(std::min<int64_t>(*conn, UINT32_MAX));
+        l.status_code = 503;  // ConfigMap limit-conn-status-code
+        c.connection_limit = l;
+      }
+      served("limit-connections");
+    }
     if (rps || rpm) {
       sn::RateLimit r;
       r.status_code = 503;  // ConfigMap limit-req-status-code
@@ -576,11 +583,14 @@ class Parser {
       for (const auto& s : list) ok = ok && net::parse_cidr(s).ok();
       if (!ok) {
         invalid(name, "comma-separated CIDRs");
-      } else if (!any) {
-        refuse(name, "has no effect without limit-rps or limit-rpm", false);
+      } else if (!any && !c.connection_limit) {
+        refuse(name, "has no effect without limit-rps, limit-rpm or limit-connections", false);
       } else {
-        auto& ex = c.rate_limit->exempt_sources;
-        ex.insert(ex.end(), list.begin(), list.end());
+        if (c.rate_limit) c.rate_limit->exempt_sources.insert(c.rate_limit->exempt_sources.end(), list.begin(), list.end());
+        if (c.connection_limit) {
+          auto& ex = c.connection_limit->exempt_sources;
+          ex.insert(ex.end(), list.begin(), list.end());
+        }
         served(name);
       }
     }
@@ -998,6 +1008,53 @@ class Parser {
     // as ingress-nginx denies the location.
     served("proxy-ssl-secret");
     c.proxy_ssl = ps;
+  }
+
+  // default-backend (a Service of the Ingress's namespace, translate resolves
+  // it) and custom-http-errors (4xx/5xx, nginx.tmpl's error_page = @custom_...).
+  void default_backend() {
+    NginxConfig& c = out_.config;
+    const std::string* backend = get("default-backend");
+    if (backend) {
+      std::string name = trim(*backend);
+      if (name.empty() || name.find('/') != std::string::npos) {
+        invalid("default-backend", "the name of a Service in the Ingress's namespace");
+        backend = nullptr;
+      } else {
+        c.default_backend = name;
+        served("default-backend");
+      }
+    }
+    const std::string* errors = get("custom-http-errors");
+    std::optional<bool> disable = boolean("disable-proxy-intercept-errors");
+    if (errors) {
+      std::vector<int> codes;
+      bool ok = true;
+      for (const auto& item : split_list(*errors)) {
+        auto n = parse_int(item);
+        ok = ok && n && *n >= 400 && *n <= 599;
+        if (ok) codes.push_back(static_cast<int>(*n));
+      }
+      if (!ok) {
+        invalid("custom-http-errors", "comma-separated status codes from 400 to 599");
+      } else if (!backend) {
+        refuse("custom-http-errors",
+               "without default-backend the codes go to ingress-nginx's global default backend, which gantry does "
+               "not have: upstream answers pass unchanged", false);
+      } else if (disable.value_or(false)) {
+        partial("custom-http-errors",
+                "with disable-proxy-intercept-errors nothing is replaced (nginx still replaces its own errors, "
+                "e.g. a 502 when the upstream fails)");
+      } else {
+        c.custom_http_errors = std::move(codes);
+        partial("custom-http-errors",
+                "upstream answers with these codes are replaced, and gantry's 502/504 when the upstream fails, "
+                "not its other answers (the 503 of limits); a request body "
+                "streamed to the upstream (chunked, or over 64 KiB) goes to the default backend empty; gRPC "
+                "(backend-protocol GRPC/GRPCS) answers are not intercepted");
+      }
+    }
+    if (disable && !done_.count("disable-proxy-intercept-errors")) served("disable-proxy-intercept-errors");
   }
 
   void others() {

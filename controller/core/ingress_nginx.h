@@ -117,6 +117,12 @@ struct NginxConfig {
   NginxCanary canary_rules;
   std::optional<snapshot::LoadBalancer> load_balancer;  // affinity, load-balance, upstream-hash-by
   std::optional<snapshot::RateLimit> rate_limit;
+  // limit-connections (limit-whitelist exempts); translate names its zone (the Ingress).
+  std::optional<snapshot::ConnectionLimit> connection_limit;
+  // default-backend: a Service of the Ingress's namespace (its first port);
+  // custom-http-errors: the upstream statuses it answers in place of.
+  std::string default_backend;
+  std::vector<int> custom_http_errors;
   std::optional<snapshot::SourceRange> source_range;
   std::optional<uint64_t> body_size;  // unset: the default; 0: unlimited
   std::optional<snapshot::Millis> read_timeout;

@@ -232,6 +232,22 @@ struct GrTransform {
   bool operator==(const GrTransform&) const = default;
 };
 
+// connectionLimit: requests in progress per client IP.
+struct GrConnectionLimit {
+  std::optional<int64_t> per_client_ip;  // required, >= 1
+  std::optional<int64_t> status_code;    // default 503
+  std::vector<std::string> exempt_sources;
+  bool operator==(const GrConnectionLimit&) const = default;
+};
+
+// defaultBackend: answers while the rule's backends have no endpoint, and in
+// place of upstream answers with interceptStatuses.
+struct GrDefaultBackend {
+  GrBackendRef backend_ref;
+  std::vector<int64_t> intercept_statuses;
+  bool operator==(const GrDefaultBackend&) const = default;
+};
+
 struct GrFilters {
   std::optional<GrCors> cors;
   std::optional<GrRateLimit> rate_limit;
@@ -248,6 +264,8 @@ struct GrFilters {
   std::optional<GrCache> cache;
   std::optional<GrTransform> transform;
   bool grpc_web = false;  // grpcWeb: {} (enabled: false turns it off): gRPC-Web translated to gRPC
+  std::optional<GrConnectionLimit> connection_limit;
+  std::optional<GrDefaultBackend> default_backend;
   // Client address lists (CIDRs, IPv4 and IPv6): outside ipAllow or inside ipDeny → 403.
   std::optional<std::vector<std::string>> ip_allow;
   std::optional<std::vector<std::string>> ip_deny;

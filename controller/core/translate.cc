@@ -1101,6 +1101,38 @@ class Translator {
       if (m.numerator == m.denominator) m.numerator = m.denominator = 1;  // every request
       if (ref.unresolved.empty() && m.numerator > 0) out.request_mirrors.push_back(std::move(m));
     }
+    if (f.connection_limit) {
+      std::string at = sub(field, "connectionLimit");
+      sn::ConnectionLimit c;
+      in_range(ctx, f.connection_limit->per_client_ip, 1, int64_t{UINT32_MAX}, sub(at, "perClientIP"), c.per_client_ip);
+      in_range(ctx, f.connection_limit->status_code, 400, 599, sub(at, "statusCode"), c.status_code);
+      for (size_t i = 0; i < f.connection_limit->exempt_sources.size(); ++i) {
+        if (auto cidr = net::parse_cidr(f.connection_limit->exempt_sources[i]); !cidr.ok())
+          ctx.bad(idx(sub(at, "exemptSources"), i), quote(f.connection_limit->exempt_sources[i]) + " is not a CIDR");
+        else
+          c.exempt_sources.push_back(f.connection_limit->exempt_sources[i]);
+      }
+      out.connection_limit = c;
+    }
+    if (f.default_backend) {
+      std::string at = sub(field, "defaultBackend");
+      sn::BackendRef ref = resolve_backend(ctx, f.default_backend->backend_ref, sub(at, "backendRef"));
+      sn::DefaultBackend d;
+      d.cluster = ref.cluster;
+      for (size_t i = 0; i < f.default_backend->intercept_statuses.size(); ++i) {
+        int st = 0;
+        in_range(ctx, std::optional<int64_t>(f.default_backend->intercept_statuses[i]), 400, 599,
+                 idx(sub(at, "interceptStatuses"), i), st);
+        if (st != 0) d.intercept_statuses.push_back(st);
+      }
+      d.namespace_ = ctx.ns;
+      // The rule's first backend names the Service (X-Service-Name / X-Service-Port).
+      if (!rule.backend_refs.empty()) {
+        d.service_name = rule.backend_refs.front().name;
+        if (rule.backend_refs.front().port) d.service_port = std::to_string(*rule.backend_refs.front().port);
+      }
+      if (ref.unresolved.empty()) out.default_backend = std::move(d);  // unresolved: reported, not used
+    }
     if (f.cache) {
       std::string at = sub(field, "cache");
       sn::Cache c;
@@ -1487,6 +1519,7 @@ class Translator {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) clusters.insert(b.cluster);
         for (const auto& m : rule.filters.request_mirrors) clusters.insert(m.cluster);
+        if (rule.filters.default_backend) clusters.insert(rule.filters.default_backend->cluster);
       }
     }
     if (ctx.invalid.empty()) {
@@ -1535,6 +1568,7 @@ class Translator {
         for (const auto& b : rule.backends)
           if (b.unresolved.empty()) used.insert(b.cluster);
         for (const auto& m : rule.filters.request_mirrors) used.insert(m.cluster);
+        if (rule.filters.default_backend) used.insert(rule.filters.default_backend->cluster);
       }
       routes_.push_back(std::move(r));
     }
@@ -1559,8 +1593,10 @@ class Translator {
     out.kind = "GatewayRoute";
     out.creation_timestamp = r.meta.creation_timestamp;
     out.hostnames = hostnames(ctx, r.hostnames, "spec.hostnames");
-    for (size_t i = 0; i < r.rules.size(); ++i)
+    for (size_t i = 0; i < r.rules.size(); ++i) {
       out.rules.push_back(rule(ctx, r.rules[i], idx("spec.rules", i)));
+      if (auto& d = out.rules.back().filters.default_backend) d->ingress_name = r.meta.name;  // X-Ingress-Name
+    }
     if (r.tls_secret_name)
       use_certificate(ctx, *r.tls_secret_name, out.hostnames, "spec.tls.secretName");
     // The hostnames it claims: the valid ones; none written = the catch-all.
@@ -1802,6 +1838,7 @@ class Translator {
                                            !c.preserve_trailing_slash};
     if (!options_.ingress_nginx.hsts.empty()) f.hsts = sn::Hsts{options_.ingress_nginx.hsts};
     f.rate_limit = c.rate_limit;
+    f.connection_limit = nginx_connection_limit_;
     f.source_range = c.source_range;
     f.cors = c.cors;
     f.basic_auth = nginx_basic_auth_;
@@ -1850,6 +1887,46 @@ class Translator {
     if (c.read_timeout) rule.policy.timeouts.backend_request = *c.read_timeout;
     if (c.retry) rule.policy.retry = *c.retry;
     (void)ctx;
+  }
+
+  // limit-connections: one zone per Ingress (ingress-nginx's <ns>_<name>_<uid>
+  // zone), whatever routes its hosts become. default-backend: the Service's
+  // first port, in plain HTTP (ingress-nginx keeps only one with endpoints;
+  // the proxy checks that on each request); a missing one is a finding.
+  void nginx_default_backend(RouteCtx& ctx, const Ingress& ing, const NginxConfig& c) {
+    nginx_connection_limit_ = c.connection_limit;
+    if (nginx_connection_limit_) nginx_connection_limit_->zone = "Ingress/" + ing.meta.key();
+    nginx_default_backend_.reset();
+    if (c.default_backend.empty()) return;
+    std::string field = std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("default-backend]");
+    const Service* svc = find_service(ing.meta.namespace_, c.default_backend);
+    if (svc == nullptr || svc->ports.empty() || svc->type == "ExternalName") {
+      std::string why = svc == nullptr ? " not found" : svc->ports.empty() ? " has no ports" : " is of type ExternalName";
+      ctx.nginx_findings.push_back({"DefaultBackendNotFound",
+                                    field + ": Service " + ing.meta.namespace_ + "/" + c.default_backend + why +
+                                        " (its errors and requests pass as without default-backend)"});
+      return;
+    }
+    RouteCtx plain{ctx.ns};  // nginx's @custom_ location: proxy_pass http://
+    sn::BackendRef ref = resolve_service(plain, svc->meta.name, svc->ports.front().port, "", field);
+    if (!ref.unresolved.empty()) {
+      ctx.nginx_findings.push_back({"DefaultBackendNotFound", field + ": " + ref.unresolved});
+      return;
+    }
+    sn::DefaultBackend d;
+    d.cluster = ref.cluster;
+    d.intercept_statuses = c.custom_http_errors;
+    d.namespace_ = ing.meta.namespace_;
+    d.ingress_name = ing.meta.name;
+    nginx_default_backend_ = std::move(d);
+  }
+  // The rule's filters.defaultBackend, naming its Service ($service_name, $service_port).
+  void nginx_default_backend_of(const IngressBackend& b, sn::Rule& rule) {
+    if (!nginx_default_backend_) return;
+    sn::DefaultBackend d = *nginx_default_backend_;
+    d.service_name = b.service_name;
+    d.service_port = b.port_number ? std::to_string(*b.port_number) : b.port_name;
+    rule.filters.default_backend = std::move(d);
   }
 
   // backend-protocol: GRPC is h2c (as a GRPCRoute's backends); HTTPS and
@@ -1919,6 +1996,7 @@ class Translator {
     nginx_findings(ctx, it);
     nginx_basic_auth_.reset();
     if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
+    nginx_default_backend(ctx, ing, c);
     nginx_backend_protocol(ctx, ing, c);
     if (c.load_balancer && !c.load_balancer->cookie_domain.empty()) {  // what the proxy would NACK
       std::string d = c.load_balancer->cookie_domain;
@@ -1975,6 +2053,7 @@ class Translator {
         sn::Rule base;
         nginx_rule_settings(ctx, c, path, host_tls, base);
         sn::BackendRef main_ref = ingress_backend(ctx, ip.backend, sub(pf, "backend"));
+        nginx_default_backend_of(ip.backend, base);
         auto rule_with = [&](std::vector<sn::ValueMatch> headers, std::vector<sn::BackendRef> refs) {
           sn::Rule r = base;
           sn::RouteMatch mm = m;
@@ -2048,6 +2127,7 @@ class Translator {
       sn::Rule rule;
       nginx_rule_settings(ctx, c, "/", false, rule);
       rule.backends.push_back(ingress_backend(ctx, *ing.default_backend, "spec.defaultBackend"));
+      nginx_default_backend_of(*ing.default_backend, rule);
       if (rule.filters.request_redirect) rule.backends.clear();
       by_host[""].push_back(std::move(rule));
     }
@@ -2160,6 +2240,9 @@ class Translator {
   std::vector<NginxIngressReport> nginx_reports_;
   std::set<std::string> nginx_cert_hosts_;
   std::optional<sn::BasicAuth> nginx_basic_auth_;  // of the Ingress being translated
+  // limit-connections and default-backend of the Ingress being translated.
+  std::optional<sn::ConnectionLimit> nginx_connection_limit_;
+  std::optional<sn::DefaultBackend> nginx_default_backend_;
 
   const Cache& cache_;
   const TranslateOptions& options_;

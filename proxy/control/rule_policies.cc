@@ -23,7 +23,7 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::create(
     if (!f.cors && !f.rate_limit && !f.jwt && !f.cache && !f.max_request_body_size && !f.request_redirect &&
         !f.url_rewrite && !f.request_headers && !f.response_headers && !f.https_redirect &&
         !f.source_range && !f.hsts && !f.api_key && !f.basic_auth &&
-        !f.ext_auth && !f.transform && !f.grpc_web)
+        !f.ext_auth && !f.transform && !f.grpc_web && !f.connection_limit)
       continue;
     RulePolicies p;
     if (f.cors) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proxy/filters/connection_limit.h"
 #include "proxy/filters/ext_auth.h"
 #include "proxy/filters/header_filters.h"
 #include "proxy/filters/request_filters.h"
@@ -53,6 +54,12 @@ FilterChain build_chain(const snapshot::Rule& rule, const ChainParts& parts) {
   if (parts.rate_limiter && f.rate_limit)
     chain.add(std::make_unique<filters::RateLimitFilter>(parts.rate_limiter, *f.rate_limit,
                                                          parts.rate_limit_store, parts.rule_label));
+  if (f.connection_limit) {
+    std::string_view route(parts.rule_label);  // "namespace/name#rule": the zone is the route's
+    chain.add(std::make_unique<filters::ConnectionLimitFilter>(
+        *f.connection_limit, parts.connection_counts ? parts.connection_counts : filters::ConnectionCounts::process(),
+        route.substr(0, route.find('#'))));
+  }
   if (f.source_range) chain.add(std::make_unique<filters::SourceRangeFilter>(*f.source_range));
   if (f.api_key) chain.add(std::make_unique<filters::ApiKeyFilter>(*f.api_key));
   if (f.basic_auth) chain.add(std::make_unique<filters::BasicAuthFilter>(*f.basic_auth));

@@ -27,6 +27,7 @@ class RateLimiter;
 class RateLimitStore;
 class JwtVerifier;
 class ExtAuthTransport;
+class ConnectionCounts;
 }  // namespace gantry::filters
 
 namespace gantry::exchange {
@@ -36,8 +37,9 @@ class FilterChain {
   // Every filter name, in chain order. A filter is placed by its name; adding
   // a filter means adding its file under proxy/filters/, a line in
   // build_chain() and its name here.
-  static constexpr std::array<std::string_view, 17> kOrder = {
-      "grpc_web",       "https_redirect", "cors",        "rate_limit",      "source_range",     "api_key",
+  static constexpr std::array<std::string_view, 18> kOrder = {
+      "grpc_web",       "https_redirect", "cors",        "rate_limit",      "connection_limit", "source_range",
+      "api_key",
       "basic_auth",     "ext_auth",    "consumer_rate_limit",                 "body_limit",
       "jwt",            "redirect",    "transform",       "url_rewrite",      "request_headers",
       "response_headers",
@@ -107,6 +109,8 @@ struct ChainParts {
   // How extAuth calls its service (the proxy's pooled client); null: every
   // extAuth call fails (fail open / closed as configured).
   filters::ExtAuthTransport* ext_auth_transport = nullptr;
+  // connectionLimit's count; null: the proxy's (ConnectionCounts::process()).
+  std::shared_ptr<filters::ConnectionCounts> connection_counts;
 };
 
 // The chain of `rule` (its filters section), in kOrder. `rule` and the parts

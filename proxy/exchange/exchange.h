@@ -181,6 +181,13 @@ struct GlobalRateLimitResult {
   uint64_t limit = 0, remaining = 0, reset_seconds = 0, retry_after_seconds = 0;
 };
 
+// Something an exchange holds until it ends (connectionLimit's place in its
+// client's count): destroyed by reset() or with the Exchange.
+class Lease {
+ public:
+  virtual ~Lease() = default;
+};
+
 // The per-exchange context: one per request, reused by its connection.
 // Filters read the request from `req` and leave their outputs here; state a
 // filter carries from one phase to a later one lives in a field of its own
@@ -229,6 +236,8 @@ class Exchange {
   } request_body;
   // rateLimit scope global: the store's answer (exchange.h, GlobalRateLimitResult).
   std::shared_ptr<GlobalRateLimitResult> global_rate_limit;
+  // connectionLimit: the request's place in its client's count (filters/connection_limit.h).
+  std::unique_ptr<Lease> connection_lease;
 
   // transform: which bodies the exchange driver converts (set by the
   // transform filter's on_request; docs/policies.md, "transform").
@@ -282,6 +291,7 @@ class Exchange {
     transform = {};
     grpc_web = {};
     global_rate_limit.reset();
+    connection_lease.reset();
     wall_now_ = {};
   }
 

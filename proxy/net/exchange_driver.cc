@@ -10,6 +10,7 @@
 
 #include "proxy/control/config_store.h"
 #include "proxy/exchange/chain.h"
+#include "proxy/exchange/default_backend.h"
 #include "proxy/exchange/grpc.h"
 #include "proxy/filters/cache_control.h"
 #include "proxy/filters/header_filters.h"
@@ -305,6 +306,15 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   record.path.assign(rq.path);
   ex_.reset();
   ex_.req = rq;
+  // connectionLimit: the client's place is given back when this exchange
+  // ends, however it ends; an upgraded one keeps it while the codec tunnels
+  // (until the driver is recycled or destroyed), as nginx counts a WebSocket.
+  struct LeaseEnd {
+    ExchangeDriver& d;
+    ~LeaseEnd() {
+      if (!d.upgraded) d.ex_.connection_lease.reset();
+    }
+  } lease_end{*this};
   backend_ref_ = nullptr;
   body_.clear();
   body_raw_.clear();
@@ -415,8 +425,16 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_return;
   }
   const control::ClusterEndpoints* cluster = cfg->cluster(ref.cluster);
+  const std::string* cname = &ref.cluster;  // the cluster the request goes to
+  // ---- filters.defaultBackend: it answers while the rule's backend has no endpoint
+  const snapshot::DefaultBackend* dbe = filters.default_backend ? &*filters.default_backend : nullptr;
+  if ((cluster == nullptr || cluster->endpoints.empty()) && dbe != nullptr)
+    if (const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster); d != nullptr && !d->endpoints.empty()) {
+      cluster = d;
+      cname = record.cluster = &dbe->cluster;
+    }
   if (cluster == nullptr || cluster->endpoints.empty()) {
-    co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
+    co_await reply(down, 503, "no healthy endpoint for " + *cname, false);
     co_return;
   }
 
@@ -466,6 +484,14 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   // what is needed later is copied first.
   std::string mirror_host(mirror ? upreq_.host : std::string_view{});
   const uint64_t content_length = rq.content_length;
+  // filters.defaultBackend interceptStatuses: what its request needs of this one.
+  const bool intercept = dbe != nullptr && !dbe->intercept_statuses.empty() && !upgrade;
+  if (intercept) {
+    error_uri_.assign(rq.path);
+    if (!rq.query.empty()) error_uri_.append("?").append(rq.query);
+    error_host_.assign(rq.host_header.empty() ? rq.host : rq.host_header);
+    error_client_.assign(rq.client_ip);
+  }
 
   // ---- upstream policies of the rule: balancer, retries, timeouts
   const snapshot::Policy& policy = cr.rule->policy;
@@ -559,7 +585,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   } else if (body_early_) {
     // Read in part for a filter: relay_request_body() / the h2c pump send
     // what was read first, then the rest as it comes.
-  } else if ((retry || mirror) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody &&
+  } else if ((retry || mirror || intercept) && body_kind == http::BodyKind::kContentLength && content_length <= kMaxReplayBody &&
              !ex_.grpc_web.text) {  // a -text body is decoded as it is relayed (GrpcWebDownstream)
     while (true) {
       exchange::BodyChunk c = co_await down.read_body();
@@ -607,18 +633,22 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_await t.async_wait(awaitable_ec(ignore));
   };
 
+  bool to_default = false;  // the request to filters.defaultBackend in place of an intercepted answer
+  int own_error = 0;        // ... of the gateway's own 502/504 (the upstream failed)
+  static const snapshot::LoadBalancer kRoundRobin{};
   // Out of rotation: endpoints ejected by outlier detection or failing active
   // health checks; when fewer than half remain, all are used (panic). Null:
-  // every endpoint is a candidate.
+  // every endpoint is a candidate (and always for the default backend).
   auto out_of_rotation = [&]() -> const std::vector<bool>* {
     bool masked = false;
-    if (outlier) {
+    if (to_default) {
+    } else if (outlier) {
       outlier->detector->ejected_mask(ejected_, Clock::now());
       masked = true;
     } else if (policy.health_check) {
       ejected_.assign(cluster->keys.size(), false);
     }
-    if (policy.health_check) masked = w_.unhealthy_mask(*cluster, ejected_) || masked;
+    if (policy.health_check && !to_default) masked = w_.unhealthy_mask(*cluster, ejected_) || masked;
     if (masked) {
       size_t out = 0;
       for (bool e : ejected_) out += e ? 1 : 0;
@@ -626,7 +656,6 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     }
     return masked ? &ejected_ : nullptr;
   };
-  size_t exclude = static_cast<size_t>(-1);
 
   if (cluster->h2c) {
     // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
@@ -637,12 +666,14 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     std::optional<GrpcWebDownstream> web;
     if (ex_.grpc_web.active) web.emplace(down, ex_);  // the client's stream seen through the translation
     const bool body_replayable = body_kind == http::BodyKind::kNone || replayable;
+    size_t exclude = static_cast<size_t>(-1);
     H2cTry hooks;
     hooks.report = [&](size_t idx, resilience::UpstreamResult r) { report(idx, r); };
     if (retry && body_replayable)
       hooks.may_retry = [&](const resilience::TryOutcome& o) { return may_retry(o); };
     while (true) {
-      auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, out_of_rotation());
+      auto picked = w_.pick_endpoint(*cluster, exclude, to_default ? kRoundRobin : lbcfg, pick_ctx,
+                                   to_default ? std::string_view() : sticky, out_of_rotation());
       if (!picked) {
         co_await reply(down, 503, "no healthy endpoint for " + ref.cluster, false);
         co_return;
@@ -684,6 +715,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       co_await backoff();  // kRetry: the policy agreed (may_retry counted it)
     }
   }
+upstream_attempts:
+  size_t exclude = static_cast<size_t>(-1);
   std::unique_ptr<UpstreamConn> up;
   ActiveRequest active;
   Clock::time_point sent_at;
@@ -697,12 +730,13 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       co_await reply(down, 504, "request timeout", true);
       co_return;
     }
-    auto picked = w_.pick_endpoint(*cluster, exclude, lbcfg, pick_ctx, sticky, out_of_rotation());
+    auto picked = w_.pick_endpoint(*cluster, exclude, to_default ? kRoundRobin : lbcfg, pick_ctx,
+                                   to_default ? std::string_view() : sticky, out_of_rotation());
     if (!picked) break;
     size_t idx = picked->index;
     active.set(picked->active);
     set_cookie_.clear();
-    if (lbcfg.type == snapshot::LoadBalancerType::kConsistentHash &&
+    if (!to_default && lbcfg.type == snapshot::LoadBalancerType::kConsistentHash &&
         lbcfg.hash_on == snapshot::HashOn::kCookie && sticky != *picked->cookie)
       set_cookie_ = *picked->cookie;
     const auto& endpoint_key = cluster->keys[idx];
@@ -711,13 +745,13 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     const std::string& key = cluster->tls ? pool_key_.assign(endpoint_key).append(cluster->pool_suffix) : endpoint_key;
     up = w_.take_idle(key, replayable && idempotent);
     if (!up) {
-      if (call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
+      if (!to_default && call.breaker() && !call.breaker()->limits.connections.try_acquire()) {
         call.cancel();
-        co_await reply(down, 503, "too many connections to " + ref.cluster, true, "connection-limit");
+        co_await reply(down, 503, "too many connections to " + *cname, true, "connection-limit");
         co_return;
       }
       up = std::make_unique<UpstreamConn>(w_.io());
-      up->limit = call.breaker();  // null without a breaker: nothing to release
+      up->limit = to_default ? nullptr : call.breaker();  // null without a breaker: nothing to release
       up->key = key;
       error_code ec;
       const auto& ep = cluster->endpoints[idx];
@@ -728,7 +762,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
         timer_.disarm();
       }
       if (ec) {
-        w_.metrics().upstream_error(ref.cluster, timer_.timed_out ? "connect_timeout" : "connect");
+        w_.metrics().upstream_error(*cname, timer_.timed_out ? "connect_timeout" : "connect");
         report(idx, resilience::UpstreamResult::kConnectFailure);
         exclude = idx;
         up.reset();
@@ -748,8 +782,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       if (cluster->tls) {
         std::string why = co_await tls_handshake(*up, *cluster, bounded(opts.upstream_connect_timeout));
         if (!why.empty()) {
-          w_.metrics().upstream_error(ref.cluster, "tls");
-          spdlog::warn("upstream TLS to {} ({}) failed: {}", endpoint_key, ref.cluster, why);
+          w_.metrics().upstream_error(*cname, "tls");
+          spdlog::warn("upstream TLS to {} ({}) failed: {}", endpoint_key, *cname, why);
           report(idx, resilience::UpstreamResult::kConnectFailure);
           tls_failure = std::move(why);
           exclude = idx;
@@ -779,7 +813,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     }
     if (ec) {
       bool reused = up->reused;
-      w_.metrics().upstream_error(ref.cluster, "reset");
+      w_.metrics().upstream_error(*cname, "reset");
       if (reused && replayable && stale_retries < kMaxStaleRetries) {  // see "Nothing received" below
         ++stale_retries;
         note_retry("stale-connection");
@@ -792,6 +826,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
         exclude = idx;
         co_await backoff();
         continue;
+      }
+      if (intercept && !to_default && exchange::intercepts(*dbe, 502)) {
+        own_error = 502;
+        goto intercepted;
       }
       co_await reply(down, 502, "upstream connection failed while sending the request", true);
       co_return;
@@ -821,7 +859,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
           break;
         }
         if (st == http::ParseState::kError) {
-          w_.metrics().upstream_error(ref.cluster, "protocol");
+          w_.metrics().upstream_error(*cname, "protocol");
           co_await reply(down, 502, "upstream sent a malformed response", true);
           co_return;
         }
@@ -842,7 +880,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
                                       : resilience::UpstreamResult::kSuccess);
       // A listed status is retried on another endpoint while nothing went downstream.
       if (retry && may_retry(resilience::TryOutcome{false, false, resp_.status})) {
-        w_.metrics().upstream_error(ref.cluster, "retried_status");
+        w_.metrics().upstream_error(*cname, "retried_status");
         response_ready = false;
         exclude = idx;
         up.reset();
@@ -869,32 +907,82 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
       if (!up->reused && !fresh_retried && body_kind == http::BodyKind::kNone && idempotent) {
         fresh_retried = true;
         note_retry("reset");
-        w_.metrics().upstream_error(ref.cluster, "reset");
+        w_.metrics().upstream_error(*cname, "reset");
         exclude = idx;
         up.reset();
         continue;
       }
     }
     bool timeout = timer_.timed_out;
-    w_.metrics().upstream_error(ref.cluster, timeout ? "timeout" : "reset");
+    w_.metrics().upstream_error(*cname, timeout ? "timeout" : "reset");
     up.reset();
     if (!deadline_passed() && may_retry(resilience::TryOutcome{false, true, 0})) {
       exclude = idx;
       co_await backoff();
       continue;
     }
+    if (intercept && !to_default && exchange::intercepts(*dbe, timeout ? 504 : 502)) {
+      own_error = timeout ? 504 : 502;
+      goto intercepted;
+    }
     co_await reply(down, timeout ? 504 : 502,
                    timeout ? "upstream did not answer in time" : "upstream closed the connection", true);
     co_return;
   }
+  if (!response_ready && intercept && !to_default && exchange::intercepts(*dbe, 502)) {
+    own_error = 502;
+    goto intercepted;
+  }
   if (!response_ready) {
     if (!tls_failure.empty()) {
-      co_await reply(down, 502, std::string("TLS to ").append(ref.cluster).append(" failed: ").append(tls_failure),
+      co_await reply(down, 502, std::string("TLS to ").append(*cname).append(" failed: ").append(tls_failure),
                      true, "upstream-tls");
       co_return;
     }
-    co_await reply(down, 502, "could not connect to any endpoint of " + ref.cluster, true);
+    co_await reply(down, 502, "could not connect to any endpoint of " + *cname, true);
     co_return;
+  }
+  // ---- filters.defaultBackend: a listed status is answered by the default
+  // backend instead (nginx error_page = @custom_...: its status, its body),
+  // the upstream's or the gateway's own 502/504 when the upstream failed.
+  // The upstream's body never goes out: its connection is closed unread.
+intercepted:
+  if (intercept && !to_default && (own_error != 0 || exchange::intercepts(*dbe, resp_.status))) {
+    if (const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster); d != nullptr && !d->endpoints.empty()) {
+      const bool had_body = body_kind != http::BodyKind::kNone;
+      if (!replayable) replay_.clear();  // streamed to the first upstream: not sent again
+      exchange::ErrorPageRequest er;
+      er.sent_head = up_head_;
+      er.code = own_error != 0 ? own_error : resp_.status;
+      er.host = error_host_;
+      er.original_uri = error_uri_;
+      if (size_t q = error_uri_.find('?'); q != std::string::npos) er.query = std::string_view(error_uri_).substr(q + 1);
+      er.client_ip = error_client_;
+      er.request_id = record.request_id;
+      er.with_body = had_body;
+      er.body_size = replay_.size();
+      up_head_ = exchange::error_page_head(*dbe, er);
+      up.reset();
+      if (fill) {  // an error page is not stored under the request's URL
+        cache_end_fill(*fill, false);
+        fill.reset();
+      }
+      if (record.trace.active) record.trace.event("default_backend", {{"http.response.status_code", static_cast<int64_t>(resp_.status)}});
+      to_default = true;
+      replayable = true;  // the head and what is kept of the body go out together
+      cluster = d;
+      cname = record.cluster = &dbe->cluster;
+      retry = nullptr;
+      outlier.reset();
+      connect_failures = stale_retries = own_error = 0;
+      fresh_retried = false;
+      tls_failure.clear();
+      goto upstream_attempts;
+    }
+    if (own_error != 0) {  // the default backend has no endpoint: the gateway's own answer
+      co_await reply(down, own_error, own_error == 504 ? "upstream did not answer in time" : "upstream failed", true);
+      co_return;
+    }
   }
   call.release_pending();  // the response head is here: no longer pending
   if (!set_cookie_.empty()) {
@@ -905,7 +993,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   }
 
   record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
-  w_.metrics().upstream_done(ref.cluster, record.upstream_ms / 1000.0);
+  w_.metrics().upstream_done(*cname, record.upstream_ms / 1000.0);
   record.status = resp_.status;
 
   // ---- filters.transform: a response in the backend's format, converted for

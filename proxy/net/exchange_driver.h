@@ -278,6 +278,8 @@ class ExchangeDriver {
   bool body_early_ = false;           // some of the body was read before the upstream phase
   bool body_ended_ = false;           // ... all of it
   bool body_h1_chunked_ = false;      // ... with HTTP/1.1 chunked framing (body_raw_)
+  // filters.defaultBackend: the request's URI, Host and client, kept for an intercepted answer.
+  std::string error_uri_, error_host_, error_client_;
   CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
   bool parent_decided_ = false;       // the caller's context carried a sampling decision
   std::array<http::Header, 3> debug_{};  // --debug-headers fields

@@ -289,6 +289,25 @@ ojson enc(const RateLimit& r) {
   return o;
 }
 
+ojson enc(const ConnectionLimit& c) {
+  ojson o{{"perClientIp", c.per_client_ip}};
+  if (c.status_code != 503) o["statusCode"] = c.status_code;
+  put_list(o, "exemptSources", c.exempt_sources);
+  if (!c.zone.empty()) o["zone"] = c.zone;
+  return o;
+}
+
+ojson enc(const DefaultBackend& d) {
+  ojson o{{"cluster", d.cluster}};
+  put_list(o, "interceptStatuses", d.intercept_statuses);
+  for (const auto& [k, v] : {std::pair<const char*, const std::string*>{"namespace", &d.namespace_},
+                             {"ingressName", &d.ingress_name},
+                             {"serviceName", &d.service_name},
+                             {"servicePort", &d.service_port}})
+    if (!v->empty()) o[k] = *v;
+  return o;
+}
+
 ojson enc(const RateLimitStore& s) {
   ojson o{{"address", s.address}};
   if (s.tls) o["tls"] = true;
@@ -431,6 +450,8 @@ ojson enc(const Filters& f) {
   put_opt(o, "hsts", f.hsts);
   put_opt(o, "transform", f.transform);
   put_opt(o, "grpcWeb", f.grpc_web);
+  put_opt(o, "connectionLimit", f.connection_limit);
+  put_opt(o, "defaultBackend", f.default_backend);
   return o;
 }
 
@@ -808,6 +829,24 @@ class Reader {
     get(j, "failureMode", r.failure_mode);
   }
 
+  void read(const json& j, ConnectionLimit& c) {
+    expect_object(j);
+    get(j, "perClientIp", c.per_client_ip);
+    get(j, "statusCode", c.status_code);
+    get(j, "exemptSources", c.exempt_sources);
+    get(j, "zone", c.zone);
+  }
+
+  void read(const json& j, DefaultBackend& d) {
+    expect_object(j);
+    get(j, "cluster", d.cluster);
+    get(j, "interceptStatuses", d.intercept_statuses);
+    get(j, "namespace", d.namespace_);
+    get(j, "ingressName", d.ingress_name);
+    get(j, "serviceName", d.service_name);
+    get(j, "servicePort", d.service_port);
+  }
+
   void read(const json& j, RateLimitStore& s) {
     expect_object(j);
     get(j, "address", s.address);
@@ -959,6 +998,8 @@ class Reader {
     get(j, "hsts", f.hsts);
     get(j, "transform", f.transform);
     get(j, "grpcWeb", f.grpc_web);
+    get(j, "connectionLimit", f.connection_limit);
+    get(j, "defaultBackend", f.default_backend);
   }
 
   void read(const json& j, LoadBalancer& lb) {

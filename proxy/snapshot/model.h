@@ -321,6 +321,40 @@ struct Transform {
 };
 
 // Filters of one rule, applied in the order of the fields.
+// ---- filters.connectionLimit and filters.defaultBackend (ingress-nginx
+// limit-connections, default-backend and custom-http-errors)
+
+// Requests in progress per client IP (nginx limit_conn on a zone keyed by the
+// client address): one more than perClientIp is refused with statusCode. The
+// count is the proxy's (all its workers), taken when the request's head is in
+// and given back when its exchange ends, however it ends; every HTTP/2 stream
+// counts. Rules with the same `zone` count together (ingress-nginx: one zone
+// per Ingress); empty: the route's own.
+struct ConnectionLimit {
+  uint32_t per_client_ip = 0;
+  int status_code = 503;                    // ingress-nginx limit-conn-status-code
+  std::vector<std::string> exempt_sources;  // CIDRs never counted (limit-whitelist)
+  std::string zone;
+  bool operator==(const ConnectionLimit&) const = default;
+};
+
+// The backend that answers for the rule's own: every request while the
+// rule's backend has no endpoint, and, in place of an upstream answer whose
+// status is in interceptStatuses, its answer to the same request (method and
+// kept body, path "/" + the query) with X-Code, X-Format, X-Original-URI,
+// X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and
+// X-Request-ID (ingress-nginx's custom error pages).
+struct DefaultBackend {
+  std::string cluster;
+  std::vector<int> intercept_statuses;  // 400..599
+  // The X-* values: the route's namespace and name, the rule's Service.
+  std::string namespace_;
+  std::string ingress_name;
+  std::string service_name;
+  std::string service_port;
+  bool operator==(const DefaultBackend&) const = default;
+};
+
 struct Filters {
   std::optional<HttpsRedirect> https_redirect;
   std::optional<Cors> cors;
@@ -340,6 +374,8 @@ struct Filters {
   std::optional<Hsts> hsts;
   std::optional<Transform> transform;
   std::optional<GrpcWeb> grpc_web;
+  std::optional<ConnectionLimit> connection_limit;
+  std::optional<DefaultBackend> default_backend;
   bool operator==(const Filters&) const = default;
 };
 

@@ -516,6 +516,23 @@ class Validator {
         e_.add(at, "statusCode " + std::to_string(f.rate_limit->status_code) + " must be from 400 to 599");
       check_cidrs(f.rate_limit->exempt_sources, at + ".exemptSources");
     }
+    if (f.connection_limit) {
+      std::string at = where + ".connectionLimit";
+      if (f.connection_limit->per_client_ip == 0) e_.add(at, "perClientIp must be > 0");
+      if (f.connection_limit->status_code < 400 || f.connection_limit->status_code > 599)
+        e_.add(at, "statusCode " + std::to_string(f.connection_limit->status_code) + " must be from 400 to 599");
+      check_cidrs(f.connection_limit->exempt_sources, at + ".exemptSources");
+    }
+    if (f.default_backend) {
+      std::string at = where + ".defaultBackend";
+      check_cluster_ref(f.default_backend->cluster, at + ".cluster");
+      for (size_t i = 0; i < f.default_backend->intercept_statuses.size(); ++i)
+        if (int st = f.default_backend->intercept_statuses[i]; st < 400 || st > 599)
+          e_.add(at + "." + idx("interceptStatuses", i), std::to_string(st) + " must be from 400 to 599");
+      for (const std::string* v : {&f.default_backend->namespace_, &f.default_backend->ingress_name,
+                                   &f.default_backend->service_name, &f.default_backend->service_port})
+        if (has_control(*v, false)) e_.add(at, quote(*v) + " has control characters");
+    }
     if (f.api_key) {
       std::string at = where + ".apiKey";
       const ApiKey& a = *f.api_key;

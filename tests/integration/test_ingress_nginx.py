@@ -389,7 +389,7 @@ def test_backend_protocol_grpc_and_grpcs(env):
 def test_refused_annotations_are_reported_and_evented(env):
     cp, proxy, ctl, curl = env
     cp.apply(ingress("snippet", "snip.nx.test", "/", "main",
-                     {"configuration-snippet": "deny all;", "limit-connections": "3", "made-up": "x"}))
+                     {"configuration-snippet": "deny all;", "limit-rate": "100", "made-up": "x"}))
     cp.apply(ingress("ok", "ok.nx.test", "/", "main"))
     converge(lambda: curl("/", "ok.nx.test")[0] == 200, "the plain Ingress", ctl)
     # A blocking refusal keeps the Ingress out: the dropped snippet may have protected it.
@@ -402,7 +402,7 @@ def test_refused_annotations_are_reported_and_evented(env):
     rep = converge(report, "the report", ctl)
     verdicts = {a["name"]: a["support"] for a in rep["annotations"]}
     assert not rep["served"]
-    assert verdicts == {P + "configuration-snippet": "refused", P + "limit-connections": "refused",
+    assert verdicts == {P + "configuration-snippet": "refused", P + "limit-rate": "refused",
                         P + "made-up": "unknown"}
 
     def warning():

@@ -132,7 +132,50 @@ std::vector<AnnotationRow> rows() {
        {{"limit-rps", "5"}}},
       {"canary-weight-total", "50", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.canary_rules.weight_total, 100); }, {{"canary", "true"}}},
-      {"limit-connections", "10", S::kRefused, false, nullptr},
+      {"limit-connections", "10", S::kServed, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.connection_limit);
+         EXPECT_EQ(c.connection_limit->per_client_ip, 10u);
+         EXPECT_EQ(c.connection_limit->status_code, 503);  // limit-conn-status-code
+         EXPECT_FALSE(c.rate_limit);
+       }},
+      {"limit-connections", "0", S::kServed, false, [](const NginxConfig& c) { EXPECT_FALSE(c.connection_limit); }},
+      {"limit-connections", "-1", S::kRefused, false, nullptr},
+      {"limit-connections", "ten", S::kRefused, false, nullptr},
+      {"limit-whitelist", "10.0.0.0/8", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.connection_limit->exempt_sources, std::vector<std::string>{"10.0.0.0/8"});
+         EXPECT_FALSE(c.rate_limit);
+       },
+       {{"limit-connections", "2"}}},
+      {"limit-whitelist", "10.0.0.0/8", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.connection_limit->exempt_sources, std::vector<std::string>{"10.0.0.0/8"});
+         EXPECT_EQ(c.rate_limit->exempt_sources, std::vector<std::string>{"10.0.0.0/8"});
+       },
+       {{"limit-connections", "2"}, {"limit-rps", "5"}}},
+      {"limit-whitelist", "10.0.0.0/8", S::kRefused, false, nullptr},  // no limit: no effect
+      {"default-backend", "errors", S::kServed, false,
+       [](const NginxConfig& c) {
+         EXPECT_EQ(c.default_backend, "errors");
+         EXPECT_TRUE(c.custom_http_errors.empty());
+       }},
+      {"default-backend", "other/errors", S::kRefused, false, nullptr},
+      {"custom-http-errors", "404, 503,", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.custom_http_errors, (std::vector<int>{404, 503})); },
+       {{"default-backend", "errors"}}},
+      {"custom-http-errors", "404,302", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.custom_http_errors.empty()); }, {{"default-backend", "errors"}}},
+      {"custom-http-errors", "404,abc", S::kRefused, false, nullptr, {{"default-backend", "errors"}}},
+      // Without default-backend, ingress-nginx's global default backend: gantry has none.
+      {"custom-http-errors", "404", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.custom_http_errors.empty()); }},
+      {"disable-proxy-intercept-errors", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.custom_http_errors.empty()); },
+       {{"default-backend", "errors"}, {"custom-http-errors", "404"}}},
+      {"disable-proxy-intercept-errors", "false", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.custom_http_errors, std::vector<int>{404}); },
+       {{"default-backend", "errors"}, {"custom-http-errors", "404"}}},
       {"whitelist-source-range", "10.0.0.0/8,192.0.2.0/24", S::kServed, false,
        [](const NginxConfig& c) { EXPECT_EQ(c.source_range->allow.size(), 2u); }},
       {"allowlist-source-range", "10.0.0.0/8", S::kServed, false, nullptr},
@@ -383,7 +426,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"auth-signin", "https://auth.example/oauth2/start"}, {"auth-signin-redirect-param", "rd"},
       {"auth-response-headers", "X-Auth-Request-User"}, {"proxy-ssl-secret", "default/upstream"},
       {"proxy-ssl-verify", "on"}, {"proxy-ssl-server-name", "on"}, {"proxy-ssl-name", "backend.example"},
-      {"proxy-ssl-verify-depth", "2"}};
+      {"proxy-ssl-verify-depth", "2"}, {"limit-connections", "10"}, {"default-backend", "errors"},
+      {"custom-http-errors", "404,503"}};
   const std::map<std::string, std::map<std::string, std::string>> needs = {
       {"canary", {{"canary", "true"}}},
       {"affinity", {{"affinity", "cookie"}}},
@@ -392,6 +436,8 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"limit-burst-multiplier", {{"limit-rps", "5"}}},
       {"limit-whitelist", {{"limit-rps", "5"}}},
       {"limit-allowlist", {{"limit-rps", "5"}}},
+      {"custom-http-errors", {{"default-backend", "errors"}}},
+      {"disable-proxy-intercept-errors", {{"default-backend", "errors"}, {"custom-http-errors", "404"}}},
       {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}},
       {"auth-", {{"auth-url", "http://auth/verify"}}},
       {"proxy-ssl-", {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}}};
@@ -418,7 +464,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 68) << served;
+  EXPECT_EQ(with_semantics, 72) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -671,6 +717,59 @@ TEST(IngressNginx, DefaultsAndRedirects) {
   EXPECT_EQ(f.max_request_body_size, std::optional<uint64_t>(1 << 20));  // ingress-nginx's 1m
   ASSERT_TRUE(f.hsts);
   EXPECT_EQ(f.hsts->value, "max-age=31536000; includeSubDomains");
+}
+
+// limit-connections: one zone per Ingress, on every rule of every host of
+// it; default-backend: the Service's first port in plain HTTP, on every rule,
+// with custom-http-errors' codes and the X-* values of the rule's Service.
+TEST(IngressNginx, ConnectionLimitAndDefaultBackend) {
+  const std::string errors_svc = R"(
+---
+apiVersion: v1
+kind: Service
+metadata: {name: errors}
+spec: {ports: [{name: http, port: 8080}, {name: other, port: 9090}]}
+)";
+  Cache c = load(std::string(kServices) + errors_svc +
+                 ingress("web", 1,
+                         "nginx.ingress.kubernetes.io/limit-connections: '2', "
+                         "nginx.ingress.kubernetes.io/limit-whitelist: '10.1.0.0/16', "
+                         "nginx.ingress.kubernetes.io/default-backend: errors, "
+                         "nginx.ingress.kubernetes.io/custom-http-errors: '404,503', "
+                         "nginx.ingress.kubernetes.io/server-alias: b.example.com",
+                         "a.example.com", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  ASSERT_EQ(r.snapshot.routes.size(), 1u);
+  r.snapshot.version = 1;
+  for (const auto& e : sn::validate(r.snapshot)) ADD_FAILURE() << e;
+  const sn::Filters& f = r.snapshot.routes[0].rules[0].filters;
+  ASSERT_TRUE(f.connection_limit);
+  EXPECT_EQ(f.connection_limit->per_client_ip, 2u);
+  EXPECT_EQ(f.connection_limit->status_code, 503);
+  EXPECT_EQ(f.connection_limit->zone, "Ingress/default/web");
+  EXPECT_EQ(f.connection_limit->exempt_sources, std::vector<std::string>{"10.1.0.0/16"});
+  ASSERT_TRUE(f.default_backend);
+  EXPECT_EQ(f.default_backend->cluster, "default/errors:8080");
+  EXPECT_EQ(f.default_backend->intercept_statuses, (std::vector<int>{404, 503}));
+  EXPECT_EQ(f.default_backend->namespace_, "default");
+  EXPECT_EQ(f.default_backend->ingress_name, "web");
+  EXPECT_EQ(f.default_backend->service_name, "main");
+  EXPECT_EQ(f.default_backend->service_port, "80");
+  bool has_cluster = false;
+  for (const auto& cl : r.snapshot.clusters) has_cluster = has_cluster || cl.name == "default/errors:8080";
+  EXPECT_TRUE(has_cluster);
+
+  // A missing default backend Service: a finding, and nothing intercepted.
+  Cache missing = load(std::string(kServices) +
+                       ingress("web", 1, "nginx.ingress.kubernetes.io/default-backend: nope", "a.example.com", "/",
+                               "Prefix", "main"));
+  TranslateResult m = translate(missing, nginx_options());
+  ASSERT_EQ(m.snapshot.routes.size(), 1u);
+  EXPECT_FALSE(m.snapshot.routes[0].rules[0].filters.default_backend);
+  bool found = false;
+  for (const auto& st : m.statuses)
+    for (const auto& cond : st.conditions) found = found || cond.message.find("nope not found") != std::string::npos;
+  EXPECT_TRUE(found);
 }
 
 // auth-type: basic reads the htpasswd file (key `auth`) or the auth-map of the

@@ -976,6 +976,41 @@ TEST(Translate, TransformFilter) {
     EXPECT_NE(msgs.find(want), std::string::npos) << want << "\n" << msgs;
 }
 
+// filters.connectionLimit and filters.defaultBackend of a GatewayRoute: the
+// snapshot's, the X-* values from the route and its first backendRef; bad
+// values are named in Accepted.
+TEST(Translate, ConnectionLimitAndDefaultBackend) {
+  Cache cache = load(std::string(kBackends) + route("shop", R"(
+  rules:
+  - filters:
+      connectionLimit: {perClientIP: 3, exemptSources: [10.0.0.0/8]}
+      defaultBackend: {backendRef: {name: shop-v2, port: 8080}, interceptStatuses: [404, 503]}
+    backendRefs: [{name: shop-v1, port: 8080}])") + route("bad", R"(
+  rules:
+  - filters:
+      connectionLimit: {perClientIP: 0, statusCode: 200, exemptSources: [10.0.0.0/33]}
+      defaultBackend: {backendRef: {name: shop-v2, port: 8080}, interceptStatuses: [302]}
+    backendRefs: [{name: shop-v1, port: 8080}])"));
+  TranslateResult r = translate(cache, {});
+  ASSERT_EQ(r.snapshot.routes.size(), 1u) << all_messages(r.statuses);
+  const auto& f = r.snapshot.routes[0].rules[0].filters;
+  EXPECT_EQ(f.connection_limit, (snapshot::ConnectionLimit{3, 503, {"10.0.0.0/8"}, ""}));
+  snapshot::DefaultBackend want;
+  want.cluster = "default/shop-v2:8080";
+  want.intercept_statuses = {404, 503};
+  want.namespace_ = "default";
+  want.ingress_name = "shop";
+  want.service_name = "shop-v1";
+  want.service_port = "8080";
+  EXPECT_EQ(f.default_backend, want);
+  std::string msgs = all_messages(r.statuses);
+  for (const char* want_msg : {"spec.rules[0].filters.connectionLimit.perClientIP: must be from 1 to 4294967295",
+                               "spec.rules[0].filters.connectionLimit.statusCode: must be from 400 to 599",
+                               "spec.rules[0].filters.connectionLimit.exemptSources[0]: \"10.0.0.0/33\" is not a CIDR",
+                               "spec.rules[0].filters.defaultBackend.interceptStatuses[0]: must be from 400 to 599"})
+    EXPECT_NE(msgs.find(want_msg), std::string::npos) << want_msg << "\n" << msgs;
+}
+
 // filters.grpcWeb: {} on a GatewayRoute rule is the snapshot's grpcWeb;
 // enabled: false, or no grpcWeb, is none.
 TEST(Translate, GrpcWebFilter) {

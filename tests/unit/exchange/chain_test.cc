@@ -55,6 +55,7 @@ struct EveryFilter {
     f.ext_auth = snapshot::ExtAuth{};
     f.transform = snapshot::Transform{};
     f.grpc_web = snapshot::GrpcWeb{};
+    f.connection_limit = snapshot::ConnectionLimit{1, 503, {}, ""};
     cors = std::move(filters::CorsPolicy::create(*f.cors)).value();
     parts.cors = &*cors;
     parts.rate_limiter = std::move(filters::RateLimiter::create(*f.rate_limit)).value();
@@ -70,9 +71,9 @@ TEST(FilterChain, EveryFilterInTheDocumentedOrder) {
   std::erase(want, std::string_view("consumer_rate_limit"));
   EXPECT_EQ(chain.names(), want);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "rate_limit", "source_range", "api_key",
-                                            "basic_auth", "ext_auth", "body_limit", "jwt", "redirect",
-                                            "transform"}));
+            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "rate_limit", "connection_limit",
+                                            "source_range", "api_key", "basic_auth", "ext_auth", "body_limit", "jwt",
+                                            "redirect", "transform"}));
   EXPECT_EQ(names(chain.on_upstream_request()),
             (std::vector<std::string_view>{"grpc_web", "api_key", "basic_auth", "ext_auth", "jwt", "transform",
                                             "url_rewrite", "request_headers"}));
@@ -85,9 +86,9 @@ TEST(FilterChain, AConsumerRateLimitRunsAfterAuthentication) {
   e.parts.rate_limiter = std::move(filters::RateLimiter::create(*e.rule.filters.rate_limit)).value();
   FilterChain chain = build_chain(e.rule, e.parts);
   EXPECT_EQ(names(chain.on_request()),
-            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "source_range", "api_key",
-                                            "basic_auth", "ext_auth", "consumer_rate_limit", "body_limit", "jwt", "redirect",
-                                            "transform"}));
+            (std::vector<std::string_view>{"grpc_web", "https_redirect", "cors", "connection_limit", "source_range",
+                                            "api_key", "basic_auth", "ext_auth", "consumer_rate_limit", "body_limit",
+                                            "jwt", "redirect", "transform"}));
 }
 
 TEST(FilterChain, NoFiltersNoChain) {

@@ -116,6 +116,8 @@ inline Snapshot rich_snapshot() {
   }
   f.max_request_body_size = 1 << 20;
   f.transform = Transform{TransformFormat::kJson, true, false, 4096, "Req", "Entry"};
+  f.connection_limit = ConnectionLimit{10, 429, {"10.0.0.0/8"}, "Ingress/default/shop"};
+  f.default_backend = DefaultBackend{"default/mirror:80", {404, 503}, "default", "shop", "web", "8080"};
   f.jwt = Jwt{{"HS256", "RS256"},
               std::string("s\0e\xffkret", 8),
               "{\"keys\":[]}",
