@@ -95,6 +95,7 @@ class Session final : public SessionBase,
         co_await client_.async_handshake(asio::ssl::stream_base::server, asio::buffer(hello), awaitable_ec(ec));
       }
       disarm();
+      const bool listener_checked = client_auth_ != nullptr;
       if (client_auth_) {
         tls::ClientAuth::forget(ssl);
         client_auth_.reset();
@@ -105,7 +106,7 @@ class Session final : public SessionBase,
         co_return;
       }
       if (!listener_->own) sni_ = connection_sni(ssl);
-      keep_client_cert(ssl);
+      keep_client_cert(ssl, listener_checked);
       if (negotiated_h2(ssl)) {  // ALPN h2: the HTTP/2 codec's
         w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_, std::move(sni_),
                       std::move(client_cert_));
@@ -182,10 +183,10 @@ class Session final : public SessionBase,
 
   // Client certificates per hostname: what the handshake established, kept
   // while the snapshot has entries (tls/client_certificates.h).
-  void keep_client_cert(SSL* ssl) {
+  void keep_client_cert(SSL* ssl, bool listener_checked) {
     const auto& cfg = w_.view().get();
     const bool any = cfg && cfg->tls && !cfg->tls->host_client_auth().empty();
-    client_cert_ = tls::ClientCertificate::after_handshake(ssl, any);
+    client_cert_ = tls::ClientCertificate::after_handshake(ssl, any, any && listener_checked);
   }
 
   // The client's address for rate limiting: the peer, or, when the peer is a

@@ -203,22 +203,25 @@ std::string client_hello_sni(SSL* ssl) {
   return {};
 }
 
-std::shared_ptr<const ClientCertificate> ClientCertificate::after_handshake(SSL* ssl, bool keep_sni) {
+std::shared_ptr<const ClientCertificate> ClientCertificate::after_handshake(SSL* ssl, bool keep_sni,
+                                                                           bool listener_validated) {
   auto auth = HostClientAuth::attached_shared(ssl);
-  if (!auth && !keep_sni) return nullptr;
+  if (!auth && !keep_sni && !listener_validated) return nullptr;
   auto out = std::make_shared<ClientCertificate>();
   if (const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
     out->sni = name;
     for (auto& c : out->sni) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   out->auth = std::move(auth);
-  if (!out->auth) return out;
+  out->listener_validated = listener_validated;
+  if (!out->auth && !listener_validated) return out;
   if (X509* peer = SSL_get0_peer_certificate(ssl)) {
     out->presented = true;
     out->verify_result = SSL_get_verify_result(ssl);
     out->subject_dn = name_rfc2253(X509_get_subject_name(peer));
     out->issuer_dn = name_rfc2253(X509_get_issuer_name(peer));
-    if (out->auth->config().pass_certificate) out->escaped_pem = escape_uri_component(pem_of(peer));
+    if (listener_validated || out->auth->config().pass_certificate)
+      out->escaped_pem = escape_uri_component(pem_of(peer));
   }
   return out;
 }
@@ -253,9 +256,12 @@ ClientCertVerdict check(const HostClientAuth& host_auth, const ClientCertificate
                         std::string_view host) {
   ClientCertVerdict out;
   const auto& v = host_auth.config();
-  // The connection's handshake ran this entry's check (same settings, by SNI) or not at all.
-  const ClientCertificate* ran = conn != nullptr && conn->auth && conn->auth->id() == host_auth.id() ? conn : nullptr;
-  if (tls) {
+  // The connection's handshake ran this entry's check (same settings, by
+  // SNI), or the listener's own (which wins), or none at all.
+  const bool by_listener = conn != nullptr && conn->listener_validated;
+  const ClientCertificate* ran =
+      by_listener || (conn != nullptr && conn->auth && conn->auth->id() == host_auth.id()) ? conn : nullptr;
+  if (tls && !by_listener) {
     // nginx answers 421 when the SNI names another server than the Host and
     // the Host's server verifies clients: its certificate was never asked
     // for. Likewise when the host's settings changed since the handshake.

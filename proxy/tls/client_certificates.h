@@ -89,10 +89,14 @@ struct ClientCertificate {
   long verify_result = 0;                       // X509_V_OK, else why not
   std::string subject_dn, issuer_dn;            // RFC 2253, as nginx's $ssl_client_s_dn / _i_dn
   std::string escaped_pem;                      // passCertificate: $ssl_client_escaped_cert
+  // The listener's own clientValidation ran instead (it wins over entries):
+  // its verdict stands, the fields and subjectMatch still apply.
+  bool listener_validated = false;
 
   // After the handshake (resumed or not): null when nothing needs keeping
-  // (no entry ran and `keep_sni` is false).
-  static std::shared_ptr<const ClientCertificate> after_handshake(SSL* ssl, bool keep_sni);
+  // (no entry ran, no listener check, and `keep_sni` is false).
+  static std::shared_ptr<const ClientCertificate> after_handshake(SSL* ssl, bool keep_sni,
+                                                                  bool listener_validated = false);
   // nginx's $ssl_client_verify: SUCCESS, FAILED:<reason> or NONE.
   std::string verify_text() const;
 };

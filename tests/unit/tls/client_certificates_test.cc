@@ -95,6 +95,8 @@ struct Row {
   const char* body_or_verify;  // the reply's body, or (served) ssl-client-verify
 };
 
+void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
+
 class VerdictTable : public ::testing::TestWithParam<Row> {};
 
 TEST_P(VerdictTable, AsNginx) {
@@ -196,6 +198,21 @@ TEST(ClientCertificates, AnotherServerNameIsMisdirected) {
   // verify off asks for nothing: no 421 (nginx: only servers that verify).
   auto off = auth(V::kOff);
   EXPECT_EQ(check(*off, &other, true, "mtls.example.com").status, 0);
+}
+
+// On a listener with a clientValidation of its own, the listener's check
+// ran instead: its verdict stands (no 421, no 400), the fields and
+// subjectMatch still apply.
+TEST(ClientCertificates, ListenerValidationWins) {
+  auto a = auth(V::kOn, "", "CN=alice");
+  ClientCertificate c = conn(nullptr, true, X509_V_OK, "other.example.com");
+  c.listener_validated = true;
+  ClientCertVerdict v = check(*a, &c, true, "mtls.example.com");
+  EXPECT_EQ(v.status, 0);
+  EXPECT_EQ(fields(v)["ssl-client-verify"], "SUCCESS");
+  ClientCertificate none = conn(nullptr, false);
+  none.listener_validated = true;
+  EXPECT_EQ(check(*a, &none, true, "mtls.example.com").status, 403);  // no subject: subjectMatch fails
 }
 
 TEST(ClientCertificates, TableFindsExactThenLongestWildcard) {
