@@ -82,12 +82,6 @@ const Unimplemented kUnimplemented[] = {
     {"auth-keepalive-share-vars", false, "gantry pools connections to the service per worker; there are no nginx variables to share"},
     {"auth-proxy-set-headers", true, "extra fields to the service from a ConfigMap are not implemented"},
     {"enable-global-auth", false, "gantry has no global external authentication"},
-    {"auth-tls-secret", true, "client certificate authentication (mTLS) is not implemented yet"},
-    {"auth-tls-verify-client", true, "client certificate authentication (mTLS) is not implemented yet"},
-    {"auth-tls-verify-depth", true, "client certificate authentication (mTLS) is not implemented yet"},
-    {"auth-tls-error-page", true, "client certificate authentication (mTLS) is not implemented yet"},
-    {"auth-tls-pass-certificate-to-upstream", true, "client certificate authentication (mTLS) is not implemented yet"},
-    {"auth-tls-match-cn", true, "client certificate authentication (mTLS) is not implemented yet"},
     {"satisfy", true, "satisfy any/all needs authentication gantry does not implement yet"},
     {"limit-rate", false, "response bandwidth limits are not implemented"},
     {"limit-rate-after", false, "response bandwidth limits are not implemented"},
@@ -192,6 +186,7 @@ class Parser {
     body_timeouts_retries();
     cors();
     basic_auth();
+    auth_tls();
     backend_protocol();
     others();
     external_auth();
@@ -813,6 +808,110 @@ class Parser {
             "the user name goes upstream in X-Remote-User and the Authorization field is not forwarded");
     served("auth-secret");
     out_.config.basic_auth = std::move(b);
+  }
+
+  // auth-tls-* (ingress-nginx's authtls parser): nothing without
+  // auth-tls-secret; a value ingress-nginx rejects denies the host (here:
+  // the Ingress is not served); verify-client and verify-depth fall back to
+  // their defaults as there.
+  void auth_tls() {
+    const char* deps[] = {"auth-tls-verify-client", "auth-tls-verify-depth", "auth-tls-error-page",
+                          "auth-tls-pass-certificate-to-upstream", "auth-tls-match-cn"};
+    const std::string* secret = get("auth-tls-secret");
+    if (secret == nullptr) {
+      for (const char* n : deps)
+        if (get(n)) refuse(n, "has no effect without auth-tls-secret (as in ingress-nginx)", false);
+      return;
+    }
+    NginxAuthTls a;
+    std::string s = trim(*secret);
+    size_t slash = s.find('/');
+    if (s.empty() || s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/") !=
+                         std::string::npos ||
+        (slash != std::string::npos && (slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos))) {
+      invalid("auth-tls-secret", "namespace/name or name", true);
+      return;
+    }
+    if (slash != std::string::npos) {
+      a.secret_namespace = s.substr(0, slash);
+      a.secret = s.substr(slash + 1);
+    } else {
+      a.secret = s;
+    }
+    if (const std::string* v = get("auth-tls-verify-client")) {
+      std::string t = trim(*v);
+      if (t == "on") a.verify = sn::ClientVerify::kOn;
+      else if (t == "off") a.verify = sn::ClientVerify::kOff;
+      else if (t == "optional") a.verify = sn::ClientVerify::kOptional;
+      else if (t == "optional_no_ca") a.verify = sn::ClientVerify::kOptionalNoCa;
+      if (t == "on" || t == "off" || t == "optional" || t == "optional_no_ca")
+        served("auth-tls-verify-client");
+      else
+        invalid("auth-tls-verify-client", "on, off, optional or optional_no_ca; on is used, as ingress-nginx does");
+    }
+    if (const std::string* v = get("auth-tls-verify-depth")) {
+      auto d = parse_int(*v);
+      if (d && *d >= 1 && *d <= 100) {
+        a.depth = static_cast<uint32_t>(*d);
+        served("auth-tls-verify-depth");
+      } else if (d && *d == 0) {
+        served("auth-tls-verify-depth");  // ingress-nginx: 0 is the default, 1
+      } else {
+        invalid("auth-tls-verify-depth", "a number from 1 to 100; 1 is used");
+      }
+    }
+    if (const std::string* v = get("auth-tls-error-page")) {
+      // ingress-nginx's redirectRegex; anything else makes it refuse the Ingress.
+      static const RE2 kRedirect(
+          R"(^(@[A-Za-z0-9_-]+|((https?://)?[A-Za-z0-9\-.]+(:\d+)?)?(/[A-Za-z0-9\-_.]+)*/?)$)");
+      std::string t = trim(*v);
+      if (!RE2::FullMatch(t, kRedirect)) {
+        invalid("auth-tls-error-page", "a URL or a path of letters, digits, '-', '_' and '.'", true);
+        return;
+      }
+      if (t.starts_with("http://") || t.starts_with("https://")) {
+        a.error_page = t;
+        served("auth-tls-error-page");
+      } else if (t.starts_with("/")) {
+        a.error_page = t;
+        partial("auth-tls-error-page",
+                "a path is answered with a 302 to it (nginx's error_page serves it in place, an internal redirect)");
+      } else if (!t.empty()) {
+        refuse("auth-tls-error-page",
+               t.starts_with("@") ? "named nginx locations do not exist in gantry; the 400 is answered"
+                                  : "a URL without http:// or https:// is not supported; the 400 is answered",
+               false);
+      }
+    }
+    if (const std::string* v = get("auth-tls-pass-certificate-to-upstream")) {
+      auto b = parse_bool(*v);
+      if (!b) {
+        invalid("auth-tls-pass-certificate-to-upstream", "true or false", true);
+        return;
+      }
+      a.pass_certificate = *b;
+      served("auth-tls-pass-certificate-to-upstream");
+    }
+    if (const std::string* v = get("auth-tls-match-cn")) {
+      if (!v->starts_with("CN=")) {
+        invalid("auth-tls-match-cn", "a regex starting with CN=", true);
+        return;
+      }
+      RE2::Options o;
+      o.set_log_errors(false);
+      if (!RE2(*v, o).ok()) {
+        refuse("auth-tls-match-cn", "the pattern is not valid RE2 (PCRE-only constructs are not supported)", true);
+        return;
+      }
+      a.match_cn = *v;
+      served("auth-tls-match-cn");
+    }
+    partial("auth-tls-secret",
+            "per host, chosen by the TLS server name: a request whose Host asks for client certificates on a "
+            "connection made for another name is answered 421 (as nginx); a Secret that is missing, of another "
+            "namespace, or without a usable ca.crt leaves the Ingress's backends unresolved (ingress-nginx "
+            "answers 403 for the host); rules without a host are not served");
+    out_.config.auth_tls = std::move(a);
   }
 
   // auth-url and its companions onto extAuth (docs/migrating-from-ingress-nginx.md): the

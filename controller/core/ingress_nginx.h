@@ -100,6 +100,19 @@ struct NginxProxySsl {
   bool operator==(const NginxProxySsl&) const = default;
 };
 
+// auth-tls-*: client certificates for the Ingress's hosts
+// (snapshot::HostClientValidation); the Secret's ca.crt (and ca.crl).
+struct NginxAuthTls {
+  std::string secret;            // name
+  std::string secret_namespace;  // empty: the Ingress's; translate checks it is the Ingress's own
+  snapshot::ClientVerify verify = snapshot::ClientVerify::kOn;
+  uint32_t depth = 1;
+  std::string error_page;
+  bool pass_certificate = false;
+  std::string match_cn;  // the annotation as written ("CN=..."), a regex on the subject DN
+  bool operator==(const NginxAuthTls&) const = default;
+};
+
 struct NginxConfig {
   bool use_regex = false;
   std::optional<std::string> rewrite_target;  // set only when it differs from the path (per path)
@@ -131,6 +144,7 @@ struct NginxConfig {
   std::optional<snapshot::Cors> cors;
   std::vector<std::string> server_aliases;
   std::optional<NginxBasicAuth> basic_auth;
+  std::optional<NginxAuthTls> auth_tls;
   // auth-url and its companions (extAuth; host/port/path of the service set).
   std::optional<snapshot::ExtAuth> ext_auth;
   NginxBackendProtocol backend_protocol = NginxBackendProtocol::kHttp;

@@ -230,6 +230,8 @@ struct RouteCtx {
   std::vector<Problem> nginx_findings;
   // ingress-nginx ssl-passthrough: the snapshot passthrough entries it asks for.
   std::vector<sn::Passthrough> passthrough;
+  // ingress-nginx auth-tls-*: client certificates of its hosts.
+  std::vector<sn::HostClientValidation> host_client_validation;
 
   void bad(const std::string& field, const std::string& msg, const char* reason = "Invalid") {
     invalid.push_back({reason, field + ": " + msg});
@@ -337,6 +339,8 @@ class Translator {
     std::sort(passthrough_.begin(), passthrough_.end(),
               [](const sn::Passthrough& a, const sn::Passthrough& b) { return a.hostname < b.hostname; });
     out.snapshot.passthrough = std::move(passthrough_);
+    for (auto& [host, v] : host_client_validation_) out.snapshot.host_client_validation.push_back(std::move(v));
+    host_client_validation_.clear();
     for (auto& [name, acc] : certs_) {
       if (acc.hostnames.empty()) continue;
       const Secret& s = cache_.secrets.at(name);
@@ -1575,6 +1579,10 @@ class Translator {
     used_clusters_.insert(used.begin(), used.end());
     // Passthrough hostnames it owns; one cluster per hostname, the oldest
     // Ingress's (they are translated oldest first).
+    // Client certificates per host: the oldest Ingress's (ingress-nginx: the
+    // first with auth-tls-secret configures the server).
+    for (auto& v : ctx.host_client_validation)
+      if (!refused_hosts.count(v.hostname)) host_client_validation_.try_emplace(v.hostname, std::move(v));
     for (auto& pt : ctx.passthrough) {
       if (refused_hosts.count(pt.hostname) || !passthrough_hosts_.insert(pt.hostname).second) continue;
       used_clusters_.insert(pt.cluster);
@@ -1929,6 +1937,54 @@ class Translator {
     rule.filters.default_backend = std::move(d);
   }
 
+  // auth-tls-secret: the Secret's ca.crt (and ca.crl), in the Ingress's
+  // namespace. A Secret that cannot be used makes the Ingress Invalid (not
+  // served: fail closed; ingress-nginx answers 403 for the host).
+  std::optional<sn::HostClientValidation> nginx_auth_tls(RouteCtx& ctx, const Ingress& ing, const NginxAuthTls& a) {
+    const std::string ns = a.secret_namespace.empty() ? ing.meta.namespace_ : a.secret_namespace;
+    const std::string key = ns + "/" + a.secret;
+    std::string field("metadata.annotations[");
+    field.append(kNginxAnnotationPrefix).append("auth-tls-secret]");
+    if (ns != ing.meta.namespace_) {
+      ctx.bad(field, "Secret " + key + " is in another namespace; gantry reads it from the Ingress's namespace only "
+                     "(as ingress-nginx without allow-cross-namespace-resources)", "RefNotPermitted");
+      return std::nullopt;
+    }
+    auto it = cache_.secrets.find(key);
+    if (it == cache_.secrets.end()) {
+      ctx.bad(field, "Secret " + key + " not found", "SecretNotFound");
+      return std::nullopt;
+    }
+    const auto& d = it->second.data;
+    sn::HostClientValidation v;
+    if (auto ca = d.find("ca.crt"); ca != d.end()) v.ca_pem = ca->second;
+    if (auto crl = d.find("ca.crl"); crl != d.end()) v.crl_pem = crl->second;
+    v.verify = a.verify;
+    v.depth = a.depth;
+    v.error_page = a.error_page;
+    v.pass_certificate = a.pass_certificate;
+    v.subject_match = a.match_cn;
+    if (v.ca_pem.empty()) {
+      ctx.bad(field, "Secret " + key + " has no ca.crt", "InvalidSecret");
+      return std::nullopt;
+    }
+    // The proxy's own validator on an entry of one's own (caPem, crlPem).
+    sn::Snapshot probe;
+    probe.version = 1;
+    probe.host_client_validation.push_back(v);
+    probe.host_client_validation.back().hostname = "probe.example.com";
+    if (auto errors = sn::validate(probe); !errors.empty()) {
+      std::string e = std::move(errors.front());
+      if (e.starts_with("hostClientValidation[0].")) e.erase(0, 24);
+      if (e.starts_with("caPem")) e.replace(0, 5, "ca.crt");
+      else if (e.starts_with("crlPem")) e.replace(0, 6, "ca.crl");
+      ctx.bad(field, "Secret " + key + " " + e, "InvalidSecret");
+      return std::nullopt;
+    }
+    v.owner = ing.meta.key();
+    return v;
+  }
+
   // backend-protocol: GRPC is h2c (as a GRPCRoute's backends); HTTPS and
   // GRPCS speak TLS with proxy-ssl-*'s settings, on clusters of the Ingress's
   // own. nginx's defaults: no verification, no SNI, no client certificate.
@@ -1998,6 +2054,8 @@ class Translator {
     if (c.basic_auth) nginx_basic_auth_ = nginx_basic_auth(ctx, *c.basic_auth);
     nginx_default_backend(ctx, ing, c);
     nginx_backend_protocol(ctx, ing, c);
+    std::optional<sn::HostClientValidation> auth_tls;
+    if (c.auth_tls) auth_tls = nginx_auth_tls(ctx, ing, *c.auth_tls);
     if (c.load_balancer && !c.load_balancer->cookie_domain.empty()) {  // what the proxy would NACK
       std::string d = c.load_balancer->cookie_domain;
       if (d.front() == '.') d.erase(0, 1);
@@ -2186,6 +2244,16 @@ class Translator {
           claimed.push_back(other);
         }
       }
+      if (auth_tls) {
+        for (const auto& h : hosts) {
+          sn::HostClientValidation v = *auth_tls;
+          v.hostname = h;
+          ctx.host_client_validation.push_back(std::move(v));
+        }
+        if (host.empty())
+          ctx.bad(std::string("metadata.annotations[").append(kNginxAnnotationPrefix).append("auth-tls-secret]"),
+                  "client certificates are asked for by host name: a rule without a host is not served with them");
+      }
       std::string suffix;
       if (several) suffix.append("@").append(host.empty() ? std::string("*") : host);
       add_route(suffix, std::move(hosts), std::move(rules));
@@ -2280,6 +2348,7 @@ class Translator {
   std::set<std::string> used_clusters_;
   std::vector<sn::Passthrough> passthrough_;
   std::set<std::string> passthrough_hosts_;
+  std::map<std::string, sn::HostClientValidation> host_client_validation_;  // by hostname
   std::map<std::string, CertAcc> certs_;
   std::map<std::string, std::string> cert_problems_;
   std::vector<Pending> pending_;

@@ -638,6 +638,10 @@ std::set<std::string> KubeSource::secret_refs() const {
     // proxy-ssl-secret (backend-protocol HTTPS / GRPCS), likewise.
     const auto& ps = p.config.proxy_ssl;
     if (ps && ps->secret_namespace == ing.meta.namespace_) refs.insert(ing.meta.namespace_ + "/" + ps->secret);
+    // auth-tls-secret (ca.crt, ca.crl), likewise.
+    const auto& at = p.config.auth_tls;
+    if (at && (at->secret_namespace.empty() || at->secret_namespace == ing.meta.namespace_))
+      refs.insert(ing.meta.namespace_ + "/" + at->secret);
   }
   return refs;
 }

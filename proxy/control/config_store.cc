@@ -65,7 +65,7 @@ ApplyOutcome ConfigStore::apply_full(snapshot::Snapshot snap) {
     out.errors.push_back(table.error().message);
     return out;
   }
-  auto tls = tls::TlsContexts::create(shared->certificates, shared->listeners);
+  auto tls = tls::TlsContexts::create(shared->certificates, shared->listeners, shared->host_client_validation);
   if (!tls.ok()) {
     out.errors.push_back(tls.error().message);
     return out;

@@ -40,6 +40,10 @@ namespace gantry::snapshot {
 struct Transform;
 }
 
+namespace gantry::tls {
+struct ClientCertificate;
+}
+
 namespace gantry::exchange {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
@@ -66,6 +70,9 @@ struct RequestInfo {
   // sent, or not looked at). The exchange answers 421 when the request's
   // host belongs to another Gateway listener than the SNI does.
   std::string_view sni;
+  // TLS: what the handshake established about client certificates per
+  // hostname (tls/client_certificates.h); null when nothing was kept.
+  const tls::ClientCertificate* client_cert = nullptr;
   uint16_t listener_port = 0;  // the port the connection came in on (0: unknown)
   // The listener it came in on (snapshot::Listener::name) and whether it is
   // one of the proxy's own, which serve the routes that list no listener.

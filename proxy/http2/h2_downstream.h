@@ -53,6 +53,8 @@ class H2Downstream final : public exchange::Downstream {
     info_.own_listener = own;
     info_.listener_port = port;
   }
+  // RequestInfo::client_cert (outlives the stream: the connection's).
+  void set_client_cert(const tls::ClientCertificate* c) { info_.client_cert = c; }
   boost::asio::awaitable<exchange::BodyChunk> read_body() override;
   boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
                                             std::span<const http::Header> fields) override;

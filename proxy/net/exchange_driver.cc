@@ -21,6 +21,7 @@
 #include "proxy/net/access_log.h"
 #include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
+#include "proxy/tls/tls_contexts.h"
 #include "proxy/tracing/exporter.h"
 #include "proxy/upstream/affinity_cookie.h"
 
@@ -352,6 +353,27 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     co_await reply(down, 421, std::move(text), false, "misdirected-request");
     co_return;
   }
+  // Client certificates of the request's host (hostClientValidation), as
+  // nginx checks them: 421, 400 / errorPage, subjectMatch 403.
+  client_cert_host_ = false;
+  if (cfg->tls) {
+    if (const auto* auth = cfg->tls->host_client_auth().find(rq.host)) {
+      tls::ClientCertVerdict v = tls::check(**auth, rq.client_cert, rq.tls, rq.host);
+      if (v.status != 0) {
+        exchange::LocalReply& r = ex_.reply;
+        r.reset();
+        r.status = v.status;
+        r.body = std::move(v.body);
+        r.kind = v.kind;
+        r.gateway_reason = v.status == 421 ? "misdirected-request" : "client-certificate";
+        if (!v.location.empty()) r.headers.emplace_back("location", std::move(v.location));
+        co_await send_reply(down);
+        co_return;
+      }
+      client_cert_host_ = true;
+      client_cert_fields_ = std::move(v.upstream_fields);
+    }
+  }
   rv.headers_ctx = rq.headers;
   rv.header = [](const void* ctx, std::string_view lower_name) {
     return http::find_header(*static_cast<const std::vector<http::Header>*>(ctx), lower_name);
@@ -464,6 +486,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   if (chain != nullptr) chain->run_upstream_request(ex_, upreq_);
   // The picked backendRef's own header modifier, after the rule's (Gateway API filters on a backendRef).
   if (ref.request_headers) filters::add_modifier_over(*ref.request_headers, upreq_.headers);
+  if (client_cert_host_) {  // the client's own ssl-client-* never go through
+    for (std::string_view name : tls::kClientCertFields) upreq_.headers.remove.push_back(name);
+    for (const auto& [name, value] : client_cert_fields_) upreq_.headers.add.push_back({name, value});
+  }
   build_upstream_head(rq);
   // filters.requestMirrors: which mirrors copy this request (each samples on its own).
   const auto& mirrors = filters.request_mirrors;

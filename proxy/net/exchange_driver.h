@@ -265,6 +265,10 @@ class ExchangeDriver {
   std::vector<http::Header> cached_fields_;  // a cached answer's fields
   std::string sticky_;                // the request's session-cookie value
   std::string sni_scratch_;           // "listener/hostname" the connection's SNI belongs to
+  // Client certificates per hostname: the host has an entry, and the
+  // ssl-client-* fields its upstream request gets (tls/client_certificates.h).
+  bool client_cert_host_ = false;
+  std::vector<std::pair<std::string, std::string>> client_cert_fields_;
   std::string listener_scratch_;      // "listener/hostname" the request's routes are matched on
   std::vector<bool> ejected_;         // outlier detection: per endpoint, out of rotation
   std::string set_cookie_;            // a session cookie value to issue (consistent hash on a cookie)

@@ -41,6 +41,7 @@ struct H2Connections::Conn {
   Conn* next = nullptr;
   std::string peer_ip;
   std::string sni;  // TLS on a snapshot listener: the client's SNI
+  std::shared_ptr<const tls::ClientCertificate> client_cert;  // TLS: RequestInfo::client_cert
   bool tls = false;
   std::shared_ptr<const ListenerTag> listener;  // null: the proxy's own
   uint16_t local_port = 0;
@@ -112,16 +113,18 @@ void H2Connections::serve(tcp::socket sock, std::string already_read, std::strin
 
 void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip,
                           std::shared_ptr<const ListenerTag> listener, uint16_t local_port,
-                          std::string sni) {
-  start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port, std::move(sni));
+                          std::string sni, std::shared_ptr<const tls::ClientCertificate> client_cert) {
+  start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port, std::move(sni),
+        std::move(client_cert));
 }
 
 template <class Socket>
 void H2Connections::start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
                           std::shared_ptr<const ListenerTag> listener, uint16_t local_port,
-                          std::string sni) {
+                          std::string sni, std::shared_ptr<const tls::ClientCertificate> client_cert) {
   auto c = std::make_shared<Conn>();
   c->sni = std::move(sni);
+  c->client_cert = std::move(client_cert);
   c->owner = this;
   c->peer_ip = std::move(peer_ip);
   c->tls = tls;
@@ -196,6 +199,7 @@ asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sh
   if (made.ok()) {
     if (c->listener)
       made.value()->set_listener(c->listener->name, c->listener->own, c->local_port, c->sni);
+    made.value()->set_client_cert(c->client_cert.get());
     if (run_) {
       co_await run_(*made.value());
       co_return;

@@ -77,9 +77,10 @@ class H2Connections {
   void serve(boost::asio::ip::tcp::socket sock, std::string already_read, std::string peer_ip,
              std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
   // `sni`: the client's SNI on a snapshot listener (RequestInfo::sni).
+  // `client_cert`: RequestInfo::client_cert.
   void serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> sock, std::string peer_ip,
              std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0,
-             std::string sni = {});
+             std::string sni = {}, std::shared_ptr<const tls::ClientCertificate> client_cert = nullptr);
 
   // The two-step GOAWAY on every open connection (idempotent).
   void drain_all();
@@ -92,7 +93,8 @@ class H2Connections {
  private:
   template <class Socket>
   void start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
-             std::shared_ptr<const ListenerTag> listener, uint16_t local_port, std::string sni = {});
+             std::shared_ptr<const ListenerTag> listener, uint16_t local_port, std::string sni = {},
+             std::shared_ptr<const tls::ClientCertificate> client_cert = nullptr);
   boost::asio::awaitable<void> run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st);
   void finished(Conn& c);
 

@@ -95,6 +95,7 @@ class Session final : public SessionBase,
         co_await client_.async_handshake(asio::ssl::stream_base::server, asio::buffer(hello), awaitable_ec(ec));
       }
       disarm();
+      const bool listener_checked = client_auth_ != nullptr;
       if (client_auth_) {
         tls::ClientAuth::forget(ssl);
         client_auth_.reset();
@@ -105,8 +106,10 @@ class Session final : public SessionBase,
         co_return;
       }
       if (!listener_->own) sni_ = connection_sni(ssl);
+      keep_client_cert(ssl, listener_checked);
       if (negotiated_h2(ssl)) {  // ALPN h2: the HTTP/2 codec's
-        w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_, std::move(sni_));
+        w_.h2().serve(std::move(client_), std::move(peer_ip_), listener_, local_port_, std::move(sni_),
+                      std::move(client_cert_));
         co_return;
       }
     }
@@ -183,6 +186,14 @@ class Session final : public SessionBase,
     if (!cfg || !cfg->tls) return;
     client_auth_ = cfg->tls->client_auth(listener_->name);
     if (client_auth_) client_auth_->prepare(ssl);
+  }
+
+  // Client certificates per hostname: what the handshake established, kept
+  // while the snapshot has entries (tls/client_certificates.h).
+  void keep_client_cert(SSL* ssl, bool listener_checked) {
+    const auto& cfg = w_.view().get();
+    const bool any = cfg && cfg->tls && !cfg->tls->host_client_auth().empty();
+    client_cert_ = tls::ClientCertificate::after_handshake(ssl, any, any && listener_checked);
   }
 
   // The client's address for rate limiting: the peer, or, when the peer is a
@@ -343,6 +354,7 @@ class Session final : public SessionBase,
   uint16_t local_port_ = 0;                      // the listener's port
   std::shared_ptr<const tls::ClientAuth> client_auth_;  // TLS: held during the handshake
   std::string sni_;  // TLS on a snapshot listener: the client's SNI, lower case
+  std::shared_ptr<const tls::ClientCertificate> client_cert_;  // TLS: RequestInfo::client_cert
 
   Buffer in_{kReadChunk};
   std::string out_;
@@ -526,6 +538,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   info_.proto = req_.version == http::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
   info_.tls = kTls;
   if constexpr (kTls) info_.sni = sni_;
+  if constexpr (kTls) info_.client_cert = client_cert_.get();
   info_.listener = listener_->name;
   info_.own_listener = listener_->own;
   info_.listener_port = local_port_;
@@ -959,7 +972,20 @@ int on_servername(SSL* ssl, int* alert, void* arg) {
   }
   SSL_set_SSL_CTX(ssl, ctx);
   if (const tls::ClientAuth* auth = tls::ClientAuth::of(ssl)) auth->restore_anchors(ssl);
+  if (const tls::HostClientAuth* host = tls::HostClientAuth::attached(ssl)) host->restore_anchors(ssl);
   return SSL_TLSEXT_ERR_OK;
+}
+
+// The ClientHello, before OpenSSL looks for a session to resume: the client
+// certificates of the SNI's hostname (client_certificates.h), on listeners
+// without a clientValidation of their own.
+int on_client_hello(SSL* ssl, int*, void* arg) {
+  if (tls::ClientAuth::of(ssl) != nullptr) return SSL_CLIENT_HELLO_SUCCESS;
+  auto cfg = static_cast<control::ConfigStore*>(arg)->current();
+  if (!cfg || !cfg->tls || cfg->tls->host_client_auth().empty()) return SSL_CLIENT_HELLO_SUCCESS;
+  if (const auto* host = cfg->tls->host_client_auth().find(tls::client_hello_sni(ssl)))
+    tls::HostClientAuth::prepare(ssl, *host);
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 }  // namespace
@@ -975,6 +1001,7 @@ Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& 
   tls::apply_server_defaults(base);
   SSL_CTX_set_tlsext_servername_callback(base, on_servername);
   SSL_CTX_set_tlsext_servername_arg(base, &store_);
+  SSL_CTX_set_client_hello_cb(base, on_client_hello, &store_);
   int n = std::max(1, opts_.workers);
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(*this, i));

@@ -61,6 +61,10 @@ const EnumTable<HashOn> kHashOns = {
     {"Header", HashOn::kHeader}, {"Cookie", HashOn::kCookie}, {"SourceIP", HashOn::kSourceIP}};
 const EnumTable<CookieSecure> kCookieSecures = {
     {"Never", CookieSecure::kNever}, {"Always", CookieSecure::kAlways}, {"OverTLS", CookieSecure::kOverTls}};
+const EnumTable<ClientVerify> kClientVerifies = {{"On", ClientVerify::kOn},
+                                                 {"Off", ClientVerify::kOff},
+                                                 {"Optional", ClientVerify::kOptional},
+                                                 {"OptionalNoCA", ClientVerify::kOptionalNoCa}};
 
 template <typename E>
 std::string_view name_of(E v, const EnumTable<E>& table) {
@@ -174,6 +178,7 @@ ojson enc(const Cluster& c);
 ojson enc(const TlsCertificate& c);
 ojson enc(const Listener& l);
 ojson enc(const Passthrough& p);
+ojson enc(const HostClientValidation& v);
 
 template <typename T>
 void put_list(ojson& o, const char* key, const std::vector<T>& v) {
@@ -610,6 +615,19 @@ ojson enc(const Passthrough& p) {
   return o;
 }
 
+// hostClientValidation: defaults (verify On, depth 1) left out.
+ojson enc(const HostClientValidation& v) {
+  ojson o{{"hostname", v.hostname}, {"caPem", v.ca_pem}};
+  if (!v.crl_pem.empty()) o["crlPem"] = v.crl_pem;
+  if (v.verify != ClientVerify::kOn) o["verify"] = name_of(v.verify, kClientVerifies);
+  if (v.depth != 1) o["depth"] = v.depth;
+  if (!v.error_page.empty()) o["errorPage"] = v.error_page;
+  if (v.pass_certificate) o["passCertificate"] = true;
+  if (!v.subject_match.empty()) o["subjectMatch"] = v.subject_match;
+  if (!v.owner.empty()) o["owner"] = v.owner;
+  return o;
+}
+
 ojson enc(const TlsCertificate& c) {
   ojson o{{"name", c.name}};
   put_list(o, "hostnames", c.hostnames);
@@ -739,6 +757,7 @@ class Reader {
   void read(const json& j, LoadBalancerType& out) const { read_enum(j, out, kLoadBalancerTypes); }
   void read(const json& j, HashOn& out) const { read_enum(j, out, kHashOns); }
   void read(const json& j, CookieSecure& out) const { read_enum(j, out, kCookieSecures); }
+  void read(const json& j, ClientVerify& out) const { read_enum(j, out, kClientVerifies); }
   void read(const json& j, ClusterProtocol& out) const { read_enum(j, out, kClusterProtocols); }
   void read(const json& j, TransformFormat& out) const { read_enum(j, out, kTransformFormats); }
 
@@ -1160,6 +1179,19 @@ class Reader {
     get(j, "owner", p.owner);
   }
 
+  void read(const json& j, HostClientValidation& v) {
+    expect_object(j);
+    get(j, "hostname", v.hostname);
+    get(j, "caPem", v.ca_pem);
+    get(j, "crlPem", v.crl_pem);
+    get(j, "verify", v.verify);
+    get(j, "depth", v.depth);
+    get(j, "errorPage", v.error_page);
+    get(j, "passCertificate", v.pass_certificate);
+    get(j, "subjectMatch", v.subject_match);
+    get(j, "owner", v.owner);
+  }
+
   void read(const json& j, ClientValidation& v) {
     expect_object(j);
     get(j, "caPem", v.ca_pem);
@@ -1183,6 +1215,7 @@ class Reader {
     get(j, "listeners", s.listeners);
     get(j, "rateLimitStore", s.rate_limit_store);
     get(j, "passthrough", s.passthrough);
+    get(j, "hostClientValidation", s.host_client_validation);
   }
 
   void read(const json& j, EndpointDelta& d) {
@@ -1265,6 +1298,7 @@ ojson to_json(const Snapshot& s) {
   put_objs(o, "listeners", s.listeners);
   if (s.rate_limit_store) o["rateLimitStore"] = enc(*s.rate_limit_store);
   put_objs(o, "passthrough", s.passthrough);
+  put_objs(o, "hostClientValidation", s.host_client_validation);
   return o;
 }
 

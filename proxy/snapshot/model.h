@@ -626,6 +626,27 @@ struct Listener {
   bool operator==(const Listener&) const = default;
 };
 
+// ---------------------------------------------------------------- host client certificates
+
+// Client certificates asked for by hostname (ingress-nginx's auth-tls-*,
+// which nginx applies per server block): chosen by the TLS SNI on every TLS
+// listener without a clientValidation of its own, and checked again at the
+// HTTP layer against the request's host (docs/http.md, "Client certificates
+// per host"). JSON "hostClientValidation".
+enum class ClientVerify { kOn, kOff, kOptional, kOptionalNoCa };  // "On", "Off", "Optional", "OptionalNoCA"
+struct HostClientValidation {
+  std::string hostname;   // exact or "*.x.com", lower case
+  std::string ca_pem;     // "caPem": trust anchors, PEM
+  std::string crl_pem;    // "crlPem": revocation lists, PEM; empty: none
+  ClientVerify verify = ClientVerify::kOn;
+  uint32_t depth = 1;       // "depth": nginx's ssl_verify_depth (1..100)
+  std::string error_page;   // "errorPage": a failed or missing certificate answers 302 to it
+  bool pass_certificate = false;  // "passCertificate": the PEM, URL-escaped, in ssl-client-cert
+  std::string subject_match;      // "subjectMatch": RE2, unanchored, on the RFC 2253 subject DN; else 403
+  std::string owner;              // "namespace/name" of the object it came from
+  bool operator==(const HostClientValidation&) const = default;
+};
+
 // "10.0.0.1:80", "[fd00::1]:443": a listener's name.
 inline std::string listener_name(const std::string& address, uint16_t port) {
   std::string out;
@@ -651,6 +672,7 @@ struct Snapshot {
   std::vector<Listener> listeners;
   std::optional<RateLimitStore> rate_limit_store;  // needed by routes with rateLimit.scope global
   std::vector<Passthrough> passthrough;
+  std::vector<HostClientValidation> host_client_validation;  // JSON "hostClientValidation"
   bool operator==(const Snapshot&) const = default;
 };
 

@@ -28,6 +28,7 @@ namespace gantry::snapshot {
 namespace {
 
 std::string ca_pem_problem(const std::string& pem);
+std::string crl_pem_problem(const std::string& pem);
 
 constexpr size_t kMaxErrors = 100;
 constexpr uint32_t kMaxWeight = 1000000;
@@ -214,6 +215,7 @@ class Validator {
     check_listeners();
     check_rate_limit_store();
     check_passthrough();
+    check_host_client_validation();
   }
 
   static void check_endpoints(const Cluster& c, Errors& e) {
@@ -285,6 +287,33 @@ class Validator {
       std::string key = p.listener + "|" + p.hostname;
       if (auto [it, fresh] = seen.emplace(key, i); !fresh)
         e_.add(where, "duplicate hostname on its listener (also passthrough[" + std::to_string(it->second) + "])");
+    }
+  }
+
+  // Client certificates per hostname: a valid hostname once, readable
+  // anchors (and CRLs), a sane depth, an absolute error page, a compiling
+  // subjectMatch.
+  void check_host_client_validation() {
+    std::unordered_map<std::string_view, size_t> seen;
+    for (size_t i = 0; i < s_.host_client_validation.size(); ++i) {
+      const HostClientValidation& v = s_.host_client_validation[i];
+      std::string where = idx("hostClientValidation", i);
+      if (!v.owner.empty()) where.append(" (").append(v.owner).append(")");
+      if (auto p = hostname_problem(v.hostname, true); !p.empty()) e_.add(where + ".hostname", p);
+      else if (auto [it, fresh] = seen.emplace(v.hostname, i); !fresh)
+        e_.add(where + ".hostname", "duplicate (also hostClientValidation[" + std::to_string(it->second) + "])");
+      if (v.ca_pem.empty() || v.ca_pem.size() > (1u << 26)) e_.add(where + ".caPem", "must hold 1 byte to 64 MiB of PEM");
+      else if (auto p = ca_pem_problem(v.ca_pem); !p.empty()) e_.add(where + ".caPem", p);
+      if (!v.crl_pem.empty())
+        if (auto p = crl_pem_problem(v.crl_pem); !p.empty()) e_.add(where + ".crlPem", p);
+      if (v.depth < 1 || v.depth > 100) e_.add(where + ".depth", "must be from 1 to 100");
+      if (!v.error_page.empty() &&
+          (v.error_page.size() > 2048 || !(v.error_page.starts_with("http://") || v.error_page.starts_with("https://") ||
+                                           v.error_page.starts_with("/")) ||
+           v.error_page.find_first_of(" \t\r\n") != std::string::npos))
+        e_.add(where + ".errorPage", "must be an http(s) URL or an absolute path without spaces");
+      if (!v.subject_match.empty())
+        if (auto p = regex_problem(v.subject_match); !p.empty()) e_.add(where + ".subjectMatch", p);
     }
   }
 
@@ -881,6 +910,23 @@ std::string ca_pem_problem(const std::string& pem) {
   if (n == 0) return "does not hold a PEM certificate";
   if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE)
     return std::string("certificate ").append(std::to_string(n + 1)).append(" is not readable PEM");
+  return {};
+}
+
+// Revocation lists: one or more readable PEM CRLs; else why not.
+std::string crl_pem_problem(const std::string& pem) {
+  ERR_clear_error();
+  auto bio = mem_bio(pem);
+  size_t n = 0;
+  while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, no_passphrase, nullptr)) {
+    X509_CRL_free(crl);
+    ++n;
+  }
+  unsigned long last = ERR_peek_last_error();
+  ERR_clear_error();
+  if (n == 0) return "does not hold a PEM certificate revocation list";
+  if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE)
+    return std::string("revocation list ").append(std::to_string(n + 1)).append(" is not readable PEM");
   return {};
 }
 

@@ -136,9 +136,13 @@ void apply_server_defaults(SSL_CTX* ctx) {
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
 }
 
-Result<std::shared_ptr<const TlsContexts>> TlsContexts::create(const std::vector<snapshot::TlsCertificate>& certs,
-                                                               const std::vector<snapshot::Listener>& listeners) {
+Result<std::shared_ptr<const TlsContexts>> TlsContexts::create(
+    const std::vector<snapshot::TlsCertificate>& certs, const std::vector<snapshot::Listener>& listeners,
+    const std::vector<snapshot::HostClientValidation>& host_validation) {
   auto out = std::make_shared<TlsContexts>();
+  auto hosts = HostClientAuthTable::create(host_validation);
+  if (!hosts.ok()) return hosts.error();
+  out->host_client_auth_ = std::move(hosts).value();
   for (const auto& l : listeners) {
     if (!l.tls || !l.client_validation) continue;
     auto auth = ClientAuth::create(l.name, *l.client_validation);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "proxy/base/result.h"
+#include "proxy/tls/client_certificates.h"
 #include "proxy/snapshot/model.h"
 
 namespace gantry::tls {
@@ -63,8 +64,9 @@ class ClientAuth {
 class TlsContexts {
  public:
   // `listeners`: the snapshot's, for their client validation.
-  static Result<std::shared_ptr<const TlsContexts>> create(const std::vector<snapshot::TlsCertificate>& certs,
-                                                           const std::vector<snapshot::Listener>& listeners = {});
+  static Result<std::shared_ptr<const TlsContexts>> create(
+      const std::vector<snapshot::TlsCertificate>& certs, const std::vector<snapshot::Listener>& listeners = {},
+      const std::vector<snapshot::HostClientValidation>& host_validation = {});
 
   // The context for a client's SNI (lower-cased by the caller), or the
   // default one when nothing matches or no SNI was sent; nullptr when the
@@ -77,8 +79,11 @@ class TlsContexts {
     auto it = client_auth_.find(std::string(listener));
     return it == client_auth_.end() ? nullptr : it->second;
   }
+  // Client certificates per hostname (client_certificates.h).
+  const HostClientAuthTable& host_client_auth() const { return host_client_auth_; }
 
  private:
+  HostClientAuthTable host_client_auth_;
   std::unordered_map<std::string, std::shared_ptr<const ClientAuth>> client_auth_;
   std::vector<CtxPtr> contexts_;
   std::unordered_map<std::string, SSL_CTX*> exact_;

@@ -420,7 +420,7 @@ def test_refused_annotations_are_reported_and_evented(env):
 def test_migrate_report_against_the_cluster(env):
     cp, proxy, ctl, curl = env
     cp.apply(ingress("report-me", "report.nx.test", "/", "main",
-                     {"rewrite-target": "/", "limit-rps": "5", "auth-tls-secret": "default/client-ca"}))
+                     {"rewrite-target": "/", "limit-rps": "5", "satisfy": "any"}))
     argv = [binary("gantry-controller"), "migrate", "--source", "kube", "--kubeconfig", cp.kubeconfig]
     r = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r.stderr  # a refused annotation: a CI gate fails
@@ -428,10 +428,10 @@ def test_migrate_report_against_the_cluster(env):
     item = next(i for i in rep["ingresses"] if i["name"] == "report-me")
     got = {a["name"]: (a["support"], a["blocks"]) for a in item["annotations"]}
     assert got == {P + "rewrite-target": ("served", False), P + "limit-rps": ("partial", False),
-                   P + "auth-tls-secret": ("refused", True)}
+                   P + "satisfy": ("refused", True)}
     assert not item["served"]
     text = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
-    assert "ingress default/report-me: NOT SERVED" in text and "refused  auth-tls-secret=" in text
+    assert "ingress default/report-me: NOT SERVED" in text and "refused  satisfy=" in text
     never = subprocess.run(argv + ["--fail-on", "never"], capture_output=True, text=True, timeout=60)
     assert never.returncode == 0
     bad = subprocess.run(argv + ["--fail-on", "sometimes"], capture_output=True, text=True, timeout=60)

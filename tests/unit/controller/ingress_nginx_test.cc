@@ -2,6 +2,7 @@
 // the host-wide regex rule, canary precedence, and the report.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -333,6 +334,60 @@ std::vector<AnnotationRow> rows() {
       {"ssl-passthrough", "yes", S::kRefused, false, nullptr},
       {"custom-http-errors", "404,503", S::kRefused, false, nullptr},
       {"no-such-annotation", "x", S::kUnknown, false, nullptr},
+      // auth-tls-*: ingress-nginx's authtls parser (defaults on / 1; a value it
+      // rejects as invalid refuses the Ingress).
+      {"auth-tls-secret", "default/client-ca", S::kPartial, false,
+       [](const NginxConfig& c) {
+         ASSERT_TRUE(c.auth_tls);
+         EXPECT_EQ(c.auth_tls->secret_namespace, "default");
+         EXPECT_EQ(c.auth_tls->secret, "client-ca");
+         EXPECT_EQ(c.auth_tls->verify, sn::ClientVerify::kOn);
+         EXPECT_EQ(c.auth_tls->depth, 1u);
+         EXPECT_FALSE(c.auth_tls->pass_certificate);
+       }},
+      {"auth-tls-secret", "client-ca", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.auth_tls && c.auth_tls->secret_namespace.empty()); }},
+      {"auth-tls-secret", "a/b/c", S::kRefused, true, [](const NginxConfig& c) { EXPECT_FALSE(c.auth_tls); }},
+      {"auth-tls-secret", "ns/$bad", S::kRefused, true, nullptr},
+      {"auth-tls-verify-client", "optional_no_ca", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->verify, sn::ClientVerify::kOptionalNoCa); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-client", "optional", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->verify, sn::ClientVerify::kOptional); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-client", "off", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->verify, sn::ClientVerify::kOff); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-client", "maybe", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->verify, sn::ClientVerify::kOn); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-client", "on", S::kRefused, false, [](const NginxConfig& c) { EXPECT_FALSE(c.auth_tls); }},
+      {"auth-tls-verify-depth", "3", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->depth, 3u); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-depth", "0", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->depth, 1u); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-verify-depth", "deep", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->depth, 1u); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-error-page", "https://errors.example.com/mtls", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->error_page, "https://errors.example.com/mtls"); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-error-page", "/mtls-error", S::kPartial, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->error_page, "/mtls-error"); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-error-page", "@named", S::kRefused, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->error_page, ""); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-error-page", "https://x.example/a b", S::kRefused, true,
+       [](const NginxConfig& c) { EXPECT_FALSE(c.auth_tls); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-pass-certificate-to-upstream", "true", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_TRUE(c.auth_tls->pass_certificate); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-pass-certificate-to-upstream", "yes", S::kRefused, true,
+       [](const NginxConfig& c) { EXPECT_FALSE(c.auth_tls); }, {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-match-cn", "CN=(alice|bob)", S::kServed, false,
+       [](const NginxConfig& c) { EXPECT_EQ(c.auth_tls->match_cn, "CN=(alice|bob)"); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-match-cn", "alice", S::kRefused, true, [](const NginxConfig& c) { EXPECT_FALSE(c.auth_tls); },
+       {{"auth-tls-secret", "default/ca"}}},
+      {"auth-tls-match-cn", "CN=(?=alice)", S::kRefused, true, nullptr, {{"auth-tls-secret", "default/ca"}}},
   };
 }
 
@@ -427,7 +482,10 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"auth-response-headers", "X-Auth-Request-User"}, {"proxy-ssl-secret", "default/upstream"},
       {"proxy-ssl-verify", "on"}, {"proxy-ssl-server-name", "on"}, {"proxy-ssl-name", "backend.example"},
       {"proxy-ssl-verify-depth", "2"}, {"limit-connections", "10"}, {"default-backend", "errors"},
-      {"custom-http-errors", "404,503"}};
+      {"custom-http-errors", "404,503"},
+      {"auth-tls-secret", "default/client-ca"},
+      {"auth-tls-verify-client", "optional"}, {"auth-tls-verify-depth", "2"},
+      {"auth-tls-error-page", "https://example.org/mtls"}, {"auth-tls-match-cn", "CN=client"}};
   const std::map<std::string, std::map<std::string, std::string>> needs = {
       {"canary", {{"canary", "true"}}},
       {"affinity", {{"affinity", "cookie"}}},
@@ -440,6 +498,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       {"disable-proxy-intercept-errors", {{"default-backend", "errors"}, {"custom-http-errors", "404"}}},
       {"x-forwarded-prefix", {{"rewrite-target", "/$1"}}},
       {"auth-", {{"auth-url", "http://auth/verify"}}},
+      {"auth-tls-", {{"auth-tls-secret", "default/client-ca"}}},
       {"proxy-ssl-", {{"backend-protocol", "HTTPS"}, {"proxy-ssl-secret", "default/upstream"}}}};
   int with_semantics = 0;
   std::string served;
@@ -464,7 +523,7 @@ TEST(IngressNginx, EveryIngressNginxAnnotationHasAVerdict) {
       }
     }
   }
-  EXPECT_EQ(with_semantics, 72) << served;
+  EXPECT_EQ(with_semantics, 78) << served;
 }
 
 TEST(IngressNginx, Sizes) {
@@ -920,6 +979,68 @@ endpoints:
   std::string st = dump(r.statuses) + testing::all_messages(r.statuses);
   EXPECT_NE(st.find("kube-system/upstream is in another namespace"), std::string::npos) << st;
   EXPECT_NE(st.find("Secret default/nope not found"), std::string::npos) << st;
+  r.snapshot.version = 1;  // the proxy would apply it
+  EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
+}
+
+// auth-tls-*: one hostClientValidation entry per host (and server-alias) of
+// the Ingress, the oldest Ingress's for a shared host; the Secret's ca.crt
+// in caPem; a Secret that cannot be used, of another namespace, or a rule
+// without a host makes the Ingress Invalid (not served: fail closed).
+TEST(IngressNginx, AuthTlsBecomesHostClientValidation) {
+  const std::string n = "nginx.ingress.kubernetes.io/";
+  const std::string tls = n + "auth-tls-secret: default/client-ca, ";
+  Cache c = load(std::string(kServices) + upstream_secret("client-ca", true, false) +
+                 upstream_secret("no-ca", false, true) +
+                 ingress("mtls", 1,
+                         tls + n + "auth-tls-verify-client: optional, " + n + "auth-tls-verify-depth: '2', " + n +
+                             "auth-tls-error-page: 'https://errors.example.com/mtls', " + n +
+                             "auth-tls-pass-certificate-to-upstream: 'true', " + n + "auth-tls-match-cn: 'CN=(a|b)', " +
+                             n + "server-alias: alias.example.com",
+                         "mtls.example.com", "/", "Prefix", "main") +
+                 ingress("later", 2, n + "auth-tls-secret: client-ca", "mtls.example.com", "/later", "Prefix", "other") +
+                 ingress("second", 3, n + "auth-tls-secret: client-ca", "second.example.com", "/", "Prefix", "other") +
+                 ingress("elsewhere", 4, n + "auth-tls-secret: kube-system/client-ca", "e.example.com", "/", "Prefix",
+                         "main") +
+                 ingress("missing", 5, n + "auth-tls-secret: default/nope", "m.example.com", "/", "Prefix", "main") +
+                 ingress("noca", 6, n + "auth-tls-secret: default/no-ca", "n.example.com", "/", "Prefix", "main") +
+                 ingress("nohost", 7, n + "auth-tls-secret: default/client-ca", "''", "/", "Prefix", "main"));
+  TranslateResult r = translate(c, nginx_options());
+  std::string hosts;
+  for (const auto& v : r.snapshot.host_client_validation) hosts.append(v.hostname).append(" ");
+  ASSERT_EQ(r.snapshot.host_client_validation.size(), 3u) << hosts;
+  const sn::HostClientValidation& alias = r.snapshot.host_client_validation[0];
+  const sn::HostClientValidation& mtls = r.snapshot.host_client_validation[1];
+  const sn::HostClientValidation& second = r.snapshot.host_client_validation[2];
+  EXPECT_EQ(alias.hostname, "alias.example.com");
+  EXPECT_EQ(mtls.hostname, "mtls.example.com");
+  EXPECT_EQ(second.hostname, "second.example.com");
+  EXPECT_EQ(mtls.owner, "default/mtls") << "the oldest Ingress configures a shared host";
+  EXPECT_EQ(mtls.verify, sn::ClientVerify::kOptional);
+  EXPECT_EQ(mtls.depth, 2u);
+  EXPECT_EQ(mtls.error_page, "https://errors.example.com/mtls");
+  EXPECT_TRUE(mtls.pass_certificate);
+  EXPECT_EQ(mtls.subject_match, "CN=(a|b)");
+  EXPECT_NE(mtls.ca_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_TRUE(mtls.crl_pem.empty());
+  EXPECT_EQ(alias, ([&] {
+              sn::HostClientValidation v = mtls;
+              v.hostname = "alias.example.com";
+              return v;
+            })());
+  EXPECT_EQ(second.verify, sn::ClientVerify::kOn);
+  EXPECT_EQ(second.depth, 1u);
+  EXPECT_FALSE(second.pass_certificate);
+  // The Ingresses that cannot be served with client certificates are not served at all.
+  std::set<std::string> served;
+  for (const auto& route : r.snapshot.routes) served.insert(route.name);
+  for (const char* name : {"elsewhere", "missing", "noca", "nohost"}) EXPECT_FALSE(served.count(name)) << name;
+  for (const char* name : {"mtls", "later", "second"}) EXPECT_TRUE(served.count(name)) << name;
+  std::string st = dump(r.statuses) + testing::all_messages(r.statuses);
+  EXPECT_NE(st.find("kube-system/client-ca is in another namespace"), std::string::npos) << st;
+  EXPECT_NE(st.find("Secret default/nope not found"), std::string::npos) << st;
+  EXPECT_NE(st.find("Secret default/no-ca has no ca.crt"), std::string::npos) << st;
+  EXPECT_NE(st.find("a rule without a host is not served with them"), std::string::npos) << st;
   r.snapshot.version = 1;  // the proxy would apply it
   EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
 }

@@ -253,6 +253,8 @@ const BadInput kBadInputs[] = {
     {"NegativeWeight",
      R"({"routes": [{"rules": [{"backends": [{"cluster": "c", "weight": -5}]}]}]})",
      "routes[0].rules[0].backends[0].weight: -5 out of range"},
+    {"UnknownClientVerify", R"({"hostClientValidation": [{"hostname": "a.example.com", "verify": "on"}]})",
+     R"(hostClientValidation[0].verify: unknown value "on")"},
     {"ReadyNotBool", R"({"clusters": [{"endpoints": [{"address": "10.0.0.1", "ready": "yes"}]}]})",
      "clusters[0].endpoints[0].ready: expected boolean, got string"},
     {"UnknownLoadBalancer",

@@ -177,6 +177,11 @@ inline Snapshot rich_snapshot() {
                           ClientValidation{"-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n", true}}};
   s.passthrough = {Passthrough{"db.example.com", "default/web:80", "", "default/db"},
                    Passthrough{"*.example.org", "default/web:80", "[fd00::2]:443", ""}};
+  s.host_client_validation = {
+      HostClientValidation{"mtls.example.com", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n",
+                           "-----BEGIN X509 CRL-----\ncrl\n-----END X509 CRL-----\n", ClientVerify::kOptionalNoCa,
+                           3, "https://errors.example.com/", true, "CN=(a|b)", "default/mtls"},
+      HostClientValidation{"*.example.net", "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"}};
   return s;
 }
 

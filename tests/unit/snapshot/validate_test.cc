@@ -326,6 +326,43 @@ const Mutation kMutations[] = {
        s.listeners = {{"10.0.0.1:443", "10.0.0.1", 443, true, {}, ClientValidation{"not a certificate"}}};
      },
      "listener 10.0.0.1:443.clientValidation.caPem: does not hold a PEM certificate"},
+    // Client certificates per hostname: each problem names the entry and the field.
+    {"HostClientValidationBadHostname",
+     [](Snapshot& s) { s.host_client_validation = {{"bad name", s.certificates[0].cert_pem}}; },
+     "hostClientValidation[0].hostname"},
+    {"HostClientValidationDuplicate",
+     [](Snapshot& s) {
+       s.host_client_validation = {{"a.example.com", s.certificates[0].cert_pem},
+                                   {"a.example.com", s.certificates[0].cert_pem}};
+     },
+     "hostClientValidation[1].hostname: duplicate (also hostClientValidation[0])"},
+    {"HostClientValidationNoCa", [](Snapshot& s) { s.host_client_validation = {{"a.example.com"}}; },
+     "hostClientValidation[0].caPem: must hold 1 byte to 64 MiB of PEM"},
+    {"HostClientValidationCaNotPem",
+     [](Snapshot& s) {
+       s.host_client_validation = {{"a.example.com", "not a certificate", "", ClientVerify::kOn, 1, "", false, "",
+                                    "default/mtls"}};
+     },
+     "hostClientValidation[0] (default/mtls).caPem: does not hold a PEM certificate"},
+    {"HostClientValidationCrlNotPem",
+     [](Snapshot& s) { s.host_client_validation = {{"a.example.com", s.certificates[0].cert_pem, "no crl"}}; },
+     "hostClientValidation[0].crlPem: does not hold a PEM certificate revocation list"},
+    {"HostClientValidationDepth",
+     [](Snapshot& s) {
+       s.host_client_validation = {{"a.example.com", s.certificates[0].cert_pem, "", ClientVerify::kOn, 0}};
+     },
+     "hostClientValidation[0].depth: must be from 1 to 100"},
+    {"HostClientValidationErrorPage",
+     [](Snapshot& s) {
+       s.host_client_validation = {{"a.example.com", s.certificates[0].cert_pem, "", ClientVerify::kOn, 1, "errors"}};
+     },
+     "hostClientValidation[0].errorPage: must be an http(s) URL or an absolute path"},
+    {"HostClientValidationSubjectMatch",
+     [](Snapshot& s) {
+       s.host_client_validation = {
+           {"a.example.com", s.certificates[0].cert_pem, "", ClientVerify::kOn, 1, "", false, "CN=(?=x)"}};
+     },
+     "hostClientValidation[0].subjectMatch: regular expression"},
     // TLS to a cluster (UpstreamTls): each problem names the cluster and the field.
     {"UpstreamH2WithoutTls", [](Snapshot& s) { s.clusters[0].protocol = ClusterProtocol::kH2; },
      "cluster default/web:80: protocol H2 (HTTP/2 over TLS) needs tls"},
@@ -407,6 +444,17 @@ TEST(ValidateTest, PassthroughEntriesAreValid) {
   s.passthrough = {Passthrough{"db.example.com", "default/web:80", "", "default/db"},
                    Passthrough{"db.example.com", "default/web:80", "10.0.0.1:443", "default/db"},
                    Passthrough{"*.db.example.com", "default/web:80"}};
+  auto errors = validate(s);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+}
+
+TEST(ValidateTest, HostClientValidationEntriesAreValid) {
+  Snapshot s = good();
+  s.host_client_validation = {
+      {"a.example.com", s.certificates[0].cert_pem},
+      {"*.example.com", s.certificates[0].cert_pem + other_cert().cert_pem, "", ClientVerify::kOptionalNoCa, 100,
+       "/mtls-error", true, "CN=(alice|bob)", "default/mtls"},
+      {"b.example.com", s.certificates[0].cert_pem, "", ClientVerify::kOff, 1, "https://errors.example.com/x"}};
   auto errors = validate(s);
   EXPECT_TRUE(errors.empty()) << joined(errors);
 }
