@@ -29,7 +29,9 @@ from test_kube_gateway_api import CONTROLLER, conditions, gateway_api_crds, rout
 
 PROXY_NS = "gantry-system"
 # Proxy ports for Gateway listeners: a range of this run's own.
-PORT_MIN = 42000 + (os.getpid() % 300) * 10
+# Below the kernel's ephemeral range (32768-60999), so that no outgoing
+# connection or free_port() of a test running alongside can hold one.
+PORT_MIN = 30000 + (os.getpid() % 270) * 10
 PORT_MAX = PORT_MIN + 9
 
 
