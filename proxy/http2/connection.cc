@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -53,6 +54,9 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   asio::any_io_executor executor() const { return ex_; }
   bool over() const { return over_; }
   void wake_writer() { write_signal_.cancel(); }
+
+  // Which pass of the read loop an idle watch belongs to (IdleWatch).
+  uint64_t idle_epoch = 0;
 
   // Ends the connection for everyone: streams see closed, runners unwind.
   void end() {
@@ -237,6 +241,47 @@ asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
   core->end();
 }
 
+// An idle connection (no stream open, nothing read) gives the pages of its
+// session's large buffers back after this long, as an idle HTTP/1.1
+// connection gives back its read buffer.
+constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
+
+// The read loop's idle timer. Fired while no stream is open: first (after
+// kReleaseIdleAfter) the session's memory goes back, then, at the idle
+// timeout, the read is cancelled and the connection ends. A watch belongs to
+// one pass of the loop (`epoch`): once the loop has moved on it touches
+// nothing, not even the timer and socket it names.
+template <class Socket>
+struct IdleWatch {
+  asio::steady_timer& timer;
+  Socket& sock;
+  std::shared_ptr<Core> core;
+  uint64_t epoch;
+  std::chrono::milliseconds idle_timeout;
+  std::chrono::steady_clock::time_point deadline;
+
+  void operator()(error_code e) {
+    if (e || core->idle_epoch != epoch) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (core->session().open_streams() != 0) {
+      // Not idle: streams in flight with nothing to read (a slow upstream).
+      // The idle time counts from when they are gone.
+      deadline = now + idle_timeout;
+      timer.expires_at(std::min(deadline, now + kReleaseIdleAfter));
+      timer.async_wait(std::move(*this));
+      return;
+    }
+    core->session().release_idle_memory();
+    if (now < deadline) {
+      timer.expires_at(deadline);
+      timer.async_wait(std::move(*this));
+      return;
+    }
+    error_code ignored;
+    sock.lowest_layer().cancel(ignored);
+  }
+};
+
 template <class Socket>
 asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const ConnectionOptions& opts,
                                StreamRunner runner) {
@@ -262,8 +307,7 @@ asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const Con
       },
       asio::detached);
 
-  // Idle timeout: a timer re-armed on every read, cancelling the read when it
-  // fires while no stream is open.
+  // Idle: a timer re-armed on every read (IdleWatch).
   asio::steady_timer idle(ex);
   // The read buffer, a pooled block (base/block_pool.h). On h2c it is held
   // only while streams are open: a connection without streams waits for
@@ -287,13 +331,9 @@ asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const Con
   while (reading && !core->over()) {
     core->wake_writer();
     error_code ec;
-    idle.expires_after(opts.idle_timeout);
-    idle.async_wait([&sock, core](error_code e) {
-      if (!e && core->session().open_streams() == 0) {
-        error_code ignored;
-        sock.lowest_layer().cancel(ignored);
-      }
-    });
+    const auto deadline = std::chrono::steady_clock::now() + opts.idle_timeout;
+    idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() + kReleaseIdleAfter));
+    idle.async_wait(IdleWatch<Socket>{idle, sock, core, ++core->idle_epoch, opts.idle_timeout, deadline});
     size_t n = 0;
     if (kPlain && core->session().open_streams() == 0) {
       buf.give_back();
@@ -319,6 +359,7 @@ asio::awaitable<void> serve_on(Socket& sock, std::string already_read, const Con
     if (!core->session().receive(std::string_view(buf.p, n)).ok()) break;
     if (core->session().done()) break;
   }
+  ++core->idle_epoch;  // a late IdleWatch finds nothing to do
   buf.give_back();
   // The session ended (GOAWAY after an error or a drain): let the writer flush
   // what is queued, for a bounded time. A peer that went away gets nothing.

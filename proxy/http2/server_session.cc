@@ -8,6 +8,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "proxy/http2/session_memory.h"
+
 namespace gantry::http2 {
 
 namespace {
@@ -99,6 +101,7 @@ struct ServerSession::Impl {
   Limits limits;
   Handler& handler;
   Clock clock;
+  SessionMemory memory;  // outlives `session`: ~Impl deletes the session first
   nghttp2_session* session = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams;
   std::string out;
@@ -495,10 +498,11 @@ Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limit
   nghttp2_option_set_max_outbound_ack(opt, 1000);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  const int rv = nghttp2_session_server_new2(&impl->session, cb, impl.get(), opt);
+  const int rv = nghttp2_session_server_new3(&impl->session, cb, impl.get(), opt, impl->memory.mem());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) return Error{std::string("http2: ") + nghttp2_strerror(rv)};
+  impl->memory.mark_frame_buffer();
 
   const nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
@@ -707,6 +711,12 @@ bool ServerSession::done() const {
 }
 
 size_t ServerSession::open_streams() const { return impl_->streams.size(); }
+
+size_t ServerSession::release_idle_memory() {
+  Impl& s = *impl_;
+  if (!s.streams.empty() || s.out_off < s.out.size() || nghttp2_session_want_write(s.session) != 0) return 0;
+  return s.memory.release_idle();
+}
 std::optional<ErrorCode> ServerSession::goaway_sent() const { return impl_->goaway; }
 const Counters& ServerSession::counters() const { return impl_->counters; }
 

@@ -198,6 +198,12 @@ class ServerSession {
   // No stream open, nothing more to read or write: close the connection.
   bool done() const;
   size_t open_streams() const;
+  // While no stream is open and nothing is queued to send: gives the pages of
+  // the session's large buffers back to the kernel (session_memory.h) and
+  // returns how many bytes that was; otherwise does nothing and returns 0.
+  // For a connection that has been idle a while (each call costs a system
+  // call or two).
+  size_t release_idle_memory();
   // The error code of the GOAWAY the codec sent to end the connection, if any.
   std::optional<ErrorCode> goaway_sent() const;
   const Counters& counters() const;

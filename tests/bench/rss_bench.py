@@ -2,10 +2,12 @@
 keep-alive client connections (64 by default; `hack/bench.sh rss` also runs
 10,000), each of which made one request.
 
-    /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS] [h2]
+    /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS] [h2 [BYTES]]
 
 With `h2` the connections are HTTP/2 (h2c with prior knowledge; one GET each,
-made with raw frames). Prints VmRSS after the snapshot and with the connections open and idle for
+made with raw frames); with BYTES (at most 60,000) that GET is answered with a
+body of that size (/bytes/BYTES from the echo backend) instead of the echo's
+few bytes, so the connection's output buffers have been used. Prints VmRSS after the snapshot and with the connections open and idle for
 longer than the proxy's idle-buffer release delay (1 s), and the growth per
 idle connection. Only loopback addresses are used.
 """
@@ -82,6 +84,8 @@ def main():
     routes = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     conns = int(sys.argv[3]) if len(sys.argv) > 3 else 64
     h2 = len(sys.argv) > 4 and sys.argv[4] == "h2"
+    body = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    assert 0 <= body <= 60000, "BYTES: at most 60,000 (one stream window)"
     tmp = tempfile.mkdtemp(prefix="gantry-rss.")
     snap = {"version": 1, "routes": [], "clusters": [
         {"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": 19201}]}]}
@@ -93,6 +97,11 @@ def main():
                        "backends": [{"cluster": "bench/echo:80"}]},
                       {"matches": [{"path": {"type": "Exact", "value": f"/exact/{i}"}}],
                        "backends": [{"cluster": "bench/echo:80"}]}]})
+    snap["routes"].append({
+        "namespace": "bench", "name": "bytes", "creationTimestamp": routes,
+        "hostnames": ["bytes.example.com"],
+        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/bytes"}}],
+                   "backends": [{"cluster": "bench/echo:80"}]}]})
     path = os.path.join(tmp, "snapshot.json")
     with open(path, "w") as f:
         json.dump(snap, f)
@@ -109,7 +118,10 @@ def main():
         clients = []
         for i in range(conns):
             if h2:
-                clients.append(h2_get(19280, f"host-{i % routes}.example.com", f"/api/{i % routes}/x"))
+                if body:
+                    clients.append(h2_get(19280, "bytes.example.com", f"/bytes/{body}"))
+                else:
+                    clients.append(h2_get(19280, f"host-{i % routes}.example.com", f"/api/{i % routes}/x"))
                 continue
             c = http.client.HTTPConnection("127.0.0.1", 19280, timeout=10)
             c.request("GET", f"/api/{i % routes}/x", headers={"Host": f"host-{i % routes}.example.com"})

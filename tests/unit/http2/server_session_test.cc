@@ -770,5 +770,59 @@ TEST(Http2ServerSession, BadPrefaceFailsTheConnection) {
   EXPECT_TRUE(c.srv->done());
 }
 
+// An idle connection gives back the pages of libnghttp2's frame buffer, and
+// of its stream map while that is empty (session_memory.h); while a stream is
+// open, or output is queued, nothing is touched. Responses after a release are
+// intact.
+TEST(Http2ServerSession, AnIdleSessionGivesItsLargeBuffersBack) {
+  Conn c;
+  Client cl;
+  // SETTINGS queued, not yet written: nothing goes.
+  EXPECT_EQ(c.srv->release_idle_memory(), 0u);
+  c.pump(cl);
+  // No stream yet: the frame buffer (16,394 bytes) and the empty stream map
+  // (4,096 bytes). libnghttp2 keeps closed streams in the map (for RFC 7540
+  // priorities), so after a request only the frame buffer goes.
+  EXPECT_EQ(c.srv->release_idle_memory(), 16394u + 4096u);
+  c.h.on_end = [&](int32_t id) {
+    std::vector<Field> hdr = {{"content-type", "text/plain"}};
+    c.srv->respond(id, 200, hdr, false);
+    c.srv->send_data(id, std::string(12000, 'x'));  // most of the frame buffer is written
+    c.srv->end_response(id);
+  };
+  const int32_t first = cl.get();
+  c.pump(cl);
+  ASSERT_EQ(cl.status[first], 200);
+  ASSERT_EQ(c.srv->open_streams(), 0u);
+  EXPECT_EQ(c.srv->release_idle_memory(), 16394u);
+
+  // A stream open: nothing is released.
+  c.h.on_end = nullptr;
+  const int32_t second = cl.get();
+  c.pump(cl);
+  ASSERT_EQ(c.srv->open_streams(), 1u);
+  EXPECT_EQ(c.srv->release_idle_memory(), 0u);
+  answer_ok(c, second);
+  c.pump(cl);
+  EXPECT_EQ(cl.body[second], "hello");
+
+  // After a release, the session serves on as before.
+  EXPECT_GT(c.srv->release_idle_memory(), 0u);
+  c.h.on_end = [&](int32_t id) {
+    std::vector<Field> hdr = {{"content-type", "text/plain"}};
+    c.srv->respond(id, 200, hdr, false);
+    c.srv->send_data(id, std::string(20000, 'y'));
+    c.srv->end_response(id);
+  };
+  for (int i = 0; i < 3; ++i) {
+    const int32_t id = cl.get({{"x-round", std::to_string(i)}});
+    c.pump(cl);
+    EXPECT_EQ(cl.status[id], 200);
+    EXPECT_EQ(cl.body[id], std::string(20000, 'y'));
+    EXPECT_GT(c.srv->release_idle_memory(), 0u);
+  }
+  EXPECT_FALSE(c.server_failed);
+}
+
 }  // namespace
 }  // namespace gantry::http2
