@@ -1,6 +1,8 @@
 // The HTTP/2 upstream codec on libnghttp2: see client_session.h.
 #include "proxy/http2/client_session.h"
 
+#include "proxy/http2/indexing.h"
+
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
@@ -16,8 +18,7 @@ std::string_view sv(const uint8_t* p, size_t n) { return {reinterpret_cast<const
 
 nghttp2_nv nv(std::string_view n, std::string_view v) {
   return {reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-          NGHTTP2_NV_FLAG_NONE};
+          reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), nv_flags(n)};
 }
 
 bool connection_specific(std::string_view name) {

@@ -64,7 +64,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     over_ = true;
     drain_timer_.cancel();
     auto streams = std::move(streams_);
-    for (auto& [id, st] : streams) {
+    for (auto& st : streams) {
       st->closed_ = true;
       st->close_code_ = ErrorCode::kCancel;
       st->notify();
@@ -81,7 +81,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   // ---- Handler
   void on_request(int32_t id, RequestHead&& head, bool end_stream) override {
     auto st = std::make_shared<Stream>(shared_from_this(), id, std::move(head), end_stream);
-    streams_[id] = st;
+    streams_.push_back(st);
     asio::co_spawn(ex_, runner_(st), asio::detached);
   }
   void on_data(int32_t id, std::string_view data) override {
@@ -98,12 +98,16 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     }
   }
   void on_closed(int32_t id, ErrorCode code) override {
-    auto it = streams_.find(id);
-    if (it == streams_.end()) return;
-    it->second->closed_ = true;
-    it->second->close_code_ = code;
-    it->second->notify();
-    streams_.erase(it);
+    for (auto& slot : streams_) {
+      if (slot->id_ != id) continue;
+      std::shared_ptr<Stream> st = std::move(slot);
+      slot = std::move(streams_.back());
+      streams_.pop_back();
+      st->closed_ = true;
+      st->close_code_ = code;
+      st->notify();
+      return;
+    }
   }
   void on_writable(int32_t id) override {
     if (auto* st = find(id)) st->notify();
@@ -111,14 +115,17 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
 
  private:
   Stream* find(int32_t id) {
-    auto it = streams_.find(id);
-    return it == streams_.end() ? nullptr : it->second.get();
+    for (const auto& st : streams_)
+      if (st->id_ == id) return st.get();
+    return nullptr;
   }
 
   asio::any_io_executor ex_;
   StreamRunner runner_;
   std::unique_ptr<ServerSession> session_;
-  std::unordered_map<int32_t, std::shared_ptr<Stream>> streams_;
+  // Open streams in no order: a few, at most MAX_CONCURRENT_STREAMS (a scan,
+  // no node allocated per stream).
+  std::vector<std::shared_ptr<Stream>> streams_;
   asio::steady_timer write_signal_;
   asio::steady_timer drain_timer_;
   std::chrono::milliseconds ack_timeout_;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "proxy/http2/indexing.h"
 #include "proxy/http2/session_memory.h"
 
 namespace gantry::http2 {
@@ -103,7 +104,13 @@ struct ServerSession::Impl {
   Clock clock;
   SessionMemory memory;  // outlives `session`: ~Impl deletes the session first
   nghttp2_session* session = nullptr;
-  std::unordered_map<int32_t, std::unique_ptr<Stream>> streams;
+  // Open streams, in no order (a stream's place changes when another
+  // closes). At most MAX_CONCURRENT_STREAMS, a few most of the time: a scan
+  // costs less than hashing, and no node is allocated per stream.
+  std::vector<std::unique_ptr<Stream>> streams;
+  // Objects of closed streams, reset, for the next streams to reuse.
+  static constexpr size_t kSpareStreams = 16;
+  std::vector<std::unique_ptr<Stream>> spare;
   std::string out;
   size_t out_off = 0;
   std::vector<int32_t> writable;  // on_writable notifications due after serialising
@@ -124,8 +131,40 @@ struct ServerSession::Impl {
   std::optional<ErrorCode> goaway;
 
   Stream* find(int32_t id) const {
-    auto it = streams.find(id);
-    return it == streams.end() ? nullptr : it->second.get();
+    for (const auto& st : streams)
+      if (st->id == id) return st.get();
+    return nullptr;
+  }
+
+  Stream& open_stream(int32_t id) {
+    std::unique_ptr<Stream> st;
+    if (spare.empty()) {
+      st = std::make_unique<Stream>();
+    } else {
+      st = std::move(spare.back());
+      spare.pop_back();
+    }
+    st->id = id;
+    streams.push_back(std::move(st));
+    return *streams.back();
+  }
+
+  // Removes an open stream and hands it over (null when not open).
+  std::unique_ptr<Stream> take_stream(int32_t id) {
+    for (auto& slot : streams) {
+      if (slot->id != id) continue;
+      std::unique_ptr<Stream> st = std::move(slot);
+      slot = std::move(streams.back());
+      streams.pop_back();
+      return st;
+    }
+    return nullptr;
+  }
+
+  void recycle(std::unique_ptr<Stream> st) {
+    if (spare.size() >= kSpareStreams) return;
+    *st = Stream();
+    spare.push_back(std::move(st));
   }
 
   void terminate(ErrorCode code) {
@@ -265,10 +304,8 @@ struct ServerSession::Impl {
   }
 
   void stream_closed(int32_t id, uint32_t code) {
-    auto it = streams.find(id);
-    if (it == streams.end()) return;
-    std::unique_ptr<Stream> st = std::move(it->second);
-    streams.erase(it);
+    std::unique_ptr<Stream> st = take_stream(id);
+    if (st == nullptr) return;
     if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
     if (st->client_reset && !st->response_done) {
       ++counters.premature_resets;
@@ -279,6 +316,7 @@ struct ServerSession::Impl {
       }
     }
     if (st->delivered) handler.on_closed(id, static_cast<ErrorCode>(code));
+    recycle(std::move(st));
   }
 
   // --- nghttp2 callbacks -------------------------------------------------
@@ -300,9 +338,7 @@ struct ServerSession::Impl {
     if (f->hd.type != NGHTTP2_HEADERS) return 0;
     const int32_t id = f->hd.stream_id;
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      auto st = std::make_unique<Stream>();
-      st->id = id;
-      s.streams[id] = std::move(st);
+      s.open_stream(id);
       ++s.counters.streams_opened;
     } else if (Stream* st = s.find(id)) {
       st->in_trailers = true;
@@ -462,7 +498,7 @@ struct ServerSession::Impl {
     for (const Field& f : fields) {
       if (connection_specific(f.name) || f.name == "te" || f.name.empty() || f.name[0] == ':') continue;
       nv.push_back({(uint8_t*)f.name.data(), (uint8_t*)f.value.data(), f.name.size(), f.value.size(),
-                    NGHTTP2_NV_FLAG_NONE});
+                    nv_flags(f.name)});
     }
   }
 
@@ -623,7 +659,7 @@ void ServerSession::respond(int32_t id, int status, std::span<const Field> heade
     }
     if (name.empty() || name[0] == ':' || connection_specific(name) || name == "te") continue;
     nv.push_back({(uint8_t*)name.data(), (uint8_t*)f.value.data(), name.size(), f.value.size(),
-                  NGHTTP2_NV_FLAG_NONE});
+                  nv_flags(name)});
   }
   nghttp2_data_provider provider{};
   provider.source.ptr = st;
