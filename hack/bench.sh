@@ -36,6 +36,8 @@
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
 #                            Not part of `all`. GANTRY_BUILD_DIR picks the build directory.
 set -euo pipefail
+# As the image runs the proxy (Dockerfile ENV; tests/bench/lib.sh says why).
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.tcache_count=128}
 cd "$(dirname "$0")/.."
 what=${1:-all}
 if [ "$what" = churn ]; then

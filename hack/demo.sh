@@ -23,6 +23,8 @@
 # Everything listens on 127.0.0.0/8 only. Every process it starts runs in its
 # own process group and is stopped on exit, Ctrl-C or failure.
 set -euo pipefail
+# As the image runs the proxy (Dockerfile ENV; docs/ARCHITECTURE.md, "Memory").
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.tcache_count=128}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=interactive

@@ -12,6 +12,7 @@ bin=$(cd "${1:-build/bin}" && pwd)
 n1=${2:-1000}
 n2=${3:-6000}
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"  # GLIBC_TUNABLES, as the image runs the proxy
 tmp=$(mktemp -d /tmp/gantry-ipr.XXXXXX)
 pids=()
 cleanup() {

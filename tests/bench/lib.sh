@@ -1,5 +1,10 @@
 # Shared by the benchmark scripts in tests/bench/ (sourced, not run).
 
+# The proxies run with glibc's per-thread malloc cache raised from 7 to 128
+# freed chunks of each size, as the image runs gantry-proxy (the Dockerfile's
+# ENV, docs/ARCHITECTURE.md "Memory"): every proxy in a bench gets it alike.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.tcache_count=128}
+
 # wait_port HOST:PORT | PORT: until something accepts connections there (10 s at most).
 wait_port() {
   local hp=$1
