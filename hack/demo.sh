@@ -43,12 +43,8 @@ CTL_ADMIN_PORT=${DEMO_CTL_ADMIN_PORT:-9903}
 # A port of "auto": a free loopback port picked now (the tests' choice, since
 # any fixed port may be taken by something else on a shared machine).
 port_vars=(HTTP_PORT STATS_PORT ADMIN_PORT HEALTH_PORT CTL_ADMIN_PORT)
-mapfile -t free_ports < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))')
+# Outside the ephemeral range, never the same as a test running beside (ports.py).
+mapfile -t free_ports < <(python3 "$(dirname "${BASH_SOURCE[0]}")/testbin/ports.py" 5)
 [[ ${#free_ports[@]} == 5 ]] || { echo "demo.sh: could not pick free ports" >&2; exit 1; }
 for i in "${!port_vars[@]}"; do
   if [[ ${!port_vars[$i]} == auto ]]; then printf -v "${port_vars[$i]}" '%s' "${free_ports[$i]}"; fi

@@ -142,19 +142,9 @@ on_exit() {
 }
 trap on_exit EXIT
 
-free_ports() {  # count -> that many distinct free loopback ports, one per line
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-for s in socks:
-    print(s.getsockname()[1])
-EOF
-}
-mapfile -t ports < <(free_ports 4)
+# Four free loopback ports, outside the ephemeral range and never handed to two
+# test processes at once (ports.py).
+mapfile -t ports < <(python3 "$here/ports.py" 4)
 [ "${#ports[@]}" = 4 ] || die "could not pick free ports"
 etcd_port="${ports[0]}" etcd_peer_port="${ports[1]}" api_port="${ports[2]}" kcm_port="${ports[3]}"
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack" / "testbin"))
+import ports as _ports  # noqa: E402
 BIN = Path(os.environ.get("GANTRY_BIN") or REPO / "build" / "bin")
 
 # Bounded waits (seconds).
@@ -162,9 +164,9 @@ def wait_until(predicate, timeout, what, interval=0.05, on_timeout=None):
 
 
 def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free on `host`, outside the ephemeral range and never handed to
+    two test processes at once (hack/testbin/ports.py)."""
+    return _ports.free_port(host)
 
 
 _REFUSING = []  # sockets held by refusing_port() for the life of the test process

@@ -14,7 +14,7 @@ import http.client
 import socket
 import subprocess
 
-from conftest import (HTTP_TIMEOUT, CertAuthority, http_request, next_loopback, refusing_port,
+from conftest import (HTTP_TIMEOUT, CertAuthority, free_port, http_request, next_loopback, refusing_port,
                       sn_cluster, sn_route, sn_rule, sn_snapshot, wait_until)
 
 CA, CB = "default/a:80", "default/b:80"
@@ -39,11 +39,9 @@ def refused(addr, port):
 
 
 def free_port_on(addrs):
-    """A port free on every address of `addrs` (bound and released on each)."""
+    """A port free on every address of `addrs` (conftest.free_port's, checked on the others)."""
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((addrs[0], 0))
-            port = s.getsockname()[1]
+        port = free_port(addrs[0])
         try:
             for a in addrs[1:]:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
