@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "proxy/base/openssl_error.h"
 #include "proxy/snapshot/validate.h"
 #include "proxy/net/cidr.h"
 
@@ -845,15 +846,6 @@ struct PkeyFree {
 // Never prompt for a passphrase: an encrypted key is an error.
 int no_passphrase(char*, int, int, void*) { return -1; }
 
-std::string openssl_error() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "no PEM data found";
-  char buf[256];
-  ERR_error_string_n(code, buf, sizeof(buf));
-  return buf;
-}
-
 std::unique_ptr<BIO, BioFree> mem_bio(const std::string& s) {
   return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())));
 }
@@ -881,12 +873,12 @@ void Validator::check_certificate(const TlsCertificate& c, size_t i,
   auto cert_bio = mem_bio(c.cert_pem);
   std::unique_ptr<X509, X509Free> cert(
       PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
-  if (!cert) e_.add(where, "certPem does not hold a PEM certificate: " + openssl_error());
+  if (!cert) e_.add(where, "certPem does not hold a PEM certificate: " + openssl_error("no PEM data found"));
   auto key_bio = mem_bio(c.key_pem);
   std::unique_ptr<EVP_PKEY, PkeyFree> key(
       PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
-    e_.add(where, "keyPem does not hold an unencrypted PEM private key: " + openssl_error());
+    e_.add(where, "keyPem does not hold an unencrypted PEM private key: " + openssl_error("no PEM data found"));
   }
   if (cert && key && X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();
@@ -976,12 +968,12 @@ void Validator::check_upstream_tls(const Cluster& c) {
     auto cert_bio = mem_bio(t.client_cert_pem);
     std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
     // std::string(...).append(): GCC PR 105329 (-Wrestrict on "literal" + std::string&&).
-    if (!cert) e_.add(where + ".clientCertPem", std::string("does not hold a PEM certificate: ").append(openssl_error()));
+    if (!cert) e_.add(where + ".clientCertPem", std::string("does not hold a PEM certificate: ").append(openssl_error("no PEM data found")));
     auto key_bio = mem_bio(t.client_key_pem);
     std::unique_ptr<EVP_PKEY, PkeyFree> key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
     if (!key)
       e_.add(where + ".clientKeyPem",
-             std::string("does not hold an unencrypted PEM private key: ").append(openssl_error()));
+             std::string("does not hold an unencrypted PEM private key: ").append(openssl_error("no PEM data found")));
     if (cert && key && X509_check_private_key(cert.get(), key.get()) != 1) {
       ERR_clear_error();
       e_.add(where, "clientKeyPem does not match the certificate in clientCertPem");

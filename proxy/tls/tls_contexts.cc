@@ -1,5 +1,7 @@
 #include "proxy/tls/tls_contexts.h"
 
+#include "proxy/base/openssl_error.h"
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -12,15 +14,6 @@
 namespace gantry::tls {
 
 namespace {
-
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf;
-}
 
 std::atomic<bool> offer_h2{false};
 
