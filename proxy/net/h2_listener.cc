@@ -155,13 +155,11 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
   http2::StreamRunner runner = [this, c](std::shared_ptr<http2::Stream> st) {
     return run_stream(c, std::move(st));
   };
+  // The connection's coroutine is serve()'s own (no wrapper frame); the
+  // completion handler keeps its options alive.
   asio::co_spawn(
-      io_,
-      [s = std::move(sock), bytes = std::move(already_read), conn_opts, runner]() mutable
-      -> asio::awaitable<void> {
-        co_await http2::serve(std::move(s), std::move(bytes), *conn_opts, std::move(runner));
-      },
-      [this, c](std::exception_ptr e) {
+      io_, http2::serve(std::move(sock), std::move(already_read), *conn_opts, std::move(runner)),
+      [this, c, conn_opts](std::exception_ptr e) {
         if (e) {
           try {
             std::rethrow_exception(e);
