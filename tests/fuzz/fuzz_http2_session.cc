@@ -5,7 +5,10 @@
 // once, and resets some streams. Invariants: no crash or sanitizer report, the
 // codec never holds more unwritten output than its high-water mark plus one
 // frame, a stream's response buffer never exceeds its bound, and after an
-// error the connection is done once its output is flushed.
+// error the connection is done once its output is flushed. With bit 0x10 of
+// the first byte, the session is asked to give its idle memory back after
+// every piece (session_memory.h): whatever the state, it releases only while
+// idle, and nothing goes wrong after.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -92,6 +95,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(out.size() <= limits.output_high_water + 16384 + 9 + 4096);
     // Half the time the socket takes everything, else only part of it.
     s.written((opts & 0x20) ? out.size() / 2 : out.size());
+    if (opts & 0x10) {
+      const size_t open = s.open_streams();
+      const size_t released = s.release_idle_memory();
+      check(released == 0 || open == 0);
+    }
   }
   for (int i = 0; i < 100; ++i) {
     std::string_view out = s.output();
