@@ -271,10 +271,10 @@ struct IdleWatch {
     if (e || core->idle_epoch != epoch) return;
     const auto now = std::chrono::steady_clock::now();
     if (core->session().open_streams() != 0) {
-      // Not idle: streams in flight with nothing to read (a slow upstream).
-      // The idle time counts from when they are gone.
+      // Not idle: streams in flight with nothing to read (a slow upstream, a
+      // server-streaming call). Looked at again an idle timeout later.
       deadline = now + idle_timeout;
-      timer.expires_at(std::min(deadline, now + kReleaseIdleAfter));
+      timer.expires_at(deadline);
       timer.async_wait(std::move(*this));
       return;
     }
