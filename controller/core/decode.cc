@@ -615,7 +615,22 @@ GatewayRoute decode_gateway_route(const YAML::Node& doc) {
     });
     rule.filters = decode_filters(get(rn, "filters"), sub(rp, "filters"));
     each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
-      rule.backend_refs.push_back(decode_backend_ref(b, bp));
+      GrBackendRef ref = decode_backend_ref(b, bp);
+      ref.protocol = str(b, "protocol", bp);
+      YAML::Node tls = get(b, "tls");
+      if (present(tls)) {
+        std::string tp = sub(bp, "tls");
+        expect_map(tls, tp);
+        ref.tls = true;
+        ref.tls_hostname = opt_str(tls, "hostname", tp);
+        YAML::Node ca = get(tls, "caSecretRef");
+        if (present(ca)) {
+          expect_map(ca, sub(tp, "caSecretRef"));
+          ref.tls_ca_secret_ref = GrSecretKeyRef{required_str(ca, "name", sub(tp, "caSecretRef")),
+                                                 str(ca, "key", sub(tp, "caSecretRef"), "ca.crt")};
+        }
+      }
+      rule.backend_refs.push_back(std::move(ref));
     });
     rule.policy = decode_policy(get(rn, "policy"), sub(rp, "policy"));
     r.rules.push_back(std::move(rule));

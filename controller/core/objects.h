@@ -202,6 +202,16 @@ struct GrBackendRef {
   // ResponseHeaderModifier): applied only to the requests sent to it.
   std::optional<GrHeaderModifier> request_headers;
   std::optional<GrHeaderModifier> response_headers;
+  // GatewayRoute rules[].backendRefs[].protocol: "h2c" | "grpc" (HTTP/2 with
+  // prior knowledge) | "h2" (HTTP/2 over TLS, ALPN h2); empty: the Service
+  // port's appProtocol decides. Checked by translate (Accepted=False).
+  std::string protocol;
+  // ...backendRefs[].tls, with protocol h2: the name verified (and sent as
+  // SNI; default "<service>.<namespace>.svc") and the trust anchors (PEM in a
+  // Secret of the route's namespace; unset: the system's store).
+  std::optional<std::string> tls_hostname;
+  std::optional<GrSecretKeyRef> tls_ca_secret_ref;
+  bool tls = false;  // a tls block was given
   bool operator==(const GrBackendRef&) const = default;
 };
 

@@ -486,11 +486,65 @@ class Translator {
     return out.empty() ? "none" : out;
   }
 
+  // A GatewayRoute backendRef's `protocol` (and `tls`), checked: how the
+  // proxy speaks to the port whatever its appProtocol says.
+  struct BackendProtocol {
+    bool h2c = false;  // h2c, grpc: HTTP/2 with prior knowledge
+    bool h2 = false;   // h2: HTTP/2 over TLS, ALPN h2
+    bool tls = false;  // a tls block: its settings replace a BackendTLSPolicy's
+    std::optional<std::string> hostname;
+    std::string ca_pem, ca_ref;  // ca_ref: "ns/name:key", part of the cluster's name
+    bool usable = true;          // false: the CA Secret is unusable (503, never unverified)
+  };
+
+  // nullopt: no field given (the port decides); a bad value is reported on
+  // the route (Accepted=False names the field).
+  std::optional<BackendProtocol> backend_protocol(RouteCtx& ctx, const GrBackendRef& b,
+                                                  const std::string& field) {
+    if (b.protocol.empty() && !b.tls) return std::nullopt;
+    BackendProtocol p;
+    if (b.protocol == "h2c" || b.protocol == "grpc") {
+      p.h2c = true;
+    } else if (b.protocol == "h2") {
+      p.h2 = true;
+    } else if (!b.protocol.empty()) {
+      ctx.bad(sub(field, "protocol"), quote(b.protocol) + " is not one of h2c, h2, grpc");
+    }
+    if (!b.tls) return p;
+    std::string tf = sub(field, "tls");
+    if (!p.h2) ctx.bad(tf, "needs protocol h2 (HTTP/2 over TLS)");
+    p.tls = true;
+    p.hostname = b.tls_hostname;
+    if (p.hostname) {
+      sn::UpstreamTls probe;
+      probe.server_name = *p.hostname;
+      probe.system_ca = true;
+      if (p.hostname->empty() || !tls_problem(probe).empty())
+        ctx.bad(sub(tf, "hostname"), quote(*p.hostname) + " is not a DNS name");
+    }
+    if (b.tls_ca_secret_ref) {
+      const GrSecretKeyRef& r = *b.tls_ca_secret_ref;
+      std::string cf = sub(tf, "caSecretRef");
+      p.ca_ref = ctx.ns + "/" + r.name + ":" + r.key;
+      p.usable = false;
+      if (const std::string* pem = secret_value(ctx, r, cf)) {
+        if (std::string why = ca_bundle_problem(*pem); !why.empty()) {
+          ctx.unres("InvalidSecret", cf + ": Secret " + ctx.ns + "/" + r.name + " key " + quote(r.key) + ": " + why);
+        } else {
+          p.ca_pem = *pem;
+          p.usable = true;
+        }
+      }
+    }
+    return p;
+  }
+
   // Resolves a Service port to a cluster, or explains why it cannot.
   sn::BackendRef resolve_service(RouteCtx& ctx, const std::string& svc_name,
                                  const std::optional<int64_t>& port_number,
                                  const std::string& port_name, const std::string& field,
-                                 const std::string* in_ns = nullptr) {
+                                 const std::string* in_ns = nullptr,
+                                 const BackendProtocol* proto = nullptr) {
     const std::string& ns = in_ns ? *in_ns : ctx.ns;
     sn::BackendRef ref;
     auto fail = [&](const char* reason, std::string msg) {
@@ -516,8 +570,38 @@ class Translator {
       return fail("UnsupportedProtocol", "Service " + svc->meta.key() + " port " +
                                              std::to_string(sp->port) + " is " + sp->protocol +
                                              ", only TCP is supported");
-    ref.cluster = ensure_cluster(*svc, *sp, ctx.h2c, ctx.client_certificate,
-                                 ctx.upstream_tls ? &*ctx.upstream_tls : nullptr);
+    bool h2c = ctx.h2c || (proto && proto->h2c);
+    std::optional<UpstreamTlsOverride> h2;
+    if (proto && proto->h2) {
+      // protocol h2: a BackendTLSPolicy on the port gives the TLS settings
+      // (HTTP/2 on them); the backendRef's own tls, or none of either, a
+      // cluster of its own: the certificate verified for the hostname
+      // ("<service>.<namespace>.svc") against caSecretRef or the system store.
+      if (!proto->tls && btls_.service_tls.count({svc->meta.key(), sp->port})) {
+        h2c = true;
+      } else {
+        UpstreamTlsOverride o;
+        o.h2 = true;
+        o.suffix = "/h2";
+        o.tls.server_name = proto->hostname.value_or(svc->meta.name + "." + svc->meta.namespace_ + ".svc");
+        if (proto->hostname) o.suffix.append(";name=").append(*proto->hostname);
+        if (!proto->ca_ref.empty()) {
+          o.suffix.append(";ca=").append(proto->ca_ref);
+          o.tls.ca_pem = proto->ca_pem;
+        } else {
+          o.tls.system_ca = true;
+        }
+        o.usable = proto->usable && tls_problem(o.tls).empty();
+        if (!o.usable) {  // no endpoints (503), and a tls the snapshot accepts
+          o.tls = sn::UpstreamTls{};
+          o.tls.server_name = svc->meta.name + "." + svc->meta.namespace_ + ".svc";
+          o.tls.system_ca = true;
+        }
+        h2 = std::move(o);
+      }
+    }
+    const UpstreamTlsOverride* override = h2 ? &*h2 : ctx.upstream_tls ? &*ctx.upstream_tls : nullptr;
+    ref.cluster = ensure_cluster(*svc, *sp, h2c, ctx.client_certificate, override);
     return ref;
   }
 
@@ -541,7 +625,9 @@ class Translator {
       ref.unresolved = "no port";
       return ref;
     }
-    return resolve_service(ctx, b.name, b.port, "", field, b.namespace_ ? &*b.namespace_ : nullptr);
+    std::optional<BackendProtocol> proto = backend_protocol(ctx, b, field);
+    return resolve_service(ctx, b.name, b.port, "", field, b.namespace_ ? &*b.namespace_ : nullptr,
+                           proto ? &*proto : nullptr);
   }
 
   // ---------------------------------------------------------- secrets

@@ -610,6 +610,8 @@ std::set<std::string> KubeSource::secret_refs() const {
       if (rule.filters.basic_auth) refs.insert(ns + "/" + rule.filters.basic_auth->secret_ref.name);
       if (rule.filters.ext_auth && rule.filters.ext_auth->ca_secret_ref)
         refs.insert(ns + "/" + rule.filters.ext_auth->ca_secret_ref->name);
+      for (const auto& b : rule.backend_refs)  // protocol h2's trust anchors
+        if (b.tls_ca_secret_ref) refs.insert(ns + "/" + b.tls_ca_secret_ref->name);
       if (!rule.filters.jwt) continue;
       if (rule.filters.jwt->hmac_secret_ref)
         refs.insert(ns + "/" + rule.filters.jwt->hmac_secret_ref->name);

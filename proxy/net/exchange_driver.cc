@@ -70,7 +70,10 @@ uint64_t unix_ns_now() {
 
 // One admitted request of a cluster's circuit breaker and its pending-request
 // slot: the result is recorded when the exchange ends, from the status the
-// client got (0: cancelled; 502/503/504: failure; else success).
+// client got (0: cancelled; 502/503/504: failure; else success). A gRPC call
+// counts by its grpc-status's HTTP equivalent (exchange::http_status_for_grpc,
+// as outlier detection and retries count it): UNAVAILABLE (503) and
+// DEADLINE_EXCEEDED (504) are failures even in a 200 answer.
 class BreakerCall {
  public:
   BreakerCall() = default;
@@ -79,15 +82,19 @@ class BreakerCall {
   ~BreakerCall() {
     release_pending();
     if (!admitted_) return;
+    int status = *status_;
+    if (status == 200 && *grpc_status_ > 0) status = exchange::http_status_for_grpc(*grpc_status_);
     auto r = resilience::CallResult::kSuccess;
-    if (*status_ == 0 || cancelled_) r = resilience::CallResult::kCancelled;
-    else if (*status_ == 502 || *status_ == 503 || *status_ == 504) r = resilience::CallResult::kFailure;
+    if (status == 0 || cancelled_) r = resilience::CallResult::kCancelled;
+    else if (status == 502 || status == 503 || status == 504) r = resilience::CallResult::kFailure;
     breaker_->breaker->record(admission_, r, std::chrono::steady_clock::now());
   }
   // Why the request may not go ("" when it may): pending limit or open circuit.
-  std::string_view admit(std::shared_ptr<upstream::Breaker> b, const int* status) {
+  // `status`, `grpc_status`: the request record's, read when the call ends.
+  std::string_view admit(std::shared_ptr<upstream::Breaker> b, const int* status, const int* grpc_status) {
     breaker_ = std::move(b);
     status_ = status;
+    grpc_status_ = grpc_status;
     if (!breaker_->limits.pending_requests.try_acquire()) return "pending-limit";
     pending_ = true;
     admission_ = breaker_->breaker->try_admit(std::chrono::steady_clock::now());
@@ -106,6 +113,7 @@ class BreakerCall {
   std::shared_ptr<upstream::Breaker> breaker_;
   resilience::Admission admission_;
   const int* status_ = nullptr;
+  const int* grpc_status_ = nullptr;  // -1: not a gRPC call (or no status)
   bool pending_ = false;
   bool admitted_ = false;
   bool cancelled_ = false;
@@ -464,7 +472,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   BreakerCall call;
   if (cr.rule->policy.circuit_breaker) {
     const auto& b = w_.breaker(cfg.get(), &ref, ref.cluster, *cr.rule->policy.circuit_breaker);
-    std::string_view refused = b ? call.admit(b, &record.status) : std::string_view{};
+    std::string_view refused = b ? call.admit(b, &record.status, &record.grpc_status) : std::string_view{};
     if (!refused.empty()) {
       if (record.trace.active) record.trace.event("circuit_breaker.refused", {{"gantry.reason", std::string(refused)}});
       std::string why(refused == "circuit-open" ? "circuit breaker open for "
@@ -1392,26 +1400,30 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
             if (co_await send(replay_)) conn->end_request(call);
           } else {
             bool go = true;
-            if (body_early_) {  // the part a filter read goes first
-              if (body_h1_chunked_) {
-                pump->client_failed = true;
-                pump->error = 501;
-                pump->why = "chunked request bodies to an h2c backend are not supported yet";
-                go = false;
-              } else if (!body_.empty() && !co_await send(body_)) {
-                go = false;
-              }
-            }
+            // The part a filter read goes first; of an HTTP/1.1 chunked body,
+            // its data (body_dechunk_ goes on from where that read stopped).
+            if (body_early_ && !body_.empty() && !co_await send(body_)) go = false;
+            std::string payload;  // an HTTP/1.1 chunked body's data: DATA frames, no framing
             while (go) {
               exchange::BodyChunk c = co_await down.read_body();
-              if (c.failed || c.h1_chunked) {
+              if (c.failed) {
                 pump->client_failed = true;
-                pump->error = c.failed ? c.error : 501;
-                pump->why = c.failed ? std::string(c.why)
-                                     : std::string("chunked request bodies to an h2c backend are not supported yet");
+                pump->error = c.error;
+                pump->why = std::string(c.why);
                 break;
               }
-              if (!c.data.empty() && !co_await send(c.data)) break;
+              std::string_view data = c.data;
+              if (c.h1_chunked) {  // framing the codec validated; trailers are dropped
+                payload.clear();
+                if (!body_dechunk_.feed(c.data, &payload).ok()) {
+                  pump->client_failed = true;
+                  pump->error = 400;
+                  pump->why = "malformed chunked request body";
+                  break;
+                }
+                data = payload;
+              }
+              if (!data.empty() && !co_await send(data)) break;
               if (c.end) {
                 if (!call.closed && call.id >= 0) conn->end_request(call);
                 break;

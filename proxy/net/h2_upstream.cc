@@ -189,6 +189,7 @@ void H2UpstreamConn::release(H2Call& call) {
     session_->reset(call.id, http2::ErrorCode::kCancel);
     wake_writer();
   }
+  if (calls_.empty()) idle_since_ = std::chrono::steady_clock::now();
   call.id = -1;
 }
 
@@ -222,6 +223,7 @@ void H2UpstreamConn::on_closed(int32_t id, http2::ErrorCode code) {
   if (it == calls_.end()) return;
   H2Call* c = it->second;
   calls_.erase(it);
+  if (calls_.empty()) idle_since_ = std::chrono::steady_clock::now();
   c->closed = true;
   c->code = code;
   c->notify();

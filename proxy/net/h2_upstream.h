@@ -77,6 +77,9 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   bool usable() const { return !dead_ && session_->can_open(); }
   bool dead() const { return dead_; }
   size_t open_streams() const { return calls_.size(); }
+  // Since when no stream has been open (the connection's start at first):
+  // the worker closes connections idle beyond --upstream-idle-timeout.
+  std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
   // TLS: whether the handshake resumed a cached session.
   bool resumed() const { return tls_ && SSL_session_reused(tls_->native_handle()) == 1; }
 
@@ -111,6 +114,7 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   std::unique_ptr<http2::ClientSession> session_;
   std::unordered_map<int32_t, H2Call*> calls_;
   boost::asio::steady_timer write_signal_;
+  std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
   bool dead_ = false;
 };
 

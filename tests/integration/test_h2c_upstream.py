@@ -8,6 +8,7 @@ knowledge and HTTP/1.1) and h2load. Every process runs on loopback.
 """
 
 import subprocess
+import time
 
 import pytest
 
@@ -79,6 +80,19 @@ def test_http11_client_to_h2c_backend(proxy):
     assert (status, ver, body) == (200, "1.1", b"GET /one 0\n")
 
 
+def test_http11_chunked_request_body_to_h2c_backend(proxy):
+    # The chunk data goes up as DATA frames (no chunked framing on HTTP/2);
+    # beyond the stream window, so flow control paces the pump.
+    payload = proxy.workdir / "h2c-chunked.bin"
+    payload.write_bytes(b"y" * 200000)
+    status, ver, _, body = curl(proxy, "/chunked", version="--http1.1",
+                                extra=["-H", "Transfer-Encoding: chunked", "--data-binary", f"@{payload}"])
+    assert (status, ver, body) == (200, "1.1", b"POST /chunked 200000\n")
+    status, _, _, body = curl(proxy, "/chunked-empty", version="--http1.1",
+                              extra=["-H", "Transfer-Encoding: chunked", "--data-binary", ""])
+    assert (status, body) == (200, b"POST /chunked-empty 0\n")
+
+
 def test_many_streams_share_connections(proxy):
     out = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "20",
                           f"http://127.0.0.1:{proxy.http_port}/load"], capture_output=True, text=True, timeout=60)
@@ -104,7 +118,8 @@ def resilient():
         for port in (good, bad):
             wait_until(lambda: listening(port), START_TIMEOUT, "gantry-h2-echo to listen")
         clusters = []
-        for name, eps in (("failover", [refusing_port(), good]), ("retry", [bad, good]), ("outlier", [bad, good])):
+        for name, eps in (("failover", [refusing_port(), good]), ("retry", [bad, good]), ("outlier", [bad, good]),
+                          ("breaker", [bad]), ("breakerok", [good])):
             c = sn_cluster(f"default/{name}:80", [("127.0.0.1", p) for p in eps])
             c["protocol"] = "H2C"
             clusters.append(c)
@@ -115,6 +130,10 @@ def resilient():
             sn_rule("default/outlier:80", prefix="/outlier",
                     policy={"outlierDetection": {"consecutive5xx": 2, "consecutiveConnectFailures": 5,
                                                  "baseEjectionTimeMs": 60000, "maxEjectionPercent": 50}}),
+            sn_rule("default/breaker:80", prefix="/breaker",
+                    policy={"circuitBreaker": {"consecutiveFailures": 3, "openDurationMs": 60000}}),
+            sn_rule("default/breakerok:80", prefix="/okbreaker",
+                    policy={"circuitBreaker": {"consecutiveFailures": 3, "openDurationMs": 60000}}),
         ]
         p = dp.proxy(sn_snapshot(1, [sn_route("r", rules)], clusters), extra_args=["--http2", "on"])
         p.workdir, p.bad = dp.workdir, f"127.0.0.1:{bad}"
@@ -148,3 +167,56 @@ def test_outlier_detection_ejects_a_failing_endpoint(resilient):
     doc = get_json(resilient.admin_port, "/upstreams")
     (c,) = [c for c in doc["clusters"] if c["name"] == "default/outlier:80"]
     assert {e["address"]: e["ejected"] for e in c["endpoints"]}[resilient.bad] is True
+
+
+def breaker_state(proxy, cluster):
+    (b,) = [b for b in get_json(proxy.admin_port, "/upstreams")["circuitBreakers"] if b["cluster"] == cluster]
+    return b["state"]
+
+
+def test_circuit_breaker_counts_a_grpc_call_by_its_grpc_status(resilient):
+    grpc = ["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "x"]
+    # Calls answered OK keep the breaker closed.
+    for i in range(4):
+        status, _, hdrs, body = curl(resilient, f"/okbreaker/{i}", extra=grpc)
+        assert (status, body) == (200, f"POST /okbreaker/{i} 1\n".encode()) and "grpc-status" not in hdrs
+    assert breaker_state(resilient, "default/breakerok:80") == "closed"
+    # The failing endpoint answers every call HTTP 200 with a trailers-only
+    # grpc-status 14 (UNAVAILABLE): a failure (503), as for outlier detection
+    # and retries; three in a row open the breaker.
+    for i in range(3):
+        status, _, hdrs, _ = curl(resilient, f"/breaker/{i}", extra=grpc)
+        # (the backend's own local reply: its x-gateway-reason is "test")
+        assert status == 200 and "grpc-status: 14" in hdrs and "x-gateway-reason: test" in hdrs, hdrs
+    assert breaker_state(resilient, "default/breaker:80") == "open"
+    status, _, hdrs, _ = curl(resilient, "/breaker/refused", extra=grpc)
+    assert status == 200 and "grpc-status: 14" in hdrs and "x-gateway-reason: circuit-open" in hdrs, hdrs
+
+
+def upstream_connections(port):
+    """Established TCP connections to 127.0.0.1:port (the proxy's, to the backend)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=10)
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
+def test_idle_h2_upstream_connections_are_reaped():
+    with temporary_dataplane() as dp:
+        port = free_port()
+        dp.manager.spawn([binary("gantry-h2-echo"), f"--listen=127.0.0.1:{port}"], dp.workdir / "h2-echo.log")
+        wait_until(lambda: listening(port), START_TIMEOUT, "gantry-h2-echo to listen")
+        c = sn_cluster("default/h2:80", [("127.0.0.1", port)])
+        c["protocol"] = "H2C"
+        p = dp.proxy(sn_snapshot(1, [sn_route("r", [sn_rule("default/h2:80")])], [c]),
+                     extra_args=["--http2", "on", "--upstream-idle-timeout", "2s"])
+        p.workdir = dp.workdir
+        assert curl(p, "/a")[::3] == (200, b"GET /a 0\n")
+        assert upstream_connections(port) >= 1
+        # In use again before the timeout: kept (the same connection serves).
+        time.sleep(1.0)
+        assert curl(p, "/b")[::3] == (200, b"GET /b 0\n")
+        assert upstream_connections(port) >= 1
+        # Idle for longer than --upstream-idle-timeout: closed.
+        wait_until(lambda: upstream_connections(port) == 0, 10, "the idle h2 upstream connection to close")
+        # A new request connects again.
+        assert curl(p, "/c")[::3] == (200, b"GET /c 0\n")

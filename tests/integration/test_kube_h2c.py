@@ -18,9 +18,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "kube"))
 
-from conftest import CONVERGE_TIMEOUT, START_TIMEOUT, Proxy, binary, new_manager, tail, wait_until  # noqa: E402
-from kubeapi import ControlPlane, KubeController, TestHosts, _ip, endpoint_slice, simple_route  # noqa: E402
+from conftest import (CONVERGE_TIMEOUT, START_TIMEOUT, CertAuthority, Proxy, binary, new_manager, tail,  # noqa: E402
+                      wait_until)
+from kubeapi import (ControlPlane, KubeController, TestHosts, _ip, endpoint_slice, gateway_route,  # noqa: E402
+                     simple_route)
 from test_http2_codec import listening  # noqa: E402
+
+
+TLS_PORT = 9443
 
 
 def service(name, app_protocol=None):
@@ -46,9 +51,18 @@ def env():
             addr = f"198.51.100.{hosts.base + hosts.next_host}"
             hosts.next_host += 1
             _ip("-n", hosts.ns, "addr", "add", f"{addr}/28", "dev", f"gk{hosts.slot}n")
+            # ...and over TLS (ALPN h2) on TLS_PORT, its certificate for the
+            # Service name the controller verifies by default (h2tls.default.svc).
+            ca = CertAuthority(workdir)
+            cert, key = ca.issue("h2tls", ["h2tls.default.svc"])
+            (workdir / "h2.pem").write_text(cert)
+            (workdir / "h2.key").write_text(key)
             manager.spawn(["ip", "netns", "exec", hosts.ns, binary("gantry-h2-echo"),
-                           f"--listen={addr}:{TestHosts.PORT}"], workdir / "h2-echo.log")
-            wait_until(lambda: listening_at(addr, TestHosts.PORT), START_TIMEOUT, "gantry-h2-echo to listen")
+                           f"--listen={addr}:{TestHosts.PORT}", f"--tls-listen={addr}:{TLS_PORT}",
+                           f"--cert={workdir / 'h2.pem'}", f"--key={workdir / 'h2.key'}"], workdir / "h2-echo.log")
+            wait_until(lambda: listening_at(addr, TestHosts.PORT) and listening_at(addr, TLS_PORT), START_TIMEOUT,
+                       "gantry-h2-echo to listen")
+            cp.ca_pem = ca.path.read_text()
             proxy = Proxy(manager, workdir, workdir / "control.sock")
             proxy.start()
             controller = KubeController(manager, workdir, cp.kubeconfig, workdir / "control.sock").start()
@@ -110,3 +124,26 @@ def test_without_app_protocol_the_backend_gets_http11_and_changing_it_switches(e
     cp.apply(service("plain", "kubernetes.io/h2c"))
     r = wait_status(proxy, controller, "plain.kube.test", 200, "/now")
     assert r.body == b"GET /now 0\n", r
+
+
+def test_gatewayroute_backend_protocol_h2c_and_h2_with_a_ca_secret(env):
+    # The backendRef's protocol, whatever the port says; h2's CA comes from an
+    # Opaque Secret the controller watches because the route refers to it.
+    cp, proxy, controller, addr = env
+    cp.apply(service("byfield"))
+    cp.apply(endpoint_slice("byfield", [addr]))
+    cp.apply(gateway_route("byfield", ["byfield.kube.test"], [
+        {"backendRefs": [{"name": "byfield", "port": 8080, "protocol": "h2c"}]}]))
+    r = wait_status(proxy, controller, "byfield.kube.test", 200, "/f")
+    assert r.body == b"GET /f 0\n", r
+    cp.apply(service("h2tls"))
+    cp.apply(endpoint_slice("h2tls", [addr], port=TLS_PORT))
+    cp.apply(gateway_route("h2tls", ["h2tls.kube.test"], [
+        {"backendRefs": [{"name": "h2tls", "port": 8080, "protocol": "h2",
+                          "tls": {"caSecretRef": {"name": "h2-ca"}}}]}]))
+    # Without the Secret the ref fails closed (503), never unverified.
+    wait_status(proxy, controller, "h2tls.kube.test", 503)
+    cp.apply({"kind": "Secret", "metadata": {"name": "h2-ca", "namespace": "default"}, "type": "Opaque",
+              "stringData": {"ca.crt": cp.ca_pem}})
+    r = wait_status(proxy, controller, "h2tls.kube.test", 200, "/tls")
+    assert r.body == b"GET /tls 0\n", r

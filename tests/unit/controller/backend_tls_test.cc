@@ -300,6 +300,26 @@ TEST(BackendTls, GrpcRouteBackendIsHttp2OverTls) {
   EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
 }
 
+// A GatewayRoute backendRef with protocol h2: a BackendTLSPolicy on the port
+// gives the TLS (HTTP/2 on it); the backendRef's own tls replaces it.
+TEST(BackendTls, GatewayRouteProtocolH2UsesThePolicy) {
+  auto r = run(policy("p", std::string("  targetRefs: [{group: \"\", kind: Service, name: tls, sectionName: other}]\n") + kCaRef) +
+               "---\napiVersion: gantry.dev/v1alpha1\nkind: GatewayRoute\n"
+               "metadata: {name: g, namespace: ns}\nspec:\n  hostnames: [g.example.com]\n  rules:\n"
+               "  - matches: [{path: {value: /p}}]\n    backendRefs: [{name: tls, port: 8443, protocol: h2}]\n"
+               "  - backendRefs: [{name: tls, port: 8443, protocol: h2, tls: {hostname: own.example.com}}]\n");
+  std::map<std::string, std::string> got;
+  for (const auto& c : r.snapshot.clusters) {
+    if (c.protocol != snapshot::ClusterProtocol::kH2) continue;
+    ASSERT_TRUE(c.tls) << c.name;
+    got[c.name] = c.tls->server_name + (c.tls->ca_pem.empty() ? "" : " ca") + (c.tls->system_ca ? " system" : "");
+  }
+  EXPECT_EQ(got, (std::map<std::string, std::string>{{"ns/tls:8443/h2c", "a.example.com ca"},
+                                                     {"ns/tls:8443/h2;name=own.example.com", "own.example.com system"}}));
+  r.snapshot.version = 1;
+  EXPECT_EQ(snapshot::validate(r.snapshot), std::vector<std::string>{});
+}
+
 TEST(BackendTls, GatewayClientCertificate) {
   struct Case {
     const char* name;

@@ -1068,5 +1068,121 @@ TEST(Translate, AppProtocolH2cOrGrpcMakesAnH2cCluster) {
   }
 }
 
+// A GatewayRoute backendRef's `protocol` overrides the port's appProtocol
+// with a cluster of its own ("...:PORT/h2c", "...:PORT/h2..."); `tls` (with
+// h2) chooses the name verified and the CA. A bad value is reported naming the
+// field and only its route stops serving.
+TEST(Translate, GatewayRouteBackendProtocol) {
+  // Service svc: port 80 plain, 81 appProtocol kubernetes.io/h2c.
+  const std::string objects = std::string(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\n"
+      "spec: {ports: [{name: a, port: 80}, {name: b, port: 81, appProtocol: kubernetes.io/h2c}]}\n"
+      "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+      "metadata: {name: svc-1, labels: {kubernetes.io/service-name: svc}}\naddressType: IPv4\n"
+      "ports: [{name: a, port: 8080}, {name: b, port: 8081}]\nendpoints: [{addresses: [10.0.0.9]}]\n"
+      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: backend-ca}\nstringData:\n  ca.crt: |\n"
+      "    -----BEGIN CERTIFICATE-----\n") +
+      R"(    MIIBjDCCATOgAwIBAgIUWY1V8aRAWiIxw5uHInwOanEbA50wCgYIKoZIzj0EAwIw
+    GzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTAgFw0yNjExMjUxMjI4NDRaGA8y
+    MTI2MTEwMTEyMjg0NFowGzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTBZMBMG
+    ByqGSM49AgEGCCqGSM49AwEHA0IABEhehFJ3f+Ba1ZeWpMGefvcpC5v+rpp9166h
+    /H2ayh9pSVBlb6hvTXLP7jqQFmE42tHTLYoXw1uJvbIUr7uti72jUzBRMB0GA1Ud
+    DgQWBBTMpLktQLZQkLCHMmMjVYE0N/ibbTAfBgNVHSMEGDAWgBTMpLktQLZQkLCH
+    MmMjVYE0N/ibbTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDIf
+    48nCc6e1ZxSxoG4ALheqC5Vl5+jk6D3uAP5uDKjHAiAN2YeBHenngM+FnoLQgLZA
+    EJAo9AYYVY5rVF+Q5Txgzw==
+    -----END CERTIFICATE-----
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: not-a-ca}
+stringData: {ca.crt: hello}
+)" + route("other", "  hostnames: [other.example.com]\n  rules: [{backendRefs: [{name: svc, port: 80}]}]");
+  struct Case {
+    const char* backend;  // the route's backendRef, flow style
+    std::string cluster;  // the route's cluster: "name PROTOCOL [tls=SERVERNAME ca|system]", "" = none
+    std::string status;   // dump() of the route's status
+    std::string message;  // a substring of some condition message ("" = none checked)
+    bool endpoints = true;
+  } cases[] = {
+      {"{name: svc, port: 80}", "default/svc:80 HTTP1", "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 80, protocol: h2c}", "default/svc:80/h2c H2C", "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 80, protocol: grpc}", "default/svc:80/h2c H2C", "Accepted=True ResolvedRefs=True", ""},
+      // The port already says h2c: the same cluster as without the field.
+      {"{name: svc, port: 81, protocol: h2c}", "default/svc:81 H2C", "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 80, protocol: h2}", "default/svc:80/h2 H2 tls=svc.default.svc system",
+       "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 81, protocol: h2}", "default/svc:81/h2 H2 tls=svc.default.svc system",
+       "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 80, protocol: h2, tls: {hostname: api.internal, caSecretRef: {name: backend-ca}}}",
+       "default/svc:80/h2;name=api.internal;ca=default/backend-ca:ca.crt H2 tls=api.internal ca",
+       "Accepted=True ResolvedRefs=True", ""},
+      {"{name: svc, port: 80, protocol: h2, tls: {caSecretRef: {name: backend-ca, key: ca.crt}}}",
+       "default/svc:80/h2;ca=default/backend-ca:ca.crt H2 tls=svc.default.svc ca",
+       "Accepted=True ResolvedRefs=True", ""},
+      // An unusable CA: fail closed, no endpoints (503), never unverified.
+      {"{name: svc, port: 80, protocol: h2, tls: {caSecretRef: {name: nope}}}",
+       "default/svc:80/h2;ca=default/nope:ca.crt H2 tls=svc.default.svc system",
+       "Accepted=True ResolvedRefs=False(SecretNotFound)",
+       "spec.rules[0].backendRefs[0].tls.caSecretRef: Secret default/nope not found", false},
+      {"{name: svc, port: 80, protocol: h2, tls: {caSecretRef: {name: not-a-ca}}}",
+       "default/svc:80/h2;ca=default/not-a-ca:ca.crt H2 tls=svc.default.svc system",
+       "Accepted=True ResolvedRefs=False(InvalidSecret)",
+       "spec.rules[0].backendRefs[0].tls.caSecretRef: Secret default/not-a-ca key \"ca.crt\"", false},
+      {"{name: svc, port: 80, protocol: HTTP2}", "", "Accepted=False(Invalid) ResolvedRefs=True",
+       "spec.rules[0].backendRefs[0].protocol: \"HTTP2\" is not one of h2c, h2, grpc"},
+      {"{name: svc, port: 80, protocol: H2C}", "", "Accepted=False(Invalid) ResolvedRefs=True",
+       "spec.rules[0].backendRefs[0].protocol: \"H2C\" is not one of"},  // case-sensitive
+      {"{name: svc, port: 80, protocol: h2c, tls: {hostname: a.example}}", "",
+       "Accepted=False(Invalid) ResolvedRefs=True",
+       "spec.rules[0].backendRefs[0].tls: needs protocol h2"},
+      {"{name: svc, port: 80, tls: {}}", "", "Accepted=False(Invalid) ResolvedRefs=True",
+       "spec.rules[0].backendRefs[0].tls: needs protocol h2"},
+      {"{name: svc, port: 80, protocol: h2, tls: {hostname: \"not a name\"}}", "",
+       "Accepted=False(Invalid) ResolvedRefs=True",
+       "spec.rules[0].backendRefs[0].tls.hostname: \"not a name\" is not a DNS name"},
+  };
+  for (const auto& c : cases) {
+    Cache cache = load(objects + route("r", std::string("  hostnames: [r.example.com]\n  rules: [{backendRefs: [") +
+                                                c.backend + "]}]"));
+    TranslateResult r = translate(cache, {});
+    std::string status;
+    for (const auto& st : r.statuses)
+      if (st.name == "r") status = dump(std::vector<RouteStatus>{st});
+    EXPECT_EQ(status, "GatewayRoute default/r " + c.status + "\n") << c.backend;
+    if (!c.message.empty()) {
+      EXPECT_NE(all_messages(r.statuses).find(c.message), std::string::npos)
+          << c.backend << "\n" << all_messages(r.statuses);
+    }
+    // The other route keeps serving, on the port's own cluster.
+    bool other = false, mine = false;
+    for (const auto& rt : r.snapshot.routes) {
+      if (rt.name == "other") other = true;
+      if (rt.name != "r") continue;
+      mine = true;
+      ASSERT_EQ(rt.rules.size(), 1u);
+      ASSERT_EQ(rt.rules[0].backends.size(), 1u);
+      std::string got;
+      for (const auto& cl : r.snapshot.clusters) {
+        if (cl.name != rt.rules[0].backends[0].cluster) continue;
+        static const char* kProto[] = {"HTTP1", "H2C", "H2"};
+        got = cl.name + " " + kProto[static_cast<int>(cl.protocol)];
+        if (cl.tls) {
+          got += " tls=" + cl.tls->server_name + (cl.tls->ca_pem.empty() ? "" : " ca") +
+                 (cl.tls->system_ca ? " system" : "");
+          EXPECT_TRUE(cl.tls->verify) << c.backend;
+        }
+        EXPECT_EQ(!cl.endpoints.empty(), c.endpoints) << c.backend;
+      }
+      EXPECT_EQ(got, c.cluster) << c.backend;
+    }
+    EXPECT_TRUE(other) << c.backend;
+    EXPECT_EQ(mine, !c.cluster.empty()) << c.backend;
+    snapshot::Snapshot versioned = r.snapshot;
+    versioned.version = 1;
+    EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{}) << c.backend;
+  }
+}
+
 }  // namespace
 }  // namespace gantry::controller
