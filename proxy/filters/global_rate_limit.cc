@@ -13,13 +13,18 @@ namespace {
 // in Lua 5.1 (numbers are doubles; every value stays an integer below 2^53,
 // and idiv corrects floor(a / b) where the quotient rounded up). The clock is
 // the store's (TIME, microseconds, read once per call): replicas' clocks
-// never enter a decision. One call decides a batch: KEYS[i] with ARGV[4i-3 ..
-// 4i] (algorithm, requests, interval, capacity), in order, so the same key
-// twice in a batch counts twice. State: one hash per key, a = last refill
-// (us) or window index, t = tokens x interval (token bucket), p / c =
-// previous / current window counts; it expires once it would be back to a
-// fresh key's state. Reply: per key {allowed (0/1), limit, remaining, reset
-// seconds, retry-after seconds}, flattened.
+// never enter a decision. One call decides a batch: KEYS[i] with ARGV[5i-4 ..
+// 5i] (algorithm, requests, interval, capacity, n): the n decisions pending
+// on that key in the proxy, decided as n requests at one instant would be
+// one after the other, with the key's state read and written once. A key
+// may come twice in a call (counted twice, in order). State: one hash per
+// key, a = last refill (us) or window index, t = tokens x interval (token
+// bucket), p / c = previous / current window counts; it expires once it
+// would be back to a fresh key's state. Reply: per key {admitted, tokens,
+// prev, curr, elapsed}, flattened: how many of the n were admitted (the
+// first ones) and the state before them (GlobalKeyState), from which the
+// proxy derives each decision's RateLimit-* and Retry-After values
+// (global_decision, the same arithmetic).
 constexpr std::string_view kScript = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local function idiv(a, b)
@@ -27,16 +32,11 @@ local function idiv(a, b)
   if q * b > a then q = q - 1 end
   return q
 end
-local function ceil_seconds(us)
-  local s = idiv(us + 999999, 1000000)
-  if s < 1 then s = 1 end
-  return s
-end
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-local function decide(key, algo, requests, interval, capacity)
+local function decide(key, algo, requests, interval, capacity, n)
   local st = redis.call('HMGET', key, 'a', 't', 'p', 'c')
-  local allowed, remaining, reset, retry = 0, 0, 0, 0
+  local admitted
   if algo == 't' then
     local full = capacity * interval
     local rate = requests
@@ -48,18 +48,12 @@ local function decide(key, algo, requests, interval, capacity)
       if elapsed >= idiv(missing + rate - 1, rate) then tokens = full else tokens = tokens + elapsed * rate end
       at = now
     end
-    if tokens >= interval then
-      tokens = tokens - interval
-      allowed = 1
-    else
-      retry = ceil_seconds(idiv(interval - tokens + rate - 1, rate))
-    end
-    remaining = idiv(tokens, interval)
-    local to_full = idiv(full - tokens + rate - 1, rate)
-    if tokens == full then reset = 0 else reset = ceil_seconds(to_full) end
-    redis.call('HSET', key, 'a', at, 't', tokens)
-    redis.call('PEXPIRE', key, idiv(to_full, 1000) + 1000)
-    return allowed, capacity, remaining, reset, retry
+    admitted = idiv(tokens, interval)
+    if admitted > n then admitted = n end
+    local after = tokens - admitted * interval
+    redis.call('HSET', key, 'a', at, 't', after)
+    redis.call('PEXPIRE', key, idiv(idiv(full - after + rate - 1, rate), 1000) + 1000)
+    return admitted, tokens, 0, 0, 0
   end
   local window = idiv(now, interval)
   local at, prev, curr = tonumber(st[1]), tonumber(st[3]) or 0, tonumber(st[4]) or 0
@@ -74,41 +68,24 @@ local function decide(key, algo, requests, interval, capacity)
   if elapsed < 0 then elapsed = 0 end
   local left = 0
   if interval > elapsed then left = interval - elapsed end
-  local quota = requests * interval
-  local weighted_prev = prev * left
-  reset = ceil_seconds(left)
-  if weighted_prev + (curr + 1) * interval <= quota then
-    curr = curr + 1
-    allowed = 1
-    remaining = idiv(quota - weighted_prev - curr * interval, interval)
-  else
-    local wait
-    if curr + 1 <= requests then
-      local room = (requests - curr - 1) * interval
-      local t = interval - idiv(room, prev)
-      if t > elapsed then wait = t - elapsed else wait = 1 end
-    else
-      local room = (requests - 1) * interval
-      local t = 0
-      if curr > 0 then t = interval - math.min(interval, idiv(room, curr)) end
-      wait = left + t
-    end
-    retry = ceil_seconds(wait)
-  end
-  redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr)
+  -- Admitted while prev x left + (curr + 1) x interval <= requests x interval.
+  admitted = idiv(requests * interval - prev * left, interval) - curr
+  if admitted > n then admitted = n end
+  if admitted < 0 then admitted = 0 end
+  redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr + admitted)
   redis.call('PEXPIRE', key, idiv(2 * interval, 1000) + 1000)
-  return allowed, requests, remaining, reset, retry
+  return admitted, 0, prev, curr, elapsed
 end
 local out = {}
 for i = 1, #KEYS do
-  local j = 4 * (i - 1)
-  local a, l, r, s, w = decide(KEYS[i], ARGV[j + 1], tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]),
-                               tonumber(ARGV[j + 4]))
+  local j = 5 * (i - 1)
+  local a, t, p, c, e = decide(KEYS[i], ARGV[j + 1], tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]),
+                               tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5]))
   out[#out + 1] = a
-  out[#out + 1] = l
-  out[#out + 1] = r
-  out[#out + 1] = s
-  out[#out + 1] = w
+  out[#out + 1] = t
+  out[#out + 1] = p
+  out[#out + 1] = c
+  out[#out + 1] = e
 end
 return out
 )lua";
@@ -206,6 +183,76 @@ uint16_t cluster_slot(std::string_view key) {
       crc = static_cast<uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
   }
   return static_cast<uint16_t>(crc & 16383);
+}
+
+bool global_state_valid(const GlobalCheck& c, const GlobalKeyState& s, uint64_t n) {
+  if (c.interval_us == 0 || c.requests == 0 || s.admitted > n) return false;
+  // Bounded by the limit, the products stay below 2^53 (global_limit_fits);
+  // and `admitted` is what the algorithm admits from that state: as many as
+  // fit, at most n.
+  const uint64_t interval = c.interval_us;
+  if (!c.sliding_window) {
+    if (s.tokens > c.capacity * interval || s.admitted > s.tokens / interval) return false;
+    return s.admitted == n || s.tokens - s.admitted * interval < interval;
+  }
+  if (s.prev > c.requests || s.curr > c.requests || s.admitted > c.requests - s.curr) return false;
+  const uint64_t left = interval > s.elapsed ? interval - s.elapsed : 0;
+  const uint64_t quota = c.requests * interval;
+  const uint64_t weighted_prev = s.prev * left;
+  if (weighted_prev + (s.curr + s.admitted) * interval > quota) return false;
+  return s.admitted == n || weighted_prev + (s.curr + s.admitted + 1) * interval > quota;
+}
+
+namespace {
+
+constexpr uint64_t kMicrosPerSecond = 1000000;
+
+// ceil(us / 1 s), at least 1 (the script's and rate_limiter.cc's).
+uint64_t ceil_seconds(uint64_t us) { return std::max<uint64_t>(1, (us + kMicrosPerSecond - 1) / kMicrosPerSecond); }
+
+}  // namespace
+
+RateLimitDecision global_decision(const GlobalCheck& c, const GlobalKeyState& s, uint64_t i) {
+  const uint64_t interval = c.interval_us;
+  const uint64_t rate = c.requests;
+  RateLimitDecision d;
+  d.allowed = i < s.admitted;
+  if (!c.sliding_window) {
+    // rate_limiter.cc's token_bucket after its refill, the (i + 1)-th take.
+    const uint64_t full = c.capacity * interval;
+    const uint64_t tokens = s.tokens - (d.allowed ? i + 1 : s.admitted) * interval;
+    d.limit = c.capacity;
+    if (!d.allowed) d.retry_after_seconds = ceil_seconds((interval - tokens + rate - 1) / rate);
+    d.remaining = tokens / interval;
+    d.reset_seconds = tokens == full ? 0 : ceil_seconds((full - tokens + rate - 1) / rate);
+    return d;
+  }
+  // rate_limiter.cc's sliding_window after its roll, with curr the count
+  // the earlier decisions of the call left.
+  const uint64_t elapsed = s.elapsed;
+  const uint64_t left = interval > elapsed ? interval - elapsed : 0;
+  const uint64_t quota = c.requests * interval;
+  const uint64_t weighted_prev = s.prev * left;
+  d.limit = c.requests;
+  d.reset_seconds = ceil_seconds(left);
+  if (d.allowed) {
+    const uint64_t curr = s.curr + i + 1;
+    d.remaining = (quota - weighted_prev - curr * interval) / interval;
+    return d;
+  }
+  const uint64_t curr = s.curr + s.admitted;
+  uint64_t wait = 0;
+  if (curr + 1 <= c.requests) {
+    const uint64_t room = (c.requests - curr - 1) * interval;
+    const uint64_t t = s.prev == 0 ? interval : interval - std::min(interval, room / s.prev);
+    wait = t > elapsed ? t - elapsed : 1;
+  } else {
+    const uint64_t room = (c.requests - 1) * interval;
+    const uint64_t t = curr == 0 ? 0 : interval - std::min(interval, room / curr);
+    wait = left + t;
+  }
+  d.retry_after_seconds = ceil_seconds(wait);
+  return d;
 }
 
 std::string_view global_script() { return kScript; }

@@ -32,6 +32,31 @@ struct GlobalCheck {
   uint64_t capacity = 0;  // token bucket: requests + burst; window: requests
 };
 
+// What the script answers for one key of a call, to which the proxy sent
+// the n decisions pending on that key as one entry (key, n): how many of them
+// it admitted (the first `admitted`, in the order they were asked) and the
+// key's state before them, after the token bucket's refill or the window's
+// roll, on the store's clock. global_decision() derives each decision's
+// numbers from it.
+struct GlobalKeyState {
+  uint64_t admitted = 0;
+  uint64_t tokens = 0;   // token bucket: tokens x interval_us
+  uint64_t prev = 0;     // sliding window: the previous window's count
+  uint64_t curr = 0;     //   the current window's count
+  uint64_t elapsed = 0;  //   microseconds of the current window gone
+};
+
+// Whether `s` can be the script's answer for `n` decisions of `check` (the
+// counts and tokens within the limit's bounds): global_decision() needs it.
+bool global_state_valid(const GlobalCheck& check, const GlobalKeyState& s, uint64_t n);
+
+// The i-th (0-based) of the decisions a call asked for one key: exactly what
+// the script would answer deciding them one by one at one instant (the
+// first `admitted` allowed, each taking one request of the quota, so
+// RateLimit-Remaining counts down; the rest refused with the state the
+// admitted ones left). `s` must be global_state_valid.
+RateLimitDecision global_decision(const GlobalCheck& check, const GlobalKeyState& s, uint64_t i);
+
 enum class StoreOutcome : uint8_t {
   kDecided,      // the store answered: the decision stands
   kUnavailable,  // down, reconnecting, an error, or not within the budget

@@ -144,6 +144,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     bool eval = false;
     uint16_t hash_slot = 0;  // the key's Redis Cluster slot: a call's keys share one
     uint32_t batch = 0;  // on the first slot of a command: how many slots its reply answers
+    uint32_t run = 0;    // on the first slot of a key's run in a call: how many decisions the run has
+    uint32_t nth = 0;    // the slot's place in its run
     Clock::time_point sent, deadline;
     Done done;
     filters::GlobalCheck check;
@@ -155,12 +157,19 @@ class Conn : public std::enable_shared_from_this<Conn> {
     done(filters::StoreOutcome::kUnavailable, filters::RateLimitDecision{});
   }
 
-  // Encodes inflight_[first, first + n) as one script call (EVALSHA, or EVAL
-  // with the script's text) deciding every slot's key in order.
+  // Encodes inflight_[first, first + n), runs of decisions on one key (a run
+  // starts at a slot whose `run` is its length), as one script call
+  // (EVALSHA, or EVAL with the script's text): one (key, n) entry per run.
   void append_batch(size_t first, size_t n, bool eval) {
-    char nums[kMaxBatch][3][24];
+    char nums[kMaxBatch][4][24];
     char count[24];
-    std::array<std::string_view, 3 + 5 * kMaxBatch> args;
+    std::array<std::string_view, 3 + 6 * kMaxBatch> args;
+    std::array<size_t, kMaxBatch> runs;
+    size_t keys = 0;
+    for (size_t k = 0; k < n; k += inflight_[first + k].run) {
+      if (inflight_[first + k].run == 0 || keys == kMaxBatch) break;  // not from encode_queued: no reply will match
+      runs[keys++] = first + k;
+    }
     size_t a = 0;
     auto num = [](char* buf, uint64_t v) {
       auto r = std::to_chars(buf, buf + 24, v);
@@ -168,39 +177,68 @@ class Conn : public std::enable_shared_from_this<Conn> {
     };
     args[a++] = eval ? "EVAL" : "EVALSHA";
     args[a++] = eval ? filters::global_script() : std::string_view(filters::global_script_sha1());
-    args[a++] = num(count, n);
-    for (size_t k = 0; k < n; ++k) args[a++] = inflight_[first + k].check.key;
-    for (size_t k = 0; k < n; ++k) {
-      Slot& s = inflight_[first + k];
+    args[a++] = num(count, keys);
+    for (size_t k = 0; k < keys; ++k) args[a++] = inflight_[runs[k]].check.key;
+    for (size_t k = 0; k < keys; ++k) {
+      const Slot& s = inflight_[runs[k]];
       args[a++] = s.check.sliding_window ? "w" : "t";
       args[a++] = num(nums[k][0], s.check.requests);
       args[a++] = num(nums[k][1], s.check.interval_us);
       args[a++] = num(nums[k][2], s.check.capacity);
-      s.eval = eval;
-      s.batch = 0;
+      args[a++] = num(nums[k][3], s.run);
+    }
+    for (size_t k = 0; k < n; ++k) {
+      inflight_[first + k].eval = eval;
+      inflight_[first + k].batch = 0;
     }
     inflight_[first].batch = static_cast<uint32_t>(n);
     append_command(out_, std::span<const std::string_view>(args.data(), a));
   }
 
+  static bool same_limit(const filters::GlobalCheck& a, const filters::GlobalCheck& b) {
+    return a.key == b.key && a.sliding_window == b.sliding_window && a.requests == b.requests &&
+           a.interval_us == b.interval_us && a.capacity == b.capacity;
+  }
+
   // The decisions submitted since the last write (the last queued_ slots of
-  // inflight_) go into out_: one script call per run of equal hash slots, at
-  // most kMaxBatch keys each (Redis Cluster refuses a call whose keys span
-  // slots; a standalone server does not care, and keys of one limit, the
-  // hot ones, share a slot). Queued decisions are concurrent: grouping
-  // reorders them freely.
+  // inflight_) go into out_. Those on one key (and limit) become one run,
+  // one (key, n) entry of a call: Redis reads and writes the key once for
+  // all of them and the proxy derives each one's numbers in the order they
+  // were submitted (global_decision). One script call per run of equal hash
+  // slots, at most kMaxBatch keys each (Redis Cluster refuses a call whose
+  // keys span slots; a standalone server does not care, and keys of one
+  // limit, the hot ones, share a slot). Queued decisions are concurrent:
+  // grouping reorders them freely, except within a key.
   void encode_queued() {
     if (queued_ == 0) return;
-    const auto first = inflight_.end() - static_cast<std::ptrdiff_t>(queued_);
-    if (queued_ > 1)
-      std::stable_sort(first, inflight_.end(),
-                       [](const Slot& a, const Slot& b) { return a.hash_slot < b.hash_slot; });
-    size_t i = inflight_.size() - queued_;
-    while (i < inflight_.size()) {
-      size_t n = 1;
-      while (i + n < inflight_.size() && n < kMaxBatch && inflight_[i + n].hash_slot == inflight_[i].hash_slot) ++n;
-      append_batch(i, n, /*eval=*/false);
-      i += n;
+    const size_t begin = inflight_.size() - queued_;
+    const size_t end = inflight_.size();
+    if (queued_ > 1) {
+      bool sorted = true;
+      for (size_t k = begin + 1; k < end && sorted; ++k)
+        sorted = inflight_[k - 1].hash_slot == inflight_[k].hash_slot &&
+                 inflight_[k - 1].check.key == inflight_[k].check.key;
+      if (!sorted)
+        std::stable_sort(inflight_.begin() + static_cast<std::ptrdiff_t>(begin), inflight_.end(),
+                         [](const Slot& a, const Slot& b) {
+                           return a.hash_slot != b.hash_slot ? a.hash_slot < b.hash_slot : a.check.key < b.check.key;
+                         });
+    }
+    size_t i = begin;
+    while (i < end) {
+      size_t j = i, keys = 0;
+      while (j < end && keys < kMaxBatch && inflight_[j].hash_slot == inflight_[i].hash_slot) {
+        size_t r = 1;
+        while (j + r < end && same_limit(inflight_[j + r].check, inflight_[j].check)) ++r;
+        for (size_t t = 0; t < r; ++t) {
+          inflight_[j + t].run = t == 0 ? static_cast<uint32_t>(r) : 0;
+          inflight_[j + t].nth = static_cast<uint32_t>(t);
+        }
+        ++keys;
+        j += r;
+      }
+      append_batch(i, j - i, /*eval=*/false);
+      i = j;
     }
     queued_ = 0;
   }
@@ -378,12 +416,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
         flush();
         return true;
       }
-    } else if (reply.kind == StoreReply::kDecision && reply.count == n) {
+    } else if (reply.kind == StoreReply::kDecision && valid_reply(reply)) {
+      size_t key = 0;
       for (size_t k = 0; k < n; ++k) {
         Slot& s = answering_[k];
+        if (k > 0 && s.run != 0) ++key;
         if (s.answered) continue;
         counters().decisions.fetch_add(1, std::memory_order_relaxed);
-        s.done(filters::StoreOutcome::kDecided, reply.decisions[k]);
+        s.done(filters::StoreOutcome::kDecided, filters::global_decision(s.check, reply.keys[key], s.nth));
       }
       answering_.clear();
       arm();
@@ -399,21 +439,40 @@ class Conn : public std::enable_shared_from_this<Conn> {
     return true;
   }
 
+  // Whether `reply` answers answering_'s runs: one state per run, each one the
+  // script can have answered (the connection's peer is trusted, not blindly).
+  bool valid_reply(const StoreReply& reply) const {
+    size_t key = 0;
+    for (size_t k = 0; k < answering_.size(); k += answering_[k].run) {
+      const Slot& s = answering_[k];
+      if (s.run == 0 || key == reply.count || !filters::global_state_valid(s.check, reply.keys[key], s.run))
+        return false;
+      ++key;
+    }
+    return key == reply.count;
+  }
+
   // The timer: wakes for the oldest unanswered decision's budget, or for the
-  // oldest reply's stall limit.
+  // oldest reply's stall limit. Left to run while it wakes no later than
+  // needed (early when its decision was answered meanwhile: expire() then
+  // arms it for the oldest one left), so under load it is set about once per
+  // budget period: re-arming it per batch, or cancelling it when nothing
+  // waits, cost a timerfd_settime per batch (Asio's epoll reactor sets its
+  // timerfd whenever the earliest timer changes).
   void arm() {
-    if (inflight_.empty() || state_ == kClosed || state_ == kBackoff) {
+    if (state_ == kClosed || state_ == kBackoff) {
       if (armed_) timer_.cancel();
       armed_ = false;
       return;
     }
+    if (inflight_.empty()) return;
     Clock::time_point at = inflight_.front().sent + kStall;
     for (const Slot& s : inflight_)
       if (s.kind == Slot::kScript && !s.answered) {
         at = std::min(at, s.deadline);
         break;  // budgets are equal: the first unanswered one is the earliest
       }
-    if (armed_ && at == armed_at_) return;
+    if (armed_ && armed_at_ <= at) return;
     armed_ = true;
     armed_at_ = at;
     timer_.expires_at(at);

@@ -7,19 +7,24 @@
 // replies (resp.h): Debian 12's hiredis 0.14 has no TLS, and its async API
 // would need an adapter to Asio anyway.
 //  - One script call decides a batch: EVALSHA of the script
-//    (global_rate_limit.h) with one key per decision, loaded with SCRIPT LOAD
+//    (global_rate_limit.h) with one (key, n) entry per key, n the decisions
+//    pending on it (coalesced: Redis reads and writes the key once and
+//    answers how many it admits; global_decision() gives each its numbers,
+//    in submission order), loaded with SCRIPT LOAD
 //    when the connection opens; a NOSCRIPT reply (the server restarted or
 //    flushed its scripts) is retried once as EVAL. The decisions a worker
 //    submits while its ready handlers run (the write is posted behind them),
 //    or while a write is in flight, go out as one call of up to kMaxBatch
-//    keys: Redis pays the script's fixed cost once per batch. (Waiting for
+//    keys: Redis pays the script's fixed cost once per batch, and a key's
+//    work once per batch. (Waiting for
 //    the previous call's reply before sending the next made larger batches
 //    but more latency and more budget misses under load: not kept.)
 //  - Pipelining: the calls of a worker share its connection, and replies
 //    are matched to calls in order.
 //  - Budget: a decision not answered within settings().budget is answered
 //    kUnavailable at once (one timer per connection, for the oldest waiting
-//    request); its reply, when it comes, is dropped.
+//    request, left running while it wakes early enough: not re-armed per
+//    batch); its reply, when it comes, is dropped.
 //  - A connection that fails (connect, TLS, AUTH/SELECT, a protocol error, a
 //    reply later than kStall) is closed; every waiting decision is answered
 //    kUnavailable; it reconnects after a backoff (kBackoffMin doubling to

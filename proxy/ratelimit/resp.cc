@@ -10,33 +10,27 @@ namespace gantry::ratelimit {
 
 namespace {
 
-// The script's reply: five integers per decision (allowed 0 or 1, the rest
-// >= 0), at least one decision and at most kMaxBatch.
+// The script's reply: five integers >= 0 per key (admitted, tokens, prev,
+// curr, elapsed), at least one key and at most kMaxBatch.
 bool read_decisions(const redisReply& r, StoreReply& out) {
   if (r.type != REDIS_REPLY_ARRAY || r.element == nullptr || r.elements == 0 || r.elements % 5 != 0 ||
       r.elements / 5 > kMaxBatch)
     return false;
   const size_t n = r.elements / 5;
   for (size_t k = 0; k < n; ++k) {
-    long long v[5];
+    uint64_t v[5];
     for (size_t i = 0; i < 5; ++i) {
       const redisReply* e = r.element[5 * k + i];
       if (e == nullptr || e->type != REDIS_REPLY_INTEGER || e->integer < 0) return false;
-      v[i] = e->integer;
+      v[i] = static_cast<uint64_t>(e->integer);
     }
-    if (v[0] > 1) return false;
-    filters::RateLimitDecision& d = out.decisions[k];
-    d.allowed = v[0] == 1;
-    d.limit = static_cast<uint64_t>(v[1]);
-    d.remaining = static_cast<uint64_t>(v[2]);
-    d.reset_seconds = static_cast<uint64_t>(v[3]);
-    d.retry_after_seconds = d.allowed ? 0 : static_cast<uint64_t>(v[4]);
+    out.keys[k] = filters::GlobalKeyState{v[0], v[1], v[2], v[3], v[4]};
   }
   out.count = n;
   return true;
 }
 
-// The store's replies are small (five integers per decision of a batch, a
+// The store's replies are small (five integers per key of a batch, a
 // status, an error), but hiredis 0.14 allocates an array's element table
 // from the count on the wire: "*555555555" asks for 4.4 GB (fuzz_resp found it).
 // Its reply-object functions are copied with createArray bounded; a larger
@@ -77,8 +71,8 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
 }
 
 void append_command(std::string& out, std::span<const std::string_view> args) {
-  // At most a batch's arguments: EVALSHA sha n, n keys, 4n values.
-  constexpr size_t kMaxArgs = 3 + 5 * kMaxBatch;
+  // At most a batch's arguments: EVALSHA sha n, n keys, 5n values.
+  constexpr size_t kMaxArgs = 3 + 6 * kMaxBatch;
   const char* argv[kMaxArgs];
   size_t lens[kMaxArgs];
   int argc = 0;

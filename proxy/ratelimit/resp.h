@@ -13,14 +13,15 @@
 #include <string_view>
 
 #include "proxy/base/result.h"
-#include "proxy/filters/rate_limiter.h"
+#include "proxy/filters/global_rate_limit.h"
 
 struct redisReader;
 
 namespace gantry::ratelimit {
 
-// The most decisions one script call makes (a batch), and so the largest
-// array a reply may hold: five integers per decision.
+// The most keys one script call decides (a batch; each key for every
+// decision pending on it), and so the largest array a reply may hold: five
+// integers per key.
 constexpr size_t kMaxBatch = 32;
 
 // Appends one command (a RESP array of bulk strings) to `out`.
@@ -30,13 +31,13 @@ void append_command(std::string& out, std::span<const std::string_view> args);
 // A reply as the store's connection needs it.
 struct StoreReply {
   enum Kind : uint8_t {
-    kDecision,  // the script's {allowed, limit, remaining, reset, retry-after} per key of the call
+    kDecision,  // the script's {admitted, tokens, prev, curr, elapsed} per key of the call
     kNoScript,  // -NOSCRIPT: EVALSHA of a script the server does not hold
     kError,     // any other -ERR (text in `error`)
     kOk,        // +OK and other status replies, bulk strings (SCRIPT LOAD's SHA-1)
     kOther,     // integers, nil, arrays that are not decisions
   } kind = kOther;
-  std::array<filters::RateLimitDecision, kMaxBatch> decisions;  // kDecision: the first `count`
+  std::array<filters::GlobalKeyState, kMaxBatch> keys;  // kDecision: the first `count`
   size_t count = 0;
   std::string text;  // kError: the error; kOk: the status or bulk string
 };

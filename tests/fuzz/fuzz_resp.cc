@@ -1,9 +1,12 @@
 // Fuzzes the reply handling of the global rate limit store (proxy/ratelimit/
 // resp.h): RESP bytes from a server, as one buffer and split into pieces at
 // the points the input's first byte chooses. Invariants: the split never
-// changes the replies nor whether the stream is a protocol error; every
-// decision of a batch has allowed => retry-after 0; a command we encode (append_command) is read
-// back as exactly one reply.
+// changes the replies nor whether the stream is a protocol error; a key's
+// state the store may have answered (global_state_valid) gives decisions
+// that hold together (the first `admitted` allowed with retry-after 0,
+// remaining within the limit and counting down, the rest refused with
+// retry-after >= 1); a command we encode (append_command) is read back as
+// exactly one reply.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -25,11 +28,36 @@ void check(bool cond) {
 struct Seen {
   uint8_t kind;
   size_t count;
-  bool allowed;  // the batch's last decision
-  uint64_t limit, remaining, reset, retry;
+  uint64_t admitted, tokens, prev, curr, elapsed;  // the batch's last key
   std::string text;
   bool operator==(const Seen&) const = default;
 };
+
+// The decisions global_decision derives from `s` for up to n + 2 requests on
+// one key of a small token bucket and a small sliding window.
+void check_decisions(const gantry::filters::GlobalKeyState& s) {
+  using gantry::filters::GlobalCheck;
+  const GlobalCheck limits[] = {
+      {"k", /*sliding_window=*/false, /*requests=*/3, /*interval_us=*/1000000, /*capacity=*/5},
+      {"k", /*sliding_window=*/true, /*requests=*/3, /*interval_us=*/1000000, /*capacity=*/3},
+  };
+  for (const GlobalCheck& c : limits)
+    for (uint64_t n = s.admitted; n <= s.admitted + 2; ++n) {
+      if (!gantry::filters::global_state_valid(c, s, n)) continue;
+      uint64_t last_remaining = UINT64_MAX;
+      for (uint64_t i = 0; i < n; ++i) {
+        const auto d = gantry::filters::global_decision(c, s, i);
+        check(d.allowed == (i < s.admitted));
+        check(d.remaining <= d.limit && d.limit == c.capacity);
+        if (d.allowed) {
+          check(d.retry_after_seconds == 0 && d.remaining < last_remaining);
+          last_remaining = d.remaining;
+        } else {
+          check(d.retry_after_seconds >= 1);
+        }
+      }
+    }
+}
 
 // Replies until the first error (then `error` is set) or the end.
 std::vector<Seen> parse(std::string_view in, size_t step, bool& error) {
@@ -52,17 +80,15 @@ std::vector<Seen> parse(std::string_view in, size_t step, bool& error) {
         break;
       }
       if (!*more) break;
-      gantry::filters::RateLimitDecision last{};
+      gantry::filters::GlobalKeyState last{};
       if (r.kind == StoreReply::kDecision) {
         check(r.count >= 1 && r.count <= gantry::ratelimit::kMaxBatch);
-        for (size_t i = 0; i < r.count; ++i)
-          check(!r.decisions[i].allowed || r.decisions[i].retry_after_seconds == 0);
-        last = r.decisions[r.count - 1];
+        for (size_t i = 0; i < r.count; ++i) check_decisions(r.keys[i]);
+        last = r.keys[r.count - 1];
       } else {
         check(r.count == 0);
       }
-      out.push_back({r.kind, r.count, last.allowed, last.limit, last.remaining, last.reset_seconds,
-                     last.retry_after_seconds, r.text});
+      out.push_back({r.kind, r.count, last.admitted, last.tokens, last.prev, last.curr, last.elapsed, r.text});
       if (out.size() > 100000) return out;
     }
   }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <vector>
 
 namespace gantry::filters {
 namespace {
@@ -109,6 +111,141 @@ TEST(ClusterSlot, MatchesRedisClusterKeySlot) {
   EXPECT_EQ(cluster_slot("foo{{bar}}zap"), cluster_slot("{bar"));  // the tag is "{bar"
   // A limit's keys: the whole identity is the tag.
   EXPECT_EQ(cluster_slot("gantry:rl:{ns/r#0|abcd|1.2.3.4}"), cluster_slot("other:{ns/r#0|abcd|1.2.3.4}"));
+}
+
+// Coalesced decisions: the store answers (key, n) with how many it admitted
+// and the key's state before them; global_decision derives each one's
+// numbers. They must be what deciding the n requests one by one at one
+// instant gives: the local limiter (rate_limiter.h) is the reference, its
+// algorithms being the script's line for line.
+struct Burst {
+  uint64_t at_us;  // after the rows' origin
+  uint64_t n;
+};
+struct CoalesceRow {
+  const char* name;
+  bool window;
+  uint64_t requests, burst;
+  int64_t interval_ms;
+  Burst first, second;  // the second one's decisions are compared
+};
+
+// The key's state (GlobalKeyState without `admitted`) before `b`, as the
+// script computes it after its refill / roll: known in closed form here
+// because the first burst started from a fresh key.
+GlobalKeyState state_before(const CoalesceRow& r, const GlobalCheck& c, uint64_t origin_us,
+                            uint64_t first_admitted, const Burst& b) {
+  GlobalKeyState s;
+  if (!r.window) {
+    const uint64_t full = c.capacity * c.interval_us;
+    const uint64_t after_first = full - first_admitted * c.interval_us;
+    s.tokens = std::min(full, after_first + (b.at_us - r.first.at_us) * c.requests);
+    return s;
+  }
+  const uint64_t w1 = (origin_us + r.first.at_us) / c.interval_us;
+  const uint64_t w2 = (origin_us + b.at_us) / c.interval_us;
+  if (w2 == w1) s.curr = first_admitted;
+  if (w2 == w1 + 1) s.prev = first_admitted;
+  s.elapsed = (origin_us + b.at_us) % c.interval_us;
+  return s;
+}
+
+TEST(GlobalDecision, CoalescedDecisionsAreTheOneByOneDecisions) {
+  const CoalesceRow rows[] = {
+      // Token bucket: a fresh key's burst; all admitted; some refused.
+      {"bucket fresh, all fit", false, 10, 0, 1000, {0, 0}, {5000, 4}},
+      {"bucket fresh, some refused", false, 3, 2, 1000, {0, 0}, {5000, 9}},
+      {"bucket drained, none fit", false, 3, 0, 1000, {0, 3}, {1000, 4}},
+      {"bucket partly refilled", false, 4, 1, 1000, {0, 5}, {600000, 6}},
+      {"bucket refilled to full", false, 4, 1, 1000, {0, 5}, {5000000, 7}},
+      {"bucket slow refill (1 per hour)", false, 1, 3, 3600000, {0, 4}, {1800000000, 3}},
+      {"bucket one request", false, 100, 20, 1000, {0, 50}, {123457, 1}},
+      // Sliding window: the same window, the next one (weighted previous
+      // count), two windows later (a fresh count).
+      {"window same, some refused", true, 5, 0, 1000, {100000, 2}, {400000, 6}},
+      {"window same, all fit", true, 100, 0, 1000, {100000, 10}, {900000, 20}},
+      {"window next, weighted previous", true, 10, 0, 1000, {100000, 8}, {1300000, 9}},
+      {"window next, none fit", true, 4, 0, 1000, {500000, 4}, {1000001, 3}},
+      {"window next, late in it", true, 4, 0, 1000, {500000, 4}, {1999999, 5}},
+      {"window two later", true, 4, 0, 1000, {500000, 4}, {2500000, 6}},
+      {"window one request", true, 7, 0, 60000, {0, 3}, {30000000, 1}},
+  };
+  for (const CoalesceRow& r : rows) {
+    SCOPED_TRACE(r.name);
+    snapshot::RateLimit cfg = limit(r.requests, r.interval_ms, r.burst);
+    cfg.algorithm = r.window ? snapshot::RateLimitAlgorithm::kSlidingWindow : snapshot::RateLimitAlgorithm::kTokenBucket;
+    cfg.scope = snapshot::RateLimitScope::kLocal;
+    auto local = RateLimiter::create(cfg);
+    ASSERT_TRUE(local.ok());
+    const GlobalCheck c = global_check(cfg);
+    const uint64_t origin = 1000 * c.interval_us;  // a window boundary
+    auto at = [&](uint64_t us) { return SteadyTime(std::chrono::microseconds(origin + us)); };
+    uint64_t first_admitted = 0;
+    for (uint64_t i = 0; i < r.first.n; ++i) first_admitted += (*local)->check("k", at(r.first.at_us)).allowed;
+    // The first check of a fresh key fixes the limiter's start: make one.
+    if (r.first.n == 0) (*local)->check("other", at(0));
+    std::vector<RateLimitDecision> want;
+    uint64_t admitted = 0;
+    for (uint64_t i = 0; i < r.second.n; ++i) {
+      want.push_back((*local)->check("k", at(r.second.at_us)));
+      admitted += want.back().allowed;
+    }
+    GlobalKeyState s = state_before(r, c, origin, first_admitted, r.second);
+    s.admitted = admitted;
+    ASSERT_TRUE(global_state_valid(c, s, r.second.n));
+    for (uint64_t i = 0; i < r.second.n; ++i) {
+      SCOPED_TRACE(i);
+      const RateLimitDecision got = global_decision(c, s, i);
+      EXPECT_EQ(got.allowed, want[i].allowed);
+      EXPECT_EQ(got.limit, want[i].limit);
+      EXPECT_EQ(got.remaining, want[i].remaining);
+      EXPECT_EQ(got.reset_seconds, want[i].reset_seconds);
+      EXPECT_EQ(got.retry_after_seconds, want[i].retry_after_seconds);
+    }
+  }
+}
+
+TEST(GlobalDecision, AdmittedOnesCountDownInOrder) {
+  // 10 requests on a bucket with 4 tokens left: the first four are admitted
+  // with RateLimit-Remaining 3, 2, 1, 0, the rest refused with Retry-After.
+  GlobalCheck c{"k", false, 10, 1000000, 10};
+  GlobalKeyState s{.admitted = 4, .tokens = 4 * 1000000 + 500};
+  ASSERT_TRUE(global_state_valid(c, s, 10));
+  for (uint64_t i = 0; i < 10; ++i) {
+    const RateLimitDecision d = global_decision(c, s, i);
+    EXPECT_EQ(d.allowed, i < 4) << i;
+    EXPECT_EQ(d.remaining, i < 4 ? 3 - i : 0) << i;
+    EXPECT_EQ(d.retry_after_seconds, i < 4 ? 0u : 1u) << i;
+  }
+}
+
+TEST(GlobalDecision, StatesTheScriptCannotAnswerAreRefused) {
+  const GlobalCheck bucket{"k", false, 10, 1000000, 12};
+  struct Row {
+    GlobalKeyState s;
+    uint64_t n;
+    bool valid;
+  };
+  const Row bucket_rows[] = {
+      {{.admitted = 2, .tokens = 5000000}, 2, true},
+      {{.admitted = 2, .tokens = 5000000}, 3, false},        // a third fits: admitted too few
+      {{.admitted = 5, .tokens = 5000000}, 6, true},         // the sixth does not fit
+      {{.admitted = 6, .tokens = 5000000}, 6, false},        // more than the tokens
+      {{.admitted = 3, .tokens = 5000000}, 2, false},        // more than asked
+      {{.admitted = 0, .tokens = 13000000}, 1, false},       // more than the capacity
+  };
+  for (const Row& r : bucket_rows) EXPECT_EQ(global_state_valid(bucket, r.s, r.n), r.valid) << r.s.admitted;
+  const GlobalCheck window{"k", true, 4, 1000000, 4};
+  const Row window_rows[] = {
+      {{.admitted = 2, .curr = 2, .elapsed = 10}, 2, true},
+      {{.admitted = 2, .curr = 2, .elapsed = 10}, 3, true},   // 2 + 2 = 4: full
+      {{.admitted = 1, .curr = 2, .elapsed = 10}, 3, false},  // room for one more
+      {{.admitted = 3, .prev = 4, .curr = 0, .elapsed = 750000}, 4, true},   // 4 x 1/4 weighted: room for 3
+      {{.admitted = 1, .prev = 4, .curr = 0, .elapsed = 750000}, 2, false},  // a second fits
+      {{.admitted = 0, .prev = 5, .elapsed = 0}, 1, false},   // prev above the limit
+      {{.admitted = 3, .curr = 2, .elapsed = 10}, 3, false},  // above the limit
+  };
+  for (const Row& r : window_rows) EXPECT_EQ(global_state_valid(window, r.s, r.n), r.valid) << r.s.admitted;
 }
 
 TEST(GlobalScript, HasAStableSha1) {
