@@ -31,6 +31,12 @@
 #                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
 #                            grpc-go's interop TestService; req/s, latency, proxy CPU per request, ratios
 #                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
+#   hack/bench.sh uring      Asio's io_uring backend against the epoll reactor: gantry-proxy built twice
+#                            in Release (build-release/, build-uring/ with -DGANTRY_IO_URING=ON and Boost 1.81
+#                            headers from hack/boost181.sh), then syscalls and CPU time per request of each
+#                            (tests/bench/uring_bench.sh), the HTTP/1.1 rounds (proxy_bench.sh, both builds
+#                            only) and the h2/gRPC rounds (h2_bench.sh, with the io_uring build added)
+#                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 5). Not part of `all`.
 #   hack/bench.sh churn [--rate N]  pod churn under load, end to end (tests/e2e/churn.py: real
 #                            control plane + kube-controller-manager, Gantry as the Helm chart runs
 #                            it); needs root; writes the "Pod churn" section of docs/BENCHMARKS.md.
@@ -64,6 +70,24 @@ if [ "$what" = buildtype ]; then
     echo "$b:"
     bash tests/bench/instructions_bench.sh "$b/bin"
   done
+  exit 0
+fi
+if [ "$what" = uring ]; then
+  inc=$(bash hack/boost181.sh | tail -1)
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S . -B build-uring -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_IO_URING=ON \
+    -DGANTRY_BOOST_INCLUDE="$inc" >/dev/null
+  ninja -C build-release gantry-proxy gantry-echo >/dev/null
+  ninja -C build-uring gantry-proxy >/dev/null
+  secs=${GANTRY_BENCH_SECONDS:-5}
+  rounds=${GANTRY_BENCH_ROUNDS:-5}
+  bash tests/bench/uring_bench.sh build-release/bin build-uring/bin "$rounds"
+  echo
+  GANTRY_BENCH_BIN2=build-uring/bin GANTRY_BENCH_BIN2_NAME=gantry-uring GANTRY_BENCH_TARGETS="gantry gantry-uring" \
+    bash tests/bench/proxy_bench.sh build-release/bin "$secs" 64 "$rounds"
+  echo
+  GANTRY_BENCH_BIN2=build-uring/bin GANTRY_BENCH_BIN2_NAME=gantry-uring \
+    bash tests/bench/h2_bench.sh build-release/bin "$secs" "$rounds"
   exit 0
 fi
 if [ "$what" = h2 ]; then

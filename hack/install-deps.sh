@@ -38,6 +38,8 @@ test_packages=(
   redis-server
   # kube-proxy (iptables mode) routes the Gateway Services of the conformance run
   iptables
+  # the io_uring experiment (hack/bench.sh uring, -DGANTRY_IO_URING=ON; docs/BENCHMARKS.md)
+  liburing-dev
 )
 
 packages=("${build_packages[@]}")

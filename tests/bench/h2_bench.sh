@@ -19,6 +19,8 @@
 #
 #   tests/bench/h2_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 # GANTRY_GHZ_DIR: the directory hack/ghz.sh printed (built when unset).
+# GANTRY_BENCH_BIN2=DIR (with GANTRY_BENCH_BIN2_NAME, default "gantry-2") adds the
+# gantry-proxy of a second build as two more targets (h2 and gRPC), same rounds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(cd "${1:-build/bin}" && pwd)
@@ -88,8 +90,8 @@ cat >"$tmp/snapshot-grpc.json" <<JSON
  "clusters": [{"name": "bench/grpc:50051", "protocol": "H2C",
                "endpoints": [{"address": "127.0.0.1", "port": ${grpc_backend#*:}}]}]}
 JSON
-start_gantry() {  # name port admin snapshot
-  taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$2" --admin-listen "127.0.0.1:$3" \
+start_gantry() {  # name port admin snapshot [bin dir]
+  taskset -c "$cpu_proxy" "${5:-$bin}/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$2" --admin-listen "127.0.0.1:$3" \
     --stats-listen off --control-socket "$tmp/$1.sock" --snapshot-file "$4" --drain-seconds 0 --access-log off \
     >"$tmp/$1.log" 2>&1 &
   pid[$1]=$!
@@ -99,6 +101,16 @@ start_gantry() {  # name port admin snapshot
 }
 start_gantry gantry 19480 19490 "$tmp/snapshot.json"
 start_gantry gantry-grpc 19483 19491 "$tmp/snapshot-grpc.json"
+g2=${GANTRY_BENCH_BIN2_NAME:-gantry-2}
+h2_targets=(gantry nginx haproxy)
+grpc_targets=(gantry-grpc nginx-grpc haproxy-grpc)
+if [ -n "${GANTRY_BENCH_BIN2:-}" ]; then
+  bin2=$(cd "$GANTRY_BENCH_BIN2" && pwd)
+  start_gantry "$g2" 19486 19492 "$tmp/snapshot.json" "$bin2"
+  start_gantry "$g2-grpc" 19487 19493 "$tmp/snapshot-grpc.json" "$bin2"
+  h2_targets=(gantry "$g2" nginx haproxy)
+  grpc_targets=(gantry-grpc "$g2-grpc" nginx-grpc haproxy-grpc)
+fi
 
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
@@ -169,7 +181,7 @@ port[haproxy]=19482
 port[haproxy-grpc]=19485
 wait_port 127.0.0.1:19482
 
-for t in gantry nginx haproxy; do
+for t in "${h2_targets[@]}"; do
   code=$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[$t]}/small")
   [ "$code" = 200 ] || { echo "bench: $t answers $code over h2c" >&2; exit 1; }
 done
@@ -213,8 +225,8 @@ print("%.0f %.3f %.1f %d" % (r.get("rps", 0), r.get("average", 0) / 1e6, c * 1e6
 
 declare -A results
 for r in $(seq 1 "$rounds"); do
-  for t in gantry nginx haproxy; do results[$t]+="$(run_h2 "$t");"; done
-  for t in gantry-grpc nginx-grpc haproxy-grpc; do results[$t]+="$(run_grpc "$t");"; done
+  for t in "${h2_targets[@]}"; do results[$t]+="$(run_h2 "$t");"; done
+  for t in "${grpc_targets[@]}"; do results[$t]+="$(run_grpc "$t");"; done
 done
 
 median() {  # "a;b;c;" field -> median of that field
@@ -222,7 +234,7 @@ median() {  # "a;b;c;" field -> median of that field
 }
 printf '\n%-14s %10s %10s %12s %8s\n' target "req/s" "mean ms" "cpu us/req" errors
 echo "(errors: h2load's failed requests; ghz's calls not OK, including the <= 16 in flight its -z run cuts at the end)"
-for t in gantry nginx haproxy gantry-grpc nginx-grpc haproxy-grpc; do
+for t in "${h2_targets[@]}" "${grpc_targets[@]}"; do
   printf '%-14s %10s %10s %12s %8s\n' "$t" "$(median "${results[$t]}" 1)" "$(median "${results[$t]}" 2)" \
     "$(median "${results[$t]}" 3)" "$(echo "${results[$t]}" | tr ';' '\n' | awk 'NF { s += $4 } END { print s + 0 }')"
 done
@@ -232,3 +244,7 @@ echo "h2 -> HTTP/1.1 backend, req/s:   gantry/haproxy $(ratio "$(median "${resul
 echo "h2, CPU per request:              haproxy/gantry $(ratio "$(median "${results[haproxy]}" 3)" "$(median "${results[gantry]}" 3)")  nginx/gantry $(ratio "$(median "${results[nginx]}" 3)" "$(median "${results[gantry]}" 3)")"
 echo "gRPC unary, req/s:                gantry/nginx $(ratio "$(median "${results[gantry-grpc]}" 1)" "$(median "${results[nginx-grpc]}" 1)")  gantry/haproxy $(ratio "$(median "${results[gantry-grpc]}" 1)" "$(median "${results[haproxy-grpc]}" 1)")   (target >= 1.0 nginx)"
 echo "gRPC unary, CPU per request:      nginx/gantry $(ratio "$(median "${results[nginx-grpc]}" 3)" "$(median "${results[gantry-grpc]}" 3)")  haproxy/gantry $(ratio "$(median "${results[haproxy-grpc]}" 3)" "$(median "${results[gantry-grpc]}" 3)")"
+if [ -n "${GANTRY_BENCH_BIN2:-}" ]; then
+  echo "h2, $g2/gantry:                  req/s $(ratio "$(median "${results[$g2]}" 1)" "$(median "${results[gantry]}" 1)")  CPU per request $(ratio "$(median "${results[$g2]}" 3)" "$(median "${results[gantry]}" 3)")"
+  echo "gRPC unary, $g2/gantry:          req/s $(ratio "$(median "${results[$g2-grpc]}" 1)" "$(median "${results[gantry-grpc]}" 1)")  CPU per request $(ratio "$(median "${results[$g2-grpc]}" 3)" "$(median "${results[gantry-grpc]}" 3)")"
+fi

@@ -17,7 +17,8 @@
 # Prints the ratios Gantry/HAProxy and Gantry/nginx. Never fails on numbers.
 # GANTRY_BENCH_BIN2=DIR (with GANTRY_BENCH_BIN2_NAME, default "gantry-2") adds
 # the gantry-proxy of a second build (another build type, say) as one more
-# target, measured in the same interleaved rounds.
+# target, measured in the same interleaved rounds. GANTRY_BENCH_TARGETS="gantry gantry-2"
+# (names from the table) measures only those targets (all are still started).
 #
 #   tests/bench/proxy_bench.sh [BIN_DIR] [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
@@ -205,6 +206,7 @@ run_wrk() {  # target body
 
 targets=(gantry gantry-access-log gantry-policies nginx haproxy)
 if [ -n "$bin2_name" ]; then targets=(gantry "$bin2_name" gantry-access-log gantry-policies nginx haproxy); fi
+if [ -n "${GANTRY_BENCH_TARGETS:-}" ]; then read -ra targets <<<"$GANTRY_BENCH_TARGETS"; fi
 bodies=(small 16k)
 declare -A samples
 for r in $(seq 1 "$rounds"); do
@@ -237,13 +239,23 @@ for b in "${bodies[@]}"; do
 done
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+have() { [ -n "${med[$1/small/1]:-}" ]; }
 for b in "${bodies[@]}"; do
+  have gantry && have haproxy && have nginx || break
   echo "$b body: gantry/haproxy $(ratio "${med[gantry/$b/1]}" "${med[haproxy/$b/1]}")," \
     "gantry/nginx $(ratio "${med[gantry/$b/1]}" "${med[nginx/$b/1]}") (req/s);" \
     "p99 gantry/haproxy $(ratio "${med[gantry/$b/3]}" "${med[haproxy/$b/3]}");" \
     "CPU per request gantry/haproxy $(ratio "${med[gantry/$b/4]}" "${med[haproxy/$b/4]}")," \
     "gantry/nginx $(ratio "${med[gantry/$b/4]}" "${med[nginx/$b/4]}")"
 done
-echo "small body: gantry(access log)/haproxy $(ratio "${med[gantry-access-log/small/1]}" "${med[haproxy/small/1]}")," \
-  "gantry(CORS+ratelimit+JWT)/bare $(ratio "${med[gantry-policies/small/1]}" "${med[gantry/small/1]}") (req/s)"
+if have gantry && have haproxy && have gantry-access-log && have gantry-policies; then
+  echo "small body: gantry(access log)/haproxy $(ratio "${med[gantry-access-log/small/1]}" "${med[haproxy/small/1]}")," \
+    "gantry(CORS+ratelimit+JWT)/bare $(ratio "${med[gantry-policies/small/1]}" "${med[gantry/small/1]}") (req/s)"
+fi
+if [ -n "$bin2_name" ] && have gantry && have "$bin2_name"; then
+  for b in "${bodies[@]}"; do
+    echo "$b body: $bin2_name/gantry $(ratio "${med[$bin2_name/$b/1]}" "${med[gantry/$b/1]}") (req/s)," \
+      "CPU per request $bin2_name/gantry $(ratio "${med[$bin2_name/$b/4]}" "${med[gantry/$b/4]}")"
+  done
+fi
 echo "gantry RSS after the run: $(( $(awk '/VmRSS/ {print $2}' "/proc/${pid[gantry]}/status") / 1024 )) MiB"
