@@ -38,7 +38,7 @@ def curl(proxy, path, version="--http2-prior-knowledge", extra=()):
     out = subprocess.run(["curl", "-sS", "--max-time", "20", version, "-D", str(hdrs), "-o", "-",
                           "-w", "\n%{http_code} %{http_version}", *extra,
                           f"http://127.0.0.1:{proxy.http_port}{path}"], capture_output=True, timeout=30)
-    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    assert out.returncode == 0, (path, out.stderr.decode(errors="replace"))
     body, _, tail = out.stdout.rpartition(b"\n")
     code, ver = tail.decode().split()
     return int(code), ver, hdrs.read_text(errors="replace").lower(), body
@@ -189,7 +189,11 @@ def test_circuit_breaker_counts_a_grpc_call_by_its_grpc_status(resilient):
         # (the backend's own local reply: its x-gateway-reason is "test")
         assert status == 200 and "grpc-status: 14" in hdrs and "x-gateway-reason: test" in hdrs, hdrs
     assert breaker_state(resilient, "default/breaker:80") == "open"
-    status, _, hdrs, _ = curl(resilient, "/breaker/refused", extra=grpc)
+    # The open breaker answers at once, before the request's body is read.
+    # curl 7.88 (Debian 12's) then hangs when the complete answer arrives
+    # before its upload has ended, so this call has no body (HEADERS with
+    # END_STREAM): the answer is the same trailers-only one.
+    status, _, hdrs, _ = curl(resilient, "/breaker/refused", extra=grpc[:4] + ["-X", "POST"])
     assert status == 200 and "grpc-status: 14" in hdrs and "x-gateway-reason: circuit-open" in hdrs, hdrs
 
 
