@@ -4,6 +4,7 @@
 // position; libxml2 reports errors as values.
 #include "proxy/filters/transform.h"
 
+#include <algorithm>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlerror.h>
@@ -356,6 +357,18 @@ TransformResult xml_to_json(std::string_view xml, std::string& out) {
   static std::once_flag init;
   std::call_once(init, [] { xmlInitParser(); });
   TransformResult r;
+  // U+0000 is no XML character, and libxml2 stops reading at one: what came
+  // after it (a second document, a DOCTYPE) would be dropped unseen while the
+  // part before it converts. A body holding one is malformed, whole.
+  if (const size_t nul = xml.find('\0'); nul != std::string_view::npos) {
+    const std::string_view before = xml.substr(0, nul);
+    const size_t line_start = before.rfind('\n');
+    const size_t line = 1 + static_cast<size_t>(std::count(before.begin(), before.end(), '\n'));
+    const size_t column = line_start == std::string_view::npos ? nul + 1 : nul - line_start;
+    r.error.assign("malformed XML at line ").append(std::to_string(line)).append(", column ")
+        .append(std::to_string(column)).append(": a NUL byte (U+0000 is not an XML character)");
+    return r;
+  }
   xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
   if (ctxt == nullptr) {
     r.error = "out of memory";

@@ -125,7 +125,10 @@ INSTANTIATE_TEST_SUITE_P(
             "<!ENTITY lol9 \"&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;\">]>"
             "<lolz>&lol9;</lolz>",
             "DOCTYPE", true},
-        Bad{"doctype_without_subset", "<!DOCTYPE html><html/>", "DOCTYPE", true}),
+        Bad{"doctype_without_subset", "<!DOCTYPE html><html/>", "DOCTYPE", true},
+        // libxml2 stops at a NUL: the rest (here a DOCTYPE) must not go unseen.
+        Bad{"nul_then_doctype", std::string("<a>x</a>\0<!DOCTYPE r><r/>", 25), "line 1, column 9: a NUL byte"},
+        Bad{"nul_on_line_two", std::string("<a>\n<b>\0</b></a>", 16), "line 2, column 4: a NUL byte"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(BadXml, ErrorNamesLineAndColumn) {
