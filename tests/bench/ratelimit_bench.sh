@@ -7,16 +7,24 @@
 # - Backend: nginx, one worker, `return 200`. Store: redis-server, no
 #   persistence. Both with wrk on CPU 1.
 # - Proxy: one worker pinned to CPU 0, access log off, budget 5 ms.
-# - Load: wrk -t1 -c16 --latency; every target once per round, rounds
-#   interleaved; medians of req/s and p50 latency.
+# - Throughput: wrk -t1 --latency at 16 and at 64 connections (closed
+#   loops: the load saturates the machine); every target once per round,
+#   rounds interleaved; medians of req/s.
+# - Latency: h2load --h1 at a fixed rate well below saturation (16
+#   connections x 250 requests/s), p50 and p99 of every response time. A
+#   p50 taken at saturation is queueing (Little's law: connections / req/s)
+#   and only restates the throughput ratio; at a fixed rate it is what the
+#   store's round trip adds to a request.
 # - CPU time per request (user + system, from /proc) of the proxy and of
 #   redis-server during each run: the steadiest figures on a shared machine.
 # - Redis round trips and socket writes per decision: the proxy's
 #   gantry_ratelimit_store_round_trips_total and _writes_total over its
 #   decisions, for the whole run (pipelining makes writes fewer than round
 #   trips under concurrency).
-# Prints the ratio limited / bare (target >= 0.85) and the p50 overhead
-# (target < 0.2 ms). Never fails on numbers.
+# Prints the ratio limited / bare at each connection count (target >= 0.85)
+# and the p50 overhead at the fixed rate (target < 0.2 ms). Never fails on
+# numbers. GANTRY_BENCH_CONNS="16 64" and GANTRY_BENCH_RPS=250 (per
+# connection, 16 connections) change the loads.
 #
 #   tests/bench/ratelimit_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 set -euo pipefail
@@ -24,7 +32,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=${1:-build/bin}
 secs=${2:-5}
 rounds=${3:-3}
-conns=16
+conns_list=${GANTRY_BENCH_CONNS:-16 64}
+rps_per_conn=${GANTRY_BENCH_RPS:-250}
 bin=$(cd "$bin" && pwd)
 tmp=$(mktemp -d /tmp/gantry-ratelimit-bench.XXXXXX)
 pids=()
@@ -34,7 +43,7 @@ cleanup() {
   [ -n "${GANTRY_BENCH_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
-for tool in nginx wrk taskset curl redis-server; do
+for tool in nginx wrk h2load taskset curl redis-server; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is needed (hack/install-deps.sh)" >&2; exit 1; }
 done
 
@@ -101,8 +110,8 @@ metric() {  # name -> value
 }
 hz=$(getconf CLK_TCK)
 # path -> "rps p50_ms requests proxy_cpu_us_per_request redis_cpu_us_per_request errors"
-run_wrk() {
-  local url="http://127.0.0.1:$proxy_port$1" out p0 p1 r0 r1
+run_wrk() {  # path conns
+  local url="http://127.0.0.1:$proxy_port$1" conns=$2 out p0 p1 r0 r1
   taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 || true  # warm-up
   p0=$(cpu_ticks "$proxy_pid")
   r0=$(cpu_ticks "$redis_pid")
@@ -119,12 +128,32 @@ run_wrk() {
           (n > 0 ? rc * 1e6 / hz / n : 0), (err == "" ? "none" : err) }' <<<"$out"
 }
 
+# path -> "p50_ms p99_ms requests errors": h2load at a fixed rate, every
+# response time from its log.
+run_fixed() {
+  local url="http://127.0.0.1:$proxy_port$1" log="$tmp/h2load.log"
+  rm -f "$log"
+  taskset -c "$cpu_load" h2load --h1 -c16 --rps "$rps_per_conn" -D "$secs" --warm-up-time 1 \
+    --log-file "$log" "$url" >"$tmp/h2load.out" 2>&1 || true
+  awk '$2 == 200 { print $3 } $2 != 200 { bad++ } END { if (bad) print "errors " bad > "/dev/stderr" }' "$log" \
+    2>"$tmp/h2load.err" | sort -n | awk -v errs="$(cat "$tmp/h2load.err")" '
+    { v[NR] = $1 } END { printf "%.3f %.3f %d %s\n", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000, NR,
+                         (errs == "" ? "none" : errs) }'
+}
+
 declare -A samples
 for r in $(seq 1 "$rounds"); do
+  for conns in $conns_list; do
+    for path in /bare/a /limited/a; do
+      line=$(run_wrk "$path" "$conns")
+      samples[$conns$path]+="$line"$'\n'
+      echo "round $r/$rounds -c$conns $path: $line" >&2
+    done
+  done
   for path in /bare/a /limited/a; do
-    line=$(run_wrk "$path")
-    samples[$path]+="$line"$'\n'
-    echo "round $r/$rounds $path: $line" >&2
+    line=$(run_fixed "$path")
+    samples[fixed$path]+="$line"$'\n'
+    echo "round $r/$rounds fixed rate $path: $line" >&2
   done
 done
 # Over the whole run (warm-ups and the checks above included): every request
@@ -139,22 +168,33 @@ unavailable=$(curl -s "http://127.0.0.1:$stats_port/metrics" |
 median() {  # column (1-based) of the sample lines on stdin
   awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-bare_rps=$(printf '%s' "${samples[/bare/a]}" | median 1)
-bare_p50=$(printf '%s' "${samples[/bare/a]}" | median 2)
-lim_rps=$(printf '%s' "${samples[/limited/a]}" | median 1)
-lim_p50=$(printf '%s' "${samples[/limited/a]}" | median 2)
 echo
-echo "ratelimit benchmark: wrk -t1 -c$conns -d${secs}s --latency, $rounds interleaved rounds (medians)," \
-  "gantry-proxy pinned to CPU $cpu_proxy with 1 worker; nginx (return 200), redis-server and wrk on CPU $cpu_load"
-printf "%-28s %10s %10s %12s %12s  %s\n" target "req/s" "p50 ms" "proxy us/req" "redis us/req" errors
-for path in /bare/a /limited/a; do
-  s=${samples[$path]}
-  errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
-  label=bare; [ "$path" = /bare/a ] || label="global rate limit (Redis)"
-  printf "%-28s %10.0f %10.3f %12.1f %12.1f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" \
-    "$(printf '%s' "$s" | median 2)" "$(printf '%s' "$s" | median 4)" "$(printf '%s' "$s" | median 5)" "$errs"
+echo "ratelimit benchmark: $rounds interleaved rounds (medians), gantry-proxy pinned to CPU $cpu_proxy with 1 worker;" \
+  "nginx (return 200), redis-server and the load generator on CPU $cpu_load"
+echo "throughput: wrk -t1 -c<N> -d${secs}s"
+printf "%-36s %10s %10s %12s %12s  %s\n" target "req/s" "p50 ms" "proxy us/req" "redis us/req" errors
+for conns in $conns_list; do
+  for path in /bare/a /limited/a; do
+    s=${samples[$conns$path]}
+    errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
+    label="bare, -c$conns"; [ "$path" = /bare/a ] || label="global rate limit (Redis), -c$conns"
+    printf "%-36s %10.0f %10.3f %12.1f %12.1f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" \
+      "$(printf '%s' "$s" | median 2)" "$(printf '%s' "$s" | median 4)" "$(printf '%s' "$s" | median 5)" "$errs"
+  done
 done
-awk -v a="$lim_rps" -v b="$bare_rps" -v p="$lim_p50" -v q="$bare_p50" \
-  'BEGIN { printf "ratio limited / bare: %.3f (target >= 0.85); p50 overhead: %.3f ms (target < 0.2 ms)\n", a / b, p - q }'
+echo "latency: h2load --h1 -c16 --rps $rps_per_conn (a fixed $((16 * rps_per_conn)) req/s) -D ${secs}s"
+printf "%-36s %10s %10s %10s  %s\n" target "p50 ms" "p99 ms" requests errors
+for path in /bare/a /limited/a; do
+  s=${samples[fixed$path]}
+  label=bare; [ "$path" = /bare/a ] || label="global rate limit (Redis)"
+  printf "%-36s %10.3f %10.3f %10.0f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" "$(printf '%s' "$s" | median 2)" \
+    "$(printf '%s' "$s" | median 3)" "$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')"
+done
+for conns in $conns_list; do
+  awk -v a="$(printf '%s' "${samples[$conns/limited/a]}" | median 1)" -v b="$(printf '%s' "${samples[$conns/bare/a]}" | median 1)" \
+    -v c="$conns" 'BEGIN { printf "ratio limited / bare at -c%d: %.3f (target >= 0.85)\n", c, a / b }'
+done
+awk -v p="$(printf '%s' "${samples[fixed/limited/a]}" | median 1)" -v q="$(printf '%s' "${samples[fixed/bare/a]}" | median 1)" \
+  'BEGIN { printf "p50 overhead at the fixed rate: %.3f ms (target < 0.2 ms)\n", p - q }'
 awk -v t="$trips" -v w="$writes" -v d="$decisions" -v u="${unavailable:-0}" \
   'BEGIN { printf "store: %d decisions, %d unavailable; %.3f Redis round trips and %.3f socket writes per decision (handshakes included)\n", d, u, (d > 0 ? t / d : 0), (d > 0 ? w / d : 0) }'
