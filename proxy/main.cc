@@ -81,6 +81,15 @@ Options parse_flags(int argc, char** argv) {
            o.server.https_listen = *hp;
            return ok_status();
          });
+  fs.add("h2c-listen", "ADDR:PORT", "off",
+         "cleartext listener for HTTP/2 only, with prior knowledge (gRPC clients): no HTTP/1.1 on it",
+         [&o](std::string_view v) -> Status {
+           if (v == "off") return ok_status();
+           auto hp = parse_host_port(v);
+           if (!hp.ok()) return hp.error();
+           o.server.h2c_listen = *hp;
+           return ok_status();
+         });
   auto listener_or_off = [](std::optional<HostPort>* target) {
     return [target](std::string_view v) -> Status {
       if (v == "off") {
@@ -185,6 +194,7 @@ Options parse_flags(int argc, char** argv) {
        o.admin_listen->host == "0.0.0.0"))
     fs.fail("--stats-listen and --admin-listen must use different ports (" + o.stats_listen->str() +
             ", " + o.admin_listen->str() + ")");
+  if (o.server.h2c_listen && !o.server.http2) fs.fail("--h2c-listen needs --http2=on");
   return o;
 }
 
@@ -278,11 +288,14 @@ int main(int argc, char** argv) {
   control.start();
   if (opts.stats_listen) stats.start();
   if (opts.admin_listen) admin.start();
-  spdlog::info("gantry-proxy listening: http {}:{}{}, stats {}, admin {}, control {}, {} workers",
+  spdlog::info("gantry-proxy listening: http {}:{}{}{}, stats {}, admin {}, control {}, {} workers",
                opts.server.http_listen.host, server.http_port(),
                opts.server.https_listen ? ", https " + opts.server.https_listen->host + ":" +
                                               std::to_string(server.https_port())
                                         : std::string(),
+               opts.server.h2c_listen
+                   ? ", h2c " + opts.server.h2c_listen->host + ":" + std::to_string(server.h2c_port())
+                   : std::string(),
                opts.stats_listen ? opts.stats_listen->str() : "off",
                opts.admin_listen ? opts.admin_listen->str() : "off", opts.control_socket, opts.server.workers);
 

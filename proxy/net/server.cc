@@ -41,6 +41,17 @@ bool try_write_two(TlsStream&, std::string_view&, std::string_view&, error_code&
 tcp::socket& lowest(tcp::socket& s) { return s; }
 tcp::socket& lowest(TlsStream& s) { return s.next_layer(); }
 
+// The peer's address as routes and logs see it (an IPv4-mapped IPv6 address
+// as IPv4); empty when the socket has no peer any more.
+std::string peer_address(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return {};
+  auto a = ep.address();
+  return a.is_v6() && a.to_v6().is_v4_mapped() ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
+                                               : a.to_string();
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ Session
@@ -66,13 +77,7 @@ class Session final : public SessionBase,
     tag = listener_.get();
     w_.link(this);
     error_code ec;
-    auto ep = lowest(client_).remote_endpoint(ec);
-    if (!ec) {
-      auto a = ep.address();
-      peer_ip_ = a.is_v6() && a.to_v6().is_v4_mapped()
-                     ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
-                     : a.to_string();
-    }
+    peer_ip_ = peer_address(lowest(client_));
     set_nodelay(lowest(client_));
     lowest(client_).non_blocking(true, ec);
     auto local = lowest(client_).local_endpoint(ec);
@@ -846,6 +851,23 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls,
   }
 }
 
+asio::awaitable<void> Worker::accept_h2c(std::shared_ptr<const ListenerTag> tag) {
+  while (true) {
+    error_code ec;
+    tcp::socket sock = co_await h2c_acceptor_.async_accept(awaitable_ec(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !h2c_acceptor_.is_open()) co_return;
+      continue;  // EMFILE and friends: keep accepting
+    }
+    metrics_.global().connections_total.Increment();
+    set_nodelay(sock);
+    sock.non_blocking(true, ec);
+    const uint16_t local_port = sock.local_endpoint(ec).port();
+    std::string peer = peer_address(sock);
+    h2_.serve(std::move(sock), std::string(), std::move(peer), tag, ec ? 0 : local_port);
+  }
+}
+
 template <class Stream>
 void Worker::spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag) {
   metrics_.global().connections_total.Increment();
@@ -1032,21 +1054,31 @@ Server::~Server() {
 Status Server::listen() {
   uint16_t port = 0;
   for (auto& w : workers_) {
-    auto st = w->listen(opts_.http_listen, port, false);
+    auto st = w->listen(opts_.http_listen, port, OwnListener::kPlain);
     if (!st.ok()) return st;
-    if (port == 0) port = w->bound_port(false);
+    if (port == 0) port = w->bound_port(OwnListener::kPlain);
   }
   opts_.http_listen.port = port;
   http_tag_ = std::make_shared<const ListenerTag>(opts_.http_listen.str(), true);
   if (opts_.https_listen) {
     port = 0;
     for (auto& w : workers_) {
-      auto st = w->listen(*opts_.https_listen, port, true);
+      auto st = w->listen(*opts_.https_listen, port, OwnListener::kTls);
       if (!st.ok()) return st;
-      if (port == 0) port = w->bound_port(true);
+      if (port == 0) port = w->bound_port(OwnListener::kTls);
     }
     opts_.https_listen->port = port;
     https_tag_ = std::make_shared<const ListenerTag>(opts_.https_listen->str(), true);
+  }
+  if (opts_.h2c_listen) {
+    port = 0;
+    for (auto& w : workers_) {
+      auto st = w->listen(*opts_.h2c_listen, port, OwnListener::kH2c);
+      if (!st.ok()) return st;
+      if (port == 0) port = w->bound_port(OwnListener::kH2c);
+    }
+    opts_.h2c_listen->port = port;
+    h2c_tag_ = std::make_shared<const ListenerTag>(opts_.h2c_listen->str(), true);
   }
   if (auto cfg = store_.current()) sync_listeners(cfg->snapshot);
   store_.on_publish([this](const control::Config& cfg) { sync_listeners(cfg.snapshot); });
@@ -1059,7 +1091,9 @@ void Server::sync_listeners(const std::shared_ptr<const snapshot::Snapshot>& sna
   synced_ = snap;
   std::map<std::string, const snapshot::Listener*> want;
   for (const auto& l : snap->listeners) {
-    if (l.name == http_tag_->name || (https_tag_ && l.name == https_tag_->name)) continue;  // our own
+    if (l.name == http_tag_->name || (https_tag_ && l.name == https_tag_->name) ||
+        (h2c_tag_ && l.name == h2c_tag_->name))
+      continue;  // our own
     want.emplace(l.name, &l);
   }
   for (auto it = bound_.begin(); it != bound_.end();) {

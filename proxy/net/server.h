@@ -50,6 +50,10 @@ namespace gantry::net {
 struct ServerOptions {
   HostPort http_listen{"0.0.0.0", 8080};
   std::optional<HostPort> https_listen;  // certificates come from the snapshot
+  // A cleartext listener that speaks HTTP/2 only, with prior knowledge
+  // (--h2c-listen): no HTTP/1.1 sniffing, so bytes that are not the client
+  // preface end the connection with GOAWAY PROTOCOL_ERROR (RFC 9113 3.4).
+  std::optional<HostPort> h2c_listen;
   int workers = 1;
   std::chrono::milliseconds request_header_timeout{10000};
   std::chrono::milliseconds client_idle_timeout{60000};
@@ -115,6 +119,7 @@ class Server {
   const ServerOptions& options() const { return opts_; }
   uint16_t http_port() const { return opts_.http_listen.port; }
   uint16_t https_port() const { return opts_.https_listen ? opts_.https_listen->port : 0; }
+  uint16_t h2c_port() const { return opts_.h2c_listen ? opts_.h2c_listen->port : 0; }
   boost::asio::ssl::context& tls_context() { return *tls_ctx_; }
   AccessLog& log() { return log_; }
   size_t active_connections() const;
@@ -131,7 +136,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
-  std::shared_ptr<const ListenerTag> http_tag_, https_tag_;
+  std::shared_ptr<const ListenerTag> http_tag_, https_tag_, h2c_tag_;
   std::mutex listeners_mu_;  // sync_listeners vs stop_accepting
   bool accepting_ = true;
   std::shared_ptr<const snapshot::Snapshot> synced_;  // the snapshot last synced

@@ -139,6 +139,10 @@ inline Status bind_acceptor(tcp::acceptor& acc, const tcp::endpoint& ep, const s
 }
 
 // A listener of the snapshot on one worker.
+// The proxy's own listeners (flags, not the snapshot's): --http-listen,
+// --https-listen, --h2c-listen.
+enum class OwnListener { kPlain, kTls, kH2c };
+
 struct SnapshotListener {
   explicit SnapshotListener(asio::io_context& io) : acc(io) {}
   tcp::acceptor acc;
@@ -167,23 +171,24 @@ class Worker {
         io_(1),
         acceptor_(io_),
         tls_acceptor_(io_),
+        h2c_acceptor_(io_),
         view_(server.store_),
         metrics_(server.metrics_),
         h2_(io_, server.opts_, metrics_, server.log_, connections_, [&server] { return server.draining(); }) {}
 
-  // Binds the plain (tls = false) or the TLS listener of this worker. Every
-  // worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
-  Status listen(const HostPort& hp, uint16_t port_override, bool tls) {
-    tcp::acceptor& acc = tls ? tls_acceptor_ : acceptor_;
+  // Binds one of this worker's own listeners: plain (HTTP/1.1 and h2c),
+  // TLS, or h2c only. Every worker binds the same port with SO_REUSEPORT;
+  // the kernel spreads connections.
+  Status listen(const HostPort& hp, uint16_t port_override, OwnListener which) {
     error_code ec;
     auto addr = asio::ip::make_address(hp.host, ec);
     if (ec) return Error{"listen address \"" + hp.host + "\" is not an IP address"};
     tcp::endpoint ep(addr, port_override ? port_override : hp.port);
-    return bind_acceptor(acc, ep, hp.str());
+    return bind_acceptor(acceptor(which), ep, hp.str());
   }
-  uint16_t bound_port(bool tls) const {
+  uint16_t bound_port(OwnListener which) {
     error_code ec;
-    return (tls ? tls_acceptor_ : acceptor_).local_endpoint(ec).port();
+    return acceptor(which).local_endpoint(ec).port();
   }
 
   void start() {
@@ -191,6 +196,7 @@ class Worker {
     asio::co_spawn(io_, accept_loop(acceptor_, false, server_.http_tag_), asio::detached);
     if (tls_acceptor_.is_open())
       asio::co_spawn(io_, accept_loop(tls_acceptor_, true, server_.https_tag_), asio::detached);
+    if (h2c_acceptor_.is_open()) asio::co_spawn(io_, accept_h2c(server_.h2c_tag_), asio::detached);
   }
   // A snapshot listener bound for this worker starts accepting (on its thread).
   void open_listener(std::shared_ptr<SnapshotListener> l) {
@@ -216,6 +222,7 @@ class Worker {
       error_code ec;
       acceptor_.close(ec);
       tls_acceptor_.close(ec);
+      h2c_acceptor_.close(ec);
       for (auto& [name, l] : snapshot_listeners_) l->acc.close(ec);
       snapshot_listeners_.clear();
     });
@@ -465,6 +472,11 @@ class Worker {
  private:
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool tls,
                                     std::shared_ptr<const ListenerTag> tag);
+  // --h2c-listen: each connection goes straight to the HTTP/2 codec.
+  asio::awaitable<void> accept_h2c(std::shared_ptr<const ListenerTag> tag);
+  tcp::acceptor& acceptor(OwnListener which) {
+    return which == OwnListener::kTls ? tls_acceptor_ : which == OwnListener::kH2c ? h2c_acceptor_ : acceptor_;
+  }
   template <class Stream>
   void spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag);
   std::function<void(std::exception_ptr)> session_completion(std::shared_ptr<SessionBase> s);
@@ -481,6 +493,7 @@ class Worker {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   tcp::acceptor tls_acceptor_;
+  tcp::acceptor h2c_acceptor_;
   std::unordered_map<std::string, std::shared_ptr<SnapshotListener>> snapshot_listeners_;
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;

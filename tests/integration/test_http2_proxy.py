@@ -12,13 +12,14 @@ gantry-echo. Every process runs on loopback.
 import json
 import re
 import signal
+import socket
 import struct
 import subprocess
 import time
 
 import pytest
 
-from conftest import (HTTP_TIMEOUT, CertAuthority, refusing_port, sn_cluster, sn_route, sn_rule,
+from conftest import (HTTP_TIMEOUT, CertAuthority, free_port, refusing_port, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, temporary_dataplane, wait_until)
 from test_http2_codec import ALL_CASES, RawH2, h2_frame, run_h2spec
 
@@ -29,7 +30,8 @@ A, B = "a.h2.example", "b.h2.example"
 # without a byte. On a cleartext port that serves HTTP/1.1 and h2c side by
 # side those bytes are an HTTP/1.1 request line (method INVALID), which the
 # HTTP/1.1 codec answers 400 as docs/http.md says; on the TLS listener (ALPN
-# h2 decided the protocol) the case passes. Documented in docs/http2.md.
+# h2 decided the protocol) and on the HTTP/2-only cleartext listener
+# (--h2c-listen) the case passes. Documented in docs/http2.md.
 H2C_SHARED_PORT_CASES = {"3.5. HTTP/2 Connection Preface / 2: Sends invalid connection preface"}
 
 
@@ -81,9 +83,10 @@ def proxy():
                   sn_route("any", [sn_rule("default/a:80")])]
         certs = [ca.certificate("default/h2-tls", "h2", [A, B])]
         log = dp.workdir / "access.log"
+        h2c_only = free_port()
         p = dp.proxy(sn_snapshot(1, routes, clusters, certs), https=True, access_log=log,
-                     extra_args=["--http2", "on"])
-        p.ca, p.access_log_path, p.workdir = ca, log, dp.workdir
+                     extra_args=["--http2", "on", "--h2c-listen", f"127.0.0.1:{h2c_only}"])
+        p.ca, p.access_log_path, p.workdir, p.h2c_only_port = ca, log, dp.workdir, h2c_only
         yield p
 
 
@@ -138,6 +141,35 @@ def test_http11_is_still_served_on_both_listeners(proxy):
     assert (status, ver, json.loads(body)["name"]) == (200, "1.1", "echo-a")
     status, ver, _, body = curl(proxy, "/one", tls=True, version="--http1.1")
     assert (status, ver, json.loads(body)["name"]) == (200, "1.1", "echo-a")
+
+
+def test_h2c_only_listener_serves_http2_and_refuses_http11(proxy):
+    # --h2c-listen: the same routes over HTTP/2 with prior knowledge...
+    out = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", f"Host: {B}",
+                          "-w", "\n%{http_code} %{http_version}", f"http://127.0.0.1:{proxy.h2c_only_port}/only"],
+                         capture_output=True, timeout=20)
+    body, _, tail = out.stdout.rpartition(b"\n")
+    assert tail.decode() == "200 2", out.stdout + out.stderr
+    assert json.loads(body)["name"] == "echo-b" and json.loads(body)["headers"]["x-forwarded-proto"] == "http"
+    # ...and no HTTP/1.1 at all: an HTTP/1.1 request is a bad client preface,
+    # a connection error (RFC 9113 3.4): never an HTTP/1.1 answer.
+    with socket.create_connection(("127.0.0.1", proxy.h2c_only_port), timeout=5) as s:
+        s.sendall(f"GET /only HTTP/1.1\r\nHost: {B}\r\n\r\n".encode())
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    assert not got.startswith(b"HTTP/"), got[:200]
+    frames = []
+    while len(got) >= 9:
+        n = int.from_bytes(got[:3], "big")
+        frames.append((got[3], got[9:9 + n]))
+        got = got[9 + n:]
+    assert got == b"", got
+    goaways = [payload for ftype, payload in frames if ftype == 7]
+    assert goaways and int.from_bytes(goaways[-1][4:8], "big") == 1, frames  # PROTOCOL_ERROR, then closed
 
 
 def test_upgrade_h2c_is_served_as_http11(proxy):
@@ -288,9 +320,9 @@ def test_metrics_and_access_log_say_http2(proxy):
 
 # ---------------------------------------------------------------- h2spec, for real
 
-@pytest.mark.parametrize("mode", ["h2c", "tls"])
+@pytest.mark.parametrize("mode", ["h2c", "h2c-only", "tls"])
 def test_h2spec_against_the_proxy(proxy, mode):
-    port = proxy.http_port if mode == "h2c" else proxy.https_port
+    port = {"h2c": proxy.http_port, "h2c-only": proxy.h2c_only_port, "tls": proxy.https_port}[mode]
     total, passed, skipped, failed, text = run_h2spec(port, mode == "tls")
     failures = failed_cases(text)
     expected = H2C_SHARED_PORT_CASES if mode == "h2c" else set()
