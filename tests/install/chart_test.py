@@ -110,13 +110,14 @@ NON_DEFAULT = {
     "replicaCount": 3,
     "image": {"repository": "registry.example.com/gantry", "digest": "sha256:" + "ab" * 32},
     "controller": {"watchNamespace": "team-a", "leaderElect": False, "extraArgs": ["--kubeconfig=/k/c"]},
-    "proxy": {"https": {"enabled": True, "port": 8443}, "workers": 4, "debugHeaders": True,
+    "proxy": {"https": {"enabled": True, "port": 8443}, "h2c": {"enabled": True, "port": 8082}, "workers": 4,
+              "debugHeaders": True,
               "trustedProxies": ["10.0.0.0/8", "192.168.0.0/16"], "drainSeconds": 20,
               "preStopSleepSeconds": 10, "accessLog": "off",
               "tracing": {"endpoint": "http://otel.observability:4318/v1/traces", "sampling": 0.25,
                           "serviceName": "edge"}},
     "terminationGracePeriodSeconds": 45,
-    "service": {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443},
+    "service": {"type": "NodePort", "nodePorts": {"http": 30080, "https": 30443, "h2c": 30082},
                 "externalTrafficPolicy": "Local"},
     "ingressClass": {"name": "edge", "default": True},
     "podDisruptionBudget": {"minAvailable": 1},
@@ -282,7 +283,7 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
                             "--admin-listen=127.0.0.1:9903", "--ingress-class=edge", "--namespace=team-a", "--kubeconfig=/k/c"],
         "controller args (one namespace, no leader election, extra arg)", str(ctl.get("args")))
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.0:8443",
-                            "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
+                            "--h2c-listen=0.0.0.0:8082", "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
                             f"--control-socket={SOCKET}", "--drain-seconds=20",
                             "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s", "--workers=4", "--debug-headers",
                             "--trusted-proxies=10.0.0.0/8,192.168.0.0/16",
@@ -296,8 +297,10 @@ svc = one(nd, "Service", "gantry")
 sp = svc.get("spec", {})
 t.check(sp.get("type") == "NodePort" and sp.get("externalTrafficPolicy") == "Local", "NodePort, Local policy")
 t.check([(p["name"], p["port"], port_number(prx, p["targetPort"]), p.get("nodePort")) for p in sp.get("ports", [])]
-        == [("http", 80, 8080, 30080), ("https", 443, 8443, 30443)], "http 80->8080 and https 443->8443",
-        str(sp.get("ports")))
+        == [("http", 80, 8080, 30080), ("https", 443, 8443, 30443), ("h2c", 8082, 8082, 30082)],
+        "http 80->8080, https 443->8443 and h2c 8082->8082", str(sp.get("ports")))
+t.check([p.get("appProtocol") for p in sp.get("ports", [])] == [None, None, "kubernetes.io/h2c"],
+        "the h2c Service port says kubernetes.io/h2c", str(sp.get("ports")))
 cr = one(nd, "ClusterRole")
 t.check(rule_triples(cr.get("rules", [])) == CLUSTER_RULES, "one namespace: ClusterRole holds only ingressclasses")
 watch = one(nd, "Role", "gantry-watch")
@@ -470,6 +473,8 @@ FAILS = [
     (["--set", "proxy.tracing.endpoint=https://otel:4318"], "endpoint"),
     (["--set-json", "proxy.tracing.sampling=1.5"], "sampling"),
     (["--set", "proxy.statsPort=9903"], "must all differ"),
+    (["--set", "proxy.h2c.enabled=true", "--set", "proxy.h2c.port=9901"], "must all differ"),
+    (["--set", "proxy.h2c.enable=true"], "enable"),
     (["--set", "controller.adminPort=8080"], "must all differ"),
     (["--set", "gatewayAPI.gatewayServices.type=External"], "type"),
     (["--set", "gatewayAPI.gatewayServices.portRange=20000"], "portRange"),

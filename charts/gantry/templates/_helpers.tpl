@@ -68,8 +68,9 @@ with a message naming the values to change.
 {{- end -}}
 {{- $ports := list (int $p.httpPort) (int $p.statsPort) (int $p.adminPort) (int .Values.controller.healthPort) (int .Values.controller.adminPort) -}}
 {{- if $p.https.enabled -}}{{- $ports = append $ports (int $p.https.port) -}}{{- end -}}
+{{- if $p.h2c.enabled -}}{{- $ports = append $ports (int $p.h2c.port) -}}{{- end -}}
 {{- if ne (len $ports) (len (uniq $ports)) -}}
-{{- fail "proxy.httpPort, proxy.https.port, proxy.statsPort, proxy.adminPort, controller.healthPort and controller.adminPort must all differ (the containers share the pod's network)" -}}
+{{- fail "proxy.httpPort, proxy.https.port, proxy.h2c.port, proxy.statsPort, proxy.adminPort, controller.healthPort and controller.adminPort must all differ (the containers share the pod's network)" -}}
 {{- end -}}
 {{- end -}}
 
