@@ -17,6 +17,7 @@
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
 #include "proxy/net/buffer.h"
+#include "proxy/net/h2_upstream.h"
 
 namespace gantry::net {
 
@@ -54,6 +55,9 @@ struct RequestMirror::State {
   Options opts;
   size_t in_flight = 0;
   std::unordered_map<std::string, std::vector<tcp::socket>> idle;  // by endpoint key
+  // HTTP/2 mirror clusters: connections by pool key, shared by the copies
+  // (a connection is used while it takes one more stream).
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>> h2;
   bool closed = false;  // the worker is going away: nothing is pooled or counted
 };
 
@@ -124,12 +128,82 @@ asio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
   }
 }
 
+struct InFlight {
+  RequestMirror::State& s;
+  ~InFlight() { --s.in_flight; }
+};
+
+// One copy as a stream on an HTTP/2 connection to the endpoint: the head and
+// body of the HTTP/1.1 `request` as HEADERS and DATA; the answer's DATA is
+// consumed (the windows reopen) and dropped. Sent: the answer came whole.
+asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
+                                  std::string request) {
+  InFlight guard{*st};
+  const auto deadline = std::chrono::steady_clock::now() + st->opts.timeout;
+  std::shared_ptr<H2UpstreamConn> conn;
+  {
+    auto& list = st->h2[to.pool_key];
+    std::erase_if(list, [](const auto& c) { return c->dead(); });
+    for (const auto& c : list)
+      if (c->usable()) {
+        conn = c;
+        break;
+      }
+  }
+  if (!conn) {
+    error_code ec;
+    auto addr = asio::ip::make_address(to.ep.address, ec);
+    H2UpstreamConn::Options copts;
+    copts.keepalive_interval = st->opts.h2_keepalive_interval;
+    copts.keepalive_timeout = st->opts.h2_keepalive_timeout;
+    if (!ec)
+      conn = co_await H2UpstreamConn::connect(st->io, tcp::endpoint(addr, to.ep.port), st->opts.timeout, ec, to.tls,
+                                              nullptr, std::move(copts));
+    if (!conn || st->closed) {
+      if (conn) conn->close();
+      if (!st->closed) st->metrics.mirror_result(to.cluster, "failed");
+      co_return;
+    }
+    auto& list = st->h2[to.pool_key];
+    if (list.size() < st->opts.max_idle_per_endpoint) list.push_back(conn);
+  }
+  const size_t head_end = request.find("\r\n\r\n");
+  const std::string_view head_text = std::string_view(request).substr(0, head_end + 4);
+  std::string_view body = std::string_view(request).substr(head_end + 4);
+  H2Call call(st->io.get_executor());
+  bool sent = false;
+  if (conn->open(call, h2_request_head(head_text, to.tls != nullptr), body.empty())) {
+    asio::steady_timer limit(st->io);
+    auto fired = std::make_shared<bool>(false);
+    limit.expires_at(deadline);
+    limit.async_wait([fired, &call](const error_code& e) {
+      if (e) return;
+      *fired = true;
+      call.notify();
+    });
+    while (!body.empty() && !call.closed && !*fired) {
+      body.remove_prefix(conn->send_data(call, body));
+      if (!body.empty()) co_await call.wait(true);
+    }
+    if (body.empty() && !call.closed && !*fired && head_end + 4 < request.size()) conn->end_request(call);
+    while (!call.ended && !call.closed && !*fired) {
+      if (!call.data.empty()) {
+        conn->consume(call, call.data.size());
+        call.data.clear();
+        continue;
+      }
+      co_await call.wait(false);
+    }
+    limit.cancel();
+    sent = call.head && call.ended;
+    conn->release(call);
+  }
+  if (!st->closed) st->metrics.mirror_result(to.cluster, sent ? "sent" : "failed");
+}
+
 asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, std::string cluster,
                                snapshot::Endpoint ep, std::string key, std::string request) {
-  struct InFlight {
-    RequestMirror::State& s;
-    ~InFlight() { --s.in_flight; }
-  } guard{*st};
+  InFlight guard{*st};
   asio::steady_timer timer(st->io);
   timer.expires_after(st->opts.timeout);
   bool sent = false;
@@ -185,21 +259,31 @@ RequestMirror::RequestMirror(asio::io_context& io, admin::WorkerMetrics& metrics
 RequestMirror::~RequestMirror() {
   state_->closed = true;
   state_->idle.clear();
+  for (auto& [key, list] : state_->h2)
+    for (auto& c : list) c->close();
+  state_->h2.clear();
 }
 
-bool RequestMirror::send(const std::string& cluster, const snapshot::Endpoint& ep,
-                         const std::string& key, std::string request) {
+bool RequestMirror::send(Target to, std::string request) {
   if (state_->in_flight >= state_->opts.max_in_flight) {
-    state_->metrics.mirror_result(cluster, "dropped");
+    state_->metrics.mirror_result(to.cluster, "dropped");
     return false;
   }
   ++state_->in_flight;
-  asio::co_spawn(state_->io, run_copy(state_, cluster, ep, key, std::move(request)),
-                 asio::detached);
+  if (to.h2)
+    asio::co_spawn(state_->io, run_copy_h2(state_, std::move(to), std::move(request)), asio::detached);
+  else
+    asio::co_spawn(state_->io, run_copy(state_, std::move(to.cluster), std::move(to.ep), std::move(to.key),
+                                        std::move(request)),
+                   asio::detached);
   return true;
 }
 
 size_t RequestMirror::in_flight() const { return state_->in_flight; }
+
+void RequestMirror::reap_idle(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) {
+  reap_idle_h2(state_->h2, now, limit);
+}
 
 uint64_t sample_mirrors(const std::vector<snapshot::RequestMirror>& mirrors, uint64_t random) {
   uint64_t mask = 0;
