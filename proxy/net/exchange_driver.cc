@@ -693,6 +693,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     return masked ? &ejected_ : nullptr;
   };
 
+h2_attempts:
   if (cluster->h2c) {
     // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
     // below, then one stream per try. A try that failed before anything went
@@ -1013,6 +1014,7 @@ intercepted:
       connect_failures = stale_retries = own_error = 0;
       fresh_retried = false;
       tls_failure.clear();
+      if (cluster->h2c) goto h2_attempts;  // an HTTP/2 default backend (its ref's protocol)
       goto upstream_attempts;
     }
     if (own_error != 0) {  // the default backend has no endpoint: the gateway's own answer
