@@ -88,6 +88,8 @@ def env():
             sn_rule("default/main-tls:443", prefix="/mirror-h2", filters=mirror("default/shadow-tls:443")),
             sn_rule("default/main:80", prefix="/mirror-to-h1", filters=mirror("default/h1-shadow:80")),
             sn_rule("default/h1:80", prefix="/mirror-from-h1", filters=mirror("default/shadow:80")),
+            sn_rule("default/h1:80", prefix="/status", filters={
+                "defaultBackend": {"cluster": "default/main-tls:443", "interceptStatuses": [503]}}),
             sn_rule("default/main-tls:443", prefix="/tls"),
             sn_rule("default/main:80"),
         ]
@@ -252,6 +254,17 @@ def test_http11_chunked_request_trailers_reach_the_backend(env):
 def test_h2_client_trailers_to_an_http11_backend_end_its_chunked_body(env):
     frames = nghttp(env, "/limit-h1/t", "--trailer", "x-checksum: abc123")
     assert ":status: 200" in frames, frames
+
+
+# ---- filters.defaultBackend on an HTTP/2 cluster (a GatewayRoute ref's protocol h2)
+
+def test_an_intercepted_answer_goes_to_an_h2_default_backend(env):
+    for version in ("--http2-prior-knowledge", "--http1.1"):
+        status, hdrs, body = curl(env, "/status/503", version=version)
+        # gantry-h2-echo's answer to the error-page request (path "/"), over h2 with TLS
+        assert (status, body) == (200, b"GET / 0\n"), (version, hdrs, body)
+    status, _, body = curl(env, "/status/404")
+    assert status == 404, body  # not listed: the backend's own answer
 
 
 # ---- idle HTTP/2 upstream connections end with GOAWAY(NO_ERROR)
