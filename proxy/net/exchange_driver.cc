@@ -1312,16 +1312,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
 
   // A connection to the endpoint that can open one more stream, else a new one.
-  std::shared_ptr<H2UpstreamConn> conn;
-  {
-    auto& list = w_.h2_upstreams[key];
-    std::erase_if(list, [](const auto& c) { return c->dead(); });
-    for (const auto& c : list)
-      if (c->usable()) {
-        conn = c;
-        break;
-      }
-  }
+  std::shared_ptr<H2UpstreamConn> conn = usable_conn(w_.h2_upstreams[key]);
   if (!conn) {
     error_code ec;
     auto addr = asio::ip::make_address(ep.address, ec);

@@ -14,6 +14,10 @@ namespace gantry::net {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+constexpr std::chrono::seconds kGoawayFlushLimit{5};
+}  // namespace
+
 asio::awaitable<void> H2Call::wait(bool writer) {
   error_code ec;
   auto& t = writer ? write_signal : signal;
@@ -221,6 +225,12 @@ void H2UpstreamConn::shutdown() {
   closing_ = true;
   session_->goaway(http2::ErrorCode::kNoError);
   wake_writer();
+  // A peer that does not read never lets the GOAWAY out: closed anyway.
+  // (ready_signal_ served connect() only; fail() cancels it.)
+  ready_signal_.expires_after(kGoawayFlushLimit);
+  ready_signal_.async_wait([self = shared_from_this()](error_code e) {
+    if (!e) self->fail();
+  });
 }
 
 void H2UpstreamConn::fail() {
@@ -319,6 +329,13 @@ void H2UpstreamConn::on_closed(int32_t id, http2::ErrorCode code) {
 
 void H2UpstreamConn::on_writable(int32_t id) {
   if (H2Call* c = find(id)) c->notify();
+}
+
+std::shared_ptr<H2UpstreamConn> usable_conn(std::vector<std::shared_ptr<H2UpstreamConn>>& pool) {
+  std::erase_if(pool, [](const auto& c) { return c->dead(); });
+  for (const auto& c : pool)
+    if (c->usable()) return c;
+  return nullptr;
 }
 
 void reap_idle_h2(std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>>& pools,

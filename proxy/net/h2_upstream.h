@@ -154,6 +154,10 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   bool dead_ = false;
 };
 
+// A connection of `pool` that can open one more stream (dead ones are
+// dropped from it first); null when none can.
+std::shared_ptr<H2UpstreamConn> usable_conn(std::vector<std::shared_ptr<H2UpstreamConn>>& pool);
+
 // The idle sweep over a pool of HTTP/2 connections by key: connections
 // without an open stream for `limit` get shutdown() (GOAWAY, then close);
 // dead or closing ones are forgotten, and so are keys left without any.

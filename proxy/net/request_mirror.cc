@@ -140,16 +140,7 @@ asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, Requ
                                   std::string request) {
   InFlight guard{*st};
   const auto deadline = std::chrono::steady_clock::now() + st->opts.timeout;
-  std::shared_ptr<H2UpstreamConn> conn;
-  {
-    auto& list = st->h2[to.pool_key];
-    std::erase_if(list, [](const auto& c) { return c->dead(); });
-    for (const auto& c : list)
-      if (c->usable()) {
-        conn = c;
-        break;
-      }
-  }
+  std::shared_ptr<H2UpstreamConn> conn = usable_conn(st->h2[to.pool_key]);
   if (!conn) {
     error_code ec;
     auto addr = asio::ip::make_address(to.ep.address, ec);
