@@ -1987,8 +1987,9 @@ void ExchangeDriver::mirror_request(const snapshot::RequestMirror& m, const cont
   append_header(copy, "host", filters::shadow_host(upstream_host));
   copy.append(up_head_, host_end + 2);
   copy.append(replay_);
-  RequestMirror::Target to{m.cluster, c->endpoints[idx], c->keys[idx], c->h2c, c->tls, {}};
-  if (c->h2c) to.pool_key = c->tls ? c->keys[idx] + c->pool_suffix : c->keys[idx];
+  // TLS connections are pooled per cluster (its SNI and trust), plain ones per endpoint.
+  RequestMirror::Target to{m.cluster, c->endpoints[idx], c->h2c, c->tls,
+                           c->tls ? c->keys[idx] + c->pool_suffix : c->keys[idx]};
   w_.mirror().send(std::move(to), std::move(copy));
 }
 

@@ -6,6 +6,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -31,13 +32,38 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// One copy's connection, shared with its timeout handler so the handler
-// never touches a socket that is gone.
+// One copy's connection (TLS over `sock` for a TLS cluster), shared with its
+// timeout handler so the handler never touches a socket that is gone; pooled
+// as a whole between copies.
 struct Conn {
   explicit Conn(asio::io_context& io) : sock(io) {}
   tcp::socket sock;
+  std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx;       // keeps the context alive
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;         // after sock: destroyed first
   bool done = false;
   bool timed_out = false;
+
+  asio::awaitable<size_t> read_some(char* p, size_t n, error_code& ec) {
+    // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
+    if (tls) co_return co_await tls->async_read_some(asio::buffer(p, n), awaitable_ec(ec));
+    co_return co_await sock.async_read_some(asio::buffer(p, n), awaitable_ec(ec));
+  }
+  asio::awaitable<void> write(const std::string& bytes, error_code& ec) {
+    if (tls) co_await asio::async_write(*tls, asio::buffer(bytes), awaitable_ec(ec));
+    else co_await asio::async_write(sock, asio::buffer(bytes), awaitable_ec(ec));
+  }
+  // The handshake with the cluster's TLS settings (SNI, verification).
+  asio::awaitable<void> handshake(std::shared_ptr<const tls::UpstreamTlsContext> ctx, error_code& ec) {
+    tls_ctx = std::move(ctx);
+    tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock, tls_ctx->context());
+    std::string why;
+    if (!tls_ctx->prepare(tls->native_handle(), why)) {
+      ec = asio::error::invalid_argument;
+      co_return;
+    }
+    co_await tls->async_handshake(asio::ssl::stream_base::client, awaitable_ec(ec));
+    if (!ec && !tls_ctx->check_names(tls->native_handle()).empty()) ec = asio::error::access_denied;
+  }
 };
 
 bool idle_alive(tcp::socket& s) {
@@ -54,7 +80,7 @@ struct RequestMirror::State {
   admin::WorkerMetrics& metrics;
   Options opts;
   size_t in_flight = 0;
-  std::unordered_map<std::string, std::vector<tcp::socket>> idle;  // by endpoint key
+  std::unordered_map<std::string, std::vector<std::shared_ptr<Conn>>> idle;  // HTTP/1.1, by pool key
   // HTTP/2 mirror clusters: connections by pool key, shared by the copies
   // (a connection is used while it takes one more stream).
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>> h2;
@@ -84,8 +110,7 @@ asio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
         break;
       }
     }
-    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kReadChunk), kReadChunk),
-                                               awaitable_ec(ec));
+    size_t n = co_await c.read_some(buf.prepare(kReadChunk), kReadChunk, ec);
     if (ec) co_return false;
     buf.commit(n);
     got_any = true;
@@ -121,8 +146,7 @@ asio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
       if (!buf.empty()) reusable = false;
       co_return true;
     }
-    size_t n = co_await c.sock.async_read_some(asio::buffer(buf.prepare(kReadChunk), kReadChunk),
-                                               awaitable_ec(ec));
+    size_t n = co_await c.read_some(buf.prepare(kReadChunk), kReadChunk, ec);
     if (ec) co_return head.body == http::BodyKind::kUntilClose&& ec == asio::error::eof;
     buf.commit(n);
   }
@@ -192,26 +216,25 @@ asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, Requ
   if (!st->closed) st->metrics.mirror_result(to.cluster, sent ? "sent" : "failed");
 }
 
-asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, std::string cluster,
-                               snapshot::Endpoint ep, std::string key, std::string request) {
+asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
+                               std::string request) {
   InFlight guard{*st};
   asio::steady_timer timer(st->io);
   timer.expires_after(st->opts.timeout);
   bool sent = false;
   // Two rounds at most: a pooled connection the peer had closed gets one fresh retry.
   for (int round = 0; round < 2 && !sent; ++round) {
-    auto c = std::make_shared<Conn>(st->io);
-    bool reused = false;
-    if (auto it = st->idle.find(key); round == 0 && it != st->idle.end()) {
-      while (!it->second.empty() && !reused) {
-        tcp::socket s = std::move(it->second.back());
+    std::shared_ptr<Conn> c;
+    if (auto it = st->idle.find(to.pool_key); round == 0 && it != st->idle.end()) {
+      while (!it->second.empty() && !c) {
+        std::shared_ptr<Conn> idle = std::move(it->second.back());
         it->second.pop_back();
-        if (idle_alive(s)) {
-          c->sock = std::move(s);
-          reused = true;
-        }
+        if (idle_alive(idle->sock)) c = std::move(idle);
       }
     }
+    const bool reused = c != nullptr;
+    if (!reused) c = std::make_shared<Conn>(st->io);
+    c->done = false;
     timer.async_wait([c](const error_code& ec) {
       if (ec || c->done) return;
       c->timed_out = true;
@@ -220,26 +243,27 @@ asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, std::st
     });
     error_code ec;
     if (!reused) {
-      auto addr = asio::ip::make_address(ep.address, ec);
-      if (!ec) co_await c->sock.async_connect(tcp::endpoint(addr, ep.port), awaitable_ec(ec));
+      auto addr = asio::ip::make_address(to.ep.address, ec);
+      if (!ec) co_await c->sock.async_connect(tcp::endpoint(addr, to.ep.port), awaitable_ec(ec));
       if (!ec) c->sock.set_option(tcp::no_delay(true), ec);
+      if (!ec && to.tls) co_await c->handshake(to.tls, ec);  // a TLS cluster (BackendTLSPolicy)
     }
-    if (!ec) co_await asio::async_write(c->sock, asio::buffer(request), awaitable_ec(ec));
+    if (!ec) co_await c->write(request, ec);
     bool reusable = false, got_any = false;
     bool ok = !ec && co_await read_response(*c, reusable, got_any);
     c->done = true;
     if (ok) {
       sent = true;
       if (reusable && !st->closed) {
-        auto& pool = st->idle[key];
-        if (pool.size() < st->opts.max_idle_per_endpoint) pool.push_back(std::move(c->sock));
+        auto& pool = st->idle[to.pool_key];
+        if (pool.size() < st->opts.max_idle_per_endpoint) pool.push_back(std::move(c));
       }
       break;
     }
     if (!reused || got_any || c->timed_out) break;  // only a stale pooled connection is retried
     timer.cancel();  // re-armed by the next round's wait (the expiry stays)
   }
-  if (!st->closed) st->metrics.mirror_result(cluster, sent ? "sent" : "failed");
+  if (!st->closed) st->metrics.mirror_result(to.cluster, sent ? "sent" : "failed");
 }
 
 }  // namespace
@@ -264,9 +288,7 @@ bool RequestMirror::send(Target to, std::string request) {
   if (to.h2)
     asio::co_spawn(state_->io, run_copy_h2(state_, std::move(to), std::move(request)), asio::detached);
   else
-    asio::co_spawn(state_->io, run_copy(state_, std::move(to.cluster), std::move(to.ep), std::move(to.key),
-                                        std::move(request)),
-                   asio::detached);
+    asio::co_spawn(state_->io, run_copy(state_, std::move(to), std::move(request)), asio::detached);
   return true;
 }
 

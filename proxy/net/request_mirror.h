@@ -6,7 +6,7 @@
 // Host, then the buffered body) and goes on with the real request at once:
 // send() only spawns a coroutine on the worker's io_context. The copy is
 // written to the chosen endpoint of the mirror cluster in the cluster's own
-// protocol: as it is to an HTTP/1.1 cluster, as one stream (h2_request_head(),
+// protocol: as it is to an HTTP/1.1 cluster (over TLS for a TLS one), as one stream (h2_request_head(),
 // DATA) on an HTTP/2 connection (net/h2_upstream.h; h2c, or h2 over TLS) to
 // an HTTP/2 one. The response is read to its end and discarded, so the
 // connection can be pooled for the next copy (HTTP/2: shared by copies).
@@ -49,13 +49,13 @@ class RequestMirror {
   RequestMirror(const RequestMirror&) = delete;
   RequestMirror& operator=(const RequestMirror&) = delete;
 
-  // Where a copy goes: endpoint `ep` ("ip:port" `key`) of mirror cluster
-  // `cluster`; over HTTP/2 when `h2` (TLS with `tls`; its connections pooled
-  // under `pool_key`, the key plus the cluster's pool suffix).
+  // Where a copy goes: endpoint `ep` of mirror cluster `cluster`, over
+  // HTTP/2 when `h2`, over TLS with `tls` (the cluster's context: SNI,
+  // verification); its connections pooled under `pool_key` ("ip:port", plus
+  // the cluster's pool suffix for TLS).
   struct Target {
     std::string cluster;
     snapshot::Endpoint ep;
-    std::string key;
     bool h2 = false;
     std::shared_ptr<const tls::UpstreamTlsContext> tls;
     std::string pool_key;

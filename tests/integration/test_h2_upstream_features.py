@@ -26,6 +26,7 @@ import pytest
 from conftest import (START_TIMEOUT, CertAuthority, binary, free_port, get_json, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, tail, temporary_dataplane, wait_until)
 from test_http2_codec import listening
+from test_upstream_tls import BACKEND_NAME, TlsBackend
 
 LIMIT = 1000
 
@@ -71,10 +72,13 @@ def env():
         ca = CertAuthority(dp.workdir)
         main, shadow = H2Echo(dp, "main", ca), H2Echo(dp, "shadow", ca)
         h1, h1_shadow = dp.echo("h1"), dp.echo("h1-shadow")
+        https = TlsBackend(ca)  # HTTP/1.1 over TLS (as behind a BackendTLSPolicy)
+        https_cluster = sn_cluster("default/https:443", [("127.0.0.1", https.port)])
+        https_cluster["tls"] = {"serverName": BACKEND_NAME, "caPem": ca.path.read_text()}
         clusters = [h2c_cluster("default/main:80", main), h2_cluster("default/main-tls:443", main, ca),
                     h2c_cluster("default/shadow:80", shadow), h2_cluster("default/shadow-tls:443", shadow, ca),
                     sn_cluster("default/h1:80", [(h1.addr, h1.port)]),
-                    sn_cluster("default/h1-shadow:80", [(h1_shadow.addr, h1_shadow.port)])]
+                    sn_cluster("default/h1-shadow:80", [(h1_shadow.addr, h1_shadow.port)]), https_cluster]
         limit = {"maxRequestBodySize": LIMIT}
 
         def mirror(cluster):
@@ -87,6 +91,7 @@ def env():
             sn_rule("default/main:80", prefix="/mirror-h2c", filters=mirror("default/shadow:80")),
             sn_rule("default/main-tls:443", prefix="/mirror-h2", filters=mirror("default/shadow-tls:443")),
             sn_rule("default/main:80", prefix="/mirror-to-h1", filters=mirror("default/h1-shadow:80")),
+            sn_rule("default/main:80", prefix="/mirror-to-https", filters=mirror("default/https:443")),
             sn_rule("default/h1:80", prefix="/mirror-from-h1", filters=mirror("default/shadow:80")),
             sn_rule("default/h1:80", prefix="/status", filters={
                 "defaultBackend": {"cluster": "default/main-tls:443", "interceptStatuses": [503]}}),
@@ -95,8 +100,9 @@ def env():
         ]
         p = dp.proxy(sn_snapshot(1, [sn_route("r", rules)], clusters), workers=1,
                      extra_args=["--http2", "on", "--upstream-idle-timeout", "2s"])
-        p.workdir, p.main, p.shadow, p.h1, p.h1_shadow = dp.workdir, main, shadow, h1, h1_shadow
+        p.workdir, p.main, p.shadow, p.h1, p.h1_shadow, p.https = dp.workdir, main, shadow, h1, h1_shadow, https
         yield p
+        https.close()
 
 
 def curl(env, path, *extra, version="--http2-prior-knowledge", stdin=None):
@@ -200,6 +206,21 @@ def test_mirror_from_an_h2_cluster_to_an_http11_one(env):
                               result="sent") - sent0 == 2, 5, "two copies sent to the HTTP/1.1 mirror")
     wait_until(lambda: get_json(env.h1_shadow.port, "/stats", addr=env.h1_shadow.addr)["requests"] - seen0 == 2, 5,
                "the HTTP/1.1 mirror backend to answer two copies")
+
+
+def test_mirror_to_an_http11_cluster_over_tls(env):
+    # The copy is encrypted with the mirror cluster's settings (SNI, CA), and
+    # its connection kept for the next copy.
+    sent0 = metric(env, "gantry_mirror_requests_total", cluster="default/https:443", result="sent")
+    handshakes0 = env.https.count()
+    for i in range(3):
+        status, _, body = curl(env, f"/mirror-to-https/{i}")
+        assert (status, body) == (200, f"GET /mirror-to-https/{i} 0\n".encode())
+        # one copy at a time: each finds the connection the one before left
+        wait_until(lambda: metric(env, "gantry_mirror_requests_total", cluster="default/https:443",
+                                  result="sent") - sent0 == i + 1, 5, f"copy {i} sent over TLS")
+    assert env.https.count() - handshakes0 == 1, env.https.handshakes  # one pooled connection
+    assert env.https.handshakes[-1][0] == BACKEND_NAME  # the SNI
 
 
 def test_a_large_or_streamed_body_is_not_mirrored_as_on_http11(env):
