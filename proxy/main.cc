@@ -143,8 +143,28 @@ Options parse_flags(int argc, char** argv) {
          "wait for an upstream answer when the route sets no backendRequest timeout, and the longest "
          "pause allowed between response body bytes (a stalled body closes the client connection)",
          duration_flag(&o.server.upstream_timeout));
+  fs.add("upstream-connect-timeout", "DUR", "5s",
+         "time allowed to connect to an upstream endpoint (TCP, TLS handshake; HTTP/2: the server's SETTINGS)",
+         duration_flag(&o.server.upstream_connect_timeout));
   fs.add("upstream-idle-timeout", "DUR", "30s", "close pooled upstream connections idle longer than this",
          duration_flag(&o.server.upstream_idle_timeout));
+  fs.add("upstream-h2-keepalive-interval", "DUR|off", "30s",
+         "PING an HTTP/2 upstream connection after this long with nothing received from the backend",
+         [&o](std::string_view v) -> Status {
+           if (v == "off") {
+             o.server.upstream_h2_keepalive_interval = std::chrono::milliseconds(0);
+             return ok_status();
+           }
+           auto d = parse_duration(v);
+           if (!d.ok()) return d.error();
+           if (d->count() <= 0) return Error{"must be above 0 (or off)"};
+           o.server.upstream_h2_keepalive_interval = *d;
+           return ok_status();
+         });
+  fs.add("upstream-h2-keepalive-timeout", "DUR", "10s",
+         "close an HTTP/2 upstream connection (its requests fail as on a dead connection) when nothing "
+         "arrives this long after a keepalive PING",
+         duration_flag(&o.server.upstream_h2_keepalive_timeout));
   fs.add("trusted-proxies", "CIDR,...", "none", "trust X-Forwarded-For only from these peers",
          [&o](std::string_view v) -> Status {
            auto l = net::parse_cidr_list(v);

@@ -296,6 +296,27 @@ GrBackendRef decode_backend_ref(const YAML::Node& n, const std::string& path) {
   return b;
 }
 
+// A GatewayRoute's backendRef (in backendRefs, requestMirror, defaultBackend):
+// a backendRef with `protocol` and `tls` {hostname, caSecretRef}.
+GrBackendRef decode_gateway_route_ref(const YAML::Node& b, const std::string& bp) {
+  GrBackendRef ref = decode_backend_ref(b, bp);
+  ref.protocol = str(b, "protocol", bp);
+  YAML::Node tls = get(b, "tls");
+  if (present(tls)) {
+    std::string tp = sub(bp, "tls");
+    expect_map(tls, tp);
+    ref.tls = true;
+    ref.tls_hostname = opt_str(tls, "hostname", tp);
+    YAML::Node ca = get(tls, "caSecretRef");
+    if (present(ca)) {
+      expect_map(ca, sub(tp, "caSecretRef"));
+      ref.tls_ca_secret_ref = GrSecretKeyRef{required_str(ca, "name", sub(tp, "caSecretRef")),
+                                             str(ca, "key", sub(tp, "caSecretRef"), "ca.crt")};
+    }
+  }
+  return ref;
+}
+
 std::optional<GrSecretKeyRef> decode_secret_key_ref(const YAML::Node& n, const char* key,
                                                     const std::string& path) {
   YAML::Node r = get(n, key);
@@ -380,7 +401,7 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       expect_map(v, f);
       YAML::Node ref = get(v, "backendRef");
       if (!present(ref)) fail(v, sub(f, "backendRef"), "required");
-      out.request_mirrors.push_back(GrRequestMirror{decode_backend_ref(ref, sub(f, "backendRef"))});
+      out.request_mirrors.push_back(GrRequestMirror{decode_gateway_route_ref(ref, sub(f, "backendRef"))});
     } else if (key == "cache") {
       expect_map(v, f);
       GrCache c;
@@ -489,7 +510,7 @@ GrFilters decode_filters(const YAML::Node& n, const std::string& path) {
       GrDefaultBackend d;
       YAML::Node ref = get(v, "backendRef");
       if (!present(ref)) fail(v, sub(f, "backendRef"), "required");
-      d.backend_ref = decode_backend_ref(ref, sub(f, "backendRef"));
+      d.backend_ref = decode_gateway_route_ref(ref, sub(f, "backendRef"));
       each(v, "interceptStatuses", f, [&](const YAML::Node& s, const std::string& sf) {
         d.intercept_statuses.push_back(to_int(s, sf));
       });
@@ -615,22 +636,7 @@ GatewayRoute decode_gateway_route(const YAML::Node& doc) {
     });
     rule.filters = decode_filters(get(rn, "filters"), sub(rp, "filters"));
     each(rn, "backendRefs", rp, [&](const YAML::Node& b, const std::string& bp) {
-      GrBackendRef ref = decode_backend_ref(b, bp);
-      ref.protocol = str(b, "protocol", bp);
-      YAML::Node tls = get(b, "tls");
-      if (present(tls)) {
-        std::string tp = sub(bp, "tls");
-        expect_map(tls, tp);
-        ref.tls = true;
-        ref.tls_hostname = opt_str(tls, "hostname", tp);
-        YAML::Node ca = get(tls, "caSecretRef");
-        if (present(ca)) {
-          expect_map(ca, sub(tp, "caSecretRef"));
-          ref.tls_ca_secret_ref = GrSecretKeyRef{required_str(ca, "name", sub(tp, "caSecretRef")),
-                                                 str(ca, "key", sub(tp, "caSecretRef"), "ca.crt")};
-        }
-      }
-      rule.backend_refs.push_back(std::move(ref));
+      rule.backend_refs.push_back(decode_gateway_route_ref(b, bp));
     });
     rule.policy = decode_policy(get(rn, "policy"), sub(rp, "policy"));
     r.rules.push_back(std::move(rule));

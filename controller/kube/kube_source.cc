@@ -610,8 +610,13 @@ std::set<std::string> KubeSource::secret_refs() const {
       if (rule.filters.basic_auth) refs.insert(ns + "/" + rule.filters.basic_auth->secret_ref.name);
       if (rule.filters.ext_auth && rule.filters.ext_auth->ca_secret_ref)
         refs.insert(ns + "/" + rule.filters.ext_auth->ca_secret_ref->name);
-      for (const auto& b : rule.backend_refs)  // protocol h2's trust anchors
+      // protocol h2's trust anchors, on backendRefs, the requestMirror's and the defaultBackend's
+      auto ca_of = [&](const GrBackendRef& b) {
         if (b.tls_ca_secret_ref) refs.insert(ns + "/" + b.tls_ca_secret_ref->name);
+      };
+      for (const auto& b : rule.backend_refs) ca_of(b);
+      for (const auto& m : rule.filters.request_mirrors) ca_of(m.backend_ref);
+      if (rule.filters.default_backend) ca_of(rule.filters.default_backend->backend_ref);
       if (!rule.filters.jwt) continue;
       if (rule.filters.jwt->hmac_secret_ref)
         refs.insert(ns + "/" + rule.filters.jwt->hmac_secret_ref->name);

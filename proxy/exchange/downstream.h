@@ -84,6 +84,10 @@ struct BodyChunk {
   // an HTTP/1.1 upstream as is; false: plain body bytes.
   bool h1_chunked = false;
   uint64_t payload_bytes = 0;  // body bytes (framing excluded) read so far, this chunk included
+  // With `end`: the request's trailer fields, when the client sent some
+  // (HTTP/2; an HTTP/1.1 chunked body's trailers are in its framing).
+  // Valid until the exchange ends.
+  std::span<const http::Header> trailers;
 };
 
 // What try_send_head() did.

@@ -15,7 +15,7 @@ Error ChunkedDecoder::fail(const char* why) {
   return Error{why};
 }
 
-Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::string* payload) {
+Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::string* payload, std::string* trailers) {
   if (state_ == State::kError) return Error{error_};
   if (state_ == State::kDone) return Step{0, true};
   size_t i = 0;
@@ -89,6 +89,8 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
       case State::kTrailerLf:
       case State::kFinalLf:
         if (++trailer_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        if (trailers != nullptr && state_ != State::kFinalLf && !(state_ == State::kTrailerStart && c == '\r'))
+          trailers->push_back(c);
         if (state_ == State::kTrailerStart) {
           if (c == '\r') {
             state_ = State::kFinalLf;
@@ -125,6 +127,20 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
     }
   }
   return Step{n, false};
+}
+
+void parse_trailer_fields(std::string_view section, std::vector<Header>& out) {
+  while (!section.empty()) {
+    size_t eol = section.find("\r\n");
+    std::string_view line = section.substr(0, eol);
+    section.remove_prefix(eol == std::string_view::npos ? section.size() : eol + 2);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    out.push_back(Header{line.substr(0, colon), value});
+  }
 }
 
 }  // namespace gantry::http

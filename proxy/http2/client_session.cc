@@ -59,6 +59,7 @@ struct ClientSession::Impl {
   std::vector<int32_t> writable;
   bool goaway = false;
   bool dead = false;
+  bool settings = false;  // the server's SETTINGS arrived
 
   CStream* find(int32_t id) const {
     auto it = streams.find(id);
@@ -92,6 +93,7 @@ struct ClientSession::Impl {
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* u) {
     Impl& s = self(u);
     const bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (f->hd.type == NGHTTP2_SETTINGS && (f->hd.flags & NGHTTP2_FLAG_ACK) == 0) s.settings = true;
     if (f->hd.type == NGHTTP2_GOAWAY) {
       s.goaway = true;
       s.handler.on_goaway(f->goaway.last_stream_id, static_cast<ErrorCode>(f->goaway.error_code));
@@ -324,6 +326,20 @@ void ClientSession::consume(int32_t id, size_t n) {
   st->unconsumed -= n;
   if (n > 0) nghttp2_session_consume(impl_->session, id, n);
 }
+
+void ClientSession::ping() {
+  if (!impl_->dead) nghttp2_submit_ping(impl_->session, NGHTTP2_FLAG_NONE, nullptr);
+}
+
+void ClientSession::goaway(ErrorCode code) {
+  Impl& s = *impl_;
+  if (s.dead) return;
+  s.goaway = true;
+  nghttp2_submit_goaway(s.session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s.session),
+                        static_cast<uint32_t>(code), nullptr, 0);
+}
+
+bool ClientSession::settings_received() const { return impl_->settings; }
 
 size_t ClientSession::open_streams() const { return impl_->streams.size(); }
 

@@ -69,6 +69,13 @@ class ClientSession {
   void end_request(int32_t id, std::span<const Field> trailers = {});
   void reset(int32_t id, ErrorCode code);
   void consume(int32_t id, size_t n);
+  // A PING (keepalive: any frame received after it shows the server alive).
+  void ping();
+  // GOAWAY(code): no stream is opened after it (can_open() is false); the
+  // caller flushes output() and closes.
+  void goaway(ErrorCode code);
+  // The server's first SETTINGS arrived: it speaks HTTP/2 on this connection.
+  bool settings_received() const;
 
   bool can_open() const;  // a new stream would be accepted now
   size_t open_streams() const;

@@ -166,8 +166,8 @@ asio::awaitable<BodyPiece> Stream::read_body() {
   while (in_.empty() && !ended_ && !closed_) co_await wait(false);
   if (!in_.empty()) {
     handed_.swap(in_);
-    co_return BodyPiece{handed_, ended_ && !end_told_ ? (end_told_ = true) : false, false,
-                        nullptr};
+    const bool end = ended_ && !end_told_ ? (end_told_ = true) : false;
+    co_return BodyPiece{handed_, end, false, end && !trailers_.empty() ? &trailers_ : nullptr};
   }
   if (ended_ && !end_told_) {
     end_told_ = true;
@@ -388,6 +388,7 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
     flush.cancel();
   }
   core->end();
+  if (opts.on_end) opts.on_end(core->session());
   error_code ignored;
   sock.lowest_layer().shutdown(asio::socket_base::shutdown_both, ignored);
   // The writer may still be suspended in async_write: closing wakes it.

@@ -109,6 +109,8 @@ struct ConnectionOptions {
   std::chrono::milliseconds drain_ack_timeout{1000};
   // Called once when the connection starts, with its drain handle.
   std::function<void(std::weak_ptr<Drainable>)> on_start;
+  // Called once when the connection has ended, with its session.
+  std::function<void(const ServerSession&)> on_end;
 };
 
 // Serves one connection until it ends. `already_read` holds bytes read while

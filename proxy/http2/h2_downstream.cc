@@ -107,6 +107,11 @@ asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   c.end = p.end;
   c.failed = p.failed;
   c.payload_bytes = body_read_;
+  if (p.end && p.trailers != nullptr && !p.trailers->empty()) {
+    trailers_.clear();
+    for (const Field& f : *p.trailers) trailers_.push_back(http::Header{f.name, f.value});
+    c.trailers = trailers_;
+  }
   co_return c;
 }
 

@@ -79,6 +79,7 @@ class H2Downstream final : public exchange::Downstream {
   std::string client_ip_;
   std::string peer_ip_;  // the connection's peer; empty: client_ip_
   std::vector<http::Header> headers_;  // views into stream_->head()
+  std::vector<http::Header> trailers_;  // the request's trailers, views into the stream's
   bool grpc_ = false;
   bool head_sent_ = false;
   size_t head_body_sent_ = 0;  // bytes of the head's body queued by try_send_head()

@@ -115,6 +115,7 @@ struct ServerSession::Impl {
   size_t out_off = 0;
   std::vector<int32_t> writable;  // on_writable notifications due after serialising
   Counters counters;
+  std::optional<ErrorCode> goaway_received;
   Bucket pings;
   Bucket settings;
   uint32_t empty_run = 0;
@@ -394,6 +395,9 @@ struct ServerSession::Impl {
       }
       case NGHTTP2_RST_STREAM:
         if (Stream* st = s.find(id)) st->client_reset = true;
+        break;
+      case NGHTTP2_GOAWAY:
+        s.goaway_received = static_cast<ErrorCode>(f->goaway.error_code);
         break;
       case NGHTTP2_PING:
         if ((f->hd.flags & NGHTTP2_FLAG_ACK) && s.drain_step == 1 &&
@@ -754,6 +758,7 @@ size_t ServerSession::release_idle_memory() {
   return s.memory.release_idle();
 }
 std::optional<ErrorCode> ServerSession::goaway_sent() const { return impl_->goaway; }
+std::optional<ErrorCode> ServerSession::goaway_received() const { return impl_->goaway_received; }
 const Counters& ServerSession::counters() const { return impl_->counters; }
 
 }  // namespace gantry::http2

@@ -206,6 +206,8 @@ class ServerSession {
   size_t release_idle_memory();
   // The error code of the GOAWAY the codec sent to end the connection, if any.
   std::optional<ErrorCode> goaway_sent() const;
+  // The error code of the last GOAWAY the client sent, if any.
+  std::optional<ErrorCode> goaway_received() const;
   const Counters& counters() const;
 
   struct Impl;

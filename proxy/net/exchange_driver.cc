@@ -329,6 +329,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   body_raw_.clear();
   body_dechunk_.reset();
   body_early_ = body_ended_ = body_h1_chunked_ = false;
+  req_trailer_raw_.clear();
+  req_trailers_.clear();
   ex_.started = record.started;
   // gRPC over HTTP/2 (an HTTP/1.1 client's "gRPC" gets ordinary answers): its status is counted.
   if (rq.proto == "HTTP/2")
@@ -607,10 +609,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     // Read whole for a filter (extAuth withRequestBody): kept, and so
     // replayable; build_upstream_head() gave it a Content-Length.
     if (ex_.body_limit && body_.size() > *ex_.body_limit) {
-      // Appended, not "literal" + std::string&&: GCC 12 at -O3 reports a false -Wrestrict there (GCC PR 105329).
-      co_await reply(down, 413,
-                     std::string("request body larger than ").append(std::to_string(*ex_.body_limit)).append(" bytes"),
-                     true);
+      co_await reply(down, 413, body_limit_text(), true);
       co_return;
     }
     replay_.swap(body_);
@@ -628,7 +627,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
         co_return;
       }
       replay_.append(c.data);
-      if (c.end) break;
+      if (c.end) {
+        take_trailers(c);
+        break;
+      }
     }
     replayable = true;
   }
@@ -691,6 +693,7 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     return masked ? &ejected_ : nullptr;
   };
 
+h2_attempts:
   if (cluster->h2c) {
     // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
     // below, then one stream per try. A try that failed before anything went
@@ -1011,6 +1014,7 @@ intercepted:
       connect_failures = stale_retries = own_error = 0;
       fresh_retried = false;
       tls_failure.clear();
+      if (cluster->h2c) goto h2_attempts;  // an HTTP/2 default backend (its ref's protocol)
       goto upstream_attempts;
     }
     if (own_error != 0) {  // the default backend has no endpoint: the gateway's own answer
@@ -1257,39 +1261,6 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
 
 namespace {
 
-// The HTTP/2 request head of the HTTP/1.1 head build_upstream_head() made:
-// the same fields (forwarding ones, filters' edits), names lower-cased, Host
-// as :authority; connection-specific fields are dropped by the codec.
-http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
-  http2::RequestHead head;
-  head.scheme = tls ? "https" : "http";
-  size_t eol = h1.find("\r\n");
-  std::string_view line = h1.substr(0, eol);
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = line.rfind(' ');
-  head.method.assign(line.substr(0, sp1));
-  head.path.assign(line.substr(sp1 + 1, sp2 - sp1 - 1));
-  size_t pos = eol + 2;
-  while (pos < h1.size()) {
-    eol = h1.find("\r\n", pos);
-    if (eol == std::string_view::npos || eol == pos) break;
-    line = h1.substr(pos, eol - pos);
-    pos = eol + 2;
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string name(line.substr(0, colon));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (name == "host") {
-      head.authority.assign(value);
-      continue;
-    }
-    head.headers.push_back(http2::Field{std::move(name), std::string(value)});
-  }
-  return head;
-}
-
 // The grpc-status among `fields` (a trailers-only head, or trailers); -1: none.
 template <class Fields>
 int grpc_status_in(const Fields& fields) {
@@ -1330,7 +1301,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     co_await reply(down, 504, "deadline exceeded", false);
     co_return H2cTry::kAnswered;
   }
-  http2::RequestHead h2head = h2_request_head(up_head_, false);
+  http2::RequestHead h2head = h2_request_head(up_head_, cluster.tls != nullptr);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
   if (grpc && deadline) {
     // The backend gets the time left (the route may have shortened it).
@@ -1341,23 +1312,21 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
 
   // A connection to the endpoint that can open one more stream, else a new one.
-  std::shared_ptr<H2UpstreamConn> conn;
-  {
-    auto& list = w_.h2_upstreams[key];
-    std::erase_if(list, [](const auto& c) { return c->dead(); });
-    for (const auto& c : list)
-      if (c->usable()) {
-        conn = c;
-        break;
-      }
-  }
+  std::shared_ptr<H2UpstreamConn> conn = usable_conn(w_.h2_upstreams[key]);
   if (!conn) {
     error_code ec;
     auto addr = asio::ip::make_address(ep.address, ec);
     std::string tls_error;
+    H2UpstreamConn::Options copts;
+    copts.keepalive_interval = opts.upstream_h2_keepalive_interval;
+    copts.keepalive_timeout = opts.upstream_h2_keepalive_timeout;
+    copts.on_keepalive_timeout = [&m = w_.metrics(), name = cluster.name, at = cluster.keys[idx]] {
+      m.upstream_error(name, "keepalive_timeout");
+      spdlog::warn("upstream HTTP/2 connection to {} ({}): no answer to a keepalive PING: closed", at, name);
+    };
     if (!ec) conn = co_await H2UpstreamConn::connect(w_.io(), tcp::endpoint(addr, ep.port),
                                                      std::min(timeout, opts.upstream_connect_timeout), ec,
-                                                     cluster.tls, &tls_error);
+                                                     cluster.tls, &tls_error, std::move(copts));
     if (!conn && !tls_error.empty()) {
       w_.metrics().upstream_error(cluster.name, "tls");
       spdlog::warn("upstream TLS to {} ({}) failed: {}", cluster.keys[idx], cluster.name, tls_error);
@@ -1397,7 +1366,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
             co_return true;
           };
           if (body_buffered) {
-            if (co_await send(replay_)) conn->end_request(call);
+            if (co_await send(replay_)) conn->end_request(call, request_trailers());
           } else {
             bool go = true;
             // The part a filter read goes first; of an HTTP/1.1 chunked body,
@@ -1412,10 +1381,16 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
                 pump->why = std::string(c.why);
                 break;
               }
+              if (over_body_limit(c)) {  // filters.maxRequestBodySize, as relay_request_body()
+                pump->client_failed = true;
+                pump->error = 413;
+                pump->why = body_limit_text();
+                break;
+              }
               std::string_view data = c.data;
-              if (c.h1_chunked) {  // framing the codec validated; trailers are dropped
+              if (c.h1_chunked) {  // framing the codec validated; its trailers are kept
                 payload.clear();
-                if (!body_dechunk_.feed(c.data, &payload).ok()) {
+                if (!body_dechunk_.feed(c.data, &payload, &req_trailer_raw_).ok()) {
                   pump->client_failed = true;
                   pump->error = 400;
                   pump->why = "malformed chunked request body";
@@ -1425,7 +1400,8 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
               }
               if (!data.empty() && !co_await send(data)) break;
               if (c.end) {
-                if (!call.closed && call.id >= 0) conn->end_request(call);
+                take_trailers(c);
+                if (!call.closed && call.id >= 0) conn->end_request(call, request_trailers());
                 break;
               }
             }
@@ -1827,14 +1803,17 @@ asio::awaitable<ExchangeDriver::BodyRead> ExchangeDriver::read_request_body(exch
     if (c.h1_chunked) {  // validated framing: kept as read, and its data
       body_h1_chunked_ = true;
       body_raw_.append(c.data);
-      if (!body_dechunk_.feed(c.data, &body_).ok()) {
+      if (!body_dechunk_.feed(c.data, &body_, &req_trailer_raw_).ok()) {
         co_await reply(down, 400, "malformed chunked request body", true);
         co_return BodyRead::kFailed;
       }
     } else {
       body_.append(c.data);
     }
-    if (c.end) body_ended_ = true;
+    if (c.end) {
+      body_ended_ = true;
+      take_trailers(c);
+    }
     if (!partial_ok && body_.size() > limit) co_return BodyRead::kTooLarge;
   }
   co_return body_ended_ ? BodyRead::kWhole : BodyRead::kPartial;
@@ -2008,10 +1987,55 @@ void ExchangeDriver::mirror_request(const snapshot::RequestMirror& m, const cont
   append_header(copy, "host", filters::shadow_host(upstream_host));
   copy.append(up_head_, host_end + 2);
   copy.append(replay_);
-  w_.mirror().send(m.cluster, c->endpoints[idx], c->keys[idx], std::move(copy));
+  // TLS connections are pooled per cluster (its SNI and trust), plain ones per endpoint.
+  RequestMirror::Target to{m.cluster, c->endpoints[idx], c->h2c, c->tls,
+                           c->tls ? c->keys[idx] + c->pool_suffix : c->keys[idx]};
+  w_.mirror().send(std::move(to), std::move(copy));
 }
 
 // ---- bodies
+
+bool request_trailer_allowed(std::string_view name) {
+  static constexpr std::string_view kRefused[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                                  "upgrade",    "host",       "content-length",   "te",
+                                                  "trailer"};
+  if (name.empty() || name.front() == ':') return false;
+  for (std::string_view r : kRefused)
+    if (http::iequals(name, r)) return false;
+  return true;
+}
+
+bool ExchangeDriver::over_body_limit(const exchange::BodyChunk& c) const {
+  return ex_.body_limit && ex_.req.body == http::BodyKind::kChunked && c.payload_bytes > *ex_.body_limit;
+}
+
+std::string ExchangeDriver::body_limit_text() const {
+  // Appended, not "literal" + std::string&&: GCC 12 at -O3 reports a false -Wrestrict there (GCC PR 105329).
+  return std::string("request body larger than ").append(std::to_string(ex_.body_limit.value_or(0))).append(" bytes");
+}
+
+void ExchangeDriver::add_request_trailers(std::span<const http::Header> fields) {
+  for (const http::Header& f : fields) {
+    if (!request_trailer_allowed(f.name)) continue;
+    std::string name(f.name);
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    req_trailers_.push_back(http2::Field{std::move(name), std::string(f.value)});
+  }
+}
+
+void ExchangeDriver::take_trailers(const exchange::BodyChunk& c) {
+  if (c.end && !c.trailers.empty()) add_request_trailers(c.trailers);
+}
+
+std::span<const http2::Field> ExchangeDriver::request_trailers() {
+  if (!req_trailer_raw_.empty()) {  // an HTTP/1.1 chunked body's, as its decoder collected them
+    std::vector<http::Header> fields;
+    http::parse_trailer_fields(req_trailer_raw_, fields);
+    add_request_trailers(fields);
+    req_trailer_raw_.clear();
+  }
+  return req_trailers_;
+}
 
 // Relays the request body from the client to the upstream: the client's
 // chunked framing as is, plain bytes of a streamed body chunked anew.
@@ -2043,9 +2067,9 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
       if (c.error != 0) co_await reply(down, c.error, std::string(c.why), true);
       co_return false;
     }
-    if (ex_.body_limit && ex_.req.body == http::BodyKind::kChunked && c.payload_bytes > *ex_.body_limit) {
+    if (over_body_limit(c)) {
       client_failed = true;
-      co_await reply(down, 413, "request body larger than " + std::to_string(*ex_.body_limit) + " bytes", true);
+      co_await reply(down, 413, body_limit_text(), true);
       co_return false;
     }
     std::string_view data = c.data;
@@ -2056,7 +2080,12 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
         int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
         chunk_line_.append(size, static_cast<size_t>(n)).append(data).append("\r\n");
       }
-      if (c.end) chunk_line_.append("0\r\n\r\n");
+      if (c.end) {  // the last chunk, with the client's trailers (an h2 client's)
+        chunk_line_.append("0\r\n");
+        for (const http::Header& t : c.trailers)
+          if (request_trailer_allowed(t.name)) chunk_line_.append(t.name).append(": ").append(t.value).append("\r\n");
+        chunk_line_.append("\r\n");
+      }
       data = chunk_line_;
     }
     if (!data.empty() && !co_await send(data)) co_return false;

@@ -33,12 +33,14 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "proxy/exchange/downstream.h"
 #include "proxy/exchange/exchange.h"
 #include "proxy/http/parser.h"
+#include "proxy/http2/server_session.h"
 #include "proxy/net/worker.h"
 #include "proxy/resilience/outlier_detector.h"
 #include "proxy/resilience/retry.h"
@@ -202,6 +204,17 @@ class ExchangeDriver {
                                                   H2cTry& hooks);
   boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
+  // filters.maxRequestBodySize on a streamed body (a Content-Length one is
+  // judged by the filter): `c` took it over the limit; the 413's text.
+  bool over_body_limit(const exchange::BodyChunk& c) const;
+  std::string body_limit_text() const;
+  // The request's trailers, for an HTTP/2 upstream: an h2 client's (from
+  // the body's last chunk, take_trailers()) or an HTTP/1.1 chunked body's
+  // (collected by body_dechunk_ into req_trailer_raw_); lower-cased, without
+  // the fields a trailer may not carry (request_trailer_allowed()).
+  void take_trailers(const exchange::BodyChunk& c);
+  void add_request_trailers(std::span<const http::Header> fields);
+  std::span<const http2::Field> request_trailers();
   // `sent`: Content-Length body bytes that already went out with the head.
   boost::asio::awaitable<bool> relay_response_body(exchange::Downstream& down, UpstreamConn& up,
                                                    bool& upstream_reusable, uint64_t sent);
@@ -282,6 +295,8 @@ class ExchangeDriver {
   bool body_early_ = false;           // some of the body was read before the upstream phase
   bool body_ended_ = false;           // ... all of it
   bool body_h1_chunked_ = false;      // ... with HTTP/1.1 chunked framing (body_raw_)
+  std::string req_trailer_raw_;       // an HTTP/1.1 chunked body's trailer section (request_trailers())
+  std::vector<http2::Field> req_trailers_;  // the request's trailers for an HTTP/2 upstream
   // filters.defaultBackend: the request's URI, Host and client, kept for an intercepted answer.
   std::string error_uri_, error_host_, error_client_;
   CacheFill* capture_ = nullptr;      // set while relay_response_body feeds a cache fill
@@ -303,6 +318,11 @@ boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange
 constexpr size_t kMaxSpareDrivers = 64;
 constexpr size_t kSpareBufferBytes = 64 * 1024;
 boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+
+// Whether a request trailer field named `name` may be relayed: not a
+// pseudo-header, nor a framing, routing or connection-specific field (RFC
+// 9110 6.5.1, RFC 9113 8.2.2).
+bool request_trailer_allowed(std::string_view name);
 
 // The worker's spare drivers: a driver for an HTTP/2 stream, or for an
 // HTTP/1.1 connection (taken when it opens, given back while it idles and

@@ -5,8 +5,11 @@
 // The session hands over a complete HTTP/1.1 request (head with the shadow
 // Host, then the buffered body) and goes on with the real request at once:
 // send() only spawns a coroutine on the worker's io_context. The copy is
-// written to the chosen endpoint of the mirror cluster; the response is read
-// to its end and discarded, so the connection can be pooled for the next copy.
+// written to the chosen endpoint of the mirror cluster in the cluster's own
+// protocol: as it is to an HTTP/1.1 cluster (over TLS for a TLS one), as one stream (h2_request_head(),
+// DATA) on an HTTP/2 connection (net/h2_upstream.h; h2c, or h2 over TLS) to
+// an HTTP/2 one. The response is read to its end and discarded, so the
+// connection can be pooled for the next copy (HTTP/2: shared by copies).
 //
 // Invariants: at most max_in_flight copies per worker are out at any time (a
 // copy over the bound is dropped, never queued); every copy ends within
@@ -27,6 +30,7 @@
 
 #include "proxy/admin/metrics.h"
 #include "proxy/snapshot/model.h"
+#include "proxy/tls/upstream_tls.h"
 
 namespace gantry::net {
 
@@ -36,6 +40,8 @@ class RequestMirror {
     size_t max_in_flight = 64;                 // per worker
     std::chrono::milliseconds timeout{10000};  // per copy: connect + write + response
     size_t max_idle_per_endpoint = 8;          // pooled mirror connections
+    std::chrono::milliseconds h2_keepalive_interval{0};  // HTTP/2 mirror connections (0: none)
+    std::chrono::milliseconds h2_keepalive_timeout{10000};
   };
 
   RequestMirror(boost::asio::io_context& io, admin::WorkerMetrics& metrics, Options opts);
@@ -43,12 +49,24 @@ class RequestMirror {
   RequestMirror(const RequestMirror&) = delete;
   RequestMirror& operator=(const RequestMirror&) = delete;
 
-  // Sends `request` to endpoint `ep` ("ip:port" `key`) of mirror cluster
-  // `cluster` in the background. False when the copy was dropped because
-  // max_in_flight copies are already out.
-  bool send(const std::string& cluster, const snapshot::Endpoint& ep, const std::string& key,
-            std::string request);
+  // Where a copy goes: endpoint `ep` of mirror cluster `cluster`, over
+  // HTTP/2 when `h2`, over TLS with `tls` (the cluster's context: SNI,
+  // verification); its connections pooled under `pool_key` ("ip:port", plus
+  // the cluster's pool suffix for TLS).
+  struct Target {
+    std::string cluster;
+    snapshot::Endpoint ep;
+    bool h2 = false;
+    std::shared_ptr<const tls::UpstreamTlsContext> tls;
+    std::string pool_key;
+  };
+  // Sends `request` to `to` in the background. False when the copy was
+  // dropped because max_in_flight copies are already out.
+  bool send(Target to, std::string request);
   size_t in_flight() const;
+  // The idle sweep (Worker::reap_idle): HTTP/2 mirror connections without a
+  // copy in flight for `limit` end with GOAWAY(NO_ERROR).
+  void reap_idle(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
 
   struct State;
 

@@ -944,15 +944,11 @@ void Worker::reap_idle(Clock::time_point now) {
     std::erase_if(v, [&](const std::unique_ptr<UpstreamConn>& c) { return now - c->idle_since >= limit; });
     it = v.empty() ? idle_.erase(it) : std::next(it);
   }
-  // HTTP/2 upstream connections without an open stream for as long are
-  // closed too; dead ones and lists left empty are forgotten.
-  for (auto it = h2_upstreams.begin(); it != h2_upstreams.end();) {
-    std::erase_if(it->second, [&](const std::shared_ptr<H2UpstreamConn>& c) {
-      if (!c->dead() && c->open_streams() == 0 && now - c->idle_since() >= limit) c->close();
-      return c->dead();
-    });
-    it = it->second.empty() ? h2_upstreams.erase(it) : std::next(it);
-  }
+  // HTTP/2 upstream connections without an open stream for as long end
+  // with GOAWAY(NO_ERROR) (then close); dead ones and lists left empty are
+  // forgotten. The mirror's HTTP/2 connections likewise.
+  reap_idle_h2(h2_upstreams, now, limit);
+  if (mirror_) mirror_->reap_idle(now, limit);
 }
 
 void Worker::close_listener(const std::string& name) {

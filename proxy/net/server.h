@@ -61,6 +61,12 @@ struct ServerOptions {
   std::chrono::milliseconds upstream_timeout{60000};  // default per-try response timeout
   // Pooled upstream connections idle longer are closed (checked every second).
   std::chrono::milliseconds upstream_idle_timeout{30000};
+  // HTTP/2 upstream keepalive (net/h2_upstream.h): a connection with nothing
+  // read for the interval is PINGed, and fails when nothing arrives within
+  // the timeout after it (--upstream-h2-keepalive-interval / -timeout; an
+  // interval of 0: off).
+  std::chrono::milliseconds upstream_h2_keepalive_interval{30000};
+  std::chrono::milliseconds upstream_h2_keepalive_timeout{10000};
   std::chrono::milliseconds websocket_idle_timeout{3600000};  // unless the route sets timeouts.idle
   // TLS passthrough connections with no byte either way this long are closed
   // (--passthrough-idle-timeout; net/passthrough.h).

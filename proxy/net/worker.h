@@ -247,9 +247,15 @@ class Worker {
   // False once the worker is being destroyed: another worker's cache fill
   // must not post to this io_context any more.
   const std::shared_ptr<std::atomic<bool>>& alive() const { return alive_; }
+  RequestMirror::Options mirror_options() const {
+    RequestMirror::Options o;
+    o.h2_keepalive_interval = server_.options().upstream_h2_keepalive_interval;
+    o.h2_keepalive_timeout = server_.options().upstream_h2_keepalive_timeout;
+    return o;
+  }
   RequestMirror& mirror() {
     if (!mirror_)
-      mirror_ = std::make_unique<RequestMirror>(io_, metrics_, RequestMirror::Options{});
+      mirror_ = std::make_unique<RequestMirror>(io_, metrics_, mirror_options());
     return *mirror_;
   }
   // Drops this worker's per-cluster state of clusters that are not in `cfg`

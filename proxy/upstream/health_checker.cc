@@ -149,7 +149,7 @@ asio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthChe
     }
   }
   conn->release(call);
-  conn->close();
+  conn->shutdown();  // GOAWAY(NO_ERROR), then closed (already closed when the check expired)
   co_return ok;
 }
 

@@ -3,7 +3,8 @@
 //
 // It answers every request with 200 and a JSON description of what it
 // received (its name, the address it listens on, method, raw request-target,
-// lower-cased headers, body byte count), so a test can tell which backend a
+// lower-cased headers, body byte count, a chunked body's trailers as
+// "trailers" when it had some), so a test can tell which backend a
 // request reached and what the proxy forwarded. Special paths: /status/NNN,
 // /delay/MS, /bytes/N, /chunked/N (N bytes in chunked encoding), /healthz,
 // /stats (requests answered so far, for tests that count backend hits),
@@ -89,6 +90,7 @@ struct Request {
   std::string version;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   uint64_t body_bytes = 0;
+  std::vector<std::pair<std::string, std::string>> trailers;  // a chunked body's; names lower-cased
   bool keep_alive = true;
 };
 
@@ -303,7 +305,20 @@ std::string json_body(const Config& cfg, const Request& req, uint64_t seq) {
     out += ':';
     append_json_string(out, v);
   }
-  out += "},\"bodyBytes\":" + std::to_string(req.body_bytes) + "}\n";
+  out += "},\"bodyBytes\":" + std::to_string(req.body_bytes);
+  if (!req.trailers.empty()) {
+    out += ",\"trailers\":{";
+    first = true;
+    for (const auto& [n, v] : req.trailers) {
+      if (!first) out += ',';
+      first = false;
+      append_json_string(out, n);
+      out += ':';
+      append_json_string(out, v);
+    }
+    out += '}';
+  }
+  out += "}\n";
   return out;
 }
 
@@ -455,11 +470,15 @@ class Connection {
           co_return false;
         }
       }
-      // Trailer section: lines until an empty one.
+      // Trailer section: lines until an empty one (reported as "trailers").
       for (;;) {
         auto trailer = co_await read_line();
         if (!trailer) co_return false;
         if (trailer->empty()) break;
+        const size_t colon = trailer->find(':');
+        if (colon != std::string::npos)
+          req.trailers.emplace_back(lower(trim(std::string_view(*trailer).substr(0, colon))),
+                                    std::string(trim(std::string_view(*trailer).substr(colon + 1))));
       }
       co_return true;
     }

@@ -15,8 +15,13 @@
 // (deadline tests). With --fail-status NNN every request gets the local reply
 // NNN instead (a failing endpoint for retry and outlier-detection tests).
 // A request's `grpc-timeout` comes back as the response
-// field `x-echo-grpc-timeout`. Requests go through H2Downstream, the
-// codec's exchange::Downstream, as the proxy's exchange will drive them.
+// field `x-echo-grpc-timeout`, the request's trailers as the response field
+// `x-echo-request-trailers` ("name=value" joined by ", "). With
+// --log-requests every request is printed on stdout ("request METHOD
+// AUTHORITY PATH BYTES") and every connection's end ("connection ended:
+// goaway-received=CODE" or "=none": the client's GOAWAY). Requests go through
+// H2Downstream, the codec's exchange::Downstream, as the proxy's exchange
+// drives them.
 //
 // Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
 // connection with the two-step GOAWAY and exit 0 when their streams are done.
@@ -53,6 +58,7 @@ using namespace gantry;
 namespace {
 
 int fail_status = 0;  // --fail-status: every request answered with this local reply
+bool log_requests = false;  // --log-requests
 
 asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
@@ -65,12 +71,19 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   http2::H2Downstream& d = *made.value();
   const exchange::RequestInfo& req = d.request();
   size_t bytes = 0;
+  std::string request_trailers;  // "name=value, ..."
   while (true) {
     exchange::BodyChunk c = co_await d.read_body();
     if (c.failed) co_return;
     bytes += c.data.size();
+    for (const http::Header& t : c.trailers) {
+      if (!request_trailers.empty()) request_trailers.append(", ");
+      request_trailers.append(t.name).append("=").append(t.value);
+    }
     if (c.end) break;
   }
+  if (log_requests)
+    std::cout << "request " << req.method << " " << req.host_header << " " << req.path << " " << bytes << std::endl;
   const std::string path = fail_status != 0 ? "/local/" + std::to_string(fail_status) : std::string(req.path);
   auto sleep_ms = [](const std::string& p, size_t prefix) -> asio::awaitable<void> {
     int ms = 0;
@@ -113,6 +126,7 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   fields = {{"Content-Type", "text/plain"}, {"Connection", "keep-alive"}, {"Transfer-Encoding", "chunked"}};
   for (const http::Header& h : *req.headers)
     if (h.name == "grpc-timeout") fields.push_back({"x-echo-grpc-timeout", h.value});
+  if (!request_trailers.empty()) fields.push_back({"x-echo-request-trailers", request_trailers});
   head.content_length = body.size();
   if (stall) head.content_length.reset();
   head.end_stream = req.method == "HEAD";
@@ -233,10 +247,18 @@ int main(int argc, char** argv) {
               fail_status = n;
               return ok_status();
             });
+  flags.add_bool("log-requests", "print every request and every connection's end (the client's GOAWAY) on stdout",
+                 &log_requests);
   flags.parse_or_exit(argc, argv);
 
   asio::io_context io(1);
   http2::ConnectionOptions opts;
+  if (log_requests)
+    opts.on_end = [](const http2::ServerSession& s) {
+      const auto g = s.goaway_received();
+      std::cout << "connection ended: goaway-received="
+                << (g ? std::to_string(static_cast<uint32_t>(*g)) : std::string("none")) << std::endl;
+    };
   tcp::acceptor h2c(io);
   if (!bind(h2c, listen, "--listen")) return 1;
   asio::co_spawn(io, accept_h2c(h2c, opts), asio::detached);

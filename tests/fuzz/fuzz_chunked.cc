@@ -2,12 +2,16 @@
 // split points must give the same outcome (ok/error, done, bytes consumed,
 // payload bytes, and the de-chunked payload itself); consumed never exceeds
 // what was offered, and the payload sink receives exactly the data bytes.
+// The trailer sink gets the same section whatever the splits, within the
+// trailer limit, and parse_trailer_fields() finds named fields without CR or
+// LF in it.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/http/parser.h"
 
@@ -25,6 +29,7 @@ struct Outcome {
   size_t consumed = 0;
   uint64_t data = 0;
   std::string payload;
+  std::string trailers;
 };
 
 Outcome run(std::string_view in, uint32_t seed, bool split) {
@@ -37,7 +42,7 @@ Outcome run(std::string_view in, uint32_t seed, bool split) {
       seed = seed * 1103515245u + 12345u;
       take = std::min<size_t>(take, (seed >> 16) % 9);
     }
-    auto r = d.feed(in.substr(pos, take), &o.payload);
+    auto r = d.feed(in.substr(pos, take), &o.payload, &o.trailers);
     if (!r.ok()) {
       o.ok = false;
       return o;
@@ -55,6 +60,16 @@ Outcome run(std::string_view in, uint32_t seed, bool split) {
   o.data = d.data_bytes();
   check(o.data <= o.consumed);
   check(o.payload.size() == o.data);
+  check(o.trailers.size() <= ChunkedDecoder::kMaxTrailerBytes);
+  if (o.done) {
+    std::vector<Header> fields;
+    parse_trailer_fields(o.trailers, fields);
+    for (const Header& f : fields) {
+      check(!f.name.empty());
+      check(f.name.find_first_of("\r\n:") == std::string_view::npos);
+      check(f.value.find_first_of("\r\n") == std::string_view::npos);
+    }
+  }
   return o;
 }
 
@@ -72,6 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(a.consumed == b.consumed);
     check(a.data == b.data);
     check(a.payload == b.payload);
+    check(a.trailers == b.trailers);
   }
   return 0;
 }

@@ -59,7 +59,8 @@ def env():
             (workdir / "h2.key").write_text(key)
             manager.spawn(["ip", "netns", "exec", hosts.ns, binary("gantry-h2-echo"),
                            f"--listen={addr}:{TestHosts.PORT}", f"--tls-listen={addr}:{TLS_PORT}",
-                           f"--cert={workdir / 'h2.pem'}", f"--key={workdir / 'h2.key'}"], workdir / "h2-echo.log")
+                           f"--cert={workdir / 'h2.pem'}", f"--key={workdir / 'h2.key'}", "--log-requests"],
+                          workdir / "h2-echo.log")
             wait_until(lambda: listening_at(addr, TestHosts.PORT) and listening_at(addr, TLS_PORT), START_TIMEOUT,
                        "gantry-h2-echo to listen")
             cp.ca_pem = ca.path.read_text()
@@ -67,6 +68,7 @@ def env():
             proxy.start()
             controller = KubeController(manager, workdir, cp.kubeconfig, workdir / "control.sock").start()
             controller.wait_ready()
+            cp.echo_log = workdir / "h2-echo.log"
             yield cp, proxy, controller, addr
         finally:
             manager.cleanup()
@@ -147,3 +149,36 @@ def test_gatewayroute_backend_protocol_h2c_and_h2_with_a_ca_secret(env):
               "stringData": {"ca.crt": cp.ca_pem}})
     r = wait_status(proxy, controller, "h2tls.kube.test", 200, "/tls")
     assert r.body == b"GET /tls 0\n", r
+
+
+def test_gatewayroute_mirror_and_default_backend_refs_take_protocol(env):
+    # requestMirror.backendRef and defaultBackend.backendRef take protocol and
+    # tls as backendRefs do: the copy goes over h2c, the default backend is
+    # reached over h2 with the CA of a Secret only that ref names (watched).
+    cp, proxy, controller, addr = env
+    for name in ("mirrored", "shadow"):
+        cp.apply(service(name))
+        cp.apply(endpoint_slice(name, [addr]))
+    cp.apply(gateway_route("mirrored", ["mirrored.kube.test"], [{
+        "backendRefs": [{"name": "mirrored", "port": 8080, "protocol": "h2c"}],
+        "filters": {"requestMirror": {"backendRef": {"name": "shadow", "port": 8080, "protocol": "h2c"}}}}]))
+    r = wait_status(proxy, controller, "mirrored.kube.test", 200, "/copied")
+    assert r.body == b"GET /copied 0\n", r
+    wait_until(lambda: "request GET mirrored.kube.test-shadow /copied 0" in cp.echo_log.read_text(errors="replace"),
+               CONVERGE_TIMEOUT, "the copy at the mirror, over h2c")
+
+    cp.apply(service("noendpoints"))
+    cp.apply(service("fallback"))
+    cp.apply(endpoint_slice("fallback", [addr], port=TLS_PORT))
+    cp.apply(gateway_route("fallback", ["fallback.kube.test"], [{
+        "backendRefs": [{"name": "noendpoints", "port": 8080}],
+        "filters": {"defaultBackend": {"backendRef": {
+            "name": "fallback", "port": 8080, "protocol": "h2",
+            "tls": {"hostname": "h2tls.default.svc", "caSecretRef": {"name": "fallback-ca"}}}}}}]))
+    # Without the Secret the default backend is unusable (fails closed): 503.
+    wait_status(proxy, controller, "fallback.kube.test", 503)
+    cp.apply({"kind": "Secret", "metadata": {"name": "fallback-ca", "namespace": "default"}, "type": "Opaque",
+              "stringData": {"ca.crt": cp.ca_pem}})
+    r = wait_status(proxy, controller, "fallback.kube.test", 200, "/dflt")
+    assert r.body == b"GET /dflt 0\n", r  # gantry-h2-echo over TLS: the default backend spoke h2
+

@@ -1068,6 +1068,62 @@ TEST(Translate, AppProtocolH2cOrGrpcMakesAnH2cCluster) {
   }
 }
 
+// A GatewayRoute's requestMirror and defaultBackend refs take `protocol` and
+// `tls` as backendRefs do: the mirror's and the default backend's clusters
+// speak HTTP/2; a bad value is reported naming the field.
+TEST(Translate, GatewayRouteMirrorAndDefaultBackendProtocol) {
+  const std::string objects =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec: {ports: [{name: a, port: 80}]}\n"
+      "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+      "metadata: {name: svc-1, labels: {kubernetes.io/service-name: svc}}\naddressType: IPv4\n"
+      "ports: [{name: a, port: 8080}]\nendpoints: [{addresses: [10.0.0.9]}]\n";
+  auto filters = [&](const std::string& mirror, const std::string& fallback) {
+    return load(objects + route("r", "  hostnames: [r.example.com]\n  rules: [{backendRefs: [{name: svc, port: 80}], "
+                                     "filters: {requestMirror: {backendRef: " + mirror +
+                                     "}, defaultBackend: {backendRef: " + fallback + "}}}]"));
+  };
+  auto describe = [](const TranslateResult& r, const std::string& name) {
+    for (const auto& cl : r.snapshot.clusters) {
+      if (cl.name != name) continue;
+      static const char* kProto[] = {"HTTP1", "H2C", "H2"};
+      std::string got = cl.name + " " + kProto[static_cast<int>(cl.protocol)];
+      if (cl.tls) got += " tls=" + cl.tls->server_name + (cl.tls->system_ca ? " system" : "");
+      return got;
+    }
+    return std::string("none: ") + name;
+  };
+  {
+    TranslateResult r = translate(filters("{name: svc, port: 80, protocol: grpc}",
+                                          "{name: svc, port: 80, protocol: h2, tls: {hostname: api.internal}}"),
+                                  {});
+    EXPECT_EQ(dump(r.statuses), "GatewayRoute default/r Accepted=True ResolvedRefs=True\n");
+    ASSERT_EQ(r.snapshot.routes.size(), 1u);
+    const auto& f = r.snapshot.routes[0].rules[0].filters;
+    ASSERT_EQ(f.request_mirrors.size(), 1u);
+    ASSERT_TRUE(f.default_backend.has_value());
+    EXPECT_EQ(describe(r, f.request_mirrors[0].cluster), "default/svc:80/h2c H2C");
+    EXPECT_EQ(describe(r, f.default_backend->cluster), "default/svc:80/h2;name=api.internal H2 tls=api.internal system");
+    EXPECT_EQ(describe(r, r.snapshot.routes[0].rules[0].backends[0].cluster), "default/svc:80 HTTP1");
+    snapshot::Snapshot versioned = r.snapshot;
+    versioned.version = 1;
+    EXPECT_EQ(snapshot::validate(versioned), std::vector<std::string>{});
+  }
+  {
+    TranslateResult r = translate(filters("{name: svc, port: 80, protocol: http2}",
+                                          "{name: svc, port: 80, protocol: h2c, tls: {hostname: a.example}}"),
+                                  {});
+    EXPECT_EQ(dump(r.statuses), "GatewayRoute default/r Accepted=False(Invalid) ResolvedRefs=True\n");
+    const std::string messages = all_messages(r.statuses);
+    EXPECT_NE(messages.find("spec.rules[0].filters.requestMirror.backendRef.protocol: \"http2\" is not one of "
+                            "h2c, h2, grpc"),
+              std::string::npos)
+        << messages;
+    EXPECT_NE(messages.find("spec.rules[0].filters.defaultBackend.backendRef.tls: needs protocol h2"),
+              std::string::npos)
+        << messages;
+  }
+}
+
 // A GatewayRoute backendRef's `protocol` overrides the port's appProtocol
 // with a cluster of its own ("...:PORT/h2c", "...:PORT/h2..."); `tls` (with
 // h2) chooses the name verified and the CA. A bad value is reported naming the

@@ -172,5 +172,39 @@ TEST(ChunkedDecoder, LargeChunkCountsDataBytes) {
   EXPECT_TRUE(r->done);
 }
 
+// The trailer section is collected as read, whatever the cuts, without the
+// final CRLF; parse_trailer_fields() splits it into trimmed fields.
+TEST(ChunkedDecoder, CollectsTrailers) {
+  const std::string body = "3\r\nabc\r\n0\r\nX-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n\r\nNEXT";
+  for (size_t step : {body.size(), size_t{1}, size_t{7}}) {
+    ChunkedDecoder d;
+    std::string payload, trailers;
+    size_t pos = 0;
+    bool done = false;
+    while (!done && pos < body.size()) {
+      auto r = d.feed(std::string_view(body).substr(pos, step), &payload, &trailers);
+      ASSERT_TRUE(r.ok());
+      pos += r->consumed;
+      done = r->done;
+    }
+    ASSERT_TRUE(done) << step;
+    EXPECT_EQ(body.substr(pos), "NEXT") << step;
+    EXPECT_EQ(payload, "abc") << step;
+    EXPECT_EQ(trailers, "X-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n") << step;
+    std::vector<Header> fields;
+    parse_trailer_fields(trailers, fields);
+    ASSERT_EQ(fields.size(), 3u);
+    EXPECT_EQ(fields[0].name, "X-Checksum");
+    EXPECT_EQ(fields[0].value, "abc123");
+    EXPECT_EQ(fields[1].name, "X-Empty");
+    EXPECT_EQ(fields[1].value, "");
+    EXPECT_EQ(fields[2].value, "a b");
+  }
+  ChunkedDecoder none;
+  std::string trailers;
+  ASSERT_TRUE(none.feed("0\r\n\r\n", nullptr, &trailers).ok());
+  EXPECT_EQ(trailers, "");
+}
+
 }  // namespace
 }  // namespace gantry::http

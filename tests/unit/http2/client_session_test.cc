@@ -171,5 +171,29 @@ TEST(Http2ClientSession, ResponseWindowReopensOnlyAsConsumed) {
   ASSERT_EQ(p.c.trailers[*id].size(), 1u);
 }
 
+// The server's SETTINGS mark the connection ready; a PING is answered (the
+// keepalive's proof of life); goaway() closes the connection to new streams
+// and reaches the server as GOAWAY(NO_ERROR).
+TEST(Http2ClientSession, SettingsPingAndGoaway) {
+  Pair p;
+  EXPECT_FALSE(p.cli->settings_received());
+  p.pump();
+  EXPECT_TRUE(p.cli->settings_received());
+  p.cli->ping();
+  std::string up(p.cli->output());
+  p.cli->written(up.size());
+  ASSERT_TRUE(p.srv->receive(up).ok());
+  EXPECT_FALSE(std::string(p.srv->output()).empty());  // the ack
+  p.pump();
+  ASSERT_TRUE(p.cli->can_open());
+  p.cli->goaway(ErrorCode::kNoError);
+  EXPECT_FALSE(p.cli->can_open());
+  EXPECT_FALSE(p.cli->request(post("/late"), true).ok());
+  EXPECT_FALSE(p.srv->goaway_received().has_value());
+  p.pump();
+  ASSERT_TRUE(p.srv->goaway_received().has_value());
+  EXPECT_EQ(*p.srv->goaway_received(), ErrorCode::kNoError);
+}
+
 }  // namespace
 }  // namespace gantry::http2
