@@ -63,6 +63,7 @@ enum class ErrorCode : uint32_t {
   kRefusedStream = 0x7,
   kCancel = 0x8,
   kCompressionError = 0x9,
+  kConnectError = 0xa,
   kEnhanceYourCalm = 0xb,
 };
 
