@@ -15,7 +15,7 @@ Error ChunkedDecoder::fail(const char* why) {
   return Error{why};
 }
 
-Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::string* payload) {
+Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::string* payload, std::string* trailers) {
   if (state_ == State::kError) return Error{error_};
   if (state_ == State::kDone) return Step{0, true};
   size_t i = 0;
@@ -89,6 +89,10 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
       case State::kTrailerLf:
       case State::kFinalLf:
         if (++trailer_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        // The trailer lines as sent (the final empty line left out), for a
+        // client that takes them as fields (HTTP/2).
+        if (trailers != nullptr && state_ != State::kFinalLf && !(state_ == State::kTrailerStart && c == '\r'))
+          trailers->push_back(c);
         if (state_ == State::kTrailerStart) {
           if (c == '\r') {
             state_ = State::kFinalLf;
@@ -125,6 +129,17 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
     }
   }
   return Step{n, false};
+}
+
+void split_trailer_fields(std::string_view block, std::vector<Header>& out) {
+  while (!block.empty()) {
+    const size_t eol = block.find("\r\n");
+    std::string_view line = block.substr(0, eol);
+    block.remove_prefix(eol == std::string_view::npos ? block.size() : eol + 2);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;  // the decoder let none through
+    out.push_back(Header{line.substr(0, colon), chars::trim_ows(line.substr(colon + 1))});
+  }
 }
 
 }  // namespace gantry::http

@@ -119,8 +119,10 @@ class ChunkedDecoder {
   // Error for bad chunk size/extension/CRLF, chunk-size overflow, trailers over the limit.
   // After an error every further feed() fails too, until reset().
   // With `payload`, the chunk data of the consumed bytes is appended to it
-  // (de-chunking, for clients that cannot take chunked framing).
-  Result<Step> feed(std::string_view in, std::string* payload = nullptr);
+  // (de-chunking, for clients that cannot take chunked framing); with
+  // `trailers`, the trailer section's lines ("name: value\r\n" each, the
+  // final empty line left out), bounded by kMaxTrailerBytes.
+  Result<Step> feed(std::string_view in, std::string* payload = nullptr, std::string* trailers = nullptr);
   uint64_t data_bytes() const { return data_bytes_; }  // payload bytes seen so far
   bool done() const { return state_ == State::kDone; }
   void reset() { *this = ChunkedDecoder{}; }
@@ -152,5 +154,10 @@ class ChunkedDecoder {
   uint64_t data_bytes_ = 0;
   const char* error_ = nullptr;
 };
+
+// The fields of a trailer section ChunkedDecoder collected (validated
+// there), appended to `out` as views into `block`; values without their
+// surrounding whitespace.
+void split_trailer_fields(std::string_view block, std::vector<Header>& out);
 
 }  // namespace gantry::http

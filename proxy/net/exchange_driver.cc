@@ -280,7 +280,7 @@ void ExchangeDriver::recycle() {
     else b.clear();
   };
   for (std::string* b : {&up_head_, &replay_, &decoded_, &body_, &body_raw_, &transform_in_, &transform_out_,
-                         &chunk_line_})
+                         &chunk_line_, &trailer_block_})
     trim(*b);
 }
 
@@ -2104,6 +2104,17 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
   }
 }
 
+// The trailer fields of a de-chunked HTTP/1.1 answer a client gets as
+// trailers: hop-by-hop ones (Connection, TE, Trailer, Transfer-Encoding...),
+// framing and routing ones (Content-Length, Host) never go (RFC 9110 6.5.1;
+// the HTTP/2 codec drops connection-specific fields once more).
+void ExchangeDriver::forwardable_trailers(std::string_view block, std::vector<http::Header>& out) {
+  http::split_trailer_fields(block, out);
+  std::erase_if(out, [](const http::Header& h) {
+    return http::is_hop_by_hop(h.name) || http::iequals(h.name, "content-length") || http::iequals(h.name, "host");
+  });
+}
+
 asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& down, UpstreamConn& up,
                                                           bool& upstream_reusable, uint64_t sent) {
   auto& opts = w_.server().options();
@@ -2113,6 +2124,9 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
   const bool decode = resp_.body == http::BodyKind::kChunked && !down.relays_h1_chunked;
   uint64_t left = resp_.content_length - sent;
   if (resp_.body == http::BodyKind::kChunked) chunked_.reset();
+  // A decoded body's trailer section is kept and sent as trailers (HTTP/2:
+  // a trailing HEADERS frame) once the body has gone out.
+  trailer_block_.clear();
   while (true) {
     size_t take = 0;
     bool done = false;
@@ -2124,7 +2138,7 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
         break;
       case http::BodyKind::kChunked: {
         if (decode) decoded_.clear();
-        auto step = chunked_.feed(up.buf.view(), decode ? &decoded_ : nullptr);
+        auto step = chunked_.feed(up.buf.view(), decode ? &decoded_ : nullptr, decode ? &trailer_block_ : nullptr);
         if (!step.ok()) {
           w_.metrics().upstream_error(*record.cluster, "protocol");
           record.error = "upstream_protocol";
@@ -2149,7 +2163,10 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
           capture_ = nullptr;
         }
       }
-      const bool sent_ok = co_await down.send_body(out, done);
+      trailer_fields_.clear();
+      if (done && !trailer_block_.empty()) forwardable_trailers(trailer_block_, trailer_fields_);
+      bool sent_ok = co_await down.send_body(out, done && trailer_fields_.empty());
+      if (sent_ok && !trailer_fields_.empty()) sent_ok = co_await down.send_trailers(trailer_fields_);
       up.buf.consume(take);
       if (!sent_ok) {
         upstream_reusable = false;
