@@ -2,8 +2,8 @@
 // preface + SETTINGS half of the time, so the fuzzer reaches frames quickly),
 // fed in pieces of varying size. The handler behaves like the proxy: it answers
 // every request (with a body and sometimes trailers; a CONNECT at once, as the
-// proxy opens an RFC 8441 tunnel), passes body bytes on at
-// once, and resets some streams. Invariants: no crash or sanitizer report, the
+// proxy opens an RFC 8441 tunnel), passes body bytes on at once, and resets
+// some streams. Invariants: no crash or sanitizer report, the
 // codec never holds more unwritten output than its high-water mark plus one
 // frame, a stream's response buffer never exceeds its bound, and after an
 // error the connection is done once its output is flushed. With bit 0x10 of
