@@ -132,13 +132,13 @@ struct RequestHead {
   std::string scheme;
   std::string authority;  // :authority, or Host when :authority is absent
   std::string path;       // :path as sent (empty for a plain CONNECT)
+  std::vector<Field> headers;  // regular fields in order; cookies joined into one
+  std::optional<uint64_t> content_length;
   // :protocol of an extended CONNECT (RFC 8441, e.g. "websocket"); empty
   // otherwise. Accepted because the codec advertises
   // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1; nghttp2 checks that it comes with
   // :method CONNECT, :scheme, :path and :authority.
   std::string protocol;
-  std::vector<Field> headers;  // regular fields in order; cookies joined into one
-  std::optional<uint64_t> content_length;
 };
 
 // What the codec tells its user. Stream ids are the client's (odd, > 0).
