@@ -77,7 +77,8 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
       return Error{"extended CONNECT: only the websocket protocol is tunnelled"};
     method = "GET";
     std::array<uint8_t, 16> nonce{};
-    if (RAND_bytes(nonce.data(), static_cast<int>(nonce.size())) != 1) return Error{"no random bytes for the WebSocket key"};
+    if (RAND_bytes(nonce.data(), static_cast<int>(nonce.size())) != 1)
+      return Error{"no random bytes for the WebSocket key"};
     d->websocket_key_ = http::websocket_key(nonce);
     d->tunnel_ = true;
   }

@@ -1045,7 +1045,9 @@ intercepted:
     // answers (403, 404, 426...) go to the client as they are.
     std::string why;
     if (resp_.status != 101) {
-      why.append("upstream did not accept the WebSocket upgrade (answered ").append(std::to_string(resp_.status)).append(")");
+      why.append("upstream did not accept the WebSocket upgrade (answered ")
+          .append(std::to_string(resp_.status))
+          .append(")");
     } else if (http::find_header(resp_.headers, "sec-websocket-accept") != http::websocket_accept(ws_key)) {
       why = "upstream's WebSocket handshake answer does not match the key (Sec-WebSocket-Accept)";
     }

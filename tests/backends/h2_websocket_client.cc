@@ -249,7 +249,8 @@ void expect_echo(Client& c, unsigned opcode, const std::string& sent, int timeou
   if (!ok) die("no echo within " + std::to_string(timeout_ms) + " ms (have " + std::to_string(c.in.size()) + " bytes)");
   if (c.closed && got.empty() && !sent.empty()) die("the stream closed before the echo");
   if (op != opcode) die("echo has opcode " + std::to_string(op) + ", sent " + std::to_string(opcode));
-  if (got != sent) die("echo differs: " + std::to_string(got.size()) + " bytes back for " + std::to_string(sent.size()));
+  if (got != sent)
+    die("echo differs: " + std::to_string(got.size()) + " bytes back for " + std::to_string(sent.size()));
 }
 
 }  // namespace
@@ -440,10 +441,12 @@ int main(int argc, char** argv) {
       c.push(ws_frame(0x8, body));
       expect_echo(c, 0x8, body, 10000);
       if (!c.run_until([&] { return c.remote_ended || c.closed || c.conn_gone; }, 10000) || !c.remote_ended)
-        die(c.rst ? "RST_STREAM " + std::to_string(c.rst_code) + " instead of END_STREAM" : "no END_STREAM after the close");
+        die(c.rst ? "RST_STREAM " + std::to_string(c.rst_code) + " instead of END_STREAM"
+                  : "no END_STREAM after the close");
       std::printf("end_stream\n");
       c.end_stream();
-      if (!c.run_until([&] { return c.closed || c.conn_gone; }, 10000) || c.rst) die("the stream did not close cleanly");
+      if (!c.run_until([&] { return c.closed || c.conn_gone; }, 10000) || c.rst)
+        die("the stream did not close cleanly");
       std::printf("closed\n");
     } else if (verb == "reset") {
       nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, c.id, NGHTTP2_CANCEL);
@@ -452,7 +455,8 @@ int main(int argc, char** argv) {
     } else if (verb == "end") {
       c.end_stream();
       if (!c.run_until([&] { return c.remote_ended || c.closed || c.conn_gone; }, 10000) || !c.remote_ended)
-        die(c.rst ? "RST_STREAM " + std::to_string(c.rst_code) + " instead of END_STREAM" : "no END_STREAM after the client's");
+        die(c.rst ? "RST_STREAM " + std::to_string(c.rst_code) + " instead of END_STREAM"
+                  : "no END_STREAM after the client's");
       std::printf("end_stream\n");
     } else if (verb == "wait-end") {
       if (!c.run_until([&] { return c.remote_ended || c.rst || c.closed || c.conn_gone; }, 30000))
