@@ -186,3 +186,68 @@ def test_routes_that_cannot_take_a_websocket(proxy):
     rc, out, err = client(proxy, extra=["--authority", "nobody.example.com"])
     assert rc == 0, err
     assert out[1] == "status 404", out
+
+
+def test_the_proxy_makes_the_handshake_and_checks_the_accept(dataplane):
+    """The backend gets an HTTP/1.1 upgrade with the proxy's own
+    Sec-WebSocket-Key; a 101 whose Sec-WebSocket-Accept does not match it
+    opens no tunnel (502)."""
+    import base64
+    import hashlib
+    import socket
+    import threading
+
+    heads = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    good = {"accept": True}
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                head = data.decode(errors="replace")
+                heads.append(head)
+                key = next((l.split(":", 1)[1].strip() for l in head.split("\r\n")
+                            if l.lower().startswith("sec-websocket-key:")), "")
+                accept = base64.b64encode(hashlib.sha1(
+                    (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+                conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Accept: {accept if good['accept'] else 'd3Jvbmc='}\r\n"
+                              "Sec-WebSocket-Protocol: chat\r\n\r\n").encode())
+                time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        port = srv.getsockname()[1]
+        p = dataplane.proxy(sn_snapshot(1, [sn_route("ws", [sn_rule("default/raw:80")], hostnames=[HOST])],
+                                        [sn_cluster("default/raw:80", [("127.0.0.1", port)])]))
+        argv = [str(binary("gantry-h2ws-client")), "--port", str(p.http_port), "--authority", HOST,
+                "--path", "/chat?room=1"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[1] == "status 200" and "header sec-websocket-protocol: chat" in lines, lines
+        head = heads[-1].split("\r\n")
+        assert head[0] == "GET /chat?room=1 HTTP/1.1", head
+        fields = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in head[1:] if ":" in l}
+        assert fields["upgrade"] == "websocket" and fields["connection"] == "upgrade", fields
+        assert fields["sec-websocket-version"] == "13"
+        assert len(base64.b64decode(fields["sec-websocket-key"])) == 16, fields
+        good["accept"] = False
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[1] == "status 502" and "header x-gateway-reason: websocket-handshake" in lines, lines
+    finally:
+        srv.close()
