@@ -9,7 +9,10 @@
 // H2Downstream (http2/h2_downstream.h) the second. What stays HTTP/1.1-only
 // is the codec's: 100-continue (sent on the first read_body()), the
 // WebSocket tunnel after a 101 (the driver hands the upstream connection
-// back), keep-alive and pipelining.
+// back), keep-alive and pipelining. An HTTP/2 WebSocket (extended CONNECT,
+// RFC 8441) is tunnelled through this interface instead (net/stream_tunnel.h):
+// after the head with `upgrade`, read_body() yields the client's DATA and
+// send_body() carries the upstream's bytes, both under HTTP/2 flow control.
 //
 // Rules every implementation keeps:
 // - One stream = one exchange. HTTP/1.1: the connection's current request;
@@ -68,7 +71,9 @@ struct ResponseHead {
   // The body that follows is an HTTP/1.1 upstream's chunked framing, relayed
   // as is; only when the stream's relays_h1_chunked is set.
   bool h1_chunked = false;
-  bool upgrade = false;     // a 101 to the request's Upgrade: the codec keeps Upgrade/Connection
+  // A 101 to the request's Upgrade: HTTP/1.1 keeps Upgrade/Connection; HTTP/2
+  // answers the extended CONNECT 200 and its stream becomes the tunnel.
+  bool upgrade = false;
 };
 
 // Bytes of the request body as they arrive.
@@ -101,6 +106,7 @@ enum class ResetReason : uint8_t {
   kUpstreamTruncated,  // the upstream ended the body early (issue 19)
   kUpstreamProtocol,   // the upstream's body framing was malformed
   kCancelled,          // the exchange gave up (drain, deadline)
+  kTunnelBroken,       // a tunnel's upstream connection failed (HTTP/2: CONNECT_ERROR, RFC 9113 8.5)
 };
 
 class Downstream {

@@ -63,7 +63,15 @@ struct RequestInfo {
   uint64_t content_length = 0;                  // when body == kContentLength
   std::string_view client_ip;  // the peer, or the X-Forwarded-For entry of a trusted proxy
   std::string_view peer_ip;    // the connection's peer (X-Forwarded-For is extended with it)
-  std::string_view upgrade;    // HTTP/1.1 only: the Upgrade asked for (a WebSocket); empty: none
+  // The upgrade asked for, a WebSocket: HTTP/1.1's Upgrade field, or the
+  // :protocol of an HTTP/2 extended CONNECT (RFC 8441), which the exchange
+  // sees as a GET with this upgrade. Empty: none.
+  std::string_view upgrade;
+  // HTTP/2 extended CONNECT only: the Sec-WebSocket-Key the codec made for the
+  // HTTP/1.1 handshake with the upstream (the client sends none); the driver
+  // sends it and checks the 101's Sec-WebSocket-Accept. Empty on HTTP/1.1,
+  // whose client sends its key and checks the answer itself.
+  std::string_view websocket_key;
   std::string_view proto;      // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
   bool tls = false;
   // TLS on a snapshot listener: the client's SNI, lower case (empty: none

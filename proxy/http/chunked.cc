@@ -89,6 +89,8 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
       case State::kTrailerLf:
       case State::kFinalLf:
         if (++trailer_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        // The trailer lines as sent (the final empty line left out), for a
+        // client that takes them as fields (HTTP/2).
         if (trailers != nullptr && state_ != State::kFinalLf && !(state_ == State::kTrailerStart && c == '\r'))
           trailers->push_back(c);
         if (state_ == State::kTrailerStart) {
@@ -131,15 +133,12 @@ Result<ChunkedDecoder::Step> ChunkedDecoder::feed(std::string_view in, std::stri
 
 void parse_trailer_fields(std::string_view section, std::vector<Header>& out) {
   while (!section.empty()) {
-    size_t eol = section.find("\r\n");
+    const size_t eol = section.find("\r\n");
     std::string_view line = section.substr(0, eol);
     section.remove_prefix(eol == std::string_view::npos ? section.size() : eol + 2);
     const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    out.push_back(Header{line.substr(0, colon), value});
+    if (colon == std::string_view::npos || colon == 0) continue;  // the decoder let none through
+    out.push_back(Header{line.substr(0, colon), chars::trim_ows(line.substr(colon + 1))});
   }
 }
 

@@ -1,11 +1,15 @@
 // H2Downstream: see h2_downstream.h.
 #include "proxy/http2/h2_downstream.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "proxy/exchange/grpc.h"
 #include "proxy/http/path.h"
+#include "proxy/http/websocket.h"
 
 namespace gantry::http2 {
 
@@ -62,8 +66,23 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
                                                            std::string peer_ip) {
   std::unique_ptr<H2Downstream> d(new H2Downstream(std::move(stream)));
   const RequestHead& h = d->stream_->head();
-  if (h.method == "CONNECT") return Error{"CONNECT is not supported"};
-  auto target = http::parse_target(h.method, h.path);
+  std::string_view method = h.method;
+  if (h.method == "CONNECT") {
+    // RFC 9113 8.5: a plain CONNECT asks for a TCP tunnel to :authority, a
+    // forward proxy's job (refused with 400, as HTTP/1.1's CONNECT is).
+    // RFC 8441's extended CONNECT with :protocol websocket is a WebSocket:
+    // the exchange sees a GET that asks for the upgrade.
+    if (h.protocol.empty()) return Error{"CONNECT is not supported: the gateway is not a forward proxy"};
+    if (!http::iequals(h.protocol, "websocket"))
+      return Error{"extended CONNECT: only the websocket protocol is tunnelled"};
+    method = "GET";
+    std::array<uint8_t, 16> nonce{};
+    if (RAND_bytes(nonce.data(), static_cast<int>(nonce.size())) != 1)
+      return Error{"no random bytes for the WebSocket key"};
+    d->websocket_key_ = http::websocket_key(nonce);
+    d->tunnel_ = true;
+  }
+  auto target = http::parse_target(method, h.path);
   if (!target.ok()) return target.error();
   auto host = http::normalize_host(h.authority);
   if (!host.ok()) return host.error();
@@ -73,17 +92,25 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   d->peer_ip_ = std::move(peer_ip);
   d->headers_.reserve(h.headers.size());
   for (const Field& f : h.headers) {
+    // The handshake's own fields are the gateway's to make on a tunnel.
+    if (d->tunnel_ && (f.name == "sec-websocket-key" || f.name == "sec-websocket-accept")) continue;
     d->headers_.push_back({f.name, f.value});
     if (f.name == "content-type" && exchange::is_grpc_content_type(f.value)) d->grpc_ = true;
   }
   exchange::RequestInfo& r = d->info_;
-  r.method = h.method;
+  r.method = d->tunnel_ ? std::string_view("GET") : std::string_view(h.method);
+  if (d->tunnel_) {
+    r.upgrade = "websocket";
+    r.websocket_key = d->websocket_key_;
+  }
   r.host = d->host_;
   r.path = d->path_;
   r.query = target->query;
   r.host_header = h.authority;
   r.headers = &d->headers_;
-  if (h.content_length) {
+  if (d->tunnel_) {
+    r.body = http::BodyKind::kNone;  // the stream's DATA is the tunnel's, once it is open
+  } else if (h.content_length) {
     r.body = http::BodyKind::kContentLength;
     r.content_length = *h.content_length;
   } else {
@@ -98,7 +125,7 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
 }
 
 asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
-  if (info_.body == http::BodyKind::kNone) co_return exchange::BodyChunk{{}, true, false};
+  if (info_.body == http::BodyKind::kNone && !tunnel_open_) co_return exchange::BodyChunk{{}, true, false};
   BodyPiece p = co_await stream_->read_body();
   body_read_ += p.data.size();
   bytes_received += p.data.size();
@@ -124,9 +151,14 @@ bool H2Downstream::send_fields(const exchange::ResponseHead& head) {
   FieldScratch& fields = scratch;
   fields.n = 0;
   bool has_request_id = false;
+  // The upstream's 101 to the WebSocket handshake opens the tunnel: the
+  // client's extended CONNECT gets 200 (RFC 8441 5), without the HTTP/1.1
+  // handshake's fields.
+  const bool tunnel = tunnel_ && head.upgrade;
   if (head.fields != nullptr) {
     for (const http::Header& f : *head.fields) {
       if (framing_field(f.name)) continue;
+      if (tunnel && http::iequals(f.name, "sec-websocket-accept")) continue;
       if (head.edits != nullptr && head.edits->drops(f.name)) continue;
       if (http::iequals(f.name, "x-request-id")) has_request_id = true;
       add_field(fields, f.name, f.value);
@@ -146,6 +178,10 @@ bool H2Downstream::send_fields(const exchange::ResponseHead& head) {
   for (const http::Header& f : head.debug) add_field(fields, f.name, f.value);
   head_sent_ = true;
   bytes_sent += 3 + block_bytes(fields.fields());  // :status
+  if (tunnel) {
+    tunnel_open_ = true;
+    return stream_->send_head_now(200, fields.fields(), false);
+  }
   return stream_->send_head_now(head.status, fields.fields(), head.end_stream && head.body.empty());
 }
 
@@ -224,8 +260,11 @@ asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply&
 }
 
 void H2Downstream::reset(exchange::ResetReason why) {
-  stream_->reset(why == exchange::ResetReason::kCancelled ? ErrorCode::kCancel
-                                                          : ErrorCode::kInternalError);
+  switch (why) {
+    case exchange::ResetReason::kCancelled: stream_->reset(ErrorCode::kCancel); break;
+    case exchange::ResetReason::kTunnelBroken: stream_->reset(ErrorCode::kConnectError); break;
+    default: stream_->reset(ErrorCode::kInternalError); break;
+  }
 }
 
 }  // namespace gantry::http2

@@ -6,8 +6,16 @@
 //   fields as http::Header views into the stream's own strings, the body kind
 //   (Content-Length when the client sent one, else kChunked for any streamed
 //   body, kNone when the head ended the stream), proto "HTTP/2".
-// - A request whose :path or :authority does not normalise (or a CONNECT)
-//   is refused by create(): the caller answers it 400 (a local reply).
+// - A request whose :path or :authority does not normalise, a plain CONNECT,
+//   or an extended CONNECT for another protocol than websocket is refused by
+//   create(): the caller answers it 400 (a local reply).
+// - An extended CONNECT with :protocol websocket (RFC 8441) is presented as
+//   a GET with upgrade "websocket", no body, and a Sec-WebSocket-Key made
+//   here (RequestInfo::websocket_key; the client's own handshake fields are
+//   dropped). When the exchange sends the upstream's 101 (head.upgrade) the
+//   client gets :status 200 without Sec-WebSocket-Accept, and from then on
+//   read_body() yields the client's DATA: the stream is the tunnel
+//   (net/stream_tunnel.h), END_STREAM both ways a half-close.
 // - send_head() writes the fields minus those HTTP/2 forbids (the codec drops
 //   connection-specific ones and lower-cases names), with the response
 //   filters' edits applied, x-request-id (unless the fields have one), the
@@ -19,7 +27,8 @@
 //   percent-encoded; any other request gets status + text/plain body; both
 //   carry x-request-id and x-gateway-reason when the reply has them.
 // - reset(): RST_STREAM INTERNAL_ERROR for an upstream fault, CANCEL for a
-//   cancelled exchange; the connection's other streams go on.
+//   cancelled exchange, CONNECT_ERROR for a tunnel whose upstream connection
+//   failed; the connection's other streams go on.
 // - send_interim(): 1xx answers are not forwarded on HTTP/2 (returns true).
 // - bytes_received / bytes_sent: body bytes plus the header blocks' names and
 //   values before HPACK (HTTP/2 framing is the connection's, not a stream's).
@@ -81,6 +90,9 @@ class H2Downstream final : public exchange::Downstream {
   std::vector<http::Header> headers_;  // views into stream_->head()
   std::vector<http::Header> trailers_;  // the request's trailers, views into the stream's
   bool grpc_ = false;
+  bool tunnel_ = false;       // an extended CONNECT (RFC 8441 WebSocket)
+  bool tunnel_open_ = false;  // ... the upstream accepted it: DATA is the tunnel's
+  std::string websocket_key_;
   bool head_sent_ = false;
   size_t head_body_sent_ = 0;  // bytes of the head's body queued by try_send_head()
   uint64_t body_read_ = 0;  // request body bytes read so far

@@ -74,6 +74,8 @@ struct Stream {
   size_t unconsumed = 0;       // body bytes delivered but not yet consume()d
   uint64_t received = 0;       // body bytes received
   bool discarding = false;     // answered before the request ended: the rest is read and dropped
+  bool connect = false;        // :method CONNECT (a tunnel when answered 2xx)
+  bool tunnel = false;         // a CONNECT answered 2xx: END_STREAM sent is a half-close
   // Response body waiting for the client's window.
   bool responding = false;  // a body is expected (respond() without end_stream)
   std::string out;
@@ -248,6 +250,7 @@ struct ServerSession::Impl {
       return;
     }
     if (!st.cookie.empty()) st.head.headers.push_back({"cookie", std::move(st.cookie)});
+    st.connect = st.head.method == "CONNECT";
     st.delivered = true;
     st.remote_ended = end_stream;
     handler.on_request(st.id, std::move(st.head), end_stream);
@@ -277,6 +280,8 @@ struct ServerSession::Impl {
         st.head.authority = value;
       } else if (name == ":path") {
         st.head.path = value;
+      } else if (name == ":protocol") {  // nghttp2 lets it through with ENABLE_CONNECT_PROTOCOL only
+        st.head.protocol = value;
       } else {
         st.malformed = true;
       }
@@ -452,7 +457,8 @@ struct ServerSession::Impl {
         // dropped, so a client still sending it ends cleanly (curl 7.88 fails
         // on RST_STREAM while it uploads); any other is stopped with
         // RST_STREAM NO_ERROR. Either way no window reopens for the stream.
-        if (!st->remote_ended && !nghttp2_session_get_stream_remote_close(s.session, id)) {
+        // A tunnel's END_STREAM only closes the proxy's half (RFC 8441 / 9113 8.5).
+        if (!st->tunnel && !st->remote_ended && !nghttp2_session_get_stream_remote_close(s.session, id)) {
           const int32_t window = nghttp2_session_get_stream_local_window_size(s.session, id);
           const auto& cl = st->head.content_length;
           if (cl && window > 0 && *cl >= st->received &&
@@ -549,6 +555,8 @@ Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limit
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol).
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
   if (nghttp2_submit_settings(impl->session, NGHTTP2_FLAG_NONE, iv, std::size(iv)) != 0) {
     return Error{"http2: cannot queue SETTINGS"};
@@ -669,6 +677,7 @@ void ServerSession::respond(int32_t id, int status, std::span<const Field> heade
   provider.source.ptr = st;
   provider.read_callback = Impl::read_body;
   st->responding = !end_stream;
+  st->tunnel = st->connect && status >= 200 && status < 300 && !end_stream;
   nghttp2_submit_response(s.session, id, nv.data(), nv.size(), end_stream ? nullptr : &provider);
 }
 

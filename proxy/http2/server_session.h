@@ -28,6 +28,11 @@
 //   (on_writable, deferred until serialisation is done); the handler may call
 //   any response method from them. After on_closed(id) no call names id again,
 //   and response calls for a closed stream are ignored.
+// - Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 is
+//   advertised and `:protocol` reaches the handler (RequestHead::protocol).
+//   A 2xx answer to a CONNECT opens a tunnel: its END_STREAM is a half-close
+//   (the client may go on sending until it ends its side), not an answer
+//   given before the request's end.
 // - Drain is two-step (RFC 9113 6.8): drain() sends GOAWAY with the maximum
 //   stream id and a PING; when the PING is acknowledged (or finish_drain() is
 //   called) a second GOAWAY names the last stream that will be served. Streams
@@ -58,6 +63,7 @@ enum class ErrorCode : uint32_t {
   kRefusedStream = 0x7,
   kCancel = 0x8,
   kCompressionError = 0x9,
+  kConnectError = 0xa,
   kEnhanceYourCalm = 0xb,
 };
 
@@ -125,9 +131,14 @@ struct RequestHead {
   std::string method;
   std::string scheme;
   std::string authority;  // :authority, or Host when :authority is absent
-  std::string path;       // :path as sent (empty for CONNECT)
+  std::string path;       // :path as sent (empty for a plain CONNECT)
   std::vector<Field> headers;  // regular fields in order; cookies joined into one
   std::optional<uint64_t> content_length;
+  // :protocol of an extended CONNECT (RFC 8441, e.g. "websocket"); empty
+  // otherwise. Accepted because the codec advertises
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1; nghttp2 checks that it comes with
+  // :method CONNECT, :scheme, :path and :authority.
+  std::string protocol;
 };
 
 // What the codec tells its user. Stream ids are the client's (odd, > 0).

@@ -21,6 +21,8 @@
 #include "proxy/net/access_log.h"
 #include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
+#include "proxy/net/stream_tunnel.h"
+#include "proxy/http/websocket.h"
 #include "proxy/tls/tls_contexts.h"
 #include "proxy/tracing/exporter.h"
 #include "proxy/upstream/affinity_cookie.h"
@@ -278,7 +280,7 @@ void ExchangeDriver::recycle() {
     else b.clear();
   };
   for (std::string* b : {&up_head_, &replay_, &decoded_, &body_, &body_raw_, &transform_in_, &transform_out_,
-                         &chunk_line_})
+                         &chunk_line_, &trailer_block_})
     trim(*b);
 }
 
@@ -300,6 +302,12 @@ void give_back_driver(Worker& w, std::unique_ptr<ExchangeDriver> d) {
 asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
   std::unique_ptr<ExchangeDriver> d = take_driver(w);
   co_await d->run(down);
+  if (d->upgraded) {
+    // An HTTP/2 WebSocket the upstream accepted: the stream is the tunnel. The
+    // driver (and the client's connectionLimit place it holds) waits for it.
+    std::unique_ptr<UpstreamConn> up = std::move(d->upgraded);
+    co_await tunnel_stream(w, down, *up, d->tunnel_idle);
+  }
   give_back_driver(w, std::move(d));
 }
 
@@ -437,7 +445,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
 
   // ---- response cache: a fresh stored response answers here
   std::unique_ptr<CacheFill> fill;
-  if (filters.cache && pol != nullptr && pol->cache) {
+  // (Never for an upgrade: a stored answer is no handshake.)
+  if (filters.cache && pol != nullptr && pol->cache && rq.upgrade.empty()) {
     milliseconds wait = cr.rule->policy.timeouts.backend_request.value_or(opts.upstream_timeout);
     if (cr.rule->policy.timeouts.request) wait = std::min(wait, *cr.rule->policy.timeouts.request);
     if (co_await cache_lookup(down, *pol, wait, fill)) co_return;
@@ -506,6 +515,10 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const uint64_t mirror_mask = mirrors.empty() ? 0 : sample_mirrors(mirrors, w_.random());
   const bool mirror = mirror_mask != 0;
   const bool upgrade = !rq.upgrade.empty();
+  // An HTTP/2 extended CONNECT (RFC 8441): the gateway makes the HTTP/1.1
+  // handshake, so it checks the upstream's answer (below).
+  const std::string_view ws_key = rq.websocket_key;
+  const bool h2_websocket = !ws_key.empty();
   const auto body_kind = rq.body;
   const std::vector<http::Header>& req_headers = *rq.headers;
   // "te: trailers" is hop-by-hop for HTTP/1.1 but says "I take trailers" to an
@@ -694,6 +707,13 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   };
 
 h2_attempts:
+  if (cluster->h2c && h2_websocket) {
+    // An HTTP/2 client's WebSocket goes to HTTP/1.1 backends as an Upgrade;
+    // to an HTTP/2 backend it would need extended CONNECT upstream too.
+    co_await reply(down, 501, "WebSocket over HTTP/2 is tunnelled to HTTP/1.1 backends only; " + ref.cluster +
+                   " speaks HTTP/2", false);
+    co_return;
+  }
   if (cluster->h2c) {
     // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
     // below, then one stream per try. A try that failed before anything went
@@ -1023,6 +1043,25 @@ intercepted:
     }
   }
   call.release_pending();  // the response head is here: no longer pending
+  if (h2_websocket && resp_.status >= 101 && resp_.status < 300) {
+    // The client takes a 2xx as the tunnel open: only a 101 whose
+    // Sec-WebSocket-Accept matches the gateway's key may give it one. Other
+    // answers (403, 404, 426...) go to the client as they are.
+    std::string why;
+    if (resp_.status != 101) {
+      why.append("upstream did not accept the WebSocket upgrade (answered ")
+          .append(std::to_string(resp_.status))
+          .append(")");
+    } else if (http::find_header(resp_.headers, "sec-websocket-accept") != http::websocket_accept(ws_key)) {
+      why = "upstream's WebSocket handshake answer does not match the key (Sec-WebSocket-Accept)";
+    }
+    if (!why.empty()) {
+      w_.metrics().upstream_error(*cname, "protocol");
+      if (fill) cache_end_fill(*fill, false);
+      co_await reply(down, 502, std::move(why), true, "websocket-handshake");
+      co_return;
+    }
+  }
   if (!set_cookie_.empty()) {
     std::string v = lbcfg.hash_key;
     v.append("=").append(set_cookie_).append(cookie_attributes_);
@@ -1164,7 +1203,8 @@ intercepted:
     co_return;
   }
 
-  if (is_upgrade) {  // the codec tunnels (HTTP/1.1 WebSocket)
+  if (is_upgrade) {  // the codec tunnels (HTTP/1.1), or run_exchange() on the stream (HTTP/2)
+    if (h2_websocket) record.status = 200;  // what the client got (RFC 8441)
     finish(down);
     tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);
     upgraded = std::move(up);
@@ -1200,6 +1240,7 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
   for (const auto& h : req_headers) {
     if (http::iequals(h.name, "host") || http::is_hop_by_hop(h.name) ||
         http::iequals(h.name, "content-length") || http::iequals(h.name, "expect") ||
+        (!rq.websocket_key.empty() && http::iequals(h.name, "sec-websocket-key")) ||
         (req_connection && named_by_connection(req_headers, h.name)))
       continue;
     if (http::iequals(h.name, "x-forwarded-for")) {
@@ -1239,6 +1280,7 @@ void ExchangeDriver::build_upstream_head(const exchange::RequestInfo& rq) {
   if (!rq.upgrade.empty()) {
     append_header(up_head_, "connection", "upgrade");
     append_header(up_head_, "upgrade", rq.upgrade);
+    if (!rq.websocket_key.empty()) append_header(up_head_, "sec-websocket-key", rq.websocket_key);
   }
   // A body filters.transform converts: transform_request() writes its length
   // and ends the head once the converted body is there.
@@ -2093,6 +2135,17 @@ asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& d
   }
 }
 
+// The trailer fields of a de-chunked HTTP/1.1 answer a client gets as
+// trailers: hop-by-hop ones (Connection, TE, Trailer, Transfer-Encoding...),
+// framing and routing ones (Content-Length, Host) never go (RFC 9110 6.5.1;
+// the HTTP/2 codec drops connection-specific fields once more).
+void ExchangeDriver::forwardable_trailers(std::string_view block, std::vector<http::Header>& out) {
+  http::parse_trailer_fields(block, out);
+  std::erase_if(out, [](const http::Header& h) {
+    return http::is_hop_by_hop(h.name) || http::iequals(h.name, "content-length") || http::iequals(h.name, "host");
+  });
+}
+
 asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& down, UpstreamConn& up,
                                                           bool& upstream_reusable, uint64_t sent) {
   auto& opts = w_.server().options();
@@ -2102,6 +2155,9 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
   const bool decode = resp_.body == http::BodyKind::kChunked && !down.relays_h1_chunked;
   uint64_t left = resp_.content_length - sent;
   if (resp_.body == http::BodyKind::kChunked) chunked_.reset();
+  // A decoded body's trailer section is kept and sent as trailers (HTTP/2:
+  // a trailing HEADERS frame) once the body has gone out.
+  trailer_block_.clear();
   while (true) {
     size_t take = 0;
     bool done = false;
@@ -2113,7 +2169,7 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
         break;
       case http::BodyKind::kChunked: {
         if (decode) decoded_.clear();
-        auto step = chunked_.feed(up.buf.view(), decode ? &decoded_ : nullptr);
+        auto step = chunked_.feed(up.buf.view(), decode ? &decoded_ : nullptr, decode ? &trailer_block_ : nullptr);
         if (!step.ok()) {
           w_.metrics().upstream_error(*record.cluster, "protocol");
           record.error = "upstream_protocol";
@@ -2138,7 +2194,10 @@ asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& 
           capture_ = nullptr;
         }
       }
-      const bool sent_ok = co_await down.send_body(out, done);
+      trailer_fields_.clear();
+      if (done && !trailer_block_.empty()) forwardable_trailers(trailer_block_, trailer_fields_);
+      bool sent_ok = co_await down.send_body(out, done && trailer_fields_.empty());
+      if (sent_ok && !trailer_fields_.empty()) sent_ok = co_await down.send_trailers(trailer_fields_);
       up.buf.consume(take);
       if (!sent_ok) {
         upstream_reusable = false;

@@ -274,6 +274,9 @@ class ExchangeDriver {
   http::ResponseParser resp_parser_;
   http::ResponseHead resp_;
   http::ChunkedDecoder chunked_;
+  std::string trailer_block_;                  // a de-chunked answer's trailer section
+  std::vector<http::Header> trailer_fields_;   // ... as fields, views into trailer_block_
+  static void forwardable_trailers(std::string_view block, std::vector<http::Header>& out);
   std::string decoded_;               // a chunked response's data, for a stream that takes no chunked framing
   std::vector<http::Header> cached_fields_;  // a cached answer's fields
   std::string sticky_;                // the request's session-cookie value

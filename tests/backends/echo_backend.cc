@@ -27,7 +27,8 @@
 //   answered (a relaxed atomic counter, /stats and /healthz not counted), so a
 //   test can tell a replayed (cached) answer from a fresh one. A query
 //   parameter `header=Name:Value` (percent-encoded, repeatable) adds that
-//   field to the JSON answer's head (e.g. Cache-Control, Vary, Set-Cookie).
+//   field to the JSON answer's head (e.g. Cache-Control, Vary, Set-Cookie);
+//   `trailer=Name:Value` adds a trailer field to a /chunked/N answer.
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -140,9 +141,10 @@ int hex_value(char c) {
 }
 
 // The "Name: Value\r\n" lines asked for by `header=Name:Value` query
-// parameters of `target` (percent-decoded). Malformed ones (no colon, a name
-// that is not a token, control characters) are ignored.
-std::string requested_headers(std::string_view target) {
+// parameters of `target` (percent-decoded; `trailer=` with param "trailer=").
+// Malformed ones (no colon, a name that is not a token, control characters)
+// are ignored.
+std::string requested_headers(std::string_view target, std::string_view param_name = "header=") {
   std::string out;
   auto q = target.find('?');
   if (q == std::string_view::npos) return out;
@@ -151,10 +153,10 @@ std::string requested_headers(std::string_view target) {
     auto amp = query.find('&');
     std::string_view param = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (!param.starts_with("header=")) continue;
+    if (!param.starts_with(param_name)) continue;
     std::string v;
     bool bad = false;
-    for (size_t i = 7; i < param.size(); ++i) {
+    for (size_t i = param_name.size(); i < param.size(); ++i) {
       char c = param[i];
       if (c == '%' && i + 2 < param.size() && hex_value(param[i + 1]) >= 0 &&
           hex_value(param[i + 2]) >= 0) {
@@ -563,7 +565,8 @@ class Connection {
     co_return co_await write(out);
   }
 
-  // /chunked/N: N bytes of 'x' in 64 KiB chunks, then the last chunk.
+  // /chunked/N: N bytes of 'x' in 64 KiB chunks, then the last chunk with
+  // the trailer fields asked for by `trailer=Name:Value` query parameters.
   awaitable<bool> chunked(Request& req, std::string_view count) {
     auto n = parse_dec(count);
     if (!n || *n > kMaxBytes) {
@@ -596,7 +599,7 @@ class Connection {
       std::snprintf(size, sizeof size, "%llx\r\n", static_cast<unsigned long long>(left));
       tail = size + std::string(static_cast<size_t>(left), 'x') + "\r\n";
     }
-    tail += "0\r\n\r\n";
+    tail += "0\r\n" + requested_headers(req.target, "trailer=") + "\r\n";
     co_return co_await write(tail);
   }
 

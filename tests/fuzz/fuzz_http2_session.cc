@@ -1,8 +1,9 @@
 // Fuzzes the HTTP/2 server codec with arbitrary client bytes (after a valid
 // preface + SETTINGS half of the time, so the fuzzer reaches frames quickly),
 // fed in pieces of varying size. The handler behaves like the proxy: it answers
-// every request (with a body and sometimes trailers), passes body bytes on at
-// once, and resets some streams. Invariants: no crash or sanitizer report, the
+// every request (with a body and sometimes trailers; a CONNECT at once, as the
+// proxy opens an RFC 8441 tunnel), passes body bytes on at once, and resets
+// some streams. Invariants: no crash or sanitizer report, the
 // codec never holds more unwritten output than its high-water mark plus one
 // frame, a stream's response buffer never exceeds its bound, and after an
 // error the connection is done once its output is flushed. With bit 0x10 of
@@ -37,7 +38,9 @@ struct Answering : Handler {
     check(!head.method.empty());
     open.insert(id);
     if (mode & 1) s->reset(id, ErrorCode::kCancel);
-    if (end_stream) answer(id);
+    // A CONNECT is answered at once, as the proxy opens a tunnel (RFC 8441):
+    // its END_STREAM then half-closes while the client goes on sending.
+    if (end_stream || head.method == "CONNECT") answer(id);
   }
   void on_data(int32_t id, std::string_view d) override {
     check(open.count(id) == 1);

@@ -273,6 +273,35 @@ def test_streamed_response_bodies(proxy, path, size):
     assert "transfer-encoding" not in h and "connection" not in h, h
 
 
+def test_trailers_of_a_chunked_http11_answer_reach_h2_clients(proxy):
+    """gantry-echo's chunked answer ends with a trailer section: an h2 client
+    gets its fields as a trailing HEADERS frame (END_STREAM), minus the
+    framing and hop-by-hop ones; an HTTP/1.1 client still gets the chunked
+    framing, trailers included, as the backend sent it."""
+    path = ("/chunked/100000?trailer=x-checksum:abc123&trailer=Grpc-Status:0"
+            "&trailer=content-length:5&trailer=connection:close")
+    out = subprocess.run(["nghttp", "-v", "-H", f":authority: {A}", f"http://127.0.0.1:{proxy.http_port}{path}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    data = sum(int(m) for m in re.findall(r"recv DATA frame <length=(\d+)", out.stdout))
+    assert data == 100000
+    last = max(i for i, l in enumerate(lines) if "recv HEADERS frame" in l)
+    assert "END_STREAM" in lines[last + 1], lines[last:last + 2]
+    # The trailer fields are printed just before their HEADERS frame.
+    first = max(i for i, l in enumerate(lines) if "recv DATA frame" in l) + 1
+    trailers = [re.sub(r"^\[.*?\] recv \(stream_id=\d+\) ", "", l) for l in lines[first:last]]
+    assert trailers == ["x-checksum: abc123", "grpc-status: 0"], lines[first:last + 1]
+    # curl shows them too (as header lines after the body).
+    out = subprocess.run(["curl", "-sS", "-v", "--http2-prior-knowledge", "-o", "/dev/null", "-H", f"Host: {A}",
+                          f"http://127.0.0.1:{proxy.http_port}{path}"], capture_output=True, text=True, timeout=30)
+    assert "< x-checksum: abc123" in out.stderr and "< grpc-status: 0" in out.stderr, out.stderr
+    raw = subprocess.run(["curl", "-sS", "--raw", "-H", f"Host: {A}", f"http://127.0.0.1:{proxy.http_port}{path}"],
+                         capture_output=True, timeout=30).stdout
+    assert raw.endswith(b"\r\n0\r\nx-checksum: abc123\r\nGrpc-Status: 0\r\ncontent-length: 5\r\n"
+                        b"connection: close\r\n\r\n"), raw[-200:]
+
+
 def test_many_concurrent_streams_on_one_connection(proxy):
     # h2load: one connection, up to 100 streams at once, 2000 requests.
     before = int(metric(proxy, "gantry_downstream_http2_connections_total"))

@@ -208,3 +208,42 @@ TEST(ChunkedDecoder, CollectsTrailers) {
 
 }  // namespace
 }  // namespace gantry::http
+
+namespace gantry::http {
+namespace {
+
+// The trailer section kept for an HTTP/2 client, at every split point, and
+// split into fields.
+TEST(ChunkedDecoder, KeepsTheTrailerSectionAsFields) {
+  const std::string body = "5\r\nhello\r\n0\r\nX-Checksum: abc \r\nGrpc-Status:0\r\n\r\nNEXT";
+  for (size_t cut = 0; cut <= body.size(); ++cut) {
+    ChunkedDecoder d;
+    std::string payload, trailers;
+    size_t consumed = 0;
+    bool done = false;
+    for (std::string_view piece : {std::string_view(body).substr(0, cut), std::string_view(body).substr(cut)}) {
+      auto step = d.feed(piece.substr(std::min(piece.size(), done ? piece.size() : size_t{0})), &payload, &trailers);
+      ASSERT_TRUE(step.ok());
+      consumed += step->consumed;
+      done = done || step->done;
+    }
+    EXPECT_TRUE(done) << cut;
+    EXPECT_EQ(consumed, body.size() - 4) << cut;
+    EXPECT_EQ(payload, "hello") << cut;
+    EXPECT_EQ(trailers, "X-Checksum: abc \r\nGrpc-Status:0\r\n") << cut;
+    std::vector<Header> fields;
+    parse_trailer_fields(trailers, fields);
+    ASSERT_EQ(fields.size(), 2u);
+    EXPECT_EQ(fields[0].name, "X-Checksum");
+    EXPECT_EQ(fields[0].value, "abc");
+    EXPECT_EQ(fields[1].name, "Grpc-Status");
+    EXPECT_EQ(fields[1].value, "0");
+  }
+  ChunkedDecoder none;
+  std::string t;
+  ASSERT_TRUE(none.feed("0\r\n\r\n", nullptr, &t).ok());
+  EXPECT_TRUE(t.empty());
+}
+
+}  // namespace
+}  // namespace gantry::http

@@ -722,6 +722,89 @@ TEST(Http2ServerSession, AnAnswerBeforeTheBodyLetsASmallBodyEndAndStopsALargeOne
   }
 }
 
+// RFC 8441: the codec advertises SETTINGS_ENABLE_CONNECT_PROTOCOL, hands an
+// extended CONNECT over with its :protocol, and a 2xx answer is a tunnel: the
+// server's END_STREAM half-closes it while the client goes on sending.
+TEST(Http2ServerSession, ExtendedConnectIsATunnelThatHalfCloses) {
+  Conn c;
+  Client cl;
+  c.pump(cl);  // the server's SETTINGS first, as a real client waits for them
+  EXPECT_EQ(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL), 1u);
+  HeldBody body{std::string(100 * 1024, 'w')};
+  nghttp2_data_provider prov;
+  prov.source.ptr = &body;
+  prov.read_callback = HeldBody::read;
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {":method", "CONNECT"}, {":protocol", "websocket"}, {":scheme", "http"},
+      {":authority", "ws.example"}, {":path", "/chat?room=1"}, {"sec-websocket-version", "13"}};
+  std::vector<nghttp2_nv> nv;
+  for (const auto& [n, v] : fields)
+    nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  const int32_t id = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
+  c.h.on_head = [&](int32_t sid, bool end) {
+    EXPECT_FALSE(end);
+    c.srv->respond(sid, 200, {}, false);
+    c.srv->send_data(sid, "from upstream");
+    c.srv->end_response(sid);  // the upstream closed its side first
+  };
+  c.pump(cl);
+  ASSERT_EQ(c.h.heads.count(id), 1u);
+  EXPECT_EQ(c.h.heads[id].method, "CONNECT");
+  EXPECT_EQ(c.h.heads[id].protocol, "websocket");
+  EXPECT_EQ(c.h.heads[id].path, "/chat?room=1");
+  EXPECT_EQ(cl.status[id], 200);
+  EXPECT_EQ(cl.body[id], "from upstream");
+  EXPECT_EQ(cl.done.count(id), 1u);
+  // Half-closed, not stopped: no RST_STREAM, and the client's bytes still come in.
+  EXPECT_FALSE(c.rst_code(id).has_value());
+  body.release = true;
+  nghttp2_session_resume_data(cl.s, id);
+  c.pump(cl);
+  for (int i = 0; i < 10 && c.h.bodies[id].size() < body.data.size(); ++i) {
+    c.srv->consume(id, c.h.bodies[id].size());
+    c.pump(cl);
+  }
+  EXPECT_EQ(c.h.bodies[id], body.data);
+  EXPECT_FALSE(c.rst_code(id).has_value());
+  EXPECT_EQ(c.h.closed.count(id), 1u);
+  EXPECT_EQ(c.h.closed[id], ErrorCode::kNoError);
+  EXPECT_EQ(c.srv->open_streams(), 0u);
+
+  // A plain CONNECT (no :protocol) reaches the handler as one, to be refused there;
+  // answered 4xx it is not a tunnel.
+  const std::vector<std::pair<std::string, std::string>> plain = {{":method", "CONNECT"},
+                                                                  {":authority", "db.internal:5432"}};
+  nv.clear();
+  for (const auto& [n, v] : plain)
+    nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  HeldBody more{std::string(1 << 20, 'x')};
+  prov.source.ptr = &more;
+  const int32_t id2 = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
+  c.h.on_head = [&](int32_t sid, bool) {
+    std::vector<Field> hdr = {{"content-length", "0"}};
+    c.srv->respond(sid, 400, hdr, true);
+  };
+  c.pump(cl);
+  EXPECT_EQ(c.h.heads[id2].method, "CONNECT");
+  EXPECT_TRUE(c.h.heads[id2].protocol.empty());
+  EXPECT_EQ(cl.status[id2], 400);
+  EXPECT_EQ(c.rst_code(id2), std::optional<uint32_t>(NGHTTP2_NO_ERROR));  // an answer before the request's end
+  EXPECT_FALSE(c.server_failed);
+}
+
+// :protocol on anything but CONNECT is malformed (nghttp2's RFC 8441 check).
+TEST(Http2ServerSession, ProtocolPseudoHeaderOnlyWithConnect) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
+  Client cl;
+  c.pump(cl);
+  const int32_t id = cl.get({{":protocol", "websocket"}});
+  c.pump(cl);
+  EXPECT_EQ(c.h.heads.count(id), 0u);
+  EXPECT_EQ(c.rst_code(id), std::optional<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
+  EXPECT_FALSE(c.server_failed);
+}
+
 TEST(Http2ServerSession, DrainIsTwoStep) {
   Conn c;
   Client cl;

@@ -1,0 +1,153 @@
+// The WebSocket tunnel of an HTTP/2 stream: see stream_tunnel.h.
+#include "proxy/net/stream_tunnel.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+
+#include "proxy/admin/metrics.h"
+#include "proxy/net/wire.h"
+#include "proxy/net/worker.h"
+
+namespace gantry::net {
+
+namespace {
+
+// What the two pumps and the idle watch share. The watch's handler may run
+// after the tunnel ended (a timer already expired cannot be cancelled): it
+// holds the state and looks at `over` before touching anything else.
+struct TunnelState {
+  explicit TunnelState(asio::io_context& io) : idle_timer(io), upstream_finished(io) {}
+  asio::steady_timer idle_timer;
+  asio::steady_timer upstream_finished;  // cancelled when the upstream pump returns
+  Clock::time_point last_traffic = Clock::now();
+  const char* ended_by = nullptr;  // client, upstream or idle_timeout: the first side to stop
+  bool over = false;
+  bool upstream_done = false;
+};
+
+void watch_idle(std::shared_ptr<TunnelState> st, exchange::Downstream* down, UpstreamConn* up,
+                std::chrono::milliseconds idle) {
+  st->idle_timer.expires_at(st->last_traffic + idle);
+  st->idle_timer.async_wait([st, down, up, idle](error_code ec) {
+    if (st->over || ec) return;
+    if (Clock::now() < st->last_traffic + idle) {
+      watch_idle(st, down, up, idle);  // traffic moved the deadline
+      return;
+    }
+    if (st->ended_by == nullptr) st->ended_by = "idle_timeout";
+    down->reset(exchange::ResetReason::kCancelled);  // wakes the client pump
+    error_code ignore;
+    up->sock.cancel(ignore);  // wakes the upstream pump
+  });
+}
+
+// Upstream -> client, until the upstream's end (half-closes the client's
+// side) or a failure on either side.
+template <class UpStream>
+asio::awaitable<void> pump_to_client(UpStream& from, UpstreamConn& up, exchange::Downstream& down,
+                                     TunnelState& st, prometheus::Counter& relayed) {
+  error_code ec;
+  while (true) {
+    if (!up.buf.empty()) {  // the handshake's leftovers first (frames sent right after the 101)
+      const size_t n = up.buf.size();
+      if (!co_await down.send_body(std::string_view(up.buf.data(), n), false)) {
+        if (st.ended_by == nullptr) st.ended_by = "client";
+        break;
+      }
+      relayed.Increment(static_cast<double>(n));
+      up.buf.clear();
+    }
+    char* p = up.buf.prepare(kReadChunk);
+    const size_t n = co_await from.async_read_some(asio::buffer(p, up.buf.writable()), awaitable_ec(ec));
+    if (ec) {
+      if (st.over || st.ended_by != nullptr) {
+        // The other side ended first (or the idle watch): nothing to tell the client.
+      } else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+        st.ended_by = "upstream";
+        co_await down.send_body({}, true);  // END_STREAM: the client's half stays open
+      } else {
+        st.ended_by = "upstream";
+        down.reset(exchange::ResetReason::kTunnelBroken);
+      }
+      break;
+    }
+    up.buf.commit(n);
+    st.last_traffic = Clock::now();
+  }
+}
+
+// Client -> upstream, until the client's END_STREAM (half-closes the
+// upstream socket) or a failure. Returns false when the tunnel must end now.
+template <class UpStream>
+asio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange::Downstream& down,
+                                       TunnelState& st, prometheus::Counter& relayed, bool tls) {
+  while (true) {
+    exchange::BodyChunk c = co_await down.read_body();
+    if (c.failed) {  // RST_STREAM, the connection gone, or our own reset
+      if (st.ended_by == nullptr) st.ended_by = "client";
+      co_return false;
+    }
+    if (!c.data.empty()) {
+      error_code ec;
+      co_await asio::async_write(to, asio::buffer(c.data.data(), c.data.size()), awaitable_ec(ec));
+      if (ec) {
+        if (st.ended_by == nullptr) st.ended_by = "upstream";
+        down.reset(exchange::ResetReason::kTunnelBroken);
+        co_return false;
+      }
+      relayed.Increment(static_cast<double>(c.data.size()));
+      st.last_traffic = Clock::now();
+    }
+    if (c.end) {
+      if (!tls) {
+        error_code ignore;
+        up.sock.shutdown(tcp::socket::shutdown_send, ignore);
+      }
+      co_return true;
+    }
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
+                                    std::chrono::milliseconds idle) {
+  auto& m = w.metrics().global();
+  m.websocket_upgrades.Increment();
+  m.websockets_active.Increment();
+  auto st = std::make_shared<TunnelState>(w.io());
+  st->upstream_finished.expires_at(Clock::time_point::max());
+  watch_idle(st, &down, &up, idle);
+  auto upstream_done = [st](std::exception_ptr) {
+    st->upstream_done = true;
+    st->upstream_finished.cancel();
+  };
+  bool client_ok;
+  if (up.tls) {
+    asio::co_spawn(w.io(), pump_to_client(*up.tls, up, down, *st, m.websocket_bytes_to_client), upstream_done);
+    client_ok = co_await pump_to_upstream(*up.tls, up, down, *st, m.websocket_bytes_to_upstream, true);
+  } else {
+    asio::co_spawn(w.io(), pump_to_client(up.sock, up, down, *st, m.websocket_bytes_to_client), upstream_done);
+    client_ok = co_await pump_to_upstream(up.sock, up, down, *st, m.websocket_bytes_to_upstream, false);
+  }
+  if (!client_ok) {
+    error_code ignore;
+    up.sock.cancel(ignore);  // the client side failed: the upstream pump stops too
+  }
+  // A half-closed tunnel waits for the upstream's end (or the idle watch).
+  while (!st->upstream_done) {
+    error_code ec;
+    st->upstream_finished.expires_at(Clock::time_point::max());
+    co_await st->upstream_finished.async_wait(awaitable_ec(ec));
+  }
+  st->over = true;
+  st->idle_timer.cancel();
+  error_code ignore;
+  up.sock.close(ignore);
+  m.websockets_active.Decrement();
+  m.websocket_closed.Add({{"reason", st->ended_by != nullptr ? st->ended_by : "client"}}).Increment();
+}
+
+}  // namespace gantry::net

@@ -1,0 +1,44 @@
+// The WebSocket tunnel of an HTTP/2 stream (RFC 8441 extended CONNECT),
+// written against the exchange's Downstream interface: after the exchange
+// sent the upstream's 101 as the stream's 200 (ExchangeDriver::upgraded),
+// run_exchange() runs tunnel_stream() on the same stream and the upstream
+// connection the handshake used.
+//
+// - Client -> upstream: each read_body() piece is written to the upstream
+//   socket before the next is asked for, and asking is what reopens the
+//   stream's window (http2::Stream::read_body), so a backend that stops
+//   reading stops the client at the stream window (256 KiB) plus the
+//   kernel's buffers.
+// - Upstream -> client: each read from the upstream is sent with send_body(),
+//   which completes only when the codec took it (the client's window plus its
+//   64 KiB buffer), so a client that stops reading stops the upstream reads.
+// - Ends: the client's END_STREAM half-closes the upstream socket
+//   (shutdown(SHUT_WR); not on a TLS upstream, whose side stays open until
+//   the upstream ends), the upstream's end of stream is END_STREAM to the
+//   client; the tunnel is over when both halves are, or at once when either
+//   side fails: RST_STREAM from the client (or its connection gone) closes the
+//   upstream connection, an upstream error resets the stream with
+//   CONNECT_ERROR (RFC 9113 8.5). No traffic either way for `idle` (the
+//   route's timeouts.idle, else --websocket-idle-timeout) resets the stream
+//   with CANCEL and closes the upstream connection.
+// - Counted as an HTTP/1.1 WebSocket tunnel is: gantry_websocket_upgrades_total,
+//   _connections_active, _bytes_total{direction}, _closed_total{reason} with
+//   reason client, upstream or idle_timeout (the side that ended first).
+#pragma once
+
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+
+#include "proxy/exchange/downstream.h"
+
+namespace gantry::net {
+
+class Worker;
+struct UpstreamConn;
+
+boost::asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
+                                           std::chrono::milliseconds idle);
+
+}  // namespace gantry::net
