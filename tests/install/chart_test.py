@@ -111,6 +111,7 @@ NON_DEFAULT = {
     "image": {"repository": "registry.example.com/gantry", "digest": "sha256:" + "ab" * 32},
     "controller": {"watchNamespace": "team-a", "leaderElect": False, "extraArgs": ["--kubeconfig=/k/c"]},
     "proxy": {"https": {"enabled": True, "port": 8443}, "h2c": {"enabled": True, "port": 8082}, "workers": 4,
+              "upstreamConnectTimeout": "2s", "upstreamH2KeepaliveInterval": "off",
               "debugHeaders": True,
               "trustedProxies": ["10.0.0.0/8", "192.168.0.0/16"], "drainSeconds": 20,
               "preStopSleepSeconds": 10, "accessLog": "off",
@@ -168,7 +169,9 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
                             "--admin-listen=127.0.0.1:9903", "--ingress-class=gantry", "--leader-elect"], "controller args", str(ctl.get("args")))
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--stats-listen=0.0.0.0:9901",
                             "--admin-listen=127.0.0.1:9900", f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
-                            "--request-header-timeout=10s", "--upstream-idle-timeout=30s"], "proxy args", str(prx.get("args")))
+                            "--request-header-timeout=10s", "--upstream-idle-timeout=30s",
+                            "--upstream-connect-timeout=5s", "--upstream-h2-keepalive-interval=30s",
+                            "--upstream-h2-keepalive-timeout=10s"], "proxy args", str(prx.get("args")))
 vols = {v["name"]: v for v in pspec.get("volumes", [])}
 t.check("emptyDir" in vols.get("control-socket", {}), "control socket volume is an emptyDir")
 for c in (ctl, prx):
@@ -285,7 +288,9 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.0:8443",
                             "--h2c-listen=0.0.0.0:8082", "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
                             f"--control-socket={SOCKET}", "--drain-seconds=20",
-                            "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s", "--workers=4", "--debug-headers",
+                            "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s",
+                            "--upstream-connect-timeout=2s", "--upstream-h2-keepalive-interval=off",
+                            "--upstream-h2-keepalive-timeout=10s", "--workers=4", "--debug-headers",
                             "--trusted-proxies=10.0.0.0/8,192.168.0.0/16",
                             "--tracing-endpoint=http://otel.observability:4318/v1/traces",
                             "--tracing-sampling=0.25", "--tracing-service-name=edge"], "proxy args with HTTPS",
@@ -460,6 +465,8 @@ FAILS = [
     (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
     (["--set", "proxy.requestHeaderTimeout=10 seconds"], "requestHeaderTimeout"),
     (["--set", "proxy.upstreamIdleTimeout=forever"], "upstreamIdleTimeout"),
+    (["--set", "proxy.upstreamH2KeepaliveInterval=never"], "upstreamH2KeepaliveInterval"),
+    (["--set", "proxy.upstreamConnectTimeout=off"], "upstreamConnectTimeout"),
     (["--set", "terminationGracePeriodSeconds=15"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.adminPort=9902"], "must all differ"),
