@@ -72,24 +72,6 @@ Options parse_flags(int argc, char** argv) {
       return ok_status();
     };
   };
-  fs.add("http-listen", "ADDR:PORT", "0.0.0.0:8080", "plain HTTP listener", host_port(&o.server.http_listen));
-  fs.add("https-listen", "ADDR:PORT", "off", "TLS listener; certificates come from the snapshot",
-         [&o](std::string_view v) -> Status {
-           if (v == "off") return ok_status();
-           auto hp = parse_host_port(v);
-           if (!hp.ok()) return hp.error();
-           o.server.https_listen = *hp;
-           return ok_status();
-         });
-  fs.add("h2c-listen", "ADDR:PORT", "off",
-         "cleartext listener for HTTP/2 only, with prior knowledge (gRPC clients): no HTTP/1.1 on it",
-         [&o](std::string_view v) -> Status {
-           if (v == "off") return ok_status();
-           auto hp = parse_host_port(v);
-           if (!hp.ok()) return hp.error();
-           o.server.h2c_listen = *hp;
-           return ok_status();
-         });
   auto listener_or_off = [](std::optional<HostPort>* target) {
     return [target](std::string_view v) -> Status {
       if (v == "off") {
@@ -102,6 +84,12 @@ Options parse_flags(int argc, char** argv) {
       return ok_status();
     };
   };
+  fs.add("http-listen", "ADDR:PORT", "0.0.0.0:8080", "plain HTTP listener", host_port(&o.server.http_listen));
+  fs.add("https-listen", "ADDR:PORT|off", "off", "TLS listener; certificates come from the snapshot",
+         listener_or_off(&o.server.https_listen));
+  fs.add("h2c-listen", "ADDR:PORT|off", "off",
+         "cleartext listener for HTTP/2 only, with prior knowledge (gRPC clients): no HTTP/1.1 on it",
+         listener_or_off(&o.server.h2c_listen));
   fs.add("stats-listen", "ADDR:PORT|off", "127.0.0.1:9901",
          "/healthz /readyz /metrics (the chart binds it to the pod address)",
          listener_or_off(&o.stats_listen));

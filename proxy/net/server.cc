@@ -1048,33 +1048,25 @@ Server::~Server() {
 }
 
 Status Server::listen() {
-  uint16_t port = 0;
-  for (auto& w : workers_) {
-    auto st = w->listen(opts_.http_listen, port, OwnListener::kPlain);
-    if (!st.ok()) return st;
-    if (port == 0) port = w->bound_port(OwnListener::kPlain);
-  }
-  opts_.http_listen.port = port;
-  http_tag_ = std::make_shared<const ListenerTag>(opts_.http_listen.str(), true);
-  if (opts_.https_listen) {
-    port = 0;
+  // Binds `hp` on every worker (the first bind picks the port when it is 0,
+  // the others reuse it), then tags the listener.
+  auto bind_own = [this](HostPort& hp, OwnListener which, std::shared_ptr<const ListenerTag>& tag) -> Status {
+    uint16_t port = 0;
     for (auto& w : workers_) {
-      auto st = w->listen(*opts_.https_listen, port, OwnListener::kTls);
+      auto st = w->listen(hp, port, which);
       if (!st.ok()) return st;
-      if (port == 0) port = w->bound_port(OwnListener::kTls);
+      if (port == 0) port = w->bound_port(which);
     }
-    opts_.https_listen->port = port;
-    https_tag_ = std::make_shared<const ListenerTag>(opts_.https_listen->str(), true);
+    hp.port = port;
+    tag = std::make_shared<const ListenerTag>(hp.str(), true);
+    return ok_status();
+  };
+  if (auto st = bind_own(opts_.http_listen, OwnListener::kPlain, http_tag_); !st.ok()) return st;
+  if (opts_.https_listen) {
+    if (auto st = bind_own(*opts_.https_listen, OwnListener::kTls, https_tag_); !st.ok()) return st;
   }
   if (opts_.h2c_listen) {
-    port = 0;
-    for (auto& w : workers_) {
-      auto st = w->listen(*opts_.h2c_listen, port, OwnListener::kH2c);
-      if (!st.ok()) return st;
-      if (port == 0) port = w->bound_port(OwnListener::kH2c);
-    }
-    opts_.h2c_listen->port = port;
-    h2c_tag_ = std::make_shared<const ListenerTag>(opts_.h2c_listen->str(), true);
+    if (auto st = bind_own(*opts_.h2c_listen, OwnListener::kH2c, h2c_tag_); !st.ok()) return st;
   }
   if (auto cfg = store_.current()) sync_listeners(cfg->snapshot);
   store_.on_publish([this](const control::Config& cfg) { sync_listeners(cfg.snapshot); });

@@ -3,8 +3,10 @@
 // shot, byte by byte, and split in two at every position; all must agree.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "proxy/http/parser.h"
@@ -173,76 +175,64 @@ TEST(ChunkedDecoder, LargeChunkCountsDataBytes) {
 }
 
 // The trailer section is collected as read, whatever the cuts, without the
-// final CRLF; parse_trailer_fields() splits it into trimmed fields.
+// final CRLF; parse_trailer_fields() splits it into trimmed fields. Each body
+// is fed in fixed steps (whole, byte by byte, 7 bytes) and in two pieces cut
+// at every point.
+struct TrailerCase {
+  std::string body;
+  std::string payload;
+  std::string section;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
 TEST(ChunkedDecoder, CollectsTrailers) {
-  const std::string body = "3\r\nabc\r\n0\r\nX-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n\r\nNEXT";
-  for (size_t step : {body.size(), size_t{1}, size_t{7}}) {
-    ChunkedDecoder d;
-    std::string payload, trailers;
-    size_t pos = 0;
-    bool done = false;
-    while (!done && pos < body.size()) {
-      auto r = d.feed(std::string_view(body).substr(pos, step), &payload, &trailers);
-      ASSERT_TRUE(r.ok());
-      pos += r->consumed;
-      done = r->done;
+  const std::vector<TrailerCase> cases = {
+      {"3\r\nabc\r\n0\r\nX-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n\r\nNEXT", "abc",
+       "X-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n",
+       {{"X-Checksum", "abc123"}, {"X-Empty", ""}, {"x-two", "a b"}}},
+      {"5\r\nhello\r\n0\r\nX-Checksum: abc \r\nGrpc-Status:0\r\n\r\nNEXT", "hello",
+       "X-Checksum: abc \r\nGrpc-Status:0\r\n", {{"X-Checksum", "abc"}, {"Grpc-Status", "0"}}},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::vector<size_t>> splits;  // piece lengths
+    for (size_t step : {c.body.size(), size_t{1}, size_t{7}}) splits.push_back({step});
+    for (size_t cut = 0; cut <= c.body.size(); ++cut) splits.push_back({cut, c.body.size()});
+    for (const auto& split : splits) {
+      ChunkedDecoder d;
+      std::string payload, trailers;
+      size_t pos = 0, piece = 0;
+      bool done = false;
+      while (!done && pos < c.body.size()) {
+        // One step: up to the piece's end (a fixed step repeats).
+        const size_t end = split.size() == 1 ? pos + split[0] : std::max(pos, split[piece]);
+        if (end == pos) {
+          ++piece;
+          continue;
+        }
+        auto r = d.feed(std::string_view(c.body).substr(pos, end - pos), &payload, &trailers);
+        ASSERT_TRUE(r.ok());
+        pos += r->consumed;
+        done = r->done;
+        if (split.size() > 1 && pos >= split[piece]) ++piece;
+      }
+      const std::string where = c.payload + " split " + std::to_string(split[0]);
+      ASSERT_TRUE(done) << where;
+      EXPECT_EQ(c.body.substr(pos), "NEXT") << where;
+      EXPECT_EQ(payload, c.payload) << where;
+      EXPECT_EQ(trailers, c.section) << where;
+      std::vector<Header> fields;
+      parse_trailer_fields(trailers, fields);
+      ASSERT_EQ(fields.size(), c.fields.size()) << where;
+      for (size_t i = 0; i < fields.size(); ++i) {
+        EXPECT_EQ(fields[i].name, c.fields[i].first) << where;
+        EXPECT_EQ(fields[i].value, c.fields[i].second) << where;
+      }
     }
-    ASSERT_TRUE(done) << step;
-    EXPECT_EQ(body.substr(pos), "NEXT") << step;
-    EXPECT_EQ(payload, "abc") << step;
-    EXPECT_EQ(trailers, "X-Checksum:  abc123 \r\nX-Empty:\r\nx-two: a b\r\n") << step;
-    std::vector<Header> fields;
-    parse_trailer_fields(trailers, fields);
-    ASSERT_EQ(fields.size(), 3u);
-    EXPECT_EQ(fields[0].name, "X-Checksum");
-    EXPECT_EQ(fields[0].value, "abc123");
-    EXPECT_EQ(fields[1].name, "X-Empty");
-    EXPECT_EQ(fields[1].value, "");
-    EXPECT_EQ(fields[2].value, "a b");
   }
   ChunkedDecoder none;
   std::string trailers;
   ASSERT_TRUE(none.feed("0\r\n\r\n", nullptr, &trailers).ok());
   EXPECT_EQ(trailers, "");
-}
-
-}  // namespace
-}  // namespace gantry::http
-
-namespace gantry::http {
-namespace {
-
-// The trailer section kept for an HTTP/2 client, at every split point, and
-// split into fields.
-TEST(ChunkedDecoder, KeepsTheTrailerSectionAsFields) {
-  const std::string body = "5\r\nhello\r\n0\r\nX-Checksum: abc \r\nGrpc-Status:0\r\n\r\nNEXT";
-  for (size_t cut = 0; cut <= body.size(); ++cut) {
-    ChunkedDecoder d;
-    std::string payload, trailers;
-    size_t consumed = 0;
-    bool done = false;
-    for (std::string_view piece : {std::string_view(body).substr(0, cut), std::string_view(body).substr(cut)}) {
-      auto step = d.feed(piece.substr(std::min(piece.size(), done ? piece.size() : size_t{0})), &payload, &trailers);
-      ASSERT_TRUE(step.ok());
-      consumed += step->consumed;
-      done = done || step->done;
-    }
-    EXPECT_TRUE(done) << cut;
-    EXPECT_EQ(consumed, body.size() - 4) << cut;
-    EXPECT_EQ(payload, "hello") << cut;
-    EXPECT_EQ(trailers, "X-Checksum: abc \r\nGrpc-Status:0\r\n") << cut;
-    std::vector<Header> fields;
-    parse_trailer_fields(trailers, fields);
-    ASSERT_EQ(fields.size(), 2u);
-    EXPECT_EQ(fields[0].name, "X-Checksum");
-    EXPECT_EQ(fields[0].value, "abc");
-    EXPECT_EQ(fields[1].name, "Grpc-Status");
-    EXPECT_EQ(fields[1].value, "0");
-  }
-  ChunkedDecoder none;
-  std::string t;
-  ASSERT_TRUE(none.feed("0\r\n\r\n", nullptr, &t).ok());
-  EXPECT_TRUE(t.empty());
 }
 
 }  // namespace
