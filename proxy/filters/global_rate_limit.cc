@@ -14,78 +14,86 @@ namespace {
 // and idiv corrects floor(a / b) where the quotient rounded up). The clock is
 // the store's (TIME, microseconds, read once per call): replicas' clocks
 // never enter a decision. One call decides a batch: KEYS[i] with ARGV[5i-4 ..
-// 5i] (algorithm, requests, interval, capacity, n): the n decisions pending
-// on that key in the proxy, decided as n requests at one instant would be
-// one after the other, with the key's state read and written once. A key
-// may come twice in a call (counted twice, in order). State: one hash per
-// key, a = last refill (us) or window index, t = tokens x interval (token
-// bucket), p / c = previous / current window counts; it expires once it
-// would be back to a fresh key's state. Reply: per key {admitted, tokens,
-// prev, curr, elapsed}, flattened: how many of the n were admitted (the
-// first ones) and the state before them (GlobalKeyState), from which the
-// proxy derives each decision's RateLimit-* and Retry-After values
-// (global_decision, the same arithmetic).
+// 5i] (algorithm 't' or 'w', then requests, interval, capacity and n in
+// hexadecimal): the n decisions pending on that key in the proxy, decided as
+// n requests at one instant would be one after the other, with the key's
+// state read and written once. A key may come twice in a call (counted twice,
+// in order). Reply: per key {admitted, tokens, prev, curr, elapsed},
+// flattened: how many of the n were admitted (the first ones) and the state
+// before them (GlobalKeyState), from which the proxy derives each decision's
+// RateLimit-* and Retry-After values (global_decision, the same arithmetic).
+//
+// State: one string per key, its numbers packed as little-endian doubles
+// (struct.pack: '<dd' = last refill in us, tokens x interval for the token
+// bucket; '<ddd' = window index, previous and current window counts), read
+// with GET and written with one SET ... PX to the moment it would be back to
+// a fresh key's state. What it costs Redis, measured (callgrind, instructions
+// inside EVALSHA of one key, docs/BENCHMARKS.md): the first version's hash
+// (HMGET, HSET, PEXPIRE) and decimal arguments 88.7k; a string read and
+// written by two commands 76.7k; with hexadecimal arguments (tonumber(x, 16)
+// is one strtoul; a decimal tonumber runs strtod twice) and packed doubles
+// (no number-string conversion at all) 62.2k; 63.1k with the checks below.
+// A value that is not such a string (another version's, a foreign one)
+// counts as a fresh key; GET runs under pcall so that not even a key of
+// another type (WRONGTYPE) fails a call. global_key() carries the state's
+// version in its digest, so the hash keys of older proxies are never read:
+// they expire on their own.
+//
+// Redis 7 replicates a script's effects (its writes, not the script), so
+// reading TIME before writing is allowed; older servers are asked for it
+// with replicate_commands (REDIS_VERSION_NUM exists from 7.0 on).
 constexpr std::string_view kScript = R"lua(
-if redis.replicate_commands then redis.replicate_commands() end
+if not redis.REDIS_VERSION_NUM then redis.replicate_commands() end
+local tm = redis.call('TIME')
+local now = tm[1] * 1000000 + tm[2]
+local call, pcall_, floor, tonumber, pack, unpack = redis.call, redis.pcall, math.floor, tonumber, struct.pack, struct.unpack
 local function idiv(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   if q * b > a then q = q - 1 end
   return q
 end
-local tm = redis.call('TIME')
-local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-local function decide(key, algo, requests, interval, capacity, n)
-  local st = redis.call('HMGET', key, 'a', 't', 'p', 'c')
-  local admitted
-  if algo == 't' then
+local out = {}
+for i = 1, #KEYS do
+  local key, j = KEYS[i], 5 * i
+  local requests, interval = tonumber(ARGV[j - 3], 16), tonumber(ARGV[j - 2], 16)
+  local capacity, n = tonumber(ARGV[j - 1], 16), tonumber(ARGV[j], 16)
+  local v = pcall_('GET', key)
+  local admitted, tokens, prev, curr, elapsed = 0, 0, 0, 0, 0
+  if ARGV[j - 4] == 't' then
     local full = capacity * interval
     local rate = requests
-    local at, tokens = tonumber(st[1]), tonumber(st[2])
-    if at == nil or tokens == nil then at, tokens = now, full end
+    local at
+    if type(v) == 'string' and #v == 16 then at, tokens = unpack('<dd', v) else at, tokens = now, full end
     if now > at then
-      local elapsed = now - at
-      local missing = full - tokens
-      if elapsed >= idiv(missing + rate - 1, rate) then tokens = full else tokens = tokens + elapsed * rate end
+      local gone = now - at
+      if gone >= idiv(full - tokens + rate - 1, rate) then tokens = full else tokens = tokens + gone * rate end
       at = now
     end
     admitted = idiv(tokens, interval)
     if admitted > n then admitted = n end
     local after = tokens - admitted * interval
-    redis.call('HSET', key, 'a', at, 't', after)
-    redis.call('PEXPIRE', key, idiv(idiv(full - after + rate - 1, rate), 1000) + 1000)
-    return admitted, tokens, 0, 0, 0
+    call('SET', key, pack('<dd', at, after), 'PX', idiv(idiv(full - after + rate - 1, rate), 1000) + 1000)
+  else
+    local window = idiv(now, interval)
+    local at = window
+    if type(v) == 'string' and #v == 24 then at, prev, curr = unpack('<ddd', v) end
+    if window == at + 1 then
+      prev, curr = curr, 0
+    elseif window > at + 1 then
+      prev, curr = 0, 0
+    end
+    if window > at then at = window end
+    elapsed = now - at * interval
+    if elapsed < 0 then elapsed = 0 end
+    local left = 0
+    if interval > elapsed then left = interval - elapsed end
+    admitted = idiv(requests * interval - prev * left, interval) - curr
+    if admitted > n then admitted = n end
+    if admitted < 0 then admitted = 0 end
+    call('SET', key, pack('<ddd', at, prev, curr + admitted), 'PX', idiv(2 * interval, 1000) + 1000)
   end
-  local window = idiv(now, interval)
-  local at, prev, curr = tonumber(st[1]), tonumber(st[3]) or 0, tonumber(st[4]) or 0
-  if at == nil then at = window end
-  if window == at + 1 then
-    prev, curr = curr, 0
-  elseif window > at + 1 then
-    prev, curr = 0, 0
-  end
-  if window > at then at = window end
-  local elapsed = now - at * interval
-  if elapsed < 0 then elapsed = 0 end
-  local left = 0
-  if interval > elapsed then left = interval - elapsed end
-  -- Admitted while prev x left + (curr + 1) x interval <= requests x interval.
-  admitted = idiv(requests * interval - prev * left, interval) - curr
-  if admitted > n then admitted = n end
-  if admitted < 0 then admitted = 0 end
-  redis.call('HSET', key, 'a', at, 'p', prev, 'c', curr + admitted)
-  redis.call('PEXPIRE', key, idiv(2 * interval, 1000) + 1000)
-  return admitted, 0, prev, curr, elapsed
-end
-local out = {}
-for i = 1, #KEYS do
-  local j = 5 * (i - 1)
-  local a, t, p, c, e = decide(KEYS[i], ARGV[j + 1], tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]),
-                               tonumber(ARGV[j + 4]), tonumber(ARGV[j + 5]))
-  out[#out + 1] = a
-  out[#out + 1] = t
-  out[#out + 1] = p
-  out[#out + 1] = c
-  out[#out + 1] = e
+  local o = 5 * i
+  out[o - 4], out[o - 3], out[o - 2], out[o - 1], out[o] = admitted, tokens, prev, curr, elapsed
 end
 return out
 )lua";
@@ -121,7 +129,9 @@ uint64_t fnv1a(std::string_view s, uint64_t h = 14695981039346656037ull) {
 
 std::string global_key(std::string_view prefix, std::string_view rule_label,
                        const snapshot::RateLimit& c, std::string_view client_key) {
-  std::string settings;
+  // "2": the state's format (packed strings; "1", implicit, was hashes):
+  // proxies of different formats never share a key.
+  std::string settings = "2|";
   settings.append(c.algorithm == snapshot::RateLimitAlgorithm::kSlidingWindow ? "w" : "t");
   settings.append("|").append(std::to_string(c.requests));
   settings.append("|").append(std::to_string(c.interval.count()));

@@ -171,13 +171,15 @@ class Conn : public std::enable_shared_from_this<Conn> {
       runs[keys++] = first + k;
     }
     size_t a = 0;
-    auto num = [](char* buf, uint64_t v) {
-      auto r = std::to_chars(buf, buf + 24, v);
+    // The script's numbers in hexadecimal (its tonumber(x, 16) is one strtoul;
+    // global_rate_limit.cc); the key count in decimal, for Redis.
+    auto num = [](char* buf, uint64_t v, int base = 16) {
+      auto r = std::to_chars(buf, buf + 24, v, base);
       return std::string_view(buf, static_cast<size_t>(r.ptr - buf));
     };
     args[a++] = eval ? "EVAL" : "EVALSHA";
     args[a++] = eval ? filters::global_script() : std::string_view(filters::global_script_sha1());
-    args[a++] = num(count, keys);
+    args[a++] = num(count, keys, 10);
     for (size_t k = 0; k < keys; ++k) args[a++] = inflight_[runs[k]].check.key;
     for (size_t k = 0; k < keys; ++k) {
       const Slot& s = inflight_[runs[k]];
