@@ -173,15 +173,21 @@ struct CacheFill {
 
 asio::awaitable<bool> await_pending(asio::io_context& io, exchange::PendingOp& op, milliseconds limit,
                                     std::shared_ptr<std::atomic<bool>> alive) {
-  // The wake-up is a timer cancelled from done() through the worker's queue
-  // (done() may run on any thread); its expiry is the deadline. Only a wait
-  // pays for these two small objects.
+  // The wake-up is a timer cancelled from done(); its expiry is the
+  // deadline. Only a wait pays for these two small objects. done() may run
+  // on any thread: on another it goes through the worker's queue; on the
+  // worker's own (the rate limit store's reply, read by this worker) it
+  // cancels at once, which saves a posted handler (and a reactor poll) per
+  // decision.
   auto wake = std::make_shared<asio::steady_timer>(io, Clock::now() + limit);
   auto fired = std::make_shared<std::atomic<bool>>(false);
-  op.start([weak = std::weak_ptr<asio::steady_timer>(wake), fired, alive = std::move(alive)] {
+  op.start([weak = std::weak_ptr<asio::steady_timer>(wake), ex = io.get_executor(), fired, alive = std::move(alive)] {
     if (fired->exchange(true)) return;  // at most once
     if (alive && !alive->load()) return;
-    if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
+    auto t = weak.lock();
+    if (!t) return;
+    if (ex.running_in_this_thread()) t->cancel();
+    else asio::post(t->get_executor(), [t] { t->cancel(); });
   });
   if (!fired->load()) {
     error_code ignore;

@@ -117,7 +117,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
     inflight_.push_back(std::move(s));
     ++queued_;
     arm();
-    schedule_flush();
+    // Nothing out on the connection (no call waiting for its reply): this
+    // decision goes out now, alone; no handler of this worker can be waiting
+    // on a store call to join it. Otherwise it waits for the handlers that
+    // are ready (schedule_flush): those submitted meanwhile, while replies
+    // come back, form the next batch.
+    if (state_ == kReady && !writing_ && !flush_posted_ && inflight_.size() == queued_) flush();
+    else schedule_flush();
   }
 
   // Opens the connection ahead of the first decision.
@@ -322,6 +328,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
             if (ec) return self->fail(cat("connect", ec.message()));
             error_code ignore;
             self->lowest().set_option(tcp::no_delay(true), ignore);
+            self->lowest().non_blocking(true, ignore);  // flush()'s write_some never waits
             if (!self->tls_) return self->ready();
             self->tls_->async_handshake(ssl::stream_base::client, [self, gen](error_code ec) {
               if (gen != self->gen_) return;
@@ -343,14 +350,32 @@ class Conn : public std::enable_shared_from_this<Conn> {
     flush();
   }
 
+  // Plain TCP writes what the socket takes at once (the common case: no
+  // asynchronous write, whose completion would be one more posted handler
+  // and reactor poll per batch); the rest, and TLS, go by async_write.
   void flush() {
     if (writing_ || state_ != kReady) return;
     encode_queued();
     if (out_.empty()) return;
-    writing_ = true;
-    wbuf_.swap(out_);
-    out_.clear();
     counters().writes.fetch_add(1, std::memory_order_relaxed);
+    size_t sent = 0;
+    if (!tls_) {
+      error_code ec;
+      sent = sock_.write_some(asio::buffer(out_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        sent = 0;
+      } else if (ec) {
+        fail(cat("write", ec.message()));
+        return;
+      }
+      if (sent == out_.size()) {
+        out_.clear();
+        return;
+      }
+    }
+    writing_ = true;
+    wbuf_.assign(out_, sent);
+    out_.clear();
     auto cb = [self = shared_from_this(), gen = gen_](error_code ec, size_t) {
       if (gen != self->gen_) return;
       self->writing_ = false;
