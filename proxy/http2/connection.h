@@ -8,6 +8,7 @@
 // Invariants:
 // - One reader and one writer coroutine per connection, plus one runner per
 //   open stream, all on the connection's executor (one thread): no locks.
+//   A parking connection (serve_parking()) has neither while it is parked.
 // - Flow control is the codec's and reaches the runner: read_body() hands
 //   out what arrived and reopens the window for the previous piece only when
 //   asked for the next one; send_body() completes only when the codec took
