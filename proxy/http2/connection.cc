@@ -384,6 +384,7 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
   }
   while (reading && !core->over()) {
     core->wake_writer();
+    if (park != nullptr) park->requested = false;  // a request of an earlier pass (its wait had completed)
     error_code ec;
     const auto deadline = std::chrono::steady_clock::now() + opts.idle_timeout;
     idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() + kReleaseIdleAfter));
