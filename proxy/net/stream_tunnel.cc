@@ -28,6 +28,33 @@ struct TunnelState {
   bool upstream_done = false;
 };
 
+// The upstream pump's completion: what wait_upstream_pump() waits for.
+auto upstream_pump_done(std::shared_ptr<TunnelState> st) {
+  return [st](std::exception_ptr) {
+    st->upstream_done = true;
+    st->upstream_finished.cancel();
+  };
+}
+
+// A half-closed tunnel waits for the upstream's end (or the idle watch).
+asio::awaitable<void> wait_upstream_pump(TunnelState& st) {
+  while (!st.upstream_done) {
+    error_code ec;
+    st.upstream_finished.expires_at(Clock::time_point::max());
+    co_await st.upstream_finished.async_wait(awaitable_ec(ec));
+  }
+}
+
+// The tunnel is over: the idle watch stops, and the close is counted by the
+// side that ended first.
+template <class Metrics>
+void end_tunnel(TunnelState& st, Metrics& m) {
+  st.over = true;
+  st.idle_timer.cancel();
+  m.websockets_active.Decrement();
+  m.websocket_closed.Add({{"reason", st.ended_by != nullptr ? st.ended_by : "client"}}).Increment();
+}
+
 // `stop_upstream` wakes the upstream pump so that it ends.
 template <class StopUpstream>
 void watch_idle(std::shared_ptr<TunnelState> st, exchange::Downstream* down, StopUpstream stop_upstream,
@@ -198,22 +225,11 @@ asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2
   };
   watch_idle(st, &down, stop_upstream, idle);
   asio::co_spawn(w.io(), pump_h2_to_client(conn, call, down, *st, m.websocket_bytes_to_client),
-                 [st](std::exception_ptr) {
-                   st->upstream_done = true;
-                   st->upstream_finished.cancel();
-                 });
+                 upstream_pump_done(st));
   const bool client_ok = co_await pump_h2_to_upstream(conn, call, down, *st, m.websocket_bytes_to_upstream);
   if (!client_ok && !st->upstream_done) stop_upstream();  // the client side failed: the upstream side ends too
-  // A half-closed tunnel waits for the backend's end (or the idle watch).
-  while (!st->upstream_done) {
-    error_code ec;
-    st->upstream_finished.expires_at(Clock::time_point::max());
-    co_await st->upstream_finished.async_wait(awaitable_ec(ec));
-  }
-  st->over = true;
-  st->idle_timer.cancel();
-  m.websockets_active.Decrement();
-  m.websocket_closed.Add({{"reason", st->ended_by != nullptr ? st->ended_by : "client"}}).Increment();
+  co_await wait_upstream_pump(*st);
+  end_tunnel(*st, m);
 }
 
 asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
@@ -227,10 +243,7 @@ asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, Upstr
     error_code ignore;
     up->sock.cancel(ignore);  // wakes the upstream pump
   }, idle);
-  auto upstream_done = [st](std::exception_ptr) {
-    st->upstream_done = true;
-    st->upstream_finished.cancel();
-  };
+  auto upstream_done = upstream_pump_done(st);
   bool client_ok;
   if (up.tls) {
     asio::co_spawn(w.io(), pump_to_client(*up.tls, up, down, *st, m.websocket_bytes_to_client), upstream_done);
@@ -243,18 +256,10 @@ asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, Upstr
     error_code ignore;
     up.sock.cancel(ignore);  // the client side failed: the upstream pump stops too
   }
-  // A half-closed tunnel waits for the upstream's end (or the idle watch).
-  while (!st->upstream_done) {
-    error_code ec;
-    st->upstream_finished.expires_at(Clock::time_point::max());
-    co_await st->upstream_finished.async_wait(awaitable_ec(ec));
-  }
-  st->over = true;
-  st->idle_timer.cancel();
+  co_await wait_upstream_pump(*st);
+  end_tunnel(*st, m);
   error_code ignore;
   up.sock.close(ignore);
-  m.websockets_active.Decrement();
-  m.websocket_closed.Add({{"reason", st->ended_by != nullptr ? st->ended_by : "client"}}).Increment();
 }
 
 }  // namespace gantry::net

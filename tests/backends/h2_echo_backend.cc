@@ -51,6 +51,7 @@
 #include "proxy/base/flags.h"
 #include "proxy/http2/connection.h"
 #include "proxy/http2/h2_downstream.h"
+#include "tests/backends/websocket_frame.h"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -123,19 +124,7 @@ asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path)
       if (opcode == 0xA) continue;  // pong: nothing to do
       unsigned char out_b0 = static_cast<unsigned char>(b0 & 0x8f);
       if (opcode == 0x9) out_b0 = 0x8A;
-      std::string frame(1, static_cast<char>(out_b0));
-      if (payload.size() < 126) {
-        frame += static_cast<char>(payload.size());
-      } else if (payload.size() <= 0xffff) {
-        frame += static_cast<char>(126);
-        frame += static_cast<char>(payload.size() >> 8);
-        frame += static_cast<char>(payload.size() & 0xff);
-      } else {
-        frame += static_cast<char>(127);
-        for (int shift = 56; shift >= 0; shift -= 8)
-          frame += static_cast<char>((static_cast<uint64_t>(payload.size()) >> shift) & 0xff);
-      }
-      frame += payload;
+      const std::string frame = test_backends::websocket_frame(out_b0, payload);
       if (!co_await d.send_body(frame, false)) co_return;
       if (opcode == 0x8) {  // our close answered theirs: our side ends
         closed = true;

@@ -21,7 +21,7 @@ import pytest
 from conftest import (CertAuthority, binary, sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane,
                       wait_until)
 from test_h2_upstream_features import H2Echo, h2_cluster, h2c_cluster
-from test_http2_websocket import closed, metric
+from test_http2_websocket import closed, metric, stalled_client
 
 H2C_HOST = "ws.h2c.test"    # -> gantry-h2-echo over h2c
 H2_HOST = "ws.h2.test"      # -> gantry-h2-echo over h2 (TLS)
@@ -99,25 +99,8 @@ def test_a_slow_reader_stops_the_backend_instead_of_growing_the_proxy(env):
     stream window (reopened only as the client takes the bytes) and the
     client's stop everything; the proxy's memory stays flat."""
     total = 32 << 20
-    argv = [str(binary("gantry-h2ws-client")), "--port", str(env.http_port), "--authority", H2C_HOST,
-            "--path", "/ws", f"stall:{total}", "close"]
-    before = env.rss_kib()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stalled = None
-        for line in p.stdout:
-            if line.startswith("stalled"):
-                stalled = line.split()
-                break
-        assert stalled is not None, p.stderr.read()
-        grown = env.rss_kib() - before
-        sent = int(stalled[1].split("=")[1])
-        rest = p.stdout.read().splitlines()
-        assert p.wait(timeout=60) == 0, p.stderr.read()
-    finally:
-        p.kill()
-    print(f"stall: proxy took {sent} of {total} bytes, RSS grew {grown} KiB")
-    assert sent < total // 2, stalled
+    sent, grown, rest = stalled_client(env, H2C_HOST, total)
+    assert sent < total // 2, sent
     assert grown < 16 * 1024, f"proxy RSS grew by {grown} KiB while the client did not read"
     assert rest == [f"echo binary {total}", "end_stream", "closed"]
 
