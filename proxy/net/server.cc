@@ -938,9 +938,8 @@ void Worker::sweep() {
 // (a backend that closed one leaves it in CLOSE_WAIT until then) and forgets
 // the pools of endpoints that have none left, e.g. after they left the snapshot.
 // A pooled connection idle for kReleaseIdleAfter gives its read buffer's
-// pages back, as an idle client connection does: a large pool left by a
-// burst costs its sockets, not 16 KiB each (the next request on it takes a
-// block again).
+// pages back, as an idle client connection does, so a large pool left by a
+// burst does not keep them (the next request on it takes a block again).
 void Worker::reap_idle(Clock::time_point now) {
   const auto limit = server_.options().upstream_idle_timeout;
   for (auto it = idle_.begin(); it != idle_.end();) {
