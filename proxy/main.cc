@@ -136,6 +136,15 @@ Options parse_flags(int argc, char** argv) {
          duration_flag(&o.server.upstream_connect_timeout));
   fs.add("upstream-idle-timeout", "DUR", "30s", "close pooled upstream connections idle longer than this",
          duration_flag(&o.server.upstream_idle_timeout));
+  fs.add("upstream-max-idle-per-endpoint", "N", "1024",
+         "idle keep-alive connections each worker keeps per upstream endpoint (more are closed when "
+         "given back)",
+         [&o](std::string_view v) -> Status {
+           auto n = parse_uint(v, 1, 1000000);
+           if (!n.ok()) return n.error();
+           o.server.upstream_max_idle_per_endpoint = static_cast<size_t>(*n);
+           return ok_status();
+         });
   fs.add("upstream-h2-keepalive-interval", "DUR|off", "30s",
          "PING an HTTP/2 upstream connection after this long with nothing received from the backend",
          [&o](std::string_view v) -> Status {

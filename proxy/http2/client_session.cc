@@ -261,6 +261,11 @@ Result<int32_t> ClientSession::request(const RequestHead& head, bool end_stream)
   h.push_back(nv(":scheme", head.scheme));
   h.push_back(nv(":authority", head.authority));
   h.push_back(nv(":path", head.path));
+  // An extended CONNECT (RFC 8441): only to a server that allows it.
+  if (!head.protocol.empty()) {
+    if (!connect_protocol()) return Error{"http2: the server does not accept extended CONNECT"};
+    h.push_back(nv(":protocol", head.protocol));
+  }
   for (const Field& f : head.headers) {
     if (connection_specific(f.name) || (f.name == "te" && f.value != "trailers")) continue;
     h.push_back(nv(f.name, f.value));
@@ -340,6 +345,10 @@ void ClientSession::goaway(ErrorCode code) {
 }
 
 bool ClientSession::settings_received() const { return impl_->settings; }
+
+bool ClientSession::connect_protocol() const {
+  return nghttp2_session_get_remote_settings(impl_->session, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1;
+}
 
 size_t ClientSession::open_streams() const { return impl_->streams.size(); }
 

@@ -1,8 +1,7 @@
 // HTTP/2 upstream codec: one connection to a backend (h2c or h2 over TLS) as
 // a libnghttp2 client session, sans-I/O like ServerSession: requests go out
 // as streams multiplexed on the connection, responses come back as events.
-// It is the building block of the h2 upstream pools and of gRPC (issue 13);
-// nothing in the proxy opens such connections yet.
+// It is the building block of the h2 upstream pools (net/h2_upstream.h).
 //
 // Invariants:
 // - Bounded memory: response windows reopen only as the caller consume()s
@@ -62,7 +61,9 @@ class ClientSession {
   std::string_view output();  // the connection preface and SETTINGS come first
   void written(size_t n);
 
-  // Opens a stream for `head` (method, scheme, authority, path, fields).
+  // Opens a stream for `head` (method, scheme, authority, path, fields). A
+  // head with `protocol` is an extended CONNECT (RFC 8441: :method CONNECT,
+  // :protocol), refused unless connect_protocol().
   Result<int32_t> request(const RequestHead& head, bool end_stream);
   size_t send_data(int32_t id, std::string_view data);
   size_t room(int32_t id) const;
@@ -76,6 +77,9 @@ class ClientSession {
   void goaway(ErrorCode code);
   // The server's first SETTINGS arrived: it speaks HTTP/2 on this connection.
   bool settings_received() const;
+  // The server sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441): it
+  // takes extended CONNECT (WebSocket over HTTP/2).
+  bool connect_protocol() const;
 
   bool can_open() const;  // a new stream would be accepted now
   size_t open_streams() const;

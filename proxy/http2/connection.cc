@@ -33,6 +33,11 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     if (over_ || session_->draining()) return;
     session_->drain();
     wake_writer();
+    if (unpark) {  // a parked connection resumes to send its GOAWAY
+      auto resume = std::move(unpark);
+      unpark = nullptr;
+      resume();
+    }
     // Step two without the client's PING ack, at the latest after the timeout.
     drain_timer_.expires_after(ack_timeout_);
     drain_timer_.async_wait([self = weak_from_this()](error_code ec) {
@@ -57,6 +62,12 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
 
   // Which pass of the read loop an idle watch belongs to (IdleWatch).
   uint64_t idle_epoch = 0;
+  // Parking (serve_parking()): the writer waits for output with nothing
+  // queued; told to stop, it ends without ending the connection; while the
+  // connection is parked, `unpark` resumes it (drain()).
+  bool writer_waiting = false;
+  bool writer_stop = false;
+  std::function<void()> unpark;
 
   // Ends the connection for everyone: streams see closed, runners unwind.
   void end() {
@@ -235,7 +246,10 @@ asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
     std::string_view out = core->session().output();
     if (out.empty()) {
       if (core->session().done() || core->over()) break;
+      if (core->writer_stop) co_return;  // the connection parks: it goes on without this coroutine
+      core->writer_waiting = true;
       co_await core->wait_for_output();
+      core->writer_waiting = false;
       continue;
     }
     error_code ec;
@@ -253,11 +267,19 @@ asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
 // connection gives back its read buffer.
 constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
 
+// What a parking connection (serve_parking()) and its read loop share.
+struct ParkState {
+  bool requested = false;  // the idle watch asks the read loop to park
+  bool timed_out = false;  // resumed by the idle timeout: the connection ends
+  std::chrono::steady_clock::time_point idle_deadline;
+};
+
 // The read loop's idle timer. Fired while no stream is open: first (after
-// kReleaseIdleAfter) the session's memory goes back, then, at the idle
-// timeout, the read is cancelled and the connection ends. A watch belongs to
-// one pass of the loop (`epoch`): once the loop has moved on it touches
-// nothing, not even the timer and socket it names.
+// kReleaseIdleAfter) the session's memory goes back, and a parking
+// connection parks (the read loop's wait is cancelled); otherwise, at the
+// idle timeout, the read is cancelled and the connection ends. A watch
+// belongs to one pass of the loop (`epoch`): once the loop has moved on it
+// touches nothing, not even the timer and socket it names.
 template <class Socket>
 struct IdleWatch {
   asio::steady_timer& timer;
@@ -266,6 +288,7 @@ struct IdleWatch {
   uint64_t epoch;
   std::chrono::milliseconds idle_timeout;
   std::chrono::steady_clock::time_point deadline;
+  ParkState* park;  // null: the connection never parks
 
   void operator()(error_code e) {
     if (e || core->idle_epoch != epoch) return;
@@ -279,6 +302,12 @@ struct IdleWatch {
       return;
     }
     core->session().release_idle_memory();
+    if (park != nullptr && core->writer_waiting && !core->session().draining()) {
+      park->requested = true;
+      error_code ignored;
+      sock.lowest_layer().cancel(ignored);
+      return;
+    }
     if (now < deadline) {
       timer.expires_at(deadline);
       timer.async_wait(std::move(*this));
@@ -289,15 +318,27 @@ struct IdleWatch {
   }
 };
 
+// Serves the connection until it ends (false), or, with `park`, until it
+// parks (true): its reader and writer coroutines are then gone and the
+// caller waits for the socket to be readable before calling again. `core` is
+// made on the first call (from `runner`), and `already_read` fed to it.
 template <class Socket>
-asio::awaitable<void> serve_on(Socket sock, std::string already_read, const ConnectionOptions& opts,
-                               StreamRunner runner) {
+asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, std::string already_read,
+                                     const ConnectionOptions& opts, StreamRunner& runner, ParkState* park) {
   auto ex = co_await asio::this_coro::executor;
-  auto core = std::make_shared<Core>(ex, std::move(runner), opts.drain_ack_timeout);
-  if (!core->init(opts.limits).ok()) co_return;
-  if (opts.on_start) opts.on_start(core);
   bool reading = true;
-  if (!already_read.empty() && !core->session().receive(already_read).ok()) reading = false;
+  if (!core) {
+    core = std::make_shared<Core>(ex, std::move(runner), opts.drain_ack_timeout);
+    if (!core->init(opts.limits).ok()) co_return false;
+    if (opts.on_start) opts.on_start(core);
+    if (!already_read.empty() && !core->session().receive(already_read).ok()) reading = false;
+  }
+  core->writer_stop = false;
+  bool peer_gone = false;
+  if (park != nullptr && park->timed_out) {  // the idle timeout passed while parked
+    reading = false;
+    peer_gone = true;
+  }
 
   // The writer runs beside the reader; it ends the connection when the
   // session has nothing more to say.
@@ -313,6 +354,13 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
         writer_finished.cancel();
       },
       asio::detached);
+  auto wait_writer = [&]() -> asio::awaitable<void> {
+    while (!writer_done) {
+      error_code ec;
+      writer_finished.expires_at(asio::steady_timer::time_point::max());
+      co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  };
 
   // Idle: a timer re-armed on every read (IdleWatch).
   asio::steady_timer idle(ex);
@@ -334,13 +382,13 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
     error_code ignored;
     sock.non_blocking(true, ignored);  // read_some() after a readiness wait never blocks
   }
-  bool peer_gone = false;
   while (reading && !core->over()) {
     core->wake_writer();
+    if (park != nullptr) park->requested = false;  // a request of an earlier pass (its wait had completed)
     error_code ec;
     const auto deadline = std::chrono::steady_clock::now() + opts.idle_timeout;
     idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() + kReleaseIdleAfter));
-    idle.async_wait(IdleWatch<Socket>{idle, sock, core, ++core->idle_epoch, opts.idle_timeout, deadline});
+    idle.async_wait(IdleWatch<Socket>{idle, sock, core, ++core->idle_epoch, opts.idle_timeout, deadline, park});
     size_t n = 0;
     if (kPlain && core->session().open_streams() == 0) {
       buf.give_back();
@@ -359,6 +407,24 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
                                         asio::redirect_error(asio::use_awaitable, ec));
     }
     idle.cancel();
+    if (park != nullptr && park->requested && ec == asio::error::operation_aborted) {
+      // The idle watch asked to park: when still idle, the writer ends, then
+      // this coroutine; the caller waits for readability without either.
+      park->requested = false;
+      if (core->session().open_streams() == 0 && core->writer_waiting && !core->session().draining() &&
+          !core->over()) {
+        core->writer_stop = true;
+        core->wake_writer();
+        co_await wait_writer();
+        if (!core->over()) {
+          ++core->idle_epoch;  // a late IdleWatch finds nothing to do
+          park->idle_deadline = deadline;
+          co_return true;
+        }
+        break;  // the connection ended meanwhile
+      }
+      continue;  // no longer idle (a drain's GOAWAY to write): read on
+    }
     if (ec || n == 0) {
       peer_gone = true;
       break;
@@ -393,12 +459,78 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
   sock.lowest_layer().shutdown(asio::socket_base::shutdown_both, ignored);
   // The writer may still be suspended in async_write: closing wakes it.
   sock.lowest_layer().close(ignored);
-  while (!writer_done) {
-    error_code ec;
-    writer_finished.expires_at(asio::steady_timer::time_point::max());
-    co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
+  co_await wait_writer();
+  co_return false;
 }
+
+template <class Socket>
+asio::awaitable<void> serve_on(Socket sock, std::string already_read, const ConnectionOptions& opts,
+                               StreamRunner runner) {
+  std::shared_ptr<Core> core;
+  co_await run_connection(sock, core, std::move(already_read), opts, runner, nullptr);
+}
+
+// A cleartext connection that parks while idle (serve_parking()): it owns
+// what a parked connection keeps (the socket, the session, its options) and
+// runs run_connection() again when the socket becomes readable, the idle
+// timeout passes (then the connection ends) or a drain wants its GOAWAY out.
+class ParkingConnection : public std::enable_shared_from_this<ParkingConnection> {
+ public:
+  ParkingConnection(asio::ip::tcp::socket sock, const ConnectionOptions& opts, StreamRunner runner,
+                    std::function<void(std::exception_ptr)> done)
+      : sock_(std::move(sock)), opts_(opts), runner_(std::move(runner)), done_(std::move(done)),
+        deadline_(sock_.get_executor()) {}
+
+  void run(std::string already_read) {
+    asio::co_spawn(sock_.get_executor(),
+                   run_connection(sock_, core_, std::move(already_read), opts_, runner_, &park_),
+                   [self = shared_from_this()](std::exception_ptr e, bool parked) {
+                     if (parked && !e) self->wait_parked();
+                     else self->done_(e);
+                   });
+  }
+
+ private:
+  // Parked: one readiness wait, the idle deadline, and the drain's way in.
+  void wait_parked() {
+    const uint64_t epoch = ++epoch_;
+    parked_ = true;
+    if (!nothing_to_read(sock_.native_handle())) {  // bytes (or EOF) came meanwhile: base/peek.h
+      resume(epoch, false);
+      return;
+    }
+    auto self = shared_from_this();
+    sock_.async_wait(asio::ip::tcp::socket::wait_read, [self, epoch](error_code) { self->resume(epoch, false); });
+    deadline_.expires_at(park_.idle_deadline);
+    deadline_.async_wait([self, epoch](error_code e) {
+      if (!e) self->resume(epoch, true);
+    });
+    core_->unpark = [weak = weak_from_this(), epoch] {
+      if (auto s = weak.lock()) s->resume(epoch, false);
+    };
+  }
+
+  void resume(uint64_t epoch, bool timed_out) {
+    if (!parked_ || epoch != epoch_) return;  // a wake-up of an earlier park, or a second one
+    parked_ = false;
+    core_->unpark = nullptr;
+    error_code ignored;
+    sock_.cancel(ignored);
+    deadline_.cancel();
+    park_.timed_out = timed_out;
+    run({});
+  }
+
+  asio::ip::tcp::socket sock_;
+  const ConnectionOptions& opts_;
+  StreamRunner runner_;  // moved into the session's Core on the first run
+  std::function<void(std::exception_ptr)> done_;
+  std::shared_ptr<Core> core_;
+  asio::steady_timer deadline_;
+  ParkState park_;
+  uint64_t epoch_ = 0;
+  bool parked_ = false;
+};
 
 }  // namespace
 
@@ -412,6 +544,12 @@ asio::awaitable<void> serve(asio::ip::tcp::socket socket, std::string already_re
 asio::awaitable<void> serve(asio::ssl::stream<asio::ip::tcp::socket> socket, std::string already_read,
                             const ConnectionOptions& options, StreamRunner runner) {
   return serve_on(std::move(socket), std::move(already_read), options, std::move(runner));
+}
+
+void serve_parking(asio::ip::tcp::socket socket, std::string already_read, const ConnectionOptions& options,
+                   StreamRunner runner, std::function<void(std::exception_ptr)> done) {
+  std::make_shared<ParkingConnection>(std::move(socket), options, std::move(runner), std::move(done))
+      ->run(std::move(already_read));
 }
 
 }  // namespace gantry::http2

@@ -8,6 +8,7 @@
 // Invariants:
 // - One reader and one writer coroutine per connection, plus one runner per
 //   open stream, all on the connection's executor (one thread): no locks.
+//   A parking connection (serve_parking()) has neither while it is parked.
 // - Flow control is the codec's and reaches the runner: read_body() hands
 //   out what arrived and reopens the window for the previous piece only when
 //   asked for the next one; send_body() completes only when the codec took
@@ -121,5 +122,17 @@ boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::str
 boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> socket,
                                    std::string already_read, const ConnectionOptions& options,
                                    StreamRunner runner);
+
+// serve() for a cleartext connection that parks while idle, as an idle
+// HTTP/1.1 keep-alive connection does: after 1 s without a stream (and with
+// nothing to write) its reader and writer coroutines end, and what stays is
+// the socket, the session (Core) and one readiness wait; bytes from the peer
+// (or its close), the idle timeout, or a drain resume it in new coroutines.
+// Runs on the socket's executor; `done` is called once, when the connection
+// has ended (with the exception that ended it, if one did). `options` must
+// outlive the connection.
+void serve_parking(boost::asio::ip::tcp::socket socket, std::string already_read,
+                   const ConnectionOptions& options, StreamRunner runner,
+                   std::function<void(std::exception_ptr)> done);
 
 }  // namespace gantry::http2

@@ -120,6 +120,8 @@ struct Limits {
   // Rapid Reset: a connection whose client reset at least this many streams
   // before their answer, and at least half of all its streams, is ended.
   uint32_t premature_reset_limit = 100;
+  // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441) is advertised.
+  bool connect_protocol = true;
 };
 
 struct Field {

@@ -45,6 +45,7 @@ class Buffer {
   const char* data() const { return data_ + begin_; }
   size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
+  bool holds_storage() const { return data_ != nullptr; }
 
   // Returns a writable region of at least `min` bytes at the back.
   char* prepare(size_t min) {

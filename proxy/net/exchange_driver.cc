@@ -712,12 +712,52 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
     return masked ? &ejected_ : nullptr;
   };
 
+  // ---- filters.defaultBackend: a listed status is answered by the default
+  // backend instead (nginx error_page = @custom_...: its status, its body),
+  // the upstream's or the gateway's own 502/504 when the upstream failed.
+  // The upstream's body never goes out (HTTP/1.1: its connection is closed
+  // unread; HTTP/2: its stream is cancelled). Switches the exchange to the
+  // default backend in place of an answer with status `code`: false when the
+  // default backend has no endpoint (the answer stands).
+  auto to_default_backend = [&](int code) -> bool {
+    const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster);
+    if (d == nullptr || d->endpoints.empty()) return false;
+    const bool had_body = body_kind != http::BodyKind::kNone;
+    if (!replayable) replay_.clear();  // streamed to the first upstream: not sent again
+    exchange::ErrorPageRequest er;
+    er.sent_head = up_head_;
+    er.code = code;
+    er.host = error_host_;
+    er.original_uri = error_uri_;
+    if (size_t q = error_uri_.find('?'); q != std::string::npos) er.query = std::string_view(error_uri_).substr(q + 1);
+    er.client_ip = error_client_;
+    er.request_id = record.request_id;
+    er.with_body = had_body;
+    er.body_size = replay_.size();
+    up_head_ = exchange::error_page_head(*dbe, er);
+    if (record.trace.active) record.trace.event("default_backend", {{"http.response.status_code", static_cast<int64_t>(code)}});
+    to_default = true;
+    replayable = true;  // the head and what is kept of the body go out together
+    cluster = d;
+    cname = record.cluster = &dbe->cluster;
+    retry = nullptr;
+    outlier.reset();
+    connect_failures = stale_retries = own_error = 0;
+    fresh_retried = false;
+    tls_failure.clear();
+    return true;
+  };
+  // gRPC calls are not intercepted: their errors are gRPC statuses.
+  const bool h2_intercept = intercept && !grpc;
+  // An HTTP/2 WebSocket to an HTTP/2 backend tunnels inside run_h2c().
+  if (h2_websocket) tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);
+
 h2_attempts:
-  if (cluster->h2c && h2_websocket) {
-    // An HTTP/2 client's WebSocket goes to HTTP/1.1 backends as an Upgrade;
-    // to an HTTP/2 backend it would need extended CONNECT upstream too.
-    co_await reply(down, 501, "WebSocket over HTTP/2 is tunnelled to HTTP/1.1 backends only; " + ref.cluster +
-                   " speaks HTTP/2", false);
+  if (cluster->h2c && upgrade && !h2_websocket) {
+    // An HTTP/1.1 client's Upgrade: the HTTP/1.1 codec tunnels to a socket
+    // only; an HTTP/2 backend takes WebSocket as an extended CONNECT stream.
+    co_await reply(down, 501, "a WebSocket upgrade over HTTP/1.1 is tunnelled to HTTP/1.1 backends only; " +
+                   *cname + " speaks HTTP/2 (connect with HTTP/2 for WebSocket over HTTP/2, RFC 8441)", false);
     co_return;
   }
   if (cluster->h2c) {
@@ -734,6 +774,14 @@ h2_attempts:
     hooks.report = [&](size_t idx, resilience::UpstreamResult r) { report(idx, r); };
     if (retry && body_replayable)
       hooks.may_retry = [&](const resilience::TryOutcome& o) { return may_retry(o); };
+    if (h2_intercept && !to_default)
+      hooks.intercept = [&](int status) {
+        if (!exchange::intercepts(*dbe, status)) return false;
+        const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster);
+        return d != nullptr && !d->endpoints.empty();
+      };
+    // The gateway's own 502 (no connection, refused) in place of an answer.
+    auto own_intercepted = [&](int code) { return hooks.intercept && hooks.intercept(code) && to_default_backend(code); };
     while (true) {
       auto picked = w_.pick_endpoint(*cluster, exclude, to_default ? kRoundRobin : lbcfg, pick_ctx,
                                    to_default ? std::string_view() : sticky, out_of_rotation());
@@ -748,6 +796,14 @@ h2_attempts:
                                            replayable && body_kind != http::BodyKind::kNone, te_trailers,
                                            bounded(try_timeout), request_deadline, grpc, hooks);
       if (t == H2cTry::kAnswered) co_return;
+      if (t == H2cTry::kIntercepted) {
+        if (!to_default_backend(hooks.intercepted)) {  // cannot be: hooks.intercept looked
+          co_await reply(down, 502, "upstream failed", false);
+          co_return;
+        }
+        if (cluster->h2c) goto h2_attempts;
+        goto upstream_attempts;
+      }
       exclude = picked->index;
       if (t == H2cTry::kConnectFailed) {
         // Nothing was sent: always safe to try another endpoint.
@@ -758,6 +814,10 @@ h2_attempts:
         if (may_retry(resilience::TryOutcome{true, false, 0})) {
           co_await backoff();
           continue;
+        }
+        if (own_intercepted(502)) {
+          if (cluster->h2c) goto h2_attempts;
+          goto upstream_attempts;
         }
         if (!hooks.tls_failure.empty())
           co_await reply(down, 502,
@@ -771,6 +831,10 @@ h2_attempts:
           hooks.refused_retried = true;
           note_retry("refused-stream");
           continue;
+        }
+        if (own_intercepted(502)) {
+          if (cluster->h2c) goto h2_attempts;
+          goto upstream_attempts;
         }
         co_await reply(down, 502, "upstream refused the stream", false);
         co_return;
@@ -1011,35 +1075,12 @@ upstream_attempts:
   // The upstream's body never goes out: its connection is closed unread.
 intercepted:
   if (intercept && !to_default && (own_error != 0 || exchange::intercepts(*dbe, resp_.status))) {
-    if (const control::ClusterEndpoints* d = cfg->cluster(dbe->cluster); d != nullptr && !d->endpoints.empty()) {
-      const bool had_body = body_kind != http::BodyKind::kNone;
-      if (!replayable) replay_.clear();  // streamed to the first upstream: not sent again
-      exchange::ErrorPageRequest er;
-      er.sent_head = up_head_;
-      er.code = own_error != 0 ? own_error : resp_.status;
-      er.host = error_host_;
-      er.original_uri = error_uri_;
-      if (size_t q = error_uri_.find('?'); q != std::string::npos) er.query = std::string_view(error_uri_).substr(q + 1);
-      er.client_ip = error_client_;
-      er.request_id = record.request_id;
-      er.with_body = had_body;
-      er.body_size = replay_.size();
-      up_head_ = exchange::error_page_head(*dbe, er);
+    if (to_default_backend(own_error != 0 ? own_error : resp_.status)) {
       up.reset();
       if (fill) {  // an error page is not stored under the request's URL
         cache_end_fill(*fill, false);
         fill.reset();
       }
-      if (record.trace.active) record.trace.event("default_backend", {{"http.response.status_code", static_cast<int64_t>(resp_.status)}});
-      to_default = true;
-      replayable = true;  // the head and what is kept of the body go out together
-      cluster = d;
-      cname = record.cluster = &dbe->cluster;
-      retry = nullptr;
-      outlier.reset();
-      connect_failures = stale_retries = own_error = 0;
-      fresh_retried = false;
-      tls_failure.clear();
       if (cluster->h2c) goto h2_attempts;  // an HTTP/2 default backend (its ref's protocol)
       goto upstream_attempts;
     }
@@ -1351,6 +1392,14 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
   http2::RequestHead h2head = h2_request_head(up_head_, cluster.tls != nullptr);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
+  // An HTTP/2 client's WebSocket (RFC 8441) goes on as an extended CONNECT:
+  // the upstream's 2xx opens the tunnel, no key to check (RFC 8441 5).
+  const bool websocket = !ex_.req.websocket_key.empty();
+  if (websocket) {
+    h2head.method = "CONNECT";
+    h2head.protocol = "websocket";
+    std::erase_if(h2head.headers, [](const http2::Field& f) { return f.name == "sec-websocket-key"; });
+  }
   if (grpc && deadline) {
     // The backend gets the time left (the route may have shortened it).
     std::erase_if(h2head.headers, [](const http2::Field& f) { return f.name == "grpc-timeout"; });
@@ -1391,8 +1440,17 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     w_.h2_upstreams[key].push_back(conn);
   }
 
+  if (websocket && !conn->connect_protocol()) {
+    w_.metrics().upstream_error(cluster.name, "protocol");
+    co_await reply(down, 502,
+                   "upstream " + cluster.keys[idx] + " (" + cluster.name +
+                       ") does not accept WebSocket over HTTP/2: its SETTINGS do not enable extended CONNECT "
+                       "(SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441)",
+                   false, "websocket-handshake");
+    co_return H2cTry::kAnswered;
+  }
   H2Call call(w_.io().get_executor());
-  if (!conn->open(call, h2head, !has_body)) {
+  if (!conn->open(call, h2head, !has_body && !websocket)) {
     w_.metrics().upstream_error(cluster.name, "connect");
     co_return H2cTry::kConnectFailed;  // nothing was sent
   }
@@ -1507,12 +1565,22 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     while (!pump->done) co_await call.wait(false);
   };
 
+  // Whether the try may still give way to filters.defaultBackend: nothing
+  // of the client's body is left unsent (none, a kept one, or all sent),
+  // so abandon() need not wait for the client.
+  auto can_intercept = [&] { return !has_body || body_buffered || pump->done; };
+
   // ---- the response head
   while (!call.head && !call.closed && !pump->client_failed) {
     if (!co_await wait_call()) {
       const bool late = expired();
       w_.metrics().upstream_error(cluster.name, "timeout");
       record.error = late ? "deadline-exceeded" : "upstream-timeout";
+      if (can_intercept() && hooks.intercept && hooks.intercept(504)) {
+        co_await abandon();
+        hooks.intercepted = 504;
+        co_return H2cTry::kIntercepted;
+      }
       conn->release(call);
       co_await settle();
       // 504; for a gRPC request, DEADLINE_EXCEEDED trailers-only (exchange/grpc.h)
@@ -1538,6 +1606,11 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
       co_await abandon();
       co_return H2cTry::kRetry;
     }
+    if (can_intercept() && hooks.intercept && hooks.intercept(502)) {
+      co_await abandon();
+      hooks.intercepted = 502;
+      co_return H2cTry::kIntercepted;
+    }
     co_await settle();
     co_await reply(down, 502, refused ? "upstream refused the stream" : "upstream reset the stream", false);
     co_return H2cTry::kAnswered;
@@ -1554,6 +1627,13 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     w_.metrics().upstream_error(cluster.name, "retried_status");
     co_await abandon();
     co_return H2cTry::kRetry;
+  }
+  // filters.defaultBackend: a listed status is answered by the default
+  // backend; this stream is cancelled, its body never read.
+  if (can_intercept() && hooks.intercept && hooks.intercept(call.status)) {
+    co_await abandon();
+    hooks.intercepted = call.status;
+    co_return H2cTry::kIntercepted;
   }
   record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
   w_.metrics().upstream_done(cluster.name, record.upstream_ms / 1000.0);
@@ -1582,6 +1662,13 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   head.request_id = record.request_id;
   head.content_length = length;
   head.end_stream = call.ended && call.data.empty() && call.trailers.empty();
+  // The upstream's 2xx to the extended CONNECT opens the tunnel: the client
+  // gets its 200 and the stream's DATA goes both ways (net/stream_tunnel.h).
+  head.upgrade = websocket && call.status >= 200 && call.status < 300;
+  if (head.upgrade) {
+    head.end_stream = false;
+    head.content_length.reset();
+  }
   // A head that ends the stream without a length (a trailers-only gRPC
   // status, a bodiless error) has an empty body: an HTTP/1.1 client must be
   // told, or it waits for a body until the connection closes.
@@ -1599,6 +1686,13 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     co_return H2cTry::kAnswered;
   }
   answered = head.end_stream;
+  if (head.upgrade) {
+    record.status = 200;  // what the client got (RFC 8441)
+    finish(down);         // logged when the tunnel opens, as an HTTP/1.1 WebSocket is
+    co_await tunnel_h2_stream(w_, down, *conn, call, tunnel_idle);
+    conn->release(call);
+    co_return H2cTry::kAnswered;
+  }
 
   // ---- the response body, then the trailers (gRPC's grpc-status)
   std::string chunk;

@@ -188,9 +188,14 @@ class ExchangeDriver {
       kConnectFailed,  // no connection or no stream: nothing was sent
       kRefused,        // REFUSED_STREAM: the server did not process it (RFC 9113 8.7)
       kRetry,          // a reset or a status the policy retries, nothing went downstream
+      kIntercepted,    // filters.defaultBackend answers in place of `intercepted`, nothing went downstream
     };
     std::function<void(size_t, resilience::UpstreamResult)> report;
     std::function<bool(const resilience::TryOutcome&)> may_retry;
+    // filters.defaultBackend interceptStatuses: whether an answer with this
+    // status (or the gateway's own 502/504) goes to the default backend.
+    std::function<bool(int)> intercept;
+    int intercepted = 0;  // kIntercepted: the status the default backend answers in place of
     std::string tls_failure;       // why the last TLS handshake failed
     bool refused_retried = false;  // a refused stream goes again once without a policy
   };

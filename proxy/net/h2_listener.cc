@@ -9,6 +9,7 @@
 #include <cctype>
 #include <chrono>
 #include <random>
+#include <type_traits>
 #include <spdlog/spdlog.h>
 
 #include "proxy/http2/h2_downstream.h"
@@ -155,21 +156,26 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
   http2::StreamRunner runner = [this, c](std::shared_ptr<http2::Stream> st) {
     return run_stream(c, std::move(st));
   };
-  // The connection's coroutine is serve()'s own (no wrapper frame); the
-  // completion handler keeps its options alive.
-  asio::co_spawn(
-      io_, http2::serve(std::move(sock), std::move(already_read), *conn_opts, std::move(runner)),
-      [this, c, conn_opts](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            spdlog::error("HTTP/2 connection handler failed: {}", ex.what());
-          }
-        }
-        c->served = true;
-        if (c->running == 0 && c->owner != nullptr) finished(*c);
-      });
+  // The completion handler keeps the connection's options alive.
+  auto done = [this, c, conn_opts](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("HTTP/2 connection handler failed: {}", ex.what());
+      }
+    }
+    c->served = true;
+    if (c->running == 0 && c->owner != nullptr) finished(*c);
+  };
+  if constexpr (std::is_same_v<Socket, tcp::socket>) {
+    // h2c parks while idle (http2::serve_parking): no coroutine frames then.
+    http2::serve_parking(std::move(sock), std::move(already_read), *conn_opts, std::move(runner), std::move(done));
+  } else {
+    // The connection's coroutine is serve()'s own (no wrapper frame).
+    asio::co_spawn(io_, http2::serve(std::move(sock), std::move(already_read), *conn_opts, std::move(runner)),
+                   std::move(done));
+  }
 }
 
 void H2Connections::finished(Conn& c) {

@@ -108,6 +108,9 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   // Since when no stream has been open (the connection's start at first):
   // the worker closes connections idle beyond --upstream-idle-timeout.
   std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
+  // The server takes extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL = 1,
+  // RFC 8441): known once the connection is handed out (its SETTINGS came).
+  bool connect_protocol() const { return session_->connect_protocol(); }
   // TLS: whether the handshake resumed a cached session.
   bool resumed() const { return tls_ && SSL_session_reused(tls_->native_handle()) == 1; }
 

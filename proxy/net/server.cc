@@ -937,11 +937,16 @@ void Worker::sweep() {
 // Closes pooled upstream connections idle longer than --upstream-idle-timeout
 // (a backend that closed one leaves it in CLOSE_WAIT until then) and forgets
 // the pools of endpoints that have none left, e.g. after they left the snapshot.
+// A pooled connection idle for kReleaseIdleAfter gives its read buffer's
+// pages back, as an idle client connection does, so a large pool left by a
+// burst does not keep them (the next request on it takes a block again).
 void Worker::reap_idle(Clock::time_point now) {
   const auto limit = server_.options().upstream_idle_timeout;
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& v = it->second;
     std::erase_if(v, [&](const std::unique_ptr<UpstreamConn>& c) { return now - c->idle_since >= limit; });
+    for (auto& c : v)
+      if (c->buf.holds_storage() && c->buf.empty() && now - c->idle_since >= kReleaseIdleAfter) c->buf.release();
     it = v.empty() ? idle_.erase(it) : std::next(it);
   }
   // HTTP/2 upstream connections without an open stream for as long end

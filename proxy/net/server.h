@@ -61,6 +61,12 @@ struct ServerOptions {
   std::chrono::milliseconds upstream_timeout{60000};  // default per-try response timeout
   // Pooled upstream connections idle longer are closed (checked every second).
   std::chrono::milliseconds upstream_idle_timeout{30000};
+  // Idle keep-alive connections a worker keeps per upstream endpoint
+  // (--upstream-max-idle-per-endpoint). One given back past it is closed, so
+  // a load with more requests in flight per endpoint than this opens and
+  // closes connections all the time (a TCP handshake and teardown on both
+  // sides); the idle timeout above bounds how long the pool stays large.
+  size_t upstream_max_idle_per_endpoint = 1024;
   // HTTP/2 upstream keepalive (net/h2_upstream.h): a connection with nothing
   // read for the interval is PINGed, and fails when nothing arrives within
   // the timeout after it (--upstream-h2-keepalive-interval / -timeout; an

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "proxy/admin/metrics.h"
+#include "proxy/net/h2_upstream.h"
 #include "proxy/net/wire.h"
 #include "proxy/net/worker.h"
 
@@ -27,19 +28,47 @@ struct TunnelState {
   bool upstream_done = false;
 };
 
-void watch_idle(std::shared_ptr<TunnelState> st, exchange::Downstream* down, UpstreamConn* up,
+// The upstream pump's completion: what wait_upstream_pump() waits for.
+auto upstream_pump_done(std::shared_ptr<TunnelState> st) {
+  return [st](std::exception_ptr) {
+    st->upstream_done = true;
+    st->upstream_finished.cancel();
+  };
+}
+
+// A half-closed tunnel waits for the upstream's end (or the idle watch).
+asio::awaitable<void> wait_upstream_pump(TunnelState& st) {
+  while (!st.upstream_done) {
+    error_code ec;
+    st.upstream_finished.expires_at(Clock::time_point::max());
+    co_await st.upstream_finished.async_wait(awaitable_ec(ec));
+  }
+}
+
+// The tunnel is over: the idle watch stops, and the close is counted by the
+// side that ended first.
+template <class Metrics>
+void end_tunnel(TunnelState& st, Metrics& m) {
+  st.over = true;
+  st.idle_timer.cancel();
+  m.websockets_active.Decrement();
+  m.websocket_closed.Add({{"reason", st.ended_by != nullptr ? st.ended_by : "client"}}).Increment();
+}
+
+// `stop_upstream` wakes the upstream pump so that it ends.
+template <class StopUpstream>
+void watch_idle(std::shared_ptr<TunnelState> st, exchange::Downstream* down, StopUpstream stop_upstream,
                 std::chrono::milliseconds idle) {
   st->idle_timer.expires_at(st->last_traffic + idle);
-  st->idle_timer.async_wait([st, down, up, idle](error_code ec) {
+  st->idle_timer.async_wait([st, down, stop_upstream, idle](error_code ec) {
     if (st->over || ec) return;
     if (Clock::now() < st->last_traffic + idle) {
-      watch_idle(st, down, up, idle);  // traffic moved the deadline
+      watch_idle(st, down, stop_upstream, idle);  // traffic moved the deadline
       return;
     }
     if (st->ended_by == nullptr) st->ended_by = "idle_timeout";
     down->reset(exchange::ResetReason::kCancelled);  // wakes the client pump
-    error_code ignore;
-    up->sock.cancel(ignore);  // wakes the upstream pump
+    stop_upstream();
   });
 }
 
@@ -110,7 +139,98 @@ asio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange:
   }
 }
 
+// Upstream stream -> client, until the backend's END_STREAM (half-closes
+// the client's side), its reset, or a failure on either side.
+asio::awaitable<void> pump_h2_to_client(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
+                                        TunnelState& st, prometheus::Counter& relayed) {
+  std::string chunk;
+  while (!st.over) {
+    if (!call.data.empty()) {
+      chunk.clear();
+      chunk.swap(call.data);
+      if (!co_await down.send_body(chunk, false)) {
+        if (st.ended_by == nullptr) st.ended_by = "client";
+        break;
+      }
+      conn.consume(call, chunk.size());  // the backend may send as much again
+      relayed.Increment(static_cast<double>(chunk.size()));
+      st.last_traffic = Clock::now();
+      continue;
+    }
+    if (call.ended) {
+      if (st.ended_by == nullptr) {
+        st.ended_by = "upstream";
+        co_await down.send_body({}, true);  // END_STREAM: the client's half stays open
+      }
+      break;
+    }
+    if (call.closed) {  // reset by the backend, its connection gone, or released by us
+      if (st.ended_by == nullptr) {
+        st.ended_by = "upstream";
+        down.reset(exchange::ResetReason::kTunnelBroken);
+      }
+      break;
+    }
+    co_await call.wait(false);
+  }
+}
+
+// Client -> upstream stream, until the client's END_STREAM (END_STREAM to
+// the backend) or a failure. Returns false when the tunnel must end now.
+asio::awaitable<bool> pump_h2_to_upstream(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
+                                          TunnelState& st, prometheus::Counter& relayed) {
+  while (true) {
+    exchange::BodyChunk c = co_await down.read_body();
+    if (c.failed) {  // RST_STREAM, the connection gone, or our own reset
+      if (st.ended_by == nullptr) st.ended_by = "client";
+      co_return false;
+    }
+    std::string_view data = c.data;
+    while (!data.empty()) {
+      if (call.closed || call.id < 0) {
+        if (st.ended_by == nullptr) {
+          st.ended_by = "upstream";
+          down.reset(exchange::ResetReason::kTunnelBroken);
+        }
+        co_return false;
+      }
+      data.remove_prefix(conn.send_data(call, data));
+      if (!data.empty()) co_await call.wait(true);  // the session's buffer is full: on_writable
+    }
+    if (!c.data.empty()) {
+      relayed.Increment(static_cast<double>(c.data.size()));
+      st.last_traffic = Clock::now();
+    }
+    if (c.end) {
+      conn.end_request(call);
+      co_return true;
+    }
+  }
+}
+
 }  // namespace
+
+asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
+                                       H2Call& call, std::chrono::milliseconds idle) {
+  auto& m = w.metrics().global();
+  m.websocket_upgrades.Increment();
+  m.websockets_active.Increment();
+  auto st = std::make_shared<TunnelState>(w.io());
+  st->upstream_finished.expires_at(Clock::time_point::max());
+  // The call outlives the watch's handler only while `over` is false.
+  auto stop_upstream = [c = &call, cn = &conn] {
+    cn->release(*c);  // RST_STREAM CANCEL
+    c->closed = true;
+    c->notify();
+  };
+  watch_idle(st, &down, stop_upstream, idle);
+  asio::co_spawn(w.io(), pump_h2_to_client(conn, call, down, *st, m.websocket_bytes_to_client),
+                 upstream_pump_done(st));
+  const bool client_ok = co_await pump_h2_to_upstream(conn, call, down, *st, m.websocket_bytes_to_upstream);
+  if (!client_ok && !st->upstream_done) stop_upstream();  // the client side failed: the upstream side ends too
+  co_await wait_upstream_pump(*st);
+  end_tunnel(*st, m);
+}
 
 asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
                                     std::chrono::milliseconds idle) {
@@ -119,11 +239,11 @@ asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, Upstr
   m.websockets_active.Increment();
   auto st = std::make_shared<TunnelState>(w.io());
   st->upstream_finished.expires_at(Clock::time_point::max());
-  watch_idle(st, &down, &up, idle);
-  auto upstream_done = [st](std::exception_ptr) {
-    st->upstream_done = true;
-    st->upstream_finished.cancel();
-  };
+  watch_idle(st, &down, [up = &up] {
+    error_code ignore;
+    up->sock.cancel(ignore);  // wakes the upstream pump
+  }, idle);
+  auto upstream_done = upstream_pump_done(st);
   bool client_ok;
   if (up.tls) {
     asio::co_spawn(w.io(), pump_to_client(*up.tls, up, down, *st, m.websocket_bytes_to_client), upstream_done);
@@ -136,18 +256,10 @@ asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, Upstr
     error_code ignore;
     up.sock.cancel(ignore);  // the client side failed: the upstream pump stops too
   }
-  // A half-closed tunnel waits for the upstream's end (or the idle watch).
-  while (!st->upstream_done) {
-    error_code ec;
-    st->upstream_finished.expires_at(Clock::time_point::max());
-    co_await st->upstream_finished.async_wait(awaitable_ec(ec));
-  }
-  st->over = true;
-  st->idle_timer.cancel();
+  co_await wait_upstream_pump(*st);
+  end_tunnel(*st, m);
   error_code ignore;
   up.sock.close(ignore);
-  m.websockets_active.Decrement();
-  m.websocket_closed.Add({{"reason", st->ended_by != nullptr ? st->ended_by : "client"}}).Increment();
 }
 
 }  // namespace gantry::net

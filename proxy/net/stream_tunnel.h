@@ -24,6 +24,21 @@
 // - Counted as an HTTP/1.1 WebSocket tunnel is: gantry_websocket_upgrades_total,
 //   _connections_active, _bytes_total{direction}, _closed_total{reason} with
 //   reason client, upstream or idle_timeout (the side that ended first).
+//
+// tunnel_h2_stream() is the same tunnel to an HTTP/2 backend that accepted
+// the extended CONNECT itself (RFC 8441 on both sides; the backend's SETTINGS
+// enabled it): the stream's DATA goes both ways between the client's stream
+// and the upstream one (`call` on `conn`), under both windows:
+// - Client -> upstream: each read_body() piece is handed to the upstream
+//   session (at most its 64 KiB request buffer ahead of the backend's
+//   window) before the next is asked for.
+// - Upstream -> client: the upstream stream's window reopens (consume())
+//   only once the client's stream took the bytes.
+// - Ends: END_STREAM either way is END_STREAM the other way (half-closes);
+//   RST_STREAM from the client is RST_STREAM CANCEL to the backend; the
+//   backend's RST_STREAM (or its connection failing) resets the client's
+//   stream with CONNECT_ERROR; the idle timeout cancels both. Counted in the
+//   same metrics.
 #pragma once
 
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
@@ -37,8 +52,14 @@ namespace gantry::net {
 
 class Worker;
 struct UpstreamConn;
+class H2UpstreamConn;
+struct H2Call;
 
 boost::asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
                                            std::chrono::milliseconds idle);
+
+// The caller releases `call` afterwards (a stream still open is cancelled).
+boost::asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
+                                              H2Call& call, std::chrono::milliseconds idle);
 
 }  // namespace gantry::net

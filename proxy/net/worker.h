@@ -48,7 +48,6 @@ namespace gantry::net {
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kMaxIdlePerEndpoint = 64;
 constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 
 // Is an idle pooled connection still usable? A peer that closed it, or sent
@@ -472,7 +471,7 @@ class Worker {
     if (server_.draining()) return;
     auto& v = idle_[c->key];
     c->idle_since = Clock::now();
-    if (v.size() < kMaxIdlePerEndpoint) v.push_back(std::move(c));
+    if (v.size() < server_.options().upstream_max_idle_per_endpoint) v.push_back(std::move(c));
   }
 
  private:

@@ -61,6 +61,7 @@
 #include <openssl/sha.h>
 
 #include "proxy/base/flags.h"
+#include "tests/backends/websocket_frame.h"
 
 namespace gantry::echo {
 namespace {
@@ -659,19 +660,7 @@ class Connection {
       // messages come back fragmented); ping -> pong; close -> close.
       unsigned char out_b0 = static_cast<unsigned char>(b0 & 0x8f);
       if (opcode == 0x9) out_b0 = 0x8A;
-      std::string frame(1, static_cast<char>(out_b0));
-      if (payload.size() < 126) {
-        frame += static_cast<char>(payload.size());
-      } else if (payload.size() <= 0xffff) {
-        frame += static_cast<char>(126);
-        frame += static_cast<char>(payload.size() >> 8);
-        frame += static_cast<char>(payload.size() & 0xff);
-      } else {
-        frame += static_cast<char>(127);
-        for (int shift = 56; shift >= 0; shift -= 8)
-          frame += static_cast<char>((static_cast<uint64_t>(payload.size()) >> shift) & 0xff);
-      }
-      frame += payload;
+      const std::string frame = test_backends::websocket_frame(out_b0, payload);
       if (!co_await write(frame)) co_return false;
       if (opcode == 0x8) co_return false;  // our close answered theirs: done
     }

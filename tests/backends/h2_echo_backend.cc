@@ -21,7 +21,9 @@
 // AUTHORITY PATH BYTES") and every connection's end ("connection ended:
 // goaway-received=CODE" or "=none": the client's GOAWAY). Requests go through
 // H2Downstream, the codec's exchange::Downstream, as the proxy's exchange
-// drives them.
+// drives them. An extended CONNECT (RFC 8441) to /ws is a WebSocket echo
+// (websocket() below); with --no-connect-protocol the server does not
+// advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (a backend without RFC 8441).
 //
 // Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
 // connection with the two-step GOAWAY and exit 0 when their streams are done.
@@ -49,6 +51,7 @@
 #include "proxy/base/flags.h"
 #include "proxy/http2/connection.h"
 #include "proxy/http2/h2_downstream.h"
+#include "tests/backends/websocket_frame.h"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -59,6 +62,82 @@ namespace {
 
 int fail_status = 0;  // --fail-status: every request answered with this local reply
 bool log_requests = false;  // --log-requests
+constexpr uint64_t kMaxWsFrame = 64ull << 20;  // /ws: larger frames reset the stream
+
+// An extended CONNECT (RFC 8441, :protocol websocket; the codec shows it as a
+// GET with the upgrade) to /ws: 200, then every WebSocket frame of the
+// stream's DATA is echoed unmasked with its opcode and FIN bit (ping gets
+// pong, close gets close and then END_STREAM), as gantry-echo's /ws does over
+// HTTP/1.1. /ws-reset resets the stream (CANCEL) 100 ms after its 200.
+asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path) {
+  std::vector<http::Header> fields = {{"x-echo-websocket", "h2"}};
+  for (const http::Header& h : *d.request().headers)
+    if (h.name == "sec-websocket-protocol") fields.push_back({"sec-websocket-protocol", h.value});
+  exchange::ResponseHead head;
+  head.status = 200;
+  head.fields = &fields;
+  head.upgrade = true;
+  if (!co_await d.send_head(head)) co_return;
+  if (log_requests) std::cout << "websocket open " << path << std::endl;
+  if (path == "/ws-reset") {  // the backend resets the open tunnel (after 100 ms)
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+    error_code ignore;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignore));
+    if (log_requests) std::cout << "websocket reset by the server" << std::endl;
+    d.reset(exchange::ResetReason::kCancelled);
+    co_return;
+  }
+  std::string buf;
+  bool closed = false;  // our close went out, then END_STREAM
+  while (true) {
+    exchange::BodyChunk c = co_await d.read_body();
+    if (c.failed) {
+      if (log_requests) std::cout << "websocket reset by the client" << std::endl;
+      co_return;
+    }
+    buf.append(c.data);
+    while (!closed && buf.size() >= 2) {
+      const auto b0 = static_cast<unsigned char>(buf[0]);
+      const auto b1 = static_cast<unsigned char>(buf[1]);
+      const bool masked = (b1 & 0x80) != 0;
+      uint64_t len = b1 & 0x7f;
+      size_t hdr = 2;
+      if (len >= 126) {
+        const size_t ext = len == 126 ? 2 : 8;
+        if (buf.size() < 2 + ext) break;
+        len = 0;
+        for (size_t i = 0; i < ext; ++i) len = (len << 8) | static_cast<unsigned char>(buf[2 + i]);
+        hdr += ext;
+      }
+      if (len > kMaxWsFrame) {
+        d.reset(exchange::ResetReason::kCancelled);
+        co_return;
+      }
+      const size_t mask_at = hdr;
+      if (masked) hdr += 4;
+      if (buf.size() < hdr + len) break;
+      std::string payload = buf.substr(hdr, static_cast<size_t>(len));
+      if (masked)
+        for (size_t i = 0; i < payload.size(); ++i) payload[i] ^= buf[mask_at + (i & 3)];
+      buf.erase(0, hdr + static_cast<size_t>(len));
+      const unsigned opcode = b0 & 0x0f;
+      if (opcode == 0xA) continue;  // pong: nothing to do
+      unsigned char out_b0 = static_cast<unsigned char>(b0 & 0x8f);
+      if (opcode == 0x9) out_b0 = 0x8A;
+      const std::string frame = test_backends::websocket_frame(out_b0, payload);
+      if (!co_await d.send_body(frame, false)) co_return;
+      if (opcode == 0x8) {  // our close answered theirs: our side ends
+        closed = true;
+        if (!co_await d.send_body({}, true)) co_return;
+      }
+    }
+    if (c.end) {  // the client's END_STREAM
+      if (log_requests) std::cout << "websocket end from the client" << std::endl;
+      if (!closed) co_await d.send_body({}, true);
+      co_return;
+    }
+  }
+}
 
 asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
@@ -70,6 +149,10 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   }
   http2::H2Downstream& d = *made.value();
   const exchange::RequestInfo& req = d.request();
+  if (req.upgrade == "websocket" && fail_status == 0 && req.path.rfind("/ws", 0) == 0) {
+    co_await websocket(d, std::string(req.path));
+    co_return;
+  }
   size_t bytes = 0;
   std::string request_trailers;  // "name=value, ..."
   while (true) {
@@ -249,10 +332,15 @@ int main(int argc, char** argv) {
             });
   flags.add_bool("log-requests", "print every request and every connection's end (the client's GOAWAY) on stdout",
                  &log_requests);
+  bool no_connect_protocol = false;
+  flags.add_bool("no-connect-protocol",
+                 "do not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (no WebSocket over HTTP/2, RFC 8441)",
+                 &no_connect_protocol);
   flags.parse_or_exit(argc, argv);
 
   asio::io_context io(1);
   http2::ConnectionOptions opts;
+  opts.limits.connect_protocol = !no_connect_protocol;
   if (log_requests)
     opts.on_end = [](const http2::ServerSession& s) {
       const auto g = s.goaway_received();

@@ -122,8 +122,8 @@ http {
   access_log off;
   http2_max_requests 100000000;
   keepalive_requests 100000000;
-  upstream echo { server $backend; keepalive 128; keepalive_requests 100000000; }
-  upstream grpcb { server $grpc_backend; keepalive 128; keepalive_requests 100000000; }
+  upstream echo { server $backend; keepalive 1024; keepalive_requests 100000000; }
+  upstream grpcb { server $grpc_backend; keepalive 1024; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:19481 http2 reuseport;
     location / {

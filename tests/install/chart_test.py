@@ -112,6 +112,7 @@ NON_DEFAULT = {
     "controller": {"watchNamespace": "team-a", "leaderElect": False, "extraArgs": ["--kubeconfig=/k/c"]},
     "proxy": {"https": {"enabled": True, "port": 8443}, "h2c": {"enabled": True, "port": 8082}, "workers": 4,
               "upstreamConnectTimeout": "2s", "upstreamH2KeepaliveInterval": "off",
+              "upstreamMaxIdlePerEndpoint": 256,
               "debugHeaders": True,
               "trustedProxies": ["10.0.0.0/8", "192.168.0.0/16"], "drainSeconds": 20,
               "preStopSleepSeconds": 10, "accessLog": "off",
@@ -170,7 +171,7 @@ t.check(ctl.get("args") == ["--source=kube", f"--proxy-socket={SOCKET}", "--heal
 t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--stats-listen=0.0.0.0:9901",
                             "--admin-listen=127.0.0.1:9900", f"--control-socket={SOCKET}", "--drain-seconds=10", "--access-log=stdout",
                             "--request-header-timeout=10s", "--upstream-idle-timeout=30s",
-                            "--upstream-connect-timeout=5s", "--upstream-h2-keepalive-interval=30s",
+                            "--upstream-max-idle-per-endpoint=1024", "--upstream-connect-timeout=5s", "--upstream-h2-keepalive-interval=30s",
                             "--upstream-h2-keepalive-timeout=10s"], "proxy args", str(prx.get("args")))
 vols = {v["name"]: v for v in pspec.get("volumes", [])}
 t.check("emptyDir" in vols.get("control-socket", {}), "control socket volume is an emptyDir")
@@ -289,7 +290,7 @@ t.check(prx.get("args") == ["--http-listen=0.0.0.0:8080", "--https-listen=0.0.0.
                             "--h2c-listen=0.0.0.0:8082", "--stats-listen=0.0.0.0:9901", "--admin-listen=127.0.0.1:9900",
                             f"--control-socket={SOCKET}", "--drain-seconds=20",
                             "--access-log=off", "--request-header-timeout=10s", "--upstream-idle-timeout=30s",
-                            "--upstream-connect-timeout=2s", "--upstream-h2-keepalive-interval=off",
+                            "--upstream-max-idle-per-endpoint=256", "--upstream-connect-timeout=2s", "--upstream-h2-keepalive-interval=off",
                             "--upstream-h2-keepalive-timeout=10s", "--workers=4", "--debug-headers",
                             "--trusted-proxies=10.0.0.0/8,192.168.0.0/16",
                             "--tracing-endpoint=http://otel.observability:4318/v1/traces",
@@ -467,6 +468,7 @@ FAILS = [
     (["--set", "proxy.upstreamIdleTimeout=forever"], "upstreamIdleTimeout"),
     (["--set", "proxy.upstreamH2KeepaliveInterval=never"], "upstreamH2KeepaliveInterval"),
     (["--set", "proxy.upstreamConnectTimeout=off"], "upstreamConnectTimeout"),
+    (["--set", "proxy.upstreamMaxIdlePerEndpoint=0"], "upstreamMaxIdlePerEndpoint"),
     (["--set", "terminationGracePeriodSeconds=15"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.drainSeconds=40"], "must exceed proxy.preStopSleepSeconds + proxy.drainSeconds"),
     (["--set", "proxy.adminPort=9902"], "must all differ"),

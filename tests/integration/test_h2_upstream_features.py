@@ -14,6 +14,7 @@ answer the request's trailers in the field x-echo-request-trailers.
 Everything runs on loopback.
 """
 
+import json
 import os
 import re
 import signal
@@ -23,8 +24,8 @@ import time
 
 import pytest
 
-from conftest import (START_TIMEOUT, CertAuthority, binary, free_port, get_json, sn_cluster, sn_route, sn_rule,
-                      sn_snapshot, tail, temporary_dataplane, wait_until)
+from conftest import (START_TIMEOUT, CertAuthority, binary, free_port, get_json, refusing_port, sn_cluster,
+                      sn_route, sn_rule, sn_snapshot, tail, temporary_dataplane, wait_until)
 from test_http2_codec import listening
 from test_upstream_tls import BACKEND_NAME, TlsBackend
 
@@ -32,11 +33,11 @@ LIMIT = 1000
 
 
 class H2Echo:
-    def __init__(self, dp, name, ca=None):
+    def __init__(self, dp, name, ca=None, extra=()):
         self.name = name
         self.port = free_port()
         self.log = dp.workdir / f"h2-echo-{name}.log"
-        argv = [binary("gantry-h2-echo"), f"--listen=127.0.0.1:{self.port}", "--log-requests"]
+        argv = [binary("gantry-h2-echo"), f"--listen=127.0.0.1:{self.port}", "--log-requests", *extra]
         self.tls_port = None
         if ca is not None:
             self.tls_port = free_port()
@@ -72,17 +73,23 @@ def env():
         ca = CertAuthority(dp.workdir)
         main, shadow = H2Echo(dp, "main", ca), H2Echo(dp, "shadow", ca)
         h1, h1_shadow = dp.echo("h1"), dp.echo("h1-shadow")
+        errors = dp.echo("errors")  # filters.defaultBackend of the h2 clusters' rules
         https = TlsBackend(ca)  # HTTP/1.1 over TLS (as behind a BackendTLSPolicy)
         https_cluster = sn_cluster("default/https:443", [("127.0.0.1", https.port)])
         https_cluster["tls"] = {"serverName": BACKEND_NAME, "caPem": ca.path.read_text()}
         clusters = [h2c_cluster("default/main:80", main), h2_cluster("default/main-tls:443", main, ca),
                     h2c_cluster("default/shadow:80", shadow), h2_cluster("default/shadow-tls:443", shadow, ca),
                     sn_cluster("default/h1:80", [(h1.addr, h1.port)]),
-                    sn_cluster("default/h1-shadow:80", [(h1_shadow.addr, h1_shadow.port)]), https_cluster]
+                    sn_cluster("default/h1-shadow:80", [(h1_shadow.addr, h1_shadow.port)]), https_cluster,
+                    sn_cluster("default/errors:80", [(errors.addr, errors.port)]),
+                    h2c_cluster("default/dead:80", type("Dead", (), {"port": refusing_port()}))]
         limit = {"maxRequestBodySize": LIMIT}
 
         def mirror(cluster):
             return {"requestMirrors": [{"cluster": cluster}]}
+
+        def intercept(*codes):
+            return {"defaultBackend": {"cluster": "default/errors:80", "interceptStatuses": list(codes)}}
 
         rules = [
             sn_rule("default/main:80", prefix="/limit-h2c", filters=limit),
@@ -96,9 +103,16 @@ def env():
             sn_rule("default/h1:80", prefix="/status", filters={
                 "defaultBackend": {"cluster": "default/main-tls:443", "interceptStatuses": [503]}}),
             sn_rule("default/main-tls:443", prefix="/tls"),
+            sn_rule("default/main:80", prefix="/local", filters=intercept(404, 503)),
+            sn_rule("default/dead:80", prefix="/dead", filters=intercept(502)),
+            sn_rule("default/main:80", prefix="/delay", filters=intercept(504),
+                    policy={"timeouts": {"backendRequestMs": 300}}),
             sn_rule("default/main:80"),
         ]
-        p = dp.proxy(sn_snapshot(1, [sn_route("r", rules)], clusters), workers=1,
+        # The same intercepted statuses on the h2 (TLS) cluster, under its own host.
+        tls_rules = [sn_rule("default/main-tls:443", prefix="/local", filters=intercept(404, 503))]
+        p = dp.proxy(sn_snapshot(1, [sn_route("r", rules), sn_route("t", tls_rules, hostnames=["tls.test"])],
+                                 clusters), workers=1,
                      extra_args=["--http2", "on", "--upstream-idle-timeout", "2s"])
         p.workdir, p.main, p.shadow, p.h1, p.h1_shadow, p.https = dp.workdir, main, shadow, h1, h1_shadow, https
         yield p
@@ -289,6 +303,69 @@ def test_an_intercepted_answer_goes_to_an_h2_default_backend(env):
         assert (status, body) == (200, b"GET / 0\n"), (version, hdrs, body)
     status, _, body = curl(env, "/status/404")
     assert status == 404, body  # not listed: the backend's own answer
+
+
+# ---- filters.defaultBackend interceptStatuses on HTTP/2 clusters' answers
+
+CLIENTS = [("--http2-prior-knowledge", "HTTP/2"), ("--http1.1", "HTTP/1.1")]
+
+
+@pytest.mark.parametrize("version", [v for v, _ in CLIENTS], ids=[n for _, n in CLIENTS])
+@pytest.mark.parametrize("host", [None, "tls.test"], ids=["h2c-cluster", "h2-cluster"])
+def test_an_h2_clusters_listed_status_is_answered_by_the_default_backend(env, version, host):
+    extra = ("-H", f"Host: {host}") if host else ()
+    before = len(env.main.lines("request GET"))
+    status, hdrs, body = curl(env, "/local/404?lang=en", "-H", "Accept: text/html", "-H", "X-Request-ID: req-h2-1",
+                              *extra, version=version)
+    assert status == 200, (hdrs, body)  # the default backend's answer, its status
+    got = json.loads(body)
+    assert got["name"] == "errors", got  # the h2 backend's own body never reaches the client
+    assert got["method"] == "GET" and got["path"] == "/?lang=en"
+    h = got["headers"]
+    assert (h["x-code"], h["x-format"], h["x-original-uri"]) == ("404", "text/html", "/local/404?lang=en"), h
+    assert h["x-request-id"] == "req-h2-1" and "x-request-id: req-h2-1" in hdrs
+    assert h["host"] == (host or f"127.0.0.1:{env.http_port}"), h
+    assert len(env.main.lines("request GET")) == before + 1  # the h2 backend was asked once
+    status, _, body = curl(env, "/local/503", *extra, version=version)
+    assert status == 200 and json.loads(body)["headers"]["x-code"] == "503"
+    # Not listed: the backend's own answer.
+    status, hdrs, body = curl(env, "/local/500", *extra, version=version)
+    assert (status, body) == (500, b"local reply 500\n"), (hdrs, body)
+
+
+def test_an_intercepted_request_keeps_its_body(env):
+    # A Content-Length body is kept (read first) and sent again to the default backend.
+    status, _, body = curl(env, "/local/404", "--data-binary", "@-", "-H", "Content-Type: text/plain",
+                           stdin=b"x" * 1000)
+    got = json.loads(body)
+    assert status == 200 and got["method"] == "POST" and got["bodyBytes"] == 1000, got
+    assert got["headers"]["x-code"] == "404"
+    # A streamed body (HTTP/1.1 chunked) went to the h2 backend in full; the
+    # default backend gets none, as on HTTP/1.1 clusters.
+    status, _, body = curl(env, "/local/404", "--data-binary", "@-", "-H", "Transfer-Encoding: chunked",
+                           stdin=b"y" * 5000, version="--http1.1")
+    got = json.loads(body)
+    assert status == 200 and got["method"] == "POST" and got["bodyBytes"] == 0, got
+    assert env.main.lines("request POST")[-1].endswith(" /local/404 5000")
+
+
+def test_the_gateways_own_502_and_504_on_an_h2_cluster_are_intercepted(env):
+    for version, _ in CLIENTS:
+        status, _, body = curl(env, "/dead?y=2", version=version)  # the h2c backend refuses connections
+        got = json.loads(body)
+        assert status == 200 and got["name"] == "errors" and got["path"] == "/?y=2", got
+        assert got["headers"]["x-code"] == "502"
+    started = time.monotonic()
+    status, _, body = curl(env, "/delay/3000")  # no head within the backend timeout (300 ms)
+    assert status == 200 and json.loads(body)["headers"]["x-code"] == "504", body
+    assert time.monotonic() - started < 2.5
+
+
+def test_grpc_calls_keep_the_gateways_grpc_status(env):
+    """A gRPC call's errors are gRPC statuses: not replaced by an error page."""
+    status, hdrs, _ = curl(env, "/dead", "-H", "Content-Type: application/grpc", "-H", "TE: trailers",
+                           "--data-binary", "@-", stdin=b"\0\0\0\0\0")
+    assert status == 200 and "grpc-status: 14" in hdrs, hdrs  # UNAVAILABLE, trailers-only
 
 
 # ---- idle HTTP/2 upstream connections end with GOAWAY(NO_ERROR)

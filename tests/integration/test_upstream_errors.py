@@ -280,6 +280,37 @@ def test_idle_pooled_connections_are_closed_after_the_idle_timeout(dataplane):
     assert established_to(echo.addr, echo.port) == 1
 
 
+@pytest.mark.parametrize("flag,kept", [(None, 80), ("3", 3)])
+def test_pool_keeps_idle_connections_up_to_the_per_endpoint_limit(dataplane, flag, kept):
+    """--upstream-max-idle-per-endpoint (default 1024): after 80 requests in
+    flight at once to one endpoint, the worker keeps all 80 connections for
+    the next burst (a cap below the load would close the rest and open them
+    again, a TCP handshake and teardown per request on both sides); with 3,
+    it keeps 3 and closes the others when they are given back."""
+    echo = dataplane.echo(f"burst{flag}")
+    cluster = "default/burst:8080"
+    extra = ["--upstream-max-idle-per-endpoint", flag] if flag else []
+    proxy = dataplane.proxy(
+        sn_snapshot(1, [sn_route("burst", [sn_rule(cluster)], hostnames=["burst.example.com"])],
+                    [sn_cluster(cluster, [(echo.addr, echo.port)])]),
+        extra_args=extra, workers=1)
+    statuses = []
+
+    def one():
+        statuses.append(proxy.get("/delay/700", host="burst.example.com").status)
+
+    threads = [threading.Thread(target=one) for _ in range(80)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 80
+    wait_until(lambda: established_to(echo.addr, echo.port) == kept, 5,
+               f"{kept} pooled connections to the endpoint (now {established_to(echo.addr, echo.port)})")
+    time.sleep(0.3)
+    assert established_to(echo.addr, echo.port) == kept
+
+
 def test_endpoint_dying_under_an_idempotent_request_is_retried_elsewhere(dataplane):
     """A fresh upstream connection closed before any byte of the answer (the
     endpoint went away, e.g. its pod was killed mid-request): a GET goes once

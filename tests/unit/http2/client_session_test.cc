@@ -195,5 +195,50 @@ TEST(Http2ClientSession, SettingsPingAndGoaway) {
   EXPECT_EQ(*p.srv->goaway_received(), ErrorCode::kNoError);
 }
 
+// RFC 8441: an extended CONNECT goes only to a server whose SETTINGS enable
+// it, and then carries :protocol and a tunnel's DATA both ways.
+TEST(Http2ClientSession, ExtendedConnectOnlyWhenTheServerEnablesIt) {
+  RequestHead ws;
+  ws.method = "CONNECT";
+  ws.protocol = "websocket";
+  ws.scheme = "http";
+  ws.authority = "ws.example";
+  ws.path = "/chat";
+  ws.headers = {{"sec-websocket-version", "13"}};
+
+  Limits without;
+  without.connect_protocol = false;
+  Pair no(without);
+  no.pump();  // SETTINGS exchanged
+  EXPECT_FALSE(no.cli->connect_protocol());
+  EXPECT_FALSE(no.cli->request(ws, false).ok());
+  no.pump();
+  EXPECT_TRUE(no.b.heads.empty());  // nothing was sent
+
+  Pair p;
+  p.b.answer = false;
+  p.pump();
+  ASSERT_TRUE(p.cli->connect_protocol());
+  auto id = p.cli->request(ws, false);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(p.cli->send_data(*id, "hello"), 5u);
+  p.pump();
+  ASSERT_EQ(p.b.heads.count(*id), 1u);
+  EXPECT_EQ(p.b.heads[*id].method, "CONNECT");
+  EXPECT_EQ(p.b.heads[*id].protocol, "websocket");
+  EXPECT_EQ(p.b.heads[*id].path, "/chat");
+  EXPECT_EQ(p.b.bodies[*id], "hello");
+  p.srv->respond(*id, 200, std::vector<Field>{}, false);  // the tunnel opens
+  EXPECT_EQ(p.srv->send_data(*id, "world"), 5u);
+  p.pump();
+  EXPECT_EQ(p.c.status[*id], 200);
+  EXPECT_EQ(p.c.body[*id], "world");
+  EXPECT_EQ(p.c.closed.count(*id), 0u);  // still open both ways
+  p.cli->end_request(*id);
+  p.srv->end_response(*id);
+  p.pump();
+  EXPECT_EQ(p.c.closed[*id], ErrorCode::kNoError);
+}
+
 }  // namespace
 }  // namespace gantry::http2
