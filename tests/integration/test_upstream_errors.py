@@ -295,9 +295,11 @@ def test_pool_keeps_idle_connections_up_to_the_per_endpoint_limit(dataplane, fla
                     [sn_cluster(cluster, [(echo.addr, echo.port)])]),
         extra_args=extra, workers=1)
     statuses = []
+    start = threading.Barrier(80)
 
     def one():
-        statuses.append(proxy.get("/delay/700", host="burst.example.com").status)
+        start.wait()  # all 80 at once; the 3 s answer keeps them in flight together even on a slow machine
+        statuses.append(proxy.get("/delay/3000", host="burst.example.com").status)
 
     threads = [threading.Thread(target=one) for _ in range(80)]
     for t in threads:
