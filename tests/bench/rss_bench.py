@@ -14,6 +14,7 @@ idle connection. Only loopback addresses are used.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -143,6 +144,7 @@ def main():
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
