@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CertAuthority, Controller, Proxy, free_port, route_yaml, service_yaml, sn_cluster, sn_route, sn_rule,
+from conftest import (CertAuthority, Controller, Proxy, free_port, http_request, route_yaml, service_yaml, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, tail, wait_until, write_file)
 
 REDIS = shutil.which("redis-server")
@@ -306,12 +306,9 @@ def test_concurrent_decisions_share_script_calls(dataplane, echo, redis):
     p = dataplane.proxy(snap, workers=1)
 
     def probe():
-        c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
-        c.request("GET", "/probe/x", headers={"x-tenant": "h2"})
-        r = c.getresponse()
-        r.read()
+        r = http_request(p.http_port, "/probe/x", headers={"x-tenant": "h2"})
         assert r.status == 200, r.status
-        return int(r.getheader("ratelimit-remaining"))
+        return int(r.headers["ratelimit-remaining"])
 
     assert probe() == 999
     trips0, decided0 = metric(p, "gantry_ratelimit_store_round_trips_total"), decided(p)
@@ -401,12 +398,9 @@ def test_a_key_of_another_state_format_counts_as_fresh(dataplane, echo, redis, a
     p = dataplane.proxy(snap, workers=1)
 
     def remaining():
-        c = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
-        c.request("GET", "/limited/x", headers={"x-tenant": "format"})
-        r = c.getresponse()
-        r.read()
+        r = http_request(p.http_port, "/limited/x", headers={"x-tenant": "format"})
         assert r.status == 200, r.status
-        return r.getheader("ratelimit-remaining")
+        return r.headers["ratelimit-remaining"]
 
     assert [remaining() for _ in range(3)] == ["4", "3", "2"]
     keys = redis.command("KEYS", "gantry:rl:*")

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (CertAuthority, binary, sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane,
+from conftest import (CertAuthority, binary, read_responses, sn_cluster, sn_route, sn_rule, sn_snapshot, temporary_dataplane,
                       wait_until)
 from test_h2_upstream_features import H2Echo, h2_cluster, h2c_cluster
 from test_http2_websocket import closed, metric, stalled_client
@@ -170,10 +170,5 @@ def test_an_http11_upgrade_to_an_h2_backend_is_501(env):
     with socket.create_connection(("127.0.0.1", env.http_port), timeout=10) as s:
         s.sendall((f"GET /ws HTTP/1.1\r\nHost: {H2C_HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    assert data.startswith(b"HTTP/1.1 501 "), data
+        responses, _ = read_responses(s, 1)
+    assert [r.status for r in responses] == [501], responses

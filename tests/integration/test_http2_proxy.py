@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import (HTTP_TIMEOUT, CertAuthority, free_port, refusing_port, sn_cluster, sn_route, sn_rule,
+from conftest import (HTTP_TIMEOUT, CertAuthority, free_port, raw_exchange, refusing_port, sn_cluster, sn_route, sn_rule,
                       sn_snapshot, temporary_dataplane, wait_until)
 from test_http2_codec import ALL_CASES, RawH2, h2_frame, run_h2spec
 
@@ -153,14 +153,8 @@ def test_h2c_only_listener_serves_http2_and_refuses_http11(proxy):
     assert json.loads(body)["name"] == "echo-b" and json.loads(body)["headers"]["x-forwarded-proto"] == "http"
     # ...and no HTTP/1.1 at all: an HTTP/1.1 request is a bad client preface,
     # a connection error (RFC 9113 3.4): never an HTTP/1.1 answer.
-    with socket.create_connection(("127.0.0.1", proxy.h2c_only_port), timeout=5) as s:
-        s.sendall(f"GET /only HTTP/1.1\r\nHost: {B}\r\n\r\n".encode())
-        got = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+    got, closed = raw_exchange(proxy.h2c_only_port, f"GET /only HTTP/1.1\r\nHost: {B}\r\n\r\n".encode(), timeout=5)
+    assert closed, got[:200]
     assert not got.startswith(b"HTTP/"), got[:200]
     frames = []
     while len(got) >= 9:
