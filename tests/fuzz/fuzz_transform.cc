@@ -23,14 +23,19 @@ void check(bool cond) {
 }
 
 // A DOCTYPE declaration in the markup (the parser refuses them); the same
-// characters inside a CDATA section or a comment are text, not a declaration.
+// characters inside a CDATA section, a comment or a processing instruction
+// (`<?x <!DOCTYPE ?>`) are not a declaration.
 bool has_doctype(std::string_view text) {
   std::string markup;
   for (size_t i = 0; i < text.size();) {
-    if (text.substr(i, 9) == "<![CDATA[" || text.substr(i, 4) == "<!--") {
-      size_t end = text.find(text[i + 2] == '[' ? "]]>" : "-->", i);
+    std::string_view close;
+    if (text.substr(i, 9) == "<![CDATA[") close = "]]>";
+    else if (text.substr(i, 4) == "<!--") close = "-->";
+    else if (text.substr(i, 2) == "<?") close = "?>";
+    if (!close.empty()) {
+      size_t end = text.find(close, i + 2);
       if (end == std::string_view::npos) break;
-      i = end + 3;
+      i = end + close.size();
     } else {
       markup += text[i++];
     }
