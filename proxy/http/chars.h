@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace gantry::http::chars {
@@ -30,6 +31,31 @@ inline bool is_unreserved(unsigned char c) { return kUnreserved[c]; }
 // field-value octets: VCHAR / obs-text / SP / HTAB (no CTL, no DEL).
 inline bool is_field_char(unsigned char c) { return c >= 0x20 ? c != 0x7f : c == '\t'; }
 inline bool is_field_char(char c) { return is_field_char(static_cast<unsigned char>(c)); }
+
+// Whether every octet of a field value is a field-value octet. Eight at a
+// time: a word is looked at octet by octet only when one of its octets is
+// below 0x20 (a CTL, or an HTAB, which is allowed) or is DEL; the response
+// heads of a proxied request spent ~2,000 instructions in the octet loop.
+inline bool is_field_value(std::string_view v) {
+  constexpr uint64_t k01 = 0x0101010101010101ull;
+  constexpr uint64_t k80 = 0x8080808080808080ull;
+  const char* p = v.data();
+  size_t n = v.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    const uint64_t below_space = (x - 0x20 * k01) & ~x & k80;  // some octet < 0x20 (exact for "some")
+    const uint64_t d = x ^ (0x7f * k01);
+    const uint64_t del = (d - k01) & ~d & k80;  // some octet == 0x7f
+    if ((below_space | del) != 0) {
+      for (int i = 0; i < 8; ++i)
+        if (!is_field_char(p[i])) return false;
+    }
+  }
+  for (; n > 0; ++p, --n)
+    if (!is_field_char(*p)) return false;
+  return true;
+}
 
 inline bool is_token_string(std::string_view s) {
   if (s.empty()) return false;

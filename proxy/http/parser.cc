@@ -87,9 +87,7 @@ FieldsResult parse_fields(std::string_view head, size_t pos, size_t max_headers,
     while (k < line.size() && is_token(line[k])) ++k;
     if (k == 0 || k == line.size() || line[k] != ':') return FieldsResult::kBadName;
     std::string_view value = line.substr(k + 1);
-    for (char c : value) {
-      if (!is_field_char(c)) return FieldsResult::kBadValue;
-    }
+    if (!chars::is_field_value(value)) return FieldsResult::kBadValue;
     if (out.size() >= max_headers) return FieldsResult::kTooMany;
     out.push_back(Header{line.substr(0, k), chars::trim_ows(value)});
   }

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "proxy/base/block_pool.h"
+#include "proxy/base/thread_cache.h"
 
 namespace gantry::http2 {
 
@@ -39,7 +40,18 @@ SessionMemory::Run* SessionMemory::find(void* p) {
 }
 
 void* SessionMemory::allocate(size_t n, bool zero) {
-  if (n < kLargeBytes) return zero ? std::calloc(1, n) : std::malloc(n);
+  if (n < kLargeBytes) {
+    // The per-thread cache (base/thread_cache.h): a stream's frames come and
+    // go in bursts, one per stream in flight.
+    void* p = nullptr;
+    try {
+      p = thread_cache::allocate(n);
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+    if (zero) std::memset(p, 0, n);
+    return p;
+  }
   // libnghttp2 is C: a failed allocation is a null pointer, never a throw.
   char* p = nullptr;
   try {
@@ -57,7 +69,7 @@ void SessionMemory::deallocate(void* p) {
   if (p == nullptr) return;
   Run* r = find(p);
   if (r == nullptr) {
-    std::free(p);
+    thread_cache::deallocate(p);
     return;
   }
   block_pool::release_pages(r->p, block_pool::pages_for(r->bytes), false);

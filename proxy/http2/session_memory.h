@@ -10,7 +10,7 @@
 //   nothing to send (each frame is written into it from its first byte);
 // - any large allocation whose bytes are all zero (an empty stream map): a
 //   dropped page reads back as zeros, so nothing changes for its owner.
-// Smaller allocations go to malloc.
+// Smaller allocations go to the thread's cache of blocks (base/thread_cache.h).
 //
 // Invariants: one session per SessionMemory, used on one thread; it outlives
 // its session (nghttp2_session_del frees through it). release_idle() is called

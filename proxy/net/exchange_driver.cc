@@ -276,6 +276,13 @@ SpareDrivers::~SpareDrivers() {
   for (ExchangeDriver* d : free) delete d;
 }
 
+void SpareDrivers::trim() {
+  const size_t n = std::min(low_water, free.size());
+  for (size_t i = 0; i < n; ++i) delete free[i];
+  free.erase(free.begin(), free.begin() + static_cast<std::ptrdiff_t>(n));
+  low_water = free.size();
+}
+
 void ExchangeDriver::recycle() {
   timer_.disarm();
   record.reset();
@@ -291,10 +298,15 @@ void ExchangeDriver::recycle() {
 }
 
 std::unique_ptr<ExchangeDriver> take_driver(Worker& w) {
-  std::vector<ExchangeDriver*>& spare = w.spare_drivers().free;
-  if (spare.empty()) return std::make_unique<ExchangeDriver>(w);
+  SpareDrivers& pool = w.spare_drivers();
+  std::vector<ExchangeDriver*>& spare = pool.free;
+  if (spare.empty()) {
+    pool.low_water = 0;
+    return std::make_unique<ExchangeDriver>(w);
+  }
   std::unique_ptr<ExchangeDriver> d(spare.back());
   spare.pop_back();
+  pool.low_water = std::min(pool.low_water, spare.size());
   return d;
 }
 

@@ -322,8 +322,11 @@ boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange
 
 // One exchange on `down` with a driver of its own (HTTP/2: one per stream),
 // taken from the worker's spares when one is there and returned to them
-// after (at most kMaxSpareDrivers are kept).
-constexpr size_t kMaxSpareDrivers = 64;
+// after (at most kMaxSpareDrivers are kept; SpareDrivers::trim() lets those
+// unused for a second go). The cap is above the streams a worker has in
+// flight under load (the h2 bench keeps 160): at 64, four streams in ten
+// built a driver, and its buffers, anew.
+constexpr size_t kMaxSpareDrivers = 1024;
 constexpr size_t kSpareBufferBytes = 64 * 1024;
 boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
 

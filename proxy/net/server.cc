@@ -10,6 +10,7 @@
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "proxy/base/thread_cache.h"
 #include "proxy/exchange/downstream.h"
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
@@ -910,6 +911,8 @@ void Worker::sweep() {
   auto now = Clock::now();
   if (++sweeps_ % 10 == 0) {
     reap_idle(now);
+    spare_drivers_.trim();
+    thread_cache::trim();  // base/thread_cache.h: what the last second did not need goes back to malloc
     if (released_since_trim_ > 0) {
       released_since_trim_ = 0;
       ::malloc_trim(0);

@@ -153,6 +153,10 @@ class ExchangeDriver;
 // The exchange drivers of finished HTTP/2 streams, kept for the next streams
 // of the worker (run_exchange() in exchange_driver.cc): a stream then starts
 // with buffers already grown instead of allocating a driver of its own.
+// The list is a stack: the most recently returned driver goes out first, so
+// its bottom holds the ones longest unused. trim() (the worker's sweep, once
+// a second) deletes as many as the list never went below since the last
+// trim: a burst's drivers go once the load falls, a steady load keeps its own.
 class SpareDrivers {
  public:
   SpareDrivers() = default;
@@ -160,6 +164,8 @@ class SpareDrivers {
   SpareDrivers& operator=(const SpareDrivers&) = delete;
   ~SpareDrivers();  // exchange_driver.cc
   std::vector<ExchangeDriver*> free;
+  size_t low_water = 0;  // the fewest spares since the last trim()
+  void trim();           // exchange_driver.cc
 };
 
 class Worker {
