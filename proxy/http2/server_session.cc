@@ -544,9 +544,6 @@ Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limit
   nghttp2_option_set_max_outbound_ack(opt, 1000);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  // A closed stream is forgotten at once: libnghttp2 would otherwise keep up
-  // to MAX_CONCURRENT_STREAMS of them for RFC 7540's priority tree.
-  nghttp2_option_set_no_closed_streams(opt, 1);
   const int rv = nghttp2_session_server_new3(&impl->session, cb, impl.get(), opt, impl->memory.mem());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
@@ -558,9 +555,6 @@ Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limit
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      // RFC 9218: RFC 7540's priority tree is not used (libnghttp2 then
-      // schedules streams round robin by urgency, without the tree's work).
-      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
       // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol).
       {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
