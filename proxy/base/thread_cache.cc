@@ -40,6 +40,7 @@ struct Lists {
   unsigned count[kMaxClass + 1];
   unsigned low_water[kMaxClass + 1];  // the fewest blocks since the last trim()
   size_t bytes;
+  bool on;   // attach() was called
   bool off;  // the thread is exiting: everything goes to free()
 };
 
@@ -73,9 +74,14 @@ bool enabled() noexcept { return GANTRY_THREAD_CACHE != 0; }
 
 #if GANTRY_THREAD_CACHE
 
+void attach() noexcept {
+  tl_lists.on = true;
+  tl_flusher.armed = true;  // registers the thread's exit flush
+}
+
 void* allocate(size_t n) {
-  if (n > kMaxBytes) return malloc_or_throw(n);
   Lists& l = tl_lists;
+  if (n > kMaxBytes || !l.on) return malloc_or_throw(n == 0 ? 1 : n);
   const size_t c = class_of_request(n);
   if (FreeBlock* b = l.head[c]) {
     l.head[c] = b->next;
@@ -89,13 +95,16 @@ void* allocate(size_t n) {
 
 void deallocate(void* p) noexcept {
   if (p == nullptr) return;
-  const size_t c = class_of_block(malloc_usable_size(p));
   Lists& l = tl_lists;
-  if (c == 0 || l.off || l.bytes + class_bytes(c) > kMaxCachedBytes) {
+  if (!l.on || l.off) {
     std::free(p);
     return;
   }
-  if (!tl_flusher.armed) tl_flusher.armed = true;  // registers the thread's exit flush
+  const size_t c = class_of_block(malloc_usable_size(p));
+  if (c == 0 || l.bytes + class_bytes(c) > kMaxCachedBytes) {
+    std::free(p);
+    return;
+  }
   auto* b = static_cast<FreeBlock*>(p);
   b->next = l.head[c];
   l.head[c] = b;
@@ -124,6 +133,7 @@ size_t cached_bytes() noexcept { return tl_lists.bytes; }
 
 #else
 
+void attach() noexcept {}
 void* allocate(size_t n) { return malloc_or_throw(n == 0 ? 1 : n); }
 void deallocate(void* p) noexcept { std::free(p); }
 size_t trim() noexcept { return 0; }

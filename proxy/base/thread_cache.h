@@ -22,8 +22,9 @@
 // thread's lists). Larger blocks, and blocks beyond the bound below, go
 // straight to malloc and free.
 //
-// Bounds: a thread keeps at most kMaxCachedBytes in its lists; trim() (the
-// worker's sweep, once a second) frees, per class, as many blocks as the list
+// Bounds: only threads that attach() cache (the workers); a thread keeps at
+// most kMaxCachedBytes in its lists; trim() (the worker's sweep, once a
+// second) frees, per class, as many blocks as the list
 // never went below since the last trim: a burst's blocks go back to malloc
 // once the load falls, a steady load keeps what it uses. A thread's lists
 // are freed when it exits. Built without the cache (plain malloc) under the
@@ -53,6 +54,11 @@ constexpr size_t class_of_block(size_t u) {
   return u < 1016 ? (u + 8) / 16 : 64 + (u + 8 - 1024) / 512;
 }
 
+// Turns the cache on for the calling thread. Only threads that call trim()
+// regularly attach (the proxy's workers); on the others allocate() and
+// deallocate() are malloc and free, so that no thread keeps a burst's
+// blocks (a snapshot's parse on the control thread) for good.
+void attach() noexcept;
 // Never null: throws std::bad_alloc as operator new does.
 void* allocate(size_t n);
 // p from allocate() (or from malloc), on any thread; null is ignored.

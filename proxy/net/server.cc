@@ -1135,7 +1135,10 @@ void Server::start() {
   health_->start();
   for (auto& w : workers_) {
     w->start();
-    threads_.emplace_back([wp = w.get()] { wp->run(); });
+    threads_.emplace_back([wp = w.get()] {
+      thread_cache::attach();  // the worker's sweep trims it (sweep())
+      wp->run();
+    });
   }
 }
 

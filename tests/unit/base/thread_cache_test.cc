@@ -60,8 +60,22 @@ TEST(ThreadCacheClasses, ABlockServesTheClassItIsFiledUnder) {
   }
 }
 
+TEST(ThreadCache, AThreadThatDidNotAttachCachesNothing) {
+  std::thread t([] {
+    void* p = allocate(500);
+    deallocate(p);
+    EXPECT_EQ(cached_bytes(), 0u);
+    attach();
+    p = allocate(500);
+    deallocate(p);
+    EXPECT_EQ(cached_bytes(), enabled() ? class_bytes(class_of_request(500)) : 0u);
+  });
+  t.join();
+}
+
 TEST(ThreadCache, ABlockGivenBackIsTheNextOfItsClassAndTrimFreesWhatWasNotNeeded) {
   if (!enabled()) GTEST_SKIP() << "built without the cache (sanitizers)";
+  attach();
   trim();
   trim();  // twice: the first sets the low-water marks
   ASSERT_EQ(cached_bytes(), 0u);
@@ -90,6 +104,7 @@ TEST(ThreadCache, ABlockGivenBackIsTheNextOfItsClassAndTrimFreesWhatWasNotNeeded
 
 TEST(ThreadCache, TrimKeepsWhatASteadyLoadUses) {
   if (!enabled()) GTEST_SKIP() << "built without the cache (sanitizers)";
+  attach();
   trim();
   trim();
   std::vector<void*> burst;
@@ -112,6 +127,7 @@ TEST(ThreadCache, TrimKeepsWhatASteadyLoadUses) {
 
 TEST(ThreadCache, TheCacheIsBounded) {
   if (!enabled()) GTEST_SKIP() << "built without the cache (sanitizers)";
+  attach();
   trim();
   trim();
   std::vector<void*> v;
@@ -130,6 +146,7 @@ TEST(ThreadCache, BlocksMayBeFreedOnAnotherThreadAndAThreadsListsGoWithIt) {
   for (int i = 0; i < 50; ++i) made.push_back(allocate(300 + i * 40));
   size_t held_there = 0;
   std::thread t([&] {
+    attach();
     for (void* p : made) deallocate(p);
     held_there = cached_bytes();
     // The other thread's blocks serve this thread's requests.
