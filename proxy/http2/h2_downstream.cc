@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 
 #include "proxy/exchange/grpc.h"
+#include "proxy/http/chars.h"
 #include "proxy/http/path.h"
 #include "proxy/http/websocket.h"
 
@@ -33,16 +35,14 @@ struct FieldScratch {
 void add_field(FieldScratch& out, std::string_view name, std::string_view value) {
   Field& f = out.next();
   f.name.assign(name);
-  std::transform(f.name.begin(), f.name.end(), f.name.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  http::chars::lower_ascii(f.name);
   f.value.assign(value);
 }
 
 void add_field(std::vector<Field>& out, std::string_view name, std::string_view value) {
   Field& f = out.emplace_back();
   f.name.assign(name);
-  std::transform(f.name.begin(), f.name.end(), f.name.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  http::chars::lower_ascii(f.name);
   f.value.assign(value);
 }
 

@@ -46,5 +46,29 @@ TEST(FieldValue, RandomValuesAgreeWithTheOctetCheck) {
   }
 }
 
+TEST(LowerAscii, EveryOctetAtEveryPositionIsLoweredOnlyWhenAnUpperCaseLetter) {
+  for (size_t len = 1; len <= 19; ++len) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      for (int c = 0; c < 256; ++c) {
+        for (char filler : {'A', 'z', '\x80', '@', '['}) {
+          std::string v(len, filler);
+          v[pos] = static_cast<char>(c);
+          std::string want = v;
+          for (char& o : want)
+            if (o >= 'A' && o <= 'Z') o = static_cast<char>(o + 32);
+          lower_ascii(v);
+          ASSERT_EQ(v, want) << "len " << len << " pos " << pos << " octet " << c;
+        }
+      }
+    }
+  }
+  std::string empty;
+  lower_ascii(empty);
+  EXPECT_EQ(empty, "");
+  std::string name = "Content-Type";
+  lower_ascii(name);
+  EXPECT_EQ(name, "content-type");
+}
+
 }  // namespace
 }  // namespace gantry::http::chars
