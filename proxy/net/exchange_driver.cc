@@ -1684,6 +1684,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     filters::add_modifier_over(*backend_ref_->response_headers, resp_edits_);
   exchange::ResponseHead head;
   head.status = status;
+  if (h1_tunnel) head.reason = "Switching Protocols";
   head.fields = &fields;
   head.edits = &resp_edits_;
   head.added = &ex_.response_headers;

@@ -309,7 +309,10 @@ def test_h11_messages_echo_through_an_h2_backend(env, host, tls):
     tunnels_closed(env)
     assert metric(env, "gantry_websocket_upgrades_total") == upgrades + 1
     assert closed(env, "upstream") == by_upstream + 1
-    entry = [e for e in access_log_entries(env) if e["path"] == "/ws" and e["proto"] == "HTTP/1.1"][-1]
+    def h11_entries():
+        return [e for e in access_log_entries(env) if e["path"] == "/ws" and e["proto"] == "HTTP/1.1"]
+    wait_until(lambda: h11_entries(), 5, "the access log line")
+    entry = h11_entries()[-1]
     assert entry["status"] == 101 and entry["method"] == "GET", entry
 
 
