@@ -13,6 +13,9 @@
 // RFC 8441) is tunnelled through this interface instead (net/stream_tunnel.h):
 // after the head with `upgrade`, read_body() yields the client's DATA and
 // send_body() carries the upstream's bytes, both under HTTP/2 flow control.
+// So is an HTTP/1.1 client's WebSocket to an HTTP/2 backend (an extended
+// CONNECT upstream): after its 101 the HTTP/1.1 session's read_body() and
+// send_body() carry the connection's bytes.
 //
 // Rules every implementation keeps:
 // - One stream = one exchange. HTTP/1.1: the connection's current request;

@@ -21,6 +21,14 @@ std::string base64(const uint8_t* p, size_t n) {
 
 std::string websocket_key(const std::array<uint8_t, 16>& nonce) { return base64(nonce.data(), nonce.size()); }
 
+bool valid_websocket_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  for (char c : key.substr(0, 22))
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+      return false;
+  return true;
+}
+
 std::string websocket_accept(std::string_view key) {
   std::string in(key);
   in.append(kGuid);

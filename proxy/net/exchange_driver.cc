@@ -761,16 +761,25 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   };
   // gRPC calls are not intercepted: their errors are gRPC statuses.
   const bool h2_intercept = intercept && !grpc;
-  // An HTTP/2 WebSocket to an HTTP/2 backend tunnels inside run_h2c().
-  if (h2_websocket) tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);
+  // A WebSocket to an HTTP/2 backend tunnels inside run_h2c().
+  if (upgrade) tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);
 
 h2_attempts:
   if (cluster->h2c && upgrade && !h2_websocket) {
-    // An HTTP/1.1 client's Upgrade: the HTTP/1.1 codec tunnels to a socket
-    // only; an HTTP/2 backend takes WebSocket as an extended CONNECT stream.
-    co_await reply(down, 501, "a WebSocket upgrade over HTTP/1.1 is tunnelled to HTTP/1.1 backends only; " +
-                   *cname + " speaks HTTP/2 (connect with HTTP/2 for WebSocket over HTTP/2, RFC 8441)", false);
-    co_return;
+    // An HTTP/1.1 client's Upgrade goes to the HTTP/2 backend as an extended
+    // CONNECT (run_h2c), and the gateway answers the client's handshake: it
+    // needs a key to answer, and no body (the stream's DATA is the tunnel's).
+    // (The body is checked first: once read, the request's views are gone.)
+    std::optional<std::string_view> key;
+    if (body_kind == http::BodyKind::kNone) key = http::find_header(req_headers, "sec-websocket-key");
+    if (!key || !http::valid_websocket_key(*key)) {
+      co_await reply(down, 400,
+                     body_kind != http::BodyKind::kNone
+                         ? "a WebSocket upgrade carries no request body"
+                         : "a WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 4.1)",
+                     true, "websocket-handshake");
+      co_return;
+    }
   }
   if (cluster->h2c) {
     // HTTP/2 upstream (h2c, or h2 over TLS): the same endpoint choice as
@@ -1404,13 +1413,21 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
   http2::RequestHead h2head = h2_request_head(up_head_, cluster.tls != nullptr);
   if (te_trailers) h2head.headers.push_back(http2::Field{"te", "trailers"});
-  // An HTTP/2 client's WebSocket (RFC 8441) goes on as an extended CONNECT:
-  // the upstream's 2xx opens the tunnel, no key to check (RFC 8441 5).
-  const bool websocket = !ex_.req.websocket_key.empty();
+  // A WebSocket goes on as an extended CONNECT (RFC 8441): an HTTP/2
+  // client's, or an HTTP/1.1 client's Upgrade, whose handshake the gateway
+  // answers itself (`accept`, from the client's key). The upstream's 2xx
+  // opens the tunnel; no key goes to it, none comes back (RFC 8441 5).
+  const bool h2_websocket = !ex_.req.websocket_key.empty();
+  const bool websocket = h2_websocket || !ex_.req.upgrade.empty();
+  std::string accept;
   if (websocket) {
     h2head.method = "CONNECT";
     h2head.protocol = "websocket";
-    std::erase_if(h2head.headers, [](const http2::Field& f) { return f.name == "sec-websocket-key"; });
+    std::erase_if(h2head.headers, [&](const http2::Field& f) {
+      if (f.name != "sec-websocket-key") return false;
+      if (!h2_websocket) accept = http::websocket_accept(f.value);
+      return true;
+    });
   }
   if (grpc && deadline) {
     // The backend gets the time left (the route may have shortened it).
@@ -1649,12 +1666,23 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
   record.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count();
   w_.metrics().upstream_done(cluster.name, record.upstream_ms / 1000.0);
-  record.status = call.status;
+  // The upstream's 2xx to the extended CONNECT opens the tunnel: an HTTP/2
+  // client gets its 200 and the stream's DATA goes both ways; an HTTP/1.1
+  // client gets the 101 its handshake waits for (RFC 6455 4.2.2), and its
+  // connection's bytes go both ways (net/stream_tunnel.h).
+  const bool tunnel = websocket && call.status >= 200 && call.status < 300;
+  const bool h1_tunnel = tunnel && !h2_websocket;
+  const int status = h1_tunnel ? 101 : call.status;
+  record.status = status;
 
   std::vector<http::Header> fields;
-  fields.reserve(call.headers.size());
+  fields.reserve(call.headers.size() + 3);
+  if (h1_tunnel)
+    fields.insert(fields.end(), {http::Header{"upgrade", "websocket"}, http::Header{"connection", "Upgrade"},
+                                 http::Header{"sec-websocket-accept", accept}});
   std::optional<uint64_t> length;
   for (const auto& f : call.headers) {
+    if (h1_tunnel && f.name == "sec-websocket-accept") continue;  // the gateway's answer stands
     fields.push_back(http::Header{f.name, f.value});
     if (f.name == "content-length") {
       uint64_t v = 0;
@@ -1663,20 +1691,19 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     }
   }
   resp_edits_.reset();
-  if (chain != nullptr) chain->run_response(ex_, {call.status, &fields, false}, resp_edits_);
+  if (chain != nullptr) chain->run_response(ex_, {status, &fields, false}, resp_edits_);
   if (backend_ref_ != nullptr && backend_ref_->response_headers)
     filters::add_modifier_over(*backend_ref_->response_headers, resp_edits_);
   exchange::ResponseHead head;
-  head.status = call.status;
+  head.status = status;
+  if (h1_tunnel) head.reason = "Switching Protocols";
   head.fields = &fields;
   head.edits = &resp_edits_;
   head.added = &ex_.response_headers;
   head.request_id = record.request_id;
   head.content_length = length;
   head.end_stream = call.ended && call.data.empty() && call.trailers.empty();
-  // The upstream's 2xx to the extended CONNECT opens the tunnel: the client
-  // gets its 200 and the stream's DATA goes both ways (net/stream_tunnel.h).
-  head.upgrade = websocket && call.status >= 200 && call.status < 300;
+  head.upgrade = tunnel;
   if (head.upgrade) {
     head.end_stream = false;
     head.content_length.reset();
@@ -1699,8 +1726,8 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
   answered = head.end_stream;
   if (head.upgrade) {
-    record.status = 200;  // what the client got (RFC 8441)
-    finish(down);         // logged when the tunnel opens, as an HTTP/1.1 WebSocket is
+    if (h2_websocket) record.status = 200;  // what the client got (RFC 8441)
+    finish(down);  // logged when the tunnel opens, as an HTTP/1.1 WebSocket is
     co_await tunnel_h2_stream(w_, down, *conn, call, tunnel_idle);
     conn->release(call);
     co_return H2cTry::kAnswered;

@@ -64,6 +64,11 @@ std::string peer_address(const tcp::socket& s) {
 // driver's calls into HTTP/1.1 bytes. HTTP/1.1 alone: keep-alive and
 // pipelining, 100-continue (sent on the first read_body()), the WebSocket
 // tunnel after a 101 (the driver hands the upstream connection back).
+// A WebSocket to an HTTP/2 backend is tunnelled by the driver instead
+// (net/stream_tunnel.h) through this interface: once the 101 went out,
+// read_body() yields the client's bytes as they come (its EOF is the end),
+// send_body() writes the stream's DATA (its end half-closes the connection),
+// and reset() closes the connection.
 // Owned by a shared_ptr so that timer handlers can outlive a phase safely.
 template <class Stream>
 class Session final : public SessionBase,
@@ -231,8 +236,11 @@ class Session final : public SessionBase,
   asio::awaitable<bool> send_trailers(std::span<const http::Header>) override { co_return !client_broken_; }
   asio::awaitable<void> send_local_reply(const exchange::LocalReply& r) override;
   // The connection closes after the exchange: the only way to tell an
-  // HTTP/1.1 client that a framed body was cut.
-  void reset(exchange::ResetReason) override { keep_ = false; }
+  // HTTP/1.1 client that a framed body was cut. A tunnel's ends at once.
+  void reset(exchange::ResetReason) override {
+    keep_ = false;
+    if (upgraded_) end_tunnel();
+  }
 
  private:
   // Reads what is there (at least one byte) into `b`, waiting up to `timeout`.
@@ -348,6 +356,13 @@ class Session final : public SessionBase,
     w_.resume_session(this->shared_from_this());
   }
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
+  asio::awaitable<exchange::BodyChunk> read_tunnel();
+  // The tunnel is over: the pending read and write stop, and the connection closes.
+  void end_tunnel() {
+    client_broken_ = true;
+    error_code ignore;
+    lowest(client_).cancel(ignore);
+  }
   void serialize_head(const exchange::ResponseHead& h);
 
   Worker& w_;
@@ -377,6 +392,8 @@ class Session final : public SessionBase,
   bool answered_ = false;       // a head or a local reply went out
   bool body_done_ = true;       // the request body has been read to its end
   bool continue_sent_ = false;  // 100 Continue (Expect: 100-continue, on the first read_body)
+  // A 101 went out: the connection is a tunnel (the last exchange on it).
+  bool upgraded_ = false;
   uint64_t body_left_ = 0;      // Content-Length body bytes still to read
   size_t body_taken_ = 0;       // bytes of in_ handed out by the last read_body()
   http::ChunkedDecoder chunked_;
@@ -588,6 +605,7 @@ asio::awaitable<exchange::BodyChunk> Session<Stream>::read_body() {
     body_taken_ = 0;
   }
   if (body_done_) {
+    if (upgraded_) co_return co_await read_tunnel();  // an upgrade has no body: never a body's read
     c.end = true;
     co_return c;
   }
@@ -640,6 +658,37 @@ asio::awaitable<exchange::BodyChunk> Session<Stream>::read_body() {
       co_return c;
     }
   }
+}
+
+// After the 101 of a tunnel the driver runs (an HTTP/2 backend's): what the
+// client sent since, as it comes, without a deadline (the tunnel's idle
+// watch has it); its EOF (TLS: with or without close_notify) is the end.
+template <class Stream>
+asio::awaitable<exchange::BodyChunk> Session<Stream>::read_tunnel() {
+  exchange::BodyChunk c;
+  if (client_broken_) {
+    c.failed = true;
+    co_return c;
+  }
+  if (in_.empty()) {  // else: bytes that came with the handshake (or after it) first
+    error_code ec;
+    char* p = in_.prepare(kReadChunk);
+    const size_t n = co_await client_.async_read_some(asio::buffer(p, in_.writable()), awaitable_ec(ec));
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+      c.end = true;
+      co_return c;
+    }
+    if (ec || client_broken_) {
+      end_tunnel();
+      c.failed = true;
+      co_return c;
+    }
+    in_.commit(n);
+  }
+  body_taken_ = in_.size();
+  bytes_received += body_taken_;
+  c.data = std::string_view(in_.data(), body_taken_);
+  co_return c;
 }
 
 // Interim answers without their hop-by-hop and framing fields; an HTTP/1.0
@@ -718,6 +767,8 @@ void Session<Stream>::serialize_head(const exchange::ResponseHead& h) {
   if (!h.upgrade) {
     if (!keep) append_header(out_, "connection", "close");
     else if (req_.version == http::Version::kHttp10) append_header(out_, "connection", "keep-alive");
+  } else {
+    upgraded_ = true;
   }
   out_.append("\r\n");
 }
@@ -760,10 +811,21 @@ asio::awaitable<bool> Session<Stream>::send_head(const exchange::ResponseHead& h
   co_return !ec;
 }
 
+// A tunnel's end (`end_stream` after a 101) half-closes the connection: the
+// client reads its EOF and may still send (TLS: a TCP FIN without
+// close_notify, whose exchange would need the read side).
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::send_body(std::string_view data, bool) {
-  if (data.empty()) co_return !client_broken_;
-  co_return co_await write_client(data, {});
+asio::awaitable<bool> Session<Stream>::send_body(std::string_view data, bool end_stream) {
+  if (data.empty()) {
+    if (end_stream && upgraded_ && !client_broken_) {
+      error_code ignore;
+      lowest(client_).shutdown(tcp::socket::shutdown_send, ignore);
+    }
+    co_return !client_broken_;
+  }
+  const bool ok = co_await write_client(data, {});
+  if (!ok && upgraded_) end_tunnel();  // the read side stops too
+  co_return ok;
 }
 
 template <class Stream>

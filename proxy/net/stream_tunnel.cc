@@ -229,6 +229,10 @@ asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2
   const bool client_ok = co_await pump_h2_to_upstream(conn, call, down, *st, m.websocket_bytes_to_upstream);
   if (!client_ok && !st->upstream_done) stop_upstream();  // the client side failed: the upstream side ends too
   co_await wait_upstream_pump(*st);
+  // Both sides ended: the stream closes once the client's END_STREAM went out
+  // (the caller's release() before that would reset it instead). The idle
+  // watch still bounds the wait.
+  while (client_ok && call.ended && !call.closed) co_await call.wait(false);
   end_tunnel(*st, m);
 }
 

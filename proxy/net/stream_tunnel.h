@@ -39,6 +39,10 @@
 //   backend's RST_STREAM (or its connection failing) resets the client's
 //   stream with CONNECT_ERROR; the idle timeout cancels both. Counted in the
 //   same metrics.
+// The client's side may also be an HTTP/1.1 connection whose Upgrade the
+// driver turned into the extended CONNECT (its 101 sent): the HTTP/1.1 codec's
+// read_body() then yields the connection's bytes (its EOF as END_STREAM),
+// send_body() writes to it (the end a half-close), and reset() closes it.
 #pragma once
 
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange

@@ -22,8 +22,10 @@
 // goaway-received=CODE" or "=none": the client's GOAWAY). Requests go through
 // H2Downstream, the codec's exchange::Downstream, as the proxy's exchange
 // drives them. An extended CONNECT (RFC 8441) to /ws is a WebSocket echo
-// (websocket() below); with --no-connect-protocol the server does not
-// advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (a backend without RFC 8441).
+// (websocket() below; with --log-requests its sec-websocket-* fields are
+// printed as sent, "websocket field NAME: VALUE"); with --no-connect-protocol
+// the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (a backend
+// without RFC 8441).
 //
 // Invariants: one thread, one io_context; SIGTERM/SIGINT drain every
 // connection with the two-step GOAWAY and exit 0 when their streams are done.
@@ -68,11 +70,13 @@ constexpr uint64_t kMaxWsFrame = 64ull << 20;  // /ws: larger frames reset the s
 // GET with the upgrade) to /ws: 200, then every WebSocket frame of the
 // stream's DATA is echoed unmasked with its opcode and FIN bit (ping gets
 // pong, close gets close and then END_STREAM), as gantry-echo's /ws does over
-// HTTP/1.1. /ws-reset resets the stream (CANCEL) 100 ms after its 200.
+// HTTP/1.1. The 200 accepts the offered sec-websocket-protocol and
+// sec-websocket-extensions as they came (a test backend: it implements no
+// extension). /ws-reset resets the stream (CANCEL) 100 ms after its 200.
 asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path) {
   std::vector<http::Header> fields = {{"x-echo-websocket", "h2"}};
   for (const http::Header& h : *d.request().headers)
-    if (h.name == "sec-websocket-protocol") fields.push_back({"sec-websocket-protocol", h.value});
+    if (h.name == "sec-websocket-protocol" || h.name == "sec-websocket-extensions") fields.push_back(h);
   exchange::ResponseHead head;
   head.status = 200;
   head.fields = &fields;
@@ -150,6 +154,10 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   http2::H2Downstream& d = *made.value();
   const exchange::RequestInfo& req = d.request();
   if (req.upgrade == "websocket" && fail_status == 0 && req.path.rfind("/ws", 0) == 0) {
+    if (log_requests)  // the stream's own fields (the codec's RequestInfo leaves the key out)
+      for (const http2::Field& f : st->head().headers)
+        if (f.name.rfind("sec-websocket-", 0) == 0)
+          std::cout << "websocket field " << f.name << ": " << f.value << std::endl;
     co_await websocket(d, std::string(req.path));
     co_return;
   }

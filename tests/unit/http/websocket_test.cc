@@ -19,5 +19,18 @@ TEST(WebSocketHandshake, KeyIsSixteenBytesInBase64) {
   EXPECT_EQ(websocket_key({}).size(), 24u);
 }
 
+TEST(WebSocketHandshake, AKeyIsSixteenBytesOfBase64) {
+  EXPECT_TRUE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));
+  EXPECT_TRUE(valid_websocket_key(websocket_key({})));
+  EXPECT_TRUE(valid_websocket_key("+/+/AAAAAAAAAAAAAAzz9w=="));
+  EXPECT_FALSE(valid_websocket_key(""));
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ="));    // 23 characters
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ==="));  // 25
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQAA"));   // 18 bytes, no padding
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZ-=="));   // not the base64 alphabet
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25jZ =="));
+  EXPECT_FALSE(valid_websocket_key("dGhlIHNhbXBsZSBub25j===="));   // 15 bytes
+}
+
 }  // namespace
 }  // namespace gantry::http
