@@ -275,7 +275,8 @@ struct ParkState {
 };
 
 // The read loop's idle timer. Fired while no stream is open: first (after
-// kReleaseIdleAfter) the session's memory goes back, and a parking
+// kReleaseIdleAfter) the session's memory goes back (and the session
+// hibernates, ServerSession::hibernate()), and a parking
 // connection parks (the read loop's wait is cancelled); otherwise, at the
 // idle timeout, the read is cancelled and the connection ends. A watch
 // belongs to one pass of the loop (`epoch`): once the loop has moved on it
@@ -302,12 +303,16 @@ struct IdleWatch {
       return;
     }
     core->session().release_idle_memory();
+    // The libnghttp2 session goes, or the SETTINGS that prepares it is
+    // queued: a parking writer sends it before it ends, any other is woken.
+    core->session().hibernate();
     if (park != nullptr && core->writer_waiting && !core->session().draining()) {
       park->requested = true;
       error_code ignored;
       sock.lowest_layer().cancel(ignored);
       return;
     }
+    core->wake_writer();
     if (now < deadline) {
       timer.expires_at(deadline);
       timer.async_wait(std::move(*this));

@@ -46,6 +46,8 @@ class SessionMemory {
   size_t release_idle();
   // Bytes currently held in page runs (for tests).
   size_t large_bytes() const;
+  // Gives back the bookkeeping's own memory; call when the session is gone.
+  void shrink() { std::vector<Run>().swap(runs_); }
 
  private:
   struct Run {
