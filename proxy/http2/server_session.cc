@@ -216,7 +216,7 @@ struct ServerSession::Impl {
   FrameBoundary boundary;
   bool client_settings_seen = false;  // the client's first SETTINGS
   uint32_t settings_unacked = 0;      // our SETTINGS frames sent, not yet acknowledged
-  bool table_zeroed = false;  // SETTINGS_HEADER_TABLE_SIZE = 0 queued since the session was made
+  bool table_zeroed = false;  // the last SETTINGS_HEADER_TABLE_SIZE we sent was 0
   bool restoring = false;     // the callbacks ignore the frames that wake a session
   // The client's connection window when a session woke was below the 65,535
   // bytes a new session assumes: libnghttp2's window is this much larger than
@@ -657,7 +657,9 @@ struct ServerSession::Impl {
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     if (woken) nghttp2_option_set_no_recv_client_magic(opt, 1);
+    memory.begin_setup();
     const int rv = nghttp2_session_server_new3(&session, cb, this, opt, memory.mem());
+    memory.end_setup();
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv == 0) memory.mark_frame_buffer();
@@ -726,7 +728,9 @@ struct ServerSession::Impl {
       nghttp2_submit_window_update(session, NGHTTP2_FLAG_NONE, 0, unacked);
       sleep_on_ack = true;
     }
-    if (!table_zeroed) {
+    // The client's table of its fields must be empty before our copy goes:
+    // SETTINGS_HEADER_TABLE_SIZE = 0 (RFC 7541 4.2), unless it never indexed one.
+    if (!table_zeroed && nghttp2_session_get_hd_inflate_dynamic_table_size(session) > 0) {
       const nghttp2_settings_entry zero[] = {{NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0}};
       nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, zero, 1);
       table_zeroed = true;
@@ -764,9 +768,8 @@ struct ServerSession::Impl {
       dead = true;
       return false;
     }
-    // The client's table size is still 0 (table_zeroed): raised again when
-    // it sends its next request (on_begin_headers), not for a PING.
-    table_zeroed = true;
+    // A zero table size sent before stays until the client's next request
+    // (on_begin_headers raises it), not raised for a PING.
     return true;
   }
 
