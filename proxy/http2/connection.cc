@@ -11,7 +11,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
-#include <optional>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -39,7 +38,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
       resume();
     }
     // Step two without the client's PING ack, at the latest after the timeout.
-    drain_timer_.emplace(ex_);  // made only now: an idle connection has none
+    drain_timer_ = std::make_unique<asio::steady_timer>(ex_);  // made only now: most connections never drain
     drain_timer_->expires_after(ack_timeout_);
     drain_timer_->async_wait([self = weak_from_this()](error_code ec) {
       auto core = self.lock();
@@ -139,7 +138,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   // no node allocated per stream).
   std::vector<std::shared_ptr<Stream>> streams_;
   asio::steady_timer write_signal_;
-  std::optional<asio::steady_timer> drain_timer_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
   std::chrono::milliseconds ack_timeout_;
   bool over_ = false;
 };

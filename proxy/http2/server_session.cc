@@ -52,30 +52,33 @@ void append_setting(std::string& out, uint16_t id, uint32_t v) {
 // Where the client's bytes are in the framing: a hibernated session must not
 // lose half a frame, nor the CONTINUATION libnghttp2 waits for.
 struct FrameBoundary {
-  size_t preface_left = kClientPreface.size();
-  uint8_t head[9] = {};
-  size_t head_have = 0;
-  size_t payload_left = 0;
+  uint32_t payload_left = 0;
+  uint8_t head[5] = {};  // a frame header's length, type and flags
+  uint8_t head_have = 0;  // of its 9 bytes
+  uint8_t preface_left = kClientPreface.size();
   bool in_header_block = false;  // HEADERS / PUSH_PROMISE / CONTINUATION without END_HEADERS
 
   void feed(std::string_view b) {
-    const size_t skip = std::min(preface_left, b.size());
-    preface_left -= skip;
+    const size_t skip = std::min<size_t>(preface_left, b.size());
+    preface_left = static_cast<uint8_t>(preface_left - skip);
     b.remove_prefix(skip);
     while (!b.empty()) {
       if (payload_left > 0) {
-        const size_t k = std::min(payload_left, b.size());
-        payload_left -= k;
+        const size_t k = std::min<size_t>(payload_left, b.size());
+        payload_left -= static_cast<uint32_t>(k);
         b.remove_prefix(k);
         continue;
       }
-      const size_t k = std::min(sizeof head - head_have, b.size());
-      std::memcpy(head + head_have, b.data(), k);
-      head_have += k;
+      // The header's first 5 bytes are kept; the stream id is skipped.
+      const size_t k = std::min<size_t>(9 - head_have, b.size());
+      for (size_t i = 0; i < k; ++i) {
+        if (head_have + i < sizeof head) head[head_have + i] = static_cast<uint8_t>(b[i]);
+      }
+      head_have = static_cast<uint8_t>(head_have + k);
       b.remove_prefix(k);
-      if (head_have < sizeof head) break;
+      if (head_have < 9) break;
       head_have = 0;
-      payload_left = (size_t{head[0]} << 16) | (size_t{head[1]} << 8) | head[2];
+      payload_left = (uint32_t{head[0]} << 16) | (uint32_t{head[1]} << 8) | head[2];
       const uint8_t type = head[3];
       if (type == NGHTTP2_HEADERS || type == NGHTTP2_PUSH_PROMISE || type == NGHTTP2_CONTINUATION) {
         in_header_block = (head[4] & NGHTTP2_FLAG_END_HEADERS) == 0;
