@@ -830,7 +830,7 @@ struct ServerSession::Impl {
   }
 
   void final_goaway() {
-    if (drain_step >= 2) return;
+    if (drain_step >= 2 || session == nullptr) return;  // (no session: a wake-up failed, the connection is over)
     drain_step = 2;
     nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session),
                           NGHTTP2_NO_ERROR, nullptr, 0);
