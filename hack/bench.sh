@@ -10,7 +10,8 @@
 #                            (how the Dockerfile's build type was chosen, docs/BENCHMARKS.md)
 #   hack/bench.sh instructions  instructions (callgrind) and heap allocations (memcheck) per proxied
 #                            request vs nginx and HAProxy
-#   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64, then 10,000 idle keep-alive connections
+#   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64, then 10,000 idle keep-alive
+#                            connections, then 10,000 idle h2c connections
 #   hack/bench.sh routes     req/s matching the first, middle and last of N regex rules (N = 10, 100,
 #                            1,000, 2,000) against a PathPrefix route, then (inside the router) compile
 #                            time, heap and match time at 100, 1,000, 10,000 regex rules, sets against
@@ -118,6 +119,7 @@ if [ "$what" = all ] || [ "$what" = rss ]; then
   echo
   /usr/bin/python3 tests/bench/rss_bench.py build/bin 1000 64
   /usr/bin/python3 tests/bench/rss_bench.py build/bin 1000 10000
+  /usr/bin/python3 tests/bench/rss_bench.py build/bin 1000 10000 h2
 fi
 if [ "$what" = all ] || [ "$what" = routes ]; then
   echo

@@ -24,8 +24,7 @@ using boost::system::error_code;
 class Core : public Handler, public Drainable, public std::enable_shared_from_this<Core> {
  public:
   Core(asio::any_io_executor ex, StreamRunner runner, std::chrono::milliseconds ack_timeout)
-      : ex_(ex), runner_(std::move(runner)), write_signal_(ex), drain_timer_(ex),
-        ack_timeout_(ack_timeout) {
+      : ex_(ex), runner_(std::move(runner)), write_signal_(ex), ack_timeout_(ack_timeout) {
     write_signal_.expires_at(asio::steady_timer::time_point::max());
   }
 
@@ -39,8 +38,9 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
       resume();
     }
     // Step two without the client's PING ack, at the latest after the timeout.
-    drain_timer_.expires_after(ack_timeout_);
-    drain_timer_.async_wait([self = weak_from_this()](error_code ec) {
+    drain_timer_ = std::make_unique<asio::steady_timer>(ex_);  // made only now: most connections never drain
+    drain_timer_->expires_after(ack_timeout_);
+    drain_timer_->async_wait([self = weak_from_this()](error_code ec) {
       auto core = self.lock();
       if (ec || !core || core->over_) return;
       core->session_->finish_drain();
@@ -73,7 +73,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   void end() {
     if (over_) return;
     over_ = true;
-    drain_timer_.cancel();
+    if (drain_timer_) drain_timer_->cancel();
     auto streams = std::move(streams_);
     for (auto& st : streams) {
       st->closed_ = true;
@@ -138,7 +138,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   // no node allocated per stream).
   std::vector<std::shared_ptr<Stream>> streams_;
   asio::steady_timer write_signal_;
-  asio::steady_timer drain_timer_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
   std::chrono::milliseconds ack_timeout_;
   bool over_ = false;
 };
@@ -269,13 +269,15 @@ constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
 
 // What a parking connection (serve_parking()) and its read loop share.
 struct ParkState {
+  std::function<void(std::weak_ptr<Drainable>)> on_start;  // instead of the options' (serve_parking())
   bool requested = false;  // the idle watch asks the read loop to park
   bool timed_out = false;  // resumed by the idle timeout: the connection ends
   std::chrono::steady_clock::time_point idle_deadline;
 };
 
 // The read loop's idle timer. Fired while no stream is open: first (after
-// kReleaseIdleAfter) the session's memory goes back, and a parking
+// kReleaseIdleAfter) the session's memory goes back (and the session
+// hibernates, ServerSession::hibernate()), and a parking
 // connection parks (the read loop's wait is cancelled); otherwise, at the
 // idle timeout, the read is cancelled and the connection ends. A watch
 // belongs to one pass of the loop (`epoch`): once the loop has moved on it
@@ -302,12 +304,16 @@ struct IdleWatch {
       return;
     }
     core->session().release_idle_memory();
+    // The libnghttp2 session goes, or the SETTINGS that prepares it is
+    // queued: a parking writer sends it before it ends, any other is woken.
+    core->session().hibernate();
     if (park != nullptr && core->writer_waiting && !core->session().draining()) {
       park->requested = true;
       error_code ignored;
       sock.lowest_layer().cancel(ignored);
       return;
     }
+    core->wake_writer();
     if (now < deadline) {
       timer.expires_at(deadline);
       timer.async_wait(std::move(*this));
@@ -330,7 +336,11 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
   if (!core) {
     core = std::make_shared<Core>(ex, std::move(runner), opts.drain_ack_timeout);
     if (!core->init(opts.limits).ok()) co_return false;
-    if (opts.on_start) opts.on_start(core);
+    if (park != nullptr && park->on_start) {
+      std::exchange(park->on_start, nullptr)(core);
+    } else if (opts.on_start) {
+      opts.on_start(core);
+    }
     if (!already_read.empty() && !core->session().receive(already_read).ok()) reading = false;
   }
   core->writer_stop = false;
@@ -477,9 +487,12 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
 class ParkingConnection : public std::enable_shared_from_this<ParkingConnection> {
  public:
   ParkingConnection(asio::ip::tcp::socket sock, const ConnectionOptions& opts, StreamRunner runner,
-                    std::function<void(std::exception_ptr)> done)
+                    std::function<void(std::exception_ptr)> done,
+                    std::function<void(std::weak_ptr<Drainable>)> on_start)
       : sock_(std::move(sock)), opts_(opts), runner_(std::move(runner)), done_(std::move(done)),
-        deadline_(sock_.get_executor()) {}
+        deadline_(sock_.get_executor()) {
+    park_.on_start = std::move(on_start);
+  }
 
   void run(std::string already_read) {
     asio::co_spawn(sock_.get_executor(),
@@ -547,8 +560,10 @@ asio::awaitable<void> serve(asio::ssl::stream<asio::ip::tcp::socket> socket, std
 }
 
 void serve_parking(asio::ip::tcp::socket socket, std::string already_read, const ConnectionOptions& options,
-                   StreamRunner runner, std::function<void(std::exception_ptr)> done) {
-  std::make_shared<ParkingConnection>(std::move(socket), options, std::move(runner), std::move(done))
+                   StreamRunner runner, std::function<void(std::exception_ptr)> done,
+                   std::function<void(std::weak_ptr<Drainable>)> on_start) {
+  std::make_shared<ParkingConnection>(std::move(socket), options, std::move(runner), std::move(done),
+                                      std::move(on_start))
       ->run(std::move(already_read));
 }
 

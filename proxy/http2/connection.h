@@ -130,9 +130,12 @@ boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp
 // (or its close), the idle timeout, or a drain resume it in new coroutines.
 // Runs on the socket's executor; `done` is called once, when the connection
 // has ended (with the exception that ended it, if one did). `options` must
-// outlive the connection.
+// outlive the connection; `on_start`, when given, is called instead of
+// options.on_start (per-connection state, so that connections can share one
+// `options`).
 void serve_parking(boost::asio::ip::tcp::socket socket, std::string already_read,
                    const ConnectionOptions& options, StreamRunner runner,
-                   std::function<void(std::exception_ptr)> done);
+                   std::function<void(std::exception_ptr)> done,
+                   std::function<void(std::weak_ptr<Drainable>)> on_start = nullptr);
 
 }  // namespace gantry::http2

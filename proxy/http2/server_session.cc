@@ -25,6 +25,78 @@ uint64_t steady_ms() {
 
 std::string_view sv(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
 
+// A frame as a client would send it (the frames a hibernated session is
+// woken with, ServerSession::Impl::wake()).
+void append_frame(std::string& out, uint8_t type, uint8_t flags, int32_t stream, std::string_view payload) {
+  const size_t n = payload.size();
+  const char hd[9] = {static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n),
+                      static_cast<char>(type), static_cast<char>(flags),
+                      static_cast<char>((stream >> 24) & 0x7f), static_cast<char>(stream >> 16),
+                      static_cast<char>(stream >> 8), static_cast<char>(stream)};
+  out.append(hd, 9);
+  out.append(payload);
+}
+
+void append_u32(std::string& out, uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                     static_cast<char>(v)};
+  out.append(b, 4);
+}
+
+void append_setting(std::string& out, uint16_t id, uint32_t v) {
+  out.push_back(static_cast<char>(id >> 8));
+  out.push_back(static_cast<char>(id));
+  append_u32(out, v);
+}
+
+// Where the client's bytes are in the framing: a hibernated session must not
+// lose half a frame, nor the CONTINUATION libnghttp2 waits for.
+struct FrameBoundary {
+  uint32_t payload_left = 0;
+  uint8_t head[5] = {};  // a frame header's length, type and flags
+  uint8_t head_have = 0;  // of its 9 bytes
+  uint8_t preface_left = kClientPreface.size();
+  bool in_header_block = false;  // HEADERS / PUSH_PROMISE / CONTINUATION without END_HEADERS
+
+  void feed(std::string_view b) {
+    const size_t skip = std::min<size_t>(preface_left, b.size());
+    preface_left = static_cast<uint8_t>(preface_left - skip);
+    b.remove_prefix(skip);
+    while (!b.empty()) {
+      if (payload_left > 0) {
+        const size_t k = std::min<size_t>(payload_left, b.size());
+        payload_left -= static_cast<uint32_t>(k);
+        b.remove_prefix(k);
+        continue;
+      }
+      // The header's first 5 bytes are kept; the stream id is skipped.
+      const size_t k = std::min<size_t>(9 - head_have, b.size());
+      for (size_t i = 0; i < k; ++i) {
+        if (head_have + i < sizeof head) head[head_have + i] = static_cast<uint8_t>(b[i]);
+      }
+      head_have = static_cast<uint8_t>(head_have + k);
+      b.remove_prefix(k);
+      if (head_have < 9) break;
+      head_have = 0;
+      payload_left = (uint32_t{head[0]} << 16) | (uint32_t{head[1]} << 8) | head[2];
+      const uint8_t type = head[3];
+      if (type == NGHTTP2_HEADERS || type == NGHTTP2_PUSH_PROMISE || type == NGHTTP2_CONTINUATION) {
+        in_header_block = (head[4] & NGHTTP2_FLAG_END_HEADERS) == 0;
+      }
+    }
+  }
+  bool at_rest() const { return preface_left == 0 && head_have == 0 && payload_left == 0 && !in_header_block; }
+};
+
+// The settings of the client a hibernated session keeps (RFC 9113 6.5.2,
+// RFC 8441, RFC 9218), in this order.
+constexpr nghttp2_settings_id kClientSettings[] = {
+    NGHTTP2_SETTINGS_HEADER_TABLE_SIZE,     NGHTTP2_SETTINGS_ENABLE_PUSH,
+    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+    NGHTTP2_SETTINGS_MAX_FRAME_SIZE,        NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+    NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES,
+};
+
 // RFC 9113 8.2.2: fields that only make sense on one HTTP/1.x connection.
 bool connection_specific(std::string_view name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
@@ -100,6 +172,8 @@ struct ServerSession::Impl {
   ~Impl() {
     if (session) nghttp2_session_del(session);
   }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   Limits limits;
   Handler& handler;
@@ -132,6 +206,27 @@ struct ServerSession::Impl {
   bool dead_input = false;  // a fatal receive error: nothing more is read
   int drain_step = 0;  // 0 serving, 1 notice sent, 2 final GOAWAY sent
   std::optional<ErrorCode> goaway;
+
+  // Hibernation (ServerSession::hibernate()). `session` is null while
+  // hibernating; what the next session is made from:
+  struct Sleep {
+    uint32_t client_settings[std::size(kClientSettings)] = {};
+    int32_t local_window = 0;  // the connection's receive window
+    int64_t remote_window = 0;  // what the client lets us send on the connection
+    int32_t last_stream = 0;    // the client's highest stream id
+  };
+  std::optional<Sleep> sleep;
+  FrameBoundary boundary;
+  bool client_settings_seen = false;  // the client's first SETTINGS
+  uint32_t settings_unacked = 0;      // our SETTINGS frames sent, not yet acknowledged
+  bool table_zeroed = false;  // the last SETTINGS_HEADER_TABLE_SIZE we sent was 0
+  bool restoring = false;     // the callbacks ignore the frames that wake a session
+  // The client's connection window when a session woke was below the 65,535
+  // bytes a new session assumes: libnghttp2's window is this much larger than
+  // the client's (both move together from then on), and read_body() holds back.
+  int64_t window_debt = 0;
+  bool debt_blocked = false;  // read_body() held a stream back for it
+  bool sleep_on_ack = false;  // hibernate() waits for the client's acknowledgement
 
   Stream* find(int32_t id) const {
     for (const auto& st : streams)
@@ -330,6 +425,7 @@ struct ServerSession::Impl {
 
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     Impl& s = self(user);
+    if (s.restoring) return 0;
     if (hd->type == NGHTTP2_HEADERS && !s.stream_id_allowed(hd->stream_id)) {
       s.bad_stream_id = true;
       return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -341,11 +437,18 @@ struct ServerSession::Impl {
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* f, void* user) {
     Impl& s = self(user);
-    if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    if (f->hd.type != NGHTTP2_HEADERS || s.restoring) return 0;
     const int32_t id = f->hd.stream_id;
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
       s.open_stream(id);
       ++s.counters.streams_opened;
+      s.sleep_on_ack = false;
+      if (s.table_zeroed) {
+        // Not idle any more: the client may index its fields again.
+        s.table_zeroed = false;
+        const nghttp2_settings_entry raise[] = {{NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 4096}};
+        nghttp2_submit_settings(s.session, NGHTTP2_FLAG_NONE, raise, 1);
+      }
     } else if (Stream* st = s.find(id)) {
       st->in_trailers = true;
       st->header_bytes = 0;
@@ -357,12 +460,14 @@ struct ServerSession::Impl {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
                        void* user) {
     Impl& s = self(user);
+    if (s.restoring) return 0;
     if (Stream* st = s.find(f->hd.stream_id)) s.on_header(*st, sv(name, namelen), sv(value, valuelen));
     return 0;
   }
 
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* user) {
     Impl& s = self(user);
+    if (s.restoring) return 0;
     const int32_t id = f->hd.stream_id;
     const bool end_stream = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     switch (f->hd.type) {
@@ -404,6 +509,16 @@ struct ServerSession::Impl {
       case NGHTTP2_GOAWAY:
         s.goaway_received = static_cast<ErrorCode>(f->goaway.error_code);
         break;
+      case NGHTTP2_SETTINGS:
+        if ((f->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+          s.client_settings_seen = true;
+        } else if (s.settings_unacked > 0) {
+          --s.settings_unacked;
+        }
+        break;
+      case NGHTTP2_WINDOW_UPDATE:
+        if (id == 0 && s.debt_blocked) s.debt_window_opened();
+        break;
       case NGHTTP2_PING:
         if ((f->hd.flags & NGHTTP2_FLAG_ACK) && s.drain_step == 1 &&
             std::memcmp(f->ping.opaque_data, kDrainPing, 8) == 0) {
@@ -435,13 +550,16 @@ struct ServerSession::Impl {
   }
 
   static int on_stream_close(nghttp2_session*, int32_t id, uint32_t code, void* user) {
+    if (self(user).restoring) return 0;
     self(user).stream_closed(id, code);
     return 0;
   }
 
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* user) {
     Impl& s = self(user);
+    if (s.restoring) return 0;
     const int32_t id = f->hd.stream_id;
+    if (f->hd.type == NGHTTP2_SETTINGS && (f->hd.flags & NGHTTP2_FLAG_ACK) == 0) ++s.settings_unacked;
     if (f->hd.type == NGHTTP2_DATA) ++s.counters.data_frames_sent;
     if (f->hd.type == NGHTTP2_GOAWAY) {
       if (f->goaway.error_code != NGHTTP2_NO_ERROR || !s.goaway) {
@@ -477,6 +595,10 @@ struct ServerSession::Impl {
                                  uint32_t* flags, nghttp2_data_source* source, void* user) {
     Impl& s = self(user);
     Stream* st = static_cast<Stream*>(source->ptr);
+    if (s.window_debt > 0) {  // the client's window is smaller than libnghttp2's (wake())
+      const int64_t room = int64_t{nghttp2_session_get_remote_window_size(session)} - s.window_debt;
+      length = room > 0 ? std::min(length, static_cast<size_t>(room)) : 0;
+    }
     const size_t n = std::min(length, st->buffered());
     std::memcpy(buf, st->out.data() + st->out_off, n);
     st->out_off += n;
@@ -494,6 +616,7 @@ struct ServerSession::Impl {
       }
     } else if (n == 0) {
       st->deferred = true;
+      if (length == 0) s.debt_blocked = true;
       return NGHTTP2_ERR_DEFERRED;
     }
     if (st->wants_room && s.limits.response_buffer - st->buffered() >= s.limits.response_buffer / 2) {
@@ -512,8 +635,202 @@ struct ServerSession::Impl {
     }
   }
 
+  // ---- the libnghttp2 session, and hibernation --------------------------
+  // Makes the session. One woken from hibernation (wake()) does not expect
+  // the client preface again.
+  int make_session(bool woken) {
+    nghttp2_session_callbacks* cb = nullptr;
+    if (nghttp2_session_callbacks_new(&cb) != 0) return NGHTTP2_ERR_NOMEM;
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_option* opt = nullptr;
+    if (nghttp2_option_new(&opt) != 0) {
+      nghttp2_session_callbacks_del(cb);
+      return NGHTTP2_ERR_NOMEM;
+    }
+    // Windows reopen only as the handler consumes (end-to-end flow control).
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, limits.max_continuations);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_settings(opt, 32);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    if (woken) nghttp2_option_set_no_recv_client_magic(opt, 1);
+    memory.begin_setup();
+    const int rv = nghttp2_session_server_new3(&session, cb, this, opt, memory.mem());
+    memory.end_setup();
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rv == 0) memory.mark_frame_buffer();
+    return rv;
+  }
+
+  // Our SETTINGS and the connection's receive window, as on a new connection.
+  Status submit_local_settings(int32_t connection_window) {
+    const nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol).
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
+    };
+    // Without it (a test backend playing one that lacks RFC 8441) the last entry is left out.
+    const size_t n_settings = std::size(iv) - (limits.connect_protocol ? 0 : 1);
+    if (nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, iv, n_settings) != 0) {
+      return Error{"http2: cannot queue SETTINGS"};
+    }
+    if (connection_window > 65535 &&
+        nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, connection_window) != 0) {
+      return Error{"http2: cannot raise the connection window"};
+    }
+    return ok_status();
+  }
+
+  // Idle, with nothing half done that the session alone would remember.
+  bool can_sleep() const {
+    return session != nullptr && streams.empty() && out_off >= out.size() && !dead && !dead_input && !flood &&
+           drain_step == 0 && !goaway_received && client_settings_seen && boundary.at_rest() &&
+           nghttp2_session_want_read(session) != 0 && nghttp2_session_want_write(session) == 0;
+  }
+
+  // Deletes the session, keeping what wake() needs. Call when can_sleep()
+  // and the client has acknowledged every SETTINGS (the zero table size
+  // among them) and every received byte's window has been given back.
+  void sleep_now() {
+    Sleep z;
+    for (size_t i = 0; i < std::size(kClientSettings); ++i) {
+      z.client_settings[i] = nghttp2_session_get_remote_settings(session, kClientSettings[i]);
+    }
+    z.local_window = nghttp2_session_get_effective_local_window_size(session);
+    z.remote_window = int64_t{nghttp2_session_get_remote_window_size(session)} - window_debt;
+    z.last_stream = last_client_id;
+    nghttp2_session_del(session);
+    session = nullptr;
+    sleep = z;
+    window_debt = 0;
+    sleep_on_ack = false;
+    // What a served stream left behind goes too.
+    std::vector<std::unique_ptr<Stream>>().swap(spare);
+    std::vector<int32_t>().swap(writable);
+    std::string().swap(out);
+    out_off = 0;
+    memory.shrink();
+  }
+
+  // hibernate(): sleeps now, or prepares for it (the zero table size, and a
+  // WINDOW_UPDATE for received bytes not yet given back).
+  bool try_sleep() {
+    if (session == nullptr) return true;
+    if (!can_sleep()) return false;
+    if (const int32_t unacked = nghttp2_session_get_effective_recv_data_length(session); unacked > 0) {
+      nghttp2_submit_window_update(session, NGHTTP2_FLAG_NONE, 0, unacked);
+      sleep_on_ack = true;
+    }
+    // The client's table of its fields must be empty before our copy goes:
+    // SETTINGS_HEADER_TABLE_SIZE = 0 (RFC 7541 4.2), unless it never indexed one.
+    if (!table_zeroed && nghttp2_session_get_hd_inflate_dynamic_table_size(session) > 0) {
+      const nghttp2_settings_entry zero[] = {{NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0}};
+      nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, zero, 1);
+      table_zeroed = true;
+      sleep_on_ack = true;
+    }
+    if (nghttp2_session_want_write(session) != 0 || settings_unacked > 0) {
+      sleep_on_ack = true;
+      return false;
+    }
+    sleep_now();
+    return true;
+  }
+
+  // Drops what the session wrote (the answers to the frames wake() feeds it).
+  bool discard_output() {
+    const uint8_t* p = nullptr;
+    ssize_t n = 0;
+    while ((n = nghttp2_session_mem_send(session, &p)) > 0) {
+    }
+    return n == 0;
+  }
+
+  // Makes a new session from `sleep`: it is told the client's settings, the
+  // windows and the last stream id by the frames the client would have sent
+  // (its answers dropped), so it picks up where the old one stopped.
+  bool wake() {
+    const Sleep z = *sleep;
+    sleep.reset();
+    restoring = true;
+    const bool ok = restore(z);
+    restoring = false;
+    if (!ok) {
+      if (session) nghttp2_session_del(session);
+      session = nullptr;
+      dead = true;
+      return false;
+    }
+    // A zero table size sent before stays until the client's next request
+    // (on_begin_headers raises it), not raised for a PING.
+    return true;
+  }
+
+  bool restore(const Sleep& z) {
+    if (make_session(true) != 0 || !submit_local_settings(z.local_window).ok() || !discard_output()) return false;
+    std::string in;
+    std::string iv;
+    // The client's settings; first with a zero table size, so that our
+    // first header block empties the client's table of our fields (it holds
+    // the old session's, which the new encoder does not know).
+    for (size_t i = 0; i < std::size(kClientSettings); ++i) {
+      append_setting(iv, kClientSettings[i],
+                     kClientSettings[i] == NGHTTP2_SETTINGS_HEADER_TABLE_SIZE ? 0 : z.client_settings[i]);
+    }
+    append_frame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_NONE, 0, iv);
+    iv.clear();
+    append_setting(iv, NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, z.client_settings[0]);
+    append_frame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_NONE, 0, iv);
+    // Ours, acknowledged as they were.
+    append_frame(in, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, {});
+    // The client's connection window: a new session assumes 65,535 bytes.
+    window_debt = 0;
+    if (z.remote_window > 65535) {
+      std::string inc;
+      append_u32(inc, static_cast<uint32_t>(z.remote_window - 65535));
+      append_frame(in, NGHTTP2_WINDOW_UPDATE, NGHTTP2_FLAG_NONE, 0, inc);
+    } else {
+      window_debt = 65535 - z.remote_window;
+    }
+    // The last stream: a request on it (GET / from the static table, without
+    // indexing), reset below. Later frames on older streams are then frames
+    // on closed streams, and the next GOAWAY names it.
+    if (z.last_stream > 0) {
+      static constexpr char kBlock[] = {'\x82', '\x86', '\x84', '\x01', '\x01', 'x'};
+      append_frame(in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, z.last_stream,
+                   std::string_view(kBlock, sizeof kBlock));
+    }
+    const auto rv = nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(in.data()), in.size());
+    if (rv != static_cast<ssize_t>(in.size())) return false;
+    if (z.last_stream > 0) nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, z.last_stream, NGHTTP2_NO_ERROR);
+    return discard_output() && nghttp2_session_want_read(session) != 0 &&
+           nghttp2_session_get_last_proc_stream_id(session) == z.last_stream;
+  }
+
+  // A WINDOW_UPDATE on the connection: streams read_body() held back for the
+  // window debt try again.
+  void debt_window_opened() {
+    debt_blocked = false;
+    for (const auto& st : streams) {
+      if (st->deferred && st->buffered() > 0) {
+        st->deferred = false;
+        nghttp2_session_resume_data(session, st->id);
+      }
+    }
+  }
+
   void final_goaway() {
-    if (drain_step >= 2) return;
+    if (drain_step >= 2 || session == nullptr) return;  // (no session: a wake-up failed, the connection is over)
     drain_step = 2;
     nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session),
                           NGHTTP2_NO_ERROR, nullptr, 0);
@@ -523,51 +840,8 @@ struct ServerSession::Impl {
 Result<std::unique_ptr<ServerSession>> ServerSession::create(const Limits& limits, Handler& handler,
                                                              Clock clock) {
   auto impl = std::make_unique<Impl>(limits, handler, clock);
-  nghttp2_session_callbacks* cb = nullptr;
-  if (nghttp2_session_callbacks_new(&cb) != 0) return Error{"http2: out of memory"};
-  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, Impl::on_begin_frame);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, Impl::on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cb, Impl::on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Impl::on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Impl::on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, Impl::on_stream_close);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cb, Impl::on_frame_send);
-
-  nghttp2_option* opt = nullptr;
-  if (nghttp2_option_new(&opt) != 0) {
-    nghttp2_session_callbacks_del(cb);
-    return Error{"http2: out of memory"};
-  }
-  // Windows reopen only as the handler consumes (end-to-end flow control).
-  nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_max_continuations(opt, limits.max_continuations);
-  nghttp2_option_set_max_outbound_ack(opt, 1000);
-  nghttp2_option_set_max_settings(opt, 32);
-  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  const int rv = nghttp2_session_server_new3(&impl->session, cb, impl.get(), opt, impl->memory.mem());
-  nghttp2_option_del(opt);
-  nghttp2_session_callbacks_del(cb);
-  if (rv != 0) return Error{std::string("http2: ") + nghttp2_strerror(rv)};
-  impl->memory.mark_frame_buffer();
-
-  const nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, limits.stream_window},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_header_list_bytes},
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol).
-      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
-  };
-  // Without it (a test backend playing one that lacks RFC 8441) the last entry is left out.
-  const size_t n_settings = std::size(iv) - (limits.connect_protocol ? 0 : 1);
-  if (nghttp2_submit_settings(impl->session, NGHTTP2_FLAG_NONE, iv, n_settings) != 0) {
-    return Error{"http2: cannot queue SETTINGS"};
-  }
-  if (limits.connection_window > 65535 &&
-      nghttp2_session_set_local_window_size(impl->session, NGHTTP2_FLAG_NONE, 0,
-                                            static_cast<int32_t>(limits.connection_window)) != 0) {
-    return Error{"http2: cannot raise the connection window"};
-  }
+  if (const int rv = impl->make_session(false); rv != 0) return Error{std::string("http2: ") + nghttp2_strerror(rv)};
+  if (auto st = impl->submit_local_settings(static_cast<int32_t>(limits.connection_window)); !st.ok()) return st.error();
   return std::unique_ptr<ServerSession>(new ServerSession(std::move(impl)));
 }
 
@@ -578,6 +852,8 @@ Status ServerSession::receive(std::string_view bytes) {
   Impl& s = *impl_;
   if (s.dead) return Error{"http2: connection closed"};
   if (s.flood || s.dead_input) return Error{"http2: connection failed"};
+  if (s.session == nullptr && !s.wake()) return Error{"http2: cannot resume a hibernated session"};
+  s.boundary.feed(bytes);
   const auto rv = nghttp2_session_mem_recv(s.session, reinterpret_cast<const uint8_t*>(bytes.data()),
                                             bytes.size());
   if (s.flood) {
@@ -603,11 +879,14 @@ Status ServerSession::receive(std::string_view bytes) {
     s.terminate(ErrorCode::kInternalError);
     return Error{std::string("http2: ") + nghttp2_strerror(static_cast<int>(rv))};
   }
+  // The acknowledgement hibernate() waited for, with the connection still idle.
+  if (s.sleep_on_ack && s.settings_unacked == 0) s.try_sleep();
   return ok_status();
 }
 
 std::string_view ServerSession::output() {
   Impl& s = *impl_;
+  if (s.session == nullptr) return {};  // hibernating: nothing was left to send
   if (s.out_off > 0 && s.out_off == s.out.size()) {
     s.out.clear();
     s.out_off = 0;
@@ -744,6 +1023,7 @@ void ServerSession::consume(int32_t id, size_t n) {
 void ServerSession::drain() {
   Impl& s = *impl_;
   if (s.drain_step > 0 || s.dead) return;
+  if (s.session == nullptr && !s.wake()) return;
   s.drain_step = 1;
   nghttp2_submit_shutdown_notice(s.session);
   nghttp2_submit_ping(s.session, NGHTTP2_FLAG_NONE, kDrainPing);
@@ -760,6 +1040,7 @@ bool ServerSession::done() const {
   const Impl& s = *impl_;
   if (s.out.size() > s.out_off) return false;
   if (s.dead) return true;
+  if (s.session == nullptr) return false;  // hibernating: waits for the client
   return !nghttp2_session_want_read(s.session) && !nghttp2_session_want_write(s.session);
 }
 
@@ -767,9 +1048,13 @@ size_t ServerSession::open_streams() const { return impl_->streams.size(); }
 
 size_t ServerSession::release_idle_memory() {
   Impl& s = *impl_;
-  if (!s.streams.empty() || s.out_off < s.out.size() || nghttp2_session_want_write(s.session) != 0) return 0;
+  if (s.session == nullptr || !s.streams.empty() || s.out_off < s.out.size() ||
+      nghttp2_session_want_write(s.session) != 0)
+    return 0;
   return s.memory.release_idle();
 }
+bool ServerSession::hibernate() { return impl_->try_sleep(); }
+bool ServerSession::hibernated() const { return impl_->session == nullptr && impl_->sleep.has_value(); }
 std::optional<ErrorCode> ServerSession::goaway_sent() const { return impl_->goaway; }
 std::optional<ErrorCode> ServerSession::goaway_received() const { return impl_->goaway_received; }
 const Counters& ServerSession::counters() const { return impl_->counters; }

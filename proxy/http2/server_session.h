@@ -217,6 +217,23 @@ class ServerSession {
   // For a connection that has been idle a while (each call costs a system
   // call or two).
   size_t release_idle_memory();
+  // Hibernation, for a connection that has been idle a while: the libnghttp2
+  // session (its state, HPACK tables, stream map and buffers, ~10 KiB) is
+  // deleted and the few numbers that matter kept (the client's settings, the
+  // connection windows, the last stream id); the next receive() or drain()
+  // makes a new session from them, which the client cannot tell apart.
+  // HPACK: the new session's encoder starts with a dynamic table size update
+  // to 0 (the client empties its table of ours); the client's own table, when
+  // it indexed fields, is emptied first by SETTINGS_HEADER_TABLE_SIZE = 0
+  // (RFC 7541 4.2: once that is acknowledged, its next header block starts
+  // with a size update to 0), raised back to 4,096 with its next request.
+  // While no stream is open and nothing is queued or half received: when no
+  // such SETTINGS is needed, or it has been acknowledged, hibernates now
+  // (true); otherwise queues it (write output()) and the session hibernates
+  // by itself when the acknowledgement arrives with the connection still
+  // idle (false).
+  bool hibernate();
+  bool hibernated() const;
   // The error code of the GOAWAY the codec sent to end the connection, if any.
   std::optional<ErrorCode> goaway_sent() const;
   // The error code of the last GOAWAY the client sent, if any.

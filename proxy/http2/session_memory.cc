@@ -31,6 +31,30 @@ SessionMemory::SessionMemory() : mem_{this, &on_malloc, &on_free, &on_calloc, &o
 
 SessionMemory::~SessionMemory() {
   for (const Run& r : runs_) block_pool::release_pages(r.p, block_pool::pages_for(r.bytes), false);
+  if (setup_page_ != nullptr) block_pool::release_pages(setup_page_, 1, false);
+}
+
+bool SessionMemory::packed(const void* p) const {
+  const auto* c = static_cast<const char*>(p);
+  return setup_page_ != nullptr && c >= setup_page_ && c < setup_page_ + block_pool::kPageSize;
+}
+
+void* SessionMemory::allocate_packed(size_t n, bool zero) {
+  const size_t at = (setup_used_ + 15) & ~size_t{15};
+  if (n_packed_ == kMaxPacked || at + n > block_pool::kPageSize) return nullptr;
+  if (setup_page_ == nullptr) {
+    try {
+      setup_page_ = block_pool::acquire_pages(1);
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+  }
+  char* p = setup_page_ + at;
+  if (zero) std::memset(p, 0, n);
+  setup_used_ = at + n;
+  packed_[n_packed_++] = Packed{p, n};
+  ++setup_live_;
+  return p;
 }
 
 SessionMemory::Run* SessionMemory::find(void* p) {
@@ -40,6 +64,9 @@ SessionMemory::Run* SessionMemory::find(void* p) {
 }
 
 void* SessionMemory::allocate(size_t n, bool zero) {
+  if (setup_open_ && n < kLargeBytes) {
+    if (void* p = allocate_packed(n, zero)) return p;
+  }
   if (n < kLargeBytes) {
     // The per-thread cache (base/thread_cache.h): a stream's frames come and
     // go in bursts, one per stream in flight.
@@ -67,6 +94,15 @@ void* SessionMemory::allocate(size_t n, bool zero) {
 
 void SessionMemory::deallocate(void* p) {
   if (p == nullptr) return;
+  if (packed(p)) {
+    if (--setup_live_ == 0) {  // everything packed is gone: so is the page
+      block_pool::release_pages(setup_page_, 1, false);
+      setup_page_ = nullptr;
+      setup_used_ = 0;
+      n_packed_ = 0;
+    }
+    return;
+  }
   Run* r = find(p);
   if (r == nullptr) {
     thread_cache::deallocate(p);
@@ -79,6 +115,16 @@ void SessionMemory::deallocate(void* p) {
 
 void* SessionMemory::reallocate(void* p, size_t n) {
   if (p == nullptr) return allocate(n, false);
+  if (packed(p)) {  // moves out of the page
+    size_t old = 0;
+    for (size_t i = 0; i < n_packed_; ++i)
+      if (packed_[i].p == p) old = packed_[i].bytes;
+    void* q = allocate(n, false);
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, std::min(old, n));
+    deallocate(p);
+    return q;
+  }
   Run* r = find(p);
   if (r == nullptr && n < kLargeBytes) return std::realloc(p, n);
   if (r != nullptr && block_pool::pages_for(n) == block_pool::pages_for(r->bytes)) {

@@ -10,7 +10,13 @@
 //   nothing to send (each frame is written into it from its first byte);
 // - any large allocation whose bytes are all zero (an empty stream map): a
 //   dropped page reads back as zeros, so nothing changes for its owner.
-// Smaller allocations go to the thread's cache of blocks (base/thread_cache.h).
+// Smaller allocations go to the thread's cache of blocks (base/thread_cache.h,
+// malloc on threads without one), except those made while the session is
+// being made (begin_setup() .. end_setup(): its own object and an HPACK
+// table's slots, ~4 KiB it holds for its whole life): they are packed into
+// one page of their own, so that deleting the session (ServerSession's
+// hibernation) gives that page back instead of leaving holes between other
+// objects on the heap, which stay resident.
 //
 // Invariants: one session per SessionMemory, used on one thread; it outlives
 // its session (nghttp2_session_del frees through it). release_idle() is called
@@ -46,6 +52,11 @@ class SessionMemory {
   size_t release_idle();
   // Bytes currently held in page runs (for tests).
   size_t large_bytes() const;
+  // Gives back the bookkeeping's own memory; call when the session is gone.
+  void shrink() { std::vector<Run>().swap(runs_); }
+  // Around the making of a session: see the header comment.
+  void begin_setup() { setup_open_ = setup_page_ == nullptr; }
+  void end_setup() { setup_open_ = false; }
 
  private:
   struct Run {
@@ -63,8 +74,23 @@ class SessionMemory {
   static void* on_calloc(size_t count, size_t size, void* self);
   static void* on_realloc(void* p, size_t n, void* self);
 
+  void* allocate_packed(size_t n, bool zero);
+  bool packed(const void* p) const;
+
   nghttp2_mem mem_;
   std::vector<Run> runs_;
+  // The setup page: allocations packed at setup, how many are still live.
+  struct Packed {
+    char* p;
+    size_t bytes;
+  };
+  static constexpr size_t kMaxPacked = 8;
+  char* setup_page_ = nullptr;
+  size_t setup_used_ = 0;
+  size_t setup_live_ = 0;
+  Packed packed_[kMaxPacked] = {};
+  size_t n_packed_ = 0;
+  bool setup_open_ = false;
 };
 
 }  // namespace gantry::http2

@@ -99,7 +99,9 @@ H2Connections::H2Connections(asio::io_context& io, const ServerOptions& opts, ad
       log_(log),
       worker_connections_(worker_connections),
       draining_(std::move(draining)) {
-  conn_opts_.idle_timeout = opts.client_idle_timeout;  // as for an idle HTTP/1.1 keep-alive connection
+  auto conn_opts = std::make_shared<http2::ConnectionOptions>();
+  conn_opts->idle_timeout = opts.client_idle_timeout;  // as for an idle HTTP/1.1 keep-alive connection
+  conn_opts_ = std::move(conn_opts);
 }
 
 H2Connections::~H2Connections() {
@@ -144,8 +146,7 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
 
   // Per connection: the drain handle is kept, and a connection accepted while
   // the server drains is drained as soon as its preface has been read.
-  auto conn_opts = std::make_shared<http2::ConnectionOptions>(conn_opts_);
-  conn_opts->on_start = [this, c](std::weak_ptr<http2::Drainable> d) {
+  auto on_start = [this, c](std::weak_ptr<http2::Drainable> d) {
     c->drainable = d;
     if (draining_()) {
       asio::post(io_, [d] {
@@ -156,7 +157,14 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
   http2::StreamRunner runner = [this, c](std::shared_ptr<http2::Stream> st) {
     return run_stream(c, std::move(st));
   };
-  // The completion handler keeps the connection's options alive.
+  // The completion handler keeps the connection's options alive (the
+  // worker's, shared by its h2c connections; a copy of its own for TLS).
+  auto conn_opts = conn_opts_;
+  if constexpr (!std::is_same_v<Socket, tcp::socket>) {
+    auto own = std::make_shared<http2::ConnectionOptions>(*conn_opts_);
+    own->on_start = on_start;
+    conn_opts = std::move(own);
+  }
   auto done = [this, c, conn_opts](std::exception_ptr e) {
     if (e) {
       try {
@@ -170,7 +178,8 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
   };
   if constexpr (std::is_same_v<Socket, tcp::socket>) {
     // h2c parks while idle (http2::serve_parking): no coroutine frames then.
-    http2::serve_parking(std::move(sock), std::move(already_read), *conn_opts, std::move(runner), std::move(done));
+    http2::serve_parking(std::move(sock), std::move(already_read), *conn_opts, std::move(runner), std::move(done),
+                         std::move(on_start));
   } else {
     // The connection's coroutine is serve()'s own (no wrapper frame).
     asio::co_spawn(io_, http2::serve(std::move(sock), std::move(already_read), *conn_opts, std::move(runner)),

@@ -99,7 +99,9 @@ class H2Connections {
   void finished(Conn& c);
 
   boost::asio::io_context& io_;
-  http2::ConnectionOptions conn_opts_;  // limits, idle timeout, drain ack timeout
+  // Limits, idle timeout, drain ack timeout: shared by the worker's h2c
+  // connections, each of which keeps it alive (they may outlive this object).
+  std::shared_ptr<const http2::ConnectionOptions> conn_opts_;
   std::vector<Cidr> trusted_proxies_;   // X-Forwarded-For is believed only from these peers
   admin::WorkerMetrics& metrics_;
   AccessLog& log_;

@@ -5,7 +5,9 @@ keep-alive client connections (64 by default; `hack/bench.sh rss` also runs
     /usr/bin/python3 tests/bench/rss_bench.py BIN_DIR [ROUTES] [CONNECTIONS] [h2 [BYTES]]
 
 With `h2` the connections are HTTP/2 (h2c with prior knowledge; one GET each,
-made with raw frames); with BYTES (at most 60,000) that GET is answered with a
+made with raw frames, then read as a client's reader would: SETTINGS and PING
+are acknowledged while the connections idle, which an idle h2 session's
+hibernation waits for, docs/http2.md); with BYTES (at most 60,000) that GET is answered with a
 body of that size (/bytes/BYTES from the echo backend) instead of the echo's
 few bytes, so the connection's output buffers have been used. Prints VmRSS after the snapshot and with the connections open and idle for
 longer than the proxy's idle-buffer release delay (1 s), and the growth per
@@ -14,6 +16,7 @@ idle connection. Only loopback addresses are used.
 import http.client
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -45,11 +48,12 @@ def wait_port(port, deadline=20):
     raise SystemExit(f"nothing answers on {port}")
 
 
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
 def h2_get(port, host, path):
     """An h2c connection (prior knowledge) that made one GET and is left open."""
-    def frame(kind, flags, stream, payload=b""):
-        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
     def literal(index, value):  # literal without indexing, indexed name, no Huffman (RFC 7541 6.2.2)
         v = value.encode()
         assert len(v) < 127
@@ -78,6 +82,40 @@ def h2_get(port, host, path):
             buf = buf[9 + length:]
     assert status_ok, "the h2 GET was not answered 200"
     return s
+
+
+def h2_idle(socks, seconds):
+    """Reads what the proxy sends on idle h2 connections for `seconds`, as an
+    idle client does, and acknowledges SETTINGS and PING."""
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        bufs[s] = b""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        for key, _ in sel.select(timeout=left):
+            s = key.fileobj
+            try:
+                chunk = s.recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise SystemExit("the proxy closed an idle h2 connection")
+            buf = bufs[s] + chunk
+            while len(buf) >= 9:
+                length = int.from_bytes(buf[:3], "big")
+                if len(buf) < 9 + length:
+                    break
+                kind, flags = buf[3], buf[4]
+                if kind == 4 and not flags & 1:
+                    s.sendall(frame(4, 1, 0))  # SETTINGS ACK
+                if kind == 6 and not flags & 1:
+                    s.sendall(frame(6, 1, 0, buf[9:9 + length]))  # PING ACK
+                buf = buf[9 + length:]
+            bufs[s] = buf
+    sel.close()
 
 
 def main():
@@ -130,7 +168,10 @@ def main():
             r.read()
             assert r.status == 200, r.status
             clients.append(c)
-        time.sleep(2.5)  # idle > 1 s: read buffers given back (proxy/net/server.cc)
+        if h2:
+            h2_idle(clients, 3.0)  # idle > 1 s, then hibernated: answered like a client (docs/http2.md)
+        else:
+            time.sleep(2.5)  # idle > 1 s: read buffers given back (proxy/net/server.cc)
         after = rss_kib(proxy.pid)
         print(f"gantry-proxy RSS: {before / 1024:.1f} MiB with {routes} routes ({2 * routes} rules), "
               f"{after / 1024:.1f} MiB with {conns} idle {'h2' if h2 else 'keep-alive'} connections "

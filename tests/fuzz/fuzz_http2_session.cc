@@ -9,7 +9,9 @@
 // error the connection is done once its output is flushed. With bit 0x10 of
 // the first byte, the session is asked to give its idle memory back after
 // every piece (session_memory.h): whatever the state, it releases only while
-// idle, and nothing goes wrong after.
+// idle, and nothing goes wrong after. With bit 0x08, the session is asked to
+// hibernate after every piece (ServerSession::hibernate()): only while idle,
+// and the bytes that follow (its SETTINGS acknowledged or not) wake it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -102,6 +104,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const size_t open = s.open_streams();
       const size_t released = s.release_idle_memory();
       check(released == 0 || open == 0);
+    }
+    if (opts & 0x08) {
+      const size_t open = s.open_streams();
+      const bool slept = s.hibernate();
+      check(!slept || (open == 0 && s.hibernated() && s.output().empty() && !s.done()));
     }
   }
   for (int i = 0; i < 100; ++i) {

@@ -174,3 +174,139 @@ def test_a_parked_h2c_connection_gets_the_drains_goaways(dataplane):
             goaways.append(int.from_bytes(f[3][:4], "big") & 0x7fffffff)
     assert goaways[:2] == [(1 << 31) - 1, 1], goaways
     assert proxy.proc.wait(timeout=15) == 0
+
+
+# An idle h2c connection's libnghttp2 session hibernates (ServerSession::hibernate(),
+# docs/http2.md): after 1 s with no stream it is deleted, the numbers that matter kept,
+# and the next bytes make a new one. What the client sees must not change:
+# HPACK tables, flow-control windows and its settings carry over.
+
+def h2_body(c, stream, seen=None):
+    """The body of `stream`'s answer, reading frames until it ends; other frames go to `seen`."""
+    body, ended = b"", False
+    while not ended:
+        f = c.frame()
+        assert f is not None, f"the connection closed before stream {stream} ended"
+        if f[2] == stream and f[0] in (0, 1):
+            if f[0] == 0:
+                body += f[3]
+            ended = bool(f[1] & 1)
+        elif seen is not None:
+            seen.append(f)
+    return body
+
+
+def h2_data_until_quiet(c, stream, quiet=1.0):
+    """DATA bytes on `stream` until nothing arrives for `quiet` seconds, and whether it ended."""
+    got, ended = 0, False
+    c.s.settimeout(quiet)
+    try:
+        while not ended:
+            f = c.frame()
+            assert f is not None, "the proxy closed the connection"
+            assert f[0] != 7, f"GOAWAY {f[3][4:8].hex()}: the window was overrun?"
+            if f[0] == 0 and f[2] == stream:
+                got += len(f[3])
+                ended = bool(f[1] & 1)
+    except TimeoutError:
+        pass
+    finally:
+        c.s.settimeout(5)
+    return got, ended
+
+
+def setting(frames, ident):
+    """The value of SETTINGS entry `ident` in the last SETTINGS frame of `frames` that has it."""
+    value = None
+    for f in frames:
+        if f[0] == 4 and not f[1] & 1:
+            for i in range(0, len(f[3]), 6):
+                if int.from_bytes(f[3][i:i + 2], "big") == ident:
+                    value = int.from_bytes(f[3][i + 2:i + 6], "big")
+    return value
+
+
+def test_an_indexed_field_is_decoded_across_hibernation(dataplane):
+    """A client that indexed a field (HPACK) goes idle: the proxy asks it to empty its
+    table (SETTINGS_HEADER_TABLE_SIZE = 0) before its session hibernates; the client's
+    next block starts with the size update RFC 7541 4.2 requires, and once the proxy
+    raised the size again the client indexes anew and refers to the new entry."""
+    import json
+    from test_http2_codec import RawH2, h2_frame
+
+    lit = lambda n, v: b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v  # without indexing
+    inc = lambda n, v: b"\x40" + bytes([len(n)]) + n + bytes([len(v)]) + v  # incremental indexing
+    block = lambda path, extra: b"".join(lit(n, v) for n, v in [
+        (b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path)]) + extra
+    field = lambda body: json.loads(body)["headers"].get("x-idx")
+
+    proxy = h2_proxy(dataplane)
+    c = RawH2(proxy.http_port)
+    seen = []
+    c.send(h2_frame(1, 5, 1, block(b"/one", inc(b"x-idx", b"first-value"))))
+    assert field(h2_body(c, 1, seen)) == "first-value"
+    c.send(h2_frame(1, 5, 3, block(b"/two", b"\xbe")))  # index 62: the entry above
+    assert field(h2_body(c, 3, seen)) == "first-value"
+    # Idle: the zero table size arrives (c.frame() acknowledges it).
+    c.s.settimeout(4)
+    while setting(seen, 1) != 0:
+        f = c.frame()
+        assert f is not None
+        seen.append(f)
+    c.s.settimeout(5)
+    time.sleep(1.6)  # hibernated on the acknowledgement, then parked
+    seen.clear()
+    # RFC 7541 4.2: a size update to 0 first; nothing can be indexed now.
+    c.send(h2_frame(1, 5, 5, b"\x20" + block(b"/three", lit(b"x-idx", b"after-sleep"))))
+    assert field(h2_body(c, 5, seen)) == "after-sleep"
+    # The proxy raised the table size with that request: index again (size update to 4,096).
+    c.s.settimeout(4)
+    while setting(seen, 1) != 4096:
+        f = c.frame()
+        assert f is not None
+        seen.append(f)
+    c.s.settimeout(5)
+    c.send(h2_frame(1, 5, 7, b"\x3f\xe1\x1f" + block(b"/four", inc(b"x-idx", b"indexed-again"))))
+    assert field(h2_body(c, 7)) == "indexed-again"
+    c.send(h2_frame(1, 5, 9, block(b"/five", b"\xbe")))
+    assert field(h2_body(c, 9)) == "indexed-again"
+    c.s.close()
+
+
+def test_the_clients_window_and_settings_carry_across_hibernation(dataplane):
+    """The client's connection window, 1,000 bytes short of 64 KiB after the first
+    answer (this client never gives it back by itself), still bounds what the proxy
+    sends after the wake-up; an INITIAL_WINDOW_SIZE the client sent while the
+    connection was parked bounds the next stream after another sleep."""
+    from test_http2_codec import RawH2, h2_frame
+
+    proxy = h2_proxy(dataplane)
+    c = RawH2(proxy.http_port)
+    c.get(1, "/bytes/1000")
+    assert len(h2_body(c, 1)) == 1000
+    time.sleep(2.2)  # hibernated (no field was indexed: at once) and parked
+    c.get(3, "/bytes/100000")
+    got, ended = h2_data_until_quiet(c, 3)
+    assert (got, ended) == (65535 - 1000, False), "the connection window the client had left"
+    inc = (200000).to_bytes(4, "big")
+    c.send(h2_frame(8, 0, 0, inc) + h2_frame(8, 0, 3, inc))
+    rest, ended = h2_data_until_quiet(c, 3)
+    assert (got + rest, ended) == (100000, True)
+
+    time.sleep(2.2)  # asleep again
+    c.send(h2_frame(4, 0, 0, (4).to_bytes(2, "big") + (16384).to_bytes(4, "big")))  # INITIAL_WINDOW_SIZE
+    c.s.settimeout(4)
+    while True:
+        f = c.frame()
+        assert f is not None
+        if f[0] == 4 and f[1] & 1:
+            break
+    c.s.settimeout(5)
+    time.sleep(2.2)  # and again
+    c.get(5, "/bytes/50000")
+    got, ended = h2_data_until_quiet(c, 5)
+    assert (got, ended) == (16384, False), "the stream window the client set while parked"
+    c.send(h2_frame(8, 0, 5, inc))
+    rest, ended = h2_data_until_quiet(c, 5)
+    assert (got + rest, ended) == (50000, True)
+    c.s.close()

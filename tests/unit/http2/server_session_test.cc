@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -118,6 +119,7 @@ struct Recorder : Handler {
 struct Client {
   nghttp2_session* s = nullptr;
   std::map<int32_t, int> status;
+  std::map<int32_t, std::map<std::string, std::string>> headers;  // response fields
   std::map<int32_t, std::string> body;
   std::map<int32_t, std::vector<std::pair<std::string, std::string>>> trailers;
   std::map<int32_t, uint32_t> rst;  // stream -> code received
@@ -135,6 +137,8 @@ struct Client {
           std::string name(reinterpret_cast<const char*>(n), nl), value(reinterpret_cast<const char*>(v), vl);
           if (name == ":status") {
             c.status[f->hd.stream_id] = std::stoi(value);
+          } else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+            c.headers[f->hd.stream_id][name] = value;
           } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
             c.trailers[f->hd.stream_id].emplace_back(name, value);
           }
@@ -904,6 +908,253 @@ TEST(Http2ServerSession, AnIdleSessionGivesItsLargeBuffersBack) {
     EXPECT_EQ(cl.body[id], std::string(20000, 'y'));
     EXPECT_GT(c.srv->release_idle_memory(), 0u);
   }
+  EXPECT_FALSE(c.server_failed);
+}
+
+// ---- hibernation (ServerSession::hibernate()) -------------------------------
+
+// Answers with `size` bytes and two fields our encoder indexes; bodies larger
+// than the stream's buffer go out as room opens (call c.pump between).
+struct Answerer {
+  explicit Answerer(Conn& conn) : c(conn) {}
+  Conn& c;
+  size_t size = 5;
+  std::map<int32_t, std::string> left;
+  void answer(int32_t id) {
+    std::vector<Field> hdr = {{"content-type", "text/plain"}, {"x-served-by", "gantry-unit-test"}};
+    c.srv->respond(id, 200, hdr, false);
+    left[id] = std::string(size, 'z');
+    push();
+  }
+  void push() {
+    for (auto& [id, rest] : left) {
+      if (rest.empty()) continue;
+      const size_t n = c.srv->send_data(id, rest);
+      rest.erase(0, n);
+      if (rest.empty()) c.srv->end_response(id);
+    }
+  }
+  // Pumps, pushing body bytes as room opens.
+  void pump(Client& cl) {
+    for (int i = 0; i < 200; ++i) {
+      c.pump(cl);
+      const bool pending = std::any_of(left.begin(), left.end(), [](const auto& kv) { return !kv.second.empty(); });
+      if (!pending) return;
+      const std::string before = c.wire_out;
+      push();
+      c.pump(cl);
+      if (c.wire_out == before) return;  // stuck: the client's window
+    }
+  }
+};
+
+// Puts the idle session to sleep the way the connection does: hibernate()
+// asks the client to empty its table (SETTINGS_HEADER_TABLE_SIZE = 0) when it
+// indexed fields (nghttp2's client does), and its acknowledgement puts the
+// session to sleep.
+void hibernate(Conn& c, Client& cl) {
+  if (!c.srv->hibernate()) c.pump(cl);
+  EXPECT_TRUE(c.srv->hibernated());
+  EXPECT_TRUE(c.srv->output().empty());
+  EXPECT_FALSE(c.srv->done());
+}
+
+// Both HPACK tables survive a sleep: the client's (indexed fields sent
+// before it) is emptied by the zero table size it acknowledged, ours by the
+// size update the new session starts with; the client indexes again after
+// the wake-up (the table size is raised back), and every head decodes.
+TEST(Http2ServerSession, HibernatesWhenIdleAndBothHpackTablesStayInStep) {
+  Conn c;
+  Answerer a(c);
+  c.h.on_end = [&](int32_t id) { a.answer(id); };
+  Client cl;
+  const std::vector<std::pair<std::string, std::string>> extra = {{"user-agent", "unit-test/1.0"},
+                                                                  {"x-token", "a-value-worth-indexing"}};
+  int32_t id = cl.get(extra);
+  a.pump(cl);
+  ASSERT_EQ(cl.status[id], 200);
+  ASSERT_GT(nghttp2_session_get_hd_deflate_dynamic_table_size(cl.s), 0u) << "the client indexed its fields";
+  ASSERT_GT(nghttp2_session_get_hd_inflate_dynamic_table_size(cl.s), 0u) << "and the client holds ours";
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_FALSE(c.srv->hibernate()) << "the client indexed fields: it must empty its table first";
+    EXPECT_FALSE(c.srv->hibernated());
+    hibernate(c, cl);
+    for (int i = 0; i < 2; ++i) {  // the second request after the raise may index again
+      id = cl.get(extra);
+      a.pump(cl);
+      EXPECT_FALSE(c.srv->hibernated());
+      ASSERT_EQ(c.h.heads.count(id), 1u) << round;
+      const auto& h = c.h.heads[id].headers;
+      ASSERT_EQ(h.size(), 2u);
+      EXPECT_EQ(h[0].name, "user-agent");
+      EXPECT_EQ(h[0].value, "unit-test/1.0");
+      EXPECT_EQ(h[1].value, "a-value-worth-indexing");
+      EXPECT_EQ(c.h.heads[id].authority, "a.example");
+      EXPECT_EQ(cl.status[id], 200);
+      EXPECT_EQ(cl.headers[id]["x-served-by"], "gantry-unit-test");
+      EXPECT_EQ(cl.body[id], "zzzzz");
+    }
+    EXPECT_EQ(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_HEADER_TABLE_SIZE), 4096u)
+        << "the table size is raised again once requests come";
+  }
+  EXPECT_GT(nghttp2_session_get_hd_deflate_dynamic_table_size(cl.s), 0u) << "the client indexes again";
+  EXPECT_FALSE(c.server_failed);
+  EXPECT_FALSE(c.goaway_code().has_value());
+  EXPECT_FALSE(c.srv->goaway_received().has_value());
+}
+
+// The client's connection window below 65,535 bytes when the session slept
+// (this client never gives it back by itself): the new session sends no
+// more than it, and the rest once the client reads.
+TEST(Http2ServerSession, ASmallConnectionWindowIsKeptAcrossHibernation) {
+  Conn c;
+  Answerer a(c);
+  a.size = 1000;
+  c.h.on_end = [&](int32_t id) { a.answer(id); };
+  Client cl(/*auto_window_update=*/false);
+  int32_t id = cl.get();
+  a.pump(cl);
+  ASSERT_EQ(cl.body[id].size(), 1000u);
+  nghttp2_session_consume_stream(cl.s, id, 1000);  // the stream's window only
+  hibernate(c, cl);
+  a.size = 100000;
+  id = cl.get();
+  a.pump(cl);
+  EXPECT_EQ(cl.body[id].size(), 65535u - 1000) << "the client's connection window, not a new session's";
+  EXPECT_FALSE(c.srv->goaway_received().has_value()) << "no FLOW_CONTROL_ERROR from the client";
+  EXPECT_NE(nghttp2_session_want_read(cl.s), 0);
+  // The client reads: the rest follows.
+  size_t consumed = 0;
+  for (int i = 0; i < 20 && cl.done.count(id) == 0; ++i) {
+    nghttp2_session_consume(cl.s, id, cl.body[id].size() - consumed);
+    consumed = cl.body[id].size();
+    a.pump(cl);
+  }
+  EXPECT_EQ(cl.body[id], std::string(100000, 'z'));
+  EXPECT_FALSE(c.srv->goaway_received().has_value());
+}
+
+// A large window, and settings the client changed (one while the session
+// slept): kept, so a 200 KB answer goes out at once with no WINDOW_UPDATE.
+// A request body after the wake-up is taken within our windows as before.
+TEST(Http2ServerSession, WindowsAndSettingsSurviveHibernation) {
+  Conn c;
+  Answerer a(c);
+  c.h.on_end = [&](int32_t id) { a.answer(id); };
+  Client cl(/*auto_window_update=*/false);
+  ASSERT_EQ(nghttp2_session_set_local_window_size(cl.s, NGHTTP2_FLAG_NONE, 0, 1 << 20), 0);
+  int32_t id = cl.get();
+  a.pump(cl);
+  ASSERT_EQ(cl.status[id], 200);
+  hibernate(c, cl);
+  // SETTINGS while asleep: the session wakes, acknowledges, sleeps again.
+  const nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
+  ASSERT_EQ(nghttp2_submit_settings(cl.s, NGHTTP2_FLAG_NONE, iv, 1), 0);
+  const size_t acks_before = [&] {
+    size_t n = 0;
+    for (const Frame& f : parse_frames(c.wire_out)) n += f.type == NGHTTP2_SETTINGS && (f.flags & NGHTTP2_FLAG_ACK);
+    return n;
+  }();
+  c.pump(cl);
+  size_t acks = 0;
+  for (const Frame& f : parse_frames(c.wire_out)) acks += f.type == NGHTTP2_SETTINGS && (f.flags & NGHTTP2_FLAG_ACK);
+  EXPECT_EQ(acks, acks_before + 1);
+  EXPECT_FALSE(c.srv->hibernated());
+  EXPECT_TRUE(c.srv->hibernate()) << "the zero table size was acknowledged before: asleep at once";
+  a.size = 200000;
+  id = cl.get();
+  a.pump(cl);
+  EXPECT_EQ(cl.body[id].size(), 200000u) << "the client's 1 MiB windows, with no WINDOW_UPDATE";
+  nghttp2_session_consume(cl.s, id, 200000);
+  c.pump(cl);
+
+  // A request body of 300 KB after another sleep: our stream window (256 KiB)
+  // holds until the handler consumes.
+  hibernate(c, cl);
+  std::string payload(300000, 'b');
+  struct Src { std::string* p; size_t off = 0; } src{&payload};
+  nghttp2_data_provider prov;
+  prov.source.ptr = &src;
+  prov.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                          nghttp2_data_source* s, void*) -> ssize_t {
+    auto& st = *static_cast<Src*>(s->ptr);
+    const size_t n = std::min(len, st.p->size() - st.off);
+    std::memcpy(buf, st.p->data() + st.off, n);
+    st.off += n;
+    if (st.off == st.p->size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  };
+  auto fields = kGet;
+  fields[0].second = "POST";
+  std::vector<nghttp2_nv> nv;
+  for (const auto& [n, v] : fields) nv.push_back({(uint8_t*)n.data(), (uint8_t*)v.data(), n.size(), v.size(), 0});
+  a.size = 5;
+  id = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
+  c.pump(cl);
+  EXPECT_EQ(c.h.bodies[id].size(), 256u * 1024);
+  c.srv->consume(id, c.h.bodies[id].size());
+  a.pump(cl);
+  EXPECT_EQ(c.h.bodies[id], payload);
+  EXPECT_EQ(cl.status[id], 200);
+  EXPECT_FALSE(c.server_failed);
+  EXPECT_FALSE(c.srv->goaway_received().has_value());
+}
+
+// The last stream id survives: frames on the old streams are frames on
+// closed streams (not a connection error), and the drain's final GOAWAY
+// names the last stream served before the sleep.
+TEST(Http2ServerSession, StreamIdsSurviveHibernation) {
+  Conn c;
+  Answerer a(c);
+  c.h.on_end = [&](int32_t id) { a.answer(id); };
+  Client cl;
+  cl.get();
+  const int32_t last = cl.get();
+  a.pump(cl);
+  ASSERT_EQ(cl.status[last], 200);
+  hibernate(c, cl);
+  // The client's late WINDOW_UPDATE and RST_STREAM on its old streams.
+  c.feed(frame(NGHTTP2_WINDOW_UPDATE, 0, 1, std::string("\x00\x00\x10\x00", 4)) +
+         frame(NGHTTP2_RST_STREAM, 0, last, std::string("\x00\x00\x00\x08", 4)));
+  EXPECT_FALSE(c.server_failed);
+  EXPECT_FALSE(c.goaway_code().has_value());
+  EXPECT_TRUE(c.srv->hibernate());
+  c.srv->drain();  // wakes the session
+  c.pump(cl);
+  // (The client session, with no stream open, stops reading after the first
+  // GOAWAY: the server's frames tell.)
+  std::vector<uint32_t> goaways;
+  for (const Frame& f : parse_frames(c.wire_out)) {
+    if (f.type == NGHTTP2_GOAWAY) goaways.push_back(be32(f.payload, 0));
+  }
+  ASSERT_EQ(goaways.size(), 2u);
+  EXPECT_EQ(goaways[0], (1u << 31) - 1);
+  EXPECT_EQ(goaways[1], static_cast<uint32_t>(last)) << "the last stream served before the sleep";
+  EXPECT_TRUE(c.srv->done());
+}
+
+// Never with half a frame received (nor a header block waiting for its
+// CONTINUATION): the new session would not know the rest.
+TEST(Http2ServerSession, NoHibernationInTheMiddleOfAFrame) {
+  Conn c;
+  c.feed(client_settings());
+  c.feed(frame(NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0));
+  const std::string ping = frame(NGHTTP2_PING, 0, 0, "12345678");
+  c.feed(ping.substr(0, 11));
+  EXPECT_FALSE(c.srv->hibernate());
+  EXPECT_TRUE(c.srv->output().empty()) << "nothing queued either";
+  c.feed(ping.substr(11));
+  // No header block yet, so no table to empty: asleep at once.
+  EXPECT_TRUE(c.srv->hibernate());
+  EXPECT_TRUE(c.srv->output().empty());
+  // A PING wakes it; it is answered.
+  c.wire_out.clear();
+  c.feed(ping);
+  const auto frames = parse_frames(c.wire_out);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].type, NGHTTP2_PING);
+  EXPECT_EQ(frames[0].flags, NGHTTP2_FLAG_ACK);
+  EXPECT_EQ(frames[0].payload, "12345678");
   EXPECT_FALSE(c.server_failed);
 }
 
