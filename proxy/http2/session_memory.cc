@@ -9,7 +9,6 @@
 #include <new>
 
 #include "proxy/base/block_pool.h"
-#include "proxy/base/thread_cache.h"
 
 namespace gantry::http2 {
 
@@ -67,18 +66,7 @@ void* SessionMemory::allocate(size_t n, bool zero) {
   if (setup_open_ && n < kLargeBytes) {
     if (void* p = allocate_packed(n, zero)) return p;
   }
-  if (n < kLargeBytes) {
-    // The per-thread cache (base/thread_cache.h): a stream's frames come and
-    // go in bursts, one per stream in flight.
-    void* p = nullptr;
-    try {
-      p = thread_cache::allocate(n);
-    } catch (const std::bad_alloc&) {
-      return nullptr;
-    }
-    if (zero) std::memset(p, 0, n);
-    return p;
-  }
+  if (n < kLargeBytes) return zero ? std::calloc(1, n) : std::malloc(n);
   // libnghttp2 is C: a failed allocation is a null pointer, never a throw.
   char* p = nullptr;
   try {
@@ -105,7 +93,7 @@ void SessionMemory::deallocate(void* p) {
   }
   Run* r = find(p);
   if (r == nullptr) {
-    thread_cache::deallocate(p);
+    std::free(p);
     return;
   }
   block_pool::release_pages(r->p, block_pool::pages_for(r->bytes), false);

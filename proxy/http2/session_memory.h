@@ -10,8 +10,7 @@
 //   nothing to send (each frame is written into it from its first byte);
 // - any large allocation whose bytes are all zero (an empty stream map): a
 //   dropped page reads back as zeros, so nothing changes for its owner.
-// Smaller allocations go to the thread's cache of blocks (base/thread_cache.h,
-// malloc on threads without one), except those made while the session is
+// Smaller allocations go to malloc, except those made while the session is
 // being made (begin_setup() .. end_setup(): its own object and an HPACK
 // table's slots, ~4 KiB it holds for its whole life): they are packed into
 // one page of their own, so that deleting the session (ServerSession's

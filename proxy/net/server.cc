@@ -10,7 +10,6 @@
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
-#include "proxy/base/thread_cache.h"
 #include "proxy/exchange/downstream.h"
 #include "proxy/http/message.h"
 #include "proxy/http/parser.h"
@@ -974,7 +973,6 @@ void Worker::sweep() {
   if (++sweeps_ % 10 == 0) {
     reap_idle(now);
     spare_drivers_.trim();
-    thread_cache::trim();  // base/thread_cache.h: what the last second did not need goes back to malloc
     if (released_since_trim_ > 0) {
       released_since_trim_ = 0;
       ::malloc_trim(0);
@@ -1197,10 +1195,7 @@ void Server::start() {
   health_->start();
   for (auto& w : workers_) {
     w->start();
-    threads_.emplace_back([wp = w.get()] {
-      thread_cache::attach();  // the worker's sweep trims it (sweep())
-      wp->run();
-    });
+    threads_.emplace_back([wp = w.get()] { wp->run(); });
   }
 }
 
