@@ -361,6 +361,17 @@ Options parse_flags(int argc, char** argv) {
               store.expected_replicas = n;
               return ok_status();
             });
+  flags.add("ratelimit-lease-percent", "N", "1",
+            "the share of a global limit, in percent, that all proxy workers together may reserve "
+            "ahead of their requests (leases: fewer store round trips for busy keys); 0: none",
+            [&store](std::string_view v) -> Status {
+              uint32_t n = 0;
+              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n > 100)
+                return Error{std::string("expected 0 to 100, got \"").append(v).append("\"")};
+              store.lease_percent = n;
+              return ok_status();
+            });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",
             [&o](std::string_view v) -> Status {
               if (v != "debug" && v != "info" && v != "warn" && v != "error")

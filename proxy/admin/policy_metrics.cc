@@ -162,10 +162,12 @@ std::vector<MetricFamily> collect_policy_metrics(const control::ConfigStore& sto
       out.push_back(std::move(f));
     };
     auto r = family("gantry_ratelimit_store_requests_total",
-                    "Global rate limit decisions asked of the store, by result (decided: the store's answer; "
-                    "unavailable: down, reconnecting, an error or the budget passed)",
+                    "Global rate limit decisions, by result (decided: the store's answer; lease: the store's "
+                    "answer given ahead, from a lease, without a round trip; unavailable: down, reconnecting, "
+                    "an error or the budget passed)",
                     MetricType::Counter);
     add(r, {{"result", "decided"}}, static_cast<double>(m.decisions.load()));
+    add(r, {{"result", "lease"}}, static_cast<double>(m.lease_decisions.load()));
     add(r, {{"result", "unavailable"}}, static_cast<double>(m.unavailable.load()));
     out.push_back(std::move(r));
     counter("gantry_ratelimit_store_timeouts_total", "Decisions not answered within the budget",
@@ -176,6 +178,12 @@ std::vector<MetricFamily> collect_policy_metrics(const control::ConfigStore& sto
             m.writes.load());
     counter("gantry_ratelimit_store_noscript_total", "EVALSHA answered NOSCRIPT (retried as EVAL)",
             m.noscript.load());
+    counter("gantry_ratelimit_lease_places_total",
+            "Decisions the store made ahead for a busy key, leased to a worker (--ratelimit-lease-percent)",
+            m.leased.load());
+    counter("gantry_ratelimit_lease_unused_total",
+            "Leased decisions no request used before the lease ended (counted by the store: admitted fewer)",
+            m.lease_unused.load());
     counter("gantry_ratelimit_store_connects_total", "Connections to the store established", m.connects.load());
     counter("gantry_ratelimit_store_failures_total", "Connections to the store lost or refused",
             m.failures.load());

@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "proxy/filters/global_lease.h"
 #include "proxy/ratelimit/resp.h"
 
 namespace gantry::ratelimit {
@@ -96,7 +97,17 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
   const RedisStore::Shared* shared() const { return shared_.get(); }
 
-  void submit(filters::GlobalCheck check, Done done) {
+  void submit(filters::GlobalCheck check, Done done, uint64_t lease_cap) {
+    if (lease_cap != 0) {
+      filters::RateLimitDecision d;
+      const bool leased = leases_.take(check, Clock::now(), d);
+      note_leases();
+      if (leased) {
+        counters().lease_decisions.fetch_add(1, std::memory_order_relaxed);
+        done(filters::StoreOutcome::kDecided, d);
+        return;
+      }
+    }
     if (state_ == kIdle) connect();
     if (state_ != kReady && state_ != kConnecting) {
       unavailable(done);
@@ -113,6 +124,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
     s.deadline = s.sent + shared_->settings.budget;
     s.done = std::move(done);
     s.check = std::move(check);
+    s.lease_cap = lease_cap;
     s.hash_slot = filters::cluster_slot(s.check.key);
     inflight_.push_back(std::move(s));
     ++queued_;
@@ -150,11 +162,18 @@ class Conn : public std::enable_shared_from_this<Conn> {
     uint32_t batch = 0;  // on the first slot of a command: how many slots its reply answers
     uint32_t run = 0;    // on the first slot of a key's run in a call: how many decisions the run has
     uint32_t nth = 0;    // the slot's place in its run
+    uint64_t extra = 0;  // on the first slot of a run: places asked beyond the run, for a lease
+    uint64_t lease_cap = 0;  // the most a lease of the key may hold (0: no leases)
     Clock::time_point sent, deadline;
     Done done;
     filters::GlobalCheck check;
   };
   enum State : uint8_t { kIdle, kConnecting, kReady, kBackoff, kClosed };
+
+  void note_leases() {
+    if (uint64_t n = leases_.drain_leased()) counters().leased.fetch_add(n, std::memory_order_relaxed);
+    if (uint64_t n = leases_.drain_unused()) counters().lease_unused.fetch_add(n, std::memory_order_relaxed);
+  }
 
   static void unavailable(Done& done) {
     counters().unavailable.fetch_add(1, std::memory_order_relaxed);
@@ -191,7 +210,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
       args[a++] = num(nums[k][0], s.check.requests);
       args[a++] = num(nums[k][1], s.check.interval_us);
       args[a++] = num(nums[k][2], s.check.capacity);
-      args[a++] = num(nums[k][3], s.run);
+      args[a++] = num(nums[k][3], s.run + s.extra);
     }
     for (size_t k = 0; k < n; ++k) {
       inflight_[first + k].eval = eval;
@@ -230,6 +249,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
                            return a.hash_slot != b.hash_slot ? a.hash_slot < b.hash_slot : a.check.key < b.check.key;
                          });
     }
+    const Clock::time_point now = Clock::now();
     size_t i = begin;
     while (i < end) {
       size_t j = i, keys = 0;
@@ -240,6 +260,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
           inflight_[j + t].run = t == 0 ? static_cast<uint32_t>(r) : 0;
           inflight_[j + t].nth = static_cast<uint32_t>(t);
         }
+        inflight_[j].extra = leases_.ask(inflight_[j].check, r, inflight_[j].lease_cap, now);
         ++keys;
         j += r;
       }
@@ -443,13 +464,18 @@ class Conn : public std::enable_shared_from_this<Conn> {
       }
     } else if (reply.kind == StoreReply::kDecision && valid_reply(reply)) {
       size_t key = 0;
+      const Clock::time_point now = Clock::now();
       for (size_t k = 0; k < n; ++k) {
         Slot& s = answering_[k];
         if (k > 0 && s.run != 0) ++key;
+        // The store counted the lease whether or not the run's decisions are
+        // still waiting (the budget may have passed): it is the key's now.
+        if (s.extra != 0) leases_.grant(s.check, reply.keys[key], s.run, s.extra, s.sent, now);
         if (s.answered) continue;
         counters().decisions.fetch_add(1, std::memory_order_relaxed);
         s.done(filters::StoreOutcome::kDecided, filters::global_decision(s.check, reply.keys[key], s.nth));
       }
+      note_leases();
       answering_.clear();
       arm();
       return true;
@@ -457,8 +483,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
     if (reply.kind != StoreReply::kNoScript)
       shared_->log("unexpected reply to the rate limit script: {}",
                    reply.kind == StoreReply::kError ? reply.text : std::string("not a decision per key"));
-    for (Slot& s : answering_)
+    for (Slot& s : answering_) {
+      if (s.extra != 0) leases_.settle(s.check);
       if (!s.answered) unavailable(s.done);
+    }
     answering_.clear();
     arm();
     return true;
@@ -470,7 +498,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     size_t key = 0;
     for (size_t k = 0; k < answering_.size(); k += answering_[k].run) {
       const Slot& s = answering_[k];
-      if (s.run == 0 || key == reply.count || !filters::global_state_valid(s.check, reply.keys[key], s.run))
+      if (s.run == 0 || key == reply.count ||
+          !filters::global_state_valid(s.check, reply.keys[key], s.run + s.extra))
         return false;
       ++key;
     }
@@ -530,11 +559,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
   }
 
   void fail_all() {
-    for (Slot& s : inflight_)
+    for (Slot& s : inflight_) {
+      if (s.extra != 0) leases_.settle(s.check);
       if (s.kind == Slot::kScript && !s.answered) {
         s.answered = true;
         unavailable(s.done);
       }
+    }
     inflight_.clear();
     queued_ = 0;
   }
@@ -587,6 +618,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::unique_ptr<RespParser> parser_;
   std::deque<Slot> inflight_;
   std::chrono::milliseconds backoff_ = kBackoffMin;
+  filters::LeaseBook leases_;
 };
 
 thread_local asio::io_context* tl_io = nullptr;
@@ -597,6 +629,7 @@ thread_local std::vector<std::shared_ptr<Conn>> tl_conns;
 // decisions do not pay for the connection (nor fall back for it).
 std::mutex g_mu;
 std::vector<asio::io_context*> g_ios;
+std::atomic<uint64_t> g_workers{0};  // g_ios.size(): the holders of leases in this process
 std::vector<std::weak_ptr<RedisStore::Shared>> g_stores;
 
 // On a worker thread: its connection to `sh`'s store (made when missing);
@@ -629,6 +662,7 @@ WorkerBinding::WorkerBinding(asio::io_context& io) {
   {
     std::lock_guard lock(g_mu);
     g_ios.push_back(&io);
+    g_workers.store(g_ios.size(), std::memory_order_relaxed);
     for (const auto& w : g_stores)
       if (auto sh = w.lock(); sh && !sh->retired.load()) live.push_back(std::move(sh));
   }
@@ -639,6 +673,7 @@ WorkerBinding::~WorkerBinding() {
   {
     std::lock_guard lock(g_mu);
     g_ios.erase(std::remove(g_ios.begin(), g_ios.end(), tl_io), g_ios.end());
+    g_workers.store(g_ios.size(), std::memory_order_relaxed);
   }
   for (auto& c : tl_conns) c->close();
   tl_conns.clear();
@@ -684,7 +719,11 @@ void RedisStore::decide(filters::GlobalCheck check, Done done) {
     done(filters::StoreOutcome::kUnavailable, filters::RateLimitDecision{});
     return;
   }
-  conn_for(shared_).submit(std::move(check), std::move(done));
+  const auto& st = shared_->settings;
+  const uint64_t holders = uint64_t{std::max<uint32_t>(1, st.expected_replicas)} *
+                           std::max<uint64_t>(1, g_workers.load(std::memory_order_relaxed));
+  const uint64_t lease_cap = filters::LeaseBook::cap(check, st.lease_percent, holders);
+  conn_for(shared_).submit(std::move(check), std::move(done), lease_cap);
 }
 
 void RedisStore::note_fallback(std::string_view route) {

@@ -31,6 +31,9 @@
 //  - Answers: done() runs from the reply's read handler, on the worker; the
 //    exchange's wait (exchange_driver.cc, await_pending) cancels its timer
 //    there and then, not through a posted cancel.
+//  - Leases (filters/global_lease.h): a busy key's call also asks for the
+//    decisions it will likely need in the next 50 ms, and submit() answers
+//    from them without a round trip; settings().lease_percent bounds them.
 //  - Budget: a decision not answered within settings().budget is answered
 //    kUnavailable at once (one timer per connection, for the oldest waiting
 //    request, left running while it wakes early enough: not re-armed per
@@ -77,6 +80,9 @@ struct StoreMetrics {
   std::atomic<int64_t> connected{0};      // workers' connections open now
   std::atomic<uint64_t> fallbacks{0};     // failureMode open: counted locally
   std::atomic<uint64_t> refused{0};       // failureMode closed: 503
+  std::atomic<uint64_t> lease_decisions{0};  // answered from a lease (global_lease.h), no round trip
+  std::atomic<uint64_t> leased{0};           // places leased by the store
+  std::atomic<uint64_t> lease_unused{0};     // of which: ended unused (counted by the store, used by nobody)
 };
 
 // The process's counters (every store, every worker).

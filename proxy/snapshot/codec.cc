@@ -323,6 +323,7 @@ ojson enc(const RateLimitStore& s) {
   if (s.database != 0) o["database"] = s.database;
   o["budgetMs"] = ms(s.budget);
   o["expectedReplicas"] = s.expected_replicas;
+  o["leasePercent"] = s.lease_percent;
   o["keyPrefix"] = s.key_prefix;
   return o;
 }
@@ -877,6 +878,7 @@ class Reader {
     get(j, "database", s.database);
     get(j, "budgetMs", s.budget);
     get(j, "expectedReplicas", s.expected_replicas);
+    get(j, "leasePercent", s.lease_percent);
     get(j, "keyPrefix", s.key_prefix);
   }
 

@@ -152,6 +152,9 @@ struct RateLimitStore {
   uint32_t database = 0;        // SELECT
   Millis budget{5};             // per decision; then the route's failureMode
   uint32_t expected_replicas = 1;  // the fallback divides each limit by this
+  // Leases (global_lease.h): all holders together may reserve at most this
+  // percentage of a limit ahead of their requests; 0: one decision per request.
+  uint32_t lease_percent = 1;
   std::string key_prefix = "gantry:rl:";
   bool operator==(const RateLimitStore&) const = default;
 };

@@ -252,6 +252,7 @@ class Validator {
         e_.add(at, "address " + quote(st->address) + " must be host:port ([v6]:port)");
       if (st->budget.count() <= 0 || st->budget.count() > 10000) e_.add(at, "budgetMs must be from 1 to 10000");
       if (st->expected_replicas == 0) e_.add(at, "expectedReplicas must be > 0");
+      if (st->lease_percent > 100) e_.add(at, "leasePercent must be from 0 to 100");
       if (st->key_prefix.size() > 64 || st->key_prefix.find_first_of("{}") != std::string::npos)
         e_.add(at, "keyPrefix must be at most 64 bytes without '{' or '}' (the proxy adds the hash tag)");
       if (st->database > 15) e_.add(at, "database must be from 0 to 15");

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Global rate limits, end to end (issue 16): a route limited with
 # rateLimit.scope global (Redis on loopback; a limit high enough never to
-# refuse, so every request pays one decision) against the bare route of the
-# same proxy, in the same run.
+# refuse, so every request is decided) against the bare route of the same
+# proxy, in the same run. Two limited targets:
+#  - "leases": the default store settings (leasePercent 1): one busy key
+#    (all the load comes from one client IP) is answered mostly from leases
+#    (docs/policies.md, "Leases"), a round trip per lease;
+#  - "per request": a second proxy, the same binary and settings but
+#    leasePercent 0: every request waits for its decision's round trip
+#    (batched and coalesced per worker). This is the cost of a limit on many
+#    keys of low rate each, where leases do not apply.
 #
 # - Backend: nginx, one worker, `return 200`. Store: redis-server, no
 #   persistence. Both with wrk on CPU 1.
@@ -52,6 +59,8 @@ backend_port=19301
 redis_port=19302
 proxy_port=19303
 stats_port=19304
+proxy2_port=19305
+stats2_port=19306
 cpu_proxy=0
 cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
@@ -84,35 +93,50 @@ wait_port "$backend_port"
 wait_port "$redis_port"
 
 backends='"backends": [{"cluster": "bench/echo:80", "weight": 1}]'
-cat >"$tmp/snapshot.json" <<JSON
+for lease in 1 0; do
+cat >"$tmp/snapshot-$lease.json" <<JSON
 {"version": 1,
  "routes": [{"namespace": "bench", "name": "rl", "creationTimestamp": 1, "rules": [
    {"matches": [{"path": {"type": "PathPrefix", "value": "/limited"}}], $backends,
     "filters": {"rateLimit": {"requests": 1000000000, "intervalMs": 1000, "key": "ClientIP", "scope": "global"}}},
    {"matches": [{"path": {"type": "PathPrefix", "value": "/bare"}}], $backends}]}],
  "clusters": [{"name": "bench/echo:80", "endpoints": [{"address": "127.0.0.1", "port": $backend_port}]}],
- "rateLimitStore": {"address": "127.0.0.1:$redis_port", "budgetMs": 5, "expectedReplicas": 1}}
+ "rateLimitStore": {"address": "127.0.0.1:$redis_port", "budgetMs": 5, "expectedReplicas": 1,
+                    "leasePercent": $lease}}
 JSON
-taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$proxy_port" \
-  --admin-listen off --stats-listen "127.0.0.1:$stats_port" --control-socket "$tmp/proxy.sock" \
-  --snapshot-file "$tmp/snapshot.json" --drain-seconds 0 --access-log off >"$tmp/proxy.log" 2>&1 &
-proxy_pid=$!
-pids+=($!)
-wait_port "$proxy_port" || { cat "$tmp/proxy.log" >&2; exit 1; }
-for path in /bare/a /limited/a; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$proxy_port$path" || true)
-  [ "$code" = 200 ] || { echo "bench: $path answers $code" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
 done
-curl -s -D - -o /dev/null "http://127.0.0.1:$proxy_port/limited/a" | grep -qi '^ratelimit-limit: 1000000000' ||
-  { echo "bench: /limited carries no RateLimit-Limit of the global limit" >&2; exit 1; }
+start_proxy() {  # name port stats_port lease_percent
+  taskset -c "$cpu_proxy" "$bin/gantry-proxy" --workers 1 --http-listen "127.0.0.1:$2" \
+    --admin-listen off --stats-listen "127.0.0.1:$3" --control-socket "$tmp/$1.sock" \
+    --snapshot-file "$tmp/snapshot-$4.json" --drain-seconds 0 --access-log off >"$tmp/$1.log" 2>&1 &
+  pids+=($!)
+  wait_port "$2" || { cat "$tmp/$1.log" >&2; exit 1; }
+  for path in /bare/a /limited/a; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2$path" || true)
+    [ "$code" = 200 ] || { echo "bench: $path answers $code" >&2; cat "$tmp/$1.log" >&2; exit 1; }
+  done
+  curl -s -D - -o /dev/null "http://127.0.0.1:$2/limited/a" | grep -qi '^ratelimit-limit: 1000000000' ||
+    { echo "bench: /limited carries no RateLimit-Limit of the global limit" >&2; exit 1; }
+}
+start_proxy proxy "$proxy_port" "$stats_port" 1
+proxy_pid=$!
+start_proxy proxy2 "$proxy2_port" "$stats2_port" 0
+proxy2_pid=$!
 
-metric() {  # name -> value
-  curl -s "http://127.0.0.1:$stats_port/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+metric() {  # stats_port name -> value
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
 }
 hz=$(getconf CLK_TCK)
-# path -> "rps p50_ms requests proxy_cpu_us_per_request redis_cpu_us_per_request errors"
-run_wrk() {  # path conns
-  local url="http://127.0.0.1:$proxy_port$1" conns=$2 out p0 p1 r0 r1
+# The targets: name -> "port path pid".
+declare -A target=([bare]="$proxy_port /bare/a $proxy_pid" [leases]="$proxy_port /limited/a $proxy_pid"
+                   [perreq]="$proxy2_port /limited/a $proxy2_pid")
+declare -A label=([bare]="bare" [leases]="global limit, leases" [perreq]="global limit, per request")
+names="bare leases perreq"
+# name conns -> "rps p50_ms requests proxy_cpu_us_per_request redis_cpu_us_per_request errors"
+run_wrk() {
+  local port path proxy_pid conns=$2 out p0 p1 r0 r1
+  read -r port path proxy_pid <<<"${target[$1]}"
+  local url="http://127.0.0.1:$port$path"
   taskset -c "$cpu_load" wrk -t1 -c"$conns" -d1s "$url" >/dev/null 2>&1 || true  # warm-up
   p0=$(cpu_ticks "$proxy_pid")
   r0=$(cpu_ticks "$redis_pid")
@@ -129,10 +153,12 @@ run_wrk() {  # path conns
           (n > 0 ? rc * 1e6 / hz / n : 0), (err == "" ? "none" : err) }' <<<"$out"
 }
 
-# path -> "p50_ms p99_ms requests errors": h2load at a fixed rate, every
+# name -> "p50_ms p99_ms requests errors": h2load at a fixed rate, every
 # response time from its log.
 run_fixed() {
-  local url="http://127.0.0.1:$proxy_port$1" log="$tmp/h2load.log"
+  local port path pid
+  read -r port path pid <<<"${target[$1]}"
+  local url="http://127.0.0.1:$port$path" log="$tmp/h2load.log"
   rm -f "$log"
   taskset -c "$cpu_load" h2load --h1 -c16 --rps "$rps_per_conn" -D "$secs" --warm-up-time 1 \
     --log-file "$log" "$url" >"$tmp/h2load.out" 2>&1 || true
@@ -145,26 +171,18 @@ run_fixed() {
 declare -A samples
 for r in $(seq 1 "$rounds"); do
   for conns in $conns_list; do
-    for path in /bare/a /limited/a; do
-      line=$(run_wrk "$path" "$conns")
-      samples[$conns$path]+="$line"$'\n'
-      echo "round $r/$rounds -c$conns $path: $line" >&2
+    for n in $names; do
+      line=$(run_wrk "$n" "$conns")
+      samples[$conns$n]+="$line"$'\n'
+      echo "round $r/$rounds -c$conns ${label[$n]}: $line" >&2
     done
   done
-  for path in /bare/a /limited/a; do
-    line=$(run_fixed "$path")
-    samples[fixed$path]+="$line"$'\n'
-    echo "round $r/$rounds fixed rate $path: $line" >&2
+  for n in $names; do
+    line=$(run_fixed "$n")
+    samples[fixed$n]+="$line"$'\n'
+    echo "round $r/$rounds fixed rate ${label[$n]}: $line" >&2
   done
 done
-# Over the whole run (warm-ups and the checks above included): every request
-# of the limited route is one decision.
-trips=$(metric gantry_ratelimit_store_round_trips_total)
-writes=$(metric gantry_ratelimit_store_writes_total)
-decisions=$(curl -s "http://127.0.0.1:$stats_port/metrics" |
-  awk '$1 == "gantry_ratelimit_store_requests_total{result=\"decided\"}" { print $2 }')
-unavailable=$(curl -s "http://127.0.0.1:$stats_port/metrics" |
-  awk '$1 == "gantry_ratelimit_store_requests_total{result=\"unavailable\"}" { print $2 }')
 
 median() {  # column (1-based) of the sample lines on stdin
   awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -175,28 +193,42 @@ echo "ratelimit benchmark: $rounds interleaved rounds (medians), gantry-proxy pi
 echo "throughput: wrk -t1 -c<N> -d${secs}s"
 printf "%-36s %10s %10s %12s %12s  %s\n" target "req/s" "p50 ms" "proxy us/req" "redis us/req" errors
 for conns in $conns_list; do
-  for path in /bare/a /limited/a; do
-    s=${samples[$conns$path]}
+  for n in $names; do
+    s=${samples[$conns$n]}
     errs=$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')
-    label="bare, -c$conns"; [ "$path" = /bare/a ] || label="global rate limit (Redis), -c$conns"
-    printf "%-36s %10.0f %10.3f %12.1f %12.1f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" \
+    printf "%-36s %10.0f %10.3f %12.1f %12.1f  %s\n" "${label[$n]}, -c$conns" "$(printf '%s' "$s" | median 1)" \
       "$(printf '%s' "$s" | median 2)" "$(printf '%s' "$s" | median 4)" "$(printf '%s' "$s" | median 5)" "$errs"
   done
 done
 echo "latency: h2load --h1 -c16 --rps $rps_per_conn (a fixed $((16 * rps_per_conn)) req/s) -D ${secs}s"
 printf "%-36s %10s %10s %10s  %s\n" target "p50 ms" "p99 ms" requests errors
-for path in /bare/a /limited/a; do
-  s=${samples[fixed$path]}
-  label=bare; [ "$path" = /bare/a ] || label="global rate limit (Redis)"
-  printf "%-36s %10.3f %10.3f %10.0f  %s\n" "$label" "$(printf '%s' "$s" | median 1)" "$(printf '%s' "$s" | median 2)" \
+for n in $names; do
+  s=${samples[fixed$n]}
+  printf "%-36s %10.3f %10.3f %10.0f  %s\n" "${label[$n]}" "$(printf '%s' "$s" | median 1)" "$(printf '%s' "$s" | median 2)" \
     "$(printf '%s' "$s" | median 3)" "$(printf '%s' "$s" | awk '{ $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' | sort -u | paste -sd'|')"
 done
-for conns in $conns_list; do
-  awk -v a="$(printf '%s' "${samples[$conns/limited/a]}" | median 1)" -v b="$(printf '%s' "${samples[$conns/bare/a]}" | median 1)" \
-    -v p="$(printf '%s' "${samples[$conns/limited/a]}" | median 2)" -v q="$(printf '%s' "${samples[$conns/bare/a]}" | median 2)" \
-    -v c="$conns" 'BEGIN { printf "-c%d: ratio limited / bare %.3f (target >= 0.85), p50 overhead %.3f ms (target < 0.2 ms)\n", c, a / b, p - q }'
+for n in leases perreq; do
+  echo "${label[$n]}:"
+  for conns in $conns_list; do
+    awk -v a="$(printf '%s' "${samples[$conns$n]}" | median 1)" -v b="$(printf '%s' "${samples[${conns}bare]}" | median 1)" \
+      -v p="$(printf '%s' "${samples[$conns$n]}" | median 2)" -v q="$(printf '%s' "${samples[${conns}bare]}" | median 2)" \
+      -v c="$conns" 'BEGIN { printf "  -c%d: ratio limited / bare %.3f (target >= 0.85), p50 overhead %.3f ms (target < 0.2 ms)\n", c, a / b, p - q }'
+  done
+  awk -v p="$(printf '%s' "${samples[fixed$n]}" | median 1)" -v q="$(printf '%s' "${samples[fixedbare]}" | median 1)" \
+    'BEGIN { printf "  p50 overhead at the fixed rate: %.3f ms (target < 0.2 ms)\n", p - q }'
 done
-awk -v p="$(printf '%s' "${samples[fixed/limited/a]}" | median 1)" -v q="$(printf '%s' "${samples[fixed/bare/a]}" | median 1)" \
-  'BEGIN { printf "p50 overhead at the fixed rate: %.3f ms (target < 0.2 ms)\n", p - q }'
-awk -v t="$trips" -v w="$writes" -v d="$decisions" -v u="${unavailable:-0}" \
-  'BEGIN { printf "store: %d decisions, %d unavailable; %.3f Redis round trips and %.3f socket writes per decision (handshakes included)\n", d, u, (d > 0 ? t / d : 0), (d > 0 ? w / d : 0) }'
+# Over the whole run (warm-ups and the checks above included): every request
+# of a limited route is one decision, the store's or a lease's.
+for sp in "$stats_port leases" "$stats2_port perreq"; do
+  read -r port n <<<"$sp"
+  m=$(curl -s "http://127.0.0.1:$port/metrics")
+  awk -v name="${label[$n]}" '
+    $1 == "gantry_ratelimit_store_round_trips_total" { t = $2 }
+    $1 == "gantry_ratelimit_store_writes_total" { w = $2 }
+    $1 == "gantry_ratelimit_store_requests_total{result=\"decided\"}" { d = $2 }
+    $1 == "gantry_ratelimit_store_requests_total{result=\"lease\"}" { l = $2 }
+    $1 == "gantry_ratelimit_store_requests_total{result=\"unavailable\"}" { u = $2 }
+    $1 == "gantry_ratelimit_lease_unused_total" { x = $2 }
+    END { n = d + l; printf "%s: %d decisions (%d from leases, %d leased places unused), %d unavailable; %.4f Redis round trips and %.4f socket writes per decision (handshakes included)\n",
+          name, n, l, x, u, (n > 0 ? t / n : 0), (n > 0 ? w / n : 0) }' <<<"$m"
+done

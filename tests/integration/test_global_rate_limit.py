@@ -301,8 +301,9 @@ def test_concurrent_decisions_share_script_calls(dataplane, echo, redis):
     (a batch): 24 concurrent HTTP/2 streams on one connection (h2load) cost
     far fewer round trips than decisions, and every request is still counted
     exactly once (the probe after them sees the count of all of them)."""
-    # /probe: 1,000 an hour, so no refill during the test: exact counts.
-    snap = global_snapshot(echo, store(redis.port, budgetMs=2000))
+    # /probe: 1,000 an hour, so no refill during the test: exact counts. No
+    # leases (test_leases_...): this counts the store's decisions one by one.
+    snap = global_snapshot(echo, store(redis.port, budgetMs=2000, leasePercent=0))
     p = dataplane.proxy(snap, workers=1)
 
     def probe():
@@ -323,6 +324,71 @@ def test_concurrent_decisions_share_script_calls(dataplane, echo, redis):
     assert probe() == 999 - 481, "every request counted once"
     assert trips <= decisions / 3, f"{trips} round trips for {decisions} decisions: no batching"
     assert metric(p, "gantry_ratelimit_fallback_total") == 0
+
+
+def h2load_statuses(out):
+    """(2xx, 4xx) counts from h2load's report."""
+    m = re.search(r"status codes: (\d+) 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    assert m and m.group(3) == "0", out
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_leases_hold_a_busy_key_to_its_limit(dataplane, echo, redis):
+    """A busy key's calls also lease decisions ahead (global_lease.h): two
+    replicas hammering one key of a limit of 3,000 an hour (refill: under one
+    request per second) answer most requests from leases, with far fewer
+    round trips than decisions, and admit exactly what the store counted less
+    what leases left unused: never more than the limit, and not less than 95%
+    of it."""
+    # The default share (1%) over 2 expected replicas of 1 worker each: leases
+    # of at most 15 decisions.
+    snap = global_snapshot(echo, store(redis.port, budgetMs=2000), requests=3000, interval_ms=3600000)
+    reps = [dataplane.proxy(snap, name=n, workers=1) for n in ("a", "b")]
+    for p in reps:
+        wait_until(lambda: metric(p, "gantry_ratelimit_store_round_trips_total") >= 1, 10, "the store handshake")
+    trips0 = sum(metric(p, "gantry_ratelimit_store_round_trips_total") for p in reps)
+    t0 = time.monotonic()
+    loads = [subprocess.Popen(["h2load", "-n", "2200", "-c", "4", "-m", "8", "-H", "x-tenant: busy",
+                               f"http://127.0.0.1:{p.http_port}/limited/x"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in reps]
+    outs = [l.communicate(timeout=120)[0] for l in loads]
+    elapsed = time.monotonic() - t0
+    counts = [h2load_statuses(o) for o in outs]
+    admitted = sum(c[0] for c in counts)
+    refused = sum(c[1] for c in counts)
+    leased = sum(metric(p, "gantry_ratelimit_store_requests_total", '{result="lease"}') for p in reps)
+    decided_ = sum(decided(p) for p in reps)
+    places = sum(metric(p, "gantry_ratelimit_lease_places_total") for p in reps)
+    unused = sum(metric(p, "gantry_ratelimit_lease_unused_total") for p in reps)
+    trips = sum(metric(p, "gantry_ratelimit_store_round_trips_total") for p in reps) - trips0
+    print(f"admitted {admitted} ({[c[0] for c in counts]}), refused {refused} in {elapsed:.1f} s; "
+          f"{leased:.0f} answered from leases of {places:.0f} places ({unused:.0f} unused), "
+          f"{decided_:.0f} by the store in {trips:.0f} round trips")
+    assert admitted + refused == 4400
+    assert sum(metric(p, "gantry_ratelimit_fallback_total") for p in reps) == 0
+    # The refill over the run: 3,000 an hour.
+    refill = int(elapsed * 3000 / 3600) + 1
+    assert admitted <= 3000 + refill, "more than the limit"
+    assert admitted >= 0.95 * 3000, "leases left too much unused"
+    assert leased > 1000, "a busy key is answered from leases"
+    assert leased <= places and unused <= places - leased
+    assert trips <= (leased + decided_) / 4, "leases spare round trips"
+    # What the store counted, the leases' unused places included, is the
+    # limit (and its refill): nothing admitted escapes the count.
+    assert 3000 <= admitted + unused <= 3000 + refill
+
+
+def test_lease_percent_zero_decides_each_request(dataplane, echo, redis):
+    """leasePercent 0: every decision is the store's, none from a lease."""
+    snap = global_snapshot(echo, store(redis.port, budgetMs=2000, leasePercent=0), requests=3000,
+                           interval_ms=3600000)
+    p = dataplane.proxy(snap, workers=1)
+    out = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "8", "-H", "x-tenant: busy",
+                          f"http://127.0.0.1:{p.http_port}/limited/x"], capture_output=True, text=True, timeout=60)
+    assert h2load_statuses(out.stdout) == (400, 0)
+    assert metric(p, "gantry_ratelimit_store_requests_total", '{result="lease"}') == 0
+    assert metric(p, "gantry_ratelimit_lease_places_total") == 0
+    assert decided(p) == 400
 
 
 def redis_calls(redis, command):
@@ -549,12 +615,13 @@ def test_controller_passes_the_store(dataplane, echo, redis, workdir):
     ctl = Controller(dataplane.manager, workdir, manifests, sock)
     base_argv = ctl.argv
     ctl.argv = lambda: base_argv() + ["--ratelimit-store", f"127.0.0.1:{redis.port}", "--ratelimit-budget", "2s",
-                                      "--ratelimit-expected-replicas", "3"]
+                                      "--ratelimit-expected-replicas", "3", "--ratelimit-lease-percent", "5"]
     ctl.start()
     wait_until(lambda: (proxy.config_dump() or {}).get("rateLimitStore") is not None, 20,
                "the snapshot with the store", on_timeout=lambda: tail(ctl.log))
     st = proxy.config_dump()["rateLimitStore"]
     assert st["address"] == f"127.0.0.1:{redis.port}" and st["budgetMs"] == 2000 and st["expectedReplicas"] == 3, st
+    assert st["leasePercent"] == 5, st
     conds = ctl.route_conditions("default", "g")
     assert conds and conds["Accepted"]["status"] == "True", conds
     statuses = [proxy.get("/").status for _ in range(5)]
