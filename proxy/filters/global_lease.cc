@@ -27,6 +27,10 @@ bool LeaseBook::take(const GlobalCheck& check, Clock::time_point now, RateLimitD
   auto it = keys_.find(check.key);
   if (it == keys_.end()) {
     if (keys_.size() >= kMaxKeys) {
+      // At most one sweep per period: with more busy keys than kMaxKeys, a
+      // sweep per new key would cost a pass over the table per decision.
+      if (now - last_purge_ < kTtl) return false;
+      last_purge_ = now;
       purge(now);
       if (keys_.size() >= kMaxKeys) return false;
     }

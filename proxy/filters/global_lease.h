@@ -103,6 +103,7 @@ class LeaseBook {
   void purge(Clock::time_point now);
 
   std::unordered_map<std::string, Entry> keys_;
+  Clock::time_point last_purge_{};
   uint64_t leased_ = 0, unused_ = 0;
 };
 

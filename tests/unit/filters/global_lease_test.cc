@@ -258,7 +258,11 @@ TEST(LeaseBook, KeysAreBoundedAndIdleOnesPurged) {
   GlobalCheck late = bucket(1000, 1000, "late");
   demand(b, late, 1, t0);
   EXPECT_EQ(b.size(), LeaseBook::kMaxKeys) << "full of recent keys: the new one goes without";
+  demand(b, late, 1, t0 + 2 * LeaseBook::kTtl - milliseconds(1));
+  EXPECT_EQ(b.size(), LeaseBook::kMaxKeys) << "still recent";
   demand(b, late, 1, t0 + 2 * LeaseBook::kTtl);
+  EXPECT_EQ(b.size(), LeaseBook::kMaxKeys) << "one sweep per period, not one per new key";
+  demand(b, late, 1, t0 + 3 * LeaseBook::kTtl);
   EXPECT_EQ(b.size(), 1u) << "the idle ones were purged";
 }
 
