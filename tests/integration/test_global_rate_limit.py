@@ -378,6 +378,49 @@ def test_leases_hold_a_busy_key_to_its_limit(dataplane, echo, redis):
     assert 3000 <= admitted + unused <= 3000 + refill
 
 
+def test_leases_keep_windows_within_5_percent(dataplane, echo, redis, workdir):
+    """The issue's accuracy check with leases at work: 2,000 requests/s on
+    one key (a token bucket, no burst; leases of at most 10 places), two
+    replicas each loaded far beyond it: accepted per one-second window is
+    2,000 +-5% over ten windows (each window +-10%, as the test without
+    leases allows: windows are cut on the client's clock)."""
+    snap = global_snapshot(echo, store(redis.port, budgetMs=500), requests=2000, interval_ms=1000)
+    reps = [dataplane.proxy(snap, name=n, workers=1) for n in ("a", "b")]
+    logs = [workdir / f"h2load-{i}.log" for i in range(2)]
+    loads = [subprocess.Popen(["h2load", "-D", "13", "-c", "4", "-m", "4", "--log-file", str(log), "-H",
+                               "x-tenant: windows", f"http://127.0.0.1:{p.http_port}/limited/x"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for p, log in zip(reps, logs)]
+    outs = [l.communicate(timeout=120)[0] for l in loads]
+    done = []  # (completion time in s, status)
+    for out, log in zip(outs, logs):
+        assert "status codes:" in out, out
+        for line in log.read_text().splitlines():
+            start_us, status, took_us = line.split("\t")[:3]
+            done.append(((int(start_us) + int(took_us)) / 1e6, int(status)))
+    assert {s for _, s in done} <= {200, 429}, {s for _, s in done}
+    t0 = min(t for t, _ in done) + 2.0  # the full bucket (2,000) is spent; the steady state begins
+    windows = [0] * 10
+    refused = 0
+    for t, status in done:
+        k = int((t - t0) // 1.0)
+        if 0 <= k < 10:
+            if status == 200:
+                windows[k] += 1
+            else:
+                refused += 1
+    leased = sum(metric(p, "gantry_ratelimit_store_requests_total", '{result="lease"}') for p in reps)
+    unused = sum(metric(p, "gantry_ratelimit_lease_unused_total") for p in reps)
+    print(f"accepted per window: {windows}; refused {refused}; {leased:.0f} answered from leases, "
+          f"{unused:.0f} leased places unused")
+    assert sum(metric(p, "gantry_ratelimit_fallback_total") for p in reps) == 0
+    assert refused > 10 * 2000, "the load must exceed the limit for the windows to measure it"
+    assert leased > 0, "leases were at work"
+    assert 19000 <= sum(windows) <= 21000, windows
+    for k, n in enumerate(windows):
+        assert 1800 <= n <= 2200, f"window {k}: {n} accepted, limit 2,000 (all: {windows})"
+
+
 def test_lease_percent_zero_decides_each_request(dataplane, echo, redis):
     """leasePercent 0: every decision is the store's, none from a lease."""
     snap = global_snapshot(echo, store(redis.port, budgetMs=2000, leasePercent=0), requests=3000,
