@@ -25,8 +25,9 @@
 #                            decision-cache hit) as a ratio to the bare route, same proxy, same run
 #                            (GANTRY_BENCH_SECONDS per run, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
 #   hack/bench.sh ratelimit  a route with a global rate limit (Redis on loopback, never refusing) against
-#                            the bare route, same proxy, same run: req/s ratio, p50 overhead, Redis round
-#                            trips per decision (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3)
+#                            the bare route, same run: with leases (the default) and per request (a second
+#                            proxy, leasePercent 0): req/s ratio, p50 overhead, Redis round trips per
+#                            decision (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3)
 #   hack/bench.sh h2         HTTP/2: h2load (h2c, 16 connections x 10 streams) through Gantry, nginx (http2)
 #                            and HAProxy (proto h2) to one HTTP/1.1 backend, then gRPC unary calls with ghz
 #                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
