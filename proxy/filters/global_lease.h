@@ -18,9 +18,10 @@
 //   window, whichever comes first) are lost: counted, used by nobody. That
 //   happens when a key's demand drops, at most once per lease, and only ever
 //   admits fewer than the limit, never more.
-// - Sizing. A key is leased as many places as it had decisions on this
+// - Sizing. A key is leased half as many places as it had decisions on this
 //   worker in the last kTtl (the larger of the current and the previous
-//   period: the lease should last about one kTtl), at most `cap` (cap():
+//   period: the lease should be used up in about kTtl / 2, well before it
+//   ends), at most `cap` (cap():
 //   the limit's capacity x percent / 100 / holders, holders being the expected
 //   replicas x the workers of this process: with the default 1%, every
 //   holder's leases together stay within about 1% of a limit). Below

@@ -76,11 +76,11 @@ TEST(LeaseBook, NoLeaseWithoutDemandNorBelowTheMinimum) {
   EXPECT_EQ(b.ask(c, 1, 1000, t0), 0u) << "a key never seen";
   demand(b, c, 1, t0);
   EXPECT_EQ(b.ask(c, 1, 1000, t0), 0u) << "one decision is no demand";
-  demand(b, c, 2, t0);
-  EXPECT_EQ(b.ask(c, 3, 1000, t0), 0u) << "3 < kMinLease";
+  demand(b, c, 6, t0);
+  EXPECT_EQ(b.ask(c, 3, 1000, t0), 0u) << "half of 7 < kMinLease";
   demand(b, c, 1, t0);
   EXPECT_EQ(b.ask(c, 4, 0, t0), 0u) << "a cap below the minimum: no leases for the limit";
-  EXPECT_EQ(b.ask(c, 4, 1000, t0), 4u) << "4 decisions in the period";
+  EXPECT_EQ(b.ask(c, 4, 1000, t0), 4u) << "half the 8 decisions of the period";
 }
 
 TEST(LeaseBook, SizedByThePeriodsDemandAndCapped) {
@@ -90,17 +90,17 @@ TEST(LeaseBook, SizedByThePeriodsDemandAndCapped) {
   demand(b, c, 300, t0);
   EXPECT_EQ(b.ask(c, 1, 100, t0), 100u) << "capped";
   b.settle(c);
-  EXPECT_EQ(b.ask(c, 1, 1000, t0), 300u);
+  EXPECT_EQ(b.ask(c, 1, 1000, t0), 150u) << "half the period's demand";
   EXPECT_EQ(b.ask(c, 1, 1000, t0), 0u) << "one ask out per key";
   b.settle(c);
   // The next period: the previous one's demand still counts...
   const Clock::time_point t1 = t0 + LeaseBook::kTtl;
   demand(b, c, 10, t1);
-  EXPECT_EQ(b.ask(c, 1, 1000, t1), 300u);
+  EXPECT_EQ(b.ask(c, 1, 1000, t1), 150u);
   b.settle(c);
   // ...and after two quiet periods only what came since.
   const Clock::time_point t3 = t1 + 3 * LeaseBook::kTtl;
-  demand(b, c, 5, t3);
+  demand(b, c, 10, t3);
   EXPECT_EQ(b.ask(c, 1, 1000, t3), 5u);
 }
 
@@ -108,7 +108,7 @@ TEST(LeaseBook, ALeaseAnswersTheStoresNumbersForEachPlace) {
   LeaseBook b;
   const GlobalCheck c = bucket(100, 1000);  // capacity 100
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 8, t0);
+  demand(b, c, 16, t0);
   const uint64_t extra = b.ask(c, 2, 50, t0);
   ASSERT_EQ(extra, 8u);
   // The call carried 2 real decisions and 8 more: all admitted.
@@ -134,7 +134,7 @@ TEST(LeaseBook, ALeaseHoldsOnlyWhatTheRealDecisionsLeft) {
   LeaseBook b;
   const GlobalCheck c = bucket(100, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 20, t0);
+  demand(b, c, 40, t0);
   const uint64_t extra = b.ask(c, 5, 50, t0);
   ASSERT_EQ(extra, 20u);
   // 3 tokens left in the bucket: the 3 first real decisions took them.
