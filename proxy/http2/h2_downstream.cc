@@ -62,9 +62,17 @@ uint64_t block_bytes(std::span<const Field> fields) {
 }  // namespace
 
 Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Stream> stream,
-                                                           std::string client_ip, bool tls,
-                                                           std::string peer_ip) {
-  std::unique_ptr<H2Downstream> d(new H2Downstream(std::move(stream)));
+                                                           std::string_view client_ip, bool tls,
+                                                           std::string_view peer_ip) {
+  return create(nullptr, std::move(stream), client_ip, tls, peer_ip);
+}
+
+Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::unique_ptr<H2Downstream> spare,
+                                                           std::shared_ptr<Stream> stream,
+                                                           std::string_view client_ip, bool tls,
+                                                           std::string_view peer_ip) {
+  std::unique_ptr<H2Downstream> d = spare ? std::move(spare) : std::unique_ptr<H2Downstream>(new H2Downstream());
+  d->stream_ = std::move(stream);
   const RequestHead& h = d->stream_->head();
   std::string_view method = h.method;
   if (h.method == "CONNECT") {
@@ -88,8 +96,8 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   if (!host.ok()) return host.error();
   d->path_ = std::move(target->path);
   d->host_ = std::move(*host);
-  d->client_ip_ = std::move(client_ip);
-  d->peer_ip_ = std::move(peer_ip);
+  d->client_ip_.assign(client_ip);
+  d->peer_ip_.assign(peer_ip);
   d->headers_.reserve(h.headers.size());
   for (const Field& f : h.headers) {
     // The handshake's own fields are the gateway's to make on a tunnel.
@@ -122,6 +130,19 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   r.tls = tls;
   d->bytes_received = h.method.size() + h.scheme.size() + h.authority.size() + h.path.size() + block_bytes(h.headers);
   return d;
+}
+
+void H2Downstream::recycle() {
+  stream_.reset();
+  info_ = exchange::RequestInfo{};
+  for (std::string* s : {&host_, &path_, &client_ip_, &peer_ip_, &websocket_key_}) s->clear();
+  headers_.clear();
+  trailers_.clear();
+  grpc_ = tunnel_ = tunnel_open_ = head_sent_ = false;
+  head_body_sent_ = 0;
+  body_read_ = 0;
+  bytes_received = bytes_sent = 0;
+  relays_h1_chunked = false;
 }
 
 asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
