@@ -9,7 +9,7 @@
 #                            the same interleaved data-plane rounds, then instructions per request of each
 #                            (how the Dockerfile's build type was chosen, docs/BENCHMARKS.md)
 #   hack/bench.sh instructions  instructions (callgrind) and heap allocations (memcheck) per proxied
-#                            request vs nginx and HAProxy
+#                            request vs nginx and HAProxy, then instructions per h2 request vs HAProxy
 #   hack/bench.sh rss        proxy memory with a 1,000-route snapshot and 64, then 10,000 idle keep-alive
 #                            connections, then 10,000 idle h2c connections
 #   hack/bench.sh routes     req/s matching the first, middle and last of N regex rules (N = 10, 100,
@@ -115,6 +115,8 @@ fi
 if [ "$what" = all ] || [ "$what" = instructions ]; then
   echo
   bash tests/bench/instructions_bench.sh build/bin
+  echo
+  bash tests/bench/h2_instructions_bench.sh build/bin
 fi
 if [ "$what" = all ] || [ "$what" = rss ]; then
   echo

@@ -148,13 +148,11 @@ Stream::Stream(std::shared_ptr<Core> core, int32_t id, RequestHead head, bool en
       id_(id),
       head_(std::move(head)),
       ended_(ended),
-      head_ended_(ended),
-      signal_(core_->executor()),
-      write_signal_(core_->executor()) {}
+      head_ended_(ended) {}
 
 void Stream::notify() {
-  signal_.cancel();
-  write_signal_.cancel();
+  if (signal_) signal_->cancel();
+  if (write_signal_) write_signal_->cancel();
 }
 
 // Reader and writer wait on timers of their own: an exchange may read the
@@ -162,9 +160,10 @@ void Stream::notify() {
 // a shared timer would cancel the other side's wait.
 asio::awaitable<void> Stream::wait(bool writer) {
   error_code ec;
-  auto& t = writer ? write_signal_ : signal_;
-  t.expires_at(asio::steady_timer::time_point::max());
-  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  std::optional<asio::steady_timer>& t = writer ? write_signal_ : signal_;
+  if (!t) t.emplace(core_->executor());
+  t->expires_at(asio::steady_timer::time_point::max());
+  co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 asio::awaitable<BodyPiece> Stream::read_body() {
@@ -188,6 +187,13 @@ asio::awaitable<BodyPiece> Stream::read_body() {
 }
 
 bool Stream::send_head_now(int status, std::span<const Field> fields, bool end_stream) {
+  if (closed_) return false;
+  core_->session().respond(id_, status, fields, end_stream);
+  core_->wake_writer();
+  return true;
+}
+
+bool Stream::send_head_now(int status, std::span<const FieldView> fields, bool end_stream) {
   if (closed_) return false;
   core_->session().respond(id_, status, fields, end_stream);
   core_->wake_writer();

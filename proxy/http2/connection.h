@@ -29,6 +29,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -69,6 +70,7 @@ class Stream {
   // buffer takes and returns how much (all of it, and the end sent with
   // `end_stream`, or less: send_body() does the rest); false/0 once closed.
   bool send_head_now(int status, std::span<const Field> fields, bool end_stream);
+  bool send_head_now(int status, std::span<const FieldView> fields, bool end_stream);
   size_t send_body_now(std::string_view data, bool end_stream);
   boost::asio::awaitable<bool> send_trailers(std::span<const Field> fields);
   void reset(ErrorCode code);
@@ -89,8 +91,11 @@ class Stream {
   bool end_told_ = false;
   bool closed_ = false;
   ErrorCode close_code_ = ErrorCode::kNoError;
-  boost::asio::steady_timer signal_;
-  boost::asio::steady_timer write_signal_;
+  // Made at the first wait (a stream whose answer goes out at once, the
+  // common case, never waits: a timer's construction looks its service up
+  // under the io_context's lock).
+  std::optional<boost::asio::steady_timer> signal_;
+  std::optional<boost::asio::steady_timer> write_signal_;
 };
 
 using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -19,25 +20,11 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The fields of an answer being sent, reused from one answer to the next on
-// the worker's thread (their strings keep their capacity): filled and handed
-// to the codec, which copies them, with no wait in between.
-struct FieldScratch {
-  std::vector<Field> v;
-  size_t n = 0;
-  Field& next() {
-    if (n == v.size()) v.emplace_back();
-    return v[n++];
-  }
-  std::span<const Field> fields() const { return {v.data(), n}; }
-};
-
-void add_field(FieldScratch& out, std::string_view name, std::string_view value) {
-  Field& f = out.next();
-  f.name.assign(name);
-  http::chars::lower_ascii(f.name);
-  f.value.assign(value);
-}
+// The fields of an answer relayed from the exchange: views into its head
+// (names as the upstream wrote them: the codec lowers them), reused from one
+// answer to the next on the worker's thread; the codec copies them before
+// send_head_now() returns.
+thread_local std::vector<FieldView> answer_fields;
 
 void add_field(std::vector<Field>& out, std::string_view name, std::string_view value) {
   Field& f = out.emplace_back();
@@ -53,18 +40,27 @@ bool framing_field(std::string_view name) {
 
 // What a header block counts for bytes_received / bytes_sent: field names
 // and values before HPACK (the access log's bytesIn / bytesOut on HTTP/2).
-uint64_t block_bytes(std::span<const Field> fields) {
+template <class Fields>
+uint64_t block_bytes(const Fields& fields) {
   uint64_t n = 0;
-  for (const Field& f : fields) n += f.name.size() + f.value.size();
+  for (const auto& f : fields) n += f.name.size() + f.value.size();
   return n;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Stream> stream,
-                                                           std::string client_ip, bool tls,
-                                                           std::string peer_ip) {
-  std::unique_ptr<H2Downstream> d(new H2Downstream(std::move(stream)));
+                                                           std::string_view client_ip, bool tls,
+                                                           std::string_view peer_ip) {
+  return create(nullptr, std::move(stream), client_ip, tls, peer_ip);
+}
+
+Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::unique_ptr<H2Downstream> spare,
+                                                           std::shared_ptr<Stream> stream,
+                                                           std::string_view client_ip, bool tls,
+                                                           std::string_view peer_ip) {
+  std::unique_ptr<H2Downstream> d = spare ? std::move(spare) : std::unique_ptr<H2Downstream>(new H2Downstream());
+  d->stream_ = std::move(stream);
   const RequestHead& h = d->stream_->head();
   std::string_view method = h.method;
   if (h.method == "CONNECT") {
@@ -88,8 +84,8 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   if (!host.ok()) return host.error();
   d->path_ = std::move(target->path);
   d->host_ = std::move(*host);
-  d->client_ip_ = std::move(client_ip);
-  d->peer_ip_ = std::move(peer_ip);
+  d->client_ip_.assign(client_ip);
+  d->peer_ip_.assign(peer_ip);
   d->headers_.reserve(h.headers.size());
   for (const Field& f : h.headers) {
     // The handshake's own fields are the gateway's to make on a tunnel.
@@ -124,6 +120,19 @@ Result<std::unique_ptr<H2Downstream>> H2Downstream::create(std::shared_ptr<Strea
   return d;
 }
 
+void H2Downstream::recycle() {
+  stream_.reset();
+  info_ = exchange::RequestInfo{};
+  for (std::string* s : {&host_, &path_, &client_ip_, &peer_ip_, &websocket_key_}) s->clear();
+  headers_.clear();
+  trailers_.clear();
+  grpc_ = tunnel_ = tunnel_open_ = head_sent_ = false;
+  head_body_sent_ = 0;
+  body_read_ = 0;
+  bytes_received = bytes_sent = 0;
+  relays_h1_chunked = false;
+}
+
 asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   if (info_.body == http::BodyKind::kNone && !tunnel_open_) co_return exchange::BodyChunk{{}, true, false};
   BodyPiece p = co_await stream_->read_body();
@@ -147,9 +156,8 @@ asio::awaitable<bool> H2Downstream::send_interim(int, std::string_view, std::spa
 }
 
 bool H2Downstream::send_fields(const exchange::ResponseHead& head) {
-  thread_local FieldScratch scratch;
-  FieldScratch& fields = scratch;
-  fields.n = 0;
+  std::vector<FieldView>& fields = answer_fields;
+  fields.clear();
   bool has_request_id = false;
   // The upstream's 101 to the WebSocket handshake opens the tunnel: the
   // client's extended CONNECT gets 200 (RFC 8441 5), without the HTTP/1.1
@@ -161,28 +169,31 @@ bool H2Downstream::send_fields(const exchange::ResponseHead& head) {
       if (tunnel && http::iequals(f.name, "sec-websocket-accept")) continue;
       if (head.edits != nullptr && head.edits->drops(f.name)) continue;
       if (http::iequals(f.name, "x-request-id")) has_request_id = true;
-      add_field(fields, f.name, f.value);
+      fields.push_back({f.name, f.value});
     }
   }
   if (head.edits != nullptr) {
-    for (const http::Header& f : head.edits->set) add_field(fields, f.name, f.value);
-    for (const http::Header& f : head.edits->add) add_field(fields, f.name, f.value);
+    for (const http::Header& f : head.edits->set) fields.push_back({f.name, f.value});
+    for (const http::Header& f : head.edits->add) fields.push_back({f.name, f.value});
   }
-  if (!has_request_id && !head.request_id.empty()) add_field(fields, "x-request-id", head.request_id);
+  if (!has_request_id && !head.request_id.empty()) fields.push_back({"x-request-id", head.request_id});
   if (head.added != nullptr) {
-    for (const auto& [name, value] : *head.added) add_field(fields, name, value);
+    for (const auto& [name, value] : *head.added) fields.push_back({name, value});
   }
+  char length[24];
   if (head.content_length && head.status != 204 && head.status != 304) {
-    add_field(fields, "content-length", std::to_string(*head.content_length));
+    const auto end = std::to_chars(length, length + sizeof(length), *head.content_length).ptr;
+    fields.push_back({"content-length", std::string_view(length, static_cast<size_t>(end - length))});
   }
-  for (const http::Header& f : head.debug) add_field(fields, f.name, f.value);
+  for (const http::Header& f : head.debug) fields.push_back({f.name, f.value});
   head_sent_ = true;
-  bytes_sent += 3 + block_bytes(fields.fields());  // :status
+  const std::span<const FieldView> all(fields);
+  bytes_sent += 3 + block_bytes(all);  // :status
   if (tunnel) {
     tunnel_open_ = true;
-    return stream_->send_head_now(200, fields.fields(), false);
+    return stream_->send_head_now(200, all, false);
   }
-  return stream_->send_head_now(head.status, fields.fields(), head.end_stream && head.body.empty());
+  return stream_->send_head_now(head.status, all, head.end_stream && head.body.empty());
 }
 
 exchange::SendNow H2Downstream::try_send_head(const exchange::ResponseHead& head) {

@@ -50,8 +50,18 @@ class H2Downstream final : public exchange::Downstream {
   // `client_ip`: the client (the peer, or the X-Forwarded-For entry a trusted
   // proxy named); `peer_ip`: the connection's peer when it differs.
   static Result<std::unique_ptr<H2Downstream>> create(std::shared_ptr<Stream> stream,
-                                                       std::string client_ip, bool tls,
-                                                       std::string peer_ip = {});
+                                                       std::string_view client_ip, bool tls,
+                                                       std::string_view peer_ip = {});
+  // The same in `spare` (a finished stream's, recycle()d; null: a new one):
+  // its strings and vectors keep their capacity, so a stream's downstream
+  // costs no allocation once the worker's spares are warm.
+  static Result<std::unique_ptr<H2Downstream>> create(std::unique_ptr<H2Downstream> spare,
+                                                       std::shared_ptr<Stream> stream,
+                                                       std::string_view client_ip, bool tls,
+                                                       std::string_view peer_ip = {});
+  // The stream's exchange is over: the stream let go and every field back to
+  // its initial value, capacities kept (for create()).
+  void recycle();
 
   const exchange::RequestInfo& request() const override { return info_; }
   // The listener the connection came in on (`name` must outlive this).
@@ -79,7 +89,7 @@ class H2Downstream final : public exchange::Downstream {
   bool grpc() const { return grpc_; }
 
  private:
-  explicit H2Downstream(std::shared_ptr<Stream> stream) : stream_(std::move(stream)) {}
+  H2Downstream() = default;
 
   std::shared_ptr<Stream> stream_;
   exchange::RequestInfo info_;
@@ -96,6 +106,7 @@ class H2Downstream final : public exchange::Downstream {
   bool head_sent_ = false;
   size_t head_body_sent_ = 0;  // bytes of the head's body queued by try_send_head()
   uint64_t body_read_ = 0;  // request body bytes read so far
+  // (A field added here is reset in recycle() too.)
 
   bool send_fields(const exchange::ResponseHead& head);  // HEADERS; false: the stream is gone
 };

@@ -401,7 +401,13 @@ struct ServerSession::Impl {
       for (char c : value) v = v * 10 + static_cast<uint64_t>(c - '0');  // digits: checked by nghttp2
       st.head.content_length = v;
     }
-    st.head.headers.push_back({std::string(name), std::string(value)});
+    // Room for a typical request's fields at once (the head is handed on
+    // with its vector, so each request grows a new one: one allocation for
+    // up to eight fields instead of one per doubling).
+    if (st.head.headers.capacity() == 0) st.head.headers.reserve(8);
+    Field& f = st.head.headers.emplace_back();
+    f.name.assign(name);
+    f.value.assign(value);
   }
 
   void stream_closed(int32_t id, uint32_t code) {
@@ -929,6 +935,13 @@ void ServerSession::written(size_t n) {
 }
 
 void ServerSession::respond(int32_t id, int status, std::span<const Field> headers, bool end_stream) {
+  thread_local std::vector<FieldView> views;
+  views.clear();
+  for (const Field& f : headers) views.push_back({f.name, f.value});
+  respond(id, status, std::span<const FieldView>(views), end_stream);
+}
+
+void ServerSession::respond(int32_t id, int status, std::span<const FieldView> headers, bool end_stream) {
   Impl& s = *impl_;
   Stream* st = s.find(id);
   if (st == nullptr || !st->delivered || st->responding || st->response_done) return;
@@ -943,7 +956,7 @@ void ServerSession::respond(int32_t id, int status, std::span<const Field> heade
   nv.push_back({(uint8_t*)":status", (uint8_t*)code, 7, 3, NGHTTP2_NV_FLAG_NONE});
   size_t n_lowered = 0;
   if (lowered.size() < headers.size()) lowered.resize(headers.size());  // no reallocation below: views stay valid
-  for (const Field& f : headers) {
+  for (const FieldView& f : headers) {
     std::string_view name = f.name;
     if (has_upper(name)) {
       std::string& l = lowered[n_lowered++];

@@ -129,6 +129,14 @@ struct Field {
   std::string value;
 };
 
+// A field of an answer as respond() takes it: views, read during the call
+// only (the codec copies them), so an answer relayed from an HTTP/1.1
+// upstream goes out without copying its fields first.
+struct FieldView {
+  std::string_view name;
+  std::string_view value;
+};
+
 struct RequestHead {
   std::string method;
   std::string scheme;
@@ -191,9 +199,11 @@ class ServerSession {
   std::string_view output();
   void written(size_t n);
 
-  // Response side. Names must be lower case; connection-specific fields
-  // (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade,
-  // TE) are dropped. Calls for a stream that is not open are ignored.
+  // Response side. Names are sent in lower case (an HTTP/1.1 upstream's
+  // are lowered here); connection-specific fields (Connection, Keep-Alive,
+  // Proxy-Connection, Transfer-Encoding, Upgrade, TE) are dropped. Calls
+  // for a stream that is not open are ignored.
+  void respond(int32_t id, int status, std::span<const FieldView> headers, bool end_stream);
   void respond(int32_t id, int status, std::span<const Field> headers, bool end_stream);
   // Accepts up to room(id) bytes; returns how many it took.
   size_t send_data(int32_t id, std::string_view data);

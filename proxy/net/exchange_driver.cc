@@ -214,6 +214,57 @@ ExchangeDriver::ExchangeDriver(Worker& w, SessionBase* deadlines)
 
 ExchangeDriver::~ExchangeDriver() = default;
 
+namespace {
+
+// The thread's spare run() frames (exchange_driver.h, the promise at its
+// end): a stack of blocks of one size, and the fewest it held since the last
+// trim. They hold nothing but run() frames, which live for one exchange: no
+// longer-lived object ever takes one of these blocks.
+struct SpareFrames {
+  SpareFrames() = default;
+  SpareFrames(const SpareFrames&) = delete;
+  SpareFrames& operator=(const SpareFrames&) = delete;
+  ~SpareFrames() {
+    for (void* p : free) ::operator delete(p);
+  }
+  std::vector<void*> free;
+  size_t block = 0;  // run()'s frame size (one coroutine, one size)
+  size_t low_water = 0;
+};
+thread_local SpareFrames spare_frames;
+
+}  // namespace
+
+void* take_exchange_frame(size_t size) {
+  SpareFrames& s = spare_frames;
+  if (s.block == 0) s.block = size;
+  if (size != s.block || s.free.empty()) {
+    s.low_water = 0;
+    return ::operator new(size);
+  }
+  void* p = s.free.back();
+  s.free.pop_back();
+  s.low_water = std::min(s.low_water, s.free.size());
+  return p;
+}
+
+void give_back_exchange_frame(void* frame, size_t size) {
+  SpareFrames& s = spare_frames;
+  if (size != s.block || s.free.size() >= kMaxSpareFrames) {
+    ::operator delete(frame);
+    return;
+  }
+  s.free.push_back(frame);
+}
+
+void trim_spare_frames() {
+  SpareFrames& s = spare_frames;
+  const size_t n = std::min(s.low_water, s.free.size());
+  for (size_t i = 0; i < n; ++i) ::operator delete(s.free[i]);
+  s.free.erase(s.free.begin(), s.free.begin() + static_cast<std::ptrdiff_t>(n));
+  s.low_water = s.free.size();
+}
+
 asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec) {
   char* p = b.prepare(kReadChunk);
   timer_.arm(up.sock, timeout);

@@ -57,9 +57,9 @@ namespace {
 // The client's address for rate limits and X-Forwarded-For: the peer, or,
 // when the peer is a trusted proxy, the right-most X-Forwarded-For entry that
 // is not trusted (the HTTP/1.1 session's rule; field names are lower case on
-// HTTP/2).
-std::string client_ip(const std::string& peer, const std::vector<http2::Field>& fields,
-                      const std::vector<Cidr>& trusted) {
+// HTTP/2). A view into `peer` or `fields`.
+std::string_view client_ip(const std::string& peer, const std::vector<http2::Field>& fields,
+                           const std::vector<Cidr>& trusted) {
   if (trusted.empty() || !contains(trusted, peer)) return peer;
   std::optional<std::string_view> xff;
   for (const auto& f : fields)
@@ -67,7 +67,7 @@ std::string client_ip(const std::string& peer, const std::vector<http2::Field>& 
       xff = f.value;
       break;
     }
-  return std::string(forwarded_client(peer, xff, trusted));
+  return forwarded_client(peer, xff, trusted);
 }
 
 // Keeps a connection counted while one of its streams runs its exchange.
@@ -207,14 +207,27 @@ asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sh
   });
   metrics_.global().http2_streams_total.Increment();
   const auto started = Clock::now();
-  auto made = http2::H2Downstream::create(st, client_ip(c->peer_ip, st->head().headers, trusted_proxies_),
-                                          c->tls);
+  std::unique_ptr<http2::H2Downstream> spare;
+  if (spares_.empty()) {
+    spare_low_water_ = 0;
+  } else {
+    spare = std::move(spares_.back());
+    spares_.pop_back();
+    spare_low_water_ = std::min(spare_low_water_, spares_.size());
+  }
+  auto made = http2::H2Downstream::create(std::move(spare), st,
+                                          client_ip(c->peer_ip, st->head().headers, trusted_proxies_), c->tls);
   if (made.ok()) {
     if (c->listener)
       made.value()->set_listener(c->listener->name, c->listener->own, c->local_port, c->sni);
     made.value()->set_client_cert(c->client_cert.get());
     if (run_) {
       co_await run_(*made.value());
+      // The worker (and this object) may have gone while the exchange ran.
+      if (c->owner != nullptr && spares_.size() < kMaxSpareDownstreams) {
+        made.value()->recycle();
+        spares_.push_back(std::move(made.value()));
+      }
       co_return;
     }
     // No exchange to run (never the case in gantry-proxy once it serves h2):
@@ -256,6 +269,12 @@ void H2Connections::drain_listener(const std::string& name) {
   for (Conn* c = conns_; c != nullptr; c = c->next)
     if (c->listener && c->listener->name == name)
       if (auto d = c->drainable.lock()) d->drain();
+}
+
+void H2Connections::trim_spares() {
+  const size_t n = std::min(spare_low_water_, spares_.size());
+  spares_.erase(spares_.begin(), spares_.begin() + static_cast<std::ptrdiff_t>(n));
+  spare_low_water_ = spares_.size();
 }
 
 void H2Connections::drain_all() {

@@ -47,6 +47,10 @@
 #include "proxy/net/cidr.h"
 #include "proxy/net/server.h"
 
+namespace gantry::http2 {
+class H2Downstream;
+}
+
 namespace gantry::net {
 
 // True when the TLS handshake on `ssl` negotiated ALPN h2.
@@ -88,6 +92,9 @@ class H2Connections {
 
   // GOAWAY to the connections of a snapshot listener the snapshot dropped.
   void drain_listener(const std::string& name);
+  // The worker's sweep, once a second: the spare downstreams unused in that
+  // second go (as the worker's spare exchange drivers, SpareDrivers::trim()).
+  void trim_spares();
   struct Conn;
 
  private:
@@ -110,6 +117,12 @@ class H2Connections {
   ExchangeRunner run_;
   Conn* conns_ = nullptr;  // intrusive list of open connections
   size_t open_ = 0;
+  // The downstreams of finished streams, for the next streams (a stack, at
+  // most kMaxSpareDownstreams; `spare_low_water_`: the fewest since the last
+  // trim): a stream's request then lands in strings and vectors already grown.
+  static constexpr size_t kMaxSpareDownstreams = 256;
+  std::vector<std::unique_ptr<http2::H2Downstream>> spares_;
+  size_t spare_low_water_ = 0;
 };
 
 }  // namespace gantry::net

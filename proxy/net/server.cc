@@ -973,6 +973,8 @@ void Worker::sweep() {
   if (++sweeps_ % 10 == 0) {
     reap_idle(now);
     spare_drivers_.trim();
+    trim_spare_frames();
+    h2_.trim_spares();
     if (released_since_trim_ > 0) {
       released_since_trim_ = 0;
       ::malloc_trim(0);

@@ -57,16 +57,29 @@ inline const char* reason_phrase(int status) {
   }
 }
 
+// Writes the eight low nibbles of `v` as eight lower-case hex digits, the
+// lowest first, without a loop: the nibbles are spread one to an octet, then
+// each becomes '0' + n, plus 'a' - '0' - 10 where n > 9 (n + 6 carries into
+// bit 4). Digit by digit, a request id cost ~300 instructions.
+inline void hex8(uint32_t v, char* out) {
+  uint64_t x = v;
+  x = ((x & 0xffff0000ull) << 16) | (x & 0xffffull);
+  x = ((x & 0x0000ff000000ff00ull) << 8) | (x & 0x000000ff000000ffull);
+  x = ((x & 0x00f000f000f000f0ull) << 4) | (x & 0x000f000f000f000full);
+  const uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+  x += 0x3030303030303030ull + ('a' - '0' - 10) * letters;
+  std::memcpy(out, &x, 8);  // little-endian: the first octet is the lowest nibble
+}
+
 // Fills `out` with 32 random hex digits.
 inline void new_request_id(std::string& out) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* hex = "0123456789abcdef";
   out.resize(32);
-  uint64_t a = rng(), b = rng();
-  for (int i = 0; i < 16; ++i) {
-    out[i] = hex[(a >> (i * 4)) & 0xf];
-    out[16 + i] = hex[(b >> (i * 4)) & 0xf];
-  }
+  const uint64_t a = rng(), b = rng();
+  hex8(static_cast<uint32_t>(a), out.data());
+  hex8(static_cast<uint32_t>(a >> 32), out.data() + 8);
+  hex8(static_cast<uint32_t>(b), out.data() + 16);
+  hex8(static_cast<uint32_t>(b >> 32), out.data() + 24);
 }
 
 // True when `name` appears as a token of any Connection header (those headers

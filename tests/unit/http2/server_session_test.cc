@@ -296,6 +296,32 @@ TEST(Http2ServerSession, ServesAGetAndAdvertisesItsLimits) {
   EXPECT_EQ(c.srv->open_streams(), 0u);
 }
 
+// An answer relayed from an HTTP/1.1 upstream is handed over as views of its
+// fields, names as the upstream wrote them: they go out in lower case, and
+// the connection-specific ones not at all.
+TEST(Http2ServerSession, AnswersFromFieldViewsInLowerCase) {
+  Conn c;
+  c.h.on_end = [&](int32_t id) {
+    const std::vector<FieldView> fields = {{"Content-Type", "text/plain"},
+                                           {"X-Served-By", "b1"},
+                                           {"Connection", "close"},
+                                           {"Transfer-Encoding", "chunked"},
+                                           {"x-request-id", "0123456789abcdef0123456789abcdef"}};
+    c.srv->respond(id, 200, fields, false);
+    c.srv->send_data(id, "hello");
+    c.srv->end_response(id);
+  };
+  Client cl;
+  const int32_t id = cl.get();
+  c.pump(cl);
+  ASSERT_EQ(cl.status[id], 200);
+  const std::map<std::string, std::string> want = {
+      {"content-type", "text/plain"}, {"x-served-by", "b1"}, {"x-request-id", "0123456789abcdef0123456789abcdef"}};
+  EXPECT_EQ(cl.headers[id], want);
+  EXPECT_EQ(cl.body[id], "hello");
+  EXPECT_FALSE(c.server_failed);
+}
+
 TEST(Http2ServerSession, JoinsCookieCrumbsAndTakesHostWithoutAuthority) {
   Conn c;
   c.h.on_end = [&](int32_t id) { answer_ok(c, id); };
@@ -611,7 +637,7 @@ TEST(Http2ServerSession, ASlowReaderStopsTheResponseAtABoundedBuffer) {
   const int32_t id = cl.get();
   c.pump(cl);
   ASSERT_EQ(c.h.heads.count(id), 1u);
-  c.srv->respond(id, 200, {}, false);
+  c.srv->respond(id, 200, std::vector<Field>{}, false);
   const std::string chunk(16 * 1024, 'r');
   size_t accepted = 0;
   for (int i = 0; i < 1000; ++i) {  // the handler writes whenever there is room
@@ -747,7 +773,7 @@ TEST(Http2ServerSession, ExtendedConnectIsATunnelThatHalfCloses) {
   const int32_t id = nghttp2_submit_request(cl.s, nullptr, nv.data(), nv.size(), &prov, nullptr);
   c.h.on_head = [&](int32_t sid, bool end) {
     EXPECT_FALSE(end);
-    c.srv->respond(sid, 200, {}, false);
+    c.srv->respond(sid, 200, std::vector<Field>{}, false);
     c.srv->send_data(sid, "from upstream");
     c.srv->end_response(sid);  // the upstream closed its side first
   };
@@ -841,7 +867,7 @@ TEST(Http2ServerSession, HeadersOnASkippedStreamIdIsAConnectionError) {
   // error (the client may not have seen the end yet): they are ignored.
   Conn d;
   d.h.on_head = [&](int32_t id, bool) {
-    d.srv->respond(id, 200, {}, true);
+    d.srv->respond(id, 200, std::vector<Field>{}, true);
   };
   d.feed(client_settings() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hpack(kGet)));
   d.feed(frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 3, hpack(kGet)));
