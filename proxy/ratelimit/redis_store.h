@@ -32,7 +32,7 @@
 //    exchange's wait (exchange_driver.cc, await_pending) cancels its timer
 //    there and then, not through a posted cancel.
 //  - Leases (filters/global_lease.h): a busy key's call also asks for the
-//    decisions it will likely need in the next 50 ms, and submit() answers
+//    decisions it will likely need in the next 25 ms, and submit() answers
 //    from them without a round trip; settings().lease_percent bounds them.
 //  - Budget: a decision not answered within settings().budget is answered
 //    kUnavailable at once (one timer per connection, for the oldest waiting
