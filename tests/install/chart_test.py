@@ -272,7 +272,8 @@ exprs = " ".join(tg.get("expr", "") for p in dash.get("panels", []) for tg in p.
 for needle in ("gantry_requests_total", 'code_class="5xx"', "gantry_request_duration_seconds_bucket",
                "histogram_quantile(0.5,", "histogram_quantile(0.99,", "by (le, route)",
                "gantry_upstream_errors_total", "gantry_snapshot_version",
-               "gantry_snapshot_apply_duration_seconds_bucket"):
+               "gantry_snapshot_apply_duration_seconds_bucket", "gantry_ratelimit_store_requests_total",
+               "gantry_ratelimit_lease_unused_total"):
     t.check(needle in exprs, f"dashboard queries {needle}")
 t.check(not objs.get("HorizontalPodAutoscaler") and not objs.get("ServiceMonitor"),
         "no HPA and no ServiceMonitor by default")
