@@ -101,6 +101,11 @@ void LeaseBook::grant(const GlobalCheck& check, const GlobalKeyState& s, uint64_
   if (now >= e.expires) end_lease(e);
 }
 
+void LeaseBook::end_all() {
+  for (auto& [key, e] : keys_) end_lease(e);
+  keys_.clear();
+}
+
 void LeaseBook::settle(const GlobalCheck& check) {
   if (auto it = keys_.find(check.key); it != keys_.end()) it->second.asking = false;
 }

@@ -75,6 +75,10 @@ class LeaseBook {
   // the budget passed, an unexpected reply): the key may ask again.
   void settle(const GlobalCheck& check);
 
+  // Ends every lease (their store is retired, its connection closed): their
+  // places count as unused.
+  void end_all();
+
   // Places leased since the last call (for the metrics), and places whose
   // lease ended unused.
   uint64_t drain_leased() { return std::exchange(leased_, 0); }

@@ -144,6 +144,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Final: every waiting decision is answered, nothing is reused.
   void close() {
     fail_all();
+    leases_.end_all();
+    note_leases();
     state_ = kClosed;
     ++gen_;
     timer_.cancel();

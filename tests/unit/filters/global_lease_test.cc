@@ -233,6 +233,21 @@ TEST(LeaseBook, NoAskWhileALeaseIsLive) {
   EXPECT_EQ(b.drain_unused(), 0u);
 }
 
+TEST(LeaseBook, EndAllCountsWhatLeasesHeld) {
+  LeaseBook b;
+  const GlobalCheck c = bucket(1000, 1000);
+  const Clock::time_point t0 = Clock::now();
+  demand(b, c, 10, t0);
+  const uint64_t extra = b.ask(c, 1, 100, t0);
+  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0);
+  RateLimitDecision d;
+  ASSERT_TRUE(b.take(c, t0, d));
+  b.end_all();
+  EXPECT_EQ(b.drain_unused(), extra - 1);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_FALSE(b.take(c, t0, d));
+}
+
 TEST(LeaseBook, SettleLetsTheKeyAskAgain) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
