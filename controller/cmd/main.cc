@@ -334,11 +334,9 @@ Options parse_flags(int argc, char** argv) {
             "a file holding the store's password (a mounted Secret key); read at start", str(&store_password_file));
   flags.add("ratelimit-store-database", "N", "0", "the database number (SELECT), 0 to 15",
             [&store](std::string_view v) -> Status {
-              uint32_t n = 0;
-              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
-              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n > 15)
-                return Error{std::string("expected 0 to 15, got \"").append(v).append("\"")};
-              store.database = n;
+              auto n = parse_uint(v, 0, 15);
+              if (!n.ok()) return n.error();
+              store.database = static_cast<uint32_t>(*n);
               return ok_status();
             });
   flags.add("ratelimit-budget", "DURATION", "5ms",
@@ -354,22 +352,18 @@ Options parse_flags(int argc, char** argv) {
             "proxy replicas sharing the global limits: while the store is unreachable each replica "
             "allows limit / N (fail-open)",
             [&store](std::string_view v) -> Status {
-              uint32_t n = 0;
-              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
-              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n == 0 || n > 10000)
-                return Error{std::string("expected 1 to 10000, got \"").append(v).append("\"")};
-              store.expected_replicas = n;
+              auto n = parse_uint(v, 1, 10000);
+              if (!n.ok()) return n.error();
+              store.expected_replicas = static_cast<uint32_t>(*n);
               return ok_status();
             });
   flags.add("ratelimit-lease-percent", "N", "1",
             "the share of a global limit, in percent, that all proxy workers together may reserve "
             "ahead of their requests (leases: fewer store round trips for busy keys); 0: none",
             [&store](std::string_view v) -> Status {
-              uint32_t n = 0;
-              auto r = std::from_chars(v.data(), v.data() + v.size(), n);
-              if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n > 100)
-                return Error{std::string("expected 0 to 100, got \"").append(v).append("\"")};
-              store.lease_percent = n;
+              auto n = parse_uint(v, 0, 100);
+              if (!n.ok()) return n.error();
+              store.lease_percent = static_cast<uint32_t>(*n);
               return ok_status();
             });
   flags.add("log-level", "LEVEL", o.log_level, "debug, info, warn or error",

@@ -45,6 +45,16 @@ void demand(LeaseBook& b, const GlobalCheck& c, uint64_t n, Clock::time_point t)
   for (uint64_t i = 0; i < n; ++i) ASSERT_FALSE(b.take(c, t, d));
 }
 
+// A key with a demand of 10 decisions at `sent` asks, with one real
+// decision and a cap of 100, and its call is answered at `now` from a full
+// bucket: the lease's size (all of it admitted).
+uint64_t lease_from_full_bucket(LeaseBook& b, const GlobalCheck& c, Clock::time_point sent, Clock::time_point now) {
+  demand(b, c, 10, sent);
+  const uint64_t extra = b.ask(c, 1, 100, sent);
+  b.grant(c, full_bucket(c, 1 + extra), 1, extra, sent, now);
+  return extra;
+}
+
 TEST(LeaseCap, ASharePerHolderOfTheLimit) {
   struct Case {
     uint64_t capacity;
@@ -161,9 +171,7 @@ TEST(LeaseBook, ALeaseEndsAfterItsTtlAndItsPlacesAreCountedUnused) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 10, t0);
-  const uint64_t extra = b.ask(c, 1, 100, t0);
-  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0 + milliseconds(1));
+  const uint64_t extra = lease_from_full_bucket(b, c, t0, t0 + milliseconds(1));
   RateLimitDecision d;
   ASSERT_TRUE(b.take(c, t0 + milliseconds(2), d));
   // kTtl after the call was sent, not after the reply.
@@ -192,9 +200,7 @@ TEST(LeaseBook, ALateReplyLeasesNothing) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 10, t0);
-  const uint64_t extra = b.ask(c, 1, 100, t0);
-  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0 + LeaseBook::kTtl);
+  const uint64_t extra = lease_from_full_bucket(b, c, t0, t0 + LeaseBook::kTtl);
   RateLimitDecision d;
   EXPECT_FALSE(b.take(c, t0 + LeaseBook::kTtl, d));
   EXPECT_EQ(b.drain_leased(), extra);
@@ -205,9 +211,7 @@ TEST(LeaseBook, AChangedLimitDoesNotUseTheOldLease) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 10, t0);
-  const uint64_t extra = b.ask(c, 1, 100, t0);
-  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0);
+  const uint64_t extra = lease_from_full_bucket(b, c, t0, t0);
   GlobalCheck other = c;
   other.requests = 2000;
   other.capacity = 2000;
@@ -223,9 +227,7 @@ TEST(LeaseBook, NoAskWhileALeaseIsLive) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 10, t0);
-  const uint64_t extra = b.ask(c, 1, 100, t0);
-  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0);
+  const uint64_t extra = lease_from_full_bucket(b, c, t0, t0);
   EXPECT_EQ(b.ask(c, 3, 100, t0), 0u);
   RateLimitDecision d;
   for (uint64_t i = 0; i < extra; ++i) ASSERT_TRUE(b.take(c, t0, d));
@@ -237,9 +239,7 @@ TEST(LeaseBook, EndAllCountsWhatLeasesHeld) {
   LeaseBook b;
   const GlobalCheck c = bucket(1000, 1000);
   const Clock::time_point t0 = Clock::now();
-  demand(b, c, 10, t0);
-  const uint64_t extra = b.ask(c, 1, 100, t0);
-  b.grant(c, full_bucket(c, 1 + extra), 1, extra, t0, t0);
+  const uint64_t extra = lease_from_full_bucket(b, c, t0, t0);
   RateLimitDecision d;
   ASSERT_TRUE(b.take(c, t0, d));
   b.end_all();
