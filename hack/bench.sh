@@ -33,6 +33,10 @@
 #                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
 #                            grpc-go's interop TestService; req/s, latency, proxy CPU per request, ratios
 #                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
+#   hack/bench.sh syscalls   syscalls per proxied request, by name, through Gantry, nginx and HAProxy (one
+#                            worker each) to one nginx backend: HTTP/1.1 (h2load --h1, 16 connections) and
+#                            h2c (16 x 10 streams), counted by the kernel's tracepoints (perf, root)
+#                            (tests/bench/syscalls_bench.sh; GANTRY_BENCH_REQUESTS, default 100000). Not part of `all`.
 #   hack/bench.sh uring      Asio's io_uring backend against the epoll reactor: gantry-proxy built twice
 #                            in Release (build-release/, build-uring/ with -DGANTRY_IO_URING=ON and Boost 1.81
 #                            headers from hack/boost181.sh), then syscalls and CPU time per request of each
@@ -96,6 +100,11 @@ if [ "$what" = h2 ]; then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   ninja -C build-release gantry-proxy >/dev/null
   exec bash tests/bench/h2_bench.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+fi
+if [ "$what" = syscalls ]; then
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  ninja -C build-release gantry-proxy >/dev/null
+  exec bash tests/bench/syscalls_bench.sh build-release/bin "${GANTRY_BENCH_REQUESTS:-100000}"
 fi
 if [ "$what" = filters ]; then
   cmake -S . -B build -G Ninja >/dev/null

@@ -3,6 +3,7 @@
 
 #include "proxy/base/block_pool.h"
 #include "proxy/base/peek.h"
+#include "proxy/net/drained_read.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -419,7 +420,7 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
         }
       }
     } else {
-      n = co_await sock.async_read_some(asio::buffer(buf.get(), block_pool::kBlockSize),
+      n = co_await sock.async_read_some(net::drained_read_buffer(buf.get(), block_pool::kBlockSize),
                                         asio::redirect_error(asio::use_awaitable, ec));
     }
     idle.cancel();

@@ -19,6 +19,7 @@
 #include "proxy/filters/response_capture.h"
 #include "proxy/filters/transform.h"
 #include "proxy/net/access_log.h"
+#include "proxy/net/drained_read.h"
 #include "proxy/net/grpc_web_downstream.h"
 #include "proxy/net/h2_upstream.h"
 #include "proxy/net/stream_tunnel.h"
@@ -271,7 +272,7 @@ asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, m
   // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
   size_t n;
   if (up.tls) n = co_await up.tls->async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
-  else n = co_await up.sock.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
+  else n = co_await up.sock.async_read_some(drained_read_buffer(p, b.writable()), awaitable_ec(ec));
   timer_.disarm();
   if (!ec) b.commit(n);
   co_return n;
@@ -977,6 +978,7 @@ upstream_attempts:
         break;
       }
       set_nodelay(up->sock);
+      if (!cluster->tls) enable_drained_reads(up->sock);
       up->sock.non_blocking(true, ec);
       if (cluster->tls) {
         std::string why = co_await tls_handshake(*up, *cluster, bounded(opts.upstream_connect_timeout));
@@ -1068,7 +1070,7 @@ upstream_attempts:
       timer_.arm(up->sock, bounded(try_timeout));
       size_t n;
       if (up->tls) n = co_await up->tls->async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
-      else n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(ec));
+      else n = co_await up->sock.async_read_some(drained_read_buffer(p, up->buf.writable()), awaitable_ec(ec));
       timer_.disarm();
       if (ec) break;
       up->buf.commit(n);
@@ -1250,7 +1252,7 @@ intercepted:
       timer_.arm(up->sock, opts.upstream_timeout);
       size_t n;
       if (up->tls) n = co_await up->tls->async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
-      else n = co_await up->sock.async_read_some(asio::buffer(p, up->buf.writable()), awaitable_ec(rec));
+      else n = co_await up->sock.async_read_some(drained_read_buffer(p, up->buf.writable()), awaitable_ec(rec));
       timer_.disarm();
       if (rec) break;
       up->buf.commit(n);

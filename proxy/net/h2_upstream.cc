@@ -9,6 +9,8 @@
 
 #include <cctype>
 
+#include "proxy/net/drained_read.h"
+
 namespace gantry::net {
 
 namespace asio = boost::asio;
@@ -82,6 +84,7 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
   }
   error_code ignore;
   sock.set_option(asio::ip::tcp::no_delay(true), ignore);
+  if (!tls) enable_drained_reads(sock);
   auto conn = std::make_shared<H2UpstreamConn>(io, std::move(sock));
   if (tls) {
     // The handshake on the connection's own socket (the limit cancels it there now).
@@ -156,7 +159,7 @@ asio::awaitable<void> H2UpstreamConn::read_loop() {
     // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
     size_t n;
     if (tls_) n = co_await tls_->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-    else n = co_await sock_.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    else n = co_await sock_.async_read_some(drained_read_buffer(buf.data(), buf.size()), asio::redirect_error(asio::use_awaitable, ec));
     if (ec || dead_) break;
     last_read_ = std::chrono::steady_clock::now();
     if (!session_->receive(std::string_view(buf.data(), n)).ok()) break;
