@@ -36,6 +36,10 @@ namespace {
 // waits for the next request with a one-byte read): an idle connection then
 // holds about 1-2 KiB instead of ~17 KiB. Busy connections never pay for it.
 constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
+// An idle HTTP/1.1 connection's exchange driver goes back to the worker's
+// spares sooner (Session::release_driver): it is most of what a connection
+// that has answered a request holds until it parks.
+constexpr std::chrono::milliseconds kDriverIdleAfter{100};
 
 bool try_write_two(TlsStream&, std::string_view&, std::string_view&, error_code&) { return false; }
 
@@ -78,7 +82,7 @@ class Session final : public SessionBase,
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
   Session(Worker& w, Stream stream, std::shared_ptr<const ListenerTag> listener)
-      : w_(w), client_(std::move(stream)), listener_(std::move(listener)), driver_(take_driver(w)) {
+      : w_(w), client_(std::move(stream)), listener_(std::move(listener)) {
     can_release = !kTls;
     tag = listener_.get();
     w_.link(this);
@@ -299,9 +303,9 @@ class Session final : public SessionBase,
   // A codec error before (or instead of) an exchange: answered, logged, and
   // the connection closes.
   asio::awaitable<bool> codec_error(int status, std::string_view text) {
-    driver_->record.status = status;
-    co_await local_reply(status, text, true, {}, driver_->record.request_id);
-    driver_->log(peer_ip_, bytes_received, bytes_sent);
+    driver().record.status = status;
+    co_await local_reply(status, text, true, {}, driver().record.request_id);
+    driver().log(peer_ip_, bytes_received, bytes_sent);
     co_return false;
   }
 
@@ -327,6 +331,11 @@ class Session final : public SessionBase,
     std::string().swap(reply_fields_);
     give_back_driver(w_, std::move(driver_));
   }
+  // Waiting for the next request with nothing buffered (`idle`): nothing
+  // holds the driver until the read completes (handle_one takes it through
+  // driver()). A burst of connections that each made a request then holds
+  // a few drivers, not one per connection, when their buffers go.
+  void release_driver() override { give_back_driver(w_, std::move(driver_)); }
   // After the coroutine has ended (its completion handler calls this).
   void wait_parked() override {
     const auto now = Clock::now();
@@ -353,7 +362,6 @@ class Session final : public SessionBase,
       w_.session_ended(*this);
       return;
     }
-    driver_ = take_driver(w_);
     w_.resume_session(this->shared_from_this());
   }
   asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
@@ -382,7 +390,15 @@ class Session final : public SessionBase,
   std::string out_;
   http::RequestParser req_parser_;
   http::RequestHead req_;
-  std::unique_ptr<ExchangeDriver> driver_;  // given back to the worker while the connection idles
+  // The exchange driver of the request in progress: taken from the worker's
+  // spares when a request (or a codec error to log) needs it; the sweeper
+  // gives it back once the connection has waited kDriverIdleAfter for its next
+  // request (release_driver()), and park() when it parks.
+  std::unique_ptr<ExchangeDriver> driver_;
+  ExchangeDriver& driver() {
+    if (!driver_) driver_ = take_driver(w_);
+    return *driver_;
+  }
   std::optional<Clock::time_point> release_deadline_;  // set by handle_one: wait_released() until then
 
   // per request
@@ -445,7 +461,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   milliseconds first_byte_timeout = first ? opts.request_header_timeout : opts.client_idle_timeout;
   req_parser_.reset();
   req_.clear();
-  driver_->record.reset();
+  if (driver_) driver_->record.reset();  // kept from the last request (pipelined bytes)
   bytes_received = bytes_sent = 0;
 
   // ---- read the head
@@ -470,8 +486,8 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       auto st = req_parser_.parse(in_.view(), req_);
       if (st == http::ParseState::kComplete) break;
       if (st == http::ParseState::kError) {
-        driver_->record.started = Clock::now();
-        new_request_id(driver_->record.request_id);
+        driver().record.started = Clock::now();
+        new_request_id(driver().record.request_id);
         const auto& e = req_parser_.error();
         co_return co_await codec_error(e.status, e.reason);
       }
@@ -515,8 +531,8 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
     }
     // Timed out: a partial head gets 408; an idle connection just closes.
     if (in_.empty()) co_return false;
-    driver_->record.started = Clock::now();
-    new_request_id(driver_->record.request_id);
+    driver().record.started = Clock::now();
+    new_request_id(driver().record.request_id);
     co_return co_await codec_error(408, "request header timeout");
   }
 
@@ -531,10 +547,10 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   // A target or Host the codec refuses is answered here (the exchange never
   // starts); its log line carries what the request said.
   auto refuse = [&](std::string_view path, std::string_view why) {
-    driver_->record.started = Clock::now();
-    assign_request_id(&req_.headers, driver_->record.request_id);
-    driver_->record.method.assign(req_.method);
-    driver_->record.path.assign(path);
+    driver().record.started = Clock::now();
+    assign_request_id(&req_.headers, driver().record.request_id);
+    driver().record.method.assign(req_.method);
+    driver().record.path.assign(path);
     return codec_error(400, why);
   };
   auto target = http::parse_target(req_.method, req_.target);
@@ -581,7 +597,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   body_taken_ = 0;
   chunked_.reset();
 
-  co_await driver_->run(*this);
+  co_await driver().run(*this);
 
   if (driver_->upgraded) {
     std::unique_ptr<UpstreamConn> up = std::move(driver_->upgraded);
@@ -994,6 +1010,8 @@ void Worker::sweep() {
       s->release_buffers = true;  // the session gives its buffers back (handle_one)
       error_code ignore;
       s->deadline_socket->cancel(ignore);
+    } else if (s->idle && now - s->idle_since >= kDriverIdleAfter) {
+      s->release_driver();
     }
   }
   sweep_timer_.expires_after(kSweepInterval);

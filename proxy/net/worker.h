@@ -86,6 +86,7 @@ class SessionBase {
   virtual ~SessionBase() = default;
   virtual void close_if_idle() = 0;
   virtual void wait_parked() {}  // a parked session's wait for its next request
+  virtual void release_driver() {}  // idle: its exchange driver back to the worker's spares
 
   SessionBase* prev = nullptr;
   SessionBase* next = nullptr;
