@@ -351,7 +351,39 @@ class KubeController:
         return http_request(self.health_port, "/readyz").status == 200
 
     def wait_ready(self, timeout=30):
-        wait_until(self.ready, timeout, "controller /readyz 200", on_timeout=lambda: tail(self.log))
+        wait_until(self.ready, timeout, "controller /readyz 200",
+                   on_timeout=lambda: tail(self.log) + self.listeners_report())
+
+    def listeners_report(self):
+        """Whether the controller still has a socket listening on its health and
+        admin ports, and its open descriptors: a listener that refuses while the
+        process lives was closed under it."""
+        if not self.alive():
+            return ""
+        pid = self.proc.pid
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                if len(cols) > 3 and cols[3] == "0A":  # LISTEN
+                    listening.add(int(cols[1].rsplit(":", 1)[1], 16))
+        fds = []
+        try:
+            for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+                try:
+                    fds.append(f"{fd}->{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        return (f"\n--- controller pid {pid}: health port {self.health_port} "
+                f"{'listening' if self.health_port in listening else 'NOT listening'}, admin port "
+                f"{self.admin_port} {'listening' if self.admin_port in listening else 'NOT listening'}; "
+                f"descriptors: {' '.join(fds)}")
 
     def metrics(self):
         r = http_request(self.health_port, "/metrics")
