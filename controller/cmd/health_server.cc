@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <spdlog/spdlog.h>
 
 namespace gantry::controller {
 
@@ -84,10 +85,25 @@ void HealthServer::update(const HealthState& s) {
 }
 
 void HealthServer::run() {
+  bool reported[2] = {false, false};
   while (!stop_) {
     pollfd p[2] = {{fd_, POLLIN, 0}, {admin_fd_, POLLIN, 0}};
-    if (::poll(p, admin_fd_ >= 0 ? 2 : 1, 200) <= 0) continue;
+    const int n = admin_fd_ >= 0 ? 2 : 1;
+    for (int i = 0; i < n; ++i)
+      if (reported[i]) p[i].fd = -1;  // poll() skips it
+    if (::poll(p, static_cast<nfds_t>(n), 200) <= 0) continue;
     for (int i = 0; i < 2; ++i) {
+      if ((p[i].revents & POLLNVAL) && !reported[i]) {
+        // The descriptor was closed under this thread by another part of the
+        // process: nothing listens any more (connections are refused, a
+        // liveness probe fails). Said once, loudly; the loop stops polling it
+        // instead of spinning on POLLNVAL.
+        reported[i] = true;
+        spdlog::critical("the {} listener's descriptor {} was closed by another part of the process; "
+                         "nothing answers on port {} any more",
+                         i == 0 ? "health" : "admin", p[i].fd, i == 0 ? port_ : admin_port_);
+        continue;
+      }
       if (!(p[i].revents & POLLIN)) continue;
       int client = ::accept4(p[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0) continue;
