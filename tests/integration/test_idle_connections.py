@@ -9,6 +9,7 @@ first request of each connection carries a 12 KiB header, so that its read
 buffer's pages are all touched (a buffer's untouched pages cost nothing).
 """
 
+import json
 import socket
 import time
 
@@ -89,6 +90,50 @@ def test_a_request_sent_in_pieces_across_the_release_is_served(dataplane):
         responses, closed = read_responses(s, 1)
         assert [r.status for r in responses] == [200] and not closed, responses
         assert b'"/two"' in responses[0].body
+
+
+def test_a_connection_idle_past_its_drivers_release_is_served_and_logged(dataplane):
+    """After 100 ms without a request an idle connection gives its exchange
+    driver back to the worker (the sweep, Session::release_driver), a second
+    before it parks. Its next request takes a driver from the spares, and so
+    does an answer the codec makes itself (400 for a malformed head): each is
+    served and logged with its own fields, while another connection's request
+    in between uses the driver this one gave back."""
+    echo = dataplane.echo("idle3")
+    cluster = "default/idle3:80"
+    log = dataplane.workdir / "idle3-access.log"
+    proxy = dataplane.proxy(
+        sn_snapshot(1, [sn_route("idle3", [sn_rule(cluster)], hostnames=["idle.example.com"])],
+                    [sn_cluster(cluster, [(echo.addr, echo.port)])]),
+        workers=1, access_log=log)
+    with socket.create_connection(("127.0.0.1", proxy.http_port), timeout=HTTP_TIMEOUT) as a, \
+            socket.create_connection(("127.0.0.1", proxy.http_port), timeout=HTTP_TIMEOUT) as b:
+        a.sendall(request("/a/1"))
+        assert [r.status for r in read_responses(a, 1)[0]] == [200]
+        time.sleep(0.4)  # past the driver's release (0.1-0.2 s), well before parking (1 s)
+        b.sendall(request("/b/1"))  # takes the driver `a` gave back
+        assert [r.status for r in read_responses(b, 1)[0]] == [200]
+        a.sendall(request("/a/2"))
+        responses, closed = read_responses(a, 1)
+        assert [r.status for r in responses] == [200] and not closed, responses
+        assert b'"/a/2"' in responses[0].body
+        time.sleep(0.4)
+        a.sendall(b"GET /a/3 HTTP/1.1\r\nHost: idle.example.com\r\nBad Header\r\n\r\n")
+        responses, closed = read_responses(a, 1)
+        assert [r.status for r in responses] == [400], responses
+    # A head that does not parse is logged without method and path (none was
+    # read), and not with those of the driver's previous request.
+    want = [("GET", "/a/1", 200), ("GET", "/b/1", 200), ("GET", "/a/2", 200), ("", "", 400)]
+    last = {}
+
+    def logged():
+        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
+            if log.exists() else []
+        last["entries"] = [(e.get("method"), e.get("path"), e.get("status")) for e in entries]
+        return last["entries"] == want
+
+    wait_until(logged, 10, "the four requests in the access log, each with its own fields",
+               on_timeout=lambda: f"logged: {last.get('entries')}")
 
 
 # ---- HTTP/2 (h2c): an idle connection parks too (http2::serve_parking)
