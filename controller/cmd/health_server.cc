@@ -93,7 +93,7 @@ void HealthServer::run() {
       if (reported[i]) p[i].fd = -1;  // poll() skips it
     if (::poll(p, static_cast<nfds_t>(n), 200) <= 0) continue;
     for (int i = 0; i < 2; ++i) {
-      if ((p[i].revents & POLLNVAL) && !reported[i]) {
+      if (p[i].revents & POLLNVAL) {
         // The descriptor was closed under this thread by another part of the
         // process: nothing listens any more (connections are refused, a
         // liveness probe fails). Said once, loudly; the loop stops polling it

@@ -47,30 +47,9 @@ backend=127.0.0.1:19401
 grpc_backend=127.0.0.1:19402
 
 # ---- backends (CPU 1)
-mkdir -p "$tmp/www" "$tmp/backend"
-printf 'ok\n' >"$tmp/www/small"
-chmod 755 "$tmp" "$tmp/www"
-chmod 644 "$tmp/www/small"
-cat >"$tmp/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/backend/nginx.pid;
-error_log $tmp/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  open_file_cache max=16;
-  default_type application/octet-stream;
-  server { listen $backend reuseport; root $tmp/www; }
-}
-CONF
-taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
-pids+=($!)
+start_nginx_backend "$tmp" "$backend" "$cpu_load"
 GOMAXPROCS=1 taskset -c "$cpu_load" "$ghz_dir/grpc-bench-server" -listen "$grpc_backend" >"$tmp/grpc-server.log" 2>&1 &
 pids+=($!)
-wait_port "$backend"
 wait_port "$grpc_backend"
 
 # ---- proxies (CPU 0)

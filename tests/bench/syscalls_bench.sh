@@ -35,26 +35,7 @@ cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
 backend=127.0.0.1:19601
 
-mkdir -p "$tmp/www" "$tmp/backend"
-printf 'ok\n' >"$tmp/www/small"
-chmod 755 "$tmp" "$tmp/www"
-chmod 644 "$tmp/www/small"
-cat >"$tmp/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/backend/nginx.pid;
-error_log $tmp/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server { listen $backend reuseport; root $tmp/www; }
-}
-CONF
-taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
-pids+=($!)
-wait_port "$backend"
+start_nginx_backend "$tmp" "$backend" "$cpu_load"
 
 declare -A pid h1_port h2_port
 cat >"$tmp/snapshot.json" <<JSON
