@@ -8,7 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
   // SIGTERM/SIGINT: /readyz fails at once, traffic is served for
   // --drain-seconds, then listeners close and in-flight requests finish.
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  boost::asio::steady_timer drain_timer(io);
+  ::gantry::aio::steady_timer drain_timer(io);
   std::thread stopper;
   std::function<void()> finish = [&] {
     if (stopper.joinable()) return;

@@ -3,7 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
@@ -37,7 +37,7 @@ Status AdminServer::listen(const HostPort& hp) {
   if (ec) return Error{std::string(what) + " listen address \"" + hp.host + "\" is not an IP address"};
   tcp::endpoint ep(addr, hp.port);
   acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.set_option(aio::tcp_acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(ep, ec);
   if (!ec) acceptor_.listen(64, ec);
   if (ec) return Error{std::string("cannot listen on ") + what + " address " + hp.str() + ": " + ec.message()};
@@ -51,10 +51,10 @@ void AdminServer::close() {
   acceptor_.close(ec);
 }
 
-asio::awaitable<void> AdminServer::accept_loop() {
+aio::awaitable<void> AdminServer::accept_loop() {
   while (acceptor_.is_open()) {
     error_code ec;
-    tcp::socket sock = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    aio::tcp_socket sock = co_await acceptor_.async_accept(asio::redirect_error(aio::use_awaitable, ec));
     if (ec) {
       if (!acceptor_.is_open()) co_return;
       continue;
@@ -205,9 +205,9 @@ void AdminServer::respond(std::string_view method, std::string_view path, int& s
   }
 }
 
-asio::awaitable<void> AdminServer::serve(tcp::socket sock) {
-  auto awaitable_ec = [](error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); };
-  asio::steady_timer timer(io_);
+aio::awaitable<void> AdminServer::serve(aio::tcp_socket sock) {
+  auto awaitable_ec = [](error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); };
+  aio::steady_timer timer(io_);
   timer.expires_after(std::chrono::seconds(10));
   auto alive = std::make_shared<bool>(true);
   timer.async_wait([&sock, alive](error_code ec) {
@@ -249,7 +249,7 @@ asio::awaitable<void> AdminServer::serve(tcp::socket sock) {
   co_await asio::async_write(sock, asio::buffer(out), awaitable_ec(ec));
   *alive = false;
   error_code ignore;
-  sock.shutdown(tcp::socket::shutdown_send, ignore);
+  sock.shutdown(aio::tcp_socket::shutdown_send, ignore);
 }
 
 }  // namespace gantry::admin

@@ -8,6 +8,7 @@
 // the traffic listeners.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
@@ -40,8 +41,8 @@ class AdminServer {
   void close();
 
  private:
-  boost::asio::awaitable<void> accept_loop();
-  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket sock);
+  ::gantry::aio::awaitable<void> accept_loop();
+  ::gantry::aio::awaitable<void> serve(::gantry::aio::tcp_socket sock);
   void respond(std::string_view method, std::string_view path, int& status, std::string& type,
                std::string& body);
 
@@ -51,7 +52,7 @@ class AdminServer {
   std::function<std::string()> not_ready_reason_;
   const upstream::HealthChecker* health_ = nullptr;
   Kind kind_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  ::gantry::aio::tcp_acceptor acceptor_;
 };
 
 }  // namespace gantry::admin

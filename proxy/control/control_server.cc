@@ -1,4 +1,5 @@
 #include "proxy/control/control_server.h"
+#include "proxy/base/aio.h"
 
 #include <sys/stat.h>
 
@@ -78,10 +79,10 @@ void ControlServer::close() {
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 
-asio::awaitable<void> ControlServer::accept_loop() {
+aio::awaitable<void> ControlServer::accept_loop() {
   while (acceptor_.is_open()) {
     error_code ec;
-    local::socket sock = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    local::socket sock = co_await acceptor_.async_accept(asio::redirect_error(aio::use_awaitable, ec));
     if (ec) {
       if (!acceptor_.is_open()) co_return;
       continue;
@@ -90,8 +91,8 @@ asio::awaitable<void> ControlServer::accept_loop() {
   }
 }
 
-asio::awaitable<void> ControlServer::serve(local::socket sock) {
-  auto awaitable_ec = [](error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); };
+aio::awaitable<void> ControlServer::serve(local::socket sock) {
+  auto awaitable_ec = [](error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); };
   error_code ec;
   std::string hello = snapshot::encode_frame(
       snapshot::FrameType::kHello, snapshot::encode(snapshot::Hello{proxy_id_, store_.version()}));

@@ -4,6 +4,7 @@
 // the ConfigStore. A rejected snapshot never replaces the applied one.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
@@ -28,8 +29,8 @@ class ControlServer {
   void close();
 
  private:
-  boost::asio::awaitable<void> accept_loop();
-  boost::asio::awaitable<void> serve(boost::asio::local::stream_protocol::socket sock);
+  ::gantry::aio::awaitable<void> accept_loop();
+  ::gantry::aio::awaitable<void> serve(boost::asio::local::stream_protocol::socket sock);
 
   boost::asio::io_context& io_;
   ConfigStore& store_;

@@ -39,6 +39,7 @@
 //   grpc-message = the body.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <optional>
@@ -118,7 +119,7 @@ class Downstream {
   virtual const RequestInfo& request() const = 0;
 
   // The next bytes of the request body (BodyKind::kNone: end at once).
-  virtual boost::asio::awaitable<BodyChunk> read_body() = 0;
+  virtual ::gantry::aio::awaitable<BodyChunk> read_body() = 0;
   // From now on request() stays valid after read_body() too: the exchange
   // reads the body before its request phase is over (a filter that decides
   // on the body). HTTP/1.1 copies its head out of the read buffer; codecs
@@ -127,18 +128,18 @@ class Downstream {
 
   // An interim answer (1xx other than 100 and 101; `reason` for HTTP/1.1,
   // empty: the standard phrase). False: the stream is gone.
-  virtual boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
+  virtual ::gantry::aio::awaitable<bool> send_interim(int status, std::string_view reason,
                                                     std::span<const http::Header> fields) = 0;
-  virtual boost::asio::awaitable<bool> send_head(const ResponseHead& head) = 0;
+  virtual ::gantry::aio::awaitable<bool> send_head(const ResponseHead& head) = 0;
   // The head sent without waiting, when the codec can (HTTP/1.1: the socket
   // took it all at once, the common case): no coroutine frame for the
   // exchange's hottest call. kWouldBlock: the exchange then calls send_head()
   // with the same head, which sends what is left. Default: always kWouldBlock.
   virtual SendNow try_send_head(const ResponseHead&) { return SendNow::kWouldBlock; }
-  virtual boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) = 0;
+  virtual ::gantry::aio::awaitable<bool> send_body(std::string_view data, bool end_stream) = 0;
   // Trailers end the stream (HTTP/1.1: only with a chunked body; dropped for HTTP/1.0).
-  virtual boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) = 0;
-  virtual boost::asio::awaitable<void> send_local_reply(const LocalReply& reply) = 0;
+  virtual ::gantry::aio::awaitable<bool> send_trailers(std::span<const http::Header> fields) = 0;
+  virtual ::gantry::aio::awaitable<void> send_local_reply(const LocalReply& reply) = 0;
   virtual void reset(ResetReason why) = 0;
 
   // Counted by the codec, read by the exchange for the access log: bytes of

@@ -8,7 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
@@ -24,9 +24,9 @@ using boost::system::error_code;
 // The connection's state shared by its coroutines and its streams.
 class Core : public Handler, public Drainable, public std::enable_shared_from_this<Core> {
  public:
-  Core(asio::any_io_executor ex, StreamRunner runner, std::chrono::milliseconds ack_timeout)
+  Core(aio::Executor ex, StreamRunner runner, std::chrono::milliseconds ack_timeout)
       : ex_(ex), runner_(std::move(runner)), write_signal_(ex), ack_timeout_(ack_timeout) {
-    write_signal_.expires_at(asio::steady_timer::time_point::max());
+    write_signal_.expires_at(aio::steady_timer::time_point::max());
   }
 
   void drain() override {
@@ -39,7 +39,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
       resume();
     }
     // Step two without the client's PING ack, at the latest after the timeout.
-    drain_timer_ = std::make_unique<asio::steady_timer>(ex_);  // made only now: most connections never drain
+    drain_timer_ = std::make_unique<aio::steady_timer>(ex_);  // made only now: most connections never drain
     drain_timer_->expires_after(ack_timeout_);
     drain_timer_->async_wait([self = weak_from_this()](error_code ec) {
       auto core = self.lock();
@@ -57,7 +57,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   }
 
   ServerSession& session() { return *session_; }
-  asio::any_io_executor executor() const { return ex_; }
+  aio::Executor executor() const { return ex_; }
   bool over() const { return over_; }
   void wake_writer() { write_signal_.cancel(); }
 
@@ -84,10 +84,10 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     wake_writer();
   }
 
-  asio::awaitable<void> wait_for_output() {
+  aio::awaitable<void> wait_for_output() {
     error_code ec;
-    write_signal_.expires_at(asio::steady_timer::time_point::max());
-    co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    write_signal_.expires_at(aio::steady_timer::time_point::max());
+    co_await write_signal_.async_wait(asio::redirect_error(aio::use_awaitable, ec));
   }
 
   // ---- Handler
@@ -132,14 +132,14 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     return nullptr;
   }
 
-  asio::any_io_executor ex_;
+  aio::Executor ex_;
   StreamRunner runner_;
   std::unique_ptr<ServerSession> session_;
   // Open streams in no order: a few, at most MAX_CONCURRENT_STREAMS (a scan,
   // no node allocated per stream).
   std::vector<std::shared_ptr<Stream>> streams_;
-  asio::steady_timer write_signal_;
-  std::unique_ptr<asio::steady_timer> drain_timer_;
+  aio::steady_timer write_signal_;
+  std::unique_ptr<aio::steady_timer> drain_timer_;
   std::chrono::milliseconds ack_timeout_;
   bool over_ = false;
 };
@@ -159,15 +159,15 @@ void Stream::notify() {
 // Reader and writer wait on timers of their own: an exchange may read the
 // request body while it relays the response (gRPC bidi), and expires_at() on
 // a shared timer would cancel the other side's wait.
-asio::awaitable<void> Stream::wait(bool writer) {
+aio::awaitable<void> Stream::wait(bool writer) {
   error_code ec;
-  std::optional<asio::steady_timer>& t = writer ? write_signal_ : signal_;
+  std::optional<aio::steady_timer>& t = writer ? write_signal_ : signal_;
   if (!t) t.emplace(core_->executor());
-  t->expires_at(asio::steady_timer::time_point::max());
-  co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  t->expires_at(aio::steady_timer::time_point::max());
+  co_await t->async_wait(asio::redirect_error(aio::use_awaitable, ec));
 }
 
-asio::awaitable<BodyPiece> Stream::read_body() {
+aio::awaitable<BodyPiece> Stream::read_body() {
   if (!handed_.empty()) {
     // The previous piece has been passed on: its window reopens.
     if (!closed_) core_->session().consume(id_, handed_.size());
@@ -201,7 +201,7 @@ bool Stream::send_head_now(int status, std::span<const FieldView> fields, bool e
   return true;
 }
 
-asio::awaitable<bool> Stream::send_head(int status, std::span<const Field> fields, bool end_stream) {
+aio::awaitable<bool> Stream::send_head(int status, std::span<const Field> fields, bool end_stream) {
   co_return send_head_now(status, fields, end_stream);
 }
 
@@ -216,7 +216,7 @@ size_t Stream::send_body_now(std::string_view data, bool end_stream) {
   return n;
 }
 
-asio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) {
+aio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) {
   while (!data.empty()) {
     if (closed_) co_return false;
     const size_t n = core_->session().send_data(id_, data);
@@ -232,7 +232,7 @@ asio::awaitable<bool> Stream::send_body(std::string_view data, bool end_stream) 
   co_return true;
 }
 
-asio::awaitable<bool> Stream::send_trailers(std::span<const Field> fields) {
+aio::awaitable<bool> Stream::send_trailers(std::span<const Field> fields) {
   if (closed_) co_return false;
   core_->session().end_response(id_, fields);
   core_->wake_writer();
@@ -248,7 +248,7 @@ void Stream::reset(ErrorCode code) {
 namespace {
 
 template <class Socket>
-asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
+aio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
   while (true) {
     std::string_view out = core->session().output();
     if (out.empty()) {
@@ -262,7 +262,7 @@ asio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
     error_code ec;
     const size_t n =
         co_await asio::async_write(sock, asio::buffer(out.data(), out.size()),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+                                   asio::redirect_error(aio::use_awaitable, ec));
     core->session().written(n);
     if (ec) break;
   }
@@ -291,7 +291,7 @@ struct ParkState {
 // touches nothing, not even the timer and socket it names.
 template <class Socket>
 struct IdleWatch {
-  asio::steady_timer& timer;
+  aio::steady_timer& timer;
   Socket& sock;
   std::shared_ptr<Core> core;
   uint64_t epoch;
@@ -336,7 +336,7 @@ struct IdleWatch {
 // caller waits for the socket to be readable before calling again. `core` is
 // made on the first call (from `runner`), and `already_read` fed to it.
 template <class Socket>
-asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, std::string already_read,
+aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, std::string already_read,
                                      const ConnectionOptions& opts, StreamRunner& runner, ParkState* park) {
   auto ex = co_await asio::this_coro::executor;
   bool reading = true;
@@ -360,10 +360,10 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
   // The writer runs beside the reader; it ends the connection when the
   // session has nothing more to say.
   bool writer_done = false;
-  asio::steady_timer writer_finished(ex, asio::steady_timer::time_point::max());
+  aio::steady_timer writer_finished(ex, aio::steady_timer::time_point::max());
   asio::co_spawn(
       ex,
-      [&sock, core, &writer_done, &writer_finished]() -> asio::awaitable<void> {
+      [&sock, core, &writer_done, &writer_finished]() -> aio::awaitable<void> {
         co_await writer(sock, core);
         writer_done = true;
         error_code ignored;
@@ -371,22 +371,22 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
         writer_finished.cancel();
       },
       asio::detached);
-  auto wait_writer = [&]() -> asio::awaitable<void> {
+  auto wait_writer = [&]() -> aio::awaitable<void> {
     while (!writer_done) {
       error_code ec;
-      writer_finished.expires_at(asio::steady_timer::time_point::max());
-      co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      writer_finished.expires_at(aio::steady_timer::time_point::max());
+      co_await writer_finished.async_wait(asio::redirect_error(aio::use_awaitable, ec));
     }
   };
 
   // Idle: a timer re-armed on every read (IdleWatch).
-  asio::steady_timer idle(ex);
+  aio::steady_timer idle(ex);
   // The read buffer, a pooled block (base/block_pool.h). On h2c it is held
   // only while streams are open: a connection without streams waits for
   // readability with no buffer, then reads what came without blocking, so
   // idle connections cost almost nothing (nginx's habit). TLS streams keep
   // theirs (Asio's SSL engine holds its own buffers anyway).
-  constexpr bool kPlain = std::is_same_v<Socket, asio::ip::tcp::socket>;
+  constexpr bool kPlain = std::is_same_v<Socket, aio::tcp_socket>;
   struct Block {
     char* p = nullptr;
     ~Block() { give_back(); }
@@ -410,8 +410,8 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
     if (kPlain && core->session().open_streams() == 0) {
       buf.give_back();
       if (nothing_to_read(sock.lowest_layer().native_handle()))  // base/peek.h: no edge is missed
-        co_await sock.lowest_layer().async_wait(asio::ip::tcp::socket::wait_read,
-                                                asio::redirect_error(asio::use_awaitable, ec));
+        co_await sock.lowest_layer().async_wait(aio::tcp_socket::wait_read,
+                                                asio::redirect_error(aio::use_awaitable, ec));
       if (!ec) {
         n = sock.read_some(asio::buffer(buf.get(), block_pool::kBlockSize), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -421,7 +421,7 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
       }
     } else {
       n = co_await sock.async_read_some(net::drained_read_buffer(buf.get(), block_pool::kBlockSize),
-                                        asio::redirect_error(asio::use_awaitable, ec));
+                                        asio::redirect_error(aio::use_awaitable, ec));
     }
     idle.cancel();
     if (park != nullptr && park->requested && ec == asio::error::operation_aborted) {
@@ -456,7 +456,7 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
   core->wake_writer();
   if (!peer_gone && !writer_done) {
     bool timed_out = false;
-    asio::steady_timer flush(ex, std::chrono::seconds(5));
+    aio::steady_timer flush(ex, std::chrono::seconds(5));
     flush.async_wait([&writer_finished, &timed_out](error_code e) {
       if (!e) {
         timed_out = true;
@@ -465,8 +465,8 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
     });
     while (!writer_done && !timed_out) {
       error_code ec;
-      writer_finished.expires_at(asio::steady_timer::time_point::max());
-      co_await writer_finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      writer_finished.expires_at(aio::steady_timer::time_point::max());
+      co_await writer_finished.async_wait(asio::redirect_error(aio::use_awaitable, ec));
     }
     flush.cancel();
   }
@@ -481,7 +481,7 @@ asio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, 
 }
 
 template <class Socket>
-asio::awaitable<void> serve_on(Socket sock, std::string already_read, const ConnectionOptions& opts,
+aio::awaitable<void> serve_on(Socket sock, std::string already_read, const ConnectionOptions& opts,
                                StreamRunner runner) {
   std::shared_ptr<Core> core;
   co_await run_connection(sock, core, std::move(already_read), opts, runner, nullptr);
@@ -493,7 +493,7 @@ asio::awaitable<void> serve_on(Socket sock, std::string already_read, const Conn
 // timeout passes (then the connection ends) or a drain wants its GOAWAY out.
 class ParkingConnection : public std::enable_shared_from_this<ParkingConnection> {
  public:
-  ParkingConnection(asio::ip::tcp::socket sock, const ConnectionOptions& opts, StreamRunner runner,
+  ParkingConnection(aio::tcp_socket sock, const ConnectionOptions& opts, StreamRunner runner,
                     std::function<void(std::exception_ptr)> done,
                     std::function<void(std::weak_ptr<Drainable>)> on_start)
       : sock_(std::move(sock)), opts_(opts), runner_(std::move(runner)), done_(std::move(done)),
@@ -520,7 +520,7 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
       return;
     }
     auto self = shared_from_this();
-    sock_.async_wait(asio::ip::tcp::socket::wait_read, [self, epoch](error_code) { self->resume(epoch, false); });
+    sock_.async_wait(aio::tcp_socket::wait_read, [self, epoch](error_code) { self->resume(epoch, false); });
     deadline_.expires_at(park_.idle_deadline);
     deadline_.async_wait([self, epoch](error_code e) {
       if (!e) self->resume(epoch, true);
@@ -541,12 +541,12 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
     run({});
   }
 
-  asio::ip::tcp::socket sock_;
+  aio::tcp_socket sock_;
   const ConnectionOptions& opts_;
   StreamRunner runner_;  // moved into the session's Core on the first run
   std::function<void(std::exception_ptr)> done_;
   std::shared_ptr<Core> core_;
-  asio::steady_timer deadline_;
+  aio::steady_timer deadline_;
   ParkState park_;
   uint64_t epoch_ = 0;
   bool parked_ = false;
@@ -556,17 +556,17 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
 
 // Not coroutines themselves: the connection's one frame is serve_on's, which
 // owns the socket (a frame fewer per connection, idle ones included).
-asio::awaitable<void> serve(asio::ip::tcp::socket socket, std::string already_read,
+aio::awaitable<void> serve(aio::tcp_socket socket, std::string already_read,
                             const ConnectionOptions& options, StreamRunner runner) {
   return serve_on(std::move(socket), std::move(already_read), options, std::move(runner));
 }
 
-asio::awaitable<void> serve(asio::ssl::stream<asio::ip::tcp::socket> socket, std::string already_read,
+aio::awaitable<void> serve(asio::ssl::stream<aio::tcp_socket> socket, std::string already_read,
                             const ConnectionOptions& options, StreamRunner runner) {
   return serve_on(std::move(socket), std::move(already_read), options, std::move(runner));
 }
 
-void serve_parking(asio::ip::tcp::socket socket, std::string already_read, const ConnectionOptions& options,
+void serve_parking(aio::tcp_socket socket, std::string already_read, const ConnectionOptions& options,
                    StreamRunner runner, std::function<void(std::exception_ptr)> done,
                    std::function<void(std::weak_ptr<Drainable>)> on_start) {
   std::make_shared<ParkingConnection>(std::move(socket), options, std::move(runner), std::move(done),

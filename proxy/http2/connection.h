@@ -25,7 +25,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -62,9 +62,9 @@ class Stream {
   bool head_ended() const { return head_ended_; }
   ErrorCode close_code() const { return close_code_; }
 
-  boost::asio::awaitable<BodyPiece> read_body();
-  boost::asio::awaitable<bool> send_head(int status, std::span<const Field> fields, bool end_stream);
-  boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream);
+  ::gantry::aio::awaitable<BodyPiece> read_body();
+  ::gantry::aio::awaitable<bool> send_head(int status, std::span<const Field> fields, bool end_stream);
+  ::gantry::aio::awaitable<bool> send_body(std::string_view data, bool end_stream);
   // The same without a coroutine frame, for callers that need not wait:
   // send_head_now() never waits; send_body_now() queues what the stream's
   // buffer takes and returns how much (all of it, and the end sent with
@@ -72,12 +72,12 @@ class Stream {
   bool send_head_now(int status, std::span<const Field> fields, bool end_stream);
   bool send_head_now(int status, std::span<const FieldView> fields, bool end_stream);
   size_t send_body_now(std::string_view data, bool end_stream);
-  boost::asio::awaitable<bool> send_trailers(std::span<const Field> fields);
+  ::gantry::aio::awaitable<bool> send_trailers(std::span<const Field> fields);
   void reset(ErrorCode code);
 
  private:
   friend class Core;
-  boost::asio::awaitable<void> wait(bool writer);
+  ::gantry::aio::awaitable<void> wait(bool writer);
   void notify();
 
   std::shared_ptr<Core> core_;
@@ -94,11 +94,11 @@ class Stream {
   // Made at the first wait (a stream whose answer goes out at once, the
   // common case, never waits: a timer's construction looks its service up
   // under the io_context's lock).
-  std::optional<boost::asio::steady_timer> signal_;
-  std::optional<boost::asio::steady_timer> write_signal_;
+  std::optional<::gantry::aio::steady_timer> signal_;
+  std::optional<::gantry::aio::steady_timer> write_signal_;
 };
 
-using StreamRunner = std::function<boost::asio::awaitable<void>(std::shared_ptr<Stream>)>;
+using StreamRunner = std::function<::gantry::aio::awaitable<void>(std::shared_ptr<Stream>)>;
 
 // What the connection's owner keeps to drain it (call on the connection's
 // thread): the two-step GOAWAY, then the connection ends when its streams
@@ -122,9 +122,9 @@ struct ConnectionOptions {
 // Serves one connection until it ends. `already_read` holds bytes read while
 // detecting the protocol (the preface on an h2c listener); they are fed first.
 // `options` must outlive the connection (the worker owns one copy).
-boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string already_read,
+::gantry::aio::awaitable<void> serve(::gantry::aio::tcp_socket socket, std::string already_read,
                                    const ConnectionOptions& options, StreamRunner runner);
-boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> socket,
+::gantry::aio::awaitable<void> serve(boost::asio::ssl::stream<::gantry::aio::tcp_socket> socket,
                                    std::string already_read, const ConnectionOptions& options,
                                    StreamRunner runner);
 
@@ -138,7 +138,7 @@ boost::asio::awaitable<void> serve(boost::asio::ssl::stream<boost::asio::ip::tcp
 // outlive the connection; `on_start`, when given, is called instead of
 // options.on_start (per-connection state, so that connections can share one
 // `options`).
-void serve_parking(boost::asio::ip::tcp::socket socket, std::string already_read,
+void serve_parking(::gantry::aio::tcp_socket socket, std::string already_read,
                    const ConnectionOptions& options, StreamRunner runner,
                    std::function<void(std::exception_ptr)> done,
                    std::function<void(std::weak_ptr<Drainable>)> on_start = nullptr);

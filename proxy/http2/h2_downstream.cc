@@ -1,5 +1,6 @@
 // H2Downstream: see h2_downstream.h.
 #include "proxy/http2/h2_downstream.h"
+#include "proxy/base/aio.h"
 
 #include <openssl/rand.h>
 
@@ -133,7 +134,7 @@ void H2Downstream::recycle() {
   relays_h1_chunked = false;
 }
 
-asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
+aio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   if (info_.body == http::BodyKind::kNone && !tunnel_open_) co_return exchange::BodyChunk{{}, true, false};
   BodyPiece p = co_await stream_->read_body();
   body_read_ += p.data.size();
@@ -151,7 +152,7 @@ asio::awaitable<exchange::BodyChunk> H2Downstream::read_body() {
   co_return c;
 }
 
-asio::awaitable<bool> H2Downstream::send_interim(int, std::string_view, std::span<const http::Header>) {
+aio::awaitable<bool> H2Downstream::send_interim(int, std::string_view, std::span<const http::Header>) {
   co_return !stream_->closed();
 }
 
@@ -207,7 +208,7 @@ exchange::SendNow H2Downstream::try_send_head(const exchange::ResponseHead& head
   return stream_->closed() ? exchange::SendNow::kFailed : exchange::SendNow::kWouldBlock;
 }
 
-asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
+aio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head) {
   if (!head_sent_ && !send_fields(head)) co_return false;
   if (head.body.empty()) co_return true;
   const std::string_view rest = head.body.substr(head_body_sent_);
@@ -215,7 +216,7 @@ asio::awaitable<bool> H2Downstream::send_head(const exchange::ResponseHead& head
   co_return co_await send_body(rest, head.end_stream);
 }
 
-asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {
+aio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_stream) {
   // Most pieces fit the stream's buffer at once: no coroutine frame for them.
   const size_t n = stream_->send_body_now(data, end_stream);
   if (n == data.size() && !stream_->closed()) {
@@ -228,13 +229,13 @@ asio::awaitable<bool> H2Downstream::send_body(std::string_view data, bool end_st
   co_return ok;
 }
 
-asio::awaitable<bool> H2Downstream::send_trailers(std::span<const http::Header> fields) {
+aio::awaitable<bool> H2Downstream::send_trailers(std::span<const http::Header> fields) {
   std::vector<Field> t;
   for (const http::Header& f : fields) add_field(t, f.name, f.value);
   co_return co_await stream_->send_trailers(t);
 }
 
-asio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply& reply) {
+aio::awaitable<void> H2Downstream::send_local_reply(const exchange::LocalReply& reply) {
   if (head_sent_) {  // too late for an answer: end the stream abnormally
     stream_->reset(ErrorCode::kInternalError);
     co_return;

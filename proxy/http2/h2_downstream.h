@@ -34,6 +34,7 @@
 //   values before HPACK (HTTP/2 framing is the connection's, not a stream's).
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,16 +75,16 @@ class H2Downstream final : public exchange::Downstream {
   }
   // RequestInfo::client_cert (outlives the stream: the connection's).
   void set_client_cert(const tls::ClientCertificate* c) { info_.client_cert = c; }
-  boost::asio::awaitable<exchange::BodyChunk> read_body() override;
-  boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
+  ::gantry::aio::awaitable<exchange::BodyChunk> read_body() override;
+  ::gantry::aio::awaitable<bool> send_interim(int status, std::string_view reason,
                                             std::span<const http::Header> fields) override;
   // The head, and the body bytes that come with it, without a coroutine
   // frame when the stream's buffer takes them (it usually does).
   exchange::SendNow try_send_head(const exchange::ResponseHead& head) override;
-  boost::asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
-  boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
-  boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
-  boost::asio::awaitable<void> send_local_reply(const exchange::LocalReply& reply) override;
+  ::gantry::aio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
+  ::gantry::aio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
+  ::gantry::aio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
+  ::gantry::aio::awaitable<void> send_local_reply(const exchange::LocalReply& reply) override;
   void reset(exchange::ResetReason why) override;
 
   bool grpc() const { return grpc_; }

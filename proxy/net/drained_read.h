@@ -26,6 +26,7 @@
 // sequence (their engine reads the socket with its own buffers).
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -52,7 +53,7 @@ inline DrainedReadBuffer drained_read_buffer(void* p, size_t n) { return {boost:
 
 // Asks the kernel to report the bytes left after each read (TCP_INQ). Once
 // per plain TCP socket, after accept or connect.
-inline void enable_drained_reads(boost::asio::ip::tcp::socket& s) {
+inline void enable_drained_reads(::gantry::aio::tcp_socket& s) {
   int one = 1;
   (void)::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof one);
 }

@@ -3,7 +3,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <charconv>
 #include <functional>
 #include <spdlog/spdlog.h>
@@ -172,7 +172,7 @@ struct CacheFill {
   std::string body;
 };
 
-asio::awaitable<bool> await_pending(asio::io_context& io, exchange::PendingOp& op, milliseconds limit,
+aio::awaitable<bool> await_pending(asio::io_context& io, exchange::PendingOp& op, milliseconds limit,
                                     std::shared_ptr<std::atomic<bool>> alive) {
   // The wake-up is a timer cancelled from done(); its expiry is the
   // deadline. Only a wait pays for these two small objects. done() may run
@@ -180,9 +180,9 @@ asio::awaitable<bool> await_pending(asio::io_context& io, exchange::PendingOp& o
   // worker's own (the rate limit store's reply, read by this worker) it
   // cancels at once, which saves a posted handler (and a reactor poll) per
   // decision.
-  auto wake = std::make_shared<asio::steady_timer>(io, Clock::now() + limit);
+  auto wake = std::make_shared<aio::steady_timer>(io, Clock::now() + limit);
   auto fired = std::make_shared<std::atomic<bool>>(false);
-  op.start([weak = std::weak_ptr<asio::steady_timer>(wake), ex = io.get_executor(), fired, alive = std::move(alive)] {
+  op.start([weak = std::weak_ptr<aio::steady_timer>(wake), ex = io.get_executor(), fired, alive = std::move(alive)] {
     if (fired->exchange(true)) return;  // at most once
     if (alive && !alive->load()) return;
     auto t = weak.lock();
@@ -266,7 +266,7 @@ void trim_spare_frames() {
   s.low_water = s.free.size();
 }
 
-asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec) {
+aio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec) {
   char* p = b.prepare(kReadChunk);
   timer_.arm(up.sock, timeout);
   // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
@@ -282,7 +282,7 @@ asio::awaitable<size_t> ExchangeDriver::read_some(UpstreamConn& up, Buffer& b, m
 // context, a resumed session when one is cached, the handshake within
 // `timeout` (the worker's sweep cancels the socket). Empty on success, else
 // why it failed (verification result, OpenSSL error, or the names check).
-asio::awaitable<std::string> ExchangeDriver::tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
+aio::awaitable<std::string> ExchangeDriver::tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
                                                           ms timeout) {
   up.tls_ctx = c.tls;
   up.tls = std::make_unique<UpstreamTlsStream>(up.sock, c.tls->context());
@@ -302,7 +302,7 @@ asio::awaitable<std::string> ExchangeDriver::tls_handshake(UpstreamConn& up, con
 
 // ---- the gateway's own answers: one LocalReply, one place per codec
 
-asio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int status, std::string body,
+aio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int status, std::string body,
                                             bool close, std::string_view gateway_reason) {
   exchange::LocalReply& r = ex_.reply;
   r.reset();
@@ -313,7 +313,7 @@ asio::awaitable<void> ExchangeDriver::reply(exchange::Downstream& down, int stat
   co_await send_reply(down);
 }
 
-asio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
+aio::awaitable<void> ExchangeDriver::send_reply(exchange::Downstream& down) {
   ex_.reply.request_id = record.request_id;
   record.status = ex_.reply.status;
   // A gRPC-Web client gets the answer as a gRPC status (trailers-only);
@@ -369,7 +369,7 @@ void give_back_driver(Worker& w, std::unique_ptr<ExchangeDriver> d) {
   spare.push_back(d.release());
 }
 
-asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
+aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
   std::unique_ptr<ExchangeDriver> d = take_driver(w);
   co_await d->run(down);
   if (d->upgraded) {
@@ -383,7 +383,7 @@ asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
 
 // ---- route → request filters → cache → select → upstream → response → log
 
-asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
+aio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
   const exchange::RequestInfo& rq = down.request();
   record.reset();
   record.started = Clock::now();
@@ -745,8 +745,8 @@ asio::awaitable<void> ExchangeDriver::run(exchange::Downstream& down) {
                                    : std::to_string(o.status));
     return true;
   };
-  auto backoff = [&]() -> asio::awaitable<void> {
-    asio::steady_timer t(w_.io());
+  auto backoff = [&]() -> aio::awaitable<void> {
+    aio::steady_timer t(w_.io());
     t.expires_after(bounded(retry->backoff(retries, w_.random())));
     error_code ignore;
     co_await t.async_wait(awaitable_ec(ignore));
@@ -1446,7 +1446,7 @@ struct H2Pump {
 
 }  // namespace
 
-asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
+aio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
     exchange::Downstream& down, const exchange::FilterChain* chain, const control::ClusterEndpoints& cluster,
     size_t idx, bool has_body, bool body_buffered, bool te_trailers, ms timeout,
     std::optional<Clock::time_point> deadline, bool grpc, H2cTry& hooks) {
@@ -1544,8 +1544,8 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   if (has_body) {
     asio::co_spawn(
         w_.io(),
-        [&down, &call, conn, pump, this, body_buffered]() -> asio::awaitable<void> {
-          auto send = [&](std::string_view data) -> asio::awaitable<bool> {
+        [&down, &call, conn, pump, this, body_buffered]() -> aio::awaitable<void> {
+          auto send = [&](std::string_view data) -> aio::awaitable<bool> {
             while (!data.empty()) {
               if (call.closed || call.id < 0) co_return false;
               data.remove_prefix(conn->send_data(call, data));
@@ -1603,8 +1603,8 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   }
 
   // Waits for news on the call (or the pump), at most `timeout`. False: timed out.
-  auto wait_call = [&]() -> asio::awaitable<bool> {
-    asio::steady_timer limit(w_.io());
+  auto wait_call = [&]() -> aio::awaitable<bool> {
+    aio::steady_timer limit(w_.io());
     auto fired = std::make_shared<bool>(false);
     limit.expires_after(timeout);
     const bool at_deadline = deadline && *deadline <= limit.expiry() + ms(1);
@@ -1627,7 +1627,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
   // a request body that is still arriving itself (RFC 9113 8.1); the pump
   // stops when that body ends or the stream closes.
   bool answered = false;
-  auto settle = [&]() -> asio::awaitable<void> {
+  auto settle = [&]() -> aio::awaitable<void> {
     if (!pump->done) {
       conn->release(call);
       call.closed = true;
@@ -1640,7 +1640,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
 
   // Gives the try up before anything went downstream (a retry): the stream is
   // cancelled and the pump, which sends only a buffered body then, stops.
-  auto abandon = [&]() -> asio::awaitable<void> {
+  auto abandon = [&]() -> aio::awaitable<void> {
     conn->release(call);
     call.closed = true;
     call.notify();
@@ -1843,7 +1843,7 @@ asio::awaitable<ExchangeDriver::H2cTry::Outcome> ExchangeDriver::run_h2c(
 // when it is the first miss of its key). Concurrent misses of one key wait
 // for the leader (at most `wait_limit`) on this worker: the leader's thread
 // only posts the wake-up here.
-asio::awaitable<bool> ExchangeDriver::cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
+aio::awaitable<bool> ExchangeDriver::cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
                                                    milliseconds wait_limit, std::unique_ptr<CacheFill>& fill) {
   const exchange::RequestInfo& rq = down.request();
   auto rp = filters::request_policy(rq.method, *rq.headers);
@@ -1856,11 +1856,11 @@ asio::awaitable<bool> ExchangeDriver::cache_lookup(exchange::Downstream& down, c
   filters::FillTicket ticket;
   if (rp.lookup) {
     for (int round = 0; round < 2; ++round) {
-      std::shared_ptr<asio::steady_timer> wake;
+      std::shared_ptr<aio::steady_timer> wake;
       std::function<void()> on_fill_done;
       if (round == 0 && is_get && rp.store) {
-        wake = std::make_shared<asio::steady_timer>(w_.io(), Clock::now() + wait_limit);
-        on_fill_done = [weak = std::weak_ptr<asio::steady_timer>(wake), alive = w_.alive()] {
+        wake = std::make_shared<aio::steady_timer>(w_.io(), Clock::now() + wait_limit);
+        on_fill_done = [weak = std::weak_ptr<aio::steady_timer>(wake), alive = w_.alive()] {
           if (!alive->load()) return;
           if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
         };
@@ -1893,7 +1893,7 @@ asio::awaitable<bool> ExchangeDriver::cache_lookup(exchange::Downstream& down, c
 
 // Answers the request with a stored response: its headers, then the rule's
 // response header modifiers, the request id, Age and X-Cache: HIT.
-asio::awaitable<void> ExchangeDriver::serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
+aio::awaitable<void> ExchangeDriver::serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
                                                    const control::RulePolicies& pol) {
   const auto& opts = w_.server().options();
   const bool head_only = down.request().method == "HEAD";
@@ -1991,7 +1991,7 @@ void ExchangeDriver::cache_end_fill(CacheFill& f, bool complete) {
 
 // ---- filters.transform
 
-asio::awaitable<bool> ExchangeDriver::transform_request(exchange::Downstream& down) {
+aio::awaitable<bool> ExchangeDriver::transform_request(exchange::Downstream& down) {
   const snapshot::Transform& t = *ex_.transform.config;
   auto& metrics = w_.metrics();
   const BodyRead got = co_await read_request_body(down, t.max_body_bytes, false);
@@ -2022,7 +2022,7 @@ asio::awaitable<bool> ExchangeDriver::transform_request(exchange::Downstream& do
   co_return true;
 }
 
-asio::awaitable<ExchangeDriver::BodyRead> ExchangeDriver::read_request_body(exchange::Downstream& down,
+aio::awaitable<ExchangeDriver::BodyRead> ExchangeDriver::read_request_body(exchange::Downstream& down,
                                                                            uint64_t limit, bool partial_ok) {
   if (!body_ended_ && !partial_ok && ex_.req.body == http::BodyKind::kContentLength &&
       ex_.req.content_length > limit)
@@ -2053,7 +2053,7 @@ asio::awaitable<ExchangeDriver::BodyRead> ExchangeDriver::read_request_body(exch
   co_return body_ended_ ? BodyRead::kWhole : BodyRead::kPartial;
 }
 
-asio::awaitable<bool> ExchangeDriver::read_body_for_filter(exchange::Downstream& down) {
+aio::awaitable<bool> ExchangeDriver::read_body_for_filter(exchange::Downstream& down) {
   exchange::Exchange::BodyRead& b = ex_.request_body;
   // The rest of the request phase (and the upstream head) reads the
   // request's views after the body is read.
@@ -2077,7 +2077,7 @@ asio::awaitable<bool> ExchangeDriver::read_body_for_filter(exchange::Downstream&
   co_return true;
 }
 
-asio::awaitable<bool> ExchangeDriver::transform_response(exchange::Downstream& down,
+aio::awaitable<bool> ExchangeDriver::transform_response(exchange::Downstream& down,
                                                          const exchange::FilterChain* chain, UpstreamConn& up,
                                                          bool& upstream_reusable) {
   const snapshot::Transform& t = *ex_.transform.config;
@@ -2274,10 +2274,10 @@ std::span<const http2::Field> ExchangeDriver::request_trailers() {
 // Relays the request body from the client to the upstream: the client's
 // chunked framing as is, plain bytes of a streamed body chunked anew.
 // Returns false on failure; client_failed tells whose side failed.
-asio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& down, UpstreamConn& up,
+aio::awaitable<bool> ExchangeDriver::relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                          error_code& ec, bool& client_failed) {
   const bool chunk_plain = ex_.req.body == http::BodyKind::kChunked;
-  auto send = [&](std::string_view pending) -> asio::awaitable<bool> {
+  auto send = [&](std::string_view pending) -> aio::awaitable<bool> {
     if (up.tls)
       co_await asio::async_write(*up.tls, asio::buffer(pending.data(), pending.size()), awaitable_ec(ec));
     else if (!try_write(up.sock, pending, ec))
@@ -2338,7 +2338,7 @@ void ExchangeDriver::forwardable_trailers(std::string_view block, std::vector<ht
   });
 }
 
-asio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& down, UpstreamConn& up,
+aio::awaitable<bool> ExchangeDriver::relay_response_body(exchange::Downstream& down, UpstreamConn& up,
                                                           bool& upstream_reusable, uint64_t sent) {
   auto& opts = w_.server().options();
   if (resp_.body == http::BodyKind::kNone) co_return true;

@@ -13,7 +13,7 @@
 // Entry point for a codec that runs one exchange per stream (HTTP/2, from the
 // connection's StreamRunner, on the worker's thread):
 //
-//   asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+//   aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
 //
 // A codec that runs many exchanges on one stream (HTTP/1.1 keep-alive) keeps
 // one ExchangeDriver and calls run() per request, so its buffers are reused
@@ -27,7 +27,7 @@
 
 #include <utility>
 
-#include <boost/asio/any_io_executor.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/awaitable.hpp>
 #include <array>
 #include <chrono>
@@ -150,7 +150,7 @@ class ExchangeDriver {
 
   // Runs one exchange on `down` to its end (answered, reset, or the client
   // gone), then logs it. The stream's request() must be complete.
-  boost::asio::awaitable<void> run(exchange::Downstream& down);
+  ::gantry::aio::awaitable<void> run(exchange::Downstream& down);
 
   // After run(): the upstream connection of an upgrade the upstream accepted
   // (101 to an HTTP/1.1 WebSocket request), for the codec to tunnel; null
@@ -172,9 +172,9 @@ class ExchangeDriver {
   using ms = std::chrono::milliseconds;
 
   // The gateway's own answer, through the LocalReply in ex_.reply.
-  boost::asio::awaitable<void> reply(exchange::Downstream& down, int status, std::string body, bool close,
+  ::gantry::aio::awaitable<void> reply(exchange::Downstream& down, int status, std::string body, bool close,
                                      std::string_view gateway_reason = {});
-  boost::asio::awaitable<void> send_reply(exchange::Downstream& down);
+  ::gantry::aio::awaitable<void> send_reply(exchange::Downstream& down);
   void finish(const exchange::Downstream& down);
   void build_upstream_head(const exchange::RequestInfo& rq);
   // Tracing (docs/tracing.md): the caller's context and the head decision;
@@ -205,12 +205,12 @@ class ExchangeDriver {
   // The exchange's upstream phase on an h2c cluster (net/h2_upstream.h):
   // one stream on a shared HTTP/2 connection to endpoint `idx`; the request
   // head comes from up_head_, the body from replay_ when `body_buffered`.
-  boost::asio::awaitable<H2cTry::Outcome> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
+  ::gantry::aio::awaitable<H2cTry::Outcome> run_h2c(exchange::Downstream& down, const exchange::FilterChain* chain,
                                                   const control::ClusterEndpoints& cluster, size_t idx,
                                                   bool has_body, bool body_buffered, bool te_trailers, ms timeout,
                                                   std::optional<Clock::time_point> deadline, bool grpc,
                                                   H2cTry& hooks);
-  boost::asio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
+  ::gantry::aio::awaitable<bool> relay_request_body(exchange::Downstream& down, UpstreamConn& up,
                                                   error_code& ec, bool& client_failed);
   // filters.maxRequestBodySize on a streamed body (a Content-Length one is
   // judged by the filter): `c` took it over the limit; the 413's text.
@@ -224,21 +224,21 @@ class ExchangeDriver {
   void add_request_trailers(std::span<const http::Header> fields);
   std::span<const http2::Field> request_trailers();
   // `sent`: Content-Length body bytes that already went out with the head.
-  boost::asio::awaitable<bool> relay_response_body(exchange::Downstream& down, UpstreamConn& up,
+  ::gantry::aio::awaitable<bool> relay_response_body(exchange::Downstream& down, UpstreamConn& up,
                                                    bool& upstream_reusable, uint64_t sent);
   // The upstream ended a response before the body its framing promised
   // (EOF, reset, or no bytes within the timeout): counted, logged, and marked
   // on the access-log line. `got`: body bytes received; `want`: 0 if unknown.
   void upstream_truncated(bool timeout, uint64_t got, uint64_t want);
-  boost::asio::awaitable<size_t> read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec);
-  boost::asio::awaitable<std::string> tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
+  ::gantry::aio::awaitable<size_t> read_some(UpstreamConn& up, Buffer& b, ms timeout, error_code& ec);
+  ::gantry::aio::awaitable<std::string> tls_handshake(UpstreamConn& up, const control::ClusterEndpoints& c,
                                                     ms timeout);
 
   // ---- response cache (filters.cache): lookup before the upstream phase,
   // capture while relaying, store at the end. True: a hit was answered.
-  boost::asio::awaitable<bool> cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
+  ::gantry::aio::awaitable<bool> cache_lookup(exchange::Downstream& down, const control::RulePolicies& pol,
                                             ms wait_limit, std::unique_ptr<CacheFill>& fill);
-  boost::asio::awaitable<void> serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
+  ::gantry::aio::awaitable<void> serve_cached(exchange::Downstream& down, const filters::CachedResponse& r,
                                             const control::RulePolicies& pol);
   void cache_begin_fill(CacheFill& f, bool is_upgrade);
   void cache_capture(std::string_view bytes);
@@ -247,7 +247,7 @@ class ExchangeDriver {
   // replay_ and converted, its length ending up_head_ (false: answered); the
   // upstream's response body read whole, converted and answered (false: the
   // client did not get it all).
-  boost::asio::awaitable<bool> transform_request(exchange::Downstream& down);
+  ::gantry::aio::awaitable<bool> transform_request(exchange::Downstream& down);
   // ---- a request body read before the upstream phase (filters.transform,
   // extAuth withRequestBody): its plain bytes into body_ (an HTTP/1.1
   // chunked body's framing, as read, into body_raw_), continuing where an
@@ -255,11 +255,11 @@ class ExchangeDriver {
   // holds `limit` bytes. kFailed: answered (a malformed body) or the client
   // is gone; kTooLarge: over `limit`, nothing answered yet.
   enum class BodyRead : uint8_t { kWhole, kPartial, kTooLarge, kFailed };
-  boost::asio::awaitable<BodyRead> read_request_body(exchange::Downstream& down, uint64_t limit, bool partial_ok);
+  ::gantry::aio::awaitable<BodyRead> read_request_body(exchange::Downstream& down, uint64_t limit, bool partial_ok);
   // extAuth withRequestBody (ex_.request_body): the body read for the
   // filter's wait; false: answered (413, a malformed body) or client gone.
-  boost::asio::awaitable<bool> read_body_for_filter(exchange::Downstream& down);
-  boost::asio::awaitable<bool> transform_response(exchange::Downstream& down, const exchange::FilterChain* chain,
+  ::gantry::aio::awaitable<bool> read_body_for_filter(exchange::Downstream& down);
+  ::gantry::aio::awaitable<bool> transform_response(exchange::Downstream& down, const exchange::FilterChain* chain,
                                                   UpstreamConn& up, bool& upstream_reusable);
   // ---- request mirroring (filters.requestMirrors): a copy of the upstream
   // request as sent (up_head_ + the buffered body) handed to the worker's
@@ -319,7 +319,7 @@ class ExchangeDriver {
 // Waits for a filter's PendingOp (exchange.h has the contract): start(done),
 // then until done() ran (true) or `limit` passed (cancel(), false). `alive`
 // (the worker's) keeps a late done() from posting to a worker being destroyed.
-boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange::PendingOp& op,
+::gantry::aio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange::PendingOp& op,
                                            std::chrono::milliseconds limit,
                                            std::shared_ptr<std::atomic<bool>> alive);
 
@@ -333,7 +333,7 @@ boost::asio::awaitable<bool> await_pending(boost::asio::io_context& io, exchange
 // (kept, then freed among live objects); at 256, nothing measurable.
 constexpr size_t kMaxSpareDrivers = 256;
 constexpr size_t kSpareBufferBytes = 64 * 1024;
-boost::asio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+::gantry::aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
 
 // Whether a request trailer field named `name` may be relayed: not a
 // pseudo-header, nor a framing, routing or connection-specific field (RFC
@@ -371,9 +371,9 @@ void trim_spare_frames();
 // of the same frame (the promise adds no member, so it sits where Asio's
 // would). Nothing else differs from Asio's promise.
 template <>
-struct std::coroutine_traits<boost::asio::awaitable<void>, gantry::net::ExchangeDriver&,
+struct std::coroutine_traits<::gantry::aio::awaitable<void>, gantry::net::ExchangeDriver&,
                              gantry::exchange::Downstream&> {
-  using AsioPromise = boost::asio::detail::awaitable_frame<void, boost::asio::any_io_executor>;
+  using AsioPromise = boost::asio::detail::awaitable_frame<void, ::gantry::aio::Executor>;
   struct promise_type : AsioPromise {
     static void* operator new(std::size_t size, gantry::net::ExchangeDriver&, gantry::exchange::Downstream&) {
       return gantry::net::take_exchange_frame(size);
@@ -382,7 +382,7 @@ struct std::coroutine_traits<boost::asio::awaitable<void>, gantry::net::Exchange
 
     template <class T>
     struct Awaiter {
-      boost::asio::awaitable<T> inner;
+      ::gantry::aio::awaitable<T> inner;
       bool await_ready() const noexcept { return inner.await_ready(); }
       void await_suspend(std::coroutine_handle<promise_type> h) {
         inner.await_suspend(std::coroutine_handle<AsioPromise>::from_promise(h.promise()));
@@ -390,7 +390,7 @@ struct std::coroutine_traits<boost::asio::awaitable<void>, gantry::net::Exchange
       T await_resume() { return inner.await_resume(); }
     };
     template <class T>
-    Awaiter<T> await_transform(boost::asio::awaitable<T> a) {
+    Awaiter<T> await_transform(::gantry::aio::awaitable<T> a) {
       return Awaiter<T>{std::move(a)};
     }
     using AsioPromise::await_transform;  // this_coro::executor, an operation's initiation

@@ -7,7 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <algorithm>
@@ -36,14 +36,14 @@ namespace {
 
 constexpr size_t kChunk = 16 * 1024;
 
-auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto awaitable_ec(error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); }
 
 // A connection to the service: the socket, and TLS over it (https://).
 // Heap-held: the TLS stream refers to the socket.
 struct Link {
   explicit Link(asio::io_context& io) : sock(io) {}
-  tcp::socket sock;
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  aio::tcp_socket sock;
+  std::unique_ptr<asio::ssl::stream<aio::tcp_socket&>> tls;
   // The TLS context, held while the connection lives: its address is in the
   // pool key, so it must not be reused by another context meanwhile.
   std::shared_ptr<const void> ctx;
@@ -55,7 +55,7 @@ struct CallIo {
   virtual void stop() = 0;
 };
 
-bool idle_alive(tcp::socket& s) {
+bool idle_alive(aio::tcp_socket& s) {
   char b;
   ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -76,7 +76,7 @@ thread_local std::shared_ptr<ThreadState> tl_state;
 struct Conn final : CallIo {
   explicit Conn(asio::io_context& io) : link(std::make_unique<Link>(io)), timer(io) {}
   std::unique_ptr<Link> link;
-  asio::steady_timer timer;
+  aio::steady_timer timer;
   bool timed_out = false;
   bool aborted = false;
   void stop() override {
@@ -86,7 +86,7 @@ struct Conn final : CallIo {
   }
 };
 
-asio::awaitable<size_t> read_some(Link& l, Buffer& buf, error_code& ec) {
+aio::awaitable<size_t> read_some(Link& l, Buffer& buf, error_code& ec) {
   // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
   size_t n;
   if (l.tls) n = co_await l.tls->async_read_some(asio::buffer(buf.prepare(kChunk), kChunk), awaitable_ec(ec));
@@ -95,7 +95,7 @@ asio::awaitable<size_t> read_some(Link& l, Buffer& buf, error_code& ec) {
 }
 
 // Reads one answer into `call`. False with call.error set on failure.
-asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reusable, bool& got_any) {
+aio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reusable, bool& got_any) {
   Buffer buf{kChunk};
   http::ResponseParser parser;
   http::ResponseHead head;
@@ -192,7 +192,7 @@ asio::awaitable<bool> read_answer(Conn& c, filters::ExtAuthCall& call, bool& reu
 }
 
 // The service's address (an IP literal, else resolved). Empty `why`: found.
-asio::awaitable<tcp::endpoint> endpoint_of(ThreadState& ts, const filters::ExtAuthCall& call, std::string& why) {
+aio::awaitable<tcp::endpoint> endpoint_of(ThreadState& ts, const filters::ExtAuthCall& call, std::string& why) {
   error_code ec;
   auto addr = asio::ip::make_address(call.host, ec);
   if (!ec) co_return tcp::endpoint(addr, call.port);
@@ -219,12 +219,12 @@ std::string pool_key(const filters::ExtAuthCall& call) {
   return key;
 }
 
-asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
+aio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
                                std::function<void()> done) {
   const std::string key = pool_key(*call);
   const std::string where = call->host + ":" + std::to_string(call->port);
   const auto* tls = static_cast<const tls::UpstreamTlsContext*>(call->tls.get());
-  auto timer = std::make_shared<asio::steady_timer>(ts->io);
+  auto timer = std::make_shared<aio::steady_timer>(ts->io);
   timer->expires_after(call->timeout);
   bool ok = false;
   bool timed_out = false;
@@ -260,7 +260,7 @@ asio::awaitable<void> run_call(std::shared_ptr<ThreadState> ts, std::shared_ptr<
       }
       if (!ec) c->link->sock.set_option(tcp::no_delay(true), ec);
       if (!ec && tls != nullptr) {  // https://: the certificate verified for the service's name
-        c->link->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->link->sock, tls->context());
+        c->link->tls = std::make_unique<asio::ssl::stream<aio::tcp_socket&>>(c->link->sock, tls->context());
         c->link->ctx = call->tls;
         SSL* ssl = c->link->tls->native_handle();
         std::string why;
@@ -320,13 +320,13 @@ struct GrpcIo final : CallIo {
 // gRPC ext_authz: one unary call (POST call->path, the framed CheckRequest)
 // on the worker's HTTP/2 connection to the service; the answer's status,
 // fields and trailers (merged, lower-case) and DATA into `call`.
-asio::awaitable<void> run_grpc(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
+aio::awaitable<void> run_grpc(std::shared_ptr<ThreadState> ts, std::shared_ptr<filters::ExtAuthCall> call,
                                std::function<void()> done) {
   const std::string key = pool_key(*call);
   const std::string where = call->host + ":" + std::to_string(call->port);
   auto io = std::make_shared<GrpcIo>(ts->io);
   call->io = std::shared_ptr<CallIo>(io);
-  asio::steady_timer timer(ts->io);
+  aio::steady_timer timer(ts->io);
   timer.expires_after(call->timeout);
   timer.async_wait([weak = std::weak_ptr<GrpcIo>(io)](const error_code& ec) {
     auto g = weak.lock();

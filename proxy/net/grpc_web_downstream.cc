@@ -1,5 +1,6 @@
 // GrpcWebDownstream: see grpc_web_downstream.h.
 #include "proxy/net/grpc_web_downstream.h"
+#include "proxy/base/aio.h"
 
 #include <cstdio>
 
@@ -12,37 +13,37 @@ GrpcWebDownstream::GrpcWebDownstream(exchange::Downstream& inner, const exchange
   sync_counters();
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_interim(int status, std::string_view reason,
+aio::awaitable<bool> GrpcWebDownstream::send_interim(int status, std::string_view reason,
                                                       std::span<const http::Header> fields) {
   const bool ok = co_await inner_.send_interim(status, reason, fields);
   sync_counters();
   co_return ok;
 }
 
-asio::awaitable<void> GrpcWebDownstream::send_local_reply(const exchange::LocalReply& reply) {
+aio::awaitable<void> GrpcWebDownstream::send_local_reply(const exchange::LocalReply& reply) {
   co_await inner_.send_local_reply(reply);
   sync_counters();
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_head(const exchange::ResponseHead& head) {
+aio::awaitable<bool> GrpcWebDownstream::send_head(const exchange::ResponseHead& head) {
   const bool ok = co_await send_head_(head);
   sync_counters();
   co_return ok;
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_body(std::string_view data, bool end_stream) {
+aio::awaitable<bool> GrpcWebDownstream::send_body(std::string_view data, bool end_stream) {
   const bool ok = co_await send_body_(data, end_stream);
   sync_counters();
   co_return ok;
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_trailers(std::span<const http::Header> fields) {
+aio::awaitable<bool> GrpcWebDownstream::send_trailers(std::span<const http::Header> fields) {
   const bool ok = co_await send_trailers_(fields);
   sync_counters();
   co_return ok;
 }
 
-asio::awaitable<exchange::BodyChunk> GrpcWebDownstream::read_body() {
+aio::awaitable<exchange::BodyChunk> GrpcWebDownstream::read_body() {
   exchange::BodyChunk c = co_await inner_.read_body();
   sync_counters();
   if (!ex_.grpc_web.text || c.failed) co_return c;
@@ -69,7 +70,7 @@ asio::awaitable<exchange::BodyChunk> GrpcWebDownstream::read_body() {
   co_return c;
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_head_(const exchange::ResponseHead& head) {
+aio::awaitable<bool> GrpcWebDownstream::send_head_(const exchange::ResponseHead& head) {
   translate_ = ex_.grpc_web.translate_response;
   if (!translate_) co_return co_await inner_.send_head(head);
   exchange::ResponseHead h = head;
@@ -89,7 +90,7 @@ asio::awaitable<bool> GrpcWebDownstream::send_head_(const exchange::ResponseHead
   co_return co_await send_body_(head.body, head.end_stream);
 }
 
-asio::awaitable<bool> GrpcWebDownstream::emit(std::string_view data, bool end) {
+aio::awaitable<bool> GrpcWebDownstream::emit(std::string_view data, bool end) {
   if (!chunked_) co_return co_await inner_.send_body(data, end);
   frame_.clear();
   if (!data.empty()) {
@@ -102,7 +103,7 @@ asio::awaitable<bool> GrpcWebDownstream::emit(std::string_view data, bool end) {
   co_return co_await inner_.send_body(frame_, end);
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_body_(std::string_view data, bool end_stream) {
+aio::awaitable<bool> GrpcWebDownstream::send_body_(std::string_view data, bool end_stream) {
   if (!translate_) co_return co_await inner_.send_body(data, end_stream);
   if (ended_) co_return true;
   if (end_stream) ended_ = true;
@@ -113,7 +114,7 @@ asio::awaitable<bool> GrpcWebDownstream::send_body_(std::string_view data, bool 
   co_return co_await emit(out_, end_stream);
 }
 
-asio::awaitable<bool> GrpcWebDownstream::send_trailers_(std::span<const http::Header> fields) {
+aio::awaitable<bool> GrpcWebDownstream::send_trailers_(std::span<const http::Header> fields) {
   if (!translate_) co_return co_await inner_.send_trailers(fields);
   if (ended_) co_return true;
   ended_ = true;

@@ -16,6 +16,7 @@
 // (grpc_web::to_trailers_only); they are forwarded.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>  // before Asio: awaitable.hpp uses std::exchange
 
 #include <string>
@@ -30,14 +31,14 @@ class GrpcWebDownstream final : public exchange::Downstream {
   GrpcWebDownstream(exchange::Downstream& inner, const exchange::Exchange& ex);
 
   const exchange::RequestInfo& request() const override { return inner_.request(); }
-  boost::asio::awaitable<exchange::BodyChunk> read_body() override;
+  ::gantry::aio::awaitable<exchange::BodyChunk> read_body() override;
   void keep_request() override { inner_.keep_request(); }
-  boost::asio::awaitable<bool> send_interim(int status, std::string_view reason,
+  ::gantry::aio::awaitable<bool> send_interim(int status, std::string_view reason,
                                             std::span<const http::Header> fields) override;
-  boost::asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
-  boost::asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
-  boost::asio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
-  boost::asio::awaitable<void> send_local_reply(const exchange::LocalReply& reply) override;
+  ::gantry::aio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
+  ::gantry::aio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
+  ::gantry::aio::awaitable<bool> send_trailers(std::span<const http::Header> fields) override;
+  ::gantry::aio::awaitable<void> send_local_reply(const exchange::LocalReply& reply) override;
   void reset(exchange::ResetReason why) override { inner_.reset(why); }
 
  private:
@@ -46,11 +47,11 @@ class GrpcWebDownstream final : public exchange::Downstream {
     bytes_received = inner_.bytes_received;
     bytes_sent = inner_.bytes_sent;
   }
-  boost::asio::awaitable<bool> send_head_(const exchange::ResponseHead& head);
-  boost::asio::awaitable<bool> send_body_(std::string_view data, bool end_stream);
-  boost::asio::awaitable<bool> send_trailers_(std::span<const http::Header> fields);
+  ::gantry::aio::awaitable<bool> send_head_(const exchange::ResponseHead& head);
+  ::gantry::aio::awaitable<bool> send_body_(std::string_view data, bool end_stream);
+  ::gantry::aio::awaitable<bool> send_trailers_(std::span<const http::Header> fields);
   // `data` (already translated) to the client; an HTTP/1.1 client gets a chunk.
-  boost::asio::awaitable<bool> emit(std::string_view data, bool end);
+  ::gantry::aio::awaitable<bool> emit(std::string_view data, bool end);
 
   exchange::Downstream& inner_;
   const exchange::Exchange& ex_;

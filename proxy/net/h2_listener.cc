@@ -1,5 +1,6 @@
 // HTTP/2 on the proxy's listeners: see h2_listener.h.
 #include "proxy/net/h2_listener.h"
+#include "proxy/base/aio.h"
 
 #include <openssl/ssl.h>
 
@@ -108,13 +109,13 @@ H2Connections::~H2Connections() {
   for (Conn* c = conns_; c != nullptr; c = c->next) c->owner = nullptr;
 }
 
-void H2Connections::serve(tcp::socket sock, std::string already_read, std::string peer_ip,
+void H2Connections::serve(aio::tcp_socket sock, std::string already_read, std::string peer_ip,
                           std::shared_ptr<const ListenerTag> listener, uint16_t local_port) {
   start(std::move(sock), std::move(already_read), std::move(peer_ip), false, std::move(listener),
         local_port);
 }
 
-void H2Connections::serve(asio::ssl::stream<tcp::socket> sock, std::string peer_ip,
+void H2Connections::serve(asio::ssl::stream<aio::tcp_socket> sock, std::string peer_ip,
                           std::shared_ptr<const ListenerTag> listener, uint16_t local_port,
                           std::string sni, std::shared_ptr<const tls::ClientCertificate> client_cert) {
   start(std::move(sock), {}, std::move(peer_ip), true, std::move(listener), local_port, std::move(sni),
@@ -160,7 +161,7 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
   // The completion handler keeps the connection's options alive (the
   // worker's, shared by its h2c connections; a copy of its own for TLS).
   auto conn_opts = conn_opts_;
-  if constexpr (!std::is_same_v<Socket, tcp::socket>) {
+  if constexpr (!std::is_same_v<Socket, aio::tcp_socket>) {
     auto own = std::make_shared<http2::ConnectionOptions>(*conn_opts_);
     own->on_start = on_start;
     conn_opts = std::move(own);
@@ -176,7 +177,7 @@ void H2Connections::start(Socket sock, std::string already_read, std::string pee
     c->served = true;
     if (c->running == 0 && c->owner != nullptr) finished(*c);
   };
-  if constexpr (std::is_same_v<Socket, tcp::socket>) {
+  if constexpr (std::is_same_v<Socket, aio::tcp_socket>) {
     // h2c parks while idle (http2::serve_parking): no coroutine frames then.
     http2::serve_parking(std::move(sock), std::move(already_read), *conn_opts, std::move(runner), std::move(done),
                          std::move(on_start));
@@ -200,7 +201,7 @@ void H2Connections::finished(Conn& c) {
   metrics_.global().http2_connections_active.Decrement();
 }
 
-asio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st) {
+aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st) {
   if (c->owner == nullptr) co_return;
   Running running(c, [](Conn& conn) {
     if (conn.owner != nullptr) conn.owner->finished(conn);

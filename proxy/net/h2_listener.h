@@ -26,6 +26,7 @@
 //   a connection accepted while the server drains is drained at once.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 
 #include <atomic>
@@ -63,7 +64,7 @@ class H2Connections {
  public:
   // Runs one stream's exchange (route → filters → upstream → response → log)
   // over its Downstream. Completes when the exchange is over.
-  using ExchangeRunner = std::function<boost::asio::awaitable<void>(exchange::Downstream&)>;
+  using ExchangeRunner = std::function<::gantry::aio::awaitable<void>(exchange::Downstream&)>;
 
   // `worker_connections`: the worker's count of client connections;
   // `draining`: whether the server drains (a new connection is drained at once).
@@ -78,11 +79,11 @@ class H2Connections {
 
   // Take over a client connection. `peer_ip`: the connection's peer address;
   // `listener`, `local_port`: the listener it came in on (routes match on it).
-  void serve(boost::asio::ip::tcp::socket sock, std::string already_read, std::string peer_ip,
+  void serve(::gantry::aio::tcp_socket sock, std::string already_read, std::string peer_ip,
              std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0);
   // `sni`: the client's SNI on a snapshot listener (RequestInfo::sni).
   // `client_cert`: RequestInfo::client_cert.
-  void serve(boost::asio::ssl::stream<boost::asio::ip::tcp::socket> sock, std::string peer_ip,
+  void serve(boost::asio::ssl::stream<::gantry::aio::tcp_socket> sock, std::string peer_ip,
              std::shared_ptr<const ListenerTag> listener = nullptr, uint16_t local_port = 0,
              std::string sni = {}, std::shared_ptr<const tls::ClientCertificate> client_cert = nullptr);
 
@@ -102,7 +103,7 @@ class H2Connections {
   void start(Socket sock, std::string already_read, std::string peer_ip, bool tls,
              std::shared_ptr<const ListenerTag> listener, uint16_t local_port, std::string sni = {},
              std::shared_ptr<const tls::ClientCertificate> client_cert = nullptr);
-  boost::asio::awaitable<void> run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st);
+  ::gantry::aio::awaitable<void> run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st);
   void finished(Conn& c);
 
   boost::asio::io_context& io_;

@@ -1,4 +1,5 @@
 #include "proxy/net/h2_upstream.h"
+#include "proxy/base/aio.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -20,11 +21,11 @@ namespace {
 constexpr std::chrono::seconds kGoawayFlushLimit{5};
 }  // namespace
 
-asio::awaitable<void> H2Call::wait(bool writer) {
+aio::awaitable<void> H2Call::wait(bool writer) {
   error_code ec;
   auto& t = writer ? write_signal : signal;
-  t.expires_at(asio::steady_timer::time_point::max());
-  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  t.expires_at(aio::steady_timer::time_point::max());
+  co_await t.async_wait(asio::redirect_error(aio::use_awaitable, ec));
 }
 
 http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
@@ -57,16 +58,16 @@ http2::RequestHead h2_request_head(std::string_view h1, bool tls) {
   return head;
 }
 
-H2UpstreamConn::H2UpstreamConn(asio::io_context& io, asio::ip::tcp::socket sock)
+H2UpstreamConn::H2UpstreamConn(asio::io_context& io, aio::tcp_socket sock)
     : sock_(std::move(sock)), write_signal_(io), ready_signal_(io), keepalive_(io) {}
 
 H2UpstreamConn::~H2UpstreamConn() = default;
 
-asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
+aio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
     asio::io_context& io, asio::ip::tcp::endpoint ep, std::chrono::milliseconds timeout, error_code& ec,
     std::shared_ptr<const tls::UpstreamTlsContext> tls, std::string* tls_error, Options options) {
-  asio::ip::tcp::socket sock(io);
-  asio::steady_timer limit(io);
+  aio::tcp_socket sock(io);
+  aio::steady_timer limit(io);
   bool timed_out = false;
   limit.expires_after(timeout);
   limit.async_wait([&](error_code e) {
@@ -76,7 +77,7 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
       sock.cancel(ignore);
     }
   });
-  co_await sock.async_connect(ep, asio::redirect_error(asio::use_awaitable, ec));
+  co_await sock.async_connect(ep, asio::redirect_error(aio::use_awaitable, ec));
   if (timed_out) ec = asio::error::timed_out;
   if (ec) {
     limit.cancel();
@@ -89,7 +90,7 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
   if (tls) {
     // The handshake on the connection's own socket (the limit cancels it there now).
     conn->tls_ctx_ = tls;
-    conn->tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(conn->sock_, tls->context());
+    conn->tls_ = std::make_unique<asio::ssl::stream<aio::tcp_socket&>>(conn->sock_, tls->context());
     std::string why;
     SSL* ssl = conn->tls_->native_handle();
     if (tls->prepare(ssl, why)) {
@@ -100,7 +101,7 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
           conn->sock_.cancel(i);
         }
       });
-      co_await conn->tls_->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+      co_await conn->tls_->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(aio::use_awaitable, ec));
       if (timed_out) why = "handshake timed out";
       else if (ec) why = tls::UpstreamTlsContext::failure(ssl, ec.message());
       else why = tls->check_names(ssl);
@@ -127,14 +128,14 @@ asio::awaitable<std::shared_ptr<H2UpstreamConn>> H2UpstreamConn::connect(
   }
   conn->session_ = std::move(session).value();
   conn->options_ = std::move(options);
-  conn->write_signal_.expires_at(asio::steady_timer::time_point::max());
+  conn->write_signal_.expires_at(aio::steady_timer::time_point::max());
   asio::co_spawn(io, [c = conn]() { return c->read_loop(); }, asio::detached);
   asio::co_spawn(io, [c = conn]() { return c->write_loop(); }, asio::detached);
   // Handed out once the server's SETTINGS came, within the connect timeout.
   if (!conn->ready_ && !conn->dead_) {
     conn->ready_signal_.expires_at(until);
     error_code wait;
-    co_await conn->ready_signal_.async_wait(asio::redirect_error(asio::use_awaitable, wait));
+    co_await conn->ready_signal_.async_wait(asio::redirect_error(aio::use_awaitable, wait));
   }
   if (!conn->ready_) {
     ec = conn->dead_ ? asio::error::connection_reset : asio::error::timed_out;
@@ -151,15 +152,15 @@ H2Call* H2UpstreamConn::find(int32_t id) {
   return it == calls_.end() ? nullptr : it->second;
 }
 
-asio::awaitable<void> H2UpstreamConn::read_loop() {
+aio::awaitable<void> H2UpstreamConn::read_loop() {
   auto self = shared_from_this();
   std::string buf(16 * 1024, '\0');
   while (!dead_) {
     error_code ec;
     // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
     size_t n;
-    if (tls_) n = co_await tls_->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-    else n = co_await sock_.async_read_some(drained_read_buffer(buf.data(), buf.size()), asio::redirect_error(asio::use_awaitable, ec));
+    if (tls_) n = co_await tls_->async_read_some(asio::buffer(buf), asio::redirect_error(aio::use_awaitable, ec));
+    else n = co_await sock_.async_read_some(drained_read_buffer(buf.data(), buf.size()), asio::redirect_error(aio::use_awaitable, ec));
     if (ec || dead_) break;
     last_read_ = std::chrono::steady_clock::now();
     if (!session_->receive(std::string_view(buf.data(), n)).ok()) break;
@@ -172,25 +173,25 @@ asio::awaitable<void> H2UpstreamConn::read_loop() {
   fail();
 }
 
-asio::awaitable<void> H2UpstreamConn::write_loop() {
+aio::awaitable<void> H2UpstreamConn::write_loop() {
   auto self = shared_from_this();
   while (!dead_) {
     std::string_view out = session_->output();
     if (out.empty()) {
       if (closing_) break;  // the GOAWAY went out: the socket closes (fail())
       error_code ec;
-      write_signal_.expires_at(asio::steady_timer::time_point::max());
-      co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      write_signal_.expires_at(aio::steady_timer::time_point::max());
+      co_await write_signal_.async_wait(asio::redirect_error(aio::use_awaitable, ec));
       continue;
     }
     error_code ec;
     size_t n;
     if (tls_)
       n = co_await asio::async_write(*tls_, asio::buffer(out.data(), out.size()),
-                                     asio::redirect_error(asio::use_awaitable, ec));
+                                     asio::redirect_error(aio::use_awaitable, ec));
     else
       n = co_await asio::async_write(sock_, asio::buffer(out.data(), out.size()),
-                                     asio::redirect_error(asio::use_awaitable, ec));
+                                     asio::redirect_error(aio::use_awaitable, ec));
     if (ec) break;
     session_->written(n);
   }
@@ -201,20 +202,20 @@ asio::awaitable<void> H2UpstreamConn::write_loop() {
 // nothing read since, PINGs and waits `keepalive_timeout` for anything to
 // arrive (a PING ack or any other frame: a busy connection's ack may queue
 // behind DATA). Nothing: the connection fails, its calls with it.
-asio::awaitable<void> H2UpstreamConn::keepalive_loop() {
+aio::awaitable<void> H2UpstreamConn::keepalive_loop() {
   auto self = shared_from_this();
   using clock = std::chrono::steady_clock;
   while (!dead_) {
     error_code ec;
     keepalive_.expires_at(last_read_ + options_.keepalive_interval);
-    co_await keepalive_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await keepalive_.async_wait(asio::redirect_error(aio::use_awaitable, ec));
     if (dead_) break;
     if (clock::now() - last_read_ < options_.keepalive_interval) continue;
     const auto pinged = clock::now();
     session_->ping();
     wake_writer();
     keepalive_.expires_after(options_.keepalive_timeout);
-    co_await keepalive_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await keepalive_.async_wait(asio::redirect_error(aio::use_awaitable, ec));
     if (dead_) break;
     if (last_read_ < pinged) {
       if (options_.on_keepalive_timeout) options_.on_keepalive_timeout();

@@ -36,7 +36,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -57,7 +57,7 @@ http2::RequestHead h2_request_head(std::string_view h1, bool tls);
 
 // One request/response stream on an upstream HTTP/2 connection.
 struct H2Call {
-  explicit H2Call(const boost::asio::any_io_executor& ex) : signal(ex), write_signal(ex) {}
+  explicit H2Call(const ::gantry::aio::Executor& ex) : signal(ex), write_signal(ex) {}
   int32_t id = -1;
   bool head = false;   // the response head arrived
   int status = 0;
@@ -69,14 +69,14 @@ struct H2Call {
   http2::ErrorCode code = http2::ErrorCode::kNoError;
   // The response side and the request-body side wait on timers of their own
   // (expires_at() on a shared one would cancel the other's wait).
-  boost::asio::steady_timer signal;
-  boost::asio::steady_timer write_signal;
+  ::gantry::aio::steady_timer signal;
+  ::gantry::aio::steady_timer write_signal;
 
   void notify() {
     signal.cancel();
     write_signal.cancel();
   }
-  boost::asio::awaitable<void> wait(bool writer);
+  ::gantry::aio::awaitable<void> wait(bool writer);
 };
 
 // How an upstream HTTP/2 connection checks its backend (H2UpstreamConn::Options).
@@ -95,7 +95,7 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   // Null (with `ec` set) when the connection could not be made. With `tls`
   // (an H2 cluster: HTTP/2 over TLS) the handshake runs within the same
   // `timeout` and must select h2 by ALPN; when it fails `tls_error` says why.
-  static boost::asio::awaitable<std::shared_ptr<H2UpstreamConn>> connect(
+  static ::gantry::aio::awaitable<std::shared_ptr<H2UpstreamConn>> connect(
       boost::asio::io_context& io, boost::asio::ip::tcp::endpoint ep, std::chrono::milliseconds timeout,
       boost::system::error_code& ec, std::shared_ptr<const tls::UpstreamTlsContext> tls = nullptr,
       std::string* tls_error = nullptr, Options options = {});
@@ -131,24 +131,24 @@ class H2UpstreamConn : public http2::ClientHandler, public std::enable_shared_fr
   void on_closed(int32_t id, http2::ErrorCode code) override;
   void on_writable(int32_t id) override;
 
-  H2UpstreamConn(boost::asio::io_context& io, boost::asio::ip::tcp::socket sock);  // use connect()
+  H2UpstreamConn(boost::asio::io_context& io, ::gantry::aio::tcp_socket sock);  // use connect()
 
  private:
   H2Call* find(int32_t id);
   void fail();
   void wake_writer() { write_signal_.cancel(); }
-  boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> write_loop();
-  boost::asio::awaitable<void> keepalive_loop();
+  ::gantry::aio::awaitable<void> read_loop();
+  ::gantry::aio::awaitable<void> write_loop();
+  ::gantry::aio::awaitable<void> keepalive_loop();
 
-  boost::asio::ip::tcp::socket sock_;
+  ::gantry::aio::tcp_socket sock_;
   std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx_;
-  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;  // after sock_: destroyed first
+  std::unique_ptr<boost::asio::ssl::stream<::gantry::aio::tcp_socket&>> tls_;  // after sock_: destroyed first
   std::unique_ptr<http2::ClientSession> session_;
   std::unordered_map<int32_t, H2Call*> calls_;
-  boost::asio::steady_timer write_signal_;
-  boost::asio::steady_timer ready_signal_;  // connect() waits on it for the server's SETTINGS
-  boost::asio::steady_timer keepalive_;
+  ::gantry::aio::steady_timer write_signal_;
+  ::gantry::aio::steady_timer ready_signal_;  // connect() waits on it for the server's SETTINGS
+  ::gantry::aio::steady_timer keepalive_;
   Options options_;
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_read_ = std::chrono::steady_clock::now();

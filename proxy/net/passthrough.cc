@@ -1,7 +1,7 @@
 #include "proxy/net/passthrough.h"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
@@ -15,8 +15,8 @@ constexpr int kMaxConnectTries = 3;
 constexpr size_t kRelayChunk = 16 * 1024;
 
 // Connects `up` to an endpoint of `c`: "" on success, else the result label.
-asio::awaitable<const char*> connect_endpoint(Worker& w, SessionBase& s, const control::ClusterEndpoints& c,
-                                              tcp::socket& up) {
+aio::awaitable<const char*> connect_endpoint(Worker& w, SessionBase& s, const control::ClusterEndpoints& c,
+                                              aio::tcp_socket& up) {
   std::vector<bool> unhealthy;
   bool masked = w.unhealthy_mask(c, unhealthy);
   if (masked) {  // fewer than half healthy: all of them (panic), as for requests
@@ -54,10 +54,10 @@ asio::awaitable<const char*> connect_endpoint(Worker& w, SessionBase& s, const c
 
 }  // namespace
 
-asio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, tcp::socket& client, std::string hello,
+aio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, aio::tcp_socket& client, std::string hello,
                                         std::string cluster) {
   auto& metrics = w.metrics();
-  tcp::socket up(w.io());
+  aio::tcp_socket up(w.io());
   const char* failed = "no_endpoint";
   {
     // The Config is pinned while the endpoint is chosen and connected to only.
@@ -88,19 +88,19 @@ asio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, tcp::socket& 
   bool timed_out = false;
   bool finished = false;  // both directions ended: the watchdog stops
   bool to_client_done = false, watch_done = false;  // the spawned coroutines
-  asio::steady_timer done(w.io(), Clock::time_point::max());  // woken as each one finishes
+  aio::steady_timer done(w.io(), Clock::time_point::max());  // woken as each one finishes
   auto end_both = [&] {
     error_code ignore;
     client.cancel(ignore);
     up.cancel(ignore);
   };
-  auto pump = [&](tcp::socket& from, tcp::socket& to, prometheus::Counter& relayed) -> asio::awaitable<void> {
+  auto pump = [&](aio::tcp_socket& from, aio::tcp_socket& to, prometheus::Counter& relayed) -> aio::awaitable<void> {
     std::unique_ptr<char[]> buf(new char[kRelayChunk]);
     error_code e;
     while (!reset) {
       size_t n = co_await from.async_read_some(asio::buffer(buf.get(), kRelayChunk), awaitable_ec(e));
       if (e == asio::error::eof) {
-        to.shutdown(tcp::socket::shutdown_send, e);  // half-close: the other direction goes on
+        to.shutdown(aio::tcp_socket::shutdown_send, e);  // half-close: the other direction goes on
         co_return;
       }
       if (e) break;
@@ -116,8 +116,8 @@ asio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, tcp::socket& 
   // One timer per relayed connection, woken once per idle period (not per
   // read): it ends both directions when nothing moved for `idle`, a write
   // the peer never takes included.
-  asio::steady_timer watchdog(w.io());
-  auto watch = [&]() -> asio::awaitable<void> {
+  aio::steady_timer watchdog(w.io());
+  auto watch = [&]() -> aio::awaitable<void> {
     while (!finished) {
       watchdog.expires_at(last + idle);
       error_code e;

@@ -18,6 +18,7 @@
 // session's deadline, on the socket of a direction still reading).
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <string>
 #include <utility>  // std::exchange: awaitable.hpp uses it without including it
 
@@ -33,7 +34,7 @@ class SessionBase;
 // endpoint of `cluster` until both directions ended. `s` is the client's
 // session: its deadline bounds the connect and the idle time. Closes both
 // sockets before returning.
-boost::asio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, boost::asio::ip::tcp::socket& client,
+::gantry::aio::awaitable<void> relay_passthrough(Worker& w, SessionBase& s, ::gantry::aio::tcp_socket& client,
                                                std::string hello, std::string cluster);
 
 }  // namespace gantry::net

@@ -7,7 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -30,32 +30,32 @@ namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 
-auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto awaitable_ec(error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); }
 
 // One copy's connection (TLS over `sock` for a TLS cluster), shared with its
 // timeout handler so the handler never touches a socket that is gone; pooled
 // as a whole between copies.
 struct Conn {
   explicit Conn(asio::io_context& io) : sock(io) {}
-  tcp::socket sock;
+  aio::tcp_socket sock;
   std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx;       // keeps the context alive
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;         // after sock: destroyed first
+  std::unique_ptr<asio::ssl::stream<aio::tcp_socket&>> tls;         // after sock: destroyed first
   bool done = false;
   bool timed_out = false;
 
-  asio::awaitable<size_t> read_some(char* p, size_t n, error_code& ec) {
+  aio::awaitable<size_t> read_some(char* p, size_t n, error_code& ec) {
     // Not `co_await (c ? a : b)`: GCC 12 destroys such a temporary awaitable twice.
     if (tls) co_return co_await tls->async_read_some(asio::buffer(p, n), awaitable_ec(ec));
     co_return co_await sock.async_read_some(asio::buffer(p, n), awaitable_ec(ec));
   }
-  asio::awaitable<void> write(const std::string& bytes, error_code& ec) {
+  aio::awaitable<void> write(const std::string& bytes, error_code& ec) {
     if (tls) co_await asio::async_write(*tls, asio::buffer(bytes), awaitable_ec(ec));
     else co_await asio::async_write(sock, asio::buffer(bytes), awaitable_ec(ec));
   }
   // The handshake with the cluster's TLS settings (SNI, verification).
-  asio::awaitable<void> handshake(std::shared_ptr<const tls::UpstreamTlsContext> ctx, error_code& ec) {
+  aio::awaitable<void> handshake(std::shared_ptr<const tls::UpstreamTlsContext> ctx, error_code& ec) {
     tls_ctx = std::move(ctx);
-    tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock, tls_ctx->context());
+    tls = std::make_unique<asio::ssl::stream<aio::tcp_socket&>>(sock, tls_ctx->context());
     std::string why;
     if (!tls_ctx->prepare(tls->native_handle(), why)) {
       ec = asio::error::invalid_argument;
@@ -66,7 +66,7 @@ struct Conn {
   }
 };
 
-bool idle_alive(tcp::socket& s) {
+bool idle_alive(aio::tcp_socket& s) {
   char b;
   ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -91,7 +91,7 @@ namespace {
 
 // Reads one response to its end on `c`. True when it came whole; `reusable`
 // tells whether the connection may carry the next copy.
-asio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
+aio::awaitable<bool> read_response(Conn& c, bool& reusable, bool& got_any) {
   Buffer buf{kReadChunk};
   http::ResponseParser parser;
   http::ResponseHead head;
@@ -160,7 +160,7 @@ struct InFlight {
 // One copy as a stream on an HTTP/2 connection to the endpoint: the head and
 // body of the HTTP/1.1 `request` as HEADERS and DATA; the answer's DATA is
 // consumed (the windows reopen) and dropped. Sent: the answer came whole.
-asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
+aio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
                                   std::string request) {
   InFlight guard{*st};
   const auto deadline = std::chrono::steady_clock::now() + st->opts.timeout;
@@ -188,7 +188,7 @@ asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, Requ
   H2Call call(st->io.get_executor());
   bool sent = false;
   if (conn->open(call, h2_request_head(head_text, to.tls != nullptr), body.empty())) {
-    asio::steady_timer limit(st->io);
+    aio::steady_timer limit(st->io);
     auto fired = std::make_shared<bool>(false);
     limit.expires_at(deadline);
     limit.async_wait([fired, &call](const error_code& e) {
@@ -216,10 +216,10 @@ asio::awaitable<void> run_copy_h2(std::shared_ptr<RequestMirror::State> st, Requ
   if (!st->closed) st->metrics.mirror_result(to.cluster, sent ? "sent" : "failed");
 }
 
-asio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
+aio::awaitable<void> run_copy(std::shared_ptr<RequestMirror::State> st, RequestMirror::Target to,
                                std::string request) {
   InFlight guard{*st};
-  asio::steady_timer timer(st->io);
+  aio::steady_timer timer(st->io);
   timer.expires_after(st->opts.timeout);
   bool sent = false;
   // Two rounds at most: a pooled connection the peer had closed gets one fresh retry.

@@ -1,4 +1,5 @@
 #include "proxy/net/server.h"
+#include "proxy/base/aio.h"
 
 #include <malloc.h>
 #include <netinet/in.h>
@@ -28,7 +29,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using std::chrono::milliseconds;
-using TlsStream = asio::ssl::stream<tcp::socket>;
+using TlsStream = asio::ssl::stream<aio::tcp_socket>;
 
 namespace {
 
@@ -43,12 +44,12 @@ constexpr std::chrono::milliseconds kDriverIdleAfter{100};
 
 bool try_write_two(TlsStream&, std::string_view&, std::string_view&, error_code&) { return false; }
 
-tcp::socket& lowest(tcp::socket& s) { return s; }
-tcp::socket& lowest(TlsStream& s) { return s.next_layer(); }
+aio::tcp_socket& lowest(aio::tcp_socket& s) { return s; }
+aio::tcp_socket& lowest(TlsStream& s) { return s.next_layer(); }
 
 // The peer's address as routes and logs see it (an IPv4-mapped IPv6 address
 // as IPv4); empty when the socket has no peer any more.
-std::string peer_address(const tcp::socket& s) {
+std::string peer_address(const aio::tcp_socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
   if (ec) return {};
@@ -97,7 +98,7 @@ class Session final : public SessionBase,
   }
   ~Session() override { w_.unlink(this); }
 
-  asio::awaitable<void> run() {
+  aio::awaitable<void> run() {
     if constexpr (kTls) {
       error_code ec;
       SSL* ssl = client_.native_handle();
@@ -134,7 +135,7 @@ class Session final : public SessionBase,
 
   // The connection's request loop, from its first request (`first`: an h2c
   // preface may start it), or after park() from the next one.
-  asio::awaitable<void> serve(bool first) {
+  aio::awaitable<void> serve(bool first) {
     while (true) {
       release_deadline_.reset();
       bool keep = co_await handle_one(first);
@@ -155,7 +156,7 @@ class Session final : public SessionBase,
       }
     }
     error_code ec;
-    lowest(client_).shutdown(tcp::socket::shutdown_send, ec);
+    lowest(client_).shutdown(aio::tcp_socket::shutdown_send, ec);
     lowest(client_).close(ec);
   }
 
@@ -165,12 +166,12 @@ class Session final : public SessionBase,
   // the session is over (relayed, or the client left or timed out); false
   // when it goes on to the handshake, with the bytes read in `hello`.
   // Listeners without entries read nothing here.
-  asio::awaitable<bool> try_passthrough(std::string& hello) {
+  aio::awaitable<bool> try_passthrough(std::string& hello) {
     std::shared_ptr<const control::PassthroughTable> table;
     if (const auto& cfg = w_.view().get()) table = cfg->passthrough;
     const std::string listener = listener_->own ? std::string() : listener_->name;
     if (!table || !table->on(listener)) co_return false;
-    tcp::socket& sock = lowest(client_);
+    aio::tcp_socket& sock = lowest(client_);
     tls::ClientHello parsed;
     error_code ec;
     arm(sock, w_.server().options().request_header_timeout);
@@ -228,18 +229,18 @@ class Session final : public SessionBase,
 
   // ---- exchange::Downstream: the connection's current request in HTTP/1.1 words
   const exchange::RequestInfo& request() const override { return info_; }
-  asio::awaitable<exchange::BodyChunk> read_body() override;
+  aio::awaitable<exchange::BodyChunk> read_body() override;
   void keep_request() override;
-  asio::awaitable<bool> send_interim(int status, std::string_view reason,
+  aio::awaitable<bool> send_interim(int status, std::string_view reason,
                                      std::span<const http::Header> fields) override;
-  asio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
+  aio::awaitable<bool> send_head(const exchange::ResponseHead& head) override;
   exchange::SendNow try_send_head(const exchange::ResponseHead& head) override;
-  asio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
+  aio::awaitable<bool> send_body(std::string_view data, bool end_stream) override;
   // Trailers reach an HTTP/1.1 client inside a relayed chunked body, as the
   // upstream framed them; this codec frames no chunked body of its own, so
   // trailers handed here are dropped.
-  asio::awaitable<bool> send_trailers(std::span<const http::Header>) override { co_return !client_broken_; }
-  asio::awaitable<void> send_local_reply(const exchange::LocalReply& r) override;
+  aio::awaitable<bool> send_trailers(std::span<const http::Header>) override { co_return !client_broken_; }
+  aio::awaitable<void> send_local_reply(const exchange::LocalReply& r) override;
   // The connection closes after the exchange: the only way to tell an
   // HTTP/1.1 client that a framed body was cut. A tunnel's ends at once.
   void reset(exchange::ResetReason) override {
@@ -252,7 +253,7 @@ class Session final : public SessionBase,
   // Asio tries the read at once and queues it on EAGAIN. (Measured: a sync read
   // then async_wait costs more, because every non-speculative wait re-arms the
   // descriptor with epoll_ctl.)
-  asio::awaitable<size_t> read_some(Buffer& b, milliseconds timeout, error_code& ec) {
+  aio::awaitable<size_t> read_some(Buffer& b, milliseconds timeout, error_code& ec) {
     char* p = b.prepare(kReadChunk);
     arm(lowest(client_), timeout);
     size_t n = co_await client_.async_read_some(asio::buffer(p, b.writable()), awaitable_ec(ec));
@@ -263,7 +264,7 @@ class Session final : public SessionBase,
 
   // Writes `a` then `b` to the client: at once when the socket takes them
   // (no coroutine suspension), else asynchronously. False: the client is gone.
-  asio::awaitable<bool> write_client(std::string_view a, std::string_view b) {
+  aio::awaitable<bool> write_client(std::string_view a, std::string_view b) {
     error_code ec;
     if (!try_write_two(client_, a, b, ec)) co_await write_rest(client_, a, b, ec);
     bytes_sent += a.size() + b.size();
@@ -277,7 +278,7 @@ class Session final : public SessionBase,
   // ---- the answers of the codec itself and of LocalReply: status line,
   // fields, a short text body and the X-Request-Id
   // `verbatim`: the body as it is, its Content-Type among extra_headers (LocalReply::verbatim).
-  asio::awaitable<void> local_reply(int status, std::string_view body, bool close,
+  aio::awaitable<void> local_reply(int status, std::string_view body, bool close,
                                     std::string_view extra_headers, std::string_view request_id,
                                     bool verbatim = false) {
     out_.clear();
@@ -302,7 +303,7 @@ class Session final : public SessionBase,
   }
   // A codec error before (or instead of) an exchange: answered, logged, and
   // the connection closes.
-  asio::awaitable<bool> codec_error(int status, std::string_view text) {
+  aio::awaitable<bool> codec_error(int status, std::string_view text) {
     driver().record.status = status;
     co_await local_reply(status, text, true, {}, driver().record.request_id);
     driver().log(peer_ip_, bytes_received, bytes_sent);
@@ -312,7 +313,7 @@ class Session final : public SessionBase,
   // Reads and answers one request. Returns whether the connection stays open.
   // Sets release_deadline_ instead when the sweeper asked an idle connection
   // for its buffers.
-  asio::awaitable<bool> handle_one(bool first);
+  aio::awaitable<bool> handle_one(bool first);
   // Idle past kReleaseIdleAfter (plain TCP): the connection parks, as nginx
   // keeps an idle one. Its read buffer goes back to the allocator and its
   // exchange driver to the worker's spares, and its coroutines end: what stays
@@ -349,7 +350,7 @@ class Session final : public SessionBase,
       return;
     }
     arm(lowest(client_), std::chrono::duration_cast<milliseconds>(*release_deadline_ - now));
-    lowest(client_).async_wait(tcp::socket::wait_read, [self](error_code ec) { self->unpark(ec); });
+    lowest(client_).async_wait(aio::tcp_socket::wait_read, [self](error_code ec) { self->unpark(ec); });
   }
   void unpark(error_code ec) {
     disarm();
@@ -364,8 +365,8 @@ class Session final : public SessionBase,
     }
     w_.resume_session(this->shared_from_this());
   }
-  asio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
-  asio::awaitable<exchange::BodyChunk> read_tunnel();
+  aio::awaitable<void> tunnel(UpstreamConn& up, milliseconds idle_timeout);
+  aio::awaitable<exchange::BodyChunk> read_tunnel();
   // The tunnel is over: the pending read and write stop, and the connection closes.
   void end_tunnel() {
     client_broken_ = true;
@@ -456,7 +457,7 @@ void Session<Stream>::keep_request() {
 }
 
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
+aio::awaitable<bool> Session<Stream>::handle_one(bool first) {
   auto& opts = w_.server().options();
   milliseconds first_byte_timeout = first ? opts.request_header_timeout : opts.client_idle_timeout;
   req_parser_.reset();
@@ -615,7 +616,7 @@ asio::awaitable<bool> Session<Stream>::handle_one(bool first) {
 // A chunked body is handed out with its framing (validated, the size limits
 // of ChunkedDecoder enforced), for an HTTP/1.1 upstream to take as is.
 template <class Stream>
-asio::awaitable<exchange::BodyChunk> Session<Stream>::read_body() {
+aio::awaitable<exchange::BodyChunk> Session<Stream>::read_body() {
   exchange::BodyChunk c;
   if (body_taken_ > 0) {
     in_.consume(body_taken_);
@@ -681,7 +682,7 @@ asio::awaitable<exchange::BodyChunk> Session<Stream>::read_body() {
 // client sent since, as it comes, without a deadline (the tunnel's idle
 // watch has it); its EOF (TLS: with or without close_notify) is the end.
 template <class Stream>
-asio::awaitable<exchange::BodyChunk> Session<Stream>::read_tunnel() {
+aio::awaitable<exchange::BodyChunk> Session<Stream>::read_tunnel() {
   exchange::BodyChunk c;
   if (client_broken_) {
     c.failed = true;
@@ -711,7 +712,7 @@ asio::awaitable<exchange::BodyChunk> Session<Stream>::read_tunnel() {
 // Interim answers without their hop-by-hop and framing fields; an HTTP/1.0
 // client never gets a 1xx (RFC 9110 15.2).
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::send_interim(int status, std::string_view reason,
+aio::awaitable<bool> Session<Stream>::send_interim(int status, std::string_view reason,
                                                    std::span<const http::Header> fields) {
   if (req_.version == http::Version::kHttp10) co_return true;
   std::string interim("HTTP/1.1 ");
@@ -812,7 +813,7 @@ exchange::SendNow Session<Stream>::try_send_head(const exchange::ResponseHead& h
 }
 
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::send_head(const exchange::ResponseHead& h) {
+aio::awaitable<bool> Session<Stream>::send_head(const exchange::ResponseHead& h) {
   if (!head_pending_) {
     exchange::SendNow now = try_send_head(h);
     if (now != exchange::SendNow::kWouldBlock) co_return now == exchange::SendNow::kDone;
@@ -832,11 +833,11 @@ asio::awaitable<bool> Session<Stream>::send_head(const exchange::ResponseHead& h
 // client reads its EOF and may still send (TLS: a TCP FIN without
 // close_notify, whose exchange would need the read side).
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::send_body(std::string_view data, bool end_stream) {
+aio::awaitable<bool> Session<Stream>::send_body(std::string_view data, bool end_stream) {
   if (data.empty()) {
     if (end_stream && upgraded_ && !client_broken_) {
       error_code ignore;
-      lowest(client_).shutdown(tcp::socket::shutdown_send, ignore);
+      lowest(client_).shutdown(aio::tcp_socket::shutdown_send, ignore);
     }
     co_return !client_broken_;
   }
@@ -846,7 +847,7 @@ asio::awaitable<bool> Session<Stream>::send_body(std::string_view data, bool end
 }
 
 template <class Stream>
-asio::awaitable<void> Session<Stream>::send_local_reply(const exchange::LocalReply& r) {
+aio::awaitable<void> Session<Stream>::send_local_reply(const exchange::LocalReply& r) {
   answered_ = true;
   // A request body that was not read to its end cannot keep the connection.
   const bool close = r.close || !req_.keep_alive || w_.server().draining() || !body_done_ ||
@@ -860,7 +861,7 @@ asio::awaitable<void> Session<Stream>::send_local_reply(const exchange::LocalRep
 
 // Copies bytes both ways after a 101 Switching Protocols until either side closes.
 template <class Stream>
-asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idle_timeout) {
+aio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idle_timeout) {
   // One deadline for the tunnel, on the client socket, pushed forward by
   // traffic in either direction; when it passes, the sweeper cancels the
   // client side and the tunnel winds down.
@@ -869,7 +870,7 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   m.websocket_upgrades.Increment();
   m.websockets_active.Increment();
   auto pump = [this, idle_timeout](auto& from, Buffer& buf, auto& to,
-                                   prometheus::Counter& relayed) -> asio::awaitable<void> {
+                                   prometheus::Counter& relayed) -> aio::awaitable<void> {
     error_code ec;
     while (true) {
       if (!buf.empty()) {
@@ -885,7 +886,7 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
       deadline = Clock::now() + idle_timeout;
     }
   };
-  asio::steady_timer done(w_.io(), Clock::time_point::max());
+  aio::steady_timer done(w_.io(), Clock::time_point::max());
   bool finished = false;
   // Who ended it: the first side whose pump stops (or the idle deadline).
   const char* ended_by = nullptr;
@@ -917,11 +918,11 @@ asio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idl
   m.websocket_closed.Add({{"reason", ended_by}}).Increment();
 }
 
-asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls,
+aio::awaitable<void> Worker::accept_loop(aio::tcp_acceptor& acc, bool tls,
                                           std::shared_ptr<const ListenerTag> tag) {
   while (true) {
     error_code ec;
-    tcp::socket sock = co_await acc.async_accept(awaitable_ec(ec));
+    aio::tcp_socket sock = co_await acc.async_accept(awaitable_ec(ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
       continue;  // EMFILE and friends: keep accepting
@@ -931,10 +932,10 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls,
   }
 }
 
-asio::awaitable<void> Worker::accept_h2c(std::shared_ptr<const ListenerTag> tag) {
+aio::awaitable<void> Worker::accept_h2c(std::shared_ptr<const ListenerTag> tag) {
   while (true) {
     error_code ec;
-    tcp::socket sock = co_await h2c_acceptor_.async_accept(awaitable_ec(ec));
+    aio::tcp_socket sock = co_await h2c_acceptor_.async_accept(awaitable_ec(ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !h2c_acceptor_.is_open()) co_return;
       continue;  // EMFILE and friends: keep accepting
@@ -955,14 +956,14 @@ void Worker::spawn_session(Stream stream, std::shared_ptr<const ListenerTag> tag
   metrics_.global().active_connections.Increment();
   connections_.fetch_add(1, std::memory_order_relaxed);
   auto s = std::make_shared<Session<Stream>>(*this, std::move(stream), std::move(tag));
-  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->run(); }, session_completion(s));
+  asio::co_spawn(io_, [s]() -> aio::awaitable<void> { co_await s->run(); }, session_completion(s));
 }
 
 // A parked session (Session::park) ends its coroutine without ending the
 // connection: unpark() accounts for the end, or resumes it here.
 template <class S>
 void Worker::resume_session(std::shared_ptr<S> s) {
-  asio::co_spawn(io_, [s]() -> asio::awaitable<void> { co_await s->serve(false); }, session_completion(s));
+  asio::co_spawn(io_, [s]() -> aio::awaitable<void> { co_await s->serve(false); }, session_completion(s));
 }
 
 std::function<void(std::exception_ptr)> Worker::session_completion(std::shared_ptr<SessionBase> s) {

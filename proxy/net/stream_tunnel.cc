@@ -2,7 +2,7 @@
 #include "proxy/net/stream_tunnel.h"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/write.hpp>
 #include <memory>
 
@@ -20,8 +20,8 @@ namespace {
 // holds the state and looks at `over` before touching anything else.
 struct TunnelState {
   explicit TunnelState(asio::io_context& io) : idle_timer(io), upstream_finished(io) {}
-  asio::steady_timer idle_timer;
-  asio::steady_timer upstream_finished;  // cancelled when the upstream pump returns
+  aio::steady_timer idle_timer;
+  aio::steady_timer upstream_finished;  // cancelled when the upstream pump returns
   Clock::time_point last_traffic = Clock::now();
   const char* ended_by = nullptr;  // client, upstream or idle_timeout: the first side to stop
   bool over = false;
@@ -37,7 +37,7 @@ auto upstream_pump_done(std::shared_ptr<TunnelState> st) {
 }
 
 // A half-closed tunnel waits for the upstream's end (or the idle watch).
-asio::awaitable<void> wait_upstream_pump(TunnelState& st) {
+aio::awaitable<void> wait_upstream_pump(TunnelState& st) {
   while (!st.upstream_done) {
     error_code ec;
     st.upstream_finished.expires_at(Clock::time_point::max());
@@ -75,7 +75,7 @@ void watch_idle(std::shared_ptr<TunnelState> st, exchange::Downstream* down, Sto
 // Upstream -> client, until the upstream's end (half-closes the client's
 // side) or a failure on either side.
 template <class UpStream>
-asio::awaitable<void> pump_to_client(UpStream& from, UpstreamConn& up, exchange::Downstream& down,
+aio::awaitable<void> pump_to_client(UpStream& from, UpstreamConn& up, exchange::Downstream& down,
                                      TunnelState& st, prometheus::Counter& relayed) {
   error_code ec;
   while (true) {
@@ -110,7 +110,7 @@ asio::awaitable<void> pump_to_client(UpStream& from, UpstreamConn& up, exchange:
 // Client -> upstream, until the client's END_STREAM (half-closes the
 // upstream socket) or a failure. Returns false when the tunnel must end now.
 template <class UpStream>
-asio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange::Downstream& down,
+aio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange::Downstream& down,
                                        TunnelState& st, prometheus::Counter& relayed, bool tls) {
   while (true) {
     exchange::BodyChunk c = co_await down.read_body();
@@ -132,7 +132,7 @@ asio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange:
     if (c.end) {
       if (!tls) {
         error_code ignore;
-        up.sock.shutdown(tcp::socket::shutdown_send, ignore);
+        up.sock.shutdown(aio::tcp_socket::shutdown_send, ignore);
       }
       co_return true;
     }
@@ -141,7 +141,7 @@ asio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange:
 
 // Upstream stream -> client, until the backend's END_STREAM (half-closes
 // the client's side), its reset, or a failure on either side.
-asio::awaitable<void> pump_h2_to_client(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
+aio::awaitable<void> pump_h2_to_client(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
                                         TunnelState& st, prometheus::Counter& relayed) {
   std::string chunk;
   while (!st.over) {
@@ -177,7 +177,7 @@ asio::awaitable<void> pump_h2_to_client(H2UpstreamConn& conn, H2Call& call, exch
 
 // Client -> upstream stream, until the client's END_STREAM (END_STREAM to
 // the backend) or a failure. Returns false when the tunnel must end now.
-asio::awaitable<bool> pump_h2_to_upstream(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
+aio::awaitable<bool> pump_h2_to_upstream(H2UpstreamConn& conn, H2Call& call, exchange::Downstream& down,
                                           TunnelState& st, prometheus::Counter& relayed) {
   while (true) {
     exchange::BodyChunk c = co_await down.read_body();
@@ -210,7 +210,7 @@ asio::awaitable<bool> pump_h2_to_upstream(H2UpstreamConn& conn, H2Call& call, ex
 
 }  // namespace
 
-asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
+aio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
                                        H2Call& call, std::chrono::milliseconds idle) {
   auto& m = w.metrics().global();
   m.websocket_upgrades.Increment();
@@ -236,7 +236,7 @@ asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2
   end_tunnel(*st, m);
 }
 
-asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
+aio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
                                     std::chrono::milliseconds idle) {
   auto& m = w.metrics().global();
   m.websocket_upgrades.Increment();

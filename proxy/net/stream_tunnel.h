@@ -45,6 +45,7 @@
 // send_body() writes to it (the end a half-close), and reset() closes it.
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 
 #include <boost/asio/awaitable.hpp>
@@ -59,11 +60,11 @@ struct UpstreamConn;
 class H2UpstreamConn;
 struct H2Call;
 
-boost::asio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
+::gantry::aio::awaitable<void> tunnel_stream(Worker& w, exchange::Downstream& down, UpstreamConn& up,
                                            std::chrono::milliseconds idle);
 
 // The caller releases `call` afterwards (a stream still open is cancelled).
-boost::asio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
+::gantry::aio::awaitable<void> tunnel_h2_stream(Worker& w, exchange::Downstream& down, H2UpstreamConn& conn,
                                               H2Call& call, std::chrono::milliseconds idle);
 
 }  // namespace gantry::net

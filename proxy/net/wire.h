@@ -4,6 +4,7 @@
 // write fast path (a write that completes at once costs no coroutine frame).
 #pragma once
 
+#include "proxy/base/aio.h"
 #include <utility>
 
 #include <boost/asio/awaitable.hpp>
@@ -26,7 +27,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
-inline auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+inline auto awaitable_ec(error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); }
 
 inline const char* reason_phrase(int status) {
   switch (status) {
@@ -124,7 +125,7 @@ inline bool has_connection_header(const std::vector<http::Header>& headers) {
 // Writes as much as the socket takes now without blocking. Returns true when
 // all of `data` went out (the common case: no coroutine suspension, no
 // asynchronous operation); otherwise `data` keeps the rest for async_write.
-inline bool try_write(tcp::socket& s, std::string_view& data, error_code& ec) {
+inline bool try_write(aio::tcp_socket& s, std::string_view& data, error_code& ec) {
   size_t n = s.write_some(asio::buffer(data.data(), data.size()), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
   data.remove_prefix(std::min(n, data.size()));
@@ -136,7 +137,7 @@ inline bool try_write(tcp::socket& s, std::string_view& data, error_code& ec) {
 // in one syscall. Returns true when all went out (or on error); otherwise `a`
 // and `b` keep the rest for write_rest. A plain function, not a coroutine: the
 // common case allocates no coroutine frame.
-inline bool try_write_two(tcp::socket& s, std::string_view& a, std::string_view& b, error_code& ec) {
+inline bool try_write_two(aio::tcp_socket& s, std::string_view& a, std::string_view& b, error_code& ec) {
   std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
   size_t n = s.write_some(bufs, ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -154,7 +155,7 @@ inline bool try_write_two(tcp::socket& s, std::string_view& a, std::string_view&
 }
 
 template <class S>
-asio::awaitable<void> write_rest(S& s, std::string_view a, std::string_view b, error_code& ec) {
+aio::awaitable<void> write_rest(S& s, std::string_view a, std::string_view b, error_code& ec) {
   std::array<asio::const_buffer, 2> rest{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
   co_await asio::async_write(s, rest, awaitable_ec(ec));
 }
@@ -164,7 +165,7 @@ inline bool idempotent_method(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
 }
 
-inline void set_nodelay(tcp::socket& s) {
+inline void set_nodelay(aio::tcp_socket& s) {
   error_code ec;
   s.set_option(tcp::no_delay(true), ec);
 }

@@ -14,7 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -52,11 +52,11 @@ constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
 
 // Is an idle pooled connection still usable? A peer that closed it, or sent
 // bytes nobody asked for, makes it unusable.
-inline bool idle_connection_alive(tcp::socket& s) { return nothing_to_read(s.native_handle()); }
+inline bool idle_connection_alive(aio::tcp_socket& s) { return nothing_to_read(s.native_handle()); }
 
 
 // TLS to a backend (a cluster with `tls`): OpenSSL over the connection's own socket.
-using UpstreamTlsStream = asio::ssl::stream<tcp::socket&>;
+using UpstreamTlsStream = asio::ssl::stream<aio::tcp_socket&>;
 
 struct UpstreamConn {
   explicit UpstreamConn(asio::io_context& io) : sock(io) {}
@@ -65,7 +65,7 @@ struct UpstreamConn {
   ~UpstreamConn() {
     if (limit) limit->limits.connections.release();
   }
-  tcp::socket sock;
+  aio::tcp_socket sock;
   // TLS clusters: the stream every read and write goes through (after `sock`:
   // destroyed first), and the context it was made from (kept alive with it).
   std::shared_ptr<const tls::UpstreamTlsContext> tls_ctx;
@@ -91,7 +91,7 @@ class SessionBase {
   SessionBase* prev = nullptr;
   SessionBase* next = nullptr;
   Clock::time_point deadline = Clock::time_point::max();
-  tcp::socket* deadline_socket = nullptr;  // cancelled when the deadline passes
+  aio::tcp_socket* deadline_socket = nullptr;  // cancelled when the deadline passes
   bool timed_out = false;
   bool idle = false;  // waiting for the next request with nothing buffered
   const ListenerTag* tag = nullptr;  // the listener it came in on
@@ -104,7 +104,7 @@ class SessionBase {
 
   // One deadline at a time: when it passes, the worker's sweep sets
   // timed_out and cancels `s`'s pending operations.
-  void arm(tcp::socket& s, std::chrono::milliseconds d) {
+  void arm(aio::tcp_socket& s, std::chrono::milliseconds d) {
     timed_out = false;
     deadline = Clock::now() + d;
     deadline_socket = &s;
@@ -119,10 +119,10 @@ constexpr std::chrono::milliseconds kSweepInterval{100};
 
 // Opens, binds (SO_REUSEADDR + SO_REUSEPORT: every worker binds the same
 // address, the kernel spreads connections) and listens. Errors name `what`.
-inline Status bind_acceptor(tcp::acceptor& acc, const tcp::endpoint& ep, const std::string& what) {
+inline Status bind_acceptor(aio::tcp_acceptor& acc, const tcp::endpoint& ep, const std::string& what) {
   error_code ec;
   acc.open(ep.protocol(), ec);
-  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.set_option(aio::tcp_acceptor::reuse_address(true), ec);
   if (!ec) {
     int one = 1;
     if (::setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
@@ -145,7 +145,7 @@ enum class OwnListener { kPlain, kTls, kH2c };
 
 struct SnapshotListener {
   explicit SnapshotListener(asio::io_context& io) : acc(io) {}
-  tcp::acceptor acc;
+  aio::tcp_acceptor acc;
   bool tls = false;
   std::shared_ptr<const ListenerTag> tag;
 };
@@ -208,7 +208,7 @@ class Worker {
   void open_listener(std::shared_ptr<SnapshotListener> l) {
     asio::post(io_, [this, l = std::move(l)] {
       snapshot_listeners_[l->tag->name] = l;
-      asio::co_spawn(io_, [this, l]() -> asio::awaitable<void> {
+      asio::co_spawn(io_, [this, l]() -> aio::awaitable<void> {
         co_await accept_loop(l->acc, l->tls, l->tag);
       }, asio::detached);
     });
@@ -482,11 +482,11 @@ class Worker {
   }
 
  private:
-  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool tls,
+  aio::awaitable<void> accept_loop(aio::tcp_acceptor& acc, bool tls,
                                     std::shared_ptr<const ListenerTag> tag);
   // --h2c-listen: each connection goes straight to the HTTP/2 codec.
-  asio::awaitable<void> accept_h2c(std::shared_ptr<const ListenerTag> tag);
-  tcp::acceptor& acceptor(OwnListener which) {
+  aio::awaitable<void> accept_h2c(std::shared_ptr<const ListenerTag> tag);
+  aio::tcp_acceptor& acceptor(OwnListener which) {
     return which == OwnListener::kTls ? tls_acceptor_ : which == OwnListener::kH2c ? h2c_acceptor_ : acceptor_;
   }
   template <class Stream>
@@ -503,16 +503,16 @@ class Worker {
   Server& server_;
   int id_;
   asio::io_context io_;
-  tcp::acceptor acceptor_;
-  tcp::acceptor tls_acceptor_;
-  tcp::acceptor h2c_acceptor_;
+  aio::tcp_acceptor acceptor_;
+  aio::tcp_acceptor tls_acceptor_;
+  aio::tcp_acceptor h2c_acceptor_;
   std::unordered_map<std::string, std::shared_ptr<SnapshotListener>> snapshot_listeners_;
   control::ConfigView view_;
   admin::WorkerMetrics metrics_;
   std::atomic<size_t> connections_{0};
   H2Connections h2_;  // HTTP/2 connections handed over by sessions (net/h2_listener.h)
   SessionBase* sessions_ = nullptr;
-  asio::steady_timer sweep_timer_{io_};
+  aio::steady_timer sweep_timer_{io_};
   uint64_t sweeps_ = 0;
   uint64_t released_since_trim_ = 0;
   void sweep();

@@ -8,7 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/write.hpp>
 #include <algorithm>
 #include <array>
@@ -294,7 +294,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
     sock_.close(ec);
   }
 
-  tcp::socket& lowest() { return tls_ ? tls_->next_layer() : sock_; }
+  aio::tcp_socket& lowest() { return tls_ ? tls_->next_layer() : sock_; }
 
   void connect() {
     state_ = kConnecting;
@@ -303,14 +303,14 @@ class Conn : public std::enable_shared_from_this<Conn> {
     out_.clear();
     shutdown_socket();
     if (shared_->tls) {
-      tls_ = std::make_unique<ssl::stream<tcp::socket>>(io_, *shared_->tls);
+      tls_ = std::make_unique<ssl::stream<aio::tcp_socket>>(io_, *shared_->tls);
       const std::string& name =
           shared_->settings.tls_server_name.empty() ? shared_->host : shared_->settings.tls_server_name;
       SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
       tls_->set_verify_mode(ssl::verify_peer);
       tls_->set_verify_callback(ssl::host_name_verification(name));
     } else {
-      sock_ = tcp::socket(io_);
+      sock_ = aio::tcp_socket(io_);
     }
     // The handshake goes first in the pipeline: AUTH, SELECT, SCRIPT LOAD.
     const auto& st = shared_->settings;
@@ -605,9 +605,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::shared_ptr<RedisStore::Shared> shared_;
   State state_ = kIdle;
   uint64_t gen_ = 0;  // bumped by every (re)connect and failure: late handlers are ignored
-  tcp::socket sock_;
-  std::unique_ptr<ssl::stream<tcp::socket>> tls_;
-  asio::steady_timer timer_, retry_timer_;
+  aio::tcp_socket sock_;
+  std::unique_ptr<ssl::stream<aio::tcp_socket>> tls_;
+  aio::steady_timer timer_, retry_timer_;
   bool armed_ = false;
   Clock::time_point armed_at_{};
   bool writing_ = false;

@@ -6,7 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "proxy/base/aio.h"
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
@@ -26,7 +26,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-auto awaitable_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+auto awaitable_ec(error_code& ec) { return asio::redirect_error(aio::use_awaitable, ec); }
 
 bool expected(const snapshot::HealthCheck& c, int status) {
   if (c.expected_statuses.empty()) return status >= 200 && status < 400;
@@ -37,7 +37,7 @@ bool expected(const snapshot::HealthCheck& c, int status) {
 
 // Reads the status line of an HTTP/1.1 answer from `stream`: NNN, or 0.
 template <typename Stream>
-asio::awaitable<int> read_status(Stream& stream, const bool& expired) {
+aio::awaitable<int> read_status(Stream& stream, const bool& expired) {
   std::string buf;
   char chunk[512];
   error_code ec;
@@ -56,11 +56,11 @@ asio::awaitable<int> read_status(Stream& stream, const bool& expired) {
 
 // One GET, over TLS when the cluster has it; true when the status is
 // expected. Never throws.
-asio::awaitable<bool> check_http(const snapshot::HealthCheck& c, const snapshot::Endpoint& ep, const std::string& host,
+aio::awaitable<bool> check_http(const snapshot::HealthCheck& c, const snapshot::Endpoint& ep, const std::string& host,
                                  const std::shared_ptr<const tls::UpstreamTlsContext>& tls) {
   auto ex = co_await asio::this_coro::executor;
-  tcp::socket sock(ex);
-  asio::steady_timer timer(ex);
+  aio::tcp_socket sock(ex);
+  aio::steady_timer timer(ex);
   bool expired = false;
   timer.expires_after(c.timeout);
   timer.async_wait([&sock, &expired](error_code ec) {
@@ -77,7 +77,7 @@ asio::awaitable<bool> check_http(const snapshot::HealthCheck& c, const snapshot:
     std::string req = "GET " + c.path + " HTTP/1.1\r\nhost: " + host +
                       "\r\nuser-agent: gantry-health-check\r\nconnection: close\r\n\r\n";
     if (tls) {
-      asio::ssl::stream<tcp::socket&> stream(sock, tls->context());
+      asio::ssl::stream<aio::tcp_socket&> stream(sock, tls->context());
       std::string why;
       // The check speaks HTTP/1.1 whatever the cluster's ALPN list offers.
       static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
@@ -103,7 +103,7 @@ asio::awaitable<bool> check_http(const snapshot::HealthCheck& c, const snapshot:
 // One grpc.health.v1.Health/Check call on a connection of its own: h2c with
 // prior knowledge, or h2 over TLS (ALPN) when the cluster has TLS. True when
 // the answer is HTTP 200, grpc-status 0 and ServingStatus SERVING.
-asio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthCheck& c, const snapshot::Endpoint& ep,
+aio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthCheck& c, const snapshot::Endpoint& ep,
                                  const std::string& host, const std::shared_ptr<const tls::UpstreamTlsContext>& tls) {
   const auto deadline = std::chrono::steady_clock::now() + c.timeout;
   error_code ec;
@@ -126,7 +126,7 @@ asio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthChe
   bool ok = false;
   if (conn->open(call, head, false) && conn->send_data(call, message) == message.size()) {
     conn->end_request(call);
-    asio::steady_timer limit(io);
+    aio::steady_timer limit(io);
     bool expired = false;
     limit.expires_at(deadline);
     limit.async_wait([&](error_code e) {
@@ -153,10 +153,10 @@ asio::awaitable<bool> check_grpc(asio::io_context& io, const snapshot::HealthChe
   co_return ok;
 }
 
-asio::awaitable<void> probe(asio::io_context& io, std::shared_ptr<HealthTable> t, size_t i, snapshot::Endpoint ep,
+aio::awaitable<void> probe(asio::io_context& io, std::shared_ptr<HealthTable> t, size_t i, snapshot::Endpoint ep,
                             uint64_t seed) {
   auto ex = co_await asio::this_coro::executor;
-  asio::steady_timer timer(ex);
+  aio::steady_timer timer(ex);
   std::mt19937_64 rng(seed);
   const auto& c = t->config;
   int64_t interval = std::max<int64_t>(1, c.interval.count());
@@ -187,7 +187,7 @@ asio::awaitable<void> probe(asio::io_context& io, std::shared_ptr<HealthTable> t
 
 struct HealthChecker::Impl {
   asio::io_context io{1};
-  asio::steady_timer poll{io};
+  aio::steady_timer poll{io};
   uint64_t seen_generation = ~0ull;
   std::mt19937_64 rng{std::random_device{}()};
 };

@@ -38,7 +38,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -50,6 +49,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy/base/aio.h"
 #include "proxy/base/flags.h"
 #include "proxy/http2/connection.h"
 #include "proxy/http2/h2_downstream.h"
@@ -73,7 +73,7 @@ constexpr uint64_t kMaxWsFrame = 64ull << 20;  // /ws: larger frames reset the s
 // HTTP/1.1. The 200 accepts the offered sec-websocket-protocol and
 // sec-websocket-extensions as they came (a test backend: it implements no
 // extension). /ws-reset resets the stream (CANCEL) 100 ms after its 200.
-asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path) {
+aio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path) {
   std::vector<http::Header> fields = {{"x-echo-websocket", "h2"}};
   for (const http::Header& h : *d.request().headers)
     if (h.name == "sec-websocket-protocol" || h.name == "sec-websocket-extensions") fields.push_back(h);
@@ -84,9 +84,9 @@ asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path)
   if (!co_await d.send_head(head)) co_return;
   if (log_requests) std::cout << "websocket open " << path << std::endl;
   if (path == "/ws-reset") {  // the backend resets the open tunnel (after 100 ms)
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+    aio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
     error_code ignore;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignore));
+    co_await t.async_wait(asio::redirect_error(aio::use_awaitable, ignore));
     if (log_requests) std::cout << "websocket reset by the server" << std::endl;
     d.reset(exchange::ResetReason::kCancelled);
     co_return;
@@ -143,7 +143,7 @@ asio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path)
   }
 }
 
-asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
+aio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
   if (!made.ok()) {
     const std::string text = "bad request\n";
@@ -176,12 +176,12 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   if (log_requests)
     std::cout << "request " << req.method << " " << req.host_header << " " << req.path << " " << bytes << std::endl;
   const std::string path = fail_status != 0 ? "/local/" + std::to_string(fail_status) : std::string(req.path);
-  auto sleep_ms = [](const std::string& p, size_t prefix) -> asio::awaitable<void> {
+  auto sleep_ms = [](const std::string& p, size_t prefix) -> aio::awaitable<void> {
     int ms = 0;
     std::from_chars(p.data() + prefix, p.data() + p.size(), ms);
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    aio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
     error_code ignore;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignore));
+    co_await t.async_wait(asio::redirect_error(aio::use_awaitable, ignore));
   };
   if (path.rfind("/delay/", 0) == 0) co_await sleep_ms(path, 7);
   const bool stall = path.rfind("/stall/", 0) == 0;
@@ -236,22 +236,22 @@ asio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   }
 }
 
-asio::awaitable<void> accept_h2c(tcp::acceptor& acc, const http2::ConnectionOptions& opts) {
+aio::awaitable<void> accept_h2c(aio::tcp_acceptor& acc, const http2::ConnectionOptions& opts) {
   while (true) {
     error_code ec;
-    tcp::socket s = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    aio::tcp_socket s = co_await acc.async_accept(asio::redirect_error(aio::use_awaitable, ec));
     if (ec) co_return;
     s.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(acc.get_executor(), http2::serve(std::move(s), {}, opts, answer), asio::detached);
   }
 }
 
-asio::awaitable<void> tls_connection(tcp::socket s, asio::ssl::context& ctx,
+aio::awaitable<void> tls_connection(aio::tcp_socket s, asio::ssl::context& ctx,
                                      const http2::ConnectionOptions& opts) {
-  asio::ssl::stream<tcp::socket> tls(std::move(s), ctx);
+  asio::ssl::stream<aio::tcp_socket> tls(std::move(s), ctx);
   error_code ec;
   co_await tls.async_handshake(asio::ssl::stream_base::server,
-                               asio::redirect_error(asio::use_awaitable, ec));
+                               asio::redirect_error(aio::use_awaitable, ec));
   if (ec) co_return;
   const unsigned char* proto = nullptr;
   unsigned int len = 0;
@@ -260,11 +260,11 @@ asio::awaitable<void> tls_connection(tcp::socket s, asio::ssl::context& ctx,
   co_await http2::serve(std::move(tls), {}, opts, answer);
 }
 
-asio::awaitable<void> accept_tls(tcp::acceptor& acc, asio::ssl::context& ctx,
+aio::awaitable<void> accept_tls(aio::tcp_acceptor& acc, asio::ssl::context& ctx,
                                  const http2::ConnectionOptions& opts) {
   while (true) {
     error_code ec;
-    tcp::socket s = co_await acc.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    aio::tcp_socket s = co_await acc.async_accept(asio::redirect_error(aio::use_awaitable, ec));
     if (ec) co_return;
     s.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(acc.get_executor(), tls_connection(std::move(s), ctx, opts), asio::detached);
@@ -284,11 +284,11 @@ int select_h2(SSL*, const unsigned char** out, unsigned char* outlen, const unsi
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-bool bind(tcp::acceptor& acc, const HostPort& hp, const char* flag) {
+bool bind_listener(aio::tcp_acceptor& acc, const HostPort& hp, const char* flag) {
   error_code ec;
   tcp::endpoint ep(asio::ip::make_address(hp.host, ec), hp.port);
   if (!ec) acc.open(ep.protocol(), ec);
-  if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.set_option(aio::tcp_acceptor::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
@@ -355,12 +355,12 @@ int main(int argc, char** argv) {
       std::cout << "connection ended: goaway-received="
                 << (g ? std::to_string(static_cast<uint32_t>(*g)) : std::string("none")) << std::endl;
     };
-  tcp::acceptor h2c(io);
-  if (!bind(h2c, listen, "--listen")) return 1;
+  aio::tcp_acceptor h2c(io);
+  if (!bind_listener(h2c, listen, "--listen")) return 1;
   asio::co_spawn(io, accept_h2c(h2c, opts), asio::detached);
 
   asio::ssl::context ctx(asio::ssl::context::tls_server);
-  tcp::acceptor tls(io);
+  aio::tcp_acceptor tls(io);
   if (tls_listen) {
     error_code ec;
     ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -373,7 +373,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     SSL_CTX_set_alpn_select_cb(ctx.native_handle(), select_h2, nullptr);
-    if (!bind(tls, *tls_listen, "--tls-listen")) return 1;
+    if (!bind_listener(tls, *tls_listen, "--tls-listen")) return 1;
     asio::co_spawn(io, accept_tls(tls, ctx, opts), asio::detached);
   }
   // SIGTERM/SIGINT: stop accepting, drain every connection (two-step GOAWAY),
@@ -384,7 +384,7 @@ int main(int argc, char** argv) {
     conns.push_back(std::move(d));
   };
   asio::signal_set sigs(io, SIGTERM, SIGINT);
-  asio::steady_timer deadline(io);
+  aio::steady_timer deadline(io);
   std::function<void()> check;
   sigs.async_wait([&](error_code, int) {
     error_code ignored;

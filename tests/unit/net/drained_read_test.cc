@@ -4,6 +4,7 @@
 // Asio reads into a DrainedReadBuffer: a read after a drained one still gets
 // the next bytes, and a FIN that came with the last bytes is still seen.
 #include "proxy/net/drained_read.h"
+#include "proxy/base/aio.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -28,10 +29,10 @@ using boost::system::error_code;
 // A connected pair on loopback: `a` is the peer that writes, `b` reads.
 struct Pair {
   asio::io_context io;
-  tcp::socket a{io};
-  tcp::socket b{io};
+  aio::tcp_socket a{io};
+  aio::tcp_socket b{io};
   explicit Pair(bool inq = true) {
-    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    aio::tcp_acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
     a.connect(acc.local_endpoint());
     acc.accept(b);
     b.non_blocking(true);
@@ -93,7 +94,7 @@ TEST(RecvReportingDrained, Cases) {
     SCOPED_TRACE(c.name);
     Pair p(c.inq);
     if (!c.sent.empty()) p.send(c.sent);
-    if (c.fin) p.a.shutdown(tcp::socket::shutdown_send);
+    if (c.fin) p.a.shutdown(aio::tcp_socket::shutdown_send);
     p.settle(c.sent.size());
     if (c.fin) p.settle_fin();
     Read r = read_once(p, c.room);
@@ -106,7 +107,7 @@ TEST(RecvReportingDrained, Cases) {
 TEST(RecvReportingDrained, FinAfterLastBytesThenEof) {
   Pair p;
   p.send("bye");
-  p.a.shutdown(tcp::socket::shutdown_send);
+  p.a.shutdown(aio::tcp_socket::shutdown_send);
   p.settle(3);
   p.settle_fin();
   Read first = read_once(p, 64);
@@ -169,7 +170,7 @@ TEST(DrainedReadBuffer, FinWithTheLastBytesIsSeen) {
   ASSERT_EQ(async_read(p, std::chrono::seconds(5), ec).value_or("(none)"), "first");
   // The last bytes and the FIN come together, before the next read starts.
   p.send("last");
-  p.a.shutdown(tcp::socket::shutdown_send);
+  p.a.shutdown(aio::tcp_socket::shutdown_send);
   p.settle(4);
   p.settle_fin();
   ASSERT_EQ(async_read(p, std::chrono::seconds(5), ec).value_or("(none)"), "last");
