@@ -207,7 +207,6 @@ aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sha
     if (conn.owner != nullptr) conn.owner->finished(conn);
   });
   metrics_.global().http2_streams_total.Increment();
-  const auto started = Clock::now();
   std::unique_ptr<http2::H2Downstream> spare;
   if (spares_.empty()) {
     spare_low_water_ = 0;
@@ -241,6 +240,7 @@ aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sha
   }
   // A request the exchange cannot see (a :path or :authority that does not
   // normalise, CONNECT): 400, counted and logged like HTTP/1.1's.
+  const auto started = Clock::now();  // create() above does not wait: the stream's start
   std::string text = made.error().message;
   text += '\n';
   const std::vector<http2::Field> fields = {{"content-type", "text/plain"},

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -46,6 +47,17 @@
 namespace gantry::net {
 
 using Clock = std::chrono::steady_clock;
+
+// steady_clock's time as of the kernel's last timer tick (CLOCK_MONOTONIC_
+// COARSE, steady_clock's own clock read without the TSC: a copy in the vDSO,
+// at most a tick, a few milliseconds, behind). For the pool's idle
+// bookkeeping, whose limits are a second and more; every request's
+// timestamps stay on Clock::now().
+inline Clock::time_point coarse_now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return Clock::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr std::chrono::milliseconds kProbeIdleAfter{1000};
@@ -455,7 +467,7 @@ class Worker {
     auto it = idle_.find(key);
     if (it == idle_.end()) return nullptr;
     auto& v = it->second;
-    const auto now = Clock::now();
+    const auto now = coarse_now();
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
@@ -477,7 +489,7 @@ class Worker {
   void give_back(std::unique_ptr<UpstreamConn> c) {
     if (server_.draining()) return;
     auto& v = idle_[c->key];
-    c->idle_since = Clock::now();
+    c->idle_since = coarse_now();
     if (v.size() < server_.options().upstream_max_idle_per_endpoint) v.push_back(std::move(c));
   }
 
