@@ -23,6 +23,7 @@
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 
@@ -39,5 +40,18 @@ using tcp_socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Execut
 using tcp_acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
 using steady_timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
                                                        boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
+
+// Starts `a` after the running handler, detached, on a coroutine stack of
+// its own: what co_spawn(ex, std::move(a), detached) does, without
+// co_spawn's entry-point coroutine (it holds two outstanding-work guards,
+// awaits a post, catches the coroutine's exception and dispatches its
+// completion: three allocations and a scheduler round trip more). Used once
+// per HTTP/2 stream. `a` must catch its own exceptions: one escaping it would
+// leave io_context::run() (co_spawn with `detached` drops it silently).
+inline void spawn_detached(Executor ex, awaitable<void> a) {
+  boost::asio::post(ex, [a = std::move(a), ex]() mutable {
+    boost::asio::detail::awaitable_thread<Executor>(std::move(a), ex).launch();
+  });
+}
 
 }  // namespace gantry::aio

@@ -94,7 +94,7 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
   void on_request(int32_t id, RequestHead&& head, bool end_stream) override {
     auto st = std::make_shared<Stream>(shared_from_this(), id, std::move(head), end_stream);
     streams_.push_back(st);
-    asio::co_spawn(ex_, runner_(st), asio::detached);
+    aio::spawn_detached(ex_, runner_(st));
   }
   void on_data(int32_t id, std::string_view data) override {
     if (auto* st = find(id)) {

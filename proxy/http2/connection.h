@@ -98,6 +98,8 @@ class Stream {
   std::optional<::gantry::aio::steady_timer> write_signal_;
 };
 
+// Runs one stream, started once its request head is in (aio::spawn_detached).
+// The coroutine it returns must not let an exception escape.
 using StreamRunner = std::function<::gantry::aio::awaitable<void>(std::shared_ptr<Stream>)>;
 
 // What the connection's owner keeps to drain it (call on the connection's

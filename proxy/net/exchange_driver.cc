@@ -369,16 +369,9 @@ void give_back_driver(Worker& w, std::unique_ptr<ExchangeDriver> d) {
   spare.push_back(d.release());
 }
 
-aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down) {
-  std::unique_ptr<ExchangeDriver> d = take_driver(w);
-  co_await d->run(down);
-  if (d->upgraded) {
-    // An HTTP/2 WebSocket the upstream accepted: the stream is the tunnel. The
-    // driver (and the client's connectionLimit place it holds) waits for it.
-    std::unique_ptr<UpstreamConn> up = std::move(d->upgraded);
-    co_await tunnel_stream(w, down, *up, d->tunnel_idle);
-  }
-  give_back_driver(w, std::move(d));
+aio::awaitable<void> tunnel_upgraded(Worker& w, exchange::Downstream& down, ExchangeDriver& d) {
+  std::unique_ptr<UpstreamConn> up = std::move(d.upgraded);
+  co_await tunnel_stream(w, down, *up, d.tunnel_idle);
 }
 
 // ---- route → request filters → cache → select → upstream → response → log

@@ -13,7 +13,13 @@
 // Entry point for a codec that runs one exchange per stream (HTTP/2, from the
 // connection's StreamRunner, on the worker's thread):
 //
-//   aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+//   std::unique_ptr<ExchangeDriver> d = take_driver(w);
+//   co_await d->run(down);
+//   if (d->upgraded) co_await tunnel_upgraded(w, down, *d);
+//   give_back_driver(w, std::move(d));
+//
+// (net/h2_listener.cc, H2Connections::run_stream: in the stream's own
+// coroutine, no frame of its own per stream.)
 //
 // A codec that runs many exchanges on one stream (HTTP/1.1 keep-alive) keeps
 // one ExchangeDriver and calls run() per request, so its buffers are reused
@@ -333,7 +339,10 @@ class ExchangeDriver {
 // (kept, then freed among live objects); at 256, nothing measurable.
 constexpr size_t kMaxSpareDrivers = 256;
 constexpr size_t kSpareBufferBytes = 64 * 1024;
-::gantry::aio::awaitable<void> run_exchange(Worker& w, exchange::Downstream& down);
+// An HTTP/2 WebSocket the upstream accepted (ExchangeDriver::upgraded): the
+// stream is the tunnel. The driver (and the client's connectionLimit place
+// it holds) waits for it.
+::gantry::aio::awaitable<void> tunnel_upgraded(Worker& w, exchange::Downstream& down, ExchangeDriver& d);
 
 // Whether a request trailer field named `name` may be relayed: not a
 // pseudo-header, nor a framing, routing or connection-specific field (RFC

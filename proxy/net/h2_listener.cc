@@ -14,7 +14,9 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/http2/h2_downstream.h"
+#include "proxy/net/exchange_driver.h"
 #include "proxy/net/wire.h"
+#include "proxy/net/worker.h"
 
 namespace gantry::net {
 
@@ -202,67 +204,78 @@ void H2Connections::finished(Conn& c) {
 }
 
 aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::shared_ptr<http2::Stream> st) {
-  if (c->owner == nullptr) co_return;
-  Running running(c, [](Conn& conn) {
-    if (conn.owner != nullptr) conn.owner->finished(conn);
-  });
-  metrics_.global().http2_streams_total.Increment();
-  std::unique_ptr<http2::H2Downstream> spare;
-  if (spares_.empty()) {
-    spare_low_water_ = 0;
-  } else {
-    spare = std::move(spares_.back());
-    spares_.pop_back();
-    spare_low_water_ = std::min(spare_low_water_, spares_.size());
-  }
-  auto made = http2::H2Downstream::create(std::move(spare), st,
-                                          client_ip(c->peer_ip, st->head().headers, trusted_proxies_), c->tls);
-  if (made.ok()) {
-    if (c->listener)
-      made.value()->set_listener(c->listener->name, c->listener->own, c->local_port, c->sni);
-    made.value()->set_client_cert(c->client_cert.get());
-    if (run_) {
-      co_await run_(*made.value());
-      // The worker (and this object) may have gone while the exchange ran.
-      if (c->owner != nullptr && spares_.size() < kMaxSpareDownstreams) {
-        made.value()->recycle();
-        spares_.push_back(std::move(made.value()));
+  // Started detached (aio::spawn_detached): nothing may escape.
+  try {
+    if (c->owner == nullptr) co_return;
+    Running running(c, [](Conn& conn) {
+      if (conn.owner != nullptr) conn.owner->finished(conn);
+    });
+    metrics_.global().http2_streams_total.Increment();
+    std::unique_ptr<http2::H2Downstream> spare;
+    if (spares_.empty()) {
+      spare_low_water_ = 0;
+    } else {
+      spare = std::move(spares_.back());
+      spares_.pop_back();
+      spare_low_water_ = std::min(spare_low_water_, spares_.size());
+    }
+    auto made = http2::H2Downstream::create(std::move(spare), st,
+                                            client_ip(c->peer_ip, st->head().headers, trusted_proxies_), c->tls);
+    if (made.ok()) {
+      if (c->listener)
+        made.value()->set_listener(c->listener->name, c->listener->own, c->local_port, c->sni);
+      made.value()->set_client_cert(c->client_cert.get());
+      if (worker_ != nullptr) {
+        // The exchange, in this coroutine (exchange_driver.h).
+        Worker& w = *worker_;
+        std::unique_ptr<ExchangeDriver> d = take_driver(w);
+        co_await d->run(*made.value());
+        if (d->upgraded) co_await tunnel_upgraded(w, *made.value(), *d);
+        give_back_driver(w, std::move(d));
+        // The worker (and this object) may have gone while the exchange ran.
+        if (c->owner != nullptr && spares_.size() < kMaxSpareDownstreams) {
+          made.value()->recycle();
+          spares_.push_back(std::move(made.value()));
+        }
+        co_return;
       }
+      // No exchange to run (never the case in gantry-proxy once it serves h2):
+      // the gateway answers instead of leaving the stream open.
+      exchange::LocalReply r;
+      r.status = 503;
+      r.body = "HTTP/2 requests are not routed by this build";
+      co_await made.value()->send_local_reply(r);
       co_return;
     }
-    // No exchange to run (never the case in gantry-proxy once it serves h2):
-    // the gateway answers instead of leaving the stream open.
-    exchange::LocalReply r;
-    r.status = 503;
-    r.body = "HTTP/2 requests are not routed by this build";
-    co_await made.value()->send_local_reply(r);
-    co_return;
-  }
-  // A request the exchange cannot see (a :path or :authority that does not
-  // normalise, CONNECT): 400, counted and logged like HTTP/1.1's.
-  const auto started = Clock::now();  // create() above does not wait: the stream's start
-  std::string text = made.error().message;
-  text += '\n';
-  const std::vector<http2::Field> fields = {{"content-type", "text/plain"},
-                                            {"content-length", std::to_string(text.size())}};
-  if (co_await st->send_head(400, fields, false)) co_await st->send_body(text, true);
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-  static const std::string kNoRoute = "none";
-  metrics_.request_done(kNoRoute, 400, ms / 1000.0);
-  if (log_.enabled()) {
-    std::string id;
-    new_request_id(id);
-    AccessRecord r;
-    r.client = c->peer_ip;
-    r.method = st->head().method;
-    r.host = st->head().authority;
-    r.path = std::string_view(st->head().path).substr(0, 256);
-    r.proto = "HTTP/2";
-    r.status = 400;
-    r.bytes_out = text.size();
-    r.duration_ms = ms;
-    r.request_id = id;
-    log_.write(r);
+    // A request the exchange cannot see (a :path or :authority that does not
+    // normalise, CONNECT): 400, counted and logged like HTTP/1.1's.
+    const auto started = Clock::now();  // create() above does not wait: the stream's start
+    std::string text = made.error().message;
+    text += '\n';
+    const std::vector<http2::Field> fields = {{"content-type", "text/plain"},
+                                              {"content-length", std::to_string(text.size())}};
+    if (co_await st->send_head(400, fields, false)) co_await st->send_body(text, true);
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    static const std::string kNoRoute = "none";
+    metrics_.request_done(kNoRoute, 400, ms / 1000.0);
+    if (log_.enabled()) {
+      std::string id;
+      new_request_id(id);
+      AccessRecord r;
+      r.client = c->peer_ip;
+      r.method = st->head().method;
+      r.host = st->head().authority;
+      r.path = std::string_view(st->head().path).substr(0, 256);
+      r.proto = "HTTP/2";
+      r.status = 400;
+      r.bytes_out = text.size();
+      r.duration_ms = ms;
+      r.request_id = id;
+      log_.write(r);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("HTTP/2 stream failed: {}", e.what());
+    st->reset(http2::ErrorCode::kInternalError);
   }
 }
 

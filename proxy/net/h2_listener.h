@@ -62,10 +62,6 @@ std::string connection_sni(SSL* ssl);
 
 class H2Connections {
  public:
-  // Runs one stream's exchange (route → filters → upstream → response → log)
-  // over its Downstream. Completes when the exchange is over.
-  using ExchangeRunner = std::function<::gantry::aio::awaitable<void>(exchange::Downstream&)>;
-
   // `worker_connections`: the worker's count of client connections;
   // `draining`: whether the server drains (a new connection is drained at once).
   H2Connections(boost::asio::io_context& io, const ServerOptions& opts, admin::WorkerMetrics& metrics,
@@ -74,8 +70,9 @@ class H2Connections {
   H2Connections(const H2Connections&) = delete;
   H2Connections& operator=(const H2Connections&) = delete;
 
-  // Set once by the worker before it serves.
-  void set_exchange_runner(ExchangeRunner run) { run_ = std::move(run); }
+  // Set once by the worker before it serves: each stream runs one exchange
+  // (route → filters → upstream → response → log) on it.
+  void set_worker(Worker* w) { worker_ = w; }
 
   // Take over a client connection. `peer_ip`: the connection's peer address;
   // `listener`, `local_port`: the listener it came in on (routes match on it).
@@ -115,7 +112,7 @@ class H2Connections {
   AccessLog& log_;
   std::atomic<size_t>& worker_connections_;
   std::function<bool()> draining_;
-  ExchangeRunner run_;
+  Worker* worker_ = nullptr;
   Conn* conns_ = nullptr;  // intrusive list of open connections
   size_t open_ = 0;
   // The downstreams of finished streams, for the next streams (a stack, at

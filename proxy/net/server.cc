@@ -1125,8 +1125,7 @@ Server::Server(ServerOptions opts, control::ConfigStore& store, admin::Metrics& 
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(*this, i));
     // Each HTTP/2 stream runs one exchange on its worker.
-    workers_.back()->h2().set_exchange_runner(
-        [w = workers_.back().get()](exchange::Downstream& d) { return run_exchange(*w, d); });
+    workers_.back()->h2().set_worker(workers_.back().get());
   }
   health_ = std::make_unique<upstream::HealthChecker>(store_);
 }

@@ -143,7 +143,7 @@ aio::awaitable<void> websocket(http2::H2Downstream& d, const std::string& path) 
   }
 }
 
-aio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
+aio::awaitable<void> respond(std::shared_ptr<http2::Stream> st) {
   auto made = http2::H2Downstream::create(st, "127.0.0.1", false);
   if (!made.ok()) {
     const std::string text = "bad request\n";
@@ -233,6 +233,17 @@ aio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
     co_await d.send_trailers(t);
   } else {
     co_await d.send_body(body, true);
+  }
+}
+
+// The codec's StreamRunner: a stream's coroutine is started detached and
+// must not let an exception escape.
+aio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
+  try {
+    co_await respond(st);
+  } catch (const std::exception& e) {
+    std::cerr << "stream failed: " << e.what() << std::endl;
+    st->reset(http2::ErrorCode::kInternalError);
   }
 }
 
