@@ -4,7 +4,7 @@
 // docs/ARCHITECTURE.md, "The exchange", for the whole contract.
 //
 // State (December 2026): the request path runs through this interface. The
-// exchange driver (net/exchange_driver.h, run_exchange()) drives every
+// exchange driver (net/exchange_driver.h, ExchangeDriver::run()) drives every
 // exchange; the HTTP/1.1 session (net/server.cc) is the first Downstream and
 // H2Downstream (http2/h2_downstream.h) the second. What stays HTTP/1.1-only
 // is the codec's: 100-continue (sent on the first read_body()), the

@@ -1317,7 +1317,7 @@ intercepted:
     co_return;
   }
 
-  if (is_upgrade) {  // the codec tunnels (HTTP/1.1), or run_exchange() on the stream (HTTP/2)
+  if (is_upgrade) {  // the codec tunnels (HTTP/1.1), or tunnel_upgraded() on the stream (HTTP/2)
     if (h2_websocket) record.status = 200;  // what the client got (RFC 8441)
     finish(down);
     tunnel_idle = cr.rule->policy.timeouts.idle.value_or(opts.websocket_idle_timeout);

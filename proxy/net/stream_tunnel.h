@@ -1,7 +1,7 @@
 // The WebSocket tunnel of an HTTP/2 stream (RFC 8441 extended CONNECT),
 // written against the exchange's Downstream interface: after the exchange
 // sent the upstream's 101 as the stream's 200 (ExchangeDriver::upgraded),
-// run_exchange() runs tunnel_stream() on the same stream and the upstream
+// tunnel_upgraded() runs tunnel_stream() on the same stream and the upstream
 // connection the handshake used.
 //
 // - Client -> upstream: each read_body() piece is written to the upstream

@@ -164,7 +164,7 @@ struct SnapshotListener {
 
 class ExchangeDriver;
 // The exchange drivers of finished HTTP/2 streams, kept for the next streams
-// of the worker (run_exchange() in exchange_driver.cc): a stream then starts
+// of the worker (take_driver() in exchange_driver.cc): a stream then starts
 // with buffers already grown instead of allocating a driver of its own.
 // The list is a stack: the most recently returned driver goes out first, so
 // its bottom holds the ones longest unused. trim() (the worker's sweep, once
