@@ -25,6 +25,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/version.hpp>
+#if BOOST_VERSION != 107400
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#endif
 #include <chrono>
 
 namespace gantry::aio {
@@ -48,10 +53,16 @@ using steady_timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock
 // completion: three allocations and a scheduler round trip more). Used once
 // per HTTP/2 stream. `a` must catch its own exceptions: one escaping it would
 // leave io_context::run() (co_spawn with `detached` drops it silently).
+// awaitable_thread is an Asio detail whose constructor changed in 1.77
+// (cancellation): any other Boost gets co_spawn itself.
 inline void spawn_detached(Executor ex, awaitable<void> a) {
+#if BOOST_VERSION == 107400
   boost::asio::post(ex, [a = std::move(a), ex]() mutable {
     boost::asio::detail::awaitable_thread<Executor>(std::move(a), ex).launch();
   });
+#else
+  boost::asio::co_spawn(ex, std::move(a), boost::asio::detached);
+#endif
 }
 
 }  // namespace gantry::aio
