@@ -18,18 +18,10 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets() {
 }  // namespace
 
 Metrics::Metrics()
-    : requests(prometheus::BuildCounter()
-                   .Name("gantry_requests_total")
-                   .Help("Requests answered, by route (ns/name#rule) and status class")
-                   .Register(*registry_)),
-      request_seconds(prometheus::BuildHistogram()
-                          .Name("gantry_request_duration_seconds")
-                          .Help("Downstream request duration, by route")
-                          .Register(*registry_)),
-      upstream_seconds(prometheus::BuildHistogram()
-                           .Name("gantry_upstream_duration_seconds")
-                           .Help("Time from sending a request upstream to its response head, by cluster")
-                           .Register(*registry_)),
+    : requests("gantry_requests_total", "Requests answered, by route (ns/name#rule) and status class"),
+      request_seconds("gantry_request_duration_seconds", "Downstream request duration, by route", latency_buckets()),
+      upstream_seconds("gantry_upstream_duration_seconds",
+                       "Time from sending a request upstream to its response head, by cluster", latency_buckets()),
       upstream_errors(prometheus::BuildCounter()
                           .Name("gantry_upstream_errors_total")
                           .Help("Upstream failures by cluster and kind (connect, reset, timeout, protocol, tls)")
@@ -157,7 +149,12 @@ Metrics::Metrics()
                                   "ClientHello)")
                             .Register(*registry_)),
       passthrough_bytes_to_upstream(passthrough_bytes.Add({{"direction", "to_upstream"}})),
-      passthrough_bytes_to_client(passthrough_bytes.Add({{"direction", "to_client"}})) {}
+      passthrough_bytes_to_client(passthrough_bytes.Add({{"direction", "to_client"}})) {
+  add_collector([this] {
+    return std::vector<prometheus::MetricFamily>{requests.collect(), request_seconds.collect(),
+                                                 upstream_seconds.collect()};
+  });
+}
 
 std::string Metrics::serialize() const {
   std::ostringstream out;
@@ -176,17 +173,17 @@ void WorkerMetrics::request_done(const std::string& route, int status, double se
   if (cls < 1 || cls > 5) cls = 0;
   if (rc.by_class[cls] == nullptr) {
     static const char* names[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    rc.by_class[cls] = &m_.requests.Add({{"route", route}, {"code_class", names[cls]}});
+    rc.by_class[cls] = &m_.requests.cell({{"route", route}, {"code_class", names[cls]}});
   }
-  rc.by_class[cls]->Increment();
-  if (rc.latency == nullptr) rc.latency = &m_.request_seconds.Add({{"route", route}}, latency_buckets());
-  rc.latency->Observe(seconds);
+  bump(*rc.by_class[cls]);
+  if (rc.latency == nullptr) rc.latency = &m_.request_seconds.cell({{"route", route}});
+  m_.request_seconds.observe(*rc.latency, seconds);
 }
 
 void WorkerMetrics::upstream_done(const std::string& cluster, double seconds) {
   auto& h = upstreams_[cluster];
-  if (h == nullptr) h = &m_.upstream_seconds.Add({{"cluster", cluster}}, latency_buckets());
-  h->Observe(seconds);
+  if (h == nullptr) h = &m_.upstream_seconds.cell({{"cluster", cluster}});
+  m_.upstream_seconds.observe(*h, seconds);
 }
 
 void WorkerMetrics::transform_result(const std::string& route, const char* direction, const char* result) {

@@ -2,7 +2,10 @@
 //
 // Families are created once; workers cache the label children they touch so
 // the request path does no map lookups under a lock (prometheus-cpp's
-// Family::Add takes a mutex). Counters themselves are atomics.
+// Family::Add takes a mutex). Counters themselves are atomics. The three
+// metrics every request writes (requests, request and upstream durations)
+// are sharded per worker instead (admin/sharded_metrics.h: no locked
+// instruction per request), summed at scrape time.
 // State that lives elsewhere and keeps its own counters (response caches,
 // circuit breakers, outlier detectors) is read at scrape time by collectors
 // (add_collector), so the request path never touches a metric for it.
@@ -13,6 +16,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include "proxy/admin/sharded_metrics.h"
 
 #include <functional>
 #include <memory>
@@ -35,9 +40,9 @@ class Metrics {
   using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
   void add_collector(Collector c) { collectors_.push_back(std::move(c)); }
 
-  prometheus::Family<prometheus::Counter>& requests;          // route, code_class
-  prometheus::Family<prometheus::Histogram>& request_seconds;  // route
-  prometheus::Family<prometheus::Histogram>& upstream_seconds; // cluster
+  ShardedCounters requests;           // route, code_class
+  ShardedHistograms request_seconds;  // route
+  ShardedHistograms upstream_seconds; // cluster
   prometheus::Family<prometheus::Counter>& upstream_errors;    // cluster, kind
   prometheus::Gauge& active_connections;
   prometheus::Counter& connections_total;
@@ -100,12 +105,12 @@ class WorkerMetrics {
 
  private:
   struct RouteChildren {
-    prometheus::Counter* by_class[6] = {};
-    prometheus::Histogram* latency = nullptr;
+    std::atomic<uint64_t>* by_class[6] = {};
+    ShardedHistograms::Cell* latency = nullptr;
   };
   Metrics& m_;
   std::unordered_map<std::string, RouteChildren> routes_;
-  std::unordered_map<std::string, prometheus::Histogram*> upstreams_;
+  std::unordered_map<std::string, ShardedHistograms::Cell*> upstreams_;
   std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
   std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
   std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;
