@@ -45,33 +45,10 @@ cpu_proxy=0
 cpu_load=1
 if [ "$(nproc)" -lt 2 ]; then cpu_load=0; fi
 
-# ---- backend
-mkdir -p "$tmp/www" "$tmp/backend"
-printf 'ok\n' >"$tmp/www/small"
+# ---- backend (lib.sh), and a 16 KiB body beside its small one
+start_nginx_backend "$tmp" "$backend" "$cpu_load"
 head -c 16384 /dev/zero | tr '\0' 'x' >"$tmp/www/16k"
-chmod 755 "$tmp" "$tmp/www"  # nginx workers run as an unprivileged user
-chmod 644 "$tmp/www/small" "$tmp/www/16k"
-cat >"$tmp/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/backend/nginx.pid;
-error_log $tmp/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  open_file_cache max=16;
-  default_type application/octet-stream;
-  server {
-    listen $backend reuseport;
-    root $tmp/www;
-  }
-}
-CONF
-taskset -c "$cpu_load" nginx -c "$tmp/backend/nginx.conf" -p "$tmp/backend" >/dev/null 2>&1 &
-pids+=($!)
-wait_port "$backend"
+chmod 644 "$tmp/www/16k"
 for b in small 16k; do  # a benchmark of error pages would measure nothing
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://$backend/$b")
   [ "$code" = 200 ] || { echo "bench: the backend answers $code for /$b" >&2; exit 1; }
