@@ -29,10 +29,7 @@ prometheus::MetricFamily ShardedCounters::collect() const {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Cell& c : cells_) sums[c.labels] += c.value.load(std::memory_order_relaxed);
   }
-  prometheus::MetricFamily f;
-  f.name = name_;
-  f.help = help_;
-  f.type = prometheus::MetricType::Counter;
+  prometheus::MetricFamily f{name_, help_, prometheus::MetricType::Counter, {}};
   for (const auto& [labels, n] : sums) {
     prometheus::ClientMetric m;
     m.label = to_labels(labels);
@@ -46,8 +43,7 @@ ShardedHistograms::Cell& ShardedHistograms::cell(const LabelSet& labels) {
   std::lock_guard<std::mutex> lock(mu_);
   Cell& c = cells_.emplace_back();
   c.labels = labels;
-  c.counts = std::make_unique<std::atomic<uint64_t>[]>(bounds_.size() + 1);
-  for (size_t i = 0; i <= bounds_.size(); ++i) c.counts[i].store(0, std::memory_order_relaxed);
+  c.counts = std::make_unique<std::atomic<uint64_t>[]>(bounds_.size() + 1);  // value-initialised: zeros
   return c;
 }
 
@@ -73,10 +69,7 @@ prometheus::MetricFamily ShardedHistograms::collect() const {
       s.sum += c.sum.load(std::memory_order_relaxed);
     }
   }
-  prometheus::MetricFamily f;
-  f.name = name_;
-  f.help = help_;
-  f.type = prometheus::MetricType::Histogram;
+  prometheus::MetricFamily f{name_, help_, prometheus::MetricType::Histogram, {}};
   for (const auto& [labels, s] : sums) {
     prometheus::ClientMetric m;
     m.label = to_labels(labels);

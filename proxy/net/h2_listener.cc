@@ -274,7 +274,10 @@ aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sha
       log_.write(r);
     }
   } catch (const std::exception& e) {
-    spdlog::error("HTTP/2 stream failed: {}", e.what());
+    spdlog::error("HTTP/2 stream {} from {} failed: {}", st->id(), c->peer_ip, e.what());
+    st->reset(http2::ErrorCode::kInternalError);
+  } catch (...) {
+    spdlog::error("HTTP/2 stream {} from {} failed: unknown exception", st->id(), c->peer_ip);
     st->reset(http2::ErrorCode::kInternalError);
   }
 }

@@ -242,7 +242,10 @@ aio::awaitable<void> answer(std::shared_ptr<http2::Stream> st) {
   try {
     co_await respond(st);
   } catch (const std::exception& e) {
-    std::cerr << "stream failed: " << e.what() << std::endl;
+    std::cerr << "stream " << st->id() << " failed: " << e.what() << std::endl;
+    st->reset(http2::ErrorCode::kInternalError);
+  } catch (...) {
+    std::cerr << "stream " << st->id() << " failed: unknown exception" << std::endl;
     st->reset(http2::ErrorCode::kInternalError);
   }
 }
