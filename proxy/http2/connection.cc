@@ -270,9 +270,16 @@ aio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
 }
 
 // An idle connection (no stream open, nothing read) gives the pages of its
-// session's large buffers back after this long, as an idle HTTP/1.1
-// connection gives back its read buffer.
+// session's large buffers back after this long, and its session hibernates,
+// as an idle HTTP/1.1 connection gives back its read buffer.
 constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
+// A cleartext connection idle this long parks: its reader's and writer's
+// coroutine frames go (serve_parking()). Sooner than the session: frames
+// freed a second after they were made sat as holes between the objects of
+// the connections opened meanwhile, and a burst of connections kept those
+// pages resident; waking a parked connection whose session is kept costs a
+// coroutine's start, not a new session (docs/BENCHMARKS.md).
+constexpr std::chrono::milliseconds kParkAfter{100};
 
 // What a parking connection (serve_parking()) and its read loop share.
 struct ParkState {
@@ -280,15 +287,20 @@ struct ParkState {
   bool requested = false;  // the idle watch asks the read loop to park
   bool timed_out = false;  // resumed by the idle timeout: the connection ends
   std::chrono::steady_clock::time_point idle_deadline;
+  // When the connection last read bytes: its session's memory goes back
+  // kReleaseIdleAfter later, parked or not.
+  std::chrono::steady_clock::time_point quiet_since = std::chrono::steady_clock::now();
 };
 
-// The read loop's idle timer. Fired while no stream is open: first (after
-// kReleaseIdleAfter) the session's memory goes back (and the session
-// hibernates, ServerSession::hibernate()), and a parking
-// connection parks (the read loop's wait is cancelled); otherwise, at the
-// idle timeout, the read is cancelled and the connection ends. A watch
-// belongs to one pass of the loop (`epoch`): once the loop has moved on it
-// touches nothing, not even the timer and socket it names.
+// The read loop's idle timer. Fired while no stream is open: a parking
+// connection parks (the read loop's wait is cancelled) after kParkAfter, and
+// once it has been quiet for kReleaseIdleAfter (then, or on a pass resumed
+// for it) the session's memory goes back and the session hibernates
+// (ServerSession::hibernate()); any other connection does the latter after
+// kReleaseIdleAfter. At the idle timeout the read is cancelled and the
+// connection ends. A watch belongs to one pass of the loop (`epoch`): once
+// the loop has moved on it touches nothing, not even the timer and socket it
+// names.
 template <class Socket>
 struct IdleWatch {
   aio::steady_timer& timer;
@@ -310,10 +322,12 @@ struct IdleWatch {
       timer.async_wait(std::move(*this));
       return;
     }
-    core->session().release_idle_memory();
-    // The libnghttp2 session goes, or the SETTINGS that prepares it is
-    // queued: a parking writer sends it before it ends, any other is woken.
-    core->session().hibernate();
+    if (park == nullptr || now - park->quiet_since >= kReleaseIdleAfter) {
+      core->session().release_idle_memory();
+      // The libnghttp2 session goes, or the SETTINGS that prepares it is
+      // queued: a parking writer sends it before it ends, any other is woken.
+      core->session().hibernate();
+    }
     if (park != nullptr && core->writer_waiting && !core->session().draining()) {
       park->requested = true;
       error_code ignored;
@@ -404,7 +418,9 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
     if (park != nullptr) park->requested = false;  // a request of an earlier pass (its wait had completed)
     error_code ec;
     const auto deadline = std::chrono::steady_clock::now() + opts.idle_timeout;
-    idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() + kReleaseIdleAfter));
+    idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() +
+                                           (park != nullptr ? std::chrono::milliseconds(kParkAfter)
+                                                            : std::chrono::milliseconds(kReleaseIdleAfter))));
     idle.async_wait(IdleWatch<Socket>{idle, sock, core, ++core->idle_epoch, opts.idle_timeout, deadline, park});
     size_t n = 0;
     if (kPlain && core->session().open_streams() == 0) {
@@ -446,6 +462,7 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
       peer_gone = true;
       break;
     }
+    if (park != nullptr) park->quiet_since = std::chrono::steady_clock::now();
     if (!core->session().receive(std::string_view(buf.p, n)).ok()) break;
     if (core->session().done()) break;
   }
@@ -521,13 +538,36 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
     }
     auto self = shared_from_this();
     sock_.async_wait(aio::tcp_socket::wait_read, [self, epoch](error_code) { self->resume(epoch, false); });
-    deadline_.expires_at(park_.idle_deadline);
-    deadline_.async_wait([self, epoch](error_code e) {
-      if (!e) self->resume(epoch, true);
-    });
+    wait_deadline(epoch);
     core_->unpark = [weak = weak_from_this(), epoch] {
       if (auto s = weak.lock()) s->resume(epoch, false);
     };
+  }
+
+  // The idle timeout, or before it the time for the session to hibernate.
+  void wait_deadline(uint64_t epoch) {
+    auto at = park_.idle_deadline;
+    if (!core_->session().hibernated()) at = std::min(at, park_.quiet_since + kReleaseIdleAfter);
+    deadline_.expires_at(at);
+    deadline_.async_wait([self = shared_from_this(), epoch](error_code e) {
+      if (!e) self->on_deadline(epoch);
+    });
+  }
+
+  void on_deadline(uint64_t epoch) {
+    if (!parked_ || epoch != epoch_) return;
+    if (std::chrono::steady_clock::now() >= park_.idle_deadline) {
+      resume(epoch, true);
+      return;
+    }
+    // Quiet for kReleaseIdleAfter: the session's memory goes. It hibernates
+    // at once, or after a SETTINGS exchange, which needs the connection run.
+    core_->session().release_idle_memory();
+    if (core_->session().hibernate()) {
+      wait_deadline(epoch);
+    } else {
+      resume(epoch, false);
+    }
   }
 
   void resume(uint64_t epoch, bool timed_out) {

@@ -666,9 +666,7 @@ struct ServerSession::Impl {
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     if (woken) nghttp2_option_set_no_recv_client_magic(opt, 1);
-    memory.begin_setup();
     const int rv = nghttp2_session_server_new3(&session, cb, this, opt, memory.mem());
-    memory.end_setup();
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv == 0) memory.mark_frame_buffer();

@@ -30,31 +30,57 @@ SessionMemory::SessionMemory() : mem_{this, &on_malloc, &on_free, &on_calloc, &o
 
 SessionMemory::~SessionMemory() {
   for (const Run& r : runs_) block_pool::release_pages(r.p, block_pool::pages_for(r.bytes), false);
-  if (setup_page_ != nullptr) block_pool::release_pages(setup_page_, 1, false);
+  if (arena_ != nullptr) block_pool::release_pages(arena_, kArenaPages, false);
 }
 
-bool SessionMemory::packed(const void* p) const {
-  const auto* c = static_cast<const char*>(p);
-  return setup_page_ != nullptr && c >= setup_page_ && c < setup_page_ + block_pool::kPageSize;
-}
+// ---- the arena (small allocations) ----------------------------------------
 
-void* SessionMemory::allocate_packed(size_t n, bool zero) {
-  const size_t at = (setup_used_ + 15) & ~size_t{15};
-  if (n_packed_ == kMaxPacked || at + n > block_pool::kPageSize) return nullptr;
-  if (setup_page_ == nullptr) {
-    try {
-      setup_page_ = block_pool::acquire_pages(1);
-    } catch (const std::bad_alloc&) {
-      return nullptr;
+void* SessionMemory::arena_allocate(size_t n) {
+  const size_t cls = (n + 8 + 15) / 16;  // the chunk's size in 16-byte steps
+  char* chunk = arena_ != nullptr && cls < kClasses ? static_cast<char*>(free_lists()[cls]) : nullptr;
+  if (chunk != nullptr) {
+    free_lists()[cls] = *reinterpret_cast<void**>(chunk + 8);
+  } else {
+    if (arena_ == nullptr) {
+      try {
+        arena_ = block_pool::acquire_pages(kArenaPages);
+      } catch (const std::bad_alloc&) {
+        return nullptr;
+      }
+      std::fill_n(free_lists(), kClasses, nullptr);
+      arena_used_ = kFirstChunk;  // so that every chunk's payload is 16-byte aligned
     }
+    if (arena_used_ + cls * 16 > kArenaBytes) return nullptr;
+    chunk = arena_ + arena_used_;
+    arena_used_ += cls * 16;
+    *reinterpret_cast<uint64_t*>(chunk) = cls;
   }
-  char* p = setup_page_ + at;
-  if (zero) std::memset(p, 0, n);
-  setup_used_ = at + n;
-  packed_[n_packed_++] = Packed{p, n};
-  ++setup_live_;
-  return p;
+  ++arena_live_;
+  arena_live_bytes_ += cls * 16;
+  return chunk + 8;
 }
+
+size_t SessionMemory::arena_capacity(const void* p) const {
+  return *reinterpret_cast<const uint64_t*>(static_cast<const char*>(p) - 8) * 16 - 8;
+}
+
+void SessionMemory::arena_free(void* p) {
+  char* chunk = static_cast<char*>(p) - 8;
+  const size_t cls = *reinterpret_cast<const uint64_t*>(chunk);
+  arena_live_bytes_ -= cls * 16;
+  if (--arena_live_ == 0) {  // all gone (the session deleted): so is the run
+    block_pool::release_pages(arena_, kArenaPages, false);
+    arena_ = nullptr;
+    arena_used_ = 0;
+    return;
+  }
+  if (cls < kClasses) {
+    *reinterpret_cast<void**>(p) = free_lists()[cls];
+    free_lists()[cls] = chunk;
+  }
+}
+
+// ---- every allocation -------------------------------------------------------
 
 SessionMemory::Run* SessionMemory::find(void* p) {
   for (Run& r : runs_)
@@ -63,10 +89,14 @@ SessionMemory::Run* SessionMemory::find(void* p) {
 }
 
 void* SessionMemory::allocate(size_t n, bool zero) {
-  if (setup_open_ && n < kLargeBytes) {
-    if (void* p = allocate_packed(n, zero)) return p;
+  if (n < kLargeBytes) {
+    void* p = arena_allocate(n);
+    if (p != nullptr) {
+      if (zero) std::memset(p, 0, n);
+      return p;
+    }
+    return zero ? std::calloc(1, n) : std::malloc(n);
   }
-  if (n < kLargeBytes) return zero ? std::calloc(1, n) : std::malloc(n);
   // libnghttp2 is C: a failed allocation is a null pointer, never a throw.
   char* p = nullptr;
   try {
@@ -82,13 +112,8 @@ void* SessionMemory::allocate(size_t n, bool zero) {
 
 void SessionMemory::deallocate(void* p) {
   if (p == nullptr) return;
-  if (packed(p)) {
-    if (--setup_live_ == 0) {  // everything packed is gone: so is the page
-      block_pool::release_pages(setup_page_, 1, false);
-      setup_page_ = nullptr;
-      setup_used_ = 0;
-      n_packed_ = 0;
-    }
+  if (in_arena(p)) {
+    arena_free(p);
     return;
   }
   Run* r = find(p);
@@ -103,14 +128,13 @@ void SessionMemory::deallocate(void* p) {
 
 void* SessionMemory::reallocate(void* p, size_t n) {
   if (p == nullptr) return allocate(n, false);
-  if (packed(p)) {  // moves out of the page
-    size_t old = 0;
-    for (size_t i = 0; i < n_packed_; ++i)
-      if (packed_[i].p == p) old = packed_[i].bytes;
+  if (in_arena(p)) {
+    const size_t old = arena_capacity(p);
+    if (n <= old) return p;
     void* q = allocate(n, false);
-    if (q == nullptr) return nullptr;
-    std::memcpy(q, p, std::min(old, n));
-    deallocate(p);
+    if (q == nullptr) return nullptr;  // p stays valid, as realloc leaves it
+    std::memcpy(q, p, old);
+    arena_free(p);
     return q;
   }
   Run* r = find(p);

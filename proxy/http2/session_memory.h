@@ -10,12 +10,18 @@
 //   nothing to send (each frame is written into it from its first byte);
 // - any large allocation whose bytes are all zero (an empty stream map): a
 //   dropped page reads back as zeros, so nothing changes for its owner.
-// Smaller allocations go to malloc, except those made while the session is
-// being made (begin_setup() .. end_setup(): its own object and an HPACK
-// table's slots, ~4 KiB it holds for its whole life): they are packed into
-// one page of their own, so that deleting the session (ServerSession's
-// hibernation) gives that page back instead of leaving holes between other
-// objects on the heap, which stay resident.
+// Smaller allocations come from the session's arena: one run of kArenaPages
+// pages, taken with the session's first allocation, carved from its start,
+// and given back whole when the last of them is freed (the session deleted:
+// ServerSession's hibernation). Chunks of up to kRecycledBytes are recycled
+// through free lists by size (16-byte steps); a larger one (the session's own
+// object, made once) keeps its space until the run goes. Before, only the
+// allocations made while the session was being made were packed in a page of
+// their own; everything it allocated later and kept until it was deleted (an
+// HPACK table's entries, the last closed stream, the second table's slots)
+// came from malloc, and deleting the session left holes between other
+// connections' objects on the heap, which stay resident. What does not fit in
+// the arena goes to malloc.
 //
 // Invariants: one session per SessionMemory, used on one thread; it outlives
 // its session (nghttp2_session_del frees through it). release_idle() is called
@@ -25,6 +31,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace gantry::http2 {
@@ -53,9 +60,13 @@ class SessionMemory {
   size_t large_bytes() const;
   // Gives back the bookkeeping's own memory; call when the session is gone.
   void shrink() { std::vector<Run>().swap(runs_); }
-  // Around the making of a session: see the header comment.
-  void begin_setup() { setup_open_ = setup_page_ == nullptr; }
-  void end_setup() { setup_open_ = false; }
+  // Bytes of the arena's chunks now allocated, and whether it holds pages
+  // (for tests).
+  size_t arena_live_bytes() const { return arena_live_bytes_; }
+  bool has_arena() const { return arena_ != nullptr; }
+
+  static constexpr size_t kArenaPages = 2;
+  static constexpr size_t kRecycledBytes = 1024;
 
  private:
   struct Run {
@@ -73,23 +84,29 @@ class SessionMemory {
   static void* on_calloc(size_t count, size_t size, void* self);
   static void* on_realloc(void* p, size_t n, void* self);
 
-  void* allocate_packed(size_t n, bool zero);
-  bool packed(const void* p) const;
+  // The arena. Its run starts with the heads of its free lists (kept there,
+  // not here: this object lives as long as the connection, hibernated or
+  // not). A chunk is a multiple of 16 bytes: an 8-byte header (its size
+  // class) then what was asked for, which thus starts 16-byte aligned. A
+  // free chunk holds the next free chunk of its class.
+  static constexpr size_t kArenaBytes = kArenaPages * 4096;
+  static constexpr size_t kClasses = (kRecycledBytes + 8 + 15) / 16 + 1;  // those with a free list
+  static constexpr size_t kFirstChunk = (kClasses * sizeof(void*) + 15) / 16 * 16 + 8;
+  void** free_lists() { return reinterpret_cast<void**>(arena_); }
+  void* arena_allocate(size_t n);
+  void arena_free(void* p);
+  size_t arena_capacity(const void* p) const;  // bytes the chunk can hold
+  bool in_arena(const void* p) const {
+    const auto* c = static_cast<const char*>(p);
+    return arena_ != nullptr && c >= arena_ && c < arena_ + kArenaBytes;
+  }
 
   nghttp2_mem mem_;
   std::vector<Run> runs_;
-  // The setup page: allocations packed at setup, how many are still live.
-  struct Packed {
-    char* p;
-    size_t bytes;
-  };
-  static constexpr size_t kMaxPacked = 8;
-  char* setup_page_ = nullptr;
-  size_t setup_used_ = 0;
-  size_t setup_live_ = 0;
-  Packed packed_[kMaxPacked] = {};
-  size_t n_packed_ = 0;
-  bool setup_open_ = false;
+  char* arena_ = nullptr;
+  uint32_t arena_used_ = 0;  // bytes of the run carved so far
+  uint32_t arena_live_ = 0;  // chunks allocated
+  size_t arena_live_bytes_ = 0;
 };
 
 }  // namespace gantry::http2
