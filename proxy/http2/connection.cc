@@ -56,6 +56,12 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     return ok_status();
   }
 
+  // Set by the read loop of a parking connection for the pass it runs.
+  void park_if_quiet(std::chrono::steady_clock::time_point now) override {
+    if (park_if_quiet_) park_if_quiet_(now);
+  }
+  std::function<void(std::chrono::steady_clock::time_point)> park_if_quiet_;
+
   ServerSession& session() { return *session_; }
   aio::Executor executor() const { return ex_; }
   bool over() const { return over_; }
@@ -273,12 +279,14 @@ aio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
 // session's large buffers back after this long, and its session hibernates,
 // as an idle HTTP/1.1 connection gives back its read buffer.
 constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
-// A cleartext connection idle this long parks: its reader's and writer's
-// coroutine frames go (serve_parking()). Sooner than the session: frames
-// freed a second after they were made sat as holes between the objects of
-// the connections opened meanwhile, and a burst of connections kept those
-// pages resident; waking a parked connection whose session is kept costs a
-// coroutine's start, not a new session (docs/BENCHMARKS.md).
+// A cleartext connection quiet this long parks, at the owner's next sweep
+// (Drainable::park_if_quiet()): its reader's and writer's coroutine frames
+// go (serve_parking()). Sooner than the session: frames freed a second after
+// they were made sat as holes between the objects of the connections opened
+// meanwhile, and a burst of connections kept those pages resident. Waking a
+// parked connection whose session is kept costs a coroutine's start, not a
+// new session; and the sweep, which runs anyway, asks, not a timer of the
+// connection's own, so parking costs no wake-up (docs/BENCHMARKS.md).
 constexpr std::chrono::milliseconds kParkAfter{100};
 
 // What a parking connection (serve_parking()) and its read loop share.
@@ -292,13 +300,13 @@ struct ParkState {
   std::chrono::steady_clock::time_point quiet_since = std::chrono::steady_clock::now();
 };
 
-// The read loop's idle timer. Fired while no stream is open: a parking
-// connection parks (the read loop's wait is cancelled) after kParkAfter, and
-// once it has been quiet for kReleaseIdleAfter (then, or on a pass resumed
-// for it) the session's memory goes back and the session hibernates
-// (ServerSession::hibernate()); any other connection does the latter after
-// kReleaseIdleAfter. At the idle timeout the read is cancelled and the
-// connection ends. A watch belongs to one pass of the loop (`epoch`): once
+// The read loop's idle timer. Fired while no stream is open: first (after
+// kReleaseIdleAfter) the session's memory goes back (and the session
+// hibernates, ServerSession::hibernate()), and a parking connection parks
+// (the read loop's wait is cancelled) if the sweep has not parked it before;
+// a parking connection parked meanwhile hibernates on its park deadline
+// instead. At the idle timeout the read is cancelled and the connection
+// ends. A watch belongs to one pass of the loop (`epoch`): once
 // the loop has moved on it touches nothing, not even the timer and socket it
 // names.
 template <class Socket>
@@ -385,6 +393,26 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
         writer_finished.cancel();
       },
       asio::detached);
+  // The sweep's offer to park (Drainable::park_if_quiet()), for this pass.
+  struct ParkOffer {
+    Core& core;
+    ~ParkOffer() { core.park_if_quiet_ = nullptr; }
+  } offer{*core};
+  if (park != nullptr) {
+    core->park_if_quiet_ = [&sock, park, c = core.get()](std::chrono::steady_clock::time_point now) {
+      if (c->session().open_streams() != 0) {  // quiet counts from when the sweep last saw one open
+        park->quiet_since = now;
+        return;
+      }
+      if (now - park->quiet_since < kParkAfter || park->requested || c->over() || !c->writer_waiting ||
+          c->session().draining()) {
+        return;
+      }
+      park->requested = true;
+      error_code ignored;
+      sock.lowest_layer().cancel(ignored);
+    };
+  }
   auto wait_writer = [&]() -> aio::awaitable<void> {
     while (!writer_done) {
       error_code ec;
@@ -418,9 +446,7 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
     if (park != nullptr) park->requested = false;  // a request of an earlier pass (its wait had completed)
     error_code ec;
     const auto deadline = std::chrono::steady_clock::now() + opts.idle_timeout;
-    idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() +
-                                           (park != nullptr ? std::chrono::milliseconds(kParkAfter)
-                                                            : std::chrono::milliseconds(kReleaseIdleAfter))));
+    idle.expires_at(std::min(deadline, std::chrono::steady_clock::now() + kReleaseIdleAfter));
     idle.async_wait(IdleWatch<Socket>{idle, sock, core, ++core->idle_epoch, opts.idle_timeout, deadline, park});
     size_t n = 0;
     if (kPlain && core->session().open_streams() == 0) {

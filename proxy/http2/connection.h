@@ -105,10 +105,14 @@ using StreamRunner = std::function<::gantry::aio::awaitable<void>(std::shared_pt
 // What the connection's owner keeps to drain it (call on the connection's
 // thread): the two-step GOAWAY, then the connection ends when its streams
 // have. Step two follows the PING ack, or `drain_ack_timeout` at the latest.
+// park_if_quiet(): the owner's periodic sweep (every 100 ms) offers a
+// cleartext connection (serve_parking()) to park when it has had no stream
+// open and read nothing for 100 ms; others ignore it.
 class Drainable {
  public:
   virtual ~Drainable() = default;
   virtual void drain() = 0;
+  virtual void park_if_quiet(std::chrono::steady_clock::time_point now) = 0;
 };
 
 struct ConnectionOptions {

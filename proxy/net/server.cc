@@ -1000,6 +1000,7 @@ void Worker::sweep() {
       ::malloc_trim(0);
     }
   }
+  h2_.park_quiet(now);
   for (SessionBase* s = sessions_; s != nullptr; s = s->next) {
     if (s->deadline <= now && s->deadline_socket != nullptr) {
       s->timed_out = true;

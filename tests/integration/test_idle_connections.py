@@ -318,6 +318,39 @@ def test_an_indexed_field_is_decoded_across_hibernation(dataplane):
     c.s.close()
 
 
+def test_a_parked_session_hibernates_a_second_after_the_last_bytes(dataplane):
+    """The connection parks at the worker's sweep once it has been quiet for 100 ms,
+    but its session hibernates only a second after the client's last bytes: the
+    zero table size (which hibernation asks for once the client indexed a field)
+    comes no sooner, from a parked connection resumed to send it, and the
+    connection serves on after the acknowledgement."""
+    from test_http2_codec import RawH2, h2_frame
+
+    lit = lambda n, v: b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    inc = lambda n, v: b"\x40" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    block = b"".join(lit(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"),
+                                            (b":authority", b"x"), (b":path", b"/one")])
+    proxy = h2_proxy(dataplane)
+    c = RawH2(proxy.http_port)
+    seen = []
+    c.send(h2_frame(1, 5, 1, block + inc(b"x-idx", b"v")))
+    h2_body(c, 1, seen)
+    quiet_from = time.monotonic()  # the client sends nothing more (c.frame() acks only SETTINGS)
+    seen.clear()
+    c.s.settimeout(4)
+    while setting(seen, 1) != 0:
+        f = c.frame()
+        assert f is not None
+        seen.append(f)
+    waited = time.monotonic() - quiet_from
+    c.s.settimeout(5)
+    assert waited >= 0.9, f"the session hibernated {waited:.2f} s after the last bytes, before a second"
+    time.sleep(0.3)  # hibernated on the acknowledgement, and parked again
+    c.send(h2_frame(1, 5, 3, b"\x20" + block.replace(b"/one", b"/two")))
+    assert h2_body(c, 3) is not None
+    c.s.close()
+
+
 def test_the_clients_window_and_settings_carry_across_hibernation(dataplane):
     """The client's connection window, 1,000 bytes short of 64 KiB after the first
     answer (this client never gives it back by itself), still bounds what the proxy
