@@ -5,6 +5,7 @@
 #include "proxy/base/aio.h"
 #include <boost/asio/write.hpp>
 #include <memory>
+#include <string_view>
 
 #include "proxy/admin/metrics.h"
 #include "proxy/net/h2_upstream.h"
@@ -24,6 +25,9 @@ struct TunnelState {
   aio::steady_timer upstream_finished;  // cancelled when the upstream pump returns
   Clock::time_point last_traffic = Clock::now();
   const char* ended_by = nullptr;  // client, upstream or idle_timeout: the first side to stop
+  // The client's END_STREAM came before either side stopped: the upstream's
+  // end that follows answers it, and the close is the client's.
+  bool client_half_closed_first = false;
   bool over = false;
   bool upstream_done = false;
 };
@@ -52,7 +56,9 @@ void end_tunnel(TunnelState& st, Metrics& m) {
   st.over = true;
   st.idle_timer.cancel();
   m.websockets_active.Decrement();
-  m.websocket_closed.Add({{"reason", st.ended_by != nullptr ? st.ended_by : "client"}}).Increment();
+  const char* reason = st.ended_by != nullptr ? st.ended_by : "client";
+  if (st.client_half_closed_first && std::string_view(reason) == "upstream") reason = "client";
+  m.websocket_closed.Add({{"reason", reason}}).Increment();
 }
 
 // `stop_upstream` wakes the upstream pump so that it ends.
@@ -130,6 +136,7 @@ aio::awaitable<bool> pump_to_upstream(UpStream& to, UpstreamConn& up, exchange::
       st.last_traffic = Clock::now();
     }
     if (c.end) {
+      if (st.ended_by == nullptr) st.client_half_closed_first = true;
       if (!tls) {
         error_code ignore;
         up.sock.shutdown(aio::tcp_socket::shutdown_send, ignore);
@@ -202,6 +209,7 @@ aio::awaitable<bool> pump_h2_to_upstream(H2UpstreamConn& conn, H2Call& call, exc
       st.last_traffic = Clock::now();
     }
     if (c.end) {
+      if (st.ended_by == nullptr) st.client_half_closed_first = true;
       conn.end_request(call);
       co_return true;
     }

@@ -140,6 +140,9 @@ def test_the_backends_reset_is_connect_error_to_the_client(env):
 
 
 def test_the_clients_end_stream_reaches_the_backend(env):
+    """The client half-closes first; the backend's end that answers it closes
+    the tunnel, counted as the client's close."""
+    by_client = closed(env, "client")
     ends = len(env.ws.lines("websocket end from the client"))
     rc, out, err = client(env, "text:last words", "end")
     assert rc == 0, err
@@ -147,6 +150,7 @@ def test_the_clients_end_stream_reaches_the_backend(env):
     wait_until(lambda: len(env.ws.lines("websocket end from the client")) == ends + 1, 5,
                "the backend to see END_STREAM")
     tunnels_closed(env)
+    assert closed(env, "client") == by_client + 1
 
 
 def test_the_routes_idle_timeout_cancels_both_streams(env):

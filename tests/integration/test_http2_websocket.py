@@ -151,11 +151,14 @@ def test_the_client_resetting_the_stream_closes_the_upstream(proxy):
 
 def test_the_clients_end_stream_half_closes_the_upstream(proxy):
     """END_STREAM from the client is a half-close of the backend connection:
-    gantry-echo then ends too, and the client gets the proxy's END_STREAM."""
+    gantry-echo then ends too, and the client gets the proxy's END_STREAM; the
+    close is counted as the client's, whose half-close came first."""
+    by_client = closed(proxy, "client")
     rc, out, err = client(proxy, "text:last words", "end")
     assert rc == 0, err
     assert out[-2:] == ["echo text 10", "end_stream"]
     wait_until(lambda: metric(proxy, "gantry_websocket_connections_active") == 0, 5, "the tunnel to end")
+    assert closed(proxy, "client") == by_client + 1
 
 
 def test_the_routes_idle_timeout_resets_a_quiet_tunnel(proxy):
