@@ -298,6 +298,11 @@ struct ParkState {
   // When the connection last read bytes: its session's memory goes back
   // kReleaseIdleAfter later, parked or not.
   std::chrono::steady_clock::time_point quiet_since = std::chrono::steady_clock::now();
+  // The parked connection was resumed once to send what hibernation needs
+  // (a SETTINGS whose acknowledgement has not come): not again until the
+  // client sends something, or a client that never acknowledges would have
+  // it resumed at every sweep.
+  bool hibernation_asked = false;
 };
 
 // The read loop's idle timer. Fired while no stream is open: first (after
@@ -488,7 +493,10 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
       peer_gone = true;
       break;
     }
-    if (park != nullptr) park->quiet_since = std::chrono::steady_clock::now();
+    if (park != nullptr) {
+      park->quiet_since = std::chrono::steady_clock::now();
+      park->hibernation_asked = false;
+    }
     if (!core->session().receive(std::string_view(buf.p, n)).ok()) break;
     if (core->session().done()) break;
   }
@@ -573,7 +581,9 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
   // The idle timeout, or before it the time for the session to hibernate.
   void wait_deadline(uint64_t epoch) {
     auto at = park_.idle_deadline;
-    if (!core_->session().hibernated()) at = std::min(at, park_.quiet_since + kReleaseIdleAfter);
+    if (!core_->session().hibernated() && !park_.hibernation_asked) {
+      at = std::min(at, park_.quiet_since + kReleaseIdleAfter);
+    }
     deadline_.expires_at(at);
     deadline_.async_wait([self = shared_from_this(), epoch](error_code e) {
       if (!e) self->on_deadline(epoch);
@@ -589,7 +599,9 @@ class ParkingConnection : public std::enable_shared_from_this<ParkingConnection>
     // Quiet for kReleaseIdleAfter: the session's memory goes. It hibernates
     // at once, or after a SETTINGS exchange, which needs the connection run.
     core_->session().release_idle_memory();
-    if (core_->session().hibernate()) {
+    const bool asleep = core_->session().hibernate();
+    park_.hibernation_asked = true;
+    if (asleep) {
       wait_deadline(epoch);
     } else {
       resume(epoch, false);

@@ -10,6 +10,7 @@ buffer's pages are all touched (a buffer's untouched pages cost nothing).
 """
 
 import json
+import os
 import socket
 import time
 
@@ -349,6 +350,44 @@ def test_a_parked_session_hibernates_a_second_after_the_last_bytes(dataplane):
     c.send(h2_frame(1, 5, 3, b"\x20" + block.replace(b"/one", b"/two")))
     assert h2_body(c, 3) is not None
     c.s.close()
+
+
+def test_clients_that_never_acknowledge_the_zero_table_size_cost_no_cpu(dataplane):
+    """Clients that indexed a field and then acknowledge nothing: hibernation's
+    SETTINGS goes out once per quiet period and the parked connections stay
+    parked, rather than being resumed at every sweep to try again (that cost
+    ~0.26 ms of proxy CPU per connection a second)."""
+    from test_http2_codec import RawH2, h2_frame
+
+    lit = lambda n, v: b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    inc = lambda n, v: b"\x40" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    block = b"".join(lit(n, v) for n, v in [(b":method", b"GET"), (b":scheme", b"http"),
+                                            (b":authority", b"x"), (b":path", b"/one")]) + inc(b"x-idx", b"v")
+    proxy = h2_proxy(dataplane)
+    conns = []
+    try:
+        for _ in range(300):
+            c = RawH2(proxy.http_port)
+            c.send(h2_frame(1, 5, 1, block))
+            h2_body(c, 1)  # acknowledges the proxy's first SETTINGS, then reads no more
+            conns.append(c)
+
+        def cpu_ms():
+            with open(f"/proc/{proxy.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+        time.sleep(1.5)  # past the second after which the zero table size is sent
+        before = cpu_ms()
+        time.sleep(3)
+        spent = cpu_ms() - before
+        assert spent < 100, f"{spent:.0f} ms of proxy CPU in 3 s for 300 idle connections"
+        # Still served: a request (which acknowledges nothing either) is answered.
+        conns[0].send(h2_frame(1, 5, 3, block.replace(b"/one", b"/two")[:-len(inc(b"x-idx", b"v"))]))
+        assert h2_body(conns[0], 3) is not None
+    finally:
+        for c in conns:
+            c.s.close()
 
 
 def test_the_clients_window_and_settings_carry_across_hibernation(dataplane):
