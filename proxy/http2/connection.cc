@@ -399,25 +399,27 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
       },
       asio::detached);
   // The sweep's offer to park (Drainable::park_if_quiet()), for this pass.
+  // The Core's function holds only a pointer to it (no allocation).
   struct ParkOffer {
     Core& core;
+    Socket& sock;
+    ParkState* park;
     ~ParkOffer() { core.park_if_quiet_ = nullptr; }
-  } offer{*core};
-  if (park != nullptr) {
-    core->park_if_quiet_ = [&sock, park, c = core.get()](std::chrono::steady_clock::time_point now) {
-      if (c->session().open_streams() != 0) {  // quiet counts from when the sweep last saw one open
+    void operator()(std::chrono::steady_clock::time_point now) {
+      if (core.session().open_streams() != 0) {  // quiet counts from when the sweep last saw one open
         park->quiet_since = now;
         return;
       }
-      if (now - park->quiet_since < kParkAfter || park->requested || c->over() || !c->writer_waiting ||
-          c->session().draining()) {
+      if (now - park->quiet_since < kParkAfter || park->requested || core.over() || !core.writer_waiting ||
+          core.session().draining()) {
         return;
       }
       park->requested = true;
       error_code ignored;
       sock.lowest_layer().cancel(ignored);
-    };
-  }
+    }
+  } offer{*core, sock, park};
+  if (park != nullptr) core->park_if_quiet_ = [o = &offer](std::chrono::steady_clock::time_point now) { (*o)(now); };
   auto wait_writer = [&]() -> aio::awaitable<void> {
     while (!writer_done) {
       error_code ec;
