@@ -10,6 +10,17 @@
 
 #include "proxy/base/block_pool.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define GANTRY_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GANTRY_ARENA_ASAN 1
+#endif
+#endif
+#ifdef GANTRY_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace gantry::http2 {
 
 namespace {
@@ -28,18 +39,41 @@ bool all_zero(const char* p, size_t n) {
 
 SessionMemory::SessionMemory() : mem_{this, &on_malloc, &on_free, &on_calloc, &on_realloc} {}
 
-SessionMemory::~SessionMemory() {
-  for (const Run& r : runs_) block_pool::release_pages(r.p, block_pool::pages_for(r.bytes), false);
-  if (arena_ != nullptr) block_pool::release_pages(arena_, kArenaPages, false);
-}
-
 // ---- the arena (small allocations) ----------------------------------------
+//
+// Under AddressSanitizer the arena poisons what no one may touch (the run not
+// yet carved, free chunks, the bytes of a chunk past what was asked for), so
+// a use after free or an overflow of libnghttp2's memory, or of ours that
+// points into it, is reported as it would be with malloc.
+
+namespace {
+
+#ifdef GANTRY_ARENA_ASAN
+void poison(const void* p, size_t n) { __asan_poison_memory_region(p, n); }
+void unpoison(const void* p, size_t n) { __asan_unpoison_memory_region(p, n); }
+#else
+void poison(const void*, size_t) {}
+void unpoison(const void*, size_t) {}
+#endif
+
+// A chunk's first 8 bytes: its size class and the size asked for.
+struct ChunkHeader {
+  uint32_t cls;  // the chunk's size in 16-byte steps
+  uint32_t bytes;
+};
+static_assert(sizeof(ChunkHeader) == 8);
+
+ChunkHeader& header_of(void* payload) { return *reinterpret_cast<ChunkHeader*>(static_cast<char*>(payload) - 8); }
+
+}  // namespace
 
 void* SessionMemory::arena_allocate(size_t n) {
-  const size_t cls = (n + 8 + 15) / 16;  // the chunk's size in 16-byte steps
+  const size_t cls = (n + 8 + 15) / 16;
   char* chunk = arena_ != nullptr && cls < kClasses ? static_cast<char*>(free_lists()[cls]) : nullptr;
   if (chunk != nullptr) {
+    unpoison(chunk + 8, sizeof(void*));
     free_lists()[cls] = *reinterpret_cast<void**>(chunk + 8);
+    poison(chunk + 8, cls * 16 - 8);
   } else {
     if (arena_ == nullptr) {
       try {
@@ -49,34 +83,55 @@ void* SessionMemory::arena_allocate(size_t n) {
       }
       std::fill_n(free_lists(), kClasses, nullptr);
       arena_used_ = kFirstChunk;  // so that every chunk's payload is 16-byte aligned
+      poison(arena_ + kFirstChunk, kArenaBytes - kFirstChunk);
     }
     if (arena_used_ + cls * 16 > kArenaBytes) return nullptr;
     chunk = arena_ + arena_used_;
     arena_used_ += cls * 16;
-    *reinterpret_cast<uint64_t*>(chunk) = cls;
+    unpoison(chunk, sizeof(ChunkHeader));
   }
+  *reinterpret_cast<ChunkHeader*>(chunk) = ChunkHeader{static_cast<uint32_t>(cls), static_cast<uint32_t>(n)};
+  unpoison(chunk + 8, n);
   ++arena_live_;
   arena_live_bytes_ += cls * 16;
   return chunk + 8;
 }
 
-size_t SessionMemory::arena_capacity(const void* p) const {
-  return *reinterpret_cast<const uint64_t*>(static_cast<const char*>(p) - 8) * 16 - 8;
+bool SessionMemory::arena_resize(void* p, size_t n) {
+  ChunkHeader& h = header_of(p);
+  if (n > h.cls * size_t{16} - 8) return false;
+  poison(p, h.cls * size_t{16} - 8);
+  unpoison(p, n);
+  h.bytes = static_cast<uint32_t>(n);
+  return true;
 }
+
+size_t SessionMemory::arena_bytes(const void* p) const { return header_of(const_cast<void*>(p)).bytes; }
 
 void SessionMemory::arena_free(void* p) {
   char* chunk = static_cast<char*>(p) - 8;
-  const size_t cls = *reinterpret_cast<const uint64_t*>(chunk);
+  const size_t cls = reinterpret_cast<const ChunkHeader*>(chunk)->cls;
   arena_live_bytes_ -= cls * 16;
   if (--arena_live_ == 0) {  // all gone (the session deleted): so is the run
+    unpoison(arena_, kArenaBytes);  // the block pool's again
     block_pool::release_pages(arena_, kArenaPages, false);
     arena_ = nullptr;
     arena_used_ = 0;
     return;
   }
+  unpoison(p, sizeof(void*));
   if (cls < kClasses) {
     *reinterpret_cast<void**>(p) = free_lists()[cls];
     free_lists()[cls] = chunk;
+  }
+  poison(p, cls * 16 - 8);
+}
+
+SessionMemory::~SessionMemory() {
+  for (const Run& r : runs_) block_pool::release_pages(r.p, block_pool::pages_for(r.bytes), false);
+  if (arena_ != nullptr) {
+    unpoison(arena_, kArenaBytes);
+    block_pool::release_pages(arena_, kArenaPages, false);
   }
 }
 
@@ -129,11 +184,10 @@ void SessionMemory::deallocate(void* p) {
 void* SessionMemory::reallocate(void* p, size_t n) {
   if (p == nullptr) return allocate(n, false);
   if (in_arena(p)) {
-    const size_t old = arena_capacity(p);
-    if (n <= old) return p;
+    if (arena_resize(p, n)) return p;
     void* q = allocate(n, false);
     if (q == nullptr) return nullptr;  // p stays valid, as realloc leaves it
-    std::memcpy(q, p, old);
+    std::memcpy(q, p, arena_bytes(p));
     arena_free(p);
     return q;
   }

@@ -87,15 +87,16 @@ class SessionMemory {
   // The arena. Its run starts with the heads of its free lists (kept there,
   // not here: this object lives as long as the connection, hibernated or
   // not). A chunk is a multiple of 16 bytes: an 8-byte header (its size
-  // class) then what was asked for, which thus starts 16-byte aligned. A
-  // free chunk holds the next free chunk of its class.
+  // class and the size asked for) then what was asked for, which thus starts
+  // 16-byte aligned. A free chunk holds the next free chunk of its class.
   static constexpr size_t kArenaBytes = kArenaPages * 4096;
   static constexpr size_t kClasses = (kRecycledBytes + 8 + 15) / 16 + 1;  // those with a free list
   static constexpr size_t kFirstChunk = (kClasses * sizeof(void*) + 15) / 16 * 16 + 8;
   void** free_lists() { return reinterpret_cast<void**>(arena_); }
   void* arena_allocate(size_t n);
   void arena_free(void* p);
-  size_t arena_capacity(const void* p) const;  // bytes the chunk can hold
+  size_t arena_bytes(const void* p) const;     // bytes asked for
+  bool arena_resize(void* p, size_t n);        // in place, when n fits
   bool in_arena(const void* p) const {
     const auto* c = static_cast<const char*>(p);
     return arena_ != nullptr && c >= arena_ && c < arena_ + kArenaBytes;

@@ -109,6 +109,38 @@ TEST(SessionMemory, AFullArenaFallsBackToMallocAndLargeOnesArePageRuns) {
   EXPECT_FALSE(m.has_arena());
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define GANTRY_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GANTRY_TEST_ASAN 1
+#endif
+#endif
+
+// Under AddressSanitizer (hack/test.sh's build-asan) a freed chunk, the bytes
+// past what was asked for and the arena not yet carved are poisoned: misuse
+// of memory from the arena is reported as with malloc's.
+TEST(SessionMemory, UnderAsanTheArenaReportsUseAfterFreeAndOverflow) {
+#ifndef GANTRY_TEST_ASAN
+  GTEST_SKIP() << "not an AddressSanitizer build";
+#else
+  SessionMemory m;
+  void* keep = alloc(m, 16);
+  auto* freed = static_cast<volatile char*>(alloc(m, 40));
+  release(m, const_cast<char*>(freed));
+  EXPECT_DEATH(freed[0] = 1, "use-after-poison");
+  auto* p = static_cast<volatile char*>(alloc(m, 20));
+  p[19] = 1;  // its own last byte: fine
+  EXPECT_DEATH(p[20] = 1, "use-after-poison");
+  auto* q = static_cast<volatile char*>(grow(m, const_cast<char*>(p), 24));  // in place, now 24 bytes
+  q[23] = 1;
+  EXPECT_DEATH(q[24] = 1, "use-after-poison");
+  release(m, const_cast<char*>(q));
+  release(m, keep);
+  EXPECT_FALSE(m.has_arena());
+#endif
+}
+
 // A libnghttp2 server session made, fed a client's preface, SETTINGS and a
 // GET, answered, and deleted: while it lives its small allocations are in
 // the arena; once deleted, nothing of it is.
