@@ -46,11 +46,7 @@ Metrics::Metrics()
                                   .Help("Client connections that spoke HTTP/2 (h2c or ALPN h2)")
                                   .Register(*registry_)
                                   .Add({})),
-      http2_streams_total(prometheus::BuildCounter()
-                              .Name("gantry_downstream_http2_streams_total")
-                              .Help("HTTP/2 request streams received")
-                              .Register(*registry_)
-                              .Add({})),
+      http2_streams_total("gantry_downstream_http2_streams_total", "HTTP/2 request streams received"),
       websockets_active(prometheus::BuildGauge()
                             .Name("gantry_websocket_connections_active")
                             .Help("Open WebSocket tunnels")
@@ -71,16 +67,8 @@ Metrics::Metrics()
                           .Register(*registry_)),
       websocket_bytes_to_upstream(websocket_bytes.Add({{"direction", "to_upstream"}})),
       websocket_bytes_to_client(websocket_bytes.Add({{"direction", "to_client"}})),
-      bytes_received(prometheus::BuildCounter()
-                         .Name("gantry_downstream_received_bytes_total")
-                         .Help("Bytes read from clients")
-                         .Register(*registry_)
-                         .Add({})),
-      bytes_sent(prometheus::BuildCounter()
-                     .Name("gantry_downstream_sent_bytes_total")
-                     .Help("Bytes written to clients")
-                     .Register(*registry_)
-                     .Add({})),
+      bytes_received("gantry_downstream_received_bytes_total", "Bytes read from clients"),
+      bytes_sent("gantry_downstream_sent_bytes_total", "Bytes written to clients"),
       snapshot_version(prometheus::BuildGauge()
                            .Name("gantry_snapshot_version")
                            .Help("Version of the applied snapshot")
@@ -150,9 +138,14 @@ Metrics::Metrics()
                             .Register(*registry_)),
       passthrough_bytes_to_upstream(passthrough_bytes.Add({{"direction", "to_upstream"}})),
       passthrough_bytes_to_client(passthrough_bytes.Add({{"direction", "to_client"}})) {
+  // The unlabelled ones show 0 before any worker counted: a cell no worker writes.
+  http2_streams_total.cell({});
+  bytes_received.cell({});
+  bytes_sent.cell({});
   add_collector([this] {
-    return std::vector<prometheus::MetricFamily>{requests.collect(), request_seconds.collect(),
-                                                 upstream_seconds.collect()};
+    return std::vector<prometheus::MetricFamily>{requests.collect(),       request_seconds.collect(),
+                                                 upstream_seconds.collect(), http2_streams_total.collect(),
+                                                 bytes_received.collect(), bytes_sent.collect()};
   });
 }
 

@@ -49,7 +49,7 @@ class Metrics {
   // HTTP/2 client connections (counted in the two above as well) and their streams.
   prometheus::Gauge& http2_connections_active;
   prometheus::Counter& http2_connections_total;
-  prometheus::Counter& http2_streams_total;
+  ShardedCounters http2_streams_total;  // WorkerMetrics::http2_stream()
   // WebSocket tunnels (after a 101): open now, opened, closed by reason
   // (client, upstream, idle_timeout), bytes by direction (to_upstream, to_client).
   prometheus::Gauge& websockets_active;
@@ -58,8 +58,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& websocket_bytes;
   prometheus::Counter& websocket_bytes_to_upstream;
   prometheus::Counter& websocket_bytes_to_client;
-  prometheus::Counter& bytes_received;
-  prometheus::Counter& bytes_sent;
+  ShardedCounters bytes_received;  // WorkerMetrics::received()
+  ShardedCounters bytes_sent;      // WorkerMetrics::sent()
   prometheus::Gauge& snapshot_version;
   prometheus::Counter& snapshot_applies;
   prometheus::Counter& snapshot_nacks;
@@ -101,9 +101,20 @@ class WorkerMetrics {
   void grpc_request_done(const std::string& route, int grpc_status);
   // A TLS passthrough connection: relayed, no_endpoint or connect_failed.
   void passthrough_result(const std::string& cluster, const char* result);
+  // Counted on every stream or read: the worker's own cells (sharded_metrics.h).
+  void http2_stream() { bump(*cell(h2_streams_, m_.http2_streams_total)); }
+  void received(uint64_t bytes) { bump(*cell(received_, m_.bytes_received), bytes); }
+  void sent(uint64_t bytes) { bump(*cell(sent_, m_.bytes_sent), bytes); }
   Metrics& global() { return m_; }
 
  private:
+  static std::atomic<uint64_t>* cell(std::atomic<uint64_t>*& c, ShardedCounters& family) {
+    if (c == nullptr) c = &family.cell({});
+    return c;
+  }
+  std::atomic<uint64_t>* h2_streams_ = nullptr;
+  std::atomic<uint64_t>* received_ = nullptr;
+  std::atomic<uint64_t>* sent_ = nullptr;
   struct RouteChildren {
     std::atomic<uint64_t>* by_class[6] = {};
     ShardedHistograms::Cell* latency = nullptr;

@@ -2540,7 +2540,7 @@ void ExchangeDriver::log(std::string_view client, uint64_t bytes_in, uint64_t by
   w_.metrics().request_done(record.route.empty() ? kNoRoute : record.route, record.status, ms / 1000.0);
   if (record.grpc_status >= 0)
     w_.metrics().grpc_request_done(record.route.empty() ? kNoRoute : record.route, record.grpc_status);
-  w_.metrics().global().bytes_sent.Increment(static_cast<double>(bytes_out));
+  w_.metrics().sent(bytes_out);
   auto& log = w_.server().log();
   if (log.enabled()) {
     AccessRecord r;

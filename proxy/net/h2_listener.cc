@@ -210,7 +210,7 @@ aio::awaitable<void> H2Connections::run_stream(std::shared_ptr<Conn> c, std::sha
     Running running(c, [](Conn& conn) {
       if (conn.owner != nullptr) conn.owner->finished(conn);
     });
-    metrics_.global().http2_streams_total.Increment();
+    metrics_.http2_stream();
     std::unique_ptr<http2::H2Downstream> spare;
     if (spares_.empty()) {
       spare_low_water_ = 0;

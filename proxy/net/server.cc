@@ -521,7 +521,7 @@ aio::awaitable<bool> Session<Stream>::handle_one(bool first) {
       }
       this->idle = false;
       if (!ec) {
-        w_.metrics().global().bytes_received.Increment(static_cast<double>(n));
+        w_.metrics().received(n);
         if (!got_bytes) {
           got_bytes = true;
           deadline = Clock::now() + opts.request_header_timeout;

@@ -53,6 +53,23 @@ TEST(ShardedMetrics, CountersSumTheirWorkersCellsAsAFamilyWould) {
   EXPECT_EQ(text({sharded.collect()}), text(reg.Collect()));
 }
 
+// An unlabelled counter (bytes sent, streams): a zero cell no worker writes
+// shows 0 before any traffic, as prometheus-cpp's Add({}) does; then the
+// workers' cells add up.
+TEST(ShardedMetrics, AnUnlabelledCounterShowsZeroThenItsWorkersSum) {
+  ShardedCounters sharded("t_bytes_total", "help text");
+  sharded.cell({});
+  prometheus::Registry reg;
+  prometheus::Counter& ref = prometheus::BuildCounter().Name("t_bytes_total").Help("help text").Register(reg).Add({});
+  EXPECT_EQ(text({sharded.collect()}), text(reg.Collect()));
+  std::atomic<uint64_t>& w1 = sharded.cell({});
+  std::thread other([&] { bump(sharded.cell({}), 4096); });
+  bump(w1, 100);
+  other.join();
+  ref.Increment(4196);
+  EXPECT_EQ(text({sharded.collect()}), text(reg.Collect()));
+}
+
 TEST(ShardedMetrics, HistogramsBucketAndSumAsPrometheusCppDoes) {
   ShardedHistograms sharded("t_seconds", "help text", kBounds);
   prometheus::Registry reg;
