@@ -45,7 +45,10 @@ class ShardedCounters {
   prometheus::MetricFamily collect() const;
 
  private:
-  struct Cell {
+  // A cache line each: the cells of different workers sit side by side in
+  // cells_, and a line two workers write would pass between their cores on
+  // every request.
+  struct alignas(64) Cell {
     LabelSet labels;
     std::atomic<uint64_t> value{0};
   };
@@ -56,7 +59,7 @@ class ShardedCounters {
 
 class ShardedHistograms {
  public:
-  struct Cell {
+  struct alignas(64) Cell {  // a cache line of its own, as ShardedCounters::Cell
     LabelSet labels;
     std::unique_ptr<std::atomic<uint64_t>[]> counts;  // per bucket, not cumulative; the last is +Inf
     std::atomic<double> sum{0};
