@@ -56,12 +56,6 @@ class Core : public Handler, public Drainable, public std::enable_shared_from_th
     return ok_status();
   }
 
-  // Set by the read loop of a parking connection for the pass it runs.
-  void park_if_quiet(std::chrono::steady_clock::time_point now) override {
-    if (park_if_quiet_) park_if_quiet_(now);
-  }
-  std::function<void(std::chrono::steady_clock::time_point)> park_if_quiet_;
-
   ServerSession& session() { return *session_; }
   aio::Executor executor() const { return ex_; }
   bool over() const { return over_; }
@@ -280,7 +274,7 @@ aio::awaitable<void> writer(Socket& sock, std::shared_ptr<Core> core) {
 // as an idle HTTP/1.1 connection gives back its read buffer.
 constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
 // A cleartext connection quiet this long parks, at the owner's next sweep
-// (Drainable::park_if_quiet()): its reader's and writer's coroutine frames
+// (park_quiet_connections()): its reader's and writer's coroutine frames
 // go (serve_parking()). Sooner than the session: frames freed a second after
 // they were made sat as holes between the objects of the connections opened
 // meanwhile, and a burst of connections kept those pages resident. Waking a
@@ -288,6 +282,19 @@ constexpr std::chrono::milliseconds kReleaseIdleAfter{1000};
 // new session; and the sweep, which runs anyway, asks, not a timer of the
 // connection's own, so parking costs no wake-up (docs/BENCHMARKS.md).
 constexpr std::chrono::milliseconds kParkAfter{100};
+
+// The connections of this thread whose read loop is running a pass and that
+// may park: what park_quiet_connections() walks (a parked one is not on it,
+// so idle connections cost the sweep nothing).
+struct ParkOfferBase {
+  ParkOfferBase* prev = nullptr;
+  ParkOfferBase* next = nullptr;
+  virtual void offer(std::chrono::steady_clock::time_point now) = 0;
+
+ protected:
+  ~ParkOfferBase() = default;
+};
+thread_local ParkOfferBase* t_awake = nullptr;
 
 // What a parking connection (serve_parking()) and its read loop share.
 struct ParkState {
@@ -398,14 +405,27 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
         writer_finished.cancel();
       },
       asio::detached);
-  // The sweep's offer to park (Drainable::park_if_quiet()), for this pass.
-  // The Core's function holds only a pointer to it (no allocation).
-  struct ParkOffer {
+  // The sweep's offer to park (park_quiet_connections()), for this pass: on
+  // the thread's list while the pass runs (a node on this frame).
+  struct ParkOffer final : ParkOfferBase {
     Core& core;
     Socket& sock;
     ParkState* park;
-    ~ParkOffer() { core.park_if_quiet_ = nullptr; }
-    void operator()(std::chrono::steady_clock::time_point now) {
+    ParkOffer(Core& c, Socket& s, ParkState* p) : core(c), sock(s), park(p) {
+      if (park == nullptr) return;
+      next = t_awake;
+      if (next != nullptr) next->prev = this;
+      t_awake = this;
+    }
+    ~ParkOffer() {
+      if (park == nullptr) return;
+      if (prev != nullptr) prev->next = next;
+      else t_awake = next;
+      if (next != nullptr) next->prev = prev;
+    }
+    ParkOffer(const ParkOffer&) = delete;
+    ParkOffer& operator=(const ParkOffer&) = delete;
+    void offer(std::chrono::steady_clock::time_point now) override {
       if (core.session().open_streams() != 0) {  // quiet counts from when the sweep last saw one open
         park->quiet_since = now;
         return;
@@ -419,7 +439,6 @@ aio::awaitable<bool> run_connection(Socket& sock, std::shared_ptr<Core>& core, s
       sock.lowest_layer().cancel(ignored);
     }
   } offer{*core, sock, park};
-  if (park != nullptr) core->park_if_quiet_ = [o = &offer](std::chrono::steady_clock::time_point now) { (*o)(now); };
   auto wait_writer = [&]() -> aio::awaitable<void> {
     while (!writer_done) {
       error_code ec;
@@ -644,6 +663,12 @@ aio::awaitable<void> serve(aio::tcp_socket socket, std::string already_read,
 aio::awaitable<void> serve(asio::ssl::stream<aio::tcp_socket> socket, std::string already_read,
                             const ConnectionOptions& options, StreamRunner runner) {
   return serve_on(std::move(socket), std::move(already_read), options, std::move(runner));
+}
+
+void park_quiet_connections(std::chrono::steady_clock::time_point now) {
+  // An offer parks by cancelling a wait, whose handler runs later: nothing
+  // leaves the list during the walk.
+  for (ParkOfferBase* o = t_awake; o != nullptr; o = o->next) o->offer(now);
 }
 
 void serve_parking(aio::tcp_socket socket, std::string already_read, const ConnectionOptions& options,

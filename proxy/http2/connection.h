@@ -105,14 +105,10 @@ using StreamRunner = std::function<::gantry::aio::awaitable<void>(std::shared_pt
 // What the connection's owner keeps to drain it (call on the connection's
 // thread): the two-step GOAWAY, then the connection ends when its streams
 // have. Step two follows the PING ack, or `drain_ack_timeout` at the latest.
-// park_if_quiet(): the owner's periodic sweep (every 100 ms) offers a
-// cleartext connection (serve_parking()) to park when it has had no stream
-// open and read nothing for 100 ms; others ignore it.
 class Drainable {
  public:
   virtual ~Drainable() = default;
   virtual void drain() = 0;
-  virtual void park_if_quiet(std::chrono::steady_clock::time_point now) = 0;
 };
 
 struct ConnectionOptions {
@@ -135,10 +131,12 @@ struct ConnectionOptions {
                                    StreamRunner runner);
 
 // serve() for a cleartext connection that parks while idle, as an idle
-// HTTP/1.1 keep-alive connection does: after 1 s without a stream (and with
-// nothing to write) its reader and writer coroutines end, and what stays is
-// the socket, the session (Core) and one readiness wait; bytes from the peer
-// (or its close), the idle timeout, or a drain resume it in new coroutines.
+// HTTP/1.1 keep-alive connection does: once it has had no stream open, read
+// nothing for 100 ms and has nothing to write, its reader and writer
+// coroutines end at the next park_quiet_connections(), and what stays is the
+// socket, the session (Core) and one readiness wait; bytes from the peer (or
+// its close), the idle timeout, a drain, or its session's hibernation a
+// second after the last bytes resume it in new coroutines.
 // Runs on the socket's executor; `done` is called once, when the connection
 // has ended (with the exception that ended it, if one did). `options` must
 // outlive the connection; `on_start`, when given, is called instead of
@@ -148,5 +146,12 @@ void serve_parking(::gantry::aio::tcp_socket socket, std::string already_read,
                    const ConnectionOptions& options, StreamRunner runner,
                    std::function<void(std::exception_ptr)> done,
                    std::function<void(std::weak_ptr<Drainable>)> on_start = nullptr);
+
+// The owner's periodic sweep (every 100 ms, on the connections' thread):
+// parks the calling thread's serve_parking() connections that are quiet (no
+// stream open, nothing read for 100 ms, nothing to write). Only connections
+// not parked are looked at: they are on a list of the thread's while their
+// coroutines run.
+void park_quiet_connections(std::chrono::steady_clock::time_point now);
 
 }  // namespace gantry::http2

@@ -288,12 +288,6 @@ void H2Connections::drain_listener(const std::string& name) {
       if (auto d = c->drainable.lock()) d->drain();
 }
 
-void H2Connections::park_quiet(std::chrono::steady_clock::time_point now) {
-  for (Conn* c = conns_; c != nullptr; c = c->next)
-    if (!c->tls)
-      if (auto d = c->drainable.lock()) d->park_if_quiet(now);
-}
-
 void H2Connections::trim_spares() {
   const size_t n = std::min(spare_low_water_, spares_.size());
   spares_.erase(spares_.begin(), spares_.begin() + static_cast<std::ptrdiff_t>(n));

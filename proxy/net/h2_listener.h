@@ -90,9 +90,6 @@ class H2Connections {
 
   // GOAWAY to the connections of a snapshot listener the snapshot dropped.
   void drain_listener(const std::string& name);
-  // The worker's sweep, every 100 ms: cleartext connections quiet for as
-  // long park (http2::Drainable::park_if_quiet()).
-  void park_quiet(std::chrono::steady_clock::time_point now);
   // The worker's sweep, once a second: the spare downstreams unused in that
   // second go (as the worker's spare exchange drivers, SpareDrivers::trim()).
   void trim_spares();

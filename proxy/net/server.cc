@@ -1000,7 +1000,7 @@ void Worker::sweep() {
       ::malloc_trim(0);
     }
   }
-  h2_.park_quiet(now);
+  http2::park_quiet_connections(now);  // h2c connections quiet for 100 ms park
   for (SessionBase* s = sessions_; s != nullptr; s = s->next) {
     if (s->deadline <= now && s->deadline_socket != nullptr) {
       s->timed_out = true;
