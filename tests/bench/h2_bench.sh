@@ -16,6 +16,12 @@
 #   the median over rounds of req/s, mean latency and the proxy's CPU time per
 #   request (user + system from /proc: the least noisy number on a shared
 #   machine). Prints the ratios; never fails on numbers.
+# - haproxy-eq, an h2 target beside the three: the same HAProxy doing per
+#   request what Gantry does by default and the plain HAProxy config does not
+#   (a random X-Request-ID sent upstream and back to the client,
+#   X-Forwarded-Proto and X-Forwarded-Host upstream; both add
+#   X-Forwarded-For). Reported on a line of its own: the targets compare with
+#   the plain HAProxy.
 #
 #   tests/bench/h2_bench.sh [BIN_DIR] [SECONDS] [ROUNDS]
 # GANTRY_GHZ_DIR: the directory hack/ghz.sh printed (built when unset).
@@ -81,13 +87,13 @@ start_gantry() {  # name port admin snapshot [bin dir]
 start_gantry gantry 19480 19490 "$tmp/snapshot.json"
 start_gantry gantry-grpc 19483 19491 "$tmp/snapshot-grpc.json"
 g2=${GANTRY_BENCH_BIN2_NAME:-gantry-2}
-h2_targets=(gantry nginx haproxy)
+h2_targets=(gantry nginx haproxy haproxy-eq)
 grpc_targets=(gantry-grpc nginx-grpc haproxy-grpc)
 if [ -n "${GANTRY_BENCH_BIN2:-}" ]; then
   bin2=$(cd "$GANTRY_BENCH_BIN2" && pwd)
   start_gantry "$g2" 19486 19492 "$tmp/snapshot.json" "$bin2"
   start_gantry "$g2-grpc" 19487 19493 "$tmp/snapshot-grpc.json" "$bin2"
-  h2_targets=(gantry "$g2" nginx haproxy)
+  h2_targets=(gantry "$g2" nginx haproxy haproxy-eq)
   grpc_targets=(gantry-grpc "$g2-grpc" nginx-grpc haproxy-grpc)
 fi
 
@@ -144,6 +150,15 @@ frontend fe
   bind 127.0.0.1:19482 proto h2
   option forwardfor
   default_backend be
+frontend fe_eq
+  bind 127.0.0.1:19488 proto h2
+  option forwardfor
+  unique-id-format %[uuid()]
+  http-request set-header X-Request-ID %[unique-id]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-response set-header X-Request-ID %[unique-id]
+  default_backend be
 frontend fe_grpc
   bind 127.0.0.1:19485 proto h2
   default_backend be_grpc
@@ -155,7 +170,9 @@ CONF
 taskset -c "$cpu_proxy" haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy.out" 2>&1 &
 pid[haproxy]=$!
 pid[haproxy-grpc]=$!
+pid[haproxy-eq]=$!
 pids+=($!)
+port[haproxy-eq]=19488
 port[haproxy]=19482
 port[haproxy-grpc]=19485
 wait_port 127.0.0.1:19482
@@ -221,6 +238,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), (b > 0
 echo
 echo "h2 -> HTTP/1.1 backend, req/s:   gantry/haproxy $(ratio "$(median "${results[gantry]}" 1)" "$(median "${results[haproxy]}" 1)")  gantry/nginx $(ratio "$(median "${results[gantry]}" 1)" "$(median "${results[nginx]}" 1)")   (targets >= 1.0 and >= 1.25)"
 echo "h2, CPU per request:              haproxy/gantry $(ratio "$(median "${results[haproxy]}" 3)" "$(median "${results[gantry]}" 3)")  nginx/gantry $(ratio "$(median "${results[nginx]}" 3)" "$(median "${results[gantry]}" 3)")"
+echo "h2, HAProxy with Gantry's default header work (haproxy-eq):  req/s gantry/haproxy-eq $(ratio "$(median "${results[gantry]}" 1)" "$(median "${results[haproxy-eq]}" 1)")  CPU per request haproxy-eq/gantry $(ratio "$(median "${results[haproxy-eq]}" 3)" "$(median "${results[gantry]}" 3)")"
 echo "gRPC unary, req/s:                gantry/nginx $(ratio "$(median "${results[gantry-grpc]}" 1)" "$(median "${results[nginx-grpc]}" 1)")  gantry/haproxy $(ratio "$(median "${results[gantry-grpc]}" 1)" "$(median "${results[haproxy-grpc]}" 1)")   (target >= 1.0 nginx)"
 echo "gRPC unary, CPU per request:      nginx/gantry $(ratio "$(median "${results[nginx-grpc]}" 3)" "$(median "${results[gantry-grpc]}" 3)")  haproxy/gantry $(ratio "$(median "${results[haproxy-grpc]}" 3)" "$(median "${results[gantry-grpc]}" 3)")"
 if [ -n "${GANTRY_BENCH_BIN2:-}" ]; then
