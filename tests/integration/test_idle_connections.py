@@ -345,7 +345,9 @@ def test_a_parked_session_hibernates_a_second_after_the_last_bytes(dataplane):
         seen.append(f)
     waited = time.monotonic() - quiet_from
     c.s.settimeout(5)
-    assert waited >= 0.9, f"the session hibernated {waited:.2f} s after the last bytes, before a second"
+    # A second after the proxy read the last bytes, which was before the answer
+    # came here; parking (the failure this looks for) is 100-200 ms after.
+    assert waited >= 0.6, f"the session hibernated {waited:.2f} s after the last bytes, not a second"
     time.sleep(0.3)  # hibernated on the acknowledgement, and parked again
     c.send(h2_frame(1, 5, 3, b"\x20" + block.replace(b"/one", b"/two")))
     assert h2_body(c, 3) is not None
