@@ -914,8 +914,8 @@ aio::awaitable<void> Session<Stream>::tunnel(UpstreamConn& up, milliseconds idle
   }
   disarm();
   up.sock.close(ignore);
+  m.websocket_closed.Add({{"reason", ended_by}}).Increment();  // before: see stream_tunnel.cc
   m.websockets_active.Decrement();
-  m.websocket_closed.Add({{"reason", ended_by}}).Increment();
 }
 
 aio::awaitable<void> Worker::accept_loop(aio::tcp_acceptor& acc, bool tls,

@@ -55,10 +55,12 @@ template <class Metrics>
 void end_tunnel(TunnelState& st, Metrics& m) {
   st.over = true;
   st.idle_timer.cancel();
-  m.websockets_active.Decrement();
   const char* reason = st.ended_by != nullptr ? st.ended_by : "client";
   if (st.client_half_closed_first && std::string_view(reason) == "upstream") reason = "client";
+  // Counted closed before it stops counting as open: a scrape that sees no
+  // tunnel open sees its close.
   m.websocket_closed.Add({{"reason", reason}}).Increment();
+  m.websockets_active.Decrement();
 }
 
 // `stop_upstream` wakes the upstream pump so that it ends.
