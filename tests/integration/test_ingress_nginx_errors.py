@@ -175,8 +175,14 @@ def test_limit_connections_places_come_back_after_client_aborts(env):
     for s in socks:
         s.close()  # the clients give up before the answer
     # The exchanges end (at the latest when the backend answers and the write fails): the count is released.
-    wait_until(lambda: request(port, "/", "limit.nx.test")[0] == 200, CONVERGE_TIMEOUT,
-               "the aborted requests' places to come back", on_timeout=lambda: tail(env.proxy.log))
+    # Both places: two requests at once must both get through (one free place lets a single probe
+    # through while the other aborted exchange may still be ending).
+    def both_free():
+        with concurrent.futures.ThreadPoolExecutor(2) as two:
+            futures = [two.submit(request, port, "/delay/300", "limit.nx.test") for _ in range(2)]
+            return [f.result()[0] for f in futures] == [200, 200]
+    wait_until(both_free, CONVERGE_TIMEOUT, "the aborted requests' places to come back",
+               on_timeout=lambda: tail(env.proxy.log))
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         held, _ = held_and_refused(pool, env, "limit.nx.test", 2)  # both places are taken again: nothing leaked
         assert [f.result() for f in held] == [200, 200]
