@@ -34,6 +34,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "proxy/base/block_pool.h"
+
 namespace gantry::http2 {
 
 class SessionMemory {
@@ -89,7 +91,7 @@ class SessionMemory {
   // not). A chunk is a multiple of 16 bytes: an 8-byte header (its size
   // class and the size asked for) then what was asked for, which thus starts
   // 16-byte aligned. A free chunk holds the next free chunk of its class.
-  static constexpr size_t kArenaBytes = kArenaPages * 4096;
+  static constexpr size_t kArenaBytes = kArenaPages * block_pool::kPageSize;
   static constexpr size_t kClasses = (kRecycledBytes + 8 + 15) / 16 + 1;  // those with a free list
   static constexpr size_t kFirstChunk = (kClasses * sizeof(void*) + 15) / 16 * 16 + 8;
   void** free_lists() { return reinterpret_cast<void**>(arena_); }

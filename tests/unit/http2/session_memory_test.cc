@@ -86,7 +86,7 @@ TEST(SessionMemory, ReallocKeepsTheBytesWhereverTheChunkGoes) {
 TEST(SessionMemory, AFullArenaFallsBackToMallocAndLargeOnesArePageRuns) {
   SessionMemory m;
   std::vector<void*> held;
-  const size_t capacity = SessionMemory::kArenaPages * 4096;
+  const size_t capacity = SessionMemory::kArenaPages * block_pool::kPageSize;
   size_t arena_bytes = 0;
   for (int i = 0; i < 100; ++i) {  // 100 x 240-byte chunks: more than the arena holds
     void* p = alloc(m, 232);
