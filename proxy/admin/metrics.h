@@ -18,6 +18,7 @@
 #include <prometheus/registry.h>
 
 #include "proxy/admin/sharded_metrics.h"
+#include "proxy/base/last_hit_map.h"
 
 #include <functional>
 #include <memory>
@@ -120,8 +121,8 @@ class WorkerMetrics {
     ShardedHistograms::Cell* latency = nullptr;
   };
   Metrics& m_;
-  std::unordered_map<std::string, RouteChildren> routes_;
-  std::unordered_map<std::string, ShardedHistograms::Cell*> upstreams_;
+  LastHitMap<RouteChildren> routes_;
+  LastHitMap<ShardedHistograms::Cell*> upstreams_;
   std::unordered_map<std::string, prometheus::Counter*> upstream_errors_;
   std::unordered_map<std::string, prometheus::Counter*> mirror_results_;
   std::unordered_map<std::string, prometheus::Counter*> tls_handshakes_;

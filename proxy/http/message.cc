@@ -31,9 +31,8 @@ void ResponseHead::clear() {
   keep_alive = true;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
+bool detail::iequals_short(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
     if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;

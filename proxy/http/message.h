@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -54,8 +55,32 @@ struct ResponseHead {
   void clear();
 };
 
-// Case-insensitive ASCII compare.
-bool iequals(std::string_view a, std::string_view b);
+namespace detail {
+// Eight octets with 'A'..'Z' made lower case (chars.h's lower_ascii, one word).
+inline uint64_t lower_word(const char* p) {
+  constexpr uint64_t k01 = 0x0101010101010101ull;
+  constexpr uint64_t k80 = 0x8080808080808080ull;
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  const uint64_t low7 = x & ~k80;
+  const uint64_t upper = ((low7 + (0x80 - 'A') * k01) ^ (low7 + (0x7f - 'Z') * k01)) & ~x & k80;
+  return x | (upper >> 2);
+}
+bool iequals_short(const char* a, const char* b, size_t n);  // n < 8
+}  // namespace detail
+
+// Case-insensitive ASCII compare. Inline: most calls compare a field name
+// with a name of another length, and those that do not take eight octets at
+// a time (the last word overlapping the one before).
+inline bool iequals(std::string_view a, std::string_view b) {
+  const size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n < 8) return detail::iequals_short(a.data(), b.data(), n);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    if (detail::lower_word(a.data() + i) != detail::lower_word(b.data() + i)) return false;
+  return i == n || detail::lower_word(a.data() + n - 8) == detail::lower_word(b.data() + n - 8);
+}
 // The value of the first header called `name` (case-insensitive), if any.
 std::optional<std::string_view> find_header(const std::vector<Header>& h, std::string_view name);
 // Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,

@@ -30,6 +30,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/uio.h>
 
 #include <boost/asio/buffer.hpp>
@@ -74,7 +76,11 @@ inline RecvResult recv_reporting_drained(int fd, boost::asio::mutable_buffer b, 
   for (;;) {
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    const ssize_t r = ::recvmsg(fd, &msg, flags);
+    // The system call itself, not libc's recvmsg(): that wrapper is a
+    // cancellation point, and in a threaded process it switches the thread's
+    // cancellation type around every call with two atomic exchanges (0.7% of
+    // the proxy's CPU under h2 load). The proxy never cancels threads.
+    const ssize_t r = ::syscall(SYS_recvmsg, fd, &msg, flags);
     if (r > 0) {
       ec = {};
       n = static_cast<size_t>(r);

@@ -1030,13 +1030,12 @@ void Worker::sweep() {
 // burst does not keep them (the next request on it takes a block again).
 void Worker::reap_idle(Clock::time_point now) {
   const auto limit = server_.options().upstream_idle_timeout;
-  for (auto it = idle_.begin(); it != idle_.end();) {
-    auto& v = it->second;
+  idle_.erase_if([&](const std::string&, std::vector<std::unique_ptr<UpstreamConn>>& v) {
     std::erase_if(v, [&](const std::unique_ptr<UpstreamConn>& c) { return now - c->idle_since >= limit; });
     for (auto& c : v)
       if (c->buf.holds_storage() && c->buf.empty() && now - c->idle_since >= kReleaseIdleAfter) c->buf.release();
-    it = v.empty() ? idle_.erase(it) : std::next(it);
-  }
+    return v.empty();
+  });
   // HTTP/2 upstream connections without an open stream for as long end
   // with GOAWAY(NO_ERROR) (then close); dead ones and lists left empty are
   // forgotten. The mirror's HTTP/2 connections likewise.

@@ -30,6 +30,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "proxy/base/last_hit_map.h"
 #include "proxy/base/peek.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/ext_auth_client.h"
@@ -283,7 +284,7 @@ class Worker {
     if (cfg->version == pruned_version_) return;
     pruned_version_ = cfg->version;
     auto gone = [cfg](const auto& kv) { return cfg->clusters.count(kv.first) == 0; };
-    std::erase_if(lbs_, gone);
+    lbs_.erase_if([cfg](const std::string& name, const ClusterLb&) { return cfg->clusters.count(name) == 0; });
     std::erase_if(health_, gone);
     std::erase_if(states_, gone);
     std::unordered_set<std::string_view> used;
@@ -464,9 +465,9 @@ class Worker {
   // the liveness probe (a syscall) on connections idle for less than
   // kProbeIdleAfter: a backend closing one in that window is rare and cheap.
   std::unique_ptr<UpstreamConn> take_idle(const std::string& key, bool replayable) {
-    auto it = idle_.find(key);
-    if (it == idle_.end()) return nullptr;
-    auto& v = it->second;
+    auto* found = idle_.find(key);
+    if (found == nullptr) return nullptr;
+    auto& v = *found;
     const auto now = coarse_now();
     while (!v.empty()) {
       auto c = std::move(v.back());
@@ -529,7 +530,7 @@ class Worker {
   uint64_t released_since_trim_ = 0;
   void sweep();
   void reap_idle(Clock::time_point now);
-  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
+  LastHitMap<std::vector<std::unique_ptr<UpstreamConn>>> idle_;
   // One set of balancers per cluster; a rule's policy.loadBalancer.type picks
   // which one serves it (the state of each type is per cluster, per worker).
   struct ClusterLb {
@@ -540,7 +541,7 @@ class Worker {
     std::vector<upstream::HostView> hosts;
     std::unique_ptr<upstream::LoadBalancer> rr, least, random, maglev;
   };
-  std::unordered_map<std::string, ClusterLb> lbs_;
+  LastHitMap<ClusterLb> lbs_;
   std::unordered_map<std::string, uint32_t> active_;  // in-flight requests per endpoint key
   std::unordered_map<std::string, std::shared_ptr<upstream::ClusterState>> states_;
   const control::Config* retry_cfg_ = nullptr;

@@ -27,6 +27,39 @@ TEST(Message, Iequals) {
   for (const Row& r : rows) EXPECT_EQ(iequals(r.a, r.b), r.eq) << r.a << " vs " << r.b;
 }
 
+// Lengths 8 and up go eight octets at a time (the last word overlapping):
+// every position of every length from 1 to 40 is checked against the octet
+// by octet answer, with a letter in the other case (equal), a different
+// letter, and the octets whose 0x20 bit differs but are not letters ('@'
+// and '`', '[' and '{', '\r' and '-', 0xC3 and 0xE3).
+TEST(Message, IequalsEveryPositionAndLength) {
+  auto reference = [](const std::string& a, const std::string& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      auto low = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; };
+      if (low(a[i]) != low(b[i])) return false;
+    }
+    return true;
+  };
+  const std::string base = "content-length-transfer-encoding-x-forwa";
+  const std::vector<std::pair<char, char>> swaps = {{'a', 'A'}, {'a', 'b'},  {'@', '`'},      {'[', '{'},
+                                                    {'\r', '-'}, {'Z', 'z'}, {'\xc3', '\xe3'}, {'0', 0x10}};
+  for (size_t n = 1; n <= base.size(); ++n) {
+    const std::string a = base.substr(0, n);
+    EXPECT_TRUE(iequals(a, a));
+    for (size_t i = 0; i < n; ++i) {
+      for (const auto& [x, y] : swaps) {
+        std::string l = a, r = a;
+        l[i] = x;
+        r[i] = y;
+        EXPECT_EQ(iequals(l, r), reference(l, r)) << n << " at " << i << ": " << int(x) << " vs " << int(y);
+        EXPECT_EQ(iequals(r, l), reference(r, l)) << n << " at " << i;
+      }
+    }
+    EXPECT_FALSE(iequals(a, a + "x"));
+  }
+}
+
 TEST(Message, FindHeaderReturnsFirstMatch) {
   const std::vector<Header> h = {{"Host", "a"}, {"X-A", "1"}, {"x-a", "2"}};
   EXPECT_EQ(find_header(h, "x-A").value_or("none"), "1");
