@@ -33,6 +33,10 @@
 #                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
 #                            grpc-go's interop TestService; req/s, latency, proxy CPU per request, ratios
 #                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
+#   hack/bench.sh h2shapes   Gantry's and HAProxy's user and system CPU time per h2 request, one proxy
+#                            loaded at a time, at four h2load shapes (16x1, 4x10, 16x10, 16x40 streams), and
+#                            the differences (tests/bench/h2_shapes.sh; GANTRY_BENCH_SECONDS, default 5;
+#                            GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
 #   hack/bench.sh syscalls   syscalls per proxied request, by name, through Gantry, nginx and HAProxy (one
 #                            worker each) to one nginx backend: HTTP/1.1 (h2load --h1, 16 connections) and
 #                            h2c (16 x 10 streams), counted by the kernel's tracepoints (perf, root)
@@ -100,6 +104,11 @@ if [ "$what" = h2 ]; then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   ninja -C build-release gantry-proxy >/dev/null
   exec bash tests/bench/h2_bench.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+fi
+if [ "$what" = h2shapes ]; then
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  ninja -C build-release gantry-proxy >/dev/null
+  exec bash tests/bench/h2_shapes.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = syscalls ]; then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
