@@ -12,9 +12,9 @@
 // their address until erased), or is null; every erasure forgets it.
 #pragma once
 
+#include <iterator>
 #include <string>
 #include <unordered_map>
-#include <utility>
 
 namespace gantry {
 
@@ -39,11 +39,12 @@ class LastHitMap {
     last_ = nullptr;
     map_.erase(key);
   }
-  // Erases the entries for which pred(const std::string&, V&) is true.
+  // Erases the entries (key-value pairs) for which pred(entry) is true, as
+  // std::erase_if on the map would, but the predicate may change the value.
   template <class Pred>
   void erase_if(Pred pred) {
     last_ = nullptr;
-    for (auto it = map_.begin(); it != map_.end();) it = pred(it->first, it->second) ? map_.erase(it) : std::next(it);
+    for (auto it = map_.begin(); it != map_.end();) it = pred(*it) ? map_.erase(it) : std::next(it);
   }
   void clear() {
     last_ = nullptr;

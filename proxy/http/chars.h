@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/http/message.h"
+
 namespace gantry::http::chars {
 
 inline constexpr std::array<bool, 256> make_table(std::string_view extra, bool alnum) {
@@ -79,22 +81,14 @@ inline std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
-// ASCII upper case to lower case, eight octets at a time: an HTTP/1.1
-// upstream's field names ("Content-Type") become HTTP/2's (h2_downstream.cc). For each octet
-// below 0x80, bit 7 of (o & 0x7f) + (0x80 - 'A') says o >= 'A', and of
-// (o & 0x7f) + (0x7f - 'Z') says o > 'Z'; their difference marks 'A'..'Z',
-// whose 0x20 bit is then set.
+// ASCII upper case to lower case, eight octets at a time (message.h's
+// detail::lower_word): an HTTP/1.1 upstream's field names ("Content-Type")
+// become HTTP/2's (h2_downstream.cc).
 inline void lower_ascii(std::string& s) {
-  constexpr uint64_t k01 = 0x0101010101010101ull;
-  constexpr uint64_t k80 = 0x8080808080808080ull;
   char* p = s.data();
   size_t n = s.size();
   for (; n >= 8; p += 8, n -= 8) {
-    uint64_t x;
-    std::memcpy(&x, p, 8);
-    const uint64_t low7 = x & ~k80;
-    const uint64_t upper = (((low7 + (0x80 - 'A') * k01) ^ (low7 + (0x7f - 'Z') * k01)) & ~x & k80);
-    x |= upper >> 2;
+    const uint64_t x = detail::lower_word(p);
     std::memcpy(p, &x, 8);
   }
   for (; n > 0; ++p, --n)

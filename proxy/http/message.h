@@ -56,7 +56,10 @@ struct ResponseHead {
 };
 
 namespace detail {
-// Eight octets with 'A'..'Z' made lower case (chars.h's lower_ascii, one word).
+// Eight octets from `p` with 'A'..'Z' made lower case. For each octet below
+// 0x80, bit 7 of (o & 0x7f) + (0x80 - 'A') says o >= 'A', and of
+// (o & 0x7f) + (0x7f - 'Z') says o > 'Z'; their difference marks 'A'..'Z',
+// whose 0x20 bit is then set (octets from 0x80 are left alone).
 inline uint64_t lower_word(const char* p) {
   constexpr uint64_t k01 = 0x0101010101010101ull;
   constexpr uint64_t k80 = 0x8080808080808080ull;

@@ -1030,7 +1030,8 @@ void Worker::sweep() {
 // burst does not keep them (the next request on it takes a block again).
 void Worker::reap_idle(Clock::time_point now) {
   const auto limit = server_.options().upstream_idle_timeout;
-  idle_.erase_if([&](const std::string&, std::vector<std::unique_ptr<UpstreamConn>>& v) {
+  idle_.erase_if([&](auto& entry) {
+    auto& v = entry.second;
     std::erase_if(v, [&](const std::unique_ptr<UpstreamConn>& c) { return now - c->idle_since >= limit; });
     for (auto& c : v)
       if (c->buf.holds_storage() && c->buf.empty() && now - c->idle_since >= kReleaseIdleAfter) c->buf.release();

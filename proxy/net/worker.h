@@ -284,7 +284,7 @@ class Worker {
     if (cfg->version == pruned_version_) return;
     pruned_version_ = cfg->version;
     auto gone = [cfg](const auto& kv) { return cfg->clusters.count(kv.first) == 0; };
-    lbs_.erase_if([cfg](const std::string& name, const ClusterLb&) { return cfg->clusters.count(name) == 0; });
+    lbs_.erase_if(gone);
     std::erase_if(health_, gone);
     std::erase_if(states_, gone);
     std::unordered_set<std::string_view> used;

@@ -35,7 +35,7 @@ TEST(LastHitMap, ErasingTheRememberedEntryForgetsIt) {
   EXPECT_EQ(m["x"], "") << "a new entry, not the erased one";
 
   m["y"] = std::string(1, '2');
-  m.erase_if([](const std::string& k, std::string&) { return k == "y"; });
+  m.erase_if([](const auto& e) { return e.first == "y"; });
   EXPECT_EQ(m.find("y"), nullptr);
   ASSERT_NE(m.find("x"), nullptr);
 
@@ -48,7 +48,8 @@ TEST(LastHitMap, EraseIfSeesEveryEntryAndCanEditThem) {
   LastHitMap<std::vector<int>> m;
   for (int i = 0; i < 20; ++i) m[std::to_string(i)] = {i, i + 1};
   int seen = 0;
-  m.erase_if([&](const std::string&, std::vector<int>& v) {
+  m.erase_if([&](auto& e) {
+    std::vector<int>& v = e.second;
     ++seen;
     v.pop_back();
     return v.front() % 2 == 0;
