@@ -30,6 +30,8 @@ test_packages=(
   python3-cryptography python3-yaml procps psmisc iproute2 kubectl
   # HTTP/2 clients (nghttp, h2load) for tests and benchmarks
   nghttp2-client
+  # memcheck runs the proxy's exit in an integration test (test_shutdown.py)
+  valgrind
   # hack/stress-tests.sh keeps a core busy with it
   stress-ng
   # htpasswd(1) writes the basicAuth tests' htpasswd files (bcrypt, SHA-256/512 crypt, MD5)

@@ -484,9 +484,6 @@ class Worker {
     return nullptr;
   }
   void drop_idle(const std::string& key) { idle_.erase(key); }
-  // HTTP/2 upstream connections (h2c clusters) per endpoint key, shared by
-  // this worker's exchanges; dead ones are dropped when next looked at.
-  std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>> h2_upstreams;
   void give_back(std::unique_ptr<UpstreamConn> c) {
     if (server_.draining()) return;
     auto& v = idle_[c->key];
@@ -516,6 +513,15 @@ class Worker {
   Server& server_;
   int id_;
   asio::io_context io_;
+
+ public:
+  // HTTP/2 upstream connections (h2c clusters) per endpoint key, shared by
+  // this worker's exchanges; dead ones are dropped when next looked at.
+  // Declared after io_, so destroyed before it: a connection's socket and
+  // timers deregister from io_'s reactor as they go.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2UpstreamConn>>> h2_upstreams;
+
+ private:
   aio::tcp_acceptor acceptor_;
   aio::tcp_acceptor tls_acceptor_;
   aio::tcp_acceptor h2c_acceptor_;
