@@ -20,8 +20,11 @@ COPY . .
 # Release (-O3 -DNDEBUG): 3% fewer instructions per proxied request than RelWithDebInfo,
 # measured by `hack/bench.sh buildtype` (docs/BENCHMARKS.md, "Build type of the image");
 # hack/test.sh builds it with warnings as errors and runs the integration tests on it.
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=OFF \
- && ninja -C /build gantry-proxy gantry-controller \
+# Profile-guided (hack/pgo.sh): an instrumented proxy is built and trained first with
+# HTTP/1.1 and h2c traffic on loopback (hack/pgo-train.sh, which hack/test.sh also runs),
+# then the binaries below are built with its counts (docs/BENCHMARKS.md, "Profile-guided build").
+# The same as: cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_PGO=use ...
+RUN bash hack/pgo.sh /build gantry-proxy gantry-controller \
  && install -D -m 0755 -s /build/bin/gantry-proxy /out/usr/local/bin/gantry-proxy \
  && install -D -m 0755 -s /build/bin/gantry-controller /out/usr/local/bin/gantry-controller
 

@@ -28,12 +28,13 @@
 #                            the bare route, same run: with leases (the default) and per request (a second
 #                            proxy, leasePercent 0): req/s ratio, p50 overhead, Redis round trips per
 #                            decision (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3)
-#   hack/bench.sh h2         HTTP/2: h2load (h2c, 16 connections x 10 streams) through Gantry, nginx (http2)
+#   hack/bench.sh h2         HTTP/2: h2load (h2c, 16 connections x 10 streams) through Gantry (the image's
+#                            profile-guided build, hack/pgo.sh, and the plain Release build), nginx (http2)
 #                            and HAProxy (proto h2) to one HTTP/1.1 backend, then gRPC unary calls with ghz
 #                            (hack/ghz.sh) through each (Gantry h2c cluster, nginx grpc_pass, HAProxy h2) to
 #                            grpc-go's interop TestService; req/s, latency, proxy CPU per request, ratios
 #                            (GANTRY_BENCH_SECONDS, default 5; GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
-#   hack/bench.sh h2shapes   Gantry's and HAProxy's user and system CPU time per h2 request, one proxy
+#   hack/bench.sh h2shapes   Gantry's (profile-guided, as the image) and HAProxy's user and system CPU time per h2 request, one proxy
 #                            loaded at a time, at four h2load shapes (16x1, 4x10, 16x10, 16x40 streams), and
 #                            the differences (tests/bench/h2_shapes.sh; GANTRY_BENCH_SECONDS, default 5;
 #                            GANTRY_BENCH_ROUNDS, 3). Not part of `all`.
@@ -101,14 +102,17 @@ if [ "$what" = uring ]; then
   exit 0
 fi
 if [ "$what" = h2 ]; then
+  # "gantry" is the image's build, profile-guided (hack/pgo.sh, in build-pgo/);
+  # "gantry-release" the plain Release build, in the same rounds.
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   ninja -C build-release gantry-proxy >/dev/null
-  exec bash tests/bench/h2_bench.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+  bash hack/pgo.sh build-pgo gantry-proxy
+  GANTRY_BENCH_BIN2=build-release/bin GANTRY_BENCH_BIN2_NAME=gantry-release \
+    exec bash tests/bench/h2_bench.sh build-pgo/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = h2shapes ]; then
-  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-  ninja -C build-release gantry-proxy >/dev/null
-  exec bash tests/bench/h2_shapes.sh build-release/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
+  bash hack/pgo.sh build-pgo gantry-proxy
+  exec bash tests/bench/h2_shapes.sh build-pgo/bin "${GANTRY_BENCH_SECONDS:-5}" "${GANTRY_BENCH_ROUNDS:-3}"
 fi
 if [ "$what" = syscalls ]; then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -21,6 +21,8 @@ build_packages=(
   libxml2-dev
   # RESP encoding and reply parsing for the global rate limiter (docs/policies.md, scope: global)
   libhiredis-dev
+  # h2load: the training load of the profile-guided build (hack/pgo.sh, the Dockerfile)
+  nghttp2-client
 )
 test_packages=(
   # clang for libFuzzer targets and the sanitizer runtime
@@ -28,8 +30,7 @@ test_packages=(
   # real peers used by tests, the demo and benchmarks
   curl wrk nginx-light haproxy openssl python3 python3-pytest python3-websocket python3-jwt
   python3-cryptography python3-yaml procps psmisc iproute2 kubectl
-  # HTTP/2 clients (nghttp, h2load) for tests and benchmarks
-  nghttp2-client
+  # HTTP/2 clients (nghttp, h2load) for tests and benchmarks: nghttp2-client, in build_packages
   # memcheck runs the proxy's exit in an integration test (test_shutdown.py)
   valgrind
   # hack/stress-tests.sh keeps a core busy with it

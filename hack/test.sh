@@ -11,7 +11,8 @@
 #      Gateway API conformance suite (label conformance, tests/conformance/: fails
 #      on any failure not in tests/conformance/known_failures.txt);
 #   2. the Release build (build-release/, -O3 -DNDEBUG): the binaries the integration
-#      tests start (target integration-binaries) pass them again;
+#      tests start (target integration-binaries) pass them again, then the training run of
+#      the profile-guided build (hack/pgo-train.sh; the image is built with hack/pgo.sh);
 #   3. the unit tests again on the Debug build under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   4. every libFuzzer target over its seed corpus plus a bounded number of new inputs.
 # Every build type a user may pick is built here, with warnings as errors
@@ -98,6 +99,8 @@ if [ "${GANTRY_SKIP_RELEASE:-0}" != 1 ]; then
   cmake -S . -B build-release -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release -DGANTRY_WERROR=ON >/dev/null
   ninja -C build-release -j "$jobs" integration-binaries
   ctest_stage release-integration build-release -j 2 -L integration -E demo_smoke
+  stage "the profile-guided build's training run (hack/pgo-train.sh) on the Release binaries"
+  bash hack/pgo-train.sh build-release/bin || failed+=("pgo-train")
 fi
 
 if [ "${GANTRY_SKIP_SANITIZE:-0}" != 1 ]; then

@@ -137,7 +137,11 @@ inline bool try_write(aio::tcp_socket& s, std::string_view& data, error_code& ec
 // in one syscall. Returns true when all went out (or on error); otherwise `a`
 // and `b` keep the rest for write_rest. A plain function, not a coroutine: the
 // common case allocates no coroutine frame.
+// With `b` empty (a request or answer without a body, the common case) it is
+// a plain send(): sendmsg() also copies in a msghdr and an iovec array, ~0.1 µs
+// of kernel time per call (docs/BENCHMARKS.md, session 20).
 inline bool try_write_two(aio::tcp_socket& s, std::string_view& a, std::string_view& b, error_code& ec) {
+  if (b.empty()) return try_write(s, a, ec);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
   size_t n = s.write_some(bufs, ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {

@@ -3,7 +3,8 @@
 
 1. shape: a debian:bookworm build stage that runs hack/install-deps.sh and
    builds gantry-proxy + gantry-controller with cmake/ninja and
-   -DGANTRY_BUILD_TESTS=OFF; a debian:bookworm-slim runtime stage that installs
+   -DGANTRY_BUILD_TESTS=OFF (directly, or as the last build of hack/pgo.sh,
+   the profile-guided build, in Release with -DGANTRY_PGO=use); a debian:bookworm-slim runtime stage that installs
    packages by name with --no-install-recommends, no compiler, -dev package or
    build tool, copies the binaries to /usr/local/bin and runs as 65532;
 2. libraries: every shared library `ldd` resolves for the built binaries
@@ -66,10 +67,24 @@ t.check(runtime["from"].split()[0] == "debian:bookworm-slim", "runtime stage is 
 
 build_runs = " && ".join(a for k, a in build["ins"] if k == "RUN")
 t.check("hack/install-deps.sh" in build_runs, "build stage runs hack/install-deps.sh")
-t.check(re.search(r"cmake .*-G Ninja", build_runs) is not None, "build stage configures with cmake -G Ninja")
-t.check("-DGANTRY_BUILD_TESTS=OFF" in build_runs, "tests are not built into the image")
-t.check(re.search(r"ninja .*gantry-proxy.*gantry-controller|ninja .*gantry-controller.*gantry-proxy", build_runs)
-        is not None, "ninja builds both binaries")
+# The profile-guided build (hack/pgo.sh BUILD_DIR TARGET...): its last configure
+# and build are the image's, so they are checked in the script.
+pgo = re.search(r"bash hack/pgo\.sh (\S+) (.*?)(?:&&|$)", build_runs)
+if pgo:
+    with open(os.path.join(common.ROOT, "hack", "pgo.sh")) as f:
+        script = f.read()
+    final = script[script.rfind("cmake "):]
+    built = pgo.group(2).split()
+    t.check(re.search(r"cmake .*-G Ninja", final) is not None, "the profile-guided build configures with cmake -G Ninja")
+    t.check("-DGANTRY_BUILD_TESTS=OFF" in final, "tests are not built into the image")
+    t.check("-DGANTRY_PGO=use" in final and "-DCMAKE_BUILD_TYPE=Release" in final,
+            "the image's build is Release with the training's counts")
+    t.check("gantry-proxy" in built and "gantry-controller" in built, "hack/pgo.sh builds both binaries", str(built))
+else:
+    t.check(re.search(r"cmake .*-G Ninja", build_runs) is not None, "build stage configures with cmake -G Ninja")
+    t.check("-DGANTRY_BUILD_TESTS=OFF" in build_runs, "tests are not built into the image")
+    t.check(re.search(r"ninja .*gantry-proxy.*gantry-controller|ninja .*gantry-controller.*gantry-proxy", build_runs)
+            is not None, "ninja builds both binaries")
 
 runtime_runs = [a for k, a in runtime["ins"] if k == "RUN"]
 packages = []
