@@ -4,9 +4,9 @@
 #   1. BUILD_DIR-pgogen/: gantry-proxy and the test backends built to count
 #      what runs (-DGANTRY_PGO=generate);
 #   2. hack/pgo-train.sh on them: HTTP/1.1 and h2c traffic through the proxy;
-#   3. BUILD_DIR/: TARGETs (default gantry-proxy) built with those counts
-#      (-DGANTRY_PGO=use): hot paths laid out together and inlined, cold ones
-#      moved aside.
+#   3. BUILD_DIR/ (removed first): TARGETs (default gantry-proxy) built with
+#      those counts (-DGANTRY_PGO=use): hot paths laid out together and
+#      inlined, cold ones moved aside.
 #
 # The image is built this way (Dockerfile), and `hack/bench.sh h2` measures
 # it beside the plain Release build (docs/BENCHMARKS.md, "Profile-guided
@@ -34,6 +34,8 @@ echo "pgo: training run"
 bash "$repo/hack/pgo-train.sh" "$gen/bin"
 [ -n "$(find "$prof" -name '*.gcda' -print -quit)" ] || { echo "pgo: the training wrote no counts to $prof" >&2; exit 1; }
 echo "pgo: optimised build in $out"
+# Afresh: ninja does not know that every object depends on the counts.
+rm -rf "$out"
 cmake -S "$repo" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=OFF \
   -DGANTRY_PGO=use -DGANTRY_PGO_DIR="$prof" "${extra[@]}" >/dev/null
 # ccache would key these objects by a counts file it cannot find under the

@@ -67,7 +67,13 @@ class SessionMemory {
   size_t arena_live_bytes() const { return arena_live_bytes_; }
   bool has_arena() const { return arena_ != nullptr; }
 
-  static constexpr size_t kArenaPages = 2;
+  // 8 pages: an h2c connection with 10 streams in flight holds ~12 KiB of
+  // libnghttp2's per-stream allocations (its stream, the answer's copied
+  // field array, two outbound items); with 2 pages, four allocations per
+  // request went to malloc (docs/BENCHMARKS.md, session 20). Pages are
+  // resident only once carved, and the run goes with the session (an idle
+  // connection's hibernation), so idle connections cost no more.
+  static constexpr size_t kArenaPages = 8;
   static constexpr size_t kRecycledBytes = 1024;
 
  private:

@@ -88,7 +88,8 @@ TEST(SessionMemory, AFullArenaFallsBackToMallocAndLargeOnesArePageRuns) {
   std::vector<void*> held;
   const size_t capacity = SessionMemory::kArenaPages * block_pool::kPageSize;
   size_t arena_bytes = 0;
-  for (int i = 0; i < 100; ++i) {  // 100 x 240-byte chunks: more than the arena holds
+  const int chunks = static_cast<int>(capacity / 240) + 16;  // 240-byte chunks: more than the arena holds
+  for (int i = 0; i < chunks; ++i) {
     void* p = alloc(m, 232);
     ASSERT_NE(p, nullptr);
     std::memset(p, i, 232);
