@@ -25,7 +25,7 @@ jobs=${GANTRY_JOBS:-$(nproc)}
 read -r -a extra <<<"${GANTRY_PGO_CMAKE_ARGS:-}"
 
 echo "pgo: instrumented build in $gen"
-cmake -S "$repo" -B "$gen" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=ON \
+cmake -S "$repo" -B "$gen" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGANTRY_BUILD_TESTS=OFF \
   -DGANTRY_PGO=generate -DGANTRY_PGO_DIR="$prof" >/dev/null
 ninja -C "$gen" -j "$jobs" gantry-proxy gantry-echo gantry-h2-echo >/dev/null
 rm -rf "$prof"

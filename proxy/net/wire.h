@@ -140,10 +140,13 @@ inline bool try_write(aio::tcp_socket& s, std::string_view& data, error_code& ec
 // With `b` empty (a request or answer without a body, the common case) it is
 // a plain send(): sendmsg() also copies in a msghdr and an iovec array, ~0.1 µs
 // of kernel time per call (docs/BENCHMARKS.md, session 20).
+// Like the gather write, all sent leaves `a` and `b` as they were (callers
+// count what they wrote from them).
 inline bool try_write_two(aio::tcp_socket& s, std::string_view& a, std::string_view& b, error_code& ec) {
-  if (b.empty()) return try_write(s, a, ec);
-  std::array<asio::const_buffer, 2> bufs{asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size())};
-  size_t n = s.write_some(bufs, ec);
+  size_t n = b.empty() ? s.write_some(asio::buffer(a.data(), a.size()), ec)
+                       : s.write_some(std::array<asio::const_buffer, 2>{asio::buffer(a.data(), a.size()),
+                                                                       asio::buffer(b.data(), b.size())},
+                                      ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
     ec = {};
     n = 0;
